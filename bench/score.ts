@@ -1,0 +1,111 @@
+// npm run bench:score — the score function under load, with dynamic batching on and, as the
+// baseline in the same run, off (SCORE_MAX_BATCH=1: one tensor call per request). Rounds alternate
+// between the two so that noise on this shared machine hits both; medians are reported.
+// Progress goes to stderr; results to stdout as one JSON object per line, the summary last.
+// BENCH_SECONDS (default 10) sets each wrk run's length, BENCH_ROUNDS (default 3) the rounds.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtemp, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { freePort } from "../lib/net.js";
+import { runWrk, type WrkResult } from "./wrk.js";
+
+const CLI = fileURLToPath(new URL("../../bin/fanwatch.js", import.meta.url));
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const CONNECTIONS = 64;
+const BATCH_SIZE = 1000;
+
+interface Measurement {
+  config: "batching" | "baseline";
+  round: number;
+  startupMs: number;
+  single: WrkResult;
+  batch: WrkResult;
+  readingsPerSecond: number;
+  rssMb: number;
+}
+
+const progress = (line: string) => process.stderr.write(`${line}\n`);
+
+if (spawnSync("wrk", ["--version"]).error !== undefined) {
+  progress("bench:score needs wrk: apt-get install -y wrk");
+  process.exit(1);
+}
+
+const scriptDir = await mkdtemp(join(tmpdir(), "fanwatch-bench-"));
+const single = JSON.stringify({ params: [612.3, 40.1, 151.7, 48.9] });
+const batch = JSON.stringify({ instances: Array.from({ length: BATCH_SIZE }, (_, i) => [500 + (i % 200), 35 + (i % 20), 100 + (i % 150), 45 + (i % 15)]) });
+
+const results: Measurement[] = [];
+for (let round = 1; round <= ROUNDS; round++) {
+  for (const config of ["batching", "baseline"] as const) {
+    progress(`round ${round}/${ROUNDS}: ${config} …`);
+    const m = await measure(config, round, await freePort());
+    results.push(m);
+    progress(`  single ${m.single.requestsPerSecond.toFixed(0)} req/s (p50 ${m.single.p50Ms} ms, p99 ${m.single.p99Ms} ms), batches ${m.readingsPerSecond.toFixed(0)} readings/s, RSS ${m.rssMb} MB, first answer ${m.startupMs} ms`);
+    console.log(JSON.stringify({ kind: "measurement", ...m }));
+  }
+}
+
+const summary = { batching: summarize("batching"), baseline: summarize("baseline") };
+const ratio = summary.batching.singleRequestsPerSecond / summary.baseline.singleRequestsPerSecond;
+console.log(JSON.stringify({ kind: "summary", connections: CONNECTIONS, seconds: SECONDS, rounds: ROUNDS, batchSize: BATCH_SIZE, ...summary, singleSpeedupVsBaseline: Math.round(ratio * 100) / 100 }));
+
+function summarize(config: "batching" | "baseline") {
+  const runs = results.filter((r) => r.config === config);
+  return {
+    singleRequestsPerSecond: median(runs.map((r) => r.single.requestsPerSecond)),
+    singleP50Ms: median(runs.map((r) => r.single.p50Ms)),
+    singleP99Ms: median(runs.map((r) => r.single.p99Ms)),
+    batchReadingsPerSecond: median(runs.map((r) => r.readingsPerSecond)),
+    rssMb: median(runs.map((r) => r.rssMb)),
+    startupMs: median(runs.map((r) => r.startupMs)),
+    errors: runs.reduce((n, r) => n + r.single.errors + r.batch.errors, 0),
+  };
+}
+
+async function measure(config: "batching" | "baseline", round: number, port: number): Promise<Measurement> {
+  const env = { ...process.env, LOG_LEVEL: "silent", ...(config === "baseline" ? { SCORE_MAX_BATCH: "1" } : {}) };
+  const started = performance.now();
+  const child = spawn(process.execPath, [CLI, "function", "score", "--port", String(port)], { env, stdio: "ignore" });
+  try {
+    await firstAnswer(`http://127.0.0.1:${port}/`);
+    const startupMs = Math.round(performance.now() - started);
+    await runWrk(`http://127.0.0.1:${port}/`, single, { connections: CONNECTIONS, seconds: 2, scriptDir }); // warm-up
+    const singleResult = await runWrk(`http://127.0.0.1:${port}/`, single, { connections: CONNECTIONS, seconds: SECONDS, scriptDir });
+    const batchResult = await runWrk(`http://127.0.0.1:${port}/`, batch, { connections: 4, seconds: SECONDS, scriptDir });
+    const rssMb = await peakRssMb(child);
+    return { config, round, startupMs, single: singleResult, batch: batchResult, readingsPerSecond: batchResult.requestsPerSecond * BATCH_SIZE, rssMb };
+  } finally {
+    child.kill("SIGTERM");
+  }
+}
+
+async function firstAnswer(url: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    try {
+      const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: single });
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error(`no answer from ${url} within 30 s`);
+}
+
+/** Peak resident memory (VmHWM) of the function process, from /proc. */
+async function peakRssMb(child: ChildProcess): Promise<number> {
+  const status = await readFile(`/proc/${child.pid}/status`, "utf8");
+  const kb = Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1]);
+  return Math.round(kb / 1024);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}

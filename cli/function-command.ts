@@ -1,0 +1,32 @@
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import type { Command } from "commander";
+import { closeOnSignals, serverOptionsFromEnv, startFunctionServer } from "../templates/node22-ts/server.js";
+import type { FunctionModule } from "../templates/node22-ts/types.js";
+import { integer, type Io } from "./parse.js";
+import { REPO_ROOT } from "./paths.js";
+
+export const FUNCTIONS = ["score"] as const;
+
+export function addFunctionCommand(program: Command, io: Io): void {
+  program
+    .command("function")
+    .description(`run one function as its container does (our node22-ts template's server): ${FUNCTIONS.join(", ")}`)
+    .argument("<name>", `function to run (${FUNCTIONS.join(", ")})`)
+    .option("--port <port>", "port to listen on (default: $http_port or 3000)", integer("--port"))
+    .action(async (name: string, opts: { port?: number }) => {
+      if (!(FUNCTIONS as readonly string[]).includes(name)) {
+        throw new RangeError(`unknown function "${name}"; the functions are ${FUNCTIONS.join(", ")}`);
+      }
+      // In the container MODEL_DIR is relative to /home/app; here, to the repository.
+      process.env.MODEL_DIR ??= fileURLToPath(new URL("model/artifact", REPO_ROOT));
+      const module = new URL(`../functions/${name}/handler.js`, import.meta.url);
+      if (!existsSync(module)) throw new RangeError(`${fileURLToPath(module)} is missing: run npm run build`);
+      const fn = (await import(module.href)) as FunctionModule;
+      const options = serverOptionsFromEnv();
+      const server = await startFunctionServer(fn, { ...options, name, ...(opts.port === undefined ? {} : { port: opts.port }) });
+      io.err(`${name} is listening on http://127.0.0.1:${server.port} (Ctrl-C to stop)`);
+      closeOnSignals(server);
+      await new Promise(() => {}); // serve until a signal ends the process
+    });
+}

@@ -1,0 +1,42 @@
+import { Command, CommanderError } from "commander";
+import { DataFormatError, ModelError } from "../lib/errors.js";
+import { addFunctionCommand } from "./function-command.js";
+import { addModelCommands } from "./model-commands.js";
+import { processIo, type Io } from "./parse.js";
+
+export function buildProgram(io: Io): Command {
+  const program = new Command("fanwatch")
+    .description("Predictive maintenance for turbine fans at the edge: OpenFaaS functions, model tools and runners.")
+    .version(process.env.npm_package_version ?? "0.1.0")
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
+  addModelCommands(program, io);
+  addFunctionCommand(program, io);
+  for (const command of program.commands) command.exitOverride();
+  return program;
+}
+
+/** Runs the CLI and returns the exit code: 0 success, 1 failure, 2 usage error. */
+export async function run(argv: string[], io: Io = processIo()): Promise<number> {
+  const program = buildProgram(io);
+  if (argv.length === 0) {
+    program.outputHelp();
+    return 2;
+  }
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version end in a CommanderError with exit code 0.
+      return error.exitCode === 0 ? 0 : 2;
+    }
+    if (error instanceof DataFormatError || error instanceof ModelError || error instanceof RangeError) {
+      io.err(`fanwatch: ${error.message}`);
+      return 1;
+    }
+    io.err(`fanwatch: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    return 1;
+  }
+}

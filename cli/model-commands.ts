@@ -1,0 +1,76 @@
+import { relative } from "node:path";
+import type { Command } from "commander";
+import { evaluateModel } from "../model/evaluate.js";
+import { generateReadings, readCsv, writeCsv } from "../model/dataset.js";
+import { TRAIN_DEFAULTS, trainModel, type EpochProgress } from "../model/train.js";
+import { formatDuration, formatMetrics } from "./output.js";
+import { integer, number, type Io } from "./parse.js";
+
+export function addModelCommands(program: Command, io: Io): void {
+  program
+    .command("generate-data")
+    .description("write synthetic fan readings in the reference CSV format")
+    .requiredOption("--out <file>", "CSV file to write")
+    .option("--fans <n>", "number of fans; half healthy, half faulty", integer("--fans"), 100)
+    .option("--rows <n>", "number of readings", integer("--rows"), 20_000)
+    .option("--seed <n>", "random seed (same seed, same file)", integer("--seed"), 1)
+    .action(async (opts: { out: string; fans: number; rows: number; seed: number }) => {
+      const rows = generateReadings(opts);
+      await writeCsv(opts.out, rows);
+      const faulty = rows.filter((r) => r.faulty === 1).length;
+      io.out(`wrote ${rows.length} readings from ${opts.fans} fans (${faulty} faulty) to ${opts.out}`);
+    });
+
+  program
+    .command("train")
+    .description("train the fan-fault model on a CSV file and write a model directory")
+    .requiredOption("--data <file>", "training data (reference CSV format)")
+    .requiredOption("--out <dir>", "model directory to write (model.json, weights.bin, metadata.json)")
+    .option("--epochs <n>", "training epochs", integer("--epochs"), TRAIN_DEFAULTS.epochs)
+    .option("--batch-size <n>", "mini-batch size", integer("--batch-size"), TRAIN_DEFAULTS.batchSize)
+    .option("--seed <n>", "seed for split, shuffles and initial weights", integer("--seed"), TRAIN_DEFAULTS.seed)
+    .option("--test-split <fraction>", "share of rows held out for testing", number("--test-split"), TRAIN_DEFAULTS.testSplit)
+    .option("--json", "print the test metrics as one JSON object on the last line")
+    .action(async (opts: { data: string; out: string; epochs: number; batchSize: number; seed: number; testSplit: number; json?: boolean }) => {
+      const dataset = await readCsv(opts.data);
+      io.err(`training on ${dataset.rows.length} readings from ${opts.data} for ${opts.epochs} epochs`);
+      const command = `fanwatch train --data ${relative(process.cwd(), opts.data)} --out ${relative(process.cwd(), opts.out)} --epochs ${opts.epochs} --batch-size ${opts.batchSize} --seed ${opts.seed} --test-split ${opts.testSplit}`;
+      const metadata = await trainModel({
+        dataset,
+        dataFile: relative(process.cwd(), opts.data),
+        outDir: opts.out,
+        epochs: opts.epochs,
+        batchSize: opts.batchSize,
+        seed: opts.seed,
+        testSplit: opts.testSplit,
+        ...(process.env.TFJS_BACKEND === undefined ? {} : { backend: process.env.TFJS_BACKEND }),
+        command,
+        onEpoch: (p) => io.progress(formatEpoch(p)),
+      });
+      io.progressDone();
+      io.out(`model ${metadata.id} written to ${opts.out} (backend ${metadata.training.backend}, ${metadata.training.seconds} s)`);
+      io.out(`test set (${metadata.training.testRows} rows held out):`);
+      io.out(formatMetrics(metadata.metrics));
+      if (opts.json === true) io.out(JSON.stringify({ model: metadata.id, ...metadata.metrics }));
+    });
+
+  program
+    .command("evaluate")
+    .description("score a labelled CSV file with a model and report its quality")
+    .requiredOption("--model <dir>", "model directory")
+    .requiredOption("--data <file>", "labelled data (reference CSV format)")
+    .option("--json", "print the metrics as one JSON object on the last line")
+    .action(async (opts: { model: string; data: string; json?: boolean }) => {
+      const dataset = await readCsv(opts.data);
+      const { model, metrics } = await evaluateModel(opts.model, dataset, process.env.TFJS_BACKEND === undefined ? {} : { backend: process.env.TFJS_BACKEND });
+      io.out(`model ${model.metadata.id} (backend ${model.backend}, threshold ${model.threshold}) on ${opts.data}:`);
+      io.out(formatMetrics(metrics));
+      if (opts.json === true) io.out(JSON.stringify({ model: model.metadata.id, ...metrics }));
+      model.dispose();
+    });
+}
+
+function formatEpoch(p: EpochProgress): string {
+  const left = (p.elapsedSeconds / p.epoch) * (p.epochs - p.epoch);
+  return `epoch ${String(p.epoch).padStart(String(p.epochs).length)}/${p.epochs}  loss ${p.loss.toFixed(4)}  accuracy ${p.accuracy.toFixed(4)}  test accuracy ${p.testAccuracy.toFixed(4)}  ${formatDuration(p.elapsedSeconds)} elapsed, ~${formatDuration(left)} left`;
+}

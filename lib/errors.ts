@@ -1,0 +1,25 @@
+/**
+ * Input that a caller sent and must fix. Carries the offending field so that HTTP answers can say
+ * `{"error": "...", "field": "..."}` as architecture.md requires.
+ */
+export class InputError extends Error {
+  override readonly name = "InputError";
+  readonly field: string;
+  readonly status: number;
+
+  constructor(message: string, field: string, options?: { status?: number; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.field = field;
+    this.status = options?.status ?? 400;
+  }
+}
+
+/** A model directory that cannot be loaded: missing files, a wrong format or an unsupported layer. */
+export class ModelError extends Error {
+  override readonly name = "ModelError";
+}
+
+/** A file of readings that does not follow the reference CSV format. */
+export class DataFormatError extends Error {
+  override readonly name = "DataFormatError";
+}

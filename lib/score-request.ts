@@ -1,0 +1,33 @@
+import { z } from "zod";
+import { InputError } from "./errors.js";
+import { FEATURES } from "./features.js";
+import { parseJsonBody, toInputError } from "./validation.js";
+
+export const MAX_INSTANCES = 10_000;
+const FEATURE_HINT = `expected [${FEATURES.join(", ")}] as 4 numbers`;
+
+const Features = z.array(z.number({ error: "must be a finite number" })).length(FEATURES.length, { error: `must hold exactly ${FEATURES.length} numbers` });
+const Instances = z.array(Features).min(1, { error: "must hold at least one reading" }).max(MAX_INSTANCES, { error: `must hold at most ${MAX_INSTANCES} readings per request` });
+
+export type ScoreRequest = { kind: "single"; features: number[] } | { kind: "batch"; instances: number[][] };
+
+/** Validates a score request: `{"params": [r, t, v, s]}` or `{"instances": [[r, t, v, s], …]}`. */
+export function parseScoreRequest(body: unknown): ScoreRequest {
+  const value = parseJsonBody(body);
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new InputError('body must be a JSON object with "params" or "instances"', "body");
+  }
+  const hasParams = Object.hasOwn(value, "params");
+  const hasInstances = Object.hasOwn(value, "instances");
+  if (hasParams === hasInstances) {
+    throw new InputError('body must have exactly one of "params" (one reading) or "instances" (a batch)', hasParams ? "instances" : "params");
+  }
+  if (hasParams) {
+    const parsed = Features.safeParse((value as { params: unknown }).params);
+    if (!parsed.success) throw toInputError(parsed.error, "params", FEATURE_HINT);
+    return { kind: "single", features: parsed.data };
+  }
+  const parsed = Instances.safeParse((value as { instances: unknown }).instances);
+  if (!parsed.success) throw toInputError(parsed.error, "instances", FEATURE_HINT);
+  return { kind: "batch", instances: parsed.data };
+}

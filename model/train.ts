@@ -1,0 +1,159 @@
+import { createHash } from "node:crypto";
+import * as tf from "@tensorflow/tfjs-core";
+import * as tfl from "@tensorflow/tfjs-layers";
+import { FEATURES } from "../lib/features.js";
+import { saveModel } from "../lib/model/artifact.js";
+import { initBackend } from "../lib/model/backend.js";
+import type { ModelMetadata } from "../lib/model/metadata.js";
+import { seededRandom, shuffleInPlace } from "../lib/rng.js";
+import type { Dataset, LabelledReading } from "./dataset.js";
+import { evaluatePredictions } from "./metrics.js";
+
+export const LAYER_UNITS = [60, 30, 10, 1] as const;
+
+export interface TrainOptions {
+  dataset: Dataset;
+  dataFile: string;
+  outDir: string;
+  epochs?: number;
+  batchSize?: number;
+  seed?: number;
+  testSplit?: number;
+  learningRate?: number;
+  backend?: string;
+  /** The command line that reproduces this run, recorded in metadata.json. */
+  command?: string;
+  onEpoch?: (progress: EpochProgress) => void;
+}
+
+export interface EpochProgress {
+  epoch: number;
+  epochs: number;
+  loss: number;
+  accuracy: number;
+  testAccuracy: number;
+  elapsedSeconds: number;
+}
+
+export const TRAIN_DEFAULTS = { epochs: 250, batchSize: 32, seed: 42, testSplit: 0.33, learningRate: 0.001 } as const;
+
+/**
+ * Trains the reference architecture (Dense 60-30-10-1, relu, sigmoid out, Adam, binary
+ * cross-entropy) on standardised features with a seeded split, shuffles and initialisers, so the
+ * same data and seed give the same model. Writes the model directory and returns its metadata.
+ */
+export async function trainModel(options: TrainOptions): Promise<ModelMetadata> {
+  const epochs = options.epochs ?? TRAIN_DEFAULTS.epochs;
+  const batchSize = options.batchSize ?? TRAIN_DEFAULTS.batchSize;
+  const seed = options.seed ?? TRAIN_DEFAULTS.seed;
+  const testSplit = options.testSplit ?? TRAIN_DEFAULTS.testSplit;
+  if (!(testSplit > 0 && testSplit < 1)) throw new RangeError(`--test-split must be between 0 and 1, not ${testSplit}`);
+  if (!Number.isInteger(epochs) || epochs < 1) throw new RangeError(`--epochs must be a whole number >= 1, not ${epochs}`);
+  const backend = await initBackend(options.backend);
+  const started = performance.now();
+  const random = seededRandom(seed);
+
+  const shuffled = shuffleInPlace([...options.dataset.rows], random);
+  const testCount = Math.round(shuffled.length * testSplit);
+  const test = shuffled.slice(0, testCount);
+  const train = shuffled.slice(testCount);
+  if (train.length === 0 || test.length === 0) throw new RangeError(`${shuffled.length} rows are too few to split`);
+  const scaler = fitScaler(train);
+
+  const model = buildModel(seed, options.learningRate ?? TRAIN_DEFAULTS.learningRate);
+  const testX = toInput(test, scaler);
+  const testY = test.map((r) => r.faulty);
+  for (let epoch = 1; epoch <= epochs; epoch++) {
+    shuffleInPlace(train, random); // our own seeded shuffle: fit's shuffle uses Math.random
+    const x = toInput(train, scaler);
+    const y = tf.tensor2d(train.map((r) => r.faulty), [train.length, 1]);
+    const history = await model.fit(x, y, { epochs: 1, batchSize, shuffle: false, verbose: 0 });
+    x.dispose();
+    y.dispose();
+    if (options.onEpoch !== undefined) {
+      const testProbabilities = predictProbabilities(model, testX);
+      options.onEpoch({
+        epoch,
+        epochs,
+        loss: Number(history.history["loss"]?.[0]),
+        accuracy: Number(history.history["acc"]?.[0] ?? history.history["accuracy"]?.[0]),
+        testAccuracy: evaluatePredictions(testY, testProbabilities, 0.5).accuracy,
+        elapsedSeconds: (performance.now() - started) / 1000,
+      });
+    }
+  }
+
+  const threshold = 0.5;
+  const metrics = evaluatePredictions(testY, predictProbabilities(model, testX), threshold);
+  testX.dispose();
+  const metadata: ModelMetadata = {
+    id: `fan-dense-${weightsHash(model).slice(0, 12)}`,
+    createdAt: new Date().toISOString(),
+    features: [...FEATURES],
+    scaler,
+    threshold,
+    architecture: `Dense ${LAYER_UNITS.join("-")} (relu, relu, relu, sigmoid), standardised inputs`,
+    training: {
+      data: { file: options.dataFile, sha256: options.dataset.sha256, rows: options.dataset.rows.length },
+      trainRows: train.length,
+      testRows: test.length,
+      epochs,
+      batchSize,
+      seed,
+      testSplit,
+      backend,
+      tfjsVersion: tf.version_core,
+      seconds: Math.round((performance.now() - started) / 100) / 10,
+      command: options.command ?? "",
+    },
+    metrics,
+  };
+  await saveModel(model, metadata, options.outDir);
+  model.dispose();
+  return metadata;
+}
+
+function buildModel(seed: number, learningRate: number): tfl.Sequential {
+  const model = tfl.sequential();
+  LAYER_UNITS.forEach((units, i) => {
+    model.add(
+      tfl.layers.dense({
+        units,
+        activation: i === LAYER_UNITS.length - 1 ? "sigmoid" : "relu",
+        kernelInitializer: tfl.initializers.glorotUniform({ seed: seed + i }),
+        ...(i === 0 ? { inputShape: [FEATURES.length] } : {}),
+      }),
+    );
+  });
+  model.compile({ optimizer: tf.train.adam(learningRate), loss: "binaryCrossentropy", metrics: ["accuracy"] });
+  return model;
+}
+
+function fitScaler(rows: readonly LabelledReading[]): { mean: number[]; std: number[] } {
+  const mean = FEATURES.map((_, c) => rows.reduce((sum, r) => sum + r.features[c]!, 0) / rows.length);
+  const std = FEATURES.map((_, c) => {
+    const variance = rows.reduce((sum, r) => sum + (r.features[c]! - mean[c]!) ** 2, 0) / rows.length;
+    return Math.sqrt(variance) || 1;
+  });
+  return { mean, std };
+}
+
+function toInput(rows: readonly LabelledReading[], scaler: { mean: number[]; std: number[] }): tf.Tensor2D {
+  const width = FEATURES.length;
+  const values = new Float32Array(rows.length * width);
+  rows.forEach((r, i) => r.features.forEach((v, c) => (values[i * width + c] = (v - scaler.mean[c]!) / scaler.std[c]!)));
+  return tf.tensor2d(values, [rows.length, width]);
+}
+
+function predictProbabilities(model: tfl.LayersModel, x: tf.Tensor2D): Float32Array {
+  const output = model.predict(x) as tf.Tensor;
+  const values = output.dataSync() as Float32Array;
+  output.dispose();
+  return values;
+}
+
+function weightsHash(model: tfl.LayersModel): string {
+  const hash = createHash("sha256");
+  for (const w of model.getWeights()) hash.update(new Uint8Array((w.dataSync() as Float32Array).buffer));
+  return hash.digest("hex");
+}

@@ -1,0 +1,68 @@
+import type { FunctionContext } from "./types.js";
+
+export interface Outcome {
+  status: number;
+  headers: Record<string, string>;
+  body: unknown;
+  failed: boolean;
+}
+
+/**
+ * The `context` a handler receives. `succeed`/`fail` settle the answer once; `done` resolves with
+ * it so the server can race it against the handler's own return value.
+ */
+export class HandlerContext implements FunctionContext {
+  #status = 200;
+  #headers: Record<string, string> = {};
+  #settle!: (outcome: Outcome) => void;
+  #settled = false;
+  readonly done: Promise<Outcome>;
+
+  constructor() {
+    this.done = new Promise((resolve) => (this.#settle = resolve));
+  }
+
+  get settled(): boolean {
+    return this.#settled;
+  }
+
+  status(code: number): FunctionContext;
+  status(): number;
+  status(code?: number): FunctionContext | number {
+    if (code === undefined) return this.#status;
+    if (!Number.isInteger(code) || code < 100 || code > 599) throw new RangeError(`status code must be 100-599, not ${code}`);
+    this.#status = code;
+    return this;
+  }
+
+  headers(values: Record<string, string>): FunctionContext;
+  headers(): Record<string, string>;
+  headers(values?: Record<string, string>): FunctionContext | Record<string, string> {
+    if (values === undefined) return this.#headers;
+    this.#headers = { ...this.#headers, ...values };
+    return this;
+  }
+
+  succeed(value?: unknown): void {
+    this.#finish({ status: this.#status, headers: this.#headers, body: value, failed: false });
+  }
+
+  fail(value?: unknown): void {
+    const status = this.#status >= 400 ? this.#status : 500;
+    this.#finish({ status, headers: this.#headers, body: errorBody(value), failed: true });
+  }
+
+  #finish(outcome: Outcome): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#settle(outcome);
+  }
+}
+
+/** The official template sends `[object Object]` for fail({...}); ours always sends JSON. */
+export function errorBody(value: unknown): Record<string, unknown> {
+  if (value instanceof Error) return { error: value.message };
+  if (typeof value === "string") return { error: value };
+  if (value !== null && typeof value === "object" && !Buffer.isBuffer(value)) return value as Record<string, unknown>;
+  return { error: value === undefined ? "function failed" : String(value) };
+}

@@ -1,0 +1,37 @@
+/**
+ * The handler contract of the official OpenFaaS node templates, so existing handlers port over:
+ * `export async function handler(event, context)`. A handler module may also export `init()`, run
+ * once before the server listens (load a model, open connections), and `close()`, run on SIGTERM
+ * after in-flight requests finished.
+ */
+export interface FunctionEvent {
+  /** Parsed JSON for application/json, a string for text/*, a Buffer otherwise (or always with RAW_BODY=true). */
+  body: unknown;
+  headers: Record<string, string | string[] | undefined>;
+  method: string;
+  query: Record<string, string | string[] | undefined>;
+  path: string;
+}
+
+export interface FunctionContext {
+  /** Sets the status code (chainable); without an argument returns it. */
+  status(code: number): FunctionContext;
+  status(): number;
+  /** Adds response headers (chainable); without an argument returns them. */
+  headers(values: Record<string, string>): FunctionContext;
+  headers(): Record<string, string>;
+  /** Answers with `value` now; a later return value is ignored. */
+  succeed(value?: unknown): void;
+  /** Answers with an error: status 500 unless a 4xx/5xx status was set, body {"error": ...}. */
+  fail(value?: unknown): void;
+}
+
+export type Handler = (event: FunctionEvent, context: FunctionContext) => unknown;
+
+export interface FunctionModule {
+  handler: Handler;
+  init?: () => unknown;
+  close?: () => unknown;
+  /** Prometheus text appended to the server's own metrics at GET /_/metrics. */
+  metrics?: () => string | Promise<string>;
+}

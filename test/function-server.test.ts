@@ -1,0 +1,133 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { InputError } from "../lib/errors.js";
+import { startFunctionServer, type FunctionServer } from "../templates/node22-ts/server.js";
+import type { FunctionModule } from "../templates/node22-ts/types.js";
+
+// A handler exercising every way the official node template's contract can answer.
+let releaseSlow: () => void = () => {};
+const lifecycle: string[] = [];
+const fn: FunctionModule = {
+  init: () => void lifecycle.push("init"),
+  close: () => void lifecycle.push("close"),
+  metrics: () => "# HELP toy_total A toy counter\n# TYPE toy_total counter\ntoy_total 3\n",
+  handler: async (event, context) => {
+    switch (event.path) {
+      case "/echo":
+        return { method: event.method, body: event.body, query: event.query, isBuffer: Buffer.isBuffer(event.body) };
+      case "/text":
+        return "plain words";
+      case "/throw":
+        throw new Error("database unreachable");
+      case "/bad-input":
+        throw new InputError("rotation must be a number", "rotation");
+      case "/fail":
+        context.fail({ error: "custom failure", code: "E_CUSTOM" });
+        return undefined;
+      case "/succeed":
+        context.status(201).headers({ "x-made": "yes" }).succeed({ ok: true });
+        return { ignored: true };
+      case "/slow":
+        await new Promise<void>((resolve) => (releaseSlow = resolve));
+        return { slow: "done" };
+      default:
+        return { path: event.path };
+    }
+  },
+};
+
+describe("node22-ts function server", () => {
+  let server: FunctionServer;
+  before(async () => {
+    server = await startFunctionServer(fn, { port: 0, host: "127.0.0.1", maxJsonSize: 1024, maxRawSize: 2048, name: "toy" });
+  });
+  after(() => server.close());
+
+  const request = async (path: string, init: RequestInit = {}) => {
+    const response = await fetch(`${server.url}${path}`, init);
+    const text = await response.text();
+    return { status: response.status, type: response.headers.get("content-type") ?? "", text, headers: response.headers };
+  };
+  const json = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+
+  it("runs init before listening", () => assert.deepEqual(lifecycle, ["init"]));
+
+  it("sends objects as JSON with a JSON content type (the official template sends text/html)", async () => {
+    const r = await request("/echo?x=1", json({ a: 1 }));
+    assert.equal(r.status, 200);
+    assert.match(r.type, /^application\/json/);
+    assert.deepEqual(JSON.parse(r.text), { method: "POST", body: { a: 1 }, query: { x: "1" }, isBuffer: false });
+  });
+
+  it("hands text bodies over as strings and other bodies as Buffers", async () => {
+    const text = await request("/echo", { method: "POST", headers: { "content-type": "text/plain" }, body: '{"params":[1]}' });
+    assert.equal(JSON.parse(text.text).body, '{"params":[1]}');
+    const raw = await request("/echo", { method: "POST", headers: { "content-type": "application/octet-stream" }, body: new Uint8Array([1, 2]) });
+    assert.equal(JSON.parse(raw.text).isBuffer, true);
+  });
+
+  it("sends strings as text/plain", async () => {
+    const r = await request("/text");
+    assert.equal(r.text, "plain words");
+    assert.match(r.type, /^text\/plain/);
+  });
+
+  it("answers a thrown error with 500 and a JSON body (the official template answers 200)", async () => {
+    const r = await request("/throw");
+    assert.equal(r.status, 500);
+    assert.deepEqual(JSON.parse(r.text), { error: "database unreachable" });
+  });
+
+  it("answers an input error with its status and field", async () => {
+    const r = await request("/bad-input");
+    assert.equal(r.status, 400);
+    assert.deepEqual(JSON.parse(r.text), { error: "rotation must be a number", field: "rotation" });
+  });
+
+  it("sends fail({...}) as JSON, not [object Object]", async () => {
+    const r = await request("/fail");
+    assert.equal(r.status, 500);
+    assert.deepEqual(JSON.parse(r.text), { error: "custom failure", code: "E_CUSTOM" });
+  });
+
+  it("honours status, headers and succeed()", async () => {
+    const r = await request("/succeed");
+    assert.equal(r.status, 201);
+    assert.equal(r.headers.get("x-made"), "yes");
+    assert.deepEqual(JSON.parse(r.text), { ok: true });
+  });
+
+  it("rejects malformed JSON, an empty JSON body, prototype keys and oversized bodies with clear JSON errors", async () => {
+    const malformed = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: '{"a":' });
+    assert.equal(malformed.status, 400);
+    assert.match(JSON.parse(malformed.text).error, /not valid JSON/);
+    const empty = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: "" });
+    assert.equal(empty.status, 400);
+    assert.match(JSON.parse(empty.text).error, /empty/);
+    const proto = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: '{"__proto__":{"polluted":true}}' });
+    assert.equal(proto.status, 400);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    const huge = await request("/echo", json({ data: "x".repeat(5000) }));
+    assert.equal(huge.status, 413);
+    assert.match(JSON.parse(huge.text).error, /too large/);
+  });
+
+  it("serves health and Prometheus metrics including the function's own", async () => {
+    assert.equal((await request("/_/health")).status, 200);
+    const metrics = await request("/_/metrics");
+    assert.match(metrics.text, /function_requests_total\{code="200",function_name="toy"\} \d+/);
+    assert.match(metrics.text, /toy_total 3/);
+  });
+
+  it("finishes in-flight requests on close, then runs the module's close()", async () => {
+    const own = await startFunctionServer(fn, { port: 0, host: "127.0.0.1" });
+    const inFlight = fetch(`${own.url}/slow`).then(async (r) => ({ status: r.status, body: await r.json() }));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const closing = own.close();
+    releaseSlow();
+    assert.deepEqual(await inFlight, { status: 200, body: { slow: "done" } });
+    await closing;
+    assert.equal(lifecycle.at(-1), "close");
+    await assert.rejects(fetch(`${own.url}/echo`));
+  });
+});
