@@ -1,6 +1,7 @@
 // npm run bench:score — the score function under load, with dynamic batching on and, as the
-// baseline in the same run, off (SCORE_MAX_BATCH=1: one tensor call per request). Rounds alternate
-// between the two so that noise on this shared machine hits both; medians are reported.
+// baseline in the same run, off (SCORE_MAX_BATCH=1: one tensor call per request); and the ceiling:
+// a bare node:http server that only parses and answers JSON. Rounds alternate between the three so
+// that noise on this shared machine hits all of them; medians and ratios are reported.
 // Progress goes to stderr; results to stdout as one JSON object per line, the summary last.
 // BENCH_SECONDS (default 10) sets each wrk run's length, BENCH_ROUNDS (default 3) the rounds.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -12,13 +13,16 @@ import { freePort } from "../lib/net.js";
 import { runWrk, type WrkResult } from "./wrk.js";
 
 const CLI = fileURLToPath(new URL("../../bin/fanwatch.js", import.meta.url));
+const CEILING = fileURLToPath(new URL("./ceiling-server.js", import.meta.url));
+const CONFIGS = ["batching", "baseline", "ceiling"] as const;
+type Config = (typeof CONFIGS)[number];
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONNECTIONS = 64;
 const BATCH_SIZE = 1000;
 
 interface Measurement {
-  config: "batching" | "baseline";
+  config: Config;
   round: number;
   startupMs: number;
   single: WrkResult;
@@ -40,7 +44,7 @@ const batch = JSON.stringify({ instances: Array.from({ length: BATCH_SIZE }, (_,
 
 const results: Measurement[] = [];
 for (let round = 1; round <= ROUNDS; round++) {
-  for (const config of ["batching", "baseline"] as const) {
+  for (const config of CONFIGS) {
     progress(`round ${round}/${ROUNDS}: ${config} …`);
     const m = await measure(config, round, await freePort());
     results.push(m);
@@ -49,11 +53,23 @@ for (let round = 1; round <= ROUNDS; round++) {
   }
 }
 
-const summary = { batching: summarize("batching"), baseline: summarize("baseline") };
-const ratio = summary.batching.singleRequestsPerSecond / summary.baseline.singleRequestsPerSecond;
-console.log(JSON.stringify({ kind: "summary", connections: CONNECTIONS, seconds: SECONDS, rounds: ROUNDS, batchSize: BATCH_SIZE, ...summary, singleSpeedupVsBaseline: Math.round(ratio * 100) / 100 }));
+const summary = { batching: summarize("batching"), baseline: summarize("baseline"), ceiling: summarize("ceiling") };
+const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+console.log(
+  JSON.stringify({
+    kind: "summary",
+    connections: CONNECTIONS,
+    seconds: SECONDS,
+    rounds: ROUNDS,
+    batchSize: BATCH_SIZE,
+    ...summary,
+    singleSpeedupVsBaseline: ratio(summary.batching.singleRequestsPerSecond, summary.baseline.singleRequestsPerSecond),
+    singleShareOfCeiling: ratio(summary.batching.singleRequestsPerSecond, summary.ceiling.singleRequestsPerSecond),
+    batchShareOfCeiling: ratio(summary.batching.batchReadingsPerSecond, summary.ceiling.batchReadingsPerSecond),
+  }),
+);
 
-function summarize(config: "batching" | "baseline") {
+function summarize(config: Config) {
   const runs = results.filter((r) => r.config === config);
   return {
     singleRequestsPerSecond: median(runs.map((r) => r.single.requestsPerSecond)),
@@ -66,10 +82,11 @@ function summarize(config: "batching" | "baseline") {
   };
 }
 
-async function measure(config: "batching" | "baseline", round: number, port: number): Promise<Measurement> {
+async function measure(config: Config, round: number, port: number): Promise<Measurement> {
   const env = { ...process.env, LOG_LEVEL: "silent", ...(config === "baseline" ? { SCORE_MAX_BATCH: "1" } : {}) };
+  const args = config === "ceiling" ? [CEILING, String(port)] : [CLI, "function", "score", "--port", String(port)];
   const started = performance.now();
-  const child = spawn(process.execPath, [CLI, "function", "score", "--port", String(port)], { env, stdio: "ignore" });
+  const child = spawn(process.execPath, args, { env, stdio: "ignore" });
   try {
     await firstAnswer(`http://127.0.0.1:${port}/`);
     const startupMs = Math.round(performance.now() - started);

@@ -8,22 +8,19 @@ export interface Outcome {
 }
 
 /**
- * The `context` a handler receives. `succeed`/`fail` settle the answer once; `done` resolves with
- * it so the server can race it against the handler's own return value.
+ * The `context` a handler receives. `succeed`/`fail` settle the answer once; the server races that
+ * against the handler's own return value.
  */
 export class HandlerContext implements FunctionContext {
   #status = 200;
   #headers: Record<string, string> = {};
-  #settle!: (outcome: Outcome) => void;
-  #settled = false;
-  readonly done: Promise<Outcome>;
+  #onSettled: ((outcome: Outcome) => void) | undefined;
+  #outcome: Outcome | undefined;
 
-  constructor() {
-    this.done = new Promise((resolve) => (this.#settle = resolve));
-  }
-
-  get settled(): boolean {
-    return this.#settled;
+  /** Calls `listener` once succeed() or fail() settles the answer (at once if already settled). */
+  onSettled(listener: (outcome: Outcome) => void): void {
+    if (this.#outcome !== undefined) listener(this.#outcome);
+    else this.#onSettled = listener;
   }
 
   status(code: number): FunctionContext;
@@ -53,9 +50,9 @@ export class HandlerContext implements FunctionContext {
   }
 
   #finish(outcome: Outcome): void {
-    if (this.#settled) return;
-    this.#settled = true;
-    this.#settle(outcome);
+    if (this.#outcome !== undefined) return;
+    this.#outcome = outcome;
+    this.#onSettled?.(outcome);
   }
 }
 
