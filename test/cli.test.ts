@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -11,6 +11,7 @@ describe("fanwatch CLI", () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "fanwatch-cli-"));
   });
+  after(() => rm(dir, { recursive: true, force: true }));
 
   it("lists every subcommand in --help", async () => {
     const { code, stdout } = await runCli(["--help"]);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -83,5 +83,6 @@ describe("parseCsv", () => {
     const { createHash } = await import("node:crypto");
     assert.equal(sha256, createHash("sha256").update(await readFile(file)).digest("hex"));
     await assert.rejects(readCsv(join(dir, "missing.csv")), /cannot read/);
+    await rm(dir, { recursive: true, force: true });
   });
 });

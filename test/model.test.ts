@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { before, describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
 import * as tf from "@tensorflow/tfjs-core";
 import { ModelError } from "../lib/errors.js";
 import { loadModel } from "../lib/model/artifact.js";
@@ -19,6 +19,7 @@ describe("training and the scoring runtime", () => {
     dataFile = join(dir, "train.csv");
     await writeFile(dataFile, toCsv(generateReadings({ fans: 10, rows: 1500, seed: 5 })));
   });
+  after(() => rm(dir, { recursive: true, force: true }));
 
   async function train(out: string, epochs = 3) {
     return trainModel({ dataset: await readCsv(dataFile), dataFile, outDir: join(dir, out), epochs, seed: 9 });

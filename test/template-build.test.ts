@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, readFile, readdir, stat } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -21,10 +21,11 @@ describe("node22-ts image build of the score function", { timeout: 600_000 }, ()
   let child: ChildProcessWithoutNullStreams;
   let url: string;
   let filesBefore: string[];
+  let workspace: string;
   const steps: string[] = [];
 
   before(async () => {
-    const workspace = await mkdtemp(join(tmpdir(), "fanwatch-image-"));
+    workspace = await mkdtemp(join(tmpdir(), "fanwatch-image-"));
     context = await shrinkwrap(REPO_ROOT, "stack.yml", "score", join(workspace, "build"));
     const dockerfile = parseDockerfile(await readFile(join(context, "Dockerfile"), "utf8"));
     process.env.npm_config_prefer_offline = "true"; // use the npm cache the repository's install filled
@@ -37,8 +38,9 @@ describe("node22-ts image build of the score function", { timeout: 600_000 }, ()
     await waitForOutput(child, /"event":"listening"/);
     url = `http://127.0.0.1:${port}/`;
   });
-  after(() => {
+  after(async () => {
     if (child !== undefined && child.exitCode === null) child.kill("SIGKILL");
+    await rm(workspace, { recursive: true, force: true });
   });
 
   it("lays out the context as faas-cli does", async () => {

@@ -4,7 +4,6 @@ export interface Outcome {
   status: number;
   headers: Record<string, string>;
   body: unknown;
-  failed: boolean;
 }
 
 /**
@@ -41,12 +40,12 @@ export class HandlerContext implements FunctionContext {
   }
 
   succeed(value?: unknown): void {
-    this.#finish({ status: this.#status, headers: this.#headers, body: value, failed: false });
+    this.#finish({ status: this.#status, headers: this.#headers, body: value });
   }
 
   fail(value?: unknown): void {
     const status = this.#status >= 400 ? this.#status : 500;
-    this.#finish({ status, headers: this.#headers, body: errorBody(value), failed: true });
+    this.#finish({ status, headers: this.#headers, body: errorBody(value) });
   }
 
   #finish(outcome: Outcome): void {

@@ -135,7 +135,7 @@ async function invoke(fn: FunctionModule, request: IncomingMessage, path: string
     // The answer is whichever comes first: context.succeed()/fail() or the returned value.
     return await new Promise<Outcome>((resolve, reject) => {
       context.onSettled(resolve);
-      Promise.resolve(fn.handler(event, context)).then((value) => resolve({ status: context.status(), headers: context.headers(), body: value, failed: false }), reject);
+      Promise.resolve(fn.handler(event, context)).then((value) => resolve({ status: context.status(), headers: context.headers(), body: value }), reject);
     });
   } catch (error) {
     const outcome = thrownOutcome(error, context);
@@ -149,7 +149,7 @@ function thrownOutcome(error: unknown, context: HandlerContext): Outcome {
   const body = errorBody(error);
   const field = (error as { field?: unknown })?.field;
   if (typeof field === "string") body.field = field;
-  return { status: status >= 400 && status <= 599 ? status : 500, headers: context.headers(), body, failed: true };
+  return { status: status >= 400 && status <= 599 ? status : 500, headers: context.headers(), body };
 }
 
 function send(response: ServerResponse, status: number, headers: Record<string, string>, body: unknown): void {
