@@ -18,11 +18,68 @@ export interface ScoreConfig {
 }
 
 export function readScoreConfig(env: NodeJS.ProcessEnv = process.env): ScoreConfig {
-  const parsed = ScoreEnv.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== "")));
+  const e = parseEnv(ScoreEnv, env);
+  return { modelDir: e.MODEL_DIR, backend: e.TFJS_BACKEND, maxBatchSize: e.SCORE_MAX_BATCH, maxWaitMs: e.SCORE_BATCH_WAIT_MS };
+}
+
+/** The first of `names` set to a non-empty value: the reference system's names are aliases. */
+export function envValue(env: NodeJS.ProcessEnv, ...names: string[]): string | undefined {
+  for (const name of names) {
+    const value = env[name];
+    if (value !== undefined && value !== "") return value;
+  }
+  return undefined;
+}
+
+export interface Topics {
+  telemetry: string;
+  anomaly: string;
+  deadletter: string;
+}
+
+/** TELEMETRY_TOPIC (MQTT_DEV_TOPIC), ANOMALY_TOPIC (MQTT_PREDICT_TOPIC), DEADLETTER_TOPIC. */
+export function readTopics(env: NodeJS.ProcessEnv = process.env): Topics {
+  return {
+    telemetry: envValue(env, "TELEMETRY_TOPIC", "MQTT_DEV_TOPIC") ?? "fan/messages",
+    anomaly: envValue(env, "ANOMALY_TOPIC", "MQTT_PREDICT_TOPIC") ?? "fan/anomaly",
+    deadletter: envValue(env, "DEADLETTER_TOPIC") ?? "fan/deadletter",
+  };
+}
+
+const PredictEnv = z.object({
+  SCORE_TIMEOUT_MS: z.coerce.number().int().min(1).default(5_000),
+  SCORE_RETRIES: z.coerce.number().int().min(0).max(10).default(3),
+  PUBLISH_TIMEOUT_MS: z.coerce.number().int().min(1).default(10_000),
+  PREDICT_MAX_READINGS: z.coerce.number().int().min(1).default(10_000),
+});
+
+export interface PredictConfig {
+  scoreUrl: string;
+  topics: Topics;
+  scoreTimeoutMs: number;
+  scoreRetries: number;
+  publishTimeoutMs: number;
+  maxReadings: number;
+}
+
+export function readPredictConfig(env: NodeJS.ProcessEnv = process.env): PredictConfig {
+  const e = parseEnv(PredictEnv, env);
+  return {
+    scoreUrl: envValue(env, "SCORE_URL", "SCORING_URL") ?? "http://127.0.0.1:8080/function/score",
+    topics: readTopics(env),
+    scoreTimeoutMs: e.SCORE_TIMEOUT_MS,
+    scoreRetries: e.SCORE_RETRIES,
+    publishTimeoutMs: e.PUBLISH_TIMEOUT_MS,
+    maxReadings: e.PREDICT_MAX_READINGS,
+  };
+}
+
+/** Parses the variables a schema names; empty values count as unset. */
+export function parseEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {
+  const parsed = schema.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== "")));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new Error(`invalid configuration: ${String(issue?.path[0])}: ${issue?.message}`);
   }
-  const e = parsed.data;
-  return { modelDir: e.MODEL_DIR, backend: e.TFJS_BACKEND, maxBatchSize: e.SCORE_MAX_BATCH, maxWaitMs: e.SCORE_BATCH_WAIT_MS };
+  return parsed.data;
 }

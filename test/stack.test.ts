@@ -35,6 +35,10 @@ describe("stack.yml", () => {
     }
   });
 
+  it("triggers predict from the telemetry topic", () => {
+    assert.equal(stack.functions.predict?.annotations.topic, "fan/messages");
+  });
+
   it("runs every function on a read-only root filesystem with limits", () => {
     for (const [name, fn] of Object.entries(stack.functions)) {
       assert.equal(fn.readonly_root_filesystem, true, name);

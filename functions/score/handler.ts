@@ -50,7 +50,7 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
   }
   const request = parseScoreRequest(event.body);
   if (request.kind === "single") return batcher.submit(request.features);
-  return { predictions: score(model, request.instances) };
+  return { model: model.metadata.id, predictions: score(model, request.instances) };
 }
 
 export function close(): void {

@@ -1,0 +1,23 @@
+/** How much of a rejected payload a dead letter keeps. */
+export const DEAD_LETTER_PAYLOAD_LIMIT = 1024;
+
+export interface DeadLetter {
+  error: string;
+  topic: string;
+  payload: string;
+  at: string;
+}
+
+/** `{"error","topic","payload","at"}` (architecture.md), the payload as text, truncated. */
+export function deadLetter(error: string, topic: string, payload: unknown, at = new Date()): DeadLetter {
+  const text = typeof payload === "string" ? payload : Buffer.isBuffer(payload) ? payload.toString("utf8") : safeStringify(payload);
+  return { error, topic, payload: text.length > DEAD_LETTER_PAYLOAD_LIMIT ? `${text.slice(0, DEAD_LETTER_PAYLOAD_LIMIT)}…` : text, at: at.toISOString() };
+}
+
+function safeStringify(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

@@ -1,0 +1,57 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+
+export const DEFAULT_SECRET_PATH = "/var/openfaas/secrets";
+
+export interface MqttSettings {
+  url: string;
+  username?: string;
+  password?: string;
+  /** PEM file of the CA that signed the broker's certificate (mqtts://). */
+  caFile?: string;
+}
+
+/**
+ * MQTT_URL (or the reference's MQTT_HOST, a host name or URL), MQTT_USERNAME, MQTT_PASSWORD or
+ * the file in MQTT_PASSWORD_FILE or the OpenFaaS secret `mqtt-password`, MQTT_CA_FILE.
+ */
+export function mqttSettingsFromEnv(env: NodeJS.ProcessEnv = process.env, secretPath = env.SECRET_MOUNT_PATH ?? DEFAULT_SECRET_PATH): MqttSettings {
+  const host = env.MQTT_URL ?? env.MQTT_HOST ?? "mqtt://127.0.0.1:1883";
+  const url = /^[a-z]+:\/\//.test(host) ? host : `mqtt://${host}:1883`;
+  const username = env.MQTT_USERNAME ?? readSecret(env.MQTT_USERNAME_FILE ?? join(secretPath, "mqtt-username"));
+  const password = env.MQTT_PASSWORD ?? readSecret(env.MQTT_PASSWORD_FILE ?? join(secretPath, "mqtt-password"));
+  return { url, ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }), ...(env.MQTT_CA_FILE === undefined ? {} : { caFile: env.MQTT_CA_FILE }) };
+}
+
+/** Opens a client that reconnects by itself; `error` events are logged, never thrown. */
+export function connectMqtt(settings: MqttSettings, options: IClientOptions & { onError?: (error: Error) => void } = {}): MqttClient {
+  const { onError, ...rest } = options;
+  const client = mqtt.connect(settings.url, {
+    reconnectPeriod: 1_000,
+    connectTimeout: 10_000,
+    ...(settings.username === undefined ? {} : { username: settings.username }),
+    ...(settings.password === undefined ? {} : { password: settings.password }),
+    ...(settings.caFile === undefined ? {} : { ca: readFileSync(settings.caFile) }),
+    ...rest,
+  });
+  // MQTT.js emits `error` for refused connections and the like; an unhandled one kills the process.
+  client.on("error", (error) => onError?.(error));
+  return client;
+}
+
+/** URL without credentials, for logs. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    return u.toString();
+  } catch {
+    return "(invalid url)";
+  }
+}
+
+function readSecret(file: string): string | undefined {
+  return existsSync(file) ? readFileSync(file, "utf8").trim() : undefined;
+}

@@ -1,0 +1,79 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort } from "../../lib/net.js";
+import { REPO_ROOT } from "./paths.js";
+
+const BINARY = "/usr/sbin/mosquitto";
+
+export interface Broker {
+  url: string;
+  port: number;
+  /** Stops the broker (SIGTERM, waits for exit) and deletes its folder. */
+  stop(): Promise<void>;
+  /** Stops the broker and starts it again on the same port with the same persistence. */
+  restart(): Promise<void>;
+}
+
+/**
+ * A real Mosquitto on a free port, configured from deploy/mosquitto/mosquitto.conf with the
+ * listener, persistence folder and authentication swapped for the test's (anonymous, loopback).
+ */
+export async function startMosquitto(): Promise<Broker> {
+  if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: apt-get install -y mosquitto`);
+  const dir = await mkdtemp(join(tmpdir(), "fanwatch-mosquitto-"));
+  const port = await freePort();
+  const shipped = await readFile(join(REPO_ROOT, "deploy/mosquitto/mosquitto.conf"), "utf8");
+  const config = shipped
+    .split("\n")
+    .filter((line) => !/^(listener|allow_anonymous|password_file|acl_file|persistence_location|log_dest) /.test(line))
+    .concat([`listener ${port} 127.0.0.1`, "allow_anonymous true", `persistence_location ${dir}/`, `log_dest file ${join(dir, "mosquitto.log")}`])
+    .join("\n");
+  await writeFile(join(dir, "mosquitto.conf"), config);
+  let child: ChildProcess = await launch(dir, port);
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    port,
+    async stop() {
+      await terminate(child);
+      await rm(dir, { recursive: true, force: true });
+    },
+    async restart() {
+      await terminate(child);
+      child = await launch(dir, port);
+    },
+  };
+}
+
+async function launch(dir: string, port: number): Promise<ChildProcess> {
+  const child = spawn(BINARY, ["-c", join(dir, "mosquitto.conf")], { stdio: "ignore" });
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`mosquitto exited (${child.exitCode}); see ${join(dir, "mosquitto.log")}`);
+    if (await accepts(port)) return child;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  child.kill("SIGKILL");
+  throw new Error(`mosquitto did not listen on ${port} within 10 s`);
+}
+
+async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  child.kill("SIGTERM");
+  await once(child, "exit");
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, "127.0.0.1");
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}

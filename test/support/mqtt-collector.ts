@@ -1,0 +1,40 @@
+import mqtt, { type MqttClient } from "mqtt";
+
+/** Subscribes to topics and keeps every message, parsed as JSON, for assertions. */
+export class Collector {
+  readonly messages = new Map<string, unknown[]>();
+  readonly #client: MqttClient;
+
+  private constructor(client: MqttClient) {
+    this.#client = client;
+    client.on("message", (topic, payload) => {
+      const list = this.messages.get(topic) ?? [];
+      list.push(JSON.parse(payload.toString()));
+      this.messages.set(topic, list);
+    });
+  }
+
+  static async start(url: string, topics: string[]): Promise<Collector> {
+    const client = await mqtt.connectAsync(url, { clientId: `collector-${Math.random().toString(16).slice(2)}` });
+    await client.subscribeAsync(topics, { qos: 1 });
+    return new Collector(client);
+  }
+
+  on(topic: string): unknown[] {
+    return this.messages.get(topic) ?? [];
+  }
+
+  /** Resolves once `topic` holds at least `count` messages. */
+  async waitFor(topic: string, count: number, timeoutMs = 20_000): Promise<unknown[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.on(topic).length < count) {
+      if (Date.now() > deadline) throw new Error(`${topic}: ${this.on(topic).length} of ${count} messages after ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return this.on(topic);
+  }
+
+  stop(): Promise<void> {
+    return this.#client.endAsync();
+  }
+}
