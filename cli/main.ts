@@ -1,5 +1,6 @@
 import { Command, CommanderError } from "commander";
-import { DataFormatError, ModelError } from "../lib/errors.js";
+import { ConfigError, DataFormatError, ModelError } from "../lib/errors.js";
+import { addConnectorCommand } from "./connector-command.js";
 import { addFunctionCommand } from "./function-command.js";
 import { addModelCommands } from "./model-commands.js";
 import { processIo, type Io } from "./parse.js";
@@ -13,6 +14,7 @@ export function buildProgram(io: Io): Command {
     .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
   addModelCommands(program, io);
   addFunctionCommand(program, io);
+  addConnectorCommand(program, io);
   for (const command of program.commands) command.exitOverride();
   return program;
 }
@@ -32,7 +34,7 @@ export async function run(argv: string[], io: Io = processIo()): Promise<number>
       // --help and --version end in a CommanderError with exit code 0.
       return error.exitCode === 0 ? 0 : 2;
     }
-    if (error instanceof DataFormatError || error instanceof ModelError || error instanceof RangeError) {
+    if (error instanceof DataFormatError || error instanceof ModelError || error instanceof ConfigError || error instanceof RangeError) {
       io.err(`fanwatch: ${error.message}`);
       return 1;
     }

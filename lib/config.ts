@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { ConfigError } from "./errors.js";
 import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS } from "./model/batcher.js";
 import { BACKENDS } from "./model/backend.js";
 
@@ -79,7 +80,7 @@ export function parseEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv)
   const parsed = schema.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== "")));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new Error(`invalid configuration: ${String(issue?.path[0])}: ${issue?.message}`);
+    throw new ConfigError(`invalid configuration: ${String(issue?.path[0])}: ${issue?.message}`);
   }
   return parsed.data;
 }

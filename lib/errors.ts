@@ -23,3 +23,8 @@ export class ModelError extends Error {
 export class DataFormatError extends Error {
   override readonly name = "DataFormatError";
 }
+
+/** A setting (environment variable or flag) with an impossible value; the message names it. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}

@@ -1,0 +1,57 @@
+import type { Command } from "commander";
+import { readConnectorConfig } from "../connectors/mqtt/config.js";
+import { Connector } from "../connectors/mqtt/connector.js";
+import { createLogger } from "../lib/log.js";
+import type { Io } from "./parse.js";
+
+/** Flags and the environment variables they set (the official connector's names where it has them). */
+const FLAGS: Array<[flag: string, env: string, help: string]> = [
+  ["--gateway-url <url>", "gateway_url", "OpenFaaS gateway (default http://127.0.0.1:8080)"],
+  ["--broker <url>", "broker", "MQTT broker URL, mqtt:// or mqtts:// (default $MQTT_URL or mqtt://127.0.0.1:1883)"],
+  ["--topic <filters>", "topic", "comma-separated topic filters to subscribe to (default $TELEMETRY_TOPIC or fan/messages)"],
+  ["--functions <map>", "functions", "static routes instead of asking the gateway: 'fan/messages=predict;fan/+/x=a,b'"],
+  ["--client-id <id>", "client_id", "MQTT client id of the persistent session (default fanwatch-connector)"],
+  ["--qos <0|1>", "qos", "subscription QoS (default 1)"],
+  ["--shared-group <name>", "shared_group", "subscribe as $share/<name>/<filter> so replicas split the load"],
+  ["--batch-size <n>", "batch_size", "messages per invocation; 1 sends the raw payload (default 200)"],
+  ["--batch-wait-ms <ms>", "batch_wait_ms", "longest wait to fill a batch (default 10)"],
+  ["--max-inflight <n>", "max_inflight", "invocations open at once (default 8)"],
+  ["--retries <n>", "retries", "retries on 429/5xx/timeouts before dead-lettering (default 5)"],
+  ["--retry-base-ms <ms>", "retry_base_ms", "first backoff, doubled each retry (default 100)"],
+  ["--timeout-ms <ms>", "timeout_ms", "per invocation attempt (default 10000)"],
+  ["--refresh-interval-ms <ms>", "refresh_interval_ms", "how often to re-read /system/functions (default 5000)"],
+  ["--async-invoke", "async_invoke", "invoke through /async-function/<name>"],
+  ["--callback-url <url>", "callback_url", "X-Callback-Url for async invocations"],
+  ["--basic-auth", "basic_auth", "authenticate to /system with the basic-auth-user/-password secrets"],
+  ["--secret-mount-path <dir>", "secret_mount_path", "where secrets are mounted (default /var/openfaas/secrets)"],
+  ["--content-type <type>", "content_type", "Content-Type of invocations (default application/json)"],
+  ["--port <port>", "port", "port of /healthz and /metrics (default 8081)"],
+  ["--max-message-bytes <n>", "max_message_bytes", "larger messages are dead-lettered (default 65536)"],
+  ["--max-batch-bytes <n>", "max_batch_bytes", "a batch is sent once its payloads reach this size (default 524288)"],
+];
+
+export function addConnectorCommand(program: Command, io: Io): void {
+  const command = program.command("connector").description("run the MQTT connector: messages on MQTT topics invoke OpenFaaS functions");
+  for (const [flag, , help] of FLAGS) command.option(flag, help);
+  command.action(async (opts: Record<string, string | boolean | undefined>) => {
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    for (const [flag, name] of FLAGS) {
+      const key = (flag.split(" ")[0] ?? "").slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+      const value = opts[key];
+      if (value !== undefined) env[name] = String(value);
+    }
+    const connector = new Connector(readConnectorConfig(env), createLogger("mqtt-connector"));
+    const stop = (signal: string) => {
+      io.err(`${signal}: draining in-flight invocations…`);
+      connector.drain().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+    await connector.start();
+    io.err(`connector running; health and metrics on http://127.0.0.1:${connector.port}/healthz and /metrics (Ctrl-C to stop)`);
+    await new Promise(() => {}); // runs until a signal ends the process
+  });
+}

@@ -1,0 +1,111 @@
+import { request } from "undici";
+import { z } from "zod";
+import type { Logger } from "../../lib/log.js";
+import { topicMatches } from "./topic-filter.js";
+
+/** A function to invoke for a message, with the topic its answer is published to, if any. */
+export interface Target {
+  name: string;
+  replyTopic: string | undefined;
+}
+
+const GatewayFunctions = z.array(
+  z.object({
+    name: z.string(),
+    annotations: z.record(z.string(), z.string()).nullish(),
+  }),
+);
+
+interface Route {
+  filter: string;
+  target: Target;
+}
+
+/**
+ * Which functions a topic goes to. From the gateway's /system/functions (`topic` annotation, comma
+ * separated, MQTT wildcards allowed; `reply-topic` optional), refreshed periodically and kept as
+ * it was while the gateway is unreachable; or from a static mapping.
+ */
+export class FunctionDirectory {
+  #routes: Route[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #ready = false;
+  #lastError: string | undefined;
+
+  constructor(
+    private readonly options: {
+      gatewayUrl: string;
+      basicAuth: { user: string; password: string } | undefined;
+      staticFunctions: Map<string, string[]> | undefined;
+      refreshMs: number;
+      log: Logger;
+    },
+  ) {
+    if (options.staticFunctions !== undefined) {
+      this.#routes = [...options.staticFunctions].flatMap(([filter, names]) => names.map((name) => ({ filter, target: { name, replyTopic: undefined } })));
+      this.#ready = true;
+    }
+  }
+
+  /** True once a mapping is known (static, or the gateway answered once). */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  get lastError(): string | undefined {
+    return this.#lastError;
+  }
+
+  get functionCount(): number {
+    return new Set(this.#routes.map((r) => r.target.name)).size;
+  }
+
+  targets(topic: string): Target[] {
+    const seen = new Set<string>();
+    return this.#routes.filter((r) => topicMatches(r.filter, topic) && !seen.has(r.target.name) && seen.add(r.target.name)).map((r) => r.target);
+  }
+
+  /** Resolves after the first successful lookup; keeps refreshing until stop(). */
+  async start(signal?: AbortSignal): Promise<void> {
+    if (this.options.staticFunctions !== undefined) return;
+    while (!this.#ready && signal?.aborted !== true) {
+      await this.refresh();
+      if (!this.#ready) await new Promise((resolve) => setTimeout(resolve, Math.min(this.options.refreshMs, 1_000)));
+    }
+    this.#timer = setInterval(() => void this.refresh(), this.options.refreshMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  async refresh(): Promise<void> {
+    const headers: Record<string, string> = {};
+    if (this.options.basicAuth !== undefined) {
+      headers.authorization = `Basic ${Buffer.from(`${this.options.basicAuth.user}:${this.options.basicAuth.password}`).toString("base64")}`;
+    }
+    try {
+      const response = await request(`${this.options.gatewayUrl}/system/functions`, { headers, headersTimeout: 5_000, bodyTimeout: 5_000 });
+      const text = await response.body.text();
+      if (response.statusCode !== 200) throw new Error(`the gateway answered ${response.statusCode} to GET /system/functions: ${text.slice(0, 200)}`);
+      const functions = GatewayFunctions.parse(JSON.parse(text));
+      const routes = functions.flatMap((fn) =>
+        (fn.annotations?.topic ?? "")
+          .split(",")
+          .map((t) => t.trim())
+          .filter((t) => t !== "")
+          .map((filter) => ({ filter, target: { name: fn.name, replyTopic: fn.annotations?.["reply-topic"] } })),
+      );
+      const changed = JSON.stringify(routes) !== JSON.stringify(this.#routes);
+      this.#routes = routes;
+      this.#ready = true;
+      if (changed || this.#lastError !== undefined) this.options.log.info({ event: "functions_discovered", routes: routes.map((r) => `${r.filter} -> ${r.target.name}`) }, `routing to ${this.functionCount} functions`);
+      this.#lastError = undefined;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (message !== this.#lastError) this.options.log.warn({ event: "discovery_failed", err: message }, "cannot read functions from the gateway; keeping the last routes");
+      this.#lastError = message;
+    }
+  }
+}
