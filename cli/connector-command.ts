@@ -1,7 +1,4 @@
 import type { Command } from "commander";
-import { readConnectorConfig } from "../connectors/mqtt/config.js";
-import { Connector } from "../connectors/mqtt/connector.js";
-import { createLogger } from "../lib/log.js";
 import type { Io } from "./parse.js";
 
 /** Flags and the environment variables they set (the official connector's names where it has them). */
@@ -40,6 +37,7 @@ export function addConnectorCommand(program: Command, io: Io): void {
       const value = opts[key];
       if (value !== undefined) env[name] = String(value);
     }
+    const [{ readConnectorConfig }, { Connector }, { createLogger }] = await Promise.all([import("../connectors/mqtt/config.js"), import("../connectors/mqtt/connector.js"), import("../lib/log.js")]);
     const connector = new Connector(readConnectorConfig(env), createLogger("mqtt-connector"));
     const stop = (signal: string) => {
       io.err(`${signal}: draining in-flight invocations…`);

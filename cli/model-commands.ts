@@ -1,8 +1,7 @@
 import { relative } from "node:path";
 import type { Command } from "commander";
-import { evaluateModel } from "../model/evaluate.js";
-import { generateReadings, readCsv, writeCsv } from "../model/dataset.js";
-import { TRAIN_DEFAULTS, trainModel, type EpochProgress } from "../model/train.js";
+import { TRAIN_DEFAULTS } from "../model/defaults.js";
+import type { EpochProgress } from "../model/train.js";
 import { formatDuration, formatMetrics } from "./output.js";
 import { integer, number, type Io } from "./parse.js";
 
@@ -15,6 +14,7 @@ export function addModelCommands(program: Command, io: Io): void {
     .option("--rows <n>", "number of readings", integer("--rows"), 20_000)
     .option("--seed <n>", "random seed (same seed, same file)", integer("--seed"), 1)
     .action(async (opts: { out: string; fans: number; rows: number; seed: number }) => {
+      const { generateReadings, writeCsv } = await import("../model/dataset.js");
       const rows = generateReadings(opts);
       await writeCsv(opts.out, rows);
       const faulty = rows.filter((r) => r.faulty === 1).length;
@@ -32,6 +32,8 @@ export function addModelCommands(program: Command, io: Io): void {
     .option("--test-split <fraction>", "share of rows held out for testing", number("--test-split"), TRAIN_DEFAULTS.testSplit)
     .option("--json", "print the test metrics as one JSON object on the last line")
     .action(async (opts: { data: string; out: string; epochs: number; batchSize: number; seed: number; testSplit: number; json?: boolean }) => {
+      // Loaded here, not at the top: TensorFlow.js would add ~100 MB to every other command.
+      const [{ readCsv }, { trainModel }] = await Promise.all([import("../model/dataset.js"), import("../model/train.js")]);
       const dataset = await readCsv(opts.data);
       io.err(`training on ${dataset.rows.length} readings from ${opts.data} for ${opts.epochs} epochs`);
       const command = `fanwatch train --data ${relative(process.cwd(), opts.data)} --out ${relative(process.cwd(), opts.out)} --epochs ${opts.epochs} --batch-size ${opts.batchSize} --seed ${opts.seed} --test-split ${opts.testSplit}`;
@@ -61,6 +63,7 @@ export function addModelCommands(program: Command, io: Io): void {
     .requiredOption("--data <file>", "labelled data (reference CSV format)")
     .option("--json", "print the metrics as one JSON object on the last line")
     .action(async (opts: { model: string; data: string; json?: boolean }) => {
+      const [{ readCsv }, { evaluateModel }] = await Promise.all([import("../model/dataset.js"), import("../model/evaluate.js")]);
       const dataset = await readCsv(opts.data);
       const { model, metrics } = await evaluateModel(opts.model, dataset, process.env.TFJS_BACKEND === undefined ? {} : { backend: process.env.TFJS_BACKEND });
       io.out(`model ${model.metadata.id} (backend ${model.backend}, threshold ${model.threshold}) on ${opts.data}:`);

@@ -7,6 +7,7 @@ import { initBackend } from "../lib/model/backend.js";
 import type { ModelMetadata } from "../lib/model/metadata.js";
 import { seededRandom, shuffleInPlace } from "../lib/rng.js";
 import type { Dataset, LabelledReading } from "./dataset.js";
+import { TRAIN_DEFAULTS } from "./defaults.js";
 import { evaluatePredictions } from "./metrics.js";
 
 export const LAYER_UNITS = [60, 30, 10, 1] as const;
@@ -35,7 +36,6 @@ export interface EpochProgress {
   elapsedSeconds: number;
 }
 
-export const TRAIN_DEFAULTS = { epochs: 250, batchSize: 32, seed: 42, testSplit: 0.33, learningRate: 0.001 } as const;
 
 /**
  * Trains the reference architecture (Dense 60-30-10-1, relu, sigmoid out, Adam, binary

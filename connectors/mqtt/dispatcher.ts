@@ -96,7 +96,7 @@ export class Dispatcher {
   }
 
   async #deliver(target: Target, batch: Delivery[]): Promise<void> {
-    const body = batch.length === 1 ? (batch[0] as Delivery).payload : JSON.stringify(batch.map((d) => d.value));
+    const body = this.config.batchSize === 1 ? (batch[0] as Delivery).payload : JSON.stringify(batch.map((d) => d.value));
     this.metrics.batchSize.observe({ function: target.name }, batch.length);
     let reason = "";
     for (let attempt = 0; attempt <= this.config.retries; attempt++) {

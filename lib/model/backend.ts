@@ -1,7 +1,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 
-export const BACKENDS = ["tensorflow", "wasm", "cpu"] as const;
-export type BackendName = (typeof BACKENDS)[number];
+import { BACKENDS, type BackendName } from "./backend-names.js";
+
+export { BACKENDS, type BackendName };
 
 /**
  * Picks the fastest TF.js backend that loads here: tfjs-node (native TensorFlow, an optional

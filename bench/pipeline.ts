@@ -1,0 +1,182 @@
+// npm run bench:pipeline — offered-load steps through a real Mosquitto (the project's config) →
+// connector → predict → score → fan/anomaly, all on this machine. For each step: sent, received,
+// lost, p50/p99 latency from publish to prediction. Sustained rate = the highest step with nothing
+// lost and p99 <= 250 ms. Baseline in the same run: the reference design's shape with our code
+// (one message per invocation, one score call per reading, QoS 0).
+// Progress goes to stderr; results to stdout as JSON lines, the summary last.
+// BENCH_STEP_SECONDS (default 6) sets each step's length.
+import type { ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import mqtt, { type MqttClient } from "mqtt";
+import { freePort } from "../lib/net.js";
+import { startMosquitto, type Broker } from "../test/support/mosquitto.js";
+
+const CLI = fileURLToPath(new URL("../../bin/fanwatch.js", import.meta.url));
+const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 6);
+const P99_LIMIT_MS = 250;
+
+interface Shape {
+  name: "fanwatch" | "baseline";
+  qos: 0 | 1;
+  steps: number[];
+  connector: Record<string, string>;
+  score: Record<string, string>;
+}
+
+const SHAPES: Shape[] = [
+  // The reference predictor: one blocking HTTP call per message, so one invocation at a time.
+  { name: "baseline", qos: 0, steps: [100, 200, 300, 400, 500, 750, 1000, 1500], connector: { batch_size: "1", qos: "0", max_inflight: "1" }, score: { SCORE_MAX_BATCH: "1" } },
+  { name: "fanwatch", qos: 1, steps: [2000, 5000, 8000, 10000, 12000, 15000], connector: {}, score: {} },
+];
+
+interface StepResult {
+  shape: string;
+  offered: number;
+  seconds: number;
+  sent: number;
+  received: number;
+  lost: number;
+  duplicates: number;
+  p50Ms: number;
+  p99Ms: number;
+  ok: boolean;
+}
+
+const progress = (line: string) => process.stderr.write(`${line}\n`);
+const summary: Record<string, { sustained: number; connectorRssMb: number }> = {};
+
+for (const shape of SHAPES) {
+  progress(`${shape.name}: starting Mosquitto, score, predict and the connector`);
+  const system = await startSystem(shape);
+  try {
+    // Warm-up (JIT, connection pools, the wasm kernels), not counted.
+    await runStep(system, shape, shape.steps[0] as number, 3);
+    let sustained = 0;
+    for (const rate of shape.steps) {
+      const result = await runStep(system, shape, rate);
+      console.log(JSON.stringify({ kind: "step", ...result }));
+      progress(`  ${shape.name} ${rate}/s: sent ${result.sent}, received ${result.received}, lost ${result.lost}, duplicates ${result.duplicates}, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms ${result.ok ? "ok" : "NOT SUSTAINED"}`);
+      if (result.ok) sustained = rate;
+      else break;
+    }
+    const connectorRssMb = await peakRssMb(system.connector);
+    summary[shape.name] = { sustained, connectorRssMb };
+    progress(`${shape.name}: sustained ${sustained} readings/s, connector peak RSS ${connectorRssMb} MB`);
+  } finally {
+    await system.stop();
+  }
+}
+const ours = summary.fanwatch?.sustained ?? 0;
+const base = summary.baseline?.sustained ?? 0;
+console.log(JSON.stringify({ kind: "summary", stepSeconds: STEP_SECONDS, p99LimitMs: P99_LIMIT_MS, ...summary, speedupVsBaseline: base === 0 ? null : Math.round((ours / base) * 10) / 10 }));
+
+interface System {
+  broker: Broker;
+  connector: ChildProcess;
+  publisher: MqttClient;
+  listener: MqttClient;
+  arrivals: Map<string, number[]>;
+  stop(): Promise<void>;
+}
+
+async function startSystem(shape: Shape): Promise<System> {
+  const broker = await startMosquitto();
+  const scorePort = await freePort();
+  const predictPort = await freePort();
+  const children: ChildProcess[] = [];
+  const run = async (args: string[], env: Record<string, string>, ready: RegExp) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    children.push(child);
+    await new Promise<void>((resolve, reject) => {
+      let seen = "";
+      const onData = (d: Buffer) => {
+        seen += d.toString();
+        if (ready.test(seen)) resolve();
+      };
+      child.stdout?.on("data", onData);
+      child.stderr?.on("data", onData);
+      child.once("exit", (code) => reject(new Error(`${args.join(" ")} exited ${code}: ${seen}`)));
+    });
+    return child;
+  };
+  await run(["function", "score", "--port", String(scorePort)], shape.score, /listening on/);
+  await run(["function", "predict", "--port", String(predictPort)], { MQTT_URL: broker.url, SCORE_URL: `http://127.0.0.1:${scorePort}/` }, /listening on/);
+  const connector = await run(["connector"], { gateway_url: `http://127.0.0.1:${predictPort}`, broker: broker.url, functions: "fan/messages=predict", port: String(await freePort()), client_id: `bench-${shape.name}`, ...shape.connector }, /connector running/);
+
+  const arrivals = new Map<string, number[]>();
+  const listener = await mqtt.connectAsync(broker.url, { clientId: `bench-listener-${shape.name}` });
+  listener.on("message", (_topic, payload) => {
+    const p = JSON.parse(payload.toString()) as { deviceID: string };
+    const list = arrivals.get(p.deviceID);
+    if (list === undefined) arrivals.set(p.deviceID, [Date.now()]);
+    else list.push(Date.now());
+  });
+  await listener.subscribeAsync("fan/anomaly", { qos: shape.qos });
+  const publisher = await mqtt.connectAsync(broker.url, { clientId: `bench-fleet-${shape.name}` });
+  return {
+    broker,
+    connector,
+    publisher,
+    listener,
+    arrivals,
+    async stop() {
+      await publisher.endAsync();
+      await listener.endAsync();
+      for (const child of children) child.kill("SIGKILL");
+      await broker.stop();
+    },
+  };
+}
+
+/** Publishes `rate` readings a second for STEP_SECONDS, paced every 10 ms, then waits for stragglers. */
+async function runStep(system: System, shape: Shape, rate: number, seconds = STEP_SECONDS): Promise<StepResult> {
+  system.arrivals.clear();
+  const sentAt = new Map<string, number>();
+  const started = Date.now();
+  let sent = 0;
+  const publishes: Array<Promise<unknown>> = [];
+  while (Date.now() - started < seconds * 1000) {
+    const due = Math.floor(((Date.now() - started) / 1000) * rate);
+    for (; sent < due; sent++) {
+      const id = `${shape.name}-${rate}-${sent}`;
+      const now = Date.now();
+      sentAt.set(id, now);
+      const reading = JSON.stringify({ deviceID: id, timeStamp: now, rotation: 500 + (sent % 200), temperature: 35 + (sent % 20), vibration: 100 + (sent % 150), sound: 45 + (sent % 15) });
+      publishes.push(system.publisher.publishAsync("fan/messages", reading, { qos: shape.qos }));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  await Promise.all(publishes);
+  // Wait until every prediction arrived, or nothing new arrived for 3 s.
+  let last = -1;
+  let quietSince = Date.now();
+  while (Date.now() - quietSince < 3_000) {
+    const count = system.arrivals.size;
+    if (count >= sent) break;
+    if (count !== last) {
+      last = count;
+      quietSince = Date.now();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const latencies: number[] = [];
+  let duplicates = 0;
+  for (const [id, times] of system.arrivals) {
+    const at = sentAt.get(id);
+    if (at === undefined) continue;
+    latencies.push((times[0] as number) - at);
+    duplicates += times.length - 1;
+  }
+  latencies.sort((a, b) => a - b);
+  const pick = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? Number.NaN;
+  const received = latencies.length;
+  const p99Ms = pick(0.99);
+  return { shape: shape.name, offered: rate, seconds, sent, received, lost: sent - received, duplicates, p50Ms: pick(0.5), p99Ms, ok: sent === received && p99Ms <= P99_LIMIT_MS };
+}
+
+async function peakRssMb(child: ChildProcess): Promise<number> {
+  const status = await readFile(`/proc/${child.pid}/status`, "utf8");
+  return Math.round(Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1]) / 1024);
+}
