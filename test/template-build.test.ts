@@ -15,33 +15,53 @@ import { freePort, postJson, waitForOutput } from "./support/process.js";
 // shipped image's process started as of-watchdog starts it. Stand-ins, named: the host's Node.js
 // and npm for node:22-alpine; of-watchdog itself is not run (its image is not available here), so
 // the function is called on its upstream port directly.
+interface Image {
+  workspace: string;
+  context: string;
+  build: BuildResult;
+  steps: string[];
+  child: ChildProcessWithoutNullStreams;
+  url: string;
+  filesBefore: string[];
+}
+
+/** Builds one function's image as faas-cli would and starts its process as of-watchdog would. */
+async function buildAndStart(fn: string, env: Record<string, string> = {}): Promise<Image> {
+  const workspace = await mkdtemp(join(tmpdir(), "fanwatch-image-"));
+  const context = await shrinkwrap(REPO_ROOT, "stack.yml", fn, join(workspace, "build"));
+  const dockerfile = parseDockerfile(await readFile(join(context, "Dockerfile"), "utf8"));
+  process.env.npm_config_prefer_offline = "true"; // use the npm cache the repository's install filled
+  const steps: string[] = [];
+  const build = await buildDockerfile(dockerfile, context, join(workspace, "rootfs"), (line) => steps.push(line));
+  const appDir = join(build.final.root, build.final.workdir);
+  const filesBefore = await listFiles(appDir);
+  const port = await freePort();
+  const fprocess = build.final.env.fprocess ?? "";
+  const child = spawn("sh", ["-c", `exec ${fprocess}`], { cwd: appDir, env: { PATH: process.env.PATH, HOME: tmpdir(), ...build.final.env, ...env, http_port: String(port) } });
+  await waitForOutput(child, /"event":"listening"/);
+  return { workspace, context, build, steps, child, url: `http://127.0.0.1:${port}/`, filesBefore };
+}
+
+async function remove(image: Image | undefined): Promise<void> {
+  if (image === undefined) return;
+  if (image.child.exitCode === null) image.child.kill("SIGKILL");
+  await rm(image.workspace, { recursive: true, force: true });
+}
+
 describe("node22-ts image build of the score function", { timeout: 600_000 }, () => {
+  let image: Image;
   let build: BuildResult;
   let context: string;
   let child: ChildProcessWithoutNullStreams;
   let url: string;
   let filesBefore: string[];
-  let workspace: string;
-  const steps: string[] = [];
+  let steps: string[];
 
   before(async () => {
-    workspace = await mkdtemp(join(tmpdir(), "fanwatch-image-"));
-    context = await shrinkwrap(REPO_ROOT, "stack.yml", "score", join(workspace, "build"));
-    const dockerfile = parseDockerfile(await readFile(join(context, "Dockerfile"), "utf8"));
-    process.env.npm_config_prefer_offline = "true"; // use the npm cache the repository's install filled
-    build = await buildDockerfile(dockerfile, context, join(workspace, "rootfs"), (line) => steps.push(line));
-    const appDir = join(build.final.root, build.final.workdir);
-    filesBefore = await listFiles(appDir);
-    const port = await freePort();
-    const fprocess = build.final.env.fprocess ?? "";
-    child = spawn("sh", ["-c", `exec ${fprocess}`], { cwd: appDir, env: { PATH: process.env.PATH, HOME: tmpdir(), ...build.final.env, http_port: String(port) } });
-    await waitForOutput(child, /"event":"listening"/);
-    url = `http://127.0.0.1:${port}/`;
+    image = await buildAndStart("score");
+    ({ build, context, child, url, filesBefore, steps } = image);
   });
-  after(async () => {
-    if (child !== undefined && child.exitCode === null) child.kill("SIGKILL");
-    await rm(workspace, { recursive: true, force: true });
-  });
+  after(() => remove(image));
 
   it("lays out the context as faas-cli does", async () => {
     const fn = await readdir(join(context, "function"));
@@ -103,3 +123,29 @@ async function listFiles(dir: string): Promise<string[]> {
     .map((e) => relative(dir, join(e.parentPath, e.name)))
     .sort();
 }
+
+describe("node22-ts image build of the predict function", { timeout: 600_000 }, () => {
+  let image: Image;
+  before(async () => {
+    // No broker or score function here: the image must still start, answer and stop cleanly.
+    image = await buildAndStart("predict", { MQTT_URL: `mqtt://127.0.0.1:${await freePort()}`, SCORE_URL: "http://127.0.0.1:9/" });
+  });
+  after(() => remove(image));
+
+  it("bundles MQTT.js and undici and serves its description", async () => {
+    const shipped = await listFiles(join(image.build.final.root, image.build.final.workdir));
+    assert.ok(shipped.includes("index.mjs"));
+    assert.ok(!shipped.some((f) => f.startsWith("node_modules/mqtt/") || f.startsWith("node_modules/undici/")), "bundled, not installed again");
+    const description = (await (await fetch(image.url)).json()) as { broker: string; topics: { anomaly: string } };
+    assert.equal(description.broker, "disconnected");
+    assert.equal(description.topics.anomaly, "fan/anomaly");
+  });
+
+  it("answers 503, not 200, when it cannot score", async () => {
+    const answer = await postJson(image.url, { deviceID: "1", rotation: 600, temperature: 40, vibration: 150, sound: 48 });
+    assert.equal(answer.status, 503);
+    image.child.kill("SIGTERM");
+    const [code] = (await once(image.child, "exit")) as [number];
+    assert.equal(code, 0);
+  });
+});

@@ -107,7 +107,6 @@ export class Connector {
     const delivery: Delivery = {
       topic: message.topic,
       payload: message.payload,
-      value: undefined,
       done: () => {
         if (--remaining > 0) return;
         this.#pending--;
@@ -134,7 +133,7 @@ export class Connector {
     }
     if (this.config.batchSize === 1) return undefined; // sent raw, as the official connector does
     try {
-      delivery.value = sjson.parse(delivery.payload.toString("utf8"), undefined, { protoAction: "error", constructorAction: "error" });
+      sjson.parse(delivery.payload.toString("utf8"), undefined, { protoAction: "error", constructorAction: "error" });
       return undefined;
     } catch (error) {
       return { reason: `payload is not acceptable JSON: ${(error as Error).message}`, metric: "not_json" };

@@ -28,6 +28,7 @@ interface Route {
  */
 export class FunctionDirectory {
   #routes: Route[] = [];
+  readonly #cache = new Map<string, Target[]>();
   #timer: NodeJS.Timeout | undefined;
   #ready = false;
   #lastError: string | undefined;
@@ -60,9 +61,16 @@ export class FunctionDirectory {
     return new Set(this.#routes.map((r) => r.target.name)).size;
   }
 
+  /** The functions for a topic; cached per topic until the routes change. */
   targets(topic: string): Target[] {
-    const seen = new Set<string>();
-    return this.#routes.filter((r) => topicMatches(r.filter, topic) && !seen.has(r.target.name) && seen.add(r.target.name)).map((r) => r.target);
+    let targets = this.#cache.get(topic);
+    if (targets === undefined) {
+      const seen = new Set<string>();
+      targets = this.#routes.filter((r) => topicMatches(r.filter, topic) && !seen.has(r.target.name) && seen.add(r.target.name)).map((r) => r.target);
+      if (this.#cache.size > 10_000) this.#cache.clear(); // topics with device ids in them are unbounded
+      this.#cache.set(topic, targets);
+    }
+    return targets;
   }
 
   /** Resolves after the first successful lookup; keeps refreshing until stop(). */
@@ -99,6 +107,7 @@ export class FunctionDirectory {
       );
       const changed = JSON.stringify(routes) !== JSON.stringify(this.#routes);
       this.#routes = routes;
+      if (changed) this.#cache.clear();
       this.#ready = true;
       if (changed || this.#lastError !== undefined) this.options.log.info({ event: "functions_discovered", routes: routes.map((r) => `${r.filter} -> ${r.target.name}`) }, `routing to ${this.functionCount} functions`);
       this.#lastError = undefined;

@@ -9,8 +9,6 @@ import type { ConnectorMetrics } from "./metrics.js";
 export interface Delivery {
   topic: string;
   payload: Buffer;
-  /** The payload parsed as JSON, for batches. */
-  value: unknown;
   /** Called by each target when it is finished with the message (answered, or dead-lettered). */
   done(): void;
 }
@@ -96,7 +94,8 @@ export class Dispatcher {
   }
 
   async #deliver(target: Target, batch: Delivery[]): Promise<void> {
-    const body = this.config.batchSize === 1 ? (batch[0] as Delivery).payload : JSON.stringify(batch.map((d) => d.value));
+    // Payloads were checked to be JSON when they arrived, so the array is built from their bytes.
+    const body = this.config.batchSize === 1 ? (batch[0] as Delivery).payload : Buffer.concat(joinAsArray(batch.map((d) => d.payload)));
     this.metrics.batchSize.observe({ function: target.name }, batch.length);
     let reason = "";
     for (let attempt = 0; attempt <= this.config.retries; attempt++) {
@@ -164,6 +163,17 @@ export class Dispatcher {
       }),
     ).catch((error: unknown) => this.log.error({ event: "dead_letter_failed", err: (error as Error).message }, "cannot publish dead letters; the broker will redeliver"));
   }
+}
+
+const OPEN = Buffer.from("[");
+const COMMA = Buffer.from(",");
+const CLOSE = Buffer.from("]");
+
+function joinAsArray(payloads: Buffer[]): Buffer[] {
+  const parts: Buffer[] = [OPEN];
+  payloads.forEach((p, i) => parts.push(...(i === 0 ? [p] : [COMMA, p])));
+  parts.push(CLOSE);
+  return parts;
 }
 
 /** Takes the oldest messages of a queue, at most `count` of them and about `maxBytes`. */
