@@ -28,6 +28,8 @@ export function mqttSettingsFromEnv(env: NodeJS.ProcessEnv = process.env, secret
 export function connectMqtt(settings: MqttSettings, options: IClientOptions & { onError?: (error: Error) => void } = {}): MqttClient {
   const { onError, ...rest } = options;
   const client = mqtt.connect(settings.url, {
+    // MQTT.js traces every packet through the `debug` package, which costs CPU even when off.
+    log: () => {},
     reconnectPeriod: 1_000,
     connectTimeout: 10_000,
     ...(settings.username === undefined ? {} : { username: settings.username }),

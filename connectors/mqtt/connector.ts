@@ -25,6 +25,7 @@ export class Connector {
   #pending = 0;
   #draining: Promise<void> | undefined;
   readonly #abort = new AbortController();
+  readonly #receivedCounters = new Map<string, { inc(): void }>();
 
   constructor(
     private readonly config: ConnectorConfig,
@@ -94,7 +95,7 @@ export class Connector {
     // While draining, new messages stay unacknowledged: the broker redelivers them to whoever
     // takes over the session or the shared subscription.
     if (this.#draining !== undefined) return;
-    this.metrics.received.inc({ topic: message.topic });
+    this.#receivedOn(message.topic).inc();
     const targets = this.#directory.targets(message.topic);
     if (targets.length === 0) {
       this.metrics.unrouted.inc();
@@ -121,6 +122,16 @@ export class Connector {
       return;
     }
     for (const target of targets) this.#dispatcher.enqueue(target, delivery);
+  }
+
+  /** The received counter of a topic, resolved once per topic rather than hashed per message. */
+  #receivedOn(topic: string): { inc(): void } {
+    let counter = this.#receivedCounters.get(topic);
+    if (counter === undefined) {
+      if (this.#receivedCounters.size > 10_000) this.#receivedCounters.clear();
+      this.#receivedCounters.set(topic, (counter = this.metrics.received.labels(topic)));
+    }
+    return counter;
   }
 
   /**

@@ -135,8 +135,16 @@ async function publish(mqtt: MqttClient, topic: string, messages: readonly objec
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(Object.assign(new Error(`the broker did not acknowledge ${messages.length} publishes to ${topic} within ${timeoutMs} ms`), { status: 503 })), timeoutMs);
   });
+  const acknowledged = new Promise<void>((resolve, reject) => {
+    let left = messages.length;
+    const onAck = (error?: Error) => {
+      if (error !== undefined && error !== null) reject(error);
+      else if (--left === 0) resolve();
+    };
+    for (const m of messages) mqtt.publish(topic, JSON.stringify(m), { qos: 1 }, onAck);
+  });
   try {
-    await Promise.race([Promise.all(messages.map((m) => mqtt.publishAsync(topic, JSON.stringify(m), { qos: 1 }))), timeout]);
+    await Promise.race([acknowledged, timeout]);
   } finally {
     clearTimeout(timer);
   }
