@@ -28,7 +28,7 @@ interface Shape {
 const SHAPES: Shape[] = [
   // The reference predictor: one blocking HTTP call per message, so one invocation at a time.
   { name: "baseline", qos: 0, steps: [100, 200, 300, 400, 500, 750, 1000, 1500], connector: { batch_size: "1", qos: "0", max_inflight: "1" }, score: { SCORE_MAX_BATCH: "1" } },
-  { name: "fanwatch", qos: 1, steps: [2000, 4000, 5000, 6000, 7000, 8000, 10000, 12000], connector: {}, score: {} },
+  { name: "fanwatch", qos: 1, steps: [2000, 4000, 6000, 7000, 8000, 9000, 10000, 12000], connector: {}, score: {} },
 ];
 
 interface StepResult {
