@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -23,7 +23,7 @@ export interface Broker {
  * A real Mosquitto on a free port, configured from deploy/mosquitto/mosquitto.conf with the
  * listener, persistence folder and authentication swapped for the test's (anonymous, loopback).
  */
-export async function startMosquitto(): Promise<Broker> {
+export async function startMosquitto(options: { users?: Record<string, string> } = {}): Promise<Broker> {
   if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: apt-get install -y mosquitto`);
   const dir = await mkdtemp(join(tmpdir(), "fanwatch-mosquitto-"));
   const port = await freePort();
@@ -31,7 +31,10 @@ export async function startMosquitto(): Promise<Broker> {
   const config = shipped
     .split("\n")
     .filter((line) => !/^(listener|allow_anonymous|password_file|acl_file|persistence_location|log_dest) /.test(line))
-    .concat([`listener ${port} 127.0.0.1`, "allow_anonymous true", `persistence_location ${dir}/`, `log_dest file ${join(dir, "mosquitto.log")}`])
+    // `user root`: started as root (CI), Mosquitto would otherwise switch to the mosquitto user,
+    // which cannot read or write this private temporary folder. Ignored when not root.
+    .concat([`listener ${port} 127.0.0.1`, `persistence_location ${dir}/`, `log_dest file ${join(dir, "mosquitto.log")}`, "user root"])
+    .concat(await authentication(dir, options.users))
     .join("\n");
   await writeFile(join(dir, "mosquitto.conf"), config);
   let child: ChildProcess = await launch(dir, port);
@@ -47,6 +50,18 @@ export async function startMosquitto(): Promise<Broker> {
       child = await launch(dir, port);
     },
   };
+}
+
+/** Anonymous access, or a password file for `users` (made with mosquitto_passwd, as in production). */
+async function authentication(dir: string, users: Record<string, string> | undefined): Promise<string[]> {
+  if (users === undefined) return ["allow_anonymous true"];
+  const file = join(dir, "passwd");
+  await writeFile(file, "");
+  for (const [user, password] of Object.entries(users)) {
+    const result = spawnSync("mosquitto_passwd", ["-b", file, user, password]);
+    if (result.status !== 0) throw new Error(`mosquitto_passwd failed: ${result.stderr.toString()}`);
+  }
+  return ["allow_anonymous false", `password_file ${file}`];
 }
 
 async function launch(dir: string, port: number): Promise<ChildProcess> {
