@@ -25,9 +25,9 @@ interface Queue {
 /**
  * Batches messages per function (up to batchSize, or batchWaitMs after the first), keeps at most
  * maxInFlight invocations open, retries 429/5xx/timeouts/connection errors with exponential
- * backoff, and after the last retry dead-letters the batch's messages with the reason. A batch
- * of one sends the raw payload, exactly as the official connector does; larger batches send a
- * JSON array of the payloads.
+ * backoff, and after the last retry dead-letters the batch's messages with the reason. With
+ * batch_size 1 every message is sent raw, exactly as the official connector does; otherwise a
+ * batch is a JSON array of the payloads.
  */
 export class Dispatcher {
   readonly #queues = new Map<string, Queue>();
@@ -80,7 +80,9 @@ export class Dispatcher {
     while (this.#inFlight < this.config.maxInFlight && this.#ready.length > 0) {
       const queue = this.#ready[0] as Queue;
       const batch = takeBatch(queue, this.config.batchSize, this.config.maxBatchBytes);
-      if (queue.items.length === 0) this.#ready.shift();
+      // Round robin: a busy function's leftovers go behind the other functions' batches.
+      this.#ready.shift();
+      if (queue.items.length > 0) this.#ready.push(queue);
       if (batch.length === 0) continue;
       this.#inFlight++;
       this.metrics.inFlight.inc();
