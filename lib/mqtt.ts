@@ -38,7 +38,14 @@ export function connectMqtt(settings: MqttSettings, options: IClientOptions & { 
     ...rest,
   });
   // MQTT.js emits `error` for refused connections and the like; an unhandled one kills the process.
-  client.on("error", (error) => onError?.(error));
+  // It repeats the same error at every reconnect attempt: report a repeat at most once a minute.
+  let last = { message: "", at: 0 };
+  client.on("error", (error) => {
+    const now = Date.now();
+    if (error.message === last.message && now - last.at < 60_000) return;
+    last = { message: error.message, at: now };
+    onError?.(error);
+  });
   return client;
 }
 
