@@ -37,7 +37,10 @@ export async function startMosquitto(options: { users?: Record<string, string> }
     .concat(await authentication(dir, options.users))
     .join("\n");
   await writeFile(join(dir, "mosquitto.conf"), config);
-  let child: ChildProcess = await launch(dir, port);
+  let child: ChildProcess = await launch(dir, port).catch(async (error: unknown) => {
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  });
   return {
     url: `mqtt://127.0.0.1:${port}`,
     port,
