@@ -38,8 +38,9 @@ export async function startMosquitto(options: { users?: Record<string, string> }
     .join("\n");
   await writeFile(join(dir, "mosquitto.conf"), config);
   let child: ChildProcess = await launch(dir, port).catch(async (error: unknown) => {
+    const log = await readFile(join(dir, "mosquitto.log"), "utf8").catch(() => "(no log)");
     await rm(dir, { recursive: true, force: true });
-    throw error;
+    throw new Error(`${(error as Error).message}\n${log}`);
   });
   return {
     url: `mqtt://127.0.0.1:${port}`,
@@ -71,7 +72,7 @@ async function launch(dir: string, port: number): Promise<ChildProcess> {
   const child = spawn(BINARY, ["-c", join(dir, "mosquitto.conf")], { stdio: "ignore" });
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`mosquitto exited (${child.exitCode}); see ${join(dir, "mosquitto.log")}`);
+    if (child.exitCode !== null) throw new Error(`mosquitto exited (${child.exitCode}); its log:`);
     if (await accepts(port)) return child;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
