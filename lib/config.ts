@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ConfigError } from "./errors.js";
 import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS } from "./model/batcher.js";
-import { BACKENDS } from "./model/backend-names.js";
+import { BACKENDS, type BackendName } from "./model/backend-names.js";
 
 /** Environment of the score function. Resolved once at start-up; a bad value stops the start. */
 const ScoreEnv = z.object({
@@ -13,7 +13,7 @@ const ScoreEnv = z.object({
 
 export interface ScoreConfig {
   modelDir: string;
-  backend: (typeof BACKENDS)[number] | undefined;
+  backend: BackendName | undefined;
   maxBatchSize: number;
   maxWaitMs: number;
 }

@@ -2,8 +2,6 @@ import * as tf from "@tensorflow/tfjs-core";
 
 import { BACKENDS, type BackendName } from "./backend-names.js";
 
-export { BACKENDS, type BackendName };
-
 /**
  * Picks the fastest TF.js backend that loads here: tfjs-node (native TensorFlow, an optional
  * dependency whose install downloads a binary) where installed, else WebAssembly, else pure JS.

@@ -3,7 +3,8 @@ import type * as tfl from "@tensorflow/tfjs-layers";
 import { ModelError } from "../errors.js";
 import { FEATURES } from "../features.js";
 import { loadModel } from "./artifact.js";
-import { initBackend, type BackendName } from "./backend.js";
+import type { BackendName } from "./backend-names.js";
+import { initBackend } from "./backend.js";
 import type { ModelMetadata } from "./metadata.js";
 
 export interface Prediction {
