@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
@@ -23,7 +23,7 @@ export interface Broker {
  * A real Mosquitto on a free port, configured from deploy/mosquitto/mosquitto.conf with the
  * listener, persistence folder and authentication swapped for the test's (anonymous, loopback).
  */
-export async function startMosquitto(options: { users?: Record<string, string> } = {}): Promise<Broker> {
+export async function startMosquitto(options: { users?: Record<string, string>; tls?: boolean } = {}): Promise<Broker & { caFile?: string }> {
   if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: apt-get install -y mosquitto`);
   const dir = await mkdtemp(join(tmpdir(), "fanwatch-mosquitto-"));
   const port = await freePort();
@@ -34,6 +34,7 @@ export async function startMosquitto(options: { users?: Record<string, string> }
     // `user root`: started as root (CI), Mosquitto would otherwise switch to the mosquitto user,
     // which cannot read or write this private temporary folder. Ignored when not root.
     .concat([`listener ${port} 127.0.0.1`, `persistence_location ${dir}/`, `log_dest file ${join(dir, "mosquitto.log")}`, "user root"])
+    .concat(options.tls === true ? tlsListener(dir) : [])
     .concat(await authentication(dir, options.users))
     .join("\n");
   await writeFile(join(dir, "mosquitto.conf"), config);
@@ -43,8 +44,9 @@ export async function startMosquitto(options: { users?: Record<string, string> }
     throw new Error(`${(error as Error).message}\n${log}`);
   });
   return {
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${options.tls === true ? "mqtts" : "mqtt"}://127.0.0.1:${port}`,
     port,
+    ...(options.tls === true ? { caFile: join(dir, "ca.crt") } : {}),
     async stop() {
       await terminate(child);
       await rm(dir, { recursive: true, force: true });
@@ -54,6 +56,19 @@ export async function startMosquitto(options: { users?: Record<string, string> }
       child = await launch(dir, port);
     },
   };
+}
+
+/** A throwaway CA and a server certificate for 127.0.0.1, made with openssl. */
+function tlsListener(dir: string): string[] {
+  const run = (args: string[]) => {
+    const result = spawnSync("openssl", args, { cwd: dir });
+    if (result.status !== 0) throw new Error(`openssl ${args[0]} failed: ${result.stderr.toString()}`);
+  };
+  run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=fanwatch test CA", "-keyout", "ca.key", "-out", "ca.crt"]);
+  run(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"]);
+  writeFileSync(join(dir, "san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  run(["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "san.ext", "-out", "server.crt"]);
+  return [`cafile ${join(dir, "ca.crt")}`, `certfile ${join(dir, "server.crt")}`, `keyfile ${join(dir, "server.key")}`];
 }
 
 /** Anonymous access, or a password file for `users` (made with mosquitto_passwd, as in production). */

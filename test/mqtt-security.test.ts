@@ -62,3 +62,29 @@ describe("MQTT credentials", { timeout: 60_000 }, () => {
     await waitForOutput(right, /connector running/);
   });
 });
+
+describe("MQTT over TLS", { timeout: 60_000 }, () => {
+  let broker: Broker & { caFile?: string };
+  const children: ChildProcessWithoutNullStreams[] = [];
+  before(async () => {
+    broker = await startMosquitto({ tls: true });
+  });
+  after(async () => {
+    for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
+    await broker?.stop();
+  });
+
+  it("the connector connects with mqtts:// and the broker's CA from MQTT_CA_FILE", async () => {
+    assert.match(broker.url, /^mqtts:/);
+    const port = await freePort();
+    const connector = spawnCli(["connector"], { broker: broker.url, MQTT_CA_FILE: broker.caFile ?? "", functions: "fan/messages=predict", gateway_url: "http://127.0.0.1:9", port: String(port), client_id: "tls" });
+    children.push(connector);
+    await waitForOutput(connector, /connector running/);
+    const health = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { broker: string };
+    assert.equal(health.broker, "connected");
+  });
+
+  it("a client without the CA is refused", async () => {
+    await assert.rejects(mqtt.connectAsync(broker.url, { reconnectPeriod: 0, connectTimeout: 3_000 }), /certificate/i);
+  });
+});
