@@ -1,5 +1,7 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { Pool } from "undici";
 import { z } from "zod";
+import { backoffDelay } from "./backoff.js";
 
 const ScoreBatchAnswer = z.object({
   model: z.string().optional(),
@@ -54,7 +56,7 @@ export class ScoreClient {
     const body = JSON.stringify({ instances });
     let lastError = "";
     for (let attempt = 0; attempt <= this.#retries; attempt++) {
-      if (attempt > 0) await sleep(this.#backoffMs * 2 ** (attempt - 1) * (0.5 + Math.random()));
+      if (attempt > 0) await sleep(backoffDelay(this.#backoffMs, attempt));
       try {
         const response = await this.#pool.request({
           path: this.#path,
@@ -84,8 +86,4 @@ export class ScoreClient {
   close(): Promise<void> {
     return this.#pool.close();
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,4 +1,6 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { Agent, request } from "undici";
+import { backoffDelay } from "../../lib/backoff.js";
 import { deadLetter } from "../../lib/dead-letter.js";
 import type { Logger } from "../../lib/log.js";
 import type { ConnectorConfig } from "./config.js";
@@ -103,7 +105,7 @@ export class Dispatcher {
     for (let attempt = 0; attempt <= this.config.retries; attempt++) {
       if (attempt > 0) {
         this.metrics.retries.inc({ function: target.name });
-        await sleep(Math.min(this.config.retryBaseMs * 2 ** (attempt - 1), 30_000) * (0.5 + Math.random()));
+        await sleep(backoffDelay(this.config.retryBaseMs, attempt));
       }
       const outcome = await this.#invoke(target, batch[0]?.topic ?? "", body);
       if (outcome.ok) {
@@ -188,8 +190,4 @@ function takeBatch(queue: Queue, count: number, maxBytes: number): Delivery[] {
   }
   queue.bytes -= bytes;
   return queue.items.splice(0, n);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
