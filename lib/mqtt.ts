@@ -1,8 +1,8 @@
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
-
-export const DEFAULT_SECRET_PATH = "/var/openfaas/secrets";
+import { envValue } from "./config.js";
+import { DEFAULT_SECRET_PATH, readSecret } from "./secrets.js";
 
 export interface MqttSettings {
   url: string;
@@ -16,12 +16,13 @@ export interface MqttSettings {
  * MQTT_URL (or the reference's MQTT_HOST, a host name or URL), MQTT_USERNAME, MQTT_PASSWORD or
  * the file in MQTT_PASSWORD_FILE or the OpenFaaS secret `mqtt-password`, MQTT_CA_FILE.
  */
-export function mqttSettingsFromEnv(env: NodeJS.ProcessEnv = process.env, secretPath = env.SECRET_MOUNT_PATH ?? DEFAULT_SECRET_PATH): MqttSettings {
-  const host = env.MQTT_URL ?? env.MQTT_HOST ?? "mqtt://127.0.0.1:1883";
+export function mqttSettingsFromEnv(env: NodeJS.ProcessEnv = process.env, secretPath = envValue(env, "SECRET_MOUNT_PATH") ?? DEFAULT_SECRET_PATH): MqttSettings {
+  const host = envValue(env, "MQTT_URL", "MQTT_HOST") ?? "mqtt://127.0.0.1:1883";
   const url = /^[a-z]+:\/\//.test(host) ? host : `mqtt://${host}:1883`;
-  const username = env.MQTT_USERNAME ?? readSecret(env.MQTT_USERNAME_FILE ?? join(secretPath, "mqtt-username"));
-  const password = env.MQTT_PASSWORD ?? readSecret(env.MQTT_PASSWORD_FILE ?? join(secretPath, "mqtt-password"));
-  return { url, ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }), ...(env.MQTT_CA_FILE === undefined ? {} : { caFile: env.MQTT_CA_FILE }) };
+  const username = envValue(env, "MQTT_USERNAME") ?? readSecret(envValue(env, "MQTT_USERNAME_FILE") ?? join(secretPath, "mqtt-username"));
+  const password = envValue(env, "MQTT_PASSWORD") ?? readSecret(envValue(env, "MQTT_PASSWORD_FILE") ?? join(secretPath, "mqtt-password"));
+  const caFile = envValue(env, "MQTT_CA_FILE");
+  return { url, ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }), ...(caFile === undefined ? {} : { caFile }) };
 }
 
 /** Opens a client that reconnects by itself; `error` events are logged, never thrown. */
@@ -59,8 +60,4 @@ export function redactUrl(url: string): string {
   } catch {
     return "(invalid url)";
   }
-}
-
-function readSecret(file: string): string | undefined {
-  return existsSync(file) ? readFileSync(file, "utf8").trim() : undefined;
 }

@@ -1,9 +1,8 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { z } from "zod";
 import { envValue, parseEnv, readTopics } from "../../lib/config.js";
 import { ConfigError } from "../../lib/errors.js";
-import { DEFAULT_SECRET_PATH, mqttSettingsFromEnv, type MqttSettings } from "../../lib/mqtt.js";
+import { mqttSettingsFromEnv, type MqttSettings } from "../../lib/mqtt.js";
+import { DEFAULT_SECRET_PATH, requireSecret } from "../../lib/secrets.js";
 
 /**
  * The connector's settings. Names follow the official OpenFaaS MQTT connector where it has them
@@ -107,12 +106,6 @@ export function parseStaticFunctions(text: string): Map<string, string[]> {
 }
 
 function readBasicAuth(secretPath: string): { user: string; password: string } {
-  try {
-    return {
-      user: readFileSync(join(secretPath, "basic-auth-user"), "utf8").trim(),
-      password: readFileSync(join(secretPath, "basic-auth-password"), "utf8").trim(),
-    };
-  } catch (error) {
-    throw new ConfigError(`basic_auth is on but ${secretPath}/basic-auth-user and basic-auth-password cannot be read: ${(error as Error).message}`);
-  }
+  const because = "basic_auth is on";
+  return { user: requireSecret(secretPath, "basic-auth-user", because), password: requireSecret(secretPath, "basic-auth-password", because) };
 }
