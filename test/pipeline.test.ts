@@ -182,6 +182,8 @@ describe("pipeline: Mosquitto → connector → predict → score → fan/anomal
       assert.match(metrics, new RegExp(`^# TYPE ${name} `, "m"), name);
     }
     assert.match(metrics, /connector_batch_size_count\{function="predict"\} [1-9]/);
+    assert.match(metrics, /^connector_messages_pending 0$/m, "everything received was acknowledged");
+    assert.match(metrics, /^connector_invocations_in_flight 0$/m);
     assert.match(metrics, /connector_retries_total\{function="predict"\} [1-9]/);
   });
 

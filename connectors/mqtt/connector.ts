@@ -17,7 +17,7 @@ import { takeOverAcks, type ReceivedMessage } from "./subscriber.js";
  * 2xx or it was dead-lettered: a crash means redelivery, not loss.
  */
 export class Connector {
-  readonly metrics = createConnectorMetrics();
+  readonly metrics = createConnectorMetrics({ inFlight: () => this.#dispatcher.inFlight, pending: () => this.#pending });
   readonly #directory: FunctionDirectory;
   readonly #dispatcher: Dispatcher;
   #client: MqttClient | undefined;
@@ -103,7 +103,6 @@ export class Connector {
       return;
     }
     this.#pending++;
-    this.metrics.pending.inc();
     let remaining = targets.length;
     const delivery: Delivery = {
       topic: message.topic,
@@ -111,7 +110,6 @@ export class Connector {
       done: () => {
         if (--remaining > 0) return;
         this.#pending--;
-        this.metrics.pending.dec();
         message.ack();
       },
     };

@@ -87,10 +87,8 @@ export class Dispatcher {
       if (queue.items.length > 0) this.#ready.push(queue);
       if (batch.length === 0) continue;
       this.#inFlight++;
-      this.metrics.inFlight.inc();
       void this.#deliver(queue.target, batch).finally(() => {
         this.#inFlight--;
-        this.metrics.inFlight.dec();
         this.#pump();
         if (this.#inFlight === 0 && this.#ready.length === 0) this.#idle?.();
       });

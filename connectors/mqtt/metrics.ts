@@ -1,7 +1,13 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
+/** Values read when /metrics is scraped, rather than kept twice and updated per message. */
+export interface ConnectorGauges {
+  inFlight(): number;
+  pending(): number;
+}
+
 /** What the connector counts, exposed at /metrics. */
-export function createConnectorMetrics() {
+export function createConnectorMetrics(gauges: ConnectorGauges) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "connector_" });
   return {
@@ -13,8 +19,8 @@ export function createConnectorMetrics() {
     latency: new Histogram({ name: "connector_invocation_seconds", help: "Time per invocation attempt", labelNames: ["function"], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry] }),
     retries: new Counter({ name: "connector_retries_total", help: "Invocation attempts repeated after 429, 5xx, a timeout or a connection error", labelNames: ["function"], registers: [registry] }),
     deadLettered: new Counter({ name: "connector_dead_lettered_total", help: "Messages sent to the dead-letter topic", labelNames: ["reason"], registers: [registry] }),
-    inFlight: new Gauge({ name: "connector_invocations_in_flight", help: "Invocations waiting for an answer", registers: [registry] }),
-    pending: new Gauge({ name: "connector_messages_pending", help: "Messages received and not yet acknowledged", registers: [registry] }),
+    inFlight: new Gauge({ name: "connector_invocations_in_flight", help: "Invocations waiting for an answer", registers: [registry], collect() { this.set(gauges.inFlight()); } }),
+    pending: new Gauge({ name: "connector_messages_pending", help: "Messages received and not yet acknowledged", registers: [registry], collect() { this.set(gauges.pending()); } }),
   };
 }
 

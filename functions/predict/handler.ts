@@ -81,6 +81,7 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
   if (items.length === 0) throw new InputError("the array of readings is empty", "body");
   if (items.length > config.maxReadings) throw new InputError(`at most ${config.maxReadings} readings per invocation, got ${items.length}`, "body", { status: 413 });
 
+  const topic = topicOf(event, config);
   const valid: Array<{ index: number; telemetry: Telemetry }> = [];
   const results: Array<Prediction | Rejection> = new Array(items.length);
   const letters = [];
@@ -89,7 +90,7 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
     if (parsed.ok) valid.push({ index, telemetry: parsed.telemetry });
     else {
       results[index] = { index, error: parsed.error, field: parsed.field };
-      letters.push(deadLetter(parsed.error, topicOf(event, config), item));
+      letters.push(deadLetter(parsed.error, topic, item));
     }
   }
 
