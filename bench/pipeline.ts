@@ -6,14 +6,12 @@
 // Progress goes to stderr; results to stdout as JSON lines, the summary last.
 // BENCH_STEP_SECONDS (default 6) sets each step's length; BENCH_SHAPES=fanwatch runs one shape.
 import type { ChildProcess } from "node:child_process";
-import { spawn } from "node:child_process";
-import { readFile } from "node:fs/promises";
-import { fileURLToPath } from "node:url";
 import mqtt, { type MqttClient } from "mqtt";
 import { freePort } from "../lib/net.js";
+import { peakRssMb } from "./process-stats.js";
 import { startMosquitto, type Broker } from "../test/support/mosquitto.js";
+import { spawnCli, waitForOutput } from "../test/support/process.js";
 
-const CLI = fileURLToPath(new URL("../../bin/fanwatch.js", import.meta.url));
 const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 6);
 const P99_LIMIT_MS = 250;
 
@@ -63,7 +61,7 @@ for (const shape of SHAPES.filter((s) => only === undefined || only.includes(s.n
       // One step over the limit may be noise on this shared machine; stop only when far past it.
       else if (result.lost > 0 || result.p99Ms > 4 * P99_LIMIT_MS) break;
     }
-    const connectorRssMb = await peakRssMb(system.connector);
+    const connectorRssMb = await peakRssMb(system.connector.pid);
     summary[shape.name] = { sustained, connectorRssMb };
     progress(`${shape.name}: sustained ${sustained} readings/s, connector peak RSS ${connectorRssMb} MB`);
   } finally {
@@ -89,18 +87,12 @@ async function startSystem(shape: Shape): Promise<System> {
   const predictPort = await freePort();
   const children: ChildProcess[] = [];
   const run = async (args: string[], env: Record<string, string>, ready: RegExp) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawnCli(args, { LOG_LEVEL: "warn", ...env });
     children.push(child);
-    await new Promise<void>((resolve, reject) => {
-      let seen = "";
-      const onData = (d: Buffer) => {
-        seen += d.toString();
-        if (ready.test(seen)) resolve();
-      };
-      child.stdout?.on("data", onData);
-      child.stderr?.on("data", onData);
-      child.once("exit", (code) => reject(new Error(`${args.join(" ")} exited ${code}: ${seen}`)));
-    });
+    await waitForOutput(child, ready);
+    // Keep reading what it prints, so that a full pipe never stalls it mid-benchmark.
+    child.stdout.resume();
+    child.stderr.resume();
     return child;
   };
   await run(["function", "score", "--port", String(scorePort)], shape.score, /listening on/);
@@ -178,7 +170,3 @@ async function runStep(system: System, shape: Shape, rate: number, seconds = STE
   return { shape: shape.name, offered: rate, seconds, sent, received, lost: sent - received, duplicates, p50Ms: pick(0.5), p99Ms, ok: sent === received && p99Ms <= P99_LIMIT_MS };
 }
 
-async function peakRssMb(child: ChildProcess): Promise<number> {
-  const status = await readFile(`/proc/${child.pid}/status`, "utf8");
-  return Math.round(Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1]) / 1024);
-}

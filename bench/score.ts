@@ -4,12 +4,13 @@
 // that noise on this shared machine hits all of them; medians and ratios are reported.
 // Progress goes to stderr; results to stdout as one JSON object per line, the summary last.
 // BENCH_SECONDS (default 10) sets each wrk run's length, BENCH_ROUNDS (default 3) the rounds.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtemp, readFile } from "node:fs/promises";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../lib/net.js";
+import { peakRssMb } from "./process-stats.js";
 import { runWrk, type WrkResult } from "./wrk.js";
 
 const CLI = fileURLToPath(new URL("../../bin/fanwatch.js", import.meta.url));
@@ -93,7 +94,7 @@ async function measure(config: Config, round: number, port: number): Promise<Mea
     await runWrk(`http://127.0.0.1:${port}/`, single, { connections: CONNECTIONS, seconds: 2, scriptDir }); // warm-up
     const singleResult = await runWrk(`http://127.0.0.1:${port}/`, single, { connections: CONNECTIONS, seconds: SECONDS, scriptDir });
     const batchResult = await runWrk(`http://127.0.0.1:${port}/`, batch, { connections: 4, seconds: SECONDS, scriptDir });
-    const rssMb = await peakRssMb(child);
+    const rssMb = await peakRssMb(child.pid);
     return { config, round, startupMs, single: singleResult, batch: batchResult, readingsPerSecond: batchResult.requestsPerSecond * BATCH_SIZE, rssMb };
   } finally {
     child.kill("SIGTERM");
@@ -114,12 +115,6 @@ async function firstAnswer(url: string): Promise<void> {
   throw new Error(`no answer from ${url} within 30 s`);
 }
 
-/** Peak resident memory (VmHWM) of the function process, from /proc. */
-async function peakRssMb(child: ChildProcess): Promise<number> {
-  const status = await readFile(`/proc/${child.pid}/status`, "utf8");
-  const kb = Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1]);
-  return Math.round(kb / 1024);
-}
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

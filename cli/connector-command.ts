@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { closeOnSignals } from "../templates/node22-ts/server.js";
 import type { Io } from "./parse.js";
 
 /** Flags and the environment variables they set (the official connector's names where it has them). */
@@ -38,16 +39,9 @@ export function addConnectorCommand(program: Command, io: Io): void {
       if (value !== undefined) env[name] = String(value);
     }
     const [{ readConnectorConfig }, { Connector }, { createLogger }] = await Promise.all([import("../connectors/mqtt/config.js"), import("../connectors/mqtt/connector.js"), import("../lib/log.js")]);
-    const connector = new Connector(readConnectorConfig(env), createLogger("mqtt-connector"));
-    const stop = (signal: string) => {
-      io.err(`${signal}: draining in-flight invocations…`);
-      connector.drain().then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
-    };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
+    const log = createLogger("mqtt-connector");
+    const connector = new Connector(readConnectorConfig(env), log);
+    closeOnSignals({ close: () => connector.drain() }, log);
     await connector.start();
     io.err(`connector running; health and metrics on http://127.0.0.1:${connector.port}/healthz and /metrics (Ctrl-C to stop)`);
     await new Promise(() => {}); // runs until a signal ends the process

@@ -222,11 +222,14 @@ function parseSize(value: string | undefined, name: string): number | undefined 
   return n;
 }
 
-/** Closes the server on SIGTERM or SIGINT (what the watchdog and Ctrl-C send), then exits. */
-export function closeOnSignals(server: FunctionServer, log?: Logger): void {
+/**
+ * Closes `service` on SIGTERM or SIGINT (what the watchdog, Kubernetes and Ctrl-C send), then exits:
+ * 0 once it closed cleanly, 1 if closing failed. The function server and the connector share it.
+ */
+export function closeOnSignals(service: { close(): Promise<void> }, log?: Logger): void {
   const stop = (signal: NodeJS.Signals) => {
     log?.info({ event: "signal", signal }, `received ${signal}, draining`);
-    server.close().then(
+    service.close().then(
       () => process.exit(0),
       (error: unknown) => {
         log?.error({ err: error }, "close failed");
