@@ -7,8 +7,9 @@
 // BENCH_STEP_SECONDS (default 6) sets each step's length; BENCH_SHAPES=fanwatch runs one shape.
 import type { ChildProcess } from "node:child_process";
 import mqtt, { type MqttClient } from "mqtt";
+import { CONNECTOR_NODE_OPTIONS } from "../connectors/mqtt/node-options.js";
 import { freePort } from "../lib/net.js";
-import { peakRssMb } from "./process-stats.js";
+import { cpuSeconds, peakRssMb, rssMb } from "./process-stats.js";
 import { startMosquitto, type Broker } from "../test/support/mosquitto.js";
 import { spawnCli, waitForOutput } from "../test/support/process.js";
 
@@ -18,6 +19,8 @@ const P99_LIMIT_MS = 250;
 interface Shape {
   name: "fanwatch" | "baseline";
   qos: 0 | 1;
+  /** Readings a second during the uncounted warm-up. */
+  warmUp: number;
   steps: number[];
   connector: Record<string, string>;
   score: Record<string, string>;
@@ -25,8 +28,9 @@ interface Shape {
 
 const SHAPES: Shape[] = [
   // The reference predictor: one blocking HTTP call per message, so one invocation at a time.
-  { name: "baseline", qos: 0, steps: [100, 200, 300, 400, 500, 750, 1000, 1500], connector: { batch_size: "1", qos: "0", max_inflight: "1" }, score: { SCORE_MAX_BATCH: "1" } },
-  { name: "fanwatch", qos: 1, steps: [2000, 4000, 6000, 7000, 8000, 9000, 10000, 12000], connector: {}, score: {} },
+  { name: "baseline", qos: 0, warmUp: 100, steps: [100, 200, 300, 400, 500, 750, 1000, 1500], connector: { batch_size: "1", qos: "0", max_inflight: "1" }, score: { SCORE_MAX_BATCH: "1" } },
+  // 100/s shows the latency of a quiet fleet, where batches do not fill and wait batch_wait_ms.
+  { name: "fanwatch", qos: 1, warmUp: 2000, steps: [100, 2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000], connector: {}, score: {} },
 ];
 
 interface StepResult {
@@ -40,10 +44,14 @@ interface StepResult {
   p50Ms: number;
   p99Ms: number;
   ok: boolean;
+  /** The connector's largest resident memory sampled during the step. */
+  connectorRssMb: number;
+  /** CPU milliseconds each process spent per 1,000 readings during the step. */
+  cpuMsPer1000: Record<string, number>;
 }
 
 const progress = (line: string) => process.stderr.write(`${line}\n`);
-const summary: Record<string, { sustained: number; connectorRssMb: number }> = {};
+const summary: Record<string, { sustained: number; connectorRssMbAtSustained: number; connectorPeakRssMb: number }> = {};
 
 const only = process.env.BENCH_SHAPES?.split(",");
 for (const shape of SHAPES.filter((s) => only === undefined || only.includes(s.name))) {
@@ -51,19 +59,24 @@ for (const shape of SHAPES.filter((s) => only === undefined || only.includes(s.n
   const system = await startSystem(shape);
   try {
     // Warm-up (JIT, connection pools, the wasm kernels), not counted.
-    await runStep(system, shape, shape.steps[0] as number, 3);
+    await runStep(system, shape, shape.warmUp, 3);
     let sustained = 0;
+    let connectorRssMbAtSustained = 0;
     for (const rate of shape.steps) {
       const result = await runStep(system, shape, rate);
       console.log(JSON.stringify({ kind: "step", ...result }));
-      progress(`  ${shape.name} ${rate}/s: sent ${result.sent}, received ${result.received}, lost ${result.lost}, duplicates ${result.duplicates}, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms ${result.ok ? "ok" : "NOT SUSTAINED"}`);
-      if (result.ok) sustained = rate;
+      progress(`  ${shape.name} ${rate}/s: sent ${result.sent}, received ${result.received}, lost ${result.lost}, duplicates ${result.duplicates}, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, connector ${result.connectorRssMb} MB ${result.ok ? "ok" : "NOT SUSTAINED"}`);
+      progress(`    CPU ms per 1,000 readings: ${Object.entries(result.cpuMsPer1000).map(([name, ms]) => `${name} ${ms}`).join(", ")}`);
+      if (result.ok) {
+        sustained = rate;
+        connectorRssMbAtSustained = result.connectorRssMb;
+      }
       // One step over the limit may be noise on this shared machine; stop only when far past it.
       else if (result.lost > 0 || result.p99Ms > 4 * P99_LIMIT_MS) break;
     }
-    const connectorRssMb = await peakRssMb(system.connector.pid);
-    summary[shape.name] = { sustained, connectorRssMb };
-    progress(`${shape.name}: sustained ${sustained} readings/s, connector peak RSS ${connectorRssMb} MB`);
+    const connectorPeakRssMb = await peakRssMb(system.connector.pid);
+    summary[shape.name] = { sustained, connectorRssMbAtSustained, connectorPeakRssMb };
+    progress(`${shape.name}: sustained ${sustained} readings/s with the connector at ${connectorRssMbAtSustained} MB RSS; its peak over the whole run ${connectorPeakRssMb} MB`);
   } finally {
     await system.stop();
   }
@@ -75,6 +88,8 @@ console.log(JSON.stringify({ kind: "summary", stepSeconds: STEP_SECONDS, p99Limi
 interface System {
   broker: Broker;
   connector: ChildProcess;
+  /** The processes whose CPU time a step reports, by name. */
+  pids: () => Record<string, number | undefined>;
   publisher: MqttClient;
   listener: MqttClient;
   arrivals: Map<string, number[]>;
@@ -95,9 +110,9 @@ async function startSystem(shape: Shape): Promise<System> {
     child.stderr.resume();
     return child;
   };
-  await run(["function", "score", "--port", String(scorePort)], shape.score, /listening on/);
-  await run(["function", "predict", "--port", String(predictPort)], { MQTT_URL: broker.url, SCORE_URL: `http://127.0.0.1:${scorePort}/` }, /listening on/);
-  const connector = await run(["connector"], { gateway_url: `http://127.0.0.1:${predictPort}`, broker: broker.url, functions: "fan/messages=predict", port: String(await freePort()), client_id: `bench-${shape.name}`, ...shape.connector }, /connector running/);
+  const score = await run(["function", "score", "--port", String(scorePort)], shape.score, /listening on/);
+  const predict = await run(["function", "predict", "--port", String(predictPort)], { MQTT_URL: broker.url, SCORE_URL: `http://127.0.0.1:${scorePort}/` }, /listening on/);
+  const connector = await run(["connector"], { gateway_url: `http://127.0.0.1:${predictPort}`, broker: broker.url, functions: "fan/messages=predict", port: String(await freePort()), client_id: `bench-${shape.name}`, NODE_OPTIONS: CONNECTOR_NODE_OPTIONS, ...shape.connector }, /connector running/);
 
   const arrivals = new Map<string, number[]>();
   const listener = await mqtt.connectAsync(broker.url, { clientId: `bench-listener-${shape.name}` });
@@ -112,6 +127,7 @@ async function startSystem(shape: Shape): Promise<System> {
   return {
     broker,
     connector,
+    pids: () => ({ mosquitto: broker.pid, connector: connector.pid, predict: predict.pid, score: score.pid, "load generator": process.pid }),
     publisher,
     listener,
     arrivals,
@@ -127,6 +143,9 @@ async function startSystem(shape: Shape): Promise<System> {
 /** Publishes `rate` readings a second for STEP_SECONDS, paced every 10 ms, then waits for stragglers. */
 async function runStep(system: System, shape: Shape, rate: number, seconds = STEP_SECONDS): Promise<StepResult> {
   system.arrivals.clear();
+  const cpuBefore = await cpuByProcess(system);
+  let connectorRssMb = 0;
+  const rssSampler = setInterval(() => void rssMb(system.connector.pid).then((mb) => (connectorRssMb = Math.max(connectorRssMb, mb))), 250);
   const sentAt = new Map<string, number>();
   const started = Date.now();
   let sent = 0;
@@ -163,10 +182,18 @@ async function runStep(system: System, shape: Shape, rate: number, seconds = STE
     latencies.push((times[0] as number) - at);
     duplicates += times.length - 1;
   }
+  clearInterval(rssSampler);
+  const cpuAfter = await cpuByProcess(system);
+  const cpuMsPer1000 = Object.fromEntries(Object.entries(cpuAfter).map(([name, seconds]) => [name, Math.round(((seconds - (cpuBefore[name] ?? 0)) * 1e6) / Math.max(1, sent))]));
   latencies.sort((a, b) => a - b);
   const pick = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? Number.NaN;
   const received = latencies.length;
   const p99Ms = pick(0.99);
-  return { shape: shape.name, offered: rate, seconds, sent, received, lost: sent - received, duplicates, p50Ms: pick(0.5), p99Ms, ok: sent === received && p99Ms <= P99_LIMIT_MS };
+  return { shape: shape.name, offered: rate, seconds, sent, received, lost: sent - received, duplicates, p50Ms: pick(0.5), p99Ms, ok: sent === received && p99Ms <= P99_LIMIT_MS, connectorRssMb, cpuMsPer1000 };
+}
+
+async function cpuByProcess(system: System): Promise<Record<string, number>> {
+  const entries = await Promise.all(Object.entries(system.pids()).map(async ([name, pid]) => [name, await cpuSeconds(pid)] as const));
+  return Object.fromEntries(entries);
 }
 

@@ -1,7 +1,25 @@
 import { readFile } from "node:fs/promises";
 
-/** Peak resident memory (VmHWM) of a process, in MB, from /proc. */
+/** Peak resident memory (VmHWM) of a process since it started, in MB, from /proc. */
 export async function peakRssMb(pid: number | undefined): Promise<number> {
+  return statusMb(pid, "VmHWM");
+}
+
+/** Resident memory (VmRSS) of a process now, in MB, from /proc. */
+export async function rssMb(pid: number | undefined): Promise<number> {
+  return statusMb(pid, "VmRSS");
+}
+
+async function statusMb(pid: number | undefined, field: string): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, "utf8");
-  return Math.round(Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1]) / 1024);
+  return Math.round(Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1]) / 1024);
+}
+
+/** CPU time (user + system) a process has used so far, in seconds, from /proc/<pid>/stat. */
+export async function cpuSeconds(pid: number | undefined): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name, which is in parentheses and may contain spaces.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticksPerSecond = 100; // USER_HZ on Linux
+  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
 }

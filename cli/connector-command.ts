@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { CONNECTOR_NODE_OPTIONS } from "../connectors/mqtt/node-options.js";
 import { closeOnSignals } from "../templates/node22-ts/server.js";
 import type { Io } from "./parse.js";
 
@@ -29,7 +30,8 @@ const FLAGS: Array<[flag: string, env: string, help: string]> = [
 ];
 
 export function addConnectorCommand(program: Command, io: Io): void {
-  const command = program.command("connector").description("run the MQTT connector: messages on MQTT topics invoke OpenFaaS functions");
+  const command = program.command("connector").description("run the MQTT connector: messages on MQTT topics invoke OpenFaaS functions")
+    .addHelpText("after", `\nMemory: run with NODE_OPTIONS=${CONNECTOR_NODE_OPTIONS} to keep it under 100 MB resident under load (docs/pipeline.md).`);
   for (const [flag, , help] of FLAGS) command.option(flag, help);
   command.action(async (opts: Record<string, string | boolean | undefined>) => {
     const env: NodeJS.ProcessEnv = { ...process.env };

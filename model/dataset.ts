@@ -5,6 +5,7 @@ import { DataFormatError } from "../lib/errors.js";
 import { FAULTY_RANGES, HEALTHY_RANGES, drawReading } from "../lib/fan-ranges.js";
 import { FEATURES } from "../lib/features.js";
 import { seededRandom, shuffleInPlace } from "../lib/rng.js";
+import { formatTime } from "../lib/timestamp.js";
 
 /** The reference design's CSV header; our generator writes exactly this format. */
 export const CSV_COLUMNS = ["DeviceID", "Time", "Rotation", "Temperature", "Vibration", "Sound", "Faulty"] as const;
@@ -65,10 +66,6 @@ export async function writeCsv(file: string, rows: readonly LabelledReading[]): 
   await writeFile(file, toCsv(rows));
 }
 
-/** `YYYY-MM-DD HH:MM:SS` in UTC, the reference format. */
-export function formatTime(date: Date): string {
-  return date.toISOString().slice(0, 19).replace("T", " ");
-}
 
 const TIME_FORMAT = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}/;
 

@@ -176,6 +176,21 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
     await finished(child);
   });
 
+  it("batches by source topic, so X-Topic names the topic of every message in the batch", async () => {
+    gateway.invocations.length = 0;
+    const { child } = await connector({ topic: "fan/#", client_id: "topics", batch_wait_ms: "200" });
+    const sent = Array.from({ length: 40 }, (_, i) => ({ topic: `fan/${i % 2 === 0 ? "east" : "west"}/messages`, n: i }));
+    await Promise.all(sent.map((m) => publisher.publishAsync(m.topic, JSON.stringify(m), { qos: 1 })));
+    await until(() => gateway.invocations.reduce((n, c) => n + (JSON.parse(c.body) as unknown[]).length, 0) >= 40, "40 messages");
+    for (const call of gateway.invocations) {
+      const items = JSON.parse(call.body) as Array<{ topic: string }>;
+      assert.ok(items.every((m) => m.topic === call.headers["x-topic"]), `a batch for ${String(call.headers["x-topic"])} held ${items.map((m) => m.topic).join(", ")}`);
+    }
+    assert.ok(gateway.invocations.length < 40, `messages were batched (${gateway.invocations.length} invocations)`);
+    child.kill("SIGTERM");
+    await finished(child);
+  });
+
   it("invokes asynchronously with X-Callback-Url", async () => {
     gateway.invocations.length = 0;
     const { child } = await connector({ topic: "fan/#", client_id: "async", async_invoke: "true", callback_url: "http://receiver:8080/done" });

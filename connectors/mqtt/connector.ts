@@ -84,7 +84,7 @@ export class Connector {
       this.#directory.stop();
       await this.#dispatcher.drain();
       await this.#client?.endAsync();
-      await this.#dispatcher.close();
+      this.#dispatcher.close();
       await new Promise<void>((resolve) => (this.#server === undefined ? resolve() : this.#server.close(() => resolve())));
       this.log.info({ event: "stopped", pending: this.#pending }, "connector stopped");
     })();

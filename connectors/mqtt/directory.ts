@@ -1,6 +1,6 @@
-import { request } from "undici";
 import { z } from "zod";
 import type { Logger } from "../../lib/log.js";
+import { GatewayClient } from "./http-client.js";
 import { topicMatches } from "./topic-filter.js";
 
 /** A function to invoke for a message, with the topic its answer is published to, if any. */
@@ -32,6 +32,7 @@ export class FunctionDirectory {
   #timer: NodeJS.Timeout | undefined;
   #ready = false;
   #lastError: string | undefined;
+  readonly #gateway: GatewayClient;
 
   constructor(
     private readonly options: {
@@ -42,6 +43,7 @@ export class FunctionDirectory {
       log: Logger;
     },
   ) {
+    this.#gateway = new GatewayClient(options.gatewayUrl, 1);
     if (options.staticFunctions !== undefined) {
       this.#routes = [...options.staticFunctions].flatMap(([filter, names]) => names.map((name) => ({ filter, target: { name, replyTopic: undefined } })));
       this.#ready = true;
@@ -86,6 +88,7 @@ export class FunctionDirectory {
 
   stop(): void {
     clearInterval(this.#timer);
+    this.#gateway.close();
   }
 
   async refresh(): Promise<void> {
@@ -94,10 +97,9 @@ export class FunctionDirectory {
       headers.authorization = `Basic ${Buffer.from(`${this.options.basicAuth.user}:${this.options.basicAuth.password}`).toString("base64")}`;
     }
     try {
-      const response = await request(`${this.options.gatewayUrl}/system/functions`, { headers, headersTimeout: 5_000, bodyTimeout: 5_000 });
-      const text = await response.body.text();
-      if (response.statusCode !== 200) throw new Error(`the gateway answered ${response.statusCode} to GET /system/functions: ${text.slice(0, 200)}`);
-      const functions = GatewayFunctions.parse(JSON.parse(text));
+      const answer = await this.#gateway.request({ method: "GET", path: "/system/functions", headers, timeoutMs: 5_000 });
+      if (answer.status !== 200) throw new Error(`the gateway answered ${answer.status} to GET /system/functions: ${answer.body.slice(0, 200)}`);
+      const functions = GatewayFunctions.parse(JSON.parse(answer.body));
       const routes = functions.flatMap((fn) =>
         (fn.annotations?.topic ?? "")
           .split(",")

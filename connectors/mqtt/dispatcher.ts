@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { Agent, request } from "undici";
 import { backoffDelay } from "../../lib/backoff.js";
 import { deadLetter } from "../../lib/dead-letter.js";
 import type { Logger } from "../../lib/log.js";
 import type { ConnectorConfig } from "./config.js";
 import type { Target } from "./directory.js";
+import { GatewayClient } from "./http-client.js";
 import type { ConnectorMetrics } from "./metrics.js";
 
 /** A received message on its way to one or more functions; acknowledged when all are done. */
@@ -19,22 +19,24 @@ export type Publish = (topic: string, payload: string) => Promise<void>;
 
 interface Queue {
   target: Target;
+  topic: string;
   items: Delivery[];
   bytes: number;
   timer: NodeJS.Timeout | undefined;
 }
 
 /**
- * Batches messages per function (up to batchSize, or batchWaitMs after the first), keeps at most
+ * Batches messages per function and source topic (up to batchSize, or batchWaitMs after the first), keeps at most
  * maxInFlight invocations open, retries 429/5xx/timeouts/connection errors with exponential
  * backoff, and after the last retry dead-letters the batch's messages with the reason. With
  * batch_size 1 every message is sent raw, exactly as the official connector does; otherwise a
- * batch is a JSON array of the payloads.
+ * batch is a JSON array of the payloads. A batch holds one topic so that the X-Topic header names
+ * the topic of every message in it.
  */
 export class Dispatcher {
   readonly #queues = new Map<string, Queue>();
   readonly #ready: Queue[] = [];
-  readonly #agent: Agent;
+  readonly #gateway: GatewayClient;
   #inFlight = 0;
   #idle: (() => void) | undefined;
 
@@ -44,7 +46,7 @@ export class Dispatcher {
     private readonly metrics: ConnectorMetrics,
     private readonly log: Logger,
   ) {
-    this.#agent = new Agent({ connections: config.maxInFlight * 2, keepAliveTimeout: 30_000 });
+    this.#gateway = new GatewayClient(config.gatewayUrl, config.maxInFlight);
   }
 
   get inFlight(): number {
@@ -52,8 +54,9 @@ export class Dispatcher {
   }
 
   enqueue(target: Target, delivery: Delivery): void {
-    let queue = this.#queues.get(target.name);
-    if (queue === undefined) this.#queues.set(target.name, (queue = { target, items: [], bytes: 0, timer: undefined }));
+    const key = `${target.name}\n${delivery.topic}`;
+    let queue = this.#queues.get(key);
+    if (queue === undefined) this.#queues.set(key, (queue = { target, topic: delivery.topic, items: [], bytes: 0, timer: undefined }));
     queue.target = target;
     queue.items.push(delivery);
     queue.bytes += delivery.payload.length;
@@ -67,8 +70,8 @@ export class Dispatcher {
     if (this.#inFlight > 0 || this.#ready.length > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
   }
 
-  close(): Promise<void> {
-    return this.#agent.close();
+  close(): void {
+    this.#gateway.close();
   }
 
   #release(queue: Queue): void {
@@ -82,12 +85,13 @@ export class Dispatcher {
     while (this.#inFlight < this.config.maxInFlight && this.#ready.length > 0) {
       const queue = this.#ready[0] as Queue;
       const batch = takeBatch(queue, this.config.batchSize, this.config.maxBatchBytes);
-      // Round robin: a busy function's leftovers go behind the other functions' batches.
+      // Round robin: a busy queue's leftovers go behind the other queues' batches.
       this.#ready.shift();
       if (queue.items.length > 0) this.#ready.push(queue);
+      else if (queue.timer === undefined) this.#queues.delete(`${queue.target.name}\n${queue.topic}`); // topics with device ids in them are unbounded
       if (batch.length === 0) continue;
       this.#inFlight++;
-      void this.#deliver(queue.target, batch).finally(() => {
+      void this.#deliver(queue.target, queue.topic, batch).finally(() => {
         this.#inFlight--;
         this.#pump();
         if (this.#inFlight === 0 && this.#ready.length === 0) this.#idle?.();
@@ -95,7 +99,7 @@ export class Dispatcher {
     }
   }
 
-  async #deliver(target: Target, batch: Delivery[]): Promise<void> {
+  async #deliver(target: Target, topic: string, batch: Delivery[]): Promise<void> {
     // Payloads were checked to be JSON when they arrived, so the array is built from their bytes.
     const body = this.config.batchSize === 1 ? (batch[0] as Delivery).payload : Buffer.concat(joinAsArray(batch.map((d) => d.payload)));
     this.metrics.batchSize.observe({ function: target.name }, batch.length);
@@ -105,7 +109,7 @@ export class Dispatcher {
         this.metrics.retries.inc({ function: target.name });
         await sleep(backoffDelay(this.config.retryBaseMs, attempt));
       }
-      const outcome = await this.#invoke(target, batch[0]?.topic ?? "", body);
+      const outcome = await this.#invoke(target, topic, body);
       if (outcome.ok) {
         if (target.replyTopic !== undefined && outcome.body !== "") await this.#reply(target, outcome.body);
         for (const d of batch) d.done();
@@ -124,19 +128,11 @@ export class Dispatcher {
     if (this.config.asyncInvoke && this.config.callbackUrl !== undefined) headers["x-callback-url"] = this.config.callbackUrl;
     const stop = this.metrics.latency.startTimer({ function: target.name });
     try {
-      const response = await request(`${this.config.gatewayUrl}${path}`, {
-        method: "POST",
-        headers,
-        body,
-        dispatcher: this.#agent,
-        headersTimeout: this.config.timeoutMs,
-        bodyTimeout: this.config.timeoutMs,
-      });
-      const text = await response.body.text();
-      this.metrics.invocations.inc({ function: target.name, code: String(response.statusCode) });
-      if (response.statusCode >= 200 && response.statusCode < 300) return { ok: true, body: text };
-      const reason = `answered ${response.statusCode}: ${text.slice(0, 300)}`;
-      return { ok: false, retry: response.statusCode === 429 || response.statusCode >= 500, reason };
+      const answer = await this.#gateway.request({ method: "POST", path, headers, body, timeoutMs: this.config.timeoutMs });
+      this.metrics.invocations.inc({ function: target.name, code: String(answer.status) });
+      if (answer.status >= 200 && answer.status < 300) return { ok: true, body: answer.body };
+      const reason = `answered ${answer.status}: ${answer.body.slice(0, 300)}`;
+      return { ok: false, retry: answer.status === 429 || answer.status >= 500, reason };
     } catch (error) {
       this.metrics.invocations.inc({ function: target.name, code: "0" });
       return { ok: false, retry: true, reason: error instanceof Error ? error.message : String(error) };

@@ -13,6 +13,8 @@ const BINARY = "/usr/sbin/mosquitto";
 export interface Broker {
   url: string;
   port: number;
+  /** The broker's process id (changes on restart). */
+  readonly pid: number | undefined;
   /** Stops the broker (SIGTERM, waits for exit) and deletes its folder. */
   stop(): Promise<void>;
   /** Stops the broker and starts it again on the same port with the same persistence. */
@@ -46,6 +48,9 @@ export async function startMosquitto(options: { users?: Record<string, string>; 
   return {
     url: `${options.tls === true ? "mqtts" : "mqtt"}://127.0.0.1:${port}`,
     port,
+    get pid() {
+      return child.pid;
+    },
     ...(options.tls === true ? { caFile: join(dir, "ca.crt") } : {}),
     async stop() {
       await terminate(child);
