@@ -14,7 +14,8 @@ export function addFunctionCommand(program: Command, io: Io): void {
     .description(`run one function as its container does (our node22-ts template's server): ${FUNCTIONS.join(", ")}`)
     .argument("<name>", `function to run (${FUNCTIONS.join(", ")})`)
     .option("--port <port>", "port to listen on (default: $http_port or 3000)", integer("--port"))
-    .action(async (name: string, opts: { port?: number }) => {
+    .option("--host <address>", "address to listen on (default 0.0.0.0, as in the container)")
+    .action(async (name: string, opts: { port?: number; host?: string }) => {
       if (!(FUNCTIONS as readonly string[]).includes(name)) {
         throw new RangeError(`unknown function "${name}"; the functions are ${FUNCTIONS.join(", ")}`);
       }
@@ -24,8 +25,8 @@ export function addFunctionCommand(program: Command, io: Io): void {
       if (!existsSync(module)) throw new RangeError(`${fileURLToPath(module)} is missing: run npm run build`);
       const fn = (await import(module.href)) as FunctionModule;
       const options = serverOptionsFromEnv();
-      const server = await startFunctionServer(fn, { ...options, name, ...(opts.port === undefined ? {} : { port: opts.port }) });
-      io.err(`${name} is listening on http://127.0.0.1:${server.port} (Ctrl-C to stop)`);
+      const server = await startFunctionServer(fn, { ...options, name, ...(opts.port === undefined ? {} : { port: opts.port }), ...(opts.host === undefined ? {} : { host: opts.host }) });
+      io.err(`${name} is listening on http://${opts.host ?? "127.0.0.1"}:${server.port} (Ctrl-C to stop)`);
       closeOnSignals(server);
       await new Promise(() => {}); // serve until a signal ends the process
     });

@@ -4,6 +4,8 @@ import { addConnectorCommand } from "./connector-command.js";
 import { addFunctionCommand } from "./function-command.js";
 import { addModelCommands } from "./model-commands.js";
 import { processIo, type Io } from "./parse.js";
+import { addSimulateCommand } from "./simulate-command.js";
+import { addStartCommand } from "./start-command.js";
 
 export function buildProgram(io: Io): Command {
   const program = new Command("fanwatch")
@@ -12,6 +14,8 @@ export function buildProgram(io: Io): Command {
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride()
     .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
+  addStartCommand(program, io);
+  addSimulateCommand(program, io);
   addModelCommands(program, io);
   addFunctionCommand(program, io);
   addConnectorCommand(program, io);

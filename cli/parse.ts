@@ -7,6 +7,8 @@ export interface Io {
   /** A progress line: rewritten in place on a terminal, one line per update otherwise. */
   progress(line: string): void;
   progressDone(): void;
+  /** True on a terminal, where progress lines are rewritten in place. */
+  readonly interactive: boolean;
 }
 
 export function processIo(): Io {
@@ -14,7 +16,11 @@ export function processIo(): Io {
   let open = false;
   return {
     out: (line) => void process.stdout.write(`${line}\n`),
-    err: (line) => void process.stderr.write(`${line}\n`),
+    // A diagnostic clears an open progress line first; the next progress update redraws it.
+    err: (line) => {
+      process.stderr.write(`${open ? "\r\x1b[2K" : ""}${line}\n`);
+      open = false;
+    },
     progress: (line) => {
       open = tty;
       process.stderr.write(tty ? `\r\x1b[2K${line}` : `${line}\n`);
@@ -23,6 +29,7 @@ export function processIo(): Io {
       if (open) process.stderr.write("\n");
       open = false;
     },
+    interactive: tty,
   };
 }
 

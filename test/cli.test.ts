@@ -16,7 +16,7 @@ describe("fanwatch CLI", () => {
   it("lists every subcommand in --help", async () => {
     const { code, stdout } = await runCli(["--help"]);
     assert.equal(code, 0);
-    for (const command of ["generate-data", "train", "evaluate", "function", "connector"]) assert.match(stdout, new RegExp(`^  ${command}\\b`, "m"));
+    for (const command of ["start", "simulate", "generate-data", "train", "evaluate", "function", "connector"]) assert.match(stdout, new RegExp(`^  ${command}\\b`, "m"));
   });
 
   it("exits 2 on a usage error", async () => {

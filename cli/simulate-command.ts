@@ -1,0 +1,64 @@
+import type { Command } from "commander";
+import { fleetProfiles } from "../runtime/fan-profiles.js";
+import { integer, number, type Io } from "./parse.js";
+
+export interface FleetFlags {
+  fans: number;
+  faulty: number;
+  degrading: number;
+  interval: number;
+  degradeMinutes: number;
+  seed: number;
+}
+
+/** The fleet flags `simulate` and `start` share. */
+export function addFleetOptions(command: Command, defaults: { fans: number; faulty: number; degrading: number }): Command {
+  return command
+    .option("--fans <n>", `simulated fans (default ${defaults.fans})`, integer("--fans"), defaults.fans)
+    .option("--faulty <k>", `of which faulty from the start (default ${defaults.faulty})`, integer("--faulty"), defaults.faulty)
+    .option("--degrading <d>", `of which start healthy and wear out (default ${defaults.degrading})`, integer("--degrading"), defaults.degrading)
+    .option("--interval <ms>", "time between two readings of one fan (default 2000)", integer("--interval"), 2000)
+    .option("--degrade-minutes <m>", "how long a degrading fan takes to wear out (default 10)", number("--degrade-minutes"), 10)
+    .option("--seed <s>", "seed of the readings (default 1)", integer("--seed"), 1);
+}
+
+export function fleetOptions(flags: FleetFlags): { fans: number; faulty: number; degrading: number; intervalMs: number; degradeMs: number; seed: number } {
+  if (flags.fans < 0 || flags.faulty < 0 || flags.degrading < 0) throw new RangeError("--fans, --faulty and --degrading cannot be negative");
+  if (flags.interval < 10) throw new RangeError("--interval is in milliseconds and at least 10");
+  if (flags.degradeMinutes <= 0) throw new RangeError("--degrade-minutes must be more than 0");
+  if (flags.fans > 0) fleetProfiles(flags.fans, flags.faulty, flags.degrading); // throws on a mix that does not fit
+  return { fans: flags.fans, faulty: flags.faulty, degrading: flags.degrading, intervalMs: flags.interval, degradeMs: flags.degradeMinutes * 60_000, seed: flags.seed };
+}
+
+export function addSimulateCommand(program: Command, io: Io): void {
+  const command = program
+    .command("simulate")
+    .description("publish a simulated fleet's readings (the reference payload) to an MQTT broker")
+    .option("--broker <url>", "MQTT broker URL (default $MQTT_URL or mqtt://127.0.0.1:1883; credentials from MQTT_USERNAME/MQTT_PASSWORD)")
+    .option("--topic <topic>", "topic to publish to (default $TELEMETRY_TOPIC or fan/messages)")
+    .option("--qos <0|1>", "QoS of the publishes (default 1)", integer("--qos"), 1)
+    .option("--duration <s>", "stop after this many seconds (default: run until Ctrl-C)", number("--duration"));
+  addFleetOptions(command, { fans: 12, faulty: 2, degrading: 2 }).action(async (opts: FleetFlags & { broker?: string; topic?: string; qos: number; duration?: number }) => {
+    if (opts.qos !== 0 && opts.qos !== 1) throw new RangeError("--qos is 0 or 1");
+    const fleet = fleetOptions(opts);
+    const [{ connectMqtt, mqttSettingsFromEnv, redactUrl }, { readTopics }, { FleetSimulator }] = await Promise.all([import("../lib/mqtt.js"), import("../lib/config.js"), import("../runtime/simulator.js")]);
+    const settings = mqttSettingsFromEnv(opts.broker === undefined ? process.env : { ...process.env, MQTT_URL: opts.broker });
+    const topic = opts.topic ?? readTopics().telemetry;
+    const client = connectMqtt(settings, { clientId: `fanwatch-simulator-${process.pid}`, onError: (e) => io.err(`MQTT: ${e.message}`) });
+    const simulator = new FleetSimulator(client, { ...fleet, qos: opts.qos, topic });
+    const profiles = simulator.fans.reduce<Record<string, number>>((n, f) => ({ ...n, [f.profile]: (n[f.profile] ?? 0) + 1 }), {});
+    io.err(`simulating ${fleet.fans} fans (${Object.entries(profiles).map(([p, n]) => `${n} ${p}`).join(", ")}) on ${redactUrl(settings.url)} topic ${topic}, one reading per fan every ${fleet.intervalMs} ms`);
+    simulator.start();
+    const progress = setInterval(() => io.progress(`published ${simulator.published}${simulator.failed > 0 ? `, ${simulator.failed} refused` : ""}`), 1000);
+    await new Promise<void>((resolve) => {
+      process.once("SIGINT", resolve);
+      process.once("SIGTERM", resolve);
+      if (opts.duration !== undefined) setTimeout(resolve, opts.duration * 1000);
+    });
+    clearInterval(progress);
+    simulator.stop();
+    await client.endAsync();
+    io.progressDone();
+    io.err(`published ${simulator.published} readings`);
+  });
+}

@@ -1,0 +1,101 @@
+import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { backoffDelay } from "../lib/backoff.js";
+import { freePort } from "../lib/net.js";
+
+const CLI = fileURLToPath(new URL("../../bin/fanwatch.js", import.meta.url));
+const READY = / is listening on /;
+
+export interface FunctionProcessOptions {
+  name: string;
+  /** The environment the function sees (its stack.yml environment with local addresses). */
+  env: NodeJS.ProcessEnv;
+  /** Every line the function prints, and the runner's own notes about it. */
+  onLine: (name: string, line: string) => void;
+}
+
+/**
+ * One function run as the watchdog runs it: our template's server in a child process on a
+ * loopback port, restarted with backoff if it dies (the watchdog would exit and Kubernetes would
+ * restart the pod). `url` is where the local gateway proxies to.
+ */
+export class FunctionProcess {
+  #child: ChildProcessWithoutNullStreams | undefined;
+  #port = 0;
+  #ready = false;
+  #stopping = false;
+  #restarts = 0;
+
+  constructor(private readonly options: FunctionProcessOptions) {}
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.#port}`;
+  }
+
+  /** True while the process is up and listening. */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  /** Starts the process and resolves once it listens; rejects if it exits first. */
+  async start(): Promise<void> {
+    this.#port = await freePort();
+    const child = spawn(process.execPath, [CLI, "function", this.name, "--port", String(this.#port), "--host", "127.0.0.1"], { env: this.options.env });
+    this.#child = child;
+    const lines = (stream: NodeJS.ReadableStream) => createInterface({ input: stream }).on("line", (line) => this.#line(line));
+    lines(child.stdout);
+    lines(child.stderr);
+    child.on("exit", (code, signal) => {
+      this.#ready = false;
+      if (!this.#stopping) void this.#restart(`exited (${signal ?? `code ${code}`})`);
+    });
+    const exited = once(child, "exit").then(() => {
+      throw new Error(`${this.name} exited before it was ready`);
+    });
+    const listening = new Promise<void>((resolve) => {
+      const check = (line: string) => READY.test(line) && resolve();
+      createInterface({ input: child.stderr }).on("line", check);
+    });
+    await Promise.race([listening, exited]);
+    exited.catch(() => {}); // it may exit later: the exit handler restarts it
+    this.#ready = true;
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    const child = this.#child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exit = once(child, "exit");
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    await exit;
+    clearTimeout(timer);
+  }
+
+  async #restart(reason: string): Promise<void> {
+    this.#restarts++;
+    const delay = backoffDelay(500, Math.min(this.#restarts, 5));
+    this.options.onLine(this.name, `${this.name} ${reason}; restarting in ${Math.round(delay)} ms (restart ${this.#restarts})`);
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    if (this.#stopping) return;
+    await this.start().catch((error: unknown) => this.options.onLine(this.name, (error as Error).message));
+  }
+
+  #line(line: string): void {
+    if (!READY.test(line)) this.options.onLine(this.name, line);
+  }
+}

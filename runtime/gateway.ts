@@ -1,0 +1,202 @@
+import { randomUUID, timingSafeEqual } from "node:crypto";
+import { createServer, request, Agent, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Counter, Histogram, Registry } from "prom-client";
+import type { Logger } from "../lib/log.js";
+import type { StackFunction } from "../lib/stack.js";
+import type { FunctionProcess } from "./function-process.js";
+
+export interface GatewayFunction {
+  name: string;
+  spec: StackFunction;
+  process: FunctionProcess;
+}
+
+export interface GatewayOptions {
+  port: number;
+  host: string;
+  credentials: { user: string; password: string };
+  /** Other routes (the web page), tried before answering 404. */
+  extra?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  log: Logger;
+}
+
+/**
+ * A local stand-in for the OpenFaaS gateway, speaking its HTTP API for the functions it runs:
+ * /function/<name>[/path] (sync), /async-function/<name> (202 + X-Call-Id, result to
+ * X-Callback-Url), /system/functions and /system/function/<name> (from stack.yml, basic auth),
+ * /healthz and Prometheus /metrics with the gateway's metric names.
+ */
+export class LocalGateway {
+  readonly #server: Server;
+  readonly #agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  readonly #registry = new Registry();
+  readonly #invocations = new Counter({ name: "gateway_function_invocation_total", help: "Function invocations", labelNames: ["function_name", "code"], registers: [this.#registry] });
+  readonly #seconds = new Histogram({ name: "gateway_functions_seconds", help: "Function invocation time", labelNames: ["function_name", "code"], registers: [this.#registry] });
+  readonly #byName = new Map<string, GatewayFunction>();
+  readonly #calls = new Map<string, number>();
+
+  constructor(private readonly options: GatewayOptions) {
+    this.#server = createServer((req, res) => this.#route(req, res));
+  }
+
+  get port(): number {
+    return (this.#server.address() as AddressInfo).port;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Adds a function; it is routed to from then on. */
+  add(fn: GatewayFunction): void {
+    this.#byName.set(fn.name, fn);
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#server.once("error", (error: NodeJS.ErrnoException) =>
+        reject(error.code === "EADDRINUSE" ? new RangeError(`port ${this.options.port} is in use: stop what uses it or pick another with --port`) : error),
+      );
+      this.#server.listen(this.options.port, this.options.host, () => resolve());
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#server.closeIdleConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeAllConnections();
+    this.#agent.destroy();
+  }
+
+  #route(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? "/", "http://gateway");
+    const path = url.pathname;
+    const sync = /^\/function\/([^/]+)(\/.*)?$/.exec(path);
+    const async = /^\/async-function\/([^/]+)(\/.*)?$/.exec(path);
+    if (sync !== null) return this.#invoke(req, res, sync[1] as string, (sync[2] ?? "/") + url.search);
+    if (async !== null) return this.#invokeAsync(req, res, async[1] as string, (async[2] ?? "/") + url.search);
+    if (path === "/healthz") return void res.writeHead(200, { "content-type": "text/plain" }).end("OK");
+    if (path === "/metrics") return void this.#registry.metrics().then((text) => res.writeHead(200, { "content-type": this.#registry.contentType }).end(text));
+    if (path.startsWith("/system/")) return this.#system(req, res, path);
+    if (this.options.extra?.(req, res) === true) return;
+    json(res, 404, { error: `no route ${req.method} ${path}` });
+  }
+
+  #system(req: IncomingMessage, res: ServerResponse, path: string): void {
+    if (!this.#authorized(req)) {
+      res.writeHead(401, { "www-authenticate": 'Basic realm="fanwatch gateway"', "content-type": "application/json" });
+      return void res.end(JSON.stringify({ error: "the /system API needs basic auth (the user and password fanwatch start printed)" }));
+    }
+    if (req.method !== "GET") return json(res, 501, { error: `${req.method} ${path}: the local gateway runs the functions of stack.yml and cannot deploy, change or scale them` });
+    if (path === "/system/functions") return json(res, 200, [...this.#byName.values()].map((f) => describe(f, this.#calls.get(f.name) ?? 0)));
+    const one = /^\/system\/function\/([^/]+)$/.exec(path);
+    const fn = one === null ? undefined : this.#byName.get(one[1] as string);
+    if (fn !== undefined) return json(res, 200, describe(fn, this.#calls.get(fn.name) ?? 0));
+    json(res, 404, { error: one === null ? `no route GET ${path}` : `no function named ${one[1]}` });
+  }
+
+  #authorized(req: IncomingMessage): boolean {
+    const header = req.headers.authorization ?? "";
+    const expected = Buffer.from(`Basic ${Buffer.from(`${this.options.credentials.user}:${this.options.credentials.password}`).toString("base64")}`);
+    const given = Buffer.from(header);
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  }
+
+  #invoke(req: IncomingMessage, res: ServerResponse, name: string, path: string): void {
+    const fn = this.#byName.get(name);
+    if (fn === undefined) return json(res, 404, { error: `no function named ${name}` });
+    const callId = headerValue(req.headers["x-call-id"]) ?? randomUUID();
+    const started = Date.now();
+    const headers = { ...req.headers, "x-call-id": callId, "x-start-time": String(started * 1e6) };
+    const upstream = request(`${fn.process.url}${path}`, { method: req.method, headers, agent: this.#agent }, (answer) => {
+      const code = answer.statusCode ?? 502;
+      res.writeHead(code, { ...answer.headers, "x-call-id": callId, "x-duration-seconds": ((Date.now() - started) / 1000).toFixed(6) });
+      answer.pipe(res);
+      answer.on("end", () => this.#count(name, code, started));
+    });
+    upstream.on("error", (error) => {
+      this.#count(name, 502, started);
+      if (!res.headersSent) json(res, 502, { error: `${name} is not reachable${fn.process.ready ? "" : " (it is starting or restarting)"}: ${error.message}` });
+      else res.destroy(error);
+    });
+    req.pipe(upstream);
+  }
+
+  /** As OpenFaaS CE: accept at once with 202, run the call, POST the result to X-Callback-Url. */
+  #invokeAsync(req: IncomingMessage, res: ServerResponse, name: string, path: string): void {
+    const fn = this.#byName.get(name);
+    if (fn === undefined) return json(res, 404, { error: `no function named ${name}` });
+    if (req.method !== "POST") return json(res, 405, { error: "async invocations are POST" });
+    const callId = randomUUID();
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      res.writeHead(202, { "x-call-id": callId }).end();
+      void this.#runAsync(fn, path, req.headers, Buffer.concat(chunks), callId);
+    });
+  }
+
+  async #runAsync(fn: GatewayFunction, path: string, headers: IncomingMessage["headers"], body: Buffer, callId: string): Promise<void> {
+    const started = Date.now();
+    const { "x-callback-url": callback, host: _host, "content-length": _length, ...forwarded } = headers;
+    let status = 500;
+    let answer: Buffer = Buffer.from(JSON.stringify({ error: `${fn.name} is not reachable` }));
+    try {
+      const response = await fetch(`${fn.process.url}${path}`, { method: "POST", headers: { ...flatten(forwarded), "x-call-id": callId }, body: new Uint8Array(body) });
+      status = response.status;
+      answer = Buffer.from(await response.arrayBuffer());
+    } catch (error) {
+      this.options.log.warn({ event: "async_failed", function: fn.name, callId, err: (error as Error).message }, "async invocation failed");
+    }
+    this.#count(fn.name, status, started);
+    const url = headerValue(callback);
+    if (url === undefined) return;
+    try {
+      await fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-call-id": callId, "x-function-status": String(status), "x-function-name": fn.name, "x-duration-seconds": ((Date.now() - started) / 1000).toFixed(6) },
+        body: new Uint8Array(answer),
+      });
+    } catch (error) {
+      this.options.log.warn({ event: "callback_failed", function: fn.name, callId, err: (error as Error).message }, `cannot post the result to ${url}`);
+    }
+  }
+
+  #count(name: string, code: number, started: number): void {
+    const labels = { function_name: name, code: String(code) };
+    this.#invocations.inc(labels);
+    this.#calls.set(name, (this.#calls.get(name) ?? 0) + 1);
+    this.#seconds.observe(labels, (Date.now() - started) / 1000);
+  }
+}
+
+/** A function as the gateway's /system/functions describes it. */
+function describe(fn: GatewayFunction, invocationCount: number): Record<string, unknown> {
+  return {
+    name: fn.name,
+    image: fn.spec.image,
+    namespace: "openfaas-fn",
+    envProcess: "node index.js",
+    envVars: fn.spec.environment,
+    labels: fn.spec.labels,
+    annotations: fn.spec.annotations,
+    secrets: fn.spec.secrets,
+    readOnlyRootFilesystem: fn.spec.readonly_root_filesystem,
+    replicas: 1,
+    availableReplicas: fn.process.ready ? 1 : 0,
+    invocationCount,
+  };
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function flatten(headers: IncomingMessage["headers"]): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).flatMap(([k, v]) => (v === undefined ? [] : [[k, Array.isArray(v) ? v.join(", ") : v]])));
+}

@@ -1,0 +1,146 @@
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { readConnectorConfig } from "../connectors/mqtt/config.js";
+import { Connector } from "../connectors/mqtt/connector.js";
+import { envValue, readTopics } from "../lib/config.js";
+import type { Logger } from "../lib/log.js";
+import { connectMqtt, mqttSettingsFromEnv, redactUrl, type MqttSettings } from "../lib/mqtt.js";
+import { DEFAULT_SECRET_PATH, readSecret } from "../lib/secrets.js";
+import { readStack, type StackFunction } from "../lib/stack.js";
+import { startEmbeddedBroker, type EmbeddedBroker } from "./broker.js";
+import { FleetView } from "./fleet-view.js";
+import { FunctionProcess } from "./function-process.js";
+import { LocalGateway } from "./gateway.js";
+import { FleetSimulator, type FleetOptions } from "./simulator.js";
+import { createWebPage } from "./web-page.js";
+
+const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+export interface SystemOptions {
+  gatewayPort: number;
+  /** Where the embedded broker listens unless MQTT_URL names a broker. */
+  brokerPort: number;
+  stackFile: string;
+  fleet: Omit<FleetOptions, "topic">;
+  env: NodeJS.ProcessEnv;
+  log: Logger;
+  /** Progress and every line a function prints. */
+  say: (line: string) => void;
+}
+
+export interface RunningSystem {
+  gatewayUrl: string;
+  brokerUrl: string;
+  /** Set when the embedded broker could not have its usual port. */
+  brokerMovedFrom: number | undefined;
+  embeddedBroker: boolean;
+  credentials: { user: string; password: string };
+  fleet: FleetView;
+  simulator: FleetSimulator | undefined;
+  functions: FunctionProcess[];
+  stop(): Promise<void>;
+}
+
+/**
+ * The whole system on one machine: a broker (embedded aedes unless MQTT_URL is set), the local
+ * gateway running every function of stack.yml as a child process, the MQTT connector discovering
+ * them through the gateway, the fleet view behind the web page, and a simulated fleet. Parts are
+ * stopped in the reverse order: the fleet first, the broker last, so nothing in flight is lost.
+ */
+export async function startSystem(options: SystemOptions): Promise<RunningSystem> {
+  const { env, log, say } = options;
+  const stops: Array<() => Promise<void> | void> = [];
+  const stop = async () => {
+    for (const s of stops.reverse()) await s();
+  };
+  try {
+    let broker: EmbeddedBroker | undefined;
+    let mqtt: MqttSettings;
+    if (envValue(env, "MQTT_URL", "MQTT_HOST") === undefined) {
+      const settings = mqttSettingsFromEnv(env);
+      broker = await startEmbeddedBroker({ port: options.brokerPort, ...(settings.username === undefined ? {} : { username: settings.username }), ...(settings.password === undefined ? {} : { password: settings.password }) });
+      stops.push(() => broker?.close());
+      mqtt = { ...settings, url: broker.url };
+    } else mqtt = mqttSettingsFromEnv(env);
+
+    const secretPath = envValue(env, "SECRET_MOUNT_PATH") ?? DEFAULT_SECRET_PATH;
+    const credentials = {
+      user: readSecret(join(secretPath, "basic-auth-user")) ?? "admin",
+      password: envValue(env, "GATEWAY_PASSWORD") ?? readSecret(join(secretPath, "basic-auth-password")) ?? randomBytes(12).toString("base64url"),
+    };
+    const topics = readTopics(env);
+    const stack = await readStack(options.stackFile, env);
+    const viewer = connectMqtt(mqtt, { clientId: `fanwatch-view-${process.pid}`, onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "fleet view: MQTT error") });
+    stops.push(() => viewer.endAsync());
+    const fleet = new FleetView(viewer, topics);
+    const page = createWebPage(fleet);
+    stops.push(() => page.close());
+
+    // The gateway listens first: its address goes into the functions' environment.
+    const gateway = new LocalGateway({ port: options.gatewayPort, host: "127.0.0.1", credentials, extra: page.handle, log });
+    await gateway.listen();
+    stops.push(() => gateway.close());
+    say(`gateway on ${gateway.url} (/system/* user ${credentials.user}, password ${credentials.password})`);
+    const functions = Object.entries(stack.functions).map(([name, spec]) => {
+      const process = new FunctionProcess({ name, env: functionEnv(spec, env, mqtt, gateway.url), onLine: (fn, line) => say(`[${fn}] ${line}`) });
+      gateway.add({ name, spec, process });
+      return process;
+    });
+    stops.push(() => Promise.all(functions.map((fn) => fn.stop())).then(() => {}));
+    say(`starting ${functions.map((f) => f.name).join(" and ")}…`);
+    await Promise.all(functions.map((fn) => fn.start()));
+
+    await fleet.subscribe();
+    const connector = new Connector(
+      { ...readConnectorConfig({ ...env, gateway_url: gateway.url, broker: mqtt.url, port: "0", client_id: `fanwatch-start-${process.pid}`, refresh_interval_ms: "2000" }), mqtt, basicAuth: credentials },
+      log,
+    );
+    stops.push(() => connector.drain());
+    await connector.start();
+    say(`connector routing ${topics.telemetry} through the gateway (health on http://127.0.0.1:${connector.port}/healthz)`);
+
+    let simulator: FleetSimulator | undefined;
+    if (options.fleet.fans > 0) {
+      const publisher = connectMqtt(mqtt, { clientId: `fanwatch-fleet-${process.pid}`, onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "simulator: MQTT error") });
+      stops.push(() => publisher.endAsync());
+      simulator = new FleetSimulator(publisher, { ...options.fleet, topic: topics.telemetry });
+      stops.push(() => simulator?.stop());
+      simulator.start();
+    }
+    return {
+      gatewayUrl: gateway.url,
+      brokerUrl: redactUrl(mqtt.url),
+      brokerMovedFrom: broker?.movedFrom,
+      embeddedBroker: broker !== undefined,
+      credentials,
+      fleet,
+      simulator,
+      functions,
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/**
+ * What a function sees: its stack.yml environment, with the addresses it names (in-cluster
+ * service names) replaced by this machine's broker and gateway, and the MQTT credentials of this
+ * run rather than the cluster's user name.
+ */
+function functionEnv(spec: StackFunction, env: NodeJS.ProcessEnv, mqtt: MqttSettings, gatewayUrl: string): NodeJS.ProcessEnv {
+  const { MQTT_USERNAME: _clusterUser, ...stackEnv } = spec.environment;
+  return {
+    ...env,
+    LOG_LEVEL: env.LOG_LEVEL ?? "warn",
+    ...stackEnv,
+    MODEL_DIR: join(REPO_ROOT, spec.environment.MODEL_DIR ?? "model/artifact"),
+    MQTT_URL: mqtt.url,
+    ...(mqtt.username === undefined ? {} : { MQTT_USERNAME: mqtt.username }),
+    ...(mqtt.password === undefined ? {} : { MQTT_PASSWORD: mqtt.password }),
+    SCORE_URL: `${gatewayUrl}/function/score`,
+    GATEWAY_URL: gatewayUrl,
+  };
+}

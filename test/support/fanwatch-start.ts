@@ -1,0 +1,38 @@
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
+import { finished, freePort, spawnCli, waitForOutput, type Finished } from "./process.js";
+
+export interface StartedSystem {
+  child: ChildProcessWithoutNullStreams;
+  gatewayUrl: string;
+  brokerUrl: string;
+  password: string;
+  /** Everything the command printed so far. */
+  output(): string;
+  /** Ctrl-C, then waits for the exit. */
+  interrupt(): Promise<Finished>;
+}
+
+/** Runs `fanwatch start` on free ports and waits until it says it is running. */
+export async function startFanwatch(args: string[], env: NodeJS.ProcessEnv = {}, port?: number): Promise<StartedSystem> {
+  const gatewayPort = port ?? (await freePort());
+  const child = spawnCli(["start", "--port", String(gatewayPort), ...args], env);
+  let output = "";
+  child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+  const exit = finished(child);
+  await waitForOutput(child, /running; Ctrl-C stops everything/, 60_000);
+  const brokerUrl = /^broker {3}(\S+)/m.exec(output)?.[1];
+  const password = /password (\S+)\)/.exec(output)?.[1];
+  if (brokerUrl === undefined || password === undefined) throw new Error(`fanwatch start did not say its broker and password:\n${output}`);
+  return {
+    child,
+    gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
+    brokerUrl,
+    password,
+    output: () => output,
+    async interrupt() {
+      child.kill("SIGINT");
+      return exit;
+    },
+  };
+}
