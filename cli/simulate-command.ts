@@ -41,6 +41,10 @@ export function addSimulateCommand(program: Command, io: Io): void {
   addFleetOptions(command, { fans: 12, faulty: 2, degrading: 2 }).action(async (opts: FleetFlags & { broker?: string; topic?: string; qos: number; duration?: number }) => {
     if (opts.qos !== 0 && opts.qos !== 1) throw new RangeError("--qos is 0 or 1");
     const fleet = fleetOptions(opts);
+    let stop = () => {};
+    const stopped = new Promise<void>((resolve) => (stop = resolve));
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
     const [{ connectMqtt, mqttSettingsFromEnv, redactUrl }, { readTopics }, { FleetSimulator }] = await Promise.all([import("../lib/mqtt.js"), import("../lib/config.js"), import("../runtime/simulator.js")]);
     const settings = mqttSettingsFromEnv(opts.broker === undefined ? process.env : { ...process.env, MQTT_URL: opts.broker });
     const topic = opts.topic ?? readTopics().telemetry;
@@ -49,12 +53,9 @@ export function addSimulateCommand(program: Command, io: Io): void {
     const profiles = simulator.fans.reduce<Record<string, number>>((n, f) => ({ ...n, [f.profile]: (n[f.profile] ?? 0) + 1 }), {});
     io.err(`simulating ${fleet.fans} fans (${Object.entries(profiles).map(([p, n]) => `${n} ${p}`).join(", ")}) on ${redactUrl(settings.url)} topic ${topic}, one reading per fan every ${fleet.intervalMs} ms`);
     simulator.start();
+    if (opts.duration !== undefined) setTimeout(stop, opts.duration * 1000);
     const progress = setInterval(() => io.progress(`published ${simulator.published}${simulator.failed > 0 ? `, ${simulator.failed} refused` : ""}`), 1000);
-    await new Promise<void>((resolve) => {
-      process.once("SIGINT", resolve);
-      process.once("SIGTERM", resolve);
-      if (opts.duration !== undefined) setTimeout(resolve, opts.duration * 1000);
-    });
+    await stopped;
     clearInterval(progress);
     simulator.stop();
     await client.endAsync();

@@ -6,6 +6,7 @@ import { REPO_ROOT } from "./paths.js";
 
 interface StartFlags extends FleetFlags {
   port: number;
+  host: string;
   mqttPort: number;
   stack: string;
 }
@@ -15,24 +16,31 @@ export function addStartCommand(program: Command, io: Io): void {
     .command("start")
     .description("run the whole system on this machine: broker, gateway with the functions, connector, simulated fleet and live page")
     .option("--port <port>", "the local gateway's port, also serving the page at /ui/ (default 8080)", integer("--port"), 8080)
+    .option("--host <address>", "the gateway's address; 0.0.0.0 to open the page from a tablet on the network (default 127.0.0.1)", "127.0.0.1")
     .option("--mqtt-port <port>", "the embedded broker's port when MQTT_URL is not set (default 1883; a free port if taken)", integer("--mqtt-port"), 1883)
     .option("--stack <file>", "the functions to run (default stack.yml)", fileURLToPath(new URL("stack.yml", REPO_ROOT)));
   addFleetOptions(command, { fans: 12, faulty: 2, degrading: 2 })
     .addHelpText("after", "\nSet MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) to use a broker of your own instead of the embedded one.")
     .action(async (opts: StartFlags) => {
       const fleet = fleetOptions(opts);
+      // Listen for Ctrl-C before anything starts: one that comes during start-up stops the system
+      // as soon as it is up, and none can arrive between saying "running" and listening for it.
+      const interrupted = new Promise<void>((resolve) => {
+        process.once("SIGINT", resolve);
+        process.once("SIGTERM", resolve);
+      });
       const [{ startSystem }, { createLogger }] = await Promise.all([import("../runtime/system.js"), import("../lib/log.js")]);
       // The console is for people: the status line and warnings, not every service event (LOG_LEVEL=info shows them).
       const log = createLogger("fanwatch-start", process.env.LOG_LEVEL ?? "warn");
       io.err("fanwatch: starting the broker, the gateway and the functions…");
-      const system = await startSystem({ gatewayPort: opts.port, brokerPort: opts.mqttPort, stackFile: opts.stack, fleet: { ...fleet, qos: 1 }, env: process.env, log, say: (line) => io.err(line) });
+      const system = await startSystem({ gatewayPort: opts.port, gatewayHost: opts.host, brokerPort: opts.mqttPort, stackFile: opts.stack, fleet: { ...fleet, qos: 1 }, env: process.env, log, say: (line) => io.err(line) });
       if (system.brokerMovedFrom !== undefined) {
         io.err(`port ${system.brokerMovedFrom} is taken (another broker?), so the embedded broker listens on ${system.brokerUrl}.`);
         io.err(`  To use the broker on ${system.brokerMovedFrom} instead: MQTT_URL=mqtt://127.0.0.1:${system.brokerMovedFrom} npm start`);
       }
       io.err(`broker   ${system.brokerUrl}${system.embeddedBroker ? " (embedded)" : ""}`);
       io.err(`gateway  ${system.gatewayUrl}  (curl ${system.gatewayUrl}/function/score -d '{"params":[612.3,40.1,151.7,48.9]}')`);
-      io.err(`page     ${system.gatewayUrl}/ui/`);
+      io.err(`page     ${system.gatewayUrl}/ui/${opts.host === "127.0.0.1" ? "" : `, and from the network at http://<this machine>:${opts.port}/ui/`}`);
       io.err(system.simulator === undefined ? "no simulated fleet (--fans 0): publish readings to the broker yourself" : `fleet    ${fleet.fans} simulated fans (${fleet.faulty} faulty, ${fleet.degrading} degrading over ${opts.degradeMinutes} min)`);
       io.err("running; Ctrl-C stops everything");
 
@@ -44,10 +52,7 @@ export function addStartCommand(program: Command, io: Io): void {
         io.progress(`${rates.readingsPerSecond.toFixed(1)} readings/s · ${totals.predictions} predictions · ${totals.fansInFault} of ${totals.fans} fans in fault · ${totals.deadLetters} dead letters`);
       }, 1_000);
 
-      await new Promise<void>((resolve) => {
-        process.once("SIGINT", resolve);
-        process.once("SIGTERM", resolve);
-      });
+      await interrupted;
       // A second Ctrl-C while stopping gives up at once.
       process.once("SIGINT", () => process.exit(130));
       clearInterval(status);

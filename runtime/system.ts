@@ -19,6 +19,8 @@ const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
 export interface SystemOptions {
   gatewayPort: number;
+  /** 127.0.0.1 keeps the gateway to this machine; 0.0.0.0 opens it (and the page) to the network. */
+  gatewayHost: string;
   /** Where the embedded broker listens unless MQTT_URL names a broker. */
   brokerPort: number;
   stackFile: string;
@@ -72,13 +74,14 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     const topics = readTopics(env);
     const stack = await readStack(options.stackFile, env);
     const viewer = connectMqtt(mqtt, { clientId: `fanwatch-view-${process.pid}`, onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "fleet view: MQTT error") });
-    stops.push(() => viewer.endAsync());
+    // The view only reads, so it is closed at once rather than waiting on its session.
+    stops.push(() => viewer.endAsync(true));
     const fleet = new FleetView(viewer, topics);
     const page = createWebPage(fleet);
     stops.push(() => page.close());
 
     // The gateway listens first: its address goes into the functions' environment.
-    const gateway = new LocalGateway({ port: options.gatewayPort, host: "127.0.0.1", credentials, extra: page.handle, log });
+    const gateway = new LocalGateway({ port: options.gatewayPort, host: options.gatewayHost, credentials, extra: page.handle, log });
     await gateway.listen();
     stops.push(() => gateway.close());
     say(`gateway on ${gateway.url} (/system/* user ${credentials.user}, password ${credentials.password})`);
@@ -103,7 +106,9 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     let simulator: FleetSimulator | undefined;
     if (options.fleet.fans > 0) {
       const publisher = connectMqtt(mqtt, { clientId: `fanwatch-fleet-${process.pid}`, onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "simulator: MQTT error") });
-      stops.push(() => publisher.endAsync());
+      // Forced: readings still unsent at Ctrl-C are simulated, and a client still connecting would
+      // otherwise hold the shutdown up.
+      stops.push(() => publisher.endAsync(true));
       simulator = new FleetSimulator(publisher, { ...options.fleet, topic: topics.telemetry });
       stops.push(() => simulator?.stop());
       simulator.start();

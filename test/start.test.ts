@@ -126,7 +126,8 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
     assert.ok(await portIsFree(brokerPort), "the broker's port is free");
     const again = await startFanwatch(["--mqtt-port", String(brokerPort), "--fans", "0"], { MQTT_URL: "" }, gatewayPort);
     assert.equal(again.brokerUrl, `mqtt://127.0.0.1:${brokerPort}`);
-    assert.equal((await again.interrupt()).code, 0);
+    const second = await again.interrupt();
+    assert.equal(second.code, 0, `signal ${second.signal}:\n${again.output()}`);
   });
 });
 

@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import mqtt from "mqtt";
 import { chromium, type Browser } from "playwright-core";
 import { startFanwatch, type StartedSystem } from "./support/fanwatch-start.js";
 import { REPO_ROOT } from "./support/paths.js";
@@ -57,4 +58,16 @@ describe("the live fleet page in headless Chromium", { timeout: 120_000 }, () =>
       await page.close();
     });
   }
+
+  it("lists a dead letter when a fan sends something that is not a reading", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${system.gatewayUrl}/ui/`);
+    await page.waitForSelector(".tile");
+    const client = await mqtt.connectAsync(system.brokerUrl);
+    await client.publishAsync("fan/messages", JSON.stringify({ deviceID: "7", rotation: "fast" }), { qos: 1 });
+    await client.endAsync();
+    await page.waitForFunction(() => (document.querySelector("#dead-letter-feed")?.textContent ?? "").includes("rotation"), undefined, { timeout: 15_000 });
+    assert.ok(Number(await page.textContent("#dead-letters")) >= 1);
+    await page.close();
+  });
 });

@@ -6,6 +6,8 @@ export { freePort } from "../../lib/net.js";
 
 export interface Finished {
   code: number | null;
+  /** The signal that ended the process, when one did. */
+  signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
 }
@@ -25,8 +27,8 @@ export async function finished(child: ChildProcessWithoutNullStreams): Promise<F
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  const [code] = (await once(child, "close")) as [number | null];
-  return { code, stdout, stderr };
+  const [code, signal] = (await once(child, "close")) as [number | null, NodeJS.Signals | null];
+  return { code, signal, stdout, stderr };
 }
 
 /** Resolves once `pattern` appears on the child's stdout or stderr; rejects if it exits first. */
