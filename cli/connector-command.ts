@@ -1,10 +1,10 @@
 import type { Command } from "commander";
 import { CONNECTOR_NODE_OPTIONS } from "../connectors/mqtt/node-options.js";
 import { closeOnSignals } from "../templates/node22-ts/server.js";
-import type { Io } from "./parse.js";
+import { envWithFlags, type EnvFlag, type Io } from "./parse.js";
 
 /** Flags and the environment variables they set (the official connector's names where it has them). */
-const FLAGS: Array<[flag: string, env: string, help: string]> = [
+const FLAGS: EnvFlag[] = [
   ["--gateway-url <url>", "gateway_url", "OpenFaaS gateway (default http://127.0.0.1:8080)"],
   ["--broker <url>", "broker", "MQTT broker URL, mqtt:// or mqtts:// (default $MQTT_URL or mqtt://127.0.0.1:1883)"],
   ["--topic <filters>", "topic", "comma-separated topic filters to subscribe to (default $TELEMETRY_TOPIC or fan/messages)"],
@@ -34,12 +34,7 @@ export function addConnectorCommand(program: Command, io: Io): void {
     .addHelpText("after", `\nMemory: run with NODE_OPTIONS=${CONNECTOR_NODE_OPTIONS} to keep it under 100 MB resident under load (docs/pipeline.md).`);
   for (const [flag, , help] of FLAGS) command.option(flag, help);
   command.action(async (opts: Record<string, string | boolean | undefined>) => {
-    const env: NodeJS.ProcessEnv = { ...process.env };
-    for (const [flag, name] of FLAGS) {
-      const key = (flag.split(" ")[0] ?? "").slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-      const value = opts[key];
-      if (value !== undefined) env[name] = String(value);
-    }
+    const env = envWithFlags(FLAGS, opts);
     const [{ readConnectorConfig }, { Connector }, { createLogger }] = await Promise.all([import("../connectors/mqtt/config.js"), import("../connectors/mqtt/connector.js"), import("../lib/log.js")]);
     const log = createLogger("mqtt-connector");
     const connector = new Connector(readConnectorConfig(env), log);

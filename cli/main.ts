@@ -2,6 +2,7 @@ import { Command, CommanderError } from "commander";
 import { ConfigError, DataFormatError, ModelError } from "../lib/errors.js";
 import { addConnectorCommand } from "./connector-command.js";
 import { addFunctionCommand } from "./function-command.js";
+import { addInfluxWriterCommand } from "./influx-writer-command.js";
 import { addModelCommands } from "./model-commands.js";
 import { processIo, type Io } from "./parse.js";
 import { addSimulateCommand } from "./simulate-command.js";
@@ -19,6 +20,7 @@ export function buildProgram(io: Io): Command {
   addModelCommands(program, io);
   addFunctionCommand(program, io);
   addConnectorCommand(program, io);
+  addInfluxWriterCommand(program, io);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

@@ -48,3 +48,17 @@ export function number(flag: string): (value: string) => number {
     return n;
   };
 }
+
+/** A flag that sets an environment variable: [commander flag, variable, help]. */
+export type EnvFlag = [flag: string, env: string, help: string];
+
+/** The environment with every given flag's variable set, for services configured by environment. */
+export function envWithFlags(flags: readonly EnvFlag[], opts: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const result: NodeJS.ProcessEnv = { ...env };
+  for (const [flag, name] of flags) {
+    const key = (flag.split(" ")[0] ?? "").slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+    const value = opts[key];
+    if (value !== undefined) result[name] = String(value);
+  }
+  return result;
+}

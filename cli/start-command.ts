@@ -20,7 +20,7 @@ export function addStartCommand(program: Command, io: Io): void {
     .option("--mqtt-port <port>", "the embedded broker's port when MQTT_URL is not set (default 1883; a free port if taken)", integer("--mqtt-port"), 1883)
     .option("--stack <file>", "the functions to run (default stack.yml)", fileURLToPath(new URL("stack.yml", REPO_ROOT)));
   addFleetOptions(command, { fans: 12, faulty: 2, degrading: 2 })
-    .addHelpText("after", "\nSet MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) to use a broker of your own instead of the embedded one.")
+    .addHelpText("after", "\nSet MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) to use a broker of your own instead of the embedded one,\nand INFLUX_URL to store readings and predictions in InfluxDB (see fanwatch influx-writer --help).")
     .action(async (opts: StartFlags) => {
       const fleet = fleetOptions(opts);
       // Listen for Ctrl-C before anything starts: one that comes during start-up stops the system

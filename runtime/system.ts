@@ -2,6 +2,8 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { readConnectorConfig } from "../connectors/mqtt/config.js";
+import { readWriterConfig } from "../connectors/influxdb/config.js";
+import { InfluxWriter } from "../connectors/influxdb/writer.js";
 import { Connector } from "../connectors/mqtt/connector.js";
 import { envValue, readTopics } from "../lib/config.js";
 import type { Logger } from "../lib/log.js";
@@ -79,6 +81,14 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     const fleet = new FleetView(viewer, topics);
     const page = createWebPage(fleet);
     stops.push(() => page.close());
+
+    if (envValue(env, "INFLUX_URL") !== undefined) {
+      // Started before the functions and stopped after them, so every prediction is stored.
+      const writer = new InfluxWriter({ ...readWriterConfig({ ...env, INFLUX_WRITER_PORT: "0" }), mqtt }, log);
+      await writer.start();
+      stops.push(() => writer.stop());
+      say(`InfluxDB writer storing ${topics.telemetry} and ${topics.anomaly} in ${envValue(env, "INFLUX_URL")} (health on http://127.0.0.1:${writer.port}/healthz)`);
+    }
 
     // The gateway listens first: its address goes into the functions' environment.
     const gateway = new LocalGateway({ port: options.gatewayPort, host: options.gatewayHost, credentials, extra: page.handle, log });

@@ -1,14 +1,13 @@
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import type { MqttClient } from "mqtt";
 import sjson from "secure-json-parse";
+import { startHealthServer, type Health, type HealthServer } from "../../lib/health-server.js";
 import type { Logger } from "../../lib/log.js";
 import { connectMqtt, redactUrl } from "../../lib/mqtt.js";
 import type { ConnectorConfig } from "./config.js";
 import { FunctionDirectory } from "./directory.js";
 import { Dispatcher, type Delivery } from "./dispatcher.js";
 import { createConnectorMetrics } from "./metrics.js";
-import { takeOverAcks, type ReceivedMessage } from "./subscriber.js";
+import { takeOverAcks, type ReceivedMessage } from "../../lib/mqtt-acks.js";
 
 /**
  * MQTT → OpenFaaS functions. Subscribes (QoS 1, persistent session, or a shared subscription)
@@ -21,7 +20,7 @@ export class Connector {
   readonly #directory: FunctionDirectory;
   readonly #dispatcher: Dispatcher;
   #client: MqttClient | undefined;
-  #server: Server | undefined;
+  #server: HealthServer | undefined;
   #pending = 0;
   #draining: Promise<void> | undefined;
   readonly #abort = new AbortController();
@@ -37,7 +36,7 @@ export class Connector {
 
   /** The health and metrics server's port (after start). */
   get port(): number {
-    return (this.#server?.address() as AddressInfo | null)?.port ?? 0;
+    return this.#server?.port ?? 0;
   }
 
   get healthy(): boolean {
@@ -45,8 +44,7 @@ export class Connector {
   }
 
   async start(): Promise<void> {
-    this.#server = createServer((req, res) => void this.#serve(req.url ?? "/", res));
-    await new Promise<void>((resolve) => this.#server?.listen(this.config.port, "0.0.0.0", resolve));
+    this.#server = await startHealthServer(this.config.port, () => this.#health(), this.metrics.registry);
     await this.#directory.start(this.#abort.signal);
     if (this.#abort.signal.aborted) return;
     const client = connectMqtt(this.config.mqtt, {
@@ -85,7 +83,7 @@ export class Connector {
       await this.#dispatcher.drain();
       await this.#client?.endAsync();
       this.#dispatcher.close();
-      await new Promise<void>((resolve) => (this.#server === undefined ? resolve() : this.#server.close(() => resolve())));
+      await this.#server?.close();
       this.log.info({ event: "stopped", pending: this.#pending }, "connector stopped");
     })();
     return this.#draining;
@@ -154,26 +152,16 @@ export class Connector {
     await this.#client.publishAsync(topic, payload, { qos: 1 });
   }
 
-  async #serve(url: string, res: import("node:http").ServerResponse): Promise<void> {
-    if (url === "/metrics") {
-      res.writeHead(200, { "content-type": this.metrics.registry.contentType });
-      res.end(await this.metrics.registry.metrics());
-      return;
-    }
-    if (url === "/healthz" || url === "/") {
-      const body = {
-        status: this.healthy ? "ok" : "unavailable",
+  #health(): Health {
+    return {
+      healthy: this.healthy,
+      details: {
         broker: this.#client?.connected === true ? "connected" : "disconnected",
         functions: this.#directory.ready ? this.#directory.functionCount : "unknown",
         discoveryError: this.#directory.lastError ?? null,
         inFlight: this.#dispatcher.inFlight,
         pending: this.#pending,
-      };
-      res.writeHead(this.healthy ? 200 : 503, { "content-type": "application/json" });
-      res.end(JSON.stringify(body));
-      return;
-    }
-    res.writeHead(404, { "content-type": "application/json" });
-    res.end(JSON.stringify({ error: `no ${url}; try /healthz or /metrics` }));
+      },
+    };
   }
 }

@@ -20,7 +20,7 @@ export interface ReceivedMessage {
  */
 // Tells MQTT.js "do not acknowledge"; never thrown or shown. One instance, because building an
 // Error (with its stack trace) for every message cost 15% of the connector's CPU.
-const DEFERRED = new Error("acknowledged later by the connector");
+const DEFERRED = new Error("acknowledged later by the subscriber");
 
 export function takeOverAcks(client: MqttClient, onMessage: (message: ReceivedMessage) => void): void {
   let connection = 0;

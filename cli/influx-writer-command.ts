@@ -1,0 +1,31 @@
+import type { Command } from "commander";
+import { closeOnSignals } from "../templates/node22-ts/server.js";
+import { envWithFlags, type EnvFlag, type Io } from "./parse.js";
+
+/** Flags and the environment variables they set. */
+const FLAGS: EnvFlag[] = [
+  ["--influx-url <url>", "INFLUX_URL", "InfluxDB, e.g. http://127.0.0.1:8086 (required)"],
+  ["--influx-api <1|2>", "INFLUX_API", "1.x /write or 2.x /api/v2/write (default 2 when INFLUX_TOKEN is set, else 1)"],
+  ["--influx-db <name>", "INFLUX_DB", "1.x database, or 2.x bucket (default fan)"],
+  ["--influx-org <org>", "INFLUX_ORG", "2.x organisation (the token comes from INFLUX_TOKEN or INFLUX_TOKEN_FILE)"],
+  ["--broker <url>", "MQTT_URL", "MQTT broker (default mqtt://127.0.0.1:1883; MQTT_USERNAME/MQTT_PASSWORD)"],
+  ["--client-id <id>", "INFLUX_CLIENT_ID", "the persistent session's client id (default fanwatch-influx-writer)"],
+  ["--batch-size <n>", "INFLUX_BATCH_SIZE", "points per write (default 1000)"],
+  ["--flush-ms <ms>", "INFLUX_FLUSH_MS", "longest wait before a partial batch is written (default 1000)"],
+  ["--port <port>", "INFLUX_WRITER_PORT", "port of /healthz and /metrics (default 8082)"],
+];
+
+export function addInfluxWriterCommand(program: Command, io: Io): void {
+  const command = program.command("influx-writer").description("store readings and predictions from MQTT in InfluxDB (1.x or 2.x), acknowledging each only once written");
+  for (const [flag, , help] of FLAGS) command.option(flag, help);
+  command.action(async (opts: Record<string, string | undefined>) => {
+    const env = envWithFlags(FLAGS, opts);
+    const [{ readWriterConfig }, { InfluxWriter }, { createLogger }] = await Promise.all([import("../connectors/influxdb/config.js"), import("../connectors/influxdb/writer.js"), import("../lib/log.js")]);
+    const log = createLogger("influx-writer");
+    const writer = new InfluxWriter(readWriterConfig(env), log);
+    closeOnSignals({ close: () => writer.stop() }, log);
+    await writer.start();
+    io.err(`InfluxDB writer running; health and metrics on http://127.0.0.1:${writer.port}/healthz and /metrics (Ctrl-C to stop)`);
+    await new Promise(() => {}); // runs until a signal ends the process
+  });
+}

@@ -1,0 +1,79 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort } from "../../lib/net.js";
+
+const BINARY = "/usr/bin/influxd";
+
+export interface Influx {
+  url: string;
+  /** Runs an InfluxQL query on database `fan` and returns the first statement's series. */
+  query(q: string): Promise<Array<{ name: string; tags?: Record<string, string>; columns: string[]; values: unknown[][] }>>;
+  stop(): Promise<void>;
+  /** Stops the server (SIGTERM) and starts it again on the same port and data. */
+  restart(downMs?: number): Promise<void>;
+}
+
+/** A real InfluxDB 1.x (Debian's influxd) on free ports with its data in a temporary folder, database `fan` created. */
+export async function startInfluxDB(): Promise<Influx> {
+  if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: apt-get install -y influxdb`);
+  const dir = await mkdtemp(join(tmpdir(), "fanwatch-influxdb-"));
+  const [httpPort, rpcPort] = [await freePort(), await freePort()];
+  const url = `http://127.0.0.1:${httpPort}`;
+  await writeFile(
+    join(dir, "influxdb.conf"),
+    [
+      "reporting-disabled = true",
+      `bind-address = "127.0.0.1:${rpcPort}"`,
+      `[meta]\n  dir = "${dir}/meta"`,
+      `[data]\n  dir = "${dir}/data"\n  wal-dir = "${dir}/wal"\n  query-log-enabled = false`,
+      `[http]\n  bind-address = "127.0.0.1:${httpPort}"\n  log-enabled = false`,
+      "[monitor]\n  store-enabled = false",
+      "[continuous_queries]\n  enabled = false",
+    ].join("\n"),
+  );
+  let child = await launch(dir, url);
+  const query: Influx["query"] = async (q) => {
+    const response = await fetch(`${url}/query?db=fan&q=${encodeURIComponent(q)}`);
+    const body = (await response.json()) as { results?: Array<{ series?: Array<{ name: string; tags?: Record<string, string>; columns: string[]; values: unknown[][] }>; error?: string }>; error?: string };
+    const error = body.error ?? body.results?.[0]?.error;
+    if (error !== undefined) throw new Error(`InfluxDB: ${error} (query: ${q})`);
+    return body.results?.[0]?.series ?? [];
+  };
+  await fetch(`${url}/query?q=${encodeURIComponent("CREATE DATABASE fan")}`, { method: "POST" });
+  return {
+    url,
+    query,
+    async stop() {
+      await terminate(child);
+      await rm(dir, { recursive: true, force: true });
+    },
+    async restart(downMs = 0) {
+      await terminate(child);
+      await new Promise((resolve) => setTimeout(resolve, downMs));
+      child = await launch(dir, url);
+    },
+  };
+}
+
+async function launch(dir: string, url: string): Promise<ChildProcess> {
+  const child = spawn(BINARY, ["-config", join(dir, "influxdb.conf")], { stdio: "ignore" });
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`influxd exited (${child.exitCode})`);
+    const ok = await fetch(`${url}/ping`).then((r) => r.status === 204, () => false);
+    if (ok) return child;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  child.kill("SIGKILL");
+  throw new Error("influxd did not answer /ping within 20 s");
+}
+
+async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  child.kill("SIGTERM");
+  await once(child, "exit");
+}
