@@ -56,7 +56,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
   const { env, log, say } = options;
   const stops: Array<() => Promise<void> | void> = [];
   const stop = async () => {
-    for (const s of stops.reverse()) await s();
+    for (const s of stops.splice(0).reverse()) await s();
   };
   try {
     let broker: EmbeddedBroker | undefined;
@@ -96,17 +96,19 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     stops.push(() => gateway.close());
     say(`gateway on ${gateway.url} (/system/* user ${credentials.user}, password ${credentials.password})`);
     const functions = Object.entries(stack.functions).map(([name, spec]) => {
-      const process = new FunctionProcess({ name, env: functionEnv(spec, env, mqtt, gateway.url), onLine: (fn, line) => say(`[${fn}] ${line}`) });
-      gateway.add({ name, spec, process });
-      return process;
+      const child = new FunctionProcess({ name, env: functionEnv(spec, env, mqtt, gateway.url), onLine: (fn, line) => say(`[${fn}] ${line}`) });
+      gateway.add({ name, spec, process: child });
+      return child;
     });
     stops.push(() => Promise.all(functions.map((fn) => fn.stop())).then(() => {}));
     say(`starting ${functions.map((f) => f.name).join(" and ")}…`);
     await Promise.all(functions.map((fn) => fn.start()));
 
     await fleet.subscribe();
+    // A fixed client id: readings that arrive at a broker of your own while fanwatch is stopped
+    // wait in this persistent session and are predicted at the next start.
     const connector = new Connector(
-      { ...readConnectorConfig({ ...env, gateway_url: gateway.url, broker: mqtt.url, port: "0", client_id: `fanwatch-start-${process.pid}`, refresh_interval_ms: "2000" }), mqtt, basicAuth: credentials },
+      { ...readConnectorConfig({ ...env, gateway_url: gateway.url, broker: mqtt.url, port: "0", client_id: "fanwatch-start-connector", refresh_interval_ms: "2000" }), mqtt, basicAuth: credentials },
       log,
     );
     stops.push(() => connector.drain());
