@@ -51,7 +51,7 @@ interface StepResult {
 }
 
 const progress = (line: string) => process.stderr.write(`${line}\n`);
-const summary: Record<string, { sustained: number; connectorRssMbAtSustained: number; connectorPeakRssMb: number }> = {};
+const summary: Record<string, { sustained: number; connectorRssMbAtSustained: number; connectorPeakRssMb: number; predictPeakRssMb: number; scorePeakRssMb: number }> = {};
 
 const only = process.env.BENCH_SHAPES?.split(",");
 for (const shape of SHAPES.filter((s) => only === undefined || only.includes(s.name))) {
@@ -75,7 +75,11 @@ for (const shape of SHAPES.filter((s) => only === undefined || only.includes(s.n
       else if (result.lost > 0 || result.p99Ms > 4 * P99_LIMIT_MS) break;
     }
     const connectorPeakRssMb = await peakRssMb(system.connector.pid);
-    summary[shape.name] = { sustained, connectorRssMbAtSustained, connectorPeakRssMb };
+    const pids = system.pids();
+    // What stack.yml's memory limits for the functions are sized from.
+    const [predictPeakRssMb, scorePeakRssMb] = await Promise.all([peakRssMb(pids.predict), peakRssMb(pids.score)]);
+    summary[shape.name] = { sustained, connectorRssMbAtSustained, connectorPeakRssMb, predictPeakRssMb, scorePeakRssMb };
+    progress(`${shape.name}: peak RSS of predict ${predictPeakRssMb} MB, of score ${scorePeakRssMb} MB`);
     progress(`${shape.name}: sustained ${sustained} readings/s with the connector at ${connectorRssMbAtSustained} MB RSS; its peak over the whole run ${connectorPeakRssMb} MB`);
   } finally {
     await system.stop();
