@@ -43,22 +43,17 @@ export class FunctionProcess {
     return this.#ready;
   }
 
-  get restarts(): number {
-    return this.#restarts;
-  }
-
-  get pid(): number | undefined {
-    return this.#child?.pid;
-  }
-
   /** Starts the process and resolves once it listens; rejects if it exits first. */
   async start(): Promise<void> {
     this.#port = await freePort();
     const child = spawn(process.execPath, [CLI, "function", this.name, "--port", String(this.#port), "--host", "127.0.0.1"], { env: this.options.env });
     this.#child = child;
-    const lines = (stream: NodeJS.ReadableStream) => createInterface({ input: stream }).on("line", (line) => this.#line(line));
-    lines(child.stdout);
-    lines(child.stderr);
+    // Every line goes to onLine, except the server's "listening" line, which means ready.
+    let listening = () => {};
+    const ready = new Promise<void>((resolve) => (listening = resolve));
+    const onLine = (line: string) => (READY.test(line) ? listening() : this.options.onLine(this.name, line));
+    createInterface({ input: child.stdout }).on("line", onLine);
+    createInterface({ input: child.stderr }).on("line", onLine);
     child.on("exit", (code, signal) => {
       this.#ready = false;
       if (!this.#stopping) void this.#restart(`exited (${signal ?? `code ${code}`})`);
@@ -66,11 +61,7 @@ export class FunctionProcess {
     const exited = once(child, "exit").then(() => {
       throw new Error(`${this.name} exited before it was ready`);
     });
-    const listening = new Promise<void>((resolve) => {
-      const check = (line: string) => READY.test(line) && resolve();
-      createInterface({ input: child.stderr }).on("line", check);
-    });
-    await Promise.race([listening, exited]);
+    await Promise.race([ready, exited]);
     exited.catch(() => {}); // it may exit later: the exit handler restarts it
     this.#ready = true;
   }
@@ -93,9 +84,5 @@ export class FunctionProcess {
     await new Promise((resolve) => setTimeout(resolve, delay));
     if (this.#stopping) return;
     await this.start().catch((error: unknown) => this.options.onLine(this.name, (error as Error).message));
-  }
-
-  #line(line: string): void {
-    if (!READY.test(line)) this.options.onLine(this.name, line);
   }
 }

@@ -39,10 +39,8 @@ export interface RunningSystem {
   /** Set when the embedded broker could not have its usual port. */
   brokerMovedFrom: number | undefined;
   embeddedBroker: boolean;
-  credentials: { user: string; password: string };
   fleet: FleetView;
   simulator: FleetSimulator | undefined;
-  functions: FunctionProcess[];
   stop(): Promise<void>;
 }
 
@@ -130,10 +128,8 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       brokerUrl: redactUrl(mqtt.url),
       brokerMovedFrom: broker?.movedFrom,
       embeddedBroker: broker !== undefined,
-      credentials,
       fleet,
       simulator,
-      functions,
       stop,
     };
   } catch (error) {
