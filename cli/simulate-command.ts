@@ -14,12 +14,12 @@ export interface FleetFlags {
 /** The fleet flags `simulate` and `start` share. */
 export function addFleetOptions(command: Command, defaults: { fans: number; faulty: number; degrading: number }): Command {
   return command
-    .option("--fans <n>", `simulated fans (default ${defaults.fans})`, integer("--fans"), defaults.fans)
-    .option("--faulty <k>", `of which faulty from the start (default ${defaults.faulty})`, integer("--faulty"), defaults.faulty)
-    .option("--degrading <d>", `of which start healthy and wear out (default ${defaults.degrading})`, integer("--degrading"), defaults.degrading)
-    .option("--interval <ms>", "time between two readings of one fan (default 2000)", integer("--interval"), 2000)
-    .option("--degrade-minutes <m>", "how long a degrading fan takes to wear out (default 10)", number("--degrade-minutes"), 10)
-    .option("--seed <s>", "seed of the readings (default 1)", integer("--seed"), 1);
+    .option("--fans <n>", "simulated fans", integer("--fans"), defaults.fans)
+    .option("--faulty <k>", "of which faulty from the start", integer("--faulty"), defaults.faulty)
+    .option("--degrading <d>", "of which start healthy and wear out", integer("--degrading"), defaults.degrading)
+    .option("--interval <ms>", "time between two readings of one fan", integer("--interval"), 2000)
+    .option("--degrade-minutes <m>", "how long a degrading fan takes to wear out", number("--degrade-minutes"), 10)
+    .option("--seed <s>", "seed of the readings", integer("--seed"), 1);
 }
 
 export function fleetOptions(flags: FleetFlags): { fans: number; faulty: number; degrading: number; intervalMs: number; degradeMs: number; seed: number } {
@@ -36,7 +36,7 @@ export function addSimulateCommand(program: Command, io: Io): void {
     .description("publish a simulated fleet's readings (the reference payload) to an MQTT broker")
     .option("--broker <url>", "MQTT broker URL (default $MQTT_URL or mqtt://127.0.0.1:1883; credentials from MQTT_USERNAME/MQTT_PASSWORD)")
     .option("--topic <topic>", "topic to publish to (default $TELEMETRY_TOPIC or fan/messages)")
-    .option("--qos <0|1>", "QoS of the publishes (default 1)", integer("--qos"), 1)
+    .option("--qos <0|1>", "QoS of the publishes", integer("--qos"), 1)
     .option("--duration <s>", "stop after this many seconds (default: run until Ctrl-C)", number("--duration"));
   addFleetOptions(command, { fans: 12, faulty: 2, degrading: 2 }).action(async (opts: FleetFlags & { broker?: string; topic?: string; qos: number; duration?: number }) => {
     if (opts.qos !== 0 && opts.qos !== 1) throw new RangeError("--qos is 0 or 1");

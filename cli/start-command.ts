@@ -8,17 +8,17 @@ interface StartFlags extends FleetFlags {
   port: number;
   host: string;
   mqttPort: number;
-  stack: string;
+  stack?: string;
 }
 
 export function addStartCommand(program: Command, io: Io): void {
   const command = program
     .command("start")
     .description("run the whole system on this machine: broker, gateway with the functions, connector, simulated fleet and live page")
-    .option("--port <port>", "the local gateway's port, also serving the page at /ui/ (default 8080)", integer("--port"), 8080)
-    .option("--host <address>", "the gateway's address; 0.0.0.0 to open the page from a tablet on the network (default 127.0.0.1)", "127.0.0.1")
-    .option("--mqtt-port <port>", "the embedded broker's port when MQTT_URL is not set (default 1883; a free port if taken)", integer("--mqtt-port"), 1883)
-    .option("--stack <file>", "the functions to run (default stack.yml)", fileURLToPath(new URL("stack.yml", REPO_ROOT)));
+    .option("--port <port>", "the local gateway's port, also serving the page at /ui/", integer("--port"), 8080)
+    .option("--host <address>", "the gateway's address; 0.0.0.0 to open the page from a tablet on the network", "127.0.0.1")
+    .option("--mqtt-port <port>", "the embedded broker's port when MQTT_URL is not set (a free port if taken)", integer("--mqtt-port"), 1883)
+    .option("--stack <file>", "the functions to run (default: the repository's stack.yml)");
   addFleetOptions(command, { fans: 12, faulty: 2, degrading: 2 })
     .addHelpText("after", "\nSet MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) to use a broker of your own instead of the embedded one,\nand INFLUX_URL to store readings and predictions in InfluxDB (see fanwatch influx-writer --help).")
     .action(async (opts: StartFlags) => {
@@ -33,7 +33,7 @@ export function addStartCommand(program: Command, io: Io): void {
       // The console is for people: the status line and warnings, not every service event (LOG_LEVEL=info shows them).
       const log = createLogger("fanwatch-start", process.env.LOG_LEVEL ?? "warn");
       io.err("fanwatch: starting the broker, the gateway and the functions…");
-      const system = await startSystem({ gatewayPort: opts.port, gatewayHost: opts.host, brokerPort: opts.mqttPort, stackFile: opts.stack, fleet: { ...fleet, qos: 1 }, env: process.env, log, say: (line) => io.err(line) });
+      const system = await startSystem({ gatewayPort: opts.port, gatewayHost: opts.host, brokerPort: opts.mqttPort, stackFile: opts.stack ?? fileURLToPath(new URL("stack.yml", REPO_ROOT)), fleet: { ...fleet, qos: 1 }, env: process.env, log, say: (line) => io.err(line) });
       if (system.brokerMovedFrom !== undefined) {
         io.err(`port ${system.brokerMovedFrom} is taken (another broker?), so the embedded broker listens on ${system.brokerUrl}.`);
         io.err(`  To use the broker on ${system.brokerMovedFrom} instead: MQTT_URL=mqtt://127.0.0.1:${system.brokerMovedFrom} npm start`);
