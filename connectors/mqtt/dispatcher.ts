@@ -26,12 +26,12 @@ interface Queue {
 }
 
 /**
- * Batches messages per function and source topic (up to batchSize, or batchWaitMs after the first), keeps at most
- * maxInFlight invocations open, retries 429/5xx/timeouts/connection errors with exponential
- * backoff, and after the last retry dead-letters the batch's messages with the reason. With
- * batch_size 1 every message is sent raw, exactly as the official connector does; otherwise a
- * batch is a JSON array of the payloads. A batch holds one topic so that the X-Topic header names
- * the topic of every message in it.
+ * Batches messages per function and source topic (up to batchSize, or batchWaitMs after the
+ * first), keeps at most maxInFlight invocations open, retries 429/5xx/timeouts/connection errors
+ * with exponential backoff, and after the last retry dead-letters the batch's messages with the
+ * reason. With batch_size 1 every message is sent raw, exactly as the official connector does;
+ * otherwise a batch is a JSON array of the payloads. A batch holds one topic so that the X-Topic
+ * header names the topic of every message in it.
  */
 export class Dispatcher {
   readonly #queues = new Map<string, Queue>();
@@ -54,7 +54,7 @@ export class Dispatcher {
   }
 
   enqueue(target: Target, delivery: Delivery): void {
-    const key = `${target.name}\n${delivery.topic}`;
+    const key = queueKey(target.name, delivery.topic);
     let queue = this.#queues.get(key);
     if (queue === undefined) this.#queues.set(key, (queue = { target, topic: delivery.topic, items: [], bytes: 0, timer: undefined }));
     queue.target = target;
@@ -88,7 +88,7 @@ export class Dispatcher {
       // Round robin: a busy queue's leftovers go behind the other queues' batches.
       this.#ready.shift();
       if (queue.items.length > 0) this.#ready.push(queue);
-      else if (queue.timer === undefined) this.#queues.delete(`${queue.target.name}\n${queue.topic}`); // topics with device ids in them are unbounded
+      else if (queue.timer === undefined) this.#queues.delete(queueKey(queue.target.name, queue.topic)); // topics with device ids in them are unbounded
       if (batch.length === 0) continue;
       this.#inFlight++;
       void this.#deliver(queue.target, queue.topic, batch).finally(() => {
@@ -161,6 +161,10 @@ export class Dispatcher {
       }),
     ).catch((error: unknown) => this.log.error({ event: "dead_letter_failed", err: (error as Error).message }, "cannot publish dead letters; the broker will redeliver"));
   }
+}
+
+function queueKey(functionName: string, topic: string): string {
+  return `${functionName}\n${topic}`;
 }
 
 const OPEN = Buffer.from("[");
