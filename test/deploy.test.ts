@@ -167,6 +167,7 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     const [mosquitto, connector, telegraf, influxdb, grafana, simulator] = ["mosquitto", "mqtt-connector", "telegraf", "influxdb", "grafana", "fan-simulator"].map(fanwatch) as Peer[] as [Peer, Peer, Peer, Peer, Peer, Peer];
     const predict = pod("openfaas-fn", { faas_function: "predict" });
     const gateway = pod("openfaas", { app: "gateway" });
+    const queueWorker = pod("openfaas", { app: "queue-worker" });
     const dns = pod("kube-system", { "k8s-app": "kube-dns" });
     const allowed: Array<[string, Peer, Peer, number]> = [
       ["fans → Mosquitto", OUTSIDE, mosquitto, 1883],
@@ -174,6 +175,7 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       ["connector → Mosquitto", connector, mosquitto, 1883],
       ["connector → gateway", connector, gateway, 8080],
       ["gateway → functions", gateway, predict, 8080],
+      ["queue-worker → functions (async invocations)", queueWorker, predict, 8080],
       ["functions → gateway", predict, gateway, 8080],
       ["functions → Mosquitto", predict, mosquitto, 1883],
       ["Telegraf → Mosquitto", telegraf, mosquitto, 1883],
