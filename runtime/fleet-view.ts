@@ -1,7 +1,7 @@
 import type { MqttClient } from "mqtt";
-import sjson from "secure-json-parse";
-import { z } from "zod";
 import { FEATURES, type FeatureName } from "../lib/features.js";
+import { parseUntrustedJson } from "../lib/json.js";
+import { PredictionSchema } from "../lib/prediction.js";
 import { parseTelemetry } from "../lib/telemetry.js";
 
 /** Points of each sensor kept per fan for the page's charts. */
@@ -11,8 +11,6 @@ const WINDOW = 10;
 /** Above this many fans, readings from new device ids are counted but not tracked. */
 const MAX_FANS = 5_000;
 const FEED = 30;
-
-const PredictionSchema = z.object({ deviceID: z.string(), fault: z.union([z.literal(0), z.literal(1)]), probability: z.number(), timeStamp: z.union([z.string(), z.number()]).optional() });
 
 export type FanState = "unknown" | "ok" | "warning" | "fault";
 
@@ -85,7 +83,7 @@ export class FleetView {
   #receive(topic: string, payload: Buffer): void {
     let message: unknown;
     try {
-      message = sjson.parse(payload.toString("utf8"), undefined, { protoAction: "error", constructorAction: "error" });
+      message = parseUntrustedJson(payload);
     } catch {
       message = undefined;
     }

@@ -1,7 +1,7 @@
 import { Point } from "@influxdata/influxdb-client";
-import sjson from "secure-json-parse";
-import { z } from "zod";
 import { FEATURES } from "../../lib/features.js";
+import { parseUntrustedJson } from "../../lib/json.js";
+import { PredictionSchema } from "../../lib/prediction.js";
 import { parseTelemetry, parseTimestamp } from "../../lib/telemetry.js";
 
 /**
@@ -13,14 +13,6 @@ export const SCHEMA = {
   prediction: { tags: ["deviceID", "model"], fields: { fault: "integer", probability: "float" } },
 } as const;
 
-const PredictionSchema = z.object({
-  deviceID: z.string().min(1).max(128),
-  fault: z.union([z.literal(0), z.literal(1)]),
-  probability: z.number().min(0).max(1),
-  timeStamp: z.union([z.string(), z.number()]).optional(),
-  model: z.string().max(128).optional(),
-});
-
 export type PointResult = { ok: true; line: string } | { ok: false; error: string };
 
 /**
@@ -30,7 +22,7 @@ export type PointResult = { ok: true; line: string } | { ok: false; error: strin
 export function toLine(kind: "telemetry" | "prediction", payload: Buffer, arrivedAt: number): PointResult {
   let value: unknown;
   try {
-    value = sjson.parse(payload.toString("utf8"), undefined, { protoAction: "error", constructorAction: "error" });
+    value = parseUntrustedJson(payload);
   } catch (error) {
     return { ok: false, error: `payload is not JSON: ${(error as Error).message}` };
   }
@@ -43,7 +35,8 @@ function telemetryLine(value: unknown, arrivedAt: number): PointResult {
   const t = parsed.telemetry;
   const point = new Point("telemetry").tag("deviceID", t.deviceID);
   for (const f of FEATURES) point.floatField(f, t[f]);
-  point.timestamp(timeOf(t.timeStamp, arrivedAt));
+  // The schema accepted the timeStamp, so it parses.
+  point.timestamp(timeOf(t.timeStamp === undefined ? arrivedAt : (parseTimestamp(t.timeStamp) as number)));
   return { ok: true, line: point.toLineProtocol() as string };
 }
 
@@ -56,13 +49,13 @@ function predictionLine(value: unknown, arrivedAt: number): PointResult {
   const p = parsed.data;
   const point = new Point("prediction").tag("deviceID", p.deviceID).intField("fault", p.fault).floatField("probability", p.probability);
   if (p.model !== undefined) point.tag("model", p.model);
-  const at = p.timeStamp === undefined ? undefined : parseTimestamp(p.timeStamp);
-  if (p.timeStamp !== undefined && at === undefined) return { ok: false, error: "prediction timeStamp: must be YYYY-MM-DD HH:MM:SS, ISO 8601 or epoch milliseconds" };
-  point.timestamp(timeOf(p.timeStamp, arrivedAt));
+  const at = p.timeStamp === undefined ? arrivedAt : parseTimestamp(p.timeStamp);
+  if (at === undefined) return { ok: false, error: "prediction timeStamp: must be YYYY-MM-DD HH:MM:SS, ISO 8601 or epoch milliseconds" };
+  point.timestamp(timeOf(at));
   return { ok: true, line: point.toLineProtocol() as string };
 }
 
 /** The line's timestamp: milliseconds since the epoch, as text (lines are written with precision=ms). */
-function timeOf(timeStamp: string | number | undefined, arrivedAt: number): string {
-  return String(Math.floor(timeStamp === undefined ? arrivedAt : (parseTimestamp(timeStamp) ?? arrivedAt)));
+function timeOf(ms: number): string {
+  return String(Math.floor(ms));
 }

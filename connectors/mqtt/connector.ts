@@ -1,5 +1,5 @@
 import type { MqttClient } from "mqtt";
-import sjson from "secure-json-parse";
+import { parseUntrustedJson } from "../../lib/json.js";
 import { startHealthServer, type Health, type HealthServer } from "../../lib/health-server.js";
 import type { Logger } from "../../lib/log.js";
 import { connectMqtt, redactUrl } from "../../lib/mqtt.js";
@@ -140,7 +140,7 @@ export class Connector {
     }
     if (this.config.batchSize === 1) return undefined; // sent raw, as the official connector does
     try {
-      sjson.parse(delivery.payload.toString("utf8"), undefined, { protoAction: "error", constructorAction: "error" });
+      parseUntrustedJson(delivery.payload);
       return undefined;
     } catch (error) {
       return { reason: `payload is not acceptable JSON: ${(error as Error).message}`, metric: "not_json" };

@@ -6,6 +6,7 @@ import { deadLetter } from "../../lib/dead-letter.js";
 import { InputError } from "../../lib/errors.js";
 import { createLogger } from "../../lib/log.js";
 import { connectMqtt, mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt.js";
+import type { Prediction } from "../../lib/prediction.js";
 import { ScoreClient } from "../../lib/score-client.js";
 import { features, parseTelemetry, type Telemetry } from "../../lib/telemetry.js";
 import { parseJsonBody } from "../../lib/validation.js";
@@ -17,14 +18,6 @@ import { parseJsonBody } from "../../lib/validation.js";
  * to the score function. It answers only once the broker acknowledged every publish (QoS 1), so a
  * 200 means the predictions are out.
  */
-export interface Prediction {
-  deviceID: string;
-  fault: 0 | 1;
-  probability: number;
-  timeStamp?: string | number;
-  model?: string;
-}
-
 export interface Rejection {
   index: number;
   error: string;
