@@ -6,12 +6,11 @@
 // as a per-message consumer would. Rounds alternate; medians are reported.
 // Progress goes to stderr; results to stdout as JSON lines, the summary last.
 // BENCH_READINGS (default 20000; the baseline gets a tenth) and BENCH_ROUNDS (default 3).
-import type { ChildProcess } from "node:child_process";
 import mqtt from "mqtt";
 import { freePort } from "../lib/net.js";
 import { startInfluxDB } from "../test/support/influxdb.js";
 import { startMosquitto } from "../test/support/mosquitto.js";
-import { spawnCli, waitForOutput } from "../test/support/process.js";
+import { spawnCli, terminate, waitForOutput } from "../test/support/process.js";
 import { cpuSeconds } from "./process-stats.js";
 
 const READINGS = Number(process.env.BENCH_READINGS ?? 20_000);
@@ -40,7 +39,7 @@ try {
       const stored = await waitForCount(device, shape.readings);
       const seconds = (Date.now() - started) / 1000;
       const writerCpuMsPer1000 = Math.round((((await cpuSeconds(writer.pid)) - cpuBefore) * 1e6) / shape.readings);
-      await stop(writer);
+      await terminate(writer);
       const perSecond = Math.round(stored / seconds);
       results[shape.name]?.push(perSecond);
       cpu[shape.name]?.push(writerCpuMsPer1000);
@@ -76,9 +75,4 @@ async function waitForCount(device: string, expected: number): Promise<number> {
     stored = Number((await influx.query(`SELECT count("rotation") FROM "telemetry" WHERE "deviceID" = '${device}'`))[0]?.values[0]?.[1] ?? 0);
   }
   return stored;
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  child.kill("SIGTERM");
-  await new Promise((resolve) => child.once("exit", resolve));
 }

@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../../lib/net.js";
+import { terminate } from "./process.js";
 
 const BINARY = "/usr/bin/influxd";
 
@@ -70,10 +70,4 @@ async function launch(dir: string, url: string): Promise<ChildProcess> {
   }
   child.kill("SIGKILL");
   throw new Error("influxd did not answer /ping within 20 s");
-}
-
-async function terminate(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  child.kill("SIGTERM");
-  await once(child, "exit");
 }

@@ -1,11 +1,11 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
 import { existsSync, writeFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../../lib/net.js";
+import { terminate } from "./process.js";
 import { REPO_ROOT } from "./paths.js";
 
 const BINARY = "/usr/sbin/mosquitto";
@@ -100,11 +100,6 @@ async function launch(dir: string, port: number): Promise<ChildProcess> {
   throw new Error(`mosquitto did not listen on ${port} within 10 s`);
 }
 
-async function terminate(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  child.kill("SIGTERM");
-  await once(child, "exit");
-}
 
 function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { once } from "node:events";
 import { CLI, REPO_ROOT } from "./paths.js";
 
@@ -72,4 +72,12 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
   const text = await response.text();
   const type = response.headers.get("content-type") ?? "";
   return { status: response.status, type, body: type.includes("json") ? JSON.parse(text) : text };
+}
+
+/** SIGTERM, then waits for the exit (at once if it has exited already). */
+export async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exit = once(child, "exit");
+  child.kill("SIGTERM");
+  await exit;
 }
