@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { CONNECTOR_NODE_OPTIONS } from "../connectors/mqtt/node-options.js";
-import { closeOnSignals } from "../templates/node22-ts/server.js";
 import { envWithFlags, type EnvFlag, type Io } from "./parse.js";
+import { runUntilSignalled } from "./service.js";
 
 /** Flags and the environment variables they set (the official connector's names where it has them). */
 const FLAGS: EnvFlag[] = [
@@ -38,9 +38,6 @@ export function addConnectorCommand(program: Command, io: Io): void {
     const [{ readConnectorConfig }, { Connector }, { createLogger }] = await Promise.all([import("../connectors/mqtt/config.js"), import("../connectors/mqtt/connector.js"), import("../lib/log.js")]);
     const log = createLogger("mqtt-connector");
     const connector = new Connector(readConnectorConfig(env), log);
-    closeOnSignals({ close: () => connector.drain() }, log);
-    await connector.start();
-    io.err(`connector running; health and metrics on http://127.0.0.1:${connector.port}/healthz and /metrics (Ctrl-C to stop)`);
-    await new Promise(() => {}); // runs until a signal ends the process
+    await runUntilSignalled(io, "connector", connector, () => connector.drain(), log);
   });
 }

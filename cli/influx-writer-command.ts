@@ -1,6 +1,6 @@
 import type { Command } from "commander";
-import { closeOnSignals } from "../templates/node22-ts/server.js";
 import { envWithFlags, type EnvFlag, type Io } from "./parse.js";
+import { runUntilSignalled } from "./service.js";
 
 /** Flags and the environment variables they set. */
 const FLAGS: EnvFlag[] = [
@@ -23,9 +23,6 @@ export function addInfluxWriterCommand(program: Command, io: Io): void {
     const [{ readWriterConfig }, { InfluxWriter }, { createLogger }] = await Promise.all([import("../connectors/influxdb/config.js"), import("../connectors/influxdb/writer.js"), import("../lib/log.js")]);
     const log = createLogger("influx-writer");
     const writer = new InfluxWriter(readWriterConfig(env), log);
-    closeOnSignals({ close: () => writer.stop() }, log);
-    await writer.start();
-    io.err(`InfluxDB writer running; health and metrics on http://127.0.0.1:${writer.port}/healthz and /metrics (Ctrl-C to stop)`);
-    await new Promise(() => {}); // runs until a signal ends the process
+    await runUntilSignalled(io, "InfluxDB writer", writer, () => writer.stop(), log);
   });
 }
