@@ -48,7 +48,7 @@ export function addStartCommand(program: Command, io: Io): void {
       let ticks = 0;
       const status = setInterval(() => {
         if (!io.interactive && ++ticks % 10 !== 0) return;
-        const { totals, rates } = system.fleet.snapshot();
+        const { totals, rates } = system.fleet.summary();
         io.progress(`${rates.readingsPerSecond.toFixed(1)} readings/s · ${totals.predictions} predictions · ${totals.fansInFault} of ${totals.fans} fans in fault · ${totals.deadLetters} dead letters`);
       }, 1_000);
 

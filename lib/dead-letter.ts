@@ -1,5 +1,5 @@
 /** How much of a rejected payload a dead letter keeps. */
-export const DEAD_LETTER_PAYLOAD_LIMIT = 1024;
+const DEAD_LETTER_PAYLOAD_LIMIT = 1024;
 
 export interface DeadLetter {
   error: string;

@@ -62,22 +62,23 @@ export class FleetView {
     await this.client.subscribeAsync([this.topics.telemetry, this.topics.anomaly, this.topics.deadletter], { qos: 0 });
   }
 
-  snapshot(): FleetSnapshot {
+  /** Counts and rates only: what the console's status line shows, without copying every fan. */
+  summary(): Pick<FleetSnapshot, "at" | "totals" | "rates"> {
     const now = Date.now();
     const seconds = (now - this.#last.at) / 1000;
     if (seconds >= 1) {
       this.#rates = { readingsPerSecond: round((this.#totals.readings - this.#last.readings) / seconds), predictionsPerSecond: round((this.#totals.predictions - this.#last.predictions) / seconds) };
       this.#last = { at: now, readings: this.#totals.readings, predictions: this.#totals.predictions };
     }
+    let fansInFault = 0;
+    for (const fan of this.#fans.values()) if (fan.state === "fault") fansInFault++;
+    return { at: now, totals: { ...this.#totals, fansInFault, fans: this.#fans.size }, rates: this.#rates };
+  }
+
+  /** Everything the web page shows. */
+  snapshot(): FleetSnapshot {
     const fans = [...this.#fans.values()].sort((a, b) => a.deviceID.localeCompare(b.deviceID, "en", { numeric: true })).map(({ recent: _recent, ...view }) => view);
-    return {
-      at: now,
-      totals: { ...this.#totals, fansInFault: fans.filter((f) => f.state === "fault").length, fans: fans.length },
-      rates: this.#rates,
-      fans,
-      feed: [...this.#feed],
-      deadLetters: [...this.#deadLetters],
-    };
+    return { ...this.summary(), fans, feed: [...this.#feed], deadLetters: [...this.#deadLetters] };
   }
 
   #receive(topic: string, payload: Buffer): void {

@@ -34,7 +34,6 @@ export class LocalGateway {
   readonly #invocations = new Counter({ name: "gateway_function_invocation_total", help: "Function invocations", labelNames: ["function_name", "code"], registers: [this.#registry] });
   readonly #seconds = new Histogram({ name: "gateway_functions_seconds", help: "Function invocation time", labelNames: ["function_name", "code"], registers: [this.#registry] });
   readonly #byName = new Map<string, GatewayFunction>();
-  readonly #calls = new Map<string, number>();
 
   constructor(private readonly options: GatewayOptions) {
     this.#server = createServer((req, res) => this.#route(req, res));
@@ -78,22 +77,33 @@ export class LocalGateway {
     if (async !== null) return this.#invokeAsync(req, res, async[1] as string, (async[2] ?? "/") + url.search);
     if (path === "/healthz") return void res.writeHead(200, { "content-type": "text/plain" }).end("OK");
     if (path === "/metrics") return void this.#registry.metrics().then((text) => res.writeHead(200, { "content-type": this.#registry.contentType }).end(text));
-    if (path.startsWith("/system/")) return this.#system(req, res, path);
+    if (path.startsWith("/system/")) return void this.#system(req, res, path);
     if (this.options.extra?.(req, res) === true) return;
     json(res, 404, { error: `no route ${req.method} ${path}` });
   }
 
-  #system(req: IncomingMessage, res: ServerResponse, path: string): void {
+  async #system(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     if (!this.#authorized(req)) {
       res.writeHead(401, { "www-authenticate": 'Basic realm="fanwatch gateway"', "content-type": "application/json" });
       return void res.end(JSON.stringify({ error: "the /system API needs basic auth (the user and password fanwatch start printed)" }));
     }
     if (req.method !== "GET") return json(res, 501, { error: `${req.method} ${path}: the local gateway runs the functions of stack.yml and cannot deploy, change or scale them` });
-    if (path === "/system/functions") return json(res, 200, [...this.#byName.values()].map((f) => describe(f, this.#calls.get(f.name) ?? 0)));
+    const calls = await this.#callsByFunction();
+    if (path === "/system/functions") return json(res, 200, [...this.#byName.values()].map((f) => describe(f, calls.get(f.name) ?? 0)));
     const one = /^\/system\/function\/([^/]+)$/.exec(path);
     const fn = one === null ? undefined : this.#byName.get(one[1] as string);
-    if (fn !== undefined) return json(res, 200, describe(fn, this.#calls.get(fn.name) ?? 0));
+    if (fn !== undefined) return json(res, 200, describe(fn, calls.get(fn.name) ?? 0));
     json(res, 404, { error: one === null ? `no route GET ${path}` : `no function named ${one[1]}` });
+  }
+
+  /** Invocations per function, summed over status codes from the gateway_function_invocation_total counter. */
+  async #callsByFunction(): Promise<Map<string, number>> {
+    const calls = new Map<string, number>();
+    for (const { labels, value } of (await this.#invocations.get()).values) {
+      const name = String(labels.function_name);
+      calls.set(name, (calls.get(name) ?? 0) + value);
+    }
+    return calls;
   }
 
   #authorized(req: IncomingMessage): boolean {
@@ -166,7 +176,6 @@ export class LocalGateway {
   #count(name: string, code: number, started: number): void {
     const labels = { function_name: name, code: String(code) };
     this.#invocations.inc(labels);
-    this.#calls.set(name, (this.#calls.get(name) ?? 0) + 1);
     this.#seconds.observe(labels, (Date.now() - started) / 1000);
   }
 }

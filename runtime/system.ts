@@ -58,13 +58,12 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
   };
   try {
     let broker: EmbeddedBroker | undefined;
-    let mqtt: MqttSettings;
+    let mqtt: MqttSettings = mqttSettingsFromEnv(env);
     if (envValue(env, "MQTT_URL", "MQTT_HOST") === undefined) {
-      const settings = mqttSettingsFromEnv(env);
-      broker = await startEmbeddedBroker({ port: options.brokerPort, ...(settings.username === undefined ? {} : { username: settings.username }), ...(settings.password === undefined ? {} : { password: settings.password }) });
+      broker = await startEmbeddedBroker({ port: options.brokerPort, ...(mqtt.username === undefined ? {} : { username: mqtt.username }), ...(mqtt.password === undefined ? {} : { password: mqtt.password }) });
       stops.push(() => broker?.close());
-      mqtt = { ...settings, url: broker.url };
-    } else mqtt = mqttSettingsFromEnv(env);
+      mqtt = { ...mqtt, url: broker.url };
+    }
 
     const secretPath = envValue(env, "SECRET_MOUNT_PATH") ?? DEFAULT_SECRET_PATH;
     const credentials = {

@@ -53,7 +53,7 @@ const Numbers = z.object({
   max_batch_bytes: z.coerce.number().int().min(1).default(512 * 1024),
 });
 
-export const CONNECTOR_SETTINGS = Object.keys(Numbers.shape);
+const CONNECTOR_SETTINGS = Object.keys(Numbers.shape);
 
 /** Reads settings from `env`, where both `batch_size` and `BATCH_SIZE` spellings are accepted. */
 export function readConnectorConfig(env: NodeJS.ProcessEnv = process.env): ConnectorConfig {

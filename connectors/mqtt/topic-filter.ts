@@ -16,7 +16,7 @@ export function topicMatches(filter: string, topic: string): boolean {
 }
 
 /** `$share/<group>/<filter>` → `<filter>`: a shared subscription delivers topics of its filter. */
-export function unshare(filter: string): string {
+function unshare(filter: string): string {
   const m = /^\$share\/[^/]+\/(.*)$/.exec(filter);
   return m === null ? filter : (m[1] as string);
 }
