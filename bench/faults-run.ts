@@ -201,6 +201,22 @@ export function targetsMissed(r: ScenarioResult): string[] {
   return missed;
 }
 
+/** The result in one line of text, for progress and test diagnostics. */
+export function summaryLine(r: ScenarioResult): string {
+  const rss = Object.entries(r.peakRssMb).map(([name, mb]) => `${name} ${mb}`).join(", ");
+  return [
+    `sent ${r.sent.valid} valid + ${r.sent.invalid} invalid (${r.sent.refusedByBroker} refused by the broker)`,
+    `predicted ${r.predictions.readingsPredicted} (+${r.predictions.duplicates} duplicates)`,
+    `stored ${r.stored.telemetry} readings, ${r.stored.predictions} predictions, ${r.stored.deadLetters} dead letters`,
+    `dead letters ${r.deadLetters.received} (${r.deadLetters.forValidReadings} for valid readings)`,
+    `lost: ${r.lost.unpredicted} unpredicted, ${r.lost.telemetryNotStored} readings and ${r.lost.predictionsNotStored} predictions not stored, ${r.lost.invalidWithoutDeadLetter} invalid without a dead letter`,
+    `recovery: predictions ${r.recovery.predictionsMs ?? "–"} ms, storage ${r.recovery.storageMs ?? "–"} ms`,
+    `latency p50/p99 ${r.latencyMs.p50}/${r.latencyMs.p99} ms`,
+    `peak RSS MB: ${rss}`,
+    ...(r.rssSlopeMbPerMin === undefined ? [] : [`RSS slope MB/min: ${Object.entries(r.rssSlopeMbPerMin).map(([name, s]) => `${name} ${s}`).join(", ")}`]),
+  ].join("; ");
+}
+
 async function collect(url: string, ledger: Ledger): Promise<MqttClient> {
   const client = await mqtt.connectAsync(url, { clientId: "faults-collector", clean: false, reconnectPeriod: 500, log: () => {} });
   client.on("error", () => {});

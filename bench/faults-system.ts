@@ -63,7 +63,8 @@ export class FaultSystem {
     };
     const system = new FaultSystem(broker, influx, logDir, specs);
     try {
-      for (const role of ROLES) await system.startRole(role);
+      // Independent of each other (the connector and predict retry until their peers answer).
+      await Promise.all(ROLES.map((role) => system.startRole(role)));
     } catch (error) {
       await system.stop();
       throw error;

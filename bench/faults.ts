@@ -14,7 +14,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { FULL, runScenario, SHORT, type RunOptions, type ScenarioResult } from "./faults-run.js";
+import { FULL, runScenario, SHORT, summaryLine, type RunOptions, type ScenarioResult } from "./faults-run.js";
 import { NOT_RUN, SCENARIOS } from "./faults-scenarios.js";
 
 const { values } = parseArgs({
@@ -59,23 +59,9 @@ for (const scenario of selected) {
   const result = await runScenario(scenario, options);
   results.push(result);
   console.log(JSON.stringify(result));
-  progress(`${result.scenario}: ${line(result)}`);
+  progress(`${result.scenario}: ${summaryLine(result).replaceAll("; ", "\n  ")}`);
   for (const sentence of result.missed) progress(`  MISSED: ${sentence}`);
 }
 const notRun = soakMinutes === undefined ? Object.entries(NOT_RUN).filter(([name]) => wanted === undefined || wanted.includes(name)) : [];
 for (const [name, why] of notRun) progress(`${name}: not run: ${why}`);
 console.log(JSON.stringify({ kind: "summary", rate: options.rate, faultMs: options.faultMs, passed: results.filter((r) => r.missed.length === 0).map((r) => r.scenario), failed: results.filter((r) => r.missed.length > 0).map((r) => r.scenario), notRun: Object.fromEntries(notRun) }));
-
-function line(r: ScenarioResult): string {
-  const rss = Object.entries(r.peakRssMb).map(([name, mb]) => `${name} ${mb}`).join(", ");
-  return [
-    `sent ${r.sent.valid} valid + ${r.sent.invalid} invalid (${r.sent.refusedByBroker} refused by the broker)`,
-    `predicted ${r.predictions.readingsPredicted} (+${r.predictions.duplicates} duplicates)`,
-    `stored ${r.stored.telemetry} readings, ${r.stored.predictions} predictions, ${r.stored.deadLetters} dead letters`,
-    `dead letters ${r.deadLetters.received} (${r.deadLetters.forValidReadings} for valid readings)`,
-    `lost: ${r.lost.unpredicted} unpredicted, ${r.lost.telemetryNotStored} readings and ${r.lost.predictionsNotStored} predictions not stored, ${r.lost.invalidWithoutDeadLetter} invalid without a dead letter`,
-    `recovery: predictions ${r.recovery.predictionsMs ?? "–"} ms, storage ${r.recovery.storageMs ?? "–"} ms; p50/p99 ${r.latencyMs.p50}/${r.latencyMs.p99} ms`,
-    `peak RSS MB: ${rss}`,
-    ...(r.rssSlopeMbPerMin === undefined ? [] : [`RSS slope MB/min: ${Object.entries(r.rssSlopeMbPerMin).map(([name, s]) => `${name} ${s}`).join(", ")}`]),
-  ].join("\n  ");
-}
