@@ -166,17 +166,13 @@ export class Ledger {
     let duplicates = 0;
     let validDeadLettered = 0;
     let lastBacklog = 0;
-    let backlogUnpredicted = 0;
     const latencies: number[] = [];
     for (const fan of this.#fans.values()) {
       for (let k = 0; k < fan.sent; k++) {
         const n = fan.predictions[k] ?? 0;
         const sentAt = fan.sentAt[k] ?? 0;
         if ((fan.deadLetters[k] ?? 0) > 0) validDeadLettered++;
-        if (n === 0) {
-          if (faultEnd !== undefined && sentAt <= faultEnd) backlogUnpredicted++;
-          continue;
-        }
+        if (n === 0) continue;
         predicted++;
         duplicates += n - 1;
         const first = fan.firstPrediction[k] ?? 0;
@@ -214,8 +210,7 @@ export class Ledger {
       invalidWithoutDeadLetter,
       invalidWithoutReason,
       latencyMs: { p50: pick(0.5), p99: pick(0.99), max: latencies.at(-1) ?? null },
-      // Only meaningful when every reading sent before the fault's end got its prediction.
-      backlogClearedMs: faultEnd === undefined || backlogUnpredicted > 0 ? null : lastBacklog,
+      backlogClearedMs: faultEnd === undefined ? null : lastBacklog,
     };
   }
 
@@ -263,6 +258,7 @@ export interface LedgerSummary {
   invalidWithoutDeadLetter: number;
   invalidWithoutReason: number;
   latencyMs: { p50: number | null; p99: number | null; max: number | null };
+  /** From the fault's end until the last reading sent before it got its first prediction (of those that got one). */
   backlogClearedMs: number | null;
 }
 
