@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { once } from "node:events";
+import { createServer } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { createLineWriter, InfluxUnavailableError } from "../connectors/influxdb/influx-client.js";
 import { freePort } from "../lib/net.js";
@@ -116,6 +118,57 @@ describe("a missing InfluxDB 1.x database", () => {
       await assert.rejects(writer.write([`m f=1 ${S}`]), /InfluxDB refused the credentials \(401: .*\): check INFLUX_USERNAME and INFLUX_PASSWORD/);
     } finally {
       await influx.stop();
+    }
+  });
+});
+
+/**
+ * A stand-in for InfluxDB 2.x's /api/v2/write (Debian has no 2.x server): like 2.x, it stores
+ * nothing of a batch holding a line it cannot parse (here: a line with "bad"), and answers 404
+ * for any bucket but "fan".
+ */
+async function startV2StandIn(): Promise<{ url: string; stored: string[]; requests: number; close(): void }> {
+  const state = { url: "", stored: [] as string[], requests: 0, close: () => server.close() };
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (d: Buffer) => (body += d.toString()));
+    req.on("end", () => {
+      state.requests++;
+      const answer = (status: number, code: string, message: string) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify({ code, message }));
+      if (new URL(req.url ?? "", "http://x").searchParams.get("bucket") !== "fan") return answer(404, "not found", 'bucket "nope" not found');
+      const lines = body.split("\n");
+      const bad = lines.find((l) => l.includes("bad"));
+      if (bad !== undefined) return answer(400, "invalid", `unable to parse '${bad}': invalid field format`);
+      state.stored.push(...lines);
+      res.writeHead(204).end();
+    });
+  }).listen(0, "127.0.0.1");
+  await once(server, "listening");
+  state.url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  return state;
+}
+
+describe("InfluxDB 2.x line writer (against a stand-in)", () => {
+  it("writes again the good lines of a batch 2.x refused whole for one it could not parse", async () => {
+    const standIn = await startV2StandIn();
+    try {
+      const writer = createLineWriter({ api: "v2", url: standIn.url, bucket: "fan", org: "acme", token: "t" });
+      const outcome = await writer.write(["m f=1 1", "m bad 2", "m f=3 3"]);
+      assert.deepEqual(outcome, { rejected: [{ index: 1, error: "InfluxDB cannot parse the point: invalid field format" }] });
+      assert.deepEqual(standIn.stored, ["m f=1 1", "m f=3 3"]);
+      assert.equal(standIn.requests, 2);
+    } finally {
+      standIn.close();
+    }
+  });
+
+  it("does not create a missing bucket: the error says how", async () => {
+    const standIn = await startV2StandIn();
+    try {
+      const writer = createLineWriter({ api: "v2", url: standIn.url, bucket: "nope", org: "acme", token: "t" });
+      await assert.rejects(writer.write(["m f=1 1"]), /InfluxDB has no bucket "nope" in org "acme": create it \(influx bucket create --name nope --org acme\) or set INFLUX_BUCKET .*\(404: bucket "nope" not found\)/);
+    } finally {
+      standIn.close();
     }
   });
 });
