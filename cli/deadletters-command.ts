@@ -1,6 +1,7 @@
 import { InvalidArgumentError, type Command } from "commander";
 import type { MqttClient } from "mqtt";
-import { DURATION, type StoredDeadLetter } from "../connectors/influxdb/dead-letters.js";
+import { cannotReplay, DURATION, readDeadLetters, type StoredDeadLetter } from "../connectors/influxdb/dead-letters.js";
+import { InfluxQueryError, InfluxUnavailableError } from "../connectors/influxdb/influx-http.js";
 import { ConfigError } from "../lib/errors.js";
 import { envWithFlags, integer, type EnvFlag, type Io } from "./parse.js";
 
@@ -32,22 +33,21 @@ export function addDeadLettersCommand(program: Command, io: Io): void {
   for (const [flag, , help] of FLAGS) command.option(flag, help);
   command.action(async (opts: Options & Record<string, string | undefined>) => {
     if (opts.broker !== undefined && opts.replay !== true) command.error("error: --broker is for --replay", { exitCode: 2 });
-    const [{ readWriterConfig }, { readDeadLetters }, { readTopics }] = await Promise.all([import("../connectors/influxdb/config.js"), import("../connectors/influxdb/dead-letters.js"), import("../lib/config.js")]);
+    const [{ readWriterConfig }, { readTopics }] = await Promise.all([import("../connectors/influxdb/config.js"), import("../lib/config.js")]);
     const { limit: _limit, ...flags } = opts; // envWithFlags reads only FLAGS' options, which are text
     const env = envWithFlags(FLAGS, flags);
     if ((env.INFLUX_URL ?? "") === "") command.error("error: --influx-url (or INFLUX_URL) is required", { exitCode: 2 });
     const target = readWriterConfig(env).influx;
     const { letters, total } = await readDeadLetters(target, { since: opts.since, limit: opts.limit }).catch((error: unknown) => {
       // InfluxDB unreachable, refusing the credentials, or without the database: a setting to fix, not a bug.
-      if (error instanceof Error && (error.name === "InfluxUnavailableError" || error.name === "InfluxQueryError")) throw new ConfigError(`${error.message} (reading dead letters from ${target.url})`);
+      if (error instanceof InfluxUnavailableError || error instanceof InfluxQueryError) throw new ConfigError(`${error.message} (reading dead letters from ${target.url})`);
       throw error;
     });
     const window = `in the last ${opts.since}`;
     const shown = letters.length < total ? ` (the newest ${letters.length} of ${total}; --limit to see more)` : "";
     if (opts.replay === true) {
-      await replay(letters, readTopics().deadletter, opts, io);
-      io.err(`${letters.length} dead letters ${window}${shown}`);
-      return;
+      io.err(`${total} dead letters ${window}${shown}`);
+      return replay(letters, readTopics().deadletter, opts, io);
     }
     for (const letter of letters) io.out(opts.json === true ? JSON.stringify(letter) : format(letter));
     io.err(total === 0 ? `no dead letters ${window}` : `${total} dead letters ${window}${shown}`);
@@ -83,7 +83,7 @@ function visible(text: string): string {
 }
 
 async function replay(letters: StoredDeadLetter[], deadLetterTopic: string, opts: Options, io: Io): Promise<void> {
-  const [{ cannotReplay }, { connectMqtt, mqttSettingsFromEnv, redactUrl }] = await Promise.all([import("../connectors/influxdb/dead-letters.js"), import("../lib/mqtt.js")]);
+  const { connectMqtt, mqttSettingsFromEnv, redactUrl } = await import("../lib/mqtt.js");
   const plan = letters.map((letter) => ({ letter, skip: cannotReplay(letter, deadLetterTopic) }));
   const todo = plan.filter((p) => p.skip === undefined).length;
   for (const { letter, skip } of plan) if (skip !== undefined) io.err(`skipping ${shortTime(letter.time)} ${visible(letter.topic ?? "(no topic)")}: ${skip}`);

@@ -65,15 +65,13 @@ class BatchWriter implements LineWriter {
     if (batch.length === 0) return;
     const refusal = await this.endpoint.post(batch.map((e) => e.line).join("\n"), signal);
     if (refusal === undefined) return;
-    const named = batch.filter((e) => parseFailure(refusal.message, e.line) !== undefined);
-    if (named.length > 0) {
-      for (const e of named) rejected.push({ index: e.index, error: `InfluxDB cannot parse the point: ${parseFailure(refusal.message, e.line) ?? ""}` });
-      return this.#store(
-        batch.filter((e) => !named.includes(e)),
-        rejected,
-        signal,
-      );
+    const rest: Entry[] = [];
+    for (const e of batch) {
+      const reason = parseFailure(refusal.message, e.line);
+      if (reason === undefined) rest.push(e);
+      else rejected.push({ index: e.index, error: `InfluxDB cannot parse the point: ${reason}` });
     }
+    if (rest.length < batch.length) return this.#store(rest, rejected, signal);
     const [only] = batch;
     if (batch.length === 1 && only !== undefined) {
       rejected.push({ index: only.index, error: `InfluxDB refused the point (${refusal.status}): ${refusal.message.replace(/^partial write: /, "").replace(/ dropped=\d+$/, "")}` });

@@ -66,7 +66,12 @@ export async function influxQuery(target: InfluxTarget, statement: string, optio
   });
   if (answer.status === 401 || answer.status === 403) throw new InfluxUnavailableError(`InfluxDB refused the credentials (${answer.status}: ${answer.message}): ${credentialsHint(target)}`);
   if (answer.status !== 200) throw new InfluxUnavailableError(`InfluxDB answered ${answer.status} to ${statement}: ${answer.message}`);
-  const body = JSON.parse(answer.body) as { results?: Array<{ series?: Series[]; error?: string }> };
+  let body: { results?: Array<{ series?: Series[]; error?: string }> };
+  try {
+    body = JSON.parse(answer.body) as typeof body;
+  } catch {
+    throw new InfluxQueryError(`${target.url}/query answered something other than InfluxDB's JSON: ${answer.body.slice(0, 100)}`);
+  }
   const error = body.results?.[0]?.error;
   if (error !== undefined) throw new InfluxQueryError(error);
   return body.results?.[0]?.series ?? [];

@@ -100,7 +100,8 @@ function deadLetterLine(payload: Buffer, arrivedAt: number): PointResult {
   }
   const point = new Point("deadletter").stringField("error", letter.error).stringField("payload", letter.payload);
   if (letter.topic !== "") point.tag("topic", letter.topic);
-  point.timestamp(nanoseconds(arrivedAt, sequence) ?? "");
+  const time = nanoseconds(arrivedAt, sequence);
+  if (time !== undefined) point.timestamp(time); // an arrival time always is in range
   return { ok: true, line: point.toLineProtocol() as string };
 }
 
