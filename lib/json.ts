@@ -8,6 +8,6 @@ import sjson from "secure-json-parse";
  * anything else that is not JSON.
  */
 export function parseUntrustedJson(payload: Buffer | string): unknown {
-  if (typeof payload !== "string" && !isUtf8(payload)) throw new SyntaxError("payload is not valid UTF-8 text");
+  if (typeof payload !== "string" && !isUtf8(payload)) throw new SyntaxError("not valid UTF-8 text");
   return sjson.parse(payload.toString("utf8"), undefined, { protoAction: "error", constructorAction: "error" });
 }
