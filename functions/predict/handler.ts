@@ -59,7 +59,7 @@ export async function init(): Promise<void> {
     onError: (error) => log.warn({ event: "mqtt_error", err: error.message }, "MQTT error"),
   });
   mqtt.on("connect", () => log.info({ event: "mqtt_connected", broker: redactUrl(settings.url) }, "connected to the broker"));
-  mqtt.on("offline", () => log.warn({ event: "mqtt_offline" }, "broker unreachable; invocations answer 503 until it is back"));
+  mqtt.on("offline", () => log.warn({ event: "mqtt_offline" }, "broker unreachable; invocations wait for it within their budget, then answer 503"));
   const score = new ScoreClient(config.scoreUrl, { timeoutMs: config.scoreTimeoutMs });
   predictor = { config, mqtt, publisher: new Publisher(mqtt), score };
   log.info({ event: "configured", scoreUrl: config.scoreUrl, topics: config.topics, budgetMs: config.budgetMs, scoreTimeoutMs: config.scoreTimeoutMs, broker: redactUrl(settings.url) }, "predict ready");
