@@ -6,7 +6,7 @@ import { after, before, describe, it } from "node:test";
 import mqtt from "mqtt";
 import { readConnectorConfig } from "../connectors/mqtt/config.js";
 import { BudgetExhaustedError, Deadline } from "../functions/predict/deadline.js";
-import { Publisher } from "../functions/predict/publisher.js";
+import { PublishFailedError, Publisher } from "../functions/predict/publisher.js";
 import { readPredictConfig } from "../lib/config.js";
 import { parseStack } from "../lib/stack.js";
 import { startMosquitto, type Broker } from "./support/mosquitto.js";
@@ -238,6 +238,28 @@ describe("predict's publisher against a real Mosquitto", () => {
 
   it("resolves once the broker acknowledged every publish", async () => {
     await new Publisher(client).publish("t/ok", [{ n: 1 }, { n: 2 }], new Deadline(5_000, "test"));
+  });
+
+  it("refuses at once to pile up more unacknowledged publishes than its bound", async () => {
+    const publisher = new Publisher(client, 2);
+    const pid = broker.pid as number;
+    process.kill(pid, "SIGSTOP");
+    try {
+      await assert.rejects(publisher.publish("t/frozen", [{ n: 1 }, { n: 2 }], new Deadline(200, "test")), BudgetExhaustedError);
+      const error = await publisher.publish("t/frozen", [{ n: 3 }], new Deadline(60_000, "test")).then(() => "published", (e: unknown) => e);
+      assert.ok(error instanceof PublishFailedError, String(error));
+      assert.equal(error.status, 503);
+      assert.match(error.message, /the broker has not acknowledged 2 earlier publishes; not adding 1 more until it does/);
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    // Once the broker acknowledges the earlier two, there is room again.
+    for (;;) {
+      const outcome = await publisher.publish("t/thawed", [{ n: 4 }], new Deadline(10_000, "test")).then(() => "published", (e: unknown) => e);
+      if (outcome === "published") break;
+      assert.ok(outcome instanceof PublishFailedError, String(outcome));
+      await new Promise((resolve) => client.once("packetreceive", resolve)); // the next PUBACK
+    }
   });
 
   it("fails with a 503 when the broker drops the connection mid-publish", async () => {

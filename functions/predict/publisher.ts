@@ -21,9 +21,21 @@ export class PublishFailedError extends Error {
 export class Publisher {
   readonly #mqtt: MqttClient;
   readonly #waiting = new Set<(error?: unknown) => void>();
+  readonly #maxUnacknowledged: number;
+  /** Publishes handed to MQTT.js and not yet acknowledged, late ones included. */
+  #unacknowledged = 0;
 
-  constructor(mqtt: MqttClient) {
+  /**
+   * @param maxUnacknowledged A broker that is connected but does not acknowledge (frozen, or
+   *   overloaded) would otherwise collect every retried invocation's publishes in memory. Measured
+   *   with 20,000 predictions sent to a stopped Mosquitto: 0.4 KB of heap each once collected,
+   *   2.7 KB of resident memory while they pile up; so 10,000 cost about 27 MB, which fits
+   *   between predict's 178 MB peak and its 256 MiB limit (stack.yml), and stays well below
+   *   MQTT.js's 65,535 message ids.
+   */
+  constructor(mqtt: MqttClient, maxUnacknowledged = 10_000) {
     this.#mqtt = mqtt;
+    this.#maxUnacknowledged = maxUnacknowledged;
     mqtt.on("connect", () => {
       for (const settle of [...this.#waiting]) settle();
     });
@@ -32,9 +44,14 @@ export class Publisher {
   async publish(topic: string, messages: readonly object[], deadline: Deadline): Promise<void> {
     if (messages.length === 0) return;
     await deadline.wait(this.#connected(deadline.signal), `the broker, which is unreachable, to publish ${messages.length} messages to ${topic}`);
+    if (this.#unacknowledged + messages.length > this.#maxUnacknowledged) {
+      throw new PublishFailedError(`the broker has not acknowledged ${this.#unacknowledged} earlier publishes; not adding ${messages.length} more until it does`);
+    }
+    this.#unacknowledged += messages.length;
     const acknowledged = new Promise<void>((resolve, reject) => {
       let left = messages.length;
       const onAck = (error?: Error) => {
+        this.#unacknowledged--;
         if (error !== undefined && error !== null) reject(new PublishFailedError(`the broker did not take a publish to ${topic}: ${error.message}`, { cause: error }));
         else if (--left === 0) resolve();
       };
