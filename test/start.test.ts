@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { once } from "node:events";
 import { createServer, type IncomingHttpHeaders } from "node:http";
-import { createServer as createTcpServer } from "node:net";
+import { connect, createServer as createTcpServer } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { startFanwatch, type StartedSystem } from "./support/fanwatch-start.js";
 import { startMosquitto, type Broker } from "./support/mosquitto.js";
@@ -118,7 +118,14 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
   });
 
   it("stops everything on Ctrl-C with exit code 0, frees its ports, and starts again at once", async () => {
+    // A page left open whose browser has stopped reading its event stream must not hold the stop up.
+    const page = connect(Number(new URL(system.gatewayUrl).port), "127.0.0.1");
+    page.on("error", () => {});
+    page.write(`GET /ui/events HTTP/1.1\r\nHost: ${new URL(system.gatewayUrl).host}\r\n\r\n`);
+    await once(page, "data");
+    page.pause();
     const { code } = await system.interrupt();
+    page.destroy();
     assert.equal(code, 0, system.output());
     const gatewayPort = Number(new URL(system.gatewayUrl).port);
     const brokerPort = Number(new URL(system.brokerUrl).port);
