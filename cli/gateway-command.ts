@@ -20,7 +20,8 @@ export function addGatewayCommand(program: Command, io: Io): void {
       "after",
       "\nThe functions publish to MQTT_URL (default mqtt://127.0.0.1:1883, credentials from MQTT_USERNAME/MQTT_PASSWORD).\n" +
         "Async callbacks go to loopback only, or to the hosts in CALLBACK_ALLOWED_HOSTS (docs/start.md).\n" +
-        "Run `fanwatch connector --gateway-url http://127.0.0.1:8080 --basic-auth` beside it to feed it from MQTT.",
+        "/system credentials: basic-auth-user/-password under SECRET_MOUNT_PATH, else GATEWAY_PASSWORD, else printed at start;\n" +
+        "feed it from MQTT with `fanwatch connector --basic-auth --secret-mount-path DIR` and SECRET_MOUNT_PATH=DIR here.",
     )
     .action(async (opts: GatewayFlags) => {
       // Listening before anything starts: a signal during start-up stops the functions once they are up.
