@@ -92,5 +92,7 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     });
     req.on("end", () => resolve(Buffer.concat(chunks)));
     req.on("error", reject);
+    // A client that goes away mid-body ends neither way on every Node version: settle here too.
+    req.on("close", () => reject(new Error("the client closed the connection before sending the whole body")));
   });
 }
