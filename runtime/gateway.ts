@@ -2,6 +2,8 @@ import { randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, request, Agent, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Counter, Histogram, Registry } from "prom-client";
+import { z } from "zod";
+import { parseUntrustedJson } from "../lib/json.js";
 import type { Logger } from "../lib/log.js";
 import type { StackFunction } from "../lib/stack.js";
 import type { FunctionProcess } from "./function-process.js";
@@ -12,6 +14,8 @@ import { BodyTooLargeError, checkCallbackUrl, crossSiteReason, readBody, type Ga
  * hangs must give it back. A minute is well above the exec_timeout of the functions in stack.yml (seconds).
  */
 const ASYNC_TIMEOUT_MS = 60_000;
+
+const ScaleRequest = z.object({ serviceName: z.string().optional(), replicas: z.number().int().min(0).max(1) });
 
 export interface GatewayFunction {
   name: string;
@@ -119,13 +123,39 @@ export class LocalGateway {
       res.writeHead(401, { "www-authenticate": 'Basic realm="fanwatch gateway"', "content-type": "application/json" });
       return void res.end(JSON.stringify({ error: "the /system API needs basic auth (the user and password fanwatch start printed)" }));
     }
-    if (req.method !== "GET") return json(res, 501, { error: `${req.method} ${path}: the local gateway runs the functions of stack.yml and cannot deploy, change or scale them` });
+    const scale = /^\/system\/scale-function\/([^/]+)$/.exec(path);
+    if (scale !== null && req.method === "POST") return this.#scale(req, res, scale[1] as string);
+    if (req.method !== "GET") return json(res, 501, { error: `${req.method} ${path}: the local gateway runs the functions of stack.yml and cannot deploy or change them` });
     const calls = await this.#callsByFunction();
     if (path === "/system/functions") return json(res, 200, [...this.#byName.values()].map((f) => describe(f, calls.get(f.name) ?? 0)));
     const one = /^\/system\/function\/([^/]+)$/.exec(path);
     const fn = one === null ? undefined : this.#byName.get(one[1] as string);
     if (fn !== undefined) return json(res, 200, describe(fn, calls.get(fn.name) ?? 0));
     json(res, 404, { error: one === null ? `no route GET ${path}` : `no function named ${one[1]}` });
+  }
+
+  /**
+   * OpenFaaS's scale API, to 0 or 1 replica: 0 stops the function's process (calls then fail as
+   * in an outage, 502) until it is scaled to 1 again. The fault suite takes functions down this way.
+   */
+  async #scale(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
+    const fn = this.#byName.get(name);
+    if (fn === undefined) return json(res, 404, { error: `no function named ${name}` });
+    let replicas: number;
+    try {
+      const parsed = ScaleRequest.safeParse(parseUntrustedJson(await readBody(req, 4096)));
+      if (!parsed.success) return json(res, 400, { error: 'scale-function takes {"replicas": 0} or {"replicas": 1}: the local gateway runs one process per function' });
+      replicas = parsed.data.replicas;
+    } catch (error) {
+      return json(res, error instanceof BodyTooLargeError ? 413 : 400, { error: `scale-function: ${(error as Error).message}` });
+    }
+    this.options.log.info({ event: "scale", function: name, replicas }, `scaling ${name} to ${replicas}`);
+    try {
+      await (replicas === 0 ? fn.process.stop() : fn.process.start());
+    } catch (error) {
+      return json(res, 500, { error: `${name} did not start: ${(error as Error).message}` });
+    }
+    res.writeHead(202).end();
   }
 
   /** Invocations per function, summed over status codes from the gateway_function_invocation_total counter. */
@@ -159,7 +189,7 @@ export class LocalGateway {
     });
     upstream.on("error", (error) => {
       this.#count(name, 502, started);
-      if (!res.headersSent) json(res, 502, { error: `${name} is not reachable${fn.process.ready ? "" : " (it is starting or restarting)"}: ${error.message}` });
+      if (!res.headersSent) json(res, 502, { error: `${name} is not reachable${fn.process.replicas === 0 ? " (scaled to 0)" : fn.process.ready ? "" : " (it is starting or restarting)"}: ${error.message}` });
       else res.destroy(error);
     });
     req.pipe(upstream);
@@ -251,7 +281,7 @@ function describe(fn: GatewayFunction, invocationCount: number): Record<string, 
     annotations: fn.spec.annotations,
     secrets: fn.spec.secrets,
     readOnlyRootFilesystem: fn.spec.readonly_root_filesystem,
-    replicas: 1,
+    replicas: fn.process.replicas,
     availableReplicas: fn.process.ready ? 1 : 0,
     invocationCount,
   };

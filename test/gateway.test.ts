@@ -129,6 +129,28 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
     }
   });
 
+  it("takes a function down and back up through the scale API (replicas 0 and 1)", async () => {
+    const password = /password (\S+)\)/.exec(output)?.[1] ?? "";
+    const auth = { authorization: `Basic ${Buffer.from(`admin:${password}`).toString("base64")}`, "content-type": "application/json" };
+    const scale = (replicas: number, headers: Record<string, string> = auth) => send(`${gateway}/system/scale-function/score`, "POST", headers, JSON.stringify({ serviceName: "score", replicas }));
+    const replicasOfScore = async () => {
+      const { replicas, availableReplicas } = (await (await fetch(`${gateway}/system/function/score`, { headers: auth })).json()) as { replicas: number; availableReplicas: number };
+      return { replicas, availableReplicas };
+    };
+    assert.equal((await scale(0, {})).status, 401);
+    assert.equal((await scale(2)).status, 400);
+    assert.equal((await scale(0)).status, 202);
+    assert.deepEqual(await replicasOfScore(), { replicas: 0, availableReplicas: 0 });
+    const down = await send(`${gateway}/function/score`, "POST", {}, SCORE_BODY);
+    assert.equal(down.status, 502);
+    assert.match(down.body, /score is not reachable \(scaled to 0\)/);
+    assert.equal((await scale(1)).status, 202);
+    assert.deepEqual(await replicasOfScore(), { replicas: 1, availableReplicas: 1 });
+    assert.equal((await send(`${gateway}/function/score`, "POST", {}, SCORE_BODY)).status, 200);
+    assert.equal((await scale(1)).status, 202, "scaling a running function to 1 changes nothing");
+    assert.equal((await send(`${gateway}/function/score`, "POST", {}, SCORE_BODY)).status, 200);
+  });
+
   it("stops on SIGTERM with exit code 0 and frees its port", async () => {
     child.kill("SIGTERM");
     const { code } = await exit;
