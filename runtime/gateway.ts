@@ -109,10 +109,13 @@ export class LocalGateway {
     json(res, 404, { error: `no route ${req.method} ${path}` });
   }
 
-  /** Another site's page may link to the page and its files (GET), nothing else. */
+  /**
+   * Another site's page may link to the page and its files (GET), nothing else: not even open its
+   * event stream, which would take one of the page's few places.
+   */
   #crossSite(req: IncomingMessage, path: string): string | undefined {
     const reading = req.method === "GET" || req.method === "HEAD";
-    if (reading && !path.startsWith("/function/") && !path.startsWith("/async-function/") && !path.startsWith("/system/")) return undefined;
+    if (reading && !/^\/(function|async-function|system)\/|^\/ui\/events$/.test(path)) return undefined;
     const reason = crossSiteReason(req);
     if (reason !== undefined) this.options.log.warn({ event: "cross_site_refused", method: req.method, path, reason }, "cross-site request refused");
     return reason;

@@ -86,6 +86,8 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
     assert.equal((await send(`${gateway}/function/score`, "POST", {}, SCORE_BODY)).status, 200);
     // Another site may link to the health page (a GET outside the functions).
     assert.equal((await send(`${gateway}/healthz`, "GET", { "sec-fetch-site": "cross-site" })).status, 200);
+    // fanwatch gateway serves no page; under fanwatch start another site may not open its event stream.
+    assert.equal((await send(`${gateway}/ui/events`, "GET", { origin: "http://evil.example" })).status, 403);
   });
 
   it("posts async results only to loopback, refuses other callbacks with 400, and follows no redirect", async () => {
