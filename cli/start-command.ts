@@ -16,11 +16,11 @@ export function addStartCommand(program: Command, io: Io): void {
     .command("start")
     .description("run the whole system on this machine: broker, gateway with the functions, connector, simulated fleet and live page")
     .option("--port <port>", "the local gateway's port, also serving the page at /ui/", integer("--port"), 8080)
-    .option("--host <address>", "the gateway's address; 0.0.0.0 to open the page from a tablet on the network", "127.0.0.1")
+    .option("--host <address>", "where the gateway, the page and the health servers listen; 0.0.0.0 to open the page from a tablet on the network", "127.0.0.1")
     .option("--mqtt-port <port>", "the embedded broker's port when MQTT_URL is not set (a free port if taken)", integer("--mqtt-port"), 1883)
     .option("--stack <file>", "the functions to run (default: the repository's stack.yml)");
   addFleetOptions(command, { fans: 12, faulty: 2, degrading: 2 })
-    .addHelpText("after", "\nSet MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) to use a broker of your own instead of the embedded one,\nand INFLUX_URL to store readings and predictions in InfluxDB (see fanwatch influx-writer --help).")
+    .addHelpText("after", "\nSet MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) to use a broker of your own instead of the embedded one,\nand INFLUX_URL to store readings and predictions in InfluxDB (see fanwatch influx-writer --help).\nfanwatch gateway runs the gateway and the functions alone.")
     .action(async (opts: StartFlags) => {
       const fleet = fleetOptions(opts);
       // Listen for Ctrl-C before anything starts: one that comes during start-up stops the system

@@ -5,7 +5,7 @@ import { FEATURE_BOUNDS, FEATURES, type FeatureName } from "./features.js";
  * A fan's reading as the reference fans publish it:
  * `{"deviceID":"1","timeStamp":"2020-10-02 10:00:00","rotation":612.3,"temperature":40.1,"vibration":151.7,"sound":48.9}`.
  * deviceID may be a number (stored as a string); timeStamp is optional and may be
- * `YYYY-MM-DD HH:MM:SS`, ISO 8601 or epoch milliseconds.
+ * `YYYY-MM-DD HH:MM:SS`, ISO 8601 or epoch milliseconds, from 1970-01-01 to 2262-04-11 00:00:00 UTC.
  */
 const unit = (name: FeatureName) => (FEATURE_BOUNDS[name].unit === "" ? "" : ` ${FEATURE_BOUNDS[name].unit}`);
 const reading = (name: FeatureName) =>
@@ -15,6 +15,19 @@ const reading = (name: FeatureName) =>
     .max(FEATURE_BOUNDS[name].max, { error: `above ${FEATURE_BOUNDS[name].max}${unit(name)}, outside sane physical bounds` });
 
 const REFERENCE_TIME = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/;
+const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})T/;
+/** ISO 8601 with no Z or offset after the time. */
+const NO_OFFSET = /T[^Z+-]*$/;
+
+/**
+ * The times a reading may carry. InfluxDB stores int64 nanoseconds since 1970, which ends at
+ * 2262-04-11T23:47:16Z; 1970 is where epoch milliseconds start (and no fan predates it). A time
+ * outside this range would make its whole batch fail at the store (a 400 for every point).
+ */
+export const TIMESTAMP_MIN_MS = 0;
+export const TIMESTAMP_MAX_MS = Date.UTC(2262, 3, 11);
+const TIMESTAMP_FORMS = "must be YYYY-MM-DD HH:MM:SS, ISO 8601 or epoch milliseconds";
+const TIMESTAMP_RANGE = "must be between 1970-01-01 and 2262-04-11 00:00:00 (UTC), the times InfluxDB can store";
 
 export const TelemetrySchema = z.object({
   deviceID: z
@@ -22,9 +35,12 @@ export const TelemetrySchema = z.object({
       error: (issue) => (issue.input === undefined ? "missing" : "must be a non-empty string or a number"),
     }),
   timeStamp: z
-    .union([z.string(), z.number()])
+    .union([z.string(), z.number()], { error: TIMESTAMP_FORMS })
     .optional()
-    .refine((t) => t === undefined || parseTimestamp(t) !== undefined, { error: "must be YYYY-MM-DD HH:MM:SS, ISO 8601 or epoch milliseconds" }),
+    .superRefine((t, ctx) => {
+      const time = t === undefined ? undefined : readTimestamp(t);
+      if (typeof time === "string") ctx.addIssue({ code: "custom", message: time });
+    }),
   rotation: reading("rotation"),
   temperature: reading("temperature"),
   vibration: reading("vibration"),
@@ -36,13 +52,30 @@ export function features(t: Telemetry): [number, number, number, number] {
   return FEATURES.map((name) => t[name]) as [number, number, number, number];
 }
 
-/** Epoch milliseconds of a timeStamp, or undefined when it is not one of the accepted forms. */
+/** Epoch milliseconds of a timeStamp, or undefined when it is not an accepted form or in range. */
 export function parseTimestamp(value: string | number): number | undefined {
-  if (typeof value === "number") return Number.isFinite(value) && value >= 0 ? value : undefined;
-  const text = REFERENCE_TIME.test(value) ? `${value.replace(" ", "T")}Z` : value;
-  if (!/^\d{4}-\d{2}-\d{2}T/.test(text)) return undefined;
-  const ms = Date.parse(text);
-  return Number.isNaN(ms) ? undefined : ms;
+  const time = readTimestamp(value);
+  return typeof time === "number" ? time : undefined;
+}
+
+/**
+ * Epoch milliseconds of a timeStamp, or why it is refused. A time without an offset is UTC, as
+ * the reference format is (Date.parse would read ISO 8601 without one as the host's local time).
+ * Impossible dates such as 2020-02-31 are refused: Date.parse would roll them over to March.
+ */
+function readTimestamp(value: string | number): number | string {
+  if (typeof value === "number") return Number.isFinite(value) ? inRange(value) : TIMESTAMP_FORMS;
+  const text = REFERENCE_TIME.test(value) ? `${value.replace(" ", "T")}Z` : NO_OFFSET.test(value) ? `${value}Z` : value;
+  const date = ISO_DATE.exec(text);
+  const ms = date === null ? Number.NaN : Date.parse(text);
+  if (date === null || Number.isNaN(ms)) return TIMESTAMP_FORMS;
+  const [year, month, day] = date.slice(1).map(Number) as [number, number, number];
+  if (day > new Date(Date.UTC(year, month, 0)).getUTCDate()) return `${date[1]}-${date[2]} has no day ${day}`;
+  return inRange(ms);
+}
+
+function inRange(ms: number): number | string {
+  return ms >= TIMESTAMP_MIN_MS && ms <= TIMESTAMP_MAX_MS ? ms : TIMESTAMP_RANGE;
 }
 
 export type ReadingResult = { ok: true; telemetry: Telemetry } | { ok: false; error: string; field: string };

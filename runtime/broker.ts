@@ -1,6 +1,14 @@
 import { timingSafeEqual } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
+import { Duplex } from "node:stream";
 import { Aedes } from "aedes";
+import type { Logger } from "../lib/log.js";
+import { PacketSizeGuard, PacketTooLargeError } from "./packet-size-guard.js";
+
+/** As the shipped Mosquitto's max_packet_size: readings are under 200 bytes, dead letters carry up to 1 KiB escaped. */
+export const MAX_PACKET_BYTES = 16 * 1024;
+/** Connections at most; the broker is on loopback, so this only bounds a runaway local client. */
+const MAX_CONNECTIONS = 1_000;
 
 export interface EmbeddedBroker {
   url: string;
@@ -14,8 +22,16 @@ export interface EmbeddedBroker {
  * The single-machine broker: aedes on 127.0.0.1 (nothing outside this machine can reach it). If
  * `port` is taken (a Mosquitto already running, say) it takes a free port instead, so that
  * `fanwatch start` always works; the caller says so. With credentials, every client must log in.
+ *
+ * Memory per client is bounded: a packet over `maxPacketBytes` closes its connection before its body
+ * is read (logged), packets sent before CONNACK are capped by aedes's queueLimit (42), a subscriber
+ * that stops reading is dropped after drainTimeout, and aedes reads a client's next chunk only once
+ * the previous one is handled. Not bounded: the QoS 1 messages kept for an offline persistent
+ * session (aedes keeps them in memory, as Mosquitto keeps them on disk), which is how the connector
+ * gets readings published while it restarts.
  */
-export async function startEmbeddedBroker(options: { port: number; username?: string; password?: string }): Promise<EmbeddedBroker> {
+export async function startEmbeddedBroker(options: { port: number; username?: string; password?: string; maxPacketBytes?: number; log?: Logger }): Promise<EmbeddedBroker> {
+  const maxPacketBytes = options.maxPacketBytes ?? MAX_PACKET_BYTES;
   const aedes = await Aedes.createBroker({ concurrency: 1000, drainTimeout: 30_000 });
   if (options.username !== undefined || options.password !== undefined) {
     const expected = Buffer.from(`${options.username ?? ""}\0${options.password ?? ""}`);
@@ -28,8 +44,16 @@ export async function startEmbeddedBroker(options: { port: number; username?: st
   const server = createServer((socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
-    aedes.handle(socket);
+    const guard = new PacketSizeGuard(maxPacketBytes);
+    guard.on("error", (error) => {
+      const event = error instanceof PacketTooLargeError ? "packet_too_large" : "malformed_packet";
+      options.log?.warn({ event, client: `${socket.remoteAddress}:${socket.remotePort}`, err: error.message }, `embedded broker: ${error.message}; connection closed`);
+      socket.destroy();
+    });
+    socket.pipe(guard);
+    aedes.handle(Duplex.from({ readable: guard, writable: socket }));
   });
+  server.maxConnections = MAX_CONNECTIONS;
   let movedFrom: number | undefined;
   try {
     await listen(server, options.port);

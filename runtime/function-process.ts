@@ -43,8 +43,16 @@ export class FunctionProcess {
     return this.#ready;
   }
 
-  /** Starts the process and resolves once it listens; rejects if it exits first. */
+  /** 1 while it should run (restarted if it dies), 0 once stopped. */
+  get replicas(): 0 | 1 {
+    return this.#stopping ? 0 : 1;
+  }
+
+  /** Starts the process, if it is not running, and resolves once it listens; rejects if it exits first. */
   async start(): Promise<void> {
+    this.#stopping = false;
+    const running = this.#child;
+    if (running !== undefined && running.exitCode === null && running.signalCode === null) return;
     this.#port = await freePort();
     const child = spawn(process.execPath, [CLI, "function", this.name, "--port", String(this.#port), "--host", "127.0.0.1"], { env: this.options.env });
     this.#child = child;
@@ -55,6 +63,7 @@ export class FunctionProcess {
     createInterface({ input: child.stdout }).on("line", onLine);
     createInterface({ input: child.stderr }).on("line", onLine);
     child.on("exit", (code, signal) => {
+      if (this.#child !== child) return; // an earlier process, stopped and replaced
       this.#ready = false;
       if (!this.#stopping) void this.#restart(`exited (${signal ?? `code ${code}`})`);
     });

@@ -22,24 +22,33 @@ export interface SimulatedFan {
 }
 
 /**
+ * Each fan draws from its own seeded stream and wears by its own count of readings, so the same
+ * seed gives each fan the same readings however the timers of a loaded machine interleave (one
+ * shared stream and wall-clock wear made two runs differ).
+ */
+interface FanState extends SimulatedFan {
+  random: Random;
+  sent: number;
+}
+
+/**
  * A simulated fleet: every fan publishes the reference payload to `topic` every `intervalMs`, the
  * fans spread evenly over the interval so the broker sees a steady stream rather than bursts.
  * Fan n (from 1) has deviceID "n"; the same seed gives the same readings.
  */
 export class FleetSimulator {
   readonly fans: readonly SimulatedFan[];
+  readonly #fans: readonly FanState[];
   #published = 0;
   #failed = 0;
   #timers: NodeJS.Timeout[] = [];
-  readonly #random: Random;
-  #startedAt = 0;
 
   constructor(
     private readonly client: MqttClient,
     private readonly options: FleetOptions,
   ) {
-    this.fans = fleetProfiles(options.fans, options.faulty, options.degrading).map((profile, i) => ({ deviceID: String(i + 1), profile }));
-    this.#random = seededRandom(options.seed);
+    this.#fans = fleetProfiles(options.fans, options.faulty, options.degrading).map((profile, i) => ({ deviceID: String(i + 1), profile, random: seededRandom(options.seed * 100_003 + i), sent: 0 }));
+    this.fans = this.#fans.map(({ deviceID, profile }) => ({ deviceID, profile }));
   }
 
   /** Readings handed to the MQTT client so far (and, at QoS 1, how many the broker refused). */
@@ -52,9 +61,8 @@ export class FleetSimulator {
   }
 
   start(): void {
-    this.#startedAt = Date.now();
-    this.fans.forEach((fan, i) => {
-      const offset = Math.floor((i * this.options.intervalMs) / Math.max(1, this.fans.length));
+    this.#fans.forEach((fan, i) => {
+      const offset = Math.floor((i * this.options.intervalMs) / Math.max(1, this.#fans.length));
       const first = setTimeout(() => {
         this.#publish(fan);
         this.#timers.push(setInterval(() => this.#publish(fan), this.options.intervalMs));
@@ -69,14 +77,15 @@ export class FleetSimulator {
   }
 
   /** The next reading of a fan, as the reference simulator sends it. */
-  reading(fan: SimulatedFan, now: number): string {
-    const wear = fan.profile === "degrading" ? (now - this.#startedAt) / this.options.degradeMs : 0;
-    return JSON.stringify({ deviceID: fan.deviceID, timeStamp: formatTime(new Date(now)), ...drawReadings(fan.profile, wear, this.#random) });
+  #reading(fan: FanState, now: number): string {
+    const wear = fan.profile === "degrading" ? (fan.sent * this.options.intervalMs) / this.options.degradeMs : 0;
+    fan.sent++;
+    return JSON.stringify({ deviceID: fan.deviceID, timeStamp: formatTime(new Date(now)), ...drawReadings(fan.profile, wear, fan.random) });
   }
 
-  #publish(fan: SimulatedFan): void {
+  #publish(fan: FanState): void {
     this.#published++;
-    this.client.publish(this.options.topic, this.reading(fan, Date.now()), { qos: this.options.qos }, (error) => {
+    this.client.publish(this.options.topic, this.#reading(fan, Date.now()), { qos: this.options.qos }, (error) => {
       if (error) this.#failed++;
     });
   }

@@ -1,6 +1,3 @@
-import { randomBytes } from "node:crypto";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { readConnectorConfig } from "../connectors/mqtt/config.js";
 import { readWriterConfig } from "../connectors/influxdb/config.js";
 import { InfluxWriter } from "../connectors/influxdb/writer.js";
@@ -8,16 +5,12 @@ import { Connector } from "../connectors/mqtt/connector.js";
 import { envValue, readTopics } from "../lib/config.js";
 import type { Logger } from "../lib/log.js";
 import { connectMqtt, mqttSettingsFromEnv, redactUrl, type MqttSettings } from "../lib/mqtt.js";
-import { DEFAULT_SECRET_PATH, readSecret } from "../lib/secrets.js";
-import { readStack, type StackFunction } from "../lib/stack.js";
 import { startEmbeddedBroker, type EmbeddedBroker } from "./broker.js";
 import { FleetView } from "./fleet-view.js";
-import { FunctionProcess } from "./function-process.js";
-import { LocalGateway } from "./gateway.js";
+import { reachableHost } from "./gateway.js";
+import { startGateway } from "./gateway-runner.js";
 import { FleetSimulator, type FleetOptions } from "./simulator.js";
 import { createWebPage } from "./web-page.js";
-
-const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
 export interface SystemOptions {
   gatewayPort: number;
@@ -60,57 +53,43 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     let broker: EmbeddedBroker | undefined;
     let mqtt: MqttSettings = mqttSettingsFromEnv(env);
     if (envValue(env, "MQTT_URL", "MQTT_HOST") === undefined) {
-      broker = await startEmbeddedBroker({ port: options.brokerPort, ...(mqtt.username === undefined ? {} : { username: mqtt.username }), ...(mqtt.password === undefined ? {} : { password: mqtt.password }) });
+      broker = await startEmbeddedBroker({ port: options.brokerPort, log, ...(mqtt.username === undefined ? {} : { username: mqtt.username }), ...(mqtt.password === undefined ? {} : { password: mqtt.password }) });
       stops.push(() => broker?.close());
       mqtt = { ...mqtt, url: broker.url };
     }
 
-    const secretPath = envValue(env, "SECRET_MOUNT_PATH") ?? DEFAULT_SECRET_PATH;
-    const credentials = {
-      user: readSecret(join(secretPath, "basic-auth-user")) ?? "admin",
-      password: envValue(env, "GATEWAY_PASSWORD") ?? readSecret(join(secretPath, "basic-auth-password")) ?? randomBytes(12).toString("base64url"),
-    };
     const topics = readTopics(env);
-    const stack = await readStack(options.stackFile, env);
-    const viewer = connectMqtt(mqtt, { clientId: `fanwatch-view-${process.pid}`, onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "fleet view: MQTT error") });
-    // The view only reads, so it is closed at once rather than waiting on its session.
-    stops.push(() => viewer.endAsync(true));
-    const fleet = new FleetView(viewer, topics);
+    // Servers of this run listen where the gateway does: nothing more open than the page.
+    const healthEnv = { HEALTH_HOST: options.gatewayHost };
+    const fleet = new FleetView(topics);
     const page = createWebPage(fleet);
-    stops.push(() => page.close());
 
     if (envValue(env, "INFLUX_URL") !== undefined) {
       // Started before the functions and stopped after them, so every prediction is stored.
-      const writer = new InfluxWriter({ ...readWriterConfig({ ...env, INFLUX_WRITER_PORT: "0" }), mqtt }, log);
+      const writer = new InfluxWriter({ ...readWriterConfig({ ...env, ...healthEnv, INFLUX_WRITER_PORT: "0" }), mqtt }, log);
       await writer.start();
       stops.push(() => writer.stop());
-      say(`InfluxDB writer storing ${topics.telemetry} and ${topics.anomaly} in ${envValue(env, "INFLUX_URL")} (health on http://127.0.0.1:${writer.port}/healthz)`);
+      say(`InfluxDB writer storing ${topics.telemetry} and ${topics.anomaly} in ${envValue(env, "INFLUX_URL")} (health on http://${reachableHost(options.gatewayHost)}:${writer.port}/healthz)`);
     }
 
-    // The gateway listens first: its address goes into the functions' environment.
-    const gateway = new LocalGateway({ port: options.gatewayPort, host: options.gatewayHost, credentials, extra: page.handle, log });
-    await gateway.listen();
-    stops.push(() => gateway.close());
-    say(`gateway on ${gateway.url} (/system/* user ${credentials.user}, password ${credentials.password})`);
-    const functions = Object.entries(stack.functions).map(([name, spec]) => {
-      const child = new FunctionProcess({ name, env: functionEnv(spec, env, mqtt, gateway.url), onLine: (fn, line) => say(`[${fn}] ${line}`) });
-      gateway.add({ name, spec, process: child });
-      return child;
-    });
-    stops.push(() => Promise.all(functions.map((fn) => fn.stop())).then(() => {}));
-    say(`starting ${functions.map((f) => f.name).join(" and ")}…`);
-    await Promise.all(functions.map((fn) => fn.start()));
+    const gateway = await startGateway({ port: options.gatewayPort, host: options.gatewayHost, stackFile: options.stackFile, mqtt, env, log, say, extra: page.handle });
+    stops.push(() => gateway.stop());
+    // Closed before the gateway, which would otherwise wait for the pages' open event streams.
+    stops.push(() => page.close());
 
-    await fleet.subscribe();
+    const viewer = connectMqtt(mqtt, { clientId: `fanwatch-view-${process.pid}`, onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "fleet view: MQTT error") });
+    // The view only reads, so it is closed at once rather than waiting on its session.
+    stops.push(() => viewer.endAsync(true));
+    await fleet.subscribe(viewer);
     // A fixed client id: readings that arrive at a broker of your own while fanwatch is stopped
     // wait in this persistent session and are predicted at the next start.
     const connector = new Connector(
-      { ...readConnectorConfig({ ...env, gateway_url: gateway.url, broker: mqtt.url, port: "0", client_id: "fanwatch-start-connector", refresh_interval_ms: "2000" }), mqtt, basicAuth: credentials },
+      { ...readConnectorConfig({ ...env, ...healthEnv, gateway_url: gateway.url, broker: mqtt.url, port: "0", client_id: "fanwatch-start-connector", refresh_interval_ms: "2000" }), mqtt, basicAuth: gateway.credentials },
       log,
     );
     stops.push(() => connector.drain());
     await connector.start();
-    say(`connector routing ${topics.telemetry} through the gateway (health on http://127.0.0.1:${connector.port}/healthz)`);
+    say(`connector routing ${topics.telemetry} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.port}/healthz)`);
 
     let simulator: FleetSimulator | undefined;
     if (options.fleet.fans > 0) {
@@ -135,24 +114,4 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     await stop();
     throw error;
   }
-}
-
-/**
- * What a function sees: its stack.yml environment, with the addresses it names (in-cluster
- * service names) replaced by this machine's broker and gateway, and the MQTT credentials of this
- * run rather than the cluster's user name.
- */
-function functionEnv(spec: StackFunction, env: NodeJS.ProcessEnv, mqtt: MqttSettings, gatewayUrl: string): NodeJS.ProcessEnv {
-  const { MQTT_USERNAME: _clusterUser, ...stackEnv } = spec.environment;
-  return {
-    ...env,
-    LOG_LEVEL: env.LOG_LEVEL ?? "warn",
-    ...stackEnv,
-    MODEL_DIR: join(REPO_ROOT, spec.environment.MODEL_DIR ?? "model/artifact"),
-    MQTT_URL: mqtt.url,
-    ...(mqtt.username === undefined ? {} : { MQTT_USERNAME: mqtt.username }),
-    ...(mqtt.password === undefined ? {} : { MQTT_PASSWORD: mqtt.password }),
-    SCORE_URL: `${gatewayUrl}/function/score`,
-    GATEWAY_URL: gatewayUrl,
-  };
 }

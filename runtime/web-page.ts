@@ -12,17 +12,62 @@ const FILES: Record<string, string> = {
 };
 const TYPES: Record<string, string> = { html: "text/html; charset=utf-8", js: "text/javascript; charset=utf-8", css: "text/css; charset=utf-8" };
 
+export interface WebPageOptions {
+  intervalMs?: number;
+  /** Open event streams at most; one more gets 503. */
+  maxStreams?: number;
+  /** A stream whose client has not taken its frames for this many frames in a row is closed. */
+  maxMissedFrames?: number;
+}
+
+export interface WebPage {
+  /** Sends the next frame to every stream that has taken the last one: the timer does, every intervalMs. */
+  tick: () => void;
+  /** Serves the page's paths; false for any other. */
+  handle: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /** Open event streams, those waiting for their client to take a frame, and the bytes they hold. */
+  stats: () => { streams: number; waiting: number; bufferedBytes: number };
+  /** Ends every stream and refuses new ones: a page left open must not hold the shutdown up. */
+  close: () => void;
+}
+
+interface Stream {
+  res: ServerResponse;
+  /** True while the last frame waits in the socket's buffer. */
+  waiting: boolean;
+  /** Frames skipped in a row while waiting. */
+  missed: number;
+}
+
 /**
  * Serves the live fleet page at /ui/ and its server-sent events at /ui/events: a snapshot of the
- * fleet every second to every open page. Returns false for paths that are not the page's.
+ * fleet every second to every open page, built only when a page is open. At most 16 streams (a
+ * control room and a few tablets; every one costs a snapshot's JSON a second); a client that does
+ * not take its frames gets no new ones until its socket drains, so the server holds at most one
+ * frame per client, and is closed after missing 30 frames in a row (30 s behind).
  */
-export function createWebPage(fleet: FleetView, intervalMs = 1_000): { handle: (req: IncomingMessage, res: ServerResponse) => boolean; close: () => void } {
-  const clients = new Set<ServerResponse>();
-  const timer = setInterval(() => {
-    if (clients.size === 0) return;
-    const frame = `data: ${JSON.stringify(fleet.snapshot())}\n\n`;
-    for (const res of clients) res.write(frame);
-  }, intervalMs);
+export function createWebPage(fleet: FleetView, options: WebPageOptions = {}): WebPage {
+  const maxStreams = options.maxStreams ?? 16;
+  const maxMissed = options.maxMissedFrames ?? 30;
+  const streams = new Set<Stream>();
+  let closed = false;
+
+  const send = (stream: Stream, frame: string) => {
+    if (stream.res.write(frame)) return;
+    stream.waiting = true;
+    stream.res.once("drain", () => {
+      stream.waiting = false;
+      stream.missed = 0;
+    });
+  };
+  const tick = () => {
+    let frame: string | undefined;
+    for (const stream of streams) {
+      if (!stream.waiting) send(stream, (frame ??= `data: ${JSON.stringify(fleet.snapshot())}\n\n`));
+      else if (++stream.missed > maxMissed) stream.res.destroy();
+    }
+  };
+  const timer = setInterval(tick, options.intervalMs ?? 1_000);
   timer.unref();
 
   function handle(req: IncomingMessage, res: ServerResponse): boolean {
@@ -32,10 +77,16 @@ export function createWebPage(fleet: FleetView, intervalMs = 1_000): { handle: (
       return true;
     }
     if (path === "/ui/events") {
+      if (closed || streams.size >= maxStreams) {
+        const why = closed ? "fanwatch is stopping" : `the page is open in ${maxStreams} places already, the most it serves; close one`;
+        res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "10" }).end(`${why}\n`);
+        return true;
+      }
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
-      res.write(`retry: 2000\ndata: ${JSON.stringify(fleet.snapshot())}\n\n`);
-      clients.add(res);
-      req.on("close", () => clients.delete(res));
+      const stream: Stream = { res, waiting: false, missed: 0 };
+      streams.add(stream);
+      res.on("close", () => streams.delete(stream));
+      send(stream, `retry: 2000\ndata: ${JSON.stringify(fleet.snapshot())}\n\n`);
       return true;
     }
     const file = FILES[path];
@@ -48,11 +99,24 @@ export function createWebPage(fleet: FleetView, intervalMs = 1_000): { handle: (
   }
 
   return {
+    tick,
     handle,
+    stats() {
+      let waiting = 0;
+      let bufferedBytes = 0;
+      for (const stream of streams) {
+        const { res } = stream;
+        if (stream.waiting) waiting++;
+        bufferedBytes += res.writableLength;
+      }
+      return { streams: streams.size, waiting, bufferedBytes };
+    },
     close() {
+      closed = true;
       clearInterval(timer);
-      for (const res of clients) res.end();
-      clients.clear();
+      // Destroyed rather than ended: a client that does not read would keep an ended stream open.
+      for (const { res } of streams) res.destroy();
+      streams.clear();
     },
   };
 }

@@ -22,6 +22,9 @@ interface K8sObject {
 interface Container {
   name: string;
   image: string;
+  command?: string[];
+  env?: Array<{ name: string; value?: string }>;
+  volumeMounts?: Array<{ name: string; mountPath: string; subPath?: string }>;
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
   livenessProbe?: unknown;
   readinessProbe?: unknown;
@@ -32,7 +35,7 @@ interface PodSpec {
   securityContext?: { runAsNonRoot?: boolean; runAsUser?: number };
   containers: Container[];
   initContainers?: Container[];
-  volumes?: Array<{ persistentVolumeClaim?: { claimName: string } }>;
+  volumes?: Array<{ name: string; persistentVolumeClaim?: { claimName: string }; secret?: { secretName: string }; configMap?: { name: string }; emptyDir?: unknown }>;
 }
 interface Workload extends K8sObject {
   spec: { template: { metadata: { labels: Record<string, string> }; spec: PodSpec }; volumeClaimTemplates?: Array<{ spec: { storageClassName: string } }> };
@@ -104,7 +107,7 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     }
   });
 
-  it("installs OpenFaaS Community Edition with async and generated basic auth", () => {
+  it("installs OpenFaaS Community Edition with async and generated basic auth, its gateway inside the cluster only", () => {
     const chart = HelmChartSchema.parse(objects.find((o) => o.kind === "HelmChart"));
     const values = parse(chart.spec.valuesContent) as Record<string, unknown>;
     assert.equal(chart.spec.chart, "openfaas");
@@ -113,6 +116,47 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     assert.equal(values.basic_auth, true);
     assert.equal(values.async, true);
     assert.equal(values.functionNamespace, "openfaas-fn");
+    // CE authenticates /system/* only: no gateway-external Service, and none of its types would open a node port.
+    assert.equal(values.exposeServices, false);
+    assert.equal(values.serviceType, "ClusterIP");
+  });
+
+  it("opens node ports only for the fans' TLS listener and Grafana", () => {
+    const services = objects.filter((o) => o.kind === "Service") as unknown as Array<K8sObject & { spec: { type?: string; ports: Array<{ port: number; nodePort?: number }> } }>;
+    const exposed = services.filter((s) => s.spec.type === "NodePort" || s.spec.type === "LoadBalancer").map((s) => `${s.metadata.name}:${s.spec.ports.map((p) => p.port).join(",")}`);
+    assert.deepEqual(exposed.sort(), ["grafana:3000", "mosquitto-fans:8883"]);
+  });
+
+  it("gives Mosquitto every file its shipped configuration names: TLS from a Secret, credentials built by build-auth.sh", async () => {
+    const conf = await readFile(join(REPO_ROOT, "deploy/mosquitto/mosquitto.conf"), "utf8");
+    const setting = (key: string) => conf.match(new RegExp(`^${key} (.+)$`, "m"))?.[1];
+    const broker = workloads.find((w) => w.metadata.name === "mosquitto")?.spec.template.spec;
+    assert.ok(broker);
+    const [container] = broker.containers;
+    const mounted = (path: string) => (container?.volumeMounts ?? []).find((m) => path === m.mountPath || path.startsWith(`${m.mountPath.replace(/\/$/, "")}/`));
+    const volume = (name: string | undefined) => broker.volumes?.find((v) => v.name === name);
+    for (const key of ["password_file", "acl_file", "certfile", "keyfile", "persistence_location"]) assert.ok(mounted(setting(key) ?? `(no ${key})`), `${key} ${setting(key)} is mounted`);
+    assert.equal(volume(mounted(setting("certfile") ?? "")?.name)?.secret?.secretName, "mosquitto-tls");
+    assert.equal(volume(mounted(setting("password_file") ?? "")?.name)?.emptyDir !== undefined, true, "the password file is built at start, not stored");
+    const init = broker.initContainers?.find((c) => c.command?.some((part) => part.endsWith("build-auth.sh")));
+    assert.ok(init, "an init container runs build-auth.sh");
+    const secrets = (broker.volumes ?? []).flatMap((v) => (v.secret === undefined ? [] : [v.secret.secretName]));
+    for (const secret of ["mosquitto-users", "mosquitto-fans", "mosquitto-tls"]) assert.ok(secrets.includes(secret), `the Secret ${secret} is mounted`);
+    const config = objects.find((o) => o.kind === "ConfigMap" && o.metadata.name.startsWith("mosquitto-config")) as unknown as { data: Record<string, string> };
+    assert.equal(config.data["build-auth.sh"], await readFile(join(REPO_ROOT, "deploy/mosquitto/build-auth.sh"), "utf8"));
+    assert.equal(config.data["mosquitto.conf"], conf);
+  });
+
+  it("sizes the connector for what the broker may have in flight to it", async () => {
+    const conf = await readFile(join(REPO_ROOT, "deploy/mosquitto/mosquitto.conf"), "utf8");
+    const number = (key: string) => Number(conf.match(new RegExp(`^${key} (\\d+)$`, "m"))?.[1]);
+    const windowBytes = number("max_inflight_messages") * number("max_packet_size");
+    assert.ok(windowBytes > 0);
+    const connector = workloads.find((w) => w.metadata.name === "mqtt-connector")?.spec.template.spec.containers[0];
+    assert.equal(connector?.env?.find((e) => e.name === "max_message_bytes")?.value, String(number("max_packet_size")));
+    const mebibytes = (quantity: string | undefined) => Number(/^(\d+)Mi$/.exec(quantity ?? "")?.[1]);
+    // 98 MB resident at 12,000 readings/s (docs/benchmarks.md), plus the broker's whole window.
+    assert.ok(mebibytes(connector?.resources?.limits?.memory) * 2 ** 20 >= 98e6 + windowBytes, `memory limit ${connector?.resources?.limits?.memory} holds 98 MB and a ${windowBytes / 2 ** 20} MiB window`);
   });
 
   it("pins every image and gives every container resources, probes and a locked-down security context", () => {
@@ -169,19 +213,19 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     const gateway = pod("openfaas", { app: "gateway" });
     const queueWorker = pod("openfaas", { app: "queue-worker" });
     const dns = pod("kube-system", { "k8s-app": "kube-dns" });
+    const nats = pod("openfaas", { app: "nats" });
     const allowed: Array<[string, Peer, Peer, number]> = [
-      ["fans → Mosquitto", OUTSIDE, mosquitto, 1883],
+      ["fans → Mosquitto's TLS listener", OUTSIDE, mosquitto, 8883],
       ["simulated fans → Mosquitto", simulator, mosquitto, 1883],
       ["connector → Mosquitto", connector, mosquitto, 1883],
       ["connector → gateway", connector, gateway, 8080],
       ["gateway → functions", gateway, predict, 8080],
       ["queue-worker → functions (async invocations)", queueWorker, predict, 8080],
-      ["functions → gateway", predict, gateway, 8080],
+      ["functions → gateway (predict → score)", predict, gateway, 8080],
       ["functions → Mosquitto", predict, mosquitto, 1883],
       ["Telegraf → Mosquitto", telegraf, mosquitto, 1883],
       ["Telegraf → InfluxDB", telegraf, influxdb, 8086],
       ["Grafana → InfluxDB", grafana, influxdb, 8086],
-      ["users → gateway", OUTSIDE, gateway, 8080],
       ["users → Grafana", OUTSIDE, grafana, 3000],
     ];
     for (const [what, from, to, port] of allowed) assert.ok(allows(policies, from, to, port), `${what} is allowed`);
@@ -193,6 +237,13 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       ["simulated fans → InfluxDB", simulator, influxdb, 8086],
       ["connector → InfluxDB", connector, influxdb, 8086],
       ["outside → functions", OUTSIDE, predict, 8080],
+      ["a forged invocation: outside → gateway", OUTSIDE, gateway, 8080],
+      ["a forged invocation: simulated fans → gateway", simulator, gateway, 8080],
+      ["a forged invocation: Grafana → gateway", grafana, gateway, 8080],
+      ["Telegraf → gateway", telegraf, gateway, 8080],
+      ["other OpenFaaS pods → functions", nats, predict, 8080],
+      ["simulated fans → functions", simulator, predict, 8080],
+      ["outside → Mosquitto's plain listener", OUTSIDE, mosquitto, 1883],
       ["Mosquitto → outside", mosquitto, OUTSIDE, 443],
       ["functions → outside", predict, OUTSIDE, 443],
     ];

@@ -97,7 +97,7 @@ describe("node22-ts function server", () => {
     assert.deepEqual(JSON.parse(r.text), { ok: true });
   });
 
-  it("rejects malformed JSON, an empty JSON body, prototype keys and oversized bodies with clear JSON errors", async () => {
+  it("rejects malformed JSON, an empty JSON body, bytes that are not UTF-8, prototype keys and oversized bodies with clear JSON errors", async () => {
     const malformed = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: '{"a":' });
     assert.equal(malformed.status, 400);
     assert.match(JSON.parse(malformed.text).error, /not valid JSON/);
@@ -107,6 +107,10 @@ describe("node22-ts function server", () => {
     const proto = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: '{"__proto__":{"polluted":true}}' });
     assert.equal(proto.status, 400);
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    // {"deviceID":"<0xff>"}: a lossy decode would pass it on as "\uFFFD".
+    const notUtf8 = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: Buffer.concat([Buffer.from('{"deviceID":"'), Buffer.from([0xff]), Buffer.from('"}')]) });
+    assert.equal(notUtf8.status, 400);
+    assert.match(JSON.parse(notUtf8.text).error, /not valid UTF-8/);
     const huge = await request("/echo", json({ data: "x".repeat(5000) }));
     assert.equal(huge.status, 413);
     assert.match(JSON.parse(huge.text).error, /too large/);

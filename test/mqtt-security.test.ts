@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import mqtt from "mqtt";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { startMosquitto, type Broker } from "./support/mosquitto.js";
 import { Collector } from "./support/mqtt-collector.js";
 import { freePort, postJson, spawnCli, waitForOutput } from "./support/process.js";
@@ -86,5 +86,96 @@ describe("MQTT over TLS", { timeout: 60_000 }, () => {
 
   it("a client without the CA is refused", async () => {
     await assert.rejects(mqtt.connectAsync(broker.url, { reconnectPeriod: 0, connectTimeout: 3_000 }), /certificate/i);
+  });
+});
+
+// deploy/mosquitto as shipped: the services' listener, the fans' TLS listener with client ids bound
+// to usernames, the 16 KiB packet cap, the password file and ACL built by build-auth.sh.
+describe("the shipped broker security", { timeout: 60_000 }, () => {
+  let broker: Awaited<ReturnType<typeof startMosquitto>>;
+  let ca: Buffer;
+  const clients: MqttClient[] = [];
+  const users = { connector: "connector-pass", predict: "predict-pass", telegraf: "telegraf-pass" };
+  const fans = { "fan-a": "a-pass", "fan-b": "b-pass" };
+
+  /** Connects and keeps every message received, by topic. */
+  async function client(url: string, options: IClientOptions): Promise<MqttClient & { received: Array<[string, string]> }> {
+    const c = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5_000, ...(url.startsWith("mqtts:") ? { ca } : {}), ...options });
+    clients.push(c);
+    const received: Array<[string, string]> = [];
+    c.on("message", (topic, payload) => received.push([topic, payload.toString()]));
+    return Object.assign(c, { received });
+  }
+  const asService = (user: keyof typeof users, clientId: string) => client(broker.url, { username: user, password: users[user], clientId, clean: false });
+  const asFan = (user: keyof typeof fans, clientId = "any") => client(broker.fansUrl ?? "", { username: user, password: fans[user], clientId });
+  async function until(check: () => boolean, what: string): Promise<void> {
+    for (const deadline = Date.now() + 10_000; !check(); await new Promise((resolve) => setTimeout(resolve, 20))) if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+  }
+
+  before(async () => {
+    broker = await startMosquitto({ shipped: { users, fans } });
+    ca = await readFile(broker.caFile ?? "");
+  });
+  after(async () => {
+    for (const c of clients) c.end(true);
+    await broker?.stop();
+  });
+
+  it("refuses a publish over the 16 KiB cap, disconnecting its sender, and keeps serving the others", async () => {
+    const telegraf = await asService("telegraf", "cap-telegraf");
+    await telegraf.subscribeAsync("fan/messages", { qos: 1 });
+    const fanA = await asFan("fan-a");
+    await fanA.publishAsync("fan/messages", "small before", { qos: 1 });
+    const closed = new Promise<void>((resolve) => fanA.once("close", () => resolve()));
+    const accepted = fanA.publishAsync("fan/messages", "x".repeat(17 * 1024), { qos: 1 }).then(() => assert.fail("the broker acknowledged a 17 KiB message"));
+    await Promise.race([closed, accepted]);
+    const fanB = await asFan("fan-b");
+    await fanB.publishAsync("fan/messages", "small after", { qos: 1 });
+    await until(() => telegraf.received.length >= 2, "the small messages");
+    assert.deepEqual(telegraf.received.map(([, m]) => m), ["small before", "small after"]);
+    assert.match(await readFile(broker.logFile ?? "", "utf8"), /fan-a disconnected due to oversize packet/);
+  });
+
+  it("binds a fan's client id to its username: asking for the connector's does not kick the connector off", async () => {
+    const connector = await asService("connector", "mqtt-connector-0");
+    await connector.subscribeAsync("$share/fanwatch/fan/messages", { qos: 1 });
+    let kicked = false;
+    connector.on("close", () => (kicked = true));
+    const forger = await asFan("fan-a", "mqtt-connector-0");
+    await forger.publishAsync("fan/messages", "from a fan posing as the connector", { qos: 1 });
+    await until(() => connector.received.length >= 1, "the fan's reading at the connector");
+    assert.equal(kicked, false, "the connector kept its connection");
+    assert.equal(connector.connected, true);
+    assert.match(await readFile(broker.logFile ?? "", "utf8"), /New client connected from \S+ as fan-a \(.*u'fan-a'\)/);
+  });
+
+  it("lets fans publish readings only: a forged prediction is dropped", async () => {
+    const telegraf = await asService("telegraf", "acl-telegraf");
+    await telegraf.subscribeAsync(["fan/anomaly", "fan/messages"], { qos: 1 });
+    const fan = await asFan("fan-b");
+    await fan.publishAsync("fan/anomaly", JSON.stringify({ deviceID: "forged", fault: 0, probability: 0 }), { qos: 1 });
+    await fan.publishAsync("fan/messages", "after the forgery", { qos: 1 });
+    await until(() => telegraf.received.some(([, m]) => m === "after the forgery"), "the reading");
+    assert.deepEqual(telegraf.received, [["fan/messages", "after the forgery"]]);
+  });
+
+  it("delivers dead letters to Telegraf, which stores them", async () => {
+    const telegraf = await asService("telegraf", "acl-telegraf-deadletter");
+    await telegraf.subscribeAsync("fan/deadletter", { qos: 1 });
+    const predict = await asService("predict", "acl-predict");
+    const letter = JSON.stringify({ error: "temperature: missing", topic: "fan/messages", payload: "{}", at: new Date().toISOString() });
+    await predict.publishAsync("fan/deadletter", letter, { qos: 1 });
+    await until(() => telegraf.received.length >= 1, "the dead letter");
+    assert.deepEqual(telegraf.received, [["fan/deadletter", letter]]);
+  });
+
+  it("speaks only TLS to fans, and only to registered ones", async () => {
+    const plain = broker.fansUrl?.replace("mqtts:", "mqtt:") ?? "";
+    await assert.rejects(mqtt.connectAsync(plain, { reconnectPeriod: 0, connectTimeout: 3_000, username: "fan-a", password: fans["fan-a"] }));
+    await assert.rejects(client(broker.fansUrl ?? "", { username: "fan-unknown", password: "guess" }), /Not authorized|Bad username or password/);
+  });
+
+  it("refuses to build credentials for a fan whose name could collide with a service's client id", async () => {
+    await assert.rejects(startMosquitto({ shipped: { users, fans: { "mqtt-connector-0": "x" } } }), /must start with fan-/);
   });
 });

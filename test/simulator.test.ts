@@ -57,8 +57,9 @@ describe("fanwatch simulate against a real Mosquitto", { timeout: 60_000 }, () =
       assert.deepEqual(Object.keys(m), ["deviceID", "timeStamp", "rotation", "temperature", "vibration", "sound"]);
       assert.match(String(m.timeStamp), /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/);
     }
-    const values = (list: Array<Record<string, unknown>>) => list.slice(0, 10).map(({ timeStamp: _t, ...rest }) => rest);
-    assert.deepEqual(values(first), values(second));
+    // Per fan: the order in which fans' timers fire differs between runs on a busy machine.
+    const values = (list: Array<Record<string, unknown>>, id: string) => list.filter((m) => m.deviceID === id).slice(0, 4).map(({ timeStamp: _t, ...rest }) => rest);
+    for (const id of ["1", "2", "3"]) assert.deepEqual(values(first, id), values(second, id), `fan ${id}`);
   });
 
   it("refuses a mix that does not fit the fleet", async () => {

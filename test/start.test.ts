@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders } from "node:http";
-import { createServer as createTcpServer } from "node:net";
+import { connect, createServer as createTcpServer } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { startFanwatch, type StartedSystem } from "./support/fanwatch-start.js";
 import { startMosquitto, type Broker } from "./support/mosquitto.js";
@@ -33,6 +34,17 @@ async function portIsFree(port: number): Promise<boolean> {
   const [event] = await Promise.race([once(server, "listening").then(() => ["listening"]), once(server, "error").then(() => ["error"])]);
   server.close();
   return event === "listening";
+}
+
+/** The local addresses on which something listens on TCP `port` (Linux: /proc/net/tcp). */
+function listeningOn(port: number): string[] {
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
+  return readFileSync("/proc/net/tcp", "utf8")
+    .split("\n")
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((fields) => fields[1]?.endsWith(`:${hex}`) && fields[3] === "0A")
+    .map((fields) => (fields[1]?.slice(0, 8).match(/../g) ?? []).reverse().map((b) => parseInt(b, 16)).join("."));
 }
 
 describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => {
@@ -109,6 +121,12 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
     assert.equal((JSON.parse(received[0]?.body ?? "{}") as { fault: number }).fault, 0);
   });
 
+  it("opens the connector's health server on --host (127.0.0.1) only", async () => {
+    const port = Number(/connector routing .* \(health on http:\/\/127\.0\.0\.1:(\d+)\/healthz\)/.exec(system.output())?.[1]);
+    assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+    assert.deepEqual(listeningOn(port), ["127.0.0.1"]);
+  });
+
   it("restarts a function that dies, and predictions go on", async () => {
     const pid = execFileSync("pgrep", ["-P", String(system.child.pid), "-f", "function predict"]).toString().trim().split("\n")[0];
     process.kill(Number(pid), "SIGKILL");
@@ -118,7 +136,14 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
   });
 
   it("stops everything on Ctrl-C with exit code 0, frees its ports, and starts again at once", async () => {
+    // A page left open whose browser has stopped reading its event stream must not hold the stop up.
+    const page = connect(Number(new URL(system.gatewayUrl).port), "127.0.0.1");
+    page.on("error", () => {});
+    page.write(`GET /ui/events HTTP/1.1\r\nHost: ${new URL(system.gatewayUrl).host}\r\n\r\n`);
+    await once(page, "data");
+    page.pause();
     const { code } = await system.interrupt();
+    page.destroy();
     assert.equal(code, 0, system.output());
     const gatewayPort = Number(new URL(system.gatewayUrl).port);
     const brokerPort = Number(new URL(system.brokerUrl).port);

@@ -1,17 +1,129 @@
 /// <reference lib="dom" />
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { existsSync } from "node:fs";
+import { createServer, get, type IncomingMessage, type Server } from "node:http";
+import { connect, type AddressInfo } from "node:net";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import mqtt from "mqtt";
 import { chromium, type Browser } from "playwright-core";
+import { FleetView } from "../runtime/fleet-view.js";
+import { createWebPage, type WebPage } from "../runtime/web-page.js";
 import { startFanwatch, type StartedSystem } from "./support/fanwatch-start.js";
 import { REPO_ROOT } from "./support/paths.js";
 
 /** Debian's chromium; playwright-core downloads no browser of its own. */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SCREENSHOTS = join(REPO_ROOT, "test-results");
+
+const TOPICS = { telemetry: "fan/messages", anomaly: "fan/anomaly", deadletter: "fan/deadletter" };
+
+/** The page's server alone, on a fleet of `fans` fans with full charts; frames are sent by tick(). */
+async function servePage(fans: number, options: { maxStreams?: number; maxMissedFrames?: number } = {}): Promise<{ page: WebPage; url: string; server: Server }> {
+  const fleet = new FleetView(TOPICS);
+  for (let n = 0; n < 60; n++) {
+    for (let id = 1; id <= fans; id++) fleet.receive(TOPICS.telemetry, Buffer.from(JSON.stringify({ deviceID: String(id), timeStamp: "2026-11-27 10:00:00", rotation: 612.3 + n, temperature: 40.1, vibration: 151.7, sound: 48.9 })));
+  }
+  const page = createWebPage(fleet, { intervalMs: 3_600_000, ...options });
+  const server = createServer((req, res) => void page.handle(req, res)).listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return { page, server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/ui/events` };
+}
+
+/** An event stream read as a browser would, counting whole frames. */
+async function openStream(url: string): Promise<{ res: IncomingMessage; frames: () => number; bytes: () => number; closed: Promise<void> }> {
+  const res = await new Promise<IncomingMessage>((resolve, reject) => get(url, resolve).on("error", reject));
+  let frames = 0;
+  let bytes = 0;
+  res.setEncoding("utf8");
+  res.on("data", (chunk: string) => {
+    bytes += chunk.length;
+    frames += chunk.split("\n\n").length - 1;
+  });
+  res.on("error", () => {}); // a stream the server ends is reset; `closed` says so
+  return { res, frames: () => frames, bytes: () => bytes, closed: new Promise((resolve) => res.once("close", () => resolve())) };
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
+describe("the page's event stream over plain HTTP", () => {
+  it("serves 16 streams, answers the 17th with 503 and why, and takes a new one when one closes", async () => {
+    const { page, url, server } = await servePage(3);
+    try {
+      const streams = await Promise.all(Array.from({ length: 16 }, () => openStream(url)));
+      const refused = await fetch(url);
+      assert.equal(refused.status, 503);
+      assert.match(await refused.text(), /open in 16 places already/);
+      streams[0]?.res.destroy();
+      await until(() => page.stats().streams === 15);
+      const again = await openStream(url);
+      assert.equal(again.res.statusCode, 200);
+      for (const s of [...streams, again]) s.res.destroy();
+    } finally {
+      page.close();
+      server.close();
+    }
+  });
+
+  it("sends no frames to a client that does not read, holds at most one frame for it, and closes it after 30 missed frames", async () => {
+    const { page, url, server } = await servePage(400);
+    try {
+      const reader = await openStream(url);
+      // A client that asks for the stream and never reads it.
+      const slow = connect((server.address() as AddressInfo).port, "127.0.0.1");
+      slow.write(`GET /ui/events HTTP/1.1\r\nHost: ${new URL(url).host}\r\n\r\n`);
+      slow.pause();
+      slow.on("error", () => {}); // the server resets it: that is what the test waits for
+      const slowClosed = new Promise<void>((resolve) => slow.once("close", () => resolve()));
+      await until(() => page.stats().streams === 2);
+      let closedAt: number | undefined;
+      let ticks = 0;
+      let frameBytes = 0;
+      let largestBuffer = 0;
+      // Without backpressure the server would buffer a frame a tick for the slow client: 200 frames
+      // of this fleet are about 100 MB, far more than the sockets' buffers take.
+      while (closedAt === undefined && ticks < 200) {
+        const [frames, bytes] = [reader.frames(), reader.bytes()];
+        page.tick();
+        ticks++;
+        await until(() => reader.frames() > frames);
+        frameBytes = reader.bytes() - bytes;
+        largestBuffer = Math.max(largestBuffer, page.stats().bufferedBytes);
+        await new Promise((resolve) => setImmediate(resolve));
+        if (page.stats().streams === 1) closedAt = ticks;
+      }
+      assert.ok(closedAt !== undefined, `the slow client is still open after ${ticks} frames of ${frameBytes} bytes, ${JSON.stringify(page.stats())}`);
+      assert.ok(closedAt > 30, `closed after ${closedAt} frames, before it missed 30`);
+      assert.ok(largestBuffer <= 2 * frameBytes, `${largestBuffer} bytes buffered at most; a frame is ${frameBytes}`);
+      assert.equal(reader.frames(), ticks + 1, "the reading client got every frame");
+      slow.resume(); // it reads what it was sent, then finds the connection closed
+      await slowClosed;
+      const before = reader.frames();
+      page.tick();
+      await until(() => reader.frames() > before);
+      reader.res.destroy();
+    } finally {
+      page.close();
+      server.close();
+    }
+  });
+
+  it("ends every stream on close, even one whose client does not read, and refuses new ones", async () => {
+    const { page, url, server } = await servePage(3);
+    const stream = await openStream(url);
+    stream.res.pause();
+    page.close();
+    await stream.closed;
+    const refused = await fetch(url);
+    assert.equal(refused.status, 503);
+    assert.match(await refused.text(), /stopping/);
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+});
 
 describe("the live fleet page in headless Chromium", { timeout: 120_000 }, () => {
   let system: StartedSystem;

@@ -4,19 +4,24 @@ import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/t
 import { readPredictConfig, type PredictConfig } from "../../lib/config.js";
 import { deadLetter } from "../../lib/dead-letter.js";
 import { InputError } from "../../lib/errors.js";
+import { parseUntrustedJson } from "../../lib/json.js";
 import { createLogger } from "../../lib/log.js";
 import { connectMqtt, mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt.js";
 import type { Prediction } from "../../lib/prediction.js";
-import { ScoreClient } from "../../lib/score-client.js";
+import { ScoreClient, ScoreRejectedError } from "../../lib/score-client.js";
 import { features, parseTelemetry, type Telemetry } from "../../lib/telemetry.js";
 import { parseJsonBody } from "../../lib/validation.js";
+import { BudgetExhaustedError, Deadline } from "./deadline.js";
+import { Publisher } from "./publisher.js";
 
 /**
  * predict: scores fan readings and publishes one prediction per reading to the anomaly topic.
  * Takes one reading (what the official MQTT connector sends) or an array (what ours sends when
  * batching). A bad reading is rejected alone and dead-lettered; the rest are scored with one call
- * to the score function. It answers only once the broker acknowledged every publish (QoS 1), so a
- * 200 means the predictions are out.
+ * to the score function. It answers 200 only once the broker acknowledged every publish (QoS 1);
+ * the score call and the publishes share one time budget, and when it runs out, or score is
+ * unavailable, the answer is a 503 and the caller (the connector, the one layer that retries)
+ * tries again.
  */
 export interface Rejection {
   index: number;
@@ -33,40 +38,47 @@ export interface PredictAnswer {
 interface Predictor {
   config: PredictConfig;
   mqtt: MqttClient;
+  publisher: Publisher;
   score: ScoreClient;
 }
 
 const log = createLogger("predict");
 const registry = new Registry();
 const readings = new Counter({ name: "predict_readings_total", help: "Readings by outcome", labelNames: ["outcome"], registers: [registry] });
+const scoreCalls = new Counter({ name: "predict_score_calls_total", help: "Calls to the score function by outcome (one per invocation with valid readings; never retried here)", labelNames: ["outcome"], registers: [registry] });
 let predictor: Predictor | undefined;
 
 export async function init(): Promise<void> {
   const config = readPredictConfig();
+  for (const name of config.ignored) {
+    log.warn({ event: "setting_removed", setting: name }, `${name} no longer has an effect: the connector retries, and predict's score call and publishes share PREDICT_BUDGET_MS`);
+  }
   const settings = mqttSettingsFromEnv();
   const mqtt = connectMqtt(settings, {
     clientId: `predict-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
     onError: (error) => log.warn({ event: "mqtt_error", err: error.message }, "MQTT error"),
   });
   mqtt.on("connect", () => log.info({ event: "mqtt_connected", broker: redactUrl(settings.url) }, "connected to the broker"));
-  mqtt.on("offline", () => log.warn({ event: "mqtt_offline" }, "broker unreachable; publishes wait for it"));
-  const score = new ScoreClient(config.scoreUrl, { timeoutMs: config.scoreTimeoutMs, retries: config.scoreRetries });
-  predictor = { config, mqtt, score };
-  log.info({ event: "configured", scoreUrl: config.scoreUrl, topics: config.topics, broker: redactUrl(settings.url) }, "predict ready");
+  mqtt.on("offline", () => log.warn({ event: "mqtt_offline" }, "broker unreachable; invocations wait for it within their budget, then answer 503"));
+  const score = new ScoreClient(config.scoreUrl, { timeoutMs: config.scoreTimeoutMs });
+  predictor = { config, mqtt, publisher: new Publisher(mqtt), score };
+  log.info({ event: "configured", scoreUrl: config.scoreUrl, topics: config.topics, budgetMs: config.budgetMs, scoreTimeoutMs: config.scoreTimeoutMs, broker: redactUrl(settings.url) }, "predict ready");
 }
 
 export async function handler(event: FunctionEvent, context: FunctionContext): Promise<PredictAnswer | Record<string, unknown>> {
-  const { config, mqtt, score } = ready();
+  const { config, mqtt, publisher, score } = ready();
   if (event.method === "GET") return { broker: mqtt.connected ? "connected" : "disconnected", scoreUrl: config.scoreUrl, topics: config.topics };
   if (event.method !== "POST") {
     context.status(405).headers({ allow: "GET, POST" });
     return { error: `method ${event.method} is not allowed; POST readings`, field: "method" };
   }
+  const deadline = Deadline.forCall(event.headers["x-timeout-ms"], config.budgetMs);
+  const topic = topicOf(event, config);
   let body: unknown;
   try {
-    body = parseJsonBody(event.body);
+    body = readBody(event.body);
   } catch (error) {
-    await publish(mqtt, config.topics.deadletter, [deadLetter((error as Error).message, topicOf(event, config), event.body ?? "")], config.publishTimeoutMs);
+    await publisher.publish(config.topics.deadletter, [deadLetter((error as Error).message, topic, event.body ?? "")], deadline);
     readings.inc({ outcome: "rejected" });
     throw error;
   }
@@ -74,7 +86,6 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
   if (items.length === 0) throw new InputError("the array of readings is empty", "body");
   if (items.length > config.maxReadings) throw new InputError(`at most ${config.maxReadings} readings per invocation, got ${items.length}`, "body", { status: 413 });
 
-  const topic = topicOf(event, config);
   const valid: Array<{ index: number; telemetry: Telemetry }> = [];
   const results: Array<Prediction | Rejection> = new Array(items.length);
   const letters = [];
@@ -89,7 +100,7 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
 
   const predictions: Prediction[] = [];
   if (valid.length > 0) {
-    const answer = await score.score(valid.map((v) => features(v.telemetry)));
+    const answer = await scoreWithin(score, valid.map((v) => features(v.telemetry)), deadline);
     valid.forEach(({ index, telemetry }, i) => {
       const p = answer.predictions[i]!;
       const prediction: Prediction = { deviceID: telemetry.deviceID, fault: p.fault, probability: p.probability };
@@ -99,7 +110,7 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
       results[index] = prediction;
     });
   }
-  await Promise.all([publish(mqtt, config.topics.anomaly, predictions, config.publishTimeoutMs), publish(mqtt, config.topics.deadletter, letters, config.publishTimeoutMs)]);
+  await Promise.all([publisher.publish(config.topics.anomaly, predictions, deadline), publisher.publish(config.topics.deadletter, letters, deadline)]);
   readings.inc({ outcome: "scored" }, predictions.length);
   readings.inc({ outcome: "rejected" }, letters.length);
   return { scored: predictions.length, rejected: letters.length, results };
@@ -116,32 +127,36 @@ export function metrics(): Promise<string> {
   return registry.metrics();
 }
 
+/** One call, no retry, within what is left of the budget; counted by outcome. */
+async function scoreWithin(score: ScoreClient, instances: number[][], deadline: Deadline): ReturnType<ScoreClient["score"]> {
+  try {
+    const answer = await deadline.wait(score.score(instances, deadline.signal), "the score function");
+    scoreCalls.inc({ outcome: "ok" });
+    return answer;
+  } catch (error) {
+    scoreCalls.inc({ outcome: error instanceof BudgetExhaustedError ? "out_of_time" : error instanceof ScoreRejectedError ? "rejected" : "unavailable" });
+    throw error;
+  }
+}
+
+/**
+ * The template has parsed JSON bodies already; text and other content types (faas-cli invoke,
+ * a connector sending raw bytes) are parsed here, as strictly: UTF-8 only, no prototype keys.
+ */
+function readBody(body: unknown): unknown {
+  const text = typeof body === "string" || Buffer.isBuffer(body);
+  if (!text || body.length === 0 || (typeof body === "string" && body.trim() === "")) return parseJsonBody(body);
+  try {
+    return parseUntrustedJson(body);
+  } catch (error) {
+    throw new InputError(`request body is not valid JSON: ${(error as Error).message}`, "body", { cause: error });
+  }
+}
+
 /** The connectors say which topic a message came from (X-Topic); default to the telemetry topic. */
 function topicOf(event: FunctionEvent, config: PredictConfig): string {
   const header = event.headers["x-topic"];
   return typeof header === "string" && header !== "" ? header : config.topics.telemetry;
-}
-
-/** Publishes at QoS 1 and waits for the broker's acknowledgements, or fails after `timeoutMs`. */
-async function publish(mqtt: MqttClient, topic: string, messages: readonly object[], timeoutMs: number): Promise<void> {
-  if (messages.length === 0) return;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(Object.assign(new Error(`the broker did not acknowledge ${messages.length} publishes to ${topic} within ${timeoutMs} ms`), { status: 503 })), timeoutMs);
-  });
-  const acknowledged = new Promise<void>((resolve, reject) => {
-    let left = messages.length;
-    const onAck = (error?: Error) => {
-      if (error !== undefined && error !== null) reject(error);
-      else if (--left === 0) resolve();
-    };
-    for (const m of messages) mqtt.publish(topic, JSON.stringify(m), { qos: 1 }, onAck);
-  });
-  try {
-    await Promise.race([acknowledged, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function ready(): Predictor {

@@ -68,6 +68,13 @@ function render(snapshot) {
     }
     if (container.children[index] !== node) container.insertBefore(node, container.children[index] ?? null);
   });
+  // Fans the server has forgotten (silent for a while) leave the page.
+  const shown = new Set(snapshot.fans.map((fan) => fan.deviceID));
+  for (const [id, { node }] of tiles) {
+    if (shown.has(id)) continue;
+    node.remove();
+    tiles.delete(id);
+  }
   $("feed").replaceChildren(...snapshot.feed.map((a) => item(`${time(a.at)} · Fan ${a.deviceID} · ${(a.probability * 100).toFixed(1)}%`)));
   $("dead-letter-feed").replaceChildren(...snapshot.deadLetters.map((d) => item(`${time(d.at)} · ${d.error}`)));
 }

@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import type { IncomingMessage } from "node:http";
 import sjson from "secure-json-parse";
 
@@ -22,7 +23,7 @@ export interface BodyLimits {
 /**
  * Reads and parses a request body: JSON for application/json (and +json), a string for text/*,
  * a Buffer otherwise or with RAW_BODY. Rejects bodies over their limit without buffering them,
- * and JSON with __proto__/constructor.prototype keys (prototype poisoning).
+ * JSON that is not UTF-8, and JSON with __proto__/constructor.prototype keys (prototype poisoning).
  */
 export async function readBody(request: IncomingMessage, limits: BodyLimits): Promise<unknown> {
   const type = (request.headers["content-type"] ?? "").split(";", 1)[0]?.trim().toLowerCase() ?? "";
@@ -49,6 +50,8 @@ export async function readBody(request: IncomingMessage, limits: BodyLimits): Pr
   const raw = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
   if (json) {
     if (size === 0) throw new RequestError(400, "request body is empty; send a JSON document");
+    // A lossy decode would turn bad bytes into U+FFFD and let a mangled document through.
+    if (!isUtf8(raw)) throw new RequestError(400, "request body is not valid JSON: not valid UTF-8 text");
     try {
       return sjson.parse(raw.toString("utf8"), undefined, { protoAction: "error", constructorAction: "error" });
     } catch (error) {

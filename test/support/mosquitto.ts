@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,10 +9,13 @@ import { terminate } from "./process.js";
 import { REPO_ROOT } from "./paths.js";
 
 const BINARY = "/usr/sbin/mosquitto";
+const SHIPPED = join(REPO_ROOT, "deploy/mosquitto");
 
 export interface Broker {
   url: string;
   port: number;
+  /** Mosquitto's log (log_type as shipped: errors, warnings, notices such as connects and disconnects). */
+  logFile: string;
   /** The broker's process id (changes on restart). */
   readonly pid: number | undefined;
   /** Stops the broker (SIGTERM, waits for exit) and deletes its folder. */
@@ -21,37 +24,80 @@ export interface Broker {
   restart(): Promise<void>;
 }
 
+/** The shipped security settings, exercised as they are: both listeners, the built password file and ACL. */
+export interface ShippedSecurity {
+  /** Service users (connector, predict, telegraf, ...) and their passwords, as in the Secret mosquitto-users. */
+  users: Record<string, string>;
+  /** Registered fans (fan-<name>) and their passwords, as in the Secret mosquitto-fans. */
+  fans: Record<string, string>;
+}
+
+export interface Options {
+  /** A password file with these users and no ACL (default: anonymous). Ignored with `shipped`. */
+  users?: Record<string, string>;
+  /** The one listener speaks TLS with a throwaway CA (caFile). Ignored with `shipped`. */
+  tls?: boolean;
+  /**
+   * Keep the shipped listeners, TLS, client-id binding, password file and ACL (built by
+   * deploy/mosquitto/build-auth.sh), with ports, paths and certificates swapped for the test's.
+   * `url` is then the services' listener, `fansUrl` the fans' TLS listener.
+   */
+  shipped?: ShippedSecurity;
+  /**
+   * Drop the shipped max_packet_size, for a test of what the connector does with a message that a
+   * broker without a cap (aedes, another broker) delivers. The shipped broker disconnects its sender.
+   */
+  withoutPacketCap?: boolean;
+}
+
 /**
- * A real Mosquitto on a free port, configured from deploy/mosquitto/mosquitto.conf with the
- * listener, persistence folder and authentication swapped for the test's (anonymous, loopback).
+ * A real Mosquitto on a free port, configured from deploy/mosquitto/mosquitto.conf. By default its
+ * listeners and authentication are swapped for one loopback listener (anonymous, or `users`,
+ * optionally TLS); with `shipped`, its own security settings are kept.
  */
-export async function startMosquitto(options: { users?: Record<string, string>; tls?: boolean } = {}): Promise<Broker & { caFile?: string }> {
+export async function startMosquitto(options: Options = {}): Promise<Broker & { caFile?: string; fansUrl?: string; fansPort?: number }> {
   if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: apt-get install -y mosquitto`);
   const dir = await mkdtemp(join(tmpdir(), "fanwatch-mosquitto-"));
   const port = await freePort();
-  const shipped = await readFile(join(REPO_ROOT, "deploy/mosquitto/mosquitto.conf"), "utf8");
-  const config = shipped
-    .split("\n")
-    .filter((line) => !/^(listener|allow_anonymous|password_file|acl_file|persistence_location|log_dest) /.test(line))
-    // `user root`: started as root (CI), Mosquitto would otherwise switch to the mosquitto user,
-    // which cannot read or write this private temporary folder. Ignored when not root.
-    .concat([`listener ${port} 127.0.0.1`, `persistence_location ${dir}/`, `log_dest file ${join(dir, "mosquitto.log")}`, "user root"])
-    .concat(options.tls === true ? tlsListener(dir) : [])
-    .concat(await authentication(dir, options.users))
-    .join("\n");
-  await writeFile(join(dir, "mosquitto.conf"), config);
+  const shipped = (await readFile(join(SHIPPED, "mosquitto.conf"), "utf8")).split("\n").filter((line) => !(options.withoutPacketCap === true && line.startsWith("max_packet_size ")));
+  // `user root`: started as root (CI), Mosquitto would otherwise switch to the mosquitto user,
+  // which cannot read or write this private temporary folder. Ignored when not root.
+  const common = [`persistence_location ${dir}/`, `log_dest file ${join(dir, "mosquitto.log")}`, "user root"];
+  let fansPort: number | undefined;
+  let lines: string[];
+  try {
+    if (options.shipped === undefined) {
+      lines = shipped
+        .filter((line) => !/^(listener|allow_anonymous|password_file|acl_file|certfile|keyfile|use_username_as_clientid|persistence_location|log_dest) /.test(line))
+        .concat(common, [`listener ${port} 127.0.0.1`])
+        .concat(options.tls === true ? [`cafile ${join(dir, "ca.crt")}`, ...certificates(dir)] : [])
+        .concat(await authentication(dir, options.users));
+    } else {
+      fansPort = await freePort();
+      certificates(dir);
+      await buildAuth(dir, options.shipped);
+      lines = swapForTest(shipped, dir, port, fansPort).concat(common);
+    }
+  } catch (error) {
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
+  await writeFile(join(dir, "mosquitto.conf"), lines.join("\n"));
   let child: ChildProcess = await launch(dir, port).catch(async (error: unknown) => {
     const log = await readFile(join(dir, "mosquitto.log"), "utf8").catch(() => "(no log)");
     await rm(dir, { recursive: true, force: true });
     throw new Error(`${(error as Error).message}\n${log}`);
   });
+  const tlsUrl = options.shipped === undefined && options.tls === true;
   return {
-    url: `${options.tls === true ? "mqtts" : "mqtt"}://127.0.0.1:${port}`,
+    url: `${tlsUrl ? "mqtts" : "mqtt"}://127.0.0.1:${port}`,
     port,
+    logFile: join(dir, "mosquitto.log"),
     get pid() {
       return child.pid;
     },
-    ...(options.tls === true ? { caFile: join(dir, "ca.crt") } : {}),
+    ...(tlsUrl || fansPort !== undefined ? { caFile: join(dir, "ca.crt") } : {}),
+    ...(fansPort === undefined ? {} : { fansUrl: `mqtts://127.0.0.1:${fansPort}`, fansPort }),
     async stop() {
       await terminate(child);
       await rm(dir, { recursive: true, force: true });
@@ -63,17 +109,43 @@ export async function startMosquitto(options: { users?: Record<string, string>; 
   };
 }
 
-/** A throwaway CA and a server certificate for 127.0.0.1, made with openssl. */
-function tlsListener(dir: string): string[] {
+/**
+ * The shipped configuration with the cluster's ports and paths swapped for the test's. Throws when
+ * a line it expects is missing or a cluster path is left over, so that a change to the shipped file
+ * cannot silently stop being exercised.
+ */
+function swapForTest(shipped: string[], dir: string, port: number, fansPort: number): string[] {
+  const listeners: Record<string, string> = { "listener 1883 0.0.0.0": `listener ${port} 127.0.0.1`, "listener 8883 0.0.0.0": `listener ${fansPort} 127.0.0.1` };
+  for (const line of Object.keys(listeners)) if (!shipped.includes(line)) throw new Error(`deploy/mosquitto/mosquitto.conf no longer has "${line}": update test/support/mosquitto.ts`);
+  const swapped = shipped
+    .filter((line) => !/^(persistence_location|log_dest) /.test(line))
+    .map((line) => listeners[line] ?? line.replaceAll("/mosquitto/config/", `${dir}/`).replaceAll("/mosquitto/tls/", `${dir}/`));
+  const left = swapped.find((line) => line.includes("/mosquitto/"));
+  if (left !== undefined) throw new Error(`deploy/mosquitto/mosquitto.conf: "${left}" names a cluster path the test does not provide`);
+  return swapped;
+}
+
+/** The password file and ACL, made by the shipped build-auth.sh from one file per user, as the Secrets are mounted. */
+async function buildAuth(dir: string, security: ShippedSecurity): Promise<void> {
+  for (const [folder, entries] of [["users", security.users], ["fans", security.fans]] as const) {
+    await mkdir(join(dir, folder));
+    for (const [name, password] of Object.entries(entries)) await writeFile(join(dir, folder, name), password);
+  }
+  const result = spawnSync("sh", [join(SHIPPED, "build-auth.sh"), join(dir, "users"), join(dir, "fans"), join(SHIPPED, "acl"), dir]);
+  if (result.status !== 0) throw new Error(`build-auth.sh failed: ${result.stderr.toString()}`);
+}
+
+/** A throwaway CA (ca.crt) and a server certificate for 127.0.0.1 (tls.crt, tls.key, as in the Secret mosquitto-tls), made with openssl. */
+function certificates(dir: string): string[] {
   const run = (args: string[]) => {
     const result = spawnSync("openssl", args, { cwd: dir });
     if (result.status !== 0) throw new Error(`openssl ${args[0]} failed: ${result.stderr.toString()}`);
   };
   run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=fanwatch test CA", "-keyout", "ca.key", "-out", "ca.crt"]);
-  run(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"]);
+  run(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "tls.key", "-out", "tls.csr"]);
   writeFileSync(join(dir, "san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  run(["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "san.ext", "-out", "server.crt"]);
-  return [`cafile ${join(dir, "ca.crt")}`, `certfile ${join(dir, "server.crt")}`, `keyfile ${join(dir, "server.key")}`];
+  run(["x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "san.ext", "-out", "tls.crt"]);
+  return [`certfile ${join(dir, "tls.crt")}`, `keyfile ${join(dir, "tls.key")}`];
 }
 
 /** Anonymous access, or a password file for `users` (made with mosquitto_passwd, as in production). */
@@ -99,7 +171,6 @@ async function launch(dir: string, port: number): Promise<ChildProcess> {
   child.kill("SIGKILL");
   throw new Error(`mosquitto did not listen on ${port} within 10 s`);
 }
-
 
 function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {

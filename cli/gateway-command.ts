@@ -1,0 +1,45 @@
+import type { Command } from "commander";
+import { fileURLToPath } from "node:url";
+import { integer, type Io } from "./parse.js";
+import { REPO_ROOT } from "./paths.js";
+
+interface GatewayFlags {
+  port: number;
+  host: string;
+  stack?: string;
+}
+
+export function addGatewayCommand(program: Command, io: Io): void {
+  program
+    .command("gateway")
+    .description("run the local gateway with every function of stack.yml, against the broker in MQTT_URL (no broker, connector, fleet or page of its own)")
+    .option("--port <port>", "the gateway's port", integer("--port"), 8080)
+    .option("--host <address>", "the gateway's address; 0.0.0.0 opens it to the network", "127.0.0.1")
+    .option("--stack <file>", "the functions to run (default: the repository's stack.yml)")
+    .addHelpText(
+      "after",
+      "\nThe functions publish to MQTT_URL (default mqtt://127.0.0.1:1883, credentials from MQTT_USERNAME/MQTT_PASSWORD).\n" +
+        "Async callbacks go to loopback only, or to the hosts in CALLBACK_ALLOWED_HOSTS (docs/start.md).\n" +
+        "/system credentials: basic-auth-user/-password under SECRET_MOUNT_PATH, else GATEWAY_PASSWORD, else printed at start;\n" +
+        "feed it from MQTT with `fanwatch connector --basic-auth --secret-mount-path DIR` and SECRET_MOUNT_PATH=DIR here.",
+    )
+    .action(async (opts: GatewayFlags) => {
+      // Listening before anything starts: a signal during start-up stops the functions once they are up.
+      const stopped = new Promise<void>((resolve) => {
+        process.once("SIGINT", resolve);
+        process.once("SIGTERM", resolve);
+      });
+      const [{ startGateway }, { createLogger }, { mqttSettingsFromEnv, redactUrl }] = await Promise.all([import("../runtime/gateway-runner.js"), import("../lib/log.js"), import("../lib/mqtt.js")]);
+      const log = createLogger("fanwatch-gateway", process.env.LOG_LEVEL ?? "warn");
+      const mqtt = mqttSettingsFromEnv(process.env);
+      const stackFile = opts.stack ?? fileURLToPath(new URL("stack.yml", REPO_ROOT));
+      const gateway = await startGateway({ port: opts.port, host: opts.host, stackFile, mqtt, env: process.env, log, say: (line) => io.err(line) });
+      io.err(`functions publish to ${redactUrl(mqtt.url)}`);
+      io.err(`gateway running on ${gateway.url}${opts.host === "0.0.0.0" ? " and every address of this machine" : ""}; Ctrl-C stops it`);
+      await stopped;
+      process.once("SIGINT", () => process.exit(130)); // a second Ctrl-C gives up at once
+      io.err("stopping: the functions finish what they hold…");
+      await gateway.stop();
+      io.err("stopped");
+    });
+}

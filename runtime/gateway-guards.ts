@@ -1,0 +1,98 @@
+import type { IncomingMessage } from "node:http";
+import { isIP } from "node:net";
+import { z } from "zod";
+import { parseEnv } from "../lib/config.js";
+
+export interface GatewayLimits {
+  /** Largest async body the gateway holds while the call waits to run. */
+  maxAsyncBodyBytes: number;
+  /** Async calls accepted and not yet answered to their callback; beyond it, 429. */
+  maxPendingAsync: number;
+  /** Hosts (name or name:port) an X-Callback-Url may name besides this machine's loopback. */
+  callbackAllowedHosts: string[];
+}
+
+const LimitsEnv = z.object({
+  // As the functions' own body limit (MAX_JSON_SIZE's default): a body they would refuse is refused here.
+  GATEWAY_MAX_ASYNC_BODY: z.coerce.number().int().min(1).default(1024 * 1024),
+  // 64 × 1 MiB is the most the gateway holds in async bodies; fan readings are 200 bytes.
+  GATEWAY_MAX_ASYNC_PENDING: z.coerce.number().int().min(1).default(64),
+  CALLBACK_ALLOWED_HOSTS: z.string().default(""),
+});
+
+export function readGatewayLimits(env: NodeJS.ProcessEnv): GatewayLimits {
+  const e = parseEnv(LimitsEnv, env);
+  return {
+    maxAsyncBodyBytes: e.GATEWAY_MAX_ASYNC_BODY,
+    maxPendingAsync: e.GATEWAY_MAX_ASYNC_PENDING,
+    callbackAllowedHosts: e.CALLBACK_ALLOWED_HOSTS.split(",").map((h) => h.trim().toLowerCase()).filter((h) => h !== ""),
+  };
+}
+
+/**
+ * Why a request comes from another site's page, if it does. Browsers send `Sec-Fetch-Site` and,
+ * on POSTs and cross-origin fetches, `Origin`; curl, faas-cli and the connector send neither. A
+ * page on another port of this machine is "same-site" but another origin, so it is refused too.
+ */
+export function crossSiteReason(req: IncomingMessage): string | undefined {
+  const site = req.headers["sec-fetch-site"];
+  if (site === "cross-site" || site === "same-site") return `Sec-Fetch-Site: ${site}`;
+  const origin = req.headers.origin;
+  if (origin === undefined) return undefined;
+  let host: string | undefined;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    host = undefined; // "null" (a sandboxed frame, a file) or garbage
+  }
+  return host !== undefined && host === req.headers.host ? undefined : `Origin: ${origin}`;
+}
+
+/**
+ * The callback address of an async call, if the gateway may post to it: http(s) on this machine's
+ * loopback, or on a host listed in CALLBACK_ALLOWED_HOSTS. Anything else would let whoever can
+ * reach the gateway make it send requests into the network it sits in.
+ */
+export function checkCallbackUrl(value: string, allowedHosts: readonly string[]): { url: URL } | { error: string } {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return { error: `X-Callback-Url ${JSON.stringify(value.slice(0, 200))} is not a URL` };
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return { error: `X-Callback-Url must be http or https, not ${url.protocol}` };
+  if (isLoopback(url.hostname) || allowedHosts.includes(url.hostname.toLowerCase()) || allowedHosts.includes(url.host.toLowerCase())) return { url };
+  return { error: `X-Callback-Url host ${url.host} is not this machine's loopback; list it in CALLBACK_ALLOWED_HOSTS to allow it` };
+}
+
+function isLoopback(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, "");
+  if (host === "localhost") return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  return host === "::1";
+}
+
+export class BodyTooLargeError extends Error {}
+
+/** Reads a request body, refusing it as soon as it passes `limit` bytes. */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers["content-length"]);
+    if (declared > limit) return reject(new BodyTooLargeError(`the body is ${declared} bytes; the limit is ${limit} bytes (GATEWAY_MAX_ASYNC_BODY)`));
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners("data");
+        req.resume();
+        return reject(new BodyTooLargeError(`the body is over the limit of ${limit} bytes (GATEWAY_MAX_ASYNC_BODY)`));
+      }
+      chunks.push(chunk);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+    // A client that goes away mid-body ends neither way on every Node version: settle here too.
+    req.on("close", () => reject(new Error("the client closed the connection before sending the whole body")));
+  });
+}

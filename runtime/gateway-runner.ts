@@ -1,0 +1,92 @@
+import { randomBytes } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { envValue } from "../lib/config.js";
+import type { Logger } from "../lib/log.js";
+import type { MqttSettings } from "../lib/mqtt.js";
+import { DEFAULT_SECRET_PATH, readSecret } from "../lib/secrets.js";
+import { readStack, type StackFunction } from "../lib/stack.js";
+import { FunctionProcess } from "./function-process.js";
+import { LocalGateway } from "./gateway.js";
+import { readGatewayLimits } from "./gateway-guards.js";
+
+const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+export interface GatewayRunOptions {
+  port: number;
+  /** 127.0.0.1 keeps the gateway to this machine; 0.0.0.0 opens it to the network. */
+  host: string;
+  stackFile: string;
+  /** The broker the functions publish to. */
+  mqtt: MqttSettings;
+  env: NodeJS.ProcessEnv;
+  log: Logger;
+  /** Progress and every line a function prints. */
+  say: (line: string) => void;
+  /** Other routes (the web page), tried before answering 404. */
+  extra?: (req: IncomingMessage, res: ServerResponse) => boolean;
+}
+
+export interface RunningGateway {
+  url: string;
+  credentials: { user: string; password: string };
+  /** Stops the functions (they finish what they hold), then closes the gateway. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The local gateway with every function of stack.yml running as a child process behind it: what
+ * `fanwatch start` runs, and `fanwatch gateway` alone. Says where it listens and the /system
+ * credentials, and resolves once every function listens.
+ */
+export async function startGateway(options: GatewayRunOptions): Promise<RunningGateway> {
+  const { env, say } = options;
+  const secretPath = envValue(env, "SECRET_MOUNT_PATH") ?? DEFAULT_SECRET_PATH;
+  const credentials = {
+    user: readSecret(join(secretPath, "basic-auth-user")) ?? "admin",
+    password: envValue(env, "GATEWAY_PASSWORD") ?? readSecret(join(secretPath, "basic-auth-password")) ?? randomBytes(12).toString("base64url"),
+  };
+  const stack = await readStack(options.stackFile, env);
+  // The gateway listens first: its address goes into the functions' environment.
+  const gateway = new LocalGateway({ port: options.port, host: options.host, credentials, limits: readGatewayLimits(env), log: options.log, ...(options.extra === undefined ? {} : { extra: options.extra }) });
+  await gateway.listen();
+  say(`gateway on ${gateway.url} (/system/* user ${credentials.user}, password ${credentials.password})`);
+  const functions = Object.entries(stack.functions).map(([name, spec]) => {
+    const child = new FunctionProcess({ name, env: functionEnv(spec, env, options.mqtt, gateway.url), onLine: (fn, line) => say(`[${fn}] ${line}`) });
+    gateway.add({ name, spec, process: child });
+    return child;
+  });
+  const stop = async () => {
+    await Promise.all(functions.map((fn) => fn.stop()));
+    await gateway.close();
+  };
+  try {
+    say(`starting ${functions.map((f) => f.name).join(" and ")}…`);
+    await Promise.all(functions.map((fn) => fn.start()));
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { url: gateway.url, credentials, stop };
+}
+
+/**
+ * What a function sees: its stack.yml environment, with the addresses it names (in-cluster
+ * service names) replaced by this machine's broker and gateway, and the MQTT credentials of this
+ * run rather than the cluster's user name.
+ */
+function functionEnv(spec: StackFunction, env: NodeJS.ProcessEnv, mqtt: MqttSettings, gatewayUrl: string): NodeJS.ProcessEnv {
+  const { MQTT_USERNAME: _clusterUser, ...stackEnv } = spec.environment;
+  return {
+    ...env,
+    LOG_LEVEL: env.LOG_LEVEL ?? "warn",
+    ...stackEnv,
+    MODEL_DIR: join(REPO_ROOT, spec.environment.MODEL_DIR ?? "model/artifact"),
+    MQTT_URL: mqtt.url,
+    ...(mqtt.username === undefined ? {} : { MQTT_USERNAME: mqtt.username }),
+    ...(mqtt.password === undefined ? {} : { MQTT_PASSWORD: mqtt.password }),
+    SCORE_URL: `${gatewayUrl}/function/score`,
+    GATEWAY_URL: gatewayUrl,
+  };
+}
