@@ -109,7 +109,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
   const logDir = join(options.logDir, scenario.name);
   await mkdir(logDir, { recursive: true });
   const say = (line: string) => options.progress(`${scenario.name}: ${line}`);
-  say(`starting Mosquitto, InfluxDB, score, predict, the connector and the writer (logs in ${logDir})`);
+  say(`starting Mosquitto, InfluxDB, the gateway with score and predict, the connector and the writer (logs in ${logDir})`);
   const system = await FaultSystem.start(logDir);
   const ledger = new Ledger();
   const sampler = new RssSampler(() => system.pids(), 500, options.rssTimelineMs);

@@ -1,6 +1,7 @@
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
-import { readdir, readFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CONNECTOR_NODE_OPTIONS } from "../connectors/mqtt/node-options.js";
 import { freePort } from "../lib/net.js";
@@ -8,8 +9,10 @@ import { startInfluxDB, type Influx } from "../test/support/influxdb.js";
 import { startMosquitto, type Broker } from "../test/support/mosquitto.js";
 import { spawnCli, waitForOutput } from "../test/support/process.js";
 
-export type Role = "score" | "predict" | "connector" | "writer";
-export const ROLES: readonly Role[] = ["score", "predict", "connector", "writer"];
+export type Role = "gateway" | "connector" | "writer";
+export const ROLES: readonly Role[] = ["gateway", "connector", "writer"];
+/** The functions, which the gateway runs as its child processes. */
+export type FunctionName = "score" | "predict";
 
 interface RoleSpec {
   args: string[];
@@ -21,8 +24,9 @@ interface RoleSpec {
 
 /**
  * The whole pipeline as real processes on this machine, as a user would run it: Mosquitto from the
- * shipped configuration (persistence on), InfluxDB 1.x, `fanwatch function score` and `predict`,
- * `fanwatch connector` (a static route to predict) and `fanwatch influx-writer`. Each process keeps
+ * shipped configuration (persistence on), InfluxDB 1.x, `fanwatch gateway` (which runs score and
+ * predict from stack.yml as its child processes), `fanwatch connector` (routes from the gateway's
+ * /system/functions, basic auth from secret files) and `fanwatch influx-writer`. Each process keeps
  * its ports and MQTT client id across restarts, as a supervisor would restart it. Their output goes
  * to <logDir>/<role>.log.
  */
@@ -31,26 +35,33 @@ export class FaultSystem {
   readonly #children = new Map<Role, ChildProcessWithoutNullStreams>();
   readonly #logs = new Map<Role, WriteStream>();
   #influxd: number | undefined;
+  readonly #functionPids = new Map<FunctionName, number>();
 
   private constructor(
     readonly broker: Broker,
     readonly influx: Influx,
     readonly logDir: string,
     specs: Record<Role, RoleSpec>,
+    private readonly gateway: { url: string; secrets: string },
   ) {
     this.#specs = specs;
   }
 
   static async start(logDir: string): Promise<FaultSystem> {
     const [broker, influx] = await Promise.all([startMosquitto(), startInfluxDB()]);
-    const [scorePort, predictPort, connectorPort, writerPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const [gatewayPort, connectorPort, writerPort] = await Promise.all([freePort(), freePort(), freePort()]);
+    // The gateway's /system credentials, as OpenFaaS mounts them, for the gateway and the connector.
+    const secrets = join(logDir, "secrets");
+    await mkdir(secrets, { recursive: true });
+    await writeFile(join(secrets, "basic-auth-user"), "admin");
+    await writeFile(join(secrets, "basic-auth-password"), randomBytes(12).toString("base64url"));
     const quiet = { LOG_LEVEL: "warn" };
+    const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
     const specs: Record<Role, RoleSpec> = {
-      score: { args: ["function", "score", "--port", String(scorePort)], env: quiet, ready: /listening on/ },
-      predict: { args: ["function", "predict", "--port", String(predictPort)], env: { ...quiet, MQTT_URL: broker.url, SCORE_URL: `http://127.0.0.1:${scorePort}/` }, ready: /listening on/ },
+      gateway: { args: ["gateway", "--port", String(gatewayPort)], env: { ...quiet, MQTT_URL: broker.url, SECRET_MOUNT_PATH: secrets }, ready: /gateway running/ },
       connector: {
         args: ["connector"],
-        env: { ...quiet, gateway_url: `http://127.0.0.1:${predictPort}`, broker: broker.url, functions: "fan/messages=predict", port: String(connectorPort), client_id: "faults-connector", NODE_OPTIONS: CONNECTOR_NODE_OPTIONS },
+        env: { ...quiet, gateway_url: gatewayUrl, broker: broker.url, basic_auth: "true", secret_mount_path: secrets, port: String(connectorPort), client_id: "faults-connector", NODE_OPTIONS: CONNECTOR_NODE_OPTIONS },
         ready: /connector running/,
         healthPort: connectorPort,
       },
@@ -61,10 +72,10 @@ export class FaultSystem {
         healthPort: writerPort,
       },
     };
-    const system = new FaultSystem(broker, influx, logDir, specs);
+    const system = new FaultSystem(broker, influx, logDir, specs, { url: gatewayUrl, secrets });
     try {
-      // Independent of each other (the connector and predict retry until their peers answer).
-      await Promise.all(ROLES.map((role) => system.startRole(role)));
+      // The connector subscribes once it has read the gateway's routes; the writer is independent.
+      await Promise.all([system.startRole("gateway").then(() => system.startRole("connector")), system.startRole("writer")]);
     } catch (error) {
       await system.stop();
       throw error;
@@ -76,10 +87,33 @@ export class FaultSystem {
     return this.#children.get(role)?.pid;
   }
 
-  /** Process ids to sample, by name, including the servers' and this process's own. */
+  /** Process ids to sample, by name, including the servers', the functions' and this process's own. */
   async pids(): Promise<Record<string, number | undefined>> {
-    if (this.#influxd === undefined || (await commOf(this.#influxd)) !== "influxd") this.#influxd = await childPid("influxd");
-    return { mosquitto: this.broker.pid, influxd: this.#influxd, ...Object.fromEntries(ROLES.map((r) => [r, this.pid(r)])), harness: process.pid };
+    if (this.#influxd === undefined || (await commOf(this.#influxd)) !== "influxd") this.#influxd = await childPid(process.pid, (cmd) => cmd.startsWith("/usr/bin/influxd"));
+    const functions = await Promise.all((["score", "predict"] as const).map(async (name) => [name, await this.functionPid(name)] as const));
+    return { mosquitto: this.broker.pid, influxd: this.#influxd, ...Object.fromEntries(ROLES.map((r) => [r, this.pid(r)])), ...Object.fromEntries(functions), harness: process.pid };
+  }
+
+  /** The pid of a function's process, a child of the gateway. */
+  async functionPid(name: FunctionName): Promise<number | undefined> {
+    const known = this.#functionPids.get(name);
+    if (known !== undefined && (await commOf(known)) !== undefined) return known;
+    const gateway = this.pid("gateway");
+    const pid = gateway === undefined ? undefined : await childPid(gateway, (cmd) => cmd.includes(` function ${name} `));
+    if (pid === undefined) this.#functionPids.delete(name);
+    else this.#functionPids.set(name, pid);
+    return pid;
+  }
+
+  /** Scales a function to 0 (the gateway stops its process: calls fail as in an outage) or back to 1. */
+  async scale(name: FunctionName, replicas: 0 | 1): Promise<void> {
+    const [user, password] = await Promise.all(["basic-auth-user", "basic-auth-password"].map((file) => readFile(join(this.gateway.secrets, file), "utf8")));
+    const response = await fetch(`${this.gateway.url}/system/scale-function/${name}`, {
+      method: "POST",
+      headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`, "content-type": "application/json" },
+      body: JSON.stringify({ serviceName: name, replicas }),
+    });
+    if (!response.ok) throw new Error(`scaling ${name} to ${replicas}: ${response.status} ${await response.text()}`);
   }
 
   async startRole(role: Role): Promise<void> {
@@ -122,14 +156,14 @@ export class FaultSystem {
   }
 }
 
-/** The pid of this process's child named `comm`, if any. */
-async function childPid(comm: string): Promise<number | undefined> {
+/** The pid of a child of `parent` whose command line (arguments joined by spaces) `matches`. */
+async function childPid(parent: number, matches: (cmdline: string) => boolean): Promise<number | undefined> {
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
-    const close = stat.lastIndexOf(")");
-    if (stat.slice(stat.indexOf("(") + 1, close) !== comm) continue;
-    if (Number(stat.slice(close + 2).split(" ")[1]) === process.pid) return Number(entry);
+    if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) !== parent) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+    if (matches(`${cmdline.replaceAll("\0", " ")}`)) return Number(entry);
   }
   return undefined;
 }

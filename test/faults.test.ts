@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { runScenario, SHORT, summaryLine, type RunOptions } from "../bench/faults-run.js";
-import { NOT_RUN, SCENARIOS } from "../bench/faults-scenarios.js";
+import { SCENARIOS } from "../bench/faults-scenarios.js";
 
 // The fault suite's short version (docs/reliability.md): every scenario of `npm run bench:faults`
 // at 200 messages/s with 5 s faults, each on a fresh system of real processes (Mosquitto from the
@@ -33,5 +33,4 @@ describe("fault suite (short): nothing lost under faults", { timeout: 15 * 60_00
       assert.ok(result.sent.valid > 0 && result.sent.invalid > 0);
     });
   }
-  for (const [name, why] of Object.entries(NOT_RUN)) it.skip(`${name}: ${why}`);
 });
