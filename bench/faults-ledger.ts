@@ -265,12 +265,12 @@ export interface LedgerSummary {
 /**
  * A dead letter's reason without its particulars, for grouping: its first two colon-separated
  * parts (three when the first names the component that refused it, `influx-writer: sound: missing`),
- * quoted values and numbers blanked out.
+ * each cut at its first comma, quoted values and numbers blanked out.
  */
 export function reasonPrefix(error: string): string {
-  const parts = error.replace(/"[^"]*"?/g, "…").replace(/\d+/g, "N").split(":").map((p) => p.trim());
+  const parts = error.replace(/"[^"]*"?|'[^']*'?/g, "…").replace(/\d+/g, "N").split(": ").map((p) => (p.split(",")[0] ?? "").trim());
   const component = /^[a-z]+(-[a-z]+)+$/.test(parts[0] ?? "") ? 1 : 0;
-  return parts.slice(0, component + 2).join(": ").slice(0, 60);
+  return parts.slice(0, component + 2).join(": ").slice(0, 80);
 }
 
 function grow(fan: Fan): void {
