@@ -24,6 +24,8 @@ interface Fan {
   predictions: Uint8Array;
   /** Dead letters received per reading: a valid reading should never get one. */
   deadLetters: Uint8Array;
+  /** Dead letters of its prediction (the writer refusing it): there should be none either. */
+  predictionDeadLetters: Uint8Array;
 }
 
 interface Invalid {
@@ -63,7 +65,7 @@ export class Ledger {
   /** Registers fan `deviceID`'s next reading and returns its timeStamp. */
   nextReading(deviceID: string): string {
     let fan = this.#fans.get(deviceID);
-    if (fan === undefined) this.#fans.set(deviceID, (fan = { sent: 0, sentAt: new Uint32Array(16), firstPrediction: new Uint32Array(16), predictions: new Uint8Array(16), deadLetters: new Uint8Array(16) }));
+    if (fan === undefined) this.#fans.set(deviceID, (fan = { sent: 0, sentAt: new Uint32Array(16), firstPrediction: new Uint32Array(16), predictions: new Uint8Array(16), deadLetters: new Uint8Array(16), predictionDeadLetters: new Uint8Array(16) }));
     if (fan.sent === fan.sentAt.length) grow(fan);
     fan.sentAt[fan.sent] = this.now();
     this.validSent++;
@@ -107,7 +109,7 @@ export class Ledger {
 
   onDeadLetter(payload: Buffer): void {
     this.deadLettersReceived++;
-    let letter: { error?: unknown; payload?: unknown };
+    let letter: { error?: unknown; topic?: unknown; payload?: unknown };
     try {
       letter = JSON.parse(payload.toString()) as typeof letter;
     } catch {
@@ -125,8 +127,12 @@ export class Ledger {
       return;
     }
     const reading = this.#readingInText(text);
-    if (reading !== undefined) reading.fan.deadLetters[reading.k] = Math.min(255, (reading.fan.deadLetters[reading.k] ?? 0) + 1);
-    else this.deadLettersUnidentified++;
+    if (reading === undefined) {
+      this.deadLettersUnidentified++;
+      return;
+    }
+    const counts = letter.topic === "fan/anomaly" ? reading.fan.predictionDeadLetters : reading.fan.deadLetters;
+    counts[reading.k] = Math.min(255, (counts[reading.k] ?? 0) + 1);
   }
 
   /** Markers of invalid messages found in stored dead-letter payloads. */
@@ -165,6 +171,7 @@ export class Ledger {
     let predicted = 0;
     let duplicates = 0;
     let validDeadLettered = 0;
+    let predictionsDeadLettered = 0;
     let lastBacklog = 0;
     const latencies: number[] = [];
     for (const fan of this.#fans.values()) {
@@ -172,6 +179,7 @@ export class Ledger {
         const n = fan.predictions[k] ?? 0;
         const sentAt = fan.sentAt[k] ?? 0;
         if ((fan.deadLetters[k] ?? 0) > 0) validDeadLettered++;
+        if ((fan.predictionDeadLetters[k] ?? 0) > 0) predictionsDeadLettered++;
         if (n === 0) continue;
         predicted++;
         duplicates += n - 1;
@@ -206,6 +214,7 @@ export class Ledger {
       duplicates,
       unpredicted: this.validSent - predicted,
       validDeadLettered,
+      predictionsDeadLettered,
       invalidPredicted,
       invalidWithoutDeadLetter,
       invalidWithoutReason,
@@ -254,6 +263,8 @@ export interface LedgerSummary {
   unpredicted: number;
   /** Valid readings that were dead-lettered (an outage mistaken for bad input). */
   validDeadLettered: number;
+  /** Valid readings whose prediction was dead-lettered (by the writer: InfluxDB refused it). */
+  predictionsDeadLettered: number;
   invalidPredicted: number;
   invalidWithoutDeadLetter: number;
   invalidWithoutReason: number;
@@ -279,9 +290,10 @@ function grow(fan: Fan): void {
   sentAt.set(fan.sentAt);
   const first = new Uint32Array(size);
   first.set(fan.firstPrediction);
-  const predictions = new Uint8Array(size);
-  predictions.set(fan.predictions);
-  const deadLetters = new Uint8Array(size);
-  deadLetters.set(fan.deadLetters);
-  Object.assign(fan, { sentAt, firstPrediction: first, predictions, deadLetters });
+  const bytes = (old: Uint8Array) => {
+    const grown = new Uint8Array(size);
+    grown.set(old);
+    return grown;
+  };
+  Object.assign(fan, { sentAt, firstPrediction: first, predictions: bytes(fan.predictions), deadLetters: bytes(fan.deadLetters), predictionDeadLetters: bytes(fan.predictionDeadLetters) });
 }

@@ -1,25 +1,28 @@
 import { rssMb } from "./process-stats.js";
 
 export interface RssSample {
-  /** ms since the sampler started */
+  /** ms on the sampler's clock */
   at: number;
   mb: Record<string, number>;
 }
 
 /**
  * Samples the resident memory of named processes every `everyMs`: the largest value seen per name
- * (over every process that held the name: a restarted one counts too) and, for the soak, a timeline.
+ * (over every process that held the name: a restarted one counts too), when it was seen, and, for
+ * the soak, a timeline.
  */
 export class RssSampler {
   readonly peak: Record<string, number> = {};
+  /** When each peak was sampled, on `clock`. */
+  readonly peakAt: Record<string, number> = {};
   readonly timeline: RssSample[] = [];
-  readonly #started = Date.now();
   readonly #timer: NodeJS.Timeout;
   #sampling = false;
 
   constructor(
     pids: () => Promise<Record<string, number | undefined>>,
     everyMs: number,
+    private readonly clock: () => number,
     private readonly timelineEveryMs = Number.POSITIVE_INFINITY,
   ) {
     this.#timer = setInterval(() => void this.#sample(pids), everyMs);
@@ -34,14 +37,17 @@ export class RssSampler {
     this.#sampling = true;
     try {
       const mb: Record<string, number> = {};
+      const at = this.clock();
       for (const [name, pid] of Object.entries(await pids())) {
         if (pid === undefined) continue;
         const value = await rssMb(pid).catch(() => undefined); // it may have just been killed
         if (value === undefined || Number.isNaN(value)) continue;
         mb[name] = value;
-        this.peak[name] = Math.max(this.peak[name] ?? 0, value);
+        if (value > (this.peak[name] ?? 0)) {
+          this.peak[name] = value;
+          this.peakAt[name] = at;
+        }
       }
-      const at = Date.now() - this.#started;
       const last = this.timeline.at(-1);
       if (last === undefined || at - last.at >= this.timelineEveryMs) this.timeline.push({ at, mb });
     } finally {

@@ -84,12 +84,15 @@ export interface ScenarioResult {
   faultMs: number;
   sent: { valid: number; invalid: number; invalidByKind: Record<string, number>; refusedByBroker: number; publishesFailed: number };
   predictions: { readingsPredicted: number; duplicates: number; forInvalid: number; unidentified: number };
-  deadLetters: { received: number; byReason: Record<string, number>; withoutReason: number; forValidReadings: number; unidentified: number };
+  deadLetters: { received: number; byReason: Record<string, number>; withoutReason: number; forValidReadings: number; forPredictions: number; unidentified: number };
   stored: StoredCounts & { invalidAsTelemetry: number; invalidWithStoredDeadLetter: number };
   lost: { unpredicted: number; telemetryNotStored: number; predictionsNotStored: number; invalidWithoutDeadLetter: number; invalidWithoutStoredDeadLetter: number };
   latencyMs: LedgerSummary["latencyMs"];
   recovery: { predictionsMs: number | null; storageMs: number | null };
   peakRssMb: Record<string, number>;
+  /** When each peak was sampled, and when the fault started and ended and the load stopped: seconds since the load started. */
+  peakRssAtS: Record<string, number>;
+  timelineS: { faultStart: number; faultEnd: number; loadStopped: number };
   rssSlopeMbPerMin?: Record<string, number>;
   health: Record<string, number>;
   drainMs: number;
@@ -112,7 +115,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
   say(`starting Mosquitto, InfluxDB, the gateway with score and predict, the connector and the writer (logs in ${logDir})`);
   const system = await FaultSystem.start(logDir);
   const ledger = new Ledger();
-  const sampler = new RssSampler(() => system.pids(), 500, options.rssTimelineMs);
+  const sampler = new RssSampler(() => system.pids(), 500, () => ledger.now(), options.rssTimelineMs);
   let collector: MqttClient | undefined;
   let load: Load | undefined;
   try {
@@ -122,21 +125,21 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
     say(`steady load at ${options.rate}/s`);
     await sleep(options.beforeMs);
     say(`fault: ${scenario.fault}`);
+    const faultStart = ledger.now();
     await scenario.inject({ system, load, ledger, options, sleep });
     const faultEnd = ledger.now();
     const storage = watchStorage(system, ledger, faultEnd);
     say("fault over; steady load continues");
     await sleep(options.afterMs);
     await load.stop();
+    const loadStopped = ledger.now();
     say(`load stopped after ${ledger.validSent} valid readings; draining`);
     const drainStarted = Date.now();
     const stored = await drain(system, ledger, options, say);
     const drainMs = Date.now() - drainStarted;
     const storageMs = await storage.stop();
     const health = await system.health();
-    const storedLetters = await system.influx.query(`SELECT "payload" FROM "deadletter"`).catch(() => []);
-    const payloads = (storedLetters[0]?.values ?? []).map((row) => String(row[1]));
-    const invalidStored = ledger.storedInvalid(payloads);
+    const invalidStored = await storedInvalid(system, ledger);
     const invalidAsTelemetry = await count(system, `SELECT count("rotation") FROM "telemetry" WHERE "deviceID" =~ /^bad-/`);
     const summary = ledger.summary(scenario.name === "baseline" ? undefined : faultEnd);
     const accepted = ledger.acceptedInvalid();
@@ -148,7 +151,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
       faultMs: options.faultMs,
       sent: { valid: summary.validSent, invalid: summary.invalidSent, invalidByKind: summary.invalidByKind, refusedByBroker: summary.refusedByBroker, publishesFailed: load.failed },
       predictions: { readingsPredicted: summary.predicted, duplicates: summary.duplicates, forInvalid: summary.invalidPredicted, unidentified: ledger.predictionsUnidentified },
-      deadLetters: { received: ledger.deadLettersReceived, byReason: Object.fromEntries([...ledger.deadLettersByReason].sort((a, b) => b[1] - a[1])), withoutReason: ledger.deadLettersWithoutReason, forValidReadings: summary.validDeadLettered, unidentified: ledger.deadLettersUnidentified },
+      deadLetters: { received: ledger.deadLettersReceived, byReason: Object.fromEntries([...ledger.deadLettersByReason].sort((a, b) => b[1] - a[1])), withoutReason: ledger.deadLettersWithoutReason, forValidReadings: summary.validDeadLettered, forPredictions: summary.predictionsDeadLettered, unidentified: ledger.deadLettersUnidentified },
       stored: { ...stored, invalidAsTelemetry, invalidWithStoredDeadLetter: invalidStored.size },
       lost: {
         unpredicted: summary.unpredicted,
@@ -160,6 +163,8 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
       latencyMs: summary.latencyMs,
       recovery: { predictionsMs: summary.backlogClearedMs, storageMs: scenario.name === "baseline" ? null : storageMs },
       peakRssMb: sampler.peak,
+      peakRssAtS: Object.fromEntries(Object.entries(sampler.peakAt).map(([name, at]) => [name, seconds(at)])),
+      timelineS: { faultStart: seconds(faultStart), faultEnd: seconds(faultEnd), loadStopped: seconds(loadStopped) },
       ...(options.rssTimelineMs === undefined ? {} : { rssSlopeMbPerMin: rssSlopes(sampler.timeline) }),
       health,
       drainMs,
@@ -191,6 +196,7 @@ export function targetsMissed(r: ScenarioResult): string[] {
   check(r.lost.telemetryNotStored === 0, `${r.lost.telemetryNotStored} valid readings not stored in InfluxDB`);
   check(r.lost.predictionsNotStored === 0, `${r.lost.predictionsNotStored} predictions not stored in InfluxDB`);
   check(r.deadLetters.forValidReadings === 0, `${r.deadLetters.forValidReadings} valid readings dead-lettered`);
+  check(r.deadLetters.forPredictions === 0, `${r.deadLetters.forPredictions} predictions of valid readings dead-lettered`);
   check(r.lost.invalidWithoutDeadLetter === 0, `${r.lost.invalidWithoutDeadLetter} invalid messages without a dead letter`);
   check(r.lost.invalidWithoutStoredDeadLetter === 0, `${r.lost.invalidWithoutStoredDeadLetter} invalid messages without a stored dead letter`);
   check(r.predictions.forInvalid === 0, `${r.predictions.forInvalid} invalid messages predicted`);
@@ -208,7 +214,7 @@ export function summaryLine(r: ScenarioResult): string {
     `sent ${r.sent.valid} valid + ${r.sent.invalid} invalid (${r.sent.refusedByBroker} refused by the broker)`,
     `predicted ${r.predictions.readingsPredicted} (+${r.predictions.duplicates} duplicates)`,
     `stored ${r.stored.telemetry} readings, ${r.stored.predictions} predictions, ${r.stored.deadLetters} dead letters`,
-    `dead letters ${r.deadLetters.received} (${r.deadLetters.forValidReadings} for valid readings)`,
+    `dead letters ${r.deadLetters.received} (${r.deadLetters.forValidReadings} for valid readings, ${r.deadLetters.forPredictions} for their predictions)`,
     `lost: ${r.lost.unpredicted} unpredicted, ${r.lost.telemetryNotStored} readings and ${r.lost.predictionsNotStored} predictions not stored, ${r.lost.invalidWithoutDeadLetter} invalid without a dead letter`,
     `recovery: predictions ${r.recovery.predictionsMs ?? "–"} ms, storage ${r.recovery.storageMs ?? "–"} ms`,
     `latency p50/p99 ${r.latencyMs.p50}/${r.latencyMs.p99} ms`,
@@ -228,6 +234,14 @@ async function collect(url: string, ledger: Ledger): Promise<MqttClient> {
 async function count(system: FaultSystem, query: string): Promise<number> {
   const series = await system.influx.query(query);
   return Number(series[0]?.values[0]?.[1] ?? 0);
+}
+
+const seconds = (ms: number) => Math.round(ms / 100) / 10;
+
+/** Markers of the invalid messages with a dead letter stored in InfluxDB. */
+async function storedInvalid(system: FaultSystem, ledger: Ledger): Promise<Set<string>> {
+  const series = await system.influx.query(`SELECT "payload" FROM "deadletter"`).catch(() => []);
+  return ledger.storedInvalid((series[0]?.values ?? []).map((row) => String(row[1])));
 }
 
 async function storedCounts(system: FaultSystem): Promise<StoredCounts | undefined> {
@@ -255,8 +269,8 @@ async function drain(system: FaultSystem, ledger: Ledger, options: RunOptions, s
   let reported = 0;
   while (Date.now() < deadline) {
     stored = (await storedCounts(system)) ?? stored;
-    const done = ledger.readingsPredicted === ledger.validSent && stored.telemetry >= ledger.validSent && stored.predictions >= ledger.readingsPredicted && ledger.invalidDeadLettered === invalid && stored.deadLetters >= ledger.deadLettersReceived;
-    if (done) break;
+    const arrived = ledger.readingsPredicted === ledger.validSent && stored.telemetry >= ledger.validSent && stored.predictions >= ledger.readingsPredicted && ledger.invalidDeadLettered === invalid;
+    if (arrived && (await storedInvalid(system, ledger)).size === invalid) break;
     const state = JSON.stringify([ledger.readingsPredicted, ledger.deadLettersReceived, stored]);
     if (state !== last) {
       last = state;
