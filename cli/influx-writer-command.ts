@@ -13,6 +13,7 @@ const FLAGS: EnvFlag[] = [
   ["--batch-size <n>", "INFLUX_BATCH_SIZE", "points per write (default 1000)"],
   ["--flush-ms <ms>", "INFLUX_FLUSH_MS", "longest wait before a partial batch is written (default 1000)"],
   ["--port <port>", "INFLUX_WRITER_PORT", "port of /healthz and /metrics (default 8082)"],
+  ["--health-host <host>", "HEALTH_HOST", "address of /healthz and /metrics (default 0.0.0.0)"],
 ];
 
 export function addInfluxWriterCommand(program: Command, io: Io): void {

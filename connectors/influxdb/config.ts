@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { envValue, parseEnv, readTopics, type Topics } from "../../lib/config.js";
 import { ConfigError } from "../../lib/errors.js";
+import { healthHostFromEnv } from "../../lib/health-server.js";
 import { mqttSettingsFromEnv, type MqttSettings } from "../../lib/mqtt.js";
 import { DEFAULT_SECRET_PATH, readSecret } from "../../lib/secrets.js";
 
@@ -17,7 +18,9 @@ export interface WriterConfig {
   batchSize: number;
   flushMs: number;
   retryBaseMs: number;
+  /** /healthz and /metrics. */
   port: number;
+  healthHost: string;
 }
 
 const Numbers = z.object({
@@ -60,6 +63,7 @@ export function readWriterConfig(env: NodeJS.ProcessEnv = process.env): WriterCo
     flushMs: numbers.INFLUX_FLUSH_MS,
     retryBaseMs: numbers.INFLUX_RETRY_BASE_MS,
     port: numbers.INFLUX_WRITER_PORT,
+    healthHost: healthHostFromEnv(env),
   };
 }
 

@@ -57,7 +57,7 @@ export class InfluxWriter {
 
   /** Resolves once the broker confirmed the subscription. */
   async start(): Promise<void> {
-    this.#server = await startHealthServer(this.config.port, () => this.#health(), this.registry);
+    this.#server = await startHealthServer({ port: this.config.port, host: this.config.healthHost }, () => this.#health(), this.registry);
     const client = connectMqtt(this.config.mqtt, {
       clientId: this.config.clientId,
       clean: false,
