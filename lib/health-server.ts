@@ -1,11 +1,23 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
+import { envValue } from "./config.js";
 
 export interface Health {
   healthy: boolean;
   /** What /healthz shows, besides `status`. */
   details: Record<string, unknown>;
+}
+
+export interface HealthServerOptions {
+  port: number;
+  /** The address to listen on: 0.0.0.0 for probes in a pod, 127.0.0.1 on a laptop. */
+  host: string;
+}
+
+/** HEALTH_HOST, by default 0.0.0.0 (kubelet probes and Prometheus come from outside the pod). */
+export function healthHostFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  return envValue(env, "HEALTH_HOST") ?? "0.0.0.0";
 }
 
 export interface HealthServer {
@@ -17,7 +29,7 @@ export interface HealthServer {
  * The /healthz and Prometheus /metrics endpoints of a long-running service (the connectors):
  * /healthz answers 200 while healthy and 503 otherwise, with the details as JSON.
  */
-export async function startHealthServer(port: number, health: () => Health, registry: Registry): Promise<HealthServer> {
+export async function startHealthServer({ port, host }: HealthServerOptions, health: () => Health, registry: Registry): Promise<HealthServer> {
   const server: Server = createServer((req, res) => {
     const path = new URL(req.url ?? "/", "http://service").pathname;
     if (path === "/metrics") {
@@ -33,7 +45,7 @@ export async function startHealthServer(port: number, health: () => Health, regi
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, "0.0.0.0", resolve);
+    server.listen(port, host, resolve);
   });
   return {
     port: (server.address() as AddressInfo).port,
