@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { ConfigError, DataFormatError, ModelError } from "../lib/errors.js";
 import { addConnectorCommand } from "./connector-command.js";
+import { addDeadLettersCommand } from "./deadletters-command.js";
 import { addFunctionCommand } from "./function-command.js";
 import { addInfluxWriterCommand } from "./influx-writer-command.js";
 import { addModelCommands } from "./model-commands.js";
@@ -21,6 +22,7 @@ export function buildProgram(io: Io): Command {
   addFunctionCommand(program, io);
   addConnectorCommand(program, io);
   addInfluxWriterCommand(program, io);
+  addDeadLettersCommand(program, io);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

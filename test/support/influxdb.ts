@@ -10,15 +10,28 @@ const BINARY = "/usr/bin/influxd";
 
 export interface Influx {
   url: string;
-  /** Runs an InfluxQL query on database `fan` and returns the first statement's series. */
+  /** Runs an InfluxQL query on database `fan` (as the admin when authentication is on) and returns the first statement's series. */
   query(q: string): Promise<Array<{ name: string; tags?: Record<string, string>; columns: string[]; values: unknown[][] }>>;
   stop(): Promise<void>;
   /** Stops the server (SIGTERM) and starts it again on the same port and data. */
   restart(downMs?: number): Promise<void>;
 }
 
-/** A real InfluxDB 1.x (Debian's influxd) on free ports with its data in a temporary folder, database `fan` created. */
-export async function startInfluxDB(): Promise<Influx> {
+export interface InfluxOptions {
+  /** Create database `fan` at start (default true). */
+  createDatabase?: boolean;
+  /**
+   * Authentication on, with an admin `admin`/`admin-secret` (the harness's queries use it) and a
+   * user `writer`/`writer-secret` with no rights until granted.
+   */
+  auth?: boolean;
+}
+
+export const INFLUX_ADMIN = { username: "admin", password: "admin-secret" };
+export const INFLUX_WRITER = { username: "writer", password: "writer-secret" };
+
+/** A real InfluxDB 1.x (Debian's influxd) on free ports with its data in a temporary folder, database `fan` created unless told not to. */
+export async function startInfluxDB(options: InfluxOptions = {}): Promise<Influx> {
   if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: apt-get install -y influxdb`);
   const dir = await mkdtemp(join(tmpdir(), "fanwatch-influxdb-"));
   const [httpPort, rpcPort] = [await freePort(), await freePort()];
@@ -30,20 +43,27 @@ export async function startInfluxDB(): Promise<Influx> {
       `bind-address = "127.0.0.1:${rpcPort}"`,
       `[meta]\n  dir = "${dir}/meta"`,
       `[data]\n  dir = "${dir}/data"\n  wal-dir = "${dir}/wal"\n  query-log-enabled = false`,
-      `[http]\n  bind-address = "127.0.0.1:${httpPort}"\n  log-enabled = false`,
+      `[http]\n  bind-address = "127.0.0.1:${httpPort}"\n  log-enabled = false\n  auth-enabled = ${options.auth === true}`,
       "[monitor]\n  store-enabled = false",
       "[continuous_queries]\n  enabled = false",
     ].join("\n"),
   );
   let child = await launch(dir, url);
+  const admin = options.auth === true ? { authorization: `Basic ${Buffer.from(`${INFLUX_ADMIN.username}:${INFLUX_ADMIN.password}`).toString("base64")}` } : undefined;
+  const statement = (q: string) => fetch(`${url}/query?q=${encodeURIComponent(q)}`, { method: "POST", ...(admin === undefined ? {} : { headers: admin }) });
+  if (options.auth === true) {
+    // With no user yet, InfluxDB takes the statement that creates the first admin unauthenticated.
+    await fetch(`${url}/query?q=${encodeURIComponent(`CREATE USER ${INFLUX_ADMIN.username} WITH PASSWORD '${INFLUX_ADMIN.password}' WITH ALL PRIVILEGES`)}`, { method: "POST" });
+    await statement(`CREATE USER ${INFLUX_WRITER.username} WITH PASSWORD '${INFLUX_WRITER.password}'`);
+  }
   const query: Influx["query"] = async (q) => {
-    const response = await fetch(`${url}/query?db=fan&q=${encodeURIComponent(q)}`);
+    const response = await fetch(`${url}/query?db=fan&q=${encodeURIComponent(q)}`, admin === undefined ? {} : { headers: admin });
     const body = (await response.json()) as { results?: Array<{ series?: Array<{ name: string; tags?: Record<string, string>; columns: string[]; values: unknown[][] }>; error?: string }>; error?: string };
     const error = body.error ?? body.results?.[0]?.error;
     if (error !== undefined) throw new Error(`InfluxDB: ${error} (query: ${q})`);
     return body.results?.[0]?.series ?? [];
   };
-  await fetch(`${url}/query?q=${encodeURIComponent("CREATE DATABASE fan")}`, { method: "POST" });
+  if (options.createDatabase !== false) await statement("CREATE DATABASE fan");
   return {
     url,
     query,

@@ -1,0 +1,130 @@
+import { InvalidArgumentError, type Command } from "commander";
+import type { MqttClient } from "mqtt";
+import { cannotReplay, DURATION, readDeadLetters, type StoredDeadLetter } from "../connectors/influxdb/dead-letters.js";
+import { InfluxQueryError, InfluxUnavailableError } from "../connectors/influxdb/influx-http.js";
+import { ConfigError } from "../lib/errors.js";
+import { envWithFlags, integer, type EnvFlag, type Io } from "./parse.js";
+
+/** The InfluxDB flags of `influx-writer`, and the environment variables they set. */
+const FLAGS: EnvFlag[] = [
+  ["--influx-url <url>", "INFLUX_URL", "InfluxDB, e.g. http://127.0.0.1:8086 (required)"],
+  ["--influx-api <1|2>", "INFLUX_API", "1.x or 2.x (default 2 when INFLUX_TOKEN is set, else 1; 2.x is read through its InfluxQL /query API)"],
+  ["--influx-db <name>", "INFLUX_DB", "1.x database, or 2.x bucket (default fan)"],
+  ["--influx-org <org>", "INFLUX_ORG", "2.x organisation (the token comes from INFLUX_TOKEN or INFLUX_TOKEN_FILE)"],
+];
+
+interface Options {
+  since: string;
+  limit: number;
+  json?: boolean;
+  replay?: boolean;
+  broker?: string;
+}
+
+export function addDeadLettersCommand(program: Command, io: Io): void {
+  const command = program
+    .command("deadletters")
+    .description("list the dead letters stored in InfluxDB (time, source topic, reason, payload) and, with --replay, publish their payloads again")
+    .option("--since <duration>", "how far back, e.g. 30m, 1h, 7d", duration, "1h")
+    .option("--limit <n>", "at most this many, the newest", atLeastOne, 50)
+    .option("--json", "one JSON object per dead letter ({time, topic, error, payload}), or the replay's counts")
+    .option("--replay", "publish each listed payload again to its topic at QoS 1 (skipping truncated ones and those from the dead-letter topic)")
+    .option("--broker <url>", "with --replay: MQTT broker (default $MQTT_URL or mqtt://127.0.0.1:1883; MQTT_USERNAME/MQTT_PASSWORD, MQTT_CA_FILE)");
+  for (const [flag, , help] of FLAGS) command.option(flag, help);
+  command.action(async (opts: Options & Record<string, string | undefined>) => {
+    if (opts.broker !== undefined && opts.replay !== true) command.error("error: --broker is for --replay", { exitCode: 2 });
+    const [{ readWriterConfig }, { readTopics }] = await Promise.all([import("../connectors/influxdb/config.js"), import("../lib/config.js")]);
+    const { limit: _limit, ...flags } = opts; // envWithFlags reads only FLAGS' options, which are text
+    const env = envWithFlags(FLAGS, flags);
+    if ((env.INFLUX_URL ?? "") === "") command.error("error: --influx-url (or INFLUX_URL) is required", { exitCode: 2 });
+    const target = readWriterConfig(env).influx;
+    const { letters, total } = await readDeadLetters(target, { since: opts.since, limit: opts.limit }).catch((error: unknown) => {
+      // InfluxDB unreachable, refusing the credentials, or without the database: a setting to fix, not a bug.
+      if (error instanceof InfluxUnavailableError || error instanceof InfluxQueryError) throw new ConfigError(`${error.message} (reading dead letters from ${target.url})`);
+      throw error;
+    });
+    const window = `in the last ${opts.since}`;
+    const shown = letters.length < total ? ` (the newest ${letters.length} of ${total}; --limit to see more)` : "";
+    if (opts.replay === true) {
+      io.err(`${total} dead letters ${window}${shown}`);
+      return replay(letters, readTopics().deadletter, opts, io);
+    }
+    for (const letter of letters) io.out(opts.json === true ? JSON.stringify(letter) : format(letter));
+    io.err(total === 0 ? `no dead letters ${window}` : `${total} dead letters ${window}${shown}`);
+  });
+}
+
+function duration(value: string): string {
+  if (!DURATION.test(value)) throw new InvalidArgumentError(`--since takes a duration such as 30m, 1h or 7d, not "${value}".`);
+  return value;
+}
+
+function atLeastOne(value: string): number {
+  const n = integer("--limit")(value);
+  if (n < 1) throw new InvalidArgumentError("--limit must be at least 1.");
+  return n;
+}
+
+/** Two lines a letter: time, topic and reason, then the payload, indented; control characters escaped. */
+function format(letter: StoredDeadLetter): string {
+  return `${shortTime(letter.time)}  ${visible(letter.topic ?? "(no topic)")}  ${visible(letter.error)}\n    ${visible(letter.payload)}`;
+}
+
+function shortTime(time: string): string {
+  const ms = Date.parse(time);
+  return Number.isNaN(ms) ? time : new Date(ms).toISOString();
+}
+
+const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+/** Payloads come from anyone who can publish: escape the control characters a terminal would interpret. */
+function visible(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+async function replay(letters: StoredDeadLetter[], deadLetterTopic: string, opts: Options, io: Io): Promise<void> {
+  const { connectMqtt, mqttSettingsFromEnv, redactUrl } = await import("../lib/mqtt.js");
+  const plan = letters.map((letter) => ({ letter, skip: cannotReplay(letter, deadLetterTopic) }));
+  const todo = plan.filter((p) => p.skip === undefined).length;
+  for (const { letter, skip } of plan) if (skip !== undefined) io.err(`skipping ${shortTime(letter.time)} ${visible(letter.topic ?? "(no topic)")}: ${skip}`);
+  let replayed = 0;
+  if (todo > 0) {
+    const settings = mqttSettingsFromEnv(opts.broker === undefined ? process.env : { ...process.env, MQTT_URL: opts.broker });
+    let lastError = "";
+    const client = connectMqtt(settings, { clientId: `fanwatch-replay-${process.pid}`, onError: (e) => (lastError = e.message) });
+    try {
+      await connected(client, () => `cannot reach the MQTT broker at ${redactUrl(settings.url)}${lastError === "" ? "" : `: ${lastError}`} (check --broker, MQTT_USERNAME and MQTT_PASSWORD)`);
+      let shownAt = 0;
+      for (const { letter, skip } of plan) {
+        if (skip !== undefined || letter.topic === undefined) continue;
+        await client.publishAsync(letter.topic, letter.payload, { qos: 1 }).catch((error: unknown) => {
+          throw new ConfigError(`replayed ${replayed} of ${todo}, then the broker refused a publish to ${letter.topic}: ${(error as Error).message}`);
+        });
+        replayed++;
+        if (Date.now() - shownAt > 500) {
+          io.progress(`replayed ${replayed} of ${todo}`);
+          shownAt = Date.now();
+        }
+      }
+      io.progressDone();
+    } finally {
+      await client.endAsync();
+    }
+  }
+  const skipped = plan.length - todo;
+  if (opts.json === true) io.out(JSON.stringify({ replayed, skipped }));
+  else io.out(`replayed ${replayed} dead letters to their topics at QoS 1; skipped ${skipped}`);
+}
+
+const CONNECT_TIMEOUT_MS = 10_000;
+
+function connected(client: MqttClient, why: () => string): Promise<void> {
+  if (client.connected) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new ConfigError(why())), CONNECT_TIMEOUT_MS);
+    client.once("connect", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,45 @@
+import type { InfluxTarget } from "./config.js";
+import { influxQuery } from "./influx-http.js";
+
+/** A dead letter as stored (points.ts, measurement `deadletter`); no topic when what arrived was not a dead letter. */
+export interface StoredDeadLetter {
+  /** RFC 3339, as InfluxDB returns it (nanoseconds). */
+  time: string;
+  topic: string | undefined;
+  error: string;
+  payload: string;
+}
+
+/** An InfluxQL duration literal, e.g. 90s, 30m, 1h, 7d. */
+export const DURATION = /^[1-9]\d*(s|m|h|d|w)$/;
+
+/** The newest `limit` dead letters of the last `since`, oldest first, and how many the window holds. */
+export async function readDeadLetters(target: InfluxTarget, options: { since: string; limit: number; signal?: AbortSignal }): Promise<{ letters: StoredDeadLetter[]; total: number }> {
+  // Both go into the statement as they are: check them here, whoever the caller.
+  if (!DURATION.test(options.since)) throw new RangeError(`since takes a duration such as 30m, 1h or 7d, not "${options.since}"`);
+  if (!Number.isSafeInteger(options.limit) || options.limit < 1) throw new RangeError(`limit is a whole number from 1, not ${options.limit}`);
+  const where = `WHERE time > now() - ${options.since}`;
+  const query = { signal: options.signal };
+  const [count] = await influxQuery(target, `SELECT count("error") FROM "deadletter" ${where}`, query);
+  const total = Number(count?.values[0]?.[1] ?? 0);
+  if (total === 0) return { letters: [], total };
+  const [series] = await influxQuery(target, `SELECT "error", "payload", "topic" FROM "deadletter" ${where} ORDER BY time DESC LIMIT ${options.limit}`, query);
+  const letters = (series?.values ?? []).map((row) => {
+    // Text as stored; whatever else a misconfigured writer stored is shown, not refused.
+    const [time, error, payload, topic] = [0, 1, 2, 3].map((i) => (row[i] === null || row[i] === undefined ? undefined : String(row[i])));
+    return { time: time ?? "", topic, error: error ?? "", payload: payload ?? "" };
+  });
+  return { letters: letters.reverse(), total };
+}
+
+/** lib/dead-letter.ts keeps this many characters of a payload and marks the cut with "…". */
+const KEPT_PAYLOAD = 1024;
+
+/** Why a stored dead letter cannot be published again as it was, or undefined when it can. */
+export function cannotReplay(letter: StoredDeadLetter, deadLetterTopic: string): string | undefined {
+  if (letter.topic === undefined) return "not a dead letter: no source topic";
+  if (letter.topic === deadLetterTopic) return "from the dead-letter topic itself";
+  if (/[+#]/.test(letter.topic)) return "its topic is a filter, not a topic to publish to";
+  if (letter.payload.length > KEPT_PAYLOAD) return "payload truncated";
+  return undefined;
+}

@@ -1,0 +1,104 @@
+import type { InfluxTarget } from "./config.js";
+
+/** Longest wait for one answer from InfluxDB; a batch of 1000 points takes about 10 ms. */
+export const REQUEST_TIMEOUT_MS = 10_000;
+
+/**
+ * InfluxDB cannot store anything for now: unreachable, too slow, failing (5xx), overloaded (429),
+ * refusing the credentials, or missing its database. Nothing in the batch is known to be bad, so
+ * the caller keeps it and retries later; the message says what is wrong and, if it is a
+ * configuration problem, what to do.
+ */
+export class InfluxUnavailableError extends Error {
+  override readonly name = "InfluxUnavailableError";
+}
+
+/** An HTTP answer: its status and the server's message (the `error` or `message` of its JSON body). */
+export interface Answer {
+  status: number;
+  message: string;
+  body: string;
+}
+
+export function authHeaders(target: InfluxTarget): Record<string, string> {
+  if (target.api === "v2") return { authorization: `Token ${target.token}` };
+  if (target.username === undefined) return {};
+  return { authorization: `Basic ${Buffer.from(`${target.username}:${target.password ?? ""}`).toString("base64")}` };
+}
+
+/**
+ * One request with a timeout. A connection failure or a timeout becomes an InfluxUnavailableError;
+ * an abort by the caller's signal is rethrown as is (the caller stopped, InfluxDB is not to blame).
+ */
+export async function request(url: string, init: { method: "GET" | "POST"; headers: Record<string, string>; body?: string; signal?: AbortSignal | undefined }): Promise<Answer> {
+  const { signal, ...rest } = init;
+  const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+  try {
+    const response = await fetch(url, { ...rest, signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) });
+    const body = await response.text();
+    return { status: response.status, message: messageOf(body), body };
+  } catch (error) {
+    if (signal?.aborted === true) throw signal.reason;
+    const why = timeout.aborted ? `no answer within ${REQUEST_TIMEOUT_MS / 1000} s` : causeOf(error);
+    throw new InfluxUnavailableError(`InfluxDB at ${new URL(url).origin} is unreachable: ${why}`, { cause: error });
+  }
+}
+
+export interface Series {
+  name: string;
+  tags?: Record<string, string>;
+  columns: string[];
+  values: unknown[][];
+}
+
+/**
+ * Runs one InfluxQL statement through /query (every 1.x server; 2.x and 3.x through their 1.x
+ * compatibility API, where the bucket is the database) and returns its series.
+ */
+export async function influxQuery(target: InfluxTarget, statement: string, options: { database?: boolean; signal?: AbortSignal } = {}): Promise<Series[]> {
+  const params = new URLSearchParams({ q: statement });
+  if (options.database !== false) params.set("db", target.api === "v1" ? target.database : target.bucket);
+  const answer = await request(`${target.url}/query`, {
+    method: "POST",
+    headers: { ...authHeaders(target), "content-type": "application/x-www-form-urlencoded" },
+    body: params.toString(),
+    signal: options.signal,
+  });
+  if (answer.status === 401 || answer.status === 403) throw new InfluxUnavailableError(`InfluxDB refused the credentials (${answer.status}: ${answer.message}): ${credentialsHint(target)}`);
+  if (answer.status !== 200) throw new InfluxUnavailableError(`InfluxDB answered ${answer.status} to ${statement}: ${answer.message}`);
+  let body: { results?: Array<{ series?: Series[]; error?: string }> };
+  try {
+    body = JSON.parse(answer.body) as typeof body;
+  } catch {
+    throw new InfluxQueryError(`${target.url}/query answered something other than InfluxDB's JSON: ${answer.body.slice(0, 100)}`);
+  }
+  const error = body.results?.[0]?.error;
+  if (error !== undefined) throw new InfluxQueryError(error);
+  return body.results?.[0]?.series ?? [];
+}
+
+/** InfluxDB answered a query with an error of the statement itself (a syntax error, no rights, no database). */
+export class InfluxQueryError extends Error {
+  override readonly name = "InfluxQueryError";
+}
+
+export function credentialsHint(target: InfluxTarget): string {
+  return target.api === "v1" ? "check INFLUX_USERNAME and INFLUX_PASSWORD" : "check INFLUX_TOKEN (it needs write access to the bucket)";
+}
+
+function messageOf(text: string): string {
+  try {
+    const body = JSON.parse(text) as { error?: unknown; message?: unknown };
+    if (typeof body.error === "string") return body.error;
+    if (typeof body.message === "string") return body.message;
+  } catch {
+    // not JSON: the text itself
+  }
+  return text.trim();
+}
+
+function causeOf(error: unknown): string {
+  const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause;
+  if (typeof cause?.message === "string") return cause.message;
+  return error instanceof Error ? error.message : String(error);
+}
