@@ -268,6 +268,7 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
     assert.equal(health.status, "unavailable");
     assert.ok(health.problems.includes("no function has the topic annotation for fan/held"), JSON.stringify(health.problems));
     await eventually(async () => /^connector_messages_held 1$/m.test(await metricsOf(first.port)), "the message held");
+    assert.equal((await healthOf(first.port)).paused, "no function has the topic annotation for fan/held", "intake paused");
     first.child.kill("SIGTERM");
     assert.equal((await finished(first.child)).code, 0);
 
@@ -328,8 +329,9 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
         clock.advance(); // each failed attempt waits for its backoff on the clock
         return (await healthOf(connector.port)).status === "unavailable";
       }, "the circuit to open");
-      const { problems } = await healthOf(connector.port);
+      const { problems, paused } = await healthOf(connector.port);
       assert.ok(problems.some((p) => /^predict is failing, intake paused until it answers: .*ECONNREFUSED/.test(p)), JSON.stringify(problems));
+      assert.match(paused ?? "", /^predict is failing/, "intake paused");
       assert.match(await metricsOf(connector.port), /^connector_circuit_open\{function="predict"\} 1$/m);
 
       const back = new FakeGateway();
@@ -340,7 +342,8 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
         return back.delivered().length >= 100;
       }, "every message delivered");
       assert.deepEqual((back.delivered() as Array<{ n: number }>).map((m) => m.n).sort((a, b) => a - b), Array.from({ length: 100 }, (_, n) => n));
-      assert.equal((await healthOf(connector.port)).status, "ok");
+      const healthy = await healthOf(connector.port);
+      assert.deepEqual([healthy.status, healthy.paused], ["ok", null]);
       const metrics = await metricsOf(connector.port);
       assert.match(metrics, /^connector_circuit_open\{function="predict"\} 0$/m);
       assert.doesNotMatch(metrics, /^connector_dead_lettered_total/m, "nothing dead-lettered");
@@ -396,7 +399,7 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
       let drained = false;
       try {
         release();
-        await until(() => clock.waiting > 0, "the dead letter's publish under way");
+        await eventually(async () => (await healthOf(connector.port)).deadLettersPending === 1, "the dead letter's publish under way");
         void connector.drain().then(() => (drained = true));
         await new Promise((resolve) => setTimeout(resolve, 300)); // drain would be done by now if it did not wait
         assert.equal(drained, false, "drain waits for the dead letter");
@@ -447,8 +450,16 @@ class ManualClock implements Clock {
   }
 }
 
-async function healthOf(port: number): Promise<{ status: string; problems: string[] }> {
-  return (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { status: string; problems: string[] };
+interface HealthAnswer {
+  status: string;
+  problems: string[];
+  deadLettersPending: number;
+  /** Why the consumer reads nothing from the broker, or null. */
+  paused: string | null;
+}
+
+async function healthOf(port: number): Promise<HealthAnswer> {
+  return (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as HealthAnswer;
 }
 
 async function metricsOf(port: number): Promise<string> {

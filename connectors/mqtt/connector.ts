@@ -1,15 +1,15 @@
-import type { MqttClient } from "mqtt";
 import { parseUntrustedJson } from "../../lib/json.js";
 import { startHealthServer, type Health, type HealthServer } from "../../lib/health-server.js";
 import type { Logger } from "../../lib/log.js";
-import { connectMqtt, redactUrl } from "../../lib/mqtt.js";
+import { MqttConsumer, type ReceivedMessage } from "../../lib/mqtt/consumer.js";
 import { systemClock, type Clock } from "../../lib/retry.js";
 import type { ConnectorConfig } from "./config.js";
 import { FunctionDirectory } from "./directory.js";
-import { Dispatcher, type Delivery } from "./dispatcher.js";
+import { Dispatcher } from "./dispatcher.js";
 import { createConnectorMetrics } from "./metrics.js";
+import { ReplyPublisher } from "./reply-publisher.js";
+import { Routed, type Routing } from "./routed.js";
 import { topicMatches } from "./topic-filter.js";
-import { takeOverAcks, type ReceivedMessage } from "../../lib/mqtt-acks.js";
 
 export interface ConnectorOptions {
   /** Time for retries, backoff and circuit probes; tests pass a fake one. */
@@ -26,12 +26,14 @@ const ROUTES = "routes";
  * and intake pauses until a route appears; a function's outage pauses intake too (its circuit).
  */
 export class Connector {
-  readonly metrics = createConnectorMetrics({ inFlight: () => this.#dispatcher.inFlight, pending: () => this.#pending, held: () => this.#held.length });
+  readonly metrics = createConnectorMetrics({ inFlight: () => this.#dispatcher.inFlight, pending: () => this.#consumer?.status.messagesInFlight ?? 0, held: () => this.#held.length });
   readonly #directory: FunctionDirectory;
   readonly #dispatcher: Dispatcher;
-  #client: MqttClient | undefined;
+  #consumer: MqttConsumer | undefined;
+  readonly #replies: ReplyPublisher;
   #server: HealthServer | undefined;
-  #pending = 0;
+  /** Bumped when the broker connection closes: what came on an older one is void. */
+  #connection = 0;
   /** Received with no function to go to, waiting for one; kept in arrival order. */
   #held: ReceivedMessage[] = [];
   /** Why intake is paused, by who paused it (a function's circuit, the routes). */
@@ -39,6 +41,7 @@ export class Connector {
   readonly #replyTrouble = new Map<string, string>();
   #draining: Promise<void> | undefined;
   readonly #clock: Clock;
+  readonly #routing: Routing = { connection: () => this.#connection, deadLetter: (message, reason) => this.#deadLetter(message, reason, "rejected") };
   readonly #receivedCounters = new Map<string, { inc(): void }>();
 
   constructor(
@@ -47,6 +50,7 @@ export class Connector {
     options: ConnectorOptions = {},
   ) {
     this.#clock = options.clock ?? systemClock;
+    this.#replies = new ReplyPublisher({ mqtt: config.mqtt, clientId: config.clientId, log });
     this.#directory = new FunctionDirectory({ ...config, log, onChange: () => this.#routesChanged() });
     this.#dispatcher = new Dispatcher(config, {
       publish: (topic, payload) => this.#publish(topic, payload),
@@ -84,25 +88,19 @@ export class Connector {
   async start(): Promise<void> {
     this.#server = await startHealthServer({ port: this.config.port, host: this.config.healthHost }, () => this.#health(), this.metrics.registry);
     await this.#directory.start();
-    const client = connectMqtt(this.config.mqtt, {
+    const filters = this.config.topics.map((t) => (this.config.sharedGroup === undefined ? t : `$share/${this.config.sharedGroup}/${t}`));
+    this.#consumer = new MqttConsumer({
+      mqtt: this.config.mqtt,
       clientId: this.config.clientId,
-      clean: false,
-      resubscribe: true,
-      onError: (error) => this.log.warn({ event: "mqtt_error", err: error.message }, "MQTT error"),
+      topics: filters,
+      deadLetterTopic: this.config.deadletterTopic,
+      qos: this.config.qos,
+      maxBytesInFlight: this.config.maxInflightBytes,
+      log: this.log,
+      onMessage: (message) => this.#receive(message),
+      onConnectionLost: () => this.#connectionLost(),
     });
-    this.#client = client;
-    takeOverAcks(client, (message) => this.#receive(message));
-    const filters = this.#filters();
-    const subscribed = new Promise<void>((resolve) => {
-      client.on("connect", (connack) => {
-        this.log.info({ event: "mqtt_connected", broker: redactUrl(this.config.mqtt.url), sessionPresent: connack.sessionPresent, filters }, "connected to the broker");
-        client.subscribe(filters, { qos: this.config.qos }, (error) => {
-          if (error !== null && error !== undefined) this.log.error({ event: "subscribe_failed", err: error.message }, "subscribe failed");
-          else resolve();
-        });
-      });
-    });
-    await subscribed;
+    await this.#consumer.start();
     this.#reportRoutes();
     this.log.info({ event: "started", port: this.port, gateway: this.config.gatewayUrl, filters, batchSize: this.config.batchSize, maxInFlight: this.config.maxInFlight }, "connector started");
   }
@@ -115,25 +113,18 @@ export class Connector {
   drain(): Promise<void> {
     this.#draining ??= (async () => {
       this.#directory.stop();
-      await this.#dispatcher.drain();
-      await this.#client?.endAsync();
+      const pending = this.#consumer?.status.messagesInFlight ?? 0;
+      await (this.#consumer?.drain(() => this.#dispatcher.drain()) ?? this.#dispatcher.drain());
+      await this.#replies.close();
       this.#dispatcher.close();
       await this.#server?.close();
-      this.log.info({ event: "stopped", pending: this.#pending }, "connector stopped");
+      this.log.info({ event: "stopped", pending }, "connector stopped");
     })();
     return this.#draining;
   }
 
-  #filters(): string[] {
-    return this.config.topics.map((t) => (this.config.sharedGroup === undefined ? t : `$share/${this.config.sharedGroup}/${t}`));
-  }
-
   #receive(message: ReceivedMessage): void {
-    // While draining, new messages stay unacknowledged: the broker redelivers them to whoever
-    // takes over the session or the shared subscription.
-    if (this.#draining !== undefined) return;
     this.#receivedOn(message.topic).inc();
-    this.#pending++;
     if (!this.#route(message)) {
       this.metrics.unrouted.inc();
       this.#hold(message);
@@ -144,24 +135,28 @@ export class Connector {
   #route(message: ReceivedMessage): boolean {
     const targets = this.#directory.ready ? this.#directory.targets(message.topic) : [];
     if (targets.length === 0) return false;
-    let remaining = targets.length;
-    const delivery: Delivery = {
-      topic: message.topic,
-      payload: message.payload,
-      done: () => {
-        if (--remaining > 0) return;
-        this.#pending--;
-        message.ack();
-      },
-    };
-    const rejection = this.#check(delivery);
+    const rejection = this.#check(message);
     if (rejection !== undefined) {
-      remaining = 1;
-      void this.#dispatcher.deadLetter([delivery], rejection.reason, rejection.metric);
+      this.#deadLetter(message, rejection.reason, rejection.metric);
       return true;
     }
+    const delivery = new Routed(message, targets.length, this.#routing);
     for (const target of targets) this.#dispatcher.enqueue(target, delivery);
     return true;
+  }
+
+  #deadLetter(message: ReceivedMessage, reason: string, metric: string): void {
+    void this.#consumer?.deadLetter(message, reason).then((outcome) => {
+      if (outcome === "published") this.metrics.deadLettered.inc({ reason: metric });
+    });
+  }
+
+  #connectionLost(): void {
+    // The broker redelivers everything not acknowledged: what was held or queued is dropped.
+    this.#connection++;
+    this.#held = [];
+    this.#resume(ROUTES);
+    this.#dispatcher.discardQueued();
   }
 
   #hold(message: ReceivedMessage): void {
@@ -197,10 +192,13 @@ export class Connector {
 
   #pause(by: string, reason: string): void {
     this.#pauses.set(by, reason);
+    this.#consumer?.pause([...this.#pauses.values()].join("; "));
   }
 
   #resume(by: string): void {
-    this.#pauses.delete(by);
+    if (!this.#pauses.delete(by)) return;
+    if (this.#pauses.size === 0) this.#consumer?.resume();
+    else this.#consumer?.pause([...this.#pauses.values()].join("; "));
   }
 
   /** The received counter of a topic, resolved once per topic rather than hashed per message. */
@@ -217,7 +215,7 @@ export class Connector {
    * Refuses, alone, a message that would make its whole batch fail: too large for the function's
    * body limit, not JSON, or JSON with __proto__/constructor.prototype keys (which functions refuse).
    */
-  #check(delivery: Delivery): { reason: string; metric: string } | undefined {
+  #check(delivery: ReceivedMessage): { reason: string; metric: string } | undefined {
     if (delivery.payload.length > this.config.maxMessageBytes) {
       return { reason: `payload of ${delivery.payload.length} bytes exceeds max_message_bytes (${this.config.maxMessageBytes})`, metric: "too_large" };
     }
@@ -236,11 +234,10 @@ export class Connector {
    * unseen; with it the failure is reported (and retried by the caller).
    */
   async #publish(topic: string, payload: string): Promise<void> {
-    if (this.#client === undefined) throw new Error("not connected");
     const timeout = new AbortController();
     try {
       await Promise.race([
-        this.#client.publishAsync(topic, payload, { qos: 1 }),
+        this.#replies.publish(topic, payload),
         this.#clock.sleep(this.config.timeoutMs, timeout.signal).then(() => {
           throw new Error(`the broker did not acknowledge within ${this.config.timeoutMs} ms`);
         }),
@@ -253,7 +250,9 @@ export class Connector {
   /** Everything that keeps the connector from moving messages along, in words. */
   #problems(): string[] {
     const problems: string[] = [];
-    if (this.#client?.connected !== true) problems.push("not connected to the broker");
+    const mqtt = this.#consumer?.status;
+    if (mqtt?.connected !== true) problems.push(`not connected to the broker${mqtt?.error === null || mqtt?.error === undefined ? "" : `: ${mqtt.error}`}`);
+    else if (!mqtt.subscribed) problems.push(`not subscribed${mqtt.error === null ? "" : `: ${mqtt.error}`}`);
     if (!this.#directory.ready) problems.push(`the functions are not known yet: ${this.#directory.lastError ?? "asking the gateway"}`);
     else for (const filter of this.#directory.unrouted(this.config.topics)) problems.push(`no function has the topic annotation for ${filter}`);
     for (const [by, reason] of this.#pauses) if (by !== ROUTES || !problems.includes(reason)) problems.push(reason);
@@ -268,11 +267,14 @@ export class Connector {
       healthy: problems.length === 0,
       details: {
         problems,
-        broker: this.#client?.connected === true ? "connected" : "disconnected",
+        broker: this.#consumer?.status.connected === true ? "connected" : "disconnected",
         functions: this.#directory.ready ? this.#directory.functionCount : "unknown",
         discoveryError: this.#directory.lastError ?? null,
         inFlight: this.#dispatcher.inFlight,
-        pending: this.#pending,
+        pending: this.#consumer?.status.messagesInFlight ?? 0,
+        bytesInFlight: this.#consumer?.status.bytesInFlight ?? 0,
+        deadLettersPending: this.#consumer?.status.deadLettersPending ?? 0,
+        paused: this.#consumer?.status.paused ?? null,
         held: this.#held.length,
       },
     };

@@ -1,4 +1,3 @@
-import { deadLetter } from "../../lib/dead-letter.js";
 import type { Logger } from "../../lib/log.js";
 import { backoffDelay, retry, type Backoff, type Clock } from "../../lib/retry.js";
 import { Circuit } from "./circuit.js";
@@ -9,10 +8,14 @@ import type { ConnectorMetrics } from "./metrics.js";
 
 /** A received message on its way to one or more functions; acknowledged when all are done. */
 export interface Delivery {
-  topic: string;
-  payload: Buffer;
-  /** Called by each target when it is finished with the message (answered, or dead-lettered). */
+  readonly topic: string;
+  readonly payload: Buffer;
+  /** False once the connection it came on closed: the broker redelivers it, so sending it is waste. */
+  readonly current: boolean;
+  /** Called by each target when it is finished with the message (answered, and its answer published). */
   done(): void;
+  /** Called by a target whose function refused the message: it is dead-lettered with the reason. */
+  reject(reason: string): void;
 }
 
 export type Publish = (topic: string, payload: string) => Promise<void>;
@@ -55,7 +58,6 @@ export class Dispatcher {
   readonly #backoff: Backoff;
   /** Aborted by drain: batches waiting for a retry or a circuit give up, unacknowledged. */
   readonly #stopping = new AbortController();
-  readonly #deadLetters = new Set<Promise<void>>();
   #inFlight = 0;
   #idle: (() => void) | undefined;
 
@@ -88,15 +90,21 @@ export class Dispatcher {
   }
 
   /**
-   * Sends everything queued now and resolves when no invocation, reply or dead letter is left in
-   * flight. Batches waiting out an outage stop waiting and stay unacknowledged: the broker
-   * redelivers them to the next connector.
+   * Sends everything queued now and resolves when no invocation or reply is left in flight.
+   * Batches waiting out an outage stop waiting and stay unacknowledged: the broker redelivers them
+   * to the next connector.
    */
   async drain(): Promise<void> {
     for (const queue of this.#queues.values()) if (queue.items.length > 0) this.#release(queue);
     this.#stopping.abort(new Error("the connector is stopping"));
     if (this.#inFlight > 0 || this.#ready.length > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
-    while (this.#deadLetters.size > 0) await Promise.all(this.#deadLetters);
+  }
+
+  /** Forgets the messages not sent yet: their connection closed and the broker redelivers them. */
+  discardQueued(): void {
+    for (const queue of this.#queues.values()) clearTimeout(queue.timer);
+    this.#queues.clear();
+    this.#ready.length = 0;
   }
 
   close(): void {
@@ -144,6 +152,7 @@ export class Dispatcher {
     const circuit = this.#circuit(target.name);
     for (let attempt = 1; ; attempt++) {
       await circuit.admit();
+      if (!batch.some((d) => d.current)) return circuit.release();
       const outcome = await this.#invoker.invoke(target, topic, body);
       if (outcome.kind === "answered") {
         circuit.succeeded();
@@ -161,7 +170,7 @@ export class Dispatcher {
           return;
         }
         this.options.log.warn({ event: "rejected", function: target.name, reason: outcome.reason }, `${target.name} rejected a message`);
-        await this.deadLetter(batch, outcome.reason, "rejected");
+        (batch[0] as Delivery).reject(outcome.reason);
         return;
       }
       if (attempt === 1) this.options.log.warn({ event: "invocation_failed", function: target.name, messages: batch.length, reason: outcome.reason }, "invocation failed; retrying");
@@ -172,8 +181,8 @@ export class Dispatcher {
   }
 
   /**
-   * Publishing replies and dead letters is retried until the connector stops; then an attempt
-   * under way is still awaited, so that drain does not disconnect under it, but not repeated.
+   * A reply is published again until the connector stops; then the attempt under way is still
+   * awaited, so that drain does not disconnect under it, but not repeated.
    */
   readonly #untilStopping = (): boolean => !this.#stopping.signal.aborted;
 
@@ -211,27 +220,6 @@ export class Dispatcher {
       },
     });
     if (failed) this.options.onReplyTrouble(target.name, undefined);
-  }
-
-  /**
-   * Publishes one dead letter per message, then lets the messages go. Until its dead letter is
-   * acknowledged a message stays unacknowledged too; a failed publish is retried, and drain waits.
-   */
-  deadLetter(batch: Delivery[], reason: string, metric: string): Promise<void> {
-    const publishing = Promise.all(
-      batch.map(async (d) => {
-        const letter = JSON.stringify(deadLetter(reason, d.topic, d.payload));
-        await retry(() => this.options.publish(this.config.deadletterTopic, letter), { ...this.#backoff, retryable: this.#untilStopping, clock: this.options.clock });
-        this.options.metrics.deadLettered.inc({ reason: metric });
-        d.done();
-      }),
-    ).then(
-      () => {},
-      (error: unknown) => this.options.log.error({ event: "dead_letter_failed", err: (error as Error).message }, "cannot publish dead letters; the broker will redeliver"),
-    );
-    this.#deadLetters.add(publishing);
-    void publishing.finally(() => this.#deadLetters.delete(publishing));
-    return publishing;
   }
 }
 
