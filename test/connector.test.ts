@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { parseStaticFunctions, readConnectorConfig } from "../connectors/mqtt/config.js";
+import { Circuit } from "../connectors/mqtt/circuit.js";
 import { Connector } from "../connectors/mqtt/connector.js";
 import { filtersOverlap, topicMatches } from "../connectors/mqtt/topic-filter.js";
 import { createLogger } from "../lib/log.js";
@@ -55,6 +56,70 @@ describe("topic filters that overlap (a subscription served by a route)", () => 
   }
 });
 
+describe("a function's circuit breaker, on a clock the test moves", () => {
+  function circuit(threshold: number) {
+    const clock = new ManualClock();
+    const changes: string[] = [];
+    const stop = new AbortController();
+    const c = new Circuit({ threshold, backoff: { baseMs: 100, capMs: 400 }, clock, signal: stop.signal, onChange: (open, reason) => changes.push(open ? `open: ${reason}` : "closed") });
+    return { c, clock, changes, stop };
+  }
+
+  it("opens after `threshold` failures in a row, not before, and a success in between starts the count again", async () => {
+    const { c, changes } = circuit(3);
+    c.failed("503");
+    c.failed("503");
+    c.succeeded();
+    c.failed("503");
+    c.failed("503");
+    assert.deepEqual([c.open, changes], [false, []]);
+    c.failed("refused");
+    assert.deepEqual([c.open, changes], [true, ["open: refused"]]);
+  });
+
+  it("while open lets no one through until the backoff passed, then exactly one probe; its success lets everyone through", async () => {
+    const { c, clock, changes } = circuit(1);
+    c.failed("503");
+    const through: number[] = [];
+    const callers = [1, 2, 3].map((n) => c.admit().then(() => through.push(n)));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(through, []);
+    clock.advance();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(through, [1], "one probe");
+    c.succeeded();
+    await Promise.all(callers);
+    assert.deepEqual(through, [1, 2, 3]);
+    assert.deepEqual(changes, ["open: 503", "closed"]);
+  });
+
+  it("a failed probe opens it again for longer, up to the cap", async () => {
+    const { c, clock } = circuit(1);
+    const waits: number[] = [];
+    const sleep = clock.sleep.bind(clock);
+    clock.sleep = (ms, signal) => (waits.push(ms), sleep(ms, signal));
+    c.failed("503");
+    for (let probe = 0; probe < 4; probe++) {
+      const admitted = c.admit();
+      clock.advance();
+      await admitted;
+      c.failed("503");
+    }
+    assert.equal(waits.length, 5);
+    // Doubling from 100 ms with ±50% jitter, capped at 400 ms (600 with jitter).
+    assert.ok(waits[0] as number >= 50 && (waits[0] as number) < 150, `first wait ${waits[0]}`);
+    assert.ok(waits.slice(2).every((w) => w >= 200 && w < 600), `capped waits ${waits.join(", ")}`);
+  });
+
+  it("stops every waiter when the connector stops", async () => {
+    const { c, stop } = circuit(1);
+    c.failed("503");
+    const waiting = c.admit();
+    stop.abort(new Error("stopping"));
+    await assert.rejects(waiting, /stopping/);
+  });
+});
+
 describe("connector configuration", () => {
   it("reads the official connector's names in lower or upper case", () => {
     const config = readConnectorConfig({ gateway_url: "http://gw:8080/", TOPIC: "a,b/+", qos: "0", BATCH_SIZE: "50", broker: "mqtt://broker:1883", MQTT_USERNAME: "u", MQTT_PASSWORD: "p" });
@@ -99,7 +164,8 @@ class FakeGateway {
     { name: "other", annotations: { topic: "elsewhere" } },
     { name: "plain" },
   ];
-  answer: (call: Invocation) => { status: number; body: string } | undefined = () => undefined;
+  /** The answer to an invocation: undefined for the default, "hang" for none at all. */
+  answer: (call: Invocation) => { status: number; body: string } | "hang" | undefined = () => undefined;
   /** While set, invocations are answered only once it resolves. */
   hold: Promise<void> | undefined;
   server: Server = createServer((req, res) => {
@@ -120,7 +186,9 @@ class FakeGateway {
   });
 
   #answer(call: Invocation, res: ServerResponse): void {
-    const answer = this.answer(call) ?? { status: call.path.startsWith("/async-function/") ? 202 : 200, body: JSON.stringify({ ok: true, bytes: call.body.length }) };
+    const given = this.answer(call);
+    if (given === "hang") return;
+    const answer = given ?? { status: call.path.startsWith("/async-function/") ? 202 : 200, body: JSON.stringify({ ok: true, bytes: call.body.length }) };
     call.status = answer.status;
     res.writeHead(answer.status, { "content-type": "application/json" }).end(answer.body);
   }
@@ -349,6 +417,28 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
       assert.doesNotMatch(metrics, /^connector_dead_lettered_total/m, "nothing dead-lettered");
       assert.equal(collector.on("fan/deadletter").length, letters);
       await eventually(async () => /^connector_messages_pending 0$/m.test(await metricsOf(connector.port)), "every message acknowledged");
+    });
+
+    it("retries 503, 429, 404 and timeouts (the function's budget) without limit and dead-letters none of them", async () => {
+      const failures = [{ status: 503, body: "no endpoints" }, { status: 429, body: "busy" }, { status: 404, body: "no such function" }, "hang" as const, { status: 502, body: "bad gateway" }];
+      const gatewayFor = new FakeGateway();
+      gatewayFor.answer = () => failures.shift(); // then the default, 200
+      const url = await gatewayFor.listen();
+      after(() => gatewayFor.server.closeAllConnections());
+      after(() => gatewayFor.server.close());
+      const clock = new ManualClock();
+      const connector = inProcess({ gateway_url: url, functions: "fan/retry=predict", topic: "fan/retry", client_id: "retry-statuses", retries: "20", timeout_ms: "300" }, clock);
+      await connector.start();
+      await publisher.publishAsync("fan/retry", JSON.stringify({ n: "retry" }), { qos: 1 });
+      await eventually(async () => {
+        clock.advance();
+        return gatewayFor.delivered().length >= 1;
+      }, "the message delivered after five failed attempts");
+      assert.deepEqual(gatewayFor.invocations.map((c) => c.headers["x-timeout-ms"]), ["300", "300", "300", "300", "300", "300"]);
+      assert.deepEqual(gatewayFor.invocations.map((c) => c.status), [503, 429, 404, 0, 502, 200]);
+      const metrics = await metricsOf(connector.port);
+      assert.match(metrics, /^connector_retries_total\{function="predict"\} 5$/m);
+      assert.doesNotMatch(metrics, /^connector_dead_lettered_total/m);
     });
 
     it("keeps the messages unacknowledged while their function's answer cannot be published, and retries the publish", async () => {

@@ -75,10 +75,6 @@ export class Connector {
     return this.#server?.port ?? 0;
   }
 
-  get healthy(): boolean {
-    return this.#problems().length === 0;
-  }
-
   /**
    * Resolves once the broker confirmed the subscription: from then on nothing published to the
    * topics is missed, even across restarts (persistent session). It subscribes whether or not a
