@@ -157,11 +157,16 @@ export class Connector {
 
   #hold(message: ReceivedMessage): void {
     this.#held.push(message);
-    if (this.#held.length === 1) {
-      const reason = this.#directory.ready ? `no function has the topic annotation for ${this.#filterOf(message.topic)}` : `the functions are not known yet: ${this.#directory.lastError ?? "asking the gateway"}`;
-      this.log.warn({ event: "no_route", topic: message.topic, reason }, `holding messages: ${reason}`);
-      this.#pause(ROUTES, reason);
-    }
+    if (this.#held.length > 1) return;
+    const reason = this.#holdReason(message.topic);
+    this.log.warn({ event: "no_route", topic: message.topic, reason }, `holding messages: ${reason}`);
+    this.#pause(ROUTES, reason);
+  }
+
+  #holdReason(topic: string): string {
+    if (!this.#directory.ready) return `the functions are not known yet: ${this.#directory.lastError ?? "asking the gateway"}`;
+    const filter = this.config.topics.find((f) => topicMatches(f, topic)) ?? topic;
+    return `no function has the topic annotation for ${filter === topic ? topic : `${topic} (subscribed as ${filter})`}`;
   }
 
   #routesChanged(): void {
@@ -171,6 +176,7 @@ export class Connector {
     this.#held = [];
     for (const message of held) if (!this.#route(message)) this.#held.push(message);
     if (this.#held.length === 0) this.#resume(ROUTES);
+    else this.#pause(ROUTES, this.#holdReason((this.#held[0] as ReceivedMessage).topic));
     this.log.info({ event: "routes_changed", released: held.length - this.#held.length, held: this.#held.length }, "routes changed");
   }
 
@@ -179,11 +185,6 @@ export class Connector {
     for (const filter of this.#directory.unrouted(this.config.topics)) {
       this.log.warn({ event: "no_route", filter }, `no function has the topic annotation for ${filter}: its messages are held`);
     }
-  }
-
-  /** The subscribed filter a topic came through, to name in reasons. */
-  #filterOf(topic: string): string {
-    return this.config.topics.find((f) => topicMatches(f, topic)) ?? topic;
   }
 
   #pause(by: string, reason: string): void {
@@ -211,13 +212,13 @@ export class Connector {
    * Refuses, alone, a message that would make its whole batch fail: too large for the function's
    * body limit, not JSON, or JSON with __proto__/constructor.prototype keys (which functions refuse).
    */
-  #check(delivery: ReceivedMessage): { reason: string; metric: string } | undefined {
-    if (delivery.payload.length > this.config.maxMessageBytes) {
-      return { reason: `payload of ${delivery.payload.length} bytes exceeds max_message_bytes (${this.config.maxMessageBytes})`, metric: "too_large" };
+  #check(message: ReceivedMessage): { reason: string; metric: string } | undefined {
+    if (message.payload.length > this.config.maxMessageBytes) {
+      return { reason: `payload of ${message.payload.length} bytes exceeds max_message_bytes (${this.config.maxMessageBytes})`, metric: "too_large" };
     }
     if (this.config.batchSize === 1) return undefined; // sent raw, as the official connector does
     try {
-      parseUntrustedJson(delivery.payload);
+      parseUntrustedJson(message.payload);
       return undefined;
     } catch (error) {
       return { reason: `payload is not acceptable JSON: ${(error as Error).message}`, metric: "not_json" };

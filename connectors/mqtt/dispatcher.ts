@@ -140,8 +140,10 @@ export class Dispatcher {
     try {
       await this.#send(target, topic, batch);
     } catch (error) {
-      if (!this.#stopping.signal.aborted) throw error;
-      this.options.log.info({ event: "left_unacknowledged", function: target.name, messages: batch.length }, "stopping: messages left with the broker");
+      // Stopping (a wait was cut short), or a bug: either way the messages stay unacknowledged
+      // and the broker redelivers them; nothing may crash the connector.
+      if (this.#stopping.signal.aborted) this.options.log.info({ event: "left_unacknowledged", function: target.name, messages: batch.length }, "stopping: messages left with the broker");
+      else this.options.log.error({ event: "delivery_failed", function: target.name, messages: batch.length, err: (error as Error).message }, "delivery failed; messages left unacknowledged");
     }
   }
 
