@@ -28,7 +28,7 @@ const FLAGS: EnvFlag[] = [
   ["--port <port>", "port", "port of /healthz and /metrics (default 8081)"],
   ["--health-host <address>", "HEALTH_HOST", "address of /healthz and /metrics (default 0.0.0.0)"],
   ["--max-message-bytes <n>", "max_message_bytes", "larger messages are dead-lettered (default 16384)"],
-  ["--max-inflight-bytes <n>", "max_inflight_bytes", "payload bytes held unacknowledged before it stops reading from the broker (default 16777216)"],
+  ["--max-inflight-bytes <n>", "max_inflight_bytes", "bytes of messages (topic and payload) held unacknowledged before it stops reading from the broker (default 16777216)"],
   ["--max-batch-bytes <n>", "max_batch_bytes", "a batch is sent once its payloads reach this size (default 524288)"],
 ];
 
@@ -38,11 +38,12 @@ export function addConnectorCommand(program: Command, io: Io): void {
       "after",
       [
         "",
-        "Nothing is dropped: a message is acknowledged to the broker only after its function answered 2xx, or",
-        "after it was dead-lettered because the function rejected it (4xx other than 401/403/404/408/429).",
-        "An outage (connection refused, timeout, 429, 5xx) is retried without limit; after --retries failures",
-        "the function's circuit opens and intake pauses until a probe succeeds. Messages no function has the",
-        "topic annotation for are held, intake paused, until one has. /healthz answers 503 and says why.",
+        "Nothing is dropped: a message is acknowledged to the broker only after its function answered",
+        "2xx, or after it was dead-lettered because the function rejected it (a 4xx other than",
+        "401/403/404/408/429). An outage (connection refused, timeout, 429, 5xx) is retried without",
+        "limit; after 1 + --retries failures in a row the function's circuit opens and intake pauses",
+        "until a probe succeeds. Messages no function has the topic annotation for are held, intake",
+        "paused, until one has. /healthz answers 503 and says why.",
         "",
         `Memory: run with NODE_OPTIONS=${CONNECTOR_NODE_OPTIONS} to keep it under 100 MB resident under load (docs/pipeline.md).`,
       ].join("\n"),

@@ -42,7 +42,7 @@ export interface ConnectorConfig {
   healthHost: string;
   /** Larger messages are dead-lettered: no fan reading is that big. */
   maxMessageBytes: number;
-  /** Payload bytes received and not yet acknowledged; at this, the connector stops reading from the broker. */
+  /** Bytes of messages (topic and payload) received and not yet acknowledged; at this, the connector stops reading from the broker. */
   maxInflightBytes: number;
   /** A batch is sent once its payloads add up to this, so that it stays under the function's body limit. */
   maxBatchBytes: number;
