@@ -28,7 +28,7 @@ const FLAGS: EnvFlag[] = [
   ["--port <port>", "port", "port of /healthz and /metrics (default 8081)"],
   ["--health-host <address>", "HEALTH_HOST", "address of /healthz and /metrics (default 0.0.0.0)"],
   ["--max-message-bytes <n>", "max_message_bytes", "larger messages are dead-lettered (default 16384)"],
-  ["--max-inflight-bytes <n>", "max_inflight_bytes", "bytes of messages (topic and payload) held unacknowledged before it stops reading from the broker (default 16777216)"],
+  ["--max-inflight-bytes <n>", "max_inflight_bytes", "bytes of messages (topic and payload) held unacknowledged before it stops reading from the broker (default 8388608)"],
   ["--max-batch-bytes <n>", "max_batch_bytes", "a batch is sent once its payloads reach this size (default 524288)"],
 ];
 
