@@ -118,6 +118,24 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     await c.drain();
   });
 
+  it("paused longer than its keepalive, reconnects, and delivers everything once resumed", async () => {
+    // While reading is stopped the broker's PINGRESP goes unread too: MQTT.js reconnects after
+    // 1.5 × keepalive. Deliberate: the messages stay with the broker and come again.
+    let lost = 0;
+    const { consumer: c, received } = consumer(broker.url, "keepalive", ["t/keepalive"], { client: { keepalive: 1, reconnectPeriod: 50 }, onConnectionLost: () => lost++ });
+    await c.start();
+    c.pause("the target is down");
+    for (const n of ["1", "2", "3"]) await publish("t/keepalive", n);
+    await until(() => lost >= 1 && c.status.connected && c.status.waiting);
+    assert.deepEqual({ received: received.length, subscribed: c.status.subscribed }, { received: 0, subscribed: true });
+    c.resume();
+    await until(() => received.length === 3);
+    assert.deepEqual(received.map((m) => m.payload.toString()), ["1", "2", "3"]);
+    for (const m of received) m.ack();
+    await c.drain();
+    assert.deepEqual(await heldFor("keepalive", "t/keepalive"), []);
+  });
+
   it("dead-letters with a reason and acknowledges the message once the broker took the dead letter", async () => {
     const letters = await Collector.start(broker.url, ["fan/deadletter"]);
     const { consumer: c, received } = consumer(broker.url, "dead", ["t/dead"]);

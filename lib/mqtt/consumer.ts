@@ -175,11 +175,16 @@ export class MqttConsumer {
     this.#writePuback = pubackWriter(client);
     client.handleMessage = (packet, callback) => this.#receive(packet, callback);
     client.on("close", () => this.#lost());
-    client.on("offline", () => log.warn({ event: "mqtt_offline", broker: redactUrl(mqtt.url) }, "broker unreachable; reconnecting"));
+    client.on("offline", () => log.warn({ event: "mqtt_offline", broker: redactUrl(mqtt.url) }, "connection to the broker lost; reconnecting"));
     return new Promise<void>((resolve, reject) => {
       client.on("connect", (connack) => {
         this.#connected = true;
+        // A session the broker kept has its subscriptions already. The SUBACK below may then come
+        // late: behind redelivered messages that a pause keeps unread.
+        this.#subscribed = connack.sessionPresent === true;
         log.info({ event: "mqtt_connected", broker: redactUrl(mqtt.url), clientId, sessionPresent: connack.sessionPresent }, "connected to the broker");
+        if (this.#subscribed) resolve();
+        // Subscribed on every connection all the same: the topics may have changed since.
         client.subscribe([...topics], { qos }, (error, _subscriptions, suback) => {
           if (error === null || error === undefined) {
             this.#subscribed = true;
@@ -188,10 +193,17 @@ export class MqttConsumer {
             resolve();
             return;
           }
+          const code = (error as { code?: unknown }).code;
+          if (suback === undefined && !(typeof code === "number" && code >= 0x80)) {
+            // No answer on this connection (it closed): the next one subscribes again.
+            log.warn({ event: "subscribe_unanswered", topics, err: error.message }, "the subscription was not confirmed before the connection closed");
+            return;
+          }
           // Without this a refused subscription is a consumer that is connected and never gets a
           // message: a silent outage.
           const refused = topics.filter((_topic, i) => (Number(suback?.granted[i] ?? 0) & 0x80) !== 0);
           const reason = `the broker refused the subscription to ${(refused.length > 0 ? refused : topics).join(", ")} (${error.message}); check its ACL for ${mqtt.username === undefined ? "this client" : `user ${mqtt.username}`}`;
+          this.#subscribed = false;
           this.#error = reason;
           log.error({ event: "subscribe_refused", topics, err: error.message }, reason);
           reject(new Error(reason));
