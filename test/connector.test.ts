@@ -131,6 +131,12 @@ describe("connector configuration", () => {
     assert.equal(config.staticFunctions, undefined);
   });
 
+  it("bounds memory and time by default: 16 KiB messages, 8 MiB held, 10 s per attempt", () => {
+    const config = readConnectorConfig({});
+    assert.deepEqual([config.maxMessageBytes, config.maxInflightBytes, config.timeoutMs, config.retries, config.retryMaxMs], [16 * 1024, 8 * 1024 * 1024, 10_000, 5, 5_000]);
+    assert.equal(readConnectorConfig({ MAX_INFLIGHT_BYTES: "1048576" }).maxInflightBytes, 1024 * 1024);
+  });
+
   it("parses static routes", () => {
     assert.deepEqual([...parseStaticFunctions("fan/messages=predict, audit; x/+=y")], [["fan/messages", ["predict", "audit"]], ["x/+", ["y"]]]);
     assert.throws(() => parseStaticFunctions("fan/messages"), ConfigError);
