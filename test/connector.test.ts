@@ -425,6 +425,29 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
       await eventually(async () => /^connector_messages_pending 0$/m.test(await metricsOf(connector.port)), "every message acknowledged");
     });
 
+    it("keeps every message through a broker restart during a gateway outage, and delivers them once the gateway is back", async () => {
+      const port = await freePort();
+      const clock = new ManualClock();
+      const connector = inProcess({ gateway_url: `http://127.0.0.1:${port}`, functions: "fan/restart=predict", topic: "fan/restart", client_id: "outage-restart", retries: "1", batch_size: "10" }, clock);
+      await connector.start();
+      await Promise.all(Array.from({ length: 50 }, (_, n) => publisher.publishAsync("fan/restart", JSON.stringify({ n }), { qos: 1 })));
+      await eventually(async () => {
+        clock.advance();
+        return /^predict is failing/.test((await healthOf(connector.port)).paused ?? "");
+      }, "the circuit to open");
+      await broker.restart(); // what the connector held is void now; the broker redelivers it
+      await eventually(async () => !(await healthOf(connector.port)).problems.some((p) => p.startsWith("not connected")), "connected again");
+      const back = new FakeGateway();
+      await back.listen(port);
+      after(() => back.server.close());
+      await eventually(async () => {
+        clock.advance();
+        return new Set((back.delivered() as Array<{ n: number }>).map((m) => m.n)).size >= 50;
+      }, "every message delivered");
+      await eventually(async () => /^connector_messages_pending 0$/m.test(await metricsOf(connector.port)), "every message acknowledged");
+      assert.equal((await healthOf(connector.port)).status, "ok");
+    });
+
     it("retries 503, 429, 404 and timeouts (the function's budget) without limit and dead-letters none of them", async () => {
       const failures = [{ status: 503, body: "no endpoints" }, { status: 429, body: "busy" }, { status: 404, body: "no such function" }, "hang" as const, { status: 502, body: "bad gateway" }];
       const gatewayFor = new FakeGateway();

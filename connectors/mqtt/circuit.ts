@@ -55,13 +55,6 @@ export class Circuit {
     }
   }
 
-  /** An admitted caller sends nothing after all: if it was the probe, another may be. */
-  release(): void {
-    if (!this.#probing) return;
-    this.#probing = false;
-    this.#wake();
-  }
-
   /** The function answered (2xx, or a rejection of the message: either way it is up). */
   succeeded(): void {
     this.#failures = 0;

@@ -154,7 +154,9 @@ export class Dispatcher {
     const circuit = this.#circuit(target.name);
     for (let attempt = 1; ; attempt++) {
       await circuit.admit();
-      if (!batch.some((d) => d.current)) return circuit.release();
+      // A batch whose connection closed is redelivered by the broker: sending it would be waste,
+      // unless it is an open circuit's probe, which must go (intake is paused, no other comes).
+      if (!circuit.open && !batch.some((d) => d.current)) return;
       const outcome = await this.#invoker.invoke(target, topic, body);
       if (outcome.kind === "answered") {
         circuit.succeeded();
