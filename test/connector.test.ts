@@ -111,6 +111,16 @@ describe("a function's circuit breaker, on a clock the test moves", () => {
     assert.ok(waits.slice(2).every((w) => w >= 200 && w < 600), `capped waits ${waits.join(", ")}`);
   });
 
+  it("stays closed when an attempt sent before it opened succeeds, whatever its probe timer says later", async () => {
+    const { c, clock, changes } = circuit(1);
+    c.failed("503");
+    c.succeeded(); // an answer to an attempt that was already on its way
+    clock.advance(); // the probe's time comes
+    await c.admit();
+    c.failed("503");
+    assert.deepEqual(changes, ["open: 503", "closed", "open: 503"], "a failure after closing opens it again, as from closed");
+  });
+
   it("stops every waiter when the connector stops", async () => {
     const { c, stop } = circuit(1);
     c.failed("503");

@@ -33,16 +33,6 @@ export class Circuit {
     return this.#state !== "closed";
   }
 
-  /** Why it opened: the last failure. */
-  get reason(): string {
-    return this.#reason;
-  }
-
-  /** Consecutive failed attempts, which also number the backoff of a retry. */
-  get failures(): number {
-    return this.#failures;
-  }
-
   /** Resolves when the caller may send: at once while closed, else when it is the probe or the circuit closed. */
   async admit(): Promise<void> {
     while (this.#state !== "closed") {
@@ -76,7 +66,8 @@ export class Circuit {
     if (wasClosed) this.options.onChange(true, reason);
     this.options.clock.sleep(backoffDelay(this.options.backoff, this.#failures), this.options.signal).then(
       () => {
-        this.#state = "half-open";
+        // Unless an attempt sent before it opened has closed it meanwhile.
+        if (this.#state === "open") this.#state = "half-open";
         this.#wake();
       },
       () => this.#wake(), // aborted: waiters see the signal and give up

@@ -73,11 +73,6 @@ export class Dispatcher {
     return this.#inFlight;
   }
 
-  /** Functions whose circuit is open, with why. */
-  openCircuits(): Array<{ name: string; reason: string }> {
-    return [...this.#circuits].filter(([, c]) => c.open).map(([name, c]) => ({ name, reason: c.reason }));
-  }
-
   enqueue(target: Target, delivery: Delivery): void {
     const key = queueKey(target.name, delivery.topic);
     let queue = this.#queues.get(key);
