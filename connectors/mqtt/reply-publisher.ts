@@ -4,9 +4,11 @@ import { connectMqtt, type MqttSettings } from "../../lib/mqtt.js";
 
 /**
  * Publishes functions' answers to their reply topics (QoS 1) over a connection of its own, opened
- * at the first reply: the consumer (lib/mqtt/consumer.ts) publishes only dead letters. Most
- * deployments have no reply-topic annotation and never open it. Its client id is the connector's
- * with `-replies`, a clean session: nothing is subscribed on it.
+ * at the first reply (most deployments have no reply-topic annotation and never open it). Not over
+ * the consumer's: while the consumer holds its byte bound it reads nothing from its socket, so the
+ * PUBACK of a reply would wait there behind the messages whose acknowledgement waits for that very
+ * PUBACK, until the keepalive gave up. Its client id is the connector's with `-replies`, a clean
+ * session: nothing is subscribed on it.
  */
 export class ReplyPublisher {
   #client: MqttClient | undefined;
