@@ -349,7 +349,7 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
     const reading = { deviceID: "7", n: "held" };
     await publisher.publishAsync("fan/held", JSON.stringify(reading), { qos: 1 });
     const health = await healthOf(first.port);
-    assert.equal(health.status, "unavailable");
+    assert.deepEqual([health.code, health.status], [503, "unavailable"]);
     assert.ok(health.problems.includes("no function has the topic annotation for fan/held"), JSON.stringify(health.problems));
     await eventually(async () => /^connector_messages_held 1$/m.test(await metricsOf(first.port)), "the message held");
     assert.equal((await healthOf(first.port)).paused, "no function has the topic annotation for fan/held", "intake paused");
@@ -413,7 +413,8 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
         clock.advance(); // each failed attempt waits for its backoff on the clock
         return (await healthOf(connector.port)).status === "unavailable";
       }, "the circuit to open");
-      const { problems, paused } = await healthOf(connector.port);
+      const { code, problems, paused } = await healthOf(connector.port);
+      assert.equal(code, 503);
       assert.ok(problems.some((p) => /^predict is failing, intake paused until it answers: .*ECONNREFUSED/.test(p)), JSON.stringify(problems));
       assert.match(paused ?? "", /^predict is failing/, "intake paused");
       assert.match(await metricsOf(connector.port), /^connector_circuit_open\{function="predict"\} 1$/m);
@@ -580,6 +581,8 @@ class ManualClock implements Clock {
 }
 
 interface HealthAnswer {
+  /** The HTTP status code. */
+  code: number;
   status: string;
   problems: string[];
   deadLettersPending: number;
@@ -588,7 +591,8 @@ interface HealthAnswer {
 }
 
 async function healthOf(port: number): Promise<HealthAnswer> {
-  return (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as HealthAnswer;
+  const answer = await fetch(`http://127.0.0.1:${port}/healthz`);
+  return { code: answer.status, ...((await answer.json()) as Omit<HealthAnswer, "code">) };
 }
 
 async function metricsOf(port: number): Promise<string> {
