@@ -405,7 +405,7 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
     it("holds every message through a gateway that refuses connections, pauses intake while the circuit is open, delivers all when it is back", async () => {
       const port = await freePort(); // nothing listens there yet: connection refused
       const clock = new ManualClock();
-      const connector = inProcess({ gateway_url: `http://127.0.0.1:${port}`, functions: "fan/outage=predict", topic: "fan/outage", client_id: "outage-circuit", retries: "2", batch_size: "20" }, clock);
+      const connector = inProcess({ gateway_url: `http://127.0.0.1:${port}`, functions: "fan/outage=predict", topic: "fan/outage", client_id: "outage-circuit", retries: "2", batch_size: "20", max_inflight_bytes: "2048" }, clock);
       await connector.start();
       const letters = collector.on("fan/deadletter").length;
       await Promise.all(Array.from({ length: 100 }, (_, n) => publisher.publishAsync("fan/outage", JSON.stringify({ deviceID: "1", n }), { qos: 1 })));
@@ -417,6 +417,9 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
       assert.equal(code, 503);
       assert.ok(problems.some((p) => /^predict is failing, intake paused until it answers: .*ECONNREFUSED/.test(p)), JSON.stringify(problems));
       assert.match(paused ?? "", /^predict is failing/, "intake paused");
+      // About 40 bytes a message: no more than 2 KiB of them held, the rest wait in the broker.
+      const held = await healthOf(connector.port);
+      assert.ok(held.bytesInFlight <= 2048 + 64 && held.pending < 100, `holding ${held.pending} messages, ${held.bytesInFlight} bytes`);
       assert.match(await metricsOf(connector.port), /^connector_circuit_open\{function="predict"\} 1$/m);
 
       const back = new FakeGateway();
@@ -586,6 +589,8 @@ interface HealthAnswer {
   status: string;
   problems: string[];
   deadLettersPending: number;
+  pending: number;
+  bytesInFlight: number;
   /** Why the consumer reads nothing from the broker, or null. */
   paused: string | null;
 }
