@@ -26,8 +26,10 @@ export interface HealthServer {
 }
 
 /**
- * The /healthz and Prometheus /metrics endpoints of a long-running service (the connectors):
- * /healthz answers 200 while healthy and 503 otherwise, with the details as JSON.
+ * The /healthz, /livez and Prometheus /metrics endpoints of a long-running service (the connectors):
+ * /healthz answers 200 while healthy and 503 otherwise, with the details as JSON. /livez answers
+ * 200 while the process can answer at all: an outage elsewhere makes a service unhealthy on
+ * purpose (it holds messages and waits), and restarting it for that would only lose its place.
  */
 export async function startHealthServer({ port, host }: HealthServerOptions, health: () => Health, registry: Registry): Promise<HealthServer> {
   const server: Server = createServer((req, res) => {
@@ -36,12 +38,16 @@ export async function startHealthServer({ port, host }: HealthServerOptions, hea
       void registry.metrics().then((text) => res.writeHead(200, { "content-type": registry.contentType }).end(text));
       return;
     }
+    if (path === "/livez") {
+      res.writeHead(200, { "content-type": "application/json" }).end('{"status":"alive"}');
+      return;
+    }
     if (path === "/healthz" || path === "/") {
       const { healthy, details } = health();
       res.writeHead(healthy ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify({ status: healthy ? "ok" : "unavailable", ...details }));
       return;
     }
-    res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: `no ${path}; try /healthz or /metrics` }));
+    res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: `no ${path}; try /healthz, /livez or /metrics` }));
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -25,6 +25,16 @@ describe("health server", () => {
     }
   });
 
+  it("answers /livez while unhealthy, so that a liveness probe does not restart a service that is waiting out an outage", async () => {
+    const server = await startHealthServer({ port: 0, host: "127.0.0.1" }, () => ({ healthy: false, details: { problems: ["predict is failing"] } }), new Registry());
+    try {
+      assert.equal((await fetch(`http://127.0.0.1:${server.port}/healthz`)).status, 503);
+      assert.equal((await fetch(`http://127.0.0.1:${server.port}/livez`)).status, 200);
+    } finally {
+      await server.close();
+    }
+  });
+
   it("reads HEALTH_HOST, 0.0.0.0 by default for probes from outside a pod", () => {
     assert.equal(healthHostFromEnv({}), "0.0.0.0");
     assert.equal(healthHostFromEnv({ HEALTH_HOST: "127.0.0.1" }), "127.0.0.1");
