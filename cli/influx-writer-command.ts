@@ -12,11 +12,13 @@ const FLAGS: EnvFlag[] = [
   ["--client-id <id>", "INFLUX_CLIENT_ID", "the persistent session's client id (default fanwatch-influx-writer)"],
   ["--batch-size <n>", "INFLUX_BATCH_SIZE", "points per write (default 1000)"],
   ["--flush-ms <ms>", "INFLUX_FLUSH_MS", "longest wait before a partial batch is written (default 1000)"],
+  ["--max-buffer-bytes <n>", "INFLUX_MAX_BUFFER_BYTES", "bytes of messages held unwritten before the writer stops reading from the broker (default 8388608)"],
   ["--port <port>", "INFLUX_WRITER_PORT", "port of /healthz and /metrics (default 8082)"],
+  ["--health-host <host>", "HEALTH_HOST", "address of /healthz and /metrics (default 0.0.0.0)"],
 ];
 
 export function addInfluxWriterCommand(program: Command, io: Io): void {
-  const command = program.command("influx-writer").description("store readings and predictions from MQTT in InfluxDB (1.x or 2.x), acknowledging each only once written");
+  const command = program.command("influx-writer").description("store readings, predictions and dead letters from MQTT in InfluxDB (1.x or 2.x), acknowledging each only once written or dead-lettered");
   for (const [flag, , help] of FLAGS) command.option(flag, help);
   command.action(async (opts: Record<string, string | undefined>) => {
     const env = envWithFlags(FLAGS, opts);

@@ -1,11 +1,23 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
+import { envValue } from "./config.js";
 
 export interface Health {
   healthy: boolean;
   /** What /healthz shows, besides `status`. */
   details: Record<string, unknown>;
+}
+
+export interface HealthServerOptions {
+  port: number;
+  /** The address to listen on: 0.0.0.0 for probes in a pod, 127.0.0.1 on a laptop. */
+  host: string;
+}
+
+/** HEALTH_HOST, by default 0.0.0.0 (kubelet probes and Prometheus come from outside the pod). */
+export function healthHostFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  return envValue(env, "HEALTH_HOST") ?? "0.0.0.0";
 }
 
 export interface HealthServer {
@@ -14,14 +26,20 @@ export interface HealthServer {
 }
 
 /**
- * The /healthz and Prometheus /metrics endpoints of a long-running service (the connectors):
- * /healthz answers 200 while healthy and 503 otherwise, with the details as JSON.
+ * The /healthz, /livez and Prometheus /metrics endpoints of a long-running service (the connectors):
+ * /healthz answers 200 while healthy and 503 otherwise, with the details as JSON. /livez answers
+ * 200 while the process can answer at all: an outage elsewhere makes a service unhealthy on
+ * purpose (it holds messages and waits), and restarting it for that would only lose its place.
  */
-export async function startHealthServer(port: number, health: () => Health, registry: Registry): Promise<HealthServer> {
+export async function startHealthServer({ port, host }: HealthServerOptions, health: () => Health, registry: Registry): Promise<HealthServer> {
   const server: Server = createServer((req, res) => {
     const path = new URL(req.url ?? "/", "http://service").pathname;
     if (path === "/metrics") {
       void registry.metrics().then((text) => res.writeHead(200, { "content-type": registry.contentType }).end(text));
+      return;
+    }
+    if (path === "/livez") {
+      res.writeHead(200, { "content-type": "application/json" }).end('{"status":"alive"}');
       return;
     }
     if (path === "/healthz" || path === "/") {
@@ -29,11 +47,11 @@ export async function startHealthServer(port: number, health: () => Health, regi
       res.writeHead(healthy ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify({ status: healthy ? "ok" : "unavailable", ...details }));
       return;
     }
-    res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: `no ${path}; try /healthz or /metrics` }));
+    res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: `no ${path}; try /healthz, /livez or /metrics` }));
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, "0.0.0.0", resolve);
+    server.listen(port, host, resolve);
   });
   return {
     port: (server.address() as AddressInfo).port,

@@ -2,8 +2,8 @@ import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { backoffDelay } from "../lib/backoff.js";
 import { freePort } from "../lib/net.js";
+import { backoffDelay } from "../lib/retry.js";
 
 const CLI = fileURLToPath(new URL("../../bin/fanwatch.js", import.meta.url));
 const READY = / is listening on /;
@@ -88,7 +88,7 @@ export class FunctionProcess {
 
   async #restart(reason: string): Promise<void> {
     this.#restarts++;
-    const delay = backoffDelay(500, Math.min(this.#restarts, 5));
+    const delay = backoffDelay({ baseMs: 500 }, Math.min(this.#restarts, 5));
     this.options.onLine(this.name, `${this.name} ${reason}; restarting in ${Math.round(delay)} ms (restart ${this.#restarts})`);
     await new Promise((resolve) => setTimeout(resolve, delay));
     if (this.#stopping) return;

@@ -29,16 +29,18 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
   const writers: ChildProcessWithoutNullStreams[] = [];
 
   /** `fanwatch influx-writer` as its own process (the one before it stopped: they share a session); returns its URL. */
-  async function startWriter(): Promise<string> {
+  async function startWriter(args: string[] = []): Promise<string> {
     for (const w of writers.splice(0)) if (w.exitCode === null) w.kill("SIGTERM");
     const port = await freePort();
-    const child = spawnCli(["influx-writer", "--influx-url", influx.url, "--broker", broker.url, "--port", String(port), "--flush-ms", "200"]);
+    const child = spawnCli(["influx-writer", "--influx-url", influx.url, "--broker", broker.url, "--port", String(port), "--flush-ms", "200", ...args]);
     writers.push(child);
     await waitForOutput(child, /InfluxDB writer running/);
     return `http://127.0.0.1:${port}`;
   }
 
   const count = async (measurement: string, field: string, where: string) => Number((await influx.query(`SELECT count("${field}") FROM "${measurement}" WHERE ${where}`))[0]?.values[0]?.[1] ?? 0);
+  const metric = async (url: string, name: string) => Number(new RegExp(`^${name.replace(/[{}]/g, "\\$&")} (\\S+)$`, "m").exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? 0);
+  const health = async (url: string) => (await (await fetch(`${url}/healthz`)).json()) as { status: string; buffered: number; bufferedBytes: number };
 
   before(async () => {
     [broker, influx] = await Promise.all([startMosquitto(), startInfluxDB()]);
@@ -120,7 +122,7 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     assert.match(text, /influx_writer_write_failures_total [1-9]/, "writes failed while InfluxDB was down, and were retried");
   });
 
-  it("dead-letters what is not a reading or a prediction and writes none of it", async () => {
+  it("dead-letters what is not a reading or a prediction, writes none of it, and stores the dead letters", async () => {
     const deadLetters = await Collector.start(broker.url, ["fan/deadletter"]);
     await publisher.publishAsync("fan/messages", "not json", { qos: 1 });
     await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "bad-1", rotation: "fast", temperature: 40, vibration: 150, sound: 48 }), { qos: 1 });
@@ -132,5 +134,56 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     assert.match(letters.map((l) => l.error).join("\n"), /rotation/);
     assert.equal(await count("telemetry", "sound", `"deviceID" = 'bad-1'`), 0);
     assert.equal(await count("prediction", "probability", `"deviceID" = 'bad-2'`), 0);
+    // The writer reads fan/deadletter too and stores what arrives there, its own letters included.
+    await eventually("dead letters in InfluxDB", () => count("deadletter", "error", `"error" =~ /^influx-writer: / AND "payload" =~ /not json|bad-1|bad-2/`), (n) => n === 3);
+  });
+
+  it("dead-letters the one point of a batch InfluxDB refuses, stores the rest, acknowledges all, retries nothing", async () => {
+    const writer = await startWriter();
+    // A point that passes our schema but not InfluxDB: `rotation` already is an integer field in
+    // the shard of 2001-01-01, so a float there is a field type conflict (400).
+    const seed = await fetch(`${influx.url}/write?db=fan&precision=s`, { method: "POST", body: `telemetry,deviceID=seed rotation=1i ${Date.UTC(2001, 0, 1) / 1000}` });
+    assert.equal(seed.status, 204);
+    const failuresBefore = await metric(writer, "influx_writer_write_failures_total");
+    const deadLetters = await Collector.start(broker.url, ["fan/deadletter"]);
+    const reading = (deviceID: string, timeStamp: string) => JSON.stringify({ deviceID, timeStamp, rotation: 600, temperature: 40, vibration: 150, sound: 48 });
+    const sends = [reading("batch-conflict", "2001-01-01 00:00:05"), reading("batch-year-9999", "9999-12-31 23:59:59")];
+    for (let i = 0; i < 8; i++) sends.push(reading(`batch-good-${i}`, `2026-02-01 00:00:0${i}`));
+    await Promise.all(sends.map((payload) => publisher.publishAsync("fan/messages", payload, { qos: 1 })));
+
+    const letters = (await deadLetters.waitFor("fan/deadletter", 2)) as Array<{ error: string; topic: string; payload: string }>;
+    await deadLetters.stop();
+    const about = (deviceID: string) => letters.find((l) => l.payload.includes(deviceID));
+    assert.match(about("batch-conflict")?.error ?? "", /^influx-writer: InfluxDB refused the point \(400\): field type conflict: input field "rotation" on measurement "telemetry" is type float, already exists as type integer/);
+    assert.match(about("batch-year-9999")?.error ?? "", /^influx-writer: .*timeStamp/);
+    assert.equal(letters.length, 2, JSON.stringify(letters));
+    await eventually("the good readings", () => count("telemetry", "rotation", `"deviceID" =~ /^batch-good-/`), (n) => n === 8);
+    assert.equal(await count("telemetry", "rotation", `"deviceID" =~ /^batch-(conflict|year)/`), 0);
+    // Acknowledged: nothing held any more; and the refusal was not taken for an outage.
+    const held = await eventually("the writer's buffer", () => health(writer), (h) => h.buffered === 0 && h.bufferedBytes === 0);
+    assert.equal(held.status, "ok");
+    assert.equal(await metric(writer, "influx_writer_write_failures_total"), failuresBefore, "no write was retried");
+    assert.equal(await metric(writer, `influx_writer_points_refused_total{reason="field_type_conflict"}`), 1);
+    // Restarted, the writer gets none of them again: the broker has nothing left for its session.
+    const again = await startWriter();
+    const marker = reading("batch-marker", "2026-02-01 00:01:00");
+    await publisher.publishAsync("fan/messages", marker, { qos: 1 });
+    await eventually("the marker", () => count("telemetry", "rotation", `"deviceID" = 'batch-marker'`), (n) => n === 1);
+    assert.equal(await metric(again, `influx_writer_messages_total{kind="telemetry",outcome="accepted"}`), 1, "only the marker");
+  });
+
+  it("creates a missing database and stores everything in it", async () => {
+    const database = "fresh_fan";
+    const rows = async () => {
+      const answer = (await (await fetch(`${influx.url}/query?db=${database}&q=${encodeURIComponent(`SELECT count("rotation") FROM "telemetry"`)}`)).json()) as { results: Array<{ series?: Array<{ values: unknown[][] }>; error?: string }> };
+      return Number(answer.results[0]?.series?.[0]?.values[0]?.[1] ?? 0);
+    };
+    const databases = JSON.stringify(await influx.query("SHOW DATABASES"));
+    assert.ok(!databases.includes(database), databases);
+    await startWriter(["--influx-db", database, "--client-id", "fresh-writer"]);
+    for (let i = 0; i < 20; i++) {
+      await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: `fresh-${i}`, rotation: 600, temperature: 40, vibration: 150, sound: 48 }), { qos: 1 });
+    }
+    await eventually("readings in the new database", rows, (n) => n === 20);
   });
 });

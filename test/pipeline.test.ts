@@ -92,6 +92,9 @@ describe("pipeline: Mosquitto → connector → predict → score → fan/anomal
       batch_wait_ms: "5",
       retry_base_ms: "200",
       retries: "6",
+      // Under the broker's packet limit (16 KiB), so that an oversized reading reaches the
+      // connector and its own check is what rejects it.
+      max_message_bytes: "8192",
     };
     await startConnector();
   });
@@ -128,7 +131,7 @@ describe("pipeline: Mosquitto → connector → predict → score → fan/anomal
       JSON.stringify({ deviceID: "x", rotation: 600 }),
       JSON.stringify({ ...good[0], temperature: "hot" }),
       '{"deviceID":"x","rotation":NaN,"temperature":1,"vibration":1,"sound":1}',
-      JSON.stringify({ ...good[0], pad: "x".repeat(1024 * 1024) }),
+      JSON.stringify({ ...good[0], pad: "x".repeat(10 * 1024) }),
       `{"deviceID":"x","nested":${"[".repeat(2000)}${"]".repeat(2000)}}`,
       '{"deviceID":"x","__proto__":{"polluted":true},"rotation":1,"temperature":1,"vibration":1,"sound":1}',
     ];

@@ -140,6 +140,17 @@ describe("predict function against a real Mosquitto", () => {
     assert.equal(letter?.payload, "{deviceID: 1,");
   });
 
+  it("leaves the dead letter of a body that is not JSON to our connector, which dead-letters every 4xx", async () => {
+    const before = collector.on("fan/deadletter").length;
+    const answer = await postJson(predict.url, "{connector: 1,", { "content-type": "text/plain", "x-topic": "fan/messages", "x-connector": "fanwatch-mqtt-connector" });
+    assert.equal(answer.status, 400);
+    // A marker published after the bad body: once it arrives, anything predict published before it has too.
+    const marker = await postJson(predict.url, "{marker: 1,", { "content-type": "text/plain", "x-topic": "fan/messages" });
+    assert.equal(marker.status, 400);
+    const letters = (await collector.waitFor("fan/deadletter", before + 1)).slice(before) as Array<{ payload: string }>;
+    assert.deepEqual(letters.map((l) => l.payload), ["{marker: 1,"]);
+  });
+
   it("answers 400 to a reading that is not UTF-8, and dead-letters it with the reason", async () => {
     const before = collector.on("fan/deadletter").length;
     // A Latin-1 "é" (0xE9) where UTF-8 needs two bytes: decoded leniently it would pass as U+FFFD.

@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { envValue, parseEnv, readTopics, type Topics } from "../../lib/config.js";
 import { ConfigError } from "../../lib/errors.js";
+import { healthHostFromEnv } from "../../lib/health-server.js";
 import { mqttSettingsFromEnv, type MqttSettings } from "../../lib/mqtt.js";
 import { DEFAULT_SECRET_PATH, readSecret } from "../../lib/secrets.js";
 
@@ -17,13 +18,18 @@ export interface WriterConfig {
   batchSize: number;
   flushMs: number;
   retryBaseMs: number;
+  /** Bytes of messages received and not yet stored; above it the writer stops reading from the broker. */
+  maxBufferBytes: number;
+  /** /healthz and /metrics. */
   port: number;
+  healthHost: string;
 }
 
 const Numbers = z.object({
   INFLUX_BATCH_SIZE: z.coerce.number().int().min(1).max(100_000).default(1000),
   INFLUX_FLUSH_MS: z.coerce.number().int().min(1).max(60_000).default(1000),
   INFLUX_RETRY_BASE_MS: z.coerce.number().int().min(1).max(60_000).default(500),
+  INFLUX_MAX_BUFFER_BYTES: z.coerce.number().int().min(1024).default(8 * 1024 * 1024),
   INFLUX_WRITER_PORT: z.coerce.number().int().min(0).max(65_535).default(8082),
 });
 
@@ -59,7 +65,9 @@ export function readWriterConfig(env: NodeJS.ProcessEnv = process.env): WriterCo
     batchSize: numbers.INFLUX_BATCH_SIZE,
     flushMs: numbers.INFLUX_FLUSH_MS,
     retryBaseMs: numbers.INFLUX_RETRY_BASE_MS,
+    maxBufferBytes: numbers.INFLUX_MAX_BUFFER_BYTES,
     port: numbers.INFLUX_WRITER_PORT,
+    healthHost: healthHostFromEnv(env),
   };
 }
 

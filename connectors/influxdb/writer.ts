@@ -1,112 +1,130 @@
-import { setTimeout as sleep } from "node:timers/promises";
-import type { MqttClient } from "mqtt";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { backoffDelay } from "../../lib/backoff.js";
-import { deadLetter } from "../../lib/dead-letter.js";
 import { startHealthServer, type Health, type HealthServer } from "../../lib/health-server.js";
 import type { Logger } from "../../lib/log.js";
-import { takeOverAcks, type ReceivedMessage } from "../../lib/mqtt-acks.js";
-import { connectMqtt, redactUrl } from "../../lib/mqtt.js";
+import { MqttConsumer, type ReceivedMessage } from "../../lib/mqtt/consumer.js";
+import { redactUrl } from "../../lib/mqtt.js";
+import { retry } from "../../lib/retry.js";
 import type { WriterConfig } from "./config.js";
-import { createLineWriter, type LineWriter } from "./influx-client.js";
-import { toLine } from "./points.js";
+import { createLineWriter, type LineWriter, type WriteOutcome } from "./influx-client.js";
+import { toLine, type Kind } from "./points.js";
 
 interface Buffered {
   line: string;
-  ack(): void;
+  message: ReceivedMessage;
 }
 
 /**
- * MQTT → InfluxDB for single machines (clusters use Telegraf with the same schema). Subscribes to
- * the telemetry and anomaly topics at QoS 1 with a persistent session, turns each message into one
- * point, writes them in batches (batchSize lines or flushMs), and acknowledges a message only once
- * its batch is written. While InfluxDB is down it retries the same batch with backoff and takes
- * nothing more off the broker than its in-flight window: the broker keeps the rest. A message that
- * is not a valid reading or prediction is dead-lettered and acknowledged, never written in part.
+ * MQTT → InfluxDB for single machines (clusters use Telegraf with the same schema). Takes readings,
+ * predictions and dead letters from the broker (lib/mqtt/consumer.ts: persistent session, QoS 1),
+ * turns each message into one point, writes them in batches (batchSize lines or flushMs), and
+ * acknowledges a message only once its point is stored or dead-lettered:
+ * - InfluxDB down (unreachable, no answer, 5xx, 429, credentials or database not there yet): the
+ *   batch is retried with capped backoff; nothing is acknowledged meanwhile, and once the messages
+ *   held reach maxBufferBytes the consumer stops reading: the broker keeps the rest.
+ * - A message that is not a valid reading or prediction, or a point InfluxDB refuses as bad data:
+ *   dead-lettered with the reason, the rest of its batch stored.
+ * - Dead letters are stored too; one that cannot be is logged and dropped, never dead-lettered again.
  */
 export class InfluxWriter {
   readonly registry = new Registry();
-  readonly #messages = new Counter({ name: "influx_writer_messages_total", help: "MQTT messages by kind and outcome", labelNames: ["kind", "outcome"], registers: [this.registry] });
-  readonly #points = new Counter({ name: "influx_writer_points_written_total", help: "Points InfluxDB accepted", registers: [this.registry] });
-  readonly #failures = new Counter({ name: "influx_writer_write_failures_total", help: "Batch writes InfluxDB refused or did not answer (each is retried)", registers: [this.registry] });
-  readonly #seconds = new Histogram({ name: "influx_writer_write_seconds", help: "Time per successful batch write", buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [this.registry] });
+  readonly #messages = new Counter({ name: "influx_writer_messages_total", help: "MQTT messages by kind (telemetry, prediction, deadletter) and outcome (accepted, rejected: dead-lettered before writing, dropped: a dead letter that could not be stored)", labelNames: ["kind", "outcome"], registers: [this.registry] });
+  readonly #points = new Counter({ name: "influx_writer_points_written_total", help: "Points InfluxDB stored", registers: [this.registry] });
+  readonly #refused = new Counter({ name: "influx_writer_points_refused_total", help: "Points InfluxDB refused as bad data (dead-lettered, never retried), by reason", labelNames: ["reason"], registers: [this.registry] });
+  readonly #failures = new Counter({ name: "influx_writer_write_failures_total", help: "Batch writes that failed because InfluxDB was unavailable (each is retried)", registers: [this.registry] });
+  readonly #deadLetters = new Counter({ name: "influx_writer_dead_letters_total", help: "Dead letters the writer published, by outcome (published, failed: the message is left for redelivery)", labelNames: ["outcome"], registers: [this.registry] });
+  readonly #seconds = new Histogram({ name: "influx_writer_write_seconds", help: "Time per batch write that InfluxDB answered", buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [this.registry] });
   readonly #lines: LineWriter;
+  readonly #consumer: MqttConsumer;
+  /** Points waiting for a batch, then the batch being written. */
   #buffer: Buffered[] = [];
+  #batch: Buffered[] = [];
   #timer: NodeJS.Timeout | undefined;
   #writing: Promise<void> | undefined;
-  #client: MqttClient | undefined;
   #server: HealthServer | undefined;
   #influxError: string | undefined;
   #stopping = false;
-  readonly #abort = new AbortController();
+  #stopped: Promise<void> | undefined;
+  /** Ends backoff waits: on stop, and when the connection the batch came on closed. */
+  #abort = new AbortController();
 
   constructor(
     private readonly config: WriterConfig,
     private readonly log: Logger,
-    lines: LineWriter = createLineWriter(config.influx),
+    lines: LineWriter = createLineWriter(config.influx, { log }),
   ) {
     this.#lines = lines;
+    const { topics } = config;
+    this.#consumer = new MqttConsumer({
+      mqtt: config.mqtt,
+      clientId: config.clientId,
+      topics: [topics.telemetry, topics.anomaly, topics.deadletter],
+      deadLetterTopic: topics.deadletter,
+      maxBytesInFlight: config.maxBufferBytes,
+      log,
+      onMessage: (message) => this.#receive(message),
+      onConnectionLost: () => this.#dropAll(),
+    });
     collectDefaultMetrics({ register: this.registry, prefix: "influx_writer_" });
-    const buffered = () => this.#buffer.length;
-    new Gauge({ name: "influx_writer_buffered", help: "Points received and not yet written", registers: [this.registry], collect() { this.set(buffered()); } });
+    const points = () => this.#buffer.length + this.#batch.length;
+    const bytes = () => this.#consumer.status.bytesInFlight;
+    const up = () => (this.#influxError === undefined ? 1 : 0);
+    new Gauge({ name: "influx_writer_buffered", help: "Points received and not yet stored", registers: [this.registry], collect() { this.set(points()); } });
+    new Gauge({ name: "influx_writer_buffered_bytes", help: "Bytes of the MQTT messages received and not yet acknowledged (reading stops at INFLUX_MAX_BUFFER_BYTES)", registers: [this.registry], collect() { this.set(bytes()); } });
+    new Gauge({ name: "influx_writer_influx_up", help: "1 while InfluxDB takes writes, 0 while they fail", registers: [this.registry], collect() { this.set(up()); } });
   }
 
   get port(): number {
     return this.#server?.port ?? 0;
   }
 
-  /** Resolves once the broker confirmed the subscription. */
+  /** Resolves once the broker granted the subscriptions; rejects if it refused one. */
   async start(): Promise<void> {
-    this.#server = await startHealthServer(this.config.port, () => this.#health(), this.registry);
-    const client = connectMqtt(this.config.mqtt, {
-      clientId: this.config.clientId,
-      clean: false,
-      resubscribe: true,
-      onError: (error) => this.log.warn({ event: "mqtt_error", err: error.message }, "MQTT error"),
-    });
-    this.#client = client;
-    takeOverAcks(client, (message) => this.#receive(message));
-    const topics = [this.config.topics.telemetry, this.config.topics.anomaly];
-    await new Promise<void>((resolve) => {
-      client.on("connect", () => {
-        client.subscribe(topics, { qos: 1 }, (error) => {
-          if (error) this.log.error({ event: "subscribe_failed", err: error.message }, "subscribe failed");
-          else resolve();
-        });
-      });
-    });
-    const target = this.config.influx.api === "v1" ? `database ${this.config.influx.database}` : `bucket ${this.config.influx.bucket}`;
-    this.log.info({ event: "started", broker: redactUrl(this.config.mqtt.url), topics, influx: this.config.influx.url, api: this.config.influx.api, target }, `writing ${topics.join(" and ")} to InfluxDB ${target}`);
+    this.#server = await startHealthServer({ port: this.config.port, host: this.config.healthHost }, () => this.#health(), this.registry);
+    await this.#consumer.start();
+    const { influx, topics } = this.config;
+    const target = influx.api === "v1" ? `database ${influx.database}` : `bucket ${influx.bucket}`;
+    this.log.info({ event: "started", broker: redactUrl(this.config.mqtt.url), topics, influx: influx.url, api: influx.api, target }, `writing ${topics.telemetry}, ${topics.anomaly} and ${topics.deadletter} to InfluxDB ${target}`);
   }
 
-  /** Writes what it holds (one attempt), then disconnects; anything unwritten stays with the broker. */
-  async stop(): Promise<void> {
-    this.#stopping = true;
-    this.#abort.abort(); // ends a backoff wait at once
-    clearTimeout(this.#timer);
-    await this.#writing;
-    if (this.#buffer.length > 0) await this.#flush();
-    await this.#client?.endAsync();
-    await this.#server?.close();
-    this.log.info({ event: "stopped", unwritten: this.#buffer.length }, "InfluxDB writer stopped");
+  /**
+   * Stops taking messages, writes what it holds (one attempt, no retries), waits for its dead
+   * letters, then disconnects; whatever is unwritten stays with the broker. Safe to call twice.
+   */
+  stop(): Promise<void> {
+    this.#stopped ??= (async () => {
+      await this.#consumer.drain(async () => {
+        this.#stopping = true;
+        this.#abort.abort(new Error("the writer is stopping")); // ends a backoff wait at once
+        clearTimeout(this.#timer);
+        await this.#writing;
+        while (this.#buffer.length > 0) {
+          const batch = this.#buffer.splice(0, this.config.batchSize);
+          if (!(await this.#writeOnce(batch))) break;
+        }
+      });
+      await this.#server?.close();
+      this.log.info({ event: "stopped", unwritten: this.#buffer.length }, "InfluxDB writer stopped");
+    })();
+    return this.#stopped;
   }
 
   #receive(message: ReceivedMessage): void {
-    if (this.#stopping) return; // unacknowledged: the broker keeps it for the next session
-    const kind = message.topic === this.config.topics.anomaly ? "prediction" : "telemetry";
+    const kind = this.#kindOf(message.topic);
     const point = toLine(kind, message.payload, Date.now());
     if (!point.ok) {
       this.#messages.inc({ kind, outcome: "rejected" });
-      this.#client?.publish(this.config.topics.deadletter, JSON.stringify(deadLetter(`influx-writer: ${point.error}`, message.topic, message.payload)), { qos: 1 }, (error) => {
-        if (error) this.log.warn({ event: "dead_letter_failed", err: error.message }, "cannot publish a dead letter; the broker will redeliver");
-        else message.ack();
-      });
+      this.#deadLetter(message, `influx-writer: ${point.error}`);
       return;
     }
     this.#messages.inc({ kind, outcome: "accepted" });
-    this.#buffer.push({ line: point.line, ack: message.ack });
+    this.#buffer.push({ line: point.line, message });
     if (this.#buffer.length >= this.config.batchSize) void this.#flush();
     else this.#timer ??= setTimeout(() => void this.#flush(), this.config.flushMs);
+  }
+
+  #kindOf(topic: string): Kind {
+    const { anomaly, deadletter } = this.config.topics;
+    return topic === anomaly ? "prediction" : topic === deadletter ? "deadletter" : "telemetry";
   }
 
   /** Starts the write loop unless it runs already; it empties the buffer batch by batch. */
@@ -121,42 +139,109 @@ export class InfluxWriter {
   }
 
   async #writeAll(): Promise<void> {
-    while (this.#buffer.length > 0) {
-      const batch = this.#buffer.slice(0, this.config.batchSize);
-      if (!(await this.#writeWithRetries(batch))) return;
-      this.#buffer.splice(0, batch.length);
-      for (const item of batch) item.ack();
-    }
-  }
-
-  /** True once written; false if the writer is stopping before InfluxDB took the batch. */
-  async #writeWithRetries(batch: Buffered[]): Promise<boolean> {
-    for (let attempt = 1; ; attempt++) {
-      const stopTimer = this.#seconds.startTimer();
+    while (this.#buffer.length > 0 && !this.#stopping) {
+      this.#batch = this.#buffer.splice(0, this.config.batchSize);
+      const signal = this.#abort.signal;
       try {
-        await this.#lines.write(batch.map((b) => b.line));
-        stopTimer();
-        this.#points.inc(batch.length);
-        if (this.#influxError !== undefined) this.log.info({ event: "influx_back", afterAttempts: attempt }, "InfluxDB takes writes again");
-        this.#influxError = undefined;
-        return true;
-      } catch (error) {
-        this.#failures.inc();
-        const message = (error as Error).message;
-        if (message !== this.#influxError) this.log.warn({ event: "write_failed", err: message, points: batch.length }, "InfluxDB did not take the batch; retrying with backoff");
-        this.#influxError = message;
-        if (this.#stopping) return false;
-        const waited = await sleep(backoffDelay(this.config.retryBaseMs, attempt), true, { signal: this.#abort.signal }).catch(() => false);
-        if (!waited) return false;
+        const outcome = await retry(() => this.#timed(this.#batch), {
+          baseMs: this.config.retryBaseMs,
+          signal,
+          // InfluxDB's bad data comes back in the outcome; whatever throws is an outage.
+          retryable: () => true,
+          onRetry: (error) => this.#failed(error, this.#batch.length),
+        });
+        this.#settle(this.#batch, outcome.rejected);
+      } catch {
+        // Every error is retried, so only the signal ends retry: stopping (stop() tries the batch
+        // once more) or the batch's connection closed (its messages come again).
+        if (this.#stopping) this.#buffer.unshift(...this.#batch);
+      } finally {
+        this.#batch = [];
       }
     }
   }
 
+  /** One attempt; false if InfluxDB did not take the batch. */
+  async #writeOnce(batch: Buffered[]): Promise<boolean> {
+    try {
+      this.#settle(batch, (await this.#timed(batch)).rejected);
+      return true;
+    } catch (error) {
+      this.#failed(error, batch.length);
+      this.#buffer.unshift(...batch);
+      return false;
+    }
+  }
+
+  async #timed(batch: Buffered[]): Promise<WriteOutcome> {
+    const stopTimer = this.#seconds.startTimer();
+    const outcome = await this.#lines.write(batch.map((b) => b.line));
+    stopTimer();
+    if (this.#influxError !== undefined) this.log.info({ event: "influx_back" }, "InfluxDB takes writes again");
+    this.#influxError = undefined;
+    return outcome;
+  }
+
+  #failed(error: unknown, points: number): void {
+    this.#failures.inc();
+    const message = error instanceof Error ? error.message : String(error);
+    if (message !== this.#influxError) this.log.warn({ event: "write_failed", err: message, points }, "InfluxDB did not take the batch; retrying with backoff");
+    this.#influxError = message;
+  }
+
+  /** Acknowledges the stored points and dead-letters the refused ones. */
+  #settle(batch: Buffered[], rejected: WriteOutcome["rejected"]): void {
+    const refused = new Map(rejected.map((r) => [r.index, r.error]));
+    batch.forEach((item, index) => {
+      const error = refused.get(index);
+      if (error === undefined) return item.message.ack();
+      this.#refused.inc({ reason: refusalReason(error) });
+      this.#deadLetter(item.message, `influx-writer: ${error}`);
+    });
+    this.#points.inc(batch.length - refused.size);
+    if (refused.size > 0) this.log.warn({ event: "points_refused", points: refused.size, first: rejected[0]?.error }, `InfluxDB refused ${refused.size} of ${batch.length} points as bad data; dead-lettered`);
+  }
+
+  #deadLetter(message: ReceivedMessage, reason: string): void {
+    void this.#consumer.deadLetter(message, reason).then((outcome) => {
+      if (outcome === "dropped") this.#messages.inc({ kind: "deadletter", outcome: "dropped" });
+      else this.#deadLetters.inc({ outcome });
+    });
+  }
+
+  /** The connection closed: the broker redelivers everything held, so the copies are dropped. */
+  #dropAll(): void {
+    this.#buffer = [];
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#batch.length > 0 && !this.#stopping) {
+      this.#abort.abort(new Error("the batch's connection closed"));
+      this.#abort = new AbortController();
+    }
+  }
+
   #health(): Health {
-    const broker = this.#client?.connected === true;
+    const mqtt = this.#consumer.status;
     return {
-      healthy: broker && this.#influxError === undefined && !this.#stopping,
-      details: { broker: broker ? "connected" : "disconnected", influx: this.#influxError === undefined ? "ok" : `failing: ${this.#influxError}`, buffered: this.#buffer.length },
+      healthy: this.#consumer.healthy && this.#influxError === undefined,
+      details: {
+        broker: mqtt.connected ? (mqtt.subscribed ? "connected" : "connected, not subscribed") : "disconnected",
+        brokerError: mqtt.error,
+        influx: this.#influxError === undefined ? "ok" : `failing: ${this.#influxError}`,
+        buffered: this.#buffer.length + this.#batch.length,
+        bufferedBytes: mqtt.bytesInFlight,
+        reading: mqtt.paused === null ? "yes" : `paused: ${mqtt.paused}`,
+        deadLettersPending: mqtt.deadLettersPending,
+      },
     };
   }
+}
+
+/** A label of few values for InfluxDB's reason (the reason itself names the point). */
+function refusalReason(error: string): string {
+  if (/cannot parse|unable to parse/i.test(error)) return "unparsable";
+  if (/field type conflict/i.test(error)) return "field_type_conflict";
+  if (/beyond retention/i.test(error)) return "beyond_retention";
+  if (/\(413\)|too large/i.test(error)) return "too_large";
+  return "other";
 }

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { envValue, parseEnv, readTopics } from "../../lib/config.js";
 import { ConfigError } from "../../lib/errors.js";
+import { healthHostFromEnv } from "../../lib/health-server.js";
 import { mqttSettingsFromEnv, type MqttSettings } from "../../lib/mqtt.js";
 import { DEFAULT_SECRET_PATH, requireSecret } from "../../lib/secrets.js";
 
@@ -28,16 +29,34 @@ export interface ConnectorConfig {
   batchSize: number;
   batchWaitMs: number;
   maxInFlight: number;
+  /** Retries of a failing function before its circuit opens and intake pauses (never a dead letter). */
   retries: number;
   retryBaseMs: number;
+  /** The longest wait between retries and between probes of an open circuit. */
+  retryMaxMs: number;
+  /** Per attempt, sent to the function as X-Timeout-Ms: its whole budget. */
   timeoutMs: number;
   deadletterTopic: string;
+  /** /healthz and /metrics. */
   port: number;
+  healthHost: string;
   /** Larger messages are dead-lettered: no fan reading is that big. */
   maxMessageBytes: number;
+  /** Bytes of messages (topic and payload) received and not yet acknowledged; at this, the connector stops reading from the broker. */
+  maxInflightBytes: number;
   /** A batch is sent once its payloads add up to this, so that it stays under the function's body limit. */
   maxBatchBytes: number;
 }
+
+/**
+ * 8 MiB of messages held. Throughput needs far less: max_inflight × batch_size, twice over, is
+ * 3,200 readings of under 200 bytes, 0.6 MiB. Memory sets the ceiling: the pod's limit is
+ * 160 MiB (deploy/k3s/connector.yaml), the connector runs at 85-98 MB resident under load, and each
+ * message held costs a few hundred bytes of objects besides its own. With Mosquitto the window of
+ * 2,000 messages binds first for fan readings; the bound is what holds for large messages, and
+ * under aedes (fanwatch start), which has no window.
+ */
+export const DEFAULT_MAX_INFLIGHT_BYTES = 8 * 1024 * 1024;
 
 const Numbers = z.object({
   qos: z.coerce.number().pipe(z.union([z.literal(0), z.literal(1)])).default(1),
@@ -47,10 +66,15 @@ const Numbers = z.object({
   max_inflight: z.coerce.number().int().min(1).max(1_000).default(8),
   retries: z.coerce.number().int().min(0).max(20).default(5),
   retry_base_ms: z.coerce.number().int().min(1).default(100),
+  retry_max_ms: z.coerce.number().int().min(1).default(5_000),
+  // Below predict's exec_timeout (12 s in stack.yml), so the gateway never cuts an attempt off
+  // before predict's own budget (X-Timeout-Ms) ends it with an answer.
   timeout_ms: z.coerce.number().int().min(1).default(10_000),
   port: z.coerce.number().int().min(0).max(65_535).default(8081),
-  max_message_bytes: z.coerce.number().int().min(1).default(64 * 1024),
+  // Fan readings are under 200 bytes; the broker refuses packets over 16 KiB as well.
+  max_message_bytes: z.coerce.number().int().min(1).default(16 * 1024),
   max_batch_bytes: z.coerce.number().int().min(1).default(512 * 1024),
+  max_inflight_bytes: z.coerce.number().int().min(1).default(DEFAULT_MAX_INFLIGHT_BYTES),
 });
 
 const CONNECTOR_SETTINGS = Object.keys(Numbers.shape);
@@ -83,10 +107,13 @@ export function readConnectorConfig(env: NodeJS.ProcessEnv = process.env): Conne
     maxInFlight: numbers.max_inflight,
     retries: numbers.retries,
     retryBaseMs: numbers.retry_base_ms,
+    retryMaxMs: numbers.retry_max_ms,
     timeoutMs: numbers.timeout_ms,
     deadletterTopic: readTopics(env).deadletter,
     port: numbers.port,
+    healthHost: healthHostFromEnv(env),
     maxMessageBytes: numbers.max_message_bytes,
+    maxInflightBytes: numbers.max_inflight_bytes,
     maxBatchBytes: numbers.max_batch_bytes,
   };
 }

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { Logger } from "../../lib/log.js";
 import { GatewayClient } from "./http-client.js";
-import { topicMatches } from "./topic-filter.js";
+import { filtersOverlap, topicMatches } from "./topic-filter.js";
 
 /** A function to invoke for a message, with the topic its answer is published to, if any. */
 export interface Target {
@@ -24,13 +24,15 @@ interface Route {
 /**
  * Which functions a topic goes to. From the gateway's /system/functions (`topic` annotation, comma
  * separated, MQTT wildcards allowed; `reply-topic` optional), refreshed periodically and kept as
- * it was while the gateway is unreachable; or from a static mapping.
+ * it was while the gateway is unreachable; or from a static mapping. `onChange` hears of every
+ * change, so that messages held for want of a route go as soon as one appears.
  */
 export class FunctionDirectory {
   #routes: Route[] = [];
   readonly #cache = new Map<string, Target[]>();
   #timer: NodeJS.Timeout | undefined;
   #ready = false;
+  #stopped = false;
   #lastError: string | undefined;
   readonly #gateway: GatewayClient;
 
@@ -41,6 +43,7 @@ export class FunctionDirectory {
       staticFunctions: Map<string, string[]> | undefined;
       refreshMs: number;
       log: Logger;
+      onChange?: () => void;
     },
   ) {
     this.#gateway = new GatewayClient(options.gatewayUrl, 1);
@@ -75,19 +78,29 @@ export class FunctionDirectory {
     return targets;
   }
 
-  /** Resolves after the first successful lookup; keeps refreshing until stop(). */
-  async start(signal?: AbortSignal): Promise<void> {
+  /** The subscribed filters that no route serves: their messages would have nowhere to go. */
+  unrouted(filters: readonly string[]): string[] {
+    return filters.filter((f) => !this.#routes.some((r) => filtersOverlap(f, r.filter)));
+  }
+
+  /**
+   * Resolves after the first lookup, whether or not the gateway answered; keeps refreshing until
+   * stop(), every second until the gateway first answers and every `refreshMs` after that.
+   */
+  async start(): Promise<void> {
     if (this.options.staticFunctions !== undefined) return;
-    while (!this.#ready && signal?.aborted !== true) {
+    const next = async () => {
       await this.refresh();
-      if (!this.#ready) await new Promise((resolve) => setTimeout(resolve, Math.min(this.options.refreshMs, 1_000)));
-    }
-    this.#timer = setInterval(() => void this.refresh(), this.options.refreshMs);
-    this.#timer.unref();
+      if (this.#stopped) return;
+      this.#timer = setTimeout(() => void next(), this.#ready ? this.options.refreshMs : Math.min(this.options.refreshMs, 1_000));
+      this.#timer.unref();
+    };
+    await next();
   }
 
   stop(): void {
-    clearInterval(this.#timer);
+    this.#stopped = true;
+    clearTimeout(this.#timer);
     this.#gateway.close();
   }
 
@@ -107,12 +120,13 @@ export class FunctionDirectory {
           .filter((t) => t !== "")
           .map((filter) => ({ filter, target: { name: fn.name, replyTopic: fn.annotations?.["reply-topic"] } })),
       );
-      const changed = JSON.stringify(routes) !== JSON.stringify(this.#routes);
+      const changed = !this.#ready || JSON.stringify(routes) !== JSON.stringify(this.#routes);
       this.#routes = routes;
       if (changed) this.#cache.clear();
       this.#ready = true;
       if (changed || this.#lastError !== undefined) this.options.log.info({ event: "functions_discovered", routes: routes.map((r) => `${r.filter} -> ${r.target.name}`) }, `routing to ${this.functionCount} functions`);
       this.#lastError = undefined;
+      if (changed) this.options.onChange?.();
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       if (message !== this.#lastError) this.options.log.warn({ event: "discovery_failed", err: message }, "cannot read functions from the gateway; keeping the last routes");

@@ -1,21 +1,35 @@
-import { setTimeout as sleep } from "node:timers/promises";
-import { backoffDelay } from "../../lib/backoff.js";
-import { deadLetter } from "../../lib/dead-letter.js";
 import type { Logger } from "../../lib/log.js";
+import { backoffDelay, retry, type Backoff, type Clock } from "../../lib/retry.js";
+import { Circuit } from "./circuit.js";
 import type { ConnectorConfig } from "./config.js";
 import type { Target } from "./directory.js";
-import { GatewayClient } from "./http-client.js";
+import { Invoker } from "./invoker.js";
 import type { ConnectorMetrics } from "./metrics.js";
 
 /** A received message on its way to one or more functions; acknowledged when all are done. */
 export interface Delivery {
-  topic: string;
-  payload: Buffer;
-  /** Called by each target when it is finished with the message (answered, or dead-lettered). */
+  readonly topic: string;
+  readonly payload: Buffer;
+  /** False once the connection it came on closed: the broker redelivers it, so sending it is waste. */
+  readonly current: boolean;
+  /** Called by each target when it is finished with the message (answered, and its answer published). */
   done(): void;
+  /** Called by a target whose function refused the message: it is dead-lettered with the reason. */
+  reject(reason: string): void;
 }
 
 export type Publish = (topic: string, payload: string) => Promise<void>;
+
+export interface DispatcherOptions {
+  publish: Publish;
+  metrics: ConnectorMetrics;
+  log: Logger;
+  clock: Clock;
+  /** A function's circuit opened (its outage pauses intake) or closed again. */
+  onCircuit(name: string, open: boolean, reason: string): void;
+  /** Publishing a function's answer to its reply topic failed (`reason`) or works again (undefined). */
+  onReplyTrouble(name: string, reason: string | undefined): void;
+}
 
 interface Queue {
   target: Target;
@@ -27,26 +41,32 @@ interface Queue {
 
 /**
  * Batches messages per function and source topic (up to batchSize, or batchWaitMs after the
- * first), keeps at most maxInFlight invocations open, retries 429/5xx/timeouts/connection errors
- * with exponential backoff, and after the last retry dead-letters the batch's messages with the
- * reason. With batch_size 1 every message is sent raw, exactly as the official connector does;
- * otherwise a batch is a JSON array of the payloads. A batch holds one topic so that the X-Topic
- * header names the topic of every message in it.
+ * first) and keeps at most maxInFlight invocations open. With batch_size 1 every message is sent
+ * raw, exactly as the official connector does; otherwise a batch is a JSON array of the payloads.
+ * A batch holds one topic so that the X-Topic header names the topic of every message in it.
+ *
+ * What happens to a batch: 2xx → its answer goes to the reply topic (if any), then the messages
+ * are done. An outage (no connection, timeout, 429, 5xx) → retried with capped backoff, for as long
+ * as it takes, through the function's circuit breaker. A rejection (another 4xx) → split in halves
+ * until the messages the function refuses are alone, and only those are dead-lettered.
  */
 export class Dispatcher {
   readonly #queues = new Map<string, Queue>();
   readonly #ready: Queue[] = [];
-  readonly #gateway: GatewayClient;
+  readonly #circuits = new Map<string, Circuit>();
+  readonly #invoker: Invoker;
+  readonly #backoff: Backoff;
+  /** Aborted by drain: batches waiting for a retry or a circuit give up, unacknowledged. */
+  readonly #stopping = new AbortController();
   #inFlight = 0;
   #idle: (() => void) | undefined;
 
   constructor(
     private readonly config: ConnectorConfig,
-    private readonly publish: Publish,
-    private readonly metrics: ConnectorMetrics,
-    private readonly log: Logger,
+    private readonly options: DispatcherOptions,
   ) {
-    this.#gateway = new GatewayClient(config.gatewayUrl, config.maxInFlight);
+    this.#invoker = new Invoker(config, options.metrics);
+    this.#backoff = { baseMs: config.retryBaseMs, capMs: config.retryMaxMs };
   }
 
   get inFlight(): number {
@@ -64,14 +84,26 @@ export class Dispatcher {
     else if (queue.timer === undefined) queue.timer = setTimeout(() => this.#release(queue), this.config.batchWaitMs);
   }
 
-  /** Sends everything queued now and resolves when no invocation is left in flight. */
+  /**
+   * Sends everything queued now and resolves when no invocation or reply is left in flight.
+   * Batches waiting out an outage stop waiting and stay unacknowledged: the broker redelivers them
+   * to the next connector.
+   */
   async drain(): Promise<void> {
     for (const queue of this.#queues.values()) if (queue.items.length > 0) this.#release(queue);
+    this.#stopping.abort(new Error("the connector is stopping"));
     if (this.#inFlight > 0 || this.#ready.length > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
   }
 
+  /** Forgets the messages not sent yet: their connection closed and the broker redelivers them. */
+  discardQueued(): void {
+    for (const queue of this.#queues.values()) clearTimeout(queue.timer);
+    this.#queues.clear();
+    this.#ready.length = 0;
+  }
+
   close(): void {
-    this.#gateway.close();
+    this.#invoker.close();
   }
 
   #release(queue: Queue): void {
@@ -100,66 +132,93 @@ export class Dispatcher {
   }
 
   async #deliver(target: Target, topic: string, batch: Delivery[]): Promise<void> {
+    try {
+      await this.#send(target, topic, batch);
+    } catch (error) {
+      // Stopping (a wait was cut short), or a bug: either way the messages stay unacknowledged
+      // and the broker redelivers them; nothing may crash the connector.
+      if (this.#stopping.signal.aborted) this.options.log.info({ event: "left_unacknowledged", function: target.name, messages: batch.length }, "stopping: messages left with the broker");
+      else this.options.log.error({ event: "delivery_failed", function: target.name, messages: batch.length, err: (error as Error).message }, "delivery failed; messages left unacknowledged");
+    }
+  }
+
+  async #send(target: Target, topic: string, batch: Delivery[]): Promise<void> {
     // Payloads were checked to be JSON when they arrived, so the array is built from their bytes.
     const body = this.config.batchSize === 1 ? (batch[0] as Delivery).payload : Buffer.concat(joinAsArray(batch.map((d) => d.payload)));
-    this.metrics.batchSize.observe({ function: target.name }, batch.length);
-    let reason = "";
-    for (let attempt = 0; attempt <= this.config.retries; attempt++) {
-      if (attempt > 0) {
-        this.metrics.retries.inc({ function: target.name });
-        await sleep(backoffDelay(this.config.retryBaseMs, attempt));
-      }
-      const outcome = await this.#invoke(target, topic, body);
-      if (outcome.ok) {
-        if (target.replyTopic !== undefined && outcome.body !== "") await this.#reply(target, outcome.body);
+    this.options.metrics.batchSize.observe({ function: target.name }, batch.length);
+    const circuit = this.#circuit(target.name);
+    for (let attempt = 1; ; attempt++) {
+      await circuit.admit();
+      // A batch whose connection closed is redelivered by the broker: sending it would be waste,
+      // unless it is an open circuit's probe, which must go (intake is paused, no other comes).
+      if (!circuit.open && !batch.some((d) => d.current)) return;
+      const outcome = await this.#invoker.invoke(target, topic, body);
+      if (outcome.kind === "answered") {
+        circuit.succeeded();
+        if (target.replyTopic !== undefined && outcome.body !== "") await this.#reply(target, target.replyTopic, outcome.body);
         for (const d of batch) d.done();
         return;
       }
-      reason = outcome.reason;
-      if (!outcome.retry) break;
-    }
-    this.log.warn({ event: "dead_lettered", function: target.name, messages: batch.length, reason }, `giving up on ${batch.length} messages for ${target.name}`);
-    await this.deadLetter(batch, `${target.name}: ${reason}`, "invocation_failed");
-  }
-
-  async #invoke(target: Target, topic: string, body: string | Buffer): Promise<{ ok: true; body: string } | { ok: false; retry: boolean; reason: string }> {
-    const path = this.config.asyncInvoke ? `/async-function/${target.name}` : `/function/${target.name}`;
-    const headers: Record<string, string> = { "content-type": this.config.contentType, "x-topic": topic, "x-connector": "fanwatch-mqtt-connector" };
-    if (this.config.asyncInvoke && this.config.callbackUrl !== undefined) headers["x-callback-url"] = this.config.callbackUrl;
-    const stop = this.metrics.latency.startTimer({ function: target.name });
-    try {
-      const answer = await this.#gateway.request({ method: "POST", path, headers, body, timeoutMs: this.config.timeoutMs });
-      this.metrics.invocations.inc({ function: target.name, code: String(answer.status) });
-      if (answer.status >= 200 && answer.status < 300) return { ok: true, body: answer.body };
-      const reason = `answered ${answer.status}: ${answer.body.slice(0, 300)}`;
-      return { ok: false, retry: answer.status === 429 || answer.status >= 500, reason };
-    } catch (error) {
-      this.metrics.invocations.inc({ function: target.name, code: "0" });
-      return { ok: false, retry: true, reason: error instanceof Error ? error.message : String(error) };
-    } finally {
-      stop();
+      if (outcome.kind === "rejected") {
+        circuit.succeeded();
+        if (batch.length > 1) {
+          // A batch is refused whole when one of its messages is bad: find that one, keep the rest.
+          const half = Math.ceil(batch.length / 2);
+          await this.#send(target, topic, batch.slice(0, half));
+          await this.#send(target, topic, batch.slice(half));
+          return;
+        }
+        this.options.log.warn({ event: "rejected", function: target.name, reason: outcome.reason }, `${target.name} rejected a message`);
+        (batch[0] as Delivery).reject(outcome.reason);
+        return;
+      }
+      if (attempt === 1) this.options.log.warn({ event: "invocation_failed", function: target.name, messages: batch.length, reason: outcome.reason }, "invocation failed; retrying");
+      circuit.failed(outcome.reason);
+      this.options.metrics.retries.inc({ function: target.name });
+      if (!circuit.open) await this.options.clock.sleep(backoffDelay(this.#backoff, attempt), this.#stopping.signal);
     }
   }
 
-  async #reply(target: Target, body: string): Promise<void> {
-    try {
-      await this.publish(target.replyTopic as string, body);
-    } catch (error) {
-      this.log.warn({ event: "reply_failed", function: target.name, err: (error as Error).message }, "cannot publish the function's answer");
+  /**
+   * A reply is published again until the connector stops; then the attempt under way is still
+   * awaited, so that drain does not disconnect under it, but not repeated.
+   */
+  readonly #untilStopping = (): boolean => !this.#stopping.signal.aborted;
+
+  #circuit(name: string): Circuit {
+    let circuit = this.#circuits.get(name);
+    if (circuit === undefined) {
+      circuit = new Circuit({
+        threshold: this.config.retries + 1,
+        backoff: this.#backoff,
+        clock: this.options.clock,
+        signal: this.#stopping.signal,
+        onChange: (open, reason) => {
+          this.options.metrics.circuitOpen.set({ function: name }, open ? 1 : 0);
+          this.options.onCircuit(name, open, reason);
+        },
+      });
+      this.#circuits.set(name, circuit);
     }
+    return circuit;
   }
 
-  /** Publishes one dead letter per message, then lets the messages go. */
-  async deadLetter(batch: Delivery[], reason: string, metric: string): Promise<void> {
-    await Promise.all(
-      batch.map(async (d) => {
-        // Until the dead letter is acknowledged the message stays unacknowledged too: if the
-        // broker is gone, both are retried after reconnecting rather than lost.
-        await this.publish(this.config.deadletterTopic, JSON.stringify(deadLetter(reason, d.topic, d.payload)));
-        this.metrics.deadLettered.inc({ reason: metric });
-        d.done();
-      }),
-    ).catch((error: unknown) => this.log.error({ event: "dead_letter_failed", err: (error as Error).message }, "cannot publish dead letters; the broker will redeliver"));
+  /** Publishes the function's answer, retrying until the broker takes it: the messages wait for it. */
+  async #reply(target: Target, replyTopic: string, body: string): Promise<void> {
+    let failed = false;
+    await retry(() => this.options.publish(replyTopic, body), {
+      ...this.#backoff,
+      retryable: this.#untilStopping,
+      clock: this.options.clock,
+      onRetry: (error) => {
+        const reason = `cannot publish ${target.name}'s answer to ${replyTopic}: ${(error as Error).message}`;
+        if (!failed) this.options.log.warn({ event: "reply_failed", function: target.name, err: (error as Error).message }, reason);
+        failed = true;
+        this.options.metrics.replyFailures.inc({ function: target.name });
+        this.options.onReplyTrouble(target.name, reason);
+      },
+    });
+    if (failed) this.options.onReplyTrouble(target.name, undefined);
   }
 }
 

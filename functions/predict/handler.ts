@@ -65,6 +65,9 @@ export async function init(): Promise<void> {
   log.info({ event: "configured", scoreUrl: config.scoreUrl, topics: config.topics, budgetMs: config.budgetMs, scoreTimeoutMs: config.scoreTimeoutMs, broker: redactUrl(settings.url) }, "predict ready");
 }
 
+/** The X-Connector of our MQTT connector (connectors/mqtt/invoker.ts). */
+const FANWATCH_CONNECTOR = "fanwatch-mqtt-connector";
+
 export async function handler(event: FunctionEvent, context: FunctionContext): Promise<PredictAnswer | Record<string, unknown>> {
   const { config, mqtt, publisher, score } = ready();
   if (event.method === "GET") return { broker: mqtt.connected ? "connected" : "disconnected", scoreUrl: config.scoreUrl, topics: config.topics };
@@ -78,7 +81,11 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
   try {
     body = readBody(event.body);
   } catch (error) {
-    await publisher.publish(config.topics.deadletter, [deadLetter((error as Error).message, topic, event.body ?? "")], deadline);
+    // Our connector dead-letters what a function answers 4xx to; other callers (the official
+    // connector, curl) do not, so predict does it for them: one dead letter per bad message.
+    if (event.headers["x-connector"] !== FANWATCH_CONNECTOR) {
+      await publisher.publish(config.topics.deadletter, [deadLetter((error as Error).message, topic, event.body ?? "")], deadline);
+    }
     readings.inc({ outcome: "rejected" });
     throw error;
   }

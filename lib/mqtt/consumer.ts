@@ -1,0 +1,374 @@
+import type { IClientOptions, IPublishPacket, MqttClient } from "mqtt";
+import { deadLetter as deadLetterOf } from "../dead-letter.js";
+import type { Logger } from "../log.js";
+import { connectMqtt, redactUrl, type MqttSettings } from "../mqtt.js";
+import { DEFERRED, pubackWriter } from "./acks.js";
+
+/** A message delivered to the consumer's owner; the broker keeps it until it is acknowledged. */
+export interface ReceivedMessage {
+  readonly topic: string;
+  readonly payload: Buffer;
+  /**
+   * Tells the broker the message is taken care of. Safe to call more than once. After the
+   * connection it came on closed, it does nothing: the broker redelivers the message.
+   */
+  ack(): void;
+}
+
+export type DeadLetterOutcome =
+  /** The broker took the dead letter; the message is acknowledged. */
+  | "published"
+  /** Not published (logged); the message stays unacknowledged and comes back after a reconnect. */
+  | "failed"
+  /** The message came from the dead-letter topic itself: logged and acknowledged, never re-dead-lettered. */
+  | "dropped";
+
+export interface ConsumerOptions {
+  mqtt: MqttSettings;
+  /** The persistent session's name, fixed: the broker keeps what arrives while we are away. */
+  clientId: string;
+  /** Topic filters (`$share/<group>/<topic>` for a shared subscription). */
+  topics: readonly string[];
+  deadLetterTopic: string;
+  /** @default 1 */
+  qos?: 0 | 1;
+  /**
+   * Stop reading from the broker while the messages delivered and not yet acknowledged or
+   * dead-lettered add up to this many bytes (as sent: topic and payload)… @default 8 MiB
+   */
+  maxBytesInFlight?: number;
+  /** …until they fall to this many. @default maxBytesInFlight / 2 */
+  resumeBytes?: number;
+  log: Logger;
+  onMessage(message: ReceivedMessage): void;
+  /**
+   * The connection closed: every message delivered so far is void (its ack does nothing, the broker
+   * redelivers it). Drop what you still hold of them; what you do with them anyway is harmless.
+   */
+  onConnectionLost?(): void;
+  /** MQTT.js settings that tests shorten. */
+  client?: Pick<IClientOptions, "keepalive" | "reconnectPeriod">;
+}
+
+export interface ConsumerStatus {
+  connected: boolean;
+  subscribed: boolean;
+  /** Why no message is being delivered (the owner's reason, the byte bound, draining), or null. */
+  paused: string | null;
+  /** A message was read during the pause and waits for its end (reading stopped behind it). */
+  waiting: boolean;
+  /** The last connection or subscription error, until the next successful subscription. */
+  error: string | null;
+  messagesInFlight: number;
+  bytesInFlight: number;
+  deadLettersPending: number;
+}
+
+const DEFAULT_MAX_BYTES_IN_FLIGHT = 8 * 1024 * 1024;
+
+interface PendingDeadLetter {
+  done: Promise<DeadLetterOutcome>;
+  settle(outcome: DeadLetterOutcome, error?: string): void;
+}
+
+/** A delivered message and where it stands. */
+class Inbound implements ReceivedMessage {
+  released = false;
+  acked = false;
+  constructor(
+    readonly topic: string,
+    readonly payload: Buffer,
+    readonly bytes: number,
+    readonly messageId: number | undefined,
+    readonly connection: number,
+    readonly settle: (message: Inbound) => void,
+  ) {}
+  ack(): void {
+    this.settle(this);
+  }
+}
+
+/**
+ * The one MQTT consumer the connector and the InfluxDB writer build on: a persistent session
+ * (fixed client id, clean false), a subscription that fails loudly, messages acknowledged only when
+ * the owner says so, at most `maxBytesInFlight` bytes of them held, pause/resume for the owner, and
+ * dead letters that acknowledge a message only once the broker took the dead letter.
+ *
+ * Stopping reading is how the bound holds whatever the broker pushes (Mosquitto up to
+ * `max_inflight_messages`, aedes with no window at all): the consumer keeps the next message
+ * undelivered and does not call MQTT.js back, so MQTT.js parses nothing more and the socket is not
+ * read (lib/mqtt/acks.ts). What it holds beyond the bound is that one message and the stream
+ * buffers. The price, accepted: while reading is stopped MQTT.js cannot read the broker's PINGRESP
+ * either, so a pause longer than 1.5 × keepalive (90 s by default) ends in a reconnect; the
+ * messages held are then redelivered (`onConnectionLost`). Its own dead letters' PUBACKs arrive on
+ * the same socket, so a dead-lettered message stops counting towards the bound at once (its
+ * payload is no longer held); it is acknowledged when the PUBACK is read.
+ */
+export class MqttConsumer {
+  readonly #options: ConsumerOptions;
+  readonly #maxBytes: number;
+  readonly #resumeBytes: number;
+  #client: MqttClient | undefined;
+  #writePuback: ((messageId: number) => void) | undefined;
+  /** Bumped when a connection closes: messages of an older one are void. */
+  #connection = 0;
+  #connected = false;
+  #subscribed = false;
+  #error: string | undefined;
+  #messages = 0;
+  #bytes = 0;
+  #full = false;
+  #pausedBy: string | undefined;
+  #held: { message: Inbound; callback: () => void } | undefined;
+  #draining = false;
+  #subscribedOnce = false;
+  readonly #deadLetters = new Set<PendingDeadLetter>();
+  #drained: Promise<void> | undefined;
+  #closed: Promise<void> | undefined;
+  readonly #settle = (message: Inbound) => this.#ack(message);
+
+  constructor(options: ConsumerOptions) {
+    this.#options = options;
+    this.#maxBytes = options.maxBytesInFlight ?? DEFAULT_MAX_BYTES_IN_FLIGHT;
+    this.#resumeBytes = options.resumeBytes ?? Math.floor(this.#maxBytes / 2);
+    if (this.#resumeBytes > this.#maxBytes) throw new RangeError(`resumeBytes (${this.#resumeBytes}) is above maxBytesInFlight (${this.#maxBytes})`);
+  }
+
+  get status(): ConsumerStatus {
+    return {
+      connected: this.#connected,
+      subscribed: this.#subscribed,
+      paused: this.#draining ? "draining" : (this.#pausedBy ?? (this.#full ? `${this.#bytes} bytes in flight, above ${this.#maxBytes}` : null)),
+      waiting: this.#held !== undefined,
+      error: this.#error ?? null,
+      messagesInFlight: this.#messages,
+      bytesInFlight: this.#bytes,
+      deadLettersPending: this.#deadLetters.size,
+    };
+  }
+
+  /** Connected, subscribed and not stopping. */
+  get healthy(): boolean {
+    return this.#connected && this.#subscribed && !this.#draining;
+  }
+
+  /**
+   * Connects and subscribes. Resolves once the broker granted every subscription; rejects, and
+   * closes, when it refuses one (an ACL, a bad filter). An unreachable broker or refused login is
+   * retried (reported by `status.error`) and start waits.
+   */
+  start(): Promise<void> {
+    if (this.#client !== undefined) throw new Error("the consumer is started already");
+    const { mqtt, clientId, topics, log } = this.#options;
+    const qos = this.#options.qos ?? 1;
+    const client = connectMqtt(mqtt, {
+      clientId,
+      clean: false,
+      resubscribe: false, // subscribed below on every connect, with the answer checked
+      ...this.#options.client,
+      onError: (error) => {
+        this.#error = error.message;
+        log.warn({ event: "mqtt_error", err: error.message }, "MQTT error");
+      },
+    });
+    this.#client = client;
+    this.#writePuback = pubackWriter(client);
+    client.handleMessage = (packet, callback) => this.#receive(packet, callback);
+    client.on("close", () => this.#lost());
+    client.on("offline", () => log.warn({ event: "mqtt_offline", broker: redactUrl(mqtt.url) }, "connection to the broker lost; reconnecting"));
+    return new Promise<void>((resolve, reject) => {
+      client.on("connect", (connack) => {
+        this.#connected = true;
+        // A session the broker kept has its subscriptions already. The SUBACK below may then come
+        // late: behind redelivered messages that a pause keeps unread.
+        this.#subscribed = connack.sessionPresent === true;
+        log.info({ event: "mqtt_connected", broker: redactUrl(mqtt.url), clientId, sessionPresent: connack.sessionPresent }, "connected to the broker");
+        if (this.#subscribed) resolve();
+        // Subscribed on every connection all the same: the topics may have changed since.
+        client.subscribe([...topics], { qos }, (error, _subscriptions, suback) => {
+          if (error === null || error === undefined) {
+            this.#subscribed = true;
+            this.#error = undefined;
+            log.info({ event: "subscribed", topics, qos }, `subscribed to ${topics.join(", ")}`);
+            resolve();
+            return;
+          }
+          const code = (error as { code?: unknown }).code;
+          if (suback === undefined && !(typeof code === "number" && code >= 0x80)) {
+            // No answer on this connection (it closed): the next one subscribes again.
+            log.warn({ event: "subscribe_unanswered", topics, err: error.message }, "the subscription was not confirmed before the connection closed");
+            return;
+          }
+          // Without this a refused subscription is a consumer that is connected and never gets a
+          // message: a silent outage.
+          const refused = topics.filter((_topic, i) => (Number(suback?.granted[i] ?? 0) & 0x80) !== 0);
+          const reason = `the broker refused the subscription to ${(refused.length > 0 ? refused : topics).join(", ")} (${error.message}); check its ACL for ${mqtt.username === undefined ? "this client" : `user ${mqtt.username}`}`;
+          this.#subscribed = false;
+          this.#error = reason;
+          log.error({ event: "subscribe_refused", topics, err: error.message }, reason);
+          reject(new Error(reason));
+          if (!this.#subscribedOnce) void this.close();
+        });
+      });
+      client.on("end", () => reject(new Error("the consumer was closed before it subscribed")));
+    }).then(() => {
+      this.#subscribedOnce = true;
+    });
+  }
+
+  /** Stops delivering messages (they wait, unread) until `resume`; for the owner's own reasons. */
+  pause(reason: string): void {
+    this.#pausedBy = reason;
+  }
+
+  resume(): void {
+    this.#pausedBy = undefined;
+    this.#release();
+  }
+
+  /**
+   * Publishes `{"error","topic","payload","at"}` to the dead-letter topic at QoS 1 and acknowledges
+   * the message once the broker took it. Never rejects.
+   */
+  deadLetter(message: ReceivedMessage, reason: string): Promise<DeadLetterOutcome> {
+    const inbound = message as Inbound;
+    const { deadLetterTopic, log } = this.#options;
+    if (message.topic === deadLetterTopic) {
+      // A dead letter that cannot be handled must not make another one, and another…
+      log.error({ event: "dead_letter_dropped", reason }, `a message from ${deadLetterTopic} was not handled and is dropped: ${reason}`);
+      message.ack();
+      return Promise.resolve("dropped");
+    }
+    this.#releaseBytes(inbound);
+    const client = this.#client;
+    if (client === undefined || inbound.connection !== this.#connection) return Promise.resolve("failed");
+    const letter = JSON.stringify(deadLetterOf(reason, message.topic, message.payload));
+    let resolve!: (outcome: DeadLetterOutcome) => void;
+    const pending: PendingDeadLetter = {
+      done: new Promise<DeadLetterOutcome>((r) => (resolve = r)),
+      settle: (outcome, error) => {
+        if (!this.#deadLetters.delete(pending)) return;
+        if (outcome === "published") message.ack();
+        else log.warn({ event: "dead_letter_failed", err: error, topic: message.topic }, "a dead letter was not confirmed; the broker will redeliver the message");
+        resolve(outcome);
+      },
+    };
+    this.#deadLetters.add(pending);
+    client.publish(deadLetterTopic, letter, { qos: 1 }, (error) => pending.settle(error === undefined || error === null ? "published" : "failed", error?.message));
+    return pending.done;
+  }
+
+  /**
+   * Stops delivering messages (the rest stay with the broker for the next session), runs `finish`
+   * (the owner finishing what it holds: it may still acknowledge and dead-letter), waits for the
+   * dead letters being published, then disconnects. Safe to call again: returns the same promise.
+   */
+  drain(finish?: () => Promise<void>): Promise<void> {
+    this.#drained ??= (async () => {
+      this.#stopDelivering();
+      await finish?.();
+      // A connection that closes settles them too (#lost): their acks would be void.
+      await Promise.all([...this.#deadLetters].map((d) => d.done));
+      await this.#end(false);
+    })();
+    return this.#drained;
+  }
+
+  /** Disconnects at once; messages not acknowledged are redelivered to the next session. */
+  close(): Promise<void> {
+    this.#stopDelivering();
+    return this.#end(true);
+  }
+
+  #end(force: boolean): Promise<void> {
+    // MQTT.js keeps unconfirmed QoS 1 publishes of a persistent session for the next connection
+    // and never calls them back; the messages come back to the next session instead.
+    this.#failDeadLetters("the consumer closed");
+    this.#closed ??= (this.#client?.endAsync(force) ?? Promise.resolve()).then(() => {
+      this.#connected = false;
+      this.#subscribed = false;
+    });
+    return this.#closed;
+  }
+
+  #stopDelivering(): void {
+    this.#draining = true;
+    // Keep reading (PUBACKs of dead letters must arrive); what arrives now is left unacknowledged.
+    const held = this.#held;
+    this.#held = undefined;
+    held?.callback();
+  }
+
+  #receive(packet: IPublishPacket, callback: (error?: Error) => void): void {
+    const done = packet.qos === 0 ? undefined : DEFERRED;
+    if (this.#draining) return callback(done);
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    // packet.length: the bytes after the fixed header (topic, message id, payload), parsed already.
+    const bytes = packet.length ?? payload.length + packet.topic.length;
+    const message = new Inbound(packet.topic, payload, bytes, packet.qos === 0 ? undefined : packet.messageId, this.#connection, this.#settle);
+    if (this.#full || this.#pausedBy !== undefined) {
+      this.#held = { message, callback: () => callback(done) };
+      return;
+    }
+    this.#deliver(message);
+    callback(done);
+  }
+
+  #deliver(message: Inbound): void {
+    this.#messages++;
+    this.#bytes += message.bytes;
+    if (this.#bytes >= this.#maxBytes) this.#full = true;
+    try {
+      this.#options.onMessage(message);
+    } catch (error) {
+      // The owner's bug must not stop MQTT.js's packet loop; the message stays unacknowledged.
+      this.#options.log.error({ event: "handler_failed", err: (error as Error).message, topic: message.topic }, "the message handler threw");
+    }
+  }
+
+  /** Delivers the message kept back, if nothing holds it any more. */
+  #release(): void {
+    if (this.#full || this.#pausedBy !== undefined || this.#held === undefined) return;
+    const { message, callback } = this.#held;
+    this.#held = undefined;
+    if (message.connection === this.#connection && !this.#draining) this.#deliver(message);
+    callback();
+  }
+
+  #releaseBytes(message: Inbound): void {
+    if (message.released) return;
+    message.released = true;
+    if (message.connection !== this.#connection) return;
+    this.#messages--;
+    this.#bytes -= message.bytes;
+    if (this.#full && this.#bytes <= this.#resumeBytes) {
+      this.#full = false;
+      this.#release();
+    }
+  }
+
+  #ack(message: Inbound): void {
+    if (message.acked) return;
+    message.acked = true;
+    this.#releaseBytes(message);
+    if (message.messageId !== undefined && message.connection === this.#connection && this.#client?.connected === true) this.#writePuback?.(message.messageId);
+  }
+
+  #failDeadLetters(reason: string): void {
+    for (const pending of [...this.#deadLetters]) pending.settle("failed", reason);
+  }
+
+  #lost(): void {
+    const wasConnected = this.#connected;
+    this.#connection++;
+    this.#connected = false;
+    this.#subscribed = false;
+    this.#messages = 0;
+    this.#bytes = 0;
+    this.#full = false;
+    // MQTT.js drops the packets it parsed from the old connection; so do we.
+    this.#held = undefined;
+    this.#failDeadLetters("the connection closed");
+    if (wasConnected) this.#options.onConnectionLost?.();
+  }
+}
