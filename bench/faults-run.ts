@@ -66,6 +66,8 @@ export interface Scenario {
   name: string;
   /** What the fault is, in words, for the report. */
   fault: string;
+  /** No fault at all (the baseline, the soak): no recovery to measure. */
+  noFault?: boolean;
   /** Injects the fault and resolves when it is over (the process back, the load normal again). */
   inject(context: FaultContext): Promise<void>;
 }
@@ -126,7 +128,8 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
     await sleep(options.beforeMs);
     say(`fault: ${scenario.fault}`);
     const faultStart = ledger.now();
-    await scenario.inject({ system, load, ledger, options, sleep });
+    const ticker = setInterval(() => say(`${ledger.validSent} valid readings sent, ${ledger.readingsPredicted} predicted, ${ledger.deadLettersReceived} dead letters`), 30_000);
+    await scenario.inject({ system, load, ledger, options, sleep }).finally(() => clearInterval(ticker));
     const faultEnd = ledger.now();
     const storage = watchStorage(system, ledger, faultEnd);
     say("fault over; steady load continues");
@@ -141,7 +144,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
     const health = await system.health();
     const invalidStored = await storedInvalid(system, ledger);
     const invalidAsTelemetry = await count(system, `SELECT count("rotation") FROM "telemetry" WHERE "deviceID" =~ /^bad-/`);
-    const summary = ledger.summary(scenario.name === "baseline" ? undefined : faultEnd);
+    const summary = ledger.summary(scenario.noFault === true ? undefined : faultEnd);
     const accepted = ledger.acceptedInvalid();
     const result: ScenarioResult = {
       kind: "scenario",
@@ -161,7 +164,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
         invalidWithoutStoredDeadLetter: accepted.filter((m) => !invalidStored.has(m)).length,
       },
       latencyMs: summary.latencyMs,
-      recovery: { predictionsMs: summary.backlogClearedMs, storageMs: scenario.name === "baseline" ? null : storageMs },
+      recovery: { predictionsMs: summary.backlogClearedMs, storageMs: scenario.noFault === true ? null : storageMs },
       peakRssMb: sampler.peak,
       peakRssAtS: Object.fromEntries(Object.entries(sampler.peakAt).map(([name, at]) => [name, seconds(at)])),
       timelineS: { faultStart: seconds(faultStart), faultEnd: seconds(faultEnd), loadStopped: seconds(loadStopped) },

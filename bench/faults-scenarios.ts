@@ -24,7 +24,7 @@ function scaledToZero(name: FunctionName): Scenario["inject"] {
 
 /** The scenarios, in the order the suite runs them. */
 export const SCENARIOS: Scenario[] = [
-  { name: "baseline", fault: "none: steady load only", inject: ({ options, sleep }) => sleep(options.faultMs) },
+  { name: "baseline", fault: "none: steady load only", noFault: true, inject: ({ options, sleep }) => sleep(options.faultMs) },
   { name: "score-down", fault: "score scaled to 0 by the gateway's API (its process stopped) for the fault duration, then to 1", inject: scaledToZero("score") },
   { name: "predict-down", fault: "predict scaled to 0 for the fault duration, then to 1", inject: scaledToZero("predict") },
   { name: "gateway-restarted", fault: "the gateway stopped (SIGTERM: it stops score and predict) and started again at once", inject: restarted("gateway", "SIGTERM") },

@@ -14,7 +14,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { FULL, runScenario, SHORT, summaryLine, type RunOptions, type ScenarioResult } from "./faults-run.js";
+import { FULL, runScenario, SHORT, summaryLine, type RunOptions, type Scenario, type ScenarioResult } from "./faults-run.js";
 import { SCENARIOS } from "./faults-scenarios.js";
 
 const { values } = parseArgs({
@@ -51,7 +51,8 @@ const options: RunOptions = {
 const wanted = values.scenarios?.split(",");
 const unknown = wanted?.filter((name) => !SCENARIOS.some((s) => s.name === name)) ?? [];
 if (unknown.length > 0) throw new RangeError(`unknown scenarios ${unknown.join(", ")}; the scenarios are ${SCENARIOS.map((s) => s.name).join(", ")}`);
-const selected = soakMinutes !== undefined ? [{ ...(SCENARIOS[0] as (typeof SCENARIOS)[number]), name: "soak", fault: `none: ${soakMinutes} minutes of steady load` }] : SCENARIOS.filter((s) => wanted === undefined || wanted.includes(s.name));
+const baseline = SCENARIOS.find((s) => s.noFault === true) as Scenario;
+const selected = soakMinutes !== undefined ? [{ ...baseline, name: "soak", fault: `none: ${soakMinutes} minutes of steady load` }] : SCENARIOS.filter((s) => wanted === undefined || wanted.includes(s.name));
 
 progress(`fault suite: ${selected.map((s) => s.name).join(", ")} at ${options.rate}/s from ${options.fans} fans, faults of ${options.faultMs / 1000} s; logs in ${options.logDir}`);
 const results: ScenarioResult[] = [];
