@@ -55,6 +55,8 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
   it("stores every reading and prediction of `fanwatch start` with INFLUX_URL, numeric and at the reading's time", async () => {
     const collector = await Collector.start(broker.url, ["fan/messages", "fan/anomaly"]);
     const system = await startFanwatch(["--fans", "4", "--faulty", "1", "--degrading", "1", "--interval", "1000"], { MQTT_URL: broker.url, INFLUX_URL: influx.url, INFLUX_FLUSH_MS: "200" });
+    // A failed assertion before Ctrl-C must not leave the system running (the file would never end).
+    after(() => void (system.child.exitCode === null && system.child.kill("SIGKILL")));
     assert.match(system.output(), /InfluxDB writer storing fan\/messages, fan\/anomaly and fan\/deadletter/);
     // One reading that is not one: its dead letter is stored too (the dashboard's dead-letter panels).
     await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "bad", rotation: "fast" }), { qos: 1 });
