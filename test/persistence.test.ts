@@ -55,14 +55,19 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
   it("stores every reading and prediction of `fanwatch start` with INFLUX_URL, numeric and at the reading's time", async () => {
     const collector = await Collector.start(broker.url, ["fan/messages", "fan/anomaly"]);
     const system = await startFanwatch(["--fans", "4", "--faulty", "1", "--degrading", "1", "--interval", "1000"], { MQTT_URL: broker.url, INFLUX_URL: influx.url, INFLUX_FLUSH_MS: "200" });
-    assert.match(system.output(), /InfluxDB writer storing fan\/messages and fan\/anomaly/);
+    // A failed assertion before Ctrl-C must not leave the system running (the file would never end).
+    after(() => void (system.child.exitCode === null && system.child.kill("SIGKILL")));
+    assert.match(system.output(), /InfluxDB writer storing fan\/messages, fan\/anomaly and fan\/deadletter/);
+    // One reading that is not one: its dead letter is stored too (the dashboard's dead-letter panels).
+    await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "bad", rotation: "fast" }), { qos: 1 });
     await collector.waitFor("fan/anomaly", 24, 30_000);
+    await eventually("the dead letter in InfluxDB", () => count("deadletter", "error", "true"), (n) => n >= 1);
     assert.equal((await system.interrupt()).code, 0);
     // Whatever the in-process writer had not written when it stopped is still with the broker, in
     // its persistent session: the standalone writer, with the same client id, takes it from there.
     await startWriter();
     await new Promise((resolve) => setTimeout(resolve, 500));
-    const readings = collector.on("fan/messages") as Array<{ deviceID: string; timeStamp: string; rotation: number }>;
+    const readings = (collector.on("fan/messages") as Array<{ deviceID: string; timeStamp: string; rotation: number }>).filter((r) => r.deviceID !== "bad");
     const predictions = collector.on("fan/anomaly").length;
     await eventually("readings in InfluxDB", () => count("telemetry", "rotation", `"deviceID" =~ /^[1-4]$/`), (n) => n === readings.length);
     await eventually("predictions in InfluxDB", () => count("prediction", "probability", `"deviceID" =~ /^[1-4]$/`), (n) => n === predictions);
@@ -70,9 +75,18 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
 
     const fields = await influx.query("SHOW FIELD KEYS");
     const types = Object.fromEntries(fields.flatMap((s) => s.values.map((v) => [`${s.name}.${String(v[0])}`, v[1]])));
-    assert.deepEqual(types, { "prediction.fault": "integer", "prediction.probability": "float", "telemetry.rotation": "float", "telemetry.sound": "float", "telemetry.temperature": "float", "telemetry.vibration": "float" });
+    assert.deepEqual(types, {
+      "deadletter.error": "string",
+      "deadletter.payload": "string",
+      "prediction.fault": "integer",
+      "prediction.probability": "float",
+      "telemetry.rotation": "float",
+      "telemetry.sound": "float",
+      "telemetry.temperature": "float",
+      "telemetry.vibration": "float",
+    });
     const tags = await influx.query("SHOW TAG KEYS");
-    assert.deepEqual(Object.fromEntries(tags.map((s) => [s.name, s.values.map((v) => v[0])])), { prediction: ["deviceID", "model"], telemetry: ["deviceID"] });
+    assert.deepEqual(Object.fromEntries(tags.map((s) => [s.name, s.values.map((v) => v[0])])), { deadletter: ["topic"], prediction: ["deviceID", "model"], telemetry: ["deviceID"] });
     const sample = readings[readings.length - 1] as { deviceID: string; timeStamp: string; rotation: number };
     const stored = await influx.query(`SELECT "rotation" FROM "telemetry" WHERE "deviceID" = '${sample.deviceID}' AND time = '${sample.timeStamp}'`);
     assert.equal(stored[0]?.values[0]?.[1], sample.rotation, "stored at the reading's own timeStamp, as a number");
