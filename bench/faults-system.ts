@@ -138,6 +138,25 @@ export class FaultSystem {
     this.#logs.get(role)?.write(`--- ${signal} ${new Date().toISOString()}\n`);
   }
 
+  /**
+   * SIGTERM, so that it stops score and predict (a SIGKILLed gateway would leave them running);
+   * SIGKILL for it and them if it has not exited within 10 s.
+   */
+  async #stopGateway(): Promise<void> {
+    const functions = await Promise.all((["score", "predict"] as const).map((name) => this.functionPid(name)));
+    const stopped = this.kill("gateway", "SIGTERM");
+    const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000).unref());
+    if ((await Promise.race([stopped, timeout])) !== "timeout") return;
+    for (const pid of functions) {
+      try {
+        if (pid !== undefined) process.kill(pid, "SIGKILL");
+      } catch {
+        // exited meanwhile
+      }
+    }
+    await this.kill("gateway", "SIGKILL");
+  }
+
   /** HTTP status of each service's /healthz (0: no answer). */
   async health(): Promise<Record<string, number>> {
     const entries = await Promise.all(
@@ -150,7 +169,8 @@ export class FaultSystem {
   }
 
   async stop(): Promise<void> {
-    for (const role of [...ROLES].reverse()) await this.kill(role, "SIGKILL");
+    for (const role of ["writer", "connector"] as const) await this.kill(role, "SIGKILL");
+    await this.#stopGateway();
     for (const log of this.#logs.values()) log.end();
     await Promise.all([this.broker.stop(), this.influx.stop()]);
   }
