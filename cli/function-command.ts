@@ -15,7 +15,8 @@ export function addFunctionCommand(program: Command, io: Io): void {
     .argument("<name>", `function to run (${FUNCTIONS.join(", ")})`)
     .option("--port <port>", "port to listen on (default: $http_port or 3000)", integer("--port"))
     .option("--host <address>", "address to listen on (default 0.0.0.0, as in the container)")
-    .action(async (name: string, opts: { port?: number; host?: string }) => {
+    .option("--stop-with-stdin", "stop, as on SIGTERM, when standard input closes (the local gateway runs its functions so, and they end with it even when it is killed)")
+    .action(async (name: string, opts: { port?: number; host?: string; stopWithStdin?: boolean }) => {
       if (!(FUNCTIONS as readonly string[]).includes(name)) {
         throw new RangeError(`unknown function "${name}"; the functions are ${FUNCTIONS.join(", ")}`);
       }
@@ -28,6 +29,11 @@ export function addFunctionCommand(program: Command, io: Io): void {
       const server = await startFunctionServer(fn, { ...options, name, ...(opts.port === undefined ? {} : { port: opts.port }), ...(opts.host === undefined ? {} : { host: opts.host }) });
       io.err(`${name} is listening on http://${opts.host ?? "127.0.0.1"}:${server.port} (Ctrl-C to stop)`);
       closeOnSignals(server);
+      if (opts.stopWithStdin === true) {
+        // The write end is the runner's: it closes when the runner exits, SIGKILL included.
+        process.stdin.once("end", () => process.kill(process.pid, "SIGTERM"));
+        process.stdin.resume();
+      }
       await new Promise(() => {}); // serve until a signal ends the process
     });
 }

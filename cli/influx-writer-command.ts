@@ -12,6 +12,7 @@ const FLAGS: EnvFlag[] = [
   ["--client-id <id>", "INFLUX_CLIENT_ID", "the persistent session's client id (default fanwatch-influx-writer)"],
   ["--batch-size <n>", "INFLUX_BATCH_SIZE", "points per write (default 1000)"],
   ["--flush-ms <ms>", "INFLUX_FLUSH_MS", "longest wait before a partial batch is written (default 1000)"],
+  ["--retry-max-ms <ms>", "INFLUX_RETRY_MAX_MS", "longest wait between two write attempts while InfluxDB is down (default 5000)"],
   ["--max-buffer-bytes <n>", "INFLUX_MAX_BUFFER_BYTES", "bytes of messages held unwritten before the writer stops reading from the broker (default 8388608)"],
   ["--port <port>", "INFLUX_WRITER_PORT", "port of /healthz and /metrics (default 8082)"],
   ["--health-host <host>", "HEALTH_HOST", "address of /healthz and /metrics (default 0.0.0.0)"],

@@ -54,7 +54,9 @@ export class FunctionProcess {
     const running = this.#child;
     if (running !== undefined && running.exitCode === null && running.signalCode === null) return;
     this.#port = await freePort();
-    const child = spawn(process.execPath, [CLI, "function", this.name, "--port", String(this.#port), "--host", "127.0.0.1"], { env: this.options.env });
+    // --stop-with-stdin: a runner killed outright (SIGKILL) leaves no orphaned function holding a
+    // port and a broker session; its pipe to the child closes and the child drains and exits.
+    const child = spawn(process.execPath, [CLI, "function", this.name, "--port", String(this.#port), "--host", "127.0.0.1", "--stop-with-stdin"], { env: this.options.env });
     this.#child = child;
     // Every line goes to onLine, except the server's "listening" line, which means ready.
     let listening = () => {};

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { ChildProcessWithoutNullStreams } from "node:child_process";
+import { execFileSync, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { once } from "node:events";
 import { createServer, request, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -159,6 +159,35 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
     assert.equal(code, 0, output);
     assert.match(output, /stopped/);
     await assert.rejects(fetch(`${gateway}/healthz`));
+  });
+});
+
+describe("fanwatch gateway killed outright", { timeout: 120_000 }, () => {
+  it("takes its functions with it: none is left running without a gateway", async () => {
+    const broker = await startMosquitto();
+    const port = await freePort();
+    const child = spawnCli(["gateway", "--port", String(port)], { MQTT_URL: broker.url, LOG_LEVEL: "warn" });
+    try {
+      await waitForOutput(child, /gateway running on/, 60_000);
+      const functions = execFileSync("ps", ["-o", "pid=", "--ppid", String(child.pid)], { encoding: "utf8" }).split("\n").map(Number).filter((pid) => pid > 0);
+      assert.equal(functions.length, 2, "score and predict run as the gateway's children");
+      child.kill("SIGKILL");
+      const alive = (pid: number) => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      for (let tries = 0; functions.some(alive); tries++) {
+        assert.ok(tries < 300, `functions still running 30 s after their gateway was killed: ${functions.filter(alive).join(", ")}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    } finally {
+      child.kill("SIGKILL");
+      await broker.stop();
+    }
   });
 });
 

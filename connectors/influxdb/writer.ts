@@ -145,6 +145,7 @@ export class InfluxWriter {
       try {
         const outcome = await retry(() => this.#timed(this.#batch), {
           baseMs: this.config.retryBaseMs,
+          capMs: this.config.retryMaxMs,
           signal,
           // InfluxDB's bad data comes back in the outcome; whatever throws is an outage.
           retryable: () => true,
