@@ -14,7 +14,14 @@ export interface LongRunningService {
  */
 export async function runUntilSignalled(io: Io, what: string, service: LongRunningService, stop: () => Promise<void>, log: Logger): Promise<never> {
   closeOnSignals({ close: stop }, log);
-  await service.start();
+  try {
+    await service.start();
+  } catch (error) {
+    // A refused subscription, say: without this its health server would keep the process alive,
+    // answering /livez, and nothing would restart it.
+    await stop().catch(() => {});
+    throw error;
+  }
   io.err(`${what} running; health and metrics on http://127.0.0.1:${service.port}/healthz and /metrics (Ctrl-C to stop)`);
   return new Promise<never>(() => {}); // the signal handler ends the process
 }

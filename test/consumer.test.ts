@@ -193,6 +193,23 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     assert.deepEqual(await heldFor("drain", "t/drain"), [], "both acknowledged before the disconnect");
   });
 
+  it("drain ends even when the broker never confirms a dead letter, and the message comes back", async () => {
+    const { consumer: c, received } = consumer(broker.url, "drain-frozen", ["t/drain-frozen"]);
+    await c.start();
+    await publish("t/drain-frozen", "bad");
+    await until(() => received.length === 1);
+    process.kill(broker.pid as number, "SIGSTOP"); // takes the dead letter, never answers
+    try {
+      const outcome = c.deadLetter(received[0] as ReceivedMessage, "bad");
+      // Before the fix a clean disconnect waited for the unconfirmed publish forever.
+      await c.drain();
+      assert.equal(await outcome, "failed");
+    } finally {
+      process.kill(broker.pid as number, "SIGCONT");
+    }
+    assert.deepEqual(await heldFor("drain-frozen", "t/drain-frozen"), ["bad"], "unacknowledged, so redelivered");
+  });
+
   it("never dead-letters a message from the dead-letter topic", async () => {
     const { consumer: c, received } = consumer(broker.url, "loop", ["fan/deadletter"]);
     await c.start();

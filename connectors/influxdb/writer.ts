@@ -143,7 +143,7 @@ export class InfluxWriter {
       this.#batch = this.#buffer.splice(0, this.config.batchSize);
       const signal = this.#abort.signal;
       try {
-        const outcome = await retry(() => this.#timed(this.#batch), {
+        const outcome = await retry(() => this.#timed(this.#batch, signal), {
           baseMs: this.config.retryBaseMs,
           capMs: this.config.retryMaxMs,
           signal,
@@ -174,9 +174,10 @@ export class InfluxWriter {
     }
   }
 
-  async #timed(batch: Buffered[]): Promise<WriteOutcome> {
+  /** `signal` cuts a write that is no longer wanted (stopping, or its messages' connection closed). */
+  async #timed(batch: Buffered[], signal?: AbortSignal): Promise<WriteOutcome> {
     const stopTimer = this.#seconds.startTimer();
-    const outcome = await this.#lines.write(batch.map((b) => b.line));
+    const outcome = await this.#lines.write(batch.map((b) => b.line), signal);
     stopTimer();
     if (this.#influxError !== undefined) this.log.info({ event: "influx_back" }, "InfluxDB takes writes again");
     this.#influxError = undefined;

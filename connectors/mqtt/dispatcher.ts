@@ -155,7 +155,7 @@ export class Dispatcher {
       const outcome = await this.#invoker.invoke(target, topic, body);
       if (outcome.kind === "answered") {
         circuit.succeeded();
-        if (target.replyTopic !== undefined && outcome.body !== "") await this.#reply(target, target.replyTopic, outcome.body);
+        if (target.replyTopic !== undefined && outcome.body !== "") await this.#reply(target, target.replyTopic, outcome.body, batch);
         for (const d of batch) d.done();
         return;
       }
@@ -204,11 +204,13 @@ export class Dispatcher {
   }
 
   /** Publishes the function's answer, retrying until the broker takes it: the messages wait for it. */
-  async #reply(target: Target, replyTopic: string, body: string): Promise<void> {
+  async #reply(target: Target, replyTopic: string, body: string, batch: readonly Delivery[]): Promise<void> {
     let failed = false;
     await retry(() => this.options.publish(replyTopic, body), {
       ...this.#backoff,
-      retryable: this.#untilStopping,
+      // Once the batch's connection closed, the broker redelivers its messages and this answer
+      // comes again with them: retrying it would only pile up copies in the reply client.
+      retryable: () => this.#untilStopping() && batch.some((d) => d.current),
       clock: this.options.clock,
       onRetry: (error) => {
         const reason = `cannot publish ${target.name}'s answer to ${replyTopic}: ${(error as Error).message}`;

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { IClientOptions, IPublishPacket, MqttClient } from "mqtt";
 import { deadLetter as deadLetterOf } from "../dead-letter.js";
 import type { Logger } from "../log.js";
@@ -5,6 +6,9 @@ import { connectMqtt, redactUrl, type MqttSettings } from "../mqtt.js";
 import { DEFERRED, pubackWriter } from "./acks.js";
 
 /** A message delivered to the consumer's owner; the broker keeps it until it is acknowledged. */
+
+/** Longest wait, when draining, for the broker to confirm the dead letters in flight. */
+const DRAIN_DEAD_LETTERS_MS = 10_000;
 export interface ReceivedMessage {
   readonly topic: string;
   readonly payload: Buffer;
@@ -267,8 +271,10 @@ export class MqttConsumer {
     this.#drained ??= (async () => {
       this.#stopDelivering();
       await finish?.();
-      // A connection that closes settles them too (#lost): their acks would be void.
-      await Promise.all([...this.#deadLetters].map((d) => d.done));
+      // A connection that closes settles them too (#lost): their acks would be void. A broker
+      // that is connected but frozen settles nothing: after DRAIN_DEAD_LETTERS_MS the consumer
+      // disconnects anyway and their messages, unacknowledged, come back to the next session.
+      await Promise.race([Promise.all([...this.#deadLetters].map((d) => d.done)), sleep(DRAIN_DEAD_LETTERS_MS, undefined, { ref: false })]);
       await this.#end(false);
     })();
     return this.#drained;
@@ -284,7 +290,13 @@ export class MqttConsumer {
     // MQTT.js keeps unconfirmed QoS 1 publishes of a persistent session for the next connection
     // and never calls them back; the messages come back to the next session instead.
     this.#failDeadLetters("the consumer closed");
-    this.#closed ??= (this.#client?.endAsync(force) ?? Promise.resolve()).then(() => {
+    // A clean disconnect waits for every unconfirmed publish, and MQTT.js keeps those across a
+    // lost connection and confirms none once disconnecting: it would wait forever. So it is clean
+    // only when connected with nothing outstanding; forcing loses nothing, every message not
+    // acknowledged is redelivered.
+    const client = this.#client;
+    const clean = !force && client?.connected === true && Object.keys(client.outgoing).length === 0;
+    this.#closed ??= (client?.endAsync(!clean) ?? Promise.resolve()).then(() => {
       this.#connected = false;
       this.#subscribed = false;
     });
