@@ -1,5 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import { isIP } from "node:net";
+import { hostname } from "node:os";
 import { z } from "zod";
 import { parseEnv } from "../lib/config.js";
 
@@ -38,6 +39,9 @@ export function crossSiteReason(req: IncomingMessage): string | undefined {
   const site = req.headers["sec-fetch-site"];
   if (site === "cross-site" || site === "same-site") return `Sec-Fetch-Site: ${site}`;
   const origin = req.headers.origin;
+  // DNS rebinding: a page of another site whose name now resolves to this machine is "same-origin"
+  // to the browser, Origin and Host alike. Its name cannot be one of this machine's own.
+  if ((site !== undefined || origin !== undefined) && !isOwnName(req.headers.host)) return `Host: ${req.headers.host ?? "(none)"}`;
   if (origin === undefined) return undefined;
   let host: string | undefined;
   try {
@@ -61,8 +65,19 @@ export function checkCallbackUrl(value: string, allowedHosts: readonly string[])
     return { error: `X-Callback-Url ${JSON.stringify(value.slice(0, 200))} is not a URL` };
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") return { error: `X-Callback-Url must be http or https, not ${url.protocol}` };
-  if (isLoopback(url.hostname) || allowedHosts.includes(url.hostname.toLowerCase()) || allowedHosts.includes(url.host.toLowerCase())) return { url };
+  if (allowedHosts.includes(url.hostname.toLowerCase()) || allowedHosts.includes(url.host.toLowerCase())) return { url };
+  // A query string would let a caller drive a local service by URL alone (InfluxDB 1.x runs
+  // `POST /query?q=DROP DATABASE …` without credentials by default).
+  if (isLoopback(url.hostname)) return url.search === "" ? { url } : { error: "X-Callback-Url on this machine's loopback may not carry a query string; list the host in CALLBACK_ALLOWED_HOSTS to allow it" };
   return { error: `X-Callback-Url host ${url.host} is not this machine's loopback; list it in CALLBACK_ALLOWED_HOSTS to allow it` };
+}
+
+/** A Host header naming this machine by address, `localhost` or its own host name. */
+function isOwnName(header: string | undefined): boolean {
+  if (header === undefined) return false;
+  const name = header.replace(/:\d+$/, "").replace(/^\[|\]$/g, "").toLowerCase();
+  const own = hostname().toLowerCase();
+  return isIP(name) !== 0 || name === "localhost" || name === own || name === `${own}.local`;
 }
 
 function isLoopback(hostname: string): boolean {

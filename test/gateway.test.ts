@@ -81,6 +81,10 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
     }
     assert.equal((await send(`${gateway}/async-function/score`, "POST", { origin: "http://evil.example" }, SCORE_BODY)).status, 403);
     assert.equal((await send(`${gateway}/system/functions`, "DELETE", { "sec-fetch-site": "cross-site" })).status, 403);
+    // DNS rebinding: another site's name now resolving to this machine; the browser calls it same-origin.
+    const port = new URL(gateway).port;
+    const rebound = { host: `rebound.example:${port}`, origin: `http://rebound.example:${port}`, "sec-fetch-site": "same-origin" };
+    assert.equal((await send(`${gateway}/function/score`, "POST", rebound, SCORE_BODY)).status, 403, "a page on a rebound name");
     // Its own origin, and clients that are not browsers (no Origin), are served.
     assert.equal((await send(`${gateway}/function/score`, "POST", { origin: `http://${host}`, "sec-fetch-site": "same-origin" }, SCORE_BODY)).status, 200);
     assert.equal((await send(`${gateway}/function/score`, "POST", {}, SCORE_BODY)).status, 200);
@@ -200,5 +204,7 @@ describe("which callbacks the gateway may post to", () => {
     assert.ok("error" in checkCallbackUrl("http://receiver.plant:9090/x", ["receiver.plant:8080"]));
     assert.ok("error" in checkCallbackUrl("http://127.0.0.1.evil.example/x", []));
     assert.ok("error" in checkCallbackUrl("not a url", []));
+    assert.ok("error" in checkCallbackUrl("http://127.0.0.1:8086/query?q=DROP%20DATABASE%20fan", []), "a query string could drive a local service");
+    assert.ok("url" in checkCallbackUrl("http://127.0.0.1:8086/query?q=x", ["127.0.0.1:8086"]));
   });
 });
