@@ -1,10 +1,13 @@
 import { setTimeout as sleepFor } from "node:timers/promises";
 
 /**
- * The one retry rule of the project (issue 10): what is worth retrying, how long to wait between
- * attempts, and when to give up. The connector, the InfluxDB writer and anything else that retries
- * use it, so that "an outage" means the same thing everywhere. Time and randomness are injected so
- * that tests run on a fake clock.
+ * The one retry rule of the project: what is worth retrying, how long to wait between attempts,
+ * and when to give up. `isRetryableStatus` is what every HTTP client here counts as a passing
+ * outage (the connector's invocations, which also wait out 401/403/404; predict's score call,
+ * which answers 503 for it so that the connector retries); `retry` and `backoffDelay` are how the
+ * connector (batches, replies, circuit probes), the InfluxDB writer (whose line writer tells bad
+ * data apart from outages itself) and the local gateway's restarts wait. Time and randomness are
+ * injected so that tests run on a fake clock.
  */
 
 /** Where retries get the time and how they wait; tests pass a fake one. */

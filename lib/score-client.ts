@@ -1,5 +1,6 @@
 import { Pool } from "undici";
 import { z } from "zod";
+import { isRetryableStatus } from "./retry.js";
 
 const ScoreBatchAnswer = z.object({
   model: z.string().optional(),
@@ -65,7 +66,7 @@ export class ScoreClient {
       if (signal?.aborted === true) throw signal.reason;
       throw new ScoreUnavailableError(`the score function is unreachable: ${describe(error, this.#timeoutMs)}`, { cause: error });
     }
-    if (status === 429 || status >= 500) throw new ScoreUnavailableError(`the score function answered ${status}: ${text.slice(0, 200)}`);
+    if (isRetryableStatus(status)) throw new ScoreUnavailableError(`the score function answered ${status}: ${text.slice(0, 200)}`);
     if (status !== 200) throw new ScoreRejectedError(`the score function refused the request: ${status}: ${text.slice(0, 200)}`);
     const answer = ScoreBatchAnswer.safeParse(safeJson(text));
     if (!answer.success) throw new ScoreRejectedError(`the score function answered something other than predictions: ${text.slice(0, 200)}`);

@@ -63,7 +63,7 @@ export function parseTimestamp(value: string | number): number | undefined {
  * the reference format is (Date.parse would read ISO 8601 without one as the host's local time).
  * Impossible dates such as 2020-02-31 are refused: Date.parse would roll them over to March.
  */
-function readTimestamp(value: string | number): number | string {
+export function readTimestamp(value: string | number): number | string {
   if (typeof value === "number") return Number.isFinite(value) ? inRange(value) : TIMESTAMP_FORMS;
   const text = REFERENCE_TIME.test(value) ? `${value.replace(" ", "T")}Z` : NO_OFFSET.test(value) ? `${value}Z` : value;
   const date = ISO_DATE.exec(text);

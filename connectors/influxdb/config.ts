@@ -30,8 +30,8 @@ const Numbers = z.object({
   INFLUX_BATCH_SIZE: z.coerce.number().int().min(1).max(100_000).default(1000),
   INFLUX_FLUSH_MS: z.coerce.number().int().min(1).max(60_000).default(1000),
   INFLUX_RETRY_BASE_MS: z.coerce.number().int().min(1).max(60_000).default(500),
-  // The longest wait between two write attempts is also how late the writer can notice that
-  // InfluxDB is back: with 30 s, storage resumed 37 s after a 60 s outage in the fault suite.
+  // The longest wait between two write attempts (1.5 × this with jitter) is how late the writer can
+  // notice that InfluxDB is back: with 30 s, storage resumed 37 s after a 60 s outage in the fault suite.
   INFLUX_RETRY_MAX_MS: z.coerce.number().int().min(1).max(300_000).default(5_000),
   INFLUX_MAX_BUFFER_BYTES: z.coerce.number().int().min(1024).default(8 * 1024 * 1024),
   INFLUX_WRITER_PORT: z.coerce.number().int().min(0).max(65_535).default(8082),

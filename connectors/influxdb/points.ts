@@ -4,7 +4,7 @@ import { deadLetter } from "../../lib/dead-letter.js";
 import { FEATURES } from "../../lib/features.js";
 import { parseUntrustedJson } from "../../lib/json.js";
 import { PredictionSchema } from "../../lib/prediction.js";
-import { parseTelemetry, parseTimestamp } from "../../lib/telemetry.js";
+import { parseTelemetry, parseTimestamp, readTimestamp } from "../../lib/telemetry.js";
 
 /**
  * The storage schema (docs/persistence.md), the same from Telegraf and from this writer. Tags are
@@ -44,10 +44,8 @@ function telemetryLine(value: unknown, arrivedAt: number): PointResult {
   const t = parsed.telemetry;
   const point = new Point("telemetry").tag("deviceID", t.deviceID);
   for (const f of FEATURES) point.floatField(f, t[f]);
-  // The schema accepted the timeStamp, so it parses.
-  const time = nanoseconds(t.timeStamp === undefined ? arrivedAt : (parseTimestamp(t.timeStamp) as number));
-  if (time === undefined) return { ok: false, error: outOfRange(t.timeStamp) };
-  point.timestamp(time);
+  // The schema accepted the timeStamp, so it parses, within the range InfluxDB stores.
+  point.timestamp(nanoseconds(t.timeStamp === undefined ? arrivedAt : (parseTimestamp(t.timeStamp) as number)));
   return { ok: true, line: point.toLineProtocol() as string };
 }
 
@@ -60,11 +58,9 @@ function predictionLine(value: unknown, arrivedAt: number): PointResult {
   const p = parsed.data;
   const point = new Point("prediction").tag("deviceID", p.deviceID).intField("fault", p.fault).floatField("probability", p.probability);
   if (p.model !== undefined) point.tag("model", p.model);
-  const at = p.timeStamp === undefined ? arrivedAt : parseTimestamp(p.timeStamp);
-  if (at === undefined) return { ok: false, error: "prediction timeStamp: must be YYYY-MM-DD HH:MM:SS, ISO 8601 or epoch milliseconds" };
-  const time = nanoseconds(at);
-  if (time === undefined) return { ok: false, error: `prediction ${outOfRange(p.timeStamp)}` };
-  point.timestamp(time);
+  const at = p.timeStamp === undefined ? arrivedAt : readTimestamp(p.timeStamp);
+  if (typeof at === "string") return { ok: false, error: `prediction timeStamp: ${at}` };
+  point.timestamp(nanoseconds(at));
   return { ok: true, line: point.toLineProtocol() as string };
 }
 
@@ -100,26 +96,16 @@ function deadLetterLine(payload: Buffer, arrivedAt: number): PointResult {
   }
   const point = new Point("deadletter").stringField("error", letter.error).stringField("payload", letter.payload);
   if (letter.topic !== "") point.tag("topic", letter.topic);
-  const time = nanoseconds(arrivedAt, sequence);
-  if (time !== undefined) point.timestamp(time); // an arrival time always is in range
+  point.timestamp(nanoseconds(arrivedAt, sequence));
   return { ok: true, line: point.toLineProtocol() as string };
 }
 
 /**
- * The range of times InfluxDB stores: int64 nanoseconds, the two lowest values reserved
- * (1677-09-21T00:12:43.145224194Z to 2262-04-11T23:47:16.854775806Z). A point outside is refused
- * with 400 and would hold its whole batch back.
+ * Milliseconds (and extra nanoseconds below them) as a nanosecond timestamp. Every time passed
+ * here is within the range InfluxDB stores (int64 nanoseconds, 1677-09-21 to 2262-04-11): readings'
+ * and predictions' timeStamps are refused outside 1970-01-01 to 2262-04-11 (lib/telemetry.ts), and
+ * arrival times are now.
  */
-const MIN_NS = -(2n ** 63n) + 2n;
-const MAX_NS = 2n ** 63n - 2n;
-
-/** Milliseconds (and extra nanoseconds) as a nanosecond timestamp, or undefined outside InfluxDB's range. */
-function nanoseconds(ms: number, extraNs = 0): string | undefined {
-  if (!Number.isFinite(ms)) return undefined;
-  const ns = BigInt(Math.floor(ms)) * 1_000_000n + BigInt(extraNs);
-  return ns < MIN_NS || ns > MAX_NS ? undefined : ns.toString();
-}
-
-function outOfRange(timeStamp: string | number | undefined): string {
-  return `timeStamp: ${JSON.stringify(timeStamp)} is outside the times InfluxDB can store (1677-09-21 to 2262-04-11)`;
+function nanoseconds(ms: number, extraNs = 0): string {
+  return (BigInt(Math.floor(ms)) * 1_000_000n + BigInt(extraNs)).toString();
 }

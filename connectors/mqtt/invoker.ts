@@ -1,3 +1,4 @@
+import { isRetryableStatus } from "../../lib/retry.js";
 import type { ConnectorConfig } from "./config.js";
 import type { Target } from "./directory.js";
 import { GatewayClient } from "./http-client.js";
@@ -16,7 +17,7 @@ export type Outcome = { kind: "answered"; body: string } | { kind: "rejected"; r
  * refresh). Every other 4xx is the message's fault.
  */
 function isOutage(status: number): boolean {
-  return status >= 500 || status === 408 || status === 429 || status === 401 || status === 403 || status === 404;
+  return isRetryableStatus(status) || status === 401 || status === 403 || status === 404;
 }
 
 /** Sends one batch to one function through the gateway, once, and classifies the answer. */
