@@ -50,10 +50,20 @@ export async function startInfluxDB(options: InfluxOptions = {}): Promise<Influx
   );
   let child = await launch(dir, url);
   const admin = options.auth === true ? { authorization: `Basic ${Buffer.from(`${INFLUX_ADMIN.username}:${INFLUX_ADMIN.password}`).toString("base64")}` } : undefined;
-  const statement = (q: string) => fetch(`${url}/query?q=${encodeURIComponent(q)}`, { method: "POST", ...(admin === undefined ? {} : { headers: admin }) });
+  // A set-up statement, repeated until InfluxDB takes it: on a busy machine the admin created a
+  // moment ago may not authenticate yet (401), and a silently failed CREATE USER fails a test later.
+  const statement = async (q: string, headers = admin) => {
+    for (let attempt = 1; ; attempt++) {
+      const response = await fetch(`${url}/query?q=${encodeURIComponent(q)}`, { method: "POST", ...(headers === undefined ? {} : { headers }) });
+      const text = await response.text();
+      if (response.ok && !text.includes('"error"')) return;
+      if (attempt >= 50) throw new Error(`InfluxDB did not take ${q}: ${response.status} ${text}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
   if (options.auth === true) {
     // With no user yet, InfluxDB takes the statement that creates the first admin unauthenticated.
-    await fetch(`${url}/query?q=${encodeURIComponent(`CREATE USER ${INFLUX_ADMIN.username} WITH PASSWORD '${INFLUX_ADMIN.password}' WITH ALL PRIVILEGES`)}`, { method: "POST" });
+    await statement(`CREATE USER ${INFLUX_ADMIN.username} WITH PASSWORD '${INFLUX_ADMIN.password}' WITH ALL PRIVILEGES`, undefined);
     await statement(`CREATE USER ${INFLUX_WRITER.username} WITH PASSWORD '${INFLUX_WRITER.password}'`);
   }
   const query: Influx["query"] = async (q) => {
