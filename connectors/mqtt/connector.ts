@@ -198,12 +198,17 @@ export class Connector {
     else this.#consumer?.pause([...this.#pauses.values()].join("; "));
   }
 
-  /** The received counter of a topic, resolved once per topic rather than hashed per message. */
+  /**
+   * The received counter of a topic, resolved once per topic rather than hashed per message. It is
+   * labelled by the subscribed filter the topic matched, not by the topic: topics with device ids
+   * in them would give the metric one series per fan, kept for ever.
+   */
   #receivedOn(topic: string): { inc(): void } {
     let counter = this.#receivedCounters.get(topic);
     if (counter === undefined) {
       if (this.#receivedCounters.size > 10_000) this.#receivedCounters.clear();
-      this.#receivedCounters.set(topic, (counter = this.metrics.received.labels(topic)));
+      const filter = this.config.topics.find((f) => topicMatches(f, topic)) ?? "(other)";
+      this.#receivedCounters.set(topic, (counter = this.metrics.received.labels(filter)));
     }
     return counter;
   }

@@ -13,7 +13,7 @@ export function createConnectorMetrics(gauges: ConnectorGauges) {
   collectDefaultMetrics({ register: registry, prefix: "connector_" });
   return {
     registry,
-    received: new Counter({ name: "connector_messages_received_total", help: "MQTT messages received", labelNames: ["topic"], registers: [registry] }),
+    received: new Counter({ name: "connector_messages_received_total", help: "MQTT messages received, by the subscribed filter they matched", labelNames: ["filter"], registers: [registry] }),
     unrouted: new Counter({ name: "connector_messages_unrouted_total", help: "Messages that arrived when no function had their topic (held unacknowledged until one has)", registers: [registry] }),
     invocations: new Counter({ name: "connector_invocations_total", help: "Function invocations by HTTP status (0: no answer)", labelNames: ["function", "code"], registers: [registry] }),
     batchSize: new Histogram({ name: "connector_batch_size", help: "Messages per invocation", labelNames: ["function"], buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], registers: [registry] }),
