@@ -19,7 +19,7 @@ for file in "$users"/*; do
   case $name in
     fan-*) echo "build-auth: service user $name: names starting with fan- are for fans (FANS)" >&2; exit 1 ;;
   esac
-  mosquitto_passwd -b "$out/passwd" "$name" "$(cat "$file")"
+  printf '%s:%s\n' "$name" "$(cat "$file")" >> "$out/passwd"
   added=$((added + 1))
 done
 if [ -d "$fans" ]; then
@@ -30,9 +30,11 @@ if [ -d "$fans" ]; then
       fan-*) ;;
       *) echo "build-auth: fan $name: a fan's username must start with fan-" >&2; exit 1 ;;
     esac
-    mosquitto_passwd -b "$out/passwd" "$name" "$(cat "$file")"
+    printf '%s:%s\n' "$name" "$(cat "$file")" >> "$out/passwd"
     printf '\nuser %s\ntopic write fan/messages\n' "$name" >> "$out/acl"
     added=$((added + 1))
   done
 fi
+# Hashed in place: a password never appears on a command line, where ps would show it.
+mosquitto_passwd -U "$out/passwd"
 echo "build-auth: $added users"
