@@ -45,7 +45,9 @@ export async function startEmbeddedBroker(options: { port: number; username?: st
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     const guard = new PacketSizeGuard(maxPacketBytes);
-    guard.on("error", (error) => {
+    guard.on("error", (error: NodeJS.ErrnoException) => {
+      // A connection closed mid-stream (every client's, when the broker stops) is not a bad packet.
+      if (error.name === "AbortError" || error.code === "ERR_STREAM_PREMATURE_CLOSE") return void socket.destroy();
       const event = error instanceof PacketTooLargeError ? "packet_too_large" : "malformed_packet";
       options.log?.warn({ event, client: `${socket.remoteAddress}:${socket.remotePort}`, err: error.message }, `embedded broker: ${error.message}; connection closed`);
       socket.destroy();
