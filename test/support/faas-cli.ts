@@ -4,7 +4,7 @@ import { readStack } from "../../lib/stack.js";
 
 /**
  * Writes the build context of one function exactly as `faas-cli build --shrinkwrap` does
- * (../shared/docs/openfaas-contract.md): ./template/<lang>/ copied to build/<fn>/, the handler
+ * (faas-cli reads templates only from ./template/<lang>/): ./template/<lang>/ copied to build/<fn>/, the handler
  * folder's entries into build/<fn>/function/ (entries named build and template skipped), then each
  * `configuration.copy` path to build/<fn>/function/<path>.
  */
