@@ -1,5 +1,11 @@
-/** How much of a rejected payload a dead letter keeps. */
-const DEAD_LETTER_PAYLOAD_LIMIT = 1024;
+/** How much of a rejected payload a dead letter keeps; a longer one is cut and ends with "…". */
+export const DEAD_LETTER_PAYLOAD_LIMIT = 1024;
+
+/**
+ * The X-Connector our MQTT connector sends. It dead-letters every message a function answers 4xx
+ * to, so a function leaves the dead letter of a body it cannot parse to it (one letter, not two).
+ */
+export const FANWATCH_CONNECTOR = "fanwatch-mqtt-connector";
 
 export interface DeadLetter {
   error: string;

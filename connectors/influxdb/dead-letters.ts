@@ -1,3 +1,4 @@
+import { DEAD_LETTER_PAYLOAD_LIMIT } from "../../lib/dead-letter.js";
 import type { InfluxTarget } from "./config.js";
 import { influxQuery } from "./influx-http.js";
 
@@ -32,14 +33,11 @@ export async function readDeadLetters(target: InfluxTarget, options: { since: st
   return { letters: letters.reverse(), total };
 }
 
-/** lib/dead-letter.ts keeps this many characters of a payload and marks the cut with "…". */
-const KEPT_PAYLOAD = 1024;
-
 /** Why a stored dead letter cannot be published again as it was, or undefined when it can. */
 export function cannotReplay(letter: StoredDeadLetter, deadLetterTopic: string): string | undefined {
   if (letter.topic === undefined) return "not a dead letter: no source topic";
   if (letter.topic === deadLetterTopic) return "from the dead-letter topic itself";
   if (/[+#]/.test(letter.topic)) return "its topic is a filter, not a topic to publish to";
-  if (letter.payload.length > KEPT_PAYLOAD) return "payload truncated";
+  if (letter.payload.length > DEAD_LETTER_PAYLOAD_LIMIT) return "payload truncated";
   return undefined;
 }

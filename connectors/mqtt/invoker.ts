@@ -1,3 +1,4 @@
+import { FANWATCH_CONNECTOR } from "../../lib/dead-letter.js";
 import { isRetryableStatus } from "../../lib/retry.js";
 import type { ConnectorConfig } from "./config.js";
 import type { Target } from "./directory.js";
@@ -37,7 +38,7 @@ export class Invoker {
     const path = this.config.asyncInvoke ? `/async-function/${target.name}` : `/function/${target.name}`;
     // X-Timeout-Ms: the function's whole budget for this attempt. predict gives up (503) before it
     // runs out, so that a retry never overlaps a first attempt still at work.
-    const headers: Record<string, string> = { "content-type": this.config.contentType, "x-topic": topic, "x-timeout-ms": this.#timeout, "x-connector": "fanwatch-mqtt-connector" };
+    const headers: Record<string, string> = { "content-type": this.config.contentType, "x-topic": topic, "x-timeout-ms": this.#timeout, "x-connector": FANWATCH_CONNECTOR };
     if (this.config.asyncInvoke && this.config.callbackUrl !== undefined) headers["x-callback-url"] = this.config.callbackUrl;
     const stop = this.metrics.latency.startTimer({ function: target.name });
     try {

@@ -2,7 +2,7 @@ import type { MqttClient } from "mqtt";
 import { Counter, Registry } from "prom-client";
 import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/types.js";
 import { readPredictConfig, type PredictConfig } from "../../lib/config.js";
-import { deadLetter } from "../../lib/dead-letter.js";
+import { deadLetter, FANWATCH_CONNECTOR } from "../../lib/dead-letter.js";
 import { InputError } from "../../lib/errors.js";
 import { parseUntrustedJson } from "../../lib/json.js";
 import { createLogger } from "../../lib/log.js";
@@ -64,9 +64,6 @@ export async function init(): Promise<void> {
   predictor = { config, mqtt, publisher: new Publisher(mqtt), score };
   log.info({ event: "configured", scoreUrl: config.scoreUrl, topics: config.topics, budgetMs: config.budgetMs, scoreTimeoutMs: config.scoreTimeoutMs, broker: redactUrl(settings.url) }, "predict ready");
 }
-
-/** The X-Connector of our MQTT connector (connectors/mqtt/invoker.ts). */
-const FANWATCH_CONNECTOR = "fanwatch-mqtt-connector";
 
 export async function handler(event: FunctionEvent, context: FunctionContext): Promise<PredictAnswer | Record<string, unknown>> {
   const { config, mqtt, publisher, score } = ready();
