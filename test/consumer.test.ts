@@ -98,20 +98,24 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     assert.equal(received.length, total, "every message delivered once");
     assert.ok(pauses >= 5, `paused ${pauses} times`);
     assert.ok(Math.max(...sizes) < bound + oneMessage, `at most ${Math.max(...sizes)} bytes in flight`);
-    assert.deepEqual(c.status, { connected: true, subscribed: true, paused: null, waiting: false, error: null, messagesInFlight: 0, bytesInFlight: 0, deadLettersPending: 0 });
+    assert.deepEqual(c.status, { connected: true, subscribed: true, paused: null, pausedFor: [], waiting: false, error: null, messagesInFlight: 0, bytesInFlight: 0, deadLettersPending: 0 });
     await c.drain();
   });
 
-  it("pauses and resumes for its owner", async () => {
+  it("pauses and resumes for its owner, each reason on its own", async () => {
     const { consumer: c, received } = consumer(broker.url, "pause", ["t/pause"]);
     await c.start();
-    c.pause("no route to a function");
+    c.pause("routes", "no route to a function");
     await publish("t/pause", "held");
     await publish("t/pause", "behind it");
     await until(() => c.status.waiting);
     assert.equal(c.status.paused, "no route to a function");
+    c.pause("circuit", "predict is down");
+    assert.equal(c.status.paused, "no route to a function; predict is down");
+    c.resume("circuit");
+    assert.deepEqual(c.status.pausedFor, ["no route to a function"], "one pause resumed, the other still holds");
     assert.equal(received.length, 0);
-    c.resume();
+    c.resume("routes");
     await until(() => received.length === 2);
     assert.deepEqual(received.map((m) => m.payload.toString()), ["held", "behind it"]);
     for (const m of received) m.ack();
@@ -124,11 +128,11 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     let lost = 0;
     const { consumer: c, received } = consumer(broker.url, "keepalive", ["t/keepalive"], { client: { keepalive: 1, reconnectPeriod: 50 }, onConnectionLost: () => lost++ });
     await c.start();
-    c.pause("the target is down");
+    c.pause("circuit", "the target is down");
     for (const n of ["1", "2", "3"]) await publish("t/keepalive", n);
     await until(() => lost >= 1 && c.status.connected && c.status.waiting);
     assert.deepEqual({ received: received.length, subscribed: c.status.subscribed }, { received: 0, subscribed: true });
-    c.resume();
+    c.resume("circuit");
     await until(() => received.length === 3);
     assert.deepEqual(received.map((m) => m.payload.toString()), ["1", "2", "3"]);
     for (const m of received) m.ack();

@@ -36,8 +36,6 @@ export class Connector {
   #connection = 0;
   /** Received with no function to go to, waiting for one; kept in arrival order. */
   #held: ReceivedMessage[] = [];
-  /** Why intake is paused, by who paused it (a function's circuit, the routes). */
-  readonly #pauses = new Map<string, string>();
   readonly #replyTrouble = new Map<string, string>();
   #draining: Promise<void> | undefined;
   readonly #clock: Clock;
@@ -60,10 +58,10 @@ export class Connector {
       onCircuit: (name, open, reason) => {
         if (open) {
           this.log.warn({ event: "circuit_open", function: name, reason }, `${name} keeps failing: intake paused until it answers`);
-          this.#pause(`circuit ${name}`, `${name} is failing, intake paused until it answers: ${reason}`);
+          this.#consumer?.pause(`circuit ${name}`, `${name} is failing, intake paused until it answers: ${reason}`);
         } else {
           this.log.info({ event: "circuit_closed", function: name }, `${name} answers again: intake resumed`);
-          this.#resume(`circuit ${name}`);
+          this.#consumer?.resume(`circuit ${name}`);
         }
       },
       onReplyTrouble: (name, reason) => (reason === undefined ? this.#replyTrouble.delete(name) : this.#replyTrouble.set(name, reason)),
@@ -151,7 +149,7 @@ export class Connector {
     // The broker redelivers everything not acknowledged: what was held or queued is dropped.
     this.#connection++;
     this.#held = [];
-    this.#resume(ROUTES);
+    this.#consumer?.resume(ROUTES);
     this.#dispatcher.discardQueued();
   }
 
@@ -160,7 +158,7 @@ export class Connector {
     if (this.#held.length > 1) return;
     const reason = this.#holdReason(message.topic);
     this.log.warn({ event: "no_route", topic: message.topic, reason }, `holding messages: ${reason}`);
-    this.#pause(ROUTES, reason);
+    this.#consumer?.pause(ROUTES, reason);
   }
 
   #holdReason(topic: string): string {
@@ -175,8 +173,8 @@ export class Connector {
     const held = this.#held;
     this.#held = [];
     for (const message of held) if (!this.#route(message)) this.#held.push(message);
-    if (this.#held.length === 0) this.#resume(ROUTES);
-    else this.#pause(ROUTES, this.#holdReason((this.#held[0] as ReceivedMessage).topic));
+    if (this.#held.length === 0) this.#consumer?.resume(ROUTES);
+    else this.#consumer?.pause(ROUTES, this.#holdReason((this.#held[0] as ReceivedMessage).topic));
     this.log.info({ event: "routes_changed", released: held.length - this.#held.length, held: this.#held.length }, "routes changed");
   }
 
@@ -187,16 +185,6 @@ export class Connector {
     }
   }
 
-  #pause(by: string, reason: string): void {
-    this.#pauses.set(by, reason);
-    this.#consumer?.pause([...this.#pauses.values()].join("; "));
-  }
-
-  #resume(by: string): void {
-    if (!this.#pauses.delete(by)) return;
-    if (this.#pauses.size === 0) this.#consumer?.resume();
-    else this.#consumer?.pause([...this.#pauses.values()].join("; "));
-  }
 
   /**
    * The received counter of a topic, resolved once per topic rather than hashed per message. It is
@@ -257,7 +245,7 @@ export class Connector {
     else if (!mqtt.subscribed) problems.push(`not subscribed${mqtt.error === null ? "" : `: ${mqtt.error}`}`);
     if (!this.#directory.ready) problems.push(`the functions are not known yet: ${this.#directory.lastError ?? "asking the gateway"}`);
     else for (const filter of this.#directory.unrouted(this.config.topics)) problems.push(`no function has the topic annotation for ${filter}`);
-    for (const [by, reason] of this.#pauses) if (by !== ROUTES || !problems.includes(reason)) problems.push(reason);
+    for (const reason of mqtt?.pausedFor ?? []) if (!problems.includes(reason)) problems.push(reason);
     problems.push(...this.#replyTrouble.values());
     if (this.#draining !== undefined) problems.push("stopping");
     return problems;

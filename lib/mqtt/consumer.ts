@@ -59,6 +59,8 @@ export interface ConsumerStatus {
   subscribed: boolean;
   /** Why no message is being delivered (the owner's reason, the byte bound, draining), or null. */
   paused: string | null;
+  /** The owner's reasons for pausing, one per `pause(by, …)` not yet resumed. */
+  pausedFor: string[];
   /** A message was read during the pause and waits for its end (reading stopped behind it). */
   waiting: boolean;
   /** The last connection or subscription error, until the next successful subscription. */
@@ -124,7 +126,8 @@ export class MqttConsumer {
   #messages = 0;
   #bytes = 0;
   #full = false;
-  #pausedBy: string | undefined;
+  /** The owner's pauses: who paused (a function's circuit, the routes) → why. */
+  readonly #pauses = new Map<string, string>();
   #held: { message: Inbound; callback: () => void } | undefined;
   #draining = false;
   #subscribedOnce = false;
@@ -144,7 +147,8 @@ export class MqttConsumer {
     return {
       connected: this.#connected,
       subscribed: this.#subscribed,
-      paused: this.#draining ? "draining" : (this.#pausedBy ?? (this.#full ? `${this.#bytes} bytes in flight, above ${this.#maxBytes}` : null)),
+      paused: this.#draining ? "draining" : this.#pauses.size > 0 ? [...this.#pauses.values()].join("; ") : this.#full ? `${this.#bytes} bytes in flight, above ${this.#maxBytes}` : null,
+      pausedFor: [...this.#pauses.values()],
       waiting: this.#held !== undefined,
       error: this.#error ?? null,
       messagesInFlight: this.#messages,
@@ -222,14 +226,17 @@ export class MqttConsumer {
     });
   }
 
-  /** Stops delivering messages (they wait, unread) until `resume`; for the owner's own reasons. */
-  pause(reason: string): void {
-    this.#pausedBy = reason;
+  /**
+   * Stops delivering messages (they wait, unread) until every pause is resumed. `by` names who
+   * pauses, so that independent reasons (each function's circuit, missing routes) come and go
+   * apart; pausing again under the same name updates the reason.
+   */
+  pause(by: string, reason: string): void {
+    this.#pauses.set(by, reason);
   }
 
-  resume(): void {
-    this.#pausedBy = undefined;
-    this.#release();
+  resume(by: string): void {
+    if (this.#pauses.delete(by) && this.#pauses.size === 0) this.#release();
   }
 
   /**
@@ -320,7 +327,7 @@ export class MqttConsumer {
     // packet.length: the bytes after the fixed header (topic, message id, payload), parsed already.
     const bytes = packet.length ?? payload.length + packet.topic.length;
     const message = new Inbound(packet.topic, payload, bytes, packet.qos === 0 ? undefined : packet.messageId, this.#connection, this.#settle);
-    if (this.#full || this.#pausedBy !== undefined) {
+    if (this.#full || this.#pauses.size > 0) {
       this.#held = { message, callback: () => callback(done) };
       return;
     }
@@ -342,7 +349,7 @@ export class MqttConsumer {
 
   /** Delivers the message kept back, if nothing holds it any more. */
   #release(): void {
-    if (this.#full || this.#pausedBy !== undefined || this.#held === undefined) return;
+    if (this.#full || this.#pauses.size > 0 || this.#held === undefined) return;
     const { message, callback } = this.#held;
     this.#held = undefined;
     if (message.connection === this.#connection && !this.#draining) this.#deliver(message);
