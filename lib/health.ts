@@ -1,0 +1,73 @@
+import { z } from "zod";
+import { FEATURES } from "./features.js";
+import { PerSensorSchema } from "./prediction.js";
+
+/**
+ * A fan's health, as the health function keeps it (one record per fan) and announces its changes
+ * on the alarm topic. These are the contracts the function, the web page, the InfluxDB writer and
+ * Telegraf share (docs/health.md explains the states and the rules that move a fan between them).
+ *
+ * ok → warning (a trend will reach the alarm: `eta`) → alarm (most recent predictions say fault)
+ * → cleared (enough healthy predictions and a quiet period) → ok. Any state → silent when the fan
+ * stops reporting; its next reading is evaluated from where it was.
+ */
+export const HEALTH_STATES = ["ok", "warning", "alarm", "cleared", "silent"] as const;
+export type HealthState = (typeof HEALTH_STATES)[number];
+
+export const SEVERITIES = ["none", "minor", "major", "critical"] as const;
+export type Severity = (typeof SEVERITIES)[number];
+
+/** What happened, on a transition: a state entered, or an alarm acknowledged (its state unchanged). */
+export const HEALTH_EVENTS = ["ok", "warning", "alarm", "cleared", "silent", "acknowledged"] as const;
+export type HealthEvent = (typeof HEALTH_EVENTS)[number];
+
+const isoTime = z.string().min(1);
+const sensor = z.enum(FEATURES);
+
+/** One fan's current health: what `GET /function/health` lists. */
+export const HealthRecordSchema = z.object({
+  deviceID: z.string().min(1).max(128),
+  state: z.enum(HEALTH_STATES),
+  /** The open episode's id (warning or alarm); a new episode after a clear gets a new one. */
+  alarmId: z.string().nullable(),
+  severity: z.enum(SEVERITIES),
+  /** When the fan entered its current state. */
+  since: isoTime,
+  /** The sensor that drives the warning or alarm. */
+  cause: sensor.nullable(),
+  contributions: PerSensorSchema.nullable(),
+  /** Smoothed probability of a fault over the fan's recent predictions. */
+  probability: z.number().min(0).max(1),
+  /** For warnings: when the fan is expected to reach the alarm if its trend goes on. */
+  eta: isoTime.nullable(),
+  /** Time of the newest reading evaluated. */
+  lastSeen: isoTime,
+  acknowledged: z.boolean(),
+  acknowledgedBy: z.string().max(128).nullable(),
+  note: z.string().max(1024).nullable(),
+});
+export type HealthRecord = z.infer<typeof HealthRecordSchema>;
+
+/** A change of a fan's health, published at QoS 1 on the alarm topic (fan/alarm): transitions only. */
+export const AlarmTransitionSchema = HealthRecordSchema.pick({
+  deviceID: true,
+  alarmId: true,
+  state: true,
+  severity: true,
+  cause: true,
+  contributions: true,
+  probability: true,
+  eta: true,
+  since: true,
+  acknowledged: true,
+}).extend({
+  event: z.enum(HEALTH_EVENTS),
+  /** When the transition happened. */
+  at: isoTime,
+  /** Unique per transition (alarmId or deviceID, and a sequence number): a consumer can drop a repeat. */
+  id: z.string().min(1),
+  /** Who acknowledged, and their note, on an `acknowledged` event. */
+  by: z.string().max(128).optional(),
+  note: z.string().max(1024).optional(),
+});
+export type AlarmTransition = z.infer<typeof AlarmTransitionSchema>;
