@@ -36,14 +36,17 @@ export interface Topics {
   telemetry: string;
   anomaly: string;
   deadletter: string;
+  /** Health transitions (fan/alarm), published by the health function. */
+  alarm: string;
 }
 
-/** TELEMETRY_TOPIC (MQTT_DEV_TOPIC), ANOMALY_TOPIC (MQTT_PREDICT_TOPIC), DEADLETTER_TOPIC. */
+/** TELEMETRY_TOPIC (MQTT_DEV_TOPIC), ANOMALY_TOPIC (MQTT_PREDICT_TOPIC), DEADLETTER_TOPIC, ALARM_TOPIC. */
 export function readTopics(env: NodeJS.ProcessEnv = process.env): Topics {
   return {
     telemetry: envValue(env, "TELEMETRY_TOPIC", "MQTT_DEV_TOPIC") ?? "fan/messages",
     anomaly: envValue(env, "ANOMALY_TOPIC", "MQTT_PREDICT_TOPIC") ?? "fan/anomaly",
     deadletter: envValue(env, "DEADLETTER_TOPIC") ?? "fan/deadletter",
+    alarm: envValue(env, "ALARM_TOPIC") ?? "fan/alarm",
   };
 }
 
