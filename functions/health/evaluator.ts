@@ -170,7 +170,10 @@ function decide(w: Work, idx: number, at: number, policy: HealthPolicy): void {
       else w.record.eta = etaOf(t, at, policy);
       return;
     case "alarm":
-      if (t.healthyRun >= policy.clearCount && quietSince(t.lastFaultAt)) enter(w, "cleared", at, { severity: "none", eta: null });
+      // A wearing fan's first alarms can come with healthy stretches between them: while a sensor
+      // still leaves its range (a warning's worth of exceedances, or any within the quiet period)
+      // the episode goes on rather than clearing and raising again.
+      if (warnSide < 0 && t.healthyRun >= policy.clearCount && quietSince(t.lastFaultAt) && quietSince(t.lastExceedAt)) enter(w, "cleared", at, { severity: "none", eta: null });
       else if (t.contributions !== null) Object.assign(w.record, { contributions: rounded(t.contributions), cause: largest(t.contributions) });
       return;
   }

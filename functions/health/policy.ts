@@ -49,7 +49,7 @@ export const DEFAULT_POLICY: HealthPolicy = Object.freeze({
   alarmWindow: 5,
   alarmCount: 4,
   clearCount: 10,
-  quietMs: 60_000,
+  quietMs: 600_000,
   clearedHoldMs: 300_000,
   silentAfterMs: 30_000,
   warnWindow: 30,

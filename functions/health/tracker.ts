@@ -38,6 +38,8 @@ export const TrackerSchema = z.object({
   /** Per side, the current run of exceedances (for the eta): when it began, how many, the last index. */
   runFirstAt: z.array(z.number().nullable()).length(SIDES),
   runCount: z.array(z.number().int().min(0)).length(SIDES),
+  /** Per side, the sum of the run's exceedance times less its start (ms): their mean places the start of the wear. */
+  runSumAt: z.array(z.number()).length(SIDES),
   runLastN: z.array(z.number().int()).length(SIDES),
   /** The state underneath `silent`: what the fan is in when it reports again. */
   state: z.enum(HEALTH_STATES).exclude(["silent"]),
@@ -65,6 +67,7 @@ export function newTracker(arrivedAt: number): Tracker {
     exceed: Array.from({ length: SIDES }, () => []),
     runFirstAt: Array.from({ length: SIDES }, () => null),
     runCount: Array.from({ length: SIDES }, () => 0),
+    runSumAt: Array.from({ length: SIDES }, () => 0),
     runLastN: Array.from({ length: SIDES }, () => -1),
     state: "ok",
     stateSince: arrivedAt,
@@ -81,6 +84,7 @@ export function copyTracker(t: Tracker): Tracker {
     exceed: t.exceed.map((e) => e.slice()),
     runFirstAt: t.runFirstAt.slice(),
     runCount: t.runCount.slice(),
+    runSumAt: t.runSumAt.slice(),
     runLastN: t.runLastN.slice(),
   };
 }

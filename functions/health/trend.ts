@@ -29,8 +29,10 @@ export function recordExceedances(t: Tracker, reading: PerSensor, idx: number, a
     if (t.runFirstAt[side] === null || idx - (t.runLastN[side] as number) > RUN_GAP_WINDOWS * policy.warnWindow) {
       t.runFirstAt[side] = at;
       t.runCount[side] = 0;
+      t.runSumAt[side] = 0;
     }
     t.runCount[side] = (t.runCount[side] as number) + 1;
+    t.runSumAt[side] = (t.runSumAt[side] as number) + (at - (t.runFirstAt[side] as number));
     t.runLastN[side] = idx;
   }
   if (count > 0) t.lastExceedAt = at;
@@ -65,10 +67,13 @@ const YEAR_MS = 365 * 86_400_000;
 
 /**
  * When the fan is expected to be flagged on `policy.etaFaultRate` of its readings, if each side's
- * share of readings beyond its limit keeps growing linearly from the start of its run: a run of c
- * exceedances over a time T at one reading every dt means a share growing at a = 2·c·dt / T²
- * per ms. Null when no run has grown yet. The first exceedance comes after the wear began, so the
- * estimate errs early rather than late.
+ * share of readings beyond its limit keeps growing linearly from the start of the wear. With a
+ * share growing linearly from t0, exceedances come at a density growing like (t − t0), whose mean
+ * lies two thirds of the way from t0 to now: so the run's mean exceedance time m places the start
+ * at t0 = now − 3·(now − m), and c exceedances since then, one reading every dt, give a share
+ * growing at a = 2·c·dt / (now − t0)² per ms. (The first exceedance comes well after the wear
+ * began: taking it as the start made etas 2.5 times too early in the bench.) Null when no run has
+ * grown yet.
  */
 export function estimateEta(t: Tracker, at: number, policy: HealthPolicy): number | null {
   const slopes: number[] = [];
@@ -78,8 +83,10 @@ export function estimateEta(t: Tracker, at: number, policy: HealthPolicy): numbe
     const count = t.runCount[side] as number;
     if (first === null || first === undefined || count < 2 || at <= first || t.dt <= 0) continue;
     if ((t.runLastN[side] as number) < t.n - 1 - RUN_GAP_WINDOWS * policy.warnWindow) continue;
-    slopes.push((2 * count * t.dt) / ((at - first) * (at - first)));
-    starts.push(first);
+    const mean = first + (t.runSumAt[side] as number) / count;
+    const span = Math.max(3 * (at - mean), at - first);
+    slopes.push((2 * count * t.dt) / (span * span));
+    starts.push(at - span);
   }
   if (slopes.length === 0) return null;
   const rate = (time: number) => {
