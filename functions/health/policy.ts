@@ -38,8 +38,11 @@ export interface HealthPolicy {
  *   chance is ~5e-12 per reading (~2e-7 per fan-day), while a faulty fan (91% of its readings
  *   flagged) has four in a row 69% of the time: median 4 readings to the alarm. Three of five
  *   would be one reading faster but ~0.4 false alarms per 1,000 fan-days.
- * - clear after 10 healthy in a row and 60 s quiet: a faulty fan shows 10 healthy readings in a row
- *   with probability 0.09^10 ≈ 3e-11, so it never flaps; a repaired fan clears in about a minute.
+ * - clear after 10 healthy in a row and 10 minutes without a fault or a sensor beyond its range: a
+ *   faulty fan shows 10 healthy readings in a row with probability 0.09^10 ≈ 3e-11; with a 60 s
+ *   quiet period a bearing fan early in its wear (vibration beyond its range on ~8% of readings)
+ *   cleared and raised its alarm again in the bench; 300 readings without one at 8% is ~1e-11.
+ *   A repaired fan clears ten minutes after its last bad reading.
  * - warn on 3 exceedances of one sensor's healthy range on one side within 30 readings: a healthy
  *   fan never leaves its ranges, a noisy one's isolated spikes (random sensor and side) need three
  *   on the same side within a minute; a wearing sensor crosses its limit more and more often.
