@@ -28,6 +28,12 @@ export interface HealthPolicy {
   smoothing: number;
   /** The per-reading fault rate at which the alarm is expected: the eta is when the extrapolated rate reaches it. HEALTH_ETA_FAULT_RATE */
   etaFaultRate: number;
+  /**
+   * A reading time further ahead of the health process's clock than this counts as that far ahead:
+   * one reading stamped by a fan with a wrong clock would otherwise make every later one look
+   * like a replay. HEALTH_MAX_AHEAD_MS
+   */
+  maxAheadMs: number;
   /** Each sensor's healthy range (the limits a healthy fan stays within): lib/fan-ranges.ts. */
   healthyRanges: Readonly<Record<FeatureName, Range>>;
 }
@@ -59,6 +65,7 @@ export const DEFAULT_POLICY: HealthPolicy = Object.freeze({
   warnCount: 3,
   smoothing: 0.2,
   etaFaultRate: 0.5,
+  maxAheadMs: 300_000,
   healthyRanges: HEALTHY_RANGES,
 });
 
@@ -75,6 +82,7 @@ const HealthEnv = z.object({
   HEALTH_WARN_COUNT: int(1, 16).default(DEFAULT_POLICY.warnCount),
   HEALTH_SMOOTHING: z.coerce.number().gt(0).max(1).default(DEFAULT_POLICY.smoothing),
   HEALTH_ETA_FAULT_RATE: z.coerce.number().gt(0).max(1).default(DEFAULT_POLICY.etaFaultRate),
+  HEALTH_MAX_AHEAD_MS: int(0, 86_400_000).default(DEFAULT_POLICY.maxAheadMs),
 });
 
 /** HEALTH_* overrides of DEFAULT_POLICY; a bad or impossible value throws a ConfigError naming it. */
@@ -98,6 +106,7 @@ export function readHealthPolicy(env: NodeJS.ProcessEnv): HealthPolicy {
     warnCount: e.HEALTH_WARN_COUNT,
     smoothing: e.HEALTH_SMOOTHING,
     etaFaultRate: e.HEALTH_ETA_FAULT_RATE,
+    maxAheadMs: e.HEALTH_MAX_AHEAD_MS,
     healthyRanges: DEFAULT_POLICY.healthyRanges,
   });
 }
