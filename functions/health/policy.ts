@@ -26,8 +26,6 @@ export interface HealthPolicy {
   warnCount: number;
   /** Weight of the newest prediction in the smoothed probability and in the averaged contributions. HEALTH_SMOOTHING */
   smoothing: number;
-  /** The per-reading fault rate at which the alarm is expected: the eta is when the extrapolated rate reaches it. HEALTH_ETA_FAULT_RATE */
-  etaFaultRate: number;
   /**
    * A reading time further ahead of the health process's clock than this counts as that far ahead:
    * one reading stamped by a fan with a wrong clock would otherwise make every later one look
@@ -64,7 +62,6 @@ export const DEFAULT_POLICY: HealthPolicy = Object.freeze({
   warnWindow: 30,
   warnCount: 3,
   smoothing: 0.2,
-  etaFaultRate: 0.5,
   maxAheadMs: 300_000,
   healthyRanges: HEALTHY_RANGES,
 });
@@ -81,7 +78,6 @@ const HealthEnv = z.object({
   HEALTH_WARN_WINDOW: int(1, 100_000).default(DEFAULT_POLICY.warnWindow),
   HEALTH_WARN_COUNT: int(1, 16).default(DEFAULT_POLICY.warnCount),
   HEALTH_SMOOTHING: z.coerce.number().gt(0).max(1).default(DEFAULT_POLICY.smoothing),
-  HEALTH_ETA_FAULT_RATE: z.coerce.number().gt(0).max(1).default(DEFAULT_POLICY.etaFaultRate),
   HEALTH_MAX_AHEAD_MS: int(0, 86_400_000).default(DEFAULT_POLICY.maxAheadMs),
 });
 
@@ -105,7 +101,6 @@ export function readHealthPolicy(env: NodeJS.ProcessEnv): HealthPolicy {
     warnWindow: e.HEALTH_WARN_WINDOW,
     warnCount: e.HEALTH_WARN_COUNT,
     smoothing: e.HEALTH_SMOOTHING,
-    etaFaultRate: e.HEALTH_ETA_FAULT_RATE,
     maxAheadMs: e.HEALTH_MAX_AHEAD_MS,
     healthyRanges: DEFAULT_POLICY.healthyRanges,
   });
