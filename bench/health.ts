@@ -6,11 +6,12 @@
  *
  *   node dist/bench/health.js [--short] [--seeds 10] [--days 5] [--degrade-hours 6]
  *
- * stdout: one JSON line per seed and a summary line; stderr: progress and the table.
+ * stdout: one JSON line per seed and a summary line; stderr: progress and the table. HEALTH_*
+ * variables change the policy as they change the function's (docs/health.md), to compare policies.
  */
 import { parseArgs } from "node:util";
 import { checkSilence, evaluate, type FanHealth } from "../functions/health/evaluator.js";
-import { DEFAULT_POLICY } from "../functions/health/policy.js";
+import { readHealthPolicy } from "../functions/health/policy.js";
 import { FEATURES } from "../lib/features.js";
 import { ScoringModel } from "../lib/model/runtime.js";
 import type { Prediction } from "../lib/prediction.js";
@@ -38,6 +39,7 @@ const degradeHours = Number(args["degrade-hours"] ?? (short ? 1 : 6));
 /** Per seed: 10 healthy and 10 noisy fans for `days` (10 seeds × 20 fans × 5 days = 1,000 fan-days), and 14 that fail. */
 const MIX = { fans: 34, faulty: 3, sudden: 3, degrading: 4, bearing: 4, noisy: 10 };
 
+const policy = readHealthPolicy(process.env);
 let evaluated = 0;
 let lastProgress = 0;
 
@@ -70,7 +72,7 @@ async function main(): Promise<void> {
   process.stderr.write("\n");
   const summary = summarise(all);
   const rate = evaluated / (Number(evaluateNs) / 1e9);
-  process.stdout.write(JSON.stringify({ summary: true, seeds, days, degradeHours, policy: { ...DEFAULT_POLICY, healthyRanges: undefined }, evaluateReadingsPerSecond: Math.round(rate), ...summary }) + "\n");
+  process.stdout.write(JSON.stringify({ summary: true, seeds, days, degradeHours, policy: { ...policy, healthyRanges: undefined }, evaluateReadingsPerSecond: Math.round(rate), ...summary }) + "\n");
   process.stderr.write(table(summary, rate));
   model.dispose();
 }
@@ -91,14 +93,14 @@ function runFan(model: ScoringModel, fan: SimulatedFan, totalReadings: number): 
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < n; i++) {
       const at = START + (base + i) * INTERVAL_MS;
-      const result = evaluate(state, fan.deviceID, [{ prediction: predictions[i] as Prediction, at }], at);
+      const result = evaluate(state, fan.deviceID, [{ prediction: predictions[i] as Prediction, at }], at, policy);
       state = result.next;
       for (const transition of result.transitions) seen.push({ idx: base + i, transition });
     }
     evaluateNs += process.hrtime.bigint() - t0;
     evaluated += n;
     // The silence timer runs between readings too: a fan reporting every 2 s must never be silent.
-    if (state !== undefined && checkSilence(state, START + (base + n - 1) * INTERVAL_MS + INTERVAL_MS) !== undefined) throw new Error(`fan ${fan.deviceID} went silent while reporting`);
+    if (state !== undefined && checkSilence(state, START + (base + n - 1) * INTERVAL_MS + INTERVAL_MS, policy) !== undefined) throw new Error(`fan ${fan.deviceID} went silent while reporting`);
   }
   return outcome(fan.truth, limit, seen, INTERVAL_MS);
 }
