@@ -112,11 +112,16 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
     body = readBody(event.body);
   } catch (error) {
     // Our connector dead-letters what a function answers 4xx to; other callers do not (as predict).
-    if (event.headers["x-connector"] !== FANWATCH_CONNECTOR) await h.publisher.publish(h.config.topics.deadletter, [deadLetter((error as Error).message, topic, event.body ?? "")], budget);
+    if (event.headers["x-connector"] !== FANWATCH_CONNECTOR) await h.publisher.publish(h.config.topics.deadletter, [deadLetter((error as Error).message, topic, event.body ?? "")], budget).finally(() => budget.end());
+    else budget.end();
     counters.predictions.inc({ outcome: "rejected" });
     throw error;
   }
-  return isCommand(body) ? acknowledgeAlarm(h, body, budget) : evaluatePredictions(h, body, topic, budget);
+  try {
+    return await (isCommand(body) ? acknowledgeAlarm(h, body, budget) : evaluatePredictions(h, body, topic, budget));
+  } finally {
+    budget.end();
+  }
 }
 
 async function evaluatePredictions(h: Health, body: unknown, topic: string, budget: Budget): Promise<EvaluateAnswer> {

@@ -9,9 +9,11 @@
  * well inside a subject (NATS limits the whole protocol line to 4 KiB by default).
  */
 const PLAIN = /^[A-Za-z0-9_-]$/;
+const PLAIN_ID = /^[A-Za-z0-9_-]+$/;
 const KEY = /^(?:[A-Za-z0-9_-]|=[0-9A-F]{2})+$/;
 
 export function encodeKey(deviceID: string): string {
+  if (PLAIN_ID.test(deviceID)) return deviceID; // the usual case, on every prediction
   if (deviceID === "") throw new RangeError("a device ID is never empty");
   let key = "";
   for (const char of deviceID) {
@@ -23,6 +25,7 @@ export function encodeKey(deviceID: string): string {
 
 /** The device ID of a key that encodeKey made; throws on any other key (not one of ours). */
 export function decodeKey(key: string): string {
+  if (PLAIN_ID.test(key)) return key;
   if (!KEY.test(key)) throw new RangeError(`"${key}" is not a fan key (letters, digits, _ and -, or =XX escapes)`);
   const bytes: number[] = [];
   for (let i = 0; i < key.length; ) {

@@ -65,6 +65,6 @@ export class SilenceTimer {
         });
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.options.concurrency ?? 16, due.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(this.options.concurrency ?? 16, due.length) }, worker)).finally(() => budget.end());
   }
 }

@@ -1,4 +1,4 @@
-import { CasConflictError, StoredFan, type FanEntry, type HealthStore } from "./store.js";
+import { CasConflictError, encodeEntry, StoredFan, type FanEntry, type HealthStore } from "./store.js";
 
 /**
  * Fan health in this process's memory, for `fanwatch start` without NATS: the bucket's
@@ -38,8 +38,8 @@ export class MemoryStore implements HealthStore {
   async close(): Promise<void> {}
 
   #put(deviceID: string, entry: FanEntry): StoredFan {
-    // A copy, as the bucket would keep bytes: a caller changing its object later changes nothing here.
-    const stored = new StoredFan(deviceID, ++this.#sequence, structuredClone(entry));
+    // Bytes, as the bucket keeps them: a caller changing its object later changes nothing here.
+    const stored = new StoredFan(deviceID, ++this.#sequence, encodeEntry(entry), true);
     this.#fans.set(deviceID, stored);
     return stored;
   }
