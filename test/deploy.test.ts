@@ -159,6 +159,17 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     assert.ok(mebibytes(connector?.resources?.limits?.memory) * 2 ** 20 >= 98e6 + windowBytes, `memory limit ${connector?.resources?.limits?.memory} holds 98 MB and a ${windowBytes / 2 ** 20} MiB window`);
   });
 
+  it("routes predictions to health and lets each MQTT user do only its part with the health topics", async () => {
+    const connector = workloads.find((w) => w.metadata.name === "mqtt-connector")?.spec.template.spec.containers[0];
+    assert.deepEqual(connector?.env?.find((e) => e.name === "topic")?.value?.split(","), ["fan/messages", "fan/anomaly"]);
+    const acl = await readFile(join(REPO_ROOT, "deploy/mosquitto/acl"), "utf8");
+    const rules = (user: string) => (acl.split(/\n(?=user )/).find((block) => block.startsWith(`user ${user}\n`)) ?? "").split("\n").filter((l) => l.startsWith("topic "));
+    assert.deepEqual(rules("health"), ["topic write fan/alarm", "topic write fan/deadletter"]);
+    for (const rule of ["topic read fan/anomaly", "topic read $share/fanwatch/fan/anomaly"]) assert.ok(rules("connector").includes(rule), `connector: ${rule}`);
+    for (const user of ["telegraf", "writer"]) assert.ok(rules(user).includes("topic read fan/alarm"), `${user} reads fan/alarm`);
+    assert.ok(!rules("predict").some((r) => r.includes("fan/alarm")), "predict may not publish alarms");
+  });
+
   it("pins every image and gives every container resources, probes and a locked-down security context", () => {
     for (const w of workloads) {
       const pod = w.spec.template.spec;
