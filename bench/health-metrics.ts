@@ -29,6 +29,10 @@ export interface FanOutcome {
   leadShare: number | null;
   /** Wearing fans: readings from the first warning to the alarm. */
   warnToAlarm: number | null;
+  /** Wearing fans: (alarm − first warning) / (alarm − start of the wear): how much of the run-up to the alarm the warning covers. */
+  warnShareOfRunUp: number | null;
+  /** Wearing fans: how far into the wear-out period the alarm came (0: at the start of the wear, 1: at the failure). */
+  alarmShareOfWear: number | null;
   /** Wearing fans: when the first warning expected the alarm, as a share of the time it really took (1: exact). */
   etaRatio: number | null;
   /** Alarms raised beyond the first in the fault episode. */
@@ -66,6 +70,8 @@ export function outcome(truth: FanTruth, readings: number, seen: readonly Seen[]
     alarmedAt: alarm?.idx ?? null,
     leadShare: warning === undefined ? null : ((truth.failsAtReading as number) - warning.idx) / period,
     warnToAlarm: warning === undefined || alarm === undefined ? null : alarm.idx - warning.idx,
+    alarmShareOfWear: alarm === undefined || !wearing ? null : (alarm.idx - (truth.wearStartsAtReading as number)) / period,
+    warnShareOfRunUp: warning === undefined || alarm === undefined ? null : (alarm.idx - warning.idx) / Math.max(1, alarm.idx - (truth.wearStartsAtReading as number)),
     etaRatio: warning === undefined || alarm === undefined || eta === null || eta === undefined || alarm.idx === warning.idx ? null : (Date.parse(eta) - Date.parse(warning.transition.at)) / ((alarm.idx - warning.idx) * intervalMs),
     flaps: Math.max(0, episodeAlarms - 1),
     warningCause: warning?.transition.cause ?? null,
@@ -98,6 +104,8 @@ export function summarise(outcomes: readonly FanOutcome[]) {
   const perKiloDay = (n: number, days: number) => (days === 0 ? null : (n * 1000) / days);
   const leads = wearing.map((o) => o.leadShare).filter((n): n is number => n !== null);
   const warnToAlarm = wearing.map((o) => o.warnToAlarm).filter((n): n is number => n !== null);
+  const runUp = wearing.map((o) => o.warnShareOfRunUp).filter((n): n is number => n !== null);
+  const alarmShare = wearing.map((o) => o.alarmShareOfWear).filter((n): n is number => n !== null);
   const etas = wearing.map((o) => o.etaRatio).filter((n): n is number => n !== null);
   const bearings = wearing.filter((o) => o.shape === "bearing");
   return {
@@ -120,6 +128,9 @@ export function summarise(outcomes: readonly FanOutcome[]) {
       leadShareMedian: median(leads),
       leadShareMin: leads.length === 0 ? null : Math.min(...leads),
       warnToAlarmReadingsMedian: median(warnToAlarm),
+      warnShareOfRunUpMedian: median(runUp),
+      warnShareOfRunUpMin: runUp.length === 0 ? null : Math.min(...runUp),
+      alarmShareOfWearMedian: median(alarmShare),
       etaRatioMedian: median(etas),
       etaRatioP10: quantile(etas, 0.1),
       etaRatioP90: quantile(etas, 0.9),

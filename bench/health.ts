@@ -39,6 +39,15 @@ const degradeHours = Number(args["degrade-hours"] ?? (short ? 1 : 6));
 const MIX = { fans: 34, faulty: 3, sudden: 3, degrading: 4, bearing: 4, noisy: 10 };
 
 let evaluated = 0;
+let lastProgress = 0;
+
+/** One line rewritten in place on a terminal; a line every 10 s into a file. */
+function progress(line: string): void {
+  const now = Date.now();
+  if (now - lastProgress < (process.stderr.isTTY ? 500 : 10_000)) return;
+  lastProgress = now;
+  process.stderr.write(process.stderr.isTTY ? `\r${line}   ` : `${line}\n`);
+}
 let evaluateNs = 0n;
 
 async function main(): Promise<void> {
@@ -51,7 +60,7 @@ async function main(): Promise<void> {
     const seed = 1000 + s;
     const fleet = createFleet({ ...MIX, intervalMs: INTERVAL_MS, degradeMs: degradeHours * 3_600_000, onsetMs: Math.min(days * 86_400_000, degradeHours * 3_600_000), seed });
     const outcomes = fleet.map((fan, i) => {
-      process.stderr.write(`\rseed ${s + 1}/${seeds} fan ${i + 1}/${fleet.length}, ${(evaluated / 1e6).toFixed(1)} M readings evaluated, ${((Date.now() - started) / 1000).toFixed(0)} s   `);
+      progress(`seed ${s + 1}/${seeds} fan ${i + 1}/${fleet.length}, ${(evaluated / 1e6).toFixed(1)} M readings evaluated, ${((Date.now() - started) / 1000).toFixed(0)} s`);
       return runFan(model, fan, totalReadings);
     });
     all.push(...outcomes);
@@ -106,6 +115,8 @@ function table(s: Summary, rate: number): string {
     [`alarms / warnings before the fault (${s.healthy.beforeFaultFanDays.toFixed(1)} fan-days of failing fans)`, `${s.healthy.beforeFaultFalseAlarms} / ${s.healthy.beforeFaultFalseWarnings}`, "0"],
     ["wearing fans warned before the alarm", `${pct(s.wearing.warnedBeforeAlarm)} of ${s.wearing.fans}`, "100%"],
     ["lead before failure, share of wear-out: median / min", `${pct(s.wearing.leadShareMedian)} / ${pct(s.wearing.leadShareMin)}`, "median ≥ 33%"],
+    ["the alarm comes after this share of the wear-out: median", pct(s.wearing.alarmShareOfWearMedian), ""],
+    ["warning to alarm, share of wear start to alarm: median / min", `${pct(s.wearing.warnShareOfRunUpMedian)} / ${pct(s.wearing.warnShareOfRunUpMin)}`, ""],
     ["readings from warning to alarm: median", num(s.wearing.warnToAlarmReadingsMedian, 0), ""],
     ["eta / actual time to alarm: p10 / median / p90", `${num(s.wearing.etaRatioP10, 2)} / ${num(s.wearing.etaRatioMedian, 2)} / ${num(s.wearing.etaRatioP90, 2)}`, "≈ 1"],
     ["bearing fans warned with cause vibration", pct(s.wearing.bearingCauseVibration), "100%"],

@@ -37,7 +37,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
 /** Evaluates a fan's new predictions in reading-time order; replays of what it already saw are skipped. */
 export function evaluate(current: FanHealth | undefined, deviceID: string, inputs: readonly HealthInput[], now: number, policy: HealthPolicy = DEFAULT_POLICY): Evaluation {
   let first = Infinity;
-  for (const input of inputs) if (input.at < first) first = input.at;
+  for (const input of inputs) if (input.at < first) first = Math.min(input.at, now + policy.maxAheadMs);
   const w: Work = current === undefined ? fresh(deviceID, Number.isFinite(first) ? first : now, now) : { record: { ...current.record }, tracker: copyTracker(current.tracker), transitions: [], fresh: false };
   const ordered = inputs.length > 1 ? inputs.slice().sort((a, b) => a.at - b.at) : inputs;
   for (const input of ordered) step(w, deviceID, input, now, policy);
@@ -105,8 +105,9 @@ function fingerprint(p: Prediction): string {
 }
 
 function step(w: Work, deviceID: string, input: HealthInput, now: number, policy: HealthPolicy): void {
-  const { prediction: p, at } = input;
-  if (!Number.isFinite(at) || p.deviceID !== deviceID) return;
+  const p = input.prediction;
+  if (!Number.isFinite(input.at) || p.deviceID !== deviceID) return;
+  const at = Math.min(input.at, now + policy.maxAheadMs);
   const t = w.tracker;
   if (t.lastAt !== null && at < t.lastAt) return; // a replay (connector retry) or a late straggler: trends move forwards only
   const key = fingerprint(p);
@@ -156,7 +157,9 @@ function decide(w: Work, idx: number, at: number, policy: HealthPolicy): void {
       if (alarmNow) {
         open(w, at);
         raiseAlarm(w, idx, at, policy);
-      } else if (warnSide >= 0) {
+      } else if (warnSide >= 0 && popcount(t.flags) < policy.alarmCount - 1) {
+        // One fault short of an alarm, the next reading decides: a sudden fault raises its alarm
+        // alone rather than a warning and an alarm two seconds apart.
         open(w, at);
         raiseWarning(w, warnSide, at, policy);
       } else if (t.state === "cleared" && at - t.stateSince >= policy.clearedHoldMs) {

@@ -26,8 +26,12 @@ export interface HealthPolicy {
   warnCount: number;
   /** Weight of the newest prediction in the smoothed probability and in the averaged contributions. HEALTH_SMOOTHING */
   smoothing: number;
-  /** The per-reading fault rate at which the alarm is expected: the eta is when the extrapolated rate reaches it. HEALTH_ETA_FAULT_RATE */
-  etaFaultRate: number;
+  /**
+   * A reading time further ahead of the health process's clock than this counts as that far ahead:
+   * one reading stamped by a fan with a wrong clock would otherwise make every later one look
+   * like a replay. HEALTH_MAX_AHEAD_MS
+   */
+  maxAheadMs: number;
   /** Each sensor's healthy range (the limits a healthy fan stays within): lib/fan-ranges.ts. */
   healthyRanges: Readonly<Record<FeatureName, Range>>;
 }
@@ -38,8 +42,11 @@ export interface HealthPolicy {
  *   chance is ~5e-12 per reading (~2e-7 per fan-day), while a faulty fan (91% of its readings
  *   flagged) has four in a row 69% of the time: median 4 readings to the alarm. Three of five
  *   would be one reading faster but ~0.4 false alarms per 1,000 fan-days.
- * - clear after 10 healthy in a row and 60 s quiet: a faulty fan shows 10 healthy readings in a row
- *   with probability 0.09^10 ≈ 3e-11, so it never flaps; a repaired fan clears in about a minute.
+ * - clear after 10 healthy in a row and 10 minutes without a fault or a sensor beyond its range: a
+ *   faulty fan shows 10 healthy readings in a row with probability 0.09^10 ≈ 3e-11; with a 60 s
+ *   quiet period a bearing fan early in its wear (vibration beyond its range on ~8% of readings)
+ *   cleared and raised its alarm again in the bench; 300 readings without one at 8% is ~1e-11.
+ *   A repaired fan clears ten minutes after its last bad reading.
  * - warn on 3 exceedances of one sensor's healthy range on one side within 30 readings: a healthy
  *   fan never leaves its ranges, a noisy one's isolated spikes (random sensor and side) need three
  *   on the same side within a minute; a wearing sensor crosses its limit more and more often.
@@ -55,7 +62,7 @@ export const DEFAULT_POLICY: HealthPolicy = Object.freeze({
   warnWindow: 30,
   warnCount: 3,
   smoothing: 0.2,
-  etaFaultRate: 0.5,
+  maxAheadMs: 300_000,
   healthyRanges: HEALTHY_RANGES,
 });
 
@@ -71,7 +78,7 @@ const HealthEnv = z.object({
   HEALTH_WARN_WINDOW: int(1, 100_000).default(DEFAULT_POLICY.warnWindow),
   HEALTH_WARN_COUNT: int(1, 16).default(DEFAULT_POLICY.warnCount),
   HEALTH_SMOOTHING: z.coerce.number().gt(0).max(1).default(DEFAULT_POLICY.smoothing),
-  HEALTH_ETA_FAULT_RATE: z.coerce.number().gt(0).max(1).default(DEFAULT_POLICY.etaFaultRate),
+  HEALTH_MAX_AHEAD_MS: int(0, 86_400_000).default(DEFAULT_POLICY.maxAheadMs),
 });
 
 /** HEALTH_* overrides of DEFAULT_POLICY; a bad or impossible value throws a ConfigError naming it. */
@@ -94,7 +101,7 @@ export function readHealthPolicy(env: NodeJS.ProcessEnv): HealthPolicy {
     warnWindow: e.HEALTH_WARN_WINDOW,
     warnCount: e.HEALTH_WARN_COUNT,
     smoothing: e.HEALTH_SMOOTHING,
-    etaFaultRate: e.HEALTH_ETA_FAULT_RATE,
+    maxAheadMs: e.HEALTH_MAX_AHEAD_MS,
     healthyRanges: DEFAULT_POLICY.healthyRanges,
   });
 }
