@@ -18,7 +18,7 @@ import { REPO_ROOT } from "./support/paths.js";
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SCREENSHOTS = join(REPO_ROOT, "test-results");
 
-const TOPICS = { telemetry: "fan/messages", anomaly: "fan/anomaly", deadletter: "fan/deadletter" };
+const TOPICS = { telemetry: "fan/messages", anomaly: "fan/anomaly", deadletter: "fan/deadletter", alarm: "fan/alarm" };
 
 /** The page's server alone, on a fleet of `fans` fans with full charts; frames are sent by tick(). */
 async function servePage(fans: number, options: { maxStreams?: number; maxMissedFrames?: number } = {}): Promise<{ page: WebPage; url: string; server: Server }> {
