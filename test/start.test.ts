@@ -103,7 +103,7 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
     assert.equal((await fetch(`${system.gatewayUrl}/system/functions`)).status, 401);
     const auth = { authorization: `Basic ${Buffer.from(`admin:${system.password}`).toString("base64")}` };
     const functions = (await (await fetch(`${system.gatewayUrl}/system/functions`, { headers: auth })).json()) as Array<{ name: string; annotations: Record<string, string>; labels: Record<string, string>; availableReplicas: number }>;
-    assert.deepEqual(functions.map((f) => f.name).sort(), ["predict", "score"]);
+    assert.deepEqual(functions.map((f) => f.name).sort(), ["health", "predict", "score"]);
     const predict = functions.find((f) => f.name === "predict");
     assert.equal(predict?.annotations.topic, "fan/messages");
     assert.equal(predict?.labels["com.openfaas.scale.max"], "5");
