@@ -3,7 +3,7 @@ import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/t
 import { readScoreConfig, type ScoreConfig } from "../../lib/config.js";
 import { createLogger } from "../../lib/log.js";
 import { DynamicBatcher } from "../../lib/model/batcher.js";
-import { COALITIONS } from "../../lib/model/explain.js";
+import { coalitionRows, READINGS_PER_CALL } from "../../lib/model/explain.js";
 import { ScoringModel, type ExplainedPrediction, type Prediction } from "../../lib/model/runtime.js";
 import { parseScoreRequest } from "../../lib/score-request.js";
 
@@ -83,7 +83,7 @@ function score(model: ScoringModel, rows: number[][]): Prediction[] {
 function explain(model: ScoringModel, rows: number[][]): ExplainedPrediction[] {
   readingsScored.inc(rows.length);
   readingsExplained.inc(rows.length);
-  tensorBatch.observe(rows.length * COALITIONS);
+  for (let from = 0; from < rows.length; from += READINGS_PER_CALL) tensorBatch.observe(coalitionRows(Math.min(READINGS_PER_CALL, rows.length - from)));
   return model.predictExplained(rows);
 }
 

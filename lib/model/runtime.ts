@@ -101,12 +101,15 @@ export class ScoringModel {
   predictExplained(rows: ReadonlyArray<ArrayLike<number>>): ExplainedPrediction[] {
     const e = this.explain(rows);
     const width = FEATURES.length;
-    return Array.from({ length: e.count }, (_, r) => {
+    const predictions = new Array<ExplainedPrediction>(e.count);
+    for (let r = 0; r < e.count; r++) {
       const contributions = {} as PerSensor;
-      FEATURES.forEach((f, c) => (contributions[f] = round6(e.contributions[r * width + c] as number)));
+      for (let c = 0; c < width; c++) contributions[FEATURES[c] as FeatureName] = round6(e.contributions[r * width + c] as number);
+      const { fault, probability } = this.toPrediction(e.probabilities[r] as number);
       const cause = FEATURES[e.causes[r] as number] as FeatureName;
-      return { ...this.toPrediction(e.probabilities[r] as number), contributions, cause, referenceProbability: round6(e.references[r] as number) };
-    });
+      predictions[r] = { fault, probability, contributions, cause, referenceProbability: round6(e.references[r] as number) };
+    }
+    return predictions;
   }
 
   #standardise(rows: ReadonlyArray<ArrayLike<number>>): Float32Array {
