@@ -20,7 +20,7 @@ import { Publisher } from "./publisher.js";
  * Takes one reading (what the official MQTT connector sends) or an array (what ours sends when
  * batching). A bad reading is rejected alone and dead-lettered; the rest are scored with one call
  * to the score function. Readings found faulty are explained with a second call, for those
- * readings only (an explanation costs score about ten times a plain prediction, and most readings
+ * readings only (an explanation costs score about 8 to 14 plain predictions, and most readings
  * are healthy): their predictions carry the `cause` and each sensor's `contributions`. It answers
  * 200 only once the broker acknowledged every publish (QoS 1); the score calls and the publishes
  * share one time budget, and when it runs out, or score is unavailable, the answer is a 503 and
