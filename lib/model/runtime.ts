@@ -64,7 +64,9 @@ export class ScoringModel {
     }
     const scoring = new ScoringModel(metadata, backend, compileDenseStack(model));
     model.dispose();
-    scoring.explain([scoring.#referenceRow]); // first call compiles kernels; pay it before traffic
+    // First calls compile kernels (the plain stack and the one ending before its sigmoid): pay it before traffic.
+    scoring.probabilities([scoring.#referenceRow]);
+    scoring.explain([scoring.#referenceRow]);
     return scoring;
   }
 
