@@ -1,13 +1,18 @@
 import type { Command } from "commander";
 import { fleetProfiles } from "../runtime/fan-profiles.js";
+import type { FleetModelOptions } from "../runtime/fleet-model.js";
 import { integer, number, type Io } from "./parse.js";
 
 export interface FleetFlags {
   fans: number;
   faulty: number;
   degrading: number;
+  bearing: number;
+  sudden: number;
+  noisy: number;
   interval: number;
   degradeMinutes: number;
+  onsetMinutes: number;
   seed: number;
 }
 
@@ -16,18 +21,25 @@ export function addFleetOptions(command: Command, defaults: { fans: number; faul
   return command
     .option("--fans <n>", "simulated fans", integer("--fans"), defaults.fans)
     .option("--faulty <k>", "of which faulty from the start", integer("--faulty"), defaults.faulty)
-    .option("--degrading <d>", "of which start healthy and wear out", integer("--degrading"), defaults.degrading)
+    .option("--degrading <d>", "of which start healthy and wear out, all four sensors drifting", integer("--degrading"), defaults.degrading)
+    .option("--bearing <b>", "of which start healthy and wear out with vibration alone drifting", integer("--bearing"), 0)
+    .option("--sudden <s>", "of which run healthy and turn faulty at once at a random moment", integer("--sudden"), 0)
+    .option("--noisy <n>", "of which are healthy with rare single-reading spikes", integer("--noisy"), 0)
     .option("--interval <ms>", "time between two readings of one fan", integer("--interval"), 2000)
-    .option("--degrade-minutes <m>", "how long a degrading fan takes to wear out", number("--degrade-minutes"), 10)
+    .option("--degrade-minutes <m>", "how long a degrading or bearing fan takes to wear out", number("--degrade-minutes"), 10)
+    .option("--onset-minutes <m>", "degrading, bearing and sudden fans start at a random moment within this time (0: at once)", number("--onset-minutes"), 0)
     .option("--seed <s>", "seed of the readings", integer("--seed"), 1);
 }
 
-export function fleetOptions(flags: FleetFlags): { fans: number; faulty: number; degrading: number; intervalMs: number; degradeMs: number; seed: number } {
-  if (flags.fans < 0 || flags.faulty < 0 || flags.degrading < 0) throw new RangeError("--fans, --faulty and --degrading cannot be negative");
+export function fleetOptions(flags: FleetFlags): FleetModelOptions {
+  const mix = { faulty: flags.faulty, degrading: flags.degrading, bearing: flags.bearing ?? 0, sudden: flags.sudden ?? 0, noisy: flags.noisy ?? 0 };
+  if (flags.fans < 0 || Object.values(mix).some((n) => n < 0)) throw new RangeError("--fans, --faulty, --degrading, --bearing, --sudden and --noisy cannot be negative");
   if (flags.interval < 10) throw new RangeError("--interval is in milliseconds and at least 10");
   if (flags.degradeMinutes <= 0) throw new RangeError("--degrade-minutes must be more than 0");
-  if (flags.fans > 0) fleetProfiles(flags.fans, flags.faulty, flags.degrading); // throws on a mix that does not fit
-  return { fans: flags.fans, faulty: flags.faulty, degrading: flags.degrading, intervalMs: flags.interval, degradeMs: flags.degradeMinutes * 60_000, seed: flags.seed };
+  const onsetMinutes = flags.onsetMinutes ?? 0;
+  if (!(onsetMinutes >= 0)) throw new RangeError("--onset-minutes cannot be negative");
+  if (flags.fans > 0) fleetProfiles(flags.fans, mix); // throws on a mix that does not fit
+  return { fans: flags.fans, ...mix, intervalMs: flags.interval, degradeMs: flags.degradeMinutes * 60_000, onsetMs: onsetMinutes * 60_000, seed: flags.seed };
 }
 
 export function addSimulateCommand(program: Command, io: Io): void {
@@ -37,8 +49,9 @@ export function addSimulateCommand(program: Command, io: Io): void {
     .option("--broker <url>", "MQTT broker URL (default $MQTT_URL or mqtt://127.0.0.1:1883; credentials from MQTT_USERNAME/MQTT_PASSWORD)")
     .option("--topic <topic>", "topic to publish to (default $TELEMETRY_TOPIC or fan/messages)")
     .option("--qos <0|1>", "QoS of the publishes", integer("--qos"), 1)
-    .option("--duration <s>", "stop after this many seconds (default: run until Ctrl-C)", number("--duration"));
-  addFleetOptions(command, { fans: 12, faulty: 2, degrading: 2 }).action(async (opts: FleetFlags & { broker?: string; topic?: string; qos: number; duration?: number }) => {
+    .option("--duration <s>", "stop after this many seconds (default: run until Ctrl-C)", number("--duration"))
+    .option("--truth <file>", "write each fan's ground truth (shape, when it starts to wear, when it fails) to this file as JSON lines");
+  addFleetOptions(command, { fans: 12, faulty: 2, degrading: 2 }).action(async (opts: FleetFlags & { broker?: string; topic?: string; qos: number; duration?: number; truth?: string }) => {
     if (opts.qos !== 0 && opts.qos !== 1) throw new RangeError("--qos is 0 or 1");
     const fleet = fleetOptions(opts);
     let stop = () => {};
@@ -53,6 +66,17 @@ export function addSimulateCommand(program: Command, io: Io): void {
     const profiles = simulator.fans.reduce<Record<string, number>>((n, f) => ({ ...n, [f.profile]: (n[f.profile] ?? 0) + 1 }), {});
     io.err(`simulating ${fleet.fans} fans (${Object.entries(profiles).map(([p, n]) => `${n} ${p}`).join(", ")}) on ${redactUrl(settings.url)} topic ${topic}, one reading per fan every ${fleet.intervalMs} ms`);
     simulator.start();
+    if (opts.truth !== undefined) {
+      const { writeFile } = await import("node:fs/promises");
+      try {
+        await writeFile(opts.truth, simulator.truth.map((t) => JSON.stringify(t)).join("\n") + "\n");
+      } catch (error) {
+        simulator.stop();
+        await client.endAsync();
+        throw error;
+      }
+      io.err(`ground truth of ${simulator.truth.length} fans in ${opts.truth}`);
+    }
     if (opts.duration !== undefined) setTimeout(stop, opts.duration * 1000);
     const progress = setInterval(() => io.progress(`published ${simulator.published}${simulator.failed > 0 ? `, ${simulator.failed} refused` : ""}`), 1000);
     await stopped;

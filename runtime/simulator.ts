@@ -1,18 +1,10 @@
 import type { MqttClient } from "mqtt";
-import { seededRandom, type Random } from "../lib/rng.js";
 import { formatTime } from "../lib/timestamp.js";
-import { drawReadings, fleetProfiles, type ProfileName } from "./fan-profiles.js";
+import type { ProfileName } from "./fan-profiles.js";
+import { createFleet, type FanTruth, type FleetModelOptions, type SimulatedFan as FanModel } from "./fleet-model.js";
 
-export interface FleetOptions {
-  fans: number;
-  faulty: number;
-  degrading: number;
-  /** Time between two readings of one fan. */
-  intervalMs: number;
-  /** How long a degrading fan takes to go from healthy to worn out. */
-  degradeMs: number;
+export interface FleetOptions extends FleetModelOptions {
   qos: 0 | 1;
-  seed: number;
   topic: string;
 }
 
@@ -21,14 +13,10 @@ export interface SimulatedFan {
   profile: ProfileName;
 }
 
-/**
- * Each fan draws from its own seeded stream and wears by its own count of readings, so the same
- * seed gives each fan the same readings however the timers of a loaded machine interleave (one
- * shared stream and wall-clock wear made two runs differ).
- */
-interface FanState extends SimulatedFan {
-  random: Random;
-  sent: number;
+/** A fan's ground truth with the wall-clock times its readings are due (the timers may run late). */
+export interface TimedTruth extends FanTruth {
+  wearStartsAt: string | null;
+  failsAt: string | null;
 }
 
 /**
@@ -38,16 +26,17 @@ interface FanState extends SimulatedFan {
  */
 export class FleetSimulator {
   readonly fans: readonly SimulatedFan[];
-  readonly #fans: readonly FanState[];
+  readonly #fans: readonly FanModel[];
   #published = 0;
   #failed = 0;
   #timers: NodeJS.Timeout[] = [];
+  #startedAt: number | undefined;
 
   constructor(
     private readonly client: MqttClient,
     private readonly options: FleetOptions,
   ) {
-    this.#fans = fleetProfiles(options.fans, options.faulty, options.degrading).map((profile, i) => ({ deviceID: String(i + 1), profile, random: seededRandom(options.seed * 100_003 + i), sent: 0 }));
+    this.#fans = createFleet(options);
     this.fans = this.#fans.map(({ deviceID, profile }) => ({ deviceID, profile }));
   }
 
@@ -60,13 +49,21 @@ export class FleetSimulator {
     return this.#failed;
   }
 
+  /** Each fan's shape, when it starts to wear and when it fails: readings, and times once started. */
+  get truth(): TimedTruth[] {
+    return this.#fans.map((fan, i) => {
+      const at = (reading: number | null) => (reading === null || this.#startedAt === undefined ? null : new Date(this.#startedAt + this.#offset(i) + reading * this.options.intervalMs).toISOString());
+      return { ...fan.truth, wearStartsAt: at(fan.truth.wearStartsAtReading), failsAt: at(fan.truth.failsAtReading) };
+    });
+  }
+
   start(): void {
+    this.#startedAt = Date.now();
     this.#fans.forEach((fan, i) => {
-      const offset = Math.floor((i * this.options.intervalMs) / Math.max(1, this.#fans.length));
       const first = setTimeout(() => {
         this.#publish(fan);
         this.#timers.push(setInterval(() => this.#publish(fan), this.options.intervalMs));
-      }, offset);
+      }, this.#offset(i));
       this.#timers.push(first);
     });
   }
@@ -76,14 +73,16 @@ export class FleetSimulator {
     this.#timers = [];
   }
 
-  /** The next reading of a fan, as the reference simulator sends it. */
-  #reading(fan: FanState, now: number): string {
-    const wear = fan.profile === "degrading" ? (fan.sent * this.options.intervalMs) / this.options.degradeMs : 0;
-    fan.sent++;
-    return JSON.stringify({ deviceID: fan.deviceID, timeStamp: formatTime(new Date(now)), ...drawReadings(fan.profile, wear, fan.random) });
+  #offset(i: number): number {
+    return Math.floor((i * this.options.intervalMs) / Math.max(1, this.#fans.length));
   }
 
-  #publish(fan: FanState): void {
+  /** The next reading of a fan, as the reference simulator sends it. */
+  #reading(fan: FanModel, now: number): string {
+    return JSON.stringify({ deviceID: fan.deviceID, timeStamp: formatTime(new Date(now)), ...fan.next() });
+  }
+
+  #publish(fan: FanModel): void {
     this.#published++;
     this.client.publish(this.options.topic, this.#reading(fan, Date.now()), { qos: this.options.qos }, (error) => {
       if (error) this.#failed++;

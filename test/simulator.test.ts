@@ -1,8 +1,13 @@
 import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { HEALTHY_RANGES } from "../lib/fan-ranges.js";
 import { seededRandom } from "../lib/rng.js";
+import { FEATURES } from "../lib/features.js";
 import { drawReadings, fleetProfiles, rangesAt } from "../runtime/fan-profiles.js";
+import { createFleet } from "../runtime/fleet-model.js";
 import { startMosquitto, type Broker } from "./support/mosquitto.js";
 import { Collector } from "./support/mqtt-collector.js";
 import { runCli } from "./support/process.js";
@@ -25,8 +30,59 @@ describe("fan profiles", () => {
   });
 
   it("mixes a fleet from the flags, or says why not", () => {
-    assert.deepEqual(fleetProfiles(5, 1, 2), ["faulty", "degrading", "degrading", "healthy", "healthy"]);
-    assert.throws(() => fleetProfiles(2, 2, 1), /more than the 2 fans/);
+    assert.deepEqual(fleetProfiles(5, { faulty: 1, degrading: 2 }), ["faulty", "degrading", "degrading", "healthy", "healthy"]);
+    assert.deepEqual(fleetProfiles(6, { faulty: 0, degrading: 0, bearing: 1, sudden: 1, noisy: 2 }), ["bearing", "sudden", "noisy", "noisy", "healthy", "healthy"]);
+    assert.throws(() => fleetProfiles(2, { faulty: 2, degrading: 1 }), /--faulty 2, --degrading 1 are more than the 2 fans/);
+  });
+});
+
+describe("fault shapes and ground truth", () => {
+  const inHealthy = (r: Record<string, number>) => FEATURES.every((f) => r[f] as number >= HEALTHY_RANGES[f].min && r[f] as number <= HEALTHY_RANGES[f].max);
+  const fleet = (mix: { faulty?: number; degrading?: number; bearing?: number; sudden?: number; noisy?: number }, fans = 1) =>
+    createFleet({ fans, faulty: 0, degrading: 0, ...mix, intervalMs: 2000, degradeMs: 600_000, onsetMs: 600_000, seed: 5 });
+
+  it("a bearing fan's vibration alone wears out", () => {
+    const worn = rangesAt("bearing", 1);
+    assert.deepEqual(worn.vibration, { min: 200, max: 250 });
+    for (const f of ["rotation", "temperature", "sound"] as const) assert.deepEqual(worn[f], HEALTHY_RANGES[f]);
+  });
+
+  it("a sudden fan is healthy until its failure, then faulty; its truth says when", () => {
+    const [fan] = fleet({ sudden: 1 });
+    assert.ok(fan);
+    const fails = fan.truth.failsAtReading as number;
+    assert.equal(fan.truth.shape, "sudden");
+    assert.equal(fan.truth.wearStartsAtReading, null, "no wear before a sudden fault");
+    assert.ok(fails > 0 && fails < 300, `fails within the 10-minute onset window, at reading ${fails}`);
+    const readings = Array.from({ length: fails + 400 }, () => fan.next());
+    assert.ok(readings.slice(0, fails).every(inHealthy), "healthy before");
+    assert.ok(readings.slice(fails).filter((r) => !inHealthy(r)).length > 300, "mostly outside the healthy box after");
+  });
+
+  it("a wearing fan's truth gives the start of its wear and its failure one wear-out period later", () => {
+    const [degrading, bearing] = fleet({ degrading: 1, bearing: 1 }, 2);
+    assert.ok(degrading && bearing);
+    for (const fan of [degrading, bearing]) assert.equal((fan.truth.failsAtReading as number) - (fan.truth.wearStartsAtReading as number), 300, "10 minutes at 2 s");
+    const start = degrading.truth.wearStartsAtReading as number;
+    const readings = Array.from({ length: start + 300 }, () => degrading.next());
+    assert.ok(readings.slice(0, start).every(inHealthy), "healthy until the wear starts");
+    assert.ok(readings.slice(-20).every((r) => !inHealthy(r)), "out of the healthy box once worn out");
+  });
+
+  it("a noisy fan stays healthy but for rare single-reading spikes", () => {
+    const [fan] = fleet({ noisy: 1 });
+    assert.ok(fan);
+    const readings = Array.from({ length: 50_000 }, () => fan.next());
+    const spikes = readings.map((r, i) => (inHealthy(r) ? -1 : i)).filter((i) => i >= 0);
+    assert.ok(spikes.length > 40 && spikes.length < 200, `${spikes.length} spikes in 50,000 readings`);
+    assert.equal(fan.truth.failsAtReading, null);
+  });
+
+  it("the same seed gives the same readings and the same truth", () => {
+    const a = fleet({ faulty: 1, degrading: 1, bearing: 1, sudden: 1, noisy: 1 }, 6);
+    const b = fleet({ faulty: 1, degrading: 1, bearing: 1, sudden: 1, noisy: 1 }, 6);
+    assert.deepEqual(a.map((f) => f.truth), b.map((f) => f.truth));
+    for (let i = 0; i < 6; i++) assert.deepEqual(Array.from({ length: 50 }, () => a[i]?.next()), Array.from({ length: 50 }, () => b[i]?.next()));
   });
 });
 
@@ -62,9 +118,27 @@ describe("fanwatch simulate against a real Mosquitto", { timeout: 60_000 }, () =
     for (const id of ["1", "2", "3"]) assert.deepEqual(values(first, id), values(second, id), `fan ${id}`);
   });
 
+  it("writes each fan's ground truth with --truth", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fanwatch-truth-"));
+    try {
+      const file = join(dir, "truth.jsonl");
+      const result = await runCli(["simulate", "--broker", broker.url, "--fans", "4", "--faulty", "1", "--degrading", "0", "--bearing", "1", "--sudden", "1", "--onset-minutes", "1", "--degrade-minutes", "2", "--interval", "100", "--duration", "0.5", "--truth", file]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stderr, /1 faulty, 1 bearing, 1 sudden, 1 healthy/);
+      const truth = (await readFile(file, "utf8")).trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+      assert.deepEqual(truth.map((t) => [t.deviceID, t.shape]), [["1", "faulty"], ["2", "bearing"], ["3", "sudden"], ["4", "healthy"]]);
+      const bearing = truth[1] as { wearStartsAtReading: number; failsAtReading: number; wearStartsAt: string; failsAt: string };
+      assert.equal(bearing.failsAtReading - bearing.wearStartsAtReading, 1200, "2 minutes of wear at 100 ms");
+      assert.equal(Date.parse(bearing.failsAt) - Date.parse(bearing.wearStartsAt), 120_000);
+      assert.equal(truth[3]?.failsAt, null, "a healthy fan never fails");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("refuses a mix that does not fit the fleet", async () => {
     const result = await runCli(["simulate", "--broker", broker.url, "--fans", "2", "--faulty", "3"]);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /--faulty 3 and --degrading 2 are more than the 2 fans/);
+    assert.match(result.stderr, /--faulty 3, --degrading 2 are more than the 2 fans/);
   });
 });

@@ -1,0 +1,270 @@
+import { z } from "zod";
+import { FEATURES, type FeatureName } from "../../lib/features.js";
+import { HealthRecordSchema, type AlarmTransition, type HealthEvent, type HealthRecord, type Severity } from "../../lib/health.js";
+import type { PerSensor, Prediction } from "../../lib/prediction.js";
+import { HealthConflictError, HealthNotFoundError } from "./errors.js";
+import { DEFAULT_POLICY, type HealthPolicy } from "./policy.js";
+import { copyTracker, newTracker, sensorOfSide, TrackerSchema, type Tracker } from "./tracker.js";
+import { estimateEta, recordExceedances, sensorsOutOfRange, warningSide } from "./trend.js";
+
+/**
+ * The health rules (docs/health.md): pure functions of a fan's stored health, the predictions that
+ * arrived and the clock, so that any replica evaluating the same inputs reaches the same state and
+ * the same transition ids. Trends run on reading time (`at`), silence on arrival time (`now`).
+ */
+
+export interface HealthInput {
+  prediction: Prediction;
+  /** Reading time in ms: the prediction's timeStamp, else its arrival. */
+  at: number;
+}
+
+export interface FanHealth {
+  record: HealthRecord;
+  tracker: Tracker;
+}
+
+/** One fan's stored health (JSON): parse it when reading it back. */
+export const FanHealthSchema: z.ZodType<FanHealth> = z.object({ record: HealthRecordSchema, tracker: TrackerSchema });
+
+export interface Evaluation {
+  next: FanHealth;
+  transitions: AlarmTransition[];
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** Evaluates a fan's new predictions in reading-time order; replays of what it already saw are skipped. */
+export function evaluate(current: FanHealth | undefined, deviceID: string, inputs: readonly HealthInput[], now: number, policy: HealthPolicy = DEFAULT_POLICY): Evaluation {
+  let first = Infinity;
+  for (const input of inputs) if (input.at < first) first = input.at;
+  const w: Work = current === undefined ? fresh(deviceID, Number.isFinite(first) ? first : now, now) : { record: { ...current.record }, tracker: copyTracker(current.tracker), transitions: [], fresh: false };
+  const ordered = inputs.length > 1 ? inputs.slice().sort((a, b) => a.at - b.at) : inputs;
+  for (const input of ordered) step(w, deviceID, input, now, policy);
+  return { next: { record: w.record, tracker: w.tracker }, transitions: w.transitions };
+}
+
+/** Silence by the health process's clock: a fan not heard from for silentAfterMs becomes `silent`. Undefined when nothing changes. */
+export function checkSilence(current: FanHealth, now: number, policy: HealthPolicy = DEFAULT_POLICY): Evaluation | undefined {
+  if (current.record.state === "silent" || now - current.tracker.arrivedAt < policy.silentAfterMs) return undefined;
+  const w: Work = { record: { ...current.record }, tracker: copyTracker(current.tracker), transitions: [], fresh: false };
+  // A fan nobody can see deserves a look even when it was ok; an open alarm keeps its severity.
+  const severity: Severity = w.record.severity === "none" ? "minor" : w.record.severity;
+  Object.assign(w.record, { state: "silent", since: iso(now), severity, eta: null });
+  emit(w, "silent", now);
+  return { next: { record: w.record, tracker: w.tracker }, transitions: w.transitions };
+}
+
+/**
+ * Someone is on it. Acknowledges the open warning or alarm (also while the fan is silent). A warning
+ * that escalates to an alarm is unacknowledged again: the alarm is news to whoever acknowledged the
+ * warning. The acknowledgement ends with the episode.
+ */
+export function acknowledge(current: FanHealth | undefined, deviceID: string, by: string, note: string | undefined, now: number): Evaluation {
+  if (current === undefined) throw new HealthNotFoundError(deviceID);
+  const open = current.tracker.state;
+  if (open !== "warning" && open !== "alarm") throw new HealthConflictError(`fan "${deviceID}" has no open warning or alarm to acknowledge: it is ${current.record.state}`);
+  if (current.record.acknowledged) throw new HealthConflictError(`the ${open} ${current.record.alarmId ?? ""} of fan "${deviceID}" is already acknowledged by ${current.record.acknowledgedBy ?? "someone"}`);
+  const w: Work = { record: { ...current.record, acknowledged: true, acknowledgedBy: by, note: note ?? null }, tracker: copyTracker(current.tracker), transitions: [], fresh: false };
+  emit(w, "acknowledged", now, { by, ...(note === undefined ? {} : { note }) });
+  return { next: { record: w.record, tracker: w.tracker }, transitions: w.transitions };
+}
+
+interface Work {
+  record: HealthRecord;
+  tracker: Tracker;
+  transitions: AlarmTransition[];
+  /** No prediction evaluated yet: the first one sets the smoothed probability outright. */
+  fresh: boolean;
+}
+
+function fresh(deviceID: string, at: number, now: number): Work {
+  const tracker = newTracker(now);
+  tracker.stateSince = at;
+  const record: HealthRecord = {
+    deviceID,
+    state: "ok",
+    alarmId: null,
+    severity: "none",
+    since: iso(at),
+    cause: null,
+    contributions: null,
+    probability: 0,
+    eta: null,
+    lastSeen: iso(at),
+    acknowledged: false,
+    acknowledgedBy: null,
+    note: null,
+  };
+  return { record, tracker, transitions: [], fresh: true };
+}
+
+function fingerprint(p: Prediction): string {
+  const r = p.reading;
+  return r === undefined ? `${p.fault}|${p.probability}|${String(p.timeStamp)}` : `${p.fault}|${p.probability}|${r.rotation},${r.temperature},${r.vibration},${r.sound}`;
+}
+
+function step(w: Work, deviceID: string, input: HealthInput, now: number, policy: HealthPolicy): void {
+  const { prediction: p, at } = input;
+  if (!Number.isFinite(at) || p.deviceID !== deviceID) return;
+  const t = w.tracker;
+  if (t.lastAt !== null && at < t.lastAt) return; // a replay (connector retry) or a late straggler: trends move forwards only
+  const key = fingerprint(p);
+  if (t.lastAt === at) {
+    if (t.lastKeys.includes(key)) return;
+    if (t.lastKeys.length < 64) t.lastKeys.push(key);
+  } else t.lastKeys = [key];
+
+  if (now > t.arrivedAt) t.arrivedAt = now;
+  if (w.record.state === "silent") {
+    Object.assign(w.record, { state: t.state, since: iso(t.stateSince), severity: severityOf(w.record, t.state) });
+    emit(w, t.state, at);
+  }
+  if (t.lastAt !== null) {
+    const gap = at - t.lastAt;
+    t.dt = t.dt === 0 ? gap : t.dt + 0.1 * (gap - t.dt);
+  }
+  t.lastAt = at;
+  w.record.lastSeen = iso(at);
+  const idx = t.n++;
+
+  const fault = p.fault === 1;
+  t.flags = ((t.flags << 1) | (fault ? 1 : 0)) & ((1 << policy.alarmWindow) - 1);
+  t.healthyRun = fault ? 0 : t.healthyRun + 1;
+  w.record.probability = w.fresh ? p.probability : w.record.probability + policy.smoothing * (p.probability - w.record.probability);
+  w.fresh = false;
+  if (fault) {
+    t.lastFaultAt = at;
+    if (p.cause !== undefined) t.lastCause = p.cause;
+    // The average starts afresh with the first fault after a whole window of healthy predictions.
+    if (t.flags >> 1 === 0) t.contributions = null;
+    if (p.contributions !== undefined) t.contributions = t.contributions === null ? { ...p.contributions } : blend(t.contributions, p.contributions, 1 / policy.alarmWindow);
+  }
+  if (p.reading !== undefined) recordExceedances(t, p.reading, idx, at, policy);
+
+  decide(w, idx, at, policy);
+}
+
+function decide(w: Work, idx: number, at: number, policy: HealthPolicy): void {
+  const t = w.tracker;
+  const alarmNow = popcount(t.flags) >= policy.alarmCount;
+  const warnSide = warningSide(t, idx, policy);
+  const quietSince = (time: number | null) => time === null || at - time >= policy.quietMs;
+  switch (t.state) {
+    case "ok":
+    case "cleared":
+      if (alarmNow) {
+        open(w, at);
+        raiseAlarm(w, idx, at, policy);
+      } else if (warnSide >= 0) {
+        open(w, at);
+        raiseWarning(w, warnSide, at, policy);
+      } else if (t.state === "cleared" && at - t.stateSince >= policy.clearedHoldMs) {
+        t.contributions = null;
+        enter(w, "ok", at, { alarmId: null, severity: "none", cause: null, contributions: null, eta: null, acknowledged: false, acknowledgedBy: null, note: null });
+      }
+      return;
+    case "warning":
+      if (alarmNow) raiseAlarm(w, idx, at, policy);
+      else if (warnSide < 0 && t.healthyRun >= policy.clearCount && quietSince(t.lastFaultAt) && quietSince(t.lastExceedAt)) enter(w, "cleared", at, { severity: "none", eta: null });
+      else w.record.eta = etaOf(t, at, policy);
+      return;
+    case "alarm":
+      // A wearing fan's first alarms can come with healthy stretches between them: while a sensor
+      // still leaves its range (a warning's worth of exceedances, or any within the quiet period)
+      // the episode goes on rather than clearing and raising again.
+      if (warnSide < 0 && t.healthyRun >= policy.clearCount && quietSince(t.lastFaultAt) && quietSince(t.lastExceedAt)) enter(w, "cleared", at, { severity: "none", eta: null });
+      else if (t.contributions !== null) Object.assign(w.record, { contributions: rounded(t.contributions), cause: largest(t.contributions) });
+      return;
+  }
+}
+
+/** A new episode: its id is the fan and the reading time that opened it, the same on every replica. */
+function open(w: Work, at: number): void {
+  w.record.alarmId = `${w.record.deviceID}@${iso(at)}`;
+  w.record.acknowledged = false;
+  w.record.acknowledgedBy = null;
+  w.record.note = null;
+}
+
+function raiseAlarm(w: Work, idx: number, at: number, policy: HealthPolicy): void {
+  const t = w.tracker;
+  // Critical when more than one sensor is out of its healthy range within the alarm window.
+  const severity: Severity = sensorsOutOfRange(t, idx, policy.alarmWindow) >= 2 ? "critical" : "major";
+  const contributions = t.contributions === null ? null : rounded(t.contributions);
+  const cause = t.contributions !== null ? largest(t.contributions) : (t.lastCause ?? readingCause(t));
+  enter(w, "alarm", at, { severity, cause, contributions, eta: null, acknowledged: false, acknowledgedBy: null, note: null });
+}
+
+function raiseWarning(w: Work, side: number, at: number, policy: HealthPolicy): void {
+  enter(w, "warning", at, { severity: "minor", cause: sensorOfSide(side), contributions: null, eta: etaOf(w.tracker, at, policy) });
+}
+
+function etaOf(t: Tracker, at: number, policy: HealthPolicy): string | null {
+  const eta = estimateEta(t, at, policy);
+  return eta === null ? null : iso(eta);
+}
+
+function enter(w: Work, state: "ok" | "warning" | "alarm" | "cleared", at: number, fields: Partial<HealthRecord>): void {
+  Object.assign(w.record, fields, { state, since: iso(at) });
+  w.tracker.state = state;
+  w.tracker.stateSince = at;
+  emit(w, state, at);
+}
+
+function emit(w: Work, event: HealthEvent, at: number, extra: { by?: string; note?: string } = {}): void {
+  const r = w.record;
+  const seq = w.tracker.seq++;
+  w.transitions.push({
+    id: `${r.deviceID}:${at}:${seq}`,
+    event,
+    deviceID: r.deviceID,
+    alarmId: r.alarmId,
+    state: r.state,
+    severity: r.severity,
+    cause: r.cause,
+    contributions: r.contributions,
+    probability: r.probability,
+    eta: r.eta,
+    since: r.since,
+    at: iso(at),
+    acknowledged: r.acknowledged,
+    ...extra,
+  });
+}
+
+function severityOf(record: HealthRecord, state: Tracker["state"]): Severity {
+  if (state === "ok" || state === "cleared") return "none";
+  return record.severity === "none" ? (state === "warning" ? "minor" : "major") : record.severity;
+}
+
+/** Without contributions: the sensor with the longest run beyond its healthy range. */
+function readingCause(t: Tracker): FeatureName | null {
+  let best = -1;
+  for (let side = 0; side < t.runCount.length; side++) if ((t.runCount[side] as number) > 0 && (best < 0 || (t.runCount[side] as number) > (t.runCount[best] as number))) best = side;
+  return best < 0 ? null : sensorOfSide(best);
+}
+
+function blend(old: PerSensor, next: PerSensor, weight: number): PerSensor {
+  const out = { ...old };
+  for (const f of FEATURES) out[f] = old[f] + weight * (next[f] - old[f]);
+  return out;
+}
+
+function rounded(c: PerSensor): PerSensor {
+  const out = { ...c };
+  for (const f of FEATURES) out[f] = Math.round(c[f] * 1e4) / 1e4;
+  return out;
+}
+
+function largest(c: PerSensor): FeatureName {
+  let best: FeatureName = FEATURES[0];
+  for (const f of FEATURES) if (c[f] > c[best]) best = f;
+  return best;
+}
+
+function popcount(x: number): number {
+  let n = 0;
+  for (let v = x; v !== 0; v &= v - 1) n++;
+  return n;
+}

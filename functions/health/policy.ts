@@ -1,0 +1,100 @@
+import { z } from "zod";
+import { ConfigError } from "../../lib/errors.js";
+import { HEALTHY_RANGES, type Range } from "../../lib/fan-ranges.js";
+import type { FeatureName } from "../../lib/features.js";
+
+/**
+ * Every parameter of the health rules, in one place. docs/health.md explains the rules;
+ * `npm run bench:health` measures them (docs/benchmarks.md, "Health quality").
+ */
+export interface HealthPolicy {
+  /** Raise an alarm when `alarmCount` of the last `alarmWindow` predictions say fault. HEALTH_ALARM_WINDOW */
+  alarmWindow: number;
+  /** HEALTH_ALARM_COUNT */
+  alarmCount: number;
+  /** Clear only after this many healthy predictions in a row… HEALTH_CLEAR_COUNT */
+  clearCount: number;
+  /** …and this long (reading time) since the last faulty one. HEALTH_QUIET_MS */
+  quietMs: number;
+  /** A cleared fan shows `cleared` this long (reading time) before it is `ok` again. HEALTH_CLEARED_HOLD_MS */
+  clearedHoldMs: number;
+  /** A fan that has not reported for this long (arrival time) is `silent`. HEALTH_SILENT_AFTER_MS */
+  silentAfterMs: number;
+  /** Warn when one sensor leaves its healthy range on the same side `warnCount` times within the last `warnWindow` readings. HEALTH_WARN_WINDOW */
+  warnWindow: number;
+  /** HEALTH_WARN_COUNT */
+  warnCount: number;
+  /** Weight of the newest prediction in the smoothed probability and in the averaged contributions. HEALTH_SMOOTHING */
+  smoothing: number;
+  /** The per-reading fault rate at which the alarm is expected: the eta is when the extrapolated rate reaches it. HEALTH_ETA_FAULT_RATE */
+  etaFaultRate: number;
+  /** Each sensor's healthy range (the limits a healthy fan stays within): lib/fan-ranges.ts. */
+  healthyRanges: Readonly<Record<FeatureName, Range>>;
+}
+
+/**
+ * The defaults, chosen from `npm run bench:health` (docs/health.md has the numbers):
+ * - 4 of the last 5 predictions: the model flags ~0.1% of healthy readings, so four in five by
+ *   chance is ~5e-12 per reading (~2e-7 per fan-day), while a faulty fan (91% of its readings
+ *   flagged) has four in a row 69% of the time: median 4 readings to the alarm. Three of five
+ *   would be one reading faster but ~0.4 false alarms per 1,000 fan-days.
+ * - clear after 10 healthy in a row and 60 s quiet: a faulty fan shows 10 healthy readings in a row
+ *   with probability 0.09^10 ≈ 3e-11, so it never flaps; a repaired fan clears in about a minute.
+ * - warn on 3 exceedances of one sensor's healthy range on one side within 30 readings: a healthy
+ *   fan never leaves its ranges, a noisy one's isolated spikes (random sensor and side) need three
+ *   on the same side within a minute; a wearing sensor crosses its limit more and more often.
+ * - silent after 30 s: 15 missed readings at the default 2 s interval, far beyond jitter.
+ */
+export const DEFAULT_POLICY: HealthPolicy = Object.freeze({
+  alarmWindow: 5,
+  alarmCount: 4,
+  clearCount: 10,
+  quietMs: 600_000,
+  clearedHoldMs: 300_000,
+  silentAfterMs: 30_000,
+  warnWindow: 30,
+  warnCount: 3,
+  smoothing: 0.2,
+  etaFaultRate: 0.5,
+  healthyRanges: HEALTHY_RANGES,
+});
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const HealthEnv = z.object({
+  HEALTH_ALARM_WINDOW: int(1, 30).default(DEFAULT_POLICY.alarmWindow),
+  HEALTH_ALARM_COUNT: int(1, 30).default(DEFAULT_POLICY.alarmCount),
+  HEALTH_CLEAR_COUNT: int(1, 100_000).default(DEFAULT_POLICY.clearCount),
+  HEALTH_QUIET_MS: int(0, 86_400_000).default(DEFAULT_POLICY.quietMs),
+  HEALTH_CLEARED_HOLD_MS: int(0, 86_400_000).default(DEFAULT_POLICY.clearedHoldMs),
+  HEALTH_SILENT_AFTER_MS: int(1, 86_400_000).default(DEFAULT_POLICY.silentAfterMs),
+  HEALTH_WARN_WINDOW: int(1, 100_000).default(DEFAULT_POLICY.warnWindow),
+  HEALTH_WARN_COUNT: int(1, 16).default(DEFAULT_POLICY.warnCount),
+  HEALTH_SMOOTHING: z.coerce.number().gt(0).max(1).default(DEFAULT_POLICY.smoothing),
+  HEALTH_ETA_FAULT_RATE: z.coerce.number().gt(0).max(1).default(DEFAULT_POLICY.etaFaultRate),
+});
+
+/** HEALTH_* overrides of DEFAULT_POLICY; a bad or impossible value throws a ConfigError naming it. */
+export function readHealthPolicy(env: NodeJS.ProcessEnv): HealthPolicy {
+  const parsed = HealthEnv.safeParse(Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith("HEALTH_") && v !== "")));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ConfigError(`invalid configuration: ${String(issue?.path[0])}: ${issue?.message}`);
+  }
+  const e = parsed.data;
+  if (e.HEALTH_ALARM_COUNT > e.HEALTH_ALARM_WINDOW) throw new ConfigError(`invalid configuration: HEALTH_ALARM_COUNT (${e.HEALTH_ALARM_COUNT}) is more than HEALTH_ALARM_WINDOW (${e.HEALTH_ALARM_WINDOW})`);
+  if (e.HEALTH_WARN_COUNT > e.HEALTH_WARN_WINDOW) throw new ConfigError(`invalid configuration: HEALTH_WARN_COUNT (${e.HEALTH_WARN_COUNT}) is more than HEALTH_WARN_WINDOW (${e.HEALTH_WARN_WINDOW})`);
+  return Object.freeze({
+    alarmWindow: e.HEALTH_ALARM_WINDOW,
+    alarmCount: e.HEALTH_ALARM_COUNT,
+    clearCount: e.HEALTH_CLEAR_COUNT,
+    quietMs: e.HEALTH_QUIET_MS,
+    clearedHoldMs: e.HEALTH_CLEARED_HOLD_MS,
+    silentAfterMs: e.HEALTH_SILENT_AFTER_MS,
+    warnWindow: e.HEALTH_WARN_WINDOW,
+    warnCount: e.HEALTH_WARN_COUNT,
+    smoothing: e.HEALTH_SMOOTHING,
+    etaFaultRate: e.HEALTH_ETA_FAULT_RATE,
+    healthyRanges: DEFAULT_POLICY.healthyRanges,
+  });
+}
