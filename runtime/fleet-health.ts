@@ -6,11 +6,8 @@ const FEED = 30;
 /** Open alarms sent to the page at most (the count says how many there are). */
 const MAX_ALARMS_LISTED = 100;
 
-/** What `GET /function/health` answers (the health function's API). */
-export const HealthListSchema = z.object({
-  fans: z.array(HealthRecordSchema),
-  counts: z.record(z.string(), z.number()).optional(),
-});
+/** What `GET /function/health` answers (the health function's API); each record is checked on its own. */
+const HealthListSchema = z.object({ fans: z.array(z.unknown()) });
 
 export type HealthCounts = Record<HealthState, number>;
 
@@ -86,12 +83,16 @@ export class FleetHealth {
 
   /**
    * The records read from the health function, the read having begun at `startedAt`: they replace
-   * what is kept, except a fan changed by a transition since then (the read may predate it).
+   * what is kept, except a fan changed by a transition since then (the read may predate it). Only
+   * the first `maxFans` are checked and kept; one that is not a record is skipped.
    */
-  replace(records: readonly HealthRecord[], startedAt: number): void {
+  replace(records: readonly unknown[], startedAt: number): void {
     const next = new Map<string, HealthRecord>();
-    for (const record of records) {
+    for (const item of records) {
       if (next.size >= this.maxFans) break;
+      const parsed = HealthRecordSchema.safeParse(item);
+      if (!parsed.success) continue;
+      const record = parsed.data;
       const changed = this.#changedAt.get(record.deviceID);
       const kept = this.#records.get(record.deviceID);
       next.set(record.deviceID, changed !== undefined && changed >= startedAt && kept !== undefined ? kept : record);

@@ -198,11 +198,13 @@ describe("the fleet view's fan health", () => {
       assert.equal(snapshot.healthError, null);
       assert.deepEqual(snapshot.alarms.map((a) => a.deviceID), ["1"]);
       assert.equal(snapshot.fans.find((f) => f.deviceID === "1")?.state, "alarm");
-      // Fan 1 was acknowledged and fan 2 went into warning while the view was not listening.
-      fans = [record("1", "alarm", { acknowledged: true, acknowledgedBy: "bob", note: null }), record("2", "warning")];
+      // Fan 1 was acknowledged and fan 2 went into warning while the view was not listening; a
+      // record that is not one is skipped, the others kept.
+      fans = [record("1", "alarm", { acknowledged: true, acknowledgedBy: "bob", note: null }), { deviceID: "broken", state: "panic" } as unknown as HealthRecord, record("2", "warning")];
       await view.readHealthFrom(standIn.url, { intervalMs: 3_600_000 });
       snapshot = view.snapshot();
       assert.deepEqual(snapshot.alarms.map((a) => [a.deviceID, a.acknowledged]), [["2", false], ["1", true]]);
+      assert.deepEqual(snapshot.totals.states, { ok: 0, warning: 1, alarm: 1, cleared: 0, silent: 0 });
       assert.equal(standIn.requests(), 2);
     } finally {
       view.stop();
