@@ -19,7 +19,11 @@ const MAX_FANS = 1_000;
 /** A fan silent this long leaves the page (a fan reports every 2 s; 10 minutes is a long outage). */
 const FORGET_AFTER_MS = 10 * 60_000;
 const FEED = 30;
-/** How often the health function's records are read again: a page opened later shows the truth. */
+/**
+ * How often the health function's records are read again, so that a page opened later (or a
+ * transition missed) shows the truth within this long. A list of 1,000 fans is 263 KB and takes
+ * 12–16 ms to parse and check (measured): 0.3% of a core at 5 s.
+ */
 const HEALTH_POLL_MS = 5_000;
 
 /** The fan's health state, "unknown" until the health function has a record of it. */
