@@ -87,6 +87,10 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     // The view only reads, so it is closed at once rather than waiting on its session.
     stops.push(() => viewer.endAsync(true));
     await fleet.subscribe(viewer);
+    // The health records at start and every 5 s, from the health function through the gateway
+    // (the page's own Acknowledge posts there too); transitions in between come from the broker.
+    stops.push(() => fleet.stop());
+    void fleet.readHealthFrom(`${gateway.url}/function/health`);
     // A fixed client id: readings that arrive at a broker of your own while fanwatch is stopped
     // wait in this persistent session and are predicted at the next start.
     // Readings go to predict, its predictions to health: each function's `topic` annotation says which.
