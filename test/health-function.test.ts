@@ -7,6 +7,11 @@ import type { Prediction } from "../lib/prediction.js";
 import { startMosquitto, type Broker } from "./support/mosquitto.js";
 import { Collector } from "./support/mqtt-collector.js";
 import { startNats, type TestNats } from "./support/nats.js";
+import { startHealthState } from "../runtime/nats.js";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { freePort, postJson, spawnCli, terminate, waitForOutput } from "./support/process.js";
 
 /** One health function as its container runs it: the template's server in its own process. */
@@ -83,6 +88,38 @@ describe("fan keys", () => {
     assert.equal(new Set(ids.map(encodeKey)).size, ids.length);
     assert.notEqual(encodeKey("a.b"), encodeKey("a=2Eb"));
     for (const key of ["=41", "a.b", "=2", "=zz", "", "=C3"]) assert.throws(() => decodeKey(key), RangeError, key);
+  });
+});
+
+describe("fanwatch start's health state", () => {
+  const said: string[] = [];
+  const say = (line: string) => void said.push(line);
+
+  it("uses NATS_URL when it is set", async () => {
+    const state = await startHealthState({ NATS_URL: "nats://user:secret@nats.example:4222" }, say, freePort);
+    assert.equal(state.natsUrl, "nats://user:secret@nats.example:4222");
+    assert.match(said.at(-1) ?? "", /NATS at nats:\/\/nats\.example:4222/);
+    assert.ok(!(said.at(-1) ?? "").includes("secret"), "said without the credentials");
+    await state.stop();
+  });
+
+  it("starts nats-server with JetStream and its data in NATS_STORE_DIR, and stops it", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fanwatch-start-nats-"));
+    try {
+      const state = await startHealthState({ NATS_STORE_DIR: dir }, say, freePort);
+      assert.match(state.natsUrl ?? "", /^nats:\/\/127\.0\.0\.1:\d+$/);
+      assert.match(said.at(-1) ?? "", new RegExp(`data in ${dir}`));
+      assert.ok(existsSync(join(dir, "jetstream")), "JetStream's store is there");
+      await state.stop();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("keeps the state in memory and says so when nats-server is not installed", async () => {
+    const state = await startHealthState({ NATS_SERVER: "/nonexistent/nats-server" }, say, freePort);
+    assert.equal(state.natsUrl, undefined);
+    assert.match(said.at(-1) ?? "", /health state in memory: not durable/);
   });
 });
 
