@@ -284,8 +284,16 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     await eventually(() => accepted.length >= 5, "predictions flowing");
     await nats.kill();
     await eventually(async () => (await postJson(two.url, predictions("12", 0, 1, t0))).status === 503, "503 while NATS is down");
+    // NATS back: the same processes reconnect, and each one's cache follows the other's writes again.
+    await nats.restart();
+    await eventually(async () => (await postJson(two.url, predictions("12", 0, 1, t0 + 1_000))).status === 200, "200 once NATS is back");
+    await eventually(async () => (await getFans(one.url, "?deviceID=12")).fans[0]?.lastSeen === new Date(t0 + 1_000).toISOString(), "replica one sees replica two's write after the restart");
+    const seen = accepted.length;
+    await eventually(() => accepted.length > seen, "the stream flowing again");
+    // Now everything dies at once, mid-stream.
     one.child.kill("SIGKILL");
     two.child.kill("SIGKILL");
+    await nats.kill();
     running = false;
     await stream;
     await nats.restart();
