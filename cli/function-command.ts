@@ -6,7 +6,7 @@ import type { FunctionModule } from "../templates/node22-ts/types.js";
 import { integer, type Io } from "./parse.js";
 import { REPO_ROOT } from "./paths.js";
 
-export const FUNCTIONS = ["score", "predict"] as const;
+export const FUNCTIONS = ["score", "predict", "health"] as const;
 
 export function addFunctionCommand(program: Command, io: Io): void {
   program

@@ -33,7 +33,7 @@ export function addGatewayCommand(program: Command, io: Io): void {
       const log = createLogger("fanwatch-gateway", process.env.LOG_LEVEL ?? "warn");
       const mqtt = mqttSettingsFromEnv(process.env);
       const stackFile = opts.stack ?? fileURLToPath(new URL("stack.yml", REPO_ROOT));
-      const gateway = await startGateway({ port: opts.port, host: opts.host, stackFile, mqtt, env: process.env, log, say: (line) => io.err(line) });
+      const gateway = await startGateway({ port: opts.port, host: opts.host, stackFile, mqtt, natsUrl: process.env.NATS_URL, env: process.env, log, say: (line) => io.err(line) });
       io.err(`functions publish to ${redactUrl(mqtt.url)}`);
       io.err(`gateway running on ${gateway.url}${opts.host === "0.0.0.0" ? " and every address of this machine" : ""}; Ctrl-C stops it`);
       await stopped;

@@ -19,7 +19,7 @@ const FLAGS: EnvFlag[] = [
 ];
 
 export function addInfluxWriterCommand(program: Command, io: Io): void {
-  const command = program.command("influx-writer").description("store readings, predictions and dead letters from MQTT in InfluxDB (1.x or 2.x), acknowledging each only once written or dead-lettered");
+  const command = program.command("influx-writer").description("store readings, predictions, dead letters and health transitions from MQTT in InfluxDB (1.x or 2.x), acknowledging each only once written or dead-lettered");
   for (const [flag, , help] of FLAGS) command.option(flag, help);
   command.action(async (opts: Record<string, string | undefined>) => {
     const env = envWithFlags(FLAGS, opts);

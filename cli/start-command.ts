@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { fileURLToPath } from "node:url";
+import type { FleetSnapshot } from "../runtime/fleet-view.js";
 import { addFleetOptions, fleetOptions, type FleetFlags } from "./simulate-command.js";
 import { integer, type Io } from "./parse.js";
 import { REPO_ROOT } from "./paths.js";
@@ -49,7 +50,7 @@ export function addStartCommand(program: Command, io: Io): void {
       const status = setInterval(() => {
         if (!io.interactive && ++ticks % 10 !== 0) return;
         const { totals, rates } = system.fleet.summary();
-        io.progress(`${rates.readingsPerSecond.toFixed(1)} readings/s · ${totals.predictions} predictions · ${totals.fansInFault} of ${totals.fans} fans in fault · ${totals.deadLetters} dead letters`);
+        io.progress(`${rates.readingsPerSecond.toFixed(1)} readings/s · ${totals.predictions} predictions · ${totals.fans} fans: ${healthLine(totals)} · ${totals.deadLetters} dead letters`);
       }, 1_000);
 
       await interrupted;
@@ -61,4 +62,13 @@ export function addStartCommand(program: Command, io: Io): void {
       await system.stop();
       io.err("stopped");
     });
+}
+
+/**
+ * Fans by health state, and the open alarms (warnings and alarms) nobody has acknowledged yet:
+ * "9 ok, 1 warning, 2 alarm, 0 cleared, 0 silent, 2 unacknowledged".
+ */
+export function healthLine(totals: Pick<FleetSnapshot["totals"], "states" | "unacknowledged">): string {
+  const { ok, warning, alarm, cleared, silent } = totals.states;
+  return `${ok} ok, ${warning} warning, ${alarm} alarm, ${cleared} cleared, ${silent} silent, ${totals.unacknowledged} unacknowledged`;
 }

@@ -9,9 +9,13 @@ const FEATURE_HINT = `expected [${FEATURES.join(", ")}] as 4 numbers`;
 const Features = z.array(z.number({ error: "must be a finite number" })).length(FEATURES.length, { error: `must hold exactly ${FEATURES.length} numbers` });
 const Instances = z.array(Features).min(1, { error: "must hold at least one reading" }).max(MAX_INSTANCES, { error: `must hold at most ${MAX_INSTANCES} readings per request` });
 
-export type ScoreRequest = { kind: "single"; features: number[] } | { kind: "batch"; instances: number[][] };
+/** `explain`: also say why (each sensor's contribution, docs/score.md). */
+export type ScoreRequest = { kind: "single"; features: number[]; explain: boolean } | { kind: "batch"; instances: number[][]; explain: boolean };
 
-/** Validates a score request: `{"params": [r, t, v, s]}` or `{"instances": [[r, t, v, s], …]}`. */
+/**
+ * Validates a score request: `{"params": [r, t, v, s]}` or `{"instances": [[r, t, v, s], …]}`,
+ * either with an optional `"explain": true`.
+ */
 export function parseScoreRequest(body: unknown): ScoreRequest {
   const value = parseJsonBody(body);
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
@@ -22,12 +26,20 @@ export function parseScoreRequest(body: unknown): ScoreRequest {
   if (hasParams === hasInstances) {
     throw new InputError('body must have exactly one of "params" (one reading) or "instances" (a batch)', hasParams ? "instances" : "params");
   }
+  const explain = readExplain(value);
   if (hasParams) {
     const parsed = Features.safeParse((value as { params: unknown }).params);
     if (!parsed.success) throw toInputError(parsed.error, "params", FEATURE_HINT);
-    return { kind: "single", features: parsed.data };
+    return { kind: "single", features: parsed.data, explain };
   }
   const parsed = Instances.safeParse((value as { instances: unknown }).instances);
   if (!parsed.success) throw toInputError(parsed.error, "instances", FEATURE_HINT);
-  return { kind: "batch", instances: parsed.data };
+  return { kind: "batch", instances: parsed.data, explain };
+}
+
+function readExplain(body: object): boolean {
+  if (!Object.hasOwn(body, "explain")) return false;
+  const explain = (body as { explain: unknown }).explain;
+  if (typeof explain !== "boolean") throw new InputError(`explain: must be true or false, not ${(JSON.stringify(explain) ?? typeof explain).slice(0, 40)}`, "explain");
+  return explain;
 }

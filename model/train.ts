@@ -1,10 +1,12 @@
 import { createHash } from "node:crypto";
 import * as tf from "@tensorflow/tfjs-core";
 import * as tfl from "@tensorflow/tfjs-layers";
+import { HEALTHY_RANGES } from "../lib/fan-ranges.js";
 import { FEATURES } from "../lib/features.js";
 import { saveModel } from "../lib/model/artifact.js";
 import { initBackend } from "../lib/model/backend.js";
 import type { ModelMetadata } from "../lib/model/metadata.js";
+import type { PerSensor } from "../lib/prediction.js";
 import { seededRandom, shuffleInPlace } from "../lib/rng.js";
 import type { Dataset, LabelledReading } from "./dataset.js";
 import { TRAIN_DEFAULTS } from "./defaults.js";
@@ -92,6 +94,7 @@ export async function trainModel(options: TrainOptions): Promise<ModelMetadata> 
     features: [...FEATURES],
     scaler,
     threshold,
+    reference: healthyReference(),
     architecture: `Dense ${LAYER_UNITS.join("-")} (relu, relu, relu, sigmoid), standardised inputs`,
     training: {
       data: { file: options.dataFile, sha256: options.dataset.sha256, rows: options.dataset.rows.length },
@@ -111,6 +114,14 @@ export async function trainModel(options: TrainOptions): Promise<ModelMetadata> 
   await saveModel(model, metadata, options.outDir);
   model.dispose();
   return metadata;
+}
+
+/**
+ * The reading explanations are measured against: the centre of the healthy ranges the data is
+ * drawn from, a reading no sensor would call faulty (docs/model.md).
+ */
+export function healthyReference(): PerSensor {
+  return Object.fromEntries(FEATURES.map((f) => [f, (HEALTHY_RANGES[f].min + HEALTHY_RANGES[f].max) / 2])) as PerSensor;
 }
 
 function buildModel(seed: number, learningRate: number): tfl.Sequential {

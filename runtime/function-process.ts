@@ -56,7 +56,9 @@ export class FunctionProcess {
     this.#port = await freePort();
     // --stop-with-stdin: a runner killed outright (SIGKILL) leaves no orphaned function holding a
     // port and a broker session; its pipe to the child closes and the child drains and exits.
-    const child = spawn(process.execPath, [CLI, "function", this.name, "--port", String(this.#port), "--host", "127.0.0.1", "--stop-with-stdin"], { env: this.options.env });
+    // Detached (a process group of its own): Ctrl-C on the terminal reaches the runner alone, which
+    // stops its functions in order, rather than every function at once, each then "restarted".
+    const child = spawn(process.execPath, [CLI, "function", this.name, "--port", String(this.#port), "--host", "127.0.0.1", "--stop-with-stdin"], { env: this.options.env, detached: true });
     this.#child = child;
     // Every line goes to onLine, except the server's "listening" line, which means ready.
     let listening = () => {};

@@ -20,6 +20,8 @@ export interface GatewayRunOptions {
   stackFile: string;
   /** The broker the functions publish to. */
   mqtt: MqttSettings;
+  /** The NATS server the health function keeps its state in; undefined: in memory (not durable). */
+  natsUrl?: string | undefined;
   env: NodeJS.ProcessEnv;
   log: Logger;
   /** Progress and every line a function prints. */
@@ -53,7 +55,7 @@ export async function startGateway(options: GatewayRunOptions): Promise<RunningG
   await gateway.listen();
   say(`gateway on ${gateway.url} (/system/* user ${credentials.user}, password ${credentials.password})`);
   const functions = Object.entries(stack.functions).map(([name, spec]) => {
-    const child = new FunctionProcess({ name, env: functionEnv(spec, env, options.mqtt, gateway.url), onLine: (fn, line) => say(`[${fn}] ${line}`) });
+    const child = new FunctionProcess({ name, env: functionEnv(spec, env, options.mqtt, options.natsUrl, gateway.url), onLine: (fn, line) => say(`[${fn}] ${line}`) });
     gateway.add({ name, spec, process: child });
     return child;
   });
@@ -73,10 +75,10 @@ export async function startGateway(options: GatewayRunOptions): Promise<RunningG
 
 /**
  * What a function sees: its stack.yml environment, with the addresses it names (in-cluster
- * service names) replaced by this machine's broker and gateway, and the MQTT credentials of this
+ * service names) replaced by this machine's broker, NATS and gateway, and the MQTT credentials of this
  * run rather than the cluster's user name.
  */
-function functionEnv(spec: StackFunction, env: NodeJS.ProcessEnv, mqtt: MqttSettings, gatewayUrl: string): NodeJS.ProcessEnv {
+function functionEnv(spec: StackFunction, env: NodeJS.ProcessEnv, mqtt: MqttSettings, natsUrl: string | undefined, gatewayUrl: string): NodeJS.ProcessEnv {
   const { MQTT_USERNAME: _clusterUser, ...stackEnv } = spec.environment;
   return {
     ...env,
@@ -86,6 +88,8 @@ function functionEnv(spec: StackFunction, env: NodeJS.ProcessEnv, mqtt: MqttSett
     MQTT_URL: mqtt.url,
     ...(mqtt.username === undefined ? {} : { MQTT_USERNAME: mqtt.username }),
     ...(mqtt.password === undefined ? {} : { MQTT_PASSWORD: mqtt.password }),
+    // Empty when there is no NATS here, rather than stack.yml's cluster address: health then keeps its state in memory.
+    NATS_URL: natsUrl ?? "",
     SCORE_URL: `${gatewayUrl}/function/score`,
     GATEWAY_URL: gatewayUrl,
   };

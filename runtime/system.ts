@@ -5,10 +5,12 @@ import { Connector } from "../connectors/mqtt/connector.js";
 import { envValue, readTopics } from "../lib/config.js";
 import type { Logger } from "../lib/log.js";
 import { connectMqtt, mqttSettingsFromEnv, redactUrl, type MqttSettings } from "../lib/mqtt.js";
+import { freePort } from "../lib/net.js";
 import { startEmbeddedBroker, type EmbeddedBroker } from "./broker.js";
 import { FleetView } from "./fleet-view.js";
 import { reachableHost } from "./gateway.js";
 import { startGateway } from "./gateway-runner.js";
+import { startHealthState } from "./nats.js";
 import { FleetSimulator, type FleetOptions } from "./simulator.js";
 import { createWebPage } from "./web-page.js";
 
@@ -38,8 +40,8 @@ export interface RunningSystem {
 }
 
 /**
- * The whole system on one machine: a broker (embedded aedes unless MQTT_URL is set), the local
- * gateway running every function of stack.yml as a child process, the MQTT connector discovering
+ * The whole system on one machine: a broker (embedded aedes unless MQTT_URL is set), NATS for the
+ * health state (runtime/nats.ts), the local gateway running every function of stack.yml as a child process, the MQTT connector discovering
  * them through the gateway, the fleet view behind the web page, and a simulated fleet. Parts are
  * stopped in the reverse order: the fleet first, the broker last, so nothing in flight is lost.
  */
@@ -72,7 +74,11 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       say(`InfluxDB writer storing ${topics.telemetry}, ${topics.anomaly} and ${topics.deadletter} in ${envValue(env, "INFLUX_URL")} (health on http://${reachableHost(options.gatewayHost)}:${writer.port}/healthz)`);
     }
 
-    const gateway = await startGateway({ port: options.gatewayPort, host: options.gatewayHost, stackFile: options.stackFile, mqtt, env, log, say, extra: page.handle });
+    // Started before the functions and stopped after them: health's writes under way finish.
+    const healthState = await startHealthState(env, say, freePort);
+    stops.push(() => healthState.stop());
+
+    const gateway = await startGateway({ port: options.gatewayPort, host: options.gatewayHost, stackFile: options.stackFile, mqtt, natsUrl: healthState.natsUrl, env, log, say, extra: page.handle });
     stops.push(() => gateway.stop());
     // Closed before the gateway, which would otherwise wait for the pages' open event streams.
     stops.push(() => page.close());
@@ -81,15 +87,20 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     // The view only reads, so it is closed at once rather than waiting on its session.
     stops.push(() => viewer.endAsync(true));
     await fleet.subscribe(viewer);
+    // The health records at start and every 5 s, from the health function through the gateway
+    // (the page's own Acknowledge posts there too); transitions in between come from the broker.
+    stops.push(() => fleet.stop());
+    void fleet.readHealthFrom(`${gateway.url}/function/health`);
     // A fixed client id: readings that arrive at a broker of your own while fanwatch is stopped
     // wait in this persistent session and are predicted at the next start.
+    // Readings go to predict, its predictions to health: each function's `topic` annotation says which.
     const connector = new Connector(
-      { ...readConnectorConfig({ ...env, ...healthEnv, gateway_url: gateway.url, broker: mqtt.url, port: "0", client_id: "fanwatch-start-connector", refresh_interval_ms: "2000" }), mqtt, basicAuth: gateway.credentials },
+      { ...readConnectorConfig({ ...env, ...healthEnv, gateway_url: gateway.url, broker: mqtt.url, port: "0", client_id: "fanwatch-start-connector", refresh_interval_ms: "2000", topic: `${topics.telemetry},${topics.anomaly}` }), mqtt, basicAuth: gateway.credentials },
       log,
     );
     stops.push(() => connector.drain());
     await connector.start();
-    say(`connector routing ${topics.telemetry} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.port}/healthz)`);
+    say(`connector routing ${topics.telemetry} and ${topics.anomaly} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.port}/healthz)`);
 
     let simulator: FleetSimulator | undefined;
     if (options.fleet.fans > 0) {

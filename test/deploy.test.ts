@@ -90,7 +90,7 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
 
   it("renders every part of the system", () => {
     const names = workloads.map((w) => w.metadata.name).sort();
-    assert.deepEqual(names, ["fan-simulator", "grafana", "influxdb", "mosquitto", "mqtt-connector", "telegraf"]);
+    assert.deepEqual(names, ["fan-simulator", "grafana", "influxdb", "mosquitto", "mqtt-connector", "nats", "telegraf"]);
     assert.ok(objects.some((o) => o.kind === "HelmChart"));
   });
 
@@ -159,6 +159,17 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     assert.ok(mebibytes(connector?.resources?.limits?.memory) * 2 ** 20 >= 98e6 + windowBytes, `memory limit ${connector?.resources?.limits?.memory} holds 98 MB and a ${windowBytes / 2 ** 20} MiB window`);
   });
 
+  it("routes predictions to health and lets each MQTT user do only its part with the health topics", async () => {
+    const connector = workloads.find((w) => w.metadata.name === "mqtt-connector")?.spec.template.spec.containers[0];
+    assert.deepEqual(connector?.env?.find((e) => e.name === "topic")?.value?.split(","), ["fan/messages", "fan/anomaly"]);
+    const acl = await readFile(join(REPO_ROOT, "deploy/mosquitto/acl"), "utf8");
+    const rules = (user: string) => (acl.split(/\n(?=user )/).find((block) => block.startsWith(`user ${user}\n`)) ?? "").split("\n").filter((l) => l.startsWith("topic "));
+    assert.deepEqual(rules("health"), ["topic write fan/alarm", "topic write fan/deadletter"]);
+    for (const rule of ["topic read fan/anomaly", "topic read $share/fanwatch/fan/anomaly"]) assert.ok(rules("connector").includes(rule), `connector: ${rule}`);
+    for (const user of ["telegraf", "writer"]) assert.ok(rules(user).includes("topic read fan/alarm"), `${user} reads fan/alarm`);
+    assert.ok(!rules("predict").some((r) => r.includes("fan/alarm")), "predict may not publish alarms");
+  });
+
   it("pins every image and gives every container resources, probes and a locked-down security context", () => {
     for (const w of workloads) {
       const pod = w.spec.template.spec;
@@ -189,8 +200,10 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     ];
     assert.ok(claims.length >= 3);
     for (const claim of claims) assert.ok(classes.has(claim.storageClassName), `${claim.name}: storage class ${claim.storageClassName} is one of ours`);
-    const influx = workloads.find((w) => w.metadata.name === "influxdb");
-    assert.equal(classes.get(influx?.spec.volumeClaimTemplates?.[0]?.spec.storageClassName ?? "")?.parameters.repl, "3");
+    for (const name of ["influxdb", "nats"]) {
+      const database = workloads.find((w) => w.metadata.name === name);
+      assert.equal(classes.get(database?.spec.volumeClaimTemplates?.[0]?.spec.storageClassName ?? "")?.parameters.repl, "3", `${name} on three replicas`);
+    }
   });
 
   it("denies by default in every namespace and covers every workload with a policy of its own", () => {
@@ -208,8 +221,10 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
   it("allows exactly the flows of the data-flow diagram", () => {
     const pod = (namespace: string, labels: Record<string, string>): Peer => ({ namespace, labels });
     const fanwatch = (name: string) => pod("fanwatch", { "app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "fanwatch" });
-    const [mosquitto, connector, telegraf, influxdb, grafana, simulator] = ["mosquitto", "mqtt-connector", "telegraf", "influxdb", "grafana", "fan-simulator"].map(fanwatch) as Peer[] as [Peer, Peer, Peer, Peer, Peer, Peer];
+    const [mosquitto, connector, telegraf, influxdb, grafana, simulator, fanwatchNats] = ["mosquitto", "mqtt-connector", "telegraf", "influxdb", "grafana", "fan-simulator", "nats"].map(fanwatch) as Peer[] as [Peer, Peer, Peer, Peer, Peer, Peer, Peer];
     const predict = pod("openfaas-fn", { faas_function: "predict" });
+    const health = pod("openfaas-fn", { faas_function: "health" });
+    const natsAdmin = pod("fanwatch", { "fanwatch.io/nats-admin": "true" });
     const gateway = pod("openfaas", { app: "gateway" });
     const queueWorker = pod("openfaas", { app: "queue-worker" });
     const dns = pod("kube-system", { "k8s-app": "kube-dns" });
@@ -223,13 +238,17 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       ["queue-worker → functions (async invocations)", queueWorker, predict, 8080],
       ["functions → gateway (predict → score)", predict, gateway, 8080],
       ["functions → Mosquitto", predict, mosquitto, 1883],
+      ["gateway → health", gateway, health, 8080],
+      ["health → Mosquitto (fan/alarm, dead letters)", health, mosquitto, 1883],
+      ["health → NATS (its state)", health, fanwatchNats, 4222],
+      ["an admin's pod → NATS", natsAdmin, fanwatchNats, 4222],
       ["Telegraf → Mosquitto", telegraf, mosquitto, 1883],
       ["Telegraf → InfluxDB", telegraf, influxdb, 8086],
       ["Grafana → InfluxDB", grafana, influxdb, 8086],
       ["users → Grafana", OUTSIDE, grafana, 3000],
     ];
     for (const [what, from, to, port] of allowed) assert.ok(allows(policies, from, to, port), `${what} is allowed`);
-    for (const from of [mosquitto, connector, telegraf, influxdb, grafana, predict, gateway]) assert.ok(allows(policies, from, dns, 53, "UDP"), "DNS is allowed");
+    for (const from of [mosquitto, connector, telegraf, influxdb, grafana, predict, health, fanwatchNats, gateway]) assert.ok(allows(policies, from, dns, 53, "UDP"), "DNS is allowed");
     const denied: Array<[string, Peer, Peer, number]> = [
       ["outside → InfluxDB", OUTSIDE, influxdb, 8086],
       ["Grafana → Mosquitto", grafana, mosquitto, 1883],
@@ -246,15 +265,23 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       ["outside → Mosquitto's plain listener", OUTSIDE, mosquitto, 1883],
       ["Mosquitto → outside", mosquitto, OUTSIDE, 443],
       ["functions → outside", predict, OUTSIDE, 443],
+      ["other functions → NATS", predict, fanwatchNats, 4222],
+      ["connector → NATS", connector, fanwatchNats, 4222],
+      ["Telegraf → NATS", telegraf, fanwatchNats, 4222],
+      ["OpenFaaS's own NATS clients → our NATS", gateway, fanwatchNats, 4222],
+      ["outside → NATS", OUTSIDE, fanwatchNats, 4222],
+      ["NATS monitoring from the cluster", health, fanwatchNats, 8222],
+      ["NATS → outside", fanwatchNats, OUTSIDE, 443],
+      ["health → InfluxDB", health, influxdb, 8086],
     ];
     for (const [what, from, to, port] of denied) assert.ok(!allows(policies, from, to, port), `${what} is denied`);
   });
 });
 
 describe("deploy/faasd", () => {
-  it("adds Mosquitto, the connector, Telegraf, InfluxDB and Grafana with pinned images", async () => {
+  it("adds Mosquitto, the connector, NATS, Telegraf, InfluxDB and Grafana with pinned images", async () => {
     const compose = parse(await readFile(join(REPO_ROOT, "deploy/faasd/docker-compose.fanwatch.yaml"), "utf8")) as { services: Record<string, { image: string; user?: string }> };
-    assert.deepEqual(Object.keys(compose.services).sort(), ["grafana", "influxdb", "mosquitto", "mqtt-connector", "telegraf"]);
+    assert.deepEqual(Object.keys(compose.services).sort(), ["fanwatch-nats", "grafana", "influxdb", "mosquitto", "mqtt-connector", "telegraf"]);
     for (const [name, service] of Object.entries(compose.services)) {
       assert.match(service.image, /:[0-9][\w.-]*$/, `${name}: pinned image`);
       assert.match(service.user ?? "", /^[1-9]\d*$/, `${name}: runs as a non-root user`);

@@ -1,8 +1,13 @@
 import assert from "node:assert/strict";
+import { once } from "node:events";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
+import type { AlarmTransition, HealthEvent, HealthRecord, HealthState } from "../lib/health.js";
+import { FleetHealth } from "../runtime/fleet-health.js";
 import { FleetView } from "../runtime/fleet-view.js";
 
-const TOPICS = { telemetry: "fan/messages", anomaly: "fan/anomaly", deadletter: "fan/deadletter" };
+const TOPICS = { telemetry: "fan/messages", anomaly: "fan/anomaly", deadletter: "fan/deadletter", alarm: "fan/alarm" };
 
 function reading(deviceID: string): Buffer {
   return Buffer.from(JSON.stringify({ deviceID, timeStamp: "2026-11-27 10:00:00", rotation: 612.3, temperature: 40.1, vibration: 151.7, sound: 48.9 }));
@@ -36,8 +41,8 @@ describe("the fleet view's memory", () => {
     assert.equal(snapshot.totals.fans, 12);
     assert.equal(snapshot.totals.readings, 24 + 100_000);
     assert.equal(snapshot.totals.predictions, 12 + 100_000);
-    // Forged ids' predictions are counted, not listed: the feed still shows the real faulty fan.
-    assert.deepEqual(snapshot.feed.map((f) => f.deviceID), ["1"]);
+    // Forged ids' predictions are counted, not listed: the feed shows health transitions only.
+    assert.deepEqual(snapshot.feed, []);
     // Sent again in the same order, none is still a candidate when its second reading comes.
     for (let i = 98_000; i < 100_000; i++) view.receive(TOPICS.telemetry, reading(`forged-${i}`));
     assert.equal(view.snapshot().totals.fans, 12);
@@ -78,5 +83,162 @@ describe("the fleet view's memory", () => {
     assert.equal(snapshot.totals.readings, 26);
     assert.equal(snapshot.totals.deadLetters, 1);
     assert.equal(snapshot.deadLetters[0]?.error.length, 200);
+  });
+});
+
+function record(deviceID: string, state: HealthState, extra: Partial<HealthRecord> = {}): HealthRecord {
+  const open = state === "alarm" || state === "warning";
+  return {
+    deviceID,
+    state,
+    alarmId: open ? `${deviceID}-a1` : null,
+    severity: state === "alarm" ? "major" : state === "warning" ? "minor" : "none",
+    since: "2026-11-27T10:00:00.000Z",
+    cause: open ? "vibration" : null,
+    contributions: open ? { rotation: 0.01, temperature: 0.02, vibration: 0.6, sound: 0.03 } : null,
+    probability: state === "alarm" ? 0.92 : state === "warning" ? 0.3 : 0.05,
+    eta: state === "warning" ? "2026-11-27T10:20:00.000Z" : null,
+    lastSeen: "2026-11-27T10:05:00.000Z",
+    acknowledged: false,
+    acknowledgedBy: null,
+    note: null,
+    ...extra,
+  };
+}
+
+function transition(r: HealthRecord, event: HealthEvent, at: string, extra: Partial<AlarmTransition> = {}): Buffer {
+  const t: AlarmTransition = {
+    deviceID: r.deviceID,
+    alarmId: r.alarmId,
+    state: r.state,
+    severity: r.severity,
+    cause: r.cause,
+    contributions: r.contributions,
+    probability: r.probability,
+    eta: r.eta,
+    since: r.since,
+    acknowledged: r.acknowledged,
+    event,
+    at,
+    id: `${r.alarmId ?? r.deviceID}-${event}-${at}`,
+    ...extra,
+  };
+  return Buffer.from(JSON.stringify(t));
+}
+
+/**
+ * A stand-in for the health function's `GET /function/health` (the real one is tested in
+ * health-function.test.ts and, through the page, in web-page.test.ts): it answers what `fans` holds.
+ */
+async function healthStandIn(fans: () => HealthRecord[]): Promise<{ url: string; requests: () => number; close: () => void }> {
+  let requests = 0;
+  const server = createServer((req, res) => {
+    requests++;
+    if (req.url !== "/function/health") return void res.writeHead(404).end();
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ fans: fans(), counts: {} }));
+  }).listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/function/health`, requests: () => requests, close: () => server.close() };
+}
+
+describe("the fleet view's fan health", () => {
+  it("shows each fan's state, cause and ETA from the alarm topic, lists open alarms unacknowledged first, and feeds transitions, not predictions", () => {
+    const { view } = viewWithFleet();
+    const warning = record("3", "warning");
+    const alarm = record("1", "alarm");
+    const acknowledged = record("2", "alarm", { since: "2026-11-27T09:00:00.000Z", acknowledged: true, acknowledgedBy: "ann", note: "on it" });
+    view.receive(TOPICS.alarm, transition(warning, "warning", "2026-11-27T10:00:00.000Z"));
+    view.receive(TOPICS.alarm, transition(record("2", "alarm", { since: "2026-11-27T09:00:00.000Z" }), "alarm", "2026-11-27T10:00:01.000Z"));
+    view.receive(TOPICS.alarm, transition(alarm, "alarm", "2026-11-27T10:00:02.000Z"));
+    view.receive(TOPICS.alarm, transition(acknowledged, "acknowledged", "2026-11-27T10:00:03.000Z", { by: "ann", note: "on it" }));
+    view.receive(TOPICS.alarm, transition(record("4", "ok"), "ok", "2026-11-27T10:00:04.000Z"));
+    // Faulty predictions are not transitions: the feed does not grow with them.
+    for (let i = 0; i < 50; i++) view.receive(TOPICS.anomaly, prediction("1", 1));
+
+    const snapshot = view.snapshot();
+    const fan = (id: string) => snapshot.fans.find((f) => f.deviceID === id);
+    assert.equal(fan("3")?.state, "warning");
+    assert.equal(fan("3")?.health?.cause, "vibration");
+    assert.equal(fan("3")?.health?.eta, "2026-11-27T10:20:00.000Z");
+    assert.equal(fan("1")?.state, "alarm");
+    assert.equal(fan("2")?.health?.acknowledged, true);
+    assert.equal(fan("4")?.state, "ok");
+    assert.equal(fan("5")?.state, "unknown", "no record yet");
+    assert.equal(fan("5")?.health, null);
+    // Unacknowledged first (the alarm before the warning), the acknowledged alarm last.
+    assert.deepEqual(snapshot.alarms.map((a) => [a.deviceID, a.state, a.acknowledged]), [["1", "alarm", false], ["3", "warning", false], ["2", "alarm", true]]);
+    assert.deepEqual([snapshot.alarms[2]?.acknowledgedBy, snapshot.alarms[2]?.note], ["ann", "on it"]);
+    assert.deepEqual(snapshot.feed.map((t) => [t.deviceID, t.event]), [["4", "ok"], ["2", "acknowledged"], ["1", "alarm"], ["2", "alarm"], ["3", "warning"]]);
+    assert.deepEqual(snapshot.totals.states, { ok: 1, warning: 1, alarm: 2, cleared: 0, silent: 0 });
+    assert.equal(snapshot.totals.openAlarms, 3);
+    assert.equal(snapshot.totals.unacknowledged, 2);
+    assert.deepEqual(view.summary().totals.states, snapshot.totals.states);
+  });
+
+  it("ignores what is not a transition on the alarm topic, and keeps at most 30 transitions and as many records as fans", () => {
+    const { view } = viewWithFleet({ maxFans: 20 });
+    view.receive(TOPICS.alarm, Buffer.from("not json"));
+    view.receive(TOPICS.alarm, Buffer.from(JSON.stringify({ deviceID: "1", state: "alarm" })));
+    view.receive(TOPICS.alarm, Buffer.from('{"__proto__":{"state":"alarm"}}'));
+    assert.deepEqual(view.snapshot().feed, []);
+    for (let i = 0; i < 1_000; i++) view.receive(TOPICS.alarm, transition(record(`forged-${i}`, "alarm"), "alarm", "2026-11-27T10:00:00.000Z"));
+    const snapshot = view.snapshot();
+    assert.equal(snapshot.feed.length, 30);
+    assert.equal(snapshot.totals.openAlarms, 20, "records capped like the fans");
+    assert.equal(snapshot.fans.length, 12);
+  });
+
+  it("reads every fan's record from the health function at start and again later, so a transition it missed is put right", async () => {
+    let fans = [record("1", "alarm"), record("2", "ok")];
+    const standIn = await healthStandIn(() => fans);
+    const { view } = viewWithFleet();
+    try {
+      await view.readHealthFrom(standIn.url, { intervalMs: 3_600_000 });
+      let snapshot = view.snapshot();
+      assert.equal(snapshot.healthError, null);
+      assert.deepEqual(snapshot.alarms.map((a) => a.deviceID), ["1"]);
+      assert.equal(snapshot.fans.find((f) => f.deviceID === "1")?.state, "alarm");
+      // Fan 1 was acknowledged and fan 2 went into warning while the view was not listening; a
+      // record that is not one is skipped, the others kept.
+      fans = [record("1", "alarm", { acknowledged: true, acknowledgedBy: "bob", note: null }), { deviceID: "broken", state: "panic" } as unknown as HealthRecord, record("2", "warning")];
+      await view.readHealthFrom(standIn.url, { intervalMs: 3_600_000 });
+      snapshot = view.snapshot();
+      assert.deepEqual(snapshot.alarms.map((a) => [a.deviceID, a.acknowledged]), [["2", false], ["1", true]]);
+      assert.deepEqual(snapshot.totals.states, { ok: 0, warning: 1, alarm: 1, cleared: 0, silent: 0 });
+      assert.equal(standIn.requests(), 2);
+    } finally {
+      view.stop();
+      standIn.close();
+    }
+  });
+
+  it("says why the records cannot be read, and keeps what it has", async () => {
+    const standIn = await healthStandIn(() => [record("1", "alarm")]);
+    const { view } = viewWithFleet();
+    try {
+      await view.readHealthFrom(standIn.url, { intervalMs: 3_600_000 });
+      await view.readHealthFrom(standIn.url.replace("/function/health", "/function/nope"), { intervalMs: 3_600_000 });
+      const snapshot = view.snapshot();
+      assert.match(snapshot.healthError ?? "", /answered 404 \(no health function in the stack\?\)/);
+      assert.deepEqual(snapshot.alarms.map((a) => a.deviceID), ["1"]);
+    } finally {
+      view.stop();
+      standIn.close();
+    }
+  });
+
+  it("keeps a transition that arrives while a read is under way rather than the read's older record", () => {
+    const clock = { now: 1_000 };
+    const health = new FleetHealth(10, () => clock.now);
+    const startedAt = clock.now;
+    clock.now = 1_500;
+    health.transition(JSON.parse(transition(record("1", "alarm", { acknowledged: true }), "acknowledged", "2026-11-27T10:00:03.000Z", { by: "ann" }).toString()));
+    health.replace([record("1", "alarm"), record("2", "ok")], startedAt);
+    assert.equal(health.get("1")?.acknowledged, true);
+    assert.equal(health.get("2")?.state, "ok");
+    // The next read, begun after the transition, is the truth again.
+    health.replace([record("1", "cleared")], 2_000);
+    assert.equal(health.get("1")?.state, "cleared");
+    assert.equal(health.get("2"), undefined);
   });
 });

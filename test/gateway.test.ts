@@ -65,7 +65,7 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
     const password = /password (\S+)\)/.exec(output)?.[1] ?? "";
     const auth = { authorization: `Basic ${Buffer.from(`admin:${password}`).toString("base64")}` };
     const functions = (await (await fetch(`${gateway}/system/functions`, { headers: auth })).json()) as Array<{ name: string; availableReplicas: number }>;
-    assert.deepEqual(functions.map((f) => [f.name, f.availableReplicas]).sort(), [["predict", 1], ["score", 1]]);
+    assert.deepEqual(functions.map((f) => [f.name, f.availableReplicas]).sort(), [["health", 1], ["predict", 1], ["score", 1]]);
     const score = await send(`${gateway}/function/score`, "POST", { "content-type": "application/json" }, SCORE_BODY);
     assert.equal(score.status, 200, score.body);
     assert.equal((JSON.parse(score.body) as { fault: number }).fault, 0);
@@ -174,7 +174,7 @@ describe("fanwatch gateway killed outright", { timeout: 120_000 }, () => {
     try {
       await waitForOutput(child, /gateway running on/, 60_000);
       const functions = execFileSync("ps", ["-o", "pid=", "--ppid", String(child.pid)], { encoding: "utf8" }).split("\n").map(Number).filter((pid) => pid > 0);
-      assert.equal(functions.length, 2, "score and predict run as the gateway's children");
+      assert.equal(functions.length, 3, "score, predict and health run as the gateway's children");
       child.kill("SIGKILL");
       const alive = (pid: number) => {
         try {

@@ -33,6 +33,7 @@ describe("training and the scoring runtime", () => {
     const saved = ModelMetadataSchema.parse(JSON.parse(await readFile(join(dir, "a", "metadata.json"), "utf8")));
     assert.deepEqual(saved, metadata);
     assert.deepEqual(saved.features, ["rotation", "temperature", "vibration", "sound"]);
+    assert.deepEqual(saved.reference, { rotation: 600, temperature: 40, vibration: 150, sound: 48.5 }, "the healthy centre, which explanations start from");
     assert.equal(saved.training.trainRows + saved.training.testRows, 1500);
     assert.equal(saved.training.testRows, Math.round(1500 * 0.33));
     assert.equal(saved.metrics.rows, saved.training.testRows);

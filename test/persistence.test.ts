@@ -4,6 +4,8 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
+import { SCHEMA } from "../connectors/influxdb/points.js";
+import type { AlarmTransition, HealthEvent, HealthState } from "../lib/health.js";
 import { startFanwatch } from "./support/fanwatch-start.js";
 import { startInfluxDB, type Influx } from "./support/influxdb.js";
 import { startMosquitto, type Broker } from "./support/mosquitto.js";
@@ -57,7 +59,7 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     const system = await startFanwatch(["--fans", "4", "--faulty", "1", "--degrading", "1", "--interval", "1000"], { MQTT_URL: broker.url, INFLUX_URL: influx.url, INFLUX_FLUSH_MS: "200" });
     // A failed assertion before Ctrl-C must not leave the system running (the file would never end).
     after(() => void (system.child.exitCode === null && system.child.kill("SIGKILL")));
-    assert.match(system.output(), /InfluxDB writer storing fan\/messages, fan\/anomaly and fan\/deadletter/);
+    assert.match(system.output(), /InfluxDB writer storing fan\/messages, fan\/anomaly/);
     // One reading that is not one: its dead letter is stored too (the dashboard's dead-letter panels).
     await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "bad", rotation: "fast" }), { qos: 1 });
     await collector.waitFor("fan/anomaly", 24, 30_000);
@@ -73,7 +75,8 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     await eventually("predictions in InfluxDB", () => count("prediction", "probability", `"deviceID" =~ /^[1-4]$/`), (n) => n === predictions);
     await collector.stop();
 
-    const fields = await influx.query("SHOW FIELD KEYS");
+    // The health measurement has a test of its own (below): with the health function in the stack, fanwatch start writes it too.
+    const fields = (await influx.query("SHOW FIELD KEYS")).filter((m) => m.name !== "health");
     const types = Object.fromEntries(fields.flatMap((s) => s.values.map((v) => [`${s.name}.${String(v[0])}`, v[1]])));
     assert.deepEqual(types, {
       "deadletter.error": "string",
@@ -85,17 +88,92 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
       "telemetry.temperature": "float",
       "telemetry.vibration": "float",
     });
-    const tags = await influx.query("SHOW TAG KEYS");
+    const tags = (await influx.query("SHOW TAG KEYS")).filter((m) => m.name !== "health");
     assert.deepEqual(Object.fromEntries(tags.map((s) => [s.name, s.values.map((v) => v[0])])), { deadletter: ["topic"], prediction: ["deviceID", "model"], telemetry: ["deviceID"] });
     const sample = readings[readings.length - 1] as { deviceID: string; timeStamp: string; rotation: number };
     const stored = await influx.query(`SELECT "rotation" FROM "telemetry" WHERE "deviceID" = '${sample.deviceID}' AND time = '${sample.timeStamp}'`);
     assert.equal(stored[0]?.values[0]?.[1], sample.rotation, "stored at the reading's own timeStamp, as a number");
   });
 
+  it("stores each health transition from fan/alarm once, at its own time, with the documented tags and fields", async () => {
+    const writer = await startWriter();
+    const deadLetters = await Collector.start(broker.url, ["fan/deadletter"]);
+    const now = Date.now();
+    const iso = (ms: number) => new Date(ms).toISOString();
+    // As the health function publishes them: fan 1 warned, in alarm, acknowledged; fan 2 warned, in alarm, cleared.
+    // Their alarm ids mark them (the health function in `fanwatch start` above may have written fans 1 and 2 too).
+    const transition = (deviceID: string, event: HealthEvent, state: HealthState, at: string, extra: Partial<AlarmTransition> = {}): AlarmTransition => ({
+      deviceID,
+      alarmId: `persist-${deviceID}-a1`,
+      state,
+      severity: state === "alarm" ? "major" : "minor",
+      cause: "vibration",
+      contributions: { rotation: 0.01, temperature: 0.02, vibration: 0.61, sound: 0.03 },
+      probability: state === "alarm" ? 0.93 : 0.31,
+      eta: state === "warning" ? iso(now + 600_000) : null,
+      since: at,
+      acknowledged: false,
+      event,
+      at,
+      id: `persist-${deviceID}-${event}`,
+      ...extra,
+    });
+    const warning = transition("1", "warning", "warning", "2026-11-27T10:00:00.123456789Z");
+    const sent = [
+      transition("1", "warning", "warning", iso(now - 60_000)),
+      transition("1", "alarm", "alarm", iso(now - 40_000)),
+      transition("1", "acknowledged", "alarm", iso(now - 20_000), { acknowledged: true, by: "ann", note: "on my way, 20 min" }),
+      transition("2", "warning", "warning", iso(now - 50_000)),
+      transition("2", "alarm", "alarm", iso(now - 30_000)),
+      transition("2", "cleared", "cleared", iso(now - 10_000), { cause: null, contributions: null }),
+      warning,
+    ];
+    for (const t of sent) await publisher.publishAsync("fan/alarm", JSON.stringify(t), { qos: 1 });
+    // Delivered twice (QoS 1 may): the same point, stored once.
+    await publisher.publishAsync("fan/alarm", JSON.stringify(sent[1]), { qos: 1 });
+    // Not transitions: dead-lettered with the reason, nothing stored.
+    await publisher.publishAsync("fan/alarm", JSON.stringify({ ...sent[1], deviceID: "persist-wrong-at", at: "yesterday" }), { qos: 1 });
+    await publisher.publishAsync("fan/alarm", JSON.stringify({ ...sent[1], deviceID: "persist-wrong-state", state: "panic" }), { qos: 1 });
+
+    await eventually("health points in InfluxDB", () => count("health", "probability", `"alarmId" =~ /^persist-/`), (n) => n === sent.length);
+    const letters = (await deadLetters.waitFor("fan/deadletter", 2)) as Array<{ error: string; topic: string }>;
+    await deadLetters.stop();
+    assert.deepEqual(letters.map((l) => l.topic), ["fan/alarm", "fan/alarm"]);
+    assert.match(letters.map((l) => l.error).join("\n"), /health transition at: "yesterday" is not an RFC 3339 time/);
+    assert.match(letters.map((l) => l.error).join("\n"), /health transition state/);
+    assert.equal(await count("health", "probability", `"deviceID" =~ /^persist-wrong/`), 0);
+
+    const types = Object.fromEntries((await influx.query(`SHOW FIELD KEYS FROM "health"`))[0]?.values.map((v) => [String(v[0]), v[1]]) ?? []);
+    assert.deepEqual(types, Object.fromEntries(Object.entries(SCHEMA.health.fields).map(([name, type]) => [name, type])));
+    const tags = (await influx.query(`SHOW TAG KEYS FROM "health"`))[0]?.values.map((v) => v[0]);
+    assert.deepEqual(tags, ["deviceID", "event", "state"]);
+
+    // At the transition's own time, to the nanosecond.
+    const atTime = await influx.query(`SELECT "alarmId", "eta" FROM "health" WHERE "deviceID" = '1' AND "event" = 'warning' AND time = '2026-11-27T10:00:00.123456789Z'`);
+    assert.deepEqual(atTime[0]?.values, [["2026-11-27T10:00:00.123456789Z", "persist-1-a1", warning.eta]]);
+    const rows = async (where: string) => {
+      const [series] = await influx.query(`SELECT * FROM "health" WHERE "alarmId" =~ /^persist-/ AND ${where}`);
+      return (series?.values ?? []).map((v) => Object.fromEntries(series?.columns.map((c, i) => [c, v[i]]) ?? []));
+    };
+    const [acknowledged] = await rows(`"event" = 'acknowledged'`);
+    assert.equal(acknowledged?.deviceID, "1");
+    assert.equal(acknowledged?.state, "alarm");
+    assert.equal(acknowledged?.acknowledged, true);
+    assert.equal(acknowledged?.acknowledgedBy, "ann");
+    assert.equal(acknowledged?.note, "on my way, 20 min");
+    assert.equal(acknowledged?.contribution_vibration, 0.61);
+    // JSON nulls are left out, as Telegraf's json_v2 leaves them out.
+    const [cleared] = await rows(`"event" = 'cleared'`);
+    assert.deepEqual([cleared?.cause, cleared?.eta, cleared?.contribution_vibration, cleared?.acknowledgedBy], [null, null, null, null]);
+    assert.equal(await metric(writer, `influx_writer_messages_total{kind="health",outcome="accepted"}`), sent.length + 1);
+    assert.equal(await metric(writer, `influx_writer_messages_total{kind="health",outcome="rejected"}`), 2);
+  });
+
   it("answers every query of the provisioned Grafana dashboard with rows", async () => {
     const dashboard = JSON.parse(await readFile(join(REPO_ROOT, "deploy/grafana/dashboards/fanwatch.json"), "utf8")) as {
       panels: Array<{ title: string; targets: Array<{ query: string }> }>;
       templating: { list: Array<{ name: string; query: string }> };
+      annotations: { list: Array<{ name: string; query: string; target: { query: string } }> };
     };
     const variable = dashboard.templating.list.find((v) => v.name === "deviceID");
     const devices = (await influx.query(variable?.query ?? "")).flatMap((s) => s.values.map((v) => String(v[1])));
@@ -114,6 +192,15 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
         const series = await influx.query(fill(target.query));
         assert.ok(series.length > 0 && (series[0]?.values.length ?? 0) > 0, `panel "${panel.title}" returned no rows: ${fill(target.query)}`);
       }
+    }
+    // The health test above left fan 1 in an acknowledged alarm and fan 2 cleared: the alarms table lists fan 1.
+    const open = await influx.query(fill(dashboard.panels.find((p) => p.title.startsWith("Open alarms"))?.targets[0]?.query ?? ""));
+    assert.ok(open[0]?.values.some((v) => v[open[0]?.columns.indexOf("deviceID") ?? -1] === "1"), JSON.stringify(open));
+    assert.ok(dashboard.annotations.list.length >= 2);
+    for (const annotation of dashboard.annotations.list) {
+      assert.equal(annotation.target.query, annotation.query, `annotation "${annotation.name}": one query, in the legacy and the current place`);
+      const series = await influx.query(fill(annotation.query));
+      assert.ok((series[0]?.values.length ?? 0) > 0, `annotation "${annotation.name}" returned no rows: ${fill(annotation.query)}`);
     }
   });
 

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import mqtt from "mqtt";
@@ -8,6 +10,7 @@ import { readConnectorConfig } from "../connectors/mqtt/config.js";
 import { BudgetExhaustedError, Deadline } from "../functions/predict/deadline.js";
 import { PublishFailedError, Publisher } from "../functions/predict/publisher.js";
 import { readPredictConfig } from "../lib/config.js";
+import { PredictionSchema, type Prediction } from "../lib/prediction.js";
 import { parseStack } from "../lib/stack.js";
 import { startMosquitto, type Broker } from "./support/mosquitto.js";
 import { Collector } from "./support/mqtt-collector.js";
@@ -69,6 +72,80 @@ describe("predict function against a real Mosquitto", () => {
     const [published] = await collector.waitFor("fan/anomaly", 1);
     assert.deepEqual(published, body.results[0]);
     assert.equal((published as { timeStamp: string }).timeStamp, "2020-10-02 10:00:00");
+  });
+
+  it("explains faulty readings only: their predictions name the cause and each sensor's contribution; every one carries its reading", async () => {
+    const explainCalls = () => counter(predict.url, "predict_explain_calls_total", 'outcome="ok"');
+    const before = { anomaly: collector.on("fan/anomaly").length, explained: await explainCalls() };
+    const batch = [
+      reading("healthy", [620, 40, 150, 48]),
+      reading("vibrating", [600, 40, 240, 48.5]),
+      reading("hot", [600, 54, 152, 48.5]),
+      reading("healthy-too", [580, 41, 160, 50]),
+    ];
+    const answer = await postJson(predict.url, batch);
+    assert.equal(answer.status, 200);
+    const results = (answer.body as { results: Prediction[] }).results;
+    assert.deepEqual(results.map((p) => [p.deviceID, p.fault, p.cause]), [["healthy", 0, undefined], ["vibrating", 1, "vibration"], ["hot", 1, "temperature"], ["healthy-too", 0, undefined]]);
+    const published = (await collector.waitFor("fan/anomaly", before.anomaly + 4)).slice(before.anomaly).map((m) => PredictionSchema.parse(m));
+    published.sort((a, b) => batch.findIndex((r) => r.deviceID === a.deviceID) - batch.findIndex((r) => r.deviceID === b.deviceID));
+    assert.deepEqual(published, results);
+    for (const [i, p] of published.entries()) {
+      const sent = batch[i]!;
+      assert.deepEqual(p.reading, { rotation: sent.rotation, temperature: sent.temperature, vibration: sent.vibration, sound: sent.sound });
+      if (p.fault === 0) {
+        assert.equal(p.contributions, undefined);
+        continue;
+      }
+      const contributions = p.contributions!;
+      assert.deepEqual(Object.keys(contributions), ["rotation", "temperature", "vibration", "sound"]);
+      const largest = Math.max(...Object.values(contributions));
+      assert.equal(contributions[p.cause!], largest);
+      // Measured from the healthy reference reading, whose probability is well below the threshold.
+      const total = Object.values(contributions).reduce((a, b) => a + b, 0);
+      assert.ok(total > 0.3 && total <= p.probability, `contributions add up to ${total}`);
+    }
+    assert.equal(await explainCalls(), before.explained + 1, "one explain call for the two faulty readings");
+    assert.equal((await postJson(predict.url, reading("calm", [600, 40, 150, 48.5]))).status, 200);
+    assert.equal(await explainCalls(), before.explained + 1, "no explain call when every reading is healthy");
+  });
+
+  it("answers 503 and publishes nothing when score cannot explain, without retrying", async () => {
+    // A stand-in for a score function whose explanations are unavailable (overloaded, or an older
+    // version being replaced): plain requests go to the real score, explain requests get a 503.
+    const standIn: Server = createServer((request, response) => {
+      let body = "";
+      request.on("data", (chunk: Buffer) => (body += chunk.toString()));
+      request.on("end", () => {
+        if (body.includes('"explain":true')) {
+          response.writeHead(503, { "content-type": "application/json" }).end('{"error":"overloaded"}');
+          return;
+        }
+        fetch(score.url, { method: "POST", headers: { "content-type": "application/json" }, body })
+          .then(async (r) => response.writeHead(r.status, { "content-type": "application/json" }).end(await r.text()))
+          .catch(() => response.writeHead(502).end());
+      });
+    });
+    await new Promise<void>((resolve) => standIn.listen(0, "127.0.0.1", resolve));
+    const port = (standIn.address() as AddressInfo).port;
+    const other = await startFunction("predict", { MQTT_URL: broker.url, SCORE_URL: `http://127.0.0.1:${port}/`, LOG_LEVEL: "warn" });
+    try {
+      const before = collector.on("fan/anomaly").length;
+      const answer = await postJson(other.url, [reading("unexplained-ok", [620, 40, 150, 48]), reading("unexplained", [420, 53, 240, 58])]);
+      assert.equal(answer.status, 503, JSON.stringify(answer.body));
+      assert.match((answer.body as { error: string }).error, /the score function answered 503/);
+      assert.equal(await counter(other.url, "predict_explain_calls_total", 'outcome="unavailable"'), 1);
+      assert.equal(await counter(other.url, "predict_score_calls_total", 'outcome="ok"'), 1);
+      // A healthy reading needs no explanation, so it goes through; once it is out, anything the
+      // failed invocation had published would be too.
+      assert.equal((await postJson(other.url, reading("marker", [620, 40, 150, 48]))).status, 200);
+      const after = (await collector.waitFor("fan/anomaly", before + 1)).slice(before) as Array<{ deviceID: string }>;
+      assert.deepEqual(after.map((p) => p.deviceID), ["marker"]);
+    } finally {
+      other.child.kill("SIGTERM");
+      await finished(other.child);
+      standIn.close();
+    }
   });
 
   it("scores a batch, rejects bad readings alone and dead-letters them with reasons", async () => {

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { readConnectorConfig } from "../connectors/mqtt/config.js";
+import { readHealthConfig } from "../lib/config.js";
 import { parseStack, substituteEnv } from "../lib/stack.js";
 import { REPO_ROOT } from "./support/paths.js";
 
@@ -35,8 +37,27 @@ describe("stack.yml", () => {
     }
   });
 
-  it("triggers predict from the telemetry topic", () => {
+  it("triggers predict from the telemetry topic and health from the anomaly topic", () => {
     assert.equal(stack.functions.predict?.annotations.topic, "fan/messages");
+    assert.equal(stack.functions.health?.annotations.topic, "fan/anomaly");
+    assert.equal(stack.functions.health?.environment.ANOMALY_TOPIC, stack.functions.predict?.environment.ANOMALY_TOPIC, "health reads what predict writes");
+  });
+
+  it("gives health its state, its topics and time limits nested like predict's", () => {
+    const env = stack.functions.health?.environment ?? {};
+    const health = readHealthConfig(env);
+    assert.equal(health.natsUrl, "nats://nats.fanwatch:4222");
+    assert.equal(health.bucket, "fan_health");
+    assert.deepEqual([health.topics.alarm, health.topics.deadletter], ["fan/alarm", "fan/deadletter"]);
+    const seconds = (value: string | undefined) => Number(/^(\d+)s$/.exec(value ?? "")?.[1]);
+    const connectorTimeout = readConnectorConfig({}).timeoutMs;
+    assert.ok(health.natsTimeoutMs < health.budgetMs, `NATS_TIMEOUT_MS ${health.natsTimeoutMs} leaves room in HEALTH_BUDGET_MS ${health.budgetMs} to publish`);
+    assert.ok(health.budgetMs < connectorTimeout, `HEALTH_BUDGET_MS ${health.budgetMs} ends before the connector's timeout_ms ${connectorTimeout}`);
+    assert.ok(connectorTimeout < seconds(env.exec_timeout) * 1000, `health's exec_timeout ${env.exec_timeout} outlasts the connector's timeout`);
+    assert.ok(health.outboxResendMs > health.budgetMs, "an unpublished transition is re-sent only after its writer's budget is over");
+    // Its own MQTT user and password: predict's may not publish fan/alarm.
+    assert.equal(env.MQTT_USERNAME, "health");
+    assert.ok(stack.functions.health?.secrets.includes(env.MQTT_PASSWORD_FILE?.split("/").at(-1) ?? "(none)"), "the password file is a secret of the function");
   });
 
   it("runs every function on a read-only root filesystem with limits", () => {

@@ -79,6 +79,22 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
     for (const id of ["4", "5", "6"]) assert.ok((shares.get(id) ?? 1) < 0.3, `healthy fan ${id}: ${shares.get(id)} of its readings flagged`);
   });
 
+  it("counts the fans by health state on the status line: the two faulty fans in alarm", async () => {
+    // Printed every 10 s when the output is not a terminal.
+    const line = /([\d.]+) readings\/s · \d+ predictions · 6 fans: (\d+) ok, (\d+) warning, (\d+) alarm, (\d+) cleared, (\d+) silent, (\d+) unacknowledged · \d+ dead letters/g;
+    const deadline = Date.now() + 60_000;
+    let last: RegExpExecArray | undefined;
+    while (Date.now() < deadline) {
+      last = [...system.output().matchAll(line)].pop();
+      if (last !== undefined && Number(last[4]) >= 2) break;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    assert.ok(last !== undefined && Number(last[4]) >= 2, `the status line says ${last?.[0] ?? "nothing"}:\n${system.output().slice(-2000)}`);
+    const counts = last.slice(2, 7).map(Number);
+    assert.ok(counts.reduce((a, b) => a + b, 0) <= 6, "no fan counted twice");
+    assert.ok(Number(last[7]) >= 2, "the new alarms are unacknowledged");
+  });
+
   it("serves the OpenFaaS gateway API: functions, /system with basic auth, healthz, metrics", async () => {
     const score = await fetch(`${system.gatewayUrl}/function/score`, { method: "POST", body: JSON.stringify({ params: [420, 53, 240, 58] }) });
     assert.equal(score.status, 200);
@@ -87,7 +103,7 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
     assert.equal((await fetch(`${system.gatewayUrl}/system/functions`)).status, 401);
     const auth = { authorization: `Basic ${Buffer.from(`admin:${system.password}`).toString("base64")}` };
     const functions = (await (await fetch(`${system.gatewayUrl}/system/functions`, { headers: auth })).json()) as Array<{ name: string; annotations: Record<string, string>; labels: Record<string, string>; availableReplicas: number }>;
-    assert.deepEqual(functions.map((f) => f.name).sort(), ["predict", "score"]);
+    assert.deepEqual(functions.map((f) => f.name).sort(), ["health", "predict", "score"]);
     const predict = functions.find((f) => f.name === "predict");
     assert.equal(predict?.annotations.topic, "fan/messages");
     assert.equal(predict?.labels["com.openfaas.scale.max"], "5");

@@ -9,16 +9,18 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import mqtt from "mqtt";
 import { chromium, type Browser } from "playwright-core";
+import type { AlarmTransition, HealthRecord } from "../lib/health.js";
 import { FleetView } from "../runtime/fleet-view.js";
 import { createWebPage, type WebPage } from "../runtime/web-page.js";
 import { startFanwatch, type StartedSystem } from "./support/fanwatch-start.js";
+import { Collector } from "./support/mqtt-collector.js";
 import { REPO_ROOT } from "./support/paths.js";
 
 /** Debian's chromium; playwright-core downloads no browser of its own. */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SCREENSHOTS = join(REPO_ROOT, "test-results");
 
-const TOPICS = { telemetry: "fan/messages", anomaly: "fan/anomaly", deadletter: "fan/deadletter" };
+const TOPICS = { telemetry: "fan/messages", anomaly: "fan/anomaly", deadletter: "fan/deadletter", alarm: "fan/alarm" };
 
 /** The page's server alone, on a fleet of `fans` fans with full charts; frames are sent by tick(). */
 async function servePage(fans: number, options: { maxStreams?: number; maxMissedFrames?: number } = {}): Promise<{ page: WebPage; url: string; server: Server }> {
@@ -125,13 +127,16 @@ describe("the page's event stream over plain HTTP", () => {
   });
 });
 
-describe("the live fleet page in headless Chromium", { timeout: 120_000 }, () => {
+describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () => {
   let system: StartedSystem;
   let browser: Browser;
 
   before(async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
-    system = await startFanwatch(["--mqtt-port", "0", "--fans", "6", "--faulty", "2", "--degrading", "1", "--interval", "300"], { MQTT_URL: "" });
+    // The whole system, the health function included: fans 1 and 2 faulty, fan 3's bearing wearing
+    // out over two minutes (vibration alone drifts: the health function warns about it some 20 s
+    // after the start and raises the alarm about a minute later; measured), fans 4 to 6 healthy.
+    system = await startFanwatch(["--mqtt-port", "0", "--fans", "6", "--faulty", "2", "--degrading", "0", "--bearing", "1", "--degrade-minutes", "2", "--interval", "300"], { MQTT_URL: "" });
     // --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
   });
@@ -140,23 +145,45 @@ describe("the live fleet page in headless Chromium", { timeout: 120_000 }, () =>
     if (system !== undefined) assert.equal((await system.interrupt()).code, 0);
   });
 
+  // First, while fan 3 is still in warning.
+  it("shows a warning on the wearing-out fan's tile: the sensor and the time to alarm, in the alarms panel and among the transitions", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${system.gatewayUrl}/ui/`);
+    await page.waitForFunction(() => document.querySelector('.tile[data-fan="3"]')?.getAttribute("data-state") === "warning", undefined, { timeout: 90_000 });
+    assert.equal(await page.textContent('.tile[data-fan="3"] .state'), "warning");
+    assert.equal(await page.textContent('.tile[data-fan="3"] .cause'), "cause: vibration");
+    assert.match((await page.textContent('.tile[data-fan="3"] .eta')) ?? "", /^alarm expected (now|in \d+ min|in [\d.]+ h) \(/);
+    const row = '#alarms li[data-fan="3"]';
+    await page.waitForSelector(row);
+    assert.equal(await page.getAttribute(row, "data-state"), "warning");
+    assert.match((await page.textContent(`${row} .detail`)) ?? "", /alarm expected/);
+    const feed = await page.locator("#feed li").allTextContents();
+    assert.ok(feed.some((line) => / · Fan 3 · warning · vibration · \d+\.\d% · alarm expected /.test(line)), feed.join("\n"));
+    await page.close();
+  });
+
   for (const [device, viewport] of [
     ["laptop", { width: 1366, height: 800 }],
     ["tablet", { width: 768, height: 1024 }],
   ] as const) {
-    it(`shows a tile per fan, live, with the faulty fans marked (${device})`, async () => {
+    it(`shows a tile per fan, live, with its health: the faulty fans in alarm and why (${device})`, async () => {
       const page = await browser.newPage({ viewport });
       const errors: string[] = [];
       page.on("pageerror", (error) => errors.push(error.message));
       await page.goto(`${system.gatewayUrl}/ui/`);
       await page.waitForFunction(() => document.querySelectorAll(".tile").length === 6, undefined, { timeout: 30_000 });
-      // Fans 1 and 2 are faulty: at least half of their last predictions say so.
-      await page.waitForFunction(() => ["1", "2"].every((id) => document.querySelector(`.tile[data-fan="${id}"]`)?.getAttribute("data-state") === "fault"), undefined, { timeout: 30_000 });
-      assert.equal(await page.getAttribute('.tile[data-fan="6"]', "data-state"), "ok");
-      assert.match((await page.textContent('.tile[data-fan="1"] .state')) ?? "", /fault/);
+      // Fans 1 and 2 are faulty: the health function raises an alarm for each, naming a sensor.
+      await page.waitForFunction(() => ["1", "2"].every((id) => document.querySelector(`.tile[data-fan="${id}"]`)?.getAttribute("data-state") === "alarm"), undefined, { timeout: 60_000 });
+      await page.waitForFunction(() => document.querySelector('.tile[data-fan="6"]')?.getAttribute("data-state") === "ok", undefined, { timeout: 30_000 });
+      assert.match((await page.textContent('.tile[data-fan="1"] .state')) ?? "", /alarm/);
+      assert.match((await page.textContent('.tile[data-fan="1"] .cause')) ?? "", /^cause: (rotation|temperature|vibration|sound)$/);
       assert.match((await page.textContent('.tile[data-fan="1"] .probability')) ?? "", /fault probability \d+\.\d%/);
-      assert.ok(Number(await page.textContent("#in-fault")) >= 2);
-      assert.ok((await page.locator("#feed li").count()) > 0, "the anomaly feed lists faults");
+      assert.equal(await page.textContent('.tile[data-fan="6"] .cause'), "", "a healthy fan has no cause");
+      assert.ok(Number(await page.textContent("#in-alarm")) >= 2);
+      // The feed shows health transitions, not every faulty prediction.
+      const feed = await page.locator("#feed li").allTextContents();
+      assert.ok(feed.some((line) => / · Fan 1 · alarm · /.test(line)), feed.join("\n"));
+      assert.ok(feed.length <= 30);
       // Live: the prediction count rises with no reload.
       const first = Number((await page.textContent("#predictions"))?.replace(/,/g, ""));
       await page.waitForFunction((n) => Number(document.querySelector("#predictions")?.textContent?.replace(/,/g, "")) > n, first, { timeout: 10_000 });
@@ -170,6 +197,61 @@ describe("the live fleet page in headless Chromium", { timeout: 120_000 }, () =>
       await page.close();
     });
   }
+
+  it("lists the open alarms, and Acknowledge calls the health function: the alarm is acknowledged on every page and on fan/alarm", async () => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (error) => errors.push(error.message));
+    await page.goto(`${system.gatewayUrl}/ui/`);
+    const row = '#alarms li[data-fan="1"]';
+    await page.waitForSelector(row, { timeout: 60_000 });
+    assert.equal(await page.getAttribute(row, "data-state"), "alarm");
+    assert.equal(await page.getAttribute(row, "data-acknowledged"), "false");
+    // Unacknowledged alarms come first: fans 1 and 2 before any warning or acknowledged alarm.
+    const order = await page.locator("#alarms li").evaluateAll((items) => items.map((li) => [li.getAttribute("data-fan"), li.getAttribute("data-state"), li.getAttribute("data-acknowledged")]));
+    const firstAcknowledgedOrWarning = order.findIndex(([, state, acknowledged]) => state !== "alarm" || acknowledged === "true");
+    for (const id of ["1", "2"]) {
+      const at = order.findIndex(([fan]) => fan === id);
+      assert.ok(at >= 0 && (firstAcknowledgedOrWarning < 0 || at < firstAcknowledgedOrWarning), JSON.stringify(order));
+    }
+
+    const alarms = await Collector.start(system.brokerUrl, ["fan/alarm"]);
+    try {
+      // Without a name the page asks for one and calls nothing.
+      await page.click(`${row} .acknowledge`);
+      assert.match((await page.textContent("#ack-message")) ?? "", /Enter your name/);
+      await page.fill("#ack-by", "ann");
+      await page.fill(`${row} .note`, "on my way, 20 min");
+      await page.click(`${row} .acknowledge`);
+      await page.waitForFunction((selector) => document.querySelector(selector)?.getAttribute("data-acknowledged") === "true", row, { timeout: 10_000 });
+      assert.match((await page.textContent(`${row} .acknowledged-by`)) ?? "", /acknowledged by ann: “on my way, 20 min”/);
+
+      // The health function published the transition, and holds the alarm as acknowledged.
+      const acknowledgement = () => (alarms.on("fan/alarm") as AlarmTransition[]).find((t) => t.deviceID === "1" && t.event === "acknowledged");
+      await until(() => acknowledgement() !== undefined);
+      const transition = acknowledgement();
+      assert.deepEqual([transition?.state, transition?.acknowledged, transition?.by, transition?.note], ["alarm", true, "ann", "on my way, 20 min"]);
+      const listed = (await (await fetch(`${system.gatewayUrl}/function/health?deviceID=1`)).json()) as { fans: HealthRecord[] };
+      assert.deepEqual([listed.fans[0]?.acknowledged, listed.fans[0]?.acknowledgedBy], [true, "ann"]);
+
+      // The page follows the server: the tile, the feed, and a page opened now.
+      await page.waitForFunction(() => (document.querySelector('.tile[data-fan="1"] .state')?.textContent ?? "").includes("acknowledged"), undefined, { timeout: 10_000 });
+      await page.waitForFunction(() => Array.from(document.querySelectorAll("#feed li")).some((li) => / · Fan 1 · acknowledged · by ann/.test(li.textContent ?? "")), undefined, { timeout: 10_000 });
+      const later = await browser.newPage();
+      await later.goto(`${system.gatewayUrl}/ui/`);
+      await later.waitForSelector(`${row}[data-acknowledged="true"]`, { timeout: 10_000 });
+      assert.match((await later.textContent(`${row} .acknowledged-by`)) ?? "", /acknowledged by ann/);
+      assert.equal(await later.isVisible(`${row} .acknowledge`), false, "no button on an acknowledged alarm");
+      // The acknowledged alarm now comes after the unacknowledged one of fan 2.
+      const fans = await later.locator("#alarms li").evaluateAll((items) => items.map((li) => li.getAttribute("data-fan")));
+      assert.ok(fans.indexOf("2") < fans.indexOf("1"), fans.join(","));
+      await later.close();
+    } finally {
+      await alarms.stop();
+    }
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
 
   it("lists a dead letter when a fan sends something that is not a reading", async () => {
     const page = await browser.newPage();

@@ -5,17 +5,19 @@ import { FEATURES } from "../../lib/features.js";
 import { parseUntrustedJson } from "../../lib/json.js";
 import { PredictionSchema } from "../../lib/prediction.js";
 import { parseTelemetry, parseTimestamp, readTimestamp } from "../../lib/telemetry.js";
+import { HEALTH_SCHEMA, healthLine } from "./health-points.js";
 
 /**
  * The storage schema (docs/persistence.md), the same from Telegraf and from this writer. Tags are
  * strings; readings and predictions have numeric fields (floats, and `fault` an integer 0/1);
  * a dead letter keeps its reason and the rejected payload as strings, tagged with the topic the
- * rejected message came from.
+ * rejected message came from; a health transition is described in health-points.ts.
  */
 export const SCHEMA = {
   telemetry: { tags: ["deviceID"], fields: { rotation: "float", temperature: "float", vibration: "float", sound: "float" } },
   prediction: { tags: ["deviceID", "model"], fields: { fault: "integer", probability: "float" } },
   deadletter: { tags: ["topic"], fields: { error: "string", payload: "string" } },
+  health: HEALTH_SCHEMA,
 } as const;
 
 export type Kind = keyof typeof SCHEMA;
@@ -25,7 +27,8 @@ export type PointResult = { ok: true; line: string } | { ok: false; error: strin
 /**
  * One MQTT message as one line of InfluxDB line protocol, timestamps in nanoseconds (influx-client
  * writes with precision=ns): a reading from the telemetry topic or a prediction from the anomaly
- * topic, at the reading's own time when it has one; a dead letter at its arrival.
+ * topic, at the reading's own time when it has one; a dead letter at its arrival; a health
+ * transition from the alarm topic at its own time `at`.
  */
 export function toLine(kind: Kind, payload: Buffer, arrivedAt: number): PointResult {
   if (kind === "deadletter") return deadLetterLine(payload, arrivedAt);
@@ -35,6 +38,7 @@ export function toLine(kind: Kind, payload: Buffer, arrivedAt: number): PointRes
   } catch (error) {
     return { ok: false, error: `payload is not JSON: ${(error as Error).message}` };
   }
+  if (kind === "health") return healthLine(value);
   return kind === "telemetry" ? telemetryLine(value, arrivedAt) : predictionLine(value, arrivedAt);
 }
 

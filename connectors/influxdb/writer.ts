@@ -15,8 +15,8 @@ interface Buffered {
 
 /**
  * MQTT → InfluxDB for single machines (clusters use Telegraf with the same schema). Takes readings,
- * predictions and dead letters from the broker (lib/mqtt/consumer.ts: persistent session, QoS 1),
- * turns each message into one point, writes them in batches (batchSize lines or flushMs), and
+ * predictions, dead letters and health transitions from the broker (lib/mqtt/consumer.ts:
+ * persistent session, QoS 1), turns each message into one point, writes them in batches (batchSize lines or flushMs), and
  * acknowledges a message only once its point is stored or dead-lettered:
  * - InfluxDB down (unreachable, no answer, 5xx, 429, credentials or database not there yet): the
  *   batch is retried with capped backoff; nothing is acknowledged meanwhile, and once the messages
@@ -27,7 +27,7 @@ interface Buffered {
  */
 export class InfluxWriter {
   readonly registry = new Registry();
-  readonly #messages = new Counter({ name: "influx_writer_messages_total", help: "MQTT messages by kind (telemetry, prediction, deadletter) and outcome (accepted, rejected: dead-lettered before writing, dropped: a dead letter that could not be stored)", labelNames: ["kind", "outcome"], registers: [this.registry] });
+  readonly #messages = new Counter({ name: "influx_writer_messages_total", help: "MQTT messages by kind (telemetry, prediction, deadletter, health) and outcome (accepted, rejected: dead-lettered before writing, dropped: a dead letter that could not be stored)", labelNames: ["kind", "outcome"], registers: [this.registry] });
   readonly #points = new Counter({ name: "influx_writer_points_written_total", help: "Points InfluxDB stored", registers: [this.registry] });
   readonly #refused = new Counter({ name: "influx_writer_points_refused_total", help: "Points InfluxDB refused as bad data (dead-lettered, never retried), by reason", labelNames: ["reason"], registers: [this.registry] });
   readonly #failures = new Counter({ name: "influx_writer_write_failures_total", help: "Batch writes that failed because InfluxDB was unavailable (each is retried)", registers: [this.registry] });
@@ -57,7 +57,7 @@ export class InfluxWriter {
     this.#consumer = new MqttConsumer({
       mqtt: config.mqtt,
       clientId: config.clientId,
-      topics: [topics.telemetry, topics.anomaly, topics.deadletter],
+      topics: [topics.telemetry, topics.anomaly, topics.deadletter, topics.alarm],
       deadLetterTopic: topics.deadletter,
       maxBytesInFlight: config.maxBufferBytes,
       log,
@@ -83,7 +83,7 @@ export class InfluxWriter {
     await this.#consumer.start();
     const { influx, topics } = this.config;
     const target = influx.api === "v1" ? `database ${influx.database}` : `bucket ${influx.bucket}`;
-    this.log.info({ event: "started", broker: redactUrl(this.config.mqtt.url), topics, influx: influx.url, api: influx.api, target }, `writing ${topics.telemetry}, ${topics.anomaly} and ${topics.deadletter} to InfluxDB ${target}`);
+    this.log.info({ event: "started", broker: redactUrl(this.config.mqtt.url), topics, influx: influx.url, api: influx.api, target }, `writing ${topics.telemetry}, ${topics.anomaly}, ${topics.deadletter} and ${topics.alarm} to InfluxDB ${target}`);
   }
 
   /**
@@ -123,8 +123,8 @@ export class InfluxWriter {
   }
 
   #kindOf(topic: string): Kind {
-    const { anomaly, deadletter } = this.config.topics;
-    return topic === anomaly ? "prediction" : topic === deadletter ? "deadletter" : "telemetry";
+    const { anomaly, deadletter, alarm } = this.config.topics;
+    return topic === anomaly ? "prediction" : topic === deadletter ? "deadletter" : topic === alarm ? "health" : "telemetry";
   }
 
   /** Starts the write loop unless it runs already; it empties the buffer batch by batch. */

@@ -7,7 +7,8 @@ import { InputError } from "../../lib/errors.js";
 import { parseUntrustedJson } from "../../lib/json.js";
 import { createLogger } from "../../lib/log.js";
 import { connectMqtt, mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt.js";
-import type { Prediction } from "../../lib/prediction.js";
+import { FEATURES } from "../../lib/features.js";
+import type { PerSensor, Prediction } from "../../lib/prediction.js";
 import { ScoreClient, ScoreRejectedError } from "../../lib/score-client.js";
 import { features, parseTelemetry, type Telemetry } from "../../lib/telemetry.js";
 import { parseJsonBody } from "../../lib/validation.js";
@@ -18,10 +19,12 @@ import { Publisher } from "./publisher.js";
  * predict: scores fan readings and publishes one prediction per reading to the anomaly topic.
  * Takes one reading (what the official MQTT connector sends) or an array (what ours sends when
  * batching). A bad reading is rejected alone and dead-lettered; the rest are scored with one call
- * to the score function. It answers 200 only once the broker acknowledged every publish (QoS 1);
- * the score call and the publishes share one time budget, and when it runs out, or score is
- * unavailable, the answer is a 503 and the caller (the connector, the one layer that retries)
- * tries again.
+ * to the score function. Readings found faulty are explained with a second call, for those
+ * readings only (an explanation costs score about 8 to 14 plain predictions, and most readings
+ * are healthy): their predictions carry the `cause` and each sensor's `contributions`. It answers
+ * 200 only once the broker acknowledged every publish (QoS 1); the score calls and the publishes
+ * share one time budget, and when it runs out, or score is unavailable, the answer is a 503 and
+ * the caller (the connector, the one layer that retries) tries again.
  */
 export interface Rejection {
   index: number;
@@ -46,6 +49,7 @@ const log = createLogger("predict");
 const registry = new Registry();
 const readings = new Counter({ name: "predict_readings_total", help: "Readings by outcome", labelNames: ["outcome"], registers: [registry] });
 const scoreCalls = new Counter({ name: "predict_score_calls_total", help: "Calls to the score function by outcome (one per invocation with valid readings; never retried here)", labelNames: ["outcome"], registers: [registry] });
+const explainCalls = new Counter({ name: "predict_explain_calls_total", help: "Calls to the score function for explanations by outcome (one per invocation with faulty readings; never retried here)", labelNames: ["outcome"], registers: [registry] });
 let predictor: Predictor | undefined;
 
 export async function init(): Promise<void> {
@@ -104,15 +108,17 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
 
   const predictions: Prediction[] = [];
   if (valid.length > 0) {
-    const answer = await scoreWithin(score, valid.map((v) => features(v.telemetry)), deadline);
+    const answer = await within(scoreCalls, score.score(valid.map((v) => features(v.telemetry)), deadline.signal), deadline, "the score function");
     valid.forEach(({ index, telemetry }, i) => {
       const p = answer.predictions[i]!;
       const prediction: Prediction = { deviceID: telemetry.deviceID, fault: p.fault, probability: p.probability };
       if (telemetry.timeStamp !== undefined) prediction.timeStamp = telemetry.timeStamp;
       if (answer.model !== undefined) prediction.model = answer.model;
+      prediction.reading = readingOf(telemetry);
       predictions.push(prediction);
       results[index] = prediction;
     });
+    await explainFaults(score, predictions, deadline);
   }
   await Promise.all([publisher.publish(config.topics.anomaly, predictions, deadline), publisher.publish(config.topics.deadletter, letters, deadline)]);
   readings.inc({ outcome: "scored" }, predictions.length);
@@ -131,16 +137,38 @@ export function metrics(): Promise<string> {
   return registry.metrics();
 }
 
+/**
+ * Adds score's explanation to the faulty predictions: one more call, for those readings only,
+ * within the same budget and under the same rule as the first (no retry; failing fails the
+ * invocation, so that a faulty prediction is never published without its cause).
+ */
+async function explainFaults(score: ScoreClient, predictions: Prediction[], deadline: Deadline): Promise<void> {
+  const faulty = predictions.filter((p) => p.fault === 1);
+  if (faulty.length === 0) return;
+  const instances = faulty.map((p) => FEATURES.map((f) => (p.reading as PerSensor)[f]));
+  const answer = await within(explainCalls, score.explain(instances, deadline.signal), deadline, `the score function to explain ${instances.length} faulty readings`);
+  faulty.forEach((prediction, i) => {
+    const { cause, contributions } = answer.predictions[i]!;
+    prediction.cause = cause;
+    prediction.contributions = contributions;
+  });
+}
+
 /** One call, no retry, within what is left of the budget; counted by outcome. */
-async function scoreWithin(score: ScoreClient, instances: number[][], deadline: Deadline): ReturnType<ScoreClient["score"]> {
+async function within<T>(calls: Counter<"outcome">, call: Promise<T>, deadline: Deadline, waitingFor: string): Promise<T> {
   try {
-    const answer = await deadline.wait(score.score(instances, deadline.signal), "the score function");
-    scoreCalls.inc({ outcome: "ok" });
+    const answer = await deadline.wait(call, waitingFor);
+    calls.inc({ outcome: "ok" });
     return answer;
   } catch (error) {
-    scoreCalls.inc({ outcome: error instanceof BudgetExhaustedError ? "out_of_time" : error instanceof ScoreRejectedError ? "rejected" : "unavailable" });
+    calls.inc({ outcome: error instanceof BudgetExhaustedError ? "out_of_time" : error instanceof ScoreRejectedError ? "rejected" : "unavailable" });
     throw error;
   }
+}
+
+/** The four values scored, by name. */
+function readingOf(telemetry: Telemetry): PerSensor {
+  return { rotation: telemetry.rotation, temperature: telemetry.temperature, vibration: telemetry.vibration, sound: telemetry.sound };
 }
 
 /**

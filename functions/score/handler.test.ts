@@ -1,9 +1,29 @@
 // Runs in the repository (npm test) and inside the image build (templates/node22-ts/build.mjs).
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { pino } from "pino";
 import { HandlerContext } from "../../templates/node22-ts/context.js";
+import { startFunctionServer, type FunctionServer } from "../../templates/node22-ts/server.js";
 import type { FunctionEvent } from "../../templates/node22-ts/types.js";
 import { close, handler, init, metrics } from "./handler.js";
+
+const SENSORS = ["rotation", "temperature", "vibration", "sound"] as const;
+type Sensor = (typeof SENSORS)[number];
+interface Explained {
+  fault: number;
+  probability: number;
+  contributions: Record<Sensor, number>;
+  cause: Sensor;
+  referenceProbability: number;
+}
+
+/** What a user checks of an explanation: one number per sensor, adding up to probability − referenceProbability (to six-decimal rounding). */
+function assertExplained(p: Explained): void {
+  assert.deepEqual(Object.keys(p.contributions), [...SENSORS]);
+  const sum = SENSORS.reduce((s, f) => s + p.contributions[f], 0);
+  assert.ok(Math.abs(sum - (p.probability - p.referenceProbability)) <= 3e-6, `contributions sum to ${sum}, probability − reference is ${p.probability - p.referenceProbability}`);
+  assert.ok(SENSORS.every((f) => p.contributions[p.cause] >= p.contributions[f] - 1e-6), `cause ${p.cause} has the largest contribution`);
+}
 
 function event(method: string, body?: unknown): FunctionEvent {
   return { method, body, headers: {}, query: {}, path: "/" };
@@ -47,12 +67,42 @@ describe("score handler", () => {
     assert.ok(calls >= 1 && calls <= 2, `${calls} tensor calls for 100 concurrent readings`);
   });
 
-  it("describes its model on GET", async () => {
-    const meta = (await call("GET")) as { id: string; features: string[]; threshold: number; backend: string; metrics: { accuracy: number } };
+  it("describes its model on GET, with the reference reading explanations start from", async () => {
+    const meta = (await call("GET")) as { id: string; features: string[]; threshold: number; backend: string; reference: Record<Sensor, number>; referenceProbability: number };
     assert.match(meta.id, /^fan-dense-/);
     assert.deepEqual(meta.features, ["rotation", "temperature", "vibration", "sound"]);
     assert.equal(meta.threshold, 0.5);
     assert.ok(["tensorflow", "wasm", "cpu"].includes(meta.backend));
+    assert.deepEqual(meta.reference, { rotation: 600, temperature: 40, vibration: 150, sound: 48.5 });
+    assert.ok(meta.referenceProbability < 0.5, `the reference reading is healthy: ${meta.referenceProbability}`);
+  });
+
+  it("explains one reading: a change in vibration alone is all vibration's", async () => {
+    const meta = (await call("GET")) as { referenceProbability: number };
+    const p = (await call("POST", { params: [600, 40, 240, 48.5], explain: true })) as Explained;
+    assertExplained(p);
+    assert.equal(p.fault, 1);
+    assert.equal(p.cause, "vibration");
+    assert.equal(p.referenceProbability, Math.round(meta.referenceProbability * 1e6) / 1e6);
+    assert.deepEqual({ ...p.contributions, vibration: 0 }, { rotation: 0, temperature: 0, vibration: 0, sound: 0 });
+    assert.ok(Math.abs(p.contributions.vibration - (p.probability - p.referenceProbability)) <= 1e-6);
+  });
+
+  it("explains a batch in order, each prediction with its cause", async () => {
+    const before = Number(/^score_readings_explained_total (\d+)$/m.exec(await metrics())?.[1]);
+    const answer = (await call("POST", { instances: [[620, 40, 150, 48], [420, 40, 150, 48.5], [600, 40, 150, 57]], explain: true })) as { model: string; predictions: Explained[] };
+    assert.match(answer.model, /^fan-dense-/);
+    assert.deepEqual(answer.predictions.map((p) => p.fault), [0, 1, 1]);
+    assert.deepEqual(answer.predictions.slice(1).map((p) => p.cause), ["rotation", "sound"]);
+    answer.predictions.forEach(assertExplained);
+    assert.equal(Number(/^score_readings_explained_total (\d+)$/m.exec(await metrics())?.[1]), before + 3);
+  });
+
+  it("answers plain predictions with explain false or absent", async () => {
+    for (const body of [{ params: [620, 40, 150, 48], explain: false }, { instances: [[620, 40, 150, 48]], explain: false }]) {
+      const answer = (await call("POST", body)) as Record<string, unknown> & { predictions?: Array<Record<string, unknown>> };
+      assert.deepEqual(Object.keys(answer.predictions?.[0] ?? answer), ["fault", "probability"]);
+    }
   });
 
   const bad: Array<[string, unknown, string, RegExp]> = [
@@ -67,6 +117,9 @@ describe("score handler", () => {
     ["null in a batch", { instances: [[600, 40, 150, 48], [600, null, 150, 48]] }, "instances[1][1]", /finite number/],
     ["an empty batch", { instances: [] }, "instances", /at least one/],
     ["a batch over the limit", { instances: Array.from({ length: 10_001 }, () => [600, 40, 150, 48]) }, "instances", /at most 10000/],
+    ["explain as a string", { params: [600, 40, 150, 48], explain: "yes" }, "explain", /explain: must be true or false, not "yes"/],
+    ["explain as a number", { instances: [[600, 40, 150, 48]], explain: 1 }, "explain", /must be true or false, not 1/],
+    ["explain as null", { instances: [[600, 40, 150, 48]], explain: null }, "explain", /must be true or false, not null/],
   ];
   for (const [what, body, field, message] of bad) {
     it(`rejects ${what} with a 400 naming ${field}`, async () => {
@@ -82,5 +135,44 @@ describe("score handler", () => {
     const answer = (await handler(event("DELETE"), context)) as { error: string };
     assert.equal(context.status(), 405);
     assert.match(answer.error, /not allowed/);
+  });
+});
+
+describe("score handler over HTTP", () => {
+  let server: FunctionServer;
+  before(async () => {
+    server = await startFunctionServer({ init, handler, close, metrics }, { port: 0, host: "127.0.0.1", name: "score", logger: pino({ level: "silent" }) });
+  });
+  after(() => server?.close());
+
+  async function post(body: unknown): Promise<{ status: number; body: unknown }> {
+    const response = await fetch(server.url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    return { status: response.status, body: await response.json() };
+  }
+
+  it("explains in both request forms", async () => {
+    const single = await post({ params: [420, 40, 150, 48.5], explain: true });
+    assert.equal(single.status, 200);
+    assertExplained(single.body as Explained);
+    assert.equal((single.body as Explained).cause, "rotation");
+    const batch = await post({ instances: [[600, 53, 150, 48.5], [620, 40, 150, 48]], explain: true });
+    assert.equal(batch.status, 200);
+    const predictions = (batch.body as { predictions: Explained[] }).predictions;
+    predictions.forEach(assertExplained);
+    assert.equal(predictions[0]?.cause, "temperature");
+    assert.equal(predictions[1]?.fault, 0);
+  });
+
+  it("answers a bad explain with a 400 naming the field, and keeps serving", async () => {
+    const bad = await post({ instances: [[600, 40, 150, 48]], explain: "true" });
+    assert.equal(bad.status, 400);
+    assert.equal((bad.body as { field: string }).field, "explain");
+    assert.match((bad.body as { error: string }).error, /explain: must be true or false/);
+    assert.equal((await post({ params: [600, 40, 150, 48], explain: true })).status, 200);
+  });
+
+  it("shows the reference reading on GET", async () => {
+    const meta = (await (await fetch(server.url)).json()) as { reference: Record<Sensor, number> };
+    assert.deepEqual(meta.reference, { rotation: 600, temperature: 40, vibration: 150, sound: 48.5 });
   });
 });

@@ -3,13 +3,15 @@ import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/t
 import { readScoreConfig, type ScoreConfig } from "../../lib/config.js";
 import { createLogger } from "../../lib/log.js";
 import { DynamicBatcher } from "../../lib/model/batcher.js";
-import { ScoringModel, type Prediction } from "../../lib/model/runtime.js";
+import { coalitionRows, READINGS_PER_CALL } from "../../lib/model/explain.js";
+import { ScoringModel, type ExplainedPrediction, type Prediction } from "../../lib/model/runtime.js";
 import { parseScoreRequest } from "../../lib/score-request.js";
 
 /**
  * score: fault probability for fan readings. `{"params": [...]}` scores one reading (concurrent ones
  * are batched into one tensor call), `{"instances": [[...], ...]}` a batch in one call, and GET
- * describes the model.
+ * describes the model. With `"explain": true` each prediction also says why: every sensor's
+ * contribution against the model's healthy reference reading (docs/score.md).
  */
 interface Scorer {
   config: ScoreConfig;
@@ -19,9 +21,10 @@ interface Scorer {
 
 const registry = new Registry();
 const readingsScored = new Counter({ name: "score_readings_total", help: "Readings scored", registers: [registry] });
+const readingsExplained = new Counter({ name: "score_readings_explained_total", help: "Readings explained (16 model rows each)", registers: [registry] });
 const tensorBatch = new Histogram({
   name: "score_tensor_batch_size",
-  help: "Readings per tensor call",
+  help: "Model rows per tensor call (16 per explained reading)",
   buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096],
   registers: [registry],
 });
@@ -42,15 +45,23 @@ export async function init(): Promise<void> {
 export async function handler(event: FunctionEvent, context: FunctionContext): Promise<unknown> {
   const { config, model, batcher } = ready();
   if (event.method === "GET") {
-    return { ...model.metadata, backend: model.backend, batching: { maxBatchSize: config.maxBatchSize, maxWaitMs: config.maxWaitMs } };
+    return {
+      ...model.metadata,
+      referenceProbability: model.referenceProbability,
+      backend: model.backend,
+      batching: { maxBatchSize: config.maxBatchSize, maxWaitMs: config.maxWaitMs },
+    };
   }
   if (event.method !== "POST") {
     context.status(405).headers({ allow: "GET, POST" });
     return { error: `method ${event.method} is not allowed; POST readings or GET the model description`, field: "method" };
   }
   const request = parseScoreRequest(event.body);
-  if (request.kind === "single") return batcher.submit(request.features);
-  return { model: model.metadata.id, predictions: score(model, request.instances) };
+  // An explained reading is 16 model rows already, so a single one skips the batcher: waiting
+  // for company would add latency to a call that is a batch by itself.
+  if (request.kind === "single") return request.explain ? explain(model, [request.features])[0] : batcher.submit(request.features);
+  const predictions = request.explain ? explain(model, request.instances) : score(model, request.instances);
+  return { model: model.metadata.id, predictions };
 }
 
 export function close(): void {
@@ -67,6 +78,13 @@ function score(model: ScoringModel, rows: number[][]): Prediction[] {
   readingsScored.inc(rows.length);
   tensorBatch.observe(rows.length);
   return model.predict(rows);
+}
+
+function explain(model: ScoringModel, rows: number[][]): ExplainedPrediction[] {
+  readingsScored.inc(rows.length);
+  readingsExplained.inc(rows.length);
+  for (let from = 0; from < rows.length; from += READINGS_PER_CALL) tensorBatch.observe(coalitionRows(Math.min(READINGS_PER_CALL, rows.length - from)));
+  return model.predictExplained(rows);
 }
 
 function ready(): Scorer {

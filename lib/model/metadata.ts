@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { FEATURES } from "../features.js";
+import { PerSensorSchema } from "../prediction.js";
 
 const finite = z.number().finite();
 const perFeature = z.array(finite).length(FEATURES.length);
@@ -29,6 +30,11 @@ export const ModelMetadataSchema = z.object({
   features: z.array(z.string()).length(FEATURES.length),
   scaler: z.object({ mean: perFeature, std: perFeature.refine((s) => s.every((v) => v > 0), "std must be > 0") }),
   threshold: z.number().gt(0).lt(1),
+  /**
+   * The healthy reading explanations are measured against (docs/model.md): each sensor's
+   * contribution says how far the reading's fault probability moved from this one's.
+   */
+  reference: PerSensorSchema,
   architecture: z.string(),
   training: z.object({
     data: z.object({ file: z.string(), sha256: z.string(), rows: z.number().int() }),

@@ -1,15 +1,26 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type * as tfl from "@tensorflow/tfjs-layers";
 import { ModelError } from "../errors.js";
-import { FEATURES } from "../features.js";
+import { FEATURES, type FeatureName } from "../features.js";
+import type { PerSensor } from "../prediction.js";
 import { loadModel } from "./artifact.js";
 import type { BackendName } from "./backend-names.js";
 import { initBackend } from "./backend.js";
+import { allocateExplanations, coalitionInputs, coalitionRows, explainOutputs, READINGS_PER_CALL, type Explanations } from "./explain.js";
 import type { ModelMetadata } from "./metadata.js";
 
 export interface Prediction {
   fault: 0 | 1;
   probability: number;
+}
+
+/** A prediction with why: each sensor's contribution, and the reference's probability they start from. */
+export interface ExplainedPrediction extends Prediction {
+  contributions: PerSensor;
+  /** The sensor with the largest contribution (ties: lib/model/explain.ts). */
+  cause: FeatureName;
+  /** p(reference): `probability − referenceProbability` equals the sum of `contributions` (to rounding). */
+  referenceProbability: number;
 }
 
 type Activation = "relu" | "linear" | "sigmoid";
@@ -30,6 +41,9 @@ export class ScoringModel {
   readonly #steps: DenseStep[];
   readonly #mean: Float32Array;
   readonly #scale: Float32Array;
+  /** The reference reading, standardised. */
+  readonly #reference: Float32Array;
+  readonly #referenceRow: number[];
 
   private constructor(metadata: ModelMetadata, backend: BackendName, steps: DenseStep[]) {
     this.metadata = metadata;
@@ -37,6 +51,8 @@ export class ScoringModel {
     this.#steps = steps;
     this.#mean = Float32Array.from(metadata.scaler.mean);
     this.#scale = Float32Array.from(metadata.scaler.std, (s) => 1 / s);
+    this.#referenceRow = FEATURES.map((f) => metadata.reference[f]);
+    this.#reference = this.#standardise([this.#referenceRow]);
   }
 
   static async load(dir: string, options: { backend?: string } = {}): Promise<ScoringModel> {
@@ -48,7 +64,9 @@ export class ScoringModel {
     }
     const scoring = new ScoringModel(metadata, backend, compileDenseStack(model));
     model.dispose();
-    scoring.probabilities([[600, 40, 150, 48]]); // first call compiles kernels; pay it before traffic
+    // First calls compile kernels (the plain stack and the one ending before its sigmoid): pay it before traffic.
+    scoring.probabilities([scoring.#referenceRow]);
+    scoring.explain([scoring.#referenceRow]);
     return scoring;
   }
 
@@ -56,8 +74,47 @@ export class ScoringModel {
     return this.metadata.threshold;
   }
 
+  /** The model's probability for the reference reading, which explanations start from. */
+  get referenceProbability(): number {
+    return this.probabilities([this.#referenceRow])[0] as number;
+  }
+
   /** Fault probabilities for raw (unscaled) readings in FEATURES order, in one tensor call. */
   probabilities(rows: ReadonlyArray<ArrayLike<number>>): Float32Array {
+    return this.#forward(this.#standardise(rows), rows.length);
+  }
+
+  /**
+   * Each reading's exact Shapley values against the reference reading (lib/model/explain.ts):
+   * the 16 coalitions of every reading in one tensor call (up to READINGS_PER_CALL readings).
+   */
+  explain(rows: ReadonlyArray<ArrayLike<number>>): Explanations {
+    const sigmoid = this.#steps.at(-1)?.activation === "sigmoid";
+    const explanations = allocateExplanations(rows.length);
+    for (let from = 0; from < rows.length; from += READINGS_PER_CALL) {
+      const part = rows.length <= READINGS_PER_CALL ? rows : rows.slice(from, from + READINGS_PER_CALL);
+      const logits = this.#forward(coalitionInputs(this.#standardise(part), this.#reference), coalitionRows(part.length), sigmoid);
+      explainOutputs(logits, sigmoid, explanations, from);
+    }
+    return explanations;
+  }
+
+  /** Predictions with their explanations; fault and probability come from the same call as the contributions. */
+  predictExplained(rows: ReadonlyArray<ArrayLike<number>>): ExplainedPrediction[] {
+    const e = this.explain(rows);
+    const width = FEATURES.length;
+    const predictions = new Array<ExplainedPrediction>(e.count);
+    for (let r = 0; r < e.count; r++) {
+      const contributions = {} as PerSensor;
+      for (let c = 0; c < width; c++) contributions[FEATURES[c] as FeatureName] = round6(e.contributions[r * width + c] as number);
+      const { fault, probability } = this.toPrediction(e.probabilities[r] as number);
+      const cause = FEATURES[e.causes[r] as number] as FeatureName;
+      predictions[r] = { fault, probability, contributions, cause, referenceProbability: round6(e.references[r] as number) };
+    }
+    return predictions;
+  }
+
+  #standardise(rows: ReadonlyArray<ArrayLike<number>>): Float32Array {
     const width = FEATURES.length;
     const input = new Float32Array(rows.length * width);
     rows.forEach((row, r) => {
@@ -65,10 +122,18 @@ export class ScoringModel {
         input[r * width + c] = ((row[c] as number) - (this.#mean[c] as number)) * (this.#scale[c] as number);
       }
     });
+    return input;
+  }
+
+  /** The stack's outputs; with `logits`, the last layer's before its sigmoid. */
+  #forward(input: Float32Array, count: number, logits = false): Float32Array {
+    const width = FEATURES.length;
+    const last = this.#steps.length - 1;
     const output = tf.tidy(() => {
-      let h: tf.Tensor2D = tf.tensor2d(input, [rows.length, width]);
-      for (const step of this.#steps) {
-        h = tf.fused.matMul({ a: h, b: step.kernel, bias: step.bias, activation: step.activation }) as tf.Tensor2D;
+      let h: tf.Tensor2D = tf.tensor2d(input, [count, width]);
+      for (const [i, step] of this.#steps.entries()) {
+        const activation = logits && i === last ? "linear" : step.activation;
+        h = tf.fused.matMul({ a: h, b: step.kernel, bias: step.bias, activation }) as tf.Tensor2D;
       }
       return h;
     });
@@ -82,7 +147,7 @@ export class ScoringModel {
   }
 
   toPrediction(probability: number): Prediction {
-    return { fault: probability >= this.threshold ? 1 : 0, probability: Math.round(probability * 1e6) / 1e6 };
+    return { fault: probability >= this.threshold ? 1 : 0, probability: round6(probability) };
   }
 
   dispose(): void {
@@ -91,6 +156,11 @@ export class ScoringModel {
       step.bias.dispose();
     }
   }
+}
+
+/** Six decimals: far below what separates readings, and short JSON. */
+function round6(value: number): number {
+  return Math.round(value * 1e6) / 1e6;
 }
 
 function compileDenseStack(model: tfl.LayersModel): DenseStep[] {

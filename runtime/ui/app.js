@@ -1,5 +1,7 @@
-// The live fleet page: one tile per fan, its state and fault probability, small charts of the four
-// sensors, and feeds of anomalies and dead letters. Fed by server-sent events from /ui/events.
+// The live fleet page: one tile per fan with its health (state, cause, time to alarm) and small
+// charts of the four sensors; the open alarms, each with an Acknowledge button that calls the
+// health function through the gateway that serves this page; the health transitions; the dead
+// letters. Fed by server-sent events from /ui/events.
 const SENSORS = [
   ["rotation", "rpm"],
   ["temperature", "°C"],
@@ -8,9 +10,27 @@ const SENSORS = [
 ];
 const SVG = "http://www.w3.org/2000/svg";
 const tiles = new Map();
+/** Alarm rows by alarm id, kept across frames so that a note being typed is not lost. */
+const rows = new Map();
+/**
+ * Alarms acknowledged from this page, shown so until a frame says so too (it follows within a
+ * second or two), for 10 s at most: after that the frames are the truth (a re-raised alarm may be
+ * unacknowledged again).
+ */
+const acknowledgedHere = new Map();
+function mine(alarmId, acknowledged) {
+  const entry = acknowledgedHere.get(alarmId);
+  if (entry === undefined) return undefined;
+  if (acknowledged || entry.until < Date.now()) {
+    acknowledgedHere.delete(alarmId);
+    return undefined;
+  }
+  return entry;
+}
 const $ = (id) => document.getElementById(id);
 const number = new Intl.NumberFormat("en", { maximumFractionDigits: 1 });
 const time = (at) => new Date(at).toLocaleTimeString();
+const percent = (p) => `${(p * 100).toFixed(1)}%`;
 
 function tileFor(fan) {
   let tile = tiles.get(fan.deviceID);
@@ -47,19 +67,37 @@ function draw(line, points) {
   line.setAttribute("points", points.map((v, i) => `${(i * step).toFixed(1)},${(19 - ((v - min) / span) * 18).toFixed(1)}`).join(" "));
 }
 
+/** "in 6 min (21:14:05)", or "now" once it has passed. */
+function eta(iso) {
+  const at = Date.parse(iso);
+  const minutes = Math.round((at - Date.now()) / 60_000);
+  return `${minutes <= 0 ? "now" : minutes < 90 ? `in ${minutes} min` : `in ${number.format(minutes / 60)} h`} (${time(at)})`;
+}
+
 function render(snapshot) {
-  $("fans").textContent = number.format(snapshot.totals.fans);
-  $("in-fault").textContent = number.format(snapshot.totals.fansInFault);
+  const { totals } = snapshot;
+  $("fans").textContent = number.format(totals.fans);
+  $("in-alarm").textContent = number.format(totals.states.alarm);
+  $("warnings").textContent = number.format(totals.states.warning);
+  $("unacknowledged").textContent = number.format(totals.unacknowledged);
   $("rate").textContent = number.format(snapshot.rates.readingsPerSecond);
-  $("predictions").textContent = number.format(snapshot.totals.predictions);
-  $("dead-letters").textContent = number.format(snapshot.totals.deadLetters);
+  $("predictions").textContent = number.format(totals.predictions);
+  $("dead-letters").textContent = number.format(totals.deadLetters);
+  $("health-error").hidden = snapshot.healthError === null;
+  $("health-error").textContent = snapshot.healthError === null ? "" : `Fan health unavailable: ${snapshot.healthError}`;
   const container = $("tiles");
   snapshot.fans.forEach((fan, index) => {
     const { node, lines } = tileFor(fan);
+    const health = fan.health;
+    const open = fan.state === "alarm" || fan.state === "warning";
+    const acknowledged = open && health !== null && (health.acknowledged || mine(health.alarmId, false) !== undefined);
     node.dataset.state = fan.state;
-    node.querySelector(".state").textContent = fan.state;
+    node.dataset.acknowledged = String(acknowledged);
+    node.querySelector(".state").textContent = fan.state === "unknown" ? "no health yet" : acknowledged ? `${fan.state} · acknowledged` : fan.state;
+    node.querySelector(".cause").textContent = health?.cause ? `cause: ${health.cause}` : "";
+    node.querySelector(".eta").textContent = health?.eta ? `alarm expected ${eta(health.eta)}` : "";
     node.querySelector(".probability").textContent =
-      fan.probability === null ? "no prediction yet" : `fault probability ${(fan.probability * 100).toFixed(1)}% · ${Math.round(fan.faultShare * 100)}% of recent readings faulty`;
+      fan.probability === null ? "no prediction yet" : `fault probability ${percent(fan.probability)} · ${Math.round(fan.faultShare * 100)}% of recent readings faulty`;
     for (const [sensor, { label, line, unit }] of Object.entries(lines)) {
       const points = fan.history[sensor];
       const last = points[points.length - 1];
@@ -75,8 +113,94 @@ function render(snapshot) {
     node.remove();
     tiles.delete(id);
   }
-  $("feed").replaceChildren(...snapshot.feed.map((a) => item(`${time(a.at)} · Fan ${a.deviceID} · ${(a.probability * 100).toFixed(1)}%`)));
+  renderAlarms(snapshot.alarms, totals.openAlarms);
+  $("feed").replaceChildren(...snapshot.feed.map((t) => item(transitionText(t))));
   $("dead-letter-feed").replaceChildren(...snapshot.deadLetters.map((d) => item(`${time(d.at)} · ${d.error}`)));
+}
+
+function renderAlarms(alarms, open) {
+  const list = $("alarms");
+  $("alarm-count").textContent = open > alarms.length ? `(${alarms.length} of ${number.format(open)})` : `(${open})`;
+  $("no-alarms").hidden = alarms.length > 0;
+  const shown = new Set();
+  alarms.forEach((alarm, index) => {
+    const key = alarm.alarmId ?? `fan ${alarm.deviceID}`;
+    shown.add(key);
+    let row = rows.get(key);
+    if (!row) {
+      row = $("alarm").content.firstElementChild.cloneNode(true);
+      row.dataset.fan = alarm.deviceID;
+      row.querySelector(".acknowledge").addEventListener("click", () => acknowledge(row));
+      rows.set(key, row);
+    }
+    const here = mine(alarm.alarmId, alarm.acknowledged);
+    const acknowledged = alarm.acknowledged || here !== undefined;
+    row.dataset.alarm = key;
+    row.dataset.state = alarm.state;
+    row.dataset.acknowledged = String(acknowledged);
+    row.querySelector(".what").textContent = `Fan ${alarm.deviceID} · ${alarm.state}${alarm.severity === "none" ? "" : ` (${alarm.severity})`}${alarm.cause ? ` · ${alarm.cause}` : ""}`;
+    row.querySelector(".detail").textContent = `since ${time(alarm.since)} · probability ${percent(alarm.probability)}${alarm.eta ? ` · alarm expected ${eta(alarm.eta)}` : ""}`;
+    const by = alarm.acknowledged ? alarm.acknowledgedBy : here?.by;
+    const note = alarm.acknowledged ? alarm.note : here?.note;
+    row.querySelector(".acknowledged-by").textContent = acknowledged ? `acknowledged${by ? ` by ${by}` : ""}${note ? `: “${note}”` : ""}` : "";
+    row.querySelector(".ack").hidden = acknowledged;
+    if (list.children[index] !== row) list.insertBefore(row, list.children[index] ?? null);
+  });
+  for (const [key, row] of rows) {
+    if (shown.has(key)) continue;
+    row.remove();
+    rows.delete(key);
+  }
+}
+
+/** POST /function/health {"deviceID","action":"acknowledge","by","note"}: the health function publishes the transition. */
+async function acknowledge(row) {
+  const message = $("ack-message");
+  const by = $("ack-by").value.trim();
+  if (by === "") {
+    message.textContent = "Enter your name to acknowledge an alarm.";
+    $("ack-by").focus();
+    return;
+  }
+  localStorage.setItem("fanwatch.by", by);
+  const button = row.querySelector(".acknowledge");
+  const note = row.querySelector(".note").value.trim();
+  button.disabled = true;
+  message.textContent = "";
+  try {
+    const res = await fetch("/function/health", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ deviceID: row.dataset.fan, action: "acknowledge", by, ...(note === "" ? {} : { note }) }),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      message.textContent = `Fan ${row.dataset.fan} not acknowledged: ${body.error ?? `the gateway answered ${res.status}`}`;
+      return;
+    }
+    const record = body.record ?? {};
+    acknowledgedHere.set(record.alarmId ?? row.dataset.alarm, { by: record.acknowledgedBy ?? by, note: record.note ?? note, until: Date.now() + 10_000 });
+    row.dataset.acknowledged = "true";
+    row.querySelector(".acknowledged-by").textContent = `acknowledged by ${record.acknowledgedBy ?? by}${note ? `: “${note}”` : ""}`;
+    row.querySelector(".ack").hidden = true;
+    message.textContent = `Fan ${row.dataset.fan}: alarm acknowledged.`;
+  } catch (error) {
+    message.textContent = `Fan ${row.dataset.fan} not acknowledged: ${error.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function transitionText(t) {
+  const parts = [time(t.at), `Fan ${t.deviceID}`, t.event];
+  if (t.event === "acknowledged") {
+    if (t.by) parts.push(`by ${t.by}${t.note ? `: “${t.note}”` : ""}`);
+  } else {
+    if (t.cause) parts.push(t.cause);
+    if (t.event === "warning" || t.event === "alarm") parts.push(percent(t.probability));
+    if (t.eta) parts.push(`alarm expected ${eta(t.eta)}`);
+  }
+  return parts.join(" · ");
 }
 
 function item(text) {
@@ -85,6 +209,7 @@ function item(text) {
   return li;
 }
 
+$("ack-by").value = localStorage.getItem("fanwatch.by") ?? "";
 const events = new EventSource("/ui/events");
 events.onmessage = (event) => {
   $("connection").textContent = `live · ${time(Date.now())}`;

@@ -1,4 +1,7 @@
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { finished, freePort, spawnCli, waitForOutput, type Finished } from "./process.js";
 
 export interface StartedSystem {
@@ -15,11 +18,16 @@ export interface StartedSystem {
 /** Runs `fanwatch start` on free ports and waits until it says it is running. */
 export async function startFanwatch(args: string[], env: NodeJS.ProcessEnv = {}, port?: number): Promise<StartedSystem> {
   const gatewayPort = port ?? (await freePort());
-  const child = spawnCli(["start", "--port", String(gatewayPort), ...args], env);
+  // A health state of its own for every run (unless the test names one): by default fanwatch start
+  // keeps it in the repository's .fanwatch/nats, and an alarm acknowledged by one test would still
+  // be acknowledged in the next run.
+  const stateDir = await mkdtemp(join(tmpdir(), "fanwatch-start-nats-"));
+  const child = spawnCli(["start", "--port", String(gatewayPort), ...args], { NATS_STORE_DIR: stateDir, ...env });
   let output = "";
   child.stdout.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr.on("data", (d: Buffer) => (output += d.toString()));
   const exit = finished(child);
+  void exit.finally(() => rm(stateDir, { recursive: true, force: true }));
   await waitForOutput(child, /running; Ctrl-C stops everything/, 60_000);
   const brokerUrl = /^broker {3}(\S+)/m.exec(output)?.[1];
   const password = /password (\S+)\)/.exec(output)?.[1];

@@ -1,0 +1,68 @@
+import { Point } from "@influxdata/influxdb-client";
+import { FEATURES } from "../../lib/features.js";
+import { AlarmTransitionSchema } from "../../lib/health.js";
+import { TIMESTAMP_MAX_MS, TIMESTAMP_MIN_MS } from "../../lib/telemetry.js";
+
+/**
+ * The `health` measurement: one point per transition on the alarm topic (fan/alarm), at the
+ * transition's time `at`. Tags are the fan and two small enumerations (6 events × 5 states, and an
+ * event other than `acknowledged` is the state it enters), so the series are about 7 per fan; the
+ * alarm id, different for every episode, is a field. A transition delivered twice (QoS 1) is the
+ * same series at the same time: InfluxDB keeps it once. Telegraf writes the same points (its
+ * json_v2 parser leaves out JSON nulls, as this does).
+ */
+export const HEALTH_SCHEMA = {
+  tags: ["deviceID", "event", "state"],
+  fields: {
+    alarmId: "string",
+    severity: "string",
+    cause: "string",
+    probability: "float",
+    eta: "string",
+    acknowledged: "boolean",
+    ...(Object.fromEntries(FEATURES.map((f) => [`contribution_${f}`, "float"])) as Record<`contribution_${(typeof FEATURES)[number]}`, "float">),
+    acknowledgedBy: "string",
+    note: "string",
+  },
+} as const;
+
+/**
+ * RFC 3339, as Telegraf's layout `2006-01-02T15:04:05Z07:00` reads it (fractions of a second
+ * allowed, to the nanosecond): `2026-11-27T10:00:00.123Z`, `…+01:00`.
+ */
+const RFC3339 = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/;
+
+/** An RFC 3339 time as nanoseconds since the epoch, or why it cannot be stored. */
+export function rfc3339Nanoseconds(text: string): bigint | string {
+  const match = RFC3339.exec(text);
+  if (match === null) return `${JSON.stringify(text.slice(0, 40))} is not an RFC 3339 time (e.g. 2026-11-27T10:00:00.000Z)`;
+  const [, seconds, fraction = "", zone] = match;
+  const ms = Date.parse(`${seconds}${zone}`);
+  if (Number.isNaN(ms)) return `${JSON.stringify(text)} is not a valid time`;
+  if (ms < TIMESTAMP_MIN_MS || ms > TIMESTAMP_MAX_MS) return `${text} is outside 1970-01-01 to 2262-04-11, the times InfluxDB can store`;
+  return BigInt(ms) * 1_000_000n + BigInt(fraction.padEnd(9, "0"));
+}
+
+export type HealthLine = { ok: true; line: string } | { ok: false; error: string };
+
+/** One transition as one line of line protocol (nanoseconds), or why it is not one. */
+export function healthLine(value: unknown): HealthLine {
+  const parsed = AlarmTransitionSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return { ok: false, error: `health transition ${issue?.path.join(".") || "body"}: ${issue?.message ?? "invalid"}` };
+  }
+  const t = parsed.data;
+  const time = rfc3339Nanoseconds(t.at);
+  if (typeof time === "string") return { ok: false, error: `health transition at: ${time}` };
+  const point = new Point("health").tag("deviceID", t.deviceID).tag("event", t.event).tag("state", t.state);
+  point.stringField("severity", t.severity).floatField("probability", t.probability).booleanField("acknowledged", t.acknowledged);
+  if (t.alarmId !== null) point.stringField("alarmId", t.alarmId);
+  if (t.cause !== null) point.stringField("cause", t.cause);
+  if (t.eta !== null) point.stringField("eta", t.eta);
+  if (t.contributions !== null) for (const f of FEATURES) point.floatField(`contribution_${f}`, t.contributions[f]);
+  if (t.by !== undefined) point.stringField("acknowledgedBy", t.by);
+  if (t.note !== undefined) point.stringField("note", t.note);
+  point.timestamp(time.toString());
+  return { ok: true, line: point.toLineProtocol() as string };
+}

@@ -1,0 +1,205 @@
+import type { MqttClient } from "mqtt";
+import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/types.js";
+import { readHealthConfig, type HealthConfig } from "../../lib/config.js";
+import { deadLetter, FANWATCH_CONNECTOR } from "../../lib/dead-letter.js";
+import { InputError } from "../../lib/errors.js";
+import type { AlarmTransition, HealthRecord } from "../../lib/health.js";
+import { createLogger } from "../../lib/log.js";
+import { connectMqtt, mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt.js";
+import { toInputError } from "../../lib/validation.js";
+import { AlarmPublisher } from "./alarm-publisher.js";
+import { Budget } from "./budget.js";
+import { HealthConflictError, HealthNotFoundError } from "./errors.js";
+import { acknowledge, evaluate } from "./evaluator.js";
+import { FanUpdater } from "./fan-updates.js";
+import { AcknowledgeSchema, groupByFan, isCommand, readBody } from "./inputs.js";
+import { HealthMetrics } from "./metrics.js";
+import { readHealthPolicy, type HealthPolicy } from "./policy.js";
+import { listFans, parseQuery, type HealthListing } from "./query.js";
+import { SilenceTimer } from "./silence.js";
+import { StoreUnavailableError, type HealthStore } from "./store.js";
+import { MemoryStore } from "./store-memory.js";
+import { NatsStore } from "./store-nats.js";
+
+/**
+ * health: evaluates the predictions on the anomaly topic into one health record per fan, kept in
+ * a NATS key-value bucket with compare-and-set (fan-updates.ts), and publishes each transition at
+ * QoS 1 on the alarm topic. GET lists the records; POST takes predictions (one or an array, what
+ * our connector sends) or an acknowledgement. A bad prediction is rejected alone and
+ * dead-lettered. While NATS or the broker is unreachable the answer is a 503 and the connector
+ * tries again; a batch it sends again is recognised and not counted twice.
+ */
+export interface EvaluateAnswer {
+  evaluated: number;
+  rejected: number;
+  transitions: number;
+}
+
+export interface AcknowledgeAnswer {
+  record: HealthRecord;
+  transition: AlarmTransition;
+}
+
+interface Health {
+  config: HealthConfig;
+  policy: HealthPolicy;
+  mqtt: MqttClient;
+  publisher: AlarmPublisher;
+  store: HealthStore;
+  updater: FanUpdater;
+  silence: SilenceTimer;
+}
+
+const log = createLogger("health");
+let health: Health | undefined;
+const counters = new HealthMetrics(() => (health === undefined ? {} : listFans(records(health.store), parseQuery({})).counts));
+
+export async function init(): Promise<void> {
+  const config = readHealthConfig();
+  const policy = readHealthPolicy(process.env);
+  const settings = mqttSettingsFromEnv();
+  const mqtt = connectMqtt(settings, {
+    clientId: `health-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
+    onError: (error) => log.warn({ event: "mqtt_error", err: error.message }, "MQTT error"),
+  });
+  mqtt.on("connect", () => log.info({ event: "mqtt_connected", broker: redactUrl(settings.url) }, "connected to the broker"));
+  mqtt.on("offline", () => log.warn({ event: "mqtt_offline" }, "broker unreachable; transitions wait in their fans' outboxes, invocations answer 503"));
+  let store: HealthStore;
+  if (config.natsUrl === undefined) {
+    store = new MemoryStore();
+    log.warn({ event: "store_memory" }, "NATS_URL is not set: fan health is kept in memory and is lost when health stops (not durable)");
+  } else {
+    const nats = new NatsStore({ url: config.natsUrl, bucket: config.bucket, replicas: config.kvReplicas, requestTimeoutMs: config.natsTimeoutMs, log });
+    // Ready before the first request where NATS is there; where it is not, health starts anyway
+    // and answers 503 until it is (never exits for want of it).
+    await Promise.race([nats.opened(), new Promise((resolve) => setTimeout(resolve, config.natsTimeoutMs).unref())]);
+    store = nats;
+  }
+  const publisher = new AlarmPublisher(mqtt);
+  const updater = new FanUpdater(store, publisher, {
+    alarmTopic: config.topics.alarm,
+    casAttempts: config.casAttempts,
+    resendMs: config.outboxResendMs,
+    recentBatches: 16,
+    now: Date.now,
+    log,
+    metrics: counters,
+  });
+  const silence = new SilenceTimer({ store, updater, policy, intervalMs: config.silentCheckMs, budgetMs: config.budgetMs, resendMs: config.outboxResendMs, log });
+  silence.start();
+  health = { config, policy, mqtt, publisher, store, updater, silence };
+  log.info(
+    { event: "configured", store: store.description, nats: config.natsUrl === undefined ? undefined : redactUrl(config.natsUrl), topics: config.topics, budgetMs: config.budgetMs, broker: redactUrl(settings.url) },
+    `health ready; state in ${store.description}`,
+  );
+}
+
+export async function handler(event: FunctionEvent, context: FunctionContext): Promise<EvaluateAnswer | AcknowledgeAnswer | HealthListing | Record<string, unknown>> {
+  const h = ready();
+  if (event.method === "GET") {
+    const query = parseQuery(event.query);
+    if (!h.store.available) throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
+    return listFans(records(h.store), query);
+  }
+  if (event.method !== "POST") {
+    context.status(405).headers({ allow: "GET, POST" });
+    return { error: `method ${event.method} is not allowed; GET the fans' health, POST predictions or an acknowledgement`, field: "method" };
+  }
+  const budget = Budget.forCall(event.headers["x-timeout-ms"], h.config.budgetMs);
+  const topic = topicOf(event, h.config);
+  let body: unknown;
+  try {
+    body = readBody(event.body);
+  } catch (error) {
+    // Our connector dead-letters what a function answers 4xx to; other callers do not (as predict).
+    if (event.headers["x-connector"] !== FANWATCH_CONNECTOR) await h.publisher.publish(h.config.topics.deadletter, [deadLetter((error as Error).message, topic, event.body ?? "")], budget).finally(() => budget.end());
+    else budget.end();
+    counters.predictions.inc({ outcome: "rejected" });
+    throw error;
+  }
+  try {
+    return await (isCommand(body) ? acknowledgeAlarm(h, body, budget) : evaluatePredictions(h, body, topic, budget));
+  } finally {
+    budget.end();
+  }
+}
+
+async function evaluatePredictions(h: Health, body: unknown, topic: string, budget: Budget): Promise<EvaluateAnswer> {
+  const items = Array.isArray(body) ? body : [body];
+  if (items.length === 0) throw new InputError("the array of predictions is empty", "body");
+  if (items.length > h.config.maxPredictions) throw new InputError(`at most ${h.config.maxPredictions} predictions per invocation, got ${items.length}`, "body", { status: 413 });
+  // Checked before anything is published, so that the connector's retry dead-letters nothing twice.
+  if (!h.store.available) throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
+  const now = Date.now();
+  const { fans, rejections, valid } = groupByFan(items, now);
+  const letters = rejections.map((r) => deadLetter(r.error, topic, r.item));
+  // Fans are independent: evaluated and written concurrently, one write each (fan-updates.ts).
+  const [updates] = await Promise.all([
+    Promise.allSettled(fans.map((fan) => h.updater.apply(fan.deviceID, (current) => evaluate(current, fan.deviceID, fan.inputs, now, h.policy), budget, fan.digest))),
+    h.publisher.publish(h.config.topics.deadletter, letters, budget),
+  ]);
+  counters.predictions.inc({ outcome: "rejected" }, letters.length);
+  let transitions = 0;
+  let failure: unknown;
+  updates.forEach((u, i) => {
+    const size = fans[i]?.inputs.length ?? 0;
+    if (u.status === "rejected") failure ??= u.reason;
+    else {
+      transitions += u.value.transitions.length;
+      counters.predictions.inc({ outcome: u.value.duplicate ? "duplicate" : "evaluated" }, size);
+    }
+  });
+  // Fans written stay written: the retry of this batch finds their digests and skips them.
+  if (failure !== undefined) throw failure;
+  return { evaluated: valid, rejected: rejections.length, transitions };
+}
+
+async function acknowledgeAlarm(h: Health, body: unknown, budget: Budget): Promise<AcknowledgeAnswer> {
+  const parsed = AcknowledgeSchema.safeParse(body);
+  if (!parsed.success) throw toInputError(parsed.error, "", 'an acknowledgement is {"deviceID","action":"acknowledge","by","note"}');
+  const { deviceID, by, note } = parsed.data;
+  if (!h.store.available) throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
+  const now = Date.now();
+  let result;
+  try {
+    result = await h.updater.apply(deviceID, (current) => acknowledge(current, deviceID, by, note, now), budget);
+  } catch (error) {
+    // No such fan (404) or nothing to acknowledge (409): answered as {"error","field"} like every bad input.
+    if (error instanceof HealthNotFoundError || error instanceof HealthConflictError) throw new InputError(error.message, error.field, { status: error.status, cause: error });
+    throw error;
+  }
+  const transition = result.transitions[0];
+  if (result.record === undefined || transition === undefined) throw new Error(`acknowledging fan ${deviceID} made no transition`);
+  return { record: result.record, transition };
+}
+
+export async function close(): Promise<void> {
+  if (health === undefined) return;
+  const { silence, store, mqtt } = health;
+  health = undefined;
+  await silence.stop();
+  await store.close();
+  await mqtt.endAsync();
+}
+
+export function metrics(): Promise<string> {
+  return counters.registry.metrics();
+}
+
+function* records(store: HealthStore): Iterable<HealthRecord> {
+  for (const fan of store.fans()) {
+    const entry = fan.entry;
+    if (entry !== null) yield entry.health.record;
+  }
+}
+
+/** The connectors say which topic a message came from (X-Topic); default to the anomaly topic. */
+function topicOf(event: FunctionEvent, config: HealthConfig): string {
+  const header = event.headers["x-topic"];
+  return typeof header === "string" && header !== "" ? header : config.topics.anomaly;
+}
+
+function ready(): Health {
+  if (health === undefined) throw new Error("the health function was not initialised: init() must run before handler()");
+  return health;
+}

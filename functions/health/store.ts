@@ -1,0 +1,107 @@
+import { z } from "zod";
+import { AlarmTransitionSchema, type AlarmTransition } from "../../lib/health.js";
+import { FanHealthSchema, type FanHealth } from "./evaluator.js";
+
+/** A transition written with the state that caused it and not yet known to be on the alarm topic. */
+export interface OutboxItem {
+  transition: AlarmTransition;
+  /** When it was written (ms): after HEALTH_OUTBOX_RESEND_MS anyone who touches the fan sends it. */
+  queuedAt: number;
+}
+
+/**
+ * What one key of the bucket holds: the fan's health, the outbox of transitions not yet published
+ * (so that a crash between the write and the publish loses none), and digests of the last batches
+ * of predictions evaluated (so that a batch the connector sends again after a 503 or a timeout is
+ * not counted twice).
+ */
+export interface FanEntry {
+  health: FanHealth;
+  outbox: OutboxItem[];
+  recent: string[];
+}
+
+export const FanEntrySchema: z.ZodType<FanEntry> = z.object({
+  health: FanHealthSchema,
+  outbox: z.array(z.object({ transition: AlarmTransitionSchema, queuedAt: z.number() })),
+  recent: z.array(z.string()),
+}) as unknown as z.ZodType<FanEntry>;
+
+/**
+ * One fan as the store last saw it, as the bytes the bucket holds. Parsed on every use rather than
+ * kept as objects: 10,000 fans kept parsed were 150 MB of small objects in the old generation,
+ * and each write promoted another entry, so that garbage collection took a quarter of health's
+ * CPU; parsing a 1 KB entry costs a few microseconds. Bytes this process wrote are trusted (plain
+ * JSON.parse); bytes from elsewhere (other replicas, older versions) go through the schema once.
+ */
+export class StoredFan {
+  #trusted: boolean;
+
+  constructor(
+    readonly deviceID: string,
+    readonly revision: number,
+    readonly bytes: Uint8Array,
+    trusted: boolean,
+  ) {
+    this.#trusted = trusted;
+  }
+
+  /** The entry, or null when what is stored cannot be read (written by something else, or corrupt). */
+  get entry(): FanEntry | null {
+    try {
+      const value: unknown = JSON.parse(Buffer.from(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength).toString("utf8"));
+      if (this.#trusted) return value as FanEntry;
+      const parsed = FanEntrySchema.safeParse(value);
+      if (!parsed.success) return null;
+      this.#trusted = true;
+      return parsed.data;
+    } catch {
+      return null;
+    }
+  }
+}
+
+/**
+ * Where fan health lives: the NATS key-value bucket, or memory when fanwatch runs without NATS.
+ * Both have the same compare-and-set semantics: create() fails when the key exists, update()
+ * when the key's revision is no longer `revision`; either is a CasConflictError.
+ */
+export interface HealthStore {
+  /** False for the memory store: its state ends with the process. */
+  readonly durable: boolean;
+  /** Where the state is, for logs. */
+  readonly description: string;
+  /** True while reads and writes can succeed (connected, bucket open, cache loaded). */
+  readonly available: boolean;
+  /** The fan as the cache last saw it, possibly behind the store by a write or two (CAS catches that). */
+  cached(deviceID: string): StoredFan | undefined;
+  /** Every fan in the cache. */
+  fans(): Iterable<StoredFan>;
+  /** Reads the fan from the store itself (and refreshes the cache). */
+  read(deviceID: string): Promise<StoredFan | undefined>;
+  create(deviceID: string, entry: FanEntry): Promise<StoredFan>;
+  update(deviceID: string, entry: FanEntry, revision: number): Promise<StoredFan>;
+  close(): Promise<void>;
+}
+
+/** Someone else wrote the fan since it was read: read again and re-apply. */
+export class CasConflictError extends Error {
+  override readonly name = "CasConflictError";
+}
+
+/** The store cannot be reached (or is not ready yet): a 503, the caller tries again later. */
+export class StoreUnavailableError extends Error {
+  override readonly name = "StoreUnavailableError";
+  readonly status = 503;
+}
+
+/** Every compare-and-set attempt for a fan lost to another writer: a 503, tried again later. */
+export class ContendedError extends Error {
+  override readonly name = "ContendedError";
+  readonly status = 503;
+}
+
+/** Stored entries as JSON bytes, as the bucket holds them. */
+export function encodeEntry(entry: FanEntry): Uint8Array {
+  return Buffer.from(JSON.stringify(entry), "utf8");
+}

@@ -1,0 +1,53 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort } from "../../lib/net.js";
+import { findNatsServer, startNatsServer, type NatsServer } from "../../runtime/nats.js";
+
+export interface TestNats {
+  url: string;
+  port: number;
+  readonly pid: number | undefined;
+  /** Kills the server outright (SIGKILL: no flush, as a crash or a pulled plug). */
+  kill(): Promise<void>;
+  /** Starts it again on the same port with the same store directory. */
+  restart(): Promise<void>;
+  /** Stops the server and deletes its store. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A real nats-server with JetStream on a free port and a temporary store directory, ready when
+ * this resolves ("Server is ready"). Fails naming the package when nats-server is not installed.
+ */
+export async function startNats(): Promise<TestNats> {
+  const binary = findNatsServer();
+  if (binary === undefined) throw new Error("nats-server is missing: apt-get install -y nats-server (or set NATS_SERVER to its path)");
+  const storeDir = await mkdtemp(join(tmpdir(), "fanwatch-nats-"));
+  const port = await freePort();
+  let server: NatsServer | undefined = await startNatsServer({ binary, port, storeDir }).catch(async (error: unknown) => {
+    await rm(storeDir, { recursive: true, force: true });
+    throw error;
+  });
+  return {
+    url: server.url,
+    port,
+    get pid() {
+      return server?.pid;
+    },
+    async kill() {
+      await server?.kill();
+      server = undefined;
+    },
+    async restart() {
+      await server?.stop();
+      server = await startNatsServer({ binary, port, storeDir });
+    },
+    async stop() {
+      await server?.stop();
+      server = undefined;
+      await rm(storeDir, { recursive: true, force: true });
+    },
+  };
+}
+
