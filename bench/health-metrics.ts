@@ -135,6 +135,7 @@ export function summarise(outcomes: readonly FanOutcome[]) {
       etaRatioP10: quantile(etas, 0.1),
       etaRatioP90: quantile(etas, 0.9),
       bearingCauseVibration: bearings.length === 0 ? null : bearings.filter((o) => o.warningCause === "vibration").length / bearings.length,
+      bearingAlarmCauseVibration: bearings.length === 0 ? null : bearings.filter((o) => o.alarmCause === "vibration").length / bearings.length,
     },
     flapping: { episodes: faultFans.length, extraAlarms: faultFans.reduce((n, o) => n + o.flaps, 0) },
   };
