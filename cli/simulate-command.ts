@@ -23,11 +23,11 @@ export function addFleetOptions(command: Command, defaults: { fans: number; faul
     .option("--faulty <k>", "of which faulty from the start", integer("--faulty"), defaults.faulty)
     .option("--degrading <d>", "of which start healthy and wear out, all four sensors drifting", integer("--degrading"), defaults.degrading)
     .option("--bearing <b>", "of which start healthy and wear out with vibration alone drifting", integer("--bearing"), 0)
-    .option("--sudden <s>", "of which run healthy and turn faulty at once at a random moment", integer("--sudden"), 0)
+    .option("--sudden <s>", "of which run healthy, then turn faulty at once (when: see --onset-minutes)", integer("--sudden"), 0)
     .option("--noisy <n>", "of which are healthy with rare single-reading spikes", integer("--noisy"), 0)
     .option("--interval <ms>", "time between two readings of one fan", integer("--interval"), 2000)
     .option("--degrade-minutes <m>", "how long a degrading or bearing fan takes to wear out", number("--degrade-minutes"), 10)
-    .option("--onset-minutes <m>", "degrading, bearing and sudden fans start at a random moment within this time (0: at once)", number("--onset-minutes"), 0)
+    .option("--onset-minutes <m>", "degrading, bearing and sudden fans start to fail at a random moment within this many minutes; 0: at the first reading", number("--onset-minutes"), 0)
     .option("--seed <s>", "seed of the readings", integer("--seed"), 1);
 }
 

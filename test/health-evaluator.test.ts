@@ -69,6 +69,25 @@ describe("health evaluator: alarms", () => {
     assert.ok(fan.record.probability > 0.8, `smoothed probability ${fan.record.probability}`);
   });
 
+  it("an alarm's cause and contributions come from score's explanations, averaged over the faulty predictions", () => {
+    const random = seededRandom(22);
+    let state: FanHealth | undefined;
+    const transitions: AlarmTransition[] = [];
+    for (let n = 0; n < 8; n++) {
+      // Each reading's largest contribution alternates; on average vibration leads.
+      const contributions = n % 2 === 0 ? { rotation: 0.02, temperature: 0.3, vibration: 0.5, sound: 0.05 } : { rotation: 0.02, temperature: 0.35, vibration: 0.3, sound: 0.05 };
+      const at = T0 + n * STEP;
+      const result = evaluate(state, ID, [{ prediction: { deviceID: ID, fault: 1, probability: 0.95, reading: faultyReading(random), cause: n % 2 === 0 ? "vibration" : "temperature", contributions }, at }], at);
+      state = result.next;
+      transitions.push(...result.transitions);
+    }
+    const [alarm] = transitions;
+    assert.equal(alarm?.event, "alarm");
+    assert.equal(alarm?.cause, "vibration", "the sensor with the largest average contribution, not the last reading's");
+    assert.ok(alarm?.contributions && alarm.contributions.vibration > alarm.contributions.temperature);
+    assert.equal(state?.record.cause, "vibration");
+  });
+
   it("a healthy fan with the model's rare false positives never changes state in a day", () => {
     const random = seededRandom(12);
     const fan = new Fan();
