@@ -5,7 +5,10 @@
  * arrival times, fan by fan, so days of readings take
  * seconds and nothing depends on the wall clock. docs/health.md explains the numbers.
  *
- *   node dist/bench/health.js [--short] [--seeds 10] [--days 5] [--degrade-hours 6]
+ *   node dist/bench/health.js [--short] [--seeds 10] [--days 5] [--degrade-hours 6] [--quality | --pipeline]
+ *
+ * Then, unless --quality, the end-to-end part (bench/pipeline-health.ts): readings/s through the
+ * real pipeline with health on every reading, and the prediction path alone, in the same run.
  *
  * stdout: one JSON line per seed and a summary line; stderr: progress and the table. HEALTH_*
  * variables change the policy as they change the function's (docs/health.md), to compare policies.
@@ -32,8 +35,12 @@ const { values: args } = parseArgs({
     seeds: { type: "string" },
     days: { type: "string" },
     "degrade-hours": { type: "string" },
+    quality: { type: "boolean", default: false },
+    pipeline: { type: "boolean", default: false },
   },
 });
+/** Both parts unless one is asked for: --quality (the rules at accelerated time) or --pipeline (end to end, wall clock). */
+const parts = { quality: args.quality === true || args.pipeline !== true, pipeline: args.pipeline === true || args.quality !== true };
 const short = args.short ?? false;
 const seeds = Number(args.seeds ?? (short ? 2 : 10));
 const days = Number(args.days ?? (short ? 0.25 : 5));
@@ -142,7 +149,16 @@ function table(s: Summary, rate: number): string {
   return rows.map(([a, b, c]) => `${a.padEnd(w0)}  ${b.padStart(w1)}  ${c}`).join("\n") + "\n";
 }
 
-main().catch((error: unknown) => {
+async function run(): Promise<void> {
+  if (parts.quality) await main();
+  if (parts.pipeline) {
+    // The rules' quality needs no servers; throughput and latency need the whole pipeline.
+    const { benchHealthPipeline } = await import("./pipeline-health.js");
+    await benchHealthPipeline();
+  }
+}
+
+run().catch((error: unknown) => {
   process.stderr.write(`\nbench:health: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
   process.exitCode = 1;
 });

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { fileURLToPath } from "node:url";
 import type { FleetSnapshot } from "../runtime/fleet-view.js";
 import { addFleetOptions, fleetOptions, type FleetFlags } from "./simulate-command.js";
+import type { FleetMix } from "../runtime/fan-profiles.js";
 import { integer, type Io } from "./parse.js";
 import { REPO_ROOT } from "./paths.js";
 
@@ -42,7 +43,7 @@ export function addStartCommand(program: Command, io: Io): void {
       io.err(`broker   ${system.brokerUrl}${system.embeddedBroker ? " (embedded)" : ""}`);
       io.err(`gateway  ${system.gatewayUrl}  (curl ${system.gatewayUrl}/function/score -d '{"params":[612.3,40.1,151.7,48.9]}')`);
       io.err(`page     ${system.gatewayUrl}/ui/${opts.host === "127.0.0.1" ? "" : `, and from the network at http://<this machine>:${opts.port}/ui/`}`);
-      io.err(system.simulator === undefined ? "no simulated fleet (--fans 0): publish readings to the broker yourself" : `fleet    ${fleet.fans} simulated fans (${fleet.faulty} faulty, ${fleet.degrading} degrading over ${opts.degradeMinutes} min)`);
+      io.err(system.simulator === undefined ? "no simulated fleet (--fans 0): publish readings to the broker yourself" : `fleet    ${fleet.fans} simulated fans (${describeMix(fleet, opts.degradeMinutes)})`);
       io.err("running; Ctrl-C stops everything");
 
       // On a terminal the status line is redrawn every second; in a log, one line every 10 s.
@@ -71,4 +72,15 @@ export function addStartCommand(program: Command, io: Io): void {
 export function healthLine(totals: Pick<FleetSnapshot["totals"], "states" | "unacknowledged">): string {
   const { ok, warning, alarm, cleared, silent } = totals.states;
   return `${ok} ok, ${warning} warning, ${alarm} alarm, ${cleared} cleared, ${silent} silent, ${totals.unacknowledged} unacknowledged`;
+}
+
+/** "2 faulty, 2 degrading over 10 min, 1 noisy": the shapes the fleet has, wear-outs with their length. */
+function describeMix(fleet: FleetMix, degradeMinutes: number): string {
+  const { bearing = 0, sudden = 0, noisy = 0 } = fleet;
+  const parts = [`${fleet.faulty} faulty`, `${fleet.degrading} degrading`];
+  if (bearing > 0) parts.push(`${bearing} bearing`);
+  if (fleet.degrading > 0 || bearing > 0) parts[parts.length - 1] += ` over ${degradeMinutes} min`;
+  if (sudden > 0) parts.push(`${sudden} sudden`);
+  if (noisy > 0) parts.push(`${noisy} noisy`);
+  return parts.join(", ");
 }
