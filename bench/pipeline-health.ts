@@ -12,6 +12,7 @@
 // Progress goes to stderr; results to stdout as JSON lines, the summary last.
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { Kvm, KvWatchInclude } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import mqtt, { type MqttClient } from "mqtt";
@@ -20,7 +21,8 @@ import { freePort } from "../lib/net.js";
 import { startMosquitto, type Broker } from "../test/support/mosquitto.js";
 import { startNats, type TestNats } from "../test/support/nats.js";
 import { spawnCli, waitForOutput } from "../test/support/process.js";
-import { cpuSeconds, peakRssMb } from "./process-stats.js";
+import { cpuByProcess, cpuMsPer1000, publishPaced, quantile, waitUntilDone } from "./load-step.js";
+import { peakRssMb } from "./process-stats.js";
 
 const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 8);
 const FANS = Number(process.env.BENCH_FANS ?? 1000);
@@ -196,42 +198,24 @@ async function startSystem(shape: Shape): Promise<System> {
 async function runStep(system: System, shape: Shape, rate: number, seconds: number): Promise<PipelineStep> {
   system.pending.clear();
   system.latencies.length = 0;
-  const cpuBefore = await cpuByProcess(system);
-  const started = Date.now();
-  let sent = 0;
-  const publishes: Array<Promise<unknown>> = [];
-  while (Date.now() - started < seconds * 1000) {
-    const due = Math.floor(((Date.now() - started) / 1000) * rate);
-    for (; sent < due; sent++) {
-      const fan = sent % FANS;
-      const deviceID = `bench-${fan}`;
-      // One fan's readings carry distinct, rising times: a record's lastSeen covers its earlier readings.
-      const sentAt = Date.now();
-      const list = system.pending.get(deviceID);
-      const at = Math.max(sentAt, (list?.at(-1)?.at ?? 0) + 1);
-      if (list === undefined) system.pending.set(deviceID, [{ at, sentAt }]);
-      else list.push({ at, sentAt });
-      publishes.push(system.publisher.publishAsync("fan/messages", JSON.stringify({ deviceID, timeStamp: at, ...reading(fan, sent) }), { qos: 1 }));
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  await Promise.all(publishes);
-  let last = -1;
-  let quietSince = Date.now();
-  while (Date.now() - quietSince < 3_000 && system.latencies.length < sent) {
-    if (system.latencies.length !== last) {
-      last = system.latencies.length;
-      quietSince = Date.now();
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  const cpuAfter = await cpuByProcess(system);
-  const cpuMsPer1000 = Object.fromEntries(Object.entries(cpuAfter).map(([name, s]) => [name, Math.round(((s - (cpuBefore[name] ?? 0)) * 1e6) / Math.max(1, sent))]));
+  const cpuBefore = await cpuByProcess(system.pids());
+  const sent = await publishPaced(rate, seconds, (n) => {
+    const fan = n % FANS;
+    const deviceID = `bench-${fan}`;
+    // One fan's readings carry distinct, rising times: a record's lastSeen covers its earlier readings.
+    const sentAt = Date.now();
+    const list = system.pending.get(deviceID);
+    const at = Math.max(sentAt, (list?.at(-1)?.at ?? 0) + 1);
+    if (list === undefined) system.pending.set(deviceID, [{ at, sentAt }]);
+    else list.push({ at, sentAt });
+    return system.publisher.publishAsync("fan/messages", JSON.stringify({ deviceID, timeStamp: at, ...reading(fan, n) }), { qos: 1 });
+  });
+  await waitUntilDone(() => system.latencies.length, sent);
+  const cpu = cpuMsPer1000(cpuBefore, await cpuByProcess(system.pids()), sent);
   const latencies = [...system.latencies].sort((a, b) => a - b);
-  const pick = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? Number.NaN;
   const done = latencies.length;
-  const p99Ms = pick(0.99);
-  return { kind: "pipeline-step", shape: shape.name, offered: rate, seconds, sent, done, lost: sent - done, p50Ms: pick(0.5), p99Ms, ok: done === sent && p99Ms <= shape.p99LimitMs, cpuMsPer1000 };
+  const p99Ms = quantile(latencies, 0.99);
+  return { kind: "pipeline-step", shape: shape.name, offered: rate, seconds, sent, done, lost: sent - done, p50Ms: quantile(latencies, 0.5), p99Ms, ok: done === sent && p99Ms <= shape.p99LimitMs, cpuMsPer1000: cpu };
 }
 
 /** Healthy readings for nine fans in ten, faulty ones for the tenth: alarms and explanations are part of the load. */
@@ -239,11 +223,6 @@ function reading(fan: number, n: number): Record<string, number> {
   const wobble = (n * 7919) % 1000 / 1000;
   if (fan % 10 === 9) return { rotation: 420 + 60 * wobble, temperature: 50 + 4 * wobble, vibration: 220 + 25 * wobble, sound: 55 + 4 * wobble };
   return { rotation: 520 + 160 * wobble, temperature: 36 + 8 * wobble, vibration: 110 + 80 * wobble, sound: 46 + 5 * wobble };
-}
-
-async function cpuByProcess(system: System): Promise<Record<string, number>> {
-  const entries = await Promise.all(Object.entries(system.pids()).map(async ([name, pid]) => [name, await cpuSeconds(pid).catch(() => 0)] as const));
-  return Object.fromEntries(entries);
 }
 
 function childPids(pid: number | undefined): number[] {
@@ -255,9 +234,10 @@ function childPids(pid: number | undefined): number[] {
   }
 }
 
+/** A process's command line, words separated and surrounded by spaces ("" once it is gone). */
 function readArgs(pid: number): string {
   try {
-    return ` ${execFileSync("cat", [`/proc/${pid}/cmdline`], { encoding: "utf8" }).split("\0").join(" ")} `;
+    return ` ${readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ")} `;
   } catch {
     return "";
   }

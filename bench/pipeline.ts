@@ -9,7 +9,8 @@ import type { ChildProcess } from "node:child_process";
 import mqtt, { type MqttClient } from "mqtt";
 import { CONNECTOR_NODE_OPTIONS } from "../connectors/mqtt/node-options.js";
 import { freePort } from "../lib/net.js";
-import { cpuSeconds, peakRssMb, rssMb } from "./process-stats.js";
+import { cpuByProcess, cpuMsPer1000, publishPaced, quantile, waitUntilDone } from "./load-step.js";
+import { peakRssMb, rssMb } from "./process-stats.js";
 import { startMosquitto, type Broker } from "../test/support/mosquitto.js";
 import { spawnCli, waitForOutput } from "../test/support/process.js";
 
@@ -147,37 +148,19 @@ async function startSystem(shape: Shape): Promise<System> {
 /** Publishes `rate` readings a second for STEP_SECONDS, paced every 10 ms, then waits for stragglers. */
 async function runStep(system: System, shape: Shape, rate: number, seconds = STEP_SECONDS): Promise<StepResult> {
   system.arrivals.clear();
-  const cpuBefore = await cpuByProcess(system);
+  const cpuBefore = await cpuByProcess(system.pids());
   let connectorRssMb = 0;
   const rssSampler = setInterval(() => void rssMb(system.connector.pid).then((mb) => (connectorRssMb = Math.max(connectorRssMb, mb))), 250);
   const sentAt = new Map<string, number>();
-  const started = Date.now();
-  let sent = 0;
-  const publishes: Array<Promise<unknown>> = [];
-  while (Date.now() - started < seconds * 1000) {
-    const due = Math.floor(((Date.now() - started) / 1000) * rate);
-    for (; sent < due; sent++) {
-      const id = `${shape.name}-${rate}-${sent}`;
-      const now = Date.now();
-      sentAt.set(id, now);
-      const reading = JSON.stringify({ deviceID: id, timeStamp: now, rotation: 500 + (sent % 200), temperature: 35 + (sent % 20), vibration: 100 + (sent % 150), sound: 45 + (sent % 15) });
-      publishes.push(system.publisher.publishAsync("fan/messages", reading, { qos: shape.qos }));
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  await Promise.all(publishes);
+  const sent = await publishPaced(rate, seconds, (n) => {
+    const id = `${shape.name}-${rate}-${n}`;
+    const now = Date.now();
+    sentAt.set(id, now);
+    const reading = JSON.stringify({ deviceID: id, timeStamp: now, rotation: 500 + (n % 200), temperature: 35 + (n % 20), vibration: 100 + (n % 150), sound: 45 + (n % 15) });
+    return system.publisher.publishAsync("fan/messages", reading, { qos: shape.qos });
+  });
   // Wait until every prediction arrived, or nothing new arrived for 3 s.
-  let last = -1;
-  let quietSince = Date.now();
-  while (Date.now() - quietSince < 3_000) {
-    const count = system.arrivals.size;
-    if (count >= sent) break;
-    if (count !== last) {
-      last = count;
-      quietSince = Date.now();
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await waitUntilDone(() => system.arrivals.size, sent);
   const latencies: number[] = [];
   let duplicates = 0;
   for (const [id, times] of system.arrivals) {
@@ -187,17 +170,10 @@ async function runStep(system: System, shape: Shape, rate: number, seconds = STE
     duplicates += times.length - 1;
   }
   clearInterval(rssSampler);
-  const cpuAfter = await cpuByProcess(system);
-  const cpuMsPer1000 = Object.fromEntries(Object.entries(cpuAfter).map(([name, seconds]) => [name, Math.round(((seconds - (cpuBefore[name] ?? 0)) * 1e6) / Math.max(1, sent))]));
+  const cpu = cpuMsPer1000(cpuBefore, await cpuByProcess(system.pids()), sent);
   latencies.sort((a, b) => a - b);
-  const pick = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? Number.NaN;
   const received = latencies.length;
-  const p99Ms = pick(0.99);
-  return { shape: shape.name, offered: rate, seconds, sent, received, lost: sent - received, duplicates, p50Ms: pick(0.5), p99Ms, ok: sent === received && p99Ms <= P99_LIMIT_MS, connectorRssMb, cpuMsPer1000 };
-}
-
-async function cpuByProcess(system: System): Promise<Record<string, number>> {
-  const entries = await Promise.all(Object.entries(system.pids()).map(async ([name, pid]) => [name, await cpuSeconds(pid)] as const));
-  return Object.fromEntries(entries);
+  const p99Ms = quantile(latencies, 0.99);
+  return { shape: shape.name, offered: rate, seconds, sent, received, lost: sent - received, duplicates, p50Ms: quantile(latencies, 0.5), p99Ms, ok: sent === received && p99Ms <= P99_LIMIT_MS, connectorRssMb, cpuMsPer1000: cpu };
 }
 

@@ -1,5 +1,6 @@
 import type { z } from "zod";
 import { InputError } from "./errors.js";
+import { parseUntrustedJson } from "./json.js";
 
 /** `instances[3][1]` from a zod issue path, under `root`. */
 export function fieldPath(root: string, path: readonly PropertyKey[]): string {
@@ -22,6 +23,21 @@ export function parseJsonBody(body: unknown): unknown {
   if (typeof body !== "string" && !Buffer.isBuffer(body)) return body;
   try {
     return JSON.parse(body.toString());
+  } catch (error) {
+    throw new InputError(`request body is not valid JSON: ${(error as Error).message}`, "body", { cause: error });
+  }
+}
+
+/**
+ * A function's body, parsed strictly: the template has parsed JSON bodies already; text and other
+ * content types (faas-cli invoke, a connector sending raw bytes) are parsed here as UTF-8 only,
+ * with no prototype keys.
+ */
+export function readUntrustedBody(body: unknown): unknown {
+  const text = typeof body === "string" || Buffer.isBuffer(body);
+  if (!text || body.length === 0 || (typeof body === "string" && body.trim() === "")) return parseJsonBody(body);
+  try {
+    return parseUntrustedJson(body);
   } catch (error) {
     throw new InputError(`request body is not valid JSON: ${(error as Error).message}`, "body", { cause: error });
   }

@@ -6,13 +6,13 @@ import { InputError } from "../../lib/errors.js";
 import type { AlarmTransition, HealthRecord } from "../../lib/health.js";
 import { createLogger } from "../../lib/log.js";
 import { connectMqtt, mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt.js";
-import { toInputError } from "../../lib/validation.js";
+import { readUntrustedBody, toInputError } from "../../lib/validation.js";
 import { AlarmPublisher } from "./alarm-publisher.js";
 import { Budget } from "./budget.js";
 import { HealthConflictError, HealthNotFoundError } from "./errors.js";
 import { acknowledge, evaluate } from "./evaluator.js";
 import { FanUpdater } from "./fan-updates.js";
-import { AcknowledgeSchema, groupByFan, isCommand, readBody } from "./inputs.js";
+import { AcknowledgeSchema, groupByFan, isCommand } from "./inputs.js";
 import { HealthMetrics } from "./metrics.js";
 import { readHealthPolicy, type HealthPolicy } from "./policy.js";
 import { listFans, parseQuery, type HealthListing } from "./query.js";
@@ -109,7 +109,7 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
   const topic = topicOf(event, h.config);
   let body: unknown;
   try {
-    body = readBody(event.body);
+    body = readUntrustedBody(event.body);
   } catch (error) {
     // Our connector dead-letters what a function answers 4xx to; other callers do not (as predict).
     if (event.headers["x-connector"] !== FANWATCH_CONNECTOR) await h.publisher.publish(h.config.topics.deadletter, [deadLetter((error as Error).message, topic, event.body ?? "")], budget).finally(() => budget.end());

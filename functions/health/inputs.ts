@@ -1,10 +1,8 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
-import { InputError } from "../../lib/errors.js";
-import { parseUntrustedJson } from "../../lib/json.js";
 import { PredictionSchema, type Prediction } from "../../lib/prediction.js";
 import { parseTimestamp } from "../../lib/telemetry.js";
-import { fieldPath, parseJsonBody } from "../../lib/validation.js";
+import { fieldPath } from "../../lib/validation.js";
 import type { HealthInput } from "./evaluator.js";
 
 /** `{"deviceID":"3","action":"acknowledge","by":"name","note":"…"}`: someone has seen the alarm. */
@@ -78,16 +76,3 @@ function digest(predictions: Prediction[]): string {
   return createHash("sha256").update(JSON.stringify(predictions)).digest("base64url").slice(0, 16);
 }
 
-/**
- * The template has parsed JSON bodies already; text and other content types (faas-cli invoke,
- * a connector sending raw bytes) are parsed here, as strictly: UTF-8 only, no prototype keys.
- */
-export function readBody(body: unknown): unknown {
-  const text = typeof body === "string" || Buffer.isBuffer(body);
-  if (!text || body.length === 0 || (typeof body === "string" && body.trim() === "")) return parseJsonBody(body);
-  try {
-    return parseUntrustedJson(body);
-  } catch (error) {
-    throw new InputError(`request body is not valid JSON: ${(error as Error).message}`, "body", { cause: error });
-  }
-}

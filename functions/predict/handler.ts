@@ -4,14 +4,13 @@ import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/t
 import { readPredictConfig, type PredictConfig } from "../../lib/config.js";
 import { deadLetter, FANWATCH_CONNECTOR } from "../../lib/dead-letter.js";
 import { InputError } from "../../lib/errors.js";
-import { parseUntrustedJson } from "../../lib/json.js";
 import { createLogger } from "../../lib/log.js";
 import { connectMqtt, mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt.js";
 import { FEATURES } from "../../lib/features.js";
 import type { PerSensor, Prediction } from "../../lib/prediction.js";
 import { ScoreClient, ScoreRejectedError } from "../../lib/score-client.js";
 import { features, parseTelemetry, type Telemetry } from "../../lib/telemetry.js";
-import { parseJsonBody } from "../../lib/validation.js";
+import { readUntrustedBody } from "../../lib/validation.js";
 import { BudgetExhaustedError, Deadline } from "./deadline.js";
 import { Publisher } from "./publisher.js";
 
@@ -80,7 +79,7 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
   const topic = topicOf(event, config);
   let body: unknown;
   try {
-    body = readBody(event.body);
+    body = readUntrustedBody(event.body);
   } catch (error) {
     // Our connector dead-letters what a function answers 4xx to; other callers (the official
     // connector, curl) do not, so predict does it for them: one dead letter per bad message.
@@ -171,19 +170,6 @@ function readingOf(telemetry: Telemetry): PerSensor {
   return { rotation: telemetry.rotation, temperature: telemetry.temperature, vibration: telemetry.vibration, sound: telemetry.sound };
 }
 
-/**
- * The template has parsed JSON bodies already; text and other content types (faas-cli invoke,
- * a connector sending raw bytes) are parsed here, as strictly: UTF-8 only, no prototype keys.
- */
-function readBody(body: unknown): unknown {
-  const text = typeof body === "string" || Buffer.isBuffer(body);
-  if (!text || body.length === 0 || (typeof body === "string" && body.trim() === "")) return parseJsonBody(body);
-  try {
-    return parseUntrustedJson(body);
-  } catch (error) {
-    throw new InputError(`request body is not valid JSON: ${(error as Error).message}`, "body", { cause: error });
-  }
-}
 
 /** The connectors say which topic a message came from (X-Topic); default to the telemetry topic. */
 function topicOf(event: FunctionEvent, config: PredictConfig): string {
