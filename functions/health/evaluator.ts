@@ -132,7 +132,8 @@ function step(w: Work, deviceID: string, input: HealthInput, now: number, policy
   const fault = p.fault === 1;
   t.flags = ((t.flags << 1) | (fault ? 1 : 0)) & ((1 << policy.alarmWindow) - 1);
   t.healthyRun = fault ? 0 : t.healthyRun + 1;
-  w.record.probability = w.fresh ? p.probability : w.record.probability + policy.smoothing * (p.probability - w.record.probability);
+  // Six decimals, as score gives them: the record is read by people, and the rounding is far below any threshold.
+  w.record.probability = Math.round((w.fresh ? p.probability : w.record.probability + policy.smoothing * (p.probability - w.record.probability)) * 1e6) / 1e6;
   w.fresh = false;
   if (fault) {
     t.lastFaultAt = at;
