@@ -71,7 +71,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       const writer = new InfluxWriter({ ...readWriterConfig({ ...env, ...healthEnv, INFLUX_WRITER_PORT: "0" }), mqtt }, log);
       await writer.start();
       stops.push(() => writer.stop());
-      say(`InfluxDB writer storing ${topics.telemetry}, ${topics.anomaly} and ${topics.deadletter} in ${envValue(env, "INFLUX_URL")} (health on http://${reachableHost(options.gatewayHost)}:${writer.port}/healthz)`);
+      say(`InfluxDB writer storing ${topics.telemetry}, ${topics.anomaly}, ${topics.alarm} and ${topics.deadletter} in ${envValue(env, "INFLUX_URL")} (health on http://${reachableHost(options.gatewayHost)}:${writer.port}/healthz)`);
     }
 
     // Started before the functions and stopped after them: health's writes under way finish.

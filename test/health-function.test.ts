@@ -240,6 +240,10 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     const bad = await fetch(`${one.url}?state=broken`);
     assert.equal(bad.status, 400);
     assert.equal(((await bad.json()) as { field: string }).field, "state");
+    const first = (await (await fetch(`${one.url}?limit=1`)).json()) as { fans: HealthRecord[]; matched: number };
+    assert.deepEqual([first.fans.length, first.fans[0]?.deviceID, first.matched], [1, fans[0]?.deviceID, fans.length], "?limit=1: the first fan, and how many matched");
+    const zero = await fetch(`${one.url}?limit=0`);
+    assert.deepEqual([zero.status, ((await zero.json()) as { field: string }).field], [400, "limit"]);
   });
 
   it("rejects a bad prediction alone and dead-letters it; a body that is not JSON too", async () => {

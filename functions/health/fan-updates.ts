@@ -109,7 +109,9 @@ export class FanUpdater {
 
   async #write(deviceID: string, group: Pending[]): Promise<void> {
     // The group has as long as its most patient member; each caller still waits only its own budget.
-    const budget = new Budget(Math.max(...group.map((p) => p.budget.remainingMs)));
+    // A group of one (the usual case: a fan per invocation) uses its caller's: no timer per fan.
+    const own = group.length === 1 ? (group[0] as Pending).budget : undefined;
+    const budget = own ?? new Budget(Math.max(...group.map((p) => p.budget.remainingMs)));
     try {
       const { record, outcomes } = await this.#commit(deviceID, group, budget);
       group.forEach((p, i) => {
@@ -120,7 +122,7 @@ export class FanUpdater {
     } catch (error) {
       for (const p of group) p.reject(error);
     } finally {
-      budget.end();
+      if (own === undefined) budget.end(); // the caller's own budget is ended by the caller
     }
   }
 

@@ -39,7 +39,7 @@ export class MemoryStore implements HealthStore {
 
   #put(deviceID: string, entry: FanEntry): StoredFan {
     // Bytes, as the bucket keeps them: a caller changing its object later changes nothing here.
-    const stored = new StoredFan(deviceID, ++this.#sequence, encodeEntry(entry), true);
+    const stored = StoredFan.fromBytes(deviceID, ++this.#sequence, encodeEntry(entry), true);
     this.#fans.set(deviceID, stored);
     return stored;
   }

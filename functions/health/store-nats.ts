@@ -5,6 +5,7 @@ import type { Logger } from "../../lib/log.js";
 import { redactUrl } from "../../lib/mqtt.js";
 import { backoffDelay } from "../../lib/retry.js";
 import { decodeKey, encodeKey } from "./keys.js";
+import { KvWriter } from "./kv-writer.js";
 import { CasConflictError, encodeEntry, StoredFan, StoreUnavailableError, type FanEntry, type HealthStore } from "./store.js";
 
 export interface NatsStoreOptions {
@@ -40,6 +41,7 @@ export class NatsStore implements HealthStore {
   readonly #cache = new Map<string, StoredFan>();
   #nc: NatsConnection | undefined;
   #kv: KV | undefined;
+  #writer: KvWriter | undefined;
   #connected = false;
   #loaded = false;
   #closed = false;
@@ -80,26 +82,25 @@ export class NatsStore implements HealthStore {
       this.#cache.delete(encodeKey(deviceID));
       return undefined;
     }
-    return this.#remember(new StoredFan(deviceID, entry.revision, entry.value.slice(), false));
+    return this.#remember(StoredFan.fromBytes(deviceID, entry.revision, entry.value.slice(), false));
   }
 
   async create(deviceID: string, entry: FanEntry): Promise<StoredFan> {
     const kv = this.#ready();
     try {
-      const bytes = encodeEntry(entry);
-      const revision = await kv.create(encodeKey(deviceID), bytes);
-      return this.#remember(new StoredFan(deviceID, revision, bytes, true));
+      const revision = await kv.create(encodeKey(deviceID), encodeEntry(entry));
+      return this.#remember(StoredFan.written(deviceID, revision, entry));
     } catch (error) {
       throw this.#failed("create", deviceID, error);
     }
   }
 
   async update(deviceID: string, entry: FanEntry, revision: number): Promise<StoredFan> {
-    const kv = this.#ready();
+    this.#ready();
+    const writer = this.#writer as KvWriter;
     try {
-      const bytes = encodeEntry(entry);
-      const next = await kv.update(encodeKey(deviceID), bytes, revision, this.#options.requestTimeoutMs);
-      return this.#remember(new StoredFan(deviceID, next, bytes, true));
+      const next = await writer.update(encodeKey(deviceID), encodeEntry(entry), revision);
+      return this.#remember(StoredFan.written(deviceID, next, entry));
     } catch (error) {
       throw this.#failed("update", deviceID, error);
     }
@@ -111,6 +112,7 @@ export class NatsStore implements HealthStore {
     this.#closed = true;
     const nc = this.#nc;
     if (nc !== undefined && !nc.isClosed()) await nc.drain().catch(() => nc.close());
+    this.#writer?.close(); // what is still unanswered fails now rather than at its timeout
   }
 
   async #open(): Promise<void> {
@@ -121,6 +123,7 @@ export class NatsStore implements HealthStore {
         const js = jetstream(this.#nc, { timeout: this.#options.requestTimeoutMs });
         // Creates the bucket if it is missing, opens it otherwise; replicas racing here all get the same one.
         this.#kv = await new Kvm(js).create(bucket, { history: 1, replicas: this.#options.replicas });
+        this.#writer ??= new KvWriter(this.#nc, bucket, this.#options.requestTimeoutMs);
         await this.#watch(this.#kv);
         log.info({ event: "store_ready", bucket, nats: redactUrl(url), fans: this.#cache.size }, `fan health in ${this.description}: ${this.#cache.size} fans`);
         return;
@@ -189,7 +192,7 @@ export class NatsStore implements HealthStore {
     } catch {
       return; // a key that is not a fan of ours
     }
-    this.#cache.set(entry.key, new StoredFan(deviceID, entry.revision, entry.value.slice(), false));
+    this.#cache.set(entry.key, StoredFan.fromBytes(deviceID, entry.revision, entry.value.slice(), false));
   }
 
   #remember(fan: StoredFan): StoredFan {
