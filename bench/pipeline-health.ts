@@ -8,7 +8,8 @@
 // - "health": the connector also routes fan/anomaly to health; a reading is done when a write of
 //   its fan's health record, seen through a watch on the bucket, covers it (the record's lastSeen
 //   is at or after the reading's time; readings carry their send time as epoch milliseconds).
-// Sustained rate = the highest step with nothing lost and p99 within the shape's limit.
+// Sustained rate = the highest step that, with every step below it, lost nothing and kept p99
+// within the shape's limit (250 ms for predictions as in bench:pipeline, 500 ms for health).
 // Progress goes to stderr; results to stdout as JSON lines, the summary last.
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { execFileSync } from "node:child_process";
@@ -35,8 +36,8 @@ interface Shape {
 }
 
 export const HEALTH_PIPELINE_SHAPES: Shape[] = [
-  { name: "prediction", p99LimitMs: 250, steps: [2000, 4000, 6000, 8000, 10000, 12000] },
-  { name: "health", p99LimitMs: 500, steps: [2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000] },
+  { name: "prediction", p99LimitMs: 250, steps: [2000, 4000, 6000, 8000, 10000, 12000, 14000] },
+  { name: "health", p99LimitMs: 500, steps: [2000, 3000, 4000, 5000, 6000, 7000, 8000] },
 ];
 
 export interface PipelineStep {
@@ -59,6 +60,8 @@ export interface PipelineSummary {
   fans: number;
   stepSeconds: number;
   sustained: Record<string, number>;
+  /** The highest step within the limits, even above a failed one. */
+  highestOk: Record<string, number>;
   p99AtSustainedMs: Record<string, number>;
   peakRssMb: Record<string, number>;
 }
@@ -67,26 +70,38 @@ const say = (line: string) => process.stderr.write(`${line}\n`);
 
 /** Runs both shapes; prints each step as a JSON line and returns the summary (also printed). */
 export async function benchHealthPipeline(shapes = HEALTH_PIPELINE_SHAPES): Promise<PipelineSummary> {
-  const summary: PipelineSummary = { kind: "pipeline-summary", fans: FANS, stepSeconds: STEP_SECONDS, sustained: {}, p99AtSustainedMs: {}, peakRssMb: {} };
+  const summary: PipelineSummary = { kind: "pipeline-summary", fans: FANS, stepSeconds: STEP_SECONDS, sustained: {}, highestOk: {}, p99AtSustainedMs: {}, peakRssMb: {} };
   for (const shape of shapes) {
     say(`pipeline ${shape.name}: starting Mosquitto, NATS, the gateway with score, predict and health, and the connector`);
     const system = await startSystem(shape);
     try {
       await runStep(system, shape, 1000, 3); // warm-up: JIT, pools, wasm kernels, the fleet's records
+      // Sustained: the highest step with it and every step below it within the limits. Steps go on
+      // past one failure (it may be noise on a shared machine), and the highest passing step is
+      // reported apart.
       let sustained = 0;
       let p99AtSustained = 0;
+      let highestOk = 0;
+      let failed = false;
       for (const rate of shape.steps) {
         const step = await runStep(system, shape, rate, STEP_SECONDS);
         console.log(JSON.stringify(step));
         say(`  ${shape.name} ${rate}/s: sent ${step.sent}, done ${step.done}, lost ${step.lost}, p50 ${step.p50Ms} ms, p99 ${step.p99Ms} ms ${step.ok ? "ok" : "NOT SUSTAINED"}`);
         say(`    CPU ms per 1,000 readings: ${Object.entries(step.cpuMsPer1000).map(([n, ms]) => `${n} ${ms}`).join(", ")}`);
         if (step.ok) {
-          sustained = rate;
-          p99AtSustained = step.p99Ms;
-        } else if (step.lost > 0 || step.p99Ms > 4 * shape.p99LimitMs) break; // one step over may be noise
+          highestOk = rate;
+          if (!failed) {
+            sustained = rate;
+            p99AtSustained = step.p99Ms;
+          }
+        } else {
+          failed = true;
+          if (step.lost > 0 || step.p99Ms > 4 * shape.p99LimitMs) break;
+        }
       }
       summary.sustained[shape.name] = sustained;
       summary.p99AtSustainedMs[shape.name] = p99AtSustained;
+      summary.highestOk[shape.name] = highestOk;
       if (shape.name === "health") {
         for (const [name, pid] of Object.entries(system.pids())) if (name !== "load generator") summary.peakRssMb[name] = await peakRssMb(pid).catch(() => 0);
       }
