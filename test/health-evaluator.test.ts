@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { acknowledge, checkSilence, evaluate, FanHealthSchema, type FanHealth, type HealthInput } from "../functions/health/evaluator.js";
 import { HealthConflictError, HealthNotFoundError } from "../functions/health/errors.js";
+import { isoTime } from "../functions/health/iso-time.js";
 import { DEFAULT_POLICY, readHealthPolicy } from "../functions/health/policy.js";
 import { HEALTHY_RANGES, drawReading } from "../lib/fan-ranges.js";
 import { FEATURES } from "../lib/features.js";
@@ -239,6 +240,38 @@ describe("health evaluator: replays and stored state", () => {
     const parsed = FanHealthSchema.parse(JSON.parse(JSON.stringify(fan.state)));
     assert.deepEqual(parsed, fan.state);
     assert.throws(() => FanHealthSchema.parse({ record: fan.record, tracker: { v: 1 } }));
+  });
+
+  it("a fan evaluated for weeks keeps its state and ids: the stored times move their base forward and stay small", () => {
+    const random = seededRandom(23);
+    const day = 86_400_000;
+    let state: FanHealth | undefined;
+    const transitions: AlarmTransition[] = [];
+    // A reading an hour for 20 days, faulty from day 9 on: the alarm opens after two moves of the base.
+    for (let n = 0; n < 20 * 24; n++) {
+      const at = T0 + n * 3_600_000;
+      const fault = n >= 9 * 24 ? 1 : 0;
+      const result = evaluate(state, ID, [{ prediction: { deviceID: ID, fault, probability: fault === 1 ? 0.97 : 0.02, reading: fault === 1 ? faultyReading(random) : healthyReading(random) }, at }], at);
+      state = result.next;
+      transitions.push(...result.transitions);
+    }
+    assert.ok(state);
+    const alarmAt = T0 + (9 * 24 + 3) * 3_600_000;
+    assert.deepEqual(transitions.map((t) => [t.event, t.id, t.alarmId]), [["alarm", `${ID}:${alarmAt}:0`, `${ID}@${new Date(alarmAt).toISOString()}`]]);
+    assert.equal(state.record.since, new Date(alarmAt).toISOString());
+    assert.equal(state.record.lastSeen, new Date(T0 + (20 * 24 - 1) * 3_600_000).toISOString());
+    const t = state.tracker;
+    assert.ok(t.base > T0 + 12 * day, "the base moved forward");
+    for (const time of [t.lastAt, t.arrivedAt, t.lastFaultAt, t.lastExceedAt, t.stateSince, ...t.runs.map((r) => r[1])]) assert.ok(time === null || Math.abs(time) < 2 ** 30, `${time} is a small integer`);
+    assert.equal(checkSilence(state, T0 + 20 * day + DEFAULT_POLICY.silentAfterMs)?.next.record.state, "silent", "silence still judged on the arrival time");
+  });
+
+  it("times are formatted as toISOString formats them", () => {
+    const times = [0, 1, 999, 59_999, 86_399_999, 86_400_000, T0, T0 + 0.9, Date.UTC(2024, 1, 29, 23, 59, 59, 999), Date.UTC(9999, 11, 31, 23, 59, 59, 999), -1, Date.UTC(10_000, 0, 1), Date.UTC(1969, 5, 1)];
+    const random = seededRandom(24);
+    for (let i = 0; i < 2_000; i++) times.push(Math.floor(random() * 4e12));
+    for (const ms of times) assert.equal(isoTime(ms), new Date(ms).toISOString(), String(ms));
+    assert.throws(() => isoTime(Number.NaN), RangeError);
   });
 
   it("HEALTH_* variables override the defaults; an impossible value says which", () => {

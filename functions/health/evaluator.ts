@@ -4,8 +4,9 @@ import { HealthRecordSchema, type AlarmTransition, type HealthEvent, type Health
 import type { PerSensor, Prediction } from "../../lib/prediction.js";
 import { HealthConflictError, HealthNotFoundError } from "./errors.js";
 import { DEFAULT_POLICY, type HealthPolicy } from "./policy.js";
-import { copyTracker, newTracker, sensorOfSide, TrackerSchema, type Tracker } from "./tracker.js";
-import { estimateEta, recordExceedances, sensorsOutOfRange, warningSide } from "./trend.js";
+import { isoTime as iso } from "./iso-time.js";
+import { copyTracker, newTracker, predictionKey, rebase, sensorOfSide, TrackerSchema, type Tracker } from "./tracker.js";
+import { estimateEta, longestRunSide, recordExceedances, sensorsOutOfRange, warningSide } from "./trend.js";
 
 /**
  * The health rules (docs/health.md): pure functions of a fan's stored health, the predictions that
@@ -32,21 +33,22 @@ export interface Evaluation {
   transitions: AlarmTransition[];
 }
 
-const iso = (ms: number) => new Date(ms).toISOString();
-
 /** Evaluates a fan's new predictions in reading-time order; replays of what it already saw are skipped. */
 export function evaluate(current: FanHealth | undefined, deviceID: string, inputs: readonly HealthInput[], now: number, policy: HealthPolicy = DEFAULT_POLICY): Evaluation {
   let first = Infinity;
   for (const input of inputs) if (input.at < first) first = Math.min(input.at, now + policy.maxAheadMs);
   const w: Work = current === undefined ? fresh(deviceID, Number.isFinite(first) ? first : now, now) : { record: { ...current.record }, tracker: copyTracker(current.tracker), transitions: [], fresh: false };
   const ordered = inputs.length > 1 ? inputs.slice().sort((a, b) => a.at - b.at) : inputs;
+  const seen = w.tracker.lastAt;
   for (const input of ordered) step(w, deviceID, input, now, policy);
+  // Once per call rather than per prediction: formatting a time is most of what a healthy fan's prediction costs.
+  if (w.tracker.lastAt !== seen && w.tracker.lastAt !== null) w.record.lastSeen = iso(w.tracker.base + w.tracker.lastAt);
   return { next: { record: w.record, tracker: w.tracker }, transitions: w.transitions };
 }
 
 /** Silence by the health process's clock: a fan not heard from for silentAfterMs becomes `silent`. Undefined when nothing changes. */
 export function checkSilence(current: FanHealth, now: number, policy: HealthPolicy = DEFAULT_POLICY): Evaluation | undefined {
-  if (current.record.state === "silent" || now - current.tracker.arrivedAt < policy.silentAfterMs) return undefined;
+  if (current.record.state === "silent" || now - (current.tracker.base + current.tracker.arrivedAt) < policy.silentAfterMs) return undefined;
   const w: Work = { record: { ...current.record }, tracker: copyTracker(current.tracker), transitions: [], fresh: false };
   // A fan nobody can see deserves a look even when it was ok; an open alarm keeps its severity.
   const severity: Severity = w.record.severity === "none" ? "minor" : w.record.severity;
@@ -79,8 +81,7 @@ interface Work {
 }
 
 function fresh(deviceID: string, at: number, now: number): Work {
-  const tracker = newTracker(now);
-  tracker.stateSince = at;
+  const tracker = newTracker(at, now, at);
   const record: HealthRecord = {
     deviceID,
     state: "ok",
@@ -99,34 +100,32 @@ function fresh(deviceID: string, at: number, now: number): Work {
   return { record, tracker, transitions: [], fresh: true };
 }
 
-function fingerprint(p: Prediction): string {
-  const r = p.reading;
-  return r === undefined ? `${p.fault}|${p.probability}|${String(p.timeStamp)}` : `${p.fault}|${p.probability}|${r.rotation},${r.temperature},${r.vibration},${r.sound}`;
-}
-
 function step(w: Work, deviceID: string, input: HealthInput, now: number, policy: HealthPolicy): void {
   const p = input.prediction;
   if (!Number.isFinite(input.at) || p.deviceID !== deviceID) return;
   const at = Math.min(input.at, now + policy.maxAheadMs);
   const t = w.tracker;
-  if (t.lastAt !== null && at < t.lastAt) return; // a replay (connector retry) or a late straggler: trends move forwards only
-  const key = fingerprint(p);
-  if (t.lastAt === at) {
-    if (t.lastKeys.includes(key)) return;
-    if (t.lastKeys.length < 64) t.lastKeys.push(key);
-  } else t.lastKeys = [key];
+  const lastAt = t.lastAt === null ? null : t.base + t.lastAt;
+  if (lastAt !== null && at < lastAt) return; // a replay (connector retry) or a late straggler: trends move forwards only
+  const [k1, k2] = predictionKey(p);
+  if (lastAt === at) {
+    const keys = t.lastKeys;
+    for (let i = 0; i + 1 < keys.length; i += 2) if (keys[i] === k1 && keys[i + 1] === k2) return;
+    if (keys.length < 128) t.lastKeys = [...keys, k1, k2];
+  } else t.lastKeys = [k1, k2];
 
-  if (now > t.arrivedAt) t.arrivedAt = now;
+  if (now > t.base + t.arrivedAt) t.arrivedAt = now - t.base;
   if (w.record.state === "silent") {
-    Object.assign(w.record, { state: t.state, since: iso(t.stateSince), severity: severityOf(w.record, t.state) });
+    Object.assign(w.record, { state: t.state, since: iso(t.base + t.stateSince), severity: severityOf(w.record, t.state) });
     emit(w, t.state, at);
   }
-  if (t.lastAt !== null) {
-    const gap = at - t.lastAt;
-    t.dt = t.dt === 0 ? gap : t.dt + 0.1 * (gap - t.dt);
+  if (lastAt !== null) {
+    const gap = at - lastAt;
+    // Whole milliseconds: what the eta needs, and an integer is a fraction of the cost of a fraction to store.
+    t.dt = Math.round(t.dt === 0 ? gap : t.dt + 0.1 * (gap - t.dt));
   }
-  t.lastAt = at;
-  w.record.lastSeen = iso(at);
+  rebase(t, at);
+  t.lastAt = at - t.base;
   const idx = t.n++;
 
   const fault = p.fault === 1;
@@ -136,11 +135,11 @@ function step(w: Work, deviceID: string, input: HealthInput, now: number, policy
   w.record.probability = Math.round((w.fresh ? p.probability : w.record.probability + policy.smoothing * (p.probability - w.record.probability)) * 1e6) / 1e6;
   w.fresh = false;
   if (fault) {
-    t.lastFaultAt = at;
+    t.lastFaultAt = at - t.base;
     if (p.cause !== undefined) t.lastCause = p.cause;
     // The average starts afresh with the first fault after a whole window of healthy predictions.
     if (t.flags >> 1 === 0) t.contributions = null;
-    if (p.contributions !== undefined) t.contributions = t.contributions === null ? { ...p.contributions } : blend(t.contributions, p.contributions, 1 / policy.alarmWindow);
+    if (p.contributions !== undefined) t.contributions = t.contributions === null ? round6(p.contributions) : round6(blend(t.contributions, p.contributions, 1 / policy.alarmWindow));
   }
   if (p.reading !== undefined) recordExceedances(t, p.reading, idx, at, policy);
 
@@ -151,7 +150,7 @@ function decide(w: Work, idx: number, at: number, policy: HealthPolicy): void {
   const t = w.tracker;
   const alarmNow = popcount(t.flags) >= policy.alarmCount;
   const warnSide = warningSide(t, idx, policy);
-  const quietSince = (time: number | null) => time === null || at - time >= policy.quietMs;
+  const quietSince = (time: number | null) => time === null || at - (t.base + time) >= policy.quietMs;
   switch (t.state) {
     case "ok":
     case "cleared":
@@ -163,7 +162,7 @@ function decide(w: Work, idx: number, at: number, policy: HealthPolicy): void {
         // alone rather than a warning and an alarm two seconds apart.
         open(w, at);
         raiseWarning(w, warnSide, at, policy);
-      } else if (t.state === "cleared" && at - t.stateSince >= policy.clearedHoldMs) {
+      } else if (t.state === "cleared" && at - (t.base + t.stateSince) >= policy.clearedHoldMs) {
         t.contributions = null;
         enter(w, "ok", at, { alarmId: null, severity: "none", cause: null, contributions: null, eta: null, acknowledged: false, acknowledgedBy: null, note: null });
       }
@@ -212,7 +211,7 @@ function etaOf(t: Tracker, at: number, policy: HealthPolicy): string | null {
 function enter(w: Work, state: "ok" | "warning" | "alarm" | "cleared", at: number, fields: Partial<HealthRecord>): void {
   Object.assign(w.record, fields, { state, since: iso(at) });
   w.tracker.state = state;
-  w.tracker.stateSince = at;
+  w.tracker.stateSince = at - w.tracker.base;
   emit(w, state, at);
 }
 
@@ -244,9 +243,8 @@ function severityOf(record: HealthRecord, state: Tracker["state"]): Severity {
 
 /** Without contributions: the sensor with the longest run beyond its healthy range. */
 function readingCause(t: Tracker): FeatureName | null {
-  let best = -1;
-  for (let side = 0; side < t.runCount.length; side++) if ((t.runCount[side] as number) > 0 && (best < 0 || (t.runCount[side] as number) > (t.runCount[best] as number))) best = side;
-  return best < 0 ? null : sensorOfSide(best);
+  const side = longestRunSide(t);
+  return side < 0 ? null : sensorOfSide(side);
 }
 
 function blend(old: PerSensor, next: PerSensor, weight: number): PerSensor {
@@ -258,6 +256,13 @@ function blend(old: PerSensor, next: PerSensor, weight: number): PerSensor {
 function rounded(c: PerSensor): PerSensor {
   const out = { ...c };
   for (const f of FEATURES) out[f] = Math.round(c[f] * 1e4) / 1e4;
+  return out;
+}
+
+/** Six decimals, as score gives contributions: the stored average need not be finer. */
+function round6(c: PerSensor): PerSensor {
+  const out = { ...c };
+  for (const f of FEATURES) out[f] = Math.round(c[f] * 1e6) / 1e6;
   return out;
 }
 

@@ -1,7 +1,7 @@
 import { FEATURES } from "../../lib/features.js";
 import type { PerSensor } from "../../lib/prediction.js";
 import type { HealthPolicy } from "./policy.js";
-import { SIDES, type Tracker } from "./tracker.js";
+import { RUN_EXCEEDANCES, type Run, type Tracker } from "./tracker.js";
 
 /**
  * The early warning. A healthy fan's readings stay within each sensor's healthy range; a wearing
@@ -13,7 +13,10 @@ import { SIDES, type Tracker } from "./tracker.js";
 /** A run of exceedances ends after this many warning windows without one (the eta restarts). */
 const RUN_GAP_WINDOWS = 10;
 
-/** Records the reading's exceedances (reading index `idx`, time `at`). Returns how many there were. */
+/**
+ * Records the reading's exceedances (reading index `idx`, time `at`). Returns how many there were.
+ * The runs it changes are replaced, not changed: the caller's tracker may be shared.
+ */
 export function recordExceedances(t: Tracker, reading: PerSensor, idx: number, at: number, policy: HealthPolicy): number {
   let count = 0;
   for (let i = 0; i < FEATURES.length; i++) {
@@ -22,45 +25,58 @@ export function recordExceedances(t: Tracker, reading: PerSensor, idx: number, a
     const range = policy.healthyRanges[f];
     const side = value < range.min ? 2 * i : value > range.max ? 2 * i + 1 : -1;
     if (side < 0) continue;
-    count++;
-    const list = t.exceed[side] as number[];
-    list.push(idx);
-    while (list.length > policy.warnCount) list.shift();
-    if (t.runFirstAt[side] === null || idx - (t.runLastN[side] as number) > RUN_GAP_WINDOWS * policy.warnWindow) {
-      t.runFirstAt[side] = at;
-      t.runCount[side] = 0;
-      t.runSumAt[side] = 0;
+    if (count++ === 0) t.runs = t.runs.slice();
+    const rel = at - t.base;
+    let k = 0;
+    while (k < t.runs.length && (t.runs[k] as Run)[0] < side) k++;
+    const old = t.runs[k];
+    if (old === undefined || old[0] !== side) {
+      t.runs.splice(k, 0, [side, rel, 1, 0, idx]);
+      continue;
     }
-    t.runCount[side] = (t.runCount[side] as number) + 1;
-    t.runSumAt[side] = (t.runSumAt[side] as number) + (at - (t.runFirstAt[side] as number));
-    t.runLastN[side] = idx;
+    const restart = idx - lastExceedance(old) > RUN_GAP_WINDOWS * policy.warnWindow;
+    const first = restart ? rel : old[1];
+    const kept = Math.max(RUN_EXCEEDANCES, old.length - policy.warnCount + 1);
+    const run: Run = [side, first, restart ? 1 : old[2] + 1, (restart ? 0 : old[3]) + (rel - first)];
+    for (let j = kept; j < old.length; j++) run.push(old[j] as number);
+    run.push(idx);
+    t.runs[k] = run;
   }
-  if (count > 0) t.lastExceedAt = at;
+  if (count > 0) t.lastExceedAt = at - t.base;
   return count;
 }
 
-/** The side whose exceedances call for a warning at reading `idx`, or -1. The one with the longest run wins. */
+/** The reading index of the run's newest exceedance. */
+function lastExceedance(run: Run): number {
+  return run[run.length - 1] as number;
+}
+
+/** The side whose exceedances call for a warning at reading `idx`, or -1. The one with the longest run wins (the lower side on a tie). */
 export function warningSide(t: Tracker, idx: number, policy: HealthPolicy): number {
-  let best = -1;
-  for (let side = 0; side < SIDES; side++) {
-    const list = t.exceed[side] as number[];
-    if (list.length < policy.warnCount) continue;
-    if (idx - (list[list.length - policy.warnCount] as number) >= policy.warnWindow) continue;
-    if (best < 0 || (t.runCount[side] as number) > (t.runCount[best] as number)) best = side;
+  let best: Run | undefined;
+  for (const run of t.runs) {
+    const exceedances = run.length - RUN_EXCEEDANCES;
+    if (exceedances < policy.warnCount) continue;
+    if (idx - (run[run.length - policy.warnCount] as number) >= policy.warnWindow) continue;
+    if (best === undefined || run[2] > best[2]) best = run;
   }
-  return best;
+  return best === undefined ? -1 : best[0];
 }
 
 /** Sensors with an exceedance within the last `within` readings (up to reading `idx`). */
 export function sensorsOutOfRange(t: Tracker, idx: number, within: number): number {
   let sensors = 0;
-  for (let i = 0; i < FEATURES.length; i++) {
-    const low = t.exceed[2 * i] as number[];
-    const high = t.exceed[2 * i + 1] as number[];
-    const newest = Math.max(low.at(-1) ?? -Infinity, high.at(-1) ?? -Infinity);
-    if (idx - newest < within) sensors++;
-  }
-  return sensors;
+  for (const run of t.runs) if (idx - lastExceedance(run) < within) sensors |= 1 << (run[0] >> 1);
+  let n = 0;
+  for (; sensors !== 0; sensors &= sensors - 1) n++;
+  return n;
+}
+
+/** The side with the longest run (the lower side on a tie), or -1 when no side has been beyond its range. */
+export function longestRunSide(t: Tracker): number {
+  let best: Run | undefined;
+  for (const run of t.runs) if (best === undefined || run[2] > best[2]) best = run;
+  return best === undefined ? -1 : best[0];
 }
 
 const YEAR_MS = 365 * 86_400_000;
@@ -87,12 +103,12 @@ export function estimateEta(t: Tracker, at: number, policy: HealthPolicy): numbe
   const slopes: number[] = [];
   const starts: number[] = [];
   let full = Infinity;
-  for (let side = 0; side < SIDES; side++) {
-    const first = t.runFirstAt[side];
-    const count = t.runCount[side] as number;
-    if (first === null || first === undefined || count < 2 || at <= first || t.dt <= 0) continue;
-    if ((t.runLastN[side] as number) < t.n - 1 - RUN_GAP_WINDOWS * policy.warnWindow) continue;
-    const mean = first + (t.runSumAt[side] as number) / count;
+  for (const run of t.runs) {
+    const first = t.base + run[1];
+    const count = run[2];
+    if (count < 2 || at <= first || t.dt <= 0) continue;
+    if (lastExceedance(run) < t.n - 1 - RUN_GAP_WINDOWS * policy.warnWindow) continue;
+    const mean = first + run[3] / count;
     const span = Math.max(3 * (at - mean), at - first);
     // The warning fires on a cluster of warnCount exceedances: all but one of them are there because
     // the warning looked for them, so they do not count for the slope (with them etas came at 0.36
