@@ -3,7 +3,7 @@ import { once } from "node:events";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
-import type { AlarmTransition, HealthEvent, HealthRecord, HealthState } from "../lib/health.js";
+import { transitionFrom, type AlarmTransition, type HealthEvent, type HealthRecord, type HealthState } from "../lib/health.js";
 import { FleetHealth } from "../runtime/fleet-health.js";
 import { FleetView } from "../runtime/fleet-view.js";
 
@@ -107,22 +107,7 @@ function record(deviceID: string, state: HealthState, extra: Partial<HealthRecor
 }
 
 function transition(r: HealthRecord, event: HealthEvent, at: string, extra: Partial<AlarmTransition> = {}): Buffer {
-  const t: AlarmTransition = {
-    deviceID: r.deviceID,
-    alarmId: r.alarmId,
-    state: r.state,
-    severity: r.severity,
-    cause: r.cause,
-    contributions: r.contributions,
-    probability: r.probability,
-    eta: r.eta,
-    since: r.since,
-    acknowledged: r.acknowledged,
-    event,
-    at,
-    id: `${r.alarmId ?? r.deviceID}-${event}-${at}`,
-    ...extra,
-  };
+  const t: AlarmTransition = { ...transitionFrom(r, { event, at, id: `${r.alarmId ?? r.deviceID}-${event}-${at}` }), ...extra };
   return Buffer.from(JSON.stringify(t));
 }
 

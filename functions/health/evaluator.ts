@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { FEATURES, type FeatureName } from "../../lib/features.js";
-import { HealthRecordSchema, type AlarmTransition, type HealthEvent, type HealthRecord, type Severity } from "../../lib/health.js";
+import { HealthRecordSchema, transitionFrom, type AlarmTransition, type HealthEvent, type HealthRecord, type Severity } from "../../lib/health.js";
 import type { PerSensor, Prediction } from "../../lib/prediction.js";
 import { HealthConflictError, HealthNotFoundError } from "./errors.js";
 import { DEFAULT_POLICY, type HealthPolicy } from "./policy.js";
@@ -218,22 +218,7 @@ function enter(w: Work, state: "ok" | "warning" | "alarm" | "cleared", at: numbe
 function emit(w: Work, event: HealthEvent, at: number, extra: { by?: string; note?: string } = {}): void {
   const r = w.record;
   const seq = w.tracker.seq++;
-  w.transitions.push({
-    id: `${r.deviceID}:${at}:${seq}`,
-    event,
-    deviceID: r.deviceID,
-    alarmId: r.alarmId,
-    state: r.state,
-    severity: r.severity,
-    cause: r.cause,
-    contributions: r.contributions,
-    probability: r.probability,
-    eta: r.eta,
-    since: r.since,
-    at: iso(at),
-    acknowledged: r.acknowledged,
-    ...extra,
-  });
+  w.transitions.push(transitionFrom(r, { event, at: iso(at), id: `${r.deviceID}:${at}:${seq}`, ...extra }));
 }
 
 function severityOf(record: HealthRecord, state: Tracker["state"]): Severity {
