@@ -22,7 +22,7 @@ export function addStartCommand(program: Command, io: Io): void {
     .option("--mqtt-port <port>", "the embedded broker's port when MQTT_URL is not set (a free port if taken)", integer("--mqtt-port"), 1883)
     .option("--stack <file>", "the functions to run (default: the repository's stack.yml)");
   addFleetOptions(command, { fans: 12, faulty: 2, degrading: 2 })
-    .addHelpText("after", "\nSet MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) to use a broker of your own instead of the embedded one,\nand INFLUX_URL to store readings and predictions in InfluxDB (see fanwatch influx-writer --help).\nfanwatch gateway runs the gateway and the functions alone.")
+    .addHelpText("after", "\nSet MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) to use a broker of your own instead of the embedded one,\nINFLUX_URL to store readings, predictions and health transitions in InfluxDB (see fanwatch influx-writer --help),\nand NATS_URL to keep the fans' health in a NATS server of your own (otherwise Debian's nats-server is started, its data\nin .fanwatch/nats or NATS_STORE_DIR; without nats-server the health state is kept in memory and lost at the end).\nfanwatch gateway runs the gateway and the functions alone.")
     .action(async (opts: StartFlags) => {
       const fleet = fleetOptions(opts);
       // Listen for Ctrl-C before anything starts: one that comes during start-up stops the system
