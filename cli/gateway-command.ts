@@ -19,6 +19,7 @@ export function addGatewayCommand(program: Command, io: Io): void {
     .addHelpText(
       "after",
       "\nThe functions publish to MQTT_URL (default mqtt://127.0.0.1:1883, credentials from MQTT_USERNAME/MQTT_PASSWORD).\n" +
+        "health keeps the fans' health in the NATS server at NATS_URL (JetStream); without it, in memory (lost when it stops).\n" +
         "Async callbacks go to loopback only, or to the hosts in CALLBACK_ALLOWED_HOSTS (docs/start.md).\n" +
         "/system credentials: basic-auth-user/-password under SECRET_MOUNT_PATH, else GATEWAY_PASSWORD, else printed at start;\n" +
         "feed it from MQTT with `fanwatch connector --basic-auth --secret-mount-path DIR` and SECRET_MOUNT_PATH=DIR here.",
