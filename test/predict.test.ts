@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import mqtt from "mqtt";
 import { readConnectorConfig } from "../connectors/mqtt/config.js";
-import { BudgetExhaustedError, Deadline } from "../functions/predict/deadline.js";
-import { PublishFailedError, Publisher } from "../functions/predict/publisher.js";
+import { BudgetExhaustedError, Deadline } from "../lib/deadline.js";
+import { PublishFailedError, Publisher } from "../lib/mqtt/publisher.js";
 import { readPredictConfig } from "../lib/config.js";
 import { PredictionSchema, type Prediction } from "../lib/prediction.js";
 import { parseStack } from "../lib/stack.js";
@@ -329,7 +329,7 @@ describe("predict's publisher against a real Mosquitto", () => {
   });
 
   it("refuses at once to pile up more unacknowledged publishes than its bound", async () => {
-    const publisher = new Publisher(client, 2);
+    const publisher = new Publisher(client, { maxUnacknowledged: 2 });
     const pid = broker.pid as number;
     process.kill(pid, "SIGSTOP");
     try {
@@ -387,7 +387,7 @@ describe("predict's budget", () => {
   });
 
   it("names what it was waiting for when it runs out", async () => {
-    const deadline = new Deadline(0, "PREDICT_BUDGET_MS 0 ms");
+    const deadline = new Deadline(0, "PREDICT_BUDGET_MS 0 ms", "predict");
     await assert.rejects(deadline.wait(new Promise(() => {}), "the score function"), /predict's time ran out \(PREDICT_BUDGET_MS 0 ms\) waiting for the score function/);
   });
 });

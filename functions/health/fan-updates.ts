@@ -1,7 +1,7 @@
 import type { AlarmTransition, HealthRecord } from "../../lib/health.js";
 import type { Logger } from "../../lib/log.js";
-import type { AlarmPublisher } from "./alarm-publisher.js";
-import { Budget, BudgetExhaustedError } from "./budget.js";
+import { BudgetExhaustedError, Deadline } from "../../lib/deadline.js";
+import type { Publisher } from "../../lib/mqtt/publisher.js";
 import type { FanHealth } from "./evaluator.js";
 import type { HealthMetrics } from "./metrics.js";
 import { CasConflictError, ContendedError, type FanEntry, type HealthStore, type OutboxItem, type StoredFan } from "./store.js";
@@ -34,7 +34,7 @@ export interface UpdateResult {
 interface Pending {
   change: Change;
   digest: string | undefined;
-  budget: Budget;
+  budget: Deadline;
   resolve: (result: UpdateResult) => void;
   reject: (error: unknown) => void;
 }
@@ -70,12 +70,12 @@ export class FanUpdater {
 
   constructor(
     private readonly store: HealthStore,
-    private readonly publisher: AlarmPublisher,
+    private readonly publisher: Publisher,
     private readonly options: UpdateOptions,
   ) {}
 
   /** Applies `change` to the fan (with `digest`, once per batch); resolves once it is written and its transitions published. */
-  apply(deviceID: string, change: Change, budget: Budget, digest?: string): Promise<UpdateResult> {
+  apply(deviceID: string, change: Change, budget: Deadline, digest?: string): Promise<UpdateResult> {
     const done = new Promise<UpdateResult>((resolve, reject) => {
       const waiting = this.#waiting.get(deviceID);
       const pending = { change, digest, budget, resolve, reject };
@@ -111,7 +111,7 @@ export class FanUpdater {
     // The group has as long as its most patient member; each caller still waits only its own budget.
     // A group of one (the usual case: a fan per invocation) uses its caller's: no timer per fan.
     const own = group.length === 1 ? (group[0] as Pending).budget : undefined;
-    const budget = own ?? new Budget(Math.max(...group.map((p) => p.budget.remainingMs)));
+    const budget = own ?? new Deadline(Math.max(...group.map((p) => p.budget.remainingMs)), "the longest budget of the invocations waiting for this fan", "health");
     try {
       const { record, outcomes } = await this.#commit(deviceID, group, budget);
       group.forEach((p, i) => {
@@ -121,12 +121,10 @@ export class FanUpdater {
       });
     } catch (error) {
       for (const p of group) p.reject(error);
-    } finally {
-      if (own === undefined) budget.end(); // the caller's own budget is ended by the caller
     }
   }
 
-  async #commit(deviceID: string, group: Pending[], budget: Budget): Promise<{ record: HealthRecord | undefined; outcomes: Outcome[] }> {
+  async #commit(deviceID: string, group: Pending[], budget: Deadline): Promise<{ record: HealthRecord | undefined; outcomes: Outcome[] }> {
     const { store, options } = this;
     let fan = store.cached(deviceID);
     for (let attempt = 1; attempt <= options.casAttempts; attempt++) {
@@ -180,7 +178,7 @@ export class FanUpdater {
   }
 
   /** Publishes the items in order, then removes them from the outbox (best effort: a leftover is sent again later, same id). */
-  async #send(deviceID: string, items: OutboxItem[], written: StoredFan, budget: Budget): Promise<void> {
+  async #send(deviceID: string, items: OutboxItem[], written: StoredFan, budget: Deadline): Promise<void> {
     if (items.length === 0) return;
     const transitions = items.map((item) => item.transition);
     try {

@@ -6,9 +6,9 @@ import { InputError } from "../../lib/errors.js";
 import type { AlarmTransition, HealthRecord } from "../../lib/health.js";
 import { createLogger } from "../../lib/log.js";
 import { connectMqtt, mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt.js";
+import { Deadline } from "../../lib/deadline.js";
+import { Publisher } from "../../lib/mqtt/publisher.js";
 import { readUntrustedBody, toInputError } from "../../lib/validation.js";
-import { AlarmPublisher } from "./alarm-publisher.js";
-import { Budget } from "./budget.js";
 import { HealthConflictError, HealthNotFoundError } from "./errors.js";
 import { acknowledge, evaluate } from "./evaluator.js";
 import { FanUpdater } from "./fan-updates.js";
@@ -44,7 +44,7 @@ interface Health {
   config: HealthConfig;
   policy: HealthPolicy;
   mqtt: MqttClient;
-  publisher: AlarmPublisher;
+  publisher: Publisher;
   store: HealthStore;
   updater: FanUpdater;
   silence: SilenceTimer;
@@ -75,7 +75,8 @@ export async function init(): Promise<void> {
     await Promise.race([nats.opened(), new Promise((resolve) => setTimeout(resolve, config.natsTimeoutMs).unref())]);
     store = nats;
   }
-  const publisher = new AlarmPublisher(mqtt);
+  // Not waiting for a broker that is away: transitions wait in their fans' outboxes instead.
+  const publisher = new Publisher(mqtt, { waitForConnection: false });
   const updater = new FanUpdater(store, publisher, {
     alarmTopic: config.topics.alarm,
     casAttempts: config.casAttempts,
@@ -105,26 +106,21 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
     context.status(405).headers({ allow: "GET, POST" });
     return { error: `method ${event.method} is not allowed; GET the fans' health, POST predictions or an acknowledgement`, field: "method" };
   }
-  const budget = Budget.forCall(event.headers["x-timeout-ms"], h.config.budgetMs);
+  const budget = Deadline.forCall(event.headers["x-timeout-ms"], h.config.budgetMs, "health", "HEALTH_BUDGET_MS");
   const topic = topicOf(event, h.config);
   let body: unknown;
   try {
     body = readUntrustedBody(event.body);
   } catch (error) {
     // Our connector dead-letters what a function answers 4xx to; other callers do not (as predict).
-    if (event.headers["x-connector"] !== FANWATCH_CONNECTOR) await h.publisher.publish(h.config.topics.deadletter, [deadLetter((error as Error).message, topic, event.body ?? "")], budget).finally(() => budget.end());
-    else budget.end();
+    if (event.headers["x-connector"] !== FANWATCH_CONNECTOR) await h.publisher.publish(h.config.topics.deadletter, [deadLetter((error as Error).message, topic, event.body ?? "")], budget);
     counters.predictions.inc({ outcome: "rejected" });
     throw error;
   }
-  try {
-    return await (isCommand(body) ? acknowledgeAlarm(h, body, budget) : evaluatePredictions(h, body, topic, budget));
-  } finally {
-    budget.end();
-  }
+  return isCommand(body) ? acknowledgeAlarm(h, body, budget) : evaluatePredictions(h, body, topic, budget);
 }
 
-async function evaluatePredictions(h: Health, body: unknown, topic: string, budget: Budget): Promise<EvaluateAnswer> {
+async function evaluatePredictions(h: Health, body: unknown, topic: string, budget: Deadline): Promise<EvaluateAnswer> {
   const items = Array.isArray(body) ? body : [body];
   if (items.length === 0) throw new InputError("the array of predictions is empty", "body");
   if (items.length > h.config.maxPredictions) throw new InputError(`at most ${h.config.maxPredictions} predictions per invocation, got ${items.length}`, "body", { status: 413 });
@@ -154,7 +150,7 @@ async function evaluatePredictions(h: Health, body: unknown, topic: string, budg
   return { evaluated: valid, rejected: rejections.length, transitions };
 }
 
-async function acknowledgeAlarm(h: Health, body: unknown, budget: Budget): Promise<AcknowledgeAnswer> {
+async function acknowledgeAlarm(h: Health, body: unknown, budget: Deadline): Promise<AcknowledgeAnswer> {
   const parsed = AcknowledgeSchema.safeParse(body);
   if (!parsed.success) throw toInputError(parsed.error, "", 'an acknowledgement is {"deviceID","action":"acknowledge","by","note"}');
   const { deviceID, by, note } = parsed.data;

@@ -1,5 +1,5 @@
 import type { Logger } from "../../lib/log.js";
-import { Budget } from "./budget.js";
+import { Deadline } from "../../lib/deadline.js";
 import { checkSilence } from "./evaluator.js";
 import type { FanUpdater } from "./fan-updates.js";
 import type { HealthPolicy } from "./policy.js";
@@ -53,7 +53,7 @@ export class SilenceTimer {
       if (checkSilence(entry.health, now, policy) !== undefined || entry.outbox.some((item) => now - item.queuedAt >= resendMs)) due.push(fan.deviceID);
     }
     if (due.length === 0) return;
-    const budget = new Budget(this.options.budgetMs);
+    const budget = new Deadline(this.options.budgetMs, `HEALTH_BUDGET_MS ${this.options.budgetMs} ms`, "health's silence check");
     let failed = 0;
     let next = 0;
     const worker = async () => {
@@ -65,6 +65,6 @@ export class SilenceTimer {
         });
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.options.concurrency ?? 16, due.length) }, worker)).finally(() => budget.end());
+    await Promise.all(Array.from({ length: Math.min(this.options.concurrency ?? 16, due.length) }, worker));
   }
 }

@@ -11,8 +11,8 @@ import type { PerSensor, Prediction } from "../../lib/prediction.js";
 import { ScoreClient, ScoreRejectedError } from "../../lib/score-client.js";
 import { features, parseTelemetry, type Telemetry } from "../../lib/telemetry.js";
 import { readUntrustedBody } from "../../lib/validation.js";
-import { BudgetExhaustedError, Deadline } from "./deadline.js";
-import { Publisher } from "./publisher.js";
+import { BudgetExhaustedError, Deadline } from "../../lib/deadline.js";
+import { Publisher } from "../../lib/mqtt/publisher.js";
 
 /**
  * predict: scores fan readings and publishes one prediction per reading to the anomaly topic.
@@ -75,7 +75,7 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
     context.status(405).headers({ allow: "GET, POST" });
     return { error: `method ${event.method} is not allowed; POST readings`, field: "method" };
   }
-  const deadline = Deadline.forCall(event.headers["x-timeout-ms"], config.budgetMs);
+  const deadline = Deadline.forCall(event.headers["x-timeout-ms"], config.budgetMs, "predict", "PREDICT_BUDGET_MS");
   const topic = topicOf(event, config);
   let body: unknown;
   try {
