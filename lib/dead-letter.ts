@@ -7,6 +7,15 @@ export const DEAD_LETTER_PAYLOAD_LIMIT = 1024;
  */
 export const FANWATCH_CONNECTOR = "fanwatch-mqtt-connector";
 
+/**
+ * The topic a message came from, for its dead letter: the connectors say it (X-Topic); a caller
+ * that does not (curl, faas-cli invoke) gets the topic the function is fed from.
+ */
+export function sourceTopic(headers: Readonly<Record<string, string | string[] | undefined>>, fallback: string): string {
+  const header = headers["x-topic"];
+  return typeof header === "string" && header !== "" ? header : fallback;
+}
+
 export interface DeadLetter {
   error: string;
   topic: string;

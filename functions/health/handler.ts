@@ -1,7 +1,7 @@
 import type { MqttClient } from "mqtt";
 import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/types.js";
 import { readHealthConfig, type HealthConfig } from "../../lib/config.js";
-import { deadLetter, FANWATCH_CONNECTOR } from "../../lib/dead-letter.js";
+import { deadLetter, FANWATCH_CONNECTOR, sourceTopic } from "../../lib/dead-letter.js";
 import { InputError } from "../../lib/errors.js";
 import type { AlarmTransition, HealthRecord } from "../../lib/health.js";
 import { createLogger } from "../../lib/log.js";
@@ -107,7 +107,7 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
     return { error: `method ${event.method} is not allowed; GET the fans' health, POST predictions or an acknowledgement`, field: "method" };
   }
   const budget = Deadline.forCall(event.headers["x-timeout-ms"], h.config.budgetMs, "health", "HEALTH_BUDGET_MS");
-  const topic = topicOf(event, h.config);
+  const topic = sourceTopic(event.headers, h.config.topics.anomaly);
   let body: unknown;
   try {
     body = readUntrustedBody(event.body);
@@ -187,12 +187,6 @@ function* records(store: HealthStore): Iterable<HealthRecord> {
     const entry = fan.entry;
     if (entry !== null) yield entry.health.record;
   }
-}
-
-/** The connectors say which topic a message came from (X-Topic); default to the anomaly topic. */
-function topicOf(event: FunctionEvent, config: HealthConfig): string {
-  const header = event.headers["x-topic"];
-  return typeof header === "string" && header !== "" ? header : config.topics.anomaly;
 }
 
 function ready(): Health {

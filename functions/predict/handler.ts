@@ -2,7 +2,7 @@ import type { MqttClient } from "mqtt";
 import { Counter, Registry } from "prom-client";
 import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/types.js";
 import { readPredictConfig, type PredictConfig } from "../../lib/config.js";
-import { deadLetter, FANWATCH_CONNECTOR } from "../../lib/dead-letter.js";
+import { deadLetter, FANWATCH_CONNECTOR, sourceTopic } from "../../lib/dead-letter.js";
 import { InputError } from "../../lib/errors.js";
 import { createLogger } from "../../lib/log.js";
 import { connectMqtt, mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt.js";
@@ -76,7 +76,7 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
     return { error: `method ${event.method} is not allowed; POST readings`, field: "method" };
   }
   const deadline = Deadline.forCall(event.headers["x-timeout-ms"], config.budgetMs, "predict", "PREDICT_BUDGET_MS");
-  const topic = topicOf(event, config);
+  const topic = sourceTopic(event.headers, config.topics.telemetry);
   let body: unknown;
   try {
     body = readUntrustedBody(event.body);
@@ -168,13 +168,6 @@ async function within<T>(calls: Counter<"outcome">, call: Promise<T>, deadline: 
 /** The four values scored, by name. */
 function readingOf(telemetry: Telemetry): PerSensor {
   return { rotation: telemetry.rotation, temperature: telemetry.temperature, vibration: telemetry.vibration, sound: telemetry.sound };
-}
-
-
-/** The connectors say which topic a message came from (X-Topic); default to the telemetry topic. */
-function topicOf(event: FunctionEvent, config: PredictConfig): string {
-  const header = event.headers["x-topic"];
-  return typeof header === "string" && header !== "" ? header : config.topics.telemetry;
 }
 
 function ready(): Predictor {
