@@ -2,6 +2,8 @@ import { Point } from "@influxdata/influxdb-client";
 import { FEATURES } from "../../lib/features.js";
 import { AlarmTransitionSchema } from "../../lib/health.js";
 import { TIMESTAMP_MAX_MS, TIMESTAMP_MIN_MS } from "../../lib/telemetry.js";
+// A type only: points.ts imports the schema from here, and types leave no import behind at run time.
+import type { PointResult } from "./points.js";
 
 /**
  * The `health` measurement: one point per transition on the alarm topic (fan/alarm), at the
@@ -43,10 +45,8 @@ export function rfc3339Nanoseconds(text: string): bigint | string {
   return BigInt(ms) * 1_000_000n + BigInt(fraction.padEnd(9, "0"));
 }
 
-export type HealthLine = { ok: true; line: string } | { ok: false; error: string };
-
 /** One transition as one line of line protocol (nanoseconds), or why it is not one. */
-export function healthLine(value: unknown): HealthLine {
+export function healthLine(value: unknown): PointResult {
   const parsed = AlarmTransitionSchema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
