@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { delimiter, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { envValue, readHealthConfig } from "../lib/config.js";
 import { redactUrl } from "../lib/mqtt.js";
 
 /** Where Debian's package `nats-server` installs it. */
@@ -10,8 +11,8 @@ export const DEBIAN_NATS_SERVER = "/usr/sbin/nats-server";
 
 /** The nats-server to run: NATS_SERVER, Debian's, or one on the PATH; undefined when none is installed. */
 export function findNatsServer(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const named = env.NATS_SERVER;
-  if (named !== undefined && named !== "") return existsSync(named) ? named : undefined;
+  const named = envValue(env, "NATS_SERVER");
+  if (named !== undefined) return existsSync(named) ? named : undefined;
   if (existsSync(DEBIAN_NATS_SERVER)) return DEBIAN_NATS_SERVER;
   return (env.PATH ?? "").split(delimiter).filter((dir) => dir !== "").map((dir) => join(dir, "nats-server")).find((path) => existsSync(path));
 }
@@ -130,9 +131,9 @@ export interface HealthState {
  * memory. Says which on the console.
  */
 export async function startHealthState(env: NodeJS.ProcessEnv, say: (line: string) => void, port: () => Promise<number>): Promise<HealthState> {
-  const url = env.NATS_URL;
-  if (url !== undefined && url !== "") {
-    say(`health state in NATS at ${redactUrl(url)} (NATS_URL), bucket ${env.HEALTH_BUCKET ?? "fan_health"}`);
+  const url = envValue(env, "NATS_URL");
+  if (url !== undefined) {
+    say(`health state in NATS at ${redactUrl(url)} (NATS_URL), bucket ${readHealthConfig(env).bucket}`);
     return { natsUrl: url, stop: async () => {} };
   }
   const binary = findNatsServer(env);
@@ -140,7 +141,7 @@ export async function startHealthState(env: NodeJS.ProcessEnv, say: (line: strin
     say("health state in memory: not durable, lost when fanwatch stops (install nats-server, apt-get install nats-server, or set NATS_URL to keep it)");
     return { natsUrl: undefined, stop: async () => {} };
   }
-  const storeDir = resolve(env.NATS_STORE_DIR !== undefined && env.NATS_STORE_DIR !== "" ? env.NATS_STORE_DIR : DEFAULT_STORE_DIR);
+  const storeDir = resolve(envValue(env, "NATS_STORE_DIR") ?? DEFAULT_STORE_DIR);
   const server = await startNatsServer({ binary, port: await port(), storeDir });
   say(`health state in NATS JetStream: ${binary} on ${server.url}, data in ${storeDir}`);
   return { natsUrl: server.url, stop: () => server.stop() };
