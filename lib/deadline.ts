@@ -23,8 +23,9 @@ export class Deadline {
   readonly #source: string;
   /** Whose time it is ("predict", "health"), for error messages. */
   readonly #owner: string;
-  /** Rejects when the budget runs out; made at the first wait. */
-  #expired: Promise<never> | undefined;
+  /** The waits under way, each failed when the budget runs out. */
+  readonly #waits = new Set<(error: Error) => void>();
+  #listening = false;
 
   constructor(budgetMs: number, source: string, owner = "the invocation") {
     this.budgetMs = Math.max(0, Math.floor(budgetMs));
@@ -62,19 +63,27 @@ export class Deadline {
    */
   async wait<T>(work: Promise<T>, waitingFor: string): Promise<T> {
     this.check(waitingFor);
+    let expire = (_: Error) => {};
+    const expired = new Promise<never>((_, reject) => (expire = reject));
+    this.#listen();
+    this.#waits.add(expire);
     try {
-      return await Promise.race([work, this.#expiry()]);
+      return await Promise.race([work, expired]);
     } catch (error) {
       throw this.signal.aborted ? this.#exhausted(waitingFor) : error;
+    } finally {
+      // Removed at once: a wait kept until the budget ends would keep its work's result alive too.
+      this.#waits.delete(expire);
     }
   }
 
-  #expiry(): Promise<never> {
-    if (this.#expired === undefined) {
-      this.#expired = new Promise<never>((_, reject) => this.signal.addEventListener("abort", () => reject(this.signal.reason as Error), { once: true }));
-      this.#expired.catch(() => {}); // rejected with no wait left to see it
-    }
-    return this.#expired;
+  /** One listener for every wait of the invocation, added at the first. */
+  #listen(): void {
+    if (this.#listening) return;
+    this.#listening = true;
+    this.signal.addEventListener("abort", () => {
+      for (const expire of this.#waits) expire(this.signal.reason as Error);
+    }, { once: true });
   }
 
   #exhausted(waitingFor: string): BudgetExhaustedError {
