@@ -20,8 +20,8 @@ export interface FleetFlags {
 export function addFleetOptions(command: Command, defaults: { fans: number; faulty: number; degrading: number }): Command {
   return command
     .option("--fans <n>", "simulated fans", integer("--fans"), defaults.fans)
-    .option("--faulty <k>", "of which faulty from the start", integer("--faulty"), defaults.faulty)
-    .option("--degrading <d>", "of which start healthy and wear out, all four sensors drifting", integer("--degrading"), defaults.degrading)
+    .option("--faulty <k>", "of which faulty from the start; when not given and the fleet is too small for the default, --faulty and --degrading share the fans the other shapes leave (--fans 3: 1 faulty, 1 degrading, 1 healthy)", integer("--faulty"), defaults.faulty)
+    .option("--degrading <d>", "of which start healthy and wear out, all four sensors drifting; scaled down as --faulty when not given", integer("--degrading"), defaults.degrading)
     .option("--bearing <b>", "of which start healthy and wear out with vibration alone drifting", integer("--bearing"), 0)
     .option("--sudden <s>", "of which run healthy, then turn faulty at once (when: see --onset-minutes)", integer("--sudden"), 0)
     .option("--noisy <n>", "of which are healthy with rare single-reading spikes", integer("--noisy"), 0)
@@ -31,8 +31,21 @@ export function addFleetOptions(command: Command, defaults: { fans: number; faul
     .option("--seed <s>", "seed of the readings", integer("--seed"), 1);
 }
 
-export function fleetOptions(flags: FleetFlags): FleetModelOptions {
-  const mix = { faulty: flags.faulty, degrading: flags.degrading, bearing: flags.bearing ?? 0, sudden: flags.sudden ?? 0, noisy: flags.noisy ?? 0 };
+/** The shapes whose count is a default that may be scaled down to fit the fleet. */
+export type ScaledShape = "faulty" | "degrading";
+
+/** Which of --faulty and --degrading the command line left to their defaults. */
+export function defaultedShapes(command: Command): Set<ScaledShape> {
+  return new Set((["faulty", "degrading"] as const).filter((name) => command.getOptionValueSource(name) === "default"));
+}
+
+/**
+ * `defaulted`: --faulty and --degrading when not given. Their defaults (2 and 2, for 12 fans) are
+ * scaled down to a smaller fleet, sharing what the given shapes leave; given counts that do not
+ * fit are refused with the whole mix named.
+ */
+export function fleetOptions(flags: FleetFlags, defaulted: ReadonlySet<ScaledShape> = new Set()): FleetModelOptions {
+  const mix = fitDefaults(flags.fans, { faulty: flags.faulty, degrading: flags.degrading, bearing: flags.bearing ?? 0, sudden: flags.sudden ?? 0, noisy: flags.noisy ?? 0 }, defaulted);
   if (flags.fans < 0 || Object.values(mix).some((n) => n < 0)) throw new RangeError("--fans, --faulty, --degrading, --bearing, --sudden and --noisy cannot be negative");
   if (flags.interval < 10) throw new RangeError("--interval is in milliseconds and at least 10");
   if (flags.degradeMinutes <= 0) throw new RangeError("--degrade-minutes must be more than 0");
@@ -40,6 +53,14 @@ export function fleetOptions(flags: FleetFlags): FleetModelOptions {
   if (!(onsetMinutes >= 0)) throw new RangeError("--onset-minutes cannot be negative");
   if (flags.fans > 0) fleetProfiles(flags.fans, mix); // throws on a mix that does not fit
   return { fans: flags.fans, ...mix, intervalMs: flags.interval, degradeMs: flags.degradeMinutes * 60_000, onsetMs: onsetMinutes * 60_000, seed: flags.seed };
+}
+
+function fitDefaults<M extends Record<ScaledShape | "bearing" | "sudden" | "noisy", number>>(fans: number, mix: M, defaulted: ReadonlySet<ScaledShape>): M {
+  const total = Object.values(mix).reduce((a, b) => a + b, 0);
+  const given = total - [...defaulted].reduce((n, shape) => n + mix[shape], 0);
+  if (total <= fans || given > fans || defaulted.size === 0) return mix;
+  const share = Math.floor((fans - given) / defaulted.size);
+  return { ...mix, ...Object.fromEntries([...defaulted].map((shape) => [shape, Math.min(mix[shape], share)])) };
 }
 
 export function addSimulateCommand(program: Command, io: Io): void {
@@ -51,9 +72,9 @@ export function addSimulateCommand(program: Command, io: Io): void {
     .option("--qos <0|1>", "QoS of the publishes", integer("--qos"), 1)
     .option("--duration <s>", "stop after this many seconds (default: run until Ctrl-C)", number("--duration"))
     .option("--truth <file>", "write each fan's ground truth (shape, when it starts to wear, when it fails) to this file as JSON lines");
-  addFleetOptions(command, { fans: 12, faulty: 2, degrading: 2 }).action(async (opts: FleetFlags & { broker?: string; topic?: string; qos: number; duration?: number; truth?: string }) => {
+  addFleetOptions(command, { fans: 12, faulty: 2, degrading: 2 }).action(async (opts: FleetFlags & { broker?: string; topic?: string; qos: number; duration?: number; truth?: string }, self: Command) => {
     if (opts.qos !== 0 && opts.qos !== 1) throw new RangeError("--qos is 0 or 1");
-    const fleet = fleetOptions(opts);
+    const fleet = fleetOptions(opts, defaultedShapes(self));
     let stop = () => {};
     const stopped = new Promise<void>((resolve) => (stop = resolve));
     process.once("SIGINT", stop);

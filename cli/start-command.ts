@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { fileURLToPath } from "node:url";
 import type { FleetSnapshot } from "../runtime/fleet-view.js";
-import { addFleetOptions, fleetOptions, type FleetFlags } from "./simulate-command.js";
+import { addFleetOptions, defaultedShapes, fleetOptions, type FleetFlags } from "./simulate-command.js";
 import type { FleetMix } from "../runtime/fan-profiles.js";
 import { integer, type Io } from "./parse.js";
 import { REPO_ROOT } from "./paths.js";
@@ -23,8 +23,8 @@ export function addStartCommand(program: Command, io: Io): void {
     .option("--stack <file>", "the functions to run (default: the repository's stack.yml)");
   addFleetOptions(command, { fans: 12, faulty: 2, degrading: 2 })
     .addHelpText("after", "\nSet MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) to use a broker of your own instead of the embedded one,\nINFLUX_URL to store readings, predictions and health transitions in InfluxDB (see fanwatch influx-writer --help),\nand NATS_URL to keep the fans' health in a NATS server of your own (otherwise Debian's nats-server is started, its data\nin .fanwatch/nats or NATS_STORE_DIR; without nats-server the health state is kept in memory and lost at the end).\nfanwatch gateway runs the gateway and the functions alone.")
-    .action(async (opts: StartFlags) => {
-      const fleet = fleetOptions(opts);
+    .action(async (opts: StartFlags, self: Command) => {
+      const fleet = fleetOptions(opts, defaultedShapes(self));
       // Listen for Ctrl-C before anything starts: one that comes during start-up stops the system
       // as soon as it is up, and none can arrive between saying "running" and listening for it.
       const interrupted = new Promise<void>((resolve) => {

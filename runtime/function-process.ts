@@ -4,6 +4,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../lib/net.js";
 import { backoffDelay } from "../lib/retry.js";
+import { LogRing } from "./gateway-logs.js";
 
 const CLI = fileURLToPath(new URL("../../bin/fanwatch.js", import.meta.url));
 const READY = / is listening on /;
@@ -27,8 +28,13 @@ export class FunctionProcess {
   #ready = false;
   #stopping = false;
   #restarts = 0;
+  #startedAt: Date | undefined;
+  /** Its recent lines, every process it ran (restarts included), for the gateway's log API. */
+  readonly logs: LogRing;
 
-  constructor(private readonly options: FunctionProcessOptions) {}
+  constructor(private readonly options: FunctionProcessOptions) {
+    this.logs = new LogRing(options.name);
+  }
 
   get name(): string {
     return this.options.name;
@@ -41,6 +47,11 @@ export class FunctionProcess {
   /** True while the process is up and listening. */
   get ready(): boolean {
     return this.#ready;
+  }
+
+  /** When the process now running was started (undefined before the first start). */
+  get startedAt(): Date | undefined {
+    return this.#startedAt;
   }
 
   /** 1 while it should run (restarted if it dies), 0 once stopped. */
@@ -60,10 +71,18 @@ export class FunctionProcess {
     // stops its functions in order, rather than every function at once, each then "restarted".
     const child = spawn(process.execPath, [CLI, "function", this.name, "--port", String(this.#port), "--host", "127.0.0.1", "--stop-with-stdin"], { env: this.options.env, detached: true });
     this.#child = child;
-    // Every line goes to onLine, except the server's "listening" line, which means ready.
+    this.#startedAt = new Date();
+    // OpenFaaS names an instance by its pod; here, by the function and the process id.
+    const instance = `${this.name}-${child.pid ?? "unstarted"}`;
+    // Every line is kept for the log API and goes to onLine, except the server's "listening"
+    // line, which means ready.
     let listening = () => {};
     const ready = new Promise<void>((resolve) => (listening = resolve));
-    const onLine = (line: string) => (READY.test(line) ? listening() : this.options.onLine(this.name, line));
+    const onLine = (line: string) => {
+      this.logs.push(instance, line);
+      if (READY.test(line)) listening();
+      else this.options.onLine(this.name, line);
+    };
     createInterface({ input: child.stdout }).on("line", onLine);
     createInterface({ input: child.stderr }).on("line", onLine);
     child.on("exit", (code, signal) => {

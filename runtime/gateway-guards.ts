@@ -89,11 +89,15 @@ function isLoopback(hostname: string): boolean {
 
 export class BodyTooLargeError extends Error {}
 
-/** Reads a request body, refusing it as soon as it passes `limit` bytes. */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * Reads a request body, refusing it as soon as it passes `limit` bytes (`source` says what sets
+ * the limit). The rest of a refused body is left to be read and dropped, not cut off: a client
+ * still sending would otherwise see a reset connection rather than the answer.
+ */
+export function readBody(req: IncomingMessage, limit: number, source: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers["content-length"]);
-    if (declared > limit) return reject(new BodyTooLargeError(`the body is ${declared} bytes; the limit is ${limit} bytes (GATEWAY_MAX_ASYNC_BODY)`));
+    if (declared > limit) return reject(new BodyTooLargeError(`the body is ${declared} bytes; the limit is ${limit} bytes (${source})`));
     const chunks: Buffer[] = [];
     let size = 0;
     req.on("data", (chunk: Buffer) => {
@@ -101,7 +105,7 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       if (size > limit) {
         req.removeAllListeners("data");
         req.resume();
-        return reject(new BodyTooLargeError(`the body is over the limit of ${limit} bytes (GATEWAY_MAX_ASYNC_BODY)`));
+        return reject(new BodyTooLargeError(`the body is over the limit of ${limit} bytes (${source})`));
       }
       chunks.push(chunk);
     });
@@ -110,4 +114,23 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     // A client that goes away mid-body ends neither way on every Node version: settle here too.
     req.on("close", () => reject(new Error("the client closed the connection before sending the whole body")));
   });
+}
+
+/** A function's body limits, as its template's server reads them from its environment (serverOptionsFromEnv). */
+export interface FunctionBodyLimits {
+  maxJsonSize: number;
+  maxRawSize: number;
+  rawBody: boolean;
+}
+
+/**
+ * The limit the function applies to a body of this content type, and the variable that sets it:
+ * JSON (application/json, +json) unless RAW_BODY, as the template's readBody chooses. The gateway
+ * refuses what the function would, before sending it a byte: a function that refuses a body
+ * mid-stream closes its connection, and the gateway would see EPIPE, not its 413.
+ */
+export function bodyLimitFor(contentType: string | undefined, limits: FunctionBodyLimits): { limit: number; variable: string } {
+  const type = (contentType ?? "").split(";", 1)[0]?.trim().toLowerCase() ?? "";
+  const json = !limits.rawBody && (type === "application/json" || type.endsWith("+json"));
+  return json ? { limit: limits.maxJsonSize, variable: "MAX_JSON_SIZE" } : { limit: limits.maxRawSize, variable: "MAX_RAW_SIZE" };
 }

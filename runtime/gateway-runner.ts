@@ -1,12 +1,16 @@
 import { randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parse } from "yaml";
+import { z } from "zod";
 import { envValue } from "../lib/config.js";
 import type { Logger } from "../lib/log.js";
 import type { MqttSettings } from "../lib/mqtt.js";
 import { DEFAULT_SECRET_PATH, readSecret } from "../lib/secrets.js";
 import { readStack, type StackFunction } from "../lib/stack.js";
+import { serverOptionsFromEnv } from "../templates/node22-ts/server.js";
 import { FunctionProcess } from "./function-process.js";
 import { LocalGateway } from "./gateway.js";
 import { readGatewayLimits } from "./gateway-guards.js";
@@ -54,11 +58,23 @@ export async function startGateway(options: GatewayRunOptions): Promise<RunningG
   const gateway = new LocalGateway({ port: options.port, host: options.host, credentials, limits: readGatewayLimits(env), log: options.log, ...(options.extra === undefined ? {} : { extra: options.extra }) });
   await gateway.listen();
   say(`gateway on ${gateway.url} (/system/* user ${credentials.user}, password ${credentials.password})`);
-  const functions = Object.entries(stack.functions).map(([name, spec]) => {
-    const child = new FunctionProcess({ name, env: functionEnv(spec, env, options.mqtt, options.natsUrl, gateway.url), onLine: (fn, line) => say(`[${fn}] ${line}`) });
-    gateway.add({ name, spec, process: child });
-    return child;
-  });
+  let functions: FunctionProcess[];
+  try {
+    functions = await Promise.all(
+      Object.entries(stack.functions).map(async ([name, spec]) => {
+        const own = functionEnv(spec, env, options.mqtt, options.natsUrl, gateway.url);
+        const processEnv = { ...env, ...own };
+        const child = new FunctionProcess({ name, env: processEnv, onLine: (fn, line) => say(`[${fn}] ${line}`) });
+        // The body limits its server reads from this environment; a malformed MAX_JSON_SIZE fails here as it would there.
+        const { maxJsonSize = Infinity, maxRawSize = Infinity, rawBody = false } = serverOptionsFromEnv(processEnv);
+        gateway.add({ name, spec, process: child, env: own, envProcess: await templateProcess(spec.lang), bodyLimits: { maxJsonSize, maxRawSize, rawBody } });
+        return child;
+      }),
+    );
+  } catch (error) {
+    await gateway.close();
+    throw error;
+  }
   const stop = async () => {
     await Promise.all(functions.map((fn) => fn.stop()));
     await gateway.close();
@@ -74,14 +90,14 @@ export async function startGateway(options: GatewayRunOptions): Promise<RunningG
 }
 
 /**
- * What a function sees: its stack.yml environment, with the addresses it names (in-cluster
- * service names) replaced by this machine's broker, NATS and gateway, and the MQTT credentials of this
- * run rather than the cluster's user name.
+ * The variables the runner gives a function (on top of the environment it inherits): its
+ * stack.yml environment, with the addresses it names (in-cluster service names) replaced by this
+ * machine's broker, NATS and gateway, and the MQTT credentials of this run rather than the
+ * cluster's user name.
  */
-function functionEnv(spec: StackFunction, env: NodeJS.ProcessEnv, mqtt: MqttSettings, natsUrl: string | undefined, gatewayUrl: string): NodeJS.ProcessEnv {
+function functionEnv(spec: StackFunction, env: NodeJS.ProcessEnv, mqtt: MqttSettings, natsUrl: string | undefined, gatewayUrl: string): Record<string, string> {
   const { MQTT_USERNAME: _clusterUser, ...stackEnv } = spec.environment;
   return {
-    ...env,
     LOG_LEVEL: env.LOG_LEVEL ?? "warn",
     ...stackEnv,
     MODEL_DIR: join(REPO_ROOT, spec.environment.MODEL_DIR ?? "model/artifact"),
@@ -93,4 +109,17 @@ function functionEnv(spec: StackFunction, env: NodeJS.ProcessEnv, mqtt: MqttSett
     SCORE_URL: `${gatewayUrl}/function/score`,
     GATEWAY_URL: gatewayUrl,
   };
+}
+
+const TemplateYml = z.object({ fprocess: z.string().optional() });
+
+/** How the template starts a function (its template.yml's fprocess), if the repository has that template. */
+async function templateProcess(lang: string): Promise<string | undefined> {
+  let text: string;
+  try {
+    text = await readFile(join(REPO_ROOT, "templates", lang, "template.yml"), "utf8");
+  } catch {
+    return undefined; // a template of faas-cli's store, not in this repository
+  }
+  return TemplateYml.parse(parse(text)).fprocess;
 }

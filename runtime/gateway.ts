@@ -1,13 +1,16 @@
 import { randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, request, Agent, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { pipeline } from "node:stream";
 import { Counter, Histogram, Registry } from "prom-client";
 import { z } from "zod";
 import { parseUntrustedJson } from "../lib/json.js";
 import type { Logger } from "../lib/log.js";
 import type { StackFunction } from "../lib/stack.js";
 import type { FunctionProcess } from "./function-process.js";
-import { BodyTooLargeError, checkCallbackUrl, crossSiteReason, readBody, type GatewayLimits } from "./gateway-guards.js";
+import { describeFunction, functionTarget, namespaceRefusal, namespaces, secretList, systemInfo } from "./gateway-api.js";
+import { BodyTooLargeError, bodyLimitFor, checkCallbackUrl, crossSiteReason, readBody, type FunctionBodyLimits, type GatewayLimits } from "./gateway-guards.js";
+import { parseLogQuery, streamLogs } from "./gateway-logs.js";
 
 /**
  * Longest an async call and then its callback may take: each holds a pending slot, so one that
@@ -21,6 +24,12 @@ export interface GatewayFunction {
   name: string;
   spec: StackFunction;
   process: FunctionProcess;
+  /** The variables the runner gives it (its stack.yml environment with the local addresses), not those it inherits. */
+  env: Readonly<Record<string, string>>;
+  /** How its template starts it (template.yml's fprocess), if the template says. */
+  envProcess?: string | undefined;
+  /** The body limits its server applies; the gateway refuses a larger body itself. */
+  bodyLimits: FunctionBodyLimits;
 }
 
 export interface GatewayOptions {
@@ -34,10 +43,12 @@ export interface GatewayOptions {
 }
 
 /**
- * A local stand-in for the OpenFaaS gateway, speaking its HTTP API for the functions it runs:
- * /function/<name>[/path] (sync), /async-function/<name> (202 + X-Call-Id, result to
- * X-Callback-Url), /system/functions and /system/function/<name> (from stack.yml, basic auth),
- * /healthz and Prometheus /metrics with the gateway's metric names.
+ * A local stand-in for the OpenFaaS gateway, speaking its HTTP API for the functions it runs, in
+ * the namespace openfaas-fn: /function/<name>[.openfaas-fn][/path] (sync),
+ * /async-function/<name>[.openfaas-fn] (202 + X-Call-Id, result to X-Callback-Url), and with
+ * basic auth /system/functions, /system/function/<name>, /system/namespaces, /system/info,
+ * /system/secrets (names), /system/logs (the function processes' lines) and
+ * /system/scale-function/<name>; /healthz and Prometheus /metrics with the gateway's metric names.
  *
  * Unlike OpenFaaS it runs on a desktop next to a browser, so it refuses what another site's page
  * could make the browser send (except GETs of the page), posts async results only to loopback or
@@ -50,6 +61,8 @@ export class LocalGateway {
   readonly #invocations = new Counter({ name: "gateway_function_invocation_total", help: "Function invocations", labelNames: ["function_name", "code"], registers: [this.#registry] });
   readonly #seconds = new Histogram({ name: "gateway_functions_seconds", help: "Function invocation time", labelNames: ["function_name", "code"], registers: [this.#registry] });
   readonly #byName = new Map<string, GatewayFunction>();
+  /** Ends each open log stream: followed logs stream until the client goes, or the gateway closes. */
+  readonly #logStreams = new Set<() => void>();
   #pendingAsync = 0;
 
   constructor(private readonly options: GatewayOptions) {
@@ -80,11 +93,12 @@ export class LocalGateway {
   }
 
   /**
-   * Stops listening and closes idle connections at once; a request still running (a slow client,
-   * a stream someone else did not close) gets 2 s before its connection is closed, so that stopping
-   * never hangs on it.
+   * Ends the followed log streams (they run until their client goes), stops listening and closes
+   * idle connections at once; a request still running (a slow client, a stream someone else did
+   * not close) gets 2 s before its connection is closed, so that stopping never hangs on it.
    */
   async close(): Promise<void> {
+    for (const end of this.#logStreams) end();
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeIdleConnections();
     const force = setTimeout(() => this.#server.closeAllConnections(), 2_000);
@@ -100,11 +114,17 @@ export class LocalGateway {
     if (refused !== undefined) return json(res, 403, { error: `cross-site request refused (${refused}): the gateway only answers its own page and clients that are not browsers` });
     const sync = /^\/function\/([^/]+)(\/.*)?$/.exec(path);
     const async = /^\/async-function\/([^/]+)(\/.*)?$/.exec(path);
-    if (sync !== null) return this.#invoke(req, res, sync[1] as string, (sync[2] ?? "/") + url.search);
-    if (async !== null) return this.#invokeAsync(req, res, async[1] as string, (async[2] ?? "/") + url.search);
+    const call = sync ?? async;
+    if (call !== null) {
+      const target = functionTarget(call[1] as string);
+      if ("error" in target) return json(res, 404, { error: target.error });
+      const fn = this.#byName.get(target.name);
+      if (fn === undefined) return json(res, 404, { error: `no function named ${target.name}` });
+      return call === sync ? this.#invoke(req, res, fn, (call[2] ?? "/") + url.search) : this.#invokeAsync(req, res, fn, (call[2] ?? "/") + url.search);
+    }
     if (path === "/healthz") return void res.writeHead(200, { "content-type": "text/plain" }).end("OK");
     if (path === "/metrics") return void this.#registry.metrics().then((text) => res.writeHead(200, { "content-type": this.#registry.contentType }).end(text));
-    if (path.startsWith("/system/")) return void this.#system(req, res, path);
+    if (path.startsWith("/system/")) return void this.#system(req, res, url);
     if (this.options.extra?.(req, res) === true) return;
     json(res, 404, { error: `no route ${req.method} ${path}` });
   }
@@ -121,20 +141,42 @@ export class LocalGateway {
     return reason;
   }
 
-  async #system(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+  async #system(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const path = url.pathname;
     if (!this.#authorized(req)) {
       res.writeHead(401, { "www-authenticate": 'Basic realm="fanwatch gateway"', "content-type": "application/json" });
       return void res.end(JSON.stringify({ error: "the /system API needs basic auth (the user and password fanwatch start printed)" }));
     }
     const scale = /^\/system\/scale-function\/([^/]+)$/.exec(path);
     if (scale !== null && req.method === "POST") return this.#scale(req, res, scale[1] as string);
-    if (req.method !== "GET") return json(res, 501, { error: `${req.method} ${path}: the local gateway runs the functions of stack.yml and cannot deploy or change them` });
-    const calls = await this.#callsByFunction();
-    if (path === "/system/functions") return json(res, 200, [...this.#byName.values()].map((f) => describe(f, calls.get(f.name) ?? 0)));
+    if (req.method !== "GET") return json(res, 501, { error: `${req.method} ${path}: the local gateway runs the functions and secrets of stack.yml and cannot deploy or change them` });
+    if (path === "/system/namespaces") return json(res, 200, namespaces());
+    if (path === "/system/info") return json(res, 200, systemInfo());
+    if (path === "/system/logs") return this.#logs(res, url.searchParams);
     const one = /^\/system\/function\/([^/]+)$/.exec(path);
-    const fn = one === null ? undefined : this.#byName.get(one[1] as string);
-    if (fn !== undefined) return json(res, 200, describe(fn, calls.get(fn.name) ?? 0));
-    json(res, 404, { error: one === null ? `no route GET ${path}` : `no function named ${one[1]}` });
+    if (path !== "/system/functions" && path !== "/system/secrets" && one === null) return json(res, 404, { error: `no route GET ${path}` });
+    const refusal = namespaceRefusal(url.searchParams.get("namespace"));
+    if (refusal !== undefined) return json(res, 400, { error: refusal });
+    if (path === "/system/secrets") return json(res, 200, secretList(this.#byName.values()));
+    const calls = await this.#callsByFunction();
+    if (one === null) return json(res, 200, [...this.#byName.values()].map((f) => describeFunction(f, calls.get(f.name) ?? 0)));
+    const fn = this.#byName.get(one[1] as string);
+    if (fn === undefined) return json(res, 404, { error: `no function named ${one[1]}` });
+    json(res, 200, describeFunction(fn, calls.get(fn.name) ?? 0));
+  }
+
+  /** GET /system/logs: the lines a function's processes printed, and with follow=true the new ones as they come. */
+  #logs(res: ServerResponse, params: URLSearchParams): void {
+    const parsed = parseLogQuery(params);
+    if ("error" in parsed) return json(res, 400, { error: `/system/logs: ${parsed.error}` });
+    const { query } = parsed;
+    const refusal = namespaceRefusal(query.namespace);
+    if (refusal !== undefined) return json(res, 400, { error: refusal });
+    const fn = this.#byName.get(query.name);
+    if (fn === undefined) return json(res, 404, { error: `no function named ${query.name}` });
+    const end = streamLogs(res, fn.process.logs, query);
+    this.#logStreams.add(end);
+    res.once("close", () => this.#logStreams.delete(end));
   }
 
   /**
@@ -146,7 +188,7 @@ export class LocalGateway {
     if (fn === undefined) return json(res, 404, { error: `no function named ${name}` });
     let replicas: number;
     try {
-      const parsed = ScaleRequest.safeParse(parseUntrustedJson(await readBody(req, 4096)));
+      const parsed = ScaleRequest.safeParse(parseUntrustedJson(await readBody(req, 4096, "for scale requests")));
       if (!parsed.success) return json(res, 400, { error: 'scale-function takes {"replicas": 0} or {"replicas": 1}: the local gateway runs one process per function' });
       replicas = parsed.data.replicas;
     } catch (error) {
@@ -178,33 +220,82 @@ export class LocalGateway {
     return given.length === expected.length && timingSafeEqual(given, expected);
   }
 
-  #invoke(req: IncomingMessage, res: ServerResponse, name: string, path: string): void {
-    const fn = this.#byName.get(name);
-    if (fn === undefined) return json(res, 404, { error: `no function named ${name}` });
-    const callId = headerValue(req.headers["x-call-id"]) ?? randomUUID();
+  /**
+   * Proxies a call to the function. A body over the function's own limit is refused here with 413
+   * and the limit, by its Content-Length or as soon as a streamed body passes it, and the function
+   * gets none of it (a function refusing a body mid-stream closes its connection, which the
+   * gateway would see as EPIPE, not as its 413). The rest of a refused body is read and dropped,
+   * so that the client, still sending, gets the answer rather than a reset connection. An answer
+   * the function gives before it has the whole body is relayed.
+   */
+  #invoke(req: IncomingMessage, res: ServerResponse, fn: GatewayFunction, path: string): void {
+    const { name } = fn;
     const started = Date.now();
+    const { limit, variable } = bodyLimitFor(req.headers["content-type"], fn.bodyLimits);
+    const refuse = (what: string) => {
+      this.#count(name, 413, started);
+      json(res, 413, { error: `request body is too large: ${what}; the limit of ${name} is ${limit} bytes (its ${variable})` });
+    };
+    const declared = Number(req.headers["content-length"]);
+    if (declared > limit) {
+      req.resume();
+      return refuse(`${declared} bytes`);
+    }
+    const callId = headerValue(req.headers["x-call-id"]) ?? randomUUID();
     const headers = { ...req.headers, "x-call-id": callId, "x-start-time": String(started * 1e6) };
+    // Once set, errors of the request to the function are no longer the client's answer.
+    let settled = false;
     const upstream = request(`${fn.process.url}${path}`, { method: req.method, headers, agent: this.#agent }, (answer) => {
+      settled = true;
       const code = answer.statusCode ?? 502;
       res.writeHead(code, { ...answer.headers, "x-call-id": callId, "x-duration-seconds": ((Date.now() - started) / 1000).toFixed(6) });
-      answer.pipe(res);
-      answer.on("end", () => this.#count(name, code, started));
+      pipeline(answer, res, () => {
+        this.#count(name, code, started);
+        // It answered before reading the whole body, and reads no more of it.
+        if (!upstream.writableFinished) upstream.destroy();
+      });
     });
     upstream.on("error", (error) => {
+      if (settled) return;
+      settled = true;
       this.#count(name, 502, started);
-      if (!res.headersSent) json(res, 502, { error: `${name} is not reachable${fn.process.replicas === 0 ? " (scaled to 0)" : fn.process.ready ? "" : " (it is starting or restarting)"}: ${error.message}` });
-      else res.destroy(error);
+      json(res, 502, { error: `${name} is not reachable${fn.process.replicas === 0 ? " (scaled to 0)" : fn.process.ready ? "" : " (it is starting or restarting)"}: ${error.message}` });
     });
-    req.pipe(upstream);
+    let size = 0;
+    let refused = false;
+    req.on("data", (chunk: Buffer) => {
+      if (refused) return;
+      size += chunk.length;
+      if (size > limit) {
+        refused = true;
+        if (!settled) {
+          settled = true;
+          upstream.destroy();
+          refuse(`it passed ${limit} bytes`);
+        }
+        return;
+      }
+      if (!upstream.write(chunk)) {
+        req.pause();
+        upstream.once("drain", () => req.resume());
+      }
+    });
+    req.on("end", () => {
+      if (!refused) upstream.end();
+    });
+    // A client that goes away mid-body: the function is not left waiting for the rest.
+    req.on("close", () => {
+      if (req.complete) return;
+      settled = true;
+      upstream.destroy();
+    });
   }
 
   /**
    * As OpenFaaS CE: accept at once with 202, run the call, POST the result to X-Callback-Url. The
    * callback is checked before the call is accepted; bodies and calls waiting are bounded.
    */
-  #invokeAsync(req: IncomingMessage, res: ServerResponse, name: string, path: string): void {
-    const fn = this.#byName.get(name);
-    if (fn === undefined) return json(res, 404, { error: `no function named ${name}` });
+  #invokeAsync(req: IncomingMessage, res: ServerResponse, fn: GatewayFunction, path: string): void {
     if (req.method !== "POST") return json(res, 405, { error: "async invocations are POST" });
     const given = headerValue(req.headers["x-callback-url"]);
     const callback = given === undefined ? undefined : checkCallbackUrl(given, this.options.limits.callbackAllowedHosts);
@@ -214,16 +305,18 @@ export class LocalGateway {
       res.setHeader("retry-after", "1");
       return json(res, 429, { error: `${maxPendingAsync} async calls are waiting already (GATEWAY_MAX_ASYNC_PENDING); retry later` });
     }
+    // The smaller of the gateway's limit and the function's own: a body the function would refuse is refused at once.
+    const own = bodyLimitFor(req.headers["content-type"], fn.bodyLimits);
+    const [limit, source] = own.limit < maxAsyncBodyBytes ? [own.limit, `${own.variable} of ${fn.name}`] : [maxAsyncBodyBytes, "GATEWAY_MAX_ASYNC_BODY"];
     this.#pendingAsync++;
     const callId = randomUUID();
-    readBody(req, maxAsyncBodyBytes).then(
+    readBody(req, limit, source).then(
       (body) => {
         res.writeHead(202, { "x-call-id": callId }).end();
         void this.#runAsync(fn, path, req.headers, body, callId, callback?.url).finally(() => this.#pendingAsync--);
       },
       (error: Error) => {
         this.#pendingAsync--;
-        if (error instanceof BodyTooLargeError) res.setHeader("connection", "close");
         json(res, error instanceof BodyTooLargeError ? 413 : 400, { error: error.message });
       },
     );
@@ -270,24 +363,6 @@ export class LocalGateway {
 export function reachableHost(host: string): string {
   if (host === "0.0.0.0" || host === "::" || host === "") return "127.0.0.1";
   return host.includes(":") ? `[${host}]` : host;
-}
-
-/** A function as the gateway's /system/functions describes it. */
-function describe(fn: GatewayFunction, invocationCount: number): Record<string, unknown> {
-  return {
-    name: fn.name,
-    image: fn.spec.image,
-    namespace: "openfaas-fn",
-    envProcess: "node index.js",
-    envVars: fn.spec.environment,
-    labels: fn.spec.labels,
-    annotations: fn.spec.annotations,
-    secrets: fn.spec.secrets,
-    readOnlyRootFilesystem: fn.spec.readonly_root_filesystem,
-    replicas: fn.process.replicas,
-    availableReplicas: fn.process.ready ? 1 : 0,
-    invocationCount,
-  };
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

@@ -27,6 +27,16 @@ describe("fanwatch CLI", () => {
     assert.equal((await runCli(["frobnicate"])).code, 2);
   });
 
+  it("fits the default --faulty and --degrading to a small fleet, and refuses given counts that do not fit", async () => {
+    const help = await runCli(["start", "--help"]);
+    assert.match(help.stdout.replace(/\s+/g, " "), /--fans 3: 1 faulty, 1 degrading, 1 healthy/);
+    // Given counts that leave no room: the whole mix is named, nothing starts.
+    const tooMany = await runCli(["start", "--fans", "3", "--faulty", "4", "--port", String(await freePort())]);
+    assert.equal(tooMany.code, 1);
+    assert.match(tooMany.stderr, /--faulty 4, --degrading 2 are more than the 3 fans/);
+    assert.doesNotMatch(tooMany.stderr, /starting the broker/);
+  });
+
   it("generates data, trains with progress and --json, and evaluates", async () => {
     const data = join(dir, "d.csv");
     const gen = await runCli(["generate-data", "--out", data, "--fans", "6", "--rows", "900", "--seed", "4"]);

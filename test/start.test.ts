@@ -196,3 +196,19 @@ describe("fanwatch start with MQTT_URL pointing to a real Mosquitto", { timeout:
     }
   });
 });
+
+describe("fanwatch start --fans 3 with the default fleet shapes", { timeout: 120_000 }, () => {
+  it("scales the default 2 faulty and 2 degrading down to the fleet and predicts every fan", async () => {
+    const system = await startFanwatch(["--fans", "3", "--interval", "400", "--mqtt-port", String(await freePort())]);
+    let collector: Collector | undefined;
+    try {
+      assert.match(system.output(), /fleet {4}3 simulated fans \(1 faulty, 1 degrading over 10 min\)/);
+      collector = await Collector.start(system.brokerUrl, ["fan/anomaly"]);
+      const shares = await faultShares(collector, 3, 4);
+      assert.ok((shares.get("1") ?? 0) > 0.5, `faulty fan 1: ${shares.get("1")}`);
+    } finally {
+      await collector?.stop();
+      assert.equal((await system.interrupt()).code, 0, system.output());
+    }
+  });
+});
