@@ -22,7 +22,9 @@ export function addGatewayCommand(program: Command, io: Io): void {
         "health keeps the fans' health in the NATS server at NATS_URL (JetStream); without it, in memory (lost when it stops).\n" +
         "Async callbacks go to loopback only, or to the hosts in CALLBACK_ALLOWED_HOSTS (docs/start.md).\n" +
         "/system credentials: basic-auth-user/-password under SECRET_MOUNT_PATH, else GATEWAY_PASSWORD, else printed at start;\n" +
-        "feed it from MQTT with `fanwatch connector --basic-auth --secret-mount-path DIR` and SECRET_MOUNT_PATH=DIR here.",
+        "feed it from MQTT with `fanwatch connector --basic-auth --secret-mount-path DIR` and SECRET_MOUNT_PATH=DIR here,\n" +
+        "or with OpenFaaS's own mqtt-connector; faas-cli (login, list, describe, invoke, logs, namespaces, secret list,\n" +
+        "version) works against it: its functions are in the namespace openfaas-fn (docs/start.md).",
     )
     .action(async (opts: GatewayFlags) => {
       // Listening before anything starts: a signal during start-up stops the functions once they are up.

@@ -55,11 +55,13 @@ function passes(message: LogMessage, query: Pick<LogQuery, "instance" | "since">
 }
 
 // Go's strconv.ParseBool, which the provider uses for `follow`.
-const GoBool = z.enum(["1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"]).transform((v) => ["1", "t", "T", "TRUE", "true", "True"].includes(v));
+const GoBool = z
+  .enum(["1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"], { error: "follow must be true or false" })
+  .transform((v) => ["1", "t", "T", "TRUE", "true", "True"].includes(v));
 const LogQuerySchema = z.object({
   name: z.string({ error: "name (the function) is required" }).min(1, "name (the function) is required"),
   namespace: z.string().optional(),
-  instance: z.string().min(1).optional(),
+  instance: z.string().min(1, "instance must name one (faas-cli logs --instance prints them)").optional(),
   // faas-cli sends tail=-1 for "all": <= 0 means unlimited (OpenFaaS API).
   tail: z.string().regex(/^-?\d+$/, "tail must be a whole number").transform(Number).default(0),
   follow: GoBool.default(false),
@@ -76,7 +78,7 @@ export function parseLogQuery(params: URLSearchParams): { query: LogQuery } | { 
   const last = Object.fromEntries([...new Set(params.keys())].map((key) => [key, params.getAll(key).at(-1)]));
   const parsed = LogQuerySchema.safeParse(last);
   if (parsed.success) return { query: parsed.data };
-  return { error: parsed.error.issues.map((i) => (i.path.length > 0 && !i.message.startsWith(String(i.path[0])) ? `${String(i.path[0])}: ${i.message}` : i.message)).join("; ") };
+  return { error: parsed.error.issues.map((issue) => issue.message).join("; ") };
 }
 
 /**
