@@ -138,8 +138,9 @@ export async function startFunctionServer(fn: FunctionModule | Promise<FunctionM
   try {
     ready = await loading;
   } catch (error) {
+    draining = true; // the requests that waited are answered 503, then their connections close
     server.close();
-    server.closeAllConnections();
+    server.closeIdleConnections();
     throw error;
   }
   log.info({ event: "listening", port, startupMs: Math.round(performance.now() - started) }, `${name} listening on port ${port}`);
