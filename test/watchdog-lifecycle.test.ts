@@ -6,9 +6,11 @@ import { describe, it } from "node:test";
 import { parseStack } from "../lib/stack.js";
 import { behindWatchdog, goDurationMs, keepServingMs, WATCHDOG_MARGIN_MS } from "../templates/node22-ts/watchdog.js";
 import { parseDockerfile, parseEnv } from "./support/dockerfile.js";
+import { startMosquitto } from "./support/mosquitto.js";
+import { Collector } from "./support/mqtt-collector.js";
 import { OfWatchdogStandIn } from "./support/of-watchdog-stand-in.js";
 import { CLI, REPO_ROOT } from "./support/paths.js";
-import { freePort } from "./support/process.js";
+import { freePort, spawnCli, terminate, waitForOutput } from "./support/process.js";
 
 // The score function started and stopped behind a stand-in for of-watchdog (named; the Go binary
 // is not built here) with the template's own watchdog settings (its Dockerfile's ENV) and the
@@ -120,5 +122,43 @@ describe("the template behind of-watchdog (stand-in) under continuous load", { t
     assert.ok(tally.okAfterSigterm > 0, "went on serving after SIGTERM, while the watchdog still sent");
     assert.match(reason, /health-check interval over/, `the watchdog ended its own way, not because the function died first: ${reason}`);
     assert.equal(code, 0, watchdog.output());
+  });
+
+  it("predict behind the watchdog dead-letters malformed JSON as the official connector sends it (application/json, X-Topic)", async () => {
+    const broker = await startMosquitto();
+    const collector = await Collector.start(broker.url, ["fan/deadletter"]);
+    const scorePort = await freePort();
+    const score = spawnCli(["function", "score", "--port", String(scorePort)]);
+    let watchdog: OfWatchdogStandIn | undefined;
+    try {
+      await waitForOutput(score, /listening on/);
+      const port = await freePort();
+      const env: NodeJS.ProcessEnv = {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        LOG_LEVEL: "silent",
+        ...imageEnv("predict"),
+        MQTT_URL: broker.url,
+        SCORE_URL: `http://127.0.0.1:${scorePort}/`,
+        fprocess: `${process.execPath} ${CLI} function predict --port ${port} --host 127.0.0.1`,
+        upstream_url: `http://127.0.0.1:${port}`,
+        port: String(await freePort()),
+      };
+      watchdog = await OfWatchdogStandIn.start(env, REPO_ROOT);
+      await waitForOutput(watchdog.child, /listening on/);
+      const payload = '{"deviceID": "official", "rotation": 600,';
+      const answer = await fetch(watchdog.url, { method: "POST", headers: { "content-type": "application/json", "x-topic": "fan/messages" }, body: payload });
+      assert.equal(answer.status, 400);
+      const [letter] = (await collector.waitFor("fan/deadletter", 1)) as Array<{ error: string; topic: string; payload: string }>;
+      assert.match(letter?.error ?? "", /request body is not valid JSON/);
+      assert.equal(letter?.topic, "fan/messages");
+      assert.equal(letter?.payload, payload);
+    } finally {
+      watchdog?.child.kill("SIGKILL");
+      await watchdog?.exited;
+      await terminate(score);
+      await collector.stop();
+      await broker.stop();
+    }
   });
 });
