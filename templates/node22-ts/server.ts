@@ -272,9 +272,17 @@ function parseSize(value: string | undefined, name: string): number | undefined 
 /**
  * Closes `service` on SIGTERM or SIGINT (what the watchdog, Kubernetes and Ctrl-C send), then exits:
  * 0 once it closed cleanly, 1 if closing failed. The function server and the connector share it.
+ * A second SIGTERM changes nothing: faasd signals every process of the container and the watchdog
+ * forwards its own, so a function behind it gets two. A second Ctrl-C stops at once.
  */
 export function closeOnSignals(service: { close(): Promise<void> }, log?: Logger): void {
+  let closing = false;
   const stop = (signal: NodeJS.Signals) => {
+    if (closing) {
+      if (signal === "SIGINT") process.exit(130);
+      return;
+    }
+    closing = true;
     log?.info({ event: "signal", signal }, `received ${signal}, draining`);
     service.close().then(
       () => process.exit(0),
@@ -284,6 +292,6 @@ export function closeOnSignals(service: { close(): Promise<void> }, log?: Logger
       },
     );
   };
-  process.once("SIGTERM", stop);
-  process.once("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
 }
