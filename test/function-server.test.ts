@@ -3,6 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { InputError } from "../lib/errors.js";
 import { startFunctionServer, type FunctionServer } from "../templates/node22-ts/server.js";
 import type { FunctionModule } from "../templates/node22-ts/types.js";
+import { freePort } from "./support/process.js";
 
 // A handler exercising every way the official node template's contract can answer.
 let releaseSlow: () => void = () => {};
@@ -134,4 +135,76 @@ describe("node22-ts function server", () => {
     assert.equal(lifecycle.at(-1), "close");
     await assert.rejects(fetch(`${own.url}/echo`));
   });
+
+  it("hands a module that exports rawBody = true every body as the bytes sent, malformed JSON included", async () => {
+    const raw = await startFunctionServer({ rawBody: true, handler: (event) => ({ isBuffer: Buffer.isBuffer(event.body), text: Buffer.isBuffer(event.body) ? event.body.toString() : null }) }, { port: 0, host: "127.0.0.1" });
+    try {
+      for (const type of ["application/json", "text/plain", "application/octet-stream"]) {
+        const response = await fetch(raw.url, { method: "POST", headers: { "content-type": type }, body: '{"a":' });
+        assert.equal(response.status, 200, type);
+        assert.deepEqual(await response.json(), { isBuffer: true, text: '{"a":' }, type);
+      }
+    } finally {
+      await raw.close();
+    }
+  });
 });
+
+describe("node22-ts function server start and stop", () => {
+  it("listens before init() has finished: /_/ready answers 503 and requests wait for init(), then are answered", async () => {
+    let finishInit: () => void = () => {};
+    const initDone = new Promise<void>((resolve) => (finishInit = resolve));
+    const port = await freePort();
+    const starting = startFunctionServer({ init: () => initDone, handler: () => ({ served: true }) }, { port, host: "127.0.0.1" });
+    const url = `http://127.0.0.1:${port}`;
+    let ready = await untilListening(url);
+    assert.equal(ready.status, 503);
+    assert.deepEqual(await ready.json(), { status: "starting" });
+    const held = fetch(url, { method: "POST" }).then(async (r) => ({ status: r.status, body: await r.json() }));
+    ready = await fetch(`${url}/_/ready`);
+    assert.equal(ready.status, 503, "still starting while a request waits");
+    finishInit();
+    assert.deepEqual(await held, { status: 200, body: { served: true } });
+    const server = await starting;
+    assert.equal((await fetch(`${url}/_/ready`)).status, 200);
+    await server.close();
+  });
+
+  it("rejects and stops listening when init() fails", async () => {
+    let failInit: (error: Error) => void = () => {};
+    const initFailed = new Promise<void>((_resolve, reject) => (failInit = reject));
+    const port = await freePort();
+    const starting = startFunctionServer({ init: () => initFailed, handler: () => ({ served: true }) }, { port, host: "127.0.0.1" });
+    const url = `http://127.0.0.1:${port}`;
+    assert.equal((await untilListening(url)).status, 503);
+    failInit(new Error("model missing"));
+    await assert.rejects(starting, /model missing/);
+    await assert.rejects(fetch(url), "no longer listening");
+  });
+
+  it("with keepServingMs, goes on serving after close() (answering /_/ready 503), then drains and runs close()", async () => {
+    const events: string[] = [];
+    const server = await startFunctionServer({ handler: () => ({ served: true }), close: () => void events.push("close") }, { port: 0, host: "127.0.0.1", keepServingMs: 2000 });
+    const closing = server.close().then(() => events.push("closed"));
+    const ready = await fetch(`${server.url}/_/ready`);
+    assert.equal(ready.status, 503);
+    assert.deepEqual(await ready.json(), { status: "closing" });
+    const answer = await fetch(server.url, { method: "POST" });
+    assert.equal(answer.status, 200, "still served: behind the watchdog requests keep coming");
+    assert.deepEqual(events, [], "close() waits");
+    await closing;
+    assert.deepEqual(events, ["close", "closed"]);
+    await assert.rejects(fetch(server.url));
+  });
+});
+
+/** GET /_/ready once the server accepts connections (it listens before init() has finished). */
+async function untilListening(url: string): Promise<Response> {
+  for (;;) {
+    try {
+      return await fetch(`${url}/_/ready`);
+    } catch {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+}

@@ -261,6 +261,16 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     assert.equal((await getFans(one.url, "?deviceID=11")).fans[0]?.state, "ok", "the good ones were evaluated");
   });
 
+  it("dead-letters malformed JSON sent as application/json with its reason (the template hands health the raw body)", async () => {
+    const letters = collector.on("fan/deadletter").length;
+    const broken = await postJson(one.url, '{"deviceID": "12",', { "x-topic": "fan/anomaly" });
+    assert.equal(broken.status, 400);
+    const [letter] = (await collector.waitFor("fan/deadletter", letters + 1)).slice(letters) as Array<{ error: string; topic: string; payload: string }>;
+    assert.match(letter?.error ?? "", /request body is not valid JSON/);
+    assert.equal(letter?.topic, "fan/anomaly");
+    assert.equal(letter?.payload, '{"deviceID": "12",');
+  });
+
   it("keeps fans whose IDs are not NATS keys, under their own IDs", async () => {
     const ids = ["fan.1", "hall 7/fan 3", "ünïcødé 風扇", "y".repeat(128)];
     for (const id of ids) assert.equal((await postJson(two.url, predictions(id, 0, 2, t0))).status, 200, id);

@@ -228,6 +228,30 @@ describe("predict function against a real Mosquitto", () => {
     assert.deepEqual(letters.map((l) => l.payload), ["{marker: 1,"]);
   });
 
+  it("dead-letters malformed JSON with its reason whatever its content type, application/json with X-Topic (the official connector's) included", async () => {
+    for (const type of ["application/json", "application/json; charset=utf-8", "text/plain", "application/octet-stream", undefined]) {
+      const before = collector.on("fan/deadletter").length;
+      const payload = `{"deviceID": "${type ?? "no content type"}",`;
+      const response = await fetch(predict.url, { method: "POST", headers: { "x-topic": "fan/messages", ...(type === undefined ? {} : { "content-type": type }) }, body: Buffer.from(payload) });
+      assert.equal(response.status, 400, String(type));
+      assert.match(((await response.json()) as { error: string }).error, /request body is not valid JSON/);
+      const [letter] = (await collector.waitFor("fan/deadletter", before + 1)).slice(before) as Array<{ error: string; topic: string; payload: string }>;
+      assert.match(letter?.error ?? "", /request body is not valid JSON/, String(type));
+      assert.equal(letter?.topic, "fan/messages");
+      assert.equal(letter?.payload, payload);
+    }
+  });
+
+  it("leaves malformed application/json from our connector to the connector too: one dead letter, not two", async () => {
+    const before = collector.on("fan/deadletter").length;
+    const answer = await postJson(predict.url, "{json connector: 1,", { "x-topic": "fan/messages", "x-connector": "fanwatch-mqtt-connector" });
+    assert.equal(answer.status, 400);
+    const marker = await postJson(predict.url, "{json marker: 1,", { "x-topic": "fan/messages" });
+    assert.equal(marker.status, 400);
+    const letters = (await collector.waitFor("fan/deadletter", before + 1)).slice(before) as Array<{ payload: string }>;
+    assert.deepEqual(letters.map((l) => l.payload), ["{json marker: 1,"]);
+  });
+
   it("answers 400 to a reading that is not UTF-8, and dead-letters it with the reason", async () => {
     const before = collector.on("fan/deadletter").length;
     // A Latin-1 "é" (0xE9) where UTF-8 needs two bytes: decoded leniently it would pass as U+FFFD.

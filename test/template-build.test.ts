@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, readFile, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -8,18 +8,20 @@ import { after, before, describe, it } from "node:test";
 import { buildDockerfile, parseDockerfile, type BuildResult } from "./support/dockerfile.js";
 import { shrinkwrap } from "./support/faas-cli.js";
 import { REPO_ROOT } from "./support/paths.js";
+import { OfWatchdogStandIn } from "./support/of-watchdog-stand-in.js";
 import { freePort, postJson, waitForOutput } from "./support/process.js";
 
 // What `faas-cli build` would do for the score function, without a container engine: the build
 // context as faas-cli writes it, the Dockerfile's stages run by test/support/dockerfile.ts, and the
-// shipped image's process started as of-watchdog starts it. Stand-ins, named: the host's Node.js
-// and npm for node:22-alpine; of-watchdog itself is not run (its image is not available here), so
-// the function is called on its upstream port directly.
+// shipped image's process started by of-watchdog. Stand-ins, named: the host's Node.js and npm for
+// node:22-alpine, and test/support/of-watchdog-stand-in.ts for of-watchdog (its image is not
+// available here), run with the image's environment.
 interface Image {
   workspace: string;
   context: string;
   build: BuildResult;
   steps: string[];
+  watchdog: OfWatchdogStandIn;
   child: ChildProcessWithoutNullStreams;
   url: string;
   filesBefore: string[];
@@ -36,30 +38,41 @@ async function buildAndStart(fn: string, env: Record<string, string> = {}): Prom
   const appDir = join(build.final.root, build.final.workdir);
   const filesBefore = await listFiles(appDir);
   const port = await freePort();
-  const fprocess = build.final.env.fprocess ?? "";
-  const child = spawn("sh", ["-c", `exec ${fprocess}`], { cwd: appDir, env: { PATH: process.env.PATH, HOME: tmpdir(), ...build.final.env, ...env, http_port: String(port) } });
-  await waitForOutput(child, /"event":"listening"/);
-  return { workspace, context, build, steps, child, url: `http://127.0.0.1:${port}/`, filesBefore };
+  // The upstream port is 3000 in the image; here a free one, so that tests can run side by side.
+  // A 1 s health-check interval rather than write_timeout's 15 s, to stop sooner (an operator's
+  // setting too); test/watchdog-lifecycle.test.ts stops a function under load with the real one.
+  const watchdogEnv = { PATH: process.env.PATH, HOME: tmpdir(), ...build.final.env, healthcheck_interval: "1s", ...env, http_port: String(port), upstream_url: `http://127.0.0.1:${port}`, port: String(await freePort()) };
+  const watchdog = await OfWatchdogStandIn.start(watchdogEnv, appDir);
+  await waitForOutput(watchdog.child, /"event":"listening"/);
+  return { workspace, context, build, steps, watchdog, child: watchdog.child, url: `${watchdog.url}/`, filesBefore };
 }
 
 async function remove(image: Image | undefined): Promise<void> {
   if (image === undefined) return;
   if (image.child.exitCode === null) image.child.kill("SIGKILL");
+  image.watchdog.terminate();
   await rm(image.workspace, { recursive: true, force: true });
+}
+
+/** SIGTERM to the watchdog, as Kubernetes sends it; resolves with the function process's exit code. */
+async function stop(image: Image): Promise<number | null> {
+  const exit = once(image.child, "exit");
+  image.watchdog.terminate();
+  await image.watchdog.exited;
+  return image.child.exitCode ?? ((await exit) as [number | null])[0];
 }
 
 describe("node22-ts image build of the score function", { timeout: 600_000 }, () => {
   let image: Image;
   let build: BuildResult;
   let context: string;
-  let child: ChildProcessWithoutNullStreams;
   let url: string;
   let filesBefore: string[];
   let steps: string[];
 
   before(async () => {
     image = await buildAndStart("score");
-    ({ build, context, child, url, filesBefore, steps } = image);
+    ({ build, context, url, filesBefore, steps } = image);
   });
   after(() => remove(image));
 
@@ -89,7 +102,22 @@ describe("node22-ts image build of the score function", { timeout: 600_000 }, ()
     assert.equal(ship.env.upstream_url, "http://127.0.0.1:3000");
     assert.equal(ship.cmd, '["fwatchdog"]');
     assert.match(ship.healthcheck ?? "", /\/tmp\/\.lock/);
-    assert.deepEqual(build.skipped, ["COPY --from=watchdog /fwatchdog /usr/bin/fwatchdog (image ghcr.io/openfaas/of-watchdog:0.12.4 is not available here)"]);
+    assert.equal(ship.env.ready_path, "/_/ready", "the watchdog's readiness is the function's");
+    assert.deepEqual(build.skipped, ["COPY --from=watchdog /fwatchdog /usr/bin/fwatchdog (image ghcr.io/openfaas/of-watchdog:0.11.6 is not available here)"]);
+  });
+
+  it("ships exactly pinned packages, from a lock written once in the build stage, and only those the bundle imports", async () => {
+    const appDir = join(build.final.root, build.final.workdir);
+    const pkg = JSON.parse(await readFile(join(appDir, "package.json"), "utf8")) as { name: string; dependencies: Record<string, string>; optionalDependencies: Record<string, string> };
+    assert.equal(pkg.name, "score", "the function's name, for its logs");
+    const shipped = { ...pkg.dependencies, ...pkg.optionalDependencies };
+    for (const [name, version] of Object.entries(shipped)) assert.match(version, /^\d+\.\d+\.\d+$/, `${name} is pinned, not "${version}"`);
+    const fnPackage = JSON.parse(await readFile(join(REPO_ROOT, "functions/score/package.json"), "utf8")) as { dependencies: Record<string, string>; optionalDependencies: Record<string, string> };
+    for (const name of Object.keys(shipped)) assert.ok(name in fnPackage.dependencies || name in fnPackage.optionalDependencies, `${name} is one of the function's own packages`);
+    const lock = JSON.parse(await readFile(join(appDir, "package-lock.json"), "utf8")) as { packages: Record<string, { version?: string }> };
+    const fnLock = JSON.parse(await readFile(join(REPO_ROOT, "functions/score/package-lock.json"), "utf8")) as { packages: Record<string, { version?: string }> };
+    for (const [path, entry] of Object.entries(lock.packages)) if (path !== "") assert.equal(entry.version, fnLock.packages[path]?.version, `${path} as the function's lock has it`);
+    assert.ok(steps.some((s) => /npm ci --omit=dev/.test(s)), "the ship stage installs the lock as it is");
   });
 
   it("serves the score contract from the built image", async () => {
@@ -110,9 +138,7 @@ describe("node22-ts image build of the score function", { timeout: 600_000 }, ()
 
   it("writes nothing into its own files (works on a read-only root filesystem) and exits 0 on SIGTERM", async () => {
     assert.deepEqual(await listFiles(join(build.final.root, build.final.workdir)), filesBefore);
-    child.kill("SIGTERM");
-    const [code] = (await once(child, "exit")) as [number];
-    assert.equal(code, 0);
+    assert.equal(await stop(image), 0);
   });
 });
 
@@ -141,11 +167,17 @@ describe("node22-ts image build of the predict function", { timeout: 600_000 }, 
     assert.equal(description.topics.anomaly, "fan/anomaly");
   });
 
+  it("ships no optional package the bundle only tries to require, and none unpinned", async () => {
+    const appDir = join(image.build.final.root, image.build.final.workdir);
+    const pkg = JSON.parse(await readFile(join(appDir, "package.json"), "utf8")) as { name: string; dependencies: Record<string, string> };
+    assert.equal(pkg.name, "predict");
+    assert.deepEqual(pkg.dependencies, {}, "MQTT.js and undici are bundled; bufferutil, utf-8-validate and supports-color are optional and left out");
+    assert.ok(image.steps.some((s) => /optional packages left out .*bufferutil/.test(s)), "the build says what it left out");
+  });
+
   it("answers 503, not 200, when it cannot score", async () => {
     const answer = await postJson(image.url, { deviceID: "1", rotation: 600, temperature: 40, vibration: 150, sound: 48 });
     assert.equal(answer.status, 503);
-    image.child.kill("SIGTERM");
-    const [code] = (await once(image.child, "exit")) as [number];
-    assert.equal(code, 0);
+    assert.equal(await stop(image), 0);
   });
 });

@@ -52,6 +52,13 @@ interface Health {
 
 const log = createLogger("health");
 let health: Health | undefined;
+
+/**
+ * The body as sent, whatever its content type: readUntrustedBody parses it here, so that malformed
+ * JSON reaches this handler, and the dead-letter topic, also when it comes as application/json
+ * (what the official MQTT connector sends), rather than being answered 400 by the template.
+ */
+export const rawBody = true;
 const counters = new HealthMetrics(() => (health === undefined ? {} : listFans(records(health.store), parseQuery({})).counts));
 
 export async function init(): Promise<void> {

@@ -51,6 +51,13 @@ const scoreCalls = new Counter({ name: "predict_score_calls_total", help: "Calls
 const explainCalls = new Counter({ name: "predict_explain_calls_total", help: "Calls to the score function for explanations by outcome (one per invocation with faulty readings; never retried here)", labelNames: ["outcome"], registers: [registry] });
 let predictor: Predictor | undefined;
 
+/**
+ * The body as sent, whatever its content type: readUntrustedBody parses it here, so that malformed
+ * JSON reaches this handler, and the dead-letter topic, also when it comes as application/json
+ * (what the official MQTT connector sends), rather than being answered 400 by the template.
+ */
+export const rawBody = true;
+
 export async function init(): Promise<void> {
   const config = readPredictConfig();
   for (const name of config.ignored) {

@@ -6,7 +6,8 @@
 //    out/index.mjs. Packages that carry native or WebAssembly code stay external.
 // 2. Bundles and runs the function's *.test.ts files; a failure fails the build.
 // 3. Copies the function's data files (everything but code, tests and packages) into out/, and
-//    writes out/package.json listing the external packages for the ship stage to install.
+//    writes out/package.json and out/package-lock.json: the external packages, at the versions
+//    the build installed and tested, for the ship stage to `npm ci` on every target platform.
 import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { builtinModules } from "node:module";
@@ -76,17 +77,57 @@ for (const file of listFiles(functionDir)) {
 }
 
 const fnPackage = JSON.parse(readFileSync(join(functionDir, "package.json"), "utf8"));
-const templatePackage = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
-const versions = { ...templatePackage.dependencies, ...fnPackage.dependencies };
 const imported = new Set(
   Object.values(result.metafile.outputs).flatMap((o) => o.imports.filter((i) => i.external && !i.path.startsWith("node:") && !builtinModules.includes(i.path)).map((i) => packageName(i.path))),
 );
-const dependencies = Object.fromEntries([...imported].sort().map((name) => [name, versions[name] ?? "*"]));
-writeFileSync(
-  join(outDir, "package.json"),
-  `${JSON.stringify({ name: fnPackage.name ?? "function", private: true, type: "module", dependencies, optionalDependencies: fnPackage.optionalDependencies ?? {} }, null, 2)}\n`,
-);
-console.log(`external packages for the image: ${Object.keys(dependencies).join(", ") || "none"}`);
+// esbuild leaves a require() it cannot resolve external only when it sits in a try/catch: an
+// optional package (ws's bufferutil, debug's supports-color) that was not installed, and that the
+// code runs without. Those are left out; only the packages named in EXTERNAL are shipped.
+const optional = [...imported].filter((name) => !isExternal(name));
+if (optional.length > 0) console.log(`optional packages left out (not installed, required in a try/catch): ${optional.sort().join(", ")}`);
+const dependencies = Object.fromEntries([...imported].filter(isExternal).sort().map((name) => [name, installedVersion(name)]));
+const optionalDependencies = Object.fromEntries(Object.keys(fnPackage.optionalDependencies ?? {}).sort().map((name) => [name, pinned(name, fnPackage.optionalDependencies[name])]));
+writeFileSync(join(outDir, "package.json"), `${JSON.stringify({ name: fnPackage.name ?? "function", private: true, type: "module", dependencies, optionalDependencies }, null, 2)}\n`);
+writeLock();
+console.log(`external packages for the image: ${Object.entries(dependencies).map(([n, v]) => `${n}@${v}`).join(", ") || "none"}`);
+
+function isExternal(name) {
+  return EXTERNAL.some((pattern) => (pattern.endsWith("/*") ? name.startsWith(pattern.slice(0, -1)) : name === pattern));
+}
+
+/** The exact version the build installed (and the tests ran with); a clear failure if there is none. */
+function installedVersion(name) {
+  for (const dir of [functionDir, root]) {
+    const manifest = join(dir, "node_modules", name, "package.json");
+    if (existsSync(manifest)) return JSON.parse(readFileSync(manifest, "utf8")).version;
+  }
+  fail(`${name} is imported and left external (${EXTERNAL.join(", ")}) but is not installed: add it to function/package.json "dependencies" with a pinned version`);
+}
+
+/** An optional dependency must name one version: it cannot be checked here, since it may not install. */
+function pinned(name, range) {
+  if (!/^\d+\.\d+\.\d+(-[\w.]+)?$/.test(String(range))) fail(`optionalDependencies.${name} is "${range}": pin one exact version (e.g. "4.22.0") so every platform installs the same`);
+  return range;
+}
+
+/**
+ * out/package-lock.json: the function's own lock pruned to the shipped packages (npm keeps every
+ * locked version), or resolved once here when the function has none. It is written on the build
+ * platform and holds every platform's optional binaries, so `npm ci` installs the same tree on
+ * amd64 and arm64.
+ */
+function writeLock() {
+  const lock = join(functionDir, "package-lock.json");
+  if (existsSync(lock)) cpSync(lock, join(outDir, "package-lock.json"));
+  const npm = process.platform === "win32" ? "npm.cmd" : "npm";
+  const run = spawnSync(npm, ["install", "--package-lock-only", "--ignore-scripts", "--no-audit", "--no-fund"], { cwd: outDir, stdio: "inherit" });
+  if (run.status !== 0) fail("could not write out/package-lock.json for the external packages (npm install --package-lock-only failed)");
+}
+
+function fail(message) {
+  console.error(`build.mjs: ${message}`);
+  process.exit(1);
+}
 
 function packageName(specifier) {
   const parts = specifier.split("/");

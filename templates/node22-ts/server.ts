@@ -6,6 +6,7 @@ import { Counter, Registry, collectDefaultMetrics } from "prom-client";
 import { readBody, type BodyLimits } from "./body.js";
 import { HandlerContext, errorBody, type Outcome } from "./context.js";
 import type { FunctionEvent, FunctionModule } from "./types.js";
+import { keepServingMs } from "./watchdog.js";
 
 export interface ServerOptions {
   /** @default process.env.http_port ?? 3000 */
@@ -18,27 +19,39 @@ export interface ServerOptions {
   maxRawSize?: number;
   /** Hand every body to the handler as a Buffer. @default RAW_BODY === "true" */
   rawBody?: boolean;
-  /** Name used in logs and metrics. */
+  /** Name used in logs and metrics. @default "function" */
   name?: string;
+  /**
+   * How long close() goes on serving, answering GET /_/ready with 503, before it drains: behind
+   * of-watchdog, the watchdog's health-check interval plus a margin (watchdog.ts). @default 0
+   */
+  keepServingMs?: number;
   logger?: Logger;
 }
 
 export interface FunctionServer {
   readonly url: string;
   readonly port: number;
-  /** Stops taking requests, finishes those in flight, then runs the module's close(). Safe to repeat. */
+  /**
+   * Answers /_/ready with 503 at once, goes on serving for `keepServingMs`, then stops taking
+   * requests, finishes those in flight and runs the module's close(). Safe to repeat.
+   */
   close(): Promise<void>;
 }
 
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
 
-/** Reads the official template's environment names (http_port, MAX_JSON_SIZE, MAX_RAW_SIZE, RAW_BODY). */
+/**
+ * Reads the official template's environment names (http_port, MAX_JSON_SIZE, MAX_RAW_SIZE,
+ * RAW_BODY), and of-watchdog's own settings for how long to keep serving after SIGTERM.
+ */
 export function serverOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): ServerOptions {
   return {
     port: parseInteger(env.http_port, "http_port") ?? 3000,
     maxJsonSize: parseSize(env.MAX_JSON_SIZE, "MAX_JSON_SIZE") ?? DEFAULT_BODY_LIMIT,
     maxRawSize: parseSize(env.MAX_RAW_SIZE, "MAX_RAW_SIZE") ?? DEFAULT_BODY_LIMIT,
     rawBody: env.RAW_BODY === "true",
+    keepServingMs: keepServingMs(env),
   };
 }
 
@@ -47,28 +60,38 @@ export function serverOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
  * answers carry a JSON content type, a thrown error is a 5xx with a JSON body (4xx when the error
  * carries a `status` below 500, as input errors do), bodies are size-limited, and close() drains.
  *
+ * It listens before the module has loaded and run init(), so that the time in which a connection
+ * is refused is only Node's own start: requests that arrive meanwhile wait for init(), and
+ * GET /_/ready answers 503 until it has finished (of-watchdog's `ready_path` points at it). The
+ * promise resolves once the module is ready; it rejects, and the server closes, if init() fails.
+ *
  * Built on node:http rather than a framework: the function has one route, and at this request
  * size fastify cost about 30% of the throughput in our benchmark (docs/benchmarks.md).
  */
-export async function startFunctionServer(fn: FunctionModule, options: ServerOptions = {}): Promise<FunctionServer> {
+export async function startFunctionServer(fn: FunctionModule | Promise<FunctionModule>, options: ServerOptions = {}): Promise<FunctionServer> {
   const started = performance.now();
   const name = options.name ?? "function";
   const log = options.logger ?? pino({ name, level: process.env.LOG_LEVEL ?? "info", base: { service: name }, timestamp: pino.stdTimeFunctions.isoTime });
-  await fn.init?.();
-
   const limits: BodyLimits = {
     maxJsonSize: options.maxJsonSize ?? DEFAULT_BODY_LIMIT,
     maxRawSize: options.maxRawSize ?? DEFAULT_BODY_LIMIT,
     rawBody: options.rawBody === true,
   };
   const metrics = createMetrics(name);
-  let closing: Promise<void> | undefined;
+  let ready: FunctionModule | undefined; // set once init() has finished
+  let closing: Promise<void> | undefined; // close() was called: /_/ready answers 503
+  let draining = false; // no longer taking requests
   let inFlight = 0;
   let drained: (() => void) | undefined;
+  const loading = Promise.resolve(fn).then(async (module) => {
+    await module.init?.();
+    return module;
+  });
+  loading.catch(() => {}); // the failure is reported by startFunctionServer's own rejection
 
   const server = createServer((request, response) => {
     inFlight++;
-    if (closing !== undefined) response.setHeader("connection", "close");
+    if (draining) response.setHeader("connection", "close");
     route(request, response)
       .catch((error: unknown) => {
         log.error({ err: error }, "request failed");
@@ -84,14 +107,24 @@ export async function startFunctionServer(fn: FunctionModule, options: ServerOpt
   async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const [path = "/", search = ""] = (request.url ?? "/").split("?", 2);
     if (request.method === "GET" && path.startsWith("/_/")) {
-      if (path === "/_/health" || path === "/_/ready") return send(response, closing === undefined ? 200 : 503, {}, { status: closing === undefined ? "ok" : "closing" });
+      if (path === "/_/health") return send(response, draining ? 503 : 200, {}, { status: draining ? "closing" : "ok" });
+      if (path === "/_/ready") {
+        const status = closing !== undefined ? "closing" : ready === undefined ? "starting" : "ok";
+        return send(response, status === "ok" ? 200 : 503, {}, { status });
+      }
       if (path === "/_/metrics") {
-        const text = (await metrics.registry.metrics()) + (fn.metrics === undefined ? "" : await fn.metrics());
-        return send(response, 200, { "content-type": metrics.registry.contentType }, text);
+        const own = ready?.metrics === undefined ? "" : await ready.metrics();
+        return send(response, 200, { "content-type": metrics.registry.contentType }, (await metrics.registry.metrics()) + own);
       }
     }
+    let module: FunctionModule;
+    try {
+      module = ready ?? (await loading);
+    } catch {
+      return send(response, 503, {}, { error: `${name} failed to start` });
+    }
     const start = performance.now();
-    const outcome = await invoke(fn, request, path, search, limits, log);
+    const outcome = await invoke(module, request, path, search, module.rawBody === true ? { ...limits, rawBody: true } : limits, log);
     metrics.observe(outcome.status, (performance.now() - start) / 1000);
     if (outcome.status === 413) response.setHeader("connection", "close"); // the rest of the body is not read
     send(response, outcome.status, outcome.headers, outcome.body);
@@ -102,19 +135,33 @@ export async function startFunctionServer(fn: FunctionModule, options: ServerOpt
     server.listen(options.port ?? 3000, options.host ?? "0.0.0.0", () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
+  try {
+    ready = await loading;
+  } catch (error) {
+    draining = true; // the requests that waited are answered 503, then their connections close
+    server.close();
+    server.closeIdleConnections();
+    throw error;
+  }
   log.info({ event: "listening", port, startupMs: Math.round(performance.now() - started) }, `${name} listening on port ${port}`);
 
+  const keepServing = options.keepServingMs ?? 0;
   return {
     url: `http://127.0.0.1:${port}`,
     port,
     close: () => {
       closing ??= (async () => {
+        if (keepServing > 0) {
+          log.info({ event: "closing", keepServingMs: keepServing }, `${name} serving for ${keepServing} ms more: the watchdog still sends requests until its health-check interval ends`);
+          await new Promise((resolve) => setTimeout(resolve, keepServing));
+        }
+        draining = true;
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         if (inFlight > 0) await new Promise<void>((resolve) => (drained = resolve));
         server.closeIdleConnections();
         await stopped;
-        await fn.close?.();
+        await ready?.close?.();
         log.info({ event: "closed" }, `${name} stopped`);
       })();
       return closing;
@@ -225,9 +272,17 @@ function parseSize(value: string | undefined, name: string): number | undefined 
 /**
  * Closes `service` on SIGTERM or SIGINT (what the watchdog, Kubernetes and Ctrl-C send), then exits:
  * 0 once it closed cleanly, 1 if closing failed. The function server and the connector share it.
+ * A second SIGTERM changes nothing: faasd signals every process of the container and the watchdog
+ * forwards its own, so a function behind it gets two. A second Ctrl-C stops at once.
  */
 export function closeOnSignals(service: { close(): Promise<void> }, log?: Logger): void {
+  let closing = false;
   const stop = (signal: NodeJS.Signals) => {
+    if (closing) {
+      if (signal === "SIGINT") process.exit(130);
+      return;
+    }
+    closing = true;
     log?.info({ event: "signal", signal }, `received ${signal}, draining`);
     service.close().then(
       () => process.exit(0),
@@ -237,6 +292,6 @@ export function closeOnSignals(service: { close(): Promise<void> }, log?: Logger
       },
     );
   };
-  process.once("SIGTERM", stop);
-  process.once("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
 }

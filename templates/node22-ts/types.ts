@@ -1,11 +1,14 @@
 /**
  * The handler contract of the official OpenFaaS node templates, so existing handlers port over:
  * `export async function handler(event, context)`. A handler module may also export `init()`, run
- * once before the server listens (load a model, open connections), and `close()`, run on SIGTERM
- * after in-flight requests finished.
+ * once before the first request is handed over (load a model, open connections), `close()`, run on
+ * SIGTERM after in-flight requests finished, and `rawBody = true` to parse bodies itself.
  */
 export interface FunctionEvent {
-  /** Parsed JSON for application/json, a string for text/*, a Buffer otherwise (or always with RAW_BODY=true). */
+  /**
+   * Parsed JSON for application/json, a string for text/*, a Buffer otherwise; always a Buffer
+   * (empty when there is none) if the module exports `rawBody = true` or RAW_BODY=true is set.
+   */
   body: unknown;
   headers: Record<string, string | string[] | undefined>;
   method: string;
@@ -34,4 +37,11 @@ export interface FunctionModule {
   close?: () => unknown;
   /** Prometheus text appended to the server's own metrics at GET /_/metrics. */
   metrics?: () => string | Promise<string>;
+  /**
+   * `export const rawBody = true`: the handler reads the body itself. Every body arrives as the
+   * bytes sent, whatever its content type, and malformed JSON reaches the handler (which can, say,
+   * dead-letter it) instead of being answered 400 by the template. The same as RAW_BODY=true,
+   * for this function whatever its environment; MAX_RAW_SIZE is its limit.
+   */
+  rawBody?: boolean;
 }
