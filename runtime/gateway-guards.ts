@@ -115,22 +115,3 @@ export function readBody(req: IncomingMessage, limit: number, source: string): P
     req.on("close", () => reject(new Error("the client closed the connection before sending the whole body")));
   });
 }
-
-/** A function's body limits, as its template's server reads them from its environment (serverOptionsFromEnv). */
-export interface FunctionBodyLimits {
-  maxJsonSize: number;
-  maxRawSize: number;
-  rawBody: boolean;
-}
-
-/**
- * The limit the function applies to a body of this content type, and the variable that sets it:
- * JSON (application/json, +json) unless RAW_BODY, as the template's readBody chooses. The gateway
- * refuses what the function would, before sending it a byte: a function that refuses a body
- * mid-stream closes its connection, and the gateway would see EPIPE, not its 413.
- */
-export function bodyLimitFor(contentType: string | undefined, limits: FunctionBodyLimits): { limit: number; variable: string } {
-  const type = (contentType ?? "").split(";", 1)[0]?.trim().toLowerCase() ?? "";
-  const json = !limits.rawBody && (type === "application/json" || type.endsWith("+json"));
-  return json ? { limit: limits.maxJsonSize, variable: "MAX_JSON_SIZE" } : { limit: limits.maxRawSize, variable: "MAX_RAW_SIZE" };
-}

@@ -9,7 +9,8 @@ import type { Logger } from "../lib/log.js";
 import type { StackFunction } from "../lib/stack.js";
 import type { FunctionProcess } from "./function-process.js";
 import { describeFunction, functionTarget, namespaceRefusal, namespaces, secretList, systemInfo } from "./gateway-api.js";
-import { BodyTooLargeError, bodyLimitFor, checkCallbackUrl, crossSiteReason, readBody, type FunctionBodyLimits, type GatewayLimits } from "./gateway-guards.js";
+import { bodyLimit, type BodyLimits } from "../templates/node22-ts/body.js";
+import { BodyTooLargeError, checkCallbackUrl, crossSiteReason, readBody, type GatewayLimits } from "./gateway-guards.js";
 import { parseLogQuery, streamLogs } from "./gateway-logs.js";
 
 /**
@@ -29,7 +30,7 @@ export interface GatewayFunction {
   /** How its template starts it (template.yml's fprocess), if the template says. */
   envProcess?: string | undefined;
   /** The body limits its server applies; the gateway refuses a larger body itself. */
-  bodyLimits: FunctionBodyLimits;
+  bodyLimits: BodyLimits;
 }
 
 export interface GatewayOptions {
@@ -231,7 +232,7 @@ export class LocalGateway {
   #invoke(req: IncomingMessage, res: ServerResponse, fn: GatewayFunction, path: string): void {
     const { name } = fn;
     const started = Date.now();
-    const { limit, variable } = bodyLimitFor(req.headers["content-type"], fn.bodyLimits);
+    const { bytes: limit, setting: variable } = bodyLimit(req.headers["content-type"], fn.bodyLimits);
     const refuse = (what: string) => {
       this.#count(name, 413, started);
       json(res, 413, { error: `request body is too large: ${what}; the limit of ${name} is ${limit} bytes (its ${variable})` });
@@ -306,8 +307,8 @@ export class LocalGateway {
       return json(res, 429, { error: `${maxPendingAsync} async calls are waiting already (GATEWAY_MAX_ASYNC_PENDING); retry later` });
     }
     // The smaller of the gateway's limit and the function's own: a body the function would refuse is refused at once.
-    const own = bodyLimitFor(req.headers["content-type"], fn.bodyLimits);
-    const [limit, source] = own.limit < maxAsyncBodyBytes ? [own.limit, `${own.variable} of ${fn.name}`] : [maxAsyncBodyBytes, "GATEWAY_MAX_ASYNC_BODY"];
+    const own = bodyLimit(req.headers["content-type"], fn.bodyLimits);
+    const [limit, source] = own.bytes < maxAsyncBodyBytes ? [own.bytes, `${own.setting} of ${fn.name}`] : [maxAsyncBodyBytes, "GATEWAY_MAX_ASYNC_BODY"];
     this.#pendingAsync++;
     const callId = randomUUID();
     readBody(req, limit, source).then(

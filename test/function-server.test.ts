@@ -1,4 +1,8 @@
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { InputError } from "../lib/errors.js";
 import { startFunctionServer, type FunctionServer } from "../templates/node22-ts/server.js";
@@ -180,6 +184,24 @@ describe("node22-ts function server start and stop", () => {
     failInit(new Error("model missing"));
     await assert.rejects(starting, /model missing/);
     await assert.rejects(fetch(url), "no longer listening");
+  });
+
+  it("writes its readyFile (the watchdog's lock file) only once init() has finished, replacing a stale one, and removes it on close()", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fanwatch-lock-"));
+    const lock = join(dir, ".lock");
+    await writeFile(lock, ""); // left by an earlier run of the container
+    let finishInit: () => void = () => {};
+    const initDone = new Promise<void>((resolve) => (finishInit = resolve));
+    const port = await freePort();
+    const starting = startFunctionServer({ init: () => initDone, handler: () => ({ served: true }) }, { port, host: "127.0.0.1", readyFile: lock });
+    assert.equal((await untilListening(`http://127.0.0.1:${port}`)).status, 503);
+    assert.equal(existsSync(lock), false, "not ready yet: the watchdog's /_/health must say 503");
+    finishInit();
+    const server = await starting;
+    assert.equal(existsSync(lock), true, "ready: the lock file is there");
+    await server.close();
+    assert.equal(existsSync(lock), false);
+    await rm(dir, { recursive: true });
   });
 
   it("with keepServingMs, goes on serving after close() (answering /_/ready 503), then drains and runs close()", async () => {

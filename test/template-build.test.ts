@@ -41,7 +41,8 @@ async function buildAndStart(fn: string, env: Record<string, string> = {}): Prom
   // The upstream port is 3000 in the image; here a free one, so that tests can run side by side.
   // A 1 s health-check interval rather than write_timeout's 15 s, to stop sooner (an operator's
   // setting too); test/watchdog-lifecycle.test.ts stops a function under load with the real one.
-  const watchdogEnv = { PATH: process.env.PATH, HOME: tmpdir(), ...build.final.env, healthcheck_interval: "1s", ...env, http_port: String(port), upstream_url: `http://127.0.0.1:${port}`, port: String(await freePort()) };
+  // TMPDIR: where the function writes the watchdog's lock file (suppress_lock), one per test.
+  const watchdogEnv = { PATH: process.env.PATH, HOME: tmpdir(), TMPDIR: workspace, ...build.final.env, healthcheck_interval: "1s", ...env, http_port: String(port), upstream_url: `http://127.0.0.1:${port}`, port: String(await freePort()) };
   const watchdog = await OfWatchdogStandIn.start(watchdogEnv, appDir);
   await waitForOutput(watchdog.child, /"event":"listening"/);
   return { workspace, context, build, steps, watchdog, child: watchdog.child, url: `${watchdog.url}/`, filesBefore };
@@ -103,6 +104,7 @@ describe("node22-ts image build of the score function", { timeout: 600_000 }, ()
     assert.equal(ship.cmd, '["fwatchdog"]');
     assert.match(ship.healthcheck ?? "", /\/tmp\/\.lock/);
     assert.equal(ship.env.ready_path, "/_/ready", "the watchdog's readiness is the function's");
+    assert.equal(ship.env.suppress_lock, "true", "the function writes the lock file the watchdog's /_/health reports");
     assert.deepEqual(build.skipped, ["COPY --from=watchdog /fwatchdog /usr/bin/fwatchdog (image ghcr.io/openfaas/of-watchdog:0.11.6 is not available here)"]);
   });
 

@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { parseStack } from "../lib/stack.js";
-import { behindWatchdog, goDurationMs, keepServingMs, WATCHDOG_MARGIN_MS } from "../templates/node22-ts/watchdog.js";
+import { behindWatchdog, goDurationMs, keepServingMs, WATCHDOG_MARGIN_MS, watchdogLockFile } from "../templates/node22-ts/watchdog.js";
 import { parseDockerfile, parseEnv } from "./support/dockerfile.js";
 import { startMosquitto } from "./support/mosquitto.js";
 import { Collector } from "./support/mqtt-collector.js";
@@ -14,8 +16,9 @@ import { freePort, spawnCli, terminate, waitForOutput } from "./support/process.
 
 // The score function started and stopped behind a stand-in for of-watchdog (named; the Go binary
 // is not built here) with the template's own watchdog settings (its Dockerfile's ENV) and the
-// stack's, while a router keeps sending: it polls /_/ready as Kubernetes does until the function is
-// in service, then sends readings without pause until the watchdog stops listening.
+// stack's, while a router keeps sending: it polls the watchdog's /_/health as OpenFaaS CE's
+// Kubernetes probe does until the function is in service, then sends readings without pause until
+// the watchdog stops listening.
 
 /** The watchdog's settings as the image has them: the ship stage's ENV, then the stack's environment. */
 function imageEnv(fn: string): Record<string, string> {
@@ -39,12 +42,12 @@ interface Tally {
   inService: () => void;
 }
 
-/** Two routers' worth of load: each polls /_/ready until 200, then sends until told to stop. */
+/** Two routers' worth of load: each polls /_/health (CE's readiness probe) until 200, then sends until told to stop. */
 async function load(url: string, body: string, stop: { now: boolean; sigterm: boolean; listening: boolean }, tally: Tally): Promise<void> {
   let inService = false;
   while (!stop.now) {
     if (!inService) {
-      const ready = await fetch(`${url}/_/ready`).catch(() => undefined);
+      const ready = await fetch(`${url}/_/health`).catch(() => undefined);
       if (ready !== undefined) await ready.arrayBuffer();
       inService = ready?.status === 200;
       continue;
@@ -79,6 +82,9 @@ describe("the template behind of-watchdog (stand-in) under continuous load", { t
     assert.equal(keepServingMs({ mode: "http", fprocess: "node index.mjs", write_timeout: "13s" }), 13_000 + WATCHDOG_MARGIN_MS);
     assert.equal(keepServingMs({ mode: "http", function_process: "node index.mjs", write_timeout: "13", healthcheck_interval: "1m30s" }), 90_000 + WATCHDOG_MARGIN_MS);
     assert.equal(keepServingMs({ mode: "http", fprocess: "node index.mjs", write_timeout: "6s", healthcheck_interval: "soon" }), 6_000 + WATCHDOG_MARGIN_MS, "unreadable: the watchdog's fallback");
+    assert.equal(watchdogLockFile({ mode: "http", fprocess: "node index.mjs", suppress_lock: "true", TMPDIR: "/run/t" }), "/run/t/.lock", "where Go's os.TempDir() is");
+    assert.equal(watchdogLockFile({ mode: "http", fprocess: "node index.mjs" }), undefined, "the watchdog writes its own");
+    assert.equal(watchdogLockFile({ suppress_lock: "true" }), undefined, "not behind the watchdog");
     assert.equal(goDurationMs("1h2m3.5s"), 3_723_500);
     assert.equal(goDurationMs("300ms"), 300);
     assert.equal(goDurationMs("15"), undefined);
@@ -89,6 +95,7 @@ describe("the template behind of-watchdog (stand-in) under continuous load", { t
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
+      TMPDIR: await mkdtemp(join(tmpdir(), "fanwatch-watchdog-")), // the lock file's, this test's own
       LOG_LEVEL: "silent",
       ...imageEnv("score"),
       MODEL_DIR: join(REPO_ROOT, "model/artifact"),
@@ -97,6 +104,7 @@ describe("the template behind of-watchdog (stand-in) under continuous load", { t
       port: String(await freePort()),
     };
     assert.equal(env.ready_path, "/_/ready", "the template points the watchdog's readiness at the function's");
+    assert.equal(env.suppress_lock, "true", "and its /_/health, through the lock file the function writes once ready");
     let inService: () => void = () => {};
     const served = new Promise<void>((resolve) => (inService = resolve));
     const tally: Tally = { ok: 0, failed: [], okAfterSigterm: 0, inService: () => inService() };
@@ -106,27 +114,34 @@ describe("the template behind of-watchdog (stand-in) under continuous load", { t
     const body = JSON.stringify({ params: [420, 53, 240, 58] });
     const routers = [load(watchdog.url, body, stop, tally), load(watchdog.url, body, stop, tally)];
 
-    // In service: wait until the routers have had answers, then stop the pod under load.
-    await served;
-    const okBeforeSigterm = tally.ok;
-    stop.sigterm = true;
-    watchdog.terminate();
-    // faasd signals every process of the container too: once the function has taken the first
-    // SIGTERM (its own /_/ready says 503), it gets a second one.
-    while ((await fetch(`http://127.0.0.1:${port}/_/ready`)).status !== 503);
-    watchdog.child.kill("SIGTERM");
-    await watchdog.stoppedListening;
-    stop.listening = false;
-    stop.now = true;
-    await Promise.all(routers);
-    const reason = await watchdog.exited;
-    const [code, signal] = await functionExit;
-
-    assert.deepEqual(tally.failed, [], "no 5xx and no lost request");
-    assert.ok(okBeforeSigterm > 0, "served before SIGTERM");
-    assert.ok(tally.okAfterSigterm > 0, "went on serving after SIGTERM, while the watchdog still sent");
-    assert.match(reason, /health-check interval over/, `the watchdog ended its own way, not because the function died first: ${reason}`);
-    assert.deepEqual([code, signal], [0, null], watchdog.output());
+    // The routers stop however the test ends: a failure must not leave them sending.
+    try {
+      // In service: wait until the routers have had answers, then stop the pod under load.
+      await served;
+      assert.deepEqual(tally.failed, [], "no 5xx while starting: in service only once the function is ready");
+      const okBeforeSigterm = tally.ok;
+      stop.sigterm = true;
+      watchdog.terminate();
+      // faasd signals every process of the container too: once the function has taken the first
+      // SIGTERM (its own /_/ready says 503), it gets a second one.
+      while ((await fetch(`http://127.0.0.1:${port}/_/ready`)).status !== 503);
+      watchdog.child.kill("SIGTERM");
+      await watchdog.stoppedListening;
+      stop.listening = false;
+      stop.now = true;
+      await Promise.all(routers);
+      const reason = await watchdog.exited;
+      const [code, signal] = await functionExit;
+      assert.deepEqual(tally.failed, [], "no 5xx and no lost request");
+      assert.ok(okBeforeSigterm > 0, "served before SIGTERM");
+      assert.ok(tally.okAfterSigterm > 0, "went on serving after SIGTERM, while the watchdog still sent");
+      assert.match(reason, /health-check interval over/, `the watchdog ended its own way, not because the function died first: ${reason}`);
+      assert.deepEqual([code, signal], [0, null], watchdog.output());
+    } finally {
+      stop.now = true;
+      await Promise.all(routers);
+      if (watchdog.child.exitCode === null) watchdog.child.kill("SIGKILL");
+    }
   });
 
   it("predict behind the watchdog dead-letters malformed JSON as the official connector sends it (application/json, X-Topic)", async () => {
@@ -141,6 +156,7 @@ describe("the template behind of-watchdog (stand-in) under continuous load", { t
       const env: NodeJS.ProcessEnv = {
         PATH: process.env.PATH,
         HOME: process.env.HOME,
+        TMPDIR: await mkdtemp(join(tmpdir(), "fanwatch-watchdog-")),
         LOG_LEVEL: "silent",
         ...imageEnv("predict"),
         MQTT_URL: broker.url,

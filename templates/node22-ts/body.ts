@@ -17,20 +17,41 @@ export class RequestError extends Error {
 export interface BodyLimits {
   maxJsonSize: number;
   maxRawSize: number;
+  /** RAW_BODY=true: every body is raw, MAX_RAW_SIZE its limit (the official templates' rule). */
   rawBody: boolean;
 }
 
 /**
+ * The limit a body of this content type gets, and the setting that sets it: MAX_JSON_SIZE for
+ * application/json and +json, MAX_RAW_SIZE for anything else or with RAW_BODY. The local gateway
+ * applies the same rule, so that it refuses what the function would before sending it a byte.
+ */
+export function bodyLimit(contentType: string | undefined, limits: BodyLimits): { bytes: number; setting: "MAX_JSON_SIZE" | "MAX_RAW_SIZE" } {
+  return !limits.rawBody && isJsonType(contentType) ? { bytes: limits.maxJsonSize, setting: "MAX_JSON_SIZE" } : { bytes: limits.maxRawSize, setting: "MAX_RAW_SIZE" };
+}
+
+function isJsonType(contentType: string | undefined): boolean {
+  const type = mediaType(contentType);
+  return type === "application/json" || type.endsWith("+json");
+}
+
+function mediaType(contentType: string | undefined): string {
+  return (contentType ?? "").split(";", 1)[0]?.trim().toLowerCase() ?? "";
+}
+
+/**
  * Reads and parses a request body: JSON for application/json (and +json), a string for text/*,
- * a Buffer otherwise or with RAW_BODY. Rejects bodies over their limit without buffering them,
+ * a Buffer otherwise, with RAW_BODY, or when the handler parses bodies itself (`parse` false: its
+ * module exports rawBody). Rejects bodies over their limit (bodyLimit) without buffering them,
  * JSON that is not UTF-8, and JSON with __proto__/constructor.prototype keys (prototype poisoning).
  */
-export async function readBody(request: IncomingMessage, limits: BodyLimits): Promise<unknown> {
-  const type = (request.headers["content-type"] ?? "").split(";", 1)[0]?.trim().toLowerCase() ?? "";
-  const json = !limits.rawBody && (type === "application/json" || type.endsWith("+json"));
-  const limit = json ? limits.maxJsonSize : limits.maxRawSize;
+export async function readBody(request: IncomingMessage, limits: BodyLimits, parse = true): Promise<unknown> {
+  const type = mediaType(request.headers["content-type"]);
+  const raw = !parse || limits.rawBody;
+  const json = !raw && isJsonType(type);
+  const { bytes: limit, setting } = bodyLimit(type, limits);
   const declared = Number(request.headers["content-length"] ?? 0);
-  if (declared > limit) throw tooLarge(limit);
+  if (declared > limit) throw tooLarge(limit, setting);
 
   const chunks: Buffer[] = [];
   let size = 0;
@@ -41,27 +62,28 @@ export async function readBody(request: IncomingMessage, limits: BodyLimits): Pr
       if (size > limit) {
         request.removeAllListeners("data");
         request.pause();
-        reject(tooLarge(limit));
+        reject(tooLarge(limit, setting));
       } else chunks.push(chunk);
     });
     request.once("end", resolve);
     request.once("error", reject);
   });
-  const raw = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
+  const bodyBytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
   if (json) {
     if (size === 0) throw new RequestError(400, "request body is empty; send a JSON document");
     // A lossy decode would turn bad bytes into U+FFFD and let a mangled document through.
-    if (!isUtf8(raw)) throw new RequestError(400, "request body is not valid JSON: not valid UTF-8 text");
+    if (!isUtf8(bodyBytes)) throw new RequestError(400, "request body is not valid JSON: not valid UTF-8 text");
     try {
-      return sjson.parse(raw.toString("utf8"), undefined, { protoAction: "error", constructorAction: "error" });
+      return sjson.parse(bodyBytes.toString("utf8"), undefined, { protoAction: "error", constructorAction: "error" });
     } catch (error) {
       throw new RequestError(400, `request body is not valid JSON: ${(error as Error).message}`);
     }
   }
-  if (size === 0 && !limits.rawBody) return undefined;
-  return !limits.rawBody && type.startsWith("text/") ? raw.toString("utf8") : raw;
+  if (raw) return bodyBytes;
+  if (size === 0) return undefined;
+  return type.startsWith("text/") ? bodyBytes.toString("utf8") : bodyBytes;
 }
 
-function tooLarge(limit: number): RequestError {
-  return new RequestError(413, `request body is too large: the limit is ${limit} bytes (MAX_JSON_SIZE / MAX_RAW_SIZE)`);
+function tooLarge(limit: number, setting: string): RequestError {
+  return new RequestError(413, `request body is too large: the limit is ${limit} bytes (${setting})`);
 }

@@ -1,3 +1,4 @@
+import { rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import bytes from "bytes";
@@ -6,7 +7,7 @@ import { Counter, Registry, collectDefaultMetrics } from "prom-client";
 import { readBody, type BodyLimits } from "./body.js";
 import { HandlerContext, errorBody, type Outcome } from "./context.js";
 import type { FunctionEvent, FunctionModule } from "./types.js";
-import { keepServingMs } from "./watchdog.js";
+import { keepServingMs, watchdogLockFile } from "./watchdog.js";
 
 export interface ServerOptions {
   /** @default process.env.http_port ?? 3000 */
@@ -26,6 +27,11 @@ export interface ServerOptions {
    * of-watchdog, the watchdog's health-check interval plus a margin (watchdog.ts). @default 0
    */
   keepServingMs?: number;
+  /**
+   * A file written once init() has finished and removed on close(): behind of-watchdog with
+   * `suppress_lock=true`, its lock file, which its /_/health reports (watchdog.ts). @default none
+   */
+  readyFile?: string | undefined;
   logger?: Logger;
 }
 
@@ -52,6 +58,7 @@ export function serverOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
     maxRawSize: parseSize(env.MAX_RAW_SIZE, "MAX_RAW_SIZE") ?? DEFAULT_BODY_LIMIT,
     rawBody: env.RAW_BODY === "true",
     keepServingMs: keepServingMs(env),
+    readyFile: watchdogLockFile(env),
   };
 }
 
@@ -88,6 +95,8 @@ export async function startFunctionServer(fn: FunctionModule | Promise<FunctionM
     return module;
   });
   loading.catch(() => {}); // the failure is reported by startFunctionServer's own rejection
+  // One left by an earlier run of the container (its /tmp outlives a restart) would say "ready" too soon.
+  if (options.readyFile !== undefined) rmSync(options.readyFile, { force: true });
 
   const server = createServer((request, response) => {
     inFlight++;
@@ -124,7 +133,7 @@ export async function startFunctionServer(fn: FunctionModule | Promise<FunctionM
       return send(response, 503, {}, { error: `${name} failed to start` });
     }
     const start = performance.now();
-    const outcome = await invoke(module, request, path, search, module.rawBody === true ? { ...limits, rawBody: true } : limits, log);
+    const outcome = await invoke(module, request, path, search, limits, log);
     metrics.observe(outcome.status, (performance.now() - start) / 1000);
     if (outcome.status === 413) response.setHeader("connection", "close"); // the rest of the body is not read
     send(response, outcome.status, outcome.headers, outcome.body);
@@ -137,6 +146,8 @@ export async function startFunctionServer(fn: FunctionModule | Promise<FunctionM
   const port = (server.address() as AddressInfo).port;
   try {
     ready = await loading;
+    // Unwritable, the watchdog would call the function unhealthy for ever: better to fail at once, saying why.
+    if (options.readyFile !== undefined) writeFileSync(options.readyFile, "");
   } catch (error) {
     draining = true; // the requests that waited are answered 503, then their connections close
     server.close();
@@ -151,6 +162,7 @@ export async function startFunctionServer(fn: FunctionModule | Promise<FunctionM
     port,
     close: () => {
       closing ??= (async () => {
+        if (options.readyFile !== undefined) rmSync(options.readyFile, { force: true });
         if (keepServing > 0) {
           log.info({ event: "closing", keepServingMs: keepServing }, `${name} serving for ${keepServing} ms more: the watchdog still sends requests until its health-check interval ends`);
           await new Promise((resolve) => setTimeout(resolve, keepServing));
@@ -173,7 +185,7 @@ async function invoke(fn: FunctionModule, request: IncomingMessage, path: string
   const context = new HandlerContext();
   try {
     const event: FunctionEvent = {
-      body: await readBody(request, limits),
+      body: await readBody(request, limits, fn.rawBody !== true),
       headers: request.headers,
       method: request.method ?? "GET",
       query: parseQuery(search),

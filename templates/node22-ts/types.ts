@@ -40,8 +40,8 @@ export interface FunctionModule {
   /**
    * `export const rawBody = true`: the handler reads the body itself. Every body arrives as the
    * bytes sent, whatever its content type, and malformed JSON reaches the handler (which can, say,
-   * dead-letter it) instead of being answered 400 by the template. The same as RAW_BODY=true,
-   * for this function whatever its environment; MAX_RAW_SIZE is its limit.
+   * dead-letter it) instead of being answered 400 by the template. Limits stay by content type
+   * (MAX_JSON_SIZE for JSON, MAX_RAW_SIZE otherwise), so callers and the gateway see the same.
    */
   rawBody?: boolean;
 }

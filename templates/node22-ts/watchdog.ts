@@ -11,6 +11,9 @@
  * `fanwatch function`, tests) nothing sends after the signal, and the server stops at once.
  */
 
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
 /** Time for a request the watchdog accepted just before it stopped listening to reach us. */
 export const WATCHDOG_MARGIN_MS = 1000;
 
@@ -56,4 +59,16 @@ export function goDurationMs(text: string): number | undefined {
     total += Number(amount) * (UNIT_MS[unit as string] as number);
   }
   return match[1] === "-" ? 0 : total;
+}
+
+/**
+ * The watchdog's lock file, when the function is to write it: behind of-watchdog with
+ * `suppress_lock=true`, the watchdog writes none and its /_/health (which OpenFaaS CE's Kubernetes
+ * probes, for readiness and liveness alike) answers 200 only while `$TMPDIR/.lock` exists. Written
+ * by the function once init() has finished, it makes /_/health the function's own readiness.
+ */
+export function watchdogLockFile(env: NodeJS.ProcessEnv): string | undefined {
+  if (!behindWatchdog(env) || env.suppress_lock !== "true") return undefined;
+  // Where Go's os.TempDir() looks, as the watchdog does.
+  return join(env.TMPDIR !== undefined && env.TMPDIR !== "" ? env.TMPDIR : tmpdir(), ".lock");
 }

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { existsSync, rmSync } from "node:fs";
 import { createServer, request as httpRequest, Agent, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
@@ -8,12 +9,14 @@ import type { AddressInfo } from "node:net";
  * (docs/template.md, "Behind of-watchdog"):
  * - starts `fprocess` once, with its own environment unchanged, and does not wait for it to listen;
  * - is "healthy" (its lock file) as soon as it listens itself: GET /_/health answers 200 "OK";
+ *   with `suppress_lock=true` it writes no lock file, and /_/health answers 200 only while
+ *   `$TMPDIR/.lock` exists (here TMPDIR must be set: tests run side by side);
  * - GET /_/ready answers 503 when unhealthy, else, with `ready_path` set, whatever the process
  *   answers at that path (500 while it does not listen), else 200;
  * - proxies every other request to `upstream_url`, answering 500 when the connection fails and 504
  *   after `exec_timeout`;
  * - on SIGTERM (terminate()): forwards SIGTERM to the process at once, turns unhealthy (/_/health
- *   and /_/ready 503), yet goes on accepting and proxying for `healthcheck_interval` (default
+ *   and /_/ready 503; the lock file removed), yet goes on accepting and proxying for `healthcheck_interval` (default
  *   `write_timeout`, default 30 s), then stops listening, waits up to `write_timeout` for requests
  *   in flight, and exits;
  * - if the process exits with a non-zero code (or a signal) it exits at once; with code 0 it goes
@@ -52,6 +55,8 @@ export class OfWatchdogStandIn {
     const interval = seconds(env.healthcheck_interval, writeTimeout);
     const execTimeout = seconds(env.exec_timeout, 30_000);
     const readyPath = env.ready_path ?? "";
+    if (env.suppress_lock === "true" && (env.TMPDIR ?? "") === "") throw new Error("with suppress_lock=true give the stand-in a TMPDIR of its own");
+    const lockFile = env.suppress_lock === "true" ? `${env.TMPDIR}/.lock` : undefined;
     const agent = new Agent({ keepAlive: true });
     let instance: OfWatchdogStandIn | undefined;
 
@@ -73,7 +78,7 @@ export class OfWatchdogStandIn {
 
     const server = createServer((request, response) => {
       const path = (request.url ?? "/").split("?", 1)[0];
-      const healthy = instance !== undefined && instance.#healthy;
+      const healthy = instance !== undefined && instance.#healthy && (lockFile === undefined || existsSync(lockFile));
       if (path === "/_/health") return void response.writeHead(healthy ? 200 : 503).end(healthy ? "OK" : "");
       if (path === "/_/ready") {
         if (request.method !== "GET") return void response.writeHead(405).end();
@@ -108,6 +113,7 @@ export class OfWatchdogStandIn {
     standIn.#terminate = () => {
       child.kill("SIGTERM");
       standIn.#healthy = false;
+      if (lockFile !== undefined) rmSync(lockFile, { force: true });
       setTimeout(() => void shutDown("SIGTERM: health-check interval over, requests drained", writeTimeout), interval);
     };
     return standIn;
