@@ -31,6 +31,7 @@ export class OfWatchdogStandIn {
   /** Resolves when it stopped listening (the end of the health-check interval, or a crash). */
   readonly stoppedListening: Promise<void>;
   #healthy = true;
+  #listening = true;
   #output = "";
 
   private constructor(url: string, child: ChildProcessWithoutNullStreams, exited: Promise<string>, stoppedListening: Promise<void>, self: (s: OfWatchdogStandIn) => void) {
@@ -40,6 +41,11 @@ export class OfWatchdogStandIn {
     this.stoppedListening = stoppedListening;
     self(this);
     for (const stream of [child.stdout, child.stderr]) stream.on("data", (d: Buffer) => (this.#output += d.toString()));
+  }
+
+  /** False from the moment it stops listening: a request failing after that was refused by design. */
+  get listening(): boolean {
+    return this.#listening;
   }
 
   /** Everything the process printed. */
@@ -98,6 +104,7 @@ export class OfWatchdogStandIn {
     let exit: (reason: string) => void = () => {};
     const exited = new Promise<string>((resolve) => (exit = resolve));
     const shutDown = async (reason: string, graceMs: number) => {
+      if (instance !== undefined) instance.#listening = false;
       stopListening();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       const timer = setTimeout(() => server.closeAllConnections(), graceMs);
