@@ -12,8 +12,6 @@
 // within the shape's limit (250 ms for predictions as in bench:pipeline, 500 ms for health).
 // Progress goes to stderr; results to stdout as JSON lines, the summary last.
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
-import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { Kvm, KvWatchInclude } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import mqtt, { type MqttClient } from "mqtt";
@@ -23,7 +21,7 @@ import { startMosquitto, type Broker } from "../test/support/mosquitto.js";
 import { startNats, type TestNats } from "../test/support/nats.js";
 import { spawnCli, waitForOutput } from "../test/support/process.js";
 import { cpuByProcess, cpuMsPer1000, publishPaced, quantile, waitUntilDone } from "./load-step.js";
-import { peakRssMb } from "./process-stats.js";
+import { childPids, peakRssMb, readArgs } from "./process-stats.js";
 
 const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 8);
 const FANS = Number(process.env.BENCH_FANS ?? 1000);
@@ -238,22 +236,4 @@ function reading(fan: number, n: number): Record<string, number> {
   const wobble = (n * 7919) % 1000 / 1000;
   if (fan % 10 === 9) return { rotation: 420 + 60 * wobble, temperature: 50 + 4 * wobble, vibration: 220 + 25 * wobble, sound: 55 + 4 * wobble };
   return { rotation: 520 + 160 * wobble, temperature: 36 + 8 * wobble, vibration: 110 + 80 * wobble, sound: 46 + 5 * wobble };
-}
-
-function childPids(pid: number | undefined): number[] {
-  if (pid === undefined) return [];
-  try {
-    return execFileSync("pgrep", ["-P", String(pid)], { encoding: "utf8" }).split("\n").filter((l) => l !== "").map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** A process's command line, words separated and surrounded by spaces ("" once it is gone). */
-function readArgs(pid: number): string {
-  try {
-    return ` ${readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ")} `;
-  } catch {
-    return "";
-  }
 }

@@ -1,3 +1,5 @@
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 
 /** Peak resident memory (VmHWM) of a process since it started, in MB, from /proc. */
@@ -22,4 +24,23 @@ export async function cpuSeconds(pid: number | undefined): Promise<number> {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const ticksPerSecond = 100; // USER_HZ on Linux
   return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+}
+
+/** The pids of a process's children (none once it is gone). */
+export function childPids(pid: number | undefined): number[] {
+  if (pid === undefined) return [];
+  try {
+    return execFileSync("pgrep", ["-P", String(pid)], { encoding: "utf8" }).split("\n").filter((l) => l !== "").map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** A process's command line, words separated and surrounded by spaces ("" once it is gone). */
+export function readArgs(pid: number): string {
+  try {
+    return ` ${readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ")} `;
+  } catch {
+    return "";
+  }
 }
