@@ -71,7 +71,14 @@ export async function startGateway(options: GatewayRunOptions): Promise<RunningG
   const bounds = new Map(
     Object.entries(stack.functions).map(([name, spec]) => {
       try {
-        return [name, readScaleLabels(spec.labels)] as const;
+        const labelled = readScaleLabels(spec.labels);
+        // Without NATS a function that keeps its state there (health) keeps it in its process:
+        // replicas would each hold part of it, so it runs one.
+        if ((options.natsUrl ?? "") === "" && spec.environment.NATS_URL !== undefined && labelled.max > 1) {
+          say(`${name} keeps its state in memory without NATS: 1 replica, not autoscaled`);
+          return [name, { ...labelled, min: 1, max: 1, enabled: false }] as const;
+        }
+        return [name, labelled] as const;
       } catch (error) {
         if (error instanceof ScaleLabelError) throw new ScaleLabelError(`${name} in ${options.stackFile}: ${error.message}`);
         throw error;

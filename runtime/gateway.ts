@@ -295,7 +295,7 @@ export class LocalGateway {
     if (lease === undefined) {
       req.resume();
       this.#count(name, 502, started);
-      return json(res, 502, { error: `${name} is not reachable: ${this.#unavailable(fn)}` });
+      return json(res, 502, { error: `${name} is not reachable (${this.#unavailable(fn)})` });
     }
     const callId = headerValue(req.headers["x-call-id"]) ?? randomUUID();
     const headers = { ...req.headers, "x-call-id": callId, "x-start-time": String(started * 1e6) };
@@ -388,7 +388,7 @@ export class LocalGateway {
     const lease = fn.set.lease();
     const { "x-callback-url": _callback, host: _host, origin: _origin, "content-length": _length, ...forwarded } = headers;
     let status = 500;
-    let answer: Buffer = Buffer.from(JSON.stringify({ error: `${fn.name} is not reachable: ${lease === undefined ? this.#unavailable(fn) : `its replica ${lease.instance} failed`}` }));
+    let answer: Buffer = Buffer.from(JSON.stringify({ error: `${fn.name} is not reachable (${lease === undefined ? this.#unavailable(fn) : `its replica ${lease.instance} failed`})` }));
     if (lease !== undefined) {
       try {
         const response = await fetch(`${lease.url}${path}`, { method: "POST", headers: { ...flatten(forwarded), "x-call-id": callId }, body: new Uint8Array(body), signal: AbortSignal.timeout(ASYNC_TIMEOUT_MS) });
@@ -420,7 +420,7 @@ export class LocalGateway {
 
   /** Why no replica of `fn` can take a call now. */
   #unavailable(fn: GatewayFunction): string {
-    return fn.set.replicas === 0 ? "scaled to 0" : "none of its replicas is ready (starting or restarting)";
+    return fn.set.replicas === 0 ? "scaled to 0" : "no replica is ready: starting or restarting";
   }
 
   #count(name: string, code: number, started: number): void {

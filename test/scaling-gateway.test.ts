@@ -137,7 +137,7 @@ describe("gateway replicas, set by hand", { timeout: 180_000 }, () => {
     broker = await startMosquitto();
     dir = mkdtempSync(join(tmpdir(), "fanwatch-scale-"));
     // An autoscaler that never acts within the test: these replicas change by hand only.
-    gw = await Gateway.start(stackFile(dir, { score: scaleLabels(1, 3, 20) }), { GATEWAY_SCALE_TARGET_INFLIGHT: "1000", GATEWAY_SCALE_DOWN_WINDOW_MS: "3600000" }, broker);
+    gw = await Gateway.start(stackFile(dir, { score: scaleLabels(1, 3, 20), health: scaleLabels(1, 5, 20) }), { GATEWAY_SCALE_TARGET_INFLIGHT: "1000", GATEWAY_SCALE_DOWN_WINDOW_MS: "3600000" }, broker);
   });
   after(async () => {
     if (gw !== undefined) await terminate(gw.child);
@@ -157,11 +157,19 @@ describe("gateway replicas, set by hand", { timeout: 180_000 }, () => {
     assert.deepEqual(await gw.replicas("score"), { replicas: 0, availableReplicas: 0 });
     const down = await gw.call("score");
     assert.equal(down.status, 502);
-    assert.match(down.body, /score is not reachable: scaled to 0/);
+    assert.match(down.body, /score is not reachable \(scaled to 0\)/);
     assert.equal((await gw.scale("score", 2)).status, 202);
     assert.deepEqual(await gw.replicas("score"), { replicas: 2, availableReplicas: 2 });
     assert.equal(await gw.metric("gateway_service_count", 'function_name="score"'), 2);
     assert.equal((await gw.call("score")).status, 200);
+  });
+
+  it("runs one replica of a function that keeps its state in NATS when there is no NATS (its state is in its process)", async () => {
+    assert.match(gw.output, /health keeps its state in memory without NATS: 1 replica, not autoscaled/);
+    assert.deepEqual(await gw.replicas("health"), { replicas: 1, availableReplicas: 1 });
+    const refused = await gw.scale("health", 2);
+    assert.equal(refused.status, 400);
+    assert.match(await refused.text(), /not 2/);
   });
 
   it("sends each request to the replica with the fewest in flight, and a removed replica answers what it holds before it stops", async () => {
@@ -227,7 +235,8 @@ describe("the gateway's autoscaler", { timeout: 180_000 }, () => {
   before(async () => {
     broker = await startMosquitto();
     dir = mkdtempSync(join(tmpdir(), "fanwatch-autoscale-"));
-    const stack = stackFile(dir, { score: scaleLabels(1, 3, 20), predict: scaleLabels(2, 2, 20), health: scaleLabels(1, 5, 0) });
+    // predict: factor 0; health: min = max (without NATS it runs one replica whatever its labels).
+    const stack = stackFile(dir, { score: scaleLabels(1, 3, 20), predict: scaleLabels(2, 4, 0), health: scaleLabels(1, 1, 20) });
     gw = await Gateway.start(stack, { GATEWAY_SCALE_INTERVAL_MS: "200", GATEWAY_SCALE_DOWN_WINDOW_MS: "1000", GATEWAY_SCALE_TARGET_INFLIGHT: "1" }, broker);
   });
   after(async () => {
@@ -240,8 +249,9 @@ describe("the gateway's autoscaler", { timeout: 180_000 }, () => {
     assert.deepEqual(await gw.replicas("score"), { replicas: 1, availableReplicas: 1 });
     assert.deepEqual(await gw.replicas("predict"), { replicas: 2, availableReplicas: 2 });
     assert.deepEqual(await gw.replicas("health"), { replicas: 1, availableReplicas: 1 });
-    const rules = gw.events<{ function: string; enabled: boolean; step: number }>("scaling");
+    const rules = gw.events<{ function: string; enabled: boolean; msg: string }>("scaling");
     assert.deepEqual(rules.map((r) => [r.function, r.enabled]).sort(), [["health", false], ["predict", false], ["score", true]]);
+    assert.match(rules.find((r) => r.function === "predict")?.msg ?? "", /2 replicas \(scaling disabled: factor 0\)/);
 
     // Overload the two whose scaling is disabled first, then score.
     const held = [...Array.from({ length: 4 }, () => hold(`${gw.url}/function/predict`)), ...Array.from({ length: 2 }, () => hold(`${gw.url}/function/health`))];
