@@ -103,7 +103,7 @@ export class LocalGateway {
   startAutoscaler(settings: AutoscalerSettings): void {
     const targets: Scalable[] = [...this.#byName.values()];
     for (const { name, bounds } of targets) {
-      const rule = bounds.enabled ? `autoscaled between ${bounds.min} and ${bounds.max} replicas, ${bounds.step} at a time up, 1 at a time down` : `${bounds.min} replicas (scaling disabled: ${bounds.factor === 0 ? "factor 0" : "min = max"})`;
+      const rule = bounds.enabled ? `autoscaled between ${bounds.min} and ${bounds.max} replicas, ${bounds.step} at a time up, 1 at a time down` : `${bounds.min} replica${bounds.min === 1 ? "" : "s"} (scaling disabled: ${bounds.factor === 0 ? "factor 0" : "min = max"})`;
       this.options.log.info({ event: "scaling", function: name, ...bounds, ...settings.policy, intervalMs: settings.intervalMs }, `${name}: ${rule}`);
     }
     this.#autoscaler = new Autoscaler(targets, settings, (target, from, decision) => this.#decided(target.name, from, decision));
