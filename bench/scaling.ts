@@ -38,7 +38,7 @@ const P99_LIMIT_MS = 250;
 const PASSWORD = "bench-scaling";
 const SVG = process.env.BENCH_SVG ?? join(REPO_ROOT, "docs/img/scaling.svg");
 /** The gateway's autoscaler settings for the run (docs/start.md): a window short enough for a benchmark. */
-const AUTOSCALER_ENV: Record<string, string> = { GATEWAY_SCALE_DOWN_WINDOW_S: String(SCALE_DOWN_WINDOW_S) };
+const AUTOSCALER_ENV: Record<string, string> = { GATEWAY_SCALE_DOWN_WINDOW_MS: String(SCALE_DOWN_WINDOW_S * 1000) };
 
 interface Run {
   name: "autoscaled" | "one replica";
