@@ -21,6 +21,10 @@ interface Tracked {
   samples: number;
   /** The replicas last asked for, until a read of /system/functions sent after the request shows the outcome. */
   requested: { replicas: number; at: number } | undefined;
+  /** The replicas the gateway reported at the previous decision. */
+  seen: number | undefined;
+  /** The replicas this connector last asked for. */
+  lastAsked: number | undefined;
 }
 
 export interface AutoscalerOptions {
@@ -83,7 +87,7 @@ export class ConnectorAutoscaler {
 
   #track(name: string): Tracked {
     let tracked = this.#tracked.get(name);
-    if (tracked === undefined) this.#tracked.set(name, (tracked = { memory: { lowSince: undefined }, demandSum: 0, samples: 0, requested: undefined }));
+    if (tracked === undefined) this.#tracked.set(name, (tracked = { memory: { lowSince: undefined }, demandSum: 0, samples: 0, requested: undefined, seen: undefined, lastAsked: undefined }));
     return tracked;
   }
 
@@ -103,6 +107,10 @@ export class ConnectorAutoscaler {
       const bounds = this.#bounds(name, status.labels);
       if (bounds === undefined) continue;
       if (tracked.requested !== undefined && this.options.directory.refreshedAt > tracked.requested.at) tracked.requested = undefined;
+      // Scaled by someone else (another connector replica, a person, CE): the window starts again,
+      // so that two connectors sharing the load do not each take a replica away.
+      if (tracked.seen !== undefined && status.replicas !== tracked.seen && tracked.requested === undefined && status.replicas !== tracked.lastAsked) tracked.memory = { lowSince: undefined };
+      tracked.seen = status.replicas;
       const current = tracked.requested?.replicas ?? status.replicas;
       const decision = decideReplicas(current, bounds, { inFlight: demand, rate: done / seconds, p99Ms: undefined }, now, tracked.memory, this.#policy);
       tracked.memory = decision.memory;
@@ -136,6 +144,7 @@ export class ConnectorAutoscaler {
       code = String(answer.status);
       if (answer.status !== 200 && answer.status !== 202) throw new Error(`the gateway answered ${answer.status}: ${answer.body.slice(0, 300)}`);
       tracked.requested = { replicas, at };
+      tracked.lastAsked = replicas;
       this.options.log.info({ event: "scale_requested", function: name, from, replicas, direction, reason }, `asked the gateway for ${replicas} replicas of ${name} (${reason})`);
     } catch (error) {
       this.options.log.warn({ event: "scale_failed", function: name, from, replicas, direction, reason, err: (error as Error).message }, `could not scale ${name} to ${replicas}: ${(error as Error).message}`);
