@@ -1,16 +1,10 @@
 import type { Logger } from "../../lib/log.js";
-import { decideReplicas, FACTOR_LABEL, readScaleLabels, type ScaleMemory, type ScalePolicy } from "../../lib/scaling.js";
+import { decideReplicas, readScaleLabels, type ScaleBounds, type ScaleMemory, type ScalePolicy } from "../../lib/scaling.js";
 import type { AutoscaleConfig } from "./config.js";
 import type { FunctionDirectory } from "./directory.js";
 import type { FunctionLoad } from "./dispatcher.js";
 import { GatewayClient } from "./http-client.js";
 import type { ConnectorMetrics } from "./metrics.js";
-
-/**
- * The connector's step for a function when CE's own alert must leave it alone: CE ignores a
- * function whose com.openfaas.scale.factor is 0, so it can carry its step here (docs/deploy.md).
- */
-export const CONNECTOR_FACTOR_LABEL = "com.fanwatch.scale.factor";
 
 /** Demand is sampled this often and averaged over each decision's interval. */
 const SAMPLE_MS = 250;
@@ -120,10 +114,9 @@ export class ConnectorAutoscaler {
     this.#lastFinished = finished;
   }
 
-  #bounds(name: string, labels: Record<string, string>) {
-    const factor = labels[CONNECTOR_FACTOR_LABEL];
+  #bounds(name: string, labels: Record<string, string>): ScaleBounds | undefined {
     try {
-      const bounds = readScaleLabels(factor === undefined ? labels : { ...labels, [FACTOR_LABEL]: factor });
+      const bounds = readScaleLabels(labels);
       this.#badLabels.delete(name);
       return bounds;
     } catch (error) {
