@@ -4,7 +4,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../lib/net.js";
 import { backoffDelay } from "../lib/retry.js";
-import { LogRing } from "./gateway-logs.js";
+import type { LogRing } from "./gateway-logs.js";
 
 const CLI = fileURLToPath(new URL("../../bin/fanwatch.js", import.meta.url));
 const READY = / is listening on /;
@@ -15,12 +15,14 @@ export interface FunctionProcessOptions {
   env: NodeJS.ProcessEnv;
   /** Every line the function prints, and the runner's own notes about it. */
   onLine: (name: string, line: string) => void;
+  /** Where its lines are kept for the log API: the function's one ring, shared by its replicas. */
+  logs: LogRing;
 }
 
 /**
- * One function run as the watchdog runs it: our template's server in a child process on a
- * loopback port, restarted with backoff if it dies (the watchdog would exit and Kubernetes would
- * restart the pod). `url` is where the local gateway proxies to.
+ * One replica of a function, run as the watchdog runs it: our template's server in a child process
+ * on a loopback port, restarted with backoff if it dies (the watchdog would exit and Kubernetes
+ * would restart the pod). `url` is where the local gateway proxies to.
  */
 export class FunctionProcess {
   #child: ChildProcessWithoutNullStreams | undefined;
@@ -29,12 +31,11 @@ export class FunctionProcess {
   #stopping = false;
   #restarts = 0;
   #startedAt: Date | undefined;
-  /** Its recent lines, every process it ran (restarts included), for the gateway's log API. */
-  readonly logs: LogRing;
+  #instance = "";
+  /** The stop under way, so that a second stop waits for it rather than signalling again. */
+  #stopped: { child: ChildProcessWithoutNullStreams; exited: Promise<void> } | undefined;
 
-  constructor(private readonly options: FunctionProcessOptions) {
-    this.logs = new LogRing(options.name);
-  }
+  constructor(private readonly options: FunctionProcessOptions) {}
 
   get name(): string {
     return this.options.name;
@@ -54,9 +55,9 @@ export class FunctionProcess {
     return this.#startedAt;
   }
 
-  /** 1 while it should run (restarted if it dies), 0 once stopped. */
-  get replicas(): 0 | 1 {
-    return this.#stopping ? 0 : 1;
+  /** The process now running, as the log API names it (OpenFaaS: the pod): `<function>-<pid>`. */
+  get instance(): string {
+    return this.#instance;
   }
 
   /** Starts the process, if it is not running, and resolves once it listens; rejects if it exits first. */
@@ -74,12 +75,13 @@ export class FunctionProcess {
     this.#startedAt = new Date();
     // OpenFaaS names an instance by its pod; here, by the function and the process id.
     const instance = `${this.name}-${child.pid ?? "unstarted"}`;
+    this.#instance = instance;
     // Every line is kept for the log API and goes to onLine, except the server's "listening"
     // line, which means ready.
     let listening = () => {};
     const ready = new Promise<void>((resolve) => (listening = resolve));
     const onLine = (line: string) => {
-      this.logs.push(instance, line);
+      this.options.logs.push(instance, line);
       if (READY.test(line)) listening();
       else this.options.onLine(this.name, line);
     };
@@ -98,10 +100,16 @@ export class FunctionProcess {
     this.#ready = true;
   }
 
-  async stop(): Promise<void> {
+  /** Sends SIGTERM (SIGKILL 10 s later) and resolves once it exited; calling it again waits for the same exit. */
+  stop(): Promise<void> {
     this.#stopping = true;
     const child = this.#child;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    if (this.#stopped?.child !== child) this.#stopped = { child, exited: this.#terminate(child) };
+    return this.#stopped.exited;
+  }
+
+  async #terminate(child: ChildProcessWithoutNullStreams): Promise<void> {
     const exit = once(child, "exit");
     child.kill("SIGTERM");
     const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);

@@ -58,7 +58,7 @@ export function secretList(functions: Iterable<GatewayFunction>): Array<{ name: 
 
 /** A function as /system/functions and /system/function/<name> describe it (faas-provider's FunctionStatus). */
 export function describeFunction(fn: GatewayFunction, invocationCount: number): Record<string, unknown> {
-  const { spec, process } = fn;
+  const { spec, set } = fn;
   return {
     name: fn.name,
     image: spec.image,
@@ -71,10 +71,10 @@ export function describeFunction(fn: GatewayFunction, invocationCount: number): 
     ...(spec.limits === undefined ? {} : { limits: spec.limits }),
     ...(spec.requests === undefined ? {} : { requests: spec.requests }),
     readOnlyRootFilesystem: spec.readonly_root_filesystem,
-    replicas: process.replicas,
-    availableReplicas: process.ready ? 1 : 0,
+    replicas: set.replicas,
+    availableReplicas: set.availableReplicas,
     invocationCount,
-    ...(process.startedAt === undefined ? {} : { createdAt: process.startedAt.toISOString() }),
+    ...(set.startedAt === undefined ? {} : { createdAt: set.startedAt.toISOString() }),
   };
 }
 

@@ -11,7 +11,9 @@ import type { MqttSettings } from "../lib/mqtt.js";
 import { DEFAULT_SECRET_PATH, readSecret } from "../lib/secrets.js";
 import { readStack, type StackFunction } from "../lib/stack.js";
 import { serverOptionsFromEnv } from "../templates/node22-ts/server.js";
-import { FunctionProcess } from "./function-process.js";
+import { readScaleLabels, ScaleLabelError, type ScaleBounds } from "../lib/scaling.js";
+import { readAutoscalerSettings } from "./autoscaler.js";
+import { ReplicaSet } from "./replica-set.js";
 import { LocalGateway } from "./gateway.js";
 import { readGatewayLimits } from "./gateway-guards.js";
 
@@ -34,9 +36,19 @@ export interface GatewayRunOptions {
   extra?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
+export interface FunctionReplicas {
+  name: string;
+  /** Replicas it should run (OpenFaaS's replicas). */
+  replicas: number;
+  /** Replicas listening and not draining (OpenFaaS's availableReplicas). */
+  availableReplicas: number;
+}
+
 export interface RunningGateway {
   url: string;
   credentials: { user: string; password: string };
+  /** Each function's replicas now, as /system/functions reports them. */
+  functions(): FunctionReplicas[];
   /** Stops the functions (they finish what they hold), then closes the gateway. */
   stop(): Promise<void>;
 }
@@ -54,21 +66,41 @@ export async function startGateway(options: GatewayRunOptions): Promise<RunningG
     password: envValue(env, "GATEWAY_PASSWORD") ?? readSecret(join(secretPath, "basic-auth-password")) ?? randomBytes(12).toString("base64url"),
   };
   const stack = await readStack(options.stackFile, env);
+  // Bad labels or settings stop the start before anything listens, saying which and why.
+  const autoscaling = readAutoscalerSettings(env);
+  const bounds = new Map(
+    Object.entries(stack.functions).map(([name, spec]) => {
+      try {
+        const labelled = readScaleLabels(spec.labels);
+        // Without NATS a function that keeps its state there (health) keeps it in its process:
+        // replicas would each hold part of it, so it runs one.
+        if ((options.natsUrl ?? "") === "" && spec.environment.NATS_URL !== undefined && labelled.max > 1) {
+          say(`${name} keeps its state in memory without NATS: 1 replica, not autoscaled`);
+          return [name, { ...labelled, min: 1, max: 1, enabled: false }] as const;
+        }
+        return [name, labelled] as const;
+      } catch (error) {
+        if (error instanceof ScaleLabelError) throw new ScaleLabelError(`${name} in ${options.stackFile}: ${error.message}`);
+        throw error;
+      }
+    }),
+  );
   // The gateway listens first: its address goes into the functions' environment.
   const gateway = new LocalGateway({ port: options.port, host: options.host, credentials, limits: readGatewayLimits(env), log: options.log, ...(options.extra === undefined ? {} : { extra: options.extra }) });
   await gateway.listen();
   say(`gateway on ${gateway.url} (/system/* user ${credentials.user}, password ${credentials.password})`);
-  let functions: FunctionProcess[];
+  let functions: Array<{ set: ReplicaSet; min: number }>;
   try {
     functions = await Promise.all(
       Object.entries(stack.functions).map(async ([name, spec]) => {
         const own = functionEnv(spec, env, options.mqtt, options.natsUrl, gateway.url);
         const processEnv = { ...env, ...own };
-        const child = new FunctionProcess({ name, env: processEnv, onLine: (fn, line) => say(`[${fn}] ${line}`) });
+        const set = new ReplicaSet({ name, env: processEnv, onLine: (fn, line) => say(`[${fn}] ${line}`) });
         // The body limits its server reads from this environment; a malformed MAX_JSON_SIZE fails here as it would there.
         const { maxJsonSize = Infinity, maxRawSize = Infinity, rawBody = false } = serverOptionsFromEnv(processEnv);
-        gateway.add({ name, spec, process: child, env: own, envProcess: await templateProcess(spec.lang), bodyLimits: { maxJsonSize, maxRawSize, rawBody } });
-        return child;
+        const scale = bounds.get(name) as ScaleBounds;
+        gateway.add({ name, spec, set, bounds: scale, env: own, envProcess: await templateProcess(spec.lang), bodyLimits: { maxJsonSize, maxRawSize, rawBody } });
+        return { set, min: scale.min };
       }),
     );
   } catch (error) {
@@ -76,17 +108,20 @@ export async function startGateway(options: GatewayRunOptions): Promise<RunningG
     throw error;
   }
   const stop = async () => {
-    await Promise.all(functions.map((fn) => fn.stop()));
+    gateway.stopAutoscaler();
+    await Promise.all(functions.map(({ set }) => set.stop()));
     await gateway.close();
   };
   try {
-    say(`starting ${functions.map((f) => f.name).join(" and ")}…`);
-    await Promise.all(functions.map((fn) => fn.start()));
+    say(`starting ${functions.map(({ set, min }) => (min === 1 ? set.name : `${set.name} (${min} replicas)`)).join(" and ")}…`);
+    await Promise.all(functions.map(({ set, min }) => set.scaleTo(min)));
   } catch (error) {
     await stop();
     throw error;
   }
-  return { url: gateway.url, credentials, stop };
+  gateway.startAutoscaler(autoscaling);
+  const replicas = () => functions.map(({ set }) => ({ name: set.name, replicas: set.replicas, availableReplicas: set.availableReplicas }));
+  return { url: gateway.url, credentials, functions: replicas, stop };
 }
 
 /**

@@ -2,12 +2,14 @@ import { randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, request, Agent, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { pipeline } from "node:stream";
-import { Counter, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { z } from "zod";
 import { parseUntrustedJson } from "../lib/json.js";
 import type { Logger } from "../lib/log.js";
 import type { StackFunction } from "../lib/stack.js";
-import type { FunctionProcess } from "./function-process.js";
+import { replicasRefusal, type ScaleBounds, type ScaleDecision } from "../lib/scaling.js";
+import { Autoscaler, type AutoscalerSettings, type Scalable } from "./autoscaler.js";
+import type { ReplicaSet } from "./replica-set.js";
 import { describeFunction, functionTarget, namespaceRefusal, namespaces, secretList, systemInfo } from "./gateway-api.js";
 import { bodyLimit, type BodyLimits } from "../templates/node22-ts/body.js";
 import { BodyTooLargeError, checkCallbackUrl, crossSiteReason, readBody, type GatewayLimits } from "./gateway-guards.js";
@@ -19,12 +21,14 @@ import { parseLogQuery, streamLogs } from "./gateway-logs.js";
  */
 const ASYNC_TIMEOUT_MS = 60_000;
 
-const ScaleRequest = z.object({ serviceName: z.string().optional(), replicas: z.number().int().min(0).max(1) });
+const ScaleRequest = z.object({ serviceName: z.string().optional(), replicas: z.number().int().min(0) });
 
 export interface GatewayFunction {
   name: string;
   spec: StackFunction;
-  process: FunctionProcess;
+  /** Its replicas, between the bounds of its com.openfaas.scale.* labels. */
+  set: ReplicaSet;
+  bounds: ScaleBounds;
   /** The variables the runner gives it (its stack.yml environment with the local addresses), not those it inherits. */
   env: Readonly<Record<string, string>>;
   /** How its template starts it (template.yml's fprocess), if the template says. */
@@ -61,13 +65,24 @@ export class LocalGateway {
   readonly #registry = new Registry();
   readonly #invocations = new Counter({ name: "gateway_function_invocation_total", help: "Function invocations", labelNames: ["function_name", "code"], registers: [this.#registry] });
   readonly #seconds = new Histogram({ name: "gateway_functions_seconds", help: "Function invocation time", labelNames: ["function_name", "code"], registers: [this.#registry] });
+  readonly #scaleEvents = new Counter({ name: "gateway_scale_events_total", help: "Replica count changes, by direction and by whom (autoscaler or api)", labelNames: ["function_name", "direction", "source"], registers: [this.#registry] });
+  readonly #decisions = new Counter({ name: "gateway_autoscaler_decisions_total", help: "Autoscaler decisions, holds included", labelNames: ["function_name", "direction"], registers: [this.#registry] });
   readonly #byName = new Map<string, GatewayFunction>();
+  #autoscaler: Autoscaler | undefined;
   /** Ends each open log stream: followed logs stream until the client goes, or the gateway closes. */
   readonly #logStreams = new Set<() => void>();
   #pendingAsync = 0;
 
   constructor(private readonly options: GatewayOptions) {
     this.#server = createServer((req, res) => this.#route(req, res));
+    const byFunction = (read: (set: ReplicaSet) => number) =>
+      function (this: Gauge) {
+        for (const fn of byName.values()) this.set({ function_name: fn.name }, read(fn.set));
+      };
+    const byName = this.#byName;
+    new Gauge({ name: "gateway_service_count", help: "Replicas of the function (desired)", labelNames: ["function_name"], registers: [this.#registry], collect: byFunction((set) => set.replicas) });
+    new Gauge({ name: "gateway_service_available_count", help: "Replicas ready and not draining", labelNames: ["function_name"], registers: [this.#registry], collect: byFunction((set) => set.availableReplicas) });
+    new Gauge({ name: "gateway_function_inflight", help: "Requests in flight on the function's replicas", labelNames: ["function_name"], registers: [this.#registry], collect: byFunction((set) => set.inFlight) });
   }
 
   get port(): number {
@@ -82,6 +97,31 @@ export class LocalGateway {
   /** Adds a function; it is routed to from then on. */
   add(fn: GatewayFunction): void {
     this.#byName.set(fn.name, fn);
+  }
+
+  /** Starts autoscaling the functions whose labels allow it (each sample and decision per lib/scaling.ts). */
+  startAutoscaler(settings: AutoscalerSettings): void {
+    const targets: Scalable[] = [...this.#byName.values()];
+    for (const { name, bounds } of targets) {
+      const rule = bounds.enabled ? `autoscaled between ${bounds.min} and ${bounds.max} replicas, ${bounds.step} at a time up, 1 at a time down` : `${bounds.min} replicas (scaling disabled: ${bounds.factor === 0 ? "factor 0" : "min = max"})`;
+      this.options.log.info({ event: "scaling", function: name, ...bounds, ...settings.policy, intervalMs: settings.intervalMs }, `${name}: ${rule}`);
+    }
+    this.#autoscaler = new Autoscaler(targets, settings, (target, from, decision) => this.#decided(target.name, from, decision));
+    this.#autoscaler.start();
+  }
+
+  /** Stops autoscaling (before the functions stop, so that none is started meanwhile); safe to call twice. */
+  stopAutoscaler(): void {
+    this.#autoscaler?.stop();
+  }
+
+  #decided(name: string, from: number, decision: ScaleDecision): void {
+    const { direction, replicas: to, reason } = decision;
+    this.#decisions.inc({ function_name: name, direction });
+    const entry = { event: "scale", source: "autoscaler", function: name, direction, from, to, reason };
+    if (direction === "hold") return this.options.log.debug(entry, `${name}: ${from} replicas, ${reason}`);
+    this.#scaleEvents.inc({ function_name: name, direction, source: "autoscaler" });
+    this.options.log.info(entry, `scaling ${name} ${direction} from ${from} to ${to}: ${reason}`);
   }
 
   listen(): Promise<void> {
@@ -99,6 +139,7 @@ export class LocalGateway {
    * not close) gets 2 s before its connection is closed, so that stopping never hangs on it.
    */
   async close(): Promise<void> {
+    this.stopAutoscaler();
     for (const end of this.#logStreams) end();
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeIdleConnections();
@@ -175,14 +216,17 @@ export class LocalGateway {
     if (refusal !== undefined) return json(res, 400, { error: refusal });
     const fn = this.#byName.get(query.name);
     if (fn === undefined) return json(res, 404, { error: `no function named ${query.name}` });
-    const end = streamLogs(res, fn.process.logs, query);
+    const end = streamLogs(res, fn.set.logs, query);
     this.#logStreams.add(end);
     res.once("close", () => this.#logStreams.delete(end));
   }
 
   /**
-   * OpenFaaS's scale API, to 0 or 1 replica: 0 stops the function's process (calls then fail as
-   * in an outage, 502) until it is scaled to 1 again. The fault suite takes functions down this way.
+   * OpenFaaS's scale API: 0 drains and stops every replica (calls then fail as in an outage, 502,
+   * until it is scaled up again: the fault suite takes functions down this way), or a count
+   * within the labels' bounds. Answers 202 once the added replicas listen; removed ones take no
+   * new request from then on and stop once they have answered what they hold. The autoscaler
+   * may change the count afterwards, as OpenFaaS's does.
    */
   async #scale(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
     const fn = this.#byName.get(name);
@@ -190,14 +234,19 @@ export class LocalGateway {
     let replicas: number;
     try {
       const parsed = ScaleRequest.safeParse(parseUntrustedJson(await readBody(req, 4096, "for scale requests")));
-      if (!parsed.success) return json(res, 400, { error: 'scale-function takes {"replicas": 0} or {"replicas": 1}: the local gateway runs one process per function' });
+      if (!parsed.success) return json(res, 400, { error: 'scale-function takes {"serviceName": "<name>", "replicas": <whole number>}' });
       replicas = parsed.data.replicas;
     } catch (error) {
       return json(res, error instanceof BodyTooLargeError ? 413 : 400, { error: `scale-function: ${(error as Error).message}` });
     }
-    this.options.log.info({ event: "scale", function: name, replicas }, `scaling ${name} to ${replicas}`);
+    const refusal = replicasRefusal(replicas, fn.bounds);
+    if (refusal !== undefined) return json(res, 400, { error: `scale-function ${name}: ${refusal}` });
+    const from = fn.set.replicas;
+    const direction = replicas > from ? "up" : replicas < from ? "down" : "hold";
+    if (direction !== "hold") this.#scaleEvents.inc({ function_name: name, direction, source: "api" });
+    this.options.log.info({ event: "scale", source: "api", function: name, direction, from, to: replicas, reason: "POST /system/scale-function" }, `scaling ${name} from ${from} to ${replicas} (scale API)`);
     try {
-      await (replicas === 0 ? fn.process.stop() : fn.process.start());
+      await fn.set.scaleTo(replicas);
     } catch (error) {
       return json(res, 500, { error: `${name} did not start: ${(error as Error).message}` });
     }
@@ -242,25 +291,36 @@ export class LocalGateway {
       req.resume();
       return refuse(`${declared} bytes`);
     }
+    const lease = fn.set.lease();
+    if (lease === undefined) {
+      req.resume();
+      this.#count(name, 502, started);
+      return json(res, 502, { error: `${name} is not reachable (${this.#unavailable(fn)})` });
+    }
     const callId = headerValue(req.headers["x-call-id"]) ?? randomUUID();
     const headers = { ...req.headers, "x-call-id": callId, "x-start-time": String(started * 1e6) };
     // Once set, errors of the request to the function are no longer the client's answer.
     let settled = false;
-    const upstream = request(`${fn.process.url}${path}`, { method: req.method, headers, agent: this.#agent }, (answer) => {
+    const upstream = request(`${lease.url}${path}`, { method: req.method, headers, agent: this.#agent }, (answer) => {
       settled = true;
       const code = answer.statusCode ?? 502;
-      res.writeHead(code, { ...answer.headers, "x-call-id": callId, "x-duration-seconds": ((Date.now() - started) / 1000).toFixed(6) });
+      res.writeHead(code, { ...answer.headers, "x-call-id": callId, "x-duration-seconds": ((Date.now() - started) / 1000).toFixed(6), "x-function-instance": lease.instance });
       pipeline(answer, res, () => {
+        lease.release();
         this.#count(name, code, started);
         // It answered before reading the whole body, and reads no more of it.
         if (!upstream.writableFinished) upstream.destroy();
       });
     });
+    // However the call to the replica ends: a draining replica stops once none is left.
+    upstream.once("close", () => lease.release());
     upstream.on("error", (error) => {
+      lease.release();
       if (settled) return;
       settled = true;
       this.#count(name, 502, started);
-      json(res, 502, { error: `${name} is not reachable${fn.process.replicas === 0 ? " (scaled to 0)" : fn.process.ready ? "" : " (it is starting or restarting)"}: ${error.message}` });
+      // Not retried here: a POST may have been half done; the caller (the connector) retries.
+      json(res, 502, { error: `${name} is not reachable (its replica ${lease.instance} failed): ${error.message}` });
     });
     let size = 0;
     let refused = false;
@@ -325,15 +385,20 @@ export class LocalGateway {
 
   async #runAsync(fn: GatewayFunction, path: string, headers: IncomingMessage["headers"], body: Buffer, callId: string, callback: URL | undefined): Promise<void> {
     const started = Date.now();
+    const lease = fn.set.lease();
     const { "x-callback-url": _callback, host: _host, origin: _origin, "content-length": _length, ...forwarded } = headers;
     let status = 500;
-    let answer: Buffer = Buffer.from(JSON.stringify({ error: `${fn.name} is not reachable` }));
-    try {
-      const response = await fetch(`${fn.process.url}${path}`, { method: "POST", headers: { ...flatten(forwarded), "x-call-id": callId }, body: new Uint8Array(body), signal: AbortSignal.timeout(ASYNC_TIMEOUT_MS) });
-      status = response.status;
-      answer = Buffer.from(await response.arrayBuffer());
-    } catch (error) {
-      this.options.log.warn({ event: "async_failed", function: fn.name, callId, err: (error as Error).message }, "async invocation failed");
+    let answer: Buffer = Buffer.from(JSON.stringify({ error: `${fn.name} is not reachable (${lease === undefined ? this.#unavailable(fn) : `its replica ${lease.instance} failed`})` }));
+    if (lease !== undefined) {
+      try {
+        const response = await fetch(`${lease.url}${path}`, { method: "POST", headers: { ...flatten(forwarded), "x-call-id": callId }, body: new Uint8Array(body), signal: AbortSignal.timeout(ASYNC_TIMEOUT_MS) });
+        status = response.status;
+        answer = Buffer.from(await response.arrayBuffer());
+      } catch (error) {
+        this.options.log.warn({ event: "async_failed", function: fn.name, callId, err: (error as Error).message }, "async invocation failed");
+      } finally {
+        lease.release();
+      }
     }
     this.#count(fn.name, status, started);
     if (callback === undefined) return;
@@ -351,6 +416,11 @@ export class LocalGateway {
     } catch (error) {
       this.options.log.warn({ event: "callback_failed", function: fn.name, callId, err: (error as Error).message }, `cannot post the result to ${callback.href}`);
     }
+  }
+
+  /** Why no replica of `fn` can take a call now. */
+  #unavailable(fn: GatewayFunction): string {
+    return fn.set.replicas === 0 ? "scaled to 0" : "no replica is ready: starting or restarting";
   }
 
   #count(name: string, code: number, started: number): void {

@@ -135,7 +135,7 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
     }
   });
 
-  it("takes a function down and back up through the scale API (replicas 0 and 1)", async () => {
+  it("takes a function down and back up through the scale API (replicas 0, then 1), and refuses a count above scale.max", async () => {
     const password = /password (\S+)\)/.exec(output)?.[1] ?? "";
     const auth = { authorization: `Basic ${Buffer.from(`admin:${password}`).toString("base64")}`, "content-type": "application/json" };
     const scale = (replicas: number, headers: Record<string, string> = auth) => send(`${gateway}/system/scale-function/score`, "POST", headers, JSON.stringify({ serviceName: "score", replicas }));
@@ -144,7 +144,9 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
       return { replicas, availableReplicas };
     };
     assert.equal((await scale(0, {})).status, 401);
-    assert.equal((await scale(2)).status, 400);
+    const tooMany = await scale(6);
+    assert.equal(tooMany.status, 400);
+    assert.match(tooMany.body, /between com\.openfaas\.scale\.min 1 and com\.openfaas\.scale\.max 5, not 6/);
     assert.equal((await scale(0)).status, 202);
     assert.deepEqual(await replicasOfScore(), { replicas: 0, availableReplicas: 0 });
     const down = await send(`${gateway}/function/score`, "POST", {}, SCORE_BODY);

@@ -1,0 +1,71 @@
+import { z } from "zod";
+import { parseEnv } from "../lib/config.js";
+import { decideReplicas, type ScaleBounds, type ScaleDecision, type ScaleMemory, type ScalePolicy } from "../lib/scaling.js";
+import type { ReplicaSet } from "./replica-set.js";
+
+export interface AutoscalerSettings {
+  /** How often the load is sampled and a decision taken. */
+  intervalMs: number;
+  policy: ScalePolicy;
+}
+
+const ScaleEnv = z.object({
+  GATEWAY_SCALE_INTERVAL_MS: z.coerce.number().int().min(10).max(60_000).default(1_000),
+  GATEWAY_SCALE_DOWN_WINDOW_MS: z.coerce.number().int().min(0).default(60_000),
+  GATEWAY_SCALE_TARGET_INFLIGHT: z.coerce.number().positive().default(4),
+  GATEWAY_SCALE_LATENCY_MS: z.coerce.number().int().min(1).default(1_000),
+});
+
+/** The autoscaler's settings from GATEWAY_SCALE_* (docs/start.md); a bad value stops the start with its name. */
+export function readAutoscalerSettings(env: NodeJS.ProcessEnv): AutoscalerSettings {
+  const e = parseEnv(ScaleEnv, env);
+  return {
+    intervalMs: e.GATEWAY_SCALE_INTERVAL_MS,
+    policy: { targetInFlight: e.GATEWAY_SCALE_TARGET_INFLIGHT, latencyMs: e.GATEWAY_SCALE_LATENCY_MS, scaleDownWindowMs: e.GATEWAY_SCALE_DOWN_WINDOW_MS },
+  };
+}
+
+export interface Scalable {
+  name: string;
+  bounds: ScaleBounds;
+  set: ReplicaSet;
+}
+
+/**
+ * Samples each function's load every interval and applies lib/scaling.ts's decision to its
+ * replicas. Functions whose labels disable scaling are left alone. `onDecision` hears every
+ * decision, holds included (the gateway logs and counts them).
+ */
+export class Autoscaler {
+  readonly #memory = new Map<string, ScaleMemory>();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly targets: readonly Scalable[],
+    private readonly settings: AutoscalerSettings,
+    private readonly onDecision: (target: Scalable, from: number, decision: ScaleDecision) => void,
+  ) {}
+
+  start(): void {
+    if (this.#timer !== undefined) return;
+    for (const t of this.targets) t.set.sample(); // the first period starts now, not when the gateway did
+    this.#timer = setInterval(() => this.#tick(Date.now()), this.settings.intervalMs);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #tick(now: number): void {
+    for (const target of this.targets) {
+      if (!target.bounds.enabled) continue;
+      const from = target.set.replicas;
+      const decision = decideReplicas(from, target.bounds, target.set.sample(now), now, this.#memory.get(target.name) ?? { lowSince: undefined }, this.settings.policy);
+      this.#memory.set(target.name, decision.memory);
+      this.onDecision(target, from, decision);
+      // A replica that fails to start is restarted by its FunctionProcess; the decision stands.
+      if (decision.replicas !== from) target.set.scaleTo(decision.replicas).catch(() => {});
+    }
+  }
+}
