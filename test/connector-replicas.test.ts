@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
+import { parse, stringify } from "yaml";
 import { readConnectorConfig } from "../connectors/mqtt/config.js";
 import { Connector } from "../connectors/mqtt/connector.js";
 import { createLogger } from "../lib/log.js";
@@ -11,6 +12,8 @@ import { ConfigError } from "../lib/errors.js";
 import { GatewayStandIn, STAND_IN_PASSWORD, STAND_IN_USER } from "./support/gateway-stand-in.js";
 import { ManualClock } from "./support/manual-clock.js";
 import { startMosquitto, type Broker } from "./support/mosquitto.js";
+import { REPO_ROOT } from "./support/paths.js";
+import { freePort, spawnCli, terminate, waitForOutput } from "./support/process.js";
 
 describe("connector settings for replicas and autoscaling", () => {
   it("keeps one replica's worth as today (8), caps all functions at 5 × that, autoscale off", () => {
@@ -130,6 +133,69 @@ describe("connector concurrency and scaling against a real Mosquitto and a gatew
     const listings = gateway.listings;
     await eventually(async () => gateway.listings >= listings + 10, "ten refreshes under the backlog");
     assert.deepEqual(gateway.scaleRequests, []);
+  });
+});
+
+describe("connector concurrency against the real local gateway (fanwatch gateway), whose replicas are set through its scale API", { timeout: 180_000 }, () => {
+  const silent = createLogger("connector-real-gateway-test", "silent");
+  const score = JSON.stringify({ params: [612.3, 40.1, 151.7, 48.9] });
+  let broker: Broker;
+  let dir: string;
+  let gatewayUrl: string;
+  let connector: Connector;
+  let publisher: MqttClient;
+  const auth = { authorization: `Basic ${Buffer.from(`${STAND_IN_USER}:${STAND_IN_PASSWORD}`).toString("base64")}` };
+  let stopGateway = async (): Promise<void> => {};
+
+  before(async () => {
+    broker = await startMosquitto();
+    dir = await mkdtemp(join(tmpdir(), "fanwatch-real-gateway-"));
+    // score alone, routed from fan/real-score, between 1 and 3 replicas; the gateway's autoscaler
+    // never acts within the test (a target no load reaches): the replicas change by hand only.
+    const stack = parse(await readFile(join(REPO_ROOT, "stack.yml"), "utf8")) as { functions: Record<string, { annotations?: Record<string, string>; labels?: Record<string, string> }> };
+    const fn = stack.functions.score;
+    assert.ok(fn !== undefined);
+    stack.functions = { score: { ...fn, annotations: { ...fn.annotations, topic: "fan/real-score" }, labels: { "com.openfaas.scale.min": "1", "com.openfaas.scale.max": "3", "com.openfaas.scale.factor": "20" } } };
+    await writeFile(join(dir, "stack.yml"), stringify(stack));
+    await writeFile(join(dir, "basic-auth-user"), `${STAND_IN_USER}\n`);
+    await writeFile(join(dir, "basic-auth-password"), `${STAND_IN_PASSWORD}\n`);
+    const port = await freePort();
+    const child = spawnCli(["gateway", "--port", String(port), "--stack", join(dir, "stack.yml")], { MQTT_URL: broker.url, NATS_URL: "", GATEWAY_PASSWORD: STAND_IN_PASSWORD, GATEWAY_SCALE_TARGET_INFLIGHT: "1000", GATEWAY_SCALE_DOWN_WINDOW_MS: "3600000" });
+    stopGateway = () => terminate(child);
+    await waitForOutput(child, /gateway running on/, 90_000);
+    gatewayUrl = `http://127.0.0.1:${port}`;
+    const config = readConnectorConfig({ gateway_url: gatewayUrl, broker: broker.url, basic_auth: "true", secret_mount_path: dir, refresh_interval_ms: "100", port: "0", HEALTH_HOST: "127.0.0.1", topic: "fan/real-score", client_id: "real-gateway", batch_size: "1", max_inflight: "2" });
+    connector = new Connector(config, silent);
+    await connector.start();
+    publisher = await mqtt.connectAsync(broker.url, { clientId: "real-gateway-publisher" });
+  });
+  after(async () => {
+    await publisher?.endAsync();
+    await connector?.drain();
+    await stopGateway();
+    await broker?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const limit = async () => Number(/^connector_inflight_limit\{function="score"\} (\d+)$/m.exec(await metricsOf(connector.port))?.[1] ?? 0);
+  const answered = async () => Number(/^connector_invocations_total\{function="score",code="200"\} (\d+)$/m.exec(await metricsOf(connector.port))?.[1] ?? 0);
+  const scale = async (replicas: number) => {
+    const response = await fetch(`${gatewayUrl}/system/scale-function/score`, { method: "POST", headers: { "content-type": "application/json", ...auth }, body: JSON.stringify({ serviceName: "score", replicas }) });
+    assert.equal(response.status, 202, await response.text());
+  };
+  const send = (count: number) => Promise.all(Array.from({ length: count }, () => publisher.publishAsync("fan/real-score", score, { qos: 1 })));
+
+  it("reads availableReplicas from the gateway: 2 in flight at one replica, 6 at three, 2 again at one, and every message answered", async () => {
+    await eventually(async () => (await limit()) === 2, "the limit of one replica (2)");
+    await scale(3);
+    await eventually(async () => (await limit()) === 6, "the limit of three replicas ready (6)");
+    await send(100);
+    await eventually(async () => (await answered()) === 100, "100 invocations answered by three replicas");
+    await scale(1);
+    await eventually(async () => (await limit()) === 2, "the limit back to one replica's (2)");
+    await send(50);
+    await eventually(async () => (await answered()) === 150 && (await pendingOf(() => metricsOf(connector.port))) === 0, "150 answered, none pending");
+    assert.doesNotMatch(await metricsOf(connector.port), /^connector_invocations_total\{function="score",code="(?!200)/m, "no failed attempt");
   });
 });
 
