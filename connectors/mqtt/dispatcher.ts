@@ -55,8 +55,9 @@ export interface FunctionLoad {
 /**
  * Batches messages per function and source topic (up to batchSize, or batchWaitMs after the
  * first). Each function has its own limit of batches in flight: max_inflight per replica ready,
- * at least one replica's worth (its Lane), and all together at most max_inflight_total. With batch_size 1 every message is sent
- * raw, exactly as the official connector does; otherwise a batch is a JSON array of the payloads.
+ * at least one replica's worth (its Lane), and all together at most max_inflight_total. With
+ * batch_size 1 every message is sent raw, exactly as the official connector does; otherwise a
+ * batch is a JSON array of the payloads.
  * A batch holds one topic so that the X-Topic header names the topic of every message in it.
  *
  * What happens to a batch: 2xx → its answer goes to the reply topic (if any), then the messages

@@ -29,10 +29,6 @@ export class Lane<Q> {
     return this.#limit;
   }
 
-  get attempts(): number {
-    return this.#attempts;
-  }
-
   /** Batches taken and not finished. */
   get batches(): number {
     return this.#batches;
