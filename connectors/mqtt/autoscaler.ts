@@ -49,6 +49,7 @@ export class ConnectorAutoscaler {
   #decider: NodeJS.Timeout | undefined;
   #lastFinished = new Map<string, number>();
   #lastDecision = Date.now();
+  #deciding = false;
   readonly #badLabels = new Map<string, string>();
 
   constructor(private readonly options: AutoscalerOptions) {
@@ -60,7 +61,12 @@ export class ConnectorAutoscaler {
 
   start(): void {
     this.#sampler = setInterval(() => this.#sample(), Math.min(SAMPLE_MS, this.options.config.intervalMs));
-    this.#decider = setInterval(() => void this.decide(), this.options.config.intervalMs);
+    this.#decider = setInterval(() => {
+      // A slow gateway must not stack decisions up: the next interval takes the next one.
+      if (this.#deciding) return;
+      this.#deciding = true;
+      void this.decide().finally(() => (this.#deciding = false));
+    }, this.options.config.intervalMs);
     this.#sampler.unref();
     this.#decider.unref();
   }
@@ -85,7 +91,7 @@ export class ConnectorAutoscaler {
     return tracked;
   }
 
-  /** One decision per function the connector invokes; exported for the interval and for tests. */
+  /** One decision per function the connector invokes (never throws: a failed request is logged). */
   async decide(): Promise<void> {
     const now = Date.now();
     const seconds = Math.max(0.001, (now - this.#lastDecision) / 1000);
