@@ -12,9 +12,9 @@ import { Circuit } from "../connectors/mqtt/circuit.js";
 import { Connector } from "../connectors/mqtt/connector.js";
 import { filtersOverlap, topicMatches } from "../connectors/mqtt/topic-filter.js";
 import { createLogger } from "../lib/log.js";
-import type { Clock } from "../lib/retry.js";
 import { ConfigError } from "../lib/errors.js";
 import { startMosquitto, type Broker } from "./support/mosquitto.js";
+import { ManualClock } from "./support/manual-clock.js";
 import { Collector } from "./support/mqtt-collector.js";
 import { finished, freePort, spawnCli, waitForOutput } from "./support/process.js";
 
@@ -546,42 +546,6 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
     });
   });
 });
-
-/** Time that moves only when the test says: a wait ends at the next `advance()`. */
-class ManualClock implements Clock {
-  time = 0;
-  #waits: Array<{ at: number; end: () => void }> = [];
-
-  now(): number {
-    return this.time;
-  }
-
-  sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (signal?.aborted === true) return reject(signal.reason);
-      const wait = { at: this.time + ms, end: resolve };
-      this.#waits.push(wait);
-      signal?.addEventListener("abort", () => {
-        this.#waits = this.#waits.filter((w) => w !== wait);
-        reject(signal.reason);
-      }, { once: true });
-    });
-  }
-
-  get waiting(): number {
-    return this.#waits.length;
-  }
-
-  /** Ends every wait begun so far, moving the time to the latest of their ends. */
-  advance(): void {
-    const waits = this.#waits;
-    this.#waits = [];
-    for (const w of waits) {
-      this.time = Math.max(this.time, w.at);
-      w.end();
-    }
-  }
-}
 
 interface HealthAnswer {
   /** The HTTP status code. */

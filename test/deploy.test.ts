@@ -159,6 +159,19 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     assert.ok(mebibytes(connector?.resources?.limits?.memory) * 2 ** 20 >= 98e6 + windowBytes, `memory limit ${connector?.resources?.limits?.memory} holds 98 MB and a ${windowBytes / 2 ** 20} MiB window`);
   });
 
+  it("leaves the connector's autoscaling off, with what it needs to turn it on: the gateway's credentials and a way to its 8080", () => {
+    const pod = workloads.find((w) => w.metadata.name === "mqtt-connector")?.spec.template.spec;
+    const env = new Map((pod?.containers[0]?.env ?? []).map((e) => [e.name, e.value]));
+    assert.equal(env.get("autoscale"), "false", "opt-in");
+    assert.equal(env.get("basic_auth"), "true");
+    const mount = pod?.containers[0]?.volumeMounts?.find((m) => m.mountPath === env.get("secret_mount_path"));
+    assert.equal(pod?.volumes?.find((v) => v.name === mount?.name)?.secret?.secretName, "gateway-basic-auth", "the gateway's credentials mounted where secret_mount_path says");
+    const url = new URL(env.get("gateway_url") ?? "");
+    assert.deepEqual([url.hostname, url.port], ["gateway.openfaas", "8080"]);
+    const connector: Peer = { namespace: "fanwatch", labels: { "app.kubernetes.io/name": "mqtt-connector", "app.kubernetes.io/part-of": "fanwatch" } };
+    assert.ok(allows(policies, connector, { namespace: "openfaas", labels: { app: "gateway" } }, 8080), "connector → gateway:8080 (/system/scale-function as well as /function)");
+  });
+
   it("routes predictions to health and lets each MQTT user do only its part with the health topics", async () => {
     const connector = workloads.find((w) => w.metadata.name === "mqtt-connector")?.spec.template.spec.containers[0];
     assert.deepEqual(connector?.env?.find((e) => e.name === "topic")?.value?.split(","), ["fan/messages", "fan/anomaly"]);

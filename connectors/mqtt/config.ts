@@ -28,7 +28,15 @@ export interface ConnectorConfig {
   refreshMs: number;
   batchSize: number;
   batchWaitMs: number;
+  /**
+   * Invocations open at once per replica of a function (the gateway's availableReplicas, at least
+   * one replica's worth); with static routes, per function.
+   */
   maxInFlight: number;
+  /** Invocations open at once over all functions. */
+  maxInFlightTotal: number;
+  /** Opt-in: ask the gateway for replicas of the functions it invokes, from their load (docs/deploy.md). */
+  autoscale: AutoscaleConfig | undefined;
   /** Retries of a failing function before its circuit opens and intake pauses (never a dead letter). */
   retries: number;
   retryBaseMs: number;
@@ -48,9 +56,19 @@ export interface ConnectorConfig {
   maxBatchBytes: number;
 }
 
+export interface AutoscaleConfig {
+  /** How often a decision is taken per function. */
+  intervalMs: number;
+  /** How long the load must stay low before one replica is removed. */
+  windowMs: number;
+  /** Work per replica (invocations in flight and batches waiting) above which it asks for more. */
+  targetInFlight: number;
+}
+
 /**
  * 8 MiB of messages held. Throughput needs far less: max_inflight × batch_size, twice over, is
- * 3,200 readings of under 200 bytes, 0.6 MiB. Memory sets the ceiling: the pod's limit is
+ * 3,200 readings of under 200 bytes, 0.6 MiB, per replica of a function; at max_inflight_total
+ * (40 batches by default) 3.2 MB. Memory sets the ceiling: the pod's limit is
  * 160 MiB (deploy/k3s/connector.yaml), the connector runs at 85-98 MB resident under load, and each
  * message held costs a few hundred bytes of objects besides its own. With Mosquitto the window of
  * 2,000 messages binds first for fan readings; the bound is what holds for large messages, and
@@ -64,6 +82,11 @@ const Numbers = z.object({
   batch_size: z.coerce.number().int().min(1).max(10_000).default(200),
   batch_wait_ms: z.coerce.number().min(0).max(60_000).default(10),
   max_inflight: z.coerce.number().int().min(1).max(1_000).default(8),
+  // Default: 5 × max_inflight, enough for one function at OpenFaaS CE's most replicas (5).
+  max_inflight_total: z.coerce.number().int().min(1).max(5_000).optional(),
+  autoscale_interval_ms: z.coerce.number().int().min(100).default(5_000),
+  autoscale_window_ms: z.coerce.number().int().min(0).default(60_000),
+  autoscale_target_inflight: z.coerce.number().min(0.1).optional(),
   retries: z.coerce.number().int().min(0).max(20).default(5),
   retry_base_ms: z.coerce.number().int().min(1).default(100),
   retry_max_ms: z.coerce.number().int().min(1).default(5_000),
@@ -89,6 +112,8 @@ export function readConnectorConfig(env: NodeJS.ProcessEnv = process.env): Conne
   const topics = (get("topic") ?? readTopics(env).telemetry).split(",").map((t) => t.trim()).filter((t) => t !== "");
   if (topics.length === 0) throw new ConfigError("invalid configuration: topic: give at least one topic filter");
   const functions = get("functions");
+  const autoscale = readBoolean(get("autoscale"), "autoscale");
+  if (autoscale && functions !== undefined) throw new ConfigError("invalid configuration: autoscale: it needs the gateway's /system/functions (replicas and scale labels), not static routes (functions)");
   return {
     gatewayUrl: (get("gateway_url") ?? "http://127.0.0.1:8080").replace(/\/+$/, ""),
     mqtt,
@@ -105,6 +130,10 @@ export function readConnectorConfig(env: NodeJS.ProcessEnv = process.env): Conne
     batchSize: numbers.batch_size,
     batchWaitMs: numbers.batch_wait_ms,
     maxInFlight: numbers.max_inflight,
+    maxInFlightTotal: numbers.max_inflight_total ?? 5 * numbers.max_inflight,
+    autoscale: autoscale
+      ? { intervalMs: numbers.autoscale_interval_ms, windowMs: numbers.autoscale_window_ms, targetInFlight: numbers.autoscale_target_inflight ?? numbers.max_inflight }
+      : undefined,
     retries: numbers.retries,
     retryBaseMs: numbers.retry_base_ms,
     retryMaxMs: numbers.retry_max_ms,
@@ -130,6 +159,12 @@ export function parseStaticFunctions(text: string): Map<string, string[]> {
     map.set(filter.trim(), functions);
   }
   return map;
+}
+
+function readBoolean(value: string | undefined, name: string): boolean {
+  if (value === undefined || value === "false") return false;
+  if (value === "true") return true;
+  throw new ConfigError(`invalid configuration: ${name}: "${value}" is not true or false`);
 }
 
 function readBasicAuth(secretPath: string): { user: string; password: string } {

@@ -4,7 +4,8 @@ import type { Logger } from "../../lib/log.js";
 import { MqttConsumer, type ReceivedMessage } from "../../lib/mqtt/consumer.js";
 import { systemClock, type Clock } from "../../lib/retry.js";
 import type { ConnectorConfig } from "./config.js";
-import { FunctionDirectory } from "./directory.js";
+import { ConnectorAutoscaler } from "./autoscaler.js";
+import { FunctionDirectory, type FunctionStatus } from "./directory.js";
 import { Dispatcher } from "./dispatcher.js";
 import { createConnectorMetrics } from "./metrics.js";
 import { ReplyPublisher } from "./reply-publisher.js";
@@ -29,6 +30,7 @@ export class Connector {
   readonly metrics = createConnectorMetrics({ inFlight: () => this.#dispatcher.inFlight, pending: () => this.#consumer?.status.messagesInFlight ?? 0, held: () => this.#held.length });
   readonly #directory: FunctionDirectory;
   readonly #dispatcher: Dispatcher;
+  readonly #autoscaler: ConnectorAutoscaler | undefined;
   #consumer: MqttConsumer | undefined;
   readonly #replies: ReplyPublisher;
   #server: HealthServer | undefined;
@@ -49,7 +51,7 @@ export class Connector {
   ) {
     this.#clock = options.clock ?? systemClock;
     this.#replies = new ReplyPublisher({ mqtt: config.mqtt, clientId: config.clientId, log });
-    this.#directory = new FunctionDirectory({ ...config, log, onChange: () => this.#routesChanged() });
+    this.#directory = new FunctionDirectory({ ...config, log, onChange: () => this.#routesChanged(), onStatus: (statuses) => this.#followReplicas(statuses) });
     this.#dispatcher = new Dispatcher(config, {
       publish: (topic, payload) => this.#publish(topic, payload),
       metrics: this.metrics,
@@ -66,6 +68,9 @@ export class Connector {
       },
       onReplyTrouble: (name, reason) => (reason === undefined ? this.#replyTrouble.delete(name) : this.#replyTrouble.set(name, reason)),
     });
+    if (config.autoscale !== undefined) {
+      this.#autoscaler = new ConnectorAutoscaler({ config: config.autoscale, gatewayUrl: config.gatewayUrl, basicAuth: config.basicAuth, batchSize: config.batchSize, timeoutMs: config.timeoutMs, directory: this.#directory, load: () => this.#dispatcher.load(), metrics: this.metrics, log });
+    }
   }
 
   /** The health and metrics server's port (after start). */
@@ -82,6 +87,7 @@ export class Connector {
   async start(): Promise<void> {
     this.#server = await startHealthServer({ port: this.config.port, host: this.config.healthHost }, () => this.#health(), this.metrics.registry);
     await this.#directory.start();
+    this.#autoscaler?.start();
     const filters = this.config.topics.map((t) => (this.config.sharedGroup === undefined ? t : `$share/${this.config.sharedGroup}/${t}`));
     this.#consumer = new MqttConsumer({
       mqtt: this.config.mqtt,
@@ -96,7 +102,7 @@ export class Connector {
     });
     await this.#consumer.start();
     this.#reportRoutes();
-    this.log.info({ event: "started", port: this.port, gateway: this.config.gatewayUrl, filters, batchSize: this.config.batchSize, maxInFlight: this.config.maxInFlight }, "connector started");
+    this.log.info({ event: "started", port: this.port, gateway: this.config.gatewayUrl, filters, batchSize: this.config.batchSize, maxInFlight: this.config.maxInFlight, maxInFlightTotal: this.config.maxInFlightTotal, autoscale: this.config.autoscale ?? false }, "connector started");
   }
 
   /**
@@ -107,6 +113,7 @@ export class Connector {
   drain(): Promise<void> {
     this.#draining ??= (async () => {
       this.#directory.stop();
+      this.#autoscaler?.stop();
       const pending = this.#consumer?.status.messagesInFlight ?? 0;
       await (this.#consumer?.drain(() => this.#dispatcher.drain()) ?? this.#dispatcher.drain());
       await this.#replies.close();
@@ -176,6 +183,11 @@ export class Connector {
     if (this.#held.length === 0) this.#consumer?.resume(ROUTES);
     else this.#consumer?.pause(ROUTES, this.#holdReason((this.#held[0] as ReceivedMessage).topic));
     this.log.info({ event: "routes_changed", released: held.length - this.#held.length, held: this.#held.length }, "routes changed");
+  }
+
+  /** Each routed function may have max_inflight invocations open per replica ready. */
+  #followReplicas(statuses: ReadonlyMap<string, FunctionStatus>): void {
+    for (const name of this.#directory.routedFunctions) this.#dispatcher.setReplicas(name, statuses.get(name)?.availableReplicas);
   }
 
   #reportRoutes(): void {

@@ -9,10 +9,26 @@ export interface Target {
   replyTopic: string | undefined;
 }
 
+/** What the connector learns of a function besides its routes: how many replicas serve it. */
+export interface FunctionStatus {
+  name: string;
+  /** Desired replicas, as the gateway reports them. */
+  replicas: number;
+  /**
+   * Replicas ready for requests. OpenFaaS omits the field when it is 0 (omitempty in faas-provider's
+   * FunctionStatus), so absent means none.
+   */
+  availableReplicas: number;
+  labels: Record<string, string>;
+}
+
 const GatewayFunctions = z.array(
   z.object({
     name: z.string(),
     annotations: z.record(z.string(), z.string()).nullish(),
+    labels: z.record(z.string(), z.string()).nullish(),
+    replicas: z.number().int().min(0).nullish(),
+    availableReplicas: z.number().int().min(0).nullish(),
   }),
 );
 
@@ -25,7 +41,9 @@ interface Route {
  * Which functions a topic goes to. From the gateway's /system/functions (`topic` annotation, comma
  * separated, MQTT wildcards allowed; `reply-topic` optional), refreshed periodically and kept as
  * it was while the gateway is unreachable; or from a static mapping. `onChange` hears of every
- * change, so that messages held for want of a route go as soon as one appears.
+ * change, so that messages held for want of a route go as soon as one appears. With the gateway it
+ * also keeps each function's replicas (`onStatus` hears of every refresh): the connector's
+ * concurrency per function follows them. Static routes know no replicas.
  */
 export class FunctionDirectory {
   #routes: Route[] = [];
@@ -34,6 +52,9 @@ export class FunctionDirectory {
   #ready = false;
   #stopped = false;
   #lastError: string | undefined;
+  #statuses = new Map<string, FunctionStatus>();
+  /** When the last answer from the gateway was asked for (ms since the epoch). */
+  #refreshedAt = 0;
   readonly #gateway: GatewayClient;
 
   constructor(
@@ -44,6 +65,8 @@ export class FunctionDirectory {
       refreshMs: number;
       log: Logger;
       onChange?: () => void;
+      /** Every function's status after each successful refresh. */
+      onStatus?: (statuses: ReadonlyMap<string, FunctionStatus>) => void;
     },
   ) {
     this.#gateway = new GatewayClient(options.gatewayUrl, 1);
@@ -60,6 +83,21 @@ export class FunctionDirectory {
 
   get lastError(): string | undefined {
     return this.#lastError;
+  }
+
+  /** The functions as of the last refresh; empty with static routes. */
+  get statuses(): ReadonlyMap<string, FunctionStatus> {
+    return this.#statuses;
+  }
+
+  /** When the request behind the current statuses was sent (0: never). */
+  get refreshedAt(): number {
+    return this.#refreshedAt;
+  }
+
+  /** The functions some route sends messages to. */
+  get routedFunctions(): Set<string> {
+    return new Set(this.#routes.map((r) => r.target.name));
   }
 
   get functionCount(): number {
@@ -109,6 +147,7 @@ export class FunctionDirectory {
     if (this.options.basicAuth !== undefined) {
       headers.authorization = `Basic ${Buffer.from(`${this.options.basicAuth.user}:${this.options.basicAuth.password}`).toString("base64")}`;
     }
+    const askedAt = Date.now();
     try {
       const answer = await this.#gateway.request({ method: "GET", path: "/system/functions", headers, timeoutMs: 5_000 });
       if (answer.status !== 200) throw new Error(`the gateway answered ${answer.status} to GET /system/functions: ${answer.body.slice(0, 200)}`);
@@ -127,6 +166,9 @@ export class FunctionDirectory {
       if (changed || this.#lastError !== undefined) this.options.log.info({ event: "functions_discovered", routes: routes.map((r) => `${r.filter} -> ${r.target.name}`) }, `routing to ${this.functionCount} functions`);
       this.#lastError = undefined;
       if (changed) this.options.onChange?.();
+      this.#statuses = new Map(functions.map((fn) => [fn.name, { name: fn.name, replicas: fn.replicas ?? 0, availableReplicas: fn.availableReplicas ?? 0, labels: fn.labels ?? {} }]));
+      this.#refreshedAt = askedAt;
+      this.options.onStatus?.(this.#statuses);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       if (message !== this.#lastError) this.options.log.warn({ event: "discovery_failed", err: message }, "cannot read functions from the gateway; keeping the last routes");

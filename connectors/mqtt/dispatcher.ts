@@ -3,7 +3,8 @@ import { backoffDelay, retry, type Backoff, type Clock } from "../../lib/retry.j
 import { Circuit } from "./circuit.js";
 import type { ConnectorConfig } from "./config.js";
 import type { Target } from "./directory.js";
-import { Invoker } from "./invoker.js";
+import { Invoker, type Outcome } from "./invoker.js";
+import { Lane } from "./lane.js";
 import type { ConnectorMetrics } from "./metrics.js";
 
 /** A received message on its way to one or more functions; acknowledged when all are done. */
@@ -37,12 +38,26 @@ interface Queue {
   items: Delivery[];
   bytes: number;
   timer: NodeJS.Timeout | undefined;
+  /** In its lane's `ready` list. */
+  ready: boolean;
+}
+
+/** What the connector has for one function right now, for the autoscaler. */
+export interface FunctionLoad {
+  /** Batches taken and not finished. */
+  batches: number;
+  /** Messages queued for it, not yet in a batch. */
+  queued: number;
+  /** Attempts finished so far (a running count). */
+  completed: number;
 }
 
 /**
  * Batches messages per function and source topic (up to batchSize, or batchWaitMs after the
- * first) and keeps at most maxInFlight invocations open. With batch_size 1 every message is sent
- * raw, exactly as the official connector does; otherwise a batch is a JSON array of the payloads.
+ * first). Each function has its own limit of batches in flight: max_inflight per replica ready,
+ * at least one replica's worth (its Lane), and all together at most max_inflight_total. With
+ * batch_size 1 every message is sent raw, exactly as the official connector does; otherwise a
+ * batch is a JSON array of the payloads.
  * A batch holds one topic so that the X-Topic header names the topic of every message in it.
  *
  * What happens to a batch: 2xx → its answer goes to the reply topic (if any), then the messages
@@ -52,7 +67,8 @@ interface Queue {
  */
 export class Dispatcher {
   readonly #queues = new Map<string, Queue>();
-  readonly #ready: Queue[] = [];
+  /** Per function, in round-robin order: the one that last took a batch goes to the back. */
+  readonly #lanes = new Map<string, Lane<Queue>>();
   readonly #circuits = new Map<string, Circuit>();
   readonly #invoker: Invoker;
   readonly #backoff: Backoff;
@@ -73,10 +89,30 @@ export class Dispatcher {
     return this.#inFlight;
   }
 
+  /**
+   * Sets a function's limit from the replicas ready to serve it (undefined: not known, as with
+   * static routes): max_inflight each, at least one replica's worth, at most max_inflight_total.
+   */
+  setReplicas(name: string, replicas: number | undefined): void {
+    const lane = this.#lane(name);
+    const limit = Math.min(this.config.maxInFlightTotal, this.config.maxInFlight * Math.max(1, replicas ?? 1));
+    if (limit === lane.limit) return;
+    this.options.log.info({ event: "inflight_limit", function: name, replicas: replicas ?? null, from: lane.limit, limit }, `${name}: at most ${limit} invocations in flight (${replicas ?? "unknown"} replicas ready)`);
+    this.options.metrics.inFlightLimit.set({ function: name }, limit);
+    if (lane.setLimit(limit)) this.#pump();
+  }
+
+  /** The load on each function the dispatcher has seen. */
+  load(): Map<string, FunctionLoad> {
+    const loads = new Map<string, FunctionLoad>();
+    for (const lane of this.#lanes.values()) loads.set(lane.name, { batches: lane.batches, queued: lane.ready.reduce((n, q) => n + q.items.length, 0), completed: lane.completed });
+    return loads;
+  }
+
   enqueue(target: Target, delivery: Delivery): void {
     const key = queueKey(target.name, delivery.topic);
     let queue = this.#queues.get(key);
-    if (queue === undefined) this.#queues.set(key, (queue = { target, topic: delivery.topic, items: [], bytes: 0, timer: undefined }));
+    if (queue === undefined) this.#queues.set(key, (queue = { target, topic: delivery.topic, items: [], bytes: 0, timer: undefined, ready: false }));
     queue.target = target;
     queue.items.push(delivery);
     queue.bytes += delivery.payload.length;
@@ -92,14 +128,14 @@ export class Dispatcher {
   async drain(): Promise<void> {
     for (const queue of this.#queues.values()) if (queue.items.length > 0) this.#release(queue);
     this.#stopping.abort(new Error("the connector is stopping"));
-    if (this.#inFlight > 0 || this.#ready.length > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
+    if (!this.#isIdle()) await new Promise<void>((resolve) => (this.#idle = resolve));
   }
 
   /** Forgets the messages not sent yet: their connection closed and the broker redelivers them. */
   discardQueued(): void {
     for (const queue of this.#queues.values()) clearTimeout(queue.timer);
     this.#queues.clear();
-    this.#ready.length = 0;
+    for (const lane of this.#lanes.values()) lane.ready.length = 0;
   }
 
   close(): void {
@@ -109,31 +145,63 @@ export class Dispatcher {
   #release(queue: Queue): void {
     clearTimeout(queue.timer);
     queue.timer = undefined;
-    if (!this.#ready.includes(queue)) this.#ready.push(queue);
+    if (!queue.ready) {
+      queue.ready = true;
+      this.#lane(queue.target.name).ready.push(queue);
+    }
     this.#pump();
   }
 
+  #lane(name: string): Lane<Queue> {
+    let lane = this.#lanes.get(name);
+    if (lane === undefined) {
+      lane = new Lane<Queue>(name, Math.min(this.config.maxInFlight, this.config.maxInFlightTotal));
+      this.#lanes.set(name, lane);
+      this.options.metrics.inFlightLimit.set({ function: name }, lane.limit);
+    }
+    return lane;
+  }
+
+  #isIdle(): boolean {
+    return this.#inFlight === 0 && [...this.#lanes.values()].every((lane) => lane.ready.length === 0);
+  }
+
+  /** Takes batches while the total and their functions' limits allow, one per function in turn. */
   #pump(): void {
-    while (this.#inFlight < this.config.maxInFlight && this.#ready.length > 0) {
-      const queue = this.#ready[0] as Queue;
-      const batch = takeBatch(queue, this.config.batchSize, this.config.maxBatchBytes);
-      // Round robin: a busy queue's leftovers go behind the other queues' batches.
-      this.#ready.shift();
-      if (queue.items.length > 0) this.#ready.push(queue);
-      else if (queue.timer === undefined) this.#queues.delete(queueKey(queue.target.name, queue.topic)); // topics with device ids in them are unbounded
-      if (batch.length === 0) continue;
-      this.#inFlight++;
-      void this.#deliver(queue.target, queue.topic, batch).finally(() => {
-        this.#inFlight--;
-        this.#pump();
-        if (this.#inFlight === 0 && this.#ready.length === 0) this.#idle?.();
-      });
+    let progress = true;
+    while (progress && this.#inFlight < this.config.maxInFlightTotal) {
+      progress = false;
+      for (const lane of [...this.#lanes.values()]) {
+        if (this.#inFlight >= this.config.maxInFlightTotal) break;
+        if (!lane.hasRoom || lane.ready.length === 0) continue;
+        const queue = lane.ready.shift() as Queue;
+        const batch = takeBatch(queue, this.config.batchSize, this.config.maxBatchBytes);
+        // Round robin: a busy queue's leftovers go behind the other queues of its function.
+        if (queue.items.length > 0) lane.ready.push(queue);
+        else {
+          queue.ready = false;
+          if (queue.timer === undefined) this.#queues.delete(queueKey(queue.target.name, queue.topic)); // topics with device ids in them are unbounded
+        }
+        progress = true;
+        if (batch.length === 0) continue;
+        // ... and a function that took a batch goes behind the other functions.
+        this.#lanes.delete(lane.name);
+        this.#lanes.set(lane.name, lane);
+        this.#inFlight++;
+        lane.batchTaken();
+        void this.#deliver(lane, queue.target, queue.topic, batch).finally(() => {
+          this.#inFlight--;
+          lane.batchFinished();
+          this.#pump();
+          if (this.#isIdle()) this.#idle?.();
+        });
+      }
     }
   }
 
-  async #deliver(target: Target, topic: string, batch: Delivery[]): Promise<void> {
+  async #deliver(lane: Lane<Queue>, target: Target, topic: string, batch: Delivery[]): Promise<void> {
     try {
-      await this.#send(target, topic, batch);
+      await this.#send(lane, target, topic, batch);
     } catch (error) {
       // Stopping (a wait was cut short), or a bug: either way the messages stay unacknowledged
       // and the broker redelivers them; nothing may crash the connector.
@@ -142,7 +210,7 @@ export class Dispatcher {
     }
   }
 
-  async #send(target: Target, topic: string, batch: Delivery[]): Promise<void> {
+  async #send(lane: Lane<Queue>, target: Target, topic: string, batch: Delivery[]): Promise<void> {
     // Payloads were checked to be JSON when they arrived, so the array is built from their bytes.
     const body = this.config.batchSize === 1 ? (batch[0] as Delivery).payload : Buffer.concat(joinAsArray(batch.map((d) => d.payload)));
     this.options.metrics.batchSize.observe({ function: target.name }, batch.length);
@@ -152,7 +220,13 @@ export class Dispatcher {
       // A batch whose connection closed is redelivered by the broker: sending it would be waste,
       // unless it is an open circuit's probe, which must go (intake is paused, no other comes).
       if (!circuit.open && !batch.some((d) => d.current)) return;
-      const outcome = await this.#invoker.invoke(target, topic, body);
+      await lane.acquire(this.#stopping.signal);
+      let outcome: Outcome;
+      try {
+        outcome = await this.#invoker.invoke(target, topic, body);
+      } finally {
+        lane.release();
+      }
       if (outcome.kind === "answered") {
         circuit.succeeded();
         if (target.replyTopic !== undefined && outcome.body !== "") await this.#reply(target, target.replyTopic, outcome.body, batch);
@@ -164,8 +238,8 @@ export class Dispatcher {
         if (batch.length > 1) {
           // A batch is refused whole when one of its messages is bad: find that one, keep the rest.
           const half = Math.ceil(batch.length / 2);
-          await this.#send(target, topic, batch.slice(0, half));
-          await this.#send(target, topic, batch.slice(half));
+          await this.#send(lane, target, topic, batch.slice(0, half));
+          await this.#send(lane, target, topic, batch.slice(half));
           return;
         }
         this.options.log.warn({ event: "rejected", function: target.name, reason: outcome.reason }, `${target.name} rejected a message`);

@@ -30,7 +30,7 @@ export class Invoker {
     private readonly config: ConnectorConfig,
     private readonly metrics: ConnectorMetrics,
   ) {
-    this.#gateway = new GatewayClient(config.gatewayUrl, config.maxInFlight);
+    this.#gateway = new GatewayClient(config.gatewayUrl, config.maxInFlightTotal);
     this.#timeout = String(config.timeoutMs);
   }
 
