@@ -290,10 +290,7 @@ describe("Ctrl-C of fanwatch start with the page open in Chromium", { timeout: 1
     const spares: Socket[] = [];
     try {
       const pid = system.child.pid ?? 0;
-      const ports = portsOfTree(pid);
       const connectorPort = Number(/connector routing .* \(health on http:\/\/127\.0\.0\.1:(\d+)\/healthz\)/.exec(system.output())?.[1]);
-      // The gateway (page included), the broker, the connector's health server, nats-server and each function.
-      assert.ok(ports.includes(Number(new URL(system.gatewayUrl).port)) && ports.includes(Number(new URL(system.brokerUrl).port)) && ports.includes(connectorPort), `listening on ${ports.join(", ")}`);
       // Two tabs live on the page (event streams, kept-alive connections), one that acknowledged an
       // alarm (a call through the gateway to health), and one on the connector's health page,
       // which the console prints.
@@ -315,8 +312,13 @@ describe("Ctrl-C of fanwatch start with the page open in Chromium", { timeout: 1
         await once(spare, "connect");
         spares.push(spare);
       }
+      // Read last, with every replica the gateway runs by now: the gateway (page included), the
+      // broker, the connector's health server, nats-server and each function's replicas.
       const tree = processTree(pid);
-      // The 20 s only tells a hang from an exit: stopping takes well under a second here.
+      const ports = portsOfTree(pid);
+      assert.ok([system.gatewayUrl, system.brokerUrl].every((url) => ports.includes(Number(new URL(url).port))) && ports.includes(connectorPort), `listening on ${ports.join(", ")}`);
+      // The 20 s only tells a hang from an exit: stopping takes about 2 s here (the gateway closes
+      // a connection that sent nothing after 2 s).
       const exit = system.interrupt();
       const outcome = await Promise.race([exit, new Promise<"hung">((resolve) => setTimeout(resolve, 20_000, "hung").unref())]);
       if (outcome === "hung") assert.fail(`fanwatch start did not exit within 20 s of Ctrl-C with the page open:\n${system.output().slice(-2000)}`);
