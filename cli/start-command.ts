@@ -31,7 +31,7 @@ export function addStartCommand(program: Command, io: Io): void {
         process.once("SIGINT", resolve);
         process.once("SIGTERM", resolve);
       });
-      const [{ startSystem }, { createLogger }] = await Promise.all([import("../runtime/system.js"), import("../lib/log.js")]);
+      const [{ startSystem }, { createLogger }, { replicasLine }] = await Promise.all([import("../runtime/system.js"), import("../lib/log.js"), import("../runtime/function-replicas.js")]);
       // The console is for people: the status line and warnings, not every service event (LOG_LEVEL=info shows them).
       const log = createLogger("fanwatch-start", process.env.LOG_LEVEL ?? "warn");
       io.err("fanwatch: starting the broker, the gateway and the functions…");
@@ -50,8 +50,8 @@ export function addStartCommand(program: Command, io: Io): void {
       let ticks = 0;
       const status = setInterval(() => {
         if (!io.interactive && ++ticks % 10 !== 0) return;
-        const { totals, rates } = system.fleet.summary();
-        io.progress(`${rates.readingsPerSecond.toFixed(1)} readings/s · ${totals.predictions} predictions · ${totals.fans} fans: ${healthLine(totals)} · ${totals.deadLetters} dead letters`);
+        const { totals, rates, functions } = system.fleet.summary();
+        io.progress(`${rates.readingsPerSecond.toFixed(1)} readings/s · ${totals.predictions} predictions · ${totals.fans} fans: ${healthLine(totals)} · replicas: ${functions.replicas.length === 0 ? "unknown" : replicasLine(functions.replicas)} · ${totals.deadLetters} dead letters`);
       }, 1_000);
 
       await interrupted;

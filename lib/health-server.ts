@@ -55,6 +55,14 @@ export async function startHealthServer({ port, host }: HealthServerOptions, hea
   });
   return {
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    // Every connection is closed with the server, not only the idle ones Node closes: its answers
+    // are instant, and a connection that has not sent a request yet (a browser opens such spare
+    // connections to a page it showed) counts as busy to Node and would hold close() until the
+    // browser drops it.
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }

@@ -5,6 +5,7 @@ import { parseUntrustedJson } from "../lib/json.js";
 import { PredictionSchema } from "../lib/prediction.js";
 import { parseTelemetry } from "../lib/telemetry.js";
 import { FleetHealth, pollHealth, type HealthCounts, type HealthSnapshot } from "./fleet-health.js";
+import { pollReplicas, type FunctionReplicas, type ReplicaPoll } from "./function-replicas.js";
 
 /** Points of each sensor kept per fan for the page's charts. */
 const HISTORY = 60;
@@ -25,6 +26,8 @@ const FEED = 30;
  * 12–16 ms to parse and check (measured): 0.3% of a core at 5 s.
  */
 const HEALTH_POLL_MS = 5_000;
+/** How often the functions' replicas are read from the gateway: a short list, and scale events show within 2 s. */
+const REPLICAS_POLL_MS = 2_000;
 
 /** The fan's health state, "unknown" until the health function has a record of it. */
 export type FanState = HealthState | "unknown";
@@ -54,6 +57,8 @@ export interface FleetSnapshot {
   deadLetters: Array<{ error: string; at: number }>;
   /** Why the health function's records could not be read, while that lasts. */
   healthError: string | null;
+  /** Each function's replicas from the gateway (empty until read), and why they could not be read, while that lasts. */
+  functions: { replicas: FunctionReplicas[]; error: string | null };
 }
 
 interface Fan extends Omit<FanView, "state" | "health"> {
@@ -97,6 +102,7 @@ export class FleetView {
   #last: { at: number; readings: number; predictions: number };
   #rates = { readingsPerSecond: 0, predictionsPerSecond: 0 };
   #polling: ReturnType<typeof pollHealth> | undefined;
+  #replicas: ReplicaPoll | undefined;
 
   constructor(
     private readonly topics: FleetTopics,
@@ -127,10 +133,21 @@ export class FleetView {
     await this.#polling.read();
   }
 
-  /** Stops reading the health function; safe to call twice. */
+  /**
+   * Reads each function's replicas from the gateway (`GET <functionsUrl>`, e.g.
+   * `<gateway>/system/functions`, with its basic auth) now and every `intervalMs` (2 s) until stop(). Resolves after the first read, answered or not.
+   */
+  async readReplicasFrom(functionsUrl: string, options: { intervalMs?: number; headers?: Record<string, string> } = {}): Promise<void> {
+    this.#replicas?.stop();
+    this.#replicas = pollReplicas(functionsUrl, { intervalMs: options.intervalMs ?? REPLICAS_POLL_MS, ...(options.headers === undefined ? {} : { headers: options.headers }) });
+    await this.#replicas.read();
+  }
+
+  /** Stops reading the health function and the replicas; safe to call twice. */
   stop(): void {
     this.#polling?.stop();
     this.#polling = undefined;
+    this.#replicas?.stop();
   }
 
   /** Device ids seen once and waiting to become fans (at most the fans' cap). */
@@ -139,7 +156,7 @@ export class FleetView {
   }
 
   /** Counts and rates only: what the console's status line shows, without copying every fan. */
-  summary(): Pick<FleetSnapshot, "at" | "totals" | "rates"> {
+  summary(): Pick<FleetSnapshot, "at" | "totals" | "rates" | "functions"> {
     const now = this.#now();
     const seconds = (now - this.#last.at) / 1000;
     if (seconds >= 1) {
@@ -148,7 +165,8 @@ export class FleetView {
       this.#forgetSilent(now);
     }
     const { counts, openAlarms, unacknowledged } = this.#health.tally();
-    return { at: now, totals: { ...this.#totals, fans: this.#fans.size, states: counts, openAlarms, unacknowledged }, rates: this.#rates };
+    const replicas = this.#replicas?.current() ?? { functions: [], error: null };
+    return { at: now, totals: { ...this.#totals, fans: this.#fans.size, states: counts, openAlarms, unacknowledged }, rates: this.#rates, functions: { replicas: replicas.functions, error: replicas.error } };
   }
 
   /** Everything the web page shows. */

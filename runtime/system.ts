@@ -11,8 +11,9 @@ import { FleetView } from "./fleet-view.js";
 import { reachableHost } from "./gateway.js";
 import { startGateway } from "./gateway-runner.js";
 import { startHealthState } from "./nats.js";
+import { Lifecycle } from "./lifecycle.js";
 import { FleetSimulator, type FleetOptions } from "./simulator.js";
-import { createWebPage } from "./web-page.js";
+import { createWebPage, type WebPage } from "./web-page.js";
 
 export interface SystemOptions {
   gatewayPort: number;
@@ -41,22 +42,24 @@ export interface RunningSystem {
 
 /**
  * The whole system on one machine: a broker (embedded aedes unless MQTT_URL is set), NATS for the
- * health state (runtime/nats.ts), the local gateway running every function of stack.yml as a child process, the MQTT connector discovering
- * them through the gateway, the fleet view behind the web page, and a simulated fleet. Parts are
- * stopped in the reverse order: the fleet first, the broker last, so nothing in flight is lost.
+ * health state (runtime/nats.ts), the local gateway running every function of stack.yml as child
+ * processes, the page, the MQTT connector discovering the functions through the gateway, the fleet
+ * view behind the page and the console, and a simulated fleet. One lifecycle (runtime/lifecycle.ts)
+ * stops them in the reverse order: the fleet first, the broker last, so nothing in flight is lost.
  */
 export async function startSystem(options: SystemOptions): Promise<RunningSystem> {
   const { env, log, say } = options;
-  const stops: Array<() => Promise<void> | void> = [];
-  const stop = async () => {
-    for (const s of stops.splice(0).reverse()) await s();
-  };
+  const parts = new Lifecycle({ log, say });
   try {
-    let broker: EmbeddedBroker | undefined;
     let mqtt: MqttSettings = mqttSettingsFromEnv(env);
+    let broker: EmbeddedBroker | undefined;
     if (envValue(env, "MQTT_URL", "MQTT_HOST") === undefined) {
-      broker = await startEmbeddedBroker({ port: options.brokerPort, log, ...(mqtt.username === undefined ? {} : { username: mqtt.username }), ...(mqtt.password === undefined ? {} : { password: mqtt.password }) });
-      stops.push(() => broker?.close());
+      const { username, password } = mqtt;
+      broker = await parts.start({
+        name: "broker",
+        start: () => startEmbeddedBroker({ port: options.brokerPort, log, ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }) }),
+        close: (b) => b.close(),
+      });
       mqtt = { ...mqtt, url: broker.url };
     }
 
@@ -64,53 +67,92 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     // Servers of this run listen where the gateway does: nothing more open than the page.
     const healthEnv = { HEALTH_HOST: options.gatewayHost };
     const fleet = new FleetView(topics);
-    const page = createWebPage(fleet);
 
     if (envValue(env, "INFLUX_URL") !== undefined) {
-      // Started before the functions and stopped after them, so every prediction is stored.
-      const writer = new InfluxWriter({ ...readWriterConfig({ ...env, ...healthEnv, INFLUX_WRITER_PORT: "0" }), mqtt }, log);
-      await writer.start();
-      stops.push(() => writer.stop());
+      // Started before the functions and drained after them, so every prediction is stored.
+      const writer = await parts.start({
+        name: "InfluxDB writer",
+        start: async () => {
+          const w = new InfluxWriter({ ...readWriterConfig({ ...env, ...healthEnv, INFLUX_WRITER_PORT: "0" }), mqtt }, log);
+          await w.start();
+          return w;
+        },
+        drain: (w) => w.stop(),
+      });
       say(`InfluxDB writer storing ${topics.telemetry}, ${topics.anomaly}, ${topics.alarm} and ${topics.deadletter} in ${envValue(env, "INFLUX_URL")} (health on http://${reachableHost(options.gatewayHost)}:${writer.port}/healthz)`);
     }
 
-    // Started before the functions and stopped after them: health's writes under way finish.
-    const healthState = await startHealthState(env, say, freePort);
-    stops.push(() => healthState.stop());
+    // Started before the functions and closed after them: health's writes under way finish.
+    const healthState = await parts.start({ name: "health state", start: () => startHealthState(env, say, freePort), close: (h) => h.stop() });
 
-    const gateway = await startGateway({ port: options.gatewayPort, host: options.gatewayHost, stackFile: options.stackFile, mqtt, natsUrl: healthState.natsUrl, env, log, say, extra: page.handle });
-    stops.push(() => gateway.stop());
-    // Closed before the gateway, which would otherwise wait for the pages' open event streams.
-    stops.push(() => page.close());
+    // The page is started after the gateway (so its streams end before the gateway drains) but
+    // served by it: until then its paths are the gateway's 404.
+    let page: WebPage | undefined;
+    const gateway = await parts.start({
+      name: "gateway",
+      start: () => startGateway({ port: options.gatewayPort, host: options.gatewayHost, stackFile: options.stackFile, mqtt, natsUrl: healthState.natsUrl, env, log, say, extra: (req, res) => page?.handle(req, res) ?? false }),
+      // The functions finish what they hold, then the gateway closes.
+      drain: (g) => g.stop(),
+    });
+    // Its event streams end when stopping starts: a page left open must not hold the gateway up.
+    page = await parts.start({ name: "page", start: () => createWebPage(fleet), drain: (p) => p.close() });
 
-    const viewer = connectMqtt(mqtt, { clientId: `fanwatch-view-${process.pid}`, onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "fleet view: MQTT error") });
-    // The view only reads, so it is closed at once rather than waiting on its session.
-    stops.push(() => viewer.endAsync(true));
-    await fleet.subscribe(viewer);
-    // The health records at start and every 5 s, from the health function through the gateway
-    // (the page's own Acknowledge posts there too); transitions in between come from the broker.
-    stops.push(() => fleet.stop());
-    void fleet.readHealthFrom(`${gateway.url}/function/health`);
+    await parts.start({
+      name: "fleet view",
+      start: async () => {
+        const viewer = connectMqtt(mqtt, { clientId: `fanwatch-view-${process.pid}`, onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "fleet view: MQTT error") });
+        await fleet.subscribe(viewer).catch(async (error: unknown) => {
+          await viewer.endAsync(true);
+          throw error;
+        });
+        // The health records at start and every 5 s, from the health function through the gateway
+        // (the page's own Acknowledge posts there too); transitions in between come from the
+        // broker. The replicas every 2 s from the gateway's /system/functions.
+        void fleet.readHealthFrom(`${gateway.url}/function/health`);
+        void fleet.readReplicasFrom(`${gateway.url}/system/functions`, { headers: { authorization: basicAuth(gateway.credentials) } });
+        return viewer;
+      },
+      drain: () => fleet.stop(),
+      // The view only reads, so it is closed at once rather than waiting on its session.
+      close: (viewer) => viewer.endAsync(true),
+    });
+
     // A fixed client id: readings that arrive at a broker of your own while fanwatch is stopped
     // wait in this persistent session and are predicted at the next start.
     // Readings go to predict, its predictions to health: each function's `topic` annotation says which.
-    const connector = new Connector(
-      { ...readConnectorConfig({ ...env, ...healthEnv, gateway_url: gateway.url, broker: mqtt.url, port: "0", client_id: "fanwatch-start-connector", refresh_interval_ms: "2000", topic: `${topics.telemetry},${topics.anomaly}` }), mqtt, basicAuth: gateway.credentials },
-      log,
-    );
-    stops.push(() => connector.drain());
-    await connector.start();
+    const connector = await parts.start({
+      name: "connector",
+      start: async () => {
+        const c = new Connector(
+          { ...readConnectorConfig({ ...env, ...healthEnv, gateway_url: gateway.url, broker: mqtt.url, port: "0", client_id: "fanwatch-start-connector", refresh_interval_ms: "2000", topic: `${topics.telemetry},${topics.anomaly}` }), mqtt, basicAuth: gateway.credentials },
+          log,
+        );
+        await c.start().catch(async (error: unknown) => {
+          await c.drain();
+          throw error;
+        });
+        return c;
+      },
+      // Finishes the batches it holds: the functions are still up.
+      drain: (c) => c.drain(),
+    });
     say(`connector routing ${topics.telemetry} and ${topics.anomaly} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.port}/healthz)`);
 
     let simulator: FleetSimulator | undefined;
     if (options.fleet.fans > 0) {
-      const publisher = connectMqtt(mqtt, { clientId: `fanwatch-fleet-${process.pid}`, onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "simulator: MQTT error") });
-      // Forced: readings still unsent at Ctrl-C are simulated, and a client still connecting would
-      // otherwise hold the shutdown up.
-      stops.push(() => publisher.endAsync(true));
-      simulator = new FleetSimulator(publisher, { ...options.fleet, topic: topics.telemetry });
-      stops.push(() => simulator?.stop());
-      simulator.start();
+      ({ simulator } = await parts.start({
+        name: "simulated fleet",
+        start: () => {
+          const publisher = connectMqtt(mqtt, { clientId: `fanwatch-fleet-${process.pid}`, onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "simulator: MQTT error") });
+          const fans = new FleetSimulator(publisher, { ...options.fleet, topic: topics.telemetry });
+          fans.start();
+          return { simulator: fans, publisher };
+        },
+        drain: ({ simulator: fans }) => fans.stop(),
+        // Forced: readings still unsent at Ctrl-C are simulated, and a client still connecting
+        // would otherwise hold the shutdown up.
+        close: ({ publisher }) => publisher.endAsync(true),
+      }));
     }
     return {
       gatewayUrl: gateway.url,
@@ -119,10 +161,14 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       embeddedBroker: broker !== undefined,
       fleet,
       simulator,
-      stop,
+      stop: () => parts.stop(),
     };
   } catch (error) {
-    await stop();
+    await parts.stop();
     throw error;
   }
+}
+
+function basicAuth({ user, password }: { user: string; password: string }): string {
+  return `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 }

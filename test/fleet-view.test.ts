@@ -6,6 +6,7 @@ import { describe, it } from "node:test";
 import { transitionFrom, type AlarmTransition, type HealthEvent, type HealthRecord, type HealthState } from "../lib/health.js";
 import { FleetHealth } from "../runtime/fleet-health.js";
 import { FleetView } from "../runtime/fleet-view.js";
+import { pollReplicas, replicasLine } from "../runtime/function-replicas.js";
 
 const TOPICS = { telemetry: "fan/messages", anomaly: "fan/anomaly", deadletter: "fan/deadletter", alarm: "fan/alarm" };
 
@@ -225,5 +226,67 @@ describe("the fleet view's fan health", () => {
     health.replace([record("1", "cleared")], 2_000);
     assert.equal(health.get("1")?.state, "cleared");
     assert.equal(health.get("2"), undefined);
+  });
+});
+
+/**
+ * A stand-in for the gateway's `GET /system/functions` with basic auth (the real gateway's answer
+ * is read in start.test.ts and web-page.test.ts): it answers what `body` returns.
+ */
+async function functionsStandIn(body: () => string): Promise<{ url: string; close: () => void }> {
+  const server = createServer((req, res) => {
+    if (req.headers.authorization !== "Basic YWRtaW46cw==") return void res.writeHead(401).end();
+    res.writeHead(200, { "content-type": "application/json" }).end(body());
+  }).listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/system/functions`, close: () => server.close() };
+}
+
+describe("the fleet view's replicas", () => {
+  const auth = { authorization: "Basic YWRtaW46cw==" };
+
+  it("reads each function's replicas from /system/functions with the gateway's credentials, in the gateway's order", async () => {
+    const standIn = await functionsStandIn(() =>
+      JSON.stringify([
+        { name: "score", image: "fanwatch/score", replicas: 1, availableReplicas: 1, labels: {} },
+        { name: "predict", replicas: 3, availableReplicas: 2 },
+      ]),
+    );
+    const { view } = viewWithFleet();
+    try {
+      assert.deepEqual(view.summary().functions, { replicas: [], error: null });
+      await view.readReplicasFrom(standIn.url, { intervalMs: 3_600_000, headers: auth });
+      assert.deepEqual(view.snapshot().functions, {
+        replicas: [
+          { name: "score", replicas: 1, availableReplicas: 1 },
+          { name: "predict", replicas: 3, availableReplicas: 2 },
+        ],
+        error: null,
+      });
+      assert.equal(replicasLine(view.summary().functions.replicas), "score 1, predict 2/3");
+    } finally {
+      view.stop();
+      standIn.close();
+    }
+  });
+
+  it("says why the replicas cannot be read (no credentials, not a function list) and keeps the last ones", async () => {
+    let body = JSON.stringify([{ name: "predict", replicas: 2, availableReplicas: 2 }]);
+    const standIn = await functionsStandIn(() => body);
+    const { view } = viewWithFleet();
+    const poll = pollReplicas(standIn.url, { intervalMs: 3_600_000, headers: auth });
+    try {
+      await view.readReplicasFrom(standIn.url, { intervalMs: 3_600_000 });
+      assert.match(view.summary().functions.error ?? "", /answered 401/);
+      await poll.read();
+      body = JSON.stringify([{ name: "predict", replicas: "two" }]);
+      await poll.read();
+      assert.match(poll.current().error ?? "", /not a function list \(0\.replicas: /);
+      assert.deepEqual(poll.current().functions, [{ name: "predict", replicas: 2, availableReplicas: 2 }]);
+    } finally {
+      poll.stop();
+      view.stop();
+      standIn.close();
+    }
   });
 });

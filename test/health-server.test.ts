@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { once } from "node:events";
+import { connect } from "node:net";
 import { describe, it } from "node:test";
 import { Registry } from "prom-client";
 import { healthHostFromEnv, startHealthServer } from "../lib/health-server.js";
@@ -33,6 +35,20 @@ describe("health server", () => {
     } finally {
       await server.close();
     }
+  });
+
+  // The timeout only detects a hang: close() used to wait for the browser, forever.
+  it("closes at once with connections open: one kept alive after an answer, one that has sent nothing yet (a browser's spare connection)", { timeout: 20_000 }, async () => {
+    const server = await startHealthServer({ port: 0, host: "127.0.0.1" }, () => ({ healthy: true, details: {} }), new Registry());
+    const keptAlive = connect(server.port, "127.0.0.1");
+    keptAlive.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+    await once(keptAlive, "data");
+    const spare = connect(server.port, "127.0.0.1");
+    await once(spare, "connect");
+    const closed = [once(keptAlive, "close"), once(spare, "close")];
+    await server.close();
+    // Both were closed by the server: neither client closed its side.
+    await Promise.all(closed);
   });
 
   it("reads HEALTH_HOST, 0.0.0.0 by default for probes from outside a pod", () => {

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import { connect, createServer as createTcpServer } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { startFanwatch, type StartedSystem } from "./support/fanwatch-start.js";
+import { listeningOn } from "./support/listening.js";
 import { startMosquitto, type Broker } from "./support/mosquitto.js";
 import { Collector } from "./support/mqtt-collector.js";
 import { freePort } from "./support/process.js";
@@ -28,23 +28,23 @@ async function faultShares(collector: Collector, fans: number, perFan: number, t
   }
 }
 
+/** The first match of `pattern` in what `system` prints after its first `from` characters. */
+async function waitForOutputAfter(system: StartedSystem, from: number, pattern: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const match = pattern.exec(system.output().slice(from));
+    if (match !== null) return match;
+    if (Date.now() > deadline) throw new Error(`no ${pattern} within ${timeoutMs} ms:\n${system.output().slice(-2000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 async function portIsFree(port: number): Promise<boolean> {
   const server = createTcpServer();
   server.listen(port, "127.0.0.1");
   const [event] = await Promise.race([once(server, "listening").then(() => ["listening"]), once(server, "error").then(() => ["error"])]);
   server.close();
   return event === "listening";
-}
-
-/** The local addresses on which something listens on TCP `port` (Linux: /proc/net/tcp). */
-function listeningOn(port: number): string[] {
-  const hex = port.toString(16).toUpperCase().padStart(4, "0");
-  return readFileSync("/proc/net/tcp", "utf8")
-    .split("\n")
-    .slice(1)
-    .map((line) => line.trim().split(/\s+/))
-    .filter((fields) => fields[1]?.endsWith(`:${hex}`) && fields[3] === "0A")
-    .map((fields) => (fields[1]?.slice(0, 8).match(/../g) ?? []).reverse().map((b) => parseInt(b, 16)).join("."));
 }
 
 describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => {
@@ -81,7 +81,7 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
 
   it("counts the fans by health state on the status line: the two faulty fans in alarm", async () => {
     // Printed every 10 s when the output is not a terminal.
-    const line = /([\d.]+) readings\/s · \d+ predictions · 6 fans: (\d+) ok, (\d+) warning, (\d+) alarm, (\d+) cleared, (\d+) silent, (\d+) unacknowledged · \d+ dead letters/g;
+    const line = /([\d.]+) readings\/s · \d+ predictions · 6 fans: (\d+) ok, (\d+) warning, (\d+) alarm, (\d+) cleared, (\d+) silent, (\d+) unacknowledged · replicas: ([^·]+) · \d+ dead letters/g;
     const deadline = Date.now() + 60_000;
     let last: RegExpExecArray | undefined;
     while (Date.now() < deadline) {
@@ -93,6 +93,17 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
     const counts = last.slice(2, 7).map(Number);
     assert.ok(counts.reduce((a, b) => a + b, 0) <= 6, "no fan counted twice");
     assert.ok(Number(last[7]) >= 2, "the new alarms are unacknowledged");
+  });
+
+  it("shows each function's replicas on the status line, as the gateway reports them", async () => {
+    const auth = { authorization: `Basic ${Buffer.from(`admin:${system.password}`).toString("base64")}` };
+    const functions = (await (await fetch(`${system.gatewayUrl}/system/functions`, { headers: auth })).json()) as Array<{ name: string; replicas: number; availableReplicas: number }>;
+    const expected = functions.map((f) => `${f.name} ${f.availableReplicas === f.replicas ? f.replicas : `${f.availableReplicas}/${f.replicas}`}`).join(", ");
+    assert.deepEqual(functions.map((f) => f.name).sort(), ["health", "predict", "score"]);
+    // The status line printed after this read says what the gateway said (read every 2 s, printed every 10 s).
+    const printed = system.output().length;
+    const line = await waitForOutputAfter(system, printed, /· replicas: ([^·]+) · \d+ dead letters/);
+    assert.equal(line[1]?.trim(), expected);
   });
 
   it("serves the OpenFaaS gateway API: functions, /system with basic auth, healthz, metrics", async () => {

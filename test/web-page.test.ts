@@ -1,9 +1,9 @@
 /// <reference lib="dom" />
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createServer, get, type IncomingMessage, type Server } from "node:http";
-import { connect, type AddressInfo } from "node:net";
+import { connect, type AddressInfo, type Socket } from "node:net";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -13,6 +13,7 @@ import type { AlarmTransition, HealthRecord } from "../lib/health.js";
 import { FleetView } from "../runtime/fleet-view.js";
 import { createWebPage, type WebPage } from "../runtime/web-page.js";
 import { startFanwatch, type StartedSystem } from "./support/fanwatch-start.js";
+import { listeningOn, portsOfTree, processTree } from "./support/listening.js";
 import { Collector } from "./support/mqtt-collector.js";
 import { REPO_ROOT } from "./support/paths.js";
 
@@ -253,6 +254,21 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
     await page.close();
   });
 
+  it("shows each function's replicas as the gateway reports them", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${system.gatewayUrl}/ui/`);
+    const auth = { authorization: `Basic ${Buffer.from(`admin:${system.password}`).toString("base64")}` };
+    const functions = (await (await fetch(`${system.gatewayUrl}/system/functions`, { headers: auth })).json()) as Array<{ name: string; replicas: number; availableReplicas: number }>;
+    assert.deepEqual(functions.map((f) => f.name).sort(), ["health", "predict", "score"]);
+    await page.waitForFunction((n) => document.querySelectorAll("#replicas .function-replicas").length === n, functions.length, { timeout: 15_000 });
+    const shown = await page.locator("#replicas .function-replicas").evaluateAll((items) => items.map((i) => [i.getAttribute("data-function"), Number(i.getAttribute("data-replicas")), Number(i.getAttribute("data-available")), i.textContent]));
+    assert.deepEqual(
+      shown,
+      functions.map((f) => [f.name, f.replicas, f.availableReplicas, `${f.name} ${f.availableReplicas === f.replicas ? f.replicas : `${f.availableReplicas}/${f.replicas}`}`]),
+    );
+    await page.close();
+  });
+
   it("lists a dead letter when a fan sends something that is not a reading", async () => {
     const page = await browser.newPage();
     await page.goto(`${system.gatewayUrl}/ui/`);
@@ -265,3 +281,65 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
     await page.close();
   });
 });
+
+describe("Ctrl-C of fanwatch start with the page open in Chromium", { timeout: 120_000 }, () => {
+  it("exits with code 0, its processes gone and every port it listened on free", async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+    const system = await startFanwatch(["--mqtt-port", "0", "--fans", "3", "--interval", "300"], { MQTT_URL: "" });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
+    const spares: Socket[] = [];
+    try {
+      const pid = system.child.pid ?? 0;
+      const connectorPort = Number(/connector routing .* \(health on http:\/\/127\.0\.0\.1:(\d+)\/healthz\)/.exec(system.output())?.[1]);
+      // Two tabs live on the page (event streams, kept-alive connections), one that acknowledged an
+      // alarm (a call through the gateway to health), and one on the connector's health page,
+      // which the console prints.
+      const pages = await Promise.all([browser.newPage(), browser.newPage()]);
+      for (const page of pages) await page.goto(`${system.gatewayUrl}/ui/`);
+      const [first] = pages;
+      assert.ok(first !== undefined);
+      await first.waitForSelector('#alarms li[data-fan="1"] .acknowledge', { timeout: 60_000 });
+      await first.fill("#ack-by", "ann");
+      await first.click('#alarms li[data-fan="1"] .acknowledge');
+      await first.waitForSelector('#alarms li[data-fan="1"][data-acknowledged="true"]', { timeout: 10_000 });
+      const health = await browser.newPage();
+      await health.goto(`http://127.0.0.1:${connectorPort}/healthz`);
+      // A browser also opens spare connections that send nothing until it needs them (Chrome
+      // preconnects); headless Chromium did not here, so these sockets stand in for them.
+      for (const port of [Number(new URL(system.gatewayUrl).port), connectorPort]) {
+        const spare = connect(port, "127.0.0.1");
+        spare.on("error", () => {});
+        await once(spare, "connect");
+        spares.push(spare);
+      }
+      // Read last, with every replica the gateway runs by now: the gateway (page included), the
+      // broker, the connector's health server, nats-server and each function's replicas.
+      const tree = processTree(pid);
+      const ports = portsOfTree(pid);
+      assert.ok([system.gatewayUrl, system.brokerUrl].every((url) => ports.includes(Number(new URL(url).port))) && ports.includes(connectorPort), `listening on ${ports.join(", ")}`);
+      // The 20 s only tells a hang from an exit: stopping takes about 2 s here (the gateway closes
+      // a connection that sent nothing after 2 s).
+      const exit = system.interrupt();
+      const outcome = await Promise.race([exit, new Promise<"hung">((resolve) => setTimeout(resolve, 20_000, "hung").unref())]);
+      if (outcome === "hung") assert.fail(`fanwatch start did not exit within 20 s of Ctrl-C with the page open:\n${system.output().slice(-2000)}`);
+      assert.equal(outcome.code, 0, system.output());
+      assert.match(system.output(), /stopping…\nstopped\n?$/);
+      assert.deepEqual(tree.filter(alive), [], "every process it started has exited");
+      for (const port of ports) assert.deepEqual(listeningOn(port), [], `port ${port} is free`);
+    } finally {
+      for (const spare of spares) spare.destroy();
+      await browser.close();
+      if (system.child.exitCode === null) system.child.kill("SIGKILL");
+    }
+  });
+});
+
+/** True while `pid` runs (a zombie, exited and waiting for its parent to read its status, does not). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}

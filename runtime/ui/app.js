@@ -83,6 +83,7 @@ function render(snapshot) {
   $("rate").textContent = number.format(snapshot.rates.readingsPerSecond);
   $("predictions").textContent = number.format(totals.predictions);
   $("dead-letters").textContent = number.format(totals.deadLetters);
+  renderReplicas(snapshot.functions);
   $("health-error").hidden = snapshot.healthError === null;
   $("health-error").textContent = snapshot.healthError === null ? "" : `Fan health unavailable: ${snapshot.healthError}`;
   const container = $("tiles");
@@ -116,6 +117,23 @@ function render(snapshot) {
   renderAlarms(snapshot.alarms, totals.openAlarms);
   $("feed").replaceChildren(...snapshot.feed.map((t) => item(transitionText(t))));
   $("dead-letter-feed").replaceChildren(...snapshot.deadLetters.map((d) => item(`${time(d.at)} · ${d.error}`)));
+}
+
+/** "predict 2/3 · score 1 · health 1": ready replicas, and the desired count while they differ. */
+function renderReplicas({ replicas, error }) {
+  const cell = $("replicas");
+  cell.title = error === null ? "ready replicas of each function, / the desired count while they differ" : `not read from the gateway: ${error}`;
+  if (replicas.length === 0) return void (cell.textContent = "–");
+  const items = replicas.map((f) => {
+    const span = document.createElement("span");
+    span.className = "function-replicas";
+    span.dataset.function = f.name;
+    span.dataset.replicas = String(f.replicas);
+    span.dataset.available = String(f.availableReplicas);
+    span.textContent = `${f.name} ${f.availableReplicas === f.replicas ? f.replicas : `${f.availableReplicas}/${f.replicas}`}`;
+    return span;
+  });
+  cell.replaceChildren(...items.flatMap((span, i) => (i === 0 ? [span] : [" · ", span])));
 }
 
 function renderAlarms(alarms, open) {
