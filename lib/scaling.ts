@@ -66,6 +66,12 @@ export interface ScalePolicy {
   latencyMs: number;
   /** How long the load must stay low before one replica is removed (and again before the next). */
   scaleDownWindowMs: number;
+  /**
+   * The share of the machine's CPU that must be idle for a scale-up (0–1), where the replicas
+   * share one machine; undefined where they do not (a cluster). A replica needs a core to run on:
+   * with every core busy it only adds a process to share them.
+   */
+  minIdleCpu?: number | undefined;
 }
 
 /** The load measured over one sample period. */
@@ -76,6 +82,8 @@ export interface LoadSample {
   rate: number;
   /** p99 latency over the period in ms; undefined when nothing finished. */
   p99Ms: number | undefined;
+  /** The share of the machine's CPU that was idle over the period (0–1), where it is measured. */
+  idleCpu?: number | undefined;
 }
 
 /** What the policy remembers between samples: since when the load has been low. */
@@ -110,6 +118,9 @@ export function decideReplicas(current: number, bounds: ScaleBounds, sample: Loa
   if (perReplica > policy.targetInFlight || slow) {
     const why = slow && perReplica <= policy.targetInFlight ? `p99 over ${policy.latencyMs} ms with every replica busy` : "over target";
     if (current >= bounds.max) return hold(`${why} at max ${bounds.max}: ${load}`);
+    if (policy.minIdleCpu !== undefined && sample.idleCpu !== undefined && sample.idleCpu < policy.minIdleCpu) {
+      return hold(`${why}, but the machine's CPU is ${Math.round((1 - sample.idleCpu) * 100)}% busy (a replica needs ${Math.round(policy.minIdleCpu * 100)}% idle): another replica would not get a core: ${load}`);
+    }
     return { replicas: Math.min(bounds.max, current + bounds.step), direction: "up", reason: `${why}: ${load}`, memory: { lowSince: undefined } };
   }
   const low = current > bounds.min && sample.inFlight <= (policy.targetInFlight * (current - 1)) / 2;

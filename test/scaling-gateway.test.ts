@@ -237,7 +237,7 @@ describe("the gateway's autoscaler", { timeout: 180_000 }, () => {
     dir = mkdtempSync(join(tmpdir(), "fanwatch-autoscale-"));
     // predict: factor 0; health: min = max (without NATS it runs one replica whatever its labels).
     const stack = stackFile(dir, { score: scaleLabels(1, 3, 20), predict: scaleLabels(2, 4, 0), health: scaleLabels(1, 1, 20) });
-    gw = await Gateway.start(stack, { GATEWAY_SCALE_INTERVAL_MS: "200", GATEWAY_SCALE_DOWN_WINDOW_MS: "1000", GATEWAY_SCALE_TARGET_INFLIGHT: "1" }, broker);
+    gw = await Gateway.start(stack, { GATEWAY_SCALE_INTERVAL_MS: "200", GATEWAY_SCALE_DOWN_WINDOW_MS: "1000", GATEWAY_SCALE_TARGET_INFLIGHT: "1", GATEWAY_SCALE_MIN_IDLE_CPU: "0" }, broker);
   });
   after(async () => {
     if (gw !== undefined) await terminate(gw.child);

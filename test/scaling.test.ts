@@ -112,3 +112,19 @@ describe("decideReplicas: up by the step, down one at a time after the window", 
     assert.equal(decideReplicas(1, readScaleLabels(labels("1", "5", "0")), busy, 0, fresh, POLICY).reason, "scaling disabled (factor 0)");
   });
 });
+
+describe("decideReplicas on one machine: a replica needs an idle core", () => {
+  const bounds = readScaleLabels({ "com.openfaas.scale.min": "1", "com.openfaas.scale.max": "5", "com.openfaas.scale.factor": "20" });
+  const policy = { ...POLICY, minIdleCpu: 0.2 };
+  const overloaded = { inFlight: 12, rate: 100, p99Ms: 2_000 };
+  it("holds an overloaded function when the machine's CPU is busy, saying so", () => {
+    const decision = decideReplicas(1, bounds, { ...overloaded, idleCpu: 0.05 }, 0, { lowSince: undefined }, policy);
+    assert.equal(decision.direction, "hold");
+    assert.match(decision.reason, /95% busy/);
+  });
+  it("scales it up when a fifth of the machine is idle, or where the CPU is not measured", () => {
+    assert.equal(decideReplicas(1, bounds, { ...overloaded, idleCpu: 0.5 }, 0, { lowSince: undefined }, policy).replicas, 2);
+    assert.equal(decideReplicas(1, bounds, overloaded, 0, { lowSince: undefined }, policy).replicas, 2);
+    assert.equal(decideReplicas(1, bounds, { ...overloaded, idleCpu: 0.05 }, 0, { lowSince: undefined }, POLICY).replicas, 2, "a cluster: no machine-wide check");
+  });
+});
