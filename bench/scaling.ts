@@ -4,7 +4,9 @@
 // Two runs in one invocation, the same ramp:
 // - "autoscaled": stack.yml's scale labels, the gateway's autoscaler on (a short scale-down window,
 //   BENCH_SCALE_DOWN_WINDOW_S), and a chaos step: one predict replica SIGKILLed under load;
-// - "one replica": the same stack with com.openfaas.scale.max 1 for every function.
+// - "one replica": the same stack with com.openfaas.scale.max 1 for every function;
+// - "autoscaled, CPU check off": as "autoscaled", with GATEWAY_SCALE_MIN_IDLE_CPU=0, so that
+//   replicas are added even while every core is busy.
 // Per second: offered and achieved readings/s, p99 from publish to prediction, each function's
 // replicas (the gateway's /system/functions). Per ramp step: sent, lost, p99; sustained = the
 // highest step that, with every step below it, lost nothing and kept p99 <= 250 ms. A reading is
@@ -41,14 +43,19 @@ const SVG = process.env.BENCH_SVG ?? join(REPO_ROOT, "docs/img/scaling.svg");
 const AUTOSCALER_ENV: Record<string, string> = { GATEWAY_SCALE_DOWN_WINDOW_MS: String(SCALE_DOWN_WINDOW_S * 1000) };
 
 interface Run {
-  name: "autoscaled" | "one replica";
+  name: string;
   maxReplicas?: number;
   chaos: boolean;
+  /** The gateway's settings for this run, over AUTOSCALER_ENV. */
+  env?: Record<string, string>;
 }
 
 const RUNS: Run[] = [
   { name: "one replica", maxReplicas: 1, chaos: false },
   { name: "autoscaled", chaos: true },
+  // What the replicas would do on this machine without the CPU check: they rise and fall, and
+  // the picture shows what a second process on two busy cores costs.
+  { name: "autoscaled, CPU check off", chaos: true, env: { GATEWAY_SCALE_MIN_IDLE_CPU: "0" } },
 ];
 
 interface StepResult {
@@ -161,11 +168,11 @@ async function startSystem(run: Run): Promise<System> {
     writeFileSync(stackFile, stackWith(run.maxReplicas));
     const gatewayPort = await freePort();
     const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
-    const gateway = await spawnReady(["gateway", "--port", String(gatewayPort), "--stack", stackFile], { MQTT_URL: broker.url, GATEWAY_PASSWORD: PASSWORD, ...AUTOSCALER_ENV }, /gateway running/);
+    const gateway = await spawnReady(["gateway", "--port", String(gatewayPort), "--stack", stackFile], { MQTT_URL: broker.url, GATEWAY_PASSWORD: PASSWORD, ...AUTOSCALER_ENV, ...run.env }, /gateway running/);
     // Discovery through the gateway, as `npm start`: the connector reads predict's replicas there.
     const connector = await spawnReady(
       ["connector"],
-      { gateway_url: gatewayUrl, broker: broker.url, topic: "fan/messages", port: String(await freePort()), client_id: `bench-scaling-${run.name.replace(" ", "-")}`, basic_auth: "true", secret_mount_path: await credentials(workspace), refresh_interval_ms: "1000", NODE_OPTIONS: CONNECTOR_NODE_OPTIONS },
+      { gateway_url: gatewayUrl, broker: broker.url, topic: "fan/messages", port: String(await freePort()), client_id: `bench-scaling-${run.name.replace(/\W+/g, "-")}`, basic_auth: "true", secret_mount_path: await credentials(workspace), refresh_interval_ms: "1000", NODE_OPTIONS: CONNECTOR_NODE_OPTIONS },
       /connector running/,
     );
     const pending = new Map<string, number>();
