@@ -90,6 +90,14 @@ describe("decideReplicas: up by the step, down one at a time after the window", 
     assert.deepEqual(step(idle, 3).replicas, 2);
   });
 
+  it("comes down to one replica at light load: 2.1 in flight fits one replica at three quarters of the target 4", () => {
+    const light: LoadSample = { inFlight: 2.1, rate: 100, p99Ms: 15 };
+    const first = decideReplicas(2, bounds, light, 0, fresh, POLICY);
+    assert.equal(first.direction, "hold");
+    assert.deepEqual(decideReplicas(2, bounds, light, 30_000, first.memory, POLICY).replicas, 1);
+    assert.match(decideReplicas(2, bounds, { ...light, inFlight: 3.5 }, 0, fresh, POLICY).reason, /^steady/, "3.5 would put one replica near its target");
+  });
+
   it("starts the window again when the load rises in between", () => {
     let memory = fresh;
     const at = (now: number, sample: LoadSample) => {
