@@ -24,7 +24,10 @@ export function addGatewayCommand(program: Command, io: Io): void {
         "/system credentials: basic-auth-user/-password under SECRET_MOUNT_PATH, else GATEWAY_PASSWORD, else printed at start;\n" +
         "feed it from MQTT with `fanwatch connector --basic-auth --secret-mount-path DIR` and SECRET_MOUNT_PATH=DIR here,\n" +
         "or with OpenFaaS's own mqtt-connector; faas-cli (login, list, describe, invoke, logs, namespaces, secret list,\n" +
-        "version) works against it: its functions are in the namespace openfaas-fn (docs/start.md).",
+        "version) works against it: its functions are in the namespace openfaas-fn (docs/start.md).\n" +
+        "Each function runs between its com.openfaas.scale.min and scale.max replicas, autoscaled from measured load\n" +
+        "(GATEWAY_SCALE_INTERVAL_MS, _TARGET_INFLIGHT, _LATENCY_MS, _DOWN_WINDOW_MS, _MIN_IDLE_CPU; docs/start.md),\n" +
+        "or set by hand with POST /system/scale-function/<name>.",
     )
     .action(async (opts: GatewayFlags) => {
       // Listening before anything starts: a signal during start-up stops the functions once they are up.
