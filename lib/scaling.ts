@@ -55,7 +55,7 @@ function label(labels: Readonly<Record<string, string>>, name: string, fallback:
 /** Whether `replicas` may be set by hand (the scale API): 0 (stop) or within the bounds; otherwise why not. */
 export function replicasRefusal(replicas: number, bounds: Pick<ScaleBounds, "min" | "max">): string | undefined {
   if (replicas === 0 || (replicas >= bounds.min && replicas <= bounds.max)) return undefined;
-  return `replicas must be 0 (stop the function) or between com.openfaas.scale.min ${bounds.min} and com.openfaas.scale.max ${bounds.max}, not ${replicas}`;
+  return `replicas must be 0 (stop the function) or between ${MIN_LABEL} ${bounds.min} and ${MAX_LABEL} ${bounds.max}, not ${replicas}`;
 }
 
 /**

@@ -36,19 +36,9 @@ export interface GatewayRunOptions {
   extra?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
-export interface FunctionReplicas {
-  name: string;
-  /** Replicas it should run (OpenFaaS's replicas). */
-  replicas: number;
-  /** Replicas listening and not draining (OpenFaaS's availableReplicas). */
-  availableReplicas: number;
-}
-
 export interface RunningGateway {
   url: string;
   credentials: { user: string; password: string };
-  /** Each function's replicas now, as /system/functions reports them. */
-  functions(): FunctionReplicas[];
   /** Stops the functions (they finish what they hold), then closes the gateway. */
   stop(): Promise<void>;
 }
@@ -120,8 +110,7 @@ export async function startGateway(options: GatewayRunOptions): Promise<RunningG
     throw error;
   }
   gateway.startAutoscaler(autoscaling);
-  const replicas = () => functions.map(({ set }) => ({ name: set.name, replicas: set.replicas, availableReplicas: set.availableReplicas }));
-  return { url: gateway.url, credentials, functions: replicas, stop };
+  return { url: gateway.url, credentials, stop };
 }
 
 /**
