@@ -25,7 +25,7 @@ import { freePort } from "../lib/net.js";
 import { startMosquitto, type Broker } from "../test/support/mosquitto.js";
 import { REPO_ROOT } from "../test/support/paths.js";
 import { spawnCli, waitForOutput } from "../test/support/process.js";
-import { cpuByProcess, cpuMsPer1000, quantile } from "./load-step.js";
+import { cpuByProcess, cpuMsPer1000, publishPaced, quantile, waitUntilDone } from "./load-step.js";
 import { childPids, readArgs } from "./process-stats.js";
 import { timelineSvg, type TimelinePanel, type TimelinePoint } from "./timeline-svg.js";
 
@@ -128,7 +128,9 @@ for (const run of RUNS) {
     }
     await step("low", LOW_RATE, LOW_SECONDS);
     offeredNow = 0;
-    await waitForPending(system);
+    // Every reading of the run predicted, or nothing moved for 10 s.
+    const outstanding = system.pending.size;
+    await waitUntilDone(() => outstanding - system.pending.size, outstanding, 10_000);
     clearInterval(sampler);
     const lost = system.pending.size;
     let sustained = 0;
@@ -247,35 +249,18 @@ async function runStep(system: System, run: Run, phase: StepResult["phase"], rat
   const cpuBefore = await cpuByProcess(system.pids());
   const started = Date.now();
   const ids: string[] = [];
-  const publishes: Array<Promise<unknown>> = [];
-  let duringDone = during === undefined;
-  while (Date.now() - started < seconds * 1000) {
-    const due = Math.floor(((Date.now() - started) / 1000) * rate);
-    while (ids.length < due) {
-      const id = `${phase}-${rate}-${ids.length}-${started}`;
-      ids.push(id);
-      const now = Date.now();
-      system.pending.set(id, now);
-      publishes.push(system.publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: id, timeStamp: now, rotation: 500 + (ids.length % 200), temperature: 35 + (ids.length % 20), vibration: 100 + (ids.length % 150), sound: 45 + (ids.length % 15) }), { qos: 1 }));
-    }
-    if (!duringDone && Date.now() - started > (seconds * 1000) / 3) {
-      duringDone = true;
-      during?.();
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  await Promise.all(publishes);
+  const duringAt = during === undefined ? -1 : Math.floor((rate * seconds) / 3);
+  await publishPaced(rate, seconds, (n) => {
+    if (n === duringAt) during?.();
+    const id = `${phase}-${rate}-${n}-${started}`;
+    ids.push(id);
+    const now = Date.now();
+    system.pending.set(id, now);
+    return system.publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: id, timeStamp: now, rotation: 500 + (n % 200), temperature: 35 + (n % 20), vibration: 100 + (n % 150), sound: 45 + (n % 15) }), { qos: 1 });
+  });
   // Stragglers: until every reading of the step arrived, or nothing moved for 5 s.
-  let last = -1;
-  let quietSince = Date.now();
   const waiting = () => ids.filter((id) => system.pending.has(id)).length;
-  while (waiting() > 0 && Date.now() - quietSince < 5_000) {
-    if (waiting() !== last) {
-      last = waiting();
-      quietSince = Date.now();
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await waitUntilDone(() => ids.length - waiting(), ids.length, 5_000);
   const cpu = cpuMsPer1000(cpuBefore, await cpuByProcess(system.pids()), ids.length);
   const latencies = ids.flatMap((id) => system.latencies.get(id) ?? []).sort((a, b) => a - b);
   for (const id of ids) system.latencies.delete(id);
@@ -283,19 +268,6 @@ async function runStep(system: System, run: Run, phase: StepResult["phase"], rat
   const p99Ms = quantile(latencies, 0.99);
   const replicas = Object.fromEntries(Object.entries(await system.replicas().catch(() => ({}))).map(([n, r]) => [n, `${r.available}/${r.replicas}`]));
   return { kind: "step", run: run.name, phase, offered: rate, seconds, sent: ids.length, lost, p50Ms: quantile(latencies, 0.5), p99Ms, ok: lost === 0 && p99Ms <= P99_LIMIT_MS, replicas, cpuMsPer1000: sumByFunction(cpu) };
-}
-
-/** Every reading of the run predicted, or nothing moved for 10 s. */
-async function waitForPending(system: System): Promise<void> {
-  let last = -1;
-  let quietSince = Date.now();
-  while (system.pending.size > 0 && Date.now() - quietSince < 10_000) {
-    if (system.pending.size !== last) {
-      last = system.pending.size;
-      quietSince = Date.now();
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
 }
 
 /** CPU per 1,000 readings with the replicas of a function added up ("predict-1234" → "predict"). */
