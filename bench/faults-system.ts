@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CONNECTOR_NODE_OPTIONS } from "../connectors/mqtt/node-options.js";
-import { freePort } from "../lib/net.js";
+import { freePort } from "../lib/infra/net.js";
 import { startInfluxDB, type Influx } from "../test/support/influxdb.js";
 import { startMosquitto, type Broker } from "../test/support/mosquitto.js";
 import { spawnCli, waitForOutput } from "../test/support/process.js";

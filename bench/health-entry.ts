@@ -6,8 +6,8 @@
 // Run: node dist/bench/health-entry.js (after npm run build); a few seconds; JSON on stdout.
 import { evaluate, type HealthInput } from "../functions/health/evaluator.js";
 import { encodeEntry, type FanEntry } from "../functions/health/store.js";
-import type { Prediction } from "../lib/prediction.js";
-import { seededRandom } from "../lib/rng.js";
+import type { Prediction } from "../lib/domain/prediction.js";
+import { seededRandom } from "../simulation/rng.js";
 
 const FANS = Number(process.env.BENCH_FANS ?? 1000);
 const PREDICTIONS = Number(process.env.BENCH_PREDICTIONS ?? 200_000);

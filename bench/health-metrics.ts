@@ -1,5 +1,5 @@
-import type { AlarmTransition } from "../lib/health.js";
-import type { FanTruth } from "../runtime/fleet-model.js";
+import type { AlarmTransition } from "../lib/domain/health.js";
+import type { FanTruth } from "../simulation/fleet-model.js";
 
 /** Readings of one fan in a day at the default 2 s. */
 export const READINGS_PER_DAY = 43_200;

@@ -1,6 +1,6 @@
 /**
  * `npm run bench:health`: the health rules against ground truth, at accelerated time. Simulated
- * fleets (runtime/fleet-model.ts) are scored in-process by the real model (wasm backend) and fed
+ * fleets (simulation/fleet-model.ts) are scored in-process by the real model (wasm backend) and fed
  * (faulty readings explained, as predict asks score to) to evaluate() with simulated reading and
  * arrival times, fan by fan, so days of readings take
  * seconds and nothing depends on the wall clock. docs/health.md explains the numbers.
@@ -16,11 +16,11 @@
 import { parseArgs } from "node:util";
 import { checkSilence, evaluate, type FanHealth } from "../functions/health/evaluator.js";
 import { readHealthPolicy } from "../functions/health/policy.js";
-import { FEATURES } from "../lib/features.js";
-import { ScoringModel, type ExplainedPrediction } from "../lib/model/runtime.js";
-import type { Prediction } from "../lib/prediction.js";
-import type { Readings } from "../runtime/fan-profiles.js";
-import { createFleet, type SimulatedFan } from "../runtime/fleet-model.js";
+import { FEATURES } from "../lib/domain/features.js";
+import { ScoringModel, type ExplainedPrediction } from "../lib/inference/runtime.js";
+import type { Prediction } from "../lib/domain/prediction.js";
+import type { Readings } from "../simulation/fan-profiles.js";
+import { createFleet, type SimulatedFan } from "../simulation/fleet-model.js";
 import { outcome, READINGS_PER_DAY, summarise, type FanOutcome, type Seen, type Summary } from "./health-metrics.js";
 
 const INTERVAL_MS = 2_000;

@@ -7,7 +7,7 @@
 // Progress goes to stderr; results to stdout as JSON lines, the summary last.
 // BENCH_READINGS (default 20000; the baseline gets a tenth) and BENCH_ROUNDS (default 3).
 import mqtt from "mqtt";
-import { freePort } from "../lib/net.js";
+import { freePort } from "../lib/infra/net.js";
 import { startInfluxDB } from "../test/support/influxdb.js";
 import { startMosquitto } from "../test/support/mosquitto.js";
 import { spawnCli, terminate, waitForOutput } from "../test/support/process.js";

@@ -16,7 +16,7 @@ import { Kvm, KvWatchInclude } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import mqtt, { type MqttClient } from "mqtt";
 import { CONNECTOR_NODE_OPTIONS } from "../connectors/mqtt/node-options.js";
-import { freePort } from "../lib/net.js";
+import { freePort } from "../lib/infra/net.js";
 import { startMosquitto, type Broker } from "../test/support/mosquitto.js";
 import { startNats, type TestNats } from "../test/support/nats.js";
 import { spawnCli, waitForOutput } from "../test/support/process.js";

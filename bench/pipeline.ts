@@ -8,7 +8,7 @@
 import type { ChildProcess } from "node:child_process";
 import mqtt, { type MqttClient } from "mqtt";
 import { CONNECTOR_NODE_OPTIONS } from "../connectors/mqtt/node-options.js";
-import { freePort } from "../lib/net.js";
+import { freePort } from "../lib/infra/net.js";
 import { cpuByProcess, cpuMsPer1000, publishPaced, quantile, waitUntilDone } from "./load-step.js";
 import { peakRssMb, rssMb } from "./process-stats.js";
 import { startMosquitto, type Broker } from "../test/support/mosquitto.js";

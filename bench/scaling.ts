@@ -21,7 +21,7 @@ import { dirname, join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import { parse, stringify } from "yaml";
 import { CONNECTOR_NODE_OPTIONS } from "../connectors/mqtt/node-options.js";
-import { freePort } from "../lib/net.js";
+import { freePort } from "../lib/infra/net.js";
 import { startMosquitto, type Broker } from "../test/support/mosquitto.js";
 import { REPO_ROOT } from "../test/support/paths.js";
 import { spawnCli, waitForOutput } from "../test/support/process.js";

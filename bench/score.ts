@@ -12,8 +12,8 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ScoringModel } from "../lib/model/runtime.js";
-import { freePort } from "../lib/net.js";
+import { ScoringModel } from "../lib/inference/runtime.js";
+import { freePort } from "../lib/infra/net.js";
 import { peakRssMb } from "./process-stats.js";
 import { runWrk, type WrkResult } from "./wrk.js";
 

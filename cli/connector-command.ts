@@ -56,7 +56,7 @@ export function addConnectorCommand(program: Command, io: Io): void {
   for (const [flag, , help] of FLAGS) command.option(flag, help);
   command.action(async (opts: Record<string, string | boolean | undefined>) => {
     const env = envWithFlags(FLAGS, opts);
-    const [{ readConnectorConfig }, { Connector }, { createLogger }] = await Promise.all([import("../connectors/mqtt/config.js"), import("../connectors/mqtt/connector.js"), import("../lib/log.js")]);
+    const [{ readConnectorConfig }, { Connector }, { createLogger }] = await Promise.all([import("../connectors/mqtt/config.js"), import("../connectors/mqtt/connector.js"), import("../lib/infra/log.js")]);
     const log = createLogger("mqtt-connector");
     const connector = new Connector(readConnectorConfig(env), log);
     await runUntilSignalled(io, "connector", connector, () => connector.drain(), log);

@@ -33,7 +33,7 @@ export function addDeadLettersCommand(program: Command, io: Io): void {
   for (const [flag, , help] of FLAGS) command.option(flag, help);
   command.action(async (opts: Options & Record<string, string | undefined>) => {
     if (opts.broker !== undefined && opts.replay !== true) command.error("error: --broker is for --replay", { exitCode: 2 });
-    const [{ readWriterConfig }, { readTopics }] = await Promise.all([import("../connectors/influxdb/config.js"), import("../lib/config.js")]);
+    const [{ readWriterConfig }, { readTopics }] = await Promise.all([import("../connectors/influxdb/config.js"), import("../lib/infra/config.js")]);
     const { limit: _limit, ...flags } = opts; // envWithFlags reads only FLAGS' options, which are text
     const env = envWithFlags(FLAGS, flags);
     if ((env.INFLUX_URL ?? "") === "") command.error("error: --influx-url (or INFLUX_URL) is required", { exitCode: 2 });
@@ -83,7 +83,7 @@ function visible(text: string): string {
 }
 
 async function replay(letters: StoredDeadLetter[], deadLetterTopic: string, opts: Options, io: Io): Promise<void> {
-  const { connectMqtt, mqttSettingsFromEnv, redactUrl } = await import("../lib/mqtt.js");
+  const { connectMqtt, mqttSettingsFromEnv, redactUrl } = await import("../lib/mqtt/client.js");
   const plan = letters.map((letter) => ({ letter, skip: cannotReplay(letter, deadLetterTopic) }));
   const todo = plan.filter((p) => p.skip === undefined).length;
   for (const { letter, skip } of plan) if (skip !== undefined) io.err(`skipping ${shortTime(letter.time)} ${visible(letter.topic ?? "(no topic)")}: ${skip}`);

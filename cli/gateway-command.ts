@@ -35,7 +35,7 @@ export function addGatewayCommand(program: Command, io: Io): void {
         process.once("SIGINT", resolve);
         process.once("SIGTERM", resolve);
       });
-      const [{ startGateway }, { createLogger }, { mqttSettingsFromEnv, redactUrl }] = await Promise.all([import("../runtime/gateway-runner.js"), import("../lib/log.js"), import("../lib/mqtt.js")]);
+      const [{ startGateway }, { createLogger }, { mqttSettingsFromEnv, redactUrl }] = await Promise.all([import("../runtime/gateway-runner.js"), import("../lib/infra/log.js"), import("../lib/mqtt/client.js")]);
       const log = createLogger("fanwatch-gateway", process.env.LOG_LEVEL ?? "warn");
       const mqtt = mqttSettingsFromEnv(process.env);
       const stackFile = opts.stack ?? fileURLToPath(new URL("stack.yml", REPO_ROOT));

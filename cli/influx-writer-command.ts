@@ -23,7 +23,7 @@ export function addInfluxWriterCommand(program: Command, io: Io): void {
   for (const [flag, , help] of FLAGS) command.option(flag, help);
   command.action(async (opts: Record<string, string | undefined>) => {
     const env = envWithFlags(FLAGS, opts);
-    const [{ readWriterConfig }, { InfluxWriter }, { createLogger }] = await Promise.all([import("../connectors/influxdb/config.js"), import("../connectors/influxdb/writer.js"), import("../lib/log.js")]);
+    const [{ readWriterConfig }, { InfluxWriter }, { createLogger }] = await Promise.all([import("../connectors/influxdb/config.js"), import("../connectors/influxdb/writer.js"), import("../lib/infra/log.js")]);
     const log = createLogger("influx-writer");
     const writer = new InfluxWriter(readWriterConfig(env), log);
     await runUntilSignalled(io, "InfluxDB writer", writer, () => writer.stop(), log);

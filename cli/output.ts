@@ -1,4 +1,4 @@
-import type { EvaluationMetrics } from "../lib/model/metadata.js";
+import type { EvaluationMetrics } from "../lib/inference/metadata.js";
 
 /** Human-readable metrics for the terminal. */
 export function formatMetrics(metrics: EvaluationMetrics): string {

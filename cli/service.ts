@@ -1,4 +1,4 @@
-import type { Logger } from "../lib/log.js";
+import type { Logger } from "../lib/infra/log.js";
 import { closeOnSignals } from "../templates/node22-ts/server.js";
 import type { Io } from "./parse.js";
 

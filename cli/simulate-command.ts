@@ -1,6 +1,6 @@
 import type { Command } from "commander";
-import { fleetProfiles } from "../runtime/fan-profiles.js";
-import type { FleetModelOptions } from "../runtime/fleet-model.js";
+import { fleetProfiles } from "../simulation/fan-profiles.js";
+import type { FleetModelOptions } from "../simulation/fleet-model.js";
 import { integer, number, type Io } from "./parse.js";
 
 export interface FleetFlags {
@@ -79,7 +79,7 @@ export function addSimulateCommand(program: Command, io: Io): void {
     const stopped = new Promise<void>((resolve) => (stop = resolve));
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
-    const [{ connectMqtt, mqttSettingsFromEnv, redactUrl }, { readTopics }, { FleetSimulator }] = await Promise.all([import("../lib/mqtt.js"), import("../lib/config.js"), import("../runtime/simulator.js")]);
+    const [{ connectMqtt, mqttSettingsFromEnv, redactUrl }, { readTopics }, { FleetSimulator }] = await Promise.all([import("../lib/mqtt/client.js"), import("../lib/infra/config.js"), import("../simulation/simulator.js")]);
     const settings = mqttSettingsFromEnv(opts.broker === undefined ? process.env : { ...process.env, MQTT_URL: opts.broker });
     const topic = opts.topic ?? readTopics().telemetry;
     const client = connectMqtt(settings, { clientId: `fanwatch-simulator-${process.pid}`, onError: (e) => io.err(`MQTT: ${e.message}`) });

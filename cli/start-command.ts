@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { fileURLToPath } from "node:url";
 import type { FleetSnapshot } from "../runtime/fleet-view.js";
 import { addFleetOptions, defaultedShapes, fleetOptions, type FleetFlags } from "./simulate-command.js";
-import type { FleetMix } from "../runtime/fan-profiles.js";
+import type { FleetMix } from "../simulation/fan-profiles.js";
 import { integer, type Io } from "./parse.js";
 import { REPO_ROOT } from "./paths.js";
 
@@ -31,7 +31,7 @@ export function addStartCommand(program: Command, io: Io): void {
         process.once("SIGINT", resolve);
         process.once("SIGTERM", resolve);
       });
-      const [{ startSystem }, { createLogger }, { replicasLine }] = await Promise.all([import("../runtime/system.js"), import("../lib/log.js"), import("../runtime/function-replicas.js")]);
+      const [{ startSystem }, { createLogger }, { replicasLine }] = await Promise.all([import("../runtime/system.js"), import("../lib/infra/log.js"), import("../runtime/function-replicas.js")]);
       // The console is for people: the status line and warnings, not every service event (LOG_LEVEL=info shows them).
       const log = createLogger("fanwatch-start", process.env.LOG_LEVEL ?? "warn");
       io.err("fanwatch: starting the broker, the gateway and the functions…");

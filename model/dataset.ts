@@ -2,10 +2,11 @@ import { createHash } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { CsvError, parse } from "csv-parse/sync";
 import { DataFormatError } from "../lib/errors.js";
-import { FAULTY_RANGES, HEALTHY_RANGES, drawReading } from "../lib/fan-ranges.js";
-import { FEATURES } from "../lib/features.js";
-import { seededRandom, shuffleInPlace } from "../lib/rng.js";
-import { formatTime } from "../lib/timestamp.js";
+import { FAULTY_RANGES, HEALTHY_RANGES } from "../lib/domain/fan-ranges.js";
+import { drawReading } from "../simulation/draw.js";
+import { FEATURES } from "../lib/domain/features.js";
+import { seededRandom, shuffleInPlace } from "../simulation/rng.js";
+import { formatTime } from "../simulation/timestamp.js";
 
 /** The reference design's CSV header; our generator writes exactly this format. */
 export const CSV_COLUMNS = ["DeviceID", "Time", "Rotation", "Temperature", "Vibration", "Sound", "Faulty"] as const;

@@ -1,5 +1,5 @@
-import type { EvaluationMetrics } from "../lib/model/metadata.js";
-import { ScoringModel } from "../lib/model/runtime.js";
+import type { EvaluationMetrics } from "../lib/inference/metadata.js";
+import { ScoringModel } from "../lib/inference/runtime.js";
 import type { Dataset } from "./dataset.js";
 import { evaluatePredictions } from "./metrics.js";
 

@@ -1,4 +1,4 @@
-import type { EvaluationMetrics } from "../lib/model/metadata.js";
+import type { EvaluationMetrics } from "../lib/inference/metadata.js";
 
 /** Classification metrics for the fault class (label 1) at `threshold`. */
 export function evaluatePredictions(labels: ArrayLike<number>, probabilities: ArrayLike<number>, threshold: number): EvaluationMetrics {

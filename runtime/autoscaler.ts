@@ -1,7 +1,7 @@
 import { cpus } from "node:os";
 import { z } from "zod";
-import { parseEnv } from "../lib/config.js";
-import { decideReplicas, type ScaleBounds, type ScaleDecision, type ScaleMemory, type ScalePolicy } from "../lib/scaling.js";
+import { parseEnv } from "../lib/infra/config.js";
+import { decideReplicas, type ScaleBounds, type ScaleDecision, type ScaleMemory, type ScalePolicy } from "../lib/openfaas/scaling.js";
 import type { ReplicaSet } from "./replica-set.js";
 
 export interface AutoscalerSettings {
@@ -35,7 +35,7 @@ export interface Scalable {
 }
 
 /**
- * Samples each function's load every interval and applies lib/scaling.ts's decision to its
+ * Samples each function's load every interval and applies lib/openfaas/scaling.ts's decision to its
  * replicas. Functions whose labels disable scaling are left alone. `onDecision` hears every
  * decision, holds included (the gateway logs and counts them).
  */

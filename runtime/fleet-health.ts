@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { AlarmTransitionSchema, HEALTH_STATES, HealthRecordSchema, type AlarmTransition, type HealthRecord, type HealthState } from "../lib/health.js";
+import { AlarmTransitionSchema, HEALTH_STATES, HealthRecordSchema, type AlarmTransition, type HealthRecord, type HealthState } from "../lib/domain/health.js";
 
 /** Transitions kept for the page's feed. */
 const FEED = 30;

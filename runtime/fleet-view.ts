@@ -1,9 +1,9 @@
 import type { MqttClient } from "mqtt";
-import { FEATURES, type FeatureName } from "../lib/features.js";
-import type { HealthRecord, HealthState } from "../lib/health.js";
-import { parseUntrustedJson } from "../lib/json.js";
-import { PredictionSchema } from "../lib/prediction.js";
-import { parseTelemetry } from "../lib/telemetry.js";
+import { FEATURES, type FeatureName } from "../lib/domain/features.js";
+import type { HealthRecord, HealthState } from "../lib/domain/health.js";
+import { parseUntrustedJson } from "../lib/infra/json.js";
+import { PredictionSchema } from "../lib/domain/prediction.js";
+import { parseTelemetry } from "../lib/domain/telemetry.js";
 import { FleetHealth, pollHealth, type HealthCounts, type HealthSnapshot } from "./fleet-health.js";
 import { pollReplicas, type FunctionReplicas, type ReplicaPoll } from "./function-replicas.js";
 

@@ -2,8 +2,8 @@ import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { freePort } from "../lib/net.js";
-import { backoffDelay } from "../lib/retry.js";
+import { freePort } from "../lib/infra/net.js";
+import { backoffDelay } from "../lib/infra/retry.js";
 import type { LogRing } from "./gateway-logs.js";
 
 const CLI = fileURLToPath(new URL("../../bin/fanwatch.js", import.meta.url));

@@ -2,7 +2,7 @@ import type { IncomingMessage } from "node:http";
 import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { z } from "zod";
-import { parseEnv } from "../lib/config.js";
+import { parseEnv } from "../lib/infra/config.js";
 
 export interface GatewayLimits {
   /** Largest async body the gateway holds while the call waits to run. */

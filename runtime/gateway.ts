@@ -4,10 +4,10 @@ import type { AddressInfo } from "node:net";
 import { pipeline } from "node:stream";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { z } from "zod";
-import { parseUntrustedJson } from "../lib/json.js";
-import type { Logger } from "../lib/log.js";
-import type { StackFunction } from "../lib/stack.js";
-import { replicasRefusal, type ScaleBounds, type ScaleDecision } from "../lib/scaling.js";
+import { parseUntrustedJson } from "../lib/infra/json.js";
+import type { Logger } from "../lib/infra/log.js";
+import type { StackFunction } from "./stack.js";
+import { replicasRefusal, type ScaleBounds, type ScaleDecision } from "../lib/openfaas/scaling.js";
 import { Autoscaler, type AutoscalerSettings, type Scalable } from "./autoscaler.js";
 import type { ReplicaSet } from "./replica-set.js";
 import { describeFunction, functionTarget, namespaceRefusal, namespaces, secretList, systemInfo } from "./gateway-api.js";
@@ -99,7 +99,7 @@ export class LocalGateway {
     this.#byName.set(fn.name, fn);
   }
 
-  /** Starts autoscaling the functions whose labels allow it (each sample and decision per lib/scaling.ts). */
+  /** Starts autoscaling the functions whose labels allow it (each sample and decision per lib/openfaas/scaling.ts). */
   startAutoscaler(settings: AutoscalerSettings): void {
     const targets: Scalable[] = [...this.#byName.values()];
     for (const { name, bounds } of targets) {

@@ -1,4 +1,4 @@
-import type { Logger } from "../lib/log.js";
+import type { Logger } from "../lib/infra/log.js";
 
 /** A part of the system: how it starts, stops taking work (drain) and lets go of what it holds (close). */
 export interface Part<T> {

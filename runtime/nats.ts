@@ -3,8 +3,9 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { delimiter, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { envValue, readHealthConfig } from "../lib/config.js";
-import { redactUrl } from "../lib/mqtt.js";
+import { envValue } from "../lib/infra/config.js";
+import { readHealthConfig } from "../functions/health/config.js";
+import { redactUrl } from "../lib/mqtt/client.js";
 
 /** Where Debian's package `nats-server` installs it. */
 export const DEBIAN_NATS_SERVER = "/usr/sbin/nats-server";

@@ -1,6 +1,6 @@
 import { FunctionProcess } from "./function-process.js";
 import { LogRing } from "./gateway-logs.js";
-import type { LoadSample } from "../lib/scaling.js";
+import type { LoadSample } from "../lib/openfaas/scaling.js";
 
 export interface ReplicaSetOptions {
   name: string;

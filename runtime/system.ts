@@ -2,17 +2,17 @@ import { readConnectorConfig } from "../connectors/mqtt/config.js";
 import { readWriterConfig } from "../connectors/influxdb/config.js";
 import { InfluxWriter } from "../connectors/influxdb/writer.js";
 import { Connector } from "../connectors/mqtt/connector.js";
-import { envValue, readTopics } from "../lib/config.js";
-import type { Logger } from "../lib/log.js";
-import { connectMqtt, mqttSettingsFromEnv, redactUrl, type MqttSettings } from "../lib/mqtt.js";
-import { freePort } from "../lib/net.js";
+import { envValue, readTopics } from "../lib/infra/config.js";
+import type { Logger } from "../lib/infra/log.js";
+import { connectMqtt, mqttSettingsFromEnv, redactUrl, type MqttSettings } from "../lib/mqtt/client.js";
+import { freePort } from "../lib/infra/net.js";
 import { startEmbeddedBroker, type EmbeddedBroker } from "./broker.js";
 import { FleetView } from "./fleet-view.js";
 import { reachableHost } from "./gateway.js";
 import { startGateway } from "./gateway-runner.js";
 import { startHealthState } from "./nats.js";
 import { Lifecycle } from "./lifecycle.js";
-import { FleetSimulator, type FleetOptions } from "./simulator.js";
+import { FleetSimulator, type FleetOptions } from "../simulation/simulator.js";
 import { createWebPage, type WebPage } from "./web-page.js";
 
 export interface SystemOptions {

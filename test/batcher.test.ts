@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { DynamicBatcher, type BatchTimers } from "../lib/model/batcher.js";
+import { DynamicBatcher, type BatchTimers } from "../functions/score/batcher.js";
 
 /** Timers that only fire when the test says so. */
 function manualTimers(): BatchTimers & { fire(): void; delays: number[] } {

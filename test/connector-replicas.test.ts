@@ -7,7 +7,7 @@ import mqtt, { type MqttClient } from "mqtt";
 import { parse, stringify } from "yaml";
 import { readConnectorConfig } from "../connectors/mqtt/config.js";
 import { Connector } from "../connectors/mqtt/connector.js";
-import { createLogger } from "../lib/log.js";
+import { createLogger } from "../lib/infra/log.js";
 import { ConfigError } from "../lib/errors.js";
 import { GatewayStandIn, STAND_IN_PASSWORD, STAND_IN_USER } from "./support/gateway-stand-in.js";
 import { ManualClock } from "./support/manual-clock.js";

@@ -11,7 +11,7 @@ import { parseStaticFunctions, readConnectorConfig } from "../connectors/mqtt/co
 import { Circuit } from "../connectors/mqtt/circuit.js";
 import { Connector } from "../connectors/mqtt/connector.js";
 import { filtersOverlap, topicMatches } from "../connectors/mqtt/topic-filter.js";
-import { createLogger } from "../lib/log.js";
+import { createLogger } from "../lib/infra/log.js";
 import { ConfigError } from "../lib/errors.js";
 import { startMosquitto, type Broker } from "./support/mosquitto.js";
 import { ManualClock } from "./support/manual-clock.js";

@@ -4,7 +4,7 @@ import { createServer, type AddressInfo, type Server } from "node:net";
 import { Aedes } from "aedes";
 import { after, before, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
-import { createLogger } from "../lib/log.js";
+import { createLogger } from "../lib/infra/log.js";
 import { MqttConsumer, type ConsumerOptions, type ReceivedMessage } from "../lib/mqtt/consumer.js";
 import { startMosquitto, type Broker } from "./support/mosquitto.js";
 import { Collector } from "./support/mqtt-collector.js";

@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { DataFormatError } from "../lib/errors.js";
-import { FAULTY_RANGES, HEALTHY_RANGES } from "../lib/fan-ranges.js";
-import { FEATURES } from "../lib/features.js";
+import { FAULTY_RANGES, HEALTHY_RANGES } from "../lib/domain/fan-ranges.js";
+import { FEATURES } from "../lib/domain/features.js";
 import { CSV_COLUMNS, generateReadings, parseCsv, readCsv, toCsv } from "../model/dataset.js";
 
 describe("generateReadings", () => {

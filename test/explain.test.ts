@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { FAULTY_RANGES, HEALTHY_RANGES, drawReading } from "../lib/fan-ranges.js";
-import { FEATURES } from "../lib/features.js";
-import { readMetadata } from "../lib/model/artifact.js";
-import { allocateExplanations, coalitionRows, explainOutputs, READINGS_PER_CALL } from "../lib/model/explain.js";
-import { ScoringModel } from "../lib/model/runtime.js";
-import { seededRandom } from "../lib/rng.js";
+import { FAULTY_RANGES, HEALTHY_RANGES } from "../lib/domain/fan-ranges.js";
+import { drawReading } from "../simulation/draw.js";
+import { FEATURES } from "../lib/domain/features.js";
+import { readMetadata } from "../lib/inference/artifact.js";
+import { allocateExplanations, coalitionRows, explainOutputs, READINGS_PER_CALL } from "../lib/inference/explain.js";
+import { ScoringModel } from "../lib/inference/runtime.js";
+import { seededRandom } from "../simulation/rng.js";
 import { healthyReference } from "../model/train.js";
 import { MODEL_DIR } from "./support/paths.js";
 

@@ -3,7 +3,7 @@ import { once } from "node:events";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
-import { transitionFrom, type AlarmTransition, type HealthEvent, type HealthRecord, type HealthState } from "../lib/health.js";
+import { transitionFrom, type AlarmTransition, type HealthEvent, type HealthRecord, type HealthState } from "../lib/domain/health.js";
 import { FleetHealth } from "../runtime/fleet-health.js";
 import { FleetView } from "../runtime/fleet-view.js";
 import { pollReplicas, replicasLine } from "../runtime/function-replicas.js";

@@ -4,13 +4,14 @@ import { acknowledge, checkSilence, evaluate, FanHealthSchema, type FanHealth, t
 import { HealthConflictError, HealthNotFoundError } from "../functions/health/errors.js";
 import { isoTime } from "../functions/health/iso-time.js";
 import { DEFAULT_POLICY, readHealthPolicy } from "../functions/health/policy.js";
-import { HEALTHY_RANGES, drawReading } from "../lib/fan-ranges.js";
-import { FEATURES } from "../lib/features.js";
-import type { AlarmTransition } from "../lib/health.js";
-import { ScoringModel } from "../lib/model/runtime.js";
-import type { PerSensor } from "../lib/prediction.js";
-import { seededRandom, type Random } from "../lib/rng.js";
-import { createFleet } from "../runtime/fleet-model.js";
+import { HEALTHY_RANGES } from "../lib/domain/fan-ranges.js";
+import { drawReading } from "../simulation/draw.js";
+import { FEATURES } from "../lib/domain/features.js";
+import type { AlarmTransition } from "../lib/domain/health.js";
+import { ScoringModel } from "../lib/inference/runtime.js";
+import type { PerSensor } from "../lib/domain/prediction.js";
+import { seededRandom, type Random } from "../simulation/rng.js";
+import { createFleet } from "../simulation/fleet-model.js";
 
 // Pure tests with a fake clock: reading n of a fan is at T0 + n × 2 s and arrives then.
 const T0 = Date.UTC(2026, 10, 27, 8);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { DEFAULT_LIMIT, listFans, parseQuery } from "../functions/health/query.js";
-import type { HealthRecord } from "../lib/health.js";
+import type { HealthRecord } from "../lib/domain/health.js";
 
 function record(deviceID: string, state: HealthRecord["state"], acknowledged = false): HealthRecord {
   const open = state === "alarm" || state === "warning";

@@ -3,7 +3,7 @@ import { once } from "node:events";
 import { connect } from "node:net";
 import { describe, it } from "node:test";
 import { Registry } from "prom-client";
-import { healthHostFromEnv, startHealthServer } from "../lib/health-server.js";
+import { healthHostFromEnv, startHealthServer } from "../lib/infra/health-server.js";
 
 /** Status of GET /healthz at `host`, or the connection error's code. */
 async function probe(host: string, port: number): Promise<number | string> {

@@ -3,7 +3,7 @@ import { once } from "node:events";
 import { createServer } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { createLineWriter, InfluxUnavailableError } from "../connectors/influxdb/influx-client.js";
-import { freePort } from "../lib/net.js";
+import { freePort } from "../lib/infra/net.js";
 import { INFLUX_WRITER, startInfluxDB, type Influx } from "./support/influxdb.js";
 
 const S = 1_000_000_000; // nanoseconds in a second: lines are written with precision=ns
@@ -80,7 +80,7 @@ describe("a missing InfluxDB 1.x database", () => {
     const influx = await startInfluxDB({ createDatabase: false });
     try {
       const created: unknown[] = [];
-      const log = { info: (fields: unknown) => created.push(fields) } as unknown as import("../lib/log.js").Logger;
+      const log = { info: (fields: unknown) => created.push(fields) } as unknown as import("../lib/infra/log.js").Logger;
       const writer = createLineWriter({ api: "v1", url: influx.url, database: "fan" }, { log });
       assert.deepEqual(await writer.write([`telemetry,deviceID=1 rotation=600 ${S}`, `telemetry,deviceID=2 rotation=700 ${S}`]), { rejected: [] });
       assert.deepEqual(

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { createLineWriter } from "../connectors/influxdb/influx-client.js";
 import { toLine } from "../connectors/influxdb/points.js";
-import { deadLetter, type DeadLetter } from "../lib/dead-letter.js";
+import { deadLetter, type DeadLetter } from "../lib/domain/dead-letter.js";
 import { startInfluxDB, type Influx } from "./support/influxdb.js";
 import { startMosquitto, type Broker } from "./support/mosquitto.js";
 import { Collector } from "./support/mqtt-collector.js";

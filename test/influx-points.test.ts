@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { createLineWriter } from "../connectors/influxdb/influx-client.js";
 import { SCHEMA, toLine } from "../connectors/influxdb/points.js";
-import { deadLetter } from "../lib/dead-letter.js";
+import { deadLetter } from "../lib/domain/dead-letter.js";
 import { startInfluxDB, type Influx } from "./support/influxdb.js";
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
@@ -16,7 +16,7 @@ function line(kind: Parameters<typeof toLine>[0], payload: Buffer, arrivedAt: nu
 
 describe("points InfluxDB can store", () => {
   it("refuses a timestamp outside InfluxDB's range (1677-09-21 to 2262-04-11) as a bad point", () => {
-    // lib/telemetry.ts may refuse such a reading first (its own range is narrower); either way the
+    // lib/domain/telemetry.ts may refuse such a reading first (its own range is narrower); either way the
     // point is refused with a reason that names the timeStamp, and never written.
     for (const t of ["9999-12-31 23:59:59", "2262-04-12T00:00:00Z", 1e16]) {
       const result = toLine("telemetry", reading(t), 0);

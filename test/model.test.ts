@@ -5,9 +5,9 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as tf from "@tensorflow/tfjs-core";
 import { ModelError } from "../lib/errors.js";
-import { loadModel } from "../lib/model/artifact.js";
-import { ModelMetadataSchema } from "../lib/model/metadata.js";
-import { ScoringModel } from "../lib/model/runtime.js";
+import { loadModel } from "../lib/inference/artifact.js";
+import { ModelMetadataSchema } from "../lib/inference/metadata.js";
+import { ScoringModel } from "../lib/inference/runtime.js";
 import { generateReadings, toCsv, readCsv } from "../model/dataset.js";
 import { trainModel } from "../model/train.js";
 

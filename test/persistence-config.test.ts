@@ -9,7 +9,7 @@ import { parse as parseYaml } from "yaml";
 import { readWriterConfig } from "../connectors/influxdb/config.js";
 import { createLineWriter } from "../connectors/influxdb/influx-client.js";
 import { SCHEMA, toLine } from "../connectors/influxdb/points.js";
-import { AlarmTransitionSchema } from "../lib/health.js";
+import { AlarmTransitionSchema } from "../lib/domain/health.js";
 import { REPO_ROOT } from "./support/paths.js";
 
 const read = (path: string) => readFile(join(REPO_ROOT, path), "utf8");

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { SCHEMA } from "../connectors/influxdb/points.js";
-import type { AlarmTransition, HealthEvent, HealthState } from "../lib/health.js";
+import type { AlarmTransition, HealthEvent, HealthState } from "../lib/domain/health.js";
 import { startFanwatch } from "./support/fanwatch-start.js";
 import { startInfluxDB, type Influx } from "./support/influxdb.js";
 import { startMosquitto, type Broker } from "./support/mosquitto.js";

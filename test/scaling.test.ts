@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { decideReplicas, readScaleLabels, replicasRefusal, ScaleLabelError, type LoadSample, type ScaleBounds, type ScaleMemory } from "../lib/scaling.js";
+import { decideReplicas, readScaleLabels, replicasRefusal, ScaleLabelError, type LoadSample, type ScaleBounds, type ScaleMemory } from "../lib/openfaas/scaling.js";
 
 const POLICY = { targetInFlight: 4, latencyMs: 1_000, scaleDownWindowMs: 30_000 };
 const labels = (min?: string, max?: string, factor?: string): Record<string, string> => ({

@@ -3,8 +3,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { readConnectorConfig } from "../connectors/mqtt/config.js";
-import { readHealthConfig } from "../lib/config.js";
-import { parseStack, substituteEnv } from "../lib/stack.js";
+import { readHealthConfig } from "../functions/health/config.js";
+import { parseStack, substituteEnv } from "../runtime/stack.js";
 import { REPO_ROOT } from "./support/paths.js";
 
 const text = readFileSync(join(REPO_ROOT, "stack.yml"), "utf8");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { parseUntrustedJson } from "../lib/json.js";
-import { parseTelemetry, parseTimestamp, TIMESTAMP_MAX_MS } from "../lib/telemetry.js";
+import { parseUntrustedJson } from "../lib/infra/json.js";
+import { parseTelemetry, parseTimestamp, TIMESTAMP_MAX_MS } from "../lib/domain/telemetry.js";
 
 const withTime = (timeStamp: unknown) => parseTelemetry({ deviceID: "1", timeStamp, rotation: 600, temperature: 40, vibration: 150, sound: 48 });
 

@@ -5,7 +5,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { parseStack } from "../lib/stack.js";
+import { parseStack } from "../runtime/stack.js";
 import { behindWatchdog, goDurationMs, keepServingMs, WATCHDOG_MARGIN_MS, watchdogLockFile } from "../templates/node22-ts/watchdog.js";
 import { parseDockerfile, parseEnv } from "./support/dockerfile.js";
 import { startMosquitto } from "./support/mosquitto.js";

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import mqtt from "mqtt";
 import { chromium, type Browser } from "playwright-core";
-import type { AlarmTransition, HealthRecord } from "../lib/health.js";
+import type { AlarmTransition, HealthRecord } from "../lib/domain/health.js";
 import { FleetView } from "../runtime/fleet-view.js";
 import { createWebPage, type WebPage } from "../runtime/web-page.js";
 import { startFanwatch, type StartedSystem } from "./support/fanwatch-start.js";

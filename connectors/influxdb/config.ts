@@ -1,10 +1,10 @@
 import { join } from "node:path";
 import { z } from "zod";
-import { envValue, parseEnv, readTopics, type Topics } from "../../lib/config.js";
+import { envValue, parseEnv, readTopics, type Topics } from "../../lib/infra/config.js";
 import { ConfigError } from "../../lib/errors.js";
-import { healthHostFromEnv } from "../../lib/health-server.js";
-import { mqttSettingsFromEnv, type MqttSettings } from "../../lib/mqtt.js";
-import { DEFAULT_SECRET_PATH, readSecret } from "../../lib/secrets.js";
+import { healthHostFromEnv } from "../../lib/infra/health-server.js";
+import { mqttSettingsFromEnv, type MqttSettings } from "../../lib/mqtt/client.js";
+import { DEFAULT_SECRET_PATH, readSecret } from "../../lib/infra/secrets.js";
 
 export type InfluxTarget =
   | { api: "v1"; url: string; database: string; username?: string; password?: string }

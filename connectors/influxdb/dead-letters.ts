@@ -1,4 +1,4 @@
-import { DEAD_LETTER_PAYLOAD_LIMIT } from "../../lib/dead-letter.js";
+import { DEAD_LETTER_PAYLOAD_LIMIT } from "../../lib/domain/dead-letter.js";
 import type { InfluxTarget } from "./config.js";
 import { influxQuery } from "./influx-http.js";
 

@@ -1,7 +1,7 @@
 import { Point } from "@influxdata/influxdb-client";
-import { FEATURES } from "../../lib/features.js";
-import { AlarmTransitionSchema } from "../../lib/health.js";
-import { TIMESTAMP_MAX_MS, TIMESTAMP_MIN_MS } from "../../lib/telemetry.js";
+import { FEATURES } from "../../lib/domain/features.js";
+import { AlarmTransitionSchema } from "../../lib/domain/health.js";
+import { TIMESTAMP_MAX_MS, TIMESTAMP_MIN_MS } from "../../lib/domain/telemetry.js";
 // A type only: points.ts imports the schema from here, and types leave no import behind at run time.
 import type { PointResult } from "./points.js";
 

@@ -1,4 +1,4 @@
-import type { Logger } from "../../lib/log.js";
+import type { Logger } from "../../lib/infra/log.js";
 import type { InfluxTarget } from "./config.js";
 import { authHeaders, credentialsHint, InfluxUnavailableError, request, type Answer } from "./influx-http.js";
 

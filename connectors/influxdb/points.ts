@@ -1,10 +1,10 @@
 import { Point } from "@influxdata/influxdb-client";
 import { z } from "zod";
-import { deadLetter } from "../../lib/dead-letter.js";
-import { FEATURES } from "../../lib/features.js";
-import { parseUntrustedJson } from "../../lib/json.js";
-import { PredictionSchema } from "../../lib/prediction.js";
-import { parseTelemetry, parseTimestamp, readTimestamp } from "../../lib/telemetry.js";
+import { deadLetter } from "../../lib/domain/dead-letter.js";
+import { FEATURES } from "../../lib/domain/features.js";
+import { parseUntrustedJson } from "../../lib/infra/json.js";
+import { PredictionSchema } from "../../lib/domain/prediction.js";
+import { parseTelemetry, parseTimestamp, readTimestamp } from "../../lib/domain/telemetry.js";
 import { HEALTH_SCHEMA, healthLine } from "./health-points.js";
 
 /**
@@ -107,7 +107,7 @@ function deadLetterLine(payload: Buffer, arrivedAt: number): PointResult {
 /**
  * Milliseconds (and extra nanoseconds below them) as a nanosecond timestamp. Every time passed
  * here is within the range InfluxDB stores (int64 nanoseconds, 1677-09-21 to 2262-04-11): readings'
- * and predictions' timeStamps are refused outside 1970-01-01 to 2262-04-11 (lib/telemetry.ts), and
+ * and predictions' timeStamps are refused outside 1970-01-01 to 2262-04-11 (lib/domain/telemetry.ts), and
  * arrival times are now.
  */
 function nanoseconds(ms: number, extraNs = 0): string {

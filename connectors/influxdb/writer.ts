@@ -1,9 +1,9 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { startHealthServer, type Health, type HealthServer } from "../../lib/health-server.js";
-import type { Logger } from "../../lib/log.js";
+import { startHealthServer, type Health, type HealthServer } from "../../lib/infra/health-server.js";
+import type { Logger } from "../../lib/infra/log.js";
 import { MqttConsumer, type ReceivedMessage } from "../../lib/mqtt/consumer.js";
-import { redactUrl } from "../../lib/mqtt.js";
-import { retry } from "../../lib/retry.js";
+import { redactUrl } from "../../lib/mqtt/client.js";
+import { retry } from "../../lib/infra/retry.js";
 import type { WriterConfig } from "./config.js";
 import { createLineWriter, type LineWriter, type WriteOutcome } from "./influx-client.js";
 import { toLine, type Kind } from "./points.js";

@@ -1,5 +1,5 @@
-import type { Logger } from "../../lib/log.js";
-import { decideReplicas, readScaleLabels, type ScaleBounds, type ScaleMemory, type ScalePolicy } from "../../lib/scaling.js";
+import type { Logger } from "../../lib/infra/log.js";
+import { decideReplicas, readScaleLabels, type ScaleBounds, type ScaleMemory, type ScalePolicy } from "../../lib/openfaas/scaling.js";
 import type { AutoscaleConfig } from "./config.js";
 import type { FunctionDirectory } from "./directory.js";
 import type { FunctionLoad } from "./dispatcher.js";
@@ -37,7 +37,7 @@ export interface AutoscalerOptions {
 /**
  * Opt-in, for OpenFaaS CE: asks the gateway (POST /system/scale-function/<name>) for the replicas
  * of each function the connector invokes, from what only the connector sees: the batches in flight
- * and the messages waiting for the function. It applies lib/scaling.ts's policy within the
+ * and the messages waiting for the function. It applies lib/openfaas/scaling.ts's policy within the
  * function's labels: up by ceil(max × factor / 100), down one replica after `windowMs` of low load.
  * CE's scale API clamps to 1..5 without reading the labels, so the bounds are kept here.
  */

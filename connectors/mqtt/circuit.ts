@@ -1,4 +1,4 @@
-import { backoffDelay, type Backoff, type Clock } from "../../lib/retry.js";
+import { backoffDelay, type Backoff, type Clock } from "../../lib/infra/retry.js";
 
 export interface CircuitOptions {
   /** Consecutive failed attempts that open the circuit. */

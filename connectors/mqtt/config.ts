@@ -1,9 +1,9 @@
 import { z } from "zod";
-import { envValue, parseEnv, readTopics } from "../../lib/config.js";
+import { envValue, parseEnv, readTopics } from "../../lib/infra/config.js";
 import { ConfigError } from "../../lib/errors.js";
-import { healthHostFromEnv } from "../../lib/health-server.js";
-import { mqttSettingsFromEnv, type MqttSettings } from "../../lib/mqtt.js";
-import { DEFAULT_SECRET_PATH, requireSecret } from "../../lib/secrets.js";
+import { healthHostFromEnv } from "../../lib/infra/health-server.js";
+import { mqttSettingsFromEnv, type MqttSettings } from "../../lib/mqtt/client.js";
+import { DEFAULT_SECRET_PATH, requireSecret } from "../../lib/infra/secrets.js";
 
 /**
  * The connector's settings. Names follow the official OpenFaaS MQTT connector where it has them

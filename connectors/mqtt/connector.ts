@@ -1,8 +1,8 @@
-import { parseUntrustedJson } from "../../lib/json.js";
-import { startHealthServer, type Health, type HealthServer } from "../../lib/health-server.js";
-import type { Logger } from "../../lib/log.js";
+import { parseUntrustedJson } from "../../lib/infra/json.js";
+import { startHealthServer, type Health, type HealthServer } from "../../lib/infra/health-server.js";
+import type { Logger } from "../../lib/infra/log.js";
 import { MqttConsumer, type ReceivedMessage } from "../../lib/mqtt/consumer.js";
-import { systemClock, type Clock } from "../../lib/retry.js";
+import { systemClock, type Clock } from "../../lib/infra/retry.js";
 import type { ConnectorConfig } from "./config.js";
 import { ConnectorAutoscaler } from "./autoscaler.js";
 import { FunctionDirectory, type FunctionStatus } from "./directory.js";

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { Logger } from "../../lib/log.js";
+import type { Logger } from "../../lib/infra/log.js";
 import { GatewayClient } from "./http-client.js";
 import { filtersOverlap, topicMatches } from "./topic-filter.js";
 

@@ -1,5 +1,5 @@
-import type { Logger } from "../../lib/log.js";
-import { backoffDelay, retry, type Backoff, type Clock } from "../../lib/retry.js";
+import type { Logger } from "../../lib/infra/log.js";
+import { backoffDelay, retry, type Backoff, type Clock } from "../../lib/infra/retry.js";
 import { Circuit } from "./circuit.js";
 import type { ConnectorConfig } from "./config.js";
 import type { Target } from "./directory.js";

@@ -1,5 +1,5 @@
-import { FANWATCH_CONNECTOR } from "../../lib/dead-letter.js";
-import { isRetryableStatus } from "../../lib/retry.js";
+import { FANWATCH_CONNECTOR } from "../../lib/domain/dead-letter.js";
+import { isRetryableStatus } from "../../lib/infra/retry.js";
 import type { ConnectorConfig } from "./config.js";
 import type { Target } from "./directory.js";
 import { GatewayClient } from "./http-client.js";

@@ -1,6 +1,6 @@
 import type { MqttClient } from "mqtt";
-import type { Logger } from "../../lib/log.js";
-import { connectMqtt, type MqttSettings } from "../../lib/mqtt.js";
+import type { Logger } from "../../lib/infra/log.js";
+import { connectMqtt, type MqttSettings } from "../../lib/mqtt/client.js";
 
 /**
  * Publishes functions' answers to their reply topics (QoS 1) over a connection of its own, opened

@@ -1,6 +1,6 @@
-import type { AlarmTransition, HealthRecord } from "../../lib/health.js";
-import type { Logger } from "../../lib/log.js";
-import { BudgetExhaustedError, Deadline } from "../../lib/deadline.js";
+import type { AlarmTransition, HealthRecord } from "../../lib/domain/health.js";
+import type { Logger } from "../../lib/infra/log.js";
+import { BudgetExhaustedError, Deadline } from "../../lib/infra/deadline.js";
 import type { Publisher } from "../../lib/mqtt/publisher.js";
 import type { FanHealth } from "./evaluator.js";
 import type { HealthMetrics } from "./metrics.js";

@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
-import { PredictionSchema, type Prediction } from "../../lib/prediction.js";
-import { parseTimestamp } from "../../lib/telemetry.js";
-import { fieldPath } from "../../lib/validation.js";
+import { PredictionSchema, type Prediction } from "../../lib/domain/prediction.js";
+import { parseTimestamp } from "../../lib/domain/telemetry.js";
+import { fieldPath } from "../../lib/infra/validation.js";
 import type { HealthInput } from "./evaluator.js";
 
 /** `{"deviceID":"3","action":"acknowledge","by":"name","note":"…"}`: someone has seen the alarm. */

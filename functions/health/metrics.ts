@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry } from "prom-client";
-import { HEALTH_EVENTS, HEALTH_STATES } from "../../lib/health.js";
+import { HEALTH_EVENTS, HEALTH_STATES } from "../../lib/domain/health.js";
 
 /** The health function's Prometheus metrics, appended to the template server's at /_/metrics. */
 export class HealthMetrics {

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ConfigError } from "../../lib/errors.js";
-import { HEALTHY_RANGES, type Range } from "../../lib/fan-ranges.js";
-import type { FeatureName } from "../../lib/features.js";
+import { HEALTHY_RANGES, type Range } from "../../lib/domain/fan-ranges.js";
+import type { FeatureName } from "../../lib/domain/features.js";
 
 /**
  * Every parameter of the health rules, in one place. docs/health.md explains the rules;
@@ -32,7 +32,7 @@ export interface HealthPolicy {
    * like a replay. HEALTH_MAX_AHEAD_MS
    */
   maxAheadMs: number;
-  /** Each sensor's healthy range (the limits a healthy fan stays within): lib/fan-ranges.ts. */
+  /** Each sensor's healthy range (the limits a healthy fan stays within): lib/domain/fan-ranges.ts. */
   healthyRanges: Readonly<Record<FeatureName, Range>>;
 }
 

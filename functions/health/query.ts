@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { HEALTH_STATES, type HealthRecord, type HealthState } from "../../lib/health.js";
+import { HEALTH_STATES, type HealthRecord, type HealthState } from "../../lib/domain/health.js";
 import { InputError } from "../../lib/errors.js";
 
 /** `GET /function/health` filters: `?state=alarm,warning`, `?deviceID=3` (repeatable or comma separated), `?acknowledged=false`, and `?limit=N`. */

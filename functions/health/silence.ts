@@ -1,5 +1,5 @@
-import type { Logger } from "../../lib/log.js";
-import { Deadline } from "../../lib/deadline.js";
+import type { Logger } from "../../lib/infra/log.js";
+import { Deadline } from "../../lib/infra/deadline.js";
 import { checkSilence } from "./evaluator.js";
 import type { FanUpdater } from "./fan-updates.js";
 import type { HealthPolicy } from "./policy.js";

@@ -1,9 +1,9 @@
 import { jetstream, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { Kvm, type KV, type KvWatchEntry } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import type { Logger } from "../../lib/log.js";
-import { redactUrl } from "../../lib/mqtt.js";
-import { backoffDelay } from "../../lib/retry.js";
+import type { Logger } from "../../lib/infra/log.js";
+import { redactUrl } from "../../lib/mqtt/client.js";
+import { backoffDelay } from "../../lib/infra/retry.js";
 import { decodeKey, encodeKey } from "./keys.js";
 import { KvWriter } from "./kv-writer.js";
 import { CasConflictError, encodeEntry, StoredFan, StoreUnavailableError, type FanEntry, type HealthStore } from "./store.js";

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { AlarmTransitionSchema, type AlarmTransition } from "../../lib/health.js";
+import { AlarmTransitionSchema, type AlarmTransition } from "../../lib/domain/health.js";
 import { FanHealthSchema, type FanHealth } from "./evaluator.js";
 
 /** A transition written with the state that caused it and not yet known to be on the alarm topic. */

@@ -1,7 +1,7 @@
 import { z } from "zod";
-import { FEATURES } from "../../lib/features.js";
-import { HEALTH_STATES } from "../../lib/health.js";
-import { PerSensorSchema, type PerSensor, type Prediction } from "../../lib/prediction.js";
+import { FEATURES } from "../../lib/domain/features.js";
+import { HEALTH_STATES } from "../../lib/domain/health.js";
+import { PerSensorSchema, type PerSensor, type Prediction } from "../../lib/domain/prediction.js";
 
 /** Sides of the sensors' healthy ranges: side 2i is below FEATURES[i]'s range, 2i+1 above it. */
 export const SIDES = FEATURES.length * 2;

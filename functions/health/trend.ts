@@ -1,5 +1,5 @@
-import { FEATURES } from "../../lib/features.js";
-import type { PerSensor } from "../../lib/prediction.js";
+import { FEATURES } from "../../lib/domain/features.js";
+import type { PerSensor } from "../../lib/domain/prediction.js";
 import type { HealthPolicy } from "./policy.js";
 import { RUN_EXCEEDANCES, type Run, type Tracker } from "./tracker.js";
 

@@ -1,17 +1,17 @@
 import type { MqttClient } from "mqtt";
 import { Counter, Registry } from "prom-client";
 import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/types.js";
-import { readPredictConfig, type PredictConfig } from "../../lib/config.js";
-import { deadLetter, FANWATCH_CONNECTOR, sourceTopic } from "../../lib/dead-letter.js";
+import { readPredictConfig, type PredictConfig } from "./config.js";
+import { deadLetter, FANWATCH_CONNECTOR, sourceTopic } from "../../lib/domain/dead-letter.js";
 import { InputError } from "../../lib/errors.js";
-import { createLogger } from "../../lib/log.js";
-import { connectMqtt, mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt.js";
-import { FEATURES } from "../../lib/features.js";
-import type { PerSensor, Prediction } from "../../lib/prediction.js";
-import { ScoreClient, ScoreRejectedError } from "../../lib/score-client.js";
-import { features, parseTelemetry, type Telemetry } from "../../lib/telemetry.js";
-import { readUntrustedBody } from "../../lib/validation.js";
-import { BudgetExhaustedError, Deadline } from "../../lib/deadline.js";
+import { createLogger } from "../../lib/infra/log.js";
+import { connectMqtt, mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt/client.js";
+import { FEATURES } from "../../lib/domain/features.js";
+import type { PerSensor, Prediction } from "../../lib/domain/prediction.js";
+import { ScoreClient, ScoreRejectedError } from "./score-client.js";
+import { features, parseTelemetry, type Telemetry } from "../../lib/domain/telemetry.js";
+import { readUntrustedBody } from "../../lib/infra/validation.js";
+import { BudgetExhaustedError, Deadline } from "../../lib/infra/deadline.js";
 import { Publisher } from "../../lib/mqtt/publisher.js";
 
 /**

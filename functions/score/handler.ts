@@ -1,11 +1,11 @@
 import { Counter, Histogram, Registry } from "prom-client";
 import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/types.js";
-import { readScoreConfig, type ScoreConfig } from "../../lib/config.js";
-import { createLogger } from "../../lib/log.js";
-import { DynamicBatcher } from "../../lib/model/batcher.js";
-import { coalitionRows, READINGS_PER_CALL } from "../../lib/model/explain.js";
-import { ScoringModel, type ExplainedPrediction, type Prediction } from "../../lib/model/runtime.js";
-import { parseScoreRequest } from "../../lib/score-request.js";
+import { readScoreConfig, type ScoreConfig } from "./config.js";
+import { createLogger } from "../../lib/infra/log.js";
+import { DynamicBatcher } from "./batcher.js";
+import { coalitionRows, READINGS_PER_CALL } from "../../lib/inference/explain.js";
+import { ScoringModel, type ExplainedPrediction, type Prediction } from "../../lib/inference/runtime.js";
+import { parseScoreRequest } from "./score-request.js";
 
 /**
  * score: fault probability for fan readings. `{"params": [...]}` scores one reading (concurrent ones

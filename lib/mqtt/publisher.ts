@@ -1,5 +1,5 @@
 import type { MqttClient } from "mqtt";
-import type { Deadline } from "../deadline.js";
+import type { Deadline } from "../infra/deadline.js";
 
 /** The broker refused a publish, or the client is closing: worth trying again later (503). */
 export class PublishFailedError extends Error {

@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort } from "../../lib/net.js";
+import { freePort } from "../../lib/infra/net.js";
 import { terminate } from "./process.js";
 
 const BINARY = "/usr/bin/influxd";

@@ -1,4 +1,4 @@
-import type { Clock } from "../../lib/retry.js";
+import type { Clock } from "../../lib/infra/retry.js";
 
 /** Time that moves only when the test says: a wait ends at the next `advance()`. */
 export class ManualClock implements Clock {

@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort } from "../../lib/net.js";
+import { freePort } from "../../lib/infra/net.js";
 import { terminate } from "./process.js";
 import { REPO_ROOT } from "./paths.js";
 

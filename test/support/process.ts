@@ -2,7 +2,7 @@ import { spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from "n
 import { once } from "node:events";
 import { CLI, REPO_ROOT } from "./paths.js";
 
-export { freePort } from "../../lib/net.js";
+export { freePort } from "../../lib/infra/net.js";
 
 export interface Finished {
   code: number | null;

@@ -1,4 +1,4 @@
-import { seededRandom, type Random } from "../lib/rng.js";
+import { seededRandom, type Random } from "./rng.js";
 import { WEARING, drawReadings, fleetProfiles, type FleetMix, type ProfileName, type Readings } from "./fan-profiles.js";
 
 export interface FleetModelOptions extends FleetMix {

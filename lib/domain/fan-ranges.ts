@@ -23,8 +23,3 @@ export const FAULTY_RANGES: Readonly<Record<FeatureName, Range>> = {
   vibration: { min: 100, max: 250 },
   sound: { min: 45, max: 60 },
 };
-
-/** A uniform draw in `range`, rounded to one decimal like the reference simulator. */
-export function drawReading(range: Range, random: () => number): number {
-  return Math.round((range.min + random() * (range.max - range.min)) * 10) / 10;
-}

@@ -1,6 +1,7 @@
-import { FEATURES, type FeatureName } from "../lib/features.js";
-import { FAULTY_RANGES, HEALTHY_RANGES, drawReading, type Range } from "../lib/fan-ranges.js";
-import type { Random } from "../lib/rng.js";
+import { FEATURES, type FeatureName } from "../lib/domain/features.js";
+import { FAULTY_RANGES, HEALTHY_RANGES, type Range } from "../lib/domain/fan-ranges.js";
+import { drawReading } from "./draw.js";
+import type { Random } from "./rng.js";
 
 /**
  * The shapes a simulated fan can have:

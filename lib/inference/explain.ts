@@ -1,4 +1,4 @@
-import { FEATURES } from "../features.js";
+import { FEATURES } from "../domain/features.js";
 
 /**
  * Exact Shapley values for the four-input model (docs/model.md). The value of a coalition S of

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ConfigError } from "./errors.js";
+import { ConfigError } from "../errors.js";
 
 /** Where OpenFaaS mounts secrets; `secret_mount_path`/`SECRET_MOUNT_PATH` override it. */
 export const DEFAULT_SECRET_PATH = "/var/openfaas/secrets";

@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { InputError } from "./errors.js";
+import { InputError } from "../errors.js";
 import { parseUntrustedJson } from "./json.js";
 
 /** `instances[3][1]` from a zod issue path, under `root`. */

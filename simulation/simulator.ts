@@ -1,5 +1,5 @@
 import type { MqttClient } from "mqtt";
-import { formatTime } from "../lib/timestamp.js";
+import { formatTime } from "./timestamp.js";
 import type { ProfileName } from "./fan-profiles.js";
 import { createFleet, type FanTruth, type FleetModelOptions, type SimulatedFan as FanModel } from "./fleet-model.js";
 

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { FEATURES } from "../features.js";
-import { PerSensorSchema } from "../prediction.js";
+import { FEATURES } from "../domain/features.js";
+import { PerSensorSchema } from "../domain/prediction.js";
 
 const finite = z.number().finite();
 const perFeature = z.array(finite).length(FEATURES.length);

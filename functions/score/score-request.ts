@@ -1,7 +1,7 @@
 import { z } from "zod";
-import { InputError } from "./errors.js";
-import { FEATURES } from "./features.js";
-import { parseJsonBody, toInputError } from "./validation.js";
+import { InputError } from "../../lib/errors.js";
+import { FEATURES } from "../../lib/domain/features.js";
+import { parseJsonBody, toInputError } from "../../lib/infra/validation.js";
 
 export const MAX_INSTANCES = 10_000;
 const FEATURE_HINT = `expected [${FEATURES.join(", ")}] as 4 numbers`;

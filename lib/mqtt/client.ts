@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
-import { envValue } from "./config.js";
-import { DEFAULT_SECRET_PATH, readSecret } from "./secrets.js";
+import { envValue } from "../infra/config.js";
+import { DEFAULT_SECRET_PATH, readSecret } from "../infra/secrets.js";
 
 export interface MqttSettings {
   url: string;

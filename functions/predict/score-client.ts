@@ -1,8 +1,8 @@
 import { Pool } from "undici";
 import { z } from "zod";
-import { FEATURES } from "./features.js";
-import { PerSensorSchema } from "./prediction.js";
-import { isRetryableStatus } from "./retry.js";
+import { FEATURES } from "../../lib/domain/features.js";
+import { PerSensorSchema } from "../../lib/domain/prediction.js";
+import { isRetryableStatus } from "../../lib/infra/retry.js";
 
 const ScorePrediction = z.object({ fault: z.union([z.literal(0), z.literal(1)]), probability: z.number() });
 const ScoreBatchAnswer = z.object({ model: z.string().optional(), predictions: z.array(ScorePrediction) });

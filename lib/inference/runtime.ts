@@ -1,8 +1,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type * as tfl from "@tensorflow/tfjs-layers";
 import { ModelError } from "../errors.js";
-import { FEATURES, type FeatureName } from "../features.js";
-import type { PerSensor } from "../prediction.js";
+import { FEATURES, type FeatureName } from "../domain/features.js";
+import type { PerSensor } from "../domain/prediction.js";
 import { loadModel } from "./artifact.js";
 import type { BackendName } from "./backend-names.js";
 import { initBackend } from "./backend.js";
@@ -17,7 +17,7 @@ export interface Prediction {
 /** A prediction with why: each sensor's contribution, and the reference's probability they start from. */
 export interface ExplainedPrediction extends Prediction {
   contributions: PerSensor;
-  /** The sensor with the largest contribution (ties: lib/model/explain.ts). */
+  /** The sensor with the largest contribution (ties: lib/inference/explain.ts). */
   cause: FeatureName;
   /** p(reference): `probability − referenceProbability` equals the sum of `contributions` (to rounding). */
   referenceProbability: number;
@@ -85,7 +85,7 @@ export class ScoringModel {
   }
 
   /**
-   * Each reading's exact Shapley values against the reference reading (lib/model/explain.ts):
+   * Each reading's exact Shapley values against the reference reading (lib/inference/explain.ts):
    * the 16 coalitions of every reading in one tensor call (up to READINGS_PER_CALL readings).
    */
   explain(rows: ReadonlyArray<ArrayLike<number>>): Explanations {
