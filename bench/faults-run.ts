@@ -42,7 +42,7 @@ export const FULL: Settings = {
   drainCapMs: 300_000,
 };
 
-/** What `npm test` runs (test/faults.test.ts) and `--short` selects: a tenth of the load, 5 s faults. */
+/** What `npm test` runs (test/system/faults.test.ts) and `--short` selects: a tenth of the load, 5 s faults. */
 export const SHORT: Settings = {
   rate: 200,
   fans: 20,

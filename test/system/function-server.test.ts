@@ -1,0 +1,232 @@
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { InputError } from "../../lib/errors.js";
+import { startFunctionServer, type FunctionServer } from "../../templates/node22-ts/server.js";
+import type { FunctionModule } from "../../templates/node22-ts/types.js";
+import { freePort } from "../support/process.js";
+
+// A handler exercising every way the official node template's contract can answer.
+let releaseSlow: () => void = () => {};
+const lifecycle: string[] = [];
+const fn: FunctionModule = {
+  init: () => void lifecycle.push("init"),
+  close: () => void lifecycle.push("close"),
+  metrics: () => "# HELP toy_total A toy counter\n# TYPE toy_total counter\ntoy_total 3\n",
+  handler: async (event, context) => {
+    switch (event.path) {
+      case "/echo":
+        return { method: event.method, body: event.body, query: event.query, isBuffer: Buffer.isBuffer(event.body) };
+      case "/text":
+        return "plain words";
+      case "/throw":
+        throw new Error("database unreachable");
+      case "/bad-input":
+        throw new InputError("rotation must be a number", "rotation");
+      case "/fail":
+        context.fail({ error: "custom failure", code: "E_CUSTOM" });
+        return undefined;
+      case "/succeed":
+        context.status(201).headers({ "x-made": "yes" }).succeed({ ok: true });
+        return { ignored: true };
+      case "/slow":
+        await new Promise<void>((resolve) => (releaseSlow = resolve));
+        return { slow: "done" };
+      default:
+        return { path: event.path };
+    }
+  },
+};
+
+describe("node22-ts function server", () => {
+  let server: FunctionServer;
+  before(async () => {
+    server = await startFunctionServer(fn, { port: 0, host: "127.0.0.1", maxJsonSize: 1024, maxRawSize: 2048, name: "toy" });
+  });
+  after(() => server.close());
+
+  const request = async (path: string, init: RequestInit = {}) => {
+    const response = await fetch(`${server.url}${path}`, init);
+    const text = await response.text();
+    return { status: response.status, type: response.headers.get("content-type") ?? "", text, headers: response.headers };
+  };
+  const json = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+
+  it("runs init before listening", () => assert.deepEqual(lifecycle, ["init"]));
+
+  it("sends objects as JSON with a JSON content type (the official template sends text/html)", async () => {
+    const r = await request("/echo?x=1", json({ a: 1 }));
+    assert.equal(r.status, 200);
+    assert.match(r.type, /^application\/json/);
+    assert.deepEqual(JSON.parse(r.text), { method: "POST", body: { a: 1 }, query: { x: "1" }, isBuffer: false });
+  });
+
+  it("hands text bodies over as strings and other bodies as Buffers", async () => {
+    const text = await request("/echo", { method: "POST", headers: { "content-type": "text/plain" }, body: '{"params":[1]}' });
+    assert.equal(JSON.parse(text.text).body, '{"params":[1]}');
+    const raw = await request("/echo", { method: "POST", headers: { "content-type": "application/octet-stream" }, body: new Uint8Array([1, 2]) });
+    assert.equal(JSON.parse(raw.text).isBuffer, true);
+  });
+
+  it("sends strings as text/plain", async () => {
+    const r = await request("/text");
+    assert.equal(r.text, "plain words");
+    assert.match(r.type, /^text\/plain/);
+  });
+
+  it("answers a thrown error with 500 and a JSON body (the official template answers 200)", async () => {
+    const r = await request("/throw");
+    assert.equal(r.status, 500);
+    assert.deepEqual(JSON.parse(r.text), { error: "database unreachable" });
+  });
+
+  it("answers an input error with its status and field", async () => {
+    const r = await request("/bad-input");
+    assert.equal(r.status, 400);
+    assert.deepEqual(JSON.parse(r.text), { error: "rotation must be a number", field: "rotation" });
+  });
+
+  it("sends fail({...}) as JSON, not [object Object]", async () => {
+    const r = await request("/fail");
+    assert.equal(r.status, 500);
+    assert.deepEqual(JSON.parse(r.text), { error: "custom failure", code: "E_CUSTOM" });
+  });
+
+  it("honours status, headers and succeed()", async () => {
+    const r = await request("/succeed");
+    assert.equal(r.status, 201);
+    assert.equal(r.headers.get("x-made"), "yes");
+    assert.deepEqual(JSON.parse(r.text), { ok: true });
+  });
+
+  it("rejects malformed JSON, an empty JSON body, bytes that are not UTF-8, prototype keys and oversized bodies with clear JSON errors", async () => {
+    const malformed = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: '{"a":' });
+    assert.equal(malformed.status, 400);
+    assert.match(JSON.parse(malformed.text).error, /not valid JSON/);
+    const empty = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: "" });
+    assert.equal(empty.status, 400);
+    assert.match(JSON.parse(empty.text).error, /empty/);
+    const proto = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: '{"__proto__":{"polluted":true}}' });
+    assert.equal(proto.status, 400);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    // {"deviceID":"<0xff>"}: a lossy decode would pass it on as "\uFFFD".
+    const notUtf8 = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: Buffer.concat([Buffer.from('{"deviceID":"'), Buffer.from([0xff]), Buffer.from('"}')]) });
+    assert.equal(notUtf8.status, 400);
+    assert.match(JSON.parse(notUtf8.text).error, /not valid UTF-8/);
+    const huge = await request("/echo", json({ data: "x".repeat(5000) }));
+    assert.equal(huge.status, 413);
+    assert.match(JSON.parse(huge.text).error, /too large/);
+  });
+
+  it("serves health and Prometheus metrics including the function's own", async () => {
+    assert.equal((await request("/_/health")).status, 200);
+    const metrics = await request("/_/metrics");
+    assert.match(metrics.text, /function_requests_total\{code="200",function_name="toy"\} \d+/);
+    assert.match(metrics.text, /toy_total 3/);
+  });
+
+  it("finishes in-flight requests on close, then runs the module's close()", async () => {
+    const own = await startFunctionServer(fn, { port: 0, host: "127.0.0.1" });
+    const inFlight = fetch(`${own.url}/slow`).then(async (r) => ({ status: r.status, body: await r.json() }));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const closing = own.close();
+    releaseSlow();
+    assert.deepEqual(await inFlight, { status: 200, body: { slow: "done" } });
+    await closing;
+    assert.equal(lifecycle.at(-1), "close");
+    await assert.rejects(fetch(`${own.url}/echo`));
+  });
+
+  it("hands a module that exports rawBody = true every body as the bytes sent, malformed JSON included", async () => {
+    const raw = await startFunctionServer({ rawBody: true, handler: (event) => ({ isBuffer: Buffer.isBuffer(event.body), text: Buffer.isBuffer(event.body) ? event.body.toString() : null }) }, { port: 0, host: "127.0.0.1" });
+    try {
+      for (const type of ["application/json", "text/plain", "application/octet-stream"]) {
+        const response = await fetch(raw.url, { method: "POST", headers: { "content-type": type }, body: '{"a":' });
+        assert.equal(response.status, 200, type);
+        assert.deepEqual(await response.json(), { isBuffer: true, text: '{"a":' }, type);
+      }
+    } finally {
+      await raw.close();
+    }
+  });
+});
+
+describe("node22-ts function server start and stop", () => {
+  it("listens before init() has finished: /_/ready answers 503 and requests wait for init(), then are answered", async () => {
+    let finishInit: () => void = () => {};
+    const initDone = new Promise<void>((resolve) => (finishInit = resolve));
+    const port = await freePort();
+    const starting = startFunctionServer({ init: () => initDone, handler: () => ({ served: true }) }, { port, host: "127.0.0.1" });
+    const url = `http://127.0.0.1:${port}`;
+    let ready = await untilListening(url);
+    assert.equal(ready.status, 503);
+    assert.deepEqual(await ready.json(), { status: "starting" });
+    const held = fetch(url, { method: "POST" }).then(async (r) => ({ status: r.status, body: await r.json() }));
+    ready = await fetch(`${url}/_/ready`);
+    assert.equal(ready.status, 503, "still starting while a request waits");
+    finishInit();
+    assert.deepEqual(await held, { status: 200, body: { served: true } });
+    const server = await starting;
+    assert.equal((await fetch(`${url}/_/ready`)).status, 200);
+    await server.close();
+  });
+
+  it("rejects and stops listening when init() fails", async () => {
+    let failInit: (error: Error) => void = () => {};
+    const initFailed = new Promise<void>((_resolve, reject) => (failInit = reject));
+    const port = await freePort();
+    const starting = startFunctionServer({ init: () => initFailed, handler: () => ({ served: true }) }, { port, host: "127.0.0.1" });
+    const url = `http://127.0.0.1:${port}`;
+    assert.equal((await untilListening(url)).status, 503);
+    failInit(new Error("model missing"));
+    await assert.rejects(starting, /model missing/);
+    await assert.rejects(fetch(url), "no longer listening");
+  });
+
+  it("writes its readyFile (the watchdog's lock file) only once init() has finished, replacing a stale one, and removes it on close()", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fanwatch-lock-"));
+    const lock = join(dir, ".lock");
+    await writeFile(lock, ""); // left by an earlier run of the container
+    let finishInit: () => void = () => {};
+    const initDone = new Promise<void>((resolve) => (finishInit = resolve));
+    const port = await freePort();
+    const starting = startFunctionServer({ init: () => initDone, handler: () => ({ served: true }) }, { port, host: "127.0.0.1", readyFile: lock });
+    assert.equal((await untilListening(`http://127.0.0.1:${port}`)).status, 503);
+    assert.equal(existsSync(lock), false, "not ready yet: the watchdog's /_/health must say 503");
+    finishInit();
+    const server = await starting;
+    assert.equal(existsSync(lock), true, "ready: the lock file is there");
+    await server.close();
+    assert.equal(existsSync(lock), false);
+    await rm(dir, { recursive: true });
+  });
+
+  it("with keepServingMs, goes on serving after close() (answering /_/ready 503), then drains and runs close()", async () => {
+    const events: string[] = [];
+    const server = await startFunctionServer({ handler: () => ({ served: true }), close: () => void events.push("close") }, { port: 0, host: "127.0.0.1", keepServingMs: 2000 });
+    const closing = server.close().then(() => events.push("closed"));
+    const ready = await fetch(`${server.url}/_/ready`);
+    assert.equal(ready.status, 503);
+    assert.deepEqual(await ready.json(), { status: "closing" });
+    const answer = await fetch(server.url, { method: "POST" });
+    assert.equal(answer.status, 200, "still served: behind the watchdog requests keep coming");
+    assert.deepEqual(events, [], "close() waits");
+    await closing;
+    assert.deepEqual(events, ["close", "closed"]);
+    await assert.rejects(fetch(server.url));
+  });
+});
+
+/** GET /_/ready once the server accepts connections (it listens before init() has finished). */
+async function untilListening(url: string): Promise<Response> {
+  for (;;) {
+    try {
+      return await fetch(`${url}/_/ready`);
+    } catch {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+}

@@ -1,0 +1,361 @@
+import assert from "node:assert/strict";
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
+import { after, before, describe, it } from "node:test";
+import { decodeKey, encodeKey } from "../../functions/health/keys.js";
+import { AlarmTransitionSchema, type AlarmTransition, type HealthRecord } from "../../lib/domain/health.js";
+import type { Prediction } from "../../lib/domain/prediction.js";
+import { startMosquitto, type Broker } from "../support/mosquitto.js";
+import { Collector } from "../support/mqtt-collector.js";
+import { startNats, type TestNats } from "../support/nats.js";
+import { startHealthState } from "../../runtime/nats.js";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort, postJson, spawnCli, terminate, waitForOutput } from "../support/process.js";
+
+/** One health function as its container runs it: the template's server in its own process. */
+interface HealthProcess {
+  url: string;
+  child: ChildProcessWithoutNullStreams;
+  output: () => string;
+}
+
+const children = new Set<ChildProcessWithoutNullStreams>();
+
+async function startHealth(env: NodeJS.ProcessEnv): Promise<HealthProcess> {
+  const port = await freePort();
+  const child = spawnCli(["function", "health", "--port", String(port), "--host", "127.0.0.1"], { LOG_LEVEL: "warn", ...env });
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  let seen = "";
+  child.stdout.on("data", (d: Buffer) => (seen += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (seen += d.toString()));
+  await waitForOutput(child, /is listening on/);
+  const url = `http://127.0.0.1:${port}`;
+  await eventually(async () => (await fetch(url)).status === 200, `health on ${url} ready (its store open); output:\n${seen}`);
+  return { url, child, output: () => seen };
+}
+
+async function eventually(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await Promise.resolve(check()).catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function getFans(url: string, query = ""): Promise<{ fans: HealthRecord[]; counts: Record<string, number> }> {
+  const response = await fetch(`${url}${query}`);
+  assert.equal(response.status, 200, await response.clone().text());
+  return (await response.json()) as { fans: HealthRecord[]; counts: Record<string, number> };
+}
+
+/** Readings `stepMs` apart from `start` (reading time drives the evaluator's trends and quiet period). */
+function predictions(deviceID: string, fault: 0 | 1, count: number, start: number, stepMs = 1_000): Prediction[] {
+  return Array.from({ length: count }, (_, i) => ({ deviceID, fault, probability: fault === 1 ? 0.97 : 0.02, timeStamp: start + i * stepMs, ...(fault === 1 ? { cause: "vibration" as const } : {}) }));
+}
+
+function transitionsOf(collector: Collector, deviceID: string): AlarmTransition[] {
+  return collector.on("fan/alarm").map((m) => AlarmTransitionSchema.parse(m)).filter((t) => t.deviceID === deviceID);
+}
+
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/_/metrics`)).text();
+  return text
+    .split("\n")
+    .filter((line) => line.startsWith(name))
+    .reduce((sum, line) => sum + Number(line.split(" ").at(-1)), 0);
+}
+
+describe("fan keys", () => {
+  const ids = ["3", "fan-17_b", "fan.1", "a b", "hall/7", "a=2Eb", "=", ".", "ünïcødé 風扇 🌀", "x".repeat(128), "🌀".repeat(128), "a..b", "-", "*", ">"];
+
+  it("keeps plain IDs readable and encodes every other one into a valid NATS key", () => {
+    assert.equal(encodeKey("3"), "3");
+    assert.equal(encodeKey("fan-17_b"), "fan-17_b");
+    assert.equal(encodeKey("fan.1"), "fan=2E1");
+    for (const id of ids) {
+      const key = encodeKey(id);
+      assert.match(key, /^[-/=.\w]+$/, id);
+      assert.ok(!key.startsWith(".") && !key.endsWith("."), id);
+      assert.equal(decodeKey(key), id, `round trip of ${id}`);
+    }
+  });
+
+  it("never maps two IDs to one key, and refuses keys it did not make", () => {
+    assert.equal(new Set(ids.map(encodeKey)).size, ids.length);
+    assert.notEqual(encodeKey("a.b"), encodeKey("a=2Eb"));
+    for (const key of ["=41", "a.b", "=2", "=zz", "", "=C3"]) assert.throws(() => decodeKey(key), RangeError, key);
+  });
+});
+
+describe("fanwatch start's health state", () => {
+  const said: string[] = [];
+  const say = (line: string) => void said.push(line);
+
+  it("uses NATS_URL when it is set", async () => {
+    const state = await startHealthState({ NATS_URL: "nats://user:secret@nats.example:4222" }, say, freePort);
+    assert.equal(state.natsUrl, "nats://user:secret@nats.example:4222");
+    assert.match(said.at(-1) ?? "", /NATS at nats:\/\/nats\.example:4222/);
+    assert.ok(!(said.at(-1) ?? "").includes("secret"), "said without the credentials");
+    await state.stop();
+  });
+
+  it("starts nats-server with JetStream and its data in NATS_STORE_DIR, and stops it", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fanwatch-start-nats-"));
+    try {
+      const state = await startHealthState({ NATS_STORE_DIR: dir }, say, freePort);
+      assert.match(state.natsUrl ?? "", /^nats:\/\/127\.0\.0\.1:\d+$/);
+      assert.match(said.at(-1) ?? "", new RegExp(`data in ${dir}`));
+      assert.ok(existsSync(join(dir, "jetstream")), "JetStream's store is there");
+      await state.stop();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("keeps the state in memory and says so when nats-server is not installed", async () => {
+    const state = await startHealthState({ NATS_SERVER: "/nonexistent/nats-server" }, say, freePort);
+    assert.equal(state.natsUrl, undefined);
+    assert.match(said.at(-1) ?? "", /health state in memory: not durable/);
+  });
+});
+
+describe("health function (real nats-server, real Mosquitto)", { timeout: 180_000 }, () => {
+  let nats: TestNats;
+  let broker: Broker;
+  let collector: Collector;
+  let env: NodeJS.ProcessEnv;
+  let one: HealthProcess;
+  let two: HealthProcess;
+  const t0 = Date.UTC(2026, 10, 1);
+
+  before(async () => {
+    [nats, broker] = await Promise.all([startNats(), startMosquitto()]);
+    collector = await Collector.start(broker.url, ["fan/alarm", "fan/deadletter"]);
+    // Unpublished transitions are re-sent after 1 s rather than 15, so that the test need not wait;
+    // fans turn silent only in the test of silence.
+    env = { NATS_URL: nats.url, MQTT_URL: broker.url, HEALTH_OUTBOX_RESEND_MS: "1000", HEALTH_SILENT_CHECK_MS: "200", HEALTH_SILENT_AFTER_MS: "3600000" };
+    [one, two] = await Promise.all([startHealth(env), startHealth(env)]);
+  });
+  after(async () => {
+    await Promise.all([...children].map((c) => terminate(c)));
+    await collector?.stop();
+    await Promise.all([nats?.stop(), broker?.stop()]);
+  });
+
+  it("evaluates predictions, publishes the alarm once and lists the fan", async () => {
+    const answer = await postJson(one.url, predictions("7", 1, 20, t0));
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.deepEqual(answer.body, { evaluated: 20, rejected: 0, transitions: 1 });
+    const [alarm] = await collector.waitFor("fan/alarm", 1);
+    assert.equal(AlarmTransitionSchema.parse(alarm).event, "alarm");
+    const { fans, counts } = await getFans(one.url, "?deviceID=7");
+    assert.equal(fans[0]?.state, "alarm");
+    assert.equal(fans[0]?.cause, "vibration");
+    assert.equal(counts.alarm, 1);
+    // The other replica sees the same record through the bucket.
+    await eventually(async () => (await getFans(two.url, "?deviceID=7")).fans[0]?.state === "alarm", "replica two sees the alarm");
+  });
+
+  it("does not count a batch twice when the connector sends it again", async () => {
+    // Three faulty predictions are not an alarm (four of the last five are); counted twice they would be.
+    const timed = predictions("8", 1, 3, t0);
+    const untimed = timed.map(({ timeStamp: _, ...p }) => ({ ...p, deviceID: "9" }));
+    for (const batch of [timed, untimed]) for (const url of [one.url, two.url, one.url]) assert.equal((await postJson(url, batch)).status, 200);
+    for (const id of ["8", "9"]) assert.equal((await getFans(one.url, `?deviceID=${id}`)).fans[0]?.state, "ok", `fan ${id}`);
+    assert.ok((await metric(one.url, 'health_predictions_total{outcome="duplicate"}')) + (await metric(two.url, 'health_predictions_total{outcome="duplicate"}')) >= 6, "the untimed batch recognised by its digest");
+  });
+
+  it("loses no transition and doubles none when two processes update one fan at once", async () => {
+    const id = "contended";
+    // Phases of one fan, readings 10 s apart: faulty, healthy for 20 min (past the quiet period
+    // and the cleared hold), faulty again (a new episode), each sent as many small batches to both
+    // processes at once, so that they race on the fan's entry.
+    const phases: Array<[0 | 1, number]> = [[1, 60], [0, 120], [1, 60]];
+    let start = t0;
+    const conflictsBefore = (await metric(one.url, "health_cas_conflicts_total")) + (await metric(two.url, "health_cas_conflicts_total"));
+    for (const [fault, count] of phases) {
+      const all = predictions(id, fault, count, start, 10_000);
+      start += count * 10_000;
+      const batches = Array.from({ length: count / 5 }, (_, i) => all.slice(i * 5, i * 5 + 5));
+      const answers = await Promise.all(batches.map((b, i) => postJson(i % 2 === 0 ? one.url : two.url, b)));
+      for (const a of answers) assert.equal(a.status, 200, JSON.stringify(a.body));
+    }
+    const written = (await metric(one.url, "health_transitions_total")) + (await metric(two.url, "health_transitions_total"));
+    const conflicts = (await metric(one.url, "health_cas_conflicts_total")) + (await metric(two.url, "health_cas_conflicts_total")) - conflictsBefore;
+    assert.ok(conflicts > 0, "the two processes did race on the fan (compare-and-set conflicts)");
+    // Everything each process wrote is on the alarm topic once: none lost, none doubled.
+    const total = () => collector.on("fan/alarm").length;
+    await eventually(() => total() >= written, `${written} transitions on fan/alarm`);
+    const mine = transitionsOf(collector, id);
+    assert.equal(new Set(mine.map((t) => t.id)).size, mine.length, "no transition published twice");
+    const alarms = mine.filter((t) => t.event === "alarm");
+    assert.equal(alarms.length, 2, `one alarm per faulty episode: ${JSON.stringify(mine.map((t) => t.event))}`);
+    assert.notEqual(alarms[0]?.alarmId, alarms[1]?.alarmId, "the second episode is a new alarm");
+    const record = (await getFans(one.url, `?deviceID=${id}`)).fans[0];
+    assert.equal(record?.state, mine.at(-1)?.state, "the record is where its last transition left it");
+    assert.equal(record?.alarmId, alarms[1]?.alarmId);
+  });
+
+  it("acknowledges an open alarm over HTTP and publishes the transition", async () => {
+    const before = transitionsOf(collector, "7").length;
+    const answer = await postJson(two.url, { deviceID: "7", action: "acknowledge", by: "Ana", note: "bearing ordered" });
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    const { record, transition } = answer.body as { record: HealthRecord; transition: AlarmTransition };
+    assert.deepEqual([record.acknowledged, record.acknowledgedBy, record.note], [true, "Ana", "bearing ordered"]);
+    assert.deepEqual([transition.event, transition.by, transition.acknowledged], ["acknowledged", "Ana", true]);
+    await eventually(() => transitionsOf(collector, "7").length === before + 1, "the acknowledgement on fan/alarm");
+    assert.equal(transitionsOf(collector, "7").at(-1)?.id, transition.id);
+    const { fans } = await getFans(one.url, "?state=alarm&acknowledged=true");
+    assert.ok(fans.some((f) => f.deviceID === "7"));
+  });
+
+  it("answers 404 for an unknown fan, 409 without an open alarm and 400 for a bad command, each naming the field", async () => {
+    const unknown = await postJson(one.url, { deviceID: "no-such-fan", action: "acknowledge", by: "Ana" });
+    assert.equal(unknown.status, 404);
+    assert.equal((unknown.body as { field: string }).field, "deviceID");
+    const again = await postJson(one.url, { deviceID: "7", action: "acknowledge", by: "Ana" });
+    assert.equal(again.status, 409, JSON.stringify(again.body));
+    assert.equal((again.body as { field: string }).field, "action");
+    const bad = await postJson(one.url, { deviceID: "7", action: "silence", by: "Ana" });
+    assert.equal(bad.status, 400);
+    assert.equal((bad.body as { field: string }).field, "action");
+    const nobody = await postJson(one.url, { deviceID: "7", action: "acknowledge" });
+    assert.deepEqual([nobody.status, (nobody.body as { field: string }).field], [400, "by"]);
+  });
+
+  it("lists open alarms first, unacknowledged first, then by device ID in numeric order, with filters", async () => {
+    for (const id of ["10", "2"]) assert.equal((await postJson(one.url, predictions(id, 0, 3, t0))).status, 200);
+    const { fans, counts } = await getFans(one.url);
+    const open = fans.filter((f) => f.state === "alarm");
+    assert.deepEqual(fans.slice(0, open.length), open, "open alarms first");
+    assert.deepEqual(open.map((f) => f.acknowledged), [...open.map((f) => f.acknowledged)].sort(), "unacknowledged first");
+    const rest = fans.slice(open.length).map((f) => f.deviceID);
+    assert.ok(rest.indexOf("2") < rest.indexOf("10"), `numeric order: ${rest.join(",")}`);
+    assert.equal(Object.values(counts).reduce((a, b) => a + b, 0), fans.length);
+    assert.deepEqual((await getFans(one.url, "?deviceID=2&deviceID=10")).fans.map((f) => f.deviceID), ["2", "10"]);
+    const bad = await fetch(`${one.url}?state=broken`);
+    assert.equal(bad.status, 400);
+    assert.equal(((await bad.json()) as { field: string }).field, "state");
+    const first = (await (await fetch(`${one.url}?limit=1`)).json()) as { fans: HealthRecord[]; matched: number };
+    assert.deepEqual([first.fans.length, first.fans[0]?.deviceID, first.matched], [1, fans[0]?.deviceID, fans.length], "?limit=1: the first fan, and how many matched");
+    const zero = await fetch(`${one.url}?limit=0`);
+    assert.deepEqual([zero.status, ((await zero.json()) as { field: string }).field], [400, "limit"]);
+  });
+
+  it("rejects a bad prediction alone and dead-letters it; a body that is not JSON too", async () => {
+    const letters = collector.on("fan/deadletter").length;
+    const answer = await postJson(one.url, [...predictions("11", 0, 2, t0), { deviceID: "11", fault: 2, probability: 0.5 }], { "x-topic": "fan/anomaly" });
+    assert.equal(answer.status, 200);
+    assert.deepEqual(answer.body, { evaluated: 2, rejected: 1, transitions: 0 });
+    const [letter] = (await collector.waitFor("fan/deadletter", letters + 1)).slice(letters) as Array<{ error: string; topic: string; payload: string }>;
+    assert.match(letter?.error ?? "", /^fault: /);
+    assert.equal(letter?.topic, "fan/anomaly");
+    assert.deepEqual(JSON.parse(letter?.payload ?? ""), { deviceID: "11", fault: 2, probability: 0.5 });
+    const broken = await postJson(one.url, "{not json", { "content-type": "text/plain" });
+    assert.equal(broken.status, 400);
+    await collector.waitFor("fan/deadletter", letters + 2);
+    assert.equal((await getFans(one.url, "?deviceID=11")).fans[0]?.state, "ok", "the good ones were evaluated");
+  });
+
+  it("dead-letters malformed JSON sent as application/json with its reason (the template hands health the raw body)", async () => {
+    const letters = collector.on("fan/deadletter").length;
+    const broken = await postJson(one.url, '{"deviceID": "12",', { "x-topic": "fan/anomaly" });
+    assert.equal(broken.status, 400);
+    const [letter] = (await collector.waitFor("fan/deadletter", letters + 1)).slice(letters) as Array<{ error: string; topic: string; payload: string }>;
+    assert.match(letter?.error ?? "", /request body is not valid JSON/);
+    assert.equal(letter?.topic, "fan/anomaly");
+    assert.equal(letter?.payload, '{"deviceID": "12",');
+  });
+
+  it("keeps fans whose IDs are not NATS keys, under their own IDs", async () => {
+    const ids = ["fan.1", "hall 7/fan 3", "ünïcødé 風扇", "y".repeat(128)];
+    for (const id of ids) assert.equal((await postJson(two.url, predictions(id, 0, 2, t0))).status, 200, id);
+    for (const id of ids) {
+      const { fans } = await getFans(one.url, `?deviceID=${encodeURIComponent(id)}`);
+      assert.deepEqual(fans.map((f) => f.deviceID), [id]);
+    }
+  });
+
+  it("answers 503 while NATS is down, and keeps state and open alarms when health and NATS are killed mid-stream and restarted", async () => {
+    const openBefore = (await getFans(one.url, "?state=alarm")).fans;
+    assert.ok(openBefore.length >= 2, "open alarms to keep");
+    // A stream of predictions for one fan, running while everything is killed.
+    let running = true;
+    const accepted: number[] = [];
+    let next = 0;
+    const stream = (async () => {
+      while (running) {
+        const at = t0 + 1_000_000 + next++ * 1_000;
+        const a = await postJson(one.url, [{ deviceID: "streamed", fault: 0, probability: 0.01, timeStamp: at }]).catch(() => ({ status: 0 }));
+        if (a.status === 200) accepted.push(at);
+        else await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    await eventually(() => accepted.length >= 5, "predictions flowing");
+    await nats.kill();
+    await eventually(async () => (await postJson(two.url, predictions("12", 0, 1, t0))).status === 503, "503 while NATS is down");
+    // NATS back: the same processes reconnect, and each one's cache follows the other's writes again.
+    await nats.restart();
+    await eventually(async () => (await postJson(two.url, predictions("12", 0, 1, t0 + 1_000))).status === 200, "200 once NATS is back");
+    await eventually(async () => (await getFans(one.url, "?deviceID=12")).fans[0]?.lastSeen === new Date(t0 + 1_000).toISOString(), "replica one sees replica two's write after the restart");
+    const seen = accepted.length;
+    await eventually(() => accepted.length > seen, "the stream flowing again");
+    // Now everything dies at once, mid-stream.
+    one.child.kill("SIGKILL");
+    two.child.kill("SIGKILL");
+    await nats.kill();
+    running = false;
+    await stream;
+    await nats.restart();
+    [one, two] = await Promise.all([startHealth(env), startHealth(env)]);
+    const openAfter = (await getFans(two.url, "?state=alarm")).fans;
+    assert.deepEqual(openAfter, openBefore, "open alarms intact, acknowledgements included");
+    const streamed = (await getFans(two.url, "?deviceID=streamed")).fans[0];
+    assert.ok(streamed !== undefined && Date.parse(streamed.lastSeen) >= Math.max(...accepted), "every prediction answered 200 is in the state");
+    assert.equal((await postJson(one.url, predictions("12", 0, 1, t0))).status, 200, "and health works again");
+  });
+
+  it("publishes a transition whose writer died before it could publish it, once, from the fan's outbox", async () => {
+    const pid = broker.pid as number;
+    process.kill(pid, "SIGTERM");
+    await eventually(() => !alive(pid), "Mosquitto stopped");
+    // The write wins, the publish cannot happen: the answer is a 503 and the alarm waits in the outbox.
+    await eventually(async () => (await postJson(one.url, predictions("outboxed", 1, 20, t0))).status === 503, "a 503 for want of the broker");
+    one.child.kill("SIGKILL");
+    await broker.restart();
+    // Another process finds the transition in the outbox and sends it, with its id.
+    await eventually(() => transitionsOf(collector, "outboxed").length >= 1, "the outboxed alarm on fan/alarm");
+    await new Promise((resolve) => setTimeout(resolve, 1_500)); // a resend interval more: still once
+    const sent = transitionsOf(collector, "outboxed");
+    assert.deepEqual(sent.map((t) => t.event), ["alarm"]);
+    assert.ok((await metric(two.url, "health_outbox_resent_total")) >= 1);
+    one = await startHealth(env);
+    assert.equal((await getFans(one.url, "?deviceID=outboxed")).fans[0]?.alarmId, sent[0]?.alarmId);
+  });
+
+  it("marks a fan that stopped reporting silent once, whichever replica's timer gets there first", async () => {
+    const quiet = { ...env, HEALTH_BUCKET: "silence_test", HEALTH_SILENT_AFTER_MS: "1000" };
+    const [a, b] = await Promise.all([startHealth(quiet), startHealth(quiet)]);
+    assert.equal((await postJson(a.url, predictions("quiet", 0, 3, t0))).status, 200);
+    await eventually(() => transitionsOf(collector, "quiet").some((t) => t.event === "silent"), "fan quiet silent");
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    assert.deepEqual(transitionsOf(collector, "quiet").map((t) => t.event), ["silent"]);
+    assert.equal((await getFans(b.url, "?deviceID=quiet")).fans[0]?.state, "silent");
+    // Its next reading brings it back.
+    assert.equal((await postJson(b.url, predictions("quiet", 0, 1, t0 + 10_000))).status, 200);
+    await eventually(async () => (await getFans(a.url, "?deviceID=quiet")).fans[0]?.state !== "silent", "fan quiet reporting again");
+  });
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

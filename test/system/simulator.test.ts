@@ -1,0 +1,144 @@
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { HEALTHY_RANGES } from "../../lib/domain/fan-ranges.js";
+import { seededRandom } from "../../simulation/rng.js";
+import { FEATURES } from "../../lib/domain/features.js";
+import { drawReadings, fleetProfiles, rangesAt } from "../../simulation/fan-profiles.js";
+import { createFleet } from "../../simulation/fleet-model.js";
+import { startMosquitto, type Broker } from "../support/mosquitto.js";
+import { Collector } from "../support/mqtt-collector.js";
+import { runCli } from "../support/process.js";
+
+describe("fan profiles", () => {
+  it("a degrading fan starts healthy and wears out towards the faulty ranges", () => {
+    assert.deepEqual(rangesAt("degrading", 0), HEALTHY_RANGES);
+    const worn = rangesAt("degrading", 1);
+    assert.deepEqual(worn.rotation, { min: 400, max: 500 }, "rotation falls towards 400 rpm");
+    assert.ok(worn.temperature.min >= HEALTHY_RANGES.temperature.max && worn.vibration.min >= HEALTHY_RANGES.vibration.max && worn.sound.min >= HEALTHY_RANGES.sound.max, "the rest rise out of the healthy ranges");
+    const half = rangesAt("degrading", 0.5);
+    assert.ok(half.rotation.max < HEALTHY_RANGES.rotation.max && half.rotation.max > worn.rotation.max);
+    assert.deepEqual(rangesAt("degrading", 7), worn, "wear stops at worn out");
+  });
+
+  it("draws one-decimal readings, the same for the same seed", () => {
+    const a = drawReadings("healthy", 0, seededRandom(3));
+    assert.deepEqual(a, drawReadings("healthy", 0, seededRandom(3)));
+    for (const value of Object.values(a)) assert.equal(Math.round(value * 10) / 10, value);
+  });
+
+  it("mixes a fleet from the flags, or says why not", () => {
+    assert.deepEqual(fleetProfiles(5, { faulty: 1, degrading: 2 }), ["faulty", "degrading", "degrading", "healthy", "healthy"]);
+    assert.deepEqual(fleetProfiles(6, { faulty: 0, degrading: 0, bearing: 1, sudden: 1, noisy: 2 }), ["bearing", "sudden", "noisy", "noisy", "healthy", "healthy"]);
+    assert.throws(() => fleetProfiles(2, { faulty: 2, degrading: 1 }), /--faulty 2, --degrading 1 are more than the 2 fans/);
+  });
+});
+
+describe("fault shapes and ground truth", () => {
+  const inHealthy = (r: Record<string, number>) => FEATURES.every((f) => r[f] as number >= HEALTHY_RANGES[f].min && r[f] as number <= HEALTHY_RANGES[f].max);
+  const fleet = (mix: { faulty?: number; degrading?: number; bearing?: number; sudden?: number; noisy?: number }, fans = 1) =>
+    createFleet({ fans, faulty: 0, degrading: 0, ...mix, intervalMs: 2000, degradeMs: 600_000, onsetMs: 600_000, seed: 5 });
+
+  it("a bearing fan's vibration alone wears out", () => {
+    const worn = rangesAt("bearing", 1);
+    assert.deepEqual(worn.vibration, { min: 200, max: 250 });
+    for (const f of ["rotation", "temperature", "sound"] as const) assert.deepEqual(worn[f], HEALTHY_RANGES[f]);
+  });
+
+  it("a sudden fan is healthy until its failure, then faulty; its truth says when", () => {
+    const [fan] = fleet({ sudden: 1 });
+    assert.ok(fan);
+    const fails = fan.truth.failsAtReading as number;
+    assert.equal(fan.truth.shape, "sudden");
+    assert.equal(fan.truth.wearStartsAtReading, null, "no wear before a sudden fault");
+    assert.ok(fails > 0 && fails < 300, `fails within the 10-minute onset window, at reading ${fails}`);
+    const readings = Array.from({ length: fails + 400 }, () => fan.next());
+    assert.ok(readings.slice(0, fails).every(inHealthy), "healthy before");
+    assert.ok(readings.slice(fails).filter((r) => !inHealthy(r)).length > 300, "mostly outside the healthy box after");
+  });
+
+  it("a wearing fan's truth gives the start of its wear and its failure one wear-out period later", () => {
+    const [degrading, bearing] = fleet({ degrading: 1, bearing: 1 }, 2);
+    assert.ok(degrading && bearing);
+    for (const fan of [degrading, bearing]) assert.equal((fan.truth.failsAtReading as number) - (fan.truth.wearStartsAtReading as number), 300, "10 minutes at 2 s");
+    const start = degrading.truth.wearStartsAtReading as number;
+    const readings = Array.from({ length: start + 300 }, () => degrading.next());
+    assert.ok(readings.slice(0, start).every(inHealthy), "healthy until the wear starts");
+    assert.ok(readings.slice(-20).every((r) => !inHealthy(r)), "out of the healthy box once worn out");
+  });
+
+  it("a noisy fan stays healthy but for rare single-reading spikes", () => {
+    const [fan] = fleet({ noisy: 1 });
+    assert.ok(fan);
+    const readings = Array.from({ length: 50_000 }, () => fan.next());
+    const spikes = readings.map((r, i) => (inHealthy(r) ? -1 : i)).filter((i) => i >= 0);
+    assert.ok(spikes.length > 40 && spikes.length < 200, `${spikes.length} spikes in 50,000 readings`);
+    assert.equal(fan.truth.failsAtReading, null);
+  });
+
+  it("the same seed gives the same readings and the same truth", () => {
+    const a = fleet({ faulty: 1, degrading: 1, bearing: 1, sudden: 1, noisy: 1 }, 6);
+    const b = fleet({ faulty: 1, degrading: 1, bearing: 1, sudden: 1, noisy: 1 }, 6);
+    assert.deepEqual(a.map((f) => f.truth), b.map((f) => f.truth));
+    for (let i = 0; i < 6; i++) assert.deepEqual(Array.from({ length: 50 }, () => a[i]?.next()), Array.from({ length: 50 }, () => b[i]?.next()));
+  });
+});
+
+describe("fanwatch simulate against a real Mosquitto", { timeout: 60_000 }, () => {
+  let broker: Broker;
+  before(async () => {
+    broker = await startMosquitto();
+  });
+  after(async () => {
+    await broker?.stop();
+  });
+
+  it("publishes the reference payload for every fan, and the same readings for the same seed", async () => {
+    const runs = [];
+    for (let run = 0; run < 2; run++) {
+      const collector = await Collector.start(broker.url, ["fan/messages"]);
+      const result = await runCli(["simulate", "--broker", broker.url, "--fans", "3", "--faulty", "1", "--degrading", "1", "--interval", "100", "--duration", "1", "--seed", "7"]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stderr, /simulating 3 fans \(1 faulty, 1 degrading, 1 healthy\)/);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      runs.push(collector.on("fan/messages") as Array<Record<string, unknown>>);
+      await collector.stop();
+    }
+    const [first, second] = runs as [Array<Record<string, unknown>>, Array<Record<string, unknown>>];
+    assert.ok(first.length >= 15, `${first.length} readings from 3 fans in 1 s at 100 ms`);
+    assert.deepEqual(new Set(first.map((m) => m.deviceID)), new Set(["1", "2", "3"]));
+    for (const m of first) {
+      assert.deepEqual(Object.keys(m), ["deviceID", "timeStamp", "rotation", "temperature", "vibration", "sound"]);
+      assert.match(String(m.timeStamp), /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/);
+    }
+    // Per fan: the order in which fans' timers fire differs between runs on a busy machine.
+    const values = (list: Array<Record<string, unknown>>, id: string) => list.filter((m) => m.deviceID === id).slice(0, 4).map(({ timeStamp: _t, ...rest }) => rest);
+    for (const id of ["1", "2", "3"]) assert.deepEqual(values(first, id), values(second, id), `fan ${id}`);
+  });
+
+  it("writes each fan's ground truth with --truth", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fanwatch-truth-"));
+    try {
+      const file = join(dir, "truth.jsonl");
+      const result = await runCli(["simulate", "--broker", broker.url, "--fans", "4", "--faulty", "1", "--degrading", "0", "--bearing", "1", "--sudden", "1", "--onset-minutes", "1", "--degrade-minutes", "2", "--interval", "100", "--duration", "0.5", "--truth", file]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stderr, /1 faulty, 1 bearing, 1 sudden, 1 healthy/);
+      const truth = (await readFile(file, "utf8")).trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+      assert.deepEqual(truth.map((t) => [t.deviceID, t.shape]), [["1", "faulty"], ["2", "bearing"], ["3", "sudden"], ["4", "healthy"]]);
+      const bearing = truth[1] as { wearStartsAtReading: number; failsAtReading: number; wearStartsAt: string; failsAt: string };
+      assert.equal(bearing.failsAtReading - bearing.wearStartsAtReading, 1200, "2 minutes of wear at 100 ms");
+      assert.equal(Date.parse(bearing.failsAt) - Date.parse(bearing.wearStartsAt), 120_000);
+      assert.equal(truth[3]?.failsAt, null, "a healthy fan never fails");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses a mix that does not fit the fleet", async () => {
+    const result = await runCli(["simulate", "--broker", broker.url, "--fans", "2", "--faulty", "3"]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /--faulty 3, --degrading 2 are more than the 2 fans/);
+  });
+});
