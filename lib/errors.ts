@@ -1,6 +1,6 @@
 /**
  * Input that a caller sent and must fix. Carries the offending field so that HTTP answers can say
- * `{"error": "...", "field": "..."}` as architecture.md requires.
+ * `{"error": "...", "field": "..."}` as docs/architecture.md, "Contracts", requires.
  */
 export class InputError extends Error {
   override readonly name = "InputError";

@@ -1,7 +1,7 @@
 /**
  * Device IDs as NATS key-value keys. A key may hold only `A-Z a-z 0-9 _ - / = .` and must not
  * start or end with a dot, while a device ID is any string of 1 to 128 characters
- * (architecture.md). Rejecting the rest would drop fans that predict accepts, so IDs are encoded:
+ * (docs/architecture.md). Rejecting the rest would drop fans that predict accepts, so IDs are encoded:
  * letters, digits, `_` and `-` stay as they are (the usual IDs, "3" or "fan-17", read the same in
  * `nats kv ls`), every other byte of the ID's UTF-8 becomes `=XX` (two upper-case hex digits).
  * Since `=` itself is always escaped, every key decodes to exactly one ID: "a.b" is "a=2Eb", and

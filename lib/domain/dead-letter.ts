@@ -23,7 +23,7 @@ export interface DeadLetter {
   at: string;
 }
 
-/** `{"error","topic","payload","at"}` (architecture.md), the payload as text, truncated. */
+/** `{"error","topic","payload","at"}` (docs/architecture.md, "Contracts"), the payload as text, truncated. */
 export function deadLetter(error: string, topic: string, payload: unknown, at = new Date()): DeadLetter {
   const text = typeof payload === "string" ? payload : Buffer.isBuffer(payload) ? payload.toString("utf8") : safeStringify(payload);
   return { error, topic, payload: text.length > DEAD_LETTER_PAYLOAD_LIMIT ? `${text.slice(0, DEAD_LETTER_PAYLOAD_LIMIT)}…` : text, at: at.toISOString() };

@@ -8,7 +8,7 @@ export const PerSensorSchema = perSensor;
 export type PerSensor = z.infer<typeof perSensor>;
 
 /**
- * A prediction as predict publishes it on the anomaly topic (architecture.md), and as its readers
+ * A prediction as predict publishes it on the anomaly topic (docs/architecture.md, "Contracts"), and as its readers
  * (the health function, the InfluxDB writer, the fleet view) check it. A superset of the reference
  * design's `{deviceID, fault}`:
  * - `reading`: the four values that were scored, so that the health function can follow each

@@ -8,7 +8,7 @@ import { parseStack, substituteEnv } from "../../runtime/stack.js";
 import { REPO_ROOT } from "../support/paths.js";
 
 const text = readFileSync(join(REPO_ROOT, "stack.yml"), "utf8");
-// Community Edition rejects these at deploy time (openfaas-contract.md).
+// Community Edition rejects these at deploy time (docs/deploy.md, "Scaling").
 const PRO_LABELS = ["com.openfaas.scale.zero", "com.openfaas.scale.zero-duration", "com.openfaas.scale.target", "com.openfaas.scale.type"];
 
 describe("stack.yml", () => {
