@@ -1,16 +1,12 @@
 import { Pool } from "undici";
 import { z } from "zod";
-import { FEATURES } from "../../lib/domain/features.js";
-import { PerSensorSchema } from "../../lib/domain/prediction.js";
+import { ExplainedVerdictSchema, VerdictSchema } from "../../lib/domain/prediction.js";
 import { isRetryableStatus } from "../../lib/infra/retry.js";
 
-const ScorePrediction = z.object({ fault: z.union([z.literal(0), z.literal(1)]), probability: z.number() });
-const ScoreBatchAnswer = z.object({ model: z.string().optional(), predictions: z.array(ScorePrediction) });
+const ScoreBatchAnswer = z.object({ model: z.string().optional(), predictions: z.array(VerdictSchema) });
 export type ScoreBatchAnswer = z.infer<typeof ScoreBatchAnswer>;
 
-/** A prediction with score's explanation (docs/score.md): each sensor's contribution and the sensor that contributes most. */
-const ExplainedPrediction = ScorePrediction.extend({ contributions: PerSensorSchema, cause: z.enum(FEATURES), referenceProbability: z.number() });
-const ExplainedBatchAnswer = z.object({ model: z.string().optional(), predictions: z.array(ExplainedPrediction) });
+const ExplainedBatchAnswer = z.object({ model: z.string().optional(), predictions: z.array(ExplainedVerdictSchema) });
 export type ExplainedBatchAnswer = z.infer<typeof ExplainedBatchAnswer>;
 
 export interface ScoreClientOptions {
