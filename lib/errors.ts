@@ -39,6 +39,7 @@ export const ERROR_CODES = {
   FANWATCH_MODEL_INVALID: { kind: "failure", meaning: "a model directory cannot be loaded" },
   FANWATCH_DATA_FORMAT: { kind: "failure", meaning: "a file of readings does not follow the reference CSV format" },
   FANWATCH_SCORE_REJECTED: { kind: "failure", status: 502, meaning: "the score function refused predict's request or answered nonsense" },
+  FANWATCH_NOT_BUILT: { kind: "failure", meaning: "a compiled file the command needs is missing from dist/" },
   FANWATCH_PORT_IN_USE: { kind: "failure", meaning: "the port a server was to listen on is in use" },
   FANWATCH_HTTP_STATUS: { kind: "failure", meaning: "an HTTP call answered with a status that is not a success" },
   FANWATCH_INFLUX_QUERY: { kind: "failure", meaning: "InfluxDB refused a query statement" },

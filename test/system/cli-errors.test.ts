@@ -52,6 +52,15 @@ describe("fanwatch exit codes and error messages (docs/errors.md)", () => {
     assertOneLine(evaluate, /TFJS_BACKEND must be one of tensorflow, wasm, cpu, not "bogus"/);
   });
 
+  it("exits 2 on an unknown function and a simulator flag out of range", async () => {
+    const fn = await runCli(["function", "nope"]);
+    assert.equal(fn.code, 2);
+    assertOneLine(fn, /unknown function "nope"; the functions are score, predict, health/);
+    const interval = await runCli(["simulate", "--interval", "5"]);
+    assert.equal(interval.code, 2);
+    assertOneLine(interval, /--interval is in milliseconds and at least 10/);
+  });
+
   it("exits 2 on a bad setting of the function server", async () => {
     const result = await runCli(["function", "score"], { http_port: "eighty" });
     assert.equal(result.code, 2);
