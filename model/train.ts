@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import * as tfl from "@tensorflow/tfjs-layers";
 import { HEALTHY_RANGES } from "../lib/domain/fan-ranges.js";
 import { FEATURES } from "../lib/domain/features.js";
+import { DataFormatError, UsageError } from "../lib/errors.js";
 import { saveModel } from "../lib/inference/artifact.js";
 import { initBackend } from "../lib/inference/backend.js";
 import type { ModelMetadata } from "../lib/inference/metadata.js";
@@ -49,8 +50,8 @@ export async function trainModel(options: TrainOptions): Promise<ModelMetadata> 
   const batchSize = options.batchSize ?? TRAIN_DEFAULTS.batchSize;
   const seed = options.seed ?? TRAIN_DEFAULTS.seed;
   const testSplit = options.testSplit ?? TRAIN_DEFAULTS.testSplit;
-  if (!(testSplit > 0 && testSplit < 1)) throw new RangeError(`--test-split must be between 0 and 1, not ${testSplit}`);
-  if (!Number.isInteger(epochs) || epochs < 1) throw new RangeError(`--epochs must be a whole number >= 1, not ${epochs}`);
+  if (!(testSplit > 0 && testSplit < 1)) throw new UsageError(`--test-split must be between 0 and 1, not ${testSplit}`);
+  if (!Number.isInteger(epochs) || epochs < 1) throw new UsageError(`--epochs must be a whole number >= 1, not ${epochs}`);
   const backend = await initBackend(options.backend);
   const started = performance.now();
   const random = seededRandom(seed);
@@ -59,7 +60,7 @@ export async function trainModel(options: TrainOptions): Promise<ModelMetadata> 
   const testCount = Math.round(shuffled.length * testSplit);
   const test = shuffled.slice(0, testCount);
   const train = shuffled.slice(testCount);
-  if (train.length === 0 || test.length === 0) throw new RangeError(`${shuffled.length} rows are too few to split`);
+  if (train.length === 0 || test.length === 0) throw new DataFormatError(`${shuffled.length} rows are too few to split into training and test readings: give more rows or change --test-split`);
   const scaler = fitScaler(train);
 
   const model = buildModel(seed, options.learningRate ?? TRAIN_DEFAULTS.learningRate);

@@ -12,7 +12,8 @@ import { Autoscaler, type AutoscalerSettings, type Scalable } from "./autoscaler
 import type { ReplicaSet } from "./replica-set.js";
 import { describeFunction, functionTarget, namespaceRefusal, namespaces, secretList, systemInfo } from "./gateway-api.js";
 import { bodyLimit, type BodyLimits } from "../templates/node22-ts/body.js";
-import { BodyTooLargeError, checkCallbackUrl, crossSiteReason, readBody, type GatewayLimits } from "./gateway-guards.js";
+import { BodyTooLargeError, PortInUseError } from "../lib/errors.js";
+import { checkCallbackUrl, crossSiteReason, readBody, type GatewayLimits } from "./gateway-guards.js";
 import { parseLogQuery, streamLogs } from "./gateway-logs.js";
 
 /**
@@ -127,7 +128,7 @@ export class LocalGateway {
   listen(): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#server.once("error", (error: NodeJS.ErrnoException) =>
-        reject(error.code === "EADDRINUSE" ? new RangeError(`port ${this.options.port} is in use: stop what uses it or pick another with --port`) : error),
+        reject(error.code === "EADDRINUSE" ? new PortInUseError(`port ${this.options.port} is in use: stop what uses it or pick another with --port`, { cause: error }) : error),
       );
       this.#server.listen(this.options.port, this.options.host, () => resolve());
     });

@@ -2,6 +2,7 @@ import { Pool } from "undici";
 import { z } from "zod";
 import { ExplainedVerdictSchema, VerdictSchema } from "../../lib/domain/prediction.js";
 import { isRetryableStatus } from "../../lib/infra/retry.js";
+import { ScoreRejectedError, ScoreUnavailableError } from "../../lib/errors.js";
 
 const ScoreBatchAnswer = z.object({ model: z.string().optional(), predictions: z.array(VerdictSchema) });
 export type ScoreBatchAnswer = z.infer<typeof ScoreBatchAnswer>;
@@ -14,18 +15,6 @@ export interface ScoreClientOptions {
   connections?: number;
   /** The longest a call may take, whatever time the caller has left. @default 5000 */
   timeoutMs?: number;
-}
-
-/** The score function is down, overloaded (429, 5xx) or too slow: worth trying again later (503). */
-export class ScoreUnavailableError extends Error {
-  override readonly name = "ScoreUnavailableError";
-  readonly status = 503;
-}
-
-/** The score function refused the request (4xx) or answered nonsense: a bug on our side (502). */
-export class ScoreRejectedError extends Error {
-  override readonly name = "ScoreRejectedError";
-  readonly status = 502;
 }
 
 /**

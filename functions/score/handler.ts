@@ -32,6 +32,9 @@ const tensorBatch = new Histogram({
 
 let scorer: Scorer | undefined;
 
+/** Errors of the shared error contract answered as {"error","code","field"} with their status (docs/errors.md). */
+export { errorAnswer } from "../../lib/errors.js";
+
 export async function init(): Promise<void> {
   const config = readScoreConfig();
   const model = await ScoringModel.load(config.modelDir, config.backend === undefined ? {} : { backend: config.backend });

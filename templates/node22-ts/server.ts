@@ -6,6 +6,7 @@ import { pino, type Logger } from "pino";
 import { Counter, Registry, collectDefaultMetrics } from "prom-client";
 import { readBody, type BodyLimits } from "./body.js";
 import { HandlerContext, errorBody, type Outcome } from "./context.js";
+import { RequestError, ServerSettingError } from "./errors.js";
 import type { FunctionEvent, FunctionModule } from "./types.js";
 import { keepServingMs, watchdogLockFile } from "./watchdog.js";
 
@@ -64,8 +65,9 @@ export function serverOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
 
 /**
  * Serves a handler module the way the official node templates do, minus their defects: JSON
- * answers carry a JSON content type, a thrown error is a 5xx with a JSON body (4xx when the error
- * carries a `status` below 500, as input errors do), bodies are size-limited, and close() drains.
+ * answers carry a JSON content type, a thrown error is a 500 with a JSON body (or the answer the
+ * module's errorAnswer() gives it, such as a 400 for bad input), bodies are size-limited, and
+ * close() drains.
  *
  * It listens before the module has loaded and run init(), so that the time in which a connection
  * is refused is only Node's own start: requests that arrive meanwhile wait for init(), and
@@ -197,18 +199,21 @@ async function invoke(fn: FunctionModule, request: IncomingMessage, path: string
       Promise.resolve(fn.handler(event, context)).then((value) => resolve({ status: context.status(), headers: context.headers(), body: value }), reject);
     });
   } catch (error) {
-    const outcome = thrownOutcome(error, context);
+    const outcome = thrownOutcome(error, fn, context);
     if (outcome.status >= 500) log.error({ err: error, path }, "handler threw");
     return outcome;
   }
 }
 
-function thrownOutcome(error: unknown, context: HandlerContext): Outcome {
-  const status = typeof (error as { status?: unknown })?.status === "number" ? (error as { status: number }).status : 500;
-  const body = errorBody(error);
-  const field = (error as { field?: unknown })?.field;
-  if (typeof field === "string") body.field = field;
-  return { status: status >= 400 && status <= 599 ? status : 500, headers: context.headers(), body };
+/**
+ * The answer to a thrown error: the template's own RequestError, else what the module's
+ * errorAnswer() makes of it, else a 500 with `{"error": message}`. Nothing is read off an unknown
+ * error's properties: a library's error that happens to carry a `status` is still a 500.
+ */
+function thrownOutcome(error: unknown, fn: FunctionModule, context: HandlerContext): Outcome {
+  const answer = error instanceof RequestError ? { status: error.status, body: { error: error.message, code: error.code, field: error.field } } : fn.errorAnswer?.(error);
+  if (answer !== undefined && answer.status >= 400 && answer.status <= 599) return { status: answer.status, headers: context.headers(), body: answer.body };
+  return { status: 500, headers: context.headers(), body: errorBody(error) };
 }
 
 function send(response: ServerResponse, status: number, headers: Record<string, string>, body: unknown): void {
@@ -270,14 +275,14 @@ function createMetrics(name: string): ServerMetrics {
 function parseInteger(value: string | undefined, name: string): number | undefined {
   if (value === undefined || value === "") return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a whole number, not "${value}"`);
+  if (!Number.isInteger(n) || n < 0) throw new ServerSettingError(`${name} must be a whole number, not "${value}"`);
   return n;
 }
 
 function parseSize(value: string | undefined, name: string): number | undefined {
   if (value === undefined || value === "") return undefined;
   const n = bytes.parse(value);
-  if (n === null || !Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a size such as 100kb or 1mb, not "${value}"`);
+  if (n === null || !Number.isFinite(n) || n <= 0) throw new ServerSettingError(`${name} must be a size such as 100kb or 1mb, not "${value}"`);
   return n;
 }
 
