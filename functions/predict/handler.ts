@@ -2,7 +2,7 @@ import type { MqttClient } from "mqtt";
 import { Counter, Registry } from "prom-client";
 import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/types.js";
 import { readPredictConfig, type PredictConfig } from "./config.js";
-import { deadLetter, FANWATCH_CONNECTOR, sourceTopic } from "../../lib/domain/dead-letter.js";
+import { deadLetter, FANWATCH_CONNECTOR, sourceTopic, type DeadLetter } from "../../lib/domain/dead-letter.js";
 import { InputError } from "../../lib/errors.js";
 import { createLogger } from "../../lib/infra/log.js";
 import { connectMqtt, mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt/client.js";
@@ -80,7 +80,8 @@ export async function init(): Promise<void> {
 }
 
 export async function handler(event: FunctionEvent, context: FunctionContext): Promise<PredictAnswer | Record<string, unknown>> {
-  const { config, mqtt, publisher, score } = ready();
+  const state = ready();
+  const { config, mqtt, publisher, score } = state;
   if (event.method === "GET") return { broker: mqtt.connected ? "connected" : "disconnected", scoreUrl: config.scoreUrl, topics: config.topics };
   if (event.method !== "POST") {
     context.status(405).headers({ allow: "GET, POST" });
@@ -88,6 +89,17 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
   }
   const deadline = Deadline.forCall(event.headers["x-timeout-ms"], config.budgetMs, "predict", "PREDICT_BUDGET_MS");
   const topic = sourceTopic(event.headers, config.topics.telemetry);
+  const items = await readItems(event, topic, state, deadline);
+  const { valid, results, letters } = sortReadings(items, topic);
+  const predictions = valid.length === 0 ? [] : await predictAll(score, valid, results, deadline);
+  await Promise.all([publisher.publish(config.topics.anomaly, predictions, deadline), publisher.publish(config.topics.deadletter, letters, deadline)]);
+  readings.inc({ outcome: "scored" }, predictions.length);
+  readings.inc({ outcome: "rejected" }, letters.length);
+  return { scored: predictions.length, rejected: letters.length, results };
+}
+
+/** The body as a list of items, one per reading; a body that is not JSON is refused (400) and dead-lettered whole. */
+async function readItems(event: FunctionEvent, topic: string, { config, publisher }: Predictor, deadline: Deadline): Promise<unknown[]> {
   let body: unknown;
   try {
     body = readUntrustedBody(event.body);
@@ -103,10 +115,19 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
   const items = Array.isArray(body) ? body : [body];
   if (items.length === 0) throw new InputError("the array of readings is empty", "body");
   if (items.length > config.maxReadings) throw new InputError(`at most ${config.maxReadings} readings per invocation, got ${items.length}`, "body", { status: 413 });
+  return items;
+}
 
-  const valid: Array<{ index: number; telemetry: Telemetry }> = [];
+interface ValidReading {
+  index: number;
+  telemetry: Telemetry;
+}
+
+/** Valid readings to score, and a rejection (in `results`) and a dead letter for each bad one. */
+function sortReadings(items: unknown[], topic: string): { valid: ValidReading[]; results: Array<Prediction | Rejection>; letters: DeadLetter[] } {
+  const valid: ValidReading[] = [];
   const results: Array<Prediction | Rejection> = new Array(items.length);
-  const letters = [];
+  const letters: DeadLetter[] = [];
   for (const [index, item] of items.entries()) {
     const parsed = parseTelemetry(item);
     if (parsed.ok) valid.push({ index, telemetry: parsed.telemetry });
@@ -115,25 +136,24 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
       letters.push(deadLetter(parsed.error, topic, item));
     }
   }
+  return { valid, results, letters };
+}
 
+/** Scores the valid readings with one call, explains the faulty ones, and puts each prediction in its place in `results`. */
+async function predictAll(score: ScoreClient, valid: ValidReading[], results: Array<Prediction | Rejection>, deadline: Deadline): Promise<Prediction[]> {
+  const answer = await within(scoreCalls, score.score(valid.map((v) => features(v.telemetry)), deadline.signal), deadline, "the score function");
   const predictions: Prediction[] = [];
-  if (valid.length > 0) {
-    const answer = await within(scoreCalls, score.score(valid.map((v) => features(v.telemetry)), deadline.signal), deadline, "the score function");
-    valid.forEach(({ index, telemetry }, i) => {
-      const p = answer.predictions[i]!;
-      const prediction: Prediction = { deviceID: telemetry.deviceID, fault: p.fault, probability: p.probability };
-      if (telemetry.timeStamp !== undefined) prediction.timeStamp = telemetry.timeStamp;
-      if (answer.model !== undefined) prediction.model = answer.model;
-      prediction.reading = readingOf(telemetry);
-      predictions.push(prediction);
-      results[index] = prediction;
-    });
-    await explainFaults(score, predictions, deadline);
-  }
-  await Promise.all([publisher.publish(config.topics.anomaly, predictions, deadline), publisher.publish(config.topics.deadletter, letters, deadline)]);
-  readings.inc({ outcome: "scored" }, predictions.length);
-  readings.inc({ outcome: "rejected" }, letters.length);
-  return { scored: predictions.length, rejected: letters.length, results };
+  valid.forEach(({ index, telemetry }, i) => {
+    const p = answer.predictions[i]!;
+    const prediction: Prediction = { deviceID: telemetry.deviceID, fault: p.fault, probability: p.probability };
+    if (telemetry.timeStamp !== undefined) prediction.timeStamp = telemetry.timeStamp;
+    if (answer.model !== undefined) prediction.model = answer.model;
+    prediction.reading = readingOf(telemetry);
+    predictions.push(prediction);
+    results[index] = prediction;
+  });
+  await explainFaults(score, predictions, deadline);
+  return predictions;
 }
 
 export async function close(): Promise<void> {
