@@ -169,12 +169,31 @@ export class MqttConsumer {
    */
   start(): Promise<void> {
     if (this.#client !== undefined) throw new Error("the consumer is started already");
-    const { mqtt, clientId, topics, log } = this.#options;
-    const qos = this.#options.qos ?? 1;
+    const client = this.#connect();
+    return new Promise<void>((resolve, reject) => {
+      client.on("connect", (connack) => {
+        this.#connected = true;
+        // A session the broker kept has its subscriptions already. The SUBACK below may then come
+        // late: behind redelivered messages that a pause keeps unread.
+        this.#subscribed = connack.sessionPresent === true;
+        this.#options.log.info({ event: "mqtt_connected", broker: redactUrl(this.#options.mqtt.url), clientId: this.#options.clientId, sessionPresent: connack.sessionPresent }, "connected to the broker");
+        if (this.#subscribed) resolve();
+        // Subscribed on every connection all the same: the topics may have changed since.
+        this.#subscribe(client, resolve, reject);
+      });
+      client.on("end", () => reject(new Error("the consumer was closed before it subscribed")));
+    }).then(() => {
+      this.#subscribedOnce = true;
+    });
+  }
+
+  /** A client that hands every message to #receive and acknowledges it only when told to. */
+  #connect(): MqttClient {
+    const { mqtt, clientId, log } = this.#options;
     const client = connectMqtt(mqtt, {
       clientId,
       clean: false,
-      resubscribe: false, // subscribed below on every connect, with the answer checked
+      resubscribe: false, // subscribed on every connect, with the answer checked
       ...this.#options.client,
       onError: (error) => {
         this.#error = error.message;
@@ -186,43 +205,38 @@ export class MqttConsumer {
     client.handleMessage = (packet, callback) => this.#receive(packet, callback);
     client.on("close", () => this.#lost());
     client.on("offline", () => log.warn({ event: "mqtt_offline", broker: redactUrl(mqtt.url) }, "connection to the broker lost; reconnecting"));
-    return new Promise<void>((resolve, reject) => {
-      client.on("connect", (connack) => {
-        this.#connected = true;
-        // A session the broker kept has its subscriptions already. The SUBACK below may then come
-        // late: behind redelivered messages that a pause keeps unread.
-        this.#subscribed = connack.sessionPresent === true;
-        log.info({ event: "mqtt_connected", broker: redactUrl(mqtt.url), clientId, sessionPresent: connack.sessionPresent }, "connected to the broker");
-        if (this.#subscribed) resolve();
-        // Subscribed on every connection all the same: the topics may have changed since.
-        client.subscribe([...topics], { qos }, (error, _subscriptions, suback) => {
-          if (error === null || error === undefined) {
-            this.#subscribed = true;
-            this.#error = undefined;
-            log.info({ event: "subscribed", topics, qos }, `subscribed to ${topics.join(", ")}`);
-            resolve();
-            return;
-          }
-          const code = (error as { code?: unknown }).code;
-          if (suback === undefined && !(typeof code === "number" && code >= 0x80)) {
-            // No answer on this connection (it closed): the next one subscribes again.
-            log.warn({ event: "subscribe_unanswered", topics, err: error.message }, "the subscription was not confirmed before the connection closed");
-            return;
-          }
-          // Without this a refused subscription is a consumer that is connected and never gets a
-          // message: a silent outage.
-          const refused = topics.filter((_topic, i) => (Number(suback?.granted[i] ?? 0) & 0x80) !== 0);
-          const reason = `the broker refused the subscription to ${(refused.length > 0 ? refused : topics).join(", ")} (${error.message}); check its ACL for ${mqtt.username === undefined ? "this client" : `user ${mqtt.username}`}`;
-          this.#subscribed = false;
-          this.#error = reason;
-          log.error({ event: "subscribe_refused", topics, err: error.message }, reason);
-          reject(new Error(reason));
-          if (!this.#subscribedOnce) void this.close();
-        });
-      });
-      client.on("end", () => reject(new Error("the consumer was closed before it subscribed")));
-    }).then(() => {
-      this.#subscribedOnce = true;
+    return client;
+  }
+
+  /**
+   * Subscribes and checks the answer: a refused subscription is a consumer that is connected and
+   * never gets a message, a silent outage, so it rejects start() (and closes, if it never
+   * subscribed) and /healthz says why.
+   */
+  #subscribe(client: MqttClient, resolve: () => void, reject: (error: Error) => void): void {
+    const { mqtt, topics, log } = this.#options;
+    const qos = this.#options.qos ?? 1;
+    client.subscribe([...topics], { qos }, (error, _subscriptions, suback) => {
+      if (error === null || error === undefined) {
+        this.#subscribed = true;
+        this.#error = undefined;
+        log.info({ event: "subscribed", topics, qos }, `subscribed to ${topics.join(", ")}`);
+        resolve();
+        return;
+      }
+      const code = (error as { code?: unknown }).code;
+      if (suback === undefined && !(typeof code === "number" && code >= 0x80)) {
+        // No answer on this connection (it closed): the next one subscribes again.
+        log.warn({ event: "subscribe_unanswered", topics, err: error.message }, "the subscription was not confirmed before the connection closed");
+        return;
+      }
+      const refused = topics.filter((_topic, i) => (Number(suback?.granted[i] ?? 0) & 0x80) !== 0);
+      const reason = `the broker refused the subscription to ${(refused.length > 0 ? refused : topics).join(", ")} (${error.message}); check its ACL for ${mqtt.username === undefined ? "this client" : `user ${mqtt.username}`}`;
+      this.#subscribed = false;
+      this.#error = reason;
+      log.error({ event: "subscribe_refused", topics, err: error.message }, reason);
+      reject(new Error(reason));
+      if (!this.#subscribedOnce) void this.close();
     });
   }
 
