@@ -132,24 +132,7 @@ export class FanUpdater {
       if (attempt > 1) fan = await budget.wait(store.read(deviceID), `the health store to read fan ${deviceID}`).catch((error: unknown) => Promise.reject(this.#storeError(error)));
       const entry = this.#entryOf(fan);
       const now = options.now();
-      let health = entry?.health;
-      let recent = entry?.recent ?? [];
-      const fresh: OutboxItem[] = [];
-      const outcomes: Outcome[] = group.map(({ change, digest }) => {
-        if (digest !== undefined && recent.includes(digest)) return { ok: true, transitions: [], duplicate: true };
-        let result;
-        try {
-          result = change(health);
-        } catch (error) {
-          return { ok: false, error }; // e.g. nothing to acknowledge: this caller's 409, the others go on
-        }
-        if (result !== undefined) {
-          health = result.next;
-          for (const transition of result.transitions) fresh.push({ transition, queuedAt: now });
-        }
-        if (digest !== undefined) recent = [...recent, digest].slice(-options.recentBatches);
-        return { ok: true, transitions: result?.transitions ?? [], duplicate: false };
-      });
+      const { health, recent, fresh, outcomes } = applyChanges(entry, group, now, options.recentBatches);
       const resend = (entry?.outbox ?? []).filter((item) => this.#unsent.has(item.transition.id) || now - item.queuedAt >= options.resendMs);
       const changed = health !== entry?.health || recent !== (entry?.recent ?? []);
       if (health === undefined || (!changed && resend.length === 0)) return { record: health?.record, outcomes };
@@ -225,4 +208,31 @@ export class FanUpdater {
     this.options.metrics.storeErrors.inc({ kind: error instanceof BudgetExhaustedError ? "timeout" : "unavailable" });
     return error;
   }
+}
+
+/**
+ * Applies each caller's change in turn to the fan's entry as read: a batch already applied (its
+ * digest among the recent ones) is a duplicate, and a change that throws fails its caller alone
+ * (e.g. nothing to acknowledge: that caller's 409) while the others go on.
+ */
+function applyChanges(entry: FanEntry | undefined, group: readonly Pending[], now: number, recentBatches: number): { health: FanHealth | undefined; recent: string[]; fresh: OutboxItem[]; outcomes: Outcome[] } {
+  let health = entry?.health;
+  let recent = entry?.recent ?? [];
+  const fresh: OutboxItem[] = [];
+  const outcomes: Outcome[] = group.map(({ change, digest }) => {
+    if (digest !== undefined && recent.includes(digest)) return { ok: true, transitions: [], duplicate: true };
+    let result;
+    try {
+      result = change(health);
+    } catch (error) {
+      return { ok: false, error };
+    }
+    if (result !== undefined) {
+      health = result.next;
+      for (const transition of result.transitions) fresh.push({ transition, queuedAt: now });
+    }
+    if (digest !== undefined) recent = [...recent, digest].slice(-recentBatches);
+    return { ok: true, transitions: result?.transitions ?? [], duplicate: false };
+  });
+  return { health, recent, fresh, outcomes };
 }
