@@ -244,22 +244,25 @@ export class Dispatcher {
       }
       if (outcome.kind === "rejected") {
         circuit.succeeded();
-        if (batch.length > 1) {
-          // A batch is refused whole when one of its messages is bad: find that one, keep the rest.
-          const half = Math.ceil(batch.length / 2);
-          await this.#send(lane, target, topic, batch.slice(0, half));
-          await this.#send(lane, target, topic, batch.slice(half));
-          return;
-        }
-        this.options.log.warn({ event: "rejected", function: target.name, reason: outcome.reason }, `${target.name} rejected a message`);
-        (batch[0] as Delivery).reject(outcome.reason);
-        return;
+        return this.#rejected(lane, target, topic, batch, outcome.reason);
       }
       if (attempt === 1) this.options.log.warn({ event: "invocation_failed", function: target.name, messages: batch.length, reason: outcome.reason }, "invocation failed; retrying");
       circuit.failed(outcome.reason);
       this.options.metrics.retries.inc({ function: target.name });
       if (!circuit.open) await this.options.clock.sleep(backoffDelay(this.#backoff, attempt), this.#stopping.signal);
     }
+  }
+
+  /** A batch is refused whole when one of its messages is bad: halves are sent again until that one is found and dead-lettered, the rest delivered. */
+  async #rejected(lane: Lane<Queue>, target: Target, topic: string, batch: Delivery[], reason: string): Promise<void> {
+    if (batch.length > 1) {
+      const half = Math.ceil(batch.length / 2);
+      await this.#send(lane, target, topic, batch.slice(0, half));
+      await this.#send(lane, target, topic, batch.slice(half));
+      return;
+    }
+    this.options.log.warn({ event: "rejected", function: target.name, reason }, `${target.name} rejected a message`);
+    (batch[0] as Delivery).reject(reason);
   }
 
   /**
