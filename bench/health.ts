@@ -17,8 +17,8 @@ import { parseArgs } from "node:util";
 import { checkSilence, evaluate, type FanHealth } from "../functions/health/evaluator.js";
 import { readHealthPolicy } from "../functions/health/policy.js";
 import { FEATURES } from "../lib/domain/features.js";
-import { ScoringModel, type ExplainedPrediction } from "../lib/inference/runtime.js";
-import type { Prediction } from "../lib/domain/prediction.js";
+import { ScoringModel } from "../lib/inference/runtime.js";
+import type { ExplainedVerdict, Prediction } from "../lib/domain/prediction.js";
 import type { Readings } from "../simulation/fan-profiles.js";
 import { createFleet, type SimulatedFan } from "../simulation/fleet-model.js";
 import { outcome, READINGS_PER_DAY, summarise, type FanOutcome, type Seen, type Summary } from "./health-metrics.js";
@@ -98,13 +98,13 @@ function runFan(model: ScoringModel, fan: SimulatedFan, totalReadings: number): 
     const readings = Array.from({ length: n }, () => fan.next());
     for (const r of readings) rows.push(FEATURES.map((f) => r[f]));
     const probabilities = model.probabilities(rows);
-    const predictions: Prediction[] = readings.map((reading, i) => ({ ...model.toPrediction(probabilities[i] as number), deviceID: fan.deviceID, reading }));
+    const predictions: Prediction[] = readings.map((reading, i) => ({ ...model.toVerdict(probabilities[i] as number), deviceID: fan.deviceID, reading }));
     // As predict does: faulty readings, and only those, carry score's explanation.
     const faulty = predictions.filter((p) => p.fault === 1);
     if (faulty.length > 0) {
       const explained = model.predictExplained(faulty.map((p) => FEATURES.map((f) => (p.reading as Readings)[f])));
       faulty.forEach((p, i) => {
-        const e = explained[i] as ExplainedPrediction;
+        const e = explained[i] as ExplainedVerdict;
         p.cause = e.cause;
         p.contributions = e.contributions;
       });

@@ -2,8 +2,7 @@ import { InvalidArgumentError, type Command } from "commander";
 import type { MqttClient } from "mqtt";
 import { readWriterConfig, WRITER_SETTINGS, WriterSchema } from "../connectors/influxdb/config.js";
 import { cannotReplay, DURATION, readDeadLetters, type StoredDeadLetter } from "../connectors/influxdb/dead-letters.js";
-import { InfluxQueryError, InfluxUnavailableError } from "../connectors/influxdb/influx-http.js";
-import { ConfigError } from "../lib/errors.js";
+import { BrokerUnavailableError, InfluxQueryError, InfluxUnavailableError, PublishFailedError } from "../lib/errors.js";
 import { envValue, readTopics } from "../lib/infra/config.js";
 import { DEFAULT_MQTT_URL } from "../lib/mqtt/settings.js";
 import { addSettingFlags, integer, type Io } from "./parse.js";
@@ -40,8 +39,10 @@ export function addDeadLettersCommand(program: Command, io: Io): void {
     if (influxFlags.INFLUX_URL === undefined && envValue(process.env, ...WRITER_SETTINGS.INFLUX_URL.env) === undefined) command.error("error: --influx-url (or INFLUX_URL) is required", { exitCode: 2 });
     const target = readWriterConfig(process.env, influxFlags).influx;
     const { letters, total } = await readDeadLetters(target, { since: opts.since, limit: opts.limit }).catch((error: unknown) => {
-      // InfluxDB unreachable, refusing the credentials, or without the database: a setting to fix, not a bug.
-      if (error instanceof InfluxUnavailableError || error instanceof InfluxQueryError) throw new ConfigError(`${error.message} (reading dead letters from ${target.url})`);
+      // InfluxDB unreachable, refusing the credentials, or without the database: say which InfluxDB.
+      const where = (e: Error) => `${e.message} (reading dead letters from ${target.url})`;
+      if (error instanceof InfluxUnavailableError) throw new InfluxUnavailableError(where(error), { cause: error });
+      if (error instanceof InfluxQueryError) throw new InfluxQueryError(where(error), { cause: error });
       throw error;
     });
     const window = `in the last ${opts.since}`;
@@ -99,7 +100,7 @@ async function replay(letters: StoredDeadLetter[], deadLetterTopic: string, opts
       for (const { letter, skip } of plan) {
         if (skip !== undefined || letter.topic === undefined) continue;
         await client.publishAsync(letter.topic, letter.payload, { qos: 1 }).catch((error: unknown) => {
-          throw new ConfigError(`replayed ${replayed} of ${todo}, then the broker refused a publish to ${letter.topic}: ${(error as Error).message}`);
+          throw new PublishFailedError(`replayed ${replayed} of ${todo}, then the broker refused a publish to ${letter.topic}: ${(error as Error).message}`, { cause: error });
         });
         replayed++;
         if (Date.now() - shownAt > 500) {
@@ -122,7 +123,7 @@ const CONNECT_TIMEOUT_MS = 10_000;
 function connected(client: MqttClient, why: () => string): Promise<void> {
   if (client.connected) return Promise.resolve();
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new ConfigError(why())), CONNECT_TIMEOUT_MS);
+    const timer = setTimeout(() => reject(new BrokerUnavailableError(why())), CONNECT_TIMEOUT_MS);
     client.once("connect", () => {
       clearTimeout(timer);
       resolve();

@@ -5,6 +5,7 @@ import { closeOnSignals, serverOptionsFromEnv, startFunctionServer } from "../te
 import type { FunctionModule } from "../templates/node22-ts/types.js";
 import { integer, type Io } from "./parse.js";
 import { REPO_ROOT } from "./paths.js";
+import { FanwatchError, UsageError } from "../lib/errors.js";
 
 export const FUNCTIONS = ["score", "predict", "health"] as const;
 
@@ -18,12 +19,12 @@ export function addFunctionCommand(program: Command, io: Io): void {
     .option("--stop-with-stdin", "stop, as on SIGTERM, when standard input closes (the local gateway runs its functions so, and they end with it even when it is killed)")
     .action(async (name: string, opts: { port?: number; host?: string; stopWithStdin?: boolean }) => {
       if (!(FUNCTIONS as readonly string[]).includes(name)) {
-        throw new RangeError(`unknown function "${name}"; the functions are ${FUNCTIONS.join(", ")}`);
+        throw new UsageError(`unknown function "${name}"; the functions are ${FUNCTIONS.join(", ")}`);
       }
       // In the container MODEL_DIR is relative to /home/app; here, to the repository.
       process.env.MODEL_DIR ??= fileURLToPath(new URL("model/artifact", REPO_ROOT));
       const module = new URL(`../functions/${name}/handler.js`, import.meta.url);
-      if (!existsSync(module)) throw new RangeError(`${fileURLToPath(module)} is missing: run npm run build`);
+      if (!existsSync(module)) throw new FanwatchError("FANWATCH_NOT_BUILT", `${fileURLToPath(module)} is missing: run npm run build`);
       const fn = (await import(module.href)) as FunctionModule;
       const options = serverOptionsFromEnv();
       const server = await startFunctionServer(fn, { ...options, name, ...(opts.port === undefined ? {} : { port: opts.port }), ...(opts.host === undefined ? {} : { host: opts.host }) });

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from "commander";
-import { ConfigError, DataFormatError, ModelError } from "../lib/errors.js";
+import { FanwatchError, UsageError } from "../lib/errors.js";
+import { ServerSettingError } from "../templates/node22-ts/errors.js";
 import { addConnectorCommand } from "./connector-command.js";
 import { addDeadLettersCommand } from "./deadletters-command.js";
 import { addFunctionCommand } from "./function-command.js";
@@ -29,7 +30,11 @@ export function buildProgram(io: Io): Command {
   return program;
 }
 
-/** Runs the CLI and returns the exit code: 0 success, 1 failure, 2 usage error. */
+/**
+ * Runs the CLI and returns the exit code: 0 success, 1 failure, 2 usage error (commander's own,
+ * a flag, argument or setting with an impossible value). A known error (docs/errors.md) is one
+ * line, `fanwatch: <message>`; any other error is a bug and keeps its stack.
+ */
 export async function run(argv: string[], io: Io = processIo()): Promise<number> {
   const program = buildProgram(io);
   if (argv.length === 0) {
@@ -44,7 +49,11 @@ export async function run(argv: string[], io: Io = processIo()): Promise<number>
       // --help and --version end in a CommanderError with exit code 0.
       return error.exitCode === 0 ? 0 : 2;
     }
-    if (error instanceof DataFormatError || error instanceof ModelError || error instanceof ConfigError || error instanceof RangeError) {
+    if (error instanceof UsageError || error instanceof ServerSettingError) {
+      io.err(`fanwatch: ${error.message}`);
+      return 2;
+    }
+    if (error instanceof FanwatchError) {
       io.err(`fanwatch: ${error.message}`);
       return 1;
     }

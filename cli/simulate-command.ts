@@ -4,6 +4,7 @@ import type { FleetModelOptions } from "../simulation/fleet-model.js";
 import { DEFAULT_TOPICS, readTopics } from "../lib/infra/config.js";
 import { DEFAULT_MQTT_URL } from "../lib/mqtt/settings.js";
 import { integer, number, type Io } from "./parse.js";
+import { UsageError } from "../lib/errors.js";
 
 export interface FleetFlags {
   fans: number;
@@ -51,11 +52,11 @@ export function defaultedShapes(command: Command): Set<ScaledShape> {
  */
 export function fleetOptions(flags: FleetFlags, defaulted: ReadonlySet<ScaledShape> = new Set()): FleetModelOptions {
   const mix = fitDefaults(flags.fans, { faulty: flags.faulty, degrading: flags.degrading, bearing: flags.bearing ?? 0, sudden: flags.sudden ?? 0, noisy: flags.noisy ?? 0 }, defaulted);
-  if (flags.fans < 0 || Object.values(mix).some((n) => n < 0)) throw new RangeError("--fans, --faulty, --degrading, --bearing, --sudden and --noisy cannot be negative");
-  if (flags.interval < 10) throw new RangeError("--interval is in milliseconds and at least 10");
-  if (flags.degradeMinutes <= 0) throw new RangeError("--degrade-minutes must be more than 0");
+  if (flags.fans < 0 || Object.values(mix).some((n) => n < 0)) throw new UsageError("--fans, --faulty, --degrading, --bearing, --sudden and --noisy cannot be negative");
+  if (flags.interval < 10) throw new UsageError("--interval is in milliseconds and at least 10");
+  if (flags.degradeMinutes <= 0) throw new UsageError("--degrade-minutes must be more than 0");
   const onsetMinutes = flags.onsetMinutes ?? 0;
-  if (!(onsetMinutes >= 0)) throw new RangeError("--onset-minutes cannot be negative");
+  if (!(onsetMinutes >= 0)) throw new UsageError("--onset-minutes cannot be negative");
   if (flags.fans > 0) fleetProfiles(flags.fans, mix); // throws on a mix that does not fit
   return { fans: flags.fans, ...mix, intervalMs: flags.interval, degradeMs: flags.degradeMinutes * 60_000, onsetMs: onsetMinutes * 60_000, seed: flags.seed };
 }
@@ -78,7 +79,7 @@ export function addSimulateCommand(program: Command, io: Io): void {
     .option("--duration <s>", "stop after this many seconds (default: run until Ctrl-C)", number("--duration"))
     .option("--truth <file>", "write each fan's ground truth (shape, when it starts to wear, when it fails) to this file as JSON lines");
   addFleetOptions(command, DEFAULT_FLEET).action(async (opts: FleetFlags & { broker?: string; topic?: string; qos: number; duration?: number; truth?: string }, self: Command) => {
-    if (opts.qos !== 0 && opts.qos !== 1) throw new RangeError("--qos is 0 or 1");
+    if (opts.qos !== 0 && opts.qos !== 1) throw new UsageError("--qos is 0 or 1");
     const fleet = fleetOptions(opts, defaultedShapes(self));
     let stop = () => {};
     const stopped = new Promise<void>((resolve) => (stop = resolve));

@@ -1,30 +1,315 @@
 /**
+ * The error contract of fanwatch: every error the project throws on purpose is a FanwatchError with
+ * a stable `code` from ERROR_CODES (docs/errors.md lists them; test/unit/errors.test.ts checks the
+ * two agree), a message that names what is wrong and what to do, and the `cause` it wraps.
+ *
+ * Two readers act on it. The functions answer an error whose code has an HTTP status with
+ * `{"error", "code", "field"}` (errorAnswer, wired into the template by each handler); anything
+ * else is a 500. The CLI exits 2 on a usage error and 1 on any other FanwatchError, printing its
+ * message without a stack; an error that is not a FanwatchError is a bug and keeps its stack.
+ *
+ * This module imports nothing of the project, so that every part may use it.
+ */
+
+/**
+ * What an error means to whoever meets it:
+ * - input: the caller sent something it must fix (an HTTP 4xx);
+ * - usage: a flag, argument or setting with an impossible value (the CLI exits 2);
+ * - unavailable: something needed is down, overloaded or too slow; try again later (HTTP 503);
+ * - failure: a known failure that is neither (a bad model or data file, a rejected call; the CLI exits 1);
+ * - signal: passed between modules and handled there, never answered or printed.
+ */
+export type ErrorKind = "input" | "usage" | "unavailable" | "failure" | "signal";
+
+export interface ErrorCodeInfo {
+  readonly kind: ErrorKind;
+  /** The HTTP status a function answers with; absent when the error never becomes an answer. */
+  readonly status?: number;
+  /** One line: what happened. docs/errors.md says more, and what to do. */
+  readonly meaning: string;
+}
+
+export const ERROR_CODES = {
+  FANWATCH_INPUT_INVALID: { kind: "input", status: 400, meaning: "a request body, field or query parameter is invalid" },
+  FANWATCH_HEALTH_NOT_FOUND: { kind: "input", status: 404, meaning: "the health function has no record of the fan" },
+  FANWATCH_HEALTH_CONFLICT: { kind: "input", status: 409, meaning: "the command does not fit the fan's state" },
+  FANWATCH_USAGE: { kind: "usage", meaning: "a command-line flag or argument has an impossible value" },
+  FANWATCH_CONFIG_INVALID: { kind: "usage", meaning: "a setting (environment variable, secret or flag) has an impossible value" },
+  FANWATCH_SCALE_LABEL_INVALID: { kind: "usage", meaning: "a function's com.openfaas.scale.* label is one OpenFaaS CE would refuse" },
+  FANWATCH_MODEL_INVALID: { kind: "failure", meaning: "a model directory cannot be loaded" },
+  FANWATCH_DATA_FORMAT: { kind: "failure", meaning: "a file of readings does not follow the reference CSV format" },
+  FANWATCH_SCORE_REJECTED: { kind: "failure", status: 502, meaning: "the score function refused predict's request or answered nonsense" },
+  FANWATCH_NOT_BUILT: { kind: "failure", meaning: "a compiled file the command needs is missing from dist/" },
+  FANWATCH_PORT_IN_USE: { kind: "failure", meaning: "the port a server was to listen on is in use" },
+  FANWATCH_HTTP_STATUS: { kind: "failure", meaning: "an HTTP call answered with a status that is not a success" },
+  FANWATCH_INFLUX_QUERY: { kind: "failure", meaning: "InfluxDB refused a query statement" },
+  FANWATCH_BODY_TOO_LARGE: { kind: "input", status: 413, meaning: "the local gateway refused a request body over its limit" },
+  FANWATCH_PACKET_TOO_LARGE: { kind: "input", meaning: "the embedded MQTT broker refused a packet over its limit" },
+  FANWATCH_STORE_UNAVAILABLE: { kind: "unavailable", status: 503, meaning: "the health store (NATS JetStream) cannot be reached or is not ready" },
+  FANWATCH_STORE_CONTENDED: { kind: "unavailable", status: 503, meaning: "other writers kept changing the fan while the health function tried to update it" },
+  FANWATCH_SCORE_UNAVAILABLE: { kind: "unavailable", status: 503, meaning: "the score function is down, overloaded or too slow" },
+  FANWATCH_BUDGET_EXHAUSTED: { kind: "unavailable", status: 503, meaning: "the invocation's time ran out before it finished" },
+  FANWATCH_PUBLISH_FAILED: { kind: "unavailable", status: 503, meaning: "the MQTT broker refused a publish, or the client is closing" },
+  FANWATCH_BROKER_UNAVAILABLE: { kind: "unavailable", meaning: "the MQTT broker cannot be reached" },
+  FANWATCH_INFLUX_UNAVAILABLE: { kind: "unavailable", meaning: "InfluxDB cannot store or answer anything for now" },
+  FANWATCH_STORE_CAS_CONFLICT: { kind: "signal", meaning: "someone else wrote the fan since it was read: read it again and re-apply" },
+} as const satisfies Record<string, ErrorCodeInfo>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ErrorOptions {
+  cause?: unknown;
+}
+
+/** The base of every error in ERROR_CODES. Subclasses set their code; `status` and `field` where they apply. */
+export class FanwatchError extends Error {
+  override readonly name: string = "FanwatchError";
+  readonly code: ErrorCode;
+  /** The HTTP status a function answers with (ERROR_CODES' unless the thrower chose another). */
+  readonly status: number | undefined;
+  /** The request field that is wrong, named in the answer's `field`. */
+  readonly field: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions & { status?: number; field?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    const info: ErrorCodeInfo = ERROR_CODES[code];
+    this.status = options?.status ?? info.status;
+    this.field = options?.field;
+  }
+
+  get kind(): ErrorKind {
+    return ERROR_CODES[this.code].kind;
+  }
+}
+
+/**
  * Input that a caller sent and must fix. Carries the offending field so that HTTP answers can say
  * `{"error": "...", "field": "..."}` as docs/architecture.md, "Contracts", requires.
  */
-export class InputError extends Error {
-  override readonly name = "InputError";
-  readonly field: string;
-  readonly status: number;
+export class InputError extends FanwatchError {
+  override readonly name: string = "InputError";
+  declare readonly status: number;
+  declare readonly field: string;
 
-  constructor(message: string, field: string, options?: { status?: number; cause?: unknown }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.field = field;
-    this.status = options?.status ?? 400;
+  constructor(message: string, field: string, options?: ErrorOptions & { status?: number; code?: ErrorCode }) {
+    super(options?.code ?? "FANWATCH_INPUT_INVALID", message, { field, status: options?.status ?? 400, cause: options?.cause });
+  }
+}
+
+/** The health function has no record of the fan: nothing to acknowledge (404). */
+export class HealthNotFoundError extends InputError {
+  override readonly name = "HealthNotFoundError";
+
+  constructor(deviceID: string) {
+    super(`no health record for fan "${deviceID}": it has not reported since the health state was created; check the deviceID`, "deviceID", { status: 404, code: "FANWATCH_HEALTH_NOT_FOUND" });
+  }
+}
+
+/** The command does not fit the fan's state: nothing open to acknowledge, or already acknowledged (409). */
+export class HealthConflictError extends InputError {
+  override readonly name = "HealthConflictError";
+
+  constructor(message: string, field = "action") {
+    super(message, field, { status: 409, code: "FANWATCH_HEALTH_CONFLICT" });
+  }
+}
+
+/** A command-line flag or argument with an impossible value; the message names it. The CLI exits 2. */
+export class UsageError extends FanwatchError {
+  override readonly name: string = "UsageError";
+
+  constructor(message: string, options?: ErrorOptions & { code?: ErrorCode }) {
+    super(options?.code ?? "FANWATCH_USAGE", message, options);
+  }
+}
+
+/** A setting (environment variable, secret or flag) with an impossible value; the message names it. */
+export class ConfigError extends UsageError {
+  override readonly name = "ConfigError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, { ...options, code: "FANWATCH_CONFIG_INVALID" });
+  }
+}
+
+/** A com.openfaas.scale.* label OpenFaaS CE would refuse; the message names the label. */
+export class ScaleLabelError extends UsageError {
+  override readonly name = "ScaleLabelError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, { ...options, code: "FANWATCH_SCALE_LABEL_INVALID" });
   }
 }
 
 /** A model directory that cannot be loaded: missing files, a wrong format or an unsupported layer. */
-export class ModelError extends Error {
+export class ModelError extends FanwatchError {
   override readonly name = "ModelError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_MODEL_INVALID", message, options);
+  }
 }
 
 /** A file of readings that does not follow the reference CSV format. */
-export class DataFormatError extends Error {
+export class DataFormatError extends FanwatchError {
   override readonly name = "DataFormatError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_DATA_FORMAT", message, options);
+  }
 }
 
-/** A setting (environment variable or flag) with an impossible value; the message names it. */
-export class ConfigError extends Error {
-  override readonly name = "ConfigError";
+/** The health store cannot be reached (or is not ready yet): a 503, the caller tries again later. */
+export class StoreUnavailableError extends FanwatchError {
+  override readonly name = "StoreUnavailableError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_STORE_UNAVAILABLE", message, options);
+  }
+}
+
+/** Every compare-and-set attempt for a fan lost to another writer: a 503, tried again later. */
+export class ContendedError extends FanwatchError {
+  override readonly name = "ContendedError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_STORE_CONTENDED", message, options);
+  }
+}
+
+/** Someone else wrote the fan since it was read: read again and re-apply. Handled by the health function's updater. */
+export class CasConflictError extends FanwatchError {
+  override readonly name = "CasConflictError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_STORE_CAS_CONFLICT", message, options);
+  }
+}
+
+/** The score function is down, overloaded (429, 5xx) or too slow: worth trying again later (503). */
+export class ScoreUnavailableError extends FanwatchError {
+  override readonly name = "ScoreUnavailableError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_SCORE_UNAVAILABLE", message, options);
+  }
+}
+
+/** The score function refused the request (4xx) or answered nonsense: a bug on our side (502). */
+export class ScoreRejectedError extends FanwatchError {
+  override readonly name = "ScoreRejectedError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_SCORE_REJECTED", message, options);
+  }
+}
+
+/** The invocation's budget ran out: a 503, so that the caller tries again later. */
+export class BudgetExhaustedError extends FanwatchError {
+  override readonly name = "BudgetExhaustedError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_BUDGET_EXHAUSTED", message, options);
+  }
+}
+
+/** The broker refused a publish, or the client is closing: worth trying again later (503). */
+export class PublishFailedError extends FanwatchError {
+  override readonly name = "PublishFailedError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_PUBLISH_FAILED", message, options);
+  }
+}
+
+/** The port a server was to listen on is taken; the message names the flag that picks another. */
+export class PortInUseError extends FanwatchError {
+  override readonly name = "PortInUseError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_PORT_IN_USE", message, options);
+  }
+}
+
+/** The MQTT broker cannot be reached (down, or refusing the credentials); the message says which and what to check. */
+export class BrokerUnavailableError extends FanwatchError {
+  override readonly name = "BrokerUnavailableError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_BROKER_UNAVAILABLE", message, options);
+  }
+}
+
+/**
+ * An HTTP answer that was not a success. `status` is the status the server answered, which
+ * isRetryable (lib/infra/retry.ts) judges; it is never passed on as a function's own answer.
+ */
+export class HttpStatusError extends FanwatchError {
+  override readonly name = "HttpStatusError";
+  declare readonly status: number;
+
+  constructor(status: number, message: string, options?: ErrorOptions) {
+    super("FANWATCH_HTTP_STATUS", message, { ...options, status });
+  }
+}
+
+/**
+ * InfluxDB cannot store anything for now: unreachable, too slow, failing (5xx), overloaded (429),
+ * refusing the credentials, or missing its database. Nothing in the batch is known to be bad, so
+ * the caller keeps it and retries later; the message says what is wrong and, if it is a
+ * configuration problem, what to do.
+ */
+export class InfluxUnavailableError extends FanwatchError {
+  override readonly name = "InfluxUnavailableError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_INFLUX_UNAVAILABLE", message, options);
+  }
+}
+
+/** InfluxDB answered a query with an error of the statement itself (a syntax error, no rights, no database). */
+export class InfluxQueryError extends FanwatchError {
+  override readonly name = "InfluxQueryError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_INFLUX_QUERY", message, options);
+  }
+}
+
+/** A request body over the local gateway's limit; the gateway answers 413. */
+export class BodyTooLargeError extends FanwatchError {
+  override readonly name = "BodyTooLargeError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_BODY_TOO_LARGE", message, options);
+  }
+}
+
+/** An MQTT packet whose header announces more bytes than the embedded broker accepts. */
+export class PacketTooLargeError extends FanwatchError {
+  override readonly name = "PacketTooLargeError";
+
+  constructor(readonly size: number, readonly limit: number) {
+    super("FANWATCH_PACKET_TOO_LARGE", `MQTT packet of ${size} bytes refused: the limit is ${limit} bytes`);
+  }
+}
+
+/** A function's answer to an error: its HTTP status and `{"error", "code", "field"?}` body. */
+export interface ErrorAnswer {
+  status: number;
+  body: { error: string; code: string; field?: string };
+}
+
+/**
+ * The answer a function gives to a thrown error whose code has an HTTP status; undefined for any
+ * other error, which the template answers with a 500. Handlers export it as their `errorAnswer`.
+ */
+export function errorAnswer(error: unknown): ErrorAnswer | undefined {
+  if (!(error instanceof FanwatchError)) return undefined;
+  const info: ErrorCodeInfo = ERROR_CODES[error.code];
+  if (info.status === undefined || error.status === undefined) return undefined;
+  const body: ErrorAnswer["body"] = { error: error.message, code: error.code };
+  if (error.field !== undefined) body.field = error.field;
+  return { status: error.status, body };
 }

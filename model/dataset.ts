@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { CsvError, parse } from "csv-parse/sync";
-import { DataFormatError } from "../lib/errors.js";
+import { DataFormatError, UsageError } from "../lib/errors.js";
 import { FAULTY_RANGES, HEALTHY_RANGES } from "../lib/domain/fan-ranges.js";
 import { drawReading } from "../simulation/draw.js";
 import { FEATURES } from "../lib/domain/features.js";
@@ -39,8 +39,8 @@ export interface GenerateOptions {
  */
 export function generateReadings(options: GenerateOptions): LabelledReading[] {
   const { fans, rows, seed } = options;
-  if (!Number.isInteger(fans) || fans < 1) throw new RangeError(`--fans must be a whole number >= 1, not ${fans}`);
-  if (!Number.isInteger(rows) || rows < 1) throw new RangeError(`--rows must be a whole number >= 1, not ${rows}`);
+  if (!Number.isInteger(fans) || fans < 1) throw new UsageError(`--fans must be a whole number >= 1, not ${fans}`);
+  if (!Number.isInteger(rows) || rows < 1) throw new UsageError(`--rows must be a whole number >= 1, not ${rows}`);
   const random = seededRandom(seed);
   const faulty = shuffleInPlace(
     Array.from({ length: fans }, (_, i) => (i < Math.floor(fans / 2) ? 0 : 1) as 0 | 1),

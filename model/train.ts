@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import * as tfl from "@tensorflow/tfjs-layers";
 import { HEALTHY_RANGES } from "../lib/domain/fan-ranges.js";
 import { FEATURES } from "../lib/domain/features.js";
+import { DataFormatError, UsageError } from "../lib/errors.js";
 import { saveModel } from "../lib/inference/artifact.js";
 import { initBackend } from "../lib/inference/backend.js";
 import type { ModelMetadata } from "../lib/inference/metadata.js";
@@ -45,44 +46,27 @@ export interface EpochProgress {
  * same data and seed give the same model. Writes the model directory and returns its metadata.
  */
 export async function trainModel(options: TrainOptions): Promise<ModelMetadata> {
-  const epochs = options.epochs ?? TRAIN_DEFAULTS.epochs;
-  const batchSize = options.batchSize ?? TRAIN_DEFAULTS.batchSize;
-  const seed = options.seed ?? TRAIN_DEFAULTS.seed;
-  const testSplit = options.testSplit ?? TRAIN_DEFAULTS.testSplit;
-  if (!(testSplit > 0 && testSplit < 1)) throw new RangeError(`--test-split must be between 0 and 1, not ${testSplit}`);
-  if (!Number.isInteger(epochs) || epochs < 1) throw new RangeError(`--epochs must be a whole number >= 1, not ${epochs}`);
+  const settings = trainSettings(options);
   const backend = await initBackend(options.backend);
   const started = performance.now();
-  const random = seededRandom(seed);
-
-  const shuffled = shuffleInPlace([...options.dataset.rows], random);
-  const testCount = Math.round(shuffled.length * testSplit);
-  const test = shuffled.slice(0, testCount);
-  const train = shuffled.slice(testCount);
-  if (train.length === 0 || test.length === 0) throw new RangeError(`${shuffled.length} rows are too few to split`);
+  const random = seededRandom(settings.seed);
+  const { train, test } = splitRows(options.dataset.rows, settings.testSplit, random);
   const scaler = fitScaler(train);
 
-  const model = buildModel(seed, options.learningRate ?? TRAIN_DEFAULTS.learningRate);
+  const model = buildModel(settings.seed, options.learningRate ?? TRAIN_DEFAULTS.learningRate);
   const testX = toInput(test, scaler);
   const testY = test.map((r) => r.faulty);
-  for (let epoch = 1; epoch <= epochs; epoch++) {
+  for (let epoch = 1; epoch <= settings.epochs; epoch++) {
     shuffleInPlace(train, random); // our own seeded shuffle: fit's shuffle uses Math.random
-    const x = toInput(train, scaler);
-    const y = tf.tensor2d(train.map((r) => r.faulty), [train.length, 1]);
-    const history = await model.fit(x, y, { epochs: 1, batchSize, shuffle: false, verbose: 0 });
-    x.dispose();
-    y.dispose();
-    if (options.onEpoch !== undefined) {
-      const testProbabilities = predictProbabilities(model, testX);
-      options.onEpoch({
-        epoch,
-        epochs,
-        loss: Number(history.history["loss"]?.[0]),
-        accuracy: Number(history.history["acc"]?.[0] ?? history.history["accuracy"]?.[0]),
-        testAccuracy: evaluatePredictions(testY, testProbabilities, 0.5).accuracy,
-        elapsedSeconds: (performance.now() - started) / 1000,
-      });
-    }
+    const history = await fitOnce(model, train, scaler, settings.batchSize);
+    options.onEpoch?.({
+      epoch,
+      epochs: settings.epochs,
+      loss: Number(history.history["loss"]?.[0]),
+      accuracy: Number(history.history["acc"]?.[0] ?? history.history["accuracy"]?.[0]),
+      testAccuracy: evaluatePredictions(testY, predictProbabilities(model, testX), 0.5).accuracy,
+      elapsedSeconds: (performance.now() - started) / 1000,
+    });
   }
 
   const threshold = 0.5;
@@ -100,10 +84,7 @@ export async function trainModel(options: TrainOptions): Promise<ModelMetadata> 
       data: { file: options.dataFile, sha256: options.dataset.sha256, rows: options.dataset.rows.length },
       trainRows: train.length,
       testRows: test.length,
-      epochs,
-      batchSize,
-      seed,
-      testSplit,
+      ...settings,
       backend,
       tfjsVersion: tf.version_core,
       seconds: Math.round((performance.now() - started) / 100) / 10,
@@ -114,6 +95,35 @@ export async function trainModel(options: TrainOptions): Promise<ModelMetadata> 
   await saveModel(model, metadata, options.outDir);
   model.dispose();
   return metadata;
+}
+
+/** The options with their defaults, refused when impossible. */
+function trainSettings(options: TrainOptions): { epochs: number; batchSize: number; seed: number; testSplit: number } {
+  const epochs = options.epochs ?? TRAIN_DEFAULTS.epochs;
+  const testSplit = options.testSplit ?? TRAIN_DEFAULTS.testSplit;
+  if (!(testSplit > 0 && testSplit < 1)) throw new UsageError(`--test-split must be between 0 and 1, not ${testSplit}`);
+  if (!Number.isInteger(epochs) || epochs < 1) throw new UsageError(`--epochs must be a whole number >= 1, not ${epochs}`);
+  return { epochs, batchSize: options.batchSize ?? TRAIN_DEFAULTS.batchSize, seed: options.seed ?? TRAIN_DEFAULTS.seed, testSplit };
+}
+
+/** A seeded shuffle of the rows, split into training and test rows. */
+function splitRows(rows: readonly LabelledReading[], testSplit: number, random: () => number): { train: LabelledReading[]; test: LabelledReading[] } {
+  const shuffled = shuffleInPlace([...rows], random);
+  const testCount = Math.round(shuffled.length * testSplit);
+  const test = shuffled.slice(0, testCount);
+  const train = shuffled.slice(testCount);
+  if (train.length === 0 || test.length === 0) throw new DataFormatError(`${shuffled.length} rows are too few to split into training and test readings: give more rows or change --test-split`);
+  return { train, test };
+}
+
+/** One epoch over the rows in their present order. */
+async function fitOnce(model: tfl.Sequential, rows: readonly LabelledReading[], scaler: { mean: number[]; std: number[] }, batchSize: number): Promise<tfl.History> {
+  const x = toInput(rows, scaler);
+  const y = tf.tensor2d(rows.map((r) => r.faulty), [rows.length, 1]);
+  const history = await model.fit(x, y, { epochs: 1, batchSize, shuffle: false, verbose: 0 });
+  x.dispose();
+  y.dispose();
+  return history;
 }
 
 /**

@@ -3,7 +3,8 @@ import { createServer, type Server, type Socket } from "node:net";
 import { Duplex } from "node:stream";
 import { Aedes } from "aedes";
 import type { Logger } from "../lib/infra/log.js";
-import { PacketSizeGuard, PacketTooLargeError } from "./packet-size-guard.js";
+import { PacketTooLargeError } from "../lib/errors.js";
+import { PacketSizeGuard } from "./packet-size-guard.js";
 
 /** As the shipped Mosquitto's max_packet_size: readings are under 200 bytes, dead letters carry up to 1 KiB escaped. */
 export const MAX_PACKET_BYTES = 16 * 1024;

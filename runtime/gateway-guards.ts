@@ -3,6 +3,7 @@ import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { z } from "zod";
 import { parseEnv } from "../lib/infra/config.js";
+import { BodyTooLargeError } from "../lib/errors.js";
 
 export interface GatewayLimits {
   /** Largest async body the gateway holds while the call waits to run. */
@@ -86,8 +87,6 @@ function isLoopback(hostname: string): boolean {
   if (isIP(host) === 4) return host.startsWith("127.");
   return host === "::1";
 }
-
-export class BodyTooLargeError extends Error {}
 
 /**
  * Reads a request body, refusing it as soon as it passes `limit` bytes (`source` says what sets

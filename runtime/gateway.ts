@@ -1,5 +1,5 @@
 import { randomUUID, timingSafeEqual } from "node:crypto";
-import { createServer, request, Agent, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, request, Agent, type ClientRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { pipeline } from "node:stream";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
@@ -9,10 +9,11 @@ import type { Logger } from "../lib/infra/log.js";
 import type { StackFunction } from "./stack.js";
 import { replicasRefusal, type ScaleBounds, type ScaleDecision } from "../lib/openfaas/scaling.js";
 import { Autoscaler, type AutoscalerSettings, type Scalable } from "./autoscaler.js";
-import type { ReplicaSet } from "./replica-set.js";
+import type { Lease, ReplicaSet } from "./replica-set.js";
 import { describeFunction, functionTarget, namespaceRefusal, namespaces, secretList, systemInfo } from "./gateway-api.js";
 import { bodyLimit, type BodyLimits } from "../templates/node22-ts/body.js";
-import { BodyTooLargeError, checkCallbackUrl, crossSiteReason, readBody, type GatewayLimits } from "./gateway-guards.js";
+import { BodyTooLargeError, PortInUseError } from "../lib/errors.js";
+import { checkCallbackUrl, crossSiteReason, readBody, type GatewayLimits } from "./gateway-guards.js";
 import { parseLogQuery, streamLogs } from "./gateway-logs.js";
 
 /**
@@ -127,7 +128,7 @@ export class LocalGateway {
   listen(): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#server.once("error", (error: NodeJS.ErrnoException) =>
-        reject(error.code === "EADDRINUSE" ? new RangeError(`port ${this.options.port} is in use: stop what uses it or pick another with --port`) : error),
+        reject(error.code === "EADDRINUSE" ? new PortInUseError(`port ${this.options.port} is in use: stop what uses it or pick another with --port`, { cause: error }) : error),
       );
       this.#server.listen(this.options.port, this.options.host, () => resolve());
     });
@@ -297,11 +298,31 @@ export class LocalGateway {
       this.#count(name, 502, started);
       return json(res, 502, { error: `${name} is not reachable (${this.#unavailable(fn)})` });
     }
+    const call = this.#forward(req, res, name, `${lease.url}${path}`, lease, started);
+    pumpBody(req, call.upstream, limit, () => {
+      if (!call.settle()) return;
+      call.upstream.destroy();
+      refuse(`it passed ${limit} bytes`);
+    });
+    // A client that goes away mid-body: the function is not left waiting for the rest.
+    req.on("close", () => {
+      if (req.complete) return;
+      call.settle();
+      call.upstream.destroy();
+    });
+  }
+
+  /**
+   * Sends the call to the replica and relays its answer, or a 502 if the replica fails first.
+   * `settle()` is true only for the first to decide the client's answer: the replica's answer, its
+   * failure, or a body found too large.
+   */
+  #forward(req: IncomingMessage, res: ServerResponse, name: string, url: string, lease: Lease, started: number): { upstream: ClientRequest; settle: () => boolean } {
     const callId = headerValue(req.headers["x-call-id"]) ?? randomUUID();
     const headers = { ...req.headers, "x-call-id": callId, "x-start-time": String(started * 1e6) };
-    // Once set, errors of the request to the function are no longer the client's answer.
     let settled = false;
-    const upstream = request(`${lease.url}${path}`, { method: req.method, headers, agent: this.#agent }, (answer) => {
+    const settle = () => !settled && (settled = true);
+    const upstream = request(url, { method: req.method, headers, agent: this.#agent }, (answer) => {
       settled = true;
       const code = answer.statusCode ?? 502;
       res.writeHead(code, { ...answer.headers, "x-call-id": callId, "x-duration-seconds": ((Date.now() - started) / 1000).toFixed(6), "x-function-instance": lease.instance });
@@ -316,40 +337,12 @@ export class LocalGateway {
     upstream.once("close", () => lease.release());
     upstream.on("error", (error) => {
       lease.release();
-      if (settled) return;
-      settled = true;
+      if (!settle()) return;
       this.#count(name, 502, started);
       // Not retried here: a POST may have been half done; the caller (the connector) retries.
       json(res, 502, { error: `${name} is not reachable (its replica ${lease.instance} failed): ${error.message}` });
     });
-    let size = 0;
-    let refused = false;
-    req.on("data", (chunk: Buffer) => {
-      if (refused) return;
-      size += chunk.length;
-      if (size > limit) {
-        refused = true;
-        if (!settled) {
-          settled = true;
-          upstream.destroy();
-          refuse(`it passed ${limit} bytes`);
-        }
-        return;
-      }
-      if (!upstream.write(chunk)) {
-        req.pause();
-        upstream.once("drain", () => req.resume());
-      }
-    });
-    req.on("end", () => {
-      if (!refused) upstream.end();
-    });
-    // A client that goes away mid-body: the function is not left waiting for the rest.
-    req.on("close", () => {
-      if (req.complete) return;
-      settled = true;
-      upstream.destroy();
-    });
+    return { upstream, settle };
   }
 
   /**
@@ -446,4 +439,30 @@ function headerValue(value: string | string[] | undefined): string | undefined {
 
 function flatten(headers: IncomingMessage["headers"]): Record<string, string> {
   return Object.fromEntries(Object.entries(headers).flatMap(([k, v]) => (v === undefined ? [] : [[k, Array.isArray(v) ? v.join(", ") : v]])));
+}
+
+/**
+ * Streams the client's body to the replica, pausing the client while the replica's socket is full.
+ * Past `limit` it forwards no more, calls `onTooLarge` once and reads and drops the rest, so that a
+ * client still sending gets the answer rather than a reset connection.
+ */
+function pumpBody(req: IncomingMessage, upstream: ClientRequest, limit: number, onTooLarge: () => void): void {
+  let size = 0;
+  let refused = false;
+  req.on("data", (chunk: Buffer) => {
+    if (refused) return;
+    size += chunk.length;
+    if (size > limit) {
+      refused = true;
+      onTooLarge();
+      return;
+    }
+    if (!upstream.write(chunk)) {
+      req.pause();
+      upstream.once("drain", () => req.resume());
+    }
+  });
+  req.on("end", () => {
+    if (!refused) upstream.end();
+  });
 }

@@ -1,10 +1,5 @@
 import { Transform, type TransformCallback } from "node:stream";
-
-export class PacketTooLargeError extends Error {
-  constructor(readonly size: number, readonly limit: number) {
-    super(`MQTT packet of ${size} bytes refused: the limit is ${limit} bytes`);
-  }
-}
+import { PacketTooLargeError } from "../lib/errors.js";
 
 /**
  * Passes an MQTT byte stream through unchanged, reading only each packet's fixed header (a type

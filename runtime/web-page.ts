@@ -47,76 +47,94 @@ interface Stream {
  * frame per client, and is closed after missing 30 frames in a row (30 s behind).
  */
 export function createWebPage(fleet: FleetView, options: WebPageOptions = {}): WebPage {
-  const maxStreams = options.maxStreams ?? 16;
-  const maxMissed = options.maxMissedFrames ?? 30;
-  const streams = new Set<Stream>();
-  let closed = false;
+  return new LivePage(fleet, options);
+}
 
-  const send = (stream: Stream, frame: string) => {
-    if (stream.res.write(frame)) return;
-    stream.waiting = true;
-    stream.res.once("drain", () => {
-      stream.waiting = false;
-      stream.missed = 0;
-    });
-  };
-  const tick = () => {
+class LivePage implements WebPage {
+  readonly #fleet: FleetView;
+  readonly #maxStreams: number;
+  readonly #maxMissed: number;
+  readonly #streams = new Set<Stream>();
+  readonly #timer: NodeJS.Timeout;
+  #closed = false;
+
+  constructor(fleet: FleetView, options: WebPageOptions) {
+    this.#fleet = fleet;
+    this.#maxStreams = options.maxStreams ?? 16;
+    this.#maxMissed = options.maxMissedFrames ?? 30;
+    this.#timer = setInterval(this.tick, options.intervalMs ?? 1_000);
+    this.#timer.unref();
+  }
+
+  readonly tick = (): void => {
     let frame: string | undefined;
-    for (const stream of streams) {
-      if (!stream.waiting) send(stream, (frame ??= `data: ${JSON.stringify(fleet.snapshot())}\n\n`));
-      else if (++stream.missed > maxMissed) stream.res.destroy();
+    for (const stream of this.#streams) {
+      if (!stream.waiting) send(stream, (frame ??= `data: ${JSON.stringify(this.#fleet.snapshot())}\n\n`));
+      else if (++stream.missed > this.#maxMissed) stream.res.destroy();
     }
   };
-  const timer = setInterval(tick, options.intervalMs ?? 1_000);
-  timer.unref();
 
-  function handle(req: IncomingMessage, res: ServerResponse): boolean {
+  readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => {
     const path = new URL(req.url ?? "/", "http://page").pathname;
     if (path === "/" || path === "/ui") {
       res.writeHead(302, { location: "/ui/" }).end();
       return true;
     }
     if (path === "/ui/events") {
-      if (closed || streams.size >= maxStreams) {
-        const why = closed ? "fanwatch is stopping" : `the page is open in ${maxStreams} places already, the most it serves; close one`;
-        res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "10" }).end(`${why}\n`);
-        return true;
-      }
-      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
-      const stream: Stream = { res, waiting: false, missed: 0 };
-      streams.add(stream);
-      res.on("close", () => streams.delete(stream));
-      send(stream, `retry: 2000\ndata: ${JSON.stringify(fleet.snapshot())}\n\n`);
+      this.#openStream(res);
       return true;
     }
     const file = FILES[path];
     if (file === undefined) return false;
-    readFile(`${UI_DIR}${file}`).then(
-      (body) => res.writeHead(200, { "content-type": TYPES[file.split(".").pop() ?? ""] ?? "application/octet-stream", "cache-control": "no-cache", "x-content-type-options": "nosniff" }).end(body),
-      () => res.writeHead(500, { "content-type": "text/plain" }).end(`${file} is missing from ${UI_DIR}`),
-    );
+    serveFile(file, res);
     return true;
+  };
+
+  #openStream(res: ServerResponse): void {
+    if (this.#closed || this.#streams.size >= this.#maxStreams) {
+      const why = this.#closed ? "fanwatch is stopping" : `the page is open in ${this.#maxStreams} places already, the most it serves; close one`;
+      res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "10" }).end(`${why}\n`);
+      return;
+    }
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
+    const stream: Stream = { res, waiting: false, missed: 0 };
+    this.#streams.add(stream);
+    res.on("close", () => this.#streams.delete(stream));
+    send(stream, `retry: 2000\ndata: ${JSON.stringify(this.#fleet.snapshot())}\n\n`);
   }
 
-  return {
-    tick,
-    handle,
-    stats() {
-      let waiting = 0;
-      let bufferedBytes = 0;
-      for (const stream of streams) {
-        const { res } = stream;
-        if (stream.waiting) waiting++;
-        bufferedBytes += res.writableLength;
-      }
-      return { streams: streams.size, waiting, bufferedBytes };
-    },
-    close() {
-      closed = true;
-      clearInterval(timer);
-      // Destroyed rather than ended: a client that does not read would keep an ended stream open.
-      for (const { res } of streams) res.destroy();
-      streams.clear();
-    },
+  readonly stats = (): ReturnType<WebPage["stats"]> => {
+    let waiting = 0;
+    let bufferedBytes = 0;
+    for (const stream of this.#streams) {
+      if (stream.waiting) waiting++;
+      bufferedBytes += stream.res.writableLength;
+    }
+    return { streams: this.#streams.size, waiting, bufferedBytes };
   };
+
+  readonly close = (): void => {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    // Destroyed rather than ended: a client that does not read would keep an ended stream open.
+    for (const { res } of this.#streams) res.destroy();
+    this.#streams.clear();
+  };
+}
+
+/** Writes a frame; a stream whose socket is still full is skipped until it drains. */
+function send(stream: Stream, frame: string): void {
+  if (stream.res.write(frame)) return;
+  stream.waiting = true;
+  stream.res.once("drain", () => {
+    stream.waiting = false;
+    stream.missed = 0;
+  });
+}
+
+function serveFile(file: string, res: ServerResponse): void {
+  readFile(`${UI_DIR}${file}`).then(
+    (body) => res.writeHead(200, { "content-type": TYPES[file.split(".").pop() ?? ""] ?? "application/octet-stream", "cache-control": "no-cache", "x-content-type-options": "nosniff" }).end(body),
+    () => res.writeHead(500, { "content-type": "text/plain" }).end(`${file} is missing from ${UI_DIR}`),
+  );
 }

@@ -1,4 +1,5 @@
 import { FEATURES, type FeatureName } from "../lib/domain/features.js";
+import { UsageError } from "../lib/errors.js";
 import { FAULTY_RANGES, HEALTHY_RANGES, type Range } from "../lib/domain/fan-ranges.js";
 import { drawReading } from "./draw.js";
 import type { Random } from "./rng.js";
@@ -85,6 +86,6 @@ export function fleetProfiles(fans: number, mix: FleetMix): ProfileName[] {
     ["noisy", mix.noisy ?? 0],
   ];
   const total = counts.reduce((n, [, c]) => n + c, 0);
-  if (total > fans) throw new RangeError(`${counts.filter(([, c]) => c > 0).map(([p, c]) => `--${p} ${c}`).join(", ")} are more than the ${fans} fans`);
+  if (total > fans) throw new UsageError(`${counts.filter(([, c]) => c > 0).map(([p, c]) => `--${p} ${c}`).join(", ")} are more than the ${fans} fans`);
   return counts.flatMap(([p, c]) => Array.from({ length: c }, () => p)).concat(Array.from({ length: fans - total }, () => "healthy" as const));
 }

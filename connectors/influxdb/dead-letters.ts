@@ -1,4 +1,5 @@
 import { DEAD_LETTER_PAYLOAD_LIMIT } from "../../lib/domain/dead-letter.js";
+import { UsageError } from "../../lib/errors.js";
 import type { InfluxTarget } from "./config.js";
 import { influxQuery } from "./influx-http.js";
 
@@ -17,8 +18,8 @@ export const DURATION = /^[1-9]\d*(s|m|h|d|w)$/;
 /** The newest `limit` dead letters of the last `since`, oldest first, and how many the window holds. */
 export async function readDeadLetters(target: InfluxTarget, options: { since: string; limit: number; signal?: AbortSignal }): Promise<{ letters: StoredDeadLetter[]; total: number }> {
   // Both go into the statement as they are: check them here, whoever the caller.
-  if (!DURATION.test(options.since)) throw new RangeError(`since takes a duration such as 30m, 1h or 7d, not "${options.since}"`);
-  if (!Number.isSafeInteger(options.limit) || options.limit < 1) throw new RangeError(`limit is a whole number from 1, not ${options.limit}`);
+  if (!DURATION.test(options.since)) throw new UsageError(`since takes a duration such as 30m, 1h or 7d, not "${options.since}"`);
+  if (!Number.isSafeInteger(options.limit) || options.limit < 1) throw new UsageError(`limit is a whole number from 1, not ${options.limit}`);
   const where = `WHERE time > now() - ${options.since}`;
   const query = { signal: options.signal };
   const [count] = await influxQuery(target, `SELECT count("error") FROM "deadletter" ${where}`, query);

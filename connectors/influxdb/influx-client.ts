@@ -1,8 +1,8 @@
 import type { Logger } from "../../lib/infra/log.js";
 import type { InfluxTarget } from "./config.js";
-import { authHeaders, credentialsHint, InfluxUnavailableError, request, type Answer } from "./influx-http.js";
+import { InfluxUnavailableError } from "../../lib/errors.js";
+import { authHeaders, credentialsHint, request, type Answer } from "./influx-http.js";
 
-export { InfluxUnavailableError } from "./influx-http.js";
 
 export interface WriteOutcome {
   /** Lines InfluxDB refused as bad data (400 on them alone), by index into the batch, with its reason. */

@@ -1,17 +1,8 @@
 import type { InfluxTarget } from "./config.js";
+import { InfluxQueryError, InfluxUnavailableError } from "../../lib/errors.js";
 
 /** Longest wait for one answer from InfluxDB; a batch of 1000 points takes about 10 ms. */
 export const REQUEST_TIMEOUT_MS = 10_000;
-
-/**
- * InfluxDB cannot store anything for now: unreachable, too slow, failing (5xx), overloaded (429),
- * refusing the credentials, or missing its database. Nothing in the batch is known to be bad, so
- * the caller keeps it and retries later; the message says what is wrong and, if it is a
- * configuration problem, what to do.
- */
-export class InfluxUnavailableError extends Error {
-  override readonly name = "InfluxUnavailableError";
-}
 
 /** An HTTP answer: its status and the server's message (the `error` or `message` of its JSON body). */
 export interface Answer {
@@ -75,11 +66,6 @@ export async function influxQuery(target: InfluxTarget, statement: string, optio
   const error = body.results?.[0]?.error;
   if (error !== undefined) throw new InfluxQueryError(error);
   return body.results?.[0]?.series ?? [];
-}
-
-/** InfluxDB answered a query with an error of the statement itself (a syntax error, no rights, no database). */
-export class InfluxQueryError extends Error {
-  override readonly name = "InfluxQueryError";
 }
 
 export function credentialsHint(target: InfluxTarget): string {

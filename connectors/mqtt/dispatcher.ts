@@ -174,29 +174,38 @@ export class Dispatcher {
       for (const lane of [...this.#lanes.values()]) {
         if (this.#inFlight >= this.config.maxInFlightTotal) break;
         if (!lane.hasRoom || lane.ready.length === 0) continue;
-        const queue = lane.ready.shift() as Queue;
-        const batch = takeBatch(queue, this.config.batchSize, this.config.maxBatchBytes);
-        // Round robin: a busy queue's leftovers go behind the other queues of its function.
-        if (queue.items.length > 0) lane.ready.push(queue);
-        else {
-          queue.ready = false;
-          if (queue.timer === undefined) this.#queues.delete(queueKey(queue.target.name, queue.topic)); // topics with device ids in them are unbounded
-        }
         progress = true;
-        if (batch.length === 0) continue;
-        // ... and a function that took a batch goes behind the other functions.
-        this.#lanes.delete(lane.name);
-        this.#lanes.set(lane.name, lane);
-        this.#inFlight++;
-        lane.batchTaken();
-        void this.#deliver(lane, queue.target, queue.topic, batch).finally(() => {
-          this.#inFlight--;
-          lane.batchFinished();
-          this.#pump();
-          if (this.#isIdle()) this.#idle?.();
-        });
+        const { queue, batch } = this.#nextBatch(lane);
+        if (batch.length > 0) this.#dispatch(lane, queue, batch);
       }
     }
+  }
+
+  /** A batch from the lane's first ready queue. Round robin: a busy queue's leftovers go behind the other queues of its function. */
+  #nextBatch(lane: Lane<Queue>): { queue: Queue; batch: Delivery[] } {
+    const queue = lane.ready.shift() as Queue;
+    const batch = takeBatch(queue, this.config.batchSize, this.config.maxBatchBytes);
+    if (queue.items.length > 0) lane.ready.push(queue);
+    else {
+      queue.ready = false;
+      // Forgotten once empty: topics with device ids in them are unbounded.
+      if (queue.timer === undefined) this.#queues.delete(queueKey(queue.target.name, queue.topic));
+    }
+    return { queue, batch };
+  }
+
+  /** Sends a batch; the function that took it goes behind the other functions. */
+  #dispatch(lane: Lane<Queue>, queue: Queue, batch: Delivery[]): void {
+    this.#lanes.delete(lane.name);
+    this.#lanes.set(lane.name, lane);
+    this.#inFlight++;
+    lane.batchTaken();
+    void this.#deliver(lane, queue.target, queue.topic, batch).finally(() => {
+      this.#inFlight--;
+      lane.batchFinished();
+      this.#pump();
+      if (this.#isIdle()) this.#idle?.();
+    });
   }
 
   async #deliver(lane: Lane<Queue>, target: Target, topic: string, batch: Delivery[]): Promise<void> {

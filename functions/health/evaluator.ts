@@ -2,7 +2,7 @@ import { z } from "zod";
 import { FEATURES, type FeatureName } from "../../lib/domain/features.js";
 import { HealthRecordSchema, transitionFrom, type AlarmTransition, type HealthEvent, type HealthRecord, type Severity } from "../../lib/domain/health.js";
 import type { PerSensor, Prediction } from "../../lib/domain/prediction.js";
-import { HealthConflictError, HealthNotFoundError } from "./errors.js";
+import { HealthConflictError, HealthNotFoundError } from "../../lib/errors.js";
 import { DEFAULT_POLICY, type HealthPolicy } from "./policy.js";
 import { isoTime as iso } from "./iso-time.js";
 import { copyTracker, newTracker, predictionKey, rebase, sensorOfSide, TrackerSchema, type Tracker } from "./tracker.js";

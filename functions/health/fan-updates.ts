@@ -1,10 +1,11 @@
 import type { AlarmTransition, HealthRecord } from "../../lib/domain/health.js";
 import type { Logger } from "../../lib/infra/log.js";
-import { BudgetExhaustedError, Deadline } from "../../lib/infra/deadline.js";
+import { BudgetExhaustedError, CasConflictError, ContendedError } from "../../lib/errors.js";
+import { Deadline } from "../../lib/infra/deadline.js";
 import type { Publisher } from "../../lib/mqtt/publisher.js";
 import type { FanHealth } from "./evaluator.js";
 import type { HealthMetrics } from "./metrics.js";
-import { CasConflictError, ContendedError, type FanEntry, type HealthStore, type OutboxItem, type StoredFan } from "./store.js";
+import { type FanEntry, type HealthStore, type OutboxItem, type StoredFan } from "./store.js";
 
 /** What a change makes of a fan's health; undefined when there is nothing to change. Pure: it may run again after a conflict. */
 export type Change = (current: FanHealth | undefined) => { next: FanHealth; transitions: AlarmTransition[] } | undefined;

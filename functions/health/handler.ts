@@ -2,14 +2,13 @@ import type { MqttClient } from "mqtt";
 import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/types.js";
 import { readHealthConfig, type HealthConfig } from "./config.js";
 import { deadLetter, FANWATCH_CONNECTOR, sourceTopic } from "../../lib/domain/dead-letter.js";
-import { InputError } from "../../lib/errors.js";
+import { InputError, StoreUnavailableError } from "../../lib/errors.js";
 import type { AlarmTransition, HealthRecord } from "../../lib/domain/health.js";
 import { createLogger } from "../../lib/infra/log.js";
 import { connectMqtt, mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt/client.js";
 import { Deadline } from "../../lib/infra/deadline.js";
 import { Publisher } from "../../lib/mqtt/publisher.js";
 import { readUntrustedBody, toInputError } from "../../lib/infra/validation.js";
-import { HealthConflictError, HealthNotFoundError } from "./errors.js";
 import { acknowledge, evaluate } from "./evaluator.js";
 import { FanUpdater } from "./fan-updates.js";
 import { AcknowledgeSchema, groupByFan, isCommand } from "./inputs.js";
@@ -17,7 +16,7 @@ import { HealthMetrics } from "./metrics.js";
 import { readHealthPolicy, type HealthPolicy } from "./policy.js";
 import { listFans, parseQuery, type HealthListing } from "./query.js";
 import { SilenceTimer } from "./silence.js";
-import { StoreUnavailableError, type HealthStore } from "./store.js";
+import type { HealthStore } from "./store.js";
 import { MemoryStore } from "./store-memory.js";
 import { NatsStore } from "./store-nats.js";
 
@@ -59,6 +58,9 @@ let health: Health | undefined;
  * (what the official MQTT connector sends), rather than being answered 400 by the template.
  */
 export const rawBody = true;
+
+/** Errors of the shared error contract answered as {"error","code","field"} with their status (docs/errors.md). */
+export { errorAnswer } from "../../lib/errors.js";
 const counters = new HealthMetrics(() => (health === undefined ? {} : listFans(records(health.store), parseQuery({})).counts));
 
 export async function init(): Promise<void> {
@@ -163,14 +165,8 @@ async function acknowledgeAlarm(h: Health, body: unknown, budget: Deadline): Pro
   const { deviceID, by, note } = parsed.data;
   if (!h.store.available) throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
   const now = Date.now();
-  let result;
-  try {
-    result = await h.updater.apply(deviceID, (current) => acknowledge(current, deviceID, by, note, now), budget);
-  } catch (error) {
-    // No such fan (404) or nothing to acknowledge (409): answered as {"error","field"} like every bad input.
-    if (error instanceof HealthNotFoundError || error instanceof HealthConflictError) throw new InputError(error.message, error.field, { status: error.status, cause: error });
-    throw error;
-  }
+  // No such fan (404) or nothing to acknowledge (409) throw input errors, answered by errorAnswer.
+  const result = await h.updater.apply(deviceID, (current) => acknowledge(current, deviceID, by, note, now), budget);
   const transition = result.transitions[0];
   if (result.record === undefined || transition === undefined) throw new Error(`acknowledging fan ${deviceID} made no transition`);
   return { record: result.record, transition };

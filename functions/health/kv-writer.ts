@@ -1,6 +1,6 @@
 import { JetStreamApiCodes } from "@nats-io/jetstream";
 import { createInbox, headers, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { CasConflictError, StoreUnavailableError } from "./store.js";
+import { CasConflictError, StoreUnavailableError } from "../../lib/errors.js";
 
 interface Waiting {
   resolve: (revision: number) => void;

@@ -1,4 +1,5 @@
-import { CasConflictError, encodeEntry, StoredFan, type FanEntry, type HealthStore } from "./store.js";
+import { CasConflictError } from "../../lib/errors.js";
+import { encodeEntry, StoredFan, type FanEntry, type HealthStore } from "./store.js";
 
 /**
  * Fan health in this process's memory, for `fanwatch start` without NATS: the bucket's

@@ -6,7 +6,8 @@ import { redactUrl } from "../../lib/mqtt/client.js";
 import { backoffDelay } from "../../lib/infra/retry.js";
 import { decodeKey, encodeKey } from "./keys.js";
 import { KvWriter } from "./kv-writer.js";
-import { CasConflictError, encodeEntry, StoredFan, StoreUnavailableError, type FanEntry, type HealthStore } from "./store.js";
+import { CasConflictError, StoreUnavailableError } from "../../lib/errors.js";
+import { encodeEntry, StoredFan, type FanEntry, type HealthStore } from "./store.js";
 
 export interface NatsStoreOptions {
   url: string;

@@ -105,23 +105,6 @@ export interface HealthStore {
   close(): Promise<void>;
 }
 
-/** Someone else wrote the fan since it was read: read again and re-apply. */
-export class CasConflictError extends Error {
-  override readonly name = "CasConflictError";
-}
-
-/** The store cannot be reached (or is not ready yet): a 503, the caller tries again later. */
-export class StoreUnavailableError extends Error {
-  override readonly name = "StoreUnavailableError";
-  readonly status = 503;
-}
-
-/** Every compare-and-set attempt for a fan lost to another writer: a 503, tried again later. */
-export class ContendedError extends Error {
-  override readonly name = "ContendedError";
-  readonly status = 503;
-}
-
 /** Stored entries as JSON bytes, as the bucket holds them. */
 export function encodeEntry(entry: FanEntry): Uint8Array {
   return Buffer.from(JSON.stringify(entry), "utf8");

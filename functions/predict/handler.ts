@@ -8,10 +8,11 @@ import { createLogger } from "../../lib/infra/log.js";
 import { connectMqtt, mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt/client.js";
 import { FEATURES } from "../../lib/domain/features.js";
 import type { PerSensor, Prediction } from "../../lib/domain/prediction.js";
-import { ScoreClient, ScoreRejectedError } from "./score-client.js";
+import { ScoreClient } from "./score-client.js";
 import { features, parseTelemetry, type Telemetry } from "../../lib/domain/telemetry.js";
 import { readUntrustedBody } from "../../lib/infra/validation.js";
-import { BudgetExhaustedError, Deadline } from "../../lib/infra/deadline.js";
+import { BudgetExhaustedError, ScoreRejectedError } from "../../lib/errors.js";
+import { Deadline } from "../../lib/infra/deadline.js";
 import { Publisher } from "../../lib/mqtt/publisher.js";
 
 /**
@@ -57,6 +58,9 @@ let predictor: Predictor | undefined;
  * (what the official MQTT connector sends), rather than being answered 400 by the template.
  */
 export const rawBody = true;
+
+/** Errors of the shared error contract answered as {"error","code","field"} with their status (docs/errors.md). */
+export { errorAnswer } from "../../lib/errors.js";
 
 export async function init(): Promise<void> {
   const config = readPredictConfig();

@@ -1,16 +1,13 @@
 import { Pool } from "undici";
 import { z } from "zod";
-import { FEATURES } from "../../lib/domain/features.js";
-import { PerSensorSchema } from "../../lib/domain/prediction.js";
+import { ExplainedVerdictSchema, VerdictSchema } from "../../lib/domain/prediction.js";
 import { isRetryableStatus } from "../../lib/infra/retry.js";
+import { ScoreRejectedError, ScoreUnavailableError } from "../../lib/errors.js";
 
-const ScorePrediction = z.object({ fault: z.union([z.literal(0), z.literal(1)]), probability: z.number() });
-const ScoreBatchAnswer = z.object({ model: z.string().optional(), predictions: z.array(ScorePrediction) });
+const ScoreBatchAnswer = z.object({ model: z.string().optional(), predictions: z.array(VerdictSchema) });
 export type ScoreBatchAnswer = z.infer<typeof ScoreBatchAnswer>;
 
-/** A prediction with score's explanation (docs/score.md): each sensor's contribution and the sensor that contributes most. */
-const ExplainedPrediction = ScorePrediction.extend({ contributions: PerSensorSchema, cause: z.enum(FEATURES), referenceProbability: z.number() });
-const ExplainedBatchAnswer = z.object({ model: z.string().optional(), predictions: z.array(ExplainedPrediction) });
+const ExplainedBatchAnswer = z.object({ model: z.string().optional(), predictions: z.array(ExplainedVerdictSchema) });
 export type ExplainedBatchAnswer = z.infer<typeof ExplainedBatchAnswer>;
 
 export interface ScoreClientOptions {
@@ -18,18 +15,6 @@ export interface ScoreClientOptions {
   connections?: number;
   /** The longest a call may take, whatever time the caller has left. @default 5000 */
   timeoutMs?: number;
-}
-
-/** The score function is down, overloaded (429, 5xx) or too slow: worth trying again later (503). */
-export class ScoreUnavailableError extends Error {
-  override readonly name = "ScoreUnavailableError";
-  readonly status = 503;
-}
-
-/** The score function refused the request (4xx) or answered nonsense: a bug on our side (502). */
-export class ScoreRejectedError extends Error {
-  override readonly name = "ScoreRejectedError";
-  readonly status = 502;
 }
 
 /**

@@ -5,7 +5,7 @@ import { pino } from "pino";
 import { HandlerContext } from "../../templates/node22-ts/context.js";
 import { startFunctionServer, type FunctionServer } from "../../templates/node22-ts/server.js";
 import type { FunctionEvent } from "../../templates/node22-ts/types.js";
-import { close, handler, init, metrics } from "./handler.js";
+import { close, errorAnswer, handler, init, metrics } from "./handler.js";
 
 const SENSORS = ["rotation", "temperature", "vibration", "sound"] as const;
 type Sensor = (typeof SENSORS)[number];
@@ -141,7 +141,7 @@ describe("score handler", () => {
 describe("score handler over HTTP", () => {
   let server: FunctionServer;
   before(async () => {
-    server = await startFunctionServer({ init, handler, close, metrics }, { port: 0, host: "127.0.0.1", name: "score", logger: pino({ level: "silent" }) });
+    server = await startFunctionServer({ init, handler, close, metrics, errorAnswer }, { port: 0, host: "127.0.0.1", name: "score", logger: pino({ level: "silent" }) });
   });
   after(() => server?.close());
 

@@ -4,7 +4,8 @@ import { readScoreConfig, type ScoreConfig } from "./config.js";
 import { createLogger } from "../../lib/infra/log.js";
 import { DynamicBatcher } from "./batcher.js";
 import { coalitionRows, READINGS_PER_CALL } from "../../lib/inference/explain.js";
-import { ScoringModel, type ExplainedPrediction, type Prediction } from "../../lib/inference/runtime.js";
+import type { ExplainedVerdict, Verdict } from "../../lib/domain/prediction.js";
+import { ScoringModel } from "../../lib/inference/runtime.js";
 import { parseScoreRequest } from "./score-request.js";
 
 /**
@@ -16,7 +17,7 @@ import { parseScoreRequest } from "./score-request.js";
 interface Scorer {
   config: ScoreConfig;
   model: ScoringModel;
-  batcher: DynamicBatcher<number[], Prediction>;
+  batcher: DynamicBatcher<number[], Verdict>;
 }
 
 const registry = new Registry();
@@ -30,6 +31,9 @@ const tensorBatch = new Histogram({
 });
 
 let scorer: Scorer | undefined;
+
+/** Errors of the shared error contract answered as {"error","code","field"} with their status (docs/errors.md). */
+export { errorAnswer } from "../../lib/errors.js";
 
 export async function init(): Promise<void> {
   const config = readScoreConfig();
@@ -74,13 +78,13 @@ export function metrics(): Promise<string> {
   return registry.metrics();
 }
 
-function score(model: ScoringModel, rows: number[][]): Prediction[] {
+function score(model: ScoringModel, rows: number[][]): Verdict[] {
   readingsScored.inc(rows.length);
   tensorBatch.observe(rows.length);
   return model.predict(rows);
 }
 
-function explain(model: ScoringModel, rows: number[][]): ExplainedPrediction[] {
+function explain(model: ScoringModel, rows: number[][]): ExplainedVerdict[] {
   readingsScored.inc(rows.length);
   readingsExplained.inc(rows.length);
   for (let from = 0; from < rows.length; from += READINGS_PER_CALL) tensorBatch.observe(coalitionRows(Math.min(READINGS_PER_CALL, rows.length - from)));

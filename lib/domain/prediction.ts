@@ -29,3 +29,20 @@ export const PredictionSchema = z.object({
 });
 
 export type Prediction = z.infer<typeof PredictionSchema>;
+
+/**
+ * The model's verdict on one reading, before it is about a fan: a Prediction's `fault` and
+ * `probability`, as score answers for each reading (docs/score.md).
+ */
+export const VerdictSchema = PredictionSchema.pick({ fault: true, probability: true });
+export type Verdict = z.infer<typeof VerdictSchema>;
+
+/**
+ * A verdict with why (score's `"explain": true`): a Prediction's `cause` and `contributions`, and
+ * the probability of the healthy reference reading they start from: `probability −
+ * referenceProbability` equals the sum of `contributions` (to rounding).
+ */
+export const ExplainedVerdictSchema = PredictionSchema.pick({ fault: true, probability: true, cause: true, contributions: true })
+  .required({ cause: true, contributions: true })
+  .extend({ referenceProbability: z.number() });
+export type ExplainedVerdict = z.infer<typeof ExplainedVerdictSchema>;

@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs-core";
 
+import { ConfigError } from "../errors.js";
 import { BACKENDS, type BackendName } from "./backend-names.js";
 
 /**
@@ -13,10 +14,10 @@ export async function initBackend(preferred?: string): Promise<BackendName> {
   tf.env().set("PROD", true);
   if (preferred !== undefined && preferred !== "") {
     if (!(BACKENDS as readonly string[]).includes(preferred)) {
-      throw new Error(`TFJS_BACKEND must be one of ${BACKENDS.join(", ")}, not "${preferred}"`);
+      throw new ConfigError(`TFJS_BACKEND must be one of ${BACKENDS.join(", ")}, not "${preferred}"`);
     }
     const name = preferred as BackendName;
-    if (!(await tryBackend(name))) throw new Error(`TF.js backend "${name}" could not be loaded`);
+    if (!(await tryBackend(name))) throw new ConfigError(`TFJS_BACKEND is "${name}" but that TF.js backend could not be loaded here: pick another (${BACKENDS.join(", ")}) or unset it`);
     return name;
   }
   for (const name of BACKENDS) {

@@ -2,26 +2,12 @@ import * as tf from "@tensorflow/tfjs-core";
 import type * as tfl from "@tensorflow/tfjs-layers";
 import { ModelError } from "../errors.js";
 import { FEATURES, type FeatureName } from "../domain/features.js";
-import type { PerSensor } from "../domain/prediction.js";
+import type { ExplainedVerdict, PerSensor, Verdict } from "../domain/prediction.js";
 import { loadModel } from "./artifact.js";
 import type { BackendName } from "./backend-names.js";
 import { initBackend } from "./backend.js";
 import { allocateExplanations, coalitionInputs, coalitionRows, explainOutputs, READINGS_PER_CALL, type Explanations } from "./explain.js";
 import type { ModelMetadata } from "./metadata.js";
-
-export interface Prediction {
-  fault: 0 | 1;
-  probability: number;
-}
-
-/** A prediction with why: each sensor's contribution, and the reference's probability they start from. */
-export interface ExplainedPrediction extends Prediction {
-  contributions: PerSensor;
-  /** The sensor with the largest contribution (ties: lib/inference/explain.ts). */
-  cause: FeatureName;
-  /** p(reference): `probability − referenceProbability` equals the sum of `contributions` (to rounding). */
-  referenceProbability: number;
-}
 
 type Activation = "relu" | "linear" | "sigmoid";
 interface DenseStep {
@@ -100,14 +86,14 @@ export class ScoringModel {
   }
 
   /** Predictions with their explanations; fault and probability come from the same call as the contributions. */
-  predictExplained(rows: ReadonlyArray<ArrayLike<number>>): ExplainedPrediction[] {
+  predictExplained(rows: ReadonlyArray<ArrayLike<number>>): ExplainedVerdict[] {
     const e = this.explain(rows);
     const width = FEATURES.length;
-    const predictions = new Array<ExplainedPrediction>(e.count);
+    const predictions = new Array<ExplainedVerdict>(e.count);
     for (let r = 0; r < e.count; r++) {
       const contributions = {} as PerSensor;
       for (let c = 0; c < width; c++) contributions[FEATURES[c] as FeatureName] = round6(e.contributions[r * width + c] as number);
-      const { fault, probability } = this.toPrediction(e.probabilities[r] as number);
+      const { fault, probability } = this.toVerdict(e.probabilities[r] as number);
       const cause = FEATURES[e.causes[r] as number] as FeatureName;
       predictions[r] = { fault, probability, contributions, cause, referenceProbability: round6(e.references[r] as number) };
     }
@@ -142,11 +128,11 @@ export class ScoringModel {
     return values;
   }
 
-  predict(rows: ReadonlyArray<ArrayLike<number>>): Prediction[] {
-    return Array.from(this.probabilities(rows), (p) => this.toPrediction(p));
+  predict(rows: ReadonlyArray<ArrayLike<number>>): Verdict[] {
+    return Array.from(this.probabilities(rows), (p) => this.toVerdict(p));
   }
 
-  toPrediction(probability: number): Prediction {
+  toVerdict(probability: number): Verdict {
     return { fault: probability >= this.threshold ? 1 : 0, probability: round6(probability) };
   }
 

@@ -1,3 +1,5 @@
+import { BudgetExhaustedError } from "../errors.js";
+
 /**
  * Room left for a function's answer to travel back through the watchdog and the gateway: a tenth
  * of the caller's timeout, at most half a second (a garbage-collection pause on a loaded node).
@@ -89,10 +91,4 @@ export class Deadline {
   #exhausted(waitingFor: string): BudgetExhaustedError {
     return new BudgetExhaustedError(`${this.#owner}'s time ran out (${this.#source}) waiting for ${waitingFor}; try again later`);
   }
-}
-
-/** The invocation's budget ran out: a 503, so that the caller tries again later. */
-export class BudgetExhaustedError extends Error {
-  override readonly name = "BudgetExhaustedError";
-  readonly status = 503;
 }

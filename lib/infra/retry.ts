@@ -43,17 +43,6 @@ export function backoffDelay(backoff: Backoff, retry: number, random: () => numb
   return backoff.jitter === "full" ? delay * random() : delay * (0.5 + random());
 }
 
-/** An HTTP answer that was not a success; `isRetryable` decides by its status. */
-export class HttpStatusError extends Error {
-  override readonly name = "HttpStatusError";
-  readonly status: number;
-
-  constructor(status: number, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.status = status;
-  }
-}
-
 /** 429 (too many requests), 408 (request timeout) and 5xx are passing states of the server. */
 export function isRetryableStatus(status: number): boolean {
   return status === 429 || status === 408 || status >= 500;

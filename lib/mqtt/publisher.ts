@@ -1,11 +1,6 @@
 import type { MqttClient } from "mqtt";
 import type { Deadline } from "../infra/deadline.js";
-
-/** The broker refused a publish, or the client is closing: worth trying again later (503). */
-export class PublishFailedError extends Error {
-  override readonly name = "PublishFailedError";
-  readonly status = 503;
-}
+import { PublishFailedError } from "../errors.js";
 
 export interface PublisherOptions {
   /**

@@ -1,3 +1,5 @@
+import { ScaleLabelError } from "../errors.js";
+
 /**
  * The scaling policy of a function, pure (no clock, no timers): what the local gateway's
  * autoscaler applies every sample, and what the connector may use to ask for replicas on K3s.
@@ -30,8 +32,6 @@ export interface ScaleBounds {
   /** False when min = max or factor = 0: the function runs min replicas, set by hand only. */
   enabled: boolean;
 }
-
-export class ScaleLabelError extends RangeError {}
 
 /** A function's bounds from its labels; a label CE would refuse (or cannot read) throws ScaleLabelError saying which and why. */
 export function readScaleLabels(labels: Readonly<Record<string, string>>): ScaleBounds {

@@ -1,18 +1,7 @@
 import { isUtf8 } from "node:buffer";
 import type { IncomingMessage } from "node:http";
 import sjson from "secure-json-parse";
-
-/** A request the server refuses before the handler sees it; answered as `{"error", "field"}`. */
-export class RequestError extends Error {
-  override readonly name = "RequestError";
-  readonly status: number;
-  readonly field = "body";
-
-  constructor(status: number, message: string) {
-    super(message);
-    this.status = status;
-  }
-}
+import { RequestError } from "./errors.js";
 
 export interface BodyLimits {
   maxJsonSize: number;
@@ -76,7 +65,7 @@ export async function readBody(request: IncomingMessage, limits: BodyLimits, par
     try {
       return sjson.parse(bodyBytes.toString("utf8"), undefined, { protoAction: "error", constructorAction: "error" });
     } catch (error) {
-      throw new RequestError(400, `request body is not valid JSON: ${(error as Error).message}`);
+      throw new RequestError(400, `request body is not valid JSON: ${(error as Error).message}`, { cause: error });
     }
   }
   if (raw) return bodyBytes;

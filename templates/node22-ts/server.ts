@@ -6,6 +6,7 @@ import { pino, type Logger } from "pino";
 import { Counter, Registry, collectDefaultMetrics } from "prom-client";
 import { readBody, type BodyLimits } from "./body.js";
 import { HandlerContext, errorBody, type Outcome } from "./context.js";
+import { RequestError, ServerSettingError } from "./errors.js";
 import type { FunctionEvent, FunctionModule } from "./types.js";
 import { keepServingMs, watchdogLockFile } from "./watchdog.js";
 
@@ -64,8 +65,9 @@ export function serverOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
 
 /**
  * Serves a handler module the way the official node templates do, minus their defects: JSON
- * answers carry a JSON content type, a thrown error is a 5xx with a JSON body (4xx when the error
- * carries a `status` below 500, as input errors do), bodies are size-limited, and close() drains.
+ * answers carry a JSON content type, a thrown error is a 500 with a JSON body (or the answer the
+ * module's errorAnswer() gives it, such as a 400 for bad input), bodies are size-limited, and
+ * close() drains.
  *
  * It listens before the module has loaded and run init(), so that the time in which a connection
  * is refused is only Node's own start: requests that arrive meanwhile wait for init(), and
@@ -76,109 +78,132 @@ export function serverOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
  * size fastify cost about 30% of the throughput in our benchmark (docs/benchmarks.md).
  */
 export async function startFunctionServer(fn: FunctionModule | Promise<FunctionModule>, options: ServerOptions = {}): Promise<FunctionServer> {
-  const started = performance.now();
-  const name = options.name ?? "function";
-  const log = options.logger ?? pino({ name, level: process.env.LOG_LEVEL ?? "info", base: { service: name }, timestamp: pino.stdTimeFunctions.isoTime });
-  const limits: BodyLimits = {
-    maxJsonSize: options.maxJsonSize ?? DEFAULT_BODY_LIMIT,
-    maxRawSize: options.maxRawSize ?? DEFAULT_BODY_LIMIT,
-    rawBody: options.rawBody === true,
-  };
-  const metrics = createMetrics(name);
-  let ready: FunctionModule | undefined; // set once init() has finished
-  let closing: Promise<void> | undefined; // close() was called: /_/ready answers 503
-  let draining = false; // no longer taking requests
-  let inFlight = 0;
-  let drained: (() => void) | undefined;
-  const loading = Promise.resolve(fn).then(async (module) => {
-    await module.init?.();
-    return module;
-  });
-  loading.catch(() => {}); // the failure is reported by startFunctionServer's own rejection
-  // One left by an earlier run of the container (its /tmp outlives a restart) would say "ready" too soon.
-  if (options.readyFile !== undefined) rmSync(options.readyFile, { force: true });
+  const host = new FunctionHost(fn, options);
+  const port = await host.start();
+  return { url: `http://127.0.0.1:${port}`, port, close: () => host.close() };
+}
 
-  const server = createServer((request, response) => {
-    inFlight++;
-    if (draining) response.setHeader("connection", "close");
-    route(request, response)
+/** The server's state from start to close: loading, ready, closing (still serving), draining. */
+class FunctionHost {
+  readonly #started = performance.now();
+  readonly #name: string;
+  readonly #log: Logger;
+  readonly #options: ServerOptions;
+  readonly #limits: BodyLimits;
+  readonly #metrics: ServerMetrics;
+  readonly #loading: Promise<FunctionModule>;
+  readonly #server = createServer((request, response) => this.#handle(request, response));
+  #ready: FunctionModule | undefined; // set once init() has finished
+  #closing: Promise<void> | undefined; // close() was called: /_/ready answers 503
+  #draining = false; // no longer taking requests
+  #inFlight = 0;
+  #drained: (() => void) | undefined;
+
+  constructor(fn: FunctionModule | Promise<FunctionModule>, options: ServerOptions) {
+    this.#options = options;
+    this.#name = options.name ?? "function";
+    this.#log = options.logger ?? pino({ name: this.#name, level: process.env.LOG_LEVEL ?? "info", base: { service: this.#name }, timestamp: pino.stdTimeFunctions.isoTime });
+    this.#limits = { maxJsonSize: options.maxJsonSize ?? DEFAULT_BODY_LIMIT, maxRawSize: options.maxRawSize ?? DEFAULT_BODY_LIMIT, rawBody: options.rawBody === true };
+    this.#metrics = createMetrics(this.#name);
+    this.#loading = Promise.resolve(fn).then(async (module) => {
+      await module.init?.();
+      return module;
+    });
+    this.#loading.catch(() => {}); // the failure is reported by start()'s own rejection
+  }
+
+  /** Listens, then waits for init(); resolves with the port once ready, rejects (and closes) if init() fails. */
+  async start(): Promise<number> {
+    const { readyFile } = this.#options;
+    // One left by an earlier run of the container (its /tmp outlives a restart) would say "ready" too soon.
+    if (readyFile !== undefined) rmSync(readyFile, { force: true });
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(this.#options.port ?? 3000, this.#options.host ?? "0.0.0.0", () => resolve());
+    });
+    const port = (this.#server.address() as AddressInfo).port;
+    try {
+      this.#ready = await this.#loading;
+      // Unwritable, the watchdog would call the function unhealthy for ever: better to fail at once, saying why.
+      if (readyFile !== undefined) writeFileSync(readyFile, "");
+    } catch (error) {
+      this.#draining = true; // the requests that waited are answered 503, then their connections close
+      this.#server.close();
+      this.#server.closeIdleConnections();
+      throw error;
+    }
+    this.#log.info({ event: "listening", port, startupMs: Math.round(performance.now() - this.#started) }, `${this.#name} listening on port ${port}`);
+    return port;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#stop();
+    return this.#closing;
+  }
+
+  async #stop(): Promise<void> {
+    const { readyFile, keepServingMs = 0 } = this.#options;
+    if (readyFile !== undefined) rmSync(readyFile, { force: true });
+    if (keepServingMs > 0) {
+      this.#log.info({ event: "closing", keepServingMs }, `${this.#name} serving for ${keepServingMs} ms more: the watchdog still sends requests until its health-check interval ends`);
+      await new Promise((resolve) => setTimeout(resolve, keepServingMs));
+    }
+    this.#draining = true;
+    const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeIdleConnections();
+    if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+    this.#server.closeIdleConnections();
+    await stopped;
+    await this.#ready?.close?.();
+    this.#log.info({ event: "closed" }, `${this.#name} stopped`);
+  }
+
+  #handle(request: IncomingMessage, response: ServerResponse): void {
+    this.#inFlight++;
+    if (this.#draining) response.setHeader("connection", "close");
+    this.#route(request, response)
       .catch((error: unknown) => {
-        log.error({ err: error }, "request failed");
+        this.#log.error({ err: error }, "request failed");
         if (!response.headersSent) send(response, 500, {}, { error: "internal error" });
         else response.destroy();
       })
       .finally(() => {
-        inFlight--;
-        if (inFlight === 0) drained?.();
+        this.#inFlight--;
+        if (this.#inFlight === 0) this.#drained?.();
       });
-  });
+  }
 
-  async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
+  async #route(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const [path = "/", search = ""] = (request.url ?? "/").split("?", 2);
-    if (request.method === "GET" && path.startsWith("/_/")) {
-      if (path === "/_/health") return send(response, draining ? 503 : 200, {}, { status: draining ? "closing" : "ok" });
-      if (path === "/_/ready") {
-        const status = closing !== undefined ? "closing" : ready === undefined ? "starting" : "ok";
-        return send(response, status === "ok" ? 200 : 503, {}, { status });
-      }
-      if (path === "/_/metrics") {
-        const own = ready?.metrics === undefined ? "" : await ready.metrics();
-        return send(response, 200, { "content-type": metrics.registry.contentType }, (await metrics.registry.metrics()) + own);
-      }
-    }
+    if (request.method === "GET" && (await this.#probe(path, response))) return;
     let module: FunctionModule;
     try {
-      module = ready ?? (await loading);
+      module = this.#ready ?? (await this.#loading);
     } catch {
-      return send(response, 503, {}, { error: `${name} failed to start` });
+      return send(response, 503, {}, { error: `${this.#name} failed to start` });
     }
     const start = performance.now();
-    const outcome = await invoke(module, request, path, search, limits, log);
-    metrics.observe(outcome.status, (performance.now() - start) / 1000);
+    const outcome = await invoke(module, request, path, search, this.#limits, this.#log);
+    this.#metrics.observe(outcome.status, (performance.now() - start) / 1000);
     if (outcome.status === 413) response.setHeader("connection", "close"); // the rest of the body is not read
     send(response, outcome.status, outcome.headers, outcome.body);
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 3000, options.host ?? "0.0.0.0", () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
-  try {
-    ready = await loading;
-    // Unwritable, the watchdog would call the function unhealthy for ever: better to fail at once, saying why.
-    if (options.readyFile !== undefined) writeFileSync(options.readyFile, "");
-  } catch (error) {
-    draining = true; // the requests that waited are answered 503, then their connections close
-    server.close();
-    server.closeIdleConnections();
-    throw error;
+  /** Answers the watchdog's paths (/_/health, /_/ready, /_/metrics); false for any other path. */
+  async #probe(path: string, response: ServerResponse): Promise<boolean> {
+    if (path === "/_/health") {
+      send(response, this.#draining ? 503 : 200, {}, { status: this.#draining ? "closing" : "ok" });
+    } else if (path === "/_/ready") {
+      const status = this.#closing !== undefined ? "closing" : this.#ready === undefined ? "starting" : "ok";
+      send(response, status === "ok" ? 200 : 503, {}, { status });
+    } else if (path === "/_/metrics") {
+      const own = this.#ready?.metrics === undefined ? "" : await this.#ready.metrics();
+      send(response, 200, { "content-type": this.#metrics.registry.contentType }, (await this.#metrics.registry.metrics()) + own);
+    } else {
+      return false;
+    }
+    return true;
   }
-  log.info({ event: "listening", port, startupMs: Math.round(performance.now() - started) }, `${name} listening on port ${port}`);
-
-  const keepServing = options.keepServingMs ?? 0;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    port,
-    close: () => {
-      closing ??= (async () => {
-        if (options.readyFile !== undefined) rmSync(options.readyFile, { force: true });
-        if (keepServing > 0) {
-          log.info({ event: "closing", keepServingMs: keepServing }, `${name} serving for ${keepServing} ms more: the watchdog still sends requests until its health-check interval ends`);
-          await new Promise((resolve) => setTimeout(resolve, keepServing));
-        }
-        draining = true;
-        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeIdleConnections();
-        if (inFlight > 0) await new Promise<void>((resolve) => (drained = resolve));
-        server.closeIdleConnections();
-        await stopped;
-        await ready?.close?.();
-        log.info({ event: "closed" }, `${name} stopped`);
-      })();
-      return closing;
-    },
-  };
 }
 
 async function invoke(fn: FunctionModule, request: IncomingMessage, path: string, search: string, limits: BodyLimits, log: Logger): Promise<Outcome> {
@@ -197,18 +222,21 @@ async function invoke(fn: FunctionModule, request: IncomingMessage, path: string
       Promise.resolve(fn.handler(event, context)).then((value) => resolve({ status: context.status(), headers: context.headers(), body: value }), reject);
     });
   } catch (error) {
-    const outcome = thrownOutcome(error, context);
+    const outcome = thrownOutcome(error, fn, context);
     if (outcome.status >= 500) log.error({ err: error, path }, "handler threw");
     return outcome;
   }
 }
 
-function thrownOutcome(error: unknown, context: HandlerContext): Outcome {
-  const status = typeof (error as { status?: unknown })?.status === "number" ? (error as { status: number }).status : 500;
-  const body = errorBody(error);
-  const field = (error as { field?: unknown })?.field;
-  if (typeof field === "string") body.field = field;
-  return { status: status >= 400 && status <= 599 ? status : 500, headers: context.headers(), body };
+/**
+ * The answer to a thrown error: the template's own RequestError, else what the module's
+ * errorAnswer() makes of it, else a 500 with `{"error": message}`. Nothing is read off an unknown
+ * error's properties: a library's error that happens to carry a `status` is still a 500.
+ */
+function thrownOutcome(error: unknown, fn: FunctionModule, context: HandlerContext): Outcome {
+  const answer = error instanceof RequestError ? { status: error.status, body: { error: error.message, code: error.code, field: error.field } } : fn.errorAnswer?.(error);
+  if (answer !== undefined && answer.status >= 400 && answer.status <= 599) return { status: answer.status, headers: context.headers(), body: answer.body };
+  return { status: 500, headers: context.headers(), body: errorBody(error) };
 }
 
 function send(response: ServerResponse, status: number, headers: Record<string, string>, body: unknown): void {
@@ -270,14 +298,14 @@ function createMetrics(name: string): ServerMetrics {
 function parseInteger(value: string | undefined, name: string): number | undefined {
   if (value === undefined || value === "") return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a whole number, not "${value}"`);
+  if (!Number.isInteger(n) || n < 0) throw new ServerSettingError(`${name} must be a whole number, not "${value}"`);
   return n;
 }
 
 function parseSize(value: string | undefined, name: string): number | undefined {
   if (value === undefined || value === "") return undefined;
   const n = bytes.parse(value);
-  if (n === null || !Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a size such as 100kb or 1mb, not "${value}"`);
+  if (n === null || !Number.isFinite(n) || n <= 0) throw new ServerSettingError(`${name} must be a size such as 100kb or 1mb, not "${value}"`);
   return n;
 }
 

@@ -2,7 +2,8 @@
  * The handler contract of the official OpenFaaS node templates, so existing handlers port over:
  * `export async function handler(event, context)`. A handler module may also export `init()`, run
  * once before the first request is handed over (load a model, open connections), `close()`, run on
- * SIGTERM after in-flight requests finished, and `rawBody = true` to parse bodies itself.
+ * SIGTERM after in-flight requests finished, `rawBody = true` to parse bodies itself, and
+ * `errorAnswer(error)` to answer the errors it knows with their own status and body.
  */
 export interface FunctionEvent {
   /**
@@ -35,6 +36,11 @@ export interface FunctionModule {
   handler: Handler;
   init?: () => unknown;
   close?: () => unknown;
+  /**
+   * The answer to an error the handler threw: `{status, body}` (status 400-599) for errors the
+   * module knows, undefined for any other, which the server answers 500 `{"error": message}`.
+   */
+  errorAnswer?: (error: unknown) => { status: number; body: unknown } | undefined;
   /** Prometheus text appended to the server's own metrics at GET /_/metrics. */
   metrics?: () => string | Promise<string>;
   /**

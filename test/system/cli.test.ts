@@ -32,7 +32,7 @@ describe("fanwatch CLI", () => {
     assert.match(help.stdout.replace(/\s+/g, " "), /--fans 3: 1 faulty, 1 degrading, 1 healthy/);
     // Given counts that leave no room: the whole mix is named, nothing starts.
     const tooMany = await runCli(["start", "--fans", "3", "--faulty", "4", "--port", String(await freePort())]);
-    assert.equal(tooMany.code, 1);
+    assert.equal(tooMany.code, 2);
     assert.match(tooMany.stderr, /--faulty 4, --degrading 2 are more than the 3 fans/);
     assert.doesNotMatch(tooMany.stderr, /starting the broker/);
   });

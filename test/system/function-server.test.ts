@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { InputError } from "../../lib/errors.js";
+import { errorAnswer, InputError } from "../../lib/errors.js";
 import { startFunctionServer, type FunctionServer } from "../../templates/node22-ts/server.js";
 import type { FunctionModule } from "../../templates/node22-ts/types.js";
 import { freePort } from "../support/process.js";
@@ -26,6 +26,8 @@ const fn: FunctionModule = {
         throw new Error("database unreachable");
       case "/bad-input":
         throw new InputError("rotation must be a number", "rotation");
+      case "/library-error":
+        throw Object.assign(new Error("not found upstream"), { status: 404, field: "id" });
       case "/fail":
         context.fail({ error: "custom failure", code: "E_CUSTOM" });
         return undefined;
@@ -39,6 +41,7 @@ const fn: FunctionModule = {
         return { path: event.path };
     }
   },
+  errorAnswer,
 };
 
 describe("node22-ts function server", () => {
@@ -83,10 +86,16 @@ describe("node22-ts function server", () => {
     assert.deepEqual(JSON.parse(r.text), { error: "database unreachable" });
   });
 
-  it("answers an input error with its status and field", async () => {
+  it("answers an input error with its status, code and field (the module's errorAnswer)", async () => {
     const r = await request("/bad-input");
     assert.equal(r.status, 400);
-    assert.deepEqual(JSON.parse(r.text), { error: "rotation must be a number", field: "rotation" });
+    assert.deepEqual(JSON.parse(r.text), { error: "rotation must be a number", code: "FANWATCH_INPUT_INVALID", field: "rotation" });
+  });
+
+  it("answers 500 to another error, whatever `status` or `field` it carries", async () => {
+    const r = await request("/library-error");
+    assert.equal(r.status, 500);
+    assert.deepEqual(JSON.parse(r.text), { error: "not found upstream" });
   });
 
   it("sends fail({...}) as JSON, not [object Object]", async () => {
@@ -106,6 +115,7 @@ describe("node22-ts function server", () => {
     const malformed = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: '{"a":' });
     assert.equal(malformed.status, 400);
     assert.match(JSON.parse(malformed.text).error, /not valid JSON/);
+    assert.deepEqual([JSON.parse(malformed.text).code, JSON.parse(malformed.text).field], ["FANWATCH_TEMPLATE_BODY_INVALID", "body"]);
     const empty = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: "" });
     assert.equal(empty.status, 400);
     assert.match(JSON.parse(empty.text).error, /empty/);
@@ -119,6 +129,7 @@ describe("node22-ts function server", () => {
     const huge = await request("/echo", json({ data: "x".repeat(5000) }));
     assert.equal(huge.status, 413);
     assert.match(JSON.parse(huge.text).error, /too large/);
+    assert.equal(JSON.parse(huge.text).code, "FANWATCH_TEMPLATE_BODY_TOO_LARGE");
   });
 
   it("serves health and Prometheus metrics including the function's own", async () => {

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { createServer } from "node:http";
 import { after, before, describe, it } from "node:test";
-import { createLineWriter, InfluxUnavailableError } from "../../connectors/influxdb/influx-client.js";
+import { createLineWriter } from "../../connectors/influxdb/influx-client.js";
+import { InfluxUnavailableError } from "../../lib/errors.js";
 import { freePort } from "../../lib/infra/net.js";
 import { INFLUX_WRITER, startInfluxDB, type Influx } from "../support/influxdb.js";
 

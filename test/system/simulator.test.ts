@@ -138,7 +138,7 @@ describe("fanwatch simulate against a real Mosquitto", { timeout: 60_000 }, () =
 
   it("refuses a mix that does not fit the fleet", async () => {
     const result = await runCli(["simulate", "--broker", broker.url, "--fans", "2", "--faulty", "3"]);
-    assert.equal(result.code, 1);
+    assert.equal(result.code, 2);
     assert.match(result.stderr, /--faulty 3, --degrading 2 are more than the 2 fans/);
   });
 });

@@ -17,6 +17,7 @@ import { helpLine, type Setting } from "../../lib/infra/settings.js";
 import { DEFAULT_MQTT_URL, mqttSettingsFromEnv } from "../../lib/mqtt/settings.js";
 import { buildProgram } from "../../cli/main.js";
 import { addSettingFlags, type Io } from "../../cli/parse.js";
+import { DEFAULT_STORE_DIR } from "../../runtime/nats.js";
 import { REPO_ROOT } from "../support/paths.js";
 
 const quiet: Io = { out: () => {}, err: () => {}, progress: () => {}, progressDone: () => {}, interactive: false };
@@ -118,37 +119,49 @@ describe("configuration: defaults written once", () => {
   });
 
   it("the settings tables in docs/ show the exported defaults", () => {
-    const defaults = new Map<string, unknown>([
-      ...Object.entries(CONNECTOR_DEFAULTS),
-      ...Object.entries(WRITER_DEFAULTS),
-      ...Object.entries(HEALTH_DEFAULTS),
-      ...Object.entries(PREDICT_DEFAULTS),
-      ...Object.entries(TOPIC_SETTINGS).map(([name, setting]) => [setting.env[0] ?? "", DEFAULT_TOPICS[name as keyof typeof DEFAULT_TOPICS]] as const),
-      ["MODEL_DIR", DEFAULT_MODEL_DIR],
-      ["SCORE_MAX_BATCH", DEFAULT_MAX_BATCH_SIZE],
-      ["SCORE_BATCH_WAIT_MS", DEFAULT_MAX_WAIT_MS],
-      ["HEALTH_HOST", DEFAULT_HEALTH_HOST],
-      ["MQTT_URL", DEFAULT_MQTT_URL],
-    ]);
     let checked = 0;
+    const check = (doc: string, name: string, shown: string | undefined) => {
+      if (!DOCUMENTED_DEFAULTS.has(name) || shown === undefined) return;
+      assert.equal(shown, String(DOCUMENTED_DEFAULTS.get(name)), `${doc}: ${name}`);
+      checked++;
+    };
     for (const doc of ["docs/pipeline.md", "docs/persistence.md", "docs/score.md"]) {
       // Rows such as | `retry_base_ms`, `retry_max_ms` | 100, 5000 | … |: the names, then their defaults.
-      for (const row of readFileSync(join(REPO_ROOT, doc), "utf8").split("\n").filter((line) => line.startsWith("| `"))) {
+      for (const row of readDoc(doc).split("\n").filter((line) => line.startsWith("| `"))) {
         const [, namesCell = "", valuesCell = ""] = row.split("|");
         const names = [...namesCell.matchAll(/`([A-Za-z_]+)`/g)].map((m) => m[1] ?? "");
-        // A value is `code`, a number or a boolean; words ("as predict") are not checked.
-        const values = valuesCell.split(",").map((v) => /`([^`]*)`/.exec(v)?.[1] ?? /^\s*(\d+|true|false)\b/.exec(v)?.[1]);
-        names.forEach((name, i) => {
-          const shown = values.length === names.length ? values[i] : values[0];
-          if (!defaults.has(name) || shown === undefined) return;
-          assert.equal(shown, String(defaults.get(name)), `${doc}: ${name}`);
-          checked++;
-        });
+        const values = valuesCell.split(",").map(shownValue);
+        names.forEach((name, i) => check(doc, name, values.length === names.length ? values[i] : values[0]));
       }
     }
-    assert.ok(checked >= 40, `only ${checked} defaults found in the docs' tables`);
+    // docs/architecture.md lists them as `name` (`alias`) = default.
+    for (const m of readDoc("docs/architecture.md").matchAll(/`([A-Za-z_]+)`(?: \([^)]*\))? = ([^,;|]+)/g)) check("docs/architecture.md", m[1] ?? "", shownValue(m[2] ?? ""));
+    assert.ok(checked >= 80, `only ${checked} defaults found in the docs`);
   });
 });
+
+/** Every default the docs show, by variable (or the connector's setting name). */
+const DOCUMENTED_DEFAULTS = new Map<string, unknown>([
+  ...Object.entries(CONNECTOR_DEFAULTS),
+  ...Object.entries(WRITER_DEFAULTS),
+  ...Object.entries(HEALTH_DEFAULTS),
+  ...Object.entries(PREDICT_DEFAULTS),
+  ...Object.entries(TOPIC_SETTINGS).map(([name, setting]) => [setting.env[0] ?? "", DEFAULT_TOPICS[name as keyof typeof DEFAULT_TOPICS]] as const),
+  ["MODEL_DIR", DEFAULT_MODEL_DIR],
+  ["SCORE_MAX_BATCH", DEFAULT_MAX_BATCH_SIZE],
+  ["SCORE_BATCH_WAIT_MS", DEFAULT_MAX_WAIT_MS],
+  ["HEALTH_HOST", DEFAULT_HEALTH_HOST],
+  ["MQTT_URL", DEFAULT_MQTT_URL],
+  ["SECRET_MOUNT_PATH", DEFAULT_SECRET_PATH],
+  ["NATS_STORE_DIR", DEFAULT_STORE_DIR],
+]);
+
+const readDoc = (path: string) => readFileSync(join(REPO_ROOT, path), "utf8");
+
+/** A default as a document shows it: `code`, a number or a boolean; words ("as predict") are not checked. */
+function shownValue(text: string): string | undefined {
+  return /^\s*`([^`]*)`/.exec(text)?.[1] ?? /^\s*(\d+|true|false)\b/.exec(text)?.[1];
+}
 
 describe("configuration: flags and the environment", () => {
   it("a connector flag gives the same typed value as its variable, in either case", () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { acknowledge, checkSilence, evaluate, FanHealthSchema, type FanHealth, type HealthInput } from "../../functions/health/evaluator.js";
-import { HealthConflictError, HealthNotFoundError } from "../../functions/health/errors.js";
+import { HealthConflictError, HealthNotFoundError } from "../../lib/errors.js";
 import { isoTime } from "../../functions/health/iso-time.js";
 import { DEFAULT_POLICY, readHealthPolicy } from "../../functions/health/policy.js";
 import { HEALTHY_RANGES } from "../../lib/domain/fan-ranges.js";

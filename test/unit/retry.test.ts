@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { freePort } from "../../lib/infra/net.js";
-import { HttpStatusError, backoffDelay, isRetryable, retry, systemClock, type Clock } from "../../lib/infra/retry.js";
+import { HttpStatusError } from "../../lib/errors.js";
+import { backoffDelay, isRetryable, retry, systemClock, type Clock } from "../../lib/infra/retry.js";
 
 /** Time moves only when a retry waits: each wait is recorded and, unless held, ends at once. */
 class FakeClock implements Clock {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { decideReplicas, readScaleLabels, replicasRefusal, ScaleLabelError, type LoadSample, type ScaleBounds, type ScaleMemory } from "../../lib/openfaas/scaling.js";
+import { decideReplicas, readScaleLabels, replicasRefusal, type LoadSample, type ScaleBounds, type ScaleMemory } from "../../lib/openfaas/scaling.js";
+import { ScaleLabelError } from "../../lib/errors.js";
 
 const POLICY = { targetInFlight: 4, latencyMs: 1_000, scaleDownWindowMs: 30_000 };
 const labels = (min?: string, max?: string, factor?: string): Record<string, string> => ({
