@@ -1,16 +1,19 @@
 import { InvalidArgumentError, type Command } from "commander";
 import type { MqttClient } from "mqtt";
+import { readWriterConfig, WRITER_SETTINGS, WriterSchema } from "../connectors/influxdb/config.js";
 import { cannotReplay, DURATION, readDeadLetters, type StoredDeadLetter } from "../connectors/influxdb/dead-letters.js";
 import { BrokerUnavailableError, InfluxQueryError, InfluxUnavailableError, PublishFailedError } from "../lib/errors.js";
-import { envWithFlags, integer, type EnvFlag, type Io } from "./parse.js";
+import { envValue, readTopics } from "../lib/infra/config.js";
+import { DEFAULT_MQTT_URL } from "../lib/mqtt/settings.js";
+import { addSettingFlags, integer, type Io } from "./parse.js";
 
-/** The InfluxDB flags of `influx-writer`, and the environment variables they set. */
-const FLAGS: EnvFlag[] = [
-  ["--influx-url <url>", "INFLUX_URL", "InfluxDB, e.g. http://127.0.0.1:8086 (required)"],
-  ["--influx-api <1|2>", "INFLUX_API", "1.x or 2.x (default 2 when INFLUX_TOKEN is set, else 1; 2.x is read through its InfluxQL /query API)"],
-  ["--influx-db <name>", "INFLUX_DB", "1.x database, or 2.x bucket (default fan)"],
-  ["--influx-org <org>", "INFLUX_ORG", "2.x organisation (the token comes from INFLUX_TOKEN or INFLUX_TOKEN_FILE)"],
-];
+/** The InfluxDB flags of `influx-writer`; 2.x is read through its InfluxQL /query API. */
+const INFLUX_SETTINGS = {
+  INFLUX_URL: WRITER_SETTINGS.INFLUX_URL,
+  INFLUX_API: { ...WRITER_SETTINGS.INFLUX_API, help: "1.x or 2.x, 2.x read through its InfluxQL /query API" },
+  INFLUX_DB: WRITER_SETTINGS.INFLUX_DB,
+  INFLUX_ORG: WRITER_SETTINGS.INFLUX_ORG,
+};
 
 interface Options {
   since: string;
@@ -28,15 +31,13 @@ export function addDeadLettersCommand(program: Command, io: Io): void {
     .option("--limit <n>", "at most this many, the newest", atLeastOne, 50)
     .option("--json", "one JSON object per dead letter ({time, topic, error, payload}), or the replay's counts")
     .option("--replay", "publish each listed payload again to its topic at QoS 1 (skipping truncated ones and those from the dead-letter topic)")
-    .option("--broker <url>", "with --replay: MQTT broker (default $MQTT_URL or mqtt://127.0.0.1:1883; MQTT_USERNAME/MQTT_PASSWORD, MQTT_CA_FILE)");
-  for (const [flag, , help] of FLAGS) command.option(flag, help);
-  command.action(async (opts: Options & Record<string, string | undefined>) => {
+    .option("--broker <url>", `with --replay: MQTT broker (default $MQTT_URL or ${DEFAULT_MQTT_URL}; MQTT_USERNAME/MQTT_PASSWORD, MQTT_CA_FILE)`);
+  const given = addSettingFlags(command, WriterSchema, INFLUX_SETTINGS);
+  command.action(async (opts: Options & Record<string, unknown>) => {
     if (opts.broker !== undefined && opts.replay !== true) command.error("error: --broker is for --replay", { exitCode: 2 });
-    const [{ readWriterConfig }, { readTopics }] = await Promise.all([import("../connectors/influxdb/config.js"), import("../lib/infra/config.js")]);
-    const { limit: _limit, ...flags } = opts; // envWithFlags reads only FLAGS' options, which are text
-    const env = envWithFlags(FLAGS, flags);
-    if ((env.INFLUX_URL ?? "") === "") command.error("error: --influx-url (or INFLUX_URL) is required", { exitCode: 2 });
-    const target = readWriterConfig(env).influx;
+    const influxFlags = given(opts);
+    if (influxFlags.INFLUX_URL === undefined && envValue(process.env, ...WRITER_SETTINGS.INFLUX_URL.env) === undefined) command.error("error: --influx-url (or INFLUX_URL) is required", { exitCode: 2 });
+    const target = readWriterConfig(process.env, influxFlags).influx;
     const { letters, total } = await readDeadLetters(target, { since: opts.since, limit: opts.limit }).catch((error: unknown) => {
       // InfluxDB unreachable, refusing the credentials, or without the database: say which InfluxDB.
       const where = (e: Error) => `${e.message} (reading dead letters from ${target.url})`;
@@ -90,7 +91,7 @@ async function replay(letters: StoredDeadLetter[], deadLetterTopic: string, opts
   for (const { letter, skip } of plan) if (skip !== undefined) io.err(`skipping ${shortTime(letter.time)} ${visible(letter.topic ?? "(no topic)")}: ${skip}`);
   let replayed = 0;
   if (todo > 0) {
-    const settings = mqttSettingsFromEnv(opts.broker === undefined ? process.env : { ...process.env, MQTT_URL: opts.broker });
+    const settings = mqttSettingsFromEnv(process.env, { url: opts.broker });
     let lastError = "";
     const client = connectMqtt(settings, { clientId: `fanwatch-replay-${process.pid}`, onError: (e) => (lastError = e.message) });
     try {

@@ -1,7 +1,12 @@
 import type { Command } from "commander";
 import { fileURLToPath } from "node:url";
+import { DEFAULT_MQTT_URL } from "../lib/mqtt/settings.js";
 import { integer, type Io } from "./parse.js";
 import { REPO_ROOT } from "./paths.js";
+
+/** Where `fanwatch gateway` and `fanwatch start` listen unless told otherwise: this machine only. */
+export const DEFAULT_GATEWAY_PORT = 8080;
+export const DEFAULT_GATEWAY_HOST = "127.0.0.1";
 
 interface GatewayFlags {
   port: number;
@@ -13,12 +18,12 @@ export function addGatewayCommand(program: Command, io: Io): void {
   program
     .command("gateway")
     .description("run the local gateway with every function of stack.yml, against the broker in MQTT_URL (no broker, connector, fleet or page of its own)")
-    .option("--port <port>", "the gateway's port", integer("--port"), 8080)
-    .option("--host <address>", "the gateway's address; 0.0.0.0 opens it to the network", "127.0.0.1")
+    .option("--port <port>", "the gateway's port", integer("--port"), DEFAULT_GATEWAY_PORT)
+    .option("--host <address>", "the gateway's address; 0.0.0.0 opens it to the network", DEFAULT_GATEWAY_HOST)
     .option("--stack <file>", "the functions to run (default: the repository's stack.yml)")
     .addHelpText(
       "after",
-      "\nThe functions publish to MQTT_URL (default mqtt://127.0.0.1:1883, credentials from MQTT_USERNAME/MQTT_PASSWORD).\n" +
+      `\nThe functions publish to MQTT_URL (default ${DEFAULT_MQTT_URL}, credentials from MQTT_USERNAME/MQTT_PASSWORD).\n` +
         "health keeps the fans' health in the NATS server at NATS_URL (JetStream); without it, in memory (lost when it stops).\n" +
         "Async callbacks go to loopback only, or to the hosts in CALLBACK_ALLOWED_HOSTS (docs/start.md).\n" +
         "/system credentials: basic-auth-user/-password under SECRET_MOUNT_PATH, else GATEWAY_PASSWORD, else printed at start;\n" +
@@ -35,8 +40,8 @@ export function addGatewayCommand(program: Command, io: Io): void {
         process.once("SIGINT", resolve);
         process.once("SIGTERM", resolve);
       });
-      const [{ startGateway }, { createLogger }, { mqttSettingsFromEnv, redactUrl }] = await Promise.all([import("../runtime/gateway-runner.js"), import("../lib/infra/log.js"), import("../lib/mqtt/client.js")]);
-      const log = createLogger("fanwatch-gateway", process.env.LOG_LEVEL ?? "warn");
+      const [{ startGateway, CONSOLE_LOG_LEVEL }, { createLogger }, { mqttSettingsFromEnv, redactUrl }] = await Promise.all([import("../runtime/gateway-runner.js"), import("../lib/infra/log.js"), import("../lib/mqtt/client.js")]);
+      const log = createLogger("fanwatch-gateway", process.env.LOG_LEVEL ?? CONSOLE_LOG_LEVEL);
       const mqtt = mqttSettingsFromEnv(process.env);
       const stackFile = opts.stack ?? fileURLToPath(new URL("stack.yml", REPO_ROOT));
       const gateway = await startGateway({ port: opts.port, host: opts.host, stackFile, mqtt, natsUrl: process.env.NATS_URL, env: process.env, log, say: (line) => io.err(line) });

@@ -1,4 +1,6 @@
-import { InvalidArgumentError } from "commander";
+import { InvalidArgumentError, Option, type Command } from "commander";
+import type { z } from "zod";
+import { helpLine, type Setting } from "../lib/infra/settings.js";
 
 /** Where a command writes: results to stdout, progress and diagnostics to stderr. */
 export interface Io {
@@ -49,16 +51,28 @@ export function number(flag: string): (value: string) => number {
   };
 }
 
-/** A flag that sets an environment variable: [commander flag, variable, help]. */
-export type EnvFlag = [flag: string, env: string, help: string];
-
-/** The environment with every given flag's variable set, for services configured by environment. */
-export function envWithFlags(flags: readonly EnvFlag[], opts: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const result: NodeJS.ProcessEnv = { ...env };
-  for (const [flag, name] of flags) {
-    const key = (flag.split(" ")[0] ?? "").slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-    const value = opts[key];
-    if (value !== undefined) result[name] = String(value);
+/**
+ * Adds an option for each of `settings` that has a flag, its help line generated from the setting
+ * (so the default it shows is the code's). A value is parsed by the setting's own schema, the one
+ * its environment variables go through, and refused naming the flag. Returns what the command
+ * line gave, typed and keyed by setting name, for the config reader to put before the environment.
+ */
+export function addSettingFlags<S extends z.ZodObject>(command: Command, schema: S, settings: Readonly<Partial<Record<keyof z.output<S> & string, Setting>>>): (opts: Record<string, unknown>) => Partial<z.output<S>> {
+  const options: Array<{ name: string; option: Option }> = [];
+  for (const [name, setting] of Object.entries<Setting | undefined>(settings)) {
+    if (setting?.flag === undefined) continue;
+    const option = new Option(setting.flag, helpLine(setting));
+    const field = schema.shape[name] as z.ZodType | undefined;
+    // A flag without an argument (--autoscale) is a switch: commander gives true.
+    if (field !== undefined && (option.required || option.optional)) option.argParser((text: string) => parseFlag(field, text));
+    command.addOption(option);
+    options.push({ name, option });
   }
-  return result;
+  return (opts) => Object.fromEntries(options.filter(({ option }) => opts[option.attributeName()] !== undefined).map(({ name, option }) => [name, opts[option.attributeName()]])) as Partial<z.output<S>>;
+}
+
+function parseFlag(field: z.ZodType, text: string): unknown {
+  const parsed = field.safeParse(text);
+  if (!parsed.success) throw new InvalidArgumentError(`${parsed.error.issues[0]?.message ?? "invalid"}.`);
+  return parsed.data;
 }

@@ -1,6 +1,8 @@
 import type { Command } from "commander";
 import { fleetProfiles } from "../simulation/fan-profiles.js";
 import type { FleetModelOptions } from "../simulation/fleet-model.js";
+import { DEFAULT_TOPICS, readTopics } from "../lib/infra/config.js";
+import { DEFAULT_MQTT_URL } from "../lib/mqtt/settings.js";
 import { integer, number, type Io } from "./parse.js";
 import { UsageError } from "../lib/errors.js";
 
@@ -16,6 +18,9 @@ export interface FleetFlags {
   onsetMinutes: number;
   seed: number;
 }
+
+/** The fleet `simulate` and `start` run unless told otherwise. */
+export const DEFAULT_FLEET = Object.freeze({ fans: 12, faulty: 2, degrading: 2 });
 
 /** The fleet flags `simulate` and `start` share. */
 export function addFleetOptions(command: Command, defaults: { fans: number; faulty: number; degrading: number }): Command {
@@ -41,7 +46,7 @@ export function defaultedShapes(command: Command): Set<ScaledShape> {
 }
 
 /**
- * `defaulted`: --faulty and --degrading when not given. Their defaults (2 and 2, for 12 fans) are
+ * `defaulted`: --faulty and --degrading when not given. Their defaults (DEFAULT_FLEET) are
  * scaled down to a smaller fleet, sharing what the given shapes leave; given counts that do not
  * fit are refused with the whole mix named.
  */
@@ -68,20 +73,20 @@ export function addSimulateCommand(program: Command, io: Io): void {
   const command = program
     .command("simulate")
     .description("publish a simulated fleet's readings (the reference payload) to an MQTT broker")
-    .option("--broker <url>", "MQTT broker URL (default $MQTT_URL or mqtt://127.0.0.1:1883; credentials from MQTT_USERNAME/MQTT_PASSWORD)")
-    .option("--topic <topic>", "topic to publish to (default $TELEMETRY_TOPIC or fan/messages)")
+    .option("--broker <url>", `MQTT broker URL (default $MQTT_URL or ${DEFAULT_MQTT_URL}; credentials from MQTT_USERNAME/MQTT_PASSWORD)`)
+    .option("--topic <topic>", `topic to publish to (default $TELEMETRY_TOPIC or ${DEFAULT_TOPICS.telemetry})`)
     .option("--qos <0|1>", "QoS of the publishes", integer("--qos"), 1)
     .option("--duration <s>", "stop after this many seconds (default: run until Ctrl-C)", number("--duration"))
     .option("--truth <file>", "write each fan's ground truth (shape, when it starts to wear, when it fails) to this file as JSON lines");
-  addFleetOptions(command, { fans: 12, faulty: 2, degrading: 2 }).action(async (opts: FleetFlags & { broker?: string; topic?: string; qos: number; duration?: number; truth?: string }, self: Command) => {
+  addFleetOptions(command, DEFAULT_FLEET).action(async (opts: FleetFlags & { broker?: string; topic?: string; qos: number; duration?: number; truth?: string }, self: Command) => {
     if (opts.qos !== 0 && opts.qos !== 1) throw new UsageError("--qos is 0 or 1");
     const fleet = fleetOptions(opts, defaultedShapes(self));
     let stop = () => {};
     const stopped = new Promise<void>((resolve) => (stop = resolve));
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
-    const [{ connectMqtt, mqttSettingsFromEnv, redactUrl }, { readTopics }, { FleetSimulator }] = await Promise.all([import("../lib/mqtt/client.js"), import("../lib/infra/config.js"), import("../simulation/simulator.js")]);
-    const settings = mqttSettingsFromEnv(opts.broker === undefined ? process.env : { ...process.env, MQTT_URL: opts.broker });
+    const [{ connectMqtt, mqttSettingsFromEnv, redactUrl }, { FleetSimulator }] = await Promise.all([import("../lib/mqtt/client.js"), import("../simulation/simulator.js")]);
+    const settings = mqttSettingsFromEnv(process.env, { url: opts.broker });
     const topic = opts.topic ?? readTopics().telemetry;
     const client = connectMqtt(settings, { clientId: `fanwatch-simulator-${process.pid}`, onError: (e) => io.err(`MQTT: ${e.message}`) });
     const simulator = new FleetSimulator(client, { ...fleet, qos: opts.qos, topic });

@@ -17,8 +17,15 @@ import { readAutoscalerSettings } from "./autoscaler.js";
 import { ReplicaSet } from "./replica-set.js";
 import { LocalGateway } from "./gateway.js";
 import { readGatewayLimits } from "./gateway-guards.js";
+import { DEFAULT_MODEL_DIR } from "../functions/score/config.js";
 
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/**
+ * How much the local runs (`fanwatch start`, `fanwatch gateway`) and their functions log unless
+ * LOG_LEVEL says: the console is for people, so warnings and worse.
+ */
+export const CONSOLE_LOG_LEVEL = "warn";
 
 export interface GatewayRunOptions {
   port: number;
@@ -84,7 +91,7 @@ export async function startGateway(options: GatewayRunOptions): Promise<RunningG
   try {
     functions = await Promise.all(
       Object.entries(stack.functions).map(async ([name, spec]) => {
-        const own = functionEnv(spec, env, options.mqtt, options.natsUrl, gateway.url);
+        const own = functionEnv(spec, { mqtt: options.mqtt, natsUrl: options.natsUrl, gatewayUrl: gateway.url, logLevel: env.LOG_LEVEL ?? CONSOLE_LOG_LEVEL });
         const processEnv = { ...env, ...own };
         const set = new ReplicaSet({ name, env: processEnv, onLine: (fn, line) => say(`[${fn}] ${line}`) });
         // The body limits its server reads from this environment; a malformed MAX_JSON_SIZE fails here as it would there.
@@ -114,18 +121,31 @@ export async function startGateway(options: GatewayRunOptions): Promise<RunningG
   return { url: gateway.url, credentials, stop };
 }
 
+/** What this run tells every function, instead of the cluster's addresses in stack.yml. */
+interface LocalRun {
+  mqtt: MqttSettings;
+  /** undefined: no NATS here. */
+  natsUrl: string | undefined;
+  gatewayUrl: string;
+  /** Unless stack.yml sets the function's own. */
+  logLevel: string;
+}
+
 /**
  * The variables the runner gives a function (on top of the environment it inherits): its
  * stack.yml environment, with the addresses it names (in-cluster service names) replaced by this
  * machine's broker, NATS and gateway, and the MQTT credentials of this run rather than the
- * cluster's user name.
+ * cluster's user name. A function process reads its settings from the environment (the OpenFaaS
+ * contract), so this is where the typed values become variables.
  */
-function functionEnv(spec: StackFunction, env: NodeJS.ProcessEnv, mqtt: MqttSettings, natsUrl: string | undefined, gatewayUrl: string): Record<string, string> {
+function functionEnv(spec: StackFunction, run: LocalRun): Record<string, string> {
   const { MQTT_USERNAME: _clusterUser, ...stackEnv } = spec.environment;
+  const { mqtt, natsUrl, gatewayUrl } = run;
   return {
-    LOG_LEVEL: env.LOG_LEVEL ?? "warn",
+    LOG_LEVEL: run.logLevel,
     ...stackEnv,
-    MODEL_DIR: join(REPO_ROOT, spec.environment.MODEL_DIR ?? "model/artifact"),
+    // The image's MODEL_DIR is relative to /home/app; here, to the repository.
+    MODEL_DIR: join(REPO_ROOT, spec.environment.MODEL_DIR ?? DEFAULT_MODEL_DIR),
     MQTT_URL: mqtt.url,
     ...(mqtt.username === undefined ? {} : { MQTT_USERNAME: mqtt.username }),
     ...(mqtt.password === undefined ? {} : { MQTT_PASSWORD: mqtt.password }),

@@ -5,7 +5,7 @@ import { delimiter, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { envValue } from "../lib/infra/config.js";
 import { readHealthConfig } from "../functions/health/config.js";
-import { redactUrl } from "../lib/mqtt/client.js";
+import { redactUrl } from "../lib/mqtt/settings.js";
 
 /** Where Debian's package `nats-server` installs it. */
 export const DEBIAN_NATS_SERVER = "/usr/sbin/nats-server";
@@ -18,14 +18,17 @@ export function findNatsServer(env: NodeJS.ProcessEnv = process.env): string | u
   return (env.PATH ?? "").split(delimiter).filter((dir) => dir !== "").map((dir) => join(dir, "nats-server")).find((path) => existsSync(path));
 }
 
+export const DEFAULT_NATS_HOST = "127.0.0.1";
+export const DEFAULT_NATS_READY_TIMEOUT_MS = 15_000;
+
 export interface NatsServerOptions {
   binary: string;
   port: number;
-  /** @default "127.0.0.1" */
+  /** @default DEFAULT_NATS_HOST */
   host?: string;
   /** JetStream's data directory (created if missing): the key-value buckets live here. */
   storeDir: string;
-  /** How long to wait for "Server is ready". @default 15_000 */
+  /** How long to wait for "Server is ready". @default DEFAULT_NATS_READY_TIMEOUT_MS */
   readyTimeoutMs?: number;
 }
 
@@ -46,7 +49,7 @@ export interface NatsServer {
  * server's last lines when it exits first or does not get ready in time.
  */
 export async function startNatsServer(options: NatsServerOptions): Promise<NatsServer> {
-  const host = options.host ?? "127.0.0.1";
+  const host = options.host ?? DEFAULT_NATS_HOST;
   await mkdir(options.storeDir, { recursive: true });
   // Through a small shell in a process group of its own: Ctrl-C on the terminal reaches fanwatch,
   // which stops nats-server after the functions (not at the same moment), and when fanwatch dies
@@ -58,7 +61,7 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
   const child = spawn("sh", ["-c", script, options.binary, ...args], { stdio: ["pipe", "pipe", "pipe"], detached: true });
   const lines: string[] = [];
   await new Promise<void>((resolve, reject) => {
-    const timeoutMs = options.readyTimeoutMs ?? 15_000;
+    const timeoutMs = options.readyTimeoutMs ?? DEFAULT_NATS_READY_TIMEOUT_MS;
     const timer = setTimeout(() => fail(`did not get ready within ${timeoutMs} ms`), timeoutMs);
     const onLine = (line: string) => {
       lines.push(line);

@@ -4,7 +4,7 @@ import { InfluxWriter } from "../connectors/influxdb/writer.js";
 import { Connector } from "../connectors/mqtt/connector.js";
 import { envValue, readTopics } from "../lib/infra/config.js";
 import type { Logger } from "../lib/infra/log.js";
-import { connectMqtt, mqttSettingsFromEnv, redactUrl, type MqttSettings } from "../lib/mqtt/client.js";
+import { connectMqtt, MQTT_URL_ENV, mqttSettingsFromEnv, redactUrl, type MqttSettings } from "../lib/mqtt/client.js";
 import { freePort } from "../lib/infra/net.js";
 import { startEmbeddedBroker, type EmbeddedBroker } from "./broker.js";
 import { FleetView } from "./fleet-view.js";
@@ -14,6 +14,9 @@ import { startHealthState } from "./nats.js";
 import { Lifecycle } from "./lifecycle.js";
 import { FleetSimulator, type FleetOptions } from "../simulation/simulator.js";
 import { createWebPage, type WebPage } from "./web-page.js";
+
+/** A fixed client id: readings that arrive at a broker of your own while fanwatch is stopped wait in its persistent session. */
+const START_CONNECTOR_CLIENT_ID = "fanwatch-start-connector";
 
 export interface SystemOptions {
   gatewayPort: number;
@@ -53,7 +56,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
   try {
     let mqtt: MqttSettings = mqttSettingsFromEnv(env);
     let broker: EmbeddedBroker | undefined;
-    if (envValue(env, "MQTT_URL", "MQTT_HOST") === undefined) {
+    if (envValue(env, ...MQTT_URL_ENV) === undefined) {
       const { username, password } = mqtt;
       broker = await parts.start({
         name: "broker",
@@ -64,8 +67,8 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     }
 
     const topics = readTopics(env);
-    // Servers of this run listen where the gateway does: nothing more open than the page.
-    const healthEnv = { HEALTH_HOST: options.gatewayHost };
+    // Servers of this run listen where the gateway does (nothing more open than the page), on free ports.
+    const healthHost = options.gatewayHost;
     const fleet = new FleetView(topics);
 
     if (envValue(env, "INFLUX_URL") !== undefined) {
@@ -73,7 +76,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       const writer = await parts.start({
         name: "InfluxDB writer",
         start: async () => {
-          const w = new InfluxWriter({ ...readWriterConfig({ ...env, ...healthEnv, INFLUX_WRITER_PORT: "0" }), mqtt }, log);
+          const w = new InfluxWriter({ ...readWriterConfig(env, { INFLUX_WRITER_PORT: 0, HEALTH_HOST: healthHost }), mqtt }, log);
           await w.start();
           return w;
         },
@@ -117,16 +120,13 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       close: (viewer) => viewer.endAsync(true),
     });
 
-    // A fixed client id: readings that arrive at a broker of your own while fanwatch is stopped
-    // wait in this persistent session and are predicted at the next start.
+    // Its session keeps what arrives while fanwatch is stopped: predicted at the next start.
     // Readings go to predict, its predictions to health: each function's `topic` annotation says which.
     const connector = await parts.start({
       name: "connector",
       start: async () => {
-        const c = new Connector(
-          { ...readConnectorConfig({ ...env, ...healthEnv, gateway_url: gateway.url, broker: mqtt.url, port: "0", client_id: "fanwatch-start-connector", refresh_interval_ms: "2000", topic: `${topics.telemetry},${topics.anomaly}` }), mqtt, basicAuth: gateway.credentials },
-          log,
-        );
+        const settings = { gateway_url: gateway.url, topic: [topics.telemetry, topics.anomaly], client_id: START_CONNECTOR_CLIENT_ID, refresh_interval_ms: 2_000, port: 0, HEALTH_HOST: healthHost };
+        const c = new Connector({ ...readConnectorConfig(env, settings), mqtt, basicAuth: gateway.credentials }, log);
         await c.start().catch(async (error: unknown) => {
           await c.drain();
           throw error;

@@ -1,10 +1,11 @@
 import { join } from "node:path";
 import { z } from "zod";
-import { envValue, parseEnv, readTopics, type Topics } from "../../lib/infra/config.js";
+import { envValue, readSettings, readTopics, type Topics } from "../../lib/infra/config.js";
 import { ConfigError } from "../../lib/errors.js";
-import { healthHostFromEnv } from "../../lib/infra/health-server.js";
-import { mqttSettingsFromEnv, type MqttSettings } from "../../lib/mqtt/client.js";
+import { DEFAULT_HEALTH_HOST, HEALTH_HOST_SETTING } from "../../lib/infra/health-server.js";
+import { DEFAULT_MQTT_URL, mqttSettingsFromEnv, type MqttSettings } from "../../lib/mqtt/settings.js";
 import { DEFAULT_SECRET_PATH, readSecret } from "../../lib/infra/secrets.js";
+import type { Setting } from "../../lib/infra/settings.js";
 
 export type InfluxTarget =
   | { api: "v1"; url: string; database: string; username?: string; password?: string }
@@ -14,65 +15,123 @@ export interface WriterConfig {
   influx: InfluxTarget;
   mqtt: MqttSettings;
   topics: Topics;
+  /** @default WRITER_DEFAULTS.INFLUX_CLIENT_ID */
   clientId: string;
+  /** @default WRITER_DEFAULTS.INFLUX_BATCH_SIZE */
   batchSize: number;
+  /** @default WRITER_DEFAULTS.INFLUX_FLUSH_MS */
   flushMs: number;
+  /** @default WRITER_DEFAULTS.INFLUX_RETRY_BASE_MS */
   retryBaseMs: number;
+  /** @default WRITER_DEFAULTS.INFLUX_RETRY_MAX_MS */
   retryMaxMs: number;
-  /** Bytes of messages received and not yet stored; above it the writer stops reading from the broker. */
+  /** Bytes of messages received and not yet stored; above it the writer stops reading from the broker. @default WRITER_DEFAULTS.INFLUX_MAX_BUFFER_BYTES */
   maxBufferBytes: number;
-  /** /healthz and /metrics. */
+  /** /healthz and /metrics. @default WRITER_DEFAULTS.INFLUX_WRITER_PORT */
   port: number;
+  /** @default DEFAULT_HEALTH_HOST */
   healthHost: string;
 }
 
-const Numbers = z.object({
-  INFLUX_BATCH_SIZE: z.coerce.number().int().min(1).max(100_000).default(1000),
-  INFLUX_FLUSH_MS: z.coerce.number().int().min(1).max(60_000).default(1000),
-  INFLUX_RETRY_BASE_MS: z.coerce.number().int().min(1).max(60_000).default(500),
+/** The writer's defaults, by variable. */
+export const WRITER_DEFAULTS = Object.freeze({
+  /** The 1.x database or 2.x bucket. */
+  INFLUX_DB: "fan",
+  INFLUX_CLIENT_ID: "fanwatch-influx-writer",
+  INFLUX_BATCH_SIZE: 1000,
+  INFLUX_FLUSH_MS: 1000,
+  INFLUX_RETRY_BASE_MS: 500,
   // The longest wait between two write attempts (1.5 × this with jitter) is how late the writer can
   // notice that InfluxDB is back: with 30 s, storage resumed 37 s after a 60 s outage in the fault suite.
-  INFLUX_RETRY_MAX_MS: z.coerce.number().int().min(1).max(300_000).default(5_000),
-  INFLUX_MAX_BUFFER_BYTES: z.coerce.number().int().min(1024).default(8 * 1024 * 1024),
-  INFLUX_WRITER_PORT: z.coerce.number().int().min(0).max(65_535).default(8082),
+  INFLUX_RETRY_MAX_MS: 5_000,
+  INFLUX_MAX_BUFFER_BYTES: 8 * 1024 * 1024,
+  INFLUX_WRITER_PORT: 8082,
+});
+
+const d = WRITER_DEFAULTS;
+
+/** How each setting is parsed, from the environment or from its flag; keyed by its variable. */
+export const WriterSchema = z.object({
+  INFLUX_URL: z.string().optional(),
+  INFLUX_API: z.enum(["1", "2"], { error: (issue) => `1 or 2, not "${String(issue.input)}"` }).optional(),
+  INFLUX_DB: z.string().optional(),
+  INFLUX_BUCKET: z.string().optional(),
+  INFLUX_ORG: z.string().optional(),
+  INFLUX_TOKEN: z.string().optional(),
+  INFLUX_USERNAME: z.string().optional(),
+  INFLUX_PASSWORD: z.string().optional(),
+  SECRET_MOUNT_PATH: z.string().default(DEFAULT_SECRET_PATH),
+  MQTT_URL: z.string().optional(),
+  INFLUX_CLIENT_ID: z.string().default(d.INFLUX_CLIENT_ID),
+  INFLUX_BATCH_SIZE: z.coerce.number().int().min(1).max(100_000).default(d.INFLUX_BATCH_SIZE),
+  INFLUX_FLUSH_MS: z.coerce.number().int().min(1).max(60_000).default(d.INFLUX_FLUSH_MS),
+  INFLUX_RETRY_BASE_MS: z.coerce.number().int().min(1).max(60_000).default(d.INFLUX_RETRY_BASE_MS),
+  INFLUX_RETRY_MAX_MS: z.coerce.number().int().min(1).max(300_000).default(d.INFLUX_RETRY_MAX_MS),
+  INFLUX_MAX_BUFFER_BYTES: z.coerce.number().int().min(1024).default(d.INFLUX_MAX_BUFFER_BYTES),
+  INFLUX_WRITER_PORT: z.coerce.number().int().min(0).max(65_535).default(d.INFLUX_WRITER_PORT),
+  HEALTH_HOST: z.string().default(DEFAULT_HEALTH_HOST),
+});
+
+/** The writer's settings, typed: what its flags give and what `readWriterConfig` takes besides the environment. */
+export type WriterSettings = z.output<typeof WriterSchema>;
+
+/** Every setting: its variables, its flag, help and default. Secrets may also come from *_FILE or the OpenFaaS secret folder. */
+export const WRITER_SETTINGS: Readonly<Record<keyof WriterSettings, Setting>> = Object.freeze({
+  INFLUX_URL: { env: ["INFLUX_URL"], flag: "--influx-url <url>", help: "InfluxDB, e.g. http://127.0.0.1:8086 (required)" },
+  INFLUX_API: { env: ["INFLUX_API"], flag: "--influx-api <1|2>", help: "1.x /write or 2.x /api/v2/write", default: "2 when INFLUX_TOKEN is set, else 1" },
+  INFLUX_DB: { env: ["INFLUX_DB"], flag: "--influx-db <name>", help: "1.x database, or 2.x bucket", default: d.INFLUX_DB },
+  INFLUX_BUCKET: { env: ["INFLUX_BUCKET"], help: "2.x bucket (INFLUX_DB's alias)", default: d.INFLUX_DB },
+  INFLUX_ORG: { env: ["INFLUX_ORG"], flag: "--influx-org <org>", help: "2.x organisation (the token comes from INFLUX_TOKEN or INFLUX_TOKEN_FILE)" },
+  INFLUX_TOKEN: { env: ["INFLUX_TOKEN"], help: "2.x token (or the file in INFLUX_TOKEN_FILE, or the secret influx-token)" },
+  INFLUX_USERNAME: { env: ["INFLUX_USERNAME"], help: "1.x user name" },
+  INFLUX_PASSWORD: { env: ["INFLUX_PASSWORD"], help: "1.x password (or the file in INFLUX_PASSWORD_FILE, or the secret influx-password)" },
+  SECRET_MOUNT_PATH: { env: ["SECRET_MOUNT_PATH"], help: "where secrets are mounted", default: DEFAULT_SECRET_PATH },
+  MQTT_URL: { env: ["MQTT_URL", "MQTT_HOST"], flag: "--broker <url>", help: "MQTT broker, credentials from MQTT_USERNAME/MQTT_PASSWORD", default: DEFAULT_MQTT_URL },
+  INFLUX_CLIENT_ID: { env: ["INFLUX_CLIENT_ID"], flag: "--client-id <id>", help: "the persistent session's client id", default: d.INFLUX_CLIENT_ID },
+  INFLUX_BATCH_SIZE: { env: ["INFLUX_BATCH_SIZE"], flag: "--batch-size <n>", help: "points per write", default: d.INFLUX_BATCH_SIZE },
+  INFLUX_FLUSH_MS: { env: ["INFLUX_FLUSH_MS"], flag: "--flush-ms <ms>", help: "longest wait before a partial batch is written", default: d.INFLUX_FLUSH_MS },
+  INFLUX_RETRY_BASE_MS: { env: ["INFLUX_RETRY_BASE_MS"], help: "first wait after a failed write, doubled up to INFLUX_RETRY_MAX_MS", default: d.INFLUX_RETRY_BASE_MS },
+  INFLUX_RETRY_MAX_MS: { env: ["INFLUX_RETRY_MAX_MS"], flag: "--retry-max-ms <ms>", help: "longest wait between two write attempts while InfluxDB is down", default: d.INFLUX_RETRY_MAX_MS },
+  INFLUX_MAX_BUFFER_BYTES: { env: ["INFLUX_MAX_BUFFER_BYTES"], flag: "--max-buffer-bytes <n>", help: "bytes of messages held unwritten before the writer stops reading from the broker", default: d.INFLUX_MAX_BUFFER_BYTES },
+  INFLUX_WRITER_PORT: { env: ["INFLUX_WRITER_PORT"], flag: "--port <port>", help: "port of /healthz and /metrics", default: d.INFLUX_WRITER_PORT },
+  HEALTH_HOST: HEALTH_HOST_SETTING,
 });
 
 /**
  * INFLUX_URL, then the 2.x API when INFLUX_TOKEN (or its file) is set or INFLUX_API=2: INFLUX_ORG,
  * INFLUX_BUCKET (default fan); otherwise the 1.x API: INFLUX_DB (default fan), optional
  * INFLUX_USERNAME/INFLUX_PASSWORD. Secrets may come from *_FILE or the OpenFaaS secret folder.
+ * `given` settings (flags, or `fanwatch start`'s choices) beat the environment.
  */
-export function readWriterConfig(env: NodeJS.ProcessEnv = process.env): WriterConfig {
-  const url = envValue(env, "INFLUX_URL");
+export function readWriterConfig(env: NodeJS.ProcessEnv = process.env, given: Partial<WriterSettings> = {}): WriterConfig {
+  const s = readSettings(WriterSchema, WRITER_SETTINGS, env, given);
+  const url = s.INFLUX_URL;
   if (url === undefined) throw new ConfigError("INFLUX_URL is not set: the writer needs an InfluxDB to write to (e.g. http://127.0.0.1:8086)");
-  const secretPath = envValue(env, "SECRET_MOUNT_PATH") ?? DEFAULT_SECRET_PATH;
-  const secret = (name: string, file: string) => envValue(env, name) ?? readSecret(envValue(env, `${name}_FILE`) ?? join(secretPath, file));
-  const token = secret("INFLUX_TOKEN", "influx-token");
-  const api = envValue(env, "INFLUX_API") ?? (token === undefined ? "1" : "2");
-  if (api !== "1" && api !== "2") throw new ConfigError(`INFLUX_API is 1 or 2, not "${api}"`);
+  const fromFile = (name: string, file: string) => readSecret(envValue(env, `${name}_FILE`) ?? join(s.SECRET_MOUNT_PATH, file));
+  const token = s.INFLUX_TOKEN ?? fromFile("INFLUX_TOKEN", "influx-token");
+  const api = s.INFLUX_API ?? (token === undefined ? "1" : "2");
   let influx: InfluxTarget;
   if (api === "2") {
-    const org = envValue(env, "INFLUX_ORG");
+    const org = s.INFLUX_ORG;
     if (token === undefined || org === undefined) throw new ConfigError("the InfluxDB 2.x API needs INFLUX_TOKEN (or INFLUX_TOKEN_FILE) and INFLUX_ORG");
-    influx = { api: "v2", url: trimSlash(url), bucket: envValue(env, "INFLUX_BUCKET", "INFLUX_DB") ?? "fan", org, token };
+    influx = { api: "v2", url: trimSlash(url), bucket: s.INFLUX_BUCKET ?? s.INFLUX_DB ?? d.INFLUX_DB, org, token };
   } else {
-    const username = envValue(env, "INFLUX_USERNAME");
-    const password = secret("INFLUX_PASSWORD", "influx-password");
-    influx = { api: "v1", url: trimSlash(url), database: envValue(env, "INFLUX_DB", "INFLUX_BUCKET") ?? "fan", ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }) };
+    const username = s.INFLUX_USERNAME;
+    const password = s.INFLUX_PASSWORD ?? fromFile("INFLUX_PASSWORD", "influx-password");
+    influx = { api: "v1", url: trimSlash(url), database: s.INFLUX_DB ?? s.INFLUX_BUCKET ?? d.INFLUX_DB, ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }) };
   }
-  const numbers = parseEnv(Numbers, env);
   return {
     influx,
-    mqtt: mqttSettingsFromEnv(env, secretPath),
+    mqtt: mqttSettingsFromEnv(env, { url: s.MQTT_URL, secretPath: s.SECRET_MOUNT_PATH }),
     topics: readTopics(env),
-    clientId: envValue(env, "INFLUX_CLIENT_ID") ?? "fanwatch-influx-writer",
-    batchSize: numbers.INFLUX_BATCH_SIZE,
-    flushMs: numbers.INFLUX_FLUSH_MS,
-    retryBaseMs: numbers.INFLUX_RETRY_BASE_MS,
-    retryMaxMs: numbers.INFLUX_RETRY_MAX_MS,
-    maxBufferBytes: numbers.INFLUX_MAX_BUFFER_BYTES,
-    port: numbers.INFLUX_WRITER_PORT,
-    healthHost: healthHostFromEnv(env),
+    clientId: s.INFLUX_CLIENT_ID,
+    batchSize: s.INFLUX_BATCH_SIZE,
+    flushMs: s.INFLUX_FLUSH_MS,
+    retryBaseMs: s.INFLUX_RETRY_BASE_MS,
+    retryMaxMs: s.INFLUX_RETRY_MAX_MS,
+    maxBufferBytes: s.INFLUX_MAX_BUFFER_BYTES,
+    port: s.INFLUX_WRITER_PORT,
+    healthHost: s.HEALTH_HOST,
   };
 }
 

@@ -1,9 +1,10 @@
 import { z } from "zod";
-import { envValue, parseEnv, readTopics } from "../../lib/infra/config.js";
+import { DEFAULT_TOPICS, readSettings, readTopics, TOPIC_SETTINGS } from "../../lib/infra/config.js";
 import { ConfigError } from "../../lib/errors.js";
-import { healthHostFromEnv } from "../../lib/infra/health-server.js";
-import { mqttSettingsFromEnv, type MqttSettings } from "../../lib/mqtt/client.js";
+import { DEFAULT_HEALTH_HOST, HEALTH_HOST_SETTING } from "../../lib/infra/health-server.js";
+import { DEFAULT_MQTT_URL, MQTT_URL_ENV, mqttSettingsFromEnv, type MqttSettings } from "../../lib/mqtt/settings.js";
 import { DEFAULT_SECRET_PATH, requireSecret } from "../../lib/infra/secrets.js";
+import type { Setting } from "../../lib/infra/settings.js";
 
 /**
  * The connector's settings. Names follow the official OpenFaaS MQTT connector where it has them
@@ -11,57 +12,68 @@ import { DEFAULT_SECRET_PATH, requireSecret } from "../../lib/infra/secrets.js";
  * content_type), read from the environment in lower or upper case, or from CLI flags.
  */
 export interface ConnectorConfig {
+  /** @default CONNECTOR_DEFAULTS.gateway_url */
   gatewayUrl: string;
   mqtt: MqttSettings;
-  /** Filters to subscribe to; with `sharedGroup` each becomes `$share/<group>/<filter>`. */
+  /** Filters to subscribe to; with `sharedGroup` each becomes `$share/<group>/<filter>`. @default [DEFAULT_TOPICS.telemetry] */
   topics: string[];
+  /** @default CONNECTOR_DEFAULTS.client_id */
   clientId: string;
+  /** @default CONNECTOR_DEFAULTS.qos */
   qos: 0 | 1;
   sharedGroup: string | undefined;
+  /** @default CONNECTOR_DEFAULTS.async_invoke */
   asyncInvoke: boolean;
   callbackUrl: string | undefined;
   /** Credentials for the gateway's /system API, from secret_mount_path when basic_auth is on. */
   basicAuth: { user: string; password: string } | undefined;
+  /** @default CONNECTOR_DEFAULTS.content_type */
   contentType: string;
   /** topic filter → functions; when set, the gateway is not asked. */
   staticFunctions: Map<string, string[]> | undefined;
+  /** @default CONNECTOR_DEFAULTS.refresh_interval_ms */
   refreshMs: number;
+  /** @default CONNECTOR_DEFAULTS.batch_size */
   batchSize: number;
+  /** @default CONNECTOR_DEFAULTS.batch_wait_ms */
   batchWaitMs: number;
   /**
    * Invocations open at once per replica of a function (the gateway's availableReplicas, at least
-   * one replica's worth); with static routes, per function.
+   * one replica's worth); with static routes, per function. @default CONNECTOR_DEFAULTS.max_inflight
    */
   maxInFlight: number;
-  /** Invocations open at once over all functions. */
+  /** Invocations open at once over all functions. @default INFLIGHT_TOTAL_PER_INFLIGHT × maxInFlight */
   maxInFlightTotal: number;
   /** Opt-in: ask the gateway for replicas of the functions it invokes, from their load (docs/deploy.md). */
   autoscale: AutoscaleConfig | undefined;
-  /** Retries of a failing function before its circuit opens and intake pauses (never a dead letter). */
+  /** Retries of a failing function before its circuit opens and intake pauses (never a dead letter). @default CONNECTOR_DEFAULTS.retries */
   retries: number;
+  /** @default CONNECTOR_DEFAULTS.retry_base_ms */
   retryBaseMs: number;
-  /** The longest wait between retries and between probes of an open circuit. */
+  /** The longest wait between retries and between probes of an open circuit. @default CONNECTOR_DEFAULTS.retry_max_ms */
   retryMaxMs: number;
-  /** Per attempt, sent to the function as X-Timeout-Ms: its whole budget. */
+  /** Per attempt, sent to the function as X-Timeout-Ms: its whole budget. @default CONNECTOR_DEFAULTS.timeout_ms */
   timeoutMs: number;
+  /** @default DEFAULT_TOPICS.deadletter */
   deadletterTopic: string;
-  /** /healthz and /metrics. */
+  /** /healthz and /metrics. @default CONNECTOR_DEFAULTS.port */
   port: number;
+  /** @default DEFAULT_HEALTH_HOST */
   healthHost: string;
-  /** Larger messages are dead-lettered: no fan reading is that big. */
+  /** Larger messages are dead-lettered: no fan reading is that big. @default CONNECTOR_DEFAULTS.max_message_bytes */
   maxMessageBytes: number;
-  /** Bytes of messages (topic and payload) received and not yet acknowledged; at this, the connector stops reading from the broker. */
+  /** Bytes of messages (topic and payload) received and not yet acknowledged; at this, the connector stops reading from the broker. @default CONNECTOR_DEFAULTS.max_inflight_bytes */
   maxInflightBytes: number;
-  /** A batch is sent once its payloads add up to this, so that it stays under the function's body limit. */
+  /** A batch is sent once its payloads add up to this, so that it stays under the function's body limit. @default CONNECTOR_DEFAULTS.max_batch_bytes */
   maxBatchBytes: number;
 }
 
 export interface AutoscaleConfig {
-  /** How often a decision is taken per function. */
+  /** How often a decision is taken per function. @default CONNECTOR_DEFAULTS.autoscale_interval_ms */
   intervalMs: number;
-  /** How long the load must stay low before one replica is removed. */
+  /** How long the load must stay low before one replica is removed. @default CONNECTOR_DEFAULTS.autoscale_window_ms */
   windowMs: number;
-  /** Work per replica (invocations in flight and batches waiting) above which it asks for more. */
+  /** Work per replica (invocations in flight and batches waiting) above which it asks for more. @default maxInFlight */
   targetInFlight: number;
 }
 
@@ -76,74 +88,157 @@ export interface AutoscaleConfig {
  */
 export const DEFAULT_MAX_INFLIGHT_BYTES = 8 * 1024 * 1024;
 
-const Numbers = z.object({
-  qos: z.coerce.number().pipe(z.union([z.literal(0), z.literal(1)])).default(1),
-  refresh_interval_ms: z.coerce.number().int().min(100).default(5_000),
-  batch_size: z.coerce.number().int().min(1).max(10_000).default(200),
-  batch_wait_ms: z.coerce.number().min(0).max(60_000).default(10),
-  max_inflight: z.coerce.number().int().min(1).max(1_000).default(8),
-  // Default: 5 × max_inflight, enough for one function at OpenFaaS CE's most replicas (5).
-  max_inflight_total: z.coerce.number().int().min(1).max(5_000).optional(),
-  autoscale_interval_ms: z.coerce.number().int().min(100).default(5_000),
-  autoscale_window_ms: z.coerce.number().int().min(0).default(60_000),
-  autoscale_target_inflight: z.coerce.number().min(0.1).optional(),
-  retries: z.coerce.number().int().min(0).max(20).default(5),
-  retry_base_ms: z.coerce.number().int().min(1).default(100),
-  retry_max_ms: z.coerce.number().int().min(1).default(5_000),
+/** max_inflight_total is this many times max_inflight unless set: one function at OpenFaaS CE's most replicas (5). */
+export const INFLIGHT_TOTAL_PER_INFLIGHT = 5;
+
+/** The connector's defaults, by setting name. */
+export const CONNECTOR_DEFAULTS = Object.freeze({
+  gateway_url: "http://127.0.0.1:8080",
+  client_id: "fanwatch-connector",
+  qos: 1 as 0 | 1,
+  refresh_interval_ms: 5_000,
+  batch_size: 200,
+  batch_wait_ms: 10,
+  max_inflight: 8,
+  autoscale: false,
+  autoscale_interval_ms: 5_000,
+  autoscale_window_ms: 60_000,
+  retries: 5,
+  retry_base_ms: 100,
+  retry_max_ms: 5_000,
   // Below predict's exec_timeout (12 s in stack.yml), so the gateway never cuts an attempt off
   // before predict's own budget (X-Timeout-Ms) ends it with an answer.
-  timeout_ms: z.coerce.number().int().min(1).default(10_000),
-  port: z.coerce.number().int().min(0).max(65_535).default(8081),
+  timeout_ms: 10_000,
+  async_invoke: false,
+  basic_auth: false,
+  secret_mount_path: DEFAULT_SECRET_PATH,
+  content_type: "application/json",
+  port: 8081,
   // Fan readings are under 200 bytes; the broker refuses packets over 16 KiB as well.
-  max_message_bytes: z.coerce.number().int().min(1).default(16 * 1024),
-  max_batch_bytes: z.coerce.number().int().min(1).default(512 * 1024),
-  max_inflight_bytes: z.coerce.number().int().min(1).default(DEFAULT_MAX_INFLIGHT_BYTES),
+  max_message_bytes: 16 * 1024,
+  max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
+  max_batch_bytes: 512 * 1024,
 });
 
-const CONNECTOR_SETTINGS = Object.keys(Numbers.shape);
+const d = CONNECTOR_DEFAULTS;
 
-/** Reads settings from `env`, where both `batch_size` and `BATCH_SIZE` spellings are accepted. */
-export function readConnectorConfig(env: NodeJS.ProcessEnv = process.env): ConnectorConfig {
-  const get = (name: string, ...aliases: string[]) => envValue(env, name, name.toUpperCase(), ...aliases);
-  const numbers = parseEnv(Numbers, Object.fromEntries(CONNECTOR_SETTINGS.map((k) => [k, get(k)])));
-  const secretPath = get("secret_mount_path") ?? DEFAULT_SECRET_PATH;
-  const broker = get("broker", "MQTT_URL", "MQTT_HOST");
-  const mqtt = mqttSettingsFromEnv({ ...env, ...(broker === undefined ? {} : { MQTT_URL: broker }) }, secretPath);
-  const topics = (get("topic") ?? readTopics(env).telemetry).split(",").map((t) => t.trim()).filter((t) => t !== "");
-  if (topics.length === 0) throw new ConfigError("invalid configuration: topic: give at least one topic filter");
-  const functions = get("functions");
-  const autoscale = readBoolean(get("autoscale"), "autoscale");
-  if (autoscale && functions !== undefined) throw new ConfigError("invalid configuration: autoscale: it needs the gateway's /system/functions (replicas and scale labels), not static routes (functions)");
+/** A setting of the official connector: read in lower or upper case. */
+const official = (name: string) => [name, name.toUpperCase()];
+
+/** "true" or "false", in the environment; a flag gives the boolean itself. */
+const onOff = z.enum(["true", "false"], { error: (issue) => `"${String(issue.input)}" is not true or false` }).transform((v) => v === "true");
+
+/** How each setting is parsed, from the environment or from its flag; keyed by the setting's name. */
+export const ConnectorSchema = z.object({
+  gateway_url: z.string().transform((url) => url.replace(/\/+$/, "")).default(d.gateway_url),
+  broker: z.string().optional(),
+  topic: z
+    .string()
+    .transform((text) => text.split(",").map((t) => t.trim()).filter((t) => t !== ""))
+    .refine((topics) => topics.length > 0, "give at least one topic filter")
+    .default(() => [DEFAULT_TOPICS.telemetry]),
+  functions: z.string().optional(),
+  client_id: z.string().default(d.client_id),
+  qos: z.coerce.number().pipe(z.union([z.literal(0), z.literal(1)], { error: (issue) => `0 or 1, not ${String(issue.input)}` })).default(d.qos),
+  shared_group: z.string().optional(),
+  refresh_interval_ms: z.coerce.number().int().min(100).default(d.refresh_interval_ms),
+  batch_size: z.coerce.number().int().min(1).max(10_000).default(d.batch_size),
+  batch_wait_ms: z.coerce.number().min(0).max(60_000).default(d.batch_wait_ms),
+  max_inflight: z.coerce.number().int().min(1).max(1_000).default(d.max_inflight),
+  max_inflight_total: z.coerce.number().int().min(1).max(5_000).optional(),
+  autoscale: onOff.default(d.autoscale),
+  autoscale_interval_ms: z.coerce.number().int().min(100).default(d.autoscale_interval_ms),
+  autoscale_window_ms: z.coerce.number().int().min(0).default(d.autoscale_window_ms),
+  autoscale_target_inflight: z.coerce.number().min(0.1).optional(),
+  retries: z.coerce.number().int().min(0).max(20).default(d.retries),
+  retry_base_ms: z.coerce.number().int().min(1).default(d.retry_base_ms),
+  retry_max_ms: z.coerce.number().int().min(1).default(d.retry_max_ms),
+  timeout_ms: z.coerce.number().int().min(1).default(d.timeout_ms),
+  // As the official connector: anything but "true" is off.
+  async_invoke: z.string().transform((v) => v === "true").default(d.async_invoke),
+  callback_url: z.string().optional(),
+  basic_auth: z.string().transform((v) => v === "true").default(d.basic_auth),
+  secret_mount_path: z.string().default(d.secret_mount_path),
+  content_type: z.string().default(d.content_type),
+  port: z.coerce.number().int().min(0).max(65_535).default(d.port),
+  HEALTH_HOST: z.string().default(DEFAULT_HEALTH_HOST),
+  max_message_bytes: z.coerce.number().int().min(1).default(d.max_message_bytes),
+  max_inflight_bytes: z.coerce.number().int().min(1).default(d.max_inflight_bytes),
+  max_batch_bytes: z.coerce.number().int().min(1).default(d.max_batch_bytes),
+});
+
+/** The connector's settings, typed: what its flags give and what `readConnectorConfig` takes besides the environment. */
+export type ConnectorSettings = z.output<typeof ConnectorSchema>;
+
+/** Every setting: its variables (the official connector's names where it has them), its flag, help and default. */
+export const CONNECTOR_SETTINGS: Readonly<Record<keyof ConnectorSettings, Setting>> = Object.freeze({
+  gateway_url: { env: official("gateway_url"), flag: "--gateway-url <url>", help: "OpenFaaS gateway", default: d.gateway_url },
+  broker: { env: [...official("broker"), ...MQTT_URL_ENV], flag: "--broker <url>", help: "MQTT broker URL, mqtt:// or mqtts://", default: `$MQTT_URL or ${DEFAULT_MQTT_URL}` },
+  topic: { env: [...official("topic"), ...TOPIC_SETTINGS.telemetry.env], flag: "--topic <filters>", help: "comma-separated topic filters to subscribe to", default: `$TELEMETRY_TOPIC or ${DEFAULT_TOPICS.telemetry}` },
+  functions: { env: official("functions"), flag: "--functions <map>", help: "static routes instead of asking the gateway: 'fan/messages=predict;fan/+/x=a,b'" },
+  client_id: { env: official("client_id"), flag: "--client-id <id>", help: "MQTT client id of the persistent session", default: d.client_id },
+  qos: { env: official("qos"), flag: "--qos <0|1>", help: "subscription QoS", default: d.qos },
+  shared_group: { env: official("shared_group"), flag: "--shared-group <name>", help: "subscribe as $share/<name>/<filter> so replicas split the load" },
+  batch_size: { env: official("batch_size"), flag: "--batch-size <n>", help: "messages per invocation; 1 sends the raw payload", default: d.batch_size },
+  batch_wait_ms: { env: official("batch_wait_ms"), flag: "--batch-wait-ms <ms>", help: "longest wait to fill a batch", default: d.batch_wait_ms },
+  max_inflight: { env: official("max_inflight"), flag: "--max-inflight <n>", help: "invocations open at once per replica of a function (its availableReplicas, at least one); per function with --functions", default: d.max_inflight },
+  max_inflight_total: { env: official("max_inflight_total"), flag: "--max-inflight-total <n>", help: "invocations open at once over all functions", default: `${INFLIGHT_TOTAL_PER_INFLIGHT} x --max-inflight` },
+  autoscale: { env: official("autoscale"), flag: "--autoscale", help: "ask the gateway's /system/scale-function for replicas from the backlog, within the scale labels, see docs/deploy.md", default: d.autoscale },
+  autoscale_interval_ms: { env: official("autoscale_interval_ms"), flag: "--autoscale-interval-ms <ms>", help: "how often autoscale decides", default: d.autoscale_interval_ms },
+  autoscale_window_ms: { env: official("autoscale_window_ms"), flag: "--autoscale-window-ms <ms>", help: "low load this long before one replica is removed", default: d.autoscale_window_ms },
+  autoscale_target_inflight: { env: official("autoscale_target_inflight"), flag: "--autoscale-target-inflight <n>", help: "work per replica (in flight and waiting, in batches) above which autoscale asks for more", default: "--max-inflight" },
+  retries: { env: official("retries"), flag: "--retries <n>", help: "retries of a failing function before its circuit opens and intake pauses; outages never dead-letter", default: d.retries },
+  retry_base_ms: { env: official("retry_base_ms"), flag: "--retry-base-ms <ms>", help: "first backoff, doubled each retry", default: d.retry_base_ms },
+  retry_max_ms: { env: official("retry_max_ms"), flag: "--retry-max-ms <ms>", help: "longest backoff, and between probes of an open circuit", default: d.retry_max_ms },
+  timeout_ms: { env: official("timeout_ms"), flag: "--timeout-ms <ms>", help: "per invocation attempt, sent as X-Timeout-Ms; keep it under the function's exec_timeout", default: d.timeout_ms },
+  refresh_interval_ms: { env: official("refresh_interval_ms"), flag: "--refresh-interval-ms <ms>", help: "how often to re-read /system/functions", default: d.refresh_interval_ms },
+  async_invoke: { env: official("async_invoke"), flag: "--async-invoke", help: "invoke through /async-function/<name>", default: d.async_invoke },
+  callback_url: { env: official("callback_url"), flag: "--callback-url <url>", help: "X-Callback-Url for async invocations" },
+  basic_auth: { env: official("basic_auth"), flag: "--basic-auth", help: "authenticate to /system with the basic-auth-user/-password secrets", default: d.basic_auth },
+  secret_mount_path: { env: official("secret_mount_path"), flag: "--secret-mount-path <dir>", help: "where secrets are mounted", default: d.secret_mount_path },
+  content_type: { env: official("content_type"), flag: "--content-type <type>", help: "Content-Type of invocations", default: d.content_type },
+  port: { env: official("port"), flag: "--port <port>", help: "port of /healthz and /metrics", default: d.port },
+  HEALTH_HOST: HEALTH_HOST_SETTING,
+  max_message_bytes: { env: official("max_message_bytes"), flag: "--max-message-bytes <n>", help: "larger messages are dead-lettered", default: d.max_message_bytes },
+  max_inflight_bytes: { env: official("max_inflight_bytes"), flag: "--max-inflight-bytes <n>", help: "bytes of messages (topic and payload) held unacknowledged before it stops reading from the broker", default: d.max_inflight_bytes },
+  max_batch_bytes: { env: official("max_batch_bytes"), flag: "--max-batch-bytes <n>", help: "a batch is sent once its payloads reach this size", default: d.max_batch_bytes },
+});
+
+/**
+ * Reads the settings from `env`, where both `batch_size` and `BATCH_SIZE` spellings are accepted;
+ * `given` settings (flags, or `fanwatch start`'s choices) beat the environment.
+ */
+export function readConnectorConfig(env: NodeJS.ProcessEnv = process.env, given: Partial<ConnectorSettings> = {}): ConnectorConfig {
+  const s = readSettings(ConnectorSchema, CONNECTOR_SETTINGS, env, given);
+  if (s.autoscale && s.functions !== undefined) throw new ConfigError("invalid configuration: autoscale: it needs the gateway's /system/functions (replicas and scale labels), not static routes (functions)");
   return {
-    gatewayUrl: (get("gateway_url") ?? "http://127.0.0.1:8080").replace(/\/+$/, ""),
-    mqtt,
-    topics,
-    clientId: get("client_id") ?? "fanwatch-connector",
-    qos: numbers.qos,
-    sharedGroup: get("shared_group"),
-    asyncInvoke: get("async_invoke") === "true",
-    callbackUrl: get("callback_url"),
-    basicAuth: get("basic_auth") === "true" ? readBasicAuth(secretPath) : undefined,
-    contentType: get("content_type") ?? "application/json",
-    staticFunctions: functions === undefined ? undefined : parseStaticFunctions(functions),
-    refreshMs: numbers.refresh_interval_ms,
-    batchSize: numbers.batch_size,
-    batchWaitMs: numbers.batch_wait_ms,
-    maxInFlight: numbers.max_inflight,
-    maxInFlightTotal: numbers.max_inflight_total ?? 5 * numbers.max_inflight,
-    autoscale: autoscale
-      ? { intervalMs: numbers.autoscale_interval_ms, windowMs: numbers.autoscale_window_ms, targetInFlight: numbers.autoscale_target_inflight ?? numbers.max_inflight }
-      : undefined,
-    retries: numbers.retries,
-    retryBaseMs: numbers.retry_base_ms,
-    retryMaxMs: numbers.retry_max_ms,
-    timeoutMs: numbers.timeout_ms,
+    gatewayUrl: s.gateway_url,
+    mqtt: mqttSettingsFromEnv(env, { url: s.broker, secretPath: s.secret_mount_path }),
+    topics: s.topic,
+    clientId: s.client_id,
+    qos: s.qos,
+    sharedGroup: s.shared_group,
+    asyncInvoke: s.async_invoke,
+    callbackUrl: s.callback_url,
+    basicAuth: s.basic_auth ? readBasicAuth(s.secret_mount_path) : undefined,
+    contentType: s.content_type,
+    staticFunctions: s.functions === undefined ? undefined : parseStaticFunctions(s.functions),
+    refreshMs: s.refresh_interval_ms,
+    batchSize: s.batch_size,
+    batchWaitMs: s.batch_wait_ms,
+    maxInFlight: s.max_inflight,
+    maxInFlightTotal: s.max_inflight_total ?? INFLIGHT_TOTAL_PER_INFLIGHT * s.max_inflight,
+    autoscale: s.autoscale ? { intervalMs: s.autoscale_interval_ms, windowMs: s.autoscale_window_ms, targetInFlight: s.autoscale_target_inflight ?? s.max_inflight } : undefined,
+    retries: s.retries,
+    retryBaseMs: s.retry_base_ms,
+    retryMaxMs: s.retry_max_ms,
+    timeoutMs: s.timeout_ms,
     deadletterTopic: readTopics(env).deadletter,
-    port: numbers.port,
-    healthHost: healthHostFromEnv(env),
-    maxMessageBytes: numbers.max_message_bytes,
-    maxInflightBytes: numbers.max_inflight_bytes,
-    maxBatchBytes: numbers.max_batch_bytes,
+    port: s.port,
+    healthHost: s.HEALTH_HOST,
+    maxMessageBytes: s.max_message_bytes,
+    maxInflightBytes: s.max_inflight_bytes,
+    maxBatchBytes: s.max_batch_bytes,
   };
 }
 
@@ -159,12 +254,6 @@ export function parseStaticFunctions(text: string): Map<string, string[]> {
     map.set(filter.trim(), functions);
   }
   return map;
-}
-
-function readBoolean(value: string | undefined, name: string): boolean {
-  if (value === undefined || value === "false") return false;
-  if (value === "true") return true;
-  throw new ConfigError(`invalid configuration: ${name}: "${value}" is not true or false`);
 }
 
 function readBasicAuth(secretPath: string): { user: string; password: string } {

@@ -1,38 +1,61 @@
 import { z } from "zod";
-import { envValue, parseEnv, readTopics, type Topics } from "../../lib/infra/config.js";
+import { envValue, readSettings, readTopics, type Topics } from "../../lib/infra/config.js";
+import type { Setting } from "../../lib/infra/settings.js";
 
 /**
- * predict's time limits. An invocation gets one budget, shared by the score call and the
- * publishes: PREDICT_BUDGET_MS, or less when the caller says it gives up sooner (X-Timeout-Ms).
- * The defaults fit stack.yml's timeouts (the arithmetic is there).
+ * predict's defaults, by variable. An invocation gets one budget, shared by the score call and
+ * the publishes: PREDICT_BUDGET_MS, or less when the caller says it gives up sooner (X-Timeout-Ms).
+ * The time limits fit stack.yml's timeouts (the arithmetic is there).
  */
-const PredictEnv = z.object({
-  PREDICT_BUDGET_MS: z.coerce.number().int().min(1).default(9_000),
-  SCORE_TIMEOUT_MS: z.coerce.number().int().min(1).default(5_000),
-  PREDICT_MAX_READINGS: z.coerce.number().int().min(1).default(10_000),
+export const PREDICT_DEFAULTS = Object.freeze({
+  SCORE_URL: "http://127.0.0.1:8080/function/score",
+  PREDICT_BUDGET_MS: 9_000,
+  SCORE_TIMEOUT_MS: 5_000,
+  PREDICT_MAX_READINGS: 10_000,
+});
+
+const d = PREDICT_DEFAULTS;
+
+const PredictSchema = z.object({
+  SCORE_URL: z.string().default(d.SCORE_URL),
+  PREDICT_BUDGET_MS: z.coerce.number().int().min(1).default(d.PREDICT_BUDGET_MS),
+  SCORE_TIMEOUT_MS: z.coerce.number().int().min(1).default(d.SCORE_TIMEOUT_MS),
+  PREDICT_MAX_READINGS: z.coerce.number().int().min(1).default(d.PREDICT_MAX_READINGS),
+});
+
+/** predict's settings (besides the topics, lib/infra/config.ts, and the broker, lib/mqtt/client.ts). */
+export const PREDICT_SETTINGS: Readonly<Record<keyof z.output<typeof PredictSchema>, Setting>> = Object.freeze({
+  SCORE_URL: { env: ["SCORE_URL", "SCORING_URL"], help: "the score function", default: d.SCORE_URL },
+  PREDICT_BUDGET_MS: { env: ["PREDICT_BUDGET_MS"], help: "an invocation's time: score call and publishes; keep it below the caller's timeout and exec_timeout", default: d.PREDICT_BUDGET_MS },
+  SCORE_TIMEOUT_MS: { env: ["SCORE_TIMEOUT_MS"], help: "the longest the score call may take within the budget", default: d.SCORE_TIMEOUT_MS },
+  PREDICT_MAX_READINGS: { env: ["PREDICT_MAX_READINGS"], help: "readings per invocation", default: d.PREDICT_MAX_READINGS },
 });
 
 /** Settings predict no longer reads: retries live in the connector, publishes share the budget. */
 const REMOVED_PREDICT_SETTINGS = ["SCORE_RETRIES", "PUBLISH_TIMEOUT_MS"] as const;
 
 export interface PredictConfig {
+  /** @default PREDICT_DEFAULTS.SCORE_URL */
   scoreUrl: string;
   topics: Topics;
+  /** @default PREDICT_DEFAULTS.PREDICT_BUDGET_MS */
   budgetMs: number;
+  /** @default PREDICT_DEFAULTS.SCORE_TIMEOUT_MS */
   scoreTimeoutMs: number;
+  /** @default PREDICT_DEFAULTS.PREDICT_MAX_READINGS */
   maxReadings: number;
   /** Removed settings found in the environment, to be reported at start. */
   ignored: string[];
 }
 
 export function readPredictConfig(env: NodeJS.ProcessEnv = process.env): PredictConfig {
-  const e = parseEnv(PredictEnv, env);
+  const s = readSettings(PredictSchema, PREDICT_SETTINGS, env);
   return {
-    scoreUrl: envValue(env, "SCORE_URL", "SCORING_URL") ?? "http://127.0.0.1:8080/function/score",
+    scoreUrl: s.SCORE_URL,
     topics: readTopics(env),
-    budgetMs: e.PREDICT_BUDGET_MS,
-    scoreTimeoutMs: e.SCORE_TIMEOUT_MS,
-    maxReadings: e.PREDICT_MAX_READINGS,
+    budgetMs: s.PREDICT_BUDGET_MS,
+    scoreTimeoutMs: s.SCORE_TIMEOUT_MS,
+    maxReadings: s.PREDICT_MAX_READINGS,
     ignored: REMOVED_PREDICT_SETTINGS.filter((name) => envValue(env, name) !== undefined),
   };
 }

@@ -2,6 +2,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import { envValue } from "./config.js";
+import type { Setting } from "./settings.js";
 
 export interface Health {
   healthy: boolean;
@@ -15,9 +16,14 @@ export interface HealthServerOptions {
   host: string;
 }
 
-/** HEALTH_HOST, by default 0.0.0.0 (kubelet probes and Prometheus come from outside the pod). */
+/** 0.0.0.0: kubelet probes and Prometheus come from outside the pod. */
+export const DEFAULT_HEALTH_HOST = "0.0.0.0";
+
+/** The address of a service's /healthz and /metrics. */
+export const HEALTH_HOST_SETTING: Readonly<Setting> = Object.freeze({ env: ["HEALTH_HOST"], flag: "--health-host <address>", help: "address of /healthz and /metrics", default: DEFAULT_HEALTH_HOST });
+
 export function healthHostFromEnv(env: NodeJS.ProcessEnv = process.env): string {
-  return envValue(env, "HEALTH_HOST") ?? "0.0.0.0";
+  return envValue(env, ...HEALTH_HOST_SETTING.env) ?? DEFAULT_HEALTH_HOST;
 }
 
 export interface HealthServer {

@@ -1,29 +1,8 @@
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
-import { envValue } from "../infra/config.js";
-import { DEFAULT_SECRET_PATH, readSecret } from "../infra/secrets.js";
+import type { MqttSettings } from "./settings.js";
 
-export interface MqttSettings {
-  url: string;
-  username?: string;
-  password?: string;
-  /** PEM file of the CA that signed the broker's certificate (mqtts://). */
-  caFile?: string;
-}
-
-/**
- * MQTT_URL (or the reference's MQTT_HOST, a host name or URL), MQTT_USERNAME, MQTT_PASSWORD or
- * the file in MQTT_PASSWORD_FILE or the OpenFaaS secret `mqtt-password`, MQTT_CA_FILE.
- */
-export function mqttSettingsFromEnv(env: NodeJS.ProcessEnv = process.env, secretPath = envValue(env, "SECRET_MOUNT_PATH") ?? DEFAULT_SECRET_PATH): MqttSettings {
-  const host = envValue(env, "MQTT_URL", "MQTT_HOST") ?? "mqtt://127.0.0.1:1883";
-  const url = /^[a-z]+:\/\//.test(host) ? host : `mqtt://${host}:1883`;
-  const username = envValue(env, "MQTT_USERNAME") ?? readSecret(envValue(env, "MQTT_USERNAME_FILE") ?? join(secretPath, "mqtt-username"));
-  const password = envValue(env, "MQTT_PASSWORD") ?? readSecret(envValue(env, "MQTT_PASSWORD_FILE") ?? join(secretPath, "mqtt-password"));
-  const caFile = envValue(env, "MQTT_CA_FILE");
-  return { url, ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }), ...(caFile === undefined ? {} : { caFile }) };
-}
+export { DEFAULT_MQTT_PORT, DEFAULT_MQTT_URL, MQTT_URL_ENV, mqttSettingsFromEnv, redactUrl, type MqttSettings } from "./settings.js";
 
 /** Opens a client that reconnects by itself; `error` events are logged, never thrown. */
 export function connectMqtt(settings: MqttSettings, options: IClientOptions & { onError?: (error: Error) => void } = {}): MqttClient {
@@ -48,16 +27,4 @@ export function connectMqtt(settings: MqttSettings, options: IClientOptions & { 
     onError?.(error);
   });
   return client;
-}
-
-/** URL without credentials, for logs. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = "";
-    u.password = "";
-    return u.toString();
-  } catch {
-    return "(invalid url)";
-  }
 }
