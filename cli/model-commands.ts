@@ -5,7 +5,14 @@ import type { EpochProgress } from "../model/train.js";
 import { formatDuration, formatMetrics } from "./output.js";
 import { integer, number, type Io } from "./parse.js";
 
+/** generate-data, train and evaluate. */
 export function addModelCommands(program: Command, io: Io): void {
+  addGenerateDataCommand(program, io);
+  addTrainCommand(program, io);
+  addEvaluateCommand(program, io);
+}
+
+function addGenerateDataCommand(program: Command, io: Io): void {
   program
     .command("generate-data")
     .description("write synthetic fan readings in the reference CSV format")
@@ -20,7 +27,19 @@ export function addModelCommands(program: Command, io: Io): void {
       const faulty = rows.filter((r) => r.faulty === 1).length;
       io.out(`wrote ${rows.length} readings from ${opts.fans} fans (${faulty} faulty) to ${opts.out}`);
     });
+}
 
+interface TrainFlags {
+  data: string;
+  out: string;
+  epochs: number;
+  batchSize: number;
+  seed: number;
+  testSplit: number;
+  json?: boolean;
+}
+
+function addTrainCommand(program: Command, io: Io): void {
   program
     .command("train")
     .description("train the fan-fault model on a CSV file and write a model directory")
@@ -31,31 +50,35 @@ export function addModelCommands(program: Command, io: Io): void {
     .option("--seed <n>", "seed for split, shuffles and initial weights", integer("--seed"), TRAIN_DEFAULTS.seed)
     .option("--test-split <fraction>", "share of rows held out for testing", number("--test-split"), TRAIN_DEFAULTS.testSplit)
     .option("--json", "print the test metrics as one JSON object on the last line")
-    .action(async (opts: { data: string; out: string; epochs: number; batchSize: number; seed: number; testSplit: number; json?: boolean }) => {
-      // Loaded here, not at the top: TensorFlow.js would add ~100 MB to every other command.
-      const [{ readCsv }, { trainModel }] = await Promise.all([import("../model/dataset.js"), import("../model/train.js")]);
-      const dataset = await readCsv(opts.data);
-      io.err(`training on ${dataset.rows.length} readings from ${opts.data} for ${opts.epochs} epochs`);
-      const command = `fanwatch train --data ${relative(process.cwd(), opts.data)} --out ${relative(process.cwd(), opts.out)} --epochs ${opts.epochs} --batch-size ${opts.batchSize} --seed ${opts.seed} --test-split ${opts.testSplit}`;
-      const metadata = await trainModel({
-        dataset,
-        dataFile: relative(process.cwd(), opts.data),
-        outDir: opts.out,
-        epochs: opts.epochs,
-        batchSize: opts.batchSize,
-        seed: opts.seed,
-        testSplit: opts.testSplit,
-        ...(process.env.TFJS_BACKEND === undefined ? {} : { backend: process.env.TFJS_BACKEND }),
-        command,
-        onEpoch: (p) => io.progress(formatEpoch(p)),
-      });
-      io.progressDone();
-      io.out(`model ${metadata.id} written to ${opts.out} (backend ${metadata.training.backend}, ${metadata.training.seconds} s)`);
-      io.out(`test set (${metadata.training.testRows} rows held out):`);
-      io.out(formatMetrics(metadata.metrics));
-      if (opts.json === true) io.out(JSON.stringify({ model: metadata.id, ...metadata.metrics }));
-    });
+    .action((opts: TrainFlags) => train(opts, io));
+}
 
+async function train(opts: TrainFlags, io: Io): Promise<void> {
+  // Loaded here, not at the top: TensorFlow.js would add ~100 MB to every other command.
+  const [{ readCsv }, { trainModel }] = await Promise.all([import("../model/dataset.js"), import("../model/train.js")]);
+  const dataset = await readCsv(opts.data);
+  io.err(`training on ${dataset.rows.length} readings from ${opts.data} for ${opts.epochs} epochs`);
+  const command = `fanwatch train --data ${relative(process.cwd(), opts.data)} --out ${relative(process.cwd(), opts.out)} --epochs ${opts.epochs} --batch-size ${opts.batchSize} --seed ${opts.seed} --test-split ${opts.testSplit}`;
+  const metadata = await trainModel({
+    dataset,
+    dataFile: relative(process.cwd(), opts.data),
+    outDir: opts.out,
+    epochs: opts.epochs,
+    batchSize: opts.batchSize,
+    seed: opts.seed,
+    testSplit: opts.testSplit,
+    ...(process.env.TFJS_BACKEND === undefined ? {} : { backend: process.env.TFJS_BACKEND }),
+    command,
+    onEpoch: (p) => io.progress(formatEpoch(p)),
+  });
+  io.progressDone();
+  io.out(`model ${metadata.id} written to ${opts.out} (backend ${metadata.training.backend}, ${metadata.training.seconds} s)`);
+  io.out(`test set (${metadata.training.testRows} rows held out):`);
+  io.out(formatMetrics(metadata.metrics));
+  if (opts.json === true) io.out(JSON.stringify({ model: metadata.id, ...metadata.metrics }));
+}
+
+function addEvaluateCommand(program: Command, io: Io): void {
   program
     .command("evaluate")
     .description("score a labelled CSV file with a model and report its quality")
