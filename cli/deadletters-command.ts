@@ -85,37 +85,40 @@ function visible(text: string): string {
 }
 
 async function replay(letters: StoredDeadLetter[], deadLetterTopic: string, opts: Options, io: Io): Promise<void> {
-  const { connectMqtt, mqttSettingsFromEnv, redactUrl } = await import("../lib/mqtt/client.js");
   const plan = letters.map((letter) => ({ letter, skip: cannotReplay(letter, deadLetterTopic) }));
-  const todo = plan.filter((p) => p.skip === undefined).length;
   for (const { letter, skip } of plan) if (skip !== undefined) io.err(`skipping ${shortTime(letter.time)} ${visible(letter.topic ?? "(no topic)")}: ${skip}`);
-  let replayed = 0;
-  if (todo > 0) {
-    const settings = mqttSettingsFromEnv(process.env, { url: opts.broker });
-    let lastError = "";
-    const client = connectMqtt(settings, { clientId: `fanwatch-replay-${process.pid}`, onError: (e) => (lastError = e.message) });
-    try {
-      await connected(client, () => `cannot reach the MQTT broker at ${redactUrl(settings.url)}${lastError === "" ? "" : `: ${lastError}`} (check --broker, MQTT_USERNAME and MQTT_PASSWORD)`);
-      let shownAt = 0;
-      for (const { letter, skip } of plan) {
-        if (skip !== undefined || letter.topic === undefined) continue;
-        await client.publishAsync(letter.topic, letter.payload, { qos: 1 }).catch((error: unknown) => {
-          throw new PublishFailedError(`replayed ${replayed} of ${todo}, then the broker refused a publish to ${letter.topic}: ${(error as Error).message}`, { cause: error });
-        });
-        replayed++;
-        if (Date.now() - shownAt > 500) {
-          io.progress(`replayed ${replayed} of ${todo}`);
-          shownAt = Date.now();
-        }
-      }
-      io.progressDone();
-    } finally {
-      await client.endAsync();
-    }
-  }
-  const skipped = plan.length - todo;
+  const todo = plan.flatMap(({ letter, skip }) => (skip === undefined && letter.topic !== undefined ? [{ topic: letter.topic, payload: letter.payload }] : []));
+  const replayed = todo.length === 0 ? 0 : await publishAll(todo, opts, io);
+  const skipped = plan.length - todo.length;
   if (opts.json === true) io.out(JSON.stringify({ replayed, skipped }));
   else io.out(`replayed ${replayed} dead letters to their topics at QoS 1; skipped ${skipped}`);
+}
+
+/** Publishes each message to its topic at QoS 1, in order, with progress; stops at the first refusal. */
+async function publishAll(messages: Array<{ topic: string; payload: string }>, opts: Options, io: Io): Promise<number> {
+  const { connectMqtt, mqttSettingsFromEnv, redactUrl } = await import("../lib/mqtt/client.js");
+  const settings = mqttSettingsFromEnv(process.env, { url: opts.broker });
+  let lastError = "";
+  const client = connectMqtt(settings, { clientId: `fanwatch-replay-${process.pid}`, onError: (e) => (lastError = e.message) });
+  let replayed = 0;
+  try {
+    await connected(client, () => `cannot reach the MQTT broker at ${redactUrl(settings.url)}${lastError === "" ? "" : `: ${lastError}`} (check --broker, MQTT_USERNAME and MQTT_PASSWORD)`);
+    let shownAt = 0;
+    for (const { topic, payload } of messages) {
+      await client.publishAsync(topic, payload, { qos: 1 }).catch((error: unknown) => {
+        throw new PublishFailedError(`replayed ${replayed} of ${messages.length}, then the broker refused a publish to ${topic}: ${(error as Error).message}`, { cause: error });
+      });
+      replayed++;
+      if (Date.now() - shownAt > 500) {
+        io.progress(`replayed ${replayed} of ${messages.length}`);
+        shownAt = Date.now();
+      }
+    }
+    io.progressDone();
+  } finally {
+    await client.endAsync();
+  }
+  return replayed;
 }
 
 const CONNECT_TIMEOUT_MS = 10_000;
