@@ -58,31 +58,11 @@ export interface RunningGateway {
  */
 export async function startGateway(options: GatewayRunOptions): Promise<RunningGateway> {
   const { env, say } = options;
-  const secretPath = envValue(env, "SECRET_MOUNT_PATH") ?? DEFAULT_SECRET_PATH;
-  const credentials = {
-    user: readSecret(join(secretPath, "basic-auth-user")) ?? "admin",
-    password: envValue(env, "GATEWAY_PASSWORD") ?? readSecret(join(secretPath, "basic-auth-password")) ?? randomBytes(12).toString("base64url"),
-  };
+  const credentials = gatewayCredentials(env);
   const stack = await readStack(options.stackFile, env);
   // Bad labels or settings stop the start before anything listens, saying which and why.
   const autoscaling = readAutoscalerSettings(env);
-  const bounds = new Map(
-    Object.entries(stack.functions).map(([name, spec]) => {
-      try {
-        const labelled = readScaleLabels(spec.labels);
-        // Without NATS a function that keeps its state there (health) keeps it in its process:
-        // replicas would each hold part of it, so it runs one.
-        if ((options.natsUrl ?? "") === "" && spec.environment.NATS_URL !== undefined && labelled.max > 1) {
-          say(`${name} keeps its state in memory without NATS: 1 replica, not autoscaled`);
-          return [name, { ...labelled, min: 1, max: 1, enabled: false }] as const;
-        }
-        return [name, labelled] as const;
-      } catch (error) {
-        if (error instanceof ScaleLabelError) throw new ScaleLabelError(`${name} in ${options.stackFile}: ${error.message}`);
-        throw error;
-      }
-    }),
-  );
+  const bounds = new Map(Object.entries(stack.functions).map(([name, spec]) => [name, scaleBounds(name, spec, options)] as const));
   // The gateway listens first: its address goes into the functions' environment.
   const gateway = new LocalGateway({ port: options.port, host: options.host, credentials, limits: readGatewayLimits(env), log: options.log, ...(options.extra === undefined ? {} : { extra: options.extra }) });
   await gateway.listen();
@@ -119,6 +99,33 @@ export async function startGateway(options: GatewayRunOptions): Promise<RunningG
   }
   gateway.startAutoscaler(autoscaling);
   return { url: gateway.url, credentials, stop };
+}
+
+/** The /system/* user and password: the OpenFaaS secrets where they are mounted, else admin and GATEWAY_PASSWORD or a random one. */
+function gatewayCredentials(env: NodeJS.ProcessEnv): { user: string; password: string } {
+  const secretPath = envValue(env, "SECRET_MOUNT_PATH") ?? DEFAULT_SECRET_PATH;
+  return {
+    user: readSecret(join(secretPath, "basic-auth-user")) ?? "admin",
+    password: envValue(env, "GATEWAY_PASSWORD") ?? readSecret(join(secretPath, "basic-auth-password")) ?? randomBytes(12).toString("base64url"),
+  };
+}
+
+/** A function's replicas from its scale labels; a label CE would refuse names the function and the stack file. */
+function scaleBounds(name: string, spec: StackFunction, { natsUrl, stackFile, say }: GatewayRunOptions): ScaleBounds {
+  let labelled: ScaleBounds;
+  try {
+    labelled = readScaleLabels(spec.labels);
+  } catch (error) {
+    if (error instanceof ScaleLabelError) throw new ScaleLabelError(`${name} in ${stackFile}: ${error.message}`);
+    throw error;
+  }
+  // Without NATS a function that keeps its state there (health) keeps it in its process:
+  // replicas would each hold part of it, so it runs one.
+  if ((natsUrl ?? "") === "" && spec.environment.NATS_URL !== undefined && labelled.max > 1) {
+    say(`${name} keeps its state in memory without NATS: 1 replica, not autoscaled`);
+    return { ...labelled, min: 1, max: 1, enabled: false };
+  }
+  return labelled;
 }
 
 /** What this run tells every function, instead of the cluster's addresses in stack.yml. */
