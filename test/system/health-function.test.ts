@@ -12,7 +12,7 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, postJson, spawnCli, terminate, waitForOutput } from "../support/process.js";
+import { freePort, postJson, spawnCli, terminate, waitUntilReady } from "../support/process.js";
 
 /** One health function as its container runs it: the template's server in its own process. */
 interface HealthProcess {
@@ -31,8 +31,8 @@ async function startHealth(env: NodeJS.ProcessEnv): Promise<HealthProcess> {
   let seen = "";
   child.stdout.on("data", (d: Buffer) => (seen += d.toString()));
   child.stderr.on("data", (d: Buffer) => (seen += d.toString()));
-  await waitForOutput(child, /is listening on/);
   const url = `http://127.0.0.1:${port}`;
+  await waitUntilReady(url, child);
   await eventually(async () => (await fetch(url)).status === 200, `health on ${url} ready (its store open); output:\n${seen}`);
   return { url, child, output: () => seen };
 }

@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
-import { freePort, postJson, spawnCli, waitForOutput } from "../support/process.js";
+import { freePort, postJson, spawnCli, waitForOutput, waitUntilReady } from "../support/process.js";
 
 // A broker that requires passwords, as deploy/mosquitto/mosquitto.conf does in production; the
 // functions and the connector read theirs from secret files.
@@ -36,11 +36,11 @@ describe("MQTT credentials", { timeout: 60_000 }, () => {
     const scorePort = await freePort();
     const score = spawnCli(["function", "score", "--port", String(scorePort)]);
     children.push(score);
-    await waitForOutput(score, /listening on/);
+    await waitUntilReady(`http://127.0.0.1:${scorePort}`, score);
     const port = await freePort();
     const predict = spawnCli(["function", "predict", "--port", String(port)], { MQTT_URL: broker.url, MQTT_USERNAME: "predict", SECRET_MOUNT_PATH: secrets, SCORE_URL: `http://127.0.0.1:${scorePort}/` });
     children.push(predict);
-    await waitForOutput(predict, /listening on/);
+    await waitUntilReady(`http://127.0.0.1:${port}`, predict);
     const answer = await postJson(`http://127.0.0.1:${port}/`, { deviceID: "auth", rotation: 600, temperature: 40, vibration: 150, sound: 48 });
     assert.equal(answer.status, 200);
     const [message] = await collector.waitFor("fan/anomaly", 1);

@@ -8,7 +8,7 @@ import { FEATURES } from "../../lib/domain/features.js";
 import { seededRandom } from "../../simulation/rng.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
-import { finished, freePort, spawnCli, waitForOutput } from "../support/process.js";
+import { finished, freePort, spawnCli, waitForOutput, waitUntilReady } from "../support/process.js";
 
 // Real Mosquitto (with the project's mosquitto.conf) → connector → predict → score → fan/anomaly.
 // The connector is pointed at the predict function directly (its server answers /function/predict),
@@ -43,7 +43,7 @@ describe("pipeline: Mosquitto → connector → predict → score → fan/anomal
 
   async function startScore(): Promise<void> {
     score = spawnCli(["function", "score", "--port", String(scorePort)]);
-    await waitForOutput(score, /listening on/);
+    await waitUntilReady(`http://127.0.0.1:${scorePort}`, score);
   }
 
   async function startConnector(): Promise<void> {
@@ -83,7 +83,7 @@ describe("pipeline: Mosquitto → connector → predict → score → fan/anomal
     await startScore();
     const predictPort = await freePort();
     predict = spawnCli(["function", "predict", "--port", String(predictPort)], { MQTT_URL: broker.url, SCORE_URL: `http://127.0.0.1:${scorePort}/` });
-    await waitForOutput(predict, /listening on/);
+    await waitUntilReady(`http://127.0.0.1:${predictPort}`, predict);
     connectorEnv = {
       gateway_url: `http://127.0.0.1:${predictPort}`,
       broker: broker.url,

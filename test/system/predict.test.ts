@@ -15,7 +15,7 @@ import { parseStack } from "../../runtime/stack.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { REPO_ROOT } from "../support/paths.js";
-import { finished, freePort, postJson, spawnCli, waitForOutput } from "../support/process.js";
+import { finished, freePort, postJson, spawnCli, waitUntilReady } from "../support/process.js";
 
 const reading = (deviceID: string, values: [number, number, number, number]) => ({
   deviceID,
@@ -31,8 +31,9 @@ async function startFunction(name: string, env: NodeJS.ProcessEnv): Promise<{ ch
   const child = spawnCli(["function", name, "--port", String(port)], env);
   let output = "";
   for (const stream of [child.stdout, child.stderr]) stream.on("data", (d: Buffer) => (output += d.toString()));
-  await waitForOutput(child, /listening on/);
-  return { child, url: `http://127.0.0.1:${port}/`, output: () => output };
+  const url = `http://127.0.0.1:${port}/`;
+  await waitUntilReady(url, child);
+  return { child, url, output: () => output };
 }
 
 /** A counter's value in a function's Prometheus metrics (0 when absent). */

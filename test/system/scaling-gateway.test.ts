@@ -204,7 +204,7 @@ describe("gateway replicas, set by hand", { timeout: 180_000 }, () => {
     const [victim, survivor] = [...served] as [string, string];
     const known = new Set((await gw.logs("score")).map((m) => m.instance));
     process.kill(Number(victim.split("-").at(-1)), "SIGKILL");
-    await until("a new replica listens", async () => (await gw.logs("score")).some((m) => /is listening on/.test(m.text) && !known.has(m.instance)));
+    await until("a new replica listens", async () => (await gw.logs("score")).some((m) => /score listening on port/.test(m.text) && !known.has(m.instance)));
     await until("both replicas are available", async () => (await gw.replicas("score")).availableReplicas === 2);
     // Only answers count: a call sent to the killed replica before the gateway saw it die gets 502 (the connector retries those).
     const after = new Set<string>();
