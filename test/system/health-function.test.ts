@@ -8,6 +8,8 @@ import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { startNats, type TestNats } from "../support/nats.js";
 import { startHealthState } from "../../runtime/nats.js";
+import { Kvm } from "@nats-io/kv";
+import { connect } from "@nats-io/transport-node";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -55,6 +57,26 @@ async function getFans(url: string, query = ""): Promise<{ fans: HealthRecord[];
 /** Readings `stepMs` apart from `start` (reading time drives the evaluator's trends and quiet period). */
 function predictions(deviceID: string, fault: 0 | 1, count: number, start: number, stepMs = 1_000): Prediction[] {
   return Array.from({ length: count }, (_, i) => ({ deviceID, fault, probability: fault === 1 ? 0.97 : 0.02, timeStamp: start + i * stepMs, ...(fault === 1 ? { cause: "vibration" as const } : {}) }));
+}
+
+/** The transitions waiting in a fan's outbox, as the bucket holds them. */
+async function outboxOf(natsUrl: string, deviceID: string, bucket = "fan_health"): Promise<unknown[]> {
+  const nc = await connect({ servers: natsUrl });
+  try {
+    const entry = await (await new Kvm(nc).open(bucket)).get(encodeKey(deviceID));
+    return entry === null ? [] : (JSON.parse(entry.string()) as { outbox: unknown[] }).outbox;
+  } finally {
+    await nc.close();
+  }
+}
+
+/**
+ * Resolves once a fan's alarm sent through `url` arrived on fan/alarm: any transition that process
+ * published before it has arrived too (one connection, QoS 1, one subscriber: in order).
+ */
+async function marker(collector: Collector, url: string, deviceID: string, t0: number): Promise<void> {
+  assert.equal((await postJson(url, predictions(deviceID, 1, 20, t0))).status, 200);
+  await eventually(() => transitionsOf(collector, deviceID).some((t) => t.event === "alarm"), `the marker alarm of ${deviceID}`);
 }
 
 function transitionsOf(collector: Collector, deviceID: string): AlarmTransition[] {
@@ -292,7 +314,7 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
         const at = t0 + 1_000_000 + next++ * 1_000;
         const a = await postJson(one.url, [{ deviceID: "streamed", fault: 0, probability: 0.01, timeStamp: at }]).catch(() => ({ status: 0 }));
         if (a.status === 200) accepted.push(at);
-        else await new Promise((resolve) => setTimeout(resolve, 20));
+        else await new Promise((resolve) => setTimeout(resolve, 20)); // the stream's pace after a refused post
       }
     })();
     await eventually(() => accepted.length >= 5, "predictions flowing");
@@ -329,7 +351,10 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     await broker.restart();
     // Another process finds the transition in the outbox and sends it, with its id.
     await eventually(() => transitionsOf(collector, "outboxed").length >= 1, "the outboxed alarm on fan/alarm");
-    await new Promise((resolve) => setTimeout(resolve, 1_500)); // a resend interval more: still once
+    // Still once: the outbox is empty, so nothing is left to send again, and whatever was sent
+    // before arrived ahead of a marker alarm sent after.
+    await eventually(async () => (await outboxOf(nats.url, "outboxed")).length === 0, "fan outboxed's outbox emptied");
+    await marker(collector, two.url, "outboxed-marker", t0);
     const sent = transitionsOf(collector, "outboxed");
     assert.deepEqual(sent.map((t) => t.event), ["alarm"]);
     assert.ok((await metric(two.url, "health_outbox_resent_total")) >= 1);
@@ -342,7 +367,10 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     const [a, b] = await Promise.all([startHealth(quiet), startHealth(quiet)]);
     assert.equal((await postJson(a.url, predictions("quiet", 0, 3, t0))).status, 200);
     await eventually(() => transitionsOf(collector, "quiet").some((t) => t.event === "silent"), "fan quiet silent");
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // Once: the fan is silent in the bucket with nothing left in its outbox, and whatever either
+    // replica published before has arrived ahead of a marker alarm each sends after.
+    await eventually(async () => (await outboxOf(nats.url, "quiet", "silence_test")).length === 0, "fan quiet's outbox emptied");
+    await Promise.all([marker(collector, a.url, "quiet-marker-a", t0), marker(collector, b.url, "quiet-marker-b", t0)]);
     assert.deepEqual(transitionsOf(collector, "quiet").map((t) => t.event), ["silent"]);
     assert.equal((await getFans(b.url, "?deviceID=quiet")).fans[0]?.state, "silent");
     // Its next reading brings it back.
