@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
-import { after, before, describe, it } from "node:test";
+import { afterEach, beforeEach, describe, it } from "node:test";
 import { decodeKey, encodeKey } from "../../functions/health/keys.js";
 import { AlarmTransitionSchema, type AlarmTransition, type HealthRecord } from "../../lib/domain/health.js";
 import type { Prediction } from "../../lib/domain/prediction.js";
@@ -154,7 +154,20 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
   let two: HealthProcess;
   const t0 = Date.UTC(2026, 10, 1);
 
-  before(async () => {
+  /**
+   * Puts fan `deviceID` in alarm (20 faulty predictions), acknowledged by Ana when `acknowledged`,
+   * and resolves once those transitions are on fan/alarm.
+   */
+  async function alarm(deviceID: string, acknowledged = false): Promise<void> {
+    assert.equal((await postJson(one.url, predictions(deviceID, 1, 20, t0))).status, 200);
+    if (acknowledged) assert.equal((await postJson(one.url, { deviceID, action: "acknowledge", by: "Ana" })).status, 200);
+    const events = acknowledged ? ["alarm", "acknowledged"] : ["alarm"];
+    await eventually(() => events.every((e) => transitionsOf(collector, deviceID).some((t) => t.event === e)), `fan ${deviceID}'s ${events.join(" and ")} on fan/alarm`);
+  }
+
+  // Every test has its own NATS, broker and two health processes: none relies on a fan, an alarm
+  // or an acknowledgement another left.
+  beforeEach(async () => {
     [nats, broker] = await Promise.all([startNats(), startMosquitto()]);
     collector = await Collector.start(broker.url, ["fan/alarm", "fan/deadletter"]);
     // Unpublished transitions are re-sent after 1 s rather than 15, so that the test need not wait;
@@ -162,7 +175,7 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     env = { NATS_URL: nats.url, MQTT_URL: broker.url, HEALTH_OUTBOX_RESEND_MS: "1000", HEALTH_SILENT_CHECK_MS: "200", HEALTH_SILENT_AFTER_MS: "3600000" };
     [one, two] = await Promise.all([startHealth(env), startHealth(env)]);
   });
-  after(async () => {
+  afterEach(async () => {
     await Promise.all([...children].map((c) => terminate(c)));
     await collector?.stop();
     await Promise.all([nats?.stop(), broker?.stop()]);
@@ -223,6 +236,7 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
   });
 
   it("acknowledges an open alarm over HTTP and publishes the transition", async () => {
+    await alarm("7");
     const before = transitionsOf(collector, "7").length;
     const answer = await postJson(two.url, { deviceID: "7", action: "acknowledge", by: "Ana", note: "bearing ordered" });
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
@@ -236,6 +250,7 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
   });
 
   it("answers 404 for an unknown fan, 409 without an open alarm and 400 for a bad command, each naming the field", async () => {
+    await alarm("7", true); // acknowledged already: no open alarm to acknowledge
     const unknown = await postJson(one.url, { deviceID: "no-such-fan", action: "acknowledge", by: "Ana" });
     assert.equal(unknown.status, 404);
     assert.equal((unknown.body as { field: string }).field, "deviceID");
@@ -250,6 +265,8 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
   });
 
   it("lists open alarms first, unacknowledged first, then by device ID in numeric order, with filters", async () => {
+    await alarm("7", true);
+    await alarm("12");
     for (const id of ["10", "2"]) assert.equal((await postJson(one.url, predictions(id, 0, 3, t0))).status, 200);
     const { fans, counts } = await getFans(one.url);
     const open = fans.filter((f) => f.state === "alarm");
@@ -303,6 +320,8 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
   });
 
   it("answers 503 while NATS is down, and keeps state and open alarms when health and NATS are killed mid-stream and restarted", async () => {
+    await alarm("7", true);
+    await alarm("contended");
     const openBefore = (await getFans(one.url, "?state=alarm")).fans;
     assert.ok(openBefore.length >= 2, "open alarms to keep");
     // A stream of predictions for one fan, running while everything is killed.
