@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import mqtt from "mqtt";
 import { readConnectorConfig } from "../../connectors/mqtt/config.js";
 import { BudgetExhaustedError, Deadline } from "../../lib/infra/deadline.js";
@@ -335,16 +335,21 @@ describe("predict function against a real Mosquitto", () => {
   });
 });
 
+// Every test has its own broker and client: none finds the broker frozen or killed by another.
 describe("predict's publisher against a real Mosquitto", () => {
   let broker: Broker;
   let client: mqtt.MqttClient;
 
-  before(async () => {
+  beforeEach(async () => {
     broker = await startMosquitto();
     client = await mqtt.connectAsync(broker.url, { reconnectPeriod: 100, clientId: "publisher-test" });
   });
-  after(async () => {
-    if (broker?.pid !== undefined) process.kill(broker.pid, "SIGCONT");
+  afterEach(async () => {
+    try {
+      if (broker?.pid !== undefined) process.kill(broker.pid, "SIGCONT");
+    } catch {
+      // killed by the test: nothing to resume
+    }
     await client?.endAsync(true);
     await broker?.stop();
   });
@@ -390,6 +395,9 @@ describe("predict's publisher against a real Mosquitto", () => {
 
   it("waits for a broker that is down, within the deadline, instead of queueing", async () => {
     const publisher = new Publisher(client);
+    const lost = new Promise<void>((resolve) => client.once("close", () => resolve()));
+    process.kill(broker.pid as number, "SIGKILL");
+    await lost;
     assert.equal(client.connected, false);
     const error = await publisher.publish("t/down", [{ n: 1 }], new Deadline(300, "test")).then(() => "published", (e: unknown) => e);
     assert.ok(error instanceof BudgetExhaustedError, String(error));
