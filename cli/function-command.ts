@@ -33,7 +33,9 @@ export function addFunctionCommand(program: Command, io: Io): void {
         // Started by the local gateway, which gave it an IPC channel: the gateway learns it is
         // ready by this message (the line above is for a person at a terminal). The channel has
         // no other use: closing it lets the process end when its server does.
-        process.send({ event: "ready", port: server.port }, () => process.disconnect());
+        process.send({ event: "ready", port: server.port }, () => {
+          if (process.connected) process.disconnect(); // not when the gateway has gone already
+        });
       }
       closeOnSignals(server);
       if (opts.stopWithStdin === true) {
