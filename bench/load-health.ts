@@ -13,7 +13,7 @@ import { connect } from "@nats-io/transport-node";
 import { startMosquitto } from "../test/support/mosquitto.js";
 import { startNats } from "../test/support/nats.js";
 import { CLI, REPO_ROOT } from "../test/support/paths.js";
-import { freePort, waitForOutput } from "../test/support/process.js";
+import { freePort, waitUntilReady } from "../test/support/process.js";
 import { cpuSeconds, peakRssMb } from "./process-stats.js";
 
 const RATE = Number(process.env.LOAD_RATE ?? 4000);
@@ -31,7 +31,7 @@ const port = await freePort();
 const nodeArgs = (process.env.HEALTH_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
 const health = spawn(process.execPath, [...nodeArgs, CLI, "function", "health", "--port", String(port)], { cwd: REPO_ROOT, env: { ...process.env, LOG_LEVEL: "warn", MQTT_URL: broker.url, NATS_URL: nats.url } });
 try {
-  await waitForOutput(health, / is listening on /, 60_000);
+  await waitUntilReady(`http://127.0.0.1:${port}`, health, 60_000);
   health.stdout.resume();
   health.stderr.resume();
   await run(1000, 3); // warm-up: JIT, the fleet's records, the watch

@@ -12,7 +12,7 @@ import { freePort } from "../lib/infra/net.js";
 import { cpuByProcess, cpuMsPer1000, publishPaced, quantile, waitUntilDone } from "./load-step.js";
 import { peakRssMb, rssMb } from "./process-stats.js";
 import { startMosquitto, type Broker } from "../test/support/mosquitto.js";
-import { spawnCli, waitForOutput } from "../test/support/process.js";
+import { spawnCli, waitForOutput, waitUntilReady } from "../test/support/process.js";
 
 const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 6);
 const P99_LIMIT_MS = 250;
@@ -106,17 +106,18 @@ async function startSystem(shape: Shape): Promise<System> {
   const scorePort = await freePort();
   const predictPort = await freePort();
   const children: ChildProcess[] = [];
-  const run = async (args: string[], env: Record<string, string>, ready: RegExp) => {
+  // Ready: a function when its GET /_/ready answers 200, the connector when it says it runs.
+  const run = async (args: string[], env: Record<string, string>, ready: RegExp | string) => {
     const child = spawnCli(args, { LOG_LEVEL: "warn", ...env });
     children.push(child);
-    await waitForOutput(child, ready);
+    await (typeof ready === "string" ? waitUntilReady(ready, child) : waitForOutput(child, ready));
     // Keep reading what it prints, so that a full pipe never stalls it mid-benchmark.
     child.stdout.resume();
     child.stderr.resume();
     return child;
   };
-  const score = await run(["function", "score", "--port", String(scorePort)], shape.score, /listening on/);
-  const predict = await run(["function", "predict", "--port", String(predictPort)], { MQTT_URL: broker.url, SCORE_URL: `http://127.0.0.1:${scorePort}/` }, /listening on/);
+  const score = await run(["function", "score", "--port", String(scorePort)], shape.score, `http://127.0.0.1:${scorePort}`);
+  const predict = await run(["function", "predict", "--port", String(predictPort)], { MQTT_URL: broker.url, SCORE_URL: `http://127.0.0.1:${scorePort}/` }, `http://127.0.0.1:${predictPort}`);
   const connector = await run(["connector"], { gateway_url: `http://127.0.0.1:${predictPort}`, broker: broker.url, functions: "fan/messages=predict", port: String(await freePort()), client_id: `bench-${shape.name}`, NODE_OPTIONS: CONNECTOR_NODE_OPTIONS, ...shape.connector }, /connector running/);
 
   const arrivals = new Map<string, number[]>();

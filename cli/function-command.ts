@@ -28,7 +28,16 @@ export function addFunctionCommand(program: Command, io: Io): void {
       const fn = (await import(module.href)) as FunctionModule;
       const options = serverOptionsFromEnv();
       const server = await startFunctionServer(fn, { ...options, name, ...(opts.port === undefined ? {} : { port: opts.port }), ...(opts.host === undefined ? {} : { host: opts.host }) });
-      io.err(`${name} is listening on http://${opts.host ?? "127.0.0.1"}:${server.port} (Ctrl-C to stop)`);
+      if (process.send === undefined) {
+        io.err(`${name} is listening on http://${opts.host ?? "127.0.0.1"}:${server.port} (Ctrl-C to stop)`);
+      } else {
+        // Started by the local gateway, which gave it an IPC channel: the gateway learns it is
+        // ready by this message (the line above is for a person at a terminal). The channel has
+        // no other use: closing it lets the process end when its server does.
+        process.send({ event: "ready", port: server.port }, () => {
+          if (process.connected) process.disconnect(); // not when the gateway has gone already
+        });
+      }
       closeOnSignals(server);
       if (opts.stopWithStdin === true) {
         // The write end is the runner's: it closes when the runner exits, SIGKILL included.

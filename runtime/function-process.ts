@@ -1,13 +1,20 @@
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
+import type { Readable, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../lib/infra/net.js";
 import { backoffDelay } from "../lib/infra/retry.js";
 import type { LogRing } from "./gateway-logs.js";
 
 const CLI = fileURLToPath(new URL("../../bin/fanwatch.js", import.meta.url));
-const READY = / is listening on /;
+
+type Child = ChildProcessByStdio<Writable, Readable, Readable>;
+
+/** What `fanwatch function` sends on its IPC channel once its server answers requests. */
+function isReadyMessage(message: unknown): boolean {
+  return typeof message === "object" && message !== null && (message as { event?: unknown }).event === "ready";
+}
 
 export interface FunctionProcessOptions {
   name: string;
@@ -25,7 +32,7 @@ export interface FunctionProcessOptions {
  * would restart the pod). `url` is where the local gateway proxies to.
  */
 export class FunctionProcess {
-  #child: ChildProcessWithoutNullStreams | undefined;
+  #child: Child | undefined;
   #port = 0;
   #ready = false;
   #stopping = false;
@@ -33,7 +40,7 @@ export class FunctionProcess {
   #startedAt: Date | undefined;
   #instance = "";
   /** The stop under way, so that a second stop waits for it rather than signalling again. */
-  #stopped: { child: ChildProcessWithoutNullStreams; exited: Promise<void> } | undefined;
+  #stopped: { child: Child; exited: Promise<void> } | undefined;
 
   constructor(private readonly options: FunctionProcessOptions) {}
 
@@ -70,20 +77,27 @@ export class FunctionProcess {
     // port and a broker session; its pipe to the child closes and the child drains and exits.
     // Detached (a process group of its own): Ctrl-C on the terminal reaches the runner alone, which
     // stops its functions in order, rather than every function at once, each then "restarted".
-    const child = spawn(process.execPath, [CLI, "function", this.name, "--port", String(this.#port), "--host", "127.0.0.1", "--stop-with-stdin"], { env: this.options.env, detached: true });
+    // An IPC channel as well as the pipes: the function says it is ready by a message on it, not
+    // by a line of its output (every line it prints is kept and shown as it is).
+    // (@types/node types no spawn() with pipes and a channel: stdio names the three pipes it has.)
+    const child = spawn(process.execPath, [CLI, "function", this.name, "--port", String(this.#port), "--host", "127.0.0.1", "--stop-with-stdin"], {
+      env: this.options.env,
+      detached: true,
+      stdio: ["pipe", "pipe", "pipe", "ipc"],
+    }) as Child;
     this.#child = child;
     this.#startedAt = new Date();
     // OpenFaaS names an instance by its pod; here, by the function and the process id.
     const instance = `${this.name}-${child.pid ?? "unstarted"}`;
     this.#instance = instance;
-    // Every line is kept for the log API and goes to onLine, except the server's "listening"
-    // line, which means ready.
-    let listening = () => {};
-    const ready = new Promise<void>((resolve) => (listening = resolve));
+    const ready = new Promise<void>((resolve) => {
+      child.on("message", (message) => {
+        if (isReadyMessage(message)) resolve();
+      });
+    });
     const onLine = (line: string) => {
       this.options.logs.push(instance, line);
-      if (READY.test(line)) listening();
-      else this.options.onLine(this.name, line);
+      this.options.onLine(this.name, line);
     };
     createInterface({ input: child.stdout }).on("line", onLine);
     createInterface({ input: child.stderr }).on("line", onLine);
@@ -109,7 +123,7 @@ export class FunctionProcess {
     return this.#stopped.exited;
   }
 
-  async #terminate(child: ChildProcessWithoutNullStreams): Promise<void> {
+  async #terminate(child: Child): Promise<void> {
     const exit = once(child, "exit");
     child.kill("SIGTERM");
     const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);

@@ -13,8 +13,11 @@ export interface Influx {
   /** Runs an InfluxQL query on database `fan` (as the admin when authentication is on) and returns the first statement's series. */
   query(q: string): Promise<Array<{ name: string; tags?: Record<string, string>; columns: string[]; values: unknown[][] }>>;
   stop(): Promise<void>;
-  /** Stops the server (SIGTERM) and starts it again on the same port and data. */
-  restart(downMs?: number): Promise<void>;
+  /**
+   * Stops the server (SIGTERM) and starts it again on the same port and data: once `down`
+   * resolves (what the outage must have caused), or after `down` ms (a benchmark's fault duration).
+   */
+  restart(down?: number | (() => Promise<void>)): Promise<void>;
 }
 
 export interface InfluxOptions {
@@ -81,9 +84,9 @@ export async function startInfluxDB(options: InfluxOptions = {}): Promise<Influx
       await terminate(child);
       await rm(dir, { recursive: true, force: true });
     },
-    async restart(downMs = 0) {
+    async restart(down = 0) {
       await terminate(child);
-      await new Promise((resolve) => setTimeout(resolve, downMs));
+      await (typeof down === "number" ? new Promise((resolve) => setTimeout(resolve, down)) : down());
       child = await launch(dir, url);
     },
   };

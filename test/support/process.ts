@@ -63,6 +63,33 @@ export function waitForOutput(child: ChildProcessWithoutNullStreams, pattern: Re
   });
 }
 
+/**
+ * Resolves once the function server at `url` answers GET /_/ready with 200 (its module loaded);
+ * rejects if `child` exits first or `timeoutMs` passes, with what it printed.
+ */
+export async function waitUntilReady(url: string, child: ChildProcessWithoutNullStreams, timeoutMs = 20_000): Promise<void> {
+  let seen = "";
+  const onData = (d: Buffer) => (seen += d.toString());
+  child.stdout.on("data", onData);
+  child.stderr.on("data", onData);
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`process exited (${child.exitCode ?? child.signalCode}) before ${url} was ready; output:\n${seen}`);
+      if (Date.now() > deadline) throw new Error(`${url} not ready within ${timeoutMs} ms; output:\n${seen}`);
+      const status = await fetch(new URL("/_/ready", url)).then(
+        (response) => response.status,
+        () => 0, // not listening yet
+      );
+      if (status === 200) return;
+      await new Promise((resolve) => setTimeout(resolve, 20)); // the poll's pace
+    }
+  } finally {
+    child.stdout.off("data", onData);
+    child.stderr.off("data", onData);
+  }
+}
+
 export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; type: string; body: unknown }> {
   const response = await fetch(url, {
     method: "POST",

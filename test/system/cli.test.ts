@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
-import { finished, freePort, postJson, runCli, spawnCli, waitForOutput } from "../support/process.js";
+import { finished, freePort, postJson, runCli, spawnCli, waitUntilReady } from "../support/process.js";
 
 describe("fanwatch CLI", () => {
   let dir: string;
@@ -76,8 +76,8 @@ describe("fanwatch CLI", () => {
     before(async () => {
       const port = await freePort();
       child = spawnCli(["function", "score", "--port", String(port)]);
-      await waitForOutput(child, /listening on/);
       url = `http://127.0.0.1:${port}/`;
+      await waitUntilReady(url, child);
     });
     after(() => {
       if (child.exitCode === null) child.kill("SIGKILL");

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, afterEach, before, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { parse, stringify } from "yaml";
 import { readConnectorConfig } from "../../connectors/mqtt/config.js";
@@ -43,8 +43,11 @@ describe("connector concurrency and scaling against a real Mosquitto and a gatew
     await writeFile(join(secrets, "basic-auth-user"), `${STAND_IN_USER}\n`);
     await writeFile(join(secrets, "basic-auth-password"), `${STAND_IN_PASSWORD}\n`);
   });
+  // Each test's gateway stand-in and connector end with it: none goes on running into the next.
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
   after(async () => {
-    for (const cleanup of cleanups.reverse()) await cleanup();
     await publisher?.endAsync();
     await broker?.stop();
     await rm(secrets, { recursive: true, force: true });

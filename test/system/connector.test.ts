@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, afterEach, beforeEach, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { parseStaticFunctions, readConnectorConfig } from "../../connectors/mqtt/config.js";
 import { Circuit } from "../../connectors/mqtt/circuit.js";
@@ -221,6 +221,8 @@ class FakeGateway {
   }
 }
 
+// Every test has its own broker, gateway stand-in, publisher and collector: none sees a message,
+// an invocation, a restarted broker or a patched answer left by another.
 describe("connector with gateway discovery against a real Mosquitto", { timeout: 120_000 }, () => {
   let broker: Broker;
   let gateway: FakeGateway;
@@ -228,7 +230,7 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
   let secrets: string;
   let publisher: MqttClient;
   let collector: Collector;
-  const children: ChildProcessWithoutNullStreams[] = [];
+  let children: ChildProcessWithoutNullStreams[];
 
   async function connector(env: Record<string, string>): Promise<{ child: ChildProcessWithoutNullStreams; port: number }> {
     const port = await freePort();
@@ -246,7 +248,8 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
     }
   }
 
-  before(async () => {
+  beforeEach(async () => {
+    children = [];
     broker = await startMosquitto();
     gateway = new FakeGateway();
     gatewayUrl = await gateway.listen();
@@ -256,7 +259,7 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
     publisher = await mqtt.connectAsync(broker.url, { clientId: "connector-test-publisher" });
     collector = await Collector.start(broker.url, ["replies", "fan/deadletter"]);
   });
-  after(async () => {
+  afterEach(async () => {
     for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
     await publisher?.endAsync();
     await collector?.stop();
@@ -266,7 +269,7 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
   });
 
   it("with batch size 1 forwards the raw payload like the official connector, by wildcard topic, and publishes the reply", async () => {
-    const { child } = await connector({ batch_size: "1", topic: "sensors/#,fan/#", client_id: "raw" });
+    const { child, port } = await connector({ batch_size: "1", topic: "sensors/#,fan/#", client_id: "raw" });
     await publisher.publishAsync("sensors/a/temp", "not even json", { qos: 1 });
     await publisher.publishAsync("sensors/a/humidity", "{}", { qos: 1 }); // no function subscribes to it: held
     await until(() => gateway.invocations.length >= 1, "the invocation");
@@ -278,21 +281,17 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
     assert.equal(call?.headers["x-timeout-ms"], "10000", "the function's budget is the connector's timeout");
     const [reply] = await collector.waitFor("replies", 1);
     assert.deepEqual(reply, { ok: true, bytes: 13 });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await eventually(async () => /^connector_messages_held 1$/m.test(await metricsOf(port)), "sensors/a/humidity received and held");
     assert.equal(gateway.invocations.length, 1, "sensors/a/humidity matches no function");
     child.kill("SIGTERM");
     assert.equal((await finished(child)).code, 0);
   });
 
   it("keeps its routes while the gateway's /system API is down", async () => {
-    gateway.invocations.length = 0;
     const { child, port } = await connector({ topic: "fan/#", client_id: "outage" });
     gateway.systemDown = true;
-    after(() => (gateway.systemDown = false));
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    const health = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { status: string; discoveryError: string | null };
-    assert.equal(health.status, "ok");
-    assert.match(health.discoveryError ?? "", /502/);
+    await eventually(async () => /502/.test((await healthOf(port)).discoveryError ?? ""), "a refresh that failed");
+    assert.equal((await healthOf(port)).status, "ok");
     await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "1" }), { qos: 1 });
     await until(() => gateway.invocations.length >= 1, "an invocation during the outage");
     assert.equal(gateway.invocations[0]?.body, JSON.stringify([{ deviceID: "1" }]), "batches are JSON arrays");
@@ -302,7 +301,6 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
   });
 
   it("batches by source topic, so X-Topic names the topic of every message in the batch", async () => {
-    gateway.invocations.length = 0;
     const { child } = await connector({ topic: "fan/#", client_id: "topics", batch_wait_ms: "200" });
     const sent = Array.from({ length: 40 }, (_, i) => ({ topic: `fan/${i % 2 === 0 ? "east" : "west"}/messages`, n: i }));
     await Promise.all(sent.map((m) => publisher.publishAsync(m.topic, JSON.stringify(m), { qos: 1 })));
@@ -317,7 +315,6 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
   });
 
   it("invokes asynchronously with X-Callback-Url", async () => {
-    gateway.invocations.length = 0;
     const { child } = await connector({ topic: "fan/#", client_id: "async", async_invoke: "true", callback_url: "http://receiver:8080/done" });
     await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "2" }), { qos: 1 });
     await until(() => gateway.invocations.length >= 1, "the async invocation");
@@ -328,23 +325,25 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
   });
 
   it("splits the load between replicas of a shared subscription, each message once", async () => {
-    gateway.invocations.length = 0;
     const replicas = [await connector({ topic: "fan/#", client_id: "replica-1", shared_group: "fanwatch", batch_size: "1" }), await connector({ topic: "fan/#", client_id: "replica-2", shared_group: "fanwatch", batch_size: "1" })];
     await Promise.all(Array.from({ length: 200 }, (_, i) => publisher.publishAsync("fan/messages", JSON.stringify({ n: i }), { qos: 1 })));
     await until(() => gateway.invocations.length >= 200, "200 invocations");
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Nothing more to come: both replicas idle, having received 200 messages between them.
+    const received = async (port: number) => Number(/connector_messages_received_total\{filter="fan\/#"\} (\d+)/.exec(await metricsOf(port))?.[1] ?? 0);
+    await eventually(async () => {
+      const metrics = await Promise.all(replicas.map((r) => metricsOf(r.port)));
+      return metrics.every((m) => /^connector_messages_pending 0$/m.test(m) && /^connector_invocations_in_flight 0$/m.test(m));
+    }, "both replicas idle");
+    assert.equal((await Promise.all(replicas.map((r) => received(r.port)))).reduce((a, b) => a + b, 0), 200, "each message received once");
     assert.equal(gateway.invocations.length, 200);
     assert.equal(new Set(gateway.invocations.map((c) => c.body)).size, 200);
-    const perReplica = await Promise.all(replicas.map(async (r) => Number(/connector_messages_received_total\{filter="fan\/#"\} (\d+)/.exec(await (await fetch(`http://127.0.0.1:${r.port}/metrics`)).text())?.[1] ?? 0)));
+    const perReplica = await Promise.all(replicas.map((r) => received(r.port)));
     assert.ok(perReplica.every((n) => n > 0), `each replica took a share: ${perReplica.join(" + ")}`);
     for (const r of replicas) r.child.kill("SIGTERM");
   });
 
   it("holds a message no function has the topic for, unhealthy and saying why, across a restart, and delivers it once a route appears", async () => {
-    gateway.invocations.length = 0;
-    const routed = gateway.functions;
     gateway.functions = [{ name: "predict", annotations: { topic: "fan/mesages" } }]; // a typo
-    after(() => (gateway.functions = routed));
     const first = await connector({ topic: "fan/held", client_id: "no-route" });
     const reading = { deviceID: "7", n: "held" };
     await publisher.publishAsync("fan/held", JSON.stringify(reading), { qos: 1 });
@@ -370,9 +369,7 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
   });
 
   it("splits a batch the function rejects with 400, dead-letters only the bad message and delivers the rest once each", async () => {
-    gateway.invocations.length = 0;
     gateway.answer = (call) => (call.body.includes('"bad"') ? { status: 400, body: "bad reading" } : undefined);
-    after(() => (gateway.answer = () => undefined));
     const letters = collector.on("fan/deadletter").length;
     const { child } = await connector({ topic: "fan/split", client_id: "split", batch_wait_ms: "300" });
     const sent = Array.from({ length: 10 }, (_, n) => (n === 6 ? { n, bad: true } : { n }));
@@ -390,9 +387,10 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
 
   describe("in-process, on a clock the test moves", () => {
     const silent = createLogger("connector-test", "silent");
-    const running: Connector[] = [];
-    after(async () => {
-      for (const c of running) await c.drain();
+    let running: Connector[] = [];
+    afterEach(async () => {
+      for (const c of running) await c.drain(); // before the broker stops
+      running = [];
     });
 
     function inProcess(env: Record<string, string>, clock: ManualClock): Connector {
@@ -485,14 +483,12 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
     });
 
     it("keeps the messages unacknowledged while their function's answer cannot be published, and retries the publish", async () => {
-      gateway.invocations.length = 0;
-      const clock = new ManualClock();
+        const clock = new ManualClock();
       const connector = inProcess({ topic: "fan/reply", client_id: "reply-retry" }, clock);
       await connector.start();
       const replies = collector.on("replies").length;
       let release = (): void => {};
       gateway.hold = new Promise<void>((resolve) => (release = resolve));
-      after(() => (gateway.hold = undefined));
       await publisher.publishAsync("fan/reply", JSON.stringify({ n: "reply" }), { qos: 1 });
       await until(() => gateway.invocations.length >= 1, "the invocation");
       process.kill(broker.pid as number, "SIGSTOP"); // a frozen broker: publishes get no PUBACK
@@ -517,14 +513,12 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
 
     it("drains only after the dead letters in flight are published", async () => {
       gateway.answer = () => ({ status: 422, body: "unprocessable" });
-      after(() => (gateway.answer = () => undefined));
-      const clock = new ManualClock();
+        const clock = new ManualClock();
       const connector = inProcess({ topic: "fan/drain", client_id: "drain-letters", batch_size: "1" }, clock);
       await connector.start();
       const letters = collector.on("fan/deadletter").length;
       let release = (): void => {};
       gateway.hold = new Promise<void>((resolve) => (release = resolve));
-      after(() => (gateway.hold = undefined));
       const invocations = gateway.invocations.length;
       await publisher.publishAsync("fan/drain", JSON.stringify({ n: "drain" }), { qos: 1 });
       await until(() => gateway.invocations.length > invocations, "the invocation");
@@ -553,6 +547,8 @@ interface HealthAnswer {
   status: string;
   problems: string[];
   deadLettersPending: number;
+  /** Why the last refresh of the gateway's function list failed, or null. */
+  discoveryError: string | null;
   pending: number;
   bytesInFlight: number;
   /** Why the consumer reads nothing from the broker, or null. */

@@ -11,6 +11,8 @@ import { freePort } from "../support/process.js";
 
 // A handler exercising every way the official node template's contract can answer.
 let releaseSlow: () => void = () => {};
+/** Called when a /slow request reaches the handler. */
+let slowStarted: () => void = () => {};
 const lifecycle: string[] = [];
 const fn: FunctionModule = {
   init: () => void lifecycle.push("init"),
@@ -35,6 +37,7 @@ const fn: FunctionModule = {
         context.status(201).headers({ "x-made": "yes" }).succeed({ ok: true });
         return { ignored: true };
       case "/slow":
+        slowStarted();
         await new Promise<void>((resolve) => (releaseSlow = resolve));
         return { slow: "done" };
       default:
@@ -141,8 +144,9 @@ describe("node22-ts function server", () => {
 
   it("finishes in-flight requests on close, then runs the module's close()", async () => {
     const own = await startFunctionServer(fn, { port: 0, host: "127.0.0.1" });
+    const slowArrived = new Promise<void>((resolve) => (slowStarted = resolve));
     const inFlight = fetch(`${own.url}/slow`).then(async (r) => ({ status: r.status, body: await r.json() }));
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await slowArrived; // in flight
     const closing = own.close();
     releaseSlow();
     assert.deepEqual(await inFlight, { status: 200, body: { slow: "done" } });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
-import { after, before, describe, it } from "node:test";
+import { afterEach, beforeEach, describe, it } from "node:test";
 import { decodeKey, encodeKey } from "../../functions/health/keys.js";
 import { AlarmTransitionSchema, type AlarmTransition, type HealthRecord } from "../../lib/domain/health.js";
 import type { Prediction } from "../../lib/domain/prediction.js";
@@ -8,11 +8,13 @@ import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { startNats, type TestNats } from "../support/nats.js";
 import { startHealthState } from "../../runtime/nats.js";
+import { Kvm } from "@nats-io/kv";
+import { connect } from "@nats-io/transport-node";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, postJson, spawnCli, terminate, waitForOutput } from "../support/process.js";
+import { freePort, postJson, spawnCli, terminate, waitUntilReady } from "../support/process.js";
 
 /** One health function as its container runs it: the template's server in its own process. */
 interface HealthProcess {
@@ -31,8 +33,8 @@ async function startHealth(env: NodeJS.ProcessEnv): Promise<HealthProcess> {
   let seen = "";
   child.stdout.on("data", (d: Buffer) => (seen += d.toString()));
   child.stderr.on("data", (d: Buffer) => (seen += d.toString()));
-  await waitForOutput(child, /is listening on/);
   const url = `http://127.0.0.1:${port}`;
+  await waitUntilReady(url, child);
   await eventually(async () => (await fetch(url)).status === 200, `health on ${url} ready (its store open); output:\n${seen}`);
   return { url, child, output: () => seen };
 }
@@ -55,6 +57,26 @@ async function getFans(url: string, query = ""): Promise<{ fans: HealthRecord[];
 /** Readings `stepMs` apart from `start` (reading time drives the evaluator's trends and quiet period). */
 function predictions(deviceID: string, fault: 0 | 1, count: number, start: number, stepMs = 1_000): Prediction[] {
   return Array.from({ length: count }, (_, i) => ({ deviceID, fault, probability: fault === 1 ? 0.97 : 0.02, timeStamp: start + i * stepMs, ...(fault === 1 ? { cause: "vibration" as const } : {}) }));
+}
+
+/** The transitions waiting in a fan's outbox, as the bucket holds them. */
+async function outboxOf(natsUrl: string, deviceID: string, bucket = "fan_health"): Promise<unknown[]> {
+  const nc = await connect({ servers: natsUrl });
+  try {
+    const entry = await (await new Kvm(nc).open(bucket)).get(encodeKey(deviceID));
+    return entry === null ? [] : (JSON.parse(entry.string()) as { outbox: unknown[] }).outbox;
+  } finally {
+    await nc.close();
+  }
+}
+
+/**
+ * Resolves once a fan's alarm sent through `url` arrived on fan/alarm: any transition that process
+ * published before it has arrived too (one connection, QoS 1, one subscriber: in order).
+ */
+async function marker(collector: Collector, url: string, deviceID: string, t0: number): Promise<void> {
+  assert.equal((await postJson(url, predictions(deviceID, 1, 20, t0))).status, 200);
+  await eventually(() => transitionsOf(collector, deviceID).some((t) => t.event === "alarm"), `the marker alarm of ${deviceID}`);
 }
 
 function transitionsOf(collector: Collector, deviceID: string): AlarmTransition[] {
@@ -132,7 +154,20 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
   let two: HealthProcess;
   const t0 = Date.UTC(2026, 10, 1);
 
-  before(async () => {
+  /**
+   * Puts fan `deviceID` in alarm (20 faulty predictions), acknowledged by Ana when `acknowledged`,
+   * and resolves once those transitions are on fan/alarm.
+   */
+  async function alarm(deviceID: string, acknowledged = false): Promise<void> {
+    assert.equal((await postJson(one.url, predictions(deviceID, 1, 20, t0))).status, 200);
+    if (acknowledged) assert.equal((await postJson(one.url, { deviceID, action: "acknowledge", by: "Ana" })).status, 200);
+    const events = acknowledged ? ["alarm", "acknowledged"] : ["alarm"];
+    await eventually(() => events.every((e) => transitionsOf(collector, deviceID).some((t) => t.event === e)), `fan ${deviceID}'s ${events.join(" and ")} on fan/alarm`);
+  }
+
+  // Every test has its own NATS, broker and two health processes: none relies on a fan, an alarm
+  // or an acknowledgement another left.
+  beforeEach(async () => {
     [nats, broker] = await Promise.all([startNats(), startMosquitto()]);
     collector = await Collector.start(broker.url, ["fan/alarm", "fan/deadletter"]);
     // Unpublished transitions are re-sent after 1 s rather than 15, so that the test need not wait;
@@ -140,7 +175,7 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     env = { NATS_URL: nats.url, MQTT_URL: broker.url, HEALTH_OUTBOX_RESEND_MS: "1000", HEALTH_SILENT_CHECK_MS: "200", HEALTH_SILENT_AFTER_MS: "3600000" };
     [one, two] = await Promise.all([startHealth(env), startHealth(env)]);
   });
-  after(async () => {
+  afterEach(async () => {
     await Promise.all([...children].map((c) => terminate(c)));
     await collector?.stop();
     await Promise.all([nats?.stop(), broker?.stop()]);
@@ -201,6 +236,7 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
   });
 
   it("acknowledges an open alarm over HTTP and publishes the transition", async () => {
+    await alarm("7");
     const before = transitionsOf(collector, "7").length;
     const answer = await postJson(two.url, { deviceID: "7", action: "acknowledge", by: "Ana", note: "bearing ordered" });
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
@@ -214,6 +250,7 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
   });
 
   it("answers 404 for an unknown fan, 409 without an open alarm and 400 for a bad command, each naming the field", async () => {
+    await alarm("7", true); // acknowledged already: no open alarm to acknowledge
     const unknown = await postJson(one.url, { deviceID: "no-such-fan", action: "acknowledge", by: "Ana" });
     assert.equal(unknown.status, 404);
     assert.equal((unknown.body as { field: string }).field, "deviceID");
@@ -228,6 +265,8 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
   });
 
   it("lists open alarms first, unacknowledged first, then by device ID in numeric order, with filters", async () => {
+    await alarm("7", true);
+    await alarm("12");
     for (const id of ["10", "2"]) assert.equal((await postJson(one.url, predictions(id, 0, 3, t0))).status, 200);
     const { fans, counts } = await getFans(one.url);
     const open = fans.filter((f) => f.state === "alarm");
@@ -281,6 +320,8 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
   });
 
   it("answers 503 while NATS is down, and keeps state and open alarms when health and NATS are killed mid-stream and restarted", async () => {
+    await alarm("7", true);
+    await alarm("contended");
     const openBefore = (await getFans(one.url, "?state=alarm")).fans;
     assert.ok(openBefore.length >= 2, "open alarms to keep");
     // A stream of predictions for one fan, running while everything is killed.
@@ -292,7 +333,7 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
         const at = t0 + 1_000_000 + next++ * 1_000;
         const a = await postJson(one.url, [{ deviceID: "streamed", fault: 0, probability: 0.01, timeStamp: at }]).catch(() => ({ status: 0 }));
         if (a.status === 200) accepted.push(at);
-        else await new Promise((resolve) => setTimeout(resolve, 20));
+        else await new Promise((resolve) => setTimeout(resolve, 20)); // the stream's pace after a refused post
       }
     })();
     await eventually(() => accepted.length >= 5, "predictions flowing");
@@ -329,7 +370,10 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     await broker.restart();
     // Another process finds the transition in the outbox and sends it, with its id.
     await eventually(() => transitionsOf(collector, "outboxed").length >= 1, "the outboxed alarm on fan/alarm");
-    await new Promise((resolve) => setTimeout(resolve, 1_500)); // a resend interval more: still once
+    // Still once: the outbox is empty, so nothing is left to send again, and whatever was sent
+    // before arrived ahead of a marker alarm sent after.
+    await eventually(async () => (await outboxOf(nats.url, "outboxed")).length === 0, "fan outboxed's outbox emptied");
+    await marker(collector, two.url, "outboxed-marker", t0);
     const sent = transitionsOf(collector, "outboxed");
     assert.deepEqual(sent.map((t) => t.event), ["alarm"]);
     assert.ok((await metric(two.url, "health_outbox_resent_total")) >= 1);
@@ -342,7 +386,10 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     const [a, b] = await Promise.all([startHealth(quiet), startHealth(quiet)]);
     assert.equal((await postJson(a.url, predictions("quiet", 0, 3, t0))).status, 200);
     await eventually(() => transitionsOf(collector, "quiet").some((t) => t.event === "silent"), "fan quiet silent");
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // Once: the fan is silent in the bucket with nothing left in its outbox, and whatever either
+    // replica published before has arrived ahead of a marker alarm each sends after.
+    await eventually(async () => (await outboxOf(nats.url, "quiet", "silence_test")).length === 0, "fan quiet's outbox emptied");
+    await Promise.all([marker(collector, a.url, "quiet-marker-a", t0), marker(collector, b.url, "quiet-marker-b", t0)]);
     assert.deepEqual(transitionsOf(collector, "quiet").map((t) => t.event), ["silent"]);
     assert.equal((await getFans(b.url, "?deviceID=quiet")).fans[0]?.state, "silent");
     // Its next reading brings it back.

@@ -6,8 +6,9 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
+import { eventually } from "../support/eventually.js";
 import { Collector } from "../support/mqtt-collector.js";
-import { freePort, postJson, spawnCli, waitForOutput } from "../support/process.js";
+import { freePort, postJson, spawnCli, waitForOutput, waitUntilReady } from "../support/process.js";
 
 // A broker that requires passwords, as deploy/mosquitto/mosquitto.conf does in production; the
 // functions and the connector read theirs from secret files.
@@ -36,11 +37,11 @@ describe("MQTT credentials", { timeout: 60_000 }, () => {
     const scorePort = await freePort();
     const score = spawnCli(["function", "score", "--port", String(scorePort)]);
     children.push(score);
-    await waitForOutput(score, /listening on/);
+    await waitUntilReady(`http://127.0.0.1:${scorePort}`, score);
     const port = await freePort();
     const predict = spawnCli(["function", "predict", "--port", String(port)], { MQTT_URL: broker.url, MQTT_USERNAME: "predict", SECRET_MOUNT_PATH: secrets, SCORE_URL: `http://127.0.0.1:${scorePort}/` });
     children.push(predict);
-    await waitForOutput(predict, /listening on/);
+    await waitUntilReady(`http://127.0.0.1:${port}`, predict);
     const answer = await postJson(`http://127.0.0.1:${port}/`, { deviceID: "auth", rotation: 600, temperature: 40, vibration: 150, sound: 48 });
     assert.equal(answer.status, 200);
     const [message] = await collector.waitFor("fan/anomaly", 1);
@@ -53,10 +54,16 @@ describe("MQTT credentials", { timeout: 60_000 }, () => {
     const wrongPort = await freePort();
     const wrong = spawnCli(["connector"], { ...base, MQTT_PASSWORD: "nope", port: String(wrongPort), client_id: "wrong" });
     children.push(wrong);
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
-    const health = await fetch(`http://127.0.0.1:${wrongPort}/healthz`);
-    assert.equal(health.status, 503);
-    assert.equal(((await health.json()) as { broker: string }).broker, "disconnected");
+    // Until the broker has refused it: its health then names the error.
+    type Health = { code: number; broker: string; problems: string[] };
+    const healthOf = async (): Promise<Health> => {
+      const answer = await fetch(`http://127.0.0.1:${wrongPort}/healthz`);
+      return { ...((await answer.json()) as Omit<Health, "code">), code: answer.status };
+    };
+    await eventually("the broker's refusal", async () => (await healthOf()).problems.some((p) => /^not connected to the broker: ./.test(p)));
+    const health = await healthOf();
+    assert.equal(health.code, 503);
+    assert.equal(health.broker, "disconnected");
     const right = spawnCli(["connector"], { ...base, MQTT_PASSWORD: "connector-pass", port: String(await freePort()), client_id: "right" });
     children.push(right);
     await waitForOutput(right, /connector running/);

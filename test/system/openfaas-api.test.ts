@@ -229,7 +229,7 @@ describe("the OpenFaaS API of fanwatch gateway, as faas-cli and the connector-sd
 
   it("answers the log API with what the function processes printed: tail, since, instance, and errors for bad queries", async () => {
     const all = await logs("name=score&follow=false");
-    assert.ok(all.some((m) => /score is listening on/.test(m.text)), JSON.stringify(all));
+    assert.ok(all.some((m) => /score listening on port/.test(m.text)), JSON.stringify(all));
     for (const m of all) {
       assert.deepEqual(Object.keys(m).sort(), ["instance", "name", "namespace", "text", "timestamp"]);
       assert.equal(m.name, "score");
@@ -287,7 +287,7 @@ describe("the OpenFaaS API of fanwatch gateway, as faas-cli and the connector-sd
     assert.equal((await scale(0)).status, 202);
     await arrived((m) => m.instance === first.instance && /score stopped/.test(m.text));
     assert.equal((await scale(1)).status, 202);
-    const restarted = await arrived((m) => /score is listening on/.test(m.text) && m.instance !== first.instance);
+    const restarted = await arrived((m) => /score listening on port/.test(m.text) && m.instance !== first.instance);
     assert.match(restarted.instance, /^score-\d+$/);
     const after = JSON.parse((await api("/system/function/score")).body) as FunctionStatus;
     assert.ok(Date.parse(after.createdAt) > Date.parse(before.createdAt), `createdAt ${before.createdAt} → ${after.createdAt}: the new process's start`);

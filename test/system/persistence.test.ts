@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, afterEach, beforeEach, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { SCHEMA } from "../../connectors/influxdb/points.js";
 import type { AlarmTransition, HealthEvent, HealthState } from "../../lib/domain/health.js";
@@ -22,6 +22,43 @@ async function eventually<T>(what: string, probe: () => Promise<T>, done: (value
     value = await probe();
   }
   return value;
+}
+
+/**
+ * Health transitions as the health function publishes them: fan 1 warned, in alarm, acknowledged;
+ * fan 2 warned, in alarm, cleared (each marked by its alarm id, persist-<fan>-a1), and a warning
+ * at a time to the nanosecond.
+ */
+function healthStory(now: number): { sent: AlarmTransition[]; warning: AlarmTransition } {
+  const iso = (ms: number) => new Date(ms).toISOString();
+  // The alarm ids mark them: the health function in `fanwatch start` may write fans 1 and 2 too.
+  const transition = (deviceID: string, event: HealthEvent, state: HealthState, at: string, extra: Partial<AlarmTransition> = {}): AlarmTransition => ({
+    deviceID,
+    alarmId: `persist-${deviceID}-a1`,
+    state,
+    severity: state === "alarm" ? "major" : "minor",
+    cause: "vibration",
+    contributions: { rotation: 0.01, temperature: 0.02, vibration: 0.61, sound: 0.03 },
+    probability: state === "alarm" ? 0.93 : 0.31,
+    eta: state === "warning" ? iso(now + 600_000) : null,
+    since: at,
+    acknowledged: false,
+    event,
+    at,
+    id: `persist-${deviceID}-${event}`,
+    ...extra,
+  });
+  const warning = transition("1", "warning", "warning", "2026-11-27T10:00:00.123456789Z");
+  const sent = [
+    transition("1", "warning", "warning", iso(now - 60_000)),
+    transition("1", "alarm", "alarm", iso(now - 40_000)),
+    transition("1", "acknowledged", "alarm", iso(now - 20_000), { acknowledged: true, by: "ann", note: "on my way, 20 min" }),
+    transition("2", "warning", "warning", iso(now - 50_000)),
+    transition("2", "alarm", "alarm", iso(now - 30_000)),
+    transition("2", "cleared", "cleared", iso(now - 10_000), { cause: null, contributions: null }),
+    warning,
+  ];
+  return { sent, warning };
 }
 
 describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
@@ -44,12 +81,13 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
   const metric = async (url: string, name: string) => Number(new RegExp(`^${name.replace(/[{}]/g, "\\$&")} (\\S+)$`, "m").exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? 0);
   const health = async (url: string) => (await (await fetch(`${url}/healthz`)).json()) as { status: string; buffered: number; bufferedBytes: number };
 
-  before(async () => {
+  // Every test has its own broker and InfluxDB: none reads what another stored.
+  beforeEach(async () => {
     [broker, influx] = await Promise.all([startMosquitto(), startInfluxDB()]);
     publisher = await mqtt.connectAsync(broker.url, { clientId: "persistence-test-publisher" });
   });
-  after(async () => {
-    for (const w of writers) if (w.exitCode === null) w.kill("SIGKILL");
+  afterEach(async () => {
+    for (const w of writers.splice(0)) if (w.exitCode === null) w.kill("SIGKILL");
     await publisher?.endAsync();
     await Promise.all([broker?.stop(), influx?.stop()]);
   });
@@ -68,8 +106,11 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     // Whatever the in-process writer had not written when it stopped is still with the broker, in
     // its persistent session: the standalone writer, with the same client id, takes it from there.
     await startWriter();
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    const readings = (collector.on("fan/messages") as Array<{ deviceID: string; timeStamp: string; rotation: number }>).filter((r) => r.deviceID !== "bad");
+    // Every reading the simulator published (the broker acknowledged each before it stopped) has
+    // reached the collector once a marker published after them has: one topic, in order.
+    await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "marker", rotation: 600, temperature: 40, vibration: 150, sound: 48 }), { qos: 1 });
+    await eventually("the marker collected", async () => collector.on("fan/messages").some((r) => (r as { deviceID: string }).deviceID === "marker"), (seen) => seen);
+    const readings = (collector.on("fan/messages") as Array<{ deviceID: string; timeStamp: string; rotation: number }>).filter((r) => r.deviceID !== "bad" && r.deviceID !== "marker");
     const predictions = collector.on("fan/anomaly").length;
     await eventually("readings in InfluxDB", () => count("telemetry", "rotation", `"deviceID" =~ /^[1-4]$/`), (n) => n === readings.length);
     await eventually("predictions in InfluxDB", () => count("prediction", "probability", `"deviceID" =~ /^[1-4]$/`), (n) => n === predictions);
@@ -98,36 +139,7 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
   it("stores each health transition from fan/alarm once, at its own time, with the documented tags and fields", async () => {
     const writer = await startWriter();
     const deadLetters = await Collector.start(broker.url, ["fan/deadletter"]);
-    const now = Date.now();
-    const iso = (ms: number) => new Date(ms).toISOString();
-    // As the health function publishes them: fan 1 warned, in alarm, acknowledged; fan 2 warned, in alarm, cleared.
-    // Their alarm ids mark them (the health function in `fanwatch start` above may have written fans 1 and 2 too).
-    const transition = (deviceID: string, event: HealthEvent, state: HealthState, at: string, extra: Partial<AlarmTransition> = {}): AlarmTransition => ({
-      deviceID,
-      alarmId: `persist-${deviceID}-a1`,
-      state,
-      severity: state === "alarm" ? "major" : "minor",
-      cause: "vibration",
-      contributions: { rotation: 0.01, temperature: 0.02, vibration: 0.61, sound: 0.03 },
-      probability: state === "alarm" ? 0.93 : 0.31,
-      eta: state === "warning" ? iso(now + 600_000) : null,
-      since: at,
-      acknowledged: false,
-      event,
-      at,
-      id: `persist-${deviceID}-${event}`,
-      ...extra,
-    });
-    const warning = transition("1", "warning", "warning", "2026-11-27T10:00:00.123456789Z");
-    const sent = [
-      transition("1", "warning", "warning", iso(now - 60_000)),
-      transition("1", "alarm", "alarm", iso(now - 40_000)),
-      transition("1", "acknowledged", "alarm", iso(now - 20_000), { acknowledged: true, by: "ann", note: "on my way, 20 min" }),
-      transition("2", "warning", "warning", iso(now - 50_000)),
-      transition("2", "alarm", "alarm", iso(now - 30_000)),
-      transition("2", "cleared", "cleared", iso(now - 10_000), { cause: null, contributions: null }),
-      warning,
-    ];
+    const { sent, warning } = healthStory(Date.now());
     for (const t of sent) await publisher.publishAsync("fan/alarm", JSON.stringify(t), { qos: 1 });
     // Delivered twice (QoS 1 may): the same point, stored once.
     await publisher.publishAsync("fan/alarm", JSON.stringify(sent[1]), { qos: 1 });
@@ -170,6 +182,20 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
   });
 
   it("answers every query of the provisioned Grafana dashboard with rows", async () => {
+    // What the dashboard shows: a fleet's readings, predictions and a dead letter, stored by
+    // `fanwatch start`, and the health story of fans 1 and 2.
+    const collector = await Collector.start(broker.url, ["fan/anomaly"]);
+    const system = await startFanwatch(["--fans", "4", "--faulty", "1", "--degrading", "1", "--interval", "1000"], { MQTT_URL: broker.url, INFLUX_URL: influx.url, INFLUX_FLUSH_MS: "200" });
+    after(() => void (system.child.exitCode === null && system.child.kill("SIGKILL")));
+    await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "bad", rotation: "fast" }), { qos: 1 });
+    await collector.waitFor("fan/anomaly", 24, 30_000);
+    await collector.stop();
+    const { sent } = healthStory(Date.now());
+    for (const t of sent) await publisher.publishAsync("fan/alarm", JSON.stringify(t), { qos: 1 });
+    await eventually("the dead letter in InfluxDB", () => count("deadletter", "error", "true"), (n) => n >= 1);
+    await eventually("the health story in InfluxDB", () => count("health", "probability", `"alarmId" =~ /^persist-/`), (n) => n === sent.length);
+    await eventually("predictions in InfluxDB", () => count("prediction", "probability", `"deviceID" =~ /^[1-4]$/`), (n) => n >= 24);
+    assert.equal((await system.interrupt()).code, 0);
     const dashboard = JSON.parse(await readFile(join(REPO_ROOT, "deploy/grafana/dashboards/fanwatch.json"), "utf8")) as {
       panels: Array<{ title: string; targets: Array<{ query: string }> }>;
       templating: { list: Array<{ name: string; query: string }> };
@@ -193,7 +219,7 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
         assert.ok(series.length > 0 && (series[0]?.values.length ?? 0) > 0, `panel "${panel.title}" returned no rows: ${fill(target.query)}`);
       }
     }
-    // The health test above left fan 1 in an acknowledged alarm and fan 2 cleared: the alarms table lists fan 1.
+    // The health story left fan 1 in an acknowledged alarm and fan 2 cleared: the alarms table lists fan 1.
     const open = await influx.query(fill(dashboard.panels.find((p) => p.title.startsWith("Open alarms"))?.targets[0]?.query ?? ""));
     assert.ok(open[0]?.values.some((v) => v[open[0]?.columns.indexOf("deviceID") ?? -1] === "1"), JSON.stringify(open));
     assert.ok(dashboard.annotations.list.length >= 2);
@@ -208,15 +234,17 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     const metrics = await startWriter();
     const total = 3000;
     const base = Date.UTC(2026, 0, 1);
+    let sent = 0;
     const sending = (async () => {
-      for (let i = 0; i < total; i++) {
-        const reading = { deviceID: `restart-${i % 10}`, timeStamp: new Date(base + i).toISOString(), rotation: 600, temperature: 40, vibration: 150, sound: 48 };
+      for (; sent < total; sent++) {
+        const reading = { deviceID: `restart-${sent % 10}`, timeStamp: new Date(base + sent).toISOString(), rotation: 600, temperature: 40, vibration: 150, sound: 48 };
         await publisher.publishAsync("fan/messages", JSON.stringify(reading), { qos: 1 });
-        if (i % 100 === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+        if (sent % 100 === 0) await new Promise((resolve) => setTimeout(resolve, 20)); // the stream's pace
       }
     })();
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    await influx.restart(2_000);
+    await eventually("the stream under way", async () => sent, (n) => n >= 300);
+    // Down until the writer has had writes fail, then back.
+    await influx.restart(async () => void (await eventually("a failed write", () => metric(metrics, "influx_writer_write_failures_total"), (n) => n >= 1)));
     await sending;
     await eventually("readings after the restart", () => count("telemetry", "rotation", `"deviceID" =~ /^restart-/`), (n) => n === total, 60_000);
     const text = await (await fetch(`${metrics}/metrics`)).text();
@@ -224,6 +252,7 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
   });
 
   it("dead-letters what is not a reading or a prediction, writes none of it, and stores the dead letters", async () => {
+    await startWriter();
     const deadLetters = await Collector.start(broker.url, ["fan/deadletter"]);
     await publisher.publishAsync("fan/messages", "not json", { qos: 1 });
     await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "bad-1", rotation: "fast", temperature: 40, vibration: 150, sound: 48 }), { qos: 1 });

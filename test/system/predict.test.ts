@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import mqtt from "mqtt";
 import { readConnectorConfig } from "../../connectors/mqtt/config.js";
 import { BudgetExhaustedError, PublishFailedError } from "../../lib/errors.js";
@@ -16,7 +16,7 @@ import { parseStack } from "../../runtime/stack.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { REPO_ROOT } from "../support/paths.js";
-import { finished, freePort, postJson, spawnCli, waitForOutput } from "../support/process.js";
+import { finished, freePort, postJson, spawnCli, waitUntilReady } from "../support/process.js";
 
 const reading = (deviceID: string, values: [number, number, number, number]) => ({
   deviceID,
@@ -32,8 +32,9 @@ async function startFunction(name: string, env: NodeJS.ProcessEnv): Promise<{ ch
   const child = spawnCli(["function", name, "--port", String(port)], env);
   let output = "";
   for (const stream of [child.stdout, child.stderr]) stream.on("data", (d: Buffer) => (output += d.toString()));
-  await waitForOutput(child, /listening on/);
-  return { child, url: `http://127.0.0.1:${port}/`, output: () => output };
+  const url = `http://127.0.0.1:${port}/`;
+  await waitUntilReady(url, child);
+  return { child, url, output: () => output };
 }
 
 /** A counter's value in a function's Prometheus metrics (0 when absent). */
@@ -335,16 +336,21 @@ describe("predict function against a real Mosquitto", () => {
   });
 });
 
+// Every test has its own broker and client: none finds the broker frozen or killed by another.
 describe("predict's publisher against a real Mosquitto", () => {
   let broker: Broker;
   let client: mqtt.MqttClient;
 
-  before(async () => {
+  beforeEach(async () => {
     broker = await startMosquitto();
     client = await mqtt.connectAsync(broker.url, { reconnectPeriod: 100, clientId: "publisher-test" });
   });
-  after(async () => {
-    if (broker?.pid !== undefined) process.kill(broker.pid, "SIGCONT");
+  afterEach(async () => {
+    try {
+      if (broker?.pid !== undefined) process.kill(broker.pid, "SIGCONT");
+    } catch {
+      // killed by the test: nothing to resume
+    }
     await client?.endAsync(true);
     await broker?.stop();
   });
@@ -390,6 +396,9 @@ describe("predict's publisher against a real Mosquitto", () => {
 
   it("waits for a broker that is down, within the deadline, instead of queueing", async () => {
     const publisher = new Publisher(client);
+    const lost = new Promise<void>((resolve) => client.once("close", () => resolve()));
+    process.kill(broker.pid as number, "SIGKILL");
+    await lost;
     assert.equal(client.connected, false);
     const error = await publisher.publish("t/down", [{ n: 1 }], new Deadline(300, "test")).then(() => "published", (e: unknown) => e);
     assert.ok(error instanceof BudgetExhaustedError, String(error));

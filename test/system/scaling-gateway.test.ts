@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parse, stringify } from "yaml";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
@@ -133,13 +133,14 @@ describe("gateway replicas, set by hand", { timeout: 180_000 }, () => {
   let dir: string;
   let gw: Gateway;
 
-  before(async () => {
+  // Every test has its own gateway (and broker): none starts from the replicas another left.
+  beforeEach(async () => {
     broker = await startMosquitto();
     dir = mkdtempSync(join(tmpdir(), "fanwatch-scale-"));
     // An autoscaler that never acts within the test: these replicas change by hand only.
     gw = await Gateway.start(stackFile(dir, { score: scaleLabels(1, 3, 20), health: scaleLabels(1, 5, 20) }), { GATEWAY_SCALE_TARGET_INFLIGHT: "1000", GATEWAY_SCALE_DOWN_WINDOW_MS: "3600000" }, broker);
   });
-  after(async () => {
+  afterEach(async () => {
     if (gw !== undefined) await terminate(gw.child);
     await broker?.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -173,6 +174,7 @@ describe("gateway replicas, set by hand", { timeout: 180_000 }, () => {
   });
 
   it("sends each request to the replica with the fewest in flight, and a removed replica answers what it holds before it stops", async () => {
+    assert.equal((await gw.scale("score", 2)).status, 202);
     assert.deepEqual(await gw.replicas("score"), { replicas: 2, availableReplicas: 2 });
     const first = hold(`${gw.url}/function/score`);
     await until("the held request is in flight", async () => (await gw.metric("gateway_function_inflight", 'function_name="score"')) === 1);
@@ -204,7 +206,7 @@ describe("gateway replicas, set by hand", { timeout: 180_000 }, () => {
     const [victim, survivor] = [...served] as [string, string];
     const known = new Set((await gw.logs("score")).map((m) => m.instance));
     process.kill(Number(victim.split("-").at(-1)), "SIGKILL");
-    await until("a new replica listens", async () => (await gw.logs("score")).some((m) => /is listening on/.test(m.text) && !known.has(m.instance)));
+    await until("a new replica listens", async () => (await gw.logs("score")).some((m) => /score listening on port/.test(m.text) && !known.has(m.instance)));
     await until("both replicas are available", async () => (await gw.replicas("score")).availableReplicas === 2);
     // Only answers count: a call sent to the killed replica before the gateway saw it die gets 502 (the connector retries those).
     const after = new Set<string>();

@@ -9,7 +9,8 @@ import { FEATURES } from "../../lib/domain/features.js";
 import { drawReadings, fleetProfiles, rangesAt } from "../../simulation/fan-profiles.js";
 import { createFleet } from "../../simulation/fleet-model.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
-import { Collector } from "../support/mqtt-collector.js";
+import { eventually } from "../support/eventually.js";
+import { Collector, isMarker, publishMarker } from "../support/mqtt-collector.js";
 import { runCli } from "../support/process.js";
 
 describe("fan profiles", () => {
@@ -102,8 +103,11 @@ describe("fanwatch simulate against a real Mosquitto", { timeout: 60_000 }, () =
       const result = await runCli(["simulate", "--broker", broker.url, "--fans", "3", "--faulty", "1", "--degrading", "1", "--interval", "100", "--duration", "1", "--seed", "7"]);
       assert.equal(result.code, 0, result.stderr);
       assert.match(result.stderr, /simulating 3 fans \(1 faulty, 1 degrading, 1 healthy\)/);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      runs.push(collector.on("fan/messages") as Array<Record<string, unknown>>);
+      // Every reading the broker acknowledged (QoS 1) before the simulator exited has reached the
+      // collector once a marker published after them has: one topic, in order.
+      await publishMarker(broker.url);
+      await eventually("the marker collected", () => collector.on("fan/messages").some(isMarker));
+      runs.push((collector.on("fan/messages") as Array<Record<string, unknown>>).filter((m) => !isMarker(m)));
       await collector.stop();
     }
     const [first, second] = runs as [Array<Record<string, unknown>>, Array<Record<string, unknown>>];

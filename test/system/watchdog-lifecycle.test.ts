@@ -12,7 +12,7 @@ import { startMosquitto } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { OfWatchdogStandIn } from "../support/of-watchdog-stand-in.js";
 import { CLI, REPO_ROOT } from "../support/paths.js";
-import { freePort, spawnCli, terminate, waitForOutput } from "../support/process.js";
+import { freePort, spawnCli, terminate, waitUntilReady } from "../support/process.js";
 
 // The score function started and stopped behind a stand-in for of-watchdog (named; the Go binary
 // is not built here) with the template's own watchdog settings (its Dockerfile's ENV) and the
@@ -150,7 +150,7 @@ describe("the template behind of-watchdog (stand-in) under continuous load", { t
     const score = spawnCli(["function", "score", "--port", String(scorePort)]);
     let watchdog: OfWatchdogStandIn | undefined;
     try {
-      await waitForOutput(score, /listening on/);
+      await waitUntilReady(`http://127.0.0.1:${scorePort}`, score);
       const port = await freePort();
       const env: NodeJS.ProcessEnv = {
         PATH: process.env.PATH,
@@ -165,7 +165,7 @@ describe("the template behind of-watchdog (stand-in) under continuous load", { t
         port: String(await freePort()),
       };
       watchdog = await OfWatchdogStandIn.start(env, REPO_ROOT);
-      await waitForOutput(watchdog.child, /listening on/);
+      await waitUntilReady(`http://127.0.0.1:${port}`, watchdog.child);
       const payload = '{"deviceID": "official", "rotation": 600,';
       const answer = await fetch(watchdog.url, { method: "POST", headers: { "content-type": "application/json", "x-topic": "fan/messages" }, body: payload });
       assert.equal(answer.status, 400);
