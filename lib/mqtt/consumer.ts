@@ -294,6 +294,7 @@ export class MqttConsumer {
     this.#drained ??= (async () => {
       this.#stopDelivering();
       await finish?.();
+      if (this.#deadLetters.size > 0) this.#options.log.info({ event: "draining_dead_letters", deadLetters: this.#deadLetters.size }, `waiting for ${this.#deadLetters.size} dead letters to be published before disconnecting`);
       // A connection that closes settles them too (#lost): their acks would be void. A broker
       // that is connected but frozen settles nothing: after DRAIN_DEAD_LETTERS_MS the consumer
       // disconnects anyway and their messages, unacknowledged, come back to the next session.

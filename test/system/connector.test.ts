@@ -11,7 +11,8 @@ import { parseStaticFunctions, readConnectorConfig } from "../../connectors/mqtt
 import { Circuit } from "../../connectors/mqtt/circuit.js";
 import { Connector } from "../../connectors/mqtt/connector.js";
 import { filtersOverlap, topicMatches } from "../../connectors/mqtt/topic-filter.js";
-import { createLogger } from "../../lib/infra/log.js";
+import { pino } from "pino";
+import { createLogger, type Logger } from "../../lib/infra/log.js";
 import { ConfigError } from "../../lib/errors.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { ManualClock } from "../support/manual-clock.js";
@@ -393,9 +394,9 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
       running = [];
     });
 
-    function inProcess(env: Record<string, string>, clock: ManualClock): Connector {
+    function inProcess(env: Record<string, string>, clock: ManualClock, log: Logger = silent): Connector {
       const config = readConnectorConfig({ gateway_url: gatewayUrl, broker: broker.url, basic_auth: "true", secret_mount_path: secrets, refresh_interval_ms: "200", port: "0", HEALTH_HOST: "127.0.0.1", ...env });
-      const connector = new Connector(config, silent, { clock });
+      const connector = new Connector(config, log, { clock });
       running.push(connector);
       return connector;
     }
@@ -513,8 +514,11 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
 
     it("drains only after the dead letters in flight are published", async () => {
       gateway.answer = () => ({ status: 422, body: "unprocessable" });
-        const clock = new ManualClock();
-      const connector = inProcess({ topic: "fan/drain", client_id: "drain-letters", batch_size: "1" }, clock);
+      const clock = new ManualClock();
+      // The connector's own log says when drain has reached the wait for the dead letters.
+      const events: string[] = [];
+      const log = pino({ level: "info" }, { write: (line: string) => void events.push((JSON.parse(line) as { event?: string }).event ?? "") });
+      const connector = inProcess({ topic: "fan/drain", client_id: "drain-letters", batch_size: "1" }, clock, log);
       await connector.start();
       const letters = collector.on("fan/deadletter").length;
       let release = (): void => {};
@@ -528,8 +532,9 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
         release();
         await eventually(async () => (await healthOf(connector.port)).deadLettersPending === 1, "the dead letter's publish under way");
         void connector.drain().then(() => (drained = true));
-        await new Promise((resolve) => setTimeout(resolve, 300)); // drain would be done by now if it did not wait
+        await until(() => events.includes("draining_dead_letters"), "drain waiting for the dead letter");
         assert.equal(drained, false, "drain waits for the dead letter");
+        assert.equal((await healthOf(connector.port)).deadLettersPending, 1, "still unpublished");
       } finally {
         process.kill(broker.pid as number, "SIGCONT");
       }
