@@ -21,3 +21,10 @@ export function helpLine(setting: Setting): string {
   const shown = typeof setting.default === "boolean" ? (setting.default ? "on" : "off") : String(setting.default);
   return `${setting.help} (default ${shown})`;
 }
+
+/** Help lines for settings read from the environment only: `  NAME (or ALIAS)  help (default …)`, names aligned. */
+export function environmentHelp(settings: Readonly<Record<string, Setting>>): string[] {
+  const rows = Object.values(settings).map((s) => [s.env.join(" or "), helpLine(s)] as const);
+  const width = Math.max(...rows.map(([names]) => names.length));
+  return rows.map(([names, help]) => `  ${names.padEnd(width)}  ${help}`);
+}
