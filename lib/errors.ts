@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   FANWATCH_INPUT_INVALID: { kind: "input", status: 400, meaning: "a request body, field or query parameter is invalid" },
   FANWATCH_HEALTH_NOT_FOUND: { kind: "input", status: 404, meaning: "the health function has no record of the fan" },
   FANWATCH_HEALTH_CONFLICT: { kind: "input", status: 409, meaning: "the command does not fit the fan's state" },
+  FANWATCH_METHOD_NOT_ALLOWED: { kind: "input", status: 405, meaning: "a function was called with an HTTP method it does not answer" },
   FANWATCH_USAGE: { kind: "usage", meaning: "a command-line flag or argument has an impossible value" },
   FANWATCH_CONFIG_INVALID: { kind: "usage", meaning: "a setting (environment variable, secret or flag) has an impossible value" },
   FANWATCH_SCALE_LABEL_INVALID: { kind: "usage", meaning: "a function's com.openfaas.scale.* label is one OpenFaaS CE would refuse" },

@@ -112,8 +112,8 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
     return listFans(records(h.store), query);
   }
   if (event.method !== "POST") {
-    context.status(405).headers({ allow: "GET, POST" });
-    return { error: `method ${event.method} is not allowed; GET the fans' health, POST predictions or an acknowledgement`, field: "method" };
+    context.headers({ allow: "GET, POST" });
+    throw new InputError(`method ${event.method} is not allowed; GET the fans' health, POST predictions or an acknowledgement`, "method", { status: 405, code: "FANWATCH_METHOD_NOT_ALLOWED" });
   }
   const budget = Deadline.forCall(event.headers["x-timeout-ms"], h.config.budgetMs, "health", "HEALTH_BUDGET_MS");
   const topic = sourceTopic(event.headers, h.config.topics.anomaly);

@@ -3,7 +3,7 @@ import { Counter, Registry } from "prom-client";
 import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/types.js";
 import { readPredictConfig, type PredictConfig } from "./config.js";
 import { deadLetter, FANWATCH_CONNECTOR, sourceTopic, type DeadLetter } from "../../lib/domain/dead-letter.js";
-import { InputError } from "../../lib/errors.js";
+import { BudgetExhaustedError, InputError, ScoreRejectedError } from "../../lib/errors.js";
 import { createLogger } from "../../lib/infra/log.js";
 import { connectMqtt, mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt/client.js";
 import { FEATURES } from "../../lib/domain/features.js";
@@ -11,7 +11,6 @@ import type { PerSensor, Prediction } from "../../lib/domain/prediction.js";
 import { ScoreClient } from "./score-client.js";
 import { features, parseTelemetry, type Telemetry } from "../../lib/domain/telemetry.js";
 import { readUntrustedBody } from "../../lib/infra/validation.js";
-import { BudgetExhaustedError, ScoreRejectedError } from "../../lib/errors.js";
 import { Deadline } from "../../lib/infra/deadline.js";
 import { Publisher } from "../../lib/mqtt/publisher.js";
 
@@ -84,8 +83,8 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
   const { config, mqtt, publisher, score } = state;
   if (event.method === "GET") return { broker: mqtt.connected ? "connected" : "disconnected", scoreUrl: config.scoreUrl, topics: config.topics };
   if (event.method !== "POST") {
-    context.status(405).headers({ allow: "GET, POST" });
-    return { error: `method ${event.method} is not allowed; POST readings`, field: "method" };
+    context.headers({ allow: "GET, POST" });
+    throw new InputError(`method ${event.method} is not allowed; POST readings`, "method", { status: 405, code: "FANWATCH_METHOD_NOT_ALLOWED" });
   }
   const deadline = Deadline.forCall(event.headers["x-timeout-ms"], config.budgetMs, "predict", "PREDICT_BUDGET_MS");
   const topic = sourceTopic(event.headers, config.topics.telemetry);

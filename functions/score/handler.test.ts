@@ -6,6 +6,7 @@ import { HandlerContext } from "../../templates/node22-ts/context.js";
 import { startFunctionServer, type FunctionServer } from "../../templates/node22-ts/server.js";
 import type { FunctionEvent } from "../../templates/node22-ts/types.js";
 import { close, errorAnswer, handler, init, metrics } from "./handler.js";
+import type { InputError } from "../../lib/errors.js";
 
 const SENSORS = ["rotation", "temperature", "vibration", "sound"] as const;
 type Sensor = (typeof SENSORS)[number];
@@ -130,11 +131,10 @@ describe("score handler", () => {
     });
   }
 
-  it("answers 405 to other methods", async () => {
+  it("answers 405 to other methods, saying which it answers", async () => {
     const context = new HandlerContext();
-    const answer = (await handler(event("DELETE"), context)) as { error: string };
-    assert.equal(context.status(), 405);
-    assert.match(answer.error, /not allowed/);
+    await assert.rejects(handler(event("DELETE"), context), (e: InputError) => e.status === 405 && e.code === "FANWATCH_METHOD_NOT_ALLOWED" && /not allowed/.test(e.message));
+    assert.equal(context.headers()["allow"], "GET, POST");
   });
 });
 

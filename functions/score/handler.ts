@@ -7,6 +7,7 @@ import { coalitionRows, READINGS_PER_CALL } from "../../lib/inference/explain.js
 import type { ExplainedVerdict, Verdict } from "../../lib/domain/prediction.js";
 import { ScoringModel } from "../../lib/inference/runtime.js";
 import { parseScoreRequest } from "./score-request.js";
+import { InputError } from "../../lib/errors.js";
 
 /**
  * score: fault probability for fan readings. `{"params": [...]}` scores one reading (concurrent ones
@@ -57,8 +58,8 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
     };
   }
   if (event.method !== "POST") {
-    context.status(405).headers({ allow: "GET, POST" });
-    return { error: `method ${event.method} is not allowed; POST readings or GET the model description`, field: "method" };
+    context.headers({ allow: "GET, POST" });
+    throw new InputError(`method ${event.method} is not allowed; POST readings or GET the model description`, "method", { status: 405, code: "FANWATCH_METHOD_NOT_ALLOWED" });
   }
   const request = parseScoreRequest(event.body);
   // An explained reading is 16 model rows already, so a single one skips the batcher: waiting
