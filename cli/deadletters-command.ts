@@ -96,7 +96,7 @@ async function replay(letters: StoredDeadLetter[], deadLetterTopic: string, opts
 
 /** Publishes each message to its topic at QoS 1, in order, with progress; stops at the first refusal. */
 async function publishAll(messages: Array<{ topic: string; payload: string }>, opts: Options, io: Io): Promise<number> {
-  const { connectMqtt, mqttSettingsFromEnv, redactUrl } = await import("../lib/mqtt/client.js");
+  const [{ connectMqtt }, { mqttSettingsFromEnv, redactUrl }] = await Promise.all([import("../lib/mqtt/client.js"), import("../lib/mqtt/settings.js")]);
   const settings = mqttSettingsFromEnv(process.env, { url: opts.broker });
   let lastError = "";
   const client = connectMqtt(settings, { clientId: `fanwatch-replay-${process.pid}`, onError: (e) => (lastError = e.message) });

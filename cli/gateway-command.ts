@@ -40,7 +40,7 @@ export function addGatewayCommand(program: Command, io: Io): void {
         process.once("SIGINT", resolve);
         process.once("SIGTERM", resolve);
       });
-      const [{ startGateway, CONSOLE_LOG_LEVEL }, { createLogger }, { mqttSettingsFromEnv, redactUrl }] = await Promise.all([import("../runtime/gateway-runner.js"), import("../lib/infra/log.js"), import("../lib/mqtt/client.js")]);
+      const [{ startGateway, CONSOLE_LOG_LEVEL }, { createLogger }, { mqttSettingsFromEnv, redactUrl }] = await Promise.all([import("../runtime/gateway-runner.js"), import("../lib/infra/log.js"), import("../lib/mqtt/settings.js")]);
       const log = createLogger("fanwatch-gateway", process.env.LOG_LEVEL ?? CONSOLE_LOG_LEVEL);
       const mqtt = mqttSettingsFromEnv(process.env);
       const stackFile = opts.stack ?? fileURLToPath(new URL("stack.yml", REPO_ROOT));

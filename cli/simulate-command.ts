@@ -85,7 +85,7 @@ export function addSimulateCommand(program: Command, io: Io): void {
     const stopped = new Promise<void>((resolve) => (stop = resolve));
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
-    const [{ connectMqtt, mqttSettingsFromEnv, redactUrl }, { FleetSimulator }] = await Promise.all([import("../lib/mqtt/client.js"), import("../simulation/simulator.js")]);
+    const [{ connectMqtt }, { mqttSettingsFromEnv, redactUrl }, { FleetSimulator }] = await Promise.all([import("../lib/mqtt/client.js"), import("../lib/mqtt/settings.js"), import("../simulation/simulator.js")]);
     const settings = mqttSettingsFromEnv(process.env, { url: opts.broker });
     const topic = opts.topic ?? readTopics().telemetry;
     const client = connectMqtt(settings, { clientId: `fanwatch-simulator-${process.pid}`, onError: (e) => io.err(`MQTT: ${e.message}`) });

@@ -7,7 +7,7 @@ import { parse } from "yaml";
 import { z } from "zod";
 import { envValue } from "../lib/infra/config.js";
 import type { Logger } from "../lib/infra/log.js";
-import type { MqttSettings } from "../lib/mqtt/client.js";
+import type { MqttSettings } from "../lib/mqtt/settings.js";
 import { DEFAULT_SECRET_PATH, readSecret } from "../lib/infra/secrets.js";
 import { readStack, type StackFunction } from "./stack.js";
 import { serverOptionsFromEnv } from "../templates/node22-ts/server.js";

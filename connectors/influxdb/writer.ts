@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import { startHealthServer, type Health, type HealthServer } from "../../lib/infra/health-server.js";
 import type { Logger } from "../../lib/infra/log.js";
 import { MqttConsumer, type ReceivedMessage } from "../../lib/mqtt/consumer.js";
-import { redactUrl } from "../../lib/mqtt/client.js";
+import { redactUrl } from "../../lib/mqtt/settings.js";
 import { retry } from "../../lib/infra/retry.js";
 import type { WriterConfig } from "./config.js";
 import { createLineWriter, type LineWriter, type WriteOutcome } from "./influx-client.js";

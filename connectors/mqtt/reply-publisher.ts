@@ -1,6 +1,7 @@
 import type { MqttClient } from "mqtt";
 import type { Logger } from "../../lib/infra/log.js";
-import { connectMqtt, type MqttSettings } from "../../lib/mqtt/client.js";
+import { connectMqtt } from "../../lib/mqtt/client.js";
+import type { MqttSettings } from "../../lib/mqtt/settings.js";
 
 /**
  * Publishes functions' answers to their reply topics (QoS 1) over a connection of its own, opened

@@ -5,7 +5,8 @@ import { deadLetter, FANWATCH_CONNECTOR, sourceTopic } from "../../lib/domain/de
 import { InputError, StoreUnavailableError } from "../../lib/errors.js";
 import type { AlarmTransition, HealthRecord } from "../../lib/domain/health.js";
 import { createLogger } from "../../lib/infra/log.js";
-import { connectMqtt, mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt/client.js";
+import { connectMqtt } from "../../lib/mqtt/client.js";
+import { mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt/settings.js";
 import { Deadline } from "../../lib/infra/deadline.js";
 import { Publisher } from "../../lib/mqtt/publisher.js";
 import { readUntrustedBody, toInputError } from "../../lib/infra/validation.js";

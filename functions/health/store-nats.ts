@@ -2,7 +2,7 @@ import { jetstream, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstr
 import { Kvm, type KV, type KvWatchEntry } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../../lib/infra/log.js";
-import { redactUrl } from "../../lib/mqtt/client.js";
+import { redactUrl } from "../../lib/mqtt/settings.js";
 import { backoffDelay } from "../../lib/infra/retry.js";
 import { decodeKey, encodeKey } from "./keys.js";
 import { KvWriter } from "./kv-writer.js";

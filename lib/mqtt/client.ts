@@ -2,8 +2,6 @@ import { readFileSync } from "node:fs";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import type { MqttSettings } from "./settings.js";
 
-export { DEFAULT_MQTT_PORT, DEFAULT_MQTT_URL, MQTT_URL_ENV, mqttSettingsFromEnv, redactUrl, type MqttSettings } from "./settings.js";
-
 /** Opens a client that reconnects by itself; `error` events are logged, never thrown. */
 export function connectMqtt(settings: MqttSettings, options: IClientOptions & { onError?: (error: Error) => void } = {}): MqttClient {
   const { onError, ...rest } = options;

@@ -2,7 +2,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { IClientOptions, IPublishPacket, MqttClient } from "mqtt";
 import { deadLetter as deadLetterOf } from "../domain/dead-letter.js";
 import type { Logger } from "../infra/log.js";
-import { connectMqtt, redactUrl, type MqttSettings } from "./client.js";
+import { connectMqtt } from "./client.js";
+import { redactUrl, type MqttSettings } from "./settings.js";
 import { DEFERRED, pubackWriter } from "./acks.js";
 
 /** A message delivered to the consumer's owner; the broker keeps it until it is acknowledged. */
