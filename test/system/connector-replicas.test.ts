@@ -14,6 +14,7 @@ import { ManualClock } from "../support/manual-clock.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { REPO_ROOT } from "../support/paths.js";
 import { freePort, spawnCli, terminate, waitForOutput } from "../support/process.js";
+import { eventually as pollUntil } from "../support/eventually.js";
 
 describe("connector settings for replicas and autoscaling", () => {
   it("keeps one replica's worth as today (8), caps all functions at 5 × that, autoscale off", () => {
@@ -210,11 +211,5 @@ async function pendingOf(metrics: () => Promise<string>): Promise<number> {
   return Number(/^connector_messages_pending (\d+)$/m.exec(await metrics())?.[1] ?? -1);
 }
 
-/** Polls an asynchronous condition until it holds. */
-async function eventually(condition: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+/** support/eventually's poll, with this file's order of arguments. */
+const eventually = (condition: () => Promise<boolean>, what: string, timeoutMs = 30_000) => pollUntil(what, condition, timeoutMs);

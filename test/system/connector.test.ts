@@ -18,6 +18,7 @@ import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { ManualClock } from "../support/manual-clock.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { finished, freePort, spawnCli, waitForOutput } from "../support/process.js";
+import { eventually as pollUntil } from "../support/eventually.js";
 
 describe("topic filters", () => {
   const cases: Array<[string, string, boolean]> = [
@@ -241,13 +242,7 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
     return { child, port };
   }
 
-  async function until(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!predicate()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
+  const until = (predicate: () => boolean, what: string, timeoutMs = 10_000) => pollUntil(what, predicate, timeoutMs);
 
   beforeEach(async () => {
     children = [];
@@ -569,11 +564,7 @@ async function metricsOf(port: number): Promise<string> {
   return (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
 }
 
-/** Polls an asynchronous condition until it holds. */
-async function eventually(condition: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+/** support/eventually's poll, with this file's order of arguments. */
+function eventually(condition: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  return pollUntil(what, condition, timeoutMs);
 }

@@ -15,6 +15,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, postJson, spawnCli, terminate, waitUntilReady } from "../support/process.js";
+import { eventually as pollUntil } from "../support/eventually.js";
 
 /** One health function as its container runs it: the template's server in its own process. */
 interface HealthProcess {
@@ -39,13 +40,9 @@ async function startHealth(env: NodeJS.ProcessEnv): Promise<HealthProcess> {
   return { url, child, output: () => seen };
 }
 
-async function eventually(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await Promise.resolve(check()).catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+/** support/eventually's poll, with this file's order of arguments. */
+function eventually(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  return pollUntil(what, check, timeoutMs);
 }
 
 async function getFans(url: string, query = ""): Promise<{ fans: HealthRecord[]; counts: Record<string, number> }> {

@@ -115,9 +115,7 @@ describe("the shipped broker security", { timeout: 60_000 }, () => {
   }
   const asService = (user: keyof typeof users, clientId: string) => client(broker.url, { username: user, password: users[user], clientId, clean: false });
   const asFan = (user: keyof typeof fans, clientId = "any") => client(broker.fansUrl ?? "", { username: user, password: fans[user], clientId });
-  async function until(check: () => boolean, what: string): Promise<void> {
-    for (const deadline = Date.now() + 10_000; !check(); await new Promise((resolve) => setTimeout(resolve, 20))) if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-  }
+  const until = (check: () => boolean, what: string) => eventually(what, check, 10_000);
 
   before(async () => {
     broker = await startMosquitto({ shipped: { users, fans } });
