@@ -45,6 +45,7 @@ export const ERROR_CODES = {
   FANWATCH_HTTP_STATUS: { kind: "failure", meaning: "an HTTP call answered with a status that is not a success" },
   FANWATCH_INFLUX_QUERY: { kind: "failure", meaning: "InfluxDB refused a query statement" },
   FANWATCH_BODY_TOO_LARGE: { kind: "input", status: 413, meaning: "the local gateway refused a request body over its limit" },
+  FANWATCH_BODY_TIMEOUT: { kind: "input", status: 408, meaning: "the local gateway stopped waiting for a request body that did not arrive in time" },
   FANWATCH_PACKET_TOO_LARGE: { kind: "input", meaning: "the embedded MQTT broker refused a packet over its limit" },
   FANWATCH_STORE_UNAVAILABLE: { kind: "unavailable", status: 503, meaning: "the health store (NATS JetStream) cannot be reached or is not ready" },
   FANWATCH_STORE_CONTENDED: { kind: "unavailable", status: 503, meaning: "other writers kept changing the fan while the health function tried to update it" },
@@ -284,6 +285,15 @@ export class BodyTooLargeError extends FanwatchError {
 
   constructor(message: string, options?: ErrorOptions) {
     super("FANWATCH_BODY_TOO_LARGE", message, options);
+  }
+}
+
+/** A request body the local gateway reads itself did not arrive within its deadline. */
+export class BodyTimeoutError extends FanwatchError {
+  override readonly name = "BodyTimeoutError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_BODY_TIMEOUT", message, options);
   }
 }
 

@@ -1,9 +1,11 @@
 import type { IncomingMessage } from "node:http";
 import { isIP } from "node:net";
-import { hostname } from "node:os";
 import { z } from "zod";
 import { parseEnv } from "../lib/infra/config.js";
-import { BodyTooLargeError } from "../lib/errors.js";
+import { BodyTimeoutError, BodyTooLargeError } from "../lib/errors.js";
+
+/** How long a client may take to send a body the gateway reads itself (async calls, scale requests). */
+export const BODY_DEADLINE_MS = 10_000;
 
 export interface GatewayLimits {
   /** Largest async body the gateway holds while the call waits to run. */
@@ -32,28 +34,6 @@ export function readGatewayLimits(env: NodeJS.ProcessEnv): GatewayLimits {
 }
 
 /**
- * Why a request comes from another site's page, if it does. Browsers send `Sec-Fetch-Site` and,
- * on POSTs and cross-origin fetches, `Origin`; curl, faas-cli and the connector send neither. A
- * page on another port of this machine is "same-site" but another origin, so it is refused too.
- */
-export function crossSiteReason(req: IncomingMessage): string | undefined {
-  const site = req.headers["sec-fetch-site"];
-  if (site === "cross-site" || site === "same-site") return `Sec-Fetch-Site: ${site}`;
-  const origin = req.headers.origin;
-  // DNS rebinding: a page of another site whose name now resolves to this machine is "same-origin"
-  // to the browser, Origin and Host alike. Its name cannot be one of this machine's own.
-  if ((site !== undefined || origin !== undefined) && !isOwnName(req.headers.host)) return `Host: ${req.headers.host ?? "(none)"}`;
-  if (origin === undefined) return undefined;
-  let host: string | undefined;
-  try {
-    host = new URL(origin).host;
-  } catch {
-    host = undefined; // "null" (a sandboxed frame, a file) or garbage
-  }
-  return host !== undefined && host === req.headers.host ? undefined : `Origin: ${origin}`;
-}
-
-/**
  * The callback address of an async call, if the gateway may post to it: http(s) on this machine's
  * loopback, or on a host listed in CALLBACK_ALLOWED_HOSTS. Anything else would let whoever can
  * reach the gateway make it send requests into the network it sits in.
@@ -66,19 +46,14 @@ export function checkCallbackUrl(value: string, allowedHosts: readonly string[])
     return { error: `X-Callback-Url ${JSON.stringify(value.slice(0, 200))} is not a URL` };
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") return { error: `X-Callback-Url must be http or https, not ${url.protocol}` };
+  // Credentials in the address would be posted to and written in logs; the receiver should take a
+  // token in its path or be listed, not a password the gateway would have to hide.
+  if (url.username !== "" || url.password !== "") return { error: "X-Callback-Url may not carry a user name or password" };
   if (allowedHosts.includes(url.hostname.toLowerCase()) || allowedHosts.includes(url.host.toLowerCase())) return { url };
   // A query string would let a caller drive a local service by URL alone (InfluxDB 1.x runs
   // `POST /query?q=DROP DATABASE …` without credentials by default).
   if (isLoopback(url.hostname)) return url.search === "" ? { url } : { error: "X-Callback-Url on this machine's loopback may not carry a query string; list the host in CALLBACK_ALLOWED_HOSTS to allow it" };
   return { error: `X-Callback-Url host ${url.host} is not this machine's loopback; list it in CALLBACK_ALLOWED_HOSTS to allow it` };
-}
-
-/** A Host header naming this machine by address, `localhost` or its own host name. */
-function isOwnName(header: string | undefined): boolean {
-  if (header === undefined) return false;
-  const name = header.replace(/:\d+$/, "").replace(/^\[|\]$/g, "").toLowerCase();
-  const own = hostname().toLowerCase();
-  return isIP(name) !== 0 || name === "localhost" || name === own || name === `${own}.local`;
 }
 
 function isLoopback(hostname: string): boolean {
@@ -93,8 +68,19 @@ function isLoopback(hostname: string): boolean {
  * the limit). The rest of a refused body is left to be read and dropped, not cut off: a client
  * still sending would otherwise see a reset connection rather than the answer.
  */
-export function readBody(req: IncomingMessage, limit: number, source: string): Promise<Buffer> {
+export function readBody(req: IncomingMessage, limit: number, source: string, deadlineMs = BODY_DEADLINE_MS): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    // A body that never ends would hold whatever waits for it: the client gets this long.
+    const timer = setTimeout(() => {
+      reject(new BodyTimeoutError(`the body did not arrive within ${deadlineMs / 1000} s`));
+      req.destroy();
+    }, deadlineMs);
+    const settle = <T>(done: (value: T) => void) => (value: T) => {
+      clearTimeout(timer);
+      done(value);
+    };
+    resolve = settle(resolve);
+    reject = settle(reject);
     const declared = Number(req.headers["content-length"]);
     if (declared > limit) return reject(new BodyTooLargeError(`the body is ${declared} bytes; the limit is ${limit} bytes (${source})`));
     const chunks: Buffer[] = [];

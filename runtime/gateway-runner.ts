@@ -64,7 +64,10 @@ export async function startGateway(options: GatewayRunOptions): Promise<RunningG
   const autoscaling = readAutoscalerSettings(env);
   const bounds = new Map(Object.entries(stack.functions).map(([name, spec]) => [name, scaleBounds(name, spec, options)] as const));
   // The gateway listens first: its address goes into the functions' environment.
-  const gateway = new LocalGateway({ port: options.port, host: options.host, credentials, limits: readGatewayLimits(env), log: options.log, ...(options.extra === undefined ? {} : { extra: options.extra }) });
+  // This run's token: the gateway adds it to every call it forwards, and the functions answer no
+  // call without it (their loopback ports are open to every program and page on this machine).
+  const callerToken = randomBytes(32).toString("base64url");
+  const gateway = new LocalGateway({ port: options.port, host: options.host, credentials, limits: readGatewayLimits(env), callerToken, log: options.log, ...(options.extra === undefined ? {} : { extra: options.extra }) });
   await gateway.listen();
   say(`gateway on ${gateway.url} (/system/* user ${credentials.user}, password ${credentials.password})`);
   let functions: Array<{ set: ReplicaSet; min: number }>;
@@ -72,7 +75,8 @@ export async function startGateway(options: GatewayRunOptions): Promise<RunningG
     functions = await Promise.all(
       Object.entries(stack.functions).map(async ([name, spec]) => {
         const own = functionEnv(spec, { mqtt: options.mqtt, natsUrl: options.natsUrl, gatewayUrl: gateway.url, logLevel: env.LOG_LEVEL ?? CONSOLE_LOG_LEVEL });
-        const processEnv = { ...env, ...own };
+        // The token is not one of the variables the /system API shows (`own`).
+        const processEnv = { ...env, ...own, FANWATCH_CALLER_TOKEN: callerToken };
         const set = new ReplicaSet({ name, env: processEnv, onLine: (fn, line) => say(`[${fn}] ${line}`) });
         // The body limits its server reads from this environment; a malformed MAX_JSON_SIZE fails here as it would there.
         const { maxJsonSize = Infinity, maxRawSize = Infinity, rawBody = false } = serverOptionsFromEnv(processEnv);

@@ -12,8 +12,9 @@ import { Autoscaler, type AutoscalerSettings, type Scalable } from "./autoscaler
 import type { Lease, ReplicaSet } from "./replica-set.js";
 import { describeFunction, functionTarget, namespaceRefusal, namespaces, secretList, systemInfo } from "./gateway-api.js";
 import { bodyLimit, type BodyLimits } from "../templates/node22-ts/body.js";
-import { BodyTooLargeError, PortInUseError } from "../lib/errors.js";
-import { checkCallbackUrl, crossSiteReason, readBody, type GatewayLimits } from "./gateway-guards.js";
+import { BodyTimeoutError, BodyTooLargeError, PortInUseError } from "../lib/errors.js";
+import { checkCallbackUrl, readBody, type GatewayLimits } from "./gateway-guards.js";
+import { CALLER_TOKEN_HEADER, crossSiteReason } from "../templates/node22-ts/guard.js";
 import { parseLogQuery, streamLogs } from "./gateway-logs.js";
 
 /**
@@ -43,6 +44,11 @@ export interface GatewayOptions {
   host: string;
   credentials: { user: string; password: string };
   limits: GatewayLimits;
+  /**
+   * The run's token, added to every call the gateway forwards (CALLER_TOKEN_HEADER): the function
+   * processes, started with it in FANWATCH_CALLER_TOKEN, answer no one else.
+   */
+  callerToken: string;
   /** Other routes (the web page), tried before answering 404. */
   extra?: (req: IncomingMessage, res: ServerResponse) => boolean;
   log: Logger;
@@ -179,7 +185,7 @@ export class LocalGateway {
   #crossSite(req: IncomingMessage, path: string): string | undefined {
     const reading = req.method === "GET" || req.method === "HEAD";
     if (reading && !/^\/(function|async-function|system)\/|^\/ui\/events$/.test(path)) return undefined;
-    const reason = crossSiteReason(req);
+    const reason = crossSiteReason(req.headers);
     if (reason !== undefined) this.options.log.warn({ event: "cross_site_refused", method: req.method, path, reason }, "cross-site request refused");
     return reason;
   }
@@ -236,9 +242,12 @@ export class LocalGateway {
     try {
       const parsed = ScaleRequest.safeParse(parseUntrustedJson(await readBody(req, 4096, "for scale requests")));
       if (!parsed.success) return json(res, 400, { error: 'scale-function takes {"serviceName": "<name>", "replicas": <whole number>}' });
+      // faas-netes takes the name from the path when the body has none; one naming another function is a mistake.
+      const named = parsed.data.serviceName;
+      if (named !== undefined && named !== name) return json(res, 400, { error: `scale-function/${name}: the body names "${named}"; name the same function in the path and in serviceName, or leave serviceName out` });
       replicas = parsed.data.replicas;
     } catch (error) {
-      return json(res, error instanceof BodyTooLargeError ? 413 : 400, { error: `scale-function: ${(error as Error).message}` });
+      return json(res, bodyErrorStatus(error), { error: `scale-function: ${(error as Error).message}` });
     }
     const refusal = replicasRefusal(replicas, fn.bounds);
     if (refusal !== undefined) return json(res, 400, { error: `scale-function ${name}: ${refusal}` });
@@ -319,7 +328,7 @@ export class LocalGateway {
    */
   #forward(req: IncomingMessage, res: ServerResponse, name: string, url: string, lease: Lease, started: number): { upstream: ClientRequest; settle: () => boolean } {
     const callId = headerValue(req.headers["x-call-id"]) ?? randomUUID();
-    const headers = { ...req.headers, "x-call-id": callId, "x-start-time": String(started * 1e6) };
+    const headers = { ...req.headers, "x-call-id": callId, "x-start-time": String(started * 1e6), [CALLER_TOKEN_HEADER]: this.options.callerToken };
     let settled = false;
     const settle = () => !settled && (settled = true);
     const upstream = request(url, { method: req.method, headers, agent: this.#agent }, (answer) => {
@@ -347,31 +356,35 @@ export class LocalGateway {
 
   /**
    * As OpenFaaS CE: accept at once with 202, run the call, POST the result to X-Callback-Url. The
-   * callback is checked before the call is accepted; bodies and calls waiting are bounded.
+   * callback is checked before the body is read, and the body is read (within BODY_DEADLINE_MS)
+   * before the call takes one of the bounded places of calls waiting: a client that sends its body
+   * slowly, or never finishes it, holds no place.
    */
   #invokeAsync(req: IncomingMessage, res: ServerResponse, fn: GatewayFunction, path: string): void {
     if (req.method !== "POST") return json(res, 405, { error: "async invocations are POST" });
     const given = headerValue(req.headers["x-callback-url"]);
     const callback = given === undefined ? undefined : checkCallbackUrl(given, this.options.limits.callbackAllowedHosts);
-    if (callback !== undefined && "error" in callback) return json(res, 400, { error: callback.error });
-    const { maxPendingAsync, maxAsyncBodyBytes } = this.options.limits;
-    if (this.#pendingAsync >= maxPendingAsync) {
-      res.setHeader("retry-after", "1");
-      return json(res, 429, { error: `${maxPendingAsync} async calls are waiting already (GATEWAY_MAX_ASYNC_PENDING); retry later` });
+    if (callback !== undefined && "error" in callback) {
+      req.resume();
+      return json(res, 400, { error: callback.error });
     }
+    const { maxPendingAsync, maxAsyncBodyBytes } = this.options.limits;
     // The smaller of the gateway's limit and the function's own: a body the function would refuse is refused at once.
     const own = bodyLimit(req.headers["content-type"], fn.bodyLimits);
     const [limit, source] = own.bytes < maxAsyncBodyBytes ? [own.bytes, `${own.setting} of ${fn.name}`] : [maxAsyncBodyBytes, "GATEWAY_MAX_ASYNC_BODY"];
-    this.#pendingAsync++;
-    const callId = randomUUID();
     readBody(req, limit, source).then(
       (body) => {
+        if (this.#pendingAsync >= maxPendingAsync) {
+          res.setHeader("retry-after", "1");
+          return json(res, 429, { error: `${maxPendingAsync} async calls are waiting already (GATEWAY_MAX_ASYNC_PENDING); retry later` });
+        }
+        this.#pendingAsync++;
+        const callId = randomUUID();
         res.writeHead(202, { "x-call-id": callId }).end();
         void this.#runAsync(fn, path, req.headers, body, callId, callback?.url).finally(() => this.#pendingAsync--);
       },
       (error: Error) => {
-        this.#pendingAsync--;
-        json(res, error instanceof BodyTooLargeError ? 413 : 400, { error: error.message });
+        if (!res.destroyed) json(res, bodyErrorStatus(error), { error: error.message });
       },
     );
   }
@@ -384,7 +397,7 @@ export class LocalGateway {
     let answer: Buffer = Buffer.from(JSON.stringify({ error: `${fn.name} is not reachable (${lease === undefined ? this.#unavailable(fn) : `its replica ${lease.instance} failed`})` }));
     if (lease !== undefined) {
       try {
-        const response = await fetch(`${lease.url}${path}`, { method: "POST", headers: { ...flatten(forwarded), "x-call-id": callId }, body: new Uint8Array(body), signal: AbortSignal.timeout(ASYNC_TIMEOUT_MS) });
+        const response = await fetch(`${lease.url}${path}`, { method: "POST", headers: { ...flatten(forwarded), "x-call-id": callId, [CALLER_TOKEN_HEADER]: this.options.callerToken }, body: new Uint8Array(body), signal: AbortSignal.timeout(ASYNC_TIMEOUT_MS) });
         status = response.status;
         answer = Buffer.from(await response.arrayBuffer());
       } catch (error) {
@@ -431,6 +444,12 @@ export function reachableHost(host: string): string {
 
 function json(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+}
+
+/** The answer to a body the gateway could not read: too large, too slow, or cut off. */
+function bodyErrorStatus(error: unknown): number {
+  if (error instanceof BodyTooLargeError) return 413;
+  return error instanceof BodyTimeoutError ? 408 : 400;
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {

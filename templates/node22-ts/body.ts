@@ -55,17 +55,22 @@ export async function readBody(request: IncomingMessage, limits: BodyLimits, par
       } else chunks.push(chunk);
     });
     request.once("end", resolve);
-    request.once("error", reject);
+    // A client that goes away mid-body is no fault of the function: a refusal, not an error.
+    const aborted = () => reject(new RequestError("FANWATCH_TEMPLATE_BODY_ABORTED", "the client went away before it sent the whole body"));
+    request.once("error", aborted);
+    request.once("close", () => {
+      if (!request.complete) aborted();
+    });
   });
   const bodyBytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
   if (json) {
-    if (size === 0) throw new RequestError(400, "request body is empty; send a JSON document");
+    if (size === 0) throw new RequestError("FANWATCH_TEMPLATE_BODY_INVALID", "request body is empty; send a JSON document");
     // A lossy decode would turn bad bytes into U+FFFD and let a mangled document through.
-    if (!isUtf8(bodyBytes)) throw new RequestError(400, "request body is not valid JSON: not valid UTF-8 text");
+    if (!isUtf8(bodyBytes)) throw new RequestError("FANWATCH_TEMPLATE_BODY_INVALID", "request body is not valid JSON: not valid UTF-8 text");
     try {
       return sjson.parse(bodyBytes.toString("utf8"), undefined, { protoAction: "error", constructorAction: "error" });
     } catch (error) {
-      throw new RequestError(400, `request body is not valid JSON: ${(error as Error).message}`, { cause: error });
+      throw new RequestError("FANWATCH_TEMPLATE_BODY_INVALID", `request body is not valid JSON: ${(error as Error).message}`, { cause: error });
     }
   }
   if (raw) return bodyBytes;
@@ -74,5 +79,5 @@ export async function readBody(request: IncomingMessage, limits: BodyLimits, par
 }
 
 function tooLarge(limit: number, setting: string): RequestError {
-  return new RequestError(413, `request body is too large: the limit is ${limit} bytes (${setting})`);
+  return new RequestError("FANWATCH_TEMPLATE_BODY_TOO_LARGE", `request body is too large: the limit is ${limit} bytes (${setting})`);
 }

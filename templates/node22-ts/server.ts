@@ -7,6 +7,7 @@ import { Counter, Registry, collectDefaultMetrics } from "prom-client";
 import { readBody, type BodyLimits } from "./body.js";
 import { HandlerContext, errorBody, type Outcome } from "./context.js";
 import { RequestError, ServerSettingError } from "./errors.js";
+import { callerRefusal, crossSiteReason } from "./guard.js";
 import type { FunctionEvent, FunctionModule } from "./types.js";
 import { keepServingMs, watchdogLockFile } from "./watchdog.js";
 
@@ -33,6 +34,13 @@ export interface ServerOptions {
    * `suppress_lock=true`, its lock file, which its /_/health reports (watchdog.ts). @default none
    */
   readyFile?: string | undefined;
+  /**
+   * The token of the runner that started this function (the local gateway's FANWATCH_CALLER_TOKEN):
+   * set, every call but the probes must carry it, so only the runner reaches the function. Unset
+   * (by hand, in a container), calls that another site's page made a browser send are refused.
+   * @default FANWATCH_CALLER_TOKEN, else none
+   */
+  callerToken?: string | undefined;
   logger?: Logger;
 }
 
@@ -60,6 +68,7 @@ export function serverOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
     rawBody: env.RAW_BODY === "true",
     keepServingMs: keepServingMs(env),
     readyFile: watchdogLockFile(env),
+    callerToken: env.FANWATCH_CALLER_TOKEN === "" ? undefined : env.FANWATCH_CALLER_TOKEN,
   };
 }
 
@@ -176,6 +185,12 @@ class FunctionHost {
   async #route(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const [path = "/", search = ""] = (request.url ?? "/").split("?", 2);
     if (request.method === "GET" && (await this.#probe(path, response))) return;
+    const refused = this.#refusal(request);
+    if (refused !== undefined) {
+      this.#log.warn({ event: "call_refused", code: refused.code, method: request.method, path }, refused.message);
+      request.resume(); // the body is not wanted; reading it lets the client see the answer
+      return send(response, refused.status, {}, { error: refused.message, code: refused.code, field: refused.field });
+    }
     let module: FunctionModule;
     try {
       module = this.#ready ?? (await this.#loading);
@@ -187,6 +202,21 @@ class FunctionHost {
     this.#metrics.observe(outcome.status, (performance.now() - start) / 1000);
     if (outcome.status === 413) response.setHeader("connection", "close"); // the rest of the body is not read
     send(response, outcome.status, outcome.headers, outcome.body);
+  }
+
+  /**
+   * Behind a runner, a call without its token; otherwise, a call another site's page made a
+   * browser send (a runner's calls were already judged so by the runner).
+   */
+  #refusal(request: IncomingMessage): RequestError | undefined {
+    const token = this.#options.callerToken;
+    if (token !== undefined) {
+      const reason = callerRefusal(request.headers, token);
+      return reason === undefined ? undefined : new RequestError("FANWATCH_TEMPLATE_CALLER_REFUSED", `call refused: ${reason}`);
+    }
+    const reason = crossSiteReason(request.headers);
+    if (reason === undefined) return undefined;
+    return new RequestError("FANWATCH_TEMPLATE_CROSS_SITE", `cross-site request refused (${reason}): a function answers clients that are not browsers, and pages of its own origin`);
   }
 
   /** Answers the watchdog's paths (/_/health, /_/ready, /_/metrics); false for any other path. */
@@ -223,7 +253,9 @@ async function invoke(fn: FunctionModule, request: IncomingMessage, path: string
     });
   } catch (error) {
     const outcome = thrownOutcome(error, fn, context);
-    if (outcome.status >= 500) log.error({ err: error, path }, "handler threw");
+    if (error instanceof RequestError && error.code === "FANWATCH_TEMPLATE_BODY_ABORTED") {
+      log.info({ event: "client_aborted", path }, error.message); // the client's doing: no stack
+    } else if (outcome.status >= 500) log.error({ err: error, path }, "handler threw");
     return outcome;
   }
 }

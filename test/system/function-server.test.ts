@@ -8,6 +8,7 @@ import { errorAnswer, InputError } from "../../lib/errors.js";
 import { startFunctionServer, type FunctionServer } from "../../templates/node22-ts/server.js";
 import type { FunctionModule } from "../../templates/node22-ts/types.js";
 import { freePort } from "../support/process.js";
+import { eventually } from "../support/eventually.js";
 
 // A handler exercising every way the official node template's contract can answer.
 let releaseSlow: () => void = () => {};
@@ -245,3 +246,75 @@ async function untilListening(url: string): Promise<Response> {
     }
   }
 }
+
+describe("node22-ts function server: who may call it", () => {
+  const echo: FunctionModule = { handler: (event) => ({ body: event.body }) };
+  /** A POST with exactly these headers (fetch would add its own). */
+  const post = async (url: string, headers: Record<string, string>, body = '{"deviceID":"1","action":"acknowledge","by":"evil-page"}') => {
+    const { request } = await import("node:http");
+    return new Promise<{ status: number; body: { code?: string; error?: string } }>((resolve, reject) => {
+      const req = request(url, { method: "POST", headers: { "content-length": String(Buffer.byteLength(body)), ...headers } }, (res) => {
+        let text = "";
+        res.on("data", (d: Buffer) => (text += d.toString()));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as { code?: string } }));
+      });
+      req.on("error", reject);
+      req.end(body);
+    });
+  };
+  const evil = { origin: "http://evil.example", "sec-fetch-site": "cross-site", "content-type": "text/plain" };
+
+  it("run by hand, refuses what another site's page makes a browser send, and serves curl and its own origin", async () => {
+    const server = await startFunctionServer(echo, { port: 0, host: "127.0.0.1", name: "guarded" });
+    try {
+      const refused = await post(server.url, evil);
+      assert.equal(refused.status, 403);
+      assert.equal(refused.body.code, "FANWATCH_TEMPLATE_CROSS_SITE");
+      assert.equal((await post(server.url, { "content-type": "text/plain", "sec-fetch-site": "same-site", origin: "http://127.0.0.1:1" })).status, 403);
+      assert.equal((await post(server.url, { "content-type": "text/plain" })).status, 200, "curl sends no Origin");
+      const own = new URL(server.url).host;
+      assert.equal((await post(server.url, { "content-type": "text/plain", origin: `http://${own}`, "sec-fetch-site": "same-origin" })).status, 200);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("started by a runner with a token, answers only calls that carry it; the probes stay open", async () => {
+    const server = await startFunctionServer(echo, { port: 0, host: "127.0.0.1", name: "behind-gateway", callerToken: "run-token" });
+    try {
+      const attempts: Array<Record<string, string>> = [evil, { "content-type": "text/plain" }, { "content-type": "text/plain", "x-fanwatch-caller": "guess" }];
+      for (const headers of attempts) {
+        const refused = await post(server.url, headers);
+        assert.equal(refused.status, 403, JSON.stringify(headers));
+        assert.equal(refused.body.code, "FANWATCH_TEMPLATE_CALLER_REFUSED");
+      }
+      assert.equal((await post(server.url, { "content-type": "text/plain", "x-fanwatch-caller": "run-token" })).status, 200);
+      assert.equal((await fetch(`${server.url}/_/ready`)).status, 200);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("logs a client that leaves mid-body at info level, without a stack", async () => {
+    const lines: string[] = [];
+    const { pino } = await import("pino");
+    const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(line) });
+    const server = await startFunctionServer(echo, { port: 0, host: "127.0.0.1", name: "aborted", logger });
+    try {
+      const { request } = await import("node:http");
+      const req = request(server.url, { method: "POST", headers: { "content-type": "application/json", "transfer-encoding": "chunked" } });
+      req.on("error", () => {});
+      req.write('{"params": [' + "1,".repeat(10_000));
+      await new Promise((resolve) => setTimeout(resolve, 100)); // paces the client: it has sent part of the body
+      req.destroy();
+      await eventually("the client_aborted event", () => lines.some((line) => line.includes('"client_aborted"')));
+      const event = JSON.parse(lines.find((line) => line.includes('"client_aborted"')) ?? "{}") as { level: number; err?: unknown };
+      assert.equal(event.level, 30, "info");
+      assert.equal(event.err, undefined, "no error with a stack");
+      assert.ok(!lines.some((line) => line.includes("handler threw")));
+    } finally {
+      await server.close();
+    }
+  });
+});
+

@@ -94,6 +94,30 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
     assert.equal((await send(`${gateway}/ui/events`, "GET", { origin: "http://evil.example" })).status, 403);
   });
 
+  it("is the only way to its functions: a call straight to a function's own port is refused, a browser's and curl's alike", async () => {
+    const args = execFileSync("ps", ["-o", "args=", "--ppid", String(child.pid)], { encoding: "utf8" });
+    const health = /function health --port (\d+)/.exec(args)?.[1];
+    assert.ok(health !== undefined, args);
+    const ack = JSON.stringify({ deviceID: "1", action: "acknowledge", by: "evil-page" });
+    const browser = { origin: "http://evil.example", "sec-fetch-site": "cross-site", "content-type": "text/plain" };
+    for (const headers of [browser, { "content-type": "application/json" }]) {
+      const refused = await send(`http://127.0.0.1:${health}/`, "POST", headers, ack);
+      assert.equal(refused.status, 403, refused.body);
+      assert.equal((JSON.parse(refused.body) as { code: string }).code, "FANWATCH_TEMPLATE_CALLER_REFUSED");
+    }
+    // Through the gateway the same call reaches health (which knows no fan 1 yet: 404, its own answer).
+    const through = await send(`${gateway}/function/health`, "POST", { "content-type": "application/json" }, ack);
+    assert.equal(through.status, 404, through.body);
+    assert.equal((JSON.parse(through.body) as { code: string }).code, "FANWATCH_HEALTH_NOT_FOUND");
+  });
+
+  it("refuses a callback address with a user name or password, and never writes it down", async () => {
+    const refused = await send(`${gateway}/async-function/score`, "POST", { "x-callback-url": "http://user:s3cret-pw@127.0.0.1:9/done" }, SCORE_BODY);
+    assert.equal(refused.status, 400);
+    assert.match(refused.body, /may not carry a user name or password/);
+    assert.doesNotMatch(output, /s3cret-pw/);
+  });
+
   it("posts async results only to loopback, refuses other callbacks with 400, and follows no redirect", async () => {
     const refused = await send(`${gateway}/async-function/score`, "POST", { "x-callback-url": "http://169.254.169.254/latest/meta-data" }, SCORE_BODY);
     assert.equal(refused.status, 400);
@@ -111,6 +135,27 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
     assert.deepEqual(elsewhere.hits, []);
     elsewhere.server.close();
     redirecting.server.close();
+  });
+
+  it("gives no place to bodies that never end: a complete call is accepted while they are held, and they are cut off", async () => {
+    // Never-ending chunked bodies, more of them than GATEWAY_MAX_ASYNC_PENDING=2 places.
+    const held = [1, 2, 3].map(() => {
+      const req = request(`${gateway}/async-function/score`, { method: "POST", headers: { "content-type": "application/json", "transfer-encoding": "chunked" } });
+      req.on("error", () => {});
+      req.write('{"params":');
+      return new Promise<number>((resolve) => {
+        req.on("response", (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on("close", () => resolve(0));
+      });
+    });
+    await new Promise((resolve) => setTimeout(resolve, 200)); // paces the test: the three bodies are being read
+    const complete = await send(`${gateway}/async-function/score`, "POST", {}, SCORE_BODY);
+    assert.equal(complete.status, 202, complete.body);
+    // After the body deadline (10 s) each stalled client is answered 408 or cut off.
+    for (const status of await Promise.all(held)) assert.ok(status === 408 || status === 0, String(status));
   });
 
   it("refuses an async body over 1 MiB with 413 and the limit, and a third waiting call with 429", async () => {
@@ -144,6 +189,10 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
       return { replicas, availableReplicas };
     };
     assert.equal((await scale(0, {})).status, 401);
+    const other = await send(`${gateway}/system/scale-function/score`, "POST", auth, JSON.stringify({ serviceName: "predict", replicas: 2 }));
+    assert.equal(other.status, 400, "the body names another function than the path");
+    assert.match((JSON.parse(other.body) as { error: string }).error, /the body names "predict"/);
+    assert.deepEqual(await replicasOfScore(), { replicas: 1, availableReplicas: 1 });
     const tooMany = await scale(6);
     assert.equal(tooMany.status, 400);
     assert.match(tooMany.body, /between com\.openfaas\.scale\.min 1 and com\.openfaas\.scale\.max 5, not 6/);

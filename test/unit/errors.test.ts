@@ -70,7 +70,7 @@ const SAMPLES: Error[] = [
   new BrokerUnavailableError("x"),
   new InfluxUnavailableError("x"),
   new CasConflictError("x"),
-  new RequestError(400, "x"),
+  new RequestError("FANWATCH_TEMPLATE_BODY_INVALID", "x"),
   new ServerSettingError("x"),
 ];
 
