@@ -8,7 +8,10 @@ createServer((request, response) => {
   request.on("data", (chunk: Buffer) => chunks.push(chunk));
   request.on("end", () => {
     const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { params?: number[]; instances?: number[][] };
-    const answer = body.params !== undefined ? { fault: 0, probability: 0 } : { predictions: (body.instances ?? []).map(() => ({ fault: 0, probability: 0 })) };
+    const answer =
+      body.params !== undefined
+        ? { fault: 0, probability: 0 }
+        : { predictions: (body.instances ?? []).map(() => ({ fault: 0, probability: 0 })) };
     response.setHeader("content-type", "application/json");
     response.end(JSON.stringify(answer));
   });

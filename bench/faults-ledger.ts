@@ -9,7 +9,15 @@
  * An invalid message carries a marker `bad-<n>` at the start of its payload, which dead letters
  * keep (they hold the first 1 KiB of the payload).
  */
-export type InvalidKind = "not-json" | "missing-field" | "non-numeric" | "out-of-range" | "bad-timestamp" | "oversized" | "non-utf8" | "proto-key";
+export type InvalidKind =
+  | "not-json"
+  | "missing-field"
+  | "non-numeric"
+  | "out-of-range"
+  | "bad-timestamp"
+  | "oversized"
+  | "non-utf8"
+  | "proto-key";
 
 export const MARKER = /bad-\d+/;
 
@@ -65,7 +73,18 @@ export class Ledger {
   /** Registers fan `deviceID`'s next reading and returns its timeStamp. */
   nextReading(deviceID: string): string {
     let fan = this.#fans.get(deviceID);
-    if (fan === undefined) this.#fans.set(deviceID, (fan = { sent: 0, sentAt: new Uint32Array(16), firstPrediction: new Uint32Array(16), predictions: new Uint8Array(16), deadLetters: new Uint8Array(16), predictionDeadLetters: new Uint8Array(16) }));
+    if (fan === undefined)
+      this.#fans.set(
+        deviceID,
+        (fan = {
+          sent: 0,
+          sentAt: new Uint32Array(16),
+          firstPrediction: new Uint32Array(16),
+          predictions: new Uint8Array(16),
+          deadLetters: new Uint8Array(16),
+          predictionDeadLetters: new Uint8Array(16),
+        }),
+      );
     if (fan.sent === fan.sentAt.length) grow(fan);
     fan.sentAt[fan.sent] = this.now();
     this.validSent++;
@@ -116,7 +135,8 @@ export class Ledger {
       this.deadLettersUnidentified++;
       return;
     }
-    const reason = typeof letter.error === "string" && letter.error.trim() !== "" ? reasonPrefix(letter.error) : undefined;
+    const reason =
+      typeof letter.error === "string" && letter.error.trim() !== "" ? reasonPrefix(letter.error) : undefined;
     if (reason === undefined) this.deadLettersWithoutReason++;
     else this.deadLettersByReason.set(reason, (this.deadLettersByReason.get(reason) ?? 0) + 1);
     const text = typeof letter.payload === "string" ? letter.payload : "";
@@ -279,9 +299,16 @@ export interface LedgerSummary {
  * each cut at its first comma, quoted values and numbers blanked out.
  */
 export function reasonPrefix(error: string): string {
-  const parts = error.replace(/"[^"]*"?|'[^']*'?/g, "…").replace(/\d+/g, "N").split(": ").map((p) => (p.split(",")[0] ?? "").trim());
+  const parts = error
+    .replace(/"[^"]*"?|'[^']*'?/g, "…")
+    .replace(/\d+/g, "N")
+    .split(": ")
+    .map((p) => (p.split(",")[0] ?? "").trim());
   const component = /^[a-z]+(-[a-z]+)+$/.test(parts[0] ?? "") ? 1 : 0;
-  return parts.slice(0, component + 2).join(": ").slice(0, 80);
+  return parts
+    .slice(0, component + 2)
+    .join(": ")
+    .slice(0, 80);
 }
 
 function grow(fan: Fan): void {
@@ -295,5 +322,11 @@ function grow(fan: Fan): void {
     grown.set(old);
     return grown;
   };
-  Object.assign(fan, { sentAt, firstPrediction: first, predictions: bytes(fan.predictions), deadLetters: bytes(fan.deadLetters), predictionDeadLetters: bytes(fan.predictionDeadLetters) });
+  Object.assign(fan, {
+    sentAt,
+    firstPrediction: first,
+    predictions: bytes(fan.predictions),
+    deadLetters: bytes(fan.deadLetters),
+    predictionDeadLetters: bytes(fan.predictionDeadLetters),
+  });
 }

@@ -34,8 +34,17 @@ export class Load {
     this.#fans = fans;
   }
 
-  static async start(url: string, ledger: Ledger, options: { rate: number; fans: number; clientId: string }): Promise<Load> {
-    const client = await mqtt.connectAsync(url, { clientId: options.clientId, clean: false, reconnectPeriod: 500, log: () => {} });
+  static async start(
+    url: string,
+    ledger: Ledger,
+    options: { rate: number; fans: number; clientId: string },
+  ): Promise<Load> {
+    const client = await mqtt.connectAsync(url, {
+      clientId: options.clientId,
+      clean: false,
+      reconnectPeriod: 500,
+      log: () => {},
+    });
     client.on("error", () => {}); // reconnects by itself; a refused reconnect while the broker restarts is expected
     const load = new Load(client, ledger, options.rate, options.fans);
     load.#timer = setInterval(() => load.#tick(), TICK_MS);
@@ -82,12 +91,16 @@ export class Load {
     const due = Math.floor(this.#credit);
     this.#credit -= due;
     for (let i = 0; i < due; i++) this.#publish(this.#next());
-    for (const deviceID of this.#extra.splice(0, due)) this.#publish(JSON.stringify({ deviceID, timeStamp: this.#ledger.nextReading(deviceID), ...healthy(deviceNumber(deviceID)) }));
+    for (const deviceID of this.#extra.splice(0, due))
+      this.#publish(
+        JSON.stringify({ deviceID, timeStamp: this.#ledger.nextReading(deviceID), ...healthy(deviceNumber(deviceID)) }),
+      );
   }
 
   #next(): string | Buffer {
     const n = this.#sequence++;
-    if (n % INVALID_EVERY === INVALID_EVERY / 2) return malformed(this.#ledger, MALFORMED[Math.floor(n / INVALID_EVERY) % MALFORMED.length] as InvalidKind);
+    if (n % INVALID_EVERY === INVALID_EVERY / 2)
+      return malformed(this.#ledger, MALFORMED[Math.floor(n / INVALID_EVERY) % MALFORMED.length] as InvalidKind);
     const deviceID = `fan-${n % this.#fans}`;
     return JSON.stringify({ deviceID, timeStamp: this.#ledger.nextReading(deviceID), ...healthy(n) });
   }

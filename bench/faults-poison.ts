@@ -5,7 +5,12 @@ import { healthy, TELEMETRY_TOPIC, type Load } from "./faults-load.js";
 /** Copies of each small poison message. */
 const COPIES = 5;
 /** Timestamps outside what InfluxDB stores (1677-09-21 to 2262-04-11): predict must refuse them. */
-const BAD_TIMESTAMPS: Array<string | number> = ["9999-12-31 23:59:59", "1500-01-01 00:00:00", "2262-04-12T00:00:00Z", 1e15];
+const BAD_TIMESTAMPS: Array<string | number> = [
+  "9999-12-31 23:59:59",
+  "1500-01-01 00:00:00",
+  "2262-04-12T00:00:00Z",
+  1e15,
+];
 const OVERSIZED_BYTES = [1024 * 1024, 1024 * 1024, 1024 * 1024, 100 * 1024, 100 * 1024];
 
 export interface PoisonOptions {
@@ -25,9 +30,13 @@ export async function sendPoison(url: string, ledger: Ledger, load: Load, option
   try {
     const small: Array<string | Buffer> = [];
     for (let copy = 0; copy < COPIES; copy++) {
-      for (const timeStamp of BAD_TIMESTAMPS) small.push(JSON.stringify({ deviceID: ledger.nextInvalid("bad-timestamp"), timeStamp, ...healthy(copy) }));
+      for (const timeStamp of BAD_TIMESTAMPS)
+        small.push(JSON.stringify({ deviceID: ledger.nextInvalid("bad-timestamp"), timeStamp, ...healthy(copy) }));
       small.push(nonUtf8Text(ledger.nextInvalid("non-utf8")), nonUtf8Reading(ledger.nextInvalid("non-utf8")));
-      small.push(withKey(ledger.nextInvalid("proto-key"), `"__proto__":{"isAdmin":true}`), withKey(ledger.nextInvalid("proto-key"), `"constructor":{"prototype":{"isAdmin":true}}`));
+      small.push(
+        withKey(ledger.nextInvalid("proto-key"), `"__proto__":{"isAdmin":true}`),
+        withKey(ledger.nextInvalid("proto-key"), `"constructor":{"prototype":{"isAdmin":true}}`),
+      );
     }
     await Promise.all(small.map((payload) => client.publishAsync(TELEMETRY_TOPIC, payload, { qos: 1 })));
   } finally {
@@ -43,9 +52,18 @@ export async function sendPoison(url: string, ledger: Ledger, load: Load, option
  */
 async function sendOversized(url: string, ledger: Ledger, bytes: number): Promise<void> {
   const marker = ledger.nextInvalid("oversized");
-  const head = JSON.stringify({ deviceID: marker, timeStamp: new Date().toISOString(), ...healthy(0), padding: "" }).slice(0, -2);
+  const head = JSON.stringify({
+    deviceID: marker,
+    timeStamp: new Date().toISOString(),
+    ...healthy(0),
+    padding: "",
+  }).slice(0, -2);
   const payload = `${head}${"x".repeat(Math.max(0, bytes - head.length - 2))}"}`;
-  const client = mqtt.connect(url, { clientId: `faults-oversized-${process.pid}-${marker}`, reconnectPeriod: 0, log: () => {} });
+  const client = mqtt.connect(url, {
+    clientId: `faults-oversized-${process.pid}-${marker}`,
+    reconnectPeriod: 0,
+    log: () => {},
+  });
   client.on("error", () => {});
   const accepted = await new Promise<boolean>((resolve) => {
     const timer = setTimeout(() => resolve(false), 10_000);

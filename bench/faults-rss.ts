@@ -66,7 +66,9 @@ export function rssSlopes(timeline: RssSample[], warmUpShare = 0.25): Record<str
   const names = new Set(kept.flatMap((s) => Object.keys(s.mb)));
   const slopes: Record<string, number> = {};
   for (const name of names) {
-    const points = kept.filter((s) => s.mb[name] !== undefined).map((s) => [s.at / 60_000, s.mb[name] as number] as const);
+    const points = kept
+      .filter((s) => s.mb[name] !== undefined)
+      .map((s) => [s.at / 60_000, s.mb[name] as number] as const);
     if (points.length < 2) continue;
     const meanX = points.reduce((sum, [x]) => sum + x, 0) / points.length;
     const meanY = points.reduce((sum, [, y]) => sum + y, 0) / points.length;

@@ -84,11 +84,30 @@ export interface ScenarioResult {
   fault: string;
   rate: number;
   faultMs: number;
-  sent: { valid: number; invalid: number; invalidByKind: Record<string, number>; refusedByBroker: number; publishesFailed: number };
+  sent: {
+    valid: number;
+    invalid: number;
+    invalidByKind: Record<string, number>;
+    refusedByBroker: number;
+    publishesFailed: number;
+  };
   predictions: { readingsPredicted: number; duplicates: number; forInvalid: number; unidentified: number };
-  deadLetters: { received: number; byReason: Record<string, number>; withoutReason: number; forValidReadings: number; forPredictions: number; unidentified: number };
+  deadLetters: {
+    received: number;
+    byReason: Record<string, number>;
+    withoutReason: number;
+    forValidReadings: number;
+    forPredictions: number;
+    unidentified: number;
+  };
   stored: StoredCounts & { invalidAsTelemetry: number; invalidWithStoredDeadLetter: number };
-  lost: { unpredicted: number; telemetryNotStored: number; predictionsNotStored: number; invalidWithoutDeadLetter: number; invalidWithoutStoredDeadLetter: number };
+  lost: {
+    unpredicted: number;
+    telemetryNotStored: number;
+    predictionsNotStored: number;
+    invalidWithoutDeadLetter: number;
+    invalidWithoutStoredDeadLetter: number;
+  };
   latencyMs: LedgerSummary["latencyMs"];
   recovery: { predictionsMs: number | null; storageMs: number | null };
   peakRssMb: Record<string, number>;
@@ -114,21 +133,38 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
   const logDir = join(options.logDir, scenario.name);
   await mkdir(logDir, { recursive: true });
   const say = (line: string) => options.progress(`${scenario.name}: ${line}`);
-  say(`starting Mosquitto, InfluxDB, the gateway with score and predict, the connector and the writer (logs in ${logDir})`);
+  say(
+    `starting Mosquitto, InfluxDB, the gateway with score and predict, the connector and the writer (logs in ${logDir})`,
+  );
   const system = await FaultSystem.start(logDir);
   const ledger = new Ledger();
-  const sampler = new RssSampler(() => system.pids(), 500, () => ledger.now(), options.rssTimelineMs);
+  const sampler = new RssSampler(
+    () => system.pids(),
+    500,
+    () => ledger.now(),
+    options.rssTimelineMs,
+  );
   let collector: MqttClient | undefined;
   let load: Load | undefined;
   try {
     collector = await collect(system.broker.url, ledger);
-    load = await Load.start(system.broker.url, ledger, { rate: options.rate, fans: options.fans, clientId: "faults-fleet" });
+    load = await Load.start(system.broker.url, ledger, {
+      rate: options.rate,
+      fans: options.fans,
+      clientId: "faults-fleet",
+    });
     const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
     say(`steady load at ${options.rate}/s`);
     await sleep(options.beforeMs);
     say(`fault: ${scenario.fault}`);
     const faultStart = ledger.now();
-    const ticker = setInterval(() => say(`${ledger.validSent} valid readings sent, ${ledger.readingsPredicted} predicted, ${ledger.deadLettersReceived} dead letters`), 30_000);
+    const ticker = setInterval(
+      () =>
+        say(
+          `${ledger.validSent} valid readings sent, ${ledger.readingsPredicted} predicted, ${ledger.deadLettersReceived} dead letters`,
+        ),
+      30_000,
+    );
     await scenario.inject({ system, load, ledger, options, sleep }).finally(() => clearInterval(ticker));
     const faultEnd = ledger.now();
     const storage = watchStorage(system, ledger, faultEnd);
@@ -143,7 +179,10 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
     const storageMs = await storage.stop();
     const health = await system.health();
     const invalidStored = await storedInvalid(system, ledger);
-    const invalidAsTelemetry = await count(system, `SELECT count("rotation") FROM "telemetry" WHERE "deviceID" =~ /^bad-/`);
+    const invalidAsTelemetry = await count(
+      system,
+      `SELECT count("rotation") FROM "telemetry" WHERE "deviceID" =~ /^bad-/`,
+    );
     const summary = ledger.summary(scenario.noFault === true ? undefined : faultEnd);
     const accepted = ledger.acceptedInvalid();
     const result: ScenarioResult = {
@@ -152,9 +191,27 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
       fault: scenario.fault,
       rate: options.rate,
       faultMs: options.faultMs,
-      sent: { valid: summary.validSent, invalid: summary.invalidSent, invalidByKind: summary.invalidByKind, refusedByBroker: summary.refusedByBroker, publishesFailed: load.failed },
-      predictions: { readingsPredicted: summary.predicted, duplicates: summary.duplicates, forInvalid: summary.invalidPredicted, unidentified: ledger.predictionsUnidentified },
-      deadLetters: { received: ledger.deadLettersReceived, byReason: Object.fromEntries([...ledger.deadLettersByReason].sort((a, b) => b[1] - a[1])), withoutReason: ledger.deadLettersWithoutReason, forValidReadings: summary.validDeadLettered, forPredictions: summary.predictionsDeadLettered, unidentified: ledger.deadLettersUnidentified },
+      sent: {
+        valid: summary.validSent,
+        invalid: summary.invalidSent,
+        invalidByKind: summary.invalidByKind,
+        refusedByBroker: summary.refusedByBroker,
+        publishesFailed: load.failed,
+      },
+      predictions: {
+        readingsPredicted: summary.predicted,
+        duplicates: summary.duplicates,
+        forInvalid: summary.invalidPredicted,
+        unidentified: ledger.predictionsUnidentified,
+      },
+      deadLetters: {
+        received: ledger.deadLettersReceived,
+        byReason: Object.fromEntries([...ledger.deadLettersByReason].sort((a, b) => b[1] - a[1])),
+        withoutReason: ledger.deadLettersWithoutReason,
+        forValidReadings: summary.validDeadLettered,
+        forPredictions: summary.predictionsDeadLettered,
+        unidentified: ledger.deadLettersUnidentified,
+      },
       stored: { ...stored, invalidAsTelemetry, invalidWithStoredDeadLetter: invalidStored.size },
       lost: {
         unpredicted: summary.unpredicted,
@@ -199,20 +256,32 @@ export function targetsMissed(r: ScenarioResult): string[] {
   check(r.lost.telemetryNotStored === 0, `${r.lost.telemetryNotStored} valid readings not stored in InfluxDB`);
   check(r.lost.predictionsNotStored === 0, `${r.lost.predictionsNotStored} predictions not stored in InfluxDB`);
   check(r.deadLetters.forValidReadings === 0, `${r.deadLetters.forValidReadings} valid readings dead-lettered`);
-  check(r.deadLetters.forPredictions === 0, `${r.deadLetters.forPredictions} predictions of valid readings dead-lettered`);
-  check(r.lost.invalidWithoutDeadLetter === 0, `${r.lost.invalidWithoutDeadLetter} invalid messages without a dead letter`);
-  check(r.lost.invalidWithoutStoredDeadLetter === 0, `${r.lost.invalidWithoutStoredDeadLetter} invalid messages without a stored dead letter`);
+  check(
+    r.deadLetters.forPredictions === 0,
+    `${r.deadLetters.forPredictions} predictions of valid readings dead-lettered`,
+  );
+  check(
+    r.lost.invalidWithoutDeadLetter === 0,
+    `${r.lost.invalidWithoutDeadLetter} invalid messages without a dead letter`,
+  );
+  check(
+    r.lost.invalidWithoutStoredDeadLetter === 0,
+    `${r.lost.invalidWithoutStoredDeadLetter} invalid messages without a stored dead letter`,
+  );
   check(r.predictions.forInvalid === 0, `${r.predictions.forInvalid} invalid messages predicted`);
   check(r.stored.invalidAsTelemetry === 0, `${r.stored.invalidAsTelemetry} invalid messages stored as readings`);
   check(r.deadLetters.withoutReason === 0, `${r.deadLetters.withoutReason} dead letters without a reason`);
   check(r.sent.publishesFailed === 0, `${r.sent.publishesFailed} publishes of the load failed`);
-  for (const [service, status] of Object.entries(r.health)) check(status === 200, `${service} /healthz answered ${status === 0 ? "nothing" : status} at the end`);
+  for (const [service, status] of Object.entries(r.health))
+    check(status === 200, `${service} /healthz answered ${status === 0 ? "nothing" : status} at the end`);
   return missed;
 }
 
 /** The result in one line of text, for progress and test diagnostics. */
 export function summaryLine(r: ScenarioResult): string {
-  const rss = Object.entries(r.peakRssMb).map(([name, mb]) => `${name} ${mb}`).join(", ");
+  const rss = Object.entries(r.peakRssMb)
+    .map(([name, mb]) => `${name} ${mb}`)
+    .join(", ");
   return [
     `sent ${r.sent.valid} valid + ${r.sent.invalid} invalid (${r.sent.refusedByBroker} refused by the broker)`,
     `predicted ${r.predictions.readingsPredicted} (+${r.predictions.duplicates} duplicates)`,
@@ -222,14 +291,27 @@ export function summaryLine(r: ScenarioResult): string {
     `recovery: predictions ${r.recovery.predictionsMs ?? "–"} ms, storage ${r.recovery.storageMs ?? "–"} ms`,
     `latency p50/p99 ${r.latencyMs.p50}/${r.latencyMs.p99} ms`,
     `peak RSS MB: ${rss}`,
-    ...(r.rssSlopeMbPerMin === undefined ? [] : [`RSS slope MB/min: ${Object.entries(r.rssSlopeMbPerMin).map(([name, s]) => `${name} ${s}`).join(", ")}`]),
+    ...(r.rssSlopeMbPerMin === undefined
+      ? []
+      : [
+          `RSS slope MB/min: ${Object.entries(r.rssSlopeMbPerMin)
+            .map(([name, s]) => `${name} ${s}`)
+            .join(", ")}`,
+        ]),
   ].join("; ");
 }
 
 async function collect(url: string, ledger: Ledger): Promise<MqttClient> {
-  const client = await mqtt.connectAsync(url, { clientId: "faults-collector", clean: false, reconnectPeriod: 500, log: () => {} });
+  const client = await mqtt.connectAsync(url, {
+    clientId: "faults-collector",
+    clean: false,
+    reconnectPeriod: 500,
+    log: () => {},
+  });
   client.on("error", () => {});
-  client.on("message", (topic, payload) => (topic === "fan/anomaly" ? ledger.onPrediction(payload) : ledger.onDeadLetter(payload)));
+  client.on("message", (topic, payload) =>
+    topic === "fan/anomaly" ? ledger.onPrediction(payload) : ledger.onDeadLetter(payload),
+  );
   await client.subscribeAsync(["fan/anomaly", "fan/deadletter"], { qos: 1 });
   return client;
 }
@@ -263,7 +345,12 @@ async function storedCounts(system: FaultSystem): Promise<StoredCounts | undefin
  * Waits until everything arrived (every valid reading predicted and stored, every invalid one
  * dead-lettered, every dead letter stored), or nothing changed for quietMs, or drainCapMs.
  */
-async function drain(system: FaultSystem, ledger: Ledger, options: RunOptions, say: (line: string) => void): Promise<StoredCounts> {
+async function drain(
+  system: FaultSystem,
+  ledger: Ledger,
+  options: RunOptions,
+  say: (line: string) => void,
+): Promise<StoredCounts> {
   const deadline = Date.now() + options.drainCapMs;
   const invalid = ledger.acceptedInvalid().length;
   let last = "";
@@ -272,7 +359,11 @@ async function drain(system: FaultSystem, ledger: Ledger, options: RunOptions, s
   let reported = 0;
   while (Date.now() < deadline) {
     stored = (await storedCounts(system)) ?? stored;
-    const arrived = ledger.readingsPredicted === ledger.validSent && stored.telemetry >= ledger.validSent && stored.predictions >= ledger.readingsPredicted && ledger.invalidDeadLettered === invalid;
+    const arrived =
+      ledger.readingsPredicted === ledger.validSent &&
+      stored.telemetry >= ledger.validSent &&
+      stored.predictions >= ledger.readingsPredicted &&
+      ledger.invalidDeadLettered === invalid;
     if (arrived && (await storedInvalid(system, ledger)).size === invalid) break;
     const state = JSON.stringify([ledger.readingsPredicted, ledger.deadLettersReceived, stored]);
     if (state !== last) {
@@ -284,7 +375,9 @@ async function drain(system: FaultSystem, ledger: Ledger, options: RunOptions, s
     }
     if (Date.now() - reported > 10_000) {
       reported = Date.now();
-      say(`draining: ${ledger.readingsPredicted}/${ledger.validSent} predicted, stored ${stored.telemetry} readings, ${stored.predictions} predictions, ${stored.deadLetters} dead letters`);
+      say(
+        `draining: ${ledger.readingsPredicted}/${ledger.validSent} predicted, stored ${stored.telemetry} readings, ${stored.predictions} predictions, ${stored.deadLetters} dead letters`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 1_000));
   }
@@ -305,7 +398,10 @@ function watchStorage(system: FaultSystem, ledger: Ledger, faultEnd: number): { 
   let stopped = false;
   const loop = (async () => {
     while (!stopped && recovered === null) {
-      const n = await count(system, `SELECT count("rotation") FROM "telemetry" WHERE ${VALID} AND time <= '${until}'`).catch(() => -1);
+      const n = await count(
+        system,
+        `SELECT count("rotation") FROM "telemetry" WHERE ${VALID} AND time <= '${until}'`,
+      ).catch(() => -1);
       if (n >= expected) recovered = Math.max(0, ledger.now() - faultEnd);
       else await new Promise((resolve) => setTimeout(resolve, 2_000));
     }

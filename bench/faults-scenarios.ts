@@ -24,18 +24,53 @@ function scaledToZero(name: FunctionName): Scenario["inject"] {
 
 /** The scenarios, in the order the suite runs them. */
 export const SCENARIOS: Scenario[] = [
-  { name: "baseline", fault: "none: steady load only", noFault: true, inject: ({ options, sleep }) => sleep(options.faultMs) },
-  { name: "score-down", fault: "score scaled to 0 by the gateway's API (its process stopped) for the fault duration, then to 1", inject: scaledToZero("score") },
-  { name: "predict-down", fault: "predict scaled to 0 for the fault duration, then to 1", inject: scaledToZero("predict") },
-  { name: "gateway-restarted", fault: "the gateway stopped (SIGTERM: it stops score and predict) and started again at once", inject: restarted("gateway", "SIGTERM") },
-  { name: "connector-killed", fault: "connector SIGKILLed, started again at once", inject: restarted("connector", "SIGKILL") },
-  { name: "writer-killed", fault: "InfluxDB writer SIGKILLed, started again at once", inject: restarted("writer", "SIGKILL") },
-  { name: "mosquitto-restarted", fault: "Mosquitto stopped (SIGTERM, persistence on) and started again at once", inject: ({ system }) => system.broker.restart() },
-  { name: "influxdb-down", fault: "InfluxDB stopped for the fault duration, then started on the same data", inject: ({ system, options }) => system.influx.restart(options.faultMs) },
+  {
+    name: "baseline",
+    fault: "none: steady load only",
+    noFault: true,
+    inject: ({ options, sleep }) => sleep(options.faultMs),
+  },
+  {
+    name: "score-down",
+    fault: "score scaled to 0 by the gateway's API (its process stopped) for the fault duration, then to 1",
+    inject: scaledToZero("score"),
+  },
+  {
+    name: "predict-down",
+    fault: "predict scaled to 0 for the fault duration, then to 1",
+    inject: scaledToZero("predict"),
+  },
+  {
+    name: "gateway-restarted",
+    fault: "the gateway stopped (SIGTERM: it stops score and predict) and started again at once",
+    inject: restarted("gateway", "SIGTERM"),
+  },
+  {
+    name: "connector-killed",
+    fault: "connector SIGKILLed, started again at once",
+    inject: restarted("connector", "SIGKILL"),
+  },
+  {
+    name: "writer-killed",
+    fault: "InfluxDB writer SIGKILLed, started again at once",
+    inject: restarted("writer", "SIGKILL"),
+  },
+  {
+    name: "mosquitto-restarted",
+    fault: "Mosquitto stopped (SIGTERM, persistence on) and started again at once",
+    inject: ({ system }) => system.broker.restart(),
+  },
+  {
+    name: "influxdb-down",
+    fault: "InfluxDB stopped for the fault duration, then started on the same data",
+    inject: ({ system, options }) => system.influx.restart(options.faultMs),
+  },
   {
     name: "poison",
-    fault: "bad timestamps, 1 MB and 100 KiB payloads, non-UTF-8 bytes, __proto__ keys, one reading from each of many new device IDs",
-    inject: ({ system, load, ledger, options }) => sendPoison(system.broker.url, ledger, load, { distinctDevices: options.distinctDevices }),
+    fault:
+      "bad timestamps, 1 MB and 100 KiB payloads, non-UTF-8 bytes, __proto__ keys, one reading from each of many new device IDs",
+    inject: ({ system, load, ledger, options }) =>
+      sendPoison(system.broker.url, ledger, load, { distinctDevices: options.distinctDevices }),
   },
   {
     name: "overload",

@@ -58,15 +58,38 @@ export class FaultSystem {
     const quiet = { LOG_LEVEL: "warn" };
     const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
     const specs: Record<Role, RoleSpec> = {
-      gateway: { args: ["gateway", "--port", String(gatewayPort)], env: { ...quiet, MQTT_URL: broker.url, SECRET_MOUNT_PATH: secrets }, ready: /gateway running/ },
+      gateway: {
+        args: ["gateway", "--port", String(gatewayPort)],
+        env: { ...quiet, MQTT_URL: broker.url, SECRET_MOUNT_PATH: secrets },
+        ready: /gateway running/,
+      },
       connector: {
         args: ["connector"],
-        env: { ...quiet, gateway_url: gatewayUrl, broker: broker.url, basic_auth: "true", secret_mount_path: secrets, port: String(connectorPort), client_id: "faults-connector", NODE_OPTIONS: CONNECTOR_NODE_OPTIONS },
+        env: {
+          ...quiet,
+          gateway_url: gatewayUrl,
+          broker: broker.url,
+          basic_auth: "true",
+          secret_mount_path: secrets,
+          port: String(connectorPort),
+          client_id: "faults-connector",
+          NODE_OPTIONS: CONNECTOR_NODE_OPTIONS,
+        },
         ready: /connector running/,
         healthPort: connectorPort,
       },
       writer: {
-        args: ["influx-writer", "--influx-url", influx.url, "--broker", broker.url, "--port", String(writerPort), "--client-id", "faults-writer"],
+        args: [
+          "influx-writer",
+          "--influx-url",
+          influx.url,
+          "--broker",
+          broker.url,
+          "--port",
+          String(writerPort),
+          "--client-id",
+          "faults-writer",
+        ],
         env: quiet,
         ready: /writer running/,
         healthPort: writerPort,
@@ -75,7 +98,10 @@ export class FaultSystem {
     const system = new FaultSystem(broker, influx, logDir, specs, { url: gatewayUrl, secrets });
     try {
       // The connector subscribes once it has read the gateway's routes; the writer is independent.
-      await Promise.all([system.startRole("gateway").then(() => system.startRole("connector")), system.startRole("writer")]);
+      await Promise.all([
+        system.startRole("gateway").then(() => system.startRole("connector")),
+        system.startRole("writer"),
+      ]);
     } catch (error) {
       await system.stop();
       throw error;
@@ -89,9 +115,18 @@ export class FaultSystem {
 
   /** Process ids to sample, by name, including the servers', the functions' and this process's own. */
   async pids(): Promise<Record<string, number | undefined>> {
-    if (this.#influxd === undefined || (await commOf(this.#influxd)) !== "influxd") this.#influxd = await childPid(process.pid, (cmd) => cmd.startsWith("/usr/bin/influxd"));
-    const functions = await Promise.all((["score", "predict"] as const).map(async (name) => [name, await this.functionPid(name)] as const));
-    return { mosquitto: this.broker.pid, influxd: this.#influxd, ...Object.fromEntries(ROLES.map((r) => [r, this.pid(r)])), ...Object.fromEntries(functions), harness: process.pid };
+    if (this.#influxd === undefined || (await commOf(this.#influxd)) !== "influxd")
+      this.#influxd = await childPid(process.pid, (cmd) => cmd.startsWith("/usr/bin/influxd"));
+    const functions = await Promise.all(
+      (["score", "predict"] as const).map(async (name) => [name, await this.functionPid(name)] as const),
+    );
+    return {
+      mosquitto: this.broker.pid,
+      influxd: this.#influxd,
+      ...Object.fromEntries(ROLES.map((r) => [r, this.pid(r)])),
+      ...Object.fromEntries(functions),
+      harness: process.pid,
+    };
   }
 
   /** The pid of a function's process, a child of the gateway. */
@@ -99,7 +134,8 @@ export class FaultSystem {
     const known = this.#functionPids.get(name);
     if (known !== undefined && (await commOf(known)) !== undefined) return known;
     const gateway = this.pid("gateway");
-    const pid = gateway === undefined ? undefined : await childPid(gateway, (cmd) => cmd.includes(` function ${name} `));
+    const pid =
+      gateway === undefined ? undefined : await childPid(gateway, (cmd) => cmd.includes(` function ${name} `));
     if (pid === undefined) this.#functionPids.delete(name);
     else this.#functionPids.set(name, pid);
     return pid;
@@ -107,10 +143,15 @@ export class FaultSystem {
 
   /** Scales a function to 0 (the gateway stops its process: calls fail as in an outage) or back to 1. */
   async scale(name: FunctionName, replicas: 0 | 1): Promise<void> {
-    const [user, password] = await Promise.all(["basic-auth-user", "basic-auth-password"].map((file) => readFile(join(this.gateway.secrets, file), "utf8")));
+    const [user, password] = await Promise.all(
+      ["basic-auth-user", "basic-auth-password"].map((file) => readFile(join(this.gateway.secrets, file), "utf8")),
+    );
     const response = await fetch(`${this.gateway.url}/system/scale-function/${name}`, {
       method: "POST",
-      headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`, "content-type": "application/json" },
+      headers: {
+        authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`,
+        "content-type": "application/json",
+      },
       body: JSON.stringify({ serviceName: name, replicas }),
     });
     if (!response.ok) throw new Error(`scaling ${name} to ${replicas}: ${response.status} ${await response.text()}`);
@@ -120,7 +161,8 @@ export class FaultSystem {
     const spec = this.#specs[role];
     const child = spawnCli(spec.args, spec.env);
     let log = this.#logs.get(role);
-    if (log === undefined) this.#logs.set(role, (log = createWriteStream(join(this.logDir, `${role}.log`), { flags: "a" })));
+    if (log === undefined)
+      this.#logs.set(role, (log = createWriteStream(join(this.logDir, `${role}.log`), { flags: "a" })));
     log.write(`--- started ${new Date().toISOString()} pid ${child.pid}\n`);
     child.stdout.pipe(log, { end: false });
     child.stderr.pipe(log, { end: false });
@@ -161,7 +203,12 @@ export class FaultSystem {
   async health(): Promise<Record<string, number>> {
     const entries = await Promise.all(
       ROLES.filter((r) => this.#specs[r].healthPort !== undefined).map(async (role) => {
-        const status = await fetch(`http://127.0.0.1:${this.#specs[role].healthPort}/healthz`, { signal: AbortSignal.timeout(5_000) }).then((r) => r.status, () => 0);
+        const status = await fetch(`http://127.0.0.1:${this.#specs[role].healthPort}/healthz`, {
+          signal: AbortSignal.timeout(5_000),
+        }).then(
+          (r) => r.status,
+          () => 0,
+        );
         return [role, status] as const;
       }),
     );

@@ -14,7 +14,15 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { FULL, runScenario, SHORT, summaryLine, type RunOptions, type Scenario, type ScenarioResult } from "./faults-run.js";
+import {
+  FULL,
+  runScenario,
+  SHORT,
+  summaryLine,
+  type RunOptions,
+  type Scenario,
+  type ScenarioResult,
+} from "./faults-run.js";
 import { SCENARIOS } from "./faults-scenarios.js";
 
 const { values } = parseArgs({
@@ -40,7 +48,10 @@ const options: RunOptions = {
   ...base,
   rate: number("rate", values.rate ?? (soakMinutes === undefined ? base.rate : 5000)),
   fans: number("fans", values.fans ?? base.fans),
-  faultMs: soakMinutes === undefined ? number("fault-seconds", values["fault-seconds"] ?? base.faultMs / 1000) * 1000 : soakMinutes * 60_000,
+  faultMs:
+    soakMinutes === undefined
+      ? number("fault-seconds", values["fault-seconds"] ?? base.faultMs / 1000) * 1000
+      : soakMinutes * 60_000,
   ...(soakMinutes === undefined ? {} : { beforeMs: 0, afterMs: 0 }),
   distinctDevices: number("distinct-devices", values["distinct-devices"] ?? base.distinctDevices),
   logDir: await mkdtemp(join(tmpdir(), "fanwatch-faults-")),
@@ -50,11 +61,19 @@ const options: RunOptions = {
 
 const wanted = values.scenarios?.split(",");
 const unknown = wanted?.filter((name) => !SCENARIOS.some((s) => s.name === name)) ?? [];
-if (unknown.length > 0) throw new RangeError(`unknown scenarios ${unknown.join(", ")}; the scenarios are ${SCENARIOS.map((s) => s.name).join(", ")}`);
+if (unknown.length > 0)
+  throw new RangeError(
+    `unknown scenarios ${unknown.join(", ")}; the scenarios are ${SCENARIOS.map((s) => s.name).join(", ")}`,
+  );
 const baseline = SCENARIOS.find((s) => s.noFault === true) as Scenario;
-const selected = soakMinutes !== undefined ? [{ ...baseline, name: "soak", fault: `none: ${soakMinutes} minutes of steady load` }] : SCENARIOS.filter((s) => wanted === undefined || wanted.includes(s.name));
+const selected =
+  soakMinutes !== undefined
+    ? [{ ...baseline, name: "soak", fault: `none: ${soakMinutes} minutes of steady load` }]
+    : SCENARIOS.filter((s) => wanted === undefined || wanted.includes(s.name));
 
-progress(`fault suite: ${selected.map((s) => s.name).join(", ")} at ${options.rate}/s from ${options.fans} fans, faults of ${options.faultMs / 1000} s; logs in ${options.logDir}`);
+progress(
+  `fault suite: ${selected.map((s) => s.name).join(", ")} at ${options.rate}/s from ${options.fans} fans, faults of ${options.faultMs / 1000} s; logs in ${options.logDir}`,
+);
 const results: ScenarioResult[] = [];
 for (const scenario of selected) {
   const result = await runScenario(scenario, options);
@@ -63,4 +82,12 @@ for (const scenario of selected) {
   progress(`${result.scenario}: ${summaryLine(result).replaceAll("; ", "\n  ")}`);
   for (const sentence of result.missed) progress(`  MISSED: ${sentence}`);
 }
-console.log(JSON.stringify({ kind: "summary", rate: options.rate, faultMs: options.faultMs, passed: results.filter((r) => r.missed.length === 0).map((r) => r.scenario), failed: results.filter((r) => r.missed.length > 0).map((r) => r.scenario) }));
+console.log(
+  JSON.stringify({
+    kind: "summary",
+    rate: options.rate,
+    faultMs: options.faultMs,
+    passed: results.filter((r) => r.missed.length === 0).map((r) => r.scenario),
+    failed: results.filter((r) => r.missed.length > 0).map((r) => r.scenario),
+  }),
+);

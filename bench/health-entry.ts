@@ -31,8 +31,35 @@ function prediction(n: number): HealthInput {
   const base = { deviceID: `bench-${fan}`, timeStamp: at, model: "fan-v1" };
   const p: Prediction =
     fan % 10 === 9
-      ? { ...base, fault: wobble < 0.91 ? 1 : 0, probability: r6(0.6 + 0.4 * wobble), reading: { rotation: r1(420 + 60 * wobble), temperature: r1(50 + 4 * wobble), vibration: r1(220 + 25 * wobble), sound: r1(55 + 4 * wobble) }, cause: "vibration", contributions: { rotation: r6(0.4 * wobble), temperature: r6(1.1 - wobble / 3), vibration: r6(3.2 + wobble), sound: r6(0.2 * wobble) } }
-      : { ...base, fault: 0, probability: r6(0.02 * wobble), reading: { rotation: r1(520 + 160 * wobble), temperature: r1(36 + 8 * wobble), vibration: r1(110 + 80 * wobble), sound: r1(46 + 5 * wobble) } };
+      ? {
+          ...base,
+          fault: wobble < 0.91 ? 1 : 0,
+          probability: r6(0.6 + 0.4 * wobble),
+          reading: {
+            rotation: r1(420 + 60 * wobble),
+            temperature: r1(50 + 4 * wobble),
+            vibration: r1(220 + 25 * wobble),
+            sound: r1(55 + 4 * wobble),
+          },
+          cause: "vibration",
+          contributions: {
+            rotation: r6(0.4 * wobble),
+            temperature: r6(1.1 - wobble / 3),
+            vibration: r6(3.2 + wobble),
+            sound: r6(0.2 * wobble),
+          },
+        }
+      : {
+          ...base,
+          fault: 0,
+          probability: r6(0.02 * wobble),
+          reading: {
+            rotation: r1(520 + 160 * wobble),
+            temperature: r1(36 + 8 * wobble),
+            vibration: r1(110 + 80 * wobble),
+            sound: r1(46 + 5 * wobble),
+          },
+        };
   return { prediction: p, at };
 }
 
@@ -54,7 +81,9 @@ function pass(count: number): { evaluate: number; stringify: number; parse: numb
     const entry: FanEntry = { health: next, outbox: [], recent: [] };
     const encoded = encodeEntry(entry);
     const t2 = process.hrtime.bigint();
-    sink += (JSON.parse(Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength).toString("utf8")) as FanEntry).health.tracker.n;
+    sink += (
+      JSON.parse(Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength).toString("utf8")) as FanEntry
+    ).health.tracker.n;
     const t3 = process.hrtime.bigint();
     entries.set(id, entry);
     bytes.set(id, encoded);
@@ -70,5 +99,17 @@ function pass(count: number): { evaluate: number; stringify: number; parse: numb
 pass(PREDICTIONS / 2); // warm-up: JIT, and every fan past its first readings
 const measured = pass(PREDICTIONS);
 const size = (id: string) => bytes.get(id)?.byteLength;
-console.log(JSON.stringify({ fans: FANS, predictions: PREDICTIONS, usPerPrediction: { ...measured, total: Math.round((measured.evaluate + measured.stringify + measured.parse) * 100) / 100 }, entryBytes: { healthy: size("bench-0"), faulty: size("bench-9") } }));
-if (process.env.BENCH_SHOW_ENTRY === "1") for (const id of ["bench-0", "bench-9"]) console.error(Buffer.from(bytes.get(id) ?? new Uint8Array()).toString("utf8"));
+console.log(
+  JSON.stringify({
+    fans: FANS,
+    predictions: PREDICTIONS,
+    usPerPrediction: {
+      ...measured,
+      total: Math.round((measured.evaluate + measured.stringify + measured.parse) * 100) / 100,
+    },
+    entryBytes: { healthy: size("bench-0"), faulty: size("bench-9") },
+  }),
+);
+if (process.env.BENCH_SHOW_ENTRY === "1")
+  for (const id of ["bench-0", "bench-9"])
+    console.error(Buffer.from(bytes.get(id) ?? new Uint8Array()).toString("utf8"));

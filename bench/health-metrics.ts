@@ -46,7 +46,10 @@ export function outcome(truth: FanTruth, readings: number, seen: readonly Seen[]
   const healthyReadings = onset === null ? readings : Math.min(readings, onset);
   const raised = (event: "alarm" | "warning") => {
     const ids = new Set<string>();
-    return seen.filter((s) => s.transition.event === event && !ids.has(String(s.transition.alarmId)) && ids.add(String(s.transition.alarmId)));
+    return seen.filter(
+      (s) =>
+        s.transition.event === event && !ids.has(String(s.transition.alarmId)) && ids.add(String(s.transition.alarmId)),
+    );
   };
   const alarms = raised("alarm");
   const warnings = raised("warning");
@@ -70,9 +73,16 @@ export function outcome(truth: FanTruth, readings: number, seen: readonly Seen[]
     alarmedAt: alarm?.idx ?? null,
     leadShare: warning === undefined ? null : ((truth.failsAtReading as number) - warning.idx) / period,
     warnToAlarm: warning === undefined || alarm === undefined ? null : alarm.idx - warning.idx,
-    alarmShareOfWear: alarm === undefined || !wearing ? null : (alarm.idx - (truth.wearStartsAtReading as number)) / period,
-    warnShareOfRunUp: warning === undefined || alarm === undefined ? null : (alarm.idx - warning.idx) / Math.max(1, alarm.idx - (truth.wearStartsAtReading as number)),
-    etaRatio: warning === undefined || alarm === undefined || eta === null || eta === undefined || alarm.idx === warning.idx ? null : (Date.parse(eta) - Date.parse(warning.transition.at)) / ((alarm.idx - warning.idx) * intervalMs),
+    alarmShareOfWear:
+      alarm === undefined || !wearing ? null : (alarm.idx - (truth.wearStartsAtReading as number)) / period,
+    warnShareOfRunUp:
+      warning === undefined || alarm === undefined
+        ? null
+        : (alarm.idx - warning.idx) / Math.max(1, alarm.idx - (truth.wearStartsAtReading as number)),
+    etaRatio:
+      warning === undefined || alarm === undefined || eta === null || eta === undefined || alarm.idx === warning.idx
+        ? null
+        : (Date.parse(eta) - Date.parse(warning.transition.at)) / ((alarm.idx - warning.idx) * intervalMs),
     flaps: Math.max(0, episodeAlarms - 1),
     warningCause: warning?.transition.cause ?? null,
     alarmCause: alarm?.transition.cause ?? null,
@@ -83,7 +93,9 @@ export function median(values: readonly number[]): number | null {
   if (values.length === 0) return null;
   const sorted = values.slice().sort((a, b) => a - b);
   const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 export function quantile(values: readonly number[], q: number): number | null {
@@ -109,14 +121,26 @@ export function summarise(outcomes: readonly FanOutcome[]) {
   const etas = wearing.map((o) => o.etaRatio).filter((n): n is number => n !== null);
   const bearings = wearing.filter((o) => o.shape === "bearing");
   return {
-    faulty: { fans: failing.length, alarmed: toAlarm.length / Math.max(1, failing.length), readingsToAlarmMedian: median(toAlarm), readingsToAlarmP95: quantile(toAlarm, 0.95), readingsToAlarmMax: toAlarm.length === 0 ? null : Math.max(...toAlarm) },
+    faulty: {
+      fans: failing.length,
+      alarmed: toAlarm.length / Math.max(1, failing.length),
+      readingsToAlarmMedian: median(toAlarm),
+      readingsToAlarmP95: quantile(toAlarm, 0.95),
+      readingsToAlarmMax: toAlarm.length === 0 ? null : Math.max(...toAlarm),
+    },
     healthy: {
       fans: healthy.length,
       fanDays: healthyDays,
       falseAlarms: healthy.reduce((n, o) => n + o.falseAlarms, 0),
       falseWarnings: healthy.reduce((n, o) => n + o.falseWarnings, 0),
-      falseAlarmsPer1000FanDays: perKiloDay(healthy.reduce((n, o) => n + o.falseAlarms, 0), healthyDays),
-      falseWarningsPer1000FanDays: perKiloDay(healthy.reduce((n, o) => n + o.falseWarnings, 0), healthyDays),
+      falseAlarmsPer1000FanDays: perKiloDay(
+        healthy.reduce((n, o) => n + o.falseAlarms, 0),
+        healthyDays,
+      ),
+      falseWarningsPer1000FanDays: perKiloDay(
+        healthy.reduce((n, o) => n + o.falseWarnings, 0),
+        healthyDays,
+      ),
       beforeFaultFanDays: preFaultDays,
       beforeFaultFalseAlarms: faultFans.reduce((n, o) => n + o.falseAlarms, 0),
       beforeFaultFalseWarnings: faultFans.reduce((n, o) => n + o.falseWarnings, 0),
@@ -134,8 +158,10 @@ export function summarise(outcomes: readonly FanOutcome[]) {
       etaRatioMedian: median(etas),
       etaRatioP10: quantile(etas, 0.1),
       etaRatioP90: quantile(etas, 0.9),
-      bearingCauseVibration: bearings.length === 0 ? null : bearings.filter((o) => o.warningCause === "vibration").length / bearings.length,
-      bearingAlarmCauseVibration: bearings.length === 0 ? null : bearings.filter((o) => o.alarmCause === "vibration").length / bearings.length,
+      bearingCauseVibration:
+        bearings.length === 0 ? null : bearings.filter((o) => o.warningCause === "vibration").length / bearings.length,
+      bearingAlarmCauseVibration:
+        bearings.length === 0 ? null : bearings.filter((o) => o.alarmCause === "vibration").length / bearings.length,
     },
     flapping: { episodes: faultFans.length, extraAlarms: faultFans.reduce((n, o) => n + o.flaps, 0) },
   };

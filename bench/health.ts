@@ -26,7 +26,7 @@ import { outcome, READINGS_PER_DAY, summarise, type FanOutcome, type Seen, type 
 const INTERVAL_MS = 2_000;
 const CHUNK = 4_096;
 /** Fault fans run this long after they failed: long enough to see an alarm flap if it would. */
-const AFTER_FAILURE_READINGS = 2 * 3_600_000 / INTERVAL_MS;
+const AFTER_FAILURE_READINGS = (2 * 3_600_000) / INTERVAL_MS;
 const START = Date.UTC(2026, 0, 1);
 
 const { values: args } = parseArgs({
@@ -40,7 +40,10 @@ const { values: args } = parseArgs({
   },
 });
 /** Both parts unless one is asked for: --quality (the rules at accelerated time) or --pipeline (end to end, wall clock). */
-const parts = { quality: args.quality === true || args.pipeline !== true, pipeline: args.pipeline === true || args.quality !== true };
+const parts = {
+  quality: args.quality === true || args.pipeline !== true,
+  pipeline: args.pipeline === true || args.quality !== true,
+};
 const short = args.short ?? false;
 const seeds = Number(args.seeds ?? (short ? 2 : 10));
 const days = Number(args.days ?? (short ? 0.25 : 5));
@@ -64,14 +67,24 @@ let evaluateNs = 0n;
 async function main(): Promise<void> {
   const model = await ScoringModel.load("model/artifact", { backend: "wasm" });
   const totalReadings = Math.round(days * READINGS_PER_DAY);
-  process.stderr.write(`bench:health: ${seeds} seeds, ${MIX.fans} fans each (${MIX.faulty} faulty, ${MIX.sudden} sudden, ${MIX.degrading} degrading, ${MIX.bearing} bearing, ${MIX.noisy} noisy, the rest healthy), ${days} days at ${INTERVAL_MS / 1000} s, wear-out ${degradeHours} h, model ${model.metadata.id} on ${model.backend}\n`);
+  process.stderr.write(
+    `bench:health: ${seeds} seeds, ${MIX.fans} fans each (${MIX.faulty} faulty, ${MIX.sudden} sudden, ${MIX.degrading} degrading, ${MIX.bearing} bearing, ${MIX.noisy} noisy, the rest healthy), ${days} days at ${INTERVAL_MS / 1000} s, wear-out ${degradeHours} h, model ${model.metadata.id} on ${model.backend}\n`,
+  );
   const all: FanOutcome[] = [];
   const started = Date.now();
   for (let s = 0; s < seeds; s++) {
     const seed = 1000 + s;
-    const fleet = createFleet({ ...MIX, intervalMs: INTERVAL_MS, degradeMs: degradeHours * 3_600_000, onsetMs: Math.min(days * 86_400_000, degradeHours * 3_600_000), seed });
+    const fleet = createFleet({
+      ...MIX,
+      intervalMs: INTERVAL_MS,
+      degradeMs: degradeHours * 3_600_000,
+      onsetMs: Math.min(days * 86_400_000, degradeHours * 3_600_000),
+      seed,
+    });
     const outcomes = fleet.map((fan, i) => {
-      progress(`seed ${s + 1}/${seeds} fan ${i + 1}/${fleet.length}, ${(evaluated / 1e6).toFixed(1)} M readings evaluated, ${((Date.now() - started) / 1000).toFixed(0)} s`);
+      progress(
+        `seed ${s + 1}/${seeds} fan ${i + 1}/${fleet.length}, ${(evaluated / 1e6).toFixed(1)} M readings evaluated, ${((Date.now() - started) / 1000).toFixed(0)} s`,
+      );
       return runFan(model, fan, totalReadings);
     });
     all.push(...outcomes);
@@ -81,7 +94,17 @@ async function main(): Promise<void> {
   process.stderr.write("\n");
   const summary = summarise(all);
   const rate = evaluated / (Number(evaluateNs) / 1e9);
-  process.stdout.write(JSON.stringify({ summary: true, seeds, days, degradeHours, policy: { ...policy, healthyRanges: undefined }, evaluateReadingsPerSecond: Math.round(rate), ...summary }) + "\n");
+  process.stdout.write(
+    JSON.stringify({
+      summary: true,
+      seeds,
+      days,
+      degradeHours,
+      policy: { ...policy, healthyRanges: undefined },
+      evaluateReadingsPerSecond: Math.round(rate),
+      ...summary,
+    }) + "\n",
+  );
   process.stderr.write(table(summary, rate));
   model.dispose();
 }
@@ -98,7 +121,11 @@ function runFan(model: ScoringModel, fan: SimulatedFan, totalReadings: number): 
     const readings = Array.from({ length: n }, () => fan.next());
     for (const r of readings) rows.push(FEATURES.map((f) => r[f]));
     const probabilities = model.probabilities(rows);
-    const predictions: Prediction[] = readings.map((reading, i) => ({ ...model.toVerdict(probabilities[i] as number), deviceID: fan.deviceID, reading }));
+    const predictions: Prediction[] = readings.map((reading, i) => ({
+      ...model.toVerdict(probabilities[i] as number),
+      deviceID: fan.deviceID,
+      reading,
+    }));
     // As predict does: faulty readings, and only those, carry score's explanation.
     const faulty = predictions.filter((p) => p.fault === 1);
     if (faulty.length > 0) {
@@ -119,7 +146,11 @@ function runFan(model: ScoringModel, fan: SimulatedFan, totalReadings: number): 
     evaluateNs += process.hrtime.bigint() - t0;
     evaluated += n;
     // The silence timer runs between readings too: a fan reporting every 2 s must never be silent.
-    if (state !== undefined && checkSilence(state, START + (base + n - 1) * INTERVAL_MS + INTERVAL_MS, policy) !== undefined) throw new Error(`fan ${fan.deviceID} went silent while reporting`);
+    if (
+      state !== undefined &&
+      checkSilence(state, START + (base + n - 1) * INTERVAL_MS + INTERVAL_MS, policy) !== undefined
+    )
+      throw new Error(`fan ${fan.deviceID} went silent while reporting`);
   }
   return outcome(fan.truth, limit, seen, INTERVAL_MS);
 }
@@ -130,17 +161,49 @@ const num = (x: number | null, digits = 1) => (x === null ? "–" : x.toFixed(di
 function table(s: Summary, rate: number): string {
   const rows: Array<[string, string, string]> = [
     ["faulty + sudden fans alarmed", `${pct(s.faulty.alarmed)} of ${s.faulty.fans}`, "100%"],
-    ["readings until the alarm: median / p95 / max", `${num(s.faulty.readingsToAlarmMedian, 0)} / ${num(s.faulty.readingsToAlarmP95, 0)} / ${num(s.faulty.readingsToAlarmMax, 0)}`, "median ≤ 5"],
-    [`false alarms per 1,000 fan-days (${s.healthy.fanDays.toFixed(0)} healthy + noisy fan-days)`, `${num(s.healthy.falseAlarmsPer1000FanDays, 2)} (${s.healthy.falseAlarms})`, "0"],
-    ["false warnings per 1,000 fan-days", `${num(s.healthy.falseWarningsPer1000FanDays, 2)} (${s.healthy.falseWarnings})`, "≤ 1"],
-    [`alarms / warnings before the fault (${s.healthy.beforeFaultFanDays.toFixed(1)} fan-days of failing fans)`, `${s.healthy.beforeFaultFalseAlarms} / ${s.healthy.beforeFaultFalseWarnings}`, "0"],
+    [
+      "readings until the alarm: median / p95 / max",
+      `${num(s.faulty.readingsToAlarmMedian, 0)} / ${num(s.faulty.readingsToAlarmP95, 0)} / ${num(s.faulty.readingsToAlarmMax, 0)}`,
+      "median ≤ 5",
+    ],
+    [
+      `false alarms per 1,000 fan-days (${s.healthy.fanDays.toFixed(0)} healthy + noisy fan-days)`,
+      `${num(s.healthy.falseAlarmsPer1000FanDays, 2)} (${s.healthy.falseAlarms})`,
+      "0",
+    ],
+    [
+      "false warnings per 1,000 fan-days",
+      `${num(s.healthy.falseWarningsPer1000FanDays, 2)} (${s.healthy.falseWarnings})`,
+      "≤ 1",
+    ],
+    [
+      `alarms / warnings before the fault (${s.healthy.beforeFaultFanDays.toFixed(1)} fan-days of failing fans)`,
+      `${s.healthy.beforeFaultFalseAlarms} / ${s.healthy.beforeFaultFalseWarnings}`,
+      "0",
+    ],
     ["wearing fans warned before the alarm", `${pct(s.wearing.warnedBeforeAlarm)} of ${s.wearing.fans}`, "100%"],
-    ["lead before failure, share of wear-out: median / min", `${pct(s.wearing.leadShareMedian)} / ${pct(s.wearing.leadShareMin)}`, "median ≥ 33%"],
+    [
+      "lead before failure, share of wear-out: median / min",
+      `${pct(s.wearing.leadShareMedian)} / ${pct(s.wearing.leadShareMin)}`,
+      "median ≥ 33%",
+    ],
     ["the alarm comes after this share of the wear-out: median", pct(s.wearing.alarmShareOfWearMedian), ""],
-    ["warning to alarm, share of wear start to alarm: median / min", `${pct(s.wearing.warnShareOfRunUpMedian)} / ${pct(s.wearing.warnShareOfRunUpMin)}`, ""],
+    [
+      "warning to alarm, share of wear start to alarm: median / min",
+      `${pct(s.wearing.warnShareOfRunUpMedian)} / ${pct(s.wearing.warnShareOfRunUpMin)}`,
+      "",
+    ],
     ["readings from warning to alarm: median", num(s.wearing.warnToAlarmReadingsMedian, 0), ""],
-    ["eta / actual time to alarm: p10 / median / p90", `${num(s.wearing.etaRatioP10, 2)} / ${num(s.wearing.etaRatioMedian, 2)} / ${num(s.wearing.etaRatioP90, 2)}`, "≈ 1"],
-    ["bearing fans: warning / alarm with cause vibration", `${pct(s.wearing.bearingCauseVibration)} / ${pct(s.wearing.bearingAlarmCauseVibration)}`, "100%"],
+    [
+      "eta / actual time to alarm: p10 / median / p90",
+      `${num(s.wearing.etaRatioP10, 2)} / ${num(s.wearing.etaRatioMedian, 2)} / ${num(s.wearing.etaRatioP90, 2)}`,
+      "≈ 1",
+    ],
+    [
+      "bearing fans: warning / alarm with cause vibration",
+      `${pct(s.wearing.bearingCauseVibration)} / ${pct(s.wearing.bearingAlarmCauseVibration)}`,
+      "100%",
+    ],
     ["alarms raised more than once per episode", `${s.flapping.extraAlarms} in ${s.flapping.episodes} episodes`, "0"],
     ["evaluate() alone, readings/s (one core)", rate.toFixed(0), "≥ 5,000"],
   ];

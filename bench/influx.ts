@@ -28,7 +28,21 @@ const cpu: Record<string, number[]> = { baseline: [], fanwatch: [] };
 try {
   for (let round = 1; round <= ROUNDS; round++) {
     for (const shape of SHAPES) {
-      const writer = spawnCli(["influx-writer", "--influx-url", influx.url, "--broker", broker.url, "--port", String(await freePort()), "--client-id", `bench-${shape.name}-${round}`, "--batch-size", shape.batchSize, "--flush-ms", "100"]);
+      const writer = spawnCli([
+        "influx-writer",
+        "--influx-url",
+        influx.url,
+        "--broker",
+        broker.url,
+        "--port",
+        String(await freePort()),
+        "--client-id",
+        `bench-${shape.name}-${round}`,
+        "--batch-size",
+        shape.batchSize,
+        "--flush-ms",
+        "100",
+      ]);
       await waitForOutput(writer, /InfluxDB writer running/);
       writer.stdout.resume();
       writer.stderr.resume();
@@ -43,8 +57,21 @@ try {
       const perSecond = Math.round(stored / seconds);
       results[shape.name]?.push(perSecond);
       cpu[shape.name]?.push(writerCpuMsPer1000);
-      console.log(JSON.stringify({ kind: "round", round, shape: shape.name, readings: shape.readings, stored, seconds, pointsPerSecond: perSecond, writerCpuMsPer1000 }));
-      progress(`round ${round} ${shape.name}: ${stored} of ${shape.readings} stored in ${seconds.toFixed(1)} s, ${perSecond} points/s, writer ${writerCpuMsPer1000} ms CPU per 1,000`);
+      console.log(
+        JSON.stringify({
+          kind: "round",
+          round,
+          shape: shape.name,
+          readings: shape.readings,
+          stored,
+          seconds,
+          pointsPerSecond: perSecond,
+          writerCpuMsPer1000,
+        }),
+      );
+      progress(
+        `round ${round} ${shape.name}: ${stored} of ${shape.readings} stored in ${seconds.toFixed(1)} s, ${perSecond} points/s, writer ${writerCpuMsPer1000} ms CPU per 1,000`,
+      );
     }
   }
 } finally {
@@ -54,13 +81,28 @@ try {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 const ours = median(results.fanwatch ?? []);
 const base = median(results.baseline ?? []);
-console.log(JSON.stringify({ kind: "summary", rounds: ROUNDS, medianPointsPerSecond: { fanwatch: ours, baseline: base }, medianWriterCpuMsPer1000: { fanwatch: median(cpu.fanwatch ?? []), baseline: median(cpu.baseline ?? []) }, speedupVsBaseline: base === 0 ? null : Math.round((ours / base) * 10) / 10 }));
+console.log(
+  JSON.stringify({
+    kind: "summary",
+    rounds: ROUNDS,
+    medianPointsPerSecond: { fanwatch: ours, baseline: base },
+    medianWriterCpuMsPer1000: { fanwatch: median(cpu.fanwatch ?? []), baseline: median(cpu.baseline ?? []) },
+    speedupVsBaseline: base === 0 ? null : Math.round((ours / base) * 10) / 10,
+  }),
+);
 
 /** Publishes `count` readings with distinct millisecond timestamps, at most 1,000 unacknowledged. */
 async function publishAll(device: string, count: number, base: number): Promise<void> {
   const window: Array<Promise<unknown>> = [];
   for (let i = 0; i < count; i++) {
-    const reading = { deviceID: device, timeStamp: new Date(base - count + i).toISOString(), rotation: 500 + (i % 200), temperature: 40, vibration: 150, sound: 48 };
+    const reading = {
+      deviceID: device,
+      timeStamp: new Date(base - count + i).toISOString(),
+      rotation: 500 + (i % 200),
+      temperature: 40,
+      vibration: 150,
+      sound: 48,
+    };
     window.push(publisher.publishAsync("fan/messages", JSON.stringify(reading), { qos: 1 }));
     if (window.length >= 1000) await Promise.all(window.splice(0));
   }
@@ -72,7 +114,10 @@ async function waitForCount(device: string, expected: number): Promise<number> {
   let stored = 0;
   while (stored < expected && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 50));
-    stored = Number((await influx.query(`SELECT count("rotation") FROM "telemetry" WHERE "deviceID" = '${device}'`))[0]?.values[0]?.[1] ?? 0);
+    stored = Number(
+      (await influx.query(`SELECT count("rotation") FROM "telemetry" WHERE "deviceID" = '${device}'`))[0]
+        ?.values[0]?.[1] ?? 0,
+    );
   }
   return stored;
 }

@@ -29,14 +29,21 @@ const broker = await startMosquitto();
 const nats = await startNats();
 const port = await freePort();
 const nodeArgs = (process.env.HEALTH_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
-const health = spawn(process.execPath, [...nodeArgs, CLI, "function", "health", "--port", String(port)], { cwd: REPO_ROOT, env: { ...process.env, LOG_LEVEL: "warn", MQTT_URL: broker.url, NATS_URL: nats.url } });
+const health = spawn(process.execPath, [...nodeArgs, CLI, "function", "health", "--port", String(port)], {
+  cwd: REPO_ROOT,
+  env: { ...process.env, LOG_LEVEL: "warn", MQTT_URL: broker.url, NATS_URL: nats.url },
+});
 try {
   await waitUntilReady(`http://127.0.0.1:${port}`, health, 60_000);
   health.stdout.resume();
   health.stderr.resume();
   await run(1000, 3); // warm-up: JIT, the fleet's records, the watch
   // startNats runs nats-server under a small shell that stops it with its parent.
-  const natsPid = Number(execFileSync("pgrep", ["-P", String(nats.pid), "nats-server"], { encoding: "utf8" }).trim().split("\n")[0]);
+  const natsPid = Number(
+    execFileSync("pgrep", ["-P", String(nats.pid), "nats-server"], { encoding: "utf8" })
+      .trim()
+      .split("\n")[0],
+  );
   const before = { health: await cpuSeconds(health.pid), nats: await cpuSeconds(natsPid) };
   const result = await run(RATE, SECONDS);
   const after = { health: await cpuSeconds(health.pid), nats: await cpuSeconds(natsPid) };
@@ -45,7 +52,18 @@ try {
   const kv = await new Kvm(nc).open("fan_health");
   const entryBytes = { healthy: (await kv.get("bench-0"))?.length, faulty: (await kv.get("bench-9"))?.length };
   await nc.close();
-  console.log(JSON.stringify({ rate: RATE, seconds: SECONDS, fans: FANS, ...result, entryBytes, healthUsPerPrediction: perPrediction(after.health - before.health), natsUsPerPrediction: perPrediction(after.nats - before.nats), healthPeakRssMb: await peakRssMb(health.pid) }));
+  console.log(
+    JSON.stringify({
+      rate: RATE,
+      seconds: SECONDS,
+      fans: FANS,
+      ...result,
+      entryBytes,
+      healthUsPerPrediction: perPrediction(after.health - before.health),
+      natsUsPerPrediction: perPrediction(after.nats - before.nats),
+      healthPeakRssMb: await peakRssMb(health.pid),
+    }),
+  );
 } finally {
   if (health.exitCode === null) {
     health.kill("SIGTERM");
@@ -55,9 +73,11 @@ try {
   await broker.stop();
 }
 
-
 /** Offers `rate` predictions a second for `seconds`; resolves when every invocation answered. */
-async function run(rate: number, seconds: number): Promise<{ sent: number; failed: number; invocations: number; p50Ms: number; p99Ms: number; meanBatch: number }> {
+async function run(
+  rate: number,
+  seconds: number,
+): Promise<{ sent: number; failed: number; invocations: number; p50Ms: number; p99Ms: number; meanBatch: number }> {
   const queue: object[] = [];
   const latencies: number[] = [];
   let inflight = 0;
@@ -95,8 +115,17 @@ async function run(rate: number, seconds: number): Promise<{ sent: number; faile
   }
   latencies.sort((a, b) => a - b);
   const pick = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? Number.NaN;
-  say(`  ${rate}/s for ${seconds} s: ${sent} predictions in ${latencies.length} invocations, ${failed} failed, p99 ${pick(0.99)} ms`);
-  return { sent, failed, invocations: latencies.length, p50Ms: pick(0.5), p99Ms: pick(0.99), meanBatch: Math.round(sent / Math.max(1, latencies.length)) };
+  say(
+    `  ${rate}/s for ${seconds} s: ${sent} predictions in ${latencies.length} invocations, ${failed} failed, p99 ${pick(0.99)} ms`,
+  );
+  return {
+    sent,
+    failed,
+    invocations: latencies.length,
+    p50Ms: pick(0.5),
+    p99Ms: pick(0.99),
+    meanBatch: Math.round(sent / Math.max(1, latencies.length)),
+  };
 }
 
 /** What predict publishes: the reading, and for the faulty tenth of the fleet a cause and contributions. */
@@ -105,18 +134,54 @@ function prediction(n: number): object {
   const wobble = ((n * 7919) % 1000) / 1000;
   const base = { deviceID: `bench-${fan}`, timeStamp: Date.now(), model: "fan-v1" };
   if (fan % 10 === 9) {
-    return { ...base, fault: wobble < 0.91 ? 1 : 0, probability: 0.6 + 0.4 * wobble, reading: { rotation: 420 + 60 * wobble, temperature: 50 + 4 * wobble, vibration: 220 + 25 * wobble, sound: 55 + 4 * wobble }, cause: "vibration", contributions: { rotation: 0.4, temperature: 1.1, vibration: 3.2 + wobble, sound: 0.2 } };
+    return {
+      ...base,
+      fault: wobble < 0.91 ? 1 : 0,
+      probability: 0.6 + 0.4 * wobble,
+      reading: {
+        rotation: 420 + 60 * wobble,
+        temperature: 50 + 4 * wobble,
+        vibration: 220 + 25 * wobble,
+        sound: 55 + 4 * wobble,
+      },
+      cause: "vibration",
+      contributions: { rotation: 0.4, temperature: 1.1, vibration: 3.2 + wobble, sound: 0.2 },
+    };
   }
-  return { ...base, fault: 0, probability: 0.02 * wobble, reading: { rotation: 520 + 160 * wobble, temperature: 36 + 8 * wobble, vibration: 110 + 80 * wobble, sound: 46 + 5 * wobble } };
+  return {
+    ...base,
+    fault: 0,
+    probability: 0.02 * wobble,
+    reading: {
+      rotation: 520 + 160 * wobble,
+      temperature: 36 + 8 * wobble,
+      vibration: 110 + 80 * wobble,
+      sound: 46 + 5 * wobble,
+    },
+  };
 }
 
 function post(batch: object[]): Promise<number> {
   const body = JSON.stringify(batch);
   return new Promise((resolve, reject) => {
-    const req = request({ host: "127.0.0.1", port, method: "POST", path: "/", headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body), "x-timeout-ms": "10000", "x-connector": "fanwatch-connector" } }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.statusCode ?? 0));
-    });
+    const req = request(
+      {
+        host: "127.0.0.1",
+        port,
+        method: "POST",
+        path: "/",
+        headers: {
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(body),
+          "x-timeout-ms": "10000",
+          "x-connector": "fanwatch-connector",
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on("error", reject);
     req.end(body);
   });

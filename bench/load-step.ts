@@ -6,7 +6,11 @@ import { cpuSeconds } from "./process-stats.js";
  */
 
 /** Calls `publish(n)` for n = 0, 1, … at `rate` a second for `seconds`, paced every 10 ms; resolves with the count once every publish settled. */
-export async function publishPaced(rate: number, seconds: number, publish: (n: number) => Promise<unknown>): Promise<number> {
+export async function publishPaced(
+  rate: number,
+  seconds: number,
+  publish: (n: number) => Promise<unknown>,
+): Promise<number> {
   const started = Date.now();
   let sent = 0;
   const publishes: Array<Promise<unknown>> = [];
@@ -39,11 +43,22 @@ export function quantile(sorted: readonly number[], q: number): number {
 
 /** CPU seconds used so far by each named process (0 for one that is gone). */
 export async function cpuByProcess(pids: Record<string, number | undefined>): Promise<Record<string, number>> {
-  const entries = await Promise.all(Object.entries(pids).map(async ([name, pid]) => [name, await cpuSeconds(pid).catch(() => 0)] as const));
+  const entries = await Promise.all(
+    Object.entries(pids).map(async ([name, pid]) => [name, await cpuSeconds(pid).catch(() => 0)] as const),
+  );
   return Object.fromEntries(entries);
 }
 
 /** CPU milliseconds each process spent per 1,000 readings between two `cpuByProcess` samples. */
-export function cpuMsPer1000(before: Record<string, number>, after: Record<string, number>, readings: number): Record<string, number> {
-  return Object.fromEntries(Object.entries(after).map(([name, seconds]) => [name, Math.round(((seconds - (before[name] ?? 0)) * 1e6) / Math.max(1, readings))]));
+export function cpuMsPer1000(
+  before: Record<string, number>,
+  after: Record<string, number>,
+  readings: number,
+): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(after).map(([name, seconds]) => [
+      name,
+      Math.round(((seconds - (before[name] ?? 0)) * 1e6) / Math.max(1, readings)),
+    ]),
+  );
 }

@@ -68,9 +68,19 @@ const say = (line: string) => process.stderr.write(`${line}\n`);
 
 /** Runs both shapes; prints each step as a JSON line and returns the summary (also printed). */
 export async function benchHealthPipeline(shapes = HEALTH_PIPELINE_SHAPES): Promise<PipelineSummary> {
-  const summary: PipelineSummary = { kind: "pipeline-summary", fans: FANS, stepSeconds: STEP_SECONDS, sustained: {}, highestOk: {}, p99AtSustainedMs: {}, peakRssMb: {} };
+  const summary: PipelineSummary = {
+    kind: "pipeline-summary",
+    fans: FANS,
+    stepSeconds: STEP_SECONDS,
+    sustained: {},
+    highestOk: {},
+    p99AtSustainedMs: {},
+    peakRssMb: {},
+  };
   for (const shape of shapes) {
-    say(`pipeline ${shape.name}: starting Mosquitto, NATS, the gateway with score, predict and health, and the connector`);
+    say(
+      `pipeline ${shape.name}: starting Mosquitto, NATS, the gateway with score, predict and health, and the connector`,
+    );
     const system = await startSystem(shape);
     try {
       await runStep(system, shape, 1000, 3); // warm-up: JIT, pools, wasm kernels, the fleet's records
@@ -84,8 +94,14 @@ export async function benchHealthPipeline(shapes = HEALTH_PIPELINE_SHAPES): Prom
       for (const rate of shape.steps) {
         const step = await runStep(system, shape, rate, STEP_SECONDS);
         console.log(JSON.stringify(step));
-        say(`  ${shape.name} ${rate}/s: sent ${step.sent}, done ${step.done}, lost ${step.lost}, p50 ${step.p50Ms} ms, p99 ${step.p99Ms} ms ${step.ok ? "ok" : "NOT SUSTAINED"}`);
-        say(`    CPU ms per 1,000 readings: ${Object.entries(step.cpuMsPer1000).map(([n, ms]) => `${n} ${ms}`).join(", ")}`);
+        say(
+          `  ${shape.name} ${rate}/s: sent ${step.sent}, done ${step.done}, lost ${step.lost}, p50 ${step.p50Ms} ms, p99 ${step.p99Ms} ms ${step.ok ? "ok" : "NOT SUSTAINED"}`,
+        );
+        say(
+          `    CPU ms per 1,000 readings: ${Object.entries(step.cpuMsPer1000)
+            .map(([n, ms]) => `${n} ${ms}`)
+            .join(", ")}`,
+        );
         if (step.ok) {
           highestOk = rate;
           if (!failed) {
@@ -101,7 +117,8 @@ export async function benchHealthPipeline(shapes = HEALTH_PIPELINE_SHAPES): Prom
       summary.p99AtSustainedMs[shape.name] = p99AtSustained;
       summary.highestOk[shape.name] = highestOk;
       if (shape.name === "health") {
-        for (const [name, pid] of Object.entries(system.pids())) if (name !== "load generator") summary.peakRssMb[name] = await peakRssMb(pid).catch(() => 0);
+        for (const [name, pid] of Object.entries(system.pids()))
+          if (name !== "load generator") summary.peakRssMb[name] = await peakRssMb(pid).catch(() => 0);
       }
     } finally {
       await system.stop();
@@ -135,11 +152,23 @@ async function startSystem(shape: Shape): Promise<System> {
   };
   try {
     const gatewayPort = await freePort();
-    const gateway = await run(["gateway", "--port", String(gatewayPort)], { MQTT_URL: broker.url, NATS_URL: nats.url }, /gateway running/);
+    const gateway = await run(
+      ["gateway", "--port", String(gatewayPort)],
+      { MQTT_URL: broker.url, NATS_URL: nats.url },
+      /gateway running/,
+    );
     const routes = shape.name === "health" ? "fan/messages=predict;fan/anomaly=health" : "fan/messages=predict";
     const connector = await run(
       ["connector"],
-      { gateway_url: `http://127.0.0.1:${gatewayPort}`, broker: broker.url, topic: shape.name === "health" ? "fan/messages,fan/anomaly" : "fan/messages", functions: routes, port: String(await freePort()), client_id: `bench-health-${shape.name}`, NODE_OPTIONS: CONNECTOR_NODE_OPTIONS },
+      {
+        gateway_url: `http://127.0.0.1:${gatewayPort}`,
+        broker: broker.url,
+        topic: shape.name === "health" ? "fan/messages,fan/anomaly" : "fan/messages",
+        functions: routes,
+        port: String(await freePort()),
+        client_id: `bench-health-${shape.name}`,
+        NODE_OPTIONS: CONNECTOR_NODE_OPTIONS,
+      },
       /connector running/,
     );
     const functionPids = () => {
@@ -157,7 +186,8 @@ async function startSystem(shape: Shape): Promise<System> {
       const readings = pending.get(deviceID);
       if (readings === undefined) return;
       const now = Date.now();
-      while (readings.length > 0 && (readings[0] as { at: number }).at <= upTo) latencies.push(now - (readings.shift() as { sentAt: number }).sentAt);
+      while (readings.length > 0 && (readings[0] as { at: number }).at <= upTo)
+        latencies.push(now - (readings.shift() as { sentAt: number }).sentAt);
     };
     let watcher: NatsConnection | undefined;
     const listener = await mqtt.connectAsync(broker.url, { clientId: `bench-health-listener-${shape.name}` });
@@ -178,14 +208,22 @@ async function startSystem(shape: Shape): Promise<System> {
           if (entry.operation !== "PUT") continue;
           const value = entry.json<{ health?: { record?: { deviceID?: string; lastSeen?: string } } }>();
           const record = value.health?.record;
-          if (record?.deviceID !== undefined && record.lastSeen !== undefined) done(record.deviceID, Date.parse(record.lastSeen));
+          if (record?.deviceID !== undefined && record.lastSeen !== undefined)
+            done(record.deviceID, Date.parse(record.lastSeen));
         }
       })();
     }
     const publisher = await mqtt.connectAsync(broker.url, { clientId: `bench-health-fleet-${shape.name}` });
     stops.push(() => publisher.endAsync());
     return {
-      pids: () => ({ mosquitto: broker.pid, nats: childPids(nats.pid).find((pid) => readArgs(pid).includes("nats-server")) ?? nats.pid, connector: connector.pid, gateway: gateway.pid, ...functionPids(), "load generator": process.pid }),
+      pids: () => ({
+        mosquitto: broker.pid,
+        nats: childPids(nats.pid).find((pid) => readArgs(pid).includes("nats-server")) ?? nats.pid,
+        connector: connector.pid,
+        gateway: gateway.pid,
+        ...functionPids(),
+        "load generator": process.pid,
+      }),
       publisher,
       pending,
       latencies,
@@ -221,19 +259,46 @@ async function runStep(system: System, shape: Shape, rate: number, seconds: numb
     const at = Math.max(sentAt, (list?.at(-1)?.at ?? 0) + 1);
     if (list === undefined) system.pending.set(deviceID, [{ at, sentAt }]);
     else list.push({ at, sentAt });
-    return system.publisher.publishAsync("fan/messages", JSON.stringify({ deviceID, timeStamp: at, ...reading(fan, n) }), { qos: 1 });
+    return system.publisher.publishAsync(
+      "fan/messages",
+      JSON.stringify({ deviceID, timeStamp: at, ...reading(fan, n) }),
+      { qos: 1 },
+    );
   });
   await waitUntilDone(() => system.latencies.length, sent);
   const cpu = cpuMsPer1000(cpuBefore, await cpuByProcess(system.pids()), sent);
   const latencies = [...system.latencies].sort((a, b) => a - b);
   const done = latencies.length;
   const p99Ms = quantile(latencies, 0.99);
-  return { kind: "pipeline-step", shape: shape.name, offered: rate, seconds, sent, done, lost: sent - done, p50Ms: quantile(latencies, 0.5), p99Ms, ok: done === sent && p99Ms <= shape.p99LimitMs, cpuMsPer1000: cpu };
+  return {
+    kind: "pipeline-step",
+    shape: shape.name,
+    offered: rate,
+    seconds,
+    sent,
+    done,
+    lost: sent - done,
+    p50Ms: quantile(latencies, 0.5),
+    p99Ms,
+    ok: done === sent && p99Ms <= shape.p99LimitMs,
+    cpuMsPer1000: cpu,
+  };
 }
 
 /** Healthy readings for nine fans in ten, faulty ones for the tenth: alarms and explanations are part of the load. */
 function reading(fan: number, n: number): Record<string, number> {
-  const wobble = (n * 7919) % 1000 / 1000;
-  if (fan % 10 === 9) return { rotation: 420 + 60 * wobble, temperature: 50 + 4 * wobble, vibration: 220 + 25 * wobble, sound: 55 + 4 * wobble };
-  return { rotation: 520 + 160 * wobble, temperature: 36 + 8 * wobble, vibration: 110 + 80 * wobble, sound: 46 + 5 * wobble };
+  const wobble = ((n * 7919) % 1000) / 1000;
+  if (fan % 10 === 9)
+    return {
+      rotation: 420 + 60 * wobble,
+      temperature: 50 + 4 * wobble,
+      vibration: 220 + 25 * wobble,
+      sound: 55 + 4 * wobble,
+    };
+  return {
+    rotation: 520 + 160 * wobble,
+    temperature: 36 + 8 * wobble,
+    vibration: 110 + 80 * wobble,
+    sound: 46 + 5 * wobble,
+  };
 }

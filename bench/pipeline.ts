@@ -29,9 +29,23 @@ interface Shape {
 
 const SHAPES: Shape[] = [
   // The reference predictor: one blocking HTTP call per message, so one invocation at a time.
-  { name: "baseline", qos: 0, warmUp: 100, steps: [100, 200, 300, 400, 500, 750, 1000, 1500], connector: { batch_size: "1", qos: "0", max_inflight: "1" }, score: { SCORE_MAX_BATCH: "1" } },
+  {
+    name: "baseline",
+    qos: 0,
+    warmUp: 100,
+    steps: [100, 200, 300, 400, 500, 750, 1000, 1500],
+    connector: { batch_size: "1", qos: "0", max_inflight: "1" },
+    score: { SCORE_MAX_BATCH: "1" },
+  },
   // 100/s shows the latency of a quiet fleet, where batches do not fill and wait batch_wait_ms.
-  { name: "fanwatch", qos: 1, warmUp: 2000, steps: [100, 2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000], connector: {}, score: {} },
+  {
+    name: "fanwatch",
+    qos: 1,
+    warmUp: 2000,
+    steps: [100, 2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000],
+    connector: {},
+    score: {},
+  },
 ];
 
 interface StepResult {
@@ -52,7 +66,16 @@ interface StepResult {
 }
 
 const progress = (line: string) => process.stderr.write(`${line}\n`);
-const summary: Record<string, { sustained: number; connectorRssMbAtSustained: number; connectorPeakRssMb: number; predictPeakRssMb: number; scorePeakRssMb: number }> = {};
+const summary: Record<
+  string,
+  {
+    sustained: number;
+    connectorRssMbAtSustained: number;
+    connectorPeakRssMb: number;
+    predictPeakRssMb: number;
+    scorePeakRssMb: number;
+  }
+> = {};
 
 const only = process.env.BENCH_SHAPES?.split(",");
 for (const shape of SHAPES.filter((s) => only === undefined || only.includes(s.name))) {
@@ -66,8 +89,14 @@ for (const shape of SHAPES.filter((s) => only === undefined || only.includes(s.n
     for (const rate of shape.steps) {
       const result = await runStep(system, shape, rate);
       console.log(JSON.stringify({ kind: "step", ...result }));
-      progress(`  ${shape.name} ${rate}/s: sent ${result.sent}, received ${result.received}, lost ${result.lost}, duplicates ${result.duplicates}, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, connector ${result.connectorRssMb} MB ${result.ok ? "ok" : "NOT SUSTAINED"}`);
-      progress(`    CPU ms per 1,000 readings: ${Object.entries(result.cpuMsPer1000).map(([name, ms]) => `${name} ${ms}`).join(", ")}`);
+      progress(
+        `  ${shape.name} ${rate}/s: sent ${result.sent}, received ${result.received}, lost ${result.lost}, duplicates ${result.duplicates}, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, connector ${result.connectorRssMb} MB ${result.ok ? "ok" : "NOT SUSTAINED"}`,
+      );
+      progress(
+        `    CPU ms per 1,000 readings: ${Object.entries(result.cpuMsPer1000)
+          .map(([name, ms]) => `${name} ${ms}`)
+          .join(", ")}`,
+      );
       if (result.ok) {
         sustained = rate;
         connectorRssMbAtSustained = result.connectorRssMb;
@@ -79,16 +108,32 @@ for (const shape of SHAPES.filter((s) => only === undefined || only.includes(s.n
     const pids = system.pids();
     // What stack.yml's memory limits for the functions are sized from.
     const [predictPeakRssMb, scorePeakRssMb] = await Promise.all([peakRssMb(pids.predict), peakRssMb(pids.score)]);
-    summary[shape.name] = { sustained, connectorRssMbAtSustained, connectorPeakRssMb, predictPeakRssMb, scorePeakRssMb };
+    summary[shape.name] = {
+      sustained,
+      connectorRssMbAtSustained,
+      connectorPeakRssMb,
+      predictPeakRssMb,
+      scorePeakRssMb,
+    };
     progress(`${shape.name}: peak RSS of predict ${predictPeakRssMb} MB, of score ${scorePeakRssMb} MB`);
-    progress(`${shape.name}: sustained ${sustained} readings/s with the connector at ${connectorRssMbAtSustained} MB RSS; its peak over the whole run ${connectorPeakRssMb} MB`);
+    progress(
+      `${shape.name}: sustained ${sustained} readings/s with the connector at ${connectorRssMbAtSustained} MB RSS; its peak over the whole run ${connectorPeakRssMb} MB`,
+    );
   } finally {
     await system.stop();
   }
 }
 const ours = summary.fanwatch?.sustained ?? 0;
 const base = summary.baseline?.sustained ?? 0;
-console.log(JSON.stringify({ kind: "summary", stepSeconds: STEP_SECONDS, p99LimitMs: P99_LIMIT_MS, ...summary, speedupVsBaseline: base === 0 ? null : Math.round((ours / base) * 10) / 10 }));
+console.log(
+  JSON.stringify({
+    kind: "summary",
+    stepSeconds: STEP_SECONDS,
+    p99LimitMs: P99_LIMIT_MS,
+    ...summary,
+    speedupVsBaseline: base === 0 ? null : Math.round((ours / base) * 10) / 10,
+  }),
+);
 
 interface System {
   broker: Broker;
@@ -116,9 +161,29 @@ async function startSystem(shape: Shape): Promise<System> {
     child.stderr.resume();
     return child;
   };
-  const score = await run(["function", "score", "--port", String(scorePort)], shape.score, `http://127.0.0.1:${scorePort}`);
-  const predict = await run(["function", "predict", "--port", String(predictPort)], { MQTT_URL: broker.url, SCORE_URL: `http://127.0.0.1:${scorePort}/` }, `http://127.0.0.1:${predictPort}`);
-  const connector = await run(["connector"], { gateway_url: `http://127.0.0.1:${predictPort}`, broker: broker.url, functions: "fan/messages=predict", port: String(await freePort()), client_id: `bench-${shape.name}`, NODE_OPTIONS: CONNECTOR_NODE_OPTIONS, ...shape.connector }, /connector running/);
+  const score = await run(
+    ["function", "score", "--port", String(scorePort)],
+    shape.score,
+    `http://127.0.0.1:${scorePort}`,
+  );
+  const predict = await run(
+    ["function", "predict", "--port", String(predictPort)],
+    { MQTT_URL: broker.url, SCORE_URL: `http://127.0.0.1:${scorePort}/` },
+    `http://127.0.0.1:${predictPort}`,
+  );
+  const connector = await run(
+    ["connector"],
+    {
+      gateway_url: `http://127.0.0.1:${predictPort}`,
+      broker: broker.url,
+      functions: "fan/messages=predict",
+      port: String(await freePort()),
+      client_id: `bench-${shape.name}`,
+      NODE_OPTIONS: CONNECTOR_NODE_OPTIONS,
+      ...shape.connector,
+    },
+    /connector running/,
+  );
 
   const arrivals = new Map<string, number[]>();
   const listener = await mqtt.connectAsync(broker.url, { clientId: `bench-listener-${shape.name}` });
@@ -133,7 +198,13 @@ async function startSystem(shape: Shape): Promise<System> {
   return {
     broker,
     connector,
-    pids: () => ({ mosquitto: broker.pid, connector: connector.pid, predict: predict.pid, score: score.pid, "load generator": process.pid }),
+    pids: () => ({
+      mosquitto: broker.pid,
+      connector: connector.pid,
+      predict: predict.pid,
+      score: score.pid,
+      "load generator": process.pid,
+    }),
     publisher,
     listener,
     arrivals,
@@ -151,13 +222,23 @@ async function runStep(system: System, shape: Shape, rate: number, seconds = STE
   system.arrivals.clear();
   const cpuBefore = await cpuByProcess(system.pids());
   let connectorRssMb = 0;
-  const rssSampler = setInterval(() => void rssMb(system.connector.pid).then((mb) => (connectorRssMb = Math.max(connectorRssMb, mb))), 250);
+  const rssSampler = setInterval(
+    () => void rssMb(system.connector.pid).then((mb) => (connectorRssMb = Math.max(connectorRssMb, mb))),
+    250,
+  );
   const sentAt = new Map<string, number>();
   const sent = await publishPaced(rate, seconds, (n) => {
     const id = `${shape.name}-${rate}-${n}`;
     const now = Date.now();
     sentAt.set(id, now);
-    const reading = JSON.stringify({ deviceID: id, timeStamp: now, rotation: 500 + (n % 200), temperature: 35 + (n % 20), vibration: 100 + (n % 150), sound: 45 + (n % 15) });
+    const reading = JSON.stringify({
+      deviceID: id,
+      timeStamp: now,
+      rotation: 500 + (n % 200),
+      temperature: 35 + (n % 20),
+      vibration: 100 + (n % 150),
+      sound: 45 + (n % 15),
+    });
     return system.publisher.publishAsync("fan/messages", reading, { qos: shape.qos });
   });
   // Wait until every prediction arrived, or nothing new arrived for 3 s.
@@ -175,6 +256,18 @@ async function runStep(system: System, shape: Shape, rate: number, seconds = STE
   latencies.sort((a, b) => a - b);
   const received = latencies.length;
   const p99Ms = quantile(latencies, 0.99);
-  return { shape: shape.name, offered: rate, seconds, sent, received, lost: sent - received, duplicates, p50Ms: quantile(latencies, 0.5), p99Ms, ok: sent === received && p99Ms <= P99_LIMIT_MS, connectorRssMb, cpuMsPer1000: cpu };
+  return {
+    shape: shape.name,
+    offered: rate,
+    seconds,
+    sent,
+    received,
+    lost: sent - received,
+    duplicates,
+    p50Ms: quantile(latencies, 0.5),
+    p99Ms,
+    ok: sent === received && p99Ms <= P99_LIMIT_MS,
+    connectorRssMb,
+    cpuMsPer1000: cpu,
+  };
 }
-

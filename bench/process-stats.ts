@@ -30,7 +30,10 @@ export async function cpuSeconds(pid: number | undefined): Promise<number> {
 export function childPids(pid: number | undefined): number[] {
   if (pid === undefined) return [];
   try {
-    return execFileSync("pgrep", ["-P", String(pid)], { encoding: "utf8" }).split("\n").filter((l) => l !== "").map(Number);
+    return execFileSync("pgrep", ["-P", String(pid)], { encoding: "utf8" })
+      .split("\n")
+      .filter((l) => l !== "")
+      .map(Number);
   } catch {
     return [];
   }

@@ -90,7 +90,12 @@ interface System {
   stop(): Promise<void>;
 }
 
-const summary: Record<string, unknown> = { kind: "summary", stepSeconds: STEP_SECONDS, scaleDownWindowS: SCALE_DOWN_WINDOW_S, p99LimitMs: P99_LIMIT_MS };
+const summary: Record<string, unknown> = {
+  kind: "summary",
+  stepSeconds: STEP_SECONDS,
+  scaleDownWindowS: SCALE_DOWN_WINDOW_S,
+  p99LimitMs: P99_LIMIT_MS,
+};
 const panels: TimelinePanel[] = [];
 for (const run of RUNS) {
   say(`${run.name}: starting Mosquitto, the gateway with score, predict and health, and the connector`);
@@ -103,9 +108,20 @@ for (const run of RUNS) {
     const sampler = setInterval(() => void sample(), 1000);
     async function sample(): Promise<void> {
       const now = Date.now();
-      const recent = system.arrivals.filter((a) => a.at > now - 1000).map((a) => a.ms).sort((a, b) => a - b);
-      const replicas = await system.replicas().catch(() => ({}) as Record<string, { replicas: number; available: number }>);
-      timeline.push({ t: (now - started) / 1000, offered: offeredNow, achieved: recent.length, p99Ms: recent.length > 0 ? quantile(recent, 0.99) : Number.NaN, replicas: Object.fromEntries(Object.entries(replicas).map(([n, r]) => [n, r.replicas])) });
+      const recent = system.arrivals
+        .filter((a) => a.at > now - 1000)
+        .map((a) => a.ms)
+        .sort((a, b) => a - b);
+      const replicas = await system
+        .replicas()
+        .catch(() => ({}) as Record<string, { replicas: number; available: number }>);
+      timeline.push({
+        t: (now - started) / 1000,
+        offered: offeredNow,
+        achieved: recent.length,
+        p99Ms: recent.length > 0 ? quantile(recent, 0.99) : Number.NaN,
+        replicas: Object.fromEntries(Object.entries(replicas).map(([n, r]) => [n, r.replicas])),
+      });
       const keep = system.arrivals.findIndex((a) => a.at > now - 2000);
       system.arrivals.splice(0, keep < 0 ? system.arrivals.length : keep);
     }
@@ -115,7 +131,13 @@ for (const run of RUNS) {
       const result = await runStep(system, run, phase, rate, seconds, during);
       steps.push(result);
       console.log(JSON.stringify(result));
-      say(`  ${run.name} ${phase} ${rate}/s: sent ${result.sent}, lost ${result.lost}, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, replicas ${Object.entries(result.replicas).map(([n, r]) => `${n} ${r}`).join(", ")} ${result.ok ? "ok" : "NOT SUSTAINED"}`);
+      say(
+        `  ${run.name} ${phase} ${rate}/s: sent ${result.sent}, lost ${result.lost}, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, replicas ${Object.entries(
+          result.replicas,
+        )
+          .map(([n, r]) => `${n} ${r}`)
+          .join(", ")} ${result.ok ? "ok" : "NOT SUSTAINED"}`,
+      );
       return result;
     };
     for (const rate of RAMP) await step("ramp", rate, STEP_SECONDS);
@@ -139,10 +161,25 @@ for (const run of RUNS) {
       sustained = s.offered;
     }
     const finalReplicas = await system.replicas();
-    const peak = Object.fromEntries(Object.keys(finalReplicas).map((n) => [n, Math.max(0, ...timeline.map((p) => p.replicas[n] ?? 0))]));
-    summary[run.name] = { sustained, lostInRun: lost, peakReplicas: peak, finalReplicas: Object.fromEntries(Object.entries(finalReplicas).map(([n, r]) => [n, `${r.available}/${r.replicas}`])) };
-    say(`${run.name}: sustained ${sustained} readings/s, lost ${lost} in the whole run, peak replicas ${JSON.stringify(peak)}, at the end ${JSON.stringify(summary[run.name])}`);
-    panels.push({ title: `${run.name}: sustained ${sustained.toLocaleString("en")} readings/s, ${lost} lost`, points: timeline, marks });
+    const peak = Object.fromEntries(
+      Object.keys(finalReplicas).map((n) => [n, Math.max(0, ...timeline.map((p) => p.replicas[n] ?? 0))]),
+    );
+    summary[run.name] = {
+      sustained,
+      lostInRun: lost,
+      peakReplicas: peak,
+      finalReplicas: Object.fromEntries(
+        Object.entries(finalReplicas).map(([n, r]) => [n, `${r.available}/${r.replicas}`]),
+      ),
+    };
+    say(
+      `${run.name}: sustained ${sustained} readings/s, lost ${lost} in the whole run, peak replicas ${JSON.stringify(peak)}, at the end ${JSON.stringify(summary[run.name])}`,
+    );
+    panels.push({
+      title: `${run.name}: sustained ${sustained.toLocaleString("en")} readings/s, ${lost} lost`,
+      points: timeline,
+      marks,
+    });
   } finally {
     await system.stop();
   }
@@ -170,11 +207,25 @@ async function startSystem(run: Run): Promise<System> {
     writeFileSync(stackFile, stackWith(run.maxReplicas));
     const gatewayPort = await freePort();
     const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
-    const gateway = await spawnReady(["gateway", "--port", String(gatewayPort), "--stack", stackFile], { MQTT_URL: broker.url, GATEWAY_PASSWORD: PASSWORD, ...AUTOSCALER_ENV, ...run.env }, /gateway running/);
+    const gateway = await spawnReady(
+      ["gateway", "--port", String(gatewayPort), "--stack", stackFile],
+      { MQTT_URL: broker.url, GATEWAY_PASSWORD: PASSWORD, ...AUTOSCALER_ENV, ...run.env },
+      /gateway running/,
+    );
     // Discovery through the gateway, as `npm start`: the connector reads predict's replicas there.
     const connector = await spawnReady(
       ["connector"],
-      { gateway_url: gatewayUrl, broker: broker.url, topic: "fan/messages", port: String(await freePort()), client_id: `bench-scaling-${run.name.replace(/\W+/g, "-")}`, basic_auth: "true", secret_mount_path: await credentials(workspace), refresh_interval_ms: "1000", NODE_OPTIONS: CONNECTOR_NODE_OPTIONS },
+      {
+        gateway_url: gatewayUrl,
+        broker: broker.url,
+        topic: "fan/messages",
+        port: String(await freePort()),
+        client_id: `bench-scaling-${run.name.replace(/\W+/g, "-")}`,
+        basic_auth: "true",
+        secret_mount_path: await credentials(workspace),
+        refresh_interval_ms: "1000",
+        NODE_OPTIONS: CONNECTOR_NODE_OPTIONS,
+      },
       /connector running/,
     );
     const pending = new Map<string, number>();
@@ -195,7 +246,8 @@ async function startSystem(run: Run): Promise<System> {
     const publisher = await mqtt.connectAsync(broker.url, { clientId: `bench-scaling-fleet-${process.pid}` });
     closers.push(() => publisher.endAsync());
     const auth = `Basic ${Buffer.from(`admin:${PASSWORD}`).toString("base64")}`;
-    const functionPids = (name?: string) => childPids(gateway.pid).filter((pid) => name === undefined || readArgs(pid).includes(` function ${name} `));
+    const functionPids = (name?: string) =>
+      childPids(gateway.pid).filter((pid) => name === undefined || readArgs(pid).includes(` function ${name} `));
     return {
       publisher,
       pending,
@@ -204,9 +256,21 @@ async function startSystem(run: Run): Promise<System> {
       async replicas() {
         const answer = await fetch(`${gatewayUrl}/system/functions`, { headers: { authorization: auth } });
         const list = (await answer.json()) as Array<{ name: string; replicas: number; availableReplicas: number }>;
-        return Object.fromEntries(list.filter((f) => f.name !== "health").map((f) => [f.name, { replicas: f.replicas, available: f.availableReplicas }]));
+        return Object.fromEntries(
+          list
+            .filter((f) => f.name !== "health")
+            .map((f) => [f.name, { replicas: f.replicas, available: f.availableReplicas }]),
+        );
       },
-      pids: () => ({ mosquitto: broker.pid, connector: connector.pid, gateway: gateway.pid, ...Object.fromEntries(functionPids().map((pid) => [`${readArgs(pid).match(/ function (\w+) /)?.[1] ?? "function"}-${pid}`, pid])), "load generator": process.pid }),
+      pids: () => ({
+        mosquitto: broker.pid,
+        connector: connector.pid,
+        gateway: gateway.pid,
+        ...Object.fromEntries(
+          functionPids().map((pid) => [`${readArgs(pid).match(/ function (\w+) /)?.[1] ?? "function"}-${pid}`, pid]),
+        ),
+        "load generator": process.pid,
+      }),
       killOne(fn) {
         const pid = functionPids(fn)[0];
         if (pid !== undefined) process.kill(pid, "SIGKILL");
@@ -228,9 +292,12 @@ async function startSystem(run: Run): Promise<System> {
 
 /** stack.yml, with every function's scale.max set to `maxReplicas` when given. */
 function stackWith(maxReplicas: number | undefined): string {
-  const stack = parse(readFileSync(join(REPO_ROOT, "stack.yml"), "utf8")) as { functions: Record<string, { labels?: Record<string, string> }> };
+  const stack = parse(readFileSync(join(REPO_ROOT, "stack.yml"), "utf8")) as {
+    functions: Record<string, { labels?: Record<string, string> }>;
+  };
   if (maxReplicas !== undefined) {
-    for (const fn of Object.values(stack.functions)) fn.labels = { ...fn.labels, "com.openfaas.scale.max": String(maxReplicas) };
+    for (const fn of Object.values(stack.functions))
+      fn.labels = { ...fn.labels, "com.openfaas.scale.max": String(maxReplicas) };
   }
   return stringify(stack);
 }
@@ -245,7 +312,14 @@ async function credentials(workspace: string): Promise<string> {
 }
 
 /** Publishes `rate` readings a second for `seconds` (paced every 10 ms), each with an id of its own; then waits for the step's stragglers. */
-async function runStep(system: System, run: Run, phase: StepResult["phase"], rate: number, seconds: number, during?: () => void): Promise<StepResult> {
+async function runStep(
+  system: System,
+  run: Run,
+  phase: StepResult["phase"],
+  rate: number,
+  seconds: number,
+  during?: () => void,
+): Promise<StepResult> {
   const cpuBefore = await cpuByProcess(system.pids());
   const started = Date.now();
   const ids: string[] = [];
@@ -256,7 +330,18 @@ async function runStep(system: System, run: Run, phase: StepResult["phase"], rat
     ids.push(id);
     const now = Date.now();
     system.pending.set(id, now);
-    return system.publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: id, timeStamp: now, rotation: 500 + (n % 200), temperature: 35 + (n % 20), vibration: 100 + (n % 150), sound: 45 + (n % 15) }), { qos: 1 });
+    return system.publisher.publishAsync(
+      "fan/messages",
+      JSON.stringify({
+        deviceID: id,
+        timeStamp: now,
+        rotation: 500 + (n % 200),
+        temperature: 35 + (n % 20),
+        vibration: 100 + (n % 150),
+        sound: 45 + (n % 15),
+      }),
+      { qos: 1 },
+    );
   });
   // Stragglers: until every reading of the step arrived, or nothing moved for 5 s.
   const waiting = () => ids.filter((id) => system.pending.has(id)).length;
@@ -266,8 +351,23 @@ async function runStep(system: System, run: Run, phase: StepResult["phase"], rat
   for (const id of ids) system.latencies.delete(id);
   const lost = waiting();
   const p99Ms = quantile(latencies, 0.99);
-  const replicas = Object.fromEntries(Object.entries(await system.replicas().catch(() => ({}))).map(([n, r]) => [n, `${r.available}/${r.replicas}`]));
-  return { kind: "step", run: run.name, phase, offered: rate, seconds, sent: ids.length, lost, p50Ms: quantile(latencies, 0.5), p99Ms, ok: lost === 0 && p99Ms <= P99_LIMIT_MS, replicas, cpuMsPer1000: sumByFunction(cpu) };
+  const replicas = Object.fromEntries(
+    Object.entries(await system.replicas().catch(() => ({}))).map(([n, r]) => [n, `${r.available}/${r.replicas}`]),
+  );
+  return {
+    kind: "step",
+    run: run.name,
+    phase,
+    offered: rate,
+    seconds,
+    sent: ids.length,
+    lost,
+    p50Ms: quantile(latencies, 0.5),
+    p99Ms,
+    ok: lost === 0 && p99Ms <= P99_LIMIT_MS,
+    replicas,
+    cpuMsPer1000: sumByFunction(cpu),
+  };
 }
 
 /** CPU per 1,000 readings with the replicas of a function added up ("predict-1234" → "predict"). */

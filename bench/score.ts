@@ -54,7 +54,12 @@ if (spawnSync("wrk", ["--version"]).error !== undefined) {
 
 const scriptDir = await mkdtemp(join(tmpdir(), "fanwatch-bench-"));
 const single = JSON.stringify({ params: [612.3, 40.1, 151.7, 48.9] });
-const readings = Array.from({ length: BATCH_SIZE }, (_, i) => [500 + (i % 200), 35 + (i % 20), 100 + (i % 150), 45 + (i % 15)]);
+const readings = Array.from({ length: BATCH_SIZE }, (_, i) => [
+  500 + (i % 200),
+  35 + (i % 20),
+  100 + (i % 150),
+  45 + (i % 15),
+]);
 const batch = JSON.stringify({ instances: readings });
 const explainSingle = JSON.stringify({ params: [612.3, 40.1, 151.7, 48.9], explain: true });
 const explainBatch = JSON.stringify({ instances: readings, explain: true });
@@ -67,16 +72,22 @@ for (let round = 1; round <= ROUNDS; round++) {
     progress(`round ${round}/${ROUNDS}: ${config} …`);
     const m = await measure(config, round, await freePort());
     results.push(m);
-    progress(`  single ${m.single.requestsPerSecond.toFixed(0)} req/s (p50 ${m.single.p50Ms} ms, p99 ${m.single.p99Ms} ms), batches ${m.readingsPerSecond.toFixed(0)} readings/s, RSS ${m.rssMb} MB, first answer ${m.startupMs} ms`);
+    progress(
+      `  single ${m.single.requestsPerSecond.toFixed(0)} req/s (p50 ${m.single.p50Ms} ms, p99 ${m.single.p99Ms} ms), batches ${m.readingsPerSecond.toFixed(0)} readings/s, RSS ${m.rssMb} MB, first answer ${m.startupMs} ms`,
+    );
     if (m.explain !== undefined) {
-      progress(`  explained: single ${m.explain.single.requestsPerSecond.toFixed(0)} req/s (p50 ${m.explain.single.p50Ms} ms, p99 ${m.explain.single.p99Ms} ms), batches ${m.explain.readingsPerSecond.toFixed(0)} readings/s`);
+      progress(
+        `  explained: single ${m.explain.single.requestsPerSecond.toFixed(0)} req/s (p50 ${m.explain.single.p50Ms} ms, p99 ${m.explain.single.p99Ms} ms), batches ${m.explain.readingsPerSecond.toFixed(0)} readings/s`,
+      );
     }
     console.log(JSON.stringify({ kind: "measurement", ...m }));
   }
   if (model !== undefined) {
     const r = measureRuntime(model, round);
     runtime.push(r);
-    progress(`  runtime alone: ${r.plainReadingsPerSecond.toFixed(0)} readings/s plain, ${r.explainedReadingsPerSecond.toFixed(0)} explained`);
+    progress(
+      `  runtime alone: ${r.plainReadingsPerSecond.toFixed(0)} readings/s plain, ${r.explainedReadingsPerSecond.toFixed(0)} explained`,
+    );
     console.log(JSON.stringify({ kind: "runtime", ...r }));
   }
 }
@@ -105,7 +116,9 @@ console.log(
  * process, minutes apart at most), which the load of a shared machine moves less than the rates.
  */
 function summarizeExplain() {
-  const runs = results.filter((r): r is Measurement & { explain: NonNullable<Measurement["explain"]> } => r.explain !== undefined);
+  const runs = results.filter(
+    (r): r is Measurement & { explain: NonNullable<Measurement["explain"]> } => r.explain !== undefined,
+  );
   return {
     singleRequestsPerSecond: median(runs.map((r) => r.explain.single.requestsPerSecond)),
     singleP50Ms: median(runs.map((r) => r.explain.single.p50Ms)),
@@ -131,7 +144,11 @@ function measureRuntime(scoring: ScoringModel, round: number): RuntimeMeasuremen
     });
     return BATCH_SIZE / (median(ms) / 1000);
   };
-  return { round, plainReadingsPerSecond: Math.round(time(() => scoring.predict(readings))), explainedReadingsPerSecond: Math.round(time(() => scoring.predictExplained(readings))) };
+  return {
+    round,
+    plainReadingsPerSecond: Math.round(time(() => scoring.predict(readings))),
+    explainedReadingsPerSecond: Math.round(time(() => scoring.predictExplained(readings))),
+  };
 }
 
 function summarize(config: Config) {
@@ -156,16 +173,45 @@ async function measure(config: Config, round: number, port: number): Promise<Mea
     await firstAnswer(`http://127.0.0.1:${port}/`);
     const startupMs = Math.round(performance.now() - started);
     await runWrk(`http://127.0.0.1:${port}/`, single, { connections: CONNECTIONS, seconds: 2, scriptDir }); // warm-up
-    const singleResult = await runWrk(`http://127.0.0.1:${port}/`, single, { connections: CONNECTIONS, seconds: SECONDS, scriptDir });
-    const batchResult = await runWrk(`http://127.0.0.1:${port}/`, batch, { connections: 4, seconds: SECONDS, scriptDir });
+    const singleResult = await runWrk(`http://127.0.0.1:${port}/`, single, {
+      connections: CONNECTIONS,
+      seconds: SECONDS,
+      scriptDir,
+    });
+    const batchResult = await runWrk(`http://127.0.0.1:${port}/`, batch, {
+      connections: 4,
+      seconds: SECONDS,
+      scriptDir,
+    });
     let explain: Measurement["explain"];
     if (EXPLAIN && config === "batching") {
-      const explainedSingle = await runWrk(`http://127.0.0.1:${port}/`, explainSingle, { connections: CONNECTIONS, seconds: SECONDS, scriptDir });
-      const explainedBatch = await runWrk(`http://127.0.0.1:${port}/`, explainBatch, { connections: 4, seconds: SECONDS, scriptDir });
-      explain = { single: explainedSingle, batch: explainedBatch, readingsPerSecond: explainedBatch.requestsPerSecond * BATCH_SIZE };
+      const explainedSingle = await runWrk(`http://127.0.0.1:${port}/`, explainSingle, {
+        connections: CONNECTIONS,
+        seconds: SECONDS,
+        scriptDir,
+      });
+      const explainedBatch = await runWrk(`http://127.0.0.1:${port}/`, explainBatch, {
+        connections: 4,
+        seconds: SECONDS,
+        scriptDir,
+      });
+      explain = {
+        single: explainedSingle,
+        batch: explainedBatch,
+        readingsPerSecond: explainedBatch.requestsPerSecond * BATCH_SIZE,
+      };
     }
     const rssMb = await peakRssMb(child.pid);
-    return { config, round, startupMs, single: singleResult, batch: batchResult, readingsPerSecond: batchResult.requestsPerSecond * BATCH_SIZE, rssMb, ...(explain === undefined ? {} : { explain }) };
+    return {
+      config,
+      round,
+      startupMs,
+      single: singleResult,
+      batch: batchResult,
+      readingsPerSecond: batchResult.requestsPerSecond * BATCH_SIZE,
+      rssMb,
+      ...(explain === undefined ? {} : { explain }),
+    };
   } finally {
     child.kill("SIGTERM");
   }
@@ -175,7 +221,11 @@ async function firstAnswer(url: string): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     try {
-      const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: single });
+      const response = await fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: single,
+      });
       if (response.ok) return;
     } catch {
       // not listening yet
@@ -185,9 +235,10 @@ async function firstAnswer(url: string): Promise<void> {
   throw new Error(`no answer from ${url} within 30 s`);
 }
 
-
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }

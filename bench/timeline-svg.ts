@@ -34,7 +34,9 @@ export function timelineSvg(panels: TimelinePanel[]): string {
   const height = panels.length * panelHeight + 40;
   const maxT = Math.max(1, ...panels.flatMap((p) => p.points.map((q) => q.t)));
   const maxRate = niceCeiling(Math.max(1, ...panels.flatMap((p) => p.points.flatMap((q) => [q.offered, q.achieved]))));
-  const maxP99 = niceCeiling(Math.max(1, ...panels.flatMap((p) => p.points.map((q) => (Number.isFinite(q.p99Ms) ? q.p99Ms : 0)))));
+  const maxP99 = niceCeiling(
+    Math.max(1, ...panels.flatMap((p) => p.points.map((q) => (Number.isFinite(q.p99Ms) ? q.p99Ms : 0)))),
+  );
   const maxReplicas = Math.max(1, ...panels.flatMap((p) => p.points.flatMap((q) => Object.values(q.replicas))));
   const x = (t: number) => LEFT + (t / maxT) * (WIDTH - LEFT - RIGHT);
   const parts: string[] = [];
@@ -46,25 +48,56 @@ export function timelineSvg(panels: TimelinePanel[]): string {
     const replicaY = (v: number) => replicaTop + REPLICA_HEIGHT - (v / maxReplicas) * REPLICA_HEIGHT;
     parts.push(`<text x="${LEFT}" y="${top + 16}" font-weight="bold">${escape(panel.title)}</text>`);
     parts.push(axis(LEFT, top + 30, WIDTH - RIGHT, top + 30 + RATE_HEIGHT));
-    parts.push(`<text x="${LEFT - 8}" y="${top + 36}" text-anchor="end">${maxRate.toLocaleString("en")}</text><text x="${LEFT - 8}" y="${top + 30 + RATE_HEIGHT}" text-anchor="end">0</text>`);
+    parts.push(
+      `<text x="${LEFT - 8}" y="${top + 36}" text-anchor="end">${maxRate.toLocaleString("en")}</text><text x="${LEFT - 8}" y="${top + 30 + RATE_HEIGHT}" text-anchor="end">0</text>`,
+    );
     parts.push(`<text x="${WIDTH - RIGHT + 8}" y="${top + 36}" fill="${COLORS.p99}">${maxP99} ms</text>`);
-    parts.push(line(panel.points.map((q) => [x(q.t), rateY(q.offered)]), COLORS.offered, "4 3"));
-    parts.push(line(panel.points.map((q) => [x(q.t), rateY(q.achieved)]), COLORS.achieved));
-    parts.push(line(panel.points.filter((q) => Number.isFinite(q.p99Ms)).map((q) => [x(q.t), p99Y(q.p99Ms)]), COLORS.p99));
+    parts.push(
+      line(
+        panel.points.map((q) => [x(q.t), rateY(q.offered)]),
+        COLORS.offered,
+        "4 3",
+      ),
+    );
+    parts.push(
+      line(
+        panel.points.map((q) => [x(q.t), rateY(q.achieved)]),
+        COLORS.achieved,
+      ),
+    );
+    parts.push(
+      line(
+        panel.points.filter((q) => Number.isFinite(q.p99Ms)).map((q) => [x(q.t), p99Y(q.p99Ms)]),
+        COLORS.p99,
+      ),
+    );
     parts.push(axis(LEFT, replicaTop, WIDTH - RIGHT, replicaTop + REPLICA_HEIGHT));
-    parts.push(`<text x="${LEFT - 8}" y="${replicaTop + 6}" text-anchor="end">${maxReplicas}</text><text x="${LEFT - 8}" y="${replicaTop + REPLICA_HEIGHT}" text-anchor="end">0</text>`);
+    parts.push(
+      `<text x="${LEFT - 8}" y="${replicaTop + 6}" text-anchor="end">${maxReplicas}</text><text x="${LEFT - 8}" y="${replicaTop + REPLICA_HEIGHT}" text-anchor="end">0</text>`,
+    );
     const names = [...new Set(panel.points.flatMap((q) => Object.keys(q.replicas)))].sort();
     names.forEach((name, k) => {
       const color = REPLICA_COLORS[k % REPLICA_COLORS.length] as string;
-      parts.push(step(panel.points.map((q) => [x(q.t), replicaY(q.replicas[name] ?? 0)]), color));
-      parts.push(`<text x="${WIDTH - RIGHT + 8}" y="${replicaTop + 14 + k * 16}" fill="${color}">${escape(name)}</text>`);
+      parts.push(
+        step(
+          panel.points.map((q) => [x(q.t), replicaY(q.replicas[name] ?? 0)]),
+          color,
+        ),
+      );
+      parts.push(
+        `<text x="${WIDTH - RIGHT + 8}" y="${replicaTop + 14 + k * 16}" fill="${color}">${escape(name)}</text>`,
+      );
     });
     parts.push(`<text x="${LEFT}" y="${replicaTop - 6}">replicas</text>`);
     for (const mark of panel.marks) {
-      parts.push(`<line x1="${x(mark.t)}" y1="${top + 30}" x2="${x(mark.t)}" y2="${replicaTop + REPLICA_HEIGHT}" stroke="#000" stroke-dasharray="2 2"/>`);
+      parts.push(
+        `<line x1="${x(mark.t)}" y1="${top + 30}" x2="${x(mark.t)}" y2="${replicaTop + REPLICA_HEIGHT}" stroke="#000" stroke-dasharray="2 2"/>`,
+      );
       parts.push(`<text x="${x(mark.t) + 4}" y="${top + 44}">${escape(mark.label)}</text>`);
     }
-    parts.push(`<text x="${WIDTH - RIGHT}" y="${replicaTop + REPLICA_HEIGHT + 18}" text-anchor="end">${Math.round(maxT)} s</text>`);
+    parts.push(
+      `<text x="${WIDTH - RIGHT}" y="${replicaTop + REPLICA_HEIGHT + 18}" text-anchor="end">${Math.round(maxT)} s</text>`,
+    );
   });
   const legend = `<text x="${LEFT + 260}" y="16"><tspan fill="${COLORS.offered}">offered readings/s</tspan> · <tspan fill="${COLORS.achieved}">achieved readings/s</tspan> · <tspan fill="${COLORS.p99}">p99 publish → prediction (right axis)</tspan></text>`;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" font-family="sans-serif" font-size="12">\n<rect width="100%" height="100%" fill="#fff"/>\n${legend}\n${parts.join("\n")}\n</svg>\n`;

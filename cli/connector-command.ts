@@ -5,7 +5,9 @@ import { addSettingFlags, type Io } from "./parse.js";
 import { runUntilSignalled } from "./service.js";
 
 export function addConnectorCommand(program: Command, io: Io): void {
-  const command = program.command("connector").description("run the MQTT connector: messages on MQTT topics invoke OpenFaaS functions")
+  const command = program
+    .command("connector")
+    .description("run the MQTT connector: messages on MQTT topics invoke OpenFaaS functions")
     .addHelpText(
       "after",
       [
@@ -22,7 +24,10 @@ export function addConnectorCommand(program: Command, io: Io): void {
     );
   const given = addSettingFlags(command, ConnectorSchema, CONNECTOR_SETTINGS);
   command.action(async (opts: Record<string, unknown>) => {
-    const [{ Connector }, { createLogger }] = await Promise.all([import("../connectors/mqtt/connector.js"), import("../lib/infra/log.js")]);
+    const [{ Connector }, { createLogger }] = await Promise.all([
+      import("../connectors/mqtt/connector.js"),
+      import("../lib/infra/log.js"),
+    ]);
     const log = createLogger("mqtt-connector");
     const connector = new Connector(readConnectorConfig(process.env, given(opts)), log);
     await runUntilSignalled(io, "connector", connector, () => connector.drain(), log);

@@ -26,25 +26,37 @@ interface Options {
 export function addDeadLettersCommand(program: Command, io: Io): void {
   const command = program
     .command("deadletters")
-    .description("list the dead letters stored in InfluxDB (time, source topic, reason, payload) and, with --replay, publish their payloads again")
+    .description(
+      "list the dead letters stored in InfluxDB (time, source topic, reason, payload) and, with --replay, publish their payloads again",
+    )
     .option("--since <duration>", "how far back, e.g. 30m, 1h, 7d", duration, "1h")
     .option("--limit <n>", "at most this many, the newest", atLeastOne, 50)
     .option("--json", "one JSON object per dead letter ({time, topic, error, payload}), or the replay's counts")
-    .option("--replay", "publish each listed payload again to its topic at QoS 1 (skipping truncated ones and those from the dead-letter topic)")
-    .option("--broker <url>", `with --replay: MQTT broker (default $MQTT_URL or ${DEFAULT_MQTT_URL}; MQTT_USERNAME/MQTT_PASSWORD, MQTT_CA_FILE)`);
+    .option(
+      "--replay",
+      "publish each listed payload again to its topic at QoS 1 (skipping truncated ones and those from the dead-letter topic)",
+    )
+    .option(
+      "--broker <url>",
+      `with --replay: MQTT broker (default $MQTT_URL or ${DEFAULT_MQTT_URL}; MQTT_USERNAME/MQTT_PASSWORD, MQTT_CA_FILE)`,
+    );
   const given = addSettingFlags(command, WriterSchema, INFLUX_SETTINGS);
   command.action(async (opts: Options & Record<string, unknown>) => {
-    if (opts.broker !== undefined && opts.replay !== true) command.error("error: --broker is for --replay", { exitCode: 2 });
+    if (opts.broker !== undefined && opts.replay !== true)
+      command.error("error: --broker is for --replay", { exitCode: 2 });
     const influxFlags = given(opts);
-    if (influxFlags.INFLUX_URL === undefined && envValue(process.env, ...WRITER_SETTINGS.INFLUX_URL.env) === undefined) command.error("error: --influx-url (or INFLUX_URL) is required", { exitCode: 2 });
+    if (influxFlags.INFLUX_URL === undefined && envValue(process.env, ...WRITER_SETTINGS.INFLUX_URL.env) === undefined)
+      command.error("error: --influx-url (or INFLUX_URL) is required", { exitCode: 2 });
     const target = readWriterConfig(process.env, influxFlags).influx;
-    const { letters, total } = await readDeadLetters(target, { since: opts.since, limit: opts.limit }).catch((error: unknown) => {
-      // InfluxDB unreachable, refusing the credentials, or without the database: say which InfluxDB.
-      const where = (e: Error) => `${e.message} (reading dead letters from ${target.url})`;
-      if (error instanceof InfluxUnavailableError) throw new InfluxUnavailableError(where(error), { cause: error });
-      if (error instanceof InfluxQueryError) throw new InfluxQueryError(where(error), { cause: error });
-      throw error;
-    });
+    const { letters, total } = await readDeadLetters(target, { since: opts.since, limit: opts.limit }).catch(
+      (error: unknown) => {
+        // InfluxDB unreachable, refusing the credentials, or without the database: say which InfluxDB.
+        const where = (e: Error) => `${e.message} (reading dead letters from ${target.url})`;
+        if (error instanceof InfluxUnavailableError) throw new InfluxUnavailableError(where(error), { cause: error });
+        if (error instanceof InfluxQueryError) throw new InfluxQueryError(where(error), { cause: error });
+        throw error;
+      },
+    );
     const window = `in the last ${opts.since}`;
     const shown = letters.length < total ? ` (the newest ${letters.length} of ${total}; --limit to see more)` : "";
     if (opts.replay === true) {
@@ -57,7 +69,8 @@ export function addDeadLettersCommand(program: Command, io: Io): void {
 }
 
 function duration(value: string): string {
-  if (!DURATION.test(value)) throw new InvalidArgumentError(`--since takes a duration such as 30m, 1h or 7d, not "${value}".`);
+  if (!DURATION.test(value))
+    throw new InvalidArgumentError(`--since takes a duration such as 30m, 1h or 7d, not "${value}".`);
   return value;
 }
 
@@ -81,13 +94,20 @@ const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" 
 
 /** Payloads come from anyone who can publish: escape the control characters a terminal would interpret. */
 function visible(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return text.replace(
+    /[\u0000-\u001f\u007f-\u009f]/g,
+    (c) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 async function replay(letters: StoredDeadLetter[], deadLetterTopic: string, opts: Options, io: Io): Promise<void> {
   const plan = letters.map((letter) => ({ letter, skip: cannotReplay(letter, deadLetterTopic) }));
-  for (const { letter, skip } of plan) if (skip !== undefined) io.err(`skipping ${shortTime(letter.time)} ${visible(letter.topic ?? "(no topic)")}: ${skip}`);
-  const todo = plan.flatMap(({ letter, skip }) => (skip === undefined && letter.topic !== undefined ? [{ topic: letter.topic, payload: letter.payload }] : []));
+  for (const { letter, skip } of plan)
+    if (skip !== undefined)
+      io.err(`skipping ${shortTime(letter.time)} ${visible(letter.topic ?? "(no topic)")}: ${skip}`);
+  const todo = plan.flatMap(({ letter, skip }) =>
+    skip === undefined && letter.topic !== undefined ? [{ topic: letter.topic, payload: letter.payload }] : [],
+  );
   const replayed = todo.length === 0 ? 0 : await publishAll(todo, opts, io);
   const skipped = plan.length - todo.length;
   if (opts.json === true) io.out(JSON.stringify({ replayed, skipped }));
@@ -96,17 +116,30 @@ async function replay(letters: StoredDeadLetter[], deadLetterTopic: string, opts
 
 /** Publishes each message to its topic at QoS 1, in order, with progress; stops at the first refusal. */
 async function publishAll(messages: Array<{ topic: string; payload: string }>, opts: Options, io: Io): Promise<number> {
-  const [{ connectMqtt }, { mqttSettingsFromEnv, redactUrl }] = await Promise.all([import("../lib/mqtt/client.js"), import("../lib/mqtt/settings.js")]);
+  const [{ connectMqtt }, { mqttSettingsFromEnv, redactUrl }] = await Promise.all([
+    import("../lib/mqtt/client.js"),
+    import("../lib/mqtt/settings.js"),
+  ]);
   const settings = mqttSettingsFromEnv(process.env, { url: opts.broker });
   let lastError = "";
-  const client = connectMqtt(settings, { clientId: `fanwatch-replay-${process.pid}`, onError: (e) => (lastError = e.message) });
+  const client = connectMqtt(settings, {
+    clientId: `fanwatch-replay-${process.pid}`,
+    onError: (e) => (lastError = e.message),
+  });
   let replayed = 0;
   try {
-    await connected(client, () => `cannot reach the MQTT broker at ${redactUrl(settings.url)}${lastError === "" ? "" : `: ${lastError}`} (check --broker, MQTT_USERNAME and MQTT_PASSWORD)`);
+    await connected(
+      client,
+      () =>
+        `cannot reach the MQTT broker at ${redactUrl(settings.url)}${lastError === "" ? "" : `: ${lastError}`} (check --broker, MQTT_USERNAME and MQTT_PASSWORD)`,
+    );
     let shownAt = 0;
     for (const { topic, payload } of messages) {
       await client.publishAsync(topic, payload, { qos: 1 }).catch((error: unknown) => {
-        throw new PublishFailedError(`replayed ${replayed} of ${messages.length}, then the broker refused a publish to ${topic}: ${(error as Error).message}`, { cause: error });
+        throw new PublishFailedError(
+          `replayed ${replayed} of ${messages.length}, then the broker refused a publish to ${topic}: ${(error as Error).message}`,
+          { cause: error },
+        );
       });
       replayed++;
       if (Date.now() - shownAt > 500) {

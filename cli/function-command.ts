@@ -20,7 +20,10 @@ export function addFunctionCommand(program: Command, io: Io): void {
     .argument("<name>", `function to run (${FUNCTIONS.join(", ")})`)
     .option("--port <port>", "port to listen on (default: $http_port or 3000)", integer("--port"))
     .option("--host <address>", "address to listen on (default 0.0.0.0, as in the container)")
-    .option("--stop-with-stdin", "stop, as on SIGTERM, when standard input closes (the local gateway runs its functions so, and they end with it even when it is killed)")
+    .option(
+      "--stop-with-stdin",
+      "stop, as on SIGTERM, when standard input closes (the local gateway runs its functions so, and they end with it even when it is killed)",
+    )
     .addHelpText(
       "after",
       [
@@ -41,10 +44,16 @@ export function addFunctionCommand(program: Command, io: Io): void {
       // In the container MODEL_DIR is relative to /home/app; here, to the repository.
       process.env.MODEL_DIR ??= fileURLToPath(new URL(DEFAULT_MODEL_DIR, REPO_ROOT));
       const module = new URL(`../functions/${name}/handler.js`, import.meta.url);
-      if (!existsSync(module)) throw new FanwatchError("FANWATCH_NOT_BUILT", `${fileURLToPath(module)} is missing: run npm run build`);
+      if (!existsSync(module))
+        throw new FanwatchError("FANWATCH_NOT_BUILT", `${fileURLToPath(module)} is missing: run npm run build`);
       const fn = (await import(module.href)) as FunctionModule;
       const options = serverOptionsFromEnv();
-      const server = await startFunctionServer(fn, { ...options, name, ...(opts.port === undefined ? {} : { port: opts.port }), ...(opts.host === undefined ? {} : { host: opts.host }) });
+      const server = await startFunctionServer(fn, {
+        ...options,
+        name,
+        ...(opts.port === undefined ? {} : { port: opts.port }),
+        ...(opts.host === undefined ? {} : { host: opts.host }),
+      });
       if (process.send === undefined) {
         io.err(`${name} is listening on http://${opts.host ?? "127.0.0.1"}:${server.port} (Ctrl-C to stop)`);
       } else {

@@ -17,7 +17,9 @@ interface GatewayFlags {
 export function addGatewayCommand(program: Command, io: Io): void {
   program
     .command("gateway")
-    .description("run the local gateway with every function of stack.yml, against the broker in MQTT_URL (no broker, connector, fleet or page of its own)")
+    .description(
+      "run the local gateway with every function of stack.yml, against the broker in MQTT_URL (no broker, connector, fleet or page of its own)",
+    )
     .option("--port <port>", "the gateway's port", integer("--port"), DEFAULT_GATEWAY_PORT)
     .option("--host <address>", "the gateway's address; 0.0.0.0 opens it to the network", DEFAULT_GATEWAY_HOST)
     .option("--stack <file>", "the functions to run (default: the repository's stack.yml)")
@@ -40,13 +42,29 @@ export function addGatewayCommand(program: Command, io: Io): void {
         process.once("SIGINT", resolve);
         process.once("SIGTERM", resolve);
       });
-      const [{ startGateway, CONSOLE_LOG_LEVEL }, { createLogger }, { mqttSettingsFromEnv, redactUrl }] = await Promise.all([import("../runtime/gateway-runner.js"), import("../lib/infra/log.js"), import("../lib/mqtt/settings.js")]);
+      const [{ startGateway, CONSOLE_LOG_LEVEL }, { createLogger }, { mqttSettingsFromEnv, redactUrl }] =
+        await Promise.all([
+          import("../runtime/gateway-runner.js"),
+          import("../lib/infra/log.js"),
+          import("../lib/mqtt/settings.js"),
+        ]);
       const log = createLogger("fanwatch-gateway", process.env.LOG_LEVEL ?? CONSOLE_LOG_LEVEL);
       const mqtt = mqttSettingsFromEnv(process.env);
       const stackFile = opts.stack ?? fileURLToPath(new URL("stack.yml", REPO_ROOT));
-      const gateway = await startGateway({ port: opts.port, host: opts.host, stackFile, mqtt, natsUrl: process.env.NATS_URL, env: process.env, log, say: (line) => io.err(line) });
+      const gateway = await startGateway({
+        port: opts.port,
+        host: opts.host,
+        stackFile,
+        mqtt,
+        natsUrl: process.env.NATS_URL,
+        env: process.env,
+        log,
+        say: (line) => io.err(line),
+      });
       io.err(`functions publish to ${redactUrl(mqtt.url)}`);
-      io.err(`gateway running on ${gateway.url}${opts.host === "0.0.0.0" ? " and every address of this machine" : ""}; Ctrl-C stops it`);
+      io.err(
+        `gateway running on ${gateway.url}${opts.host === "0.0.0.0" ? " and every address of this machine" : ""}; Ctrl-C stops it`,
+      );
       await stopped;
       process.once("SIGINT", () => process.exit(130)); // a second Ctrl-C gives up at once
       io.err("stopping: the functions finish what they hold…");

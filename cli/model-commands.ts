@@ -48,7 +48,12 @@ function addTrainCommand(program: Command, io: Io): void {
     .option("--epochs <n>", "training epochs", integer("--epochs"), TRAIN_DEFAULTS.epochs)
     .option("--batch-size <n>", "mini-batch size", integer("--batch-size"), TRAIN_DEFAULTS.batchSize)
     .option("--seed <n>", "seed for split, shuffles and initial weights", integer("--seed"), TRAIN_DEFAULTS.seed)
-    .option("--test-split <fraction>", "share of rows held out for testing", number("--test-split"), TRAIN_DEFAULTS.testSplit)
+    .option(
+      "--test-split <fraction>",
+      "share of rows held out for testing",
+      number("--test-split"),
+      TRAIN_DEFAULTS.testSplit,
+    )
     .option("--json", "print the test metrics as one JSON object on the last line")
     .action((opts: TrainFlags) => train(opts, io));
 }
@@ -72,7 +77,9 @@ async function train(opts: TrainFlags, io: Io): Promise<void> {
     onEpoch: (p) => io.progress(formatEpoch(p)),
   });
   io.progressDone();
-  io.out(`model ${metadata.id} written to ${opts.out} (backend ${metadata.training.backend}, ${metadata.training.seconds} s)`);
+  io.out(
+    `model ${metadata.id} written to ${opts.out} (backend ${metadata.training.backend}, ${metadata.training.seconds} s)`,
+  );
   io.out(`test set (${metadata.training.testRows} rows held out):`);
   io.out(formatMetrics(metadata.metrics));
   if (opts.json === true) io.out(JSON.stringify({ model: metadata.id, ...metadata.metrics }));
@@ -86,9 +93,16 @@ function addEvaluateCommand(program: Command, io: Io): void {
     .requiredOption("--data <file>", "labelled data (reference CSV format)")
     .option("--json", "print the metrics as one JSON object on the last line")
     .action(async (opts: { model: string; data: string; json?: boolean }) => {
-      const [{ readCsv }, { evaluateModel }] = await Promise.all([import("../model/dataset.js"), import("../model/evaluate.js")]);
+      const [{ readCsv }, { evaluateModel }] = await Promise.all([
+        import("../model/dataset.js"),
+        import("../model/evaluate.js"),
+      ]);
       const dataset = await readCsv(opts.data);
-      const { model, metrics } = await evaluateModel(opts.model, dataset, process.env.TFJS_BACKEND === undefined ? {} : { backend: process.env.TFJS_BACKEND });
+      const { model, metrics } = await evaluateModel(
+        opts.model,
+        dataset,
+        process.env.TFJS_BACKEND === undefined ? {} : { backend: process.env.TFJS_BACKEND },
+      );
       io.out(`model ${model.metadata.id} (backend ${model.backend}, threshold ${model.threshold}) on ${opts.data}:`);
       io.out(formatMetrics(metrics));
       if (opts.json === true) io.out(JSON.stringify({ model: model.metadata.id, ...metrics }));

@@ -46,7 +46,8 @@ export function integer(flag: string): (value: string) => number {
 export function number(flag: string): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    if (value.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${flag} takes a number, not "${value}".`);
+    if (value.trim() === "" || !Number.isFinite(n))
+      throw new InvalidArgumentError(`${flag} takes a number, not "${value}".`);
     return n;
   };
 }
@@ -57,18 +58,28 @@ export function number(flag: string): (value: string) => number {
  * its environment variables go through, and refused naming the flag. Returns what the command
  * line gave, typed and keyed by setting name, for the config reader to put before the environment.
  */
-export function addSettingFlags<S extends z.ZodObject>(command: Command, schema: S, settings: Readonly<Partial<Record<keyof z.output<S> & string, Setting>>>): (opts: Record<string, unknown>) => Partial<z.output<S>> {
+export function addSettingFlags<S extends z.ZodObject>(
+  command: Command,
+  schema: S,
+  settings: Readonly<Partial<Record<keyof z.output<S> & string, Setting>>>,
+): (opts: Record<string, unknown>) => Partial<z.output<S>> {
   const options: Array<{ name: string; option: Option }> = [];
   for (const [name, setting] of Object.entries<Setting | undefined>(settings)) {
     if (setting?.flag === undefined) continue;
     const option = new Option(setting.flag, helpLine(setting));
     const field = schema.shape[name] as z.ZodType | undefined;
     // A flag without an argument (--autoscale) is a switch: commander gives true.
-    if (field !== undefined && (option.required || option.optional)) option.argParser((text: string) => parseFlag(field, text));
+    if (field !== undefined && (option.required || option.optional))
+      option.argParser((text: string) => parseFlag(field, text));
     command.addOption(option);
     options.push({ name, option });
   }
-  return (opts) => Object.fromEntries(options.filter(({ option }) => opts[option.attributeName()] !== undefined).map(({ name, option }) => [name, opts[option.attributeName()]])) as Partial<z.output<S>>;
+  return (opts) =>
+    Object.fromEntries(
+      options
+        .filter(({ option }) => opts[option.attributeName()] !== undefined)
+        .map(({ name, option }) => [name, opts[option.attributeName()]]),
+    ) as Partial<z.output<S>>;
 }
 
 function parseFlag(field: z.ZodType, text: string): unknown {

@@ -12,7 +12,13 @@ export interface LongRunningService {
  * Runs a service command (the connector, the InfluxDB writer): starts it, says where its health
  * and metrics are, and keeps running until SIGTERM or SIGINT, which `stop` answers cleanly.
  */
-export async function runUntilSignalled(io: Io, what: string, service: LongRunningService, stop: () => Promise<void>, log: Logger): Promise<never> {
+export async function runUntilSignalled(
+  io: Io,
+  what: string,
+  service: LongRunningService,
+  stop: () => Promise<void>,
+  log: Logger,
+): Promise<never> {
   closeOnSignals({ close: stop }, log);
   try {
     await service.start();
@@ -22,6 +28,8 @@ export async function runUntilSignalled(io: Io, what: string, service: LongRunni
     await stop().catch(() => {});
     throw error;
   }
-  io.err(`${what} running; health and metrics on http://127.0.0.1:${service.port}/healthz and /metrics (Ctrl-C to stop)`);
+  io.err(
+    `${what} running; health and metrics on http://127.0.0.1:${service.port}/healthz and /metrics (Ctrl-C to stop)`,
+  );
   return new Promise<never>(() => {}); // the signal handler ends the process
 }

@@ -23,17 +23,50 @@ export interface FleetFlags {
 export const DEFAULT_FLEET = Object.freeze({ fans: 12, faulty: 2, degrading: 2 });
 
 /** The fleet flags `simulate` and `start` share. */
-export function addFleetOptions(command: Command, defaults: { fans: number; faulty: number; degrading: number }): Command {
+export function addFleetOptions(
+  command: Command,
+  defaults: { fans: number; faulty: number; degrading: number },
+): Command {
   return command
     .option("--fans <n>", "simulated fans", integer("--fans"), defaults.fans)
-    .option("--faulty <k>", "of which faulty from the start; when not given and the fleet is too small for the default, --faulty and --degrading share the fans the other shapes leave (--fans 3: 1 faulty, 1 degrading, 1 healthy)", integer("--faulty"), defaults.faulty)
-    .option("--degrading <d>", "of which start healthy and wear out, all four sensors drifting; scaled down as --faulty when not given", integer("--degrading"), defaults.degrading)
-    .option("--bearing <b>", "of which start healthy and wear out with vibration alone drifting", integer("--bearing"), 0)
-    .option("--sudden <s>", "of which run healthy, then turn faulty at once (when: see --onset-minutes)", integer("--sudden"), 0)
+    .option(
+      "--faulty <k>",
+      "of which faulty from the start; when not given and the fleet is too small for the default, --faulty and --degrading share the fans the other shapes leave (--fans 3: 1 faulty, 1 degrading, 1 healthy)",
+      integer("--faulty"),
+      defaults.faulty,
+    )
+    .option(
+      "--degrading <d>",
+      "of which start healthy and wear out, all four sensors drifting; scaled down as --faulty when not given",
+      integer("--degrading"),
+      defaults.degrading,
+    )
+    .option(
+      "--bearing <b>",
+      "of which start healthy and wear out with vibration alone drifting",
+      integer("--bearing"),
+      0,
+    )
+    .option(
+      "--sudden <s>",
+      "of which run healthy, then turn faulty at once (when: see --onset-minutes)",
+      integer("--sudden"),
+      0,
+    )
     .option("--noisy <n>", "of which are healthy with rare single-reading spikes", integer("--noisy"), 0)
     .option("--interval <ms>", "time between two readings of one fan", integer("--interval"), 2000)
-    .option("--degrade-minutes <m>", "how long a degrading or bearing fan takes to wear out", number("--degrade-minutes"), 10)
-    .option("--onset-minutes <m>", "degrading, bearing and sudden fans start to fail at a random moment within this many minutes; 0: at the first reading", number("--onset-minutes"), 0)
+    .option(
+      "--degrade-minutes <m>",
+      "how long a degrading or bearing fan takes to wear out",
+      number("--degrade-minutes"),
+      10,
+    )
+    .option(
+      "--onset-minutes <m>",
+      "degrading, bearing and sudden fans start to fail at a random moment within this many minutes; 0: at the first reading",
+      number("--onset-minutes"),
+      0,
+    )
     .option("--seed <s>", "seed of the readings", integer("--seed"), 1);
 }
 
@@ -51,17 +84,39 @@ export function defaultedShapes(command: Command): Set<ScaledShape> {
  * fit are refused with the whole mix named.
  */
 export function fleetOptions(flags: FleetFlags, defaulted: ReadonlySet<ScaledShape> = new Set()): FleetModelOptions {
-  const mix = fitDefaults(flags.fans, { faulty: flags.faulty, degrading: flags.degrading, bearing: flags.bearing ?? 0, sudden: flags.sudden ?? 0, noisy: flags.noisy ?? 0 }, defaulted);
-  if (flags.fans < 0 || Object.values(mix).some((n) => n < 0)) throw new UsageError("--fans, --faulty, --degrading, --bearing, --sudden and --noisy cannot be negative");
+  const mix = fitDefaults(
+    flags.fans,
+    {
+      faulty: flags.faulty,
+      degrading: flags.degrading,
+      bearing: flags.bearing ?? 0,
+      sudden: flags.sudden ?? 0,
+      noisy: flags.noisy ?? 0,
+    },
+    defaulted,
+  );
+  if (flags.fans < 0 || Object.values(mix).some((n) => n < 0))
+    throw new UsageError("--fans, --faulty, --degrading, --bearing, --sudden and --noisy cannot be negative");
   if (flags.interval < 10) throw new UsageError("--interval is in milliseconds and at least 10");
   if (flags.degradeMinutes <= 0) throw new UsageError("--degrade-minutes must be more than 0");
   const onsetMinutes = flags.onsetMinutes ?? 0;
   if (!(onsetMinutes >= 0)) throw new UsageError("--onset-minutes cannot be negative");
   if (flags.fans > 0) fleetProfiles(flags.fans, mix); // throws on a mix that does not fit
-  return { fans: flags.fans, ...mix, intervalMs: flags.interval, degradeMs: flags.degradeMinutes * 60_000, onsetMs: onsetMinutes * 60_000, seed: flags.seed };
+  return {
+    fans: flags.fans,
+    ...mix,
+    intervalMs: flags.interval,
+    degradeMs: flags.degradeMinutes * 60_000,
+    onsetMs: onsetMinutes * 60_000,
+    seed: flags.seed,
+  };
 }
 
-function fitDefaults<M extends Record<ScaledShape | "bearing" | "sudden" | "noisy", number>>(fans: number, mix: M, defaulted: ReadonlySet<ScaledShape>): M {
+function fitDefaults<M extends Record<ScaledShape | "bearing" | "sudden" | "noisy", number>>(
+  fans: number,
+  mix: M,
+  defaulted: ReadonlySet<ScaledShape>,
+): M {
   const total = Object.values(mix).reduce((a, b) => a + b, 0);
   const given = total - [...defaulted].reduce((n, shape) => n + mix[shape], 0);
   if (total <= fans || given > fans || defaulted.size === 0) return mix;
@@ -73,44 +128,73 @@ export function addSimulateCommand(program: Command, io: Io): void {
   const command = program
     .command("simulate")
     .description("publish a simulated fleet's readings (the reference payload) to an MQTT broker")
-    .option("--broker <url>", `MQTT broker URL (default $MQTT_URL or ${DEFAULT_MQTT_URL}; credentials from MQTT_USERNAME/MQTT_PASSWORD)`)
+    .option(
+      "--broker <url>",
+      `MQTT broker URL (default $MQTT_URL or ${DEFAULT_MQTT_URL}; credentials from MQTT_USERNAME/MQTT_PASSWORD)`,
+    )
     .option("--topic <topic>", `topic to publish to (default $TELEMETRY_TOPIC or ${DEFAULT_TOPICS.telemetry})`)
     .option("--qos <0|1>", "QoS of the publishes", integer("--qos"), 1)
     .option("--duration <s>", "stop after this many seconds (default: run until Ctrl-C)", number("--duration"))
-    .option("--truth <file>", "write each fan's ground truth (shape, when it starts to wear, when it fails) to this file as JSON lines");
-  addFleetOptions(command, DEFAULT_FLEET).action(async (opts: FleetFlags & { broker?: string; topic?: string; qos: number; duration?: number; truth?: string }, self: Command) => {
-    if (opts.qos !== 0 && opts.qos !== 1) throw new UsageError("--qos is 0 or 1");
-    const fleet = fleetOptions(opts, defaultedShapes(self));
-    let stop = () => {};
-    const stopped = new Promise<void>((resolve) => (stop = resolve));
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
-    const [{ connectMqtt }, { mqttSettingsFromEnv, redactUrl }, { FleetSimulator }] = await Promise.all([import("../lib/mqtt/client.js"), import("../lib/mqtt/settings.js"), import("../simulation/simulator.js")]);
-    const settings = mqttSettingsFromEnv(process.env, { url: opts.broker });
-    const topic = opts.topic ?? readTopics().telemetry;
-    const client = connectMqtt(settings, { clientId: `fanwatch-simulator-${process.pid}`, onError: (e) => io.err(`MQTT: ${e.message}`) });
-    const simulator = new FleetSimulator(client, { ...fleet, qos: opts.qos, topic });
-    const profiles = simulator.fans.reduce<Record<string, number>>((n, f) => ({ ...n, [f.profile]: (n[f.profile] ?? 0) + 1 }), {});
-    io.err(`simulating ${fleet.fans} fans (${Object.entries(profiles).map(([p, n]) => `${n} ${p}`).join(", ")}) on ${redactUrl(settings.url)} topic ${topic}, one reading per fan every ${fleet.intervalMs} ms`);
-    simulator.start();
-    if (opts.truth !== undefined) {
-      const { writeFile } = await import("node:fs/promises");
-      try {
-        await writeFile(opts.truth, simulator.truth.map((t) => JSON.stringify(t)).join("\n") + "\n");
-      } catch (error) {
-        simulator.stop();
-        await client.endAsync();
-        throw error;
+    .option(
+      "--truth <file>",
+      "write each fan's ground truth (shape, when it starts to wear, when it fails) to this file as JSON lines",
+    );
+  addFleetOptions(command, DEFAULT_FLEET).action(
+    async (
+      opts: FleetFlags & { broker?: string; topic?: string; qos: number; duration?: number; truth?: string },
+      self: Command,
+    ) => {
+      if (opts.qos !== 0 && opts.qos !== 1) throw new UsageError("--qos is 0 or 1");
+      const fleet = fleetOptions(opts, defaultedShapes(self));
+      let stop = () => {};
+      const stopped = new Promise<void>((resolve) => (stop = resolve));
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+      const [{ connectMqtt }, { mqttSettingsFromEnv, redactUrl }, { FleetSimulator }] = await Promise.all([
+        import("../lib/mqtt/client.js"),
+        import("../lib/mqtt/settings.js"),
+        import("../simulation/simulator.js"),
+      ]);
+      const settings = mqttSettingsFromEnv(process.env, { url: opts.broker });
+      const topic = opts.topic ?? readTopics().telemetry;
+      const client = connectMqtt(settings, {
+        clientId: `fanwatch-simulator-${process.pid}`,
+        onError: (e) => io.err(`MQTT: ${e.message}`),
+      });
+      const simulator = new FleetSimulator(client, { ...fleet, qos: opts.qos, topic });
+      const profiles = simulator.fans.reduce<Record<string, number>>(
+        (n, f) => ({ ...n, [f.profile]: (n[f.profile] ?? 0) + 1 }),
+        {},
+      );
+      io.err(
+        `simulating ${fleet.fans} fans (${Object.entries(profiles)
+          .map(([p, n]) => `${n} ${p}`)
+          .join(", ")}) on ${redactUrl(settings.url)} topic ${topic}, one reading per fan every ${fleet.intervalMs} ms`,
+      );
+      simulator.start();
+      if (opts.truth !== undefined) {
+        const { writeFile } = await import("node:fs/promises");
+        try {
+          await writeFile(opts.truth, simulator.truth.map((t) => JSON.stringify(t)).join("\n") + "\n");
+        } catch (error) {
+          simulator.stop();
+          await client.endAsync();
+          throw error;
+        }
+        io.err(`ground truth of ${simulator.truth.length} fans in ${opts.truth}`);
       }
-      io.err(`ground truth of ${simulator.truth.length} fans in ${opts.truth}`);
-    }
-    if (opts.duration !== undefined) setTimeout(stop, opts.duration * 1000);
-    const progress = setInterval(() => io.progress(`published ${simulator.published}${simulator.failed > 0 ? `, ${simulator.failed} refused` : ""}`), 1000);
-    await stopped;
-    clearInterval(progress);
-    simulator.stop();
-    await client.endAsync();
-    io.progressDone();
-    io.err(`published ${simulator.published} readings`);
-  });
+      if (opts.duration !== undefined) setTimeout(stop, opts.duration * 1000);
+      const progress = setInterval(
+        () =>
+          io.progress(`published ${simulator.published}${simulator.failed > 0 ? `, ${simulator.failed} refused` : ""}`),
+        1000,
+      );
+      await stopped;
+      clearInterval(progress);
+      simulator.stop();
+      await client.endAsync();
+      io.progressDone();
+      io.err(`published ${simulator.published} readings`);
+    },
+  );
 }

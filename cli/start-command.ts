@@ -19,13 +19,32 @@ interface StartFlags extends FleetFlags {
 export function addStartCommand(program: Command, io: Io): void {
   const command = program
     .command("start")
-    .description("run the whole system on this machine: broker, gateway with the functions, connector, simulated fleet and live page")
-    .option("--port <port>", "the local gateway's port, also serving the page at /ui/", integer("--port"), DEFAULT_GATEWAY_PORT)
-    .option("--host <address>", "where the gateway, the page and the health servers listen; 0.0.0.0 to open the page from a tablet on the network", DEFAULT_GATEWAY_HOST)
-    .option("--mqtt-port <port>", "the embedded broker's port when MQTT_URL is not set (a free port if taken)", integer("--mqtt-port"), DEFAULT_MQTT_PORT)
+    .description(
+      "run the whole system on this machine: broker, gateway with the functions, connector, simulated fleet and live page",
+    )
+    .option(
+      "--port <port>",
+      "the local gateway's port, also serving the page at /ui/",
+      integer("--port"),
+      DEFAULT_GATEWAY_PORT,
+    )
+    .option(
+      "--host <address>",
+      "where the gateway, the page and the health servers listen; 0.0.0.0 to open the page from a tablet on the network",
+      DEFAULT_GATEWAY_HOST,
+    )
+    .option(
+      "--mqtt-port <port>",
+      "the embedded broker's port when MQTT_URL is not set (a free port if taken)",
+      integer("--mqtt-port"),
+      DEFAULT_MQTT_PORT,
+    )
     .option("--stack <file>", "the functions to run (default: the repository's stack.yml)");
   addFleetOptions(command, DEFAULT_FLEET)
-    .addHelpText("after", `\nSet MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) to use a broker of your own instead of the embedded one,\nINFLUX_URL to store readings, predictions and health transitions in InfluxDB (see fanwatch influx-writer --help),\nand NATS_URL to keep the fans' health in a NATS server of your own (otherwise Debian's nats-server is started, its data\nin ${DEFAULT_STORE_DIR} or NATS_STORE_DIR; without nats-server the health state is kept in memory and lost at the end).\nfanwatch gateway runs the gateway and the functions alone.`)
+    .addHelpText(
+      "after",
+      `\nSet MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) to use a broker of your own instead of the embedded one,\nINFLUX_URL to store readings, predictions and health transitions in InfluxDB (see fanwatch influx-writer --help),\nand NATS_URL to keep the fans' health in a NATS server of your own (otherwise Debian's nats-server is started, its data\nin ${DEFAULT_STORE_DIR} or NATS_STORE_DIR; without nats-server the health state is kept in memory and lost at the end).\nfanwatch gateway runs the gateway and the functions alone.`,
+    )
     .action(async (opts: StartFlags, self: Command) => {
       const fleet = fleetOptions(opts, defaultedShapes(self));
       // Listen for Ctrl-C before anything starts: one that comes during start-up stops the system
@@ -34,19 +53,45 @@ export function addStartCommand(program: Command, io: Io): void {
         process.once("SIGINT", resolve);
         process.once("SIGTERM", resolve);
       });
-      const [{ startSystem }, { CONSOLE_LOG_LEVEL }, { createLogger }, { replicasLine }] = await Promise.all([import("../runtime/system.js"), import("../runtime/gateway-runner.js"), import("../lib/infra/log.js"), import("../runtime/function-replicas.js")]);
+      const [{ startSystem }, { CONSOLE_LOG_LEVEL }, { createLogger }, { replicasLine }] = await Promise.all([
+        import("../runtime/system.js"),
+        import("../runtime/gateway-runner.js"),
+        import("../lib/infra/log.js"),
+        import("../runtime/function-replicas.js"),
+      ]);
       // The console is for people: the status line and warnings, not every service event (LOG_LEVEL=info shows them).
       const log = createLogger("fanwatch-start", process.env.LOG_LEVEL ?? CONSOLE_LOG_LEVEL);
       io.err("fanwatch: starting the broker, the gateway and the functions…");
-      const system = await startSystem({ gatewayPort: opts.port, gatewayHost: opts.host, brokerPort: opts.mqttPort, stackFile: opts.stack ?? fileURLToPath(new URL("stack.yml", REPO_ROOT)), fleet: { ...fleet, qos: 1 }, env: process.env, log, say: (line) => io.err(line) });
+      const system = await startSystem({
+        gatewayPort: opts.port,
+        gatewayHost: opts.host,
+        brokerPort: opts.mqttPort,
+        stackFile: opts.stack ?? fileURLToPath(new URL("stack.yml", REPO_ROOT)),
+        fleet: { ...fleet, qos: 1 },
+        env: process.env,
+        log,
+        say: (line) => io.err(line),
+      });
       if (system.brokerMovedFrom !== undefined) {
-        io.err(`port ${system.brokerMovedFrom} is taken (another broker?), so the embedded broker listens on ${system.brokerUrl}.`);
-        io.err(`  To use the broker on ${system.brokerMovedFrom} instead: MQTT_URL=mqtt://127.0.0.1:${system.brokerMovedFrom} npm start`);
+        io.err(
+          `port ${system.brokerMovedFrom} is taken (another broker?), so the embedded broker listens on ${system.brokerUrl}.`,
+        );
+        io.err(
+          `  To use the broker on ${system.brokerMovedFrom} instead: MQTT_URL=mqtt://127.0.0.1:${system.brokerMovedFrom} npm start`,
+        );
       }
       io.err(`broker   ${system.brokerUrl}${system.embeddedBroker ? " (embedded)" : ""}`);
-      io.err(`gateway  ${system.gatewayUrl}  (curl ${system.gatewayUrl}/function/score -d '{"params":[612.3,40.1,151.7,48.9]}')`);
-      io.err(`page     ${system.gatewayUrl}/ui/${opts.host === DEFAULT_GATEWAY_HOST ? "" : `, and from the network at http://<this machine>:${opts.port}/ui/`}`);
-      io.err(system.simulator === undefined ? "no simulated fleet (--fans 0): publish readings to the broker yourself" : `fleet    ${fleet.fans} simulated fans (${describeMix(fleet, opts.degradeMinutes)})`);
+      io.err(
+        `gateway  ${system.gatewayUrl}  (curl ${system.gatewayUrl}/function/score -d '{"params":[612.3,40.1,151.7,48.9]}')`,
+      );
+      io.err(
+        `page     ${system.gatewayUrl}/ui/${opts.host === DEFAULT_GATEWAY_HOST ? "" : `, and from the network at http://<this machine>:${opts.port}/ui/`}`,
+      );
+      io.err(
+        system.simulator === undefined
+          ? "no simulated fleet (--fans 0): publish readings to the broker yourself"
+          : `fleet    ${fleet.fans} simulated fans (${describeMix(fleet, opts.degradeMinutes)})`,
+      );
       io.err("running; Ctrl-C stops everything");
 
       // On a terminal the status line is redrawn every second; in a log, one line every 10 s.
@@ -54,7 +99,9 @@ export function addStartCommand(program: Command, io: Io): void {
       const status = setInterval(() => {
         if (!io.interactive && ++ticks % 10 !== 0) return;
         const { totals, rates, functions } = system.fleet.summary();
-        io.progress(`${rates.readingsPerSecond.toFixed(1)} readings/s · ${totals.predictions} predictions · ${totals.fans} fans: ${healthLine(totals)} · replicas: ${functions.replicas.length === 0 ? "unknown" : replicasLine(functions.replicas)} · ${totals.deadLetters} dead letters`);
+        io.progress(
+          `${rates.readingsPerSecond.toFixed(1)} readings/s · ${totals.predictions} predictions · ${totals.fans} fans: ${healthLine(totals)} · replicas: ${functions.replicas.length === 0 ? "unknown" : replicasLine(functions.replicas)} · ${totals.deadLetters} dead letters`,
+        );
       }, 1_000);
 
       await interrupted;

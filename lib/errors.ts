@@ -30,31 +30,80 @@ export interface ErrorCodeInfo {
 }
 
 export const ERROR_CODES = {
-  FANWATCH_INPUT_INVALID: { kind: "input", status: 400, meaning: "a request body, field or query parameter is invalid" },
+  FANWATCH_INPUT_INVALID: {
+    kind: "input",
+    status: 400,
+    meaning: "a request body, field or query parameter is invalid",
+  },
   FANWATCH_HEALTH_NOT_FOUND: { kind: "input", status: 404, meaning: "the health function has no record of the fan" },
   FANWATCH_HEALTH_CONFLICT: { kind: "input", status: 409, meaning: "the command does not fit the fan's state" },
-  FANWATCH_METHOD_NOT_ALLOWED: { kind: "input", status: 405, meaning: "a function was called with an HTTP method it does not answer" },
+  FANWATCH_METHOD_NOT_ALLOWED: {
+    kind: "input",
+    status: 405,
+    meaning: "a function was called with an HTTP method it does not answer",
+  },
   FANWATCH_USAGE: { kind: "usage", meaning: "a command-line flag or argument has an impossible value" },
-  FANWATCH_CONFIG_INVALID: { kind: "usage", meaning: "a setting (environment variable, secret or flag) has an impossible value" },
-  FANWATCH_SCALE_LABEL_INVALID: { kind: "usage", meaning: "a function's com.openfaas.scale.* label is one OpenFaaS CE would refuse" },
+  FANWATCH_CONFIG_INVALID: {
+    kind: "usage",
+    meaning: "a setting (environment variable, secret or flag) has an impossible value",
+  },
+  FANWATCH_SCALE_LABEL_INVALID: {
+    kind: "usage",
+    meaning: "a function's com.openfaas.scale.* label is one OpenFaaS CE would refuse",
+  },
   FANWATCH_MODEL_INVALID: { kind: "failure", meaning: "a model directory cannot be loaded" },
   FANWATCH_DATA_FORMAT: { kind: "failure", meaning: "a file of readings does not follow the reference CSV format" },
-  FANWATCH_SCORE_REJECTED: { kind: "failure", status: 502, meaning: "the score function refused predict's request or answered nonsense" },
+  FANWATCH_SCORE_REJECTED: {
+    kind: "failure",
+    status: 502,
+    meaning: "the score function refused predict's request or answered nonsense",
+  },
   FANWATCH_NOT_BUILT: { kind: "failure", meaning: "a compiled file the command needs is missing from dist/" },
   FANWATCH_PORT_IN_USE: { kind: "failure", meaning: "the port a server was to listen on is in use" },
   FANWATCH_HTTP_STATUS: { kind: "failure", meaning: "an HTTP call answered with a status that is not a success" },
   FANWATCH_INFLUX_QUERY: { kind: "failure", meaning: "InfluxDB refused a query statement" },
-  FANWATCH_BODY_TOO_LARGE: { kind: "input", status: 413, meaning: "the local gateway refused a request body over its limit" },
-  FANWATCH_BODY_TIMEOUT: { kind: "input", status: 408, meaning: "the local gateway stopped waiting for a request body that did not arrive in time" },
+  FANWATCH_BODY_TOO_LARGE: {
+    kind: "input",
+    status: 413,
+    meaning: "the local gateway refused a request body over its limit",
+  },
+  FANWATCH_BODY_TIMEOUT: {
+    kind: "input",
+    status: 408,
+    meaning: "the local gateway stopped waiting for a request body that did not arrive in time",
+  },
   FANWATCH_PACKET_TOO_LARGE: { kind: "input", meaning: "the embedded MQTT broker refused a packet over its limit" },
-  FANWATCH_STORE_UNAVAILABLE: { kind: "unavailable", status: 503, meaning: "the health store (NATS JetStream) cannot be reached or is not ready" },
-  FANWATCH_STORE_CONTENDED: { kind: "unavailable", status: 503, meaning: "other writers kept changing the fan while the health function tried to update it" },
-  FANWATCH_SCORE_UNAVAILABLE: { kind: "unavailable", status: 503, meaning: "the score function is down, overloaded or too slow" },
-  FANWATCH_BUDGET_EXHAUSTED: { kind: "unavailable", status: 503, meaning: "the invocation's time ran out before it finished" },
-  FANWATCH_PUBLISH_FAILED: { kind: "unavailable", status: 503, meaning: "the MQTT broker refused a publish, or the client is closing" },
+  FANWATCH_STORE_UNAVAILABLE: {
+    kind: "unavailable",
+    status: 503,
+    meaning: "the health store (NATS JetStream) cannot be reached or is not ready",
+  },
+  FANWATCH_STORE_CONTENDED: {
+    kind: "unavailable",
+    status: 503,
+    meaning: "other writers kept changing the fan while the health function tried to update it",
+  },
+  FANWATCH_SCORE_UNAVAILABLE: {
+    kind: "unavailable",
+    status: 503,
+    meaning: "the score function is down, overloaded or too slow",
+  },
+  FANWATCH_BUDGET_EXHAUSTED: {
+    kind: "unavailable",
+    status: 503,
+    meaning: "the invocation's time ran out before it finished",
+  },
+  FANWATCH_PUBLISH_FAILED: {
+    kind: "unavailable",
+    status: 503,
+    meaning: "the MQTT broker refused a publish, or the client is closing",
+  },
   FANWATCH_BROKER_UNAVAILABLE: { kind: "unavailable", meaning: "the MQTT broker cannot be reached" },
   FANWATCH_INFLUX_UNAVAILABLE: { kind: "unavailable", meaning: "InfluxDB cannot store or answer anything for now" },
-  FANWATCH_STORE_CAS_CONFLICT: { kind: "signal", meaning: "someone else wrote the fan since it was read: read it again and re-apply" },
+  FANWATCH_STORE_CAS_CONFLICT: {
+    kind: "signal",
+    meaning: "someone else wrote the fan since it was read: read it again and re-apply",
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -95,7 +144,11 @@ export class InputError extends FanwatchError {
   declare readonly field: string;
 
   constructor(message: string, field: string, options?: ErrorOptions & { status?: number; code?: ErrorCode }) {
-    super(options?.code ?? "FANWATCH_INPUT_INVALID", message, { field, status: options?.status ?? 400, cause: options?.cause });
+    super(options?.code ?? "FANWATCH_INPUT_INVALID", message, {
+      field,
+      status: options?.status ?? 400,
+      cause: options?.cause,
+    });
   }
 }
 
@@ -104,7 +157,11 @@ export class HealthNotFoundError extends InputError {
   override readonly name = "HealthNotFoundError";
 
   constructor(deviceID: string) {
-    super(`no health record for fan "${deviceID}": it has not reported since the health state was created; check the deviceID`, "deviceID", { status: 404, code: "FANWATCH_HEALTH_NOT_FOUND" });
+    super(
+      `no health record for fan "${deviceID}": it has not reported since the health state was created; check the deviceID`,
+      "deviceID",
+      { status: 404, code: "FANWATCH_HEALTH_NOT_FOUND" },
+    );
   }
 }
 
@@ -301,7 +358,10 @@ export class BodyTimeoutError extends FanwatchError {
 export class PacketTooLargeError extends FanwatchError {
   override readonly name = "PacketTooLargeError";
 
-  constructor(readonly size: number, readonly limit: number) {
+  constructor(
+    readonly size: number,
+    readonly limit: number,
+  ) {
     super("FANWATCH_PACKET_TOO_LARGE", `MQTT packet of ${size} bytes refused: the limit is ${limit} bytes`);
   }
 }

@@ -67,7 +67,6 @@ export async function writeCsv(file: string, rows: readonly LabelledReading[]): 
   await writeFile(file, toCsv(rows));
 }
 
-
 const TIME_FORMAT = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}/;
 
 export async function readCsv(file: string): Promise<Dataset> {
@@ -90,9 +89,12 @@ export function parseCsv(text: string, source = "data"): LabelledReading[] {
     throw new DataFormatError(`${source}${line}: not a CSV file (${(error as Error).message})`, { cause: error });
   }
   const [header, ...body] = records;
-  if (header === undefined) throw new DataFormatError(`${source}: the file is empty; expected the header ${CSV_COLUMNS.join(",")}`);
+  if (header === undefined)
+    throw new DataFormatError(`${source}: the file is empty; expected the header ${CSV_COLUMNS.join(",")}`);
   if (header.join(",") !== CSV_COLUMNS.join(",")) {
-    throw new DataFormatError(`${source} line 1: the header is "${header.join(",")}"; expected "${CSV_COLUMNS.join(",")}"`);
+    throw new DataFormatError(
+      `${source} line 1: the header is "${header.join(",")}"; expected "${CSV_COLUMNS.join(",")}"`,
+    );
   }
   if (body.length === 0) throw new DataFormatError(`${source}: the file has a header but no readings`);
   return body.map((record, index) => parseRecord(record, `${source} line ${index + 2}`));
@@ -100,14 +102,17 @@ export function parseCsv(text: string, source = "data"): LabelledReading[] {
 
 function parseRecord(record: string[], where: string): LabelledReading {
   if (record.length !== CSV_COLUMNS.length) {
-    throw new DataFormatError(`${where}: ${record.length} columns; expected ${CSV_COLUMNS.length} (${CSV_COLUMNS.join(",")})`);
+    throw new DataFormatError(
+      `${where}: ${record.length} columns; expected ${CSV_COLUMNS.length} (${CSV_COLUMNS.join(",")})`,
+    );
   }
   const [deviceID, time, ...rest] = record as [string, string, ...string[]];
   if (deviceID === "") throw new DataFormatError(`${where}, column DeviceID: empty`);
   if (!TIME_FORMAT.test(time)) throw new DataFormatError(`${where}, column Time: "${time}" is not YYYY-MM-DD HH:MM:SS`);
   const numbers = rest.map((value, i) => {
     const n = value === "" ? Number.NaN : Number(value);
-    if (!Number.isFinite(n)) throw new DataFormatError(`${where}, column ${CSV_COLUMNS[i + 2]}: "${value}" is not a number`);
+    if (!Number.isFinite(n))
+      throw new DataFormatError(`${where}, column ${CSV_COLUMNS[i + 2]}: "${value}" is not a number`);
     return n;
   });
   const faulty = numbers[4];

@@ -1,9 +1,16 @@
 import type { EvaluationMetrics } from "../lib/inference/metadata.js";
 
 /** Classification metrics for the fault class (label 1) at `threshold`. */
-export function evaluatePredictions(labels: ArrayLike<number>, probabilities: ArrayLike<number>, threshold: number): EvaluationMetrics {
+export function evaluatePredictions(
+  labels: ArrayLike<number>,
+  probabilities: ArrayLike<number>,
+  threshold: number,
+): EvaluationMetrics {
   if (labels.length !== probabilities.length) throw new Error("labels and probabilities differ in length");
-  let tp = 0, fp = 0, tn = 0, fn = 0;
+  let tp = 0,
+    fp = 0,
+    tn = 0,
+    fn = 0;
   for (let i = 0; i < labels.length; i++) {
     const predicted = (probabilities[i] as number) >= threshold;
     const actual = labels[i] === 1;
@@ -31,10 +38,12 @@ export function evaluatePredictions(labels: ArrayLike<number>, probabilities: Ar
  * scores above a random healthy one, ties counting half.
  */
 export function rocAuc(labels: ArrayLike<number>, scores: ArrayLike<number>): number | null {
-  const order = Array.from({ length: labels.length }, (_, i) => i).sort((a, b) => (scores[a] as number) - (scores[b] as number));
+  const order = Array.from({ length: labels.length }, (_, i) => i).sort(
+    (a, b) => (scores[a] as number) - (scores[b] as number),
+  );
   let positives = 0;
   let rankSum = 0;
-  for (let start = 0; start < order.length; ) {
+  for (let start = 0; start < order.length;) {
     let end = start;
     while (end + 1 < order.length && scores[order[end + 1] as number] === scores[order[start] as number]) end++;
     const averageRank = (start + end) / 2 + 1;

@@ -39,7 +39,6 @@ export interface EpochProgress {
   elapsedSeconds: number;
 }
 
-
 /**
  * Trains the reference architecture (Dense 60-30-10-1, relu, sigmoid out, Adam, binary
  * cross-entropy) on standardised features with a seeded split, shuffles and initialisers, so the
@@ -102,24 +101,45 @@ function trainSettings(options: TrainOptions): { epochs: number; batchSize: numb
   const epochs = options.epochs ?? TRAIN_DEFAULTS.epochs;
   const testSplit = options.testSplit ?? TRAIN_DEFAULTS.testSplit;
   if (!(testSplit > 0 && testSplit < 1)) throw new UsageError(`--test-split must be between 0 and 1, not ${testSplit}`);
-  if (!Number.isInteger(epochs) || epochs < 1) throw new UsageError(`--epochs must be a whole number >= 1, not ${epochs}`);
-  return { epochs, batchSize: options.batchSize ?? TRAIN_DEFAULTS.batchSize, seed: options.seed ?? TRAIN_DEFAULTS.seed, testSplit };
+  if (!Number.isInteger(epochs) || epochs < 1)
+    throw new UsageError(`--epochs must be a whole number >= 1, not ${epochs}`);
+  return {
+    epochs,
+    batchSize: options.batchSize ?? TRAIN_DEFAULTS.batchSize,
+    seed: options.seed ?? TRAIN_DEFAULTS.seed,
+    testSplit,
+  };
 }
 
 /** A seeded shuffle of the rows, split into training and test rows. */
-function splitRows(rows: readonly LabelledReading[], testSplit: number, random: () => number): { train: LabelledReading[]; test: LabelledReading[] } {
+function splitRows(
+  rows: readonly LabelledReading[],
+  testSplit: number,
+  random: () => number,
+): { train: LabelledReading[]; test: LabelledReading[] } {
   const shuffled = shuffleInPlace([...rows], random);
   const testCount = Math.round(shuffled.length * testSplit);
   const test = shuffled.slice(0, testCount);
   const train = shuffled.slice(testCount);
-  if (train.length === 0 || test.length === 0) throw new DataFormatError(`${shuffled.length} rows are too few to split into training and test readings: give more rows or change --test-split`);
+  if (train.length === 0 || test.length === 0)
+    throw new DataFormatError(
+      `${shuffled.length} rows are too few to split into training and test readings: give more rows or change --test-split`,
+    );
   return { train, test };
 }
 
 /** One epoch over the rows in their present order. */
-async function fitOnce(model: tfl.Sequential, rows: readonly LabelledReading[], scaler: { mean: number[]; std: number[] }, batchSize: number): Promise<tfl.History> {
+async function fitOnce(
+  model: tfl.Sequential,
+  rows: readonly LabelledReading[],
+  scaler: { mean: number[]; std: number[] },
+  batchSize: number,
+): Promise<tfl.History> {
   const x = toInput(rows, scaler);
-  const y = tf.tensor2d(rows.map((r) => r.faulty), [rows.length, 1]);
+  const y = tf.tensor2d(
+    rows.map((r) => r.faulty),
+    [rows.length, 1],
+  );
   const history = await model.fit(x, y, { epochs: 1, batchSize, shuffle: false, verbose: 0 });
   x.dispose();
   y.dispose();
@@ -162,7 +182,9 @@ function fitScaler(rows: readonly LabelledReading[]): { mean: number[]; std: num
 function toInput(rows: readonly LabelledReading[], scaler: { mean: number[]; std: number[] }): tf.Tensor2D {
   const width = FEATURES.length;
   const values = new Float32Array(rows.length * width);
-  rows.forEach((r, i) => r.features.forEach((v, c) => (values[i * width + c] = (v - scaler.mean[c]!) / scaler.std[c]!)));
+  rows.forEach((r, i) =>
+    r.features.forEach((v, c) => (values[i * width + c] = (v - scaler.mean[c]!) / scaler.std[c]!)),
+  );
   return tf.tensor2d(values, [rows.length, width]);
 }
 

@@ -1,7 +1,13 @@
 import { cpus } from "node:os";
 import { z } from "zod";
 import { parseEnv } from "../lib/infra/config.js";
-import { decideReplicas, type ScaleBounds, type ScaleDecision, type ScaleMemory, type ScalePolicy } from "../lib/openfaas/scaling.js";
+import {
+  decideReplicas,
+  type ScaleBounds,
+  type ScaleDecision,
+  type ScaleMemory,
+  type ScalePolicy,
+} from "../lib/openfaas/scaling.js";
 import type { ReplicaSet } from "./replica-set.js";
 
 export interface AutoscalerSettings {
@@ -24,7 +30,12 @@ export function readAutoscalerSettings(env: NodeJS.ProcessEnv): AutoscalerSettin
   const e = parseEnv(ScaleEnv, env);
   return {
     intervalMs: e.GATEWAY_SCALE_INTERVAL_MS,
-    policy: { targetInFlight: e.GATEWAY_SCALE_TARGET_INFLIGHT, latencyMs: e.GATEWAY_SCALE_LATENCY_MS, scaleDownWindowMs: e.GATEWAY_SCALE_DOWN_WINDOW_MS, minIdleCpu: e.GATEWAY_SCALE_MIN_IDLE_CPU },
+    policy: {
+      targetInFlight: e.GATEWAY_SCALE_TARGET_INFLIGHT,
+      latencyMs: e.GATEWAY_SCALE_LATENCY_MS,
+      scaleDownWindowMs: e.GATEWAY_SCALE_DOWN_WINDOW_MS,
+      minIdleCpu: e.GATEWAY_SCALE_MIN_IDLE_CPU,
+    },
   };
 }
 
@@ -68,7 +79,14 @@ export class Autoscaler {
     for (const target of this.targets) {
       if (!target.bounds.enabled) continue;
       const from = target.set.replicas;
-      const decision = decideReplicas(from, target.bounds, { ...target.set.sample(now), idleCpu }, now, this.#memory.get(target.name) ?? { lowSince: undefined }, this.settings.policy);
+      const decision = decideReplicas(
+        from,
+        target.bounds,
+        { ...target.set.sample(now), idleCpu },
+        now,
+        this.#memory.get(target.name) ?? { lowSince: undefined },
+        this.settings.policy,
+      );
       this.#memory.set(target.name, decision.memory);
       this.onDecision(target, from, decision);
       // A replica that fails to start is restarted by its FunctionProcess; the decision stands.
@@ -89,7 +107,10 @@ function machineCpu(): { idle: number; total: number } {
 }
 
 /** The share of the machine's CPU that was idle between two readings; undefined if none passed. */
-function idleShare(before: { idle: number; total: number }, after: { idle: number; total: number }): number | undefined {
+function idleShare(
+  before: { idle: number; total: number },
+  after: { idle: number; total: number },
+): number | undefined {
   const total = after.total - before.total;
   return total > 0 ? (after.idle - before.idle) / total : undefined;
 }

@@ -31,7 +31,13 @@ export interface EmbeddedBroker {
  * session (aedes keeps them in memory, as Mosquitto keeps them on disk), which is how the connector
  * gets readings published while it restarts.
  */
-export async function startEmbeddedBroker(options: { port: number; username?: string; password?: string; maxPacketBytes?: number; log?: Logger }): Promise<EmbeddedBroker> {
+export async function startEmbeddedBroker(options: {
+  port: number;
+  username?: string;
+  password?: string;
+  maxPacketBytes?: number;
+  log?: Logger;
+}): Promise<EmbeddedBroker> {
   const maxPacketBytes = options.maxPacketBytes ?? MAX_PACKET_BYTES;
   const aedes = await Aedes.createBroker({ concurrency: 1000, drainTimeout: 30_000 });
   if (options.username !== undefined || options.password !== undefined) {
@@ -50,7 +56,10 @@ export async function startEmbeddedBroker(options: { port: number; username?: st
       // A connection closed mid-stream (every client's, when the broker stops) is not a bad packet.
       if (error.name === "AbortError" || error.code === "ERR_STREAM_PREMATURE_CLOSE") return void socket.destroy();
       const event = error instanceof PacketTooLargeError ? "packet_too_large" : "malformed_packet";
-      options.log?.warn({ event, client: `${socket.remoteAddress}:${socket.remotePort}`, err: error.message }, `embedded broker: ${error.message}; connection closed`);
+      options.log?.warn(
+        { event, client: `${socket.remoteAddress}:${socket.remotePort}`, err: error.message },
+        `embedded broker: ${error.message}; connection closed`,
+      );
       socket.destroy();
     });
     socket.pipe(guard);

@@ -1,5 +1,12 @@
 import { z } from "zod";
-import { AlarmTransitionSchema, HEALTH_STATES, HealthRecordSchema, type AlarmTransition, type HealthRecord, type HealthState } from "../lib/domain/health.js";
+import {
+  AlarmTransitionSchema,
+  HEALTH_STATES,
+  HealthRecordSchema,
+  type AlarmTransition,
+  type HealthRecord,
+  type HealthState,
+} from "../lib/domain/health.js";
 
 /** Transitions kept for the page's feed. */
 const FEED = 30;
@@ -141,7 +148,11 @@ function byUrgency(a: HealthRecord, b: HealthRecord): number {
  * until stopped. A health function that is not deployed (a stack without it) or not answering
  * leaves the records as they are and says why on the page.
  */
-export function pollHealth(health: FleetHealth, url: string, options: { intervalMs: number; now: () => number; headers?: Record<string, string> }): { stop: () => void; read: () => Promise<void> } {
+export function pollHealth(
+  health: FleetHealth,
+  url: string,
+  options: { intervalMs: number; now: () => number; headers?: Record<string, string> },
+): { stop: () => void; read: () => Promise<void> } {
   let inFlight: Promise<void> | undefined;
   let stopped = false;
   const controller = new AbortController();
@@ -149,10 +160,19 @@ export function pollHealth(health: FleetHealth, url: string, options: { interval
     (inFlight ??= (async () => {
       const startedAt = options.now();
       try {
-        const res = await fetch(url, { headers: { accept: "application/json", ...options.headers }, signal: AbortSignal.any([controller.signal, AbortSignal.timeout(Math.max(1_000, options.intervalMs))]) });
-        if (!res.ok) throw new Error(`GET ${url} answered ${res.status}${res.status === 404 ? " (no health function in the stack?)" : ""}`);
+        const res = await fetch(url, {
+          headers: { accept: "application/json", ...options.headers },
+          signal: AbortSignal.any([controller.signal, AbortSignal.timeout(Math.max(1_000, options.intervalMs))]),
+        });
+        if (!res.ok)
+          throw new Error(
+            `GET ${url} answered ${res.status}${res.status === 404 ? " (no health function in the stack?)" : ""}`,
+          );
         const parsed = HealthListSchema.safeParse(await res.json());
-        if (!parsed.success) throw new Error(`GET ${url}: not a health list (${parsed.error.issues[0]?.path.join(".") || "body"}: ${parsed.error.issues[0]?.message ?? "invalid"})`);
+        if (!parsed.success)
+          throw new Error(
+            `GET ${url}: not a health list (${parsed.error.issues[0]?.path.join(".") || "body"}: ${parsed.error.issues[0]?.message ?? "invalid"})`,
+          );
         if (!stopped) health.replace(parsed.data.fans, startedAt);
       } catch (error) {
         if (!stopped) health.failed(error instanceof Error ? error.message : String(error));

@@ -36,7 +36,10 @@ export interface FanView {
   deviceID: string;
   state: FanState;
   /** The health function's record of the fan (cause, ETA, alarm), null until it has one. */
-  health: Pick<HealthRecord, "alarmId" | "severity" | "since" | "cause" | "eta" | "probability" | "acknowledged"> | null;
+  health: Pick<
+    HealthRecord,
+    "alarmId" | "severity" | "since" | "cause" | "eta" | "probability" | "acknowledged"
+  > | null;
   /** The latest prediction's probability of a fault. */
   probability: number | null;
   /** Share of the last predictions that said fault. */
@@ -47,7 +50,15 @@ export interface FanView {
 
 export interface FleetSnapshot {
   at: number;
-  totals: { readings: number; predictions: number; deadLetters: number; fans: number; states: HealthCounts; openAlarms: number; unacknowledged: number };
+  totals: {
+    readings: number;
+    predictions: number;
+    deadLetters: number;
+    fans: number;
+    states: HealthCounts;
+    openAlarms: number;
+    unacknowledged: number;
+  };
   rates: { readingsPerSecond: number; predictionsPerSecond: number };
   fans: FanView[];
   /** Open alarms (warning and alarm states), unacknowledged first, at most 100. */
@@ -119,7 +130,12 @@ export class FleetView {
   async subscribe(client: MqttClient): Promise<void> {
     client.on("message", (topic, payload) => this.receive(topic, payload));
     // QoS 1 for transitions: they are few, and one lost would leave a fan's state wrong until the next read.
-    await client.subscribeAsync({ [this.topics.telemetry]: { qos: 0 }, [this.topics.anomaly]: { qos: 0 }, [this.topics.deadletter]: { qos: 0 }, [this.topics.alarm]: { qos: 1 } });
+    await client.subscribeAsync({
+      [this.topics.telemetry]: { qos: 0 },
+      [this.topics.anomaly]: { qos: 0 },
+      [this.topics.deadletter]: { qos: 0 },
+      [this.topics.alarm]: { qos: 1 },
+    });
   }
 
   /**
@@ -127,9 +143,16 @@ export class FleetView {
    * `<gateway>/function/health`) now and every `intervalMs` (5 s) until stop(). Resolves after the
    * first read, answered or not.
    */
-  async readHealthFrom(healthUrl: string, options: { intervalMs?: number; headers?: Record<string, string> } = {}): Promise<void> {
+  async readHealthFrom(
+    healthUrl: string,
+    options: { intervalMs?: number; headers?: Record<string, string> } = {},
+  ): Promise<void> {
     this.#polling?.stop();
-    this.#polling = pollHealth(this.#health, healthUrl, { intervalMs: options.intervalMs ?? HEALTH_POLL_MS, now: this.#now, ...(options.headers === undefined ? {} : { headers: options.headers }) });
+    this.#polling = pollHealth(this.#health, healthUrl, {
+      intervalMs: options.intervalMs ?? HEALTH_POLL_MS,
+      now: this.#now,
+      ...(options.headers === undefined ? {} : { headers: options.headers }),
+    });
     await this.#polling.read();
   }
 
@@ -137,9 +160,15 @@ export class FleetView {
    * Reads each function's replicas from the gateway (`GET <functionsUrl>`, e.g.
    * `<gateway>/system/functions`, with its basic auth) now and every `intervalMs` (2 s) until stop(). Resolves after the first read, answered or not.
    */
-  async readReplicasFrom(functionsUrl: string, options: { intervalMs?: number; headers?: Record<string, string> } = {}): Promise<void> {
+  async readReplicasFrom(
+    functionsUrl: string,
+    options: { intervalMs?: number; headers?: Record<string, string> } = {},
+  ): Promise<void> {
     this.#replicas?.stop();
-    this.#replicas = pollReplicas(functionsUrl, { intervalMs: options.intervalMs ?? REPLICAS_POLL_MS, ...(options.headers === undefined ? {} : { headers: options.headers }) });
+    this.#replicas = pollReplicas(functionsUrl, {
+      intervalMs: options.intervalMs ?? REPLICAS_POLL_MS,
+      ...(options.headers === undefined ? {} : { headers: options.headers }),
+    });
     await this.#replicas.read();
   }
 
@@ -160,13 +189,21 @@ export class FleetView {
     const now = this.#now();
     const seconds = (now - this.#last.at) / 1000;
     if (seconds >= 1) {
-      this.#rates = { readingsPerSecond: round((this.#totals.readings - this.#last.readings) / seconds), predictionsPerSecond: round((this.#totals.predictions - this.#last.predictions) / seconds) };
+      this.#rates = {
+        readingsPerSecond: round((this.#totals.readings - this.#last.readings) / seconds),
+        predictionsPerSecond: round((this.#totals.predictions - this.#last.predictions) / seconds),
+      };
       this.#last = { at: now, readings: this.#totals.readings, predictions: this.#totals.predictions };
       this.#forgetSilent(now);
     }
     const { counts, openAlarms, unacknowledged } = this.#health.tally();
     const replicas = this.#replicas?.current() ?? { functions: [], error: null };
-    return { at: now, totals: { ...this.#totals, fans: this.#fans.size, states: counts, openAlarms, unacknowledged }, rates: this.#rates, functions: { replicas: replicas.functions, error: replicas.error } };
+    return {
+      at: now,
+      totals: { ...this.#totals, fans: this.#fans.size, states: counts, openAlarms, unacknowledged },
+      rates: this.#rates,
+      functions: { replicas: replicas.functions, error: replicas.error },
+    };
   }
 
   /** Everything the web page shows. */
@@ -179,9 +216,20 @@ export class FleetView {
         const record = this.#health.get(view.deviceID);
         if (record === undefined) return { ...view, state: "unknown", health: null };
         const { alarmId, severity, since, cause, eta, probability, acknowledged } = record;
-        return { ...view, state: record.state, health: { alarmId, severity, since, cause, eta, probability, acknowledged } };
+        return {
+          ...view,
+          state: record.state,
+          health: { alarmId, severity, since, cause, eta, probability, acknowledged },
+        };
       });
-    return { ...summary, fans, alarms: health.alarms, feed: health.feed, deadLetters: [...this.#deadLetters], healthError: health.error };
+    return {
+      ...summary,
+      fans,
+      alarms: health.alarms,
+      feed: health.feed,
+      deadLetters: [...this.#deadLetters],
+      healthError: health.error,
+    };
   }
 
   /** One message from the broker: a reading, a prediction, a dead letter or a health transition. */
@@ -208,7 +256,6 @@ export class FleetView {
     }
   }
 
-
   #prediction(message: unknown): void {
     const parsed = PredictionSchema.safeParse(message);
     if (!parsed.success) return;
@@ -226,7 +273,10 @@ export class FleetView {
 
   #deadLetter(message: unknown): void {
     this.#totals.deadLetters++;
-    const error = typeof message === "object" && message !== null && "error" in message ? String(message.error) : "unreadable dead letter";
+    const error =
+      typeof message === "object" && message !== null && "error" in message
+        ? String(message.error)
+        : "unreadable dead letter";
     this.#deadLetters.unshift({ error: error.slice(0, 200), at: this.#now() });
     if (this.#deadLetters.length > FEED) this.#deadLetters.pop();
   }
@@ -242,11 +292,20 @@ export class FleetView {
     if (!this.#candidates.has(deviceID) || this.#fans.size >= this.#maxFans) {
       this.#candidates.delete(deviceID); // re-inserted last: the oldest stays first
       this.#candidates.set(deviceID, now);
-      if (this.#candidates.size > this.#maxFans) this.#candidates.delete(this.#candidates.keys().next().value as string);
+      if (this.#candidates.size > this.#maxFans)
+        this.#candidates.delete(this.#candidates.keys().next().value as string);
       return undefined;
     }
     this.#candidates.delete(deviceID);
-    const fan: Fan = { deviceID, probability: null, faultShare: 0, readings: 0, recent: [], lastSeen: now, history: { rotation: [], temperature: [], vibration: [], sound: [] } };
+    const fan: Fan = {
+      deviceID,
+      probability: null,
+      faultShare: 0,
+      readings: 0,
+      recent: [],
+      lastSeen: now,
+      history: { rotation: [], temperature: [], vibration: [], sound: [] },
+    };
     this.#fans.set(deviceID, fan);
     return fan;
   }

@@ -80,11 +80,15 @@ export class FunctionProcess {
     // An IPC channel as well as the pipes: the function says it is ready by a message on it, not
     // by a line of its output (every line it prints is kept and shown as it is).
     // (@types/node types no spawn() with pipes and a channel: stdio names the three pipes it has.)
-    const child = spawn(process.execPath, [CLI, "function", this.name, "--port", String(this.#port), "--host", "127.0.0.1", "--stop-with-stdin"], {
-      env: this.options.env,
-      detached: true,
-      stdio: ["pipe", "pipe", "pipe", "ipc"],
-    }) as Child;
+    const child = spawn(
+      process.execPath,
+      [CLI, "function", this.name, "--port", String(this.#port), "--host", "127.0.0.1", "--stop-with-stdin"],
+      {
+        env: this.options.env,
+        detached: true,
+        stdio: ["pipe", "pipe", "pipe", "ipc"],
+      },
+    ) as Child;
     this.#child = child;
     this.#startedAt = new Date();
     // OpenFaaS names an instance by its pod; here, by the function and the process id.
@@ -134,7 +138,10 @@ export class FunctionProcess {
   async #restart(reason: string): Promise<void> {
     this.#restarts++;
     const delay = backoffDelay({ baseMs: 500 }, Math.min(this.#restarts, 5));
-    this.options.onLine(this.name, `${this.name} ${reason}; restarting in ${Math.round(delay)} ms (restart ${this.#restarts})`);
+    this.options.onLine(
+      this.name,
+      `${this.name} ${reason}; restarting in ${Math.round(delay)} ms (restart ${this.#restarts})`,
+    );
     await new Promise((resolve) => setTimeout(resolve, delay));
     if (this.#stopping) return;
     await this.start().catch((error: unknown) => this.options.onLine(this.name, (error as Error).message));

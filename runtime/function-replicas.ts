@@ -8,7 +8,13 @@ export interface FunctionReplicas {
 }
 
 /** What `GET /system/functions` answers, reduced to what the console and the page show (OpenFaaS's FunctionStatus). */
-const FunctionListSchema = z.array(z.object({ name: z.string(), replicas: z.number().int().nonnegative(), availableReplicas: z.number().int().nonnegative() }));
+const FunctionListSchema = z.array(
+  z.object({
+    name: z.string(),
+    replicas: z.number().int().nonnegative(),
+    availableReplicas: z.number().int().nonnegative(),
+  }),
+);
 
 export interface ReplicaPoll {
   /** The replicas of the last answer (in the gateway's order), empty until one came. */
@@ -23,7 +29,10 @@ export interface ReplicaPoll {
  * Reads every function's replicas from the gateway's `GET /system/functions` (basic auth) now
  * and every `intervalMs`, until stopped. A failed read keeps the last replicas and says why.
  */
-export function pollReplicas(url: string, options: { intervalMs: number; headers?: Record<string, string> }): ReplicaPoll {
+export function pollReplicas(
+  url: string,
+  options: { intervalMs: number; headers?: Record<string, string> },
+): ReplicaPoll {
   let functions: FunctionReplicas[] = [];
   let error: string | null = null;
   let inFlight: Promise<void> | undefined;
@@ -32,10 +41,16 @@ export function pollReplicas(url: string, options: { intervalMs: number; headers
   const read = (): Promise<void> =>
     (inFlight ??= (async () => {
       try {
-        const res = await fetch(url, { headers: { accept: "application/json", ...options.headers }, signal: AbortSignal.any([controller.signal, AbortSignal.timeout(Math.max(1_000, options.intervalMs))]) });
+        const res = await fetch(url, {
+          headers: { accept: "application/json", ...options.headers },
+          signal: AbortSignal.any([controller.signal, AbortSignal.timeout(Math.max(1_000, options.intervalMs))]),
+        });
         if (!res.ok) throw new Error(`GET ${url} answered ${res.status}`);
         const parsed = FunctionListSchema.safeParse(await res.json());
-        if (!parsed.success) throw new Error(`GET ${url}: not a function list (${parsed.error.issues[0]?.path.join(".") || "body"}: ${parsed.error.issues[0]?.message ?? "invalid"})`);
+        if (!parsed.success)
+          throw new Error(
+            `GET ${url}: not a function list (${parsed.error.issues[0]?.path.join(".") || "body"}: ${parsed.error.issues[0]?.message ?? "invalid"})`,
+          );
         if (stopped) return;
         functions = parsed.data.map(({ name, replicas, availableReplicas }) => ({ name, replicas, availableReplicas }));
         error = null;
@@ -60,5 +75,7 @@ export function pollReplicas(url: string, options: { intervalMs: number; headers
 
 /** "predict 2/3, score 1, health 1": each function's ready replicas, and the desired count when they differ. */
 export function replicasLine(functions: readonly FunctionReplicas[]): string {
-  return functions.map((f) => `${f.name} ${f.availableReplicas === f.replicas ? f.replicas : `${f.availableReplicas}/${f.replicas}`}`).join(", ");
+  return functions
+    .map((f) => `${f.name} ${f.availableReplicas === f.replicas ? f.replicas : `${f.availableReplicas}/${f.replicas}`}`)
+    .join(", ");
 }

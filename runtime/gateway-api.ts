@@ -9,7 +9,9 @@ import type { GatewayFunction } from "./gateway.js";
  * connector-sdk read. docs/start.md lists them.
  */
 
-const VERSION = z.object({ version: z.string() }).parse(JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"))).version;
+const VERSION = z
+  .object({ version: z.string() })
+  .parse(JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"))).version;
 
 /** Go's names for the architectures (OpenFaaS reports the image's GOARCH), where Node's differ. */
 const GO_ARCH: Partial<Record<NodeJS.Architecture, string>> = { x64: "amd64", ia32: "386" };
@@ -34,7 +36,9 @@ export function namespaces(): string[] {
  * functions' one is served, any other is refused (400 "namespace must be: openfaas-fn").
  */
 export function namespaceRefusal(namespace: string | null | undefined): string | undefined {
-  return namespace === null || namespace === undefined || namespace === "" || namespace === NAMESPACE ? undefined : `namespace must be: ${NAMESPACE}`;
+  return namespace === null || namespace === undefined || namespace === "" || namespace === NAMESPACE
+    ? undefined
+    : `namespace must be: ${NAMESPACE}`;
 }
 
 /**

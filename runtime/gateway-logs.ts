@@ -30,7 +30,10 @@ export class LogRing {
   constructor(readonly name: string) {}
 
   push(instance: string, text: string, at = new Date()): void {
-    const line = text.length > MAX_LINE_CHARS ? `${text.slice(0, MAX_LINE_CHARS)}… (${text.length - MAX_LINE_CHARS} more characters)` : text;
+    const line =
+      text.length > MAX_LINE_CHARS
+        ? `${text.slice(0, MAX_LINE_CHARS)}… (${text.length - MAX_LINE_CHARS} more characters)`
+        : text;
     const message = { name: this.name, namespace: NAMESPACE, instance, timestamp: at.toISOString(), text: line };
     this.#lines.push(message);
     if (this.#lines.length > RING_LINES) this.#lines.shift();
@@ -51,23 +54,35 @@ export class LogRing {
 }
 
 function passes(message: LogMessage, query: Pick<LogQuery, "instance" | "since">): boolean {
-  return (query.instance === undefined || message.instance === query.instance) && (query.since === undefined || Date.parse(message.timestamp) >= query.since);
+  return (
+    (query.instance === undefined || message.instance === query.instance) &&
+    (query.since === undefined || Date.parse(message.timestamp) >= query.since)
+  );
 }
 
 // Go's strconv.ParseBool, which the provider uses for `follow`.
 const GoBool = z
-  .enum(["1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"], { error: "follow must be true or false" })
+  .enum(["1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"], {
+    error: "follow must be true or false",
+  })
   .transform((v) => ["1", "t", "T", "TRUE", "true", "True"].includes(v));
 const LogQuerySchema = z.object({
   name: z.string({ error: "name (the function) is required" }).min(1, "name (the function) is required"),
   namespace: z.string().optional(),
   instance: z.string().min(1, "instance must name one (faas-cli logs --instance prints them)").optional(),
   // faas-cli sends tail=-1 for "all": <= 0 means unlimited (OpenFaaS API).
-  tail: z.string().regex(/^-?\d+$/, "tail must be a whole number").transform(Number).default(0),
+  tail: z
+    .string()
+    .regex(/^-?\d+$/, "tail must be a whole number")
+    .transform(Number)
+    .default(0),
   follow: GoBool.default(false),
   since: z
     .string()
-    .refine((s) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/i.test(s) && !Number.isNaN(Date.parse(s)), "since must be an RFC 3339 time such as 2026-11-27T10:00:00Z")
+    .refine(
+      (s) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/i.test(s) && !Number.isNaN(Date.parse(s)),
+      "since must be an RFC 3339 time such as 2026-11-27T10:00:00Z",
+    )
     .transform(Date.parse)
     .optional(),
 });

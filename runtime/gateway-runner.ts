@@ -62,26 +62,49 @@ export async function startGateway(options: GatewayRunOptions): Promise<RunningG
   const stack = await readStack(options.stackFile, env);
   // Bad labels or settings stop the start before anything listens, saying which and why.
   const autoscaling = readAutoscalerSettings(env);
-  const bounds = new Map(Object.entries(stack.functions).map(([name, spec]) => [name, scaleBounds(name, spec, options)] as const));
+  const bounds = new Map(
+    Object.entries(stack.functions).map(([name, spec]) => [name, scaleBounds(name, spec, options)] as const),
+  );
   // The gateway listens first: its address goes into the functions' environment.
   // This run's token: the gateway adds it to every call it forwards, and the functions answer no
   // call without it (their loopback ports are open to every program and page on this machine).
   const callerToken = randomBytes(32).toString("base64url");
-  const gateway = new LocalGateway({ port: options.port, host: options.host, credentials, limits: readGatewayLimits(env), callerToken, log: options.log, ...(options.extra === undefined ? {} : { extra: options.extra }) });
+  const gateway = new LocalGateway({
+    port: options.port,
+    host: options.host,
+    credentials,
+    limits: readGatewayLimits(env),
+    callerToken,
+    log: options.log,
+    ...(options.extra === undefined ? {} : { extra: options.extra }),
+  });
   await gateway.listen();
   say(`gateway on ${gateway.url} (/system/* user ${credentials.user}, password ${credentials.password})`);
   let functions: Array<{ set: ReplicaSet; min: number }>;
   try {
     functions = await Promise.all(
       Object.entries(stack.functions).map(async ([name, spec]) => {
-        const own = functionEnv(spec, { mqtt: options.mqtt, natsUrl: options.natsUrl, gatewayUrl: gateway.url, logLevel: env.LOG_LEVEL ?? CONSOLE_LOG_LEVEL });
+        const own = functionEnv(spec, {
+          mqtt: options.mqtt,
+          natsUrl: options.natsUrl,
+          gatewayUrl: gateway.url,
+          logLevel: env.LOG_LEVEL ?? CONSOLE_LOG_LEVEL,
+        });
         // The token is not one of the variables the /system API shows (`own`).
         const processEnv = { ...env, ...own, FANWATCH_CALLER_TOKEN: callerToken };
         const set = new ReplicaSet({ name, env: processEnv, onLine: (fn, line) => say(`[${fn}] ${line}`) });
         // The body limits its server reads from this environment; a malformed MAX_JSON_SIZE fails here as it would there.
         const { maxJsonSize = Infinity, maxRawSize = Infinity, rawBody = false } = serverOptionsFromEnv(processEnv);
         const scale = bounds.get(name) as ScaleBounds;
-        gateway.add({ name, spec, set, bounds: scale, env: own, envProcess: await templateProcess(spec.lang), bodyLimits: { maxJsonSize, maxRawSize, rawBody } });
+        gateway.add({
+          name,
+          spec,
+          set,
+          bounds: scale,
+          env: own,
+          envProcess: await templateProcess(spec.lang),
+          bodyLimits: { maxJsonSize, maxRawSize, rawBody },
+        });
         return { set, min: scale.min };
       }),
     );
@@ -95,7 +118,9 @@ export async function startGateway(options: GatewayRunOptions): Promise<RunningG
     await gateway.close();
   };
   try {
-    say(`starting ${functions.map(({ set, min }) => (min === 1 ? set.name : `${set.name} (${min} replicas)`)).join(" and ")}…`);
+    say(
+      `starting ${functions.map(({ set, min }) => (min === 1 ? set.name : `${set.name} (${min} replicas)`)).join(" and ")}…`,
+    );
     await Promise.all(functions.map(({ set, min }) => set.scaleTo(min)));
   } catch (error) {
     await stop();
@@ -110,7 +135,10 @@ function gatewayCredentials(env: NodeJS.ProcessEnv): { user: string; password: s
   const secretPath = envValue(env, "SECRET_MOUNT_PATH") ?? DEFAULT_SECRET_PATH;
   return {
     user: readSecret(join(secretPath, "basic-auth-user")) ?? "admin",
-    password: envValue(env, "GATEWAY_PASSWORD") ?? readSecret(join(secretPath, "basic-auth-password")) ?? randomBytes(12).toString("base64url"),
+    password:
+      envValue(env, "GATEWAY_PASSWORD") ??
+      readSecret(join(secretPath, "basic-auth-password")) ??
+      randomBytes(12).toString("base64url"),
   };
 }
 

@@ -1,5 +1,13 @@
 import { randomUUID, timingSafeEqual } from "node:crypto";
-import { createServer, request, Agent, type ClientRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import {
+  createServer,
+  request,
+  Agent,
+  type ClientRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
 import type { AddressInfo } from "node:net";
 import { pipeline } from "node:stream";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
@@ -10,7 +18,14 @@ import type { StackFunction } from "./stack.js";
 import { replicasRefusal, type ScaleBounds, type ScaleDecision } from "../lib/openfaas/scaling.js";
 import { Autoscaler, type AutoscalerSettings, type Scalable } from "./autoscaler.js";
 import type { Lease, ReplicaSet } from "./replica-set.js";
-import { describeFunction, functionTarget, namespaceRefusal, namespaces, secretList, systemInfo } from "./gateway-api.js";
+import {
+  describeFunction,
+  functionTarget,
+  namespaceRefusal,
+  namespaces,
+  secretList,
+  systemInfo,
+} from "./gateway-api.js";
 import { bodyLimit, type BodyLimits } from "../templates/node22-ts/body.js";
 import { BodyTimeoutError, BodyTooLargeError, PortInUseError } from "../lib/errors.js";
 import { checkCallbackUrl, readBody, type GatewayLimits } from "./gateway-guards.js";
@@ -70,10 +85,30 @@ export class LocalGateway {
   readonly #server: Server;
   readonly #agent = new Agent({ keepAlive: true, maxSockets: 64 });
   readonly #registry = new Registry();
-  readonly #invocations = new Counter({ name: "gateway_function_invocation_total", help: "Function invocations", labelNames: ["function_name", "code"], registers: [this.#registry] });
-  readonly #seconds = new Histogram({ name: "gateway_functions_seconds", help: "Function invocation time", labelNames: ["function_name", "code"], registers: [this.#registry] });
-  readonly #scaleEvents = new Counter({ name: "gateway_scale_events_total", help: "Replica count changes, by direction and by whom (autoscaler or api)", labelNames: ["function_name", "direction", "source"], registers: [this.#registry] });
-  readonly #decisions = new Counter({ name: "gateway_autoscaler_decisions_total", help: "Autoscaler decisions, holds included", labelNames: ["function_name", "direction"], registers: [this.#registry] });
+  readonly #invocations = new Counter({
+    name: "gateway_function_invocation_total",
+    help: "Function invocations",
+    labelNames: ["function_name", "code"],
+    registers: [this.#registry],
+  });
+  readonly #seconds = new Histogram({
+    name: "gateway_functions_seconds",
+    help: "Function invocation time",
+    labelNames: ["function_name", "code"],
+    registers: [this.#registry],
+  });
+  readonly #scaleEvents = new Counter({
+    name: "gateway_scale_events_total",
+    help: "Replica count changes, by direction and by whom (autoscaler or api)",
+    labelNames: ["function_name", "direction", "source"],
+    registers: [this.#registry],
+  });
+  readonly #decisions = new Counter({
+    name: "gateway_autoscaler_decisions_total",
+    help: "Autoscaler decisions, holds included",
+    labelNames: ["function_name", "direction"],
+    registers: [this.#registry],
+  });
   readonly #byName = new Map<string, GatewayFunction>();
   #autoscaler: Autoscaler | undefined;
   /** Ends each open log stream: followed logs stream until the client goes, or the gateway closes. */
@@ -87,9 +122,27 @@ export class LocalGateway {
         for (const fn of byName.values()) this.set({ function_name: fn.name }, read(fn.set));
       };
     const byName = this.#byName;
-    new Gauge({ name: "gateway_service_count", help: "Replicas of the function (desired)", labelNames: ["function_name"], registers: [this.#registry], collect: byFunction((set) => set.replicas) });
-    new Gauge({ name: "gateway_service_available_count", help: "Replicas ready and not draining", labelNames: ["function_name"], registers: [this.#registry], collect: byFunction((set) => set.availableReplicas) });
-    new Gauge({ name: "gateway_function_inflight", help: "Requests in flight on the function's replicas", labelNames: ["function_name"], registers: [this.#registry], collect: byFunction((set) => set.inFlight) });
+    new Gauge({
+      name: "gateway_service_count",
+      help: "Replicas of the function (desired)",
+      labelNames: ["function_name"],
+      registers: [this.#registry],
+      collect: byFunction((set) => set.replicas),
+    });
+    new Gauge({
+      name: "gateway_service_available_count",
+      help: "Replicas ready and not draining",
+      labelNames: ["function_name"],
+      registers: [this.#registry],
+      collect: byFunction((set) => set.availableReplicas),
+    });
+    new Gauge({
+      name: "gateway_function_inflight",
+      help: "Requests in flight on the function's replicas",
+      labelNames: ["function_name"],
+      registers: [this.#registry],
+      collect: byFunction((set) => set.inFlight),
+    });
   }
 
   get port(): number {
@@ -110,10 +163,17 @@ export class LocalGateway {
   startAutoscaler(settings: AutoscalerSettings): void {
     const targets: Scalable[] = [...this.#byName.values()];
     for (const { name, bounds } of targets) {
-      const rule = bounds.enabled ? `autoscaled between ${bounds.min} and ${bounds.max} replicas, ${bounds.step} at a time up, 1 at a time down` : `${bounds.min} replica${bounds.min === 1 ? "" : "s"} (scaling disabled: ${bounds.factor === 0 ? "factor 0" : "min = max"})`;
-      this.options.log.info({ event: "scaling", function: name, ...bounds, ...settings.policy, intervalMs: settings.intervalMs }, `${name}: ${rule}`);
+      const rule = bounds.enabled
+        ? `autoscaled between ${bounds.min} and ${bounds.max} replicas, ${bounds.step} at a time up, 1 at a time down`
+        : `${bounds.min} replica${bounds.min === 1 ? "" : "s"} (scaling disabled: ${bounds.factor === 0 ? "factor 0" : "min = max"})`;
+      this.options.log.info(
+        { event: "scaling", function: name, ...bounds, ...settings.policy, intervalMs: settings.intervalMs },
+        `${name}: ${rule}`,
+      );
     }
-    this.#autoscaler = new Autoscaler(targets, settings, (target, from, decision) => this.#decided(target.name, from, decision));
+    this.#autoscaler = new Autoscaler(targets, settings, (target, from, decision) =>
+      this.#decided(target.name, from, decision),
+    );
     this.#autoscaler.start();
   }
 
@@ -134,7 +194,13 @@ export class LocalGateway {
   listen(): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#server.once("error", (error: NodeJS.ErrnoException) =>
-        reject(error.code === "EADDRINUSE" ? new PortInUseError(`port ${this.options.port} is in use: stop what uses it or pick another with --port`, { cause: error }) : error),
+        reject(
+          error.code === "EADDRINUSE"
+            ? new PortInUseError(`port ${this.options.port} is in use: stop what uses it or pick another with --port`, {
+                cause: error,
+              })
+            : error,
+        ),
       );
       this.#server.listen(this.options.port, this.options.host, () => resolve());
     });
@@ -160,7 +226,10 @@ export class LocalGateway {
     const url = new URL(req.url ?? "/", "http://gateway");
     const path = url.pathname;
     const refused = this.#crossSite(req, path);
-    if (refused !== undefined) return json(res, 403, { error: `cross-site request refused (${refused}): the gateway only answers its own page and clients that are not browsers` });
+    if (refused !== undefined)
+      return json(res, 403, {
+        error: `cross-site request refused (${refused}): the gateway only answers its own page and clients that are not browsers`,
+      });
     const sync = /^\/function\/([^/]+)(\/.*)?$/.exec(path);
     const async = /^\/async-function\/([^/]+)(\/.*)?$/.exec(path);
     const call = sync ?? async;
@@ -169,10 +238,15 @@ export class LocalGateway {
       if ("error" in target) return json(res, 404, { error: target.error });
       const fn = this.#byName.get(target.name);
       if (fn === undefined) return json(res, 404, { error: `no function named ${target.name}` });
-      return call === sync ? this.#invoke(req, res, fn, (call[2] ?? "/") + url.search) : this.#invokeAsync(req, res, fn, (call[2] ?? "/") + url.search);
+      return call === sync
+        ? this.#invoke(req, res, fn, (call[2] ?? "/") + url.search)
+        : this.#invokeAsync(req, res, fn, (call[2] ?? "/") + url.search);
     }
     if (path === "/healthz") return void res.writeHead(200, { "content-type": "text/plain" }).end("OK");
-    if (path === "/metrics") return void this.#registry.metrics().then((text) => res.writeHead(200, { "content-type": this.#registry.contentType }).end(text));
+    if (path === "/metrics")
+      return void this.#registry
+        .metrics()
+        .then((text) => res.writeHead(200, { "content-type": this.#registry.contentType }).end(text));
     if (path.startsWith("/system/")) return void this.#system(req, res, url);
     if (this.options.extra?.(req, res) === true) return;
     json(res, 404, { error: `no route ${req.method} ${path}` });
@@ -186,7 +260,11 @@ export class LocalGateway {
     const reading = req.method === "GET" || req.method === "HEAD";
     if (reading && !/^\/(function|async-function|system)\/|^\/ui\/events$/.test(path)) return undefined;
     const reason = crossSiteReason(req.headers);
-    if (reason !== undefined) this.options.log.warn({ event: "cross_site_refused", method: req.method, path, reason }, "cross-site request refused");
+    if (reason !== undefined)
+      this.options.log.warn(
+        { event: "cross_site_refused", method: req.method, path, reason },
+        "cross-site request refused",
+      );
     return reason;
   }
 
@@ -194,21 +272,32 @@ export class LocalGateway {
     const path = url.pathname;
     if (!this.#authorized(req)) {
       res.writeHead(401, { "www-authenticate": 'Basic realm="fanwatch gateway"', "content-type": "application/json" });
-      return void res.end(JSON.stringify({ error: "the /system API needs basic auth (the user and password fanwatch start printed)" }));
+      return void res.end(
+        JSON.stringify({ error: "the /system API needs basic auth (the user and password fanwatch start printed)" }),
+      );
     }
     const scale = /^\/system\/scale-function\/([^/]+)$/.exec(path);
     if (scale !== null && req.method === "POST") return this.#scale(req, res, scale[1] as string);
-    if (req.method !== "GET") return json(res, 501, { error: `${req.method} ${path}: the local gateway runs the functions and secrets of stack.yml and cannot deploy or change them` });
+    if (req.method !== "GET")
+      return json(res, 501, {
+        error: `${req.method} ${path}: the local gateway runs the functions and secrets of stack.yml and cannot deploy or change them`,
+      });
     if (path === "/system/namespaces") return json(res, 200, namespaces());
     if (path === "/system/info") return json(res, 200, systemInfo());
     if (path === "/system/logs") return this.#logs(res, url.searchParams);
     const one = /^\/system\/function\/([^/]+)$/.exec(path);
-    if (path !== "/system/functions" && path !== "/system/secrets" && one === null) return json(res, 404, { error: `no route GET ${path}` });
+    if (path !== "/system/functions" && path !== "/system/secrets" && one === null)
+      return json(res, 404, { error: `no route GET ${path}` });
     const refusal = namespaceRefusal(url.searchParams.get("namespace"));
     if (refusal !== undefined) return json(res, 400, { error: refusal });
     if (path === "/system/secrets") return json(res, 200, secretList(this.#byName.values()));
     const calls = await this.#callsByFunction();
-    if (one === null) return json(res, 200, [...this.#byName.values()].map((f) => describeFunction(f, calls.get(f.name) ?? 0)));
+    if (one === null)
+      return json(
+        res,
+        200,
+        [...this.#byName.values()].map((f) => describeFunction(f, calls.get(f.name) ?? 0)),
+      );
     const fn = this.#byName.get(one[1] as string);
     if (fn === undefined) return json(res, 404, { error: `no function named ${one[1]}` });
     json(res, 200, describeFunction(fn, calls.get(fn.name) ?? 0));
@@ -241,10 +330,14 @@ export class LocalGateway {
     let replicas: number;
     try {
       const parsed = ScaleRequest.safeParse(parseUntrustedJson(await readBody(req, 4096, "for scale requests")));
-      if (!parsed.success) return json(res, 400, { error: 'scale-function takes {"serviceName": "<name>", "replicas": <whole number>}' });
+      if (!parsed.success)
+        return json(res, 400, { error: 'scale-function takes {"serviceName": "<name>", "replicas": <whole number>}' });
       // faas-netes takes the name from the path when the body has none; one naming another function is a mistake.
       const named = parsed.data.serviceName;
-      if (named !== undefined && named !== name) return json(res, 400, { error: `scale-function/${name}: the body names "${named}"; name the same function in the path and in serviceName, or leave serviceName out` });
+      if (named !== undefined && named !== name)
+        return json(res, 400, {
+          error: `scale-function/${name}: the body names "${named}"; name the same function in the path and in serviceName, or leave serviceName out`,
+        });
       replicas = parsed.data.replicas;
     } catch (error) {
       return json(res, bodyErrorStatus(error), { error: `scale-function: ${(error as Error).message}` });
@@ -254,7 +347,18 @@ export class LocalGateway {
     const from = fn.set.replicas;
     const direction = replicas > from ? "up" : replicas < from ? "down" : "hold";
     if (direction !== "hold") this.#scaleEvents.inc({ function_name: name, direction, source: "api" });
-    this.options.log.info({ event: "scale", source: "api", function: name, direction, from, to: replicas, reason: "POST /system/scale-function" }, `scaling ${name} from ${from} to ${replicas} (scale API)`);
+    this.options.log.info(
+      {
+        event: "scale",
+        source: "api",
+        function: name,
+        direction,
+        from,
+        to: replicas,
+        reason: "POST /system/scale-function",
+      },
+      `scaling ${name} from ${from} to ${replicas} (scale API)`,
+    );
     try {
       await fn.set.scaleTo(replicas);
     } catch (error) {
@@ -275,7 +379,9 @@ export class LocalGateway {
 
   #authorized(req: IncomingMessage): boolean {
     const header = req.headers.authorization ?? "";
-    const expected = Buffer.from(`Basic ${Buffer.from(`${this.options.credentials.user}:${this.options.credentials.password}`).toString("base64")}`);
+    const expected = Buffer.from(
+      `Basic ${Buffer.from(`${this.options.credentials.user}:${this.options.credentials.password}`).toString("base64")}`,
+    );
     const given = Buffer.from(header);
     return given.length === expected.length && timingSafeEqual(given, expected);
   }
@@ -294,7 +400,9 @@ export class LocalGateway {
     const { bytes: limit, setting: variable } = bodyLimit(req.headers["content-type"], fn.bodyLimits);
     const refuse = (what: string) => {
       this.#count(name, 413, started);
-      json(res, 413, { error: `request body is too large: ${what}; the limit of ${name} is ${limit} bytes (its ${variable})` });
+      json(res, 413, {
+        error: `request body is too large: ${what}; the limit of ${name} is ${limit} bytes (its ${variable})`,
+      });
     };
     const declared = Number(req.headers["content-length"]);
     if (declared > limit) {
@@ -326,15 +434,32 @@ export class LocalGateway {
    * `settle()` is true only for the first to decide the client's answer: the replica's answer, its
    * failure, or a body found too large.
    */
-  #forward(req: IncomingMessage, res: ServerResponse, name: string, url: string, lease: Lease, started: number): { upstream: ClientRequest; settle: () => boolean } {
+  #forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    name: string,
+    url: string,
+    lease: Lease,
+    started: number,
+  ): { upstream: ClientRequest; settle: () => boolean } {
     const callId = headerValue(req.headers["x-call-id"]) ?? randomUUID();
-    const headers = { ...req.headers, "x-call-id": callId, "x-start-time": String(started * 1e6), [CALLER_TOKEN_HEADER]: this.options.callerToken };
+    const headers = {
+      ...req.headers,
+      "x-call-id": callId,
+      "x-start-time": String(started * 1e6),
+      [CALLER_TOKEN_HEADER]: this.options.callerToken,
+    };
     let settled = false;
     const settle = () => !settled && (settled = true);
     const upstream = request(url, { method: req.method, headers, agent: this.#agent }, (answer) => {
       settled = true;
       const code = answer.statusCode ?? 502;
-      res.writeHead(code, { ...answer.headers, "x-call-id": callId, "x-duration-seconds": ((Date.now() - started) / 1000).toFixed(6), "x-function-instance": lease.instance });
+      res.writeHead(code, {
+        ...answer.headers,
+        "x-call-id": callId,
+        "x-duration-seconds": ((Date.now() - started) / 1000).toFixed(6),
+        "x-function-instance": lease.instance,
+      });
       pipeline(answer, res, () => {
         lease.release();
         this.#count(name, code, started);
@@ -363,7 +488,8 @@ export class LocalGateway {
   #invokeAsync(req: IncomingMessage, res: ServerResponse, fn: GatewayFunction, path: string): void {
     if (req.method !== "POST") return json(res, 405, { error: "async invocations are POST" });
     const given = headerValue(req.headers["x-callback-url"]);
-    const callback = given === undefined ? undefined : checkCallbackUrl(given, this.options.limits.callbackAllowedHosts);
+    const callback =
+      given === undefined ? undefined : checkCallbackUrl(given, this.options.limits.callbackAllowedHosts);
     if (callback !== undefined && "error" in callback) {
       req.resume();
       return json(res, 400, { error: callback.error });
@@ -371,12 +497,17 @@ export class LocalGateway {
     const { maxPendingAsync, maxAsyncBodyBytes } = this.options.limits;
     // The smaller of the gateway's limit and the function's own: a body the function would refuse is refused at once.
     const own = bodyLimit(req.headers["content-type"], fn.bodyLimits);
-    const [limit, source] = own.bytes < maxAsyncBodyBytes ? [own.bytes, `${own.setting} of ${fn.name}`] : [maxAsyncBodyBytes, "GATEWAY_MAX_ASYNC_BODY"];
+    const [limit, source] =
+      own.bytes < maxAsyncBodyBytes
+        ? [own.bytes, `${own.setting} of ${fn.name}`]
+        : [maxAsyncBodyBytes, "GATEWAY_MAX_ASYNC_BODY"];
     readBody(req, limit, source).then(
       (body) => {
         if (this.#pendingAsync >= maxPendingAsync) {
           res.setHeader("retry-after", "1");
-          return json(res, 429, { error: `${maxPendingAsync} async calls are waiting already (GATEWAY_MAX_ASYNC_PENDING); retry later` });
+          return json(res, 429, {
+            error: `${maxPendingAsync} async calls are waiting already (GATEWAY_MAX_ASYNC_PENDING); retry later`,
+          });
         }
         this.#pendingAsync++;
         const callId = randomUUID();
@@ -389,19 +520,44 @@ export class LocalGateway {
     );
   }
 
-  async #runAsync(fn: GatewayFunction, path: string, headers: IncomingMessage["headers"], body: Buffer, callId: string, callback: URL | undefined): Promise<void> {
+  async #runAsync(
+    fn: GatewayFunction,
+    path: string,
+    headers: IncomingMessage["headers"],
+    body: Buffer,
+    callId: string,
+    callback: URL | undefined,
+  ): Promise<void> {
     const started = Date.now();
     const lease = fn.set.lease();
-    const { "x-callback-url": _callback, host: _host, origin: _origin, "content-length": _length, ...forwarded } = headers;
+    const {
+      "x-callback-url": _callback,
+      host: _host,
+      origin: _origin,
+      "content-length": _length,
+      ...forwarded
+    } = headers;
     let status = 500;
-    let answer: Buffer = Buffer.from(JSON.stringify({ error: `${fn.name} is not reachable (${lease === undefined ? this.#unavailable(fn) : `its replica ${lease.instance} failed`})` }));
+    let answer: Buffer = Buffer.from(
+      JSON.stringify({
+        error: `${fn.name} is not reachable (${lease === undefined ? this.#unavailable(fn) : `its replica ${lease.instance} failed`})`,
+      }),
+    );
     if (lease !== undefined) {
       try {
-        const response = await fetch(`${lease.url}${path}`, { method: "POST", headers: { ...flatten(forwarded), "x-call-id": callId, [CALLER_TOKEN_HEADER]: this.options.callerToken }, body: new Uint8Array(body), signal: AbortSignal.timeout(ASYNC_TIMEOUT_MS) });
+        const response = await fetch(`${lease.url}${path}`, {
+          method: "POST",
+          headers: { ...flatten(forwarded), "x-call-id": callId, [CALLER_TOKEN_HEADER]: this.options.callerToken },
+          body: new Uint8Array(body),
+          signal: AbortSignal.timeout(ASYNC_TIMEOUT_MS),
+        });
         status = response.status;
         answer = Buffer.from(await response.arrayBuffer());
       } catch (error) {
-        this.options.log.warn({ event: "async_failed", function: fn.name, callId, err: (error as Error).message }, "async invocation failed");
+        this.options.log.warn(
+          { event: "async_failed", function: fn.name, callId, err: (error as Error).message },
+          "async invocation failed",
+        );
       } finally {
         lease.release();
       }
@@ -414,13 +570,26 @@ export class LocalGateway {
         method: "POST",
         redirect: "manual",
         signal: AbortSignal.timeout(ASYNC_TIMEOUT_MS),
-        headers: { "content-type": "application/json", "x-call-id": callId, "x-function-status": String(status), "x-function-name": fn.name, "x-duration-seconds": ((Date.now() - started) / 1000).toFixed(6) },
+        headers: {
+          "content-type": "application/json",
+          "x-call-id": callId,
+          "x-function-status": String(status),
+          "x-function-name": fn.name,
+          "x-duration-seconds": ((Date.now() - started) / 1000).toFixed(6),
+        },
         body: new Uint8Array(answer),
       });
       await answered.body?.cancel();
-      if (answered.status >= 300) this.options.log.warn({ event: "callback_failed", function: fn.name, callId, status: answered.status }, `the callback ${callback.href} answered ${answered.status}`);
+      if (answered.status >= 300)
+        this.options.log.warn(
+          { event: "callback_failed", function: fn.name, callId, status: answered.status },
+          `the callback ${callback.href} answered ${answered.status}`,
+        );
     } catch (error) {
-      this.options.log.warn({ event: "callback_failed", function: fn.name, callId, err: (error as Error).message }, `cannot post the result to ${callback.href}`);
+      this.options.log.warn(
+        { event: "callback_failed", function: fn.name, callId, err: (error as Error).message },
+        `cannot post the result to ${callback.href}`,
+      );
     }
   }
 
@@ -457,7 +626,9 @@ function headerValue(value: string | string[] | undefined): string | undefined {
 }
 
 function flatten(headers: IncomingMessage["headers"]): Record<string, string> {
-  return Object.fromEntries(Object.entries(headers).flatMap(([k, v]) => (v === undefined ? [] : [[k, Array.isArray(v) ? v.join(", ") : v]])));
+  return Object.fromEntries(
+    Object.entries(headers).flatMap(([k, v]) => (v === undefined ? [] : [[k, Array.isArray(v) ? v.join(", ") : v]])),
+  );
 }
 
 /**

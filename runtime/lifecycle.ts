@@ -51,7 +51,11 @@ export class Lifecycle {
   async start<T>(part: Part<T>): Promise<T> {
     if (this.#stopping !== undefined) throw new Error(`cannot start ${part.name}: stopping`);
     const started = await part.start();
-    this.#parts.push({ name: part.name, drain: once(async () => part.drain?.(started)), close: once(async () => part.close?.(started)) });
+    this.#parts.push({
+      name: part.name,
+      drain: once(async () => part.drain?.(started)),
+      close: once(async () => part.close?.(started)),
+    });
     return started;
   }
 
@@ -72,10 +76,16 @@ export class Lifecycle {
     try {
       const outcome = await Promise.race([part[phase](), late]);
       if (outcome === "late") {
-        this.#log.warn({ event: "stop_timeout", part: part.name, phase, ms: this.#stepTimeoutMs }, `${part.name}: ${phase} took longer than ${this.#stepTimeoutMs} ms`);
+        this.#log.warn(
+          { event: "stop_timeout", part: part.name, phase, ms: this.#stepTimeoutMs },
+          `${part.name}: ${phase} took longer than ${this.#stepTimeoutMs} ms`,
+        );
         this.#say(`${part.name} did not ${phase} within ${this.#stepTimeoutMs / 1000} s; stopping the rest`);
       } else {
-        this.#log.info({ event: "stopped_part", part: part.name, phase, ms: Date.now() - started }, `${part.name}: ${phase} done`);
+        this.#log.info(
+          { event: "stopped_part", part: part.name, phase, ms: Date.now() - started },
+          `${part.name}: ${phase} done`,
+        );
       }
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);

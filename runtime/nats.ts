@@ -15,7 +15,11 @@ export function findNatsServer(env: NodeJS.ProcessEnv = process.env): string | u
   const named = envValue(env, "NATS_SERVER");
   if (named !== undefined) return existsSync(named) ? named : undefined;
   if (existsSync(DEBIAN_NATS_SERVER)) return DEBIAN_NATS_SERVER;
-  return (env.PATH ?? "").split(delimiter).filter((dir) => dir !== "").map((dir) => join(dir, "nats-server")).find((path) => existsSync(path));
+  return (env.PATH ?? "")
+    .split(delimiter)
+    .filter((dir) => dir !== "")
+    .map((dir) => join(dir, "nats-server"))
+    .find((path) => existsSync(path));
 }
 
 export const DEFAULT_NATS_HOST = "127.0.0.1";
@@ -56,9 +60,13 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
   // outright its pipe to the shell closes and the shell stops nats-server: no orphan holds the
   // store directory at the next start.
   // (A background job's input is /dev/null unless redirected, hence fd 3.)
-  const script = 'exec 3<&0; "$0" "$@" </dev/null & pid=$!; trap \'kill -TERM $pid\' TERM INT; (read -r _ <&3; kill -TERM $pid 2>/dev/null) & wait $pid; wait $pid';
+  const script =
+    'exec 3<&0; "$0" "$@" </dev/null & pid=$!; trap \'kill -TERM $pid\' TERM INT; (read -r _ <&3; kill -TERM $pid 2>/dev/null) & wait $pid; wait $pid';
   const args = ["-js", "-sd", options.storeDir, "-a", host, "-p", String(options.port)];
-  const child = spawn("sh", ["-c", script, options.binary, ...args], { stdio: ["pipe", "pipe", "pipe"], detached: true });
+  const child = spawn("sh", ["-c", script, options.binary, ...args], {
+    stdio: ["pipe", "pipe", "pipe"],
+    detached: true,
+  });
   const lines: string[] = [];
   await new Promise<void>((resolve, reject) => {
     const timeoutMs = options.readyTimeoutMs ?? DEFAULT_NATS_READY_TIMEOUT_MS;
@@ -72,7 +80,8 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
         resolve();
       }
     };
-    const onExit = (code: number | null, signal: NodeJS.Signals | null) => fail(`exited (${signal ?? `code ${code}`}) before it was ready`);
+    const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
+      fail(`exited (${signal ?? `code ${code}`}) before it was ready`);
     const fail = (why: string) => {
       clearTimeout(timer);
       killGroup(child, "SIGKILL");
@@ -134,7 +143,11 @@ export interface HealthState {
  * directory, so that state survives restarts) on a free port when one is installed; otherwise
  * memory. Says which on the console.
  */
-export async function startHealthState(env: NodeJS.ProcessEnv, say: (line: string) => void, port: () => Promise<number>): Promise<HealthState> {
+export async function startHealthState(
+  env: NodeJS.ProcessEnv,
+  say: (line: string) => void,
+  port: () => Promise<number>,
+): Promise<HealthState> {
   const url = envValue(env, "NATS_URL");
   if (url !== undefined) {
     say(`health state in NATS at ${redactUrl(url)} (NATS_URL), bucket ${readHealthConfig(env).bucket}`);
@@ -142,7 +155,9 @@ export async function startHealthState(env: NodeJS.ProcessEnv, say: (line: strin
   }
   const binary = findNatsServer(env);
   if (binary === undefined) {
-    say("health state in memory: not durable, lost when fanwatch stops (install nats-server, apt-get install nats-server, or set NATS_URL to keep it)");
+    say(
+      "health state in memory: not durable, lost when fanwatch stops (install nats-server, apt-get install nats-server, or set NATS_URL to keep it)",
+    );
     return { natsUrl: undefined, stop: async () => {} };
   }
   const storeDir = resolve(envValue(env, "NATS_STORE_DIR") ?? DEFAULT_STORE_DIR);

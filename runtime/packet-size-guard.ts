@@ -31,7 +31,8 @@ export class PacketSizeGuard extends Transform {
       const byte = chunk[i++] as number;
       this.#header.push(byte);
       if (this.#header.length === 1 || (byte & 0x80) !== 0) {
-        if (this.#header.length > 5) return done(new Error("malformed MQTT packet: its length takes more than 4 bytes"));
+        if (this.#header.length > 5)
+          return done(new Error("malformed MQTT packet: its length takes more than 4 bytes"));
         continue;
       }
       let length = 0;

@@ -87,12 +87,23 @@ export class ReplicaSet {
   async scaleTo(count: number): Promise<void> {
     const started: Array<Promise<void>> = [];
     while (this.#replicas.length < count) {
-      const replica: Replica = { process: new FunctionProcess({ name: this.name, env: this.options.env, onLine: this.options.onLine, logs: this.logs }), inFlight: 0, draining: false };
+      const replica: Replica = {
+        process: new FunctionProcess({
+          name: this.name,
+          env: this.options.env,
+          onLine: this.options.onLine,
+          logs: this.logs,
+        }),
+        inFlight: 0,
+        draining: false,
+      };
       this.#replicas.push(replica);
       started.push(replica.process.start());
     }
     while (this.#replicas.length > count) {
-      const surplus = [...this.#replicas].sort((a, b) => Number(a.process.ready) - Number(b.process.ready) || a.inFlight - b.inFlight).at(0) as Replica;
+      const surplus = [...this.#replicas]
+        .sort((a, b) => Number(a.process.ready) - Number(b.process.ready) || a.inFlight - b.inFlight)
+        .at(0) as Replica;
       this.#replicas.splice(this.#replicas.indexOf(surplus), 1);
       this.#drain(surplus);
     }
@@ -170,7 +181,11 @@ export class ReplicaSet {
     replica.draining = true;
     this.#leaving.add(replica);
     if (replica.inFlight === 0) void this.#stop(replica);
-    else this.options.onLine(this.name, `${replica.process.instance} draining: ${replica.inFlight} in flight, then it stops`);
+    else
+      this.options.onLine(
+        this.name,
+        `${replica.process.instance} draining: ${replica.inFlight} in flight, then it stops`,
+      );
   }
 
   async #stop(replica: Replica): Promise<void> {

@@ -66,17 +66,34 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     const fleet = new FleetView(topics);
     if (envValue(env, "INFLUX_URL") !== undefined) {
       const writer = await parts.start(writerPart(options, mqtt));
-      say(`InfluxDB writer storing ${topics.telemetry}, ${topics.anomaly}, ${topics.alarm} and ${topics.deadletter} in ${envValue(env, "INFLUX_URL")} (health on http://${reachableHost(options.gatewayHost)}:${writer.port}/healthz)`);
+      say(
+        `InfluxDB writer storing ${topics.telemetry}, ${topics.anomaly}, ${topics.alarm} and ${topics.deadletter} in ${envValue(env, "INFLUX_URL")} (health on http://${reachableHost(options.gatewayHost)}:${writer.port}/healthz)`,
+      );
     }
     // Started before the functions and closed after them: health's writes under way finish.
-    const healthState = await parts.start({ name: "health state", start: () => startHealthState(env, say, freePort), close: (h) => h.stop() });
+    const healthState = await parts.start({
+      name: "health state",
+      start: () => startHealthState(env, say, freePort),
+      close: (h) => h.stop(),
+    });
 
     // The page is started after the gateway (so its streams end before the gateway drains) but
     // served by it: until then its paths are the gateway's 404.
     let page: WebPage | undefined;
     const gateway = await parts.start({
       name: "gateway",
-      start: () => startGateway({ port: options.gatewayPort, host: options.gatewayHost, stackFile: options.stackFile, mqtt, natsUrl: healthState.natsUrl, env, log, say, extra: (req, res) => page?.handle(req, res) ?? false }),
+      start: () =>
+        startGateway({
+          port: options.gatewayPort,
+          host: options.gatewayHost,
+          stackFile: options.stackFile,
+          mqtt,
+          natsUrl: healthState.natsUrl,
+          env,
+          log,
+          say,
+          extra: (req, res) => page?.handle(req, res) ?? false,
+        }),
       // The functions finish what they hold, then the gateway closes.
       drain: (g) => g.stop(),
     });
@@ -84,7 +101,9 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     page = await parts.start({ name: "page", start: () => createWebPage(fleet), drain: (p) => p.close() });
     await parts.start(fleetViewPart(fleet, mqtt, gateway, log));
     const connector = await parts.start(connectorPart(options, mqtt, topics, gateway));
-    say(`connector routing ${topics.telemetry} and ${topics.anomaly} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.port}/healthz)`);
+    say(
+      `connector routing ${topics.telemetry} and ${topics.anomaly} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.port}/healthz)`,
+    );
     const simulated = options.fleet.fans > 0 ? await parts.start(simulatorPart(options, mqtt, topics)) : undefined;
     return {
       gatewayUrl: gateway.url,
@@ -105,7 +124,13 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
 function brokerPart({ brokerPort, log }: SystemOptions, { username, password }: MqttSettings): Part<EmbeddedBroker> {
   return {
     name: "broker",
-    start: () => startEmbeddedBroker({ port: brokerPort, log, ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }) }),
+    start: () =>
+      startEmbeddedBroker({
+        port: brokerPort,
+        log,
+        ...(username === undefined ? {} : { username }),
+        ...(password === undefined ? {} : { password }),
+      }),
     close: (b) => b.close(),
   };
 }
@@ -118,7 +143,10 @@ function writerPart({ env, gatewayHost, log }: SystemOptions, mqtt: MqttSettings
   return {
     name: "InfluxDB writer",
     start: async () => {
-      const writer = new InfluxWriter({ ...readWriterConfig(env, { INFLUX_WRITER_PORT: 0, HEALTH_HOST: gatewayHost }), mqtt }, log);
+      const writer = new InfluxWriter(
+        { ...readWriterConfig(env, { INFLUX_WRITER_PORT: 0, HEALTH_HOST: gatewayHost }), mqtt },
+        log,
+      );
       await writer.start();
       return writer;
     },
@@ -135,13 +163,18 @@ function fleetViewPart(fleet: FleetView, mqtt: MqttSettings, gateway: RunningGat
   return {
     name: "fleet view",
     start: async () => {
-      const viewer = connectMqtt(mqtt, { clientId: `fanwatch-view-${process.pid}`, onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "fleet view: MQTT error") });
+      const viewer = connectMqtt(mqtt, {
+        clientId: `fanwatch-view-${process.pid}`,
+        onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "fleet view: MQTT error"),
+      });
       await fleet.subscribe(viewer).catch(async (error: unknown) => {
         await viewer.endAsync(true);
         throw error;
       });
       void fleet.readHealthFrom(`${gateway.url}/function/health`);
-      void fleet.readReplicasFrom(`${gateway.url}/system/functions`, { headers: { authorization: basicAuth(gateway.credentials) } });
+      void fleet.readReplicasFrom(`${gateway.url}/system/functions`, {
+        headers: { authorization: basicAuth(gateway.credentials) },
+      });
       return viewer;
     },
     drain: () => fleet.stop(),
@@ -155,12 +188,27 @@ function fleetViewPart(fleet: FleetView, mqtt: MqttSettings, gateway: RunningGat
  * predictions to health (each function's `topic` annotation says which). Its session keeps what
  * arrives while fanwatch is stopped: predicted at the next start.
  */
-function connectorPart({ env, gatewayHost, log }: SystemOptions, mqtt: MqttSettings, topics: Topics, gateway: RunningGateway): Part<Connector> {
+function connectorPart(
+  { env, gatewayHost, log }: SystemOptions,
+  mqtt: MqttSettings,
+  topics: Topics,
+  gateway: RunningGateway,
+): Part<Connector> {
   return {
     name: "connector",
     start: async () => {
-      const settings = { gateway_url: gateway.url, topic: [topics.telemetry, topics.anomaly], client_id: START_CONNECTOR_CLIENT_ID, refresh_interval_ms: 2_000, port: 0, HEALTH_HOST: gatewayHost };
-      const connector = new Connector({ ...readConnectorConfig(env, settings), mqtt, basicAuth: gateway.credentials }, log);
+      const settings = {
+        gateway_url: gateway.url,
+        topic: [topics.telemetry, topics.anomaly],
+        client_id: START_CONNECTOR_CLIENT_ID,
+        refresh_interval_ms: 2_000,
+        port: 0,
+        HEALTH_HOST: gatewayHost,
+      };
+      const connector = new Connector(
+        { ...readConnectorConfig(env, settings), mqtt, basicAuth: gateway.credentials },
+        log,
+      );
       await connector.start().catch(async (error: unknown) => {
         await connector.drain();
         throw error;
@@ -172,11 +220,18 @@ function connectorPart({ env, gatewayHost, log }: SystemOptions, mqtt: MqttSetti
   };
 }
 
-function simulatorPart({ fleet, log }: SystemOptions, mqtt: MqttSettings, topics: Topics): Part<{ simulator: FleetSimulator; publisher: MqttClient }> {
+function simulatorPart(
+  { fleet, log }: SystemOptions,
+  mqtt: MqttSettings,
+  topics: Topics,
+): Part<{ simulator: FleetSimulator; publisher: MqttClient }> {
   return {
     name: "simulated fleet",
     start: () => {
-      const publisher = connectMqtt(mqtt, { clientId: `fanwatch-fleet-${process.pid}`, onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "simulator: MQTT error") });
+      const publisher = connectMqtt(mqtt, {
+        clientId: `fanwatch-fleet-${process.pid}`,
+        onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "simulator: MQTT error"),
+      });
       const simulator = new FleetSimulator(publisher, { ...fleet, topic: topics.telemetry });
       simulator.start();
       return { simulator, publisher };

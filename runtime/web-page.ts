@@ -10,7 +10,11 @@ const FILES: Record<string, string> = {
   "/ui/app.js": "app.js",
   "/ui/style.css": "style.css",
 };
-const TYPES: Record<string, string> = { html: "text/html; charset=utf-8", js: "text/javascript; charset=utf-8", css: "text/css; charset=utf-8" };
+const TYPES: Record<string, string> = {
+  html: "text/html; charset=utf-8",
+  js: "text/javascript; charset=utf-8",
+  css: "text/css; charset=utf-8",
+};
 
 export interface WebPageOptions {
   intervalMs?: number;
@@ -92,7 +96,9 @@ class LivePage implements WebPage {
 
   #openStream(res: ServerResponse): void {
     if (this.#closed || this.#streams.size >= this.#maxStreams) {
-      const why = this.#closed ? "fanwatch is stopping" : `the page is open in ${this.#maxStreams} places already, the most it serves; close one`;
+      const why = this.#closed
+        ? "fanwatch is stopping"
+        : `the page is open in ${this.#maxStreams} places already, the most it serves; close one`;
       res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "10" }).end(`${why}\n`);
       return;
     }
@@ -134,7 +140,14 @@ function send(stream: Stream, frame: string): void {
 
 function serveFile(file: string, res: ServerResponse): void {
   readFile(`${UI_DIR}${file}`).then(
-    (body) => res.writeHead(200, { "content-type": TYPES[file.split(".").pop() ?? ""] ?? "application/octet-stream", "cache-control": "no-cache", "x-content-type-options": "nosniff" }).end(body),
+    (body) =>
+      res
+        .writeHead(200, {
+          "content-type": TYPES[file.split(".").pop() ?? ""] ?? "application/octet-stream",
+          "cache-control": "no-cache",
+          "x-content-type-options": "nosniff",
+        })
+        .end(body),
     () => res.writeHead(500, { "content-type": "text/plain" }).end(`${file} is missing from ${UI_DIR}`),
   );
 }

@@ -46,7 +46,14 @@ export function rangesAt(profile: ProfileName, wear: number, failed = false): Re
   const w = Math.min(1, Math.max(0, wear));
   const mix = (a: number, b: number) => a + (b - a) * w;
   const moving = profile === "bearing" ? (f: FeatureName) => f === "vibration" : () => true;
-  return Object.fromEntries(FEATURES.map((f) => [f, moving(f) ? { min: mix(HEALTHY_RANGES[f].min, WORN_RANGES[f].min), max: mix(HEALTHY_RANGES[f].max, WORN_RANGES[f].max) } : HEALTHY_RANGES[f]])) as Record<FeatureName, Range>;
+  return Object.fromEntries(
+    FEATURES.map((f) => [
+      f,
+      moving(f)
+        ? { min: mix(HEALTHY_RANGES[f].min, WORN_RANGES[f].min), max: mix(HEALTHY_RANGES[f].max, WORN_RANGES[f].max) }
+        : HEALTHY_RANGES[f],
+    ]),
+  ) as Record<FeatureName, Range>;
 }
 
 /** One reading, one decimal per value like the reference simulator. */
@@ -86,6 +93,14 @@ export function fleetProfiles(fans: number, mix: FleetMix): ProfileName[] {
     ["noisy", mix.noisy ?? 0],
   ];
   const total = counts.reduce((n, [, c]) => n + c, 0);
-  if (total > fans) throw new UsageError(`${counts.filter(([, c]) => c > 0).map(([p, c]) => `--${p} ${c}`).join(", ")} are more than the ${fans} fans`);
-  return counts.flatMap(([p, c]) => Array.from({ length: c }, () => p)).concat(Array.from({ length: fans - total }, () => "healthy" as const));
+  if (total > fans)
+    throw new UsageError(
+      `${counts
+        .filter(([, c]) => c > 0)
+        .map(([p, c]) => `--${p} ${c}`)
+        .join(", ")} are more than the ${fans} fans`,
+    );
+  return counts
+    .flatMap(([p, c]) => Array.from({ length: c }, () => p))
+    .concat(Array.from({ length: fans - total }, () => "healthy" as const));
 }

@@ -1,5 +1,12 @@
 import { seededRandom, type Random } from "./rng.js";
-import { WEARING, drawReadings, fleetProfiles, type FleetMix, type ProfileName, type Readings } from "./fan-profiles.js";
+import {
+  WEARING,
+  drawReadings,
+  fleetProfiles,
+  type FleetMix,
+  type ProfileName,
+  type Readings,
+} from "./fan-profiles.js";
 
 export interface FleetModelOptions extends FleetMix {
   fans: number;
@@ -48,7 +55,14 @@ export class SimulatedFan {
       deviceID,
       shape: profile,
       wearStartsAtReading: wearing ? onsetReading : null,
-      failsAtReading: profile === "faulty" ? 0 : profile === "sudden" ? onsetReading : wearing ? onsetReading + degradeReadings : null,
+      failsAtReading:
+        profile === "faulty"
+          ? 0
+          : profile === "sudden"
+            ? onsetReading
+            : wearing
+              ? onsetReading + degradeReadings
+              : null,
     };
   }
 

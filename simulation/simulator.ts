@@ -52,7 +52,10 @@ export class FleetSimulator {
   /** Each fan's shape, when it starts to wear and when it fails: readings, and times once started. */
   get truth(): TimedTruth[] {
     return this.#fans.map((fan, i) => {
-      const at = (reading: number | null) => (reading === null || this.#startedAt === undefined ? null : new Date(this.#startedAt + this.#offset(i) + reading * this.options.intervalMs).toISOString());
+      const at = (reading: number | null) =>
+        reading === null || this.#startedAt === undefined
+          ? null
+          : new Date(this.#startedAt + this.#offset(i) + reading * this.options.intervalMs).toISOString();
       return { ...fan.truth, wearStartsAt: at(fan.truth.wearStartsAtReading), failsAt: at(fan.truth.failsAtReading) };
     });
   }

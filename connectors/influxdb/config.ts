@@ -77,23 +77,86 @@ export type WriterSettings = z.output<typeof WriterSchema>;
 
 /** Every setting: its variables, its flag, help and default. Secrets may also come from *_FILE or the OpenFaaS secret folder. */
 export const WRITER_SETTINGS: Readonly<Record<keyof WriterSettings, Setting>> = Object.freeze({
-  INFLUX_URL: { env: ["INFLUX_URL"], flag: "--influx-url <url>", help: "InfluxDB, e.g. http://127.0.0.1:8086 (required)" },
-  INFLUX_API: { env: ["INFLUX_API"], flag: "--influx-api <1|2>", help: "1.x /write or 2.x /api/v2/write", default: "2 when INFLUX_TOKEN is set, else 1" },
-  INFLUX_DB: { env: ["INFLUX_DB"], flag: "--influx-db <name>", help: "1.x database, or 2.x bucket", default: d.INFLUX_DB },
+  INFLUX_URL: {
+    env: ["INFLUX_URL"],
+    flag: "--influx-url <url>",
+    help: "InfluxDB, e.g. http://127.0.0.1:8086 (required)",
+  },
+  INFLUX_API: {
+    env: ["INFLUX_API"],
+    flag: "--influx-api <1|2>",
+    help: "1.x /write or 2.x /api/v2/write",
+    default: "2 when INFLUX_TOKEN is set, else 1",
+  },
+  INFLUX_DB: {
+    env: ["INFLUX_DB"],
+    flag: "--influx-db <name>",
+    help: "1.x database, or 2.x bucket",
+    default: d.INFLUX_DB,
+  },
   INFLUX_BUCKET: { env: ["INFLUX_BUCKET"], help: "2.x bucket (INFLUX_DB's alias)", default: d.INFLUX_DB },
-  INFLUX_ORG: { env: ["INFLUX_ORG"], flag: "--influx-org <org>", help: "2.x organisation (the token comes from INFLUX_TOKEN or INFLUX_TOKEN_FILE)" },
-  INFLUX_TOKEN: { env: ["INFLUX_TOKEN"], help: "2.x token (or the file in INFLUX_TOKEN_FILE, or the secret influx-token)" },
+  INFLUX_ORG: {
+    env: ["INFLUX_ORG"],
+    flag: "--influx-org <org>",
+    help: "2.x organisation (the token comes from INFLUX_TOKEN or INFLUX_TOKEN_FILE)",
+  },
+  INFLUX_TOKEN: {
+    env: ["INFLUX_TOKEN"],
+    help: "2.x token (or the file in INFLUX_TOKEN_FILE, or the secret influx-token)",
+  },
   INFLUX_USERNAME: { env: ["INFLUX_USERNAME"], help: "1.x user name" },
-  INFLUX_PASSWORD: { env: ["INFLUX_PASSWORD"], help: "1.x password (or the file in INFLUX_PASSWORD_FILE, or the secret influx-password)" },
+  INFLUX_PASSWORD: {
+    env: ["INFLUX_PASSWORD"],
+    help: "1.x password (or the file in INFLUX_PASSWORD_FILE, or the secret influx-password)",
+  },
   SECRET_MOUNT_PATH: { env: ["SECRET_MOUNT_PATH"], help: "where secrets are mounted", default: DEFAULT_SECRET_PATH },
-  MQTT_URL: { env: ["MQTT_URL", "MQTT_HOST"], flag: "--broker <url>", help: "MQTT broker, credentials from MQTT_USERNAME/MQTT_PASSWORD", default: DEFAULT_MQTT_URL },
-  INFLUX_CLIENT_ID: { env: ["INFLUX_CLIENT_ID"], flag: "--client-id <id>", help: "the persistent session's client id", default: d.INFLUX_CLIENT_ID },
-  INFLUX_BATCH_SIZE: { env: ["INFLUX_BATCH_SIZE"], flag: "--batch-size <n>", help: "points per write", default: d.INFLUX_BATCH_SIZE },
-  INFLUX_FLUSH_MS: { env: ["INFLUX_FLUSH_MS"], flag: "--flush-ms <ms>", help: "longest wait before a partial batch is written", default: d.INFLUX_FLUSH_MS },
-  INFLUX_RETRY_BASE_MS: { env: ["INFLUX_RETRY_BASE_MS"], help: "first wait after a failed write, doubled up to INFLUX_RETRY_MAX_MS", default: d.INFLUX_RETRY_BASE_MS },
-  INFLUX_RETRY_MAX_MS: { env: ["INFLUX_RETRY_MAX_MS"], flag: "--retry-max-ms <ms>", help: "longest wait between two write attempts while InfluxDB is down", default: d.INFLUX_RETRY_MAX_MS },
-  INFLUX_MAX_BUFFER_BYTES: { env: ["INFLUX_MAX_BUFFER_BYTES"], flag: "--max-buffer-bytes <n>", help: "bytes of messages held unwritten before the writer stops reading from the broker", default: d.INFLUX_MAX_BUFFER_BYTES },
-  INFLUX_WRITER_PORT: { env: ["INFLUX_WRITER_PORT"], flag: "--port <port>", help: "port of /healthz and /metrics", default: d.INFLUX_WRITER_PORT },
+  MQTT_URL: {
+    env: ["MQTT_URL", "MQTT_HOST"],
+    flag: "--broker <url>",
+    help: "MQTT broker, credentials from MQTT_USERNAME/MQTT_PASSWORD",
+    default: DEFAULT_MQTT_URL,
+  },
+  INFLUX_CLIENT_ID: {
+    env: ["INFLUX_CLIENT_ID"],
+    flag: "--client-id <id>",
+    help: "the persistent session's client id",
+    default: d.INFLUX_CLIENT_ID,
+  },
+  INFLUX_BATCH_SIZE: {
+    env: ["INFLUX_BATCH_SIZE"],
+    flag: "--batch-size <n>",
+    help: "points per write",
+    default: d.INFLUX_BATCH_SIZE,
+  },
+  INFLUX_FLUSH_MS: {
+    env: ["INFLUX_FLUSH_MS"],
+    flag: "--flush-ms <ms>",
+    help: "longest wait before a partial batch is written",
+    default: d.INFLUX_FLUSH_MS,
+  },
+  INFLUX_RETRY_BASE_MS: {
+    env: ["INFLUX_RETRY_BASE_MS"],
+    help: "first wait after a failed write, doubled up to INFLUX_RETRY_MAX_MS",
+    default: d.INFLUX_RETRY_BASE_MS,
+  },
+  INFLUX_RETRY_MAX_MS: {
+    env: ["INFLUX_RETRY_MAX_MS"],
+    flag: "--retry-max-ms <ms>",
+    help: "longest wait between two write attempts while InfluxDB is down",
+    default: d.INFLUX_RETRY_MAX_MS,
+  },
+  INFLUX_MAX_BUFFER_BYTES: {
+    env: ["INFLUX_MAX_BUFFER_BYTES"],
+    flag: "--max-buffer-bytes <n>",
+    help: "bytes of messages held unwritten before the writer stops reading from the broker",
+    default: d.INFLUX_MAX_BUFFER_BYTES,
+  },
+  INFLUX_WRITER_PORT: {
+    env: ["INFLUX_WRITER_PORT"],
+    flag: "--port <port>",
+    help: "port of /healthz and /metrics",
+    default: d.INFLUX_WRITER_PORT,
+  },
   HEALTH_HOST: HEALTH_HOST_SETTING,
 });
 
@@ -103,22 +166,36 @@ export const WRITER_SETTINGS: Readonly<Record<keyof WriterSettings, Setting>> = 
  * INFLUX_USERNAME/INFLUX_PASSWORD. Secrets may come from *_FILE or the OpenFaaS secret folder.
  * `given` settings (flags, or `fanwatch start`'s choices) beat the environment.
  */
-export function readWriterConfig(env: NodeJS.ProcessEnv = process.env, given: Partial<WriterSettings> = {}): WriterConfig {
+export function readWriterConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  given: Partial<WriterSettings> = {},
+): WriterConfig {
   const s = readSettings(WriterSchema, WRITER_SETTINGS, env, given);
   const url = s.INFLUX_URL;
-  if (url === undefined) throw new ConfigError("INFLUX_URL is not set: the writer needs an InfluxDB to write to (e.g. http://127.0.0.1:8086)");
-  const fromFile = (name: string, file: string) => readSecret(envValue(env, `${name}_FILE`) ?? join(s.SECRET_MOUNT_PATH, file));
+  if (url === undefined)
+    throw new ConfigError(
+      "INFLUX_URL is not set: the writer needs an InfluxDB to write to (e.g. http://127.0.0.1:8086)",
+    );
+  const fromFile = (name: string, file: string) =>
+    readSecret(envValue(env, `${name}_FILE`) ?? join(s.SECRET_MOUNT_PATH, file));
   const token = s.INFLUX_TOKEN ?? fromFile("INFLUX_TOKEN", "influx-token");
   const api = s.INFLUX_API ?? (token === undefined ? "1" : "2");
   let influx: InfluxTarget;
   if (api === "2") {
     const org = s.INFLUX_ORG;
-    if (token === undefined || org === undefined) throw new ConfigError("the InfluxDB 2.x API needs INFLUX_TOKEN (or INFLUX_TOKEN_FILE) and INFLUX_ORG");
+    if (token === undefined || org === undefined)
+      throw new ConfigError("the InfluxDB 2.x API needs INFLUX_TOKEN (or INFLUX_TOKEN_FILE) and INFLUX_ORG");
     influx = { api: "v2", url: trimSlash(url), bucket: s.INFLUX_BUCKET ?? s.INFLUX_DB ?? d.INFLUX_DB, org, token };
   } else {
     const username = s.INFLUX_USERNAME;
     const password = s.INFLUX_PASSWORD ?? fromFile("INFLUX_PASSWORD", "influx-password");
-    influx = { api: "v1", url: trimSlash(url), database: s.INFLUX_DB ?? s.INFLUX_BUCKET ?? d.INFLUX_DB, ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }) };
+    influx = {
+      api: "v1",
+      url: trimSlash(url),
+      database: s.INFLUX_DB ?? s.INFLUX_BUCKET ?? d.INFLUX_DB,
+      ...(username === undefined ? {} : { username }),
+      ...(password === undefined ? {} : { password }),
+    };
   }
   return {
     influx,

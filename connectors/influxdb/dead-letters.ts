@@ -16,19 +16,30 @@ export interface StoredDeadLetter {
 export const DURATION = /^[1-9]\d*(s|m|h|d|w)$/;
 
 /** The newest `limit` dead letters of the last `since`, oldest first, and how many the window holds. */
-export async function readDeadLetters(target: InfluxTarget, options: { since: string; limit: number; signal?: AbortSignal }): Promise<{ letters: StoredDeadLetter[]; total: number }> {
+export async function readDeadLetters(
+  target: InfluxTarget,
+  options: { since: string; limit: number; signal?: AbortSignal },
+): Promise<{ letters: StoredDeadLetter[]; total: number }> {
   // Both go into the statement as they are: check them here, whoever the caller.
-  if (!DURATION.test(options.since)) throw new UsageError(`since takes a duration such as 30m, 1h or 7d, not "${options.since}"`);
-  if (!Number.isSafeInteger(options.limit) || options.limit < 1) throw new UsageError(`limit is a whole number from 1, not ${options.limit}`);
+  if (!DURATION.test(options.since))
+    throw new UsageError(`since takes a duration such as 30m, 1h or 7d, not "${options.since}"`);
+  if (!Number.isSafeInteger(options.limit) || options.limit < 1)
+    throw new UsageError(`limit is a whole number from 1, not ${options.limit}`);
   const where = `WHERE time > now() - ${options.since}`;
   const query = { signal: options.signal };
   const [count] = await influxQuery(target, `SELECT count("error") FROM "deadletter" ${where}`, query);
   const total = Number(count?.values[0]?.[1] ?? 0);
   if (total === 0) return { letters: [], total };
-  const [series] = await influxQuery(target, `SELECT "error", "payload", "topic" FROM "deadletter" ${where} ORDER BY time DESC LIMIT ${options.limit}`, query);
+  const [series] = await influxQuery(
+    target,
+    `SELECT "error", "payload", "topic" FROM "deadletter" ${where} ORDER BY time DESC LIMIT ${options.limit}`,
+    query,
+  );
   const letters = (series?.values ?? []).map((row) => {
     // Text as stored; whatever else a misconfigured writer stored is shown, not refused.
-    const [time, error, payload, topic] = [0, 1, 2, 3].map((i) => (row[i] === null || row[i] === undefined ? undefined : String(row[i])));
+    const [time, error, payload, topic] = [0, 1, 2, 3].map((i) =>
+      row[i] === null || row[i] === undefined ? undefined : String(row[i]),
+    );
     return { time: time ?? "", topic, error: error ?? "", payload: payload ?? "" };
   });
   return { letters: letters.reverse(), total };

@@ -22,7 +22,10 @@ export const HEALTH_SCHEMA = {
     probability: "float",
     eta: "string",
     acknowledged: "boolean",
-    ...(Object.fromEntries(FEATURES.map((f) => [`contribution_${f}`, "float"])) as Record<`contribution_${(typeof FEATURES)[number]}`, "float">),
+    ...(Object.fromEntries(FEATURES.map((f) => [`contribution_${f}`, "float"])) as Record<
+      `contribution_${(typeof FEATURES)[number]}`,
+      "float"
+    >),
     acknowledgedBy: "string",
     note: "string",
   },
@@ -37,11 +40,13 @@ const RFC3339 = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d
 /** An RFC 3339 time as nanoseconds since the epoch, or why it cannot be stored. */
 export function rfc3339Nanoseconds(text: string): bigint | string {
   const match = RFC3339.exec(text);
-  if (match === null) return `${JSON.stringify(text.slice(0, 40))} is not an RFC 3339 time (e.g. 2026-11-27T10:00:00.000Z)`;
+  if (match === null)
+    return `${JSON.stringify(text.slice(0, 40))} is not an RFC 3339 time (e.g. 2026-11-27T10:00:00.000Z)`;
   const [, seconds, fraction = "", zone] = match;
   const ms = Date.parse(`${seconds}${zone}`);
   if (Number.isNaN(ms)) return `${JSON.stringify(text)} is not a valid time`;
-  if (ms < TIMESTAMP_MIN_MS || ms > TIMESTAMP_MAX_MS) return `${text} is outside 1970-01-01 to 2262-04-11, the times InfluxDB can store`;
+  if (ms < TIMESTAMP_MIN_MS || ms > TIMESTAMP_MAX_MS)
+    return `${text} is outside 1970-01-01 to 2262-04-11, the times InfluxDB can store`;
   return BigInt(ms) * 1_000_000n + BigInt(fraction.padEnd(9, "0"));
 }
 
@@ -56,7 +61,10 @@ export function healthLine(value: unknown): PointResult {
   const time = rfc3339Nanoseconds(t.at);
   if (typeof time === "string") return { ok: false, error: `health transition at: ${time}` };
   const point = new Point("health").tag("deviceID", t.deviceID).tag("event", t.event).tag("state", t.state);
-  point.stringField("severity", t.severity).floatField("probability", t.probability).booleanField("acknowledged", t.acknowledged);
+  point
+    .stringField("severity", t.severity)
+    .floatField("probability", t.probability)
+    .booleanField("acknowledged", t.acknowledged);
   if (t.alarmId !== null) point.stringField("alarmId", t.alarmId);
   if (t.cause !== null) point.stringField("cause", t.cause);
   if (t.eta !== null) point.stringField("eta", t.eta);

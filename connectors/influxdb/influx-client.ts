@@ -3,7 +3,6 @@ import type { InfluxTarget } from "./config.js";
 import { InfluxUnavailableError } from "../../lib/errors.js";
 import { authHeaders, credentialsHint, request, type Answer } from "./influx-http.js";
 
-
 export interface WriteOutcome {
   /** Lines InfluxDB refused as bad data (400 on them alone), by index into the batch, with its reason. */
   rejected: Array<{ index: number; error: string }>;
@@ -74,7 +73,10 @@ class BatchWriter implements LineWriter {
     if (rest.length < batch.length) return this.#store(rest, rejected, signal);
     const [only] = batch;
     if (batch.length === 1 && only !== undefined) {
-      rejected.push({ index: only.index, error: `InfluxDB refused the point (${refusal.status}): ${refusal.message.replace(/^partial write: /, "").replace(/ dropped=\d+$/, "")}` });
+      rejected.push({
+        index: only.index,
+        error: `InfluxDB refused the point (${refusal.status}): ${refusal.message.replace(/^partial write: /, "").replace(/ dropped=\d+$/, "")}`,
+      });
       return;
     }
     const half = Math.ceil(batch.length / 2);
@@ -103,9 +105,14 @@ function judge(answer: Answer, target: InfluxTarget, missing: string): Answer | 
   if (answer.status >= 200 && answer.status < 300) return undefined;
   if (answer.status === 400 || answer.status === 413 || answer.status === 422) return answer;
   const said = `${answer.status}: ${answer.message.slice(0, 300)}`;
-  if (answer.status === 401 || answer.status === 403) throw new InfluxUnavailableError(`InfluxDB refused the credentials (${said}): ${credentialsHint(target)}`);
-  if (answer.status === 404 && /not found/i.test(answer.message)) throw new InfluxUnavailableError(`${missing} (${said})`);
-  if (answer.status === 404) throw new InfluxUnavailableError(`InfluxDB at ${target.url} has no write API (${said}): check INFLUX_URL and INFLUX_API`);
+  if (answer.status === 401 || answer.status === 403)
+    throw new InfluxUnavailableError(`InfluxDB refused the credentials (${said}): ${credentialsHint(target)}`);
+  if (answer.status === 404 && /not found/i.test(answer.message))
+    throw new InfluxUnavailableError(`${missing} (${said})`);
+  if (answer.status === 404)
+    throw new InfluxUnavailableError(
+      `InfluxDB at ${target.url} has no write API (${said}): check INFLUX_URL and INFLUX_API`,
+    );
   throw new InfluxUnavailableError(`InfluxDB answered ${said}`);
 }
 
@@ -141,7 +148,8 @@ class V1Endpoint implements Endpoint {
       body: new URLSearchParams({ q: statement }).toString(),
       signal,
     });
-    const error = answer.status === 200 ? statementError(answer.body) : `${answer.status}: ${answer.message.slice(0, 300)}`;
+    const error =
+      answer.status === 200 ? statementError(answer.body) : `${answer.status}: ${answer.message.slice(0, 300)}`;
     if (error !== undefined) {
       throw new InfluxUnavailableError(
         `InfluxDB has no database "${db}" and refused to create it (${error}): run ${statement} as an InfluxDB admin (influx -execute '${statement}'), or set INFLUX_DB to a database that exists`,
@@ -177,6 +185,10 @@ class V2Endpoint implements Endpoint {
   async post(body: string, signal: AbortSignal | undefined): Promise<Answer | undefined> {
     const answer = await request(this.#url, { method: "POST", headers: this.#headers, body, signal });
     const { bucket, org } = this.target;
-    return judge(answer, this.target, `InfluxDB has no bucket "${bucket}" in org "${org}": create it (influx bucket create --name ${bucket} --org ${org}) or set INFLUX_BUCKET to a bucket that exists`);
+    return judge(
+      answer,
+      this.target,
+      `InfluxDB has no bucket "${bucket}" in org "${org}": create it (influx bucket create --name ${bucket} --org ${org}) or set INFLUX_BUCKET to a bucket that exists`,
+    );
   }
 }

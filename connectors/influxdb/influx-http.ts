@@ -21,11 +21,17 @@ export function authHeaders(target: InfluxTarget): Record<string, string> {
  * One request with a timeout. A connection failure or a timeout becomes an InfluxUnavailableError;
  * an abort by the caller's signal is rethrown as is (the caller stopped, InfluxDB is not to blame).
  */
-export async function request(url: string, init: { method: "GET" | "POST"; headers: Record<string, string>; body?: string; signal?: AbortSignal | undefined }): Promise<Answer> {
+export async function request(
+  url: string,
+  init: { method: "GET" | "POST"; headers: Record<string, string>; body?: string; signal?: AbortSignal | undefined },
+): Promise<Answer> {
   const { signal, ...rest } = init;
   const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
   try {
-    const response = await fetch(url, { ...rest, signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) });
+    const response = await fetch(url, {
+      ...rest,
+      signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]),
+    });
     const body = await response.text();
     return { status: response.status, message: messageOf(body), body };
   } catch (error) {
@@ -46,7 +52,11 @@ export interface Series {
  * Runs one InfluxQL statement through /query (every 1.x server; 2.x and 3.x through their 1.x
  * compatibility API, where the bucket is the database) and returns its series.
  */
-export async function influxQuery(target: InfluxTarget, statement: string, options: { database?: boolean; signal?: AbortSignal } = {}): Promise<Series[]> {
+export async function influxQuery(
+  target: InfluxTarget,
+  statement: string,
+  options: { database?: boolean; signal?: AbortSignal } = {},
+): Promise<Series[]> {
   const params = new URLSearchParams({ q: statement });
   if (options.database !== false) params.set("db", target.api === "v1" ? target.database : target.bucket);
   const answer = await request(`${target.url}/query`, {
@@ -55,13 +65,19 @@ export async function influxQuery(target: InfluxTarget, statement: string, optio
     body: params.toString(),
     signal: options.signal,
   });
-  if (answer.status === 401 || answer.status === 403) throw new InfluxUnavailableError(`InfluxDB refused the credentials (${answer.status}: ${answer.message}): ${credentialsHint(target)}`);
-  if (answer.status !== 200) throw new InfluxUnavailableError(`InfluxDB answered ${answer.status} to ${statement}: ${answer.message}`);
+  if (answer.status === 401 || answer.status === 403)
+    throw new InfluxUnavailableError(
+      `InfluxDB refused the credentials (${answer.status}: ${answer.message}): ${credentialsHint(target)}`,
+    );
+  if (answer.status !== 200)
+    throw new InfluxUnavailableError(`InfluxDB answered ${answer.status} to ${statement}: ${answer.message}`);
   let body: { results?: Array<{ series?: Series[]; error?: string }> };
   try {
     body = JSON.parse(answer.body) as typeof body;
   } catch {
-    throw new InfluxQueryError(`${target.url}/query answered something other than InfluxDB's JSON: ${answer.body.slice(0, 100)}`);
+    throw new InfluxQueryError(
+      `${target.url}/query answered something other than InfluxDB's JSON: ${answer.body.slice(0, 100)}`,
+    );
   }
   const error = body.results?.[0]?.error;
   if (error !== undefined) throw new InfluxQueryError(error);
@@ -69,7 +85,9 @@ export async function influxQuery(target: InfluxTarget, statement: string, optio
 }
 
 export function credentialsHint(target: InfluxTarget): string {
-  return target.api === "v1" ? "check INFLUX_USERNAME and INFLUX_PASSWORD" : "check INFLUX_TOKEN (it needs write access to the bucket)";
+  return target.api === "v1"
+    ? "check INFLUX_USERNAME and INFLUX_PASSWORD"
+    : "check INFLUX_TOKEN (it needs write access to the bucket)";
 }
 
 function messageOf(text: string): string {

@@ -14,7 +14,10 @@ import { HEALTH_SCHEMA, healthLine } from "./health-points.js";
  * rejected message came from; a health transition is described in health-points.ts.
  */
 export const SCHEMA = {
-  telemetry: { tags: ["deviceID"], fields: { rotation: "float", temperature: "float", vibration: "float", sound: "float" } },
+  telemetry: {
+    tags: ["deviceID"],
+    fields: { rotation: "float", temperature: "float", vibration: "float", sound: "float" },
+  },
   prediction: { tags: ["deviceID", "model"], fields: { fault: "integer", probability: "float" } },
   deadletter: { tags: ["topic"], fields: { error: "string", payload: "string" } },
   health: HEALTH_SCHEMA,
@@ -60,7 +63,10 @@ function predictionLine(value: unknown, arrivedAt: number): PointResult {
     return { ok: false, error: `prediction ${issue?.path.join(".") || "body"}: ${issue?.message ?? "invalid"}` };
   }
   const p = parsed.data;
-  const point = new Point("prediction").tag("deviceID", p.deviceID).intField("fault", p.fault).floatField("probability", p.probability);
+  const point = new Point("prediction")
+    .tag("deviceID", p.deviceID)
+    .intField("fault", p.fault)
+    .floatField("probability", p.probability);
   if (p.model !== undefined) point.tag("model", p.model);
   const at = p.timeStamp === undefined ? arrivedAt : readTimestamp(p.timeStamp);
   if (typeof at === "string") return { ok: false, error: `prediction timeStamp: ${at}` };
@@ -94,7 +100,13 @@ function deadLetterLine(payload: Buffer, arrivedAt: number): PointResult {
   let letter: { error: string; topic: string; payload: string };
   try {
     const parsed = DeadLetterSchema.safeParse(parseUntrustedJson(payload));
-    letter = parsed.success ? parsed.data : deadLetter(`not a dead letter: ${parsed.error.issues[0]?.path.join(".") || "body"}: ${parsed.error.issues[0]?.message ?? "invalid"}`, "", payload);
+    letter = parsed.success
+      ? parsed.data
+      : deadLetter(
+          `not a dead letter: ${parsed.error.issues[0]?.path.join(".") || "body"}: ${parsed.error.issues[0]?.message ?? "invalid"}`,
+          "",
+          payload,
+        );
   } catch (error) {
     letter = deadLetter(`not a dead letter: not JSON: ${(error as Error).message}`, "", payload);
   }

@@ -27,12 +27,40 @@ interface Buffered {
  */
 export class InfluxWriter {
   readonly registry = new Registry();
-  readonly #messages = new Counter({ name: "influx_writer_messages_total", help: "MQTT messages by kind (telemetry, prediction, deadletter, health) and outcome (accepted, rejected: dead-lettered before writing, dropped: a dead letter that could not be stored)", labelNames: ["kind", "outcome"], registers: [this.registry] });
-  readonly #points = new Counter({ name: "influx_writer_points_written_total", help: "Points InfluxDB stored", registers: [this.registry] });
-  readonly #refused = new Counter({ name: "influx_writer_points_refused_total", help: "Points InfluxDB refused as bad data (dead-lettered, never retried), by reason", labelNames: ["reason"], registers: [this.registry] });
-  readonly #failures = new Counter({ name: "influx_writer_write_failures_total", help: "Batch writes that failed because InfluxDB was unavailable (each is retried)", registers: [this.registry] });
-  readonly #deadLetters = new Counter({ name: "influx_writer_dead_letters_total", help: "Dead letters the writer published, by outcome (published, failed: the message is left for redelivery)", labelNames: ["outcome"], registers: [this.registry] });
-  readonly #seconds = new Histogram({ name: "influx_writer_write_seconds", help: "Time per batch write that InfluxDB answered", buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [this.registry] });
+  readonly #messages = new Counter({
+    name: "influx_writer_messages_total",
+    help: "MQTT messages by kind (telemetry, prediction, deadletter, health) and outcome (accepted, rejected: dead-lettered before writing, dropped: a dead letter that could not be stored)",
+    labelNames: ["kind", "outcome"],
+    registers: [this.registry],
+  });
+  readonly #points = new Counter({
+    name: "influx_writer_points_written_total",
+    help: "Points InfluxDB stored",
+    registers: [this.registry],
+  });
+  readonly #refused = new Counter({
+    name: "influx_writer_points_refused_total",
+    help: "Points InfluxDB refused as bad data (dead-lettered, never retried), by reason",
+    labelNames: ["reason"],
+    registers: [this.registry],
+  });
+  readonly #failures = new Counter({
+    name: "influx_writer_write_failures_total",
+    help: "Batch writes that failed because InfluxDB was unavailable (each is retried)",
+    registers: [this.registry],
+  });
+  readonly #deadLetters = new Counter({
+    name: "influx_writer_dead_letters_total",
+    help: "Dead letters the writer published, by outcome (published, failed: the message is left for redelivery)",
+    labelNames: ["outcome"],
+    registers: [this.registry],
+  });
+  readonly #seconds = new Histogram({
+    name: "influx_writer_write_seconds",
+    help: "Time per batch write that InfluxDB answered",
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    registers: [this.registry],
+  });
   readonly #lines: LineWriter;
   readonly #consumer: MqttConsumer;
   /** Points waiting for a batch, then the batch being written. */
@@ -68,9 +96,30 @@ export class InfluxWriter {
     const points = () => this.#buffer.length + this.#batch.length;
     const bytes = () => this.#consumer.status.bytesInFlight;
     const up = () => (this.#influxError === undefined ? 1 : 0);
-    new Gauge({ name: "influx_writer_buffered", help: "Points received and not yet stored", registers: [this.registry], collect() { this.set(points()); } });
-    new Gauge({ name: "influx_writer_buffered_bytes", help: "Bytes of the MQTT messages received and not yet acknowledged (reading stops at INFLUX_MAX_BUFFER_BYTES)", registers: [this.registry], collect() { this.set(bytes()); } });
-    new Gauge({ name: "influx_writer_influx_up", help: "1 while InfluxDB takes writes, 0 while they fail", registers: [this.registry], collect() { this.set(up()); } });
+    new Gauge({
+      name: "influx_writer_buffered",
+      help: "Points received and not yet stored",
+      registers: [this.registry],
+      collect() {
+        this.set(points());
+      },
+    });
+    new Gauge({
+      name: "influx_writer_buffered_bytes",
+      help: "Bytes of the MQTT messages received and not yet acknowledged (reading stops at INFLUX_MAX_BUFFER_BYTES)",
+      registers: [this.registry],
+      collect() {
+        this.set(bytes());
+      },
+    });
+    new Gauge({
+      name: "influx_writer_influx_up",
+      help: "1 while InfluxDB takes writes, 0 while they fail",
+      registers: [this.registry],
+      collect() {
+        this.set(up());
+      },
+    });
   }
 
   get port(): number {
@@ -79,11 +128,25 @@ export class InfluxWriter {
 
   /** Resolves once the broker granted the subscriptions; rejects if it refused one. */
   async start(): Promise<void> {
-    this.#server = await startHealthServer({ port: this.config.port, host: this.config.healthHost }, () => this.#health(), this.registry);
+    this.#server = await startHealthServer(
+      { port: this.config.port, host: this.config.healthHost },
+      () => this.#health(),
+      this.registry,
+    );
     await this.#consumer.start();
     const { influx, topics } = this.config;
     const target = influx.api === "v1" ? `database ${influx.database}` : `bucket ${influx.bucket}`;
-    this.log.info({ event: "started", broker: redactUrl(this.config.mqtt.url), topics, influx: influx.url, api: influx.api, target }, `writing ${topics.telemetry}, ${topics.anomaly}, ${topics.deadletter} and ${topics.alarm} to InfluxDB ${target}`);
+    this.log.info(
+      {
+        event: "started",
+        broker: redactUrl(this.config.mqtt.url),
+        topics,
+        influx: influx.url,
+        api: influx.api,
+        target,
+      },
+      `writing ${topics.telemetry}, ${topics.anomaly}, ${topics.deadletter} and ${topics.alarm} to InfluxDB ${target}`,
+    );
   }
 
   /**
@@ -124,7 +187,13 @@ export class InfluxWriter {
 
   #kindOf(topic: string): Kind {
     const { anomaly, deadletter, alarm } = this.config.topics;
-    return topic === anomaly ? "prediction" : topic === deadletter ? "deadletter" : topic === alarm ? "health" : "telemetry";
+    return topic === anomaly
+      ? "prediction"
+      : topic === deadletter
+        ? "deadletter"
+        : topic === alarm
+          ? "health"
+          : "telemetry";
   }
 
   /** Starts the write loop unless it runs already; it empties the buffer batch by batch. */
@@ -133,7 +202,8 @@ export class InfluxWriter {
     this.#timer = undefined;
     this.#writing ??= this.#writeAll().finally(() => {
       this.#writing = undefined;
-      if (this.#buffer.length > 0 && !this.#stopping) this.#timer ??= setTimeout(() => void this.#flush(), this.config.flushMs);
+      if (this.#buffer.length > 0 && !this.#stopping)
+        this.#timer ??= setTimeout(() => void this.#flush(), this.config.flushMs);
     });
     return this.#writing;
   }
@@ -177,7 +247,10 @@ export class InfluxWriter {
   /** `signal` cuts a write that is no longer wanted (stopping, or its messages' connection closed). */
   async #timed(batch: Buffered[], signal?: AbortSignal): Promise<WriteOutcome> {
     const stopTimer = this.#seconds.startTimer();
-    const outcome = await this.#lines.write(batch.map((b) => b.line), signal);
+    const outcome = await this.#lines.write(
+      batch.map((b) => b.line),
+      signal,
+    );
     stopTimer();
     if (this.#influxError !== undefined) this.log.info({ event: "influx_back" }, "InfluxDB takes writes again");
     this.#influxError = undefined;
@@ -187,7 +260,11 @@ export class InfluxWriter {
   #failed(error: unknown, points: number): void {
     this.#failures.inc();
     const message = error instanceof Error ? error.message : String(error);
-    if (message !== this.#influxError) this.log.warn({ event: "write_failed", err: message, points }, "InfluxDB did not take the batch; retrying with backoff");
+    if (message !== this.#influxError)
+      this.log.warn(
+        { event: "write_failed", err: message, points },
+        "InfluxDB did not take the batch; retrying with backoff",
+      );
     this.#influxError = message;
   }
 
@@ -201,7 +278,11 @@ export class InfluxWriter {
       this.#deadLetter(item.message, `influx-writer: ${error}`);
     });
     this.#points.inc(batch.length - refused.size);
-    if (refused.size > 0) this.log.warn({ event: "points_refused", points: refused.size, first: rejected[0]?.error }, `InfluxDB refused ${refused.size} of ${batch.length} points as bad data; dead-lettered`);
+    if (refused.size > 0)
+      this.log.warn(
+        { event: "points_refused", points: refused.size, first: rejected[0]?.error },
+        `InfluxDB refused ${refused.size} of ${batch.length} points as bad data; dead-lettered`,
+      );
   }
 
   #deadLetter(message: ReceivedMessage, reason: string): void {

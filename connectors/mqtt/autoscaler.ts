@@ -1,5 +1,11 @@
 import type { Logger } from "../../lib/infra/log.js";
-import { decideReplicas, readScaleLabels, type ScaleBounds, type ScaleMemory, type ScalePolicy } from "../../lib/openfaas/scaling.js";
+import {
+  decideReplicas,
+  readScaleLabels,
+  type ScaleBounds,
+  type ScaleMemory,
+  type ScalePolicy,
+} from "../../lib/openfaas/scaling.js";
 import type { AutoscaleConfig } from "./config.js";
 import type { FunctionDirectory } from "./directory.js";
 import type { FunctionLoad } from "./dispatcher.js";
@@ -56,7 +62,11 @@ export class ConnectorAutoscaler {
     this.#gateway = new GatewayClient(options.gatewayUrl, 1);
     // The connector caps what is in flight, so a slow function shows as work waiting, not as
     // latency: its own timeout is the only latency that says "overloaded".
-    this.#policy = { targetInFlight: options.config.targetInFlight, latencyMs: options.timeoutMs, scaleDownWindowMs: options.config.windowMs };
+    this.#policy = {
+      targetInFlight: options.config.targetInFlight,
+      latencyMs: options.timeoutMs,
+      scaleDownWindowMs: options.config.windowMs,
+    };
   }
 
   start(): void {
@@ -87,7 +97,18 @@ export class ConnectorAutoscaler {
 
   #track(name: string): Tracked {
     let tracked = this.#tracked.get(name);
-    if (tracked === undefined) this.#tracked.set(name, (tracked = { memory: { lowSince: undefined }, demandSum: 0, samples: 0, requested: undefined, seen: undefined, lastAsked: undefined }));
+    if (tracked === undefined)
+      this.#tracked.set(
+        name,
+        (tracked = {
+          memory: { lowSince: undefined },
+          demandSum: 0,
+          samples: 0,
+          requested: undefined,
+          seen: undefined,
+          lastAsked: undefined,
+        }),
+      );
     return tracked;
   }
 
@@ -106,13 +127,27 @@ export class ConnectorAutoscaler {
       if (status === undefined) continue;
       const bounds = this.#bounds(name, status.labels);
       if (bounds === undefined) continue;
-      if (tracked.requested !== undefined && this.options.directory.refreshedAt > tracked.requested.at) tracked.requested = undefined;
+      if (tracked.requested !== undefined && this.options.directory.refreshedAt > tracked.requested.at)
+        tracked.requested = undefined;
       // Scaled by someone else (another connector replica, a person, CE): the window starts again,
       // so that two connectors sharing the load do not each take a replica away.
-      if (tracked.seen !== undefined && status.replicas !== tracked.seen && tracked.requested === undefined && status.replicas !== tracked.lastAsked) tracked.memory = { lowSince: undefined };
+      if (
+        tracked.seen !== undefined &&
+        status.replicas !== tracked.seen &&
+        tracked.requested === undefined &&
+        status.replicas !== tracked.lastAsked
+      )
+        tracked.memory = { lowSince: undefined };
       tracked.seen = status.replicas;
       const current = tracked.requested?.replicas ?? status.replicas;
-      const decision = decideReplicas(current, bounds, { inFlight: demand, rate: done / seconds, p99Ms: undefined }, now, tracked.memory, this.#policy);
+      const decision = decideReplicas(
+        current,
+        bounds,
+        { inFlight: demand, rate: done / seconds, p99Ms: undefined },
+        now,
+        tracked.memory,
+        this.#policy,
+      );
       tracked.memory = decision.memory;
       if (decision.direction === "hold") continue;
       await this.#scale(name, current, decision.replicas, decision.direction, decision.reason, tracked);
@@ -127,26 +162,48 @@ export class ConnectorAutoscaler {
       return bounds;
     } catch (error) {
       const reason = (error as Error).message;
-      if (this.#badLabels.get(name) !== reason) this.options.log.warn({ event: "autoscale_skipped", function: name, reason }, `not scaling ${name}: ${reason}`);
+      if (this.#badLabels.get(name) !== reason)
+        this.options.log.warn({ event: "autoscale_skipped", function: name, reason }, `not scaling ${name}: ${reason}`);
       this.#badLabels.set(name, reason);
       return undefined;
     }
   }
 
-  async #scale(name: string, from: number, replicas: number, direction: "up" | "down", reason: string, tracked: Tracked): Promise<void> {
+  async #scale(
+    name: string,
+    from: number,
+    replicas: number,
+    direction: "up" | "down",
+    reason: string,
+    tracked: Tracked,
+  ): Promise<void> {
     const headers: Record<string, string> = { "content-type": "application/json" };
-    if (this.options.basicAuth !== undefined) headers.authorization = `Basic ${Buffer.from(`${this.options.basicAuth.user}:${this.options.basicAuth.password}`).toString("base64")}`;
+    if (this.options.basicAuth !== undefined)
+      headers.authorization = `Basic ${Buffer.from(`${this.options.basicAuth.user}:${this.options.basicAuth.password}`).toString("base64")}`;
     const at = Date.now();
     let code = "0";
     try {
-      const answer = await this.#gateway.request({ method: "POST", path: `/system/scale-function/${encodeURIComponent(name)}`, headers, body: JSON.stringify({ serviceName: name, replicas }), timeoutMs: 5_000 });
+      const answer = await this.#gateway.request({
+        method: "POST",
+        path: `/system/scale-function/${encodeURIComponent(name)}`,
+        headers,
+        body: JSON.stringify({ serviceName: name, replicas }),
+        timeoutMs: 5_000,
+      });
       code = String(answer.status);
-      if (answer.status !== 200 && answer.status !== 202) throw new Error(`the gateway answered ${answer.status}: ${answer.body.slice(0, 300)}`);
+      if (answer.status !== 200 && answer.status !== 202)
+        throw new Error(`the gateway answered ${answer.status}: ${answer.body.slice(0, 300)}`);
       tracked.requested = { replicas, at };
       tracked.lastAsked = replicas;
-      this.options.log.info({ event: "scale_requested", function: name, from, replicas, direction, reason }, `asked the gateway for ${replicas} replicas of ${name} (${reason})`);
+      this.options.log.info(
+        { event: "scale_requested", function: name, from, replicas, direction, reason },
+        `asked the gateway for ${replicas} replicas of ${name} (${reason})`,
+      );
     } catch (error) {
-      this.options.log.warn({ event: "scale_failed", function: name, from, replicas, direction, reason, err: (error as Error).message }, `could not scale ${name} to ${replicas}: ${(error as Error).message}`);
+      this.options.log.warn(
+        { event: "scale_failed", function: name, from, replicas, direction, reason, err: (error as Error).message },
+        `could not scale ${name} to ${replicas}: ${(error as Error).message}`,
+      );
     } finally {
       this.options.metrics.scaleRequests.inc({ function: name, direction, code });
     }

@@ -126,20 +126,33 @@ const d = CONNECTOR_DEFAULTS;
 const official = (name: string) => [name, name.toUpperCase()];
 
 /** "true" or "false", in the environment; a flag gives the boolean itself. */
-const onOff = z.enum(["true", "false"], { error: (issue) => `"${String(issue.input)}" is not true or false` }).transform((v) => v === "true");
+const onOff = z
+  .enum(["true", "false"], { error: (issue) => `"${String(issue.input)}" is not true or false` })
+  .transform((v) => v === "true");
 
 /** How each setting is parsed, from the environment or from its flag; keyed by the setting's name. */
 export const ConnectorSchema = z.object({
-  gateway_url: z.string().transform((url) => url.replace(/\/+$/, "")).default(d.gateway_url),
+  gateway_url: z
+    .string()
+    .transform((url) => url.replace(/\/+$/, ""))
+    .default(d.gateway_url),
   broker: z.string().optional(),
   topic: z
     .string()
-    .transform((text) => text.split(",").map((t) => t.trim()).filter((t) => t !== ""))
+    .transform((text) =>
+      text
+        .split(",")
+        .map((t) => t.trim())
+        .filter((t) => t !== ""),
+    )
     .refine((topics) => topics.length > 0, "give at least one topic filter")
     .default(() => [DEFAULT_TOPICS.telemetry]),
   functions: z.string().optional(),
   client_id: z.string().default(d.client_id),
-  qos: z.coerce.number().pipe(z.union([z.literal(0), z.literal(1)], { error: (issue) => `0 or 1, not ${String(issue.input)}` })).default(d.qos),
+  qos: z.coerce
+    .number()
+    .pipe(z.union([z.literal(0), z.literal(1)], { error: (issue) => `0 or 1, not ${String(issue.input)}` }))
+    .default(d.qos),
   shared_group: z.string().optional(),
   refresh_interval_ms: z.coerce.number().int().min(100).default(d.refresh_interval_ms),
   batch_size: z.coerce.number().int().min(1).max(10_000).default(d.batch_size),
@@ -155,9 +168,15 @@ export const ConnectorSchema = z.object({
   retry_max_ms: z.coerce.number().int().min(1).default(d.retry_max_ms),
   timeout_ms: z.coerce.number().int().min(1).default(d.timeout_ms),
   // As the official connector: anything but "true" is off.
-  async_invoke: z.string().transform((v) => v === "true").default(d.async_invoke),
+  async_invoke: z
+    .string()
+    .transform((v) => v === "true")
+    .default(d.async_invoke),
   callback_url: z.string().optional(),
-  basic_auth: z.string().transform((v) => v === "true").default(d.basic_auth),
+  basic_auth: z
+    .string()
+    .transform((v) => v === "true")
+    .default(d.basic_auth),
   secret_mount_path: z.string().default(d.secret_mount_path),
   content_type: z.string().default(d.content_type),
   port: z.coerce.number().int().min(0).max(65_535).default(d.port),
@@ -172,45 +191,183 @@ export type ConnectorSettings = z.output<typeof ConnectorSchema>;
 
 /** Every setting: its variables (the official connector's names where it has them), its flag, help and default. */
 export const CONNECTOR_SETTINGS: Readonly<Record<keyof ConnectorSettings, Setting>> = Object.freeze({
-  gateway_url: { env: official("gateway_url"), flag: "--gateway-url <url>", help: "OpenFaaS gateway", default: d.gateway_url },
-  broker: { env: [...official("broker"), ...MQTT_URL_ENV], flag: "--broker <url>", help: "MQTT broker URL, mqtt:// or mqtts://", default: `$MQTT_URL or ${DEFAULT_MQTT_URL}` },
-  topic: { env: [...official("topic"), ...TOPIC_SETTINGS.telemetry.env], flag: "--topic <filters>", help: "comma-separated topic filters to subscribe to", default: `$TELEMETRY_TOPIC or ${DEFAULT_TOPICS.telemetry}` },
-  functions: { env: official("functions"), flag: "--functions <map>", help: "static routes instead of asking the gateway: 'fan/messages=predict;fan/+/x=a,b'" },
-  client_id: { env: official("client_id"), flag: "--client-id <id>", help: "MQTT client id of the persistent session", default: d.client_id },
+  gateway_url: {
+    env: official("gateway_url"),
+    flag: "--gateway-url <url>",
+    help: "OpenFaaS gateway",
+    default: d.gateway_url,
+  },
+  broker: {
+    env: [...official("broker"), ...MQTT_URL_ENV],
+    flag: "--broker <url>",
+    help: "MQTT broker URL, mqtt:// or mqtts://",
+    default: `$MQTT_URL or ${DEFAULT_MQTT_URL}`,
+  },
+  topic: {
+    env: [...official("topic"), ...TOPIC_SETTINGS.telemetry.env],
+    flag: "--topic <filters>",
+    help: "comma-separated topic filters to subscribe to",
+    default: `$TELEMETRY_TOPIC or ${DEFAULT_TOPICS.telemetry}`,
+  },
+  functions: {
+    env: official("functions"),
+    flag: "--functions <map>",
+    help: "static routes instead of asking the gateway: 'fan/messages=predict;fan/+/x=a,b'",
+  },
+  client_id: {
+    env: official("client_id"),
+    flag: "--client-id <id>",
+    help: "MQTT client id of the persistent session",
+    default: d.client_id,
+  },
   qos: { env: official("qos"), flag: "--qos <0|1>", help: "subscription QoS", default: d.qos },
-  shared_group: { env: official("shared_group"), flag: "--shared-group <name>", help: "subscribe as $share/<name>/<filter> so replicas split the load" },
-  batch_size: { env: official("batch_size"), flag: "--batch-size <n>", help: "messages per invocation; 1 sends the raw payload", default: d.batch_size },
-  batch_wait_ms: { env: official("batch_wait_ms"), flag: "--batch-wait-ms <ms>", help: "longest wait to fill a batch", default: d.batch_wait_ms },
-  max_inflight: { env: official("max_inflight"), flag: "--max-inflight <n>", help: "invocations open at once per replica of a function (its availableReplicas, at least one); per function with --functions", default: d.max_inflight },
-  max_inflight_total: { env: official("max_inflight_total"), flag: "--max-inflight-total <n>", help: "invocations open at once over all functions", default: `${INFLIGHT_TOTAL_PER_INFLIGHT} x --max-inflight` },
-  autoscale: { env: official("autoscale"), flag: "--autoscale", help: "ask the gateway's /system/scale-function for replicas from the backlog, within the scale labels, see docs/deploy.md", default: d.autoscale },
-  autoscale_interval_ms: { env: official("autoscale_interval_ms"), flag: "--autoscale-interval-ms <ms>", help: "how often autoscale decides", default: d.autoscale_interval_ms },
-  autoscale_window_ms: { env: official("autoscale_window_ms"), flag: "--autoscale-window-ms <ms>", help: "low load this long before one replica is removed", default: d.autoscale_window_ms },
-  autoscale_target_inflight: { env: official("autoscale_target_inflight"), flag: "--autoscale-target-inflight <n>", help: "work per replica (in flight and waiting, in batches) above which autoscale asks for more", default: "--max-inflight" },
-  retries: { env: official("retries"), flag: "--retries <n>", help: "retries of a failing function before its circuit opens and intake pauses; outages never dead-letter", default: d.retries },
-  retry_base_ms: { env: official("retry_base_ms"), flag: "--retry-base-ms <ms>", help: "first backoff, doubled each retry", default: d.retry_base_ms },
-  retry_max_ms: { env: official("retry_max_ms"), flag: "--retry-max-ms <ms>", help: "longest backoff, and between probes of an open circuit", default: d.retry_max_ms },
-  timeout_ms: { env: official("timeout_ms"), flag: "--timeout-ms <ms>", help: "per invocation attempt, sent as X-Timeout-Ms; keep it under the function's exec_timeout", default: d.timeout_ms },
-  refresh_interval_ms: { env: official("refresh_interval_ms"), flag: "--refresh-interval-ms <ms>", help: "how often to re-read /system/functions", default: d.refresh_interval_ms },
-  async_invoke: { env: official("async_invoke"), flag: "--async-invoke", help: "invoke through /async-function/<name>", default: d.async_invoke },
-  callback_url: { env: official("callback_url"), flag: "--callback-url <url>", help: "X-Callback-Url for async invocations" },
-  basic_auth: { env: official("basic_auth"), flag: "--basic-auth", help: "authenticate to /system with the basic-auth-user/-password secrets", default: d.basic_auth },
-  secret_mount_path: { env: official("secret_mount_path"), flag: "--secret-mount-path <dir>", help: "where secrets are mounted", default: d.secret_mount_path },
-  content_type: { env: official("content_type"), flag: "--content-type <type>", help: "Content-Type of invocations", default: d.content_type },
+  shared_group: {
+    env: official("shared_group"),
+    flag: "--shared-group <name>",
+    help: "subscribe as $share/<name>/<filter> so replicas split the load",
+  },
+  batch_size: {
+    env: official("batch_size"),
+    flag: "--batch-size <n>",
+    help: "messages per invocation; 1 sends the raw payload",
+    default: d.batch_size,
+  },
+  batch_wait_ms: {
+    env: official("batch_wait_ms"),
+    flag: "--batch-wait-ms <ms>",
+    help: "longest wait to fill a batch",
+    default: d.batch_wait_ms,
+  },
+  max_inflight: {
+    env: official("max_inflight"),
+    flag: "--max-inflight <n>",
+    help: "invocations open at once per replica of a function (its availableReplicas, at least one); per function with --functions",
+    default: d.max_inflight,
+  },
+  max_inflight_total: {
+    env: official("max_inflight_total"),
+    flag: "--max-inflight-total <n>",
+    help: "invocations open at once over all functions",
+    default: `${INFLIGHT_TOTAL_PER_INFLIGHT} x --max-inflight`,
+  },
+  autoscale: {
+    env: official("autoscale"),
+    flag: "--autoscale",
+    help: "ask the gateway's /system/scale-function for replicas from the backlog, within the scale labels, see docs/deploy.md",
+    default: d.autoscale,
+  },
+  autoscale_interval_ms: {
+    env: official("autoscale_interval_ms"),
+    flag: "--autoscale-interval-ms <ms>",
+    help: "how often autoscale decides",
+    default: d.autoscale_interval_ms,
+  },
+  autoscale_window_ms: {
+    env: official("autoscale_window_ms"),
+    flag: "--autoscale-window-ms <ms>",
+    help: "low load this long before one replica is removed",
+    default: d.autoscale_window_ms,
+  },
+  autoscale_target_inflight: {
+    env: official("autoscale_target_inflight"),
+    flag: "--autoscale-target-inflight <n>",
+    help: "work per replica (in flight and waiting, in batches) above which autoscale asks for more",
+    default: "--max-inflight",
+  },
+  retries: {
+    env: official("retries"),
+    flag: "--retries <n>",
+    help: "retries of a failing function before its circuit opens and intake pauses; outages never dead-letter",
+    default: d.retries,
+  },
+  retry_base_ms: {
+    env: official("retry_base_ms"),
+    flag: "--retry-base-ms <ms>",
+    help: "first backoff, doubled each retry",
+    default: d.retry_base_ms,
+  },
+  retry_max_ms: {
+    env: official("retry_max_ms"),
+    flag: "--retry-max-ms <ms>",
+    help: "longest backoff, and between probes of an open circuit",
+    default: d.retry_max_ms,
+  },
+  timeout_ms: {
+    env: official("timeout_ms"),
+    flag: "--timeout-ms <ms>",
+    help: "per invocation attempt, sent as X-Timeout-Ms; keep it under the function's exec_timeout",
+    default: d.timeout_ms,
+  },
+  refresh_interval_ms: {
+    env: official("refresh_interval_ms"),
+    flag: "--refresh-interval-ms <ms>",
+    help: "how often to re-read /system/functions",
+    default: d.refresh_interval_ms,
+  },
+  async_invoke: {
+    env: official("async_invoke"),
+    flag: "--async-invoke",
+    help: "invoke through /async-function/<name>",
+    default: d.async_invoke,
+  },
+  callback_url: {
+    env: official("callback_url"),
+    flag: "--callback-url <url>",
+    help: "X-Callback-Url for async invocations",
+  },
+  basic_auth: {
+    env: official("basic_auth"),
+    flag: "--basic-auth",
+    help: "authenticate to /system with the basic-auth-user/-password secrets",
+    default: d.basic_auth,
+  },
+  secret_mount_path: {
+    env: official("secret_mount_path"),
+    flag: "--secret-mount-path <dir>",
+    help: "where secrets are mounted",
+    default: d.secret_mount_path,
+  },
+  content_type: {
+    env: official("content_type"),
+    flag: "--content-type <type>",
+    help: "Content-Type of invocations",
+    default: d.content_type,
+  },
   port: { env: official("port"), flag: "--port <port>", help: "port of /healthz and /metrics", default: d.port },
   HEALTH_HOST: HEALTH_HOST_SETTING,
-  max_message_bytes: { env: official("max_message_bytes"), flag: "--max-message-bytes <n>", help: "larger messages are dead-lettered", default: d.max_message_bytes },
-  max_inflight_bytes: { env: official("max_inflight_bytes"), flag: "--max-inflight-bytes <n>", help: "bytes of messages (topic and payload) held unacknowledged before it stops reading from the broker", default: d.max_inflight_bytes },
-  max_batch_bytes: { env: official("max_batch_bytes"), flag: "--max-batch-bytes <n>", help: "a batch is sent once its payloads reach this size", default: d.max_batch_bytes },
+  max_message_bytes: {
+    env: official("max_message_bytes"),
+    flag: "--max-message-bytes <n>",
+    help: "larger messages are dead-lettered",
+    default: d.max_message_bytes,
+  },
+  max_inflight_bytes: {
+    env: official("max_inflight_bytes"),
+    flag: "--max-inflight-bytes <n>",
+    help: "bytes of messages (topic and payload) held unacknowledged before it stops reading from the broker",
+    default: d.max_inflight_bytes,
+  },
+  max_batch_bytes: {
+    env: official("max_batch_bytes"),
+    flag: "--max-batch-bytes <n>",
+    help: "a batch is sent once its payloads reach this size",
+    default: d.max_batch_bytes,
+  },
 });
 
 /**
  * Reads the settings from `env`, where both `batch_size` and `BATCH_SIZE` spellings are accepted;
  * `given` settings (flags, or `fanwatch start`'s choices) beat the environment.
  */
-export function readConnectorConfig(env: NodeJS.ProcessEnv = process.env, given: Partial<ConnectorSettings> = {}): ConnectorConfig {
+export function readConnectorConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  given: Partial<ConnectorSettings> = {},
+): ConnectorConfig {
   const s = readSettings(ConnectorSchema, CONNECTOR_SETTINGS, env, given);
-  if (s.autoscale && s.functions !== undefined) throw new ConfigError("invalid configuration: autoscale: it needs the gateway's /system/functions (replicas and scale labels), not static routes (functions)");
+  if (s.autoscale && s.functions !== undefined)
+    throw new ConfigError(
+      "invalid configuration: autoscale: it needs the gateway's /system/functions (replicas and scale labels), not static routes (functions)",
+    );
   return {
     gatewayUrl: s.gateway_url,
     mqtt: mqttSettingsFromEnv(env, { url: s.broker, secretPath: s.secret_mount_path }),
@@ -228,7 +385,13 @@ export function readConnectorConfig(env: NodeJS.ProcessEnv = process.env, given:
     batchWaitMs: s.batch_wait_ms,
     maxInFlight: s.max_inflight,
     maxInFlightTotal: s.max_inflight_total ?? INFLIGHT_TOTAL_PER_INFLIGHT * s.max_inflight,
-    autoscale: s.autoscale ? { intervalMs: s.autoscale_interval_ms, windowMs: s.autoscale_window_ms, targetInFlight: s.autoscale_target_inflight ?? s.max_inflight } : undefined,
+    autoscale: s.autoscale
+      ? {
+          intervalMs: s.autoscale_interval_ms,
+          windowMs: s.autoscale_window_ms,
+          targetInFlight: s.autoscale_target_inflight ?? s.max_inflight,
+        }
+      : undefined,
     retries: s.retries,
     retryBaseMs: s.retry_base_ms,
     retryMaxMs: s.retry_max_ms,
@@ -245,11 +408,19 @@ export function readConnectorConfig(env: NodeJS.ProcessEnv = process.env, given:
 /** `fan/messages=predict,audit;fan/+/status=status` → filter → functions. */
 export function parseStaticFunctions(text: string): Map<string, string[]> {
   const map = new Map<string, string[]>();
-  for (const entry of text.split(";").map((e) => e.trim()).filter((e) => e !== "")) {
+  for (const entry of text
+    .split(";")
+    .map((e) => e.trim())
+    .filter((e) => e !== "")) {
     const [filter, names] = entry.split("=", 2);
-    const functions = (names ?? "").split(",").map((n) => n.trim()).filter((n) => n !== "");
+    const functions = (names ?? "")
+      .split(",")
+      .map((n) => n.trim())
+      .filter((n) => n !== "");
     if (filter === undefined || filter.trim() === "" || functions.length === 0) {
-      throw new ConfigError(`invalid configuration: functions: "${entry}" is not <topic filter>=<function>[,<function>]`);
+      throw new ConfigError(
+        `invalid configuration: functions: "${entry}" is not <topic filter>=<function>[,<function>]`,
+      );
     }
     map.set(filter.trim(), functions);
   }
@@ -258,5 +429,8 @@ export function parseStaticFunctions(text: string): Map<string, string[]> {
 
 function readBasicAuth(secretPath: string): { user: string; password: string } {
   const because = "basic_auth is on";
-  return { user: requireSecret(secretPath, "basic-auth-user", because), password: requireSecret(secretPath, "basic-auth-password", because) };
+  return {
+    user: requireSecret(secretPath, "basic-auth-user", because),
+    password: requireSecret(secretPath, "basic-auth-password", because),
+  };
 }

@@ -27,7 +27,11 @@ const ROUTES = "routes";
  * and intake pauses until a route appears; a function's outage pauses intake too (its circuit).
  */
 export class Connector {
-  readonly metrics = createConnectorMetrics({ inFlight: () => this.#dispatcher.inFlight, pending: () => this.#consumer?.status.messagesInFlight ?? 0, held: () => this.#held.length });
+  readonly metrics = createConnectorMetrics({
+    inFlight: () => this.#dispatcher.inFlight,
+    pending: () => this.#consumer?.status.messagesInFlight ?? 0,
+    held: () => this.#held.length,
+  });
   readonly #directory: FunctionDirectory;
   readonly #dispatcher: Dispatcher;
   readonly #autoscaler: ConnectorAutoscaler | undefined;
@@ -41,7 +45,10 @@ export class Connector {
   readonly #replyTrouble = new Map<string, string>();
   #draining: Promise<void> | undefined;
   readonly #clock: Clock;
-  readonly #routing: Routing = { connection: () => this.#connection, deadLetter: (message, reason) => this.#deadLetter(message, reason, "rejected") };
+  readonly #routing: Routing = {
+    connection: () => this.#connection,
+    deadLetter: (message, reason) => this.#deadLetter(message, reason, "rejected"),
+  };
   readonly #receivedCounters = new Map<string, { inc(): void }>();
 
   constructor(
@@ -51,7 +58,12 @@ export class Connector {
   ) {
     this.#clock = options.clock ?? systemClock;
     this.#replies = new ReplyPublisher({ mqtt: config.mqtt, clientId: config.clientId, log });
-    this.#directory = new FunctionDirectory({ ...config, log, onChange: () => this.#routesChanged(), onStatus: (statuses) => this.#followReplicas(statuses) });
+    this.#directory = new FunctionDirectory({
+      ...config,
+      log,
+      onChange: () => this.#routesChanged(),
+      onStatus: (statuses) => this.#followReplicas(statuses),
+    });
     this.#dispatcher = new Dispatcher(config, {
       publish: (topic, payload) => this.#publish(topic, payload),
       metrics: this.metrics,
@@ -59,17 +71,31 @@ export class Connector {
       clock: this.#clock,
       onCircuit: (name, open, reason) => {
         if (open) {
-          this.log.warn({ event: "circuit_open", function: name, reason }, `${name} keeps failing: intake paused until it answers`);
+          this.log.warn(
+            { event: "circuit_open", function: name, reason },
+            `${name} keeps failing: intake paused until it answers`,
+          );
           this.#consumer?.pause(`circuit ${name}`, `${name} is failing, intake paused until it answers: ${reason}`);
         } else {
           this.log.info({ event: "circuit_closed", function: name }, `${name} answers again: intake resumed`);
           this.#consumer?.resume(`circuit ${name}`);
         }
       },
-      onReplyTrouble: (name, reason) => (reason === undefined ? this.#replyTrouble.delete(name) : this.#replyTrouble.set(name, reason)),
+      onReplyTrouble: (name, reason) =>
+        reason === undefined ? this.#replyTrouble.delete(name) : this.#replyTrouble.set(name, reason),
     });
     if (config.autoscale !== undefined) {
-      this.#autoscaler = new ConnectorAutoscaler({ config: config.autoscale, gatewayUrl: config.gatewayUrl, basicAuth: config.basicAuth, batchSize: config.batchSize, timeoutMs: config.timeoutMs, directory: this.#directory, load: () => this.#dispatcher.load(), metrics: this.metrics, log });
+      this.#autoscaler = new ConnectorAutoscaler({
+        config: config.autoscale,
+        gatewayUrl: config.gatewayUrl,
+        basicAuth: config.basicAuth,
+        batchSize: config.batchSize,
+        timeoutMs: config.timeoutMs,
+        directory: this.#directory,
+        load: () => this.#dispatcher.load(),
+        metrics: this.metrics,
+        log,
+      });
     }
   }
 
@@ -85,10 +111,16 @@ export class Connector {
    * broker that would drop it for want of a subscriber.
    */
   async start(): Promise<void> {
-    this.#server = await startHealthServer({ port: this.config.port, host: this.config.healthHost }, () => this.#health(), this.metrics.registry);
+    this.#server = await startHealthServer(
+      { port: this.config.port, host: this.config.healthHost },
+      () => this.#health(),
+      this.metrics.registry,
+    );
     await this.#directory.start();
     this.#autoscaler?.start();
-    const filters = this.config.topics.map((t) => (this.config.sharedGroup === undefined ? t : `$share/${this.config.sharedGroup}/${t}`));
+    const filters = this.config.topics.map((t) =>
+      this.config.sharedGroup === undefined ? t : `$share/${this.config.sharedGroup}/${t}`,
+    );
     this.#consumer = new MqttConsumer({
       mqtt: this.config.mqtt,
       clientId: this.config.clientId,
@@ -102,7 +134,19 @@ export class Connector {
     });
     await this.#consumer.start();
     this.#reportRoutes();
-    this.log.info({ event: "started", port: this.port, gateway: this.config.gatewayUrl, filters, batchSize: this.config.batchSize, maxInFlight: this.config.maxInFlight, maxInFlightTotal: this.config.maxInFlightTotal, autoscale: this.config.autoscale ?? false }, "connector started");
+    this.log.info(
+      {
+        event: "started",
+        port: this.port,
+        gateway: this.config.gatewayUrl,
+        filters,
+        batchSize: this.config.batchSize,
+        maxInFlight: this.config.maxInFlight,
+        maxInFlightTotal: this.config.maxInFlightTotal,
+        autoscale: this.config.autoscale ?? false,
+      },
+      "connector started",
+    );
   }
 
   /**
@@ -169,7 +213,8 @@ export class Connector {
   }
 
   #holdReason(topic: string): string {
-    if (!this.#directory.ready) return `the functions are not known yet: ${this.#directory.lastError ?? "asking the gateway"}`;
+    if (!this.#directory.ready)
+      return `the functions are not known yet: ${this.#directory.lastError ?? "asking the gateway"}`;
     const filter = this.config.topics.find((f) => topicMatches(f, topic)) ?? topic;
     return `no function has the topic annotation for ${filter === topic ? topic : `${topic} (subscribed as ${filter})`}`;
   }
@@ -182,21 +227,27 @@ export class Connector {
     for (const message of held) if (!this.#route(message)) this.#held.push(message);
     if (this.#held.length === 0) this.#consumer?.resume(ROUTES);
     else this.#consumer?.pause(ROUTES, this.#holdReason((this.#held[0] as ReceivedMessage).topic));
-    this.log.info({ event: "routes_changed", released: held.length - this.#held.length, held: this.#held.length }, "routes changed");
+    this.log.info(
+      { event: "routes_changed", released: held.length - this.#held.length, held: this.#held.length },
+      "routes changed",
+    );
   }
 
   /** Each routed function may have max_inflight invocations open per replica ready. */
   #followReplicas(statuses: ReadonlyMap<string, FunctionStatus>): void {
-    for (const name of this.#directory.routedFunctions) this.#dispatcher.setReplicas(name, statuses.get(name)?.availableReplicas);
+    for (const name of this.#directory.routedFunctions)
+      this.#dispatcher.setReplicas(name, statuses.get(name)?.availableReplicas);
   }
 
   #reportRoutes(): void {
     if (!this.#directory.ready) return;
     for (const filter of this.#directory.unrouted(this.config.topics)) {
-      this.log.warn({ event: "no_route", filter }, `no function has the topic annotation for ${filter}: its messages are held`);
+      this.log.warn(
+        { event: "no_route", filter },
+        `no function has the topic annotation for ${filter}: its messages are held`,
+      );
     }
   }
-
 
   /**
    * The received counter of a topic, resolved once per topic rather than hashed per message. It is
@@ -219,7 +270,10 @@ export class Connector {
    */
   #check(message: ReceivedMessage): { reason: string; metric: string } | undefined {
     if (message.payload.length > this.config.maxMessageBytes) {
-      return { reason: `payload of ${message.payload.length} bytes exceeds max_message_bytes (${this.config.maxMessageBytes})`, metric: "too_large" };
+      return {
+        reason: `payload of ${message.payload.length} bytes exceeds max_message_bytes (${this.config.maxMessageBytes})`,
+        metric: "too_large",
+      };
     }
     if (this.config.batchSize === 1) return undefined; // sent raw, as the official connector does
     try {
@@ -253,10 +307,16 @@ export class Connector {
   #problems(): string[] {
     const problems: string[] = [];
     const mqtt = this.#consumer?.status;
-    if (mqtt?.connected !== true) problems.push(`not connected to the broker${mqtt?.error === null || mqtt?.error === undefined ? "" : `: ${mqtt.error}`}`);
+    if (mqtt?.connected !== true)
+      problems.push(
+        `not connected to the broker${mqtt?.error === null || mqtt?.error === undefined ? "" : `: ${mqtt.error}`}`,
+      );
     else if (!mqtt.subscribed) problems.push(`not subscribed${mqtt.error === null ? "" : `: ${mqtt.error}`}`);
-    if (!this.#directory.ready) problems.push(`the functions are not known yet: ${this.#directory.lastError ?? "asking the gateway"}`);
-    else for (const filter of this.#directory.unrouted(this.config.topics)) problems.push(`no function has the topic annotation for ${filter}`);
+    if (!this.#directory.ready)
+      problems.push(`the functions are not known yet: ${this.#directory.lastError ?? "asking the gateway"}`);
+    else
+      for (const filter of this.#directory.unrouted(this.config.topics))
+        problems.push(`no function has the topic annotation for ${filter}`);
     for (const reason of mqtt?.pausedFor ?? []) if (!problems.includes(reason)) problems.push(reason);
     problems.push(...this.#replyTrouble.values());
     if (this.#draining !== undefined) problems.push("stopping");

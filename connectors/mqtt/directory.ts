@@ -71,7 +71,9 @@ export class FunctionDirectory {
   ) {
     this.#gateway = new GatewayClient(options.gatewayUrl, 1);
     if (options.staticFunctions !== undefined) {
-      this.#routes = [...options.staticFunctions].flatMap(([filter, names]) => names.map((name) => ({ filter, target: { name, replyTopic: undefined } })));
+      this.#routes = [...options.staticFunctions].flatMap(([filter, names]) =>
+        names.map((name) => ({ filter, target: { name, replyTopic: undefined } })),
+      );
       this.#ready = true;
     }
   }
@@ -109,7 +111,9 @@ export class FunctionDirectory {
     let targets = this.#cache.get(topic);
     if (targets === undefined) {
       const seen = new Set<string>();
-      targets = this.#routes.filter((r) => topicMatches(r.filter, topic) && !seen.has(r.target.name) && seen.add(r.target.name)).map((r) => r.target);
+      targets = this.#routes
+        .filter((r) => topicMatches(r.filter, topic) && !seen.has(r.target.name) && seen.add(r.target.name))
+        .map((r) => r.target);
       if (this.#cache.size > 10_000) this.#cache.clear(); // topics with device ids in them are unbounded
       this.#cache.set(topic, targets);
     }
@@ -130,7 +134,10 @@ export class FunctionDirectory {
     const next = async () => {
       await this.refresh();
       if (this.#stopped) return;
-      this.#timer = setTimeout(() => void next(), this.#ready ? this.options.refreshMs : Math.min(this.options.refreshMs, 1_000));
+      this.#timer = setTimeout(
+        () => void next(),
+        this.#ready ? this.options.refreshMs : Math.min(this.options.refreshMs, 1_000),
+      );
       this.#timer.unref();
     };
     await next();
@@ -149,8 +156,14 @@ export class FunctionDirectory {
     }
     const askedAt = Date.now();
     try {
-      const answer = await this.#gateway.request({ method: "GET", path: "/system/functions", headers, timeoutMs: 5_000 });
-      if (answer.status !== 200) throw new Error(`the gateway answered ${answer.status} to GET /system/functions: ${answer.body.slice(0, 200)}`);
+      const answer = await this.#gateway.request({
+        method: "GET",
+        path: "/system/functions",
+        headers,
+        timeoutMs: 5_000,
+      });
+      if (answer.status !== 200)
+        throw new Error(`the gateway answered ${answer.status} to GET /system/functions: ${answer.body.slice(0, 200)}`);
       const functions = GatewayFunctions.parse(JSON.parse(answer.body));
       const routes = functions.flatMap((fn) =>
         (fn.annotations?.topic ?? "")
@@ -163,15 +176,33 @@ export class FunctionDirectory {
       this.#routes = routes;
       if (changed) this.#cache.clear();
       this.#ready = true;
-      if (changed || this.#lastError !== undefined) this.options.log.info({ event: "functions_discovered", routes: routes.map((r) => `${r.filter} -> ${r.target.name}`) }, `routing to ${this.functionCount} functions`);
+      if (changed || this.#lastError !== undefined)
+        this.options.log.info(
+          { event: "functions_discovered", routes: routes.map((r) => `${r.filter} -> ${r.target.name}`) },
+          `routing to ${this.functionCount} functions`,
+        );
       this.#lastError = undefined;
       if (changed) this.options.onChange?.();
-      this.#statuses = new Map(functions.map((fn) => [fn.name, { name: fn.name, replicas: fn.replicas ?? 0, availableReplicas: fn.availableReplicas ?? 0, labels: fn.labels ?? {} }]));
+      this.#statuses = new Map(
+        functions.map((fn) => [
+          fn.name,
+          {
+            name: fn.name,
+            replicas: fn.replicas ?? 0,
+            availableReplicas: fn.availableReplicas ?? 0,
+            labels: fn.labels ?? {},
+          },
+        ]),
+      );
       this.#refreshedAt = askedAt;
       this.options.onStatus?.(this.#statuses);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      if (message !== this.#lastError) this.options.log.warn({ event: "discovery_failed", err: message }, "cannot read functions from the gateway; keeping the last routes");
+      if (message !== this.#lastError)
+        this.options.log.warn(
+          { event: "discovery_failed", err: message },
+          "cannot read functions from the gateway; keeping the last routes",
+        );
       this.#lastError = message;
     }
   }

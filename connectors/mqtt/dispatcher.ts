@@ -97,7 +97,10 @@ export class Dispatcher {
     const lane = this.#lane(name);
     const limit = Math.min(this.config.maxInFlightTotal, this.config.maxInFlight * Math.max(1, replicas ?? 1));
     if (limit === lane.limit) return;
-    this.options.log.info({ event: "inflight_limit", function: name, replicas: replicas ?? null, from: lane.limit, limit }, `${name}: at most ${limit} invocations in flight (${replicas ?? "unknown"} replicas ready)`);
+    this.options.log.info(
+      { event: "inflight_limit", function: name, replicas: replicas ?? null, from: lane.limit, limit },
+      `${name}: at most ${limit} invocations in flight (${replicas ?? "unknown"} replicas ready)`,
+    );
     this.options.metrics.inFlightLimit.set({ function: name }, limit);
     if (lane.setLimit(limit)) this.#pump();
   }
@@ -105,14 +108,23 @@ export class Dispatcher {
   /** The load on each function the dispatcher has seen. */
   load(): Map<string, FunctionLoad> {
     const loads = new Map<string, FunctionLoad>();
-    for (const lane of this.#lanes.values()) loads.set(lane.name, { batches: lane.batches, queued: lane.ready.reduce((n, q) => n + q.items.length, 0), completed: lane.completed });
+    for (const lane of this.#lanes.values())
+      loads.set(lane.name, {
+        batches: lane.batches,
+        queued: lane.ready.reduce((n, q) => n + q.items.length, 0),
+        completed: lane.completed,
+      });
     return loads;
   }
 
   enqueue(target: Target, delivery: Delivery): void {
     const key = queueKey(target.name, delivery.topic);
     let queue = this.#queues.get(key);
-    if (queue === undefined) this.#queues.set(key, (queue = { target, topic: delivery.topic, items: [], bytes: 0, timer: undefined, ready: false }));
+    if (queue === undefined)
+      this.#queues.set(
+        key,
+        (queue = { target, topic: delivery.topic, items: [], bytes: 0, timer: undefined, ready: false }),
+      );
     queue.target = target;
     queue.items.push(delivery);
     queue.bytes += delivery.payload.length;
@@ -214,14 +226,25 @@ export class Dispatcher {
     } catch (error) {
       // Stopping (a wait was cut short), or a bug: either way the messages stay unacknowledged
       // and the broker redelivers them; nothing may crash the connector.
-      if (this.#stopping.signal.aborted) this.options.log.info({ event: "left_unacknowledged", function: target.name, messages: batch.length }, "stopping: messages left with the broker");
-      else this.options.log.error({ event: "delivery_failed", function: target.name, messages: batch.length, err: (error as Error).message }, "delivery failed; messages left unacknowledged");
+      if (this.#stopping.signal.aborted)
+        this.options.log.info(
+          { event: "left_unacknowledged", function: target.name, messages: batch.length },
+          "stopping: messages left with the broker",
+        );
+      else
+        this.options.log.error(
+          { event: "delivery_failed", function: target.name, messages: batch.length, err: (error as Error).message },
+          "delivery failed; messages left unacknowledged",
+        );
     }
   }
 
   async #send(lane: Lane<Queue>, target: Target, topic: string, batch: Delivery[]): Promise<void> {
     // Payloads were checked to be JSON when they arrived, so the array is built from their bytes.
-    const body = this.config.batchSize === 1 ? (batch[0] as Delivery).payload : Buffer.concat(joinAsArray(batch.map((d) => d.payload)));
+    const body =
+      this.config.batchSize === 1
+        ? (batch[0] as Delivery).payload
+        : Buffer.concat(joinAsArray(batch.map((d) => d.payload)));
     this.options.metrics.batchSize.observe({ function: target.name }, batch.length);
     const circuit = this.#circuit(target.name);
     for (let attempt = 1; ; attempt++) {
@@ -238,7 +261,8 @@ export class Dispatcher {
       }
       if (outcome.kind === "answered") {
         circuit.succeeded();
-        if (target.replyTopic !== undefined && outcome.body !== "") await this.#reply(target, target.replyTopic, outcome.body, batch);
+        if (target.replyTopic !== undefined && outcome.body !== "")
+          await this.#reply(target, target.replyTopic, outcome.body, batch);
         for (const d of batch) d.done();
         return;
       }
@@ -246,7 +270,11 @@ export class Dispatcher {
         circuit.succeeded();
         return this.#rejected(lane, target, topic, batch, outcome.reason);
       }
-      if (attempt === 1) this.options.log.warn({ event: "invocation_failed", function: target.name, messages: batch.length, reason: outcome.reason }, "invocation failed; retrying");
+      if (attempt === 1)
+        this.options.log.warn(
+          { event: "invocation_failed", function: target.name, messages: batch.length, reason: outcome.reason },
+          "invocation failed; retrying",
+        );
       circuit.failed(outcome.reason);
       this.options.metrics.retries.inc({ function: target.name });
       if (!circuit.open) await this.options.clock.sleep(backoffDelay(this.#backoff, attempt), this.#stopping.signal);
@@ -300,7 +328,11 @@ export class Dispatcher {
       clock: this.options.clock,
       onRetry: (error) => {
         const reason = `cannot publish ${target.name}'s answer to ${replyTopic}: ${(error as Error).message}`;
-        if (!failed) this.options.log.warn({ event: "reply_failed", function: target.name, err: (error as Error).message }, reason);
+        if (!failed)
+          this.options.log.warn(
+            { event: "reply_failed", function: target.name, err: (error as Error).message },
+            reason,
+          );
         failed = true;
         this.options.metrics.replyFailures.inc({ function: target.name });
         this.options.onReplyTrouble(target.name, reason);
@@ -329,7 +361,11 @@ function joinAsArray(payloads: Buffer[]): Buffer[] {
 function takeBatch(queue: Queue, count: number, maxBytes: number): Delivery[] {
   let bytes = 0;
   let n = 0;
-  while (n < queue.items.length && n < count && (n === 0 || bytes + (queue.items[n] as Delivery).payload.length <= maxBytes)) {
+  while (
+    n < queue.items.length &&
+    n < count &&
+    (n === 0 || bytes + (queue.items[n] as Delivery).payload.length <= maxBytes)
+  ) {
     bytes += (queue.items[n] as Delivery).payload.length;
     n++;
   }

@@ -31,27 +31,39 @@ export class GatewayClient {
   constructor(baseUrl: string, maxSockets: number) {
     this.#base = new URL(baseUrl);
     this.#transport = this.#base.protocol === "https:" ? https : http;
-    this.#agent = new this.#transport.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets, timeout: 30_000 });
+    this.#agent = new this.#transport.Agent({
+      keepAlive: true,
+      maxSockets,
+      maxFreeSockets: maxSockets,
+      timeout: 30_000,
+    });
   }
 
   request(options: HttpRequest): Promise<HttpAnswer> {
     return new Promise((resolve, reject) => {
       const url = new URL(this.#base.pathname.replace(/\/$/, "") + options.path, this.#base);
-      const req = this.#transport.request(url, { method: options.method, headers: options.headers, agent: this.#agent }, (res) => {
-        const chunks: Buffer[] = [];
-        let bytes = 0;
-        res.on("data", (chunk: Buffer) => {
-          bytes += chunk.length;
-          if (bytes > MAX_ANSWER_BYTES) req.destroy(new Error(`the answer is larger than ${MAX_ANSWER_BYTES} bytes`));
-          else chunks.push(chunk);
-        });
-        res.on("end", () => {
-          clearTimeout(timer);
-          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") });
-        });
-        res.on("error", fail);
-      });
-      const timer = setTimeout(() => req.destroy(new Error(`no complete answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+      const req = this.#transport.request(
+        url,
+        { method: options.method, headers: options.headers, agent: this.#agent },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let bytes = 0;
+          res.on("data", (chunk: Buffer) => {
+            bytes += chunk.length;
+            if (bytes > MAX_ANSWER_BYTES) req.destroy(new Error(`the answer is larger than ${MAX_ANSWER_BYTES} bytes`));
+            else chunks.push(chunk);
+          });
+          res.on("end", () => {
+            clearTimeout(timer);
+            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") });
+          });
+          res.on("error", fail);
+        },
+      );
+      const timer = setTimeout(
+        () => req.destroy(new Error(`no complete answer within ${options.timeoutMs} ms`)),
+        options.timeoutMs,
+      );
       function fail(error: Error): void {
         clearTimeout(timer);
         reject(error);

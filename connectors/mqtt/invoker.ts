@@ -10,7 +10,8 @@ import type { ConnectorMetrics } from "./metrics.js";
  * themselves (400, 413, 422, …): sending them again would get the same answer. `failed`: the
  * function or the way to it is not working right now: try again later, never dead-letter.
  */
-export type Outcome = { kind: "answered"; body: string } | { kind: "rejected"; reason: string } | { kind: "failed"; reason: string };
+export type Outcome =
+  { kind: "answered"; body: string } | { kind: "rejected"; reason: string } | { kind: "failed"; reason: string };
 
 /**
  * Statuses that say nothing about the message: 408/429 and 5xx (busy, down), 401/403 (our
@@ -38,11 +39,23 @@ export class Invoker {
     const path = this.config.asyncInvoke ? `/async-function/${target.name}` : `/function/${target.name}`;
     // X-Timeout-Ms: the function's whole budget for this attempt. predict gives up (503) before it
     // runs out, so that a retry never overlaps a first attempt still at work.
-    const headers: Record<string, string> = { "content-type": this.config.contentType, "x-topic": topic, "x-timeout-ms": this.#timeout, "x-connector": FANWATCH_CONNECTOR };
-    if (this.config.asyncInvoke && this.config.callbackUrl !== undefined) headers["x-callback-url"] = this.config.callbackUrl;
+    const headers: Record<string, string> = {
+      "content-type": this.config.contentType,
+      "x-topic": topic,
+      "x-timeout-ms": this.#timeout,
+      "x-connector": FANWATCH_CONNECTOR,
+    };
+    if (this.config.asyncInvoke && this.config.callbackUrl !== undefined)
+      headers["x-callback-url"] = this.config.callbackUrl;
     const stop = this.metrics.latency.startTimer({ function: target.name });
     try {
-      const answer = await this.#gateway.request({ method: "POST", path, headers, body, timeoutMs: this.config.timeoutMs });
+      const answer = await this.#gateway.request({
+        method: "POST",
+        path,
+        headers,
+        body,
+        timeoutMs: this.config.timeoutMs,
+      });
       this.metrics.invocations.inc({ function: target.name, code: String(answer.status) });
       if (answer.status >= 200 && answer.status < 300) return { kind: "answered", body: answer.body };
       const reason = `${target.name} answered ${answer.status}: ${answer.body.slice(0, 300)}`;

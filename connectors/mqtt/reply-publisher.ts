@@ -14,16 +14,18 @@ import type { MqttSettings } from "../../lib/mqtt/settings.js";
 export class ReplyPublisher {
   #client: MqttClient | undefined;
 
-  constructor(
-    private readonly options: { mqtt: MqttSettings; clientId: string; log: Logger },
-  ) {}
+  constructor(private readonly options: { mqtt: MqttSettings; clientId: string; log: Logger }) {}
 
   /** Resolves when the broker acknowledged the publish. */
   async publish(topic: string, payload: string): Promise<void> {
     this.#client ??= connectMqtt(this.options.mqtt, {
       clientId: `${this.options.clientId}-replies`,
       clean: true,
-      onError: (error) => this.options.log.warn({ event: "mqtt_error", connection: "replies", err: error.message }, "MQTT error (replies)"),
+      onError: (error) =>
+        this.options.log.warn(
+          { event: "mqtt_error", connection: "replies", err: error.message },
+          "MQTT error (replies)",
+        ),
     });
     await this.#client.publishAsync(topic, payload, { qos: 1 });
   }

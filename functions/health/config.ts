@@ -18,7 +18,10 @@ const d = HEALTH_DEFAULTS;
 
 const HealthSchema = z.object({
   NATS_URL: z.string().optional(),
-  HEALTH_BUCKET: z.string().regex(/^[-\w]+$/, "letters, digits, _ and - only (a NATS bucket name)").default(d.HEALTH_BUCKET),
+  HEALTH_BUCKET: z
+    .string()
+    .regex(/^[-\w]+$/, "letters, digits, _ and - only (a NATS bucket name)")
+    .default(d.HEALTH_BUCKET),
   HEALTH_BUDGET_MS: z.coerce.number().int().min(1).default(d.HEALTH_BUDGET_MS),
   HEALTH_MAX_PREDICTIONS: z.coerce.number().int().min(1).default(d.HEALTH_MAX_PREDICTIONS),
   HEALTH_CAS_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(d.HEALTH_CAS_ATTEMPTS),
@@ -30,16 +33,43 @@ const HealthSchema = z.object({
 
 /** The health function's settings (besides the topics: lib/infra/config.ts). */
 export const HEALTH_SETTINGS: Readonly<Record<keyof z.output<typeof HealthSchema>, Setting>> = Object.freeze({
-  NATS_URL: { env: ["NATS_URL"], help: "the NATS server (JetStream) keeping the fans' health; without it, memory (not durable)" },
+  NATS_URL: {
+    env: ["NATS_URL"],
+    help: "the NATS server (JetStream) keeping the fans' health; without it, memory (not durable)",
+  },
   HEALTH_BUCKET: { env: ["HEALTH_BUCKET"], help: "the key-value bucket of the fans' health", default: d.HEALTH_BUCKET },
   // Below the connector's timeout: stack.yml has the arithmetic.
-  HEALTH_BUDGET_MS: { env: ["HEALTH_BUDGET_MS"], help: "an invocation's store writes and publishes together", default: d.HEALTH_BUDGET_MS },
-  HEALTH_MAX_PREDICTIONS: { env: ["HEALTH_MAX_PREDICTIONS"], help: "predictions per invocation", default: d.HEALTH_MAX_PREDICTIONS },
-  HEALTH_CAS_ATTEMPTS: { env: ["HEALTH_CAS_ATTEMPTS"], help: "compare-and-set attempts per fan and invocation before a 503", default: d.HEALTH_CAS_ATTEMPTS },
+  HEALTH_BUDGET_MS: {
+    env: ["HEALTH_BUDGET_MS"],
+    help: "an invocation's store writes and publishes together",
+    default: d.HEALTH_BUDGET_MS,
+  },
+  HEALTH_MAX_PREDICTIONS: {
+    env: ["HEALTH_MAX_PREDICTIONS"],
+    help: "predictions per invocation",
+    default: d.HEALTH_MAX_PREDICTIONS,
+  },
+  HEALTH_CAS_ATTEMPTS: {
+    env: ["HEALTH_CAS_ATTEMPTS"],
+    help: "compare-and-set attempts per fan and invocation before a 503",
+    default: d.HEALTH_CAS_ATTEMPTS,
+  },
   // Above the budget, so a writer that is merely slow is not doubled.
-  HEALTH_OUTBOX_RESEND_MS: { env: ["HEALTH_OUTBOX_RESEND_MS"], help: "after this long an unpublished transition is sent by whoever touches its fan", default: d.HEALTH_OUTBOX_RESEND_MS },
-  HEALTH_SILENT_CHECK_MS: { env: ["HEALTH_SILENT_CHECK_MS"], help: "how often the silence timer looks at every fan", default: d.HEALTH_SILENT_CHECK_MS },
-  NATS_KV_REPLICAS: { env: ["NATS_KV_REPLICAS"], help: "replicas of the bucket in a NATS cluster", default: d.NATS_KV_REPLICAS },
+  HEALTH_OUTBOX_RESEND_MS: {
+    env: ["HEALTH_OUTBOX_RESEND_MS"],
+    help: "after this long an unpublished transition is sent by whoever touches its fan",
+    default: d.HEALTH_OUTBOX_RESEND_MS,
+  },
+  HEALTH_SILENT_CHECK_MS: {
+    env: ["HEALTH_SILENT_CHECK_MS"],
+    help: "how often the silence timer looks at every fan",
+    default: d.HEALTH_SILENT_CHECK_MS,
+  },
+  NATS_KV_REPLICAS: {
+    env: ["NATS_KV_REPLICAS"],
+    help: "replicas of the bucket in a NATS cluster",
+    default: d.NATS_KV_REPLICAS,
+  },
   NATS_TIMEOUT_MS: { env: ["NATS_TIMEOUT_MS"], help: "per NATS request", default: d.NATS_TIMEOUT_MS },
 });
 

@@ -1,11 +1,26 @@
 import { z } from "zod";
 import { FEATURES, type FeatureName } from "../../lib/domain/features.js";
-import { HealthRecordSchema, transitionFrom, type AlarmTransition, type HealthEvent, type HealthRecord, type Severity } from "../../lib/domain/health.js";
+import {
+  HealthRecordSchema,
+  transitionFrom,
+  type AlarmTransition,
+  type HealthEvent,
+  type HealthRecord,
+  type Severity,
+} from "../../lib/domain/health.js";
 import type { PerSensor, Prediction } from "../../lib/domain/prediction.js";
 import { HealthConflictError, HealthNotFoundError } from "../../lib/errors.js";
 import { DEFAULT_POLICY, type HealthPolicy } from "./policy.js";
 import { isoTime as iso } from "./iso-time.js";
-import { copyTracker, newTracker, predictionKey, rebase, sensorOfSide, TrackerSchema, type Tracker } from "./tracker.js";
+import {
+  copyTracker,
+  newTracker,
+  predictionKey,
+  rebase,
+  sensorOfSide,
+  TrackerSchema,
+  type Tracker,
+} from "./tracker.js";
 import { estimateEta, longestRunSide, recordExceedances, sensorsOutOfRange, warningSide } from "./trend.js";
 
 /**
@@ -34,22 +49,45 @@ export interface Evaluation {
 }
 
 /** Evaluates a fan's new predictions in reading-time order; replays of what it already saw are skipped. */
-export function evaluate(current: FanHealth | undefined, deviceID: string, inputs: readonly HealthInput[], now: number, policy: HealthPolicy = DEFAULT_POLICY): Evaluation {
+export function evaluate(
+  current: FanHealth | undefined,
+  deviceID: string,
+  inputs: readonly HealthInput[],
+  now: number,
+  policy: HealthPolicy = DEFAULT_POLICY,
+): Evaluation {
   let first = Infinity;
   for (const input of inputs) if (input.at < first) first = Math.min(input.at, now + policy.maxAheadMs);
-  const w: Work = current === undefined ? fresh(deviceID, Number.isFinite(first) ? first : now, now) : { record: { ...current.record }, tracker: copyTracker(current.tracker), transitions: [], fresh: false };
+  const w: Work =
+    current === undefined
+      ? fresh(deviceID, Number.isFinite(first) ? first : now, now)
+      : { record: { ...current.record }, tracker: copyTracker(current.tracker), transitions: [], fresh: false };
   const ordered = inputs.length > 1 ? inputs.slice().sort((a, b) => a.at - b.at) : inputs;
   const seen = w.tracker.lastAt;
   for (const input of ordered) step(w, deviceID, input, now, policy);
   // Once per call rather than per prediction: formatting a time is most of what a healthy fan's prediction costs.
-  if (w.tracker.lastAt !== seen && w.tracker.lastAt !== null) w.record.lastSeen = iso(w.tracker.base + w.tracker.lastAt);
+  if (w.tracker.lastAt !== seen && w.tracker.lastAt !== null)
+    w.record.lastSeen = iso(w.tracker.base + w.tracker.lastAt);
   return { next: { record: w.record, tracker: w.tracker }, transitions: w.transitions };
 }
 
 /** Silence by the health process's clock: a fan not heard from for silentAfterMs becomes `silent`. Undefined when nothing changes. */
-export function checkSilence(current: FanHealth, now: number, policy: HealthPolicy = DEFAULT_POLICY): Evaluation | undefined {
-  if (current.record.state === "silent" || now - (current.tracker.base + current.tracker.arrivedAt) < policy.silentAfterMs) return undefined;
-  const w: Work = { record: { ...current.record }, tracker: copyTracker(current.tracker), transitions: [], fresh: false };
+export function checkSilence(
+  current: FanHealth,
+  now: number,
+  policy: HealthPolicy = DEFAULT_POLICY,
+): Evaluation | undefined {
+  if (
+    current.record.state === "silent" ||
+    now - (current.tracker.base + current.tracker.arrivedAt) < policy.silentAfterMs
+  )
+    return undefined;
+  const w: Work = {
+    record: { ...current.record },
+    tracker: copyTracker(current.tracker),
+    transitions: [],
+    fresh: false,
+  };
   // A fan nobody can see deserves a look even when it was ok; an open alarm keeps its severity.
   const severity: Severity = w.record.severity === "none" ? "minor" : w.record.severity;
   Object.assign(w.record, { state: "silent", since: iso(now), severity, eta: null });
@@ -62,12 +100,29 @@ export function checkSilence(current: FanHealth, now: number, policy: HealthPoli
  * that escalates to an alarm is unacknowledged again: the alarm is news to whoever acknowledged the
  * warning. The acknowledgement ends with the episode.
  */
-export function acknowledge(current: FanHealth | undefined, deviceID: string, by: string, note: string | undefined, now: number): Evaluation {
+export function acknowledge(
+  current: FanHealth | undefined,
+  deviceID: string,
+  by: string,
+  note: string | undefined,
+  now: number,
+): Evaluation {
   if (current === undefined) throw new HealthNotFoundError(deviceID);
   const open = current.tracker.state;
-  if (open !== "warning" && open !== "alarm") throw new HealthConflictError(`fan "${deviceID}" has no open warning or alarm to acknowledge: it is ${current.record.state}`);
-  if (current.record.acknowledged) throw new HealthConflictError(`the ${open} ${current.record.alarmId ?? ""} of fan "${deviceID}" is already acknowledged by ${current.record.acknowledgedBy ?? "someone"}`);
-  const w: Work = { record: { ...current.record, acknowledged: true, acknowledgedBy: by, note: note ?? null }, tracker: copyTracker(current.tracker), transitions: [], fresh: false };
+  if (open !== "warning" && open !== "alarm")
+    throw new HealthConflictError(
+      `fan "${deviceID}" has no open warning or alarm to acknowledge: it is ${current.record.state}`,
+    );
+  if (current.record.acknowledged)
+    throw new HealthConflictError(
+      `the ${open} ${current.record.alarmId ?? ""} of fan "${deviceID}" is already acknowledged by ${current.record.acknowledgedBy ?? "someone"}`,
+    );
+  const w: Work = {
+    record: { ...current.record, acknowledged: true, acknowledgedBy: by, note: note ?? null },
+    tracker: copyTracker(current.tracker),
+    transitions: [],
+    fresh: false,
+  };
   emit(w, "acknowledged", now, { by, ...(note === undefined ? {} : { note }) });
   return { next: { record: w.record, tracker: w.tracker }, transitions: w.transitions };
 }
@@ -116,7 +171,11 @@ function step(w: Work, deviceID: string, input: HealthInput, now: number, policy
 
   if (now > t.base + t.arrivedAt) t.arrivedAt = now - t.base;
   if (w.record.state === "silent") {
-    Object.assign(w.record, { state: t.state, since: iso(t.base + t.stateSince), severity: severityOf(w.record, t.state) });
+    Object.assign(w.record, {
+      state: t.state,
+      since: iso(t.base + t.stateSince),
+      severity: severityOf(w.record, t.state),
+    });
     emit(w, t.state, at);
   }
   if (lastAt !== null) {
@@ -132,14 +191,22 @@ function step(w: Work, deviceID: string, input: HealthInput, now: number, policy
   t.flags = ((t.flags << 1) | (fault ? 1 : 0)) & ((1 << policy.alarmWindow) - 1);
   t.healthyRun = fault ? 0 : t.healthyRun + 1;
   // Six decimals, as score gives them: the record is read by people, and the rounding is far below any threshold.
-  w.record.probability = Math.round((w.fresh ? p.probability : w.record.probability + policy.smoothing * (p.probability - w.record.probability)) * 1e6) / 1e6;
+  w.record.probability =
+    Math.round(
+      (w.fresh ? p.probability : w.record.probability + policy.smoothing * (p.probability - w.record.probability)) *
+        1e6,
+    ) / 1e6;
   w.fresh = false;
   if (fault) {
     t.lastFaultAt = at - t.base;
     if (p.cause !== undefined) t.lastCause = p.cause;
     // The average starts afresh with the first fault after a whole window of healthy predictions.
     if (t.flags >> 1 === 0) t.contributions = null;
-    if (p.contributions !== undefined) t.contributions = t.contributions === null ? round6(p.contributions) : round6(blend(t.contributions, p.contributions, 1 / policy.alarmWindow));
+    if (p.contributions !== undefined)
+      t.contributions =
+        t.contributions === null
+          ? round6(p.contributions)
+          : round6(blend(t.contributions, p.contributions, 1 / policy.alarmWindow));
   }
   if (p.reading !== undefined) recordExceedances(t, p.reading, idx, at, policy);
 
@@ -164,20 +231,37 @@ function decide(w: Work, idx: number, at: number, policy: HealthPolicy): void {
         raiseWarning(w, warnSide, at, policy);
       } else if (t.state === "cleared" && at - (t.base + t.stateSince) >= policy.clearedHoldMs) {
         t.contributions = null;
-        enter(w, "ok", at, { alarmId: null, severity: "none", cause: null, contributions: null, eta: null, acknowledged: false, acknowledgedBy: null, note: null });
+        enter(w, "ok", at, {
+          alarmId: null,
+          severity: "none",
+          cause: null,
+          contributions: null,
+          eta: null,
+          acknowledged: false,
+          acknowledgedBy: null,
+          note: null,
+        });
       }
       return;
     case "warning":
       if (alarmNow) raiseAlarm(w, idx, at, policy);
-      else if (warnSide < 0 && t.healthyRun >= policy.clearCount && quietSince(t.lastFaultAt) && quietSince(t.lastExceedAt)) enter(w, "cleared", at, { severity: "none", eta: null });
+      else if (
+        warnSide < 0 &&
+        t.healthyRun >= policy.clearCount &&
+        quietSince(t.lastFaultAt) &&
+        quietSince(t.lastExceedAt)
+      )
+        enter(w, "cleared", at, { severity: "none", eta: null });
       else w.record.eta = etaOf(t, at, policy);
       return;
     case "alarm":
       // A wearing fan's first alarms can come with healthy stretches between them: while a sensor
       // still leaves its range (a warning's worth of exceedances, or any within the quiet period)
       // the episode goes on rather than clearing and raising again.
-      if (warnSide < 0 && t.healthyRun >= policy.clearCount && quietSince(t.lastFaultAt) && quietSince(t.lastExceedAt)) enter(w, "cleared", at, { severity: "none", eta: null });
-      else if (t.contributions !== null) Object.assign(w.record, { contributions: rounded(t.contributions), cause: largest(t.contributions) });
+      if (warnSide < 0 && t.healthyRun >= policy.clearCount && quietSince(t.lastFaultAt) && quietSince(t.lastExceedAt))
+        enter(w, "cleared", at, { severity: "none", eta: null });
+      else if (t.contributions !== null)
+        Object.assign(w.record, { contributions: rounded(t.contributions), cause: largest(t.contributions) });
       return;
   }
 }
@@ -196,11 +280,24 @@ function raiseAlarm(w: Work, idx: number, at: number, policy: HealthPolicy): voi
   const severity: Severity = sensorsOutOfRange(t, idx, policy.alarmWindow) >= 2 ? "critical" : "major";
   const contributions = t.contributions === null ? null : rounded(t.contributions);
   const cause = t.contributions !== null ? largest(t.contributions) : (t.lastCause ?? readingCause(t));
-  enter(w, "alarm", at, { severity, cause, contributions, eta: null, acknowledged: false, acknowledgedBy: null, note: null });
+  enter(w, "alarm", at, {
+    severity,
+    cause,
+    contributions,
+    eta: null,
+    acknowledged: false,
+    acknowledgedBy: null,
+    note: null,
+  });
 }
 
 function raiseWarning(w: Work, side: number, at: number, policy: HealthPolicy): void {
-  enter(w, "warning", at, { severity: "minor", cause: sensorOfSide(side), contributions: null, eta: etaOf(w.tracker, at, policy) });
+  enter(w, "warning", at, {
+    severity: "minor",
+    cause: sensorOfSide(side),
+    contributions: null,
+    eta: etaOf(w.tracker, at, policy),
+  });
 }
 
 function etaOf(t: Tracker, at: number, policy: HealthPolicy): string | null {
@@ -208,7 +305,12 @@ function etaOf(t: Tracker, at: number, policy: HealthPolicy): string | null {
   return eta === null ? null : iso(eta);
 }
 
-function enter(w: Work, state: "ok" | "warning" | "alarm" | "cleared", at: number, fields: Partial<HealthRecord>): void {
+function enter(
+  w: Work,
+  state: "ok" | "warning" | "alarm" | "cleared",
+  at: number,
+  fields: Partial<HealthRecord>,
+): void {
   Object.assign(w.record, fields, { state, since: iso(at) });
   w.tracker.state = state;
   w.tracker.stateSince = at - w.tracker.base;

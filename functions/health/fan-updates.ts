@@ -8,7 +8,9 @@ import type { HealthMetrics } from "./metrics.js";
 import { type FanEntry, type HealthStore, type OutboxItem, type StoredFan } from "./store.js";
 
 /** What a change makes of a fan's health; undefined when there is nothing to change. Pure: it may run again after a conflict. */
-export type Change = (current: FanHealth | undefined) => { next: FanHealth; transitions: AlarmTransition[] } | undefined;
+export type Change = (
+  current: FanHealth | undefined,
+) => { next: FanHealth; transitions: AlarmTransition[] } | undefined;
 
 export interface UpdateOptions {
   alarmTopic: string;
@@ -91,7 +93,7 @@ export class FanUpdater {
 
   /** Writes `group`, then whatever arrived for the fan meanwhile, until nothing waits. */
   async #run(deviceID: string, group: Pending[]): Promise<void> {
-    for (let next: Pending[] | undefined = group; next !== undefined && next.length > 0; ) {
+    for (let next: Pending[] | undefined = group; next !== undefined && next.length > 0;) {
       // Callers whose time ran out have their 503 already: their changes are not made.
       const live = next.filter((p) => {
         try {
@@ -112,7 +114,13 @@ export class FanUpdater {
     // The group has as long as its most patient member; each caller still waits only its own budget.
     // A group of one (the usual case: a fan per invocation) uses its caller's: no timer per fan.
     const own = group.length === 1 ? (group[0] as Pending).budget : undefined;
-    const budget = own ?? new Deadline(Math.max(...group.map((p) => p.budget.remainingMs)), "the longest budget of the invocations waiting for this fan", "health");
+    const budget =
+      own ??
+      new Deadline(
+        Math.max(...group.map((p) => p.budget.remainingMs)),
+        "the longest budget of the invocations waiting for this fan",
+        "health",
+      );
     try {
       const { record, outcomes } = await this.#commit(deviceID, group, budget);
       group.forEach((p, i) => {
@@ -125,27 +133,42 @@ export class FanUpdater {
     }
   }
 
-  async #commit(deviceID: string, group: Pending[], budget: Deadline): Promise<{ record: HealthRecord | undefined; outcomes: Outcome[] }> {
+  async #commit(
+    deviceID: string,
+    group: Pending[],
+    budget: Deadline,
+  ): Promise<{ record: HealthRecord | undefined; outcomes: Outcome[] }> {
     const { store, options } = this;
     let fan = store.cached(deviceID);
     for (let attempt = 1; attempt <= options.casAttempts; attempt++) {
-      if (attempt > 1) fan = await budget.wait(store.read(deviceID), `the health store to read fan ${deviceID}`).catch((error: unknown) => Promise.reject(this.#storeError(error)));
+      if (attempt > 1)
+        fan = await budget
+          .wait(store.read(deviceID), `the health store to read fan ${deviceID}`)
+          .catch((error: unknown) => Promise.reject(this.#storeError(error)));
       const entry = this.#entryOf(fan);
       const now = options.now();
       const { health, recent, fresh, outcomes } = applyChanges(entry, group, now, options.recentBatches);
-      const resend = (entry?.outbox ?? []).filter((item) => this.#unsent.has(item.transition.id) || now - item.queuedAt >= options.resendMs);
+      const resend = (entry?.outbox ?? []).filter(
+        (item) => this.#unsent.has(item.transition.id) || now - item.queuedAt >= options.resendMs,
+      );
       const changed = health !== entry?.health || recent !== (entry?.recent ?? []);
       if (health === undefined || (!changed && resend.length === 0)) return { record: health?.record, outcomes };
 
       const claimed = new Set(resend.map((item) => item.transition.id));
       const next: FanEntry = {
         health,
-        outbox: [...(entry?.outbox ?? []).map((item) => (claimed.has(item.transition.id) ? { ...item, queuedAt: now } : item)), ...fresh],
+        outbox: [
+          ...(entry?.outbox ?? []).map((item) => (claimed.has(item.transition.id) ? { ...item, queuedAt: now } : item)),
+          ...fresh,
+        ],
         recent,
       };
       let written: StoredFan;
       try {
-        written = await budget.wait(fan === undefined ? store.create(deviceID, next) : store.update(deviceID, next, fan.revision), `the health store to write fan ${deviceID}`);
+        written = await budget.wait(
+          fan === undefined ? store.create(deviceID, next) : store.update(deviceID, next, fan.revision),
+          `the health store to write fan ${deviceID}`,
+        );
       } catch (error) {
         if (!(error instanceof CasConflictError)) throw this.#storeError(error);
         options.metrics.conflicts.inc();
@@ -158,7 +181,9 @@ export class FanUpdater {
       options.metrics.resent.inc(resend.length);
       return { record: health.record, outcomes };
     }
-    throw new ContendedError(`fan ${deviceID} was written by others ${options.casAttempts} times in a row while this invocation tried to; try again later`);
+    throw new ContendedError(
+      `fan ${deviceID} was written by others ${options.casAttempts} times in a row while this invocation tried to; try again later`,
+    );
   }
 
   /** Publishes the items in order, then removes them from the outbox (best effort: a leftover is sent again later, same id). */
@@ -179,15 +204,27 @@ export class FanUpdater {
       const entry = this.#entryOf(fan);
       if (entry === undefined || !entry.outbox.some((item) => ids.has(item.transition.id))) return;
       try {
-        await budget.wait(this.store.update(deviceID, { ...entry, outbox: entry.outbox.filter((item) => !ids.has(item.transition.id)) }, fan.revision), `the health store to empty fan ${deviceID}'s outbox`);
+        await budget.wait(
+          this.store.update(
+            deviceID,
+            { ...entry, outbox: entry.outbox.filter((item) => !ids.has(item.transition.id)) },
+            fan.revision,
+          ),
+          `the health store to empty fan ${deviceID}'s outbox`,
+        );
         return;
       } catch (error) {
         if (!(error instanceof CasConflictError)) {
-          this.options.log.warn({ event: "outbox_kept", deviceID, err: (error as Error).message }, "published transitions stay in the outbox; they may be sent again (same id)");
+          this.options.log.warn(
+            { event: "outbox_kept", deviceID, err: (error as Error).message },
+            "published transitions stay in the outbox; they may be sent again (same id)",
+          );
           return;
         }
         this.options.metrics.conflicts.inc();
-        fan = await budget.wait(this.store.read(deviceID), `the health store to read fan ${deviceID}`).catch(() => undefined);
+        fan = await budget
+          .wait(this.store.read(deviceID), `the health store to read fan ${deviceID}`)
+          .catch(() => undefined);
       }
     }
   }
@@ -198,7 +235,10 @@ export class FanUpdater {
     if (entry === null) {
       // Never a crash and never a stuck fan: the entry is replaced by one evaluated afresh.
       this.options.metrics.storeErrors.inc({ kind: "unreadable_entry" });
-      this.options.log.error({ event: "unreadable_entry", deviceID: fan.deviceID, revision: fan.revision }, "a stored fan entry cannot be read; it is replaced by a fresh one");
+      this.options.log.error(
+        { event: "unreadable_entry", deviceID: fan.deviceID, revision: fan.revision },
+        "a stored fan entry cannot be read; it is replaced by a fresh one",
+      );
       return undefined;
     }
     return entry;
@@ -215,7 +255,12 @@ export class FanUpdater {
  * digest among the recent ones) is a duplicate, and a change that throws fails its caller alone
  * (e.g. nothing to acknowledge: that caller's 409) while the others go on.
  */
-function applyChanges(entry: FanEntry | undefined, group: readonly Pending[], now: number, recentBatches: number): { health: FanHealth | undefined; recent: string[]; fresh: OutboxItem[]; outcomes: Outcome[] } {
+function applyChanges(
+  entry: FanEntry | undefined,
+  group: readonly Pending[],
+  now: number,
+  recentBatches: number,
+): { health: FanHealth | undefined; recent: string[]; fresh: OutboxItem[]; outcomes: Outcome[] } {
   let health = entry?.health;
   let recent = entry?.recent ?? [];
   const fresh: OutboxItem[] = [];

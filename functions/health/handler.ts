@@ -62,7 +62,9 @@ export const rawBody = true;
 
 /** Errors of the shared error contract answered as {"error","code","field"} with their status (docs/errors.md). */
 export { errorAnswer } from "../../lib/errors.js";
-const counters = new HealthMetrics(() => (health === undefined ? {} : listFans(records(health.store), parseQuery({})).counts));
+const counters = new HealthMetrics(() =>
+  health === undefined ? {} : listFans(records(health.store), parseQuery({})).counts,
+);
 
 export async function init(): Promise<void> {
   const config = readHealthConfig();
@@ -72,14 +74,30 @@ export async function init(): Promise<void> {
     clientId: `health-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
     onError: (error) => log.warn({ event: "mqtt_error", err: error.message }, "MQTT error"),
   });
-  mqtt.on("connect", () => log.info({ event: "mqtt_connected", broker: redactUrl(settings.url) }, "connected to the broker"));
-  mqtt.on("offline", () => log.warn({ event: "mqtt_offline" }, "broker unreachable; transitions wait in their fans' outboxes, invocations answer 503"));
+  mqtt.on("connect", () =>
+    log.info({ event: "mqtt_connected", broker: redactUrl(settings.url) }, "connected to the broker"),
+  );
+  mqtt.on("offline", () =>
+    log.warn(
+      { event: "mqtt_offline" },
+      "broker unreachable; transitions wait in their fans' outboxes, invocations answer 503",
+    ),
+  );
   let store: HealthStore;
   if (config.natsUrl === undefined) {
     store = new MemoryStore();
-    log.warn({ event: "store_memory" }, "NATS_URL is not set: fan health is kept in memory and is lost when health stops (not durable)");
+    log.warn(
+      { event: "store_memory" },
+      "NATS_URL is not set: fan health is kept in memory and is lost when health stops (not durable)",
+    );
   } else {
-    const nats = new NatsStore({ url: config.natsUrl, bucket: config.bucket, replicas: config.kvReplicas, requestTimeoutMs: config.natsTimeoutMs, log });
+    const nats = new NatsStore({
+      url: config.natsUrl,
+      bucket: config.bucket,
+      replicas: config.kvReplicas,
+      requestTimeoutMs: config.natsTimeoutMs,
+      log,
+    });
     // Ready before the first request where NATS is there; where it is not, health starts anyway
     // and answers 503 until it is (never exits for want of it).
     await Promise.race([nats.opened(), new Promise((resolve) => setTimeout(resolve, config.natsTimeoutMs).unref())]);
@@ -96,25 +114,48 @@ export async function init(): Promise<void> {
     log,
     metrics: counters,
   });
-  const silence = new SilenceTimer({ store, updater, policy, intervalMs: config.silentCheckMs, budgetMs: config.budgetMs, resendMs: config.outboxResendMs, log });
+  const silence = new SilenceTimer({
+    store,
+    updater,
+    policy,
+    intervalMs: config.silentCheckMs,
+    budgetMs: config.budgetMs,
+    resendMs: config.outboxResendMs,
+    log,
+  });
   silence.start();
   health = { config, policy, mqtt, publisher, store, updater, silence };
   log.info(
-    { event: "configured", store: store.description, nats: config.natsUrl === undefined ? undefined : redactUrl(config.natsUrl), topics: config.topics, budgetMs: config.budgetMs, broker: redactUrl(settings.url) },
+    {
+      event: "configured",
+      store: store.description,
+      nats: config.natsUrl === undefined ? undefined : redactUrl(config.natsUrl),
+      topics: config.topics,
+      budgetMs: config.budgetMs,
+      broker: redactUrl(settings.url),
+    },
     `health ready; state in ${store.description}`,
   );
 }
 
-export async function handler(event: FunctionEvent, context: FunctionContext): Promise<EvaluateAnswer | AcknowledgeAnswer | HealthListing | Record<string, unknown>> {
+export async function handler(
+  event: FunctionEvent,
+  context: FunctionContext,
+): Promise<EvaluateAnswer | AcknowledgeAnswer | HealthListing | Record<string, unknown>> {
   const h = ready();
   if (event.method === "GET") {
     const query = parseQuery(event.query);
-    if (!h.store.available) throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
+    if (!h.store.available)
+      throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
     return listFans(records(h.store), query);
   }
   if (event.method !== "POST") {
     context.headers({ allow: "GET, POST" });
-    throw new InputError(`method ${event.method} is not allowed; GET the fans' health, POST predictions or an acknowledgement`, "method", { status: 405, code: "FANWATCH_METHOD_NOT_ALLOWED" });
+    throw new InputError(
+      `method ${event.method} is not allowed; GET the fans' health, POST predictions or an acknowledgement`,
+      "method",
+      { status: 405, code: "FANWATCH_METHOD_NOT_ALLOWED" },
+    );
   }
   const budget = Deadline.forCall(event.headers["x-timeout-ms"], h.config.budgetMs, "health", "HEALTH_BUDGET_MS");
   const topic = sourceTopic(event.headers, h.config.topics.anomaly);
@@ -123,7 +164,12 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
     body = readUntrustedBody(event.body);
   } catch (error) {
     // Our connector dead-letters what a function answers 4xx to; other callers do not (as predict).
-    if (event.headers["x-connector"] !== FANWATCH_CONNECTOR) await h.publisher.publish(h.config.topics.deadletter, [deadLetter((error as Error).message, topic, event.body ?? "")], budget);
+    if (event.headers["x-connector"] !== FANWATCH_CONNECTOR)
+      await h.publisher.publish(
+        h.config.topics.deadletter,
+        [deadLetter((error as Error).message, topic, event.body ?? "")],
+        budget,
+      );
     counters.predictions.inc({ outcome: "rejected" });
     throw error;
   }
@@ -133,15 +179,28 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
 async function evaluatePredictions(h: Health, body: unknown, topic: string, budget: Deadline): Promise<EvaluateAnswer> {
   const items = Array.isArray(body) ? body : [body];
   if (items.length === 0) throw new InputError("the array of predictions is empty", "body");
-  if (items.length > h.config.maxPredictions) throw new InputError(`at most ${h.config.maxPredictions} predictions per invocation, got ${items.length}`, "body", { status: 413 });
+  if (items.length > h.config.maxPredictions)
+    throw new InputError(`at most ${h.config.maxPredictions} predictions per invocation, got ${items.length}`, "body", {
+      status: 413,
+    });
   // Checked before anything is published, so that the connector's retry dead-letters nothing twice.
-  if (!h.store.available) throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
+  if (!h.store.available)
+    throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
   const now = Date.now();
   const { fans, rejections, valid } = groupByFan(items, now);
   const letters = rejections.map((r) => deadLetter(r.error, topic, r.item));
   // Fans are independent: evaluated and written concurrently, one write each (fan-updates.ts).
   const [updates] = await Promise.all([
-    Promise.allSettled(fans.map((fan) => h.updater.apply(fan.deviceID, (current) => evaluate(current, fan.deviceID, fan.inputs, now, h.policy), budget, fan.digest))),
+    Promise.allSettled(
+      fans.map((fan) =>
+        h.updater.apply(
+          fan.deviceID,
+          (current) => evaluate(current, fan.deviceID, fan.inputs, now, h.policy),
+          budget,
+          fan.digest,
+        ),
+      ),
+    ),
     h.publisher.publish(h.config.topics.deadletter, letters, budget),
   ]);
   counters.predictions.inc({ outcome: "rejected" }, letters.length);
@@ -162,14 +221,17 @@ async function evaluatePredictions(h: Health, body: unknown, topic: string, budg
 
 async function acknowledgeAlarm(h: Health, body: unknown, budget: Deadline): Promise<AcknowledgeAnswer> {
   const parsed = AcknowledgeSchema.safeParse(body);
-  if (!parsed.success) throw toInputError(parsed.error, "", 'an acknowledgement is {"deviceID","action":"acknowledge","by","note"}');
+  if (!parsed.success)
+    throw toInputError(parsed.error, "", 'an acknowledgement is {"deviceID","action":"acknowledge","by","note"}');
   const { deviceID, by, note } = parsed.data;
-  if (!h.store.available) throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
+  if (!h.store.available)
+    throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
   const now = Date.now();
   // No such fan (404) or nothing to acknowledge (409) throw input errors, answered by errorAnswer.
   const result = await h.updater.apply(deviceID, (current) => acknowledge(current, deviceID, by, note, now), budget);
   const transition = result.transitions[0];
-  if (result.record === undefined || transition === undefined) throw new Error(`acknowledging fan ${deviceID} made no transition`);
+  if (result.record === undefined || transition === undefined)
+    throw new Error(`acknowledging fan ${deviceID} made no transition`);
   return { record: result.record, transition };
 }
 
@@ -194,6 +256,7 @@ function* records(store: HealthStore): Iterable<HealthRecord> {
 }
 
 function ready(): Health {
-  if (health === undefined) throw new Error("the health function was not initialised: init() must run before handler()");
+  if (health === undefined)
+    throw new Error("the health function was not initialised: init() must run before handler()");
   return health;
 }

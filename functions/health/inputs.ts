@@ -37,7 +37,10 @@ export interface Rejection {
 }
 
 /** Valid predictions grouped by fan, and the rejected ones, each named by its index and field. */
-export function groupByFan(items: readonly unknown[], arrival: number): { fans: FanBatch[]; rejections: Rejection[]; valid: number } {
+export function groupByFan(
+  items: readonly unknown[],
+  arrival: number,
+): { fans: FanBatch[]; rejections: Rejection[]; valid: number } {
   const groups = new Map<string, { predictions: Prediction[]; inputs: HealthInput[]; untimed: boolean }>();
   const rejections: Rejection[] = [];
   let valid = 0;
@@ -59,7 +62,11 @@ export function groupByFan(items: readonly unknown[], arrival: number): { fans: 
     group.inputs.push({ prediction, at: at ?? arrival });
     valid++;
   }
-  const fans = [...groups].map(([deviceID, g]) => ({ deviceID, inputs: g.inputs, digest: g.untimed ? digest(g.predictions) : undefined }));
+  const fans = [...groups].map(([deviceID, g]) => ({
+    deviceID,
+    inputs: g.inputs,
+    digest: g.untimed ? digest(g.predictions) : undefined,
+  }));
   return { fans, rejections, valid };
 }
 
@@ -75,4 +82,3 @@ export function groupByFan(items: readonly unknown[], arrival: number): { fans: 
 function digest(predictions: Prediction[]): string {
   return createHash("sha256").update(JSON.stringify(predictions)).digest("base64url").slice(0, 16);
 }
-

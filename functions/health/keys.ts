@@ -28,7 +28,7 @@ export function decodeKey(key: string): string {
   if (PLAIN_ID.test(key)) return key;
   if (!KEY.test(key)) throw new RangeError(`"${key}" is not a fan key (letters, digits, _ and -, or =XX escapes)`);
   const bytes: number[] = [];
-  for (let i = 0; i < key.length; ) {
+  for (let i = 0; i < key.length;) {
     if (key[i] === "=") {
       bytes.push(Number.parseInt(key.slice(i + 1, i + 3), 16));
       i += 3;

@@ -47,7 +47,9 @@ export class KvWriter {
     this.#prefix = `$KV.${bucket}.`;
     this.#timeoutMs = timeoutMs;
     this.#inbox = createInbox();
-    this.#subscription = nc.subscribe(`${this.#inbox}.*`, { callback: (error, msg) => (error === null ? this.#answer(msg) : undefined) });
+    this.#subscription = nc.subscribe(`${this.#inbox}.*`, {
+      callback: (error, msg) => (error === null ? this.#answer(msg) : undefined),
+    });
   }
 
   /** Writes `bytes` under `key` if the key is at `previous` (0: if it has no value); resolves to the new revision. */
@@ -82,7 +84,12 @@ export class KvWriter {
       try {
         this.#nc.publish(q.subject, q.bytes, { reply: `${this.#inbox}.${q.token}`, headers: h });
       } catch (error) {
-        this.#settle(q.token, new StoreUnavailableError(`the health store failed to write: ${(error as Error).message}; try again later`, { cause: error }));
+        this.#settle(
+          q.token,
+          new StoreUnavailableError(`the health store failed to write: ${(error as Error).message}; try again later`, {
+            cause: error,
+          }),
+        );
       }
     }
   }
@@ -92,22 +99,38 @@ export class KvWriter {
     if (!this.#waiting.has(token)) return; // timed out already
     // No JetStream behind the subject (its stream is gone, the server is restarting): a status message, no body.
     if (msg.data.length === 0 && msg.headers?.code === 503) {
-      this.#settle(token, new StoreUnavailableError("JetStream has no stream for the health bucket right now; try again later"));
+      this.#settle(
+        token,
+        new StoreUnavailableError("JetStream has no stream for the health bucket right now; try again later"),
+      );
       return;
     }
     let ack: { seq?: unknown; error?: { err_code?: number; description?: string } };
     try {
       ack = msg.json();
     } catch {
-      this.#settle(token, new StoreUnavailableError("JetStream answered a write with something that is not JSON; try again later"));
+      this.#settle(
+        token,
+        new StoreUnavailableError("JetStream answered a write with something that is not JSON; try again later"),
+      );
       return;
     }
     if (ack.error !== undefined) {
       const code = ack.error.err_code;
-      const conflict = code === JetStreamApiCodes.StreamWrongLastSequence || code === JetStreamApiCodes.StreamWrongLastSequenceUnknown;
-      this.#settle(token, conflict ? new CasConflictError(`the key was written by someone else (${ack.error.description ?? code})`) : new StoreUnavailableError(`JetStream refused a write: ${ack.error.description ?? code}; try again later`));
+      const conflict =
+        code === JetStreamApiCodes.StreamWrongLastSequence || code === JetStreamApiCodes.StreamWrongLastSequenceUnknown;
+      this.#settle(
+        token,
+        conflict
+          ? new CasConflictError(`the key was written by someone else (${ack.error.description ?? code})`)
+          : new StoreUnavailableError(`JetStream refused a write: ${ack.error.description ?? code}; try again later`),
+      );
     } else if (typeof ack.seq === "number") this.#settle(token, ack.seq);
-    else this.#settle(token, new StoreUnavailableError("JetStream acknowledged a write without its sequence; try again later"));
+    else
+      this.#settle(
+        token,
+        new StoreUnavailableError("JetStream acknowledged a write without its sequence; try again later"),
+      );
   }
 
   #settle(token: string, outcome: number | Error): void {
@@ -123,7 +146,10 @@ export class KvWriter {
     // Deadlines grow with insertion order: the first one still in the future ends the sweep.
     for (const [token, w] of this.#waiting) {
       if (now < w.deadline) break;
-      this.#settle(token, new StoreUnavailableError(`NATS did not answer a write within ${this.#timeoutMs} ms; try again later`));
+      this.#settle(
+        token,
+        new StoreUnavailableError(`NATS did not answer a write within ${this.#timeoutMs} ms; try again later`),
+      );
     }
     if (this.#waiting.size === 0) {
       clearInterval(this.#sweeper);

@@ -4,12 +4,39 @@ import { HEALTH_EVENTS, HEALTH_STATES } from "../../lib/domain/health.js";
 /** The health function's Prometheus metrics, appended to the template server's at /_/metrics. */
 export class HealthMetrics {
   readonly registry = new Registry();
-  readonly predictions = new Counter({ name: "health_predictions_total", help: "Predictions by outcome: evaluated, rejected (bad input, dead-lettered), duplicate (a batch without reading times sent again: not counted twice; replays with reading times are skipped by the rules and count as evaluated)", labelNames: ["outcome"], registers: [this.registry] });
-  readonly transitions = new Counter({ name: "health_transitions_total", help: "Transitions written (and then published on the alarm topic), by event", labelNames: ["event"], registers: [this.registry] });
-  readonly conflicts = new Counter({ name: "health_cas_conflicts_total", help: "Compare-and-set writes that lost to another writer and were re-applied", registers: [this.registry] });
-  readonly storeErrors = new Counter({ name: "health_store_errors_total", help: "Reads and writes the store failed (NATS unreachable, timeouts, unreadable entries), by kind", labelNames: ["kind"], registers: [this.registry] });
-  readonly resent = new Counter({ name: "health_outbox_resent_total", help: "Transitions published again from a fan's outbox (their first publish failed or its writer stopped)", registers: [this.registry] });
-  readonly publishFailures = new Counter({ name: "health_publish_failures_total", help: "Publishes of transitions the broker did not acknowledge in time (kept in the outbox)", registers: [this.registry] });
+  readonly predictions = new Counter({
+    name: "health_predictions_total",
+    help: "Predictions by outcome: evaluated, rejected (bad input, dead-lettered), duplicate (a batch without reading times sent again: not counted twice; replays with reading times are skipped by the rules and count as evaluated)",
+    labelNames: ["outcome"],
+    registers: [this.registry],
+  });
+  readonly transitions = new Counter({
+    name: "health_transitions_total",
+    help: "Transitions written (and then published on the alarm topic), by event",
+    labelNames: ["event"],
+    registers: [this.registry],
+  });
+  readonly conflicts = new Counter({
+    name: "health_cas_conflicts_total",
+    help: "Compare-and-set writes that lost to another writer and were re-applied",
+    registers: [this.registry],
+  });
+  readonly storeErrors = new Counter({
+    name: "health_store_errors_total",
+    help: "Reads and writes the store failed (NATS unreachable, timeouts, unreadable entries), by kind",
+    labelNames: ["kind"],
+    registers: [this.registry],
+  });
+  readonly resent = new Counter({
+    name: "health_outbox_resent_total",
+    help: "Transitions published again from a fan's outbox (their first publish failed or its writer stopped)",
+    registers: [this.registry],
+  });
+  readonly publishFailures = new Counter({
+    name: "health_publish_failures_total",
+    help: "Publishes of transitions the broker did not acknowledge in time (kept in the outbox)",
+    registers: [this.registry],
+  });
 
   constructor(countFans: () => Record<string, number>) {
     new Gauge({

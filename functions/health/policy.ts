@@ -87,14 +87,22 @@ const HealthEnv = z.object({
 
 /** HEALTH_* overrides of DEFAULT_POLICY; a bad or impossible value throws a ConfigError naming it. */
 export function readHealthPolicy(env: NodeJS.ProcessEnv): HealthPolicy {
-  const parsed = HealthEnv.safeParse(Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith("HEALTH_") && v !== "")));
+  const parsed = HealthEnv.safeParse(
+    Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith("HEALTH_") && v !== "")),
+  );
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new ConfigError(`invalid configuration: ${String(issue?.path[0])}: ${issue?.message}`);
   }
   const e = parsed.data;
-  if (e.HEALTH_ALARM_COUNT > e.HEALTH_ALARM_WINDOW) throw new ConfigError(`invalid configuration: HEALTH_ALARM_COUNT (${e.HEALTH_ALARM_COUNT}) is more than HEALTH_ALARM_WINDOW (${e.HEALTH_ALARM_WINDOW})`);
-  if (e.HEALTH_WARN_COUNT > e.HEALTH_WARN_WINDOW) throw new ConfigError(`invalid configuration: HEALTH_WARN_COUNT (${e.HEALTH_WARN_COUNT}) is more than HEALTH_WARN_WINDOW (${e.HEALTH_WARN_WINDOW})`);
+  if (e.HEALTH_ALARM_COUNT > e.HEALTH_ALARM_WINDOW)
+    throw new ConfigError(
+      `invalid configuration: HEALTH_ALARM_COUNT (${e.HEALTH_ALARM_COUNT}) is more than HEALTH_ALARM_WINDOW (${e.HEALTH_ALARM_WINDOW})`,
+    );
+  if (e.HEALTH_WARN_COUNT > e.HEALTH_WARN_WINDOW)
+    throw new ConfigError(
+      `invalid configuration: HEALTH_WARN_COUNT (${e.HEALTH_WARN_COUNT}) is more than HEALTH_WARN_WINDOW (${e.HEALTH_WARN_WINDOW})`,
+    );
   return Object.freeze({
     alarmWindow: e.HEALTH_ALARM_WINDOW,
     alarmCount: e.HEALTH_ALARM_COUNT,

@@ -20,13 +20,29 @@ export interface HealthQuery {
 export const DEFAULT_LIMIT = 1_000;
 export const MAX_LIMIT = 1_000_000;
 
-const list = z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : [v]).flatMap((s) => s.split(",")).map((s) => s.trim()).filter((s) => s !== ""));
+const list = z.union([z.string(), z.array(z.string())]).transform((v) =>
+  (Array.isArray(v) ? v : [v])
+    .flatMap((s) => s.split(","))
+    .map((s) => s.trim())
+    .filter((s) => s !== ""),
+);
 const QuerySchema = z.object({
   state: list.pipe(z.array(z.enum(HEALTH_STATES))).optional(),
   // A device ID may hold a comma: ?deviceID= is repeatable and each value is one ID.
-  deviceID: z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : [v])).optional(),
-  acknowledged: z.enum(["true", "false"]).transform((v) => v === "true").optional(),
-  limit: z.string().regex(/^\d+$/, "a whole number of records").transform(Number).pipe(z.number().int().min(1).max(MAX_LIMIT)).optional(),
+  deviceID: z
+    .union([z.string(), z.array(z.string())])
+    .transform((v) => (Array.isArray(v) ? v : [v]))
+    .optional(),
+  acknowledged: z
+    .enum(["true", "false"])
+    .transform((v) => v === "true")
+    .optional(),
+  limit: z
+    .string()
+    .regex(/^\d+$/, "a whole number of records")
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(MAX_LIMIT))
+    .optional(),
 });
 
 export function parseQuery(query: Record<string, string | string[] | undefined>): HealthQuery {
@@ -36,7 +52,11 @@ export function parseQuery(query: Record<string, string | string[] | undefined>)
     // The parameter, not the position inside its comma-separated list: ?state=broken names "state".
     const issue = parsed.error.issues[0];
     const field = String(issue?.path[0] ?? "query");
-    throw new InputError(`${field}: ${issue?.message ?? "invalid"} (filters are state=${HEALTH_STATES.join(",")}, deviceID=<id>, acknowledged=true|false, limit=1..${MAX_LIMIT})`, field, { cause: parsed.error });
+    throw new InputError(
+      `${field}: ${issue?.message ?? "invalid"} (filters are state=${HEALTH_STATES.join(",")}, deviceID=<id>, acknowledged=true|false, limit=1..${MAX_LIMIT})`,
+      field,
+      { cause: parsed.error },
+    );
   }
   const q = parsed.data;
   return {

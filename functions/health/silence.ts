@@ -50,19 +50,37 @@ export class SilenceTimer {
     for (const fan of store.fans()) {
       const entry = fan.entry;
       if (entry === null) continue;
-      if (checkSilence(entry.health, now, policy) !== undefined || entry.outbox.some((item) => now - item.queuedAt >= resendMs)) due.push(fan.deviceID);
+      if (
+        checkSilence(entry.health, now, policy) !== undefined ||
+        entry.outbox.some((item) => now - item.queuedAt >= resendMs)
+      )
+        due.push(fan.deviceID);
     }
     if (due.length === 0) return;
-    const budget = new Deadline(this.options.budgetMs, `HEALTH_BUDGET_MS ${this.options.budgetMs} ms`, "health's silence check");
+    const budget = new Deadline(
+      this.options.budgetMs,
+      `HEALTH_BUDGET_MS ${this.options.budgetMs} ms`,
+      "health's silence check",
+    );
     let failed = 0;
     let next = 0;
     const worker = async () => {
       while (next < due.length) {
         const deviceID = due[next++] as string;
-        await updater.apply(deviceID, (current) => (current === undefined ? undefined : checkSilence(current, now, policy)), budget).catch((error: unknown) => {
-          failed++;
-          if (failed === 1) log.warn({ event: "silence_check_failed", deviceID, err: (error as Error).message }, "silence check could not write a fan; the next one tries again");
-        });
+        await updater
+          .apply(
+            deviceID,
+            (current) => (current === undefined ? undefined : checkSilence(current, now, policy)),
+            budget,
+          )
+          .catch((error: unknown) => {
+            failed++;
+            if (failed === 1)
+              log.warn(
+                { event: "silence_check_failed", deviceID, err: (error as Error).message },
+                "silence check could not write a fan; the next one tries again",
+              );
+          });
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.options.concurrency ?? 16, due.length) }, worker));

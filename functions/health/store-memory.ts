@@ -32,7 +32,8 @@ export class MemoryStore implements HealthStore {
 
   async update(deviceID: string, entry: FanEntry, revision: number): Promise<StoredFan> {
     const current = this.#fans.get(deviceID);
-    if (current?.revision !== revision) throw new CasConflictError(`fan ${deviceID} is at revision ${current?.revision ?? "none"}, not ${revision}`);
+    if (current?.revision !== revision)
+      throw new CasConflictError(`fan ${deviceID} is at revision ${current?.revision ?? "none"}, not ${revision}`);
     return this.#put(deviceID, entry);
   }
 

@@ -126,12 +126,23 @@ export class NatsStore implements HealthStore {
         this.#kv = await new Kvm(js).create(bucket, { history: 1, replicas: this.#options.replicas });
         this.#writer ??= new KvWriter(this.#nc, bucket, this.#options.requestTimeoutMs);
         await this.#watch(this.#kv);
-        log.info({ event: "store_ready", bucket, nats: redactUrl(url), fans: this.#cache.size }, `fan health in ${this.description}: ${this.#cache.size} fans`);
+        log.info(
+          { event: "store_ready", bucket, nats: redactUrl(url), fans: this.#cache.size },
+          `fan health in ${this.description}: ${this.#cache.size} fans`,
+        );
         return;
       } catch (error) {
         if (this.#closed) return;
         const delay = backoffDelay({ baseMs: 500, capMs: 10_000 }, Math.min(attempt, 10));
-        log.warn({ event: "store_unavailable", nats: redactUrl(url), err: (error as Error).message, retryInMs: Math.round(delay) }, "cannot open the health bucket yet; health answers 503 until it can");
+        log.warn(
+          {
+            event: "store_unavailable",
+            nats: redactUrl(url),
+            err: (error as Error).message,
+            retryInMs: Math.round(delay),
+          },
+          "cannot open the health bucket yet; health answers 503 until it can",
+        );
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
@@ -142,7 +153,15 @@ export class NatsStore implements HealthStore {
     // Reconnects forever: an outage of NATS is answered with 503s, never by exiting.
     // noAsyncTraces: nats.js otherwise builds two Error objects per request, for their stack
     // traces should it time out; profiled at 1,800 writes/s, that was 20% of health's CPU.
-    const nc = await connect({ servers: url, name: `fanwatch-health-${process.pid}`, maxReconnectAttempts: -1, reconnectTimeWait: 1_000, waitOnFirstConnect: true, timeout: this.#options.requestTimeoutMs, noAsyncTraces: true });
+    const nc = await connect({
+      servers: url,
+      name: `fanwatch-health-${process.pid}`,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 1_000,
+      waitOnFirstConnect: true,
+      timeout: this.#options.requestTimeoutMs,
+      noAsyncTraces: true,
+    });
     this.#connected = true;
     void (async () => {
       for await (const status of nc.status()) {
@@ -174,7 +193,9 @@ export class NatsStore implements HealthStore {
         this.#apply(entry);
         if (entry.delta === 0) loaded();
       }
-    })().catch((error: unknown) => this.#options.log.error({ event: "watch_failed", err: (error as Error).message }, "the bucket watch ended"));
+    })().catch((error: unknown) =>
+      this.#options.log.error({ event: "watch_failed", err: (error as Error).message }, "the bucket watch ended"),
+    );
     await complete;
     this.#loaded = true;
   }
@@ -205,14 +226,20 @@ export class NatsStore implements HealthStore {
 
   #ready(): KV {
     if (this.#closed) throw new StoreUnavailableError("the health store is closing");
-    if (this.#kv === undefined || !this.#loaded) throw new StoreUnavailableError(`the health bucket is not open yet (${this.description}); try again later`);
-    if (!this.#connected) throw new StoreUnavailableError(`NATS is unreachable (${redactUrl(this.#options.url)}); try again later`);
+    if (this.#kv === undefined || !this.#loaded)
+      throw new StoreUnavailableError(`the health bucket is not open yet (${this.description}); try again later`);
+    if (!this.#connected)
+      throw new StoreUnavailableError(`NATS is unreachable (${redactUrl(this.#options.url)}); try again later`);
     return this.#kv;
   }
 
   #failed(operation: string, deviceID: string, error: unknown): Error {
     if (error instanceof CasConflictError || error instanceof StoreUnavailableError) return error;
-    if (error instanceof JetStreamApiError && (error.code === JetStreamApiCodes.StreamWrongLastSequence || error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)) {
+    if (
+      error instanceof JetStreamApiError &&
+      (error.code === JetStreamApiCodes.StreamWrongLastSequence ||
+        error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+    ) {
       return new CasConflictError(`fan ${deviceID} was written by someone else`, { cause: error });
     }
     // kv.create answers a key that exists with the error of its first attempt, the one above.
@@ -220,6 +247,9 @@ export class NatsStore implements HealthStore {
   }
 
   #unavailable(operation: string, error: unknown): StoreUnavailableError {
-    return new StoreUnavailableError(`the health store failed to ${operation}: ${(error as Error).message}; try again later`, { cause: error });
+    return new StoreUnavailableError(
+      `the health store failed to ${operation}: ${(error as Error).message}; try again later`,
+      { cause: error },
+    );
   }
 }

@@ -16,7 +16,19 @@ export const SIDES = FEATURES.length * 2;
 export type Run = [side: number, firstAt: number, count: number, sumAt: number, ...exceedances: number[]];
 export const RUN_EXCEEDANCES = 4;
 
-const RunSchema = z.tuple([z.number().int().min(0).max(SIDES - 1), z.number(), z.number().int().min(1), z.number()]).rest(z.number().int().min(0)).refine((run) => run.length > RUN_EXCEEDANCES, "a run has at least one exceedance");
+const RunSchema = z
+  .tuple([
+    z
+      .number()
+      .int()
+      .min(0)
+      .max(SIDES - 1),
+    z.number(),
+    z.number().int().min(1),
+    z.number(),
+  ])
+  .rest(z.number().int().min(0))
+  .refine((run) => run.length > RUN_EXCEEDANCES, "a run has at least one exceedance");
 
 /**
  * What the evaluator remembers of a fan between readings, stored with its record (JSON) and

@@ -17,7 +17,13 @@ const RUN_GAP_WINDOWS = 10;
  * Records the reading's exceedances (reading index `idx`, time `at`). Returns how many there were.
  * The runs it changes are replaced, not changed: the caller's tracker may be shared.
  */
-export function recordExceedances(t: Tracker, reading: PerSensor, idx: number, at: number, policy: HealthPolicy): number {
+export function recordExceedances(
+  t: Tracker,
+  reading: PerSensor,
+  idx: number,
+  at: number,
+  policy: HealthPolicy,
+): number {
   let count = 0;
   for (let i = 0; i < FEATURES.length; i++) {
     const f = FEATURES[i] as (typeof FEATURES)[number];
@@ -121,7 +127,8 @@ export function estimateEta(t: Tracker, at: number, policy: HealthPolicy): numbe
   if (slopes.length === 0 || full - at > YEAR_MS) return null;
   const share = (time: number) => {
     let healthy = 1;
-    for (let i = 0; i < slopes.length; i++) healthy *= 1 - Math.min(1, (slopes[i] as number) * (time - (starts[i] as number)));
+    for (let i = 0; i < slopes.length; i++)
+      healthy *= 1 - Math.min(1, (slopes[i] as number) * (time - (starts[i] as number)));
     return 1 - healthy;
   };
   const target = Math.LN2;

@@ -26,9 +26,21 @@ const PredictSchema = z.object({
 /** predict's settings (besides the topics, lib/infra/config.ts, and the broker, lib/mqtt/client.ts). */
 export const PREDICT_SETTINGS: Readonly<Record<keyof z.output<typeof PredictSchema>, Setting>> = Object.freeze({
   SCORE_URL: { env: ["SCORE_URL", "SCORING_URL"], help: "the score function", default: d.SCORE_URL },
-  PREDICT_BUDGET_MS: { env: ["PREDICT_BUDGET_MS"], help: "an invocation's time: score call and publishes; keep it below the caller's timeout and exec_timeout", default: d.PREDICT_BUDGET_MS },
-  SCORE_TIMEOUT_MS: { env: ["SCORE_TIMEOUT_MS"], help: "the longest the score call may take within the budget", default: d.SCORE_TIMEOUT_MS },
-  PREDICT_MAX_READINGS: { env: ["PREDICT_MAX_READINGS"], help: "readings per invocation", default: d.PREDICT_MAX_READINGS },
+  PREDICT_BUDGET_MS: {
+    env: ["PREDICT_BUDGET_MS"],
+    help: "an invocation's time: score call and publishes; keep it below the caller's timeout and exec_timeout",
+    default: d.PREDICT_BUDGET_MS,
+  },
+  SCORE_TIMEOUT_MS: {
+    env: ["SCORE_TIMEOUT_MS"],
+    help: "the longest the score call may take within the budget",
+    default: d.SCORE_TIMEOUT_MS,
+  },
+  PREDICT_MAX_READINGS: {
+    env: ["PREDICT_MAX_READINGS"],
+    help: "readings per invocation",
+    default: d.PREDICT_MAX_READINGS,
+  },
 });
 
 /** Settings predict no longer reads: retries live in the connector, publishes share the budget. */

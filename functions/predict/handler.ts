@@ -47,9 +47,24 @@ interface Predictor {
 
 const log = createLogger("predict");
 const registry = new Registry();
-const readings = new Counter({ name: "predict_readings_total", help: "Readings by outcome", labelNames: ["outcome"], registers: [registry] });
-const scoreCalls = new Counter({ name: "predict_score_calls_total", help: "Calls to the score function by outcome (one per invocation with valid readings; never retried here)", labelNames: ["outcome"], registers: [registry] });
-const explainCalls = new Counter({ name: "predict_explain_calls_total", help: "Calls to the score function for explanations by outcome (one per invocation with faulty readings; never retried here)", labelNames: ["outcome"], registers: [registry] });
+const readings = new Counter({
+  name: "predict_readings_total",
+  help: "Readings by outcome",
+  labelNames: ["outcome"],
+  registers: [registry],
+});
+const scoreCalls = new Counter({
+  name: "predict_score_calls_total",
+  help: "Calls to the score function by outcome (one per invocation with valid readings; never retried here)",
+  labelNames: ["outcome"],
+  registers: [registry],
+});
+const explainCalls = new Counter({
+  name: "predict_explain_calls_total",
+  help: "Calls to the score function for explanations by outcome (one per invocation with faulty readings; never retried here)",
+  labelNames: ["outcome"],
+  registers: [registry],
+});
 let predictor: Predictor | undefined;
 
 /**
@@ -65,41 +80,76 @@ export { errorAnswer } from "../../lib/errors.js";
 export async function init(): Promise<void> {
   const config = readPredictConfig();
   for (const name of config.ignored) {
-    log.warn({ event: "setting_removed", setting: name }, `${name} no longer has an effect: the connector retries, and predict's score call and publishes share PREDICT_BUDGET_MS`);
+    log.warn(
+      { event: "setting_removed", setting: name },
+      `${name} no longer has an effect: the connector retries, and predict's score call and publishes share PREDICT_BUDGET_MS`,
+    );
   }
   const settings = mqttSettingsFromEnv();
   const mqtt = connectMqtt(settings, {
     clientId: `predict-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
     onError: (error) => log.warn({ event: "mqtt_error", err: error.message }, "MQTT error"),
   });
-  mqtt.on("connect", () => log.info({ event: "mqtt_connected", broker: redactUrl(settings.url) }, "connected to the broker"));
-  mqtt.on("offline", () => log.warn({ event: "mqtt_offline" }, "broker unreachable; invocations wait for it within their budget, then answer 503"));
+  mqtt.on("connect", () =>
+    log.info({ event: "mqtt_connected", broker: redactUrl(settings.url) }, "connected to the broker"),
+  );
+  mqtt.on("offline", () =>
+    log.warn(
+      { event: "mqtt_offline" },
+      "broker unreachable; invocations wait for it within their budget, then answer 503",
+    ),
+  );
   const score = new ScoreClient(config.scoreUrl, { timeoutMs: config.scoreTimeoutMs });
   predictor = { config, mqtt, publisher: new Publisher(mqtt), score };
-  log.info({ event: "configured", scoreUrl: config.scoreUrl, topics: config.topics, budgetMs: config.budgetMs, scoreTimeoutMs: config.scoreTimeoutMs, broker: redactUrl(settings.url) }, "predict ready");
+  log.info(
+    {
+      event: "configured",
+      scoreUrl: config.scoreUrl,
+      topics: config.topics,
+      budgetMs: config.budgetMs,
+      scoreTimeoutMs: config.scoreTimeoutMs,
+      broker: redactUrl(settings.url),
+    },
+    "predict ready",
+  );
 }
 
-export async function handler(event: FunctionEvent, context: FunctionContext): Promise<PredictAnswer | Record<string, unknown>> {
+export async function handler(
+  event: FunctionEvent,
+  context: FunctionContext,
+): Promise<PredictAnswer | Record<string, unknown>> {
   const state = ready();
   const { config, mqtt, publisher, score } = state;
-  if (event.method === "GET") return { broker: mqtt.connected ? "connected" : "disconnected", scoreUrl: config.scoreUrl, topics: config.topics };
+  if (event.method === "GET")
+    return { broker: mqtt.connected ? "connected" : "disconnected", scoreUrl: config.scoreUrl, topics: config.topics };
   if (event.method !== "POST") {
     context.headers({ allow: "GET, POST" });
-    throw new InputError(`method ${event.method} is not allowed; POST readings`, "method", { status: 405, code: "FANWATCH_METHOD_NOT_ALLOWED" });
+    throw new InputError(`method ${event.method} is not allowed; POST readings`, "method", {
+      status: 405,
+      code: "FANWATCH_METHOD_NOT_ALLOWED",
+    });
   }
   const deadline = Deadline.forCall(event.headers["x-timeout-ms"], config.budgetMs, "predict", "PREDICT_BUDGET_MS");
   const topic = sourceTopic(event.headers, config.topics.telemetry);
   const items = await readItems(event, topic, state, deadline);
   const { valid, results, letters } = sortReadings(items, topic);
   const predictions = valid.length === 0 ? [] : await predictAll(score, valid, results, deadline);
-  await Promise.all([publisher.publish(config.topics.anomaly, predictions, deadline), publisher.publish(config.topics.deadletter, letters, deadline)]);
+  await Promise.all([
+    publisher.publish(config.topics.anomaly, predictions, deadline),
+    publisher.publish(config.topics.deadletter, letters, deadline),
+  ]);
   readings.inc({ outcome: "scored" }, predictions.length);
   readings.inc({ outcome: "rejected" }, letters.length);
   return { scored: predictions.length, rejected: letters.length, results };
 }
 
 /** The body as a list of items, one per reading; a body that is not JSON is refused (400) and dead-lettered whole. */
-async function readItems(event: FunctionEvent, topic: string, { config, publisher }: Predictor, deadline: Deadline): Promise<unknown[]> {
+async function readItems(
+  event: FunctionEvent,
+  topic: string,
+  { config, publisher }: Predictor,
+  deadline: Deadline,
+): Promise<unknown[]> {
   let body: unknown;
   try {
     body = readUntrustedBody(event.body);
@@ -107,14 +157,21 @@ async function readItems(event: FunctionEvent, topic: string, { config, publishe
     // Our connector dead-letters what a function answers 4xx to; other callers (the official
     // connector, curl) do not, so predict does it for them: one dead letter per bad message.
     if (event.headers["x-connector"] !== FANWATCH_CONNECTOR) {
-      await publisher.publish(config.topics.deadletter, [deadLetter((error as Error).message, topic, event.body ?? "")], deadline);
+      await publisher.publish(
+        config.topics.deadletter,
+        [deadLetter((error as Error).message, topic, event.body ?? "")],
+        deadline,
+      );
     }
     readings.inc({ outcome: "rejected" });
     throw error;
   }
   const items = Array.isArray(body) ? body : [body];
   if (items.length === 0) throw new InputError("the array of readings is empty", "body");
-  if (items.length > config.maxReadings) throw new InputError(`at most ${config.maxReadings} readings per invocation, got ${items.length}`, "body", { status: 413 });
+  if (items.length > config.maxReadings)
+    throw new InputError(`at most ${config.maxReadings} readings per invocation, got ${items.length}`, "body", {
+      status: 413,
+    });
   return items;
 }
 
@@ -124,7 +181,10 @@ interface ValidReading {
 }
 
 /** Valid readings to score, and a rejection (in `results`) and a dead letter for each bad one. */
-function sortReadings(items: unknown[], topic: string): { valid: ValidReading[]; results: Array<Prediction | Rejection>; letters: DeadLetter[] } {
+function sortReadings(
+  items: unknown[],
+  topic: string,
+): { valid: ValidReading[]; results: Array<Prediction | Rejection>; letters: DeadLetter[] } {
   const valid: ValidReading[] = [];
   const results: Array<Prediction | Rejection> = new Array(items.length);
   const letters: DeadLetter[] = [];
@@ -140,8 +200,21 @@ function sortReadings(items: unknown[], topic: string): { valid: ValidReading[];
 }
 
 /** Scores the valid readings with one call, explains the faulty ones, and puts each prediction in its place in `results`. */
-async function predictAll(score: ScoreClient, valid: ValidReading[], results: Array<Prediction | Rejection>, deadline: Deadline): Promise<Prediction[]> {
-  const answer = await within(scoreCalls, score.score(valid.map((v) => features(v.telemetry)), deadline.signal), deadline, "the score function");
+async function predictAll(
+  score: ScoreClient,
+  valid: ValidReading[],
+  results: Array<Prediction | Rejection>,
+  deadline: Deadline,
+): Promise<Prediction[]> {
+  const answer = await within(
+    scoreCalls,
+    score.score(
+      valid.map((v) => features(v.telemetry)),
+      deadline.signal,
+    ),
+    deadline,
+    "the score function",
+  );
   const predictions: Prediction[] = [];
   valid.forEach(({ index, telemetry }, i) => {
     const p = answer.predictions[i]!;
@@ -176,7 +249,12 @@ async function explainFaults(score: ScoreClient, predictions: Prediction[], dead
   const faulty = predictions.filter((p) => p.fault === 1);
   if (faulty.length === 0) return;
   const instances = faulty.map((p) => FEATURES.map((f) => (p.reading as PerSensor)[f]));
-  const answer = await within(explainCalls, score.explain(instances, deadline.signal), deadline, `the score function to explain ${instances.length} faulty readings`);
+  const answer = await within(
+    explainCalls,
+    score.explain(instances, deadline.signal),
+    deadline,
+    `the score function to explain ${instances.length} faulty readings`,
+  );
   faulty.forEach((prediction, i) => {
     const { cause, contributions } = answer.predictions[i]!;
     prediction.cause = cause;
@@ -185,23 +263,41 @@ async function explainFaults(score: ScoreClient, predictions: Prediction[], dead
 }
 
 /** One call, no retry, within what is left of the budget; counted by outcome. */
-async function within<T>(calls: Counter<"outcome">, call: Promise<T>, deadline: Deadline, waitingFor: string): Promise<T> {
+async function within<T>(
+  calls: Counter<"outcome">,
+  call: Promise<T>,
+  deadline: Deadline,
+  waitingFor: string,
+): Promise<T> {
   try {
     const answer = await deadline.wait(call, waitingFor);
     calls.inc({ outcome: "ok" });
     return answer;
   } catch (error) {
-    calls.inc({ outcome: error instanceof BudgetExhaustedError ? "out_of_time" : error instanceof ScoreRejectedError ? "rejected" : "unavailable" });
+    calls.inc({
+      outcome:
+        error instanceof BudgetExhaustedError
+          ? "out_of_time"
+          : error instanceof ScoreRejectedError
+            ? "rejected"
+            : "unavailable",
+    });
     throw error;
   }
 }
 
 /** The four values scored, by name. */
 function readingOf(telemetry: Telemetry): PerSensor {
-  return { rotation: telemetry.rotation, temperature: telemetry.temperature, vibration: telemetry.vibration, sound: telemetry.sound };
+  return {
+    rotation: telemetry.rotation,
+    temperature: telemetry.temperature,
+    vibration: telemetry.vibration,
+    sound: telemetry.sound,
+  };
 }
 
 function ready(): Predictor {
-  if (predictor === undefined) throw new Error("the predict function was not initialised: init() must run before handler()");
+  if (predictor === undefined)
+    throw new Error("the predict function was not initialised: init() must run before handler()");
   return predictor;
 }

@@ -49,10 +49,22 @@ export class ScoreClient {
    */
   explain(instances: number[][], signal?: AbortSignal): Promise<ExplainedBatchAnswer> {
     // A score function older than explanations ignores "explain" and answers plain predictions.
-    return this.#post({ instances, explain: true }, instances.length, ExplainedBatchAnswer, "explained predictions (is it older than explanations?)", signal);
+    return this.#post(
+      { instances, explain: true },
+      instances.length,
+      ExplainedBatchAnswer,
+      "explained predictions (is it older than explanations?)",
+      signal,
+    );
   }
 
-  async #post<T extends { predictions: unknown[] }>(body: object, count: number, schema: z.ZodType<T>, expected: string, signal: AbortSignal | undefined): Promise<T> {
+  async #post<T extends { predictions: unknown[] }>(
+    body: object,
+    count: number,
+    schema: z.ZodType<T>,
+    expected: string,
+    signal: AbortSignal | undefined,
+  ): Promise<T> {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     let status: number;
     let text: string;
@@ -68,14 +80,23 @@ export class ScoreClient {
       text = await response.body.text();
     } catch (error) {
       if (signal?.aborted === true) throw signal.reason;
-      throw new ScoreUnavailableError(`the score function is unreachable: ${describe(error, this.#timeoutMs)}`, { cause: error });
+      throw new ScoreUnavailableError(`the score function is unreachable: ${describe(error, this.#timeoutMs)}`, {
+        cause: error,
+      });
     }
-    if (isRetryableStatus(status)) throw new ScoreUnavailableError(`the score function answered ${status}: ${text.slice(0, 200)}`);
-    if (status !== 200) throw new ScoreRejectedError(`the score function refused the request: ${status}: ${text.slice(0, 200)}`);
+    if (isRetryableStatus(status))
+      throw new ScoreUnavailableError(`the score function answered ${status}: ${text.slice(0, 200)}`);
+    if (status !== 200)
+      throw new ScoreRejectedError(`the score function refused the request: ${status}: ${text.slice(0, 200)}`);
     const answer = schema.safeParse(safeJson(text));
-    if (!answer.success) throw new ScoreRejectedError(`the score function answered something other than ${expected}: ${text.slice(0, 200)}`);
+    if (!answer.success)
+      throw new ScoreRejectedError(
+        `the score function answered something other than ${expected}: ${text.slice(0, 200)}`,
+      );
     if (answer.data.predictions.length !== count) {
-      throw new ScoreRejectedError(`the score function answered ${answer.data.predictions.length} predictions for ${count} readings`);
+      throw new ScoreRejectedError(
+        `the score function answered ${answer.data.predictions.length} predictions for ${count} readings`,
+      );
     }
     return answer.data;
   }

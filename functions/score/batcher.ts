@@ -8,7 +8,8 @@ type RealHandle = { immediate: NodeJS.Immediate } | { timeout: NodeJS.Timeout };
 
 export const realTimers: BatchTimers = {
   // A wait of 0 still lets every request already read from the sockets join the batch.
-  schedule: (callback, ms): RealHandle => (ms <= 0 ? { immediate: setImmediate(callback) } : { timeout: setTimeout(callback, ms) }),
+  schedule: (callback, ms): RealHandle =>
+    ms <= 0 ? { immediate: setImmediate(callback) } : { timeout: setTimeout(callback, ms) },
   // clearImmediate on a Timeout corrupts Node's count of live handles (the process may exit with
   // work pending), so each kind is cleared by its own function.
   cancel: (handle) => {

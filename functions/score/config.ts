@@ -19,7 +19,11 @@ export const SCORE_SETTINGS: Readonly<Record<keyof z.output<typeof ScoreSchema>,
   MODEL_DIR: { env: ["MODEL_DIR"], help: "model directory", default: DEFAULT_MODEL_DIR },
   TFJS_BACKEND: { env: ["TFJS_BACKEND"], help: `${BACKENDS.join(", ")}`, default: "best available" },
   SCORE_MAX_BATCH: { env: ["SCORE_MAX_BATCH"], help: "largest coalesced batch", default: DEFAULT_MAX_BATCH_SIZE },
-  SCORE_BATCH_WAIT_MS: { env: ["SCORE_BATCH_WAIT_MS"], help: "longest wait for company, ms (0: the next event-loop turn)", default: DEFAULT_MAX_WAIT_MS },
+  SCORE_BATCH_WAIT_MS: {
+    env: ["SCORE_BATCH_WAIT_MS"],
+    help: "longest wait for company, ms (0: the next event-loop turn)",
+    default: DEFAULT_MAX_WAIT_MS,
+  },
 });
 
 export interface ScoreConfig {
@@ -35,5 +39,10 @@ export interface ScoreConfig {
 
 export function readScoreConfig(env: NodeJS.ProcessEnv = process.env): ScoreConfig {
   const s = readSettings(ScoreSchema, SCORE_SETTINGS, env);
-  return { modelDir: s.MODEL_DIR, backend: s.TFJS_BACKEND, maxBatchSize: s.SCORE_MAX_BATCH, maxWaitMs: s.SCORE_BATCH_WAIT_MS };
+  return {
+    modelDir: s.MODEL_DIR,
+    backend: s.TFJS_BACKEND,
+    maxBatchSize: s.SCORE_MAX_BATCH,
+    maxWaitMs: s.SCORE_BATCH_WAIT_MS,
+  };
 }

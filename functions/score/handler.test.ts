@@ -22,8 +22,14 @@ interface Explained {
 function assertExplained(p: Explained): void {
   assert.deepEqual(Object.keys(p.contributions), [...SENSORS]);
   const sum = SENSORS.reduce((s, f) => s + p.contributions[f], 0);
-  assert.ok(Math.abs(sum - (p.probability - p.referenceProbability)) <= 3e-6, `contributions sum to ${sum}, probability − reference is ${p.probability - p.referenceProbability}`);
-  assert.ok(SENSORS.every((f) => p.contributions[p.cause] >= p.contributions[f] - 1e-6), `cause ${p.cause} has the largest contribution`);
+  assert.ok(
+    Math.abs(sum - (p.probability - p.referenceProbability)) <= 3e-6,
+    `contributions sum to ${sum}, probability − reference is ${p.probability - p.referenceProbability}`,
+  );
+  assert.ok(
+    SENSORS.every((f) => p.contributions[p.cause] >= p.contributions[f] - 1e-6),
+    `cause ${p.cause} has the largest contribution`,
+  );
 }
 
 function event(method: string, body?: unknown): FunctionEvent {
@@ -51,8 +57,16 @@ describe("score handler", () => {
   });
 
   it("scores a batch in order", async () => {
-    const answer = (await call("POST", { instances: [[620, 40, 150, 48], [420, 53, 240, 58]] })) as { predictions: Array<{ fault: number }> };
-    assert.deepEqual(answer.predictions.map((p) => p.fault), [0, 1]);
+    const answer = (await call("POST", {
+      instances: [
+        [620, 40, 150, 48],
+        [420, 53, 240, 58],
+      ],
+    })) as { predictions: Array<{ fault: number }> };
+    assert.deepEqual(
+      answer.predictions.map((p) => p.fault),
+      [0, 1],
+    );
   });
 
   it("accepts a JSON body sent as text, as faas-cli invoke does", async () => {
@@ -69,7 +83,14 @@ describe("score handler", () => {
   });
 
   it("describes its model on GET, with the reference reading explanations start from", async () => {
-    const meta = (await call("GET")) as { id: string; features: string[]; threshold: number; backend: string; reference: Record<Sensor, number>; referenceProbability: number };
+    const meta = (await call("GET")) as {
+      id: string;
+      features: string[];
+      threshold: number;
+      backend: string;
+      reference: Record<Sensor, number>;
+      referenceProbability: number;
+    };
     assert.match(meta.id, /^fan-dense-/);
     assert.deepEqual(meta.features, ["rotation", "temperature", "vibration", "sound"]);
     assert.equal(meta.threshold, 0.5);
@@ -91,17 +112,35 @@ describe("score handler", () => {
 
   it("explains a batch in order, each prediction with its cause", async () => {
     const before = Number(/^score_readings_explained_total (\d+)$/m.exec(await metrics())?.[1]);
-    const answer = (await call("POST", { instances: [[620, 40, 150, 48], [420, 40, 150, 48.5], [600, 40, 150, 57]], explain: true })) as { model: string; predictions: Explained[] };
+    const answer = (await call("POST", {
+      instances: [
+        [620, 40, 150, 48],
+        [420, 40, 150, 48.5],
+        [600, 40, 150, 57],
+      ],
+      explain: true,
+    })) as { model: string; predictions: Explained[] };
     assert.match(answer.model, /^fan-dense-/);
-    assert.deepEqual(answer.predictions.map((p) => p.fault), [0, 1, 1]);
-    assert.deepEqual(answer.predictions.slice(1).map((p) => p.cause), ["rotation", "sound"]);
+    assert.deepEqual(
+      answer.predictions.map((p) => p.fault),
+      [0, 1, 1],
+    );
+    assert.deepEqual(
+      answer.predictions.slice(1).map((p) => p.cause),
+      ["rotation", "sound"],
+    );
     answer.predictions.forEach(assertExplained);
     assert.equal(Number(/^score_readings_explained_total (\d+)$/m.exec(await metrics())?.[1]), before + 3);
   });
 
   it("answers plain predictions with explain false or absent", async () => {
-    for (const body of [{ params: [620, 40, 150, 48], explain: false }, { instances: [[620, 40, 150, 48]], explain: false }]) {
-      const answer = (await call("POST", body)) as Record<string, unknown> & { predictions?: Array<Record<string, unknown>> };
+    for (const body of [
+      { params: [620, 40, 150, 48], explain: false },
+      { instances: [[620, 40, 150, 48]], explain: false },
+    ]) {
+      const answer = (await call("POST", body)) as Record<string, unknown> & {
+        predictions?: Array<Record<string, unknown>>;
+      };
       assert.deepEqual(Object.keys(answer.predictions?.[0] ?? answer), ["fault", "probability"]);
     }
   });
@@ -115,12 +154,37 @@ describe("score handler", () => {
     ["three numbers", { params: [1, 2, 3] }, "params", /exactly 4 numbers/],
     ["a string for a number", { params: [600, "40", 150, 48] }, "params[1]", /finite number/],
     ["NaN", { params: [600, Number.NaN, 150, 48] }, "params[1]", /finite number/],
-    ["null in a batch", { instances: [[600, 40, 150, 48], [600, null, 150, 48]] }, "instances[1][1]", /finite number/],
+    [
+      "null in a batch",
+      {
+        instances: [
+          [600, 40, 150, 48],
+          [600, null, 150, 48],
+        ],
+      },
+      "instances[1][1]",
+      /finite number/,
+    ],
     ["an empty batch", { instances: [] }, "instances", /at least one/],
-    ["a batch over the limit", { instances: Array.from({ length: 10_001 }, () => [600, 40, 150, 48]) }, "instances", /at most 10000/],
-    ["explain as a string", { params: [600, 40, 150, 48], explain: "yes" }, "explain", /explain: must be true or false, not "yes"/],
+    [
+      "a batch over the limit",
+      { instances: Array.from({ length: 10_001 }, () => [600, 40, 150, 48]) },
+      "instances",
+      /at most 10000/,
+    ],
+    [
+      "explain as a string",
+      { params: [600, 40, 150, 48], explain: "yes" },
+      "explain",
+      /explain: must be true or false, not "yes"/,
+    ],
     ["explain as a number", { instances: [[600, 40, 150, 48]], explain: 1 }, "explain", /must be true or false, not 1/],
-    ["explain as null", { instances: [[600, 40, 150, 48]], explain: null }, "explain", /must be true or false, not null/],
+    [
+      "explain as null",
+      { instances: [[600, 40, 150, 48]], explain: null },
+      "explain",
+      /must be true or false, not null/,
+    ],
   ];
   for (const [what, body, field, message] of bad) {
     it(`rejects ${what} with a 400 naming ${field}`, async () => {
@@ -133,7 +197,10 @@ describe("score handler", () => {
 
   it("answers 405 to other methods, saying which it answers", async () => {
     const context = new HandlerContext();
-    await assert.rejects(handler(event("DELETE"), context), (e: InputError) => e.status === 405 && e.code === "FANWATCH_METHOD_NOT_ALLOWED" && /not allowed/.test(e.message));
+    await assert.rejects(
+      handler(event("DELETE"), context),
+      (e: InputError) => e.status === 405 && e.code === "FANWATCH_METHOD_NOT_ALLOWED" && /not allowed/.test(e.message),
+    );
     assert.equal(context.headers()["allow"], "GET, POST");
   });
 });
@@ -141,12 +208,19 @@ describe("score handler", () => {
 describe("score handler over HTTP", () => {
   let server: FunctionServer;
   before(async () => {
-    server = await startFunctionServer({ init, handler, close, metrics, errorAnswer }, { port: 0, host: "127.0.0.1", name: "score", logger: pino({ level: "silent" }) });
+    server = await startFunctionServer(
+      { init, handler, close, metrics, errorAnswer },
+      { port: 0, host: "127.0.0.1", name: "score", logger: pino({ level: "silent" }) },
+    );
   });
   after(() => server?.close());
 
   async function post(body: unknown): Promise<{ status: number; body: unknown }> {
-    const response = await fetch(server.url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const response = await fetch(server.url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
     return { status: response.status, body: await response.json() };
   }
 
@@ -155,7 +229,13 @@ describe("score handler over HTTP", () => {
     assert.equal(single.status, 200);
     assertExplained(single.body as Explained);
     assert.equal((single.body as Explained).cause, "rotation");
-    const batch = await post({ instances: [[600, 53, 150, 48.5], [620, 40, 150, 48]], explain: true });
+    const batch = await post({
+      instances: [
+        [600, 53, 150, 48.5],
+        [620, 40, 150, 48],
+      ],
+      explain: true,
+    });
     assert.equal(batch.status, 200);
     const predictions = (batch.body as { predictions: Explained[] }).predictions;
     predictions.forEach(assertExplained);

@@ -23,7 +23,11 @@ interface Scorer {
 
 const registry = new Registry();
 const readingsScored = new Counter({ name: "score_readings_total", help: "Readings scored", registers: [registry] });
-const readingsExplained = new Counter({ name: "score_readings_explained_total", help: "Readings explained (16 model rows each)", registers: [registry] });
+const readingsExplained = new Counter({
+  name: "score_readings_explained_total",
+  help: "Readings explained (16 model rows each)",
+  registers: [registry],
+});
 const tensorBatch = new Histogram({
   name: "score_tensor_batch_size",
   help: "Model rows per tensor call (16 per explained reading)",
@@ -38,11 +42,24 @@ export { errorAnswer } from "../../lib/errors.js";
 
 export async function init(): Promise<void> {
   const config = readScoreConfig();
-  const model = await ScoringModel.load(config.modelDir, config.backend === undefined ? {} : { backend: config.backend });
-  const batcher = new DynamicBatcher((rows: number[][]) => score(model, rows), { maxBatchSize: config.maxBatchSize, maxWaitMs: config.maxWaitMs });
+  const model = await ScoringModel.load(
+    config.modelDir,
+    config.backend === undefined ? {} : { backend: config.backend },
+  );
+  const batcher = new DynamicBatcher((rows: number[][]) => score(model, rows), {
+    maxBatchSize: config.maxBatchSize,
+    maxWaitMs: config.maxWaitMs,
+  });
   scorer = { config, model, batcher };
   createLogger("score").info(
-    { event: "model_loaded", model: model.metadata.id, backend: model.backend, modelDir: config.modelDir, maxBatchSize: config.maxBatchSize, maxWaitMs: config.maxWaitMs },
+    {
+      event: "model_loaded",
+      model: model.metadata.id,
+      backend: model.backend,
+      modelDir: config.modelDir,
+      maxBatchSize: config.maxBatchSize,
+      maxWaitMs: config.maxWaitMs,
+    },
     `model ${model.metadata.id} loaded on the ${model.backend} backend`,
   );
 }
@@ -59,12 +76,17 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
   }
   if (event.method !== "POST") {
     context.headers({ allow: "GET, POST" });
-    throw new InputError(`method ${event.method} is not allowed; POST readings or GET the model description`, "method", { status: 405, code: "FANWATCH_METHOD_NOT_ALLOWED" });
+    throw new InputError(
+      `method ${event.method} is not allowed; POST readings or GET the model description`,
+      "method",
+      { status: 405, code: "FANWATCH_METHOD_NOT_ALLOWED" },
+    );
   }
   const request = parseScoreRequest(event.body);
   // An explained reading is 16 model rows already, so a single one skips the batcher: waiting
   // for company would add latency to a call that is a batch by itself.
-  if (request.kind === "single") return request.explain ? explain(model, [request.features])[0] : batcher.submit(request.features);
+  if (request.kind === "single")
+    return request.explain ? explain(model, [request.features])[0] : batcher.submit(request.features);
   const predictions = request.explain ? explain(model, request.instances) : score(model, request.instances);
   return { model: model.metadata.id, predictions };
 }
@@ -88,7 +110,8 @@ function score(model: ScoringModel, rows: number[][]): Verdict[] {
 function explain(model: ScoringModel, rows: number[][]): ExplainedVerdict[] {
   readingsScored.inc(rows.length);
   readingsExplained.inc(rows.length);
-  for (let from = 0; from < rows.length; from += READINGS_PER_CALL) tensorBatch.observe(coalitionRows(Math.min(READINGS_PER_CALL, rows.length - from)));
+  for (let from = 0; from < rows.length; from += READINGS_PER_CALL)
+    tensorBatch.observe(coalitionRows(Math.min(READINGS_PER_CALL, rows.length - from)));
   return model.predictExplained(rows);
 }
 

@@ -6,11 +6,17 @@ import { parseJsonBody, toInputError } from "../../lib/infra/validation.js";
 export const MAX_INSTANCES = 10_000;
 const FEATURE_HINT = `expected [${FEATURES.join(", ")}] as 4 numbers`;
 
-const Features = z.array(z.number({ error: "must be a finite number" })).length(FEATURES.length, { error: `must hold exactly ${FEATURES.length} numbers` });
-const Instances = z.array(Features).min(1, { error: "must hold at least one reading" }).max(MAX_INSTANCES, { error: `must hold at most ${MAX_INSTANCES} readings per request` });
+const Features = z
+  .array(z.number({ error: "must be a finite number" }))
+  .length(FEATURES.length, { error: `must hold exactly ${FEATURES.length} numbers` });
+const Instances = z
+  .array(Features)
+  .min(1, { error: "must hold at least one reading" })
+  .max(MAX_INSTANCES, { error: `must hold at most ${MAX_INSTANCES} readings per request` });
 
 /** `explain`: also say why (each sensor's contribution, docs/score.md). */
-export type ScoreRequest = { kind: "single"; features: number[]; explain: boolean } | { kind: "batch"; instances: number[][]; explain: boolean };
+export type ScoreRequest =
+  { kind: "single"; features: number[]; explain: boolean } | { kind: "batch"; instances: number[][]; explain: boolean };
 
 /**
  * Validates a score request: `{"params": [r, t, v, s]}` or `{"instances": [[r, t, v, s], …]}`,
@@ -24,7 +30,10 @@ export function parseScoreRequest(body: unknown): ScoreRequest {
   const hasParams = Object.hasOwn(value, "params");
   const hasInstances = Object.hasOwn(value, "instances");
   if (hasParams === hasInstances) {
-    throw new InputError('body must have exactly one of "params" (one reading) or "instances" (a batch)', hasParams ? "instances" : "params");
+    throw new InputError(
+      'body must have exactly one of "params" (one reading) or "instances" (a batch)',
+      hasParams ? "instances" : "params",
+    );
   }
   const explain = readExplain(value);
   if (hasParams) {
@@ -40,6 +49,10 @@ export function parseScoreRequest(body: unknown): ScoreRequest {
 function readExplain(body: object): boolean {
   if (!Object.hasOwn(body, "explain")) return false;
   const explain = (body as { explain: unknown }).explain;
-  if (typeof explain !== "boolean") throw new InputError(`explain: must be true or false, not ${(JSON.stringify(explain) ?? typeof explain).slice(0, 40)}`, "explain");
+  if (typeof explain !== "boolean")
+    throw new InputError(
+      `explain: must be true or false, not ${(JSON.stringify(explain) ?? typeof explain).slice(0, 40)}`,
+      "explain",
+    );
   return explain;
 }

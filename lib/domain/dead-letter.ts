@@ -11,7 +11,10 @@ export const FANWATCH_CONNECTOR = "fanwatch-mqtt-connector";
  * The topic a message came from, for its dead letter: the connectors say it (X-Topic); a caller
  * that does not (curl, faas-cli invoke) gets the topic the function is fed from.
  */
-export function sourceTopic(headers: Readonly<Record<string, string | string[] | undefined>>, fallback: string): string {
+export function sourceTopic(
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  fallback: string,
+): string {
   const header = headers["x-topic"];
   return typeof header === "string" && header !== "" ? header : fallback;
 }
@@ -25,8 +28,18 @@ export interface DeadLetter {
 
 /** `{"error","topic","payload","at"}` (docs/architecture.md, "Contracts"), the payload as text, truncated. */
 export function deadLetter(error: string, topic: string, payload: unknown, at = new Date()): DeadLetter {
-  const text = typeof payload === "string" ? payload : Buffer.isBuffer(payload) ? payload.toString("utf8") : safeStringify(payload);
-  return { error, topic, payload: text.length > DEAD_LETTER_PAYLOAD_LIMIT ? `${text.slice(0, DEAD_LETTER_PAYLOAD_LIMIT)}…` : text, at: at.toISOString() };
+  const text =
+    typeof payload === "string"
+      ? payload
+      : Buffer.isBuffer(payload)
+        ? payload.toString("utf8")
+        : safeStringify(payload);
+  return {
+    error,
+    topic,
+    payload: text.length > DEAD_LETTER_PAYLOAD_LIMIT ? `${text.slice(0, DEAD_LETTER_PAYLOAD_LIMIT)}…` : text,
+    at: at.toISOString(),
+  };
 }
 
 function safeStringify(value: unknown): string {

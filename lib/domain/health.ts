@@ -73,7 +73,26 @@ export const AlarmTransitionSchema = HealthRecordSchema.pick({
 export type AlarmTransition = z.infer<typeof AlarmTransitionSchema>;
 
 /** The transition a record's change makes: the record's public fields, what happened, when, and its id. */
-export function transitionFrom(record: HealthRecord, change: { event: HealthEvent; at: string; id: string; by?: string; note?: string }): AlarmTransition {
+export function transitionFrom(
+  record: HealthRecord,
+  change: { event: HealthEvent; at: string; id: string; by?: string; note?: string },
+): AlarmTransition {
   const { deviceID, alarmId, state, severity, cause, contributions, probability, eta, since, acknowledged } = record;
-  return { id: change.id, event: change.event, deviceID, alarmId, state, severity, cause, contributions, probability, eta, since, at: change.at, acknowledged, ...(change.by === undefined ? {} : { by: change.by }), ...(change.note === undefined ? {} : { note: change.note }) };
+  return {
+    id: change.id,
+    event: change.event,
+    deviceID,
+    alarmId,
+    state,
+    severity,
+    cause,
+    contributions,
+    probability,
+    eta,
+    since,
+    at: change.at,
+    acknowledged,
+    ...(change.by === undefined ? {} : { by: change.by }),
+    ...(change.note === undefined ? {} : { note: change.note }),
+  };
 }

@@ -1,7 +1,9 @@
 import { z } from "zod";
 import { FEATURES, type FeatureName } from "./features.js";
 
-const perSensor = z.object(Object.fromEntries(FEATURES.map((f) => [f, z.number().finite()])) as Record<FeatureName, z.ZodNumber>);
+const perSensor = z.object(
+  Object.fromEntries(FEATURES.map((f) => [f, z.number().finite()])) as Record<FeatureName, z.ZodNumber>,
+);
 
 /** One number per sensor, in FEATURES order of keys: a reading, or what each sensor contributed. */
 export const PerSensorSchema = perSensor;
@@ -42,7 +44,12 @@ export type Verdict = z.infer<typeof VerdictSchema>;
  * the probability of the healthy reference reading they start from: `probability −
  * referenceProbability` equals the sum of `contributions` (to rounding).
  */
-export const ExplainedVerdictSchema = PredictionSchema.pick({ fault: true, probability: true, cause: true, contributions: true })
+export const ExplainedVerdictSchema = PredictionSchema.pick({
+  fault: true,
+  probability: true,
+  cause: true,
+  contributions: true,
+})
   .required({ cause: true, contributions: true })
   .extend({ referenceProbability: z.number() });
 export type ExplainedVerdict = z.infer<typeof ExplainedVerdictSchema>;

@@ -10,9 +10,16 @@ import { FEATURE_BOUNDS, FEATURES, type FeatureName } from "./features.js";
 const unit = (name: FeatureName) => (FEATURE_BOUNDS[name].unit === "" ? "" : ` ${FEATURE_BOUNDS[name].unit}`);
 const reading = (name: FeatureName) =>
   z
-    .number({ error: (issue) => (issue.input === undefined ? "missing" : `must be a finite number, not ${describe(issue.input)}`) })
-    .min(FEATURE_BOUNDS[name].min, { error: `below ${FEATURE_BOUNDS[name].min}${unit(name)}, outside sane physical bounds` })
-    .max(FEATURE_BOUNDS[name].max, { error: `above ${FEATURE_BOUNDS[name].max}${unit(name)}, outside sane physical bounds` });
+    .number({
+      error: (issue) =>
+        issue.input === undefined ? "missing" : `must be a finite number, not ${describe(issue.input)}`,
+    })
+    .min(FEATURE_BOUNDS[name].min, {
+      error: `below ${FEATURE_BOUNDS[name].min}${unit(name)}, outside sane physical bounds`,
+    })
+    .max(FEATURE_BOUNDS[name].max, {
+      error: `above ${FEATURE_BOUNDS[name].max}${unit(name)}, outside sane physical bounds`,
+    });
 
 const REFERENCE_TIME = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/;
 const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})T/;
@@ -30,10 +37,15 @@ const TIMESTAMP_FORMS = "must be YYYY-MM-DD HH:MM:SS, ISO 8601 or epoch millisec
 const TIMESTAMP_RANGE = "must be between 1970-01-01 and 2262-04-11 00:00:00 (UTC), the times InfluxDB can store";
 
 export const TelemetrySchema = z.object({
-  deviceID: z
-    .union([z.string().trim().min(1, { error: "must not be empty" }).max(128, { error: "must be at most 128 characters" }), z.number().finite().transform(String)], {
+  deviceID: z.union(
+    [
+      z.string().trim().min(1, { error: "must not be empty" }).max(128, { error: "must be at most 128 characters" }),
+      z.number().finite().transform(String),
+    ],
+    {
       error: (issue) => (issue.input === undefined ? "missing" : "must be a non-empty string or a number"),
-    }),
+    },
+  ),
   timeStamp: z
     .union([z.string(), z.number()], { error: TIMESTAMP_FORMS })
     .optional()

@@ -19,7 +19,8 @@ export async function saveModel(model: tfl.LayersModel, metadata: ModelMetadata,
   await mkdir(dir, { recursive: true });
   await model.save(
     tf.io.withSaveHandler(async (artifacts) => {
-      const weights = artifacts.weightData === undefined ? new ArrayBuffer(0) : tf.io.CompositeArrayBuffer.join(artifacts.weightData);
+      const weights =
+        artifacts.weightData === undefined ? new ArrayBuffer(0) : tf.io.CompositeArrayBuffer.join(artifacts.weightData);
       const modelJson = {
         format: "layers-model",
         generatedBy: `TensorFlow.js tfjs-layers v${tfl.version_layers}`,
@@ -40,7 +41,10 @@ export async function readMetadata(dir: string): Promise<ModelMetadata> {
   try {
     return ModelMetadataSchema.parse(JSON.parse(raw.toString("utf8")));
   } catch (error) {
-    const detail = error instanceof ZodError ? error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ") : String(error);
+    const detail =
+      error instanceof ZodError
+        ? error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")
+        : String(error);
     throw new ModelError(`${join(dir, METADATA_FILE)} is not valid model metadata: ${detail}`, { cause: error });
   }
 }

@@ -17,7 +17,10 @@ export async function initBackend(preferred?: string): Promise<BackendName> {
       throw new ConfigError(`TFJS_BACKEND must be one of ${BACKENDS.join(", ")}, not "${preferred}"`);
     }
     const name = preferred as BackendName;
-    if (!(await tryBackend(name))) throw new ConfigError(`TFJS_BACKEND is "${name}" but that TF.js backend could not be loaded here: pick another (${BACKENDS.join(", ")}) or unset it`);
+    if (!(await tryBackend(name)))
+      throw new ConfigError(
+        `TFJS_BACKEND is "${name}" but that TF.js backend could not be loaded here: pick another (${BACKENDS.join(", ")}) or unset it`,
+      );
     return name;
   }
   for (const name of BACKENDS) {

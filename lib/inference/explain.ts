@@ -75,7 +75,8 @@ export function coalitionInputs(readings: Float32Array, reference: Float32Array)
   for (let r = 0; r < count; r++) {
     const row = r * WIDTH;
     for (let mask = 1; mask < COALITIONS; mask++) {
-      for (let c = 0; c < WIDTH; c++) input[at++] = (mask & (1 << c)) !== 0 ? (readings[row + c] as number) : (reference[c] as number);
+      for (let c = 0; c < WIDTH; c++)
+        input[at++] = (mask & (1 << c)) !== 0 ? (readings[row + c] as number) : (reference[c] as number);
     }
   }
   return input;
@@ -90,7 +91,8 @@ export function coalitionInputs(readings: Float32Array, reference: Float32Array)
  */
 export function explainOutputs(logits: Float32Array, sigmoid: boolean, into: Explanations, offset: number): void {
   const count = (logits.length - 1) / (COALITIONS - 1);
-  if (!Number.isInteger(count) || offset + count > into.count) throw new RangeError(`${logits.length} outputs do not hold ${COALITIONS - 1} rows per reading and the reference`);
+  if (!Number.isInteger(count) || offset + count > into.count)
+    throw new RangeError(`${logits.length} outputs do not hold ${COALITIONS - 1} rows per reading and the reference`);
   const value = (z: number) => (sigmoid ? 1 / (1 + Math.exp(-z)) : z);
   const values = new Float64Array(COALITIONS);
   const logOdds = new Float64Array(COALITIONS);
@@ -145,12 +147,17 @@ function shapley(values: Float64Array, into: Float64Array, at: number): void {
  */
 function cause(contributions: Float64Array, at: number, logOddsShares: Float64Array | undefined): number {
   let best = 0;
-  for (let s = 1; s < WIDTH; s++) if ((contributions[at + s] as number) > (contributions[at + best] as number)) best = s;
+  for (let s = 1; s < WIDTH; s++)
+    if ((contributions[at + s] as number) > (contributions[at + best] as number)) best = s;
   if (logOddsShares === undefined) return best;
   const top = contributions[at + best] as number;
   let chosen = best;
   for (let s = 0; s < WIDTH; s++) {
-    if (top - (contributions[at + s] as number) < CAUSE_TIE && (logOddsShares[s] as number) > (logOddsShares[chosen] as number)) chosen = s;
+    if (
+      top - (contributions[at + s] as number) < CAUSE_TIE &&
+      (logOddsShares[s] as number) > (logOddsShares[chosen] as number)
+    )
+      chosen = s;
   }
   return chosen;
 }

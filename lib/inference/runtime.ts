@@ -6,7 +6,14 @@ import type { ExplainedVerdict, PerSensor, Verdict } from "../domain/prediction.
 import { loadModel } from "./artifact.js";
 import type { BackendName } from "./backend-names.js";
 import { initBackend } from "./backend.js";
-import { allocateExplanations, coalitionInputs, coalitionRows, explainOutputs, READINGS_PER_CALL, type Explanations } from "./explain.js";
+import {
+  allocateExplanations,
+  coalitionInputs,
+  coalitionRows,
+  explainOutputs,
+  READINGS_PER_CALL,
+  type Explanations,
+} from "./explain.js";
 import type { ModelMetadata } from "./metadata.js";
 
 type Activation = "relu" | "linear" | "sigmoid";
@@ -79,7 +86,11 @@ export class ScoringModel {
     const explanations = allocateExplanations(rows.length);
     for (let from = 0; from < rows.length; from += READINGS_PER_CALL) {
       const part = rows.length <= READINGS_PER_CALL ? rows : rows.slice(from, from + READINGS_PER_CALL);
-      const logits = this.#forward(coalitionInputs(this.#standardise(part), this.#reference), coalitionRows(part.length), sigmoid);
+      const logits = this.#forward(
+        coalitionInputs(this.#standardise(part), this.#reference),
+        coalitionRows(part.length),
+        sigmoid,
+      );
       explainOutputs(logits, sigmoid, explanations, from);
     }
     return explanations;
@@ -92,10 +103,17 @@ export class ScoringModel {
     const predictions = new Array<ExplainedVerdict>(e.count);
     for (let r = 0; r < e.count; r++) {
       const contributions = {} as PerSensor;
-      for (let c = 0; c < width; c++) contributions[FEATURES[c] as FeatureName] = round6(e.contributions[r * width + c] as number);
+      for (let c = 0; c < width; c++)
+        contributions[FEATURES[c] as FeatureName] = round6(e.contributions[r * width + c] as number);
       const { fault, probability } = this.toVerdict(e.probabilities[r] as number);
       const cause = FEATURES[e.causes[r] as number] as FeatureName;
-      predictions[r] = { fault, probability, contributions, cause, referenceProbability: round6(e.references[r] as number) };
+      predictions[r] = {
+        fault,
+        probability,
+        contributions,
+        cause,
+        referenceProbability: round6(e.references[r] as number),
+      };
     }
     return predictions;
   }
@@ -154,12 +172,21 @@ function compileDenseStack(model: tfl.LayersModel): DenseStep[] {
   for (const layer of model.layers) {
     const config = layer.getConfig();
     const activation = config["activation"];
-    if (layer.getClassName() !== "Dense" || (activation !== "relu" && activation !== "linear" && activation !== "sigmoid")) {
-      throw new ModelError(`unsupported layer ${layer.getClassName()} (${String(activation)}): the runtime scores Dense relu/linear/sigmoid stacks`);
+    if (
+      layer.getClassName() !== "Dense" ||
+      (activation !== "relu" && activation !== "linear" && activation !== "sigmoid")
+    ) {
+      throw new ModelError(
+        `unsupported layer ${layer.getClassName()} (${String(activation)}): the runtime scores Dense relu/linear/sigmoid stacks`,
+      );
     }
     const [kernel, bias] = layer.getWeights();
     if (kernel === undefined || bias === undefined) throw new ModelError(`layer ${layer.name} has no bias`);
-    steps.push({ kernel: tf.keep(kernel.clone()) as tf.Tensor2D, bias: tf.keep(bias.clone()) as tf.Tensor1D, activation });
+    steps.push({
+      kernel: tf.keep(kernel.clone()) as tf.Tensor2D,
+      bias: tf.keep(bias.clone()) as tf.Tensor1D,
+      activation,
+    });
   }
   if (steps.length === 0) throw new ModelError("the model has no layers");
   return steps;

@@ -32,14 +32,31 @@ export const DEFAULT_TOPICS: Readonly<Topics> = Object.freeze({
 /** The topics' settings; the reference system's names (MQTT_DEV_TOPIC, MQTT_PREDICT_TOPIC) are aliases. */
 export const TOPIC_SETTINGS: Readonly<Record<keyof Topics, Setting>> = Object.freeze({
   telemetry: { env: ["TELEMETRY_TOPIC", "MQTT_DEV_TOPIC"], help: "fan readings", default: DEFAULT_TOPICS.telemetry },
-  anomaly: { env: ["ANOMALY_TOPIC", "MQTT_PREDICT_TOPIC"], help: "predict's predictions", default: DEFAULT_TOPICS.anomaly },
-  deadletter: { env: ["DEADLETTER_TOPIC"], help: "messages that could not be processed, with the reason", default: DEFAULT_TOPICS.deadletter },
-  alarm: { env: ["ALARM_TOPIC"], help: "health transitions, published by the health function", default: DEFAULT_TOPICS.alarm },
+  anomaly: {
+    env: ["ANOMALY_TOPIC", "MQTT_PREDICT_TOPIC"],
+    help: "predict's predictions",
+    default: DEFAULT_TOPICS.anomaly,
+  },
+  deadletter: {
+    env: ["DEADLETTER_TOPIC"],
+    help: "messages that could not be processed, with the reason",
+    default: DEFAULT_TOPICS.deadletter,
+  },
+  alarm: {
+    env: ["ALARM_TOPIC"],
+    help: "health transitions, published by the health function",
+    default: DEFAULT_TOPICS.alarm,
+  },
 });
 
 export function readTopics(env: NodeJS.ProcessEnv = process.env): Topics {
   const topic = (name: keyof Topics) => envValue(env, ...TOPIC_SETTINGS[name].env) ?? DEFAULT_TOPICS[name];
-  return { telemetry: topic("telemetry"), anomaly: topic("anomaly"), deadletter: topic("deadletter"), alarm: topic("alarm") };
+  return {
+    telemetry: topic("telemetry"),
+    anomaly: topic("anomaly"),
+    deadletter: topic("deadletter"),
+    alarm: topic("alarm"),
+  };
 }
 
 /** Parses the variables a schema names; empty values count as unset. */
@@ -57,9 +74,18 @@ export function parseEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv)
  * read from the environment by the names `settings` lists and parsed by `schema`, whose keys are
  * the settings' names. A given setting's variables are not read at all, so it beats them.
  */
-export function readSettings<S extends z.ZodObject>(schema: S, settings: Readonly<Record<keyof z.output<S> & string, Setting>>, env: NodeJS.ProcessEnv, given: Partial<z.output<S>> = {}): z.output<S> {
+export function readSettings<S extends z.ZodObject>(
+  schema: S,
+  settings: Readonly<Record<keyof z.output<S> & string, Setting>>,
+  env: NodeJS.ProcessEnv,
+  given: Partial<z.output<S>> = {},
+): z.output<S> {
   const isGiven = (name: string) => (given as Record<string, unknown>)[name] !== undefined;
-  const text = Object.fromEntries(Object.entries<Setting>(settings).filter(([name]) => !isGiven(name)).map(([name, setting]) => [name, envValue(env, ...setting.env)]));
+  const text = Object.fromEntries(
+    Object.entries<Setting>(settings)
+      .filter(([name]) => !isGiven(name))
+      .map(([name, setting]) => [name, envValue(env, ...setting.env)]),
+  );
   const read = parseEnv(schema, text) as z.output<S>;
   return { ...read, ...Object.fromEntries(Object.entries(given).filter(([name]) => isGiven(name))) };
 }

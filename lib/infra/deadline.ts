@@ -41,7 +41,12 @@ export class Deadline {
    * The budget from the caller's X-Timeout-Ms (ignored unless a positive whole number) and the
    * function's own, `ownMs` from the setting `ownSetting` (named in error messages).
    */
-  static forCall(header: string | string[] | undefined, ownMs: number, owner = "the invocation", ownSetting = "its own budget"): Deadline {
+  static forCall(
+    header: string | string[] | undefined,
+    ownMs: number,
+    owner = "the invocation",
+    ownSetting = "its own budget",
+  ): Deadline {
     const callerMs = typeof header === "string" && /^\d+$/.test(header.trim()) ? Number(header) : undefined;
     const own = new Deadline(ownMs, `${ownSetting} ${ownMs} ms`, owner);
     if (callerMs === undefined || callerMs <= 0) return own;
@@ -83,12 +88,18 @@ export class Deadline {
   #listen(): void {
     if (this.#listening) return;
     this.#listening = true;
-    this.signal.addEventListener("abort", () => {
-      for (const expire of this.#waits) expire(this.signal.reason as Error);
-    }, { once: true });
+    this.signal.addEventListener(
+      "abort",
+      () => {
+        for (const expire of this.#waits) expire(this.signal.reason as Error);
+      },
+      { once: true },
+    );
   }
 
   #exhausted(waitingFor: string): BudgetExhaustedError {
-    return new BudgetExhaustedError(`${this.#owner}'s time ran out (${this.#source}) waiting for ${waitingFor}; try again later`);
+    return new BudgetExhaustedError(
+      `${this.#owner}'s time ran out (${this.#source}) waiting for ${waitingFor}; try again later`,
+    );
   }
 }

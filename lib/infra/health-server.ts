@@ -20,7 +20,12 @@ export interface HealthServerOptions {
 export const DEFAULT_HEALTH_HOST = "0.0.0.0";
 
 /** The address of a service's /healthz and /metrics. */
-export const HEALTH_HOST_SETTING: Readonly<Setting> = Object.freeze({ env: ["HEALTH_HOST"], flag: "--health-host <address>", help: "address of /healthz and /metrics", default: DEFAULT_HEALTH_HOST });
+export const HEALTH_HOST_SETTING: Readonly<Setting> = Object.freeze({
+  env: ["HEALTH_HOST"],
+  flag: "--health-host <address>",
+  help: "address of /healthz and /metrics",
+  default: DEFAULT_HEALTH_HOST,
+});
 
 export function healthHostFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   return envValue(env, ...HEALTH_HOST_SETTING.env) ?? DEFAULT_HEALTH_HOST;
@@ -37,7 +42,11 @@ export interface HealthServer {
  * 200 while the process can answer at all: an outage elsewhere makes a service unhealthy on
  * purpose (it holds messages and waits), and restarting it for that would only lose its place.
  */
-export async function startHealthServer({ port, host }: HealthServerOptions, health: () => Health, registry: Registry): Promise<HealthServer> {
+export async function startHealthServer(
+  { port, host }: HealthServerOptions,
+  health: () => Health,
+  registry: Registry,
+): Promise<HealthServer> {
   const server: Server = createServer((req, res) => {
     const path = new URL(req.url ?? "/", "http://service").pathname;
     if (path === "/metrics") {
@@ -50,10 +59,14 @@ export async function startHealthServer({ port, host }: HealthServerOptions, hea
     }
     if (path === "/healthz" || path === "/") {
       const { healthy, details } = health();
-      res.writeHead(healthy ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify({ status: healthy ? "ok" : "unavailable", ...details }));
+      res
+        .writeHead(healthy ? 200 : 503, { "content-type": "application/json" })
+        .end(JSON.stringify({ status: healthy ? "ok" : "unavailable", ...details }));
       return;
     }
-    res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: `no ${path}; try /healthz, /livez or /metrics` }));
+    res
+      .writeHead(404, { "content-type": "application/json" })
+      .end(JSON.stringify({ error: `no ${path}; try /healthz, /livez or /metrics` }));
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

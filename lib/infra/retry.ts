@@ -21,7 +21,10 @@ export interface Clock {
 export const systemClock: Clock = {
   now: () => Date.now(),
   // timers/promises rejects with its own AbortError; the contract is the signal's reason.
-  sleep: (ms, signal) => sleepFor(ms, undefined, signal === undefined ? undefined : { signal }).catch((error: unknown) => Promise.reject(signal?.aborted === true ? signal.reason : error)),
+  sleep: (ms, signal) =>
+    sleepFor(ms, undefined, signal === undefined ? undefined : { signal }).catch((error: unknown) =>
+      Promise.reject(signal?.aborted === true ? signal.reason : error),
+    ),
 };
 
 export interface Backoff {
@@ -50,8 +53,21 @@ export function isRetryableStatus(status: number): boolean {
 
 // Node and undici codes of a connection that could not be made or broke off.
 const CONNECTION_CODES = new Set([
-  "ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN", "ENOTFOUND", "EAI_AGAIN",
-  "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "UND_ERR_SOCKET", "UND_ERR_CLOSED",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CLOSED",
 ]);
 
 /**
@@ -61,8 +77,17 @@ const CONNECTION_CODES = new Set([
  * is bad; a bug) is a definitive rejection: retrying would give the same answer.
  */
 export function isRetryable(error: unknown): boolean {
-  for (let e: unknown = error, depth = 0; e instanceof Object && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    const { retryable, status, code, name } = e as { retryable?: unknown; status?: unknown; code?: unknown; name?: unknown };
+  for (
+    let e: unknown = error, depth = 0;
+    e instanceof Object && depth < 5;
+    e = (e as { cause?: unknown }).cause, depth++
+  ) {
+    const { retryable, status, code, name } = e as {
+      retryable?: unknown;
+      status?: unknown;
+      code?: unknown;
+      name?: unknown;
+    };
     if (typeof retryable === "boolean") return retryable;
     if (typeof status === "number") return isRetryableStatus(status);
     if (typeof code === "string" && CONNECTION_CODES.has(code)) return true;

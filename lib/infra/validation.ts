@@ -4,7 +4,11 @@ import { parseUntrustedJson } from "./json.js";
 
 /** `instances[3][1]` from a zod issue path, under `root`. */
 export function fieldPath(root: string, path: readonly PropertyKey[]): string {
-  return path.reduce<string>((field, key) => (typeof key === "number" ? `${field}[${key}]` : field === "" ? String(key) : `${field}.${String(key)}`), root);
+  return path.reduce<string>(
+    (field, key) =>
+      typeof key === "number" ? `${field}[${key}]` : field === "" ? String(key) : `${field}.${String(key)}`,
+    root,
+  );
 }
 
 /** The first issue of a failed parse as an InputError naming the field. */
@@ -17,7 +21,12 @@ export function toInputError(error: z.ZodError, root: string, hint = ""): InputE
 
 /** Parses a body that arrived as text (e.g. `faas-cli invoke`, which sends text/plain) or raw bytes. */
 export function parseJsonBody(body: unknown): unknown {
-  if (body === undefined || body === null || (typeof body === "string" && body.trim() === "") || (Buffer.isBuffer(body) && body.length === 0)) {
+  if (
+    body === undefined ||
+    body === null ||
+    (typeof body === "string" && body.trim() === "") ||
+    (Buffer.isBuffer(body) && body.length === 0)
+  ) {
     throw new InputError("request body is empty; send a JSON document", "body");
   }
   if (typeof body !== "string" && !Buffer.isBuffer(body)) return body;

@@ -3,7 +3,10 @@ import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import type { MqttSettings } from "./settings.js";
 
 /** Opens a client that reconnects by itself; `error` events are logged, never thrown. */
-export function connectMqtt(settings: MqttSettings, options: IClientOptions & { onError?: (error: Error) => void } = {}): MqttClient {
+export function connectMqtt(
+  settings: MqttSettings,
+  options: IClientOptions & { onError?: (error: Error) => void } = {},
+): MqttClient {
   const { onError, ...rest } = options;
   const client = mqtt.connect(settings.url, {
     // MQTT.js traces every packet through the `debug` package, which costs CPU even when off.

@@ -141,14 +141,21 @@ export class MqttConsumer {
     this.#options = options;
     this.#maxBytes = options.maxBytesInFlight ?? DEFAULT_MAX_BYTES_IN_FLIGHT;
     this.#resumeBytes = options.resumeBytes ?? Math.floor(this.#maxBytes / 2);
-    if (this.#resumeBytes > this.#maxBytes) throw new RangeError(`resumeBytes (${this.#resumeBytes}) is above maxBytesInFlight (${this.#maxBytes})`);
+    if (this.#resumeBytes > this.#maxBytes)
+      throw new RangeError(`resumeBytes (${this.#resumeBytes}) is above maxBytesInFlight (${this.#maxBytes})`);
   }
 
   get status(): ConsumerStatus {
     return {
       connected: this.#connected,
       subscribed: this.#subscribed,
-      paused: this.#draining ? "draining" : this.#pauses.size > 0 ? [...this.#pauses.values()].join("; ") : this.#full ? `${this.#bytes} bytes in flight, above ${this.#maxBytes}` : null,
+      paused: this.#draining
+        ? "draining"
+        : this.#pauses.size > 0
+          ? [...this.#pauses.values()].join("; ")
+          : this.#full
+            ? `${this.#bytes} bytes in flight, above ${this.#maxBytes}`
+            : null,
       pausedFor: [...this.#pauses.values()],
       waiting: this.#held !== undefined,
       error: this.#error ?? null,
@@ -177,7 +184,15 @@ export class MqttConsumer {
         // A session the broker kept has its subscriptions already. The SUBACK below may then come
         // late: behind redelivered messages that a pause keeps unread.
         this.#subscribed = connack.sessionPresent === true;
-        this.#options.log.info({ event: "mqtt_connected", broker: redactUrl(this.#options.mqtt.url), clientId: this.#options.clientId, sessionPresent: connack.sessionPresent }, "connected to the broker");
+        this.#options.log.info(
+          {
+            event: "mqtt_connected",
+            broker: redactUrl(this.#options.mqtt.url),
+            clientId: this.#options.clientId,
+            sessionPresent: connack.sessionPresent,
+          },
+          "connected to the broker",
+        );
         if (this.#subscribed) resolve();
         // Subscribed on every connection all the same: the topics may have changed since.
         this.#subscribe(client, resolve, reject);
@@ -205,7 +220,9 @@ export class MqttConsumer {
     this.#writePuback = pubackWriter(client);
     client.handleMessage = (packet, callback) => this.#receive(packet, callback);
     client.on("close", () => this.#lost());
-    client.on("offline", () => log.warn({ event: "mqtt_offline", broker: redactUrl(mqtt.url) }, "connection to the broker lost; reconnecting"));
+    client.on("offline", () =>
+      log.warn({ event: "mqtt_offline", broker: redactUrl(mqtt.url) }, "connection to the broker lost; reconnecting"),
+    );
     return client;
   }
 
@@ -228,7 +245,10 @@ export class MqttConsumer {
       const code = (error as { code?: unknown }).code;
       if (suback === undefined && !(typeof code === "number" && code >= 0x80)) {
         // No answer on this connection (it closed): the next one subscribes again.
-        log.warn({ event: "subscribe_unanswered", topics, err: error.message }, "the subscription was not confirmed before the connection closed");
+        log.warn(
+          { event: "subscribe_unanswered", topics, err: error.message },
+          "the subscription was not confirmed before the connection closed",
+        );
         return;
       }
       const refused = topics.filter((_topic, i) => (Number(suback?.granted[i] ?? 0) & 0x80) !== 0);
@@ -263,7 +283,10 @@ export class MqttConsumer {
     const { deadLetterTopic, log } = this.#options;
     if (message.topic === deadLetterTopic) {
       // A dead letter that cannot be handled must not make another one, and another…
-      log.error({ event: "dead_letter_dropped", reason }, `a message from ${deadLetterTopic} was not handled and is dropped: ${reason}`);
+      log.error(
+        { event: "dead_letter_dropped", reason },
+        `a message from ${deadLetterTopic} was not handled and is dropped: ${reason}`,
+      );
       message.ack();
       return Promise.resolve("dropped");
     }
@@ -277,12 +300,18 @@ export class MqttConsumer {
       settle: (outcome, error) => {
         if (!this.#deadLetters.delete(pending)) return;
         if (outcome === "published") message.ack();
-        else log.warn({ event: "dead_letter_failed", err: error, topic: message.topic }, "a dead letter was not confirmed; the broker will redeliver the message");
+        else
+          log.warn(
+            { event: "dead_letter_failed", err: error, topic: message.topic },
+            "a dead letter was not confirmed; the broker will redeliver the message",
+          );
         resolve(outcome);
       },
     };
     this.#deadLetters.add(pending);
-    client.publish(deadLetterTopic, letter, { qos: 1 }, (error) => pending.settle(error === undefined || error === null ? "published" : "failed", error?.message));
+    client.publish(deadLetterTopic, letter, { qos: 1 }, (error) =>
+      pending.settle(error === undefined || error === null ? "published" : "failed", error?.message),
+    );
     return pending.done;
   }
 
@@ -295,11 +324,18 @@ export class MqttConsumer {
     this.#drained ??= (async () => {
       this.#stopDelivering();
       await finish?.();
-      if (this.#deadLetters.size > 0) this.#options.log.info({ event: "draining_dead_letters", deadLetters: this.#deadLetters.size }, `waiting for ${this.#deadLetters.size} dead letters to be published before disconnecting`);
+      if (this.#deadLetters.size > 0)
+        this.#options.log.info(
+          { event: "draining_dead_letters", deadLetters: this.#deadLetters.size },
+          `waiting for ${this.#deadLetters.size} dead letters to be published before disconnecting`,
+        );
       // A connection that closes settles them too (#lost): their acks would be void. A broker
       // that is connected but frozen settles nothing: after DRAIN_DEAD_LETTERS_MS the consumer
       // disconnects anyway and their messages, unacknowledged, come back to the next session.
-      await Promise.race([Promise.all([...this.#deadLetters].map((d) => d.done)), sleep(DRAIN_DEAD_LETTERS_MS, undefined, { ref: false })]);
+      await Promise.race([
+        Promise.all([...this.#deadLetters].map((d) => d.done)),
+        sleep(DRAIN_DEAD_LETTERS_MS, undefined, { ref: false }),
+      ]);
       await this.#end(false);
     })();
     return this.#drained;
@@ -342,7 +378,14 @@ export class MqttConsumer {
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     // packet.length: the bytes after the fixed header (topic, message id, payload), parsed already.
     const bytes = packet.length ?? payload.length + packet.topic.length;
-    const message = new Inbound(packet.topic, payload, bytes, packet.qos === 0 ? undefined : packet.messageId, this.#connection, this.#settle);
+    const message = new Inbound(
+      packet.topic,
+      payload,
+      bytes,
+      packet.qos === 0 ? undefined : packet.messageId,
+      this.#connection,
+      this.#settle,
+    );
     if (this.#full || this.#pauses.size > 0) {
       this.#held = { message, callback: () => callback(done) };
       return;
@@ -359,7 +402,10 @@ export class MqttConsumer {
       this.#options.onMessage(message);
     } catch (error) {
       // The owner's bug must not stop MQTT.js's packet loop; the message stays unacknowledged.
-      this.#options.log.error({ event: "handler_failed", err: (error as Error).message, topic: message.topic }, "the message handler threw");
+      this.#options.log.error(
+        { event: "handler_failed", err: (error as Error).message, topic: message.topic },
+        "the message handler threw",
+      );
     }
   }
 
@@ -388,7 +434,8 @@ export class MqttConsumer {
     if (message.acked) return;
     message.acked = true;
     this.#releaseBytes(message);
-    if (message.messageId !== undefined && message.connection === this.#connection && this.#client?.connected === true) this.#writePuback?.(message.messageId);
+    if (message.messageId !== undefined && message.connection === this.#connection && this.#client?.connected === true)
+      this.#writePuback?.(message.messageId);
   }
 
   #failDeadLetters(reason: string): void {

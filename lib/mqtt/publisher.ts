@@ -51,17 +51,26 @@ export class Publisher {
 
   async publish(topic: string, messages: readonly object[], deadline: Deadline): Promise<void> {
     if (messages.length === 0) return;
-    if (!this.#waitForConnection && !this.#mqtt.connected) throw new PublishFailedError(`the broker is unreachable; not publishing ${messages.length} messages to ${topic}`);
-    await deadline.wait(this.#connected(deadline.signal), `the broker, which is unreachable, to publish ${messages.length} messages to ${topic}`);
+    if (!this.#waitForConnection && !this.#mqtt.connected)
+      throw new PublishFailedError(`the broker is unreachable; not publishing ${messages.length} messages to ${topic}`);
+    await deadline.wait(
+      this.#connected(deadline.signal),
+      `the broker, which is unreachable, to publish ${messages.length} messages to ${topic}`,
+    );
     if (this.#unacknowledged + messages.length > this.#maxUnacknowledged) {
-      throw new PublishFailedError(`the broker has not acknowledged ${this.#unacknowledged} earlier publishes; not adding ${messages.length} more until it does`);
+      throw new PublishFailedError(
+        `the broker has not acknowledged ${this.#unacknowledged} earlier publishes; not adding ${messages.length} more until it does`,
+      );
     }
     this.#unacknowledged += messages.length;
     const acknowledged = new Promise<void>((resolve, reject) => {
       let left = messages.length;
       const onAck = (error?: Error) => {
         this.#unacknowledged--;
-        if (error !== undefined && error !== null) reject(new PublishFailedError(`the broker did not take a publish to ${topic}: ${error.message}`, { cause: error }));
+        if (error !== undefined && error !== null)
+          reject(
+            new PublishFailedError(`the broker did not take a publish to ${topic}: ${error.message}`, { cause: error }),
+          );
         else if (--left === 0) resolve();
       };
       for (const m of messages) this.#mqtt.publish(topic, JSON.stringify(m), { qos: 1 }, onAck);

@@ -24,14 +24,26 @@ export const MQTT_URL_ENV = ["MQTT_URL", "MQTT_HOST"] as const;
  * OpenFaaS secret `mqtt-password`, MQTT_CA_FILE. `given.url` (a flag) beats MQTT_URL;
  * `given.secretPath` is where the secrets are, by default SECRET_MOUNT_PATH or OpenFaaS's folder.
  */
-export function mqttSettingsFromEnv(env: NodeJS.ProcessEnv = process.env, given: { url?: string | undefined; secretPath?: string | undefined } = {}): MqttSettings {
+export function mqttSettingsFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+  given: { url?: string | undefined; secretPath?: string | undefined } = {},
+): MqttSettings {
   const secretPath = given.secretPath ?? envValue(env, "SECRET_MOUNT_PATH") ?? DEFAULT_SECRET_PATH;
   const host = given.url ?? envValue(env, ...MQTT_URL_ENV) ?? DEFAULT_MQTT_URL;
   const url = /^[a-z]+:\/\//.test(host) ? host : `mqtt://${host}:${DEFAULT_MQTT_PORT}`;
-  const username = envValue(env, "MQTT_USERNAME") ?? readSecret(envValue(env, "MQTT_USERNAME_FILE") ?? join(secretPath, "mqtt-username"));
-  const password = envValue(env, "MQTT_PASSWORD") ?? readSecret(envValue(env, "MQTT_PASSWORD_FILE") ?? join(secretPath, "mqtt-password"));
+  const username =
+    envValue(env, "MQTT_USERNAME") ??
+    readSecret(envValue(env, "MQTT_USERNAME_FILE") ?? join(secretPath, "mqtt-username"));
+  const password =
+    envValue(env, "MQTT_PASSWORD") ??
+    readSecret(envValue(env, "MQTT_PASSWORD_FILE") ?? join(secretPath, "mqtt-password"));
   const caFile = envValue(env, "MQTT_CA_FILE");
-  return { url, ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }), ...(caFile === undefined ? {} : { caFile }) };
+  return {
+    url,
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password }),
+    ...(caFile === undefined ? {} : { caFile }),
+  };
 }
 
 /** URL without credentials, for logs. */

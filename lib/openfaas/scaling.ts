@@ -38,17 +38,21 @@ export function readScaleLabels(labels: Readonly<Record<string, string>>): Scale
   const min = label(labels, MIN_LABEL, DEFAULT_MIN_REPLICAS);
   const max = label(labels, MAX_LABEL, DEFAULT_MAX_REPLICAS);
   const factor = label(labels, FACTOR_LABEL, DEFAULT_SCALING_FACTOR);
-  if (min < 1) throw new ScaleLabelError(`${MIN_LABEL} is ${min}: it must be at least 1 (scaling to zero is not in OpenFaaS CE)`);
-  if (max > CE_MAX_REPLICAS) throw new ScaleLabelError(`${MAX_LABEL} is ${max}: OpenFaaS CE runs at most ${CE_MAX_REPLICAS} replicas`);
+  if (min < 1)
+    throw new ScaleLabelError(`${MIN_LABEL} is ${min}: it must be at least 1 (scaling to zero is not in OpenFaaS CE)`);
+  if (max > CE_MAX_REPLICAS)
+    throw new ScaleLabelError(`${MAX_LABEL} is ${max}: OpenFaaS CE runs at most ${CE_MAX_REPLICAS} replicas`);
   if (min > max) throw new ScaleLabelError(`${MIN_LABEL} (${min}) is above ${MAX_LABEL} (${max})`);
-  if (factor > 100) throw new ScaleLabelError(`${FACTOR_LABEL} is ${factor}: it is a percentage of ${MAX_LABEL}, 0 to 100`);
+  if (factor > 100)
+    throw new ScaleLabelError(`${FACTOR_LABEL} is ${factor}: it is a percentage of ${MAX_LABEL}, 0 to 100`);
   return { min, max, factor, step: Math.max(1, Math.ceil((max * factor) / 100)), enabled: min < max && factor > 0 };
 }
 
 function label(labels: Readonly<Record<string, string>>, name: string, fallback: number): number {
   const value = labels[name];
   if (value === undefined || value === "") return fallback;
-  if (!/^\d+$/.test(value.trim())) throw new ScaleLabelError(`${name} is ${JSON.stringify(value)}: it must be a whole number`);
+  if (!/^\d+$/.test(value.trim()))
+    throw new ScaleLabelError(`${name} is ${JSON.stringify(value)}: it must be a whole number`);
   return Number(value.trim());
 }
 
@@ -113,30 +117,69 @@ export interface ScaleDecision {
  * replicas are over their target in flight, or slow while all busy; down by one when the load
  * would fit in one replica fewer at three quarters of the target, and has done so for the whole window.
  */
-export function decideReplicas(current: number, bounds: ScaleBounds, sample: LoadSample, now: number, memory: ScaleMemory, policy: ScalePolicy): ScaleDecision {
-  const hold = (reason: string, lowSince: number | undefined = undefined): ScaleDecision => ({ replicas: current, direction: "hold", reason, memory: { lowSince } });
+export function decideReplicas(
+  current: number,
+  bounds: ScaleBounds,
+  sample: LoadSample,
+  now: number,
+  memory: ScaleMemory,
+  policy: ScalePolicy,
+): ScaleDecision {
+  const hold = (reason: string, lowSince: number | undefined = undefined): ScaleDecision => ({
+    replicas: current,
+    direction: "hold",
+    reason,
+    memory: { lowSince },
+  });
   if (current === 0) return hold("scaled to 0 by hand: the autoscaler does not start a stopped function");
-  if (!bounds.enabled) return hold(bounds.factor === 0 ? "scaling disabled (factor 0)" : "scaling disabled (min = max)");
-  if (current < bounds.min) return { replicas: bounds.min, direction: "up", reason: `below min ${bounds.min}`, memory: { lowSince: undefined } };
-  if (current > bounds.max) return { replicas: bounds.max, direction: "down", reason: `above max ${bounds.max}`, memory: { lowSince: now } };
+  if (!bounds.enabled)
+    return hold(bounds.factor === 0 ? "scaling disabled (factor 0)" : "scaling disabled (min = max)");
+  if (current < bounds.min)
+    return {
+      replicas: bounds.min,
+      direction: "up",
+      reason: `below min ${bounds.min}`,
+      memory: { lowSince: undefined },
+    };
+  if (current > bounds.max)
+    return { replicas: bounds.max, direction: "down", reason: `above max ${bounds.max}`, memory: { lowSince: now } };
   const perReplica = sample.inFlight / current;
   const slow = sample.p99Ms !== undefined && sample.p99Ms > policy.latencyMs && perReplica >= 1;
   const load = `${round(perReplica)} in flight per replica (target ${policy.targetInFlight}), ${round(sample.rate)}/s, p99 ${sample.p99Ms === undefined ? "-" : `${Math.round(sample.p99Ms)} ms`}`;
   if (perReplica > policy.targetInFlight || slow) {
-    const why = slow && perReplica <= policy.targetInFlight ? `p99 over ${policy.latencyMs} ms with every replica busy` : "over target";
+    const why =
+      slow && perReplica <= policy.targetInFlight
+        ? `p99 over ${policy.latencyMs} ms with every replica busy`
+        : "over target";
     if (current >= bounds.max) return hold(`${why} at max ${bounds.max}: ${load}`);
     if (policy.minIdleCpu !== undefined && sample.idleCpu !== undefined && sample.idleCpu < policy.minIdleCpu) {
-      return hold(`${why}, but the machine's CPU is ${Math.round((1 - sample.idleCpu) * 100)}% busy (a replica needs ${Math.round(policy.minIdleCpu * 100)}% idle): another replica would not get a core: ${load}`);
+      return hold(
+        `${why}, but the machine's CPU is ${Math.round((1 - sample.idleCpu) * 100)}% busy (a replica needs ${Math.round(policy.minIdleCpu * 100)}% idle): another replica would not get a core: ${load}`,
+      );
     }
-    return { replicas: Math.min(bounds.max, current + bounds.step), direction: "up", reason: `${why}: ${load}`, memory: { lowSince: undefined } };
+    return {
+      replicas: Math.min(bounds.max, current + bounds.step),
+      direction: "up",
+      reason: `${why}: ${load}`,
+      memory: { lowSince: undefined },
+    };
   }
   const low = current > bounds.min && sample.inFlight <= policy.targetInFlight * (current - 1) * SCALE_DOWN_SHARE;
   if (!low) return hold(`steady: ${load}`);
   const lowSince = memory.lowSince ?? now;
   const lowFor = now - lowSince;
-  if (lowFor < policy.scaleDownWindowMs) return hold(`low for ${Math.floor(lowFor / 1000)} s of the ${Math.round(policy.scaleDownWindowMs / 1000)} s window: ${load}`, lowSince);
+  if (lowFor < policy.scaleDownWindowMs)
+    return hold(
+      `low for ${Math.floor(lowFor / 1000)} s of the ${Math.round(policy.scaleDownWindowMs / 1000)} s window: ${load}`,
+      lowSince,
+    );
   // The window starts again: each further replica removed needs its own stable low period.
-  return { replicas: current - 1, direction: "down", reason: `low for ${Math.round(lowFor / 1000)} s (window ${Math.round(policy.scaleDownWindowMs / 1000)} s): ${load}`, memory: { lowSince: now } };
+  return {
+    replicas: current - 1,
+    direction: "down",
+    reason: `low for ${Math.round(lowFor / 1000)} s (window ${Math.round(policy.scaleDownWindowMs / 1000)} s): ${load}`,
+    memory: { lowSince: now },
+  };
 }
 
 function round(n: number): number {

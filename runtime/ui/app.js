@@ -64,7 +64,10 @@ function draw(line, points) {
   const min = Math.min(...points);
   const span = Math.max(...points) - min || 1;
   const step = 100 / (points.length - 1);
-  line.setAttribute("points", points.map((v, i) => `${(i * step).toFixed(1)},${(19 - ((v - min) / span) * 18).toFixed(1)}`).join(" "));
+  line.setAttribute(
+    "points",
+    points.map((v, i) => `${(i * step).toFixed(1)},${(19 - ((v - min) / span) * 18).toFixed(1)}`).join(" "),
+  );
 }
 
 /** "in 6 min (21:14:05)", or "now" once it has passed. */
@@ -85,7 +88,8 @@ function render(snapshot) {
   $("dead-letters").textContent = number.format(totals.deadLetters);
   renderReplicas(snapshot.functions);
   $("health-error").hidden = snapshot.healthError === null;
-  $("health-error").textContent = snapshot.healthError === null ? "" : `Fan health unavailable: ${snapshot.healthError}`;
+  $("health-error").textContent =
+    snapshot.healthError === null ? "" : `Fan health unavailable: ${snapshot.healthError}`;
   const container = $("tiles");
   snapshot.fans.forEach((fan, index) => {
     const { node, lines } = tileFor(fan);
@@ -94,11 +98,14 @@ function render(snapshot) {
     const acknowledged = open && health !== null && (health.acknowledged || mine(health.alarmId, false) !== undefined);
     node.dataset.state = fan.state;
     node.dataset.acknowledged = String(acknowledged);
-    node.querySelector(".state").textContent = fan.state === "unknown" ? "no health yet" : acknowledged ? `${fan.state} · acknowledged` : fan.state;
+    node.querySelector(".state").textContent =
+      fan.state === "unknown" ? "no health yet" : acknowledged ? `${fan.state} · acknowledged` : fan.state;
     node.querySelector(".cause").textContent = health?.cause ? `cause: ${health.cause}` : "";
     node.querySelector(".eta").textContent = health?.eta ? `alarm expected ${eta(health.eta)}` : "";
     node.querySelector(".probability").textContent =
-      fan.probability === null ? "no prediction yet" : `fault probability ${percent(fan.probability)} · ${Math.round(fan.faultShare * 100)}% of recent readings faulty`;
+      fan.probability === null
+        ? "no prediction yet"
+        : `fault probability ${percent(fan.probability)} · ${Math.round(fan.faultShare * 100)}% of recent readings faulty`;
     for (const [sensor, { label, line, unit }] of Object.entries(lines)) {
       const points = fan.history[sensor];
       const last = points[points.length - 1];
@@ -122,7 +129,10 @@ function render(snapshot) {
 /** "predict 2/3 · score 1 · health 1": ready replicas, and the desired count while they differ. */
 function renderReplicas({ replicas, error }) {
   const cell = $("replicas");
-  cell.title = error === null ? "ready replicas of each function, / the desired count while they differ" : `not read from the gateway: ${error}`;
+  cell.title =
+    error === null
+      ? "ready replicas of each function, / the desired count while they differ"
+      : `not read from the gateway: ${error}`;
   if (replicas.length === 0) return void (cell.textContent = "–");
   const items = replicas.map((f) => {
     const span = document.createElement("span");
@@ -156,11 +166,15 @@ function renderAlarms(alarms, open) {
     row.dataset.alarm = key;
     row.dataset.state = alarm.state;
     row.dataset.acknowledged = String(acknowledged);
-    row.querySelector(".what").textContent = `Fan ${alarm.deviceID} · ${alarm.state}${alarm.severity === "none" ? "" : ` (${alarm.severity})`}${alarm.cause ? ` · ${alarm.cause}` : ""}`;
-    row.querySelector(".detail").textContent = `since ${time(alarm.since)} · probability ${percent(alarm.probability)}${alarm.eta ? ` · alarm expected ${eta(alarm.eta)}` : ""}`;
+    row.querySelector(".what").textContent =
+      `Fan ${alarm.deviceID} · ${alarm.state}${alarm.severity === "none" ? "" : ` (${alarm.severity})`}${alarm.cause ? ` · ${alarm.cause}` : ""}`;
+    row.querySelector(".detail").textContent =
+      `since ${time(alarm.since)} · probability ${percent(alarm.probability)}${alarm.eta ? ` · alarm expected ${eta(alarm.eta)}` : ""}`;
     const by = alarm.acknowledged ? alarm.acknowledgedBy : here?.by;
     const note = alarm.acknowledged ? alarm.note : here?.note;
-    row.querySelector(".acknowledged-by").textContent = acknowledged ? `acknowledged${by ? ` by ${by}` : ""}${note ? `: “${note}”` : ""}` : "";
+    row.querySelector(".acknowledged-by").textContent = acknowledged
+      ? `acknowledged${by ? ` by ${by}` : ""}${note ? `: “${note}”` : ""}`
+      : "";
     row.querySelector(".ack").hidden = acknowledged;
     if (list.children[index] !== row) list.insertBefore(row, list.children[index] ?? null);
   });
@@ -197,9 +211,14 @@ async function acknowledge(row) {
       return;
     }
     const record = body.record ?? {};
-    acknowledgedHere.set(record.alarmId ?? row.dataset.alarm, { by: record.acknowledgedBy ?? by, note: record.note ?? note, until: Date.now() + 10_000 });
+    acknowledgedHere.set(record.alarmId ?? row.dataset.alarm, {
+      by: record.acknowledgedBy ?? by,
+      note: record.note ?? note,
+      until: Date.now() + 10_000,
+    });
     row.dataset.acknowledged = "true";
-    row.querySelector(".acknowledged-by").textContent = `acknowledged by ${record.acknowledgedBy ?? by}${note ? `: “${note}”` : ""}`;
+    row.querySelector(".acknowledged-by").textContent =
+      `acknowledged by ${record.acknowledgedBy ?? by}${note ? `: “${note}”` : ""}`;
     row.querySelector(".ack").hidden = true;
     message.textContent = `Fan ${row.dataset.fan}: alarm acknowledged.`;
   } catch (error) {

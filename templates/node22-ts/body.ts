@@ -15,8 +15,13 @@ export interface BodyLimits {
  * application/json and +json, MAX_RAW_SIZE for anything else or with RAW_BODY. The local gateway
  * applies the same rule, so that it refuses what the function would before sending it a byte.
  */
-export function bodyLimit(contentType: string | undefined, limits: BodyLimits): { bytes: number; setting: "MAX_JSON_SIZE" | "MAX_RAW_SIZE" } {
-  return !limits.rawBody && isJsonType(contentType) ? { bytes: limits.maxJsonSize, setting: "MAX_JSON_SIZE" } : { bytes: limits.maxRawSize, setting: "MAX_RAW_SIZE" };
+export function bodyLimit(
+  contentType: string | undefined,
+  limits: BodyLimits,
+): { bytes: number; setting: "MAX_JSON_SIZE" | "MAX_RAW_SIZE" } {
+  return !limits.rawBody && isJsonType(contentType)
+    ? { bytes: limits.maxJsonSize, setting: "MAX_JSON_SIZE" }
+    : { bytes: limits.maxRawSize, setting: "MAX_RAW_SIZE" };
 }
 
 function isJsonType(contentType: string | undefined): boolean {
@@ -56,7 +61,8 @@ export async function readBody(request: IncomingMessage, limits: BodyLimits, par
     });
     request.once("end", resolve);
     // A client that goes away mid-body is no fault of the function: a refusal, not an error.
-    const aborted = () => reject(new RequestError("FANWATCH_TEMPLATE_BODY_ABORTED", "the client went away before it sent the whole body"));
+    const aborted = () =>
+      reject(new RequestError("FANWATCH_TEMPLATE_BODY_ABORTED", "the client went away before it sent the whole body"));
     request.once("error", aborted);
     request.once("close", () => {
       if (!request.complete) aborted();
@@ -64,13 +70,19 @@ export async function readBody(request: IncomingMessage, limits: BodyLimits, par
   });
   const bodyBytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
   if (json) {
-    if (size === 0) throw new RequestError("FANWATCH_TEMPLATE_BODY_INVALID", "request body is empty; send a JSON document");
+    if (size === 0)
+      throw new RequestError("FANWATCH_TEMPLATE_BODY_INVALID", "request body is empty; send a JSON document");
     // A lossy decode would turn bad bytes into U+FFFD and let a mangled document through.
-    if (!isUtf8(bodyBytes)) throw new RequestError("FANWATCH_TEMPLATE_BODY_INVALID", "request body is not valid JSON: not valid UTF-8 text");
+    if (!isUtf8(bodyBytes))
+      throw new RequestError("FANWATCH_TEMPLATE_BODY_INVALID", "request body is not valid JSON: not valid UTF-8 text");
     try {
       return sjson.parse(bodyBytes.toString("utf8"), undefined, { protoAction: "error", constructorAction: "error" });
     } catch (error) {
-      throw new RequestError("FANWATCH_TEMPLATE_BODY_INVALID", `request body is not valid JSON: ${(error as Error).message}`, { cause: error });
+      throw new RequestError(
+        "FANWATCH_TEMPLATE_BODY_INVALID",
+        `request body is not valid JSON: ${(error as Error).message}`,
+        { cause: error },
+      );
     }
   }
   if (raw) return bodyBytes;
@@ -79,5 +91,8 @@ export async function readBody(request: IncomingMessage, limits: BodyLimits, par
 }
 
 function tooLarge(limit: number, setting: string): RequestError {
-  return new RequestError("FANWATCH_TEMPLATE_BODY_TOO_LARGE", `request body is too large: the limit is ${limit} bytes (${setting})`);
+  return new RequestError(
+    "FANWATCH_TEMPLATE_BODY_TOO_LARGE",
+    `request body is too large: the limit is ${limit} bytes (${setting})`,
+  );
 }

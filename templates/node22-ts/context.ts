@@ -26,7 +26,8 @@ export class HandlerContext implements FunctionContext {
   status(): number;
   status(code?: number): FunctionContext | number {
     if (code === undefined) return this.#status;
-    if (!Number.isInteger(code) || code < 100 || code > 599) throw new RangeError(`status code must be 100-599, not ${code}`);
+    if (!Number.isInteger(code) || code < 100 || code > 599)
+      throw new RangeError(`status code must be 100-599, not ${code}`);
     this.#status = code;
     return this;
   }

@@ -32,7 +32,8 @@ export class RequestError extends Error {
     super(message, options);
     this.code = code;
     this.status = TEMPLATE_ERROR_CODES[code].status;
-    this.field = code === "FANWATCH_TEMPLATE_CROSS_SITE" || code === "FANWATCH_TEMPLATE_CALLER_REFUSED" ? "headers" : "body";
+    this.field =
+      code === "FANWATCH_TEMPLATE_CROSS_SITE" || code === "FANWATCH_TEMPLATE_CALLER_REFUSED" ? "headers" : "body";
   }
 }
 

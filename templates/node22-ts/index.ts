@@ -4,7 +4,10 @@
 import { readFileSync } from "node:fs";
 import { closeOnSignals, serverOptionsFromEnv, startFunctionServer } from "./server.js";
 
-const server = await startFunctionServer(import("./function/handler.js"), { ...serverOptionsFromEnv(), name: functionName() });
+const server = await startFunctionServer(import("./function/handler.js"), {
+  ...serverOptionsFromEnv(),
+  name: functionName(),
+});
 closeOnSignals(server);
 
 /**

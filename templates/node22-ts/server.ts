@@ -86,7 +86,10 @@ export function serverOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
  * Built on node:http rather than a framework: the function has one route, and at this request
  * size fastify cost about 30% of the throughput in our benchmark (docs/benchmarks.md).
  */
-export async function startFunctionServer(fn: FunctionModule | Promise<FunctionModule>, options: ServerOptions = {}): Promise<FunctionServer> {
+export async function startFunctionServer(
+  fn: FunctionModule | Promise<FunctionModule>,
+  options: ServerOptions = {},
+): Promise<FunctionServer> {
   const host = new FunctionHost(fn, options);
   const port = await host.start();
   return { url: `http://127.0.0.1:${port}`, port, close: () => host.close() };
@@ -111,8 +114,19 @@ class FunctionHost {
   constructor(fn: FunctionModule | Promise<FunctionModule>, options: ServerOptions) {
     this.#options = options;
     this.#name = options.name ?? "function";
-    this.#log = options.logger ?? pino({ name: this.#name, level: process.env.LOG_LEVEL ?? "info", base: { service: this.#name }, timestamp: pino.stdTimeFunctions.isoTime });
-    this.#limits = { maxJsonSize: options.maxJsonSize ?? DEFAULT_BODY_LIMIT, maxRawSize: options.maxRawSize ?? DEFAULT_BODY_LIMIT, rawBody: options.rawBody === true };
+    this.#log =
+      options.logger ??
+      pino({
+        name: this.#name,
+        level: process.env.LOG_LEVEL ?? "info",
+        base: { service: this.#name },
+        timestamp: pino.stdTimeFunctions.isoTime,
+      });
+    this.#limits = {
+      maxJsonSize: options.maxJsonSize ?? DEFAULT_BODY_LIMIT,
+      maxRawSize: options.maxRawSize ?? DEFAULT_BODY_LIMIT,
+      rawBody: options.rawBody === true,
+    };
     this.#metrics = createMetrics(this.#name);
     this.#loading = Promise.resolve(fn).then(async (module) => {
       await module.init?.();
@@ -141,7 +155,10 @@ class FunctionHost {
       this.#server.closeIdleConnections();
       throw error;
     }
-    this.#log.info({ event: "listening", port, startupMs: Math.round(performance.now() - this.#started) }, `${this.#name} listening on port ${port}`);
+    this.#log.info(
+      { event: "listening", port, startupMs: Math.round(performance.now() - this.#started) },
+      `${this.#name} listening on port ${port}`,
+    );
     return port;
   }
 
@@ -154,7 +171,10 @@ class FunctionHost {
     const { readyFile, keepServingMs = 0 } = this.#options;
     if (readyFile !== undefined) rmSync(readyFile, { force: true });
     if (keepServingMs > 0) {
-      this.#log.info({ event: "closing", keepServingMs }, `${this.#name} serving for ${keepServingMs} ms more: the watchdog still sends requests until its health-check interval ends`);
+      this.#log.info(
+        { event: "closing", keepServingMs },
+        `${this.#name} serving for ${keepServingMs} ms more: the watchdog still sends requests until its health-check interval ends`,
+      );
       await new Promise((resolve) => setTimeout(resolve, keepServingMs));
     }
     this.#draining = true;
@@ -212,11 +232,16 @@ class FunctionHost {
     const token = this.#options.callerToken;
     if (token !== undefined) {
       const reason = callerRefusal(request.headers, token);
-      return reason === undefined ? undefined : new RequestError("FANWATCH_TEMPLATE_CALLER_REFUSED", `call refused: ${reason}`);
+      return reason === undefined
+        ? undefined
+        : new RequestError("FANWATCH_TEMPLATE_CALLER_REFUSED", `call refused: ${reason}`);
     }
     const reason = crossSiteReason(request.headers);
     if (reason === undefined) return undefined;
-    return new RequestError("FANWATCH_TEMPLATE_CROSS_SITE", `cross-site request refused (${reason}): a function answers clients that are not browsers, and pages of its own origin`);
+    return new RequestError(
+      "FANWATCH_TEMPLATE_CROSS_SITE",
+      `cross-site request refused (${reason}): a function answers clients that are not browsers, and pages of its own origin`,
+    );
   }
 
   /** Answers the watchdog's paths (/_/health, /_/ready, /_/metrics); false for any other path. */
@@ -228,7 +253,12 @@ class FunctionHost {
       send(response, status === "ok" ? 200 : 503, {}, { status });
     } else if (path === "/_/metrics") {
       const own = this.#ready?.metrics === undefined ? "" : await this.#ready.metrics();
-      send(response, 200, { "content-type": this.#metrics.registry.contentType }, (await this.#metrics.registry.metrics()) + own);
+      send(
+        response,
+        200,
+        { "content-type": this.#metrics.registry.contentType },
+        (await this.#metrics.registry.metrics()) + own,
+      );
     } else {
       return false;
     }
@@ -236,7 +266,14 @@ class FunctionHost {
   }
 }
 
-async function invoke(fn: FunctionModule, request: IncomingMessage, path: string, search: string, limits: BodyLimits, log: Logger): Promise<Outcome> {
+async function invoke(
+  fn: FunctionModule,
+  request: IncomingMessage,
+  path: string,
+  search: string,
+  limits: BodyLimits,
+  log: Logger,
+): Promise<Outcome> {
   const context = new HandlerContext();
   try {
     const event: FunctionEvent = {
@@ -249,7 +286,10 @@ async function invoke(fn: FunctionModule, request: IncomingMessage, path: string
     // The answer is whichever comes first: context.succeed()/fail() or the returned value.
     return await new Promise<Outcome>((resolve, reject) => {
       context.onSettled(resolve);
-      Promise.resolve(fn.handler(event, context)).then((value) => resolve({ status: context.status(), headers: context.headers(), body: value }), reject);
+      Promise.resolve(fn.handler(event, context)).then(
+        (value) => resolve({ status: context.status(), headers: context.headers(), body: value }),
+        reject,
+      );
     });
   } catch (error) {
     const outcome = thrownOutcome(error, fn, context);
@@ -266,8 +306,12 @@ async function invoke(fn: FunctionModule, request: IncomingMessage, path: string
  * error's properties: a library's error that happens to carry a `status` is still a 500.
  */
 function thrownOutcome(error: unknown, fn: FunctionModule, context: HandlerContext): Outcome {
-  const answer = error instanceof RequestError ? { status: error.status, body: { error: error.message, code: error.code, field: error.field } } : fn.errorAnswer?.(error);
-  if (answer !== undefined && answer.status >= 400 && answer.status <= 599) return { status: answer.status, headers: context.headers(), body: answer.body };
+  const answer =
+    error instanceof RequestError
+      ? { status: error.status, body: { error: error.message, code: error.code, field: error.field } }
+      : fn.errorAnswer?.(error);
+  if (answer !== undefined && answer.status >= 400 && answer.status <= 599)
+    return { status: answer.status, headers: context.headers(), body: answer.body };
   return { status: 500, headers: context.headers(), body: errorBody(error) };
 }
 
@@ -310,10 +354,19 @@ function createMetrics(name: string): ServerMetrics {
   const registry = new Registry();
   registry.setDefaultLabels({ function_name: name });
   collectDefaultMetrics({ register: registry });
-  const requests = new Counter({ name: "function_requests_total", help: "Invocations by HTTP status", labelNames: ["code"], registers: [registry] });
+  const requests = new Counter({
+    name: "function_requests_total",
+    help: "Invocations by HTTP status",
+    labelNames: ["code"],
+    registers: [registry],
+  });
   // Total time rather than a histogram: a histogram cost 3% of throughput here, and the watchdog
   // and the gateway already keep duration histograms per function.
-  const seconds = new Counter({ name: "function_request_seconds_total", help: "Time spent answering invocations", registers: [registry] });
+  const seconds = new Counter({
+    name: "function_request_seconds_total",
+    help: "Time spent answering invocations",
+    registers: [registry],
+  });
   // Labelled children resolved once per status code rather than hashed on every request.
   const byCode = new Map<number, Counter.Internal>();
   return {
@@ -337,7 +390,8 @@ function parseInteger(value: string | undefined, name: string): number | undefin
 function parseSize(value: string | undefined, name: string): number | undefined {
   if (value === undefined || value === "") return undefined;
   const n = bytes.parse(value);
-  if (n === null || !Number.isFinite(n) || n <= 0) throw new ServerSettingError(`${name} must be a size such as 100kb or 1mb, not "${value}"`);
+  if (n === null || !Number.isFinite(n) || n <= 0)
+    throw new ServerSettingError(`${name} must be a size such as 100kb or 1mb, not "${value}"`);
   return n;
 }
 

@@ -47,7 +47,16 @@ function watchdogDuration(value: string | undefined, fallbackMs: number): number
   return goDurationMs(value) ?? fallbackMs;
 }
 
-const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, "μs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNIT_MS: Record<string, number> = {
+  ns: 1e-6,
+  us: 1e-3,
+  µs: 1e-3,
+  μs: 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
 
 /** A Go duration ("300ms", "1h2m3.5s", "0") in milliseconds; undefined if it is not one. Negative counts as 0. */
 export function goDurationMs(text: string): number | undefined {

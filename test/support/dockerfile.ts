@@ -58,7 +58,12 @@ export function parseEnv(args: string): Record<string, string> {
   return env;
 }
 
-export async function buildDockerfile(instructions: Instruction[], context: string, workspace: string, log: (line: string) => void = () => {}): Promise<BuildResult> {
+export async function buildDockerfile(
+  instructions: Instruction[],
+  context: string,
+  workspace: string,
+  log: (line: string) => void = () => {},
+): Promise<BuildResult> {
   const stages: Stage[] = [];
   const skipped: string[] = [];
   let stage: Stage | undefined;
@@ -66,7 +71,14 @@ export async function buildDockerfile(instructions: Instruction[], context: stri
     if (op === "FROM") {
       const words = args.split(/\s+/).filter((w) => !w.startsWith("--platform="));
       const name = words[1]?.toUpperCase() === "AS" ? (words[2] ?? "") : String(stages.length);
-      stage = { name, image: words[0] ?? "", root: join(workspace, `stage-${stages.length}`), workdir: "/", env: {}, built: false };
+      stage = {
+        name,
+        image: words[0] ?? "",
+        root: join(workspace, `stage-${stages.length}`),
+        workdir: "/",
+        env: {},
+        built: false,
+      };
       await mkdir(stage.root, { recursive: true });
       stages.push(stage);
       continue;
@@ -110,7 +122,13 @@ export async function buildDockerfile(instructions: Instruction[], context: stri
         }
         const source = fromStage?.root ?? context;
         const ignored = from === undefined ? await dockerignore(context) : () => false;
-        await copyInto(source, paths, join(current.root, posix.resolve(current.workdir, dest)), dest.endsWith("/") || paths.length > 1, ignored);
+        await copyInto(
+          source,
+          paths,
+          join(current.root, posix.resolve(current.workdir, dest)),
+          dest.endsWith("/") || paths.length > 1,
+          ignored,
+        );
         break;
       }
       case "RUN": {
@@ -118,7 +136,11 @@ export async function buildDockerfile(instructions: Instruction[], context: stri
         // npm uses the host's cache.
         const command = args.replace(/^(--mount=\S+\s+)+/, "");
         log(`RUN ${command}`);
-        const child = spawn("sh", ["-c", command], { cwd: join(current.root, current.workdir), env: { ...hostEnv(), ...current.env }, stdio: ["ignore", "pipe", "pipe"] });
+        const child = spawn("sh", ["-c", command], {
+          cwd: join(current.root, current.workdir),
+          env: { ...hostEnv(), ...current.env },
+          stdio: ["ignore", "pipe", "pipe"],
+        });
         let output = "";
         child.stdout.on("data", (d: Buffer) => (output += d.toString()));
         child.stderr.on("data", (d: Buffer) => (output += d.toString()));
@@ -143,7 +165,10 @@ function hostEnv(): NodeJS.ProcessEnv {
 
 // The subset of .dockerignore our template uses: a top-level name, or "**/name" for a name anywhere.
 async function dockerignore(context: string): Promise<(path: string) => boolean> {
-  const lines = (await readFile(join(context, ".dockerignore"), "utf8").catch(() => "")).split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#"));
+  const lines = (await readFile(join(context, ".dockerignore"), "utf8").catch(() => ""))
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("#"));
   const anywhere = lines.filter((l) => l.startsWith("**/")).map((l) => l.slice(3));
   const top = lines.filter((l) => !l.startsWith("**/"));
   return (path) => {
@@ -152,7 +177,13 @@ async function dockerignore(context: string): Promise<(path: string) => boolean>
   };
 }
 
-async function copyInto(sourceRoot: string, patterns: string[], dest: string, destIsDir: boolean, ignored: (path: string) => boolean): Promise<void> {
+async function copyInto(
+  sourceRoot: string,
+  patterns: string[],
+  dest: string,
+  destIsDir: boolean,
+  ignored: (path: string) => boolean,
+): Promise<void> {
   for (const pattern of patterns) {
     const sources = await expand(sourceRoot, pattern);
     if (sources.length === 0 && !pattern.includes("*")) throw new Error(`COPY: ${pattern} does not exist`);
@@ -169,7 +200,11 @@ async function expand(root: string, pattern: string): Promise<string[]> {
   const path = isAbsolute(pattern) ? pattern : posix.join("/", pattern);
   if (!basename(path).includes("*")) return [join(root, path)];
   const dir = join(root, dirname(path));
-  const regex = new RegExp(`^${basename(path).replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")}$`);
+  const regex = new RegExp(
+    `^${basename(path)
+      .replace(/[.+?^${}()|[\]\\]/g, "\\$&")
+      .replace(/\*/g, ".*")}$`,
+  );
   const names = await readdir(dir).catch(() => [] as string[]);
   return names.filter((n) => regex.test(n)).map((n) => join(dir, n));
 }

@@ -16,7 +16,11 @@ export interface StartedSystem {
 }
 
 /** Runs `fanwatch start` on free ports and waits until it says it is running. */
-export async function startFanwatch(args: string[], env: NodeJS.ProcessEnv = {}, port?: number): Promise<StartedSystem> {
+export async function startFanwatch(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  port?: number,
+): Promise<StartedSystem> {
   const gatewayPort = port ?? (await freePort());
   // A health state of its own for every run (unless the test names one): by default fanwatch start
   // keeps it in the repository's .fanwatch/nats, and an alarm acknowledged by one test would still
@@ -31,7 +35,8 @@ export async function startFanwatch(args: string[], env: NodeJS.ProcessEnv = {},
   await waitForOutput(child, /running; Ctrl-C stops everything/, 60_000);
   const brokerUrl = /^broker {3}(\S+)/m.exec(output)?.[1];
   const password = /password (\S+)\)/.exec(output)?.[1];
-  if (brokerUrl === undefined || password === undefined) throw new Error(`fanwatch start did not say its broker and password:\n${output}`);
+  if (brokerUrl === undefined || password === undefined)
+    throw new Error(`fanwatch start did not say its broker and password:\n${output}`);
   return {
     child,
     gatewayUrl: `http://127.0.0.1:${gatewayPort}`,

@@ -75,7 +75,8 @@ export class GatewayStandIn {
 
   #handle(method: string, url: string, authorization: string | undefined, body: string, res: ServerResponse): void {
     if (url.startsWith("/system/")) {
-      if (authorization !== `Basic ${Buffer.from(`${STAND_IN_USER}:${STAND_IN_PASSWORD}`).toString("base64")}`) return void res.writeHead(401).end("unauthorized");
+      if (authorization !== `Basic ${Buffer.from(`${STAND_IN_USER}:${STAND_IN_PASSWORD}`).toString("base64")}`)
+        return void res.writeHead(401).end("unauthorized");
       if (method === "GET" && url === "/system/functions") {
         this.listings++;
         res.writeHead(200, { "content-type": "application/json" });

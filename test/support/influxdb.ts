@@ -11,7 +11,9 @@ const BINARY = "/usr/bin/influxd";
 export interface Influx {
   url: string;
   /** Runs an InfluxQL query on database `fan` (as the admin when authentication is on) and returns the first statement's series. */
-  query(q: string): Promise<Array<{ name: string; tags?: Record<string, string>; columns: string[]; values: unknown[][] }>>;
+  query(
+    q: string,
+  ): Promise<Array<{ name: string; tags?: Record<string, string>; columns: string[]; values: unknown[][] }>>;
   stop(): Promise<void>;
   /**
    * Stops the server (SIGTERM) and starts it again on the same port and data: once `down`
@@ -52,12 +54,20 @@ export async function startInfluxDB(options: InfluxOptions = {}): Promise<Influx
     ].join("\n"),
   );
   let child = await launch(dir, url);
-  const admin = options.auth === true ? { authorization: `Basic ${Buffer.from(`${INFLUX_ADMIN.username}:${INFLUX_ADMIN.password}`).toString("base64")}` } : undefined;
+  const admin =
+    options.auth === true
+      ? {
+          authorization: `Basic ${Buffer.from(`${INFLUX_ADMIN.username}:${INFLUX_ADMIN.password}`).toString("base64")}`,
+        }
+      : undefined;
   // A set-up statement, repeated until InfluxDB takes it: on a busy machine the admin created a
   // moment ago may not authenticate yet (401), and a silently failed CREATE USER fails a test later.
   const statement = async (q: string, headers = admin) => {
     for (let attempt = 1; ; attempt++) {
-      const response = await fetch(`${url}/query?q=${encodeURIComponent(q)}`, { method: "POST", ...(headers === undefined ? {} : { headers }) });
+      const response = await fetch(`${url}/query?q=${encodeURIComponent(q)}`, {
+        method: "POST",
+        ...(headers === undefined ? {} : { headers }),
+      });
       const text = await response.text();
       if (response.ok && !text.includes('"error"')) return;
       if (attempt >= 50) throw new Error(`InfluxDB did not take ${q}: ${response.status} ${text}`);
@@ -66,12 +76,24 @@ export async function startInfluxDB(options: InfluxOptions = {}): Promise<Influx
   };
   if (options.auth === true) {
     // With no user yet, InfluxDB takes the statement that creates the first admin unauthenticated.
-    await statement(`CREATE USER ${INFLUX_ADMIN.username} WITH PASSWORD '${INFLUX_ADMIN.password}' WITH ALL PRIVILEGES`, undefined);
+    await statement(
+      `CREATE USER ${INFLUX_ADMIN.username} WITH PASSWORD '${INFLUX_ADMIN.password}' WITH ALL PRIVILEGES`,
+      undefined,
+    );
     await statement(`CREATE USER ${INFLUX_WRITER.username} WITH PASSWORD '${INFLUX_WRITER.password}'`);
   }
   const query: Influx["query"] = async (q) => {
-    const response = await fetch(`${url}/query?db=fan&q=${encodeURIComponent(q)}`, admin === undefined ? {} : { headers: admin });
-    const body = (await response.json()) as { results?: Array<{ series?: Array<{ name: string; tags?: Record<string, string>; columns: string[]; values: unknown[][] }>; error?: string }>; error?: string };
+    const response = await fetch(
+      `${url}/query?db=fan&q=${encodeURIComponent(q)}`,
+      admin === undefined ? {} : { headers: admin },
+    );
+    const body = (await response.json()) as {
+      results?: Array<{
+        series?: Array<{ name: string; tags?: Record<string, string>; columns: string[]; values: unknown[][] }>;
+        error?: string;
+      }>;
+      error?: string;
+    };
     const error = body.error ?? body.results?.[0]?.error;
     if (error !== undefined) throw new Error(`InfluxDB: ${error} (query: ${q})`);
     return body.results?.[0]?.series ?? [];
@@ -97,7 +119,10 @@ async function launch(dir: string, url: string): Promise<ChildProcess> {
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`influxd exited (${child.exitCode})`);
-    const ok = await fetch(`${url}/ping`).then((r) => r.status === 204, () => false);
+    const ok = await fetch(`${url}/ping`).then(
+      (r) => r.status === 204,
+      () => false,
+    );
     if (ok) return child;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

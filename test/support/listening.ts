@@ -10,7 +10,13 @@ function listeningSockets(): Array<{ inode: string; address: string; port: numbe
       .filter((fields) => fields[3] === "0A")
       .map((fields) => {
         const [hexAddress = "", hexPort = "0"] = (fields[1] ?? "").split(":");
-        const address = hexAddress.length === 8 ? (hexAddress.match(/../g) ?? []).reverse().map((b) => parseInt(b, 16)).join(".") : hexAddress;
+        const address =
+          hexAddress.length === 8
+            ? (hexAddress.match(/../g) ?? [])
+                .reverse()
+                .map((b) => parseInt(b, 16))
+                .join(".")
+            : hexAddress;
         return { inode: fields[9] ?? "", address, port: parseInt(hexPort, 16) };
       }),
   );
@@ -62,5 +68,11 @@ export function portsOfTree(pid: number): number[] {
       }
     }
   }
-  return [...new Set(listeningSockets().filter((s) => inodes.has(s.inode)).map((s) => s.port))].sort((a, b) => a - b);
+  return [
+    ...new Set(
+      listeningSockets()
+        .filter((s) => inodes.has(s.inode))
+        .map((s) => s.port),
+    ),
+  ].sort((a, b) => a - b);
 }

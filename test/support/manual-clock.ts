@@ -14,10 +14,14 @@ export class ManualClock implements Clock {
       if (signal?.aborted === true) return reject(signal.reason);
       const wait = { at: this.time + ms, end: resolve };
       this.#waits.push(wait);
-      signal?.addEventListener("abort", () => {
-        this.#waits = this.#waits.filter((w) => w !== wait);
-        reject(signal.reason);
-      }, { once: true });
+      signal?.addEventListener(
+        "abort",
+        () => {
+          this.#waits = this.#waits.filter((w) => w !== wait);
+          reject(signal.reason);
+        },
+        { once: true },
+      );
     });
   }
 

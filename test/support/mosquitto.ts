@@ -55,11 +55,15 @@ export interface Options {
  * listeners and authentication are swapped for one loopback listener (anonymous, or `users`,
  * optionally TLS); with `shipped`, its own security settings are kept.
  */
-export async function startMosquitto(options: Options = {}): Promise<Broker & { caFile?: string; fansUrl?: string; fansPort?: number }> {
+export async function startMosquitto(
+  options: Options = {},
+): Promise<Broker & { caFile?: string; fansUrl?: string; fansPort?: number }> {
   if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: apt-get install -y mosquitto`);
   const dir = await mkdtemp(join(tmpdir(), "fanwatch-mosquitto-"));
   const port = await freePort();
-  const shipped = (await readFile(join(SHIPPED, "mosquitto.conf"), "utf8")).split("\n").filter((line) => !(options.withoutPacketCap === true && line.startsWith("max_packet_size ")));
+  const shipped = (await readFile(join(SHIPPED, "mosquitto.conf"), "utf8"))
+    .split("\n")
+    .filter((line) => !(options.withoutPacketCap === true && line.startsWith("max_packet_size ")));
   // `user root`: started as root (CI), Mosquitto would otherwise switch to the mosquitto user,
   // which cannot read or write this private temporary folder. Ignored when not root.
   const common = [`persistence_location ${dir}/`, `log_dest file ${join(dir, "mosquitto.log")}`, "user root"];
@@ -68,7 +72,12 @@ export async function startMosquitto(options: Options = {}): Promise<Broker & { 
   try {
     if (options.shipped === undefined) {
       lines = shipped
-        .filter((line) => !/^(listener|allow_anonymous|password_file|acl_file|certfile|keyfile|use_username_as_clientid|persistence_location|log_dest) /.test(line))
+        .filter(
+          (line) =>
+            !/^(listener|allow_anonymous|password_file|acl_file|certfile|keyfile|use_username_as_clientid|persistence_location|log_dest) /.test(
+              line,
+            ),
+        )
         .concat(common, [`listener ${port} 127.0.0.1`])
         .concat(options.tls === true ? [`cafile ${join(dir, "ca.crt")}`, ...certificates(dir)] : [])
         .concat(await authentication(dir, options.users));
@@ -115,23 +124,41 @@ export async function startMosquitto(options: Options = {}): Promise<Broker & { 
  * cannot silently stop being exercised.
  */
 function swapForTest(shipped: string[], dir: string, port: number, fansPort: number): string[] {
-  const listeners: Record<string, string> = { "listener 1883 0.0.0.0": `listener ${port} 127.0.0.1`, "listener 8883 0.0.0.0": `listener ${fansPort} 127.0.0.1` };
-  for (const line of Object.keys(listeners)) if (!shipped.includes(line)) throw new Error(`deploy/mosquitto/mosquitto.conf no longer has "${line}": update test/support/mosquitto.ts`);
+  const listeners: Record<string, string> = {
+    "listener 1883 0.0.0.0": `listener ${port} 127.0.0.1`,
+    "listener 8883 0.0.0.0": `listener ${fansPort} 127.0.0.1`,
+  };
+  for (const line of Object.keys(listeners))
+    if (!shipped.includes(line))
+      throw new Error(`deploy/mosquitto/mosquitto.conf no longer has "${line}": update test/support/mosquitto.ts`);
   const swapped = shipped
     .filter((line) => !/^(persistence_location|log_dest) /.test(line))
-    .map((line) => listeners[line] ?? line.replaceAll("/mosquitto/config/", `${dir}/`).replaceAll("/mosquitto/tls/", `${dir}/`));
+    .map(
+      (line) =>
+        listeners[line] ?? line.replaceAll("/mosquitto/config/", `${dir}/`).replaceAll("/mosquitto/tls/", `${dir}/`),
+    );
   const left = swapped.find((line) => line.includes("/mosquitto/"));
-  if (left !== undefined) throw new Error(`deploy/mosquitto/mosquitto.conf: "${left}" names a cluster path the test does not provide`);
+  if (left !== undefined)
+    throw new Error(`deploy/mosquitto/mosquitto.conf: "${left}" names a cluster path the test does not provide`);
   return swapped;
 }
 
 /** The password file and ACL, made by the shipped build-auth.sh from one file per user, as the Secrets are mounted. */
 async function buildAuth(dir: string, security: ShippedSecurity): Promise<void> {
-  for (const [folder, entries] of [["users", security.users], ["fans", security.fans]] as const) {
+  for (const [folder, entries] of [
+    ["users", security.users],
+    ["fans", security.fans],
+  ] as const) {
     await mkdir(join(dir, folder));
     for (const [name, password] of Object.entries(entries)) await writeFile(join(dir, folder, name), password);
   }
-  const result = spawnSync("sh", [join(SHIPPED, "build-auth.sh"), join(dir, "users"), join(dir, "fans"), join(SHIPPED, "acl"), dir]);
+  const result = spawnSync("sh", [
+    join(SHIPPED, "build-auth.sh"),
+    join(dir, "users"),
+    join(dir, "fans"),
+    join(SHIPPED, "acl"),
+    dir,
+  ]);
   if (result.status !== 0) throw new Error(`build-auth.sh failed: ${result.stderr.toString()}`);
 }
 
@@ -141,10 +168,40 @@ function certificates(dir: string): string[] {
     const result = spawnSync("openssl", args, { cwd: dir });
     if (result.status !== 0) throw new Error(`openssl ${args[0]} failed: ${result.stderr.toString()}`);
   };
-  run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=fanwatch test CA", "-keyout", "ca.key", "-out", "ca.crt"]);
+  run([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "1",
+    "-subj",
+    "/CN=fanwatch test CA",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.crt",
+  ]);
   run(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "tls.key", "-out", "tls.csr"]);
   writeFileSync(join(dir, "san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  run(["x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "san.ext", "-out", "tls.crt"]);
+  run([
+    "x509",
+    "-req",
+    "-in",
+    "tls.csr",
+    "-CA",
+    "ca.crt",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-days",
+    "1",
+    "-extfile",
+    "san.ext",
+    "-out",
+    "tls.crt",
+  ]);
   return [`certfile ${join(dir, "tls.crt")}`, `keyfile ${join(dir, "tls.key")}`];
 }
 

@@ -47,7 +47,8 @@ export class Collector {
   async waitFor(topic: string, count: number, timeoutMs = 20_000): Promise<unknown[]> {
     const deadline = Date.now() + timeoutMs;
     while (this.on(topic).length < count) {
-      if (Date.now() > deadline) throw new Error(`${topic}: ${this.on(topic).length} of ${count} messages after ${timeoutMs} ms`);
+      if (Date.now() > deadline)
+        throw new Error(`${topic}: ${this.on(topic).length} of ${count} messages after ${timeoutMs} ms`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     return this.on(topic);

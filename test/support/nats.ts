@@ -22,13 +22,16 @@ export interface TestNats {
  */
 export async function startNats(): Promise<TestNats> {
   const binary = findNatsServer();
-  if (binary === undefined) throw new Error("nats-server is missing: apt-get install -y nats-server (or set NATS_SERVER to its path)");
+  if (binary === undefined)
+    throw new Error("nats-server is missing: apt-get install -y nats-server (or set NATS_SERVER to its path)");
   const storeDir = await mkdtemp(join(tmpdir(), "fanwatch-nats-"));
   const port = await freePort();
-  let server: NatsServer | undefined = await startNatsServer({ binary, port, storeDir }).catch(async (error: unknown) => {
-    await rm(storeDir, { recursive: true, force: true });
-    throw error;
-  });
+  let server: NatsServer | undefined = await startNatsServer({ binary, port, storeDir }).catch(
+    async (error: unknown) => {
+      await rm(storeDir, { recursive: true, force: true });
+      throw error;
+    },
+  );
   return {
     url: server.url,
     port,
@@ -50,4 +53,3 @@ export async function startNats(): Promise<TestNats> {
     },
   };
 }
-

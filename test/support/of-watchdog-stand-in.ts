@@ -34,7 +34,13 @@ export class OfWatchdogStandIn {
   #listening = true;
   #output = "";
 
-  private constructor(url: string, child: ChildProcessWithoutNullStreams, exited: Promise<string>, stoppedListening: Promise<void>, self: (s: OfWatchdogStandIn) => void) {
+  private constructor(
+    url: string,
+    child: ChildProcessWithoutNullStreams,
+    exited: Promise<string>,
+    stoppedListening: Promise<void>,
+    self: (s: OfWatchdogStandIn) => void,
+  ) {
     this.url = url;
     this.child = child;
     this.exited = exited;
@@ -55,20 +61,30 @@ export class OfWatchdogStandIn {
 
   static async start(env: NodeJS.ProcessEnv, cwd: string): Promise<OfWatchdogStandIn> {
     const command = (env.function_process ?? env.fprocess ?? "").split(" ");
-    if (env.mode !== "http" || command[0] === "" || command[0] === undefined) throw new Error("the stand-in does http mode only: set mode=http and fprocess");
+    if (env.mode !== "http" || command[0] === "" || command[0] === undefined)
+      throw new Error("the stand-in does http mode only: set mode=http and fprocess");
     const upstream = new URL(env.http_upstream_url ?? env.upstream_url ?? "");
     const writeTimeout = seconds(env.write_timeout, 30_000);
     const interval = seconds(env.healthcheck_interval, writeTimeout);
     const execTimeout = seconds(env.exec_timeout, 30_000);
     const readyPath = env.ready_path ?? "";
-    if (env.suppress_lock === "true" && (env.TMPDIR ?? "") === "") throw new Error("with suppress_lock=true give the stand-in a TMPDIR of its own");
+    if (env.suppress_lock === "true" && (env.TMPDIR ?? "") === "")
+      throw new Error("with suppress_lock=true give the stand-in a TMPDIR of its own");
     const lockFile = env.suppress_lock === "true" ? `${env.TMPDIR}/.lock` : undefined;
     const agent = new Agent({ keepAlive: true });
     let instance: OfWatchdogStandIn | undefined;
 
     const proxy = (path: string, request: IncomingMessage, response: ServerResponse, body: boolean) => {
       const upstreamRequest = httpRequest(
-        { host: upstream.hostname, port: upstream.port, path, method: body ? request.method : "GET", headers: request.headers, agent, signal: AbortSignal.timeout(execTimeout) },
+        {
+          host: upstream.hostname,
+          port: upstream.port,
+          path,
+          method: body ? request.method : "GET",
+          headers: request.headers,
+          agent,
+          signal: AbortSignal.timeout(execTimeout),
+        },
         (answer) => {
           response.writeHead(answer.statusCode ?? 500, answer.headers);
           answer.pipe(response);
@@ -76,7 +92,11 @@ export class OfWatchdogStandIn {
       );
       upstreamRequest.on("error", (error) => {
         if (response.headersSent) return void response.destroy();
-        response.writeHead(error.name === "AbortError" || error.name === "TimeoutError" ? 504 : 500, { "x-openfaas-internal": "of-watchdog" }).end();
+        response
+          .writeHead(error.name === "AbortError" || error.name === "TimeoutError" ? 504 : 500, {
+            "x-openfaas-internal": "of-watchdog",
+          })
+          .end();
       });
       if (body) request.pipe(upstreamRequest);
       else upstreamRequest.end();

@@ -19,7 +19,10 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promi
 }
 
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcessWithoutNullStreams {
-  return spawn(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: { ...process.env, LOG_LEVEL: "silent", ...env } });
+  return spawn(process.execPath, [CLI, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, LOG_LEVEL: "silent", ...env },
+  });
 }
 
 export async function finished(child: ChildProcessWithoutNullStreams): Promise<Finished> {
@@ -32,7 +35,11 @@ export async function finished(child: ChildProcessWithoutNullStreams): Promise<F
 }
 
 /** Resolves once `pattern` appears on the child's stdout or stderr; rejects if it exits first. */
-export function waitForOutput(child: ChildProcessWithoutNullStreams, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
+export function waitForOutput(
+  child: ChildProcessWithoutNullStreams,
+  pattern: RegExp,
+  timeoutMs = 20_000,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     let seen = "";
     const onData = (d: Buffer) => {
@@ -67,7 +74,11 @@ export function waitForOutput(child: ChildProcessWithoutNullStreams, pattern: Re
  * Resolves once the function server at `url` answers GET /_/ready with 200 (its module loaded);
  * rejects if `child` exits first or `timeoutMs` passes, with what it printed.
  */
-export async function waitUntilReady(url: string, child: ChildProcessWithoutNullStreams, timeoutMs = 20_000): Promise<void> {
+export async function waitUntilReady(
+  url: string,
+  child: ChildProcessWithoutNullStreams,
+  timeoutMs = 20_000,
+): Promise<void> {
   let seen = "";
   const onData = (d: Buffer) => (seen += d.toString());
   child.stdout.on("data", onData);
@@ -75,7 +86,10 @@ export async function waitUntilReady(url: string, child: ChildProcessWithoutNull
   const deadline = Date.now() + timeoutMs;
   try {
     for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`process exited (${child.exitCode ?? child.signalCode}) before ${url} was ready; output:\n${seen}`);
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw new Error(
+          `process exited (${child.exitCode ?? child.signalCode}) before ${url} was ready; output:\n${seen}`,
+        );
       if (Date.now() > deadline) throw new Error(`${url} not ready within ${timeoutMs} ms; output:\n${seen}`);
       const status = await fetch(new URL("/_/ready", url)).then(
         (response) => response.status,
@@ -90,7 +104,11 @@ export async function waitUntilReady(url: string, child: ChildProcessWithoutNull
   }
 }
 
-export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; type: string; body: unknown }> {
+export async function postJson(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; type: string; body: unknown }> {
   const response = await fetch(url, {
     method: "POST",
     headers: { "content-type": "application/json", ...headers },

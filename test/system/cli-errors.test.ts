@@ -24,7 +24,10 @@ describe("fanwatch exit codes and error messages (docs/errors.md)", () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "fanwatch-cli-errors-"));
     readings = join(dir, "readings.csv");
-    await writeFile(readings, "DeviceID,Time,Rotation,Temperature,Vibration,Sound,Faulty\n1,2020-10-02 10:00:00,600,40,150,48,0\n");
+    await writeFile(
+      readings,
+      "DeviceID,Time,Rotation,Temperature,Vibration,Sound,Faulty\n1,2020-10-02 10:00:00,600,40,150,48,0\n",
+    );
   });
   after(() => rm(dir, { recursive: true, force: true }));
 

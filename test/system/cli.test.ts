@@ -16,7 +16,8 @@ describe("fanwatch CLI", () => {
   it("lists every subcommand in --help", async () => {
     const { code, stdout } = await runCli(["--help"]);
     assert.equal(code, 0);
-    for (const command of ["start", "simulate", "generate-data", "train", "evaluate", "function", "connector"]) assert.match(stdout, new RegExp(`^  ${command}\\b`, "m"));
+    for (const command of ["start", "simulate", "generate-data", "train", "evaluate", "function", "connector"])
+      assert.match(stdout, new RegExp(`^  ${command}\\b`, "m"));
   });
 
   it("exits 2 on a usage error", async () => {
@@ -47,7 +48,11 @@ describe("fanwatch CLI", () => {
     assert.equal(train.code, 0, train.stderr);
     assert.match(train.stderr, /epoch 1\/2 .*loss .*accuracy/);
     assert.match(train.stderr, /epoch 2\/2 /);
-    const trained = JSON.parse(train.stdout.trim().split("\n").at(-1) ?? "") as { model: string; rows: number; accuracy: number };
+    const trained = JSON.parse(train.stdout.trim().split("\n").at(-1) ?? "") as {
+      model: string;
+      rows: number;
+      accuracy: number;
+    };
     assert.equal(trained.rows, 297);
     assert.ok(trained.accuracy > 0 && trained.accuracy <= 1);
 
@@ -62,7 +67,10 @@ describe("fanwatch CLI", () => {
 
   it("rejects a file in another format, naming the line and column", async () => {
     const bad = join(dir, "bad.csv");
-    await writeFile(bad, "DeviceID,Time,Rotation,Temperature,Vibration,Sound,Faulty\n1,2020-10-02 10:00:00,600,40,150,48,0\n1,2020-10-02 10:00:02,600,40,loud,48,0\n");
+    await writeFile(
+      bad,
+      "DeviceID,Time,Rotation,Temperature,Vibration,Sound,Faulty\n1,2020-10-02 10:00:00,600,40,150,48,0\n1,2020-10-02 10:00:02,600,40,loud,48,0\n",
+    );
     const r = await runCli(["train", "--data", bad, "--out", join(dir, "never")]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /line 3, column Vibration: "loud" is not a number/);
@@ -88,8 +96,16 @@ describe("fanwatch CLI", () => {
       assert.equal(single.status, 200);
       assert.match(single.type, /^application\/json/);
       assert.equal((single.body as { fault: number }).fault, 1);
-      const batch = await postJson(url, { instances: [[620, 40, 150, 48], [420, 53, 240, 58]] });
-      assert.deepEqual((batch.body as { predictions: Array<{ fault: number }> }).predictions.map((p) => p.fault), [0, 1]);
+      const batch = await postJson(url, {
+        instances: [
+          [620, 40, 150, 48],
+          [420, 53, 240, 58],
+        ],
+      });
+      assert.deepEqual(
+        (batch.body as { predictions: Array<{ fault: number }> }).predictions.map((p) => p.fault),
+        [0, 1],
+      );
       const text = await postJson(url, '{"params":[620,40,150,48]}', { "content-type": "text/plain" });
       assert.equal((text.body as { fault: number }).fault, 0);
     });

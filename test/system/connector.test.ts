@@ -35,7 +35,8 @@ describe("topic filters", () => {
     ["$share/g/fan/+", "fan/messages", true],
   ];
   for (const [filter, topic, expected] of cases) {
-    it(`${filter} ${expected ? "matches" : "does not match"} ${topic}`, () => assert.equal(topicMatches(filter, topic), expected));
+    it(`${filter} ${expected ? "matches" : "does not match"} ${topic}`, () =>
+      assert.equal(topicMatches(filter, topic), expected));
   }
 });
 
@@ -63,7 +64,13 @@ describe("a function's circuit breaker, on a clock the test moves", () => {
     const clock = new ManualClock();
     const changes: string[] = [];
     const stop = new AbortController();
-    const c = new Circuit({ threshold, backoff: { baseMs: 100, capMs: 400 }, clock, signal: stop.signal, onChange: (open, reason) => changes.push(open ? `open: ${reason}` : "closed") });
+    const c = new Circuit({
+      threshold,
+      backoff: { baseMs: 100, capMs: 400 },
+      clock,
+      signal: stop.signal,
+      onChange: (open, reason) => changes.push(open ? `open: ${reason}` : "closed"),
+    });
     return { c, clock, changes, stop };
   }
 
@@ -109,8 +116,11 @@ describe("a function's circuit breaker, on a clock the test moves", () => {
     }
     assert.equal(waits.length, 5);
     // Doubling from 100 ms with ±50% jitter, capped at 400 ms (600 with jitter).
-    assert.ok(waits[0] as number >= 50 && (waits[0] as number) < 150, `first wait ${waits[0]}`);
-    assert.ok(waits.slice(2).every((w) => w >= 200 && w < 600), `capped waits ${waits.join(", ")}`);
+    assert.ok((waits[0] as number) >= 50 && (waits[0] as number) < 150, `first wait ${waits[0]}`);
+    assert.ok(
+      waits.slice(2).every((w) => w >= 200 && w < 600),
+      `capped waits ${waits.join(", ")}`,
+    );
   });
 
   it("stays closed when an attempt sent before it opened succeeds, whatever its probe timer says later", async () => {
@@ -120,7 +130,11 @@ describe("a function's circuit breaker, on a clock the test moves", () => {
     clock.advance(); // the probe's time comes
     await c.admit();
     c.failed("503");
-    assert.deepEqual(changes, ["open: 503", "closed", "open: 503"], "a failure after closing opens it again, as from closed");
+    assert.deepEqual(
+      changes,
+      ["open: 503", "closed", "open: 503"],
+      "a failure after closing opens it again, as from closed",
+    );
   });
 
   it("stops every waiter when the connector stops", async () => {
@@ -134,7 +148,15 @@ describe("a function's circuit breaker, on a clock the test moves", () => {
 
 describe("connector configuration", () => {
   it("reads the official connector's names in lower or upper case", () => {
-    const config = readConnectorConfig({ gateway_url: "http://gw:8080/", TOPIC: "a,b/+", qos: "0", BATCH_SIZE: "50", broker: "mqtt://broker:1883", MQTT_USERNAME: "u", MQTT_PASSWORD: "p" });
+    const config = readConnectorConfig({
+      gateway_url: "http://gw:8080/",
+      TOPIC: "a,b/+",
+      qos: "0",
+      BATCH_SIZE: "50",
+      broker: "mqtt://broker:1883",
+      MQTT_USERNAME: "u",
+      MQTT_PASSWORD: "p",
+    });
     assert.equal(config.gatewayUrl, "http://gw:8080");
     assert.deepEqual(config.topics, ["a", "b/+"]);
     assert.equal(config.qos, 0);
@@ -145,19 +167,37 @@ describe("connector configuration", () => {
 
   it("bounds memory and time by default: 16 KiB messages, 8 MiB held, 10 s per attempt", () => {
     const config = readConnectorConfig({});
-    assert.deepEqual([config.maxMessageBytes, config.maxInflightBytes, config.timeoutMs, config.retries, config.retryMaxMs], [16 * 1024, 8 * 1024 * 1024, 10_000, 5, 5_000]);
+    assert.deepEqual(
+      [config.maxMessageBytes, config.maxInflightBytes, config.timeoutMs, config.retries, config.retryMaxMs],
+      [16 * 1024, 8 * 1024 * 1024, 10_000, 5, 5_000],
+    );
     assert.equal(readConnectorConfig({ MAX_INFLIGHT_BYTES: "1048576" }).maxInflightBytes, 1024 * 1024);
   });
 
   it("parses static routes", () => {
-    assert.deepEqual([...parseStaticFunctions("fan/messages=predict, audit; x/+=y")], [["fan/messages", ["predict", "audit"]], ["x/+", ["y"]]]);
+    assert.deepEqual(
+      [...parseStaticFunctions("fan/messages=predict, audit; x/+=y")],
+      [
+        ["fan/messages", ["predict", "audit"]],
+        ["x/+", ["y"]],
+      ],
+    );
     assert.throws(() => parseStaticFunctions("fan/messages"), ConfigError);
   });
 
   it("names the setting that is wrong", () => {
-    assert.throws(() => readConnectorConfig({ qos: "2" }), (e: unknown) => e instanceof ConfigError && /qos/.test(e.message));
-    assert.throws(() => readConnectorConfig({ batch_size: "many" }), (e: unknown) => e instanceof ConfigError && /batch_size/.test(e.message));
-    assert.throws(() => readConnectorConfig({ basic_auth: "true", secret_mount_path: "/nonexistent" }), /basic-auth-user/);
+    assert.throws(
+      () => readConnectorConfig({ qos: "2" }),
+      (e: unknown) => e instanceof ConfigError && /qos/.test(e.message),
+    );
+    assert.throws(
+      () => readConnectorConfig({ batch_size: "many" }),
+      (e: unknown) => e instanceof ConfigError && /batch_size/.test(e.message),
+    );
+    assert.throws(
+      () => readConnectorConfig({ basic_auth: "true", secret_mount_path: "/nonexistent" }),
+      /basic-auth-user/,
+    );
   });
 });
 
@@ -192,7 +232,8 @@ class FakeGateway {
     req.on("end", () => {
       const url = req.url ?? "/";
       if (url === "/system/functions") {
-        if (req.headers.authorization !== `Basic ${Buffer.from("admin:s3cret").toString("base64")}`) return void res.writeHead(401).end("unauthorized");
+        if (req.headers.authorization !== `Basic ${Buffer.from("admin:s3cret").toString("base64")}`)
+          return void res.writeHead(401).end("unauthorized");
         if (this.systemDown) return void res.writeHead(502).end("bad gateway");
         res.writeHead(200, { "content-type": "application/json" });
         return void res.end(JSON.stringify(this.functions));
@@ -206,7 +247,10 @@ class FakeGateway {
   #answer(call: Invocation, res: ServerResponse): void {
     const given = this.answer(call);
     if (given === "hang") return;
-    const answer = given ?? { status: call.path.startsWith("/async-function/") ? 202 : 200, body: JSON.stringify({ ok: true, bytes: call.body.length }) };
+    const answer = given ?? {
+      status: call.path.startsWith("/async-function/") ? 202 : 200,
+      body: JSON.stringify({ ok: true, bytes: call.body.length }),
+    };
     call.status = answer.status;
     res.writeHead(answer.status, { "content-type": "application/json" }).end(answer.body);
   }
@@ -219,7 +263,9 @@ class FakeGateway {
 
   /** The messages of every invocation that was answered 2xx, in order. */
   delivered(): unknown[] {
-    return this.invocations.filter((c) => c.status >= 200 && c.status < 300).flatMap((c) => JSON.parse(c.body) as unknown[]);
+    return this.invocations
+      .filter((c) => c.status >= 200 && c.status < 300)
+      .flatMap((c) => JSON.parse(c.body) as unknown[]);
   }
 }
 
@@ -234,9 +280,19 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
   let collector: Collector;
   let children: ChildProcessWithoutNullStreams[];
 
-  async function connector(env: Record<string, string>): Promise<{ child: ChildProcessWithoutNullStreams; port: number }> {
+  async function connector(
+    env: Record<string, string>,
+  ): Promise<{ child: ChildProcessWithoutNullStreams; port: number }> {
     const port = await freePort();
-    const child = spawnCli(["connector"], { gateway_url: gatewayUrl, broker: broker.url, basic_auth: "true", secret_mount_path: secrets, refresh_interval_ms: "200", port: String(port), ...env });
+    const child = spawnCli(["connector"], {
+      gateway_url: gatewayUrl,
+      broker: broker.url,
+      basic_auth: "true",
+      secret_mount_path: secrets,
+      refresh_interval_ms: "200",
+      port: String(port),
+      ...env,
+    });
     children.push(child);
     await waitForOutput(child, /connector running/);
     return { child, port };
@@ -277,7 +333,10 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
     assert.equal(call?.headers["x-timeout-ms"], "10000", "the function's budget is the connector's timeout");
     const [reply] = await collector.waitFor("replies", 1);
     assert.deepEqual(reply, { ok: true, bytes: 13 });
-    await eventually(async () => /^connector_messages_held 1$/m.test(await metricsOf(port)), "sensors/a/humidity received and held");
+    await eventually(
+      async () => /^connector_messages_held 1$/m.test(await metricsOf(port)),
+      "sensors/a/humidity received and held",
+    );
     assert.equal(gateway.invocations.length, 1, "sensors/a/humidity matches no function");
     child.kill("SIGTERM");
     assert.equal((await finished(child)).code, 0);
@@ -298,12 +357,21 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
 
   it("batches by source topic, so X-Topic names the topic of every message in the batch", async () => {
     const { child } = await connector({ topic: "fan/#", client_id: "topics", batch_wait_ms: "200" });
-    const sent = Array.from({ length: 40 }, (_, i) => ({ topic: `fan/${i % 2 === 0 ? "east" : "west"}/messages`, n: i }));
+    const sent = Array.from({ length: 40 }, (_, i) => ({
+      topic: `fan/${i % 2 === 0 ? "east" : "west"}/messages`,
+      n: i,
+    }));
     await Promise.all(sent.map((m) => publisher.publishAsync(m.topic, JSON.stringify(m), { qos: 1 })));
-    await until(() => gateway.invocations.reduce((n, c) => n + (JSON.parse(c.body) as unknown[]).length, 0) >= 40, "40 messages");
+    await until(
+      () => gateway.invocations.reduce((n, c) => n + (JSON.parse(c.body) as unknown[]).length, 0) >= 40,
+      "40 messages",
+    );
     for (const call of gateway.invocations) {
       const items = JSON.parse(call.body) as Array<{ topic: string }>;
-      assert.ok(items.every((m) => m.topic === call.headers["x-topic"]), `a batch for ${String(call.headers["x-topic"])} held ${items.map((m) => m.topic).join(", ")}`);
+      assert.ok(
+        items.every((m) => m.topic === call.headers["x-topic"]),
+        `a batch for ${String(call.headers["x-topic"])} held ${items.map((m) => m.topic).join(", ")}`,
+      );
     }
     assert.ok(gateway.invocations.length < 40, `messages were batched (${gateway.invocations.length} invocations)`);
     child.kill("SIGTERM");
@@ -311,7 +379,12 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
   });
 
   it("invokes asynchronously with X-Callback-Url", async () => {
-    const { child } = await connector({ topic: "fan/#", client_id: "async", async_invoke: "true", callback_url: "http://receiver:8080/done" });
+    const { child } = await connector({
+      topic: "fan/#",
+      client_id: "async",
+      async_invoke: "true",
+      callback_url: "http://receiver:8080/done",
+    });
     await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "2" }), { qos: 1 });
     await until(() => gateway.invocations.length >= 1, "the async invocation");
     assert.equal(gateway.invocations[0]?.path, "/async-function/echo");
@@ -321,20 +394,37 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
   });
 
   it("splits the load between replicas of a shared subscription, each message once", async () => {
-    const replicas = [await connector({ topic: "fan/#", client_id: "replica-1", shared_group: "fanwatch", batch_size: "1" }), await connector({ topic: "fan/#", client_id: "replica-2", shared_group: "fanwatch", batch_size: "1" })];
-    await Promise.all(Array.from({ length: 200 }, (_, i) => publisher.publishAsync("fan/messages", JSON.stringify({ n: i }), { qos: 1 })));
+    const replicas = [
+      await connector({ topic: "fan/#", client_id: "replica-1", shared_group: "fanwatch", batch_size: "1" }),
+      await connector({ topic: "fan/#", client_id: "replica-2", shared_group: "fanwatch", batch_size: "1" }),
+    ];
+    await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        publisher.publishAsync("fan/messages", JSON.stringify({ n: i }), { qos: 1 }),
+      ),
+    );
     await until(() => gateway.invocations.length >= 200, "200 invocations");
     // Nothing more to come: both replicas idle, having received 200 messages between them.
-    const received = async (port: number) => Number(/connector_messages_received_total\{filter="fan\/#"\} (\d+)/.exec(await metricsOf(port))?.[1] ?? 0);
+    const received = async (port: number) =>
+      Number(/connector_messages_received_total\{filter="fan\/#"\} (\d+)/.exec(await metricsOf(port))?.[1] ?? 0);
     await eventually(async () => {
       const metrics = await Promise.all(replicas.map((r) => metricsOf(r.port)));
-      return metrics.every((m) => /^connector_messages_pending 0$/m.test(m) && /^connector_invocations_in_flight 0$/m.test(m));
+      return metrics.every(
+        (m) => /^connector_messages_pending 0$/m.test(m) && /^connector_invocations_in_flight 0$/m.test(m),
+      );
     }, "both replicas idle");
-    assert.equal((await Promise.all(replicas.map((r) => received(r.port)))).reduce((a, b) => a + b, 0), 200, "each message received once");
+    assert.equal(
+      (await Promise.all(replicas.map((r) => received(r.port)))).reduce((a, b) => a + b, 0),
+      200,
+      "each message received once",
+    );
     assert.equal(gateway.invocations.length, 200);
     assert.equal(new Set(gateway.invocations.map((c) => c.body)).size, 200);
     const perReplica = await Promise.all(replicas.map((r) => received(r.port)));
-    assert.ok(perReplica.every((n) => n > 0), `each replica took a share: ${perReplica.join(" + ")}`);
+    assert.ok(
+      perReplica.every((n) => n > 0),
+      `each replica took a share: ${perReplica.join(" + ")}`,
+    );
     for (const r of replicas) r.child.kill("SIGTERM");
   });
 
@@ -345,14 +435,24 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
     await publisher.publishAsync("fan/held", JSON.stringify(reading), { qos: 1 });
     const health = await healthOf(first.port);
     assert.deepEqual([health.code, health.status], [503, "unavailable"]);
-    assert.ok(health.problems.includes("no function has the topic annotation for fan/held"), JSON.stringify(health.problems));
+    assert.ok(
+      health.problems.includes("no function has the topic annotation for fan/held"),
+      JSON.stringify(health.problems),
+    );
     await eventually(async () => /^connector_messages_held 1$/m.test(await metricsOf(first.port)), "the message held");
-    assert.equal((await healthOf(first.port)).paused, "no function has the topic annotation for fan/held", "intake paused");
+    assert.equal(
+      (await healthOf(first.port)).paused,
+      "no function has the topic annotation for fan/held",
+      "intake paused",
+    );
     first.child.kill("SIGTERM");
     assert.equal((await finished(first.child)).code, 0);
 
     const second = await connector({ topic: "fan/held", client_id: "no-route" });
-    await eventually(async () => /^connector_messages_held 1$/m.test(await metricsOf(second.port)), "the message redelivered to the restarted connector and held again");
+    await eventually(
+      async () => /^connector_messages_held 1$/m.test(await metricsOf(second.port)),
+      "the message redelivered to the restarted connector and held again",
+    );
     assert.equal(gateway.invocations.length, 0);
     gateway.functions = [{ name: "predict", annotations: { topic: "fan/held" } }];
     await until(() => gateway.invocations.length >= 1, "the invocation once a route appeared");
@@ -370,7 +470,11 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
     const { child } = await connector({ topic: "fan/split", client_id: "split", batch_wait_ms: "300" });
     const sent = Array.from({ length: 10 }, (_, n) => (n === 6 ? { n, bad: true } : { n }));
     await Promise.all(sent.map((m) => publisher.publishAsync("fan/split", JSON.stringify(m), { qos: 1 })));
-    const [letter] = (await collector.waitFor("fan/deadletter", letters + 1)).slice(letters) as Array<{ error: string; topic: string; payload: string }>;
+    const [letter] = (await collector.waitFor("fan/deadletter", letters + 1)).slice(letters) as Array<{
+      error: string;
+      topic: string;
+      payload: string;
+    }>;
     assert.match(letter?.error ?? "", /echo answered 400: bad reading/);
     assert.equal(letter?.topic, "fan/split");
     assert.deepEqual(JSON.parse(letter?.payload ?? ""), { n: 6, bad: true });
@@ -390,7 +494,16 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
     });
 
     function inProcess(env: Record<string, string>, clock: ManualClock, log: Logger = silent): Connector {
-      const config = readConnectorConfig({ gateway_url: gatewayUrl, broker: broker.url, basic_auth: "true", secret_mount_path: secrets, refresh_interval_ms: "200", port: "0", HEALTH_HOST: "127.0.0.1", ...env });
+      const config = readConnectorConfig({
+        gateway_url: gatewayUrl,
+        broker: broker.url,
+        basic_auth: "true",
+        secret_mount_path: secrets,
+        refresh_interval_ms: "200",
+        port: "0",
+        HEALTH_HOST: "127.0.0.1",
+        ...env,
+      });
       const connector = new Connector(config, log, { clock });
       running.push(connector);
       return connector;
@@ -399,21 +512,42 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
     it("holds every message through a gateway that refuses connections, pauses intake while the circuit is open, delivers all when it is back", async () => {
       const port = await freePort(); // nothing listens there yet: connection refused
       const clock = new ManualClock();
-      const connector = inProcess({ gateway_url: `http://127.0.0.1:${port}`, functions: "fan/outage=predict", topic: "fan/outage", client_id: "outage-circuit", retries: "2", batch_size: "20", max_inflight_bytes: "2048" }, clock);
+      const connector = inProcess(
+        {
+          gateway_url: `http://127.0.0.1:${port}`,
+          functions: "fan/outage=predict",
+          topic: "fan/outage",
+          client_id: "outage-circuit",
+          retries: "2",
+          batch_size: "20",
+          max_inflight_bytes: "2048",
+        },
+        clock,
+      );
       await connector.start();
       const letters = collector.on("fan/deadletter").length;
-      await Promise.all(Array.from({ length: 100 }, (_, n) => publisher.publishAsync("fan/outage", JSON.stringify({ deviceID: "1", n }), { qos: 1 })));
+      await Promise.all(
+        Array.from({ length: 100 }, (_, n) =>
+          publisher.publishAsync("fan/outage", JSON.stringify({ deviceID: "1", n }), { qos: 1 }),
+        ),
+      );
       await eventually(async () => {
         clock.advance(); // each failed attempt waits for its backoff on the clock
         return (await healthOf(connector.port)).status === "unavailable";
       }, "the circuit to open");
       const { code, problems, paused } = await healthOf(connector.port);
       assert.equal(code, 503);
-      assert.ok(problems.some((p) => /^predict is failing, intake paused until it answers: .*ECONNREFUSED/.test(p)), JSON.stringify(problems));
+      assert.ok(
+        problems.some((p) => /^predict is failing, intake paused until it answers: .*ECONNREFUSED/.test(p)),
+        JSON.stringify(problems),
+      );
       assert.match(paused ?? "", /^predict is failing/, "intake paused");
       // About 40 bytes a message: no more than 2 KiB of them held, the rest wait in the broker.
       const held = await healthOf(connector.port);
-      assert.ok(held.bytesInFlight <= 2048 + 64 && held.pending < 100, `holding ${held.pending} messages, ${held.bytesInFlight} bytes`);
+      assert.ok(
+        held.bytesInFlight <= 2048 + 64 && held.pending < 100,
+        `holding ${held.pending} messages, ${held.bytesInFlight} bytes`,
+      );
       assert.match(await metricsOf(connector.port), /^connector_circuit_open\{function="predict"\} 1$/m);
 
       const back = new FakeGateway();
@@ -423,28 +557,49 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
         clock.advance(); // the probe
         return back.delivered().length >= 100;
       }, "every message delivered");
-      assert.deepEqual((back.delivered() as Array<{ n: number }>).map((m) => m.n).sort((a, b) => a - b), Array.from({ length: 100 }, (_, n) => n));
+      assert.deepEqual(
+        (back.delivered() as Array<{ n: number }>).map((m) => m.n).sort((a, b) => a - b),
+        Array.from({ length: 100 }, (_, n) => n),
+      );
       const healthy = await healthOf(connector.port);
       assert.deepEqual([healthy.status, healthy.paused], ["ok", null]);
       const metrics = await metricsOf(connector.port);
       assert.match(metrics, /^connector_circuit_open\{function="predict"\} 0$/m);
       assert.doesNotMatch(metrics, /^connector_dead_lettered_total/m, "nothing dead-lettered");
       assert.equal(collector.on("fan/deadletter").length, letters);
-      await eventually(async () => /^connector_messages_pending 0$/m.test(await metricsOf(connector.port)), "every message acknowledged");
+      await eventually(
+        async () => /^connector_messages_pending 0$/m.test(await metricsOf(connector.port)),
+        "every message acknowledged",
+      );
     });
 
     it("keeps every message through a broker restart during a gateway outage, and delivers them once the gateway is back", async () => {
       const port = await freePort();
       const clock = new ManualClock();
-      const connector = inProcess({ gateway_url: `http://127.0.0.1:${port}`, functions: "fan/restart=predict", topic: "fan/restart", client_id: "outage-restart", retries: "1", batch_size: "10" }, clock);
+      const connector = inProcess(
+        {
+          gateway_url: `http://127.0.0.1:${port}`,
+          functions: "fan/restart=predict",
+          topic: "fan/restart",
+          client_id: "outage-restart",
+          retries: "1",
+          batch_size: "10",
+        },
+        clock,
+      );
       await connector.start();
-      await Promise.all(Array.from({ length: 50 }, (_, n) => publisher.publishAsync("fan/restart", JSON.stringify({ n }), { qos: 1 })));
+      await Promise.all(
+        Array.from({ length: 50 }, (_, n) => publisher.publishAsync("fan/restart", JSON.stringify({ n }), { qos: 1 })),
+      );
       await eventually(async () => {
         clock.advance();
         return /^predict is failing/.test((await healthOf(connector.port)).paused ?? "");
       }, "the circuit to open");
       await broker.restart(); // what the connector held is void now; the broker redelivers it
-      await eventually(async () => !(await healthOf(connector.port)).problems.some((p) => p.startsWith("not connected")), "connected again");
+      await eventually(
+        async () => !(await healthOf(connector.port)).problems.some((p) => p.startsWith("not connected")),
+        "connected again",
+      );
       const back = new FakeGateway();
       await back.listen(port);
       after(() => back.server.close());
@@ -452,34 +607,59 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
         clock.advance();
         return new Set((back.delivered() as Array<{ n: number }>).map((m) => m.n)).size >= 50;
       }, "every message delivered");
-      await eventually(async () => /^connector_messages_pending 0$/m.test(await metricsOf(connector.port)), "every message acknowledged");
+      await eventually(
+        async () => /^connector_messages_pending 0$/m.test(await metricsOf(connector.port)),
+        "every message acknowledged",
+      );
       assert.equal((await healthOf(connector.port)).status, "ok");
     });
 
     it("retries 503, 429, 404 and timeouts (the function's budget) without limit and dead-letters none of them", async () => {
-      const failures = [{ status: 503, body: "no endpoints" }, { status: 429, body: "busy" }, { status: 404, body: "no such function" }, "hang" as const, { status: 502, body: "bad gateway" }];
+      const failures = [
+        { status: 503, body: "no endpoints" },
+        { status: 429, body: "busy" },
+        { status: 404, body: "no such function" },
+        "hang" as const,
+        { status: 502, body: "bad gateway" },
+      ];
       const gatewayFor = new FakeGateway();
       gatewayFor.answer = () => failures.shift(); // then the default, 200
       const url = await gatewayFor.listen();
       after(() => gatewayFor.server.closeAllConnections());
       after(() => gatewayFor.server.close());
       const clock = new ManualClock();
-      const connector = inProcess({ gateway_url: url, functions: "fan/retry=predict", topic: "fan/retry", client_id: "retry-statuses", retries: "20", timeout_ms: "300" }, clock);
+      const connector = inProcess(
+        {
+          gateway_url: url,
+          functions: "fan/retry=predict",
+          topic: "fan/retry",
+          client_id: "retry-statuses",
+          retries: "20",
+          timeout_ms: "300",
+        },
+        clock,
+      );
       await connector.start();
       await publisher.publishAsync("fan/retry", JSON.stringify({ n: "retry" }), { qos: 1 });
       await eventually(async () => {
         clock.advance();
         return gatewayFor.delivered().length >= 1;
       }, "the message delivered after five failed attempts");
-      assert.deepEqual(gatewayFor.invocations.map((c) => c.headers["x-timeout-ms"]), ["300", "300", "300", "300", "300", "300"]);
-      assert.deepEqual(gatewayFor.invocations.map((c) => c.status), [503, 429, 404, 0, 502, 200]);
+      assert.deepEqual(
+        gatewayFor.invocations.map((c) => c.headers["x-timeout-ms"]),
+        ["300", "300", "300", "300", "300", "300"],
+      );
+      assert.deepEqual(
+        gatewayFor.invocations.map((c) => c.status),
+        [503, 429, 404, 0, 502, 200],
+      );
       const metrics = await metricsOf(connector.port);
       assert.match(metrics, /^connector_retries_total\{function="predict"\} 5$/m);
       assert.doesNotMatch(metrics, /^connector_dead_lettered_total/m);
     });
 
     it("keeps the messages unacknowledged while their function's answer cannot be published, and retries the publish", async () => {
-        const clock = new ManualClock();
+      const clock = new ManualClock();
       const connector = inProcess({ topic: "fan/reply", client_id: "reply-retry" }, clock);
       await connector.start();
       const replies = collector.on("replies").length;
@@ -495,14 +675,20 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
           return /connector_reply_failures_total\{function="echo"\} [1-9]/.test(await metricsOf(connector.port));
         }, "a failed reply publish");
         const health = await healthOf(connector.port);
-        assert.ok(health.problems.some((p) => /^cannot publish echo's answer to replies: /.test(p)), JSON.stringify(health.problems));
+        assert.ok(
+          health.problems.some((p) => /^cannot publish echo's answer to replies: /.test(p)),
+          JSON.stringify(health.problems),
+        );
         assert.match(await metricsOf(connector.port), /^connector_messages_pending 1$/m, "not acknowledged");
       } finally {
         process.kill(broker.pid as number, "SIGCONT");
       }
       await eventually(async () => {
         clock.advance();
-        return collector.on("replies").length > replies && /^connector_messages_pending 0$/m.test(await metricsOf(connector.port));
+        return (
+          collector.on("replies").length > replies &&
+          /^connector_messages_pending 0$/m.test(await metricsOf(connector.port))
+        );
       }, "the reply published and the message acknowledged");
       assert.equal((await healthOf(connector.port)).status, "ok");
     });
@@ -512,7 +698,10 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
       const clock = new ManualClock();
       // The connector's own log says when drain has reached the wait for the dead letters.
       const events: string[] = [];
-      const log = pino({ level: "info" }, { write: (line: string) => void events.push((JSON.parse(line) as { event?: string }).event ?? "") });
+      const log = pino(
+        { level: "info" },
+        { write: (line: string) => void events.push((JSON.parse(line) as { event?: string }).event ?? "") },
+      );
       const connector = inProcess({ topic: "fan/drain", client_id: "drain-letters", batch_size: "1" }, clock, log);
       await connector.start();
       const letters = collector.on("fan/deadletter").length;
@@ -525,7 +714,10 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
       let drained = false;
       try {
         release();
-        await eventually(async () => (await healthOf(connector.port)).deadLettersPending === 1, "the dead letter's publish under way");
+        await eventually(
+          async () => (await healthOf(connector.port)).deadLettersPending === 1,
+          "the dead letter's publish under way",
+        );
         void connector.drain().then(() => (drained = true));
         await until(() => events.includes("draining_dead_letters"), "drain waiting for the dead letter");
         assert.equal(drained, false, "drain waits for the dead letter");
@@ -534,7 +726,10 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
         process.kill(broker.pid as number, "SIGCONT");
       }
       await connector.drain();
-      const [letter] = (await collector.waitFor("fan/deadletter", letters + 1)).slice(letters) as Array<{ error: string; topic: string }>;
+      const [letter] = (await collector.waitFor("fan/deadletter", letters + 1)).slice(letters) as Array<{
+        error: string;
+        topic: string;
+      }>;
       assert.match(letter?.error ?? "", /echo answered 422: unprocessable/);
       assert.equal(letter?.topic, "fan/drain");
     });

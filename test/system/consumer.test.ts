@@ -19,7 +19,15 @@ async function until(done: () => boolean): Promise<void> {
 /** A consumer that keeps what it is given, for the test to acknowledge or not. */
 function consumer(url: string, clientId: string, topics: string[], options: Partial<ConsumerOptions> = {}) {
   const received: ReceivedMessage[] = [];
-  const c = new MqttConsumer({ mqtt: { url }, clientId, topics, deadLetterTopic: "fan/deadletter", log, onMessage: (m) => received.push(m), ...options });
+  const c = new MqttConsumer({
+    mqtt: { url },
+    clientId,
+    topics,
+    deadLetterTopic: "fan/deadletter",
+    log,
+    onMessage: (m) => received.push(m),
+    ...options,
+  });
   return { consumer: c, received };
 }
 
@@ -59,7 +67,10 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     received[0]?.ack();
     received[1]?.ack();
     received[1]?.ack(); // twice is harmless
-    assert.deepEqual({ messages: first.status.messagesInFlight, healthy: first.healthy }, { messages: 1, healthy: true });
+    assert.deepEqual(
+      { messages: first.status.messagesInFlight, healthy: first.healthy },
+      { messages: 1, healthy: true },
+    );
     await new Promise((resolve) => setImmediate(resolve)); // the PUBACKs leave in one write, on the next tick
     await first.close(); // as if killed: no DISCONNECT, message 3 never acknowledged
     await first.close(); // twice is harmless
@@ -93,12 +104,21 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
       const batch = received.slice(acked);
       acked += batch.length;
       for (const m of batch) m.ack(); // the first acks may deliver a message already
-
     }
     assert.equal(received.length, total, "every message delivered once");
     assert.ok(pauses >= 5, `paused ${pauses} times`);
     assert.ok(Math.max(...sizes) < bound + oneMessage, `at most ${Math.max(...sizes)} bytes in flight`);
-    assert.deepEqual(c.status, { connected: true, subscribed: true, paused: null, pausedFor: [], waiting: false, error: null, messagesInFlight: 0, bytesInFlight: 0, deadLettersPending: 0 });
+    assert.deepEqual(c.status, {
+      connected: true,
+      subscribed: true,
+      paused: null,
+      pausedFor: [],
+      waiting: false,
+      error: null,
+      messagesInFlight: 0,
+      bytesInFlight: 0,
+      deadLettersPending: 0,
+    });
     await c.drain();
   });
 
@@ -117,7 +137,10 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     assert.equal(received.length, 0);
     c.resume("routes");
     await until(() => received.length === 2);
-    assert.deepEqual(received.map((m) => m.payload.toString()), ["held", "behind it"]);
+    assert.deepEqual(
+      received.map((m) => m.payload.toString()),
+      ["held", "behind it"],
+    );
     for (const m of received) m.ack();
     await c.drain();
   });
@@ -126,7 +149,10 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     // While reading is stopped the broker's PINGRESP goes unread too: MQTT.js reconnects after
     // 1.5 × keepalive. Deliberate: the messages stay with the broker and come again.
     let lost = 0;
-    const { consumer: c, received } = consumer(broker.url, "keepalive", ["t/keepalive"], { client: { keepalive: 1, reconnectPeriod: 50 }, onConnectionLost: () => lost++ });
+    const { consumer: c, received } = consumer(broker.url, "keepalive", ["t/keepalive"], {
+      client: { keepalive: 1, reconnectPeriod: 50 },
+      onConnectionLost: () => lost++,
+    });
     await c.start();
     c.pause("circuit", "the target is down");
     for (const n of ["1", "2", "3"]) await publish("t/keepalive", n);
@@ -134,7 +160,10 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     assert.deepEqual({ received: received.length, subscribed: c.status.subscribed }, { received: 0, subscribed: true });
     c.resume("circuit");
     await until(() => received.length === 3);
-    assert.deepEqual(received.map((m) => m.payload.toString()), ["1", "2", "3"]);
+    assert.deepEqual(
+      received.map((m) => m.payload.toString()),
+      ["1", "2", "3"],
+    );
     for (const m of received) m.ack();
     await c.drain();
     assert.deepEqual(await heldFor("keepalive", "t/keepalive"), []);
@@ -148,7 +177,10 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     await until(() => received.length === 1);
     assert.equal(await c.deadLetter(received[0] as ReceivedMessage, "rotation: expected a number"), "published");
     const [letter] = (await letters.waitFor("fan/deadletter", 1)) as Array<Record<string, string>>;
-    assert.deepEqual({ ...letter, at: "" }, { error: "rotation: expected a number", topic: "t/dead", payload: '{"deviceID":"x","rotation":"fast"}', at: "" });
+    assert.deepEqual(
+      { ...letter, at: "" },
+      { error: "rotation: expected a number", topic: "t/dead", payload: '{"deviceID":"x","rotation":"fast"}', at: "" },
+    );
     assert.ok(!Number.isNaN(Date.parse(letter?.at ?? "")));
     await letters.stop();
     await c.drain();
@@ -221,12 +253,19 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     await until(() => received.length === 1);
     assert.equal(await c.deadLetter(received[0] as ReceivedMessage, "cannot store it"), "dropped");
     await c.drain();
-    assert.deepEqual(await heldFor("loop", "fan/deadletter"), [], "acknowledged, and no dead letter of it was published");
+    assert.deepEqual(
+      await heldFor("loop", "fan/deadletter"),
+      [],
+      "acknowledged, and no dead letter of it was published",
+    );
   });
 
   it("voids what it delivered when the connection drops, tells its owner, and gets it again", async () => {
     let lost = 0;
-    const { consumer: c, received } = consumer(broker.url, "reconnect", ["t/reconnect"], { onConnectionLost: () => lost++, client: { reconnectPeriod: 50 } });
+    const { consumer: c, received } = consumer(broker.url, "reconnect", ["t/reconnect"], {
+      onConnectionLost: () => lost++,
+      client: { reconnectPeriod: 50 },
+    });
     await c.start();
     await publish("t/reconnect", "1");
     await until(() => received.length === 1);
@@ -237,7 +276,10 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     assert.equal(c.status.messagesInFlight, 1);
     received[1]?.ack();
     assert.equal(c.status.messagesInFlight, 0);
-    assert.deepEqual(received.map((m) => m.payload.toString()), ["1", "1"]);
+    assert.deepEqual(
+      received.map((m) => m.payload.toString()),
+      ["1", "1"],
+    );
     await c.drain();
   });
 });
@@ -251,7 +293,8 @@ describe("the MQTT consumer, against a broker that refuses the subscription", { 
   let url: string;
   before(async () => {
     aedes = await Aedes.createBroker();
-    aedes.authorizeSubscribe = (_client, subscription, done) => done(null, subscription.topic === "fan/secret" ? null : subscription);
+    aedes.authorizeSubscribe = (_client, subscription, done) =>
+      done(null, subscription.topic === "fan/secret" ? null : subscription);
     server = createServer((socket) => aedes.handle(socket)).listen(0, "127.0.0.1");
     await once(server, "listening");
     url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -263,7 +306,10 @@ describe("the MQTT consumer, against a broker that refuses the subscription", { 
 
   it("rejects start with the reason, reports it, and does not hang", async () => {
     const { consumer: c } = consumer(url, "refused", ["fan/open", "fan/secret"]);
-    await assert.rejects(c.start(), /the broker refused the subscription to fan\/secret \(Subscribe error: Unspecified error\)/);
+    await assert.rejects(
+      c.start(),
+      /the broker refused the subscription to fan\/secret \(Subscribe error: Unspecified error\)/,
+    );
     assert.equal(c.healthy, false);
     assert.match(c.status.error ?? "", /refused the subscription to fan\/secret/);
     await c.close();

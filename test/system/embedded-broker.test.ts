@@ -16,7 +16,9 @@ describe("the embedded broker's packet size limit", () => {
     const log = pino({ level: "warn" }, { write: (line: string) => void logged.push(line) });
     broker = await startEmbeddedBroker({ port: 0, log });
     subscriber = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
-    subscriber.on("message", (_topic, payload) => received.push(payload.length > 100 ? `${payload.length} bytes` : payload.toString()));
+    subscriber.on("message", (_topic, payload) =>
+      received.push(payload.length > 100 ? `${payload.length} bytes` : payload.toString()),
+    );
     await subscriber.subscribeAsync("fan/messages", { qos: 1 });
   });
   after(async () => {
@@ -42,7 +44,6 @@ describe("the embedded broker's packet size limit", () => {
     assert.deepEqual(received, ['{"deviceID":"1"}', "16000 bytes"]);
     assert.equal(subscriber.connected, true);
   });
-
 });
 
 describe("PacketSizeGuard", () => {
@@ -57,11 +58,17 @@ describe("PacketSizeGuard", () => {
       const failed = once(guard, "error");
       for (let i = 0; i < bytes.length && !guard.destroyed; i += split) guard.write(bytes.subarray(i, i + split));
       const [error] = (await failed) as [Error];
-      assert.match(error.message, new RegExp(`MQTT packet of ${big.length} bytes refused: the limit is ${small.length + 10} bytes`));
+      assert.match(
+        error.message,
+        new RegExp(`MQTT packet of ${big.length} bytes refused: the limit is ${small.length + 10} bytes`),
+      );
       // Every byte before the big packet went through; of the big packet, at most its header did.
       const through = Buffer.concat(passed);
       const before = small.length * 2 + publishPacket(0).length;
-      assert.ok(through.length >= before && through.length <= before + 3, `split ${split}: ${through.length} bytes passed`);
+      assert.ok(
+        through.length >= before && through.length <= before + 3,
+        `split ${split}: ${through.length} bytes passed`,
+      );
       assert.deepEqual(through.subarray(0, before), bytes.subarray(0, before));
     }
   });

@@ -28,7 +28,11 @@ describe("fault suite (short): nothing lost under faults", { timeout: 15 * 60_00
       const result = await runScenario(scenario, options);
       t.diagnostic(summaryLine(result));
       if (result.missed.length > 0) failed = true;
-      assert.deepEqual(result.missed, [], `${scenario.name} missed targets (process logs in ${result.logDir}):\n${JSON.stringify(result, null, 1)}`);
+      assert.deepEqual(
+        result.missed,
+        [],
+        `${scenario.name} missed targets (process logs in ${result.logDir}):\n${JSON.stringify(result, null, 1)}`,
+      );
       // The load itself: the counts above are over real traffic.
       assert.ok(result.sent.valid > 0 && result.sent.invalid > 0);
     });

@@ -51,16 +51,31 @@ const fn: FunctionModule = {
 describe("node22-ts function server", () => {
   let server: FunctionServer;
   before(async () => {
-    server = await startFunctionServer(fn, { port: 0, host: "127.0.0.1", maxJsonSize: 1024, maxRawSize: 2048, name: "toy" });
+    server = await startFunctionServer(fn, {
+      port: 0,
+      host: "127.0.0.1",
+      maxJsonSize: 1024,
+      maxRawSize: 2048,
+      name: "toy",
+    });
   });
   after(() => server.close());
 
   const request = async (path: string, init: RequestInit = {}) => {
     const response = await fetch(`${server.url}${path}`, init);
     const text = await response.text();
-    return { status: response.status, type: response.headers.get("content-type") ?? "", text, headers: response.headers };
+    return {
+      status: response.status,
+      type: response.headers.get("content-type") ?? "",
+      text,
+      headers: response.headers,
+    };
   };
-  const json = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const json = (body: unknown) => ({
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
 
   it("runs init before listening", () => assert.deepEqual(lifecycle, ["init"]));
 
@@ -72,9 +87,17 @@ describe("node22-ts function server", () => {
   });
 
   it("hands text bodies over as strings and other bodies as Buffers", async () => {
-    const text = await request("/echo", { method: "POST", headers: { "content-type": "text/plain" }, body: '{"params":[1]}' });
+    const text = await request("/echo", {
+      method: "POST",
+      headers: { "content-type": "text/plain" },
+      body: '{"params":[1]}',
+    });
     assert.equal(JSON.parse(text.text).body, '{"params":[1]}');
-    const raw = await request("/echo", { method: "POST", headers: { "content-type": "application/octet-stream" }, body: new Uint8Array([1, 2]) });
+    const raw = await request("/echo", {
+      method: "POST",
+      headers: { "content-type": "application/octet-stream" },
+      body: new Uint8Array([1, 2]),
+    });
     assert.equal(JSON.parse(raw.text).isBuffer, true);
   });
 
@@ -93,7 +116,11 @@ describe("node22-ts function server", () => {
   it("answers an input error with its status, code and field (the module's errorAnswer)", async () => {
     const r = await request("/bad-input");
     assert.equal(r.status, 400);
-    assert.deepEqual(JSON.parse(r.text), { error: "rotation must be a number", code: "FANWATCH_INPUT_INVALID", field: "rotation" });
+    assert.deepEqual(JSON.parse(r.text), {
+      error: "rotation must be a number",
+      code: "FANWATCH_INPUT_INVALID",
+      field: "rotation",
+    });
   });
 
   it("answers 500 to another error, whatever `status` or `field` it carries", async () => {
@@ -116,18 +143,33 @@ describe("node22-ts function server", () => {
   });
 
   it("rejects malformed JSON, an empty JSON body, bytes that are not UTF-8, prototype keys and oversized bodies with clear JSON errors", async () => {
-    const malformed = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: '{"a":' });
+    const malformed = await request("/echo", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"a":',
+    });
     assert.equal(malformed.status, 400);
     assert.match(JSON.parse(malformed.text).error, /not valid JSON/);
-    assert.deepEqual([JSON.parse(malformed.text).code, JSON.parse(malformed.text).field], ["FANWATCH_TEMPLATE_BODY_INVALID", "body"]);
+    assert.deepEqual(
+      [JSON.parse(malformed.text).code, JSON.parse(malformed.text).field],
+      ["FANWATCH_TEMPLATE_BODY_INVALID", "body"],
+    );
     const empty = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: "" });
     assert.equal(empty.status, 400);
     assert.match(JSON.parse(empty.text).error, /empty/);
-    const proto = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: '{"__proto__":{"polluted":true}}' });
+    const proto = await request("/echo", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"__proto__":{"polluted":true}}',
+    });
     assert.equal(proto.status, 400);
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
     // {"deviceID":"<0xff>"}: a lossy decode would pass it on as "\uFFFD".
-    const notUtf8 = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: Buffer.concat([Buffer.from('{"deviceID":"'), Buffer.from([0xff]), Buffer.from('"}')]) });
+    const notUtf8 = await request("/echo", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: Buffer.concat([Buffer.from('{"deviceID":"'), Buffer.from([0xff]), Buffer.from('"}')]),
+    });
     assert.equal(notUtf8.status, 400);
     assert.match(JSON.parse(notUtf8.text).error, /not valid UTF-8/);
     const huge = await request("/echo", json({ data: "x".repeat(5000) }));
@@ -157,7 +199,16 @@ describe("node22-ts function server", () => {
   });
 
   it("hands a module that exports rawBody = true every body as the bytes sent, malformed JSON included", async () => {
-    const raw = await startFunctionServer({ rawBody: true, handler: (event) => ({ isBuffer: Buffer.isBuffer(event.body), text: Buffer.isBuffer(event.body) ? event.body.toString() : null }) }, { port: 0, host: "127.0.0.1" });
+    const raw = await startFunctionServer(
+      {
+        rawBody: true,
+        handler: (event) => ({
+          isBuffer: Buffer.isBuffer(event.body),
+          text: Buffer.isBuffer(event.body) ? event.body.toString() : null,
+        }),
+      },
+      { port: 0, host: "127.0.0.1" },
+    );
     try {
       for (const type of ["application/json", "text/plain", "application/octet-stream"]) {
         const response = await fetch(raw.url, { method: "POST", headers: { "content-type": type }, body: '{"a":' });
@@ -175,7 +226,10 @@ describe("node22-ts function server start and stop", () => {
     let finishInit: () => void = () => {};
     const initDone = new Promise<void>((resolve) => (finishInit = resolve));
     const port = await freePort();
-    const starting = startFunctionServer({ init: () => initDone, handler: () => ({ served: true }) }, { port, host: "127.0.0.1" });
+    const starting = startFunctionServer(
+      { init: () => initDone, handler: () => ({ served: true }) },
+      { port, host: "127.0.0.1" },
+    );
     const url = `http://127.0.0.1:${port}`;
     let ready = await untilListening(url);
     assert.equal(ready.status, 503);
@@ -194,7 +248,10 @@ describe("node22-ts function server start and stop", () => {
     let failInit: (error: Error) => void = () => {};
     const initFailed = new Promise<void>((_resolve, reject) => (failInit = reject));
     const port = await freePort();
-    const starting = startFunctionServer({ init: () => initFailed, handler: () => ({ served: true }) }, { port, host: "127.0.0.1" });
+    const starting = startFunctionServer(
+      { init: () => initFailed, handler: () => ({ served: true }) },
+      { port, host: "127.0.0.1" },
+    );
     const url = `http://127.0.0.1:${port}`;
     assert.equal((await untilListening(url)).status, 503);
     failInit(new Error("model missing"));
@@ -209,7 +266,10 @@ describe("node22-ts function server start and stop", () => {
     let finishInit: () => void = () => {};
     const initDone = new Promise<void>((resolve) => (finishInit = resolve));
     const port = await freePort();
-    const starting = startFunctionServer({ init: () => initDone, handler: () => ({ served: true }) }, { port, host: "127.0.0.1", readyFile: lock });
+    const starting = startFunctionServer(
+      { init: () => initDone, handler: () => ({ served: true }) },
+      { port, host: "127.0.0.1", readyFile: lock },
+    );
     assert.equal((await untilListening(`http://127.0.0.1:${port}`)).status, 503);
     assert.equal(existsSync(lock), false, "not ready yet: the watchdog's /_/health must say 503");
     finishInit();
@@ -222,7 +282,10 @@ describe("node22-ts function server start and stop", () => {
 
   it("with keepServingMs, goes on serving after close() (answering /_/ready 503), then drains and runs close()", async () => {
     const events: string[] = [];
-    const server = await startFunctionServer({ handler: () => ({ served: true }), close: () => void events.push("close") }, { port: 0, host: "127.0.0.1", keepServingMs: 2000 });
+    const server = await startFunctionServer(
+      { handler: () => ({ served: true }), close: () => void events.push("close") },
+      { port: 0, host: "127.0.0.1", keepServingMs: 2000 },
+    );
     const closing = server.close().then(() => events.push("closed"));
     const ready = await fetch(`${server.url}/_/ready`);
     assert.equal(ready.status, 503);
@@ -250,14 +313,22 @@ async function untilListening(url: string): Promise<Response> {
 describe("node22-ts function server: who may call it", () => {
   const echo: FunctionModule = { handler: (event) => ({ body: event.body }) };
   /** A POST with exactly these headers (fetch would add its own). */
-  const post = async (url: string, headers: Record<string, string>, body = '{"deviceID":"1","action":"acknowledge","by":"evil-page"}') => {
+  const post = async (
+    url: string,
+    headers: Record<string, string>,
+    body = '{"deviceID":"1","action":"acknowledge","by":"evil-page"}',
+  ) => {
     const { request } = await import("node:http");
     return new Promise<{ status: number; body: { code?: string; error?: string } }>((resolve, reject) => {
-      const req = request(url, { method: "POST", headers: { "content-length": String(Buffer.byteLength(body)), ...headers } }, (res) => {
-        let text = "";
-        res.on("data", (d: Buffer) => (text += d.toString()));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as { code?: string } }));
-      });
+      const req = request(
+        url,
+        { method: "POST", headers: { "content-length": String(Buffer.byteLength(body)), ...headers } },
+        (res) => {
+          let text = "";
+          res.on("data", (d: Buffer) => (text += d.toString()));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as { code?: string } }));
+        },
+      );
       req.on("error", reject);
       req.end(body);
     });
@@ -270,25 +341,55 @@ describe("node22-ts function server: who may call it", () => {
       const refused = await post(server.url, evil);
       assert.equal(refused.status, 403);
       assert.equal(refused.body.code, "FANWATCH_TEMPLATE_CROSS_SITE");
-      assert.equal((await post(server.url, { "content-type": "text/plain", "sec-fetch-site": "same-site", origin: "http://127.0.0.1:1" })).status, 403);
+      assert.equal(
+        (
+          await post(server.url, {
+            "content-type": "text/plain",
+            "sec-fetch-site": "same-site",
+            origin: "http://127.0.0.1:1",
+          })
+        ).status,
+        403,
+      );
       assert.equal((await post(server.url, { "content-type": "text/plain" })).status, 200, "curl sends no Origin");
       const own = new URL(server.url).host;
-      assert.equal((await post(server.url, { "content-type": "text/plain", origin: `http://${own}`, "sec-fetch-site": "same-origin" })).status, 200);
+      assert.equal(
+        (
+          await post(server.url, {
+            "content-type": "text/plain",
+            origin: `http://${own}`,
+            "sec-fetch-site": "same-origin",
+          })
+        ).status,
+        200,
+      );
     } finally {
       await server.close();
     }
   });
 
   it("started by a runner with a token, answers only calls that carry it; the probes stay open", async () => {
-    const server = await startFunctionServer(echo, { port: 0, host: "127.0.0.1", name: "behind-gateway", callerToken: "run-token" });
+    const server = await startFunctionServer(echo, {
+      port: 0,
+      host: "127.0.0.1",
+      name: "behind-gateway",
+      callerToken: "run-token",
+    });
     try {
-      const attempts: Array<Record<string, string>> = [evil, { "content-type": "text/plain" }, { "content-type": "text/plain", "x-fanwatch-caller": "guess" }];
+      const attempts: Array<Record<string, string>> = [
+        evil,
+        { "content-type": "text/plain" },
+        { "content-type": "text/plain", "x-fanwatch-caller": "guess" },
+      ];
       for (const headers of attempts) {
         const refused = await post(server.url, headers);
         assert.equal(refused.status, 403, JSON.stringify(headers));
         assert.equal(refused.body.code, "FANWATCH_TEMPLATE_CALLER_REFUSED");
       }
-      assert.equal((await post(server.url, { "content-type": "text/plain", "x-fanwatch-caller": "run-token" })).status, 200);
+      assert.equal(
+        (await post(server.url, { "content-type": "text/plain", "x-fanwatch-caller": "run-token" })).status,
+        200,
+      );
       assert.equal((await fetch(`${server.url}/_/ready`)).status, 200);
     } finally {
       await server.close();
@@ -302,13 +403,19 @@ describe("node22-ts function server: who may call it", () => {
     const server = await startFunctionServer(echo, { port: 0, host: "127.0.0.1", name: "aborted", logger });
     try {
       const { request } = await import("node:http");
-      const req = request(server.url, { method: "POST", headers: { "content-type": "application/json", "transfer-encoding": "chunked" } });
+      const req = request(server.url, {
+        method: "POST",
+        headers: { "content-type": "application/json", "transfer-encoding": "chunked" },
+      });
       req.on("error", () => {});
       req.write('{"params": [' + "1,".repeat(10_000));
       await new Promise((resolve) => setTimeout(resolve, 100)); // paces the client: it has sent part of the body
       req.destroy();
       await eventually("the client_aborted event", () => lines.some((line) => line.includes('"client_aborted"')));
-      const event = JSON.parse(lines.find((line) => line.includes('"client_aborted"')) ?? "{}") as { level: number; err?: unknown };
+      const event = JSON.parse(lines.find((line) => line.includes('"client_aborted"')) ?? "{}") as {
+        level: number;
+        err?: unknown;
+      };
       assert.equal(event.level, 30, "info");
       assert.equal(event.err, undefined, "no error with a stack");
       assert.ok(!lines.some((line) => line.includes("handler threw")));
@@ -317,4 +424,3 @@ describe("node22-ts function server: who may call it", () => {
     }
   });
 });
-

@@ -11,7 +11,9 @@ import { finished, freePort, spawnCli, waitForOutput, type Finished } from "../s
 const SCORE_BODY = JSON.stringify({ params: [612.3, 40.1, 151.7, 48.9] });
 
 /** A server on loopback that records what is posted to it and answers with `answer`. */
-async function receiver(answer: (req: IncomingMessage, res: import("node:http").ServerResponse) => void = (_req, res) => res.end()): Promise<{ url: string; hits: string[]; server: Server }> {
+async function receiver(
+  answer: (req: IncomingMessage, res: import("node:http").ServerResponse) => void = (_req, res) => res.end(),
+): Promise<{ url: string; hits: string[]; server: Server }> {
   const hits: string[] = [];
   const server = createServer((req, res) => {
     req.resume();
@@ -25,13 +27,22 @@ async function receiver(answer: (req: IncomingMessage, res: import("node:http").
 }
 
 /** Sends exactly these headers (fetch adds its own Sec-Fetch and Origin rules). */
-function send(url: string, method: string, headers: Record<string, string>, body = ""): Promise<{ status: number; body: string }> {
+function send(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  body = "",
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method, headers: { ...headers, "content-length": String(Buffer.byteLength(body)) } }, (res) => {
-      let text = "";
-      res.on("data", (d: Buffer) => (text += d.toString()));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
-    });
+    const req = request(
+      url,
+      { method, headers: { ...headers, "content-length": String(Buffer.byteLength(body)) } },
+      (res) => {
+        let text = "";
+        res.on("data", (d: Buffer) => (text += d.toString()));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
     req.on("error", reject);
     req.end(body);
   });
@@ -48,7 +59,11 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
     broker = await startMosquitto();
     const port = await freePort();
     gateway = `http://127.0.0.1:${port}`;
-    child = spawnCli(["gateway", "--port", String(port)], { MQTT_URL: broker.url, GATEWAY_MAX_ASYNC_PENDING: "2", LOG_LEVEL: "warn" });
+    child = spawnCli(["gateway", "--port", String(port)], {
+      MQTT_URL: broker.url,
+      GATEWAY_MAX_ASYNC_PENDING: "2",
+      LOG_LEVEL: "warn",
+    });
     child.stderr.on("data", (d: Buffer) => (output += d.toString()));
     child.stdout.on("data", (d: Buffer) => (output += d.toString()));
     exit = finished(child);
@@ -64,8 +79,15 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
     assert.match(output, new RegExp(`functions publish to ${broker.url.replace(/[.]/g, "\\.")}`));
     const password = /password (\S+)\)/.exec(output)?.[1] ?? "";
     const auth = { authorization: `Basic ${Buffer.from(`admin:${password}`).toString("base64")}` };
-    const functions = (await (await fetch(`${gateway}/system/functions`, { headers: auth })).json()) as Array<{ name: string; availableReplicas: number }>;
-    assert.deepEqual(functions.map((f) => [f.name, f.availableReplicas]).sort(), [["health", 1], ["predict", 1], ["score", 1]]);
+    const functions = (await (await fetch(`${gateway}/system/functions`, { headers: auth })).json()) as Array<{
+      name: string;
+      availableReplicas: number;
+    }>;
+    assert.deepEqual(functions.map((f) => [f.name, f.availableReplicas]).sort(), [
+      ["health", 1],
+      ["predict", 1],
+      ["score", 1],
+    ]);
     const score = await send(`${gateway}/function/score`, "POST", { "content-type": "application/json" }, SCORE_BODY);
     assert.equal(score.status, 200, score.body);
     assert.equal((JSON.parse(score.body) as { fault: number }).fault, 0);
@@ -73,20 +95,46 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
 
   it("refuses what another site's page makes a browser send, and serves curl and its own page", async () => {
     const host = new URL(gateway).host;
-    const browsers: Array<Record<string, string>> = [{ origin: "http://evil.example" }, { origin: "null" }, { "sec-fetch-site": "cross-site" }, { "sec-fetch-site": "same-site", origin: "http://127.0.0.1:3000" }];
+    const browsers: Array<Record<string, string>> = [
+      { origin: "http://evil.example" },
+      { origin: "null" },
+      { "sec-fetch-site": "cross-site" },
+      { "sec-fetch-site": "same-site", origin: "http://127.0.0.1:3000" },
+    ];
     for (const headers of browsers) {
       const refused = await send(`${gateway}/function/score`, "POST", headers, SCORE_BODY);
       assert.equal(refused.status, 403, JSON.stringify(headers));
       assert.match(refused.body, /cross-site request refused/);
     }
-    assert.equal((await send(`${gateway}/async-function/score`, "POST", { origin: "http://evil.example" }, SCORE_BODY)).status, 403);
+    assert.equal(
+      (await send(`${gateway}/async-function/score`, "POST", { origin: "http://evil.example" }, SCORE_BODY)).status,
+      403,
+    );
     assert.equal((await send(`${gateway}/system/functions`, "DELETE", { "sec-fetch-site": "cross-site" })).status, 403);
     // DNS rebinding: another site's name now resolving to this machine; the browser calls it same-origin.
     const port = new URL(gateway).port;
-    const rebound = { host: `rebound.example:${port}`, origin: `http://rebound.example:${port}`, "sec-fetch-site": "same-origin" };
-    assert.equal((await send(`${gateway}/function/score`, "POST", rebound, SCORE_BODY)).status, 403, "a page on a rebound name");
+    const rebound = {
+      host: `rebound.example:${port}`,
+      origin: `http://rebound.example:${port}`,
+      "sec-fetch-site": "same-origin",
+    };
+    assert.equal(
+      (await send(`${gateway}/function/score`, "POST", rebound, SCORE_BODY)).status,
+      403,
+      "a page on a rebound name",
+    );
     // Its own origin, and clients that are not browsers (no Origin), are served.
-    assert.equal((await send(`${gateway}/function/score`, "POST", { origin: `http://${host}`, "sec-fetch-site": "same-origin" }, SCORE_BODY)).status, 200);
+    assert.equal(
+      (
+        await send(
+          `${gateway}/function/score`,
+          "POST",
+          { origin: `http://${host}`, "sec-fetch-site": "same-origin" },
+          SCORE_BODY,
+        )
+      ).status,
+      200,
+    );
     assert.equal((await send(`${gateway}/function/score`, "POST", {}, SCORE_BODY)).status, 200);
     // Another site may link to the health page (a GET outside the functions).
     assert.equal((await send(`${gateway}/healthz`, "GET", { "sec-fetch-site": "cross-site" })).status, 200);
@@ -112,24 +160,50 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
   });
 
   it("refuses a callback address with a user name or password, and never writes it down", async () => {
-    const refused = await send(`${gateway}/async-function/score`, "POST", { "x-callback-url": "http://user:s3cret-pw@127.0.0.1:9/done" }, SCORE_BODY);
+    const refused = await send(
+      `${gateway}/async-function/score`,
+      "POST",
+      { "x-callback-url": "http://user:s3cret-pw@127.0.0.1:9/done" },
+      SCORE_BODY,
+    );
     assert.equal(refused.status, 400);
     assert.match(refused.body, /may not carry a user name or password/);
     assert.doesNotMatch(output, /s3cret-pw/);
   });
 
   it("posts async results only to loopback, refuses other callbacks with 400, and follows no redirect", async () => {
-    const refused = await send(`${gateway}/async-function/score`, "POST", { "x-callback-url": "http://169.254.169.254/latest/meta-data" }, SCORE_BODY);
+    const refused = await send(
+      `${gateway}/async-function/score`,
+      "POST",
+      { "x-callback-url": "http://169.254.169.254/latest/meta-data" },
+      SCORE_BODY,
+    );
     assert.equal(refused.status, 400);
-    assert.match(refused.body, /X-Callback-Url host 169\.254\.169\.254 is not this machine's loopback; list it in CALLBACK_ALLOWED_HOSTS/);
-    assert.equal((await send(`${gateway}/async-function/score`, "POST", { "x-callback-url": "file:///etc/passwd" }, SCORE_BODY)).status, 400);
+    assert.match(
+      refused.body,
+      /X-Callback-Url host 169\.254\.169\.254 is not this machine's loopback; list it in CALLBACK_ALLOWED_HOSTS/,
+    );
+    assert.equal(
+      (await send(`${gateway}/async-function/score`, "POST", { "x-callback-url": "file:///etc/passwd" }, SCORE_BODY))
+        .status,
+      400,
+    );
 
     const elsewhere = await receiver();
-    const redirecting = await receiver((_req, res) => res.writeHead(307, { location: `${elsewhere.url}/stolen` }).end());
-    const accepted = await send(`${gateway}/async-function/score`, "POST", { "x-callback-url": `${redirecting.url}/done` }, SCORE_BODY);
+    const redirecting = await receiver((_req, res) =>
+      res.writeHead(307, { location: `${elsewhere.url}/stolen` }).end(),
+    );
+    const accepted = await send(
+      `${gateway}/async-function/score`,
+      "POST",
+      { "x-callback-url": `${redirecting.url}/done` },
+      SCORE_BODY,
+    );
     assert.equal(accepted.status, 202);
     // The gateway takes the 307 as the callback's answer and says so; it never asks the other address.
-    const logged = new RegExp(`"event":"callback_failed".*"status":307.*the callback ${redirecting.url}/done answered 307`);
+    const logged = new RegExp(
+      `"event":"callback_failed".*"status":307.*the callback ${redirecting.url}/done answered 307`,
+    );
     while (!logged.test(output)) await new Promise((resolve) => setTimeout(resolve, 20));
     assert.deepEqual(redirecting.hits, ["POST /done"]);
     assert.deepEqual(elsewhere.hits, []);
@@ -140,7 +214,10 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
   it("gives no place to bodies that never end: a complete call is accepted while they are held, and they are cut off", async () => {
     // Never-ending chunked bodies, more of them than GATEWAY_MAX_ASYNC_PENDING=2 places.
     const held = [1, 2, 3].map(() => {
-      const req = request(`${gateway}/async-function/score`, { method: "POST", headers: { "content-type": "application/json", "transfer-encoding": "chunked" } });
+      const req = request(`${gateway}/async-function/score`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "transfer-encoding": "chunked" },
+      });
       req.on("error", () => {});
       req.write('{"params":');
       return new Promise<number>((resolve) => {
@@ -164,7 +241,12 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
     assert.match(big.body, /the limit is 1048576 bytes \(GATEWAY_MAX_ASYNC_BODY\)/);
     // Two calls whose callbacks never answer hold the two places GATEWAY_MAX_ASYNC_PENDING=2 gives.
     const stuck = await receiver(() => {});
-    for (const n of [1, 2]) assert.equal((await send(`${gateway}/async-function/score`, "POST", { "x-callback-url": `${stuck.url}/${n}` }, SCORE_BODY)).status, 202);
+    for (const n of [1, 2])
+      assert.equal(
+        (await send(`${gateway}/async-function/score`, "POST", { "x-callback-url": `${stuck.url}/${n}` }, SCORE_BODY))
+          .status,
+        202,
+      );
     while (stuck.hits.length < 2) await new Promise((resolve) => setTimeout(resolve, 20));
     const third = await send(`${gateway}/async-function/score`, "POST", {}, SCORE_BODY);
     assert.equal(third.status, 429);
@@ -182,14 +264,30 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
 
   it("takes a function down and back up through the scale API (replicas 0, then 1), and refuses a count above scale.max", async () => {
     const password = /password (\S+)\)/.exec(output)?.[1] ?? "";
-    const auth = { authorization: `Basic ${Buffer.from(`admin:${password}`).toString("base64")}`, "content-type": "application/json" };
-    const scale = (replicas: number, headers: Record<string, string> = auth) => send(`${gateway}/system/scale-function/score`, "POST", headers, JSON.stringify({ serviceName: "score", replicas }));
+    const auth = {
+      authorization: `Basic ${Buffer.from(`admin:${password}`).toString("base64")}`,
+      "content-type": "application/json",
+    };
+    const scale = (replicas: number, headers: Record<string, string> = auth) =>
+      send(
+        `${gateway}/system/scale-function/score`,
+        "POST",
+        headers,
+        JSON.stringify({ serviceName: "score", replicas }),
+      );
     const replicasOfScore = async () => {
-      const { replicas, availableReplicas } = (await (await fetch(`${gateway}/system/function/score`, { headers: auth })).json()) as { replicas: number; availableReplicas: number };
+      const { replicas, availableReplicas } = (await (
+        await fetch(`${gateway}/system/function/score`, { headers: auth })
+      ).json()) as { replicas: number; availableReplicas: number };
       return { replicas, availableReplicas };
     };
     assert.equal((await scale(0, {})).status, 401);
-    const other = await send(`${gateway}/system/scale-function/score`, "POST", auth, JSON.stringify({ serviceName: "predict", replicas: 2 }));
+    const other = await send(
+      `${gateway}/system/scale-function/score`,
+      "POST",
+      auth,
+      JSON.stringify({ serviceName: "predict", replicas: 2 }),
+    );
     assert.equal(other.status, 400, "the body names another function than the path");
     assert.match((JSON.parse(other.body) as { error: string }).error, /the body names "predict"/);
     assert.deepEqual(await replicasOfScore(), { replicas: 1, availableReplicas: 1 });
@@ -224,7 +322,10 @@ describe("fanwatch gateway killed outright", { timeout: 120_000 }, () => {
     const child = spawnCli(["gateway", "--port", String(port)], { MQTT_URL: broker.url, LOG_LEVEL: "warn" });
     try {
       await waitForOutput(child, /gateway running on/, 60_000);
-      const functions = execFileSync("ps", ["-o", "pid=", "--ppid", String(child.pid)], { encoding: "utf8" }).split("\n").map(Number).filter((pid) => pid > 0);
+      const functions = execFileSync("ps", ["-o", "pid=", "--ppid", String(child.pid)], { encoding: "utf8" })
+        .split("\n")
+        .map(Number)
+        .filter((pid) => pid > 0);
       assert.equal(functions.length, 3, "score, predict and health run as the gateway's children");
       child.kill("SIGKILL");
       const alive = (pid: number) => {
@@ -236,7 +337,10 @@ describe("fanwatch gateway killed outright", { timeout: 120_000 }, () => {
         }
       };
       for (let tries = 0; functions.some(alive); tries++) {
-        assert.ok(tries < 300, `functions still running 30 s after their gateway was killed: ${functions.filter(alive).join(", ")}`);
+        assert.ok(
+          tries < 300,
+          `functions still running 30 s after their gateway was killed: ${functions.filter(alive).join(", ")}`,
+        );
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     } finally {
@@ -248,14 +352,18 @@ describe("fanwatch gateway killed outright", { timeout: 120_000 }, () => {
 
 describe("which callbacks the gateway may post to", () => {
   it("allows loopback, and other hosts only when CALLBACK_ALLOWED_HOSTS lists them", () => {
-    for (const url of ["http://127.0.0.1:9000/x", "http://127.8.0.1/x", "http://localhost:1/x", "https://[::1]:8443/x"]) assert.ok("url" in checkCallbackUrl(url, []), url);
+    for (const url of ["http://127.0.0.1:9000/x", "http://127.8.0.1/x", "http://localhost:1/x", "https://[::1]:8443/x"])
+      assert.ok("url" in checkCallbackUrl(url, []), url);
     assert.ok("error" in checkCallbackUrl("http://receiver.plant:8080/x", []));
     assert.ok("url" in checkCallbackUrl("http://receiver.plant:8080/x", ["receiver.plant"]));
     assert.ok("url" in checkCallbackUrl("http://receiver.plant:8080/x", ["receiver.plant:8080"]));
     assert.ok("error" in checkCallbackUrl("http://receiver.plant:9090/x", ["receiver.plant:8080"]));
     assert.ok("error" in checkCallbackUrl("http://127.0.0.1.evil.example/x", []));
     assert.ok("error" in checkCallbackUrl("not a url", []));
-    assert.ok("error" in checkCallbackUrl("http://127.0.0.1:8086/query?q=DROP%20DATABASE%20fan", []), "a query string could drive a local service");
+    assert.ok(
+      "error" in checkCallbackUrl("http://127.0.0.1:8086/query?q=DROP%20DATABASE%20fan", []),
+      "a query string could drive a local service",
+    );
     assert.ok("url" in checkCallbackUrl("http://127.0.0.1:8086/query?q=x", ["127.0.0.1:8086"]));
   });
 });

@@ -28,7 +28,10 @@ const children = new Set<ChildProcessWithoutNullStreams>();
 
 async function startHealth(env: NodeJS.ProcessEnv): Promise<HealthProcess> {
   const port = await freePort();
-  const child = spawnCli(["function", "health", "--port", String(port), "--host", "127.0.0.1"], { LOG_LEVEL: "warn", ...env });
+  const child = spawnCli(["function", "health", "--port", String(port), "--host", "127.0.0.1"], {
+    LOG_LEVEL: "warn",
+    ...env,
+  });
   children.add(child);
   child.once("exit", () => children.delete(child));
   let seen = "";
@@ -36,7 +39,10 @@ async function startHealth(env: NodeJS.ProcessEnv): Promise<HealthProcess> {
   child.stderr.on("data", (d: Buffer) => (seen += d.toString()));
   const url = `http://127.0.0.1:${port}`;
   await waitUntilReady(url, child);
-  await eventually(async () => (await fetch(url)).status === 200, `health on ${url} ready (its store open); output:\n${seen}`);
+  await eventually(
+    async () => (await fetch(url)).status === 200,
+    `health on ${url} ready (its store open); output:\n${seen}`,
+  );
   return { url, child, output: () => seen };
 }
 
@@ -53,7 +59,13 @@ async function getFans(url: string, query = ""): Promise<{ fans: HealthRecord[];
 
 /** Readings `stepMs` apart from `start` (reading time drives the evaluator's trends and quiet period). */
 function predictions(deviceID: string, fault: 0 | 1, count: number, start: number, stepMs = 1_000): Prediction[] {
-  return Array.from({ length: count }, (_, i) => ({ deviceID, fault, probability: fault === 1 ? 0.97 : 0.02, timeStamp: start + i * stepMs, ...(fault === 1 ? { cause: "vibration" as const } : {}) }));
+  return Array.from({ length: count }, (_, i) => ({
+    deviceID,
+    fault,
+    probability: fault === 1 ? 0.97 : 0.02,
+    timeStamp: start + i * stepMs,
+    ...(fault === 1 ? { cause: "vibration" as const } : {}),
+  }));
 }
 
 /** The transitions waiting in a fan's outbox, as the bucket holds them. */
@@ -73,11 +85,17 @@ async function outboxOf(natsUrl: string, deviceID: string, bucket = "fan_health"
  */
 async function marker(collector: Collector, url: string, deviceID: string, t0: number): Promise<void> {
   assert.equal((await postJson(url, predictions(deviceID, 1, 20, t0))).status, 200);
-  await eventually(() => transitionsOf(collector, deviceID).some((t) => t.event === "alarm"), `the marker alarm of ${deviceID}`);
+  await eventually(
+    () => transitionsOf(collector, deviceID).some((t) => t.event === "alarm"),
+    `the marker alarm of ${deviceID}`,
+  );
 }
 
 function transitionsOf(collector: Collector, deviceID: string): AlarmTransition[] {
-  return collector.on("fan/alarm").map((m) => AlarmTransitionSchema.parse(m)).filter((t) => t.deviceID === deviceID);
+  return collector
+    .on("fan/alarm")
+    .map((m) => AlarmTransitionSchema.parse(m))
+    .filter((t) => t.deviceID === deviceID);
 }
 
 async function metric(url: string, name: string): Promise<number> {
@@ -89,7 +107,23 @@ async function metric(url: string, name: string): Promise<number> {
 }
 
 describe("fan keys", () => {
-  const ids = ["3", "fan-17_b", "fan.1", "a b", "hall/7", "a=2Eb", "=", ".", "ünïcødé 風扇 🌀", "x".repeat(128), "🌀".repeat(128), "a..b", "-", "*", ">"];
+  const ids = [
+    "3",
+    "fan-17_b",
+    "fan.1",
+    "a b",
+    "hall/7",
+    "a=2Eb",
+    "=",
+    ".",
+    "ünïcødé 風扇 🌀",
+    "x".repeat(128),
+    "🌀".repeat(128),
+    "a..b",
+    "-",
+    "*",
+    ">",
+  ];
 
   it("keeps plain IDs readable and encodes every other one into a valid NATS key", () => {
     assert.equal(encodeKey("3"), "3");
@@ -157,9 +191,13 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
    */
   async function alarm(deviceID: string, acknowledged = false): Promise<void> {
     assert.equal((await postJson(one.url, predictions(deviceID, 1, 20, t0))).status, 200);
-    if (acknowledged) assert.equal((await postJson(one.url, { deviceID, action: "acknowledge", by: "Ana" })).status, 200);
+    if (acknowledged)
+      assert.equal((await postJson(one.url, { deviceID, action: "acknowledge", by: "Ana" })).status, 200);
     const events = acknowledged ? ["alarm", "acknowledged"] : ["alarm"];
-    await eventually(() => events.every((e) => transitionsOf(collector, deviceID).some((t) => t.event === e)), `fan ${deviceID}'s ${events.join(" and ")} on fan/alarm`);
+    await eventually(
+      () => events.every((e) => transitionsOf(collector, deviceID).some((t) => t.event === e)),
+      `fan ${deviceID}'s ${events.join(" and ")} on fan/alarm`,
+    );
   }
 
   // Every test has its own NATS, broker and two health processes: none relies on a fan, an alarm
@@ -169,7 +207,13 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     collector = await Collector.start(broker.url, ["fan/alarm", "fan/deadletter"]);
     // Unpublished transitions are re-sent after 1 s rather than 15, so that the test need not wait;
     // fans turn silent only in the test of silence.
-    env = { NATS_URL: nats.url, MQTT_URL: broker.url, HEALTH_OUTBOX_RESEND_MS: "1000", HEALTH_SILENT_CHECK_MS: "200", HEALTH_SILENT_AFTER_MS: "3600000" };
+    env = {
+      NATS_URL: nats.url,
+      MQTT_URL: broker.url,
+      HEALTH_OUTBOX_RESEND_MS: "1000",
+      HEALTH_SILENT_CHECK_MS: "200",
+      HEALTH_SILENT_AFTER_MS: "3600000",
+    };
     [one, two] = await Promise.all([startHealth(env), startHealth(env)]);
   });
   afterEach(async () => {
@@ -189,16 +233,26 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     assert.equal(fans[0]?.cause, "vibration");
     assert.equal(counts.alarm, 1);
     // The other replica sees the same record through the bucket.
-    await eventually(async () => (await getFans(two.url, "?deviceID=7")).fans[0]?.state === "alarm", "replica two sees the alarm");
+    await eventually(
+      async () => (await getFans(two.url, "?deviceID=7")).fans[0]?.state === "alarm",
+      "replica two sees the alarm",
+    );
   });
 
   it("does not count a batch twice when the connector sends it again", async () => {
     // Three faulty predictions are not an alarm (four of the last five are); counted twice they would be.
     const timed = predictions("8", 1, 3, t0);
     const untimed = timed.map(({ timeStamp: _, ...p }) => ({ ...p, deviceID: "9" }));
-    for (const batch of [timed, untimed]) for (const url of [one.url, two.url, one.url]) assert.equal((await postJson(url, batch)).status, 200);
-    for (const id of ["8", "9"]) assert.equal((await getFans(one.url, `?deviceID=${id}`)).fans[0]?.state, "ok", `fan ${id}`);
-    assert.ok((await metric(one.url, 'health_predictions_total{outcome="duplicate"}')) + (await metric(two.url, 'health_predictions_total{outcome="duplicate"}')) >= 6, "the untimed batch recognised by its digest");
+    for (const batch of [timed, untimed])
+      for (const url of [one.url, two.url, one.url]) assert.equal((await postJson(url, batch)).status, 200);
+    for (const id of ["8", "9"])
+      assert.equal((await getFans(one.url, `?deviceID=${id}`)).fans[0]?.state, "ok", `fan ${id}`);
+    assert.ok(
+      (await metric(one.url, 'health_predictions_total{outcome="duplicate"}')) +
+        (await metric(two.url, 'health_predictions_total{outcome="duplicate"}')) >=
+        6,
+      "the untimed batch recognised by its digest",
+    );
   });
 
   it("loses no transition and doubles none when two processes update one fan at once", async () => {
@@ -206,9 +260,14 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     // Phases of one fan, readings 10 s apart: faulty, healthy for 20 min (past the quiet period
     // and the cleared hold), faulty again (a new episode), each sent as many small batches to both
     // processes at once, so that they race on the fan's entry.
-    const phases: Array<[0 | 1, number]> = [[1, 60], [0, 120], [1, 60]];
+    const phases: Array<[0 | 1, number]> = [
+      [1, 60],
+      [0, 120],
+      [1, 60],
+    ];
     let start = t0;
-    const conflictsBefore = (await metric(one.url, "health_cas_conflicts_total")) + (await metric(two.url, "health_cas_conflicts_total"));
+    const conflictsBefore =
+      (await metric(one.url, "health_cas_conflicts_total")) + (await metric(two.url, "health_cas_conflicts_total"));
     for (const [fault, count] of phases) {
       const all = predictions(id, fault, count, start, 10_000);
       start += count * 10_000;
@@ -216,8 +275,12 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
       const answers = await Promise.all(batches.map((b, i) => postJson(i % 2 === 0 ? one.url : two.url, b)));
       for (const a of answers) assert.equal(a.status, 200, JSON.stringify(a.body));
     }
-    const written = (await metric(one.url, "health_transitions_total")) + (await metric(two.url, "health_transitions_total"));
-    const conflicts = (await metric(one.url, "health_cas_conflicts_total")) + (await metric(two.url, "health_cas_conflicts_total")) - conflictsBefore;
+    const written =
+      (await metric(one.url, "health_transitions_total")) + (await metric(two.url, "health_transitions_total"));
+    const conflicts =
+      (await metric(one.url, "health_cas_conflicts_total")) +
+      (await metric(two.url, "health_cas_conflicts_total")) -
+      conflictsBefore;
     assert.ok(conflicts > 0, "the two processes did race on the fan (compare-and-set conflicts)");
     // Everything each process wrote is on the alarm topic once: none lost, none doubled.
     const total = () => collector.on("fan/alarm").length;
@@ -235,7 +298,12 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
   it("acknowledges an open alarm over HTTP and publishes the transition", async () => {
     await alarm("7");
     const before = transitionsOf(collector, "7").length;
-    const answer = await postJson(two.url, { deviceID: "7", action: "acknowledge", by: "Ana", note: "bearing ordered" });
+    const answer = await postJson(two.url, {
+      deviceID: "7",
+      action: "acknowledge",
+      by: "Ana",
+      note: "bearing ordered",
+    });
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
     const { record, transition } = answer.body as { record: HealthRecord; transition: AlarmTransition };
     assert.deepEqual([record.acknowledged, record.acknowledgedBy, record.note], [true, "Ana", "bearing ordered"]);
@@ -268,26 +336,48 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     const { fans, counts } = await getFans(one.url);
     const open = fans.filter((f) => f.state === "alarm");
     assert.deepEqual(fans.slice(0, open.length), open, "open alarms first");
-    assert.deepEqual(open.map((f) => f.acknowledged), [...open.map((f) => f.acknowledged)].sort(), "unacknowledged first");
+    assert.deepEqual(
+      open.map((f) => f.acknowledged),
+      [...open.map((f) => f.acknowledged)].sort(),
+      "unacknowledged first",
+    );
     const rest = fans.slice(open.length).map((f) => f.deviceID);
     assert.ok(rest.indexOf("2") < rest.indexOf("10"), `numeric order: ${rest.join(",")}`);
-    assert.equal(Object.values(counts).reduce((a, b) => a + b, 0), fans.length);
-    assert.deepEqual((await getFans(one.url, "?deviceID=2&deviceID=10")).fans.map((f) => f.deviceID), ["2", "10"]);
+    assert.equal(
+      Object.values(counts).reduce((a, b) => a + b, 0),
+      fans.length,
+    );
+    assert.deepEqual(
+      (await getFans(one.url, "?deviceID=2&deviceID=10")).fans.map((f) => f.deviceID),
+      ["2", "10"],
+    );
     const bad = await fetch(`${one.url}?state=broken`);
     assert.equal(bad.status, 400);
     assert.equal(((await bad.json()) as { field: string }).field, "state");
     const first = (await (await fetch(`${one.url}?limit=1`)).json()) as { fans: HealthRecord[]; matched: number };
-    assert.deepEqual([first.fans.length, first.fans[0]?.deviceID, first.matched], [1, fans[0]?.deviceID, fans.length], "?limit=1: the first fan, and how many matched");
+    assert.deepEqual(
+      [first.fans.length, first.fans[0]?.deviceID, first.matched],
+      [1, fans[0]?.deviceID, fans.length],
+      "?limit=1: the first fan, and how many matched",
+    );
     const zero = await fetch(`${one.url}?limit=0`);
     assert.deepEqual([zero.status, ((await zero.json()) as { field: string }).field], [400, "limit"]);
   });
 
   it("rejects a bad prediction alone and dead-letters it; a body that is not JSON too", async () => {
     const letters = collector.on("fan/deadletter").length;
-    const answer = await postJson(one.url, [...predictions("11", 0, 2, t0), { deviceID: "11", fault: 2, probability: 0.5 }], { "x-topic": "fan/anomaly" });
+    const answer = await postJson(
+      one.url,
+      [...predictions("11", 0, 2, t0), { deviceID: "11", fault: 2, probability: 0.5 }],
+      { "x-topic": "fan/anomaly" },
+    );
     assert.equal(answer.status, 200);
     assert.deepEqual(answer.body, { evaluated: 2, rejected: 1, transitions: 0 });
-    const [letter] = (await collector.waitFor("fan/deadletter", letters + 1)).slice(letters) as Array<{ error: string; topic: string; payload: string }>;
+    const [letter] = (await collector.waitFor("fan/deadletter", letters + 1)).slice(letters) as Array<{
+      error: string;
+      topic: string;
+      payload: string;
+    }>;
     assert.match(letter?.error ?? "", /^fault: /);
     assert.equal(letter?.topic, "fan/anomaly");
     assert.deepEqual(JSON.parse(letter?.payload ?? ""), { deviceID: "11", fault: 2, probability: 0.5 });
@@ -301,7 +391,11 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     const letters = collector.on("fan/deadletter").length;
     const broken = await postJson(one.url, '{"deviceID": "12",', { "x-topic": "fan/anomaly" });
     assert.equal(broken.status, 400);
-    const [letter] = (await collector.waitFor("fan/deadletter", letters + 1)).slice(letters) as Array<{ error: string; topic: string; payload: string }>;
+    const [letter] = (await collector.waitFor("fan/deadletter", letters + 1)).slice(letters) as Array<{
+      error: string;
+      topic: string;
+      payload: string;
+    }>;
     assert.match(letter?.error ?? "", /request body is not valid JSON/);
     assert.equal(letter?.topic, "fan/anomaly");
     assert.equal(letter?.payload, '{"deviceID": "12",');
@@ -312,7 +406,10 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     for (const id of ids) assert.equal((await postJson(two.url, predictions(id, 0, 2, t0))).status, 200, id);
     for (const id of ids) {
       const { fans } = await getFans(one.url, `?deviceID=${encodeURIComponent(id)}`);
-      assert.deepEqual(fans.map((f) => f.deviceID), [id]);
+      assert.deepEqual(
+        fans.map((f) => f.deviceID),
+        [id],
+      );
     }
   });
 
@@ -328,18 +425,29 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     const stream = (async () => {
       while (running) {
         const at = t0 + 1_000_000 + next++ * 1_000;
-        const a = await postJson(one.url, [{ deviceID: "streamed", fault: 0, probability: 0.01, timeStamp: at }]).catch(() => ({ status: 0 }));
+        const a = await postJson(one.url, [{ deviceID: "streamed", fault: 0, probability: 0.01, timeStamp: at }]).catch(
+          () => ({ status: 0 }),
+        );
         if (a.status === 200) accepted.push(at);
         else await new Promise((resolve) => setTimeout(resolve, 20)); // the stream's pace after a refused post
       }
     })();
     await eventually(() => accepted.length >= 5, "predictions flowing");
     await nats.kill();
-    await eventually(async () => (await postJson(two.url, predictions("12", 0, 1, t0))).status === 503, "503 while NATS is down");
+    await eventually(
+      async () => (await postJson(two.url, predictions("12", 0, 1, t0))).status === 503,
+      "503 while NATS is down",
+    );
     // NATS back: the same processes reconnect, and each one's cache follows the other's writes again.
     await nats.restart();
-    await eventually(async () => (await postJson(two.url, predictions("12", 0, 1, t0 + 1_000))).status === 200, "200 once NATS is back");
-    await eventually(async () => (await getFans(one.url, "?deviceID=12")).fans[0]?.lastSeen === new Date(t0 + 1_000).toISOString(), "replica one sees replica two's write after the restart");
+    await eventually(
+      async () => (await postJson(two.url, predictions("12", 0, 1, t0 + 1_000))).status === 200,
+      "200 once NATS is back",
+    );
+    await eventually(
+      async () => (await getFans(one.url, "?deviceID=12")).fans[0]?.lastSeen === new Date(t0 + 1_000).toISOString(),
+      "replica one sees replica two's write after the restart",
+    );
     const seen = accepted.length;
     await eventually(() => accepted.length > seen, "the stream flowing again");
     // Now everything dies at once, mid-stream.
@@ -353,7 +461,10 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     const openAfter = (await getFans(two.url, "?state=alarm")).fans;
     assert.deepEqual(openAfter, openBefore, "open alarms intact, acknowledgements included");
     const streamed = (await getFans(two.url, "?deviceID=streamed")).fans[0];
-    assert.ok(streamed !== undefined && Date.parse(streamed.lastSeen) >= Math.max(...accepted), "every prediction answered 200 is in the state");
+    assert.ok(
+      streamed !== undefined && Date.parse(streamed.lastSeen) >= Math.max(...accepted),
+      "every prediction answered 200 is in the state",
+    );
     assert.equal((await postJson(one.url, predictions("12", 0, 1, t0))).status, 200, "and health works again");
   });
 
@@ -362,7 +473,10 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     process.kill(pid, "SIGTERM");
     await eventually(() => !alive(pid), "Mosquitto stopped");
     // The write wins, the publish cannot happen: the answer is a 503 and the alarm waits in the outbox.
-    await eventually(async () => (await postJson(one.url, predictions("outboxed", 1, 20, t0))).status === 503, "a 503 for want of the broker");
+    await eventually(
+      async () => (await postJson(one.url, predictions("outboxed", 1, 20, t0))).status === 503,
+      "a 503 for want of the broker",
+    );
     one.child.kill("SIGKILL");
     await broker.restart();
     // Another process finds the transition in the outbox and sends it, with its id.
@@ -372,7 +486,10 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     await eventually(async () => (await outboxOf(nats.url, "outboxed")).length === 0, "fan outboxed's outbox emptied");
     await marker(collector, two.url, "outboxed-marker", t0);
     const sent = transitionsOf(collector, "outboxed");
-    assert.deepEqual(sent.map((t) => t.event), ["alarm"]);
+    assert.deepEqual(
+      sent.map((t) => t.event),
+      ["alarm"],
+    );
     assert.ok((await metric(two.url, "health_outbox_resent_total")) >= 1);
     one = await startHealth(env);
     assert.equal((await getFans(one.url, "?deviceID=outboxed")).fans[0]?.alarmId, sent[0]?.alarmId);
@@ -385,13 +502,22 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     await eventually(() => transitionsOf(collector, "quiet").some((t) => t.event === "silent"), "fan quiet silent");
     // Once: the fan is silent in the bucket with nothing left in its outbox, and whatever either
     // replica published before has arrived ahead of a marker alarm each sends after.
-    await eventually(async () => (await outboxOf(nats.url, "quiet", "silence_test")).length === 0, "fan quiet's outbox emptied");
+    await eventually(
+      async () => (await outboxOf(nats.url, "quiet", "silence_test")).length === 0,
+      "fan quiet's outbox emptied",
+    );
     await Promise.all([marker(collector, a.url, "quiet-marker-a", t0), marker(collector, b.url, "quiet-marker-b", t0)]);
-    assert.deepEqual(transitionsOf(collector, "quiet").map((t) => t.event), ["silent"]);
+    assert.deepEqual(
+      transitionsOf(collector, "quiet").map((t) => t.event),
+      ["silent"],
+    );
     assert.equal((await getFans(b.url, "?deviceID=quiet")).fans[0]?.state, "silent");
     // Its next reading brings it back.
     assert.equal((await postJson(b.url, predictions("quiet", 0, 1, t0 + 10_000))).status, 200);
-    await eventually(async () => (await getFans(a.url, "?deviceID=quiet")).fans[0]?.state !== "silent", "fan quiet reporting again");
+    await eventually(
+      async () => (await getFans(a.url, "?deviceID=quiet")).fans[0]?.state !== "silent",
+      "fan quiet reporting again",
+    );
   });
 });
 

@@ -44,13 +44,20 @@ describe("InfluxDB line writer against a real InfluxDB 1.6", () => {
   it("finds the bad lines InfluxDB does not name (field type conflicts) by splitting the batch", async () => {
     const writer = createLineWriter({ api: "v1", url: influx.url, database: "fan" });
     assert.deepEqual(await writer.write([`conflict,deviceID=0 fault=0i ${1 * S}`]), { rejected: [] });
-    const lines = Array.from({ length: 20 }, (_, i) => `conflict,deviceID=${i + 1} fault=${i === 6 || i === 13 ? '"yes"' : `${i % 2}i`} ${(i + 2) * S}`);
+    const lines = Array.from(
+      { length: 20 },
+      (_, i) => `conflict,deviceID=${i + 1} fault=${i === 6 || i === 13 ? '"yes"' : `${i % 2}i`} ${(i + 2) * S}`,
+    );
     const outcome = await writer.write(lines);
     assert.deepEqual(
       outcome.rejected.map((r) => r.index),
       [6, 13],
     );
-    for (const r of outcome.rejected) assert.match(r.error, /^InfluxDB refused the point \(400\): field type conflict: input field "fault" on measurement "conflict" is type string, already exists as type integer$/);
+    for (const r of outcome.rejected)
+      assert.match(
+        r.error,
+        /^InfluxDB refused the point \(400\): field type conflict: input field "fault" on measurement "conflict" is type string, already exists as type integer$/,
+      );
     const stored = await rows(influx, `SELECT count(fault) FROM conflict`);
     assert.equal(stored[0]?.count, 19, "the first point and 18 of the 20");
   });
@@ -59,13 +66,23 @@ describe("InfluxDB line writer against a real InfluxDB 1.6", () => {
     const writer = createLineWriter({ api: "v1", url: influx.url, database: "short" });
     await influx.query(`CREATE DATABASE short WITH DURATION 1h NAME hour`);
     const now = BigInt(Date.now()) * 1_000_000n;
-    const outcome = await writer.write([`old,deviceID=1 rotation=1 ${now}`, `old,deviceID=2 rotation=2 ${S}`, `old,deviceID=3 rotation=3 ${now}`]);
-    assert.deepEqual(outcome.rejected, [{ index: 1, error: "InfluxDB refused the point (400): points beyond retention policy" }]);
+    const outcome = await writer.write([
+      `old,deviceID=1 rotation=1 ${now}`,
+      `old,deviceID=2 rotation=2 ${S}`,
+      `old,deviceID=3 rotation=3 ${now}`,
+    ]);
+    assert.deepEqual(outcome.rejected, [
+      { index: 1, error: "InfluxDB refused the point (400): points beyond retention policy" },
+    ]);
   });
 
   it("throws, for the caller to retry, when InfluxDB does not answer", async () => {
     const writer = createLineWriter({ api: "v1", url: `http://127.0.0.1:${await freePort()}`, database: "fan" });
-    await assert.rejects(writer.write([`m f=1 ${S}`]), (error: unknown) => error instanceof InfluxUnavailableError && /is unreachable: .*ECONNREFUSED/.test(error.message));
+    await assert.rejects(
+      writer.write([`m f=1 ${S}`]),
+      (error: unknown) =>
+        error instanceof InfluxUnavailableError && /is unreachable: .*ECONNREFUSED/.test(error.message),
+    );
   });
 
   it("stops at once when the caller aborts, with the caller's reason", async () => {
@@ -81,9 +98,14 @@ describe("a missing InfluxDB 1.x database", () => {
     const influx = await startInfluxDB({ createDatabase: false });
     try {
       const created: unknown[] = [];
-      const log = { info: (fields: unknown) => created.push(fields) } as unknown as import("../../lib/infra/log.js").Logger;
+      const log = {
+        info: (fields: unknown) => created.push(fields),
+      } as unknown as import("../../lib/infra/log.js").Logger;
       const writer = createLineWriter({ api: "v1", url: influx.url, database: "fan" }, { log });
-      assert.deepEqual(await writer.write([`telemetry,deviceID=1 rotation=600 ${S}`, `telemetry,deviceID=2 rotation=700 ${S}`]), { rejected: [] });
+      assert.deepEqual(
+        await writer.write([`telemetry,deviceID=1 rotation=600 ${S}`, `telemetry,deviceID=2 rotation=700 ${S}`]),
+        { rejected: [] },
+      );
       assert.deepEqual(
         (await rows(influx, `SELECT rotation FROM telemetry`)).map((r) => r.rotation),
         [600, 700],
@@ -100,7 +122,10 @@ describe("a missing InfluxDB 1.x database", () => {
       const writer = createLineWriter({ api: "v1", url: influx.url, database: "fan", ...INFLUX_WRITER });
       await assert.rejects(writer.write([`m f=1 ${S}`]), (error: unknown) => {
         assert.ok(error instanceof InfluxUnavailableError);
-        assert.match(error.message, /InfluxDB has no database "fan" and refused to create it \(.*admin privilege.*\): run CREATE DATABASE "fan" as an InfluxDB admin .* or set INFLUX_DB/);
+        assert.match(
+          error.message,
+          /InfluxDB has no database "fan" and refused to create it \(.*admin privilege.*\): run CREATE DATABASE "fan" as an InfluxDB admin .* or set INFLUX_DB/,
+        );
         return true;
       });
       await influx.query(`CREATE DATABASE fan`);
@@ -123,8 +148,17 @@ describe("a missing InfluxDB 1.x database", () => {
   it("with a wrong password: an error that names the settings to check", async () => {
     const influx = await startInfluxDB({ auth: true });
     try {
-      const writer = createLineWriter({ api: "v1", url: influx.url, database: "fan", username: INFLUX_WRITER.username, password: "wrong" });
-      await assert.rejects(writer.write([`m f=1 ${S}`]), /InfluxDB refused the credentials \(401: .*\): check INFLUX_USERNAME and INFLUX_PASSWORD/);
+      const writer = createLineWriter({
+        api: "v1",
+        url: influx.url,
+        database: "fan",
+        username: INFLUX_WRITER.username,
+        password: "wrong",
+      });
+      await assert.rejects(
+        writer.write([`m f=1 ${S}`]),
+        /InfluxDB refused the credentials \(401: .*\): check INFLUX_USERNAME and INFLUX_PASSWORD/,
+      );
     } finally {
       await influx.stop();
     }
@@ -143,8 +177,10 @@ async function startV2StandIn(): Promise<{ url: string; stored: string[]; reques
     req.on("data", (d: Buffer) => (body += d.toString()));
     req.on("end", () => {
       state.requests++;
-      const answer = (status: number, code: string, message: string) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify({ code, message }));
-      if (new URL(req.url ?? "", "http://x").searchParams.get("bucket") !== "fan") return answer(404, "not found", 'bucket "nope" not found');
+      const answer = (status: number, code: string, message: string) =>
+        res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify({ code, message }));
+      if (new URL(req.url ?? "", "http://x").searchParams.get("bucket") !== "fan")
+        return answer(404, "not found", 'bucket "nope" not found');
       const lines = body.split("\n");
       const bad = lines.find((l) => l.includes("bad"));
       if (bad !== undefined) return answer(400, "invalid", `unable to parse '${bad}': invalid field format`);
@@ -163,7 +199,9 @@ describe("InfluxDB 2.x line writer (against a stand-in)", () => {
     try {
       const writer = createLineWriter({ api: "v2", url: standIn.url, bucket: "fan", org: "acme", token: "t" });
       const outcome = await writer.write(["m f=1 1", "m bad 2", "m f=3 3"]);
-      assert.deepEqual(outcome, { rejected: [{ index: 1, error: "InfluxDB cannot parse the point: invalid field format" }] });
+      assert.deepEqual(outcome, {
+        rejected: [{ index: 1, error: "InfluxDB cannot parse the point: invalid field format" }],
+      });
       assert.deepEqual(standIn.stored, ["m f=1 1", "m f=3 3"]);
       assert.equal(standIn.requests, 2);
     } finally {
@@ -175,7 +213,10 @@ describe("InfluxDB 2.x line writer (against a stand-in)", () => {
     const standIn = await startV2StandIn();
     try {
       const writer = createLineWriter({ api: "v2", url: standIn.url, bucket: "nope", org: "acme", token: "t" });
-      await assert.rejects(writer.write(["m f=1 1"]), /InfluxDB has no bucket "nope" in org "acme": create it \(influx bucket create --name nope --org acme\) or set INFLUX_BUCKET .*\(404: bucket "nope" not found\)/);
+      await assert.rejects(
+        writer.write(["m f=1 1"]),
+        /InfluxDB has no bucket "nope" in org "acme": create it \(influx bucket create --name nope --org acme\) or set INFLUX_BUCKET .*\(404: bucket "nope" not found\)/,
+      );
     } finally {
       standIn.close();
     }

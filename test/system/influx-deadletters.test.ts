@@ -8,7 +8,14 @@ import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { freePort, runCli } from "../support/process.js";
 
-const reading = JSON.stringify({ deviceID: "7", timeStamp: "2026-11-27 10:00:00", rotation: 600, temperature: "hot", vibration: 150, sound: 50 });
+const reading = JSON.stringify({
+  deviceID: "7",
+  timeStamp: "2026-11-27 10:00:00",
+  rotation: 600,
+  temperature: "hot",
+  vibration: 150,
+  sound: 50,
+});
 const prediction = JSON.stringify({ deviceID: "7", fault: 2, probability: 0.9 });
 /** Pretty-printed, as some fans send it: replayed as it was, listed on one line. */
 const pretty = JSON.stringify({ deviceID: "8", rotation: 1 }, null, 2);
@@ -16,8 +23,14 @@ const pretty = JSON.stringify({ deviceID: "8", rotation: 1 }, null, 2);
 /** Stored, oldest first: what a user would find after a bad day, and one letter from yesterday. */
 const letters: Array<{ minutesAgo: number; letter: DeadLetter | string }> = [
   { minutesAgo: 24 * 60, letter: deadLetter("predict: old", "fan/messages", reading) },
-  { minutesAgo: 50, letter: deadLetter("predict: temperature: must be a finite number, not \"hot\"", "fan/messages", reading) },
-  { minutesAgo: 40, letter: deadLetter("predict: rotation: too long", "fan/messages", `{"pad":"${"x".repeat(2000)}"}`) },
+  {
+    minutesAgo: 50,
+    letter: deadLetter('predict: temperature: must be a finite number, not "hot"', "fan/messages", reading),
+  },
+  {
+    minutesAgo: 40,
+    letter: deadLetter("predict: rotation: too long", "fan/messages", `{"pad":"${"x".repeat(2000)}"}`),
+  },
   { minutesAgo: 30, letter: deadLetter("connector: no route", "fan/deadletter", '{"error":"loop"}') },
   { minutesAgo: 20, letter: "garbage on the dead-letter topic" },
   { minutesAgo: 10, letter: deadLetter("influx-writer: prediction fault: invalid", "fan/anomaly", prediction) },
@@ -31,11 +44,17 @@ describe("fanwatch deadletters, against a real InfluxDB 1.6 and Mosquitto", () =
     [influx, broker] = await Promise.all([startInfluxDB(), startMosquitto()]);
     const now = Date.now();
     const lines = letters.map(({ minutesAgo, letter }) => {
-      const point = toLine("deadletter", Buffer.from(typeof letter === "string" ? letter : JSON.stringify(letter)), now - minutesAgo * 60_000);
+      const point = toLine(
+        "deadletter",
+        Buffer.from(typeof letter === "string" ? letter : JSON.stringify(letter)),
+        now - minutesAgo * 60_000,
+      );
       assert.ok(point.ok);
       return point.line;
     });
-    assert.deepEqual(await createLineWriter({ api: "v1", url: influx.url, database: "fan" }).write(lines), { rejected: [] });
+    assert.deepEqual(await createLineWriter({ api: "v1", url: influx.url, database: "fan" }).write(lines), {
+      rejected: [],
+    });
   });
   after(() => Promise.all([influx.stop(), broker.stop()]));
 
@@ -44,7 +63,10 @@ describe("fanwatch deadletters, against a real InfluxDB 1.6 and Mosquitto", () =
     assert.equal(code, 0, stderr);
     const lines = stdout.trimEnd().split("\n");
     assert.equal(lines.length, 12, stdout);
-    assert.match(lines[0] ?? "", /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z {2}fan\/messages {2}predict: temperature: must be a finite number, not "hot"$/);
+    assert.match(
+      lines[0] ?? "",
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z {2}fan\/messages {2}predict: temperature: must be a finite number, not "hot"$/,
+    );
     assert.equal(lines[1], `    ${reading}`);
     assert.match(lines[6] ?? "", /Z {2}\(no topic\) {2}not a dead letter: not JSON: /);
     assert.match(lines[10] ?? "", / {2}predict: deviceID: bad \\u001b\[31mred$/);
@@ -56,14 +78,24 @@ describe("fanwatch deadletters, against a real InfluxDB 1.6 and Mosquitto", () =
   it("--json gives one object per letter; --since and --limit choose which", async () => {
     const all = await runCli(["deadletters", "--influx-url", influx.url, "--since", "2d", "--json"]);
     assert.equal(all.code, 0, all.stderr);
-    const listed = all.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as { time: string; topic?: string; error: string; payload: string });
+    const listed = all.stdout
+      .trimEnd()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { time: string; topic?: string; error: string; payload: string });
     assert.deepEqual(
       listed.map((l) => [l.topic, l.error, l.payload]),
-      letters.map(({ letter }) => (typeof letter === "string" ? [undefined, listed[4]?.error, letter] : [letter.topic, letter.error, letter.payload])),
+      letters.map(({ letter }) =>
+        typeof letter === "string"
+          ? [undefined, listed[4]?.error, letter]
+          : [letter.topic, letter.error, letter.payload],
+      ),
     );
     const newest = await runCli(["deadletters", "--influx-url", influx.url, "--limit", "2", "--json"]);
     assert.deepEqual(
-      newest.stdout.trimEnd().split("\n").map((l) => (JSON.parse(l) as { error: string }).error),
+      newest.stdout
+        .trimEnd()
+        .split("\n")
+        .map((l) => (JSON.parse(l) as { error: string }).error),
       ["influx-writer: prediction fault: invalid", "predict: deviceID: bad \u001b[31mred"],
     );
     assert.match(newest.stderr, /6 dead letters in the last 1h \(the newest 2 of 6; --limit to see more\)/);
@@ -75,7 +107,14 @@ describe("fanwatch deadletters, against a real InfluxDB 1.6 and Mosquitto", () =
   it("--replay publishes each untruncated payload to its topic at QoS 1 and says what it skipped", async () => {
     const subscriber = await Collector.start(broker.url, ["fan/messages", "fan/anomaly", "fan/deadletter"]);
     try {
-      const { code, stdout, stderr } = await runCli(["deadletters", "--influx-url", influx.url, "--replay", "--broker", broker.url]);
+      const { code, stdout, stderr } = await runCli([
+        "deadletters",
+        "--influx-url",
+        influx.url,
+        "--replay",
+        "--broker",
+        broker.url,
+      ]);
       assert.equal(code, 0, stderr);
       assert.equal(stdout, "replayed 3 dead letters to their topics at QoS 1; skipped 3\n");
       assert.match(stderr, /skipping \S+ fan\/messages: payload truncated/);

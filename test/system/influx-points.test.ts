@@ -6,7 +6,8 @@ import { deadLetter } from "../../lib/domain/dead-letter.js";
 import { startInfluxDB, type Influx } from "../support/influxdb.js";
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
-const reading = (timeStamp: string | number) => json({ deviceID: "1", timeStamp, rotation: 600, temperature: 40, vibration: 150, sound: 50 });
+const reading = (timeStamp: string | number) =>
+  json({ deviceID: "1", timeStamp, rotation: 600, temperature: 40, vibration: 150, sound: 50 });
 
 function line(kind: Parameters<typeof toLine>[0], payload: Buffer, arrivedAt: number): string {
   const result = toLine(kind, payload, arrivedAt);
@@ -23,7 +24,11 @@ describe("points InfluxDB can store", () => {
       assert.equal(result.ok, false, String(t));
       assert.match(result.ok ? "" : result.error, /^timeStamp: /);
     }
-    const prediction = toLine("prediction", json({ deviceID: "1", fault: 0, probability: 0.1, timeStamp: "9999-12-31 23:59:59" }), 0);
+    const prediction = toLine(
+      "prediction",
+      json({ deviceID: "1", fault: 0, probability: 0.1, timeStamp: "9999-12-31 23:59:59" }),
+      0,
+    );
     assert.equal(prediction.ok, false);
     assert.match(prediction.ok ? "" : prediction.error, /^prediction timeStamp: /);
     assert.match(line("telemetry", reading("2262-04-10T00:00:00Z"), 0), new RegExp(` ${Date.UTC(2262, 3, 10)}000000$`));
@@ -38,9 +43,16 @@ describe("dead letters stored in InfluxDB 1.6", () => {
 
   it("stores two dead letters of the same millisecond as two points, with the schema's tag and fields", async () => {
     const at = Date.parse("2026-11-27T10:00:00.123Z");
-    const first = deadLetter("predict: temperature: must be a finite number, not \"hot\"", "fan/messages", '{"deviceID":"7","temperature":"hot"}');
+    const first = deadLetter(
+      'predict: temperature: must be a finite number, not "hot"',
+      "fan/messages",
+      '{"deviceID":"7","temperature":"hot"}',
+    );
     const second = deadLetter("influx-writer: prediction fault: invalid", "fan/anomaly", 'line one\nline "two" \\ end');
-    const outcome = await createLineWriter({ api: "v1", url: influx.url, database: "fan" }).write([line("deadletter", json(first), at), line("deadletter", json(second), at)]);
+    const outcome = await createLineWriter({ api: "v1", url: influx.url, database: "fan" }).write([
+      line("deadletter", json(first), at),
+      line("deadletter", json(second), at),
+    ]);
     assert.deepEqual(outcome, { rejected: [] });
 
     const [series] = await influx.query(`SELECT * FROM deadletter ORDER BY time`);
@@ -49,7 +61,8 @@ describe("dead letters stored in InfluxDB 1.6", () => {
     const [a, b] = series?.values ?? [];
     assert.deepEqual(a?.slice(1), [first.error, first.payload, "fan/messages"]);
     assert.deepEqual(b?.slice(1), [second.error, second.payload, "fan/anomaly"]);
-    for (const row of [a, b]) assert.match(String(row?.[0]), /^2026-11-27T10:00:00\.123\d*Z$/, "at the millisecond it arrived");
+    for (const row of [a, b])
+      assert.match(String(row?.[0]), /^2026-11-27T10:00:00\.123\d*Z$/, "at the millisecond it arrived");
 
     const fields = await influx.query(`SHOW FIELD KEYS FROM deadletter`);
     assert.deepEqual(fields[0]?.values, Object.entries(SCHEMA.deadletter.fields));
@@ -61,8 +74,13 @@ describe("dead letters stored in InfluxDB 1.6", () => {
     const at = Date.parse("2026-11-27T11:00:00Z");
     const notJson = line("deadletter", Buffer.from("x".repeat(5000)), at);
     const wrongShape = line("deadletter", json({ error: 1, topic: "fan/messages" }), at);
-    assert.deepEqual(await createLineWriter({ api: "v1", url: influx.url, database: "fan" }).write([notJson, wrongShape]), { rejected: [] });
-    const stored = await influx.query(`SELECT error, payload, topic FROM deadletter WHERE time >= '2026-11-27T11:00:00Z'`);
+    assert.deepEqual(
+      await createLineWriter({ api: "v1", url: influx.url, database: "fan" }).write([notJson, wrongShape]),
+      { rejected: [] },
+    );
+    const stored = await influx.query(
+      `SELECT error, payload, topic FROM deadletter WHERE time >= '2026-11-27T11:00:00Z'`,
+    );
     const values = stored[0]?.values ?? [];
     assert.equal(values.length, 2);
     assert.match(String(values[0]?.[1]), /^not a dead letter: not JSON: /);

@@ -18,7 +18,9 @@ describe("MQTT credentials", { timeout: 60_000 }, () => {
   const children: ChildProcessWithoutNullStreams[] = [];
 
   before(async () => {
-    broker = await startMosquitto({ users: { predict: "predict-pass", connector: "connector-pass", observer: "observer-pass" } });
+    broker = await startMosquitto({
+      users: { predict: "predict-pass", connector: "connector-pass", observer: "observer-pass" },
+    });
     secrets = await mkdtemp(join(tmpdir(), "fanwatch-secrets-"));
     await writeFile(join(secrets, "mqtt-password"), "predict-pass\n");
   });
@@ -39,10 +41,21 @@ describe("MQTT credentials", { timeout: 60_000 }, () => {
     children.push(score);
     await waitUntilReady(`http://127.0.0.1:${scorePort}`, score);
     const port = await freePort();
-    const predict = spawnCli(["function", "predict", "--port", String(port)], { MQTT_URL: broker.url, MQTT_USERNAME: "predict", SECRET_MOUNT_PATH: secrets, SCORE_URL: `http://127.0.0.1:${scorePort}/` });
+    const predict = spawnCli(["function", "predict", "--port", String(port)], {
+      MQTT_URL: broker.url,
+      MQTT_USERNAME: "predict",
+      SECRET_MOUNT_PATH: secrets,
+      SCORE_URL: `http://127.0.0.1:${scorePort}/`,
+    });
     children.push(predict);
     await waitUntilReady(`http://127.0.0.1:${port}`, predict);
-    const answer = await postJson(`http://127.0.0.1:${port}/`, { deviceID: "auth", rotation: 600, temperature: 40, vibration: 150, sound: 48 });
+    const answer = await postJson(`http://127.0.0.1:${port}/`, {
+      deviceID: "auth",
+      rotation: 600,
+      temperature: 40,
+      vibration: 150,
+      sound: 48,
+    });
     assert.equal(answer.status, 200);
     const [message] = await collector.waitFor("fan/anomaly", 1);
     assert.equal((message as { deviceID: string }).deviceID, "auth");
@@ -50,9 +63,19 @@ describe("MQTT credentials", { timeout: 60_000 }, () => {
   });
 
   it("the connector reports itself unavailable with a wrong password, and works with the right one", async () => {
-    const base = { broker: broker.url, MQTT_USERNAME: "connector", functions: "fan/messages=predict", gateway_url: "http://127.0.0.1:9" };
+    const base = {
+      broker: broker.url,
+      MQTT_USERNAME: "connector",
+      functions: "fan/messages=predict",
+      gateway_url: "http://127.0.0.1:9",
+    };
     const wrongPort = await freePort();
-    const wrong = spawnCli(["connector"], { ...base, MQTT_PASSWORD: "nope", port: String(wrongPort), client_id: "wrong" });
+    const wrong = spawnCli(["connector"], {
+      ...base,
+      MQTT_PASSWORD: "nope",
+      port: String(wrongPort),
+      client_id: "wrong",
+    });
     children.push(wrong);
     // Until the broker has refused it: its health then names the error.
     type Health = { code: number; broker: string; problems: string[] };
@@ -60,11 +83,18 @@ describe("MQTT credentials", { timeout: 60_000 }, () => {
       const answer = await fetch(`http://127.0.0.1:${wrongPort}/healthz`);
       return { ...((await answer.json()) as Omit<Health, "code">), code: answer.status };
     };
-    await eventually("the broker's refusal", async () => (await healthOf()).problems.some((p) => /^not connected to the broker: ./.test(p)));
+    await eventually("the broker's refusal", async () =>
+      (await healthOf()).problems.some((p) => /^not connected to the broker: ./.test(p)),
+    );
     const health = await healthOf();
     assert.equal(health.code, 503);
     assert.equal(health.broker, "disconnected");
-    const right = spawnCli(["connector"], { ...base, MQTT_PASSWORD: "connector-pass", port: String(await freePort()), client_id: "right" });
+    const right = spawnCli(["connector"], {
+      ...base,
+      MQTT_PASSWORD: "connector-pass",
+      port: String(await freePort()),
+      client_id: "right",
+    });
     children.push(right);
     await waitForOutput(right, /connector running/);
   });
@@ -84,7 +114,14 @@ describe("MQTT over TLS", { timeout: 60_000 }, () => {
   it("the connector connects with mqtts:// and the broker's CA from MQTT_CA_FILE", async () => {
     assert.match(broker.url, /^mqtts:/);
     const port = await freePort();
-    const connector = spawnCli(["connector"], { broker: broker.url, MQTT_CA_FILE: broker.caFile ?? "", functions: "fan/messages=predict", gateway_url: "http://127.0.0.1:9", port: String(port), client_id: "tls" });
+    const connector = spawnCli(["connector"], {
+      broker: broker.url,
+      MQTT_CA_FILE: broker.caFile ?? "",
+      functions: "fan/messages=predict",
+      gateway_url: "http://127.0.0.1:9",
+      port: String(port),
+      client_id: "tls",
+    });
     children.push(connector);
     await waitForOutput(connector, /connector running/);
     const health = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { broker: string };
@@ -106,15 +143,25 @@ describe("the shipped broker security", { timeout: 60_000 }, () => {
   const fans = { "fan-a": "a-pass", "fan-b": "b-pass" };
 
   /** Connects and keeps every message received, by topic. */
-  async function client(url: string, options: IClientOptions): Promise<MqttClient & { received: Array<[string, string]> }> {
-    const c = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5_000, ...(url.startsWith("mqtts:") ? { ca } : {}), ...options });
+  async function client(
+    url: string,
+    options: IClientOptions,
+  ): Promise<MqttClient & { received: Array<[string, string]> }> {
+    const c = await mqtt.connectAsync(url, {
+      reconnectPeriod: 0,
+      connectTimeout: 5_000,
+      ...(url.startsWith("mqtts:") ? { ca } : {}),
+      ...options,
+    });
     clients.push(c);
     const received: Array<[string, string]> = [];
     c.on("message", (topic, payload) => received.push([topic, payload.toString()]));
     return Object.assign(c, { received });
   }
-  const asService = (user: keyof typeof users, clientId: string) => client(broker.url, { username: user, password: users[user], clientId, clean: false });
-  const asFan = (user: keyof typeof fans, clientId = "any") => client(broker.fansUrl ?? "", { username: user, password: fans[user], clientId });
+  const asService = (user: keyof typeof users, clientId: string) =>
+    client(broker.url, { username: user, password: users[user], clientId, clean: false });
+  const asFan = (user: keyof typeof fans, clientId = "any") =>
+    client(broker.fansUrl ?? "", { username: user, password: fans[user], clientId });
   const until = (check: () => boolean, what: string) => eventually(what, check, 10_000);
 
   before(async () => {
@@ -132,12 +179,17 @@ describe("the shipped broker security", { timeout: 60_000 }, () => {
     const fanA = await asFan("fan-a");
     await fanA.publishAsync("fan/messages", "small before", { qos: 1 });
     const closed = new Promise<void>((resolve) => fanA.once("close", () => resolve()));
-    const accepted = fanA.publishAsync("fan/messages", "x".repeat(17 * 1024), { qos: 1 }).then(() => assert.fail("the broker acknowledged a 17 KiB message"));
+    const accepted = fanA
+      .publishAsync("fan/messages", "x".repeat(17 * 1024), { qos: 1 })
+      .then(() => assert.fail("the broker acknowledged a 17 KiB message"));
     await Promise.race([closed, accepted]);
     const fanB = await asFan("fan-b");
     await fanB.publishAsync("fan/messages", "small after", { qos: 1 });
     await until(() => telegraf.received.length >= 2, "the small messages");
-    assert.deepEqual(telegraf.received.map(([, m]) => m), ["small before", "small after"]);
+    assert.deepEqual(
+      telegraf.received.map(([, m]) => m),
+      ["small before", "small after"],
+    );
     assert.match(await readFile(broker.logFile ?? "", "utf8"), /fan-a disconnected due to oversize packet/);
   });
 
@@ -168,7 +220,12 @@ describe("the shipped broker security", { timeout: 60_000 }, () => {
     const telegraf = await asService("telegraf", "acl-telegraf-deadletter");
     await telegraf.subscribeAsync("fan/deadletter", { qos: 1 });
     const predict = await asService("predict", "acl-predict");
-    const letter = JSON.stringify({ error: "temperature: missing", topic: "fan/messages", payload: "{}", at: new Date().toISOString() });
+    const letter = JSON.stringify({
+      error: "temperature: missing",
+      topic: "fan/messages",
+      payload: "{}",
+      at: new Date().toISOString(),
+    });
     await predict.publishAsync("fan/deadletter", letter, { qos: 1 });
     await until(() => telegraf.received.length >= 1, "the dead letter");
     assert.deepEqual(telegraf.received, [["fan/deadletter", letter]]);
@@ -176,11 +233,24 @@ describe("the shipped broker security", { timeout: 60_000 }, () => {
 
   it("speaks only TLS to fans, and only to registered ones", async () => {
     const plain = broker.fansUrl?.replace("mqtts:", "mqtt:") ?? "";
-    await assert.rejects(mqtt.connectAsync(plain, { reconnectPeriod: 0, connectTimeout: 3_000, username: "fan-a", password: fans["fan-a"] }));
-    await assert.rejects(client(broker.fansUrl ?? "", { username: "fan-unknown", password: "guess" }), /Not authorized|Bad username or password/);
+    await assert.rejects(
+      mqtt.connectAsync(plain, {
+        reconnectPeriod: 0,
+        connectTimeout: 3_000,
+        username: "fan-a",
+        password: fans["fan-a"],
+      }),
+    );
+    await assert.rejects(
+      client(broker.fansUrl ?? "", { username: "fan-unknown", password: "guess" }),
+      /Not authorized|Bad username or password/,
+    );
   });
 
   it("refuses to build credentials for a fan whose name could collide with a service's client id", async () => {
-    await assert.rejects(startMosquitto({ shipped: { users, fans: { "mqtt-connector-0": "x" } } }), /must start with fan-/);
+    await assert.rejects(
+      startMosquitto({ shipped: { users, fans: { "mqtt-connector-0": "x" } } }),
+      /must start with fan-/,
+    );
   });
 });

@@ -13,7 +13,12 @@ import { Collector } from "../support/mqtt-collector.js";
 import { REPO_ROOT } from "../support/paths.js";
 import { freePort, spawnCli, waitForOutput } from "../support/process.js";
 
-async function eventually<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
+async function eventually<T>(
+  what: string,
+  probe: () => Promise<T>,
+  done: (value: T) => boolean,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let value = await probe();
   while (!done(value)) {
@@ -32,7 +37,13 @@ async function eventually<T>(what: string, probe: () => Promise<T>, done: (value
 function healthStory(now: number): { sent: AlarmTransition[]; warning: AlarmTransition } {
   const iso = (ms: number) => new Date(ms).toISOString();
   // The alarm ids mark them: the health function in `fanwatch start` may write fans 1 and 2 too.
-  const transition = (deviceID: string, event: HealthEvent, state: HealthState, at: string, extra: Partial<AlarmTransition> = {}): AlarmTransition => ({
+  const transition = (
+    deviceID: string,
+    event: HealthEvent,
+    state: HealthState,
+    at: string,
+    extra: Partial<AlarmTransition> = {},
+  ): AlarmTransition => ({
     deviceID,
     alarmId: `persist-${deviceID}-a1`,
     state,
@@ -52,7 +63,11 @@ function healthStory(now: number): { sent: AlarmTransition[]; warning: AlarmTran
   const sent = [
     transition("1", "warning", "warning", iso(now - 60_000)),
     transition("1", "alarm", "alarm", iso(now - 40_000)),
-    transition("1", "acknowledged", "alarm", iso(now - 20_000), { acknowledged: true, by: "ann", note: "on my way, 20 min" }),
+    transition("1", "acknowledged", "alarm", iso(now - 20_000), {
+      acknowledged: true,
+      by: "ann",
+      note: "on my way, 20 min",
+    }),
     transition("2", "warning", "warning", iso(now - 50_000)),
     transition("2", "alarm", "alarm", iso(now - 30_000)),
     transition("2", "cleared", "cleared", iso(now - 10_000), { cause: null, contributions: null }),
@@ -71,15 +86,35 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
   async function startWriter(args: string[] = []): Promise<string> {
     for (const w of writers.splice(0)) if (w.exitCode === null) w.kill("SIGTERM");
     const port = await freePort();
-    const child = spawnCli(["influx-writer", "--influx-url", influx.url, "--broker", broker.url, "--port", String(port), "--flush-ms", "200", ...args]);
+    const child = spawnCli([
+      "influx-writer",
+      "--influx-url",
+      influx.url,
+      "--broker",
+      broker.url,
+      "--port",
+      String(port),
+      "--flush-ms",
+      "200",
+      ...args,
+    ]);
     writers.push(child);
     await waitForOutput(child, /InfluxDB writer running/);
     return `http://127.0.0.1:${port}`;
   }
 
-  const count = async (measurement: string, field: string, where: string) => Number((await influx.query(`SELECT count("${field}") FROM "${measurement}" WHERE ${where}`))[0]?.values[0]?.[1] ?? 0);
-  const metric = async (url: string, name: string) => Number(new RegExp(`^${name.replace(/[{}]/g, "\\$&")} (\\S+)$`, "m").exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? 0);
-  const health = async (url: string) => (await (await fetch(`${url}/healthz`)).json()) as { status: string; buffered: number; bufferedBytes: number };
+  const count = async (measurement: string, field: string, where: string) =>
+    Number(
+      (await influx.query(`SELECT count("${field}") FROM "${measurement}" WHERE ${where}`))[0]?.values[0]?.[1] ?? 0,
+    );
+  const metric = async (url: string, name: string) =>
+    Number(
+      new RegExp(`^${name.replace(/[{}]/g, "\\$&")} (\\S+)$`, "m").exec(
+        await (await fetch(`${url}/metrics`)).text(),
+      )?.[1] ?? 0,
+    );
+  const health = async (url: string) =>
+    (await (await fetch(`${url}/healthz`)).json()) as { status: string; buffered: number; bufferedBytes: number };
 
   // Every test has its own broker and InfluxDB: none reads what another stored.
   beforeEach(async () => {
@@ -94,26 +129,52 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
 
   it("stores every reading and prediction of `fanwatch start` with INFLUX_URL, numeric and at the reading's time", async () => {
     const collector = await Collector.start(broker.url, ["fan/messages", "fan/anomaly"]);
-    const system = await startFanwatch(["--fans", "4", "--faulty", "1", "--degrading", "1", "--interval", "1000"], { MQTT_URL: broker.url, INFLUX_URL: influx.url, INFLUX_FLUSH_MS: "200" });
+    const system = await startFanwatch(["--fans", "4", "--faulty", "1", "--degrading", "1", "--interval", "1000"], {
+      MQTT_URL: broker.url,
+      INFLUX_URL: influx.url,
+      INFLUX_FLUSH_MS: "200",
+    });
     // A failed assertion before Ctrl-C must not leave the system running (the file would never end).
     after(() => void (system.child.exitCode === null && system.child.kill("SIGKILL")));
     assert.match(system.output(), /InfluxDB writer storing fan\/messages, fan\/anomaly/);
     // One reading that is not one: its dead letter is stored too (the dashboard's dead-letter panels).
     await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "bad", rotation: "fast" }), { qos: 1 });
     await collector.waitFor("fan/anomaly", 24, 30_000);
-    await eventually("the dead letter in InfluxDB", () => count("deadletter", "error", "true"), (n) => n >= 1);
+    await eventually(
+      "the dead letter in InfluxDB",
+      () => count("deadletter", "error", "true"),
+      (n) => n >= 1,
+    );
     assert.equal((await system.interrupt()).code, 0);
     // Whatever the in-process writer had not written when it stopped is still with the broker, in
     // its persistent session: the standalone writer, with the same client id, takes it from there.
     await startWriter();
     // Every reading the simulator published (the broker acknowledged each before it stopped) has
     // reached the collector once a marker published after them has: one topic, in order.
-    await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "marker", rotation: 600, temperature: 40, vibration: 150, sound: 48 }), { qos: 1 });
-    await eventually("the marker collected", async () => collector.on("fan/messages").some((r) => (r as { deviceID: string }).deviceID === "marker"), (seen) => seen);
-    const readings = (collector.on("fan/messages") as Array<{ deviceID: string; timeStamp: string; rotation: number }>).filter((r) => r.deviceID !== "bad" && r.deviceID !== "marker");
+    await publisher.publishAsync(
+      "fan/messages",
+      JSON.stringify({ deviceID: "marker", rotation: 600, temperature: 40, vibration: 150, sound: 48 }),
+      { qos: 1 },
+    );
+    await eventually(
+      "the marker collected",
+      async () => collector.on("fan/messages").some((r) => (r as { deviceID: string }).deviceID === "marker"),
+      (seen) => seen,
+    );
+    const readings = (
+      collector.on("fan/messages") as Array<{ deviceID: string; timeStamp: string; rotation: number }>
+    ).filter((r) => r.deviceID !== "bad" && r.deviceID !== "marker");
     const predictions = collector.on("fan/anomaly").length;
-    await eventually("readings in InfluxDB", () => count("telemetry", "rotation", `"deviceID" =~ /^[1-4]$/`), (n) => n === readings.length);
-    await eventually("predictions in InfluxDB", () => count("prediction", "probability", `"deviceID" =~ /^[1-4]$/`), (n) => n === predictions);
+    await eventually(
+      "readings in InfluxDB",
+      () => count("telemetry", "rotation", `"deviceID" =~ /^[1-4]$/`),
+      (n) => n === readings.length,
+    );
+    await eventually(
+      "predictions in InfluxDB",
+      () => count("prediction", "probability", `"deviceID" =~ /^[1-4]$/`),
+      (n) => n === predictions,
+    );
     await collector.stop();
 
     // The health measurement has a test of its own (below): with the health function in the stack, fanwatch start writes it too.
@@ -130,9 +191,15 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
       "telemetry.vibration": "float",
     });
     const tags = (await influx.query("SHOW TAG KEYS")).filter((m) => m.name !== "health");
-    assert.deepEqual(Object.fromEntries(tags.map((s) => [s.name, s.values.map((v) => v[0])])), { deadletter: ["topic"], prediction: ["deviceID", "model"], telemetry: ["deviceID"] });
+    assert.deepEqual(Object.fromEntries(tags.map((s) => [s.name, s.values.map((v) => v[0])])), {
+      deadletter: ["topic"],
+      prediction: ["deviceID", "model"],
+      telemetry: ["deviceID"],
+    });
     const sample = readings[readings.length - 1] as { deviceID: string; timeStamp: string; rotation: number };
-    const stored = await influx.query(`SELECT "rotation" FROM "telemetry" WHERE "deviceID" = '${sample.deviceID}' AND time = '${sample.timeStamp}'`);
+    const stored = await influx.query(
+      `SELECT "rotation" FROM "telemetry" WHERE "deviceID" = '${sample.deviceID}' AND time = '${sample.timeStamp}'`,
+    );
     assert.equal(stored[0]?.values[0]?.[1], sample.rotation, "stored at the reading's own timeStamp, as a number");
   });
 
@@ -144,24 +211,46 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     // Delivered twice (QoS 1 may): the same point, stored once.
     await publisher.publishAsync("fan/alarm", JSON.stringify(sent[1]), { qos: 1 });
     // Not transitions: dead-lettered with the reason, nothing stored.
-    await publisher.publishAsync("fan/alarm", JSON.stringify({ ...sent[1], deviceID: "persist-wrong-at", at: "yesterday" }), { qos: 1 });
-    await publisher.publishAsync("fan/alarm", JSON.stringify({ ...sent[1], deviceID: "persist-wrong-state", state: "panic" }), { qos: 1 });
+    await publisher.publishAsync(
+      "fan/alarm",
+      JSON.stringify({ ...sent[1], deviceID: "persist-wrong-at", at: "yesterday" }),
+      { qos: 1 },
+    );
+    await publisher.publishAsync(
+      "fan/alarm",
+      JSON.stringify({ ...sent[1], deviceID: "persist-wrong-state", state: "panic" }),
+      { qos: 1 },
+    );
 
-    await eventually("health points in InfluxDB", () => count("health", "probability", `"alarmId" =~ /^persist-/`), (n) => n === sent.length);
+    await eventually(
+      "health points in InfluxDB",
+      () => count("health", "probability", `"alarmId" =~ /^persist-/`),
+      (n) => n === sent.length,
+    );
     const letters = (await deadLetters.waitFor("fan/deadletter", 2)) as Array<{ error: string; topic: string }>;
     await deadLetters.stop();
-    assert.deepEqual(letters.map((l) => l.topic), ["fan/alarm", "fan/alarm"]);
+    assert.deepEqual(
+      letters.map((l) => l.topic),
+      ["fan/alarm", "fan/alarm"],
+    );
     assert.match(letters.map((l) => l.error).join("\n"), /health transition at: "yesterday" is not an RFC 3339 time/);
     assert.match(letters.map((l) => l.error).join("\n"), /health transition state/);
     assert.equal(await count("health", "probability", `"deviceID" =~ /^persist-wrong/`), 0);
 
-    const types = Object.fromEntries((await influx.query(`SHOW FIELD KEYS FROM "health"`))[0]?.values.map((v) => [String(v[0]), v[1]]) ?? []);
-    assert.deepEqual(types, Object.fromEntries(Object.entries(SCHEMA.health.fields).map(([name, type]) => [name, type])));
+    const types = Object.fromEntries(
+      (await influx.query(`SHOW FIELD KEYS FROM "health"`))[0]?.values.map((v) => [String(v[0]), v[1]]) ?? [],
+    );
+    assert.deepEqual(
+      types,
+      Object.fromEntries(Object.entries(SCHEMA.health.fields).map(([name, type]) => [name, type])),
+    );
     const tags = (await influx.query(`SHOW TAG KEYS FROM "health"`))[0]?.values.map((v) => v[0]);
     assert.deepEqual(tags, ["deviceID", "event", "state"]);
 
     // At the transition's own time, to the nanosecond.
-    const atTime = await influx.query(`SELECT "alarmId", "eta" FROM "health" WHERE "deviceID" = '1' AND "event" = 'warning' AND time = '2026-11-27T10:00:00.123456789Z'`);
+    const atTime = await influx.query(
+      `SELECT "alarmId", "eta" FROM "health" WHERE "deviceID" = '1' AND "event" = 'warning' AND time = '2026-11-27T10:00:00.123456789Z'`,
+    );
     assert.deepEqual(atTime[0]?.values, [["2026-11-27T10:00:00.123456789Z", "persist-1-a1", warning.eta]]);
     const rows = async (where: string) => {
       const [series] = await influx.query(`SELECT * FROM "health" WHERE "alarmId" =~ /^persist-/ AND ${where}`);
@@ -176,8 +265,14 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     assert.equal(acknowledged?.contribution_vibration, 0.61);
     // JSON nulls are left out, as Telegraf's json_v2 leaves them out.
     const [cleared] = await rows(`"event" = 'cleared'`);
-    assert.deepEqual([cleared?.cause, cleared?.eta, cleared?.contribution_vibration, cleared?.acknowledgedBy], [null, null, null, null]);
-    assert.equal(await metric(writer, `influx_writer_messages_total{kind="health",outcome="accepted"}`), sent.length + 1);
+    assert.deepEqual(
+      [cleared?.cause, cleared?.eta, cleared?.contribution_vibration, cleared?.acknowledgedBy],
+      [null, null, null, null],
+    );
+    assert.equal(
+      await metric(writer, `influx_writer_messages_total{kind="health",outcome="accepted"}`),
+      sent.length + 1,
+    );
     assert.equal(await metric(writer, `influx_writer_messages_total{kind="health",outcome="rejected"}`), 2);
   });
 
@@ -185,25 +280,46 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     // What the dashboard shows: a fleet's readings, predictions and a dead letter, stored by
     // `fanwatch start`, and the health story of fans 1 and 2.
     const collector = await Collector.start(broker.url, ["fan/anomaly"]);
-    const system = await startFanwatch(["--fans", "4", "--faulty", "1", "--degrading", "1", "--interval", "1000"], { MQTT_URL: broker.url, INFLUX_URL: influx.url, INFLUX_FLUSH_MS: "200" });
+    const system = await startFanwatch(["--fans", "4", "--faulty", "1", "--degrading", "1", "--interval", "1000"], {
+      MQTT_URL: broker.url,
+      INFLUX_URL: influx.url,
+      INFLUX_FLUSH_MS: "200",
+    });
     after(() => void (system.child.exitCode === null && system.child.kill("SIGKILL")));
     await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "bad", rotation: "fast" }), { qos: 1 });
     await collector.waitFor("fan/anomaly", 24, 30_000);
     await collector.stop();
     const { sent } = healthStory(Date.now());
     for (const t of sent) await publisher.publishAsync("fan/alarm", JSON.stringify(t), { qos: 1 });
-    await eventually("the dead letter in InfluxDB", () => count("deadletter", "error", "true"), (n) => n >= 1);
-    await eventually("the health story in InfluxDB", () => count("health", "probability", `"alarmId" =~ /^persist-/`), (n) => n === sent.length);
-    await eventually("predictions in InfluxDB", () => count("prediction", "probability", `"deviceID" =~ /^[1-4]$/`), (n) => n >= 24);
+    await eventually(
+      "the dead letter in InfluxDB",
+      () => count("deadletter", "error", "true"),
+      (n) => n >= 1,
+    );
+    await eventually(
+      "the health story in InfluxDB",
+      () => count("health", "probability", `"alarmId" =~ /^persist-/`),
+      (n) => n === sent.length,
+    );
+    await eventually(
+      "predictions in InfluxDB",
+      () => count("prediction", "probability", `"deviceID" =~ /^[1-4]$/`),
+      (n) => n >= 24,
+    );
     assert.equal((await system.interrupt()).code, 0);
-    const dashboard = JSON.parse(await readFile(join(REPO_ROOT, "deploy/grafana/dashboards/fanwatch.json"), "utf8")) as {
+    const dashboard = JSON.parse(
+      await readFile(join(REPO_ROOT, "deploy/grafana/dashboards/fanwatch.json"), "utf8"),
+    ) as {
       panels: Array<{ title: string; targets: Array<{ query: string }> }>;
       templating: { list: Array<{ name: string; query: string }> };
       annotations: { list: Array<{ name: string; query: string; target: { query: string } }> };
     };
     const variable = dashboard.templating.list.find((v) => v.name === "deviceID");
     const devices = (await influx.query(variable?.query ?? "")).flatMap((s) => s.values.map((v) => String(v[1])));
-    assert.ok(["1", "2", "3", "4"].every((d) => devices.includes(d)), `the deviceID variable lists the fans: ${devices.join(", ")}`);
+    assert.ok(
+      ["1", "2", "3", "4"].every((d) => devices.includes(d)),
+      `the deviceID variable lists the fans: ${devices.join(", ")}`,
+    );
     // As Grafana fills them in for "last 15 minutes", a 10 s interval and fans 1 and 2 chosen.
     const fill = (q: string) =>
       q
@@ -216,17 +332,32 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     for (const panel of dashboard.panels) {
       for (const target of panel.targets) {
         const series = await influx.query(fill(target.query));
-        assert.ok(series.length > 0 && (series[0]?.values.length ?? 0) > 0, `panel "${panel.title}" returned no rows: ${fill(target.query)}`);
+        assert.ok(
+          series.length > 0 && (series[0]?.values.length ?? 0) > 0,
+          `panel "${panel.title}" returned no rows: ${fill(target.query)}`,
+        );
       }
     }
     // The health story left fan 1 in an acknowledged alarm and fan 2 cleared: the alarms table lists fan 1.
-    const open = await influx.query(fill(dashboard.panels.find((p) => p.title.startsWith("Open alarms"))?.targets[0]?.query ?? ""));
-    assert.ok(open[0]?.values.some((v) => v[open[0]?.columns.indexOf("deviceID") ?? -1] === "1"), JSON.stringify(open));
+    const open = await influx.query(
+      fill(dashboard.panels.find((p) => p.title.startsWith("Open alarms"))?.targets[0]?.query ?? ""),
+    );
+    assert.ok(
+      open[0]?.values.some((v) => v[open[0]?.columns.indexOf("deviceID") ?? -1] === "1"),
+      JSON.stringify(open),
+    );
     assert.ok(dashboard.annotations.list.length >= 2);
     for (const annotation of dashboard.annotations.list) {
-      assert.equal(annotation.target.query, annotation.query, `annotation "${annotation.name}": one query, in the legacy and the current place`);
+      assert.equal(
+        annotation.target.query,
+        annotation.query,
+        `annotation "${annotation.name}": one query, in the legacy and the current place`,
+      );
       const series = await influx.query(fill(annotation.query));
-      assert.ok((series[0]?.values.length ?? 0) > 0, `annotation "${annotation.name}" returned no rows: ${fill(annotation.query)}`);
+      assert.ok(
+        (series[0]?.values.length ?? 0) > 0,
+        `annotation "${annotation.name}" returned no rows: ${fill(annotation.query)}`,
+      );
     }
   });
 
@@ -237,60 +368,119 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     let sent = 0;
     const sending = (async () => {
       for (; sent < total; sent++) {
-        const reading = { deviceID: `restart-${sent % 10}`, timeStamp: new Date(base + sent).toISOString(), rotation: 600, temperature: 40, vibration: 150, sound: 48 };
+        const reading = {
+          deviceID: `restart-${sent % 10}`,
+          timeStamp: new Date(base + sent).toISOString(),
+          rotation: 600,
+          temperature: 40,
+          vibration: 150,
+          sound: 48,
+        };
         await publisher.publishAsync("fan/messages", JSON.stringify(reading), { qos: 1 });
         if (sent % 100 === 0) await new Promise((resolve) => setTimeout(resolve, 20)); // the stream's pace
       }
     })();
-    await eventually("the stream under way", async () => sent, (n) => n >= 300);
+    await eventually(
+      "the stream under way",
+      async () => sent,
+      (n) => n >= 300,
+    );
     // Down until the writer has had writes fail, then back.
-    await influx.restart(async () => void (await eventually("a failed write", () => metric(metrics, "influx_writer_write_failures_total"), (n) => n >= 1)));
+    await influx.restart(
+      async () =>
+        void (await eventually(
+          "a failed write",
+          () => metric(metrics, "influx_writer_write_failures_total"),
+          (n) => n >= 1,
+        )),
+    );
     await sending;
-    await eventually("readings after the restart", () => count("telemetry", "rotation", `"deviceID" =~ /^restart-/`), (n) => n === total, 60_000);
+    await eventually(
+      "readings after the restart",
+      () => count("telemetry", "rotation", `"deviceID" =~ /^restart-/`),
+      (n) => n === total,
+      60_000,
+    );
     const text = await (await fetch(`${metrics}/metrics`)).text();
-    assert.match(text, /influx_writer_write_failures_total [1-9]/, "writes failed while InfluxDB was down, and were retried");
+    assert.match(
+      text,
+      /influx_writer_write_failures_total [1-9]/,
+      "writes failed while InfluxDB was down, and were retried",
+    );
   });
 
   it("dead-letters what is not a reading or a prediction, writes none of it, and stores the dead letters", async () => {
     await startWriter();
     const deadLetters = await Collector.start(broker.url, ["fan/deadletter"]);
     await publisher.publishAsync("fan/messages", "not json", { qos: 1 });
-    await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "bad-1", rotation: "fast", temperature: 40, vibration: 150, sound: 48 }), { qos: 1 });
-    await publisher.publishAsync("fan/anomaly", JSON.stringify({ deviceID: "bad-2", fault: 2, probability: 0.5 }), { qos: 1 });
+    await publisher.publishAsync(
+      "fan/messages",
+      JSON.stringify({ deviceID: "bad-1", rotation: "fast", temperature: 40, vibration: 150, sound: 48 }),
+      { qos: 1 },
+    );
+    await publisher.publishAsync("fan/anomaly", JSON.stringify({ deviceID: "bad-2", fault: 2, probability: 0.5 }), {
+      qos: 1,
+    });
     const letters = (await deadLetters.waitFor("fan/deadletter", 3)) as Array<{ error: string; topic: string }>;
     await deadLetters.stop();
-    assert.ok(letters.every((l) => l.error.startsWith("influx-writer: ")), JSON.stringify(letters));
+    assert.ok(
+      letters.every((l) => l.error.startsWith("influx-writer: ")),
+      JSON.stringify(letters),
+    );
     assert.deepEqual(letters.map((l) => l.topic).sort(), ["fan/anomaly", "fan/messages", "fan/messages"]);
     assert.match(letters.map((l) => l.error).join("\n"), /rotation/);
     assert.equal(await count("telemetry", "sound", `"deviceID" = 'bad-1'`), 0);
     assert.equal(await count("prediction", "probability", `"deviceID" = 'bad-2'`), 0);
     // The writer reads fan/deadletter too and stores what arrives there, its own letters included.
-    await eventually("dead letters in InfluxDB", () => count("deadletter", "error", `"error" =~ /^influx-writer: / AND "payload" =~ /not json|bad-1|bad-2/`), (n) => n === 3);
+    await eventually(
+      "dead letters in InfluxDB",
+      () => count("deadletter", "error", `"error" =~ /^influx-writer: / AND "payload" =~ /not json|bad-1|bad-2/`),
+      (n) => n === 3,
+    );
   });
 
   it("dead-letters the one point of a batch InfluxDB refuses, stores the rest, acknowledges all, retries nothing", async () => {
     const writer = await startWriter();
     // A point that passes our schema but not InfluxDB: `rotation` already is an integer field in
     // the shard of 2001-01-01, so a float there is a field type conflict (400).
-    const seed = await fetch(`${influx.url}/write?db=fan&precision=s`, { method: "POST", body: `telemetry,deviceID=seed rotation=1i ${Date.UTC(2001, 0, 1) / 1000}` });
+    const seed = await fetch(`${influx.url}/write?db=fan&precision=s`, {
+      method: "POST",
+      body: `telemetry,deviceID=seed rotation=1i ${Date.UTC(2001, 0, 1) / 1000}`,
+    });
     assert.equal(seed.status, 204);
     const failuresBefore = await metric(writer, "influx_writer_write_failures_total");
     const deadLetters = await Collector.start(broker.url, ["fan/deadletter"]);
-    const reading = (deviceID: string, timeStamp: string) => JSON.stringify({ deviceID, timeStamp, rotation: 600, temperature: 40, vibration: 150, sound: 48 });
+    const reading = (deviceID: string, timeStamp: string) =>
+      JSON.stringify({ deviceID, timeStamp, rotation: 600, temperature: 40, vibration: 150, sound: 48 });
     const sends = [reading("batch-conflict", "2001-01-01 00:00:05"), reading("batch-year-9999", "9999-12-31 23:59:59")];
     for (let i = 0; i < 8; i++) sends.push(reading(`batch-good-${i}`, `2026-02-01 00:00:0${i}`));
     await Promise.all(sends.map((payload) => publisher.publishAsync("fan/messages", payload, { qos: 1 })));
 
-    const letters = (await deadLetters.waitFor("fan/deadletter", 2)) as Array<{ error: string; topic: string; payload: string }>;
+    const letters = (await deadLetters.waitFor("fan/deadletter", 2)) as Array<{
+      error: string;
+      topic: string;
+      payload: string;
+    }>;
     await deadLetters.stop();
     const about = (deviceID: string) => letters.find((l) => l.payload.includes(deviceID));
-    assert.match(about("batch-conflict")?.error ?? "", /^influx-writer: InfluxDB refused the point \(400\): field type conflict: input field "rotation" on measurement "telemetry" is type float, already exists as type integer/);
+    assert.match(
+      about("batch-conflict")?.error ?? "",
+      /^influx-writer: InfluxDB refused the point \(400\): field type conflict: input field "rotation" on measurement "telemetry" is type float, already exists as type integer/,
+    );
     assert.match(about("batch-year-9999")?.error ?? "", /^influx-writer: .*timeStamp/);
     assert.equal(letters.length, 2, JSON.stringify(letters));
-    await eventually("the good readings", () => count("telemetry", "rotation", `"deviceID" =~ /^batch-good-/`), (n) => n === 8);
+    await eventually(
+      "the good readings",
+      () => count("telemetry", "rotation", `"deviceID" =~ /^batch-good-/`),
+      (n) => n === 8,
+    );
     assert.equal(await count("telemetry", "rotation", `"deviceID" =~ /^batch-(conflict|year)/`), 0);
     // Acknowledged: nothing held any more; and the refusal was not taken for an outage.
-    const held = await eventually("the writer's buffer", () => health(writer), (h) => h.buffered === 0 && h.bufferedBytes === 0);
+    const held = await eventually(
+      "the writer's buffer",
+      () => health(writer),
+      (h) => h.buffered === 0 && h.bufferedBytes === 0,
+    );
     assert.equal(held.status, "ok");
     assert.equal(await metric(writer, "influx_writer_write_failures_total"), failuresBefore, "no write was retried");
     assert.equal(await metric(writer, `influx_writer_points_refused_total{reason="field_type_conflict"}`), 1);
@@ -298,21 +488,37 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     const again = await startWriter();
     const marker = reading("batch-marker", "2026-02-01 00:01:00");
     await publisher.publishAsync("fan/messages", marker, { qos: 1 });
-    await eventually("the marker", () => count("telemetry", "rotation", `"deviceID" = 'batch-marker'`), (n) => n === 1);
-    assert.equal(await metric(again, `influx_writer_messages_total{kind="telemetry",outcome="accepted"}`), 1, "only the marker");
+    await eventually(
+      "the marker",
+      () => count("telemetry", "rotation", `"deviceID" = 'batch-marker'`),
+      (n) => n === 1,
+    );
+    assert.equal(
+      await metric(again, `influx_writer_messages_total{kind="telemetry",outcome="accepted"}`),
+      1,
+      "only the marker",
+    );
   });
 
   it("creates a missing database and stores everything in it", async () => {
     const database = "fresh_fan";
     const rows = async () => {
-      const answer = (await (await fetch(`${influx.url}/query?db=${database}&q=${encodeURIComponent(`SELECT count("rotation") FROM "telemetry"`)}`)).json()) as { results: Array<{ series?: Array<{ values: unknown[][] }>; error?: string }> };
+      const answer = (await (
+        await fetch(
+          `${influx.url}/query?db=${database}&q=${encodeURIComponent(`SELECT count("rotation") FROM "telemetry"`)}`,
+        )
+      ).json()) as { results: Array<{ series?: Array<{ values: unknown[][] }>; error?: string }> };
       return Number(answer.results[0]?.series?.[0]?.values[0]?.[1] ?? 0);
     };
     const databases = JSON.stringify(await influx.query("SHOW DATABASES"));
     assert.ok(!databases.includes(database), databases);
     await startWriter(["--influx-db", database, "--client-id", "fresh-writer"]);
     for (let i = 0; i < 20; i++) {
-      await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: `fresh-${i}`, rotation: 600, temperature: 40, vibration: 150, sound: 48 }), { qos: 1 });
+      await publisher.publishAsync(
+        "fan/messages",
+        JSON.stringify({ deviceID: `fresh-${i}`, rotation: 600, temperature: 40, vibration: 150, sound: 48 }),
+        { qos: 1 },
+      );
     }
     await eventually("readings in the new database", rows, (n) => n === 20);
   });

@@ -55,7 +55,11 @@ describe("pipeline: Mosquitto → connector → predict → score → fan/anomal
   }
 
   async function send(messages: Array<Record<string, unknown> | string>): Promise<void> {
-    await Promise.all(messages.map((m) => publisher.publishAsync("fan/messages", typeof m === "string" ? m : JSON.stringify(m), { qos: 1 })));
+    await Promise.all(
+      messages.map((m) =>
+        publisher.publishAsync("fan/messages", typeof m === "string" ? m : JSON.stringify(m), { qos: 1 }),
+      ),
+    );
   }
 
   /** Predictions of the readings base … base+count-1, by timeStamp. */
@@ -68,8 +72,16 @@ describe("pipeline: Mosquitto → connector → predict → score → fan/anomal
     return byKey;
   }
 
-  async function waitForAll(base: number, count: number, timeoutMs = 60_000): Promise<Map<number, Array<{ deviceID: string; fault: number }>>> {
-    await eventually(`every one of ${count} readings got a prediction`, () => predictionsFor(base, count).size >= count, timeoutMs);
+  async function waitForAll(
+    base: number,
+    count: number,
+    timeoutMs = 60_000,
+  ): Promise<Map<number, Array<{ deviceID: string; fault: number }>>> {
+    await eventually(
+      `every one of ${count} readings got a prediction`,
+      () => predictionsFor(base, count).size >= count,
+      timeoutMs,
+    );
     return predictionsFor(base, count);
   }
 
@@ -87,7 +99,11 @@ describe("pipeline: Mosquitto → connector → predict → score → fan/anomal
    * keeps a topic's order, so any earlier prediction, a duplicate included, arrived before it.
    */
   async function settled(marker: number): Promise<void> {
-    await eventually("the connector idle", async () => (await metric("connector_messages_pending")) === 0 && (await metric("connector_invocations_in_flight")) === 0);
+    await eventually(
+      "the connector idle",
+      async () =>
+        (await metric("connector_messages_pending")) === 0 && (await metric("connector_invocations_in_flight")) === 0,
+    );
     await send(readings(1, 0, marker));
     await waitForAll(marker, 1);
   }
@@ -99,7 +115,10 @@ describe("pipeline: Mosquitto → connector → predict → score → fan/anomal
     scorePort = await freePort();
     await startScore();
     const predictPort = await freePort();
-    predict = spawnCli(["function", "predict", "--port", String(predictPort)], { MQTT_URL: broker.url, SCORE_URL: `http://127.0.0.1:${scorePort}/` });
+    predict = spawnCli(["function", "predict", "--port", String(predictPort)], {
+      MQTT_URL: broker.url,
+      SCORE_URL: `http://127.0.0.1:${scorePort}/`,
+    });
     await waitUntilReady(`http://127.0.0.1:${predictPort}`, predict);
     connectorEnv = {
       gateway_url: `http://127.0.0.1:${predictPort}`,
@@ -118,12 +137,14 @@ describe("pipeline: Mosquitto → connector → predict → score → fan/anomal
   });
 
   afterEach(async () => {
-    await Promise.all([connector, predict, score].map(async (child) => {
-      if (child?.exitCode !== null || child.signalCode !== null) return;
-      const exit = once(child, "exit");
-      child.kill("SIGKILL");
-      await exit;
-    }));
+    await Promise.all(
+      [connector, predict, score].map(async (child) => {
+        if (child?.exitCode !== null || child.signalCode !== null) return;
+        const exit = once(child, "exit");
+        child.kill("SIGKILL");
+        await exit;
+      }),
+    );
     await publisher?.endAsync();
     await collector?.stop();
     await broker?.stop();
@@ -136,7 +157,10 @@ describe("pipeline: Mosquitto → connector → predict → score → fan/anomal
     await settled(1.5e12); // any duplicate has arrived by now
     const predictions = [...predictionsFor(1e12, 600).values()];
     assert.equal(predictions.length, 600);
-    assert.ok(predictions.every((list) => list.length === 1), "exactly one prediction per reading");
+    assert.ok(
+      predictions.every((list) => list.length === 1),
+      "exactly one prediction per reading",
+    );
     for (const [i, reading] of batch.entries()) assert.equal(found.get(1e12 + i)?.[0]?.deviceID, reading.deviceID);
     for (const fan of FANS) {
       const own = predictions.flat().filter((p) => p.deviceID === fan.id);
@@ -166,10 +190,19 @@ describe("pipeline: Mosquitto → connector → predict → score → fan/anomal
     mixed.push(...bad);
     await send(mixed);
     await waitForAll(2e12, 120);
-    const letters = (await collector.waitFor("fan/deadletter", deadBefore + 7)).slice(deadBefore) as Array<{ error: string; topic: string }>;
+    const letters = (await collector.waitFor("fan/deadletter", deadBefore + 7)).slice(deadBefore) as Array<{
+      error: string;
+      topic: string;
+    }>;
     assert.equal(letters.length, 7);
     const reasons = letters.map((l) => l.error).join("\n");
-    for (const expected of [/not acceptable JSON/, /temperature: missing/, /temperature: must be a finite number, not "hot"/, /exceeds max_message_bytes/, /__proto__|prototype/]) {
+    for (const expected of [
+      /not acceptable JSON/,
+      /temperature: missing/,
+      /temperature: must be a finite number, not "hot"/,
+      /exceeds max_message_bytes/,
+      /__proto__|prototype/,
+    ]) {
       assert.match(reasons, expected);
     }
     assert.ok(letters.every((l) => l.topic === "fan/messages"));
@@ -186,7 +219,9 @@ describe("pipeline: Mosquitto → connector → predict → score → fan/anomal
     await startConnector();
     const found = await waitForAll(3e12, 3000, 90_000);
     const duplicates = [...found.values()].filter((list) => list.length > 1).length;
-    console.log(`connector killed mid-stream: 3000 readings, ${found.size} predicted, ${duplicates} predicted more than once`);
+    console.log(
+      `connector killed mid-stream: 3000 readings, ${found.size} predicted, ${duplicates} predicted more than once`,
+    );
     assert.equal(found.size, 3000);
   });
 
@@ -195,7 +230,10 @@ describe("pipeline: Mosquitto → connector → predict → score → fan/anomal
     await finished(score);
     await send(readings(200, 4, 4e12));
     // Down until the connector has retried calls that failed, twice over: then score comes back.
-    await eventually("the connector retries the calls that failed", async () => (await metric('connector_retries_total{function="predict"}')) >= 2);
+    await eventually(
+      "the connector retries the calls that failed",
+      async () => (await metric('connector_retries_total{function="predict"}')) >= 2,
+    );
     await startScore();
     const found = await waitForAll(4e12, 200, 60_000);
     assert.equal(found.size, 200);
@@ -205,10 +243,21 @@ describe("pipeline: Mosquitto → connector → predict → score → fan/anomal
     await send(readings(24, 5, 5e12));
     await waitForAll(5e12, 24);
     await settled(5.5e12);
-    const health = (await (await fetch(`http://127.0.0.1:${connectorEnv.port}/healthz`)).json()) as { status: string; broker: string };
+    const health = (await (await fetch(`http://127.0.0.1:${connectorEnv.port}/healthz`)).json()) as {
+      status: string;
+      broker: string;
+    };
     assert.deepEqual([health.status, health.broker], ["ok", "connected"]);
     const metrics = await (await fetch(`http://127.0.0.1:${connectorEnv.port}/metrics`)).text();
-    for (const name of ["connector_messages_received_total", "connector_invocations_total", "connector_batch_size", "connector_invocation_seconds", "connector_retries_total", "connector_dead_lettered_total", "connector_invocations_in_flight"]) {
+    for (const name of [
+      "connector_messages_received_total",
+      "connector_invocations_total",
+      "connector_batch_size",
+      "connector_invocation_seconds",
+      "connector_retries_total",
+      "connector_dead_lettered_total",
+      "connector_invocations_in_flight",
+    ]) {
       assert.match(metrics, new RegExp(`^# TYPE ${name} `, "m"), name);
     }
     assert.match(metrics, /connector_batch_size_count\{function="predict"\} [1-9]/);

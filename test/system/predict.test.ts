@@ -27,7 +27,10 @@ const reading = (deviceID: string, values: [number, number, number, number]) => 
   sound: values[3],
 });
 
-async function startFunction(name: string, env: NodeJS.ProcessEnv): Promise<{ child: ChildProcessWithoutNullStreams; url: string; output: () => string }> {
+async function startFunction(
+  name: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ child: ChildProcessWithoutNullStreams; url: string; output: () => string }> {
   const port = await freePort();
   const child = spawnCli(["function", name, "--port", String(port)], env);
   let output = "";
@@ -57,7 +60,8 @@ describe("predict function against a real Mosquitto", () => {
     predict = await startFunction("predict", { MQTT_URL: broker.url, SCORE_URL: score.url, LOG_LEVEL: "warn" });
   });
   after(async () => {
-    for (const p of [score, predict]) if (p?.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL");
+    for (const p of [score, predict])
+      if (p?.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL");
     await collector?.stop();
     await broker?.stop();
   });
@@ -88,13 +92,30 @@ describe("predict function against a real Mosquitto", () => {
     const answer = await postJson(predict.url, batch);
     assert.equal(answer.status, 200);
     const results = (answer.body as { results: Prediction[] }).results;
-    assert.deepEqual(results.map((p) => [p.deviceID, p.fault, p.cause]), [["healthy", 0, undefined], ["vibrating", 1, "vibration"], ["hot", 1, "temperature"], ["healthy-too", 0, undefined]]);
-    const published = (await collector.waitFor("fan/anomaly", before.anomaly + 4)).slice(before.anomaly).map((m) => PredictionSchema.parse(m));
-    published.sort((a, b) => batch.findIndex((r) => r.deviceID === a.deviceID) - batch.findIndex((r) => r.deviceID === b.deviceID));
+    assert.deepEqual(
+      results.map((p) => [p.deviceID, p.fault, p.cause]),
+      [
+        ["healthy", 0, undefined],
+        ["vibrating", 1, "vibration"],
+        ["hot", 1, "temperature"],
+        ["healthy-too", 0, undefined],
+      ],
+    );
+    const published = (await collector.waitFor("fan/anomaly", before.anomaly + 4))
+      .slice(before.anomaly)
+      .map((m) => PredictionSchema.parse(m));
+    published.sort(
+      (a, b) => batch.findIndex((r) => r.deviceID === a.deviceID) - batch.findIndex((r) => r.deviceID === b.deviceID),
+    );
     assert.deepEqual(published, results);
     for (const [i, p] of published.entries()) {
       const sent = batch[i]!;
-      assert.deepEqual(p.reading, { rotation: sent.rotation, temperature: sent.temperature, vibration: sent.vibration, sound: sent.sound });
+      assert.deepEqual(p.reading, {
+        rotation: sent.rotation,
+        temperature: sent.temperature,
+        vibration: sent.vibration,
+        sound: sent.sound,
+      });
       if (p.fault === 0) {
         assert.equal(p.contributions, undefined);
         continue;
@@ -130,10 +151,17 @@ describe("predict function against a real Mosquitto", () => {
     });
     await new Promise<void>((resolve) => standIn.listen(0, "127.0.0.1", resolve));
     const port = (standIn.address() as AddressInfo).port;
-    const other = await startFunction("predict", { MQTT_URL: broker.url, SCORE_URL: `http://127.0.0.1:${port}/`, LOG_LEVEL: "warn" });
+    const other = await startFunction("predict", {
+      MQTT_URL: broker.url,
+      SCORE_URL: `http://127.0.0.1:${port}/`,
+      LOG_LEVEL: "warn",
+    });
     try {
       const before = collector.on("fan/anomaly").length;
-      const answer = await postJson(other.url, [reading("unexplained-ok", [620, 40, 150, 48]), reading("unexplained", [420, 53, 240, 58])]);
+      const answer = await postJson(other.url, [
+        reading("unexplained-ok", [620, 40, 150, 48]),
+        reading("unexplained", [420, 53, 240, 58]),
+      ]);
       assert.equal(answer.status, 503, JSON.stringify(answer.body));
       assert.match((answer.body as { error: string }).error, /the score function answered 503/);
       assert.equal(await counter(other.url, "predict_explain_calls_total", 'outcome="unavailable"'), 1);
@@ -142,7 +170,10 @@ describe("predict function against a real Mosquitto", () => {
       // failed invocation had published would be too.
       assert.equal((await postJson(other.url, reading("marker", [620, 40, 150, 48]))).status, 200);
       const after = (await collector.waitFor("fan/anomaly", before + 1)).slice(before) as Array<{ deviceID: string }>;
-      assert.deepEqual(after.map((p) => p.deviceID), ["marker"]);
+      assert.deepEqual(
+        after.map((p) => p.deviceID),
+        ["marker"],
+      );
     } finally {
       other.child.kill("SIGTERM");
       await finished(other.child);
@@ -165,18 +196,32 @@ describe("predict function against a real Mosquitto", () => {
     ];
     const answer = await postJson(predict.url, batch);
     assert.equal(answer.status, 200);
-    const body = answer.body as { scored: number; rejected: number; results: Array<{ deviceID?: string; fault?: number; error?: string; field?: string; index?: number }> };
+    const body = answer.body as {
+      scored: number;
+      rejected: number;
+      results: Array<{ deviceID?: string; fault?: number; error?: string; field?: string; index?: number }>;
+    };
     assert.equal(body.scored, 4);
     assert.equal(body.rejected, 5);
-    assert.deepEqual(body.results.map((r) => r.deviceID ?? r.field), ["1", "temperature", "temperature", "4", "rotation", "deviceID", "reading", "8", "9"]);
+    assert.deepEqual(
+      body.results.map((r) => r.deviceID ?? r.field),
+      ["1", "temperature", "temperature", "4", "rotation", "deviceID", "reading", "8", "9"],
+    );
     assert.equal(body.results[3]?.fault, 1);
     assert.match(body.results[1]?.error ?? "", /temperature: must be a finite number, not "hot"/);
     assert.match(body.results[2]?.error ?? "", /temperature: missing/);
     assert.match(body.results[4]?.error ?? "", /rotation: above 20000 rpm/);
 
-    const anomalies = (await collector.waitFor("fan/anomaly", before.anomaly + 4)).slice(before.anomaly) as Array<{ deviceID: string }>;
+    const anomalies = (await collector.waitFor("fan/anomaly", before.anomaly + 4)).slice(before.anomaly) as Array<{
+      deviceID: string;
+    }>;
     assert.deepEqual(anomalies.map((a) => a.deviceID).sort(), ["1", "4", "8", "9"]);
-    const dead = (await collector.waitFor("fan/deadletter", before.dead + 5)).slice(before.dead) as Array<{ error: string; topic: string; payload: string; at: string }>;
+    const dead = (await collector.waitFor("fan/deadletter", before.dead + 5)).slice(before.dead) as Array<{
+      error: string;
+      topic: string;
+      payload: string;
+      at: string;
+    }>;
     assert.equal(dead.length, 5);
     for (const letter of dead) {
       assert.equal(letter.topic, "fan/messages");
@@ -197,47 +242,85 @@ describe("predict function against a real Mosquitto", () => {
     ];
     const answer = await postJson(predict.url, batch);
     assert.equal(answer.status, 200);
-    const body = answer.body as { scored: number; rejected: number; results: Array<{ deviceID?: string; error?: string }> };
+    const body = answer.body as {
+      scored: number;
+      rejected: number;
+      results: Array<{ deviceID?: string; error?: string }>;
+    };
     assert.equal(body.scored, 2);
     assert.equal(body.rejected, 3);
     assert.match(body.results[1]?.error ?? "", /^timeStamp: must be between 1970-01-01 and 2262-04-11/);
     assert.match(body.results[2]?.error ?? "", /^timeStamp: 2020-02 has no day 31/);
     assert.match(body.results[3]?.error ?? "", /^timeStamp: must be between 1970-01-01 and 2262-04-11/);
-    const anomalies = (await collector.waitFor("fan/anomaly", before.anomaly + 2)).slice(before.anomaly) as Array<{ deviceID: string }>;
+    const anomalies = (await collector.waitFor("fan/anomaly", before.anomaly + 2)).slice(before.anomaly) as Array<{
+      deviceID: string;
+    }>;
     assert.deepEqual(anomalies.map((a) => a.deviceID).sort(), ["t1", "t5"]);
-    const dead = (await collector.waitFor("fan/deadletter", before.dead + 3)).slice(before.dead) as Array<{ error: string; payload: string }>;
+    const dead = (await collector.waitFor("fan/deadletter", before.dead + 3)).slice(before.dead) as Array<{
+      error: string;
+      payload: string;
+    }>;
     const letter = dead.find((d) => d.payload.includes("9999-12-31 23:59:59"));
     assert.match(letter?.error ?? "", /timeStamp: must be between 1970-01-01 and 2262-04-11/);
   });
 
   it("answers 400 to a body that is not JSON, and dead-letters it", async () => {
     const before = collector.on("fan/deadletter").length;
-    const answer = await postJson(predict.url, "{deviceID: 1,", { "content-type": "text/plain", "x-topic": "fan/messages" });
+    const answer = await postJson(predict.url, "{deviceID: 1,", {
+      "content-type": "text/plain",
+      "x-topic": "fan/messages",
+    });
     assert.equal(answer.status, 400);
     assert.match((answer.body as { error: string }).error, /not valid JSON/);
-    const [letter] = (await collector.waitFor("fan/deadletter", before + 1)).slice(before) as Array<{ payload: string }>;
+    const [letter] = (await collector.waitFor("fan/deadletter", before + 1)).slice(before) as Array<{
+      payload: string;
+    }>;
     assert.equal(letter?.payload, "{deviceID: 1,");
   });
 
   it("leaves the dead letter of a body that is not JSON to our connector, which dead-letters every 4xx", async () => {
     const before = collector.on("fan/deadletter").length;
-    const answer = await postJson(predict.url, "{connector: 1,", { "content-type": "text/plain", "x-topic": "fan/messages", "x-connector": "fanwatch-mqtt-connector" });
+    const answer = await postJson(predict.url, "{connector: 1,", {
+      "content-type": "text/plain",
+      "x-topic": "fan/messages",
+      "x-connector": "fanwatch-mqtt-connector",
+    });
     assert.equal(answer.status, 400);
     // A marker published after the bad body: once it arrives, anything predict published before it has too.
-    const marker = await postJson(predict.url, "{marker: 1,", { "content-type": "text/plain", "x-topic": "fan/messages" });
+    const marker = await postJson(predict.url, "{marker: 1,", {
+      "content-type": "text/plain",
+      "x-topic": "fan/messages",
+    });
     assert.equal(marker.status, 400);
     const letters = (await collector.waitFor("fan/deadletter", before + 1)).slice(before) as Array<{ payload: string }>;
-    assert.deepEqual(letters.map((l) => l.payload), ["{marker: 1,"]);
+    assert.deepEqual(
+      letters.map((l) => l.payload),
+      ["{marker: 1,"],
+    );
   });
 
   it("dead-letters malformed JSON with its reason whatever its content type, application/json with X-Topic (the official connector's) included", async () => {
-    for (const type of ["application/json", "application/json; charset=utf-8", "text/plain", "application/octet-stream", undefined]) {
+    for (const type of [
+      "application/json",
+      "application/json; charset=utf-8",
+      "text/plain",
+      "application/octet-stream",
+      undefined,
+    ]) {
       const before = collector.on("fan/deadletter").length;
       const payload = `{"deviceID": "${type ?? "no content type"}",`;
-      const response = await fetch(predict.url, { method: "POST", headers: { "x-topic": "fan/messages", ...(type === undefined ? {} : { "content-type": type }) }, body: Buffer.from(payload) });
+      const response = await fetch(predict.url, {
+        method: "POST",
+        headers: { "x-topic": "fan/messages", ...(type === undefined ? {} : { "content-type": type }) },
+        body: Buffer.from(payload),
+      });
       assert.equal(response.status, 400, String(type));
       assert.match(((await response.json()) as { error: string }).error, /request body is not valid JSON/);
-      const [letter] = (await collector.waitFor("fan/deadletter", before + 1)).slice(before) as Array<{ error: string; topic: string; payload: string }>;
+      const [letter] = (await collector.waitFor("fan/deadletter", before + 1)).slice(before) as Array<{
+        error: string;
+        topic: string;
+        payload: string;
+      }>;
       assert.match(letter?.error ?? "", /request body is not valid JSON/, String(type));
       assert.equal(letter?.topic, "fan/messages");
       assert.equal(letter?.payload, payload);
@@ -246,37 +329,70 @@ describe("predict function against a real Mosquitto", () => {
 
   it("leaves malformed application/json from our connector to the connector too: one dead letter, not two", async () => {
     const before = collector.on("fan/deadletter").length;
-    const answer = await postJson(predict.url, "{json connector: 1,", { "x-topic": "fan/messages", "x-connector": "fanwatch-mqtt-connector" });
+    const answer = await postJson(predict.url, "{json connector: 1,", {
+      "x-topic": "fan/messages",
+      "x-connector": "fanwatch-mqtt-connector",
+    });
     assert.equal(answer.status, 400);
     const marker = await postJson(predict.url, "{json marker: 1,", { "x-topic": "fan/messages" });
     assert.equal(marker.status, 400);
     const letters = (await collector.waitFor("fan/deadletter", before + 1)).slice(before) as Array<{ payload: string }>;
-    assert.deepEqual(letters.map((l) => l.payload), ["{json marker: 1,"]);
+    assert.deepEqual(
+      letters.map((l) => l.payload),
+      ["{json marker: 1,"],
+    );
   });
 
   it("answers 400 to a reading that is not UTF-8, and dead-letters it with the reason", async () => {
     const before = collector.on("fan/deadletter").length;
     // A Latin-1 "é" (0xE9) where UTF-8 needs two bytes: decoded leniently it would pass as U+FFFD.
-    const bytes = Buffer.concat([Buffer.from('{"deviceID":"caf'), Buffer.from([0xe9]), Buffer.from('","rotation":600,"temperature":40,"vibration":150,"sound":48}')]);
-    const response = await fetch(predict.url, { method: "POST", headers: { "content-type": "application/octet-stream", "x-topic": "fan/messages" }, body: bytes });
+    const bytes = Buffer.concat([
+      Buffer.from('{"deviceID":"caf'),
+      Buffer.from([0xe9]),
+      Buffer.from('","rotation":600,"temperature":40,"vibration":150,"sound":48}'),
+    ]);
+    const response = await fetch(predict.url, {
+      method: "POST",
+      headers: { "content-type": "application/octet-stream", "x-topic": "fan/messages" },
+      body: bytes,
+    });
     assert.equal(response.status, 400);
-    assert.match(((await response.json()) as { error: string }).error, /request body is not valid JSON: not valid UTF-8 text/);
-    const [letter] = (await collector.waitFor("fan/deadletter", before + 1)).slice(before) as Array<{ error: string; topic: string; payload: string }>;
+    assert.match(
+      ((await response.json()) as { error: string }).error,
+      /request body is not valid JSON: not valid UTF-8 text/,
+    );
+    const [letter] = (await collector.waitFor("fan/deadletter", before + 1)).slice(before) as Array<{
+      error: string;
+      topic: string;
+      payload: string;
+    }>;
     assert.match(letter?.error ?? "", /not valid UTF-8/);
     assert.equal(letter?.topic, "fan/messages");
     assert.match(letter?.payload ?? "", /"deviceID":"caf/);
   });
 
   it("refuses prototype keys and oversized bodies without crashing", async () => {
-    const proto = await postJson(predict.url, '{"deviceID":"1","__proto__":{"x":1},"rotation":1,"temperature":1,"vibration":1,"sound":1}');
+    const proto = await postJson(
+      predict.url,
+      '{"deviceID":"1","__proto__":{"x":1},"rotation":1,"temperature":1,"vibration":1,"sound":1}',
+    );
     assert.equal(proto.status, 400);
-    const huge = await postJson(predict.url, JSON.stringify({ ...reading("1", [600, 40, 150, 48]), pad: "x".repeat(1_100_000) }));
+    const huge = await postJson(
+      predict.url,
+      JSON.stringify({ ...reading("1", [600, 40, 150, 48]), pad: "x".repeat(1_100_000) }),
+    );
     assert.equal(huge.status, 413);
     assert.equal((await postJson(predict.url, reading("ok", [600, 40, 150, 48]))).status, 200);
   });
 
   it("accepts the reference system's variable names, and says which removed settings it ignores", async () => {
-    const aliased = await startFunction("predict", { MQTT_HOST: broker.url, SCORING_URL: score.url, MQTT_PREDICT_TOPIC: "custom/anomaly", SCORE_RETRIES: "3", LOG_LEVEL: "warn" });
+    const aliased = await startFunction("predict", {
+      MQTT_HOST: broker.url,
+      SCORING_URL: score.url,
+      MQTT_PREDICT_TOPIC: "custom/anomaly",
+      SCORE_RETRIES: "3",
+      LOG_LEVEL: "warn",
+    });
     try {
       assert.match(aliased.output(), /SCORE_RETRIES no longer has an effect: the connector retries/);
       assert.doesNotMatch(aliased.output(), /PUBLISH_TIMEOUT_MS/);
@@ -300,7 +416,10 @@ describe("predict function against a real Mosquitto", () => {
       process.kill(pid, "SIGCONT");
     }
     assert.equal(answer.status, 503, JSON.stringify(answer.body));
-    assert.match((answer.body as { error: string }).error, /time ran out \(X-Timeout-Ms 1000 ms less a margin\) waiting for the broker to acknowledge 1 messages on fan\/anomaly/);
+    assert.match(
+      (answer.body as { error: string }).error,
+      /time ran out \(X-Timeout-Ms 1000 ms less a margin\) waiting for the broker to acknowledge 1 messages on fan\/anomaly/,
+    );
     // MQTT.js had sent it: once the broker reads it, it is published though predict answered 503.
     // The connector retries the 503, so this reading is predicted twice (at-least-once).
     const late = (await collector.waitFor("fan/anomaly", before + 1)).slice(before) as Array<{ deviceID: string }>;
@@ -310,7 +429,12 @@ describe("predict function against a real Mosquitto", () => {
 
   it("answers 503 within the caller's timeout when score is slower, and does not call score again", async () => {
     const pid = score.child.pid as number;
-    const calls = () => Promise.all(["ok", "unavailable", "out_of_time", "rejected"].map((o) => counter(predict.url, "predict_score_calls_total", `outcome="${o}"`)));
+    const calls = () =>
+      Promise.all(
+        ["ok", "unavailable", "out_of_time", "rejected"].map((o) =>
+          counter(predict.url, "predict_score_calls_total", `outcome="${o}"`),
+        ),
+      );
     const [ok, unavailable, outOfTime, rejected] = await calls();
     process.kill(pid, "SIGSTOP"); // score accepts the connection and never answers
     let answer;
@@ -321,7 +445,10 @@ describe("predict function against a real Mosquitto", () => {
     }
     // Answered while score was still frozen: predict did not wait for it.
     assert.equal(answer.status, 503, JSON.stringify(answer.body));
-    assert.match((answer.body as { error: string }).error, /time ran out \(X-Timeout-Ms 1000 ms less a margin\) waiting for the score function/);
+    assert.match(
+      (answer.body as { error: string }).error,
+      /time ran out \(X-Timeout-Ms 1000 ms less a margin\) waiting for the score function/,
+    );
     assert.deepEqual(await calls(), [ok, unavailable, (outOfTime ?? 0) + 1, rejected]);
   });
 
@@ -364,17 +491,29 @@ describe("predict's publisher against a real Mosquitto", () => {
     const pid = broker.pid as number;
     process.kill(pid, "SIGSTOP");
     try {
-      await assert.rejects(publisher.publish("t/frozen", [{ n: 1 }, { n: 2 }], new Deadline(200, "test")), BudgetExhaustedError);
-      const error = await publisher.publish("t/frozen", [{ n: 3 }], new Deadline(60_000, "test")).then(() => "published", (e: unknown) => e);
+      await assert.rejects(
+        publisher.publish("t/frozen", [{ n: 1 }, { n: 2 }], new Deadline(200, "test")),
+        BudgetExhaustedError,
+      );
+      const error = await publisher.publish("t/frozen", [{ n: 3 }], new Deadline(60_000, "test")).then(
+        () => "published",
+        (e: unknown) => e,
+      );
       assert.ok(error instanceof PublishFailedError, String(error));
       assert.equal(error.status, 503);
-      assert.match(error.message, /the broker has not acknowledged 2 earlier publishes; not adding 1 more until it does/);
+      assert.match(
+        error.message,
+        /the broker has not acknowledged 2 earlier publishes; not adding 1 more until it does/,
+      );
     } finally {
       process.kill(pid, "SIGCONT");
     }
     // Once the broker acknowledges the earlier two, there is room again.
     for (;;) {
-      const outcome = await publisher.publish("t/thawed", [{ n: 4 }], new Deadline(10_000, "test")).then(() => "published", (e: unknown) => e);
+      const outcome = await publisher.publish("t/thawed", [{ n: 4 }], new Deadline(10_000, "test")).then(
+        () => "published",
+        (e: unknown) => e,
+      );
       if (outcome === "published") break;
       assert.ok(outcome instanceof PublishFailedError, String(outcome));
       await new Promise((resolve) => client.once("packetreceive", resolve)); // the next PUBACK
@@ -386,7 +525,10 @@ describe("predict's publisher against a real Mosquitto", () => {
     const pid = broker.pid as number;
     process.kill(pid, "SIGSTOP");
     const publishing = publisher.publish("t/dropped", [{ n: 1 }], new Deadline(1_000, "test"));
-    const outcome = publishing.then(() => "acknowledged", (error: unknown) => error);
+    const outcome = publishing.then(
+      () => "acknowledged",
+      (error: unknown) => error,
+    );
     process.kill(pid, "SIGKILL"); // the publish is written to the socket; no PUBACK will come
     const error = await outcome;
     assert.ok(error instanceof BudgetExhaustedError, String(error));
@@ -400,7 +542,10 @@ describe("predict's publisher against a real Mosquitto", () => {
     process.kill(broker.pid as number, "SIGKILL");
     await lost;
     assert.equal(client.connected, false);
-    const error = await publisher.publish("t/down", [{ n: 1 }], new Deadline(300, "test")).then(() => "published", (e: unknown) => e);
+    const error = await publisher.publish("t/down", [{ n: 1 }], new Deadline(300, "test")).then(
+      () => "published",
+      (e: unknown) => e,
+    );
     assert.ok(error instanceof BudgetExhaustedError, String(error));
     assert.match(error.message, /waiting for the broker, which is unreachable, to publish 1 messages to t\/down/);
     // Back within the deadline: the publish goes out and is acknowledged.
@@ -416,13 +561,20 @@ describe("predict's budget", () => {
     assert.equal(Deadline.forCall("9000", 9_000).budgetMs, 8_500);
     assert.equal(Deadline.forCall("10000", 9_000).budgetMs, 9_000);
     for (const header of [undefined, "", "abc", "-5", "0", "1e3", "20000", ["1000", "2000"]]) {
-      assert.equal(Deadline.forCall(header, 9_000).budgetMs, 9_000, `X-Timeout-Ms ${String(header)} uses predict's own budget`);
+      assert.equal(
+        Deadline.forCall(header, 9_000).budgetMs,
+        9_000,
+        `X-Timeout-Ms ${String(header)} uses predict's own budget`,
+      );
     }
   });
 
   it("names what it was waiting for when it runs out", async () => {
     const deadline = new Deadline(0, "PREDICT_BUDGET_MS 0 ms", "predict");
-    await assert.rejects(deadline.wait(new Promise(() => {}), "the score function"), /predict's time ran out \(PREDICT_BUDGET_MS 0 ms\) waiting for the score function/);
+    await assert.rejects(
+      deadline.wait(new Promise(() => {}), "the score function"),
+      /predict's time ran out \(PREDICT_BUDGET_MS 0 ms\) waiting for the score function/,
+    );
   });
 });
 
@@ -439,16 +591,31 @@ describe("stack.yml time limits", () => {
 
   it("let each layer give up before the one that called it", () => {
     const scoreExec = seconds(stack.functions.score?.environment.exec_timeout);
-    assert.ok(scoreExec <= predict.scoreTimeoutMs / 1000, `score's exec_timeout ${scoreExec} s must not outlast predict's SCORE_TIMEOUT_MS ${predict.scoreTimeoutMs} ms`);
-    assert.ok(predict.scoreTimeoutMs < predict.budgetMs, `SCORE_TIMEOUT_MS ${predict.scoreTimeoutMs} must leave room in PREDICT_BUDGET_MS ${predict.budgetMs} to publish`);
-    assert.ok(predict.budgetMs / 1000 < connectorTimeout, `PREDICT_BUDGET_MS ${predict.budgetMs} must end before the connector's timeout_ms ${connectorTimeout} s`);
+    assert.ok(
+      scoreExec <= predict.scoreTimeoutMs / 1000,
+      `score's exec_timeout ${scoreExec} s must not outlast predict's SCORE_TIMEOUT_MS ${predict.scoreTimeoutMs} ms`,
+    );
+    assert.ok(
+      predict.scoreTimeoutMs < predict.budgetMs,
+      `SCORE_TIMEOUT_MS ${predict.scoreTimeoutMs} must leave room in PREDICT_BUDGET_MS ${predict.budgetMs} to publish`,
+    );
+    assert.ok(
+      predict.budgetMs / 1000 < connectorTimeout,
+      `PREDICT_BUDGET_MS ${predict.budgetMs} must end before the connector's timeout_ms ${connectorTimeout} s`,
+    );
     const predictExec = seconds(predictEnv.exec_timeout);
-    assert.ok(connectorTimeout < predictExec, `predict's exec_timeout ${predictExec} s must outlast the connector's timeout ${connectorTimeout} s`);
+    assert.ok(
+      connectorTimeout < predictExec,
+      `predict's exec_timeout ${predictExec} s must outlast the connector's timeout ${connectorTimeout} s`,
+    );
   });
 
   it("let a watchdog write its own answer after exec_timeout", () => {
     for (const [name, fn] of Object.entries(stack.functions)) {
-      assert.ok(seconds(fn.environment.exec_timeout) < seconds(fn.environment.write_timeout), `${name}: write_timeout must exceed exec_timeout`);
+      assert.ok(
+        seconds(fn.environment.exec_timeout) < seconds(fn.environment.write_timeout),
+        `${name}: write_timeout must exceed exec_timeout`,
+      );
     }
   });
 });

@@ -28,12 +28,21 @@ interface Answer {
 
 /** A stack.yml with the repository's functions named in `labels`, those labels, and time limits long enough to hold a request. */
 function stackFile(dir: string, labels: Record<string, Record<string, string>>): string {
-  const stack = parse(readFileSync(join(REPO_ROOT, "stack.yml"), "utf8")) as { functions: Record<string, { labels: Record<string, string>; environment: Record<string, string> }> };
+  const stack = parse(readFileSync(join(REPO_ROOT, "stack.yml"), "utf8")) as {
+    functions: Record<string, { labels: Record<string, string>; environment: Record<string, string> }>;
+  };
   stack.functions = Object.fromEntries(
     Object.entries(labels).map(([name, own]) => {
       const fn = stack.functions[name];
       assert.ok(fn !== undefined, name);
-      return [name, { ...fn, labels: own, environment: { ...fn.environment, read_timeout: "120s", write_timeout: "121s", exec_timeout: "120s" } }];
+      return [
+        name,
+        {
+          ...fn,
+          labels: own,
+          environment: { ...fn.environment, read_timeout: "120s", write_timeout: "121s", exec_timeout: "120s" },
+        },
+      ];
     }),
   );
   const file = join(dir, "stack.yml");
@@ -41,18 +50,31 @@ function stackFile(dir: string, labels: Record<string, Record<string, string>>):
   return file;
 }
 
-const scaleLabels = (min: number, max: number, factor: number) => ({ "com.openfaas.scale.min": String(min), "com.openfaas.scale.max": String(max), "com.openfaas.scale.factor": String(factor) });
+const scaleLabels = (min: number, max: number, factor: number) => ({
+  "com.openfaas.scale.min": String(min),
+  "com.openfaas.scale.max": String(max),
+  "com.openfaas.scale.factor": String(factor),
+});
 
 /** A request whose body is sent in part; `finish` sends the rest and resolves with the answer. */
 function hold(url: string, body = SCORE_BODY): { finish: () => Promise<Answer> } {
   let answered: (a: Answer) => void = () => {};
   let failed: (e: Error) => void = () => {};
   const answer = new Promise<Answer>((resolve, reject) => ((answered = resolve), (failed = reject)));
-  const req = request(url, { method: "POST", headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) } }, (res) => {
-    let text = "";
-    res.on("data", (d: Buffer) => (text += d.toString()));
-    res.on("end", () => answered({ status: res.statusCode ?? 0, body: text, instance: String(res.headers["x-function-instance"]) }));
-  });
+  const req = request(
+    url,
+    {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) },
+    },
+    (res) => {
+      let text = "";
+      res.on("data", (d: Buffer) => (text += d.toString()));
+      res.on("end", () =>
+        answered({ status: res.statusCode ?? 0, body: text, instance: String(res.headers["x-function-instance"]) }),
+      );
+    },
+  );
   req.on("error", failed);
   req.write(body.slice(0, 1));
   return {
@@ -76,36 +98,63 @@ class Gateway {
 
   static async start(stack: string, env: Record<string, string>, broker: Broker): Promise<Gateway> {
     const port = await freePort();
-    const child = spawnCli(["gateway", "--port", String(port), "--stack", stack], { MQTT_URL: broker.url, NATS_URL: "", GATEWAY_PASSWORD: "scale-pw", LOG_LEVEL: "info", ...env });
-    const gateway = new Gateway(`http://127.0.0.1:${port}`, child, { authorization: `Basic ${Buffer.from("admin:scale-pw").toString("base64")}` });
+    const child = spawnCli(["gateway", "--port", String(port), "--stack", stack], {
+      MQTT_URL: broker.url,
+      NATS_URL: "",
+      GATEWAY_PASSWORD: "scale-pw",
+      LOG_LEVEL: "info",
+      ...env,
+    });
+    const gateway = new Gateway(`http://127.0.0.1:${port}`, child, {
+      authorization: `Basic ${Buffer.from("admin:scale-pw").toString("base64")}`,
+    });
     await waitForOutput(child, /gateway running on/, 90_000);
     return gateway;
   }
 
   async call(name: string): Promise<Answer> {
-    const response = await fetch(`${this.url}/function/${name}`, { method: "POST", headers: { "content-type": "application/json" }, body: SCORE_BODY });
-    return { status: response.status, body: await response.text(), instance: response.headers.get("x-function-instance") ?? "" };
+    const response = await fetch(`${this.url}/function/${name}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: SCORE_BODY,
+    });
+    return {
+      status: response.status,
+      body: await response.text(),
+      instance: response.headers.get("x-function-instance") ?? "",
+    };
   }
 
   async replicas(name: string): Promise<{ replicas: number; availableReplicas: number }> {
-    const { replicas, availableReplicas } = (await (await fetch(`${this.url}/system/function/${name}`, { headers: this.auth })).json()) as { replicas: number; availableReplicas: number };
+    const { replicas, availableReplicas } = (await (
+      await fetch(`${this.url}/system/function/${name}`, { headers: this.auth })
+    ).json()) as { replicas: number; availableReplicas: number };
     return { replicas, availableReplicas };
   }
 
   scale(name: string, replicas: unknown, auth = true): Promise<Response> {
-    return fetch(`${this.url}/system/scale-function/${name}`, { method: "POST", headers: { "content-type": "application/json", ...(auth ? this.auth : {}) }, body: JSON.stringify({ serviceName: name, replicas }) });
+    return fetch(`${this.url}/system/scale-function/${name}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(auth ? this.auth : {}) },
+      body: JSON.stringify({ serviceName: name, replicas }),
+    });
   }
 
   /** A metric's value for a function, from /metrics. */
   async metric(name: string, labels: string): Promise<number> {
     const text = await (await fetch(`${this.url}/metrics`)).text();
-    const line = text.split("\n").find((l) => l.startsWith(`${name}{`) && labels.split(",").every((label) => l.includes(label)));
+    const line = text
+      .split("\n")
+      .find((l) => l.startsWith(`${name}{`) && labels.split(",").every((label) => l.includes(label)));
     return line === undefined ? 0 : Number(line.split(" ").at(-1));
   }
 
   async logs(name: string): Promise<Array<{ instance: string; text: string }>> {
     const text = await (await fetch(`${this.url}/system/logs?name=${name}`, { headers: this.auth })).text();
-    return text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as { instance: string; text: string });
+    return text
+      .split("\n")
+      .filter((l) => l !== "")
+      .map((l) => JSON.parse(l) as { instance: string; text: string });
   }
 
   /** The gateway's own JSON log lines of `event`. */
@@ -138,7 +187,11 @@ describe("gateway replicas, set by hand", { timeout: 180_000 }, () => {
     broker = await startMosquitto();
     dir = mkdtempSync(join(tmpdir(), "fanwatch-scale-"));
     // An autoscaler that never acts within the test: these replicas change by hand only.
-    gw = await Gateway.start(stackFile(dir, { score: scaleLabels(1, 3, 20), health: scaleLabels(1, 5, 20) }), { GATEWAY_SCALE_TARGET_INFLIGHT: "1000", GATEWAY_SCALE_DOWN_WINDOW_MS: "3600000" }, broker);
+    gw = await Gateway.start(
+      stackFile(dir, { score: scaleLabels(1, 3, 20), health: scaleLabels(1, 5, 20) }),
+      { GATEWAY_SCALE_TARGET_INFLIGHT: "1000", GATEWAY_SCALE_DOWN_WINDOW_MS: "3600000" },
+      broker,
+    );
   });
   afterEach(async () => {
     if (gw !== undefined) await terminate(gw.child);
@@ -177,13 +230,19 @@ describe("gateway replicas, set by hand", { timeout: 180_000 }, () => {
     assert.equal((await gw.scale("score", 2)).status, 202);
     assert.deepEqual(await gw.replicas("score"), { replicas: 2, availableReplicas: 2 });
     const first = hold(`${gw.url}/function/score`);
-    await until("the held request is in flight", async () => (await gw.metric("gateway_function_inflight", 'function_name="score"')) === 1);
+    await until(
+      "the held request is in flight",
+      async () => (await gw.metric("gateway_function_inflight", 'function_name="score"')) === 1,
+    );
     // Round robin would alternate; least in flight sends every one to the other, idle replica.
     const fast: string[] = [];
     for (let i = 0; i < 4; i++) fast.push((await gw.call("score")).instance);
     assert.equal(new Set(fast).size, 1, `served by ${fast.join(", ")}`);
     const second = hold(`${gw.url}/function/score`);
-    await until("both held requests are in flight", async () => (await gw.metric("gateway_function_inflight", 'function_name="score"')) === 2);
+    await until(
+      "both held requests are in flight",
+      async () => (await gw.metric("gateway_function_inflight", 'function_name="score"')) === 2,
+    );
 
     // Each replica now holds one request: whichever is removed is draining one.
     assert.equal((await gw.scale("score", 1)).status, 202);
@@ -194,7 +253,9 @@ describe("gateway replicas, set by hand", { timeout: 180_000 }, () => {
     assert.equal(b.instance, fast[0], "the second held request went to the replica the fast ones did");
     assert.notEqual(a.instance, b.instance);
     const removed = a.instance === kept ? b.instance : a.instance;
-    await until(`${removed} stops`, async () => (await gw.logs("score")).some((m) => m.instance === removed && /score stopped/.test(m.text)));
+    await until(`${removed} stops`, async () =>
+      (await gw.logs("score")).some((m) => m.instance === removed && /score stopped/.test(m.text)),
+    );
     assert.equal((await gw.call("score")).instance, kept);
     assert.equal(await gw.metric("gateway_function_inflight", 'function_name="score"'), 0);
   });
@@ -206,7 +267,9 @@ describe("gateway replicas, set by hand", { timeout: 180_000 }, () => {
     const [victim, survivor] = [...served] as [string, string];
     const known = new Set((await gw.logs("score")).map((m) => m.instance));
     process.kill(Number(victim.split("-").at(-1)), "SIGKILL");
-    await until("a new replica listens", async () => (await gw.logs("score")).some((m) => /score listening on port/.test(m.text) && !known.has(m.instance)));
+    await until("a new replica listens", async () =>
+      (await gw.logs("score")).some((m) => /score listening on port/.test(m.text) && !known.has(m.instance)),
+    );
     await until("both replicas are available", async () => (await gw.replicas("score")).availableReplicas === 2);
     // Only answers count: a call sent to the killed replica before the gateway saw it die gets 502 (the connector retries those).
     const after = new Set<string>();
@@ -238,8 +301,21 @@ describe("the gateway's autoscaler", { timeout: 180_000 }, () => {
     broker = await startMosquitto();
     dir = mkdtempSync(join(tmpdir(), "fanwatch-autoscale-"));
     // predict: factor 0; health: min = max (without NATS it runs one replica whatever its labels).
-    const stack = stackFile(dir, { score: scaleLabels(1, 3, 20), predict: scaleLabels(2, 4, 0), health: scaleLabels(1, 1, 20) });
-    gw = await Gateway.start(stack, { GATEWAY_SCALE_INTERVAL_MS: "200", GATEWAY_SCALE_DOWN_WINDOW_MS: "1000", GATEWAY_SCALE_TARGET_INFLIGHT: "1", GATEWAY_SCALE_MIN_IDLE_CPU: "0" }, broker);
+    const stack = stackFile(dir, {
+      score: scaleLabels(1, 3, 20),
+      predict: scaleLabels(2, 4, 0),
+      health: scaleLabels(1, 1, 20),
+    });
+    gw = await Gateway.start(
+      stack,
+      {
+        GATEWAY_SCALE_INTERVAL_MS: "200",
+        GATEWAY_SCALE_DOWN_WINDOW_MS: "1000",
+        GATEWAY_SCALE_TARGET_INFLIGHT: "1",
+        GATEWAY_SCALE_MIN_IDLE_CPU: "0",
+      },
+      broker,
+    );
   });
   after(async () => {
     if (gw !== undefined) await terminate(gw.child);
@@ -252,12 +328,24 @@ describe("the gateway's autoscaler", { timeout: 180_000 }, () => {
     assert.deepEqual(await gw.replicas("predict"), { replicas: 2, availableReplicas: 2 });
     assert.deepEqual(await gw.replicas("health"), { replicas: 1, availableReplicas: 1 });
     const rules = gw.events<{ function: string; enabled: boolean; msg: string }>("scaling");
-    assert.deepEqual(rules.map((r) => [r.function, r.enabled]).sort(), [["health", false], ["predict", false], ["score", true]]);
+    assert.deepEqual(rules.map((r) => [r.function, r.enabled]).sort(), [
+      ["health", false],
+      ["predict", false],
+      ["score", true],
+    ]);
     assert.match(rules.find((r) => r.function === "predict")?.msg ?? "", /2 replicas \(scaling disabled: factor 0\)/);
 
     // Overload the two whose scaling is disabled first, then score.
-    const held = [...Array.from({ length: 4 }, () => hold(`${gw.url}/function/predict`)), ...Array.from({ length: 2 }, () => hold(`${gw.url}/function/health`))];
-    await until("predict and health hold their requests", async () => (await gw.metric("gateway_function_inflight", 'function_name="predict"')) === 4 && (await gw.metric("gateway_function_inflight", 'function_name="health"')) === 2);
+    const held = [
+      ...Array.from({ length: 4 }, () => hold(`${gw.url}/function/predict`)),
+      ...Array.from({ length: 2 }, () => hold(`${gw.url}/function/health`)),
+    ];
+    await until(
+      "predict and health hold their requests",
+      async () =>
+        (await gw.metric("gateway_function_inflight", 'function_name="predict"')) === 4 &&
+        (await gw.metric("gateway_function_inflight", 'function_name="health"')) === 2,
+    );
     const scoreHeld = Array.from({ length: 6 }, () => hold(`${gw.url}/function/score`));
     await until("score reaches scale.max", async () => (await gw.replicas("score")).availableReplicas === 3);
     assert.deepEqual(await gw.replicas("predict"), { replicas: 2, availableReplicas: 2 });
@@ -268,13 +356,24 @@ describe("the gateway's autoscaler", { timeout: 180_000 }, () => {
     await until("score is back at scale.min", async () => (await gw.replicas("score")).replicas === 1);
 
     const events = gw.events<ScaleEvent>("scale").filter((e) => e.source === "autoscaler");
-    assert.ok(events.every((e) => e.function === "score"), JSON.stringify(events));
+    assert.ok(
+      events.every((e) => e.function === "score"),
+      JSON.stringify(events),
+    );
     const steps = events.map((e) => `${e.direction} ${e.from}→${e.to}`);
     assert.deepEqual(steps, ["up 1→2", "up 2→3", "down 3→2", "down 2→1"]);
-    for (const e of events.filter((e) => e.direction === "up")) assert.match(e.reason, /over target: [\d.]+ in flight per replica \(target 1\)/);
-    for (const e of events.filter((e) => e.direction === "down")) assert.match(e.reason, /low for \d+ s \(window 1 s\)/);
-    assert.equal(await gw.metric("gateway_scale_events_total", 'function_name="score",direction="up",source="autoscaler"'), 2);
-    assert.equal(await gw.metric("gateway_scale_events_total", 'function_name="score",direction="down",source="autoscaler"'), 2);
+    for (const e of events.filter((e) => e.direction === "up"))
+      assert.match(e.reason, /over target: [\d.]+ in flight per replica \(target 1\)/);
+    for (const e of events.filter((e) => e.direction === "down"))
+      assert.match(e.reason, /low for \d+ s \(window 1 s\)/);
+    assert.equal(
+      await gw.metric("gateway_scale_events_total", 'function_name="score",direction="up",source="autoscaler"'),
+      2,
+    );
+    assert.equal(
+      await gw.metric("gateway_scale_events_total", 'function_name="score",direction="down",source="autoscaler"'),
+      2,
+    );
     assert.equal(await gw.metric("gateway_service_count", 'function_name="score"'), 1);
   });
 });

@@ -18,7 +18,12 @@ describe("fan profiles", () => {
     assert.deepEqual(rangesAt("degrading", 0), HEALTHY_RANGES);
     const worn = rangesAt("degrading", 1);
     assert.deepEqual(worn.rotation, { min: 400, max: 500 }, "rotation falls towards 400 rpm");
-    assert.ok(worn.temperature.min >= HEALTHY_RANGES.temperature.max && worn.vibration.min >= HEALTHY_RANGES.vibration.max && worn.sound.min >= HEALTHY_RANGES.sound.max, "the rest rise out of the healthy ranges");
+    assert.ok(
+      worn.temperature.min >= HEALTHY_RANGES.temperature.max &&
+        worn.vibration.min >= HEALTHY_RANGES.vibration.max &&
+        worn.sound.min >= HEALTHY_RANGES.sound.max,
+      "the rest rise out of the healthy ranges",
+    );
     const half = rangesAt("degrading", 0.5);
     assert.ok(half.rotation.max < HEALTHY_RANGES.rotation.max && half.rotation.max > worn.rotation.max);
     assert.deepEqual(rangesAt("degrading", 7), worn, "wear stops at worn out");
@@ -31,16 +36,45 @@ describe("fan profiles", () => {
   });
 
   it("mixes a fleet from the flags, or says why not", () => {
-    assert.deepEqual(fleetProfiles(5, { faulty: 1, degrading: 2 }), ["faulty", "degrading", "degrading", "healthy", "healthy"]);
-    assert.deepEqual(fleetProfiles(6, { faulty: 0, degrading: 0, bearing: 1, sudden: 1, noisy: 2 }), ["bearing", "sudden", "noisy", "noisy", "healthy", "healthy"]);
-    assert.throws(() => fleetProfiles(2, { faulty: 2, degrading: 1 }), /--faulty 2, --degrading 1 are more than the 2 fans/);
+    assert.deepEqual(fleetProfiles(5, { faulty: 1, degrading: 2 }), [
+      "faulty",
+      "degrading",
+      "degrading",
+      "healthy",
+      "healthy",
+    ]);
+    assert.deepEqual(fleetProfiles(6, { faulty: 0, degrading: 0, bearing: 1, sudden: 1, noisy: 2 }), [
+      "bearing",
+      "sudden",
+      "noisy",
+      "noisy",
+      "healthy",
+      "healthy",
+    ]);
+    assert.throws(
+      () => fleetProfiles(2, { faulty: 2, degrading: 1 }),
+      /--faulty 2, --degrading 1 are more than the 2 fans/,
+    );
   });
 });
 
 describe("fault shapes and ground truth", () => {
-  const inHealthy = (r: Record<string, number>) => FEATURES.every((f) => r[f] as number >= HEALTHY_RANGES[f].min && r[f] as number <= HEALTHY_RANGES[f].max);
-  const fleet = (mix: { faulty?: number; degrading?: number; bearing?: number; sudden?: number; noisy?: number }, fans = 1) =>
-    createFleet({ fans, faulty: 0, degrading: 0, ...mix, intervalMs: 2000, degradeMs: 600_000, onsetMs: 600_000, seed: 5 });
+  const inHealthy = (r: Record<string, number>) =>
+    FEATURES.every((f) => (r[f] as number) >= HEALTHY_RANGES[f].min && (r[f] as number) <= HEALTHY_RANGES[f].max);
+  const fleet = (
+    mix: { faulty?: number; degrading?: number; bearing?: number; sudden?: number; noisy?: number },
+    fans = 1,
+  ) =>
+    createFleet({
+      fans,
+      faulty: 0,
+      degrading: 0,
+      ...mix,
+      intervalMs: 2000,
+      degradeMs: 600_000,
+      onsetMs: 600_000,
+      seed: 5,
+    });
 
   it("a bearing fan's vibration alone wears out", () => {
     const worn = rangesAt("bearing", 1);
@@ -63,11 +97,19 @@ describe("fault shapes and ground truth", () => {
   it("a wearing fan's truth gives the start of its wear and its failure one wear-out period later", () => {
     const [degrading, bearing] = fleet({ degrading: 1, bearing: 1 }, 2);
     assert.ok(degrading && bearing);
-    for (const fan of [degrading, bearing]) assert.equal((fan.truth.failsAtReading as number) - (fan.truth.wearStartsAtReading as number), 300, "10 minutes at 2 s");
+    for (const fan of [degrading, bearing])
+      assert.equal(
+        (fan.truth.failsAtReading as number) - (fan.truth.wearStartsAtReading as number),
+        300,
+        "10 minutes at 2 s",
+      );
     const start = degrading.truth.wearStartsAtReading as number;
     const readings = Array.from({ length: start + 300 }, () => degrading.next());
     assert.ok(readings.slice(0, start).every(inHealthy), "healthy until the wear starts");
-    assert.ok(readings.slice(-20).every((r) => !inHealthy(r)), "out of the healthy box once worn out");
+    assert.ok(
+      readings.slice(-20).every((r) => !inHealthy(r)),
+      "out of the healthy box once worn out",
+    );
   });
 
   it("a noisy fan stays healthy but for rare single-reading spikes", () => {
@@ -82,8 +124,15 @@ describe("fault shapes and ground truth", () => {
   it("the same seed gives the same readings and the same truth", () => {
     const a = fleet({ faulty: 1, degrading: 1, bearing: 1, sudden: 1, noisy: 1 }, 6);
     const b = fleet({ faulty: 1, degrading: 1, bearing: 1, sudden: 1, noisy: 1 }, 6);
-    assert.deepEqual(a.map((f) => f.truth), b.map((f) => f.truth));
-    for (let i = 0; i < 6; i++) assert.deepEqual(Array.from({ length: 50 }, () => a[i]?.next()), Array.from({ length: 50 }, () => b[i]?.next()));
+    assert.deepEqual(
+      a.map((f) => f.truth),
+      b.map((f) => f.truth),
+    );
+    for (let i = 0; i < 6; i++)
+      assert.deepEqual(
+        Array.from({ length: 50 }, () => a[i]?.next()),
+        Array.from({ length: 50 }, () => b[i]?.next()),
+      );
   });
 });
 
@@ -100,7 +149,23 @@ describe("fanwatch simulate against a real Mosquitto", { timeout: 60_000 }, () =
     const runs = [];
     for (let run = 0; run < 2; run++) {
       const collector = await Collector.start(broker.url, ["fan/messages"]);
-      const result = await runCli(["simulate", "--broker", broker.url, "--fans", "3", "--faulty", "1", "--degrading", "1", "--interval", "100", "--duration", "1", "--seed", "7"]);
+      const result = await runCli([
+        "simulate",
+        "--broker",
+        broker.url,
+        "--fans",
+        "3",
+        "--faulty",
+        "1",
+        "--degrading",
+        "1",
+        "--interval",
+        "100",
+        "--duration",
+        "1",
+        "--seed",
+        "7",
+      ]);
       assert.equal(result.code, 0, result.stderr);
       assert.match(result.stderr, /simulating 3 fans \(1 faulty, 1 degrading, 1 healthy\)/);
       // Every reading the broker acknowledged (QoS 1) before the simulator exited has reached the
@@ -118,7 +183,11 @@ describe("fanwatch simulate against a real Mosquitto", { timeout: 60_000 }, () =
       assert.match(String(m.timeStamp), /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/);
     }
     // Per fan: the order in which fans' timers fire differs between runs on a busy machine.
-    const values = (list: Array<Record<string, unknown>>, id: string) => list.filter((m) => m.deviceID === id).slice(0, 4).map(({ timeStamp: _t, ...rest }) => rest);
+    const values = (list: Array<Record<string, unknown>>, id: string) =>
+      list
+        .filter((m) => m.deviceID === id)
+        .slice(0, 4)
+        .map(({ timeStamp: _t, ...rest }) => rest);
     for (const id of ["1", "2", "3"]) assert.deepEqual(values(first, id), values(second, id), `fan ${id}`);
   });
 
@@ -126,12 +195,52 @@ describe("fanwatch simulate against a real Mosquitto", { timeout: 60_000 }, () =
     const dir = await mkdtemp(join(tmpdir(), "fanwatch-truth-"));
     try {
       const file = join(dir, "truth.jsonl");
-      const result = await runCli(["simulate", "--broker", broker.url, "--fans", "4", "--faulty", "1", "--degrading", "0", "--bearing", "1", "--sudden", "1", "--onset-minutes", "1", "--degrade-minutes", "2", "--interval", "100", "--duration", "0.5", "--truth", file]);
+      const result = await runCli([
+        "simulate",
+        "--broker",
+        broker.url,
+        "--fans",
+        "4",
+        "--faulty",
+        "1",
+        "--degrading",
+        "0",
+        "--bearing",
+        "1",
+        "--sudden",
+        "1",
+        "--onset-minutes",
+        "1",
+        "--degrade-minutes",
+        "2",
+        "--interval",
+        "100",
+        "--duration",
+        "0.5",
+        "--truth",
+        file,
+      ]);
       assert.equal(result.code, 0, result.stderr);
       assert.match(result.stderr, /1 faulty, 1 bearing, 1 sudden, 1 healthy/);
-      const truth = (await readFile(file, "utf8")).trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
-      assert.deepEqual(truth.map((t) => [t.deviceID, t.shape]), [["1", "faulty"], ["2", "bearing"], ["3", "sudden"], ["4", "healthy"]]);
-      const bearing = truth[1] as { wearStartsAtReading: number; failsAtReading: number; wearStartsAt: string; failsAt: string };
+      const truth = (await readFile(file, "utf8"))
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      assert.deepEqual(
+        truth.map((t) => [t.deviceID, t.shape]),
+        [
+          ["1", "faulty"],
+          ["2", "bearing"],
+          ["3", "sudden"],
+          ["4", "healthy"],
+        ],
+      );
+      const bearing = truth[1] as {
+        wearStartsAtReading: number;
+        failsAtReading: number;
+        wearStartsAt: string;
+        failsAt: string;
+      };
       assert.equal(bearing.failsAtReading - bearing.wearStartsAtReading, 1200, "2 minutes of wear at 100 ms");
       assert.equal(Date.parse(bearing.failsAt) - Date.parse(bearing.wearStartsAt), 120_000);
       assert.equal(truth[3]?.failsAt, null, "a healthy fan never fails");

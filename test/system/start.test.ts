@@ -16,25 +16,38 @@ interface Prediction {
 }
 
 /** Waits until every fan has `perFan` predictions, then returns each fan's share of faults. */
-async function faultShares(collector: Collector, fans: number, perFan: number, timeoutMs = 30_000): Promise<Map<string, number>> {
+async function faultShares(
+  collector: Collector,
+  fans: number,
+  perFan: number,
+  timeoutMs = 30_000,
+): Promise<Map<string, number>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const byFan = new Map<string, number[]>();
-    for (const p of collector.on("fan/anomaly") as Prediction[]) byFan.set(p.deviceID, [...(byFan.get(p.deviceID) ?? []), p.fault]);
+    for (const p of collector.on("fan/anomaly") as Prediction[])
+      byFan.set(p.deviceID, [...(byFan.get(p.deviceID) ?? []), p.fault]);
     const counts = Array.from({ length: fans }, (_, i) => byFan.get(String(i + 1))?.length ?? 0);
-    if (counts.every((n) => n >= perFan)) return new Map([...byFan].map(([id, faults]) => [id, faults.reduce<number>((a, b) => a + b, 0) / faults.length]));
+    if (counts.every((n) => n >= perFan))
+      return new Map([...byFan].map(([id, faults]) => [id, faults.reduce<number>((a, b) => a + b, 0) / faults.length]));
     if (Date.now() > deadline) throw new Error(`predictions per fan after ${timeoutMs} ms: ${counts.join(", ")}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
 /** The first match of `pattern` in what `system` prints after its first `from` characters. */
-async function waitForOutputAfter(system: StartedSystem, from: number, pattern: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
+async function waitForOutputAfter(
+  system: StartedSystem,
+  from: number,
+  pattern: RegExp,
+  timeoutMs = 30_000,
+): Promise<RegExpExecArray> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const match = pattern.exec(system.output().slice(from));
     if (match !== null) return match;
-    if (Date.now() > deadline) throw new Error(`no ${pattern} within ${timeoutMs} ms:\n${system.output().slice(-2000)}`);
+    if (Date.now() > deadline)
+      throw new Error(`no ${pattern} within ${timeoutMs} ms:\n${system.output().slice(-2000)}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
@@ -42,7 +55,10 @@ async function waitForOutputAfter(system: StartedSystem, from: number, pattern: 
 async function portIsFree(port: number): Promise<boolean> {
   const server = createTcpServer();
   server.listen(port, "127.0.0.1");
-  const [event] = await Promise.race([once(server, "listening").then(() => ["listening"]), once(server, "error").then(() => ["error"])]);
+  const [event] = await Promise.race([
+    once(server, "listening").then(() => ["listening"]),
+    once(server, "error").then(() => ["error"]),
+  ]);
   server.close();
   return event === "listening";
 }
@@ -58,7 +74,10 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
     mqttPort = await freePort();
     taken = createTcpServer().listen(mqttPort, "127.0.0.1");
     await once(taken, "listening");
-    system = await startFanwatch(["--mqtt-port", String(mqttPort), "--fans", "6", "--faulty", "2", "--degrading", "1", "--interval", "400"], { MQTT_URL: "" });
+    system = await startFanwatch(
+      ["--mqtt-port", String(mqttPort), "--fans", "6", "--faulty", "2", "--degrading", "1", "--interval", "400"],
+      { MQTT_URL: "" },
+    );
     collector = await Collector.start(system.brokerUrl, ["fan/anomaly"]);
   });
   after(async () => {
@@ -75,13 +94,16 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
 
   it("predicts every simulated fan within 30 s and flags the faulty ones", async () => {
     const shares = await faultShares(collector, 6, 8);
-    for (const id of ["1", "2"]) assert.ok((shares.get(id) ?? 0) > 0.5, `faulty fan ${id}: ${shares.get(id)} of its readings flagged`);
-    for (const id of ["4", "5", "6"]) assert.ok((shares.get(id) ?? 1) < 0.3, `healthy fan ${id}: ${shares.get(id)} of its readings flagged`);
+    for (const id of ["1", "2"])
+      assert.ok((shares.get(id) ?? 0) > 0.5, `faulty fan ${id}: ${shares.get(id)} of its readings flagged`);
+    for (const id of ["4", "5", "6"])
+      assert.ok((shares.get(id) ?? 1) < 0.3, `healthy fan ${id}: ${shares.get(id)} of its readings flagged`);
   });
 
   it("counts the fans by health state on the status line: the two faulty fans in alarm", async () => {
     // Printed every 10 s when the output is not a terminal.
-    const line = /([\d.]+) readings\/s · \d+ predictions · 6 fans: (\d+) ok, (\d+) warning, (\d+) alarm, (\d+) cleared, (\d+) silent, (\d+) unacknowledged · replicas: ([^·]+) · \d+ dead letters/g;
+    const line =
+      /([\d.]+) readings\/s · \d+ predictions · 6 fans: (\d+) ok, (\d+) warning, (\d+) alarm, (\d+) cleared, (\d+) silent, (\d+) unacknowledged · replicas: ([^·]+) · \d+ dead letters/g;
     const deadline = Date.now() + 60_000;
     let last: RegExpExecArray | undefined;
     while (Date.now() < deadline) {
@@ -89,7 +111,10 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
       if (last !== undefined && Number(last[4]) >= 2) break;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
-    assert.ok(last !== undefined && Number(last[4]) >= 2, `the status line says ${last?.[0] ?? "nothing"}:\n${system.output().slice(-2000)}`);
+    assert.ok(
+      last !== undefined && Number(last[4]) >= 2,
+      `the status line says ${last?.[0] ?? "nothing"}:\n${system.output().slice(-2000)}`,
+    );
     const counts = last.slice(2, 7).map(Number);
     assert.ok(counts.reduce((a, b) => a + b, 0) <= 6, "no fan counted twice");
     assert.ok(Number(last[7]) >= 2, "the new alarms are unacknowledged");
@@ -97,8 +122,14 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
 
   it("shows each function's replicas on the status line, as the gateway reports them", async () => {
     const auth = { authorization: `Basic ${Buffer.from(`admin:${system.password}`).toString("base64")}` };
-    const functions = (await (await fetch(`${system.gatewayUrl}/system/functions`, { headers: auth })).json()) as Array<{ name: string; replicas: number; availableReplicas: number }>;
-    const expected = functions.map((f) => `${f.name} ${f.availableReplicas === f.replicas ? f.replicas : `${f.availableReplicas}/${f.replicas}`}`).join(", ");
+    const functions = (await (
+      await fetch(`${system.gatewayUrl}/system/functions`, { headers: auth })
+    ).json()) as Array<{ name: string; replicas: number; availableReplicas: number }>;
+    const expected = functions
+      .map(
+        (f) => `${f.name} ${f.availableReplicas === f.replicas ? f.replicas : `${f.availableReplicas}/${f.replicas}`}`,
+      )
+      .join(", ");
     assert.deepEqual(functions.map((f) => f.name).sort(), ["health", "predict", "score"]);
     // The status line printed after this read says what the gateway said (read every 2 s, printed every 10 s).
     const printed = system.output().length;
@@ -107,22 +138,38 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
   });
 
   it("serves the OpenFaaS gateway API: functions, /system with basic auth, healthz, metrics", async () => {
-    const score = await fetch(`${system.gatewayUrl}/function/score`, { method: "POST", body: JSON.stringify({ params: [420, 53, 240, 58] }) });
+    const score = await fetch(`${system.gatewayUrl}/function/score`, {
+      method: "POST",
+      body: JSON.stringify({ params: [420, 53, 240, 58] }),
+    });
     assert.equal(score.status, 200);
     assert.ok(score.headers.get("x-call-id"));
     assert.equal(((await score.json()) as { fault: number }).fault, 1);
     assert.equal((await fetch(`${system.gatewayUrl}/system/functions`)).status, 401);
     const auth = { authorization: `Basic ${Buffer.from(`admin:${system.password}`).toString("base64")}` };
-    const functions = (await (await fetch(`${system.gatewayUrl}/system/functions`, { headers: auth })).json()) as Array<{ name: string; annotations: Record<string, string>; labels: Record<string, string>; availableReplicas: number }>;
+    const functions = (await (
+      await fetch(`${system.gatewayUrl}/system/functions`, { headers: auth })
+    ).json()) as Array<{
+      name: string;
+      annotations: Record<string, string>;
+      labels: Record<string, string>;
+      availableReplicas: number;
+    }>;
     assert.deepEqual(functions.map((f) => f.name).sort(), ["health", "predict", "score"]);
     const predict = functions.find((f) => f.name === "predict");
     assert.equal(predict?.annotations.topic, "fan/messages");
     assert.equal(predict?.labels["com.openfaas.scale.max"], "5");
     assert.equal(predict?.availableReplicas, 1);
-    assert.equal((await fetch(`${system.gatewayUrl}/system/functions`, { method: "POST", headers: auth, body: "{}" })).status, 501);
+    assert.equal(
+      (await fetch(`${system.gatewayUrl}/system/functions`, { method: "POST", headers: auth, body: "{}" })).status,
+      501,
+    );
     assert.equal((await fetch(`${system.gatewayUrl}/function/nope`, { method: "POST" })).status, 404);
     assert.equal(await (await fetch(`${system.gatewayUrl}/healthz`)).text(), "OK");
-    assert.match(await (await fetch(`${system.gatewayUrl}/metrics`)).text(), /gateway_function_invocation_total\{function_name="predict",code="200"\} [1-9]/);
+    assert.match(
+      await (await fetch(`${system.gatewayUrl}/metrics`)).text(),
+      /gateway_function_invocation_total\{function_name="predict",code="200"\} [1-9]/,
+    );
   });
 
   it("runs async invocations and posts the result to X-Callback-Url", async () => {
@@ -138,7 +185,11 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
     await once(receiver, "listening");
     after(() => receiver.close());
     const callback = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/done`;
-    const accepted = await fetch(`${system.gatewayUrl}/async-function/score`, { method: "POST", headers: { "x-callback-url": callback }, body: JSON.stringify({ params: [612.3, 40.1, 151.7, 48.9] }) });
+    const accepted = await fetch(`${system.gatewayUrl}/async-function/score`, {
+      method: "POST",
+      headers: { "x-callback-url": callback },
+      body: JSON.stringify({ params: [612.3, 40.1, 151.7, 48.9] }),
+    });
     assert.equal(accepted.status, 202);
     const callId = accepted.headers.get("x-call-id");
     const deadline = Date.now() + 10_000;
@@ -149,13 +200,18 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
   });
 
   it("opens the connector's health server on --host (127.0.0.1) only", async () => {
-    const port = Number(/connector routing .* \(health on http:\/\/127\.0\.0\.1:(\d+)\/healthz\)/.exec(system.output())?.[1]);
+    const port = Number(
+      /connector routing .* \(health on http:\/\/127\.0\.0\.1:(\d+)\/healthz\)/.exec(system.output())?.[1],
+    );
     assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
     assert.deepEqual(listeningOn(port), ["127.0.0.1"]);
   });
 
   it("restarts a function that dies, and predictions go on", async () => {
-    const pid = execFileSync("pgrep", ["-P", String(system.child.pid), "-f", "function predict"]).toString().trim().split("\n")[0];
+    const pid = execFileSync("pgrep", ["-P", String(system.child.pid), "-f", "function predict"])
+      .toString()
+      .trim()
+      .split("\n")[0];
     process.kill(Number(pid), "SIGKILL");
     const before = collector.on("fan/anomaly").length;
     await collector.waitFor("fan/anomaly", before + 30, 30_000);
@@ -176,7 +232,11 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
     const brokerPort = Number(new URL(system.brokerUrl).port);
     assert.ok(await portIsFree(gatewayPort), "the gateway's port is free");
     assert.ok(await portIsFree(brokerPort), "the broker's port is free");
-    const again = await startFanwatch(["--mqtt-port", String(brokerPort), "--fans", "0"], { MQTT_URL: "" }, gatewayPort);
+    const again = await startFanwatch(
+      ["--mqtt-port", String(brokerPort), "--fans", "0"],
+      { MQTT_URL: "" },
+      gatewayPort,
+    );
     assert.equal(again.brokerUrl, `mqtt://127.0.0.1:${brokerPort}`);
     const second = await again.interrupt();
     assert.equal(second.code, 0, `signal ${second.signal}:\n${again.output()}`);
@@ -194,7 +254,9 @@ describe("fanwatch start with MQTT_URL pointing to a real Mosquitto", { timeout:
 
   it("uses that broker: every fan predicted, faulty ones flagged", async () => {
     const collector = await Collector.start(broker.url, ["fan/anomaly"]);
-    const system = await startFanwatch(["--fans", "4", "--faulty", "1", "--degrading", "0", "--interval", "400"], { MQTT_URL: broker.url });
+    const system = await startFanwatch(["--fans", "4", "--faulty", "1", "--degrading", "0", "--interval", "400"], {
+      MQTT_URL: broker.url,
+    });
     try {
       assert.match(system.output(), new RegExp(`broker {3}${broker.url.replace(/[.]/g, "\\.")}`));
       assert.doesNotMatch(system.output(), /embedded/);

@@ -42,7 +42,17 @@ async function buildAndStart(fn: string, env: Record<string, string> = {}): Prom
   // A 1 s health-check interval rather than write_timeout's 15 s, to stop sooner (an operator's
   // setting too); test/system/watchdog-lifecycle.test.ts stops a function under load with the real one.
   // TMPDIR: where the function writes the watchdog's lock file (suppress_lock), one per test.
-  const watchdogEnv = { PATH: process.env.PATH, HOME: tmpdir(), TMPDIR: workspace, ...build.final.env, healthcheck_interval: "1s", ...env, http_port: String(port), upstream_url: `http://127.0.0.1:${port}`, port: String(await freePort()) };
+  const watchdogEnv = {
+    PATH: process.env.PATH,
+    HOME: tmpdir(),
+    TMPDIR: workspace,
+    ...build.final.env,
+    healthcheck_interval: "1s",
+    ...env,
+    http_port: String(port),
+    upstream_url: `http://127.0.0.1:${port}`,
+    port: String(await freePort()),
+  };
   const watchdog = await OfWatchdogStandIn.start(watchdogEnv, appDir);
   await waitForOutput(watchdog.child, /"event":"listening"/);
   return { workspace, context, build, steps, watchdog, child: watchdog.child, url: `${watchdog.url}/`, filesBefore };
@@ -79,18 +89,25 @@ describe("node22-ts image build of the score function", { timeout: 600_000 }, ()
 
   it("lays out the context as faas-cli does", async () => {
     const fn = await readdir(join(context, "function"));
-    for (const entry of ["handler.ts", "package.json", "handler.test.ts", "lib", "model"]) assert.ok(fn.includes(entry), entry);
+    for (const entry of ["handler.ts", "package.json", "handler.test.ts", "lib", "model"])
+      assert.ok(fn.includes(entry), entry);
     assert.ok((await stat(join(context, "function", "model", "artifact", "model.json"))).isFile());
     assert.ok((await stat(join(context, "template.yml"))).isFile());
   });
 
   it("bundles the handler, runs its tests in the build stage and ships only what runs", async () => {
     assert.ok(steps.some((s) => s.includes("RUN node build.mjs")));
-    assert.ok(steps.some((s) => /# pass [1-9]\d*/.test(s) && /# fail 0/.test(s)), "the function's tests ran and passed during the build");
+    assert.ok(
+      steps.some((s) => /# pass [1-9]\d*/.test(s) && /# fail 0/.test(s)),
+      "the function's tests ran and passed during the build",
+    );
     const shipped = await listFiles(join(build.final.root, build.final.workdir));
     assert.ok(shipped.includes("index.mjs"));
     assert.ok(shipped.includes("model/artifact/weights.bin"));
-    assert.ok(!shipped.some((f) => f.endsWith(".ts") && !f.startsWith("node_modules/")), "no TypeScript sources of ours in the image");
+    assert.ok(
+      !shipped.some((f) => f.endsWith(".ts") && !f.startsWith("node_modules/")),
+      "no TypeScript sources of ours in the image",
+    );
     assert.ok(!shipped.some((f) => f.startsWith("node_modules/fastify/")), "bundled packages are not installed again");
     assert.ok(shipped.some((f) => f.startsWith("node_modules/@tensorflow/tfjs-backend-wasm/")));
   });
@@ -105,21 +122,44 @@ describe("node22-ts image build of the score function", { timeout: 600_000 }, ()
     assert.match(ship.healthcheck ?? "", /\/tmp\/\.lock/);
     assert.equal(ship.env.ready_path, "/_/ready", "the watchdog's readiness is the function's");
     assert.equal(ship.env.suppress_lock, "true", "the function writes the lock file the watchdog's /_/health reports");
-    assert.deepEqual(build.skipped, ["COPY --from=watchdog /fwatchdog /usr/bin/fwatchdog (image ghcr.io/openfaas/of-watchdog:0.11.6 is not available here)"]);
+    assert.deepEqual(build.skipped, [
+      "COPY --from=watchdog /fwatchdog /usr/bin/fwatchdog (image ghcr.io/openfaas/of-watchdog:0.11.6 is not available here)",
+    ]);
   });
 
   it("ships exactly pinned packages, from a lock written once in the build stage, and only those the bundle imports", async () => {
     const appDir = join(build.final.root, build.final.workdir);
-    const pkg = JSON.parse(await readFile(join(appDir, "package.json"), "utf8")) as { name: string; dependencies: Record<string, string>; optionalDependencies: Record<string, string> };
+    const pkg = JSON.parse(await readFile(join(appDir, "package.json"), "utf8")) as {
+      name: string;
+      dependencies: Record<string, string>;
+      optionalDependencies: Record<string, string>;
+    };
     assert.equal(pkg.name, "score", "the function's name, for its logs");
     const shipped = { ...pkg.dependencies, ...pkg.optionalDependencies };
-    for (const [name, version] of Object.entries(shipped)) assert.match(version, /^\d+\.\d+\.\d+$/, `${name} is pinned, not "${version}"`);
-    const fnPackage = JSON.parse(await readFile(join(REPO_ROOT, "functions/score/package.json"), "utf8")) as { dependencies: Record<string, string>; optionalDependencies: Record<string, string> };
-    for (const name of Object.keys(shipped)) assert.ok(name in fnPackage.dependencies || name in fnPackage.optionalDependencies, `${name} is one of the function's own packages`);
-    const lock = JSON.parse(await readFile(join(appDir, "package-lock.json"), "utf8")) as { packages: Record<string, { version?: string }> };
-    const fnLock = JSON.parse(await readFile(join(REPO_ROOT, "functions/score/package-lock.json"), "utf8")) as { packages: Record<string, { version?: string }> };
-    for (const [path, entry] of Object.entries(lock.packages)) if (path !== "") assert.equal(entry.version, fnLock.packages[path]?.version, `${path} as the function's lock has it`);
-    assert.ok(steps.some((s) => /npm ci --omit=dev/.test(s)), "the ship stage installs the lock as it is");
+    for (const [name, version] of Object.entries(shipped))
+      assert.match(version, /^\d+\.\d+\.\d+$/, `${name} is pinned, not "${version}"`);
+    const fnPackage = JSON.parse(await readFile(join(REPO_ROOT, "functions/score/package.json"), "utf8")) as {
+      dependencies: Record<string, string>;
+      optionalDependencies: Record<string, string>;
+    };
+    for (const name of Object.keys(shipped))
+      assert.ok(
+        name in fnPackage.dependencies || name in fnPackage.optionalDependencies,
+        `${name} is one of the function's own packages`,
+      );
+    const lock = JSON.parse(await readFile(join(appDir, "package-lock.json"), "utf8")) as {
+      packages: Record<string, { version?: string }>;
+    };
+    const fnLock = JSON.parse(await readFile(join(REPO_ROOT, "functions/score/package-lock.json"), "utf8")) as {
+      packages: Record<string, { version?: string }>;
+    };
+    for (const [path, entry] of Object.entries(lock.packages))
+      if (path !== "")
+        assert.equal(entry.version, fnLock.packages[path]?.version, `${path} as the function's lock has it`);
+    assert.ok(
+      steps.some((s) => /npm ci --omit=dev/.test(s)),
+      "the ship stage installs the lock as it is",
+    );
   });
 
   it("serves the score contract from the built image", async () => {
@@ -156,14 +196,20 @@ describe("node22-ts image build of the predict function", { timeout: 600_000 }, 
   let image: Image;
   before(async () => {
     // No broker or score function here: the image must still start, answer and stop cleanly.
-    image = await buildAndStart("predict", { MQTT_URL: `mqtt://127.0.0.1:${await freePort()}`, SCORE_URL: "http://127.0.0.1:9/" });
+    image = await buildAndStart("predict", {
+      MQTT_URL: `mqtt://127.0.0.1:${await freePort()}`,
+      SCORE_URL: "http://127.0.0.1:9/",
+    });
   });
   after(() => remove(image));
 
   it("bundles MQTT.js and undici and serves its description", async () => {
     const shipped = await listFiles(join(image.build.final.root, image.build.final.workdir));
     assert.ok(shipped.includes("index.mjs"));
-    assert.ok(!shipped.some((f) => f.startsWith("node_modules/mqtt/") || f.startsWith("node_modules/undici/")), "bundled, not installed again");
+    assert.ok(
+      !shipped.some((f) => f.startsWith("node_modules/mqtt/") || f.startsWith("node_modules/undici/")),
+      "bundled, not installed again",
+    );
     const description = (await (await fetch(image.url)).json()) as { broker: string; topics: { anomaly: string } };
     assert.equal(description.broker, "disconnected");
     assert.equal(description.topics.anomaly, "fan/anomaly");
@@ -171,14 +217,30 @@ describe("node22-ts image build of the predict function", { timeout: 600_000 }, 
 
   it("ships no optional package the bundle only tries to require, and none unpinned", async () => {
     const appDir = join(image.build.final.root, image.build.final.workdir);
-    const pkg = JSON.parse(await readFile(join(appDir, "package.json"), "utf8")) as { name: string; dependencies: Record<string, string> };
+    const pkg = JSON.parse(await readFile(join(appDir, "package.json"), "utf8")) as {
+      name: string;
+      dependencies: Record<string, string>;
+    };
     assert.equal(pkg.name, "predict");
-    assert.deepEqual(pkg.dependencies, {}, "MQTT.js and undici are bundled; bufferutil, utf-8-validate and supports-color are optional and left out");
-    assert.ok(image.steps.some((s) => /optional packages left out .*bufferutil/.test(s)), "the build says what it left out");
+    assert.deepEqual(
+      pkg.dependencies,
+      {},
+      "MQTT.js and undici are bundled; bufferutil, utf-8-validate and supports-color are optional and left out",
+    );
+    assert.ok(
+      image.steps.some((s) => /optional packages left out .*bufferutil/.test(s)),
+      "the build says what it left out",
+    );
   });
 
   it("answers 503, not 200, when it cannot score", async () => {
-    const answer = await postJson(image.url, { deviceID: "1", rotation: 600, temperature: 40, vibration: 150, sound: 48 });
+    const answer = await postJson(image.url, {
+      deviceID: "1",
+      rotation: 600,
+      temperature: 40,
+      vibration: 150,
+      sound: 48,
+    });
     assert.equal(answer.status, 503);
     assert.equal(await stop(image), 0);
   });

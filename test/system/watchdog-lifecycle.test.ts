@@ -6,7 +6,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { parseStack } from "../../runtime/stack.js";
-import { behindWatchdog, goDurationMs, keepServingMs, WATCHDOG_MARGIN_MS, watchdogLockFile } from "../../templates/node22-ts/watchdog.js";
+import {
+  behindWatchdog,
+  goDurationMs,
+  keepServingMs,
+  WATCHDOG_MARGIN_MS,
+  watchdogLockFile,
+} from "../../templates/node22-ts/watchdog.js";
 import { parseDockerfile, parseEnv } from "../support/dockerfile.js";
 import { startMosquitto } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
@@ -43,7 +49,12 @@ interface Tally {
 }
 
 /** Two routers' worth of load: each polls /_/health (CE's readiness probe) until 200, then sends until told to stop. */
-async function load(watchdog: OfWatchdogStandIn, body: string, stop: { now: boolean; sigterm: boolean }, tally: Tally): Promise<void> {
+async function load(
+  watchdog: OfWatchdogStandIn,
+  body: string,
+  stop: { now: boolean; sigterm: boolean },
+  tally: Tally,
+): Promise<void> {
   const { url } = watchdog;
   let inService = false;
   while (!stop.now) {
@@ -78,12 +89,39 @@ describe("the template behind of-watchdog (stand-in) under continuous load", { t
   it("reads the watchdog's own settings: behind it only in http mode with fprocess, for its health-check interval plus a margin", () => {
     assert.equal(behindWatchdog({}), false, "the local gateway and `fanwatch function` set neither");
     assert.equal(behindWatchdog({ fprocess: "node index.mjs" }), false, "of-watchdog's default mode forks per request");
-    assert.equal(keepServingMs({ mode: "http", fprocess: "node index.mjs" }), 30_000 + WATCHDOG_MARGIN_MS, "write_timeout's default");
-    assert.equal(keepServingMs({ mode: "http", fprocess: "node index.mjs", write_timeout: "13s" }), 13_000 + WATCHDOG_MARGIN_MS);
-    assert.equal(keepServingMs({ mode: "http", function_process: "node index.mjs", write_timeout: "13", healthcheck_interval: "1m30s" }), 90_000 + WATCHDOG_MARGIN_MS);
-    assert.equal(keepServingMs({ mode: "http", fprocess: "node index.mjs", write_timeout: "6s", healthcheck_interval: "soon" }), 6_000 + WATCHDOG_MARGIN_MS, "unreadable: the watchdog's fallback");
-    assert.equal(watchdogLockFile({ mode: "http", fprocess: "node index.mjs", suppress_lock: "true", TMPDIR: "/run/t" }), "/run/t/.lock", "where Go's os.TempDir() is");
-    assert.equal(watchdogLockFile({ mode: "http", fprocess: "node index.mjs" }), undefined, "the watchdog writes its own");
+    assert.equal(
+      keepServingMs({ mode: "http", fprocess: "node index.mjs" }),
+      30_000 + WATCHDOG_MARGIN_MS,
+      "write_timeout's default",
+    );
+    assert.equal(
+      keepServingMs({ mode: "http", fprocess: "node index.mjs", write_timeout: "13s" }),
+      13_000 + WATCHDOG_MARGIN_MS,
+    );
+    assert.equal(
+      keepServingMs({
+        mode: "http",
+        function_process: "node index.mjs",
+        write_timeout: "13",
+        healthcheck_interval: "1m30s",
+      }),
+      90_000 + WATCHDOG_MARGIN_MS,
+    );
+    assert.equal(
+      keepServingMs({ mode: "http", fprocess: "node index.mjs", write_timeout: "6s", healthcheck_interval: "soon" }),
+      6_000 + WATCHDOG_MARGIN_MS,
+      "unreadable: the watchdog's fallback",
+    );
+    assert.equal(
+      watchdogLockFile({ mode: "http", fprocess: "node index.mjs", suppress_lock: "true", TMPDIR: "/run/t" }),
+      "/run/t/.lock",
+      "where Go's os.TempDir() is",
+    );
+    assert.equal(
+      watchdogLockFile({ mode: "http", fprocess: "node index.mjs" }),
+      undefined,
+      "the watchdog writes its own",
+    );
     assert.equal(watchdogLockFile({ suppress_lock: "true" }), undefined, "not behind the watchdog");
     assert.equal(goDurationMs("1h2m3.5s"), 3_723_500);
     assert.equal(goDurationMs("300ms"), 300);
@@ -134,7 +172,11 @@ describe("the template behind of-watchdog (stand-in) under continuous load", { t
       assert.deepEqual(tally.failed, [], "no 5xx and no lost request");
       assert.ok(okBeforeSigterm > 0, "served before SIGTERM");
       assert.ok(tally.okAfterSigterm > 0, "went on serving after SIGTERM, while the watchdog still sent");
-      assert.match(reason, /health-check interval over/, `the watchdog ended its own way, not because the function died first: ${reason}`);
+      assert.match(
+        reason,
+        /health-check interval over/,
+        `the watchdog ended its own way, not because the function died first: ${reason}`,
+      );
       assert.deepEqual([code, signal], [0, null], watchdog.output());
     } finally {
       stop.now = true;
@@ -167,9 +209,17 @@ describe("the template behind of-watchdog (stand-in) under continuous load", { t
       watchdog = await OfWatchdogStandIn.start(env, REPO_ROOT);
       await waitUntilReady(`http://127.0.0.1:${port}`, watchdog.child);
       const payload = '{"deviceID": "official", "rotation": 600,';
-      const answer = await fetch(watchdog.url, { method: "POST", headers: { "content-type": "application/json", "x-topic": "fan/messages" }, body: payload });
+      const answer = await fetch(watchdog.url, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-topic": "fan/messages" },
+        body: payload,
+      });
       assert.equal(answer.status, 400);
-      const [letter] = (await collector.waitFor("fan/deadletter", 1)) as Array<{ error: string; topic: string; payload: string }>;
+      const [letter] = (await collector.waitFor("fan/deadletter", 1)) as Array<{
+        error: string;
+        topic: string;
+        payload: string;
+      }>;
       assert.match(letter?.error ?? "", /request body is not valid JSON/);
       assert.equal(letter?.topic, "fan/messages");
       assert.equal(letter?.payload, payload);

@@ -24,10 +24,26 @@ const SCREENSHOTS = join(REPO_ROOT, "test-results");
 const TOPICS = { telemetry: "fan/messages", anomaly: "fan/anomaly", deadletter: "fan/deadletter", alarm: "fan/alarm" };
 
 /** The page's server alone, on a fleet of `fans` fans with full charts; frames are sent by tick(). */
-async function servePage(fans: number, options: { maxStreams?: number; maxMissedFrames?: number } = {}): Promise<{ page: WebPage; url: string; server: Server }> {
+async function servePage(
+  fans: number,
+  options: { maxStreams?: number; maxMissedFrames?: number } = {},
+): Promise<{ page: WebPage; url: string; server: Server }> {
   const fleet = new FleetView(TOPICS);
   for (let n = 0; n < 60; n++) {
-    for (let id = 1; id <= fans; id++) fleet.receive(TOPICS.telemetry, Buffer.from(JSON.stringify({ deviceID: String(id), timeStamp: "2026-11-27 10:00:00", rotation: 612.3 + n, temperature: 40.1, vibration: 151.7, sound: 48.9 })));
+    for (let id = 1; id <= fans; id++)
+      fleet.receive(
+        TOPICS.telemetry,
+        Buffer.from(
+          JSON.stringify({
+            deviceID: String(id),
+            timeStamp: "2026-11-27 10:00:00",
+            rotation: 612.3 + n,
+            temperature: 40.1,
+            vibration: 151.7,
+            sound: 48.9,
+          }),
+        ),
+      );
   }
   const page = createWebPage(fleet, { intervalMs: 3_600_000, ...options });
   const server = createServer((req, res) => void page.handle(req, res)).listen(0, "127.0.0.1");
@@ -36,7 +52,9 @@ async function servePage(fans: number, options: { maxStreams?: number; maxMissed
 }
 
 /** An event stream read as a browser would, counting whole frames. */
-async function openStream(url: string): Promise<{ res: IncomingMessage; frames: () => number; bytes: () => number; closed: Promise<void> }> {
+async function openStream(
+  url: string,
+): Promise<{ res: IncomingMessage; frames: () => number; bytes: () => number; closed: Promise<void> }> {
   const res = await new Promise<IncomingMessage>((resolve, reject) => get(url, resolve).on("error", reject));
   let frames = 0;
   let bytes = 0;
@@ -46,7 +64,12 @@ async function openStream(url: string): Promise<{ res: IncomingMessage; frames: 
     frames += chunk.split("\n\n").length - 1;
   });
   res.on("error", () => {}); // a stream the server ends is reset; `closed` says so
-  return { res, frames: () => frames, bytes: () => bytes, closed: new Promise((resolve) => res.once("close", () => resolve())) };
+  return {
+    res,
+    frames: () => frames,
+    bytes: () => bytes,
+    closed: new Promise((resolve) => res.once("close", () => resolve())),
+  };
 }
 
 async function until(condition: () => boolean): Promise<void> {
@@ -99,7 +122,10 @@ describe("the page's event stream over plain HTTP", () => {
         await new Promise((resolve) => setImmediate(resolve));
         if (page.stats().streams === 1) closedAt = ticks;
       }
-      assert.ok(closedAt !== undefined, `the slow client is still open after ${ticks} frames of ${frameBytes} bytes, ${JSON.stringify(page.stats())}`);
+      assert.ok(
+        closedAt !== undefined,
+        `the slow client is still open after ${ticks} frames of ${frameBytes} bytes, ${JSON.stringify(page.stats())}`,
+      );
       assert.ok(closedAt > 30, `closed after ${closedAt} frames, before it missed 30`);
       assert.ok(largestBuffer <= 2 * frameBytes, `${largestBuffer} bytes buffered at most; a frame is ${frameBytes}`);
       assert.equal(reader.frames(), ticks + 1, "the reading client got every frame");
@@ -133,11 +159,30 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
   let browser: Browser;
 
   before(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+    if (!existsSync(CHROMIUM))
+      throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
     // The whole system, the health function included: fans 1 and 2 faulty, fan 3's bearing wearing
     // out over two minutes (vibration alone drifts: the health function warns about it some 20 s
     // after the start and raises the alarm about a minute later; measured), fans 4 to 6 healthy.
-    system = await startFanwatch(["--mqtt-port", "0", "--fans", "6", "--faulty", "2", "--degrading", "0", "--bearing", "1", "--degrade-minutes", "2", "--interval", "300"], { MQTT_URL: "" });
+    system = await startFanwatch(
+      [
+        "--mqtt-port",
+        "0",
+        "--fans",
+        "6",
+        "--faulty",
+        "2",
+        "--degrading",
+        "0",
+        "--bearing",
+        "1",
+        "--degrade-minutes",
+        "2",
+        "--interval",
+        "300",
+      ],
+      { MQTT_URL: "" },
+    );
     // --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
   });
@@ -150,16 +195,26 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
   it("shows a warning on the wearing-out fan's tile: the sensor and the time to alarm, in the alarms panel and among the transitions", async () => {
     const page = await browser.newPage();
     await page.goto(`${system.gatewayUrl}/ui/`);
-    await page.waitForFunction(() => document.querySelector('.tile[data-fan="3"]')?.getAttribute("data-state") === "warning", undefined, { timeout: 90_000 });
+    await page.waitForFunction(
+      () => document.querySelector('.tile[data-fan="3"]')?.getAttribute("data-state") === "warning",
+      undefined,
+      { timeout: 90_000 },
+    );
     assert.equal(await page.textContent('.tile[data-fan="3"] .state'), "warning");
     assert.equal(await page.textContent('.tile[data-fan="3"] .cause'), "cause: vibration");
-    assert.match((await page.textContent('.tile[data-fan="3"] .eta')) ?? "", /^alarm expected (now|in \d+ min|in [\d.]+ h) \(/);
+    assert.match(
+      (await page.textContent('.tile[data-fan="3"] .eta')) ?? "",
+      /^alarm expected (now|in \d+ min|in [\d.]+ h) \(/,
+    );
     const row = '#alarms li[data-fan="3"]';
     await page.waitForSelector(row);
     assert.equal(await page.getAttribute(row, "data-state"), "warning");
     assert.match((await page.textContent(`${row} .detail`)) ?? "", /alarm expected/);
     const feed = await page.locator("#feed li").allTextContents();
-    assert.ok(feed.some((line) => / · Fan 3 · warning · vibration · \d+\.\d% · alarm expected /.test(line)), feed.join("\n"));
+    assert.ok(
+      feed.some((line) => / · Fan 3 · warning · vibration · \d+\.\d% · alarm expected /.test(line)),
+      feed.join("\n"),
+    );
     await page.close();
   });
 
@@ -174,20 +229,41 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
       await page.goto(`${system.gatewayUrl}/ui/`);
       await page.waitForFunction(() => document.querySelectorAll(".tile").length === 6, undefined, { timeout: 30_000 });
       // Fans 1 and 2 are faulty: the health function raises an alarm for each, naming a sensor.
-      await page.waitForFunction(() => ["1", "2"].every((id) => document.querySelector(`.tile[data-fan="${id}"]`)?.getAttribute("data-state") === "alarm"), undefined, { timeout: 60_000 });
-      await page.waitForFunction(() => document.querySelector('.tile[data-fan="6"]')?.getAttribute("data-state") === "ok", undefined, { timeout: 30_000 });
+      await page.waitForFunction(
+        () =>
+          ["1", "2"].every(
+            (id) => document.querySelector(`.tile[data-fan="${id}"]`)?.getAttribute("data-state") === "alarm",
+          ),
+        undefined,
+        { timeout: 60_000 },
+      );
+      await page.waitForFunction(
+        () => document.querySelector('.tile[data-fan="6"]')?.getAttribute("data-state") === "ok",
+        undefined,
+        { timeout: 30_000 },
+      );
       assert.match((await page.textContent('.tile[data-fan="1"] .state')) ?? "", /alarm/);
-      assert.match((await page.textContent('.tile[data-fan="1"] .cause')) ?? "", /^cause: (rotation|temperature|vibration|sound)$/);
+      assert.match(
+        (await page.textContent('.tile[data-fan="1"] .cause')) ?? "",
+        /^cause: (rotation|temperature|vibration|sound)$/,
+      );
       assert.match((await page.textContent('.tile[data-fan="1"] .probability')) ?? "", /fault probability \d+\.\d%/);
       assert.equal(await page.textContent('.tile[data-fan="6"] .cause'), "", "a healthy fan has no cause");
       assert.ok(Number(await page.textContent("#in-alarm")) >= 2);
       // The feed shows health transitions, not every faulty prediction.
       const feed = await page.locator("#feed li").allTextContents();
-      assert.ok(feed.some((line) => / · Fan 1 · alarm · /.test(line)), feed.join("\n"));
+      assert.ok(
+        feed.some((line) => / · Fan 1 · alarm · /.test(line)),
+        feed.join("\n"),
+      );
       assert.ok(feed.length <= 30);
       // Live: the prediction count rises with no reload.
       const first = Number((await page.textContent("#predictions"))?.replace(/,/g, ""));
-      await page.waitForFunction((n) => Number(document.querySelector("#predictions")?.textContent?.replace(/,/g, "")) > n, first, { timeout: 10_000 });
+      await page.waitForFunction(
+        (n) => Number(document.querySelector("#predictions")?.textContent?.replace(/,/g, "")) > n,
+        first,
+        { timeout: 10_000 },
+      );
       const points = await page.getAttribute('.tile[data-fan="1"] polyline', "points");
       assert.ok((points ?? "").split(" ").length >= 2, "the rotation chart has points");
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
@@ -209,8 +285,18 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
     assert.equal(await page.getAttribute(row, "data-state"), "alarm");
     assert.equal(await page.getAttribute(row, "data-acknowledged"), "false");
     // Unacknowledged alarms come first: fans 1 and 2 before any warning or acknowledged alarm.
-    const order = await page.locator("#alarms li").evaluateAll((items) => items.map((li) => [li.getAttribute("data-fan"), li.getAttribute("data-state"), li.getAttribute("data-acknowledged")]));
-    const firstAcknowledgedOrWarning = order.findIndex(([, state, acknowledged]) => state !== "alarm" || acknowledged === "true");
+    const order = await page
+      .locator("#alarms li")
+      .evaluateAll((items) =>
+        items.map((li) => [
+          li.getAttribute("data-fan"),
+          li.getAttribute("data-state"),
+          li.getAttribute("data-acknowledged"),
+        ]),
+      );
+    const firstAcknowledgedOrWarning = order.findIndex(
+      ([, state, acknowledged]) => state !== "alarm" || acknowledged === "true",
+    );
     for (const id of ["1", "2"]) {
       const at = order.findIndex(([fan]) => fan === id);
       assert.ok(at >= 0 && (firstAcknowledgedOrWarning < 0 || at < firstAcknowledgedOrWarning), JSON.stringify(order));
@@ -224,27 +310,53 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
       await page.fill("#ack-by", "ann");
       await page.fill(`${row} .note`, "on my way, 20 min");
       await page.click(`${row} .acknowledge`);
-      await page.waitForFunction((selector) => document.querySelector(selector)?.getAttribute("data-acknowledged") === "true", row, { timeout: 10_000 });
-      assert.match((await page.textContent(`${row} .acknowledged-by`)) ?? "", /acknowledged by ann: “on my way, 20 min”/);
+      await page.waitForFunction(
+        (selector) => document.querySelector(selector)?.getAttribute("data-acknowledged") === "true",
+        row,
+        { timeout: 10_000 },
+      );
+      assert.match(
+        (await page.textContent(`${row} .acknowledged-by`)) ?? "",
+        /acknowledged by ann: “on my way, 20 min”/,
+      );
 
       // The health function published the transition, and holds the alarm as acknowledged.
-      const acknowledgement = () => (alarms.on("fan/alarm") as AlarmTransition[]).find((t) => t.deviceID === "1" && t.event === "acknowledged");
+      const acknowledgement = () =>
+        (alarms.on("fan/alarm") as AlarmTransition[]).find((t) => t.deviceID === "1" && t.event === "acknowledged");
       await until(() => acknowledgement() !== undefined);
       const transition = acknowledgement();
-      assert.deepEqual([transition?.state, transition?.acknowledged, transition?.by, transition?.note], ["alarm", true, "ann", "on my way, 20 min"]);
-      const listed = (await (await fetch(`${system.gatewayUrl}/function/health?deviceID=1`)).json()) as { fans: HealthRecord[] };
+      assert.deepEqual(
+        [transition?.state, transition?.acknowledged, transition?.by, transition?.note],
+        ["alarm", true, "ann", "on my way, 20 min"],
+      );
+      const listed = (await (await fetch(`${system.gatewayUrl}/function/health?deviceID=1`)).json()) as {
+        fans: HealthRecord[];
+      };
       assert.deepEqual([listed.fans[0]?.acknowledged, listed.fans[0]?.acknowledgedBy], [true, "ann"]);
 
       // The page follows the server: the tile, the feed, and a page opened now.
-      await page.waitForFunction(() => (document.querySelector('.tile[data-fan="1"] .state')?.textContent ?? "").includes("acknowledged"), undefined, { timeout: 10_000 });
-      await page.waitForFunction(() => Array.from(document.querySelectorAll("#feed li")).some((li) => / · Fan 1 · acknowledged · by ann/.test(li.textContent ?? "")), undefined, { timeout: 10_000 });
+      await page.waitForFunction(
+        () => (document.querySelector('.tile[data-fan="1"] .state')?.textContent ?? "").includes("acknowledged"),
+        undefined,
+        { timeout: 10_000 },
+      );
+      await page.waitForFunction(
+        () =>
+          Array.from(document.querySelectorAll("#feed li")).some((li) =>
+            / · Fan 1 · acknowledged · by ann/.test(li.textContent ?? ""),
+          ),
+        undefined,
+        { timeout: 10_000 },
+      );
       const later = await browser.newPage();
       await later.goto(`${system.gatewayUrl}/ui/`);
       await later.waitForSelector(`${row}[data-acknowledged="true"]`, { timeout: 10_000 });
       assert.match((await later.textContent(`${row} .acknowledged-by`)) ?? "", /acknowledged by ann/);
       assert.equal(await later.isVisible(`${row} .acknowledge`), false, "no button on an acknowledged alarm");
       // The acknowledged alarm now comes after the unacknowledged one of fan 2.
-      const fans = await later.locator("#alarms li").evaluateAll((items) => items.map((li) => li.getAttribute("data-fan")));
+      const fans = await later
+        .locator("#alarms li")
+        .evaluateAll((items) => items.map((li) => li.getAttribute("data-fan")));
       assert.ok(fans.indexOf("2") < fans.indexOf("1"), fans.join(","));
       await later.close();
     } finally {
@@ -258,13 +370,33 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
     const page = await browser.newPage();
     await page.goto(`${system.gatewayUrl}/ui/`);
     const auth = { authorization: `Basic ${Buffer.from(`admin:${system.password}`).toString("base64")}` };
-    const functions = (await (await fetch(`${system.gatewayUrl}/system/functions`, { headers: auth })).json()) as Array<{ name: string; replicas: number; availableReplicas: number }>;
+    const functions = (await (
+      await fetch(`${system.gatewayUrl}/system/functions`, { headers: auth })
+    ).json()) as Array<{ name: string; replicas: number; availableReplicas: number }>;
     assert.deepEqual(functions.map((f) => f.name).sort(), ["health", "predict", "score"]);
-    await page.waitForFunction((n) => document.querySelectorAll("#replicas .function-replicas").length === n, functions.length, { timeout: 15_000 });
-    const shown = await page.locator("#replicas .function-replicas").evaluateAll((items) => items.map((i) => [i.getAttribute("data-function"), Number(i.getAttribute("data-replicas")), Number(i.getAttribute("data-available")), i.textContent]));
+    await page.waitForFunction(
+      (n) => document.querySelectorAll("#replicas .function-replicas").length === n,
+      functions.length,
+      { timeout: 15_000 },
+    );
+    const shown = await page
+      .locator("#replicas .function-replicas")
+      .evaluateAll((items) =>
+        items.map((i) => [
+          i.getAttribute("data-function"),
+          Number(i.getAttribute("data-replicas")),
+          Number(i.getAttribute("data-available")),
+          i.textContent,
+        ]),
+      );
     assert.deepEqual(
       shown,
-      functions.map((f) => [f.name, f.replicas, f.availableReplicas, `${f.name} ${f.availableReplicas === f.replicas ? f.replicas : `${f.availableReplicas}/${f.replicas}`}`]),
+      functions.map((f) => [
+        f.name,
+        f.replicas,
+        f.availableReplicas,
+        `${f.name} ${f.availableReplicas === f.replicas ? f.replicas : `${f.availableReplicas}/${f.replicas}`}`,
+      ]),
     );
     await page.close();
   });
@@ -276,7 +408,11 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
     const client = await mqtt.connectAsync(system.brokerUrl);
     await client.publishAsync("fan/messages", JSON.stringify({ deviceID: "7", rotation: "fast" }), { qos: 1 });
     await client.endAsync();
-    await page.waitForFunction(() => (document.querySelector("#dead-letter-feed")?.textContent ?? "").includes("rotation"), undefined, { timeout: 15_000 });
+    await page.waitForFunction(
+      () => (document.querySelector("#dead-letter-feed")?.textContent ?? "").includes("rotation"),
+      undefined,
+      { timeout: 15_000 },
+    );
     assert.ok(Number(await page.textContent("#dead-letters")) >= 1);
     await page.close();
   });
@@ -284,13 +420,16 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
 
 describe("Ctrl-C of fanwatch start with the page open in Chromium", { timeout: 120_000 }, () => {
   it("exits with code 0, its processes gone and every port it listened on free", async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+    if (!existsSync(CHROMIUM))
+      throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
     const system = await startFanwatch(["--mqtt-port", "0", "--fans", "3", "--interval", "300"], { MQTT_URL: "" });
     const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
     const spares: Socket[] = [];
     try {
       const pid = system.child.pid ?? 0;
-      const connectorPort = Number(/connector routing .* \(health on http:\/\/127\.0\.0\.1:(\d+)\/healthz\)/.exec(system.output())?.[1]);
+      const connectorPort = Number(
+        /connector routing .* \(health on http:\/\/127\.0\.0\.1:(\d+)\/healthz\)/.exec(system.output())?.[1],
+      );
       // Two tabs live on the page (event streams, kept-alive connections), one that acknowledged an
       // alarm (a call through the gateway to health), and one on the connector's health page,
       // which the console prints.
@@ -316,12 +455,22 @@ describe("Ctrl-C of fanwatch start with the page open in Chromium", { timeout: 1
       // broker, the connector's health server, nats-server and each function's replicas.
       const tree = processTree(pid);
       const ports = portsOfTree(pid);
-      assert.ok([system.gatewayUrl, system.brokerUrl].every((url) => ports.includes(Number(new URL(url).port))) && ports.includes(connectorPort), `listening on ${ports.join(", ")}`);
+      assert.ok(
+        [system.gatewayUrl, system.brokerUrl].every((url) => ports.includes(Number(new URL(url).port))) &&
+          ports.includes(connectorPort),
+        `listening on ${ports.join(", ")}`,
+      );
       // The 20 s only tells a hang from an exit: stopping takes about 2 s here (the gateway closes
       // a connection that sent nothing after 2 s).
       const exit = system.interrupt();
-      const outcome = await Promise.race([exit, new Promise<"hung">((resolve) => setTimeout(resolve, 20_000, "hung").unref())]);
-      if (outcome === "hung") assert.fail(`fanwatch start did not exit within 20 s of Ctrl-C with the page open:\n${system.output().slice(-2000)}`);
+      const outcome = await Promise.race([
+        exit,
+        new Promise<"hung">((resolve) => setTimeout(resolve, 20_000, "hung").unref()),
+      ]);
+      if (outcome === "hung")
+        assert.fail(
+          `fanwatch start did not exit within 20 s of Ctrl-C with the page open:\n${system.output().slice(-2000)}`,
+        );
       assert.equal(outcome.code, 0, system.output());
       assert.match(system.output(), /stopping…\nstopped\n?$/);
       assert.deepEqual(tree.filter(alive), [], "every process it started has exited");

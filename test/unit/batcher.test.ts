@@ -22,7 +22,10 @@ describe("DynamicBatcher", () => {
   it("coalesces concurrent submissions into one call and answers each in order", async () => {
     const calls: number[][] = [];
     const timers = manualTimers();
-    const batcher = new DynamicBatcher((items: number[]) => (calls.push(items), items.map((x) => x * 10)), { maxWaitMs: 3, timers });
+    const batcher = new DynamicBatcher((items: number[]) => (calls.push(items), items.map((x) => x * 10)), {
+      maxWaitMs: 3,
+      timers,
+    });
     const answers = Promise.all([1, 2, 3].map((x) => batcher.submit(x)));
     assert.equal(calls.length, 0, "nothing runs before the wait ends");
     assert.deepEqual(timers.delays, [3]);
@@ -33,9 +36,15 @@ describe("DynamicBatcher", () => {
 
   it("runs a full batch at once without waiting", async () => {
     const calls: number[][] = [];
-    const batcher = new DynamicBatcher((items: number[]) => (calls.push(items), items), { maxBatchSize: 2, timers: manualTimers() });
+    const batcher = new DynamicBatcher((items: number[]) => (calls.push(items), items), {
+      maxBatchSize: 2,
+      timers: manualTimers(),
+    });
     const answers = Promise.all([1, 2, 3, 4].map((x) => batcher.submit(x)));
-    assert.deepEqual(calls, [[1, 2], [3, 4]]);
+    assert.deepEqual(calls, [
+      [1, 2],
+      [3, 4],
+    ]);
     assert.deepEqual(await answers, [1, 2, 3, 4]);
   });
 
@@ -56,13 +65,19 @@ describe("DynamicBatcher", () => {
   it("rejects every item of a failed batch and keeps working", async () => {
     let fail = true;
     const timers = manualTimers();
-    const batcher = new DynamicBatcher((items: number[]) => {
-      if (fail) throw new Error("boom");
-      return items;
-    }, { timers });
+    const batcher = new DynamicBatcher(
+      (items: number[]) => {
+        if (fail) throw new Error("boom");
+        return items;
+      },
+      { timers },
+    );
     const failed = Promise.allSettled([batcher.submit(1), batcher.submit(2)]);
     timers.fire();
-    assert.deepEqual((await failed).map((r) => r.status), ["rejected", "rejected"]);
+    assert.deepEqual(
+      (await failed).map((r) => r.status),
+      ["rejected", "rejected"],
+    );
     fail = false;
     const ok = batcher.submit(3);
     timers.fire();

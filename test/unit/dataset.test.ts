@@ -27,7 +27,10 @@ describe("generateReadings", () => {
       const ranges = r.faulty === 1 ? FAULTY_RANGES : HEALTHY_RANGES;
       FEATURES.forEach((name, i) => {
         const v = r.features[i] as number;
-        assert.ok(v >= ranges[name].min && v <= ranges[name].max, `${name} ${v} outside ${JSON.stringify(ranges[name])}`);
+        assert.ok(
+          v >= ranges[name].min && v <= ranges[name].max,
+          `${name} ${v} outside ${JSON.stringify(ranges[name])}`,
+        );
         assert.equal(Math.round(v * 10) / 10, v);
       });
     }
@@ -55,22 +58,42 @@ describe("parseCsv", () => {
     const rows = generateReadings({ fans: 3, rows: 30, seed: 2 });
     assert.deepEqual(parseCsv(toCsv(rows)), rows);
     const reference = `\ufeff${header}\r\n"7",2020-10-02 10:00:00,612.3,40.1,151.7,48.9,0\r\n`;
-    assert.deepEqual(parseCsv(reference)[0], { deviceID: "7", time: "2020-10-02 10:00:00", features: [612.3, 40.1, 151.7, 48.9], faulty: 0 });
+    assert.deepEqual(parseCsv(reference)[0], {
+      deviceID: "7",
+      time: "2020-10-02 10:00:00",
+      features: [612.3, 40.1, 151.7, 48.9],
+      faulty: 0,
+    });
   });
 
   const bad: Array<[string, string, RegExp]> = [
     ["an empty file", "", /empty/],
     ["another header", "id,rotation\n1,2\n", /line 1: the header is "id,rotation"; expected "DeviceID,Time/],
     ["a header without rows", `${header}\n`, /no readings/],
-    ["a word for a number", `${header}\n1,2020-10-02 10:00:00,600,40,150,48,0\n2,2020-10-02 10:00:00,600,hot,150,48,1\n`, /line 3, column Temperature: "hot" is not a number/],
-    ["an empty number", `${header}\n1,2020-10-02 10:00:00,600,40,,48,0\n`, /line 2, column Vibration: "" is not a number/],
+    [
+      "a word for a number",
+      `${header}\n1,2020-10-02 10:00:00,600,40,150,48,0\n2,2020-10-02 10:00:00,600,hot,150,48,1\n`,
+      /line 3, column Temperature: "hot" is not a number/,
+    ],
+    [
+      "an empty number",
+      `${header}\n1,2020-10-02 10:00:00,600,40,,48,0\n`,
+      /line 2, column Vibration: "" is not a number/,
+    ],
     ["a missing column", `${header}\n1,2020-10-02 10:00:00,600,40,150,48\n`, /line 2: 6 columns; expected 7/],
-    ["a label that is not 0/1", `${header}\n1,2020-10-02 10:00:00,600,40,150,48,2\n`, /line 2, column Faulty: "2" is not 0 or 1/],
+    [
+      "a label that is not 0/1",
+      `${header}\n1,2020-10-02 10:00:00,600,40,150,48,2\n`,
+      /line 2, column Faulty: "2" is not 0 or 1/,
+    ],
     ["a bad time", `${header}\n1,yesterday,600,40,150,48,1\n`, /line 2, column Time: "yesterday"/],
   ];
   for (const [what, text, message] of bad) {
     it(`rejects ${what} with the line and column`, () => {
-      assert.throws(() => parseCsv(text, "x.csv"), (error: unknown) => error instanceof DataFormatError && message.test(error.message));
+      assert.throws(
+        () => parseCsv(text, "x.csv"),
+        (error: unknown) => error instanceof DataFormatError && message.test(error.message),
+      );
     });
   }
 
@@ -81,7 +104,12 @@ describe("parseCsv", () => {
     const { sha256, rows } = await readCsv(file);
     assert.equal(rows.length, 10);
     const { createHash } = await import("node:crypto");
-    assert.equal(sha256, createHash("sha256").update(await readFile(file)).digest("hex"));
+    assert.equal(
+      sha256,
+      createHash("sha256")
+        .update(await readFile(file))
+        .digest("hex"),
+    );
     await assert.rejects(readCsv(join(dir, "missing.csv")), /cannot read/);
     await rm(dir, { recursive: true, force: true });
   });

@@ -4,9 +4,31 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as errors from "../../lib/errors.js";
 import {
-  BodyTooLargeError, BrokerUnavailableError, BudgetExhaustedError, CasConflictError, ConfigError, ContendedError, DataFormatError, ERROR_CODES, errorAnswer,
-  FanwatchError, HealthConflictError, HealthNotFoundError, HttpStatusError, InfluxQueryError, InfluxUnavailableError, InputError, ModelError,
-  PacketTooLargeError, PortInUseError, PublishFailedError, ScaleLabelError, ScoreRejectedError, ScoreUnavailableError, StoreUnavailableError, UsageError,
+  BodyTooLargeError,
+  BrokerUnavailableError,
+  BudgetExhaustedError,
+  CasConflictError,
+  ConfigError,
+  ContendedError,
+  DataFormatError,
+  ERROR_CODES,
+  errorAnswer,
+  FanwatchError,
+  HealthConflictError,
+  HealthNotFoundError,
+  HttpStatusError,
+  InfluxQueryError,
+  InfluxUnavailableError,
+  InputError,
+  ModelError,
+  PacketTooLargeError,
+  PortInUseError,
+  PublishFailedError,
+  ScaleLabelError,
+  ScoreRejectedError,
+  ScoreUnavailableError,
+  StoreUnavailableError,
+  UsageError,
 } from "../../lib/errors.js";
 import * as templateErrors from "../../templates/node22-ts/errors.js";
 import { RequestError, ServerSettingError, TEMPLATE_ERROR_CODES } from "../../templates/node22-ts/errors.js";
@@ -40,7 +62,8 @@ function sourceFiles(dir = REPO_ROOT): string[] {
 function codesInSource(): Map<string, string> {
   const found = new Map<string, string>();
   for (const file of sourceFiles()) {
-    for (const match of readFileSync(file, "utf8").matchAll(/["'`](FANWATCH_[A-Z0-9_]+)["'`]/g)) found.set(match[1] as string, file);
+    for (const match of readFileSync(file, "utf8").matchAll(/["'`](FANWATCH_[A-Z0-9_]+)["'`]/g))
+      found.set(match[1] as string, file);
   }
   return found;
 }
@@ -84,13 +107,17 @@ describe("the error contract", () => {
   });
 
   it("every code the source uses is in the table", () => {
-    const unknown = [...codesInSource()].filter(([code]) => !(code in ALL_CODES)).map(([code, file]) => `${code} in ${file}`);
+    const unknown = [...codesInSource()]
+      .filter(([code]) => !(code in ALL_CODES))
+      .map(([code, file]) => `${code} in ${file}`);
     assert.deepEqual(unknown, []);
     assert.ok(codesInSource().has("FANWATCH_INPUT_INVALID"), "the source scan finds lib/errors.ts's codes");
   });
 
   it("has a sample of every exported error class, each named after its class", () => {
-    const classes = [...Object.entries(errors), ...Object.entries(templateErrors)].filter(([, value]) => typeof value === "function" && value.prototype instanceof Error);
+    const classes = [...Object.entries(errors), ...Object.entries(templateErrors)].filter(
+      ([, value]) => typeof value === "function" && value.prototype instanceof Error,
+    );
     for (const [name, type] of classes) {
       const sample = SAMPLES.find((s) => s.constructor === type);
       assert.ok(sample !== undefined, `no sample of ${name}`);
@@ -117,7 +144,10 @@ describe("the error contract", () => {
     });
     assert.deepEqual(errorAnswer(new HealthNotFoundError("7"))?.status, 404);
     assert.deepEqual(errorAnswer(new HealthConflictError("already acknowledged"))?.body.field, "action");
-    assert.deepEqual(errorAnswer(new StoreUnavailableError("NATS is unreachable")), { status: 503, body: { error: "NATS is unreachable", code: "FANWATCH_STORE_UNAVAILABLE" } });
+    assert.deepEqual(errorAnswer(new StoreUnavailableError("NATS is unreachable")), {
+      status: 503,
+      body: { error: "NATS is unreachable", code: "FANWATCH_STORE_UNAVAILABLE" },
+    });
     // Errors that carry a status they are not to answer with, and errors of others, are not answered here.
     assert.equal(errorAnswer(new HttpStatusError(404, "the gateway answered 404")), undefined);
     assert.equal(errorAnswer(new ConfigError("TFJS_BACKEND must be one of …")), undefined);
@@ -126,7 +156,9 @@ describe("the error contract", () => {
   });
 
   it("tells usage errors from other known failures", () => {
-    for (const usage of [new UsageError("x"), new ConfigError("x"), new ScaleLabelError("x")]) assert.ok(usage instanceof UsageError && usage.kind === "usage", usage.name);
-    for (const failure of [new ModelError("x"), new DataFormatError("x"), new InfluxUnavailableError("x")]) assert.ok(!(failure instanceof UsageError) && failure.kind !== "usage", failure.name);
+    for (const usage of [new UsageError("x"), new ConfigError("x"), new ScaleLabelError("x")])
+      assert.ok(usage instanceof UsageError && usage.kind === "usage", usage.name);
+    for (const failure of [new ModelError("x"), new DataFormatError("x"), new InfluxUnavailableError("x")])
+      assert.ok(!(failure instanceof UsageError) && failure.kind !== "usage", failure.name);
   });
 });

@@ -29,16 +29,32 @@ describe("Shapley values from coalition outputs", () => {
 
   it("gives a linear model's terms exactly: each sensor its own weight × its change", () => {
     const weights = [0.5, -2, 0.25, 3];
-    const changes = [[1, 2, 3, 4], [-1, 0, 0.5, 2]];
+    const changes = [
+      [1, 2, 3, 4],
+      [-1, 0, 0.5, 2],
+    ];
     const e = allocateExplanations(2);
-    explainOutputs(outputs(2, (r, m) => FEATURES.reduce((sum, _, c) => sum + (has(m, c) ? weights[c]! * changes[r]![c]! : 0), 0)), false, e, 0);
-    for (const r of [0, 1]) contributionsOf(e, r).forEach((c, s) => assert.ok(Math.abs(c - weights[s]! * changes[r]![s]!) < 1e-6, `reading ${r}, sensor ${s}: ${c}`));
+    explainOutputs(
+      outputs(2, (r, m) => FEATURES.reduce((sum, _, c) => sum + (has(m, c) ? weights[c]! * changes[r]![c]! : 0), 0)),
+      false,
+      e,
+      0,
+    );
+    for (const r of [0, 1])
+      contributionsOf(e, r).forEach((c, s) =>
+        assert.ok(Math.abs(c - weights[s]! * changes[r]![s]!) < 1e-6, `reading ${r}, sensor ${s}: ${c}`),
+      );
   });
 
   it("shares an interaction evenly and gives nothing to a sensor that changes nothing", () => {
     // The output moves only when rotation and sound both come from the reading.
     const e = allocateExplanations(1);
-    explainOutputs(outputs(1, (_, m) => (has(m, 0) && has(m, 3) ? 1 : 0)), false, e, 0);
+    explainOutputs(
+      outputs(1, (_, m) => (has(m, 0) && has(m, 3) ? 1 : 0)),
+      false,
+      e,
+      0,
+    );
     assert.deepEqual(contributionsOf(e, 0), [0.5, 0, 0, 0.5]);
   });
 });
@@ -59,14 +75,19 @@ describe("explanations from the committed model", () => {
 
   it("adds up: every reading's contributions sum to its probability less the reference's", () => {
     const random = seededRandom(41);
-    const rows = [HEALTHY_RANGES, FAULTY_RANGES].flatMap((ranges) => Array.from({ length: 2_500 }, () => FEATURES.map((f) => drawReading(ranges[f], random))));
+    const rows = [HEALTHY_RANGES, FAULTY_RANGES].flatMap((ranges) =>
+      Array.from({ length: 2_500 }, () => FEATURES.map((f) => drawReading(ranges[f], random))),
+    );
     const e = model.explain(rows);
     const plain = model.probabilities(rows);
     const reference = model.probabilities([REFERENCE])[0]!;
     let faulty = 0;
     for (let r = 0; r < rows.length; r++) {
       const sum = contributionsOf(e, r).reduce((a, b) => a + b, 0);
-      assert.ok(Math.abs(sum - (e.probabilities[r]! - e.references[r]!)) < 1e-12, `reading ${rows[r]!.join(",")}: ${sum} vs ${e.probabilities[r]! - e.references[r]!}`);
+      assert.ok(
+        Math.abs(sum - (e.probabilities[r]! - e.references[r]!)) < 1e-12,
+        `reading ${rows[r]!.join(",")}: ${sum} vs ${e.probabilities[r]! - e.references[r]!}`,
+      );
       // The explanation's probabilities are the model's (sigmoid taken in float64 rather than float32).
       assert.ok(Math.abs(e.probabilities[r]! - plain[r]!) < 1e-6);
       assert.ok(Math.abs(e.references[r]! - reference) < 1e-6);
@@ -85,7 +106,12 @@ describe("explanations from the committed model", () => {
         const contributions = contributionsOf(e, r);
         const change = e.probabilities[r]! - e.references[r]!;
         assert.ok(Math.abs(change) > 1e-4, `the reading must move the model: ${change}`);
-        contributions.forEach((c, s) => assert.ok(s === index ? Math.abs(c - change) < 1e-12 : Math.abs(c) < 1e-12, `${FEATURES[s]}: ${c} of ${change}`));
+        contributions.forEach((c, s) =>
+          assert.ok(
+            s === index ? Math.abs(c - change) < 1e-12 : Math.abs(c) < 1e-12,
+            `${FEATURES[s]}: ${c} of ${change}`,
+          ),
+        );
       });
       assert.equal(FEATURES[e.causes[0]!], sensor);
       assert.ok(e.probabilities[0]! > 0.5, `${sensor} far out alone is a fault`);
@@ -94,12 +120,17 @@ describe("explanations from the committed model", () => {
     it(`puts nearly all on ${sensor} when the other sensors are near the reference`, () => {
       const random = seededRandom(7 + index);
       const far = [420, 53, 240, 58][index]!;
-      const rows = Array.from({ length: 50 }, () => REFERENCE.map((v, c) => (c === index ? far : v + (random() - 0.5) * 0.2)));
+      const rows = Array.from({ length: 50 }, () =>
+        REFERENCE.map((v, c) => (c === index ? far : v + (random() - 0.5) * 0.2)),
+      );
       const e = model.explain(rows);
       rows.forEach((_, r) => {
         const contributions = contributionsOf(e, r);
         const total = contributions.reduce((a, b) => a + Math.abs(b), 0);
-        assert.ok(contributions[index]! / total > 0.95, `${sensor} carries ${contributions[index]! / total} of ${contributions.join(", ")}`);
+        assert.ok(
+          contributions[index]! / total > 0.95,
+          `${sensor} carries ${contributions[index]! / total} of ${contributions.join(", ")}`,
+        );
         assert.equal(FEATURES[e.causes[r]!], sensor);
       });
     });
@@ -114,7 +145,8 @@ describe("explanations from the committed model", () => {
     const e = model.explain(rows);
     rows.forEach((_, r) => {
       const contributions = contributionsOf(e, r);
-      for (const c of contributions) assert.ok(Math.abs(c - contributions[0]!) < 1e-6, `tied: ${contributions.join(", ")}`);
+      for (const c of contributions)
+        assert.ok(Math.abs(c - contributions[0]!) < 1e-6, `tied: ${contributions.join(", ")}`);
       assert.ok(contributions[0]! > 0.2);
       assert.equal(FEATURES[e.causes[r]!], FEATURES[r]);
     });
@@ -122,11 +154,15 @@ describe("explanations from the committed model", () => {
 
   it("gives the same explanations for a batch larger than one tensor call as reading by reading", () => {
     const random = seededRandom(3);
-    const rows = Array.from({ length: READINGS_PER_CALL + 10 }, () => FEATURES.map((f) => drawReading(FAULTY_RANGES[f], random)));
+    const rows = Array.from({ length: READINGS_PER_CALL + 10 }, () =>
+      FEATURES.map((f) => drawReading(FAULTY_RANGES[f], random)),
+    );
     const all = model.explain(rows);
     for (const r of [0, READINGS_PER_CALL - 1, READINGS_PER_CALL, rows.length - 1]) {
       const one = model.explain([rows[r]!]);
-      contributionsOf(all, r).forEach((c, s) => assert.ok(Math.abs(c - one.contributions[s]!) < 1e-6, `reading ${r}: ${c} vs ${one.contributions[s]}`));
+      contributionsOf(all, r).forEach((c, s) =>
+        assert.ok(Math.abs(c - one.contributions[s]!) < 1e-6, `reading ${r}: ${c} vs ${one.contributions[s]}`),
+      );
       assert.equal(all.causes[r], one.causes[0]);
     }
   });
@@ -138,6 +174,9 @@ describe("explanations from the committed model", () => {
     assert.equal(p.cause, "vibration");
     assert.equal(p.referenceProbability, Math.round(model.referenceProbability * 1e6) / 1e6);
     const sum = FEATURES.reduce((s, f) => s + p.contributions[f], 0);
-    assert.ok(Math.abs(sum - (p.probability - p.referenceProbability)) <= 3e-6, `${sum} vs ${p.probability - p.referenceProbability}`);
+    assert.ok(
+      Math.abs(sum - (p.probability - p.referenceProbability)) <= 3e-6,
+      `${sum} vs ${p.probability - p.referenceProbability}`,
+    );
   });
 });

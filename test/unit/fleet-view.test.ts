@@ -3,7 +3,13 @@ import { once } from "node:events";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
-import { transitionFrom, type AlarmTransition, type HealthEvent, type HealthRecord, type HealthState } from "../../lib/domain/health.js";
+import {
+  transitionFrom,
+  type AlarmTransition,
+  type HealthEvent,
+  type HealthRecord,
+  type HealthState,
+} from "../../lib/domain/health.js";
 import { FleetHealth } from "../../runtime/fleet-health.js";
 import { FleetView } from "../../runtime/fleet-view.js";
 import { pollReplicas, replicasLine } from "../../runtime/function-replicas.js";
@@ -11,11 +17,22 @@ import { pollReplicas, replicasLine } from "../../runtime/function-replicas.js";
 const TOPICS = { telemetry: "fan/messages", anomaly: "fan/anomaly", deadletter: "fan/deadletter", alarm: "fan/alarm" };
 
 function reading(deviceID: string): Buffer {
-  return Buffer.from(JSON.stringify({ deviceID, timeStamp: "2026-11-27 10:00:00", rotation: 612.3, temperature: 40.1, vibration: 151.7, sound: 48.9 }));
+  return Buffer.from(
+    JSON.stringify({
+      deviceID,
+      timeStamp: "2026-11-27 10:00:00",
+      rotation: 612.3,
+      temperature: 40.1,
+      vibration: 151.7,
+      sound: 48.9,
+    }),
+  );
 }
 
 function prediction(deviceID: string, fault: 0 | 1): Buffer {
-  return Buffer.from(JSON.stringify({ deviceID, timeStamp: "2026-11-27 10:00:00", probability: fault === 1 ? 0.9 : 0.1, fault }));
+  return Buffer.from(
+    JSON.stringify({ deviceID, timeStamp: "2026-11-27 10:00:00", probability: fault === 1 ? 0.9 : 0.1, fault }),
+  );
 }
 
 /** A view on a clock the test moves; the 12 fans of `fanwatch start` have sent two readings each. */
@@ -108,7 +125,10 @@ function record(deviceID: string, state: HealthState, extra: Partial<HealthRecor
 }
 
 function transition(r: HealthRecord, event: HealthEvent, at: string, extra: Partial<AlarmTransition> = {}): Buffer {
-  const t: AlarmTransition = { ...transitionFrom(r, { event, at, id: `${r.alarmId ?? r.deviceID}-${event}-${at}` }), ...extra };
+  const t: AlarmTransition = {
+    ...transitionFrom(r, { event, at, id: `${r.alarmId ?? r.deviceID}-${event}-${at}` }),
+    ...extra,
+  };
   return Buffer.from(JSON.stringify(t));
 }
 
@@ -116,7 +136,9 @@ function transition(r: HealthRecord, event: HealthEvent, at: string, extra: Part
  * A stand-in for the health function's `GET /function/health` (the real one is tested in
  * health-function.test.ts and, through the page, in web-page.test.ts): it answers what `fans` holds.
  */
-async function healthStandIn(fans: () => HealthRecord[]): Promise<{ url: string; requests: () => number; close: () => void }> {
+async function healthStandIn(
+  fans: () => HealthRecord[],
+): Promise<{ url: string; requests: () => number; close: () => void }> {
   let requests = 0;
   const server = createServer((req, res) => {
     requests++;
@@ -124,7 +146,11 @@ async function healthStandIn(fans: () => HealthRecord[]): Promise<{ url: string;
     res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ fans: fans(), counts: {} }));
   }).listen(0, "127.0.0.1");
   await once(server, "listening");
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/function/health`, requests: () => requests, close: () => server.close() };
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/function/health`,
+    requests: () => requests,
+    close: () => server.close(),
+  };
 }
 
 describe("the fleet view's fan health", () => {
@@ -132,11 +158,22 @@ describe("the fleet view's fan health", () => {
     const { view } = viewWithFleet();
     const warning = record("3", "warning");
     const alarm = record("1", "alarm");
-    const acknowledged = record("2", "alarm", { since: "2026-11-27T09:00:00.000Z", acknowledged: true, acknowledgedBy: "ann", note: "on it" });
+    const acknowledged = record("2", "alarm", {
+      since: "2026-11-27T09:00:00.000Z",
+      acknowledged: true,
+      acknowledgedBy: "ann",
+      note: "on it",
+    });
     view.receive(TOPICS.alarm, transition(warning, "warning", "2026-11-27T10:00:00.000Z"));
-    view.receive(TOPICS.alarm, transition(record("2", "alarm", { since: "2026-11-27T09:00:00.000Z" }), "alarm", "2026-11-27T10:00:01.000Z"));
+    view.receive(
+      TOPICS.alarm,
+      transition(record("2", "alarm", { since: "2026-11-27T09:00:00.000Z" }), "alarm", "2026-11-27T10:00:01.000Z"),
+    );
     view.receive(TOPICS.alarm, transition(alarm, "alarm", "2026-11-27T10:00:02.000Z"));
-    view.receive(TOPICS.alarm, transition(acknowledged, "acknowledged", "2026-11-27T10:00:03.000Z", { by: "ann", note: "on it" }));
+    view.receive(
+      TOPICS.alarm,
+      transition(acknowledged, "acknowledged", "2026-11-27T10:00:03.000Z", { by: "ann", note: "on it" }),
+    );
     view.receive(TOPICS.alarm, transition(record("4", "ok"), "ok", "2026-11-27T10:00:04.000Z"));
     // Faulty predictions are not transitions: the feed does not grow with them.
     for (let i = 0; i < 50; i++) view.receive(TOPICS.anomaly, prediction("1", 1));
@@ -152,9 +189,25 @@ describe("the fleet view's fan health", () => {
     assert.equal(fan("5")?.state, "unknown", "no record yet");
     assert.equal(fan("5")?.health, null);
     // Unacknowledged first (the alarm before the warning), the acknowledged alarm last.
-    assert.deepEqual(snapshot.alarms.map((a) => [a.deviceID, a.state, a.acknowledged]), [["1", "alarm", false], ["3", "warning", false], ["2", "alarm", true]]);
+    assert.deepEqual(
+      snapshot.alarms.map((a) => [a.deviceID, a.state, a.acknowledged]),
+      [
+        ["1", "alarm", false],
+        ["3", "warning", false],
+        ["2", "alarm", true],
+      ],
+    );
     assert.deepEqual([snapshot.alarms[2]?.acknowledgedBy, snapshot.alarms[2]?.note], ["ann", "on it"]);
-    assert.deepEqual(snapshot.feed.map((t) => [t.deviceID, t.event]), [["4", "ok"], ["2", "acknowledged"], ["1", "alarm"], ["2", "alarm"], ["3", "warning"]]);
+    assert.deepEqual(
+      snapshot.feed.map((t) => [t.deviceID, t.event]),
+      [
+        ["4", "ok"],
+        ["2", "acknowledged"],
+        ["1", "alarm"],
+        ["2", "alarm"],
+        ["3", "warning"],
+      ],
+    );
     assert.deepEqual(snapshot.totals.states, { ok: 1, warning: 1, alarm: 2, cleared: 0, silent: 0 });
     assert.equal(snapshot.totals.openAlarms, 3);
     assert.equal(snapshot.totals.unacknowledged, 2);
@@ -167,7 +220,8 @@ describe("the fleet view's fan health", () => {
     view.receive(TOPICS.alarm, Buffer.from(JSON.stringify({ deviceID: "1", state: "alarm" })));
     view.receive(TOPICS.alarm, Buffer.from('{"__proto__":{"state":"alarm"}}'));
     assert.deepEqual(view.snapshot().feed, []);
-    for (let i = 0; i < 1_000; i++) view.receive(TOPICS.alarm, transition(record(`forged-${i}`, "alarm"), "alarm", "2026-11-27T10:00:00.000Z"));
+    for (let i = 0; i < 1_000; i++)
+      view.receive(TOPICS.alarm, transition(record(`forged-${i}`, "alarm"), "alarm", "2026-11-27T10:00:00.000Z"));
     const snapshot = view.snapshot();
     assert.equal(snapshot.feed.length, 30);
     assert.equal(snapshot.totals.openAlarms, 20, "records capped like the fans");
@@ -182,14 +236,27 @@ describe("the fleet view's fan health", () => {
       await view.readHealthFrom(standIn.url, { intervalMs: 3_600_000 });
       let snapshot = view.snapshot();
       assert.equal(snapshot.healthError, null);
-      assert.deepEqual(snapshot.alarms.map((a) => a.deviceID), ["1"]);
+      assert.deepEqual(
+        snapshot.alarms.map((a) => a.deviceID),
+        ["1"],
+      );
       assert.equal(snapshot.fans.find((f) => f.deviceID === "1")?.state, "alarm");
       // Fan 1 was acknowledged and fan 2 went into warning while the view was not listening; a
       // record that is not one is skipped, the others kept.
-      fans = [record("1", "alarm", { acknowledged: true, acknowledgedBy: "bob", note: null }), { deviceID: "broken", state: "panic" } as unknown as HealthRecord, record("2", "warning")];
+      fans = [
+        record("1", "alarm", { acknowledged: true, acknowledgedBy: "bob", note: null }),
+        { deviceID: "broken", state: "panic" } as unknown as HealthRecord,
+        record("2", "warning"),
+      ];
       await view.readHealthFrom(standIn.url, { intervalMs: 3_600_000 });
       snapshot = view.snapshot();
-      assert.deepEqual(snapshot.alarms.map((a) => [a.deviceID, a.acknowledged]), [["2", false], ["1", true]]);
+      assert.deepEqual(
+        snapshot.alarms.map((a) => [a.deviceID, a.acknowledged]),
+        [
+          ["2", false],
+          ["1", true],
+        ],
+      );
       assert.deepEqual(snapshot.totals.states, { ok: 0, warning: 1, alarm: 1, cleared: 0, silent: 0 });
       assert.equal(standIn.requests(), 2);
     } finally {
@@ -206,7 +273,10 @@ describe("the fleet view's fan health", () => {
       await view.readHealthFrom(standIn.url.replace("/function/health", "/function/nope"), { intervalMs: 3_600_000 });
       const snapshot = view.snapshot();
       assert.match(snapshot.healthError ?? "", /answered 404 \(no health function in the stack\?\)/);
-      assert.deepEqual(snapshot.alarms.map((a) => a.deviceID), ["1"]);
+      assert.deepEqual(
+        snapshot.alarms.map((a) => a.deviceID),
+        ["1"],
+      );
     } finally {
       view.stop();
       standIn.close();
@@ -218,7 +288,13 @@ describe("the fleet view's fan health", () => {
     const health = new FleetHealth(10, () => clock.now);
     const startedAt = clock.now;
     clock.now = 1_500;
-    health.transition(JSON.parse(transition(record("1", "alarm", { acknowledged: true }), "acknowledged", "2026-11-27T10:00:03.000Z", { by: "ann" }).toString()));
+    health.transition(
+      JSON.parse(
+        transition(record("1", "alarm", { acknowledged: true }), "acknowledged", "2026-11-27T10:00:03.000Z", {
+          by: "ann",
+        }).toString(),
+      ),
+    );
     health.replace([record("1", "alarm"), record("2", "ok")], startedAt);
     assert.equal(health.get("1")?.acknowledged, true);
     assert.equal(health.get("2")?.state, "ok");
@@ -239,7 +315,10 @@ async function functionsStandIn(body: () => string): Promise<{ url: string; clos
     res.writeHead(200, { "content-type": "application/json" }).end(body());
   }).listen(0, "127.0.0.1");
   await once(server, "listening");
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/system/functions`, close: () => server.close() };
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/system/functions`,
+    close: () => server.close(),
+  };
 }
 
 describe("the fleet view's replicas", () => {

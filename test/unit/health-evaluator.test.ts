@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { acknowledge, checkSilence, evaluate, FanHealthSchema, type FanHealth, type HealthInput } from "../../functions/health/evaluator.js";
+import {
+  acknowledge,
+  checkSilence,
+  evaluate,
+  FanHealthSchema,
+  type FanHealth,
+  type HealthInput,
+} from "../../functions/health/evaluator.js";
 import { HealthConflictError, HealthNotFoundError } from "../../lib/errors.js";
 import { isoTime } from "../../functions/health/iso-time.js";
 import { DEFAULT_POLICY, readHealthPolicy } from "../../functions/health/policy.js";
@@ -18,7 +25,8 @@ const T0 = Date.UTC(2026, 10, 27, 8);
 const STEP = 2_000;
 const ID = "7";
 
-const draw = (ranges: typeof HEALTHY_RANGES, random: Random) => Object.fromEntries(FEATURES.map((f) => [f, drawReading(ranges[f], random)])) as PerSensor;
+const draw = (ranges: typeof HEALTHY_RANGES, random: Random) =>
+  Object.fromEntries(FEATURES.map((f) => [f, drawReading(ranges[f], random)])) as PerSensor;
 const healthyReading = (random: Random) => draw(HEALTHY_RANGES, random);
 /** A faulty reading the model flags: one sensor (temperature) beyond its healthy range. */
 const faultyReading = (random: Random) => ({ ...healthyReading(random), temperature: 50 });
@@ -64,7 +72,11 @@ describe("health evaluator: alarms", () => {
     assert.ok(looksHealthy > 1_500, `${looksHealthy} healthy-looking readings`);
     const alarms = fan.transitions.filter((t) => t.event === "alarm");
     assert.equal(alarms.length, 1, "one alarm");
-    assert.deepEqual(fan.transitions.map((t) => t.event), ["alarm"], "nothing after it: a fan staying in alarm publishes nothing new");
+    assert.deepEqual(
+      fan.transitions.map((t) => t.event),
+      ["alarm"],
+      "nothing after it: a fan staying in alarm publishes nothing new",
+    );
     assert.ok(Date.parse((alarms[0] as AlarmTransition).at) <= T0 + 9 * STEP, "raised within the first 10 readings");
     assert.equal(fan.record.state, "alarm");
     assert.equal(fan.record.cause, "temperature", "without contributions the cause is the sensor beyond its range");
@@ -77,9 +89,29 @@ describe("health evaluator: alarms", () => {
     const transitions: AlarmTransition[] = [];
     for (let n = 0; n < 8; n++) {
       // Each reading's largest contribution alternates; on average vibration leads.
-      const contributions = n % 2 === 0 ? { rotation: 0.02, temperature: 0.3, vibration: 0.5, sound: 0.05 } : { rotation: 0.02, temperature: 0.35, vibration: 0.3, sound: 0.05 };
+      const contributions =
+        n % 2 === 0
+          ? { rotation: 0.02, temperature: 0.3, vibration: 0.5, sound: 0.05 }
+          : { rotation: 0.02, temperature: 0.35, vibration: 0.3, sound: 0.05 };
       const at = T0 + n * STEP;
-      const result = evaluate(state, ID, [{ prediction: { deviceID: ID, fault: 1, probability: 0.95, reading: faultyReading(random), cause: n % 2 === 0 ? "vibration" : "temperature", contributions }, at }], at);
+      const result = evaluate(
+        state,
+        ID,
+        [
+          {
+            prediction: {
+              deviceID: ID,
+              fault: 1,
+              probability: 0.95,
+              reading: faultyReading(random),
+              cause: n % 2 === 0 ? "vibration" : "temperature",
+              contributions,
+            },
+            at,
+          },
+        ],
+        at,
+      );
       state = result.next;
       transitions.push(...result.transitions);
     }
@@ -127,7 +159,11 @@ describe("health evaluator: alarms", () => {
     for (let i = 0; i < 10; i++) fan.feed(1, faultyReading(random));
     assert.equal(fan.record.state, "alarm");
     assert.notEqual(fan.record.alarmId, first, "a new episode, a new id");
-    assert.deepEqual(fan.transitions.map((t) => t.event), ["alarm", "cleared", "ok", "alarm"], "a sudden fault is an alarm alone, no warning two seconds before it");
+    assert.deepEqual(
+      fan.transitions.map((t) => t.event),
+      ["alarm", "cleared", "ok", "alarm"],
+      "a sudden fault is an alarm alone, no warning two seconds before it",
+    );
     assert.equal(new Set(fan.transitions.map((t) => t.id)).size, fan.transitions.length, "transition ids unique");
   });
 
@@ -140,7 +176,11 @@ describe("health evaluator: alarms", () => {
     };
     assert.deepEqual(run(), run());
     const [alarm] = run();
-    assert.equal(alarm?.alarmId, `${ID}@${new Date(T0 + 9 * STEP).toISOString()}`, "named after the fan and the reading that opened the episode (the fourth fault)");
+    assert.equal(
+      alarm?.alarmId,
+      `${ID}@${new Date(T0 + 9 * STEP).toISOString()}`,
+      "named after the fan and the reading that opened the episode (the fourth fault)",
+    );
   });
 });
 
@@ -154,13 +194,28 @@ describe("health evaluator: silence", () => {
     const silent = checkSilence(state, fan.now + DEFAULT_POLICY.silentAfterMs);
     assert.ok(silent);
     assert.equal(silent.next.record.state, "silent");
-    assert.deepEqual(silent.transitions.map((t) => [t.event, t.alarmId]), [["silent", state.record.alarmId]]);
-    assert.equal(checkSilence(silent.next, fan.now + 10 * DEFAULT_POLICY.silentAfterMs), undefined, "silent once, not again and again");
+    assert.deepEqual(
+      silent.transitions.map((t) => [t.event, t.alarmId]),
+      [["silent", state.record.alarmId]],
+    );
+    assert.equal(
+      checkSilence(silent.next, fan.now + 10 * DEFAULT_POLICY.silentAfterMs),
+      undefined,
+      "silent once, not again and again",
+    );
     const later = T0 + fan.n * STEP + 60_000;
-    const back = evaluate(silent.next, ID, [{ prediction: { deviceID: ID, fault: 1, probability: 0.9, reading: faultyReading(random) }, at: later }], later);
+    const back = evaluate(
+      silent.next,
+      ID,
+      [{ prediction: { deviceID: ID, fault: 1, probability: 0.9, reading: faultyReading(random) }, at: later }],
+      later,
+    );
     assert.equal(back.next.record.state, "alarm");
     assert.equal(back.next.record.alarmId, state.record.alarmId, "the same alarm, not a new one");
-    assert.deepEqual(back.transitions.map((t) => t.event), ["alarm"]);
+    assert.deepEqual(
+      back.transitions.map((t) => t.event),
+      ["alarm"],
+    );
   });
 
   it("silence is judged on arrival: old reading times arriving now keep the fan from going silent", () => {
@@ -174,26 +229,40 @@ describe("health evaluator: silence", () => {
 describe("health evaluator: acknowledgement", () => {
   it("acknowledges an open alarm once; unknown fans are 404, no open alarm or a second acknowledgement 409", () => {
     const random = seededRandom(17);
-    assert.throws(() => acknowledge(undefined, "nope", "ann", undefined, T0), (e: unknown) => e instanceof HealthNotFoundError && e.status === 404 && /nope/.test(e.message));
+    assert.throws(
+      () => acknowledge(undefined, "nope", "ann", undefined, T0),
+      (e: unknown) => e instanceof HealthNotFoundError && e.status === 404 && /nope/.test(e.message),
+    );
     const fan = new Fan();
     fan.feed(0, healthyReading(random));
-    assert.throws(() => acknowledge(fan.state, ID, "ann", undefined, T0), (e: unknown) => e instanceof HealthConflictError && e.status === 409 && /no open warning or alarm/.test(e.message));
+    assert.throws(
+      () => acknowledge(fan.state, ID, "ann", undefined, T0),
+      (e: unknown) =>
+        e instanceof HealthConflictError && e.status === 409 && /no open warning or alarm/.test(e.message),
+    );
     for (let i = 0; i < 10; i++) fan.feed(1, faultyReading(random));
     const { next, transitions } = acknowledge(fan.state, ID, "ann", "replacing the bearing", fan.now + 5_000);
     assert.equal(next.record.acknowledged, true);
     assert.equal(next.record.acknowledgedBy, "ann");
     assert.equal(next.record.note, "replacing the bearing");
     assert.equal(next.record.state, "alarm", "acknowledging does not change the state");
-    assert.deepEqual(transitions.map((t) => [t.event, t.state, t.acknowledged, t.by, t.note, t.alarmId]), [["acknowledged", "alarm", true, "ann", "replacing the bearing", fan.record.alarmId]]);
+    assert.deepEqual(
+      transitions.map((t) => [t.event, t.state, t.acknowledged, t.by, t.note, t.alarmId]),
+      [["acknowledged", "alarm", true, "ann", "replacing the bearing", fan.record.alarmId]],
+    );
     assert.equal(fan.record.acknowledged, false, "the caller's state is left as it was");
-    assert.throws(() => acknowledge(next, ID, "bob", undefined, T0), (e: unknown) => e instanceof HealthConflictError && /already acknowledged by ann/.test(e.message));
+    assert.throws(
+      () => acknowledge(next, ID, "bob", undefined, T0),
+      (e: unknown) => e instanceof HealthConflictError && /already acknowledged by ann/.test(e.message),
+    );
   });
 
   it("an acknowledged warning that escalates to an alarm must be acknowledged again", () => {
     const random = seededRandom(18);
     const fan = new Fan();
     // Vibration beyond its range now and then: a warning, no alarm yet.
-    for (let i = 0; i < 40; i++) fan.feed(0, i % 5 === 0 ? { ...healthyReading(random), vibration: 205 } : healthyReading(random));
+    for (let i = 0; i < 40; i++)
+      fan.feed(0, i % 5 === 0 ? { ...healthyReading(random), vibration: 205 } : healthyReading(random));
     assert.equal(fan.record.state, "warning");
     assert.equal(fan.record.cause, "vibration");
     fan.state = acknowledge(fan.state, ID, "ann", undefined, fan.now).next;
@@ -210,27 +279,56 @@ describe("health evaluator: acknowledgement", () => {
 describe("health evaluator: replays and stored state", () => {
   it("a replayed or older prediction changes nothing; a batch is evaluated in reading-time order", () => {
     const random = seededRandom(19);
-    const inputs = Array.from({ length: 12 }, (_, n) => input(n, n >= 4 ? 1 : 0, n >= 4 ? faultyReading(random) : healthyReading(random)));
+    const inputs = Array.from({ length: 12 }, (_, n) =>
+      input(n, n >= 4 ? 1 : 0, n >= 4 ? faultyReading(random) : healthyReading(random)),
+    );
     const now = T0 + 12 * STEP;
     const inOrder = evaluate(undefined, ID, inputs, now);
     const shuffled = evaluate(undefined, ID, inputs.slice().reverse(), now);
     assert.deepEqual(shuffled, inOrder, "order of arrival within a batch does not matter");
     const replay = evaluate(inOrder.next, ID, inputs.slice(6), now + 1_000);
     assert.deepEqual(replay.transitions, []);
-    assert.deepEqual(replay.next, inOrder.next, "a connector retry's replay is skipped whole, the latest reading included");
+    assert.deepEqual(
+      replay.next,
+      inOrder.next,
+      "a connector retry's replay is skipped whole, the latest reading included",
+    );
     const straggler = evaluate(inOrder.next, ID, [input(2, 1, faultyReading(random))], now + 2_000);
     assert.deepEqual(straggler.next.tracker, inOrder.next.tracker, "an older reading does not enter the trends");
     const sameSecond = evaluate(inOrder.next, ID, [{ ...input(11, 0, healthyReading(random)) }], now + 3_000);
-    assert.equal(sameSecond.next.tracker.n, inOrder.next.tracker.n + 1, "a different reading with the same time stamp is new");
+    assert.equal(
+      sameSecond.next.tracker.n,
+      inOrder.next.tracker.n + 1,
+      "a different reading with the same time stamp is new",
+    );
   });
 
   it("a reading stamped far in the future (a fan's wrong clock) does not make the fan's later readings look like replays", () => {
     const random = seededRandom(21);
     const now = T0;
-    const future = evaluate(undefined, ID, [{ prediction: { deviceID: ID, fault: 0, probability: 0.01, reading: healthyReading(random) }, at: now + 365 * 86_400_000 }], now);
-    assert.equal(future.next.record.lastSeen, new Date(now + DEFAULT_POLICY.maxAheadMs).toISOString(), "taken as at most HEALTH_MAX_AHEAD_MS ahead");
+    const future = evaluate(
+      undefined,
+      ID,
+      [
+        {
+          prediction: { deviceID: ID, fault: 0, probability: 0.01, reading: healthyReading(random) },
+          at: now + 365 * 86_400_000,
+        },
+      ],
+      now,
+    );
+    assert.equal(
+      future.next.record.lastSeen,
+      new Date(now + DEFAULT_POLICY.maxAheadMs).toISOString(),
+      "taken as at most HEALTH_MAX_AHEAD_MS ahead",
+    );
     const later = now + DEFAULT_POLICY.maxAheadMs + STEP;
-    const next = evaluate(future.next, ID, [{ prediction: { deviceID: ID, fault: 0, probability: 0.01, reading: healthyReading(random) }, at: later }], later);
+    const next = evaluate(
+      future.next,
+      ID,
+      [{ prediction: { deviceID: ID, fault: 0, probability: 0.01, reading: healthyReading(random) }, at: later }],
+      later,
+    );
     assert.equal(next.next.tracker.n, 2, "the next reading is evaluated");
   });
 
@@ -252,23 +350,60 @@ describe("health evaluator: replays and stored state", () => {
     for (let n = 0; n < 20 * 24; n++) {
       const at = T0 + n * 3_600_000;
       const fault = n >= 9 * 24 ? 1 : 0;
-      const result = evaluate(state, ID, [{ prediction: { deviceID: ID, fault, probability: fault === 1 ? 0.97 : 0.02, reading: fault === 1 ? faultyReading(random) : healthyReading(random) }, at }], at);
+      const result = evaluate(
+        state,
+        ID,
+        [
+          {
+            prediction: {
+              deviceID: ID,
+              fault,
+              probability: fault === 1 ? 0.97 : 0.02,
+              reading: fault === 1 ? faultyReading(random) : healthyReading(random),
+            },
+            at,
+          },
+        ],
+        at,
+      );
       state = result.next;
       transitions.push(...result.transitions);
     }
     assert.ok(state);
     const alarmAt = T0 + (9 * 24 + 3) * 3_600_000;
-    assert.deepEqual(transitions.map((t) => [t.event, t.id, t.alarmId]), [["alarm", `${ID}:${alarmAt}:0`, `${ID}@${new Date(alarmAt).toISOString()}`]]);
+    assert.deepEqual(
+      transitions.map((t) => [t.event, t.id, t.alarmId]),
+      [["alarm", `${ID}:${alarmAt}:0`, `${ID}@${new Date(alarmAt).toISOString()}`]],
+    );
     assert.equal(state.record.since, new Date(alarmAt).toISOString());
     assert.equal(state.record.lastSeen, new Date(T0 + (20 * 24 - 1) * 3_600_000).toISOString());
     const t = state.tracker;
     assert.ok(t.base > T0 + 12 * day, "the base moved forward");
-    for (const time of [t.lastAt, t.arrivedAt, t.lastFaultAt, t.lastExceedAt, t.stateSince, ...t.runs.map((r) => r[1])]) assert.ok(time === null || Math.abs(time) < 2 ** 30, `${time} is a small integer`);
-    assert.equal(checkSilence(state, T0 + 20 * day + DEFAULT_POLICY.silentAfterMs)?.next.record.state, "silent", "silence still judged on the arrival time");
+    for (const time of [t.lastAt, t.arrivedAt, t.lastFaultAt, t.lastExceedAt, t.stateSince, ...t.runs.map((r) => r[1])])
+      assert.ok(time === null || Math.abs(time) < 2 ** 30, `${time} is a small integer`);
+    assert.equal(
+      checkSilence(state, T0 + 20 * day + DEFAULT_POLICY.silentAfterMs)?.next.record.state,
+      "silent",
+      "silence still judged on the arrival time",
+    );
   });
 
   it("times are formatted as toISOString formats them", () => {
-    const times = [0, 1, 999, 59_999, 86_399_999, 86_400_000, T0, T0 + 0.9, Date.UTC(2024, 1, 29, 23, 59, 59, 999), Date.UTC(9999, 11, 31, 23, 59, 59, 999), -1, Date.UTC(10_000, 0, 1), Date.UTC(1969, 5, 1)];
+    const times = [
+      0,
+      1,
+      999,
+      59_999,
+      86_399_999,
+      86_400_000,
+      T0,
+      T0 + 0.9,
+      Date.UTC(2024, 1, 29, 23, 59, 59, 999),
+      Date.UTC(9999, 11, 31, 23, 59, 59, 999),
+      -1,
+      Date.UTC(10_000, 0, 1),
+      Date.UTC(1969, 5, 1),
+    ];
     const random = seededRandom(24);
     for (let i = 0; i < 2_000; i++) times.push(Math.floor(random() * 4e12));
     for (const ms of times) assert.equal(isoTime(ms), new Date(ms).toISOString(), String(ms));
@@ -280,7 +415,10 @@ describe("health evaluator: replays and stored state", () => {
     const policy = readHealthPolicy({ HEALTH_SILENT_AFTER_MS: "5000", HEALTH_ALARM_COUNT: "3" });
     assert.equal(policy.silentAfterMs, 5000);
     assert.equal(policy.alarmCount, 3);
-    assert.throws(() => readHealthPolicy({ HEALTH_ALARM_COUNT: "9" }), /HEALTH_ALARM_COUNT \(9\) is more than HEALTH_ALARM_WINDOW \(5\)/);
+    assert.throws(
+      () => readHealthPolicy({ HEALTH_ALARM_COUNT: "9" }),
+      /HEALTH_ALARM_COUNT \(9\) is more than HEALTH_ALARM_WINDOW \(5\)/,
+    );
     assert.throws(() => readHealthPolicy({ HEALTH_QUIET_MS: "soon" }), /HEALTH_QUIET_MS/);
   });
 });
@@ -289,7 +427,16 @@ describe("health evaluator: early warning, with the real model", { timeout: 120_
   it("a fan whose vibration drifts is warned about, naming vibration, with an eta, well before its alarm", async () => {
     const model = await ScoringModel.load("model/artifact", { backend: "wasm" });
     try {
-      const [fan] = createFleet({ fans: 1, faulty: 0, degrading: 0, bearing: 1, intervalMs: STEP, degradeMs: 2 * 3_600_000, onsetMs: 3_600_000, seed: 3 });
+      const [fan] = createFleet({
+        fans: 1,
+        faulty: 0,
+        degrading: 0,
+        bearing: 1,
+        intervalMs: STEP,
+        degradeMs: 2 * 3_600_000,
+        onsetMs: 3_600_000,
+        seed: 3,
+      });
       assert.ok(fan);
       const readings = Array.from({ length: fan.truth.failsAtReading as number }, () => fan.next());
       const scored = model.predict(readings.map((r) => FEATURES.map((f) => r[f])));
@@ -297,7 +444,17 @@ describe("health evaluator: early warning, with the real model", { timeout: 120_
       let state: FanHealth | undefined;
       readings.forEach((reading, n) => {
         const at = T0 + n * STEP;
-        const result = evaluate(state, "bearing", [{ prediction: { deviceID: "bearing", ...(scored[n] as { fault: 0 | 1; probability: number }), reading }, at }], at);
+        const result = evaluate(
+          state,
+          "bearing",
+          [
+            {
+              prediction: { deviceID: "bearing", ...(scored[n] as { fault: 0 | 1; probability: number }), reading },
+              at,
+            },
+          ],
+          at,
+        );
         state = result.next;
         transitions.push(...result.transitions);
       });
@@ -313,7 +470,10 @@ describe("health evaluator: early warning, with the real model", { timeout: 120_
       const eta = Date.parse(warning.eta ?? "");
       const actual = Date.parse(alarm.at) - Date.parse(warning.at);
       assert.ok(eta > Date.parse(warning.at), "the eta is ahead");
-      assert.ok(eta - Date.parse(warning.at) > actual / 5 && eta - Date.parse(warning.at) < actual * 5, `eta in ${(eta - Date.parse(warning.at)) / 60_000} min, alarm came in ${actual / 60_000} min`);
+      assert.ok(
+        eta - Date.parse(warning.at) > actual / 5 && eta - Date.parse(warning.at) < actual * 5,
+        `eta in ${(eta - Date.parse(warning.at)) / 60_000} min, alarm came in ${actual / 60_000} min`,
+      );
     } finally {
       model.dispose();
     }

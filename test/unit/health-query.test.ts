@@ -39,14 +39,27 @@ describe("GET /function/health: order and limit", () => {
     const { fans, matched } = listFans(fleet, parseQuery({}));
     assert.deepEqual(
       fans.map((f) => `${f.deviceID}:${f.state}${f.acknowledged ? "+ack" : ""}`),
-      ["2:alarm", "20:alarm", "10:alarm+ack", "3:warning", "11:warning", "12:warning+ack", "1:ok", "4:cleared", "5:silent"],
+      [
+        "2:alarm",
+        "20:alarm",
+        "10:alarm+ack",
+        "3:warning",
+        "11:warning",
+        "12:warning+ack",
+        "1:ok",
+        "4:cleared",
+        "5:silent",
+      ],
     );
     assert.equal(matched, fleet.length);
   });
 
   it("lists at most ?limit= fans, the first in that order, says how many matched and counts the whole fleet", () => {
     const { fans, matched, counts } = listFans(fleet, parseQuery({ limit: "4" }));
-    assert.deepEqual(fans.map((f) => f.deviceID), ["2", "20", "10", "3"]);
+    assert.deepEqual(
+      fans.map((f) => f.deviceID),
+      ["2", "20", "10", "3"],
+    );
     assert.equal(matched, 9);
     assert.deepEqual(counts, { ok: 1, warning: 3, alarm: 3, cleared: 1, silent: 1 });
     const open = listFans(fleet, parseQuery({ state: "warning", limit: "2" }));
@@ -63,7 +76,12 @@ describe("GET /function/health: order and limit", () => {
 
   it("answers a limit that is not a whole number from 1 to 1,000,000 with a 400 naming limit", () => {
     for (const limit of ["0", "-1", "1.5", "ten", "1000001", ""]) {
-      assert.throws(() => parseQuery({ limit }), (error: Error & { status?: number; field?: string }) => error.field === "limit" && (error.status ?? 400) === 400, `limit=${limit}`);
+      assert.throws(
+        () => parseQuery({ limit }),
+        (error: Error & { status?: number; field?: string }) =>
+          error.field === "limit" && (error.status ?? 400) === 400,
+        `limit=${limit}`,
+      );
     }
   });
 });

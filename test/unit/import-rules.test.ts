@@ -41,14 +41,28 @@ function roomOf(path: string): string | undefined {
     if (rest.length === 0) return /^errors(\.[jt]s)?$/.test(second ?? "") ? "lib/errors" : undefined;
     return LIB_ROOMS.has(second ?? "") ? `lib/${second}` : undefined;
   }
-  if (top === "functions" || top === "connectors" || top === "test") return rest.length > 0 ? `${top}/${second}` : undefined;
-  if (top === "templates" || top === "simulation" || top === "model" || top === "runtime" || top === "cli" || top === "bench") return top;
+  if (top === "functions" || top === "connectors" || top === "test")
+    return rest.length > 0 ? `${top}/${second}` : undefined;
+  if (
+    top === "templates" ||
+    top === "simulation" ||
+    top === "model" ||
+    top === "runtime" ||
+    top === "cli" ||
+    top === "bench"
+  )
+    return top;
   return undefined;
 }
 
 function matches(pattern: string, room: string | undefined, path: string): boolean {
   if (pattern === "*") return true;
-  const regex = new RegExp(`^${pattern.split("*").map((p) => p.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join("[^/]+")}$`);
+  const regex = new RegExp(
+    `^${pattern
+      .split("*")
+      .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+      .join("[^/]+")}$`,
+  );
   return pattern.endsWith(".ts") ? regex.test(path) : room !== undefined && regex.test(room);
 }
 
@@ -80,7 +94,9 @@ function ruleViolations(imports: readonly Import[]): string[] {
       violations.push(`${i.file} imports "${i.specifier}", outside the repository`);
     } else if (to !== from && !rule.may.some((pattern) => matches(pattern, to, target))) {
       const allowed = rule.may.length === 0 ? "nothing outside itself" : `only itself, ${rule.may.join(", ")}`;
-      violations.push(`${i.file} imports "${i.specifier}" (${target}, room ${to ?? "none"}): ${rule.room} may import ${allowed}`);
+      violations.push(
+        `${i.file} imports "${i.specifier}" (${target}, room ${to ?? "none"}): ${rule.room} may import ${allowed}`,
+      );
     }
   }
   return [...new Set(violations)];
@@ -126,7 +142,10 @@ function repositoryFiles(dir = ""): string[] {
 
 function importsOf(file: string): Import[] {
   const { importedFiles } = ts.preProcessFile(readFileSync(join(REPO_ROOT, file), "utf8"), true, true);
-  return importedFiles.map((f) => f.fileName).filter((s) => s.startsWith("./") || s.startsWith("../")).map((specifier) => ({ file, specifier }));
+  return importedFiles
+    .map((f) => f.fileName)
+    .filter((s) => s.startsWith("./") || s.startsWith("../"))
+    .map((specifier) => ({ file, specifier }));
 }
 
 /**
@@ -135,7 +154,11 @@ function importsOf(file: string): Import[] {
  * link target) and resolving there.
  */
 // Spelt in parts, so that this file does not itself name what a search for them should not find.
-const OUTSIDE_DOCUMENTS = [["..", "shared"].join("/"), ["reference-system", "md"].join("."), ["openfaas-contract", "md"].join(".")];
+const OUTSIDE_DOCUMENTS = [
+  ["..", "shared"].join("/"),
+  ["reference-system", "md"].join("."),
+  ["openfaas-contract", "md"].join("."),
+];
 
 function strayMentions(file: string, text: string): string[] {
   const found: string[] = [];
@@ -157,14 +180,39 @@ const imports = sources.flatMap(importsOf);
 
 describe("import rules (docs/architecture.md)", () => {
   it("reads the code of every room", () => {
-    for (const room of ["lib/errors", "lib/domain", "lib/infra", "lib/mqtt", "lib/inference", "lib/openfaas", "templates", "functions/score", "connectors/mqtt", "simulation", "model", "runtime", "cli", "test/unit"]) {
-      assert.ok(sources.some((f) => roomOf(f) === room), `no source file found in ${room}`);
+    for (const room of [
+      "lib/errors",
+      "lib/domain",
+      "lib/infra",
+      "lib/mqtt",
+      "lib/inference",
+      "lib/openfaas",
+      "templates",
+      "functions/score",
+      "connectors/mqtt",
+      "simulation",
+      "model",
+      "runtime",
+      "cli",
+      "test/unit",
+    ]) {
+      assert.ok(
+        sources.some((f) => roomOf(f) === room),
+        `no source file found in ${room}`,
+      );
     }
-    assert.ok(imports.some((i) => i.file === "functions/predict/handler.ts" && resolveImport(i) === "lib/domain/telemetry.ts"), "predict's import of lib/domain/telemetry.ts was not seen");
+    assert.ok(
+      imports.some((i) => i.file === "functions/predict/handler.ts" && resolveImport(i) === "lib/domain/telemetry.ts"),
+      "predict's import of lib/domain/telemetry.ts was not seen",
+    );
   });
 
   it("every source file is in a room", () => {
-    assert.deepEqual(sources.filter((f) => roomOf(f) === undefined), [], "files in no room of docs/architecture.md (add the room there and to RULES)");
+    assert.deepEqual(
+      sources.filter((f) => roomOf(f) === undefined),
+      [],
+      "files in no room of docs/architecture.md (add the room there and to RULES)",
+    );
   });
 
   it("every relative import follows its room's rule", () => {
@@ -178,15 +226,49 @@ describe("import rules (docs/architecture.md)", () => {
   it("catches a breach of each kind", () => {
     const made = (file: string, specifier: string): Import => ({ file, specifier });
     const [upwards] = ruleViolations([made("lib/domain/telemetry.ts", "../../runtime/gateway.js")]);
-    assert.equal(upwards, 'lib/domain/telemetry.ts imports "../../runtime/gateway.js" (runtime/gateway.ts, room runtime): lib/domain may import only itself, lib/errors');
-    assert.equal(ruleViolations([made("functions/predict/handler.ts", "../score/batcher.js")]).length, 1, "a function importing another");
-    assert.equal(ruleViolations([made("connectors/mqtt/connector.ts", "../../runtime/gateway.js")]).length, 1, "runtime imported outside cli");
-    assert.equal(ruleViolations([made("runtime/nats.ts", "../functions/health/store.js")]).length, 1, "runtime importing a function's code");
-    assert.deepEqual(ruleViolations([made("runtime/nats.ts", "../functions/health/config.js")]), [], "runtime may read a function's config");
-    assert.equal(ruleViolations([made("cli/main.ts", "../test/support/paths.js")]).length, 1, "production code importing test/");
-    assert.equal(ruleViolations([made("templates/node22-ts/server.ts", "../../lib/infra/log.js")]).length, 1, "the template reaching out");
-    assert.equal(ruleViolations([made("lib/errors.ts", "./infra/log.js")]).length, 1, "lib/errors importing the project");
-    assert.match(ruleViolations([made("lib/new-thing.ts", "./errors.js")])[0] ?? "", /lib\/new-thing\.ts is in no room/);
+    assert.equal(
+      upwards,
+      'lib/domain/telemetry.ts imports "../../runtime/gateway.js" (runtime/gateway.ts, room runtime): lib/domain may import only itself, lib/errors',
+    );
+    assert.equal(
+      ruleViolations([made("functions/predict/handler.ts", "../score/batcher.js")]).length,
+      1,
+      "a function importing another",
+    );
+    assert.equal(
+      ruleViolations([made("connectors/mqtt/connector.ts", "../../runtime/gateway.js")]).length,
+      1,
+      "runtime imported outside cli",
+    );
+    assert.equal(
+      ruleViolations([made("runtime/nats.ts", "../functions/health/store.js")]).length,
+      1,
+      "runtime importing a function's code",
+    );
+    assert.deepEqual(
+      ruleViolations([made("runtime/nats.ts", "../functions/health/config.js")]),
+      [],
+      "runtime may read a function's config",
+    );
+    assert.equal(
+      ruleViolations([made("cli/main.ts", "../test/support/paths.js")]).length,
+      1,
+      "production code importing test/",
+    );
+    assert.equal(
+      ruleViolations([made("templates/node22-ts/server.ts", "../../lib/infra/log.js")]).length,
+      1,
+      "the template reaching out",
+    );
+    assert.equal(
+      ruleViolations([made("lib/errors.ts", "./infra/log.js")]).length,
+      1,
+      "lib/errors importing the project",
+    );
+    assert.match(
+      ruleViolations([made("lib/new-thing.ts", "./errors.js")])[0] ?? "",
+      /lib\/new-thing\.ts is in no room/,
+    );
     assert.deepEqual(
       roomCycles([made("test/support/a.ts", "../../bench/b.js"), made("bench/b.ts", "../test/support/a.js")]),
       [["test/support", "bench", "test/support"]],
@@ -211,7 +293,10 @@ describe("the repository stands alone", () => {
   });
 
   it("catches each kind of stray mention", () => {
-    assert.deepEqual(strayMentions("docs/start.md", "the contracts are in docs/architecture.md, see [it](architecture.md)"), []);
+    assert.deepEqual(
+      strayMentions("docs/start.md", "the contracts are in docs/architecture.md, see [it](architecture.md)"),
+      [],
+    );
     assert.deepEqual(strayMentions("README.md", "[layout](./docs/architecture.md)"), []);
     assert.equal(strayMentions("lib/domain/x.ts", "// see architecture.md").length, 1);
     assert.equal(strayMentions("README.md", `[x](${OUTSIDE_DOCUMENTS[0]}/docs/architecture.md)`).length, 2);

@@ -4,11 +4,26 @@ import { pino } from "pino";
 import { Lifecycle } from "../../runtime/lifecycle.js";
 
 /** A lifecycle whose warnings and console lines are kept. */
-function lifecycle(stepTimeoutMs?: number): { parts: Lifecycle; warnings: Array<Record<string, unknown>>; said: string[] } {
+function lifecycle(stepTimeoutMs?: number): {
+  parts: Lifecycle;
+  warnings: Array<Record<string, unknown>>;
+  said: string[];
+} {
   const warnings: Array<Record<string, unknown>> = [];
-  const log = pino({ level: "warn" }, { write: (line: string) => void warnings.push(JSON.parse(line) as Record<string, unknown>) });
+  const log = pino(
+    { level: "warn" },
+    { write: (line: string) => void warnings.push(JSON.parse(line) as Record<string, unknown>) },
+  );
   const said: string[] = [];
-  return { parts: new Lifecycle({ log, say: (line) => said.push(line), ...(stepTimeoutMs === undefined ? {} : { stepTimeoutMs }) }), warnings, said };
+  return {
+    parts: new Lifecycle({
+      log,
+      say: (line) => said.push(line),
+      ...(stepTimeoutMs === undefined ? {} : { stepTimeoutMs }),
+    }),
+    warnings,
+    said,
+  };
 }
 
 describe("lifecycle", () => {
@@ -16,7 +31,12 @@ describe("lifecycle", () => {
     const { parts } = lifecycle();
     const events: string[] = [];
     for (const name of ["broker", "gateway", "page", "connector", "fleet"]) {
-      await parts.start({ name, start: () => events.push(`start ${name}`), drain: () => void events.push(`drain ${name}`), close: () => void events.push(`close ${name}`) });
+      await parts.start({
+        name,
+        start: () => events.push(`start ${name}`),
+        drain: () => void events.push(`drain ${name}`),
+        close: () => void events.push(`close ${name}`),
+      });
     }
     await parts.stop();
     assert.deepEqual(events, [
@@ -29,7 +49,11 @@ describe("lifecycle", () => {
   it("waits for each step before the next, and gives a part what its start returned", async () => {
     const { parts } = lifecycle();
     const events: string[] = [];
-    await parts.start({ name: "broker", start: () => "mqtt://127.0.0.1:1883", close: (url) => void events.push(`close ${url}`) });
+    await parts.start({
+      name: "broker",
+      start: () => "mqtt://127.0.0.1:1883",
+      close: (url) => void events.push(`close ${url}`),
+    });
     await parts.start({
       name: "connector",
       start: () => ({ inFlight: 3 }),
@@ -74,7 +98,10 @@ describe("lifecycle", () => {
         ["stop_failed", "writer", "close", "socket already closed"],
       ],
     );
-    assert.deepEqual(said, ["writer failed to drain: InfluxDB is unreachable; stopping the rest", "writer failed to close: socket already closed; stopping the rest"]);
+    assert.deepEqual(said, [
+      "writer failed to drain: InfluxDB is unreachable; stopping the rest",
+      "writer failed to close: socket already closed; stopping the rest",
+    ]);
   });
 
   it("goes on past a part that never finishes closing", async () => {
@@ -84,7 +111,10 @@ describe("lifecycle", () => {
     await parts.start({ name: "stuck", start: () => undefined, close: () => new Promise(() => {}) });
     await parts.stop();
     assert.deepEqual(closed, ["broker"]);
-    assert.deepEqual(warnings.map((w) => [w.event, w.part, w.phase]), [["stop_timeout", "stuck", "close"]]);
+    assert.deepEqual(
+      warnings.map((w) => [w.event, w.part, w.phase]),
+      [["stop_timeout", "stuck", "close"]],
+    );
   });
 
   it("registers no part whose start failed", async () => {

@@ -16,7 +16,11 @@ describe("the committed model", () => {
     const model = await ScoringModel.load(MODEL_DIR);
     for (const seed of [1001, 1002]) {
       const rows = generateReadings({ fans: 200, rows: 40_000, seed });
-      const metrics = evaluatePredictions(rows.map((r) => r.faulty), model.probabilities(rows.map((r) => r.features)), model.threshold);
+      const metrics = evaluatePredictions(
+        rows.map((r) => r.faulty),
+        model.probabilities(rows.map((r) => r.features)),
+        model.threshold,
+      );
       assert.ok(metrics.accuracy >= 0.945, `seed ${seed}: accuracy ${metrics.accuracy}`);
       assert.ok(metrics.precision >= 0.9, `seed ${seed}: precision ${metrics.precision}`);
       assert.ok(metrics.recall >= 0.9, `seed ${seed}: recall ${metrics.recall}`);
@@ -31,8 +35,13 @@ describe("the committed model", () => {
     const generate = /fanwatch generate-data --out (\S+) --fans (\d+) --rows (\d+) --seed (\d+)/.exec(docs);
     assert.ok(generate !== null, "docs/model.md gives the generate-data command");
     assert.equal(generate[1], metadata.training.data.file);
-    const csv = toCsv(generateReadings({ fans: Number(generate[2]), rows: Number(generate[3]), seed: Number(generate[4]) }));
+    const csv = toCsv(
+      generateReadings({ fans: Number(generate[2]), rows: Number(generate[3]), seed: Number(generate[4]) }),
+    );
     assert.equal(createHash("sha256").update(csv).digest("hex"), metadata.training.data.sha256);
-    assert.ok(docs.includes(metadata.training.command), "docs/model.md gives the exact train command recorded in metadata.json");
+    assert.ok(
+      docs.includes(metadata.training.command),
+      "docs/model.md gives the exact train command recorded in metadata.json",
+    );
   });
 });

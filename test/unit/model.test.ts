@@ -27,13 +27,20 @@ describe("training and the scoring runtime", () => {
 
   it("writes a TF.js layers model with metadata describing how it was made", async () => {
     const metadata = await train("a");
-    const modelJson = JSON.parse(await readFile(join(dir, "a", "model.json"), "utf8")) as { format: string; weightsManifest: Array<{ paths: string[] }> };
+    const modelJson = JSON.parse(await readFile(join(dir, "a", "model.json"), "utf8")) as {
+      format: string;
+      weightsManifest: Array<{ paths: string[] }>;
+    };
     assert.equal(modelJson.format, "layers-model");
     assert.deepEqual(modelJson.weightsManifest[0]?.paths, ["weights.bin"]);
     const saved = ModelMetadataSchema.parse(JSON.parse(await readFile(join(dir, "a", "metadata.json"), "utf8")));
     assert.deepEqual(saved, metadata);
     assert.deepEqual(saved.features, ["rotation", "temperature", "vibration", "sound"]);
-    assert.deepEqual(saved.reference, { rotation: 600, temperature: 40, vibration: 150, sound: 48.5 }, "the healthy centre, which explanations start from");
+    assert.deepEqual(
+      saved.reference,
+      { rotation: 600, temperature: 40, vibration: 150, sound: 48.5 },
+      "the healthy centre, which explanations start from",
+    );
     assert.equal(saved.training.trainRows + saved.training.testRows, 1500);
     assert.equal(saved.training.testRows, Math.round(1500 * 0.33));
     assert.equal(saved.metrics.rows, saved.training.testRows);
@@ -62,13 +69,22 @@ describe("training and the scoring runtime", () => {
   });
 
   it("names the problem when a model directory is missing or broken", async () => {
-    await assert.rejects(ScoringModel.load(join(dir, "nope")), (e: unknown) => e instanceof ModelError && /metadata\.json.*MODEL_DIR/.test(e.message));
+    await assert.rejects(
+      ScoringModel.load(join(dir, "nope")),
+      (e: unknown) => e instanceof ModelError && /metadata\.json.*MODEL_DIR/.test(e.message),
+    );
     await train("broken", 1);
     await writeFile(join(dir, "broken", "metadata.json"), JSON.stringify({ id: "x" }));
-    await assert.rejects(ScoringModel.load(join(dir, "broken")), (e: unknown) => e instanceof ModelError && /not valid model metadata: createdAt/.test(e.message));
+    await assert.rejects(
+      ScoringModel.load(join(dir, "broken")),
+      (e: unknown) => e instanceof ModelError && /not valid model metadata: createdAt/.test(e.message),
+    );
   });
 
   it("refuses a test split that leaves nothing to train on", async () => {
-    await assert.rejects(trainModel({ dataset: await readCsv(dataFile), dataFile, outDir: join(dir, "x"), testSplit: 1 }), /--test-split/);
+    await assert.rejects(
+      trainModel({ dataset: await readCsv(dataFile), dataFile, outDir: join(dir, "x"), testSplit: 1 }),
+      /--test-split/,
+    );
   });
 });

@@ -36,9 +36,14 @@ interface MqttInput {
 
 describe("Telegraf configuration (Telegraf cannot run here: its files are checked against the schema)", () => {
   it("consumes readings, predictions, dead letters and health transitions at QoS 1 with persistent sessions and fixed client ids", async () => {
-    const config = await toml<{ agent: { omit_hostname: boolean }; inputs: { mqtt_consumer: MqttInput[] } }>("deploy/telegraf/telegraf.conf");
+    const config = await toml<{ agent: { omit_hostname: boolean }; inputs: { mqtt_consumer: MqttInput[] } }>(
+      "deploy/telegraf/telegraf.conf",
+    );
     const inputs = config.inputs.mqtt_consumer;
-    assert.deepEqual(inputs.map((i) => i.topics), [["${TELEMETRY_TOPIC}"], ["${ANOMALY_TOPIC}"], ["${DEADLETTER_TOPIC}"], ["${ALARM_TOPIC}"]]);
+    assert.deepEqual(
+      inputs.map((i) => i.topics),
+      [["${TELEMETRY_TOPIC}"], ["${ANOMALY_TOPIC}"], ["${DEADLETTER_TOPIC}"], ["${ALARM_TOPIC}"]],
+    );
     for (const input of inputs) {
       assert.equal(input.qos, 1);
       assert.equal(input.persistent_session, true);
@@ -56,7 +61,15 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
     const declared = Object.fromEntries(
       config.inputs.mqtt_consumer.map((input) => {
         const [parser] = input.json_v2;
-        return [parser?.measurement_name, { tags: parser?.tag.map((t) => t.path), fields: Object.fromEntries(parser?.field.map((f) => [f.rename ?? f.path, telegrafTypes[f.type] ?? f.type]) ?? []) }];
+        return [
+          parser?.measurement_name,
+          {
+            tags: parser?.tag.map((t) => t.path),
+            fields: Object.fromEntries(
+              parser?.field.map((f) => [f.rename ?? f.path, telegrafTypes[f.type] ?? f.type]) ?? [],
+            ),
+          },
+        ];
       }),
     );
     assert.deepEqual(declared, JSON.parse(JSON.stringify(SCHEMA)));
@@ -73,13 +86,26 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
       const mayLack = nested !== undefined || shape[key]?.isOptional() === true;
       assert.equal(field.optional === true, mayLack, `${field.path}: optional = ${mayLack}`);
     }
-    for (const tag of health?.tag ?? []) assert.equal(shape[tag.path]?.isOptional(), false, `tag ${tag.path} is always there`);
+    for (const tag of health?.tag ?? [])
+      assert.equal(shape[tag.path]?.isOptional(), false, `tag ${tag.path} is always there`);
   });
 
   it("times readings and predictions by the reading, health transitions by their own time, dead letters by their receipt, in nanoseconds", async () => {
-    const config = await toml<{ agent: { precision?: string }; inputs: { mqtt_consumer: MqttInput[] } }>("deploy/telegraf/telegraf.conf");
-    const timestamps = Object.fromEntries(config.inputs.mqtt_consumer.map((input) => [input.json_v2[0]?.measurement_name, input.json_v2[0]?.timestamp_path]));
-    assert.deepEqual(timestamps, { telemetry: "timeStamp", prediction: "timeStamp", deadletter: undefined, health: "at" });
+    const config = await toml<{ agent: { precision?: string }; inputs: { mqtt_consumer: MqttInput[] } }>(
+      "deploy/telegraf/telegraf.conf",
+    );
+    const timestamps = Object.fromEntries(
+      config.inputs.mqtt_consumer.map((input) => [
+        input.json_v2[0]?.measurement_name,
+        input.json_v2[0]?.timestamp_path,
+      ]),
+    );
+    assert.deepEqual(timestamps, {
+      telemetry: "timeStamp",
+      prediction: "timeStamp",
+      deadletter: undefined,
+      health: "at",
+    });
     const health = config.inputs.mqtt_consumer.find((i) => i.json_v2[0]?.measurement_name === "health")?.json_v2[0];
     // Go's RFC 3339 layout: it reads the fractions of a second the health function writes too.
     assert.equal(health?.timestamp_format, "2006-01-02T15:04:05Z07:00");
@@ -90,13 +116,23 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
 
   it("gets every variable its configuration names from the K3s and faasd deployments", async () => {
     const files = ["deploy/telegraf/telegraf.conf", "deploy/telegraf/outputs/influxdb-v1.conf"];
-    const used = new Set((await Promise.all(files.map(read))).flatMap((text) => [...text.matchAll(/\$\{(\w+)\}/g)].map((m) => m[1] as string)));
+    const used = new Set(
+      (await Promise.all(files.map(read))).flatMap((text) =>
+        [...text.matchAll(/\$\{(\w+)\}/g)].map((m) => m[1] as string),
+      ),
+    );
     assert.ok(used.has("DEADLETTER_TOPIC"));
     assert.ok(used.has("ALARM_TOPIC"));
-    const k3s = parseYaml(await read("deploy/k3s/telegraf.yaml")) as { spec: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } } };
+    const k3s = parseYaml(await read("deploy/k3s/telegraf.yaml")) as {
+      spec: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } };
+    };
     const k3sEnv = new Map(k3s.spec.template.spec.containers[0]?.env.map((e) => [e.name, e.value]));
-    const faasd = parseYaml(await read("deploy/faasd/docker-compose.fanwatch.yaml")) as { services: { telegraf: { environment: string[] } } };
-    const faasdEnv = new Map(faasd.services.telegraf.environment.map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)]));
+    const faasd = parseYaml(await read("deploy/faasd/docker-compose.fanwatch.yaml")) as {
+      services: { telegraf: { environment: string[] } };
+    };
+    const faasdEnv = new Map(
+      faasd.services.telegraf.environment.map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)]),
+    );
     for (const name of used) {
       assert.ok(k3sEnv.has(name), `deploy/k3s/telegraf.yaml sets ${name}`);
       assert.ok(faasdEnv.has(name), `deploy/faasd sets ${name} for Telegraf`);
@@ -108,8 +144,12 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
   });
 
   it("has one output file per InfluxDB API, each with exactly one output", async () => {
-    const v1 = await toml<{ outputs: Record<string, Array<Record<string, unknown>>> }>("deploy/telegraf/outputs/influxdb-v1.conf");
-    const v2 = await toml<{ outputs: Record<string, Array<Record<string, unknown>>> }>("deploy/telegraf/outputs/influxdb-v2.conf");
+    const v1 = await toml<{ outputs: Record<string, Array<Record<string, unknown>>> }>(
+      "deploy/telegraf/outputs/influxdb-v1.conf",
+    );
+    const v2 = await toml<{ outputs: Record<string, Array<Record<string, unknown>>> }>(
+      "deploy/telegraf/outputs/influxdb-v2.conf",
+    );
     assert.deepEqual(Object.keys(v1.outputs), ["influxdb"]);
     assert.equal(v1.outputs.influxdb?.[0]?.database, "${INFLUX_DB}");
     assert.deepEqual(Object.keys(v2.outputs), ["influxdb_v2"]);
@@ -119,23 +159,55 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
 
 describe("Grafana provisioning", () => {
   it("provisions the InfluxDB datasource the dashboard uses, and a provider for the dashboard folder", async () => {
-    const datasources = parseYaml(await read("deploy/grafana/provisioning/datasources/influxdb.yaml")) as { datasources: Array<{ uid: string; type: string; jsonData: { dbName: string } }> };
-    const providers = parseYaml(await read("deploy/grafana/provisioning/dashboards/fanwatch.yaml")) as { providers: Array<{ type: string; options: { path: string } }> };
-    const dashboard = JSON.parse(await read("deploy/grafana/dashboards/fanwatch.json")) as { panels: Array<{ datasource: { uid: string } }> };
+    const datasources = parseYaml(await read("deploy/grafana/provisioning/datasources/influxdb.yaml")) as {
+      datasources: Array<{ uid: string; type: string; jsonData: { dbName: string } }>;
+    };
+    const providers = parseYaml(await read("deploy/grafana/provisioning/dashboards/fanwatch.yaml")) as {
+      providers: Array<{ type: string; options: { path: string } }>;
+    };
+    const dashboard = JSON.parse(await read("deploy/grafana/dashboards/fanwatch.json")) as {
+      panels: Array<{ datasource: { uid: string } }>;
+    };
     assert.equal(datasources.datasources[0]?.type, "influxdb");
     assert.equal(datasources.datasources[0]?.jsonData.dbName, "$INFLUX_DB");
     assert.equal(providers.providers[0]?.type, "file");
     const uid = datasources.datasources[0]?.uid;
-    assert.ok(dashboard.panels.every((p) => p.datasource.uid === uid), "every panel uses the provisioned datasource");
+    assert.ok(
+      dashboard.panels.every((p) => p.datasource.uid === uid),
+      "every panel uses the provisioned datasource",
+    );
   });
 });
 
 describe("the writer's points and InfluxDB APIs", () => {
   it("turns a reading and a prediction into points of the schema, at the reading's time", () => {
-    const reading = toLine("telemetry", Buffer.from(JSON.stringify({ deviceID: "fan 1", timeStamp: "2020-10-02 10:00:00", rotation: 612.3, temperature: 40, vibration: 151.7, sound: 48.9 })), 0);
-    assert.deepEqual(reading, { ok: true, line: "telemetry,deviceID=fan\\ 1 rotation=612.3,sound=48.9,temperature=40,vibration=151.7 1601632800000000000" });
-    const prediction = toLine("prediction", Buffer.from(JSON.stringify({ deviceID: "1", fault: 1, probability: 0.97, model: "m1" })), 1234);
-    assert.deepEqual(prediction, { ok: true, line: "prediction,deviceID=1,model=m1 fault=1i,probability=0.97 1234000000" });
+    const reading = toLine(
+      "telemetry",
+      Buffer.from(
+        JSON.stringify({
+          deviceID: "fan 1",
+          timeStamp: "2020-10-02 10:00:00",
+          rotation: 612.3,
+          temperature: 40,
+          vibration: 151.7,
+          sound: 48.9,
+        }),
+      ),
+      0,
+    );
+    assert.deepEqual(reading, {
+      ok: true,
+      line: "telemetry,deviceID=fan\\ 1 rotation=612.3,sound=48.9,temperature=40,vibration=151.7 1601632800000000000",
+    });
+    const prediction = toLine(
+      "prediction",
+      Buffer.from(JSON.stringify({ deviceID: "1", fault: 1, probability: 0.97, model: "m1" })),
+      1234,
+    );
+    assert.deepEqual(prediction, {
+      ok: true,
+      line: "prediction,deviceID=1,model=m1 fault=1i,probability=0.97 1234000000",
+    });
     assert.deepEqual(toLine("telemetry", Buffer.from('{"__proto__":{}}'), 0).ok, false);
   });
 
@@ -161,17 +233,57 @@ describe("the writer's points and InfluxDB APIs", () => {
       ok: true,
       line: 'health,deviceID=3,event=acknowledged,state=alarm acknowledged=T,acknowledgedBy="ann",alarmId="3-1",cause="vibration",contribution_rotation=0.01,contribution_sound=0.03,contribution_temperature=0.02,contribution_vibration=0.6,note="on it",probability=0.93,severity="major" 1795770300500000000',
     });
-    const ok = { ...transition, state: "ok", event: "ok", alarmId: null, cause: null, contributions: null, acknowledged: false, at: "2026-11-27T10:06:00Z", by: undefined, note: undefined };
-    assert.deepEqual(toLine("health", Buffer.from(JSON.stringify(ok)), 0), { ok: true, line: 'health,deviceID=3,event=ok,state=ok acknowledged=F,probability=0.93,severity="major" 1795773960000000000' });
-    assert.match((toLine("health", Buffer.from(JSON.stringify({ ...transition, at: "2026-11-27 10:05:00" })), 0) as { error: string }).error, /at: .* is not an RFC 3339 time/);
-    assert.match((toLine("health", Buffer.from(JSON.stringify({ ...transition, at: "1969-12-31T23:59:59Z" })), 0) as { error: string }).error, /outside 1970-01-01 to 2262-04-11/);
-    assert.match((toLine("health", Buffer.from(JSON.stringify({ ...transition, event: "panic" })), 0) as { error: string }).error, /health transition event/);
+    const ok = {
+      ...transition,
+      state: "ok",
+      event: "ok",
+      alarmId: null,
+      cause: null,
+      contributions: null,
+      acknowledged: false,
+      at: "2026-11-27T10:06:00Z",
+      by: undefined,
+      note: undefined,
+    };
+    assert.deepEqual(toLine("health", Buffer.from(JSON.stringify(ok)), 0), {
+      ok: true,
+      line: 'health,deviceID=3,event=ok,state=ok acknowledged=F,probability=0.93,severity="major" 1795773960000000000',
+    });
+    assert.match(
+      (
+        toLine("health", Buffer.from(JSON.stringify({ ...transition, at: "2026-11-27 10:05:00" })), 0) as {
+          error: string;
+        }
+      ).error,
+      /at: .* is not an RFC 3339 time/,
+    );
+    assert.match(
+      (
+        toLine("health", Buffer.from(JSON.stringify({ ...transition, at: "1969-12-31T23:59:59Z" })), 0) as {
+          error: string;
+        }
+      ).error,
+      /outside 1970-01-01 to 2262-04-11/,
+    );
+    assert.match(
+      (toLine("health", Buffer.from(JSON.stringify({ ...transition, event: "panic" })), 0) as { error: string }).error,
+      /health transition event/,
+    );
   });
 
   it("chooses the API from the configuration", () => {
     assert.equal(readWriterConfig({ INFLUX_URL: "http://i:8086/" }).influx.api, "v1");
-    assert.deepEqual(readWriterConfig({ INFLUX_URL: "http://i:8086", INFLUX_TOKEN: "t", INFLUX_ORG: "acme" }).influx, { api: "v2", url: "http://i:8086", bucket: "fan", org: "acme", token: "t" });
-    assert.throws(() => readWriterConfig({ INFLUX_URL: "http://i:8086", INFLUX_API: "2" }), /INFLUX_TOKEN .* and INFLUX_ORG/);
+    assert.deepEqual(readWriterConfig({ INFLUX_URL: "http://i:8086", INFLUX_TOKEN: "t", INFLUX_ORG: "acme" }).influx, {
+      api: "v2",
+      url: "http://i:8086",
+      bucket: "fan",
+      org: "acme",
+      token: "t",
+    });
+    assert.throws(
+      () => readWriterConfig({ INFLUX_URL: "http://i:8086", INFLUX_API: "2" }),
+      /INFLUX_TOKEN .* and INFLUX_ORG/,
+    );
     assert.throws(() => readWriterConfig({}), /INFLUX_URL is not set/);
   });
 
@@ -183,12 +295,20 @@ describe("the writer's points and InfluxDB APIs", () => {
       req.on("data", (d: Buffer) => (body += d.toString()));
       req.on("end", () => {
         requests.push({ url: req.url ?? "", headers: req.headers, body });
-        res.writeHead(status, { "content-type": "application/json" }).end(status === 204 ? undefined : JSON.stringify({ code: "unavailable", message: "down" }));
+        res
+          .writeHead(status, { "content-type": "application/json" })
+          .end(status === 204 ? undefined : JSON.stringify({ code: "unavailable", message: "down" }));
       });
     }).listen(0, "127.0.0.1");
     await once(standIn, "listening");
     try {
-      const writer = createLineWriter({ api: "v2", url: `http://127.0.0.1:${(standIn.address() as { port: number }).port}`, bucket: "fan", org: "acme", token: "s3cret" });
+      const writer = createLineWriter({
+        api: "v2",
+        url: `http://127.0.0.1:${(standIn.address() as { port: number }).port}`,
+        bucket: "fan",
+        org: "acme",
+        token: "s3cret",
+      });
       await writer.write(["telemetry,deviceID=1 rotation=1 1", "telemetry,deviceID=2 rotation=2 2"]);
       assert.equal(requests[0]?.url, "/api/v2/write?org=acme&bucket=fan&precision=ns");
       assert.equal(requests[0]?.headers.authorization, "Token s3cret");

@@ -50,10 +50,22 @@ describe("backoffDelay", () => {
 
   it("spreads half jitter over ±50% and full jitter over [0, delay)", () => {
     const base = { baseMs: 100 };
-    assert.equal(backoffDelay(base, 3, () => 0), 200);
-    assert.equal(backoffDelay(base, 3, () => 0.999_999), 400 * 1.499_999);
-    assert.equal(backoffDelay({ ...base, jitter: "full" }, 3, () => 0), 0);
-    assert.equal(backoffDelay({ ...base, jitter: "full" }, 3, () => 0.75), 300);
+    assert.equal(
+      backoffDelay(base, 3, () => 0),
+      200,
+    );
+    assert.equal(
+      backoffDelay(base, 3, () => 0.999_999),
+      400 * 1.499_999,
+    );
+    assert.equal(
+      backoffDelay({ ...base, jitter: "full" }, 3, () => 0),
+      0,
+    );
+    assert.equal(
+      backoffDelay({ ...base, jitter: "full" }, 3, () => 0.75),
+      300,
+    );
     for (let i = 0; i < 1_000; i++) {
       const half = backoffDelay(base, 2);
       const full = backoffDelay({ ...base, jitter: "full" }, 2);
@@ -65,8 +77,10 @@ describe("backoffDelay", () => {
 
 describe("isRetryable", () => {
   it("retries 429, 408 and 5xx, not other 4xx", () => {
-    for (const status of [429, 408, 500, 502, 503, 504]) assert.equal(isRetryable(new HttpStatusError(status, "x")), true, String(status));
-    for (const status of [400, 401, 403, 404, 413, 422]) assert.equal(isRetryable(new HttpStatusError(status, "x")), false, String(status));
+    for (const status of [429, 408, 500, 502, 503, 504])
+      assert.equal(isRetryable(new HttpStatusError(status, "x")), true, String(status));
+    for (const status of [400, 401, 403, 404, 413, 422])
+      assert.equal(isRetryable(new HttpStatusError(status, "x")), false, String(status));
   });
 
   it("retries timeouts and connection errors, also when fetch wraps them in its cause", async () => {
@@ -91,7 +105,13 @@ describe("retry", () => {
     const clock = new FakeClock();
     const { attempt, calls } = failing(4);
     const retries: number[] = [];
-    const result = await retry(attempt, { baseMs: 100, capMs: 500, clock, random: middle, onRetry: (_e, n) => retries.push(n) });
+    const result = await retry(attempt, {
+      baseMs: 100,
+      capMs: 500,
+      clock,
+      random: middle,
+      onRetry: (_e, n) => retries.push(n),
+    });
     assert.equal(result, "ok");
     assert.deepEqual(calls, [1, 2, 3, 4, 5]);
     assert.deepEqual(clock.waits, [100, 200, 400, 500]);
@@ -124,7 +144,9 @@ describe("retry", () => {
     const clock = new FakeClock();
     const { attempt, calls } = failing(10);
     // Waits of 100, 200 and 400 end at +700; the next one (800) would pass +1000.
-    await assert.rejects(retry(attempt, { baseMs: 100, deadline: clock.now() + 1_000, clock, random: middle }), { status: 503 });
+    await assert.rejects(retry(attempt, { baseMs: 100, deadline: clock.now() + 1_000, clock, random: middle }), {
+      status: 503,
+    });
     assert.deepEqual(clock.waits, [100, 200, 400]);
     assert.deepEqual(calls, [1, 2, 3, 4]);
   });
@@ -134,7 +156,12 @@ describe("retry", () => {
     clock.hold = true; // the wait would never end by itself
     const abort = new AbortController();
     const { attempt, calls } = failing(10);
-    const running = retry(attempt, { baseMs: 60_000, clock, signal: abort.signal, onRetry: () => abort.abort(new Error("stopping")) });
+    const running = retry(attempt, {
+      baseMs: 60_000,
+      clock,
+      signal: abort.signal,
+      onRetry: () => abort.abort(new Error("stopping")),
+    });
     await assert.rejects(running, { message: "stopping" });
     assert.deepEqual(calls, [1]);
   });
@@ -143,7 +170,9 @@ describe("retry", () => {
     const abort = new AbortController();
     abort.abort(new Error("stopped"));
     const first = failing(0);
-    await assert.rejects(retry(first.attempt, { baseMs: 1, clock: new FakeClock(), signal: abort.signal }), { message: "stopped" });
+    await assert.rejects(retry(first.attempt, { baseMs: 1, clock: new FakeClock(), signal: abort.signal }), {
+      message: "stopped",
+    });
     assert.deepEqual(first.calls, []);
 
     const during = new AbortController();
@@ -153,7 +182,9 @@ describe("retry", () => {
       during.abort(new Error("shutting down"));
       throw new DOMException("aborted", "AbortError"); // would be retryable as a timeout
     };
-    await assert.rejects(retry(attempt, { baseMs: 1, clock: new FakeClock(), signal: during.signal }), { message: "shutting down" });
+    await assert.rejects(retry(attempt, { baseMs: 1, clock: new FakeClock(), signal: during.signal }), {
+      message: "shutting down",
+    });
     assert.deepEqual(calls, [1]);
   });
 

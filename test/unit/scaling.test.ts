@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { decideReplicas, readScaleLabels, replicasRefusal, type LoadSample, type ScaleBounds, type ScaleMemory } from "../../lib/openfaas/scaling.js";
+import {
+  decideReplicas,
+  readScaleLabels,
+  replicasRefusal,
+  type LoadSample,
+  type ScaleBounds,
+  type ScaleMemory,
+} from "../../lib/openfaas/scaling.js";
 import { ScaleLabelError } from "../../lib/errors.js";
 
 const POLICY = { targetInFlight: 4, latencyMs: 1_000, scaleDownWindowMs: 30_000 };
@@ -37,13 +44,21 @@ describe("readScaleLabels: OpenFaaS CE's label rules", () => {
       [labels("one"), /scale\.min is "one": it must be a whole number/],
       [labels("1", "-2"), /scale\.max is "-2"/],
     ];
-    for (const [given, message] of cases) assert.throws(() => readScaleLabels(given), (e: unknown) => e instanceof ScaleLabelError && message.test(e.message), JSON.stringify(given));
+    for (const [given, message] of cases)
+      assert.throws(
+        () => readScaleLabels(given),
+        (e: unknown) => e instanceof ScaleLabelError && message.test(e.message),
+        JSON.stringify(given),
+      );
   });
 
   it("takes 0 or a count within the bounds by hand, and says why not otherwise", () => {
     const bounds = { min: 2, max: 4 };
     for (const ok of [0, 2, 3, 4]) assert.equal(replicasRefusal(ok, bounds), undefined);
-    assert.match(replicasRefusal(1, bounds) ?? "", /between com\.openfaas\.scale\.min 2 and com\.openfaas\.scale\.max 4, not 1/);
+    assert.match(
+      replicasRefusal(1, bounds) ?? "",
+      /between com\.openfaas\.scale\.min 2 and com\.openfaas\.scale\.max 4, not 1/,
+    );
     assert.match(replicasRefusal(5, bounds) ?? "", /not 5/);
   });
 });
@@ -68,7 +83,10 @@ describe("decideReplicas: up by the step, down one at a time after the window", 
     const slowBusy = decideReplicas(2, bounds, { inFlight: 4, rate: 2, p99Ms: 3_000 }, 0, fresh, POLICY);
     assert.deepEqual([slowBusy.direction, slowBusy.replicas], ["up", 4]);
     assert.match(slowBusy.reason, /p99 over 1000 ms with every replica busy/);
-    assert.equal(decideReplicas(2, bounds, { inFlight: 1, rate: 0.5, p99Ms: 3_000 }, 0, fresh, POLICY).direction, "hold");
+    assert.equal(
+      decideReplicas(2, bounds, { inFlight: 1, rate: 0.5, p99Ms: 3_000 }, 0, fresh, POLICY).direction,
+      "hold",
+    );
   });
 
   it("scales down one replica only after the load stayed low for the whole window, then waits a window again", () => {
@@ -96,7 +114,11 @@ describe("decideReplicas: up by the step, down one at a time after the window", 
     const first = decideReplicas(2, bounds, light, 0, fresh, POLICY);
     assert.equal(first.direction, "hold");
     assert.deepEqual(decideReplicas(2, bounds, light, 30_000, first.memory, POLICY).replicas, 1);
-    assert.match(decideReplicas(2, bounds, { ...light, inFlight: 3.5 }, 0, fresh, POLICY).reason, /^steady/, "3.5 would put one replica near its target");
+    assert.match(
+      decideReplicas(2, bounds, { ...light, inFlight: 3.5 }, 0, fresh, POLICY).reason,
+      /^steady/,
+      "3.5 would put one replica near its target",
+    );
   });
 
   it("starts the window again when the load rises in between", () => {
@@ -117,13 +139,23 @@ describe("decideReplicas: up by the step, down one at a time after the window", 
     assert.equal(decideReplicas(0, bounds, busy, 0, fresh, POLICY).replicas, 0);
     const fixed = readScaleLabels(labels("2", "2"));
     const disabled = decideReplicas(2, fixed, busy, 0, fresh, POLICY);
-    assert.deepEqual([disabled.direction, disabled.replicas, disabled.reason], ["hold", 2, "scaling disabled (min = max)"]);
-    assert.equal(decideReplicas(1, readScaleLabels(labels("1", "5", "0")), busy, 0, fresh, POLICY).reason, "scaling disabled (factor 0)");
+    assert.deepEqual(
+      [disabled.direction, disabled.replicas, disabled.reason],
+      ["hold", 2, "scaling disabled (min = max)"],
+    );
+    assert.equal(
+      decideReplicas(1, readScaleLabels(labels("1", "5", "0")), busy, 0, fresh, POLICY).reason,
+      "scaling disabled (factor 0)",
+    );
   });
 });
 
 describe("decideReplicas on one machine: a replica needs an idle core", () => {
-  const bounds = readScaleLabels({ "com.openfaas.scale.min": "1", "com.openfaas.scale.max": "5", "com.openfaas.scale.factor": "20" });
+  const bounds = readScaleLabels({
+    "com.openfaas.scale.min": "1",
+    "com.openfaas.scale.max": "5",
+    "com.openfaas.scale.factor": "20",
+  });
   const policy = { ...POLICY, minIdleCpu: 0.2 };
   const overloaded = { inFlight: 12, rate: 100, p99Ms: 2_000 };
   it("holds an overloaded function when the machine's CPU is busy, saying so", () => {
@@ -132,8 +164,15 @@ describe("decideReplicas on one machine: a replica needs an idle core", () => {
     assert.match(decision.reason, /95% busy/);
   });
   it("scales it up when a fifth of the machine is idle, or where the CPU is not measured", () => {
-    assert.equal(decideReplicas(1, bounds, { ...overloaded, idleCpu: 0.5 }, 0, { lowSince: undefined }, policy).replicas, 2);
+    assert.equal(
+      decideReplicas(1, bounds, { ...overloaded, idleCpu: 0.5 }, 0, { lowSince: undefined }, policy).replicas,
+      2,
+    );
     assert.equal(decideReplicas(1, bounds, overloaded, 0, { lowSince: undefined }, policy).replicas, 2);
-    assert.equal(decideReplicas(1, bounds, { ...overloaded, idleCpu: 0.05 }, 0, { lowSince: undefined }, POLICY).replicas, 2, "a cluster: no machine-wide check");
+    assert.equal(
+      decideReplicas(1, bounds, { ...overloaded, idleCpu: 0.05 }, 0, { lowSince: undefined }, POLICY).replicas,
+      2,
+      "a cluster: no machine-wide check",
+    );
   });
 });

@@ -9,21 +9,31 @@ import { REPO_ROOT } from "../support/paths.js";
 
 const text = readFileSync(join(REPO_ROOT, "stack.yml"), "utf8");
 // Community Edition rejects these at deploy time (docs/deploy.md, "Scaling").
-const PRO_LABELS = ["com.openfaas.scale.zero", "com.openfaas.scale.zero-duration", "com.openfaas.scale.target", "com.openfaas.scale.type"];
+const PRO_LABELS = [
+  "com.openfaas.scale.zero",
+  "com.openfaas.scale.zero-duration",
+  "com.openfaas.scale.target",
+  "com.openfaas.scale.type",
+];
 
 describe("stack.yml", () => {
   const stack = parseStack(text, {});
 
   it("substitutes ${VAR:-default} like faas-cli", () => {
     assert.equal(substituteEnv("${A:-x}/${B}", { B: "y" }), "x/y");
-    assert.equal(parseStack(text, { REGISTRY: "registry.local:5000/fan", TAG: "1.2.3" }).functions.score?.image, "registry.local:5000/fan/score:1.2.3");
+    assert.equal(
+      parseStack(text, { REGISTRY: "registry.local:5000/fan", TAG: "1.2.3" }).functions.score?.image,
+      "registry.local:5000/fan/score:1.2.3",
+    );
     assert.equal(stack.functions.score?.image, "ghcr.io/fanwatch/score:0.1.0");
   });
 
   it("references templates, handlers and copy paths that exist", () => {
     for (const [name, fn] of Object.entries(stack.functions)) {
-      for (const file of ["template.yml", "Dockerfile"]) assert.ok(existsSync(join(REPO_ROOT, "template", fn.lang, file)), `${name}: template/${fn.lang}/${file}`);
-      for (const file of ["handler.ts", "package.json"]) assert.ok(existsSync(join(REPO_ROOT, fn.handler, file)), `${name}: ${fn.handler}/${file}`);
+      for (const file of ["template.yml", "Dockerfile"])
+        assert.ok(existsSync(join(REPO_ROOT, "template", fn.lang, file)), `${name}: template/${fn.lang}/${file}`);
+      for (const file of ["handler.ts", "package.json"])
+        assert.ok(existsSync(join(REPO_ROOT, fn.handler, file)), `${name}: ${fn.handler}/${file}`);
     }
     for (const path of stack.configuration.copy) assert.ok(existsSync(join(REPO_ROOT, path)), path);
   });
@@ -40,7 +50,11 @@ describe("stack.yml", () => {
   it("triggers predict from the telemetry topic and health from the anomaly topic", () => {
     assert.equal(stack.functions.predict?.annotations.topic, "fan/messages");
     assert.equal(stack.functions.health?.annotations.topic, "fan/anomaly");
-    assert.equal(stack.functions.health?.environment.ANOMALY_TOPIC, stack.functions.predict?.environment.ANOMALY_TOPIC, "health reads what predict writes");
+    assert.equal(
+      stack.functions.health?.environment.ANOMALY_TOPIC,
+      stack.functions.predict?.environment.ANOMALY_TOPIC,
+      "health reads what predict writes",
+    );
   });
 
   it("gives health its state, its topics and time limits nested like predict's", () => {
@@ -51,19 +65,37 @@ describe("stack.yml", () => {
     assert.deepEqual([health.topics.alarm, health.topics.deadletter], ["fan/alarm", "fan/deadletter"]);
     const seconds = (value: string | undefined) => Number(/^(\d+)s$/.exec(value ?? "")?.[1]);
     const connectorTimeout = readConnectorConfig({}).timeoutMs;
-    assert.ok(health.natsTimeoutMs < health.budgetMs, `NATS_TIMEOUT_MS ${health.natsTimeoutMs} leaves room in HEALTH_BUDGET_MS ${health.budgetMs} to publish`);
-    assert.ok(health.budgetMs < connectorTimeout, `HEALTH_BUDGET_MS ${health.budgetMs} ends before the connector's timeout_ms ${connectorTimeout}`);
-    assert.ok(connectorTimeout < seconds(env.exec_timeout) * 1000, `health's exec_timeout ${env.exec_timeout} outlasts the connector's timeout`);
-    assert.ok(health.outboxResendMs > health.budgetMs, "an unpublished transition is re-sent only after its writer's budget is over");
+    assert.ok(
+      health.natsTimeoutMs < health.budgetMs,
+      `NATS_TIMEOUT_MS ${health.natsTimeoutMs} leaves room in HEALTH_BUDGET_MS ${health.budgetMs} to publish`,
+    );
+    assert.ok(
+      health.budgetMs < connectorTimeout,
+      `HEALTH_BUDGET_MS ${health.budgetMs} ends before the connector's timeout_ms ${connectorTimeout}`,
+    );
+    assert.ok(
+      connectorTimeout < seconds(env.exec_timeout) * 1000,
+      `health's exec_timeout ${env.exec_timeout} outlasts the connector's timeout`,
+    );
+    assert.ok(
+      health.outboxResendMs > health.budgetMs,
+      "an unpublished transition is re-sent only after its writer's budget is over",
+    );
     // Its own MQTT user and password: predict's may not publish fan/alarm.
     assert.equal(env.MQTT_USERNAME, "health");
-    assert.ok(stack.functions.health?.secrets.includes(env.MQTT_PASSWORD_FILE?.split("/").at(-1) ?? "(none)"), "the password file is a secret of the function");
+    assert.ok(
+      stack.functions.health?.secrets.includes(env.MQTT_PASSWORD_FILE?.split("/").at(-1) ?? "(none)"),
+      "the password file is a secret of the function",
+    );
   });
 
   it("runs every function on a read-only root filesystem with limits", () => {
     for (const [name, fn] of Object.entries(stack.functions)) {
       assert.equal(fn.readonly_root_filesystem, true, name);
-      assert.ok(fn.limits?.memory !== undefined && fn.requests?.memory !== undefined, `${name} memory limit and request`);
+      assert.ok(
+        fn.limits?.memory !== undefined && fn.requests?.memory !== undefined,
+        `${name} memory limit and request`,
+      );
     }
   });
 });
