@@ -44,7 +44,7 @@ export function addGatewayCommand(program: Command, io: Io): void {
       });
       const [{ startGateway, CONSOLE_LOG_LEVEL }, { createLogger }, { mqttSettingsFromEnv, redactUrl }] =
         await Promise.all([
-          import("../runtime/gateway-runner.js"),
+          import("../runtime/gateway/runner.js"),
           import("../lib/infra/log.js"),
           import("../lib/mqtt/settings.js"),
         ]);

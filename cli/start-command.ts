@@ -1,8 +1,8 @@
 import type { Command } from "commander";
 import { fileURLToPath } from "node:url";
-import type { FleetSnapshot } from "../runtime/fleet-view.js";
+import type { FleetSnapshot } from "../page/fleet-view.js";
 import { DEFAULT_MQTT_PORT } from "../lib/mqtt/settings.js";
-import { DEFAULT_STORE_DIR } from "../runtime/nats.js";
+import { DEFAULT_STORE_DIR } from "../runtime/system/nats.js";
 import { DEFAULT_GATEWAY_HOST, DEFAULT_GATEWAY_PORT } from "./gateway-command.js";
 import { addFleetOptions, DEFAULT_FLEET, defaultedShapes, fleetOptions, type FleetFlags } from "./simulate-command.js";
 import type { FleetMix } from "../simulation/fan-profiles.js";
@@ -54,10 +54,10 @@ export function addStartCommand(program: Command, io: Io): void {
         process.once("SIGTERM", resolve);
       });
       const [{ startSystem }, { CONSOLE_LOG_LEVEL }, { createLogger }, { replicasLine }] = await Promise.all([
-        import("../runtime/system.js"),
-        import("../runtime/gateway-runner.js"),
+        import("../runtime/system/system.js"),
+        import("../runtime/gateway/runner.js"),
         import("../lib/infra/log.js"),
-        import("../runtime/function-replicas.js"),
+        import("../page/function-replicas.js"),
       ]);
       // The console is for people: the status line and warnings, not every service event (LOG_LEVEL=info shows them).
       const log = createLogger("fanwatch-start", process.env.LOG_LEVEL ?? CONSOLE_LOG_LEVEL);

@@ -109,7 +109,7 @@ class Inbound implements ReceivedMessage {
  * either, so a pause longer than 1.5 × keepalive (90 s by default) ends in a reconnect; the
  * messages held are then redelivered (`onConnectionLost`). The embedded aedes broker of
  * `fanwatch start` gives up sooner: a client that does not read for its `drainTimeout` (30 s,
- * runtime/broker.ts) is disconnected, with the same outcome. Its own dead letters' PUBACKs arrive on
+ * runtime/system/broker.ts) is disconnected, with the same outcome. Its own dead letters' PUBACKs arrive on
  * the same socket, so a dead-lettered message stops counting towards the bound at once (its
  * payload is no longer held); it is acknowledged when the PUBACK is read.
  */

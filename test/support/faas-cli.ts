@@ -1,6 +1,6 @@
 import { cp, mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { readStack } from "../../runtime/stack.js";
+import { readStack } from "../../runtime/gateway/stack.js";
 
 /**
  * Writes the build context of one function exactly as `faas-cli build --shrinkwrap` does

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../../lib/infra/net.js";
-import { findNatsServer, startNatsServer, type NatsServer } from "../../runtime/nats.js";
+import { findNatsServer, startNatsServer, type NatsServer } from "../../runtime/system/nats.js";
 
 export interface TestNats {
   url: string;

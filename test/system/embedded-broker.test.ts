@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { after, before, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
-import { startEmbeddedBroker, type EmbeddedBroker } from "../../runtime/broker.js";
+import { startEmbeddedBroker, type EmbeddedBroker } from "../../runtime/system/broker.js";
 import { pino } from "pino";
-import { PacketSizeGuard } from "../../runtime/packet-size-guard.js";
+import { PacketSizeGuard } from "../../runtime/system/packet-size-guard.js";
 
 describe("the embedded broker's packet size limit", () => {
   let broker: EmbeddedBroker;

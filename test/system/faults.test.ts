@@ -3,8 +3,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { runScenario, SHORT, summaryLine, type RunOptions } from "../../bench/faults-run.js";
-import { SCENARIOS } from "../../bench/faults-scenarios.js";
+import { runScenario, SHORT, summaryLine, type RunOptions } from "../../bench/faults/run.js";
+import { SCENARIOS } from "../../bench/faults/scenarios.js";
 
 // The fault suite's short version (docs/reliability.md): every scenario of `npm run bench:faults`
 // at 200 messages/s with 5 s faults, each on a fresh system of real processes (Mosquitto from the

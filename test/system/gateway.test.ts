@@ -4,7 +4,7 @@ import { once } from "node:events";
 import { createServer, request, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { checkCallbackUrl } from "../../runtime/gateway-guards.js";
+import { checkCallbackUrl } from "../../runtime/gateway/guards.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { finished, freePort, spawnCli, waitForOutput, type Finished } from "../support/process.js";
 

@@ -7,7 +7,7 @@ import type { Prediction } from "../../lib/domain/prediction.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { startNats, type TestNats } from "../support/nats.js";
-import { startHealthState } from "../../runtime/nats.js";
+import { startHealthState } from "../../runtime/system/nats.js";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { existsSync } from "node:fs";

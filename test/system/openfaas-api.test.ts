@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 import { parse } from "yaml";
-import { readStack } from "../../runtime/stack.js";
+import { readStack } from "../../runtime/gateway/stack.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { REPO_ROOT } from "../support/paths.js";
 import { finished, freePort, spawnCli, waitForOutput, type Finished } from "../support/process.js";

@@ -12,7 +12,7 @@ import { Deadline } from "../../lib/infra/deadline.js";
 import { Publisher } from "../../lib/mqtt/publisher.js";
 import { readPredictConfig } from "../../functions/predict/config.js";
 import { PredictionSchema, type Prediction } from "../../lib/domain/prediction.js";
-import { parseStack } from "../../runtime/stack.js";
+import { parseStack } from "../../runtime/gateway/stack.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { REPO_ROOT } from "../support/paths.js";

@@ -5,7 +5,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { parseStack } from "../../runtime/stack.js";
+import { parseStack } from "../../runtime/gateway/stack.js";
 import {
   behindWatchdog,
   goDurationMs,

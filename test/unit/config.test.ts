@@ -22,7 +22,7 @@ import { helpLine, type Setting } from "../../lib/infra/settings.js";
 import { DEFAULT_MQTT_URL, mqttSettingsFromEnv } from "../../lib/mqtt/settings.js";
 import { buildProgram } from "../../cli/main.js";
 import { addSettingFlags, type Io } from "../../cli/parse.js";
-import { DEFAULT_STORE_DIR } from "../../runtime/nats.js";
+import { DEFAULT_STORE_DIR } from "../../runtime/system/nats.js";
 import { REPO_ROOT } from "../support/paths.js";
 
 const quiet: Io = { out: () => {}, err: () => {}, progress: () => {}, progressDone: () => {}, interactive: false };

@@ -10,9 +10,9 @@ import {
   type HealthRecord,
   type HealthState,
 } from "../../lib/domain/health.js";
-import { FleetHealth } from "../../runtime/fleet-health.js";
-import { FleetView } from "../../runtime/fleet-view.js";
-import { pollReplicas, replicasLine } from "../../runtime/function-replicas.js";
+import { FleetHealth } from "../../page/fleet-health.js";
+import { FleetView } from "../../page/fleet-view.js";
+import { pollReplicas, replicasLine } from "../../page/function-replicas.js";
 
 const TOPICS = { telemetry: "fan/messages", anomaly: "fan/anomaly", deadletter: "fan/deadletter", alarm: "fan/alarm" };
 

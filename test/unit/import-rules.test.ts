@@ -26,8 +26,19 @@ const RULES: ReadonlyArray<{ room: string; may: readonly string[] }> = [
   { room: "simulation", may: ["lib/*"] },
   { room: "model", may: ["lib/*", "simulation"] },
   // The runner starts functions as processes: of a function it reads the settings, never the code.
-  { room: "runtime", may: ["lib/*", "connectors/*", "simulation", "templates", "functions/*/config.ts"] },
-  { room: "cli", may: ["lib/*", "functions/*", "connectors/*", "simulation", "model", "runtime", "templates"] },
+  // The page runs under fanwatch start and, later, as a service of its own: it knows no runner.
+  { room: "page", may: ["lib/*"] },
+  // The local gateway starts functions as processes: of a function it reads the settings, never the code.
+  { room: "runtime/gateway", may: ["lib/*", "templates", "functions/*/config.ts"] },
+  // The local system assembles every part on one machine.
+  {
+    room: "runtime/system",
+    may: ["lib/*", "connectors/*", "simulation", "templates", "functions/*/config.ts", "runtime/gateway", "page"],
+  },
+  {
+    room: "cli",
+    may: ["lib/*", "functions/*", "connectors/*", "simulation", "model", "runtime/*", "page", "templates"],
+  },
   { room: "test/*", may: ["*"] },
   { room: "bench", may: ["*"] },
 ];
@@ -41,13 +52,13 @@ function roomOf(path: string): string | undefined {
     if (rest.length === 0) return /^errors(\.[jt]s)?$/.test(second ?? "") ? "lib/errors" : undefined;
     return LIB_ROOMS.has(second ?? "") ? `lib/${second}` : undefined;
   }
-  if (top === "functions" || top === "connectors" || top === "test")
+  if (top === "functions" || top === "connectors" || top === "test" || top === "runtime")
     return rest.length > 0 ? `${top}/${second}` : undefined;
   if (
     top === "templates" ||
     top === "simulation" ||
     top === "model" ||
-    top === "runtime" ||
+    top === "page" ||
     top === "cli" ||
     top === "bench"
   )
@@ -192,7 +203,9 @@ describe("import rules (docs/architecture.md)", () => {
       "connectors/mqtt",
       "simulation",
       "model",
-      "runtime",
+      "runtime/gateway",
+      "runtime/system",
+      "page",
       "cli",
       "test/unit",
     ]) {
@@ -225,10 +238,10 @@ describe("import rules (docs/architecture.md)", () => {
 
   it("catches a breach of each kind", () => {
     const made = (file: string, specifier: string): Import => ({ file, specifier });
-    const [upwards] = ruleViolations([made("lib/domain/telemetry.ts", "../../runtime/gateway.js")]);
+    const [upwards] = ruleViolations([made("lib/domain/telemetry.ts", "../../runtime/gateway/gateway.js")]);
     assert.equal(
       upwards,
-      'lib/domain/telemetry.ts imports "../../runtime/gateway.js" (runtime/gateway.ts, room runtime): lib/domain may import only itself, lib/errors',
+      'lib/domain/telemetry.ts imports "../../runtime/gateway/gateway.js" (runtime/gateway/gateway.ts, room runtime/gateway): lib/domain may import only itself, lib/errors',
     );
     assert.equal(
       ruleViolations([made("functions/predict/handler.ts", "../score/batcher.js")]).length,
@@ -236,19 +249,24 @@ describe("import rules (docs/architecture.md)", () => {
       "a function importing another",
     );
     assert.equal(
-      ruleViolations([made("connectors/mqtt/connector.ts", "../../runtime/gateway.js")]).length,
+      ruleViolations([made("connectors/mqtt/connector.ts", "../../runtime/gateway/gateway.js")]).length,
       1,
       "runtime imported outside cli",
     );
     assert.equal(
-      ruleViolations([made("runtime/nats.ts", "../functions/health/store.js")]).length,
+      ruleViolations([made("runtime/system/nats.ts", "../../functions/health/store.js")]).length,
       1,
       "runtime importing a function's code",
     );
     assert.deepEqual(
-      ruleViolations([made("runtime/nats.ts", "../functions/health/config.js")]),
+      ruleViolations([made("runtime/system/nats.ts", "../../functions/health/config.js")]),
       [],
       "runtime may read a function's config",
+    );
+    assert.equal(
+      ruleViolations([made("page/fleet-view.ts", "../runtime/gateway/gateway.js")]).length,
+      1,
+      "the page reaching into the single-machine runner",
     );
     assert.equal(
       ruleViolations([made("cli/main.ts", "../test/support/paths.js")]).length,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { pino } from "pino";
-import { Lifecycle } from "../../runtime/lifecycle.js";
+import { Lifecycle } from "../../runtime/system/lifecycle.js";
 
 /** A lifecycle whose warnings and console lines are kept. */
 function lifecycle(stepTimeoutMs?: number): {

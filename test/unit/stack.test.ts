@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { readConnectorConfig } from "../../connectors/mqtt/config.js";
 import { readHealthConfig } from "../../functions/health/config.js";
-import { parseStack, substituteEnv } from "../../runtime/stack.js";
+import { parseStack, substituteEnv } from "../../runtime/gateway/stack.js";
 import { REPO_ROOT } from "../support/paths.js";
 
 const text = readFileSync(join(REPO_ROOT, "stack.yml"), "utf8");

@@ -1,0 +1,416 @@
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import mqtt, { type MqttClient } from "mqtt";
+import { Ledger, type LedgerSummary } from "./ledger.js";
+import { Load } from "./load.js";
+import { RssSampler, rssSlopes } from "./rss.js";
+import { FaultSystem } from "./system.js";
+
+export interface RunOptions {
+  /** Messages a second of the steady load (1% malformed). */
+  rate: number;
+  fans: number;
+  /** How long a "down" fault lasts (score, predict, InfluxDB) and the overload's length cap. */
+  faultMs: number;
+  /** Steady load before the fault, and after it ends, before the drain. */
+  beforeMs: number;
+  afterMs: number;
+  /** Distinct new device IDs in the poison scenario. */
+  distinctDevices: number;
+  /** The drain ends once nothing changed for quietMs (or everything arrived), or after drainCapMs. */
+  quietMs: number;
+  drainCapMs: number;
+  /** Where each run's process logs go (a folder per scenario). */
+  logDir: string;
+  progress(line: string): void;
+  /** Keep an RSS timeline every this many ms (the soak). */
+  rssTimelineMs?: number;
+}
+
+type Settings = Omit<RunOptions, "logDir" | "progress" | "rssTimelineMs">;
+
+/** The benchmark: the issue's load and fault lengths. */
+export const FULL: Settings = {
+  rate: 2000,
+  fans: 200,
+  faultMs: 60_000,
+  beforeMs: 10_000,
+  afterMs: 20_000,
+  distinctDevices: 100_000,
+  // Longer than the writer's longest backoff (30 s), so a retry still to come is not taken for a loss.
+  quietMs: 35_000,
+  drainCapMs: 300_000,
+};
+
+/** What `npm test` runs (test/system/faults.test.ts) and `--short` selects: a tenth of the load, 5 s faults. */
+export const SHORT: Settings = {
+  rate: 200,
+  fans: 20,
+  faultMs: 5_000,
+  beforeMs: 3_000,
+  afterMs: 3_000,
+  distinctDevices: 1_000,
+  quietMs: 15_000,
+  drainCapMs: 90_000,
+};
+
+export interface FaultContext {
+  system: FaultSystem;
+  load: Load;
+  ledger: Ledger;
+  options: RunOptions;
+  sleep(ms: number): Promise<void>;
+}
+
+export interface Scenario {
+  name: string;
+  /** What the fault is, in words, for the report. */
+  fault: string;
+  /** No fault at all (the baseline, the soak): no recovery to measure. */
+  noFault?: boolean;
+  /** Injects the fault and resolves when it is over (the process back, the load normal again). */
+  inject(context: FaultContext): Promise<void>;
+}
+
+export interface StoredCounts {
+  telemetry: number;
+  predictions: number;
+  deadLetters: number;
+}
+
+export interface ScenarioResult {
+  kind: "scenario";
+  scenario: string;
+  fault: string;
+  rate: number;
+  faultMs: number;
+  sent: {
+    valid: number;
+    invalid: number;
+    invalidByKind: Record<string, number>;
+    refusedByBroker: number;
+    publishesFailed: number;
+  };
+  predictions: { readingsPredicted: number; duplicates: number; forInvalid: number; unidentified: number };
+  deadLetters: {
+    received: number;
+    byReason: Record<string, number>;
+    withoutReason: number;
+    forValidReadings: number;
+    forPredictions: number;
+    unidentified: number;
+  };
+  stored: StoredCounts & { invalidAsTelemetry: number; invalidWithStoredDeadLetter: number };
+  lost: {
+    unpredicted: number;
+    telemetryNotStored: number;
+    predictionsNotStored: number;
+    invalidWithoutDeadLetter: number;
+    invalidWithoutStoredDeadLetter: number;
+  };
+  latencyMs: LedgerSummary["latencyMs"];
+  recovery: { predictionsMs: number | null; storageMs: number | null };
+  peakRssMb: Record<string, number>;
+  /** When each peak was sampled, and when the fault started and ended and the load stopped: seconds since the load started. */
+  peakRssAtS: Record<string, number>;
+  timelineS: { faultStart: number; faultEnd: number; loadStopped: number };
+  rssSlopeMbPerMin?: Record<string, number>;
+  health: Record<string, number>;
+  drainMs: number;
+  totalMs: number;
+  logDir: string;
+  missed: string[];
+}
+
+const VALID = `"deviceID" !~ /^bad-/`;
+
+/**
+ * One scenario on a fresh system: steady load, the fault, steady load again, then a quiet drain;
+ * then everything is counted (see docs/reliability.md for what each number means).
+ */
+export async function runScenario(scenario: Scenario, options: RunOptions): Promise<ScenarioResult> {
+  const started = Date.now();
+  const logDir = join(options.logDir, scenario.name);
+  await mkdir(logDir, { recursive: true });
+  const say = (line: string) => options.progress(`${scenario.name}: ${line}`);
+  say(
+    `starting Mosquitto, InfluxDB, the gateway with score and predict, the connector and the writer (logs in ${logDir})`,
+  );
+  const system = await FaultSystem.start(logDir);
+  const ledger = new Ledger();
+  const sampler = new RssSampler(
+    () => system.pids(),
+    500,
+    () => ledger.now(),
+    options.rssTimelineMs,
+  );
+  let collector: MqttClient | undefined;
+  let load: Load | undefined;
+  try {
+    collector = await collect(system.broker.url, ledger);
+    load = await Load.start(system.broker.url, ledger, {
+      rate: options.rate,
+      fans: options.fans,
+      clientId: "faults-fleet",
+    });
+    const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+    say(`steady load at ${options.rate}/s`);
+    await sleep(options.beforeMs);
+    say(`fault: ${scenario.fault}`);
+    const faultStart = ledger.now();
+    const ticker = setInterval(
+      () =>
+        say(
+          `${ledger.validSent} valid readings sent, ${ledger.readingsPredicted} predicted, ${ledger.deadLettersReceived} dead letters`,
+        ),
+      30_000,
+    );
+    await scenario.inject({ system, load, ledger, options, sleep }).finally(() => clearInterval(ticker));
+    const faultEnd = ledger.now();
+    const storage = watchStorage(system, ledger, faultEnd);
+    say("fault over; steady load continues");
+    await sleep(options.afterMs);
+    await load.stop();
+    const loadStopped = ledger.now();
+    say(`load stopped after ${ledger.validSent} valid readings; draining`);
+    const drainStarted = Date.now();
+    const stored = await drain(system, ledger, options, say);
+    const drainMs = Date.now() - drainStarted;
+    const storageMs = await storage.stop();
+    const health = await system.health();
+    const invalidStored = await storedInvalid(system, ledger);
+    const invalidAsTelemetry = await count(
+      system,
+      `SELECT count("rotation") FROM "telemetry" WHERE "deviceID" =~ /^bad-/`,
+    );
+    const summary = ledger.summary(scenario.noFault === true ? undefined : faultEnd);
+    const accepted = ledger.acceptedInvalid();
+    const result: ScenarioResult = {
+      kind: "scenario",
+      scenario: scenario.name,
+      fault: scenario.fault,
+      rate: options.rate,
+      faultMs: options.faultMs,
+      sent: {
+        valid: summary.validSent,
+        invalid: summary.invalidSent,
+        invalidByKind: summary.invalidByKind,
+        refusedByBroker: summary.refusedByBroker,
+        publishesFailed: load.failed,
+      },
+      predictions: {
+        readingsPredicted: summary.predicted,
+        duplicates: summary.duplicates,
+        forInvalid: summary.invalidPredicted,
+        unidentified: ledger.predictionsUnidentified,
+      },
+      deadLetters: {
+        received: ledger.deadLettersReceived,
+        byReason: Object.fromEntries([...ledger.deadLettersByReason].sort((a, b) => b[1] - a[1])),
+        withoutReason: ledger.deadLettersWithoutReason,
+        forValidReadings: summary.validDeadLettered,
+        forPredictions: summary.predictionsDeadLettered,
+        unidentified: ledger.deadLettersUnidentified,
+      },
+      stored: { ...stored, invalidAsTelemetry, invalidWithStoredDeadLetter: invalidStored.size },
+      lost: {
+        unpredicted: summary.unpredicted,
+        telemetryNotStored: Math.max(0, summary.validSent - stored.telemetry),
+        predictionsNotStored: Math.max(0, summary.predicted - stored.predictions),
+        invalidWithoutDeadLetter: summary.invalidWithoutDeadLetter,
+        invalidWithoutStoredDeadLetter: accepted.filter((m) => !invalidStored.has(m)).length,
+      },
+      latencyMs: summary.latencyMs,
+      recovery: { predictionsMs: summary.backlogClearedMs, storageMs: scenario.noFault === true ? null : storageMs },
+      peakRssMb: sampler.peak,
+      peakRssAtS: Object.fromEntries(Object.entries(sampler.peakAt).map(([name, at]) => [name, seconds(at)])),
+      timelineS: { faultStart: seconds(faultStart), faultEnd: seconds(faultEnd), loadStopped: seconds(loadStopped) },
+      ...(options.rssTimelineMs === undefined ? {} : { rssSlopeMbPerMin: rssSlopes(sampler.timeline) }),
+      health,
+      drainMs,
+      totalMs: Date.now() - started,
+      logDir,
+      missed: [],
+    };
+    result.missed = targetsMissed(result);
+    return result;
+  } finally {
+    sampler.stop();
+    await load?.stop(0).catch(() => {});
+    await collector?.endAsync().catch(() => {});
+    await system.stop();
+  }
+}
+
+/**
+ * The issue's targets, as sentences for what a result misses: every valid reading predicted and
+ * stored with its prediction, no valid reading dead-lettered, every invalid message the broker took
+ * dead-lettered with a reason and stored as such, never predicted, the services healthy at the end.
+ */
+export function targetsMissed(r: ScenarioResult): string[] {
+  const missed: string[] = [];
+  const check = (ok: boolean, sentence: string) => {
+    if (!ok) missed.push(sentence);
+  };
+  check(r.lost.unpredicted === 0, `${r.lost.unpredicted} of ${r.sent.valid} valid readings got no prediction`);
+  check(r.lost.telemetryNotStored === 0, `${r.lost.telemetryNotStored} valid readings not stored in InfluxDB`);
+  check(r.lost.predictionsNotStored === 0, `${r.lost.predictionsNotStored} predictions not stored in InfluxDB`);
+  check(r.deadLetters.forValidReadings === 0, `${r.deadLetters.forValidReadings} valid readings dead-lettered`);
+  check(
+    r.deadLetters.forPredictions === 0,
+    `${r.deadLetters.forPredictions} predictions of valid readings dead-lettered`,
+  );
+  check(
+    r.lost.invalidWithoutDeadLetter === 0,
+    `${r.lost.invalidWithoutDeadLetter} invalid messages without a dead letter`,
+  );
+  check(
+    r.lost.invalidWithoutStoredDeadLetter === 0,
+    `${r.lost.invalidWithoutStoredDeadLetter} invalid messages without a stored dead letter`,
+  );
+  check(r.predictions.forInvalid === 0, `${r.predictions.forInvalid} invalid messages predicted`);
+  check(r.stored.invalidAsTelemetry === 0, `${r.stored.invalidAsTelemetry} invalid messages stored as readings`);
+  check(r.deadLetters.withoutReason === 0, `${r.deadLetters.withoutReason} dead letters without a reason`);
+  check(r.sent.publishesFailed === 0, `${r.sent.publishesFailed} publishes of the load failed`);
+  for (const [service, status] of Object.entries(r.health))
+    check(status === 200, `${service} /healthz answered ${status === 0 ? "nothing" : status} at the end`);
+  return missed;
+}
+
+/** The result in one line of text, for progress and test diagnostics. */
+export function summaryLine(r: ScenarioResult): string {
+  const rss = Object.entries(r.peakRssMb)
+    .map(([name, mb]) => `${name} ${mb}`)
+    .join(", ");
+  return [
+    `sent ${r.sent.valid} valid + ${r.sent.invalid} invalid (${r.sent.refusedByBroker} refused by the broker)`,
+    `predicted ${r.predictions.readingsPredicted} (+${r.predictions.duplicates} duplicates)`,
+    `stored ${r.stored.telemetry} readings, ${r.stored.predictions} predictions, ${r.stored.deadLetters} dead letters`,
+    `dead letters ${r.deadLetters.received} (${r.deadLetters.forValidReadings} for valid readings, ${r.deadLetters.forPredictions} for their predictions)`,
+    `lost: ${r.lost.unpredicted} unpredicted, ${r.lost.telemetryNotStored} readings and ${r.lost.predictionsNotStored} predictions not stored, ${r.lost.invalidWithoutDeadLetter} invalid without a dead letter`,
+    `recovery: predictions ${r.recovery.predictionsMs ?? "–"} ms, storage ${r.recovery.storageMs ?? "–"} ms`,
+    `latency p50/p99 ${r.latencyMs.p50}/${r.latencyMs.p99} ms`,
+    `peak RSS MB: ${rss}`,
+    ...(r.rssSlopeMbPerMin === undefined
+      ? []
+      : [
+          `RSS slope MB/min: ${Object.entries(r.rssSlopeMbPerMin)
+            .map(([name, s]) => `${name} ${s}`)
+            .join(", ")}`,
+        ]),
+  ].join("; ");
+}
+
+async function collect(url: string, ledger: Ledger): Promise<MqttClient> {
+  const client = await mqtt.connectAsync(url, {
+    clientId: "faults-collector",
+    clean: false,
+    reconnectPeriod: 500,
+    log: () => {},
+  });
+  client.on("error", () => {});
+  client.on("message", (topic, payload) =>
+    topic === "fan/anomaly" ? ledger.onPrediction(payload) : ledger.onDeadLetter(payload),
+  );
+  await client.subscribeAsync(["fan/anomaly", "fan/deadletter"], { qos: 1 });
+  return client;
+}
+
+async function count(system: FaultSystem, query: string): Promise<number> {
+  const series = await system.influx.query(query);
+  return Number(series[0]?.values[0]?.[1] ?? 0);
+}
+
+const seconds = (ms: number) => Math.round(ms / 100) / 10;
+
+/** Markers of the invalid messages with a dead letter stored in InfluxDB. */
+async function storedInvalid(system: FaultSystem, ledger: Ledger): Promise<Set<string>> {
+  const series = await system.influx.query(`SELECT "payload" FROM "deadletter"`).catch(() => []);
+  return ledger.storedInvalid((series[0]?.values ?? []).map((row) => String(row[1])));
+}
+
+async function storedCounts(system: FaultSystem): Promise<StoredCounts | undefined> {
+  try {
+    return {
+      telemetry: await count(system, `SELECT count("rotation") FROM "telemetry" WHERE ${VALID}`),
+      predictions: await count(system, `SELECT count("probability") FROM "prediction" WHERE ${VALID}`),
+      deadLetters: await count(system, `SELECT count("error") FROM "deadletter"`),
+    };
+  } catch {
+    return undefined; // InfluxDB down or restarting
+  }
+}
+
+/**
+ * Waits until everything arrived (every valid reading predicted and stored, every invalid one
+ * dead-lettered, every dead letter stored), or nothing changed for quietMs, or drainCapMs.
+ */
+async function drain(
+  system: FaultSystem,
+  ledger: Ledger,
+  options: RunOptions,
+  say: (line: string) => void,
+): Promise<StoredCounts> {
+  const deadline = Date.now() + options.drainCapMs;
+  const invalid = ledger.acceptedInvalid().length;
+  let last = "";
+  let quietSince = Date.now();
+  let stored: StoredCounts = { telemetry: 0, predictions: 0, deadLetters: 0 };
+  let reported = 0;
+  while (Date.now() < deadline) {
+    stored = (await storedCounts(system)) ?? stored;
+    const arrived =
+      ledger.readingsPredicted === ledger.validSent &&
+      stored.telemetry >= ledger.validSent &&
+      stored.predictions >= ledger.readingsPredicted &&
+      ledger.invalidDeadLettered === invalid;
+    if (arrived && (await storedInvalid(system, ledger)).size === invalid) break;
+    const state = JSON.stringify([ledger.readingsPredicted, ledger.deadLettersReceived, stored]);
+    if (state !== last) {
+      last = state;
+      quietSince = Date.now();
+    } else if (Date.now() - quietSince >= options.quietMs) {
+      say(`nothing changed for ${options.quietMs / 1000} s: drain over`);
+      break;
+    }
+    if (Date.now() - reported > 10_000) {
+      reported = Date.now();
+      say(
+        `draining: ${ledger.readingsPredicted}/${ledger.validSent} predicted, stored ${stored.telemetry} readings, ${stored.predictions} predictions, ${stored.deadLetters} dead letters`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
+  // Late duplicates (redeliveries) still on their way.
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  return (await storedCounts(system)) ?? stored;
+}
+
+/**
+ * Storage recovery: from the fault's end until InfluxDB holds a point for every valid reading with
+ * a timeStamp up to the latest one sent by then (polled every 2 s; null if never).
+ */
+function watchStorage(system: FaultSystem, ledger: Ledger, faultEnd: number): { stop(): Promise<number | null> } {
+  const last = ledger.lastIndexSentBefore(faultEnd);
+  const expected = ledger.validUpTo(last);
+  const until = new Date(ledger.t0 + last).toISOString();
+  let recovered: number | null = null;
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped && recovered === null) {
+      const n = await count(
+        system,
+        `SELECT count("rotation") FROM "telemetry" WHERE ${VALID} AND time <= '${until}'`,
+      ).catch(() => -1);
+      if (n >= expected) recovered = Math.max(0, ledger.now() - faultEnd);
+      else await new Promise((resolve) => setTimeout(resolve, 2_000));
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return recovered;
+    },
+  };
+}

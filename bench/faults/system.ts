@@ -1,0 +1,242 @@
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
+import { createWriteStream, type WriteStream } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { CONNECTOR_NODE_OPTIONS } from "../../connectors/mqtt/node-options.js";
+import { freePort } from "../../lib/infra/net.js";
+import { startInfluxDB, type Influx } from "../../test/support/influxdb.js";
+import { startMosquitto, type Broker } from "../../test/support/mosquitto.js";
+import { spawnCli, waitForOutput } from "../../test/support/process.js";
+
+export type Role = "gateway" | "connector" | "writer";
+export const ROLES: readonly Role[] = ["gateway", "connector", "writer"];
+/** The functions, which the gateway runs as its child processes. */
+export type FunctionName = "score" | "predict";
+
+interface RoleSpec {
+  args: string[];
+  env: Record<string, string>;
+  ready: RegExp;
+  /** Port of its /healthz, for the services that have one. */
+  healthPort?: number;
+}
+
+/**
+ * The whole pipeline as real processes on this machine, as a user would run it: Mosquitto from the
+ * shipped configuration (persistence on), InfluxDB 1.x, `fanwatch gateway` (which runs score and
+ * predict from stack.yml as its child processes), `fanwatch connector` (routes from the gateway's
+ * /system/functions, basic auth from secret files) and `fanwatch influx-writer`. Each process keeps
+ * its ports and MQTT client id across restarts, as a supervisor would restart it. Their output goes
+ * to <logDir>/<role>.log.
+ */
+export class FaultSystem {
+  readonly #specs: Record<Role, RoleSpec>;
+  readonly #children = new Map<Role, ChildProcessWithoutNullStreams>();
+  readonly #logs = new Map<Role, WriteStream>();
+  #influxd: number | undefined;
+  readonly #functionPids = new Map<FunctionName, number>();
+
+  private constructor(
+    readonly broker: Broker,
+    readonly influx: Influx,
+    readonly logDir: string,
+    specs: Record<Role, RoleSpec>,
+    private readonly gateway: { url: string; secrets: string },
+  ) {
+    this.#specs = specs;
+  }
+
+  static async start(logDir: string): Promise<FaultSystem> {
+    const [broker, influx] = await Promise.all([startMosquitto(), startInfluxDB()]);
+    const [gatewayPort, connectorPort, writerPort] = await Promise.all([freePort(), freePort(), freePort()]);
+    // The gateway's /system credentials, as OpenFaaS mounts them, for the gateway and the connector.
+    const secrets = join(logDir, "secrets");
+    await mkdir(secrets, { recursive: true });
+    await writeFile(join(secrets, "basic-auth-user"), "admin");
+    await writeFile(join(secrets, "basic-auth-password"), randomBytes(12).toString("base64url"));
+    const quiet = { LOG_LEVEL: "warn" };
+    const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
+    const specs: Record<Role, RoleSpec> = {
+      gateway: {
+        args: ["gateway", "--port", String(gatewayPort)],
+        env: { ...quiet, MQTT_URL: broker.url, SECRET_MOUNT_PATH: secrets },
+        ready: /gateway running/,
+      },
+      connector: {
+        args: ["connector"],
+        env: {
+          ...quiet,
+          gateway_url: gatewayUrl,
+          broker: broker.url,
+          basic_auth: "true",
+          secret_mount_path: secrets,
+          port: String(connectorPort),
+          client_id: "faults-connector",
+          NODE_OPTIONS: CONNECTOR_NODE_OPTIONS,
+        },
+        ready: /connector running/,
+        healthPort: connectorPort,
+      },
+      writer: {
+        args: [
+          "influx-writer",
+          "--influx-url",
+          influx.url,
+          "--broker",
+          broker.url,
+          "--port",
+          String(writerPort),
+          "--client-id",
+          "faults-writer",
+        ],
+        env: quiet,
+        ready: /writer running/,
+        healthPort: writerPort,
+      },
+    };
+    const system = new FaultSystem(broker, influx, logDir, specs, { url: gatewayUrl, secrets });
+    try {
+      // The connector subscribes once it has read the gateway's routes; the writer is independent.
+      await Promise.all([
+        system.startRole("gateway").then(() => system.startRole("connector")),
+        system.startRole("writer"),
+      ]);
+    } catch (error) {
+      await system.stop();
+      throw error;
+    }
+    return system;
+  }
+
+  pid(role: Role): number | undefined {
+    return this.#children.get(role)?.pid;
+  }
+
+  /** Process ids to sample, by name, including the servers', the functions' and this process's own. */
+  async pids(): Promise<Record<string, number | undefined>> {
+    if (this.#influxd === undefined || (await commOf(this.#influxd)) !== "influxd")
+      this.#influxd = await childPid(process.pid, (cmd) => cmd.startsWith("/usr/bin/influxd"));
+    const functions = await Promise.all(
+      (["score", "predict"] as const).map(async (name) => [name, await this.functionPid(name)] as const),
+    );
+    return {
+      mosquitto: this.broker.pid,
+      influxd: this.#influxd,
+      ...Object.fromEntries(ROLES.map((r) => [r, this.pid(r)])),
+      ...Object.fromEntries(functions),
+      harness: process.pid,
+    };
+  }
+
+  /** The pid of a function's process, a child of the gateway. */
+  async functionPid(name: FunctionName): Promise<number | undefined> {
+    const known = this.#functionPids.get(name);
+    if (known !== undefined && (await commOf(known)) !== undefined) return known;
+    const gateway = this.pid("gateway");
+    const pid =
+      gateway === undefined ? undefined : await childPid(gateway, (cmd) => cmd.includes(` function ${name} `));
+    if (pid === undefined) this.#functionPids.delete(name);
+    else this.#functionPids.set(name, pid);
+    return pid;
+  }
+
+  /** Scales a function to 0 (the gateway stops its process: calls fail as in an outage) or back to 1. */
+  async scale(name: FunctionName, replicas: 0 | 1): Promise<void> {
+    const [user, password] = await Promise.all(
+      ["basic-auth-user", "basic-auth-password"].map((file) => readFile(join(this.gateway.secrets, file), "utf8")),
+    );
+    const response = await fetch(`${this.gateway.url}/system/scale-function/${name}`, {
+      method: "POST",
+      headers: {
+        authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`,
+        "content-type": "application/json",
+      },
+      body: JSON.stringify({ serviceName: name, replicas }),
+    });
+    if (!response.ok) throw new Error(`scaling ${name} to ${replicas}: ${response.status} ${await response.text()}`);
+  }
+
+  async startRole(role: Role): Promise<void> {
+    const spec = this.#specs[role];
+    const child = spawnCli(spec.args, spec.env);
+    let log = this.#logs.get(role);
+    if (log === undefined)
+      this.#logs.set(role, (log = createWriteStream(join(this.logDir, `${role}.log`), { flags: "a" })));
+    log.write(`--- started ${new Date().toISOString()} pid ${child.pid}\n`);
+    child.stdout.pipe(log, { end: false });
+    child.stderr.pipe(log, { end: false });
+    this.#children.set(role, child);
+    await waitForOutput(child, spec.ready, 60_000);
+  }
+
+  /** Sends `signal` and waits for the exit. */
+  async kill(role: Role, signal: NodeJS.Signals): Promise<void> {
+    const child = this.#children.get(role);
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exit = new Promise((resolve) => child.once("exit", resolve));
+    child.kill(signal);
+    await exit;
+    this.#logs.get(role)?.write(`--- ${signal} ${new Date().toISOString()}\n`);
+  }
+
+  /**
+   * SIGTERM, so that it stops score and predict (a SIGKILLed gateway would leave them running);
+   * SIGKILL for it and them if it has not exited within 10 s.
+   */
+  async #stopGateway(): Promise<void> {
+    const functions = await Promise.all((["score", "predict"] as const).map((name) => this.functionPid(name)));
+    const stopped = this.kill("gateway", "SIGTERM");
+    const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000).unref());
+    if ((await Promise.race([stopped, timeout])) !== "timeout") return;
+    for (const pid of functions) {
+      try {
+        if (pid !== undefined) process.kill(pid, "SIGKILL");
+      } catch {
+        // exited meanwhile
+      }
+    }
+    await this.kill("gateway", "SIGKILL");
+  }
+
+  /** HTTP status of each service's /healthz (0: no answer). */
+  async health(): Promise<Record<string, number>> {
+    const entries = await Promise.all(
+      ROLES.filter((r) => this.#specs[r].healthPort !== undefined).map(async (role) => {
+        const status = await fetch(`http://127.0.0.1:${this.#specs[role].healthPort}/healthz`, {
+          signal: AbortSignal.timeout(5_000),
+        }).then(
+          (r) => r.status,
+          () => 0,
+        );
+        return [role, status] as const;
+      }),
+    );
+    return Object.fromEntries(entries);
+  }
+
+  async stop(): Promise<void> {
+    for (const role of ["writer", "connector"] as const) await this.kill(role, "SIGKILL");
+    await this.#stopGateway();
+    for (const log of this.#logs.values()) log.end();
+    await Promise.all([this.broker.stop(), this.influx.stop()]);
+  }
+}
+
+/** The pid of a child of `parent` whose command line (arguments joined by spaces) `matches`. */
+async function childPid(parent: number, matches: (cmdline: string) => boolean): Promise<number | undefined> {
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
+    if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) !== parent) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+    if (matches(`${cmdline.replaceAll("\0", " ")}`)) return Number(entry);
+  }
+  return undefined;
+}
+
+/** The command name in /proc/<pid>/stat, or undefined once the process is gone. */
+async function commOf(pid: number): Promise<string | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
+  return stat?.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+}

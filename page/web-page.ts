@@ -1,0 +1,153 @@
+import { readFile } from "node:fs/promises";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { fileURLToPath } from "node:url";
+import type { FleetView } from "./fleet-view.js";
+
+/** The page's files are plain HTML, CSS and browser JavaScript: nothing to build at run time. */
+const UI_DIR = fileURLToPath(new URL("../../page/ui/", import.meta.url));
+const FILES: Record<string, string> = {
+  "/ui/": "index.html",
+  "/ui/app.js": "app.js",
+  "/ui/style.css": "style.css",
+};
+const TYPES: Record<string, string> = {
+  html: "text/html; charset=utf-8",
+  js: "text/javascript; charset=utf-8",
+  css: "text/css; charset=utf-8",
+};
+
+export interface WebPageOptions {
+  intervalMs?: number;
+  /** Open event streams at most; one more gets 503. */
+  maxStreams?: number;
+  /** A stream whose client has not taken its frames for this many frames in a row is closed. */
+  maxMissedFrames?: number;
+}
+
+export interface WebPage {
+  /** Sends the next frame to every stream that has taken the last one: the timer does, every intervalMs. */
+  tick: () => void;
+  /** Serves the page's paths; false for any other. */
+  handle: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /** Open event streams, those waiting for their client to take a frame, and the bytes they hold. */
+  stats: () => { streams: number; waiting: number; bufferedBytes: number };
+  /** Ends every stream and refuses new ones: a page left open must not hold the shutdown up. */
+  close: () => void;
+}
+
+interface Stream {
+  res: ServerResponse;
+  /** True while the last frame waits in the socket's buffer. */
+  waiting: boolean;
+  /** Frames skipped in a row while waiting. */
+  missed: number;
+}
+
+/**
+ * Serves the live fleet page at /ui/ and its server-sent events at /ui/events: a snapshot of the
+ * fleet every second to every open page, built only when a page is open. At most 16 streams (a
+ * control room and a few tablets; every one costs a snapshot's JSON a second); a client that does
+ * not take its frames gets no new ones until its socket drains, so the server holds at most one
+ * frame per client, and is closed after missing 30 frames in a row (30 s behind).
+ */
+export function createWebPage(fleet: FleetView, options: WebPageOptions = {}): WebPage {
+  return new LivePage(fleet, options);
+}
+
+class LivePage implements WebPage {
+  readonly #fleet: FleetView;
+  readonly #maxStreams: number;
+  readonly #maxMissed: number;
+  readonly #streams = new Set<Stream>();
+  readonly #timer: NodeJS.Timeout;
+  #closed = false;
+
+  constructor(fleet: FleetView, options: WebPageOptions) {
+    this.#fleet = fleet;
+    this.#maxStreams = options.maxStreams ?? 16;
+    this.#maxMissed = options.maxMissedFrames ?? 30;
+    this.#timer = setInterval(this.tick, options.intervalMs ?? 1_000);
+    this.#timer.unref();
+  }
+
+  readonly tick = (): void => {
+    let frame: string | undefined;
+    for (const stream of this.#streams) {
+      if (!stream.waiting) send(stream, (frame ??= `data: ${JSON.stringify(this.#fleet.snapshot())}\n\n`));
+      else if (++stream.missed > this.#maxMissed) stream.res.destroy();
+    }
+  };
+
+  readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const path = new URL(req.url ?? "/", "http://page").pathname;
+    if (path === "/" || path === "/ui") {
+      res.writeHead(302, { location: "/ui/" }).end();
+      return true;
+    }
+    if (path === "/ui/events") {
+      this.#openStream(res);
+      return true;
+    }
+    const file = FILES[path];
+    if (file === undefined) return false;
+    serveFile(file, res);
+    return true;
+  };
+
+  #openStream(res: ServerResponse): void {
+    if (this.#closed || this.#streams.size >= this.#maxStreams) {
+      const why = this.#closed
+        ? "fanwatch is stopping"
+        : `the page is open in ${this.#maxStreams} places already, the most it serves; close one`;
+      res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "10" }).end(`${why}\n`);
+      return;
+    }
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
+    const stream: Stream = { res, waiting: false, missed: 0 };
+    this.#streams.add(stream);
+    res.on("close", () => this.#streams.delete(stream));
+    send(stream, `retry: 2000\ndata: ${JSON.stringify(this.#fleet.snapshot())}\n\n`);
+  }
+
+  readonly stats = (): ReturnType<WebPage["stats"]> => {
+    let waiting = 0;
+    let bufferedBytes = 0;
+    for (const stream of this.#streams) {
+      if (stream.waiting) waiting++;
+      bufferedBytes += stream.res.writableLength;
+    }
+    return { streams: this.#streams.size, waiting, bufferedBytes };
+  };
+
+  readonly close = (): void => {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    // Destroyed rather than ended: a client that does not read would keep an ended stream open.
+    for (const { res } of this.#streams) res.destroy();
+    this.#streams.clear();
+  };
+}
+
+/** Writes a frame; a stream whose socket is still full is skipped until it drains. */
+function send(stream: Stream, frame: string): void {
+  if (stream.res.write(frame)) return;
+  stream.waiting = true;
+  stream.res.once("drain", () => {
+    stream.waiting = false;
+    stream.missed = 0;
+  });
+}
+
+function serveFile(file: string, res: ServerResponse): void {
+  readFile(`${UI_DIR}${file}`).then(
+    (body) =>
+      res
+        .writeHead(200, {
+          "content-type": TYPES[file.split(".").pop() ?? ""] ?? "application/octet-stream",
+          "cache-control": "no-cache",
+          "x-content-type-options": "nosniff",
+        })
+        .end(body),
+    () => res.writeHead(500, { "content-type": "text/plain" }).end(`${file} is missing from ${UI_DIR}`),
+  );
+}

@@ -1,0 +1,127 @@
+import type { IncomingMessage } from "node:http";
+import { isIP } from "node:net";
+import { z } from "zod";
+import { parseEnv } from "../../lib/infra/config.js";
+import { BodyTimeoutError, BodyTooLargeError } from "../../lib/errors.js";
+
+/** How long a client may take to send a body the gateway reads itself (async calls, scale requests). */
+export const BODY_DEADLINE_MS = 10_000;
+
+export interface GatewayLimits {
+  /** Largest async body the gateway holds while the call waits to run. */
+  maxAsyncBodyBytes: number;
+  /** Async calls accepted and not yet answered to their callback; beyond it, 429. */
+  maxPendingAsync: number;
+  /** Hosts (name or name:port) an X-Callback-Url may name besides this machine's loopback. */
+  callbackAllowedHosts: string[];
+}
+
+const LimitsEnv = z.object({
+  // As the functions' own body limit (MAX_JSON_SIZE's default): a body they would refuse is refused here.
+  GATEWAY_MAX_ASYNC_BODY: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(1024 * 1024),
+  // 64 × 1 MiB is the most the gateway holds in async bodies; fan readings are 200 bytes.
+  GATEWAY_MAX_ASYNC_PENDING: z.coerce.number().int().min(1).default(64),
+  CALLBACK_ALLOWED_HOSTS: z.string().default(""),
+});
+
+export function readGatewayLimits(env: NodeJS.ProcessEnv): GatewayLimits {
+  const e = parseEnv(LimitsEnv, env);
+  return {
+    maxAsyncBodyBytes: e.GATEWAY_MAX_ASYNC_BODY,
+    maxPendingAsync: e.GATEWAY_MAX_ASYNC_PENDING,
+    callbackAllowedHosts: e.CALLBACK_ALLOWED_HOSTS.split(",")
+      .map((h) => h.trim().toLowerCase())
+      .filter((h) => h !== ""),
+  };
+}
+
+/**
+ * The callback address of an async call, if the gateway may post to it: http(s) on this machine's
+ * loopback, or on a host listed in CALLBACK_ALLOWED_HOSTS. Anything else would let whoever can
+ * reach the gateway make it send requests into the network it sits in.
+ */
+export function checkCallbackUrl(value: string, allowedHosts: readonly string[]): { url: URL } | { error: string } {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return { error: `X-Callback-Url ${JSON.stringify(value.slice(0, 200))} is not a URL` };
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    return { error: `X-Callback-Url must be http or https, not ${url.protocol}` };
+  // Credentials in the address would be posted to and written in logs; the receiver should take a
+  // token in its path or be listed, not a password the gateway would have to hide.
+  if (url.username !== "" || url.password !== "")
+    return { error: "X-Callback-Url may not carry a user name or password" };
+  if (allowedHosts.includes(url.hostname.toLowerCase()) || allowedHosts.includes(url.host.toLowerCase()))
+    return { url };
+  // A query string would let a caller drive a local service by URL alone (InfluxDB 1.x runs
+  // `POST /query?q=DROP DATABASE …` without credentials by default).
+  if (isLoopback(url.hostname))
+    return url.search === ""
+      ? { url }
+      : {
+          error:
+            "X-Callback-Url on this machine's loopback may not carry a query string; list the host in CALLBACK_ALLOWED_HOSTS to allow it",
+        };
+  return {
+    error: `X-Callback-Url host ${url.host} is not this machine's loopback; list it in CALLBACK_ALLOWED_HOSTS to allow it`,
+  };
+}
+
+function isLoopback(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, "");
+  if (host === "localhost") return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  return host === "::1";
+}
+
+/**
+ * Reads a request body, refusing it as soon as it passes `limit` bytes (`source` says what sets
+ * the limit). The rest of a refused body is left to be read and dropped, not cut off: a client
+ * still sending would otherwise see a reset connection rather than the answer.
+ */
+export function readBody(
+  req: IncomingMessage,
+  limit: number,
+  source: string,
+  deadlineMs = BODY_DEADLINE_MS,
+): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    // A body that never ends would hold whatever waits for it: the client gets this long.
+    const timer = setTimeout(() => {
+      reject(new BodyTimeoutError(`the body did not arrive within ${deadlineMs / 1000} s`));
+      req.destroy();
+    }, deadlineMs);
+    const settle =
+      <T>(done: (value: T) => void) =>
+      (value: T) => {
+        clearTimeout(timer);
+        done(value);
+      };
+    resolve = settle(resolve);
+    reject = settle(reject);
+    const declared = Number(req.headers["content-length"]);
+    if (declared > limit)
+      return reject(new BodyTooLargeError(`the body is ${declared} bytes; the limit is ${limit} bytes (${source})`));
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners("data");
+        req.resume();
+        return reject(new BodyTooLargeError(`the body is over the limit of ${limit} bytes (${source})`));
+      }
+      chunks.push(chunk);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+    // A client that goes away mid-body ends neither way on every Node version: settle here too.
+    req.on("close", () => reject(new Error("the client closed the connection before sending the whole body")));
+  });
+}

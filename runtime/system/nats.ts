@@ -1,0 +1,167 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { delimiter, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { envValue } from "../../lib/infra/config.js";
+import { readHealthConfig } from "../../functions/health/config.js";
+import { redactUrl } from "../../lib/mqtt/settings.js";
+
+/** Where Debian's package `nats-server` installs it. */
+export const DEBIAN_NATS_SERVER = "/usr/sbin/nats-server";
+
+/** The nats-server to run: NATS_SERVER, Debian's, or one on the PATH; undefined when none is installed. */
+export function findNatsServer(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const named = envValue(env, "NATS_SERVER");
+  if (named !== undefined) return existsSync(named) ? named : undefined;
+  if (existsSync(DEBIAN_NATS_SERVER)) return DEBIAN_NATS_SERVER;
+  return (env.PATH ?? "")
+    .split(delimiter)
+    .filter((dir) => dir !== "")
+    .map((dir) => join(dir, "nats-server"))
+    .find((path) => existsSync(path));
+}
+
+export const DEFAULT_NATS_HOST = "127.0.0.1";
+export const DEFAULT_NATS_READY_TIMEOUT_MS = 15_000;
+
+export interface NatsServerOptions {
+  binary: string;
+  port: number;
+  /** @default DEFAULT_NATS_HOST */
+  host?: string;
+  /** JetStream's data directory (created if missing): the key-value buckets live here. */
+  storeDir: string;
+  /** How long to wait for "Server is ready". @default DEFAULT_NATS_READY_TIMEOUT_MS */
+  readyTimeoutMs?: number;
+}
+
+export interface NatsServer {
+  url: string;
+  port: number;
+  storeDir: string;
+  readonly pid: number | undefined;
+  /** SIGTERM (nats-server flushes JetStream and exits), then waits for the exit. Safe to repeat. */
+  stop(): Promise<void>;
+  /** SIGKILL, as a crash or a pulled plug: nothing flushed. */
+  kill(): Promise<void>;
+}
+
+/**
+ * Runs nats-server with JetStream (`-js`) and resolves once it says "Server is ready", which it
+ * prints after JetStream recovered its streams from the store directory. Rejects with the
+ * server's last lines when it exits first or does not get ready in time.
+ */
+export async function startNatsServer(options: NatsServerOptions): Promise<NatsServer> {
+  const host = options.host ?? DEFAULT_NATS_HOST;
+  await mkdir(options.storeDir, { recursive: true });
+  // Through a small shell in a process group of its own: Ctrl-C on the terminal reaches fanwatch,
+  // which stops nats-server after the functions (not at the same moment), and when fanwatch dies
+  // outright its pipe to the shell closes and the shell stops nats-server: no orphan holds the
+  // store directory at the next start.
+  // (A background job's input is /dev/null unless redirected, hence fd 3.)
+  const script =
+    'exec 3<&0; "$0" "$@" </dev/null & pid=$!; trap \'kill -TERM $pid\' TERM INT; (read -r _ <&3; kill -TERM $pid 2>/dev/null) & wait $pid; wait $pid';
+  const args = ["-js", "-sd", options.storeDir, "-a", host, "-p", String(options.port)];
+  const child = spawn("sh", ["-c", script, options.binary, ...args], {
+    stdio: ["pipe", "pipe", "pipe"],
+    detached: true,
+  });
+  const lines: string[] = [];
+  await new Promise<void>((resolve, reject) => {
+    const timeoutMs = options.readyTimeoutMs ?? DEFAULT_NATS_READY_TIMEOUT_MS;
+    const timer = setTimeout(() => fail(`did not get ready within ${timeoutMs} ms`), timeoutMs);
+    const onLine = (line: string) => {
+      lines.push(line);
+      if (lines.length > 20) lines.shift();
+      if (line.includes("Server is ready")) {
+        clearTimeout(timer);
+        child.off("exit", onExit);
+        resolve();
+      }
+    };
+    const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
+      fail(`exited (${signal ?? `code ${code}`}) before it was ready`);
+    const fail = (why: string) => {
+      clearTimeout(timer);
+      killGroup(child, "SIGKILL");
+      reject(new Error(`${options.binary} ${why}; its last lines:\n${lines.join("\n")}`));
+    };
+    child.once("error", (error) => fail(error.message));
+    child.once("exit", onExit);
+    createInterface({ input: child.stdout }).on("line", onLine);
+    createInterface({ input: child.stderr }).on("line", onLine);
+  });
+  return {
+    url: `nats://${host === "0.0.0.0" ? "127.0.0.1" : host}:${options.port}`,
+    port: options.port,
+    storeDir: options.storeDir,
+    get pid() {
+      return child.pid;
+    },
+    stop: () => stopChild(child),
+    kill: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      killGroup(child, "SIGKILL");
+      await exited;
+    },
+  };
+}
+
+/** Closes the shell's input, so that it stops nats-server (SIGTERM: JetStream flushes), and waits; SIGKILL after 10 s. */
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.stdin?.end();
+  const timer = setTimeout(() => killGroup(child, "SIGKILL"), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (child.pid !== undefined) process.kill(-child.pid, signal);
+  } catch {
+    // gone already
+  }
+}
+
+/** Where `fanwatch start` keeps JetStream's data unless NATS_STORE_DIR says otherwise (gitignored). */
+export const DEFAULT_STORE_DIR = ".fanwatch/nats";
+
+export interface HealthState {
+  /** What the health function is given as NATS_URL; undefined: it keeps its state in memory. */
+  natsUrl: string | undefined;
+  /** Stops the nats-server started here (nothing for the other two cases). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Where `fanwatch start` keeps fan health: NATS_URL when set; otherwise a nats-server of its own
+ * (Debian's, with JetStream, its data in NATS_STORE_DIR or .fanwatch/nats under the working
+ * directory, so that state survives restarts) on a free port when one is installed; otherwise
+ * memory. Says which on the console.
+ */
+export async function startHealthState(
+  env: NodeJS.ProcessEnv,
+  say: (line: string) => void,
+  port: () => Promise<number>,
+): Promise<HealthState> {
+  const url = envValue(env, "NATS_URL");
+  if (url !== undefined) {
+    say(`health state in NATS at ${redactUrl(url)} (NATS_URL), bucket ${readHealthConfig(env).bucket}`);
+    return { natsUrl: url, stop: async () => {} };
+  }
+  const binary = findNatsServer(env);
+  if (binary === undefined) {
+    say(
+      "health state in memory: not durable, lost when fanwatch stops (install nats-server, apt-get install nats-server, or set NATS_URL to keep it)",
+    );
+    return { natsUrl: undefined, stop: async () => {} };
+  }
+  const storeDir = resolve(envValue(env, "NATS_STORE_DIR") ?? DEFAULT_STORE_DIR);
+  const server = await startNatsServer({ binary, port: await port(), storeDir });
+  say(`health state in NATS JetStream: ${binary} on ${server.url}, data in ${storeDir}`);
+  return { natsUrl: server.url, stop: () => server.stop() };
+}
