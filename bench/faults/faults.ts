@@ -14,15 +14,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import {
-  FULL,
-  runScenario,
-  SHORT,
-  summaryLine,
-  type RunOptions,
-  type Scenario,
-  type ScenarioResult,
-} from "./run.js";
+import { FULL, runScenario, SHORT, summaryLine, type RunOptions, type Scenario, type ScenarioResult } from "./run.js";
 import { SCENARIOS } from "./scenarios.js";
 
 const { values } = parseArgs({

@@ -18,14 +18,7 @@ import type { StackFunction } from "./stack.js";
 import { replicasRefusal, type ScaleBounds, type ScaleDecision } from "../../lib/openfaas/scaling.js";
 import { Autoscaler, type AutoscalerSettings, type Scalable } from "./autoscaler.js";
 import type { Lease, ReplicaSet } from "./replica-set.js";
-import {
-  describeFunction,
-  functionTarget,
-  namespaceRefusal,
-  namespaces,
-  secretList,
-  systemInfo,
-} from "./api.js";
+import { describeFunction, functionTarget, namespaceRefusal, namespaces, secretList, systemInfo } from "./api.js";
 import { bodyLimit, type BodyLimits } from "../../templates/node22-ts/body.js";
 import { BodyTimeoutError, BodyTooLargeError, PortInUseError } from "../../lib/errors.js";
 import { checkCallbackUrl, readBody, type GatewayLimits } from "./guards.js";
