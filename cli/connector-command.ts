@@ -30,6 +30,6 @@ export function addConnectorCommand(program: Command, io: Io): void {
     ]);
     const log = createLogger("mqtt-connector");
     const connector = new Connector(readConnectorConfig(process.env, given(opts)), log);
-    await runUntilSignalled(io, "connector", connector, () => connector.drain(), log);
+    await runUntilSignalled(io, connector, log);
   });
 }

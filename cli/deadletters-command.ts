@@ -95,6 +95,7 @@ const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" 
 /** Payloads come from anyone who can publish: escape the control characters a terminal would interpret. */
 function visible(text: string): string {
   return text.replace(
+    // eslint-disable-next-line no-control-regex -- the control characters are what it escapes
     /[\u0000-\u001f\u007f-\u009f]/g,
     (c) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );

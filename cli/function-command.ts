@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
-import { closeOnSignals, serverOptionsFromEnv, startFunctionServer } from "../templates/node22-ts/server.js";
+import { drainOnSignals, serverOptionsFromEnv, startFunctionServer } from "../templates/node22-ts/server.js";
 import type { FunctionModule } from "../templates/node22-ts/types.js";
 import { integer, type Io } from "./parse.js";
 import { REPO_ROOT } from "./paths.js";
@@ -64,7 +64,7 @@ export function addFunctionCommand(program: Command, io: Io): void {
           if (process.connected) process.disconnect(); // not when the gateway has gone already
         });
       }
-      closeOnSignals(server);
+      drainOnSignals(server);
       if (opts.stopWithStdin === true) {
         // The write end is the runner's: it closes when the runner exits, SIGKILL included.
         process.stdin.once("end", () => process.kill(process.pid, "SIGTERM"));

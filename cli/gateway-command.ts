@@ -42,7 +42,7 @@ export function addGatewayCommand(program: Command, io: Io): void {
         process.once("SIGINT", resolve);
         process.once("SIGTERM", resolve);
       });
-      const [{ startGateway, CONSOLE_LOG_LEVEL }, { createLogger }, { mqttSettingsFromEnv, redactUrl }] =
+      const [{ GatewayService, CONSOLE_LOG_LEVEL }, { createLogger }, { mqttSettingsFromEnv, redactUrl }] =
         await Promise.all([
           import("../runtime/gateway/runner.js"),
           import("../lib/infra/log.js"),
@@ -51,7 +51,7 @@ export function addGatewayCommand(program: Command, io: Io): void {
       const log = createLogger("fanwatch-gateway", process.env.LOG_LEVEL ?? CONSOLE_LOG_LEVEL);
       const mqtt = mqttSettingsFromEnv(process.env);
       const stackFile = opts.stack ?? fileURLToPath(new URL("stack.yml", REPO_ROOT));
-      const gateway = await startGateway({
+      const gateway = new GatewayService({
         port: opts.port,
         host: opts.host,
         stackFile,
@@ -59,8 +59,9 @@ export function addGatewayCommand(program: Command, io: Io): void {
         natsUrl: process.env.NATS_URL,
         env: process.env,
         log,
-        say: (line) => io.err(line),
+        say: (line: string) => io.err(line),
       });
+      await gateway.start();
       io.err(`functions publish to ${redactUrl(mqtt.url)}`);
       io.err(
         `gateway running on ${gateway.url}${opts.host === "0.0.0.0" ? " and every address of this machine" : ""}; Ctrl-C stops it`,
@@ -68,7 +69,7 @@ export function addGatewayCommand(program: Command, io: Io): void {
       await stopped;
       process.once("SIGINT", () => process.exit(130)); // a second Ctrl-C gives up at once
       io.err("stopping: the functions finish what they hold…");
-      await gateway.stop();
+      await gateway.drain();
       io.err("stopped");
     });
 }

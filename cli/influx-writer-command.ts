@@ -17,6 +17,6 @@ export function addInfluxWriterCommand(program: Command, io: Io): void {
     ]);
     const log = createLogger("influx-writer");
     const writer = new InfluxWriter(readWriterConfig(process.env, given(opts)), log);
-    await runUntilSignalled(io, "InfluxDB writer", writer, () => writer.stop(), log);
+    await runUntilSignalled(io, writer, log);
   });
 }

@@ -171,13 +171,13 @@ export function addSimulateCommand(program: Command, io: Io): void {
           .map(([p, n]) => `${n} ${p}`)
           .join(", ")}) on ${redactUrl(settings.url)} topic ${topic}, one reading per fan every ${fleet.intervalMs} ms`,
       );
-      simulator.start();
+      await simulator.start();
       if (opts.truth !== undefined) {
         const { writeFile } = await import("node:fs/promises");
         try {
           await writeFile(opts.truth, simulator.truth.map((t) => JSON.stringify(t)).join("\n") + "\n");
         } catch (error) {
-          simulator.stop();
+          await simulator.close();
           await client.endAsync();
           throw error;
         }
@@ -191,7 +191,7 @@ export function addSimulateCommand(program: Command, io: Io): void {
       );
       await stopped;
       clearInterval(progress);
-      simulator.stop();
+      await simulator.drain();
       await client.endAsync();
       io.progressDone();
       io.err(`published ${simulator.published} readings`);

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { fileURLToPath } from "node:url";
 import type { FleetView } from "./fleet-view.js";
+import { ServiceBase } from "../lib/infra/service.js";
 
 /** The page's files are plain HTML, CSS and browser JavaScript: nothing to build at run time. */
 const UI_DIR = fileURLToPath(new URL("../../page/ui/", import.meta.url));
@@ -24,17 +25,6 @@ export interface WebPageOptions {
   maxMissedFrames?: number;
 }
 
-export interface WebPage {
-  /** Sends the next frame to every stream that has taken the last one: the timer does, every intervalMs. */
-  tick: () => void;
-  /** Serves the page's paths; false for any other. */
-  handle: (req: IncomingMessage, res: ServerResponse) => boolean;
-  /** Open event streams, those waiting for their client to take a frame, and the bytes they hold. */
-  stats: () => { streams: number; waiting: number; bufferedBytes: number };
-  /** Ends every stream and refuses new ones: a page left open must not hold the shutdown up. */
-  close: () => void;
-}
-
 interface Stream {
   res: ServerResponse;
   /** True while the last frame waits in the socket's buffer. */
@@ -50,26 +40,37 @@ interface Stream {
  * not take its frames gets no new ones until its socket drains, so the server holds at most one
  * frame per client, and is closed after missing 30 frames in a row (30 s behind).
  */
-export function createWebPage(fleet: FleetView, options: WebPageOptions = {}): WebPage {
-  return new LivePage(fleet, options);
-}
-
-class LivePage implements WebPage {
+export class WebPage extends ServiceBase {
+  readonly name = "page";
   readonly #fleet: FleetView;
   readonly #maxStreams: number;
   readonly #maxMissed: number;
+  readonly #intervalMs: number;
   readonly #streams = new Set<Stream>();
-  readonly #timer: NodeJS.Timeout;
-  #closed = false;
+  #timer: NodeJS.Timeout | undefined;
 
-  constructor(fleet: FleetView, options: WebPageOptions) {
+  constructor(fleet: FleetView, options: WebPageOptions = {}) {
+    super();
     this.#fleet = fleet;
     this.#maxStreams = options.maxStreams ?? 16;
     this.#maxMissed = options.maxMissedFrames ?? 30;
-    this.#timer = setInterval(this.tick, options.intervalMs ?? 1_000);
+    this.#intervalMs = options.intervalMs ?? 1_000;
+  }
+
+  protected async onStart(): Promise<void> {
+    this.#timer = setInterval(this.tick, this.#intervalMs);
     this.#timer.unref();
   }
 
+  /** Ends every stream and refuses new ones: a page left open must not hold the shutdown up. */
+  protected async onClose(): Promise<void> {
+    clearInterval(this.#timer);
+    // Destroyed rather than ended: a client that does not read would keep an ended stream open.
+    for (const { res } of this.#streams) res.destroy();
+    this.#streams.clear();
+  }
+
+  /** Sends the next frame to every stream that has taken the last one: the timer does, every intervalMs. */
   readonly tick = (): void => {
     let frame: string | undefined;
     for (const stream of this.#streams) {
@@ -78,6 +79,7 @@ class LivePage implements WebPage {
     }
   };
 
+  /** Serves the page's paths; false for any other. */
   readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => {
     const path = new URL(req.url ?? "/", "http://page").pathname;
     if (path === "/" || path === "/ui") {
@@ -95,8 +97,8 @@ class LivePage implements WebPage {
   };
 
   #openStream(res: ServerResponse): void {
-    if (this.#closed || this.#streams.size >= this.#maxStreams) {
-      const why = this.#closed
+    if (this.stopping || this.#streams.size >= this.#maxStreams) {
+      const why = this.stopping
         ? "fanwatch is stopping"
         : `the page is open in ${this.#maxStreams} places already, the most it serves; close one`;
       res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "10" }).end(`${why}\n`);
@@ -109,7 +111,8 @@ class LivePage implements WebPage {
     send(stream, `retry: 2000\ndata: ${JSON.stringify(this.#fleet.snapshot())}\n\n`);
   }
 
-  readonly stats = (): ReturnType<WebPage["stats"]> => {
+  /** Open event streams, those waiting for their client to take a frame, and the bytes they hold. */
+  readonly stats = (): { streams: number; waiting: number; bufferedBytes: number } => {
     let waiting = 0;
     let bufferedBytes = 0;
     for (const stream of this.#streams) {
@@ -117,14 +120,6 @@ class LivePage implements WebPage {
       bufferedBytes += stream.res.writableLength;
     }
     return { streams: this.#streams.size, waiting, bufferedBytes };
-  };
-
-  readonly close = (): void => {
-    this.#closed = true;
-    clearInterval(this.#timer);
-    // Destroyed rather than ended: a client that does not read would keep an ended stream open.
-    for (const { res } of this.#streams) res.destroy();
-    this.#streams.clear();
   };
 }
 

@@ -1,4 +1,5 @@
 import type { MqttClient } from "mqtt";
+import { ServiceBase } from "../lib/infra/service.js";
 import { formatTime } from "./timestamp.js";
 import type { ProfileName } from "./fan-profiles.js";
 import { createFleet, type FanTruth, type FleetModelOptions, type SimulatedFan as FanModel } from "./fleet-model.js";
@@ -24,7 +25,8 @@ export interface TimedTruth extends FanTruth {
  * fans spread evenly over the interval so the broker sees a steady stream rather than bursts.
  * Fan n (from 1) has deviceID "n"; the same seed gives the same readings.
  */
-export class FleetSimulator {
+export class FleetSimulator extends ServiceBase {
+  readonly name = "simulated fleet";
   readonly fans: readonly SimulatedFan[];
   readonly #fans: readonly FanModel[];
   #published = 0;
@@ -35,7 +37,10 @@ export class FleetSimulator {
   constructor(
     private readonly client: MqttClient,
     private readonly options: FleetOptions,
+    /** Ends the client (forced) on close: readings still unsent then are simulated anyway. */
+    private readonly ownsClient = false,
   ) {
+    super();
     this.#fans = createFleet(options);
     this.fans = this.#fans.map(({ deviceID, profile }) => ({ deviceID, profile }));
   }
@@ -60,7 +65,7 @@ export class FleetSimulator {
     });
   }
 
-  start(): void {
+  protected async onStart(): Promise<void> {
     this.#startedAt = Date.now();
     this.#fans.forEach((fan, i) => {
       const first = setTimeout(() => {
@@ -71,9 +76,11 @@ export class FleetSimulator {
     });
   }
 
-  stop(): void {
+  /** Stops publishing (and, when it owns it, ends its client at once). */
+  protected async onClose(): Promise<void> {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers = [];
+    if (this.ownsClient) await this.client.endAsync(true);
   }
 
   #offset(i: number): number {

@@ -4,6 +4,7 @@ import type { Logger } from "../../lib/infra/log.js";
 import { MqttConsumer, type ReceivedMessage } from "../../lib/mqtt/consumer.js";
 import { redactUrl } from "../../lib/mqtt/settings.js";
 import { retry } from "../../lib/infra/retry.js";
+import { ServiceBase } from "../../lib/infra/service.js";
 import type { WriterConfig } from "./config.js";
 import { createLineWriter, type LineWriter, type WriteOutcome } from "./influx-client.js";
 import { toLine, type Kind } from "./points.js";
@@ -25,7 +26,8 @@ interface Buffered {
  *   dead-lettered with the reason, the rest of its batch stored.
  * - Dead letters are stored too; one that cannot be is logged and dropped, never dead-lettered again.
  */
-export class InfluxWriter {
+export class InfluxWriter extends ServiceBase {
+  readonly name = "InfluxDB writer";
   readonly registry = new Registry();
   readonly #messages = new Counter({
     name: "influx_writer_messages_total",
@@ -71,7 +73,6 @@ export class InfluxWriter {
   #server: HealthServer | undefined;
   #influxError: string | undefined;
   #stopping = false;
-  #stopped: Promise<void> | undefined;
   /** Ends backoff waits: on stop, and when the connection the batch came on closed. */
   #abort = new AbortController();
 
@@ -80,6 +81,7 @@ export class InfluxWriter {
     private readonly log: Logger,
     lines: LineWriter = createLineWriter(config.influx, { log }),
   ) {
+    super();
     this.#lines = lines;
     const { topics } = config;
     this.#consumer = new MqttConsumer({
@@ -127,7 +129,7 @@ export class InfluxWriter {
   }
 
   /** Resolves once the broker granted the subscriptions; rejects if it refused one. */
-  async start(): Promise<void> {
+  protected async onStart(): Promise<void> {
     this.#server = await startHealthServer(
       { port: this.config.port, host: this.config.healthHost },
       () => this.#health(),
@@ -151,24 +153,31 @@ export class InfluxWriter {
 
   /**
    * Stops taking messages, writes what it holds (one attempt, no retries), waits for its dead
-   * letters, then disconnects; whatever is unwritten stays with the broker. Safe to call twice.
+   * letters, then disconnects (close()); whatever is unwritten stays with the broker.
    */
-  stop(): Promise<void> {
-    this.#stopped ??= (async () => {
-      await this.#consumer.drain(async () => {
-        this.#stopping = true;
-        this.#abort.abort(new Error("the writer is stopping")); // ends a backoff wait at once
-        clearTimeout(this.#timer);
-        await this.#writing;
-        while (this.#buffer.length > 0) {
-          const batch = this.#buffer.splice(0, this.config.batchSize);
-          if (!(await this.#writeOnce(batch))) break;
-        }
-      });
-      await this.#server?.close();
-      this.log.info({ event: "stopped", unwritten: this.#buffer.length }, "InfluxDB writer stopped");
-    })();
-    return this.#stopped;
+  protected override async onDrain(): Promise<void> {
+    await this.#consumer.drain(async () => {
+      this.#stopWriting();
+      await this.#writing;
+      while (this.#buffer.length > 0) {
+        const batch = this.#buffer.splice(0, this.config.batchSize);
+        if (!(await this.#writeOnce(batch))) break;
+      }
+    });
+  }
+
+  /** Disconnects at once: what was not written is not acknowledged, and the broker redelivers it. */
+  protected async onClose(): Promise<void> {
+    this.#stopWriting();
+    await this.#consumer.close();
+    await this.#server?.close();
+    this.log.info({ event: "stopped", unwritten: this.#buffer.length }, "InfluxDB writer stopped");
+  }
+
+  #stopWriting(): void {
+    this.#stopping = true;
+    this.#abort.abort(new Error("the writer is stopping")); // ends a backoff wait at once
+    clearTimeout(this.#timer);
   }
 
   #receive(message: ReceivedMessage): void {

@@ -3,6 +3,7 @@ import { startHealthServer, type Health, type HealthServer } from "../../lib/inf
 import type { Logger } from "../../lib/infra/log.js";
 import { MqttConsumer, type ReceivedMessage } from "../../lib/mqtt/consumer.js";
 import { systemClock, type Clock } from "../../lib/infra/retry.js";
+import { ServiceBase } from "../../lib/infra/service.js";
 import type { ConnectorConfig } from "./config.js";
 import { ConnectorAutoscaler } from "./autoscaler.js";
 import { FunctionDirectory, type FunctionStatus } from "./directory.js";
@@ -26,7 +27,8 @@ const ROUTES = "routes";
  * a crash means redelivery, not loss. A message no function wants yet is held, unacknowledged,
  * and intake pauses until a route appears; a function's outage pauses intake too (its circuit).
  */
-export class Connector {
+export class Connector extends ServiceBase {
+  readonly name = "connector";
   readonly metrics = createConnectorMetrics({
     inFlight: () => this.#dispatcher.inFlight,
     pending: () => this.#consumer?.status.messagesInFlight ?? 0,
@@ -43,7 +45,6 @@ export class Connector {
   /** Received with no function to go to, waiting for one; kept in arrival order. */
   #held: ReceivedMessage[] = [];
   readonly #replyTrouble = new Map<string, string>();
-  #draining: Promise<void> | undefined;
   readonly #clock: Clock;
   readonly #routing: Routing = {
     connection: () => this.#connection,
@@ -56,6 +57,7 @@ export class Connector {
     private readonly log: Logger,
     options: ConnectorOptions = {},
   ) {
+    super();
     this.#clock = options.clock ?? systemClock;
     this.#replies = new ReplyPublisher({ mqtt: config.mqtt, clientId: config.clientId, log });
     this.#directory = new FunctionDirectory({
@@ -110,7 +112,7 @@ export class Connector {
    * function has the topics yet: what arrives is held for the function rather than left to a
    * broker that would drop it for want of a subscriber.
    */
-  async start(): Promise<void> {
+  protected async onStart(): Promise<void> {
     this.#server = await startHealthServer(
       { port: this.config.port, host: this.config.healthHost },
       () => this.#health(),
@@ -151,21 +153,26 @@ export class Connector {
 
   /**
    * Stops taking messages, finishes the invocations, replies and dead letters in flight, then
-   * disconnects. Held messages and batches waiting out an outage stay unacknowledged: the broker
-   * redelivers them. Safe to repeat.
+   * disconnects (close()). Held messages and batches waiting out an outage stay unacknowledged: the
+   * broker redelivers them.
    */
-  drain(): Promise<void> {
-    this.#draining ??= (async () => {
-      this.#directory.stop();
-      this.#autoscaler?.stop();
-      const pending = this.#consumer?.status.messagesInFlight ?? 0;
-      await (this.#consumer?.drain(() => this.#dispatcher.drain()) ?? this.#dispatcher.drain());
-      await this.#replies.close();
-      this.#dispatcher.close();
-      await this.#server?.close();
-      this.log.info({ event: "stopped", pending }, "connector stopped");
-    })();
-    return this.#draining;
+  protected override async onDrain(): Promise<void> {
+    this.#directory.stop();
+    this.#autoscaler?.stop();
+    const pending = this.#consumer?.status.messagesInFlight ?? 0;
+    await (this.#consumer?.drain(() => this.#dispatcher.drain()) ?? this.#dispatcher.drain());
+    this.log.info({ event: "drained", pending }, "connector drained");
+  }
+
+  /** Disconnects at once: what was not acknowledged is redelivered to the next session. */
+  protected async onClose(): Promise<void> {
+    this.#directory.stop();
+    this.#autoscaler?.stop();
+    await this.#consumer?.close();
+    await this.#replies.close();
+    this.#dispatcher.close();
+    await this.#server?.close();
+    this.log.info({ event: "stopped" }, "connector stopped");
   }
 
   #receive(message: ReceivedMessage): void {
@@ -319,7 +326,7 @@ export class Connector {
         problems.push(`no function has the topic annotation for ${filter}`);
     for (const reason of mqtt?.pausedFor ?? []) if (!problems.includes(reason)) problems.push(reason);
     problems.push(...this.#replyTrouble.values());
-    if (this.#draining !== undefined) problems.push("stopping");
+    if (this.stopping) problems.push("stopping");
     return problems;
   }
 

@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import { envValue } from "./config.js";
 import type { Setting } from "./settings.js";
+import { serverCloser } from "./http/close.js";
 
 export interface Health {
   healthy: boolean;
@@ -68,20 +69,14 @@ export async function startHealthServer(
       .writeHead(404, { "content-type": "application/json" })
       .end(JSON.stringify({ error: `no ${path}; try /healthz, /livez or /metrics` }));
   });
+  const closer = serverCloser(server);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, resolve);
   });
   return {
     port: (server.address() as AddressInfo).port,
-    // Every connection is closed with the server, not only the idle ones Node closes: its answers
-    // are instant, and a connection that has not sent a request yet (a browser opens such spare
-    // connections to a page it showed) counts as busy to Node and would hold close() until the
-    // browser drops it.
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    // Its answers are instant: a request still open after a second is a client that went quiet.
+    close: () => closer.close(1_000),
   };
 }

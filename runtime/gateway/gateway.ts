@@ -13,6 +13,7 @@ import { pipeline } from "node:stream";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { z } from "zod";
 import { parseUntrustedJson } from "../../lib/infra/json.js";
+import { DEFAULT_CLOSE_DEADLINE_MS, serverCloser, type ServerCloser } from "../../lib/infra/http/close.js";
 import type { Logger } from "../../lib/infra/log.js";
 import type { StackFunction } from "./stack.js";
 import { replicasRefusal, type ScaleBounds, type ScaleDecision } from "../../lib/openfaas/scaling.js";
@@ -76,6 +77,7 @@ export interface GatewayOptions {
  */
 export class LocalGateway {
   readonly #server: Server;
+  readonly #closer: ServerCloser;
   readonly #agent = new Agent({ keepAlive: true, maxSockets: 64 });
   readonly #registry = new Registry();
   readonly #invocations = new Counter({
@@ -110,6 +112,7 @@ export class LocalGateway {
 
   constructor(private readonly options: GatewayOptions) {
     this.#server = createServer((req, res) => this.#route(req, res));
+    this.#closer = serverCloser(this.#server);
     const byFunction = (read: (set: ReplicaSet) => number) =>
       function (this: Gauge) {
         for (const fn of byName.values()) this.set({ function_name: fn.name }, read(fn.set));
@@ -200,18 +203,15 @@ export class LocalGateway {
   }
 
   /**
-   * Ends the followed log streams (they run until their client goes), stops listening and closes
-   * idle connections at once; a request still running (a slow client, a stream someone else did
-   * not close) gets 2 s before its connection is closed, so that stopping never hangs on it.
+   * Ends the followed log streams (they run until their client goes), then closes the server by
+   * the one close policy (lib/infra/http/close.ts): connections without a request at once, a
+   * request still running (a slow client, a stream someone else did not close) within
+   * `deadlineMs`, so that stopping never hangs on it.
    */
-  async close(): Promise<void> {
+  async close(deadlineMs = DEFAULT_CLOSE_DEADLINE_MS): Promise<void> {
     this.stopAutoscaler();
     for (const end of this.#logStreams) end();
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    this.#server.closeIdleConnections();
-    const force = setTimeout(() => this.#server.closeAllConnections(), 2_000);
-    await closed;
-    clearTimeout(force);
+    await this.#closer.close(deadlineMs);
     this.#agent.destroy();
   }
 

@@ -18,6 +18,7 @@ import { ReplicaSet } from "./replica-set.js";
 import { LocalGateway } from "./gateway.js";
 import { readGatewayLimits } from "./guards.js";
 import { DEFAULT_MODEL_DIR } from "../../functions/score/config.js";
+import { ServiceBase } from "../../lib/infra/service.js";
 
 const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
@@ -44,45 +45,59 @@ export interface GatewayRunOptions {
   extra?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
-export interface RunningGateway {
-  url: string;
-  credentials: { user: string; password: string };
-  /** Stops the functions (they finish what they hold), then closes the gateway. */
-  stop(): Promise<void>;
-}
-
 /**
  * The local gateway with every function of stack.yml running as a child process behind it: what
- * `fanwatch start` runs, and `fanwatch gateway` alone. Says where it listens and the /system
- * credentials, and resolves once every function listens.
+ * `fanwatch start` runs, and `fanwatch gateway` alone. start() says where it listens and the
+ * /system credentials, and resolves once every function listens; drain() stops the autoscaler,
+ * lets the functions finish what they hold, then closes the gateway.
  */
-export async function startGateway(options: GatewayRunOptions): Promise<RunningGateway> {
-  const { env, say } = options;
-  const credentials = gatewayCredentials(env);
-  const stack = await readStack(options.stackFile, env);
-  // Bad labels or settings stop the start before anything listens, saying which and why.
-  const autoscaling = readAutoscalerSettings(env);
-  const bounds = new Map(
-    Object.entries(stack.functions).map(([name, spec]) => [name, scaleBounds(name, spec, options)] as const),
-  );
-  // The gateway listens first: its address goes into the functions' environment.
-  // This run's token: the gateway adds it to every call it forwards, and the functions answer no
-  // call without it (their loopback ports are open to every program and page on this machine).
-  const callerToken = randomBytes(32).toString("base64url");
-  const gateway = new LocalGateway({
-    port: options.port,
-    host: options.host,
-    credentials,
-    limits: readGatewayLimits(env),
-    callerToken,
-    log: options.log,
-    ...(options.extra === undefined ? {} : { extra: options.extra }),
-  });
-  await gateway.listen();
-  say(`gateway on ${gateway.url} (/system/* user ${credentials.user}, password ${credentials.password})`);
-  let functions: Array<{ set: ReplicaSet; min: number }>;
-  try {
-    functions = await Promise.all(
+export class GatewayService extends ServiceBase {
+  readonly name = "gateway";
+  #gateway: LocalGateway | undefined;
+  #functions: Array<{ set: ReplicaSet; min: number }> = [];
+  #credentials: { user: string; password: string } | undefined;
+
+  constructor(private readonly options: GatewayRunOptions) {
+    super();
+  }
+
+  get url(): string {
+    return this.#gateway?.url ?? "";
+  }
+
+  get credentials(): { user: string; password: string } {
+    if (this.#credentials === undefined) throw new Error("the gateway has not started");
+    return this.#credentials;
+  }
+
+  protected async onStart(): Promise<void> {
+    const { options } = this;
+    const { env, say } = options;
+    const credentials = gatewayCredentials(env);
+    this.#credentials = credentials;
+    const stack = await readStack(options.stackFile, env);
+    // Bad labels or settings stop the start before anything listens, saying which and why.
+    const autoscaling = readAutoscalerSettings(env);
+    const bounds = new Map(
+      Object.entries(stack.functions).map(([name, spec]) => [name, scaleBounds(name, spec, options)] as const),
+    );
+    // This run's token: the gateway adds it to every call it forwards, and the functions answer no
+    // call without it (their loopback ports are open to every program and page on this machine).
+    const callerToken = randomBytes(32).toString("base64url");
+    // The gateway listens first: its address goes into the functions' environment.
+    const gateway = new LocalGateway({
+      port: options.port,
+      host: options.host,
+      credentials,
+      limits: readGatewayLimits(env),
+      callerToken,
+      log: options.log,
+      ...(options.extra === undefined ? {} : { extra: options.extra }),
+    });
+    this.#gateway = gateway;
+    await gateway.listen();
+    say(`gateway on ${gateway.url} (/system/* user ${credentials.user}, password ${credentials.password})`);
+    this.#functions = await Promise.all(
       Object.entries(stack.functions).map(async ([name, spec]) => {
         const own = functionEnv(spec, {
           mqtt: options.mqtt,
@@ -108,26 +123,26 @@ export async function startGateway(options: GatewayRunOptions): Promise<RunningG
         return { set, min: scale.min };
       }),
     );
-  } catch (error) {
-    await gateway.close();
-    throw error;
-  }
-  const stop = async () => {
-    gateway.stopAutoscaler();
-    await Promise.all(functions.map(({ set }) => set.stop()));
-    await gateway.close();
-  };
-  try {
+    const functions = this.#functions;
     say(
       `starting ${functions.map(({ set, min }) => (min === 1 ? set.name : `${set.name} (${min} replicas)`)).join(" and ")}…`,
     );
     await Promise.all(functions.map(({ set, min }) => set.scaleTo(min)));
-  } catch (error) {
-    await stop();
-    throw error;
+    gateway.startAutoscaler(autoscaling);
   }
-  gateway.startAutoscaler(autoscaling);
-  return { url: gateway.url, credentials, stop };
+
+  /** The functions finish what they hold (SIGTERM, as Kubernetes sends), then the gateway closes. */
+  protected override async onDrain(): Promise<void> {
+    this.#gateway?.stopAutoscaler();
+    await Promise.all(this.#functions.map(({ set }) => set.stop()));
+    await this.#gateway?.close();
+  }
+
+  protected async onClose(): Promise<void> {
+    this.#gateway?.stopAutoscaler();
+    await Promise.all(this.#functions.map(({ set }) => set.stop()));
+    await this.#gateway?.close(0);
+  }
 }
 
 /** The /system/* user and password: the OpenFaaS secrets where they are mounted, else admin and GATEWAY_PASSWORD or a random one. */

@@ -4,6 +4,7 @@ import { Duplex } from "node:stream";
 import { Aedes } from "aedes";
 import type { Logger } from "../../lib/infra/log.js";
 import { PacketTooLargeError } from "../../lib/errors.js";
+import { ServiceBase } from "../../lib/infra/service.js";
 import { PacketSizeGuard } from "./packet-size-guard.js";
 
 /** As the shipped Mosquitto's max_packet_size: readings are under 200 bytes, dead letters carry up to 1 KiB escaped. */
@@ -11,12 +12,13 @@ export const MAX_PACKET_BYTES = 16 * 1024;
 /** Connections at most; the broker is on loopback, so this only bounds a runaway local client. */
 const MAX_CONNECTIONS = 1_000;
 
-export interface EmbeddedBroker {
-  url: string;
+export interface EmbeddedBrokerOptions {
+  /** The port to listen on; a free one when it is taken (see `movedFrom`). */
   port: number;
-  /** True when the asked-for port was taken and the broker fell back to a free one. */
-  movedFrom: number | undefined;
-  close(): Promise<void>;
+  username?: string | undefined;
+  password?: string | undefined;
+  maxPacketBytes?: number;
+  log?: Logger;
 }
 
 /**
@@ -31,60 +33,80 @@ export interface EmbeddedBroker {
  * session (aedes keeps them in memory, as Mosquitto keeps them on disk), which is how the connector
  * gets readings published while it restarts.
  */
-export async function startEmbeddedBroker(options: {
-  port: number;
-  username?: string;
-  password?: string;
-  maxPacketBytes?: number;
-  log?: Logger;
-}): Promise<EmbeddedBroker> {
-  const maxPacketBytes = options.maxPacketBytes ?? MAX_PACKET_BYTES;
-  const aedes = await Aedes.createBroker({ concurrency: 1000, drainTimeout: 30_000 });
-  if (options.username !== undefined || options.password !== undefined) {
-    const expected = Buffer.from(`${options.username ?? ""}\0${options.password ?? ""}`);
-    aedes.authenticate = (_client, username, password, done) => {
-      const given = Buffer.from(`${username ?? ""}\0${password?.toString() ?? ""}`);
-      done(null, given.length === expected.length && timingSafeEqual(given, expected));
-    };
-  }
-  const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-    const guard = new PacketSizeGuard(maxPacketBytes);
-    guard.on("error", (error: NodeJS.ErrnoException) => {
-      // A connection closed mid-stream (every client's, when the broker stops) is not a bad packet.
-      if (error.name === "AbortError" || error.code === "ERR_STREAM_PREMATURE_CLOSE") return void socket.destroy();
-      const event = error instanceof PacketTooLargeError ? "packet_too_large" : "malformed_packet";
-      options.log?.warn(
-        { event, client: `${socket.remoteAddress}:${socket.remotePort}`, err: error.message },
-        `embedded broker: ${error.message}; connection closed`,
-      );
-      socket.destroy();
+export class EmbeddedBroker extends ServiceBase {
+  readonly name = "broker";
+  #aedes: Aedes | undefined;
+  readonly #sockets = new Set<Socket>();
+  readonly #server: Server;
+  #movedFrom: number | undefined;
+
+  constructor(private readonly options: EmbeddedBrokerOptions) {
+    super();
+    const maxPacketBytes = options.maxPacketBytes ?? MAX_PACKET_BYTES;
+    this.#server = createServer((socket) => {
+      const aedes = this.#aedes;
+      if (aedes === undefined) return void socket.destroy();
+      this.#sockets.add(socket);
+      socket.on("close", () => this.#sockets.delete(socket));
+      const guard = new PacketSizeGuard(maxPacketBytes);
+      guard.on("error", (error: NodeJS.ErrnoException) => {
+        // A connection closed mid-stream (every client's, when the broker stops) is not a bad packet.
+        if (error.name === "AbortError" || error.code === "ERR_STREAM_PREMATURE_CLOSE") return void socket.destroy();
+        const event = error instanceof PacketTooLargeError ? "packet_too_large" : "malformed_packet";
+        options.log?.warn(
+          { event, client: `${socket.remoteAddress}:${socket.remotePort}`, err: error.message },
+          `embedded broker: ${error.message}; connection closed`,
+        );
+        socket.destroy();
+      });
+      socket.pipe(guard);
+      aedes.handle(Duplex.from({ readable: guard, writable: socket }));
     });
-    socket.pipe(guard);
-    aedes.handle(Duplex.from({ readable: guard, writable: socket }));
-  });
-  server.maxConnections = MAX_CONNECTIONS;
-  let movedFrom: number | undefined;
-  try {
-    await listen(server, options.port);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE" || options.port === 0) throw error;
-    movedFrom = options.port;
-    await listen(server, 0);
+    this.#server.maxConnections = MAX_CONNECTIONS;
   }
-  const port = (server.address() as { port: number }).port;
-  return {
-    url: `mqtt://127.0.0.1:${port}`,
-    port,
-    movedFrom,
-    async close() {
-      await new Promise<void>((resolve) => aedes.close(() => resolve()));
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+
+  get port(): number {
+    return (this.#server.address() as { port: number } | null)?.port ?? 0;
+  }
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  /** The port asked for, when it was taken and the broker fell back to a free one. */
+  get movedFrom(): number | undefined {
+    return this.#movedFrom;
+  }
+
+  protected async onStart(): Promise<void> {
+    const { username, password, port } = this.options;
+    const aedes = await Aedes.createBroker({ concurrency: 1000, drainTimeout: 30_000 });
+    this.#aedes = aedes;
+    if (username !== undefined || password !== undefined) {
+      const expected = Buffer.from(`${username ?? ""}\0${password ?? ""}`);
+      aedes.authenticate = (_client, user, pass, done) => {
+        const given = Buffer.from(`${user ?? ""}\0${pass?.toString() ?? ""}`);
+        done(null, given.length === expected.length && timingSafeEqual(given, expected));
+      };
+    }
+    try {
+      await listen(this.#server, port);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE" || port === 0) throw error;
+      this.#movedFrom = port;
+      await listen(this.#server, 0);
+    }
+    // Past the start, a server error (the socket failing) ends the broker: its supervisor starts another.
+    this.#server.on("error", (error) => this.ended(error));
+  }
+
+  /** Clients are disconnected at once: what they did not get stays with their sessions (or, in memory, goes). */
+  protected async onClose(): Promise<void> {
+    const aedes = this.#aedes;
+    if (aedes !== undefined) await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    for (const socket of this.#sockets) socket.destroy();
+    if (this.#server.listening) await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
 }
 
 function listen(server: Server, port: number): Promise<void> {

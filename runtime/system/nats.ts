@@ -6,6 +6,10 @@ import { createInterface } from "node:readline";
 import { envValue } from "../../lib/infra/config.js";
 import { readHealthConfig } from "../../functions/health/config.js";
 import { redactUrl } from "../../lib/mqtt/settings.js";
+import type { Logger } from "../../lib/infra/log.js";
+import { freePort } from "../../lib/infra/net.js";
+import { ServiceBase } from "../../lib/infra/service.js";
+import { Supervisor } from "../../lib/infra/supervisor.js";
 
 /** Where Debian's package `nats-server` installs it. */
 export const DEBIAN_NATS_SERVER = "/usr/sbin/nats-server";
@@ -36,77 +40,102 @@ export interface NatsServerOptions {
   readyTimeoutMs?: number;
 }
 
-export interface NatsServer {
-  url: string;
-  port: number;
-  storeDir: string;
-  readonly pid: number | undefined;
-  /** SIGTERM (nats-server flushes JetStream and exits), then waits for the exit. Safe to repeat. */
-  stop(): Promise<void>;
-  /** SIGKILL, as a crash or a pulled plug: nothing flushed. */
-  kill(): Promise<void>;
-}
-
 /**
- * Runs nats-server with JetStream (`-js`) and resolves once it says "Server is ready", which it
- * prints after JetStream recovered its streams from the store directory. Rejects with the
- * server's last lines when it exits first or does not get ready in time.
+ * nats-server with JetStream (`-js`) as a service: start() resolves once it says "Server is
+ * ready", which it prints after JetStream recovered its streams from the store directory, and
+ * rejects with the server's last lines when it exits first or does not get ready in time. drain()
+ * stops it with SIGTERM (JetStream flushes), close() with SIGKILL. A server that exits by itself
+ * ends the service with the reason (`closed`), so that a Supervisor starts it again.
  */
-export async function startNatsServer(options: NatsServerOptions): Promise<NatsServer> {
-  const host = options.host ?? DEFAULT_NATS_HOST;
-  await mkdir(options.storeDir, { recursive: true });
-  // Through a small shell in a process group of its own: Ctrl-C on the terminal reaches fanwatch,
-  // which stops nats-server after the functions (not at the same moment), and when fanwatch dies
-  // outright its pipe to the shell closes and the shell stops nats-server: no orphan holds the
-  // store directory at the next start.
-  // (A background job's input is /dev/null unless redirected, hence fd 3.)
-  const script =
-    'exec 3<&0; "$0" "$@" </dev/null & pid=$!; trap \'kill -TERM $pid\' TERM INT; (read -r _ <&3; kill -TERM $pid 2>/dev/null) & wait $pid; wait $pid';
-  const args = ["-js", "-sd", options.storeDir, "-a", host, "-p", String(options.port)];
-  const child = spawn("sh", ["-c", script, options.binary, ...args], {
-    stdio: ["pipe", "pipe", "pipe"],
-    detached: true,
-  });
-  const lines: string[] = [];
-  await new Promise<void>((resolve, reject) => {
-    const timeoutMs = options.readyTimeoutMs ?? DEFAULT_NATS_READY_TIMEOUT_MS;
-    const timer = setTimeout(() => fail(`did not get ready within ${timeoutMs} ms`), timeoutMs);
+export class NatsServerProcess extends ServiceBase {
+  readonly name = "nats-server";
+  readonly url: string;
+  #child: ChildProcess | undefined;
+  readonly #lines: string[] = [];
+
+  constructor(private readonly options: NatsServerOptions) {
+    super();
+    const host = options.host ?? DEFAULT_NATS_HOST;
+    this.url = `nats://${host === "0.0.0.0" ? "127.0.0.1" : host}:${options.port}`;
+  }
+
+  get port(): number {
+    return this.options.port;
+  }
+
+  get storeDir(): string {
+    return this.options.storeDir;
+  }
+
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  protected async onStart(): Promise<void> {
+    const { options } = this;
+    await mkdir(options.storeDir, { recursive: true });
+    // Through a small shell in a process group of its own: Ctrl-C on the terminal reaches fanwatch,
+    // which stops nats-server after the functions (not at the same moment), and when fanwatch dies
+    // outright its pipe to the shell closes and the shell stops nats-server: no orphan holds the
+    // store directory at the next start.
+    // (A background job's input is /dev/null unless redirected, hence fd 3.)
+    const script =
+      'exec 3<&0; "$0" "$@" </dev/null & pid=$!; trap \'kill -TERM $pid\' TERM INT; (read -r _ <&3; kill -TERM $pid 2>/dev/null) & wait $pid; wait $pid';
+    const args = ["-js", "-sd", options.storeDir, "-a", options.host ?? DEFAULT_NATS_HOST, "-p", String(options.port)];
+    const child = spawn("sh", ["-c", script, options.binary, ...args], {
+      stdio: ["pipe", "pipe", "pipe"],
+      detached: true,
+    });
+    this.#child = child;
+    let ready = (_line: string): void => {};
     const onLine = (line: string) => {
-      lines.push(line);
-      if (lines.length > 20) lines.shift();
-      if (line.includes("Server is ready")) {
+      this.#lines.push(line);
+      if (this.#lines.length > 20) this.#lines.shift();
+      ready(line);
+    };
+    createInterface({ input: child.stdout }).on("line", onLine);
+    createInterface({ input: child.stderr }).on("line", onLine);
+    await new Promise<void>((resolve, reject) => {
+      const timeoutMs = options.readyTimeoutMs ?? DEFAULT_NATS_READY_TIMEOUT_MS;
+      const timer = setTimeout(() => fail(`did not get ready within ${timeoutMs} ms`), timeoutMs);
+      ready = (line: string) => {
+        if (!line.includes("Server is ready")) return;
         clearTimeout(timer);
         child.off("exit", onExit);
         resolve();
-      }
-    };
-    const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
-      fail(`exited (${signal ?? `code ${code}`}) before it was ready`);
-    const fail = (why: string) => {
-      clearTimeout(timer);
-      killGroup(child, "SIGKILL");
-      reject(new Error(`${options.binary} ${why}; its last lines:\n${lines.join("\n")}`));
-    };
-    child.once("error", (error) => fail(error.message));
-    child.once("exit", onExit);
-    createInterface({ input: child.stdout }).on("line", onLine);
-    createInterface({ input: child.stderr }).on("line", onLine);
-  });
-  return {
-    url: `nats://${host === "0.0.0.0" ? "127.0.0.1" : host}:${options.port}`,
-    port: options.port,
-    storeDir: options.storeDir,
-    get pid() {
-      return child.pid;
-    },
-    stop: () => stopChild(child),
-    kill: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-      killGroup(child, "SIGKILL");
-      await exited;
-    },
-  };
+      };
+      const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
+        fail(`exited (${signal ?? `code ${code}`}) before it was ready`);
+      const fail = (why: string) => {
+        clearTimeout(timer);
+        killGroup(child, "SIGKILL");
+        reject(new Error(`${options.binary} ${why}; its last lines:\n${this.#lines.join("\n")}`));
+      };
+      child.once("error", (error) => fail(error.message));
+      child.once("exit", onExit);
+    });
+    ready = () => {};
+    child.once("exit", (code, signal) => {
+      if (!this.stopping) this.ended(new Error(`nats-server exited (${signal ?? `code ${code}`})`));
+    });
+  }
+
+  protected override async onDrain(): Promise<void> {
+    if (this.#child !== undefined) await stopChild(this.#child);
+  }
+
+  protected async onClose(): Promise<void> {
+    await this.kill();
+  }
+
+  /** SIGKILL, as a crash or a pulled plug: nothing flushed. Tests and the fault suite use it. */
+  async kill(): Promise<void> {
+    const child = this.#child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    killGroup(child, "SIGKILL");
+    await exited;
+  }
 }
 
 /** Closes the shell's input, so that it stops nats-server (SIGTERM: JetStream flushes), and waits; SIGKILL after 10 s. */
@@ -130,38 +159,70 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 /** Where `fanwatch start` keeps JetStream's data unless NATS_STORE_DIR says otherwise (gitignored). */
 export const DEFAULT_STORE_DIR = ".fanwatch/nats";
 
-export interface HealthState {
-  /** What the health function is given as NATS_URL; undefined: it keeps its state in memory. */
-  natsUrl: string | undefined;
-  /** Stops the nats-server started here (nothing for the other two cases). */
-  stop(): Promise<void>;
-}
-
 /**
  * Where `fanwatch start` keeps fan health: NATS_URL when set; otherwise a nats-server of its own
  * (Debian's, with JetStream, its data in NATS_STORE_DIR or .fanwatch/nats under the working
- * directory, so that state survives restarts) on a free port when one is installed; otherwise
- * memory. Says which on the console.
+ * directory, so that state survives restarts) on a free port when one is installed, supervised:
+ * restarted with backoff on the same port and store if it stops; otherwise memory. Says which on
+ * the console.
  */
-export async function startHealthState(
-  env: NodeJS.ProcessEnv,
-  say: (line: string) => void,
-  port: () => Promise<number>,
-): Promise<HealthState> {
-  const url = envValue(env, "NATS_URL");
-  if (url !== undefined) {
-    say(`health state in NATS at ${redactUrl(url)} (NATS_URL), bucket ${readHealthConfig(env).bucket}`);
-    return { natsUrl: url, stop: async () => {} };
+export class HealthState extends ServiceBase {
+  readonly name = "health state";
+  #natsUrl: string | undefined;
+  #server: Supervisor<NatsServerProcess> | undefined;
+
+  constructor(
+    private readonly env: NodeJS.ProcessEnv,
+    private readonly say: (line: string) => void,
+    private readonly log: Logger,
+    private readonly port: () => Promise<number> = freePort,
+  ) {
+    super();
   }
-  const binary = findNatsServer(env);
-  if (binary === undefined) {
-    say(
-      "health state in memory: not durable, lost when fanwatch stops (install nats-server, apt-get install nats-server, or set NATS_URL to keep it)",
-    );
-    return { natsUrl: undefined, stop: async () => {} };
+
+  /** What the health function is given as NATS_URL; undefined: it keeps its state in memory. */
+  get natsUrl(): string | undefined {
+    return this.#natsUrl;
   }
-  const storeDir = resolve(envValue(env, "NATS_STORE_DIR") ?? DEFAULT_STORE_DIR);
-  const server = await startNatsServer({ binary, port: await port(), storeDir });
-  say(`health state in NATS JetStream: ${binary} on ${server.url}, data in ${storeDir}`);
-  return { natsUrl: server.url, stop: () => server.stop() };
+
+  /** The nats-server started here, if one was (its supervisor: the instance running now is `current`). */
+  get server(): Supervisor<NatsServerProcess> | undefined {
+    return this.#server;
+  }
+
+  protected async onStart(): Promise<void> {
+    const { env, say } = this;
+    const url = envValue(env, "NATS_URL");
+    if (url !== undefined) {
+      say(`health state in NATS at ${redactUrl(url)} (NATS_URL), bucket ${readHealthConfig(env).bucket}`);
+      this.#natsUrl = url;
+      return;
+    }
+    const binary = findNatsServer(env);
+    if (binary === undefined) {
+      say(
+        "health state in memory: not durable, lost when fanwatch stops (install nats-server, apt-get install nats-server, or set NATS_URL to keep it)",
+      );
+      return;
+    }
+    const storeDir = resolve(envValue(env, "NATS_STORE_DIR") ?? DEFAULT_STORE_DIR);
+    const port = await this.port();
+    const server = new Supervisor({
+      create: () => new NatsServerProcess({ binary, port, storeDir }),
+      log: this.log,
+      say,
+    });
+    await server.start();
+    this.#server = server;
+    this.#natsUrl = server.current.url;
+    say(`health state in NATS JetStream: ${binary} on ${this.#natsUrl}, data in ${storeDir}`);
+  }
+
+  protected override async onDrain(): Promise<void> {
+    await this.#server?.drain();
+  }
+
+  protected async onClose(): Promise<void> {
+    await this.#server?.close();
+  }
 }

@@ -7,15 +7,16 @@ import type { MqttClient } from "mqtt";
 import type { Logger } from "../../lib/infra/log.js";
 import { connectMqtt } from "../../lib/mqtt/client.js";
 import { MQTT_URL_ENV, mqttSettingsFromEnv, redactUrl, type MqttSettings } from "../../lib/mqtt/settings.js";
-import { freePort } from "../../lib/infra/net.js";
-import { startEmbeddedBroker, type EmbeddedBroker } from "./broker.js";
+import { EmbeddedBroker } from "./broker.js";
 import { FleetView } from "../../page/fleet-view.js";
 import { reachableHost } from "../gateway/gateway.js";
-import { startGateway, type RunningGateway } from "../gateway/runner.js";
-import { startHealthState } from "./nats.js";
-import { Lifecycle, type Part } from "./lifecycle.js";
+import { GatewayService } from "../gateway/runner.js";
+import { HealthState } from "./nats.js";
+import { Lifecycle } from "./lifecycle.js";
+import { ServiceBase, type Service } from "../../lib/infra/service.js";
+import { Supervisor } from "../../lib/infra/supervisor.js";
 import { FleetSimulator, type FleetOptions } from "../../simulation/simulator.js";
-import { createWebPage, type WebPage } from "../../page/web-page.js";
+import { WebPage } from "../../page/web-page.js";
 
 /** A fixed client id: readings that arrive at a broker of your own while fanwatch is stopped wait in its persistent session. */
 const START_CONNECTOR_CLIENT_ID = "fanwatch-start-connector";
@@ -55,63 +56,73 @@ export interface RunningSystem {
 export async function startSystem(options: SystemOptions): Promise<RunningSystem> {
   const { env, log, say } = options;
   const parts = new Lifecycle({ log, say });
+  // Every part but the gateway (whose functions restart on their own) and the fleet (which only
+  // publishes) is supervised: one that stops by itself is started again with backoff, saying so.
+  const supervised = <S extends Service>(create: () => S) => new Supervisor({ create, log, say });
   try {
     let mqtt: MqttSettings = mqttSettingsFromEnv(env);
     let broker: EmbeddedBroker | undefined;
     if (envValue(env, ...MQTT_URL_ENV) === undefined) {
-      broker = await parts.start(brokerPart(options, mqtt));
+      const { username, password } = mqtt;
+      const port = options.brokerPort;
+      // A restart keeps the port the first instance got: the clients reconnect to it.
+      const embedded = await parts.start(
+        supervised(() => new EmbeddedBroker({ port: broker?.port ?? port, log, username, password })),
+      );
+      broker = embedded.current;
       mqtt = { ...mqtt, url: broker.url };
     }
     const topics = readTopics(env);
     const fleet = new FleetView(topics);
     if (envValue(env, "INFLUX_URL") !== undefined) {
-      const writer = await parts.start(writerPart(options, mqtt));
+      const writerOptions = {
+        ...readWriterConfig(env, { INFLUX_WRITER_PORT: 0, HEALTH_HOST: options.gatewayHost }),
+        mqtt,
+      };
+      // Started before the functions and drained after them, so every prediction is stored. Its
+      // health server listens where the gateway does (nothing more open than the page).
+      const writer = await parts.start(supervised(() => new InfluxWriter(writerOptions, log)));
       say(
-        `InfluxDB writer storing ${topics.telemetry}, ${topics.anomaly}, ${topics.alarm} and ${topics.deadletter} in ${envValue(env, "INFLUX_URL")} (health on http://${reachableHost(options.gatewayHost)}:${writer.port}/healthz)`,
+        `InfluxDB writer storing ${topics.telemetry}, ${topics.anomaly}, ${topics.alarm} and ${topics.deadletter} in ${envValue(env, "INFLUX_URL")} (health on http://${reachableHost(options.gatewayHost)}:${writer.current.port}/healthz)`,
       );
     }
-    // Started before the functions and closed after them: health's writes under way finish.
-    const healthState = await parts.start({
-      name: "health state",
-      start: () => startHealthState(env, say, freePort),
-      close: (h) => h.stop(),
-    });
+    // Started before the functions and drained after them: health's writes under way finish.
+    const healthState = await parts.start(new HealthState(env, say, log));
 
     // The page is started after the gateway (so its streams end before the gateway drains) but
     // served by it: until then its paths are the gateway's 404.
-    let page: WebPage | undefined;
-    const gateway = await parts.start({
-      name: "gateway",
-      start: () =>
-        startGateway({
-          port: options.gatewayPort,
-          host: options.gatewayHost,
-          stackFile: options.stackFile,
-          mqtt,
-          natsUrl: healthState.natsUrl,
-          env,
-          log,
-          say,
-          extra: (req, res) => page?.handle(req, res) ?? false,
-        }),
-      // The functions finish what they hold, then the gateway closes.
-      drain: (g) => g.stop(),
-    });
-    // Its event streams end when stopping starts: a page left open must not hold the gateway up.
-    page = await parts.start({ name: "page", start: () => createWebPage(fleet), drain: (p) => p.close() });
-    await parts.start(fleetViewPart(fleet, mqtt, gateway, log));
-    const connector = await parts.start(connectorPart(options, mqtt, topics, gateway));
-    say(
-      `connector routing ${topics.telemetry} and ${topics.anomaly} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.port}/healthz)`,
+    const page = new WebPage(fleet);
+    const gateway = await parts.start(
+      supervised(
+        () =>
+          new GatewayService({
+            port: options.gatewayPort,
+            host: options.gatewayHost,
+            stackFile: options.stackFile,
+            mqtt,
+            natsUrl: healthState.natsUrl,
+            env,
+            log,
+            say,
+            extra: (req, res) => (page.stopping ? false : page.handle(req, res)),
+          }),
+      ),
     );
-    const simulated = options.fleet.fans > 0 ? await parts.start(simulatorPart(options, mqtt, topics)) : undefined;
+    // Its event streams end when stopping starts: a page left open must not hold the gateway up.
+    await parts.start(page);
+    await parts.start(new FleetViewService(fleet, mqtt, gateway.current, log));
+    const connector = await parts.start(supervised(() => connectorOf(options, mqtt, topics, gateway.current)));
+    say(
+      `connector routing ${topics.telemetry} and ${topics.anomaly} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.current.port}/healthz)`,
+    );
+    const simulator = options.fleet.fans > 0 ? await parts.start(simulatorOf(options, mqtt, topics)) : undefined;
     return {
-      gatewayUrl: gateway.url,
+      gatewayUrl: gateway.current.url,
       brokerUrl: redactUrl(mqtt.url),
       brokerMovedFrom: broker?.movedFrom,
       embeddedBroker: broker !== undefined,
       fleet,
-      simulator: simulated?.simulator,
+      simulator,
       stop: () => parts.stop(),
     };
   } catch (error) {
@@ -120,67 +131,45 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
   }
 }
 
-/** The embedded broker (aedes), with the credentials MQTT_USERNAME/MQTT_PASSWORD give, if any. */
-function brokerPart({ brokerPort, log }: SystemOptions, { username, password }: MqttSettings): Part<EmbeddedBroker> {
-  return {
-    name: "broker",
-    start: () =>
-      startEmbeddedBroker({
-        port: brokerPort,
-        log,
-        ...(username === undefined ? {} : { username }),
-        ...(password === undefined ? {} : { password }),
-      }),
-    close: (b) => b.close(),
-  };
-}
-
-/**
- * The InfluxDB writer: started before the functions and drained after them, so every prediction
- * is stored. Its health server listens where the gateway does (nothing more open than the page).
- */
-function writerPart({ env, gatewayHost, log }: SystemOptions, mqtt: MqttSettings): Part<InfluxWriter> {
-  return {
-    name: "InfluxDB writer",
-    start: async () => {
-      const writer = new InfluxWriter(
-        { ...readWriterConfig(env, { INFLUX_WRITER_PORT: 0, HEALTH_HOST: gatewayHost }), mqtt },
-        log,
-      );
-      await writer.start();
-      return writer;
-    },
-    drain: (writer) => writer.stop(),
-  };
-}
-
 /**
  * What the page and the console show: readings, predictions and transitions from the broker; the
  * health records at start and every 5 s from the health function through the gateway (the page's
  * own Acknowledge posts there too); the replicas every 2 s from the gateway's /system/functions.
  */
-function fleetViewPart(fleet: FleetView, mqtt: MqttSettings, gateway: RunningGateway, log: Logger): Part<MqttClient> {
-  return {
-    name: "fleet view",
-    start: async () => {
-      const viewer = connectMqtt(mqtt, {
-        clientId: `fanwatch-view-${process.pid}`,
-        onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "fleet view: MQTT error"),
-      });
-      await fleet.subscribe(viewer).catch(async (error: unknown) => {
-        await viewer.endAsync(true);
-        throw error;
-      });
-      void fleet.readHealthFrom(`${gateway.url}/function/health`);
-      void fleet.readReplicasFrom(`${gateway.url}/system/functions`, {
-        headers: { authorization: basicAuth(gateway.credentials) },
-      });
-      return viewer;
-    },
-    drain: () => fleet.stop(),
-    // The view only reads, so it is closed at once rather than waiting on its session.
-    close: (viewer) => viewer.endAsync(true),
-  };
+class FleetViewService extends ServiceBase {
+  readonly name = "fleet view";
+  #viewer: MqttClient | undefined;
+
+  constructor(
+    private readonly fleet: FleetView,
+    private readonly mqtt: MqttSettings,
+    private readonly gateway: GatewayService,
+    private readonly log: Logger,
+  ) {
+    super();
+  }
+
+  protected async onStart(): Promise<void> {
+    const viewer = connectMqtt(this.mqtt, {
+      clientId: `fanwatch-view-${process.pid}`,
+      onError: (e) => this.log.warn({ event: "mqtt_error", err: e.message }, "fleet view: MQTT error"),
+    });
+    this.#viewer = viewer;
+    await this.fleet.subscribe(viewer);
+    void this.fleet.readHealthFrom(`${this.gateway.url}/function/health`);
+    void this.fleet.readReplicasFrom(`${this.gateway.url}/system/functions`, {
+      headers: { authorization: basicAuth(this.gateway.credentials) },
+    });
+  }
+
+  protected override async onDrain(): Promise<void> {
+    this.fleet.stop();
+  }
+
+  // The view only reads, so it is closed at once rather than waiting on its session.
+  protected async onClose(): Promise<void> {
+    await this.#viewer?.endAsync(true);
+  }
 }
 
 /**
@@ -188,59 +177,30 @@ function fleetViewPart(fleet: FleetView, mqtt: MqttSettings, gateway: RunningGat
  * predictions to health (each function's `topic` annotation says which). Its session keeps what
  * arrives while fanwatch is stopped: predicted at the next start.
  */
-function connectorPart(
+function connectorOf(
   { env, gatewayHost, log }: SystemOptions,
   mqtt: MqttSettings,
   topics: Topics,
-  gateway: RunningGateway,
-): Part<Connector> {
-  return {
-    name: "connector",
-    start: async () => {
-      const settings = {
-        gateway_url: gateway.url,
-        topic: [topics.telemetry, topics.anomaly],
-        client_id: START_CONNECTOR_CLIENT_ID,
-        refresh_interval_ms: 2_000,
-        port: 0,
-        HEALTH_HOST: gatewayHost,
-      };
-      const connector = new Connector(
-        { ...readConnectorConfig(env, settings), mqtt, basicAuth: gateway.credentials },
-        log,
-      );
-      await connector.start().catch(async (error: unknown) => {
-        await connector.drain();
-        throw error;
-      });
-      return connector;
-    },
-    // Finishes the batches it holds: the functions are still up.
-    drain: (connector) => connector.drain(),
+  gateway: GatewayService,
+): Connector {
+  const settings = {
+    gateway_url: gateway.url,
+    topic: [topics.telemetry, topics.anomaly],
+    client_id: START_CONNECTOR_CLIENT_ID,
+    refresh_interval_ms: 2_000,
+    port: 0,
+    HEALTH_HOST: gatewayHost,
   };
+  return new Connector({ ...readConnectorConfig(env, settings), mqtt, basicAuth: gateway.credentials }, log);
 }
 
-function simulatorPart(
-  { fleet, log }: SystemOptions,
-  mqtt: MqttSettings,
-  topics: Topics,
-): Part<{ simulator: FleetSimulator; publisher: MqttClient }> {
-  return {
-    name: "simulated fleet",
-    start: () => {
-      const publisher = connectMqtt(mqtt, {
-        clientId: `fanwatch-fleet-${process.pid}`,
-        onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "simulator: MQTT error"),
-      });
-      const simulator = new FleetSimulator(publisher, { ...fleet, topic: topics.telemetry });
-      simulator.start();
-      return { simulator, publisher };
-    },
-    drain: ({ simulator }) => simulator.stop(),
-    // Forced: readings still unsent at Ctrl-C are simulated, and a client still connecting
-    // would otherwise hold the shutdown up.
-    close: ({ publisher }) => publisher.endAsync(true),
-  };
+/** The simulated fleet, with a publisher of its own, ended (forced) when it stops. */
+function simulatorOf({ fleet, log }: SystemOptions, mqtt: MqttSettings, topics: Topics): FleetSimulator {
+  const publisher = connectMqtt(mqtt, {
+    clientId: `fanwatch-fleet-${process.pid}`,
+    onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "simulator: MQTT error"),
+  });
+  return new FleetSimulator(publisher, { ...fleet, topic: topics.telemetry }, true);
 }
 
 function basicAuth({ user, password }: { user: string; password: string }): string {

@@ -2,13 +2,13 @@
 // The server listens first and the handler module loads after, so that the watchdog's requests are
 // refused only while Node itself starts (they wait for the module's init() instead).
 import { readFileSync } from "node:fs";
-import { closeOnSignals, serverOptionsFromEnv, startFunctionServer } from "./server.js";
+import { drainOnSignals, serverOptionsFromEnv, startFunctionServer } from "./server.js";
 
 const server = await startFunctionServer(import("./function/handler.js"), {
   ...serverOptionsFromEnv(),
   name: functionName(),
 });
-closeOnSignals(server);
+drainOnSignals(server);
 
 /**
  * The function's name for logs and metrics: OPENFAAS_NAME where the platform sets it (of-watchdog

@@ -8,6 +8,7 @@ import { readBody, type BodyLimits } from "./body.js";
 import { HandlerContext, errorBody, type Outcome } from "./context.js";
 import { RequestError, ServerSettingError } from "./errors.js";
 import { callerRefusal, crossSiteReason } from "./guard.js";
+import { serverCloser } from "./close.js";
 import type { FunctionEvent, FunctionModule } from "./types.js";
 import { keepServingMs, watchdogLockFile } from "./watchdog.js";
 
@@ -35,6 +36,12 @@ export interface ServerOptions {
    */
   readyFile?: string | undefined;
   /**
+   * How long drain() lets requests in flight finish before closing their connections: above the
+   * functions' own time budgets (stack.yml's exec_timeout), below the 10 s after which the local
+   * gateway, or Kubernetes' 30 s grace period, kills the process. @default 8000
+   */
+  drainDeadlineMs?: number;
+  /**
    * The token of the runner that started this function (the local gateway's FANWATCH_CALLER_TOKEN):
    * set, every call but the probes must carry it, so only the runner reaches the function. Unset
    * (by hand, in a container), calls that another site's page made a browser send are refused.
@@ -44,14 +51,24 @@ export interface ServerOptions {
   logger?: Logger;
 }
 
+/**
+ * The function server as a service, in the shape every long-lived part of fanwatch has (the
+ * repository's lib/infra/service.ts; the template builds alone, so the shape is written out here).
+ */
 export interface FunctionServer {
+  readonly name: string;
   readonly url: string;
   readonly port: number;
   /**
    * Answers /_/ready with 503 at once, goes on serving for `keepServingMs`, then stops taking
-   * requests, finishes those in flight and runs the module's close(). Safe to repeat.
+   * requests, finishes those in flight (for `drainDeadlineMs` at most) and runs the module's
+   * close(). Safe to repeat.
    */
+  drain(): Promise<void>;
+  /** Stops at once: connections closed, requests in flight abandoned, then the module's close(). Safe to repeat. */
   close(): Promise<void>;
+  /** Resolves once the server has stopped: undefined, or the error the module's close() threw. */
+  readonly closed: Promise<Error | undefined>;
 }
 
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -91,35 +108,40 @@ export async function startFunctionServer(
   options: ServerOptions = {},
 ): Promise<FunctionServer> {
   const host = new FunctionHost(fn, options);
-  const port = await host.start();
-  return { url: `http://127.0.0.1:${port}`, port, close: () => host.close() };
+  await host.start();
+  return host;
 }
 
-/** The server's state from start to close: loading, ready, closing (still serving), draining. */
-class FunctionHost {
+/** The server's state from start to close: loading, ready, draining (still serving), closed. */
+class FunctionHost implements FunctionServer {
+  readonly name: string;
+  readonly closed: Promise<Error | undefined>;
   readonly #started = performance.now();
-  readonly #name: string;
   readonly #log: Logger;
   readonly #options: ServerOptions;
   readonly #limits: BodyLimits;
   readonly #metrics: ServerMetrics;
   readonly #loading: Promise<FunctionModule>;
   readonly #server = createServer((request, response) => this.#handle(request, response));
+  readonly #closer = serverCloser(this.#server);
   #ready: FunctionModule | undefined; // set once init() has finished
-  #closing: Promise<void> | undefined; // close() was called: /_/ready answers 503
-  #draining = false; // no longer taking requests
-  #inFlight = 0;
-  #drained: (() => void) | undefined;
+  #draining: Promise<void> | undefined; // drain() was called: /_/ready answers 503
+  #closing: Promise<void> | undefined;
+  #refusing = false; // no longer taking requests
+  #port = 0;
+  #stopKeepServing: (() => void) | undefined;
+  #resolveClosed: (error: Error | undefined) => void = () => {};
 
   constructor(fn: FunctionModule | Promise<FunctionModule>, options: ServerOptions) {
     this.#options = options;
-    this.#name = options.name ?? "function";
+    this.name = options.name ?? "function";
+    this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
     this.#log =
       options.logger ??
       pino({
-        name: this.#name,
+        name: this.name,
         level: process.env.LOG_LEVEL ?? "info",
-        base: { service: this.#name },
+        base: { service: this.name },
         timestamp: pino.stdTimeFunctions.isoTime,
       });
     this.#limits = {
@@ -127,7 +149,7 @@ class FunctionHost {
       maxRawSize: options.maxRawSize ?? DEFAULT_BODY_LIMIT,
       rawBody: options.rawBody === true,
     };
-    this.#metrics = createMetrics(this.#name);
+    this.#metrics = createMetrics(this.name);
     this.#loading = Promise.resolve(fn).then(async (module) => {
       await module.init?.();
       return module;
@@ -135,8 +157,17 @@ class FunctionHost {
     this.#loading.catch(() => {}); // the failure is reported by start()'s own rejection
   }
 
-  /** Listens, then waits for init(); resolves with the port once ready, rejects (and closes) if init() fails. */
-  async start(): Promise<number> {
+  /** The port it listens on (kept after it stopped, for the messages that name it). */
+  get port(): number {
+    return this.#port;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Listens, then waits for init(); resolves once ready, rejects (and closes) if init() fails. */
+  async start(): Promise<void> {
     const { readyFile } = this.#options;
     // One left by an earlier run of the container (its /tmp outlives a restart) would say "ready" too soon.
     if (readyFile !== undefined) rmSync(readyFile, { force: true });
@@ -144,62 +175,77 @@ class FunctionHost {
       this.#server.once("error", reject);
       this.#server.listen(this.#options.port ?? 3000, this.#options.host ?? "0.0.0.0", () => resolve());
     });
-    const port = (this.#server.address() as AddressInfo).port;
+    this.#port = (this.#server.address() as AddressInfo).port;
     try {
       this.#ready = await this.#loading;
       // Unwritable, the watchdog would call the function unhealthy for ever: better to fail at once, saying why.
       if (readyFile !== undefined) writeFileSync(readyFile, "");
     } catch (error) {
-      this.#draining = true; // the requests that waited are answered 503, then their connections close
-      this.#server.close();
-      this.#server.closeIdleConnections();
+      this.#refusing = true; // the requests that waited are answered 503, then their connections close
+      await this.#closer.close(0);
+      this.#resolveClosed(error instanceof Error ? error : new Error(String(error)));
       throw error;
     }
     this.#log.info(
-      { event: "listening", port, startupMs: Math.round(performance.now() - this.#started) },
-      `${this.#name} listening on port ${port}`,
+      { event: "listening", port: this.port, startupMs: Math.round(performance.now() - this.#started) },
+      `${this.name} listening on port ${this.port}`,
     );
-    return port;
+  }
+
+  drain(): Promise<void> {
+    this.#draining ??= this.#closing ?? this.#drain();
+    return this.#draining;
   }
 
   close(): Promise<void> {
-    this.#closing ??= this.#stop();
+    this.#closing ??= this.#stop(0);
+    this.#stopKeepServing?.(); // a drain under way stops serving now
     return this.#closing;
   }
 
-  async #stop(): Promise<void> {
+  async #drain(): Promise<void> {
     const { readyFile, keepServingMs = 0 } = this.#options;
     if (readyFile !== undefined) rmSync(readyFile, { force: true });
     if (keepServingMs > 0) {
       this.#log.info(
         { event: "closing", keepServingMs },
-        `${this.#name} serving for ${keepServingMs} ms more: the watchdog still sends requests until its health-check interval ends`,
+        `${this.name} serving for ${keepServingMs} ms more: the watchdog still sends requests until its health-check interval ends`,
       );
-      await new Promise((resolve) => setTimeout(resolve, keepServingMs));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, keepServingMs);
+        this.#stopKeepServing = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
     }
-    this.#draining = true;
-    const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    this.#server.closeIdleConnections();
-    if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
-    this.#server.closeIdleConnections();
-    await stopped;
-    await this.#ready?.close?.();
-    this.#log.info({ event: "closed" }, `${this.#name} stopped`);
+    await (this.#closing ??= this.#stop(this.#options.drainDeadlineMs ?? 8_000));
+  }
+
+  async #stop(deadlineMs: number): Promise<void> {
+    const { readyFile } = this.#options;
+    if (readyFile !== undefined) rmSync(readyFile, { force: true });
+    this.#refusing = true;
+    await this.#closer.close(deadlineMs);
+    let failure: Error | undefined;
+    try {
+      await this.#ready?.close?.();
+    } catch (error) {
+      failure = error instanceof Error ? error : new Error(String(error));
+      throw error;
+    } finally {
+      this.#log.info({ event: "closed" }, `${this.name} stopped`);
+      this.#resolveClosed(failure);
+    }
   }
 
   #handle(request: IncomingMessage, response: ServerResponse): void {
-    this.#inFlight++;
-    if (this.#draining) response.setHeader("connection", "close");
-    this.#route(request, response)
-      .catch((error: unknown) => {
-        this.#log.error({ err: error }, "request failed");
-        if (!response.headersSent) send(response, 500, {}, { error: "internal error" });
-        else response.destroy();
-      })
-      .finally(() => {
-        this.#inFlight--;
-        if (this.#inFlight === 0) this.#drained?.();
-      });
+    if (this.#refusing) response.setHeader("connection", "close");
+    this.#route(request, response).catch((error: unknown) => {
+      this.#log.error({ err: error }, "request failed");
+      if (!response.headersSent) send(response, 500, {}, { error: "internal error" });
+      else response.destroy();
+    });
   }
 
   async #route(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -215,7 +261,7 @@ class FunctionHost {
     try {
       module = this.#ready ?? (await this.#loading);
     } catch {
-      return send(response, 503, {}, { error: `${this.#name} failed to start` });
+      return send(response, 503, {}, { error: `${this.name} failed to start` });
     }
     const start = performance.now();
     const outcome = await invoke(module, request, path, search, this.#limits, this.#log);
@@ -247,9 +293,10 @@ class FunctionHost {
   /** Answers the watchdog's paths (/_/health, /_/ready, /_/metrics); false for any other path. */
   async #probe(path: string, response: ServerResponse): Promise<boolean> {
     if (path === "/_/health") {
-      send(response, this.#draining ? 503 : 200, {}, { status: this.#draining ? "closing" : "ok" });
+      send(response, this.#refusing ? 503 : 200, {}, { status: this.#refusing ? "closing" : "ok" });
     } else if (path === "/_/ready") {
-      const status = this.#closing !== undefined ? "closing" : this.#ready === undefined ? "starting" : "ok";
+      const stopping = this.#draining !== undefined || this.#closing !== undefined;
+      const status = stopping ? "closing" : this.#ready === undefined ? "starting" : "ok";
       send(response, status === "ok" ? 200 : 503, {}, { status });
     } else if (path === "/_/metrics") {
       const own = this.#ready?.metrics === undefined ? "" : await this.#ready.metrics();
@@ -396,28 +443,39 @@ function parseSize(value: string | undefined, name: string): number | undefined 
 }
 
 /**
- * Closes `service` on SIGTERM or SIGINT (what the watchdog, Kubernetes and Ctrl-C send), then exits:
- * 0 once it closed cleanly, 1 if closing failed. The function server and the connector share it.
- * A second SIGTERM changes nothing: faasd signals every process of the container and the watchdog
- * forwards its own, so a function behind it gets two. A second Ctrl-C stops at once.
+ * Drains `service` on SIGTERM or SIGINT (what the watchdog, Kubernetes and Ctrl-C send), then exits:
+ * 0 once it stopped cleanly, 1 if stopping failed or the service ended on its own with an error.
+ * The function server, the connector and the writer share it. A second SIGTERM changes nothing:
+ * faasd signals every process of the container and the watchdog forwards its own, so a function
+ * behind it gets two. A second Ctrl-C closes at once.
  */
-export function closeOnSignals(service: { close(): Promise<void> }, log?: Logger): void {
-  let closing = false;
+export function drainOnSignals(
+  service: { drain(): Promise<void>; close(): Promise<void>; readonly closed: Promise<Error | undefined> },
+  log?: Logger,
+): void {
+  let draining = false;
+  const exit = (code: number) => process.exit(code);
   const stop = (signal: NodeJS.Signals) => {
-    if (closing) {
-      if (signal === "SIGINT") process.exit(130);
+    if (draining) {
+      if (signal === "SIGINT") void service.close().finally(() => exit(130));
       return;
     }
-    closing = true;
+    draining = true;
     log?.info({ event: "signal", signal }, `received ${signal}, draining`);
-    service.close().then(
-      () => process.exit(0),
+    service.drain().then(
+      () => exit(0),
       (error: unknown) => {
-        log?.error({ err: error }, "close failed");
-        process.exit(1);
+        log?.error({ err: error }, "drain failed");
+        exit(1);
       },
     );
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+  // A service that ended by itself, with an error, is not waited on: the platform restarts the process.
+  void service.closed.then((error) => {
+    if (error === undefined || draining) return;
+    log?.error({ err: error }, "stopped on its own");
+    exit(1);
+  });
 }

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../../lib/infra/net.js";
-import { findNatsServer, startNatsServer, type NatsServer } from "../../runtime/system/nats.js";
+import { findNatsServer, NatsServerProcess } from "../../runtime/system/nats.js";
 
 export interface TestNats {
   url: string;
@@ -26,12 +26,15 @@ export async function startNats(): Promise<TestNats> {
     throw new Error("nats-server is missing: apt-get install -y nats-server (or set NATS_SERVER to its path)");
   const storeDir = await mkdtemp(join(tmpdir(), "fanwatch-nats-"));
   const port = await freePort();
-  let server: NatsServer | undefined = await startNatsServer({ binary, port, storeDir }).catch(
-    async (error: unknown) => {
-      await rm(storeDir, { recursive: true, force: true });
-      throw error;
-    },
-  );
+  const started = async () => {
+    const server = new NatsServerProcess({ binary, port, storeDir });
+    await server.start();
+    return server;
+  };
+  let server: NatsServerProcess | undefined = await started().catch(async (error: unknown) => {
+    await rm(storeDir, { recursive: true, force: true });
+    throw error;
+  });
   return {
     url: server.url,
     port,
@@ -43,11 +46,11 @@ export async function startNats(): Promise<TestNats> {
       server = undefined;
     },
     async restart() {
-      await server?.stop();
-      server = await startNatsServer({ binary, port, storeDir });
+      await server?.drain();
+      server = await started();
     },
     async stop() {
-      await server?.stop();
+      await server?.drain();
       server = undefined;
       await rm(storeDir, { recursive: true, force: true });
     },

@@ -62,6 +62,7 @@ function render(dir: string): K8sObject[] {
   } catch (error) {
     throw new Error(
       `kubectl kustomize ${dir} failed (kubectl is needed: apt-get install -y kubernetes-client): ${(error as Error).message}`,
+      { cause: error },
     );
   }
   return parseAllDocuments(text).map((d) => d.toJS() as K8sObject);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { after, before, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
-import { startEmbeddedBroker, type EmbeddedBroker } from "../../runtime/system/broker.js";
+import { EmbeddedBroker } from "../../runtime/system/broker.js";
 import { pino } from "pino";
 import { PacketSizeGuard } from "../../runtime/system/packet-size-guard.js";
 
@@ -14,7 +14,8 @@ describe("the embedded broker's packet size limit", () => {
 
   before(async () => {
     const log = pino({ level: "warn" }, { write: (line: string) => void logged.push(line) });
-    broker = await startEmbeddedBroker({ port: 0, log });
+    broker = new EmbeddedBroker({ port: 0, log });
+    await broker.start();
     subscriber = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
     subscriber.on("message", (_topic, payload) =>
       received.push(payload.length > 100 ? `${payload.length} bytes` : payload.toString()),

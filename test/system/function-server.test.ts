@@ -185,17 +185,29 @@ describe("node22-ts function server", () => {
     assert.match(metrics.text, /toy_total 3/);
   });
 
-  it("finishes in-flight requests on close, then runs the module's close()", async () => {
+  it("finishes in-flight requests on drain, then runs the module's close()", async () => {
     const own = await startFunctionServer(fn, { port: 0, host: "127.0.0.1" });
     const slowArrived = new Promise<void>((resolve) => (slowStarted = resolve));
     const inFlight = fetch(`${own.url}/slow`).then(async (r) => ({ status: r.status, body: await r.json() }));
     await slowArrived; // in flight
-    const closing = own.close();
+    const draining = own.drain();
     releaseSlow();
     assert.deepEqual(await inFlight, { status: 200, body: { slow: "done" } });
-    await closing;
+    await draining;
     assert.equal(lifecycle.at(-1), "close");
+    assert.equal(await own.closed, undefined);
     await assert.rejects(fetch(`${own.url}/echo`));
+  });
+
+  it("on close, abandons the requests in flight at once and runs the module's close()", async () => {
+    const own = await startFunctionServer(fn, { port: 0, host: "127.0.0.1" });
+    const slowArrived = new Promise<void>((resolve) => (slowStarted = resolve));
+    const inFlight = fetch(`${own.url}/slow`);
+    await slowArrived;
+    await own.close();
+    await assert.rejects(inFlight, "the client sees its connection closed");
+    assert.equal(lifecycle.at(-1), "close");
+    releaseSlow();
   });
 
   it("hands a module that exports rawBody = true every body as the bytes sent, malformed JSON included", async () => {
@@ -280,19 +292,19 @@ describe("node22-ts function server start and stop", () => {
     await rm(dir, { recursive: true });
   });
 
-  it("with keepServingMs, goes on serving after close() (answering /_/ready 503), then drains and runs close()", async () => {
+  it("with keepServingMs, goes on serving after drain() (answering /_/ready 503), then drains and runs close()", async () => {
     const events: string[] = [];
     const server = await startFunctionServer(
       { handler: () => ({ served: true }), close: () => void events.push("close") },
       { port: 0, host: "127.0.0.1", keepServingMs: 2000 },
     );
-    const closing = server.close().then(() => events.push("closed"));
+    const closing = server.drain().then(() => events.push("closed"));
     const ready = await fetch(`${server.url}/_/ready`);
     assert.equal(ready.status, 503);
     assert.deepEqual(await ready.json(), { status: "closing" });
     const answer = await fetch(server.url, { method: "POST" });
     assert.equal(answer.status, 200, "still served: behind the watchdog requests keep coming");
-    assert.deepEqual(events, [], "close() waits");
+    assert.deepEqual(events, [], "drain() waits");
     await closing;
     assert.deepEqual(events, ["close", "closed"]);
     await assert.rejects(fetch(server.url));

@@ -7,7 +7,7 @@ import type { Prediction } from "../../lib/domain/prediction.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { startNats, type TestNats } from "../support/nats.js";
-import { startHealthState } from "../../runtime/system/nats.js";
+import { HealthState } from "../../runtime/system/nats.js";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { existsSync } from "node:fs";
@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, postJson, spawnCli, terminate, waitUntilReady } from "../support/process.js";
 import { eventually as pollUntil } from "../support/eventually.js";
+import { pino } from "pino";
 
 /** One health function as its container runs it: the template's server in its own process. */
 interface HealthProcess {
@@ -147,30 +148,37 @@ describe("fan keys", () => {
 describe("fanwatch start's health state", () => {
   const said: string[] = [];
   const say = (line: string) => void said.push(line);
+  const silent = pino({ level: "silent" });
+  const started = async (state: HealthState) => {
+    await state.start();
+    return state;
+  };
 
   it("uses NATS_URL when it is set", async () => {
-    const state = await startHealthState({ NATS_URL: "nats://user:secret@nats.example:4222" }, say, freePort);
+    const state = await started(
+      new HealthState({ NATS_URL: "nats://user:secret@nats.example:4222" }, say, silent, freePort),
+    );
     assert.equal(state.natsUrl, "nats://user:secret@nats.example:4222");
     assert.match(said.at(-1) ?? "", /NATS at nats:\/\/nats\.example:4222/);
     assert.ok(!(said.at(-1) ?? "").includes("secret"), "said without the credentials");
-    await state.stop();
+    await state.drain();
   });
 
   it("starts nats-server with JetStream and its data in NATS_STORE_DIR, and stops it", async () => {
     const dir = await mkdtemp(join(tmpdir(), "fanwatch-start-nats-"));
     try {
-      const state = await startHealthState({ NATS_STORE_DIR: dir }, say, freePort);
+      const state = await started(new HealthState({ NATS_STORE_DIR: dir }, say, silent, freePort));
       assert.match(state.natsUrl ?? "", /^nats:\/\/127\.0\.0\.1:\d+$/);
       assert.match(said.at(-1) ?? "", new RegExp(`data in ${dir}`));
       assert.ok(existsSync(join(dir, "jetstream")), "JetStream's store is there");
-      await state.stop();
+      await state.drain();
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });
 
   it("keeps the state in memory and says so when nats-server is not installed", async () => {
-    const state = await startHealthState({ NATS_SERVER: "/nonexistent/nats-server" }, say, freePort);
+    const state = await started(new HealthState({ NATS_SERVER: "/nonexistent/nats-server" }, say, silent, freePort));
     assert.equal(state.natsUrl, undefined);
     assert.match(said.at(-1) ?? "", /health state in memory: not durable/);
   });

@@ -11,7 +11,7 @@ import mqtt from "mqtt";
 import { chromium, type Browser } from "playwright-core";
 import type { AlarmTransition, HealthRecord } from "../../lib/domain/health.js";
 import { FleetView } from "../../page/fleet-view.js";
-import { createWebPage, type WebPage } from "../../page/web-page.js";
+import { WebPage } from "../../page/web-page.js";
 import { startFanwatch, type StartedSystem } from "../support/fanwatch-start.js";
 import { listeningOn, portsOfTree, processTree } from "../support/listening.js";
 import { Collector } from "../support/mqtt-collector.js";
@@ -45,7 +45,8 @@ async function servePage(
         ),
       );
   }
-  const page = createWebPage(fleet, { intervalMs: 3_600_000, ...options });
+  const page = new WebPage(fleet, { intervalMs: 3_600_000, ...options });
+  await page.start();
   const server = createServer((req, res) => void page.handle(req, res)).listen(0, "127.0.0.1");
   await once(server, "listening");
   return { page, server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/ui/events` };
@@ -90,7 +91,7 @@ describe("the page's event stream over plain HTTP", () => {
       assert.equal(again.res.statusCode, 200);
       for (const s of [...streams, again]) s.res.destroy();
     } finally {
-      page.close();
+      void page.close();
       server.close();
     }
   });
@@ -136,7 +137,7 @@ describe("the page's event stream over plain HTTP", () => {
       await until(() => reader.frames() > before);
       reader.res.destroy();
     } finally {
-      page.close();
+      void page.close();
       server.close();
     }
   });
@@ -145,7 +146,7 @@ describe("the page's event stream over plain HTTP", () => {
     const { page, url, server } = await servePage(3);
     const stream = await openStream(url);
     stream.res.pause();
-    page.close();
+    void page.close();
     await stream.closed;
     const refused = await fetch(url);
     assert.equal(refused.status, 503);

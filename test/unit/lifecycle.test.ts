@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { pino } from "pino";
+import { ServiceBase } from "../../lib/infra/service.js";
 import { Lifecycle } from "../../runtime/system/lifecycle.js";
 
 /** A lifecycle whose warnings and console lines are kept. */
@@ -26,109 +27,93 @@ function lifecycle(stepTimeoutMs?: number): {
   };
 }
 
+/** A service that records what happens to it; `behaviour` makes a step fail or hang. */
+class Recorded extends ServiceBase {
+  constructor(
+    readonly name: string,
+    private readonly events: string[],
+    private readonly behaviour: { start?: () => Promise<void>; drain?: () => Promise<void> } = {},
+  ) {
+    super();
+  }
+
+  protected async onStart(): Promise<void> {
+    await this.behaviour.start?.();
+    this.events.push(`start ${this.name}`);
+  }
+
+  protected override async onDrain(): Promise<void> {
+    await this.behaviour.drain?.();
+    this.events.push(`drain ${this.name}`);
+  }
+
+  protected async onClose(): Promise<void> {
+    this.events.push(`close ${this.name}`);
+  }
+}
+
+const NAMES = ["broker", "gateway", "page", "connector", "fleet"];
+
 describe("lifecycle", () => {
-  it("drains every part, then closes every part, each in reverse order of start", async () => {
+  it("drains every service in reverse order of start, each closed before the next drains", async () => {
     const { parts } = lifecycle();
     const events: string[] = [];
-    for (const name of ["broker", "gateway", "page", "connector", "fleet"]) {
-      await parts.start({
-        name,
-        start: () => events.push(`start ${name}`),
-        drain: () => void events.push(`drain ${name}`),
-        close: () => void events.push(`close ${name}`),
-      });
-    }
+    for (const name of NAMES) await parts.start(new Recorded(name, events));
     await parts.stop();
     assert.deepEqual(events, [
-      ...["broker", "gateway", "page", "connector", "fleet"].map((n) => `start ${n}`),
-      ...["fleet", "connector", "page", "gateway", "broker"].map((n) => `drain ${n}`),
-      ...["fleet", "connector", "page", "gateway", "broker"].map((n) => `close ${n}`),
+      ...NAMES.map((n) => `start ${n}`),
+      ...[...NAMES].reverse().flatMap((n) => [`drain ${n}`, `close ${n}`]),
     ]);
-  });
-
-  it("waits for each step before the next, and gives a part what its start returned", async () => {
-    const { parts } = lifecycle();
-    const events: string[] = [];
-    await parts.start({
-      name: "broker",
-      start: () => "mqtt://127.0.0.1:1883",
-      close: (url) => void events.push(`close ${url}`),
-    });
-    await parts.start({
-      name: "connector",
-      start: () => ({ inFlight: 3 }),
-      drain: async (c) => {
-        await new Promise((resolve) => setImmediate(resolve));
-        events.push(`drained ${c.inFlight} in flight`);
-      },
-    });
-    await parts.stop();
-    assert.deepEqual(events, ["drained 3 in flight", "close mqtt://127.0.0.1:1883"]);
   });
 
   it("stops once, however often stop() is called, also while it is stopping", async () => {
     const { parts } = lifecycle();
-    let closes = 0;
-    await parts.start({ name: "gateway", start: () => undefined, close: () => void closes++ });
+    const events: string[] = [];
+    await parts.start(new Recorded("gateway", events));
     await Promise.all([parts.stop(), parts.stop()]);
     await parts.stop();
-    assert.equal(closes, 1);
-    await assert.rejects(parts.start({ name: "late", start: () => undefined }), /cannot start late: stopping/);
+    assert.deepEqual(events, ["start gateway", "drain gateway", "close gateway"]);
+    await assert.rejects(parts.start(new Recorded("late", events)), /cannot start late: stopping/);
   });
 
-  it("logs a part that fails to drain or close, says so on the console, and stops the others", async () => {
+  it("closes a service that fails to drain, says so on the console, and stops the others", async () => {
     const { parts, warnings, said } = lifecycle();
-    const closed: string[] = [];
-    await parts.start({ name: "broker", start: () => undefined, close: () => void closed.push("broker") });
-    await parts.start({
-      name: "writer",
-      start: () => undefined,
-      drain: () => {
-        throw new Error("InfluxDB is unreachable");
-      },
-      close: () => Promise.reject(new Error("socket already closed")),
-    });
-    await parts.start({ name: "fleet", start: () => undefined, close: () => void closed.push("fleet") });
-    await parts.stop();
-    assert.deepEqual(closed, ["fleet", "broker"]);
-    assert.deepEqual(
-      warnings.map((w) => [w.event, w.part, w.phase, w.err]),
-      [
-        ["stop_failed", "writer", "drain", "InfluxDB is unreachable"],
-        ["stop_failed", "writer", "close", "socket already closed"],
-      ],
+    const events: string[] = [];
+    await parts.start(new Recorded("broker", events));
+    await parts.start(
+      new Recorded("writer", events, { drain: () => Promise.reject(new Error("InfluxDB is unreachable")) }),
     );
-    assert.deepEqual(said, [
-      "writer failed to drain: InfluxDB is unreachable; stopping the rest",
-      "writer failed to close: socket already closed; stopping the rest",
-    ]);
+    await parts.start(new Recorded("fleet", events));
+    await parts.stop();
+    assert.deepEqual(events.slice(3), ["drain fleet", "close fleet", "close writer", "drain broker", "close broker"]);
+    assert.deepEqual(
+      warnings.map((w) => [w.event, w.service, w.err]),
+      [["stop_failed", "writer", "InfluxDB is unreachable"]],
+    );
+    assert.deepEqual(said, ["writer failed to drain: InfluxDB is unreachable; stopping the rest"]);
   });
 
-  it("goes on past a part that never finishes closing", async () => {
+  it("closes a service whose drain never finishes, and goes on", async () => {
     const { parts, warnings } = lifecycle(20);
-    const closed: string[] = [];
-    await parts.start({ name: "broker", start: () => undefined, close: () => void closed.push("broker") });
-    await parts.start({ name: "stuck", start: () => undefined, close: () => new Promise(() => {}) });
+    const events: string[] = [];
+    await parts.start(new Recorded("broker", events));
+    await parts.start(new Recorded("stuck", events, { drain: () => new Promise(() => {}) }));
     await parts.stop();
-    assert.deepEqual(closed, ["broker"]);
+    assert.deepEqual(events.slice(2), ["close stuck", "drain broker", "close broker"]);
     assert.deepEqual(
-      warnings.map((w) => [w.event, w.part, w.phase]),
-      [["stop_timeout", "stuck", "close"]],
+      warnings.map((w) => [w.event, w.service]),
+      [["stop_timeout", "stuck"]],
     );
   });
 
-  it("registers no part whose start failed", async () => {
+  it("registers no service whose start failed, which let go of what it took", async () => {
     const { parts } = lifecycle();
-    let closes = 0;
-    await assert.rejects(
-      parts.start({
-        name: "gateway",
-        start: () => Promise.reject(new Error("port 8080 is in use")),
-        close: () => void closes++,
-      }),
-      /port 8080 is in use/,
-    );
+    const events: string[] = [];
+    const gateway = new Recorded("gateway", events, { start: () => Promise.reject(new Error("port 8080 is in use")) });
+    await assert.rejects(parts.start(gateway), /port 8080 is in use/);
+    assert.deepEqual(events, ["close gateway"]);
     await parts.stop();
-    assert.equal(closes, 0);
+    assert.deepEqual(events, ["close gateway"], "not drained again");
+    assert.equal(await gateway.closed, undefined);
   });
 });
