@@ -1,6 +1,5 @@
 import { Command, CommanderError } from "commander";
-import { FanwatchError, UsageError } from "../lib/errors.js";
-import { ServerSettingError } from "../templates/node22-ts/errors.js";
+import { exitOutcome } from "../lib/errors.js";
 import { addConnectorCommand } from "./connector-command.js";
 import { addDeadLettersCommand } from "./deadletters-command.js";
 import { addFunctionCommand } from "./function-command.js";
@@ -49,15 +48,8 @@ export async function run(argv: string[], io: Io = processIo()): Promise<number>
       // --help and --version end in a CommanderError with exit code 0.
       return error.exitCode === 0 ? 0 : 2;
     }
-    if (error instanceof UsageError || error instanceof ServerSettingError) {
-      io.err(`fanwatch: ${error.message}`);
-      return 2;
-    }
-    if (error instanceof FanwatchError) {
-      io.err(`fanwatch: ${error.message}`);
-      return 1;
-    }
-    io.err(`fanwatch: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-    return 1;
+    const { exitCode, line } = exitOutcome(error);
+    io.err(`fanwatch: ${line}`);
+    return exitCode;
   }
 }

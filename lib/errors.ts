@@ -72,6 +72,38 @@ export const ERROR_CODES = {
     status: 408,
     meaning: "the local gateway stopped waiting for a request body that did not arrive in time",
   },
+  FANWATCH_NOT_FOUND: { kind: "input", status: 404, meaning: "the local gateway has no such function or route" },
+  FANWATCH_UNAUTHORIZED: { kind: "input", status: 401, meaning: "the local gateway's /system API needs basic auth" },
+  FANWATCH_CROSS_SITE: {
+    kind: "input",
+    status: 403,
+    meaning: "another site's page made a browser send the request to the local gateway or the page",
+  },
+  FANWATCH_NOT_IMPLEMENTED: {
+    kind: "input",
+    status: 501,
+    meaning: "the local gateway runs stack.yml's functions and cannot deploy, change or delete them",
+  },
+  FANWATCH_GATEWAY_BUSY: {
+    kind: "unavailable",
+    status: 429,
+    meaning: "GATEWAY_MAX_ASYNC_PENDING async calls are waiting already",
+  },
+  FANWATCH_FUNCTION_UNAVAILABLE: {
+    kind: "unavailable",
+    status: 502,
+    meaning: "the function has no replica ready (scaled to 0, starting, restarting) or its replica failed",
+  },
+  FANWATCH_FUNCTION_START_FAILED: {
+    kind: "failure",
+    status: 500,
+    meaning: "a replica the scale API asked for did not start",
+  },
+  FANWATCH_PAGE_BUSY: {
+    kind: "unavailable",
+    status: 503,
+    meaning: "the page serves 16 event streams at most, or fanwatch is stopping",
+  },
   FANWATCH_PACKET_TOO_LARGE: { kind: "input", meaning: "the embedded MQTT broker refused a packet over its limit" },
   FANWATCH_STORE_UNAVAILABLE: {
     kind: "unavailable",
@@ -383,4 +415,28 @@ export function errorAnswer(error: unknown): ErrorAnswer | undefined {
   const body: ErrorAnswer["body"] = { error: error.message, code: error.code };
   if (error.field !== undefined) body.field = error.field;
   return { status: error.status, body };
+}
+
+/** An error of the contract: ours, or the template's (which builds alone and repeats the shape). */
+interface ContractError extends Error {
+  readonly code: string;
+  readonly kind: ErrorKind;
+}
+
+const KINDS: ReadonlySet<unknown> = new Set<ErrorKind>(["input", "usage", "unavailable", "failure", "signal"]);
+
+function isContractError(error: unknown): error is ContractError {
+  if (error instanceof FanwatchError) return true;
+  if (!(error instanceof Error)) return false;
+  const { code, kind } = error as Error & { code?: unknown; kind?: unknown };
+  return typeof code === "string" && code.startsWith("FANWATCH_") && KINDS.has(kind);
+}
+
+/**
+ * How the CLI ends on an error: exit 2 for a usage error, 1 for any other; an error of the contract
+ * (docs/errors.md) is one line, any other error is a bug and keeps its stack.
+ */
+export function exitOutcome(error: unknown): { exitCode: 1 | 2; line: string } {
+  if (isContractError(error)) return { exitCode: error.kind === "usage" ? 2 : 1, line: error.message };
+  return { exitCode: 1, line: error instanceof Error ? (error.stack ?? error.message) : String(error) };
 }

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { fileURLToPath } from "node:url";
 import type { FleetView } from "./fleet-view.js";
 import { ServiceBase } from "../lib/infra/service.js";
+import { sendErrorCode } from "../lib/infra/http/error-answer.js";
 
 /** The page's files are plain HTML, CSS and browser JavaScript: nothing to build at run time. */
 const UI_DIR = fileURLToPath(new URL("../../page/ui/", import.meta.url));
@@ -101,7 +102,7 @@ export class WebPage extends ServiceBase {
       const why = this.stopping
         ? "fanwatch is stopping"
         : `the page is open in ${this.#maxStreams} places already, the most it serves; close one`;
-      res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "10" }).end(`${why}\n`);
+      sendErrorCode(res, "FANWATCH_PAGE_BUSY", why, { "retry-after": "10" });
       return;
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
@@ -143,6 +144,6 @@ function serveFile(file: string, res: ServerResponse): void {
           "x-content-type-options": "nosniff",
         })
         .end(body),
-    () => res.writeHead(500, { "content-type": "text/plain" }).end(`${file} is missing from ${UI_DIR}`),
+    () => sendErrorCode(res, "FANWATCH_NOT_BUILT", `${file} is missing from ${UI_DIR}`),
   );
 }

@@ -21,7 +21,8 @@ import { Autoscaler, type AutoscalerSettings, type Scalable } from "./autoscaler
 import type { Lease, ReplicaSet } from "./replica-set.js";
 import { describeFunction, functionTarget, namespaceRefusal, namespaces, secretList, systemInfo } from "./api.js";
 import { bodyLimit, type BodyLimits } from "../../templates/node22-ts/body.js";
-import { BodyTimeoutError, BodyTooLargeError, PortInUseError } from "../../lib/errors.js";
+import { FanwatchError, PortInUseError } from "../../lib/errors.js";
+import { sendError, sendErrorCode } from "../../lib/infra/http/error-answer.js";
 import { checkCallbackUrl, readBody, type GatewayLimits } from "./guards.js";
 import { CALLER_TOKEN_HEADER, crossSiteReason } from "../../templates/node22-ts/guard.js";
 import { parseLogQuery, streamLogs } from "./logs.js";
@@ -220,17 +221,19 @@ export class LocalGateway {
     const path = url.pathname;
     const refused = this.#crossSite(req, path);
     if (refused !== undefined)
-      return json(res, 403, {
-        error: `cross-site request refused (${refused}): the gateway only answers its own page and clients that are not browsers`,
-      });
+      return fail(
+        res,
+        "FANWATCH_CROSS_SITE",
+        `cross-site request refused (${refused}): the gateway only answers its own page and clients that are not browsers`,
+      );
     const sync = /^\/function\/([^/]+)(\/.*)?$/.exec(path);
     const async = /^\/async-function\/([^/]+)(\/.*)?$/.exec(path);
     const call = sync ?? async;
     if (call !== null) {
       const target = functionTarget(call[1] as string);
-      if ("error" in target) return json(res, 404, { error: target.error });
+      if ("error" in target) return fail(res, "FANWATCH_NOT_FOUND", target.error);
       const fn = this.#byName.get(target.name);
-      if (fn === undefined) return json(res, 404, { error: `no function named ${target.name}` });
+      if (fn === undefined) return fail(res, "FANWATCH_NOT_FOUND", `no function named ${target.name}`);
       return call === sync
         ? this.#invoke(req, res, fn, (call[2] ?? "/") + url.search)
         : this.#invokeAsync(req, res, fn, (call[2] ?? "/") + url.search);
@@ -242,7 +245,7 @@ export class LocalGateway {
         .then((text) => res.writeHead(200, { "content-type": this.#registry.contentType }).end(text));
     if (path.startsWith("/system/")) return void this.#system(req, res, url);
     if (this.options.extra?.(req, res) === true) return;
-    json(res, 404, { error: `no route ${req.method} ${path}` });
+    fail(res, "FANWATCH_NOT_FOUND", `no route ${req.method} ${path}`);
   }
 
   /**
@@ -264,25 +267,29 @@ export class LocalGateway {
   async #system(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const path = url.pathname;
     if (!this.#authorized(req)) {
-      res.writeHead(401, { "www-authenticate": 'Basic realm="fanwatch gateway"', "content-type": "application/json" });
-      return void res.end(
-        JSON.stringify({ error: "the /system API needs basic auth (the user and password fanwatch start printed)" }),
+      return fail(
+        res,
+        "FANWATCH_UNAUTHORIZED",
+        "the /system API needs basic auth (the user and password fanwatch start printed)",
+        { "www-authenticate": 'Basic realm="fanwatch gateway"' },
       );
     }
     const scale = /^\/system\/scale-function\/([^/]+)$/.exec(path);
     if (scale !== null && req.method === "POST") return this.#scale(req, res, scale[1] as string);
     if (req.method !== "GET")
-      return json(res, 501, {
-        error: `${req.method} ${path}: the local gateway runs the functions and secrets of stack.yml and cannot deploy or change them`,
-      });
+      return fail(
+        res,
+        "FANWATCH_NOT_IMPLEMENTED",
+        `${req.method} ${path}: the local gateway runs the functions and secrets of stack.yml and cannot deploy or change them`,
+      );
     if (path === "/system/namespaces") return json(res, 200, namespaces());
     if (path === "/system/info") return json(res, 200, systemInfo());
     if (path === "/system/logs") return this.#logs(res, url.searchParams);
     const one = /^\/system\/function\/([^/]+)$/.exec(path);
     if (path !== "/system/functions" && path !== "/system/secrets" && one === null)
-      return json(res, 404, { error: `no route GET ${path}` });
+      return fail(res, "FANWATCH_NOT_FOUND", `no route GET ${path}`);
     const refusal = namespaceRefusal(url.searchParams.get("namespace"));
-    if (refusal !== undefined) return json(res, 400, { error: refusal });
+    if (refusal !== undefined) return fail(res, "FANWATCH_INPUT_INVALID", refusal);
     if (path === "/system/secrets") return json(res, 200, secretList(this.#byName.values()));
     const calls = await this.#callsByFunction();
     if (one === null)
@@ -292,19 +299,19 @@ export class LocalGateway {
         [...this.#byName.values()].map((f) => describeFunction(f, calls.get(f.name) ?? 0)),
       );
     const fn = this.#byName.get(one[1] as string);
-    if (fn === undefined) return json(res, 404, { error: `no function named ${one[1]}` });
+    if (fn === undefined) return fail(res, "FANWATCH_NOT_FOUND", `no function named ${one[1]}`);
     json(res, 200, describeFunction(fn, calls.get(fn.name) ?? 0));
   }
 
   /** GET /system/logs: the lines a function's processes printed, and with follow=true the new ones as they come. */
   #logs(res: ServerResponse, params: URLSearchParams): void {
     const parsed = parseLogQuery(params);
-    if ("error" in parsed) return json(res, 400, { error: `/system/logs: ${parsed.error}` });
+    if ("error" in parsed) return fail(res, "FANWATCH_INPUT_INVALID", `/system/logs: ${parsed.error}`);
     const { query } = parsed;
     const refusal = namespaceRefusal(query.namespace);
-    if (refusal !== undefined) return json(res, 400, { error: refusal });
+    if (refusal !== undefined) return fail(res, "FANWATCH_INPUT_INVALID", refusal);
     const fn = this.#byName.get(query.name);
-    if (fn === undefined) return json(res, 404, { error: `no function named ${query.name}` });
+    if (fn === undefined) return fail(res, "FANWATCH_NOT_FOUND", `no function named ${query.name}`);
     const end = streamLogs(res, fn.set.logs, query);
     this.#logStreams.add(end);
     res.once("close", () => this.#logStreams.delete(end));
@@ -319,24 +326,30 @@ export class LocalGateway {
    */
   async #scale(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
     const fn = this.#byName.get(name);
-    if (fn === undefined) return json(res, 404, { error: `no function named ${name}` });
+    if (fn === undefined) return fail(res, "FANWATCH_NOT_FOUND", `no function named ${name}`);
     let replicas: number;
     try {
       const parsed = ScaleRequest.safeParse(parseUntrustedJson(await readBody(req, 4096, "for scale requests")));
       if (!parsed.success)
-        return json(res, 400, { error: 'scale-function takes {"serviceName": "<name>", "replicas": <whole number>}' });
+        return fail(
+          res,
+          "FANWATCH_INPUT_INVALID",
+          'scale-function takes {"serviceName": "<name>", "replicas": <whole number>}',
+        );
       // faas-netes takes the name from the path when the body has none; one naming another function is a mistake.
       const named = parsed.data.serviceName;
       if (named !== undefined && named !== name)
-        return json(res, 400, {
-          error: `scale-function/${name}: the body names "${named}"; name the same function in the path and in serviceName, or leave serviceName out`,
-        });
+        return fail(
+          res,
+          "FANWATCH_INPUT_INVALID",
+          `scale-function/${name}: the body names "${named}"; name the same function in the path and in serviceName, or leave serviceName out`,
+        );
       replicas = parsed.data.replicas;
     } catch (error) {
-      return json(res, bodyErrorStatus(error), { error: `scale-function: ${(error as Error).message}` });
+      return failWith(res, error, "scale-function: ");
     }
     const refusal = replicasRefusal(replicas, fn.bounds);
-    if (refusal !== undefined) return json(res, 400, { error: `scale-function ${name}: ${refusal}` });
+    if (refusal !== undefined) return fail(res, "FANWATCH_INPUT_INVALID", `scale-function ${name}: ${refusal}`);
     const from = fn.set.replicas;
     const direction = replicas > from ? "up" : replicas < from ? "down" : "hold";
     if (direction !== "hold") this.#scaleEvents.inc({ function_name: name, direction, source: "api" });
@@ -355,7 +368,7 @@ export class LocalGateway {
     try {
       await fn.set.scaleTo(replicas);
     } catch (error) {
-      return json(res, 500, { error: `${name} did not start: ${(error as Error).message}` });
+      return fail(res, "FANWATCH_FUNCTION_START_FAILED", `${name} did not start: ${(error as Error).message}`);
     }
     res.writeHead(202).end();
   }
@@ -393,9 +406,11 @@ export class LocalGateway {
     const { bytes: limit, setting: variable } = bodyLimit(req.headers["content-type"], fn.bodyLimits);
     const refuse = (what: string) => {
       this.#count(name, 413, started);
-      json(res, 413, {
-        error: `request body is too large: ${what}; the limit of ${name} is ${limit} bytes (its ${variable})`,
-      });
+      fail(
+        res,
+        "FANWATCH_BODY_TOO_LARGE",
+        `request body is too large: ${what}; the limit of ${name} is ${limit} bytes (its ${variable})`,
+      );
     };
     const declared = Number(req.headers["content-length"]);
     if (declared > limit) {
@@ -406,7 +421,7 @@ export class LocalGateway {
     if (lease === undefined) {
       req.resume();
       this.#count(name, 502, started);
-      return json(res, 502, { error: `${name} is not reachable (${this.#unavailable(fn)})` });
+      return fail(res, "FANWATCH_FUNCTION_UNAVAILABLE", `${name} is not reachable (${this.#unavailable(fn)})`);
     }
     const call = this.#forward(req, res, name, `${lease.url}${path}`, lease, started);
     pumpBody(req, call.upstream, limit, () => {
@@ -467,7 +482,11 @@ export class LocalGateway {
       if (!settle()) return;
       this.#count(name, 502, started);
       // Not retried here: a POST may have been half done; the caller (the connector) retries.
-      json(res, 502, { error: `${name} is not reachable (its replica ${lease.instance} failed): ${error.message}` });
+      fail(
+        res,
+        "FANWATCH_FUNCTION_UNAVAILABLE",
+        `${name} is not reachable (its replica ${lease.instance} failed): ${error.message}`,
+      );
     });
     return { upstream, settle };
   }
@@ -479,13 +498,13 @@ export class LocalGateway {
    * slowly, or never finishes it, holds no place.
    */
   #invokeAsync(req: IncomingMessage, res: ServerResponse, fn: GatewayFunction, path: string): void {
-    if (req.method !== "POST") return json(res, 405, { error: "async invocations are POST" });
+    if (req.method !== "POST") return fail(res, "FANWATCH_METHOD_NOT_ALLOWED", "async invocations are POST");
     const given = headerValue(req.headers["x-callback-url"]);
     const callback =
       given === undefined ? undefined : checkCallbackUrl(given, this.options.limits.callbackAllowedHosts);
     if (callback !== undefined && "error" in callback) {
       req.resume();
-      return json(res, 400, { error: callback.error });
+      return fail(res, "FANWATCH_INPUT_INVALID", callback.error);
     }
     const { maxPendingAsync, maxAsyncBodyBytes } = this.options.limits;
     // The smaller of the gateway's limit and the function's own: a body the function would refuse is refused at once.
@@ -498,9 +517,11 @@ export class LocalGateway {
       (body) => {
         if (this.#pendingAsync >= maxPendingAsync) {
           res.setHeader("retry-after", "1");
-          return json(res, 429, {
-            error: `${maxPendingAsync} async calls are waiting already (GATEWAY_MAX_ASYNC_PENDING); retry later`,
-          });
+          return fail(
+            res,
+            "FANWATCH_GATEWAY_BUSY",
+            `${maxPendingAsync} async calls are waiting already (GATEWAY_MAX_ASYNC_PENDING); retry later`,
+          );
         }
         this.#pendingAsync++;
         const callId = randomUUID();
@@ -508,7 +529,7 @@ export class LocalGateway {
         void this.#runAsync(fn, path, req.headers, body, callId, callback?.url).finally(() => this.#pendingAsync--);
       },
       (error: Error) => {
-        if (!res.destroyed) json(res, bodyErrorStatus(error), { error: error.message });
+        if (!res.destroyed) failWith(res, error);
       },
     );
   }
@@ -608,10 +629,14 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
 }
 
-/** The answer to a body the gateway could not read: too large, too slow, or cut off. */
-function bodyErrorStatus(error: unknown): number {
-  if (error instanceof BodyTooLargeError) return 413;
-  return error instanceof BodyTimeoutError ? 408 : 400;
+/** Answers an error of the gateway's own: its code's status and `{"error", "code"}` (lib/infra/http). */
+const fail = sendErrorCode;
+
+/** A body the gateway could not read: too large (413), too slow (408), or cut off or malformed (400). */
+function failWith(res: ServerResponse, error: unknown, prefix = ""): void {
+  const message = `${prefix}${error instanceof Error ? error.message : String(error)}`;
+  if (error instanceof FanwatchError && error.status !== undefined) return sendError(res, error);
+  fail(res, "FANWATCH_INPUT_INVALID", message);
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {

@@ -24,6 +24,8 @@ export type RequestErrorCode = {
 /** A request the server refuses before the handler sees it; answered as `{"error", "code", "field"}`. */
 export class RequestError extends Error {
   override readonly name = "RequestError";
+  /** As lib/errors.ts's kinds: the caller sent something it must fix. */
+  readonly kind = "input";
   readonly code: RequestErrorCode;
   readonly status: number;
   readonly field: "body" | "headers";
@@ -40,5 +42,7 @@ export class RequestError extends Error {
 /** A server setting (environment variable) with an impossible value; the message names it. */
 export class ServerSettingError extends Error {
   override readonly name = "ServerSettingError";
+  /** As lib/errors.ts's kinds: a setting with an impossible value (the CLI exits 2). */
+  readonly kind = "usage";
   readonly code = "FANWATCH_TEMPLATE_SETTING_INVALID";
 }

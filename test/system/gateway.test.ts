@@ -5,7 +5,10 @@ import { createServer, request, type IncomingMessage, type Server } from "node:h
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { checkCallbackUrl } from "../../runtime/gateway/guards.js";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
+import { REPO_ROOT } from "../support/paths.js";
 import { finished, freePort, spawnCli, waitForOutput, type Finished } from "../support/process.js";
 
 const SCORE_BODY = JSON.stringify({ params: [612.3, 40.1, 151.7, 48.9] });
@@ -159,6 +162,31 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
     assert.equal((JSON.parse(through.body) as { code: string }).code, "FANWATCH_HEALTH_NOT_FOUND");
   });
 
+  it("answers every error of its own with a code from docs/errors.md", async () => {
+    const documented = readFileSync(join(REPO_ROOT, "docs/errors.md"), "utf8");
+    const password = /password (\S+)\)/.exec(output)?.[1] ?? "";
+    const auth = { authorization: `Basic ${Buffer.from(`admin:${password}`).toString("base64")}` };
+    const answers = {
+      FANWATCH_UNAUTHORIZED: await send(`${gateway}/system/functions`, "GET", {}),
+      FANWATCH_NOT_FOUND: await send(`${gateway}/function/nope`, "POST", {}, SCORE_BODY),
+      FANWATCH_BODY_TOO_LARGE: await send(`${gateway}/function/score`, "POST", {}, "x".repeat(2 * 1024 * 1024)),
+      FANWATCH_METHOD_NOT_ALLOWED: await send(`${gateway}/async-function/score`, "GET", {}),
+      FANWATCH_NOT_IMPLEMENTED: await send(`${gateway}/system/functions`, "DELETE", auth),
+      FANWATCH_CROSS_SITE: await send(
+        `${gateway}/function/score`,
+        "POST",
+        { origin: "http://evil.example" },
+        SCORE_BODY,
+      ),
+    };
+    for (const [code, answer] of Object.entries(answers)) {
+      const body = JSON.parse(answer.body) as { code?: string; error?: string };
+      assert.equal(body.code, code, `${answer.status} ${answer.body}`);
+      assert.ok(typeof body.error === "string" && body.error !== "", code);
+      assert.ok(documented.includes(`| \`${code}\` |`), `${code} is in docs/errors.md`);
+    }
+  });
+
   it("refuses a callback address with a user name or password, and never writes it down", async () => {
     const refused = await send(
       `${gateway}/async-function/score`,
@@ -299,6 +327,7 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
     const down = await send(`${gateway}/function/score`, "POST", {}, SCORE_BODY);
     assert.equal(down.status, 502);
     assert.match(down.body, /score is not reachable \(scaled to 0\)/);
+    assert.equal((JSON.parse(down.body) as { code: string }).code, "FANWATCH_FUNCTION_UNAVAILABLE");
     assert.equal((await scale(1)).status, 202);
     assert.deepEqual(await replicasOfScore(), { replicas: 1, availableReplicas: 1 });
     assert.equal((await send(`${gateway}/function/score`, "POST", {}, SCORE_BODY)).status, 200);
