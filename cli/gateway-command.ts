@@ -42,13 +42,22 @@ export function addGatewayCommand(program: Command, io: Io): void {
         process.once("SIGINT", resolve);
         process.once("SIGTERM", resolve);
       });
-      const [{ GatewayService, CONSOLE_LOG_LEVEL }, { createLogger }, { mqttSettingsFromEnv, redactUrl }] =
-        await Promise.all([
-          import("../runtime/gateway/runner.js"),
-          import("../lib/infra/log.js"),
-          import("../lib/mqtt/settings.js"),
-        ]);
-      const log = createLogger("fanwatch-gateway", process.env.LOG_LEVEL ?? CONSOLE_LOG_LEVEL);
+      const [
+        { GatewayService, CONSOLE_LOG_LEVEL },
+        { createLogger, readableLine },
+        { mqttSettingsFromEnv, redactUrl },
+      ] = await Promise.all([
+        import("../runtime/gateway/runner.js"),
+        import("../lib/infra/log.js"),
+        import("../lib/mqtt/settings.js"),
+      ]);
+      // On a terminal every log line, ours and the functions', is one readable line; piped, JSON.
+      const renderLine = io.interactive ? readableLine : undefined;
+      const log = createLogger(
+        "fanwatch-gateway",
+        process.env.LOG_LEVEL ?? CONSOLE_LOG_LEVEL,
+        renderLine === undefined ? undefined : (line) => io.err(renderLine(line)),
+      );
       const mqtt = mqttSettingsFromEnv(process.env);
       const stackFile = opts.stack ?? fileURLToPath(new URL("stack.yml", REPO_ROOT));
       const gateway = new GatewayService({
@@ -60,6 +69,7 @@ export function addGatewayCommand(program: Command, io: Io): void {
         env: process.env,
         log,
         say: (line: string) => io.err(line),
+        renderLine,
       });
       await gateway.start();
       io.err(`functions publish to ${redactUrl(mqtt.url)}`);

@@ -53,14 +53,21 @@ export function addStartCommand(program: Command, io: Io): void {
         process.once("SIGINT", resolve);
         process.once("SIGTERM", resolve);
       });
-      const [{ startSystem }, { CONSOLE_LOG_LEVEL }, { createLogger }, { replicasLine }] = await Promise.all([
-        import("../runtime/system/system.js"),
-        import("../runtime/gateway/runner.js"),
-        import("../lib/infra/log.js"),
-        import("../page/function-replicas.js"),
-      ]);
+      const [{ startSystem }, { CONSOLE_LOG_LEVEL }, { createLogger, readableLine }, { replicasLine }] =
+        await Promise.all([
+          import("../runtime/system/system.js"),
+          import("../runtime/gateway/runner.js"),
+          import("../lib/infra/log.js"),
+          import("../page/function-replicas.js"),
+        ]);
       // The console is for people: the status line and warnings, not every service event (LOG_LEVEL=info shows them).
-      const log = createLogger("fanwatch-start", process.env.LOG_LEVEL ?? CONSOLE_LOG_LEVEL);
+      // On a terminal every log line, ours and the functions', is one readable line; piped, JSON.
+      const renderLine = io.interactive ? readableLine : undefined;
+      const log = createLogger(
+        "fanwatch-start",
+        process.env.LOG_LEVEL ?? CONSOLE_LOG_LEVEL,
+        renderLine === undefined ? undefined : (line) => io.err(renderLine(line)),
+      );
       io.err("fanwatch: starting the broker, the gateway and the functions…");
       const system = await startSystem({
         gatewayPort: opts.port,
@@ -71,6 +78,7 @@ export function addStartCommand(program: Command, io: Io): void {
         env: process.env,
         log,
         say: (line) => io.err(line),
+        renderLine,
       });
       if (system.brokerMovedFrom !== undefined) {
         io.err(
@@ -81,6 +89,11 @@ export function addStartCommand(program: Command, io: Io): void {
         );
       }
       io.err(`broker   ${system.brokerUrl}${system.embeddedBroker ? " (embedded)" : ""}`);
+      // The exact line to hear the topics, with the port the broker really has (it may have moved off 1883).
+      const heard = new URL(system.brokerUrl);
+      io.err(
+        `listen   mosquitto_sub -h ${heard.hostname} -p ${heard.port === "" ? "1883" : heard.port} -t 'fan/#' -v${heard.username === "" ? "" : " -u <user> -P <password>"}`,
+      );
       io.err(
         `gateway  ${system.gatewayUrl}  (curl ${system.gatewayUrl}/function/score -d '{"params":[612.3,40.1,151.7,48.9]}')`,
       );

@@ -9,7 +9,7 @@ import { connectMqtt } from "../../lib/mqtt/client.js";
 import { mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt/settings.js";
 import { Deadline } from "../../lib/infra/deadline.js";
 import { Publisher } from "../../lib/mqtt/publisher.js";
-import { readUntrustedBody, toInputError } from "../../lib/infra/validation.js";
+import { parseJsonBody, toInputError } from "../../lib/infra/validation.js";
 import { acknowledge, evaluate } from "./evaluator.js";
 import { FanUpdater } from "./fan-updates.js";
 import { AcknowledgeSchema, groupByFan, isCommand } from "./inputs.js";
@@ -54,7 +54,7 @@ const log = createLogger("health");
 let health: Health | undefined;
 
 /**
- * The body as sent, whatever its content type: readUntrustedBody parses it here, so that malformed
+ * The body as sent, whatever its content type: parseJsonBody parses it here, so that malformed
  * JSON reaches this handler, and the dead-letter topic, also when it comes as application/json
  * (what the official MQTT connector sends), rather than being answered 400 by the template.
  */
@@ -161,7 +161,7 @@ export async function handler(
   const topic = sourceTopic(event.headers, h.config.topics.anomaly);
   let body: unknown;
   try {
-    body = readUntrustedBody(event.body);
+    body = parseJsonBody(event.body);
   } catch (error) {
     // Our connector dead-letters what a function answers 4xx to; other callers do not (as predict).
     if (event.headers["x-connector"] !== FANWATCH_CONNECTOR)

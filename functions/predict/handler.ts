@@ -11,7 +11,7 @@ import { FEATURES } from "../../lib/domain/features.js";
 import type { PerSensor, Prediction } from "../../lib/domain/prediction.js";
 import { ScoreClient } from "./score-client.js";
 import { features, parseTelemetry, type Telemetry } from "../../lib/domain/telemetry.js";
-import { readUntrustedBody } from "../../lib/infra/validation.js";
+import { parseJsonBody } from "../../lib/infra/validation.js";
 import { Deadline } from "../../lib/infra/deadline.js";
 import { Publisher } from "../../lib/mqtt/publisher.js";
 
@@ -68,7 +68,7 @@ const explainCalls = new Counter({
 let predictor: Predictor | undefined;
 
 /**
- * The body as sent, whatever its content type: readUntrustedBody parses it here, so that malformed
+ * The body as sent, whatever its content type: parseJsonBody parses it here, so that malformed
  * JSON reaches this handler, and the dead-letter topic, also when it comes as application/json
  * (what the official MQTT connector sends), rather than being answered 400 by the template.
  */
@@ -152,7 +152,7 @@ async function readItems(
 ): Promise<unknown[]> {
   let body: unknown;
   try {
-    body = readUntrustedBody(event.body);
+    body = parseJsonBody(event.body);
   } catch (error) {
     // Our connector dead-letters what a function answers 4xx to; other callers (the official
     // connector, curl) do not, so predict does it for them: one dead letter per bad message.

@@ -19,7 +19,11 @@ export function toInputError(error: z.ZodError, root: string, hint = ""): InputE
   return new InputError(message, field, { cause: error });
 }
 
-/** Parses a body that arrived as text (e.g. `faas-cli invoke`, which sends text/plain) or raw bytes. */
+/**
+ * A function's body, parsed strictly. The template has parsed JSON bodies already (with the same
+ * rules); text and other content types (faas-cli invoke sends text/plain, a connector may send raw
+ * bytes) are parsed here: UTF-8 only, no prototype keys (parseUntrustedJson).
+ */
 export function parseJsonBody(body: unknown): unknown {
   if (
     body === undefined ||
@@ -30,21 +34,6 @@ export function parseJsonBody(body: unknown): unknown {
     throw new InputError("request body is empty; send a JSON document", "body");
   }
   if (typeof body !== "string" && !Buffer.isBuffer(body)) return body;
-  try {
-    return JSON.parse(body.toString());
-  } catch (error) {
-    throw new InputError(`request body is not valid JSON: ${(error as Error).message}`, "body", { cause: error });
-  }
-}
-
-/**
- * A function's body, parsed strictly: the template has parsed JSON bodies already; text and other
- * content types (faas-cli invoke, a connector sending raw bytes) are parsed here as UTF-8 only,
- * with no prototype keys.
- */
-export function readUntrustedBody(body: unknown): unknown {
-  const text = typeof body === "string" || Buffer.isBuffer(body);
-  if (!text || body.length === 0 || (typeof body === "string" && body.trim() === "")) return parseJsonBody(body);
   try {
     return parseUntrustedJson(body);
   } catch (error) {

@@ -41,6 +41,8 @@ export interface GatewayRunOptions {
   log: Logger;
   /** Progress and every line a function prints. */
   say: (line: string) => void;
+  /** How a function's line is shown by `say` (the log API keeps it as printed): on a terminal, readableLine. */
+  renderLine?: ((line: string) => string) | undefined;
   /** Other routes (the web page), tried before answering 404. */
   extra?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
@@ -107,7 +109,8 @@ export class GatewayService extends ServiceBase {
         });
         // The token is not one of the variables the /system API shows (`own`).
         const processEnv = { ...env, ...own, FANWATCH_CALLER_TOKEN: callerToken };
-        const set = new ReplicaSet({ name, env: processEnv, onLine: (fn, line) => say(`[${fn}] ${line}`) });
+        const render = options.renderLine ?? ((line: string) => line);
+        const set = new ReplicaSet({ name, env: processEnv, onLine: (fn, line) => say(`[${fn}] ${render(line)}`) });
         // The body limits its server reads from this environment; a malformed MAX_JSON_SIZE fails here as it would there.
         const { maxJsonSize = Infinity, maxRawSize = Infinity, rawBody = false } = serverOptionsFromEnv(processEnv);
         const scale = bounds.get(name) as ScaleBounds;

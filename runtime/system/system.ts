@@ -33,6 +33,8 @@ export interface SystemOptions {
   log: Logger;
   /** Progress and every line a function prints. */
   say: (line: string) => void;
+  /** How a function's log line is shown by `say`: on a terminal, one readable line (lib/infra/log.ts). */
+  renderLine?: ((line: string) => string) | undefined;
 }
 
 export interface RunningSystem {
@@ -104,6 +106,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
             env,
             log,
             say,
+            renderLine: options.renderLine,
             extra: (req, res) => (page.stopping ? false : page.handle(req, res)),
           }),
       ),

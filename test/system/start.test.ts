@@ -90,6 +90,9 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
     assert.match(system.output(), new RegExp(`port ${mqttPort} is taken`));
     assert.match(system.output(), new RegExp(`MQTT_URL=mqtt://127.0.0.1:${mqttPort} npm start`));
     assert.notEqual(new URL(system.brokerUrl).port, String(mqttPort));
+    // The line to hear the topics names the port the broker really has.
+    const port = new URL(system.brokerUrl).port;
+    assert.match(system.output(), new RegExp(`mosquitto_sub -h 127\\.0\\.0\\.1 -p ${port} -t 'fan/#' -v`));
   });
 
   it("predicts every simulated fan within 30 s and flags the faulty ones", async () => {
