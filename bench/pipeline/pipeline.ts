@@ -5,14 +5,15 @@
 // (one message per invocation, one score call per reading, QoS 0).
 // Progress goes to stderr; results to stdout as JSON lines, the summary last.
 // BENCH_STEP_SECONDS (default 6) sets each step's length; BENCH_SHAPES=fanwatch runs one shape.
-import type { ChildProcess } from "node:child_process";
+import { pino } from "pino";
+import { Lifecycle } from "../../runtime/system/lifecycle.js";
+import { CliProcess } from "../../test/support/cli-process.js";
 import mqtt, { type MqttClient } from "mqtt";
 import { CONNECTOR_NODE_OPTIONS } from "../../connectors/mqtt/node-options.js";
 import { freePort } from "../../lib/infra/net.js";
 import { cpuByProcess, cpuMsPer1000, publishPaced, quantile, waitUntilDone } from "../support/load-step.js";
 import { peakRssMb, rssMb } from "../support/process-stats.js";
 import { startMosquitto, type Broker } from "../../test/support/mosquitto.js";
-import { spawnCli, waitForOutput, waitUntilReady } from "../../test/support/process.js";
 
 const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 6);
 const P99_LIMIT_MS = 250;
@@ -137,7 +138,7 @@ console.log(
 
 interface System {
   broker: Broker;
-  connector: ChildProcess;
+  connector: CliProcess;
   /** The processes whose CPU time a step reports, by name. */
   pids: () => Record<string, number | undefined>;
   publisher: MqttClient;
@@ -150,17 +151,11 @@ async function startSystem(shape: Shape): Promise<System> {
   const broker = await startMosquitto();
   const scorePort = await freePort();
   const predictPort = await freePort();
-  const children: ChildProcess[] = [];
+  // The parts as fanwatch start runs them, each a process here: started in order, drained in reverse.
+  const parts = new Lifecycle({ log: pino({ level: "silent" }) });
   // Ready: a function when its GET /_/ready answers 200, the connector when it says it runs.
-  const run = async (args: string[], env: Record<string, string>, ready: RegExp | string) => {
-    const child = spawnCli(args, { LOG_LEVEL: "warn", ...env });
-    children.push(child);
-    await (typeof ready === "string" ? waitUntilReady(ready, child) : waitForOutput(child, ready));
-    // Keep reading what it prints, so that a full pipe never stalls it mid-benchmark.
-    child.stdout.resume();
-    child.stderr.resume();
-    return child;
-  };
+  const run = (args: string[], env: Record<string, string>, ready: RegExp | string) =>
+    parts.start(new CliProcess({ name: args.join(" "), args, env: { LOG_LEVEL: "warn", ...env }, ready }));
   const score = await run(
     ["function", "score", "--port", String(scorePort)],
     shape.score,
@@ -211,7 +206,7 @@ async function startSystem(shape: Shape): Promise<System> {
     async stop() {
       await publisher.endAsync();
       await listener.endAsync();
-      for (const child of children) child.kill("SIGKILL");
+      await parts.stop();
       await broker.stop();
     },
   };

@@ -11,7 +11,9 @@
 // Sustained rate = the highest step that, with every step below it, lost nothing and kept p99
 // within the shape's limit (250 ms for predictions as in bench:pipeline, 500 ms for health).
 // Progress goes to stderr; results to stdout as JSON lines, the summary last.
-import type { ChildProcessWithoutNullStreams } from "node:child_process";
+import { pino } from "pino";
+import { Lifecycle } from "../../runtime/system/lifecycle.js";
+import { CliProcess } from "../../test/support/cli-process.js";
 import { Kvm, KvWatchInclude } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import mqtt, { type MqttClient } from "mqtt";
@@ -19,7 +21,6 @@ import { CONNECTOR_NODE_OPTIONS } from "../../connectors/mqtt/node-options.js";
 import { freePort } from "../../lib/infra/net.js";
 import { startMosquitto, type Broker } from "../../test/support/mosquitto.js";
 import { startNats, type TestNats } from "../../test/support/nats.js";
-import { spawnCli, waitForOutput } from "../../test/support/process.js";
 import { cpuByProcess, cpuMsPer1000, publishPaced, quantile, waitUntilDone } from "../support/load-step.js";
 import { childPids, peakRssMb, readArgs } from "../support/process-stats.js";
 
@@ -140,16 +141,11 @@ interface System {
 async function startSystem(shape: Shape): Promise<System> {
   const broker: Broker = await startMosquitto();
   const nats: TestNats = await startNats();
-  const children: ChildProcessWithoutNullStreams[] = [];
+  // The parts as fanwatch start runs them, each a process here: started in order, drained in reverse.
+  const parts = new Lifecycle({ log: pino({ level: "silent" }) });
   const stops: Array<() => Promise<unknown>> = [];
-  const run = async (args: string[], env: Record<string, string>, ready: RegExp) => {
-    const child = spawnCli(args, { LOG_LEVEL: "warn", ...env });
-    children.push(child);
-    await waitForOutput(child, ready, 60_000);
-    child.stdout.resume(); // a full pipe must not stall it mid-benchmark
-    child.stderr.resume();
-    return child;
-  };
+  const run = (args: string[], env: Record<string, string>, ready: RegExp) =>
+    parts.start(new CliProcess({ name: args[0] ?? "fanwatch", args, env: { LOG_LEVEL: "warn", ...env }, ready }));
   try {
     const gatewayPort = await freePort();
     const gateway = await run(
@@ -229,13 +225,13 @@ async function startSystem(shape: Shape): Promise<System> {
       latencies,
       async stop() {
         for (const stop of stops.reverse()) await stop().catch(() => undefined);
-        for (const child of children.reverse()) child.kill("SIGKILL");
+        await parts.stop();
         await nats.stop();
         await broker.stop();
       },
     };
   } catch (error) {
-    for (const child of children) child.kill("SIGKILL");
+    await parts.stop();
     await nats.stop();
     await broker.stop();
     throw error;

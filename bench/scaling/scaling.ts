@@ -13,7 +13,9 @@
 // lost if its prediction never arrives, whichever scale event it met.
 // Progress goes to stderr; JSON lines to stdout, the summary last; the timeline as an SVG picture
 // (BENCH_SVG, default docs/img/scaling.svg).
-import type { ChildProcessWithoutNullStreams } from "node:child_process";
+import { pino } from "pino";
+import { Lifecycle } from "../../runtime/system/lifecycle.js";
+import { CliProcess } from "../../test/support/cli-process.js";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -24,7 +26,6 @@ import { CONNECTOR_NODE_OPTIONS } from "../../connectors/mqtt/node-options.js";
 import { freePort } from "../../lib/infra/net.js";
 import { startMosquitto, type Broker } from "../../test/support/mosquitto.js";
 import { REPO_ROOT } from "../../test/support/paths.js";
-import { spawnCli, waitForOutput } from "../../test/support/process.js";
 import { cpuByProcess, cpuMsPer1000, publishPaced, quantile, waitUntilDone } from "../support/load-step.js";
 import { childPids, readArgs } from "../support/process-stats.js";
 import { timelineSvg, type TimelinePanel, type TimelinePoint } from "./timeline-svg.js";
@@ -192,15 +193,10 @@ console.log(JSON.stringify(summary));
 async function startSystem(run: Run): Promise<System> {
   const broker: Broker = await startMosquitto();
   const workspace = await mkdtemp(join(tmpdir(), "fanwatch-bench-scaling-"));
-  const children: ChildProcessWithoutNullStreams[] = [];
-  const spawnReady = async (args: string[], env: Record<string, string>, ready: RegExp) => {
-    const child = spawnCli(args, { LOG_LEVEL: "warn", ...env });
-    children.push(child);
-    await waitForOutput(child, ready, 60_000);
-    child.stdout.resume();
-    child.stderr.resume();
-    return child;
-  };
+  // The parts as fanwatch start runs them, each a process here: started in order, drained in reverse.
+  const parts = new Lifecycle({ log: pino({ level: "silent" }) });
+  const spawnReady = (args: string[], env: Record<string, string>, ready: RegExp) =>
+    parts.start(new CliProcess({ name: args[0] ?? "fanwatch", args, env: { LOG_LEVEL: "warn", ...env }, ready }));
   const closers: Array<() => Promise<unknown>> = [];
   try {
     const stackFile = join(workspace, "stack.yml");
@@ -278,13 +274,13 @@ async function startSystem(run: Run): Promise<System> {
       },
       async stop() {
         for (const close of closers.reverse()) await close().catch(() => undefined);
-        for (const child of children.reverse()) child.kill("SIGKILL");
+        await parts.stop();
         await broker.stop();
         await rm(workspace, { recursive: true, force: true });
       },
     };
   } catch (error) {
-    for (const child of children) child.kill("SIGKILL");
+    await parts.stop();
     await broker.stop();
     throw error;
   }
