@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as errors from "../../lib/errors.js";
 import {
+  BodyTimeoutError,
   BodyTooLargeError,
   BrokerUnavailableError,
   BudgetExhaustedError,
@@ -84,6 +85,7 @@ const SAMPLES: Error[] = [
   new HttpStatusError(503, "x"),
   new InfluxQueryError("x"),
   new BodyTooLargeError("x"),
+  new BodyTimeoutError("x"),
   new PacketTooLargeError(20, 10),
   new StoreUnavailableError("x"),
   new ContendedError("x"),
