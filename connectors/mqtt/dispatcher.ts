@@ -252,7 +252,9 @@ export class Dispatcher {
       // A batch whose connection closed is redelivered by the broker: sending it would be waste,
       // unless it is an open circuit's probe, which must go (intake is paused, no other comes).
       if (!circuit.open && !batch.some((d) => d.current)) return;
-      await lane.acquire(this.#stopping.signal);
+      // A first attempt waits for its permit even when stopping: drain sends what is queued, and
+      // the attempts it waits behind end within timeout_ms. Retries give up (waiting out an outage).
+      await lane.acquire(attempt === 1 ? NEVER : this.#stopping.signal);
       let outcome: Outcome;
       try {
         outcome = await this.#invoker.invoke(target, topic, body);
@@ -341,6 +343,9 @@ export class Dispatcher {
     if (failed) this.options.onReplyTrouble(target.name, undefined);
   }
 }
+
+/** A signal that never aborts. */
+const NEVER = new AbortController().signal;
 
 function queueKey(functionName: string, topic: string): string {
   return `${functionName}\n${topic}`;
