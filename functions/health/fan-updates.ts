@@ -88,6 +88,9 @@ export class FanUpdater {
         void this.#run(deviceID, [pending]);
       }
     });
+    // The caller may be answered first (its time ran out, even before this call): the rejection
+    // that reaches `done` later is then nobody's, and unhandled it would end the process.
+    done.catch(() => {});
     return budget.wait(done, `the update of fan ${deviceID}`);
   }
 
