@@ -73,7 +73,8 @@ export class FanUpdater {
 
   constructor(
     private readonly store: HealthStore,
-    private readonly publisher: Publisher,
+    /** How transitions reach the alarm topic: the function's MQTT publisher (tests pass a stand-in). */
+    private readonly publisher: Pick<Publisher, "publish">,
     private readonly options: UpdateOptions,
   ) {}
 
