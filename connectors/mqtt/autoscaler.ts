@@ -1,4 +1,5 @@
 import type { Logger } from "../../lib/infra/log.js";
+import { systemClock, type Clock } from "../../lib/infra/retry.js";
 import {
   decideReplicas,
   readScaleLabels,
@@ -33,11 +34,14 @@ export interface AutoscalerOptions {
   basicAuth: { user: string; password: string } | undefined;
   batchSize: number;
   timeoutMs: number;
-  directory: FunctionDirectory;
+  /** Each function's replicas and labels, as the gateway last listed them. */
+  directory: Pick<FunctionDirectory, "statuses" | "refreshedAt">;
   /** What the dispatcher has for each function right now. */
   load: () => Map<string, FunctionLoad>;
   metrics: ConnectorMetrics;
   log: Logger;
+  /** The time of decisions (the scale-down window). @default systemClock */
+  clock?: Pick<Clock, "now">;
 }
 
 /**
@@ -54,11 +58,14 @@ export class ConnectorAutoscaler {
   #sampler: NodeJS.Timeout | undefined;
   #decider: NodeJS.Timeout | undefined;
   #lastFinished = new Map<string, number>();
-  #lastDecision = Date.now();
+  readonly #clock: Pick<Clock, "now">;
+  #lastDecision: number;
   #deciding = false;
   readonly #badLabels = new Map<string, string>();
 
   constructor(private readonly options: AutoscalerOptions) {
+    this.#clock = options.clock ?? systemClock;
+    this.#lastDecision = this.#clock.now();
     this.#gateway = new GatewayClient(options.gatewayUrl, 1);
     // The connector caps what is in flight, so a slow function shows as work waiting, not as
     // latency: its own timeout is the only latency that says "overloaded".
@@ -70,7 +77,7 @@ export class ConnectorAutoscaler {
   }
 
   start(): void {
-    this.#sampler = setInterval(() => this.#sample(), Math.min(SAMPLE_MS, this.options.config.intervalMs));
+    this.#sampler = setInterval(() => this.sample(), Math.min(SAMPLE_MS, this.options.config.intervalMs));
     this.#decider = setInterval(() => {
       // A slow gateway must not stack decisions up: the next interval takes the next one.
       if (this.#deciding) return;
@@ -87,7 +94,8 @@ export class ConnectorAutoscaler {
     this.#gateway.close();
   }
 
-  #sample(): void {
+  /** Adds the work each function has now to the average the next decision takes; the timer calls it every 250 ms. */
+  sample(): void {
     for (const [name, load] of this.options.load()) {
       const tracked = this.#track(name);
       tracked.demandSum += load.batches + Math.ceil(load.queued / this.options.batchSize);
@@ -114,7 +122,7 @@ export class ConnectorAutoscaler {
 
   /** One decision per function the connector invokes (never throws: a failed request is logged). */
   async decide(): Promise<void> {
-    const now = Date.now();
+    const now = this.#clock.now();
     const seconds = Math.max(0.001, (now - this.#lastDecision) / 1000);
     this.#lastDecision = now;
     const finished = new Map([...this.options.load()].map(([name, load]) => [name, load.completed]));
@@ -180,7 +188,7 @@ export class ConnectorAutoscaler {
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (this.options.basicAuth !== undefined)
       headers.authorization = `Basic ${Buffer.from(`${this.options.basicAuth.user}:${this.options.basicAuth.password}`).toString("base64")}`;
-    const at = Date.now();
+    const at = this.#clock.now();
     let code = "0";
     try {
       const answer = await this.#gateway.request({

@@ -30,6 +30,8 @@ export interface DispatcherOptions {
   onCircuit(name: string, open: boolean, reason: string): void;
   /** Publishing a function's answer to its reply topic failed (`reason`) or works again (undefined). */
   onReplyTrouble(name: string, reason: string | undefined): void;
+  /** Sends one attempt of a batch; by default through the gateway over HTTP (tests pass a stand-in). */
+  invoker?: Pick<Invoker, "invoke" | "close">;
 }
 
 interface Queue {
@@ -70,7 +72,7 @@ export class Dispatcher {
   /** Per function, in round-robin order: the one that last took a batch goes to the back. */
   readonly #lanes = new Map<string, Lane<Queue>>();
   readonly #circuits = new Map<string, Circuit>();
-  readonly #invoker: Invoker;
+  readonly #invoker: Pick<Invoker, "invoke" | "close">;
   readonly #backoff: Backoff;
   /** Aborted by drain: batches waiting for a retry or a circuit give up, unacknowledged. */
   readonly #stopping = new AbortController();
@@ -81,7 +83,7 @@ export class Dispatcher {
     private readonly config: ConnectorConfig,
     private readonly options: DispatcherOptions,
   ) {
-    this.#invoker = new Invoker(config, options.metrics);
+    this.#invoker = options.invoker ?? new Invoker(config, options.metrics);
     this.#backoff = { baseMs: config.retryBaseMs, capMs: config.retryMaxMs };
   }
 
@@ -252,7 +254,9 @@ export class Dispatcher {
       // A batch whose connection closed is redelivered by the broker: sending it would be waste,
       // unless it is an open circuit's probe, which must go (intake is paused, no other comes).
       if (!circuit.open && !batch.some((d) => d.current)) return;
-      await lane.acquire(this.#stopping.signal);
+      // A first attempt waits for its permit even when stopping: drain sends what is queued, and
+      // the attempts it waits behind end within timeout_ms. Retries give up (waiting out an outage).
+      await lane.acquire(attempt === 1 ? NEVER : this.#stopping.signal);
       let outcome: Outcome;
       try {
         outcome = await this.#invoker.invoke(target, topic, body);
@@ -341,6 +345,9 @@ export class Dispatcher {
     if (failed) this.options.onReplyTrouble(target.name, undefined);
   }
 }
+
+/** A signal that never aborts. */
+const NEVER = new AbortController().signal;
 
 function queueKey(functionName: string, topic: string): string {
   return `${functionName}\n${topic}`;

@@ -73,7 +73,8 @@ export class FanUpdater {
 
   constructor(
     private readonly store: HealthStore,
-    private readonly publisher: Publisher,
+    /** How transitions reach the alarm topic: the function's MQTT publisher (tests pass a stand-in). */
+    private readonly publisher: Pick<Publisher, "publish">,
     private readonly options: UpdateOptions,
   ) {}
 
@@ -88,6 +89,9 @@ export class FanUpdater {
         void this.#run(deviceID, [pending]);
       }
     });
+    // The caller may be answered first (its time ran out, even before this call): the rejection
+    // that reaches `done` later is then nobody's, and unhandled it would end the process.
+    done.catch(() => {});
     return budget.wait(done, `the update of fan ${deviceID}`);
   }
 

@@ -39,6 +39,12 @@ export function readAutoscalerSettings(env: NodeJS.ProcessEnv): AutoscalerSettin
   };
 }
 
+/** The machine's CPU time so far (ms, all cores): idle, and in all. */
+export interface CpuTimes {
+  idle: number;
+  total: number;
+}
+
 export interface Scalable {
   name: string;
   bounds: ScaleBounds;
@@ -53,18 +59,22 @@ export interface Scalable {
 export class Autoscaler {
   readonly #memory = new Map<string, ScaleMemory>();
   #timer: NodeJS.Timeout | undefined;
-  #cpu = machineCpu();
+  #cpu: CpuTimes;
 
   constructor(
     private readonly targets: readonly Scalable[],
     private readonly settings: AutoscalerSettings,
     private readonly onDecision: (target: Scalable, from: number, decision: ScaleDecision) => void,
-  ) {}
+    /** Where the machine's CPU time is read; tests pass their own. */
+    private readonly readCpu: () => CpuTimes = machineCpu,
+  ) {
+    this.#cpu = readCpu();
+  }
 
   start(): void {
     if (this.#timer !== undefined) return;
     for (const t of this.targets) t.set.sample(); // the first period starts now, not when the gateway did
-    this.#timer = setInterval(() => this.#tick(Date.now()), this.settings.intervalMs);
+    this.#timer = setInterval(() => this.decide(Date.now()), this.settings.intervalMs);
   }
 
   stop(): void {
@@ -72,8 +82,9 @@ export class Autoscaler {
     this.#timer = undefined;
   }
 
-  #tick(now: number): void {
-    const cpu = machineCpu();
+  /** One decision per function that scales, from its load since the previous one; the timer calls it every interval. */
+  decide(now: number): void {
+    const cpu = this.readCpu();
     const idleCpu = idleShare(this.#cpu, cpu);
     this.#cpu = cpu;
     for (const target of this.targets) {
@@ -96,7 +107,7 @@ export class Autoscaler {
 }
 
 /** The machine's CPU time so far, idle and in all, over every core (ms). */
-function machineCpu(): { idle: number; total: number } {
+function machineCpu(): CpuTimes {
   let idle = 0;
   let total = 0;
   for (const { times } of cpus()) {
@@ -107,10 +118,7 @@ function machineCpu(): { idle: number; total: number } {
 }
 
 /** The share of the machine's CPU that was idle between two readings; undefined if none passed. */
-function idleShare(
-  before: { idle: number; total: number },
-  after: { idle: number; total: number },
-): number | undefined {
+function idleShare(before: CpuTimes, after: CpuTimes): number | undefined {
   const total = after.total - before.total;
   return total > 0 ? (after.idle - before.idle) / total : undefined;
 }

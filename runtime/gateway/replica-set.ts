@@ -1,4 +1,4 @@
-import { FunctionProcess } from "./function-process.js";
+import { FunctionProcess, type FunctionProcessOptions } from "./function-process.js";
 import { LogRing } from "./logs.js";
 import type { LoadSample } from "../../lib/openfaas/scaling.js";
 
@@ -8,10 +8,17 @@ export interface ReplicaSetOptions {
   env: NodeJS.ProcessEnv;
   /** Every line a replica prints, and the runner's notes about it (restarts, drains). */
   onLine: (name: string, line: string) => void;
+  /** Makes a replica, not started yet. @default a FunctionProcess (a child process); tests pass a stand-in. */
+  replica?: (options: FunctionProcessOptions) => ReplicaProcess;
+  /** The time for the load samples, in ms. @default Date.now */
+  now?: () => number;
 }
 
+/** What the set needs of a replica: a FunctionProcess does it with a child process. */
+export type ReplicaProcess = Pick<FunctionProcess, "ready" | "url" | "instance" | "startedAt" | "start" | "stop">;
+
 interface Replica {
-  process: FunctionProcess;
+  process: ReplicaProcess;
   inFlight: number;
   /** Removed: takes no new request, stops once what it holds is answered. */
   draining: boolean;
@@ -41,14 +48,20 @@ export class ReplicaSet {
   /** Breaks ties among equally loaded replicas in turn, so that light load spreads too. */
   #turn = 0;
   // The load since the last sample: in flight integrated over time, and the latencies of the calls that ended.
-  #sampledAt = Date.now();
+  #sampledAt: number;
   #inFlightArea = 0;
-  #lastChange = Date.now();
+  #lastChange: number;
   #latencies: number[] = [];
   #ended = 0;
 
+  readonly #now: () => number;
+  readonly #replica: (options: FunctionProcessOptions) => ReplicaProcess;
+
   constructor(private readonly options: ReplicaSetOptions) {
     this.logs = new LogRing(options.name);
+    this.#now = options.now ?? Date.now;
+    this.#replica = options.replica ?? ((o) => new FunctionProcess(o));
+    this.#sampledAt = this.#lastChange = this.#now();
   }
 
   get name(): string {
@@ -88,7 +101,7 @@ export class ReplicaSet {
     const started: Array<Promise<void>> = [];
     while (this.#replicas.length < count) {
       const replica: Replica = {
-        process: new FunctionProcess({
+        process: this.#replica({
           name: this.name,
           env: this.options.env,
           onLine: this.options.onLine,
@@ -121,7 +134,7 @@ export class ReplicaSet {
     if (best === undefined) return undefined;
     this.#turn = (this.#turn + 1) % Math.max(1, n);
     const replica = best;
-    const started = Date.now();
+    const started = this.#now();
     this.#account(started);
     replica.inFlight++;
     let released = false;
@@ -131,7 +144,7 @@ export class ReplicaSet {
       release: () => {
         if (released) return;
         released = true;
-        const now = Date.now();
+        const now = this.#now();
         this.#account(now);
         replica.inFlight--;
         this.#ended++;
@@ -143,7 +156,7 @@ export class ReplicaSet {
   }
 
   /** The load since the previous sample (average in flight, rate, p99), and starts the next period. */
-  sample(now = Date.now()): LoadSample {
+  sample(now = this.#now()): LoadSample {
     this.#account(now);
     const seconds = Math.max(0.001, (now - this.#sampledAt) / 1000);
     const sorted = this.#latencies.sort((a, b) => a - b);

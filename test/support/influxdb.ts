@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../../lib/infra/net.js";
+import { eventually, eventuallyValue } from "./eventually.js";
 import { terminate } from "./process.js";
 
 const BINARY = "/usr/bin/influxd";
@@ -63,16 +64,19 @@ export async function startInfluxDB(options: InfluxOptions = {}): Promise<Influx
   // A set-up statement, repeated until InfluxDB takes it: on a busy machine the admin created a
   // moment ago may not authenticate yet (401), and a silently failed CREATE USER fails a test later.
   const statement = async (q: string, headers = admin) => {
-    for (let attempt = 1; ; attempt++) {
-      const response = await fetch(`${url}/query?q=${encodeURIComponent(q)}`, {
-        method: "POST",
-        ...(headers === undefined ? {} : { headers }),
-      });
-      const text = await response.text();
-      if (response.ok && !text.includes('"error"')) return;
-      if (attempt >= 50) throw new Error(`InfluxDB did not take ${q}: ${response.status} ${text}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await eventuallyValue(
+      `InfluxDB to take ${q}`,
+      async () => {
+        const response = await fetch(`${url}/query?q=${encodeURIComponent(q)}`, {
+          method: "POST",
+          ...(headers === undefined ? {} : { headers }),
+        });
+        const text = await response.text();
+        return { taken: response.ok && !text.includes('"error"'), answer: `${response.status} ${text}` };
+      },
+      (result) => result.taken,
+      { timeoutMs: 10_000, paceMs: 100 },
+    );
   };
   if (options.auth === true) {
     // With no user yet, InfluxDB takes the statement that creates the first admin unauthenticated.
@@ -116,16 +120,21 @@ export async function startInfluxDB(options: InfluxOptions = {}): Promise<Influx
 
 async function launch(dir: string, url: string): Promise<ChildProcess> {
   const child = spawn(BINARY, ["-config", join(dir, "influxdb.conf")], { stdio: "ignore" });
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`influxd exited (${child.exitCode})`);
-    const ok = await fetch(`${url}/ping`).then(
-      (r) => r.status === 204,
-      () => false,
+  try {
+    await eventually(
+      "influxd to answer /ping",
+      async () => {
+        if (child.exitCode !== null) throw new Error(`influxd exited (${child.exitCode})`);
+        return fetch(`${url}/ping`).then(
+          (r) => r.status === 204,
+          () => false,
+        );
+      },
+      { timeoutMs: 20_000, paceMs: 100, onError: "fail" },
     );
-    if (ok) return child;
-    await new Promise((resolve) => setTimeout(resolve, 100));
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
   }
-  child.kill("SIGKILL");
-  throw new Error("influxd did not answer /ping within 20 s");
+  return child;
 }

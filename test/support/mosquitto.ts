@@ -5,6 +5,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../../lib/infra/net.js";
+import { eventually } from "./eventually.js";
 import { terminate } from "./process.js";
 import { REPO_ROOT } from "./paths.js";
 
@@ -219,14 +220,20 @@ async function authentication(dir: string, users: Record<string, string> | undef
 
 async function launch(dir: string, port: number): Promise<ChildProcess> {
   const child = spawn(BINARY, ["-c", join(dir, "mosquitto.conf")], { stdio: "ignore" });
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`mosquitto exited (${child.exitCode}); its log:`);
-    if (await accepts(port)) return child;
-    await new Promise((resolve) => setTimeout(resolve, 20));
+  try {
+    await eventually(
+      `mosquitto to listen on ${port}`,
+      async () => {
+        if (child.exitCode !== null) throw new Error(`mosquitto exited (${child.exitCode}); its log:`);
+        return accepts(port);
+      },
+      { timeoutMs: 10_000, onError: "fail" },
+    );
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
   }
-  child.kill("SIGKILL");
-  throw new Error(`mosquitto did not listen on ${port} within 10 s`);
+  return child;
 }
 
 function accepts(port: number): Promise<boolean> {

@@ -1,4 +1,5 @@
 import mqtt, { type MqttClient } from "mqtt";
+import { eventuallyValue } from "./eventually.js";
 
 /**
  * Publishes a marker message on `topic` (QoS 1) from a client of its own. Through one broker to
@@ -44,14 +45,13 @@ export class Collector {
   }
 
   /** Resolves once `topic` holds at least `count` messages. */
-  async waitFor(topic: string, count: number, timeoutMs = 20_000): Promise<unknown[]> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.on(topic).length < count) {
-      if (Date.now() > deadline)
-        throw new Error(`${topic}: ${this.on(topic).length} of ${count} messages after ${timeoutMs} ms`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    return this.on(topic);
+  waitFor(topic: string, count: number, timeoutMs = 20_000): Promise<unknown[]> {
+    return eventuallyValue(
+      `${count} messages on ${topic}`,
+      () => this.on(topic),
+      (messages) => messages.length >= count,
+      timeoutMs,
+    );
   }
 
   stop(): Promise<void> {

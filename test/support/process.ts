@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { once } from "node:events";
+import { eventually } from "./eventually.js";
 import { CLI, REPO_ROOT } from "./paths.js";
 
 export { freePort } from "../../lib/infra/net.js";
@@ -83,21 +84,22 @@ export async function waitUntilReady(
   const onData = (d: Buffer) => (seen += d.toString());
   child.stdout.on("data", onData);
   child.stderr.on("data", onData);
-  const deadline = Date.now() + timeoutMs;
   try {
-    for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null)
-        throw new Error(
-          `process exited (${child.exitCode ?? child.signalCode}) before ${url} was ready; output:\n${seen}`,
+    await eventually(
+      `${url} to be ready`,
+      async () => {
+        if (child.exitCode !== null || child.signalCode !== null)
+          throw new Error(`process exited (${child.exitCode ?? child.signalCode}) before ${url} was ready`);
+        const status = await fetch(new URL("/_/ready", url)).then(
+          (response) => response.status,
+          () => 0, // not listening yet
         );
-      if (Date.now() > deadline) throw new Error(`${url} not ready within ${timeoutMs} ms; output:\n${seen}`);
-      const status = await fetch(new URL("/_/ready", url)).then(
-        (response) => response.status,
-        () => 0, // not listening yet
-      );
-      if (status === 200) return;
-      await new Promise((resolve) => setTimeout(resolve, 20)); // the poll's pace
-    }
+        return status === 200;
+      },
+      { timeoutMs, onError: "fail" },
+    );
+  } catch (error) {
+    throw new Error(`${(error as Error).message}; output:\n${seen}`, { cause: error });
   } finally {
     child.stdout.off("data", onData);
     child.stderr.off("data", onData);

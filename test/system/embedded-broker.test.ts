@@ -5,6 +5,7 @@ import mqtt, { type MqttClient } from "mqtt";
 import { EmbeddedBroker } from "../../runtime/system/broker.js";
 import { pino } from "pino";
 import { PacketSizeGuard } from "../../runtime/system/packet-size-guard.js";
+import { eventually } from "../support/eventually.js";
 
 describe("the embedded broker's packet size limit", () => {
   let broker: EmbeddedBroker;
@@ -41,7 +42,7 @@ describe("the embedded broker's packet size limit", () => {
     await next.publishAsync("fan/messages", '{"deviceID":"1"}', { qos: 1 });
     await next.publishAsync("fan/messages", Buffer.alloc(16_000, "y"), { qos: 1 });
     await next.endAsync();
-    while (received.length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+    await eventually("both messages at the subscriber", () => received.length >= 2);
     assert.deepEqual(received, ['{"deviceID":"1"}', "16000 bytes"]);
     assert.equal(subscriber.connected, true);
   });

@@ -8,7 +8,7 @@ import { errorAnswer, InputError } from "../../lib/errors.js";
 import { startFunctionServer, type FunctionServer } from "../../templates/node22-ts/server.js";
 import type { FunctionModule } from "../../templates/node22-ts/types.js";
 import { freePort } from "../support/process.js";
-import { eventually } from "../support/eventually.js";
+import { eventually, eventuallyValue } from "../support/eventually.js";
 
 // A handler exercising every way the official node template's contract can answer.
 let releaseSlow: () => void = () => {};
@@ -312,14 +312,13 @@ describe("node22-ts function server start and stop", () => {
 });
 
 /** GET /_/ready once the server accepts connections (it listens before init() has finished). */
-async function untilListening(url: string): Promise<Response> {
-  for (;;) {
-    try {
-      return await fetch(`${url}/_/ready`);
-    } catch {
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-  }
+function untilListening(url: string): Promise<Response> {
+  return eventuallyValue(
+    `${url} to accept connections`,
+    () => fetch(`${url}/_/ready`),
+    () => true,
+    { paceMs: 5 },
+  );
 }
 
 describe("node22-ts function server: who may call it", () => {

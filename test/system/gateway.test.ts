@@ -7,6 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { checkCallbackUrl } from "../../runtime/gateway/guards.js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { eventually, eventuallyValue } from "../support/eventually.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { REPO_ROOT } from "../support/paths.js";
 import { finished, freePort, spawnCli, waitForOutput, type Finished } from "../support/process.js";
@@ -232,7 +233,7 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
     const logged = new RegExp(
       `"event":"callback_failed".*"status":307.*the callback ${redirecting.url}/done answered 307`,
     );
-    while (!logged.test(output)) await new Promise((resolve) => setTimeout(resolve, 20));
+    await eventually("the gateway to log the callback's 307", () => logged.test(output));
     assert.deepEqual(redirecting.hits, ["POST /done"]);
     assert.deepEqual(elsewhere.hits, []);
     elsewhere.server.close();
@@ -275,19 +276,19 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
           .status,
         202,
       );
-    while (stuck.hits.length < 2) await new Promise((resolve) => setTimeout(resolve, 20));
+    await eventually("both callbacks to reach the receiver", () => stuck.hits.length >= 2);
     const third = await send(`${gateway}/async-function/score`, "POST", {}, SCORE_BODY);
     assert.equal(third.status, 429);
     assert.match(third.body, /2 async calls are waiting already \(GATEWAY_MAX_ASYNC_PENDING\)/);
     // Once the callbacks fail (their receiver is gone), the places are free again.
     stuck.server.closeAllConnections();
     stuck.server.close();
-    for (;;) {
-      const again = await send(`${gateway}/async-function/score`, "POST", {}, SCORE_BODY);
-      if (again.status === 202) break;
-      assert.equal(again.status, 429);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    const again = await eventuallyValue(
+      "a place free again",
+      () => send(`${gateway}/async-function/score`, "POST", {}, SCORE_BODY),
+      (answer) => answer.status !== 429,
+    );
+    assert.equal(again.status, 202, again.body);
   });
 
   it("takes a function down and back up through the scale API (replicas 0, then 1), and refuses a count above scale.max", async () => {
@@ -365,13 +366,12 @@ describe("fanwatch gateway killed outright", { timeout: 120_000 }, () => {
           return false;
         }
       };
-      for (let tries = 0; functions.some(alive); tries++) {
-        assert.ok(
-          tries < 300,
-          `functions still running 30 s after their gateway was killed: ${functions.filter(alive).join(", ")}`,
-        );
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      await eventuallyValue(
+        "every function to stop after its gateway was killed",
+        () => functions.filter(alive),
+        (running) => running.length === 0,
+        { timeoutMs: 30_000, paceMs: 100 },
+      );
     } finally {
       child.kill("SIGKILL");
       await broker.stop();

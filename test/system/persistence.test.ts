@@ -7,26 +7,21 @@ import mqtt, { type MqttClient } from "mqtt";
 import { SCHEMA } from "../../connectors/influxdb/points.js";
 import type { AlarmTransition, HealthEvent, HealthState } from "../../lib/domain/health.js";
 import { startFanwatch } from "../support/fanwatch-start.js";
+import { eventuallyValue } from "../support/eventually.js";
 import { startInfluxDB, type Influx } from "../support/influxdb.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { REPO_ROOT } from "../support/paths.js";
 import { freePort, spawnCli, waitForOutput } from "../support/process.js";
 
-async function eventually<T>(
+/** Polls (support/eventually) at InfluxDB's pace, a query every quarter second, for up to 30 s; resolves with the value accepted. */
+function eventually<T>(
   what: string,
   probe: () => Promise<T>,
   done: (value: T) => boolean,
   timeoutMs = 30_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let value = await probe();
-  while (!done(value)) {
-    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(value)} after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    value = await probe();
-  }
-  return value;
+  return eventuallyValue(what, probe, done, { timeoutMs, paceMs: 250 });
 }
 
 /**

@@ -5,8 +5,8 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { parse, stringify } from "yaml";
+import { eventually } from "../support/eventually.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { REPO_ROOT } from "../support/paths.js";
 import { freePort, spawnCli, terminate, waitForOutput } from "../support/process.js";
@@ -166,15 +166,13 @@ class Gateway {
   }
 }
 
-/** Waits until `check` holds, asking again as the state changes; the test's timeout bounds it. */
-async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-  for (;;) {
-    const done = await check().catch((error: Error) => {
-      throw new Error(`while waiting until ${what}: ${error.message}`);
-    });
-    if (done) return;
-    await sleep(50);
-  }
+/**
+ * Waits until `check` holds, asking again as the state changes. A check that throws ends the wait
+ * (the gateway answered something unexpected: the outcome will not come); so does the deadline,
+ * within the tests' own timeout so that the failure names what was awaited.
+ */
+function until(what: string, check: () => Promise<boolean>): Promise<void> {
+  return eventually(what, check, { onError: "fail", timeoutMs: 150_000, paceMs: 50 });
 }
 
 describe("gateway replicas, set by hand", { timeout: 180_000 }, () => {
@@ -263,7 +261,7 @@ describe("gateway replicas, set by hand", { timeout: 180_000 }, () => {
   it("replaces a replica killed with SIGKILL, and takes requests on the new one", async () => {
     assert.equal((await gw.scale("score", 2)).status, 202);
     const served = new Set<string>();
-    while (served.size < 2) served.add((await gw.call("score")).instance);
+    await until("both replicas to serve a call", async () => served.add((await gw.call("score")).instance).size >= 2);
     const [victim, survivor] = [...served] as [string, string];
     const known = new Set((await gw.logs("score")).map((m) => m.instance));
     process.kill(Number(victim.split("-").at(-1)), "SIGKILL");
@@ -273,10 +271,11 @@ describe("gateway replicas, set by hand", { timeout: 180_000 }, () => {
     await until("both replicas are available", async () => (await gw.replicas("score")).availableReplicas === 2);
     // Only answers count: a call sent to the killed replica before the gateway saw it die gets 502 (the connector retries those).
     const after = new Set<string>();
-    while (after.size < 2) {
+    await until("both replicas to answer", async () => {
       const answer = await gw.call("score");
       if (answer.status === 200) after.add(answer.instance);
-    }
+      return after.size >= 2;
+    });
     assert.ok(after.has(survivor));
     assert.ok(!after.has(victim), [...after].join(", "));
     assert.deepEqual(await gw.replicas("score"), { replicas: 2, availableReplicas: 2 });

@@ -4,6 +4,7 @@ import { once } from "node:events";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import { connect, createServer as createTcpServer } from "node:net";
 import { after, before, describe, it } from "node:test";
+import { eventually, eventuallyValue } from "../support/eventually.js";
 import { startFanwatch, type StartedSystem } from "../support/fanwatch-start.js";
 import { listeningOn } from "../support/listening.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
@@ -22,17 +23,23 @@ async function faultShares(
   perFan: number,
   timeoutMs = 30_000,
 ): Promise<Map<string, number>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  const faultsOf = () => {
     const byFan = new Map<string, number[]>();
     for (const p of collector.on("fan/anomaly") as Prediction[])
       byFan.set(p.deviceID, [...(byFan.get(p.deviceID) ?? []), p.fault]);
-    const counts = Array.from({ length: fans }, (_, i) => byFan.get(String(i + 1))?.length ?? 0);
-    if (counts.every((n) => n >= perFan))
-      return new Map([...byFan].map(([id, faults]) => [id, faults.reduce<number>((a, b) => a + b, 0) / faults.length]));
-    if (Date.now() > deadline) throw new Error(`predictions per fan after ${timeoutMs} ms: ${counts.join(", ")}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+    return byFan;
+  };
+  const counts = (byFan: Map<string, number[]>) =>
+    Array.from({ length: fans }, (_, i) => byFan.get(String(i + 1))?.length ?? 0);
+  const byFan = await eventuallyValue(
+    `${perFan} predictions for each of ${fans} fans`,
+    async () => faultsOf(),
+    (polled) => counts(polled).every((n) => n >= perFan),
+    { timeoutMs, paceMs: 100 },
+  ).catch((error: unknown) => {
+    throw new Error(`${(error as Error).message}; predictions per fan: ${counts(faultsOf()).join(", ")}`);
+  });
+  return new Map([...byFan].map(([id, faults]) => [id, faults.reduce<number>((a, b) => a + b, 0) / faults.length]));
 }
 
 /** The first match of `pattern` in what `system` prints after its first `from` characters. */
@@ -42,14 +49,15 @@ async function waitForOutputAfter(
   pattern: RegExp,
   timeoutMs = 30_000,
 ): Promise<RegExpExecArray> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const match = pattern.exec(system.output().slice(from));
-    if (match !== null) return match;
-    if (Date.now() > deadline)
-      throw new Error(`no ${pattern} within ${timeoutMs} ms:\n${system.output().slice(-2000)}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  const match = await eventuallyValue(
+    `${pattern} in the output`,
+    async () => pattern.exec(system.output().slice(from)),
+    (found) => found !== null,
+    { timeoutMs, paceMs: 200 },
+  ).catch((error: unknown) => {
+    throw new Error(`${(error as Error).message}:\n${system.output().slice(-2000)}`);
+  });
+  return match as RegExpExecArray;
 }
 
 async function portIsFree(port: number): Promise<boolean> {
@@ -107,13 +115,12 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
     // Printed every 10 s when the output is not a terminal.
     const line =
       /([\d.]+) readings\/s · \d+ predictions · 6 fans: (\d+) ok, (\d+) warning, (\d+) alarm, (\d+) cleared, (\d+) silent, (\d+) unacknowledged · replicas: ([^·]+) · \d+ dead letters/g;
-    const deadline = Date.now() + 60_000;
-    let last: RegExpExecArray | undefined;
-    while (Date.now() < deadline) {
-      last = [...system.output().matchAll(line)].pop();
-      if (last !== undefined && Number(last[4]) >= 2) break;
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
+    const last = await eventuallyValue(
+      "a status line with the two faulty fans in alarm",
+      async () => [...system.output().matchAll(line)].pop(),
+      (found) => found !== undefined && Number(found[4]) >= 2,
+      { timeoutMs: 60_000, paceMs: 500 },
+    ).catch(() => [...system.output().matchAll(line)].pop());
     assert.ok(
       last !== undefined && Number(last[4]) >= 2,
       `the status line says ${last?.[0] ?? "nothing"}:\n${system.output().slice(-2000)}`,
@@ -195,8 +202,7 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
     });
     assert.equal(accepted.status, 202);
     const callId = accepted.headers.get("x-call-id");
-    const deadline = Date.now() + 10_000;
-    while (received.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    await eventually("the callback", () => received.length > 0, 10_000);
     assert.equal(received[0]?.headers["x-call-id"], callId);
     assert.equal(received[0]?.headers["x-function-status"], "200");
     assert.equal((JSON.parse(received[0]?.body ?? "{}") as { fault: number }).fault, 0);

@@ -14,6 +14,7 @@ import {
   watchdogLockFile,
 } from "../../templates/node22-ts/watchdog.js";
 import { parseDockerfile, parseEnv } from "../support/dockerfile.js";
+import { eventually } from "../support/eventually.js";
 import { startMosquitto } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { OfWatchdogStandIn } from "../support/of-watchdog-stand-in.js";
@@ -162,7 +163,11 @@ describe("the template behind of-watchdog (stand-in) under continuous load", { t
       watchdog.terminate();
       // faasd signals every process of the container too: once the function has taken the first
       // SIGTERM (its own /_/ready says 503), it gets a second one.
-      while ((await fetch(`http://127.0.0.1:${port}/_/ready`)).status !== 503);
+      await eventually(
+        "the function to take the first SIGTERM (its /_/ready answers 503)",
+        async () => (await fetch(`http://127.0.0.1:${port}/_/ready`)).status === 503,
+        { onError: "fail", paceMs: 1 },
+      );
       watchdog.child.kill("SIGTERM");
       await watchdog.stoppedListening;
       stop.now = true;

@@ -12,6 +12,7 @@ import { chromium, type Browser } from "playwright-core";
 import type { AlarmTransition, HealthRecord } from "../../lib/domain/health.js";
 import { FleetView } from "../../page/fleet-view.js";
 import { WebPage } from "../../page/web-page.js";
+import { eventually } from "../support/eventually.js";
 import { startFanwatch, type StartedSystem } from "../support/fanwatch-start.js";
 import { listeningOn, portsOfTree, processTree } from "../support/listening.js";
 import { Collector } from "../support/mqtt-collector.js";
@@ -73,10 +74,6 @@ async function openStream(
   };
 }
 
-async function until(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5));
-}
-
 describe("the page's event stream over plain HTTP", () => {
   it("serves 16 streams, answers the 17th with 503 and why, and takes a new one when one closes", async () => {
     const { page, url, server } = await servePage(3);
@@ -86,7 +83,7 @@ describe("the page's event stream over plain HTTP", () => {
       assert.equal(refused.status, 503);
       assert.match(await refused.text(), /open in 16 places already/);
       streams[0]?.res.destroy();
-      await until(() => page.stats().streams === 15);
+      await eventually("the server to count 15 streams", () => page.stats().streams === 15);
       const again = await openStream(url);
       assert.equal(again.res.statusCode, 200);
       for (const s of [...streams, again]) s.res.destroy();
@@ -106,7 +103,7 @@ describe("the page's event stream over plain HTTP", () => {
       slow.pause();
       slow.on("error", () => {}); // the server resets it: that is what the test waits for
       const slowClosed = new Promise<void>((resolve) => slow.once("close", () => resolve()));
-      await until(() => page.stats().streams === 2);
+      await eventually("the server to count 2 streams", () => page.stats().streams === 2);
       let closedAt: number | undefined;
       let ticks = 0;
       let frameBytes = 0;
@@ -117,7 +114,7 @@ describe("the page's event stream over plain HTTP", () => {
         const [frames, bytes] = [reader.frames(), reader.bytes()];
         page.tick();
         ticks++;
-        await until(() => reader.frames() > frames);
+        await eventually("the next frame", () => reader.frames() > frames);
         frameBytes = reader.bytes() - bytes;
         largestBuffer = Math.max(largestBuffer, page.stats().bufferedBytes);
         await new Promise((resolve) => setImmediate(resolve));
@@ -134,7 +131,7 @@ describe("the page's event stream over plain HTTP", () => {
       await slowClosed;
       const before = reader.frames();
       page.tick();
-      await until(() => reader.frames() > before);
+      await eventually("a new frame", () => reader.frames() > before);
       reader.res.destroy();
     } finally {
       void page.close();
@@ -324,7 +321,7 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
       // The health function published the transition, and holds the alarm as acknowledged.
       const acknowledgement = () =>
         (alarms.on("fan/alarm") as AlarmTransition[]).find((t) => t.deviceID === "1" && t.event === "acknowledged");
-      await until(() => acknowledgement() !== undefined);
+      await eventually("the acknowledgement", () => acknowledgement() !== undefined);
       const transition = acknowledgement();
       assert.deepEqual(
         [transition?.state, transition?.acknowledged, transition?.by, transition?.note],

@@ -7,6 +7,7 @@ import {
   CONNECTOR_DEFAULTS,
   CONNECTOR_SETTINGS,
   ConnectorSchema,
+  parseStaticFunctions,
   readConnectorConfig,
 } from "../../connectors/mqtt/config.js";
 import { readWriterConfig, WRITER_DEFAULTS, WRITER_SETTINGS, WriterSchema } from "../../connectors/influxdb/config.js";
@@ -365,5 +366,60 @@ describe("configuration: flags and the environment", () => {
     });
     assert.equal(readPredictConfig({ SCORING_URL: "http://s/function/score" }).scoreUrl, "http://s/function/score");
     assert.equal(readConnectorConfig({ GATEWAY_URL: "http://upper:8080" }).gatewayUrl, "http://upper:8080");
+  });
+});
+
+describe("connector configuration", () => {
+  it("reads the official connector's names in lower or upper case", () => {
+    const config = readConnectorConfig({
+      gateway_url: "http://gw:8080/",
+      TOPIC: "a,b/+",
+      qos: "0",
+      BATCH_SIZE: "50",
+      broker: "mqtt://broker:1883",
+      MQTT_USERNAME: "u",
+      MQTT_PASSWORD: "p",
+    });
+    assert.equal(config.gatewayUrl, "http://gw:8080");
+    assert.deepEqual(config.topics, ["a", "b/+"]);
+    assert.equal(config.qos, 0);
+    assert.equal(config.batchSize, 50);
+    assert.deepEqual(config.mqtt, { url: "mqtt://broker:1883", username: "u", password: "p" });
+    assert.equal(config.staticFunctions, undefined);
+  });
+
+  it("bounds memory and time by default: 16 KiB messages, 8 MiB held, 10 s per attempt", () => {
+    const config = readConnectorConfig({});
+    assert.deepEqual(
+      [config.maxMessageBytes, config.maxInflightBytes, config.timeoutMs, config.retries, config.retryMaxMs],
+      [16 * 1024, 8 * 1024 * 1024, 10_000, 5, 5_000],
+    );
+    assert.equal(readConnectorConfig({ MAX_INFLIGHT_BYTES: "1048576" }).maxInflightBytes, 1024 * 1024);
+  });
+
+  it("parses static routes", () => {
+    assert.deepEqual(
+      [...parseStaticFunctions("fan/messages=predict, audit; x/+=y")],
+      [
+        ["fan/messages", ["predict", "audit"]],
+        ["x/+", ["y"]],
+      ],
+    );
+    assert.throws(() => parseStaticFunctions("fan/messages"), ConfigError);
+  });
+
+  it("names the setting that is wrong", () => {
+    assert.throws(
+      () => readConnectorConfig({ qos: "2" }),
+      (e: unknown) => e instanceof ConfigError && /qos/.test(e.message),
+    );
+    assert.throws(
+      () => readConnectorConfig({ batch_size: "many" }),
+      (e: unknown) => e instanceof ConfigError && /batch_size/.test(e.message),
+    );
+    assert.throws(
+      () => readConnectorConfig({ basic_auth: "true", secret_mount_path: "/nonexistent" }),
+      /basic-auth-user/,
+    );
   });
 });

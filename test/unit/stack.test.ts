@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { readConnectorConfig } from "../../connectors/mqtt/config.js";
 import { readHealthConfig } from "../../functions/health/config.js";
+import { readPredictConfig } from "../../functions/predict/config.js";
 import { parseStack, substituteEnv } from "../../runtime/gateway/stack.js";
 import { REPO_ROOT } from "../support/paths.js";
 
@@ -95,6 +96,48 @@ describe("stack.yml", () => {
       assert.ok(
         fn.limits?.memory !== undefined && fn.requests?.memory !== undefined,
         `${name} memory limit and request`,
+      );
+    }
+  });
+});
+
+describe("stack.yml time limits", () => {
+  const stack = parseStack(readFileSync(join(REPO_ROOT, "stack.yml"), "utf8"), {});
+  const seconds = (value: string | undefined) => {
+    const match = /^(\d+)(ms|s|m)$/.exec(value ?? "");
+    assert.ok(match !== null, `not a duration: ${value}`);
+    return Number(match[1]) * { ms: 0.001, s: 1, m: 60 }[match[2] as "ms" | "s" | "m"];
+  };
+  const predictEnv = stack.functions.predict?.environment ?? {};
+  const predict = readPredictConfig(predictEnv);
+  const connectorTimeout = readConnectorConfig({}).timeoutMs / 1000;
+
+  it("let each layer give up before the one that called it", () => {
+    const scoreExec = seconds(stack.functions.score?.environment.exec_timeout);
+    assert.ok(
+      scoreExec <= predict.scoreTimeoutMs / 1000,
+      `score's exec_timeout ${scoreExec} s must not outlast predict's SCORE_TIMEOUT_MS ${predict.scoreTimeoutMs} ms`,
+    );
+    assert.ok(
+      predict.scoreTimeoutMs < predict.budgetMs,
+      `SCORE_TIMEOUT_MS ${predict.scoreTimeoutMs} must leave room in PREDICT_BUDGET_MS ${predict.budgetMs} to publish`,
+    );
+    assert.ok(
+      predict.budgetMs / 1000 < connectorTimeout,
+      `PREDICT_BUDGET_MS ${predict.budgetMs} must end before the connector's timeout_ms ${connectorTimeout} s`,
+    );
+    const predictExec = seconds(predictEnv.exec_timeout);
+    assert.ok(
+      connectorTimeout < predictExec,
+      `predict's exec_timeout ${predictExec} s must outlast the connector's timeout ${connectorTimeout} s`,
+    );
+  });
+
+  it("let a watchdog write its own answer after exec_timeout", () => {
+    for (const [name, fn] of Object.entries(stack.functions)) {
+      assert.ok(
+        seconds(fn.environment.exec_timeout) < seconds(fn.environment.write_timeout),
+        `${name}: write_timeout must exceed exec_timeout`,
       );
     }
   });

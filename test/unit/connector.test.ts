@@ -1,0 +1,284 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, it } from "node:test";
+import mqtt, { type MqttClient } from "mqtt";
+import { pino } from "pino";
+import { readConnectorConfig } from "../../connectors/mqtt/config.js";
+import { Connector } from "../../connectors/mqtt/connector.js";
+import { freePort } from "../../lib/infra/net.js";
+import { createLogger, type Logger } from "../../lib/infra/log.js";
+import { startAedes, type InProcessBroker } from "../support/aedes-broker.js";
+import { healthOf, metricsOf } from "../support/connector-health.js";
+import { eventually } from "../support/eventually.js";
+import { FAKE_GATEWAY_PASSWORD, FAKE_GATEWAY_USER, FakeGateway } from "../support/fake-gateway.js";
+import { ManualClock } from "../support/manual-clock.js";
+import { Collector } from "../support/mqtt-collector.js";
+
+// The whole connector in this process, against the in-process broker and a gateway stand-in, on a
+// clock the test moves: retries, backoffs, circuit probes and publish timeouts come when the test
+// says. Every test has its own broker, gateway, publisher and collector.
+describe("the connector in-process, on a clock the test moves", () => {
+  const silent = createLogger("connector-test", "silent");
+  let broker: InProcessBroker;
+  let gateway: FakeGateway;
+  let gatewayUrl: string;
+  let secrets: string;
+  let publisher: MqttClient;
+  let collector: Collector;
+  let running: Connector[];
+  let gateways: FakeGateway[];
+
+  beforeEach(async () => {
+    running = [];
+    broker = await startAedes();
+    gateway = new FakeGateway();
+    gateways = [gateway];
+    gatewayUrl = await gateway.listen();
+    secrets = await mkdtemp(join(tmpdir(), "fanwatch-secrets-"));
+    await writeFile(join(secrets, "basic-auth-user"), `${FAKE_GATEWAY_USER}\n`);
+    await writeFile(join(secrets, "basic-auth-password"), `${FAKE_GATEWAY_PASSWORD}\n`);
+    publisher = await mqtt.connectAsync(broker.url, { clientId: "connector-test-publisher" });
+    collector = await Collector.start(broker.url, ["replies", "fan/deadletter"]);
+  });
+  afterEach(async () => {
+    broker.release();
+    for (const c of running) await c.drain(); // before the broker stops
+    await publisher.endAsync();
+    await collector.stop();
+    for (const g of gateways) await g.close();
+    await broker.close();
+    await rm(secrets, { recursive: true, force: true });
+  });
+
+  function inProcess(env: Record<string, string>, clock: ManualClock, log: Logger = silent): Connector {
+    const config = readConnectorConfig({
+      gateway_url: gatewayUrl,
+      broker: broker.url,
+      basic_auth: "true",
+      secret_mount_path: secrets,
+      refresh_interval_ms: "200",
+      port: "0",
+      HEALTH_HOST: "127.0.0.1",
+      ...env,
+    });
+    const connector = new Connector(config, log, { clock });
+    running.push(connector);
+    return connector;
+  }
+
+  /** A gateway stand-in of the test's own, on `port` if given (where the connector already sends). */
+  async function anotherGateway(port?: number): Promise<{ gateway: FakeGateway; url: string }> {
+    const other = new FakeGateway();
+    gateways.push(other);
+    return { gateway: other, url: await other.listen(port) };
+  }
+
+  const publishAll = (topic: string, messages: readonly object[]) =>
+    Promise.all(messages.map((m) => publisher.publishAsync(topic, JSON.stringify(m), { qos: 1 })));
+
+  it("holds every message through a gateway that refuses connections, pauses intake while the circuit is open, delivers all when it is back", async () => {
+    const port = await freePort(); // nothing listens there yet: connection refused
+    const clock = new ManualClock();
+    const connector = inProcess(
+      {
+        gateway_url: `http://127.0.0.1:${port}`,
+        functions: "fan/outage=predict",
+        topic: "fan/outage",
+        client_id: "outage-circuit",
+        retries: "2",
+        batch_size: "20",
+        max_inflight_bytes: "2048",
+      },
+      clock,
+    );
+    await connector.start();
+    await publishAll(
+      "fan/outage",
+      Array.from({ length: 100 }, (_, n) => ({ deviceID: "1", n })),
+    );
+    await eventually("the circuit to open", async () => {
+      clock.advance(); // each failed attempt waits for its backoff on the clock
+      return (await healthOf(connector.port)).status === "unavailable";
+    });
+    const { code, problems, paused } = await healthOf(connector.port);
+    assert.equal(code, 503);
+    assert.ok(
+      problems.some((p) => /^predict is failing, intake paused until it answers: .*ECONNREFUSED/.test(p)),
+      JSON.stringify(problems),
+    );
+    assert.match(paused ?? "", /^predict is failing/, "intake paused");
+    // About 40 bytes a message: no more than 2 KiB of them held, the rest wait in the broker (aedes
+    // pushes them all at once: the consumer's byte bound is what stops it).
+    const held = await healthOf(connector.port);
+    assert.ok(
+      held.bytesInFlight <= 2048 + 64 && held.pending < 100,
+      `holding ${held.pending} messages, ${held.bytesInFlight} bytes`,
+    );
+    assert.match(await metricsOf(connector.port), /^connector_circuit_open\{function="predict"\} 1$/m);
+
+    const { gateway: back } = await anotherGateway(port);
+    await eventually("every message delivered", () => {
+      clock.advance(); // the probe
+      return back.delivered().length >= 100;
+    });
+    assert.deepEqual(
+      (back.delivered() as Array<{ n: number }>).map((m) => m.n).sort((a, b) => a - b),
+      Array.from({ length: 100 }, (_, n) => n),
+    );
+    const healthy = await healthOf(connector.port);
+    assert.deepEqual([healthy.status, healthy.paused], ["ok", null]);
+    const metrics = await metricsOf(connector.port);
+    assert.match(metrics, /^connector_circuit_open\{function="predict"\} 0$/m);
+    assert.doesNotMatch(metrics, /^connector_dead_lettered_total/m, "nothing dead-lettered");
+    assert.deepEqual(collector.on("fan/deadletter"), []);
+    await eventually("every message acknowledged", async () =>
+      /^connector_messages_pending 0$/m.test(await metricsOf(connector.port)),
+    );
+  });
+
+  it("keeps every message through a lost broker connection during a gateway outage, and delivers them once the gateway is back", async () => {
+    const port = await freePort();
+    const clock = new ManualClock();
+    const connector = inProcess(
+      {
+        gateway_url: `http://127.0.0.1:${port}`,
+        functions: "fan/restart=predict",
+        topic: "fan/restart",
+        client_id: "outage-restart",
+        retries: "1",
+        batch_size: "10",
+      },
+      clock,
+    );
+    await connector.start();
+    await publishAll(
+      "fan/restart",
+      Array.from({ length: 50 }, (_, n) => ({ n })),
+    );
+    await eventually("the circuit to open", async () => {
+      clock.advance();
+      return /^predict is failing/.test((await healthOf(connector.port)).paused ?? "");
+    });
+    await broker.dropConnections(); // what the connector held is void now; the broker redelivers it
+    await eventually("connected again", async () => {
+      const { problems } = await healthOf(connector.port);
+      return !problems.some((p) => p.startsWith("not connected"));
+    });
+    const { gateway: back } = await anotherGateway(port);
+    await eventually("every message delivered", () => {
+      clock.advance();
+      return new Set((back.delivered() as Array<{ n: number }>).map((m) => m.n)).size >= 50;
+    });
+    await eventually("every message acknowledged", async () =>
+      /^connector_messages_pending 0$/m.test(await metricsOf(connector.port)),
+    );
+    assert.equal((await healthOf(connector.port)).status, "ok");
+  });
+
+  it("retries 503, 429, 404 and timeouts (the function's budget) without limit and dead-letters none of them", async () => {
+    const failures = [
+      { status: 503, body: "no endpoints" },
+      { status: 429, body: "busy" },
+      { status: 404, body: "no such function" },
+      "hang" as const,
+      { status: 502, body: "bad gateway" },
+    ];
+    const { gateway: failing, url } = await anotherGateway();
+    failing.answer = () => failures.shift(); // then the default, 200
+    const clock = new ManualClock();
+    const connector = inProcess(
+      {
+        gateway_url: url,
+        functions: "fan/retry=predict",
+        topic: "fan/retry",
+        client_id: "retry-statuses",
+        retries: "20",
+        timeout_ms: "300",
+      },
+      clock,
+    );
+    await connector.start();
+    await publisher.publishAsync("fan/retry", JSON.stringify({ n: "retry" }), { qos: 1 });
+    await eventually("the message delivered after five failed attempts", () => {
+      clock.advance();
+      return failing.delivered().length >= 1;
+    });
+    assert.deepEqual(
+      failing.invocations.map((c) => c.headers["x-timeout-ms"]),
+      ["300", "300", "300", "300", "300", "300"],
+    );
+    assert.deepEqual(
+      failing.invocations.map((c) => c.status),
+      [503, 429, 404, 0, 502, 200],
+    );
+    const metrics = await metricsOf(connector.port);
+    assert.match(metrics, /^connector_retries_total\{function="predict"\} 5$/m);
+    assert.doesNotMatch(metrics, /^connector_dead_lettered_total/m);
+  });
+
+  it("keeps the messages unacknowledged while their function's answer cannot be published, and retries the publish", async () => {
+    const clock = new ManualClock();
+    const connector = inProcess({ topic: "fan/reply", client_id: "reply-retry" }, clock);
+    await connector.start();
+    let release = (): void => {};
+    gateway.hold = new Promise<void>((resolve) => (release = resolve));
+    await publisher.publishAsync("fan/reply", JSON.stringify({ n: "reply" }), { qos: 1 });
+    await eventually("the invocation", () => gateway.invocations.length >= 1);
+    broker.hold("replies"); // the broker takes the reply and does not answer
+    release();
+    await eventually("a failed reply publish", async () => {
+      clock.advance(); // the publish times out, then waits its backoff
+      return /connector_reply_failures_total\{function="echo"\} [1-9]/.test(await metricsOf(connector.port));
+    });
+    const health = await healthOf(connector.port);
+    assert.ok(
+      health.problems.some((p) => /^cannot publish echo's answer to replies: /.test(p)),
+      JSON.stringify(health.problems),
+    );
+    assert.match(await metricsOf(connector.port), /^connector_messages_pending 1$/m, "not acknowledged");
+    assert.deepEqual(collector.on("replies"), [], "no reply went out");
+
+    broker.release();
+    await eventually("the reply published and the message acknowledged", async () => {
+      clock.advance();
+      return (
+        collector.on("replies").length > 0 && /^connector_messages_pending 0$/m.test(await metricsOf(connector.port))
+      );
+    });
+    // The function answered the batch (a JSON array of one) with its summary.
+    assert.deepEqual(collector.on("replies")[0], { ok: true, bytes: JSON.stringify([{ n: "reply" }]).length });
+    assert.equal((await healthOf(connector.port)).status, "ok");
+  });
+
+  it("drains only after the dead letters in flight are published", async () => {
+    gateway.answer = () => ({ status: 422, body: "unprocessable" });
+    const clock = new ManualClock();
+    // The connector's own log says when drain has reached the wait for the dead letters.
+    const events: string[] = [];
+    const log = pino(
+      { level: "info" },
+      { write: (line: string) => void events.push((JSON.parse(line) as { event?: string }).event ?? "") },
+    );
+    const connector = inProcess({ topic: "fan/drain", client_id: "drain-letters", batch_size: "1" }, clock, log);
+    await connector.start();
+    broker.hold("fan/deadletter"); // the broker takes the dead letter and does not answer
+    await publisher.publishAsync("fan/drain", JSON.stringify({ n: "drain" }), { qos: 1 });
+    await eventually(
+      "the dead letter's publish under way",
+      async () => (await healthOf(connector.port)).deadLettersPending === 1,
+    );
+    let drained = false;
+    const draining = connector.drain().then(() => (drained = true));
+    await eventually("drain waiting for the dead letter", () => events.includes("draining_dead_letters"));
+    assert.equal(drained, false, "drain waits for the dead letter");
+    assert.deepEqual(collector.on("fan/deadletter"), [], "still unpublished");
+
+    broker.release();
+    await draining;
+    const [letter] = (await collector.waitFor("fan/deadletter", 1)) as Array<{ error: string; topic: string }>;
+    assert.match(letter?.error ?? "", /echo answered 422: unprocessable/);
+    assert.equal(letter?.topic, "fan/drain");
+  });
+});
