@@ -90,7 +90,7 @@ export class Supervisor<S extends Service> extends ServiceBase {
         },
         `${this.name} stopped: ${error.message}; restarting in ${delay} ms`,
       );
-      say?.(`${this.name} stopped (${error.message}); restarting in ${delay} ms (restart ${this.#restarts})`);
+      say?.(`${this.name} stopped: ${error.message}; restarting in ${delay} ms (restart ${this.#restarts})`);
       try {
         await this.#clock.sleep(delay, this.#stopped.signal);
       } catch {

@@ -116,7 +116,7 @@ export class NatsServerProcess extends ServiceBase {
     });
     ready = () => {};
     child.once("exit", (code, signal) => {
-      if (!this.stopping) this.ended(new Error(`nats-server exited (${signal ?? `code ${code}`})`));
+      if (!this.stopping) this.ended(new Error(`exited (${signal ?? `code ${code}`})`));
     });
   }
 

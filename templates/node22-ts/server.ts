@@ -342,6 +342,9 @@ async function invoke(
     const outcome = thrownOutcome(error, fn, context);
     if (error instanceof RequestError && error.code === "FANWATCH_TEMPLATE_BODY_ABORTED") {
       log.info({ event: "client_aborted", path }, error.message); // the client's doing: no stack
+    } else if (outcome.status >= 500 && outcome.known) {
+      // An answer the module chose (a store that is down: 503): an outage, not a bug, so no stack.
+      log.warn({ event: "answered_error", status: outcome.status, path, err: messageOf(error) }, messageOf(error));
     } else if (outcome.status >= 500) log.error({ err: error, path }, "handler threw");
     return outcome;
   }
@@ -352,14 +355,18 @@ async function invoke(
  * errorAnswer() makes of it, else a 500 with `{"error": message}`. Nothing is read off an unknown
  * error's properties: a library's error that happens to carry a `status` is still a 500.
  */
-function thrownOutcome(error: unknown, fn: FunctionModule, context: HandlerContext): Outcome {
+function thrownOutcome(error: unknown, fn: FunctionModule, context: HandlerContext): Outcome & { known: boolean } {
   const answer =
     error instanceof RequestError
       ? { status: error.status, body: { error: error.message, code: error.code, field: error.field } }
       : fn.errorAnswer?.(error);
   if (answer !== undefined && answer.status >= 400 && answer.status <= 599)
-    return { status: answer.status, headers: context.headers(), body: answer.body };
-  return { status: 500, headers: context.headers(), body: errorBody(error) };
+    return { status: answer.status, headers: context.headers(), body: answer.body, known: true };
+  return { status: 500, headers: context.headers(), body: errorBody(error), known: false };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function send(response: ServerResponse, status: number, headers: Record<string, string>, body: unknown): void {

@@ -50,7 +50,7 @@ export class CliProcess extends ServiceBase {
     child.stdout.resume();
     child.stderr.resume();
     child.once("exit", (code, signal) => {
-      if (!this.stopping) this.ended(new Error(`${this.name} exited (${signal ?? `code ${code}`})`));
+      if (!this.stopping) this.ended(new Error(`exited (${signal ?? `code ${code}`})`));
     });
   }
 

@@ -109,7 +109,7 @@ describe("a supervisor (lib/infra/supervisor.ts)", () => {
     const waits = said.slice(0, 2).map((line) => Number(/restarting in (\d+) ms/.exec(line)?.[1]));
     assert.ok(waits[0]! >= 50 && waits[0]! <= 150, said[0]);
     assert.ok(waits[1]! >= 100 && waits[1]! <= 300, said[1]);
-    assert.match(said[0] ?? "", /^toy stopped \(exited \(SIGKILL\)\); restarting in \d+ ms \(restart 1\)$/);
+    assert.match(said[0] ?? "", /^toy stopped: exited \(SIGKILL\); restarting in \d+ ms \(restart 1\)$/);
     assert.equal(said[2], "toy is back (restart 2)");
     made[2]?.finishWork();
     await supervisor.drain();
