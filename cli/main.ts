@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
+import { z } from "zod";
 import { FanwatchError, UsageError } from "../lib/errors.js";
 import { ServerSettingError } from "../templates/node22-ts/errors.js";
 import { addConnectorCommand } from "./connector-command.js";
@@ -8,13 +10,14 @@ import { addGatewayCommand } from "./gateway-command.js";
 import { addInfluxWriterCommand } from "./influx-writer-command.js";
 import { addModelCommands } from "./model-commands.js";
 import { processIo, type Io } from "./parse.js";
+import { REPO_ROOT } from "./paths.js";
 import { addSimulateCommand } from "./simulate-command.js";
 import { addStartCommand } from "./start-command.js";
 
 export function buildProgram(io: Io): Command {
   const program = new Command("fanwatch")
     .description("Predictive maintenance for turbine fans at the edge: OpenFaaS functions, model tools and runners.")
-    .version(process.env.npm_package_version ?? "0.1.0")
+    .version(packageVersion())
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride()
     .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
@@ -28,6 +31,12 @@ export function buildProgram(io: Io): Command {
   addDeadLettersCommand(program, io);
   for (const command of program.commands) command.exitOverride();
   return program;
+}
+
+/** The version in package.json: what `fanwatch --version` says however it was started (npm or not). */
+function packageVersion(): string {
+  const text = readFileSync(new URL("package.json", REPO_ROOT), "utf8");
+  return z.object({ version: z.string() }).parse(JSON.parse(text)).version;
 }
 
 /**

@@ -52,7 +52,7 @@ describe("fanwatch exit codes and error messages (docs/errors.md)", () => {
     assertOneLine(fn, /TFJS_BACKEND/);
     const evaluate = await runCli(["evaluate", "--model", MODEL_DIR, "--data", readings], { TFJS_BACKEND: "bogus" });
     assert.equal(evaluate.code, 2);
-    assertOneLine(evaluate, /TFJS_BACKEND must be one of tensorflow, wasm, cpu, not "bogus"/);
+    assertOneLine(evaluate, /TFJS_BACKEND: must be one of tensorflow, wasm, cpu, not "bogus"/);
   });
 
   it("exits 2 on an unknown function and a simulator flag out of range", async () => {
