@@ -26,17 +26,20 @@ export function addConnectorCommand(program: Command, io: Io): void {
       "401/403/404/408/429). An outage (connection refused, timeout, 429, 5xx) is retried without",
       "limit; after 1 + --retries failures in a row the function's circuit opens and intake pauses",
       "until a probe succeeds. Messages no function has the topic annotation for are held, intake",
-      "paused, until one has. /healthz answers 503 and says why.",
+      "paused, until one has. /healthz answers 503 and says why. A broker nothing answers at when",
+      "the connector starts ends it (exit 1): a wrong address, not an outage; once running, it waits.",
       "",
       `Memory: run with NODE_OPTIONS=${CONNECTOR_NODE_OPTIONS} to keep it under 100 MB resident under load (docs/pipeline.md).`,
     ],
   );
   command.action(async (opts: Record<string, unknown>) => {
-    const [{ Connector }, { createLogger }] = await Promise.all([
+    const [{ Connector }, { createLogger }, { probeBroker }] = await Promise.all([
       import("../connectors/mqtt/connector.js"),
       import("../lib/infra/log.js"),
+      import("../lib/mqtt/client.js"),
     ]);
     const config = readConnectorConfig(undefined, given(opts));
+    await probeBroker(config.mqtt);
     const log = createLogger("mqtt-connector");
     const connector = new Connector(config, log);
     await runUntilSignalled(io, "connector", connector, () => connector.drain(), log);

@@ -20,11 +20,13 @@ export function addInfluxWriterCommand(program: Command, io: Io): void {
     { title: "Logs", settings: LOG_SETTINGS },
   ]);
   command.action(async (opts: Record<string, unknown>) => {
-    const [{ InfluxWriter }, { createLogger }] = await Promise.all([
+    const [{ InfluxWriter }, { createLogger }, { probeBroker }] = await Promise.all([
       import("../connectors/influxdb/writer.js"),
       import("../lib/infra/log.js"),
+      import("../lib/mqtt/client.js"),
     ]);
     const config = readWriterConfig(undefined, given(opts));
+    await probeBroker(config.mqtt);
     const log = createLogger("influx-writer");
     const writer = new InfluxWriter(config, log);
     await runUntilSignalled(io, "InfluxDB writer", writer, () => writer.stop(), log);

@@ -42,7 +42,7 @@ function packageVersion(): string {
 /**
  * Runs the CLI and returns the exit code: 0 success, 1 failure, 2 usage error (commander's own,
  * a flag, argument or setting with an impossible value). A known error (docs/errors.md) is one
- * line, `fanwatch: <message>`; any other error is a bug and keeps its stack.
+ * line, `fanwatch: <message> [<code>]`; any other error is a bug and keeps its stack.
  */
 export async function run(argv: string[], io: Io = processIo()): Promise<number> {
   const program = buildProgram(io);
@@ -58,12 +58,13 @@ export async function run(argv: string[], io: Io = processIo()): Promise<number>
       // --help and --version end in a CommanderError with exit code 0.
       return error.exitCode === 0 ? 0 : 2;
     }
+    // The code is what a script matches on; the message may be reworded (docs/errors.md).
     if (error instanceof UsageError || error instanceof ServerSettingError) {
-      io.err(`fanwatch: ${error.message}`);
+      io.err(`fanwatch: ${error.message} [${error.code}]`);
       return 2;
     }
     if (error instanceof FanwatchError) {
-      io.err(`fanwatch: ${error.message}`);
+      io.err(`fanwatch: ${error.message} [${error.code}]`);
       return 1;
     }
     io.err(`fanwatch: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);

@@ -162,12 +162,13 @@ export function addSimulateCommand(program: Command, io: Io): void {
       const stopped = new Promise<void>((resolve) => (stop = resolve));
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
-      const [{ connectMqtt }, { FleetSimulator }] = await Promise.all([
+      const [{ connectMqtt, probeBroker }, { FleetSimulator }] = await Promise.all([
         import("../lib/mqtt/client.js"),
         import("../simulation/simulator.js"),
       ]);
       const settings = mqttSettingsFromEnv(undefined, { url: opts.broker, from: "--broker" });
       const topic = opts.topic ?? readTopics().telemetry;
+      await probeBroker(settings);
       const client = connectMqtt(settings, {
         clientId: `fanwatch-simulator-${process.pid}`,
         onError: (e) => io.err(`MQTT: ${e.message}`),

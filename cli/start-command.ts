@@ -5,7 +5,7 @@ import { WRITER_SETTINGS } from "../connectors/influxdb/config.js";
 import { CONNECTOR_SETTINGS } from "../connectors/mqtt/config.js";
 import { TOPIC_SETTINGS } from "../lib/infra/config.js";
 import { logLevelSetting } from "../lib/infra/log-level.js";
-import { DEFAULT_MQTT_PORT, MQTT_SETTINGS } from "../lib/mqtt/settings.js";
+import { DEFAULT_MQTT_PORT, MQTT_SETTINGS, mqttSettingsFromEnv } from "../lib/mqtt/settings.js";
 import { DEFAULT_STORE_DIR, NATS_SETTINGS } from "../runtime/system/nats.js";
 import { DEFAULT_GATEWAY_HOST, DEFAULT_GATEWAY_PORT, GATEWAY_OWN_HELP } from "./gateway-command.js";
 import { addFleetOptions, DEFAULT_FLEET, defaultedShapes, fleetOptions, type FleetFlags } from "./simulate-command.js";
@@ -72,8 +72,8 @@ export function addStartCommand(program: Command, io: Io): void {
       { title: "The InfluxDB writer, when INFLUX_URL is set", settings: WRITER_SETTINGS, except: START_GIVES_WRITER },
     ],
     [
-      "Set MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) to use a broker of your own instead of the embedded one,",
-      "INFLUX_URL to store readings, predictions and health transitions in InfluxDB, and NATS_URL",
+      "Set MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) to use a broker of your own instead of the embedded one (checked",
+      "before anything starts), INFLUX_URL to store readings, predictions and health transitions in InfluxDB, and NATS_URL",
       `to keep the fans' health in a NATS server of your own (otherwise nats-server is started, its data in ${DEFAULT_STORE_DIR}`,
       "or NATS_STORE_DIR; without nats-server the health state is kept in memory and lost at the end). The functions read",
       "theirs from the environment they inherit (fanwatch function --help). fanwatch gateway runs the gateway and the",
@@ -88,14 +88,20 @@ export function addStartCommand(program: Command, io: Io): void {
       process.once("SIGINT", resolve);
       process.once("SIGTERM", resolve);
     });
-    const [{ startSystem }, { CONSOLE_LOG_LEVEL }, { createLogger }, { replicasLine }] = await Promise.all([
-      import("../runtime/system/system.js"),
-      import("../runtime/gateway/runner.js"),
-      import("../lib/infra/log.js"),
-      import("../page/function-replicas.js"),
-    ]);
+    const [{ startSystem }, { CONSOLE_LOG_LEVEL }, { createLogger }, { replicasLine }, { probeBroker }] =
+      await Promise.all([
+        import("../runtime/system/system.js"),
+        import("../runtime/gateway/runner.js"),
+        import("../lib/infra/log.js"),
+        import("../page/function-replicas.js"),
+        import("../lib/mqtt/client.js"),
+      ]);
     // The console is for people: the status line and warnings, not every service event (LOG_LEVEL=info shows them).
     const log = createLogger("fanwatch-start", logLevelSetting() ?? CONSOLE_LOG_LEVEL);
+    // A broker of your own is checked before anything starts: a wrong MQTT_URL is one line, not a
+    // gateway's start-up ending in a stack.
+    const mqtt = mqttSettingsFromEnv();
+    if (mqtt.from !== undefined) await probeBroker(mqtt);
     io.err("fanwatch: starting the broker, the gateway and the functions…");
     const system = await startSystem({
       gatewayPort: opts.port,
