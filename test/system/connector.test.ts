@@ -161,7 +161,8 @@ describe("connector configuration", () => {
     assert.deepEqual(config.topics, ["a", "b/+"]);
     assert.equal(config.qos, 0);
     assert.equal(config.batchSize, 50);
-    assert.deepEqual(config.mqtt, { url: "mqtt://broker:1883", username: "u", password: "p" });
+    // `from` names the setting that gave the broker, for the messages about it.
+    assert.deepEqual(config.mqtt, { url: "mqtt://broker:1883", username: "u", password: "p", from: "broker" });
     assert.equal(config.staticFunctions, undefined);
   });
 
