@@ -1,11 +1,18 @@
 import { InvalidArgumentError, type Command } from "commander";
 import type { MqttClient } from "mqtt";
-import { readWriterConfig, WRITER_SETTINGS, WriterSchema } from "../connectors/influxdb/config.js";
+import { readWriterConfig, WRITER_SETTINGS } from "../connectors/influxdb/config.js";
 import { cannotReplay, DURATION, readDeadLetters, type StoredDeadLetter } from "../connectors/influxdb/dead-letters.js";
 import { BrokerUnavailableError, InfluxQueryError, InfluxUnavailableError, PublishFailedError } from "../lib/errors.js";
-import { envValue, readTopics } from "../lib/infra/config.js";
-import { DEFAULT_MQTT_URL } from "../lib/mqtt/settings.js";
-import { addSettingFlags, integer, type Io } from "./parse.js";
+import { readTopics, TOPIC_SETTINGS } from "../lib/infra/config.js";
+import { readSettings } from "../lib/infra/settings.js";
+import {
+  brokerAddress,
+  DEFAULT_MQTT_URL,
+  MQTT_SETTINGS,
+  mqttSettingsFromEnv,
+  redactUrl,
+} from "../lib/mqtt/settings.js";
+import { addSettingFlags, addSettingsHelp, integer, settingParser, type Io } from "./parse.js";
 
 /** The InfluxDB flags of `influx-writer`; 2.x is read through its InfluxQL /query API. */
 const INFLUX_SETTINGS = {
@@ -13,6 +20,16 @@ const INFLUX_SETTINGS = {
   INFLUX_API: { ...WRITER_SETTINGS.INFLUX_API, help: "1.x or 2.x, 2.x read through its InfluxQL /query API" },
   INFLUX_DB: WRITER_SETTINGS.INFLUX_DB,
   INFLUX_ORG: WRITER_SETTINGS.INFLUX_ORG,
+};
+
+/** What it reads of the writer's settings: where InfluxDB is and how to log in. */
+const INFLUX_READ_SETTINGS = {
+  ...INFLUX_SETTINGS,
+  INFLUX_BUCKET: WRITER_SETTINGS.INFLUX_BUCKET,
+  INFLUX_TOKEN: WRITER_SETTINGS.INFLUX_TOKEN,
+  INFLUX_USERNAME: WRITER_SETTINGS.INFLUX_USERNAME,
+  INFLUX_PASSWORD: WRITER_SETTINGS.INFLUX_PASSWORD,
+  SECRET_MOUNT_PATH: WRITER_SETTINGS.SECRET_MOUNT_PATH,
 };
 
 interface Options {
@@ -38,16 +55,25 @@ export function addDeadLettersCommand(program: Command, io: Io): void {
     )
     .option(
       "--broker <url>",
-      `with --replay: MQTT broker (default $MQTT_URL or ${DEFAULT_MQTT_URL}; MQTT_USERNAME/MQTT_PASSWORD, MQTT_CA_FILE)`,
+      `with --replay: MQTT broker URL or host name (default $MQTT_URL or ${DEFAULT_MQTT_URL}; MQTT_USERNAME/MQTT_PASSWORD, MQTT_CA_FILE)`,
+      settingParser(brokerAddress),
     );
-  const given = addSettingFlags(command, WriterSchema, INFLUX_SETTINGS);
+  const given = addSettingFlags(command, INFLUX_SETTINGS);
+  addSettingsHelp(command, [
+    { title: "InfluxDB (the writer's variables; a flag beats its variable)", settings: INFLUX_READ_SETTINGS },
+    { title: "With --replay, the broker, unless --broker names it", settings: MQTT_SETTINGS },
+    { title: "Topics (letters from DEADLETTER_TOPIC are not replayed)", settings: TOPIC_SETTINGS },
+  ]);
   command.action(async (opts: Options & Record<string, unknown>) => {
     if (opts.broker !== undefined && opts.replay !== true)
       command.error("error: --broker is for --replay", { exitCode: 2 });
     const influxFlags = given(opts);
-    if (influxFlags.INFLUX_URL === undefined && envValue(process.env, ...WRITER_SETTINGS.INFLUX_URL.env) === undefined)
+    if (
+      influxFlags.INFLUX_URL === undefined &&
+      readSettings({ INFLUX_URL: WRITER_SETTINGS.INFLUX_URL }).INFLUX_URL === undefined
+    )
       command.error("error: --influx-url (or INFLUX_URL) is required", { exitCode: 2 });
-    const target = readWriterConfig(process.env, influxFlags).influx;
+    const target = readWriterConfig(undefined, influxFlags).influx;
     const { letters, total } = await readDeadLetters(target, { since: opts.since, limit: opts.limit }).catch(
       (error: unknown) => {
         // InfluxDB unreachable, refusing the credentials, or without the database: say which InfluxDB.
@@ -117,11 +143,8 @@ async function replay(letters: StoredDeadLetter[], deadLetterTopic: string, opts
 
 /** Publishes each message to its topic at QoS 1, in order, with progress; stops at the first refusal. */
 async function publishAll(messages: Array<{ topic: string; payload: string }>, opts: Options, io: Io): Promise<number> {
-  const [{ connectMqtt }, { mqttSettingsFromEnv, redactUrl }] = await Promise.all([
-    import("../lib/mqtt/client.js"),
-    import("../lib/mqtt/settings.js"),
-  ]);
-  const settings = mqttSettingsFromEnv(process.env, { url: opts.broker });
+  const { connectMqtt } = await import("../lib/mqtt/client.js");
+  const settings = mqttSettingsFromEnv(undefined, { url: opts.broker, from: "--broker" });
   let lastError = "";
   const client = connectMqtt(settings, {
     clientId: `fanwatch-replay-${process.pid}`,

@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
+import { z } from "zod";
 import { exitOutcome } from "../lib/errors.js";
 import { addConnectorCommand } from "./connector-command.js";
 import { addDeadLettersCommand } from "./deadletters-command.js";
@@ -7,13 +9,14 @@ import { addGatewayCommand } from "./gateway-command.js";
 import { addInfluxWriterCommand } from "./influx-writer-command.js";
 import { addModelCommands } from "./model-commands.js";
 import { processIo, type Io } from "./parse.js";
+import { REPO_ROOT } from "./paths.js";
 import { addSimulateCommand } from "./simulate-command.js";
 import { addStartCommand } from "./start-command.js";
 
 export function buildProgram(io: Io): Command {
   const program = new Command("fanwatch")
     .description("Predictive maintenance for turbine fans at the edge: OpenFaaS functions, model tools and runners.")
-    .version(process.env.npm_package_version ?? "0.1.0")
+    .version(packageVersion())
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride()
     .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
@@ -29,10 +32,16 @@ export function buildProgram(io: Io): Command {
   return program;
 }
 
+/** The version in package.json: what `fanwatch --version` says however it was started (npm or not). */
+function packageVersion(): string {
+  const text = readFileSync(new URL("package.json", REPO_ROOT), "utf8");
+  return z.object({ version: z.string() }).parse(JSON.parse(text)).version;
+}
+
 /**
  * Runs the CLI and returns the exit code: 0 success, 1 failure, 2 usage error (commander's own,
  * a flag, argument or setting with an impossible value). A known error (docs/errors.md) is one
- * line, `fanwatch: <message>`; any other error is a bug and keeps its stack.
+ * line, `fanwatch: <message> [<code>]`; any other error is a bug and keeps its stack.
  */
 export async function run(argv: string[], io: Io = processIo()): Promise<number> {
   const program = buildProgram(io);
@@ -48,6 +57,7 @@ export async function run(argv: string[], io: Io = processIo()): Promise<number>
       // --help and --version end in a CommanderError with exit code 0.
       return error.exitCode === 0 ? 0 : 2;
     }
+    // The code is what a script matches on; the message may be reworded (docs/errors.md).
     const { exitCode, line } = exitOutcome(error);
     io.err(`fanwatch: ${line}`);
     return exitCode;

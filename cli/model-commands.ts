@@ -3,7 +3,16 @@ import type { Command } from "commander";
 import { TRAIN_DEFAULTS } from "../model/defaults.js";
 import type { EpochProgress } from "../model/train.js";
 import { formatDuration, formatMetrics } from "./output.js";
-import { integer, number, type Io } from "./parse.js";
+import { readBackendSetting, SCORE_SETTINGS } from "../functions/score/config.js";
+import { addSettingsHelp, integer, number, type Io } from "./parse.js";
+
+/** What train and evaluate read: the TF.js backend, as the score function does. */
+const BACKEND_HELP = [{ title: "The TF.js backend", settings: { TFJS_BACKEND: SCORE_SETTINGS.TFJS_BACKEND } }];
+
+function backendOption(): { backend?: string } {
+  const backend = readBackendSetting();
+  return backend === undefined ? {} : { backend };
+}
 
 /** generate-data, train and evaluate. */
 export function addModelCommands(program: Command, io: Io): void {
@@ -40,7 +49,7 @@ interface TrainFlags {
 }
 
 function addTrainCommand(program: Command, io: Io): void {
-  program
+  const command = program
     .command("train")
     .description("train the fan-fault model on a CSV file and write a model directory")
     .requiredOption("--data <file>", "training data (reference CSV format)")
@@ -54,8 +63,8 @@ function addTrainCommand(program: Command, io: Io): void {
       number("--test-split"),
       TRAIN_DEFAULTS.testSplit,
     )
-    .option("--json", "print the test metrics as one JSON object on the last line")
-    .action((opts: TrainFlags) => train(opts, io));
+    .option("--json", "print the test metrics as one JSON object on the last line");
+  addSettingsHelp(command, BACKEND_HELP).action((opts: TrainFlags) => train(opts, io));
 }
 
 async function train(opts: TrainFlags, io: Io): Promise<void> {
@@ -72,7 +81,7 @@ async function train(opts: TrainFlags, io: Io): Promise<void> {
     batchSize: opts.batchSize,
     seed: opts.seed,
     testSplit: opts.testSplit,
-    ...(process.env.TFJS_BACKEND === undefined ? {} : { backend: process.env.TFJS_BACKEND }),
+    ...backendOption(),
     command,
     onEpoch: (p) => io.progress(formatEpoch(p)),
   });
@@ -86,28 +95,24 @@ async function train(opts: TrainFlags, io: Io): Promise<void> {
 }
 
 function addEvaluateCommand(program: Command, io: Io): void {
-  program
+  const command = program
     .command("evaluate")
     .description("score a labelled CSV file with a model and report its quality")
     .requiredOption("--model <dir>", "model directory")
     .requiredOption("--data <file>", "labelled data (reference CSV format)")
-    .option("--json", "print the metrics as one JSON object on the last line")
-    .action(async (opts: { model: string; data: string; json?: boolean }) => {
-      const [{ readCsv }, { evaluateModel }] = await Promise.all([
-        import("../model/dataset.js"),
-        import("../model/evaluate.js"),
-      ]);
-      const dataset = await readCsv(opts.data);
-      const { model, metrics } = await evaluateModel(
-        opts.model,
-        dataset,
-        process.env.TFJS_BACKEND === undefined ? {} : { backend: process.env.TFJS_BACKEND },
-      );
-      io.out(`model ${model.metadata.id} (backend ${model.backend}, threshold ${model.threshold}) on ${opts.data}:`);
-      io.out(formatMetrics(metrics));
-      if (opts.json === true) io.out(JSON.stringify({ model: model.metadata.id, ...metrics }));
-      model.dispose();
-    });
+    .option("--json", "print the metrics as one JSON object on the last line");
+  addSettingsHelp(command, BACKEND_HELP).action(async (opts: { model: string; data: string; json?: boolean }) => {
+    const [{ readCsv }, { evaluateModel }] = await Promise.all([
+      import("../model/dataset.js"),
+      import("../model/evaluate.js"),
+    ]);
+    const dataset = await readCsv(opts.data);
+    const { model, metrics } = await evaluateModel(opts.model, dataset, backendOption());
+    io.out(`model ${model.metadata.id} (backend ${model.backend}, threshold ${model.threshold}) on ${opts.data}:`);
+    io.out(formatMetrics(metrics));
+    if (opts.json === true) io.out(JSON.stringify({ model: model.metadata.id, ...metrics }));
+    model.dispose();
+  });
 }
 
 function formatEpoch(p: EpochProgress): string {

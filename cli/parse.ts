@@ -1,6 +1,6 @@
 import { InvalidArgumentError, Option, type Command } from "commander";
 import type { z } from "zod";
-import { helpLine, type Setting } from "../lib/infra/settings.js";
+import { environmentHelp, helpLine, type Setting, type Settings, type SettingValues } from "../lib/infra/settings.js";
 
 /** Where a command writes: results to stdout, progress and diagnostics to stderr. */
 export interface Io {
@@ -58,19 +58,16 @@ export function number(flag: string): (value: string) => number {
  * its environment variables go through, and refused naming the flag. Returns what the command
  * line gave, typed and keyed by setting name, for the config reader to put before the environment.
  */
-export function addSettingFlags<S extends z.ZodObject>(
+export function addSettingFlags<S extends Settings>(
   command: Command,
-  schema: S,
-  settings: Readonly<Partial<Record<keyof z.output<S> & string, Setting>>>,
-): (opts: Record<string, unknown>) => Partial<z.output<S>> {
+  settings: S,
+): (opts: Record<string, unknown>) => Partial<SettingValues<S>> {
   const options: Array<{ name: string; option: Option }> = [];
-  for (const [name, setting] of Object.entries<Setting | undefined>(settings)) {
-    if (setting?.flag === undefined) continue;
+  for (const [name, setting] of Object.entries<Setting>(settings)) {
+    if (setting.flag === undefined) continue;
     const option = new Option(setting.flag, helpLine(setting));
-    const field = schema.shape[name] as z.ZodType | undefined;
     // A flag without an argument (--autoscale) is a switch: commander gives true.
-    if (field !== undefined && (option.required || option.optional))
-      option.argParser((text: string) => parseFlag(field, text));
+    if (option.required || option.optional) option.argParser(settingParser(setting.schema));
     command.addOption(option);
     options.push({ name, option });
   }
@@ -79,11 +76,33 @@ export function addSettingFlags<S extends z.ZodObject>(
       options
         .filter(({ option }) => opts[option.attributeName()] !== undefined)
         .map(({ name, option }) => [name, opts[option.attributeName()]]),
-    ) as Partial<z.output<S>>;
+    ) as Partial<SettingValues<S>>;
 }
 
-function parseFlag(field: z.ZodType, text: string): unknown {
-  const parsed = field.safeParse(text);
-  if (!parsed.success) throw new InvalidArgumentError(`${parsed.error.issues[0]?.message ?? "invalid"}.`);
-  return parsed.data;
+/** An option's parser from a setting's schema: the flag's text is checked as its variable's is, and refused naming the flag. */
+export function settingParser<T extends z.ZodType>(schema: T): (text: string) => z.output<T> {
+  return (text) => {
+    const parsed = schema.safeParse(text);
+    if (!parsed.success) throw new InvalidArgumentError(`${parsed.error.issues[0]?.message ?? "invalid"}.`);
+    return parsed.data;
+  };
+}
+
+/**
+ * The settings a command reads, as help text after its options: each section's variables, their
+ * help and default (those with a flag of the command point to it), then any notes. Generated from
+ * the descriptors, so a setting a command reads is never left out of its help. Call it after the
+ * options are added.
+ */
+export function addSettingsHelp(
+  command: Command,
+  sections: ReadonlyArray<{ title: string; settings: Settings; except?: readonly string[] }>,
+  notes: readonly string[] = [],
+): Command {
+  const hasFlag = (flag: string) => command.options.some((option) => option.long === flag);
+  const lines = sections.flatMap(({ title, settings, except }) => {
+    const rows = environmentHelp(settings, except, hasFlag);
+    return rows.length === 0 ? [] : ["", `${title}:`, ...rows];
+  });
+  return command.addHelpText("after", [...lines, ...(notes.length === 0 ? [] : ["", ...notes])].join("\n"));
 }

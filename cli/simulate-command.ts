@@ -1,9 +1,15 @@
 import type { Command } from "commander";
 import { fleetProfiles } from "../simulation/fan-profiles.js";
 import type { FleetModelOptions } from "../simulation/fleet-model.js";
-import { DEFAULT_TOPICS, readTopics } from "../lib/infra/config.js";
-import { DEFAULT_MQTT_URL } from "../lib/mqtt/settings.js";
-import { integer, number, type Io } from "./parse.js";
+import { DEFAULT_TOPICS, readTopics, TOPIC_SETTINGS } from "../lib/infra/config.js";
+import {
+  brokerAddress,
+  DEFAULT_MQTT_URL,
+  MQTT_SETTINGS,
+  mqttSettingsFromEnv,
+  redactUrl,
+} from "../lib/mqtt/settings.js";
+import { addSettingsHelp, integer, number, settingParser, type Io } from "./parse.js";
 import { UsageError } from "../lib/errors.js";
 
 export interface FleetFlags {
@@ -130,7 +136,8 @@ export function addSimulateCommand(program: Command, io: Io): void {
     .description("publish a simulated fleet's readings (the reference payload) to an MQTT broker")
     .option(
       "--broker <url>",
-      `MQTT broker URL (default $MQTT_URL or ${DEFAULT_MQTT_URL}; credentials from MQTT_USERNAME/MQTT_PASSWORD)`,
+      `MQTT broker URL or host name (default $MQTT_URL or ${DEFAULT_MQTT_URL}; credentials from MQTT_USERNAME/MQTT_PASSWORD)`,
+      settingParser(brokerAddress),
     )
     .option("--topic <topic>", `topic to publish to (default $TELEMETRY_TOPIC or ${DEFAULT_TOPICS.telemetry})`)
     .option("--qos <0|1>", "QoS of the publishes", integer("--qos"), 1)
@@ -139,7 +146,12 @@ export function addSimulateCommand(program: Command, io: Io): void {
       "--truth <file>",
       "write each fan's ground truth (shape, when it starts to wear, when it fails) to this file as JSON lines",
     );
-  addFleetOptions(command, DEFAULT_FLEET).action(
+  addFleetOptions(command, DEFAULT_FLEET);
+  addSettingsHelp(command, [
+    { title: "The broker, unless --broker names it", settings: MQTT_SETTINGS },
+    { title: "The topic, unless --topic names it (TELEMETRY_TOPIC)", settings: TOPIC_SETTINGS },
+  ]);
+  command.action(
     async (
       opts: FleetFlags & { broker?: string; topic?: string; qos: number; duration?: number; truth?: string },
       self: Command,
@@ -150,13 +162,13 @@ export function addSimulateCommand(program: Command, io: Io): void {
       const stopped = new Promise<void>((resolve) => (stop = resolve));
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
-      const [{ connectMqtt }, { mqttSettingsFromEnv, redactUrl }, { FleetSimulator }] = await Promise.all([
+      const [{ connectMqtt, probeBroker }, { FleetSimulator }] = await Promise.all([
         import("../lib/mqtt/client.js"),
-        import("../lib/mqtt/settings.js"),
         import("../simulation/simulator.js"),
       ]);
-      const settings = mqttSettingsFromEnv(process.env, { url: opts.broker });
+      const settings = mqttSettingsFromEnv(undefined, { url: opts.broker, from: "--broker" });
       const topic = opts.topic ?? readTopics().telemetry;
+      await probeBroker(settings);
       const client = connectMqtt(settings, {
         clientId: `fanwatch-simulator-${process.pid}`,
         onError: (e) => io.err(`MQTT: ${e.message}`),

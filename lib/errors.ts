@@ -434,9 +434,10 @@ function isContractError(error: unknown): error is ContractError {
 
 /**
  * How the CLI ends on an error: exit 2 for a usage error, 1 for any other; an error of the contract
- * (docs/errors.md) is one line, any other error is a bug and keeps its stack.
+ * (docs/errors.md) is one line ending in its code, any other error is a bug and keeps its stack.
  */
 export function exitOutcome(error: unknown): { exitCode: 1 | 2; line: string } {
-  if (isContractError(error)) return { exitCode: error.kind === "usage" ? 2 : 1, line: error.message };
+  if (isContractError(error))
+    return { exitCode: error.kind === "usage" ? 2 : 1, line: `${error.message} [${error.code}]` };
   return { exitCode: 1, line: error instanceof Error ? (error.stack ?? error.message) : String(error) };
 }

@@ -51,7 +51,7 @@ const degradeHours = Number(args["degrade-hours"] ?? (short ? 1 : 6));
 /** Per seed: 10 healthy and 10 noisy fans for `days` (10 seeds × 20 fans × 5 days = 1,000 fan-days), and 14 that fail. */
 const MIX = { fans: 34, faulty: 3, sudden: 3, degrading: 4, bearing: 4, noisy: 10 };
 
-const policy = readHealthPolicy(process.env);
+const policy = readHealthPolicy();
 let evaluated = 0;
 let lastProgress = 0;
 

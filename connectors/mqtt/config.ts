@@ -1,10 +1,21 @@
 import { z } from "zod";
-import { DEFAULT_TOPICS, readSettings, readTopics, TOPIC_SETTINGS } from "../../lib/infra/config.js";
+import { DEFAULT_TOPICS, readTopics, TOPIC_SETTINGS } from "../../lib/infra/config.js";
 import { ConfigError } from "../../lib/errors.js";
-import { DEFAULT_HEALTH_HOST, HEALTH_HOST_SETTING } from "../../lib/infra/health-server.js";
-import { DEFAULT_MQTT_URL, MQTT_URL_ENV, mqttSettingsFromEnv, type MqttSettings } from "../../lib/mqtt/settings.js";
-import { DEFAULT_SECRET_PATH, requireSecret } from "../../lib/infra/secrets.js";
-import type { Setting } from "../../lib/infra/settings.js";
+import { HEALTH_HOST_SETTING } from "../../lib/infra/health-server.js";
+import {
+  brokerAddress,
+  DEFAULT_MQTT_URL,
+  MQTT_SCHEMES,
+  mqttSettingsFromEnv,
+  type MqttSettings,
+} from "../../lib/mqtt/settings.js";
+import {
+  DEFAULT_SECRET_PATH,
+  defineSettings,
+  readSettingsFrom,
+  requireSecret,
+  type SettingValues,
+} from "../../lib/infra/settings.js";
 
 /**
  * The connector's settings. Names follow the official OpenFaaS MQTT connector where it has them
@@ -130,247 +141,268 @@ const onOff = z
   .enum(["true", "false"], { error: (issue) => `"${String(issue.input)}" is not true or false` })
   .transform((v) => v === "true");
 
-/** How each setting is parsed, from the environment or from its flag; keyed by the setting's name. */
-export const ConnectorSchema = z.object({
-  gateway_url: z
-    .string()
-    .transform((url) => url.replace(/\/+$/, ""))
-    .default(d.gateway_url),
-  broker: z.string().optional(),
-  topic: z
-    .string()
-    .transform((text) =>
-      text
-        .split(",")
-        .map((t) => t.trim())
-        .filter((t) => t !== ""),
-    )
-    .refine((topics) => topics.length > 0, "give at least one topic filter")
-    .default(() => [DEFAULT_TOPICS.telemetry]),
-  functions: z.string().optional(),
-  client_id: z.string().default(d.client_id),
-  qos: z.coerce
-    .number()
-    .pipe(z.union([z.literal(0), z.literal(1)], { error: (issue) => `0 or 1, not ${String(issue.input)}` }))
-    .default(d.qos),
-  shared_group: z.string().optional(),
-  refresh_interval_ms: z.coerce.number().int().min(100).default(d.refresh_interval_ms),
-  batch_size: z.coerce.number().int().min(1).max(10_000).default(d.batch_size),
-  batch_wait_ms: z.coerce.number().min(0).max(60_000).default(d.batch_wait_ms),
-  max_inflight: z.coerce.number().int().min(1).max(1_000).default(d.max_inflight),
-  max_inflight_total: z.coerce.number().int().min(1).max(5_000).optional(),
-  autoscale: onOff.default(d.autoscale),
-  autoscale_interval_ms: z.coerce.number().int().min(100).default(d.autoscale_interval_ms),
-  autoscale_window_ms: z.coerce.number().int().min(0).default(d.autoscale_window_ms),
-  autoscale_target_inflight: z.coerce.number().min(0.1).optional(),
-  retries: z.coerce.number().int().min(0).max(20).default(d.retries),
-  retry_base_ms: z.coerce.number().int().min(1).default(d.retry_base_ms),
-  retry_max_ms: z.coerce.number().int().min(1).default(d.retry_max_ms),
-  timeout_ms: z.coerce.number().int().min(1).default(d.timeout_ms),
-  // As the official connector: anything but "true" is off.
-  async_invoke: z
-    .string()
-    .transform((v) => v === "true")
-    .default(d.async_invoke),
-  callback_url: z.string().optional(),
-  basic_auth: z
-    .string()
-    .transform((v) => v === "true")
-    .default(d.basic_auth),
-  secret_mount_path: z.string().default(d.secret_mount_path),
-  content_type: z.string().default(d.content_type),
-  port: z.coerce.number().int().min(0).max(65_535).default(d.port),
-  HEALTH_HOST: z.string().default(DEFAULT_HEALTH_HOST),
-  max_message_bytes: z.coerce.number().int().min(1).default(d.max_message_bytes),
-  max_inflight_bytes: z.coerce.number().int().min(1).default(d.max_inflight_bytes),
-  max_batch_bytes: z.coerce.number().int().min(1).default(d.max_batch_bytes),
-});
-
-/** The connector's settings, typed: what its flags give and what `readConnectorConfig` takes besides the environment. */
-export type ConnectorSettings = z.output<typeof ConnectorSchema>;
-
-/** Every setting: its variables (the official connector's names where it has them), its flag, help and default. */
-export const CONNECTOR_SETTINGS: Readonly<Record<keyof ConnectorSettings, Setting>> = Object.freeze({
+/** Every setting: its variables (the official connector's names where it has them), its flag, help, default and schema. */
+export const CONNECTOR_SETTINGS = defineSettings({
   gateway_url: {
     env: official("gateway_url"),
     flag: "--gateway-url <url>",
     help: "OpenFaaS gateway",
     default: d.gateway_url,
+    schema: z
+      .string()
+      .transform((url) => url.replace(/\/+$/, ""))
+      .default(d.gateway_url),
   },
+  // MQTT_URL and MQTT_HOST, read after these (lib/mqtt/settings.ts), take a URL and a host name.
   broker: {
-    env: [...official("broker"), ...MQTT_URL_ENV],
+    env: official("broker"),
     flag: "--broker <url>",
-    help: "MQTT broker URL, mqtt:// or mqtts://",
+    help: `MQTT broker URL (${MQTT_SCHEMES.map((s) => `${s}://`).join(", ")}) or host name`,
+    doc: "the MQTT broker, a URL or a host name; `MQTT_USERNAME`/`MQTT_PASSWORD` (or their files or secrets) and `MQTT_CA_FILE` as for every MQTT client",
     default: `$MQTT_URL or ${DEFAULT_MQTT_URL}`,
+    schema: brokerAddress.optional(),
   },
   topic: {
     env: [...official("topic"), ...TOPIC_SETTINGS.telemetry.env],
     flag: "--topic <filters>",
     help: "comma-separated topic filters to subscribe to",
+    doc: "comma-separated topic filters, wildcards allowed (`fan/messages,fan/anomaly` in deploy/ and `fanwatch start`: readings for predict, predictions for health)",
     default: `$TELEMETRY_TOPIC or ${DEFAULT_TOPICS.telemetry}`,
+    schema: z
+      .string()
+      .transform((text) =>
+        text
+          .split(",")
+          .map((t) => t.trim())
+          .filter((t) => t !== ""),
+      )
+      .refine((topics) => topics.length > 0, "give at least one topic filter")
+      .default(() => [DEFAULT_TOPICS.telemetry]),
   },
   functions: {
     env: official("functions"),
     flag: "--functions <map>",
     help: "static routes instead of asking the gateway: 'fan/messages=predict;fan/+/x=a,b'",
+    doc: "static routes, `fan/messages=predict;x/+=a,b`, instead of asking the gateway",
+    schema: z.string().optional(),
   },
   client_id: {
     env: official("client_id"),
     flag: "--client-id <id>",
     help: "MQTT client id of the persistent session",
+    doc: "the persistent session's id: keep it stable",
     default: d.client_id,
+    schema: z.string().default(d.client_id),
   },
-  qos: { env: official("qos"), flag: "--qos <0|1>", help: "subscription QoS", default: d.qos },
+  qos: {
+    env: official("qos"),
+    flag: "--qos <0|1>",
+    help: "subscription QoS",
+    doc: "subscription QoS; 0 only to imitate the official connector",
+    default: d.qos,
+    schema: z.coerce
+      .number()
+      .pipe(z.union([z.literal(0), z.literal(1)], { error: (issue) => `0 or 1, not ${String(issue.input)}` }))
+      .default(d.qos),
+  },
   shared_group: {
     env: official("shared_group"),
     flag: "--shared-group <name>",
     help: "subscribe as $share/<name>/<filter> so replicas split the load",
+    doc: "subscribe as `$share/<group>/<filter>`: replicas split the load, each message once",
+    schema: z.string().optional(),
   },
   batch_size: {
     env: official("batch_size"),
     flag: "--batch-size <n>",
     help: "messages per invocation; 1 sends the raw payload",
+    doc: "messages per invocation; **1 sends the raw payload exactly like the official connector**",
     default: d.batch_size,
+    schema: z.coerce.number().int().min(1).max(10_000).default(d.batch_size),
   },
   batch_wait_ms: {
     env: official("batch_wait_ms"),
     flag: "--batch-wait-ms <ms>",
     help: "longest wait to fill a batch",
     default: d.batch_wait_ms,
+    schema: z.coerce.number().min(0).max(60_000).default(d.batch_wait_ms),
   },
   max_inflight: {
     env: official("max_inflight"),
     flag: "--max-inflight <n>",
     help: "invocations open at once per replica of a function (its availableReplicas, at least one); per function with --functions",
+    doc: "invocations open at once **per replica** of each function (below); with static `functions`, per function",
     default: d.max_inflight,
+    schema: z.coerce.number().int().min(1).max(1_000).default(d.max_inflight),
   },
   max_inflight_total: {
     env: official("max_inflight_total"),
     flag: "--max-inflight-total <n>",
     help: "invocations open at once over all functions",
+    doc: `invocations open at once over all functions (${INFLIGHT_TOTAL_PER_INFLIGHT * d.max_inflight} by default: one function at OpenFaaS CE's most replicas, ${INFLIGHT_TOTAL_PER_INFLIGHT})`,
     default: `${INFLIGHT_TOTAL_PER_INFLIGHT} x --max-inflight`,
+    schema: z.coerce.number().int().min(1).max(5_000).optional(),
   },
   autoscale: {
     env: official("autoscale"),
     flag: "--autoscale",
     help: "ask the gateway's /system/scale-function for replicas from the backlog, within the scale labels, see docs/deploy.md",
+    doc: "opt-in: ask the gateway's `POST /system/scale-function/<name>` for replicas from the connector's backlog, within the function's scale labels (docs/deploy.md, \"Scaling\"); needs gateway discovery, refused with static `functions`",
     default: d.autoscale,
+    schema: onOff.default(d.autoscale),
   },
   autoscale_interval_ms: {
     env: official("autoscale_interval_ms"),
     flag: "--autoscale-interval-ms <ms>",
     help: "how often autoscale decides",
     default: d.autoscale_interval_ms,
+    schema: z.coerce.number().int().min(100).default(d.autoscale_interval_ms),
   },
   autoscale_window_ms: {
     env: official("autoscale_window_ms"),
     flag: "--autoscale-window-ms <ms>",
     help: "low load this long before one replica is removed",
     default: d.autoscale_window_ms,
+    schema: z.coerce.number().int().min(0).default(d.autoscale_window_ms),
   },
   autoscale_target_inflight: {
     env: official("autoscale_target_inflight"),
     flag: "--autoscale-target-inflight <n>",
     help: "work per replica (in flight and waiting, in batches) above which autoscale asks for more",
+    doc: "work per replica (batches in flight plus messages waiting ÷ `batch_size`) above which autoscale asks for more",
     default: "--max-inflight",
+    schema: z.coerce.number().min(0.1).optional(),
   },
   retries: {
     env: official("retries"),
     flag: "--retries <n>",
     help: "retries of a failing function before its circuit opens and intake pauses; outages never dead-letter",
+    doc: "retries before a function's circuit opens and intake pauses (at 1 + `retries` failed attempts in a row); **not** a limit: an outage never dead-letters",
     default: d.retries,
+    schema: z.coerce.number().int().min(0).max(20).default(d.retries),
   },
   retry_base_ms: {
     env: official("retry_base_ms"),
     flag: "--retry-base-ms <ms>",
     help: "first backoff, doubled each retry",
+    doc: "first backoff between attempts: doubled each time up to `retry_max_ms`, ±50% jitter",
     default: d.retry_base_ms,
+    schema: z.coerce.number().int().min(1).default(d.retry_base_ms),
   },
   retry_max_ms: {
     env: official("retry_max_ms"),
     flag: "--retry-max-ms <ms>",
     help: "longest backoff, and between probes of an open circuit",
     default: d.retry_max_ms,
+    schema: z.coerce.number().int().min(1).default(d.retry_max_ms),
   },
   timeout_ms: {
     env: official("timeout_ms"),
     flag: "--timeout-ms <ms>",
     help: "per invocation attempt, sent as X-Timeout-Ms; keep it under the function's exec_timeout",
+    doc: "per invocation attempt, sent to the function as `X-Timeout-Ms` (below); keep it under the function's `exec_timeout`",
     default: d.timeout_ms,
+    schema: z.coerce.number().int().min(1).default(d.timeout_ms),
   },
   refresh_interval_ms: {
     env: official("refresh_interval_ms"),
     flag: "--refresh-interval-ms <ms>",
     help: "how often to re-read /system/functions",
     default: d.refresh_interval_ms,
+    schema: z.coerce.number().int().min(100).default(d.refresh_interval_ms),
   },
   async_invoke: {
     env: official("async_invoke"),
     flag: "--async-invoke",
     help: "invoke through /async-function/<name>",
     default: d.async_invoke,
+    // As the official connector: anything but "true" is off.
+    schema: z
+      .string()
+      .transform((v) => v === "true")
+      .default(d.async_invoke),
   },
   callback_url: {
     env: official("callback_url"),
     flag: "--callback-url <url>",
     help: "X-Callback-Url for async invocations",
+    schema: z.string().optional(),
   },
   basic_auth: {
     env: official("basic_auth"),
     flag: "--basic-auth",
     help: "authenticate to /system with the basic-auth-user/-password secrets",
+    doc: "credentials for `/system/*` from the `basic-auth-user`/`basic-auth-password` secrets under `secret_mount_path`",
     default: d.basic_auth,
+    schema: z
+      .string()
+      .transform((v) => v === "true")
+      .default(d.basic_auth),
   },
   secret_mount_path: {
     env: official("secret_mount_path"),
     flag: "--secret-mount-path <dir>",
     help: "where secrets are mounted",
     default: d.secret_mount_path,
+    schema: z.string().default(d.secret_mount_path),
   },
   content_type: {
     env: official("content_type"),
     flag: "--content-type <type>",
     help: "Content-Type of invocations",
     default: d.content_type,
+    schema: z.string().default(d.content_type),
   },
-  port: { env: official("port"), flag: "--port <port>", help: "port of /healthz and /metrics", default: d.port },
+  port: {
+    env: official("port"),
+    flag: "--port <port>",
+    help: "port of /healthz and /metrics",
+    doc: "port of `/healthz` (503 while messages are held: for readiness), `/livez` (200 while the process answers: for liveness) and `/metrics`",
+    default: d.port,
+    schema: z.coerce.number().int().min(0).max(65_535).default(d.port),
+  },
   HEALTH_HOST: HEALTH_HOST_SETTING,
   max_message_bytes: {
     env: official("max_message_bytes"),
     flag: "--max-message-bytes <n>",
     help: "larger messages are dead-lettered",
+    doc: "larger messages are dead-lettered (fan readings are under 200 bytes; the broker refuses packets over 16 KiB too)",
     default: d.max_message_bytes,
+    schema: z.coerce.number().int().min(1).default(d.max_message_bytes),
   },
   max_inflight_bytes: {
     env: official("max_inflight_bytes"),
     flag: "--max-inflight-bytes <n>",
     help: "bytes of messages (topic and payload) held unacknowledged before it stops reading from the broker",
+    doc: "messages received and not yet acknowledged, in bytes (topic and payload): at this the connector stops reading from the broker (below)",
     default: d.max_inflight_bytes,
+    schema: z.coerce.number().int().min(1).default(d.max_inflight_bytes),
   },
   max_batch_bytes: {
     env: official("max_batch_bytes"),
     flag: "--max-batch-bytes <n>",
     help: "a batch is sent once its payloads reach this size",
     default: d.max_batch_bytes,
+    schema: z.coerce.number().int().min(1).default(d.max_batch_bytes),
   },
 });
+
+/** The connector's settings, typed: what its flags give and what `readConnectorConfig` takes besides the environment. */
+export type ConnectorSettings = SettingValues<typeof CONNECTOR_SETTINGS>;
 
 /**
  * Reads the settings from `env`, where both `batch_size` and `BATCH_SIZE` spellings are accepted;
  * `given` settings (flags, or `fanwatch start`'s choices) beat the environment.
  */
-export function readConnectorConfig(
-  env: NodeJS.ProcessEnv = process.env,
-  given: Partial<ConnectorSettings> = {},
-): ConnectorConfig {
-  const s = readSettings(ConnectorSchema, CONNECTOR_SETTINGS, env, given);
+export function readConnectorConfig(env?: NodeJS.ProcessEnv, given: Partial<ConnectorSettings> = {}): ConnectorConfig {
+  const { values: s, from } = readSettingsFrom(CONNECTOR_SETTINGS, env, given);
   if (s.autoscale && s.functions !== undefined)
     throw new ConfigError(
       "invalid configuration: autoscale: it needs the gateway's /system/functions (replicas and scale labels), not static routes (functions)",
     );
   return {
     gatewayUrl: s.gateway_url,
-    mqtt: mqttSettingsFromEnv(env, { url: s.broker, secretPath: s.secret_mount_path }),
+    mqtt: mqttSettingsFromEnv(env, { url: s.broker, from: from.broker, secretPath: s.secret_mount_path }),
     topics: s.topic,
     clientId: s.client_id,
     qos: s.qos,

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { readSettings, readTopics, type Topics } from "../../lib/infra/config.js";
-import type { Setting } from "../../lib/infra/settings.js";
+import { readTopics, type Topics } from "../../lib/infra/config.js";
+import { defineSettings, readSettings } from "../../lib/infra/settings.js";
 
 /** The health function's defaults, by variable (its rules are functions/health/policy.ts, HEALTH_* as well). */
 export const HEALTH_DEFAULTS = Object.freeze({
@@ -16,61 +16,71 @@ export const HEALTH_DEFAULTS = Object.freeze({
 
 const d = HEALTH_DEFAULTS;
 
-const HealthSchema = z.object({
-  NATS_URL: z.string().optional(),
-  HEALTH_BUCKET: z
-    .string()
-    .regex(/^[-\w]+$/, "letters, digits, _ and - only (a NATS bucket name)")
-    .default(d.HEALTH_BUCKET),
-  HEALTH_BUDGET_MS: z.coerce.number().int().min(1).default(d.HEALTH_BUDGET_MS),
-  HEALTH_MAX_PREDICTIONS: z.coerce.number().int().min(1).default(d.HEALTH_MAX_PREDICTIONS),
-  HEALTH_CAS_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(d.HEALTH_CAS_ATTEMPTS),
-  HEALTH_OUTBOX_RESEND_MS: z.coerce.number().int().min(1).default(d.HEALTH_OUTBOX_RESEND_MS),
-  HEALTH_SILENT_CHECK_MS: z.coerce.number().int().min(100).default(d.HEALTH_SILENT_CHECK_MS),
-  NATS_KV_REPLICAS: z.coerce.number().int().min(1).max(5).default(d.NATS_KV_REPLICAS),
-  NATS_TIMEOUT_MS: z.coerce.number().int().min(1).default(d.NATS_TIMEOUT_MS),
-});
-
-/** The health function's settings (besides the topics: lib/infra/config.ts). */
-export const HEALTH_SETTINGS: Readonly<Record<keyof z.output<typeof HealthSchema>, Setting>> = Object.freeze({
+/** The health function's settings (besides the topics, lib/infra/config.ts, and its rules, HEALTH_POLICY_SETTINGS). */
+export const HEALTH_SETTINGS = defineSettings({
   NATS_URL: {
     env: ["NATS_URL"],
     help: "the NATS server (JetStream) keeping the fans' health; without it, memory (not durable)",
+    doc: "the NATS server (JetStream) keeping the fans' health, e.g. `nats://nats.fanwatch:4222`; without it, memory (not durable)",
+    schema: z.string().optional(),
   },
-  HEALTH_BUCKET: { env: ["HEALTH_BUCKET"], help: "the key-value bucket of the fans' health", default: d.HEALTH_BUCKET },
+  HEALTH_BUCKET: {
+    env: ["HEALTH_BUCKET"],
+    help: "the key-value bucket of the fans' health",
+    doc: "the key-value bucket of the fans' health (letters, digits, `_`, `-`)",
+    default: d.HEALTH_BUCKET,
+    schema: z
+      .string()
+      .regex(/^[-\w]+$/, "letters, digits, _ and - only (a NATS bucket name)")
+      .default(d.HEALTH_BUCKET),
+  },
   // Below the connector's timeout: stack.yml has the arithmetic.
   HEALTH_BUDGET_MS: {
     env: ["HEALTH_BUDGET_MS"],
     help: "an invocation's store writes and publishes together",
     default: d.HEALTH_BUDGET_MS,
+    schema: z.coerce.number().int().min(1).default(d.HEALTH_BUDGET_MS),
   },
   HEALTH_MAX_PREDICTIONS: {
     env: ["HEALTH_MAX_PREDICTIONS"],
     help: "predictions per invocation",
+    doc: "predictions per invocation (413 beyond)",
     default: d.HEALTH_MAX_PREDICTIONS,
+    schema: z.coerce.number().int().min(1).default(d.HEALTH_MAX_PREDICTIONS),
   },
   HEALTH_CAS_ATTEMPTS: {
     env: ["HEALTH_CAS_ATTEMPTS"],
     help: "compare-and-set attempts per fan and invocation before a 503",
     default: d.HEALTH_CAS_ATTEMPTS,
+    schema: z.coerce.number().int().min(1).max(100).default(d.HEALTH_CAS_ATTEMPTS),
   },
   // Above the budget, so a writer that is merely slow is not doubled.
   HEALTH_OUTBOX_RESEND_MS: {
     env: ["HEALTH_OUTBOX_RESEND_MS"],
     help: "after this long an unpublished transition is sent by whoever touches its fan",
+    doc: "after this long an unpublished transition is sent by whoever touches its fan; above the budget, so a writer that is only slow is not doubled",
     default: d.HEALTH_OUTBOX_RESEND_MS,
+    schema: z.coerce.number().int().min(1).default(d.HEALTH_OUTBOX_RESEND_MS),
   },
   HEALTH_SILENT_CHECK_MS: {
     env: ["HEALTH_SILENT_CHECK_MS"],
     help: "how often the silence timer looks at every fan",
     default: d.HEALTH_SILENT_CHECK_MS,
+    schema: z.coerce.number().int().min(100).default(d.HEALTH_SILENT_CHECK_MS),
   },
   NATS_KV_REPLICAS: {
     env: ["NATS_KV_REPLICAS"],
     help: "replicas of the bucket in a NATS cluster",
     default: d.NATS_KV_REPLICAS,
+    schema: z.coerce.number().int().min(1).max(5).default(d.NATS_KV_REPLICAS),
   },
-  NATS_TIMEOUT_MS: { env: ["NATS_TIMEOUT_MS"], help: "per NATS request", default: d.NATS_TIMEOUT_MS },
+  NATS_TIMEOUT_MS: {
+    env: ["NATS_TIMEOUT_MS"],
+    help: "per NATS request",
+    doc: "one read or write; longer counts as NATS unavailable",
+    default: d.NATS_TIMEOUT_MS,
+    schema: z.coerce.number().int().min(1).default(d.NATS_TIMEOUT_MS),
+  },
 });
 
 export interface HealthConfig {
@@ -95,8 +105,9 @@ export interface HealthConfig {
   silentCheckMs: number;
 }
 
-export function readHealthConfig(env: NodeJS.ProcessEnv = process.env): HealthConfig {
-  const s = readSettings(HealthSchema, HEALTH_SETTINGS, env);
+/** From the environment unless `env` is given. */
+export function readHealthConfig(env?: NodeJS.ProcessEnv): HealthConfig {
+  const s = readSettings(HEALTH_SETTINGS, env);
   return {
     natsUrl: s.NATS_URL,
     bucket: s.HEALTH_BUCKET,

@@ -68,7 +68,7 @@ const counters = new HealthMetrics(() =>
 
 export async function init(): Promise<void> {
   const config = readHealthConfig();
-  const policy = readHealthPolicy(process.env);
+  const policy = readHealthPolicy();
   const settings = mqttSettingsFromEnv();
   const mqtt = connectMqtt(settings, {
     clientId: `health-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,

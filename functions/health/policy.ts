@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ConfigError } from "../../lib/errors.js";
+import { defineSettings, readSettings } from "../../lib/infra/settings.js";
 import { HEALTHY_RANGES, type Range } from "../../lib/domain/fan-ranges.js";
 import type { FeatureName } from "../../lib/domain/features.js";
 
@@ -71,30 +72,75 @@ export const DEFAULT_POLICY: HealthPolicy = Object.freeze({
 });
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const p = DEFAULT_POLICY;
 
-const HealthEnv = z.object({
-  HEALTH_ALARM_WINDOW: int(1, 30).default(DEFAULT_POLICY.alarmWindow),
-  HEALTH_ALARM_COUNT: int(1, 30).default(DEFAULT_POLICY.alarmCount),
-  HEALTH_CLEAR_COUNT: int(1, 100_000).default(DEFAULT_POLICY.clearCount),
-  HEALTH_QUIET_MS: int(0, 86_400_000).default(DEFAULT_POLICY.quietMs),
-  HEALTH_CLEARED_HOLD_MS: int(0, 86_400_000).default(DEFAULT_POLICY.clearedHoldMs),
-  HEALTH_SILENT_AFTER_MS: int(1, 86_400_000).default(DEFAULT_POLICY.silentAfterMs),
-  HEALTH_WARN_WINDOW: int(1, 100_000).default(DEFAULT_POLICY.warnWindow),
-  HEALTH_WARN_COUNT: int(1, 16).default(DEFAULT_POLICY.warnCount),
-  HEALTH_SMOOTHING: z.coerce.number().gt(0).max(1).default(DEFAULT_POLICY.smoothing),
-  HEALTH_MAX_AHEAD_MS: int(0, 86_400_000).default(DEFAULT_POLICY.maxAheadMs),
+/** HEALTH_*: overrides of DEFAULT_POLICY (docs/health.md has the table, generated from these). */
+export const HEALTH_POLICY_SETTINGS = defineSettings({
+  HEALTH_ALARM_WINDOW: {
+    env: ["HEALTH_ALARM_WINDOW"],
+    help: "predictions looked at for an alarm (≤ 30)",
+    default: p.alarmWindow,
+    schema: int(1, 30).default(p.alarmWindow),
+  },
+  HEALTH_ALARM_COUNT: {
+    env: ["HEALTH_ALARM_COUNT"],
+    help: "of which faulty to raise it (≤ HEALTH_ALARM_WINDOW)",
+    default: p.alarmCount,
+    schema: int(1, 30).default(p.alarmCount),
+  },
+  HEALTH_CLEAR_COUNT: {
+    env: ["HEALTH_CLEAR_COUNT"],
+    help: "healthy predictions in a row to clear",
+    default: p.clearCount,
+    schema: int(1, 100_000).default(p.clearCount),
+  },
+  HEALTH_QUIET_MS: {
+    env: ["HEALTH_QUIET_MS"],
+    help: "and this long (reading time) without a fault or an exceedance",
+    default: p.quietMs,
+    schema: int(0, 86_400_000).default(p.quietMs),
+  },
+  HEALTH_CLEARED_HOLD_MS: {
+    env: ["HEALTH_CLEARED_HOLD_MS"],
+    help: "cleared shown this long (reading time) before ok",
+    default: p.clearedHoldMs,
+    schema: int(0, 86_400_000).default(p.clearedHoldMs),
+  },
+  HEALTH_SILENT_AFTER_MS: {
+    env: ["HEALTH_SILENT_AFTER_MS"],
+    help: "silent after this long without a reading (15 readings at 2 s)",
+    default: p.silentAfterMs,
+    schema: int(1, 86_400_000).default(p.silentAfterMs),
+  },
+  HEALTH_WARN_WINDOW: {
+    env: ["HEALTH_WARN_WINDOW"],
+    help: "readings looked at for a warning",
+    default: p.warnWindow,
+    schema: int(1, 100_000).default(p.warnWindow),
+  },
+  HEALTH_WARN_COUNT: {
+    env: ["HEALTH_WARN_COUNT"],
+    help: "exceedances of one sensor on one side within them to warn (≤ HEALTH_WARN_WINDOW)",
+    default: p.warnCount,
+    schema: int(1, 16).default(p.warnCount),
+  },
+  HEALTH_SMOOTHING: {
+    env: ["HEALTH_SMOOTHING"],
+    help: "weight of the newest probability (above 0, at most 1)",
+    default: p.smoothing,
+    schema: z.coerce.number().gt(0).max(1).default(p.smoothing),
+  },
+  HEALTH_MAX_AHEAD_MS: {
+    env: ["HEALTH_MAX_AHEAD_MS"],
+    help: "a reading time further ahead of the clock counts as this far ahead",
+    default: p.maxAheadMs,
+    schema: int(0, 86_400_000).default(p.maxAheadMs),
+  },
 });
 
-/** HEALTH_* overrides of DEFAULT_POLICY; a bad or impossible value throws a ConfigError naming it. */
-export function readHealthPolicy(env: NodeJS.ProcessEnv): HealthPolicy {
-  const parsed = HealthEnv.safeParse(
-    Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith("HEALTH_") && v !== "")),
-  );
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new ConfigError(`invalid configuration: ${String(issue?.path[0])}: ${issue?.message}`);
-  }
-  const e = parsed.data;
+/** HEALTH_* overrides of DEFAULT_POLICY, from the environment unless `env` is given; a bad or impossible value throws a ConfigError naming it. */
+export function readHealthPolicy(env?: NodeJS.ProcessEnv): HealthPolicy {
+  const e = readSettings(HEALTH_POLICY_SETTINGS, env);
   if (e.HEALTH_ALARM_COUNT > e.HEALTH_ALARM_WINDOW)
     throw new ConfigError(
       `invalid configuration: HEALTH_ALARM_COUNT (${e.HEALTH_ALARM_COUNT}) is more than HEALTH_ALARM_WINDOW (${e.HEALTH_ALARM_WINDOW})`,

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { envValue, readSettings, readTopics, type Topics } from "../../lib/infra/config.js";
-import type { Setting } from "../../lib/infra/settings.js";
+import { readTopics, type Topics } from "../../lib/infra/config.js";
+import { defineSettings, readSettings } from "../../lib/infra/settings.js";
 
 /**
  * predict's defaults, by variable. An invocation gets one budget, shared by the score call and
@@ -16,35 +16,42 @@ export const PREDICT_DEFAULTS = Object.freeze({
 
 const d = PREDICT_DEFAULTS;
 
-const PredictSchema = z.object({
-  SCORE_URL: z.string().default(d.SCORE_URL),
-  PREDICT_BUDGET_MS: z.coerce.number().int().min(1).default(d.PREDICT_BUDGET_MS),
-  SCORE_TIMEOUT_MS: z.coerce.number().int().min(1).default(d.SCORE_TIMEOUT_MS),
-  PREDICT_MAX_READINGS: z.coerce.number().int().min(1).default(d.PREDICT_MAX_READINGS),
-});
-
-/** predict's settings (besides the topics, lib/infra/config.ts, and the broker, lib/mqtt/client.ts). */
-export const PREDICT_SETTINGS: Readonly<Record<keyof z.output<typeof PredictSchema>, Setting>> = Object.freeze({
-  SCORE_URL: { env: ["SCORE_URL", "SCORING_URL"], help: "the score function", default: d.SCORE_URL },
+/** predict's settings (besides the topics, lib/infra/config.ts, and the broker, lib/mqtt/settings.ts). */
+export const PREDICT_SETTINGS = defineSettings({
+  SCORE_URL: {
+    env: ["SCORE_URL", "SCORING_URL"],
+    help: "the score function",
+    default: d.SCORE_URL,
+    schema: z.string().default(d.SCORE_URL),
+  },
   PREDICT_BUDGET_MS: {
     env: ["PREDICT_BUDGET_MS"],
     help: "an invocation's time: score call and publishes; keep it below the caller's timeout and exec_timeout",
     default: d.PREDICT_BUDGET_MS,
+    schema: z.coerce.number().int().min(1).default(d.PREDICT_BUDGET_MS),
   },
   SCORE_TIMEOUT_MS: {
     env: ["SCORE_TIMEOUT_MS"],
     help: "the longest the score call may take within the budget",
     default: d.SCORE_TIMEOUT_MS,
+    schema: z.coerce.number().int().min(1).default(d.SCORE_TIMEOUT_MS),
   },
   PREDICT_MAX_READINGS: {
     env: ["PREDICT_MAX_READINGS"],
     help: "readings per invocation",
     default: d.PREDICT_MAX_READINGS,
+    schema: z.coerce.number().int().min(1).default(d.PREDICT_MAX_READINGS),
   },
 });
 
-/** Settings predict no longer reads: retries live in the connector, publishes share the budget. */
-const REMOVED_PREDICT_SETTINGS = ["SCORE_RETRIES", "PUBLISH_TIMEOUT_MS"] as const;
+/**
+ * Settings predict no longer reads: retries live in the connector, publishes share the budget.
+ * Read only to warn at start that they have no effect; not in the registry, so no help lists them.
+ */
+const REMOVED_PREDICT_SETTINGS = defineSettings({
+  SCORE_RETRIES: { env: ["SCORE_RETRIES"], help: "removed", schema: z.string().optional() },
+  PUBLISH_TIMEOUT_MS: { env: ["PUBLISH_TIMEOUT_MS"], help: "removed", schema: z.string().optional() },
+});
 
 export interface PredictConfig {
   /** @default PREDICT_DEFAULTS.SCORE_URL */
@@ -60,14 +67,18 @@ export interface PredictConfig {
   ignored: string[];
 }
 
-export function readPredictConfig(env: NodeJS.ProcessEnv = process.env): PredictConfig {
-  const s = readSettings(PredictSchema, PREDICT_SETTINGS, env);
+/** From the environment unless `env` is given. */
+export function readPredictConfig(env?: NodeJS.ProcessEnv): PredictConfig {
+  const s = readSettings(PREDICT_SETTINGS, env);
+  const removed = readSettings(REMOVED_PREDICT_SETTINGS, env);
   return {
     scoreUrl: s.SCORE_URL,
     topics: readTopics(env),
     budgetMs: s.PREDICT_BUDGET_MS,
     scoreTimeoutMs: s.SCORE_TIMEOUT_MS,
     maxReadings: s.PREDICT_MAX_READINGS,
-    ignored: REMOVED_PREDICT_SETTINGS.filter((name) => envValue(env, name) !== undefined),
+    ignored: Object.entries(removed)
+      .filter(([, value]) => value !== undefined)
+      .map(([name]) => name),
   };
 }

@@ -1,8 +1,8 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
-import { envValue } from "./config.js";
-import type { Setting } from "./settings.js";
+import { z } from "zod";
+import { defineSetting } from "./settings.js";
 import { serverCloser } from "./http/close.js";
 
 export interface Health {
@@ -21,16 +21,13 @@ export interface HealthServerOptions {
 export const DEFAULT_HEALTH_HOST = "0.0.0.0";
 
 /** The address of a service's /healthz and /metrics. */
-export const HEALTH_HOST_SETTING: Readonly<Setting> = Object.freeze({
+export const HEALTH_HOST_SETTING = defineSetting({
   env: ["HEALTH_HOST"],
   flag: "--health-host <address>",
   help: "address of /healthz and /metrics",
   default: DEFAULT_HEALTH_HOST,
+  schema: z.string().default(DEFAULT_HEALTH_HOST),
 });
-
-export function healthHostFromEnv(env: NodeJS.ProcessEnv = process.env): string {
-  return envValue(env, ...HEALTH_HOST_SETTING.env) ?? DEFAULT_HEALTH_HOST;
-}
 
 export interface HealthServer {
   readonly port: number;

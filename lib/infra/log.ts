@@ -1,4 +1,5 @@
 import { pino, type Logger } from "pino";
+import { DEFAULT_LOG_LEVEL, logLevelSetting } from "./log-level.js";
 
 export type { Logger };
 
@@ -9,7 +10,7 @@ export type { Logger };
  */
 export function createLogger(
   name: string,
-  level = process.env.LOG_LEVEL ?? "info",
+  level: string = logLevelSetting() ?? DEFAULT_LOG_LEVEL,
   write?: (line: string) => void,
 ): Logger {
   const options = { name, level, base: { service: name }, timestamp: pino.stdTimeFunctions.isoTime };

@@ -1,6 +1,6 @@
 import { cpus } from "node:os";
 import { z } from "zod";
-import { parseEnv } from "../../lib/infra/config.js";
+import { defineSettings, readSettings } from "../../lib/infra/settings.js";
 import {
   decideReplicas,
   type ScaleBounds,
@@ -16,18 +16,56 @@ export interface AutoscalerSettings {
   policy: ScalePolicy;
 }
 
-const ScaleEnv = z.object({
-  GATEWAY_SCALE_INTERVAL_MS: z.coerce.number().int().min(10).max(60_000).default(1_000),
-  GATEWAY_SCALE_DOWN_WINDOW_MS: z.coerce.number().int().min(0).default(60_000),
-  GATEWAY_SCALE_TARGET_INFLIGHT: z.coerce.number().positive().default(4),
-  GATEWAY_SCALE_LATENCY_MS: z.coerce.number().int().min(1).default(1_000),
+/** The autoscaler's defaults, by variable. */
+export const SCALE_DEFAULTS = Object.freeze({
+  GATEWAY_SCALE_INTERVAL_MS: 1_000,
+  GATEWAY_SCALE_TARGET_INFLIGHT: 4,
+  GATEWAY_SCALE_LATENCY_MS: 1_000,
+  GATEWAY_SCALE_DOWN_WINDOW_MS: 60_000,
   // The replicas share this machine's cores: below a fifth idle, a replica has no core to gain.
-  GATEWAY_SCALE_MIN_IDLE_CPU: z.coerce.number().min(0).max(1).default(0.2),
+  GATEWAY_SCALE_MIN_IDLE_CPU: 0.2,
+});
+
+const d = SCALE_DEFAULTS;
+
+/** GATEWAY_SCALE_*: how the local gateway scales the functions (docs/start.md). */
+export const SCALE_SETTINGS = defineSettings({
+  GATEWAY_SCALE_INTERVAL_MS: {
+    env: ["GATEWAY_SCALE_INTERVAL_MS"],
+    help: "how often the load is sampled and a decision taken (10 to 60,000)",
+    default: d.GATEWAY_SCALE_INTERVAL_MS,
+    schema: z.coerce.number().int().min(10).max(60_000).default(d.GATEWAY_SCALE_INTERVAL_MS),
+  },
+  GATEWAY_SCALE_TARGET_INFLIGHT: {
+    env: ["GATEWAY_SCALE_TARGET_INFLIGHT"],
+    help: "calls in flight per replica aimed at; above it, more replicas",
+    doc: "calls in flight per replica aimed at; above it, more replicas. Below the connector's in-flight per replica (8), so that a saturated connector scales its target up",
+    default: d.GATEWAY_SCALE_TARGET_INFLIGHT,
+    schema: z.coerce.number().positive().default(d.GATEWAY_SCALE_TARGET_INFLIGHT),
+  },
+  GATEWAY_SCALE_LATENCY_MS: {
+    env: ["GATEWAY_SCALE_LATENCY_MS"],
+    help: "p99 above which busy replicas count as overloaded",
+    default: d.GATEWAY_SCALE_LATENCY_MS,
+    schema: z.coerce.number().int().min(1).default(d.GATEWAY_SCALE_LATENCY_MS),
+  },
+  GATEWAY_SCALE_DOWN_WINDOW_MS: {
+    env: ["GATEWAY_SCALE_DOWN_WINDOW_MS"],
+    help: "how long the load must stay low before one replica is removed",
+    default: d.GATEWAY_SCALE_DOWN_WINDOW_MS,
+    schema: z.coerce.number().int().min(0).default(d.GATEWAY_SCALE_DOWN_WINDOW_MS),
+  },
+  GATEWAY_SCALE_MIN_IDLE_CPU: {
+    env: ["GATEWAY_SCALE_MIN_IDLE_CPU"],
+    help: "the share of this machine's CPU (all cores) that must be idle for a scale-up; 0 turns the check off",
+    default: d.GATEWAY_SCALE_MIN_IDLE_CPU,
+    schema: z.coerce.number().min(0).max(1).default(d.GATEWAY_SCALE_MIN_IDLE_CPU),
+  },
 });
 
 /** The autoscaler's settings from GATEWAY_SCALE_* (docs/start.md); a bad value stops the start with its name. */
-export function readAutoscalerSettings(env: NodeJS.ProcessEnv): AutoscalerSettings {
-  const e = parseEnv(ScaleEnv, env);
+export function readAutoscalerSettings(env?: NodeJS.ProcessEnv): AutoscalerSettings {
+  const e = readSettings(SCALE_SETTINGS, env);
   return {
     intervalMs: e.GATEWAY_SCALE_INTERVAL_MS,
     policy: {

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import { isIP } from "node:net";
 import { z } from "zod";
-import { parseEnv } from "../../lib/infra/config.js";
+import { defineSettings, readSettings } from "../../lib/infra/settings.js";
 import { BodyTimeoutError, BodyTooLargeError } from "../../lib/errors.js";
 
 /** How long a client may take to send a body the gateway reads itself (async calls, scale requests). */
@@ -16,26 +16,47 @@ export interface GatewayLimits {
   callbackAllowedHosts: string[];
 }
 
-const LimitsEnv = z.object({
-  // As the functions' own body limit (MAX_JSON_SIZE's default): a body they would refuse is refused here.
-  GATEWAY_MAX_ASYNC_BODY: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .default(1024 * 1024),
-  // 64 × 1 MiB is the most the gateway holds in async bodies; fan readings are 200 bytes.
-  GATEWAY_MAX_ASYNC_PENDING: z.coerce.number().int().min(1).default(64),
-  CALLBACK_ALLOWED_HOSTS: z.string().default(""),
+/** As the functions' own body limit (MAX_JSON_SIZE's default): a body they would refuse is refused here. */
+export const DEFAULT_MAX_ASYNC_BODY = 1024 * 1024;
+
+/** 64 × 1 MiB is the most the gateway holds in async bodies; fan readings are 200 bytes. */
+export const DEFAULT_MAX_ASYNC_PENDING = 64;
+
+/** What the local gateway accepts from its callers (docs/start.md). */
+export const LIMIT_SETTINGS = defineSettings({
+  GATEWAY_MAX_ASYNC_BODY: {
+    env: ["GATEWAY_MAX_ASYNC_BODY"],
+    help: "largest async body in bytes (413 above it)",
+    default: DEFAULT_MAX_ASYNC_BODY,
+    schema: z.coerce.number().int().min(1).default(DEFAULT_MAX_ASYNC_BODY),
+  },
+  GATEWAY_MAX_ASYNC_PENDING: {
+    env: ["GATEWAY_MAX_ASYNC_PENDING"],
+    help: "async calls accepted and not yet answered to their callback (429 beyond)",
+    default: DEFAULT_MAX_ASYNC_PENDING,
+    schema: z.coerce.number().int().min(1).default(DEFAULT_MAX_ASYNC_PENDING),
+  },
+  CALLBACK_ALLOWED_HOSTS: {
+    env: ["CALLBACK_ALLOWED_HOSTS"],
+    help: "hosts (name or name:port, comma-separated) an X-Callback-Url may name besides this machine's loopback (none by default)",
+    schema: z
+      .string()
+      .transform((text) =>
+        text
+          .split(",")
+          .map((h) => h.trim().toLowerCase())
+          .filter((h) => h !== ""),
+      )
+      .default([]),
+  },
 });
 
-export function readGatewayLimits(env: NodeJS.ProcessEnv): GatewayLimits {
-  const e = parseEnv(LimitsEnv, env);
+export function readGatewayLimits(env?: NodeJS.ProcessEnv): GatewayLimits {
+  const e = readSettings(LIMIT_SETTINGS, env);
   return {
     maxAsyncBodyBytes: e.GATEWAY_MAX_ASYNC_BODY,
     maxPendingAsync: e.GATEWAY_MAX_ASYNC_PENDING,
-    callbackAllowedHosts: e.CALLBACK_ALLOWED_HOSTS.split(",")
-      .map((h) => h.trim().toLowerCase())
-      .filter((h) => h !== ""),
+    callbackAllowedHosts: e.CALLBACK_ALLOWED_HOSTS,
   };
 }
 

@@ -5,15 +5,15 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
 import { z } from "zod";
-import { envValue } from "../../lib/infra/config.js";
+import { logLevelSetting } from "../../lib/infra/log-level.js";
 import type { Logger } from "../../lib/infra/log.js";
 import type { MqttSettings } from "../../lib/mqtt/settings.js";
-import { DEFAULT_SECRET_PATH, readSecret } from "../../lib/infra/secrets.js";
 import { readStack, type StackFunction } from "./stack.js";
 import { serverOptionsFromEnv } from "../../templates/node22-ts/server.js";
 import { ScaleLabelError } from "../../lib/errors.js";
 import { readScaleLabels, type ScaleBounds } from "../../lib/openfaas/scaling.js";
 import { readAutoscalerSettings } from "./autoscaler.js";
+import { gatewayCredentials } from "./credentials.js";
 import { ReplicaSet } from "./replica-set.js";
 import { LocalGateway } from "./gateway.js";
 import { readGatewayLimits } from "./guards.js";
@@ -105,7 +105,7 @@ export class GatewayService extends ServiceBase {
           mqtt: options.mqtt,
           natsUrl: options.natsUrl,
           gatewayUrl: gateway.url,
-          logLevel: env.LOG_LEVEL ?? CONSOLE_LOG_LEVEL,
+          logLevel: logLevelSetting(env) ?? CONSOLE_LOG_LEVEL,
         });
         // The token is not one of the variables the /system API shows (`own`).
         const processEnv = { ...env, ...own, FANWATCH_CALLER_TOKEN: callerToken };
@@ -146,18 +146,6 @@ export class GatewayService extends ServiceBase {
     await Promise.all(this.#functions.map(({ set }) => set.stop()));
     await this.#gateway?.close(0);
   }
-}
-
-/** The /system/* user and password: the OpenFaaS secrets where they are mounted, else admin and GATEWAY_PASSWORD or a random one. */
-function gatewayCredentials(env: NodeJS.ProcessEnv): { user: string; password: string } {
-  const secretPath = envValue(env, "SECRET_MOUNT_PATH") ?? DEFAULT_SECRET_PATH;
-  return {
-    user: readSecret(join(secretPath, "basic-auth-user")) ?? "admin",
-    password:
-      envValue(env, "GATEWAY_PASSWORD") ??
-      readSecret(join(secretPath, "basic-auth-password")) ??
-      randomBytes(12).toString("base64url"),
-  };
 }
 
 /** A function's replicas from its scale labels; a label CE would refuse names the function and the stack file. */

@@ -3,8 +3,9 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { delimiter, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { envValue } from "../../lib/infra/config.js";
-import { readHealthConfig } from "../../functions/health/config.js";
+import { z } from "zod";
+import { HEALTH_SETTINGS, readHealthConfig } from "../../functions/health/config.js";
+import { defineSettings, readSettings } from "../../lib/infra/settings.js";
 import { redactUrl } from "../../lib/mqtt/settings.js";
 import type { Logger } from "../../lib/infra/log.js";
 import { freePort } from "../../lib/infra/net.js";
@@ -14,13 +15,43 @@ import { Supervisor } from "../../lib/infra/supervisor.js";
 /** Where Debian's package `nats-server` installs it. */
 export const DEBIAN_NATS_SERVER = "/usr/sbin/nats-server";
 
+/** Where `fanwatch start` keeps JetStream's data unless NATS_STORE_DIR says otherwise (gitignored). */
+export const DEFAULT_STORE_DIR = ".fanwatch/nats";
+
+/** Where `fanwatch start` keeps the fans' health (docs/start.md). */
+export const NATS_SETTINGS = defineSettings({
+  NATS_URL: {
+    ...HEALTH_SETTINGS.NATS_URL,
+    help: "a NATS server (JetStream) of your own for the fans' health; else a nats-server started here, else memory",
+    doc: "a NATS server (JetStream) of your own for the fans' health; else a `nats-server` started here, else memory (not durable)",
+  },
+  NATS_SERVER: {
+    env: ["NATS_SERVER"],
+    help: "the nats-server to start when NATS_URL is not set",
+    default: `${DEBIAN_NATS_SERVER}, else one on the PATH`,
+    schema: z.string().optional(),
+  },
+  // Read only to find nats-server, as a shell would.
+  PATH: {
+    env: ["PATH"],
+    help: "where nats-server is looked for when NATS_SERVER is not set and Debian's is not installed",
+    schema: z.string().default(""),
+  },
+  NATS_STORE_DIR: {
+    env: ["NATS_STORE_DIR"],
+    help: "JetStream's data directory for the nats-server started here (relative to the working directory)",
+    default: DEFAULT_STORE_DIR,
+    schema: z.string().default(DEFAULT_STORE_DIR),
+  },
+});
+
 /** The nats-server to run: NATS_SERVER, Debian's, or one on the PATH; undefined when none is installed. */
-export function findNatsServer(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const named = envValue(env, "NATS_SERVER");
+export function findNatsServer(env?: NodeJS.ProcessEnv): string | undefined {
+  const s = readSettings(NATS_SETTINGS, env);
+  const named = s.NATS_SERVER;
   if (named !== undefined) return existsSync(named) ? named : undefined;
   if (existsSync(DEBIAN_NATS_SERVER)) return DEBIAN_NATS_SERVER;
-  return (env.PATH ?? "")
-    .split(delimiter)
+  return s.PATH.split(delimiter)
     .filter((dir) => dir !== "")
     .map((dir) => join(dir, "nats-server"))
     .find((path) => existsSync(path));
@@ -156,9 +187,6 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   }
 }
 
-/** Where `fanwatch start` keeps JetStream's data unless NATS_STORE_DIR says otherwise (gitignored). */
-export const DEFAULT_STORE_DIR = ".fanwatch/nats";
-
 /**
  * Where `fanwatch start` keeps fan health: NATS_URL when set; otherwise a nats-server of its own
  * (Debian's, with JetStream, its data in NATS_STORE_DIR or .fanwatch/nats under the working
@@ -192,7 +220,8 @@ export class HealthState extends ServiceBase {
 
   protected async onStart(): Promise<void> {
     const { env, say } = this;
-    const url = envValue(env, "NATS_URL");
+    const settings = readSettings(NATS_SETTINGS, env);
+    const url = settings.NATS_URL;
     if (url !== undefined) {
       say(`health state in NATS at ${redactUrl(url)} (NATS_URL), bucket ${readHealthConfig(env).bucket}`);
       this.#natsUrl = url;
@@ -205,7 +234,7 @@ export class HealthState extends ServiceBase {
       );
       return;
     }
-    const storeDir = resolve(envValue(env, "NATS_STORE_DIR") ?? DEFAULT_STORE_DIR);
+    const storeDir = resolve(settings.NATS_STORE_DIR);
     const port = await this.port();
     const server = new Supervisor({
       create: () => new NatsServerProcess({ binary, port, storeDir }),

@@ -1,12 +1,13 @@
 import { readConnectorConfig } from "../../connectors/mqtt/config.js";
-import { readWriterConfig } from "../../connectors/influxdb/config.js";
+import { readWriterConfig, WRITER_SETTINGS } from "../../connectors/influxdb/config.js";
 import { InfluxWriter } from "../../connectors/influxdb/writer.js";
 import { Connector } from "../../connectors/mqtt/connector.js";
-import { envValue, readTopics, type Topics } from "../../lib/infra/config.js";
+import { readTopics, type Topics } from "../../lib/infra/config.js";
+import { readSettings } from "../../lib/infra/settings.js";
 import type { MqttClient } from "mqtt";
 import type { Logger } from "../../lib/infra/log.js";
 import { connectMqtt } from "../../lib/mqtt/client.js";
-import { MQTT_URL_ENV, mqttSettingsFromEnv, redactUrl, type MqttSettings } from "../../lib/mqtt/settings.js";
+import { mqttSettingsFromEnv, redactUrl, type MqttSettings } from "../../lib/mqtt/settings.js";
 import { EmbeddedBroker } from "./broker.js";
 import { FleetView } from "../../page/fleet-view.js";
 import { reachableHost } from "../gateway/gateway.js";
@@ -64,7 +65,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
   try {
     let mqtt: MqttSettings = mqttSettingsFromEnv(env);
     let broker: EmbeddedBroker | undefined;
-    if (envValue(env, ...MQTT_URL_ENV) === undefined) {
+    if (mqtt.from === undefined) {
       const { username, password } = mqtt;
       const port = options.brokerPort;
       // A restart keeps the port the first instance got: the clients reconnect to it.
@@ -76,7 +77,8 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     }
     const topics = readTopics(env);
     const fleet = new FleetView(topics);
-    if (envValue(env, "INFLUX_URL") !== undefined) {
+    const influxUrl = readSettings({ INFLUX_URL: WRITER_SETTINGS.INFLUX_URL }, env).INFLUX_URL;
+    if (influxUrl !== undefined) {
       const writerOptions = {
         ...readWriterConfig(env, { INFLUX_WRITER_PORT: 0, HEALTH_HOST: options.gatewayHost }),
         mqtt,
@@ -85,7 +87,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       // health server listens where the gateway does (nothing more open than the page).
       const writer = await parts.start(supervised(() => new InfluxWriter(writerOptions, log)));
       say(
-        `InfluxDB writer storing ${topics.telemetry}, ${topics.anomaly}, ${topics.alarm} and ${topics.deadletter} in ${envValue(env, "INFLUX_URL")} (health on http://${reachableHost(options.gatewayHost)}:${writer.current.port}/healthz)`,
+        `InfluxDB writer storing ${topics.telemetry}, ${topics.anomaly}, ${topics.alarm} and ${topics.deadletter} in ${influxUrl} (health on http://${reachableHost(options.gatewayHost)}:${writer.current.port}/healthz)`,
       );
     }
     // Started before the functions and drained after them: health's writes under way finish.
@@ -188,6 +190,7 @@ function connectorOf(
 ): Connector {
   const settings = {
     gateway_url: gateway.url,
+    broker: mqtt.url,
     topic: [topics.telemetry, topics.anomaly],
     client_id: START_CONNECTOR_CLIENT_ID,
     refresh_interval_ms: 2_000,

@@ -1,30 +1,47 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Command, CommanderError } from "commander";
 import {
   CONNECTOR_DEFAULTS,
   CONNECTOR_SETTINGS,
-  ConnectorSchema,
   parseStaticFunctions,
   readConnectorConfig,
 } from "../../connectors/mqtt/config.js";
-import { readWriterConfig, WRITER_DEFAULTS, WRITER_SETTINGS, WriterSchema } from "../../connectors/influxdb/config.js";
-import { HEALTH_DEFAULTS, readHealthConfig } from "../../functions/health/config.js";
-import { PREDICT_DEFAULTS, readPredictConfig } from "../../functions/predict/config.js";
-import { DEFAULT_MODEL_DIR, readScoreConfig } from "../../functions/score/config.js";
-import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS } from "../../functions/score/batcher.js";
+import { readWriterConfig, WRITER_DEFAULTS, WRITER_SETTINGS } from "../../connectors/influxdb/config.js";
+import { HEALTH_DEFAULTS, HEALTH_SETTINGS, readHealthConfig } from "../../functions/health/config.js";
+import { HEALTH_POLICY_SETTINGS, readHealthPolicy } from "../../functions/health/policy.js";
+import { PREDICT_DEFAULTS, PREDICT_SETTINGS, readPredictConfig } from "../../functions/predict/config.js";
+import { DEFAULT_MODEL_DIR, readScoreConfig, SCORE_SETTINGS } from "../../functions/score/config.js";
+import { DEFAULT_MAX_BATCH_SIZE } from "../../functions/score/batcher.js";
 import { ConfigError } from "../../lib/errors.js";
 import { DEFAULT_TOPICS, readTopics, TOPIC_SETTINGS } from "../../lib/infra/config.js";
 import { DEFAULT_HEALTH_HOST } from "../../lib/infra/health-server.js";
-import { DEFAULT_SECRET_PATH } from "../../lib/infra/secrets.js";
-import { helpLine, type Setting } from "../../lib/infra/settings.js";
-import { DEFAULT_MQTT_URL, mqttSettingsFromEnv } from "../../lib/mqtt/settings.js";
+import { DEFAULT_SECRET_PATH, helpLine, readSettings, type Setting, type Settings } from "../../lib/infra/settings.js";
+import { LOG_SETTINGS } from "../../lib/infra/log-level.js";
+import { DEFAULT_MQTT_URL, MQTT_SETTINGS, mqttSettingsFromEnv } from "../../lib/mqtt/settings.js";
 import { buildProgram } from "../../cli/main.js";
 import { addSettingFlags, type Io } from "../../cli/parse.js";
-import { DEFAULT_STORE_DIR } from "../../runtime/system/nats.js";
+import {
+  groupIds,
+  renderSettingsRegions,
+  SETTING_GROUPS,
+  settingsDocuments,
+  settingsRegions,
+} from "../../cli/settings-registry.js";
+import { SCALE_SETTINGS } from "../../runtime/gateway/autoscaler.js";
+import { GATEWAY_SETTINGS } from "../../runtime/gateway/credentials.js";
+import { LIMIT_SETTINGS } from "../../runtime/gateway/guards.js";
+import { NATS_SETTINGS } from "../../runtime/system/nats.js";
 import { REPO_ROOT } from "../support/paths.js";
+
+/** A config without where its broker came from. */
+function withoutSource<C extends { mqtt: { from?: string } }>(config: C): C {
+  const { from: _from, ...mqtt } = config.mqtt;
+  return { ...config, mqtt };
+}
 
 const quiet: Io = { out: () => {}, err: () => {}, progress: () => {}, progressDone: () => {}, interactive: false };
 
@@ -38,25 +55,17 @@ function help(name: string): string {
 }
 
 /** Parses `args` as a command with the settings' flags would, and returns what they gave. */
-function flags<S extends typeof ConnectorSchema | typeof WriterSchema>(
-  schema: S,
-  settings: Parameters<typeof addSettingFlags<S>>[2],
-  args: string[],
-) {
+function flags<S extends Settings>(settings: S, args: string[]) {
   const command = new Command("test").exitOverride().configureOutput({ writeErr: () => {}, writeOut: () => {} });
-  const given = addSettingFlags(command, schema, settings);
+  const given = addSettingFlags(command, settings);
   command.parse(args, { from: "user" });
   return given(command.opts());
 }
 
 /** The message commander refuses `args` with. */
-function refusal(
-  schema: typeof ConnectorSchema | typeof WriterSchema,
-  settings: Record<string, Setting>,
-  args: string[],
-): string {
+function refusal(settings: Settings, args: string[]): string {
   try {
-    flags(schema, settings, args);
+    flags(settings, args);
   } catch (error) {
     assert.ok(error instanceof CommanderError, String(error));
     return error.message;
@@ -140,7 +149,7 @@ describe("configuration: defaults written once", () => {
   it("simulate and gateway show the broker and topic the code falls back to", () => {
     assert.ok(help("simulate").includes(`(default $MQTT_URL or ${DEFAULT_MQTT_URL};`));
     assert.ok(help("simulate").includes(`(default $TELEMETRY_TOPIC or ${DEFAULT_TOPICS.telemetry})`));
-    assert.ok(help("gateway").includes(`MQTT_URL (default ${DEFAULT_MQTT_URL},`));
+    assert.ok(help("gateway").includes(`(default ${DEFAULT_MQTT_URL})`));
     assert.equal(mqttSettingsFromEnv({}).url, DEFAULT_MQTT_URL);
     assert.equal(readTopics({}).telemetry, DEFAULT_TOPICS.telemetry);
   });
@@ -168,62 +177,142 @@ describe("configuration: defaults written once", () => {
     assert.equal(score.modelDir, DEFAULT_MODEL_DIR);
     assert.equal(score.maxBatchSize, DEFAULT_MAX_BATCH_SIZE);
   });
+});
 
-  it("the settings tables in docs/ show the exported defaults", () => {
-    let checked = 0;
-    const check = (doc: string, name: string, shown: string | undefined) => {
-      if (!DOCUMENTED_DEFAULTS.has(name) || shown === undefined) return;
-      assert.equal(shown, String(DOCUMENTED_DEFAULTS.get(name)), `${doc}: ${name}`);
-      checked++;
+describe("configuration: one registry, its help and its docs", () => {
+  it("every settings table in README.md and docs/ is what npm run docs:config writes", () => {
+    const stale: string[] = [];
+    const rendered = new Set<string>();
+    for (const doc of settingsDocuments(root)) {
+      const text = readDoc(doc);
+      for (const ids of settingsRegions(text)) for (const id of ids.split(",")) rendered.add(id);
+      if (renderSettingsRegions(text) !== text) stale.push(doc);
+    }
+    assert.deepEqual(stale, [], `stale settings tables in ${stale.join(", ")}: run npm run docs:config`);
+    assert.ok(rendered.has("index"), "docs/architecture.md has the index of every setting");
+    // Every group has a table of its own somewhere, besides its row in the index.
+    assert.deepEqual(
+      groupIds().filter((id) => !rendered.has(id)),
+      [],
+    );
+  });
+
+  it("a regenerated table changes when a default does", () => {
+    const text = "x\n<!-- settings:score -->\nold\n<!-- /settings:score -->\ny";
+    const rendered = renderSettingsRegions(text);
+    assert.ok(
+      rendered.includes(`| \`SCORE_MAX_BATCH\` | ${DEFAULT_MAX_BATCH_SIZE} | largest coalesced batch |`),
+      rendered,
+    );
+    assert.ok(
+      rendered.startsWith("x\n<!-- settings:score -->\n| variable |") &&
+        rendered.endsWith("<!-- /settings:score -->\ny"),
+    );
+  });
+
+  it("a default shown as a value is the one the schema gives", () => {
+    for (const group of SETTING_GROUPS)
+      for (const [key, setting] of Object.entries<Setting>(group.settings)) {
+        const parsed = setting.schema.safeParse(undefined);
+        assert.ok(parsed.success, `${group.id}.${key}: unset is refused`);
+        const value: unknown = parsed.data;
+        // Words ("best available", "$MQTT_URL or …") say what the code works out; they are not a value.
+        if (value === undefined || setting.default === undefined || /\s/.test(String(setting.default))) continue;
+        const code = Array.isArray(value) ? value.join(",") : String(value);
+        assert.equal(String(setting.default), code, `${group.id}.${key}`);
+      }
+  });
+
+  it("every command's --help lists every setting it reads, with its default", () => {
+    const all = (...settings: Settings[]) => settings.flatMap((s) => Object.values<Setting>(s));
+    const expected: Record<string, Setting[]> = {
+      function: all(
+        SCORE_SETTINGS,
+        PREDICT_SETTINGS,
+        HEALTH_SETTINGS,
+        HEALTH_POLICY_SETTINGS,
+        MQTT_SETTINGS,
+        TOPIC_SETTINGS,
+        LOG_SETTINGS,
+      ),
+      gateway: all(MQTT_SETTINGS, GATEWAY_SETTINGS, LIMIT_SETTINGS, SCALE_SETTINGS, LOG_SETTINGS, {
+        NATS_URL: HEALTH_SETTINGS.NATS_URL,
+      }),
+      start: all(
+        MQTT_SETTINGS,
+        TOPIC_SETTINGS,
+        NATS_SETTINGS,
+        GATEWAY_SETTINGS,
+        LIMIT_SETTINGS,
+        SCALE_SETTINGS,
+        LOG_SETTINGS,
+      ),
+      connector: all(CONNECTOR_SETTINGS, MQTT_SETTINGS, TOPIC_SETTINGS, LOG_SETTINGS),
+      "influx-writer": all(WRITER_SETTINGS, MQTT_SETTINGS, TOPIC_SETTINGS, LOG_SETTINGS),
+      simulate: all(MQTT_SETTINGS, TOPIC_SETTINGS),
+      deadletters: all(MQTT_SETTINGS, TOPIC_SETTINGS, {
+        INFLUX_URL: WRITER_SETTINGS.INFLUX_URL,
+        INFLUX_TOKEN: WRITER_SETTINGS.INFLUX_TOKEN,
+        INFLUX_PASSWORD: WRITER_SETTINGS.INFLUX_PASSWORD,
+      }),
+      train: all({ TFJS_BACKEND: SCORE_SETTINGS.TFJS_BACKEND }),
+      evaluate: all({ TFJS_BACKEND: SCORE_SETTINGS.TFJS_BACKEND }),
     };
-    for (const doc of ["docs/pipeline.md", "docs/persistence.md", "docs/score.md"]) {
-      // Rows such as | `retry_base_ms`, `retry_max_ms` | 100, 5000 | … |: the names, then their defaults.
-      for (const row of readDoc(doc)
-        .split("\n")
-        .filter((line) => line.startsWith("| `"))) {
-        const [, namesCell = "", valuesCell = ""] = row.split("|");
-        const names = [...namesCell.matchAll(/`([A-Za-z_]+)`/g)].map((m) => m[1] ?? "");
-        const values = valuesCell.split(",").map(shownValue);
-        names.forEach((name, i) => check(doc, name, values.length === names.length ? values[i] : values[0]));
+    for (const [name, settings] of Object.entries(expected)) {
+      const text = help(name);
+      for (const setting of settings) {
+        const [variable] = setting.env;
+        if (variable !== undefined) assert.ok(text.includes(variable), `fanwatch ${name} --help: ${variable}`);
+        // Its default, on its own line or on its flag's.
+        if (setting.default !== undefined)
+          assert.ok(
+            text.includes(helpLine(setting).replace(/\s+/g, " ")),
+            `fanwatch ${name} --help: ${helpLine(setting)}`,
+          );
       }
     }
-    // docs/architecture.md lists them as `name` (`alias`) = default.
-    for (const m of readDoc("docs/architecture.md").matchAll(/`([A-Za-z_]+)`(?: \([^)]*\))? = ([^,;|]+)/g))
-      check("docs/architecture.md", m[1] ?? "", shownValue(m[2] ?? ""));
-    assert.ok(checked >= 80, `only ${checked} defaults found in the docs`);
+    // The ones start gives its connector itself are not read, so not listed.
+    assert.ok(help("start").includes("batch_size or BATCH_SIZE"));
+    assert.ok(!help("start").includes("client_id or CLIENT_ID"));
+  });
+
+  it("only lib/infra/settings.ts reads process.env (besides stack.yml's substitution and the template)", () => {
+    const found: string[] = [];
+    const walk = (dir: string) => {
+      for (const entry of readdirSync(join(root, dir), { withFileTypes: true })) {
+        const path = `${dir}/${entry.name}`;
+        if (entry.isDirectory()) walk(path);
+        else if (path.endsWith(".ts"))
+          readDoc(path)
+            .split("\n")
+            .forEach((line) => {
+              if (/process\.env\b/.test(line) && !/^\s*(\/\/|\*|\/\*\*)/.test(line))
+                found.push(`${path}:${line.trim()}`);
+            });
+      }
+    };
+    for (const dir of ["cli", "lib", "functions", "connectors", "runtime", "page", "simulation", "model"]) walk(dir);
+    assert.deepEqual(found.sort(), [
+      // The environment handed on to the processes they start (the functions), read through readSettings.
+      "cli/gateway-command.ts:env: process.env,",
+      "cli/start-command.ts:env: process.env,",
+      "lib/infra/settings.ts:env: NodeJS.ProcessEnv = process.env,",
+      // faas-cli's ${VAR:-default} in stack.yml.
+      "runtime/gateway/stack.ts:export async function readStack(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Stack> {",
+      "runtime/gateway/stack.ts:export function parseStack(text: string, env: NodeJS.ProcessEnv = process.env): Stack {",
+      "runtime/gateway/stack.ts:export function substituteEnv(text: string, env: NodeJS.ProcessEnv = process.env): string {",
+    ]);
   });
 });
 
-/** Every default the docs show, by variable (or the connector's setting name). */
-const DOCUMENTED_DEFAULTS = new Map<string, unknown>([
-  ...Object.entries(CONNECTOR_DEFAULTS),
-  ...Object.entries(WRITER_DEFAULTS),
-  ...Object.entries(HEALTH_DEFAULTS),
-  ...Object.entries(PREDICT_DEFAULTS),
-  ...Object.entries(TOPIC_SETTINGS).map(
-    ([name, setting]) => [setting.env[0] ?? "", DEFAULT_TOPICS[name as keyof typeof DEFAULT_TOPICS]] as const,
-  ),
-  ["MODEL_DIR", DEFAULT_MODEL_DIR],
-  ["SCORE_MAX_BATCH", DEFAULT_MAX_BATCH_SIZE],
-  ["SCORE_BATCH_WAIT_MS", DEFAULT_MAX_WAIT_MS],
-  ["HEALTH_HOST", DEFAULT_HEALTH_HOST],
-  ["MQTT_URL", DEFAULT_MQTT_URL],
-  ["SECRET_MOUNT_PATH", DEFAULT_SECRET_PATH],
-  ["NATS_STORE_DIR", DEFAULT_STORE_DIR],
-]);
-
+const root = REPO_ROOT;
 const readDoc = (path: string) => readFileSync(join(REPO_ROOT, path), "utf8");
-
-/** A default as a document shows it: `code`, a number or a boolean; words ("as predict") are not checked. */
-function shownValue(text: string): string | undefined {
-  return /^\s*`([^`]*)`/.exec(text)?.[1] ?? /^\s*(\d+|true|false)\b/.exec(text)?.[1];
-}
 
 describe("configuration: flags and the environment", () => {
   it("a connector flag gives the same typed value as its variable, in either case", () => {
     const fromFlags = readConnectorConfig(
       {},
-      flags(ConnectorSchema, CONNECTOR_SETTINGS, [
+      flags(CONNECTOR_SETTINGS, [
         "--batch-size",
         "50",
         "--qos",
@@ -245,7 +334,10 @@ describe("configuration: flags and the environment", () => {
       gateway_url: "http://gw:8080/",
       broker: "broker.local",
     });
-    assert.deepEqual(fromFlags, fromEnv);
+    // The same values; only where the broker came from differs, for the messages that name it.
+    assert.equal(fromFlags.mqtt.from, "--broker");
+    assert.equal(fromEnv.mqtt.from, "broker");
+    assert.deepEqual(withoutSource(fromFlags), withoutSource(fromEnv));
     assert.equal(fromFlags.batchSize, 50);
     assert.equal(fromFlags.qos, 0);
     assert.deepEqual(fromFlags.topics, ["a", "b/+"]);
@@ -259,7 +351,7 @@ describe("configuration: flags and the environment", () => {
   });
 
   it("a flag beats the environment, aliases included", () => {
-    const given = flags(ConnectorSchema, CONNECTOR_SETTINGS, [
+    const given = flags(CONNECTOR_SETTINGS, [
       "--batch-size",
       "50",
       "--broker",
@@ -276,14 +368,14 @@ describe("configuration: flags and the environment", () => {
     assert.deepEqual(config.topics, ["from/flag"]);
     const writer = readWriterConfig(
       { INFLUX_URL: "http://env:8086", INFLUX_BATCH_SIZE: "7" },
-      flags(WriterSchema, WRITER_SETTINGS, ["--influx-url", "http://flag:8086/", "--batch-size", "20"]),
+      flags(WRITER_SETTINGS, ["--influx-url", "http://flag:8086/", "--batch-size", "20"]),
     );
     assert.equal(writer.influx.url, "http://flag:8086");
     assert.equal(writer.batchSize, 20);
   });
 
   it("a given setting's variable is not read at all: fanwatch start's port 0 whatever PORT says", () => {
-    assert.throws(() => readConnectorConfig({ PORT: "http" }), /invalid configuration: port/);
+    assert.throws(() => readConnectorConfig({ PORT: "http" }), /invalid configuration: PORT/);
     assert.equal(readConnectorConfig({ PORT: "http" }, { port: 0 }).port, 0);
   });
 
@@ -291,7 +383,7 @@ describe("configuration: flags and the environment", () => {
     const secrets = { INFLUX_TOKEN: "t" }; // never a flag
     const fromFlags = readWriterConfig(
       secrets,
-      flags(WriterSchema, WRITER_SETTINGS, [
+      flags(WRITER_SETTINGS, [
         "--influx-url",
         "http://i:8086",
         "--influx-api",
@@ -315,7 +407,9 @@ describe("configuration: flags and the environment", () => {
       HEALTH_HOST: "127.0.0.1",
       MQTT_URL: "mqtt://b:1883",
     });
-    assert.deepEqual(fromFlags, fromEnv);
+    assert.equal(fromFlags.mqtt.from, "--broker");
+    assert.equal(fromEnv.mqtt.from, "MQTT_URL");
+    assert.deepEqual(withoutSource(fromFlags), withoutSource(fromEnv));
     assert.equal(fromFlags.flushMs, 200);
     assert.deepEqual(fromFlags.influx, {
       api: "v2",
@@ -327,22 +421,19 @@ describe("configuration: flags and the environment", () => {
   });
 
   it("refuses an invalid flag naming the flag, and an invalid variable naming the variable", () => {
-    assert.match(refusal(ConnectorSchema, CONNECTOR_SETTINGS, ["--qos", "2"]), /--qos/);
-    assert.match(refusal(ConnectorSchema, CONNECTOR_SETTINGS, ["--batch-size", "many"]), /--batch-size/);
-    assert.match(
-      refusal(ConnectorSchema, CONNECTOR_SETTINGS, ["--topic", " , "]),
-      /--topic.*give at least one topic filter/,
-    );
-    assert.match(refusal(WriterSchema, WRITER_SETTINGS, ["--influx-api", "3"]), /--influx-api.*1 or 2, not "3"/);
-    assert.match(refusal(WriterSchema, WRITER_SETTINGS, ["--port", "70000"]), /--port/);
+    assert.match(refusal(CONNECTOR_SETTINGS, ["--qos", "2"]), /--qos/);
+    assert.match(refusal(CONNECTOR_SETTINGS, ["--batch-size", "many"]), /--batch-size/);
+    assert.match(refusal(CONNECTOR_SETTINGS, ["--topic", " , "]), /--topic.*give at least one topic filter/);
+    assert.match(refusal(WRITER_SETTINGS, ["--influx-api", "3"]), /--influx-api.*1 or 2, not "3"/);
+    assert.match(refusal(WRITER_SETTINGS, ["--port", "70000"]), /--port/);
     assert.throws(
       () => readConnectorConfig({ QOS: "2" }),
-      (e: unknown) => e instanceof ConfigError && /^invalid configuration: qos: /.test(e.message),
+      (e: unknown) => e instanceof ConfigError && /^invalid configuration: QOS: /.test(e.message),
     );
     assert.throws(
       () => readConnectorConfig({ TOPIC: " , " }),
       (e: unknown) =>
-        e instanceof ConfigError && e.message === "invalid configuration: topic: give at least one topic filter",
+        e instanceof ConfigError && e.message === "invalid configuration: TOPIC: give at least one topic filter",
     );
     assert.throws(
       () => readConnectorConfig({ autoscale: "yes" }),
@@ -353,6 +444,77 @@ describe("configuration: flags and the environment", () => {
       () => readWriterConfig({ INFLUX_URL: "http://i:8086", INFLUX_FLUSH_MS: "0" }),
       (e: unknown) => e instanceof ConfigError && /^invalid configuration: INFLUX_FLUSH_MS: /.test(e.message),
     );
+  });
+
+  it("MQTT_URL takes a URL MQTT.js connects with; MQTT_HOST, broker and --broker a host name too", () => {
+    const refused = (env: NodeJS.ProcessEnv, message: RegExp) =>
+      assert.throws(
+        () => mqttSettingsFromEnv(env),
+        (e: unknown) => e instanceof ConfigError && message.test(e.message),
+      );
+    refused({ MQTT_URL: "not-a-url" }, /^invalid configuration: MQTT_URL: "not-a-url" is not a URL/);
+    refused({ MQTT_URL: "htp://127.0.0.1:1883" }, /^invalid configuration: MQTT_URL: unsupported scheme "htp"/);
+    refused({ MQTT_HOST: "foo://x" }, /^invalid configuration: MQTT_HOST: unsupported scheme "foo"/);
+    for (const url of [
+      "mqtt://h:1883",
+      "mqtts://h:8883",
+      "tcp://h",
+      "ssl://h",
+      "tls://h",
+      "ws://h/mqtt",
+      "wss://h/mqtt",
+    ])
+      assert.equal(mqttSettingsFromEnv({ MQTT_URL: url }).url, url);
+    assert.deepEqual(mqttSettingsFromEnv({ MQTT_HOST: "mosquitto:1884" }), {
+      url: "mqtt://mosquitto:1884",
+      from: "MQTT_HOST",
+    });
+    assert.deepEqual(mqttSettingsFromEnv({}), { url: DEFAULT_MQTT_URL });
+    assert.match(refusal(CONNECTOR_SETTINGS, ["--broker", "foo://x"]), /--broker.*unsupported scheme "foo"/);
+    // A flag beats the variables, which are then not read at all.
+    assert.equal(
+      readConnectorConfig({ MQTT_URL: "not-a-url" }, { broker: "mqtt://flag:1883" }).mqtt.url,
+      "mqtt://flag:1883",
+    );
+  });
+
+  it("reads a secret from its variable, else the file NAME_FILE names, else the OpenFaaS secret", () => {
+    const dir = mkdtempSync(join(tmpdir(), "fanwatch-secrets-"));
+    try {
+      writeFileSync(join(dir, "mqtt-password"), "from-the-mount\n");
+      writeFileSync(join(dir, "file"), "from-the-file\n");
+      const password = (env: NodeJS.ProcessEnv) => mqttSettingsFromEnv({ SECRET_MOUNT_PATH: dir, ...env }).password;
+      assert.equal(
+        password({ MQTT_PASSWORD: "from-the-variable", MQTT_PASSWORD_FILE: join(dir, "file") }),
+        "from-the-variable",
+      );
+      assert.equal(password({ MQTT_PASSWORD_FILE: join(dir, "file") }), "from-the-file");
+      assert.equal(password({}), "from-the-mount");
+      // A file that is not there counts as unset, as a secret not mounted does.
+      assert.equal(password({ MQTT_PASSWORD_FILE: join(dir, "missing") }), undefined);
+      assert.equal(
+        readWriterConfig({ INFLUX_URL: "http://i:8086", INFLUX_TOKEN_FILE: join(dir, "file"), INFLUX_ORG: "o" }).influx
+          .api,
+        "v2",
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("names the variable that held a bad value, aliases included", () => {
+    const named = (env: NodeJS.ProcessEnv, name: string) =>
+      assert.throws(
+        () => readSettings(PREDICT_SETTINGS, env),
+        (e: unknown) => e instanceof ConfigError && e.message.startsWith(`invalid configuration: ${name}: `),
+      );
+    named({ PREDICT_BUDGET_MS: "soon" }, "PREDICT_BUDGET_MS");
+    assert.equal(readSettings(PREDICT_SETTINGS, { SCORE_URL: "", SCORING_URL: "http://s" }).SCORE_URL, "http://s");
+    assert.throws(
+      () => readHealthPolicy({ HEALTH_ALARM_COUNT: "9" }),
+      /HEALTH_ALARM_COUNT \(9\) is more than HEALTH_ALARM_WINDOW/,
+    );
+    assert.throws(() => readSettings(LOG_SETTINGS, { LOG_LEVEL: "loud" }), /LOG_LEVEL: must be one of fatal/);
   });
 
   it("keeps the reference system's names as aliases", () => {
@@ -384,7 +546,8 @@ describe("connector configuration", () => {
     assert.deepEqual(config.topics, ["a", "b/+"]);
     assert.equal(config.qos, 0);
     assert.equal(config.batchSize, 50);
-    assert.deepEqual(config.mqtt, { url: "mqtt://broker:1883", username: "u", password: "p" });
+    // `from` names the setting that gave the broker, for the messages about it.
+    assert.deepEqual(config.mqtt, { url: "mqtt://broker:1883", username: "u", password: "p", from: "broker" });
     assert.equal(config.staticFunctions, undefined);
   });
 

@@ -3,7 +3,8 @@ import { once } from "node:events";
 import { connect } from "node:net";
 import { describe, it } from "node:test";
 import { Registry } from "prom-client";
-import { healthHostFromEnv, startHealthServer } from "../../lib/infra/health-server.js";
+import { HEALTH_HOST_SETTING, startHealthServer } from "../../lib/infra/health-server.js";
+import { readSettings } from "../../lib/infra/settings.js";
 
 /** Status of GET /healthz at `host`, or the connection error's code. */
 async function probe(host: string, port: number): Promise<number | string> {
@@ -78,7 +79,8 @@ describe("health server", () => {
   );
 
   it("reads HEALTH_HOST, 0.0.0.0 by default for probes from outside a pod", () => {
-    assert.equal(healthHostFromEnv({}), "0.0.0.0");
-    assert.equal(healthHostFromEnv({ HEALTH_HOST: "127.0.0.1" }), "127.0.0.1");
+    const host = (env: NodeJS.ProcessEnv) => readSettings({ HEALTH_HOST: HEALTH_HOST_SETTING }, env).HEALTH_HOST;
+    assert.equal(host({}), "0.0.0.0");
+    assert.equal(host({ HEALTH_HOST: "127.0.0.1" }), "127.0.0.1");
   });
 });
