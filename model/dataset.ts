@@ -85,7 +85,7 @@ export function parseCsv(text: string, source = "data"): LabelledReading[] {
   try {
     records = parse(text, { bom: true, trim: true, skip_empty_lines: true, relax_column_count: true });
   } catch (error) {
-    const line = error instanceof CsvError ? ` line ${String(error["lines"] ?? "?")}` : "";
+    const line = error instanceof CsvError ? ` line ${typeof error["lines"] === "number" ? error["lines"] : "?"}` : "";
     throw new DataFormatError(`${source}${line}: not a CSV file (${(error as Error).message})`, { cause: error });
   }
   const [header, ...body] = records;
