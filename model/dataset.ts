@@ -43,7 +43,7 @@ export function generateReadings(options: GenerateOptions): LabelledReading[] {
   if (!Number.isInteger(rows) || rows < 1) throw new UsageError(`--rows must be a whole number >= 1, not ${rows}`);
   const random = seededRandom(seed);
   const faulty = shuffleInPlace(
-    Array.from({ length: fans }, (_, i) => (i < Math.floor(fans / 2) ? 0 : 1) as 0 | 1),
+    Array.from({ length: fans }, (_, i) => (i < Math.floor(fans / 2) ? 0 : 1)),
     random,
   );
   const start = options.start ?? new Date(Date.UTC(2020, 9, 2, 10, 0, 0));
@@ -85,7 +85,7 @@ export function parseCsv(text: string, source = "data"): LabelledReading[] {
   try {
     records = parse(text, { bom: true, trim: true, skip_empty_lines: true, relax_column_count: true });
   } catch (error) {
-    const line = error instanceof CsvError ? ` line ${String(error["lines"] ?? "?")}` : "";
+    const line = error instanceof CsvError ? ` line ${typeof error["lines"] === "number" ? error["lines"] : "?"}` : "";
     throw new DataFormatError(`${source}${line}: not a CSV file (${(error as Error).message})`, { cause: error });
   }
   const [header, ...body] = records;

@@ -59,7 +59,8 @@ export interface FaultContext {
   load: Load;
   ledger: Ledger;
   options: RunOptions;
-  sleep(ms: number): Promise<void>;
+  /** A plain function (no `this`): scenarios take it out of the context. */
+  sleep: (ms: number) => Promise<void>;
 }
 
 export interface Scenario {

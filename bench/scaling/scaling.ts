@@ -113,9 +113,7 @@ for (const run of RUNS) {
         .filter((a) => a.at > now - 1000)
         .map((a) => a.ms)
         .sort((a, b) => a - b);
-      const replicas = await system
-        .replicas()
-        .catch(() => ({}) as Record<string, { replicas: number; available: number }>);
+      const replicas = await system.replicas().catch(() => ({}));
       timeline.push({
         t: (now - started) / 1000,
         offered: offeredNow,

@@ -37,12 +37,16 @@ export async function readDeadLetters(
   );
   const letters = (series?.values ?? []).map((row) => {
     // Text as stored; whatever else a misconfigured writer stored is shown, not refused.
-    const [time, error, payload, topic] = [0, 1, 2, 3].map((i) =>
-      row[i] === null || row[i] === undefined ? undefined : String(row[i]),
-    );
+    const [time, error, payload, topic] = [0, 1, 2, 3].map((i) => storedText(row[i]));
     return { time: time ?? "", topic, error: error ?? "", payload: payload ?? "" };
   });
   return { letters: letters.reverse(), total };
+}
+
+/** A stored value as text: a string as it is, another JSON value (a number, a boolean) as JSON writes it. */
+function storedText(value: unknown): string | undefined {
+  if (value === null || value === undefined) return undefined;
+  return typeof value === "string" ? value : JSON.stringify(value);
 }
 
 /** Why a stored dead letter cannot be published again as it was, or undefined when it can. */

@@ -106,7 +106,7 @@ export const INFLIGHT_TOTAL_PER_INFLIGHT = 5;
 export const CONNECTOR_DEFAULTS = Object.freeze({
   gateway_url: "http://127.0.0.1:8080",
   client_id: "fanwatch-connector",
-  qos: 1 as 0 | 1,
+  qos: 1,
   refresh_interval_ms: 5_000,
   batch_size: 200,
   batch_wait_ms: 10,

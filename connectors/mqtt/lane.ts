@@ -67,18 +67,20 @@ export class Lane<Q> {
       this.#attempts++;
       return;
     }
-    await new Promise<void>((resolve, reject) => {
-      const granted = () => {
+    const granted = await new Promise<boolean>((resolve) => {
+      const grant = () => {
         signal.removeEventListener("abort", aborted);
-        resolve();
+        resolve(true);
       };
       const aborted = () => {
-        this.#waiting = this.#waiting.filter((w) => w !== granted);
-        reject(signal.reason);
+        this.#waiting = this.#waiting.filter((w) => w !== grant);
+        resolve(false);
       };
-      this.#waiting.push(granted);
+      this.#waiting.push(grant);
       signal.addEventListener("abort", aborted, { once: true });
     });
+    // Not granted: aborted, and this throws the signal's reason as it is.
+    if (!granted) signal.throwIfAborted();
   }
 
   release(): void {

@@ -148,7 +148,9 @@ export class FanUpdater {
       if (attempt > 1)
         fan = await budget
           .wait(store.read(deviceID), `the health store to read fan ${deviceID}`)
-          .catch((error: unknown) => Promise.reject(this.#storeError(error)));
+          .catch((error: unknown) => {
+            throw this.#storeError(error);
+          });
       const entry = this.#entryOf(fan);
       const now = options.now();
       const { health, recent, fresh, outcomes } = applyChanges(entry, group, now, options.recentBatches);

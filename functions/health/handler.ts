@@ -205,17 +205,17 @@ async function evaluatePredictions(h: Health, body: unknown, topic: string, budg
   ]);
   counters.predictions.inc({ outcome: "rejected" }, letters.length);
   let transitions = 0;
-  let failure: unknown;
+  let failure: { reason: unknown } | undefined;
   updates.forEach((u, i) => {
     const size = fans[i]?.inputs.length ?? 0;
-    if (u.status === "rejected") failure ??= u.reason;
+    if (u.status === "rejected") failure ??= { reason: u.reason };
     else {
       transitions += u.value.transitions.length;
       counters.predictions.inc({ outcome: u.value.duplicate ? "duplicate" : "evaluated" }, size);
     }
   });
   // Fans written stay written: the retry of this batch finds their digests and skips them.
-  if (failure !== undefined) throw failure;
+  if (failure !== undefined) throw failure.reason;
   return { evaluated: valid, rejected: rejections.length, transitions };
 }
 

@@ -25,7 +25,7 @@ export const FanEntrySchema: z.ZodType<FanEntry> = z.object({
   health: FanHealthSchema,
   outbox: z.array(z.object({ transition: AlarmTransitionSchema, queuedAt: z.number() })),
   recent: z.array(z.string()),
-}) as unknown as z.ZodType<FanEntry>;
+});
 
 /**
  * One fan as the store last saw it: the entry this process wrote, as the object it wrote, or the

@@ -166,7 +166,7 @@ async function readItems(
     readings.inc({ outcome: "rejected" });
     throw error;
   }
-  const items = Array.isArray(body) ? body : [body];
+  const items: unknown[] = Array.isArray(body) ? body : [body];
   if (items.length === 0) throw new InputError("the array of readings is empty", "body");
   if (items.length > config.maxReadings)
     throw new InputError(`at most ${config.maxReadings} readings per invocation, got ${items.length}`, "body", {
@@ -186,7 +186,7 @@ function sortReadings(
   topic: string,
 ): { valid: ValidReading[]; results: Array<Prediction | Rejection>; letters: DeadLetter[] } {
   const valid: ValidReading[] = [];
-  const results: Array<Prediction | Rejection> = new Array(items.length);
+  const results = new Array<Prediction | Rejection>(items.length);
   const letters: DeadLetter[] = [];
   for (const [index, item] of items.entries()) {
     const parsed = parseTelemetry(item);

@@ -105,8 +105,13 @@ export function parseTelemetry(value: unknown): ReadingResult {
 }
 
 function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "string") return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
-  return typeof value === "object" ? "an object" : String(value);
+  switch (typeof value) {
+    case "string":
+      return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+    case "object":
+      return value === null ? "null" : Array.isArray(value) ? "an array" : "an object";
+    default:
+      // A number, a boolean, undefined (or what JSON cannot hold: a bigint, a symbol, a function) as String() writes it.
+      return String(value);
+  }
 }

@@ -108,7 +108,7 @@ export function explainOutputs(logits: Float32Array, sigmoid: boolean, into: Exp
     }
     const reading = offset + r;
     into.probabilities[reading] = values[FULL] as number;
-    into.references[reading] = values[0] as number;
+    into.references[reading] = values[0];
     shapley(values, into.contributions, reading * WIDTH);
     if (sigmoid) shapley(logOdds, logOddsShares, 0);
     into.causes[reading] = cause(into.contributions, reading * WIDTH, sigmoid ? logOddsShares : undefined);

@@ -176,8 +176,10 @@ function compileDenseStack(model: tfl.LayersModel): DenseStep[] {
       layer.getClassName() !== "Dense" ||
       (activation !== "relu" && activation !== "linear" && activation !== "sigmoid")
     ) {
+      // The activation is a name, or whatever other JSON the layer's config holds there.
+      const named = typeof activation === "string" ? activation : JSON.stringify(activation);
       throw new ModelError(
-        `unsupported layer ${layer.getClassName()} (${String(activation)}): the runtime scores Dense relu/linear/sigmoid stacks`,
+        `unsupported layer ${layer.getClassName()} (${named}): the runtime scores Dense relu/linear/sigmoid stacks`,
       );
     }
     const [kernel, bias] = layer.getWeights();

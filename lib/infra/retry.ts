@@ -20,11 +20,13 @@ export interface Clock {
 
 export const systemClock: Clock = {
   now: () => Date.now(),
-  // timers/promises rejects with its own AbortError; the contract is the signal's reason.
+  // timers/promises rejects with its own AbortError; the contract is the signal's reason, which
+  // throwIfAborted() throws as it is.
   sleep: (ms, signal) =>
-    sleepFor(ms, undefined, signal === undefined ? undefined : { signal }).catch((error: unknown) =>
-      Promise.reject(signal?.aborted === true ? signal.reason : error),
-    ),
+    sleepFor(ms, undefined, signal === undefined ? undefined : { signal }).catch((error: unknown) => {
+      signal?.throwIfAborted();
+      throw error;
+    }),
 };
 
 export interface Backoff {

@@ -34,7 +34,7 @@ export interface PublisherOptions {
  */
 export class Publisher {
   readonly #mqtt: MqttClient;
-  readonly #waiting = new Set<(error?: unknown) => void>();
+  readonly #waiting = new Set<(connected: boolean) => void>();
   readonly #maxUnacknowledged: number;
   readonly #waitForConnection: boolean;
   /** Publishes handed to MQTT.js and not yet acknowledged, late ones included. */
@@ -45,7 +45,7 @@ export class Publisher {
     this.#maxUnacknowledged = options.maxUnacknowledged ?? 10_000;
     this.#waitForConnection = options.waitForConnection ?? true;
     mqtt.on("connect", () => {
-      for (const settle of [...this.#waiting]) settle();
+      for (const settle of [...this.#waiting]) settle(true);
     });
   }
 
@@ -78,20 +78,21 @@ export class Publisher {
     await deadline.wait(acknowledged, `the broker to acknowledge ${messages.length} messages on ${topic}`);
   }
 
-  /** Resolves once the client is connected; rejects if `signal` aborts first. */
-  #connected(signal: AbortSignal): Promise<void> {
-    if (this.#mqtt.connected) return Promise.resolve();
-    if (signal.aborted) return Promise.reject(signal.reason as Error);
-    return new Promise((resolve, reject) => {
-      const settle = (error?: unknown) => {
+  /** Resolves once the client is connected; rejects with the signal's reason if `signal` aborts first. */
+  async #connected(signal: AbortSignal): Promise<void> {
+    if (this.#mqtt.connected) return;
+    signal.throwIfAborted();
+    const ready = await new Promise<boolean>((resolve) => {
+      const settle = (connected: boolean) => {
         this.#waiting.delete(settle);
         signal.removeEventListener("abort", onAbort);
-        if (error === undefined) resolve();
-        else reject(error as Error);
+        resolve(connected);
       };
-      const onAbort = () => settle(signal.reason);
+      const onAbort = () => settle(false);
       this.#waiting.add(settle);
       signal.addEventListener("abort", onAbort, { once: true });
     });
+    // Aborted first: throwIfAborted() throws the signal's reason as it is.
+    if (!ready) signal.throwIfAborted();
   }
 }

@@ -59,7 +59,16 @@ export class HandlerContext implements FunctionContext {
 /** The official template sends `[object Object]` for fail({...}); ours always sends JSON. */
 export function errorBody(value: unknown): Record<string, unknown> {
   if (value instanceof Error) return { error: value.message };
-  if (typeof value === "string") return { error: value };
-  if (value !== null && typeof value === "object" && !Buffer.isBuffer(value)) return value as Record<string, unknown>;
-  return { error: value === undefined ? "function failed" : String(value) };
+  if (Buffer.isBuffer(value)) return { error: value.toString() };
+  switch (typeof value) {
+    case "string":
+      return { error: value };
+    case "undefined":
+      return { error: "function failed" };
+    case "object":
+      return value === null ? { error: "null" } : (value as Record<string, unknown>);
+    default:
+      // A number, a boolean, a bigint, a symbol or a function, as String() writes it.
+      return { error: String(value) };
+  }
 }

@@ -9,20 +9,22 @@ export class ManualClock implements Clock {
     return this.time;
   }
 
-  sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (signal?.aborted === true) return reject(signal.reason);
-      const wait = { at: this.time + ms, end: resolve };
+  async sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    const ended = await new Promise<boolean>((resolve) => {
+      const wait = { at: this.time + ms, end: () => resolve(true) };
       this.#waits.push(wait);
       signal?.addEventListener(
         "abort",
         () => {
           this.#waits = this.#waits.filter((w) => w !== wait);
-          reject(signal.reason);
+          resolve(false);
         },
         { once: true },
       );
     });
+    // Aborted first: throwIfAborted() throws the signal's reason as it is, as Clock.sleep rejects.
+    if (!ended) signal?.throwIfAborted();
   }
 
   get waiting(): number {

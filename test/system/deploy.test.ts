@@ -350,7 +350,7 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       "grafana",
       "fan-simulator",
       "nats",
-    ].map(fanwatch) as Peer[] as [Peer, Peer, Peer, Peer, Peer, Peer, Peer];
+    ].map(fanwatch) as [Peer, Peer, Peer, Peer, Peer, Peer, Peer];
     const predict = pod("openfaas-fn", { faas_function: "predict" });
     const health = pod("openfaas-fn", { faas_function: "health" });
     const natsAdmin = pod("fanwatch", { "fanwatch.io/nats-admin": "true" });

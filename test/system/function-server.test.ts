@@ -10,6 +10,20 @@ import type { FunctionModule } from "../../templates/node22-ts/types.js";
 import { freePort } from "../support/process.js";
 import { eventually, eventuallyValue } from "../support/eventually.js";
 
+/** What /echo answers. */
+interface Echo {
+  method: string;
+  body: unknown;
+  query: Record<string, string>;
+  isBuffer: boolean;
+}
+/** A JSON error answer: the message, and a code and field when the error has them. */
+interface ErrorAnswer {
+  error: string;
+  code?: string;
+  field?: string;
+}
+
 // A handler exercising every way the official node template's contract can answer.
 let releaseSlow: () => void = () => {};
 /** Called when a /slow request reaches the handler. */
@@ -71,6 +85,8 @@ describe("node22-ts function server", () => {
       headers: response.headers,
     };
   };
+  /** The JSON a request answered, as the test expects it to be; the assertions check it. */
+  const answer = <T>(r: { text: string }) => JSON.parse(r.text) as T;
   const json = (body: unknown) => ({
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -92,13 +108,13 @@ describe("node22-ts function server", () => {
       headers: { "content-type": "text/plain" },
       body: '{"params":[1]}',
     });
-    assert.equal(JSON.parse(text.text).body, '{"params":[1]}');
+    assert.equal(answer<Echo>(text).body, '{"params":[1]}');
     const raw = await request("/echo", {
       method: "POST",
       headers: { "content-type": "application/octet-stream" },
       body: new Uint8Array([1, 2]),
     });
-    assert.equal(JSON.parse(raw.text).isBuffer, true);
+    assert.equal(answer<Echo>(raw).isBuffer, true);
   });
 
   it("sends strings as text/plain", async () => {
@@ -149,14 +165,12 @@ describe("node22-ts function server", () => {
       body: '{"a":',
     });
     assert.equal(malformed.status, 400);
-    assert.match(JSON.parse(malformed.text).error, /not valid JSON/);
-    assert.deepEqual(
-      [JSON.parse(malformed.text).code, JSON.parse(malformed.text).field],
-      ["FANWATCH_TEMPLATE_BODY_INVALID", "body"],
-    );
+    const malformedAnswer = answer<ErrorAnswer>(malformed);
+    assert.match(malformedAnswer.error, /not valid JSON/);
+    assert.deepEqual([malformedAnswer.code, malformedAnswer.field], ["FANWATCH_TEMPLATE_BODY_INVALID", "body"]);
     const empty = await request("/echo", { method: "POST", headers: { "content-type": "application/json" }, body: "" });
     assert.equal(empty.status, 400);
-    assert.match(JSON.parse(empty.text).error, /empty/);
+    assert.match(answer<ErrorAnswer>(empty).error, /empty/);
     const proto = await request("/echo", {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -171,11 +185,12 @@ describe("node22-ts function server", () => {
       body: Buffer.concat([Buffer.from('{"deviceID":"'), Buffer.from([0xff]), Buffer.from('"}')]),
     });
     assert.equal(notUtf8.status, 400);
-    assert.match(JSON.parse(notUtf8.text).error, /not valid UTF-8/);
+    assert.match(answer<ErrorAnswer>(notUtf8).error, /not valid UTF-8/);
     const huge = await request("/echo", json({ data: "x".repeat(5000) }));
     assert.equal(huge.status, 413);
-    assert.match(JSON.parse(huge.text).error, /too large/);
-    assert.equal(JSON.parse(huge.text).code, "FANWATCH_TEMPLATE_BODY_TOO_LARGE");
+    const hugeAnswer = answer<ErrorAnswer>(huge);
+    assert.match(hugeAnswer.error, /too large/);
+    assert.equal(hugeAnswer.code, "FANWATCH_TEMPLATE_BODY_TOO_LARGE");
   });
 
   it("serves health and Prometheus metrics including the function's own", async () => {
@@ -188,7 +203,10 @@ describe("node22-ts function server", () => {
   it("finishes in-flight requests on drain, then runs the module's close()", async () => {
     const own = await startFunctionServer(fn, { port: 0, host: "127.0.0.1" });
     const slowArrived = new Promise<void>((resolve) => (slowStarted = resolve));
-    const inFlight = fetch(`${own.url}/slow`).then(async (r) => ({ status: r.status, body: await r.json() }));
+    const inFlight = fetch(`${own.url}/slow`).then(async (r) => ({
+      status: r.status,
+      body: (await r.json()) as unknown,
+    }));
     await slowArrived; // in flight
     const draining = own.drain();
     releaseSlow();
@@ -246,7 +264,10 @@ describe("node22-ts function server start and stop", () => {
     let ready = await untilListening(url);
     assert.equal(ready.status, 503);
     assert.deepEqual(await ready.json(), { status: "starting" });
-    const held = fetch(url, { method: "POST" }).then(async (r) => ({ status: r.status, body: await r.json() }));
+    const held = fetch(url, { method: "POST" }).then(async (r) => ({
+      status: r.status,
+      body: (await r.json()) as unknown,
+    }));
     ready = await fetch(`${url}/_/ready`);
     assert.equal(ready.status, 503, "still starting while a request waits");
     finishInit();

@@ -43,6 +43,13 @@ function withoutSource<C extends { mqtt: { from?: string } }>(config: C): C {
   return { ...config, mqtt };
 }
 
+/** A setting's value as its documented default writes it: a list comma-separated, a word, number or flag as text. */
+function asWritten(value: unknown): string {
+  if (Array.isArray(value)) return value.join(",");
+  if (typeof value === "string" || typeof value === "number" || typeof value === "boolean") return String(value);
+  return JSON.stringify(value);
+}
+
 const quiet: Io = { out: () => {}, err: () => {}, progress: () => {}, progressDone: () => {}, interactive: false };
 
 /** `fanwatch <name> --help` as one line: commander wraps it to the terminal's width. */
@@ -218,7 +225,7 @@ describe("configuration: one registry, its help and its docs", () => {
         const value: unknown = parsed.data;
         // Words ("best available", "$MQTT_URL or …") say what the code works out; they are not a value.
         if (value === undefined || setting.default === undefined || /\s/.test(String(setting.default))) continue;
-        const code = Array.isArray(value) ? value.join(",") : String(value);
+        const code = asWritten(value);
         assert.equal(String(setting.default), code, `${group.id}.${key}`);
       }
   });

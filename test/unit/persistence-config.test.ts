@@ -61,13 +61,12 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
     const declared = Object.fromEntries(
       config.inputs.mqtt_consumer.map((input) => {
         const [parser] = input.json_v2;
+        assert.ok(parser, `${input.topics.join(", ")}: a json_v2 parser`);
         return [
-          parser?.measurement_name,
+          parser.measurement_name,
           {
-            tags: parser?.tag.map((t) => t.path),
-            fields: Object.fromEntries(
-              parser?.field.map((f) => [f.rename ?? f.path, telegrafTypes[f.type] ?? f.type]) ?? [],
-            ),
+            tags: parser.tag.map((t) => t.path),
+            fields: Object.fromEntries(parser.field.map((f) => [f.rename ?? f.path, telegrafTypes[f.type] ?? f.type])),
           },
         ];
       }),
@@ -95,10 +94,11 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
       "deploy/telegraf/telegraf.conf",
     );
     const timestamps = Object.fromEntries(
-      config.inputs.mqtt_consumer.map((input) => [
-        input.json_v2[0]?.measurement_name,
-        input.json_v2[0]?.timestamp_path,
-      ]),
+      config.inputs.mqtt_consumer.map((input) => {
+        const [parser] = input.json_v2;
+        assert.ok(parser, `${input.topics.join(", ")}: a json_v2 parser`);
+        return [parser.measurement_name, parser.timestamp_path];
+      }),
     );
     assert.deepEqual(timestamps, {
       telemetry: "timeStamp",

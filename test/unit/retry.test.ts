@@ -12,16 +12,16 @@ class FakeClock implements Clock {
   now(): number {
     return this.time;
   }
-  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  async sleep(ms: number, signal?: AbortSignal): Promise<void> {
     this.waits.push(ms);
-    return new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason);
-      signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
-      if (!this.hold) {
-        this.time += ms;
-        resolve();
-      }
-    });
+    signal?.throwIfAborted();
+    if (!this.hold) {
+      this.time += ms;
+      return;
+    }
+    // Held: only an abort ends the wait, and throwIfAborted() throws the signal's reason as it is.
+    await new Promise<void>((resolve) => signal?.addEventListener("abort", () => resolve(), { once: true }));
+    signal?.throwIfAborted();
   }
 }
 
