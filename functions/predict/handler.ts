@@ -233,7 +233,8 @@ export async function close(): Promise<void> {
   if (predictor === undefined) return;
   const { mqtt, score } = predictor;
   predictor = undefined;
-  await Promise.all([mqtt.endAsync(), score.close()]);
+  score.close();
+  await mqtt.endAsync();
 }
 
 export function metrics(): Promise<string> {
