@@ -19,7 +19,7 @@ COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY --from=build /src/bin ./bin
 COPY --from=build /src/model/artifact ./model/artifact
-COPY --from=build /src/runtime/ui ./runtime/ui
+COPY --from=build /src/page/ui ./page/ui
 # The node image's unprivileged user, by number so Kubernetes can verify runAsNonRoot. Nothing is
 # written at run time: the image runs with a read-only root filesystem.
 USER 1000:1000

@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { drainOnSignals, serverOptionsFromEnv, startFunctionServer } from "../templates/node22-ts/server.js";
@@ -14,14 +14,31 @@ import { HEALTH_SETTINGS } from "../functions/health/config.js";
 import { HEALTH_POLICY_SETTINGS } from "../functions/health/policy.js";
 import { PREDICT_SETTINGS } from "../functions/predict/config.js";
 import { DEFAULT_MODEL_DIR, SCORE_SETTINGS } from "../functions/score/config.js";
+import { parseStack } from "../runtime/gateway/stack.js";
 
-export const FUNCTIONS = ["score", "predict", "health"] as const;
+let functions: readonly string[] | undefined;
+
+/**
+ * The functions `fanwatch function` runs: those of the repository's stack.yml, in its order. Read
+ * when a command needs them (running one, showing this help), not when the CLI starts: the YAML
+ * parser and the read cost about 45 ms that every other command would pay for nothing.
+ */
+function stackFunctions(): readonly string[] {
+  functions ??= Object.keys(parseStack(readFileSync(new URL("stack.yml", REPO_ROOT), "utf8")).functions);
+  return functions;
+}
 
 export function addFunctionCommand(program: Command, io: Io): void {
   const command = program
     .command("function")
-    .description(`run one function as its container does (our node22-ts template's server): ${FUNCTIONS.join(", ")}`)
-    .argument("<name>", `function to run (${FUNCTIONS.join(", ")})`)
+    .description("run one function of stack.yml as its container does (our node22-ts template's server)")
+    .argument("<name>", "function to run")
+    // The names in this command's help, from stack.yml once the help is shown (stackFunctions).
+    .configureHelp({
+      ...program.configureHelp(),
+      commandDescription: (cmd) => `${cmd.description()}: ${stackFunctions().join(", ")}`,
+      argumentDescription: (argument) => `${argument.description} (${stackFunctions().join(", ")})`,
+    })
     .option("--port <port>", "port to listen on (default: $http_port or 3000)", integer("--port"))
     .option("--host <address>", "address to listen on (default 0.0.0.0, as in the container)")
     .option(
@@ -47,7 +64,8 @@ export function addFunctionCommand(program: Command, io: Io): void {
     ],
   );
   command.action(async (name: string, opts: { port?: number; host?: string; stopWithStdin?: boolean }) => {
-    if (!(FUNCTIONS as readonly string[]).includes(name)) {
+    const FUNCTIONS = stackFunctions();
+    if (!FUNCTIONS.includes(name)) {
       throw new UsageError(`unknown function "${name}"; the functions are ${FUNCTIONS.join(", ")}`);
     }
     // In the container MODEL_DIR is relative to /home/app; here, to the repository.

@@ -72,6 +72,11 @@ export const ERROR_CODES = {
     status: 408,
     meaning: "the local gateway stopped waiting for a request body that did not arrive in time",
   },
+  FANWATCH_BODY_ABORTED: {
+    kind: "input",
+    status: 400,
+    meaning: "the client went away before it sent the whole body",
+  },
   FANWATCH_NOT_FOUND: { kind: "input", status: 404, meaning: "the local gateway has no such function or route" },
   FANWATCH_UNAUTHORIZED: { kind: "input", status: 401, meaning: "the local gateway's /system API needs basic auth" },
   FANWATCH_CROSS_SITE: {
@@ -383,6 +388,15 @@ export class BodyTimeoutError extends FanwatchError {
 
   constructor(message: string, options?: ErrorOptions) {
     super("FANWATCH_BODY_TIMEOUT", message, options);
+  }
+}
+
+/** The client went away before it sent the whole body; nobody is left to read the answer. */
+export class BodyAbortedError extends FanwatchError {
+  override readonly name = "BodyAbortedError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_BODY_ABORTED", message, options);
   }
 }
 

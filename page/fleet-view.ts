@@ -304,7 +304,7 @@ export class FleetView {
       readings: 0,
       recent: [],
       lastSeen: now,
-      history: { rotation: [], temperature: [], vibration: [], sound: [] },
+      history: Object.fromEntries(FEATURES.map((f) => [f, [] as number[]])) as Record<FeatureName, number[]>,
     };
     this.#fans.set(deviceID, fan);
     return fan;

@@ -1,6 +1,7 @@
 import type { Logger } from "../../lib/infra/log.js";
 import type { InfluxTarget } from "./config.js";
 import { InfluxUnavailableError } from "../../lib/errors.js";
+import { parseUntrustedJson } from "../../lib/infra/json.js";
 import { authHeaders, credentialsHint, request, type Answer } from "./influx-http.js";
 
 export interface WriteOutcome {
@@ -161,7 +162,7 @@ class V1Endpoint implements Endpoint {
 
 function statementError(body: string): string | undefined {
   try {
-    const parsed = JSON.parse(body) as { results?: Array<{ error?: string }>; error?: string };
+    const parsed = parseUntrustedJson(body) as { results?: Array<{ error?: string }>; error?: string };
     return parsed.error ?? parsed.results?.[0]?.error;
   } catch {
     return `not an answer to a query: ${body.slice(0, 100)}`;

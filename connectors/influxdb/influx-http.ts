@@ -1,5 +1,7 @@
 import type { InfluxTarget } from "./config.js";
 import { InfluxQueryError, InfluxUnavailableError } from "../../lib/errors.js";
+import { HttpClient, HttpTimeoutError } from "../../lib/infra/http/client.js";
+import { parseUntrustedJson } from "../../lib/infra/json.js";
 
 /** Longest wait for one answer from InfluxDB; a batch of 1000 points takes about 10 ms. */
 export const REQUEST_TIMEOUT_MS = 10_000;
@@ -18,6 +20,13 @@ export function authHeaders(target: InfluxTarget): Record<string, string> {
 }
 
 /**
+ * One client for every InfluxDB this process talks to (one, in practice): a keep-alive connection
+ * per server, and idle ones do not keep the process alive. Answers may be large (`fanwatch
+ * deadletters --limit`), hence a cap well above the default, which only guards against no end.
+ */
+const http = new HttpClient({ maxAnswerBytes: 256 * 1024 * 1024 });
+
+/**
  * One request with a timeout. A connection failure or a timeout becomes an InfluxUnavailableError;
  * an abort by the caller's signal is rethrown as is (the caller stopped, InfluxDB is not to blame).
  */
@@ -25,18 +34,13 @@ export async function request(
   url: string,
   init: { method: "GET" | "POST"; headers: Record<string, string>; body?: string; signal?: AbortSignal | undefined },
 ): Promise<Answer> {
-  const { signal, ...rest } = init;
-  const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+  const { signal } = init;
   try {
-    const response = await fetch(url, {
-      ...rest,
-      signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]),
-    });
-    const body = await response.text();
-    return { status: response.status, message: messageOf(body), body };
+    const answer = await http.request({ ...init, url, timeoutMs: REQUEST_TIMEOUT_MS });
+    return { status: answer.status, message: messageOf(answer.body), body: answer.body };
   } catch (error) {
     if (signal?.aborted === true) throw signal.reason;
-    const why = timeout.aborted ? `no answer within ${REQUEST_TIMEOUT_MS / 1000} s` : causeOf(error);
+    const why = error instanceof HttpTimeoutError ? `no answer within ${REQUEST_TIMEOUT_MS / 1000} s` : causeOf(error);
     throw new InfluxUnavailableError(`InfluxDB at ${new URL(url).origin} is unreachable: ${why}`, { cause: error });
   }
 }
@@ -73,7 +77,7 @@ export async function influxQuery(
     throw new InfluxUnavailableError(`InfluxDB answered ${answer.status} to ${statement}: ${answer.message}`);
   let body: { results?: Array<{ series?: Series[]; error?: string }> };
   try {
-    body = JSON.parse(answer.body) as typeof body;
+    body = parseUntrustedJson(answer.body) as typeof body;
   } catch {
     throw new InfluxQueryError(
       `${target.url}/query answered something other than InfluxDB's JSON: ${answer.body.slice(0, 100)}`,
@@ -92,7 +96,7 @@ export function credentialsHint(target: InfluxTarget): string {
 
 function messageOf(text: string): string {
   try {
-    const body = JSON.parse(text) as { error?: unknown; message?: unknown };
+    const body = parseUntrustedJson(text) as { error?: unknown; message?: unknown };
     if (typeof body.error === "string") return body.error;
     if (typeof body.message === "string") return body.message;
   } catch {
@@ -102,7 +106,5 @@ function messageOf(text: string): string {
 }
 
 function causeOf(error: unknown): string {
-  const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause;
-  if (typeof cause?.message === "string") return cause.message;
   return error instanceof Error ? error.message : String(error);
 }

@@ -1,7 +1,7 @@
 import { Point } from "@influxdata/influxdb-client";
 import { z } from "zod";
 import { deadLetter } from "../../lib/domain/dead-letter.js";
-import { FEATURES } from "../../lib/domain/features.js";
+import { FEATURES, type FeatureName } from "../../lib/domain/features.js";
 import { parseUntrustedJson } from "../../lib/infra/json.js";
 import { PredictionSchema } from "../../lib/domain/prediction.js";
 import { parseTelemetry, parseTimestamp, readTimestamp } from "../../lib/domain/telemetry.js";
@@ -16,7 +16,8 @@ import { HEALTH_SCHEMA, healthLine } from "./health-points.js";
 export const SCHEMA = {
   telemetry: {
     tags: ["deviceID"],
-    fields: { rotation: "float", temperature: "float", vibration: "float", sound: "float" },
+    // One float per sensor, in FEATURES order: the order toLine writes them in.
+    fields: Object.fromEntries(FEATURES.map((f) => [f, "float"])) as Record<FeatureName, "float">,
   },
   prediction: { tags: ["deviceID", "model"], fields: { fault: "integer", probability: "float" } },
   deadletter: { tags: ["topic"], fields: { error: "string", payload: "string" } },

@@ -10,7 +10,7 @@ import {
 import type { AutoscaleConfig } from "./config.js";
 import type { FunctionDirectory } from "./directory.js";
 import type { FunctionLoad } from "./dispatcher.js";
-import { GatewayClient } from "./http-client.js";
+import { HttpClient } from "../../lib/infra/http/client.js";
 import type { ConnectorMetrics } from "./metrics.js";
 
 /** Demand is sampled this often and averaged over each decision's interval. */
@@ -53,7 +53,7 @@ export interface AutoscalerOptions {
  */
 export class ConnectorAutoscaler {
   readonly #tracked = new Map<string, Tracked>();
-  readonly #gateway: GatewayClient;
+  readonly #gateway: HttpClient;
   readonly #policy: ScalePolicy;
   #sampler: NodeJS.Timeout | undefined;
   #decider: NodeJS.Timeout | undefined;
@@ -66,7 +66,7 @@ export class ConnectorAutoscaler {
   constructor(private readonly options: AutoscalerOptions) {
     this.#clock = options.clock ?? systemClock;
     this.#lastDecision = this.#clock.now();
-    this.#gateway = new GatewayClient(options.gatewayUrl, 1);
+    this.#gateway = new HttpClient({ baseUrl: options.gatewayUrl, maxSockets: 1 });
     // The connector caps what is in flight, so a slow function shows as work waiting, not as
     // latency: its own timeout is the only latency that says "overloaded".
     this.#policy = {

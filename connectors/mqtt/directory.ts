@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { Logger } from "../../lib/infra/log.js";
-import { GatewayClient } from "./http-client.js";
+import { HttpClient } from "../../lib/infra/http/client.js";
+import { parseUntrustedJson } from "../../lib/infra/json.js";
 import { filtersOverlap, topicMatches } from "./topic-filter.js";
 
 /** A function to invoke for a message, with the topic its answer is published to, if any. */
@@ -55,7 +56,7 @@ export class FunctionDirectory {
   #statuses = new Map<string, FunctionStatus>();
   /** When the last answer from the gateway was asked for (ms since the epoch). */
   #refreshedAt = 0;
-  readonly #gateway: GatewayClient;
+  readonly #gateway: HttpClient;
 
   constructor(
     private readonly options: {
@@ -69,7 +70,7 @@ export class FunctionDirectory {
       onStatus?: (statuses: ReadonlyMap<string, FunctionStatus>) => void;
     },
   ) {
-    this.#gateway = new GatewayClient(options.gatewayUrl, 1);
+    this.#gateway = new HttpClient({ baseUrl: options.gatewayUrl, maxSockets: 1 });
     if (options.staticFunctions !== undefined) {
       this.#routes = [...options.staticFunctions].flatMap(([filter, names]) =>
         names.map((name) => ({ filter, target: { name, replyTopic: undefined } })),
@@ -164,7 +165,7 @@ export class FunctionDirectory {
       });
       if (answer.status !== 200)
         throw new Error(`the gateway answered ${answer.status} to GET /system/functions: ${answer.body.slice(0, 200)}`);
-      const functions = GatewayFunctions.parse(JSON.parse(answer.body));
+      const functions = GatewayFunctions.parse(parseUntrustedJson(answer.body));
       const routes = functions.flatMap((fn) =>
         (fn.annotations?.topic ?? "")
           .split(",")

@@ -2,7 +2,7 @@ import { FANWATCH_CONNECTOR } from "../../lib/domain/dead-letter.js";
 import { isRetryableStatus } from "../../lib/infra/retry.js";
 import type { ConnectorConfig } from "./config.js";
 import type { Target } from "./directory.js";
-import { GatewayClient } from "./http-client.js";
+import { HttpClient } from "../../lib/infra/http/client.js";
 import type { ConnectorMetrics } from "./metrics.js";
 
 /**
@@ -24,14 +24,14 @@ function isOutage(status: number): boolean {
 
 /** Sends one batch to one function through the gateway, once, and classifies the answer. */
 export class Invoker {
-  readonly #gateway: GatewayClient;
+  readonly #gateway: HttpClient;
   readonly #timeout: string;
 
   constructor(
     private readonly config: ConnectorConfig,
     private readonly metrics: ConnectorMetrics,
   ) {
-    this.#gateway = new GatewayClient(config.gatewayUrl, config.maxInFlightTotal);
+    this.#gateway = new HttpClient({ baseUrl: config.gatewayUrl, maxSockets: config.maxInFlightTotal });
     this.#timeout = String(config.timeoutMs);
   }
 

@@ -159,10 +159,7 @@ export function predictionKey(p: Prediction): [number, number] {
   add(p.fault + (r === undefined ? 0 : 2));
   add(p.probability);
   if (r !== undefined) {
-    add(r.rotation);
-    add(r.temperature);
-    add(r.vibration);
-    add(r.sound);
+    for (const f of FEATURES) add(r[f]);
   } else if (typeof p.timeStamp === "number") add(p.timeStamp);
   else if (p.timeStamp !== undefined) {
     add(-1); // a string: its characters

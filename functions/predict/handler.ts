@@ -233,7 +233,8 @@ export async function close(): Promise<void> {
   if (predictor === undefined) return;
   const { mqtt, score } = predictor;
   predictor = undefined;
-  await Promise.all([mqtt.endAsync(), score.close()]);
+  score.close();
+  await mqtt.endAsync();
 }
 
 export function metrics(): Promise<string> {
@@ -286,14 +287,11 @@ async function within<T>(
   }
 }
 
-/** The four values scored, by name. */
+/** The values scored, by name, in FEATURES order (the order of the published JSON's keys). */
 function readingOf(telemetry: Telemetry): PerSensor {
-  return {
-    rotation: telemetry.rotation,
-    temperature: telemetry.temperature,
-    vibration: telemetry.vibration,
-    sound: telemetry.sound,
-  };
+  const reading = {} as PerSensor;
+  for (const f of FEATURES) reading[f] = telemetry[f];
+  return reading;
 }
 
 function ready(): Predictor {

@@ -1,6 +1,7 @@
-import { Pool } from "undici";
 import { z } from "zod";
 import { ExplainedVerdictSchema, VerdictSchema } from "../../lib/domain/prediction.js";
+import { HttpClient, HttpTimeoutError } from "../../lib/infra/http/client.js";
+import { parseUntrustedJson } from "../../lib/infra/json.js";
 import { isRetryableStatus } from "../../lib/infra/retry.js";
 import { ScoreRejectedError, ScoreUnavailableError } from "../../lib/errors.js";
 
@@ -18,19 +19,19 @@ export interface ScoreClientOptions {
 }
 
 /**
- * Calls the score function's batch API (`{"instances": [...]}`) over a keep-alive pool, one
- * request for all the readings of an invocation. One attempt: the caller's caller (the MQTT
- * connector) is the one layer that retries, so that retries do not multiply across layers.
+ * Calls the score function's batch API (`{"instances": [...]}`) over keep-alive connections (the
+ * one HTTP client, lib/infra/http/client.ts), one request for all the readings of an invocation.
+ * One attempt: the caller's caller (the MQTT connector) is the one layer that retries, so that
+ * retries do not multiply across layers.
  */
 export class ScoreClient {
-  readonly #pool: Pool;
-  readonly #path: string;
+  readonly #http: HttpClient;
+  readonly #url: URL;
   readonly #timeoutMs: number;
 
   constructor(url: string, options: ScoreClientOptions = {}) {
-    const parsed = new URL(url);
-    this.#pool = new Pool(parsed.origin, { connections: options.connections ?? 16, keepAliveTimeout: 30_000 });
-    this.#path = `${parsed.pathname}${parsed.search}`;
+    this.#url = new URL(url);
+    this.#http = new HttpClient({ maxSockets: options.connections ?? 16, idleTimeoutMs: 30_000 });
     this.#timeoutMs = options.timeoutMs ?? 5_000;
   }
 
@@ -65,19 +66,17 @@ export class ScoreClient {
     expected: string,
     signal: AbortSignal | undefined,
   ): Promise<T> {
-    const timeout = AbortSignal.timeout(this.#timeoutMs);
     let status: number;
     let text: string;
     try {
-      const response = await this.#pool.request({
-        path: this.#path,
+      ({ status, body: text } = await this.#http.request({
+        url: this.#url,
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify(body),
-        signal: signal === undefined ? timeout : AbortSignal.any([timeout, signal]),
-      });
-      status = response.statusCode;
-      text = await response.body.text();
+        timeoutMs: this.#timeoutMs,
+        signal,
+      }));
     } catch (error) {
       if (signal?.aborted === true) throw signal.reason;
       throw new ScoreUnavailableError(`the score function is unreachable: ${describe(error, this.#timeoutMs)}`, {
@@ -101,19 +100,21 @@ export class ScoreClient {
     return answer.data;
   }
 
-  close(): Promise<void> {
-    return this.#pool.close();
+  /** Ends the connections; predict closes it once its calls are answered. */
+  close(): void {
+    this.#http.close();
   }
 }
 
 function describe(error: unknown, timeoutMs: number): string {
-  if ((error as { name?: unknown } | undefined)?.name === "TimeoutError") return `no answer within ${timeoutMs} ms`;
+  if (error instanceof HttpTimeoutError) return `no answer within ${timeoutMs} ms`;
   return error instanceof Error ? error.message : String(error);
 }
 
+/** The answer as JSON, or undefined (the schema then refuses it): a broken score function is not to be trusted either. */
 function safeJson(text: string): unknown {
   try {
-    return JSON.parse(text);
+    return parseUntrustedJson(text);
   } catch {
     return undefined;
   }

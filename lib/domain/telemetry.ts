@@ -53,10 +53,8 @@ export const TelemetrySchema = z.object({
       const time = t === undefined ? undefined : readTimestamp(t);
       if (typeof time === "string") ctx.addIssue({ code: "custom", message: time });
     }),
-  rotation: reading("rotation"),
-  temperature: reading("temperature"),
-  vibration: reading("vibration"),
-  sound: reading("sound"),
+  // One per sensor, in FEATURES order: the order a reading's errors are reported in.
+  ...(Object.fromEntries(FEATURES.map((f) => [f, reading(f)])) as Record<FeatureName, ReturnType<typeof reading>>),
 });
 export type Telemetry = z.infer<typeof TelemetrySchema>;
 

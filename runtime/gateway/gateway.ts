@@ -22,8 +22,9 @@ import type { Lease, ReplicaSet } from "./replica-set.js";
 import { describeFunction, functionTarget, namespaceRefusal, namespaces, secretList, systemInfo } from "./api.js";
 import { bodyLimit, type BodyLimits } from "../../templates/node22-ts/body.js";
 import { FanwatchError, PortInUseError } from "../../lib/errors.js";
+import { readBody } from "../../lib/infra/http/body.js";
 import { sendError, sendErrorCode } from "../../lib/infra/http/error-answer.js";
-import { checkCallbackUrl, readBody, type GatewayLimits } from "./guards.js";
+import { checkCallbackUrl, type GatewayLimits } from "./guards.js";
 import { CALLER_TOKEN_HEADER, crossSiteReason } from "../../templates/node22-ts/guard.js";
 import { parseLogQuery, streamLogs } from "./logs.js";
 
@@ -493,7 +494,7 @@ export class LocalGateway {
 
   /**
    * As OpenFaaS CE: accept at once with 202, run the call, POST the result to X-Callback-Url. The
-   * callback is checked before the body is read, and the body is read (within BODY_DEADLINE_MS)
+   * callback is checked before the body is read, and the body is read (within BODY_DEADLINE_MS, lib/infra/http/body.ts)
    * before the call takes one of the bounded places of calls waiting: a client that sends its body
    * slowly, or never finishes it, holds no place.
    */

@@ -1,11 +1,6 @@
-import type { IncomingMessage } from "node:http";
 import { isIP } from "node:net";
 import { z } from "zod";
 import { defineSettings, readSettings } from "../../lib/infra/settings.js";
-import { BodyTimeoutError, BodyTooLargeError } from "../../lib/errors.js";
-
-/** How long a client may take to send a body the gateway reads itself (async calls, scale requests). */
-export const BODY_DEADLINE_MS = 10_000;
 
 export interface GatewayLimits {
   /** Largest async body the gateway holds while the call waits to run. */
@@ -99,50 +94,4 @@ function isLoopback(hostname: string): boolean {
   if (host === "localhost") return true;
   if (isIP(host) === 4) return host.startsWith("127.");
   return host === "::1";
-}
-
-/**
- * Reads a request body, refusing it as soon as it passes `limit` bytes (`source` says what sets
- * the limit). The rest of a refused body is left to be read and dropped, not cut off: a client
- * still sending would otherwise see a reset connection rather than the answer.
- */
-export function readBody(
-  req: IncomingMessage,
-  limit: number,
-  source: string,
-  deadlineMs = BODY_DEADLINE_MS,
-): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    // A body that never ends would hold whatever waits for it: the client gets this long.
-    const timer = setTimeout(() => {
-      reject(new BodyTimeoutError(`the body did not arrive within ${deadlineMs / 1000} s`));
-      req.destroy();
-    }, deadlineMs);
-    const settle =
-      <T>(done: (value: T) => void) =>
-      (value: T) => {
-        clearTimeout(timer);
-        done(value);
-      };
-    resolve = settle(resolve);
-    reject = settle(reject);
-    const declared = Number(req.headers["content-length"]);
-    if (declared > limit)
-      return reject(new BodyTooLargeError(`the body is ${declared} bytes; the limit is ${limit} bytes (${source})`));
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.removeAllListeners("data");
-        req.resume();
-        return reject(new BodyTooLargeError(`the body is over the limit of ${limit} bytes (${source})`));
-      }
-      chunks.push(chunk);
-    });
-    req.on("end", () => resolve(Buffer.concat(chunks)));
-    req.on("error", reject);
-    // A client that goes away mid-body ends neither way on every Node version: settle here too.
-    req.on("close", () => reject(new Error("the client closed the connection before sending the whole body")));
-  });
 }

@@ -44,31 +44,8 @@ export async function readBody(request: IncomingMessage, limits: BodyLimits, par
   const raw = !parse || limits.rawBody;
   const json = !raw && isJsonType(type);
   const { bytes: limit, setting } = bodyLimit(type, limits);
-  const declared = Number(request.headers["content-length"] ?? 0);
-  if (declared > limit) throw tooLarge(limit, setting);
-
-  const chunks: Buffer[] = [];
-  let size = 0;
-  // Plain events rather than `for await`: the async iterator costs several microseconds a request.
-  await new Promise<void>((resolve, reject) => {
-    request.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        request.removeAllListeners("data");
-        request.pause();
-        reject(tooLarge(limit, setting));
-      } else chunks.push(chunk);
-    });
-    request.once("end", resolve);
-    // A client that goes away mid-body is no fault of the function: a refusal, not an error.
-    const aborted = () =>
-      reject(new RequestError("FANWATCH_TEMPLATE_BODY_ABORTED", "the client went away before it sent the whole body"));
-    request.once("error", aborted);
-    request.once("close", () => {
-      if (!request.complete) aborted();
-    });
-  });
-  const bodyBytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
+  const bodyBytes = await readLimitedBody(request, limit, setting);
+  const size = bodyBytes.length;
   if (json) {
     if (size === 0)
       throw new RequestError("FANWATCH_TEMPLATE_BODY_INVALID", "request body is empty; send a JSON document");
@@ -88,6 +65,64 @@ export async function readBody(request: IncomingMessage, limits: BodyLimits, par
   if (raw) return bodyBytes;
   if (size === 0) return undefined;
   return type.startsWith("text/") ? bodyBytes.toString("utf8") : bodyBytes;
+}
+
+/**
+ * Reads a body of at most `limit` bytes (`setting` names what sets it). A copy of the servers'
+ * reader (lib/infra/http/body.ts), kept because the template builds alone; one table of cases,
+ * test/unit/body-reader.test.ts, runs against both. Where they overlap they behave the same:
+ *
+ * - A declared Content-Length over the limit is refused before a byte is read; a body that
+ *   streams past it is refused as soon as it does (FANWATCH_TEMPLATE_BODY_TOO_LARGE).
+ * - The rest of a refused body is read and dropped, not cut off, so that a client still sending
+ *   gets the answer rather than a reset connection (the watchdog's read_timeout, or Node's
+ *   requestTimeout without one, bounds how long).
+ * - A client that goes away mid-body settles the read (FANWATCH_TEMPLATE_BODY_ABORTED): no fault
+ *   of the function, a refusal, not an error.
+ *
+ * Unlike the servers' reader it sets no deadline of its own: the watchdog's read_timeout is it.
+ */
+export function readLimitedBody(request: IncomingMessage, limit: number, setting: string): Promise<Buffer> {
+  // Plain events rather than `for await`: the async iterator costs several microseconds a request.
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (then: () => void): void => {
+      if (settled) return;
+      settled = true;
+      then();
+    };
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let dropping = false;
+    const drop = (): void => {
+      dropping = true;
+      chunks.length = 0;
+      settle(() => reject(tooLarge(limit, setting)));
+      request.resume(); // flowing, whatever a caller did: the rest is read and dropped
+    };
+    request.on("data", (chunk: Buffer) => {
+      if (dropping) return;
+      size += chunk.length;
+      if (size > limit) drop();
+      else chunks.push(chunk);
+    });
+    request.once("end", () =>
+      settle(() => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size))),
+    );
+    const aborted = (cause?: Error): void =>
+      settle(() =>
+        reject(
+          new RequestError("FANWATCH_TEMPLATE_BODY_ABORTED", "the client went away before it sent the whole body", {
+            cause,
+          }),
+        ),
+      );
+    request.on("error", aborted);
+    request.once("close", () => {
+      if (!request.complete) aborted();
+    });
+    if (Number(request.headers["content-length"]) > limit) drop();
+  });
 }
 
 function tooLarge(limit: number, setting: string): RequestError {

@@ -266,7 +266,6 @@ class FunctionHost implements FunctionServer {
     const start = performance.now();
     const outcome = await invoke(module, request, path, search, this.#limits, this.#log);
     this.#metrics.observe(outcome.status, (performance.now() - start) / 1000);
-    if (outcome.status === 413) response.setHeader("connection", "close"); // the rest of the body is not read
     send(response, outcome.status, outcome.headers, outcome.body);
   }
 

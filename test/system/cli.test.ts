@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
+import { parseStack } from "../../runtime/gateway/stack.js";
+import { REPO_ROOT } from "../support/paths.js";
 import { finished, freePort, postJson, runCli, spawnCli, waitUntilReady } from "../support/process.js";
 
 describe("fanwatch CLI", () => {
@@ -18,6 +20,15 @@ describe("fanwatch CLI", () => {
     assert.equal(code, 0);
     for (const command of ["start", "simulate", "generate-data", "train", "evaluate", "function", "connector"])
       assert.match(stdout, new RegExp(`^  ${command}\\b`, "m"));
+  });
+
+  it("lists stack.yml's functions, and each one's settings, in function --help", async () => {
+    const stack = parseStack(await readFile(join(REPO_ROOT, "stack.yml"), "utf8"));
+    const names = Object.keys(stack.functions);
+    const { code, stdout } = await runCli(["function", "--help"]);
+    assert.equal(code, 0);
+    assert.match(stdout, new RegExp(`^  name +function to run \\(${names.join(", ")}\\)$`, "m"));
+    for (const name of names) assert.match(stdout, new RegExp(`^${name}\\b.*:$`, "m"), `${name}'s settings`);
   });
 
   it("exits 2 on a usage error", async () => {

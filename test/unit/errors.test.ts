@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as errors from "../../lib/errors.js";
 import {
+  BodyAbortedError,
   BodyTimeoutError,
   BodyTooLargeError,
   BrokerUnavailableError,
@@ -86,6 +87,7 @@ const SAMPLES: Error[] = [
   new InfluxQueryError("x"),
   new BodyTooLargeError("x"),
   new BodyTimeoutError("x"),
+  new BodyAbortedError("x"),
   new PacketTooLargeError(20, 10),
   new StoreUnavailableError("x"),
   new ContendedError("x"),
