@@ -12,12 +12,22 @@
 //   --rate N        publishes a second per topic (default 2000)
 //   --before S --hold S --after S  phase lengths in seconds (default 5, 40, 10)
 //   --bytes N       payload bytes (default 250, about a prediction's)
+//   --cost          instead: what a session per filter costs the connector process. `fanwatch connector`
+//                   against Mosquitto and a gateway stand-in that answers at once, `rate` readings and
+//                   `rate` predictions a second for --seconds (default 20), routed alike either through
+//                   one session (`topic=fan/+`) or one per filter (`topic=fan/messages,fan/anomaly`),
+//                   alternated --rounds times (default 2); reports its CPU ms per 1,000 messages.
 import { parseArgs } from "node:util";
 import mqtt, { type MqttClient } from "mqtt";
 import { createLogger } from "../../lib/infra/log.js";
 import { MqttConsumer, type ReceivedMessage } from "../../lib/mqtt/consumer.js";
+import { CONNECTOR_NODE_OPTIONS } from "../../connectors/mqtt/node-options.js";
+import { freePort } from "../../lib/infra/net.js";
 import { startEmbeddedBroker } from "../../runtime/system/broker.js";
+import { GatewayStandIn, STAND_IN_PASSWORD, STAND_IN_USER } from "../../test/support/gateway-stand-in.js";
 import { startMosquitto } from "../../test/support/mosquitto.js";
+import { spawnCli, terminate, waitForOutput } from "../../test/support/process.js";
+import { cpuSeconds } from "../support/process-stats.js";
 
 const DESIGNS = ["one-session", "per-filter", "per-filter-parked"] as const;
 type Design = (typeof DESIGNS)[number];
@@ -33,6 +43,9 @@ const { values } = parseArgs({
     hold: { type: "string", default: "40" },
     after: { type: "string", default: "10" },
     bytes: { type: "string", default: "250" },
+    cost: { type: "boolean", default: false },
+    seconds: { type: "string", default: "20" },
+    rounds: { type: "string", default: "2" },
   },
 });
 const rate = Number(values.rate);
@@ -203,8 +216,67 @@ async function run(design: Design, brokerName: BrokerName): Promise<Record<strin
   return report;
 }
 
-for (const brokerName of brokers)
-  for (const design of designs) {
-    const result = await run(design, brokerName);
-    console.log(JSON.stringify(result));
+/** The connector process's CPU per 1,000 messages with `topic` as given (one session, or one per filter). */
+async function cost(topic: string): Promise<Record<string, unknown>> {
+  const broker = await startMosquitto();
+  const gateway = new GatewayStandIn();
+  gateway.hold = false;
+  gateway.functions = [
+    { name: "predict", annotations: { topic: READINGS }, availableReplicas: 1 },
+    { name: "health", annotations: { topic: PREDICTIONS }, availableReplicas: 1 },
+  ];
+  const url = await gateway.listen();
+  const { mkdtemp, writeFile, rm } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const secrets = await mkdtemp(join(tmpdir(), "fanwatch-isolation-"));
+  await writeFile(join(secrets, "basic-auth-user"), STAND_IN_USER);
+  await writeFile(join(secrets, "basic-auth-password"), STAND_IN_PASSWORD);
+  const child = spawnCli(["connector"], {
+    gateway_url: url,
+    broker: broker.url,
+    basic_auth: "true",
+    secret_mount_path: secrets,
+    port: String(await freePort()),
+    topic,
+    client_id: "isolation-cost",
+    NODE_OPTIONS: CONNECTOR_NODE_OPTIONS,
+  });
+  try {
+    await waitForOutput(child, /connector running/);
+    const publishers = await Promise.all([
+      Publisher.start(broker.url, READINGS, "cost-readings"),
+      Publisher.start(broker.url, PREDICTIONS, "cost-predictions"),
+    ]);
+    await sleep(3_000); // warm-up
+    const [cpu0, delivered0] = [await cpuSeconds(child.pid), gateway.delivered.length];
+    const bodies0 = delivered0;
+    await sleep(Number(values.seconds) * 1000);
+    const cpu1 = await cpuSeconds(child.pid);
+    const messages = gateway.delivered
+      .slice(bodies0)
+      .reduce((n, body) => n + (JSON.parse(body) as unknown[]).length, 0);
+    await Promise.all(publishers.map((p) => p.stop()));
+    return {
+      topic,
+      sessions: topic.split(",").length,
+      messagesPerSecond: Math.round(messages / Number(values.seconds)),
+      cpuMsPer1000: Math.round(((cpu1 - cpu0) * 10_000_000) / messages) / 10,
+    };
+  } finally {
+    await terminate(child);
+    await gateway.close();
+    await broker.stop();
+    await rm(secrets, { recursive: true, force: true });
   }
+}
+
+if (values.cost) {
+  for (let round = 0; round < Number(values.rounds); round++)
+    for (const topic of ["fan/+", `${READINGS},${PREDICTIONS}`]) console.log(JSON.stringify(await cost(topic)));
+} else
+  for (const brokerName of brokers)
+    for (const design of designs) {
+      const result = await run(design, brokerName);
+      console.log(JSON.stringify(result));
+    }
