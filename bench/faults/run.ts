@@ -189,7 +189,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
   await mkdir(logDir, { recursive: true });
   const say = (line: string) => options.progress(`${scenario.name}: ${line}`);
   say(
-    `starting Mosquitto, InfluxDB, the gateway with score and predict, the connector and the writer (logs in ${logDir})`,
+    `starting Mosquitto, InfluxDB, ${scenario.withHealth === true ? "nats-server, " : ""}the gateway with score, predict and health, the connector and the writer (logs in ${logDir})`,
   );
   const system = await FaultSystem.start(
     logDir,
