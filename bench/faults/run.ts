@@ -127,10 +127,11 @@ export interface ScenarioResult {
   };
   latencyMs: LedgerSummary["latencyMs"];
   /**
-   * The prediction path during the fault and over as long before it: readings sent (and a second:
+   * The prediction path during the fault, over as long before it, and from its end until the load
+   * stopped (the recovery: catching up competes for the same CPU): readings sent (and a second:
    * the load's own pace), predicted before the stretch ended, latency.
    */
-  predictionPath: { beforeFault: PathWindow; duringFault: PathWindow };
+  predictionPath: { beforeFault: PathWindow; duringFault: PathWindow; afterFault: PathWindow };
   /** Health's view at the end (scenarios with the health path). */
   fanHealth?: FanHealthResult;
   recovery: { predictionsMs: number | null; storageMs: number | null };
@@ -295,6 +296,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
       predictionPath: {
         beforeFault: ledger.window(Math.max(0, 2 * faultStart - faultEnd), faultStart),
         duringFault: ledger.window(faultStart, faultEnd),
+        afterFault: ledger.window(faultEnd, loadStopped),
       },
       ...(fanHealth === undefined ? {} : { fanHealth }),
       recovery: { predictionsMs: summary.backlogClearedMs, storageMs: scenario.noFault === true ? null : storageMs },
@@ -392,7 +394,7 @@ export function summaryLine(r: ScenarioResult): string {
     `lost: ${r.lost.unpredicted} unpredicted, ${r.lost.telemetryNotStored} readings and ${r.lost.predictionsNotStored} predictions not stored, ${r.lost.invalidWithoutDeadLetter} invalid without a dead letter`,
     `recovery: predictions ${r.recovery.predictionsMs ?? "–"} ms, storage ${r.recovery.storageMs ?? "–"} ms`,
     `latency p50/p99 ${r.latencyMs.p50}/${r.latencyMs.p99} ms`,
-    `during the fault: ${r.predictionPath.duringFault.sent} readings sent (${r.predictionPath.duringFault.sentPerSecond}/s), ${r.predictionPath.duringFault.predictedWithin} predicted within it, p50/p99 ${r.predictionPath.duringFault.latencyMs.p50}/${r.predictionPath.duringFault.latencyMs.p99} ms (before it ${r.predictionPath.beforeFault.latencyMs.p50}/${r.predictionPath.beforeFault.latencyMs.p99} ms)`,
+    `during the fault: ${r.predictionPath.duringFault.sent} readings sent (${r.predictionPath.duringFault.sentPerSecond}/s), ${r.predictionPath.duringFault.predictedWithin} predicted within it, p50/p99 ${r.predictionPath.duringFault.latencyMs.p50}/${r.predictionPath.duringFault.latencyMs.p99} ms (before it ${r.predictionPath.beforeFault.latencyMs.p50}/${r.predictionPath.beforeFault.latencyMs.p99} ms, after it ${r.predictionPath.afterFault.latencyMs.p50}/${r.predictionPath.afterFault.latencyMs.p99} ms)`,
     ...(r.fanHealth === undefined
       ? []
       : [
