@@ -217,7 +217,7 @@ export const CONNECTOR_SETTINGS: Readonly<Record<keyof ConnectorSettings, Settin
   client_id: {
     env: official("client_id"),
     flag: "--client-id <id>",
-    help: "MQTT client id of the persistent session",
+    help: "MQTT client id of the first topic filter's persistent session; each other filter's is <id>.<filter, URI-encoded>",
     default: d.client_id,
   },
   qos: { env: official("qos"), flag: "--qos <0|1>", help: "subscription QoS", default: d.qos },
@@ -277,7 +277,7 @@ export const CONNECTOR_SETTINGS: Readonly<Record<keyof ConnectorSettings, Settin
   retries: {
     env: official("retries"),
     flag: "--retries <n>",
-    help: "retries of a failing function before its circuit opens and intake pauses; outages never dead-letter",
+    help: "retries of a failing function before its circuit opens and the sessions of its filters are parked; outages never dead-letter",
     default: d.retries,
   },
   retry_base_ms: {
@@ -344,7 +344,7 @@ export const CONNECTOR_SETTINGS: Readonly<Record<keyof ConnectorSettings, Settin
   max_inflight_bytes: {
     env: official("max_inflight_bytes"),
     flag: "--max-inflight-bytes <n>",
-    help: "bytes of messages (topic and payload) held unacknowledged before it stops reading from the broker",
+    help: "bytes of messages (topic and payload) held unacknowledged before it stops reading from the broker (an equal share per topic filter)",
     default: d.max_inflight_bytes,
   },
   max_batch_bytes: {
