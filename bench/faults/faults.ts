@@ -1,7 +1,8 @@
 // npm run bench:faults — the fault suite (docs/reliability.md): the whole pipeline as real processes
 // (Mosquitto from the shipped config, InfluxDB 1.x, score, predict, the connector, the InfluxDB
-// writer), a steady load of readings (1% malformed), one fault per scenario on a fresh system, then
-// a quiet drain; every reading is matched to its prediction, its stored point and its dead letter.
+// writer; nats-server and the health path for the NATS scenarios), a steady load of readings (1%
+// malformed), one fault per scenario on a fresh system, then a quiet drain; every reading is matched
+// to its prediction, its stored point and its dead letter, and with health every fan to its record.
 // Progress goes to stderr; stdout gets one JSON line per scenario and a summary line last.
 //   --rate N             messages/s of the steady load (default 2000; 5000 with --soak)
 //   --fans N             fans the load cycles through (default 200)

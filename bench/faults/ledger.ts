@@ -21,6 +21,30 @@ export type InvalidKind =
 
 export const MARKER = /bad-\d+/;
 
+/** A health transition as received on fan/alarm: what the fan's health became, and when it arrived. */
+export interface ReceivedTransition {
+  event: string;
+  state: string;
+  alarmId: string | null;
+  /** When health made it: reading time, or its clock for `silent` (ms since the epoch). */
+  at: number;
+  /** The fan's transition number (the last part of its id): a fan's latest transition has the highest. */
+  seq: number;
+  /** When the collector received it, ms since the ledger started. */
+  arrived: number;
+}
+
+/** What the prediction path did over a stretch of time (the fault, the time before it). */
+export interface PathWindow {
+  /** Valid readings sent in the stretch, and a second. */
+  sent: number;
+  sentPerSecond: number;
+  /** Of those, the ones whose first prediction arrived before the stretch ended. */
+  predictedWithin: number;
+  /** Publish to first prediction, over those sent in the stretch that were predicted at all. */
+  latencyMs: { p50: number | null; p99: number | null };
+}
+
 interface Fan {
   /** Readings sent so far; k runs from 0 to sent - 1. */
   sent: number;
@@ -65,6 +89,10 @@ export class Ledger {
   readingsPredicted = 0;
   /** Invalid messages with at least one dead letter so far. */
   invalidDeadLettered = 0;
+  /** Health transitions received on fan/alarm, by fan, in arrival order. */
+  readonly transitions = new Map<string, ReceivedTransition[]>();
+  /** Messages on fan/alarm that are not transitions. */
+  transitionsUnreadable = 0;
 
   now(): number {
     return Date.now() - this.started;
@@ -153,6 +181,69 @@ export class Ledger {
     }
     const counts = letter.topic === "fan/anomaly" ? reading.fan.predictionDeadLetters : reading.fan.deadLetters;
     counts[reading.k] = Math.min(255, (counts[reading.k] ?? 0) + 1);
+  }
+
+  onTransition(payload: Buffer): void {
+    let t: { deviceID?: unknown; event?: unknown; state?: unknown; alarmId?: unknown; at?: unknown; id?: unknown };
+    try {
+      t = JSON.parse(payload.toString()) as typeof t;
+    } catch {
+      this.transitionsUnreadable++;
+      return;
+    }
+    const at = typeof t.at === "string" ? Date.parse(t.at) : Number.NaN;
+    const seq = typeof t.id === "string" ? Number(t.id.slice(t.id.lastIndexOf(":") + 1)) : Number.NaN;
+    if (
+      Number.isNaN(seq) ||
+      typeof t.deviceID !== "string" ||
+      typeof t.event !== "string" ||
+      typeof t.state !== "string" ||
+      !(typeof t.alarmId === "string" || t.alarmId === null) ||
+      Number.isNaN(at)
+    ) {
+      this.transitionsUnreadable++;
+      return;
+    }
+    let list = this.transitions.get(t.deviceID);
+    if (list === undefined) this.transitions.set(t.deviceID, (list = []));
+    list.push({ event: t.event, state: t.state, alarmId: t.alarmId, at, seq, arrived: this.now() });
+  }
+
+  /** The timeStamp of fan `deviceID`'s last valid reading, or undefined if it sent none. */
+  lastReadingOf(deviceID: string): string | undefined {
+    const fan = this.#fans.get(deviceID);
+    return fan === undefined || fan.sent === 0 ? undefined : new Date(this.t0 + fan.sent - 1).toISOString();
+  }
+
+  /** The fans of the steady load (and of the poison's extra devices). */
+  get fanIDs(): string[] {
+    return [...this.#fans.keys()];
+  }
+
+  /** The prediction path over [from, to) (ms since start): readings sent, predicted before `to`, latency. */
+  window(from: number, to: number): PathWindow {
+    let sent = 0;
+    let predictedWithin = 0;
+    const latencies: number[] = [];
+    for (const fan of this.#fans.values()) {
+      for (let k = 0; k < fan.sent; k++) {
+        const sentAt = fan.sentAt[k] ?? 0;
+        if (sentAt < from || sentAt >= to) continue;
+        sent++;
+        const first = fan.firstPrediction[k] ?? 0;
+        if (first === 0) continue;
+        if (first <= to) predictedWithin++;
+        latencies.push(first - sentAt);
+      }
+    }
+    latencies.sort((a, b) => a - b);
+    const pick = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? null;
+    return {
+      sent,
+      sentPerSecond: to > from ? Math.round((sent * 1000) / (to - from)) : 0,
+      predictedWithin,
+      latencyMs: { p50: pick(0.5), p99: pick(0.99) },
+    };
   }
 
   /** Markers of invalid messages found in stored dead-letter payloads. */

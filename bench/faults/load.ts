@@ -23,6 +23,8 @@ export class Load {
   #pending = 0;
   #failed = 0;
   #extra: string[] = [];
+  /** Fans that send faulty readings from now on (setFaulty). */
+  readonly #faulty = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #last = Date.now();
   #stopped = false;
@@ -64,6 +66,11 @@ export class Load {
     this.#rate = rate;
   }
 
+  /** These fans send faulty readings from now on (the model predicts a fault; health raises an alarm). */
+  setFaulty(deviceIDs: Iterable<string>): void {
+    for (const id of deviceIDs) this.#faulty.add(id);
+  }
+
   /** Also sends one reading from each of these devices, at the load's own rate, on top of it. */
   addDevices(deviceIDs: string[]): void {
     this.#extra.push(...deviceIDs);
@@ -102,7 +109,8 @@ export class Load {
     if (n % INVALID_EVERY === INVALID_EVERY / 2)
       return malformed(this.#ledger, MALFORMED[Math.floor(n / INVALID_EVERY) % MALFORMED.length] as InvalidKind);
     const deviceID = `fan-${n % this.#fans}`;
-    return JSON.stringify({ deviceID, timeStamp: this.#ledger.nextReading(deviceID), ...healthy(n) });
+    const values = this.#faulty.has(deviceID) ? faulty(n) : healthy(n);
+    return JSON.stringify({ deviceID, timeStamp: this.#ledger.nextReading(deviceID), ...values });
   }
 
   #publish(payload: string | Buffer): void {
@@ -114,9 +122,24 @@ export class Load {
   }
 }
 
-/** Plausible readings of a healthy fan (docs/model.md's ranges), varied by n. */
-export function healthy(n: number): { rotation: number; temperature: number; vibration: number; sound: number } {
-  return { rotation: 550 + (n % 150), temperature: 38 + (n % 15), vibration: 120 + (n % 100), sound: 44 + (n % 12) };
+interface Values {
+  rotation: number;
+  temperature: number;
+  vibration: number;
+  sound: number;
+}
+
+/**
+ * Plausible readings of a healthy fan, varied by n, inside every healthy range
+ * (lib/domain/fan-ranges.ts): health sees no sensor leave its range, so no warning.
+ */
+export function healthy(n: number): Values {
+  return { rotation: 550 + (n % 150), temperature: 36 + (n % 9), vibration: 110 + (n % 80), sound: 46 + (n % 6) };
+}
+
+/** A faulty fan's readings: inside the faulty ranges and outside the healthy ones on every sensor. */
+export function faulty(n: number): Values {
+  return { rotation: 410 + (n % 80), temperature: 47 + (n % 8), vibration: 205 + (n % 45), sound: 53 + (n % 7) };
 }
 
 function deviceNumber(deviceID: string): number {

@@ -1,7 +1,9 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
-import { Ledger, type LedgerSummary } from "./ledger.js";
+import { z } from "zod";
+import { HealthRecordSchema, type HealthRecord } from "../../lib/domain/health.js";
+import { Ledger, type LedgerSummary, type PathWindow } from "./ledger.js";
 import { Load } from "./load.js";
 import { RssSampler, rssSlopes } from "./rss.js";
 import { FaultSystem } from "./system.js";
@@ -25,6 +27,12 @@ export interface RunOptions {
   progress(line: string): void;
   /** Keep an RSS timeline every this many ms (the soak). */
   rssTimelineMs?: number;
+  /**
+   * Health's HEALTH_SILENT_AFTER_MS in the scenarios with the health path: the default (30 s) in
+   * the full run; shorter than the short run's NATS outage, so that an outage mistaken for the
+   * fans' silence would show there too.
+   */
+  healthSilentAfterMs: number;
 }
 
 type Settings = Omit<RunOptions, "logDir" | "progress" | "rssTimelineMs">;
@@ -40,6 +48,7 @@ export const FULL: Settings = {
   // Longer than the writer's longest backoff (30 s), so a retry still to come is not taken for a loss.
   quietMs: 35_000,
   drainCapMs: 300_000,
+  healthSilentAfterMs: 30_000,
 };
 
 /** What `npm test` runs (test/system/faults.test.ts) and `--short` selects: a tenth of the load, 5 s faults. */
@@ -52,6 +61,7 @@ export const SHORT: Settings = {
   distinctDevices: 1_000,
   quietMs: 15_000,
   drainCapMs: 90_000,
+  healthSilentAfterMs: 10_000,
 };
 
 export interface FaultContext {
@@ -69,6 +79,13 @@ export interface Scenario {
   fault: string;
   /** No fault at all (the baseline, the soak): no recovery to measure. */
   noFault?: boolean;
+  /**
+   * Run the health path too (nats-server, health routed from fan/anomaly): a tenth of the fans turn
+   * faulty when the fault starts, and health's records and transitions are checked at the end.
+   */
+  withHealth?: boolean;
+  /** The fault is one of health's (NATS): the prediction path must not notice it. */
+  healthFault?: boolean;
   /** Injects the fault and resolves when it is over (the process back, the load normal again). */
   inject(context: FaultContext): Promise<void>;
 }
@@ -110,6 +127,14 @@ export interface ScenarioResult {
     invalidWithoutStoredDeadLetter: number;
   };
   latencyMs: LedgerSummary["latencyMs"];
+  /**
+   * The prediction path during the fault, over as long before it, and from its end until the load
+   * stopped (the recovery: catching up competes for the same CPU): readings sent (and a second:
+   * the load's own pace), predicted before the stretch ended, latency.
+   */
+  predictionPath: { beforeFault: PathWindow; duringFault: PathWindow; afterFault: PathWindow };
+  /** Health's view at the end (scenarios with the health path). */
+  fanHealth?: FanHealthResult;
   recovery: { predictionsMs: number | null; storageMs: number | null };
   peakRssMb: Record<string, number>;
   /** When each peak was sampled, and when the fault started and ended and the load stopped: seconds since the load started. */
@@ -121,6 +146,37 @@ export interface ScenarioResult {
   totalMs: number;
   logDir: string;
   missed: string[];
+}
+
+/**
+ * What health made of the load (docs/reliability.md, "NATS faults"): its records read through the
+ * gateway at the end, and the transitions received on fan/alarm.
+ */
+export interface FanHealthResult {
+  /** The fault is health's own: its outage must not look like the fans' silence. */
+  healthFault: boolean;
+  /** Fans of the load, and records health lists. */
+  fans: number;
+  records: number;
+  /** Fans whose record's lastSeen is not their last reading (or that have no record): health did not catch up. */
+  behind: number;
+  /** Fans turned faulty when the fault started, and how many of them have an alarm announced on fan/alarm that is their record's. */
+  faulty: number;
+  faultyAlarmed: number;
+  /** Fans whose current state (state and alarmId) no transition received announced: a transition lost. */
+  unannounced: number;
+  /** Fans whose latest transition (by its sequence) differs from their record although an earlier one matches. */
+  latestDiffers: number;
+  /** Transitions received, by event. */
+  transitions: Record<string, number>;
+  /** Received twice (same fan and sequence). */
+  duplicateTransitions: number;
+  /** `silent` transitions made before the load stopped (after it, every fan does fall silent). */
+  silentWhileSending: number;
+  /** Alarms of fans that never sent a faulty reading (the model's false positives). */
+  alarmsOfHealthyFans: number;
+  /** From the fault's end until the last faulty fan's first alarm arrived (null if one never did). */
+  alarmsAfterFaultEndMs: number | null;
 }
 
 const VALID = `"deviceID" !~ /^bad-/`;
@@ -135,9 +191,16 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
   await mkdir(logDir, { recursive: true });
   const say = (line: string) => options.progress(`${scenario.name}: ${line}`);
   say(
-    `starting Mosquitto, InfluxDB, the gateway with score and predict, the connector and the writer (logs in ${logDir})`,
+    `starting Mosquitto, InfluxDB, ${scenario.withHealth === true ? "nats-server, " : ""}the gateway with score, predict and health, the connector and the writer (logs in ${logDir})`,
   );
-  const system = await FaultSystem.start(logDir);
+  const system = await FaultSystem.start(
+    logDir,
+    scenario.withHealth === true ? { health: { silentAfterMs: options.healthSilentAfterMs } } : {},
+  );
+  // A tenth of the fans turn faulty with the fault: their alarms come from predictions health can
+  // only take once the fault is over.
+  const faultyFans =
+    scenario.withHealth === true ? Array.from({ length: Math.ceil(options.fans / 10) }, (_, i) => `fan-${i}`) : [];
   const ledger = new Ledger();
   const sampler = new RssSampler(
     () => system.pids(),
@@ -159,6 +222,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
     await sleep(options.beforeMs);
     say(`fault: ${scenario.fault}`);
     const faultStart = ledger.now();
+    load.setFaulty(faultyFans);
     const ticker = setInterval(
       () =>
         say(
@@ -175,7 +239,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
     const loadStopped = ledger.now();
     say(`load stopped after ${ledger.validSent} valid readings; draining`);
     const drainStarted = Date.now();
-    const stored = await drain(system, ledger, options, say);
+    const stored = await drain(system, ledger, options, say, scenario.withHealth === true ? faultyFans : undefined);
     const drainMs = Date.now() - drainStarted;
     const storageMs = await storage.stop();
     const health = await system.health();
@@ -185,6 +249,14 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
       `SELECT count("rotation") FROM "telemetry" WHERE "deviceID" =~ /^bad-/`,
     );
     const summary = ledger.summary(scenario.noFault === true ? undefined : faultEnd);
+    const fanHealth =
+      scenario.withHealth === true
+        ? fanHealthOf(ledger, await healthRecords(system), faultyFans, {
+            healthFault: scenario.healthFault === true,
+            faultEnd,
+            loadStoppedAt: ledger.started + loadStopped,
+          })
+        : undefined;
     const accepted = ledger.acceptedInvalid();
     const result: ScenarioResult = {
       kind: "scenario",
@@ -222,6 +294,12 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
         invalidWithoutStoredDeadLetter: accepted.filter((m) => !invalidStored.has(m)).length,
       },
       latencyMs: summary.latencyMs,
+      predictionPath: {
+        beforeFault: ledger.window(Math.max(0, 2 * faultStart - faultEnd), faultStart),
+        duringFault: ledger.window(faultStart, faultEnd),
+        afterFault: ledger.window(faultEnd, loadStopped),
+      },
+      ...(fanHealth === undefined ? {} : { fanHealth }),
       recovery: { predictionsMs: summary.backlogClearedMs, storageMs: scenario.noFault === true ? null : storageMs },
       peakRssMb: sampler.peak,
       peakRssAtS: Object.fromEntries(Object.entries(sampler.peakAt).map(([name, at]) => [name, seconds(at)])),
@@ -275,6 +353,32 @@ export function targetsMissed(r: ScenarioResult): string[] {
   check(r.sent.publishesFailed === 0, `${r.sent.publishesFailed} publishes of the load failed`);
   for (const [service, status] of Object.entries(r.health))
     check(status === 200, `${service} /healthz answered ${status === 0 ? "nothing" : status} at the end`);
+  const h = r.fanHealth;
+  if (h !== undefined) {
+    check(h.behind === 0, `health did not catch up: ${h.behind} of ${h.fans} fans' records miss their last reading`);
+    check(
+      h.faultyAlarmed === h.faulty,
+      `${h.faulty - h.faultyAlarmed} of ${h.faulty} faulty fans have no alarm announced`,
+    );
+    check(
+      h.unannounced === 0,
+      `${h.unannounced} fans' current health never announced on fan/alarm (a transition lost)`,
+    );
+  }
+  if (h?.healthFault === true) {
+    check(
+      h.silentWhileSending === 0,
+      `${h.silentWhileSending} fans marked silent while they were sending: health's outage taken for theirs`,
+    );
+    // Counts, not times: a prediction path held up by health's fault (as when one session carried
+    // both topics: it stopped within 5 s of the fault's start) predicts a small part of the
+    // readings sent during a 15 s or longer fault before it ends; one that is not held up, nearly all.
+    const { sent, predictedWithin } = r.predictionPath.duringFault;
+    check(
+      predictedWithin * 2 >= sent,
+      `predictions stopped during health's fault: ${predictedWithin} of the ${sent} readings sent during it were predicted before it ended`,
+    );
+  }
   return missed;
 }
 
@@ -291,6 +395,12 @@ export function summaryLine(r: ScenarioResult): string {
     `lost: ${r.lost.unpredicted} unpredicted, ${r.lost.telemetryNotStored} readings and ${r.lost.predictionsNotStored} predictions not stored, ${r.lost.invalidWithoutDeadLetter} invalid without a dead letter`,
     `recovery: predictions ${r.recovery.predictionsMs ?? "–"} ms, storage ${r.recovery.storageMs ?? "–"} ms`,
     `latency p50/p99 ${r.latencyMs.p50}/${r.latencyMs.p99} ms`,
+    `during the fault: ${r.predictionPath.duringFault.sent} readings sent (${r.predictionPath.duringFault.sentPerSecond}/s), ${r.predictionPath.duringFault.predictedWithin} predicted within it, p50/p99 ${r.predictionPath.duringFault.latencyMs.p50}/${r.predictionPath.duringFault.latencyMs.p99} ms (before it ${r.predictionPath.beforeFault.latencyMs.p50}/${r.predictionPath.beforeFault.latencyMs.p99} ms, after it ${r.predictionPath.afterFault.latencyMs.p50}/${r.predictionPath.afterFault.latencyMs.p99} ms)`,
+    ...(r.fanHealth === undefined
+      ? []
+      : [
+          `health: ${r.fanHealth.records} records, ${r.fanHealth.behind} behind, ${r.fanHealth.faultyAlarmed}/${r.fanHealth.faulty} faulty fans alarmed (${r.fanHealth.alarmsAfterFaultEndMs ?? "–"} ms after the fault), ${r.fanHealth.unannounced} unannounced, ${r.fanHealth.silentWhileSending} silent while sending, transitions ${JSON.stringify(r.fanHealth.transitions)}`,
+        ]),
     `peak RSS MB: ${rss}`,
     ...(r.rssSlopeMbPerMin === undefined
       ? []
@@ -310,11 +420,98 @@ async function collect(url: string, ledger: Ledger): Promise<MqttClient> {
     log: () => {},
   });
   client.on("error", () => {});
-  client.on("message", (topic, payload) =>
-    topic === "fan/anomaly" ? ledger.onPrediction(payload) : ledger.onDeadLetter(payload),
-  );
-  await client.subscribeAsync(["fan/anomaly", "fan/deadletter"], { qos: 1 });
+  client.on("message", (topic, payload) => {
+    if (topic === "fan/anomaly") ledger.onPrediction(payload);
+    else if (topic === "fan/alarm") ledger.onTransition(payload);
+    else ledger.onDeadLetter(payload);
+  });
+  await client.subscribeAsync(["fan/anomaly", "fan/deadletter", "fan/alarm"], { qos: 1 });
   return client;
+}
+
+const HealthListing = z.object({ fans: z.array(HealthRecordSchema) });
+
+/** Health's records, as a user lists them through the gateway; undefined while health cannot answer. */
+async function healthRecords(system: FaultSystem): Promise<HealthRecord[] | undefined> {
+  try {
+    const response = await fetch(`${system.gatewayUrl}/function/health?limit=1000000`, {
+      signal: AbortSignal.timeout(10_000),
+    });
+    if (!response.ok) return undefined;
+    return HealthListing.parse(await response.json()).fans;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Fans of the load whose record does not (yet) hold their last reading. */
+function fansBehind(ledger: Ledger, records: readonly HealthRecord[]): number {
+  const lastSeen = new Map(records.map((r) => [r.deviceID, Date.parse(r.lastSeen)]));
+  return ledger.fanIDs.filter((id) => {
+    const last = ledger.lastReadingOf(id);
+    return last !== undefined && lastSeen.get(id) !== Date.parse(last);
+  }).length;
+}
+
+/** Faulty fans with an alarm received whose alarmId is their record's. */
+function faultyAlarmed(ledger: Ledger, records: readonly HealthRecord[], faulty: readonly string[]): number {
+  const byId = new Map(records.map((r) => [r.deviceID, r]));
+  return faulty.filter((id) => {
+    const alarmId = byId.get(id)?.alarmId;
+    return (ledger.transitions.get(id) ?? []).some((t) => t.event === "alarm" && t.alarmId === alarmId);
+  }).length;
+}
+
+function fanHealthOf(
+  ledger: Ledger,
+  records: HealthRecord[] | undefined,
+  faulty: readonly string[],
+  at: { healthFault: boolean; faultEnd: number; loadStoppedAt: number },
+): FanHealthResult {
+  const list = records ?? [];
+  const transitions: Record<string, number> = {};
+  let duplicates = 0;
+  let silentWhileSending = 0;
+  for (const received of ledger.transitions.values()) {
+    const seen = new Set<number>();
+    for (const t of received) {
+      transitions[t.event] = (transitions[t.event] ?? 0) + 1;
+      if (seen.has(t.seq)) duplicates++;
+      seen.add(t.seq);
+      if (t.event === "silent" && t.at <= at.loadStoppedAt) silentWhileSending++;
+    }
+  }
+  let unannounced = 0;
+  let latestDiffers = 0;
+  for (const r of list) {
+    const received = ledger.transitions.get(r.deviceID) ?? [];
+    if (received.length === 0 && r.state === "ok") continue;
+    const announces = (t: { state: string; alarmId: string | null }) => t.state === r.state && t.alarmId === r.alarmId;
+    if (!received.some(announces)) unannounced++;
+    else if (!announces(received.reduce((a, b) => (b.seq > a.seq ? b : a)))) latestDiffers++;
+  }
+  const faultySet = new Set(faulty);
+  let alarmsOfHealthyFans = 0;
+  for (const [id, received] of ledger.transitions)
+    if (!faultySet.has(id)) alarmsOfHealthyFans += received.filter((t) => t.event === "alarm").length;
+  const firstAlarms = faulty.map((id) => ledger.transitions.get(id)?.find((t) => t.event === "alarm")?.arrived);
+  return {
+    healthFault: at.healthFault,
+    fans: ledger.fanIDs.length,
+    records: list.length,
+    behind: records === undefined ? ledger.fanIDs.length : fansBehind(ledger, list),
+    faulty: faulty.length,
+    faultyAlarmed: faultyAlarmed(ledger, list, faulty),
+    unannounced,
+    latestDiffers,
+    transitions,
+    duplicateTransitions: duplicates,
+    silentWhileSending,
+    alarmsOfHealthyFans,
+    alarmsAfterFaultEndMs: firstAlarms.every((a) => a !== undefined)
+      ? Math.max(0, ...firstAlarms.map((a) => a - at.faultEnd))
+      : null,
+  };
 }
 
 async function count(system: FaultSystem, query: string): Promise<number> {
@@ -351,6 +548,7 @@ async function drain(
   ledger: Ledger,
   options: RunOptions,
   say: (line: string) => void,
+  faulty: readonly string[] | undefined,
 ): Promise<StoredCounts> {
   const deadline = Date.now() + options.drainCapMs;
   const invalid = ledger.acceptedInvalid().length;
@@ -360,13 +558,23 @@ async function drain(
   let reported = 0;
   while (Date.now() < deadline) {
     stored = (await storedCounts(system)) ?? stored;
+    // With the health path: health's records hold every fan's last reading, every faulty fan alarmed.
+    const records = faulty === undefined ? undefined : await healthRecords(system);
+    const health =
+      faulty === undefined
+        ? undefined
+        : records === undefined
+          ? "unanswered"
+          : { behind: fansBehind(ledger, records), alarmed: faultyAlarmed(ledger, records, faulty) };
     const arrived =
       ledger.readingsPredicted === ledger.validSent &&
       stored.telemetry >= ledger.validSent &&
       stored.predictions >= ledger.readingsPredicted &&
-      ledger.invalidDeadLettered === invalid;
+      ledger.invalidDeadLettered === invalid &&
+      (health === undefined ||
+        (health !== "unanswered" && health.behind === 0 && health.alarmed === (faulty as readonly string[]).length));
     if (arrived && (await storedInvalid(system, ledger)).size === invalid) break;
-    const state = JSON.stringify([ledger.readingsPredicted, ledger.deadLettersReceived, stored]);
+    const state = JSON.stringify([ledger.readingsPredicted, ledger.deadLettersReceived, stored, health]);
     if (state !== last) {
       last = state;
       quietSince = Date.now();

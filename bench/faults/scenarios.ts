@@ -4,6 +4,12 @@ import type { FunctionName, Role } from "./system.js";
 
 const OVERLOAD_FACTOR = 3;
 const OVERLOAD_MS = 30_000;
+/**
+ * NATS stays down at least this long, also in the short run: the connector's circuit for health
+ * opens about 3 s into an outage (6 failed attempts, 100 ms doubling), so in a shorter one the
+ * prediction path would look unaffected even where health's outage does hold it up.
+ */
+const NATS_DOWN_MIN_MS = 15_000;
 
 /** A process ended by `signal` (SIGKILL: a crash), then started again at once, as a supervisor would. */
 function restarted(role: Role, signal: NodeJS.Signals): Scenario["inject"] {
@@ -64,6 +70,33 @@ export const SCENARIOS: Scenario[] = [
     name: "influxdb-down",
     fault: "InfluxDB stopped for the fault duration, then started on the same data",
     inject: ({ system, options }) => system.influx.restart(options.faultMs),
+  },
+  {
+    name: "nats-down",
+    fault: `nats-server stopped (SIGTERM) for the fault duration (at least ${NATS_DOWN_MIN_MS / 1000} s), then started again on the same port and store; a tenth of the fans turn faulty as it stops`,
+    withHealth: true,
+    healthFault: true,
+    inject: async ({ system, options, sleep }) => {
+      const nats = system.nats as NonNullable<typeof system.nats>;
+      await nats.halt();
+      await sleep(Math.max(options.faultMs, NATS_DOWN_MIN_MS));
+      await nats.restart();
+    },
+  },
+  {
+    name: "nats-killed",
+    fault:
+      "nats-server SIGKILLed (nothing flushed) and started again at once on the same port and store; the fault lasts until health answers again; a tenth of the fans turn faulty as it dies",
+    withHealth: true,
+    healthFault: true,
+    inject: async ({ system, sleep }) => {
+      const nats = system.nats as NonNullable<typeof system.nats>;
+      await nats.kill();
+      await nats.restart();
+      // Health learns of the crash from its connection and reconnects by itself: until then it is down.
+      const deadline = Date.now() + 60_000;
+      while (!(await system.healthAnswers()) && Date.now() < deadline) await sleep(100);
+    },
   },
   {
     name: "poison",

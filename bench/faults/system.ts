@@ -7,12 +7,22 @@ import { CONNECTOR_NODE_OPTIONS } from "../../connectors/mqtt/node-options.js";
 import { freePort } from "../../lib/infra/net.js";
 import { startInfluxDB, type Influx } from "../../test/support/influxdb.js";
 import { startMosquitto, type Broker } from "../../test/support/mosquitto.js";
+import { startNats, type TestNats } from "../../test/support/nats.js";
 import { spawnCli, waitForOutput } from "../../test/support/process.js";
 
 export type Role = "gateway" | "connector" | "writer";
 export const ROLES: readonly Role[] = ["gateway", "connector", "writer"];
 /** The functions, which the gateway runs as its child processes. */
-export type FunctionName = "score" | "predict";
+export type FunctionName = "score" | "predict" | "health";
+
+export interface FaultSystemOptions {
+  /**
+   * The health path too: a nats-server (JetStream) keeping health's state, and the connector routing
+   * fan/anomaly to health as `fanwatch start` and deploy/k3s do. Without it health runs (the gateway
+   * runs every function of stack.yml) but keeps its state in memory and nothing invokes it.
+   */
+  health?: { silentAfterMs: number };
+}
 
 interface RoleSpec {
   args: string[];
@@ -28,7 +38,8 @@ interface RoleSpec {
  * predict from stack.yml as its child processes), `fanwatch connector` (routes from the gateway's
  * /system/functions, basic auth from secret files) and `fanwatch influx-writer`. Each process keeps
  * its ports and MQTT client id across restarts, as a supervisor would restart it. Their output goes
- * to <logDir>/<role>.log.
+ * to <logDir>/<role>.log. With `health`, a nats-server too (`nats`: killed, halted and started
+ * again on the same port and store, as a supervisor would).
  */
 export class FaultSystem {
   readonly #specs: Record<Role, RoleSpec>;
@@ -40,6 +51,7 @@ export class FaultSystem {
   private constructor(
     readonly broker: Broker,
     readonly influx: Influx,
+    readonly nats: TestNats | undefined,
     readonly logDir: string,
     specs: Record<Role, RoleSpec>,
     private readonly gateway: { url: string; secrets: string },
@@ -47,8 +59,12 @@ export class FaultSystem {
     this.#specs = specs;
   }
 
-  static async start(logDir: string): Promise<FaultSystem> {
-    const [broker, influx] = await Promise.all([startMosquitto(), startInfluxDB()]);
+  static async start(logDir: string, options: FaultSystemOptions = {}): Promise<FaultSystem> {
+    const [broker, influx, nats] = await Promise.all([
+      startMosquitto(),
+      startInfluxDB(),
+      options.health === undefined ? undefined : startNats(),
+    ]);
     const [gatewayPort, connectorPort, writerPort] = await Promise.all([freePort(), freePort(), freePort()]);
     // The gateway's /system credentials, as OpenFaaS mounts them, for the gateway and the connector.
     const secrets = join(logDir, "secrets");
@@ -60,7 +76,14 @@ export class FaultSystem {
     const specs: Record<Role, RoleSpec> = {
       gateway: {
         args: ["gateway", "--port", String(gatewayPort)],
-        env: { ...quiet, MQTT_URL: broker.url, SECRET_MOUNT_PATH: secrets },
+        env: {
+          ...quiet,
+          MQTT_URL: broker.url,
+          SECRET_MOUNT_PATH: secrets,
+          // Health's state in the suite's nats-server; without it, in memory (the runner's default).
+          NATS_URL: nats?.url ?? "",
+          ...(options.health === undefined ? {} : { HEALTH_SILENT_AFTER_MS: String(options.health.silentAfterMs) }),
+        },
         ready: /gateway running/,
       },
       connector: {
@@ -73,6 +96,8 @@ export class FaultSystem {
           secret_mount_path: secrets,
           port: String(connectorPort),
           client_id: "faults-connector",
+          // Readings for predict, and with the health path predictions for health (its topic annotation).
+          topic: options.health === undefined ? "fan/messages" : "fan/messages,fan/anomaly",
           NODE_OPTIONS: CONNECTOR_NODE_OPTIONS,
         },
         ready: /connector running/,
@@ -95,7 +120,7 @@ export class FaultSystem {
         healthPort: writerPort,
       },
     };
-    const system = new FaultSystem(broker, influx, logDir, specs, { url: gatewayUrl, secrets });
+    const system = new FaultSystem(broker, influx, nats, logDir, specs, { url: gatewayUrl, secrets });
     try {
       // The connector subscribes once it has read the gateway's routes; the writer is independent.
       await Promise.all([
@@ -118,11 +143,14 @@ export class FaultSystem {
     if (this.#influxd === undefined || (await commOf(this.#influxd)) !== "influxd")
       this.#influxd = await childPid(process.pid, (cmd) => cmd.startsWith("/usr/bin/influxd"));
     const functions = await Promise.all(
-      (["score", "predict"] as const).map(async (name) => [name, await this.functionPid(name)] as const),
+      (["score", "predict", ...(this.nats === undefined ? [] : (["health"] as const))] as const).map(
+        async (name) => [name, await this.functionPid(name)] as const,
+      ),
     );
     return {
       mosquitto: this.broker.pid,
       influxd: this.#influxd,
+      ...(this.nats === undefined ? {} : { "nats-server": await natsServerPid(this.nats.pid) }),
       ...Object.fromEntries(ROLES.map((r) => [r, this.pid(r)])),
       ...Object.fromEntries(functions),
       harness: process.pid,
@@ -139,6 +167,19 @@ export class FaultSystem {
     if (pid === undefined) this.#functionPids.delete(name);
     else this.#functionPids.set(name, pid);
     return pid;
+  }
+
+  /** The gateway's address, for reading a function's answers (health's records) as a user would. */
+  get gatewayUrl(): string {
+    return this.gateway.url;
+  }
+
+  /** Whether health lists the fans (200): its store is open and reachable. */
+  async healthAnswers(): Promise<boolean> {
+    return fetch(`${this.gateway.url}/function/health?limit=1`, { signal: AbortSignal.timeout(5_000) }).then(
+      (r) => r.ok,
+      () => false,
+    );
   }
 
   /** Scales a function to 0 (the gateway stops its process: calls fail as in an outage) or back to 1. */
@@ -185,7 +226,9 @@ export class FaultSystem {
    * SIGKILL for it and them if it has not exited within 10 s.
    */
   async #stopGateway(): Promise<void> {
-    const functions = await Promise.all((["score", "predict"] as const).map((name) => this.functionPid(name)));
+    const functions = await Promise.all(
+      (["score", "predict", "health"] as const).map((name) => this.functionPid(name)),
+    );
     const stopped = this.kill("gateway", "SIGTERM");
     const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000).unref());
     if ((await Promise.race([stopped, timeout])) !== "timeout") return;
@@ -197,6 +240,13 @@ export class FaultSystem {
       }
     }
     await this.kill("gateway", "SIGKILL");
+  }
+
+  /** SIGTERM (the part drains and exits), SIGKILL if it has not exited within 10 s. */
+  async #terminate(role: Role): Promise<void> {
+    const stopped = this.kill(role, "SIGTERM");
+    const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000).unref());
+    if ((await Promise.race([stopped, timeout])) === "timeout") await this.kill(role, "SIGKILL");
   }
 
   /** HTTP status of each service's /healthz (0: no answer). */
@@ -215,12 +265,23 @@ export class FaultSystem {
     return Object.fromEntries(entries);
   }
 
+  /**
+   * Stops every part gracefully, in the reverse of the order fanwatch start starts them (the
+   * Lifecycle's): the connector finishes its batches, then the gateway its functions' calls, then
+   * the writer stores what it holds. SIGKILL is only a step's chaos, or after 10 s here.
+   */
   async stop(): Promise<void> {
-    for (const role of ["writer", "connector"] as const) await this.kill(role, "SIGKILL");
+    await this.#terminate("connector");
     await this.#stopGateway();
+    await this.#terminate("writer");
     for (const log of this.#logs.values()) log.end();
-    await Promise.all([this.broker.stop(), this.influx.stop()]);
+    await Promise.all([this.broker.stop(), this.influx.stop(), this.nats?.stop()]);
   }
+}
+
+/** nats-server runs under a small shell (runtime/system/nats.ts): the server is the shell's child. */
+async function natsServerPid(shell: number | undefined): Promise<number | undefined> {
+  return shell === undefined ? undefined : childPid(shell, (cmd) => cmd.includes("nats-server"));
 }
 
 /** The pid of a child of `parent` whose command line (arguments joined by spaces) `matches`. */

@@ -189,8 +189,8 @@ export const CONNECTOR_SETTINGS = defineSettings({
   client_id: {
     env: official("client_id"),
     flag: "--client-id <id>",
-    help: "MQTT client id of the persistent session",
-    doc: "the persistent session's id: keep it stable",
+    help: "MQTT client id of the first topic filter's persistent session; each other filter's is <id>.<filter, URI-encoded>",
+    doc: "the first topic filter's persistent session id (each other filter's is `<id>.<filter, URI-encoded>`): keep it stable",
     default: d.client_id,
     schema: z.string().default(d.client_id),
   },
@@ -276,8 +276,8 @@ export const CONNECTOR_SETTINGS = defineSettings({
   retries: {
     env: official("retries"),
     flag: "--retries <n>",
-    help: "retries of a failing function before its circuit opens and intake pauses; outages never dead-letter",
-    doc: "retries before a function's circuit opens and intake pauses (at 1 + `retries` failed attempts in a row); **not** a limit: an outage never dead-letters",
+    help: "retries of a failing function before its circuit opens and the sessions of its filters are parked; outages never dead-letter",
+    doc: "retries before a function's circuit opens and the sessions of its topic filters are parked (at 1 + `retries` failed attempts in a row); **not** a limit: an outage never dead-letters",
     default: d.retries,
     schema: z.coerce.number().int().min(0).max(20).default(d.retries),
   },
@@ -373,8 +373,8 @@ export const CONNECTOR_SETTINGS = defineSettings({
   max_inflight_bytes: {
     env: official("max_inflight_bytes"),
     flag: "--max-inflight-bytes <n>",
-    help: "bytes of messages (topic and payload) held unacknowledged before it stops reading from the broker",
-    doc: "messages received and not yet acknowledged, in bytes (topic and payload): at this the connector stops reading from the broker (below)",
+    help: "bytes of messages (topic and payload) held unacknowledged before it stops reading from the broker (an equal share per topic filter)",
+    doc: "messages received and not yet acknowledged, in bytes (topic and payload), shared equally by the topic filters' sessions: at this the connector stops reading from the broker (below)",
     default: d.max_inflight_bytes,
     schema: z.coerce.number().int().min(1).default(d.max_inflight_bytes),
   },

@@ -10,8 +10,9 @@ import { FunctionDirectory, type FunctionStatus } from "./directory.js";
 import { Dispatcher } from "./dispatcher.js";
 import { createConnectorMetrics } from "./metrics.js";
 import { ReplyPublisher } from "./reply-publisher.js";
-import { Routed, type Routing } from "./routed.js";
-import { topicMatches } from "./topic-filter.js";
+import { Routed } from "./routed.js";
+import { anyOverlap, ownerOf, sessionClientId, type IntakeSession } from "./intake.js";
+import { filtersOverlap, topicMatches } from "./topic-filter.js";
 
 export interface ConnectorOptions {
   /** Time for retries, backoff and circuit probes; tests pass a fake one. */
@@ -21,35 +22,34 @@ export interface ConnectorOptions {
 const ROUTES = "routes";
 
 /**
- * MQTT → OpenFaaS functions. Subscribes (QoS 1, persistent session, or a shared subscription),
+ * MQTT → OpenFaaS functions. Subscribes (QoS 1, persistent sessions, or shared subscriptions),
  * hands each message to the dispatcher for every function whose topic filter matches, and
  * acknowledges it to the broker only when every one of them answered 2xx or it was dead-lettered:
- * a crash means redelivery, not loss. A message no function wants yet is held, unacknowledged,
- * and intake pauses until a route appears; a function's outage pauses intake too (its circuit).
+ * a crash means redelivery, not loss. Each subscribed filter has a session of its own
+ * (intake.ts), so that what holds one filter's messages back holds back nothing else: a message
+ * no function wants yet is held, unacknowledged, and its session pauses until a route appears; a
+ * function's outage (its circuit) parks the sessions of the filters routed to it, and only those.
  */
 export class Connector extends ServiceBase {
   readonly name = "connector";
   readonly metrics = createConnectorMetrics({
     inFlight: () => this.#dispatcher.inFlight,
-    pending: () => this.#consumer?.status.messagesInFlight ?? 0,
-    held: () => this.#held.length,
+    pending: () => this.#sessions.reduce((n, s) => n + s.consumer.status.messagesInFlight, 0),
+    held: () => this.#sessions.reduce((n, s) => n + s.held.length, 0),
   });
   readonly #directory: FunctionDirectory;
   readonly #dispatcher: Dispatcher;
   readonly #autoscaler: ConnectorAutoscaler | undefined;
-  #consumer: MqttConsumer | undefined;
+  /** One per subscribed filter, in the order of `topics` (set by start). */
+  #sessions: IntakeSession[] = [];
+  /** Whether two subscribed filters can match one topic: then each message's owner is checked. */
+  readonly #overlapping: boolean;
+  /** The functions whose circuit is open → why. */
+  readonly #openCircuits = new Map<string, string>();
   readonly #replies: ReplyPublisher;
   #server: HealthServer | undefined;
-  /** Bumped when the broker connection closes: what came on an older one is void. */
-  #connection = 0;
-  /** Received with no function to go to, waiting for one; kept in arrival order. */
-  #held: ReceivedMessage[] = [];
   readonly #replyTrouble = new Map<string, string>();
   readonly #clock: Clock;
-  readonly #routing: Routing = {
-    connection: () => this.#connection,
-    deadLetter: (message, reason) => this.#deadLetter(message, reason, "rejected"),
-  };
   readonly #receivedCounters = new Map<string, { inc(): void }>();
 
   constructor(
@@ -59,6 +59,7 @@ export class Connector extends ServiceBase {
   ) {
     super();
     this.#clock = options.clock ?? systemClock;
+    this.#overlapping = anyOverlap(config.topics);
     this.#replies = new ReplyPublisher({ mqtt: config.mqtt, clientId: config.clientId, log });
     this.#directory = new FunctionDirectory({
       ...config,
@@ -72,16 +73,19 @@ export class Connector extends ServiceBase {
       log,
       clock: this.#clock,
       onCircuit: (name, open, reason) => {
-        if (open) {
+        if (open) this.#openCircuits.set(name, reason);
+        else this.#openCircuits.delete(name);
+        const { parked, flowing } = this.#applyCircuits();
+        if (open)
           this.log.warn(
-            { event: "circuit_open", function: name, reason },
-            `${name} keeps failing: intake paused until it answers`,
+            { event: "circuit_open", function: name, reason, parked, flowing },
+            `${name} keeps failing: intake of ${parked.join(", ") || "nothing"} parked until it answers${flowing.length > 0 ? `; ${flowing.join(", ")} flowing` : ""}`,
           );
-          this.#consumer?.pause(`circuit ${name}`, `${name} is failing, intake paused until it answers: ${reason}`);
-        } else {
-          this.log.info({ event: "circuit_closed", function: name }, `${name} answers again: intake resumed`);
-          this.#consumer?.resume(`circuit ${name}`);
-        }
+        else
+          this.log.info(
+            { event: "circuit_closed", function: name, parked },
+            `${name} answers again: intake resumed${parked.length > 0 ? `; still parked: ${parked.join(", ")}` : ""}`,
+          );
       },
       onReplyTrouble: (name, reason) =>
         reason === undefined ? this.#replyTrouble.delete(name) : this.#replyTrouble.set(name, reason),
@@ -107,8 +111,8 @@ export class Connector extends ServiceBase {
   }
 
   /**
-   * Resolves once the broker confirmed the subscription: from then on nothing published to the
-   * topics is missed, even across restarts (persistent session). It subscribes whether or not a
+   * Resolves once the broker confirmed every subscription: from then on nothing published to the
+   * topics is missed, even across restarts (persistent sessions). It subscribes whether or not a
    * function has the topics yet: what arrives is held for the function rather than left to a
    * broker that would drop it for want of a subscriber.
    */
@@ -120,21 +124,37 @@ export class Connector extends ServiceBase {
     );
     await this.#directory.start();
     this.#autoscaler?.start();
-    const filters = this.config.topics.map((t) =>
-      this.config.sharedGroup === undefined ? t : `$share/${this.config.sharedGroup}/${t}`,
-    );
-    this.#consumer = new MqttConsumer({
-      mqtt: this.config.mqtt,
-      clientId: this.config.clientId,
-      topics: filters,
-      deadLetterTopic: this.config.deadletterTopic,
-      qos: this.config.qos,
-      maxBytesInFlight: this.config.maxInflightBytes,
-      log: this.log,
-      onMessage: (message) => this.#receive(message),
-      onConnectionLost: () => this.#connectionLost(),
+    const { topics, sharedGroup } = this.config;
+    const subscription = (t: string) => (sharedGroup === undefined ? t : `$share/${sharedGroup}/${t}`);
+    const filters = topics.map(subscription);
+    // The byte bound is the connector's, shared out: its memory stays what max_inflight_bytes says.
+    const maxBytesInFlight = Math.max(1, Math.floor(this.config.maxInflightBytes / topics.length));
+    this.#sessions = topics.map((filter, i) => {
+      const session: IntakeSession = {
+        filter,
+        clientId: sessionClientId(this.config.clientId, topics, i),
+        connection: 0,
+        held: [],
+        routing: {
+          connection: () => session.connection,
+          deadLetter: (message, reason) => this.#deadLetter(session, message, reason, "rejected"),
+        },
+        consumer: new MqttConsumer({
+          mqtt: this.config.mqtt,
+          clientId: sessionClientId(this.config.clientId, topics, i),
+          topics: [subscription(filter)],
+          unsubscribe: filters.filter((_f, j) => j !== i),
+          deadLetterTopic: this.config.deadletterTopic,
+          qos: this.config.qos,
+          maxBytesInFlight,
+          log: this.log.child({ filter }),
+          onMessage: (message) => this.#receive(session, message),
+          onConnectionLost: () => this.#connectionLost(session),
+        }),
+      };
+      return session;
     });
-    await this.#consumer.start();
+    await Promise.all(this.#sessions.map((s) => s.consumer.start()));
     this.#reportRoutes();
     this.log.info(
       {
@@ -142,6 +162,7 @@ export class Connector extends ServiceBase {
         port: this.port,
         gateway: this.config.gatewayUrl,
         filters,
+        sessions: this.#sessions.map((s) => s.clientId),
         batchSize: this.config.batchSize,
         maxInFlight: this.config.maxInFlight,
         maxInFlightTotal: this.config.maxInFlightTotal,
@@ -159,8 +180,12 @@ export class Connector extends ServiceBase {
   protected override async onDrain(): Promise<void> {
     this.#directory.stop();
     this.#autoscaler?.stop();
-    const pending = this.#consumer?.status.messagesInFlight ?? 0;
-    await (this.#consumer?.drain(() => this.#dispatcher.drain()) ?? this.#dispatcher.drain());
+    const pending = this.#sessions.reduce((n, s) => n + s.consumer.status.messagesInFlight, 0);
+    // Every session stops delivering (synchronously, in this turn) before the dispatcher
+    // finishes; then each waits for its dead letters and disconnects.
+    let finishing: Promise<void> | undefined;
+    const finish = () => (finishing ??= this.#dispatcher.drain());
+    await Promise.all([...this.#sessions.map((s) => s.consumer.drain(finish)), finish()]);
     this.log.info({ event: "drained", pending }, "connector drained");
   }
 
@@ -168,55 +193,95 @@ export class Connector extends ServiceBase {
   protected async onClose(): Promise<void> {
     this.#directory.stop();
     this.#autoscaler?.stop();
-    await this.#consumer?.close();
+    await Promise.all(this.#sessions.map((s) => s.consumer.close()));
     await this.#replies.close();
     this.#dispatcher.close();
     await this.#server?.close();
     this.log.info({ event: "stopped" }, "connector stopped");
   }
 
-  #receive(message: ReceivedMessage): void {
+  #receive(session: IntakeSession, message: ReceivedMessage): void {
+    // A copy the broker sent because this session's filter overlaps another's: the session that
+    // owns the topic routes its own copy. (A topic this filter does not match came through a
+    // subscription an earlier configuration left in the session: routed here, it is its only copy.)
+    if (this.#overlapping && topicMatches(session.filter, message.topic)) {
+      const owner = ownerOf(this.#sessions, message.topic);
+      if (owner !== session) return message.ack();
+    }
     this.#receivedOn(message.topic).inc();
-    if (!this.#route(message)) {
+    if (!this.#route(session, message)) {
       this.metrics.unrouted.inc();
-      this.#hold(message);
+      this.#hold(session, message);
     }
   }
 
   /** Sends a message on to its functions; false when it has none (yet). */
-  #route(message: ReceivedMessage): boolean {
+  #route(session: IntakeSession, message: ReceivedMessage): boolean {
     const targets = this.#directory.ready ? this.#directory.targets(message.topic) : [];
     if (targets.length === 0) return false;
     const rejection = this.#check(message);
     if (rejection !== undefined) {
-      this.#deadLetter(message, rejection.reason, rejection.metric);
+      this.#deadLetter(session, message, rejection.reason, rejection.metric);
       return true;
     }
-    const delivery = new Routed(message, targets.length, this.#routing);
+    const delivery = new Routed(message, targets.length, session.routing);
     for (const target of targets) this.#dispatcher.enqueue(target, delivery);
     return true;
   }
 
-  #deadLetter(message: ReceivedMessage, reason: string, metric: string): void {
-    void this.#consumer?.deadLetter(message, reason).then((outcome) => {
+  /** Dead letters go out on the session the message came on: its acknowledgement belongs there. */
+  #deadLetter(session: IntakeSession, message: ReceivedMessage, reason: string, metric: string): void {
+    void session.consumer.deadLetter(message, reason).then((outcome) => {
       if (outcome === "published") this.metrics.deadLettered.inc({ reason: metric });
     });
   }
 
-  #connectionLost(): void {
-    // The broker redelivers everything not acknowledged: what was held or queued is dropped.
-    this.#connection++;
-    this.#held = [];
-    this.#consumer?.resume(ROUTES);
+  #connectionLost(session: IntakeSession): void {
+    // The broker redelivers everything of this session not acknowledged: what it held or queued
+    // is dropped (the other sessions' messages stay queued).
+    session.connection++;
+    session.held = [];
+    session.consumer.resume(ROUTES);
     this.#dispatcher.discardQueued();
   }
 
-  #hold(message: ReceivedMessage): void {
-    this.#held.push(message);
-    if (this.#held.length > 1) return;
+  /**
+   * Parks the sessions whose filter a function with an open circuit is routed from, and resumes
+   * the others: the broker keeps what arrives for a parked session, the rest flows on. Returns the
+   * filters parked and flowing now.
+   */
+  #applyCircuits(): { parked: string[]; flowing: string[] } {
+    const parked: string[] = [];
+    const flowing: string[] = [];
+    for (const session of this.#sessions) {
+      let parks = false;
+      for (const name of this.#directory.routedFunctions) {
+        const by = `circuit ${name}`;
+        const reason = this.#openCircuits.get(name);
+        const routed = this.#directory.filtersOf(name).some((f) => filtersOverlap(f, session.filter));
+        if (reason === undefined || !routed) {
+          session.consumer.resume(by);
+          continue;
+        }
+        parks = true;
+        const which = this.#sessions.length > 1 ? ` of ${session.filter}` : "";
+        session.consumer.park(by, `${name} is failing, intake${which} paused until it answers: ${reason}`);
+      }
+      // A function no route names any more (the routes changed while it failed) parks nothing.
+      for (const name of this.#openCircuits.keys())
+        if (!this.#directory.routedFunctions.has(name)) session.consumer.resume(`circuit ${name}`);
+      this.metrics.intakeParked.set({ filter: session.filter }, parks ? 1 : 0);
+      (parks ? parked : flowing).push(session.filter);
+    }
+    return { parked, flowing };
+  }
+
+  #hold(session: IntakeSession, message: ReceivedMessage): void {
+    session.held.push(message);
+    if (session.held.length > 1) return;
     const reason = this.#holdReason(message.topic);
     this.log.warn({ event: "no_route", topic: message.topic, reason }, `holding messages: ${reason}`);
-    this.#consumer?.pause(ROUTES, reason);
+    session.consumer.pause(ROUTES, reason);
   }
 
   #holdReason(topic: string): string {
@@ -228,16 +293,24 @@ export class Connector extends ServiceBase {
 
   #routesChanged(): void {
     this.#reportRoutes();
-    if (this.#held.length === 0) return;
-    const held = this.#held;
-    this.#held = [];
-    for (const message of held) if (!this.#route(message)) this.#held.push(message);
-    if (this.#held.length === 0) this.#consumer?.resume(ROUTES);
-    else this.#consumer?.pause(ROUTES, this.#holdReason((this.#held[0] as ReceivedMessage).topic));
-    this.log.info(
-      { event: "routes_changed", released: held.length - this.#held.length, held: this.#held.length },
-      "routes changed",
-    );
+    if (this.#openCircuits.size > 0) this.#applyCircuits();
+    for (const session of this.#sessions) {
+      if (session.held.length === 0) continue;
+      const held = session.held;
+      session.held = [];
+      for (const message of held) if (!this.#route(session, message)) session.held.push(message);
+      if (session.held.length === 0) session.consumer.resume(ROUTES);
+      else session.consumer.pause(ROUTES, this.#holdReason((session.held[0] as ReceivedMessage).topic));
+      this.log.info(
+        {
+          event: "routes_changed",
+          filter: session.filter,
+          released: held.length - session.held.length,
+          held: session.held.length,
+        },
+        "routes changed",
+      );
+    }
   }
 
   /** Each routed function may have max_inflight invocations open per replica ready. */
@@ -313,18 +386,24 @@ export class Connector extends ServiceBase {
   /** Everything that keeps the connector from moving messages along, in words. */
   #problems(): string[] {
     const problems: string[] = [];
-    const mqtt = this.#consumer?.status;
-    if (mqtt?.connected !== true)
-      problems.push(
-        `not connected to the broker${mqtt?.error === null || mqtt?.error === undefined ? "" : `: ${mqtt.error}`}`,
-      );
-    else if (!mqtt.subscribed) problems.push(`not subscribed${mqtt.error === null ? "" : `: ${mqtt.error}`}`);
+    const add = (problem: string) => {
+      if (!problems.includes(problem)) problems.push(problem);
+    };
+    if (this.#sessions.length === 0) add("not connected to the broker");
+    for (const session of this.#sessions) {
+      const mqtt = session.consumer.status;
+      const which = this.#sessions.length > 1 ? ` (session for ${session.filter})` : "";
+      // A parked session is disconnected on purpose: its reason is among pausedFor.
+      if (session.consumer.parked) continue;
+      if (!mqtt.connected) add(`not connected to the broker${which}${mqtt.error === null ? "" : `: ${mqtt.error}`}`);
+      else if (!mqtt.subscribed) add(`not subscribed${which}${mqtt.error === null ? "" : `: ${mqtt.error}`}`);
+    }
     if (!this.#directory.ready)
-      problems.push(`the functions are not known yet: ${this.#directory.lastError ?? "asking the gateway"}`);
+      add(`the functions are not known yet: ${this.#directory.lastError ?? "asking the gateway"}`);
     else
       for (const filter of this.#directory.unrouted(this.config.topics))
-        problems.push(`no function has the topic annotation for ${filter}`);
-    for (const reason of mqtt?.pausedFor ?? []) if (!problems.includes(reason)) problems.push(reason);
+        add(`no function has the topic annotation for ${filter}`);
+    for (const session of this.#sessions) for (const reason of session.consumer.status.pausedFor) add(reason);
     problems.push(...this.#replyTrouble.values());
     if (this.stopping) problems.push("stopping");
     return problems;
@@ -332,19 +411,41 @@ export class Connector extends ServiceBase {
 
   #health(): Health {
     const problems = this.#problems();
+    const statuses = this.#sessions.map((s) => ({ session: s, status: s.consumer.status }));
+    const sum = (field: "messagesInFlight" | "bytesInFlight" | "deadLettersPending") =>
+      statuses.reduce((n, { status }) => n + status[field], 0);
+    const paused = [...new Set(statuses.flatMap(({ status }) => (status.paused === null ? [] : [status.paused])))];
     return {
       healthy: problems.length === 0,
       details: {
         problems,
-        broker: this.#consumer?.status.connected === true ? "connected" : "disconnected",
+        broker:
+          statuses.length > 0 && statuses.every(({ session, status }) => status.connected || session.consumer.parked)
+            ? "connected"
+            : "disconnected",
         functions: this.#directory.ready ? this.#directory.functionCount : "unknown",
         discoveryError: this.#directory.lastError ?? null,
         inFlight: this.#dispatcher.inFlight,
-        pending: this.#consumer?.status.messagesInFlight ?? 0,
-        bytesInFlight: this.#consumer?.status.bytesInFlight ?? 0,
-        deadLettersPending: this.#consumer?.status.deadLettersPending ?? 0,
-        paused: this.#consumer?.status.paused ?? null,
-        held: this.#held.length,
+        pending: sum("messagesInFlight"),
+        bytesInFlight: sum("bytesInFlight"),
+        deadLettersPending: sum("deadLettersPending"),
+        paused: paused.length === 0 ? null : paused.join("; "),
+        held: this.#sessions.reduce((n, s) => n + s.held.length, 0),
+        // Each subscribed filter's intake: reading, paused (held messages, the byte bound), parked
+        // (a function it routes to is failing) or disconnected.
+        sessions: statuses.map(({ session, status }) => ({
+          filter: session.filter,
+          clientId: session.clientId,
+          state: session.consumer.parked
+            ? "parked"
+            : !status.connected
+              ? "disconnected"
+              : status.paused === null
+                ? "reading"
+                : "paused",
+          pending: status.messagesInFlight,
+          bytesInFlight: status.bytesInFlight,
+        })),
       },
     };
   }

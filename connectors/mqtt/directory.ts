@@ -121,6 +121,11 @@ export class FunctionDirectory {
     return targets;
   }
 
+  /** The topic filters of a function's routes. */
+  filtersOf(name: string): string[] {
+    return this.#routes.filter((r) => r.target.name === name).map((r) => r.filter);
+  }
+
   /** The subscribed filters that no route serves: their messages would have nowhere to go. */
   unrouted(filters: readonly string[]): string[] {
     return filters.filter((f) => !this.#routes.some((r) => filtersOverlap(f, r.filter)));

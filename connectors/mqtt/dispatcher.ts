@@ -145,11 +145,27 @@ export class Dispatcher {
     if (!this.#isIdle()) await new Promise<void>((resolve) => (this.#idle = resolve));
   }
 
-  /** Forgets the messages not sent yet: their connection closed and the broker redelivers them. */
+  /**
+   * Forgets the messages not sent yet whose connection closed: the broker redelivers them. Those
+   * that came on a connection still open stay queued (the connector has a session per topic
+   * filter, and one closing leaves the others' messages current).
+   */
   discardQueued(): void {
-    for (const queue of this.#queues.values()) clearTimeout(queue.timer);
-    this.#queues.clear();
-    for (const lane of this.#lanes.values()) lane.ready.length = 0;
+    for (const [key, queue] of this.#queues) {
+      const kept = queue.items.filter((d) => d.current);
+      if (kept.length === queue.items.length) continue;
+      queue.items = kept;
+      queue.bytes = kept.reduce((n, d) => n + d.payload.length, 0);
+      if (kept.length > 0) continue;
+      clearTimeout(queue.timer);
+      queue.timer = undefined;
+      queue.ready = false;
+      this.#queues.delete(key);
+    }
+    for (const lane of this.#lanes.values()) {
+      const ready = lane.ready.filter((q) => q.items.length > 0);
+      lane.ready.splice(0, lane.ready.length, ...ready);
+    }
   }
 
   close(): void {

@@ -82,6 +82,12 @@ export function createConnectorMetrics(gauges: ConnectorGauges) {
       labelNames: ["function"],
       registers: [registry],
     }),
+    intakeParked: new Gauge({
+      name: "connector_intake_parked",
+      help: "1 while a subscribed filter's session is parked: disconnected because a function it routes to is failing (its circuit is open); the broker keeps its messages",
+      labelNames: ["filter"],
+      registers: [registry],
+    }),
     replyFailures: new Counter({
       name: "connector_reply_failures_total",
       help: "Failed publishes of a function's answer to its reply topic, each retried",

@@ -2,7 +2,7 @@ import type { MqttClient } from "mqtt";
 import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/types.js";
 import { readHealthConfig, type HealthConfig } from "./config.js";
 import { deadLetter, FANWATCH_CONNECTOR, sourceTopic } from "../../lib/domain/dead-letter.js";
-import { InputError, StoreUnavailableError } from "../../lib/errors.js";
+import { FanwatchError, InputError, StoreUnavailableError } from "../../lib/errors.js";
 import type { AlarmTransition, HealthRecord } from "../../lib/domain/health.js";
 import { createLogger } from "../../lib/infra/log.js";
 import { connectMqtt } from "../../lib/mqtt/client.js";
@@ -173,7 +173,13 @@ export async function handler(
     counters.predictions.inc({ outcome: "rejected" });
     throw error;
   }
-  return isCommand(body) ? acknowledgeAlarm(h, body, budget) : evaluatePredictions(h, body, topic, budget);
+  if (isCommand(body)) return acknowledgeAlarm(h, body, budget);
+  return evaluatePredictions(h, body, topic, budget).catch((error: unknown) => {
+    // Refused for want of NATS or the broker (or time): the connector sends them again later, so
+    // until then the fans' silence is this process's, not theirs (silence.ts).
+    if (error instanceof FanwatchError && error.status === 503) h.silence.missed(Date.now());
+    throw error;
+  });
 }
 
 async function evaluatePredictions(h: Health, body: unknown, topic: string, budget: Deadline): Promise<EvaluateAnswer> {

@@ -22,12 +22,32 @@ export interface SilenceTimerOptions {
  * (checkSilence), and a fan whose outbox holds a transition older than resendMs (its writer
  * stopped) has it sent. Each replica runs its own timer; they race through compare-and-set, so a
  * fan turns silent once, whoever wins. Silence is judged on arrival time, so it needs no message.
+ *
+ * Arrival time says something about a fan only while this process could hear it. While its store
+ * or the broker is away it refuses predictions (503) and the connector holds them back; once they
+ * are back the held predictions come, but only after the connector's next probe (up to
+ * retry_max_ms × 1.5 later) and its backlog. Measured: after NATS was down 60 s, a sweep that ran
+ * before the backlog marked all 20 fans of the test silent, and their next predictions ok again,
+ * 40 transitions about no fan at all. So silence counts from the later of the fan's last arrival
+ * and the moment this process could hear again (`hearingSince`): the process's start, the store's
+ * return, the last prediction it had to refuse. A fan silent during an outage is reported
+ * silentAfterMs after it, not at once.
  */
 export class SilenceTimer {
   #timer: NodeJS.Timeout | undefined;
   #sweep: Promise<void> | undefined;
+  /** Since when this process has heard every prediction sent to it (ms since the epoch). */
+  #hearingSince: number;
 
-  constructor(private readonly options: SilenceTimerOptions) {}
+  constructor(private readonly options: SilenceTimerOptions) {
+    // A process that just started has heard no one yet: what it missed may be held for it.
+    this.#hearingSince = Date.now();
+  }
+
+  /** Predictions were refused at `at` (the store or the broker away): they come again later. */
+  missed(at: number): void {
+    this.#hearingSince = Math.max(this.#hearingSince, at);
+  }
 
   start(): void {
     this.#timer ??= setInterval(() => {
@@ -45,15 +65,19 @@ export class SilenceTimer {
   /** One pass over every fan at time `now`; resolves when its writes are done (failures are logged). */
   async sweep(now: number): Promise<void> {
     const { store, updater, policy, resendMs, log } = this.options;
-    if (!store.available) return;
+    if (!store.available) {
+      this.missed(now);
+      return;
+    }
+    // Outboxes are resent whatever; silence only once this process has heard long enough.
+    const judging = now - this.#hearingSince >= policy.silentAfterMs;
+    const silent = (health: Parameters<typeof checkSilence>[0]) =>
+      judging ? checkSilence(health, now, policy) : undefined;
     const due: string[] = [];
     for (const fan of store.fans()) {
       const entry = fan.entry;
       if (entry === null) continue;
-      if (
-        checkSilence(entry.health, now, policy) !== undefined ||
-        entry.outbox.some((item) => now - item.queuedAt >= resendMs)
-      )
+      if (silent(entry.health) !== undefined || entry.outbox.some((item) => now - item.queuedAt >= resendMs))
         due.push(fan.deviceID);
     }
     if (due.length === 0) return;
@@ -68,11 +92,7 @@ export class SilenceTimer {
       while (next < due.length) {
         const deviceID = due[next++] as string;
         await updater
-          .apply(
-            deviceID,
-            (current) => (current === undefined ? undefined : checkSilence(current, now, policy)),
-            budget,
-          )
+          .apply(deviceID, (current) => (current === undefined ? undefined : silent(current)), budget)
           .catch((error: unknown) => {
             failed++;
             if (failed === 1)

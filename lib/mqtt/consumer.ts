@@ -53,6 +53,12 @@ export interface ConsumerOptions {
   onConnectionLost?(): void;
   /** MQTT.js settings that tests shorten. */
   client?: Pick<IClientOptions, "keepalive" | "reconnectPeriod">;
+  /**
+   * Filters this persistent session may still hold from an earlier configuration and must not any
+   * more (another session of the owner has them now): unsubscribed whenever the broker kept the
+   * session, so that their messages do not come twice, once on each session.
+   */
+  unsubscribe?: readonly string[];
 }
 
 export interface ConsumerStatus {
@@ -109,7 +115,9 @@ class Inbound implements ReceivedMessage {
  * either, so a pause longer than 1.5 × keepalive (90 s by default) ends in a reconnect; the
  * messages held are then redelivered (`onConnectionLost`). The embedded aedes broker of
  * `fanwatch start` gives up sooner: a client that does not read for its `drainTimeout` (30 s,
- * runtime/system/broker.ts) is disconnected, with the same outcome. Its own dead letters' PUBACKs arrive on
+ * runtime/system/broker.ts) is disconnected, with the same outcome, and until then it holds up
+ * the publishers of the session's topics. So a pause that may last (a function's outage) parks the
+ * session instead: `park` disconnects it and the broker queues for it. Its own dead letters' PUBACKs arrive on
  * the same socket, so a dead-lettered message stops counting towards the bound at once (its
  * payload is no longer held); it is acknowledged when the PUBACK is read.
  */
@@ -129,6 +137,10 @@ export class MqttConsumer {
   #full = false;
   /** The owner's pauses: who paused (a function's circuit, the routes) → why. */
   readonly #pauses = new Map<string, string>();
+  /** The pauses that park the session (disconnected until they end): who parked. */
+  readonly #parks = new Set<string>();
+  /** Disconnected on purpose, by park(). */
+  #parked = false;
   #held: { message: Inbound; callback: () => void } | undefined;
   #draining = false;
   #subscribedOnce = false;
@@ -165,6 +177,11 @@ export class MqttConsumer {
     };
   }
 
+  /** Disconnected by park(): the broker keeps the session's messages until resume. */
+  get parked(): boolean {
+    return this.#parked;
+  }
+
   /** Connected, subscribed and not stopping. */
   get healthy(): boolean {
     return this.#connected && this.#subscribed && !this.#draining;
@@ -196,10 +213,13 @@ export class MqttConsumer {
         if (this.#subscribed) resolve();
         // Subscribed on every connection all the same: the topics may have changed since.
         this.#subscribe(client, resolve, reject);
+        if (connack.sessionPresent === true) this.#unsubscribeStale(client);
       });
       client.on("end", () => reject(new Error("the consumer was closed before it subscribed")));
     }).then(() => {
       this.#subscribedOnce = true;
+      // Parked while connecting: a session parks only once it exists at the broker.
+      if (this.#parks.size > 0) this.#park();
     });
   }
 
@@ -220,9 +240,10 @@ export class MqttConsumer {
     this.#writePuback = pubackWriter(client);
     client.handleMessage = (packet, callback) => this.#receive(packet, callback);
     client.on("close", () => this.#lost());
-    client.on("offline", () =>
-      log.warn({ event: "mqtt_offline", broker: redactUrl(mqtt.url) }, "connection to the broker lost; reconnecting"),
-    );
+    client.on("offline", () => {
+      if (!this.#parked)
+        log.warn({ event: "mqtt_offline", broker: redactUrl(mqtt.url) }, "connection to the broker lost; reconnecting");
+    });
     return client;
   }
 
@@ -261,6 +282,21 @@ export class MqttConsumer {
     });
   }
 
+  /** Drops the filters of `unsubscribe` that a session kept from an earlier configuration may hold. */
+  #unsubscribeStale(client: MqttClient): void {
+    const stale = this.#options.unsubscribe ?? [];
+    if (stale.length === 0) return;
+    client.unsubscribe([...stale], (error) => {
+      if (error === undefined || error === null)
+        this.#options.log.info({ event: "unsubscribed", topics: stale }, `not subscribed to ${stale.join(", ")} here`);
+      else
+        this.#options.log.warn(
+          { event: "unsubscribe_failed", topics: stale, err: error.message },
+          "could not drop filters another session has; their messages may come twice",
+        );
+    });
+  }
+
   /**
    * Stops delivering messages (they wait, unread) until every pause is resumed. `by` names who
    * pauses, so that independent reasons (each function's circuit, missing routes) come and go
@@ -270,8 +306,46 @@ export class MqttConsumer {
     this.#pauses.set(by, reason);
   }
 
+  /**
+   * Pauses, and disconnects until resumed: the broker keeps what arrives meanwhile, in the
+   * persistent session, rather than in this consumer's socket. For a pause that may last: a paused
+   * consumer stops reading its socket, and a broker that waits for a subscriber's socket to drain
+   * (aedes, the broker of `fanwatch start`) then holds up every publisher of the session's topics,
+   * for up to its drainTimeout (measured with bench/isolation: a publisher at 2,000/s stopped for
+   * 29 s of 60). What was delivered and not acknowledged is void once parked (onConnectionLost)
+   * and comes again after resume. Before the first subscription it only pauses, and parks then.
+   */
+  park(by: string, reason: string): void {
+    this.pause(by, reason);
+    this.#parks.add(by);
+    this.#park();
+  }
+
+  /** Ends a pause or a park; the session reconnects once no park is left and delivers once no pause is. */
   resume(by: string): void {
+    if (this.#parks.delete(by) && this.#parks.size === 0) this.#unpark();
     if (this.#pauses.delete(by) && this.#pauses.size === 0) this.#release();
+  }
+
+  #park(): void {
+    const client = this.#client;
+    if (this.#parked || client === undefined || !this.#subscribedOnce || this.#draining) return;
+    this.#parked = true;
+    this.#options.log.info(
+      { event: "mqtt_parked", clientId: this.#options.clientId, reason: this.status.paused },
+      "disconnected until resumed: the broker keeps the session's messages",
+    );
+    // Forced: nothing of this connection is worth waiting for (a dead letter in flight fails and
+    // its message comes back). No reconnect until #unpark.
+    client.end(true);
+  }
+
+  #unpark(): void {
+    if (!this.#parked) return;
+    this.#parked = false;
+    if (this.#draining || this.#closed !== undefined) return;
+    this.#options.log.info({ event: "mqtt_unparked", clientId: this.#options.clientId }, "reconnecting");
+    this.#client?.reconnect();
   }
 
   /**

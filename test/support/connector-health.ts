@@ -11,6 +11,8 @@ export interface HealthAnswer {
   bytesInFlight: number;
   /** Why the consumer reads nothing from the broker, or null. */
   paused: string | null;
+  /** Each topic filter's session: its client id and whether it reads, is paused or parked. */
+  sessions: Array<{ filter: string; clientId: string; state: string }>;
 }
 
 export async function healthOf(port: number): Promise<HealthAnswer> {

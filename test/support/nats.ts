@@ -10,7 +10,9 @@ export interface TestNats {
   readonly pid: number | undefined;
   /** Kills the server outright (SIGKILL: no flush, as a crash or a pulled plug). */
   kill(): Promise<void>;
-  /** Starts it again on the same port with the same store directory. */
+  /** Stops the server (SIGTERM: JetStream flushes) and keeps its store: `restart` starts it again on it. */
+  halt(): Promise<void>;
+  /** Starts it again on the same port with the same store directory (stopping it first if it runs). */
   restart(): Promise<void>;
   /** Stops the server and deletes its store. */
   stop(): Promise<void>;
@@ -43,6 +45,10 @@ export async function startNats(): Promise<TestNats> {
     },
     async kill() {
       await server?.kill();
+      server = undefined;
+    },
+    async halt() {
+      await server?.drain();
       server = undefined;
     },
     async restart() {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
+import { pino } from "pino";
 import { createLogger } from "../../lib/infra/log.js";
 import { MqttConsumer, type ConsumerOptions, type ReceivedMessage } from "../../lib/mqtt/consumer.js";
 import { eventually } from "../support/eventually.js";
@@ -253,6 +254,64 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
       await heldFor("loop", "fan/deadletter"),
       [],
       "acknowledged, and no dead letter of it was published",
+    );
+  });
+
+  it("parked, disconnects until resumed: the broker keeps what arrives meanwhile, and everything comes once resumed", async () => {
+    let lost = 0;
+    const { consumer: c, received } = consumer(broker.url, "park", ["t/park"], { onConnectionLost: () => lost++ });
+    await c.start();
+    await publish("t/park", "before");
+    await eventually("received.length === 1", () => received.length === 1);
+    c.park("circuit", "the target is down");
+    await eventually("lost === 1 && !c.status.connected", () => lost === 1 && !c.status.connected);
+    assert.deepEqual(
+      { parked: c.parked, paused: c.status.paused, messages: c.status.messagesInFlight },
+      { parked: true, paused: "the target is down", messages: 0 },
+      "disconnected on purpose; what it had received is void",
+    );
+    for (const n of ["1", "2", "3"]) await publish("t/park", n);
+    c.pause("routes", "no route"); // another reason, which does not park: the session stays away until the park ends
+    c.resume("routes");
+    assert.equal(c.parked, true);
+    c.resume("circuit");
+    await eventually("received.length === 5", () => received.length === 5);
+    assert.equal(c.parked, false);
+    assert.deepEqual(
+      received.map((m) => m.payload.toString()),
+      ["before", "before", "1", "2", "3"],
+      "the message held when it parked comes again, then what the broker kept",
+    );
+    for (const m of received) m.ack();
+    await c.drain();
+    assert.deepEqual(await heldFor("park", "t/park"), []);
+  });
+
+  it("drops the filters it is told another session has, when the broker kept its session", async () => {
+    const old = consumer(broker.url, "stale", ["t/stale/a", "t/stale/b"]);
+    await old.consumer.start();
+    await old.consumer.drain();
+    const events: string[] = [];
+    const { consumer: c, received } = consumer(broker.url, "stale", ["t/stale/a"], {
+      unsubscribe: ["t/stale/b"],
+      log: pino(
+        { level: "info" },
+        { write: (line: string) => void events.push((JSON.parse(line) as { event?: string }).event ?? "") },
+      ),
+    });
+    await c.start();
+    await eventually('events.includes("unsubscribed")', () => events.includes("unsubscribed"));
+    // A marker published on t/stale/a after one on t/stale/b arrives after it, if that one comes at all.
+    await publish("t/stale/b", "b again");
+    await publish("t/stale/a", "marker");
+    await eventually('received.some((m) => m.payload.toString() === "marker")', () =>
+      received.some((m) => m.payload.toString() === "marker"),
+    );
+    for (const m of received) m.ack();
+    await c.drain();
+    assert.ok(
+      !received.some((m) => m.payload.toString() === "b again"),
+      `still subscribed to t/stale/b: ${received.map((m) => m.payload.toString()).join(", ")}`,
     );
   });
 

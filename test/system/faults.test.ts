@@ -7,10 +7,12 @@ import { runScenario, SHORT, summaryLine, type RunOptions } from "../../bench/fa
 import { SCENARIOS } from "../../bench/faults/scenarios.js";
 
 // The fault suite's short version (docs/reliability.md): every scenario of `npm run bench:faults`
-// at 200 messages/s with 5 s faults, each on a fresh system of real processes (Mosquitto from the
-// shipped config, InfluxDB, score, predict, the connector, the writer). It asserts counts, never
-// times: every valid reading predicted and stored with its prediction, every invalid message the
-// broker took dead-lettered with a reason and stored as such, and the services healthy at the end.
+// at 200 messages/s with 5 s faults (NATS down 15 s), each on a fresh system of real processes
+// (Mosquitto from the shipped config, InfluxDB, score, predict, the connector, the writer; for the
+// NATS scenarios also nats-server and health). It asserts counts, never times: every valid reading
+// predicted and stored with its prediction, every invalid message the broker took dead-lettered
+// with a reason and stored as such, the services healthy at the end; with health, every fan's
+// record caught up, every faulty fan's alarm announced, and no transition lost.
 describe("fault suite (short): nothing lost under faults", { timeout: 15 * 60_000 }, () => {
   let options: RunOptions;
   let failed = false;

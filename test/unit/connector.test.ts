@@ -119,14 +119,22 @@ describe("the connector in-process, on a clock the test moves", () => {
     assert.match(await metricsOf(connector.port), /^connector_circuit_open\{function="predict"\} 1$/m);
 
     const { gateway: back } = await anotherGateway(port);
+    const numbers = () => (back.delivered() as Array<{ n: number }>).map((m) => m.n);
     await eventually("every message delivered", () => {
       clock.advance(); // the probe
-      return back.delivered().length >= 100;
+      return new Set(numbers()).size >= 100;
     });
     assert.deepEqual(
-      (back.delivered() as Array<{ n: number }>).map((m) => m.n).sort((a, b) => a - b),
+      [...new Set(numbers())].sort((a, b) => a - b),
       Array.from({ length: 100 }, (_, n) => n),
     );
+    // The session was parked (disconnected) while the circuit was open, so the batch that probed
+    // it came on a closed connection: it cannot be acknowledged and comes again. At most that one
+    // batch twice; nothing else.
+    await eventually("every message acknowledged", async () =>
+      /^connector_messages_pending 0$/m.test(await metricsOf(connector.port)),
+    );
+    assert.ok(numbers().length - 100 <= 20, `${numbers().length - 100} duplicates, more than the probe's batch`);
     const healthy = await healthOf(connector.port);
     assert.deepEqual([healthy.status, healthy.paused], ["ok", null]);
     const metrics = await metricsOf(connector.port);
@@ -280,5 +288,124 @@ describe("the connector in-process, on a clock the test moves", () => {
     const [letter] = (await collector.waitFor("fan/deadletter", 1)) as Array<{ error: string; topic: string }>;
     assert.match(letter?.error ?? "", /echo answered 422: unprocessable/);
     assert.equal(letter?.topic, "fan/drain");
+  });
+
+  it("parks only the session of the failing function's filter: the other filter's messages keep flowing, and the parked ones all come after", async () => {
+    // Two functions, a filter each, as predict and health: "alarms" fails, "readings" must not notice.
+    gateway.functions = [
+      { name: "readings", annotations: { topic: "iso/readings" } },
+      { name: "alarms", annotations: { topic: "iso/predictions" } },
+    ];
+    let alarmsDown = true;
+    gateway.answer = (call) =>
+      call.path === "/function/alarms" && alarmsDown ? { status: 503, body: "NATS is unreachable" } : undefined;
+    const clock = new ManualClock();
+    const connector = inProcess(
+      { topic: "iso/readings,iso/predictions", client_id: "isolation", retries: "2", batch_size: "10" },
+      clock,
+    );
+    await connector.start();
+    const publish = (topic: string, from: number, count: number) =>
+      Promise.all(
+        Array.from({ length: count }, (_, i) =>
+          publisher.publishAsync(topic, JSON.stringify({ n: from + i }), { qos: 1 }),
+        ),
+      );
+    const of = (name: string) =>
+      new Set(
+        gateway.invocations
+          .filter((c) => c.path === `/function/${name}` && c.status === 200)
+          .flatMap((c) => (JSON.parse(c.body) as Array<{ n: number }>).map((m) => m.n)),
+      );
+    await publish("iso/predictions", 0, 30);
+    await eventually("alarms' circuit open and its session parked", async () => {
+      clock.advance();
+      return /^connector_intake_parked\{filter="iso\/predictions"\} 1$/m.test(await metricsOf(connector.port));
+    });
+    // Readings published while alarms is down all arrive, with alarms still down.
+    await publish("iso/readings", 0, 100);
+    await eventually("every reading delivered while alarms is down", async () => {
+      clock.advance(); // each alarms probe fails again on the clock; readings need no clock
+      return of("readings").size === 100;
+    });
+    await publish("iso/predictions", 30, 30); // kept by the broker for the parked session
+    const health = await healthOf(connector.port);
+    assert.equal(health.code, 503, "unhealthy while alarms' messages wait");
+    assert.deepEqual(
+      health.sessions.map(({ filter, clientId, state }) => ({ filter, clientId, state })),
+      [
+        { filter: "iso/readings", clientId: "isolation", state: "reading" },
+        { filter: "iso/predictions", clientId: "isolation.iso%2Fpredictions", state: "parked" },
+      ],
+    );
+    assert.ok(
+      health.problems.some((p) => /^alarms is failing, intake of iso\/predictions paused until it answers: /.test(p)),
+      JSON.stringify(health.problems),
+    );
+    assert.equal(of("alarms").size, 0);
+
+    alarmsDown = false;
+    await eventually("every prediction delivered once alarms answers", async () => {
+      clock.advance(); // the probe, then the session reconnects and the broker delivers the rest
+      return of("alarms").size === 60;
+    });
+    await eventually("every message acknowledged", async () =>
+      /^connector_messages_pending 0$/m.test(await metricsOf(connector.port)),
+    );
+    assert.equal((await healthOf(connector.port)).status, "ok");
+    assert.match(await metricsOf(connector.port), /^connector_intake_parked\{filter="iso\/predictions"\} 0$/m);
+    assert.equal(collector.on("fan/deadletter").length, 0, "nothing dead-lettered");
+  });
+
+  it("with overlapping filters, routes a message once: the session of the first filter that matches owns it", async () => {
+    const clock = new ManualClock();
+    const connector = inProcess({ topic: "fan/#,fan/overlap", client_id: "overlap" }, clock);
+    await connector.start();
+    const invocations = gateway.invocations.length;
+    await publisher.publishAsync("fan/overlap", JSON.stringify({ n: "both filters" }), { qos: 1 });
+    await publisher.publishAsync("fan/other", JSON.stringify({ n: "one filter" }), { qos: 1 });
+    await eventually(
+      "both delivered and every copy acknowledged",
+      async () =>
+        gateway.delivered().length >= 2 && /^connector_messages_pending 0$/m.test(await metricsOf(connector.port)),
+    );
+    assert.deepEqual(
+      gateway.invocations
+        .slice(invocations)
+        .flatMap((c) => JSON.parse(c.body) as Array<{ n: string }>)
+        .map((m) => m.n)
+        .sort(),
+      ["both filters", "one filter"],
+      "each once",
+    );
+  });
+
+  it("taking over a single session of both filters, delivers what it kept and drops the filter another session now has", async () => {
+    // What an earlier connector left: one session ("upgrade") subscribed to both filters, with a
+    // message waiting for it.
+    const old = await mqtt.connectAsync(broker.url, { clientId: "upgrade", clean: false });
+    await old.subscribeAsync(["up/a", "up/b"], { qos: 1 });
+    await old.endAsync();
+    await publisher.publishAsync("up/b", JSON.stringify({ n: "kept by the old session" }), { qos: 1 });
+    gateway.functions = [{ name: "up", annotations: { topic: "up/#" } }];
+    const events: string[] = [];
+    const log = pino(
+      { level: "info" },
+      { write: (line: string) => void events.push((JSON.parse(line) as { event?: string }).event ?? "") },
+    );
+    const connector = inProcess({ topic: "up/a,up/b", client_id: "upgrade" }, new ManualClock(), log);
+    await connector.start();
+    await eventually("the old session dropping up/b", () => events.includes("unsubscribed"));
+    await publisher.publishAsync("up/b", JSON.stringify({ n: "new" }), { qos: 1 });
+    await eventually(
+      "both delivered",
+      async () =>
+        gateway.delivered().length >= 2 && /^connector_messages_pending 0$/m.test(await metricsOf(connector.port)),
+    );
+    assert.deepEqual(
+      (gateway.delivered() as Array<{ n: string }>).map((m) => m.n).sort(),
+      ["kept by the old session", "new"],
+      "the kept message once, the new one once (not once per session)",
+    );
   });
 });
