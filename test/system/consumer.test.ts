@@ -8,8 +8,9 @@ import { eventually } from "../support/eventually.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 
-// What needs no broker process runs against the in-process broker in test/unit/mqtt.test.ts;
-// here, what only Mosquitto shows: its keepalive, a broker frozen or restarted for real.
+// What needs no broker process runs against the in-process broker in test/unit/mqtt.test.ts (one
+// copy of each test, not two); here, what only Mosquitto shows: its in-flight window, its
+// keepalive, a broker that never confirms, the sessions it keeps, a broker frozen or restarted.
 
 const log = createLogger("consumer-test", "silent");
 
@@ -56,24 +57,6 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     return next.received.map((m) => m.payload.toString()).filter((p) => p !== "marker");
   }
 
-  it("acknowledges only what its owner acknowledged: the rest goes to the next session", async () => {
-    const { consumer: first, received } = consumer(broker.url, "acks", ["t/acks"]);
-    await first.start();
-    for (const n of ["1", "2", "3"]) await publish("t/acks", n);
-    await eventually("three messages", () => received.length === 3);
-    received[0]?.ack();
-    received[1]?.ack();
-    received[1]?.ack(); // twice is harmless
-    assert.deepEqual(
-      { messages: first.status.messagesInFlight, healthy: first.healthy },
-      { messages: 1, healthy: true },
-    );
-    await new Promise((resolve) => setImmediate(resolve)); // the PUBACKs leave in one write, on the next tick
-    await first.close(); // as if killed: no DISCONNECT, message 3 never acknowledged
-    await first.close(); // twice is harmless
-    assert.deepEqual(await heldFor("acks", "t/acks"), ["3"]);
-  });
-
   it("stops reading above its byte bound and reads on once its owner acknowledges", async () => {
     const bound = 10_000;
     const sizes: number[] = [];
@@ -119,29 +102,6 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     await c.drain();
   });
 
-  it("pauses and resumes for its owner, each reason on its own", async () => {
-    const { consumer: c, received } = consumer(broker.url, "pause", ["t/pause"]);
-    await c.start();
-    c.pause("routes", "no route to a function");
-    await publish("t/pause", "held");
-    await publish("t/pause", "behind it");
-    await eventually("a message waiting", () => c.status.waiting);
-    assert.equal(c.status.paused, "no route to a function");
-    c.pause("circuit", "predict is down");
-    assert.equal(c.status.paused, "no route to a function; predict is down");
-    c.resume("circuit");
-    assert.deepEqual(c.status.pausedFor, ["no route to a function"], "one pause resumed, the other still holds");
-    assert.equal(received.length, 0);
-    c.resume("routes");
-    await eventually("both messages", () => received.length === 2);
-    assert.deepEqual(
-      received.map((m) => m.payload.toString()),
-      ["held", "behind it"],
-    );
-    for (const m of received) m.ack();
-    await c.drain();
-  });
-
   it("paused longer than its keepalive, reconnects, and delivers everything once resumed", async () => {
     // While reading is stopped the broker's PINGRESP goes unread too: MQTT.js reconnects after
     // 1.5 × keepalive. Deliberate: the messages stay with the broker and come again.
@@ -164,24 +124,6 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     for (const m of received) m.ack();
     await c.drain();
     assert.deepEqual(await heldFor("keepalive", "t/keepalive"), []);
-  });
-
-  it("dead-letters with a reason and acknowledges the message once the broker took the dead letter", async () => {
-    const letters = await Collector.start(broker.url, ["fan/deadletter"]);
-    const { consumer: c, received } = consumer(broker.url, "dead", ["t/dead"]);
-    await c.start();
-    await publish("t/dead", '{"deviceID":"x","rotation":"fast"}');
-    await eventually("the message", () => received.length === 1);
-    assert.equal(await c.deadLetter(received[0] as ReceivedMessage, "rotation: expected a number"), "published");
-    const [letter] = (await letters.waitFor("fan/deadletter", 1)) as Array<Record<string, string>>;
-    assert.deepEqual(
-      { ...letter, at: "" },
-      { error: "rotation: expected a number", topic: "t/dead", payload: '{"deviceID":"x","rotation":"fast"}', at: "" },
-    );
-    assert.ok(!Number.isNaN(Date.parse(letter?.at ?? "")));
-    await letters.stop();
-    await c.drain();
-    assert.deepEqual(await heldFor("dead", "t/dead"), [], "acknowledged");
   });
 
   it("keeps a message whose dead letter could not be published", async () => {
@@ -243,20 +185,6 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     assert.deepEqual(await heldFor("drain-frozen", "t/drain-frozen"), ["bad"], "unacknowledged, so redelivered");
   });
 
-  it("never dead-letters a message from the dead-letter topic", async () => {
-    const { consumer: c, received } = consumer(broker.url, "loop", ["fan/deadletter"]);
-    await c.start();
-    await publish("fan/deadletter", '{"error":"x"}');
-    await eventually("the message", () => received.length === 1);
-    assert.equal(await c.deadLetter(received[0] as ReceivedMessage, "cannot store it"), "dropped");
-    await c.drain();
-    assert.deepEqual(
-      await heldFor("loop", "fan/deadletter"),
-      [],
-      "acknowledged, and no dead letter of it was published",
-    );
-  });
-
   it("parked, disconnects until resumed: the broker keeps what arrives meanwhile, and everything comes once resumed", async () => {
     let lost = 0;
     const { consumer: c, received } = consumer(broker.url, "park", ["t/park"], { onConnectionLost: () => lost++ });
@@ -313,28 +241,5 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
       !received.some((m) => m.payload.toString() === "b again"),
       `still subscribed to t/stale/b: ${received.map((m) => m.payload.toString()).join(", ")}`,
     );
-  });
-
-  it("voids what it delivered when the connection drops, tells its owner, and gets it again", async () => {
-    let lost = 0;
-    const { consumer: c, received } = consumer(broker.url, "reconnect", ["t/reconnect"], {
-      onConnectionLost: () => lost++,
-      client: { reconnectPeriod: 50 },
-    });
-    await c.start();
-    await publish("t/reconnect", "1");
-    await eventually("the message", () => received.length === 1);
-    await broker.restart();
-    await eventually("reconnected and redelivered", () => lost === 1 && c.healthy && received.length === 2);
-    assert.equal(c.status.messagesInFlight, 1, "the first delivery is void");
-    received[0]?.ack(); // from the old connection: dropped
-    assert.equal(c.status.messagesInFlight, 1);
-    received[1]?.ack();
-    assert.equal(c.status.messagesInFlight, 0);
-    assert.deepEqual(
-      received.map((m) => m.payload.toString()),
-      ["1", "1"],
-    );
-    await c.drain();
   });
 });
