@@ -1,6 +1,6 @@
 import type { Logger } from "../lib/infra/log.js";
 import type { Service } from "../lib/infra/service.js";
-import { drainOnSignals } from "../templates/node22-ts/server.js";
+import { drainOnSignals } from "../templates/node22-ts/signals.js";
 import type { Io } from "./parse.js";
 
 /**

@@ -73,7 +73,7 @@ export class InfluxWriter extends ServiceBase {
   #server: HealthServer | undefined;
   #influxError: string | undefined;
   #stopping = false;
-  /** Ends backoff waits: on stop, and when the connection the batch came on closed. */
+  /** Ends backoff waits: on drain or close, and when the connection the batch came on closed. */
   #abort = new AbortController();
 
   constructor(
@@ -232,7 +232,7 @@ export class InfluxWriter extends ServiceBase {
         });
         this.#settle(this.#batch, outcome.rejected);
       } catch {
-        // Every error is retried, so only the signal ends retry: stopping (stop() tries the batch
+        // Every error is retried, so only the signal ends retry: stopping (onDrain() tries the batch
         // once more) or the batch's connection closed (its messages come again).
         if (this.#stopping) this.#buffer.unshift(...this.#batch);
       } finally {

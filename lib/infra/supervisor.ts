@@ -68,7 +68,11 @@ export class Supervisor<S extends Service> extends ServiceBase {
       if (error === undefined || this.stopping || instance !== this.#current) return;
       // An instance that ran for a while was healthy: its failure starts the backoff afresh.
       if (this.#clock.now() - startedAt > 60_000) this.#failuresInARow = 0;
-      void this.#restart(error);
+      // What the ended instance still holds (a port, a socket) is let go before the next one starts.
+      void instance
+        .close()
+        .catch(() => {})
+        .then(() => this.#restart(error));
     });
   }
 

@@ -23,7 +23,7 @@ import { describeFunction, functionTarget, namespaceRefusal, namespaces, secretL
 import { bodyLimit, type BodyLimits } from "../../templates/node22-ts/body.js";
 import { FanwatchError, PortInUseError } from "../../lib/errors.js";
 import { readBody } from "../../lib/infra/http/body.js";
-import { sendError, sendErrorCode } from "../../lib/infra/http/error-answer.js";
+import { sendErrorCode } from "../../lib/infra/http/error-answer.js";
 import { checkCallbackUrl, type GatewayLimits } from "./guards.js";
 import { CALLER_TOKEN_HEADER, crossSiteReason } from "../../templates/node22-ts/guard.js";
 import { parseLogQuery, streamLogs } from "./logs.js";
@@ -222,7 +222,7 @@ export class LocalGateway {
     const path = url.pathname;
     const refused = this.#crossSite(req, path);
     if (refused !== undefined)
-      return fail(
+      return sendErrorCode(
         res,
         "FANWATCH_CROSS_SITE",
         `cross-site request refused (${refused}): the gateway only answers its own page and clients that are not browsers`,
@@ -232,9 +232,9 @@ export class LocalGateway {
     const call = sync ?? async;
     if (call !== null) {
       const target = functionTarget(call[1] as string);
-      if ("error" in target) return fail(res, "FANWATCH_NOT_FOUND", target.error);
+      if ("error" in target) return sendErrorCode(res, "FANWATCH_NOT_FOUND", target.error);
       const fn = this.#byName.get(target.name);
-      if (fn === undefined) return fail(res, "FANWATCH_NOT_FOUND", `no function named ${target.name}`);
+      if (fn === undefined) return sendErrorCode(res, "FANWATCH_NOT_FOUND", `no function named ${target.name}`);
       return call === sync
         ? this.#invoke(req, res, fn, (call[2] ?? "/") + url.search)
         : this.#invokeAsync(req, res, fn, (call[2] ?? "/") + url.search);
@@ -246,7 +246,7 @@ export class LocalGateway {
         .then((text) => res.writeHead(200, { "content-type": this.#registry.contentType }).end(text));
     if (path.startsWith("/system/")) return void this.#system(req, res, url);
     if (this.options.extra?.(req, res) === true) return;
-    fail(res, "FANWATCH_NOT_FOUND", `no route ${req.method} ${path}`);
+    sendErrorCode(res, "FANWATCH_NOT_FOUND", `no route ${req.method} ${path}`);
   }
 
   /**
@@ -268,7 +268,7 @@ export class LocalGateway {
   async #system(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const path = url.pathname;
     if (!this.#authorized(req)) {
-      return fail(
+      return sendErrorCode(
         res,
         "FANWATCH_UNAUTHORIZED",
         "the /system API needs basic auth (the user and password fanwatch start printed)",
@@ -278,7 +278,7 @@ export class LocalGateway {
     const scale = /^\/system\/scale-function\/([^/]+)$/.exec(path);
     if (scale !== null && req.method === "POST") return this.#scale(req, res, scale[1] as string);
     if (req.method !== "GET")
-      return fail(
+      return sendErrorCode(
         res,
         "FANWATCH_NOT_IMPLEMENTED",
         `${req.method} ${path}: the local gateway runs the functions and secrets of stack.yml and cannot deploy or change them`,
@@ -288,9 +288,9 @@ export class LocalGateway {
     if (path === "/system/logs") return this.#logs(res, url.searchParams);
     const one = /^\/system\/function\/([^/]+)$/.exec(path);
     if (path !== "/system/functions" && path !== "/system/secrets" && one === null)
-      return fail(res, "FANWATCH_NOT_FOUND", `no route GET ${path}`);
+      return sendErrorCode(res, "FANWATCH_NOT_FOUND", `no route GET ${path}`);
     const refusal = namespaceRefusal(url.searchParams.get("namespace"));
-    if (refusal !== undefined) return fail(res, "FANWATCH_INPUT_INVALID", refusal);
+    if (refusal !== undefined) return sendErrorCode(res, "FANWATCH_INPUT_INVALID", refusal);
     if (path === "/system/secrets") return json(res, 200, secretList(this.#byName.values()));
     const calls = await this.#callsByFunction();
     if (one === null)
@@ -300,19 +300,19 @@ export class LocalGateway {
         [...this.#byName.values()].map((f) => describeFunction(f, calls.get(f.name) ?? 0)),
       );
     const fn = this.#byName.get(one[1] as string);
-    if (fn === undefined) return fail(res, "FANWATCH_NOT_FOUND", `no function named ${one[1]}`);
+    if (fn === undefined) return sendErrorCode(res, "FANWATCH_NOT_FOUND", `no function named ${one[1]}`);
     json(res, 200, describeFunction(fn, calls.get(fn.name) ?? 0));
   }
 
   /** GET /system/logs: the lines a function's processes printed, and with follow=true the new ones as they come. */
   #logs(res: ServerResponse, params: URLSearchParams): void {
     const parsed = parseLogQuery(params);
-    if ("error" in parsed) return fail(res, "FANWATCH_INPUT_INVALID", `/system/logs: ${parsed.error}`);
+    if ("error" in parsed) return sendErrorCode(res, "FANWATCH_INPUT_INVALID", `/system/logs: ${parsed.error}`);
     const { query } = parsed;
     const refusal = namespaceRefusal(query.namespace);
-    if (refusal !== undefined) return fail(res, "FANWATCH_INPUT_INVALID", refusal);
+    if (refusal !== undefined) return sendErrorCode(res, "FANWATCH_INPUT_INVALID", refusal);
     const fn = this.#byName.get(query.name);
-    if (fn === undefined) return fail(res, "FANWATCH_NOT_FOUND", `no function named ${query.name}`);
+    if (fn === undefined) return sendErrorCode(res, "FANWATCH_NOT_FOUND", `no function named ${query.name}`);
     const end = streamLogs(res, fn.set.logs, query);
     this.#logStreams.add(end);
     res.once("close", () => this.#logStreams.delete(end));
@@ -327,12 +327,12 @@ export class LocalGateway {
    */
   async #scale(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
     const fn = this.#byName.get(name);
-    if (fn === undefined) return fail(res, "FANWATCH_NOT_FOUND", `no function named ${name}`);
+    if (fn === undefined) return sendErrorCode(res, "FANWATCH_NOT_FOUND", `no function named ${name}`);
     let replicas: number;
     try {
       const parsed = ScaleRequest.safeParse(parseUntrustedJson(await readBody(req, 4096, "for scale requests")));
       if (!parsed.success)
-        return fail(
+        return sendErrorCode(
           res,
           "FANWATCH_INPUT_INVALID",
           'scale-function takes {"serviceName": "<name>", "replicas": <whole number>}',
@@ -340,7 +340,7 @@ export class LocalGateway {
       // faas-netes takes the name from the path when the body has none; one naming another function is a mistake.
       const named = parsed.data.serviceName;
       if (named !== undefined && named !== name)
-        return fail(
+        return sendErrorCode(
           res,
           "FANWATCH_INPUT_INVALID",
           `scale-function/${name}: the body names "${named}"; name the same function in the path and in serviceName, or leave serviceName out`,
@@ -350,7 +350,8 @@ export class LocalGateway {
       return failWith(res, error, "scale-function: ");
     }
     const refusal = replicasRefusal(replicas, fn.bounds);
-    if (refusal !== undefined) return fail(res, "FANWATCH_INPUT_INVALID", `scale-function ${name}: ${refusal}`);
+    if (refusal !== undefined)
+      return sendErrorCode(res, "FANWATCH_INPUT_INVALID", `scale-function ${name}: ${refusal}`);
     const from = fn.set.replicas;
     const direction = replicas > from ? "up" : replicas < from ? "down" : "hold";
     if (direction !== "hold") this.#scaleEvents.inc({ function_name: name, direction, source: "api" });
@@ -369,7 +370,7 @@ export class LocalGateway {
     try {
       await fn.set.scaleTo(replicas);
     } catch (error) {
-      return fail(res, "FANWATCH_FUNCTION_START_FAILED", `${name} did not start: ${(error as Error).message}`);
+      return sendErrorCode(res, "FANWATCH_FUNCTION_START_FAILED", `${name} did not start: ${(error as Error).message}`);
     }
     res.writeHead(202).end();
   }
@@ -407,7 +408,7 @@ export class LocalGateway {
     const { bytes: limit, setting: variable } = bodyLimit(req.headers["content-type"], fn.bodyLimits);
     const refuse = (what: string) => {
       this.#count(name, 413, started);
-      fail(
+      sendErrorCode(
         res,
         "FANWATCH_BODY_TOO_LARGE",
         `request body is too large: ${what}; the limit of ${name} is ${limit} bytes (its ${variable})`,
@@ -422,7 +423,7 @@ export class LocalGateway {
     if (lease === undefined) {
       req.resume();
       this.#count(name, 502, started);
-      return fail(res, "FANWATCH_FUNCTION_UNAVAILABLE", `${name} is not reachable (${this.#unavailable(fn)})`);
+      return sendErrorCode(res, "FANWATCH_FUNCTION_UNAVAILABLE", `${name} is not reachable (${this.#unavailable(fn)})`);
     }
     const call = this.#forward(req, res, name, `${lease.url}${path}`, lease, started);
     pumpBody(req, call.upstream, limit, () => {
@@ -483,7 +484,7 @@ export class LocalGateway {
       if (!settle()) return;
       this.#count(name, 502, started);
       // Not retried here: a POST may have been half done; the caller (the connector) retries.
-      fail(
+      sendErrorCode(
         res,
         "FANWATCH_FUNCTION_UNAVAILABLE",
         `${name} is not reachable (its replica ${lease.instance} failed): ${error.message}`,
@@ -499,13 +500,13 @@ export class LocalGateway {
    * slowly, or never finishes it, holds no place.
    */
   #invokeAsync(req: IncomingMessage, res: ServerResponse, fn: GatewayFunction, path: string): void {
-    if (req.method !== "POST") return fail(res, "FANWATCH_METHOD_NOT_ALLOWED", "async invocations are POST");
+    if (req.method !== "POST") return sendErrorCode(res, "FANWATCH_METHOD_NOT_ALLOWED", "async invocations are POST");
     const given = headerValue(req.headers["x-callback-url"]);
     const callback =
       given === undefined ? undefined : checkCallbackUrl(given, this.options.limits.callbackAllowedHosts);
     if (callback !== undefined && "error" in callback) {
       req.resume();
-      return fail(res, "FANWATCH_INPUT_INVALID", callback.error);
+      return sendErrorCode(res, "FANWATCH_INPUT_INVALID", callback.error);
     }
     const { maxPendingAsync, maxAsyncBodyBytes } = this.options.limits;
     // The smaller of the gateway's limit and the function's own: a body the function would refuse is refused at once.
@@ -518,7 +519,7 @@ export class LocalGateway {
       (body) => {
         if (this.#pendingAsync >= maxPendingAsync) {
           res.setHeader("retry-after", "1");
-          return fail(
+          return sendErrorCode(
             res,
             "FANWATCH_GATEWAY_BUSY",
             `${maxPendingAsync} async calls are waiting already (GATEWAY_MAX_ASYNC_PENDING); retry later`,
@@ -630,14 +631,12 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
 }
 
-/** Answers an error of the gateway's own: its code's status and `{"error", "code"}` (lib/infra/http). */
-const fail = sendErrorCode;
-
 /** A body the gateway could not read: too large (413), too slow (408), or cut off or malformed (400). */
 function failWith(res: ServerResponse, error: unknown, prefix = ""): void {
   const message = `${prefix}${error instanceof Error ? error.message : String(error)}`;
-  if (error instanceof FanwatchError && error.status !== undefined) return sendError(res, error);
-  fail(res, "FANWATCH_INPUT_INVALID", message);
+  if (!(error instanceof FanwatchError) || error.status === undefined)
+    return sendErrorCode(res, "FANWATCH_INPUT_INVALID", message);
+  sendErrorCode(res, error.code, message); // its own status and code, with the prefix that says where
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {

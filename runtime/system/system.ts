@@ -14,7 +14,7 @@ import { reachableHost } from "../gateway/gateway.js";
 import { GatewayService } from "../gateway/runner.js";
 import { HealthState } from "./nats.js";
 import { Lifecycle } from "./lifecycle.js";
-import { ServiceBase, type Service } from "../../lib/infra/service.js";
+import { ServiceBase } from "../../lib/infra/service.js";
 import { Supervisor } from "../../lib/infra/supervisor.js";
 import { FleetSimulator, type FleetOptions } from "../../simulation/simulator.js";
 import { WebPage } from "../../page/web-page.js";
@@ -59,20 +59,19 @@ export interface RunningSystem {
 export async function startSystem(options: SystemOptions): Promise<RunningSystem> {
   const { env, log, say } = options;
   const parts = new Lifecycle({ log, say });
-  // Every part but the gateway (whose functions restart on their own) and the fleet (which only
-  // publishes) is supervised: one that stops by itself is started again with backoff, saying so.
-  const supervised = <S extends Service>(create: () => S) => new Supervisor({ create, log, say });
   try {
     let mqtt: MqttSettings = mqttSettingsFromEnv(env);
     let broker: EmbeddedBroker | undefined;
     if (mqtt.from === undefined) {
       const { username, password } = mqtt;
-      const port = options.brokerPort;
-      // A restart keeps the port the first instance got: the clients reconnect to it.
+      // Supervised: a broker whose socket fails is started again, on the port the first instance
+      // got (the clients reconnect to it), and the console says so.
+      let port = options.brokerPort;
       const embedded = await parts.start(
-        supervised(() => new EmbeddedBroker({ port: broker?.port ?? port, log, username, password })),
+        new Supervisor({ create: () => new EmbeddedBroker({ port, log, username, password }), log, say }),
       );
       broker = embedded.current;
+      port = broker.port;
       mqtt = { ...mqtt, url: broker.url };
     }
     const topics = readTopics(env);
@@ -85,44 +84,41 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       };
       // Started before the functions and drained after them, so every prediction is stored. Its
       // health server listens where the gateway does (nothing more open than the page).
-      const writer = await parts.start(supervised(() => new InfluxWriter(writerOptions, log)));
+      const writer = await parts.start(new InfluxWriter(writerOptions, log));
       say(
-        `InfluxDB writer storing ${topics.telemetry}, ${topics.anomaly}, ${topics.alarm} and ${topics.deadletter} in ${influxUrl} (health on http://${reachableHost(options.gatewayHost)}:${writer.current.port}/healthz)`,
+        `InfluxDB writer storing ${topics.telemetry}, ${topics.anomaly}, ${topics.alarm} and ${topics.deadletter} in ${influxUrl} (health on http://${reachableHost(options.gatewayHost)}:${writer.port}/healthz)`,
       );
     }
     // Started before the functions and drained after them: health's writes under way finish.
     const healthState = await parts.start(new HealthState(env, say, log));
 
-    // The page is started after the gateway (so its streams end before the gateway drains) but
-    // served by it: until then its paths are the gateway's 404.
+    // The page is served by the gateway but started after it, so that its streams end (drain) before
+    // the gateway drains; once stopping it answers its streams 503.
     const page = new WebPage(fleet);
     const gateway = await parts.start(
-      supervised(
-        () =>
-          new GatewayService({
-            port: options.gatewayPort,
-            host: options.gatewayHost,
-            stackFile: options.stackFile,
-            mqtt,
-            natsUrl: healthState.natsUrl,
-            env,
-            log,
-            say,
-            renderLine: options.renderLine,
-            extra: (req, res) => (page.stopping ? false : page.handle(req, res)),
-          }),
-      ),
+      new GatewayService({
+        port: options.gatewayPort,
+        host: options.gatewayHost,
+        stackFile: options.stackFile,
+        mqtt,
+        natsUrl: healthState.natsUrl,
+        env,
+        log,
+        say,
+        renderLine: options.renderLine,
+        extra: page.handle,
+      }),
     );
     // Its event streams end when stopping starts: a page left open must not hold the gateway up.
     await parts.start(page);
-    await parts.start(new FleetViewService(fleet, mqtt, gateway.current, log));
-    const connector = await parts.start(supervised(() => connectorOf(options, mqtt, topics, gateway.current)));
+    await parts.start(new FleetViewService(fleet, mqtt, gateway, log));
+    const connector = await parts.start(connectorOf(options, mqtt, topics, gateway));
     say(
-      `connector routing ${topics.telemetry} and ${topics.anomaly} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.current.port}/healthz)`,
+      `connector routing ${topics.telemetry} and ${topics.anomaly} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.port}/healthz)`,
     );
     const simulator = options.fleet.fans > 0 ? await parts.start(simulatorOf(options, mqtt, topics)) : undefined;
     return {
-      gatewayUrl: gateway.current.url,
+      gatewayUrl: gateway.url,
       brokerUrl: redactUrl(mqtt.url),
       brokerMovedFrom: broker?.movedFrom,
       embeddedBroker: broker !== undefined,

@@ -2,7 +2,8 @@
 // The server listens first and the handler module loads after, so that the watchdog's requests are
 // refused only while Node itself starts (they wait for the module's init() instead).
 import { readFileSync } from "node:fs";
-import { drainOnSignals, serverOptionsFromEnv, startFunctionServer } from "./server.js";
+import { serverOptionsFromEnv, startFunctionServer } from "./server.js";
+import { drainOnSignals } from "./signals.js";
 
 const server = await startFunctionServer(import("./function/handler.js"), {
   ...serverOptionsFromEnv(),

@@ -93,7 +93,7 @@ export function serverOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
  * Serves a handler module the way the official node templates do, minus their defects: JSON
  * answers carry a JSON content type, a thrown error is a 500 with a JSON body (or the answer the
  * module's errorAnswer() gives it, such as a 400 for bad input), bodies are size-limited, and
- * close() drains.
+ * drain() finishes the requests in flight before the module's close().
  *
  * It listens before the module has loaded and run init(), so that the time in which a connection
  * is refused is only Node's own start: requests that arrive meanwhile wait for init(), and
@@ -446,42 +446,4 @@ function parseSize(value: string | undefined, name: string): number | undefined 
   if (n === null || !Number.isFinite(n) || n <= 0)
     throw new ServerSettingError(`${name} must be a size such as 100kb or 1mb, not "${value}"`);
   return n;
-}
-
-/**
- * Drains `service` on SIGTERM or SIGINT (what the watchdog, Kubernetes and Ctrl-C send), then exits:
- * 0 once it stopped cleanly, 1 if stopping failed or the service ended on its own with an error.
- * The function server, the connector and the writer share it. A second SIGTERM changes nothing:
- * faasd signals every process of the container and the watchdog forwards its own, so a function
- * behind it gets two. A second Ctrl-C closes at once.
- */
-export function drainOnSignals(
-  service: { drain(): Promise<void>; close(): Promise<void>; readonly closed: Promise<Error | undefined> },
-  log?: Logger,
-): void {
-  let draining = false;
-  const exit = (code: number) => process.exit(code);
-  const stop = (signal: NodeJS.Signals) => {
-    if (draining) {
-      if (signal === "SIGINT") void service.close().finally(() => exit(130));
-      return;
-    }
-    draining = true;
-    log?.info({ event: "signal", signal }, `received ${signal}, draining`);
-    service.drain().then(
-      () => exit(0),
-      (error: unknown) => {
-        log?.error({ err: error }, "drain failed");
-        exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
-  // A service that ended by itself, with an error, is not waited on: the platform restarts the process.
-  void service.closed.then((error) => {
-    if (error === undefined || draining) return;
-    log?.error({ err: error }, "stopped on its own");
-    exit(1);
-  });
 }

@@ -11,16 +11,13 @@ export interface CliProcessOptions {
   env?: NodeJS.ProcessEnv;
   /** Ready when it prints this, or (a URL) when that server's GET /_/ready answers 200. */
   ready: RegExp | string;
-  /** How long drain() waits after SIGTERM before SIGKILL. @default 10000 */
-  killAfterMs?: number;
 }
 
 /**
  * A part of the system run as a process of its own (`fanwatch <command>`), as the benchmarks and
  * the system tests run them, with the same lifecycle as the parts `fanwatch start` runs in one
- * process: drain() is SIGTERM (the part finishes what it holds and exits), close() is SIGKILL.
- * One that exits by itself ends the service with the reason. SIGKILL on purpose, a chaos step,
- * is `kill("SIGKILL")`.
+ * process: drain() is SIGTERM (the part finishes what it holds and exits; SIGKILL after 10 s),
+ * close() is SIGKILL. One that exits by itself ends the service with the reason.
  */
 export class CliProcess extends ServiceBase {
   readonly name: string;
@@ -33,12 +30,6 @@ export class CliProcess extends ServiceBase {
 
   get pid(): number | undefined {
     return this.#child?.pid;
-  }
-
-  /** The process, for what a test reads from it (its output, its exit). */
-  get child(): ChildProcessWithoutNullStreams {
-    if (this.#child === undefined) throw new Error(`${this.name} has not started`);
-    return this.#child;
   }
 
   protected async onStart(): Promise<void> {
@@ -56,15 +47,15 @@ export class CliProcess extends ServiceBase {
 
   /** SIGTERM, then SIGKILL if it has not exited in time. */
   protected override async onDrain(): Promise<void> {
-    await this.kill("SIGTERM", this.options.killAfterMs ?? 10_000);
+    await this.#kill("SIGTERM", 10_000);
   }
 
   protected async onClose(): Promise<void> {
-    await this.kill("SIGKILL");
+    await this.#kill("SIGKILL");
   }
 
   /** Sends `signal` and waits for the exit (SIGKILL after `killAfterMs`, when given). */
-  async kill(signal: NodeJS.Signals, killAfterMs?: number): Promise<void> {
+  async #kill(signal: NodeJS.Signals, killAfterMs?: number): Promise<void> {
     const child = this.#child;
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
     const exited = once(child, "exit");

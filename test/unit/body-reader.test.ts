@@ -49,7 +49,9 @@ after(() => {
  * A server that reads every body with the copy: 200 with the body's length when it was read, 413
  * or 400 when it was refused. `outcomes` yields what the reader settled with, in order.
  */
-async function serve(copy: Copy): Promise<{ port: number; next: () => Promise<Outcome>; connections: () => number }> {
+async function serve(
+  copy: Copy,
+): Promise<{ port: number; next: () => Promise<Outcome>; connections: () => number; arrived: () => Promise<void> }> {
   const settled: Outcome[] = [];
   const waiting: Array<(o: Outcome) => void> = [];
   const record = (o: Outcome): void => {
@@ -72,12 +74,15 @@ async function serve(copy: Copy): Promise<{ port: number; next: () => Promise<Ou
   });
   let connections = 0;
   server.on("connection", () => connections++);
+  // Resolved when the next request's head has been parsed and its handler runs.
+  const arrived = () => once(server, "request").then(() => undefined);
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
   servers.push(server);
   return {
     port: (server.address() as AddressInfo).port,
     connections: () => connections,
+    arrived,
     next: () => {
       const first = settled.shift();
       return first !== undefined ? Promise.resolve(first) : new Promise((resolve) => waiting.push(resolve));
@@ -177,10 +182,11 @@ for (const [name, copy] of Object.entries(COPIES)) {
     });
 
     it("refuses a streamed body as soon as it passes the limit, then reads and drops the rest", async () => {
-      const { port, next } = await serve(copy);
+      const { port, next, arrived } = await serve(copy);
       const client = await raw(port);
+      const reading = arrived();
       client.socket.write(head("/", ["Transfer-Encoding: chunked"]) + chunk("z".repeat(LIMIT)));
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await reading;
       client.socket.write(chunk("z")); // one byte over, and the body is not finished
       const outcome = await next();
       assert.deepEqual(outcome.ok ? "read" : outcome.kind, "too large");
@@ -221,14 +227,15 @@ for (const [name, copy] of Object.entries(COPIES)) {
     });
 
     it("settles with a clear error when the client leaves mid-body, declared or streamed", async () => {
-      const { port, next } = await serve(copy);
+      const { port, next, arrived } = await serve(copy);
       for (const start of [
         head("/", ["Content-Length: 100"]) + "only ten b",
         head("/", ["Transfer-Encoding: chunked"]) + chunk("only ten b"),
       ]) {
         const client = await raw(port);
+        const reading = arrived();
         client.socket.write(start);
-        await new Promise((resolve) => setTimeout(resolve, 20));
+        await reading; // the reader has started: leaving now is leaving mid-body
         client.socket.destroy();
         const outcome = await next();
         assert.equal(outcome.ok ? "read" : outcome.kind, "aborted");

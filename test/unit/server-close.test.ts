@@ -5,6 +5,7 @@ import { connect, type AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { serverCloser as libCloser } from "../../lib/infra/http/close.js";
 import { serverCloser as templateCloser } from "../../templates/node22-ts/close.js";
+import { eventually } from "../support/eventually.js";
 
 /**
  * One table of cases against both copies of the close policy: lib/infra/http/close.ts (every
@@ -54,7 +55,7 @@ for (const [copy, closer] of Object.entries(COPIES)) {
     it("lets a request in flight finish within the deadline, then closes its connection", async () => {
       const { closing, slow, port } = await server(closer);
       const answer = get(port, "/slow");
-      while (slow.length === 0) await new Promise((resolve) => setImmediate(resolve));
+      await eventually("the slow request reached the server", () => slow.length > 0);
       const closed = closing.close(60_000);
       slow[0]?.end("finished");
       assert.deepEqual(await answer, { status: 200, body: "finished" });
@@ -64,7 +65,7 @@ for (const [copy, closer] of Object.entries(COPIES)) {
     it("cuts a request off at the deadline", async () => {
       const { closing, slow, port } = await server(closer);
       const answer = get(port, "/slow");
-      while (slow.length === 0) await new Promise((resolve) => setImmediate(resolve));
+      await eventually("the slow request reached the server", () => slow.length > 0);
       await closing.close(10);
       assert.ok((await answer) instanceof Error, "the client saw its connection closed");
     });

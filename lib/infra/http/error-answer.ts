@@ -6,7 +6,7 @@ import { errorAnswer, FanwatchError, type ErrorCode } from "../../errors.js";
  * gateway, the page): its code's HTTP status and `{"error", "code", "field"?}` (docs/errors.md).
  * An error without a status of its own is a 500 that says only its message.
  */
-export function sendError(res: ServerResponse, error: FanwatchError, headers: Record<string, string> = {}): void {
+function sendError(res: ServerResponse, error: FanwatchError, headers: Record<string, string> = {}): void {
   const answer = errorAnswer(error) ?? { status: 500, body: { error: error.message, code: error.code } };
   res.writeHead(answer.status, { ...headers, "content-type": "application/json" }).end(JSON.stringify(answer.body));
 }
