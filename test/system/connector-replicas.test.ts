@@ -14,7 +14,8 @@ import { ManualClock } from "../support/manual-clock.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { REPO_ROOT } from "../support/paths.js";
 import { freePort, spawnCli, terminate, waitForOutput } from "../support/process.js";
-import { eventually as pollUntil } from "../support/eventually.js";
+import { metricsOf } from "../support/connector-health.js";
+import { eventually } from "../support/eventually.js";
 
 describe("connector settings for replicas and autoscaling", () => {
   it("keeps one replica's worth as today (8), caps all functions at 5 × that, autoscale off", () => {
@@ -124,8 +125,8 @@ describe(
 
       // One replica: two open, the rest waiting in the connector.
       await eventually(
-        async () => gateway.open.length === 2 && (await pendingOf(metrics)) === 60,
         "two invocations open, 60 messages received",
+        async () => gateway.open.length === 2 && (await pendingOf(metrics)) === 60,
       );
       assert.match(await metrics(), /^connector_inflight_limit\{function="predict"\} 2$/m);
       assert.match(await metrics(), /^connector_invocations_in_flight 2$/m, "the connector holds the other 58 back");
@@ -133,36 +134,34 @@ describe(
 
       // Three replicas ready: six open.
       gateway.fn("predict").availableReplicas = 3;
-      await eventually(async () => gateway.open.length === 6, "six invocations open with three replicas");
+      await eventually("six invocations open with three replicas", async () => gateway.open.length === 6);
       assert.match(await metrics(), /^connector_inflight_limit\{function="predict"\} 6$/m);
       assert.equal(gateway.peak, 6);
 
       // Scaled down to one: the six in flight fail (their replicas are gone) and are retried two at a time.
       gateway.fn("predict").availableReplicas = 1;
-      await eventually(
-        async () => /^connector_inflight_limit\{function="predict"\} 2$/m.test(await metrics()),
-        "the limit back to 2",
+      await eventually("the limit back to 2", async () =>
+        /^connector_inflight_limit\{function="predict"\} 2$/m.test(await metrics()),
       );
       assert.equal(gateway.answerAll(503), 6);
       gateway.resetPeak();
-      await eventually(
-        async () => /^connector_retries_total\{function="predict"\} 6$/m.test(await metrics()),
-        "six failed attempts",
+      await eventually("six failed attempts", async () =>
+        /^connector_retries_total\{function="predict"\} 6$/m.test(await metrics()),
       );
       clock.advance(); // every backoff ends at once: without a limit on attempts, all six would go now
-      await eventually(async () => gateway.open.length === 2, "two retries open");
+      await eventually("two retries open", async () => gateway.open.length === 2);
       assert.match(
         await metrics(),
         /^connector_invocations_in_flight 6$/m,
         "six batches still in flight, no new one taken",
       );
       assert.equal(gateway.answerAll(200), 2);
-      await eventually(async () => gateway.open.length === 2, "the next two retries");
+      await eventually("the next two retries", async () => gateway.open.length === 2);
       gateway.hold = false;
       gateway.answerAll(200);
       await eventually(
-        async () => new Set(gateway.delivered).size === 60 && (await pendingOf(metrics)) === 0,
         "every message delivered and acknowledged",
+        async () => new Set(gateway.delivered).size === 60 && (await pendingOf(metrics)) === 0,
       );
       assert.equal(gateway.peak, 2, "never more than two open after the scale-down");
       assert.deepEqual(
@@ -185,9 +184,9 @@ describe(
         { max_inflight: "1", autoscale: "true", autoscale_interval_ms: "200", autoscale_window_ms: "600" },
       );
       await publish("fan/autoscale", 40);
-      await eventually(async () => gateway.scaleRequests.length >= 1, "a scale-up request");
+      await eventually("a scale-up request", async () => gateway.scaleRequests.length >= 1);
       gateway.fn("predict").availableReplicas = gateway.fn("predict").replicas;
-      await eventually(async () => gateway.scaleRequests.length >= 2, "a second scale-up request");
+      await eventually("a second scale-up request", async () => gateway.scaleRequests.length >= 2);
       gateway.fn("predict").availableReplicas = gateway.fn("predict").replicas;
       assert.deepEqual(
         gateway.scaleRequests.slice(0, 2),
@@ -200,9 +199,9 @@ describe(
       // The backlog is worked off; with no load, one replica less after each window, down to min.
       gateway.hold = false;
       gateway.answerAll(200);
-      await eventually(async () => gateway.scaleRequests.length >= 5, "three scale-down requests");
+      await eventually("three scale-down requests", async () => gateway.scaleRequests.length >= 5);
       const listings = gateway.listings;
-      await eventually(async () => gateway.listings >= listings + 10, "ten more refreshes at min");
+      await eventually("ten more refreshes at min", async () => gateway.listings >= listings + 10);
       assert.deepEqual(
         gateway.scaleRequests.map((r) => r.replicas),
         [3, 4, 3, 2, 1],
@@ -227,9 +226,9 @@ describe(
         { max_inflight: "1", autoscale_interval_ms: "100" },
       );
       await publish("fan/no-autoscale", 20);
-      await eventually(async () => gateway.open.length === 1, "the backlog");
+      await eventually("the backlog", async () => gateway.open.length === 1);
       const listings = gateway.listings;
-      await eventually(async () => gateway.listings >= listings + 10, "ten refreshes under the backlog");
+      await eventually("ten refreshes under the backlog", async () => gateway.listings >= listings + 10);
       assert.deepEqual(gateway.scaleRequests, []);
     });
   },
@@ -325,17 +324,17 @@ describe(
       Promise.all(Array.from({ length: count }, () => publisher.publishAsync("fan/real-score", score, { qos: 1 })));
 
     it("reads availableReplicas from the gateway: 2 in flight at one replica, 6 at three, 2 again at one, and every message answered", async () => {
-      await eventually(async () => (await limit()) === 2, "the limit of one replica (2)");
+      await eventually("the limit of one replica (2)", async () => (await limit()) === 2);
       await scale(3);
-      await eventually(async () => (await limit()) === 6, "the limit of three replicas ready (6)");
+      await eventually("the limit of three replicas ready (6)", async () => (await limit()) === 6);
       await send(100);
-      await eventually(async () => (await answered()) === 100, "100 invocations answered by three replicas");
+      await eventually("100 invocations answered by three replicas", async () => (await answered()) === 100);
       await scale(1);
-      await eventually(async () => (await limit()) === 2, "the limit back to one replica's (2)");
+      await eventually("the limit back to one replica's (2)", async () => (await limit()) === 2);
       await send(50);
       await eventually(
-        async () => (await answered()) === 150 && (await pendingOf(() => metricsOf(connector.port))) === 0,
         "150 answered, none pending",
+        async () => (await answered()) === 150 && (await pendingOf(() => metricsOf(connector.port))) === 0,
       );
       assert.doesNotMatch(
         await metricsOf(connector.port),
@@ -346,14 +345,6 @@ describe(
   },
 );
 
-async function metricsOf(port: number): Promise<string> {
-  return (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-}
-
 async function pendingOf(metrics: () => Promise<string>): Promise<number> {
   return Number(/^connector_messages_pending (\d+)$/m.exec(await metrics())?.[1] ?? -1);
 }
-
-/** support/eventually's poll, with this file's order of arguments. */
-const eventually = (condition: () => Promise<boolean>, what: string, timeoutMs = 30_000) =>
-  pollUntil(what, condition, timeoutMs);

@@ -2,32 +2,14 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { pino } from "pino";
-import { createLogger } from "../../lib/infra/log.js";
-import { MqttConsumer, type ConsumerOptions, type ReceivedMessage } from "../../lib/mqtt/consumer.js";
+import type { ReceivedMessage } from "../../lib/mqtt/consumer.js";
 import { eventually } from "../support/eventually.js";
+import { heldFor, recordingConsumer } from "../support/mqtt-consumer.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
-import { Collector } from "../support/mqtt-collector.js";
 
 // What needs no broker process runs against the in-process broker in test/unit/mqtt.test.ts (one
 // copy of each test, not two); here, what only Mosquitto shows: its in-flight window, its
 // keepalive, a broker that never confirms, the sessions it keeps, a broker frozen or restarted.
-
-const log = createLogger("consumer-test", "silent");
-
-/** A consumer that keeps what it is given, for the test to acknowledge or not. */
-function consumer(url: string, clientId: string, topics: string[], options: Partial<ConsumerOptions> = {}) {
-  const received: ReceivedMessage[] = [];
-  const c = new MqttConsumer({
-    mqtt: { url },
-    clientId,
-    topics,
-    deadLetterTopic: "fan/deadletter",
-    log,
-    onMessage: (m) => received.push(m),
-    ...options,
-  });
-  return { consumer: c, received };
-}
 
 describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
   let broker: Broker;
@@ -43,25 +25,11 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     await broker?.stop();
   });
 
-  /**
-   * What a new session with `clientId` receives on `topic` before a marker published now: the
-   * messages the broker still held for it (redelivered first), then the marker.
-   */
-  async function heldFor(clientId: string, topic: string): Promise<string[]> {
-    const next = consumer(broker.url, clientId, [topic]);
-    await next.consumer.start();
-    await publish(topic, "marker");
-    await eventually("the marker", () => next.received.some((m) => m.payload.toString() === "marker"));
-    for (const m of next.received) m.ack();
-    await next.consumer.drain();
-    return next.received.map((m) => m.payload.toString()).filter((p) => p !== "marker");
-  }
-
   it("stops reading above its byte bound and reads on once its owner acknowledges", async () => {
     const bound = 10_000;
     const sizes: number[] = [];
     let pauses = 0;
-    const { consumer: c, received } = consumer(broker.url, "bound", ["t/bound"], {
+    const { consumer: c, received } = recordingConsumer(broker.url, "bound", ["t/bound"], {
       maxBytesInFlight: bound,
       onMessage: (m) => {
         received.push(m);
@@ -106,7 +74,7 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     // While reading is stopped the broker's PINGRESP goes unread too: MQTT.js reconnects after
     // 1.5 × keepalive. Deliberate: the messages stay with the broker and come again.
     let lost = 0;
-    const { consumer: c, received } = consumer(broker.url, "keepalive", ["t/keepalive"], {
+    const { consumer: c, received } = recordingConsumer(broker.url, "keepalive", ["t/keepalive"], {
       client: { keepalive: 1, reconnectPeriod: 50 },
       onConnectionLost: () => lost++,
     });
@@ -123,53 +91,11 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     );
     for (const m of received) m.ack();
     await c.drain();
-    assert.deepEqual(await heldFor("keepalive", "t/keepalive"), []);
-  });
-
-  it("keeps a message whose dead letter could not be published", async () => {
-    const { consumer: c, received } = consumer(broker.url, "dead-failed", ["t/dead-failed"]);
-    await c.start();
-    await publish("t/dead-failed", "bad");
-    await eventually("the message", () => received.length === 1);
-    process.kill(broker.pid as number, "SIGSTOP"); // the broker takes the dead letter but never answers
-    try {
-      const outcome = c.deadLetter(received[0] as ReceivedMessage, "bad");
-      await c.close();
-      assert.equal(await outcome, "failed");
-    } finally {
-      process.kill(broker.pid as number, "SIGCONT");
-    }
-    assert.deepEqual(await heldFor("dead-failed", "t/dead-failed"), ["bad"], "redelivered");
-  });
-
-  it("drain waits for the dead letters being published", async () => {
-    const letters = await Collector.start(broker.url, ["fan/deadletter"]);
-    const { consumer: c, received } = consumer(broker.url, "drain", ["t/drain"]);
-    await c.start();
-    await publish("t/drain", "bad");
-    await publish("t/drain", "good");
-    await eventually("both messages", () => received.length === 2);
-    const order: string[] = [];
-    process.kill(broker.pid as number, "SIGSTOP");
-    let drained: Promise<void>;
-    try {
-      void c.deadLetter(received[0] as ReceivedMessage, "bad").then((outcome) => order.push(`dead letter ${outcome}`));
-      // The owner finishes its work inside drain: here, acknowledging the good message.
-      drained = c.drain(async () => received[1]?.ack()).then(() => void order.push("drained"));
-      assert.equal(c.status.deadLettersPending, 1);
-      assert.equal(c.drain(), c.drain(), "a second drain is the first");
-    } finally {
-      process.kill(broker.pid as number, "SIGCONT");
-    }
-    await drained;
-    assert.deepEqual(order, ["dead letter published", "drained"]);
-    await letters.waitFor("fan/deadletter", 1);
-    await letters.stop();
-    assert.deepEqual(await heldFor("drain", "t/drain"), [], "both acknowledged before the disconnect");
+    assert.deepEqual(await heldFor(broker.url, publisher, "keepalive", "t/keepalive"), []);
   });
 
   it("drain ends even when the broker never confirms a dead letter, and the message comes back", async () => {
-    const { consumer: c, received } = consumer(broker.url, "drain-frozen", ["t/drain-frozen"]);
+    const { consumer: c, received } = recordingConsumer(broker.url, "drain-frozen", ["t/drain-frozen"]);
     await c.start();
     await publish("t/drain-frozen", "bad");
     await eventually("the message", () => received.length === 1);
@@ -182,12 +108,18 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     } finally {
       process.kill(broker.pid as number, "SIGCONT");
     }
-    assert.deepEqual(await heldFor("drain-frozen", "t/drain-frozen"), ["bad"], "unacknowledged, so redelivered");
+    assert.deepEqual(
+      await heldFor(broker.url, publisher, "drain-frozen", "t/drain-frozen"),
+      ["bad"],
+      "unacknowledged, so redelivered",
+    );
   });
 
   it("parked, disconnects until resumed: the broker keeps what arrives meanwhile, and everything comes once resumed", async () => {
     let lost = 0;
-    const { consumer: c, received } = consumer(broker.url, "park", ["t/park"], { onConnectionLost: () => lost++ });
+    const { consumer: c, received } = recordingConsumer(broker.url, "park", ["t/park"], {
+      onConnectionLost: () => lost++,
+    });
     await c.start();
     await publish("t/park", "before");
     await eventually("received.length === 1", () => received.length === 1);
@@ -212,15 +144,15 @@ describe("the MQTT consumer, against Mosquitto", { timeout: 60_000 }, () => {
     );
     for (const m of received) m.ack();
     await c.drain();
-    assert.deepEqual(await heldFor("park", "t/park"), []);
+    assert.deepEqual(await heldFor(broker.url, publisher, "park", "t/park"), []);
   });
 
   it("drops the filters it is told another session has, when the broker kept its session", async () => {
-    const old = consumer(broker.url, "stale", ["t/stale/a", "t/stale/b"]);
+    const old = recordingConsumer(broker.url, "stale", ["t/stale/a", "t/stale/b"]);
     await old.consumer.start();
     await old.consumer.drain();
     const events: string[] = [];
-    const { consumer: c, received } = consumer(broker.url, "stale", ["t/stale/a"], {
+    const { consumer: c, received } = recordingConsumer(broker.url, "stale", ["t/stale/a"], {
       unsubscribe: ["t/stale/b"],
       log: pino(
         { level: "info" },

@@ -15,7 +15,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, postJson, spawnCli, terminate, waitUntilReady } from "../support/process.js";
-import { eventually as pollUntil } from "../support/eventually.js";
+import { eventually } from "../support/eventually.js";
 import { pino } from "pino";
 
 /** One health function as its container runs it: the template's server in its own process. */
@@ -41,15 +41,10 @@ async function startHealth(env: NodeJS.ProcessEnv): Promise<HealthProcess> {
   const url = `http://127.0.0.1:${port}`;
   await waitUntilReady(url, child);
   await eventually(
-    async () => (await fetch(url)).status === 200,
     `health on ${url} ready (its store open); output:\n${seen}`,
+    async () => (await fetch(url)).status === 200,
   );
   return { url, child, output: () => seen };
-}
-
-/** support/eventually's poll, with this file's order of arguments. */
-function eventually(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  return pollUntil(what, check, timeoutMs);
 }
 
 async function getFans(url: string, query = ""): Promise<{ fans: HealthRecord[]; counts: Record<string, number> }> {
@@ -86,9 +81,8 @@ async function outboxOf(natsUrl: string, deviceID: string, bucket = "fan_health"
  */
 async function marker(collector: Collector, url: string, deviceID: string, t0: number): Promise<void> {
   assert.equal((await postJson(url, predictions(deviceID, 1, 20, t0))).status, 200);
-  await eventually(
-    () => transitionsOf(collector, deviceID).some((t) => t.event === "alarm"),
-    `the marker alarm of ${deviceID}`,
+  await eventually(`the marker alarm of ${deviceID}`, () =>
+    transitionsOf(collector, deviceID).some((t) => t.event === "alarm"),
   );
 }
 
@@ -202,9 +196,8 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     if (acknowledged)
       assert.equal((await postJson(one.url, { deviceID, action: "acknowledge", by: "Ana" })).status, 200);
     const events = acknowledged ? ["alarm", "acknowledged"] : ["alarm"];
-    await eventually(
-      () => events.every((e) => transitionsOf(collector, deviceID).some((t) => t.event === e)),
-      `fan ${deviceID}'s ${events.join(" and ")} on fan/alarm`,
+    await eventually(`fan ${deviceID}'s ${events.join(" and ")} on fan/alarm`, () =>
+      events.every((e) => transitionsOf(collector, deviceID).some((t) => t.event === e)),
     );
   }
 
@@ -242,8 +235,8 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     assert.equal(counts.alarm, 1);
     // The other replica sees the same record through the bucket.
     await eventually(
-      async () => (await getFans(two.url, "?deviceID=7")).fans[0]?.state === "alarm",
       "replica two sees the alarm",
+      async () => (await getFans(two.url, "?deviceID=7")).fans[0]?.state === "alarm",
     );
   });
 
@@ -292,7 +285,7 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     assert.ok(conflicts > 0, "the two processes did race on the fan (compare-and-set conflicts)");
     // Everything each process wrote is on the alarm topic once: none lost, none doubled.
     const total = () => collector.on("fan/alarm").length;
-    await eventually(() => total() >= written, `${written} transitions on fan/alarm`);
+    await eventually(`${written} transitions on fan/alarm`, () => total() >= written);
     const mine = transitionsOf(collector, id);
     assert.equal(new Set(mine.map((t) => t.id)).size, mine.length, "no transition published twice");
     const alarms = mine.filter((t) => t.event === "alarm");
@@ -316,7 +309,7 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     const { record, transition } = answer.body as { record: HealthRecord; transition: AlarmTransition };
     assert.deepEqual([record.acknowledged, record.acknowledgedBy, record.note], [true, "Ana", "bearing ordered"]);
     assert.deepEqual([transition.event, transition.by, transition.acknowledged], ["acknowledged", "Ana", true]);
-    await eventually(() => transitionsOf(collector, "7").length === before + 1, "the acknowledgement on fan/alarm");
+    await eventually("the acknowledgement on fan/alarm", () => transitionsOf(collector, "7").length === before + 1);
     assert.equal(transitionsOf(collector, "7").at(-1)?.id, transition.id);
     const { fans } = await getFans(one.url, "?state=alarm&acknowledged=true");
     assert.ok(fans.some((f) => f.deviceID === "7"));
@@ -440,24 +433,24 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
         else await new Promise((resolve) => setTimeout(resolve, 20)); // the stream's pace after a refused post
       }
     })();
-    await eventually(() => accepted.length >= 5, "predictions flowing");
+    await eventually("predictions flowing", () => accepted.length >= 5);
     await nats.kill();
     await eventually(
-      async () => (await postJson(two.url, predictions("12", 0, 1, t0))).status === 503,
       "503 while NATS is down",
+      async () => (await postJson(two.url, predictions("12", 0, 1, t0))).status === 503,
     );
     // NATS back: the same processes reconnect, and each one's cache follows the other's writes again.
     await nats.restart();
     await eventually(
-      async () => (await postJson(two.url, predictions("12", 0, 1, t0 + 1_000))).status === 200,
       "200 once NATS is back",
+      async () => (await postJson(two.url, predictions("12", 0, 1, t0 + 1_000))).status === 200,
     );
     await eventually(
-      async () => (await getFans(one.url, "?deviceID=12")).fans[0]?.lastSeen === new Date(t0 + 1_000).toISOString(),
       "replica one sees replica two's write after the restart",
+      async () => (await getFans(one.url, "?deviceID=12")).fans[0]?.lastSeen === new Date(t0 + 1_000).toISOString(),
     );
     const seen = accepted.length;
-    await eventually(() => accepted.length > seen, "the stream flowing again");
+    await eventually("the stream flowing again", () => accepted.length > seen);
     // Now everything dies at once, mid-stream.
     one.child.kill("SIGKILL");
     two.child.kill("SIGKILL");
@@ -479,19 +472,19 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
   it("publishes a transition whose writer died before it could publish it, once, from the fan's outbox", async () => {
     const pid = broker.pid as number;
     process.kill(pid, "SIGTERM");
-    await eventually(() => !alive(pid), "Mosquitto stopped");
+    await eventually("Mosquitto stopped", () => !alive(pid));
     // The write wins, the publish cannot happen: the answer is a 503 and the alarm waits in the outbox.
     await eventually(
-      async () => (await postJson(one.url, predictions("outboxed", 1, 20, t0))).status === 503,
       "a 503 for want of the broker",
+      async () => (await postJson(one.url, predictions("outboxed", 1, 20, t0))).status === 503,
     );
     one.child.kill("SIGKILL");
     await broker.restart();
     // Another process finds the transition in the outbox and sends it, with its id.
-    await eventually(() => transitionsOf(collector, "outboxed").length >= 1, "the outboxed alarm on fan/alarm");
+    await eventually("the outboxed alarm on fan/alarm", () => transitionsOf(collector, "outboxed").length >= 1);
     // Still once: the outbox is empty, so nothing is left to send again, and whatever was sent
     // before arrived ahead of a marker alarm sent after.
-    await eventually(async () => (await outboxOf(nats.url, "outboxed")).length === 0, "fan outboxed's outbox emptied");
+    await eventually("fan outboxed's outbox emptied", async () => (await outboxOf(nats.url, "outboxed")).length === 0);
     await marker(collector, two.url, "outboxed-marker", t0);
     const sent = transitionsOf(collector, "outboxed");
     assert.deepEqual(
@@ -507,12 +500,12 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     const quiet = { ...env, HEALTH_BUCKET: "silence_test", HEALTH_SILENT_AFTER_MS: "1000" };
     const [a, b] = await Promise.all([startHealth(quiet), startHealth(quiet)]);
     assert.equal((await postJson(a.url, predictions("quiet", 0, 3, t0))).status, 200);
-    await eventually(() => transitionsOf(collector, "quiet").some((t) => t.event === "silent"), "fan quiet silent");
+    await eventually("fan quiet silent", () => transitionsOf(collector, "quiet").some((t) => t.event === "silent"));
     // Once: the fan is silent in the bucket with nothing left in its outbox, and whatever either
     // replica published before has arrived ahead of a marker alarm each sends after.
     await eventually(
-      async () => (await outboxOf(nats.url, "quiet", "silence_test")).length === 0,
       "fan quiet's outbox emptied",
+      async () => (await outboxOf(nats.url, "quiet", "silence_test")).length === 0,
     );
     await Promise.all([marker(collector, a.url, "quiet-marker-a", t0), marker(collector, b.url, "quiet-marker-b", t0)]);
     assert.deepEqual(
@@ -523,8 +516,8 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     // Its next reading brings it back.
     assert.equal((await postJson(b.url, predictions("quiet", 0, 1, t0 + 10_000))).status, 200);
     await eventually(
-      async () => (await getFans(a.url, "?deviceID=quiet")).fans[0]?.state !== "silent",
       "fan quiet reporting again",
+      async () => (await getFans(a.url, "?deviceID=quiet")).fans[0]?.state !== "silent",
     );
   });
 });

@@ -14,15 +14,8 @@ import { Collector } from "../support/mqtt-collector.js";
 import { REPO_ROOT } from "../support/paths.js";
 import { freePort, spawnCli, waitForOutput } from "../support/process.js";
 
-/** Polls (support/eventually) at InfluxDB's pace, a query every quarter second, for up to 30 s; resolves with the value accepted. */
-function eventually<T>(
-  what: string,
-  probe: () => Promise<T>,
-  done: (value: T) => boolean,
-  timeoutMs = 30_000,
-): Promise<T> {
-  return eventuallyValue(what, probe, done, { timeoutMs, paceMs: 250 });
-}
+/** InfluxDB's pace for support/eventually's polls: a query every quarter second, for up to 30 s. */
+const AT_INFLUX_PACE = { timeoutMs: 30_000, paceMs: 250 };
 
 /**
  * Health transitions as the health function publishes them: fan 1 warned, in alarm, acknowledged;
@@ -135,10 +128,11 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     // One reading that is not one: its dead letter is stored too (the dashboard's dead-letter panels).
     await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "bad", rotation: "fast" }), { qos: 1 });
     await collector.waitFor("fan/anomaly", 24, 30_000);
-    await eventually(
+    await eventuallyValue(
       "the dead letter in InfluxDB",
       () => count("deadletter", "error", "true"),
       (n) => n >= 1,
+      AT_INFLUX_PACE,
     );
     assert.equal((await system.interrupt()).code, 0);
     // Whatever the in-process writer had not written when it stopped is still with the broker, in
@@ -151,24 +145,27 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
       JSON.stringify({ deviceID: "marker", rotation: 600, temperature: 40, vibration: 150, sound: 48 }),
       { qos: 1 },
     );
-    await eventually(
+    await eventuallyValue(
       "the marker collected",
       async () => collector.on("fan/messages").some((r) => (r as { deviceID: string }).deviceID === "marker"),
       (seen) => seen,
+      AT_INFLUX_PACE,
     );
     const readings = (
       collector.on("fan/messages") as Array<{ deviceID: string; timeStamp: string; rotation: number }>
     ).filter((r) => r.deviceID !== "bad" && r.deviceID !== "marker");
     const predictions = collector.on("fan/anomaly").length;
-    await eventually(
+    await eventuallyValue(
       "readings in InfluxDB",
       () => count("telemetry", "rotation", `"deviceID" =~ /^[1-4]$/`),
       (n) => n === readings.length,
+      AT_INFLUX_PACE,
     );
-    await eventually(
+    await eventuallyValue(
       "predictions in InfluxDB",
       () => count("prediction", "probability", `"deviceID" =~ /^[1-4]$/`),
       (n) => n === predictions,
+      AT_INFLUX_PACE,
     );
     await collector.stop();
 
@@ -217,10 +214,11 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
       { qos: 1 },
     );
 
-    await eventually(
+    await eventuallyValue(
       "health points in InfluxDB",
       () => count("health", "probability", `"alarmId" =~ /^persist-/`),
       (n) => n === sent.length,
+      AT_INFLUX_PACE,
     );
     const letters = (await deadLetters.waitFor("fan/deadletter", 2)) as Array<{ error: string; topic: string }>;
     await deadLetters.stop();
@@ -286,20 +284,23 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     await collector.stop();
     const { sent } = healthStory(Date.now());
     for (const t of sent) await publisher.publishAsync("fan/alarm", JSON.stringify(t), { qos: 1 });
-    await eventually(
+    await eventuallyValue(
       "the dead letter in InfluxDB",
       () => count("deadletter", "error", "true"),
       (n) => n >= 1,
+      AT_INFLUX_PACE,
     );
-    await eventually(
+    await eventuallyValue(
       "the health story in InfluxDB",
       () => count("health", "probability", `"alarmId" =~ /^persist-/`),
       (n) => n === sent.length,
+      AT_INFLUX_PACE,
     );
-    await eventually(
+    await eventuallyValue(
       "predictions in InfluxDB",
       () => count("prediction", "probability", `"deviceID" =~ /^[1-4]$/`),
       (n) => n >= 24,
+      AT_INFLUX_PACE,
     );
     assert.equal((await system.interrupt()).code, 0);
     const dashboard = JSON.parse(
@@ -375,26 +376,28 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
         if (sent % 100 === 0) await new Promise((resolve) => setTimeout(resolve, 20)); // the stream's pace
       }
     })();
-    await eventually(
+    await eventuallyValue(
       "the stream under way",
       async () => sent,
       (n) => n >= 300,
+      AT_INFLUX_PACE,
     );
     // Down until the writer has had writes fail, then back.
     await influx.restart(
       async () =>
-        void (await eventually(
+        void (await eventuallyValue(
           "a failed write",
           () => metric(metrics, "influx_writer_write_failures_total"),
           (n) => n >= 1,
+          AT_INFLUX_PACE,
         )),
     );
     await sending;
-    await eventually(
+    await eventuallyValue(
       "readings after the restart",
       () => count("telemetry", "rotation", `"deviceID" =~ /^restart-/`),
       (n) => n === total,
-      60_000,
+      { ...AT_INFLUX_PACE, timeoutMs: 60_000 },
     );
     const text = await (await fetch(`${metrics}/metrics`)).text();
     assert.match(
@@ -427,10 +430,11 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     assert.equal(await count("telemetry", "sound", `"deviceID" = 'bad-1'`), 0);
     assert.equal(await count("prediction", "probability", `"deviceID" = 'bad-2'`), 0);
     // The writer reads fan/deadletter too and stores what arrives there, its own letters included.
-    await eventually(
+    await eventuallyValue(
       "dead letters in InfluxDB",
       () => count("deadletter", "error", `"error" =~ /^influx-writer: / AND "payload" =~ /not json|bad-1|bad-2/`),
       (n) => n === 3,
+      AT_INFLUX_PACE,
     );
   });
 
@@ -464,17 +468,19 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     );
     assert.match(about("batch-year-9999")?.error ?? "", /^influx-writer: .*timeStamp/);
     assert.equal(letters.length, 2, JSON.stringify(letters));
-    await eventually(
+    await eventuallyValue(
       "the good readings",
       () => count("telemetry", "rotation", `"deviceID" =~ /^batch-good-/`),
       (n) => n === 8,
+      AT_INFLUX_PACE,
     );
     assert.equal(await count("telemetry", "rotation", `"deviceID" =~ /^batch-(conflict|year)/`), 0);
     // Acknowledged: nothing held any more; and the refusal was not taken for an outage.
-    const held = await eventually(
+    const held = await eventuallyValue(
       "the writer's buffer",
       () => health(writer),
       (h) => h.buffered === 0 && h.bufferedBytes === 0,
+      AT_INFLUX_PACE,
     );
     assert.equal(held.status, "ok");
     assert.equal(await metric(writer, "influx_writer_write_failures_total"), failuresBefore, "no write was retried");
@@ -483,10 +489,11 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     const again = await startWriter();
     const marker = reading("batch-marker", "2026-02-01 00:01:00");
     await publisher.publishAsync("fan/messages", marker, { qos: 1 });
-    await eventually(
+    await eventuallyValue(
       "the marker",
       () => count("telemetry", "rotation", `"deviceID" = 'batch-marker'`),
       (n) => n === 1,
+      AT_INFLUX_PACE,
     );
     assert.equal(
       await metric(again, `influx_writer_messages_total{kind="telemetry",outcome="accepted"}`),
@@ -515,6 +522,6 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
         { qos: 1 },
       );
     }
-    await eventually("readings in the new database", rows, (n) => n === 20);
+    await eventuallyValue("readings in the new database", rows, (n) => n === 20, AT_INFLUX_PACE);
   });
 });

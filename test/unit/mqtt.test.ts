@@ -3,34 +3,15 @@ import { after, afterEach, before, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { PublishFailedError } from "../../lib/errors.js";
 import { Deadline } from "../../lib/infra/deadline.js";
-import { createLogger } from "../../lib/infra/log.js";
-import { MqttConsumer, type ConsumerOptions, type ReceivedMessage } from "../../lib/mqtt/consumer.js";
+import type { ReceivedMessage } from "../../lib/mqtt/consumer.js";
 import { Publisher } from "../../lib/mqtt/publisher.js";
 import { startAedes, type InProcessBroker } from "../support/aedes-broker.js";
 import { eventually } from "../support/eventually.js";
+import { heldFor, payloads, recordingConsumer } from "../support/mqtt-consumer.js";
 import { Collector } from "../support/mqtt-collector.js";
 
 // lib/mqtt against the in-process broker. test/system/consumer.test.ts runs the consumer against
 // Mosquitto, with what only a real broker process shows (keepalive, a broker frozen for good).
-
-const log = createLogger("mqtt-test", "silent");
-
-/** A consumer that keeps what it is given, for the test to acknowledge or not. */
-function consumer(url: string, clientId: string, topics: string[], options: Partial<ConsumerOptions> = {}) {
-  const received: ReceivedMessage[] = [];
-  const c = new MqttConsumer({
-    mqtt: { url },
-    clientId,
-    topics,
-    deadLetterTopic: "fan/deadletter",
-    log,
-    onMessage: (m) => received.push(m),
-    ...options,
-  });
-  return { consumer: c, received };
-}
-
-const payloads = (messages: readonly ReceivedMessage[]) => messages.map((m) => m.payload.toString());
 
 describe("the MQTT consumer", () => {
   let broker: InProcessBroker;
@@ -47,22 +28,8 @@ describe("the MQTT consumer", () => {
     await broker.close();
   });
 
-  /**
-   * What a new session with `clientId` receives on `topic` before a marker published now: the
-   * messages the broker still held for it (redelivered first), then the marker.
-   */
-  async function heldFor(clientId: string, topic: string): Promise<string[]> {
-    const next = consumer(broker.url, clientId, [topic]);
-    await next.consumer.start();
-    await publish(topic, "marker");
-    await eventually("the marker", () => next.received.some((m) => m.payload.toString() === "marker"));
-    for (const m of next.received) m.ack();
-    await next.consumer.drain();
-    return payloads(next.received).filter((p) => p !== "marker");
-  }
-
   it("acknowledges only what its owner acknowledged: the rest goes to the next session", async () => {
-    const { consumer: first, received } = consumer(broker.url, "acks", ["t/acks"]);
+    const { consumer: first, received } = recordingConsumer(broker.url, "acks", ["t/acks"]);
     await first.start();
     for (const n of ["1", "2", "3"]) await publish("t/acks", n);
     await eventually("three messages", () => received.length === 3);
@@ -75,14 +42,14 @@ describe("the MQTT consumer", () => {
     );
     await new Promise((resolve) => setImmediate(resolve)); // the PUBACKs leave in one write, on the next tick
     await first.close(); // as if killed: no DISCONNECT, message 3 never acknowledged
-    assert.deepEqual(await heldFor("acks", "t/acks"), ["3"]);
+    assert.deepEqual(await heldFor(broker.url, publisher, "acks", "t/acks"), ["3"]);
   });
 
   it("holds at most its byte bound of a broker that pushes everything at once, and reads on as its owner acknowledges", async () => {
     const bound = 10_000;
     const sizes: number[] = [];
     let pauses = 0;
-    const { consumer: c, received } = consumer(broker.url, "bound", ["t/bound"], {
+    const { consumer: c, received } = recordingConsumer(broker.url, "bound", ["t/bound"], {
       maxBytesInFlight: bound,
       onMessage: (m) => {
         received.push(m);
@@ -117,7 +84,7 @@ describe("the MQTT consumer", () => {
   });
 
   it("pauses and resumes for its owner, each reason on its own, and delivers what waited in order", async () => {
-    const { consumer: c, received } = consumer(broker.url, "pause", ["t/pause"]);
+    const { consumer: c, received } = recordingConsumer(broker.url, "pause", ["t/pause"]);
     await c.start();
     c.pause("routes", "no route to a function");
     await publish("t/pause", "held");
@@ -139,7 +106,7 @@ describe("the MQTT consumer", () => {
   it("dead-letters with a reason and acknowledges the message only once the broker took the dead letter", async () => {
     const letters = await Collector.start(broker.url, ["fan/deadletter"]);
     try {
-      const { consumer: c, received } = consumer(broker.url, "dead", ["t/dead"]);
+      const { consumer: c, received } = recordingConsumer(broker.url, "dead", ["t/dead"]);
       await c.start();
       await publish("t/dead", '{"deviceID":"x","rotation":"fast"}');
       await eventually("the message", () => received.length === 1);
@@ -156,14 +123,14 @@ describe("the MQTT consumer", () => {
       );
       assert.ok(!Number.isNaN(Date.parse(letter?.at ?? "")));
       await c.drain();
-      assert.deepEqual(await heldFor("dead", "t/dead"), [], "acknowledged");
+      assert.deepEqual(await heldFor(broker.url, publisher, "dead", "t/dead"), [], "acknowledged");
     } finally {
       await letters.stop();
     }
   });
 
   it("keeps a message whose dead letter the broker never confirmed: the next session gets it again", async () => {
-    const { consumer: c, received } = consumer(broker.url, "dead-failed", ["t/dead-failed"]);
+    const { consumer: c, received } = recordingConsumer(broker.url, "dead-failed", ["t/dead-failed"]);
     await c.start();
     await publish("t/dead-failed", "bad");
     await eventually("the message", () => received.length === 1);
@@ -174,13 +141,13 @@ describe("the MQTT consumer", () => {
     await c.close();
     assert.equal(await outcome, "failed");
     broker.release();
-    assert.deepEqual(await heldFor("dead-failed", "t/dead-failed"), ["bad"], "redelivered");
+    assert.deepEqual(await heldFor(broker.url, publisher, "dead-failed", "t/dead-failed"), ["bad"], "redelivered");
   });
 
   it("drain lets its owner finish, waits for the dead letters being published, then disconnects", async () => {
     const letters = await Collector.start(broker.url, ["fan/deadletter"]);
     try {
-      const { consumer: c, received } = consumer(broker.url, "drain", ["t/drain"]);
+      const { consumer: c, received } = recordingConsumer(broker.url, "drain", ["t/drain"]);
       await c.start();
       await publish("t/drain", "bad");
       await publish("t/drain", "good");
@@ -197,21 +164,25 @@ describe("the MQTT consumer", () => {
       await drained;
       assert.deepEqual(order, ["dead letter published", "drained"]);
       await letters.waitFor("fan/deadletter", 1);
-      assert.deepEqual(await heldFor("drain", "t/drain"), [], "both acknowledged before the disconnect");
+      assert.deepEqual(
+        await heldFor(broker.url, publisher, "drain", "t/drain"),
+        [],
+        "both acknowledged before the disconnect",
+      );
     } finally {
       await letters.stop();
     }
   });
 
   it("never dead-letters a message from the dead-letter topic", async () => {
-    const { consumer: c, received } = consumer(broker.url, "loop", ["fan/deadletter"]);
+    const { consumer: c, received } = recordingConsumer(broker.url, "loop", ["fan/deadletter"]);
     await c.start();
     await publish("fan/deadletter", '{"error":"x"}');
     await eventually("the message", () => received.length === 1);
     assert.equal(await c.deadLetter(received[0] as ReceivedMessage, "cannot store it"), "dropped");
     await c.drain();
     assert.deepEqual(
-      await heldFor("loop", "fan/deadletter"),
+      await heldFor(broker.url, publisher, "loop", "fan/deadletter"),
       [],
       "acknowledged, and no dead letter of it was published",
     );
@@ -219,7 +190,7 @@ describe("the MQTT consumer", () => {
 
   it("voids what it delivered when the connection drops, tells its owner, and gets it again", async () => {
     let lost = 0;
-    const { consumer: c, received } = consumer(broker.url, "reconnect", ["t/reconnect"], {
+    const { consumer: c, received } = recordingConsumer(broker.url, "reconnect", ["t/reconnect"], {
       onConnectionLost: () => lost++,
       client: { reconnectPeriod: 50 },
     });
@@ -253,7 +224,7 @@ describe("the MQTT consumer, against a broker that refuses the subscription", ()
   after(() => broker.close());
 
   it("rejects start with the reason, reports it, and does not hang", async () => {
-    const { consumer: c } = consumer(broker.url, "refused", ["fan/open", "fan/secret"]);
+    const { consumer: c } = recordingConsumer(broker.url, "refused", ["fan/open", "fan/secret"]);
     await assert.rejects(
       c.start(),
       /the broker refused the subscription to fan\/secret \(Subscribe error: Unspecified error\)/,
