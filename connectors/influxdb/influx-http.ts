@@ -2,6 +2,7 @@ import type { InfluxTarget } from "./config.js";
 import { InfluxQueryError, InfluxUnavailableError } from "../../lib/errors.js";
 import { HttpClient, HttpTimeoutError } from "../../lib/infra/http/client.js";
 import { parseUntrustedJson } from "../../lib/infra/json.js";
+import { basicAuthHeader } from "../../lib/infra/http/basic-auth.js";
 
 /** Longest wait for one answer from InfluxDB; a batch of 1000 points takes about 10 ms. */
 export const REQUEST_TIMEOUT_MS = 10_000;
@@ -16,7 +17,7 @@ export interface Answer {
 export function authHeaders(target: InfluxTarget): Record<string, string> {
   if (target.api === "v2") return { authorization: `Token ${target.token}` };
   if (target.username === undefined) return {};
-  return { authorization: `Basic ${Buffer.from(`${target.username}:${target.password ?? ""}`).toString("base64")}` };
+  return { authorization: basicAuthHeader({ user: target.username, password: target.password ?? "" }) };
 }
 
 /**

@@ -12,6 +12,7 @@ import type { FunctionDirectory } from "./directory.js";
 import type { FunctionLoad } from "./dispatcher.js";
 import { HttpClient } from "../../lib/infra/http/client.js";
 import type { ConnectorMetrics } from "./metrics.js";
+import { basicAuthHeader } from "../../lib/infra/http/basic-auth.js";
 
 /** Demand is sampled this often and averaged over each decision's interval. */
 const SAMPLE_MS = 250;
@@ -186,8 +187,7 @@ export class ConnectorAutoscaler {
     tracked: Tracked,
   ): Promise<void> {
     const headers: Record<string, string> = { "content-type": "application/json" };
-    if (this.options.basicAuth !== undefined)
-      headers.authorization = `Basic ${Buffer.from(`${this.options.basicAuth.user}:${this.options.basicAuth.password}`).toString("base64")}`;
+    if (this.options.basicAuth !== undefined) headers.authorization = basicAuthHeader(this.options.basicAuth);
     const at = this.#clock.now();
     let code = "0";
     try {

@@ -3,6 +3,7 @@ import type { Logger } from "../../lib/infra/log.js";
 import { HttpClient } from "../../lib/infra/http/client.js";
 import { parseUntrustedJson } from "../../lib/infra/json.js";
 import { filtersOverlap, topicMatches } from "./topic-filter.js";
+import { basicAuthHeader } from "../../lib/infra/http/basic-auth.js";
 
 /** A function to invoke for a message, with the topic its answer is published to, if any. */
 export interface Target {
@@ -158,7 +159,7 @@ export class FunctionDirectory {
   async refresh(): Promise<void> {
     const headers: Record<string, string> = {};
     if (this.options.basicAuth !== undefined) {
-      headers.authorization = `Basic ${Buffer.from(`${this.options.basicAuth.user}:${this.options.basicAuth.password}`).toString("base64")}`;
+      headers.authorization = basicAuthHeader(this.options.basicAuth);
     }
     const askedAt = Date.now();
     try {

@@ -11,3 +11,9 @@ export async function freePort(): Promise<number> {
   await once(server, "close");
   return port;
 }
+
+/** The address by which this machine reaches a server listening on `host` (0.0.0.0, ::, an IPv6 address). */
+export function reachableHost(host: string): string {
+  if (host === "0.0.0.0" || host === "::" || host === "") return "127.0.0.1";
+  return host.includes(":") ? `[${host}]` : host;
+}

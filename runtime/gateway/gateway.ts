@@ -13,6 +13,8 @@ import { pipeline } from "node:stream";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { z } from "zod";
 import { parseUntrustedJson } from "../../lib/infra/json.js";
+import { reachableHost } from "../../lib/infra/net.js";
+import { basicAuthHeader } from "../../lib/infra/http/basic-auth.js";
 import { DEFAULT_CLOSE_DEADLINE_MS, serverCloser, type ServerCloser } from "../../lib/infra/http/close.js";
 import type { Logger } from "../../lib/infra/log.js";
 import type { StackFunction } from "./stack.js";
@@ -80,6 +82,8 @@ export interface GatewayOptions {
 export class LocalGateway {
   readonly #server: Server;
   readonly #closer: ServerCloser;
+  /** The Authorization header /system/* needs, made once. */
+  readonly #expectedAuth: Buffer;
   readonly #agent = new Agent({ keepAlive: true, maxSockets: 64 });
   readonly #registry = new Registry();
   readonly #invocations = new Counter({
@@ -115,6 +119,7 @@ export class LocalGateway {
   constructor(private readonly options: GatewayOptions) {
     this.#server = createServer((req, res) => this.#route(req, res));
     this.#closer = serverCloser(this.#server);
+    this.#expectedAuth = Buffer.from(basicAuthHeader(options.credentials));
     const byFunction = (read: (set: ReplicaSet) => number) =>
       function (this: Gauge) {
         for (const fn of byName.values()) this.set({ function_name: fn.name }, read(fn.set));
@@ -386,12 +391,8 @@ export class LocalGateway {
   }
 
   #authorized(req: IncomingMessage): boolean {
-    const header = req.headers.authorization ?? "";
-    const expected = Buffer.from(
-      `Basic ${Buffer.from(`${this.options.credentials.user}:${this.options.credentials.password}`).toString("base64")}`,
-    );
-    const given = Buffer.from(header);
-    return given.length === expected.length && timingSafeEqual(given, expected);
+    const given = Buffer.from(req.headers.authorization ?? "");
+    return given.length === this.#expectedAuth.length && timingSafeEqual(given, this.#expectedAuth);
   }
 
   /**
@@ -619,12 +620,6 @@ export class LocalGateway {
     this.#invocations.inc(labels);
     this.#seconds.observe(labels, (Date.now() - started) / 1000);
   }
-}
-
-/** The address by which this machine reaches a server listening on `host`. */
-export function reachableHost(host: string): string {
-  if (host === "0.0.0.0" || host === "::" || host === "") return "127.0.0.1";
-  return host.includes(":") ? `[${host}]` : host;
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

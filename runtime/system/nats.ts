@@ -8,7 +8,7 @@ import { HEALTH_SETTINGS, readHealthConfig } from "../../functions/health/config
 import { defineSettings, readSettings } from "../../lib/infra/settings.js";
 import { redactUrl } from "../../lib/mqtt/settings.js";
 import type { Logger } from "../../lib/infra/log.js";
-import { freePort } from "../../lib/infra/net.js";
+import { freePort, reachableHost } from "../../lib/infra/net.js";
 import { ServiceBase } from "../../lib/infra/service.js";
 import { Supervisor } from "../../lib/infra/supervisor.js";
 
@@ -87,7 +87,7 @@ export class NatsServerProcess extends ServiceBase {
   constructor(private readonly options: NatsServerOptions) {
     super();
     const host = options.host ?? DEFAULT_NATS_HOST;
-    this.url = `nats://${host === "0.0.0.0" ? "127.0.0.1" : host}:${options.port}`;
+    this.url = `nats://${reachableHost(host)}:${options.port}`;
   }
 
   get port(): number {

@@ -10,7 +10,7 @@ import { connectMqtt } from "../../lib/mqtt/client.js";
 import { mqttSettingsFromEnv, redactUrl, type MqttSettings } from "../../lib/mqtt/settings.js";
 import { EmbeddedBroker } from "./broker.js";
 import { FleetView } from "../../page/fleet-view.js";
-import { reachableHost } from "../gateway/gateway.js";
+import { reachableHost } from "../../lib/infra/net.js";
 import { GatewayService } from "../gateway/runner.js";
 import { HealthState } from "./nats.js";
 import { Lifecycle } from "./lifecycle.js";
@@ -18,6 +18,7 @@ import { ServiceBase } from "../../lib/infra/service.js";
 import { Supervisor } from "../../lib/infra/supervisor.js";
 import { FleetSimulator, type FleetOptions } from "../../simulation/simulator.js";
 import { WebPage } from "../../page/web-page.js";
+import { basicAuthHeader } from "../../lib/infra/http/basic-auth.js";
 
 /** A fixed client id: readings that arrive at a broker of your own while fanwatch is stopped wait in its persistent session. */
 const START_CONNECTOR_CLIENT_ID = "fanwatch-start-connector";
@@ -159,7 +160,7 @@ class FleetViewService extends ServiceBase {
     await this.fleet.subscribe(viewer);
     void this.fleet.readHealthFrom(`${this.gateway.url}/function/health`);
     void this.fleet.readReplicasFrom(`${this.gateway.url}/system/functions`, {
-      headers: { authorization: basicAuth(this.gateway.credentials) },
+      headers: { authorization: basicAuthHeader(this.gateway.credentials) },
     });
   }
 
@@ -203,8 +204,4 @@ function simulatorOf({ fleet, log }: SystemOptions, mqtt: MqttSettings, topics: 
     onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "simulator: MQTT error"),
   });
   return new FleetSimulator(publisher, { ...fleet, topic: topics.telemetry }, true);
-}
-
-function basicAuth({ user, password }: { user: string; password: string }): string {
-  return `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 }
