@@ -1,7 +1,7 @@
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CONNECTOR_NODE_OPTIONS } from "../../connectors/mqtt/node-options.js";
 import { freePort } from "../../lib/infra/net.js";
@@ -9,6 +9,7 @@ import { startInfluxDB, type Influx } from "../../test/support/influxdb.js";
 import { startMosquitto, type Broker } from "../../test/support/mosquitto.js";
 import { startNats, type TestNats } from "../../test/support/nats.js";
 import { spawnCli, waitForOutput } from "../../test/support/process.js";
+import { childPids, readArgs } from "../support/process-stats.js";
 
 export type Role = "gateway" | "connector" | "writer";
 export const ROLES: readonly Role[] = ["gateway", "connector", "writer"];
@@ -141,7 +142,7 @@ export class FaultSystem {
   /** Process ids to sample, by name, including the servers', the functions' and this process's own. */
   async pids(): Promise<Record<string, number | undefined>> {
     if (this.#influxd === undefined || (await commOf(this.#influxd)) !== "influxd")
-      this.#influxd = await childPid(process.pid, (cmd) => cmd.startsWith("/usr/bin/influxd"));
+      this.#influxd = childPid(process.pid, (args) => args.startsWith(" /usr/bin/influxd "));
     const functions = await Promise.all(
       (["score", "predict", ...(this.nats === undefined ? [] : (["health"] as const))] as const).map(
         async (name) => [name, await this.functionPid(name)] as const,
@@ -150,7 +151,7 @@ export class FaultSystem {
     return {
       mosquitto: this.broker.pid,
       influxd: this.#influxd,
-      ...(this.nats === undefined ? {} : { "nats-server": await natsServerPid(this.nats.pid) }),
+      ...(this.nats === undefined ? {} : { "nats-server": natsServerPid(this.nats.pid) }),
       ...Object.fromEntries(ROLES.map((r) => [r, this.pid(r)])),
       ...Object.fromEntries(functions),
       harness: process.pid,
@@ -162,8 +163,7 @@ export class FaultSystem {
     const known = this.#functionPids.get(name);
     if (known !== undefined && (await commOf(known)) !== undefined) return known;
     const gateway = this.pid("gateway");
-    const pid =
-      gateway === undefined ? undefined : await childPid(gateway, (cmd) => cmd.includes(` function ${name} `));
+    const pid = childPid(gateway, (args) => args.includes(` function ${name} `));
     if (pid === undefined) this.#functionPids.delete(name);
     else this.#functionPids.set(name, pid);
     return pid;
@@ -280,20 +280,13 @@ export class FaultSystem {
 }
 
 /** nats-server runs under a small shell (runtime/system/nats.ts): the server is the shell's child. */
-async function natsServerPid(shell: number | undefined): Promise<number | undefined> {
-  return shell === undefined ? undefined : childPid(shell, (cmd) => cmd.includes("nats-server"));
+function natsServerPid(shell: number | undefined): number | undefined {
+  return childPid(shell, (args) => args.includes("nats-server"));
 }
 
-/** The pid of a child of `parent` whose command line (arguments joined by spaces) `matches`. */
-async function childPid(parent: number, matches: (cmdline: string) => boolean): Promise<number | undefined> {
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
-    if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) !== parent) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
-    if (matches(`${cmdline.replaceAll("\0", " ")}`)) return Number(entry);
-  }
-  return undefined;
+/** The pid of a child of `parent` whose arguments (bench/support/process-stats.ts readArgs) `match`. */
+function childPid(parent: number | undefined, match: (args: string) => boolean): number | undefined {
+  return childPids(parent).find((pid) => match(readArgs(pid)));
 }
 
 /** The command name in /proc/<pid>/stat, or undefined once the process is gone. */
