@@ -56,6 +56,8 @@ export const DEFAULT_MAX_ANSWER_BYTES = 16 * 1024 * 1024;
  */
 export class HttpClient {
   readonly #base: URL | undefined;
+  /** The base URL's path without its trailing slash, made once: requests add theirs to it. */
+  readonly #basePath: string;
   readonly #agents = new Map<string, http.Agent>();
   readonly #maxSockets: number;
   readonly #idleTimeoutMs: number;
@@ -64,6 +66,7 @@ export class HttpClient {
 
   constructor(options: HttpClientOptions = {}) {
     this.#base = options.baseUrl === undefined ? undefined : new URL(options.baseUrl);
+    this.#basePath = this.#base?.pathname.replace(/\/$/, "") ?? "";
     this.#maxSockets = options.maxSockets ?? Infinity;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
     this.#maxAnswerBytes = options.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES;
@@ -132,9 +135,9 @@ export class HttpClient {
   }
 
   #url(options: HttpRequest): URL {
-    if (options.url !== undefined) return new URL(options.url);
+    if (options.url !== undefined) return options.url instanceof URL ? options.url : new URL(options.url);
     if (this.#base === undefined) throw new TypeError("a request by path needs a client with a baseUrl");
-    return new URL(this.#base.pathname.replace(/\/$/, "") + options.path, this.#base);
+    return new URL(this.#basePath + options.path, this.#base);
   }
 
   #agent(origin: string, secure: boolean): http.Agent {
