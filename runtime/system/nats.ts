@@ -58,7 +58,8 @@ export function findNatsServer(env?: NodeJS.ProcessEnv): string | undefined {
 }
 
 export const DEFAULT_NATS_HOST = "127.0.0.1";
-export const DEFAULT_NATS_READY_TIMEOUT_MS = 15_000;
+/** How long nats-server gets to say "Server is ready" (JetStream recovers its streams first). */
+const NATS_READY_TIMEOUT_MS = 15_000;
 
 export interface NatsServerOptions {
   binary: string;
@@ -67,8 +68,6 @@ export interface NatsServerOptions {
   host?: string;
   /** JetStream's data directory (created if missing): the key-value buckets live here. */
   storeDir: string;
-  /** How long to wait for "Server is ready". @default DEFAULT_NATS_READY_TIMEOUT_MS */
-  readyTimeoutMs?: number;
 }
 
 /**
@@ -127,7 +126,7 @@ export class NatsServerProcess extends ServiceBase {
     createInterface({ input: child.stdout }).on("line", onLine);
     createInterface({ input: child.stderr }).on("line", onLine);
     await new Promise<void>((resolve, reject) => {
-      const timeoutMs = options.readyTimeoutMs ?? DEFAULT_NATS_READY_TIMEOUT_MS;
+      const timeoutMs = NATS_READY_TIMEOUT_MS;
       const timer = setTimeout(() => fail(`did not get ready within ${timeoutMs} ms`), timeoutMs);
       ready = (line: string) => {
         if (!line.includes("Server is ready")) return;

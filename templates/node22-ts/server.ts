@@ -36,12 +36,6 @@ export interface ServerOptions {
    */
   readyFile?: string | undefined;
   /**
-   * How long drain() lets requests in flight finish before closing their connections: above the
-   * functions' own time budgets (stack.yml's exec_timeout), below the 10 s after which the local
-   * gateway, or Kubernetes' 30 s grace period, kills the process. @default 8000
-   */
-  drainDeadlineMs?: number;
-  /**
    * The token of the runner that started this function (the local gateway's FANWATCH_CALLER_TOKEN):
    * set, every call but the probes must carry it, so only the runner reaches the function. Unset
    * (by hand, in a container), calls that another site's page made a browser send are refused.
@@ -61,7 +55,7 @@ export interface FunctionServer {
   readonly port: number;
   /**
    * Answers /_/ready with 503 at once, goes on serving for `keepServingMs`, then stops taking
-   * requests, finishes those in flight (for `drainDeadlineMs` at most) and runs the module's
+   * requests, finishes those in flight (for DRAIN_DEADLINE_MS at most) and runs the module's
    * close(). Safe to repeat.
    */
   drain(): Promise<void>;
@@ -72,6 +66,13 @@ export interface FunctionServer {
 }
 
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
+
+/**
+ * How long drain() lets requests in flight finish before closing their connections: above the
+ * functions' own time budgets (stack.yml's exec_timeout), below the 10 s after which the local
+ * gateway, or Kubernetes' 30 s grace period, kills the process.
+ */
+const DRAIN_DEADLINE_MS = 8_000;
 
 /**
  * Reads the official template's environment names (http_port, MAX_JSON_SIZE, MAX_RAW_SIZE,
@@ -219,7 +220,7 @@ class FunctionHost implements FunctionServer {
         };
       });
     }
-    await (this.#closing ??= this.#stop(this.#options.drainDeadlineMs ?? 8_000));
+    await (this.#closing ??= this.#stop(DRAIN_DEADLINE_MS));
   }
 
   async #stop(deadlineMs: number): Promise<void> {
