@@ -17,9 +17,7 @@
 //                   `rate` predictions a second for --seconds (default 20), routed alike either through
 //                   one session (`topic=fan/+`) or one per filter (`topic=fan/messages,fan/anomaly`),
 //                   alternated --rounds times (default 2); reports its CPU ms per 1,000 messages.
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rm } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import mqtt, { type MqttClient } from "mqtt";
 import { createLogger } from "../../lib/infra/log.js";
@@ -31,6 +29,7 @@ import { GatewayStandIn, STAND_IN_PASSWORD, STAND_IN_USER } from "../../test/sup
 import { startMosquitto } from "../../test/support/mosquitto.js";
 import { spawnCli, terminate, waitForOutput } from "../../test/support/process.js";
 import { cpuSeconds } from "../support/process-stats.js";
+import { writeGatewaySecrets } from "../../test/support/gateway-secrets.js";
 
 const DESIGNS = ["one-session", "per-filter", "per-filter-parked"] as const;
 type Design = (typeof DESIGNS)[number];
@@ -226,9 +225,7 @@ async function cost(topic: string): Promise<Record<string, unknown>> {
     { name: "health", annotations: { topic: PREDICTIONS }, availableReplicas: 1 },
   ];
   const url = await gateway.listen();
-  const secrets = await mkdtemp(join(tmpdir(), "fanwatch-isolation-"));
-  await writeFile(join(secrets, "basic-auth-user"), STAND_IN_USER);
-  await writeFile(join(secrets, "basic-auth-password"), STAND_IN_PASSWORD);
+  const secrets = await writeGatewaySecrets("fanwatch-isolation-", STAND_IN_USER, STAND_IN_PASSWORD);
   const child = spawnCli(["connector"], {
     gateway_url: url,
     broker: broker.url,

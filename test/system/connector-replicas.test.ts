@@ -16,6 +16,7 @@ import { REPO_ROOT } from "../support/paths.js";
 import { freePort, spawnCli, terminate, waitForOutput } from "../support/process.js";
 import { metricsOf } from "../support/connector-health.js";
 import { eventually } from "../support/eventually.js";
+import { writeGatewaySecrets } from "../support/gateway-secrets.js";
 
 describe("connector settings for replicas and autoscaling", () => {
   it("keeps one replica's worth as today (8), caps all functions at 5 × that, autoscale off", () => {
@@ -54,9 +55,7 @@ describe(
     before(async () => {
       broker = await startMosquitto();
       publisher = await mqtt.connectAsync(broker.url, { clientId: "connector-replicas-publisher" });
-      secrets = await mkdtemp(join(tmpdir(), "fanwatch-replicas-secrets-"));
-      await writeFile(join(secrets, "basic-auth-user"), `${STAND_IN_USER}\n`);
-      await writeFile(join(secrets, "basic-auth-password"), `${STAND_IN_PASSWORD}\n`);
+      secrets = await writeGatewaySecrets("fanwatch-replicas-secrets-", STAND_IN_USER, STAND_IN_PASSWORD);
     });
     // Each test's gateway stand-in and connector end with it: none goes on running into the next.
     afterEach(async () => {

@@ -1,8 +1,6 @@
 import assert from "node:assert/strict";
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rm } from "node:fs/promises";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { healthOf, metricsOf } from "../support/connector-health.js";
@@ -11,6 +9,7 @@ import { FAKE_GATEWAY_PASSWORD, FAKE_GATEWAY_USER, FakeGateway } from "../suppor
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { finished, freePort, spawnCli, waitForOutput } from "../support/process.js";
+import { writeGatewaySecrets } from "../support/gateway-secrets.js";
 
 // The connector as a process against Mosquitto. What needs no server (topic filters, the circuit,
 // configuration, the connector in-process on a fake clock) is in test/unit.
@@ -48,9 +47,7 @@ describe("connector with gateway discovery against a real Mosquitto", { timeout:
     broker = await startMosquitto();
     gateway = new FakeGateway();
     gatewayUrl = await gateway.listen();
-    secrets = await mkdtemp(join(tmpdir(), "fanwatch-secrets-"));
-    await writeFile(join(secrets, "basic-auth-user"), `${FAKE_GATEWAY_USER}\n`);
-    await writeFile(join(secrets, "basic-auth-password"), `${FAKE_GATEWAY_PASSWORD}\n`);
+    secrets = await writeGatewaySecrets("fanwatch-secrets-", FAKE_GATEWAY_USER, FAKE_GATEWAY_PASSWORD);
     publisher = await mqtt.connectAsync(broker.url, { clientId: "connector-test-publisher" });
     collector = await Collector.start(broker.url, ["replies", "fan/deadletter"]);
   });

@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rm } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { z } from "zod";
@@ -16,6 +14,7 @@ import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { startNats, type TestNats } from "../support/nats.js";
 import { freePort, spawnCli, terminate, waitForOutput } from "../support/process.js";
+import { writeGatewaySecrets } from "../support/gateway-secrets.js";
 
 // Health's NATS dies while readings keep coming, as in the issue "One way to build a part": the
 // whole pipeline as processes (Mosquitto from the shipped config, a real nats-server, the local
@@ -67,9 +66,7 @@ describe("NATS killed under the pipeline (real Mosquitto, real nats-server)", { 
 
   before(async () => {
     [broker, nats] = await Promise.all([startMosquitto(), startNats()]);
-    secrets = await mkdtemp(join(tmpdir(), "fanwatch-nats-outage-"));
-    await writeFile(join(secrets, "basic-auth-user"), "admin");
-    await writeFile(join(secrets, "basic-auth-password"), randomBytes(12).toString("base64url"));
+    secrets = await writeGatewaySecrets("fanwatch-nats-outage-", "admin", randomBytes(12).toString("base64url"));
     const gatewayPort = await freePort();
     gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
     gateway = spawnCli(["gateway", "--port", String(gatewayPort)], {

@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rm } from "node:fs/promises";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { pino } from "pino";
@@ -15,6 +13,7 @@ import { eventually } from "../support/eventually.js";
 import { FAKE_GATEWAY_PASSWORD, FAKE_GATEWAY_USER, FakeGateway } from "../support/fake-gateway.js";
 import { ManualClock } from "../support/manual-clock.js";
 import { Collector } from "../support/mqtt-collector.js";
+import { writeGatewaySecrets } from "../support/gateway-secrets.js";
 
 // The whole connector in this process, against the in-process broker and a gateway stand-in, on a
 // clock the test moves: retries, backoffs, circuit probes and publish timeouts come when the test
@@ -36,9 +35,7 @@ describe("the connector in-process, on a clock the test moves", () => {
     gateway = new FakeGateway();
     gateways = [gateway];
     gatewayUrl = await gateway.listen();
-    secrets = await mkdtemp(join(tmpdir(), "fanwatch-secrets-"));
-    await writeFile(join(secrets, "basic-auth-user"), `${FAKE_GATEWAY_USER}\n`);
-    await writeFile(join(secrets, "basic-auth-password"), `${FAKE_GATEWAY_PASSWORD}\n`);
+    secrets = await writeGatewaySecrets("fanwatch-secrets-", FAKE_GATEWAY_USER, FAKE_GATEWAY_PASSWORD);
     publisher = await mqtt.connectAsync(broker.url, { clientId: "connector-test-publisher" });
     collector = await Collector.start(broker.url, ["replies", "fan/deadletter"]);
   });
