@@ -8,6 +8,8 @@ import { addFunctionCommand } from "./function-command.js";
 import { addGatewayCommand } from "./gateway-command.js";
 import { addInfluxWriterCommand } from "./influx-writer-command.js";
 import { addModelCommands } from "./model-commands.js";
+import { addNotificationsCommand } from "./notifications-command.js";
+import { addNotifierCommand } from "./notifier-command.js";
 import { processIo, type Io } from "./parse.js";
 import { REPO_ROOT } from "./paths.js";
 import { addSimulateCommand } from "./simulate-command.js";
@@ -28,6 +30,8 @@ export function buildProgram(io: Io): Command {
   addInfluxWriterCommand(program, io);
   addGatewayCommand(program, io);
   addDeadLettersCommand(program, io);
+  addNotifierCommand(program, io);
+  addNotificationsCommand(program, io);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

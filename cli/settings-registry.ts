@@ -5,7 +5,8 @@ import { HEALTH_SETTINGS } from "../functions/health/config.js";
 import { HEALTH_POLICY_SETTINGS } from "../functions/health/policy.js";
 import { PREDICT_SETTINGS } from "../functions/predict/config.js";
 import { SCORE_SETTINGS } from "../functions/score/config.js";
-import { TOPIC_SETTINGS } from "../lib/infra/config.js";
+import { SITE_SETTINGS, TOPIC_SETTINGS } from "../lib/infra/config.js";
+import { NOTIFIER_SETTINGS } from "../notifier/config.js";
 import { LOG_SETTINGS } from "../lib/infra/log-level.js";
 import { flagName, SECRET_SETTINGS, type Setting, type Settings } from "../lib/infra/settings.js";
 import { MQTT_SETTINGS } from "../lib/mqtt/settings.js";
@@ -32,6 +33,7 @@ export interface SettingGroup {
 
 export const SETTING_GROUPS: readonly SettingGroup[] = [
   { id: "topics", module: "lib/infra/config.ts", readers: "topics, every MQTT client", settings: TOPIC_SETTINGS },
+  { id: "site", module: "lib/infra/config.ts", readers: "health, the notifier", settings: SITE_SETTINGS },
   { id: "mqtt", module: "lib/mqtt/settings.ts", readers: "every MQTT client", settings: MQTT_SETTINGS },
   { id: "secrets", module: "lib/infra/settings.ts", readers: "every secret", settings: SECRET_SETTINGS },
   { id: "log", module: "lib/infra/log-level.ts", readers: "every service", settings: LOG_SETTINGS },
@@ -69,6 +71,7 @@ export const SETTING_GROUPS: readonly SettingGroup[] = [
     readers: "the local gateway",
     settings: SCALE_SETTINGS,
   },
+  { id: "notifier", module: "notifier/config.ts", readers: "the notifier", settings: NOTIFIER_SETTINGS },
   { id: "nats", module: "runtime/system/nats.ts", readers: "fanwatch start's health state", settings: NATS_SETTINGS },
 ];
 

@@ -83,6 +83,9 @@ export class FleetHealth {
       acknowledged: t.acknowledged,
       acknowledgedBy: t.acknowledged ? (t.by ?? known?.acknowledgedBy ?? null) : null,
       note: t.acknowledged ? (t.note ?? known?.note ?? null) : null,
+      shelvedUntil: known?.shelvedUntil ?? null,
+      shelvedBy: known?.shelvedBy ?? null,
+      maintenance: known?.maintenance ?? null,
     });
     this.#changedAt.set(t.deviceID, this.now());
     return true;

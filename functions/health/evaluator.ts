@@ -151,6 +151,9 @@ function fresh(deviceID: string, at: number, now: number): Work {
     acknowledged: false,
     acknowledgedBy: null,
     note: null,
+    shelvedUntil: null,
+    shelvedBy: null,
+    maintenance: null,
   };
   return { record, tracker, transitions: [], fresh: true };
 }

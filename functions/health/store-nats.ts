@@ -4,7 +4,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../../lib/infra/log.js";
 import { redactUrl } from "../../lib/mqtt/settings.js";
 import { backoffDelay } from "../../lib/infra/retry.js";
-import { decodeKey, encodeKey } from "./keys.js";
+import { decodeKey, encodeKey } from "../../lib/nats/keys.js";
 import { KvWriter } from "./kv-writer.js";
 import { CasConflictError, StoreUnavailableError } from "../../lib/errors.js";
 import { encodeEntry, StoredFan, type FanEntry, type HealthStore } from "./store.js";

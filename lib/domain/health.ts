@@ -17,12 +17,40 @@ export type HealthState = (typeof HEALTH_STATES)[number];
 export const SEVERITIES = ["none", "minor", "major", "critical"] as const;
 export type Severity = (typeof SEVERITIES)[number];
 
-/** What happened, on a transition: a state entered, or an alarm acknowledged (its state unchanged). */
-export const HEALTH_EVENTS = ["ok", "warning", "alarm", "cleared", "silent", "acknowledged"] as const;
+/**
+ * What happened, on a transition: a state entered; or, the state unchanged, an alarm acknowledged,
+ * a warning escalated (its eta came within HEALTH_ESCALATION_HORIZON: severity raised), a fan
+ * shelved (no notifications until `until`) or put in maintenance (`from`…`until`), or `resumed`:
+ * its shelving or maintenance window ended with an episode still open, so notifications resume.
+ */
+export const HEALTH_EVENTS = [
+  "ok",
+  "warning",
+  "alarm",
+  "cleared",
+  "silent",
+  "acknowledged",
+  "escalated",
+  "shelved",
+  "maintenance",
+  "resumed",
+] as const;
 export type HealthEvent = (typeof HEALTH_EVENTS)[number];
 
 const isoTime = z.string().min(1);
 const sensor = z.enum(FEATURES);
+
+export const MaintenanceWindowSchema = z.object({
+  from: isoTime,
+  until: isoTime,
+  by: z.string().max(128),
+  note: z.string().max(1024).nullable(),
+});
+export type MaintenanceWindow = z.infer<typeof MaintenanceWindowSchema>;
+
+/** Why a transition is not to be notified: the fan was shelved, or in a maintenance window, when it happened. */
+export const MUTED_BY = ["shelved", "maintenance"] as const;
+export type MutedBy = (typeof MUTED_BY)[number];
 
 /** One fan's current health: what `GET /function/health` lists. */
 export const HealthRecordSchema = z.object({
@@ -45,6 +73,11 @@ export const HealthRecordSchema = z.object({
   acknowledged: z.boolean(),
   acknowledgedBy: z.string().max(128).nullable(),
   note: z.string().max(1024).nullable(),
+  /** Shelved (snoozed) until then: no notifications about the open episode; ends with the episode. */
+  shelvedUntil: isoTime.nullable().default(null),
+  shelvedBy: z.string().max(128).nullable().default(null),
+  /** The fan's maintenance window, planned or under way: alarms in it are recorded, not notified. */
+  maintenance: MaintenanceWindowSchema.nullable().default(null),
 });
 export type HealthRecord = z.infer<typeof HealthRecordSchema>;
 
@@ -66,16 +99,33 @@ export const AlarmTransitionSchema = HealthRecordSchema.pick({
   at: isoTime,
   /** Unique per transition (alarmId or deviceID, and a sequence number): a consumer can drop a repeat. */
   id: z.string().min(1),
-  /** Who acknowledged, and their note, on an `acknowledged` event. */
+  /** The site's name (SITE). */
+  site: z.string().min(1).max(64).default("local"),
+  /** Who acted, and their note, on `acknowledged`, `shelved` and `maintenance` events. */
   by: z.string().max(128).optional(),
   note: z.string().max(1024).optional(),
+  /** On `shelved` the end of the shelving; on `maintenance` the window. */
+  from: isoTime.optional(),
+  until: isoTime.optional(),
+  /** Set when the fan was shelved or in maintenance as this happened: recorded, not notified. Never on the actions themselves. */
+  muted: z.enum(MUTED_BY).optional(),
 });
 export type AlarmTransition = z.infer<typeof AlarmTransitionSchema>;
 
 /** The transition a record's change makes: the record's public fields, what happened, when, and its id. */
 export function transitionFrom(
   record: HealthRecord,
-  change: { event: HealthEvent; at: string; id: string; by?: string; note?: string },
+  change: {
+    event: HealthEvent;
+    at: string;
+    id: string;
+    site?: string;
+    by?: string;
+    note?: string;
+    from?: string;
+    until?: string;
+    muted?: MutedBy;
+  },
 ): AlarmTransition {
   const { deviceID, alarmId, state, severity, cause, contributions, probability, eta, since, acknowledged } = record;
   return {
@@ -92,7 +142,11 @@ export function transitionFrom(
     since,
     at: change.at,
     acknowledged,
+    site: change.site ?? "local",
     ...(change.by === undefined ? {} : { by: change.by }),
     ...(change.note === undefined ? {} : { note: change.note }),
+    ...(change.from === undefined ? {} : { from: change.from }),
+    ...(change.until === undefined ? {} : { until: change.until }),
+    ...(change.muted === undefined ? {} : { muted: change.muted }),
   };
 }

@@ -52,3 +52,24 @@ export const TOPIC_SETTINGS = defineSettings({
 export function readTopics(env?: NodeJS.ProcessEnv): Topics {
   return readSettings(TOPIC_SETTINGS, env);
 }
+
+/** Every site's name, on every transition, alert and record (a token: it is a NATS subject level and a label value). */
+export const DEFAULT_SITE = "local";
+
+export const SITE_SETTINGS = defineSettings({
+  SITE: {
+    env: ["SITE"],
+    help: "this site's name, carried on every health transition, notification and alert",
+    doc: "this site's name, carried on every health transition, notification and alert (letters, digits, `_`, `-`)",
+    default: DEFAULT_SITE,
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,64}$/, "letters, digits, _ and - only, at most 64 (a NATS subject level)")
+      .default(DEFAULT_SITE),
+  },
+});
+
+/** The site's name, from the environment unless `env` is given. */
+export function readSite(env?: NodeJS.ProcessEnv): string {
+  return readSettings(SITE_SETTINGS, env).SITE;
+}

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { decodeKey, encodeKey } from "../../functions/health/keys.js";
+import { decodeKey, encodeKey } from "../../lib/nats/keys.js";
 import { AlarmTransitionSchema, type AlarmTransition, type HealthRecord } from "../../lib/domain/health.js";
 import type { Prediction } from "../../lib/domain/prediction.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";

@@ -45,6 +45,7 @@ function healthStory(now: number): { sent: AlarmTransition[]; warning: AlarmTran
     event,
     at,
     id: `persist-${deviceID}-${event}`,
+    site: "local",
     ...extra,
   });
   const warning = transition("1", "warning", "warning", "2026-11-27T10:00:00.123456789Z");

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { parseDuration } from "../../lib/infra/duration.js";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -225,6 +226,11 @@ describe("configuration: one registry, its help and its docs", () => {
         const value: unknown = parsed.data;
         // Words ("best available", "$MQTT_URL or …") say what the code works out; they are not a value.
         if (value === undefined || setting.default === undefined || /\s/.test(String(setting.default))) continue;
+        // A duration is shown as written (24h) and read as milliseconds.
+        if (typeof setting.default === "string" && typeof value === "number") {
+          assert.equal(parseDuration(setting.default), value, `${group.id}.${key}`);
+          continue;
+        }
         const code = asWritten(value);
         assert.equal(String(setting.default), code, `${group.id}.${key}`);
       }

@@ -120,6 +120,9 @@ function record(deviceID: string, state: HealthState, extra: Partial<HealthRecor
     acknowledged: false,
     acknowledgedBy: null,
     note: null,
+    shelvedUntil: null,
+    shelvedBy: null,
+    maintenance: null,
     ...extra,
   };
 }

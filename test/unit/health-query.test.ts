@@ -19,6 +19,9 @@ function record(deviceID: string, state: HealthRecord["state"], acknowledged = f
     acknowledged,
     acknowledgedBy: acknowledged ? "Ana" : null,
     note: null,
+    shelvedUntil: null,
+    shelvedBy: null,
+    maintenance: null,
   };
 }
 

@@ -18,11 +18,14 @@ const RULES: ReadonlyArray<{ room: string; may: readonly string[] }> = [
   { room: "lib/mqtt", may: ["lib/infra", "lib/domain", "lib/errors"] },
   { room: "lib/inference", may: ["lib/domain", "lib/infra", "lib/errors"] },
   { room: "lib/openfaas", may: ["lib/infra", "lib/errors"] },
+  { room: "lib/nats", may: ["lib/infra", "lib/domain", "lib/errors"] },
   // Built alone: faas-cli copies templates/node22-ts/ into every function's build context.
   { room: "templates", may: [] },
   // Built from the function's folder plus stack.yml's `configuration.copy` (./lib).
   { room: "functions/*", may: ["lib/*", "templates"] },
   { room: "connectors/*", may: ["lib/*"] },
+  // A service of its own (fanwatch notifier): reads health's event stream, never health's code.
+  { room: "notifier", may: ["lib/*"] },
   { room: "simulation", may: ["lib/*"] },
   { room: "model", may: ["lib/*", "simulation"] },
   // The runner starts functions as processes: of a function it reads the settings, never the code.
@@ -33,17 +36,26 @@ const RULES: ReadonlyArray<{ room: string; may: readonly string[] }> = [
   // The local system assembles every part on one machine.
   {
     room: "runtime/system",
-    may: ["lib/*", "connectors/*", "simulation", "templates", "functions/*/config.ts", "runtime/gateway", "page"],
+    may: [
+      "lib/*",
+      "connectors/*",
+      "notifier",
+      "simulation",
+      "templates",
+      "functions/*/config.ts",
+      "runtime/gateway",
+      "page",
+    ],
   },
   {
     room: "cli",
-    may: ["lib/*", "functions/*", "connectors/*", "simulation", "model", "runtime/*", "page", "templates"],
+    may: ["lib/*", "functions/*", "connectors/*", "notifier", "simulation", "model", "runtime/*", "page", "templates"],
   },
   { room: "test/*", may: ["*"] },
   { room: "bench", may: ["*"] },
 ];
 
-const LIB_ROOMS = new Set(["domain", "infra", "inference", "mqtt", "openfaas"]);
+const LIB_ROOMS = new Set(["domain", "infra", "inference", "mqtt", "nats", "openfaas"]);
 
 /** The room a repository path (`lib/domain/telemetry.ts`) belongs to, or undefined. */
 function roomOf(path: string): string | undefined {
@@ -59,6 +71,7 @@ function roomOf(path: string): string | undefined {
     top === "simulation" ||
     top === "model" ||
     top === "page" ||
+    top === "notifier" ||
     top === "cli" ||
     top === "bench"
   )
