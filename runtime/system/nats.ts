@@ -1,8 +1,6 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { delimiter, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { z } from "zod";
 import { HEALTH_SETTINGS, readHealthConfig } from "../../functions/health/config.js";
 import { defineSettings, readSettings } from "../../lib/infra/settings.js";
@@ -10,6 +8,7 @@ import { redactUrl } from "../../lib/mqtt/settings.js";
 import type { Logger } from "../../lib/infra/log.js";
 import { freePort, reachableHost } from "../../lib/infra/net.js";
 import { ServiceBase } from "../../lib/infra/service.js";
+import { ServerProcess } from "./server-process.js";
 import { Supervisor } from "../../lib/infra/supervisor.js";
 
 /** Where Debian's package `nats-server` installs it. */
@@ -71,21 +70,21 @@ export interface NatsServerOptions {
 }
 
 /**
- * nats-server with JetStream (`-js`) as a service: start() resolves once it says "Server is
- * ready", which it prints after JetStream recovered its streams from the store directory, and
- * rejects with the server's last lines when it exits first or does not get ready in time. drain()
- * stops it with SIGTERM (JetStream flushes), close() with SIGKILL. A server that exits by itself
- * ends the service with the reason (`closed`), so that a Supervisor starts it again.
+ * nats-server with JetStream (`-js`) as a service (server-process.ts): ready once it says "Server
+ * is ready", which it prints after JetStream recovered its streams from the store directory.
  */
-export class NatsServerProcess extends ServiceBase {
+export class NatsServerProcess extends ServerProcess {
   readonly name = "nats-server";
   readonly url: string;
-  #child: ChildProcess | undefined;
-  readonly #lines: string[] = [];
 
   constructor(private readonly options: NatsServerOptions) {
-    super();
     const host = options.host ?? DEFAULT_NATS_HOST;
+    super({
+      binary: options.binary,
+      args: ["-js", "-sd", options.storeDir, "-a", host, "-p", String(options.port)],
+      readyLine: /Server is ready/,
+      readyTimeoutMs: NATS_READY_TIMEOUT_MS,
+    });
     this.url = `nats://${reachableHost(host)}:${options.port}`;
   }
 
@@ -97,92 +96,9 @@ export class NatsServerProcess extends ServiceBase {
     return this.options.storeDir;
   }
 
-  get pid(): number | undefined {
-    return this.#child?.pid;
-  }
-
-  protected async onStart(): Promise<void> {
-    const { options } = this;
-    await mkdir(options.storeDir, { recursive: true });
-    // Through a small shell in a process group of its own: Ctrl-C on the terminal reaches fanwatch,
-    // which stops nats-server after the functions (not at the same moment), and when fanwatch dies
-    // outright its pipe to the shell closes and the shell stops nats-server: no orphan holds the
-    // store directory at the next start.
-    // (A background job's input is /dev/null unless redirected, hence fd 3.)
-    const script =
-      'exec 3<&0; "$0" "$@" </dev/null & pid=$!; trap \'kill -TERM $pid\' TERM INT; (read -r _ <&3; kill -TERM $pid 2>/dev/null) & wait $pid; wait $pid';
-    const args = ["-js", "-sd", options.storeDir, "-a", options.host ?? DEFAULT_NATS_HOST, "-p", String(options.port)];
-    const child = spawn("sh", ["-c", script, options.binary, ...args], {
-      stdio: ["pipe", "pipe", "pipe"],
-      detached: true,
-    });
-    this.#child = child;
-    let ready = (_line: string): void => {};
-    const onLine = (line: string) => {
-      this.#lines.push(line);
-      if (this.#lines.length > 20) this.#lines.shift();
-      ready(line);
-    };
-    createInterface({ input: child.stdout }).on("line", onLine);
-    createInterface({ input: child.stderr }).on("line", onLine);
-    await new Promise<void>((resolve, reject) => {
-      const timeoutMs = NATS_READY_TIMEOUT_MS;
-      const timer = setTimeout(() => fail(`did not get ready within ${timeoutMs} ms`), timeoutMs);
-      ready = (line: string) => {
-        if (!line.includes("Server is ready")) return;
-        clearTimeout(timer);
-        child.off("exit", onExit);
-        resolve();
-      };
-      const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
-        fail(`exited (${signal ?? `code ${code}`}) before it was ready`);
-      const fail = (why: string) => {
-        clearTimeout(timer);
-        killGroup(child, "SIGKILL");
-        reject(new Error(`${options.binary} ${why}; its last lines:\n${this.#lines.join("\n")}`));
-      };
-      child.once("error", (error) => fail(error.message));
-      child.once("exit", onExit);
-    });
-    ready = () => {};
-    child.once("exit", (code, signal) => {
-      if (!this.stopping) this.ended(new Error(`exited (${signal ?? `code ${code}`})`));
-    });
-  }
-
-  protected override async onDrain(): Promise<void> {
-    if (this.#child !== undefined) await stopChild(this.#child);
-  }
-
-  protected async onClose(): Promise<void> {
-    await this.kill();
-  }
-
-  /** SIGKILL, as a crash or a pulled plug: nothing flushed. Tests and the fault suite use it. */
-  async kill(): Promise<void> {
-    const child = this.#child;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    killGroup(child, "SIGKILL");
-    await exited;
-  }
-}
-
-/** Closes the shell's input, so that it stops nats-server (SIGTERM: JetStream flushes), and waits; SIGKILL after 10 s. */
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  child.stdin?.end();
-  const timer = setTimeout(() => killGroup(child, "SIGKILL"), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  try {
-    if (child.pid !== undefined) process.kill(-child.pid, signal);
-  } catch {
-    // gone already
+  protected override async onStart(): Promise<void> {
+    await mkdir(this.options.storeDir, { recursive: true });
+    await super.onStart();
   }
 }
 
