@@ -113,7 +113,7 @@ export const ERROR_CODES = {
   FANWATCH_STORE_UNAVAILABLE: {
     kind: "unavailable",
     status: 503,
-    meaning: "the health store (NATS JetStream) cannot be reached or is not ready",
+    meaning: "the health store or its event stream (NATS JetStream) cannot be reached or is not ready",
   },
   FANWATCH_STORE_CONTENDED: {
     kind: "unavailable",
