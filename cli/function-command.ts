@@ -6,7 +6,7 @@ import type { FunctionModule } from "../templates/node22-ts/types.js";
 import { addSettingsHelp, integer, type Io } from "./parse.js";
 import { REPO_ROOT } from "./paths.js";
 import { FanwatchError, UsageError } from "../lib/errors.js";
-import { TOPIC_SETTINGS } from "../lib/infra/config.js";
+import { SITE_SETTINGS, TOPIC_SETTINGS } from "../lib/infra/config.js";
 import { LOG_SETTINGS } from "../lib/infra/log-level.js";
 import { SECRET_SETTINGS, setCommandDefault } from "../lib/infra/settings.js";
 import { MQTT_SETTINGS } from "../lib/mqtt/settings.js";
@@ -58,6 +58,7 @@ export function addFunctionCommand(program: Command, io: Io): void {
       { title: "predict reads", settings: PREDICT_SETTINGS },
       { title: "health reads", settings: HEALTH_SETTINGS },
       { title: "and health's rules (docs/health.md)", settings: HEALTH_POLICY_SETTINGS },
+      { title: "health stamps every transition with", settings: SITE_SETTINGS },
       { title: "predict and health publish to the broker", settings: MQTT_SETTINGS },
       { title: "on the topics", settings: TOPIC_SETTINGS },
       { title: "their secrets", settings: SECRET_SETTINGS },

@@ -113,7 +113,7 @@ export const ERROR_CODES = {
   FANWATCH_STORE_UNAVAILABLE: {
     kind: "unavailable",
     status: 503,
-    meaning: "the health store (NATS JetStream) cannot be reached or is not ready",
+    meaning: "the health store or its event stream (NATS JetStream) cannot be reached or is not ready",
   },
   FANWATCH_STORE_CONTENDED: {
     kind: "unavailable",
@@ -189,20 +189,28 @@ export class InputError extends FanwatchError {
   }
 }
 
-/** The health function has no record of the fan: nothing to acknowledge (404). */
+/** The health function has no record of the fan (or of some of the fans named): nothing to act on (404). */
 export class HealthNotFoundError extends InputError {
   override readonly name = "HealthNotFoundError";
 
-  constructor(deviceID: string) {
+  constructor(deviceID: string | readonly string[], field = "deviceID") {
+    const ids = typeof deviceID === "string" ? [deviceID] : deviceID;
+    const named = ids
+      .slice(0, 10)
+      .map((id) => `"${id}"`)
+      .join(", ");
+    const more = ids.length > 10 ? ` and ${ids.length - 10} more` : "";
     super(
-      `no health record for fan "${deviceID}": it has not reported since the health state was created; check the deviceID`,
-      "deviceID",
+      ids.length === 1
+        ? `no health record for fan ${named}: it has not reported since the health state was created; check the deviceID`
+        : `no health record for fans ${named}${more}: they have not reported since the health state was created; check the device IDs`,
+      field,
       { status: 404, code: "FANWATCH_HEALTH_NOT_FOUND" },
     );
   }
 }
 
-/** The command does not fit the fan's state: nothing open to acknowledge, or already acknowledged (409). */
+/** The command does not fit the fan's state: nothing open to acknowledge or shelve, or already acknowledged (409). */
 export class HealthConflictError extends InputError {
   override readonly name = "HealthConflictError";
 

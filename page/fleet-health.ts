@@ -83,9 +83,8 @@ export class FleetHealth {
       acknowledged: t.acknowledged,
       acknowledgedBy: t.acknowledged ? (t.by ?? known?.acknowledgedBy ?? null) : null,
       note: t.acknowledged ? (t.note ?? known?.note ?? null) : null,
-      shelvedUntil: known?.shelvedUntil ?? null,
-      shelvedBy: known?.shelvedBy ?? null,
-      maintenance: known?.maintenance ?? null,
+      ...shelvingAfter(t, known),
+      maintenance: maintenanceAfter(t, known),
     });
     this.#changedAt.set(t.deviceID, this.now());
     return true;
@@ -132,6 +131,33 @@ export class FleetHealth {
     const open = [...this.#records.values()].filter(isOpen).sort(byUrgency);
     return { ...this.tally(), alarms: open.slice(0, MAX_ALARMS_LISTED), feed: [...this.#feed], error: this.#error };
   }
+}
+
+/**
+ * A fan's shelving after a transition: set by `shelved`, over with its episode (a clear, or a new
+ * episode) or at `resumed` once its time has passed (ISO times in UTC compare as text).
+ */
+function shelvingAfter(
+  t: AlarmTransition,
+  known: HealthRecord | undefined,
+): Pick<HealthRecord, "shelvedUntil" | "shelvedBy"> {
+  if (t.event === "shelved") return { shelvedUntil: t.until ?? null, shelvedBy: t.by ?? null };
+  const until = known?.shelvedUntil ?? null;
+  const over =
+    until === null ||
+    t.state === "cleared" ||
+    t.state === "ok" ||
+    t.alarmId !== known?.alarmId ||
+    (t.event === "resumed" && until <= t.at);
+  return over ? { shelvedUntil: null, shelvedBy: null } : { shelvedUntil: until, shelvedBy: known?.shelvedBy ?? null };
+}
+
+/** A fan's maintenance window after a transition: set by `maintenance`, over at `resumed` once its end has passed. */
+function maintenanceAfter(t: AlarmTransition, known: HealthRecord | undefined): HealthRecord["maintenance"] {
+  if (t.event === "maintenance" && t.until !== undefined)
+    return { from: t.from ?? t.at, until: t.until, by: t.by ?? "", note: t.note ?? null };
+  const window = known?.maintenance ?? null;
+  return window !== null && t.event === "resumed" && window.until <= t.at ? null : window;
 }
 
 export function isOpen(record: HealthRecord): boolean {

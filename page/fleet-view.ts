@@ -35,10 +35,19 @@ export type FanState = HealthState | "unknown";
 export interface FanView {
   deviceID: string;
   state: FanState;
-  /** The health function's record of the fan (cause, ETA, alarm), null until it has one. */
+  /** The health function's record of the fan (cause, ETA, alarm, shelving, maintenance), null until it has one. */
   health: Pick<
     HealthRecord,
-    "alarmId" | "severity" | "since" | "cause" | "eta" | "probability" | "acknowledged"
+    | "alarmId"
+    | "severity"
+    | "since"
+    | "cause"
+    | "eta"
+    | "probability"
+    | "acknowledged"
+    | "shelvedUntil"
+    | "shelvedBy"
+    | "maintenance"
   > | null;
   /** The latest prediction's probability of a fault. */
   probability: number | null;
@@ -215,11 +224,33 @@ export class FleetView {
       .map(({ recent: _recent, lastSeen: _lastSeen, ...view }): FanView => {
         const record = this.#health.get(view.deviceID);
         if (record === undefined) return { ...view, state: "unknown", health: null };
-        const { alarmId, severity, since, cause, eta, probability, acknowledged } = record;
+        const {
+          alarmId,
+          severity,
+          since,
+          cause,
+          eta,
+          probability,
+          acknowledged,
+          shelvedUntil,
+          shelvedBy,
+          maintenance,
+        } = record;
         return {
           ...view,
           state: record.state,
-          health: { alarmId, severity, since, cause, eta, probability, acknowledged },
+          health: {
+            alarmId,
+            severity,
+            since,
+            cause,
+            eta,
+            probability,
+            acknowledged,
+            shelvedUntil,
+            shelvedBy,
+            maintenance,
+          },
         };
       });
     return {

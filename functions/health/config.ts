@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { readTopics, type Topics } from "../../lib/infra/config.js";
+import { readSite, readTopics, type Topics } from "../../lib/infra/config.js";
+import { durationSchema } from "../../lib/infra/duration.js";
 import { defineSettings, readSettings } from "../../lib/infra/settings.js";
 
 /** The health function's defaults, by variable (its rules are functions/health/policy.ts, HEALTH_* as well). */
@@ -12,6 +13,7 @@ export const HEALTH_DEFAULTS = Object.freeze({
   HEALTH_SILENT_CHECK_MS: 5_000,
   NATS_KV_REPLICAS: 1,
   NATS_TIMEOUT_MS: 5_000,
+  HEALTH_HISTORY_MAX_AGE: "400d",
 });
 
 const d = HEALTH_DEFAULTS;
@@ -81,6 +83,15 @@ export const HEALTH_SETTINGS = defineSettings({
     default: d.NATS_TIMEOUT_MS,
     schema: z.coerce.number().int().min(1).default(d.NATS_TIMEOUT_MS),
   },
+  // Over a year by default: last year's episodes of a fan are there to compare with.
+  HEALTH_HISTORY_MAX_AGE: {
+    env: ["HEALTH_HISTORY_MAX_AGE"],
+    help: "how long the stream FAN_HEALTH_EVENTS keeps transitions (with NATS)",
+    doc: "how long the JetStream stream `FAN_HEALTH_EVENTS` keeps every transition (a duration: `90d`, `400d`); with NATS only",
+    default: d.HEALTH_HISTORY_MAX_AGE,
+    // At least the stream's duplicate window's order of magnitude: a shorter history would forget a transition before a resend.
+    schema: durationSchema(d.HEALTH_HISTORY_MAX_AGE, 60 * 60_000),
+  },
 });
 
 export interface HealthConfig {
@@ -103,6 +114,10 @@ export interface HealthConfig {
   outboxResendMs: number;
   /** @default HEALTH_DEFAULTS.HEALTH_SILENT_CHECK_MS */
   silentCheckMs: number;
+  /** HEALTH_HISTORY_MAX_AGE in ms. @default HEALTH_DEFAULTS.HEALTH_HISTORY_MAX_AGE */
+  historyMaxAgeMs: number;
+  /** SITE (lib/infra/config.ts): stamped on every transition. */
+  site: string;
 }
 
 /** From the environment unless `env` is given. */
@@ -119,5 +134,7 @@ export function readHealthConfig(env?: NodeJS.ProcessEnv): HealthConfig {
     casAttempts: s.HEALTH_CAS_ATTEMPTS,
     outboxResendMs: s.HEALTH_OUTBOX_RESEND_MS,
     silentCheckMs: s.HEALTH_SILENT_CHECK_MS,
+    historyMaxAgeMs: s.HEALTH_HISTORY_MAX_AGE,
+    site: readSite(env),
   };
 }

@@ -6,10 +6,11 @@ import {
   type AlarmTransition,
   type HealthEvent,
   type HealthRecord,
+  type MutedBy,
   type Severity,
 } from "../../lib/domain/health.js";
 import type { PerSensor, Prediction } from "../../lib/domain/prediction.js";
-import { HealthConflictError, HealthNotFoundError } from "../../lib/errors.js";
+import { HealthConflictError, HealthNotFoundError, InputError } from "../../lib/errors.js";
 import { DEFAULT_POLICY, type HealthPolicy } from "./policy.js";
 import { isoTime as iso } from "./iso-time.js";
 import {
@@ -59,9 +60,7 @@ export function evaluate(
   let first = Infinity;
   for (const input of inputs) if (input.at < first) first = Math.min(input.at, now + policy.maxAheadMs);
   const w: Work =
-    current === undefined
-      ? fresh(deviceID, Number.isFinite(first) ? first : now, now)
-      : { record: { ...current.record }, tracker: copyTracker(current.tracker), transitions: [], fresh: false };
+    current === undefined ? fresh(deviceID, Number.isFinite(first) ? first : now, now) : work(current, now);
   const ordered = inputs.length > 1 ? inputs.slice().sort((a, b) => a.at - b.at) : inputs;
   const seen = w.tracker.lastAt;
   for (const input of ordered) step(w, deviceID, input, now, policy);
@@ -82,12 +81,7 @@ export function checkSilence(
     now - (current.tracker.base + current.tracker.arrivedAt) < policy.silentAfterMs
   )
     return undefined;
-  const w: Work = {
-    record: { ...current.record },
-    tracker: copyTracker(current.tracker),
-    transitions: [],
-    fresh: false,
-  };
+  const w = work(current, now);
   // A fan nobody can see deserves a look even when it was ok; an open alarm keeps its severity.
   const severity: Severity = w.record.severity === "none" ? "minor" : w.record.severity;
   Object.assign(w.record, { state: "silent", since: iso(now), severity, eta: null });
@@ -117,14 +111,113 @@ export function acknowledge(
     throw new HealthConflictError(
       `the ${open} ${current.record.alarmId ?? ""} of fan "${deviceID}" is already acknowledged by ${current.record.acknowledgedBy ?? "someone"}`,
     );
-  const w: Work = {
-    record: { ...current.record, acknowledged: true, acknowledgedBy: by, note: note ?? null },
-    tracker: copyTracker(current.tracker),
-    transitions: [],
-    fresh: false,
-  };
+  const w = work(current, now);
+  Object.assign(w.record, { acknowledged: true, acknowledgedBy: by, note: note ?? null });
   emit(w, "acknowledged", now, { by, ...(note === undefined ? {} : { note }) });
-  return { next: { record: w.record, tracker: w.tracker }, transitions: w.transitions };
+  return done(w);
+}
+
+/**
+ * Snoozes the open warning or alarm (also while the fan is silent) until `until` (wall clock, ms):
+ * its transitions meanwhile are `muted`, and if the episode is still open then, expire() resumes
+ * its notifications. Shelving again moves `until`; the shelving ends with the episode.
+ */
+export function shelve(
+  current: FanHealth | undefined,
+  deviceID: string,
+  shelving: { until: number; by: string; note?: string | undefined },
+  now: number,
+): Evaluation {
+  if (current === undefined) throw new HealthNotFoundError(deviceID);
+  if (shelving.until <= now) throw new InputError(`until (${iso(shelving.until)}) is not in the future`, "until");
+  const open = current.tracker.state;
+  if (open !== "warning" && open !== "alarm")
+    throw new HealthConflictError(
+      `fan "${deviceID}" has no open warning or alarm to shelve: it is ${current.record.state}`,
+    );
+  const w = work(current, now);
+  const until = iso(shelving.until);
+  Object.assign(w.record, { shelvedUntil: until, shelvedBy: shelving.by });
+  emit(w, "shelved", now, { until, by: shelving.by, ...(shelving.note === undefined ? {} : { note: shelving.note }) });
+  return done(w);
+}
+
+export interface MaintenancePlan {
+  /** The window, wall clock (ms): from < until, until in the future. */
+  from: number;
+  until: number;
+  by: string;
+  note?: string | undefined;
+}
+
+/**
+ * Puts the fan in a maintenance window, planned or under way, whatever its state: what happens
+ * within it (by reading time) is recorded and `muted`. A new window replaces the fan's window;
+ * the same window again changes nothing (undefined: a retried request makes no second transition).
+ */
+export function maintain(
+  current: FanHealth | undefined,
+  deviceID: string,
+  plan: MaintenancePlan,
+  now: number,
+): Evaluation | undefined {
+  if (current === undefined) throw new HealthNotFoundError(deviceID, "deviceIDs");
+  if (plan.until <= plan.from)
+    throw new InputError(
+      `the maintenance window ends (${iso(plan.until)}) before it starts (${iso(plan.from)})`,
+      "until",
+    );
+  if (plan.until <= now) throw new InputError(`until (${iso(plan.until)}) is not in the future`, "until");
+  const window = { from: iso(plan.from), until: iso(plan.until), by: plan.by, note: plan.note ?? null };
+  const known = current.record.maintenance;
+  if (
+    known !== null &&
+    known.from === window.from &&
+    known.until === window.until &&
+    known.by === window.by &&
+    known.note === window.note
+  )
+    return undefined;
+  const w = work(current, now);
+  w.record.maintenance = window;
+  emit(w, "maintenance", now, {
+    from: window.from,
+    until: window.until,
+    by: plan.by,
+    ...(plan.note === undefined ? {} : { note: plan.note }),
+  });
+  return done(w);
+}
+
+/**
+ * Ends a shelving or maintenance window whose `until` has passed (wall clock): the fields are
+ * cleared and, while an episode is open or the fan silent (and nothing else mutes it), a `resumed`
+ * transition says that its notifications resume. Undefined when nothing has expired.
+ */
+export function expire(current: FanHealth, now: number): Evaluation | undefined {
+  const r = current.record;
+  const shelvingEnds = r.shelvedUntil !== null && Date.parse(r.shelvedUntil) <= now;
+  const windowEnds = r.maintenance !== null && Date.parse(r.maintenance.until) <= now;
+  if (!shelvingEnds && !windowEnds) return undefined;
+  const w = work(current, now);
+  if (shelvingEnds) Object.assign(w.record, { shelvedUntil: null, shelvedBy: null });
+  if (windowEnds) w.record.maintenance = null;
+  const open = w.tracker.state === "warning" || w.tracker.state === "alarm" || w.record.state === "silent";
+  if (open && mutedBy(w.record, now, now) === undefined) emit(w, "resumed", now);
+  return done(w);
+}
+
+/** The timer's look at a fan: expired shelving and maintenance windows, then silence. Undefined when nothing changes. */
+export function sweepFan(
+  current: FanHealth,
+  now: number,
+  policy: HealthPolicy = DEFAULT_POLICY,
+  judgeSilence = true,
+): Evaluation | undefined {
+  const expired = expire(current, now);
+  const silent = judgeSilence ? checkSilence(expired?.next ?? current, now, policy) : undefined;
+  if (silent === undefined) return expired;
+  return { next: silent.next, transitions: [...(expired?.transitions ?? []), ...silent.transitions] };
 }
 
 interface Work {
@@ -133,6 +226,17 @@ interface Work {
   transitions: AlarmTransition[];
   /** No prediction evaluated yet: the first one sets the smoothed probability outright. */
   fresh: boolean;
+  /** The health process's clock (arrival time): whether the fan is shelved is judged on it. */
+  now: number;
+}
+
+/** A change of a stored fan: copies, so that the caller's state is left as it was. */
+function work(current: FanHealth, now: number): Work {
+  return { record: { ...current.record }, tracker: copyTracker(current.tracker), transitions: [], fresh: false, now };
+}
+
+function done(w: Work): Evaluation {
+  return { next: { record: w.record, tracker: w.tracker }, transitions: w.transitions };
 }
 
 function fresh(deviceID: string, at: number, now: number): Work {
@@ -155,7 +259,7 @@ function fresh(deviceID: string, at: number, now: number): Work {
     shelvedBy: null,
     maintenance: null,
   };
-  return { record, tracker, transitions: [], fresh: true };
+  return { record, tracker, transitions: [], fresh: true, now };
 }
 
 function step(w: Work, deviceID: string, input: HealthInput, now: number, policy: HealthPolicy): void {
@@ -255,7 +359,11 @@ function decide(w: Work, idx: number, at: number, policy: HealthPolicy): void {
         quietSince(t.lastExceedAt)
       )
         enter(w, "cleared", at, { severity: "none", eta: null });
-      else w.record.eta = etaOf(t, at, policy);
+      else {
+        const eta = estimateEta(t, at, policy);
+        w.record.eta = eta === null ? null : iso(eta);
+        escalate(w, eta, at, policy);
+      }
       return;
     case "alarm":
       // A wearing fan's first alarms can come with healthy stretches between them: while a sensor
@@ -275,6 +383,8 @@ function open(w: Work, at: number): void {
   w.record.acknowledged = false;
   w.record.acknowledgedBy = null;
   w.record.note = null;
+  w.record.shelvedUntil = null;
+  w.record.shelvedBy = null;
 }
 
 function raiseAlarm(w: Work, idx: number, at: number, policy: HealthPolicy): void {
@@ -295,17 +405,23 @@ function raiseAlarm(w: Work, idx: number, at: number, policy: HealthPolicy): voi
 }
 
 function raiseWarning(w: Work, side: number, at: number, policy: HealthPolicy): void {
+  const eta = estimateEta(w.tracker, at, policy);
   enter(w, "warning", at, {
     severity: "minor",
     cause: sensorOfSide(side),
     contributions: null,
-    eta: etaOf(w.tracker, at, policy),
+    eta: eta === null ? null : iso(eta),
   });
+  // An eta within the horizon already: the warning is escalated at once (its own transition, so
+  // that every severity change of an open warning is an `escalated` one).
+  escalate(w, eta, at, policy);
 }
 
-function etaOf(t: Tracker, at: number, policy: HealthPolicy): string | null {
-  const eta = estimateEta(t, at, policy);
-  return eta === null ? null : iso(eta);
+/** A minor warning whose eta (ms) is within the escalation horizon of `at` becomes major: once per episode. */
+function escalate(w: Work, eta: number | null, at: number, policy: HealthPolicy): void {
+  if (eta === null || w.record.severity !== "minor" || eta - at > policy.escalationHorizonMs) return;
+  w.record.severity = "major";
+  emit(w, "escalated", at);
 }
 
 function enter(
@@ -318,12 +434,43 @@ function enter(
   w.tracker.state = state;
   w.tracker.stateSince = at - w.tracker.base;
   emit(w, state, at);
+  // The shelving ends with its episode (after the clear, which it still mutes).
+  if (state === "cleared") Object.assign(w.record, { shelvedUntil: null, shelvedBy: null });
 }
 
-function emit(w: Work, event: HealthEvent, at: number, extra: { by?: string; note?: string } = {}): void {
+/** What people do, and the end of what they did: never muted themselves. */
+const ACTIONS: ReadonlySet<HealthEvent> = new Set(["acknowledged", "shelved", "maintenance", "resumed"]);
+
+function emit(
+  w: Work,
+  event: HealthEvent,
+  at: number,
+  extra: { by?: string; note?: string; from?: string; until?: string } = {},
+): void {
   const r = w.record;
   const seq = w.tracker.seq++;
-  w.transitions.push(transitionFrom(r, { event, at: iso(at), id: `${r.deviceID}:${at}:${seq}`, ...extra }));
+  const muted = ACTIONS.has(event) ? undefined : mutedBy(r, at, w.now);
+  w.transitions.push(
+    transitionFrom(r, {
+      event,
+      at: iso(at),
+      id: `${r.deviceID}:${at}:${seq}`,
+      ...extra,
+      ...(muted === undefined ? {} : { muted }),
+    }),
+  );
+}
+
+/**
+ * Why a transition at `at` (its time: reading time for the rules) is not to be notified: the
+ * fan's maintenance window holds `at`, or it is shelved by the clock (`now`). Transitions are rare:
+ * parsing the times here costs nothing per prediction.
+ */
+export function mutedBy(record: HealthRecord, at: number, now: number): MutedBy | undefined {
+  const window = record.maintenance;
+  if (window !== null && Date.parse(window.from) <= at && at < Date.parse(window.until)) return "maintenance";
+  if (record.shelvedUntil !== null && now < Date.parse(record.shelvedUntil)) return "shelved";
+  return undefined;
 }
 
 function severityOf(record: HealthRecord, state: Tracker["state"]): Severity {

@@ -12,8 +12,18 @@ export type Change = (
   current: FanHealth | undefined,
 ) => { next: FanHealth; transitions: AlarmTransition[] } | undefined;
 
+/** Health's event stream (FAN_HEALTH_EVENTS, store-nats.ts): absent with the memory store. */
+export interface HealthEventLog {
+  /** Appends the transitions, each stored once by its id; resolves once every one is acknowledged. */
+  appendEvents(transitions: readonly AlarmTransition[]): Promise<void>;
+}
+
 export interface UpdateOptions {
   alarmTopic: string;
+  /** SITE: stamped on every transition (the rules leave it at its default). */
+  site: string;
+  /** Where every transition is appended beside its publish on the alarm topic; none without NATS. */
+  events?: HealthEventLog | undefined;
   /** Compare-and-set attempts per write before giving up with a 503. */
   casAttempts: number;
   /** An outbox item older than this is sent by whoever touches the fan next: its writer stopped. */
@@ -64,6 +74,10 @@ type Outcome = { ok: true; transitions: AlarmTransition[]; duplicate: boolean } 
  * Re-sending: an outbox item whose publish failed here, or that is older than `resendMs` (its
  * writer stopped), is claimed by the next writer of the fan (its queuedAt set to now, in the same
  * CAS write, so one process claims it) and published again with its original `id`.
+ *
+ * With NATS each transition also goes to the event stream FAN_HEALTH_EVENTS (`events`), at the
+ * same time as the publish: it leaves the outbox only once both the broker and JetStream took it,
+ * so an outage of either loses none, and a resend is stored once (its id is the message id).
  */
 export class FanUpdater {
   /** Transitions this process wrote but could not publish: sent again at the fan's next write. */
@@ -153,7 +167,7 @@ export class FanUpdater {
           });
       const entry = this.#entryOf(fan);
       const now = options.now();
-      const { health, recent, fresh, outcomes } = applyChanges(entry, group, now, options.recentBatches);
+      const { health, recent, fresh, outcomes } = applyChanges(entry, group, now, options.recentBatches, options.site);
       const resend = (entry?.outbox ?? []).filter(
         (item) => this.#unsent.has(item.transition.id) || now - item.queuedAt >= options.resendMs,
       );
@@ -192,15 +206,32 @@ export class FanUpdater {
     );
   }
 
-  /** Publishes the items in order, then removes them from the outbox (best effort: a leftover is sent again later, same id). */
+  /**
+   * Publishes the items in order and appends them to the event stream, then removes them from the
+   * outbox (best effort: a leftover is sent again later, same id).
+   */
   async #send(deviceID: string, items: OutboxItem[], written: StoredFan, budget: Deadline): Promise<void> {
     if (items.length === 0) return;
     const transitions = items.map((item) => item.transition);
+    const { metrics, events } = this.options;
     try {
-      await this.publisher.publish(this.options.alarmTopic, transitions, budget);
+      // Both at once; Promise.all waits for the first failure only, and handles the other's too.
+      await Promise.all([
+        this.publisher.publish(this.options.alarmTopic, transitions, budget).catch((error: unknown) => {
+          metrics.publishFailures.inc(transitions.length);
+          throw error;
+        }),
+        events === undefined
+          ? undefined
+          : budget
+              .wait(events.appendEvents(transitions), `JetStream to store fan ${deviceID}'s transitions`)
+              .catch((error: unknown) => {
+                metrics.appendFailures.inc(transitions.length);
+                throw error;
+              }),
+      ]);
     } catch (error) {
       for (const t of transitions) this.#unsent.add(t.id);
-      this.options.metrics.publishFailures.inc(transitions.length);
       throw error;
     }
     const ids = new Set(transitions.map((t) => t.id));
@@ -266,6 +297,7 @@ function applyChanges(
   group: readonly Pending[],
   now: number,
   recentBatches: number,
+  site: string,
 ): { health: FanHealth | undefined; recent: string[]; fresh: OutboxItem[]; outcomes: Outcome[] } {
   let health = entry?.health;
   let recent = entry?.recent ?? [];
@@ -278,12 +310,14 @@ function applyChanges(
     } catch (error) {
       return { ok: false, error };
     }
+    let transitions: AlarmTransition[] = [];
     if (result !== undefined) {
       health = result.next;
-      for (const transition of result.transitions) fresh.push({ transition, queuedAt: now });
+      transitions = result.transitions.map((t) => (t.site === site ? t : { ...t, site }));
+      for (const transition of transitions) fresh.push({ transition, queuedAt: now });
     }
     if (digest !== undefined) recent = [...recent, digest].slice(-recentBatches);
-    return { ok: true, transitions: result?.transitions ?? [], duplicate: false };
+    return { ok: true, transitions, duplicate: false };
   });
   return { health, recent, fresh, outcomes };
 }

@@ -2,7 +2,7 @@ import type { MqttClient } from "mqtt";
 import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/types.js";
 import { readHealthConfig, type HealthConfig } from "./config.js";
 import { deadLetter, FANWATCH_CONNECTOR, sourceTopic } from "../../lib/domain/dead-letter.js";
-import { FanwatchError, InputError, StoreUnavailableError } from "../../lib/errors.js";
+import { FanwatchError, HealthNotFoundError, InputError, StoreUnavailableError } from "../../lib/errors.js";
 import type { AlarmTransition, HealthRecord } from "../../lib/domain/health.js";
 import { createLogger } from "../../lib/infra/log.js";
 import { connectMqtt } from "../../lib/mqtt/client.js";
@@ -10,9 +10,17 @@ import { mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt/settings.js";
 import { Deadline } from "../../lib/infra/deadline.js";
 import { Publisher } from "../../lib/mqtt/publisher.js";
 import { parseJsonBody, toInputError } from "../../lib/infra/validation.js";
-import { acknowledge, evaluate } from "./evaluator.js";
-import { FanUpdater } from "./fan-updates.js";
-import { AcknowledgeSchema, groupByFan, isCommand } from "./inputs.js";
+import { acknowledge, evaluate, maintain, shelve, type MaintenancePlan } from "./evaluator.js";
+import { FanUpdater, type HealthEventLog } from "./fan-updates.js";
+import {
+  AcknowledgeSchema,
+  ACTIONS,
+  groupByFan,
+  isCommand,
+  MaintenanceSchema,
+  MAX_MAINTENANCE_FANS,
+  ShelveSchema,
+} from "./inputs.js";
 import { HealthMetrics } from "./metrics.js";
 import { readHealthPolicy, type HealthPolicy } from "./policy.js";
 import { listFans, parseQuery, type HealthListing } from "./query.js";
@@ -24,10 +32,11 @@ import { NatsStore } from "./store-nats.js";
 /**
  * health: evaluates the predictions on the anomaly topic into one health record per fan, kept in
  * a NATS key-value bucket with compare-and-set (fan-updates.ts), and publishes each transition at
- * QoS 1 on the alarm topic. GET lists the records; POST takes predictions (one or an array, what
- * our connector sends) or an acknowledgement. A bad prediction is rejected alone and
- * dead-lettered. While NATS or the broker is unreachable the answer is a 503 and the connector
- * tries again; a batch it sends again is recognised and not counted twice.
+ * QoS 1 on the alarm topic and appends it to the event stream FAN_HEALTH_EVENTS. GET lists the
+ * records; POST takes predictions (one or an array, what our connector sends) or an action:
+ * acknowledge, shelve, maintenance. A bad prediction is rejected alone and dead-lettered. While
+ * NATS or the broker is unreachable the answer is a 503 and the connector tries again; a batch it
+ * sends again is recognised and not counted twice.
  */
 export interface EvaluateAnswer {
   evaluated: number;
@@ -35,9 +44,16 @@ export interface EvaluateAnswer {
   transitions: number;
 }
 
+/** What acknowledge and shelve answer: the fan's record after the action, and the transition it made. */
 export interface AcknowledgeAnswer {
   record: HealthRecord;
   transition: AlarmTransition;
+}
+
+/** What maintenance answers: each fan's record, and the transitions made (none for a fan that had this very window already). */
+export interface MaintenanceAnswer {
+  records: HealthRecord[];
+  transitions: AlarmTransition[];
 }
 
 interface Health {
@@ -84,6 +100,8 @@ export async function init(): Promise<void> {
     ),
   );
   let store: HealthStore;
+  // The event stream lives in NATS: the memory store has none.
+  let events: HealthEventLog | undefined;
   if (config.natsUrl === undefined) {
     store = new MemoryStore();
     log.warn(
@@ -96,17 +114,21 @@ export async function init(): Promise<void> {
       bucket: config.bucket,
       replicas: config.kvReplicas,
       requestTimeoutMs: config.natsTimeoutMs,
+      historyMaxAgeMs: config.historyMaxAgeMs,
       log,
     });
     // Ready before the first request where NATS is there; where it is not, health starts anyway
     // and answers 503 until it is (never exits for want of it).
     await Promise.race([nats.opened(), new Promise((resolve) => setTimeout(resolve, config.natsTimeoutMs).unref())]);
     store = nats;
+    events = nats;
   }
   // Not waiting for a broker that is away: transitions wait in their fans' outboxes instead.
   const publisher = new Publisher(mqtt, { waitForConnection: false });
   const updater = new FanUpdater(store, publisher, {
     alarmTopic: config.topics.alarm,
+    site: config.site,
+    events,
     casAttempts: config.casAttempts,
     resendMs: config.outboxResendMs,
     recentBatches: 16,
@@ -131,6 +153,7 @@ export async function init(): Promise<void> {
       store: store.description,
       nats: config.natsUrl === undefined ? undefined : redactUrl(config.natsUrl),
       topics: config.topics,
+      site: config.site,
       budgetMs: config.budgetMs,
       broker: redactUrl(settings.url),
     },
@@ -141,7 +164,7 @@ export async function init(): Promise<void> {
 export async function handler(
   event: FunctionEvent,
   context: FunctionContext,
-): Promise<EvaluateAnswer | AcknowledgeAnswer | HealthListing | Record<string, unknown>> {
+): Promise<EvaluateAnswer | AcknowledgeAnswer | MaintenanceAnswer | HealthListing | Record<string, unknown>> {
   const h = ready();
   if (event.method === "GET") {
     const query = parseQuery(event.query);
@@ -152,7 +175,7 @@ export async function handler(
   if (event.method !== "POST") {
     context.headers({ allow: "GET, POST" });
     throw new InputError(
-      `method ${event.method} is not allowed; GET the fans' health, POST predictions or an acknowledgement`,
+      `method ${event.method} is not allowed; GET the fans' health, POST predictions or an action (acknowledge, shelve, maintenance)`,
       "method",
       { status: 405, code: "FANWATCH_METHOD_NOT_ALLOWED" },
     );
@@ -173,7 +196,7 @@ export async function handler(
     counters.predictions.inc({ outcome: "rejected" });
     throw error;
   }
-  if (isCommand(body)) return acknowledgeAlarm(h, body, budget);
+  if (isCommand(body)) return command(h, body as { action?: unknown; deviceIDs?: unknown }, budget);
   return evaluatePredictions(h, body, topic, budget).catch((error: unknown) => {
     // Refused for want of NATS or the broker (or time): the connector sends them again later, so
     // until then the fans' silence is this process's, not theirs (silence.ts).
@@ -225,19 +248,110 @@ async function evaluatePredictions(h: Health, body: unknown, topic: string, budg
   return { evaluated: valid, rejected: rejections.length, transitions };
 }
 
+/** An action on fans: what people do about their health (docs/health.md, "Actions"). */
+function command(
+  h: Health,
+  body: { action?: unknown; deviceIDs?: unknown },
+  budget: Deadline,
+): Promise<AcknowledgeAnswer | MaintenanceAnswer> {
+  switch (body.action) {
+    case "acknowledge":
+      return acknowledgeAlarm(h, body, budget);
+    case "shelve":
+      return shelveAlarm(h, body, budget);
+    case "maintenance":
+      return planMaintenance(h, body, budget);
+    default:
+      throw new InputError(
+        `unknown action ${JSON.stringify(body.action)}; the actions are ${Object.values(ACTIONS).join(", ")}`,
+        "action",
+      );
+  }
+}
+
 async function acknowledgeAlarm(h: Health, body: unknown, budget: Deadline): Promise<AcknowledgeAnswer> {
   const parsed = AcknowledgeSchema.safeParse(body);
-  if (!parsed.success)
-    throw toInputError(parsed.error, "", 'an acknowledgement is {"deviceID","action":"acknowledge","by","note"}');
+  if (!parsed.success) throw toInputError(parsed.error, "", `an acknowledgement is ${ACTIONS.acknowledge}`);
   const { deviceID, by, note } = parsed.data;
-  if (!h.store.available)
-    throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
+  storeAvailable(h);
   const now = Date.now();
   // No such fan (404) or nothing to acknowledge (409) throw input errors, answered by errorAnswer.
-  const result = await h.updater.apply(deviceID, (current) => acknowledge(current, deviceID, by, note, now), budget);
+  return oneTransition(
+    await h.updater.apply(deviceID, (current) => acknowledge(current, deviceID, by, note, now), budget),
+    `acknowledging fan ${deviceID}`,
+  );
+}
+
+async function shelveAlarm(h: Health, body: unknown, budget: Deadline): Promise<AcknowledgeAnswer> {
+  const parsed = ShelveSchema.safeParse(body);
+  if (!parsed.success) throw toInputError(parsed.error, "", `a shelving is ${ACTIONS.shelve}`);
+  const { deviceID, until, by, note } = parsed.data;
+  const now = Date.now();
+  if (until <= now) throw new InputError(`until (${new Date(until).toISOString()}) is not in the future`, "until");
+  storeAvailable(h);
+  // No such fan (404) or nothing open to shelve (409) throw input errors.
+  return oneTransition(
+    await h.updater.apply(deviceID, (current) => shelve(current, deviceID, { until, by, note }, now), budget),
+    `shelving fan ${deviceID}`,
+  );
+}
+
+/**
+ * A maintenance window for several fans: refused whole (404, naming the unknown IDs) before any
+ * fan is changed when one of them is unknown. Each fan is written on its own; a 503 halfway leaves
+ * some written, and the same request again changes only the rest (the same window is no change).
+ */
+async function planMaintenance(h: Health, body: { deviceIDs?: unknown }, budget: Deadline): Promise<MaintenanceAnswer> {
+  if (Array.isArray(body.deviceIDs) && body.deviceIDs.length > MAX_MAINTENANCE_FANS)
+    throw new InputError(
+      `at most ${MAX_MAINTENANCE_FANS} fans per maintenance request, got ${body.deviceIDs.length}; send several`,
+      "deviceIDs",
+      { status: 413 },
+    );
+  const parsed = MaintenanceSchema.safeParse(body);
+  if (!parsed.success) throw toInputError(parsed.error, "", `a maintenance window is ${ACTIONS.maintenance}`);
+  const { until, by, note } = parsed.data;
+  const now = Date.now();
+  const from = parsed.data.from ?? now;
+  if (until <= from)
+    throw new InputError(
+      `the maintenance window ends (${new Date(until).toISOString()}) before it starts (${new Date(from).toISOString()})`,
+      "until",
+    );
+  if (until <= now) throw new InputError(`until (${new Date(until).toISOString()}) is not in the future`, "until");
+  storeAvailable(h);
+  const ids = [...new Set(parsed.data.deviceIDs)];
+  const known = await Promise.all(
+    ids.map(async (id) =>
+      h.store.cached(id) !== undefined
+        ? true
+        : (await budget.wait(h.store.read(id), `the health store to read fan ${id}`)) !== undefined,
+    ),
+  );
+  const unknown = ids.filter((_, i) => !known[i]);
+  if (unknown.length > 0) throw new HealthNotFoundError(unknown, "deviceIDs");
+  const plan: MaintenancePlan = { from, until, by, note };
+  const results = await Promise.allSettled(
+    ids.map((id) => h.updater.apply(id, (current) => maintain(current, id, plan, now), budget)),
+  );
+  const records: HealthRecord[] = [];
+  const transitions: AlarmTransition[] = [];
+  for (const result of results) {
+    if (result.status === "rejected") throw result.reason;
+    if (result.value.record !== undefined) records.push(result.value.record);
+    transitions.push(...result.value.transitions);
+  }
+  return { records, transitions };
+}
+
+function storeAvailable(h: Health): void {
+  if (!h.store.available)
+    throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
+}
+
+function oneTransition(result: { record: HealthRecord | undefined; transitions: AlarmTransition[] }, what: string) {
   const transition = result.transitions[0];
-  if (result.record === undefined || transition === undefined)
-    throw new Error(`acknowledging fan ${deviceID} made no transition`);
+  if (result.record === undefined || transition === undefined) throw new Error(`${what} made no transition`);
   return { record: result.record, transition };
 }
 

@@ -5,14 +5,66 @@ import { parseTimestamp } from "../../lib/domain/telemetry.js";
 import { fieldPath } from "../../lib/infra/validation.js";
 import type { HealthInput } from "./evaluator.js";
 
+const DeviceIdSchema = z.union([z.string(), z.number().transform(String)]).pipe(z.string().min(1).max(128));
+const BySchema = z.string().trim().min(1).max(128);
+const NoteSchema = z.string().max(1024).optional();
+
+/**
+ * A moment as ISO 8601 with its zone (`2026-11-27T18:00:00Z`, `…+01:00`), to epoch ms: a time
+ * without a zone would mean whichever zone health runs in. A day the month does not have (Feb 30)
+ * is refused rather than rolled over into the next month.
+ */
+const InstantSchema = z.iso
+  .datetime({ offset: true, error: "an ISO 8601 time with seconds and a zone, e.g. 2026-11-27T18:00:00Z" })
+  .refine((text) => {
+    const [year, month, day] = text.slice(0, 10).split("-").map(Number) as [number, number, number];
+    return day <= new Date(Date.UTC(year, month, 0)).getUTCDate();
+  }, "no such day")
+  .transform((text) => Date.parse(text));
+
 /** `{"deviceID":"3","action":"acknowledge","by":"name","note":"…"}`: someone has seen the alarm. */
 export const AcknowledgeSchema = z.object({
-  deviceID: z.union([z.string(), z.number().transform(String)]).pipe(z.string().min(1).max(128)),
+  deviceID: DeviceIdSchema,
   action: z.literal("acknowledge"),
-  by: z.string().trim().min(1).max(128),
-  note: z.string().max(1024).optional(),
+  by: BySchema,
+  note: NoteSchema,
 });
 export type Acknowledge = z.infer<typeof AcknowledgeSchema>;
+
+/** `{"deviceID","action":"shelve","until":"<ISO>","by","note"}`: no notifications about the open episode until then. */
+export const ShelveSchema = z.object({
+  deviceID: DeviceIdSchema,
+  action: z.literal("shelve"),
+  until: InstantSchema,
+  by: BySchema,
+  note: NoteSchema,
+});
+export type Shelve = z.infer<typeof ShelveSchema>;
+
+/** Fans one maintenance request may name (413 beyond): a hall's worth, well within a budget's writes. */
+export const MAX_MAINTENANCE_FANS = 1_000;
+
+/**
+ * `{"deviceIDs":[…],"action":"maintenance","from":"<ISO>","until":"<ISO>","by","note"}`: planned
+ * work, whose alarms are recorded but not notified. Without `from` the window starts now.
+ */
+export const MaintenanceSchema = z.object({
+  deviceIDs: z.array(DeviceIdSchema).min(1, "name at least one fan").max(MAX_MAINTENANCE_FANS),
+  action: z.literal("maintenance"),
+  from: InstantSchema.optional(),
+  until: InstantSchema,
+  by: BySchema,
+  note: NoteSchema,
+});
+export type Maintenance = z.infer<typeof MaintenanceSchema>;
+
+/** The actions POST /function/health takes besides predictions, and the shape each one has (for the errors). */
+export const ACTIONS = {
+  acknowledge: '{"deviceID","action":"acknowledge","by","note"}',
+  shelve: '{"deviceID","action":"shelve","until":"<ISO time>","by","note"}',
+  maintenance: '{"deviceIDs":[…],"action":"maintenance","from":"<ISO time>","until":"<ISO time>","by","note"}',
+} as const;
+export type Action = keyof typeof ACTIONS;
 
 /**
  * A body is a command when it is one object with an `action`; otherwise it is one prediction or

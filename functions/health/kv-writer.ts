@@ -6,12 +6,16 @@ interface Waiting {
   resolve: (revision: number) => void;
   reject: (error: Error) => void;
   deadline: number;
+  /** What is written, for the errors: "the health bucket", "the health event stream". */
+  what: string;
 }
 
 interface Queued {
   subject: string;
   bytes: Uint8Array;
-  previous: number;
+  /** The one header a write carries: the CAS condition of a key, or the message id of an event. */
+  header: string;
+  value: string;
   token: string;
 }
 
@@ -30,6 +34,9 @@ interface Queued {
  *   times out what is left unanswered.
  * Answers: a revision, a CasConflictError when the key moved on, a StoreUnavailableError when
  * JetStream does not answer in `timeoutMs` or cannot take the write.
+ *
+ * The transitions appended to health's event stream (append(), with their id as Nats-Msg-Id) go
+ * the same way: the few of a turn share its socket write, and no request of their own is made.
  */
 export class KvWriter {
   readonly #nc: NatsConnection;
@@ -54,11 +61,30 @@ export class KvWriter {
 
   /** Writes `bytes` under `key` if the key is at `previous` (0: if it has no value); resolves to the new revision. */
   update(key: string, bytes: Uint8Array, previous: number): Promise<number> {
+    return this.#write(
+      this.#prefix + key,
+      bytes,
+      "Nats-Expected-Last-Subject-Sequence",
+      String(previous),
+      "the health bucket",
+    );
+  }
+
+  /**
+   * Appends `bytes` to the stream that holds `subject`, with the message id `msgId`: JetStream
+   * stores a message id once within its duplicate window (a repeat is acknowledged, not stored).
+   * Resolves to the message's sequence in the stream.
+   */
+  append(subject: string, bytes: Uint8Array, msgId: string): Promise<number> {
+    return this.#write(subject, bytes, "Nats-Msg-Id", msgId, "the health event stream");
+  }
+
+  #write(subject: string, bytes: Uint8Array, header: string, value: string, what: string): Promise<number> {
     const token = String(++this.#sequence);
     return new Promise<number>((resolve, reject) => {
-      this.#waiting.set(token, { resolve, reject, deadline: Date.now() + this.#timeoutMs });
+      this.#waiting.set(token, { resolve, reject, deadline: Date.now() + this.#timeoutMs, what });
       if (this.#queue.length === 0) setImmediate(() => this.#flush());
-      this.#queue.push({ subject: this.#prefix + key, bytes, previous, token });
+      this.#queue.push({ subject, bytes, header, value, token });
       this.#sweeper ??= setInterval(() => this.#sweep(), Math.max(10, Math.min(250, this.#timeoutMs / 4))).unref();
     });
   }
@@ -80,7 +106,7 @@ export class KvWriter {
     this.#queue = [];
     for (const q of queue) {
       const h = headers();
-      h.set("Nats-Expected-Last-Subject-Sequence", String(q.previous));
+      h.set(q.header, q.value);
       try {
         this.#nc.publish(q.subject, q.bytes, { reply: `${this.#inbox}.${q.token}`, headers: h });
       } catch (error) {
@@ -96,12 +122,13 @@ export class KvWriter {
 
   #answer(msg: Msg): void {
     const token = msg.subject.slice(this.#inbox.length + 1);
-    if (!this.#waiting.has(token)) return; // timed out already
+    const waiting = this.#waiting.get(token);
+    if (waiting === undefined) return; // timed out already
     // No JetStream behind the subject (its stream is gone, the server is restarting): a status message, no body.
     if (msg.data.length === 0 && msg.headers?.code === 503) {
       this.#settle(
         token,
-        new StoreUnavailableError("JetStream has no stream for the health bucket right now; try again later"),
+        new StoreUnavailableError(`JetStream has no stream for ${waiting.what} right now; try again later`),
       );
       return;
     }
@@ -123,7 +150,9 @@ export class KvWriter {
         token,
         conflict
           ? new CasConflictError(`the key was written by someone else (${ack.error.description ?? code})`)
-          : new StoreUnavailableError(`JetStream refused a write: ${ack.error.description ?? code}; try again later`),
+          : new StoreUnavailableError(
+              `JetStream refused a write to ${waiting.what}: ${ack.error.description ?? code}; try again later`,
+            ),
       );
     } else if (typeof ack.seq === "number") this.#settle(token, ack.seq);
     else
@@ -148,7 +177,9 @@ export class KvWriter {
       if (now < w.deadline) break;
       this.#settle(
         token,
-        new StoreUnavailableError(`NATS did not answer a write within ${this.#timeoutMs} ms; try again later`),
+        new StoreUnavailableError(
+          `NATS did not answer a write to ${w.what} within ${this.#timeoutMs} ms; try again later`,
+        ),
       );
     }
     if (this.#waiting.size === 0) {

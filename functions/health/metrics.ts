@@ -37,6 +37,11 @@ export class HealthMetrics {
     help: "Publishes of transitions the broker did not acknowledge in time (kept in the outbox)",
     registers: [this.registry],
   });
+  readonly appendFailures = new Counter({
+    name: "health_event_append_failures_total",
+    help: "Transitions the event stream FAN_HEALTH_EVENTS (JetStream) did not acknowledge in time (kept in the outbox)",
+    registers: [this.registry],
+  });
 
   constructor(countFans: () => Record<string, number>) {
     new Gauge({

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ConfigError } from "../../lib/errors.js";
+import { durationSchema, formatDuration } from "../../lib/infra/duration.js";
 import { defineSettings, readSettings } from "../../lib/infra/settings.js";
 import { HEALTHY_RANGES, type Range } from "../../lib/domain/fan-ranges.js";
 import type { FeatureName } from "../../lib/domain/features.js";
@@ -33,6 +34,12 @@ export interface HealthPolicy {
    * like a replay. HEALTH_MAX_AHEAD_MS
    */
   maxAheadMs: number;
+  /**
+   * A warning whose eta comes this close to its reading time (eta − at ≤ this) is escalated: its
+   * severity rises from minor to major, once per episode, with an `escalated` transition, so that
+   * routing can page someone before the alarm. HEALTH_ESCALATION_HORIZON
+   */
+  escalationHorizonMs: number;
   /** Each sensor's healthy range (the limits a healthy fan stays within): lib/domain/fan-ranges.ts. */
   healthyRanges: Readonly<Record<FeatureName, Range>>;
 }
@@ -56,6 +63,12 @@ export interface HealthPolicy {
  *   the actual time to the alarm against 0.59). With 10-minute wear 95% of wearing fans were
  *   warned before their alarm (96% with 3 of 30).
  * - silent after 30 s: 15 missed readings at the default 2 s interval, far beyond jitter.
+ * - escalate a warning once its eta is 30 minutes away: about what an on-call engineer needs to
+ *   reach a fan. Warnings lead their alarms by a median 44 minutes in the bench (6-hour wear) and
+ *   their etas err early (median 0.8 of the real time), so the page comes some 30 to 40 minutes
+ *   before the alarm, while the warning alone (minor) leaves the rest of the lead for planning.
+ *   An hour would escalate most warnings the moment they are raised (their median eta is ~35
+ *   minutes away): every warning would page.
  */
 export const DEFAULT_POLICY: HealthPolicy = Object.freeze({
   alarmWindow: 5,
@@ -68,6 +81,7 @@ export const DEFAULT_POLICY: HealthPolicy = Object.freeze({
   warnCount: 4,
   smoothing: 0.2,
   maxAheadMs: 300_000,
+  escalationHorizonMs: 30 * 60_000,
   healthyRanges: HEALTHY_RANGES,
 });
 
@@ -136,6 +150,13 @@ export const HEALTH_POLICY_SETTINGS = defineSettings({
     default: p.maxAheadMs,
     schema: int(0, 86_400_000).default(p.maxAheadMs),
   },
+  HEALTH_ESCALATION_HORIZON: {
+    env: ["HEALTH_ESCALATION_HORIZON"],
+    help: "a warning whose eta is this close is escalated (minor → major)",
+    doc: "a warning whose eta comes this close (a duration: `30m`, `1h`; `0s` once the eta has passed) is escalated: severity minor → major, an `escalated` transition",
+    default: formatDuration(p.escalationHorizonMs),
+    schema: durationSchema(formatDuration(p.escalationHorizonMs), 0),
+  },
 });
 
 /** HEALTH_* overrides of DEFAULT_POLICY, from the environment unless `env` is given; a bad or impossible value throws a ConfigError naming it. */
@@ -160,6 +181,7 @@ export function readHealthPolicy(env?: NodeJS.ProcessEnv): HealthPolicy {
     warnCount: e.HEALTH_WARN_COUNT,
     smoothing: e.HEALTH_SMOOTHING,
     maxAheadMs: e.HEALTH_MAX_AHEAD_MS,
+    escalationHorizonMs: e.HEALTH_ESCALATION_HORIZON,
     healthyRanges: DEFAULT_POLICY.healthyRanges,
   });
 }

@@ -1,6 +1,6 @@
 import type { Logger } from "../../lib/infra/log.js";
 import { Deadline } from "../../lib/infra/deadline.js";
-import { checkSilence } from "./evaluator.js";
+import { sweepFan, type FanHealth } from "./evaluator.js";
 import type { FanUpdater } from "./fan-updates.js";
 import type { HealthPolicy } from "./policy.js";
 import type { HealthStore } from "./store.js";
@@ -19,9 +19,11 @@ export interface SilenceTimerOptions {
 
 /**
  * Every intervalMs, looks at every fan in the cache: a fan that stopped reporting becomes silent
- * (checkSilence), and a fan whose outbox holds a transition older than resendMs (its writer
- * stopped) has it sent. Each replica runs its own timer; they race through compare-and-set, so a
- * fan turns silent once, whoever wins. Silence is judged on arrival time, so it needs no message.
+ * (checkSilence), a shelving or maintenance window whose end has passed ends (expire: `resumed`
+ * when an episode is still open), and a fan whose outbox holds a transition older than resendMs
+ * (its writer stopped) has it sent. Each replica runs its own timer; they race through
+ * compare-and-set, so a fan turns silent (or resumes) once, whoever wins. Silence is judged on
+ * arrival time and the windows on the clock, so neither needs a message.
  *
  * Arrival time says something about a fan only while this process could hear it. While its store
  * or the broker is away it refuses predictions (503) and the connector holds them back; once they
@@ -69,15 +71,14 @@ export class SilenceTimer {
       this.missed(now);
       return;
     }
-    // Outboxes are resent whatever; silence only once this process has heard long enough.
+    // Outboxes are resent and windows ended whatever; silence only once this process has heard long enough.
     const judging = now - this.#hearingSince >= policy.silentAfterMs;
-    const silent = (health: Parameters<typeof checkSilence>[0]) =>
-      judging ? checkSilence(health, now, policy) : undefined;
+    const sweep = (health: FanHealth) => sweepFan(health, now, policy, judging);
     const due: string[] = [];
     for (const fan of store.fans()) {
       const entry = fan.entry;
       if (entry === null) continue;
-      if (silent(entry.health) !== undefined || entry.outbox.some((item) => now - item.queuedAt >= resendMs))
+      if (sweep(entry.health) !== undefined || entry.outbox.some((item) => now - item.queuedAt >= resendMs))
         due.push(fan.deviceID);
     }
     if (due.length === 0) return;
@@ -92,7 +93,7 @@ export class SilenceTimer {
       while (next < due.length) {
         const deviceID = due[next++] as string;
         await updater
-          .apply(deviceID, (current) => (current === undefined ? undefined : silent(current)), budget)
+          .apply(deviceID, (current) => (current === undefined ? undefined : sweep(current)), budget)
           .catch((error: unknown) => {
             failed++;
             if (failed === 1)

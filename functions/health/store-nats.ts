@@ -1,7 +1,9 @@
-import { jetstream, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { Kvm, type KV, type KvWatchEntry } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { AlarmTransition } from "../../lib/domain/health.js";
 import type { Logger } from "../../lib/infra/log.js";
+import { ensureHealthEventsStream, healthEventSubject } from "../../lib/nats/health-events.js";
 import { redactUrl } from "../../lib/mqtt/settings.js";
 import { backoffDelay } from "../../lib/infra/retry.js";
 import { decodeKey, encodeKey } from "../../lib/nats/keys.js";
@@ -16,8 +18,13 @@ export interface NatsStoreOptions {
   replicas: number;
   /** How long one read or write may take before it counts as NATS being unavailable. */
   requestTimeoutMs: number;
+  /** HEALTH_HISTORY_MAX_AGE: how long the event stream FAN_HEALTH_EVENTS keeps transitions. */
+  historyMaxAgeMs: number;
   log: Logger;
 }
+
+/** A stream that went missing (deleted by hand) is looked for again at most this often. */
+const STREAM_CHECK_MS = 5_000;
 
 /**
  * Fan health in a NATS JetStream key-value bucket, one key per fan (keys.ts), written with
@@ -30,6 +37,10 @@ export interface NatsStoreOptions {
  * Opening never fails: the connection and the bucket are retried in the background for as long
  * as it takes, and until they are there (or while NATS is unreachable) `available` is false and
  * reads and writes throw StoreUnavailableError, which the function answers with a 503.
+ *
+ * It also holds health's event stream (lib/nats/health-events.ts), created or brought to its
+ * limits at open: appendEvents() adds transitions to it (FanUpdater does, beside the publish on
+ * the alarm topic).
  */
 export class NatsStore implements HealthStore {
   readonly durable = true;
@@ -46,6 +57,8 @@ export class NatsStore implements HealthStore {
   #connected = false;
   #loaded = false;
   #closed = false;
+  /** When the event stream was last looked for after a failed append (ms), so that a missing stream is created again. */
+  #streamCheckedAt = 0;
   readonly #opened: Promise<void>;
 
   constructor(options: NatsStoreOptions) {
@@ -107,6 +120,26 @@ export class NatsStore implements HealthStore {
     }
   }
 
+  /**
+   * Appends transitions to FAN_HEALTH_EVENTS, one subject per site and fan, each with its id as
+   * the message id (stored once however often it is sent within the duplicate window); resolves
+   * once JetStream acknowledged every one. A failure is a StoreUnavailableError (503).
+   */
+  async appendEvents(transitions: readonly AlarmTransition[]): Promise<void> {
+    this.#ready();
+    const writer = this.#writer as KvWriter;
+    try {
+      await Promise.all(
+        transitions.map((t) =>
+          writer.append(healthEventSubject(t.site, t.deviceID), Buffer.from(JSON.stringify(t), "utf8"), t.id),
+        ),
+      );
+    } catch (error) {
+      this.#checkStream();
+      throw error instanceof StoreUnavailableError ? error : this.#unavailable("append to the event stream", error);
+    }
+  }
+
   /** Drains the connection (writes under way finish); the watch ends with it. Safe to repeat. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -124,6 +157,7 @@ export class NatsStore implements HealthStore {
         const js = jetstream(this.#nc, { timeout: this.#options.requestTimeoutMs });
         // Creates the bucket if it is missing, opens it otherwise; replicas racing here all get the same one.
         this.#kv = await new Kvm(js).create(bucket, { history: 1, replicas: this.#options.replicas });
+        await this.#ensureStream(this.#nc);
         this.#writer ??= new KvWriter(this.#nc, bucket, this.#options.requestTimeoutMs);
         await this.#watch(this.#kv);
         log.info(
@@ -146,6 +180,31 @@ export class NatsStore implements HealthStore {
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
+  }
+
+  async #ensureStream(nc: NatsConnection): Promise<void> {
+    const jsm = await jetstreamManager(nc, { timeout: this.#options.requestTimeoutMs });
+    await ensureHealthEventsStream(jsm, {
+      maxAgeMs: this.#options.historyMaxAgeMs,
+      replicas: this.#options.replicas,
+    });
+  }
+
+  /**
+   * After a failed append: creates the stream again should it be gone (deleted by hand), in the
+   * background and at most every STREAM_CHECK_MS; the transition waits in its fan's outbox meanwhile.
+   */
+  #checkStream(): void {
+    const nc = this.#nc;
+    if (nc === undefined || !this.#connected || this.#closed || Date.now() - this.#streamCheckedAt < STREAM_CHECK_MS)
+      return;
+    this.#streamCheckedAt = Date.now();
+    this.#ensureStream(nc).catch((error: unknown) =>
+      this.#options.log.warn(
+        { event: "event_stream_unavailable", err: (error as Error).message },
+        "cannot reach the event stream FAN_HEALTH_EVENTS; transitions wait in their fans' outboxes",
+      ),
+    );
   }
 
   async #connect(): Promise<NatsConnection> {

@@ -30,6 +30,14 @@ function mine(alarmId, acknowledged) {
 const $ = (id) => document.getElementById(id);
 const number = new Intl.NumberFormat("en", { maximumFractionDigits: 1 });
 const time = (at) => new Date(at).toLocaleTimeString();
+/** "18:00", or "8 Dec, 18:00" when it is not today. */
+function clock(at) {
+  const date = new Date(at);
+  const hhmm = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  return date.toDateString() === new Date().toDateString()
+    ? hhmm
+    : `${date.toLocaleDateString([], { day: "numeric", month: "short" })}, ${hhmm}`;
+}
 const percent = (p) => `${(p * 100).toFixed(1)}%`;
 
 function tileFor(fan) {
@@ -77,6 +85,30 @@ function eta(iso) {
   return `${minutes <= 0 ? "now" : minutes < 90 ? `in ${minutes} min` : `in ${number.format(minutes / 60)} h`} (${time(at)})`;
 }
 
+/**
+ * Why the fan's notifications are held, while they are: "shelved until 18:00 by Ana", "in
+ * maintenance until 8 Dec, 12:00 by Ops" (or "maintenance planned 07:00 – 12:00 by Ops"). The
+ * health function ends both once their time has passed; until its next frame says so the clock
+ * here does.
+ */
+function muting(health) {
+  if (!health) return { kind: "", text: "" };
+  const now = Date.now();
+  const window = health.maintenance;
+  if (window && Date.parse(window.until) > now) {
+    const by = window.by ? ` by ${window.by}` : "";
+    return Date.parse(window.from) <= now
+      ? { kind: "maintenance", text: `in maintenance until ${clock(window.until)}${by}` }
+      : { kind: "planned", text: `maintenance planned ${clock(window.from)} – ${clock(window.until)}${by}` };
+  }
+  if (health.shelvedUntil && Date.parse(health.shelvedUntil) > now)
+    return {
+      kind: "shelved",
+      text: `shelved until ${clock(health.shelvedUntil)}${health.shelvedBy ? ` by ${health.shelvedBy}` : ""}`,
+    };
+  return { kind: "", text: "" };
+}
+
 function render(snapshot) {
   const { totals } = snapshot;
   $("fans").textContent = number.format(totals.fans);
@@ -102,6 +134,9 @@ function render(snapshot) {
       fan.state === "unknown" ? "no health yet" : acknowledged ? `${fan.state} · acknowledged` : fan.state;
     node.querySelector(".cause").textContent = health?.cause ? `cause: ${health.cause}` : "";
     node.querySelector(".eta").textContent = health?.eta ? `alarm expected ${eta(health.eta)}` : "";
+    const held = muting(health);
+    node.dataset.muted = held.kind;
+    node.querySelector(".muting").textContent = held.text;
     node.querySelector(".probability").textContent =
       fan.probability === null
         ? "no prediction yet"
@@ -168,8 +203,9 @@ function renderAlarms(alarms, open) {
     row.dataset.acknowledged = String(acknowledged);
     row.querySelector(".what").textContent =
       `Fan ${alarm.deviceID} · ${alarm.state}${alarm.severity === "none" ? "" : ` (${alarm.severity})`}${alarm.cause ? ` · ${alarm.cause}` : ""}`;
+    const held = muting(alarm).text;
     row.querySelector(".detail").textContent =
-      `since ${time(alarm.since)} · probability ${percent(alarm.probability)}${alarm.eta ? ` · alarm expected ${eta(alarm.eta)}` : ""}`;
+      `since ${time(alarm.since)} · probability ${percent(alarm.probability)}${alarm.eta ? ` · alarm expected ${eta(alarm.eta)}` : ""}${held ? ` · ${held}` : ""}`;
     const by = alarm.acknowledged ? alarm.acknowledgedBy : here?.by;
     const note = alarm.acknowledged ? alarm.note : here?.note;
     row.querySelector(".acknowledged-by").textContent = acknowledged
@@ -230,13 +266,25 @@ async function acknowledge(row) {
 
 function transitionText(t) {
   const parts = [time(t.at), `Fan ${t.deviceID}`, t.event];
+  const by = t.by ? `by ${t.by}${t.note ? `: “${t.note}”` : ""}` : "";
   if (t.event === "acknowledged") {
-    if (t.by) parts.push(`by ${t.by}${t.note ? `: “${t.note}”` : ""}`);
+    if (by) parts.push(by);
+  } else if (t.event === "shelved") {
+    parts.push(`until ${clock(t.until)}`);
+    if (by) parts.push(by);
+  } else if (t.event === "maintenance") {
+    parts.push(`${clock(t.from ?? t.at)} – ${clock(t.until)}`);
+    if (by) parts.push(by);
+  } else if (t.event === "resumed") {
+    parts.push(`${t.state}: notifications resume`);
   } else {
     if (t.cause) parts.push(t.cause);
+    if (t.event === "escalated") parts.push(t.severity);
     if (t.event === "warning" || t.event === "alarm") parts.push(percent(t.probability));
     if (t.eta) parts.push(`alarm expected ${eta(t.eta)}`);
   }
+  // Recorded while the fan was shelved or in maintenance: not notified.
+  if (t.muted) parts.push(`muted (${t.muted})`);
   return parts.join(" · ");
 }
 

@@ -9,13 +9,15 @@ import { Collector } from "../support/mqtt-collector.js";
 import { startNats, type TestNats } from "../support/nats.js";
 import { HealthState } from "../../runtime/system/nats.js";
 import { Kvm } from "@nats-io/kv";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { HEALTH_EVENTS_STREAM } from "../../lib/nats/health-events.js";
 import { connect } from "@nats-io/transport-node";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, postJson, spawnCli, terminate, waitUntilReady } from "../support/process.js";
-import { eventually } from "../support/eventually.js";
+import { eventually, eventuallyValue } from "../support/eventually.js";
 import { pino } from "pino";
 
 /** One health function as its container runs it: the template's server in its own process. */
@@ -521,6 +523,370 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     );
   });
 });
+
+/** A transition as health's event stream FAN_HEALTH_EVENTS holds it: its subject, its message id and its body. */
+interface StoredEvent {
+  subject: string;
+  msgId: string | undefined;
+  transition: AlarmTransition;
+}
+
+/** Every message of FAN_HEALTH_EVENTS, in stream order. */
+async function streamEvents(natsUrl: string): Promise<StoredEvent[]> {
+  const nc = await connect({ servers: natsUrl });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const { state } = await jsm.streams.info(HEALTH_EVENTS_STREAM);
+    const events: StoredEvent[] = [];
+    for (let seq = state.first_seq; state.messages > 0 && seq <= state.last_seq; seq++) {
+      const m = await jsm.streams.getMessage(HEALTH_EVENTS_STREAM, { seq });
+      if (m !== null)
+        events.push({
+          subject: m.subject,
+          msgId: m.header.get("Nats-Msg-Id"),
+          transition: AlarmTransitionSchema.parse(m.json()),
+        });
+    }
+    return events;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** A fan's events in the stream. */
+async function streamEventsOf(natsUrl: string, deviceID: string): Promise<StoredEvent[]> {
+  return (await streamEvents(natsUrl)).filter((e) => e.transition.deviceID === deviceID);
+}
+
+/** Resolves with `probe`'s value once it has one. */
+async function found<T>(what: string, probe: () => T | undefined | Promise<T | undefined>): Promise<T> {
+  return (await eventuallyValue(what, probe, (value) => value !== undefined)) as T;
+}
+
+interface ErrorBody {
+  error: string;
+  code: string;
+  field: string;
+}
+
+describe(
+  "health actions, the event stream and the site (real nats-server, real Mosquitto)",
+  { timeout: 180_000 },
+  () => {
+    const SITE = "plant-a";
+    let nats: TestNats;
+    let broker: Broker;
+    let collector: Collector;
+    let env: NodeJS.ProcessEnv;
+    let health: HealthProcess;
+    const t0 = Date.UTC(2026, 10, 1);
+    const iso = (ms: number) => new Date(ms).toISOString();
+
+    /** Puts fan `deviceID` in alarm and resolves once the alarm is on fan/alarm. */
+    async function alarm(deviceID: string): Promise<AlarmTransition> {
+      assert.equal((await postJson(health.url, predictions(deviceID, 1, 20, t0))).status, 200);
+      return found(`fan ${deviceID}'s alarm on fan/alarm`, () =>
+        transitionsOf(collector, deviceID).find((t) => t.event === "alarm"),
+      );
+    }
+
+    async function record(deviceID: string): Promise<HealthRecord | undefined> {
+      return (await getFans(health.url, `?deviceID=${encodeURIComponent(deviceID)}`)).fans[0];
+    }
+
+    function refusal(answer: { status: number; body: unknown }): [number, string, string] {
+      const body = answer.body as ErrorBody;
+      assert.ok(body.error.length > 0, JSON.stringify(body));
+      return [answer.status, body.code, body.field];
+    }
+
+    beforeEach(async () => {
+      [nats, broker] = await Promise.all([startNats(), startMosquitto()]);
+      collector = await Collector.start(broker.url, ["fan/alarm"]);
+      env = {
+        NATS_URL: nats.url,
+        MQTT_URL: broker.url,
+        SITE,
+        HEALTH_OUTBOX_RESEND_MS: "1000",
+        HEALTH_SILENT_CHECK_MS: "200",
+        HEALTH_SILENT_AFTER_MS: "3600000",
+      };
+      health = await startHealth(env);
+    });
+    afterEach(async () => {
+      await Promise.all([...children].map((c) => terminate(c)));
+      await collector?.stop();
+      await Promise.all([nats?.stop(), broker?.stop()]);
+    });
+
+    it("shelves an open alarm until a time (shelving again moves it); when the time has passed the shelving ends with `resumed`", async () => {
+      const opened = await alarm("s1");
+      const first = await postJson(health.url, {
+        deviceID: "s1",
+        action: "shelve",
+        until: iso(Date.now() + 3_600_000),
+        by: "Ana",
+        note: "crane booked",
+      });
+      assert.equal(first.status, 200, JSON.stringify(first.body));
+      const until = Date.now() + 3_000;
+      const answer = await postJson(health.url, { deviceID: "s1", action: "shelve", until: iso(until), by: "Ben" });
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      const { record: shelved, transition } = answer.body as { record: HealthRecord; transition: AlarmTransition };
+      assert.deepEqual(
+        [shelved.state, shelved.shelvedUntil, shelved.shelvedBy],
+        ["alarm", iso(until), "Ben"],
+        "shelving again moved the time",
+      );
+      assert.deepEqual(
+        [transition.event, transition.until, transition.by, transition.alarmId, transition.site, transition.muted],
+        ["shelved", iso(until), "Ben", opened.alarmId, SITE, undefined],
+      );
+      assert.equal((await record("s1"))?.shelvedUntil, iso(until), "listed shelved");
+      const resumed = await found("the shelving of s1 ended", () =>
+        transitionsOf(collector, "s1").find((t) => t.event === "resumed"),
+      );
+      assert.deepEqual(
+        [resumed.state, resumed.alarmId, resumed.by, resumed.note, resumed.muted, resumed.site],
+        ["alarm", opened.alarmId, undefined, undefined, undefined, SITE],
+      );
+      assert.ok(Date.parse(resumed.at) >= until, "not before its time");
+      const after = await record("s1");
+      assert.deepEqual([after?.state, after?.shelvedUntil, after?.shelvedBy], ["alarm", null, null]);
+      assert.deepEqual(
+        transitionsOf(collector, "s1").map((t) => t.event),
+        ["alarm", "shelved", "shelved", "resumed"],
+      );
+    });
+
+    it("records a shelved fan's transitions as muted, and ends the shelving with its episode", async () => {
+      await alarm("s2");
+      const shelved = await postJson(health.url, {
+        deviceID: "s2",
+        action: "shelve",
+        until: iso(Date.now() + 3_600_000),
+        by: "Ana",
+      });
+      assert.equal(shelved.status, 200, JSON.stringify(shelved.body));
+      // Healthy for 20 minutes of reading time: past the quiet period (the alarm clears) and the cleared hold (ok).
+      const healthy = predictions("s2", 0, 121, t0 + 20_000, 10_000);
+      assert.equal((await postJson(health.url, healthy)).status, 200);
+      await eventually("s2 ok again", () => transitionsOf(collector, "s2").some((t) => t.event === "ok"));
+      assert.deepEqual(
+        transitionsOf(collector, "s2").map((t) => [t.event, t.muted]),
+        [
+          ["alarm", undefined],
+          ["shelved", undefined],
+          ["cleared", "shelved"],
+          ["ok", undefined],
+        ],
+        "the clear recorded while shelved, not to be notified; the shelving ended with the episode",
+      );
+      const after = await record("s2");
+      assert.deepEqual([after?.state, after?.shelvedUntil, after?.shelvedBy], ["ok", null, null]);
+    });
+
+    it("puts several fans in maintenance at once; their alarms in the window are muted; the window's end resumes the open ones", async () => {
+      await alarm("m1");
+      assert.equal((await postJson(health.url, predictions("m2", 0, 3, Date.now() - 10_000))).status, 200);
+      const from = Date.now() - 60_000;
+      const until = Date.now() + 4_000;
+      const answer = await postJson(health.url, {
+        deviceIDs: ["m1", "m2"],
+        action: "maintenance",
+        from: iso(from),
+        until: iso(until),
+        by: "Ops",
+        note: "bearing swap, hall 2",
+      });
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      const { records, transitions } = answer.body as { records: HealthRecord[]; transitions: AlarmTransition[] };
+      const window = { from: iso(from), until: iso(until), by: "Ops", note: "bearing swap, hall 2" };
+      assert.deepEqual(
+        records.map((r) => [r.deviceID, r.maintenance]),
+        [
+          ["m1", window],
+          ["m2", window],
+        ],
+      );
+      assert.deepEqual(
+        transitions.map((t) => [t.event, t.deviceID, t.from, t.until, t.by, t.note, t.muted, t.site]),
+        [
+          ["maintenance", "m1", window.from, window.until, "Ops", window.note, undefined, SITE],
+          ["maintenance", "m2", window.from, window.until, "Ops", window.note, undefined, SITE],
+        ],
+      );
+      // m2 fails during the work (readings stamped within the window): recorded, muted.
+      assert.equal((await postJson(health.url, predictions("m2", 1, 5, Date.now() - 5_000))).status, 200);
+      const muted = await found("m2's alarm", () => transitionsOf(collector, "m2").find((t) => t.event === "alarm"));
+      assert.equal(muted.muted, "maintenance");
+      assert.ok(Date.parse(muted.at) >= from && Date.parse(muted.at) < until);
+      // The window ends with both episodes open: notifications resume for each.
+      for (const id of ["m1", "m2"]) {
+        const resumed = await found(`${id} resumed`, () =>
+          transitionsOf(collector, id).find((t) => t.event === "resumed"),
+        );
+        assert.equal(resumed.muted, undefined);
+        assert.equal((await record(id))?.maintenance, null);
+      }
+    });
+
+    it("refuses actions clearly: 404 for an unknown fan (naming it), 409 with nothing open, 400 for a bad time, window or author, 413 for too many fans; nothing changes", async () => {
+      await alarm("r1");
+      assert.equal((await postJson(health.url, predictions("r2", 0, 3, t0))).status, 200);
+      const later = iso(Date.now() + 3_600_000);
+      const shelve = (body: object) => postJson(health.url, { action: "shelve", by: "Ana", until: later, ...body });
+      assert.deepEqual(refusal(await shelve({ deviceID: "nope" })), [404, "FANWATCH_HEALTH_NOT_FOUND", "deviceID"]);
+      assert.deepEqual(refusal(await shelve({ deviceID: "r2" })), [409, "FANWATCH_HEALTH_CONFLICT", "action"]);
+      const past = iso(Date.now() - 1_000);
+      assert.deepEqual(refusal(await shelve({ deviceID: "r1", until: past })), [
+        400,
+        "FANWATCH_INPUT_INVALID",
+        "until",
+      ]);
+      for (const until of ["tomorrow", "2026-12-24T18:00:00", "2026-02-30T10:00:00Z", 1_800_000_000_000])
+        assert.deepEqual(
+          refusal(await shelve({ deviceID: "r1", until })),
+          [400, "FANWATCH_INPUT_INVALID", "until"],
+          String(until),
+        );
+      assert.deepEqual(refusal(await shelve({ deviceID: "r1", by: " " })), [400, "FANWATCH_INPUT_INVALID", "by"]);
+      assert.deepEqual(refusal(await postJson(health.url, { deviceID: "r1", action: "shelve", until: later })), [
+        400,
+        "FANWATCH_INPUT_INVALID",
+        "by",
+      ]);
+
+      const maintenance = (body: object) =>
+        postJson(health.url, { action: "maintenance", deviceIDs: ["r1", "r2"], until: later, by: "Ops", ...body });
+      const unknown = await maintenance({ deviceIDs: ["r1", "ghost", "r2"] });
+      assert.deepEqual(refusal(unknown), [404, "FANWATCH_HEALTH_NOT_FOUND", "deviceIDs"]);
+      assert.match((unknown.body as ErrorBody).error, /"ghost"/);
+      assert.doesNotMatch((unknown.body as ErrorBody).error, /"r1"/);
+      const now = Date.now();
+      for (const [from, until] of [
+        [now + 7_200_000, now + 3_600_000],
+        [now + 3_600_000, now + 3_600_000],
+      ] as const)
+        assert.deepEqual(
+          refusal(await maintenance({ from: iso(from), until: iso(until) })),
+          [400, "FANWATCH_INPUT_INVALID", "until"],
+          "a window that ends before or when it starts",
+        );
+      assert.deepEqual(
+        refusal(await maintenance({ from: iso(now - 7_200_000), until: iso(now - 3_600_000) })),
+        [400, "FANWATCH_INPUT_INVALID", "until"],
+        "a window that is over",
+      );
+      assert.deepEqual(refusal(await maintenance({ from: "soon" })), [400, "FANWATCH_INPUT_INVALID", "from"]);
+      assert.deepEqual(refusal(await maintenance({ by: undefined })), [400, "FANWATCH_INPUT_INVALID", "by"]);
+      assert.deepEqual(refusal(await maintenance({ deviceIDs: [] })), [400, "FANWATCH_INPUT_INVALID", "deviceIDs"]);
+      const many = Array.from({ length: 1_001 }, (_, i) => `f${i}`);
+      assert.deepEqual(refusal(await maintenance({ deviceIDs: many })), [413, "FANWATCH_INPUT_INVALID", "deviceIDs"]);
+      assert.deepEqual(refusal(await postJson(health.url, { deviceID: "r1", action: "snooze", by: "Ana" })), [
+        400,
+        "FANWATCH_INPUT_INVALID",
+        "action",
+      ]);
+
+      // Nothing changed: no fan shelved or in maintenance, and only the two fans' first transitions exist.
+      for (const id of ["r1", "r2"]) {
+        const r = await record(id);
+        assert.deepEqual([r?.shelvedUntil, r?.maintenance], [null, null], id);
+      }
+      assert.deepEqual(
+        (await streamEvents(nats.url)).map((e) => [e.transition.deviceID, e.transition.event]),
+        [["r1", "alarm"]],
+      );
+    });
+
+    it("appends every transition to FAN_HEALTH_EVENTS once, on its site's and fan's subject, with its id as Nats-Msg-Id; the stream survives a NATS restart", async () => {
+      const ids = ["e1", "hall.7"];
+      for (const id of ids) await alarm(id);
+      const acted = [
+        { deviceID: "e1", action: "acknowledge", by: "Ana", note: "on it" },
+        { deviceID: "hall.7", action: "shelve", until: iso(Date.now() + 3_600_000), by: "Ben" },
+        { deviceIDs: ["e1"], action: "maintenance", until: iso(Date.now() + 3_600_000), by: "Ops" },
+      ];
+      for (const body of acted) assert.equal((await postJson(health.url, body)).status, 200, JSON.stringify(body));
+      const published = () => ids.flatMap((id) => transitionsOf(collector, id));
+      await eventually("five transitions on fan/alarm", () => published().length === 5);
+      assert.deepEqual(
+        published().map((t) => t.site),
+        Array(5).fill(SITE),
+        "the site on every transition",
+      );
+      const stored = await streamEvents(nats.url);
+      assert.deepEqual(
+        stored.map((e) => e.transition).sort((a, b) => a.id.localeCompare(b.id)),
+        published().sort((a, b) => a.id.localeCompare(b.id)),
+        "each transition stored once, as published",
+      );
+      for (const e of stored) {
+        assert.equal(e.msgId, e.transition.id);
+        assert.equal(e.subject, `fanwatch.health.${SITE}.${encodeKey(e.transition.deviceID)}`);
+      }
+      assert.ok(stored.some((e) => e.subject === `fanwatch.health.${SITE}.hall=2E7`));
+      // NATS stops and starts again on its store: the history is there, and health appends again.
+      await nats.halt();
+      await nats.restart();
+      assert.deepEqual(await streamEvents(nats.url), stored, "the history kept");
+      await eventually(
+        "health writing again after the restart",
+        async () => (await postJson(health.url, predictions("e3", 1, 20, t0))).status === 200,
+      );
+      await eventually("e3's alarm in the stream", async () =>
+        (await streamEventsOf(nats.url, "e3")).some((e) => e.transition.event === "alarm"),
+      );
+    });
+
+    it("stores a transition once when the broker was away and its outbox sent it again", async () => {
+      const pid = broker.pid as number;
+      process.kill(pid, "SIGTERM");
+      await eventually("Mosquitto stopped", () => !alive(pid));
+      // JetStream takes the alarm, the broker cannot: a 503, and the alarm stays in the outbox.
+      await eventually(
+        "a 503 for want of the broker",
+        async () => (await postJson(health.url, predictions("o1", 1, 20, t0))).status === 503,
+      );
+      await eventually(
+        "the alarm in the stream already",
+        async () => (await streamEventsOf(nats.url, "o1")).length > 0,
+      );
+      await broker.restart();
+      await eventually("the alarm on fan/alarm", () => transitionsOf(collector, "o1").length >= 1);
+      await eventually("o1's outbox emptied", async () => (await outboxOf(nats.url, "o1")).length === 0);
+      const stored = await streamEventsOf(nats.url, "o1");
+      assert.deepEqual(
+        stored.map((e) => [e.transition.event, e.msgId]),
+        [["alarm", transitionsOf(collector, "o1")[0]?.id]],
+        "sent twice, stored once",
+      );
+    });
+
+    it("answers 503 while the event stream cannot take a transition (deleted), creates it again and stores the transition from the outbox", async () => {
+      const nc = await connect({ servers: nats.url });
+      try {
+        await (await jetstreamManager(nc)).streams.delete(HEALTH_EVENTS_STREAM);
+      } finally {
+        await nc.close();
+      }
+      const refused = await postJson(health.url, predictions("j1", 1, 20, t0));
+      assert.deepEqual([refused.status, (refused.body as ErrorBody).code], [503, "FANWATCH_STORE_UNAVAILABLE"]);
+      const stored = await found("j1's alarm stored once the stream is back", async () => {
+        const events = await streamEventsOf(nats.url, "j1").catch(() => []);
+        return events.length > 0 ? events : undefined;
+      });
+      assert.deepEqual(
+        stored.map((e) => e.transition.event),
+        ["alarm"],
+      );
+      await eventually("j1's outbox emptied", async () => (await outboxOf(nats.url, "j1")).length === 0);
+      assert.equal(health.child.exitCode, null, "health still runs");
+      assert.equal((await record("j1"))?.state, "alarm");
+    });
+  },
+);
 
 function alive(pid: number): boolean {
   try {

@@ -364,6 +364,65 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
     await page.close();
   });
 
+  it("shows a shelved fan and a fan in maintenance on their tiles, and the actions among the transitions", async () => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (error) => errors.push(error.message));
+    await page.goto(`${system.gatewayUrl}/ui/`);
+    await page.waitForSelector('#alarms li[data-fan="2"]', { timeout: 60_000 });
+    // As a script on the page would: POST /function/health through the gateway that serves it.
+    const until = new Date(Date.now() + 2 * 3_600_000).toISOString();
+    const answers = await page.evaluate(
+      async (bodies) =>
+        Promise.all(
+          bodies.map(async (body) => {
+            const res = await fetch("/function/health", {
+              method: "POST",
+              headers: { "content-type": "application/json" },
+              body: JSON.stringify(body),
+            });
+            return `${res.status} ${await res.text()}`;
+          }),
+        ),
+      [
+        { deviceID: "2", action: "shelve", until, by: "bob", note: "spare on order" },
+        { deviceIDs: ["5"], action: "maintenance", until, by: "ops" },
+      ],
+    );
+    for (const answer of answers) assert.match(answer, /^200 /);
+    await page.waitForFunction(
+      () =>
+        /^shelved until (.*, )?\d\d:\d\d by bob$/.test(
+          document.querySelector('.tile[data-fan="2"] .muting')?.textContent ?? "",
+        ),
+      undefined,
+      { timeout: 10_000 },
+    );
+    await page.waitForFunction(
+      () =>
+        /^in maintenance until (.*, )?\d\d:\d\d by ops$/.test(
+          document.querySelector('.tile[data-fan="5"] .muting')?.textContent ?? "",
+        ),
+      undefined,
+      { timeout: 10_000 },
+    );
+    assert.equal(await page.getAttribute('.tile[data-fan="2"]', "data-muted"), "shelved");
+    assert.equal(await page.textContent('.tile[data-fan="1"] .muting'), "", "the others are not held");
+    await page.waitForFunction(
+      () => {
+        const feed = Array.from(document.querySelectorAll("#feed li"), (li) => li.textContent ?? "");
+        return (
+          feed.some((line) => / · Fan 2 · shelved · until .* · by bob: “spare on order”$/.test(line)) &&
+          feed.some((line) => / · Fan 5 · maintenance · .* – .* · by ops$/.test(line))
+        );
+      },
+      undefined,
+      { timeout: 10_000 },
+    );
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   it("shows each function's replicas as the gateway reports them", async () => {
     const page = await browser.newPage();
     await page.goto(`${system.gatewayUrl}/ui/`);

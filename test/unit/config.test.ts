@@ -18,7 +18,7 @@ import { PREDICT_DEFAULTS, PREDICT_SETTINGS, readPredictConfig } from "../../fun
 import { DEFAULT_MODEL_DIR, readScoreConfig, SCORE_SETTINGS } from "../../functions/score/config.js";
 import { DEFAULT_MAX_BATCH_SIZE } from "../../functions/score/batcher.js";
 import { ConfigError } from "../../lib/errors.js";
-import { DEFAULT_TOPICS, readTopics, TOPIC_SETTINGS } from "../../lib/infra/config.js";
+import { DEFAULT_TOPICS, readTopics, SITE_SETTINGS, TOPIC_SETTINGS } from "../../lib/infra/config.js";
 import { DEFAULT_HEALTH_HOST } from "../../lib/infra/health-server.js";
 import { DEFAULT_SECRET_PATH, helpLine, readSettings, type Setting, type Settings } from "../../lib/infra/settings.js";
 import { LOG_SETTINGS } from "../../lib/infra/log-level.js";
@@ -244,6 +244,7 @@ describe("configuration: one registry, its help and its docs", () => {
         PREDICT_SETTINGS,
         HEALTH_SETTINGS,
         HEALTH_POLICY_SETTINGS,
+        SITE_SETTINGS,
         MQTT_SETTINGS,
         TOPIC_SETTINGS,
         LOG_SETTINGS,

@@ -12,6 +12,7 @@ import {
   ContendedError,
   HealthConflictError,
   PublishFailedError,
+  StoreUnavailableError,
 } from "../../lib/errors.js";
 import { Deadline } from "../../lib/infra/deadline.js";
 import { createLogger } from "../../lib/infra/log.js";
@@ -23,6 +24,7 @@ const ID = "7";
 const T0 = Date.UTC(2026, 10, 27, 8);
 const NOW = T0 + 60_000;
 const RESEND_MS = 30_000;
+const SITE = "plant-a";
 const reading = { rotation: 600, temperature: 40, vibration: 150, sound: 48 };
 
 /** What the rules make of five faulty predictions in a row: an alarm. */
@@ -66,6 +68,19 @@ class AlarmTopic {
   }
 }
 
+/** Health's event stream (FAN_HEALTH_EVENTS): keeps what is appended, or refuses the next `failing` appends as JetStream away does. */
+class EventStream {
+  readonly appended: AlarmTransition[] = [];
+  failing = 0;
+  async appendEvents(transitions: readonly AlarmTransition[]): Promise<void> {
+    if (this.failing > 0) {
+      this.failing--;
+      throw new StoreUnavailableError("JetStream has no stream for the health event stream right now; try again later");
+    }
+    this.appended.push(...transitions);
+  }
+}
+
 /** The in-memory store, with a gate its writes wait at and a hook that runs before an update (another writer). */
 class Store extends MemoryStore {
   readonly writes: string[] = [];
@@ -103,9 +118,12 @@ class Store extends MemoryStore {
 function setup(options: Partial<UpdateOptions> = {}) {
   const store = new Store();
   const topic = new AlarmTopic();
+  const events = new EventStream();
   const metrics = new HealthMetrics(() => ({}));
   const updater = new FanUpdater(store, topic, {
+    events,
     alarmTopic: "fan/alarm",
+    site: SITE,
     casAttempts: 3,
     resendMs: RESEND_MS,
     recentBatches: 16,
@@ -114,7 +132,7 @@ function setup(options: Partial<UpdateOptions> = {}) {
     metrics,
     ...options,
   });
-  return { store, topic, metrics, updater };
+  return { store, topic, events, metrics, updater };
 }
 
 const budget = () => new Deadline(10_000, "the test's budget", "health");
@@ -135,6 +153,50 @@ describe("health's fan updates", () => {
     assert.deepEqual(topic.published, result.transitions);
     assert.equal(store.entryOf()?.health.record.state, "alarm");
     assert.deepEqual(store.entryOf()?.outbox, [], "published: nothing left to send");
+  });
+
+  it("stamps the site on every transition, and appends each to the event stream as it publishes it", async () => {
+    const { topic, events, updater } = setup();
+    const result = await updater.apply(ID, alarm, budget());
+    assert.deepEqual(
+      result.transitions.map((t) => [t.event, t.site]),
+      [["alarm", SITE]],
+    );
+    assert.deepEqual(events.appended, result.transitions);
+    assert.deepEqual(topic.published, events.appended);
+  });
+
+  it("keeps a transition the event stream did not take in the outbox (a 503), and appends it, same id, at the fan's next write", async () => {
+    const { store, topic, events, metrics, updater } = setup();
+    events.failing = 1;
+    await assert.rejects(updater.apply(ID, alarm, budget()), StoreUnavailableError);
+    const kept = (store.entryOf()?.outbox ?? []).map((item) => item.transition);
+    assert.deepEqual(
+      kept.map((t) => t.event),
+      ["alarm"],
+      "the broker took it, JetStream did not: it stays",
+    );
+    assert.equal(await count(metrics.appendFailures), 1);
+    await updater.apply(ID, () => undefined, budget());
+    assert.deepEqual(
+      events.appended.map((t) => t.id),
+      kept.map((t) => t.id),
+    );
+    assert.deepEqual(
+      topic.published.map((t) => t.id),
+      [...kept, ...kept].map((t) => t.id),
+      "the broker gets it again, with the same id (subscribers drop a repeat by it)",
+    );
+    assert.deepEqual(store.entryOf()?.outbox, []);
+  });
+
+  it("without an event stream (the memory store) only publishes", async () => {
+    const { topic, updater } = setup({ events: undefined });
+    await updater.apply(ID, alarm, budget());
+    assert.deepEqual(
+      topic.published.map((t) => t.event),
+      ["alarm"],
+    );
   });
 
   it("puts the changes that arrive for a fan during its write into the next write, one write for all, none lost", async () => {

@@ -4,13 +4,17 @@ import {
   acknowledge,
   checkSilence,
   evaluate,
+  expire,
   FanHealthSchema,
+  maintain,
+  shelve,
+  sweepFan,
   type FanHealth,
   type HealthInput,
 } from "../../functions/health/evaluator.js";
-import { HealthConflictError, HealthNotFoundError } from "../../lib/errors.js";
+import { HealthConflictError, HealthNotFoundError, InputError } from "../../lib/errors.js";
 import { isoTime } from "../../functions/health/iso-time.js";
-import { DEFAULT_POLICY, readHealthPolicy } from "../../functions/health/policy.js";
+import { DEFAULT_POLICY, readHealthPolicy, type HealthPolicy } from "../../functions/health/policy.js";
 import { HEALTHY_RANGES } from "../../lib/domain/fan-ranges.js";
 import { drawReading } from "../../simulation/draw.js";
 import { FEATURES } from "../../lib/domain/features.js";
@@ -41,9 +45,11 @@ class Fan {
   readonly transitions: AlarmTransition[] = [];
   n = 0;
 
+  constructor(private readonly policy: HealthPolicy = DEFAULT_POLICY) {}
+
   feed(fault: 0 | 1, reading: PerSensor): AlarmTransition[] {
     const i = input(this.n++, fault, reading);
-    const { next, transitions } = evaluate(this.state, ID, [i], i.at);
+    const { next, transitions } = evaluate(this.state, ID, [i], i.at, this.policy);
     this.state = next;
     this.transitions.push(...transitions);
     return transitions;
@@ -273,6 +279,316 @@ describe("health evaluator: acknowledgement", () => {
     assert.equal(fan.record.alarmId, warningId, "the same episode");
     assert.equal(fan.record.acknowledged, false, "the alarm is news to whoever acknowledged the warning");
     assert.equal(fan.record.severity, "major", "one sensor out of range");
+  });
+});
+
+/** A fan in alarm after ten faulty readings (the clock is the reading time). */
+function fanInAlarm(seed: number): Fan {
+  const random = seededRandom(seed);
+  const fan = new Fan();
+  for (let i = 0; i < 10; i++) fan.feed(1, faultyReading(random));
+  assert.equal(fan.record.state, "alarm");
+  return fan;
+}
+
+/** Feeds healthy readings until the fan's episode clears (quiet period and all); the transitions made meanwhile. */
+function clearFan(fan: Fan, random: Random): AlarmTransition[] {
+  const made: AlarmTransition[] = [];
+  for (let i = 0; i < 1_000 && fan.record.state !== "cleared"; i++) made.push(...fan.feed(0, healthyReading(random)));
+  assert.equal(fan.record.state, "cleared");
+  return made;
+}
+
+const HOUR = 3_600_000;
+
+describe("health evaluator: shelving", () => {
+  it("shelves the open alarm until a time; shelving again moves it; its transitions meanwhile are muted, not the action itself", () => {
+    const fan = fanInAlarm(31);
+    const now = fan.now + 1_000;
+    const { next, transitions } = shelve(fan.state, ID, { until: now + HOUR, by: "ann", note: "parts tomorrow" }, now);
+    assert.deepEqual(
+      [next.record.state, next.record.shelvedUntil, next.record.shelvedBy],
+      ["alarm", new Date(now + HOUR).toISOString(), "ann"],
+    );
+    assert.deepEqual(
+      transitions.map((t) => [t.event, t.state, t.until, t.by, t.note, t.muted, t.alarmId]),
+      [
+        [
+          "shelved",
+          "alarm",
+          new Date(now + HOUR).toISOString(),
+          "ann",
+          "parts tomorrow",
+          undefined,
+          fan.record.alarmId,
+        ],
+      ],
+    );
+    assert.equal(fan.record.shelvedUntil, null, "the caller's state is left as it was");
+    const again = shelve(next, ID, { until: now + 2 * HOUR, by: "bob" }, now + 5_000);
+    assert.deepEqual(
+      [again.next.record.shelvedUntil, again.next.record.shelvedBy],
+      [new Date(now + 2 * HOUR).toISOString(), "bob"],
+    );
+    fan.state = again.next;
+    const cleared = clearFan(fan, seededRandom(32));
+    assert.deepEqual(
+      cleared.map((t) => [t.event, t.muted]),
+      [["cleared", "shelved"]],
+      "the clear happened while shelved: recorded, not notified",
+    );
+    assert.deepEqual(
+      [fan.record.shelvedUntil, fan.record.shelvedBy],
+      [null, null],
+      "the shelving ends with its episode",
+    );
+  });
+
+  it("shelves a silent fan's open episode: its silence is muted; acknowledging meanwhile is not", () => {
+    const fan = fanInAlarm(33);
+    const silentAt = fan.now + DEFAULT_POLICY.silentAfterMs;
+    const shelved = shelve(fan.state, ID, { until: silentAt + HOUR, by: "ann" }, fan.now).next;
+    const silent = checkSilence(shelved, silentAt);
+    assert.deepEqual(
+      silent?.transitions.map((t) => [t.event, t.muted]),
+      [["silent", "shelved"]],
+    );
+    const stillShelved = shelve(silent?.next, ID, { until: silentAt + 2 * HOUR, by: "ann" }, silentAt + 1);
+    assert.equal(stillShelved.next.record.state, "silent", "a silent fan with an open episode can be shelved");
+    const acknowledged = acknowledge(stillShelved.next, ID, "bob", undefined, silentAt + 2);
+    assert.deepEqual(
+      acknowledged.transitions.map((t) => [t.event, t.muted]),
+      [["acknowledged", undefined]],
+      "an action is never muted",
+    );
+  });
+
+  it("refuses an unknown fan (404), a fan with nothing open (409) and an until that is not in the future (400)", () => {
+    const random = seededRandom(34);
+    assert.throws(
+      () => shelve(undefined, "nope", { until: T0 + HOUR, by: "ann" }, T0),
+      (e: unknown) => e instanceof HealthNotFoundError && e.status === 404 && e.field === "deviceID",
+    );
+    const fan = new Fan();
+    fan.feed(0, healthyReading(random));
+    assert.throws(
+      () => shelve(fan.state, ID, { until: fan.now + HOUR, by: "ann" }, fan.now),
+      (e: unknown) => e instanceof HealthConflictError && e.status === 409 && /nothing|no open/.test(e.message),
+    );
+    const open = fanInAlarm(35);
+    for (const until of [open.now, open.now - 1])
+      assert.throws(
+        () => shelve(open.state, ID, { until, by: "ann" }, open.now),
+        (e: unknown) => e instanceof InputError && e.status === 400 && e.field === "until",
+      );
+  });
+
+  it("a shelving whose time has passed ends with `resumed` while the episode is open (nothing before); the timer's sweep does it", () => {
+    const fan = fanInAlarm(36);
+    const until = fan.now + HOUR;
+    const shelved = shelve(fan.state, ID, { until, by: "ann", note: "later" }, fan.now).next;
+    assert.equal(expire(shelved, until - 1), undefined, "not yet");
+    const resumed = expire(shelved, until);
+    assert.ok(resumed);
+    assert.deepEqual([resumed.next.record.shelvedUntil, resumed.next.record.shelvedBy], [null, null]);
+    assert.deepEqual(
+      resumed.transitions.map((t) => [t.event, t.state, t.alarmId, t.by, t.note, t.muted]),
+      [["resumed", "alarm", fan.record.alarmId, undefined, undefined, undefined]],
+    );
+    assert.equal(expire(resumed.next, until + HOUR), undefined, "once");
+    // The timer's look at the fan: the shelving ends, and then it is silent (its last reading long ago).
+    assert.deepEqual(
+      sweepFan(shelved, until + HOUR)?.transitions.map((t) => [t.event, t.muted]),
+      [
+        ["resumed", undefined],
+        ["silent", undefined],
+      ],
+    );
+    assert.deepEqual(
+      sweepFan(shelved, until + HOUR, DEFAULT_POLICY, false)?.transitions.map((t) => t.event),
+      ["resumed"],
+      "silence only when the timer may judge it",
+    );
+  });
+});
+
+describe("health evaluator: maintenance windows", () => {
+  it("puts any fan in maintenance, planned or under way: its transitions within the window (reading time) are muted", () => {
+    const random = seededRandom(41);
+    const fan = new Fan();
+    fan.feed(0, healthyReading(random));
+    const from = T0 + 100 * STEP;
+    const until = T0 + 200 * STEP;
+    const plan = { from, until, by: "ops", note: "bearing swap" };
+    const planned = maintain(fan.state, ID, plan, fan.now);
+    assert.ok(planned);
+    assert.deepEqual(planned.next.record.maintenance, {
+      from: new Date(from).toISOString(),
+      until: new Date(until).toISOString(),
+      by: "ops",
+      note: "bearing swap",
+    });
+    assert.deepEqual(
+      planned.transitions.map((t) => [t.event, t.state, t.from, t.until, t.by, t.note, t.muted]),
+      [
+        [
+          "maintenance",
+          "ok",
+          new Date(from).toISOString(),
+          new Date(until).toISOString(),
+          "ops",
+          "bearing swap",
+          undefined,
+        ],
+      ],
+    );
+    assert.equal(maintain(planned.next, ID, plan, fan.now + 1), undefined, "the same window again: no change");
+    fan.state = planned.next;
+    // Faulty before the window: notified; the episode clears; faulty again within it: muted.
+    while (fan.n < 20) fan.feed(1, faultyReading(random));
+    const before = fan.transitions.filter((t) => t.event === "alarm");
+    assert.deepEqual(
+      before.map((t) => t.muted),
+      [undefined],
+    );
+    clearFan(fan, random);
+    assert.ok(fan.now >= until, "the test's clear took longer than the window");
+    // A window of its own for the next alarm: readings within it.
+    const window = { from: fan.now, until: fan.now + HOUR, by: "ops" };
+    fan.state = maintain(fan.state, ID, window, fan.now)?.next;
+    const during: AlarmTransition[] = [];
+    for (let i = 0; i < 10; i++) during.push(...fan.feed(1, faultyReading(random)));
+    assert.deepEqual(
+      during.map((t) => [t.event, t.muted]),
+      [["alarm", "maintenance"]],
+    );
+    assert.equal(fan.record.maintenance?.note, null);
+  });
+
+  it("a window that ends passes: `resumed` when an episode is open, no transition when none is", () => {
+    const open = fanInAlarm(42);
+    const until = open.now + HOUR;
+    const inWindow = maintain(open.state, ID, { from: open.now - HOUR, until, by: "ops" }, open.now);
+    assert.ok(inWindow);
+    assert.equal(expire(inWindow.next, until - 1), undefined);
+    const resumed = expire(inWindow.next, until);
+    assert.deepEqual(
+      [resumed?.next.record.maintenance, resumed?.transitions.map((t) => [t.event, t.state, t.muted])],
+      [null, [["resumed", "alarm", undefined]]],
+    );
+    const random = seededRandom(43);
+    const idle = new Fan();
+    idle.feed(0, healthyReading(random));
+    const planned = maintain(idle.state, ID, { from: idle.now, until: idle.now + HOUR, by: "ops" }, idle.now);
+    const ended = expire(planned?.next as FanHealth, idle.now + HOUR);
+    assert.deepEqual(
+      [ended?.next.record.maintenance, ended?.transitions],
+      [null, []],
+      "the window is gone; nothing to notify",
+    );
+  });
+
+  it("a shelving that ends within a maintenance window resumes nothing yet: the window still mutes", () => {
+    const fan = fanInAlarm(44);
+    const inWindow = maintain(fan.state, ID, { from: fan.now, until: fan.now + 2 * HOUR, by: "ops" }, fan.now);
+    const shelved = shelve(inWindow?.next, ID, { until: fan.now + HOUR, by: "ann" }, fan.now);
+    const ended = expire(shelved.next, fan.now + HOUR);
+    assert.deepEqual([ended?.next.record.shelvedUntil, ended?.transitions], [null, []]);
+    assert.deepEqual(
+      expire(ended?.next as FanHealth, fan.now + 2 * HOUR)?.transitions.map((t) => t.event),
+      ["resumed"],
+    );
+  });
+
+  it("refuses an unknown fan (404 naming it), a window that ends when or before it starts and an until in the past (400)", () => {
+    assert.throws(
+      () => maintain(undefined, "nope", { from: T0, until: T0 + HOUR, by: "ops" }, T0),
+      (e: unknown) => e instanceof HealthNotFoundError && e.status === 404 && /"nope"/.test(e.message),
+    );
+    const fan = fanInAlarm(45);
+    for (const [from, until] of [
+      [fan.now + HOUR, fan.now + HOUR],
+      [fan.now + HOUR, fan.now + 1],
+      [fan.now - HOUR, fan.now - 1],
+    ] as const)
+      assert.throws(
+        () => maintain(fan.state, ID, { from, until, by: "ops" }, fan.now),
+        (e: unknown) => e instanceof InputError && e.status === 400 && e.field === "until",
+        `${from}…${until}`,
+      );
+  });
+});
+
+describe("health evaluator: escalation", () => {
+  /** Vibration beyond its range more and more often (1 in 8 readings, then closer): a warning whose eta draws nearer. */
+  function wearing(fan: Fan, random: Random, readings: number): AlarmTransition[] {
+    const made: AlarmTransition[] = [];
+    for (let i = 0; i < readings; i++) {
+      const n = fan.n;
+      const every = Math.max(2, 8 - Math.floor(n / 300));
+      made.push(
+        ...fan.feed(0, n % every === 0 ? { ...healthyReading(random), vibration: 205 } : healthyReading(random)),
+      );
+    }
+    return made;
+  }
+
+  it("raises a warning's severity once, when its eta comes within the horizon of the reading time: an `escalated` transition, state and acknowledgement unchanged", () => {
+    const random = seededRandom(51);
+    const horizon = 3 * 60_000;
+    const fan = new Fan({ ...DEFAULT_POLICY, escalationHorizonMs: horizon });
+    const first: AlarmTransition[] = [];
+    while (fan.state?.record.state !== "warning") first.push(...wearing(fan, random, 1));
+    const warning = first.find((t) => t.event === "warning");
+    assert.ok(warning?.eta);
+    assert.ok(Date.parse(warning.eta) - Date.parse(warning.at) > horizon, "its first eta is beyond the horizon");
+    assert.equal(warning.severity, "minor");
+    fan.state = acknowledge(fan.state, ID, "ann", "planned for Monday", fan.now).next;
+    let before = Date.parse(fan.record.eta ?? "") - fan.now;
+    let escalated: AlarmTransition | undefined;
+    for (let i = 0; i < 3_000 && escalated === undefined; i++) {
+      escalated = wearing(fan, random, 1).find((t) => t.event === "escalated");
+      if (escalated === undefined) before = Date.parse(fan.record.eta ?? "") - fan.now;
+    }
+    assert.ok(escalated?.eta, "escalated within 3,000 readings");
+    assert.ok(before > horizon, `the eta was ${before} ms ahead, beyond the horizon, just before`);
+    assert.ok(Date.parse(escalated.eta) - Date.parse(escalated.at) <= horizon, "and within it now");
+    assert.deepEqual(
+      [escalated.state, escalated.severity, escalated.alarmId, escalated.acknowledged, escalated.muted],
+      ["warning", "major", warning.alarmId, true, undefined],
+    );
+    assert.deepEqual([fan.record.severity, fan.record.acknowledgedBy], ["major", "ann"]);
+    const later = wearing(fan, random, 500);
+    assert.deepEqual(
+      later.filter((t) => t.event === "escalated"),
+      [],
+      "once per episode",
+    );
+  });
+
+  it("escalates a warning at once when its first eta is within the horizon already, and not while it is beyond", () => {
+    const near = new Fan({ ...DEFAULT_POLICY, escalationHorizonMs: 24 * HOUR });
+    const madeNear = wearing(near, seededRandom(52), 100);
+    assert.deepEqual(
+      madeNear.map((t) => [t.event, t.severity]),
+      [
+        ["warning", "minor"],
+        ["escalated", "major"],
+      ],
+    );
+    assert.equal(madeNear[0]?.at, madeNear[1]?.at, "at the same reading");
+    const far = new Fan({ ...DEFAULT_POLICY, escalationHorizonMs: 0 });
+    const madeFar = wearing(far, seededRandom(52), 100);
+    assert.deepEqual(
+      madeFar.map((t) => [t.event, t.severity]),
+      [["warning", "minor"]],
+    );
+  });
+
+  it("HEALTH_ESCALATION_HORIZON is a duration", () => {
+    assert.equal(readHealthPolicy({}).escalationHorizonMs, 30 * 60_000);
+    assert.equal(readHealthPolicy({ HEALTH_ESCALATION_HORIZON: "1h30m" }).escalationHorizonMs, 90 * 60_000);
+    assert.throws(() => readHealthPolicy({ HEALTH_ESCALATION_HORIZON: "soon" }), /HEALTH_ESCALATION_HORIZON/);
   });
 });
 
