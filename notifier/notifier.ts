@@ -56,7 +56,10 @@ export class Notifier extends ServiceBase {
     this.#log = log;
     this.#options = options;
     const secret = config.webhookSecret ?? "";
-    this.#webhooks = config.webhookUrls.map((url) => new WebhookTarget({ url, secret, timeoutMs: config.timeoutMs }));
+    // A URL listed twice is one target: two queues on one consumer would only race.
+    this.#webhooks = [...new Set(config.webhookUrls)].map(
+      (url) => new WebhookTarget({ url, secret, timeoutMs: config.timeoutMs }),
+    );
   }
 
   get port(): number {

@@ -162,8 +162,10 @@ export async function ensureQueueConsumer(
 }
 
 /**
- * The stream time (ms) of the oldest message a consumer has not had acknowledged: the first one on
- * its filter after its ack floor; undefined when there is none.
+ * The stream time (ms) of the oldest message a queue consumer has not had acknowledged; undefined
+ * when there is none. With one message unacknowledged at most (max_ack_pending 1), that one is the
+ * last delivered; else it is the next on the filter. (The ack floor would not do: it is 0 until
+ * the first acknowledgement, on a consumer that starts at "new".)
  */
 export async function oldestUnacknowledged(
   jsm: JetStreamManager,
@@ -172,7 +174,8 @@ export async function oldestUnacknowledged(
 ): Promise<number | undefined> {
   if (info.num_pending + info.num_ack_pending === 0) return undefined;
   // STREAM.MSG.GET takes next_by_subj (nats-server 2.9 and later); nats.js types it for direct gets only.
-  const query = { seq: info.ack_floor.stream_seq + 1, next_by_subj: filter } as unknown as MsgRequest;
+  const seq = info.num_ack_pending > 0 ? info.delivered.stream_seq : info.delivered.stream_seq + 1;
+  const query = { seq, next_by_subj: filter } as unknown as MsgRequest;
   const first = await jsm.streams.getMessage(info.stream_name, query);
   return first === null ? undefined : first.time.getTime();
 }

@@ -162,6 +162,10 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
   });
 
   it("retries a receiver that is down, then delivers each transition once, in order", async () => {
+    // History from before the notifier's first start: neither sent nor counted as pending.
+    const historyAt = Date.now();
+    await publish(makeTransition("fan-0"));
+    await eventually("the history to be more than 2 s old", () => Date.now() - historyAt > 2_000, 5_000);
     const hook = await receiver();
     const n = await notifier([hook.url]);
     const id = webhookTargetId(hook.url);
@@ -176,14 +180,18 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
       "the pending transitions in the metrics",
       async () => (await metric(n, "fanwatch_notifications_pending", id)) === 5,
     );
-    assert.ok((await metric(n, "fanwatch_notifications_oldest_pending_seconds", id)) >= 0);
+    await eventually("the oldest pending age in the metrics", async () => {
+      const oldest = await metric(n, "fanwatch_notifications_oldest_pending_seconds", id);
+      // Older than nothing, younger than the history (which the queue never had).
+      return oldest > 0 && oldest < (Date.now() - historyAt) / 1000 - 1;
+    });
     await hook.listen();
     await hook.waitForDelivered(5);
     assert.deepEqual(
       hook.deliveryIds,
       sent.map((t) => t.id),
     );
-    assert.equal(hook.delivered.length, 5, "each once");
+    assert.equal(hook.delivered.length, 5, "each once, and nothing of the history");
     await eventually("nothing pending", async () => (await metric(n, "fanwatch_notifications_pending", id)) === 0);
   });
 
@@ -264,6 +272,23 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
     assert.equal(await status("/livez"), 200);
     await nats.restart();
     await eventually("/healthz 200", async () => (await status("/healthz")) === 200, 60_000);
+  });
+
+  it("two notifiers share a target's queue: each transition once, in order, and one stopping hands over", async () => {
+    const hook = await receiver();
+    const one = await notifier([hook.url]);
+    await notifier([hook.url, hook.url]); // the same URL twice is one target
+    const sent = Array.from({ length: 6 }, (_, i) => makeTransition(`fan-${i % 3}`));
+    await publish(...sent.slice(0, 3));
+    await hook.waitForDelivered(3);
+    await one.drain();
+    await publish(...sent.slice(3));
+    await hook.waitForDelivered(6);
+    assert.deepEqual(
+      hook.deliveryIds,
+      sent.map((t) => t.id),
+    );
+    assert.equal(hook.requests.length, 6, "none twice");
   });
 
   it("drain lets the delivery in flight finish and acknowledges it", async () => {
