@@ -127,6 +127,8 @@ export class Notifier extends ServiceBase {
         ),
       );
     await this.#setup?.catch(() => {});
+    // A delivery cut short by its target's close hands its message back (nak) before the connection goes.
+    await withTimeout(Promise.all(this.#queues.map((q) => q.idle)), 2_000).catch(() => {});
     const nc = this.#nc;
     if (nc !== undefined && !nc.isClosed()) {
       // Flushes the last acknowledgements; a connection that is away has nothing to flush.

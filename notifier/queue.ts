@@ -174,7 +174,7 @@ export class DeliveryQueue extends ServiceBase {
 
   protected override async onDrain(): Promise<void> {
     this.#stopPulling();
-    await Promise.all(this.#feeds.flatMap((f) => (f.loop === undefined ? [] : [f.loop])));
+    await this.idle;
   }
 
   /** Stops at once: a delivery in flight is handed back (nak) if it has not ended when its target closes. */
@@ -239,8 +239,17 @@ export class DeliveryQueue extends ServiceBase {
       } finally {
         feed.batch = undefined;
       }
-      if (msg !== undefined) await this.#handle(feed, msg);
+      if (msg !== undefined)
+        await this.#handle(feed, msg).catch((error: unknown) => {
+          // A bug: said, and the message left unacknowledged (JetStream redelivers it); the queue goes on.
+          log.error({ event: "delivery_crashed", target: target.id, err: error }, "handling a message failed");
+        });
     }
+  }
+
+  /** Resolves once both pulls have ended (after drain or close), the delivery in flight with them. */
+  get idle(): Promise<void> {
+    return Promise.all(this.#feeds.flatMap((f) => (f.loop === undefined ? [] : [f.loop]))).then(() => {});
   }
 
   async #open(feed: Feed): Promise<Consumer> {
@@ -272,7 +281,7 @@ export class DeliveryQueue extends ServiceBase {
       storedAt: new Date(storedAt).toISOString(),
     };
     // Well within the ack wait, so that a delivery retried for hours is never redelivered meanwhile.
-    const beat = setInterval(() => msg.working(), Math.max(500, Math.floor(this.#ackWaitMs / 3)));
+    const beat = setInterval(() => tell(msg, "working"), Math.max(500, Math.floor(this.#ackWaitMs / 3)));
     this.#inFlightSince = storedAt;
     try {
       const parsed = feed.parse(msg.data);
@@ -299,11 +308,11 @@ export class DeliveryQueue extends ServiceBase {
       const outcome = await this.#deliver(transition, storedAt);
       switch (outcome.kind) {
         case "delivered":
-          msg.ack();
+          tell(msg, "ack");
           await this.#record(transition, outcome.attempts, feed.kind === "redrive");
           return;
         case "skipped":
-          msg.ack();
+          tell(msg, "ack");
           return;
         case "dead":
           await this.#bury(
@@ -321,7 +330,7 @@ export class DeliveryQueue extends ServiceBase {
           return;
         case "abandoned":
           // Stopping: handed back now, so that a replica (or this notifier's next start) takes it at once.
-          msg.nak();
+          tell(msg, "nak");
           return;
       }
     } finally {
@@ -419,7 +428,7 @@ export class DeliveryQueue extends ServiceBase {
         break;
       } catch (error) {
         if (this.stopping) {
-          msg.nak();
+          tell(msg, "nak");
           return;
         }
         log.warn(
@@ -429,7 +438,7 @@ export class DeliveryQueue extends ServiceBase {
         await this.#sleep(backoffDelay({ baseMs: 500, capMs: 10_000 }, Math.min(attempt, 10))).catch(() => {});
       }
     }
-    msg.ack();
+    tell(msg, "ack");
     metrics.dead.inc({ target: target.id });
     const t = letter.transition;
     log.error(
@@ -497,6 +506,21 @@ export class DeliveryQueue extends ServiceBase {
 
   #sleep(ms: number): Promise<void> {
     return systemClock.sleep(ms, this.#stop.signal);
+  }
+}
+
+/**
+ * Acknowledges, hands back or says "still working on it". On a connection that closed meanwhile
+ * (the notifier closing) this would throw; JetStream then redelivers after the ack wait, which is
+ * what a message neither acknowledged nor handed back gets anyway.
+ */
+function tell(msg: JsMsg, what: "ack" | "nak" | "working"): void {
+  try {
+    if (what === "ack") msg.ack();
+    else if (what === "nak") msg.nak();
+    else msg.working();
+  } catch {
+    // the connection is closed
   }
 }
 

@@ -291,6 +291,21 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
     assert.equal(hook.requests.length, 6, "none twice");
   });
 
+  it("close mid-send hands the message back: the next notifier sends it again, same delivery id", async () => {
+    const hook = await receiver();
+    const n = await notifier([hook.url]);
+    hook.mode = "hold";
+    const inFlight = makeTransition("11");
+    await publish(inFlight);
+    await hook.waitForRequests(1);
+    await n.close();
+    hook.mode = 200;
+    await notifier([hook.url]);
+    await hook.waitForDelivered(1);
+    assert.deepEqual(hook.deliveryIds, [inFlight.id]);
+    assert.equal(hook.requests.length, 2, "the cut-off request, then the one taken");
+  });
+
   it("drain lets the delivery in flight finish and acknowledges it", async () => {
     const hook = await receiver();
     const n = await notifier([hook.url]);
