@@ -141,6 +141,15 @@ export const ERROR_CODES = {
     kind: "signal",
     meaning: "someone else wrote the fan since it was read: read it again and re-apply",
   },
+  // The notifier (issue 21: notifier/, `fanwatch notifications`).
+  FANWATCH_NOTIFY_UNAVAILABLE: {
+    kind: "unavailable",
+    meaning: "the NATS server holding the notifier's queues and dead letters cannot be reached",
+  },
+  FANWATCH_NOTIFY_NO_MATCH: {
+    kind: "failure",
+    meaning: "no dead letter matches what `fanwatch notifications redrive` was asked to send again",
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

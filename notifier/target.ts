@@ -22,21 +22,25 @@ export interface DeliveryTarget {
   /** For logs and `fanwatch notifications list`: the URL(s) with any credentials removed. */
   readonly description: string;
   /**
-   * Sends one notification. Resolves once the receiver took it, or at once when it is not for this
-   * target (a muted transition for a webhook). Rejects with a DeliveryError saying whether trying
-   * again can help.
+   * Sends one notification. Resolves once the receiver took it, or at once with "skipped" when it
+   * is not for this target (a muted transition for a webhook). Rejects with a DeliveryError saying
+   * whether trying again can help.
    */
-  deliver(notification: Notification): Promise<void>;
+  deliver(notification: Notification): Promise<void | "skipped">;
 }
 
 /** A delivery that failed: `retryable` when the receiver may take it later (down, 5xx, 429, timeout), else it is a dead letter now (4xx). */
 export class DeliveryError extends Error {
+  /** Why, as a metric label (`fanwatch_notifications_failed_total{reason}`): `http_503`, `timeout`, `connection`. */
+  readonly reason: string;
+
   constructor(
     message: string,
     readonly retryable: boolean,
-    options?: ErrorOptions,
+    options?: ErrorOptions & { reason?: string },
   ) {
-    super(message, options);
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "DeliveryError";
+    this.reason = options?.reason ?? (retryable ? "unavailable" : "rejected");
   }
 }

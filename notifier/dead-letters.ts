@@ -1,0 +1,134 @@
+import type { ConsumerInfo, JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { JetStreamApiCodes } from "@nats-io/jetstream";
+import { parseUntrustedJson } from "../lib/infra/json.js";
+import { HEALTH_EVENTS_STREAM, siteEventSubjects } from "../lib/nats/health-events.js";
+import { DeadLetterSchema, type DeadLetter } from "./records.js";
+import {
+  deadLetterSubject,
+  deadLetterSubjects,
+  isApiError,
+  NOTIFIER_STREAM,
+  oldestUnacknowledged,
+  redriveConsumerName,
+  redriveSubject,
+  targetOfConsumer,
+} from "./streams.js";
+
+/**
+ * What `fanwatch notifications` reads and changes: the dead letters in the notifier's stream, and
+ * each target's queue as its consumers say. Works on the stream alone, the notifier running or not.
+ */
+
+/** A dead letter as stored: its sequence in FAN_NOTIFICATIONS (what a redrive deletes) and its content. */
+export interface StoredDeadLetter {
+  seq: number;
+  letter: DeadLetter;
+}
+
+/** A target's queue: what waits for it in health's stream and among the redrives. */
+export interface QueueStatus {
+  target: string;
+  /** Transitions not yet delivered (pending and unacknowledged, redrives included). */
+  pending: number;
+  /** Age of the oldest of them, in seconds; 0 when none. */
+  oldestPendingSeconds: number;
+}
+
+/**
+ * Every dead letter of the site (of one target, when given), oldest first. One that does not read
+ * as a dead letter (written by something else) is left out.
+ */
+export async function readDeadLetters(
+  jsm: JetStreamManager,
+  site: string,
+  target?: string,
+): Promise<StoredDeadLetter[]> {
+  const filter = target === undefined ? deadLetterSubjects(site) : deadLetterSubject(site, target);
+  const letters: StoredDeadLetter[] = [];
+  try {
+    for (let seq = 1; ;) {
+      // STREAM.MSG.GET takes next_by_subj (nats-server 2.9 and later); nats.js types it for direct gets only.
+      const query = { seq, next_by_subj: filter } as unknown as Parameters<
+        JetStreamManager["streams"]["getMessage"]
+      >[1];
+      const stored = await jsm.streams.getMessage(NOTIFIER_STREAM, query);
+      if (stored === null) break;
+      seq = stored.seq + 1;
+      let json: unknown;
+      try {
+        json = parseUntrustedJson(Buffer.from(stored.data));
+      } catch {
+        continue;
+      }
+      const parsed = DeadLetterSchema.safeParse(json);
+      if (parsed.success) letters.push({ seq: stored.seq, letter: parsed.data });
+    }
+  } catch (error) {
+    // No stream yet (the notifier never ran here), or past the last message.
+    if (isApiError(error, JetStreamApiCodes.StreamNotFound) || isApiError(error, JetStreamApiCodes.NoMessageFound))
+      return letters;
+    throw error;
+  }
+  return letters;
+}
+
+/** Each target's queue at the site, from its consumers (`notify-<target>`, `redrive-<target>`). */
+export async function readQueues(jsm: JetStreamManager, site: string): Promise<QueueStatus[]> {
+  const queues: QueueStatus[] = [];
+  const filter = siteEventSubjects(site);
+  const consumers: ConsumerInfo[] = [];
+  try {
+    for await (const info of jsm.consumers.list(HEALTH_EVENTS_STREAM)) consumers.push(info);
+  } catch (error) {
+    if (isApiError(error, JetStreamApiCodes.StreamNotFound)) return queues;
+    throw error;
+  }
+  const now = Date.now();
+  for (const info of consumers) {
+    const target = targetOfConsumer(info.name);
+    if (target === undefined || info.config.filter_subject !== filter) continue;
+    let pending = info.num_pending + info.num_ack_pending;
+    let oldest = await oldestUnacknowledged(jsm, info, filter);
+    try {
+      const redrive = await jsm.consumers.info(NOTIFIER_STREAM, redriveConsumerName(target));
+      pending += redrive.num_pending + redrive.num_ack_pending;
+      const first = await oldestUnacknowledged(jsm, redrive, redriveSubject(site, target));
+      if (first !== undefined) oldest = Math.min(oldest ?? Infinity, first);
+    } catch (error) {
+      if (
+        !isApiError(error, JetStreamApiCodes.ConsumerNotFound) &&
+        !isApiError(error, JetStreamApiCodes.StreamNotFound)
+      )
+        throw error;
+    }
+    queues.push({
+      target,
+      pending,
+      oldestPendingSeconds: oldest === undefined ? 0 : Math.max(0, Math.round((now - oldest) / 1000)),
+    });
+  }
+  return queues.sort((a, b) => a.target.localeCompare(b.target));
+}
+
+/**
+ * Puts dead letters back: each is published to its target's redrive subject, which the target's
+ * queue consumes (`redrive-<target>`), then deleted. The message id makes a redrive that is run
+ * again after a failure between the two steps publish it once. Resolves to how many went back;
+ * rejects on the first that cannot, having put back those before it.
+ */
+export async function redriveDeadLetters(
+  js: JetStreamClient,
+  jsm: JetStreamManager,
+  site: string,
+  letters: readonly StoredDeadLetter[],
+  progress?: (done: number) => void,
+): Promise<number> {
+  let done = 0;
+  for (const { seq, letter } of letters) {
+    await js.publish(redriveSubject(site, letter.target), JSON.stringify(letter), { msgID: `redrive:${seq}` });
+    await jsm.streams.deleteMessage(NOTIFIER_STREAM, seq);
+    done++;
+    progress?.(done);
+  }
+  return done;
+}
