@@ -39,6 +39,8 @@ export interface UrlStatus {
 export class UrlSync {
   #pendingAll = false;
   #pending = new Set<string>();
+  /** A fan of the next round had its silences changed: list them there (another replica may have made some). */
+  #pendingList = false;
   #waiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
   #running: Promise<void> | undefined;
   /** fanwatch's silences there, by id, as last listed or changed: undefined until first listed. */
@@ -59,7 +61,8 @@ export class UrlSync {
    * Resolves once a round that started after this call sent these fans' state ("all": every fan,
    * every silence of the site reconciled) and Alertmanager took all of it; rejects when it did not.
    */
-  push(keys: Iterable<string> | "all"): Promise<void> {
+  push(keys: Iterable<string> | "all", options: { listSilences?: boolean } = {}): Promise<void> {
+    if (options.listSilences === true) this.#pendingList = true;
     if (keys === "all") this.#pendingAll = true;
     else for (const key of keys) this.#pending.add(key);
     const done = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
@@ -81,13 +84,15 @@ export class UrlSync {
   async #rounds(): Promise<void> {
     while (this.#pendingAll || this.#pending.size > 0) {
       const all = this.#pendingAll;
+      const list = this.#pendingList;
       const keys = [...this.#pending];
       const waiters = this.#waiters;
       this.#pendingAll = false;
+      this.#pendingList = false;
       this.#pending = new Set();
       this.#waiters = [];
       try {
-        await this.#round(all, keys);
+        await this.#round(all, keys, list);
         this.status.lastOkAt = new Date(this.#now()).toISOString();
         this.status.lastError = null;
         if (all) this.status.resends++;
@@ -99,14 +104,14 @@ export class UrlSync {
     }
   }
 
-  async #round(all: boolean, keys: string[]): Promise<void> {
+  async #round(all: boolean, keys: string[], list: boolean): Promise<void> {
     const now = this.#now();
     const fans = all
       ? [...this.source.fans()]
       : keys.map((k) => this.source.fan(k)).filter((f): f is FanAlerts => f !== undefined);
     const failures: Error[] = [];
     try {
-      await this.#reconcileSilences(all, fans, now);
+      await this.#reconcileSilences(all || list, all, fans, now);
     } catch (error) {
       failures.push(error as Error);
     }
@@ -123,7 +128,7 @@ export class UrlSync {
     if (first !== undefined) throw first;
   }
 
-  async #reconcileSilences(all: boolean, fans: FanAlerts[], now: number): Promise<void> {
+  async #reconcileSilences(list: boolean, all: boolean, fans: FanAlerts[], now: number): Promise<void> {
     const prefixes = all ? [siteKeyPrefix(this.options.site)] : fans.map((f) => fanKeyPrefix(f.site, f.deviceID));
     const ours = (silences: Iterable<ExistingSilence>) =>
       [...silences].filter((s) => {
@@ -132,7 +137,7 @@ export class UrlSync {
       });
     // A round about a few fans lists the silences only when they may have some: most transitions
     // are alarms opening and clearing, with no silence involved.
-    if (!all && this.#silences !== undefined && fans.every((f) => f.silences.length === 0)) {
+    if (!list && this.#silences !== undefined && fans.every((f) => f.silences.length === 0)) {
       if (ours(this.#silences.values()).length === 0) return;
     }
     const listed = await this.api.silences();

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from "node:util";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { HttpStatusError } from "../../lib/errors.js";
 import { HttpClient } from "../../lib/infra/http/client.js";
@@ -58,6 +59,9 @@ export class AlertmanagerTarget implements DeliveryTarget {
   #resendTimer: NodeJS.Timeout | undefined;
   #followUpTimer: NodeJS.Timeout | undefined;
   readonly #followUps = new Set<string>();
+  #followUpList = false;
+  /** Alertmanagers whose last resend failed: said once at warn, again at info when they are back. */
+  readonly #failing = new Set<string>();
   /** Transitions are applied one at a time: deliver() is called in stream order, but nothing stops two calls. */
   #writing: Promise<unknown> = Promise.resolve();
 
@@ -124,9 +128,9 @@ export class AlertmanagerTarget implements DeliveryTarget {
     const key = stateKey(t.site, t.deviceID);
     const recorded = this.#writing.then(() => this.#record(key, notification));
     this.#writing = recorded.catch(() => {});
-    await recorded;
-    await this.#pushEverywhere(key);
-    this.#followUp(key);
+    const silencesChanged = await recorded;
+    await this.#pushEverywhere(key, silencesChanged);
+    this.#followUp(key, silencesChanged);
   }
 
   /** Per Alertmanager: whole resends done, the last success and the last error. */
@@ -144,16 +148,20 @@ export class AlertmanagerTarget implements DeliveryTarget {
     this.#store.close();
   }
 
-  /** The transition applied to the fan's state and written, compare-and-set, before anything is sent. */
-  async #record(key: string, notification: Notification): Promise<void> {
+  /**
+   * The transition applied to the fan's state and written, compare-and-set, before anything is
+   * sent. Resolves to whether the fan's silences may have changed (also when the transition was
+   * applied before: the earlier attempt's push may not have happened).
+   */
+  async #record(key: string, notification: Notification): Promise<boolean> {
     let stored: StoredFanAlerts | undefined = this.#store.get(key);
     let lastError: unknown;
     for (let attempt = 1; attempt <= 5; attempt++) {
       const next = applyTransition(stored?.state, notification, { now: this.#now(), keepEndedMs: this.#keepEndedMs });
-      if (next === stored?.state) return; // applied before: only the push is left to do
+      if (next === stored?.state) return true; // applied before: only the push is left to do
       try {
         await this.#store.write(key, next, stored?.revision);
-        return;
+        return !isDeepStrictEqual(stored?.state.silences ?? [], next.silences);
       } catch (error) {
         // Someone else wrote the fan (the other notifier replica), or NATS failed: read, then try again.
         lastError = error;
@@ -173,11 +181,11 @@ export class AlertmanagerTarget implements DeliveryTarget {
   }
 
   /** Resolves once one Alertmanager took the fan's state; the others catch up at the next resend. */
-  async #pushEverywhere(key: string): Promise<void> {
+  async #pushEverywhere(key: string, listSilences: boolean): Promise<void> {
     try {
       await Promise.any(
         this.#syncs.map((s) =>
-          s.push([key]).catch((error: unknown) => {
+          s.push([key], { listSilences }).catch((error: unknown) => {
             this.options.log.warn(
               { event: "alertmanager_push_failed", alertmanager: s.api.name, err: (error as Error).message },
               `${s.api.name} did not take the change; the resend brings it up to date`,
@@ -203,25 +211,39 @@ export class AlertmanagerTarget implements DeliveryTarget {
    * have read the fan before this transition and reach an Alertmanager after it, re-opening an
    * alert this one just resolved; the second push puts it right before a group_interval passes.
    */
-  #followUp(key: string): void {
+  #followUp(key: string, listSilences: boolean): void {
+    if (this.#closed) return;
     this.#followUps.add(key);
+    this.#followUpList ||= listSilences;
     this.#followUpTimer ??= setTimeout(() => {
       this.#followUpTimer = undefined;
       const keys = [...this.#followUps];
+      const listSilences = this.#followUpList;
       this.#followUps.clear();
+      this.#followUpList = false;
       if (this.#closed) return;
-      for (const s of this.#syncs) s.push(keys).catch(() => {}); // failures show in the resend's log
+      for (const s of this.#syncs) s.push(keys, { listSilences }).catch(() => {}); // failures show in the resend's log
     }, this.#followUpMs);
   }
 
   #resend(): void {
     if (this.#closed) return;
-    for (const s of this.#syncs)
-      s.push("all").catch((error: unknown) =>
-        this.options.log.warn(
-          { event: "alertmanager_resend_failed", alertmanager: s.api.name, err: (error as Error).message },
-          `resending to ${s.api.name} failed; trying again in ${this.options.resendMs} ms`,
-        ),
+    const { log, resendMs } = this.options;
+    for (const s of this.#syncs) {
+      const name = s.api.name;
+      s.push("all").then(
+        () => {
+          if (this.#failing.delete(name))
+            log.info({ event: "alertmanager_reachable", alertmanager: name }, `${name} is up to date again`);
+        },
+        (error: unknown) => {
+          const fields = { event: "alertmanager_resend_failed", alertmanager: name, err: (error as Error).message };
+          const message = `resending to ${name} failed; trying again every ${resendMs} ms`;
+          if (this.#failing.has(name)) log.debug(fields, message);
+          else log.warn(fields, message);
+          this.#failing.add(name);
+        },
       );
+    }
   }
 }

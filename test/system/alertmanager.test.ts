@@ -285,8 +285,13 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
     await pair.deliver(
       transition(SITE, fan, "maintenance", { state: "ok", alarmId: null, from, until, by: "bob", note: "bearing" }),
     );
+    // deliver() resolved once one of the two took it; the other follows within moments.
     for (const am of [amA, amB]) {
-      const planned = (await am.silences()).find((s) => s.comment.includes(`Maintenance of fan ${fan}`));
+      const planned = await eventuallyValue(
+        "the planned window at each Alertmanager",
+        async () => (await am.silences()).find((s) => s.comment.includes(`Maintenance of fan ${fan}`)),
+        (found) => found !== undefined,
+      );
       assert.equal(planned?.status.state, "pending");
       assert.equal(planned?.createdBy, "fanwatch");
       assert.equal(Date.parse(planned?.startsAt ?? ""), Date.parse(from));
@@ -378,6 +383,28 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
       const expired = (await amR.silences()).find((s) => s.id === silence?.id);
       assert.equal(expired?.status.state, "expired");
       await repeating.deliver(transition(RSITE, control, "cleared"));
+    });
+
+    it("shares the state between two notifier replicas: one acknowledges, the other clears, the resolve goes out", async () => {
+      const fan = "r-two";
+      const other = target([amR.url], RSITE); // a second replica: same site, same bucket
+      await other.start();
+      try {
+        await repeating.deliver(transition(RSITE, fan, "alarm"));
+        await eventually("the alarm", () => notified(hooks, "/r/", fan).length >= 1, 30_000);
+        await other.deliver(transition(RSITE, fan, "acknowledged", { acknowledged: true, by: "dave" }));
+        const silence = (await amR.silences()).find((s) => s.comment.includes("Acknowledged by dave"));
+        assert.equal(silence?.status.state, "active");
+        await repeating.deliver(transition(RSITE, fan, "cleared", { acknowledged: true }));
+        assert.equal(
+          (await amR.silences()).find((s) => s.id === silence?.id)?.status.state,
+          "expired",
+          "expired by the replica that cleared, as part of the delivery",
+        );
+        await eventually("the resolve", () => notified(hooks, "/r/", fan, { status: "resolved" }).length === 1, 30_000);
+      } finally {
+        await other.close();
+      }
     });
 
     it("stops repeating a shelved alarm and notifies it again once the shelving ends, if still open", async () => {
