@@ -23,17 +23,22 @@ interface Container {
   name: string;
   image: string;
   command?: string[];
+  args?: string[];
+  ports?: Array<{ name?: string; containerPort: number; protocol?: string }>;
   env?: Array<{ name: string; value?: string }>;
   volumeMounts?: Array<{ name: string; mountPath: string; subPath?: string }>;
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
-  livenessProbe?: unknown;
-  readinessProbe?: unknown;
+  livenessProbe?: Probe;
+  readinessProbe?: Probe;
   securityContext?: {
     allowPrivilegeEscalation?: boolean;
     readOnlyRootFilesystem?: boolean;
     runAsNonRoot?: boolean;
     capabilities?: { drop?: string[] };
   };
+}
+interface Probe {
+  httpGet?: { path: string; port: string | number };
 }
 interface PodSpec {
   automountServiceAccountToken?: boolean;
@@ -43,15 +48,18 @@ interface PodSpec {
   volumes?: Array<{
     name: string;
     persistentVolumeClaim?: { claimName: string };
-    secret?: { secretName: string };
+    secret?: { secretName: string; optional?: boolean };
     configMap?: { name: string };
     emptyDir?: unknown;
   }>;
 }
 interface Workload extends K8sObject {
   spec: {
+    replicas?: number;
+    serviceName?: string;
+    selector: { matchLabels: Record<string, string> };
     template: { metadata: { labels: Record<string, string> }; spec: PodSpec };
-    volumeClaimTemplates?: Array<{ spec: { storageClassName: string } }>;
+    volumeClaimTemplates?: Array<{ metadata: { name: string }; spec: { storageClassName: string } }>;
   };
 }
 
@@ -117,12 +125,14 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
   it("renders every part of the system", () => {
     const names = workloads.map((w) => w.metadata.name).sort();
     assert.deepEqual(names, [
+      "alertmanager",
       "fan-simulator",
       "grafana",
       "influxdb",
       "mosquitto",
       "mqtt-connector",
       "nats",
+      "notifier",
       "telegraf",
     ]);
     assert.ok(objects.some((o) => o.kind === "HelmChart"));
@@ -264,7 +274,8 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       assert.ok((pod.securityContext?.runAsUser ?? 0) > 0, `${w.metadata.name}: a non-root user id`);
       for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
         const where = `${w.metadata.name}/${c.name}`;
-        assert.match(c.image, /:[0-9][\w.-]*$/, `${where}: image pinned to a version, not ${c.image}`);
+        // Prometheus's images are tagged v0.25.0.
+        assert.match(c.image, /:v?[0-9][\w.-]*$/, `${where}: image pinned to a version, not ${c.image}`);
         for (const kind of ["requests", "limits"] as const)
           for (const r of ["cpu", "memory"]) assert.ok(c.resources?.[kind]?.[r], `${where}: resources.${kind}.${r}`);
         assert.equal(c.securityContext?.allowPrivilegeEscalation, false, `${where}: allowPrivilegeEscalation false`);
@@ -315,6 +326,116 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     }
   });
 
+  it("runs Alertmanager as two clustered replicas on the shipped configuration, each peer named by its stable address", async () => {
+    const am = workloads.find((w) => w.metadata.name === "alertmanager");
+    assert.equal(am?.kind, "StatefulSet");
+    assert.equal(am.spec.replicas, 2);
+    const headless = objects.find((o) => o.kind === "Service" && o.metadata.name === am.spec.serviceName) as
+      | (K8sObject & {
+          spec: {
+            clusterIP?: string;
+            publishNotReadyAddresses?: boolean;
+            selector: Record<string, string>;
+            ports: Array<{ port: number; protocol?: string }>;
+          };
+        })
+      | undefined;
+    assert.equal(headless?.spec.clusterIP, "None", "a headless Service governs the StatefulSet");
+    assert.equal(headless.spec.publishNotReadyAddresses, true, "peers find each other before they are ready");
+    const labels = am.spec.template.metadata.labels;
+    for (const [k, v] of Object.entries({ ...headless.spec.selector, ...am.spec.selector.matchLabels }))
+      assert.equal(labels[k], v, `selector ${k}=${v} matches the pods`);
+    const [container] = am.spec.template.spec.containers;
+    assert.ok(container);
+    const args = container.args ?? [];
+    const flag = (name: string) => args.filter((a) => a.startsWith(`--${name}=`)).map((a) => a.slice(name.length + 3));
+    const peers = Array.from(
+      { length: am.spec.replicas },
+      (_, i) => `${am.metadata.name}-${i}.${am.spec.serviceName}.${am.metadata.namespace}.svc:9094`,
+    );
+    assert.deepEqual(flag("cluster.peer").sort(), peers, "every replica is a peer");
+    assert.deepEqual(flag("cluster.listen-address"), ["0.0.0.0:9094"]);
+    assert.deepEqual(flag("web.listen-address"), [":9093"]);
+    for (const [port, protocol] of [
+      [9093, "TCP"],
+      [9094, "TCP"],
+      [9094, "UDP"],
+    ] as const) {
+      assert.ok(
+        container.ports?.some((p) => p.containerPort === port && (p.protocol ?? "TCP") === protocol),
+        `container port ${port}/${protocol}`,
+      );
+      if (port === 9094)
+        assert.ok(
+          headless.spec.ports.some((p) => p.port === port && (p.protocol ?? "TCP") === protocol),
+          `the headless Service has ${port}/${protocol}`,
+        );
+    }
+    const probe = (p: Probe | undefined) =>
+      `${p?.httpGet?.path} on ${container.ports?.find((c) => c.name === p?.httpGet?.port)?.containerPort}`;
+    assert.equal(probe(container.readinessProbe), "/-/ready on 9093");
+    assert.equal(probe(container.livenessProbe), "/-/healthy on 9093");
+    // Its files: the configuration from the shipped file, the secrets it names from the Secret, storage on a claim.
+    const pod = am.spec.template.spec;
+    const mountOf = (path: string) =>
+      (container.volumeMounts ?? []).find(
+        (m) => path.startsWith(`${m.mountPath.replace(/\/$/, "")}/`) || path === m.mountPath,
+      );
+    const volumeOf = (path: string) => pod.volumes?.find((v) => v.name === mountOf(path)?.name);
+    const shippedText = await readFile(join(REPO_ROOT, "deploy/alertmanager/alertmanager.yml"), "utf8");
+    const configFile = flag("config.file")[0] ?? "(no --config.file)";
+    const configMap = objects.find(
+      (o) => o.kind === "ConfigMap" && o.metadata.name === volumeOf(configFile)?.configMap?.name,
+    ) as unknown as { data: Record<string, string> } | undefined;
+    assert.equal(configMap?.data[configFile.split("/").pop() ?? ""], shippedText, "the shipped configuration");
+    const shipped = parse(shippedText) as { global: Record<string, string>; receivers: unknown[] };
+    const files = [
+      shipped.global.smtp_auth_password_file ?? "(no smtp_auth_password_file)",
+      ...JSON.stringify(shipped.receivers).matchAll(/"credentials_file":"([^"]+)"/g),
+    ].map((f) => (typeof f === "string" ? f : (f[1] ?? "")));
+    for (const file of files)
+      assert.equal(volumeOf(file)?.secret?.secretName, "alertmanager-secrets", `${file} comes from the Secret`);
+    const storage = flag("storage.path")[0] ?? "(no --storage.path)";
+    assert.ok(
+      am.spec.volumeClaimTemplates?.some((t) => t.metadata.name === mountOf(storage)?.name),
+      "its storage is a claim of its own per replica",
+    );
+  });
+
+  it("points the notifier at NATS and at both Alertmanager replicas, with its probes and the webhook key from a Secret", () => {
+    const notifier = workloads.find((w) => w.metadata.name === "notifier");
+    const connector = workloads.find((w) => w.metadata.name === "mqtt-connector");
+    const [container] = notifier?.spec.template.spec.containers ?? [];
+    assert.ok(notifier && container);
+    assert.equal(container.image, connector?.spec.template.spec.containers[0]?.image, "the service image");
+    assert.deepEqual(container.args, ["notifier"]);
+    assert.equal(notifier.spec.replicas, 2, "two replicas share the durable consumers");
+    const env = new Map((container.env ?? []).map((e) => [e.name, e.value ?? ""]));
+    const am = workloads.find((w) => w.metadata.name === "alertmanager");
+    const amPort = am?.spec.template.spec.containers[0]?.ports?.find((p) => p.name === "web")?.containerPort;
+    const urls = (env.get("ALERTMANAGER_URL") ?? "").split(",").map((u) => new URL(u));
+    assert.deepEqual(
+      urls.map((u) => `${u.hostname}:${u.port}`),
+      Array.from(
+        { length: am?.spec.replicas ?? 0 },
+        (_, i) => `alertmanager-${i}.${am?.spec.serviceName}.fanwatch.svc:${amPort}`,
+      ),
+      "every replica by its stable name",
+    );
+    const nats = new URL(env.get("NATS_URL") ?? "");
+    assert.deepEqual([nats.hostname, nats.port], ["nats.fanwatch", "4222"]);
+    assert.ok(env.has("SITE") && env.has("PAGE_URL"));
+    const secretFile = env.get("NOTIFY_WEBHOOK_SECRET_FILE") ?? "";
+    const mount = container.volumeMounts?.find((m) => secretFile.startsWith(`${m.mountPath}/`));
+    const volume = notifier.spec.template.spec.volumes?.find((v) => v.name === mount?.name);
+    assert.equal(volume?.secret?.secretName, "notify-webhook-secret");
+    const port = Number(env.get("NOTIFIER_PORT"));
+    const probe = (p: Probe | undefined) =>
+      `${p?.httpGet?.path} on ${container.ports?.find((c) => c.name === p?.httpGet?.port)?.containerPort}`;
+    assert.equal(probe(container.readinessProbe), `/healthz on ${port}`);
+    assert.equal(probe(container.livenessProbe), `/livez on ${port}`);
+  });
+
   it("denies by default in every namespace and covers every workload with a policy of its own", () => {
     for (const namespace of ["fanwatch", "openfaas", "openfaas-fn"]) {
       const deny = policies.find(
@@ -342,7 +463,7 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     const pod = (namespace: string, labels: Record<string, string>): Peer => ({ namespace, labels });
     const fanwatch = (name: string) =>
       pod("fanwatch", { "app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "fanwatch" });
-    const [mosquitto, connector, telegraf, influxdb, grafana, simulator, fanwatchNats] = [
+    const [mosquitto, connector, telegraf, influxdb, grafana, simulator, fanwatchNats, notifier, alertmanager] = [
       "mosquitto",
       "mqtt-connector",
       "telegraf",
@@ -350,7 +471,9 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       "grafana",
       "fan-simulator",
       "nats",
-    ].map(fanwatch) as [Peer, Peer, Peer, Peer, Peer, Peer, Peer];
+      "notifier",
+      "alertmanager",
+    ].map(fanwatch) as [Peer, Peer, Peer, Peer, Peer, Peer, Peer, Peer, Peer];
     const predict = pod("openfaas-fn", { faas_function: "predict" });
     const health = pod("openfaas-fn", { faas_function: "health" });
     const natsAdmin = pod("fanwatch", { "fanwatch.io/nats-admin": "true" });
@@ -375,9 +498,30 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       ["Telegraf → InfluxDB", telegraf, influxdb, 8086],
       ["Grafana → InfluxDB", grafana, influxdb, 8086],
       ["users → Grafana", OUTSIDE, grafana, 3000],
+      ["notifier → NATS (health's events, its queues and alert state)", notifier, fanwatchNats, 4222],
+      ["notifier → Alertmanager", notifier, alertmanager, 9093],
+      ["notifier → webhooks", notifier, OUTSIDE, 443],
+      ["Alertmanager ↔ Alertmanager (gossip, TCP)", alertmanager, alertmanager, 9094],
+      ["Alertmanager → mail server (submission)", alertmanager, OUTSIDE, 587],
+      ["Alertmanager → mail server (implicit TLS)", alertmanager, OUTSIDE, 465],
+      ["Alertmanager → mail server (relay)", alertmanager, OUTSIDE, 25],
+      ["Alertmanager → paging and chat webhooks", alertmanager, OUTSIDE, 443],
     ];
     for (const [what, from, to, port] of allowed) assert.ok(allows(policies, from, to, port), `${what} is allowed`);
-    for (const from of [mosquitto, connector, telegraf, influxdb, grafana, predict, health, fanwatchNats, gateway])
+    assert.ok(allows(policies, alertmanager, alertmanager, 9094, "UDP"), "Alertmanager ↔ Alertmanager (gossip, UDP)");
+    for (const from of [
+      mosquitto,
+      connector,
+      telegraf,
+      influxdb,
+      grafana,
+      predict,
+      health,
+      fanwatchNats,
+      gateway,
+      notifier,
+      alertmanager,
+    ])
       assert.ok(allows(policies, from, dns, 53, "UDP"), "DNS is allowed");
     const denied: Array<[string, Peer, Peer, number]> = [
       ["outside → InfluxDB", OUTSIDE, influxdb, 8086],
@@ -403,27 +547,58 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       ["NATS monitoring from the cluster", health, fanwatchNats, 8222],
       ["NATS → outside", fanwatchNats, OUTSIDE, 443],
       ["health → InfluxDB", health, influxdb, 8086],
+      ["outside → Alertmanager", OUTSIDE, alertmanager, 9093],
+      ["connector → Alertmanager", connector, alertmanager, 9093],
+      ["health → Alertmanager", health, alertmanager, 9093],
+      ["Grafana → Alertmanager", grafana, alertmanager, 9093],
+      ["the notifier into the gossip", notifier, alertmanager, 9094],
+      ["outside into the gossip", OUTSIDE, alertmanager, 9094],
+      ["Alertmanager → NATS", alertmanager, fanwatchNats, 4222],
+      ["Alertmanager → the notifier's metrics", alertmanager, notifier, 8084],
+      ["notifier → InfluxDB", notifier, influxdb, 8086],
+      ["notifier → Mosquitto", notifier, mosquitto, 1883],
+      ["notifier → a mail server (that is Alertmanager's job)", notifier, OUTSIDE, 587],
+      ["outside → the notifier", OUTSIDE, notifier, 8084],
     ];
     for (const [what, from, to, port] of denied) assert.ok(!allows(policies, from, to, port), `${what} is denied`);
   });
 });
 
 describe("deploy/faasd", () => {
-  it("adds Mosquitto, the connector, NATS, Telegraf, InfluxDB and Grafana with pinned images", async () => {
+  it("adds Mosquitto, the connector, NATS, the notifier, Alertmanager, Telegraf, InfluxDB and Grafana with pinned images", async () => {
     const compose = parse(await readFile(join(REPO_ROOT, "deploy/faasd/docker-compose.fanwatch.yaml"), "utf8")) as {
       services: Record<string, { image: string; user?: string }>;
     };
     assert.deepEqual(Object.keys(compose.services).sort(), [
+      "alertmanager",
       "fanwatch-nats",
       "grafana",
       "influxdb",
       "mosquitto",
       "mqtt-connector",
+      "notifier",
       "telegraf",
     ]);
     for (const [name, service] of Object.entries(compose.services)) {
-      assert.match(service.image, /:[0-9][\w.-]*$/, `${name}: pinned image`);
+      assert.match(service.image, /:v?[0-9][\w.-]*$/, `${name}: pinned image`);
       assert.match(service.user ?? "", /^[1-9]\d*$/, `${name}: runs as a non-root user`);
     }
+  });
+
+  it("runs one Alertmanager without a cluster on the shipped configuration, and the notifier pointed at it and at NATS", async () => {
+    const compose = parse(await readFile(join(REPO_ROOT, "deploy/faasd/docker-compose.fanwatch.yaml"), "utf8")) as {
+      services: Record<
+        string,
+        { command?: string[]; environment?: string[]; volumes?: Array<{ source: string; target: string }> }
+      >;
+    };
+    const am = compose.services.alertmanager;
+    const command = am?.command ?? [];
+    assert.ok(command.includes("--cluster.listen-address="), "clustering off");
+    const configFile = command.find((c) => c.startsWith("--config.file="))?.slice("--config.file=".length);
+    assert.match(am?.volumes?.find((v) => v.target === configFile)?.source ?? "", /alertmanager\.yml$/);
+    const env = new Map((compose.services.notifier?.environment ?? []).map((e) => e.split("=", 2) as [string, string]));
+    assert.equal(env.get("ALERTMANAGER_URL"), "http://alertmanager:9093");
+    assert.equal(env.get("NATS_URL"), "nats://fanwatch-nats:4222");
   });
 });

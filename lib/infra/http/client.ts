@@ -8,7 +8,8 @@ export interface HttpAnswer {
 }
 
 interface RequestBase {
-  method: "GET" | "POST";
+  /** DELETE for APIs that end a thing by it (Alertmanager's silences). */
+  method: "GET" | "POST" | "DELETE";
   headers?: Record<string, string>;
   body?: Buffer | string;
   /** The whole exchange, from sending to the last byte of the answer. */

@@ -1,0 +1,242 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { parse } from "yaml";
+import type { AlarmTransition, HealthEvent } from "../../lib/domain/health.js";
+import { alertsToSend, applyTransition } from "../../notifier/alertmanager/alerts.js";
+import {
+  GROUP_BY,
+  INHIBIT_RULES,
+  localAlertmanagerConfig,
+  PAGING_MATCHER,
+  PAGING_REPEAT_INTERVAL,
+  ROUTE_TIMING,
+} from "../../notifier/alertmanager/config.js";
+import type { FanAlerts } from "../../notifier/alertmanager/model.js";
+import { keyOf, planSilences, silenceKey, type ExistingSilence } from "../../notifier/alertmanager/silences.js";
+import { REPO_ROOT } from "../support/paths.js";
+
+// The rules from transitions to alerts and silences, on a fake clock (docs/alertmanager.md).
+const T0 = Date.UTC(2026, 11, 1, 8);
+const iso = (ms: number) => new Date(ms).toISOString();
+const OPTIONS = { now: T0, keepEndedMs: 60_000 };
+
+let n = 0;
+function tx(event: HealthEvent, fields: Partial<AlarmTransition> = {}) {
+  const state = (["ok", "warning", "alarm", "cleared", "silent"] as const).find((s) => s === event) ?? "alarm";
+  const t: AlarmTransition = {
+    id: `7:${++n}`,
+    event,
+    deviceID: "7",
+    alarmId: "7@ep1",
+    state,
+    severity: state === "warning" ? "minor" : state === "alarm" ? "major" : "none",
+    cause: "vibration",
+    contributions: null,
+    probability: 0.93,
+    eta: null,
+    since: iso(T0),
+    at: iso(T0),
+    acknowledged: false,
+    site: "local",
+    ...fields,
+  };
+  return { transition: t, link: "http://page/?fan=7" };
+}
+
+/** Applies the transitions in order, as the target does. */
+function run(...notifications: Array<ReturnType<typeof tx>>): FanAlerts {
+  let state: FanAlerts | undefined;
+  for (const notification of notifications) state = applyTransition(state, notification, OPTIONS);
+  assert.ok(state);
+  return state;
+}
+
+const names = (alerts: FanAlerts["open"]) => alerts.map((a) => `${a.labels.alertname}/${a.labels.severity}`);
+
+describe("Alertmanager target: transitions to alerts", () => {
+  it("opens the episode's alert with fixed labels, the readable summary and the link", () => {
+    const state = run(tx("alarm", { since: iso(T0 - 5_000) }));
+    const [alert] = state.open;
+    assert.deepEqual(alert?.labels, {
+      alertname: "FanAlarm",
+      deviceID: "7",
+      severity: "major",
+      cause: "vibration",
+      site: "local",
+      alarmId: "7@ep1",
+    });
+    assert.equal(alert?.annotations.summary, "Fan 7 alarm: vibration, p=0.93");
+    assert.equal(alert?.annotations.link, "http://page/?fan=7");
+    assert.equal(alert?.startsAt, iso(T0 - 5_000));
+    assert.equal(alert?.endsAt, undefined);
+  });
+
+  it("ends the warning when the alarm replaces it, and both alerts when the episode clears", () => {
+    const warned = run(tx("warning"));
+    assert.deepEqual(names(warned.open), ["FanWarning/minor"]);
+    const alarmed = applyTransition(warned, tx("alarm", { at: iso(T0 + 1_000), since: iso(T0 + 1_000) }), OPTIONS);
+    assert.deepEqual(names(alarmed.open), ["FanAlarm/major"]);
+    assert.deepEqual(names(alarmed.ended), ["FanWarning/minor"]);
+    assert.equal(alarmed.ended[0]?.endsAt, iso(T0 + 1_000));
+    const cleared = applyTransition(alarmed, tx("cleared", { at: iso(T0 + 2_000) }), OPTIONS);
+    assert.deepEqual(cleared.open, []);
+    assert.deepEqual(names(cleared.ended), ["FanWarning/minor", "FanAlarm/major"]);
+  });
+
+  it("on escalation ends the minor alert and opens the major one from now", () => {
+    const state = run(tx("warning"), tx("escalated", { state: "warning", severity: "major", at: iso(T0 + 3_000) }));
+    assert.deepEqual(names(state.open), ["FanWarning/major"]);
+    assert.equal(state.open[0]?.startsAt, iso(T0 + 3_000));
+    assert.deepEqual(names(state.ended), ["FanWarning/minor"]);
+  });
+
+  it("keeps the episode's alert open while the fan is silent, and ends FanSilent when it reports again", () => {
+    const silent = run(tx("alarm"), tx("silent", { state: "silent", since: iso(T0 + 60_000), at: iso(T0 + 60_000) }));
+    assert.deepEqual(names(silent.open), ["FanAlarm/major", "FanSilent/minor"]);
+    assert.equal(silent.open[1]?.labels.silentSince, iso(T0 + 60_000));
+    const back = applyTransition(silent, tx("alarm", { at: iso(T0 + 70_000) }), OPTIONS);
+    assert.deepEqual(names(back.open), ["FanAlarm/major"]);
+    assert.equal(back.open[0]?.startsAt, silent.open[0]?.startsAt, "the same alert, not a new one");
+    assert.deepEqual(names(back.ended), ["FanSilent/minor"]);
+  });
+
+  it("changes nothing for a transition it applied before, and opens nothing for an episode that cleared", () => {
+    const alarm = tx("alarm");
+    const once = run(alarm);
+    assert.equal(applyTransition(once, alarm, OPTIONS), once);
+    const cleared = applyTransition(once, tx("cleared"), OPTIONS);
+    const late = applyTransition(cleared, tx("alarm", { id: "7:late" }), OPTIONS);
+    assert.deepEqual(late.open, [], "a redriven alarm of a closed episode does not reopen it");
+  });
+
+  it("sends ended alerts with their endsAt for the keep period only", () => {
+    const state = run(tx("alarm"), tx("cleared", { at: iso(T0) }));
+    assert.equal(alertsToSend(state, T0 + 1_000, 60_000).length, 1);
+    assert.equal(alertsToSend(state, T0 + 61_000, 60_000).length, 0);
+  });
+});
+
+describe("Alertmanager target: transitions to silences", () => {
+  it("acknowledging wants a silence of the acknowledged alert, open-ended, carrying its key", () => {
+    const state = run(tx("alarm"), tx("acknowledged", { acknowledged: true, by: "alice", note: "on it" }));
+    const [ack] = state.silences;
+    assert.equal(ack?.kind, "ack");
+    assert.equal(ack?.endsAt, null);
+    assert.deepEqual(ack?.matchers, [
+      { name: "alertname", value: "FanAlarm" },
+      { name: "deviceID", value: "7" },
+      { name: "site", value: "local" },
+      { name: "alarmId", value: "7@ep1" },
+    ]);
+    assert.equal(
+      keyOf({ createdBy: "fanwatch", comment: ack?.comment ?? "" }),
+      silenceKey("local", "7", "ack", "7@ep1"),
+    );
+    assert.match(ack?.comment ?? "", /^Acknowledged by alice: on it/);
+  });
+
+  it("drops the acknowledgement of a warning when health raises it to an alarm (health unacknowledges it)", () => {
+    const state = run(
+      tx("warning"),
+      tx("acknowledged", { state: "warning", severity: "minor", acknowledged: true, by: "alice" }),
+      tx("alarm", { acknowledged: false }),
+    );
+    assert.deepEqual(state.silences, []);
+    assert.deepEqual(names(state.open), ["FanAlarm/major"]);
+  });
+
+  it("shelving wants a silence of the fan until `until`; the clear ends it but not a maintenance window", () => {
+    const until = iso(T0 + 3_600_000);
+    const shelved = run(
+      tx("alarm"),
+      tx("shelved", { until, by: "carol" }),
+      tx("maintenance", { from: iso(T0 + 10_000), until: iso(T0 + 7_200_000), by: "bob" }),
+    );
+    assert.deepEqual(
+      shelved.silences.map((s) => [s.kind, s.startsAt, s.endsAt, s.matchers.map((m) => m.name).join()]),
+      [
+        ["shelve", iso(T0), until, "deviceID,site"],
+        ["maintenance", iso(T0 + 10_000), iso(T0 + 7_200_000), "deviceID,site"],
+      ],
+    );
+    const cleared = applyTransition(shelved, tx("cleared"), OPTIONS);
+    assert.deepEqual(
+      cleared.silences.map((s) => s.kind),
+      ["maintenance"],
+    );
+  });
+
+  it("resumed drops the shelving that ran out", () => {
+    const until = iso(T0 + 1_000);
+    const state = run(tx("alarm"), tx("shelved", { until }), tx("resumed", { at: iso(T0 + 1_000) }));
+    assert.deepEqual(state.silences, []);
+  });
+});
+
+describe("Alertmanager target: reconciling silences", () => {
+  const now = T0;
+  const wanted = run(tx("alarm"), tx("acknowledged", { acknowledged: true, by: "alice" })).silences;
+  const existing = (fields: Partial<ExistingSilence>): ExistingSilence => ({
+    id: "b",
+    state: "active",
+    comment: wanted[0]?.comment ?? "",
+    createdBy: "fanwatch",
+    startsAt: iso(now - 1_000),
+    endsAt: iso(now + 3_000_000),
+    matchers: (wanted[0]?.matchers ?? []).map((m) => ({ ...m, isRegex: false, isEqual: true })),
+    ...fields,
+  });
+  const plan = (present: ExistingSilence[]) =>
+    planSilences(wanted, present, { now, openEndedMs: 3_600_000 }).map((op) =>
+      op.op === "expire" ? `expire ${op.id}` : `${op.op}${op.op === "update" ? ` ${op.silence.id}` : ""}`,
+    );
+
+  it("creates a missing silence, leaves a right one, renews one running out, expires duplicates and leftovers", () => {
+    assert.deepEqual(plan([]), ["create"]);
+    assert.deepEqual(plan([existing({})]), []);
+    assert.deepEqual(plan([existing({ endsAt: iso(now + 60_000) })]), ["update b"]);
+    assert.deepEqual(plan([existing({}), existing({ id: "a" })]), ["expire b"], "the smaller id stays");
+    const leftover = existing({ id: "c", comment: "old [fanwatch/local/7/shelve/0123456789ab]" });
+    assert.deepEqual(plan([existing({}), leftover]), ["expire c"]);
+  });
+
+  it("never touches a silence someone else made", () => {
+    assert.deepEqual(plan([existing({}), existing({ id: "z", createdBy: "alice" })]), []);
+  });
+
+  it("keeps an active silence's start when it changes its end (Alertmanager updates it in place only then)", () => {
+    const ops = planSilences(wanted, [existing({ endsAt: iso(now + 60_000) })], { now, openEndedMs: 3_600_000 });
+    assert.equal(ops[0]?.op === "update" ? ops[0].silence.startsAt : "", iso(now - 1_000));
+  });
+});
+
+describe("Alertmanager configuration", () => {
+  const shipped = parse(readFileSync(join(REPO_ROOT, "deploy/alertmanager/alertmanager.yml"), "utf8")) as {
+    route: Record<string, unknown> & { routes: Array<Record<string, unknown>> };
+    inhibit_rules: unknown[];
+  };
+
+  it("the shipped file and fanwatch start's share the grouping, intervals, paging route and inhibition", () => {
+    const local = parse(localAlertmanagerConfig()) as typeof shipped;
+    for (const config of [shipped, local]) {
+      assert.deepEqual(config.route.group_by, [...GROUP_BY]);
+      for (const [key, value] of Object.entries(ROUTE_TIMING)) assert.equal(config.route[key], value, key);
+      assert.deepEqual(config.route.routes[0]?.matchers, [PAGING_MATCHER]);
+      assert.equal(config.route.routes[0]?.repeat_interval, PAGING_REPEAT_INTERVAL);
+      assert.deepEqual(config.inhibit_rules, INHIBIT_RULES);
+    }
+  });
+
+  it("renders the given receivers, the password as a file only", () => {
+    const text = localAlertmanagerConfig({
+      webhookUrl: "http://127.0.0.1:9/hook",
+      smtp: { smarthost: "mail:587", from: "a@x", to: "b@x", username: "u", passwordFile: "/run/pw" },
+    });
+    const config = parse(text) as { receivers: Array<Record<string, Array<Record<string, unknown>>>> };
+    assert.equal(config.receivers[0]?.webhook_configs?.[0]?.url, "http://127.0.0.1:9/hook");
+    assert.equal(config.receivers[0]?.email_configs?.[0]?.auth_password_file, "/run/pw");
+    assert.doesNotMatch(text, /auth_password:/);
+  });
+});
