@@ -14,6 +14,7 @@ import { SCALE_SETTINGS } from "../runtime/gateway/autoscaler.js";
 import { LIMIT_SETTINGS } from "../runtime/gateway/guards.js";
 import { GATEWAY_SETTINGS } from "../runtime/gateway/credentials.js";
 import { NATS_SETTINGS } from "../runtime/system/nats.js";
+import { ALERTING_SETTINGS } from "../runtime/system/alerting.js";
 
 /**
  * Every module's settings, in one list: what `npm run docs:config` writes into the tables of docs/
@@ -73,6 +74,12 @@ export const SETTING_GROUPS: readonly SettingGroup[] = [
   },
   { id: "notifier", module: "notifier/config.ts", readers: "the notifier", settings: NOTIFIER_SETTINGS },
   { id: "nats", module: "runtime/system/nats.ts", readers: "fanwatch start's health state", settings: NATS_SETTINGS },
+  {
+    id: "alerting",
+    module: "runtime/system/alerting.ts",
+    readers: "fanwatch start's Alertmanager",
+    settings: ALERTING_SETTINGS,
+  },
 ];
 
 export function settingGroup(id: string): SettingGroup {

@@ -7,6 +7,8 @@ import { TOPIC_SETTINGS } from "../lib/infra/config.js";
 import { logLevelSetting } from "../lib/infra/log-level.js";
 import { DEFAULT_MQTT_PORT, MQTT_SETTINGS, mqttSettingsFromEnv } from "../lib/mqtt/settings.js";
 import { DEFAULT_STORE_DIR, NATS_SETTINGS } from "../runtime/system/nats.js";
+import { ALERTING_SETTINGS } from "../runtime/system/alerting.js";
+import { NOTIFIER_SETTINGS } from "../notifier/config.js";
 import { DEFAULT_GATEWAY_HOST, DEFAULT_GATEWAY_PORT, GATEWAY_OWN_HELP } from "./gateway-command.js";
 import { addFleetOptions, DEFAULT_FLEET, defaultedShapes, fleetOptions, type FleetFlags } from "./simulate-command.js";
 import type { FleetMix } from "../simulation/fan-profiles.js";
@@ -24,6 +26,8 @@ const START_GIVES_CONNECTOR = [
   "HEALTH_HOST",
 ];
 const START_GIVES_WRITER = ["broker", "INFLUX_WRITER_PORT", "HEALTH_HOST"];
+/** PAGE_URL only when unset: the page's address here. */
+const START_GIVES_NOTIFIER = ["NATS_URL", "ALERTMANAGER_URL", "NOTIFIER_PORT", "HEALTH_HOST", "SECRET_MOUNT_PATH"];
 
 interface StartFlags extends FleetFlags {
   port: number;
@@ -63,6 +67,12 @@ export function addStartCommand(program: Command, io: Io): void {
       { title: "The broker (MQTT_URL and MQTT_HOST unset: the embedded one)", settings: MQTT_SETTINGS },
       { title: "Topics", settings: TOPIC_SETTINGS },
       { title: "The fans' health", settings: NATS_SETTINGS },
+      { title: "Alerting (with NATS: the notifier runs)", settings: ALERTING_SETTINGS },
+      {
+        title: "The notifier (start gives it NATS, the Alertmanager, the page's address and its port)",
+        settings: NOTIFIER_SETTINGS,
+        except: START_GIVES_NOTIFIER,
+      },
       ...GATEWAY_OWN_HELP,
       {
         title: "The connector (start gives it the gateway, the broker, the topics, its client id and ports)",

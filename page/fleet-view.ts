@@ -1,3 +1,4 @@
+import { NotificationLog, type SentNotification } from "./notifications.js";
 import type { MqttClient } from "mqtt";
 import { FEATURES, type FeatureName } from "../lib/domain/features.js";
 import type { HealthRecord, HealthState } from "../lib/domain/health.js";
@@ -75,6 +76,8 @@ export interface FleetSnapshot {
   /** Health transitions from the alarm topic, newest first. */
   feed: HealthSnapshot["feed"];
   deadLetters: Array<{ error: string; at: number }>;
+  /** What Alertmanager notified, newest first (fanwatch start's Alertmanager sends to the page). */
+  notifications: readonly SentNotification[];
   /** Why the health function's records could not be read, while that lasts. */
   healthError: string | null;
   /** Each function's replicas from the gateway (empty until read), and why they could not be read, while that lasts. */
@@ -114,6 +117,8 @@ export class FleetView {
   /** Device ids seen once, by when; in insertion order, so the first is the oldest. */
   readonly #candidates = new Map<string, number>();
   readonly #health: FleetHealth;
+  /** Alertmanager's notifications, received by the page (notifications.ts). */
+  readonly notifications: NotificationLog;
   readonly #deadLetters: FleetSnapshot["deadLetters"] = [];
   readonly #maxFans: number;
   readonly #forgetAfterMs: number;
@@ -133,6 +138,7 @@ export class FleetView {
     this.#now = options.now ?? Date.now;
     this.#last = { at: this.#now(), readings: 0, predictions: 0 };
     this.#health = new FleetHealth(this.#maxFans, this.#now);
+    this.notifications = new NotificationLog(this.#now);
   }
 
   /** Feeds the view from a client (which reads only: the view never publishes). */
@@ -259,6 +265,7 @@ export class FleetView {
       alarms: health.alarms,
       feed: health.feed,
       deadLetters: [...this.#deadLetters],
+      notifications: this.notifications.list(),
       healthError: health.error,
     };
   }

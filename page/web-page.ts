@@ -82,15 +82,18 @@ export class WebPage extends ServiceBase {
 
   /** Serves the page's paths; false for any other. */
   readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => {
-    const path = new URL(req.url ?? "/", "http://page").pathname;
+    const url = new URL(req.url ?? "/", "http://page");
+    const path = url.pathname;
     if (path === "/" || path === "/ui") {
-      res.writeHead(302, { location: "/ui/" }).end();
+      // The query stays: a notification's link to a fan is /?fan=<id>.
+      res.writeHead(302, { location: `/ui/${url.search}` }).end();
       return true;
     }
     if (path === "/ui/events") {
       this.#openStream(res);
       return true;
     }
+    if (this.#fleet.notifications.handle(req, res)) return true;
     const file = FILES[path];
     if (file === undefined) return false;
     serveFile(file, res);

@@ -40,6 +40,8 @@ function clock(at) {
 }
 const percent = (p) => `${(p * 100).toFixed(1)}%`;
 
+const linkedFan = new URLSearchParams(location.search).get("fan");
+
 function tileFor(fan) {
   let tile = tiles.get(fan.deviceID);
   if (tile) return tile;
@@ -64,6 +66,11 @@ function tileFor(fan) {
   }
   tile = { node, lines };
   tiles.set(fan.deviceID, tile);
+  // A notification's link names the fan (/?fan=<id>): its tile is marked and brought into view once.
+  if (fan.deviceID === linkedFan) {
+    node.classList.add("linked");
+    requestAnimationFrame(() => node.scrollIntoView({ block: "center" }));
+  }
   return tile;
 }
 
@@ -158,6 +165,13 @@ function render(snapshot) {
   }
   renderAlarms(snapshot.alarms, totals.openAlarms);
   $("feed").replaceChildren(...snapshot.feed.map((t) => item(transitionText(t))));
+  $("notification-feed").replaceChildren(
+    ...snapshot.notifications.map((n) =>
+      item(
+        `${time(Date.parse(n.at))} · ${n.status === "resolved" ? "resolved" : "notified"} ${n.alertname} fan ${n.deviceID}${n.severity === "" ? "" : ` (${n.severity})`} → ${n.receiver}`,
+      ),
+    ),
+  );
   $("dead-letter-feed").replaceChildren(...snapshot.deadLetters.map((d) => item(`${time(d.at)} · ${d.error}`)));
 }
 

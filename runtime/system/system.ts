@@ -3,7 +3,11 @@ import { readWriterConfig, WRITER_SETTINGS } from "../../connectors/influxdb/con
 import { InfluxWriter } from "../../connectors/influxdb/writer.js";
 import { Connector } from "../../connectors/mqtt/connector.js";
 import { readTopics, type Topics } from "../../lib/infra/config.js";
-import { readSettings } from "../../lib/infra/settings.js";
+import { readSettings, readSettingsFrom } from "../../lib/infra/settings.js";
+import { NOTIFIER_SETTINGS, readNotifierConfig } from "../../notifier/config.js";
+import { Notifier } from "../../notifier/notifier.js";
+import { PAGE_RECEIVER_PATH } from "../../page/notifications.js";
+import { LocalAlerting } from "./alerting.js";
 import type { MqttClient } from "mqtt";
 import type { Logger } from "../../lib/infra/log.js";
 import { connectMqtt } from "../../lib/mqtt/client.js";
@@ -92,6 +96,10 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     }
     // Started before the functions and drained after them: health's writes under way finish.
     const healthState = await parts.start(new HealthState(env, say, log));
+    const pageUrl = `http://${reachableHost(options.gatewayHost)}:${options.gatewayPort}`;
+    // Drained after the functions too: the transitions of their last writes are still sent.
+    if (healthState.natsUrl !== undefined) await startNotifier(parts, options, healthState.natsUrl, pageUrl);
+    else say("no notifier: it reads health's transitions from NATS JetStream (install nats-server, or set NATS_URL)");
 
     // The page is served by the gateway but started after it, so that its streams end (drain) before
     // the gateway drains; once stopping it answers its streams 503.
@@ -131,6 +139,37 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     await parts.stop();
     throw error;
   }
+}
+
+/**
+ * Alarms that reach a person (docs/notifier.md): the Alertmanager LocalAlerting finds or starts
+ * (its notifications go to the page), and the notifier sending health's transitions to it and to
+ * NOTIFY_WEBHOOK_URL, its health server where the gateway listens.
+ */
+async function startNotifier(
+  parts: Lifecycle,
+  { env, gatewayHost, log, say }: SystemOptions,
+  natsUrl: string,
+  pageUrl: string,
+): Promise<void> {
+  const alerting = await parts.start(
+    new LocalAlerting({ env, pageReceiverUrl: `${pageUrl}${PAGE_RECEIVER_PATH}`, say, log }),
+  );
+  const { from } = readSettingsFrom({ PAGE_URL: NOTIFIER_SETTINGS.PAGE_URL }, env);
+  const config = readNotifierConfig(env, {
+    NATS_URL: natsUrl,
+    ALERTMANAGER_URL: alerting.urls,
+    ...(from.PAGE_URL === undefined ? { PAGE_URL: pageUrl } : {}),
+    NOTIFIER_PORT: 0,
+    HEALTH_HOST: gatewayHost,
+  });
+  const notifier = await parts.start(new Notifier(config, log));
+  const targets = notifier.targets.map((t) => t.description);
+  say(
+    targets.length === 0
+      ? "notifier: no receiver (set NOTIFY_WEBHOOK_URL or ALERTMANAGER_URL, or install prometheus-alertmanager); alarms are only on the page"
+      : `notifier sending site ${config.site}'s alarms to ${targets.join(" and ")} (health on http://${reachableHost(gatewayHost)}:${notifier.port}/healthz)`,
+  );
 }
 
 /**

@@ -36,6 +36,8 @@ import { SCALE_SETTINGS } from "../../runtime/gateway/autoscaler.js";
 import { GATEWAY_SETTINGS } from "../../runtime/gateway/credentials.js";
 import { LIMIT_SETTINGS } from "../../runtime/gateway/guards.js";
 import { NATS_SETTINGS } from "../../runtime/system/nats.js";
+import { ALERTING_SETTINGS } from "../../runtime/system/alerting.js";
+import { NOTIFIER_SETTINGS } from "../../notifier/config.js";
 import { REPO_ROOT } from "../support/paths.js";
 
 /** A config without where its broker came from. */
@@ -256,6 +258,14 @@ describe("configuration: one registry, its help and its docs", () => {
         MQTT_SETTINGS,
         TOPIC_SETTINGS,
         NATS_SETTINGS,
+        ALERTING_SETTINGS,
+        // What start gives the notifier itself is not listed for it.
+        Object.fromEntries(
+          Object.entries(NOTIFIER_SETTINGS).filter(
+            ([key]) =>
+              !["NATS_URL", "ALERTMANAGER_URL", "NOTIFIER_PORT", "HEALTH_HOST", "SECRET_MOUNT_PATH"].includes(key),
+          ),
+        ),
         GATEWAY_SETTINGS,
         LIMIT_SETTINGS,
         SCALE_SETTINGS,
