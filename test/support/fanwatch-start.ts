@@ -25,8 +25,13 @@ export async function startFanwatch(
   // A health state of its own for every run (unless the test names one): by default fanwatch start
   // keeps it in the repository's .fanwatch/nats, and an alarm acknowledged by one test would still
   // be acknowledged in the next run.
+  // Alertmanager's too: its notification log would otherwise say an alarm was notified already.
   const stateDir = await mkdtemp(join(tmpdir(), "fanwatch-start-nats-"));
-  const child = spawnCli(["start", "--port", String(gatewayPort), ...args], { NATS_STORE_DIR: stateDir, ...env });
+  const child = spawnCli(["start", "--port", String(gatewayPort), ...args], {
+    NATS_STORE_DIR: join(stateDir, "nats"),
+    ALERTMANAGER_DATA_DIR: join(stateDir, "alertmanager"),
+    ...env,
+  });
   let output = "";
   child.stdout.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr.on("data", (d: Buffer) => (output += d.toString()));

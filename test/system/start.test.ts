@@ -3,6 +3,9 @@ import { execFileSync } from "node:child_process";
 import { once } from "node:events";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import { connect, createServer as createTcpServer } from "node:net";
+import { writeFile, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { eventually, eventuallyValue } from "../support/eventually.js";
 import { startFanwatch, type StartedSystem } from "../support/fanwatch-start.js";
@@ -10,6 +13,7 @@ import { listeningOn } from "../support/listening.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { freePort } from "../support/process.js";
+import { validSignature, WebhookReceiver } from "../support/webhook-receiver.js";
 
 interface Prediction {
   deviceID: string;
@@ -294,3 +298,102 @@ describe("fanwatch start --fans 3 with the default fleet shapes", { timeout: 120
     }
   });
 });
+
+describe("fanwatch start: alarms reach a person", { timeout: 180_000 }, () => {
+  const secret = "a-signing-key-of-our-own-0123456789";
+  let system: StartedSystem;
+  let receiver: WebhookReceiver;
+  let dir: string;
+
+  before(async () => {
+    receiver = await WebhookReceiver.start("/fanwatch");
+    dir = await mkdtemp(join(tmpdir(), "fanwatch-start-notify-"));
+    // A trailing newline, as `echo` writes it: the key is the file's text without it.
+    await writeFile(join(dir, "secret"), `${secret}\n`);
+    system = await startFanwatch(
+      [
+        "--fans",
+        "3",
+        "--faulty",
+        "1",
+        "--degrading",
+        "0",
+        "--interval",
+        "400",
+        "--mqtt-port",
+        String(await freePort()),
+      ],
+      { NOTIFY_WEBHOOK_URL: receiver.url, NOTIFY_WEBHOOK_SECRET_FILE: join(dir, "secret"), SITE: "plant-north" },
+    );
+  });
+  after(async () => {
+    if (system?.child.exitCode === null) system.child.kill("SIGKILL");
+    await receiver?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("says where the notifier sends: the Alertmanager it started and the webhook", () => {
+    assert.match(system.output(), /alerts to Alertmanager: \S*prometheus-alertmanager on http:\/\/127\.0\.0\.1:\d+/);
+    const line = /^notifier sending site plant-north's alarms to (.*)$/m.exec(system.output())?.[1] ?? "";
+    assert.match(line, /Alertmanager at http:\/\/127\.0\.0\.1:\d+/);
+    assert.ok(line.includes(`http://127.0.0.1:${receiver.port}`), line);
+  });
+
+  it("sends the faulty fan's alarm to the webhook, signed, with its site and a link to the fan", async () => {
+    const alarm = await eventuallyValue(
+      "fan 1's alarm at the webhook",
+      async () => receiver.delivered.find((r) => r.json.deviceID === "1" && r.json.event === "alarm"),
+      (found) => found !== undefined,
+      { timeoutMs: 60_000, paceMs: 200 },
+    );
+    assert.ok(alarm !== undefined);
+    assert.ok(validSignature(alarm, secret), "the signature is the HMAC of the body with the key in the file");
+    assert.equal(alarm.headers["x-fanwatch-delivery"], alarm.json.id);
+    assert.equal(alarm.json.site, "plant-north");
+    assert.equal(alarm.json.link, `${system.gatewayUrl}/?fan=1`);
+    // The link opens the page with the fan: the query survives the redirect to /ui/.
+    const res = await fetch(String(alarm.json.link), { redirect: "manual" });
+    assert.equal(res.headers.get("location"), "/ui/?fan=1");
+  });
+
+  it("shows what Alertmanager notified on the page: the alarm of fan 1", async () => {
+    const listed = await eventuallyValue(
+      "fan 1's FanAlarm among the page's notifications",
+      async () => {
+        const frame = await firstFrame(`${system.gatewayUrl}/ui/events`);
+        return (frame.notifications as Array<Record<string, string>>).find(
+          (n) => n.deviceID === "1" && n.alertname === "FanAlarm",
+        );
+      },
+      (found) => found !== undefined,
+      { timeoutMs: 60_000, paceMs: 1_000 },
+    );
+    assert.equal(listed?.status, "firing");
+  });
+
+  it("stops the notifier and Alertmanager with everything else on Ctrl-C", async () => {
+    const am = /prometheus-alertmanager on http:\/\/127\.0\.0\.1:(\d+)/.exec(system.output())?.[1];
+    assert.equal((await system.interrupt()).code, 0, system.output());
+    assert.ok(await portIsFree(Number(am)), `Alertmanager's port ${am} is free`);
+  });
+});
+
+/** The page's first server-sent frame, parsed. */
+async function firstFrame(url: string): Promise<Record<string, unknown>> {
+  const controller = new AbortController();
+  const res = await fetch(url, { signal: controller.signal });
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  let text = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString("utf8");
+      const frame = /^data: (.*)$/m.exec(text);
+      if (frame !== null && text.includes("\n\n")) return JSON.parse(frame[1] as string) as Record<string, unknown>;
+    }
+  } finally {
+    controller.abort();
+  }
+  throw new Error(`no frame from ${url}`);
+}
