@@ -458,6 +458,21 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
     await page.close();
   });
 
+  it("lists what Alertmanager notified, and a notification's link marks its fan's tile", async () => {
+    // fanwatch start's Alertmanager (Debian's) sends its notifications to the page: fan 1's alarm.
+    const page = await browser.newPage();
+    await page.goto(`${system.gatewayUrl}/?fan=1`);
+    assert.equal(new URL(page.url()).pathname, "/ui/");
+    await page.waitForSelector('.tile.linked[data-fan="1"]', { timeout: 15_000 });
+    assert.equal(await page.locator(".tile.linked").count(), 1, "only fan 1's tile is marked");
+    await page.waitForFunction(
+      () => /notified FanAlarm fan [12]\b/.test(document.querySelector("#notification-feed")?.textContent ?? ""),
+      undefined,
+      { timeout: 60_000 },
+    );
+    await page.close();
+  });
+
   it("lists a dead letter when a fan sends something that is not a reading", async () => {
     const page = await browser.newPage();
     await page.goto(`${system.gatewayUrl}/ui/`);
