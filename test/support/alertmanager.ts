@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage } from "node:http";
@@ -8,9 +7,8 @@ import { join } from "node:path";
 import { parse, stringify } from "yaml";
 import { freePort } from "../../lib/infra/net.js";
 import { findAlertmanager } from "../../notifier/alertmanager/config.js";
-import { eventually } from "./eventually.js";
+import { AlertmanagerProcess } from "../../runtime/system/alerting.js";
 import { REPO_ROOT } from "./paths.js";
-import { terminate } from "./process.js";
 
 /** An alert as GET /api/v2/alerts lists it. */
 export interface ListedAlert {
@@ -42,8 +40,6 @@ export interface TestAlertmanager {
   silences(): Promise<ListedSilence[]>;
   /** The sum of a metric's samples on /metrics whose labels include `labels` (0 when there are none). */
   metric(name: string, labels?: Record<string, string>): Promise<number>;
-  /** What it printed (its log). */
-  output(): string;
   /** Stops it (SIGTERM: it writes its notification log and silences to storage) and keeps the storage. */
   halt(): Promise<void>;
   /** Starts it again on the same port with the same storage (halting it first if it runs). */
@@ -54,7 +50,8 @@ export interface TestAlertmanager {
 
 /**
  * Debian's prometheus-alertmanager on a free loopback port with `config` (YAML text), a temporary
- * storage folder and clustering off, ready once /-/ready answers 200.
+ * storage folder and clustering off (runtime/system/alerting.ts's AlertmanagerProcess, as
+ * `fanwatch start` runs it).
  */
 export async function startAlertmanager(config: string): Promise<TestAlertmanager> {
   const binary = findAlertmanager();
@@ -65,45 +62,15 @@ export async function startAlertmanager(config: string): Promise<TestAlertmanage
   const dir = await mkdtemp(join(tmpdir(), "fanwatch-alertmanager-"));
   const port = await freePort();
   const configFile = join(dir, "alertmanager.yml");
+  const storageDir = join(dir, "data");
   await writeFile(configFile, config);
   const url = `http://127.0.0.1:${port}`;
-  let log = "";
-  const launch = async (): Promise<ChildProcess> => {
-    const child = spawn(
-      binary,
-      [
-        `--config.file=${configFile}`,
-        `--storage.path=${join(dir, "data")}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-        "--cluster.listen-address=",
-        "--log.level=info",
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    child.stdout?.on("data", (d: Buffer) => (log += d.toString()));
-    child.stderr?.on("data", (d: Buffer) => (log += d.toString()));
-    try {
-      await eventually(
-        `Alertmanager at ${url} to be ready`,
-        async () => {
-          if (child.exitCode !== null || child.signalCode !== null)
-            throw new Error(`Alertmanager exited (${child.exitCode ?? child.signalCode}) before it was ready`);
-          return (
-            (await fetch(`${url}/-/ready`).then(
-              (r) => r.status,
-              () => 0,
-            )) === 200
-          );
-        },
-        { timeoutMs: 20_000, onError: "fail" },
-      );
-    } catch (error) {
-      await terminate(child);
-      throw new Error(`${(error as Error).message}; its log:\n${log}`, { cause: error });
-    }
-    return child;
+  const launch = async (): Promise<AlertmanagerProcess> => {
+    const server = new AlertmanagerProcess({ binary, port, host: "127.0.0.1", configFile, storageDir });
+    await server.start();
+    return server;
   };
-  let child: ChildProcess | undefined = await launch().catch(async (error: unknown) => {
+  let server: AlertmanagerProcess | undefined = await launch().catch(async (error: unknown) => {
     await rm(dir, { recursive: true, force: true });
     throw error;
   });
@@ -115,9 +82,9 @@ export async function startAlertmanager(config: string): Promise<TestAlertmanage
   return {
     url,
     port,
-    storageDir: join(dir, "data"),
+    storageDir,
     get pid() {
-      return child?.pid;
+      return server?.pid;
     },
     alerts: () => get<ListedAlert[]>("/api/v2/alerts"),
     silences: () => get<ListedSilence[]>("/api/v2/silences"),
@@ -132,19 +99,18 @@ export async function startAlertmanager(config: string): Promise<TestAlertmanage
       }
       return sum;
     },
-    output: () => log,
     async halt() {
-      if (child !== undefined) await terminate(child);
-      child = undefined;
+      await server?.drain();
+      server = undefined;
     },
     async restart() {
-      if (child !== undefined) await terminate(child);
-      child = undefined;
-      child = await launch();
+      await server?.drain();
+      server = undefined;
+      server = await launch();
     },
     async stop() {
-      if (child !== undefined) await terminate(child);
-      child = undefined;
+      await server?.drain();
+      server = undefined;
       await rm(dir, { recursive: true, force: true });
     },
   };
