@@ -434,12 +434,16 @@ function enter(
   w.tracker.state = state;
   w.tracker.stateSince = at - w.tracker.base;
   emit(w, state, at);
-  // The shelving ends with its episode (after the clear, which it still mutes).
+  // The shelving ends with its episode.
   if (state === "cleared") Object.assign(w.record, { shelvedUntil: null, shelvedBy: null });
 }
 
-/** What people do, and the end of what they did: never muted themselves. */
-const ACTIONS: ReadonlySet<HealthEvent> = new Set(["acknowledged", "shelved", "maintenance", "resumed"]);
+/**
+ * Never muted: what people do and the end of what they did; and the end of an episode, news to
+ * whoever was told of its alarm before the fan was shelved or taken into maintenance (a receiver
+ * told of nothing gets a clear it can drop).
+ */
+const NEVER_MUTED: ReadonlySet<HealthEvent> = new Set(["acknowledged", "shelved", "maintenance", "resumed", "cleared"]);
 
 function emit(
   w: Work,
@@ -449,7 +453,7 @@ function emit(
 ): void {
   const r = w.record;
   const seq = w.tracker.seq++;
-  const muted = ACTIONS.has(event) ? undefined : mutedBy(r, at, w.now);
+  const muted = NEVER_MUTED.has(event) ? undefined : mutedBy(r, at, w.now);
   w.transitions.push(
     transitionFrom(r, {
       event,

@@ -213,48 +213,63 @@ export class FanUpdater {
   async #send(deviceID: string, items: OutboxItem[], written: StoredFan, budget: Deadline): Promise<void> {
     if (items.length === 0) return;
     const transitions = items.map((item) => item.transition);
+    const toStore = items.filter((item) => item.stored !== true).map((item) => item.transition);
     const { metrics, events } = this.options;
-    try {
-      // Both at once; Promise.all waits for the first failure only, and handles the other's too.
-      await Promise.all([
-        this.publisher.publish(this.options.alarmTopic, transitions, budget).catch((error: unknown) => {
-          metrics.publishFailures.inc(transitions.length);
-          throw error;
-        }),
-        events === undefined
-          ? undefined
-          : budget
-              .wait(events.appendEvents(transitions), `JetStream to store fan ${deviceID}'s transitions`)
-              .catch((error: unknown) => {
-                metrics.appendFailures.inc(transitions.length);
-                throw error;
-              }),
-      ]);
-    } catch (error) {
-      for (const t of transitions) this.#unsent.add(t.id);
-      throw error;
-    }
+    // Both at once, each settled: what one of them took is not asked of it again.
+    const [published, stored] = await Promise.allSettled([
+      this.publisher.publish(this.options.alarmTopic, transitions, budget),
+      events === undefined || toStore.length === 0
+        ? Promise.resolve()
+        : budget.wait(events.appendEvents(toStore), `JetStream to store fan ${deviceID}'s transitions`),
+    ]);
+    if (published.status === "rejected") metrics.publishFailures.inc(transitions.length);
+    if (stored.status === "rejected") metrics.appendFailures.inc(toStore.length);
     const ids = new Set(transitions.map((t) => t.id));
-    for (const id of ids) this.#unsent.delete(id);
+    if (published.status === "fulfilled" && stored.status === "fulfilled") {
+      for (const id of ids) this.#unsent.delete(id);
+      await this.#rewriteOutbox(deviceID, written, ids, budget, (outbox) =>
+        outbox.filter((item) => !ids.has(item.transition.id)),
+      );
+      return;
+    }
+    for (const id of ids) this.#unsent.add(id);
+    // Stored but not published (the broker away): said in the outbox, so the resend only publishes.
+    if (stored.status === "fulfilled" && toStore.length > 0) {
+      const storedIds = new Set(toStore.map((t) => t.id));
+      await this.#rewriteOutbox(deviceID, written, storedIds, budget, (outbox) =>
+        outbox.map((item) => (storedIds.has(item.transition.id) ? { ...item, stored: true } : item)),
+      ).catch(() => {}); // best effort: at worst it is appended again, with the same id
+    }
+    throw published.status === "rejected" ? published.reason : (stored as PromiseRejectedResult).reason;
+  }
+
+  /**
+   * Changes the outbox of the fan's entry as written (`written`, re-read after a conflict) for the
+   * items `ids`, with compare-and-set; best effort: an item left as it was is sent again later,
+   * with its id.
+   */
+  async #rewriteOutbox(
+    deviceID: string,
+    written: StoredFan,
+    ids: ReadonlySet<string>,
+    budget: Deadline,
+    change: (outbox: OutboxItem[]) => OutboxItem[],
+  ): Promise<void> {
     let fan: StoredFan | undefined = written;
     for (let attempt = 1; attempt <= this.options.casAttempts && fan !== undefined; attempt++) {
       const entry = this.#entryOf(fan);
       if (entry === undefined || !entry.outbox.some((item) => ids.has(item.transition.id))) return;
       try {
         await budget.wait(
-          this.store.update(
-            deviceID,
-            { ...entry, outbox: entry.outbox.filter((item) => !ids.has(item.transition.id)) },
-            fan.revision,
-          ),
-          `the health store to empty fan ${deviceID}'s outbox`,
+          this.store.update(deviceID, { ...entry, outbox: change(entry.outbox) }, fan.revision),
+          `the health store to update fan ${deviceID}'s outbox`,
         );
         return;
       } catch (error) {
         if (!(error instanceof CasConflictError)) {
           this.options.log.warn(
             { event: "outbox_kept", deviceID, err: (error as Error).message },
-            "published transitions stay in the outbox; they may be sent again (same id)",
+            "the outbox stays as it was; its transitions may be sent again (same id)",
           );
           return;
         }

@@ -7,6 +7,12 @@ export interface OutboxItem {
   transition: AlarmTransition;
   /** When it was written (ms): after HEALTH_OUTBOX_RESEND_MS anyone who touches the fan sends it. */
   queuedAt: number;
+  /**
+   * JetStream has it in FAN_HEALTH_EVENTS already (the broker did not take it yet): a resend
+   * publishes it only. Its message id would stop a second append only within the stream's
+   * duplicate window, and a broker can be away for longer.
+   */
+  stored?: boolean;
 }
 
 /**
@@ -23,7 +29,9 @@ export interface FanEntry {
 
 export const FanEntrySchema: z.ZodType<FanEntry> = z.object({
   health: FanHealthSchema,
-  outbox: z.array(z.object({ transition: AlarmTransitionSchema, queuedAt: z.number() })),
+  outbox: z.array(
+    z.object({ transition: AlarmTransitionSchema, queuedAt: z.number(), stored: z.boolean().optional() }),
+  ),
   recent: z.array(z.string()),
 });
 

@@ -190,6 +190,29 @@ describe("health's fan updates", () => {
     assert.deepEqual(store.entryOf()?.outbox, []);
   });
 
+  it("appends a transition the event stream took while the broker was away only once: the resend only publishes it", async () => {
+    const { store, topic, events, updater } = setup();
+    topic.failing = 1;
+    await assert.rejects(updater.apply(ID, alarm, budget()), PublishFailedError);
+    const kept = store.entryOf()?.outbox ?? [];
+    assert.deepEqual(
+      kept.map((item) => [item.transition.event, item.stored]),
+      [["alarm", true]],
+      "in the outbox, marked as stored",
+    );
+    await updater.apply(ID, () => undefined, budget());
+    assert.deepEqual(
+      events.appended.map((t) => t.id),
+      kept.map((item) => item.transition.id),
+      "appended once, whatever the stream's duplicate window",
+    );
+    assert.deepEqual(
+      topic.published.map((t) => t.id),
+      kept.map((item) => item.transition.id),
+    );
+    assert.deepEqual(store.entryOf()?.outbox, []);
+  });
+
   it("without an event stream (the memory store) only publishes", async () => {
     const { topic, updater } = setup({ events: undefined });
     await updater.apply(ID, alarm, budget());

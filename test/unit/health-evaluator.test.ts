@@ -334,8 +334,8 @@ describe("health evaluator: shelving", () => {
     const cleared = clearFan(fan, seededRandom(32));
     assert.deepEqual(
       cleared.map((t) => [t.event, t.muted]),
-      [["cleared", "shelved"]],
-      "the clear happened while shelved: recorded, not notified",
+      [["cleared", undefined]],
+      "the end of the episode is news to whoever was told of its alarm: never muted",
     );
     assert.deepEqual(
       [fan.record.shelvedUntil, fan.record.shelvedBy],
