@@ -55,6 +55,7 @@ export class AlertmanagerTarget implements DeliveryTarget {
   readonly #keepEndedMs: number;
   readonly #followUpMs: number;
   #started = false;
+  #starting: Promise<void> | undefined;
   #closed = false;
   #resendTimer: NodeJS.Timeout | undefined;
   #followUpTimer: NodeJS.Timeout | undefined;
@@ -94,18 +95,32 @@ export class AlertmanagerTarget implements DeliveryTarget {
     );
   }
 
-  /** Opens its state (rejects when NATS cannot), sends it to every Alertmanager, and does so again every resendMs. */
-  async start(): Promise<void> {
-    if (this.#started) return;
+  /**
+   * Opens its state (rejects when NATS cannot), sends it to every Alertmanager, and does so again
+   * every resendMs. Closed while it starts, it resolves having started nothing (no timer is left to
+   * keep the process alive).
+   */
+  start(): Promise<void> {
+    this.#starting ??= this.#start().catch((error: unknown) => {
+      this.#starting = undefined; // a later start() tries again
+      throw error;
+    });
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    if (this.#closed) return;
     const { log, site } = this.options;
     try {
       await this.#store.open();
     } catch (error) {
+      if (this.#closed) return; // closing failed what was under way: nothing to report
       throw new Error(
         `the Alertmanager target cannot open its state bucket ${this.options.bucket ?? ALERTS_BUCKET}: ${(error as Error).message}`,
         { cause: error },
       );
     }
+    if (this.#closed) return;
     this.#started = true;
     const fans = [...this.#store.fans()].length;
     log.info(
@@ -113,7 +128,8 @@ export class AlertmanagerTarget implements DeliveryTarget {
       `alerts of site ${site} to ${this.description} (${fans} fans known), sent again every ${this.options.resendMs} ms`,
     );
     this.#resend();
-    this.#resendTimer = setInterval(() => this.#resend(), this.options.resendMs);
+    // Unreferenced: the notifier's connections and server are what keep the process alive, not this.
+    this.#resendTimer = setInterval(() => this.#resend(), this.options.resendMs).unref();
   }
 
   async deliver(notification: Notification): Promise<void> {
@@ -223,7 +239,7 @@ export class AlertmanagerTarget implements DeliveryTarget {
       this.#followUpList = false;
       if (this.#closed) return;
       for (const s of this.#syncs) s.push(keys, { listSilences }).catch(() => {}); // failures show in the resend's log
-    }, this.#followUpMs);
+    }, this.#followUpMs).unref();
   }
 
   #resend(): void {

@@ -1,13 +1,19 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
+import { jetstream } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { AlarmTransition, HealthEvent } from "../../lib/domain/health.js";
 import { createLogger } from "../../lib/infra/log.js";
 import { freePort } from "../../lib/infra/net.js";
 import { localAlertmanagerConfig } from "../../notifier/alertmanager/config.js";
+import { emptyFan } from "../../notifier/alertmanager/model.js";
+import { stateKey } from "../../notifier/alertmanager/store.js";
 import { AlertmanagerTarget } from "../../notifier/alertmanager/target.js";
 import { DeliveryError, type Notification } from "../../notifier/target.js";
 import {
@@ -21,6 +27,7 @@ import {
 } from "../support/alertmanager.js";
 import { eventually, eventuallyValue } from "../support/eventually.js";
 import { startNats, type TestNats } from "../support/nats.js";
+import { finished } from "../support/process.js";
 import { startSmtpReceiver, type SmtpReceiver } from "../support/smtp-receiver.js";
 
 // Debian's Alertmanager 0.25 on the shipped configuration (test/support/alertmanager.ts swaps only
@@ -337,6 +344,22 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
     await eventually("the later alarm", () => notified(hooks, "/a/on-call", "a-3-later").length === 1);
     assert.equal(notified(hooks, "/a/on-call", fan).length, 1, "no second notification of the same alarm");
     assert.equal(notified(hooks, "/a/on-call", "a-1").length, 2, "nor of a-1's, firing and resolved before");
+  });
+
+  it("lets the process exit when the target is closed while it starts: no timer or watch is left running", async () => {
+    const bucket = "fan_alerts_closed_while_starting";
+    const kv = await new Kvm(jetstream(nc)).create(bucket, { history: 1 });
+    // Fans to load, so that start() has work under way when close() comes.
+    for (let i = 0; i < 100; i++)
+      await kv.put(stateKey("plant-c", `c-${i}`), JSON.stringify(emptyFan(`c-${i}`, "plant-c")));
+    const script = fileURLToPath(new URL("../support/alertmanager-closed-while-starting.js", import.meta.url));
+    const child = spawn(process.execPath, [script, nats.url, bucket, amA.url]);
+    // Only a hang ends here: a process that nothing keeps alive exits at once.
+    const hung = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    const done = await finished(child).finally(() => clearTimeout(hung));
+    assert.equal(done.signal, null, "exited by itself: nothing kept it alive");
+    assert.equal(done.code, 0, done.stderr);
+    assert.match(done.stdout, /closed/);
   });
 
   // Each with a control fan of its own, whose repeats show that repeat intervals went by.
