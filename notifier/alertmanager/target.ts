@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from "node:util";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { Registry } from "prom-client";
 import { HttpStatusError } from "../../lib/errors.js";
 import { HttpClient } from "../../lib/infra/http/client.js";
 import type { Logger } from "../../lib/infra/log.js";
@@ -8,6 +9,7 @@ import { redactUrl } from "../../lib/mqtt/settings.js";
 import { DeliveryError, type DeliveryTarget, type Notification } from "../target.js";
 import { applyTransition } from "./alerts.js";
 import { AlertmanagerApi } from "./api.js";
+import { AlertmanagerMetrics } from "./metrics.js";
 import { ALERTS_BUCKET, AlertStore, stateKey, type StoredFanAlerts } from "./store.js";
 import { UrlSync, type UrlStatus } from "./sync.js";
 
@@ -32,6 +34,11 @@ export interface AlertmanagerTargetOptions {
   ackSilenceMs?: number;
   /** A fan's state is pushed a second time this long after its transition (below). @default the smaller of 2 s and resendMs */
   followUpMs?: number;
+  /**
+   * Where its metrics go (fanwatch_alertmanager_up{url}, _push_failures_total{url}, _open_alerts):
+   * the notifier's, served on its /metrics. @default a registry of its own
+   */
+  registry?: Registry;
   now?: () => number;
 }
 
@@ -54,6 +61,7 @@ export class AlertmanagerTarget implements DeliveryTarget {
   readonly #now: () => number;
   readonly #keepEndedMs: number;
   readonly #followUpMs: number;
+  readonly #metrics: AlertmanagerMetrics;
   #started = false;
   #starting: Promise<void> | undefined;
   #closed = false;
@@ -83,16 +91,29 @@ export class AlertmanagerTarget implements DeliveryTarget {
       fan: (key: string) => this.#store.get(key)?.state,
       fans: () => [...this.#store.fans()].map((f) => f.state),
     };
-    this.#syncs = options.urls.map(
-      (url) =>
-        new UrlSync(new AlertmanagerApi(url, this.#http, options.timeoutMs), source, {
-          site: options.site,
-          keepEndedMs: this.#keepEndedMs,
-          openEndedSilenceMs: options.ackSilenceMs ?? Math.max(3_600_000, 10 * options.resendMs),
-          log: options.log,
-          now: this.#now,
-        }),
-    );
+    this.#metrics = AlertmanagerMetrics.for(options.registry ?? new Registry());
+    this.#metrics.countOpen = () => {
+      let open = 0;
+      for (const fan of this.#store.fans()) open += fan.state.open.length;
+      return open;
+    };
+    this.#syncs = options.urls.map((url) => {
+      const api = new AlertmanagerApi(url, this.#http, options.timeoutMs);
+      this.#metrics.addAlertmanager(api.name); // the URL without credentials
+      return new UrlSync(api, source, {
+        site: options.site,
+        keepEndedMs: this.#keepEndedMs,
+        openEndedSilenceMs: options.ackSilenceMs ?? Math.max(3_600_000, 10 * options.resendMs),
+        log: options.log,
+        now: this.#now,
+        onRound: (ok) => this.#metrics.pushed(api.name, ok),
+      });
+    });
+  }
+
+  /** The registry its metrics are in (the one given, else its own). */
+  get registry(): Registry {
+    return this.#metrics.registry;
   }
 
   /**

@@ -8,6 +8,7 @@ import { after, before, describe, it } from "node:test";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Registry } from "prom-client";
 import type { AlarmTransition, HealthEvent } from "../../lib/domain/health.js";
 import { createLogger } from "../../lib/infra/log.js";
 import { freePort } from "../../lib/infra/net.js";
@@ -344,6 +345,49 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
     await eventually("the later alarm", () => notified(hooks, "/a/on-call", "a-3-later").length === 1);
     assert.equal(notified(hooks, "/a/on-call", fan).length, 1, "no second notification of the same alarm");
     assert.equal(notified(hooks, "/a/on-call", "a-1").length, 2, "nor of a-1's, firing and resolved before");
+  });
+
+  it("shows an Alertmanager that is down in its metrics: up 0 and failed pushes while it is stopped, up 1 once it is back", async () => {
+    const am = await startAlertmanager(localAlertmanagerConfig());
+    const registry = new Registry();
+    // Credentials in the URL (a proxy in front of it): never in a label.
+    const url = new URL(am.url);
+    url.username = "user";
+    url.password = "secret-in-url";
+    const watched = new AlertmanagerTarget({
+      urls: [url.toString()],
+      site: "plant-m",
+      resendMs: 300,
+      timeoutMs: 2_000,
+      nc,
+      log: silent,
+      registry,
+    });
+    const sample = async (name: string, labels: Record<string, string> = {}) => {
+      const metric = await registry.getSingleMetric(name)?.get();
+      return metric?.values.find((v) => Object.entries(labels).every(([k, value]) => v.labels[k] === value))?.value;
+    };
+    const at = { url: am.url };
+    try {
+      await watched.start();
+      await eventually("up", async () => (await sample("fanwatch_alertmanager_up", at)) === 1);
+      assert.equal(await sample("fanwatch_alertmanager_push_failures_total", at), 0);
+      assert.doesNotMatch(await registry.metrics(), /secret-in-url/);
+      await watched.deliver(transition("plant-m", "m-1", "alarm"));
+      assert.equal(await sample("fanwatch_alertmanager_open_alerts"), 1);
+
+      await am.halt();
+      await eventually("down", async () => (await sample("fanwatch_alertmanager_up", at)) === 0);
+      assert.ok(((await sample("fanwatch_alertmanager_push_failures_total", at)) ?? 0) > 0, "failed pushes counted");
+      await assert.rejects(watched.deliver(transition("plant-m", "m-1", "cleared")), DeliveryError);
+      assert.equal(await sample("fanwatch_alertmanager_open_alerts"), 0, "the clear is recorded, waiting to be sent");
+
+      await am.restart();
+      await eventually("up again", async () => (await sample("fanwatch_alertmanager_up", at)) === 1);
+    } finally {
+      await watched.close();
+      await am.stop();
+    }
   });
 
   it("lets the process exit when the target is closed while it starts: no timer or watch is left running", async () => {
