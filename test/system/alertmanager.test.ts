@@ -201,6 +201,36 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
     assert.equal(hook?.authorization, `Bearer ${WEBHOOK_TOKEN}`, "the webhook's token from credentials_file");
   });
 
+  it("names a site in the mail subject when two sites' fans with one device ID share a group", async () => {
+    // group_by has no site (the issue's grouping): at an Alertmanager two sites share, their fan
+    // "shared-7" is one group, and no site is common to its alerts.
+    const alarm = (site: string) => ({
+      labels: {
+        alertname: "FanAlarm",
+        deviceID: "shared-7",
+        severity: "major",
+        cause: "vibration",
+        site,
+        alarmId: site,
+      },
+      annotations: { summary: `Fan shared-7 alarm at ${site}` },
+      startsAt: new Date().toISOString(),
+    });
+    const posted = await fetch(`${amA.url}/api/v2/alerts`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify([alarm("plant-x"), alarm("plant-y")]),
+    });
+    assert.equal(posted.status, 200);
+    const mail = await eventuallyValue(
+      "a mail about fan shared-7",
+      () => smtp.mails.find((m) => m.subject.includes("fan shared-7")),
+      (m) => m !== undefined,
+    );
+    assert.match(mail?.subject ?? "", /^\[fanwatch FIRING\] FanAlarm fan shared-7 \(major, site plant-[xy]\)/);
+    assert.match(mail?.raw ?? "", /plant-x[\s\S]*plant-y|plant-y[\s\S]*plant-x/, "one mail lists both sites' alarms");
+  });
+
   it("gives both Alertmanagers of an HA pair every alert, and brings one that was down up to date", async () => {
     const fan = "a-2";
     await amB.halt();

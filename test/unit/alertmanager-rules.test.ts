@@ -6,6 +6,7 @@ import { parse } from "yaml";
 import type { AlarmTransition, HealthEvent } from "../../lib/domain/health.js";
 import { alertsToSend, applyTransition } from "../../notifier/alertmanager/alerts.js";
 import {
+  EMAIL_SUBJECT,
   GROUP_BY,
   INHIBIT_RULES,
   localAlertmanagerConfig,
@@ -267,6 +268,17 @@ describe("Alertmanager configuration", () => {
       assert.equal(config.route.routes[0]?.repeat_interval, PAGING_REPEAT_INTERVAL);
       assert.deepEqual(config.inhibit_rules, INHIBIT_RULES);
     }
+  });
+
+  it("names the site and severity in the mail subject from the group's first alert, not from labels all its alerts must share", () => {
+    const receivers = (
+      shipped as unknown as { receivers: Array<{ email_configs?: Array<{ headers: { Subject: string } }> }> }
+    ).receivers;
+    const subjects = receivers.flatMap((r) => (r.email_configs ?? []).map((e) => e.headers.Subject));
+    assert.ok(subjects.length > 0);
+    for (const subject of subjects) assert.equal(subject, EMAIL_SUBJECT, "the shipped file and fanwatch start's alike");
+    assert.doesNotMatch(EMAIL_SUBJECT, /CommonLabels/);
+    assert.match(EMAIL_SUBJECT, /index \.Alerts 0/);
   });
 
   it("renders the given receivers, the password as a file only", () => {
