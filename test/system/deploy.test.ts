@@ -665,4 +665,27 @@ describe("deploy/faasd", () => {
     assert.equal(env.get("ALERTMANAGER_URL"), "http://alertmanager:9093");
     assert.equal(env.get("NATS_URL"), "nats://fanwatch-nats:4222");
   });
+
+  it("mounts into the notifier only folders the documented setup makes, so that it starts without a webhook key", async () => {
+    const compose = parse(await readFile(join(REPO_ROOT, "deploy/faasd/docker-compose.fanwatch.yaml"), "utf8")) as {
+      services: Record<string, { environment?: string[]; volumes?: Array<{ source: string; target: string }> }>;
+    };
+    // faasd (containerd) does not start a service whose bind mount's source is missing.
+    const setup = await readFile(join(REPO_ROOT, "docs/deploy.md"), "utf8");
+    const mkdir = /sudo mkdir -p \/var\/lib\/faasd\/fanwatch\/\{([^}]+)\}/.exec(setup)?.[1];
+    assert.ok(mkdir, "docs/deploy.md makes the folders under /var/lib/faasd/fanwatch/");
+    const made = new Set(
+      mkdir.split(",").flatMap((dir) => dir.split("/").map((_, i, parts) => parts.slice(0, i + 1).join("/"))),
+    );
+    const notifier = compose.services.notifier;
+    assert.ok((notifier?.volumes ?? []).length > 0);
+    for (const volume of notifier?.volumes ?? [])
+      assert.ok(made.has(volume.source.replace(/^\.\/fanwatch\//, "")), `${volume.source} is a folder the setup makes`);
+    const env = new Map((notifier?.environment ?? []).map((e) => e.split("=", 2) as [string, string]));
+    const keyFile = env.get("NOTIFY_WEBHOOK_SECRET_FILE") ?? "";
+    assert.ok(
+      (notifier?.volumes ?? []).some((v) => keyFile.startsWith(`${v.target}/`)),
+      "the webhook key is read from a mounted folder",
+    );
+  });
 });
