@@ -7,6 +7,7 @@ import {
   type Alert,
   type AlertName,
   type FanAlerts,
+  type TransitionOrder,
   type WantedSilence,
 } from "./model.js";
 import { commentWithKey, fanMatchers, silenceKey } from "./silences.js";
@@ -21,6 +22,7 @@ import { commentWithKey, fanMatchers, silenceKey } from "./silences.js";
  * - cleared / ok: the episode's alert and FanSilent end; the episode's silences are no longer wanted.
  * - silent: FanSilent opens; the episode's alert stays open (the fault has not gone away).
  * - acknowledged / shelved / maintenance: a silence is wanted; resumed: the ended ones go.
+ * - a late transition (older than the newest one applied to the fan: isLate) changes nothing.
  *
  * Labels are fixed when an alert opens: Alertmanager knows an alert by its labels, and a label
  * that changed would be a new alert (a new notification) and leave the old one to time out.
@@ -58,6 +60,12 @@ export function applyTransition(
   const next: FanAlerts = structuredClone(current);
   prune(next, options);
   next.applied = [...next.applied, t.id].slice(-REMEMBERED);
+  const order = transitionOrder(t);
+  // A late transition (a redriven dead letter, two health replicas' appends landing out of order)
+  // describes a past the fan has left: applied, a late clear would resolve the next episode's alarm
+  // and a late warning would end its own episode's alarm. It is remembered, nothing else.
+  if (isLate(order, current.newest)) return next;
+  next.newest = order;
   if (t.alarmId !== null && OPENING.has(t.event) && next.closed.includes(t.alarmId)) return next;
   const at = t.at;
   const link = notification.link;
@@ -105,6 +113,30 @@ export function applyTransition(
       break;
   }
   return next;
+}
+
+/** Health's id `<deviceID>:<at ms>:<sequence>` read from the right (a device ID may hold colons). */
+const HEALTH_ID = /:(\d+):(\d+)$/;
+
+/** Where `t` stands among its fan's transitions: its time and health's per-fan sequence number. */
+export function transitionOrder(t: AlarmTransition): TransitionOrder {
+  const match = HEALTH_ID.exec(t.id);
+  if (match === null) return { at: Date.parse(t.at), seq: null };
+  return { at: Number(match[1]), seq: Number(match[2]) };
+}
+
+/**
+ * Whether a transition comes after the newest one applied to its fan. Health numbers each fan's
+ * transitions (the sequence rises by one each time and starts again only when health lost its
+ * record of the fan), and their times mostly rise too (actions carry the clock's time, the rest the
+ * reading's, so two close ones may swap). So a transition is late when it is neither later in the
+ * sequence nor later in time: older-and-lower. One whose sequence restarted is newer in time, and
+ * applied. Without a sequence (an id not of health's form) only an older time makes it late.
+ */
+export function isLate(order: TransitionOrder, newest: TransitionOrder | null): boolean {
+  if (newest === null) return false;
+  if (order.seq === null || newest.seq === null) return order.at < newest.at;
+  return order.at <= newest.at && order.seq <= newest.seq;
 }
 
 function episodeName(state: "warning" | "alarm"): AlertName {

@@ -9,7 +9,11 @@ import { defineSettings, readSettings } from "../../lib/infra/settings.js";
  * configuration `fanwatch start` writes for the Alertmanager it runs, and where that binary is.
  */
 
-/** One notification group per fan and kind of alert: a fan's alarm never waits for another fan's. */
+/**
+ * One notification group per fan and kind of alert: a fan's alarm never waits for another fan's.
+ * Without `site` (the issue's grouping): one Alertmanager per site is assumed; two sites' fans with
+ * one device ID at a shared Alertmanager share a group.
+ */
 export const GROUP_BY = ["deviceID", "alertname"] as const;
 
 /**
@@ -104,9 +108,13 @@ export function localAlertmanagerConfig(options: LocalAlertmanagerOptions = {}):
   return `# Written by fanwatch start (notifier/alertmanager/config.ts); deploy/alertmanager/alertmanager.yml explains it.\n${stringify(config)}`;
 }
 
-/** The e-mail's subject: what fired, which fan, how bad, where (the group's labels). */
+/**
+ * The e-mail's subject: what fired, which fan (the group's labels), how bad and where (the group's
+ * first alert's: a group's alerts need not share a severity, as an escalation's ended minor warning
+ * and its major one, nor a site, as two sites' fans with one device ID at a shared Alertmanager).
+ */
 export const EMAIL_SUBJECT =
-  "[fanwatch {{ .Status | toUpper }}] {{ .GroupLabels.alertname }} fan {{ .GroupLabels.deviceID }} ({{ .CommonLabels.severity }}, site {{ .CommonLabels.site }})";
+  "[fanwatch {{ .Status | toUpper }}] {{ .GroupLabels.alertname }} fan {{ .GroupLabels.deviceID }} ({{ with index .Alerts 0 }}{{ .Labels.severity }}, site {{ .Labels.site }}{{ end }})";
 
 /** Where Debian's package `prometheus-alertmanager` installs it. */
 export const DEBIAN_ALERTMANAGER = "/usr/bin/prometheus-alertmanager";

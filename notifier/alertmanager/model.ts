@@ -39,6 +39,13 @@ export const WantedSilenceSchema = z.object({
 });
 export type WantedSilence = z.infer<typeof WantedSilenceSchema>;
 
+/**
+ * Where a transition stands among its fan's: health's transition id is
+ * `<deviceID>:<at ms>:<per-fan sequence>` (the sequence is null for an id not of that form).
+ */
+export const TransitionOrderSchema = z.object({ at: z.number(), seq: z.number().int().nullable() });
+export type TransitionOrder = z.infer<typeof TransitionOrderSchema>;
+
 export const FanAlertsSchema = z.object({
   deviceID: z.string(),
   site: z.string(),
@@ -51,12 +58,14 @@ export const FanAlertsSchema = z.object({
   applied: z.array(z.string()),
   /** The last episodes that cleared: a late transition of one of them (a redriven dead letter) opens nothing. */
   closed: z.array(z.string()),
+  /** The newest transition applied (null: none yet, or state written before it was kept): an older one is late. */
+  newest: TransitionOrderSchema.nullable().default(null),
 });
 export type FanAlerts = z.infer<typeof FanAlertsSchema>;
 
 /** A fan with nothing open, nothing wanted. */
 export function emptyFan(deviceID: string, site: string): FanAlerts {
-  return { deviceID, site, open: [], ended: [], silences: [], applied: [], closed: [] };
+  return { deviceID, site, open: [], ended: [], silences: [], applied: [], closed: [], newest: null };
 }
 
 export function alertName(alert: Alert): AlertName | undefined {

@@ -21,6 +21,9 @@ export interface AlertStoreOptions {
   log: Logger;
 }
 
+/** Entries read at once when the bucket is loaded: thousands of fans load in a few round trips, without flooding NATS. */
+const LOAD_CONCURRENCY = 32;
+
 /** `<site>.<fan>`: a site's fans are one watch filter, and two sites may share a NATS. */
 export function stateKey(site: string, deviceID: string): string {
   return `${site}.${encodeKey(deviceID)}`;
@@ -37,6 +40,8 @@ export class AlertStore {
   readonly #cache = new Map<string, StoredFanAlerts>();
   #kv: KV | undefined;
   #stopWatch: (() => void) | undefined;
+  /** close() was called: an open() under way stops at its next step and leaves nothing running. */
+  #closed = false;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -45,16 +50,24 @@ export class AlertStore {
     this.#options = options;
   }
 
-  /** Opens (or creates) the bucket, follows it, and loads this site's fans; rejects when NATS cannot. */
+  /**
+   * Opens (or creates) the bucket, follows it, and loads this site's fans; rejects when NATS cannot.
+   * Closed meanwhile, it stops where it is and leaves no watch behind.
+   */
   async open(): Promise<void> {
     const { bucket, site, replicas, timeoutMs } = this.#options;
     const js = jetstream(this.nc, { timeout: timeoutMs });
     const kv = await new Kvm(js).create(bucket, { history: 1, replicas });
+    if (this.#closed) return;
     this.#kv = kv;
     // Updates first, then what is there: an entry written in between is seen by one or the other,
     // and the higher revision wins either way.
     const watch = await kv.watch({ key: `${site}.>`, include: KvWatchInclude.UpdatesOnly });
     this.#stopWatch = () => watch.stop();
+    if (this.#closed) {
+      this.close();
+      return;
+    }
     void (async () => {
       for await (const entry of watch) this.#apply(entry);
     })().catch((error: unknown) =>
@@ -66,10 +79,14 @@ export class AlertStore {
     const keys = await kv.keys(`${site}.>`);
     const names: string[] = [];
     for await (const key of keys) names.push(key);
-    for (const key of names) {
-      const entry = await kv.get(key);
-      if (entry !== null) this.#apply(entry);
-    }
+    let next = 0;
+    const reader = async () => {
+      while (next < names.length && !this.#closed) {
+        const entry = await kv.get(names[next++] ?? "");
+        if (entry !== null) this.#apply(entry);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(LOAD_CONCURRENCY, names.length) }, reader));
   }
 
   get(key: string): StoredFanAlerts | undefined {
@@ -104,6 +121,7 @@ export class AlertStore {
   }
 
   close(): void {
+    this.#closed = true;
     this.#stopWatch?.();
     this.#stopWatch = undefined;
   }

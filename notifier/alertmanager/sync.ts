@@ -16,6 +16,8 @@ export interface UrlSyncOptions {
   openEndedSilenceMs: number;
   log: Logger;
   now?: () => number;
+  /** Told the outcome of every round (a push of some fans or of all): whether Alertmanager took all of it. */
+  onRound?: (ok: boolean) => void;
 }
 
 /** Alerts per request at most: a whole site's resend stays a few requests of a few hundred KB. */
@@ -96,9 +98,11 @@ export class UrlSync {
         this.status.lastOkAt = new Date(this.#now()).toISOString();
         this.status.lastError = null;
         if (all) this.status.resends++;
+        this.options.onRound?.(true);
         for (const w of waiters) w.resolve();
       } catch (error) {
         this.status.lastError = (error as Error).message;
+        this.options.onRound?.(false);
         for (const w of waiters) w.reject(error);
       }
     }

@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from "node:util";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { Registry } from "prom-client";
 import { HttpStatusError } from "../../lib/errors.js";
 import { HttpClient } from "../../lib/infra/http/client.js";
 import type { Logger } from "../../lib/infra/log.js";
@@ -8,6 +9,7 @@ import { redactUrl } from "../../lib/mqtt/settings.js";
 import { DeliveryError, type DeliveryTarget, type Notification } from "../target.js";
 import { applyTransition } from "./alerts.js";
 import { AlertmanagerApi } from "./api.js";
+import { AlertmanagerMetrics } from "./metrics.js";
 import { ALERTS_BUCKET, AlertStore, stateKey, type StoredFanAlerts } from "./store.js";
 import { UrlSync, type UrlStatus } from "./sync.js";
 
@@ -32,6 +34,11 @@ export interface AlertmanagerTargetOptions {
   ackSilenceMs?: number;
   /** A fan's state is pushed a second time this long after its transition (below). @default the smaller of 2 s and resendMs */
   followUpMs?: number;
+  /**
+   * Where its metrics go (fanwatch_alertmanager_up{url}, _push_failures_total{url}, _open_alerts):
+   * the notifier's, served on its /metrics. @default a registry of its own
+   */
+  registry?: Registry;
   now?: () => number;
 }
 
@@ -54,7 +61,9 @@ export class AlertmanagerTarget implements DeliveryTarget {
   readonly #now: () => number;
   readonly #keepEndedMs: number;
   readonly #followUpMs: number;
+  readonly #metrics: AlertmanagerMetrics;
   #started = false;
+  #starting: Promise<void> | undefined;
   #closed = false;
   #resendTimer: NodeJS.Timeout | undefined;
   #followUpTimer: NodeJS.Timeout | undefined;
@@ -82,30 +91,57 @@ export class AlertmanagerTarget implements DeliveryTarget {
       fan: (key: string) => this.#store.get(key)?.state,
       fans: () => [...this.#store.fans()].map((f) => f.state),
     };
-    this.#syncs = options.urls.map(
-      (url) =>
-        new UrlSync(new AlertmanagerApi(url, this.#http, options.timeoutMs), source, {
-          site: options.site,
-          keepEndedMs: this.#keepEndedMs,
-          openEndedSilenceMs: options.ackSilenceMs ?? Math.max(3_600_000, 10 * options.resendMs),
-          log: options.log,
-          now: this.#now,
-        }),
-    );
+    this.#metrics = AlertmanagerMetrics.for(options.registry ?? new Registry());
+    this.#metrics.countOpen = () => {
+      let open = 0;
+      for (const fan of this.#store.fans()) open += fan.state.open.length;
+      return open;
+    };
+    this.#syncs = options.urls.map((url) => {
+      const api = new AlertmanagerApi(url, this.#http, options.timeoutMs);
+      this.#metrics.addAlertmanager(api.name); // the URL without credentials
+      return new UrlSync(api, source, {
+        site: options.site,
+        keepEndedMs: this.#keepEndedMs,
+        openEndedSilenceMs: options.ackSilenceMs ?? Math.max(3_600_000, 10 * options.resendMs),
+        log: options.log,
+        now: this.#now,
+        onRound: (ok) => this.#metrics.pushed(api.name, ok),
+      });
+    });
   }
 
-  /** Opens its state (rejects when NATS cannot), sends it to every Alertmanager, and does so again every resendMs. */
-  async start(): Promise<void> {
-    if (this.#started) return;
+  /** The registry its metrics are in (the one given, else its own). */
+  get registry(): Registry {
+    return this.#metrics.registry;
+  }
+
+  /**
+   * Opens its state (rejects when NATS cannot), sends it to every Alertmanager, and does so again
+   * every resendMs. Closed while it starts, it resolves having started nothing (no timer is left to
+   * keep the process alive).
+   */
+  start(): Promise<void> {
+    this.#starting ??= this.#start().catch((error: unknown) => {
+      this.#starting = undefined; // a later start() tries again
+      throw error;
+    });
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    if (this.#closed) return;
     const { log, site } = this.options;
     try {
       await this.#store.open();
     } catch (error) {
+      if (this.#closed) return; // closing failed what was under way: nothing to report
       throw new Error(
         `the Alertmanager target cannot open its state bucket ${this.options.bucket ?? ALERTS_BUCKET}: ${(error as Error).message}`,
         { cause: error },
       );
     }
+    if (this.#closed) return;
     this.#started = true;
     const fans = [...this.#store.fans()].length;
     log.info(
@@ -113,7 +149,8 @@ export class AlertmanagerTarget implements DeliveryTarget {
       `alerts of site ${site} to ${this.description} (${fans} fans known), sent again every ${this.options.resendMs} ms`,
     );
     this.#resend();
-    this.#resendTimer = setInterval(() => this.#resend(), this.options.resendMs);
+    // Unreferenced: the notifier's connections and server are what keep the process alive, not this.
+    this.#resendTimer = setInterval(() => this.#resend(), this.options.resendMs).unref();
   }
 
   async deliver(notification: Notification): Promise<void> {
@@ -223,7 +260,7 @@ export class AlertmanagerTarget implements DeliveryTarget {
       this.#followUpList = false;
       if (this.#closed) return;
       for (const s of this.#syncs) s.push(keys, { listSilences }).catch(() => {}); // failures show in the resend's log
-    }, this.#followUpMs);
+    }, this.#followUpMs).unref();
   }
 
   #resend(): void {

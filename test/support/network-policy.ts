@@ -1,16 +1,39 @@
-/** A minimal evaluator of Kubernetes NetworkPolicy semantics, for checking the shipped policies offline. */
+/**
+ * A minimal evaluator of Kubernetes NetworkPolicy semantics, for checking the shipped policies
+ * offline, with `ipBlock` read as Calico (the cluster's CNI, docs/deploy.md) reads it: it matches
+ * every address in it, pods' and Services' included, less its `except`s. Kubernetes leaves that to
+ * the CNI; an `ipBlock` of 0.0.0.0/0 without excepts admits every pod of the cluster.
+ */
 export interface Labels {
   [key: string]: string;
 }
 
+/** A pod. */
 export interface Endpoint {
   namespace: string;
   labels: Labels;
+  /** Its namespace's labels besides `kubernetes.io/metadata.name`. */
+  namespaceLabels?: Labels;
+  /** @default POD_IP */
+  ip?: string;
 }
 
-/** Outside the cluster (a fan on the plant network, a browser). */
-export const OUTSIDE = "outside" as const;
-export type Peer = Endpoint | typeof OUTSIDE;
+/** An address that is no pod: outside the cluster, or a Service's cluster IP. */
+export interface Address {
+  ip: string;
+}
+
+export type Peer = Endpoint | Address;
+
+/** K3s's default pod CIDR (--cluster-cidr) and Service CIDR (--service-cidr). */
+export const POD_CIDR = "10.42.0.0/16";
+export const SERVICE_CIDR = "10.43.0.0/16";
+
+/** A pod's address unless one is given: in the pod CIDR. */
+export const POD_IP = "10.42.1.17";
+
+/** Outside the cluster (a fan on the plant network, a browser, a mail server): a documentation address. */
+export const OUTSIDE: Address = { ip: "203.0.113.10" };
 
 interface Selector {
   matchLabels?: Labels;
@@ -18,7 +41,7 @@ interface Selector {
 interface PolicyPeer {
   podSelector?: Selector;
   namespaceSelector?: Selector;
-  ipBlock?: { cidr: string };
+  ipBlock?: { cidr: string; except?: string[] };
 }
 interface Rule {
   from?: PolicyPeer[];
@@ -30,16 +53,37 @@ export interface NetworkPolicy {
   spec: { podSelector: Selector; policyTypes: Array<"Ingress" | "Egress">; ingress?: Rule[]; egress?: Rule[] };
 }
 
+const isPod = (peer: Peer): peer is Endpoint => "namespace" in peer;
+
 const matches = (selector: Selector | undefined, labels: Labels) =>
   Object.entries(selector?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
 
+function ipv4(address: string): number {
+  const parts = address.split(".").map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255))
+    throw new Error(`not an IPv4 address: ${address}`);
+  return parts.reduce((n, p) => n * 256 + p, 0);
+}
+
+export function inCidr(address: string, cidr: string): boolean {
+  const [base = "", bits = "32"] = cidr.split("/");
+  const size = 2 ** (32 - Number(bits));
+  const start = Math.floor(ipv4(base) / size) * size;
+  const n = ipv4(address);
+  return n >= start && n < start + size;
+}
+
 function peerMatches(peer: PolicyPeer, policyNamespace: string, other: Peer): boolean {
-  if (other === OUTSIDE) return peer.ipBlock !== undefined;
-  if (peer.ipBlock !== undefined) return false; // ipBlock is for addresses outside the cluster
+  if (peer.ipBlock !== undefined) {
+    const ip = isPod(other) ? (other.ip ?? POD_IP) : other.ip;
+    return inCidr(ip, peer.ipBlock.cidr) && !(peer.ipBlock.except ?? []).some((c) => inCidr(ip, c));
+  }
+  if (!isPod(other)) return false; // selectors pick pods only
+  const namespaceLabels = { ...other.namespaceLabels, "kubernetes.io/metadata.name": other.namespace };
   const namespaceOk =
     peer.namespaceSelector === undefined
       ? other.namespace === policyNamespace
-      : matches(peer.namespaceSelector, { "kubernetes.io/metadata.name": other.namespace });
+      : matches(peer.namespaceSelector, namespaceLabels);
   return namespaceOk && (peer.podSelector === undefined || matches(peer.podSelector, other.labels));
 }
 
@@ -67,7 +111,7 @@ function directionAllows(
   port: number,
   protocol: string,
 ): boolean {
-  if (pod === OUTSIDE) return true;
+  if (!isPod(pod)) return true;
   const selecting = policies.filter(
     (p) =>
       p.metadata.namespace === pod.namespace &&

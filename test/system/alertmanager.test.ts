@@ -1,13 +1,20 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
+import { jetstream } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Registry } from "prom-client";
 import type { AlarmTransition, HealthEvent } from "../../lib/domain/health.js";
 import { createLogger } from "../../lib/infra/log.js";
 import { freePort } from "../../lib/infra/net.js";
 import { localAlertmanagerConfig } from "../../notifier/alertmanager/config.js";
+import { emptyFan } from "../../notifier/alertmanager/model.js";
+import { stateKey } from "../../notifier/alertmanager/store.js";
 import { AlertmanagerTarget } from "../../notifier/alertmanager/target.js";
 import { DeliveryError, type Notification } from "../../notifier/target.js";
 import {
@@ -21,6 +28,7 @@ import {
 } from "../support/alertmanager.js";
 import { eventually, eventuallyValue } from "../support/eventually.js";
 import { startNats, type TestNats } from "../support/nats.js";
+import { finished } from "../support/process.js";
 import { startSmtpReceiver, type SmtpReceiver } from "../support/smtp-receiver.js";
 
 // Debian's Alertmanager 0.25 on the shipped configuration (test/support/alertmanager.ts swaps only
@@ -193,6 +201,36 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
     assert.equal(hook?.authorization, `Bearer ${WEBHOOK_TOKEN}`, "the webhook's token from credentials_file");
   });
 
+  it("names a site in the mail subject when two sites' fans with one device ID share a group", async () => {
+    // group_by has no site (the issue's grouping): at an Alertmanager two sites share, their fan
+    // "shared-7" is one group, and no site is common to its alerts.
+    const alarm = (site: string) => ({
+      labels: {
+        alertname: "FanAlarm",
+        deviceID: "shared-7",
+        severity: "major",
+        cause: "vibration",
+        site,
+        alarmId: site,
+      },
+      annotations: { summary: `Fan shared-7 alarm at ${site}` },
+      startsAt: new Date().toISOString(),
+    });
+    const posted = await fetch(`${amA.url}/api/v2/alerts`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify([alarm("plant-x"), alarm("plant-y")]),
+    });
+    assert.equal(posted.status, 200);
+    const mail = await eventuallyValue(
+      "a mail about fan shared-7",
+      () => smtp.mails.find((m) => m.subject.includes("fan shared-7")),
+      (m) => m !== undefined,
+    );
+    assert.match(mail?.subject ?? "", /^\[fanwatch FIRING\] FanAlarm fan shared-7 \(major, site plant-[xy]\)/);
+    assert.match(mail?.raw ?? "", /plant-x[\s\S]*plant-y|plant-y[\s\S]*plant-x/, "one mail lists both sites' alarms");
+  });
+
   it("gives both Alertmanagers of an HA pair every alert, and brings one that was down up to date", async () => {
     const fan = "a-2";
     await amB.halt();
@@ -337,6 +375,65 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
     await eventually("the later alarm", () => notified(hooks, "/a/on-call", "a-3-later").length === 1);
     assert.equal(notified(hooks, "/a/on-call", fan).length, 1, "no second notification of the same alarm");
     assert.equal(notified(hooks, "/a/on-call", "a-1").length, 2, "nor of a-1's, firing and resolved before");
+  });
+
+  it("shows an Alertmanager that is down in its metrics: up 0 and failed pushes while it is stopped, up 1 once it is back", async () => {
+    const am = await startAlertmanager(localAlertmanagerConfig());
+    const registry = new Registry();
+    // Credentials in the URL (a proxy in front of it): never in a label.
+    const url = new URL(am.url);
+    url.username = "user";
+    url.password = "secret-in-url";
+    const watched = new AlertmanagerTarget({
+      urls: [url.toString()],
+      site: "plant-m",
+      resendMs: 300,
+      timeoutMs: 2_000,
+      nc,
+      log: silent,
+      registry,
+    });
+    const sample = async (name: string, labels: Record<string, string> = {}) => {
+      const metric = await registry.getSingleMetric(name)?.get();
+      return metric?.values.find((v) => Object.entries(labels).every(([k, value]) => v.labels[k] === value))?.value;
+    };
+    const at = { url: am.url };
+    try {
+      await watched.start();
+      await eventually("up", async () => (await sample("fanwatch_alertmanager_up", at)) === 1);
+      assert.equal(await sample("fanwatch_alertmanager_push_failures_total", at), 0);
+      assert.doesNotMatch(await registry.metrics(), /secret-in-url/);
+      await watched.deliver(transition("plant-m", "m-1", "alarm"));
+      assert.equal(await sample("fanwatch_alertmanager_open_alerts"), 1);
+
+      await am.halt();
+      await eventually("down", async () => (await sample("fanwatch_alertmanager_up", at)) === 0);
+      assert.ok(((await sample("fanwatch_alertmanager_push_failures_total", at)) ?? 0) > 0, "failed pushes counted");
+      await assert.rejects(watched.deliver(transition("plant-m", "m-1", "cleared")), DeliveryError);
+      assert.equal(await sample("fanwatch_alertmanager_open_alerts"), 0, "the clear is recorded, waiting to be sent");
+
+      await am.restart();
+      await eventually("up again", async () => (await sample("fanwatch_alertmanager_up", at)) === 1);
+    } finally {
+      await watched.close();
+      await am.stop();
+    }
+  });
+
+  it("lets the process exit when the target is closed while it starts: no timer or watch is left running", async () => {
+    const bucket = "fan_alerts_closed_while_starting";
+    const kv = await new Kvm(jetstream(nc)).create(bucket, { history: 1 });
+    // Fans to load, so that start() has work under way when close() comes.
+    for (let i = 0; i < 100; i++)
+      await kv.put(stateKey("plant-c", `c-${i}`), JSON.stringify(emptyFan(`c-${i}`, "plant-c")));
+    const script = fileURLToPath(new URL("../support/alertmanager-closed-while-starting.js", import.meta.url));
+    const child = spawn(process.execPath, [script, nats.url, bucket, amA.url]);
+    // Only a hang ends here: a process that nothing keeps alive exits at once.
+    const hung = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    const done = await finished(child).finally(() => clearTimeout(hung));
+    assert.equal(done.signal, null, "exited by itself: nothing kept it alive");
+    assert.equal(done.code, 0, done.stderr);
+    assert.match(done.stdout, /closed/);
   });
 
   // Each with a control fan of its own, whose repeats show that repeat intervals went by.

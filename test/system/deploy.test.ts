@@ -9,7 +9,7 @@ import * as storage from "kubernetes-models/storage.k8s.io/v1";
 import * as core from "kubernetes-models/v1";
 import { parse, parseAllDocuments } from "yaml";
 import { z } from "zod";
-import { allows, OUTSIDE, type NetworkPolicy, type Peer } from "../support/network-policy.js";
+import { allows, OUTSIDE, POD_CIDR, SERVICE_CIDR, type NetworkPolicy, type Peer } from "../support/network-policy.js";
 import { REPO_ROOT } from "../support/paths.js";
 
 // No cluster runs here: what can be proved offline is proved on what `kubectl kustomize` renders.
@@ -481,6 +481,16 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     const queueWorker = pod("openfaas", { app: "queue-worker" });
     const dns = pod("kube-system", { "k8s-app": "kube-dns" });
     const nats = pod("openfaas", { app: "nats" });
+    // Calico matches an ipBlock against pods' and Services' addresses too (K3s's default CIDRs).
+    const inClusterPod: Peer = { namespace: "web", labels: { app: "intranet" }, ip: "10.42.3.7" };
+    const inClusterService: Peer = { ip: "10.43.0.1" }; // the Kubernetes API's Service, 443
+    // A Prometheus in a namespace labelled for scraping fanwatch's metrics, and one in a namespace that is not.
+    const scraper: Peer = {
+      namespace: "monitoring",
+      namespaceLabels: { "fanwatch.io/monitoring": "true" },
+      labels: { "app.kubernetes.io/name": "prometheus" },
+    };
+    const unlabelledScraper: Peer = { namespace: "other", labels: { "app.kubernetes.io/name": "prometheus" } };
     const allowed: Array<[string, Peer, Peer, number]> = [
       ["fans → Mosquitto's TLS listener", OUTSIDE, mosquitto, 8883],
       ["simulated fans → Mosquitto", simulator, mosquitto, 1883],
@@ -506,6 +516,9 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       ["Alertmanager → mail server (implicit TLS)", alertmanager, OUTSIDE, 465],
       ["Alertmanager → mail server (relay)", alertmanager, OUTSIDE, 25],
       ["Alertmanager → paging and chat webhooks", alertmanager, OUTSIDE, 443],
+      ["Prometheus (fanwatch.io/monitoring namespace) → the connector's metrics", scraper, connector, 8081],
+      ["Prometheus (fanwatch.io/monitoring namespace) → the notifier's metrics", scraper, notifier, 8084],
+      ["Prometheus (fanwatch.io/monitoring namespace) → Alertmanager's metrics", scraper, alertmanager, 9093],
     ];
     for (const [what, from, to, port] of allowed) assert.ok(allows(policies, from, to, port), `${what} is allowed`);
     assert.ok(allows(policies, alertmanager, alertmanager, 9094, "UDP"), "Alertmanager ↔ Alertmanager (gossip, UDP)");
@@ -559,8 +572,59 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       ["notifier → Mosquitto", notifier, mosquitto, 1883],
       ["notifier → a mail server (that is Alertmanager's job)", notifier, OUTSIDE, 587],
       ["outside → the notifier", OUTSIDE, notifier, 8084],
+      ["notifier → an in-cluster pod on 443 (the webhooks' rule is for outside)", notifier, inClusterPod, 443],
+      ["notifier → an in-cluster Service address on 443", notifier, inClusterService, 443],
+      ["Alertmanager → an in-cluster pod on 443", alertmanager, inClusterPod, 443],
+      ["Alertmanager → an in-cluster pod on 587", alertmanager, inClusterPod, 587],
+      ["Alertmanager → an in-cluster pod on 25", alertmanager, inClusterPod, 25],
+      ["Alertmanager → an in-cluster Service address on 443", alertmanager, inClusterService, 443],
+      ["a Prometheus in an unlabelled namespace → the notifier's metrics", unlabelledScraper, notifier, 8084],
+      ["a Prometheus in an unlabelled namespace → Alertmanager", unlabelledScraper, alertmanager, 9093],
+      ["a Prometheus in an unlabelled namespace → the connector's metrics", unlabelledScraper, connector, 8081],
+      ["Prometheus → NATS", scraper, fanwatchNats, 4222],
+      ["Prometheus → Mosquitto", scraper, mosquitto, 1883],
+      ["Prometheus → InfluxDB", scraper, influxdb, 8086],
+      ["Prometheus → the Alertmanagers' gossip", scraper, alertmanager, 9094],
     ];
     for (const [what, from, to, port] of denied) assert.ok(!allows(policies, from, to, port), `${what} is denied`);
+  });
+
+  it("keeps the pod and Service CIDRs out of every egress ipBlock that opens 0.0.0.0/0 to the notifier and Alertmanager", () => {
+    const egress = policies
+      .filter((p) => ["notifier", "alertmanager"].includes(p.metadata.name) && p.metadata.namespace === "fanwatch")
+      .flatMap((p) => (p.spec.egress ?? []).flatMap((r) => (r.to ?? []).map((to) => [p.metadata.name, to] as const)));
+    const blocks = egress.filter(([, to]) => to.ipBlock !== undefined);
+    assert.ok(blocks.length >= 2);
+    for (const [name, to] of blocks)
+      assert.deepEqual(
+        [...((to.ipBlock as { except?: string[] }).except ?? [])].sort(),
+        [POD_CIDR, SERVICE_CIDR],
+        `${name}: ${to.ipBlock?.cidr} except the cluster's own addresses`,
+      );
+  });
+
+  it("lets a Prometheus scrape every pod that asks to be scraped, from a namespace labelled fanwatch.io/monitoring only", () => {
+    const scraper: Peer = {
+      namespace: "monitoring",
+      namespaceLabels: { "fanwatch.io/monitoring": "true" },
+      labels: { "app.kubernetes.io/name": "prometheus" },
+    };
+    const annotated = workloads.filter(
+      (w) =>
+        (w.spec.template.metadata as { annotations?: Record<string, string> }).annotations?.["prometheus.io/scrape"] ===
+        "true",
+    );
+    assert.ok(annotated.length > 0);
+    for (const w of annotated) {
+      const annotations = (w.spec.template.metadata as { annotations?: Record<string, string> }).annotations ?? {};
+      const port = Number(annotations["prometheus.io/port"]);
+      const target: Peer = { namespace: w.metadata.namespace ?? "", labels: w.spec.template.metadata.labels };
+      assert.ok(allows(policies, scraper, target, port), `${w.metadata.name}'s metrics on ${port}`);
+      assert.ok(
+        !allows(policies, { ...scraper, namespaceLabels: {} }, target, port),
+        `${w.metadata.name}: not from an unlabelled namespace`,
+      );
+    }
   });
 });
 
@@ -600,5 +664,28 @@ describe("deploy/faasd", () => {
     const env = new Map((compose.services.notifier?.environment ?? []).map((e) => e.split("=", 2) as [string, string]));
     assert.equal(env.get("ALERTMANAGER_URL"), "http://alertmanager:9093");
     assert.equal(env.get("NATS_URL"), "nats://fanwatch-nats:4222");
+  });
+
+  it("mounts into the notifier only folders the documented setup makes, so that it starts without a webhook key", async () => {
+    const compose = parse(await readFile(join(REPO_ROOT, "deploy/faasd/docker-compose.fanwatch.yaml"), "utf8")) as {
+      services: Record<string, { environment?: string[]; volumes?: Array<{ source: string; target: string }> }>;
+    };
+    // faasd (containerd) does not start a service whose bind mount's source is missing.
+    const setup = await readFile(join(REPO_ROOT, "docs/deploy.md"), "utf8");
+    const mkdir = /sudo mkdir -p \/var\/lib\/faasd\/fanwatch\/\{([^}]+)\}/.exec(setup)?.[1];
+    assert.ok(mkdir, "docs/deploy.md makes the folders under /var/lib/faasd/fanwatch/");
+    const made = new Set(
+      mkdir.split(",").flatMap((dir) => dir.split("/").map((_, i, parts) => parts.slice(0, i + 1).join("/"))),
+    );
+    const notifier = compose.services.notifier;
+    assert.ok((notifier?.volumes ?? []).length > 0);
+    for (const volume of notifier?.volumes ?? [])
+      assert.ok(made.has(volume.source.replace(/^\.\/fanwatch\//, "")), `${volume.source} is a folder the setup makes`);
+    const env = new Map((notifier?.environment ?? []).map((e) => e.split("=", 2) as [string, string]));
+    const keyFile = env.get("NOTIFY_WEBHOOK_SECRET_FILE") ?? "";
+    assert.ok(
+      (notifier?.volumes ?? []).some((v) => keyFile.startsWith(`${v.target}/`)),
+      "the webhook key is read from a mounted folder",
+    );
   });
 });

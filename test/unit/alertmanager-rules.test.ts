@@ -6,6 +6,7 @@ import { parse } from "yaml";
 import type { AlarmTransition, HealthEvent } from "../../lib/domain/health.js";
 import { alertsToSend, applyTransition } from "../../notifier/alertmanager/alerts.js";
 import {
+  EMAIL_SUBJECT,
   GROUP_BY,
   INHIBIT_RULES,
   localAlertmanagerConfig,
@@ -23,10 +24,13 @@ const iso = (ms: number) => new Date(ms).toISOString();
 const OPTIONS = { now: T0, keepEndedMs: 60_000 };
 
 let n = 0;
-function tx(event: HealthEvent, fields: Partial<AlarmTransition> = {}) {
+/** A transition of fan 7 as health makes it: its id `<deviceID>:<at ms>:<per-fan sequence>`, the sequence rising. */
+function tx(event: HealthEvent, fields: Partial<AlarmTransition> & { seq?: number } = {}) {
   const state = (["ok", "warning", "alarm", "cleared", "silent"] as const).find((s) => s === event) ?? "alarm";
+  const { seq = ++n, ...rest } = fields;
+  const at = rest.at ?? iso(T0);
   const t: AlarmTransition = {
-    id: `7:${++n}`,
+    id: `7:${Date.parse(at)}:${seq}`,
     event,
     deviceID: "7",
     alarmId: "7@ep1",
@@ -40,7 +44,7 @@ function tx(event: HealthEvent, fields: Partial<AlarmTransition> = {}) {
     at: iso(T0),
     acknowledged: false,
     site: "local",
-    ...fields,
+    ...rest,
   };
   return { transition: t, link: "http://page/?fan=7" };
 }
@@ -109,6 +113,43 @@ describe("Alertmanager target: transitions to alerts", () => {
     const cleared = applyTransition(once, tx("cleared"), OPTIONS);
     const late = applyTransition(cleared, tx("alarm", { id: "7:late" }), OPTIONS);
     assert.deepEqual(late.open, [], "a redriven alarm of a closed episode does not reopen it");
+  });
+
+  it("a late clear of an earlier episode (a redriven dead letter) ends nothing of the episode open now", () => {
+    // Fan 7's first episode cleared at T0+10s, but that transition became a dead letter; the fan's
+    // second episode came after it. Its clear, redriven later, is older and lower in the fan's sequence.
+    const ep1 = { alarmId: "7@ep1" };
+    const ep2 = { alarmId: "7@ep2", at: iso(T0 + 20_000), since: iso(T0 + 20_000) };
+    const lateClear = tx("cleared", { ...ep1, at: iso(T0 + 10_000), seq: 2 });
+    const state = run(tx("alarm", { ...ep1, seq: 1 }), tx("alarm", { ...ep2, seq: 3 }));
+    const after = applyTransition(state, lateClear, OPTIONS);
+    assert.deepEqual(names(after.open), ["FanAlarm/major"]);
+    assert.equal(after.open[0]?.labels.alarmId, "7@ep2", "the second episode's alarm is still open");
+    assert.deepEqual(after.ended, state.ended, "nothing more ended: Alertmanager is sent no resolve");
+    assert.deepEqual(after.silences, state.silences);
+    assert.ok(after.applied.includes(lateClear.transition.id), "remembered: a second redrive changes nothing either");
+  });
+
+  it("two health replicas' appends out of order: a late warning after its episode's alarm neither ends the alarm nor opens a warning", () => {
+    const warning = tx("warning", { seq: 4, at: iso(T0 + 1_000), since: iso(T0 + 1_000) });
+    const alarm = tx("alarm", { seq: 5, at: iso(T0 + 2_000), since: iso(T0 + 2_000) });
+    const state = run(alarm, warning);
+    assert.deepEqual(names(state.open), ["FanAlarm/major"]);
+    assert.deepEqual(state.ended, [], "the alarm was not ended (no false resolve)");
+    // Nor does a late acknowledgement or shelving of it make a silence.
+    const lateShelve = tx("shelved", { seq: 4, at: iso(T0 + 1_500), until: iso(T0 + 3_600_000) });
+    assert.deepEqual(applyTransition(state, lateShelve, OPTIONS).silences, []);
+  });
+
+  it("applies a transition whose sequence restarted (health lost its record of the fan) when it is newer", () => {
+    const state = run(
+      tx("alarm", { seq: 40, at: iso(T0) }),
+      tx("cleared", { seq: 0, at: iso(T0 + 60_000) }), // health's sequence for the fan starts again
+    );
+    assert.deepEqual(state.open, []);
+    assert.deepEqual(names(state.ended), ["FanAlarm/major"]);
+    const again = applyTransition(state, tx("alarm", { alarmId: "7@ep2", seq: 1, at: iso(T0 + 70_000) }), OPTIONS);
+    assert.deepEqual(names(again.open), ["FanAlarm/major"]);
   });
 
   it("sends ended alerts with their endsAt for the keep period only", () => {
@@ -227,6 +268,17 @@ describe("Alertmanager configuration", () => {
       assert.equal(config.route.routes[0]?.repeat_interval, PAGING_REPEAT_INTERVAL);
       assert.deepEqual(config.inhibit_rules, INHIBIT_RULES);
     }
+  });
+
+  it("names the site and severity in the mail subject from the group's first alert, not from labels all its alerts must share", () => {
+    const receivers = (
+      shipped as unknown as { receivers: Array<{ email_configs?: Array<{ headers: { Subject: string } }> }> }
+    ).receivers;
+    const subjects = receivers.flatMap((r) => (r.email_configs ?? []).map((e) => e.headers.Subject));
+    assert.ok(subjects.length > 0);
+    for (const subject of subjects) assert.equal(subject, EMAIL_SUBJECT, "the shipped file and fanwatch start's alike");
+    assert.doesNotMatch(EMAIL_SUBJECT, /CommonLabels/);
+    assert.match(EMAIL_SUBJECT, /index \.Alerts 0/);
   });
 
   it("renders the given receivers, the password as a file only", () => {
