@@ -2,13 +2,13 @@ import type { ConsumerInfo, JetStreamClient, JetStreamManager } from "@nats-io/j
 import { JetStreamApiCodes } from "@nats-io/jetstream";
 import { parseUntrustedJson } from "../lib/infra/json.js";
 import { HEALTH_EVENTS_STREAM, siteEventSubjects } from "../lib/nats/health-events.js";
+import { isApiError, nextMessageBySubject } from "../lib/nats/jetstream.js";
+import { oldestUnacknowledged } from "./consumers.js";
 import { DeadLetterSchema, type DeadLetter } from "./records.js";
 import {
   deadLetterSubject,
   deadLetterSubjects,
-  isApiError,
   NOTIFIER_STREAM,
-  oldestUnacknowledged,
   redriveConsumerName,
   redriveSubject,
   targetOfConsumer,
@@ -47,11 +47,7 @@ export async function readDeadLetters(
   const letters: StoredDeadLetter[] = [];
   try {
     for (let seq = 1; ;) {
-      // STREAM.MSG.GET takes next_by_subj (nats-server 2.9 and later); nats.js types it for direct gets only.
-      const query = { seq, next_by_subj: filter } as unknown as Parameters<
-        JetStreamManager["streams"]["getMessage"]
-      >[1];
-      const stored = await jsm.streams.getMessage(NOTIFIER_STREAM, query);
+      const stored = await nextMessageBySubject(jsm, NOTIFIER_STREAM, seq, filter);
       if (stored === null) break;
       seq = stored.seq + 1;
       let json: unknown;
@@ -64,9 +60,8 @@ export async function readDeadLetters(
       if (parsed.success) letters.push({ seq: stored.seq, letter: parsed.data });
     }
   } catch (error) {
-    // No stream yet (the notifier never ran here), or past the last message.
-    if (isApiError(error, JetStreamApiCodes.StreamNotFound) || isApiError(error, JetStreamApiCodes.NoMessageFound))
-      return letters;
+    // No stream yet (the notifier never ran here).
+    if (isApiError(error, JetStreamApiCodes.StreamNotFound)) return letters;
     throw error;
   }
   return letters;

@@ -2,15 +2,16 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { startHealthServer, type Health, type HealthServer } from "../lib/infra/health-server.js";
 import type { Logger } from "../lib/infra/log.js";
-import { backoffDelay, systemClock } from "../lib/infra/retry.js";
+import { systemClock } from "../lib/infra/retry.js";
 import { ServiceBase } from "../lib/infra/service.js";
 import { HEALTH_EVENTS_STREAM } from "../lib/nats/health-events.js";
 import { redactUrl } from "../lib/mqtt/settings.js";
 import { AlertmanagerTarget } from "./alertmanager/target.js";
 import type { NotifierConfig } from "./config.js";
 import { NotifierMetrics } from "./metrics.js";
+import { natsRetryDelay } from "./nats-retry.js";
 import { DeliveryQueue } from "./queue.js";
-import { ensureHealthStream, ensureNotifierStream } from "./streams.js";
+import { ensureNotifierStream, NOTIFIER_STREAM } from "./streams.js";
 import type { DeliveryTarget } from "./target.js";
 import { WebhookTarget } from "./webhook.js";
 
@@ -70,7 +71,7 @@ export class Notifier extends ServiceBase {
   get running(): boolean {
     return (
       this.#connected &&
-      this.#queues.length === this.#targetCount() &&
+      this.#queues.length === this.targets.length &&
       this.#queues.every((q) => q.running) &&
       !this.stopping
     );
@@ -140,10 +141,6 @@ export class Notifier extends ServiceBase {
     this.#log.info({ event: "stopped" }, "notifier stopped");
   }
 
-  #targetCount(): number {
-    return this.targets.length;
-  }
-
   /**
    * Connects (waiting for NATS as long as it takes), makes the streams, starts the targets and their
    * queues; each step is tried again until it works or the notifier stops. Never rejects.
@@ -157,13 +154,12 @@ export class Notifier extends ServiceBase {
       if (this.stopping) return;
       try {
         const jsm = await jetstreamManager(nc, { timeout: NATS_TIMEOUT_MS });
-        await ensureHealthStream(jsm);
-        await ensureNotifierStream(jsm);
+        for (const stream of [HEALTH_EVENTS_STREAM, NOTIFIER_STREAM] as const) await ensureNotifierStream(jsm, stream);
         const alertmanager = await this.#startAlertmanager(nc);
         if (alertmanager !== undefined) targets.push(alertmanager);
         break;
       } catch (error) {
-        const delay = backoffDelay({ baseMs: 500, capMs: 10_000 }, Math.min(attempt, 10));
+        const delay = natsRetryDelay(attempt);
         this.#log.warn(
           { event: "setup_failed", err: (error as Error).message, retryInMs: Math.round(delay) },
           "cannot open the streams or start the Alertmanager target yet (is JetStream enabled?); retrying",
@@ -243,7 +239,7 @@ export class Notifier extends ServiceBase {
         this.#follow(nc);
         return nc;
       } catch (error) {
-        const delay = backoffDelay({ baseMs: 500, capMs: 10_000 }, Math.min(attempt, 10));
+        const delay = natsRetryDelay(attempt);
         this.#log.warn(
           {
             event: "nats_unavailable",
