@@ -20,24 +20,43 @@ export interface QueueConsumerSpec {
   ackWaitMs: number;
 }
 
+export interface EnsuredConsumer {
+  info: ConsumerInfo;
+  /** Made now: it was missing, or it read other subjects (`replaced`). */
+  created: boolean;
+  /** The filter of the consumer that was deleted because it was not `spec.filter`. */
+  replaced?: string;
+}
+
 /**
  * The durable pull consumer of a queue: explicit acks, one message unacknowledged at a time (so a
  * target gets its transitions in stream order, and replicas share the work), redelivered without
- * limit. Created when missing; an existing one keeps its place, its ack wait brought to `ackWaitMs`.
- * Resolves to its info, and whether it was created now.
+ * limit. Created when missing. An existing one keeps its place, its ack wait brought to
+ * `ackWaitMs`; but one whose filter is not `spec.filter` (made by hand, or by another version) is
+ * never read: it is deleted and made anew, starting as `spec.deliver` says, and `replaced` says
+ * what it read.
  */
-export async function ensureQueueConsumer(
-  jsm: JetStreamManager,
-  spec: QueueConsumerSpec,
-): Promise<{ info: ConsumerInfo; created: boolean }> {
+export async function ensureQueueConsumer(jsm: JetStreamManager, spec: QueueConsumerSpec): Promise<EnsuredConsumer> {
+  let replaced: string | undefined;
   try {
     const info = await jsm.consumers.info(spec.stream, spec.name);
-    if (info.config.ack_wait === nanos(spec.ackWaitMs) && info.config.max_ack_pending === 1)
-      return { info, created: false };
-    return {
-      info: await jsm.consumers.update(spec.stream, spec.name, { ack_wait: nanos(spec.ackWaitMs), max_ack_pending: 1 }),
-      created: false,
-    };
+    if (info.config.filter_subject === spec.filter) {
+      if (info.config.ack_wait === nanos(spec.ackWaitMs) && info.config.max_ack_pending === 1)
+        return { info, created: false };
+      return {
+        info: await jsm.consumers.update(spec.stream, spec.name, {
+          ack_wait: nanos(spec.ackWaitMs),
+          max_ack_pending: 1,
+        }),
+        created: false,
+      };
+    }
+    // nats-server 2.9 cannot change a consumer's filter: it goes, and is made again below.
+    replaced = info.config.filter_subject ?? "(every subject)";
+    await jsm.consumers.delete(spec.stream, spec.name).catch((error: unknown) => {
+      // Another replica deleted it first.
+      if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
+    });
   } catch (error) {
     if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
   }
@@ -51,7 +70,7 @@ export async function ensureQueueConsumer(
     max_ack_pending: 1,
     max_deliver: -1,
   });
-  return { info, created: true };
+  return replaced === undefined ? { info, created: true } : { info, created: true, replaced };
 }
 
 /**

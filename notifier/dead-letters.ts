@@ -67,7 +67,7 @@ export async function readDeadLetters(
   return letters;
 }
 
-/** Each target's queue at the site, from its consumers (`notify-<target>`, `redrive-<target>`). */
+/** Each target's queue at the site, from its consumers (`notify-<site>-<target>`, `redrive-<site>-<target>`). */
 export async function readQueues(jsm: JetStreamManager, site: string): Promise<QueueStatus[]> {
   const queues: QueueStatus[] = [];
   const filter = siteEventSubjects(site);
@@ -80,12 +80,13 @@ export async function readQueues(jsm: JetStreamManager, site: string): Promise<Q
   }
   const now = Date.now();
   for (const info of consumers) {
-    const target = targetOfConsumer(info.name);
+    const target = targetOfConsumer(site, info.name);
+    // The filter tells site "plant" from "plant-a", whose consumers begin alike.
     if (target === undefined || info.config.filter_subject !== filter) continue;
     let pending = info.num_pending + info.num_ack_pending;
     let oldest = await oldestUnacknowledged(jsm, info, filter);
     try {
-      const redrive = await jsm.consumers.info(NOTIFIER_STREAM, redriveConsumerName(target));
+      const redrive = await jsm.consumers.info(NOTIFIER_STREAM, redriveConsumerName(site, target));
       pending += redrive.num_pending + redrive.num_ack_pending;
       const first = await oldestUnacknowledged(jsm, redrive, redriveSubject(site, target));
       if (first !== undefined) oldest = Math.min(oldest ?? Infinity, first);
@@ -107,7 +108,7 @@ export async function readQueues(jsm: JetStreamManager, site: string): Promise<Q
 
 /**
  * Puts dead letters back: each is published to its target's redrive subject, which the target's
- * queue consumes (`redrive-<target>`), then deleted. The message id makes a redrive that is run
+ * queue consumes (`redrive-<site>-<target>`), then deleted. The message id makes a redrive that is run
  * again after a failure between the two steps publish it once. Resolves to how many went back;
  * rejects on the first that cannot, having put back those before it.
  */

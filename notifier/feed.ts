@@ -131,9 +131,15 @@ export class Feed {
 
   async #open(): Promise<Consumer> {
     const { jsm, js, log, targetId, spec, kind } = this.#o;
-    const { created } = await ensureQueueConsumer(jsm, spec);
+    const { created, replaced } = await ensureQueueConsumer(jsm, spec);
     const line = { event: "consumer_created", target: targetId, stream: spec.stream, consumer: spec.name };
-    if (created && this.#opened && kind === "events")
+    if (replaced !== undefined)
+      log.warn(
+        { ...line, replacedFilter: replaced, filter: spec.filter },
+        `consumer ${spec.name} read ${replaced}, not ${spec.filter}: deleted and made anew` +
+          (kind === "events" ? ", from now on" : ""),
+      );
+    else if (created && this.#opened && kind === "events")
       log.warn(line, `consumer ${spec.name} had gone missing and was made anew: transitions meanwhile are not sent`);
     else if (created)
       log.info(

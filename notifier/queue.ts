@@ -43,8 +43,8 @@ export interface DeliveryQueueOptions {
 
 /**
  * One target's durable queue. It reads health's stream through the durable pull consumer
- * `notify-<target>` (created with deliver policy "new": a first start sends no history) and
- * the redrives through `redrive-<target>` on the notifier's stream, one message at a time
+ * `notify-<site>-<target>` (created with deliver policy "new": a first start sends no history) and
+ * the redrives through `redrive-<site>-<target>` on the notifier's stream, one message at a time
  * each (max_ack_pending 1: the target gets transitions in stream order, and notifier replicas share
  * the consumer), delivering one at a time to the target (attempts.ts). A message is acknowledged
  * once the target took it; a failure that may pass is retried while `working()` keeps JetStream
@@ -88,7 +88,7 @@ export class DeliveryQueue extends ServiceBase {
         parse: parseTransition,
         spec: {
           stream: HEALTH_EVENTS_STREAM,
-          name: queueConsumerName(target.id),
+          name: queueConsumerName(site, target.id),
           filter: siteEventSubjects(site),
           deliver: "new",
           ackWaitMs: this.#ackWaitMs,
@@ -100,7 +100,7 @@ export class DeliveryQueue extends ServiceBase {
         parse: parseRedrive,
         spec: {
           stream: NOTIFIER_STREAM,
-          name: redriveConsumerName(target.id),
+          name: redriveConsumerName(site, target.id),
           filter: redriveSubject(site, target.id),
           deliver: "all",
           ackWaitMs: this.#ackWaitMs,

@@ -56,19 +56,28 @@ export function sentSubject(site: string, deviceID: string, targetId: string): s
   return `fanwatch.notify.${site}.sent.${encodeKey(deviceID)}.${targetId}`;
 }
 
-/** The durable consumer on health's stream that feeds a target. */
-export function queueConsumerName(targetId: string): string {
-  return `notify-${targetId}`;
+/**
+ * The durable consumer on health's stream that feeds a target at a site. The site is in the name:
+ * two sites sharing one NATS (both with an `alertmanager` target, or the same webhook) each have
+ * their own.
+ */
+export function queueConsumerName(site: string, targetId: string): string {
+  return `notify-${site}-${targetId}`;
 }
 
-/** The durable consumer on the notifier's stream that feeds a target what was redriven. */
-export function redriveConsumerName(targetId: string): string {
-  return `redrive-${targetId}`;
+/** The durable consumer on the notifier's stream that feeds a target at a site what was redriven. */
+export function redriveConsumerName(site: string, targetId: string): string {
+  return `redrive-${site}-${targetId}`;
 }
 
-/** The target a queue consumer feeds (`notify-webhook-1a2b3c4d` → `webhook-1a2b3c4d`), or undefined. */
-export function targetOfConsumer(name: string): string | undefined {
-  return name.startsWith("notify-") ? name.slice("notify-".length) : undefined;
+/**
+ * The target a site's queue consumer feeds (`notify-plant-a-webhook-1a2b3c4d` at `plant-a` →
+ * `webhook-1a2b3c4d`), or undefined. A site whose name begins with another's and a dash
+ * (`plant` and `plant-a`) matches the other's consumers too: callers also check the filter.
+ */
+export function targetOfConsumer(site: string, name: string): string | undefined {
+  const prefix = `notify-${site}-`;
+  return name.startsWith(prefix) && name.length > prefix.length ? name.slice(prefix.length) : undefined;
 }
 
 /**

@@ -3,13 +3,22 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { jetstreamManager } from "@nats-io/jetstream";
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+} from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import type { AlarmTransition } from "../../lib/domain/health.js";
 import { createLogger } from "../../lib/infra/log.js";
 import { readNotifierConfig } from "../../notifier/config.js";
-import { readDeadLetters, type StoredDeadLetter } from "../../notifier/dead-letters.js";
+import { HEALTH_EVENTS_STREAM, siteEventSubjects } from "../../lib/nats/health-events.js";
+import { readDeadLetters, readQueues, type StoredDeadLetter } from "../../notifier/dead-letters.js";
 import { Notifier } from "../../notifier/notifier.js";
+import { queueConsumerName } from "../../notifier/streams.js";
 import { deliveryKey, webhookTargetId } from "../../notifier/webhook.js";
 import { eventually, eventuallyValue } from "../support/eventually.js";
 import { startNats, type TestNats } from "../support/nats.js";
@@ -47,8 +56,15 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
     return r;
   }
 
-  /** A notifier sending to `urls`, started, its consumers made (so that what is published next is its to send). */
-  async function notifier(urls: string[], env: Record<string, string> = {}): Promise<Notifier> {
+  /**
+   * A notifier sending to `urls`, not started; its log lines go to `lines` when given (as JSON
+   * records), else to TEST_LOG's level.
+   */
+  function unstarted(
+    urls: string[],
+    env: Record<string, string> = {},
+    lines?: Array<Record<string, unknown>>,
+  ): Notifier {
     const config = readNotifierConfig({
       NATS_URL: nats.url,
       NOTIFY_WEBHOOK_URL: urls.join(","),
@@ -59,11 +75,31 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
       PAGE_URL: "http://fanwatch.example:8080/",
       ...env,
     });
-    const n = new Notifier(config, createLogger("notifier", process.env.TEST_LOG ?? "silent"), { refreshMs: 200 });
+    const log =
+      lines === undefined
+        ? createLogger("notifier", process.env.TEST_LOG ?? "silent")
+        : createLogger("notifier", "debug", (line) => void lines.push(JSON.parse(line) as Record<string, unknown>));
+    const n = new Notifier(config, log, { refreshMs: 200 });
     running.push(n);
+    return n;
+  }
+
+  /** A notifier sending to `urls`, started, its consumers made (so that what is published next is its to send). */
+  async function notifier(urls: string[], env: Record<string, string> = {}): Promise<Notifier> {
+    const n = unstarted(urls, env);
     await n.start();
     await eventually("the notifier's queues to run", () => n.running);
     return n;
+  }
+
+  /** Runs `work` with a JetStream manager of its own connection. */
+  async function withJsm<T>(work: (jsm: JetStreamManager, js: JetStreamClient) => Promise<T>): Promise<T> {
+    const nc = await connect({ servers: nats.url });
+    try {
+      return await work(await jetstreamManager(nc), jetstream(nc));
+    } finally {
+      await nc.close();
+    }
   }
 
   async function publish(...transitions: AlarmTransition[]): Promise<void> {
@@ -76,13 +112,13 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
     return line === undefined ? NaN : Number(line.split(" ").at(-1));
   }
 
-  async function deadLetters(): Promise<StoredDeadLetter[]> {
-    const nc = await connect({ servers: nats.url });
-    try {
-      return await readDeadLetters(await jetstreamManager(nc), "local");
-    } finally {
-      await nc.close();
-    }
+  function deadLetters(site = "local"): Promise<StoredDeadLetter[]> {
+    return withJsm((jsm) => readDeadLetters(jsm, site));
+  }
+
+  /** What the receiver took, every request, repeats included. */
+  function takenIds(hook: WebhookReceiver): string[] {
+    return hook.delivered.map((r) => String(r.headers["x-fanwatch-delivery"]));
   }
 
   it("sends one signed body per transition, with the transition id as X-Fanwatch-Delivery and a link to the fan", async () => {
@@ -324,5 +360,54 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
     assert.deepEqual(hook.deliveryIds, [first.id, next.id]);
     assert.equal(hook.requests.length, 2);
     await again.close();
+  });
+  it("two sites sharing one NATS each have their own queue: a webhook both send to gets each site's transitions once", async () => {
+    const hook = await receiver();
+    // "plant" and "plant-a": one site's name is the start of the other's consumer names.
+    await notifier([hook.url], { SITE: "plant" });
+    await notifier([hook.url], { SITE: "plant-a" });
+    const sent = [
+      makeTransition("1", "alarm", { site: "plant" }),
+      makeTransition("1", "alarm", { site: "plant-a" }),
+      makeTransition("2", "warning", { site: "plant-a" }),
+      makeTransition("2", "warning", { site: "plant" }),
+    ];
+    await publish(...sent);
+    await hook.waitForDelivered(4);
+    assert.deepEqual(takenIds(hook).sort(), sent.map((t) => t.id).sort(), "each once");
+    for (const site of ["plant", "plant-a"])
+      assert.deepEqual(
+        hook.delivered.filter((r) => r.json.site === site).map((r) => r.headers["x-fanwatch-delivery"]),
+        sent.filter((t) => t.site === site).map((t) => t.id),
+        `${site}'s in order`,
+      );
+    const id = webhookTargetId(hook.url);
+    for (const site of ["plant", "plant-a"]) {
+      const queues = await withJsm((jsm) => readQueues(jsm, site));
+      assert.deepEqual(queues, [{ target: id, pending: 0, oldestPendingSeconds: 0 }], site);
+    }
+  });
+
+  it("never reads a queue consumer whose filter is not its site's: it is made anew", async () => {
+    const hook = await receiver();
+    const id = webhookTargetId(hook.url);
+    // Made by hand (or by another version) under this site's name, but reading another site.
+    await withJsm((jsm) =>
+      jsm.consumers.add(HEALTH_EVENTS_STREAM, {
+        durable_name: queueConsumerName("local", id),
+        filter_subject: siteEventSubjects("elsewhere"),
+        deliver_policy: DeliverPolicy.All,
+        ack_policy: AckPolicy.Explicit,
+        max_ack_pending: 1,
+      }),
+    );
+    await publish(makeTransition("3", "alarm", { site: "elsewhere" }));
+    await notifier([hook.url]);
+    const own = makeTransition("3");
+    await publish(own);
+    await hook.waitForDelivered(1);
+    assert.deepEqual(takenIds(hook), [own.id], "nothing of the other site");
+    const info = await withJsm((jsm) => jsm.consumers.info(HEALTH_EVENTS_STREAM, queueConsumerName("local", id)));
+    assert.equal(info.config.filter_subject, siteEventSubjects("local"));
   });
 });
