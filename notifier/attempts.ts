@@ -1,3 +1,4 @@
+import { formatDuration } from "../lib/infra/duration.js";
 import type { Logger } from "../lib/infra/log.js";
 import { backoffDelay } from "../lib/infra/retry.js";
 import type { NotifierMetrics } from "./metrics.js";
@@ -30,8 +31,10 @@ export interface AttemptOptions {
 
 /**
  * Attempts a notification until the target takes it, refuses it, it passes NOTIFY_MAX_AGE, or the
- * queue stops (`storedAt`: its stream time). A failure that may pass is retried with back-off (1 s
- * doubling to NOTIFY_RETRY_MAX, jittered).
+ * queue stops. `storedAt` is its stream time: one already older than NOTIFY_MAX_AGE when it is
+ * read (a notifier down for days, a queue that waited at its place while its webhook was not
+ * configured) is not sent at all. A failure that may pass is retried with back-off (1 s doubling
+ * to NOTIFY_RETRY_MAX, jittered).
  */
 export async function attemptDelivery(
   o: AttemptOptions,
@@ -42,6 +45,14 @@ export async function attemptDelivery(
   const { transition } = notification;
   const about = { target: target.id, id: transition.id, deviceID: transition.deviceID, healthEvent: transition.event };
   const firstAttempt = Date.now();
+  const ageWhenRead = firstAttempt - storedAt;
+  if (ageWhenRead >= maxAgeMs)
+    return {
+      kind: "dead",
+      attempts: 0,
+      lastError: `not sent: ${formatDuration(Math.floor(ageWhenRead / 1000) * 1000)} old when read, older than NOTIFY_MAX_AGE (${formatDuration(maxAgeMs)})`,
+      firstAttempt,
+    };
   for (let attempt = 1; ; attempt++) {
     try {
       const result = await o.inTurn(() => target.deliver(notification));

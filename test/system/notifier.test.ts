@@ -410,4 +410,26 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
     const info = await withJsm((jsm) => jsm.consumers.info(HEALTH_EVENTS_STREAM, queueConsumerName("local", id)));
     assert.equal(info.config.filter_subject, siteEventSubjects("local"));
   });
+
+  it("does not send what is older than NOTIFY_MAX_AGE when read: a webhook configured again gets a dead letter, not the old transition", async () => {
+    const hook = await receiver();
+    const first = await notifier([hook.url], { NOTIFY_MAX_AGE: "2s" });
+    await first.close(); // the webhook taken out of the configuration: its queue stays at its place
+    const missed = makeTransition("5");
+    const publishedAt = Date.now();
+    await publish(missed);
+    await eventually("the missed transition to be older than NOTIFY_MAX_AGE", () => Date.now() - publishedAt > 3_000);
+    await notifier([hook.url], { NOTIFY_MAX_AGE: "2s" }); // and put back
+    const fresh = makeTransition("5", "cleared");
+    await publish(fresh);
+    await hook.waitForDelivered(1);
+    assert.deepEqual(takenIds(hook), [fresh.id]);
+    assert.equal(hook.requests.length, 1, "the old one was not even tried");
+    // In stream order: the old one was handled (buried, then acknowledged) before the fresh one was read.
+    const [dead, ...more] = await deadLetters();
+    assert.equal(more.length, 0);
+    assert.equal(dead?.letter.transition?.id, missed.id);
+    assert.equal(dead?.letter.attempts, 0);
+    assert.match(dead?.letter.lastError ?? "", /not sent: .* old when read, older than NOTIFY_MAX_AGE \(2s\)/);
+  });
 });
