@@ -4,14 +4,16 @@ import { parseUntrustedJson } from "../lib/infra/json.js";
 import { HEALTH_EVENTS_STREAM, siteEventSubjects } from "../lib/nats/health-events.js";
 import { isApiError, nextMessageBySubject } from "../lib/nats/jetstream.js";
 import { oldestUnacknowledged } from "./consumers.js";
-import { DeadLetterSchema, type DeadLetter } from "./records.js";
+import { DeadLetterSchema, TargetsRecordSchema, type DeadLetter, type TargetsRecord } from "./records.js";
 import {
   deadLetterSubject,
   deadLetterSubjects,
   NOTIFIER_STREAM,
+  queueConsumerName,
   redriveConsumerName,
   redriveSubject,
   targetOfConsumer,
+  targetsSubject,
 } from "./streams.js";
 
 /**
@@ -32,6 +34,12 @@ export interface QueueStatus {
   pending: number;
   /** Age of the oldest of them, in seconds; 0 when none. */
   oldestPendingSeconds: number;
+  /**
+   * The last notifier started at the site does not send to this target (its URL was removed or
+   * changed): the queue stays at its place in NATS until it is deleted. False when no notifier
+   * said what it sends to.
+   */
+  orphan: boolean;
 }
 
 /**
@@ -67,7 +75,29 @@ export async function readDeadLetters(
   return letters;
 }
 
-/** Each target's queue at the site, from its consumers (`notify-<site>-<target>`, `redrive-<site>-<target>`). */
+/** The targets the last notifier started at the site sends to; undefined when none said (none ran, or an older one). */
+export async function readConfiguredTargets(jsm: JetStreamManager, site: string): Promise<TargetsRecord | undefined> {
+  let stored;
+  try {
+    stored = await jsm.streams.getMessage(NOTIFIER_STREAM, { last_by_subj: targetsSubject(site) });
+  } catch (error) {
+    if (isApiError(error, JetStreamApiCodes.StreamNotFound)) return undefined;
+    throw error;
+  }
+  if (stored === null) return undefined;
+  try {
+    const parsed = TargetsRecordSchema.safeParse(parseUntrustedJson(Buffer.from(stored.data)));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Each target's queue at the site, from its consumers (`notify-<site>-<target>`,
+ * `redrive-<site>-<target>`), those whose target the last notifier started there does not send to
+ * marked as orphans.
+ */
 export async function readQueues(jsm: JetStreamManager, site: string): Promise<QueueStatus[]> {
   const queues: QueueStatus[] = [];
   const filter = siteEventSubjects(site);
@@ -78,6 +108,7 @@ export async function readQueues(jsm: JetStreamManager, site: string): Promise<Q
     if (isApiError(error, JetStreamApiCodes.StreamNotFound)) return queues;
     throw error;
   }
+  const configured = await readConfiguredTargets(jsm, site);
   const now = Date.now();
   for (const info of consumers) {
     const target = targetOfConsumer(site, info.name);
@@ -101,9 +132,18 @@ export async function readQueues(jsm: JetStreamManager, site: string): Promise<Q
       target,
       pending,
       oldestPendingSeconds: oldest === undefined ? 0 : Math.max(0, Math.round((now - oldest) / 1000)),
+      orphan: configured !== undefined && !configured.targets.some((t) => t.id === target),
     });
   }
   return queues.sort((a, b) => a.target.localeCompare(b.target));
+}
+
+/** The nats CLI commands that delete an orphaned queue (its two consumers), for people to run. */
+export function orphanRemovalCommand(site: string, target: string): string {
+  return (
+    `nats consumer rm ${HEALTH_EVENTS_STREAM} ${queueConsumerName(site, target)} -f && ` +
+    `nats consumer rm ${NOTIFIER_STREAM} ${redriveConsumerName(site, target)} -f`
+  );
 }
 
 /**

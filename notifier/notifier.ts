@@ -1,4 +1,4 @@
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { startHealthServer, type Health, type HealthServer } from "../lib/infra/health-server.js";
 import type { Logger } from "../lib/infra/log.js";
@@ -11,7 +11,8 @@ import type { NotifierConfig } from "./config.js";
 import { NotifierMetrics } from "./metrics.js";
 import { natsRetryDelay } from "./nats-retry.js";
 import { DeliveryQueue } from "./queue.js";
-import { ensureNotifierStream, NOTIFIER_STREAM } from "./streams.js";
+import type { TargetsRecord } from "./records.js";
+import { ensureNotifierStream, NOTIFIER_STREAM, targetsSubject } from "./streams.js";
 import type { DeliveryTarget } from "./target.js";
 import { WebhookTarget } from "./webhook.js";
 
@@ -169,6 +170,7 @@ export class Notifier extends ServiceBase {
     }
     const jsm = await jetstreamManager(nc, { timeout: NATS_TIMEOUT_MS, checkAPI: false });
     const js = jetstream(nc, { timeout: NATS_TIMEOUT_MS });
+    await this.#announce(js);
     for (const target of targets) {
       if (this.stopping) return;
       const queue = new DeliveryQueue({
@@ -191,6 +193,23 @@ export class Notifier extends ServiceBase {
       { event: "queues_started", targets: targets.map((t) => t.id) },
       `reading health's transitions (${HEALTH_EVENTS_STREAM}) for ${targets.length} target(s)`,
     );
+  }
+
+  /**
+   * Says in the notifier's stream which targets this site's notifier now sends to, so that
+   * `fanwatch notifications list` marks the queues of others as orphans. Not said (NATS away
+   * this moment) costs only that mark.
+   */
+  async #announce(js: JetStreamClient): Promise<void> {
+    const record: TargetsRecord = { targets: this.targets, startedAt: new Date().toISOString() };
+    try {
+      await js.publish(targetsSubject(this.#config.site), JSON.stringify(record));
+    } catch (error) {
+      this.#log.warn(
+        { event: "targets_unannounced", err: (error as Error).message },
+        "cannot record this notifier's targets: fanwatch notifications list may not mark orphaned queues",
+      );
+    }
   }
 
   /** The Alertmanager target, started, when ALERTMANAGER_URL names any; one that failed to start is closed. */

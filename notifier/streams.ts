@@ -12,7 +12,10 @@ import { encodeKey } from "../lib/nats/keys.js";
  * - `fanwatch.notify.<site>.redrive.<target>`: dead letters put back by `fanwatch notifications
  *   redrive`, which the target's queue consumes besides health's stream;
  * - `fanwatch.notify.<site>.sent.<fan key>.<target>`: one record per notification delivered, a
- *   fan's delivery log (a subject filter per fan, as health's history).
+ *   fan's delivery log (a subject filter per fan, as health's history);
+ * - `fanwatch.notify.<site>.targets`: the targets a notifier of the site was started with, one
+ *   record per start, so that `fanwatch notifications list` tells a queue whose target is no
+ *   longer configured (an orphan).
  */
 export const NOTIFIER_STREAM = "FAN_NOTIFICATIONS";
 export const NOTIFIER_SUBJECTS = "fanwatch.notify.>";
@@ -54,6 +57,11 @@ export function redriveSubject(site: string, targetId: string): string {
 
 export function sentSubject(site: string, deviceID: string, targetId: string): string {
   return `fanwatch.notify.${site}.sent.${encodeKey(deviceID)}.${targetId}`;
+}
+
+/** Where a notifier says, as it starts, which targets it sends to. */
+export function targetsSubject(site: string): string {
+  return `fanwatch.notify.${site}.targets`;
 }
 
 /**

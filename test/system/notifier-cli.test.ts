@@ -17,7 +17,9 @@ const SECRET = "the-webhook-secret-from-a-file";
 
 const ListSchema = z.object({
   site: z.string(),
-  queues: z.array(z.object({ target: z.string(), pending: z.number(), oldestPendingSeconds: z.number() })),
+  queues: z.array(
+    z.object({ target: z.string(), pending: z.number(), oldestPendingSeconds: z.number(), orphan: z.boolean() }),
+  ),
   deadLetters: z.array(
     z.object({
       seq: z.number(),
@@ -238,7 +240,7 @@ describe("fanwatch notifier and fanwatch notifications, as processes", { timeout
       // second waits while the first is retried), not tried at all.
       for (const d of listed.deadLetters)
         assert.match(d.lastError, d.attempts >= 1 ? /cannot reach/ : /not sent: .* older than NOTIFY_MAX_AGE/);
-      assert.deepEqual(listed.queues, [{ target, pending: 0, oldestPendingSeconds: 0 }]);
+      assert.deepEqual(listed.queues, [{ target, pending: 0, oldestPendingSeconds: 0, orphan: false }]);
       const text = await runCli(["notifications", "list"], { NATS_URL: nats.url });
       assert.equal(text.code, 0, text.stderr);
       for (const t of sent) assert.ok(text.stdout.includes(t.id), text.stdout);
@@ -267,6 +269,35 @@ describe("fanwatch notifier and fanwatch notifications, as processes", { timeout
       const none = await runCli(["notifications", "redrive", "--all"], { NATS_URL: nats.url });
       assert.equal(none.code, 1, none.stderr);
       assert.match(none.stderr, /no dead letter to redrive.*there are none.*\[FANWATCH_NOTIFY_NO_MATCH\]/);
+    });
+
+    it("list marks the queue of a webhook no longer configured as an orphan, and shows a site only its own", async () => {
+      const first = await startNotifier();
+      await kill(first.child);
+      const gone = webhookTargetId(hook.url);
+      const other = await WebhookReceiver.start("/other");
+      try {
+        await startNotifier({ NOTIFY_WEBHOOK_URL: other.url });
+        const kept = webhookTargetId(other.url);
+        const listed = await list();
+        assert.deepEqual(
+          listed.queues.map((q) => [q.target, q.orphan]),
+          [
+            [gone, true],
+            [kept, false],
+          ].sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
+        );
+        const text = await runCli(["notifications", "list"], { NATS_URL: nats.url });
+        assert.equal(text.code, 0, text.stderr);
+        assert.match(text.stdout, new RegExp(`${gone}\\s+nothing pending\\s+\\(orphan`));
+        assert.doesNotMatch(text.stdout, new RegExp(`${kept}.*orphan`));
+        assert.ok(text.stderr.includes(`nats consumer rm FAN_HEALTH_EVENTS notify-local-${gone}`), text.stderr);
+        const elsewhere = await runCli(["notifications", "list", "--json"], { NATS_URL: nats.url, SITE: "plant-b" });
+        assert.equal(elsewhere.code, 0, elsewhere.stderr);
+        assert.deepEqual(ListSchema.parse(JSON.parse(elsewhere.stdout)).queues, []);
+      } finally {
+        await other.stop();
+      }
     });
   });
 });

@@ -384,7 +384,7 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
     const id = webhookTargetId(hook.url);
     for (const site of ["plant", "plant-a"]) {
       const queues = await withJsm((jsm) => readQueues(jsm, site));
-      assert.deepEqual(queues, [{ target: id, pending: 0, oldestPendingSeconds: 0 }], site);
+      assert.deepEqual(queues, [{ target: id, pending: 0, oldestPendingSeconds: 0, orphan: false }], site);
     }
   });
 
