@@ -4,12 +4,14 @@ import { tell } from "./js-msg.js";
 import type { NotifierMetrics } from "./metrics.js";
 import { natsRetryDelay } from "./nats-retry.js";
 import type { DeadLetter } from "./records.js";
-import { deadLetterSubject } from "./streams.js";
+import type { StreamKeeper } from "./stream-keeper.js";
+import { deadLetterSubject, NOTIFIER_STREAM } from "./streams.js";
 
 export interface BuryOptions {
   js: JetStreamClient;
   site: string;
   targetId: string;
+  streams: StreamKeeper;
   metrics: NotifierMetrics;
   log: Logger;
   /** Waits between attempts to store it; rejects once the queue stops. */
@@ -20,7 +22,7 @@ export interface BuryOptions {
 
 /**
  * Stores a dead letter in the notifier's stream, then acknowledges its message. A write that fails
- * (NATS away) is tried again until it is stored; a queue
+ * (NATS away, the stream deleted by hand: made again) is tried again until it is stored; a queue
  * that stops meanwhile hands the message back instead. Resolves to whether the letter was stored.
  */
 export async function bury(o: BuryOptions, letter: DeadLetter, msg: JsMsg): Promise<boolean> {
@@ -37,6 +39,7 @@ export async function bury(o: BuryOptions, letter: DeadLetter, msg: JsMsg): Prom
         tell(msg, "nak");
         return false;
       }
+      o.streams.recheck(NOTIFIER_STREAM);
       log.warn(
         { event: "dead_letter_unwritten", target: targetId, err: (error as Error).message },
         "cannot store a dead letter yet; retrying",

@@ -2,12 +2,14 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import type { AlarmTransition } from "../lib/domain/health.js";
 import type { Logger } from "../lib/infra/log.js";
 import type { SentRecord } from "./records.js";
-import { sentSubject } from "./streams.js";
+import type { StreamKeeper } from "./stream-keeper.js";
+import { NOTIFIER_STREAM, sentSubject } from "./streams.js";
 
 export interface DeliveryLogOptions {
   js: JetStreamClient;
   site: string;
   targetId: string;
+  streams: StreamKeeper;
   log: Logger;
 }
 
@@ -38,6 +40,7 @@ export async function recordSent(
       msgID: `sent:${targetId}:${transition.id}`,
     });
   } catch (error) {
+    o.streams.recheck(NOTIFIER_STREAM);
     log.warn(
       { event: "sent_record_unwritten", target: targetId, id: transition.id, err: (error as Error).message },
       "the notification went out, but its record in the delivery log could not be written",

@@ -1,4 +1,5 @@
 import {
+  JetStreamApiCodes,
   type Consumer,
   type ConsumerMessages,
   type JetStreamClient,
@@ -6,9 +7,11 @@ import {
   type JsMsg,
 } from "@nats-io/jetstream";
 import type { Logger } from "../lib/infra/log.js";
+import { isApiError } from "../lib/nats/jetstream.js";
 import { ensureQueueConsumer, type QueueConsumerSpec } from "./consumers.js";
 import { natsRetryDelay } from "./nats-retry.js";
 import type { Parsed } from "./parse.js";
+import type { StreamKeeper } from "./stream-keeper.js";
 
 /** One pull's wait for a message: how soon a drain, or a lost connection, is noticed. */
 const PULL_EXPIRES_MS = 5_000;
@@ -22,12 +25,14 @@ export interface FeedOptions {
   targetId: string;
   js: JetStreamClient;
   jsm: JetStreamManager;
+  streams: StreamKeeper;
   log: Logger;
 }
 
 /**
- * One durable consumer of a target's queue, read one message at a time: made when missing, read
- * again after any failure with back-off, NATS waited for as long as it takes. The queue (queue.ts) says what to do with each message.
+ * One durable consumer of a target's queue, read one message at a time: made when missing (and
+ * its stream with it, should that be gone), read again after any failure with back-off, NATS
+ * waited for as long as it takes. The queue (queue.ts) says what to do with each message.
  */
 export class Feed {
   readonly kind: FeedOptions["kind"];
@@ -104,6 +109,8 @@ export class Feed {
         if (!pulling()) break;
         // Opened again on the next pull: that makes it anew if it went missing.
         this.#consumer = undefined;
+        // Its stream deleted by hand: made again (at most every few seconds), else this never ends.
+        if (isApiError(error, JetStreamApiCodes.StreamNotFound)) this.#o.streams.recheck(spec.stream);
         failures++;
         const delay = natsRetryDelay(failures);
         const line = {

@@ -12,7 +12,8 @@ import { NotifierMetrics } from "./metrics.js";
 import { natsRetryDelay } from "./nats-retry.js";
 import { DeliveryQueue } from "./queue.js";
 import type { TargetsRecord } from "./records.js";
-import { ensureNotifierStream, NOTIFIER_STREAM, targetsSubject } from "./streams.js";
+import { StreamKeeper } from "./stream-keeper.js";
+import { targetsSubject } from "./streams.js";
 import type { DeliveryTarget } from "./target.js";
 import { WebhookTarget } from "./webhook.js";
 
@@ -151,11 +152,13 @@ export class Notifier extends ServiceBase {
     if (nc === undefined) return; // stopped first
     const { site, pageUrl, maxAgeMs, retryMaxMs } = this.#config;
     const targets: DeliveryTarget[] = [...this.#webhooks];
+    let streams: StreamKeeper;
     for (let attempt = 1; ; attempt++) {
       if (this.stopping) return;
       try {
         const jsm = await jetstreamManager(nc, { timeout: NATS_TIMEOUT_MS });
-        for (const stream of [HEALTH_EVENTS_STREAM, NOTIFIER_STREAM] as const) await ensureNotifierStream(jsm, stream);
+        streams = new StreamKeeper(jsm, this.#log);
+        await streams.ensure();
         const alertmanager = await this.#startAlertmanager(nc);
         if (alertmanager !== undefined) targets.push(alertmanager);
         break;
@@ -168,7 +171,6 @@ export class Notifier extends ServiceBase {
         if (!(await this.#pause(delay))) return;
       }
     }
-    const jsm = await jetstreamManager(nc, { timeout: NATS_TIMEOUT_MS, checkAPI: false });
     const js = jetstream(nc, { timeout: NATS_TIMEOUT_MS });
     await this.#announce(js);
     for (const target of targets) {
@@ -176,7 +178,8 @@ export class Notifier extends ServiceBase {
       const queue = new DeliveryQueue({
         target,
         js,
-        jsm,
+        jsm: streams.jsm,
+        streams,
         site,
         pageUrl,
         maxAgeMs,

@@ -11,6 +11,7 @@ import { Feed } from "./feed.js";
 import { sourceOf, storedAt, tell } from "./js-msg.js";
 import type { NotifierMetrics } from "./metrics.js";
 import { parseRedrive, parseTransition } from "./parse.js";
+import type { StreamKeeper } from "./stream-keeper.js";
 import { NOTIFIER_STREAM, queueConsumerName, redriveConsumerName, redriveSubject } from "./streams.js";
 import { fanLink, type DeliveryTarget } from "./target.js";
 
@@ -24,6 +25,8 @@ export interface DeliveryQueueOptions {
   target: DeliveryTarget;
   js: JetStreamClient;
   jsm: JetStreamManager;
+  /** Makes a stream again that was deleted by hand. */
+  streams: StreamKeeper;
   site: string;
   /** PAGE_URL, without a trailing slash. */
   pageUrl: string;
@@ -78,9 +81,9 @@ export class DeliveryQueue extends ServiceBase {
     super();
     this.#o = options;
     this.#ackWaitMs = options.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
-    const { target, site, js, jsm, log, metrics } = options;
+    const { target, site, js, jsm, streams, log, metrics } = options;
     this.name = `queue ${target.id}`;
-    const common = { targetId: target.id, js, jsm, log };
+    const common = { targetId: target.id, js, jsm, streams, log };
     this.#feeds = [
       new Feed({
         ...common,
@@ -120,7 +123,7 @@ export class DeliveryQueue extends ServiceBase {
       stopping,
       ...(options.random === undefined ? {} : { random: options.random }),
     };
-    this.#burial = { js, site, targetId: target.id, metrics, log, sleep, stopping };
+    this.#burial = { js, site, targetId: target.id, streams, metrics, log, sleep, stopping };
   }
 
   get target(): DeliveryTarget {

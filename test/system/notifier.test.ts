@@ -16,9 +16,9 @@ import type { AlarmTransition } from "../../lib/domain/health.js";
 import { createLogger } from "../../lib/infra/log.js";
 import { readNotifierConfig } from "../../notifier/config.js";
 import { HEALTH_EVENTS_STREAM, siteEventSubjects } from "../../lib/nats/health-events.js";
-import { readDeadLetters, readQueues, type StoredDeadLetter } from "../../notifier/dead-letters.js";
+import { readDeadLetters, readQueues, redriveDeadLetters, type StoredDeadLetter } from "../../notifier/dead-letters.js";
 import { Notifier } from "../../notifier/notifier.js";
-import { queueConsumerName } from "../../notifier/streams.js";
+import { NOTIFIER_STREAM, queueConsumerName } from "../../notifier/streams.js";
 import { deliveryKey, webhookTargetId } from "../../notifier/webhook.js";
 import { eventually, eventuallyValue } from "../support/eventually.js";
 import { startNats, type TestNats } from "../support/nats.js";
@@ -431,5 +431,26 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
     assert.equal(dead?.letter.transition?.id, missed.id);
     assert.equal(dead?.letter.attempts, 0);
     assert.match(dead?.letter.lastError ?? "", /not sent: .* old when read, older than NOTIFY_MAX_AGE \(2s\)/);
+  });
+
+  it("makes FAN_NOTIFICATIONS again when it was deleted: a dead letter still lands, and its redrive is delivered", async () => {
+    const hook = await receiver();
+    const n = await notifier([hook.url]);
+    await withJsm((jsm) => jsm.streams.delete(NOTIFIER_STREAM));
+    hook.mode = 400;
+    const refused = makeTransition("12");
+    await publish(refused);
+    const letters = await eventuallyValue(
+      "the dead letter",
+      () => deadLetters(),
+      (l) => l.length === 1,
+      30_000,
+    );
+    assert.equal(letters[0]?.letter.transition?.id, refused.id);
+    hook.mode = 200;
+    await withJsm((jsm, js) => redriveDeadLetters(js, jsm, "local", letters));
+    await hook.waitForDelivered(1);
+    assert.deepEqual(takenIds(hook), [refused.id]);
+    await eventually("the notifier ready", () => n.running);
   });
 });
