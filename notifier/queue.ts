@@ -52,9 +52,10 @@ export interface DeliveryQueueOptions {
  * the consumer), delivering one at a time to the target (attempts.ts). A message is acknowledged
  * once the target took it; a failure that may pass is retried while `working()` keeps JetStream
  * from redelivering it; a refusal, or a message older than NOTIFY_MAX_AGE by its stream time,
- * becomes a dead letter in the notifier's stream (bury.ts) and is then acknowledged. Killed
- * mid-send, JetStream redelivers after the ack wait: the same transition id again, which receivers
- * drop (X-Fanwatch-Delivery).
+ * becomes a dead letter in the notifier's stream (bury.ts) and is then acknowledged. A redriven
+ * message is deleted once handled, so that nothing sends it twice. Killed mid-send, JetStream
+ * redelivers after the ack wait: the same transition id again, which receivers drop
+ * (X-Fanwatch-Delivery).
  *
  * drain() stops pulling and lets the delivery in flight end (its one attempt, bounded by the
  * target's timeout); a delivery waiting to retry is handed back at once (nak), for a replica or the
@@ -178,12 +179,14 @@ export class DeliveryQueue extends ServiceBase {
     // Well within the ack wait, so that a delivery retried for hours is never redelivered meanwhile.
     const beat = setInterval(() => tell(msg, "working"), Math.max(500, Math.floor(this.#ackWaitMs / 3)));
     this.#inFlightSince = since;
+    let handled: boolean;
     try {
-      await this.#deliverOrBury(feed, msg, since);
+      handled = await this.#deliverOrBury(feed, msg, since);
     } finally {
       clearInterval(beat);
       this.#inFlightSince = undefined;
     }
+    if (handled && feed.kind === "redrive") await this.#forget(msg);
   }
 
   /** Delivers the message's transition or stores it as a dead letter; false when it was handed back. */
@@ -244,6 +247,22 @@ export class DeliveryQueue extends ServiceBase {
         // Stopping: handed back now, so that a replica (or this notifier's next start) takes it at once.
         tell(msg, "nak");
         return false;
+    }
+  }
+
+  /**
+   * Deletes a redriven message once it was delivered, skipped or buried again (after its ack): the
+   * redrive consumer starts at "all", and one made anew would send everything still there again.
+   * One that cannot be deleted now (NATS away) stays; its consumer has it acknowledged.
+   */
+  async #forget(msg: JsMsg): Promise<void> {
+    try {
+      await this.#o.jsm.streams.deleteMessage(msg.info.stream, msg.seq, false);
+    } catch (error) {
+      this.#o.log.warn(
+        { event: "redrive_not_deleted", target: this.#o.target.id, seq: msg.seq, err: (error as Error).message },
+        "a redriven notification was handled, but could not be deleted from the notifier's stream",
+      );
     }
   }
 

@@ -10,7 +10,7 @@ import { encodeKey } from "../lib/nats/keys.js";
  *
  * - `fanwatch.notify.<site>.dead.<target>`: dead letters (notifications a target never took);
  * - `fanwatch.notify.<site>.redrive.<target>`: dead letters put back by `fanwatch notifications
- *   redrive`, which the target's queue consumes besides health's stream;
+ *   redrive`, which the target's queue consumes besides health's stream (each deleted once handled);
  * - `fanwatch.notify.<site>.sent.<fan key>.<target>`: one record per notification delivered, a
  *   fan's delivery log (a subject filter per fan, as health's history);
  * - `fanwatch.notify.<site>.targets`: the targets a notifier of the site was started with, one

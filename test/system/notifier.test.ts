@@ -18,7 +18,7 @@ import { readNotifierConfig } from "../../notifier/config.js";
 import { HEALTH_EVENTS_STREAM, siteEventSubjects } from "../../lib/nats/health-events.js";
 import { readDeadLetters, readQueues, redriveDeadLetters, type StoredDeadLetter } from "../../notifier/dead-letters.js";
 import { Notifier } from "../../notifier/notifier.js";
-import { NOTIFIER_STREAM, queueConsumerName } from "../../notifier/streams.js";
+import { NOTIFIER_STREAM, queueConsumerName, redriveConsumerName, redriveSubject } from "../../notifier/streams.js";
 import { deliveryKey, webhookTargetId } from "../../notifier/webhook.js";
 import { eventually, eventuallyValue } from "../support/eventually.js";
 import { startNats, type TestNats } from "../support/nats.js";
@@ -452,5 +452,34 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
     await hook.waitForDelivered(1);
     assert.deepEqual(takenIds(hook), [refused.id]);
     await eventually("the notifier ready", () => n.running);
+  });
+
+  it("deletes a redriven notification once delivered: a redrive consumer made anew sends nothing twice", async () => {
+    const hook = await receiver();
+    await notifier([hook.url]);
+    const id = webhookTargetId(hook.url);
+    /** A transition refused into a dead letter, then redriven and delivered. */
+    const refuseThenRedrive = async (t: AlarmTransition, delivered: number) => {
+      hook.mode = 400;
+      await publish(t);
+      const letters = await eventuallyValue(
+        "its dead letter",
+        () => deadLetters(),
+        (l) => l.length === 1,
+      );
+      hook.mode = 200;
+      await withJsm((jsm, js) => redriveDeadLetters(js, jsm, "local", letters));
+      await hook.waitForDelivered(delivered);
+    };
+    const first = makeTransition("13");
+    await refuseThenRedrive(first, 1);
+    const left = () =>
+      withJsm((jsm) => jsm.streams.getMessage(NOTIFIER_STREAM, { last_by_subj: redriveSubject("local", id) }));
+    await eventually("the redriven message deleted", async () => (await left()) === null);
+    // Deleted by hand: made anew, it starts at the first message left (deliver policy "all").
+    await withJsm((jsm) => jsm.consumers.delete(NOTIFIER_STREAM, redriveConsumerName("local", id)));
+    const second = makeTransition("14");
+    await refuseThenRedrive(second, 2);
+    assert.deepEqual(takenIds(hook), [first.id, second.id]);
   });
 });
