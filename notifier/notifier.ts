@@ -145,24 +145,29 @@ export class Notifier extends ServiceBase {
 
   /**
    * Connects (waiting for NATS as long as it takes), makes the streams, starts the targets and their
-   * queues; each step is tried again until it works or the notifier stops. Never rejects.
+   * queues; each step is tried again until it works or the notifier stops. Never rejects. Once the
+   * notifier stops (close() may come at any moment of this), nothing more is made or started: the
+   * check follows every wait.
    */
   async #connectAndRun(): Promise<void> {
     const nc = await this.#connect();
-    if (nc === undefined) return; // stopped first
+    if (nc === undefined || this.stopping) return; // stopped first
     const { site, pageUrl, maxAgeMs, retryMaxMs } = this.#config;
     const targets: DeliveryTarget[] = [...this.#webhooks];
     let streams: StreamKeeper;
     for (let attempt = 1; ; attempt++) {
-      if (this.stopping) return;
       try {
         const jsm = await jetstreamManager(nc, { timeout: NATS_TIMEOUT_MS });
+        if (this.stopping) return;
         streams = new StreamKeeper(jsm, this.#log);
-        await streams.ensure();
+        await streams.ensure(() => !this.stopping);
+        if (this.stopping) return;
         const alertmanager = await this.#startAlertmanager(nc);
+        if (this.stopping) return;
         if (alertmanager !== undefined) targets.push(alertmanager);
         break;
       } catch (error) {
+        if (this.stopping) return;
         const delay = natsRetryDelay(attempt);
         this.#log.warn(
           { event: "setup_failed", err: (error as Error).message, retryInMs: Math.round(delay) },
@@ -192,6 +197,7 @@ export class Notifier extends ServiceBase {
       this.#queues.push(queue);
       await queue.start();
     }
+    if (this.stopping) return;
     this.#log.info(
       { event: "queues_started", targets: targets.map((t) => t.id) },
       `reading health's transitions (${HEALTH_EVENTS_STREAM}) for ${targets.length} target(s)`,
@@ -215,7 +221,10 @@ export class Notifier extends ServiceBase {
     }
   }
 
-  /** The Alertmanager target, started, when ALERTMANAGER_URL names any; one that failed to start is closed. */
+  /**
+   * The Alertmanager target, started, when ALERTMANAGER_URL names any; one that failed to start, or
+   * whose start ended after the notifier began to stop, is closed.
+   */
   async #startAlertmanager(nc: NatsConnection): Promise<AlertmanagerTarget | undefined> {
     const { alertmanagerUrls, alertmanagerResendMs, timeoutMs, site } = this.#config;
     if (alertmanagerUrls.length === 0) return undefined;
@@ -227,6 +236,7 @@ export class Notifier extends ServiceBase {
       nc,
       log: this.#log,
     });
+    // Set before it starts, so that a close() meanwhile closes it at once.
     this.#alertmanager = alertmanager;
     try {
       await alertmanager.start();
@@ -234,6 +244,10 @@ export class Notifier extends ServiceBase {
       this.#alertmanager = undefined;
       await alertmanager.close().catch(() => {});
       throw error;
+    }
+    if (this.stopping) {
+      await alertmanager.close().catch(() => {});
+      return undefined;
     }
     return alertmanager;
   }

@@ -20,9 +20,13 @@ export class StreamKeeper {
     readonly intervalMs = STREAM_CHECK_MS,
   ) {}
 
-  /** Both streams, made when missing; rejects when NATS or JetStream does not answer. */
-  async ensure(): Promise<void> {
-    for (const stream of [HEALTH_EVENTS_STREAM, NOTIFIER_STREAM] as const) await ensureNotifierStream(this.jsm, stream);
+  /**
+   * Both streams, made when missing, one after the other while `go()` says so; rejects when NATS
+   * or JetStream does not answer.
+   */
+  async ensure(go: () => boolean = () => true): Promise<void> {
+    for (const stream of [HEALTH_EVENTS_STREAM, NOTIFIER_STREAM] as const)
+      if (go()) await ensureNotifierStream(this.jsm, stream);
   }
 
   /**

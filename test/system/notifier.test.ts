@@ -482,4 +482,36 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
     await refuseThenRedrive(second, 2);
     assert.deepEqual(takenIds(hook), [first.id, second.id]);
   });
+
+  it("closed while it starts, it starts nothing more: no target's state, no queue's consumer", async () => {
+    const hook = await receiver();
+    const alertmanager = await receiver("/alertmanager");
+    const n = unstarted([hook.url], { ALERTMANAGER_URL: alertmanager.url });
+    // JetStream's API requests, seen as NATS sees them: close() goes out the moment the notifier
+    // asks for its own stream, the step before it starts the Alertmanager target and the queues.
+    const watcher = await connect({ servers: nats.url });
+    const afterClose: string[] = [];
+    let closing: Promise<void> | undefined;
+    watcher.subscribe("$JS.API.>", {
+      callback: (_error, m) => {
+        if (closing !== undefined) afterClose.push(m.subject);
+        else if (m.subject === `$JS.API.STREAM.INFO.${NOTIFIER_STREAM}`) closing = n.close();
+      },
+    });
+    await watcher.flush();
+    try {
+      await n.start();
+      await eventually("close() called", () => closing !== undefined);
+      await closing;
+      await watcher.flush();
+      assert.deepEqual(
+        afterClose.filter((subject) => /KV_fan_alerts|CONSUMER/.test(subject)),
+        [],
+        `requested after close(): ${afterClose.join(", ")}`,
+      );
+      assert.equal(n.running, false);
+    } finally {
+      await watcher.close();
+    }
+  });
 });
