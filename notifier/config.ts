@@ -13,6 +13,7 @@ export const NOTIFIER_DEFAULTS = Object.freeze({
   ALERTMANAGER_RESEND: "1m",
   PAGE_URL: "http://localhost:8080",
   NOTIFIER_PORT: 8084,
+  NATS_KV_REPLICAS: 1,
 });
 
 const d = NOTIFIER_DEFAULTS;
@@ -107,6 +108,13 @@ export const NOTIFIER_SETTINGS = defineSettings({
     default: d.NOTIFIER_PORT,
     schema: z.coerce.number().int().min(0).max(65_535).default(d.NOTIFIER_PORT),
   },
+  NATS_KV_REPLICAS: {
+    env: ["NATS_KV_REPLICAS"],
+    help: "copies of the notifier's stream and bucket in a NATS cluster (as health's)",
+    doc: "copies in a NATS cluster (health's setting too): of FAN_NOTIFICATIONS, of FAN_HEALTH_EVENTS when the notifier creates it, and of the Alertmanager target's bucket `fan_alerts`",
+    default: d.NATS_KV_REPLICAS,
+    schema: z.coerce.number().int().min(1).max(5).default(d.NATS_KV_REPLICAS),
+  },
   HEALTH_HOST: HEALTH_HOST_SETTING,
   SECRET_MOUNT_PATH: SECRET_SETTINGS.SECRET_MOUNT_PATH,
 });
@@ -127,6 +135,8 @@ export interface NotifierConfig {
   pageUrl: string;
   port: number;
   healthHost: string;
+  /** NATS_KV_REPLICAS: copies of the streams and the bucket the notifier creates. */
+  replicas: number;
 }
 
 /** From the environment unless `env` is given; `given` (flags, `fanwatch start`'s choices) beats it. */
@@ -153,5 +163,6 @@ export function readNotifierConfig(env?: NodeJS.ProcessEnv, given: Partial<Notif
     pageUrl: s.PAGE_URL.replace(/\/+$/, ""),
     port: s.NOTIFIER_PORT,
     healthHost: s.HEALTH_HOST,
+    replicas: s.NATS_KV_REPLICAS,
   };
 }

@@ -152,14 +152,14 @@ export class Notifier extends ServiceBase {
   async #connectAndRun(): Promise<void> {
     const nc = await this.#connect();
     if (nc === undefined || this.stopping) return; // stopped first
-    const { site, pageUrl, maxAgeMs, retryMaxMs } = this.#config;
+    const { site, pageUrl, maxAgeMs, retryMaxMs, replicas } = this.#config;
     const targets: DeliveryTarget[] = [...this.#webhooks];
     let streams: StreamKeeper;
     for (let attempt = 1; ; attempt++) {
       try {
         const jsm = await jetstreamManager(nc, { timeout: NATS_TIMEOUT_MS });
         if (this.stopping) return;
-        streams = new StreamKeeper(jsm, this.#log);
+        streams = new StreamKeeper(jsm, replicas, this.#log);
         await streams.ensure(() => !this.stopping);
         if (this.stopping) return;
         const alertmanager = await this.#startAlertmanager(nc);
@@ -226,7 +226,7 @@ export class Notifier extends ServiceBase {
    * whose start ended after the notifier began to stop, is closed.
    */
   async #startAlertmanager(nc: NatsConnection): Promise<AlertmanagerTarget | undefined> {
-    const { alertmanagerUrls, alertmanagerResendMs, timeoutMs, site } = this.#config;
+    const { alertmanagerUrls, alertmanagerResendMs, timeoutMs, site, replicas } = this.#config;
     if (alertmanagerUrls.length === 0) return undefined;
     const alertmanager = new AlertmanagerTarget({
       urls: alertmanagerUrls,
@@ -235,6 +235,7 @@ export class Notifier extends ServiceBase {
       timeoutMs,
       nc,
       log: this.#log,
+      replicas,
     });
     // Set before it starts, so that a close() meanwhile closes it at once.
     this.#alertmanager = alertmanager;

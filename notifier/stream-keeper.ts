@@ -16,6 +16,7 @@ export class StreamKeeper {
 
   constructor(
     readonly jsm: JetStreamManager,
+    readonly replicas: number,
     readonly log: Logger,
     readonly intervalMs = STREAM_CHECK_MS,
   ) {}
@@ -26,7 +27,7 @@ export class StreamKeeper {
    */
   async ensure(go: () => boolean = () => true): Promise<void> {
     for (const stream of [HEALTH_EVENTS_STREAM, NOTIFIER_STREAM] as const)
-      if (go()) await ensureNotifierStream(this.jsm, stream);
+      if (go()) await ensureNotifierStream(this.jsm, stream, this.replicas);
   }
 
   /**
@@ -37,7 +38,7 @@ export class StreamKeeper {
     const now = Date.now();
     if (now - (this.#checkedAt.get(stream) ?? -Infinity) < this.intervalMs) return;
     this.#checkedAt.set(stream, now);
-    ensureNotifierStream(this.jsm, stream).then(
+    ensureNotifierStream(this.jsm, stream, this.replicas).then(
       ({ created }) => {
         if (created)
           this.log.warn(

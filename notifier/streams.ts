@@ -1,4 +1,11 @@
-import { RetentionPolicy, StorageType, type JetStreamManager, type StreamInfo } from "@nats-io/jetstream";
+import {
+  DiscardPolicy,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamManager,
+  type StreamConfig,
+  type StreamInfo,
+} from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import { HEALTH_EVENTS_STREAM, healthEventsStreamConfig } from "../lib/nats/health-events.js";
 import { ensureStream, type WantedStream } from "../lib/nats/jetstream.js";
@@ -12,7 +19,8 @@ import { encodeKey } from "../lib/nats/keys.js";
  * - `fanwatch.notify.<site>.redrive.<target>`: dead letters put back by `fanwatch notifications
  *   redrive`, which the target's queue consumes besides health's stream (each deleted once handled);
  * - `fanwatch.notify.<site>.sent.<fan key>.<target>`: one record per notification delivered, a
- *   fan's delivery log (a subject filter per fan, as health's history);
+ *   fan's delivery log (a subject filter per fan, as health's history). Nothing reads it yet: it
+ *   is kept for a fan's history of who was told what and when, which a later issue shows;
  * - `fanwatch.notify.<site>.targets`: the targets a notifier of the site was started with, one
  *   record per start, so that `fanwatch notifications list` tells a queue whose target is no
  *   longer configured (an orphan).
@@ -31,6 +39,13 @@ const DAY_MS = 86_400_000;
  * cover the same time.
  */
 export const NOTIFIER_STREAM_MAX_AGE_MS = 400 * DAY_MS;
+
+/**
+ * The most the notifier's stream holds, 1 GiB; past it the oldest messages go (discard "old"),
+ * so that a busy site's delivery log cannot fill the JetStream store that health's state shares.
+ * At some 300 bytes a record that is over three million notifications.
+ */
+export const NOTIFIER_STREAM_MAX_BYTES = 1024 ** 3;
 
 /** How long a message id is remembered in the notifier's stream: a write retried within it is stored once. */
 const NOTIFIER_DUPLICATE_WINDOW_MS = 10 * 60_000;
@@ -88,25 +103,50 @@ export function targetOfConsumer(site: string, name: string): string | undefined
   return name.startsWith(prefix) && name.length > prefix.length ? name.slice(prefix.length) : undefined;
 }
 
+/** The two streams the notifier needs, as it would create them, and what it brings an existing one to. */
+type StreamPlan = { wanted: WantedStream; adjust?: (existing: StreamInfo) => Partial<StreamConfig> | undefined };
+
+function notifierStreamPlan(replicas: number): StreamPlan {
+  // The notifier's alone: an existing one is brought to these limits.
+  const limits = {
+    max_age: nanos(NOTIFIER_STREAM_MAX_AGE_MS),
+    max_bytes: NOTIFIER_STREAM_MAX_BYTES,
+    discard: DiscardPolicy.Old,
+    num_replicas: replicas,
+  };
+  return {
+    wanted: {
+      name: NOTIFIER_STREAM,
+      subjects: [NOTIFIER_SUBJECTS],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      duplicate_window: nanos(NOTIFIER_DUPLICATE_WINDOW_MS),
+      ...limits,
+    },
+    adjust: ({ config }) =>
+      config.max_age === limits.max_age &&
+      config.max_bytes === limits.max_bytes &&
+      config.discard === limits.discard &&
+      config.num_replicas === limits.num_replicas
+        ? undefined
+        : limits,
+  };
+}
+
 /**
  * Creates a stream the notifier needs when it is missing: its own, FAN_NOTIFICATIONS (kept 400
- * days), or health's, FAN_HEALTH_EVENTS, when health has not started yet (with health's default
- * limits). An existing one is used as it is.
+ * days, at most NOTIFIER_STREAM_MAX_BYTES, `replicas` copies; an existing one is brought to that),
+ * or health's, FAN_HEALTH_EVENTS, when health has not started yet (with health's default limits
+ * and `replicas` copies; an existing one is left as health made it).
  */
 export function ensureNotifierStream(
   jsm: JetStreamManager,
   stream: NeededStream,
+  replicas: number,
 ): Promise<{ info: StreamInfo; created: boolean }> {
-  const wanted: WantedStream =
+  const plan: StreamPlan =
     stream === NOTIFIER_STREAM
-      ? {
-          name: NOTIFIER_STREAM,
-          subjects: [NOTIFIER_SUBJECTS],
-          retention: RetentionPolicy.Limits,
-          storage: StorageType.File,
-          max_age: nanos(NOTIFIER_STREAM_MAX_AGE_MS),
-          duplicate_window: nanos(NOTIFIER_DUPLICATE_WINDOW_MS),
-        }
-      : healthEventsStreamConfig({ maxAgeMs: HEALTH_EVENTS_DEFAULT_MAX_AGE_MS, replicas: 1 });
-  return ensureStream(jsm, wanted);
+      ? notifierStreamPlan(replicas)
+      : { wanted: healthEventsStreamConfig({ maxAgeMs: HEALTH_EVENTS_DEFAULT_MAX_AGE_MS, replicas }) };
+  return ensureStream(jsm, plan.wanted, plan.adjust);
 }

@@ -6,8 +6,11 @@ import { afterEach, beforeEach, describe, it } from "node:test";
 import {
   AckPolicy,
   DeliverPolicy,
+  DiscardPolicy,
   jetstream,
   jetstreamManager,
+  RetentionPolicy,
+  StorageType,
   type JetStreamClient,
   type JetStreamManager,
 } from "@nats-io/jetstream";
@@ -18,7 +21,13 @@ import { readNotifierConfig } from "../../notifier/config.js";
 import { HEALTH_EVENTS_STREAM, siteEventSubjects } from "../../lib/nats/health-events.js";
 import { readDeadLetters, readQueues, redriveDeadLetters, type StoredDeadLetter } from "../../notifier/dead-letters.js";
 import { Notifier } from "../../notifier/notifier.js";
-import { NOTIFIER_STREAM, queueConsumerName, redriveConsumerName, redriveSubject } from "../../notifier/streams.js";
+import {
+  NOTIFIER_STREAM,
+  NOTIFIER_STREAM_MAX_BYTES,
+  queueConsumerName,
+  redriveConsumerName,
+  redriveSubject,
+} from "../../notifier/streams.js";
 import { deliveryKey, webhookTargetId } from "../../notifier/webhook.js";
 import { eventually, eventuallyValue } from "../support/eventually.js";
 import { startNats, type TestNats } from "../support/nats.js";
@@ -513,5 +522,38 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
     } finally {
       await watcher.close();
     }
+  });
+
+  it("gives its stream a size bound (1 GiB, the oldest discarded), also to one made before without it", async () => {
+    await withJsm((jsm) =>
+      jsm.streams.add({
+        name: NOTIFIER_STREAM,
+        subjects: ["fanwatch.notify.>"],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+      }),
+    );
+    const hook = await receiver();
+    await notifier([hook.url]);
+    const { config } = await withJsm((jsm) => jsm.streams.info(NOTIFIER_STREAM));
+    assert.equal(config.max_bytes, NOTIFIER_STREAM_MAX_BYTES);
+    assert.equal(NOTIFIER_STREAM_MAX_BYTES, 1024 ** 3);
+    assert.equal(config.discard, DiscardPolicy.Old);
+    assert.equal(config.num_replicas, 1);
+  });
+
+  it("makes its streams with NATS_KV_REPLICAS copies: a single nats-server refuses 2, and the notifier says so", async () => {
+    await withJsm((jsm) => jsm.streams.delete(HEALTH_EVENTS_STREAM));
+    const hook = await receiver();
+    const lines: Array<Record<string, unknown>> = [];
+    const n = unstarted([hook.url], { NATS_KV_REPLICAS: "2" }, lines);
+    await n.start();
+    const failed = await eventuallyValue(
+      "the setup to fail",
+      () => lines.find((l) => l.event === "setup_failed"),
+      (l) => l !== undefined,
+    );
+    assert.match(String(failed?.err), /replicas/i);
+    assert.equal(n.running, false);
   });
 });
