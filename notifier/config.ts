@@ -18,7 +18,11 @@ export const NOTIFIER_DEFAULTS = Object.freeze({
 
 const d = NOTIFIER_DEFAULTS;
 
-/** A comma-separated list of http(s) URLs, each checked; empty entries are ignored. */
+/**
+ * A comma-separated list of http(s) URLs, each checked; empty entries are ignored. A bad entry is
+ * named by its place and, when it parses, its scheme and host: never echoed whole, since a
+ * webhook's user, password, path and query are often its secret.
+ */
 const urlList = z
   .string()
   .optional()
@@ -27,21 +31,27 @@ const urlList = z
       .split(",")
       .map((u) => u.trim())
       .filter((u) => u !== "");
-    for (const u of urls) {
+    for (const [i, u] of urls.entries()) {
+      const entry = `entry ${i + 1}${urls.length === 1 ? "" : ` of ${urls.length}`}`;
       let parsed: URL;
       try {
         parsed = new URL(u);
       } catch {
-        ctx.addIssue({ code: "custom", message: `"${u}" is not a URL` });
+        ctx.addIssue({ code: "custom", message: `${entry} is not a URL` });
         return z.NEVER;
       }
       if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-        ctx.addIssue({ code: "custom", message: `"${u}" is not an http(s) URL` });
+        ctx.addIssue({ code: "custom", message: `${entry} (${schemeAndHost(parsed)}) is not an http(s) URL` });
         return z.NEVER;
       }
     }
     return urls;
   });
+
+/** `scheme://host[:port]`: what a message may show of a URL. */
+function schemeAndHost(url: URL): string {
+  return url.host === "" ? url.protocol : `${url.protocol}//${url.host}`;
+}
 
 export const NOTIFIER_SETTINGS = defineSettings({
   NATS_URL: {
@@ -52,6 +62,7 @@ export const NOTIFIER_SETTINGS = defineSettings({
   },
   ALERTMANAGER_URL: {
     env: ["ALERTMANAGER_URL"],
+    sensitive: true,
     flag: "--alertmanager <urls>",
     help: "Alertmanager(s) to push alerts and silences to, comma-separated (each of an HA pair)",
     doc: "Alertmanager(s) to push alerts (API v2) and silences to, comma-separated: every one gets every alert (an HA pair)",
@@ -59,6 +70,7 @@ export const NOTIFIER_SETTINGS = defineSettings({
   },
   NOTIFY_WEBHOOK_URL: {
     env: ["NOTIFY_WEBHOOK_URL"],
+    sensitive: true,
     flag: "--webhook <urls>",
     help: "webhook(s) sent one signed JSON body per transition, comma-separated",
     schema: urlList,

@@ -56,14 +56,16 @@ describe("fanwatch notifier and fanwatch notifications, as processes", { timeout
       assert.match(run.stderr, /\[FANWATCH_CONFIG_INVALID\]/);
     });
 
-    it("a webhook URL that is not http(s), in the variable or the flag", async () => {
+    it("a webhook URL that is not http(s), in the variable or the flag, named without its secrets", async () => {
       const env = { ...base(), NOTIFY_WEBHOOK_SECRET_FILE: secretFile };
-      const variable = await runCli(["notifier"], { ...env, NOTIFY_WEBHOOK_URL: "ftp://example.com/x" });
+      const variable = await runCli(["notifier"], { ...env, NOTIFY_WEBHOOK_URL: "ftp://us3r:pa55@example.com/tok3n" });
       assert.equal(variable.code, 2, variable.stderr);
-      assert.match(variable.stderr, /NOTIFY_WEBHOOK_URL: "ftp:\/\/example.com\/x" is not an http\(s\) URL/);
-      const flag = await runCli(["notifier", "--webhook", "not a url"], env);
+      assert.match(variable.stderr, /NOTIFY_WEBHOOK_URL: entry 1 \(ftp:\/\/example.com\) is not an http\(s\) URL/);
+      const flag = await runCli(["notifier", "--webhook", "https://ok.example/hook,not a url with s3cret"], env);
       assert.equal(flag.code, 2, flag.stderr);
-      assert.match(flag.stderr, /--webhook/);
+      assert.match(flag.stderr, /--webhook.*entry 2 of 2 is not a URL/);
+      for (const secret of ["us3r", "pa55", "tok3n", "s3cret"])
+        assert.ok(!variable.stderr.includes(secret) && !flag.stderr.includes(secret), secret);
     });
 
     it("a signing key that is too short, or no NATS", async () => {
