@@ -47,7 +47,7 @@ export function addNotificationsCommand(program: Command, io: Io): void {
     const where = natsAddress(listGiven(opts));
     const site = readSite();
     await withNats(where, async ({ jsm }) => {
-      const { readDeadLetters, readQueues } = await import("../notifier/dead-letters.js");
+      const { readDeadLetters, readQueues, orphanRemovalCommand } = await import("../notifier/dead-letters.js");
       const queues = await readQueues(jsm, site);
       const letters = await readDeadLetters(jsm, site);
       checkTarget(opts.target, queues, letters, site);
@@ -70,6 +70,13 @@ export function addNotificationsCommand(program: Command, io: Io): void {
       io.out(`queues (site ${site}):`);
       for (const q of shownQueues) io.out(`  ${q.target.padEnd(widest(shownQueues))}  ${queueLine(q)}`);
       if (shownQueues.length === 0) io.out("  (none)");
+      const orphans = shownQueues.filter((q) => q.orphan);
+      if (orphans.length > 0)
+        io.err(
+          "an orphaned queue stays where it stopped: configured again, it sends what came since, " +
+            "what is older than NOTIFY_MAX_AGE as dead letters; to drop one: " +
+            orphans.map((q) => orphanRemovalCommand(site, q.target)).join("; "),
+        );
       io.out(shownLetters.length === 0 ? "no dead letters" : `dead letters (${shownLetters.length}, oldest first):`);
       for (const stored of shownLetters) io.out(letterLine(stored));
       if (shownLetters.length > 0)
@@ -120,9 +127,13 @@ export function addNotificationsCommand(program: Command, io: Io): void {
               ? ": there are none"
               : `: there are ${letters.length} (fanwatch notifications list)${skipped > 0 ? `; ${skipped} matching ones are not transitions and cannot be sent` : ""}`),
         );
-      for (const target of new Set(chosen.map((c) => c.letter.target)))
-        if (!queues.some((q) => q.target === target))
-          io.err(`${target} has no queue at site ${site}: its notifications wait until a notifier sending to it runs`);
+      for (const target of new Set(chosen.map((c) => c.letter.target))) {
+        const queue = queues.find((q) => q.target === target);
+        if (queue === undefined || queue.orphan)
+          io.err(
+            `${target} ${queue === undefined ? "has no queue" : "is not configured in the last notifier started"} at site ${site}: its notifications wait until a notifier sending to it runs`,
+          );
+      }
       const done = await redriveDeadLetters(js, jsm, site, chosen, (n) =>
         io.progress(`redriven ${n} of ${chosen.length}`),
       );
@@ -216,8 +227,11 @@ function widest(queues: readonly QueueStatus[]): number {
 }
 
 function queueLine(q: QueueStatus): string {
-  if (q.pending === 0) return "nothing pending";
-  return `${q.pending} pending, the oldest ${formatDuration(q.oldestPendingSeconds * 1000)} old`;
+  const waiting =
+    q.pending === 0
+      ? "nothing pending"
+      : `${q.pending} pending, the oldest ${formatDuration(q.oldestPendingSeconds * 1000)} old`;
+  return q.orphan ? `${waiting}  (orphan: the last notifier started does not send to it)` : waiting;
 }
 
 /** One line a dead letter: when, target, fan, event, transition id, attempts, the last error (control characters escaped). */

@@ -67,7 +67,10 @@ export function addSettingFlags<S extends Settings>(
     if (setting.flag === undefined) continue;
     const option = new Option(setting.flag, helpLine(setting));
     // A flag without an argument (--autoscale) is a switch: commander gives true.
-    if (option.required || option.optional) option.argParser(settingParser(setting.schema));
+    if (option.required || option.optional)
+      option.argParser(
+        setting.sensitive === true ? unechoedParser(command, option, setting.schema) : settingParser(setting.schema),
+      );
     command.addOption(option);
     options.push({ name, option });
   }
@@ -77,6 +80,28 @@ export function addSettingFlags<S extends Settings>(
         .filter(({ option }) => opts[option.attributeName()] !== undefined)
         .map(({ name, option }) => [name, opts[option.attributeName()]]),
     ) as Partial<SettingValues<S>>;
+}
+
+/**
+ * settingParser for a value that may carry credentials: commander's own refusal quotes the value
+ * whole, so this one refuses through the command itself, naming the flag and the schema's reason only.
+ */
+function unechoedParser<T extends z.ZodType>(
+  command: Command,
+  option: Option,
+  schema: T,
+): (text: string) => z.output<T> {
+  return (text) => {
+    const parsed = schema.safeParse(text);
+    // Not commander's code "commander.invalidArgument": commander would refuse it again, quoting the value.
+    const options = { code: "fanwatch.invalidArgument" };
+    if (!parsed.success)
+      command.error(
+        `error: option '${option.flags}' argument is invalid. ${parsed.error.issues[0]?.message ?? "invalid"}.`,
+        options,
+      );
+    return parsed.data;
+  };
 }
 
 /** An option's parser from a setting's schema: the flag's text is checked as its variable's is, and refused naming the flag. */

@@ -13,11 +13,16 @@ export const NOTIFIER_DEFAULTS = Object.freeze({
   ALERTMANAGER_RESEND: "1m",
   PAGE_URL: "http://localhost:8080",
   NOTIFIER_PORT: 8084,
+  NATS_KV_REPLICAS: 1,
 });
 
 const d = NOTIFIER_DEFAULTS;
 
-/** A comma-separated list of http(s) URLs, each checked; empty entries are ignored. */
+/**
+ * A comma-separated list of http(s) URLs, each checked; empty entries are ignored. A bad entry is
+ * named by its place and, when it parses, its scheme and host: never echoed whole, since a
+ * webhook's user, password, path and query are often its secret.
+ */
 const urlList = z
   .string()
   .optional()
@@ -26,21 +31,27 @@ const urlList = z
       .split(",")
       .map((u) => u.trim())
       .filter((u) => u !== "");
-    for (const u of urls) {
+    for (const [i, u] of urls.entries()) {
+      const entry = `entry ${i + 1}${urls.length === 1 ? "" : ` of ${urls.length}`}`;
       let parsed: URL;
       try {
         parsed = new URL(u);
       } catch {
-        ctx.addIssue({ code: "custom", message: `"${u}" is not a URL` });
+        ctx.addIssue({ code: "custom", message: `${entry} is not a URL` });
         return z.NEVER;
       }
       if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-        ctx.addIssue({ code: "custom", message: `"${u}" is not an http(s) URL` });
+        ctx.addIssue({ code: "custom", message: `${entry} (${schemeAndHost(parsed)}) is not an http(s) URL` });
         return z.NEVER;
       }
     }
     return urls;
   });
+
+/** `scheme://host[:port]`: what a message may show of a URL. */
+function schemeAndHost(url: URL): string {
+  return url.host === "" ? url.protocol : `${url.protocol}//${url.host}`;
+}
 
 export const NOTIFIER_SETTINGS = defineSettings({
   NATS_URL: {
@@ -51,6 +62,7 @@ export const NOTIFIER_SETTINGS = defineSettings({
   },
   ALERTMANAGER_URL: {
     env: ["ALERTMANAGER_URL"],
+    sensitive: true,
     flag: "--alertmanager <urls>",
     help: "Alertmanager(s) to push alerts and silences to, comma-separated (each of an HA pair)",
     doc: "Alertmanager(s) to push alerts (API v2) and silences to, comma-separated: every one gets every alert (an HA pair)",
@@ -58,6 +70,7 @@ export const NOTIFIER_SETTINGS = defineSettings({
   },
   NOTIFY_WEBHOOK_URL: {
     env: ["NOTIFY_WEBHOOK_URL"],
+    sensitive: true,
     flag: "--webhook <urls>",
     help: "webhook(s) sent one signed JSON body per transition, comma-separated",
     schema: urlList,
@@ -107,6 +120,13 @@ export const NOTIFIER_SETTINGS = defineSettings({
     default: d.NOTIFIER_PORT,
     schema: z.coerce.number().int().min(0).max(65_535).default(d.NOTIFIER_PORT),
   },
+  NATS_KV_REPLICAS: {
+    env: ["NATS_KV_REPLICAS"],
+    help: "copies of the notifier's stream and bucket in a NATS cluster (as health's)",
+    doc: "copies in a NATS cluster (health's setting too): of FAN_NOTIFICATIONS, of FAN_HEALTH_EVENTS when the notifier creates it, and of the Alertmanager target's bucket `fan_alerts`",
+    default: d.NATS_KV_REPLICAS,
+    schema: z.coerce.number().int().min(1).max(5).default(d.NATS_KV_REPLICAS),
+  },
   HEALTH_HOST: HEALTH_HOST_SETTING,
   SECRET_MOUNT_PATH: SECRET_SETTINGS.SECRET_MOUNT_PATH,
 });
@@ -127,6 +147,8 @@ export interface NotifierConfig {
   pageUrl: string;
   port: number;
   healthHost: string;
+  /** NATS_KV_REPLICAS: copies of the streams and the bucket the notifier creates. */
+  replicas: number;
 }
 
 /** From the environment unless `env` is given; `given` (flags, `fanwatch start`'s choices) beats it. */
@@ -153,5 +175,6 @@ export function readNotifierConfig(env?: NodeJS.ProcessEnv, given: Partial<Notif
     pageUrl: s.PAGE_URL.replace(/\/+$/, ""),
     port: s.NOTIFIER_PORT,
     healthHost: s.HEALTH_HOST,
+    replicas: s.NATS_KV_REPLICAS,
   };
 }

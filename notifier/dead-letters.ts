@@ -2,16 +2,18 @@ import type { ConsumerInfo, JetStreamClient, JetStreamManager } from "@nats-io/j
 import { JetStreamApiCodes } from "@nats-io/jetstream";
 import { parseUntrustedJson } from "../lib/infra/json.js";
 import { HEALTH_EVENTS_STREAM, siteEventSubjects } from "../lib/nats/health-events.js";
-import { DeadLetterSchema, type DeadLetter } from "./records.js";
+import { isApiError, nextMessageBySubject } from "../lib/nats/jetstream.js";
+import { oldestUnacknowledged } from "./consumers.js";
+import { DeadLetterSchema, TargetsRecordSchema, type DeadLetter, type TargetsRecord } from "./records.js";
 import {
   deadLetterSubject,
   deadLetterSubjects,
-  isApiError,
   NOTIFIER_STREAM,
-  oldestUnacknowledged,
+  queueConsumerName,
   redriveConsumerName,
   redriveSubject,
   targetOfConsumer,
+  targetsSubject,
 } from "./streams.js";
 
 /**
@@ -32,6 +34,12 @@ export interface QueueStatus {
   pending: number;
   /** Age of the oldest of them, in seconds; 0 when none. */
   oldestPendingSeconds: number;
+  /**
+   * The last notifier started at the site does not send to this target (its URL was removed or
+   * changed): the queue stays at its place in NATS until it is deleted. False when no notifier
+   * said what it sends to.
+   */
+  orphan: boolean;
 }
 
 /**
@@ -47,11 +55,7 @@ export async function readDeadLetters(
   const letters: StoredDeadLetter[] = [];
   try {
     for (let seq = 1; ;) {
-      // STREAM.MSG.GET takes next_by_subj (nats-server 2.9 and later); nats.js types it for direct gets only.
-      const query = { seq, next_by_subj: filter } as unknown as Parameters<
-        JetStreamManager["streams"]["getMessage"]
-      >[1];
-      const stored = await jsm.streams.getMessage(NOTIFIER_STREAM, query);
+      const stored = await nextMessageBySubject(jsm, NOTIFIER_STREAM, seq, filter);
       if (stored === null) break;
       seq = stored.seq + 1;
       let json: unknown;
@@ -64,15 +68,36 @@ export async function readDeadLetters(
       if (parsed.success) letters.push({ seq: stored.seq, letter: parsed.data });
     }
   } catch (error) {
-    // No stream yet (the notifier never ran here), or past the last message.
-    if (isApiError(error, JetStreamApiCodes.StreamNotFound) || isApiError(error, JetStreamApiCodes.NoMessageFound))
-      return letters;
+    // No stream yet (the notifier never ran here).
+    if (isApiError(error, JetStreamApiCodes.StreamNotFound)) return letters;
     throw error;
   }
   return letters;
 }
 
-/** Each target's queue at the site, from its consumers (`notify-<target>`, `redrive-<target>`). */
+/** The targets the last notifier started at the site sends to; undefined when none said (none ran, or an older one). */
+export async function readConfiguredTargets(jsm: JetStreamManager, site: string): Promise<TargetsRecord | undefined> {
+  let stored;
+  try {
+    stored = await jsm.streams.getMessage(NOTIFIER_STREAM, { last_by_subj: targetsSubject(site) });
+  } catch (error) {
+    if (isApiError(error, JetStreamApiCodes.StreamNotFound)) return undefined;
+    throw error;
+  }
+  if (stored === null) return undefined;
+  try {
+    const parsed = TargetsRecordSchema.safeParse(parseUntrustedJson(Buffer.from(stored.data)));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Each target's queue at the site, from its consumers (`notify-<site>-<target>`,
+ * `redrive-<site>-<target>`), those whose target the last notifier started there does not send to
+ * marked as orphans.
+ */
 export async function readQueues(jsm: JetStreamManager, site: string): Promise<QueueStatus[]> {
   const queues: QueueStatus[] = [];
   const filter = siteEventSubjects(site);
@@ -83,14 +108,16 @@ export async function readQueues(jsm: JetStreamManager, site: string): Promise<Q
     if (isApiError(error, JetStreamApiCodes.StreamNotFound)) return queues;
     throw error;
   }
+  const configured = await readConfiguredTargets(jsm, site);
   const now = Date.now();
   for (const info of consumers) {
-    const target = targetOfConsumer(info.name);
+    const target = targetOfConsumer(site, info.name);
+    // The filter tells site "plant" from "plant-a", whose consumers begin alike.
     if (target === undefined || info.config.filter_subject !== filter) continue;
     let pending = info.num_pending + info.num_ack_pending;
     let oldest = await oldestUnacknowledged(jsm, info, filter);
     try {
-      const redrive = await jsm.consumers.info(NOTIFIER_STREAM, redriveConsumerName(target));
+      const redrive = await jsm.consumers.info(NOTIFIER_STREAM, redriveConsumerName(site, target));
       pending += redrive.num_pending + redrive.num_ack_pending;
       const first = await oldestUnacknowledged(jsm, redrive, redriveSubject(site, target));
       if (first !== undefined) oldest = Math.min(oldest ?? Infinity, first);
@@ -105,14 +132,23 @@ export async function readQueues(jsm: JetStreamManager, site: string): Promise<Q
       target,
       pending,
       oldestPendingSeconds: oldest === undefined ? 0 : Math.max(0, Math.round((now - oldest) / 1000)),
+      orphan: configured !== undefined && !configured.targets.some((t) => t.id === target),
     });
   }
   return queues.sort((a, b) => a.target.localeCompare(b.target));
 }
 
+/** The nats CLI commands that delete an orphaned queue (its two consumers), for people to run. */
+export function orphanRemovalCommand(site: string, target: string): string {
+  return (
+    `nats consumer rm ${HEALTH_EVENTS_STREAM} ${queueConsumerName(site, target)} -f && ` +
+    `nats consumer rm ${NOTIFIER_STREAM} ${redriveConsumerName(site, target)} -f`
+  );
+}
+
 /**
  * Puts dead letters back: each is published to its target's redrive subject, which the target's
- * queue consumes (`redrive-<target>`), then deleted. The message id makes a redrive that is run
+ * queue consumes (`redrive-<site>-<target>`), then deleted. The message id makes a redrive that is run
  * again after a failure between the two steps publish it once. Resolves to how many went back;
  * rejects on the first that cannot, having put back those before it.
  */

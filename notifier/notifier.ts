@@ -1,16 +1,19 @@
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { startHealthServer, type Health, type HealthServer } from "../lib/infra/health-server.js";
 import type { Logger } from "../lib/infra/log.js";
-import { backoffDelay, systemClock } from "../lib/infra/retry.js";
+import { systemClock } from "../lib/infra/retry.js";
 import { ServiceBase } from "../lib/infra/service.js";
 import { HEALTH_EVENTS_STREAM } from "../lib/nats/health-events.js";
 import { redactUrl } from "../lib/mqtt/settings.js";
 import { AlertmanagerTarget } from "./alertmanager/target.js";
 import type { NotifierConfig } from "./config.js";
 import { NotifierMetrics } from "./metrics.js";
+import { natsRetryDelay } from "./nats-retry.js";
 import { DeliveryQueue } from "./queue.js";
-import { ensureHealthStream, ensureNotifierStream } from "./streams.js";
+import type { TargetsRecord } from "./records.js";
+import { StreamKeeper } from "./stream-keeper.js";
+import { targetsSubject } from "./streams.js";
 import type { DeliveryTarget } from "./target.js";
 import { WebhookTarget } from "./webhook.js";
 
@@ -70,7 +73,7 @@ export class Notifier extends ServiceBase {
   get running(): boolean {
     return (
       this.#connected &&
-      this.#queues.length === this.#targetCount() &&
+      this.#queues.length === this.targets.length &&
       this.#queues.every((q) => q.running) &&
       !this.stopping
     );
@@ -140,30 +143,32 @@ export class Notifier extends ServiceBase {
     this.#log.info({ event: "stopped" }, "notifier stopped");
   }
 
-  #targetCount(): number {
-    return this.targets.length;
-  }
-
   /**
    * Connects (waiting for NATS as long as it takes), makes the streams, starts the targets and their
-   * queues; each step is tried again until it works or the notifier stops. Never rejects.
+   * queues; each step is tried again until it works or the notifier stops. Never rejects. Once the
+   * notifier stops (close() may come at any moment of this), nothing more is made or started: the
+   * check follows every wait.
    */
   async #connectAndRun(): Promise<void> {
     const nc = await this.#connect();
-    if (nc === undefined) return; // stopped first
-    const { site, pageUrl, maxAgeMs, retryMaxMs } = this.#config;
+    if (nc === undefined || this.stopping) return; // stopped first
+    const { site, pageUrl, maxAgeMs, retryMaxMs, replicas } = this.#config;
     const targets: DeliveryTarget[] = [...this.#webhooks];
+    let streams: StreamKeeper;
     for (let attempt = 1; ; attempt++) {
-      if (this.stopping) return;
       try {
         const jsm = await jetstreamManager(nc, { timeout: NATS_TIMEOUT_MS });
-        await ensureHealthStream(jsm);
-        await ensureNotifierStream(jsm);
+        if (this.stopping) return;
+        streams = new StreamKeeper(jsm, replicas, this.#log);
+        await streams.ensure(() => !this.stopping);
+        if (this.stopping) return;
         const alertmanager = await this.#startAlertmanager(nc);
+        if (this.stopping) return;
         if (alertmanager !== undefined) targets.push(alertmanager);
         break;
       } catch (error) {
-        const delay = backoffDelay({ baseMs: 500, capMs: 10_000 }, Math.min(attempt, 10));
+        if (this.stopping) return;
+        const delay = natsRetryDelay(attempt);
         this.#log.warn(
           { event: "setup_failed", err: (error as Error).message, retryInMs: Math.round(delay) },
           "cannot open the streams or start the Alertmanager target yet (is JetStream enabled?); retrying",
@@ -171,14 +176,15 @@ export class Notifier extends ServiceBase {
         if (!(await this.#pause(delay))) return;
       }
     }
-    const jsm = await jetstreamManager(nc, { timeout: NATS_TIMEOUT_MS, checkAPI: false });
     const js = jetstream(nc, { timeout: NATS_TIMEOUT_MS });
+    await this.#announce(js);
     for (const target of targets) {
       if (this.stopping) return;
       const queue = new DeliveryQueue({
         target,
         js,
-        jsm,
+        jsm: streams.jsm,
+        streams,
         site,
         pageUrl,
         maxAgeMs,
@@ -191,15 +197,36 @@ export class Notifier extends ServiceBase {
       this.#queues.push(queue);
       await queue.start();
     }
+    if (this.stopping) return;
     this.#log.info(
       { event: "queues_started", targets: targets.map((t) => t.id) },
       `reading health's transitions (${HEALTH_EVENTS_STREAM}) for ${targets.length} target(s)`,
     );
   }
 
-  /** The Alertmanager target, started, when ALERTMANAGER_URL names any; one that failed to start is closed. */
+  /**
+   * Says in the notifier's stream which targets this site's notifier now sends to, so that
+   * `fanwatch notifications list` marks the queues of others as orphans. Not said (NATS away
+   * this moment) costs only that mark.
+   */
+  async #announce(js: JetStreamClient): Promise<void> {
+    const record: TargetsRecord = { targets: this.targets, startedAt: new Date().toISOString() };
+    try {
+      await js.publish(targetsSubject(this.#config.site), JSON.stringify(record));
+    } catch (error) {
+      this.#log.warn(
+        { event: "targets_unannounced", err: (error as Error).message },
+        "cannot record this notifier's targets: fanwatch notifications list may not mark orphaned queues",
+      );
+    }
+  }
+
+  /**
+   * The Alertmanager target, started, when ALERTMANAGER_URL names any; one that failed to start, or
+   * whose start ended after the notifier began to stop, is closed.
+   */
   async #startAlertmanager(nc: NatsConnection): Promise<AlertmanagerTarget | undefined> {
-    const { alertmanagerUrls, alertmanagerResendMs, timeoutMs, site } = this.#config;
+    const { alertmanagerUrls, alertmanagerResendMs, timeoutMs, site, replicas } = this.#config;
     if (alertmanagerUrls.length === 0) return undefined;
     const alertmanager = new AlertmanagerTarget({
       urls: alertmanagerUrls,
@@ -208,7 +235,9 @@ export class Notifier extends ServiceBase {
       timeoutMs,
       nc,
       log: this.#log,
+      replicas,
     });
+    // Set before it starts, so that a close() meanwhile closes it at once.
     this.#alertmanager = alertmanager;
     try {
       await alertmanager.start();
@@ -216,6 +245,10 @@ export class Notifier extends ServiceBase {
       this.#alertmanager = undefined;
       await alertmanager.close().catch(() => {});
       throw error;
+    }
+    if (this.stopping) {
+      await alertmanager.close().catch(() => {});
+      return undefined;
     }
     return alertmanager;
   }
@@ -243,7 +276,7 @@ export class Notifier extends ServiceBase {
         this.#follow(nc);
         return nc;
       } catch (error) {
-        const delay = backoffDelay({ baseMs: 500, capMs: 10_000 }, Math.min(attempt, 10));
+        const delay = natsRetryDelay(attempt);
         this.#log.warn(
           {
             event: "nats_unavailable",

@@ -50,3 +50,13 @@ export type SentRecord = z.infer<typeof SentRecordSchema>;
 
 /** The longest payload a dead letter keeps of a message that was not a transition. */
 export const MAX_PAYLOAD_CHARS = 1024;
+
+/**
+ * The targets a notifier of the site was started with (one record per start, the last one holds):
+ * `fanwatch notifications list` marks a queue whose target is not among them as an orphan.
+ */
+export const TargetsRecordSchema = z.object({
+  targets: z.array(z.object({ id: z.string(), description: z.string() })),
+  startedAt: z.string(),
+});
+export type TargetsRecord = z.infer<typeof TargetsRecordSchema>;

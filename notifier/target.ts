@@ -10,6 +10,11 @@ export interface Notification {
   link: string;
 }
 
+/** The link to the fan on the page, in every notification: `${PAGE_URL}/?fan=<device ID>`. */
+export function fanLink(pageUrl: string, deviceID: string): string {
+  return `${pageUrl}/?fan=${encodeURIComponent(deviceID)}`;
+}
+
 /**
  * A receiver of notifications: one webhook URL, or the Alertmanager(s) of ALERTMANAGER_URL as one.
  * The notifier's queue (one durable consumer per target) delivers each transition to each target

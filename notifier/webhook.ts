@@ -22,10 +22,10 @@ export function describeWebhook(url: string): string {
   return `webhook ${u.origin}${more}`;
 }
 
-/** The body of a notification: the transition as health published it (with its site), and the link to the fan. */
+/** The body of a notification: the transition as health published it (its site included), and the link to the fan. */
 export function webhookBody(notification: Notification): Buffer {
   const { transition, link } = notification;
-  return Buffer.from(JSON.stringify({ ...transition, site: transition.site, link }), "utf8");
+  return Buffer.from(JSON.stringify({ ...transition, link }), "utf8");
 }
 
 /**

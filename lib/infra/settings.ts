@@ -35,6 +35,12 @@ export interface Setting {
    * secret of this name under SECRET_MOUNT_PATH, is read instead (a missing file counts as unset).
    */
   readonly secret?: string;
+  /**
+   * Its value may carry credentials (a URL's user and password, a token in its path): a flag's
+   * bad value is refused naming the flag, never echoed. (A schema's own messages must not echo it
+   * either.)
+   */
+  readonly sensitive?: boolean;
 }
 
 export type Settings = Readonly<Record<string, Setting>>;

@@ -1,12 +1,6 @@
-import {
-  JetStreamApiCodes,
-  JetStreamApiError,
-  RetentionPolicy,
-  StorageType,
-  type JetStreamManager,
-  type StreamInfo,
-} from "@nats-io/jetstream";
+import { RetentionPolicy, StorageType, type JetStreamManager, type StreamInfo } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
+import { ensureStream, type WantedStream } from "./jetstream.js";
 import { encodeKey } from "./keys.js";
 
 /**
@@ -32,9 +26,6 @@ export function siteEventSubjects(site: string): string {
   return `fanwatch.health.${site}.>`;
 }
 
-/** JetStream's "stream name already in use with a different configuration" (nats.js names no constant for it). */
-const STREAM_NAME_IN_USE = 10058;
-
 export interface HealthEventsStreamOptions {
   /** HEALTH_HISTORY_MAX_AGE: how long the history is kept. */
   maxAgeMs: number;
@@ -48,38 +39,38 @@ export interface HealthEventsStreamOptions {
  */
 export const HEALTH_EVENTS_DUPLICATE_WINDOW_MS = 60 * 60_000;
 
+/** The stream as it is created: file storage, limits retention, one subject family. */
+export function healthEventsStreamConfig(options: HealthEventsStreamOptions): WantedStream {
+  return {
+    name: HEALTH_EVENTS_STREAM,
+    subjects: [HEALTH_EVENTS_SUBJECTS],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    num_replicas: options.replicas,
+    ...healthEventsLimits(options.maxAgeMs),
+  };
+}
+
+function healthEventsLimits(maxAgeMs: number): { max_age: number; duplicate_window: number } {
+  return {
+    max_age: nanos(maxAgeMs),
+    duplicate_window: nanos(Math.min(HEALTH_EVENTS_DUPLICATE_WINDOW_MS, maxAgeMs)),
+  };
+}
+
 /**
- * Creates the stream, or brings an existing one's limits to `options` (health and the notifier
- * both call it; whoever starts first creates it). Resolves to the stream's info.
+ * Creates the stream, or brings an existing one's limits to `options` (health calls it at start,
+ * and whoever starts first creates it). Resolves to the stream's info.
  */
 export async function ensureHealthEventsStream(
   jsm: JetStreamManager,
   options: HealthEventsStreamOptions,
 ): Promise<StreamInfo> {
-  const limits = {
-    max_age: nanos(options.maxAgeMs),
-    duplicate_window: nanos(Math.min(HEALTH_EVENTS_DUPLICATE_WINDOW_MS, options.maxAgeMs)),
-  };
-  try {
-    const info = await jsm.streams.info(HEALTH_EVENTS_STREAM);
-    if (info.config.max_age === limits.max_age && info.config.duplicate_window === limits.duplicate_window) return info;
-    return await jsm.streams.update(HEALTH_EVENTS_STREAM, { ...info.config, ...limits });
-  } catch (error) {
-    if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) throw error;
-  }
-  try {
-    return await jsm.streams.add({
-      name: HEALTH_EVENTS_STREAM,
-      subjects: [HEALTH_EVENTS_SUBJECTS],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      num_replicas: options.replicas,
-      ...limits,
-    });
-  } catch (error) {
-    // Another process created it between the two calls (with other limits: an identical add succeeds).
-    if (error instanceof JetStreamApiError && error.code === STREAM_NAME_IN_USE)
-      return jsm.streams.info(HEALTH_EVENTS_STREAM);
-    throw error;
-  }
+  const limits = healthEventsLimits(options.maxAgeMs);
+  const { info } = await ensureStream(jsm, healthEventsStreamConfig(options), (existing) =>
+    existing.config.max_age === limits.max_age && existing.config.duplicate_window === limits.duplicate_window
+      ? undefined
+      : limits,
+  );
+  return info;
 }

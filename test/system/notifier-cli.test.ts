@@ -17,7 +17,9 @@ const SECRET = "the-webhook-secret-from-a-file";
 
 const ListSchema = z.object({
   site: z.string(),
-  queues: z.array(z.object({ target: z.string(), pending: z.number(), oldestPendingSeconds: z.number() })),
+  queues: z.array(
+    z.object({ target: z.string(), pending: z.number(), oldestPendingSeconds: z.number(), orphan: z.boolean() }),
+  ),
   deadLetters: z.array(
     z.object({
       seq: z.number(),
@@ -54,14 +56,16 @@ describe("fanwatch notifier and fanwatch notifications, as processes", { timeout
       assert.match(run.stderr, /\[FANWATCH_CONFIG_INVALID\]/);
     });
 
-    it("a webhook URL that is not http(s), in the variable or the flag", async () => {
+    it("a webhook URL that is not http(s), in the variable or the flag, named without its secrets", async () => {
       const env = { ...base(), NOTIFY_WEBHOOK_SECRET_FILE: secretFile };
-      const variable = await runCli(["notifier"], { ...env, NOTIFY_WEBHOOK_URL: "ftp://example.com/x" });
+      const variable = await runCli(["notifier"], { ...env, NOTIFY_WEBHOOK_URL: "ftp://us3r:pa55@example.com/tok3n" });
       assert.equal(variable.code, 2, variable.stderr);
-      assert.match(variable.stderr, /NOTIFY_WEBHOOK_URL: "ftp:\/\/example.com\/x" is not an http\(s\) URL/);
-      const flag = await runCli(["notifier", "--webhook", "not a url"], env);
+      assert.match(variable.stderr, /NOTIFY_WEBHOOK_URL: entry 1 \(ftp:\/\/example.com\) is not an http\(s\) URL/);
+      const flag = await runCli(["notifier", "--webhook", "https://ok.example/hook,not a url with s3cret"], env);
       assert.equal(flag.code, 2, flag.stderr);
-      assert.match(flag.stderr, /--webhook/);
+      assert.match(flag.stderr, /--webhook.*entry 2 of 2 is not a URL/);
+      for (const secret of ["us3r", "pa55", "tok3n", "s3cret"])
+        assert.ok(!variable.stderr.includes(secret) && !flag.stderr.includes(secret), secret);
     });
 
     it("a signing key that is too short, or no NATS", async () => {
@@ -234,8 +238,11 @@ describe("fanwatch notifier and fanwatch notifications, as processes", { timeout
         listed.deadLetters.map((d) => [d.target, d.transition?.id]),
         sent.map((t) => [target, t.id]),
       );
-      assert.ok(listed.deadLetters.every((d) => d.attempts >= 1 && /cannot reach/.test(d.lastError)));
-      assert.deepEqual(listed.queues, [{ target, pending: 0, oldestPendingSeconds: 0 }]);
+      // Tried while the receiver was down; or, read once already older than NOTIFY_MAX_AGE (the
+      // second waits while the first is retried), not tried at all.
+      for (const d of listed.deadLetters)
+        assert.match(d.lastError, d.attempts >= 1 ? /cannot reach/ : /not sent: .* older than NOTIFY_MAX_AGE/);
+      assert.deepEqual(listed.queues, [{ target, pending: 0, oldestPendingSeconds: 0, orphan: false }]);
       const text = await runCli(["notifications", "list"], { NATS_URL: nats.url });
       assert.equal(text.code, 0, text.stderr);
       for (const t of sent) assert.ok(text.stdout.includes(t.id), text.stdout);
@@ -264,6 +271,35 @@ describe("fanwatch notifier and fanwatch notifications, as processes", { timeout
       const none = await runCli(["notifications", "redrive", "--all"], { NATS_URL: nats.url });
       assert.equal(none.code, 1, none.stderr);
       assert.match(none.stderr, /no dead letter to redrive.*there are none.*\[FANWATCH_NOTIFY_NO_MATCH\]/);
+    });
+
+    it("list marks the queue of a webhook no longer configured as an orphan, and shows a site only its own", async () => {
+      const first = await startNotifier();
+      await kill(first.child);
+      const gone = webhookTargetId(hook.url);
+      const other = await WebhookReceiver.start("/other");
+      try {
+        await startNotifier({ NOTIFY_WEBHOOK_URL: other.url });
+        const kept = webhookTargetId(other.url);
+        const listed = await list();
+        assert.deepEqual(
+          listed.queues.map((q) => [q.target, q.orphan]),
+          [
+            [gone, true],
+            [kept, false],
+          ].sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
+        );
+        const text = await runCli(["notifications", "list"], { NATS_URL: nats.url });
+        assert.equal(text.code, 0, text.stderr);
+        assert.match(text.stdout, new RegExp(`${gone}\\s+nothing pending\\s+\\(orphan`));
+        assert.doesNotMatch(text.stdout, new RegExp(`${kept}.*orphan`));
+        assert.ok(text.stderr.includes(`nats consumer rm FAN_HEALTH_EVENTS notify-local-${gone}`), text.stderr);
+        const elsewhere = await runCli(["notifications", "list", "--json"], { NATS_URL: nats.url, SITE: "plant-b" });
+        assert.equal(elsewhere.code, 0, elsewhere.stderr);
+        assert.deepEqual(ListSchema.parse(JSON.parse(elsewhere.stdout)).queues, []);
+      } finally {
+        await other.stop();
+      }
     });
   });
 });

@@ -3,13 +3,31 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { jetstreamManager } from "@nats-io/jetstream";
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamClient,
+  type JetStreamManager,
+} from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import type { AlarmTransition } from "../../lib/domain/health.js";
 import { createLogger } from "../../lib/infra/log.js";
 import { readNotifierConfig } from "../../notifier/config.js";
-import { readDeadLetters, type StoredDeadLetter } from "../../notifier/dead-letters.js";
+import { HEALTH_EVENTS_STREAM, siteEventSubjects } from "../../lib/nats/health-events.js";
+import { readDeadLetters, readQueues, redriveDeadLetters, type StoredDeadLetter } from "../../notifier/dead-letters.js";
 import { Notifier } from "../../notifier/notifier.js";
+import {
+  NOTIFIER_STREAM,
+  NOTIFIER_STREAM_MAX_BYTES,
+  queueConsumerName,
+  redriveConsumerName,
+  redriveSubject,
+} from "../../notifier/streams.js";
 import { deliveryKey, webhookTargetId } from "../../notifier/webhook.js";
 import { eventually, eventuallyValue } from "../support/eventually.js";
 import { startNats, type TestNats } from "../support/nats.js";
@@ -47,8 +65,15 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
     return r;
   }
 
-  /** A notifier sending to `urls`, started, its consumers made (so that what is published next is its to send). */
-  async function notifier(urls: string[], env: Record<string, string> = {}): Promise<Notifier> {
+  /**
+   * A notifier sending to `urls`, not started; its log lines go to `lines` when given (as JSON
+   * records), else to TEST_LOG's level.
+   */
+  function unstarted(
+    urls: string[],
+    env: Record<string, string> = {},
+    lines?: Array<Record<string, unknown>>,
+  ): Notifier {
     const config = readNotifierConfig({
       NATS_URL: nats.url,
       NOTIFY_WEBHOOK_URL: urls.join(","),
@@ -59,11 +84,31 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
       PAGE_URL: "http://fanwatch.example:8080/",
       ...env,
     });
-    const n = new Notifier(config, createLogger("notifier", process.env.TEST_LOG ?? "silent"), { refreshMs: 200 });
+    const log =
+      lines === undefined
+        ? createLogger("notifier", process.env.TEST_LOG ?? "silent")
+        : createLogger("notifier", "debug", (line) => void lines.push(JSON.parse(line) as Record<string, unknown>));
+    const n = new Notifier(config, log, { refreshMs: 200 });
     running.push(n);
+    return n;
+  }
+
+  /** A notifier sending to `urls`, started, its consumers made (so that what is published next is its to send). */
+  async function notifier(urls: string[], env: Record<string, string> = {}): Promise<Notifier> {
+    const n = unstarted(urls, env);
     await n.start();
     await eventually("the notifier's queues to run", () => n.running);
     return n;
+  }
+
+  /** Runs `work` with a JetStream manager of its own connection. */
+  async function withJsm<T>(work: (jsm: JetStreamManager, js: JetStreamClient) => Promise<T>): Promise<T> {
+    const nc = await connect({ servers: nats.url });
+    try {
+      return await work(await jetstreamManager(nc), jetstream(nc));
+    } finally {
+      await nc.close();
+    }
   }
 
   async function publish(...transitions: AlarmTransition[]): Promise<void> {
@@ -76,13 +121,13 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
     return line === undefined ? NaN : Number(line.split(" ").at(-1));
   }
 
-  async function deadLetters(): Promise<StoredDeadLetter[]> {
-    const nc = await connect({ servers: nats.url });
-    try {
-      return await readDeadLetters(await jetstreamManager(nc), "local");
-    } finally {
-      await nc.close();
-    }
+  function deadLetters(site = "local"): Promise<StoredDeadLetter[]> {
+    return withJsm((jsm) => readDeadLetters(jsm, site));
+  }
+
+  /** What the receiver took, every request, repeats included. */
+  function takenIds(hook: WebhookReceiver): string[] {
+    return hook.delivered.map((r) => String(r.headers["x-fanwatch-delivery"]));
   }
 
   it("sends one signed body per transition, with the transition id as X-Fanwatch-Delivery and a link to the fan", async () => {
@@ -324,5 +369,191 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
     assert.deepEqual(hook.deliveryIds, [first.id, next.id]);
     assert.equal(hook.requests.length, 2);
     await again.close();
+  });
+  it("two sites sharing one NATS each have their own queue: a webhook both send to gets each site's transitions once", async () => {
+    const hook = await receiver();
+    // "plant" and "plant-a": one site's name is the start of the other's consumer names.
+    await notifier([hook.url], { SITE: "plant" });
+    await notifier([hook.url], { SITE: "plant-a" });
+    const sent = [
+      makeTransition("1", "alarm", { site: "plant" }),
+      makeTransition("1", "alarm", { site: "plant-a" }),
+      makeTransition("2", "warning", { site: "plant-a" }),
+      makeTransition("2", "warning", { site: "plant" }),
+    ];
+    await publish(...sent);
+    await hook.waitForDelivered(4);
+    assert.deepEqual(takenIds(hook).sort(), sent.map((t) => t.id).sort(), "each once");
+    for (const site of ["plant", "plant-a"])
+      assert.deepEqual(
+        hook.delivered.filter((r) => r.json.site === site).map((r) => r.headers["x-fanwatch-delivery"]),
+        sent.filter((t) => t.site === site).map((t) => t.id),
+        `${site}'s in order`,
+      );
+    const id = webhookTargetId(hook.url);
+    for (const site of ["plant", "plant-a"]) {
+      const queues = await withJsm((jsm) => readQueues(jsm, site));
+      assert.deepEqual(queues, [{ target: id, pending: 0, oldestPendingSeconds: 0, orphan: false }], site);
+    }
+  });
+
+  it("never reads a queue consumer whose filter is not its site's: it is made anew", async () => {
+    const hook = await receiver();
+    const id = webhookTargetId(hook.url);
+    // Made by hand (or by another version) under this site's name, but reading another site.
+    await withJsm((jsm) =>
+      jsm.consumers.add(HEALTH_EVENTS_STREAM, {
+        durable_name: queueConsumerName("local", id),
+        filter_subject: siteEventSubjects("elsewhere"),
+        deliver_policy: DeliverPolicy.All,
+        ack_policy: AckPolicy.Explicit,
+        max_ack_pending: 1,
+      }),
+    );
+    await publish(makeTransition("3", "alarm", { site: "elsewhere" }));
+    await notifier([hook.url]);
+    const own = makeTransition("3");
+    await publish(own);
+    await hook.waitForDelivered(1);
+    assert.deepEqual(takenIds(hook), [own.id], "nothing of the other site");
+    const info = await withJsm((jsm) => jsm.consumers.info(HEALTH_EVENTS_STREAM, queueConsumerName("local", id)));
+    assert.equal(info.config.filter_subject, siteEventSubjects("local"));
+  });
+
+  it("does not send what is older than NOTIFY_MAX_AGE when read: a webhook configured again gets a dead letter, not the old transition", async () => {
+    const hook = await receiver();
+    const first = await notifier([hook.url], { NOTIFY_MAX_AGE: "2s" });
+    await first.close(); // the webhook taken out of the configuration: its queue stays at its place
+    const missed = makeTransition("5");
+    const publishedAt = Date.now();
+    await publish(missed);
+    await eventually("the missed transition to be older than NOTIFY_MAX_AGE", () => Date.now() - publishedAt > 3_000);
+    await notifier([hook.url], { NOTIFY_MAX_AGE: "2s" }); // and put back
+    const fresh = makeTransition("5", "cleared");
+    await publish(fresh);
+    await hook.waitForDelivered(1);
+    assert.deepEqual(takenIds(hook), [fresh.id]);
+    assert.equal(hook.requests.length, 1, "the old one was not even tried");
+    // In stream order: the old one was handled (buried, then acknowledged) before the fresh one was read.
+    const [dead, ...more] = await deadLetters();
+    assert.equal(more.length, 0);
+    assert.equal(dead?.letter.transition?.id, missed.id);
+    assert.equal(dead?.letter.attempts, 0);
+    assert.match(dead?.letter.lastError ?? "", /not sent: .* old when read, older than NOTIFY_MAX_AGE \(2s\)/);
+  });
+
+  it("makes FAN_NOTIFICATIONS again when it was deleted: a dead letter still lands, and its redrive is delivered", async () => {
+    const hook = await receiver();
+    const n = await notifier([hook.url]);
+    await withJsm((jsm) => jsm.streams.delete(NOTIFIER_STREAM));
+    hook.mode = 400;
+    const refused = makeTransition("12");
+    await publish(refused);
+    const letters = await eventuallyValue(
+      "the dead letter",
+      () => deadLetters(),
+      (l) => l.length === 1,
+      30_000,
+    );
+    assert.equal(letters[0]?.letter.transition?.id, refused.id);
+    hook.mode = 200;
+    await withJsm((jsm, js) => redriveDeadLetters(js, jsm, "local", letters));
+    await hook.waitForDelivered(1);
+    assert.deepEqual(takenIds(hook), [refused.id]);
+    await eventually("the notifier ready", () => n.running);
+  });
+
+  it("deletes a redriven notification once delivered: a redrive consumer made anew sends nothing twice", async () => {
+    const hook = await receiver();
+    await notifier([hook.url]);
+    const id = webhookTargetId(hook.url);
+    /** A transition refused into a dead letter, then redriven and delivered. */
+    const refuseThenRedrive = async (t: AlarmTransition, delivered: number) => {
+      hook.mode = 400;
+      await publish(t);
+      const letters = await eventuallyValue(
+        "its dead letter",
+        () => deadLetters(),
+        (l) => l.length === 1,
+      );
+      hook.mode = 200;
+      await withJsm((jsm, js) => redriveDeadLetters(js, jsm, "local", letters));
+      await hook.waitForDelivered(delivered);
+    };
+    const first = makeTransition("13");
+    await refuseThenRedrive(first, 1);
+    const left = () =>
+      withJsm((jsm) => jsm.streams.getMessage(NOTIFIER_STREAM, { last_by_subj: redriveSubject("local", id) }));
+    await eventually("the redriven message deleted", async () => (await left()) === null);
+    // Deleted by hand: made anew, it starts at the first message left (deliver policy "all").
+    await withJsm((jsm) => jsm.consumers.delete(NOTIFIER_STREAM, redriveConsumerName("local", id)));
+    const second = makeTransition("14");
+    await refuseThenRedrive(second, 2);
+    assert.deepEqual(takenIds(hook), [first.id, second.id]);
+  });
+
+  it("closed while it starts, it starts nothing more: no target's state, no queue's consumer", async () => {
+    const hook = await receiver();
+    const alertmanager = await receiver("/alertmanager");
+    const n = unstarted([hook.url], { ALERTMANAGER_URL: alertmanager.url });
+    // JetStream's API requests, seen as NATS sees them: close() goes out the moment the notifier
+    // asks for its own stream, the step before it starts the Alertmanager target and the queues.
+    const watcher = await connect({ servers: nats.url });
+    const afterClose: string[] = [];
+    let closing: Promise<void> | undefined;
+    watcher.subscribe("$JS.API.>", {
+      callback: (_error, m) => {
+        if (closing !== undefined) afterClose.push(m.subject);
+        else if (m.subject === `$JS.API.STREAM.INFO.${NOTIFIER_STREAM}`) closing = n.close();
+      },
+    });
+    await watcher.flush();
+    try {
+      await n.start();
+      await eventually("close() called", () => closing !== undefined);
+      await closing;
+      await watcher.flush();
+      assert.deepEqual(
+        afterClose.filter((subject) => /KV_fan_alerts|CONSUMER/.test(subject)),
+        [],
+        `requested after close(): ${afterClose.join(", ")}`,
+      );
+      assert.equal(n.running, false);
+    } finally {
+      await watcher.close();
+    }
+  });
+
+  it("gives its stream a size bound (1 GiB, the oldest discarded), also to one made before without it", async () => {
+    await withJsm((jsm) =>
+      jsm.streams.add({
+        name: NOTIFIER_STREAM,
+        subjects: ["fanwatch.notify.>"],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+      }),
+    );
+    const hook = await receiver();
+    await notifier([hook.url]);
+    const { config } = await withJsm((jsm) => jsm.streams.info(NOTIFIER_STREAM));
+    assert.equal(config.max_bytes, NOTIFIER_STREAM_MAX_BYTES);
+    assert.equal(NOTIFIER_STREAM_MAX_BYTES, 1024 ** 3);
+    assert.equal(config.discard, DiscardPolicy.Old);
+    assert.equal(config.num_replicas, 1);
+  });
+
+  it("makes its streams with NATS_KV_REPLICAS copies: a single nats-server refuses 2, and the notifier says so", async () => {
+    await withJsm((jsm) => jsm.streams.delete(HEALTH_EVENTS_STREAM));
+    const hook = await receiver();
+    const lines: Array<Record<string, unknown>> = [];
+    const n = unstarted([hook.url], { NATS_KV_REPLICAS: "2" }, lines);
+    await n.start();
+    const failed = await eventuallyValue(
+      "the setup to fail",
+      () => lines.find((l) => l.event === "setup_failed"),
+      (l) => l !== undefined,
+    );
+    assert.match(String(failed?.err), /replicas/i);
+    assert.equal(n.running, false);
   });
 });

@@ -6,8 +6,7 @@ import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import type { AlarmTransition } from "../../lib/domain/health.js";
 import { freePort } from "../../lib/infra/net.js";
-import { fanLink } from "../../notifier/queue.js";
-import { DeliveryError, type Notification } from "../../notifier/target.js";
+import { DeliveryError, fanLink, type Notification } from "../../notifier/target.js";
 import {
   deliveryKey,
   describeWebhook,
