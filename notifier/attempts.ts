@@ -33,8 +33,9 @@ export interface AttemptOptions {
  * Attempts a notification until the target takes it, refuses it, it passes NOTIFY_MAX_AGE, or the
  * queue stops. `storedAt` is its stream time: one already older than NOTIFY_MAX_AGE when it is
  * read (a notifier down for days, a queue that waited at its place while its webhook was not
- * configured) is not sent at all. A failure that may pass is retried with back-off (1 s doubling
- * to NOTIFY_RETRY_MAX, jittered).
+ * configured) is not sent at all, except to a target that applies state (Alertmanager), which gets
+ * it with NOTIFY_MAX_AGE counted from its first attempt. A failure that may pass is retried with
+ * back-off (1 s doubling to NOTIFY_RETRY_MAX, jittered).
  */
 export async function attemptDelivery(
   o: AttemptOptions,
@@ -46,7 +47,9 @@ export async function attemptDelivery(
   const about = { target: target.id, id: transition.id, deviceID: transition.deviceID, healthEvent: transition.event };
   const firstAttempt = Date.now();
   const ageWhenRead = firstAttempt - storedAt;
-  if (ageWhenRead >= maxAgeMs)
+  // A target that applies state takes an old transition all the same, and has NOTIFY_MAX_AGE from now.
+  const since = target.appliesState === true ? firstAttempt : storedAt;
+  if (ageWhenRead >= maxAgeMs && target.appliesState !== true)
     return {
       kind: "dead",
       attempts: 0,
@@ -65,10 +68,10 @@ export async function attemptDelivery(
         return { kind: "skipped" };
       }
       metrics.sent.inc({ target: target.id });
-      const since = Date.parse(transition.at);
+      const happened = Date.parse(transition.at);
       metrics.latency.observe(
         { target: target.id },
-        Math.max(0, Date.now() - (Number.isFinite(since) ? since : storedAt)) / 1000,
+        Math.max(0, Date.now() - (Number.isFinite(happened) ? happened : storedAt)) / 1000,
       );
       log.info(
         { event: "notification_sent", ...about, attempts: attempt },
@@ -78,7 +81,7 @@ export async function attemptDelivery(
     } catch (error) {
       const failure = asDeliveryError(error);
       metrics.failed.inc({ target: target.id, reason: failure.reason });
-      const age = Date.now() - storedAt;
+      const age = Date.now() - since;
       if (!failure.retryable || age >= maxAgeMs)
         return { kind: "dead", attempts: attempt, lastError: failure.message, firstAttempt };
       if (o.stopping()) return { kind: "abandoned" };

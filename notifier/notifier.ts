@@ -236,6 +236,7 @@ export class Notifier extends ServiceBase {
       nc,
       log: this.#log,
       replicas,
+      registry: this.metrics.registry,
     });
     // Set before it starts, so that a close() meanwhile closes it at once.
     this.#alertmanager = alertmanager;

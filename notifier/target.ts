@@ -32,6 +32,13 @@ export interface DeliveryTarget {
    * whether trying again can help.
    */
   deliver(notification: Notification): Promise<void | "skipped">;
+  /**
+   * True when a transition is state to apply however old it is (Alertmanager's alerts: an alarm
+   * that cleared while the notifier was away must end), not news that is stale after
+   * NOTIFY_MAX_AGE (a webhook's message). Such a target still gets a dead letter for a transition
+   * it could not take within NOTIFY_MAX_AGE.
+   */
+  readonly appliesState?: boolean;
 }
 
 /** A delivery that failed: `retryable` when the receiver may take it later (down, 5xx, 429, timeout), else it is a dead letter now (4xx). */

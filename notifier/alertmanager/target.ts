@@ -54,6 +54,8 @@ export interface AlertmanagerTargetOptions {
  */
 export class AlertmanagerTarget implements DeliveryTarget {
   readonly id = "alertmanager";
+  /** Alerts are state: a transition older than NOTIFY_MAX_AGE still ends or opens what it says. */
+  readonly appliesState = true;
   readonly description: string;
   readonly #http = new HttpClient({ maxSockets: 4 });
   readonly #store: AlertStore;
