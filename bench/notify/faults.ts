@@ -20,8 +20,8 @@ export interface Fault {
   name: string;
   /** What happens, in words, for the report. */
   fault: string;
-  /** Fans of the episode load (more where an episode must outlast a longer hold-up). */
-  fans(settings: Settings): number;
+  /** How long the load's episodes stay open (longer where a longer hold-up comes). */
+  episodeSeconds(settings: Settings): number;
   /** Injects the fault; resolves once it is over, with what is worth reporting about it. */
   inject(context: FaultContext): Promise<Record<string, unknown>>;
 }
@@ -30,8 +30,8 @@ export interface FaultResult {
   kind: "fault";
   scenario: string;
   fault: string;
-  /** The episode load: transitions a second, fans, how long each episode stayed open. */
-  load: { rate: number; fans: number; episodeSeconds: number };
+  /** The episode load: transitions a second, how long each episode stayed open, fans (one episode each). */
+  load: { rate: number; episodeSeconds: number; fans: number };
   transitions: { published: number; stored: number; publishFailed: number };
   faultMs: number;
   /** When the fault started and ended (to read the examples' times against). */
@@ -62,7 +62,7 @@ export const FAULTS: Fault[] = [
   {
     name: "receiver-down",
     fault: "the direct webhook's receiver down (connections refused) while transitions keep coming",
-    fans: (s) => s.faults.fans,
+    episodeSeconds: (s) => s.faults.episodeSeconds,
     async inject({ system, settings, say }) {
       const ms = settings.faults.receiverDownMs;
       say(`receiver down for ${ms / 1000} s`);
@@ -76,7 +76,7 @@ export const FAULTS: Fault[] = [
   {
     name: "notifier-killed",
     fault: "fanwatch notifier SIGKILLed while the receiver holds a request (a send in flight), then started again",
-    fans: (s) => s.faults.killFans,
+    episodeSeconds: (s) => s.faults.killEpisodeSeconds,
     async inject({ system, say }) {
       const { hook } = system;
       hook.mode = "hold";
@@ -105,7 +105,7 @@ export const FAULTS: Fault[] = [
     name: "alertmanager-restarted",
     fault:
       "Alertmanager stopped (SIGTERM: notification log and silences kept) and started again on its storage, alerts open and new ones arriving",
-    fans: (s) => s.faults.fans,
+    episodeSeconds: (s) => s.faults.episodeSeconds,
     async inject(context) {
       const { system, settings, say } = context;
       const am = system.alertmanager(AM);
@@ -126,7 +126,7 @@ export const FAULTS: Fault[] = [
   {
     name: "nats-restarted",
     fault: "nats-server stopped (SIGTERM: the store flushed) and started again on its store while transitions flow",
-    fans: (s) => s.faults.fans,
+    episodeSeconds: (s) => s.faults.episodeSeconds,
     async inject({ system, settings, say }) {
       say(`nats-server stopped for ${settings.faults.restartDownMs / 1000} s`);
       await system.nats.halt();
@@ -165,9 +165,9 @@ export async function runFault(
   const ledger = new Ledger();
   try {
     const { rate } = settings.faults;
-    const fans = fault.fans(settings);
-    const load = new EpisodeLoad(system.publisher, ledger, { fans, rate, prefix: fault.name });
-    say(`${rate} transitions/s over ${fans} fans: episodes of ${load.episodeSeconds} s`);
+    const episodeSeconds = fault.episodeSeconds(settings);
+    const load = new EpisodeLoad(system.publisher, ledger, { rate, episodeSeconds, prefix: fault.name });
+    say(`${rate} transitions/s: new fans' alarms, each cleared after ${episodeSeconds} s`);
     await sleep(settings.faults.beforeMs);
     const faultStart = Date.now();
     const context: FaultContext = { system, settings, say };
@@ -175,7 +175,7 @@ export async function runFault(
     const faultEnd = Date.now();
     await sleep(settings.faults.afterMs);
     load.stopOpening();
-    say(`no new episodes; the ${load.openEpisodes} open ones clear at their turn`);
+    say(`no new episodes; the ${load.openEpisodes} open ones clear in their time`);
     await load.done;
     const calls = () => system.amHooks.received.filter((c) => c.path.startsWith(`/${AM}`));
     const complete = () => {
@@ -205,7 +205,7 @@ export async function runFault(
       kind: "fault",
       scenario: fault.name,
       fault: fault.fault,
-      load: { rate, fans, episodeSeconds: load.episodeSeconds },
+      load: { rate, episodeSeconds, fans: ledger.episodes().size },
       transitions: {
         published: ledger.published.size,
         stored: ledger.stored.length,

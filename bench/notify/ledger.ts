@@ -55,6 +55,13 @@ export interface AlertmanagerCount {
    */
   repeatedAcrossItsRestart: number;
   /**
+   * The duplicated, by the webhook call that carried them: `bodies` that notified nothing new (every
+   * alert in them notified before with that status: a second notification), and `carried` mentions
+   * in a call that did notify something new (say an episode's resolve again, along with the fan's
+   * next episode's firing).
+   */
+  repeats: { bodies: number; carried: number };
+  /**
    * The first few episodes with other than one firing and (when closed) one resolved notification:
    * when it opened, and each notification about its fan: time, status, alerts.
    */
@@ -208,9 +215,27 @@ export class Ledger {
       resolved,
       unknown,
       repeatedAcrossItsRestart,
+      repeats: repeatsByCall(calls),
       examples,
     };
   }
+}
+
+/** Calls that notified nothing new, and repeated mentions within calls that did (see AlertmanagerCount.repeats). */
+function repeatsByCall(calls: readonly AlertmanagerWebhook[]): { bodies: number; carried: number } {
+  const seen = new Set<string>();
+  let bodies = 0;
+  let carried = 0;
+  for (const call of [...calls].sort((a, b) => a.at - b.at)) {
+    const keys = call.body.alerts.map(
+      (a) => `${episodeKey(a.labels.deviceID ?? "", a.labels.alarmId ?? "")}\u0000${a.status}`,
+    );
+    const fresh = keys.filter((k) => !seen.has(k));
+    if (fresh.length === 0) bodies++;
+    else carried += keys.length - fresh.length;
+    for (const k of keys) seen.add(k);
+  }
+  return { bodies, carried };
 }
 
 export function episodeKey(deviceID: string, alarmId: string): string {

@@ -19,25 +19,28 @@ export async function publishRecorded(
 }
 
 export interface EpisodeLoadOptions {
-  /** Fans the load goes round: each alternates between an alarm and its clear. */
-  fans: number;
   /** Transitions a second (alarms and clears together). */
   rate: number;
-  /** Device IDs are `${prefix}-<n>`. */
+  /** How long each episode stays open before its clear. */
+  episodeSeconds: number;
+  /** Device IDs are `${prefix}-<n>`, one fan per episode. */
   prefix: string;
 }
 
 /**
- * Alarm episodes that open and clear, paced: every 1/rate s the next fan in turn either clears its
- * open episode or opens a new one (a new alarmId). So each episode lasts fans/rate seconds, and so
- * does the pause before the fan's next one. stopOpening() lets the open episodes clear at their
- * turn; done resolves once none is open and every publish settled. A fan's publishes are chained:
- * an alarm and its clear reach the stream in that order even while NATS is away.
+ * Alarm episodes that open and clear, paced: every 1/rate s the oldest open episode clears if it
+ * has been open `episodeSeconds`, else a new fan's alarm opens. So in the steady state half the
+ * transitions are alarms and half clears, with rate × episodeSeconds / 2 episodes open. Each fan has
+ * one episode (a fan's next episode soon after its clear is a scenario of its own, next-episode).
+ * stopOpening() lets the open episodes clear in their time; `done` resolves once none is open and
+ * every publish settled. Publishes are not awaited one by one, so NATS away holds up none of the
+ * pacing; a fan's clear waits for its alarm's publish, so the two reach the stream in order.
  */
 export class EpisodeLoad {
-  readonly #open = new Map<string, string>();
-  readonly #chains = new Map<string, Promise<void>>();
+  readonly #open: Array<{ fan: string; alarmId: string; at: number; published: Promise<void> }> = [];
+  readonly #publishes: Array<Promise<void>> = [];
   #opening = true;
+  #fans = 0;
   readonly done: Promise<void>;
 
   constructor(
@@ -48,13 +51,8 @@ export class EpisodeLoad {
     this.done = this.#run();
   }
 
-  /** Seconds each episode stays open. */
-  get episodeSeconds(): number {
-    return this.options.fans / this.options.rate;
-  }
-
   get openEpisodes(): number {
-    return this.#open.size;
+    return this.#open.length;
   }
 
   stopOpening(): void {
@@ -62,31 +60,29 @@ export class EpisodeLoad {
   }
 
   async #run(): Promise<void> {
-    const { fans, rate, prefix } = this.options;
+    const { rate } = this.options;
     const started = Date.now();
     let ticks = 0;
-    while (this.#opening || this.#open.size > 0) {
+    while (this.#opening || this.#open.length > 0) {
       const due = Math.floor(((Date.now() - started) / 1000) * rate);
-      for (; ticks < due && (this.#opening || this.#open.size > 0); ticks++) this.#tick(`${prefix}-${ticks % fans}`);
+      for (; ticks < due; ticks++) this.#tick();
       await sleep(10);
     }
-    await Promise.all(this.#chains.values());
+    await Promise.all(this.#publishes);
   }
 
-  #tick(fan: string): void {
-    const alarmId = this.#open.get(fan);
-    let transition: AlarmTransition;
-    if (alarmId !== undefined) {
-      transition = makeTransition(fan, "cleared", { alarmId });
-      this.#open.delete(fan);
+  #tick(): void {
+    const oldest = this.#open[0];
+    if (oldest !== undefined && Date.now() - oldest.at >= this.options.episodeSeconds * 1000) {
+      this.#open.shift();
+      const clear = makeTransition(oldest.fan, "cleared", { alarmId: oldest.alarmId });
+      this.#publishes.push(oldest.published.then(() => publishRecorded(this.publisher, this.ledger, clear)));
     } else if (this.#opening) {
-      transition = makeTransition(fan, "alarm");
-      this.#open.set(fan, transition.alarmId ?? fan);
-    } else return;
-    const previous = this.#chains.get(fan) ?? Promise.resolve();
-    this.#chains.set(
-      fan,
-      previous.then(() => publishRecorded(this.publisher, this.ledger, transition)),
-    );
+      const fan = `${this.options.prefix}-${this.#fans++}`;
+      const alarm = makeTransition(fan, "alarm");
+      const published = publishRecorded(this.publisher, this.ledger, alarm);
+      this.#publishes.push(published);
+      this.#open.push({ fan, alarmId: alarm.alarmId ?? fan, at: Date.now(), published });
+    }
   }
 }

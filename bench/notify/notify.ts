@@ -7,18 +7,20 @@
 //            same stream and server, timed on the same transitions;
 //   faults   receiver down, notifier SIGKILLed mid-send, Alertmanager restarted, NATS restarted, each
 //            under a load of alarm episodes opening and clearing: lost and duplicated notifications;
+//   next-episode  fans whose alarm clears and comes back soon: each episode notified once, and its resolve;
 //   fans     1,000 fans' alarms opening and clearing: one firing and one resolved notification each.
 // Progress goes to stderr; stdout gets one JSON line per scenario and a summary line last. Exits 1
 // when a fault scenario or the 1,000 fans lost or duplicated anything (after dedupe by key).
 //   --short          shorter: 5 s of latency, the receiver down 10 s, restarts of 2 s
 //   --scenarios a,b  only these: latency, receiver-down, notifier-killed, alertmanager-restarted,
-//                    nats-restarted, fans
+//                    nats-restarted, next-episode, fans
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { FAULTS, runFault, type FaultResult } from "./faults.js";
 import { runLatency, type LatencyResult } from "./latency.js";
+import { runNextEpisode, type NextEpisodeResult } from "./next-episode.js";
 import { runScale, type ScaleResult } from "./scale.js";
 import { FAULT_TIMING, FULL, SHORT } from "./settings.js";
 
@@ -26,7 +28,7 @@ const { values } = parseArgs({
   options: { short: { type: "boolean", default: false }, scenarios: { type: "string" } },
 });
 const settings = values.short ? SHORT : FULL;
-const NAMES = ["latency", ...FAULTS.map((f) => f.name), "fans"];
+const NAMES = ["latency", ...FAULTS.map((f) => f.name), "next-episode", "fans"];
 const wanted = values.scenarios?.split(",") ?? NAMES;
 const unknown = wanted.filter((name) => !NAMES.includes(name));
 if (unknown.length > 0)
@@ -39,6 +41,7 @@ progress(`bench:notify${values.short ? " --short" : ""}: ${wanted.join(", ")}; l
 
 let latency: LatencyResult | undefined;
 const faults: FaultResult[] = [];
+let nextEpisode: NextEpisodeResult | undefined;
 let scale: ScaleResult | undefined;
 
 if (wanted.includes("latency")) {
@@ -57,7 +60,15 @@ for (const fault of FAULTS.filter((f) => wanted.includes(f.name))) {
   console.log(JSON.stringify(result));
   const { webhook: w, alertmanager: am } = result;
   progress(
-    `${result.scenario}: ${result.ok ? "ok" : "FAILED"}; ${result.transitions.stored} transitions; webhook ${w.distinct}/${w.expected} (lost ${w.lost}, raw repeats ${w.rawRepeats}, duplicated after dedupe ${w.duplicatedAfterDedupe}); Alertmanager ${am.episodes} episodes: firing ${am.firing.notified} (missing ${am.firing.missing}, duplicated ${am.firing.duplicated}), resolved ${am.resolved.notified} (missing ${am.resolved.missing}, duplicated ${am.resolved.duplicated})${am.repeatedAcrossItsRestart === 0 ? "" : `; ${am.repeatedAcrossItsRestart} of them repeated by Alertmanager across its restart (in flight at SIGTERM)`}${am.examples.length === 0 ? "" : `; e.g. ${JSON.stringify(am.examples)}`}`,
+    `${result.scenario}: ${result.ok ? "ok" : "FAILED"}; ${result.transitions.stored} transitions; webhook ${w.distinct}/${w.expected} (lost ${w.lost}, raw repeats ${w.rawRepeats}, duplicated after dedupe ${w.duplicatedAfterDedupe}); Alertmanager ${am.episodes} episodes: firing ${am.firing.notified} (missing ${am.firing.missing}, duplicated ${am.firing.duplicated}), resolved ${am.resolved.notified} (missing ${am.resolved.missing}, duplicated ${am.resolved.duplicated})${am.repeats.bodies + am.repeats.carried === 0 ? "" : ` (${am.repeats.bodies} notifications with nothing new, ${am.repeats.carried} mentions carried in a later one)`}${am.repeatedAcrossItsRestart === 0 ? "" : `; ${am.repeatedAcrossItsRestart} of them repeated by Alertmanager across its restart (in flight at SIGTERM)`}${am.examples.length === 0 ? "" : `; e.g. ${JSON.stringify(am.examples)}`}`,
+  );
+}
+if (wanted.includes("next-episode")) {
+  nextEpisode = await runNextEpisode(settings, logRoot, progress);
+  console.log(JSON.stringify(nextEpisode));
+  const am = nextEpisode.alertmanager;
+  progress(
+    `next-episode: ${nextEpisode.ok ? "ok" : "FAILED"}; ${am.episodes} episodes of ${nextEpisode.fans} fans: firing ${am.firing.notified} (missing ${am.firing.missing}, duplicated ${am.firing.duplicated}), resolved ${am.resolved.notified} (missing ${am.resolved.missing}, duplicated ${am.resolved.duplicated}); repeats: ${am.repeats.bodies} notifications with nothing new, ${am.repeats.carried} mentions carried in a later one${am.examples.length === 0 ? "" : `; e.g. ${JSON.stringify(am.examples[0])}`}`,
   );
 }
 if (wanted.includes("fans")) {
@@ -68,7 +79,11 @@ if (wanted.includes("fans")) {
   );
 }
 
-const failed = [...faults.filter((f) => !f.ok).map((f) => f.scenario), ...(scale?.ok === false ? ["fans"] : [])];
+const failed = [
+  ...faults.filter((f) => !f.ok).map((f) => f.scenario),
+  ...(nextEpisode?.ok === false ? ["next-episode"] : []),
+  ...(scale?.ok === false ? ["fans"] : []),
+];
 console.log(
   JSON.stringify({
     kind: "summary",

@@ -21,11 +21,15 @@ export interface Settings {
     seconds: number;
   };
   faults: {
-    /** Transitions a second of the episode load (alarms and clears), fans it goes round. */
+    /** Transitions a second of the episode load (alarms and clears: a new fan's alarm, or an old one's clear). */
     rate: number;
-    fans: number;
-    /** The killed notifier's scenario: more fans, so that an episode outlasts JetStream's redelivery (ack wait 15 s). */
-    killFans: number;
+    /**
+     * How long each episode stays open. Longer than group_wait plus any hold-up a fault makes: an
+     * alert that opens and resolves within one group_wait is never notified (Alertmanager's rule).
+     */
+    episodeSeconds: number;
+    /** The killed notifier's scenario: longer, as the message in flight comes back only after JetStream's ack wait (15 s). */
+    killEpisodeSeconds: number;
     /** Load before the fault, and after it before new episodes stop. */
     beforeMs: number;
     afterMs: number;
@@ -33,6 +37,11 @@ export interface Settings {
     receiverDownMs: number;
     /** How long Alertmanager and NATS are down in their restarts. */
     restartDownMs: number;
+  };
+  nextEpisode: {
+    fans: number;
+    /** From a fan's resolve notification to its next alarm: within the 5 resends an ended alert is sent again. */
+    gapSeconds: number;
   };
   scale: {
     fans: number;
@@ -52,13 +61,14 @@ export const FULL: Settings = {
   latency: { rate: 20, seconds: 15 },
   faults: {
     rate: 10,
-    fans: 250,
-    killFans: 250,
+    episodeSeconds: 25,
+    killEpisodeSeconds: 25,
     beforeMs: 15_000,
     afterMs: 15_000,
     receiverDownMs: 60_000,
     restartDownMs: 5_000,
   },
+  nextEpisode: { fans: 20, gapSeconds: 15 },
   scale: { fans: 1_000, rate: 500 },
   resend: "10s",
   // A resend (10 s) and a group_interval (5 s) after the last arrival, and more than JetStream's ack wait (15 s).
@@ -71,15 +81,16 @@ export const SHORT: Settings = {
   latency: { rate: 20, seconds: 5 },
   faults: {
     rate: 10,
-    fans: 100,
-    killFans: 200,
-    beforeMs: 5_000,
-    afterMs: 5_000,
+    episodeSeconds: 8,
+    killEpisodeSeconds: 20,
+    beforeMs: 3_000,
+    afterMs: 3_000,
     receiverDownMs: 10_000,
     restartDownMs: 2_000,
   },
+  nextEpisode: { fans: 10, gapSeconds: 10 },
   scale: { fans: 1_000, rate: 500 },
   resend: "10s",
-  settleMs: 12_000,
+  settleMs: 6_000,
   drainCapMs: 90_000,
 };
