@@ -1,5 +1,6 @@
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { once } from "node:events";
+import { createWriteStream } from "node:fs";
 import { ServiceBase } from "../../lib/infra/service.js";
 import { spawnCli, waitForOutput, waitUntilReady } from "./process.js";
 
@@ -11,6 +12,8 @@ export interface CliProcessOptions {
   env?: NodeJS.ProcessEnv;
   /** Ready when it prints this, or (a URL) when that server's GET /_/ready answers 200. */
   ready: RegExp | string;
+  /** A file that gets everything it prints, stdout and stderr (appended): its log, to read after a run. */
+  logFile?: string;
 }
 
 /**
@@ -35,6 +38,12 @@ export class CliProcess extends ServiceBase {
   protected async onStart(): Promise<void> {
     const child = spawnCli(this.options.args, this.options.env);
     this.#child = child;
+    if (this.options.logFile !== undefined) {
+      const log = createWriteStream(this.options.logFile, { flags: "a" });
+      child.stdout.pipe(log, { end: false });
+      child.stderr.pipe(log, { end: false });
+      child.once("close", () => log.end());
+    }
     const { ready } = this.options;
     await (typeof ready === "string" ? waitUntilReady(ready, child) : waitForOutput(child, ready));
     // Keep reading what it prints, so that a full pipe never stalls it.

@@ -14,6 +14,8 @@ export interface ReceivedRequest {
   status: number;
   /** The body as JSON (what a receiver parses after checking the signature). */
   json: Record<string, unknown>;
+  /** When the whole body had arrived: ms since the epoch, to a fraction of a ms (the benchmarks' receipt time). */
+  receivedAt: number;
 }
 
 /**
@@ -71,6 +73,7 @@ export class WebhookReceiver {
       const chunks: Buffer[] = [];
       req.on("data", (chunk: Buffer) => chunks.push(chunk));
       req.on("end", () => {
+        const receivedAt = performance.timeOrigin + performance.now();
         const raw = Buffer.concat(chunks);
         const body = raw.toString("utf8");
         let json: Record<string, unknown> = {};
@@ -79,7 +82,7 @@ export class WebhookReceiver {
         } catch {
           // kept as text; a test asserting on it fails with the body in view
         }
-        const request: ReceivedRequest = { raw, body, headers: req.headers, status: 0, json };
+        const request: ReceivedRequest = { raw, body, headers: req.headers, status: 0, json, receivedAt };
         this.requests.push(request);
         if (this.mode === "hold") {
           this.#held.push({ res, request });
