@@ -120,9 +120,12 @@ const HEALTH_ID = /:(\d+):(\d+)$/;
 
 /** Where `t` stands among its fan's transitions: its time and health's per-fan sequence number. */
 export function transitionOrder(t: AlarmTransition): TransitionOrder {
+  const at = Date.parse(t.at);
   const match = HEALTH_ID.exec(t.id);
-  if (match === null) return { at: Date.parse(t.at), seq: null };
-  return { at: Number(match[1]), seq: Number(match[2]) };
+  // Health's id holds the transition's own time: an id of another form that merely ends in two
+  // numbers is not read as one.
+  if (match === null || Number(match[1]) !== at) return { at, seq: null };
+  return { at, seq: Number(match[2]) };
 }
 
 /**

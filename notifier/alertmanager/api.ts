@@ -21,6 +21,8 @@ const SilencesAnswer = z.array(
 
 const SilenceCreated = z.object({ silenceID: z.string() });
 
+const AlertsAnswer = z.array(z.object({ labels: z.record(z.string(), z.string()) }));
+
 /**
  * One Alertmanager's API v2, the calls fanwatch makes: post alerts, list, create or update, and
  * expire silences. Every call rejects on a status that is not 2xx with an HttpStatusError (its
@@ -43,6 +45,21 @@ export class AlertmanagerApi {
 
   async postAlerts(alerts: Alert[]): Promise<void> {
     await this.#call("POST", "/api/v2/alerts", alerts);
+  }
+
+  /**
+   * The label sets of the alerts it holds unresolved (firing, silenced or inhibited) among those
+   * whose labels equal `matchers`.
+   */
+  async unresolvedAlerts(matchers: Readonly<Record<string, string>>): Promise<Array<Record<string, string>>> {
+    const query = Object.entries(matchers)
+      .map(([name, value]) => `filter=${encodeURIComponent(`${name}=${JSON.stringify(value)}`)}`)
+      .join("&");
+    const path = `/api/v2/alerts${query === "" ? "" : `?${query}`}`;
+    const parsed = AlertsAnswer.safeParse(JSON.parse(await this.#call("GET", path)));
+    if (!parsed.success)
+      throw new Error(`${this.name}/api/v2/alerts answered a list fanwatch cannot read: ${parsed.error.message}`);
+    return parsed.data.map((a) => a.labels);
   }
 
   async silences(): Promise<ExistingSilence[]> {

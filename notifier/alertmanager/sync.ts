@@ -119,7 +119,17 @@ export class UrlSync {
     } catch (error) {
       failures.push(error as Error);
     }
-    const alerts: Alert[] = fans.flatMap((f) => alertsToSend(f, now, this.options.keepEndedMs));
+    let alerts: Alert[];
+    try {
+      alerts = await this.#endsStillNeeded(
+        all,
+        fans,
+        fans.flatMap((f) => alertsToSend(f, now, this.options.keepEndedMs)),
+      );
+    } catch (error) {
+      failures.push(error as Error);
+      alerts = fans.flatMap((f) => f.open);
+    }
     for (let i = 0; i < alerts.length; i += ALERTS_PER_REQUEST) {
       try {
         await this.api.postAlerts(alerts.slice(i, i + ALERTS_PER_REQUEST));
@@ -130,6 +140,25 @@ export class UrlSync {
     }
     const [first] = failures;
     if (first !== undefined) throw first;
+  }
+
+  /**
+   * The alerts to send, an ended one only while this Alertmanager still holds it unresolved (it
+   * missed the end: down, or restarted with the alert still open elsewhere). One it holds resolved
+   * or no more is not sent again: Alertmanager drops a resolved alert once it notified it, and one
+   * sent again would be put back into the fan's group, and its resolve notified again with the
+   * group's next notification (the fan's next episode).
+   */
+  async #endsStillNeeded(all: boolean, fans: FanAlerts[], alerts: Alert[]): Promise<Alert[]> {
+    if (alerts.every((a) => a.endsAt === undefined)) return alerts;
+    const { site } = this.options;
+    const concerned = all
+      ? [{ site }]
+      : fans.filter((f) => f.ended.length > 0).map((f) => ({ site, deviceID: f.deviceID }));
+    const held = new Set<string>();
+    for (const matchers of concerned)
+      for (const labels of await this.api.unresolvedAlerts(matchers)) held.add(labelsKey(labels));
+    return alerts.filter((a) => a.endsAt === undefined || held.has(labelsKey(a.labels)));
   }
 
   async #reconcileSilences(list: boolean, all: boolean, fans: FanAlerts[], now: number): Promise<void> {
@@ -207,4 +236,9 @@ export class UrlSync {
       `${op.op === "create" ? "created" : "updated"} silence ${id} at ${this.api.name} until ${op.silence.endsAt}`,
     );
   }
+}
+
+/** A label set as one string, whatever the order of its labels. */
+function labelsKey(labels: Readonly<Record<string, string>>): string {
+  return JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }

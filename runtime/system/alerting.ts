@@ -43,6 +43,8 @@ export interface AlertmanagerProcessOptions {
   host: string;
   configFile: string;
   storageDir: string;
+  /** Lines of its log kept (tests and benchmarks keep more). @default 20 */
+  keepLines?: number;
 }
 
 /** Alertmanager, one instance with clustering off, as a service (server-process.ts): ready once it listens. */
@@ -61,6 +63,7 @@ export class AlertmanagerProcess extends ServerProcess {
       ],
       readyLine: /msg="Listening on"/,
       readyTimeoutMs: ALERTMANAGER_READY_TIMEOUT_MS,
+      ...(options.keepLines === undefined ? {} : { keepLines: options.keepLines }),
     });
     this.url = `http://${reachableHost(options.host)}:${options.port}`;
   }

@@ -9,6 +9,8 @@ export interface ServerProcessOptions {
   readyLine: RegExp;
   /** How long it gets to print it. */
   readyTimeoutMs: number;
+  /** Lines of its output kept, for the error that says why it did not start and for output(). @default 20 */
+  keepLines?: number;
 }
 
 /**
@@ -30,6 +32,11 @@ export abstract class ServerProcess extends ServiceBase {
     return this.#child?.pid;
   }
 
+  /** The last lines it printed (keepLines of them). */
+  output(): string {
+    return this.#lines.join("\n");
+  }
+
   protected async onStart(): Promise<void> {
     const { binary, args, readyLine, readyTimeoutMs } = this.process;
     // Through a small shell in a process group of its own: Ctrl-C on the terminal reaches fanwatch,
@@ -42,9 +49,10 @@ export abstract class ServerProcess extends ServiceBase {
     const child = spawn("sh", ["-c", script, binary, ...args], { stdio: ["pipe", "pipe", "pipe"], detached: true });
     this.#child = child;
     let ready = (_line: string): void => {};
+    const keep = this.process.keepLines ?? 20;
     const onLine = (line: string) => {
       this.#lines.push(line);
-      if (this.#lines.length > 20) this.#lines.shift();
+      if (this.#lines.length > keep) this.#lines.shift();
       ready(line);
     };
     createInterface({ input: child.stdout }).on("line", onLine);

@@ -40,6 +40,8 @@ export interface TestAlertmanager {
   silences(): Promise<ListedSilence[]>;
   /** The sum of a metric's samples on /metrics whose labels include `labels` (0 when there are none). */
   metric(name: string, labels?: Record<string, string>): Promise<number>;
+  /** What it printed lately (its log, the last 5,000 lines of the instance running now). */
+  output(): string;
   /** Stops it (SIGTERM: it writes its notification log and silences to storage) and keeps the storage. */
   halt(): Promise<void>;
   /** Starts it again on the same port with the same storage (halting it first if it runs). */
@@ -66,7 +68,14 @@ export async function startAlertmanager(config: string): Promise<TestAlertmanage
   await writeFile(configFile, config);
   const url = `http://127.0.0.1:${port}`;
   const launch = async (): Promise<AlertmanagerProcess> => {
-    const server = new AlertmanagerProcess({ binary, port, host: "127.0.0.1", configFile, storageDir });
+    const server = new AlertmanagerProcess({
+      binary,
+      port,
+      host: "127.0.0.1",
+      configFile,
+      storageDir,
+      keepLines: 5_000,
+    });
     await server.start();
     return server;
   };
@@ -99,6 +108,7 @@ export async function startAlertmanager(config: string): Promise<TestAlertmanage
       }
       return sum;
     },
+    output: () => server?.output() ?? "",
     async halt() {
       await server?.drain();
       server = undefined;

@@ -15,7 +15,8 @@ export function makeTransition(
   const n = ++sequence;
   const state = event === "warning" ? "warning" : event === "cleared" || event === "ok" ? event : "alarm";
   return {
-    id: `${deviceID}:${Date.now()}:${n}:${Math.random().toString(16).slice(2, 8)}`,
+    // Health's form, <deviceID>:<at ms>:<sequence> (the sequence rises for every fan here).
+    id: `${deviceID}:${Date.parse(at)}:${n}`,
     event,
     deviceID,
     alarmId: `${deviceID}@${at}`,

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { parse } from "yaml";
 import type { AlarmTransition, HealthEvent } from "../../lib/domain/health.js";
-import { alertsToSend, applyTransition } from "../../notifier/alertmanager/alerts.js";
+import { alertsToSend, applyTransition, transitionOrder } from "../../notifier/alertmanager/alerts.js";
 import {
   EMAIL_SUBJECT,
   GROUP_BY,
@@ -156,6 +156,22 @@ describe("Alertmanager target: transitions to alerts", () => {
     const state = run(tx("alarm"), tx("cleared", { at: iso(T0) }));
     assert.equal(alertsToSend(state, T0 + 1_000, 60_000).length, 1);
     assert.equal(alertsToSend(state, T0 + 61_000, 60_000).length, 0);
+  });
+});
+
+describe("Alertmanager target: the order of a fan's transitions", () => {
+  const at = "2026-12-07T06:20:08.213Z";
+  const ms = Date.parse(at);
+  const of = (id: string) => transitionOrder({ id, at } as AlarmTransition);
+
+  it("reads health's id, <deviceID>:<at ms>:<sequence>, from the right (a device ID may hold colons)", () => {
+    assert.deepEqual(of(`line:3:${ms}:44`), { at: ms, seq: 44 });
+  });
+
+  it("does not take another id that merely ends in two numbers for health's: its time decides alone", () => {
+    // Read as health's, "…:44:679187" would be a transition of 1970 and count as late.
+    assert.deepEqual(of(`fan-3:${ms}:44:679187`), { at: ms, seq: null });
+    assert.deepEqual(of("fan-3:7"), { at: ms, seq: null });
   });
 });
 
