@@ -15,7 +15,7 @@ export interface NextEpisodeResult {
   what: string;
   fans: number;
   gapSeconds: number;
-  /** ALERTMANAGER_RESEND: for 5 of them an ended alert is sent again to an Alertmanager that still holds it. */
+  /** ALERTMANAGER_RESEND: for 5 of them an ended alert is sent to an Alertmanager until it took the end. */
   resend: string;
   webhook: WebhookCount;
   alertmanager: AlertmanagerCount;
@@ -95,7 +95,7 @@ export async function runNextEpisode(
     return {
       kind: "episodes",
       scenario: "next-episode",
-      what: `each fan's next alarm opens ${gapSeconds} s after its previous resolve was notified (resend ${settings.resend}; an ended alert is sent again, for 5 resends, only to an Alertmanager that still holds it)`,
+      what: `each fan's next alarm opens ${gapSeconds} s after its previous resolve was notified (resend ${settings.resend}; an ended alert is sent, for 5 resends, to an Alertmanager until it took the end)`,
       fans,
       gapSeconds,
       resend: settings.resend,

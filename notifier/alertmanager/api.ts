@@ -21,7 +21,7 @@ const SilencesAnswer = z.array(
 
 const SilenceCreated = z.object({ silenceID: z.string() });
 
-const AlertsAnswer = z.array(z.object({ labels: z.record(z.string(), z.string()) }));
+const StatusAnswer = z.object({ uptime: z.string() });
 
 /**
  * One Alertmanager's API v2, the calls fanwatch makes: post alerts, list, create or update, and
@@ -47,19 +47,9 @@ export class AlertmanagerApi {
     await this.#call("POST", "/api/v2/alerts", alerts);
   }
 
-  /**
-   * The label sets of the alerts it holds unresolved (firing, silenced or inhibited) among those
-   * whose labels equal `matchers`.
-   */
-  async unresolvedAlerts(matchers: Readonly<Record<string, string>>): Promise<Array<Record<string, string>>> {
-    const query = Object.entries(matchers)
-      .map(([name, value]) => `filter=${encodeURIComponent(`${name}=${JSON.stringify(value)}`)}`)
-      .join("&");
-    const path = `/api/v2/alerts${query === "" ? "" : `?${query}`}`;
-    const parsed = AlertsAnswer.safeParse(JSON.parse(await this.#call("GET", path)));
-    if (!parsed.success)
-      throw new Error(`${this.name}/api/v2/alerts answered a list fanwatch cannot read: ${parsed.error.message}`);
-    return parsed.data.map((a) => a.labels);
+  /** When it started (its status's `uptime`): a new value means it restarted and lost the alerts it held. */
+  async startedAt(): Promise<string> {
+    return StatusAnswer.parse(JSON.parse(await this.#call("GET", "/api/v2/status"))).uptime;
   }
 
   async silences(): Promise<ExistingSilence[]> {

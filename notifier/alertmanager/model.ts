@@ -2,7 +2,7 @@ import { z } from "zod";
 
 /**
  * What the Alertmanager target wants Alertmanager to hold for one fan: its open alerts, the alerts
- * that ended lately (sent again to an Alertmanager that missed the end and still holds the alert),
+ * that ended lately (sent to each Alertmanager until it took the end, and again after it restarted),
  * and the silences standing for someone being on it. Kept durable in the target's own NATS
  * key-value bucket (store.ts) and pushed to every Alertmanager as it is (sync.ts).
  */

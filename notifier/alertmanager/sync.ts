@@ -48,6 +48,10 @@ export class UrlSync {
   /** fanwatch's silences there, by id, as last listed or changed: undefined until first listed. */
   #silences: Map<string, ExistingSilence> | undefined;
   readonly #now: () => number;
+  /** Ends this Alertmanager took (endKey), since it last started. */
+  readonly #endsTaken = new Set<string>();
+  /** When it started, as its status said at the last resend. */
+  #startedAt: string | undefined;
   readonly status: UrlStatus;
 
   constructor(
@@ -121,18 +125,16 @@ export class UrlSync {
     }
     let alerts: Alert[];
     try {
-      alerts = await this.#endsStillNeeded(
-        all,
-        fans,
-        fans.flatMap((f) => alertsToSend(f, now, this.options.keepEndedMs)),
-      );
+      alerts = await this.#toSend(all, fans, now);
     } catch (error) {
       failures.push(error as Error);
       alerts = fans.flatMap((f) => f.open);
     }
     for (let i = 0; i < alerts.length; i += ALERTS_PER_REQUEST) {
+      const batch = alerts.slice(i, i + ALERTS_PER_REQUEST);
       try {
-        await this.api.postAlerts(alerts.slice(i, i + ALERTS_PER_REQUEST));
+        await this.api.postAlerts(batch);
+        for (const a of batch) if (a.endsAt !== undefined) this.#endsTaken.add(endKey(a));
       } catch (error) {
         failures.push(error as Error);
         break;
@@ -143,22 +145,23 @@ export class UrlSync {
   }
 
   /**
-   * The alerts to send, an ended one only while this Alertmanager still holds it unresolved (it
-   * missed the end: down, or restarted with the alert still open elsewhere). One it holds resolved
-   * or no more is not sent again: Alertmanager drops a resolved alert once it notified it, and one
-   * sent again would be put back into the fan's group, and its resolve notified again with the
-   * group's next notification (the fan's next episode).
+   * The alerts to send: every open one, and an ended one until this Alertmanager took its end.
+   * Not again after that: Alertmanager drops a resolved alert once it notified it, and one sent
+   * again would be put back into the fan's group, its resolve repeated in the group's next
+   * notification (the fan's next episode). Again after Alertmanager restarted (it keeps no
+   * alerts; its notification log may say an alarm was notified and not yet its resolve).
    */
-  async #endsStillNeeded(all: boolean, fans: FanAlerts[], alerts: Alert[]): Promise<Alert[]> {
-    if (alerts.every((a) => a.endsAt === undefined)) return alerts;
-    const { site } = this.options;
-    const concerned = all
-      ? [{ site }]
-      : fans.filter((f) => f.ended.length > 0).map((f) => ({ site, deviceID: f.deviceID }));
-    const held = new Set<string>();
-    for (const matchers of concerned)
-      for (const labels of await this.api.unresolvedAlerts(matchers)) held.add(labelsKey(labels));
-    return alerts.filter((a) => a.endsAt === undefined || held.has(labelsKey(a.labels)));
+  async #toSend(all: boolean, fans: FanAlerts[], now: number): Promise<Alert[]> {
+    const candidates = fans.flatMap((f) => alertsToSend(f, now, this.options.keepEndedMs));
+    if (all) {
+      const startedAt = await this.api.startedAt();
+      if (startedAt !== this.#startedAt) this.#endsTaken.clear();
+      this.#startedAt = startedAt;
+      // What no fan sends any more (past the keep period) is forgotten.
+      const ended = new Set(candidates.filter((a) => a.endsAt !== undefined).map(endKey));
+      for (const key of this.#endsTaken) if (!ended.has(key)) this.#endsTaken.delete(key);
+    }
+    return candidates.filter((a) => a.endsAt === undefined || !this.#endsTaken.has(endKey(a)));
   }
 
   async #reconcileSilences(list: boolean, all: boolean, fans: FanAlerts[], now: number): Promise<void> {
@@ -238,7 +241,8 @@ export class UrlSync {
   }
 }
 
-/** A label set as one string, whatever the order of its labels. */
-function labelsKey(labels: Readonly<Record<string, string>>): string {
-  return JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+/** An alert's end as one string: its labels, whatever their order, and its endsAt. */
+function endKey(alert: Alert): string {
+  const labels = Object.entries(alert.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return JSON.stringify([labels, alert.endsAt]);
 }
