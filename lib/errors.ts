@@ -150,6 +150,33 @@ export const ERROR_CODES = {
     kind: "failure",
     meaning: "no dead letter matches what `fanwatch notifications redrive` was asked to send again",
   },
+  // The workbench (issue 22: the page as a service with sign-in, health's history).
+  FANWATCH_UNAUTHENTICATED: {
+    kind: "input",
+    status: 401,
+    meaning: "the page needs a signed-in user, or health an action without the page's valid signed user header",
+  },
+  FANWATCH_FORBIDDEN: { kind: "input", status: 403, meaning: "the signed-in user's role may not do this" },
+  FANWATCH_CSRF_REFUSED: {
+    kind: "input",
+    status: 403,
+    meaning: "a change was posted to the page without the session's CSRF token",
+  },
+  FANWATCH_HOST_REFUSED: {
+    kind: "input",
+    status: 421,
+    meaning: "the Host header names no host this server answers for (a DNS rebinding guard)",
+  },
+  FANWATCH_TOO_MANY_ATTEMPTS: {
+    kind: "unavailable",
+    status: 429,
+    meaning: "too many failed sign-ins or /system logins from this address or for this user",
+  },
+  FANWATCH_HISTORY_NEEDS_NATS: {
+    kind: "input",
+    status: 501,
+    meaning: "health keeps its history in NATS JetStream, and runs without NATS_URL",
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
