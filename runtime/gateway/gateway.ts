@@ -1,4 +1,4 @@
-import { randomUUID, timingSafeEqual } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import {
   createServer,
   request,
@@ -8,13 +8,13 @@ import {
   type Server,
   type ServerResponse,
 } from "node:http";
-import type { AddressInfo } from "node:net";
+import { isIP, type AddressInfo } from "node:net";
 import { pipeline } from "node:stream";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { z } from "zod";
 import { parseUntrustedJson } from "../../lib/infra/json.js";
 import { reachableHost } from "../../lib/infra/net.js";
-import { basicAuthHeader } from "../../lib/infra/http/basic-auth.js";
+import { AllowedHosts } from "../../lib/infra/http/allowed-hosts.js";
 import { DEFAULT_CLOSE_DEADLINE_MS, serverCloser, type ServerCloser } from "../../lib/infra/http/close.js";
 import type { Logger } from "../../lib/infra/log.js";
 import type { StackFunction } from "./stack.js";
@@ -29,6 +29,7 @@ import { sendErrorCode } from "../../lib/infra/http/error-answer.js";
 import { checkCallbackUrl, type GatewayLimits } from "./guards.js";
 import { CALLER_TOKEN_HEADER, crossSiteReason } from "../../templates/node22-ts/guard.js";
 import { parseLogQuery, streamLogs } from "./logs.js";
+import { SystemAuth } from "./system-auth.js";
 
 /**
  * Longest an async call and then its callback may take: each holds a pending slot, so one that
@@ -75,15 +76,16 @@ export interface GatewayOptions {
  * /system/secrets (names), /system/logs (the function processes' lines) and
  * /system/scale-function/<name>; /healthz and Prometheus /metrics with the gateway's metric names.
  *
- * Unlike OpenFaaS it runs on a desktop next to a browser, so it refuses what another site's page
- * could make the browser send (except GETs of the page), posts async results only to loopback or
- * listed hosts, and bounds what async calls hold in memory.
+ * Unlike OpenFaaS it runs on a desktop next to a browser, so it answers only Hosts that no other
+ * site controls (DNS rebinding), refuses what another site's page could make the browser send
+ * (except GETs of the page), throttles failed /system logins per address, posts async results
+ * only to loopback or listed hosts, and bounds what async calls hold in memory.
  */
 export class LocalGateway {
   readonly #server: Server;
   readonly #closer: ServerCloser;
-  /** The Authorization header /system/* needs, made once. */
-  readonly #expectedAuth: Buffer;
+  readonly #auth: SystemAuth;
+  readonly #hosts: AllowedHosts;
   readonly #agent = new Agent({ keepAlive: true, maxSockets: 64 });
   readonly #registry = new Registry();
   readonly #invocations = new Counter({
@@ -119,7 +121,15 @@ export class LocalGateway {
   constructor(private readonly options: GatewayOptions) {
     this.#server = createServer((req, res) => this.#route(req, res));
     this.#closer = serverCloser(this.#server);
-    this.#expectedAuth = Buffer.from(basicAuthHeader(options.credentials));
+    this.#auth = new SystemAuth({
+      credentials: options.credentials,
+      login: options.limits.login,
+      registry: this.#registry,
+      log: options.log,
+    });
+    // The name it was told to listen on is one it answers for: the functions call it by that name.
+    const listening = isIP(options.host) === 0 && options.host !== "" ? [options.host] : [];
+    this.#hosts = new AllowedHosts({ names: [...options.limits.hosts, ...listening], setting: "GATEWAY_HOSTS" });
     const byFunction = (read: (set: ReplicaSet) => number) =>
       function (this: Gauge) {
         for (const fn of byName.values()) this.set({ function_name: fn.name }, read(fn.set));
@@ -225,6 +235,11 @@ export class LocalGateway {
   #route(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? "/", "http://gateway");
     const path = url.pathname;
+    const wrongHost = this.#hosts.refusal(req.headers.host);
+    if (wrongHost !== undefined) {
+      this.options.log.warn({ event: "host_refused", method: req.method, path, host: req.headers.host }, wrongHost);
+      return sendErrorCode(res, "FANWATCH_HOST_REFUSED", wrongHost);
+    }
     const refused = this.#crossSite(req, path);
     if (refused !== undefined)
       return sendErrorCode(
@@ -272,14 +287,7 @@ export class LocalGateway {
 
   async #system(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const path = url.pathname;
-    if (!this.#authorized(req)) {
-      return sendErrorCode(
-        res,
-        "FANWATCH_UNAUTHORIZED",
-        "the /system API needs basic auth (the user and password fanwatch start printed)",
-        { "www-authenticate": 'Basic realm="fanwatch gateway"' },
-      );
-    }
+    if (!this.#auth.admit(req, res)) return;
     const scale = /^\/system\/scale-function\/([^/]+)$/.exec(path);
     if (scale !== null && req.method === "POST") return this.#scale(req, res, scale[1] as string);
     if (req.method !== "GET")
@@ -388,11 +396,6 @@ export class LocalGateway {
       calls.set(name, (calls.get(name) ?? 0) + value);
     }
     return calls;
-  }
-
-  #authorized(req: IncomingMessage): boolean {
-    const given = Buffer.from(req.headers.authorization ?? "");
-    return given.length === this.#expectedAuth.length && timingSafeEqual(given, this.#expectedAuth);
   }
 
   /**

@@ -1,6 +1,9 @@
 import { isIP } from "node:net";
 import { z } from "zod";
 import { defineSettings, readSettings } from "../../lib/infra/settings.js";
+import { durationSchema } from "../../lib/infra/duration.js";
+import { hostListSchema } from "../../lib/infra/http/allowed-hosts.js";
+import { DEFAULT_MAX_FAILURES } from "../../lib/infra/http/attempt-throttle.js";
 
 export interface GatewayLimits {
   /** Largest async body the gateway holds while the call waits to run. */
@@ -9,6 +12,10 @@ export interface GatewayLimits {
   maxPendingAsync: number;
   /** Hosts (name or name:port) an X-Callback-Url may name besides this machine's loopback. */
   callbackAllowedHosts: string[];
+  /** Host names the gateway answers besides loopback, IP addresses and this machine's name (lib/infra/http/allowed-hosts.ts). */
+  hosts: string[];
+  /** How failed /system logins are throttled per client address (lib/infra/http/attempt-throttle.ts). */
+  login: { maxFailures: number; firstWaitMs: number; maxWaitMs: number };
 }
 
 /** As the functions' own body limit (MAX_JSON_SIZE's default): a body they would refuse is refused here. */
@@ -16,6 +23,10 @@ export const DEFAULT_MAX_ASYNC_BODY = 1024 * 1024;
 
 /** 64 × 1 MiB is the most the gateway holds in async bodies; fan readings are 200 bytes. */
 export const DEFAULT_MAX_ASYNC_PENDING = 64;
+
+/** A person who mistyped five times waits half a minute; a guesser soon waits a quarter of an hour per guess. */
+export const DEFAULT_LOGIN_WAIT = "30s";
+export const DEFAULT_LOGIN_MAX_WAIT = "15m";
 
 /** What the local gateway accepts from its callers (docs/start.md). */
 export const LIMIT_SETTINGS = defineSettings({
@@ -44,6 +55,29 @@ export const LIMIT_SETTINGS = defineSettings({
       )
       .default([]),
   },
+  GATEWAY_HOSTS: {
+    env: ["GATEWAY_HOSTS"],
+    help: "host names (comma-separated) the gateway and its page answer for besides localhost, IP addresses and this machine's name; other Host headers get 421 (a DNS rebinding guard)",
+    schema: hostListSchema(),
+  },
+  GATEWAY_LOGIN_FAILURES: {
+    env: ["GATEWAY_LOGIN_FAILURES"],
+    help: "failed /system logins from one address before it must wait (429 with Retry-After)",
+    default: DEFAULT_MAX_FAILURES,
+    schema: z.coerce.number().int().min(1).default(DEFAULT_MAX_FAILURES),
+  },
+  GATEWAY_LOGIN_WAIT: {
+    env: ["GATEWAY_LOGIN_WAIT"],
+    help: "the first wait after those failures, doubled for each further failure",
+    default: DEFAULT_LOGIN_WAIT,
+    schema: durationSchema(DEFAULT_LOGIN_WAIT),
+  },
+  GATEWAY_LOGIN_MAX_WAIT: {
+    env: ["GATEWAY_LOGIN_MAX_WAIT"],
+    help: "the longest wait; an address's failures are forgotten this long after its last failure or wait",
+    default: DEFAULT_LOGIN_MAX_WAIT,
+    schema: durationSchema(DEFAULT_LOGIN_MAX_WAIT),
+  },
 });
 
 export function readGatewayLimits(env?: NodeJS.ProcessEnv): GatewayLimits {
@@ -52,6 +86,12 @@ export function readGatewayLimits(env?: NodeJS.ProcessEnv): GatewayLimits {
     maxAsyncBodyBytes: e.GATEWAY_MAX_ASYNC_BODY,
     maxPendingAsync: e.GATEWAY_MAX_ASYNC_PENDING,
     callbackAllowedHosts: e.CALLBACK_ALLOWED_HOSTS,
+    hosts: e.GATEWAY_HOSTS,
+    login: {
+      maxFailures: e.GATEWAY_LOGIN_FAILURES,
+      firstWaitMs: e.GATEWAY_LOGIN_WAIT,
+      maxWaitMs: e.GATEWAY_LOGIN_MAX_WAIT,
+    },
   };
 }
 

@@ -122,9 +122,10 @@ describe("fanwatch gateway against a real Mosquitto", { timeout: 120_000 }, () =
       origin: `http://rebound.example:${port}`,
       "sec-fetch-site": "same-origin",
     };
+    // Refused by the Host check before the cross-site one looks (test/system/gateway-guards.test.ts).
     assert.equal(
       (await send(`${gateway}/function/score`, "POST", rebound, SCORE_BODY)).status,
-      403,
+      421,
       "a page on a rebound name",
     );
     // Its own origin, and clients that are not browsers (no Origin), are served.
