@@ -32,6 +32,8 @@ export function addGatewayCommand(program: Command, io: Io): void {
   addSettingsHelp(command, GATEWAY_HELP, [
     "The functions publish to the broker and keep the fans' health in NATS_URL (JetStream); without it, in memory",
     "(lost when it stops). Async callbacks go to loopback only, or to the hosts in CALLBACK_ALLOWED_HOSTS (docs/start.md).",
+    "It answers only Hosts naming localhost, an IP address, this machine or a name in GATEWAY_HOSTS (421 otherwise:",
+    "DNS rebinding), and makes an address wait after GATEWAY_LOGIN_FAILURES wrong /system logins (429, Retry-After).",
     "/system credentials: basic-auth-user/-password under SECRET_MOUNT_PATH, else GATEWAY_PASSWORD, else printed at start;",
     "feed it from MQTT with `fanwatch connector --basic-auth --secret-mount-path DIR` and SECRET_MOUNT_PATH=DIR here,",
     "or with OpenFaaS's own mqtt-connector; faas-cli (login, list, describe, invoke, logs, namespaces, secret list,",

@@ -276,7 +276,8 @@ export class LocalGateway {
   #crossSite(req: IncomingMessage, path: string): string | undefined {
     const reading = req.method === "GET" || req.method === "HEAD";
     if (reading && !/^\/(function|async-function|system)\/|^\/ui\/events$/.test(path)) return undefined;
-    const reason = crossSiteReason(req.headers);
+    // The names it answers are its Host check's (GATEWAY_HOSTS too), so that a page opened by a listed name may act.
+    const reason = crossSiteReason(req.headers, (host) => this.#hosts.refusal(host) === undefined);
     if (reason !== undefined)
       this.options.log.warn(
         { event: "cross_site_refused", method: req.method, path, reason },

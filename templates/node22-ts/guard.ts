@@ -14,15 +14,19 @@ export const CALLER_TOKEN_HEADER = "x-fanwatch-caller";
  * Why a request comes from another site's page, if it does. Browsers send `Sec-Fetch-Site` and,
  * on POSTs and cross-origin fetches, `Origin`; curl, faas-cli and the connector send neither. A
  * page on another port of this machine is "same-site" but another origin, so it is refused too.
- * The local gateway applies this same function (it imports it from here): one guard, one copy.
+ * The local gateway applies this same function (it imports it from here): one guard, one copy,
+ * with its own rule for the names it answers (`isOwnHost`: theirs plus the ones GATEWAY_HOSTS lists).
  */
-export function crossSiteReason(headers: IncomingHttpHeaders): string | undefined {
+export function crossSiteReason(
+  headers: IncomingHttpHeaders,
+  isOwnHost: (header: string | undefined) => boolean = isOwnName,
+): string | undefined {
   const site = headers["sec-fetch-site"];
   if (site === "cross-site" || site === "same-site") return `Sec-Fetch-Site: ${site}`;
   const origin = headers.origin;
   // DNS rebinding: a page of another site whose name now resolves to this machine is "same-origin"
   // to the browser, Origin and Host alike. Its name cannot be one of this machine's own.
-  if ((site !== undefined || origin !== undefined) && !isOwnName(headers.host)) {
+  if ((site !== undefined || origin !== undefined) && !isOwnHost(headers.host)) {
     return `Host: ${headers.host ?? "(none)"}`;
   }
   if (origin === undefined) return undefined;

@@ -105,6 +105,34 @@ describe("the local gateway's guards: the Host it answers and failed /system log
     }
   });
 
+  it("lets the page opened by a listed name act: its own origin is not cross-site", async () => {
+    const host = `fanwatch.plant.example:${port}`;
+    const post = await new Promise<Answer>((resolve, reject) => {
+      const body = JSON.stringify({ deviceID: "1", action: "acknowledge", by: "ana" });
+      const req = request(
+        `${gateway}/function/health`,
+        {
+          method: "POST",
+          headers: {
+            host,
+            origin: `http://${host}`,
+            "sec-fetch-site": "same-origin",
+            "content-type": "application/json",
+          },
+        },
+        (res) => {
+          let text = "";
+          res.on("data", (d: Buffer) => (text += d.toString()));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+        },
+      );
+      req.on("error", reject);
+      req.end(body);
+    });
+    // health's own answer (it knows no fan 1), not the gateway's cross-site refusal.
+    assert.equal(code(post), "FANWATCH_HEALTH_NOT_FOUND", post.body);
+  });
+
   it("answers an HTTP/1.0 request without a Host (no browser sends one)", async () => {
     const socket = connect(port, "127.0.0.1");
     await once(socket, "connect");
@@ -143,6 +171,10 @@ describe("the local gateway's guards: the Host it answers and failed /system log
     assert.match(metrics, /gateway_system_auth_refusals_total\{reason="wrong"\} 5\b/);
     assert.match(metrics, /gateway_system_auth_refusals_total\{reason="throttled"\} [1-9]/);
     assert.match(output, /failed \/system logins from 127\.0\.0\.1: it waits 1 s|"event":"login_throttled"/);
-    assert.doesNotMatch(output, /not-the-password|the-right-password(?!\))/, "no password is written down but the one printed");
+    assert.doesNotMatch(
+      output,
+      /not-the-password|the-right-password(?!\))/,
+      "no password is written down but the one printed",
+    );
   });
 });
