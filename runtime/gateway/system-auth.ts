@@ -2,7 +2,7 @@ import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Counter, type Registry } from "prom-client";
 import { basicAuthHeader } from "../../lib/infra/http/basic-auth.js";
-import { addressKey, AttemptThrottle, type AttemptThrottleOptions } from "../../lib/infra/http/attempt-throttle.js";
+import { addressKey, AttemptThrottle } from "../../lib/infra/http/attempt-throttle.js";
 import { sendErrorCode } from "../../lib/infra/http/error-answer.js";
 import type { Logger } from "../../lib/infra/log.js";
 
@@ -12,16 +12,14 @@ export interface SystemAuthOptions {
   login: { maxFailures: number; firstWaitMs: number; maxWaitMs: number };
   registry: Registry;
   log: Logger;
-  /** Where the throttle gets the time; tests pass their own. */
-  clock?: AttemptThrottleOptions["clock"];
 }
 
 /**
  * The basic auth of /system/*, with failed logins throttled per client address: after
  * GATEWAY_LOGIN_FAILURES wrong credentials an address gets 429 FANWATCH_TOO_MANY_ATTEMPTS and
  * Retry-After, the right password included (checking it while waiting would let the guessing go
- * on), and each further failure doubles the wait. A request without credentials is not a guess:
- * a browser sends one before it asks its user, and so would every discovery loop that starts.
+ * on), and each further failure doubles the wait. A request without credentials is not a guess
+ * (a browser sends one before it asks its user for the password), so it is refused but not counted.
  */
 export class SystemAuth {
   readonly #expected: Buffer;
@@ -31,10 +29,7 @@ export class SystemAuth {
 
   constructor(options: SystemAuthOptions) {
     this.#expected = Buffer.from(basicAuthHeader(options.credentials));
-    this.#throttle = new AttemptThrottle({
-      ...options.login,
-      ...(options.clock === undefined ? {} : { clock: options.clock }),
-    });
+    this.#throttle = new AttemptThrottle(options.login);
     this.#refusals = new Counter({
       name: "gateway_system_auth_refusals_total",
       help: "Requests to /system/* refused: without credentials (missing), with wrong ones (wrong), or while their address waits after failed logins (throttled)",
