@@ -29,7 +29,7 @@ export const HEALTH_SCHEMA = {
     >),
     acknowledgedBy: "string",
     note: "string",
-    to: "string",
+    assignedTo: "string",
     result: "string",
     part: "string",
     sensor: "string",
@@ -76,7 +76,8 @@ export function healthLine(value: unknown): PointResult {
   if (t.contributions !== null) for (const f of FEATURES) point.floatField(`contribution_${f}`, t.contributions[f]);
   if (t.by !== undefined) point.stringField("acknowledgedBy", t.by);
   if (t.note !== undefined) point.stringField("note", t.note);
-  if (t.to !== undefined) point.stringField("to", t.to);
+  // Named as the record's field: `to` is an InfluxQL keyword, which every query would have to quote.
+  if (t.to !== undefined) point.stringField("assignedTo", t.to);
   if (t.result !== undefined) point.stringField("result", t.result);
   if (t.part !== undefined) point.stringField("part", t.part);
   if (t.sensor !== undefined) point.stringField("sensor", t.sensor);

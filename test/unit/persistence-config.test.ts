@@ -290,7 +290,7 @@ describe("the writer's points and InfluxDB APIs", () => {
       toLine("health", Buffer.from(JSON.stringify({ ...base, event: "assigned", id: "3:1", to: "bo" })), 0),
       {
         ok: true,
-        line: 'health,deviceID=3,event=assigned,state=ok acknowledged=F,acknowledgedBy="ann",alarmId="3@2026-11-27T09:00:00.000Z",probability=0.02,severity="none",to="bo" 1795773900000000000',
+        line: 'health,deviceID=3,event=assigned,state=ok acknowledged=F,acknowledgedBy="ann",alarmId="3@2026-11-27T09:00:00.000Z",assignedTo="bo",probability=0.02,severity="none" 1795773900000000000',
       },
     );
     const finding = {
