@@ -2,6 +2,7 @@ import { z } from "zod";
 import { FEATURES, type FeatureName } from "../../lib/domain/features.js";
 import {
   HealthRecordSchema,
+  NOTE_EVENTS,
   transitionFrom,
   type AlarmTransition,
   type HealthEvent,
@@ -452,15 +453,13 @@ function enter(
  * news to whoever was told of its alarm before the fan was shelved or taken into maintenance (a
  * receiver told of nothing gets a clear it can drop).
  */
-const NEVER_MUTED: ReadonlySet<HealthEvent> = new Set([
+const NEVER_MUTED: ReadonlySet<HealthEvent> = new Set<HealthEvent>([
   "acknowledged",
   "shelved",
   "maintenance",
   "resumed",
   "cleared",
-  "commented",
-  "assigned",
-  "finding",
+  ...NOTE_EVENTS,
 ]);
 
 /** Records a transition of the change: its id is the fan, its time and the fan's next sequence number. */

@@ -40,9 +40,9 @@ import { NatsStore } from "./store-nats.js";
  * QoS 1 on the alarm topic and appends it to the event stream FAN_HEALTH_EVENTS. GET lists the
  * records; POST takes predictions (one or an array, what our connector sends) or an action:
  * acknowledge, shelve, maintenance, and the notes comment, assign, finding (with PAGE_USER_SECRET
- * set, only from the page's signed-in users who may act). A bad prediction is rejected alone and dead-lettered. While
- * NATS or the broker is unreachable the answer is a 503 and the connector tries again; a batch it
- * sends again is recognised and not counted twice.
+ * set, only from the page's signed-in users who may act). A bad prediction is rejected alone and
+ * dead-lettered. While NATS or the broker is unreachable the answer is a 503 and the connector
+ * tries again; a batch it sends again is recognised and not counted twice.
  */
 export interface EvaluateAnswer {
   evaluated: number;
@@ -50,7 +50,7 @@ export interface EvaluateAnswer {
   transitions: number;
 }
 
-/** What acknowledge, shelve, comment, assign and finding answer: the fan's record after the action, and the transition it made. */
+/** What acknowledge, shelve and the notes answer: the fan's record after the action, and the transition it made. */
 export interface AcknowledgeAnswer {
   record: HealthRecord;
   transition: AlarmTransition;
