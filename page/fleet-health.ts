@@ -2,6 +2,7 @@ import { z } from "zod";
 import {
   AlarmTransitionSchema,
   HEALTH_STATES,
+  NOTE_EVENTS,
   HealthRecordSchema,
   type AlarmTransition,
   type HealthRecord,
@@ -69,6 +70,17 @@ export class FleetHealth {
     if (this.#feed.length > FEED) this.#feed.pop();
     const known = this.#records.get(t.deviceID);
     if (known === undefined && this.#records.size >= this.maxFans) return true; // the next read may bring it
+    if (NOTE_EVENTS.has(t.event)) {
+      // A note may be about an older episode (its alarmId): it changes the record only when it is
+      // about the record's own; otherwise the next read brings whatever it changed.
+      if (known !== undefined && t.alarmId === known.alarmId) {
+        this.#records.set(t.deviceID, noted(known, t));
+        this.#changedAt.set(t.deviceID, this.now());
+      }
+      return true;
+    }
+    // A new episode starts without an assignee or a finding; the last one's are kept until then.
+    const sameEpisode = known !== undefined && (t.alarmId === null || t.alarmId === known.alarmId);
     this.#records.set(t.deviceID, {
       deviceID: t.deviceID,
       state: t.state,
@@ -85,6 +97,8 @@ export class FleetHealth {
       note: t.acknowledged ? (t.note ?? known?.note ?? null) : null,
       ...shelvingAfter(t, known),
       maintenance: maintenanceAfter(t, known),
+      assignedTo: sameEpisode ? known.assignedTo : null,
+      finding: sameEpisode ? known.finding : null,
     });
     this.#changedAt.set(t.deviceID, this.now());
     return true;
@@ -131,6 +145,24 @@ export class FleetHealth {
     const open = [...this.#records.values()].filter(isOpen).sort(byUrgency);
     return { ...this.tally(), alarms: open.slice(0, MAX_ALARMS_LISTED), feed: [...this.#feed], error: this.#error };
   }
+}
+
+/** The record after a note on its own episode: the assignee and the last finding (a comment changes neither). */
+function noted(known: HealthRecord, t: AlarmTransition): HealthRecord {
+  if (t.event === "assigned" && t.to !== undefined) return { ...known, assignedTo: t.to };
+  if (t.event === "finding" && t.result !== undefined)
+    return {
+      ...known,
+      finding: {
+        result: t.result,
+        part: t.part ?? null,
+        sensor: t.sensor ?? null,
+        note: t.note ?? null,
+        by: t.by ?? "",
+        at: t.at,
+      },
+    };
+  return known;
 }
 
 /**

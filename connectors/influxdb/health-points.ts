@@ -7,9 +7,10 @@ import type { PointResult } from "./points.js";
 
 /**
  * The `health` measurement: one point per transition on the alarm topic (fan/alarm), at the
- * transition's time `at`. Tags are the fan and two small enumerations (6 events × 5 states, and an
- * event other than `acknowledged` is the state it enters), so the series are about 7 per fan; the
- * alarm id, different for every episode, is a field. A transition delivered twice (QoS 1) is the
+ * transition's time `at`. Tags are the fan and two small enumerations (the events of HEALTH_EVENTS
+ * × 5 states; a state event is the state it enters, an action or a note keeps the fan's), so the
+ * series are a dozen or so per fan; the alarm id, different for every episode, and the free text
+ * (who acted, notes, assignee, finding) are fields. A transition delivered twice (QoS 1) is the
  * same series at the same time: InfluxDB keeps it once. Telegraf writes the same points (its
  * json_v2 parser leaves out JSON nulls, as this does).
  */
@@ -28,6 +29,10 @@ export const HEALTH_SCHEMA = {
     >),
     acknowledgedBy: "string",
     note: "string",
+    assignedTo: "string",
+    result: "string",
+    part: "string",
+    sensor: "string",
   },
 } as const;
 
@@ -71,6 +76,11 @@ export function healthLine(value: unknown): PointResult {
   if (t.contributions !== null) for (const f of FEATURES) point.floatField(`contribution_${f}`, t.contributions[f]);
   if (t.by !== undefined) point.stringField("acknowledgedBy", t.by);
   if (t.note !== undefined) point.stringField("note", t.note);
+  // Named as the record's field: `to` is an InfluxQL keyword, which every query would have to quote.
+  if (t.to !== undefined) point.stringField("assignedTo", t.to);
+  if (t.result !== undefined) point.stringField("result", t.result);
+  if (t.part !== undefined) point.stringField("part", t.part);
+  if (t.sensor !== undefined) point.stringField("sensor", t.sensor);
   point.timestamp(time.toString());
   return { ok: true, line: point.toLineProtocol() as string };
 }

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { readSite, readTopics, type Topics } from "../../lib/infra/config.js";
 import { durationSchema } from "../../lib/infra/duration.js";
 import { defineSettings, readSettings } from "../../lib/infra/settings.js";
+import { USER_SIGNING_SETTINGS } from "../../lib/infra/signed-user.js";
 
 /** The health function's defaults, by variable (its rules are functions/health/policy.ts, HEALTH_* as well). */
 export const HEALTH_DEFAULTS = Object.freeze({
@@ -92,6 +93,8 @@ export const HEALTH_SETTINGS = defineSettings({
     // At least the stream's duplicate window's order of magnitude: a shorter history would forget a transition before a resend.
     schema: durationSchema(d.HEALTH_HISTORY_MAX_AGE, 60 * 60_000),
   },
+  // The page's: set here too, every action needs the page's signed user (docs/health.md, "Who acts").
+  PAGE_USER_SECRET: USER_SIGNING_SETTINGS.PAGE_USER_SECRET,
 });
 
 export interface HealthConfig {
@@ -118,6 +121,8 @@ export interface HealthConfig {
   historyMaxAgeMs: number;
   /** SITE (lib/infra/config.ts): stamped on every transition. */
   site: string;
+  /** PAGE_USER_SECRET: when set, every action must carry the page's signed user, who is then `by`. */
+  userSecret: string | undefined;
 }
 
 /** From the environment unless `env` is given. */
@@ -136,5 +141,6 @@ export function readHealthConfig(env?: NodeJS.ProcessEnv): HealthConfig {
     silentCheckMs: s.HEALTH_SILENT_CHECK_MS,
     historyMaxAgeMs: s.HEALTH_HISTORY_MAX_AGE,
     site: readSite(env),
+    userSecret: s.PAGE_USER_SECRET,
   };
 }

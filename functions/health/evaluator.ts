@@ -2,12 +2,14 @@ import { z } from "zod";
 import { FEATURES, type FeatureName } from "../../lib/domain/features.js";
 import {
   HealthRecordSchema,
+  NOTE_EVENTS,
   transitionFrom,
   type AlarmTransition,
   type HealthEvent,
   type HealthRecord,
   type MutedBy,
   type Severity,
+  type TransitionChange,
 } from "../../lib/domain/health.js";
 import type { PerSensor, Prediction } from "../../lib/domain/prediction.js";
 import { HealthConflictError, HealthNotFoundError, InputError } from "../../lib/errors.js";
@@ -17,6 +19,7 @@ import {
   copyTracker,
   newTracker,
   predictionKey,
+  RECENT_EPISODES,
   rebase,
   sensorOfSide,
   TrackerSchema,
@@ -220,7 +223,8 @@ export function sweepFan(
   return { next: silent.next, transitions: [...(expired?.transitions ?? []), ...silent.transitions] };
 }
 
-interface Work {
+/** A change being made to a fan: episode-notes.ts makes its changes with it too. */
+export interface Work {
   record: HealthRecord;
   tracker: Tracker;
   transitions: AlarmTransition[];
@@ -231,11 +235,11 @@ interface Work {
 }
 
 /** A change of a stored fan: copies, so that the caller's state is left as it was. */
-function work(current: FanHealth, now: number): Work {
+export function work(current: FanHealth, now: number): Work {
   return { record: { ...current.record }, tracker: copyTracker(current.tracker), transitions: [], fresh: false, now };
 }
 
-function done(w: Work): Evaluation {
+export function done(w: Work): Evaluation {
   return { next: { record: w.record, tracker: w.tracker }, transitions: w.transitions };
 }
 
@@ -258,6 +262,8 @@ function fresh(deviceID: string, at: number, now: number): Work {
     shelvedUntil: null,
     shelvedBy: null,
     maintenance: null,
+    assignedTo: null,
+    finding: null,
   };
   return { record, tracker, transitions: [], fresh: true, now };
 }
@@ -379,7 +385,11 @@ function decide(w: Work, idx: number, at: number, policy: HealthPolicy): void {
 
 /** A new episode: its id is the fan and the reading time that opened it, the same on every replica. */
 function open(w: Work, at: number): void {
-  w.record.alarmId = `${w.record.deviceID}@${iso(at)}`;
+  const alarmId = `${w.record.deviceID}@${iso(at)}`;
+  w.record.alarmId = alarmId;
+  w.tracker.episodes = [...w.tracker.episodes, alarmId].slice(-RECENT_EPISODES);
+  w.record.assignedTo = null;
+  w.record.finding = null;
   w.record.acknowledged = false;
   w.record.acknowledgedBy = null;
   w.record.note = null;
@@ -439,17 +449,25 @@ function enter(
 }
 
 /**
- * Never muted: what people do and the end of what they did; and the end of an episode, news to
- * whoever was told of its alarm before the fan was shelved or taken into maintenance (a receiver
- * told of nothing gets a clear it can drop).
+ * Never muted: what people do and note and the end of what they did; and the end of an episode,
+ * news to whoever was told of its alarm before the fan was shelved or taken into maintenance (a
+ * receiver told of nothing gets a clear it can drop).
  */
-const NEVER_MUTED: ReadonlySet<HealthEvent> = new Set(["acknowledged", "shelved", "maintenance", "resumed", "cleared"]);
+const NEVER_MUTED: ReadonlySet<HealthEvent> = new Set<HealthEvent>([
+  "acknowledged",
+  "shelved",
+  "maintenance",
+  "resumed",
+  "cleared",
+  ...NOTE_EVENTS,
+]);
 
-function emit(
+/** Records a transition of the change: its id is the fan, its time and the fan's next sequence number. */
+export function emit(
   w: Work,
   event: HealthEvent,
   at: number,
-  extra: { by?: string; note?: string; from?: string; until?: string } = {},
+  extra: Omit<TransitionChange, "event" | "at" | "id" | "site" | "muted"> = {},
 ): void {
   const r = w.record;
   const seq = w.tracker.seq++;

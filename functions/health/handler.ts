@@ -10,11 +10,16 @@ import { mqttSettingsFromEnv, redactUrl } from "../../lib/mqtt/settings.js";
 import { Deadline } from "../../lib/infra/deadline.js";
 import { Publisher } from "../../lib/mqtt/publisher.js";
 import { parseJsonBody, toInputError } from "../../lib/infra/validation.js";
+import { canAct, USER_HEADER, verifyUser } from "../../lib/infra/signed-user.js";
 import { acknowledge, evaluate, maintain, shelve, type MaintenancePlan } from "./evaluator.js";
+import { assign, comment, recordFinding } from "./episode-notes.js";
 import { FanUpdater, type HealthEventLog } from "./fan-updates.js";
 import {
   AcknowledgeSchema,
   ACTIONS,
+  AssignActionSchema,
+  CommentActionSchema,
+  FindingActionSchema,
   groupByFan,
   isCommand,
   MaintenanceSchema,
@@ -34,9 +39,10 @@ import { NatsStore } from "./store-nats.js";
  * a NATS key-value bucket with compare-and-set (fan-updates.ts), and publishes each transition at
  * QoS 1 on the alarm topic and appends it to the event stream FAN_HEALTH_EVENTS. GET lists the
  * records; POST takes predictions (one or an array, what our connector sends) or an action:
- * acknowledge, shelve, maintenance. A bad prediction is rejected alone and dead-lettered. While
- * NATS or the broker is unreachable the answer is a 503 and the connector tries again; a batch it
- * sends again is recognised and not counted twice.
+ * acknowledge, shelve, maintenance, and the notes comment, assign, finding (with PAGE_USER_SECRET
+ * set, only from the page's signed-in users who may act). A bad prediction is rejected alone and
+ * dead-lettered. While NATS or the broker is unreachable the answer is a 503 and the connector
+ * tries again; a batch it sends again is recognised and not counted twice.
  */
 export interface EvaluateAnswer {
   evaluated: number;
@@ -44,7 +50,7 @@ export interface EvaluateAnswer {
   transitions: number;
 }
 
-/** What acknowledge and shelve answer: the fan's record after the action, and the transition it made. */
+/** What acknowledge, shelve and the notes answer: the fan's record after the action, and the transition it made. */
 export interface AcknowledgeAnswer {
   record: HealthRecord;
   transition: AlarmTransition;
@@ -175,7 +181,7 @@ export async function handler(
   if (event.method !== "POST") {
     context.headers({ allow: "GET, POST" });
     throw new InputError(
-      `method ${event.method} is not allowed; GET the fans' health, POST predictions or an action (acknowledge, shelve, maintenance)`,
+      `method ${event.method} is not allowed; GET the fans' health, POST predictions or an action (${Object.keys(ACTIONS).join(", ")})`,
       "method",
       { status: 405, code: "FANWATCH_METHOD_NOT_ALLOWED" },
     );
@@ -196,7 +202,7 @@ export async function handler(
     counters.predictions.inc({ outcome: "rejected" });
     throw error;
   }
-  if (isCommand(body)) return command(h, body as { action?: unknown; deviceIDs?: unknown }, budget);
+  if (isCommand(body)) return command(h, body as ActionBody, event.headers, budget);
   return evaluatePredictions(h, body, topic, budget).catch((error: unknown) => {
     // Refused for want of NATS or the broker (or time): the connector sends them again later, so
     // until then the fans' silence is this process's, not theirs (silence.ts).
@@ -248,25 +254,75 @@ async function evaluatePredictions(h: Health, body: unknown, topic: string, budg
   return { evaluated: valid, rejected: rejections.length, transitions };
 }
 
+/** A body with an `action` (isCommand), before its action's schema checks it. */
+type ActionBody = { action?: unknown; deviceIDs?: unknown; by?: unknown } & Record<string, unknown>;
+
 /** An action on fans: what people do about their health (docs/health.md, "Actions"). */
 function command(
   h: Health,
-  body: { action?: unknown; deviceIDs?: unknown },
+  body: ActionBody,
+  headers: Record<string, string | string[] | undefined>,
   budget: Deadline,
 ): Promise<AcknowledgeAnswer | MaintenanceAnswer> {
-  switch (body.action) {
+  const action = body.action;
+  if (typeof action !== "string" || !Object.hasOwn(ACTIONS, action))
+    throw new InputError(
+      `unknown action ${JSON.stringify(action)}; the actions are ${Object.values(ACTIONS).join(", ")}`,
+      "action",
+    );
+  const signed = signedBody(h, action, body, headers[USER_HEADER]);
+  switch (action as keyof typeof ACTIONS) {
     case "acknowledge":
-      return acknowledgeAlarm(h, body, budget);
+      return acknowledgeAlarm(h, signed, budget);
     case "shelve":
-      return shelveAlarm(h, body, budget);
+      return shelveAlarm(h, signed, budget);
     case "maintenance":
-      return planMaintenance(h, body, budget);
-    default:
-      throw new InputError(
-        `unknown action ${JSON.stringify(body.action)}; the actions are ${Object.values(ACTIONS).join(", ")}`,
-        "action",
-      );
+      return planMaintenance(h, signed, budget);
+    case "comment":
+      return commentEpisode(h, signed, budget);
+    case "assign":
+      return assignEpisode(h, signed, budget);
+    case "finding":
+      return findingOfEpisode(h, signed, budget);
   }
+}
+
+/**
+ * Who acts. Without PAGE_USER_SECRET, whoever the body's `by` names (`npm start` on loopback,
+ * tests). With it, only a user the page signed (USER_HEADER) whose role may act, and `by` is that
+ * user's name whatever the body says: no other caller can act in someone's name. A refusal is
+ * logged with its reason, never with the header's value (a replayable credential for a minute).
+ */
+function signedBody(h: Health, action: string, body: ActionBody, header: string | string[] | undefined): ActionBody {
+  const secret = h.config.userSecret;
+  if (secret === undefined) return body;
+  const verified = verifyUser(typeof header === "string" ? header : undefined, secret);
+  if ("error" in verified) {
+    log.warn(
+      { event: "action_refused", action, status: 401, reason: verified.error },
+      `${action} refused: ${verified.error}`,
+    );
+    throw new InputError(
+      `${verified.error}: health takes actions only from the page's signed-in users (PAGE_USER_SECRET is set)`,
+      USER_HEADER,
+      { status: 401, code: "FANWATCH_UNAUTHENTICATED" },
+    );
+  }
+  const { name, role } = verified.user;
+  if (!canAct(role)) {
+    const reason = `${name} is a ${role}; only engineers and admins act on fans`;
+    log.warn(
+      { event: "action_refused", action, status: 403, user: name, role, reason },
+      `${action} refused: ${reason}`,
+    );
+    throw new InputError(reason, USER_HEADER, { status: 403, code: "FANWATCH_FORBIDDEN" });
+  }
+  if (body.by !== undefined && body.by !== name)
+    log.info(
+      { event: "by_ignored", action, user: name },
+      `${action} by the signed user ${name}: the body's "by" is ignored`,
+    );
+  return { ...body, by: name };
 }
 
 async function acknowledgeAlarm(h: Health, body: unknown, budget: Deadline): Promise<AcknowledgeAnswer> {
@@ -342,6 +398,44 @@ async function planMaintenance(h: Health, body: { deviceIDs?: unknown }, budget:
     transitions.push(...result.value.transitions);
   }
   return { records, transitions };
+}
+
+async function commentEpisode(h: Health, body: unknown, budget: Deadline): Promise<AcknowledgeAnswer> {
+  const parsed = CommentActionSchema.safeParse(body);
+  if (!parsed.success) throw toInputError(parsed.error, "", `a comment is ${ACTIONS.comment}`);
+  const { deviceID, alarmId, note, by } = parsed.data;
+  storeAvailable(h);
+  const now = Date.now();
+  // No such fan or episode (404) throw input errors.
+  return oneTransition(
+    await h.updater.apply(deviceID, (current) => comment(current, deviceID, alarmId, { note, by }, now), budget),
+    `commenting on fan ${deviceID}`,
+  );
+}
+
+async function assignEpisode(h: Health, body: unknown, budget: Deadline): Promise<AcknowledgeAnswer> {
+  const parsed = AssignActionSchema.safeParse(body);
+  if (!parsed.success) throw toInputError(parsed.error, "", `an assignment is ${ACTIONS.assign}`);
+  const { deviceID, alarmId, to, by } = parsed.data;
+  storeAvailable(h);
+  const now = Date.now();
+  return oneTransition(
+    await h.updater.apply(deviceID, (current) => assign(current, deviceID, alarmId, { to, by }, now), budget),
+    `assigning fan ${deviceID}`,
+  );
+}
+
+async function findingOfEpisode(h: Health, body: unknown, budget: Deadline): Promise<AcknowledgeAnswer> {
+  const parsed = FindingActionSchema.safeParse(body);
+  if (!parsed.success) throw toInputError(parsed.error, "", `a finding is ${ACTIONS.finding}`);
+  const { deviceID, alarmId, action: _, ...finding } = parsed.data;
+  storeAvailable(h);
+  const now = Date.now();
+  // No such fan or episode (404), or an open episode nobody acknowledged (409), throw input errors.
+  return oneTransition(
+    await h.updater.apply(deviceID, (current) => recordFinding(current, deviceID, alarmId, finding, now), budget),
+    `recording a finding on fan ${deviceID}`,
+  );
 }
 
 function storeAvailable(h: Health): void {

@@ -1,5 +1,7 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
+import { FEATURES } from "../../lib/domain/features.js";
+import { FINDING_RESULTS } from "../../lib/domain/health.js";
 import { PredictionSchema, type Prediction } from "../../lib/domain/prediction.js";
 import { parseTimestamp } from "../../lib/domain/telemetry.js";
 import { fieldPath } from "../../lib/infra/validation.js";
@@ -58,11 +60,48 @@ export const MaintenanceSchema = z.object({
 });
 export type Maintenance = z.infer<typeof MaintenanceSchema>;
 
+/** An episode's id, as records and transitions carry it (`<deviceID>@<ISO time>`). */
+const AlarmIdSchema = z.string().min(1).max(256);
+
+/** `{"deviceID","alarmId","action":"comment","note","by"}`: a remark on an episode. */
+export const CommentActionSchema = z.object({
+  deviceID: DeviceIdSchema,
+  alarmId: AlarmIdSchema,
+  action: z.literal("comment"),
+  note: z.string().trim().min(1, "say something").max(1024),
+  by: BySchema,
+});
+
+/** `{"deviceID","alarmId","action":"assign","to","by"}`: who is on the episode. */
+export const AssignActionSchema = z.object({
+  deviceID: DeviceIdSchema,
+  alarmId: AlarmIdSchema,
+  action: z.literal("assign"),
+  to: z.string().trim().min(1).max(128),
+  by: BySchema,
+});
+
+/** `{"deviceID","alarmId","action":"finding","result","part","sensor","note","by"}`: what was found. */
+export const FindingActionSchema = z.object({
+  deviceID: DeviceIdSchema,
+  alarmId: AlarmIdSchema,
+  action: z.literal("finding"),
+  result: z.enum(FINDING_RESULTS, { error: `one of ${FINDING_RESULTS.join(", ")}` }),
+  part: z.string().trim().min(1).max(128).optional(),
+  sensor: z.enum(FEATURES, { error: `one of ${FEATURES.join(", ")}, or left out` }).optional(),
+  note: NoteSchema,
+  by: BySchema,
+});
+
 /** The actions POST /function/health takes besides predictions, and the shape each one has (for the errors). */
 export const ACTIONS = {
   acknowledge: '{"deviceID","action":"acknowledge","by","note"}',
   shelve: '{"deviceID","action":"shelve","until":"<ISO time>","by","note"}',
   maintenance: '{"deviceIDs":[…],"action":"maintenance","from":"<ISO time>","until":"<ISO time>","by","note"}',
+  comment: '{"deviceID","alarmId","action":"comment","note","by"}',
+  assign: '{"deviceID","alarmId","action":"assign","to","by"}',
+  finding:
+    '{"deviceID","alarmId","action":"finding","result":"confirmed"|"false-alarm"|"not-checked","part","sensor","note","by"}',
 } as const;
 export type Action = keyof typeof ACTIONS;
 

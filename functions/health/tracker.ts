@@ -16,6 +16,9 @@ export const SIDES = FEATURES.length * 2;
 export type Run = [side: number, firstAt: number, count: number, sumAt: number, ...exceedances: number[]];
 export const RUN_EXCEEDANCES = 4;
 
+/** Episode ids a fan remembers (tracker.episodes): enough for the findings of a busy month, bounded in every write. */
+export const RECENT_EPISODES = 20;
+
 const RunSchema = z
   .tuple([
     z
@@ -71,6 +74,12 @@ export const TrackerSchema = z.object({
   stateSince: z.number(),
   /** Transitions emitted so far: part of every transition id. */
   seq: z.number().int().min(0),
+  /**
+   * The ids of the fan's last RECENT_EPISODES episodes, oldest first, the open one last: what a
+   * comment, an assignment or a finding may name (a finding usually comes after the clear).
+   * Entries written before it existed have none.
+   */
+  episodes: z.array(z.string()).max(RECENT_EPISODES).default([]),
 });
 export type Tracker = z.infer<typeof TrackerSchema>;
 
@@ -94,6 +103,7 @@ export function newTracker(base: number, arrivedAt: number, stateSince: number):
     state: "ok",
     stateSince: stateSince - b,
     seq: 0,
+    episodes: [],
   };
 }
 

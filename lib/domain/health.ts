@@ -22,6 +22,7 @@ export type Severity = (typeof SEVERITIES)[number];
  * a warning escalated (its eta came within HEALTH_ESCALATION_HORIZON: severity raised), a fan
  * shelved (no notifications until `until`) or put in maintenance (`from`…`until`), or `resumed`:
  * its shelving or maintenance window ended with an episode still open, so notifications resume.
+ * And what people note about an episode (NOTE_EVENTS): a comment, an assignee, a finding.
  */
 export const HEALTH_EVENTS = [
   "ok",
@@ -34,8 +35,22 @@ export const HEALTH_EVENTS = [
   "shelved",
   "maintenance",
   "resumed",
+  "commented",
+  "assigned",
+  "finding",
 ] as const;
 export type HealthEvent = (typeof HEALTH_EVENTS)[number];
+
+/**
+ * Notes on an episode, open or recently closed: they change no state and raise nothing, so an
+ * alerting target (Alertmanager) ignores them; they are history, and labels for the model later.
+ * Their transition's `alarmId` is the episode noted, which may be older than the fan's current one.
+ */
+export const NOTE_EVENTS: ReadonlySet<HealthEvent> = new Set(["commented", "assigned", "finding"]);
+
+/** What the engineer found when they looked at the fan: the alarm was right, wrong, or nobody could tell. */
+export const FINDING_RESULTS = ["confirmed", "false-alarm", "not-checked"] as const;
+export type FindingResult = (typeof FINDING_RESULTS)[number];
 
 const isoTime = z.string().min(1);
 const sensor = z.enum(FEATURES);
@@ -47,6 +62,19 @@ export const MaintenanceWindowSchema = z.object({
   note: z.string().max(1024).nullable(),
 });
 export type MaintenanceWindow = z.infer<typeof MaintenanceWindowSchema>;
+
+/** The last finding recorded for a fan's current (or last) episode: who found what, and when. */
+export const FindingSchema = z.object({
+  result: z.enum(FINDING_RESULTS),
+  /** The part found worn or broken, in the engineer's words. */
+  part: z.string().max(128).nullable(),
+  /** The sensor that showed it, when one did. */
+  sensor: sensor.nullable(),
+  note: z.string().max(1024).nullable(),
+  by: z.string().max(128),
+  at: isoTime,
+});
+export type Finding = z.infer<typeof FindingSchema>;
 
 /** Why a transition is not to be notified: the fan was shelved, or in a maintenance window, when it happened. */
 export const MUTED_BY = ["shelved", "maintenance"] as const;
@@ -78,6 +106,10 @@ export const HealthRecordSchema = z.object({
   shelvedBy: z.string().max(128).nullable().default(null),
   /** The fan's maintenance window, planned or under way: alarms in it are recorded, not notified. */
   maintenance: MaintenanceWindowSchema.nullable().default(null),
+  /** Who is on the current (or last) episode; cleared when a new episode opens. */
+  assignedTo: z.string().max(128).nullable().default(null),
+  /** The last finding of the current (or last) episode; cleared when a new episode opens. */
+  finding: FindingSchema.nullable().default(null),
 });
 export type HealthRecord = z.infer<typeof HealthRecordSchema>;
 
@@ -101,9 +133,15 @@ export const AlarmTransitionSchema = HealthRecordSchema.pick({
   id: z.string().min(1),
   /** The site's name (SITE). */
   site: z.string().min(1).max(64).default("local"),
-  /** Who acted, and their note, on `acknowledged`, `shelved` and `maintenance` events. */
+  /** Who acted, and their note, on `acknowledged`, `shelved`, `maintenance` and the NOTE_EVENTS. */
   by: z.string().max(128).optional(),
   note: z.string().max(1024).optional(),
+  /** On `assigned`: who is now on the episode. */
+  to: z.string().max(128).optional(),
+  /** On `finding`: what was found (FindingSchema's fields; part and sensor when given). */
+  result: z.enum(FINDING_RESULTS).optional(),
+  part: z.string().max(128).optional(),
+  sensor: sensor.optional(),
   /** On `shelved` the end of the shelving; on `maintenance` the window. */
   from: isoTime.optional(),
   until: isoTime.optional(),
@@ -112,27 +150,35 @@ export const AlarmTransitionSchema = HealthRecordSchema.pick({
 });
 export type AlarmTransition = z.infer<typeof AlarmTransitionSchema>;
 
+/** What a transition says besides the record's fields: what happened, when, its id, and what was done. */
+export interface TransitionChange {
+  event: HealthEvent;
+  at: string;
+  id: string;
+  site?: string;
+  /** The episode a note is about, when it is not the record's (a closed one). */
+  alarmId?: string;
+  by?: string;
+  note?: string;
+  from?: string;
+  until?: string;
+  to?: string;
+  result?: FindingResult;
+  part?: string;
+  sensor?: (typeof FEATURES)[number];
+  muted?: MutedBy;
+}
+
+const OPTIONAL_FIELDS = ["by", "note", "from", "until", "to", "result", "part", "sensor", "muted"] as const;
+
 /** The transition a record's change makes: the record's public fields, what happened, when, and its id. */
-export function transitionFrom(
-  record: HealthRecord,
-  change: {
-    event: HealthEvent;
-    at: string;
-    id: string;
-    site?: string;
-    by?: string;
-    note?: string;
-    from?: string;
-    until?: string;
-    muted?: MutedBy;
-  },
-): AlarmTransition {
-  const { deviceID, alarmId, state, severity, cause, contributions, probability, eta, since, acknowledged } = record;
-  return {
+export function transitionFrom(record: HealthRecord, change: TransitionChange): AlarmTransition {
+  const { deviceID, state, severity, cause, contributions, probability, eta, since, acknowledged } = record;
+  const transition: AlarmTransition = {
     id: change.id,
     event: change.event,
     deviceID,
-    alarmId,
+    alarmId: change.alarmId ?? record.alarmId,
     state,
     severity,
     cause,
@@ -143,10 +189,8 @@ export function transitionFrom(
     at: change.at,
     acknowledged,
     site: change.site ?? "local",
-    ...(change.by === undefined ? {} : { by: change.by }),
-    ...(change.note === undefined ? {} : { note: change.note }),
-    ...(change.from === undefined ? {} : { from: change.from }),
-    ...(change.until === undefined ? {} : { until: change.until }),
-    ...(change.muted === undefined ? {} : { muted: change.muted }),
   };
+  // Absent rather than undefined: the transition is JSON, and tests compare it whole.
+  for (const key of OPTIONAL_FIELDS) if (change[key] !== undefined) Object.assign(transition, { [key]: change[key] });
+  return transition;
 }

@@ -1,6 +1,7 @@
 import { isDeepStrictEqual } from "node:util";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
+import { NOTE_EVENTS } from "../../lib/domain/health.js";
 import { HttpStatusError } from "../../lib/errors.js";
 import { HttpClient } from "../../lib/infra/http/client.js";
 import type { Logger } from "../../lib/infra/log.js";
@@ -155,7 +156,7 @@ export class AlertmanagerTarget implements DeliveryTarget {
     this.#resendTimer = setInterval(() => this.#resend(), this.options.resendMs).unref();
   }
 
-  async deliver(notification: Notification): Promise<void> {
+  async deliver(notification: Notification): Promise<void | "skipped"> {
     if (!this.#started || this.#closed)
       throw new DeliveryError(`the Alertmanager target is ${this.#closed ? "closed" : "not started"}`, true);
     const t = notification.transition;
@@ -164,6 +165,8 @@ export class AlertmanagerTarget implements DeliveryTarget {
         `a transition of site "${t.site}" reached the Alertmanager target of site "${this.options.site}"`,
         false,
       );
+    // Comments, assignees and findings raise, end and silence nothing: not alerts.
+    if (NOTE_EVENTS.has(t.event)) return "skipped";
     const key = stateKey(t.site, t.deviceID);
     const recorded = this.#writing.then(() => this.#record(key, notification));
     this.#writing = recorded.catch(() => {});

@@ -176,6 +176,8 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
     assert.equal(Date.parse(alert?.startsAt ?? ""), Date.parse(opened.transition.since));
     await resends(pair, 5);
     assert.equal(notified(hooks, "/a/", fan).length, 1, "resending an open alert notifies nobody again");
+    for (const note of ["commented", "assigned", "finding"] as const)
+      assert.equal(await pair.deliver(transition(SITE, fan, note, { by: "Ana" })), "skipped", `${note} is no alert`);
 
     await pair.deliver(transition(SITE, fan, "cleared"));
     await eventually("the resolve", () => notified(hooks, "/a/on-call", fan, { status: "resolved" }).length === 1);

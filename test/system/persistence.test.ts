@@ -19,8 +19,8 @@ const AT_INFLUX_PACE = { timeoutMs: 30_000, paceMs: 250 };
 
 /**
  * Health transitions as the health function publishes them: fan 1 warned, in alarm, acknowledged;
- * fan 2 warned, in alarm, cleared (each marked by its alarm id, persist-<fan>-a1), and a warning
- * at a time to the nanosecond.
+ * fan 2 warned, in alarm, cleared, assigned and its finding recorded (each marked by its alarm id,
+ * persist-<fan>-a1), and a warning at a time to the nanosecond.
  */
 function healthStory(now: number): { sent: AlarmTransition[]; warning: AlarmTransition } {
   const iso = (ms: number) => new Date(ms).toISOString();
@@ -60,6 +60,17 @@ function healthStory(now: number): { sent: AlarmTransition[]; warning: AlarmTran
     transition("2", "warning", "warning", iso(now - 50_000)),
     transition("2", "alarm", "alarm", iso(now - 30_000)),
     transition("2", "cleared", "cleared", iso(now - 10_000), { cause: null, contributions: null }),
+    // Notes on fan 2's episode after its clear: who is on it, and what they found.
+    transition("2", "assigned", "cleared", iso(now - 8_000), { cause: null, contributions: null, by: "ann", to: "bo" }),
+    transition("2", "finding", "cleared", iso(now - 5_000), {
+      cause: null,
+      contributions: null,
+      by: "bo",
+      result: "confirmed",
+      part: "bearing",
+      sensor: "vibration",
+      note: "outer race pitted",
+    }),
     warning,
   ];
   return { sent, warning };
@@ -257,6 +268,20 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     assert.equal(acknowledged?.acknowledgedBy, "ann");
     assert.equal(acknowledged?.note, "on my way, 20 min");
     assert.equal(acknowledged?.contribution_vibration, 0.61);
+    const [finding] = await rows(`"event" = 'finding'`);
+    assert.deepEqual(
+      [
+        finding?.deviceID,
+        finding?.state,
+        finding?.acknowledgedBy,
+        finding?.result,
+        finding?.part,
+        finding?.sensor,
+        finding?.note,
+      ],
+      ["2", "cleared", "bo", "confirmed", "bearing", "vibration", "outer race pitted"],
+    );
+    assert.equal((await rows(`"event" = 'assigned'`))[0]?.assignedTo, "bo");
     // JSON nulls are left out, as Telegraf's json_v2 leaves them out.
     const [cleared] = await rows(`"event" = 'cleared'`);
     assert.deepEqual(

@@ -123,6 +123,8 @@ function record(deviceID: string, state: HealthState, extra: Partial<HealthRecor
     shelvedUntil: null,
     shelvedBy: null,
     maintenance: null,
+    assignedTo: null,
+    finding: null,
     ...extra,
   };
 }

@@ -22,6 +22,8 @@ function record(deviceID: string, state: HealthRecord["state"], acknowledged = f
     shelvedUntil: null,
     shelvedBy: null,
     maintenance: null,
+    assignedTo: null,
+    finding: null,
   };
 }
 

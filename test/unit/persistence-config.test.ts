@@ -271,6 +271,43 @@ describe("the writer's points and InfluxDB APIs", () => {
     );
   });
 
+  it("stores an engineer's notes on an episode (assignee, finding) as string fields of the health point", () => {
+    const base = {
+      deviceID: "3",
+      alarmId: "3@2026-11-27T09:00:00.000Z",
+      state: "ok",
+      severity: "none",
+      cause: null,
+      contributions: null,
+      probability: 0.02,
+      eta: null,
+      since: "2026-11-27T09:30:00.000Z",
+      acknowledged: false,
+      at: "2026-11-27T10:05:00Z",
+      by: "ann",
+    };
+    assert.deepEqual(
+      toLine("health", Buffer.from(JSON.stringify({ ...base, event: "assigned", id: "3:1", to: "bo" })), 0),
+      {
+        ok: true,
+        line: 'health,deviceID=3,event=assigned,state=ok acknowledged=F,acknowledgedBy="ann",alarmId="3@2026-11-27T09:00:00.000Z",assignedTo="bo",probability=0.02,severity="none" 1795773900000000000',
+      },
+    );
+    const finding = {
+      ...base,
+      event: "finding",
+      id: "3:2",
+      result: "confirmed",
+      part: "bearing",
+      sensor: "vibration",
+      note: "worn",
+    };
+    assert.deepEqual(toLine("health", Buffer.from(JSON.stringify(finding)), 0), {
+      ok: true,
+      line: 'health,deviceID=3,event=finding,state=ok acknowledged=F,acknowledgedBy="ann",alarmId="3@2026-11-27T09:00:00.000Z",note="worn",part="bearing",probability=0.02,result="confirmed",sensor="vibration",severity="none" 1795773900000000000',
+    });
+  });
+
   it("chooses the API from the configuration", () => {
     assert.equal(readWriterConfig({ INFLUX_URL: "http://i:8086/" }).influx.api, "v1");
     assert.deepEqual(readWriterConfig({ INFLUX_URL: "http://i:8086", INFLUX_TOKEN: "t", INFLUX_ORG: "acme" }).influx, {
