@@ -77,8 +77,9 @@ export function groupTransitions(messages: readonly Located[]): Grouped {
 /**
  * Which episodes have been read whole, given that `messages` is every message of the fan from
  * some point on (oldest first) and `fromStart` whether that point is the start of what is asked
- * for. An episode is whole when a state event of another alarmId comes before its first
- * transition read.
+ * for. An episode is whole when its first transition read is a state event (an action comes only
+ * after its episode opened) and a state event of another alarmId comes before it (the fan was not
+ * in this episode then, and never is again once it left it).
  */
 export function wholeEpisodes(messages: readonly Located[], fromStart: boolean): (episode: EpisodeGroup) => boolean {
   if (fromStart) return () => true;
@@ -86,7 +87,8 @@ export function wholeEpisodes(messages: readonly Located[], fromStart: boolean):
   return (episode) =>
     oldestState !== undefined &&
     oldestState.transition.alarmId !== episode.alarmId &&
-    oldestState.seq < episode.firstSeq;
+    oldestState.seq < episode.firstSeq &&
+    STATE_EVENTS.has(episode.transitions[0]?.event ?? "");
 }
 
 /** What an episode is, summed up from its transitions (oldest first). */
