@@ -1,6 +1,9 @@
 import { DeliverPolicy, JetStreamApiCodes, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { isApiError, nextMessageBySubject } from "./jetstream.js";
 
+/** How long a read waits for the next message it was told is there before it takes the range as read. */
+const IDLE_MS = 5_000;
+
 /** A message read from a stream: where it is, when JetStream stored it (ms), and its bytes. */
 export interface ReadMessage {
   seq: number;
@@ -56,9 +59,13 @@ export async function readRange(
     opt_start_seq: next.seq,
   });
   const feed = await consumer.consume({ max_messages: Math.min(256, max) });
+  // Messages counted as pending can expire (max_age) before they come: a quiet feed is the end.
+  let idle = setTimeout(() => void feed.close().catch(() => undefined), IDLE_MS);
   let more = false;
   try {
     for await (const m of feed) {
+      clearTimeout(idle);
+      idle = setTimeout(() => void feed.close().catch(() => undefined), IDLE_MS);
       if (m.seq >= before) break;
       if (messages.length >= max) {
         more = true;
@@ -73,6 +80,7 @@ export async function readRange(
       if (m.info.pending === 0) break; // the last one there is: nothing more to wait for
     }
   } finally {
+    clearTimeout(idle);
     await feed.close().catch(() => undefined);
   }
   return { messages, more };
