@@ -163,29 +163,40 @@ async function walkBack(
   let hi = w.high;
   let chunk = FIRST_CHUNK;
   let truncated = false;
+  // Messages read and kept, and read in a chunk that held too many and was read again shorter.
+  let kept = 0;
+  let wasted = 0;
   for (;;) {
     const lo = Math.max(w.low, hi - chunk);
-    const room = HISTORY_MAX_READ - messages.length;
+    const room = HISTORY_MAX_READ - kept;
     const read = await readRange(js, jsm, HEALTH_EVENTS_STREAM, subject, { from: lo, before: hi, max: room });
     if (read.more) {
       // More in this chunk than may still be read: a shorter one, or stop here.
-      if (hi - lo > 1 && room > 0) {
+      wasted += read.messages.length;
+      if (hi - lo > 1 && wasted < HISTORY_MAX_READ) {
         chunk = Math.max(1, Math.floor((hi - lo) / 2));
         continue;
       }
       truncated = true;
       break;
     }
+    kept += read.messages.length;
     messages = [...read.messages.flatMap(located), ...messages];
     hi = lo;
     const reachedStart = lo <= w.low;
     const { eligible } = select(messages, reachedStart, w);
     if (reachedStart || eligible.length > w.limit) break;
-    if (messages.length >= HISTORY_MAX_READ) {
+    // Within 5% of the bound: stop rather than creep towards it in ever shorter chunks.
+    if (kept >= 0.95 * HISTORY_MAX_READ) {
       truncated = true;
       break;
     }
-    chunk *= 4;
+    // Four times as long, or as long as what may still be read would be at the fan's density so far.
+    const density = kept / (w.high - hi);
+    chunk =
+      density > 0
+        ? Math.max(1, Math.min(chunk * 4, Math.floor((0.9 * (HISTORY_MAX_READ - kept)) / density)))
+        : chunk * 4;
   }
   const { eligible, other } = select(messages, hi <= w.low, w);
   return { eligible, other, messages, readTo: Math.max(1, hi), truncated };

@@ -230,6 +230,39 @@ describe("health's history and evidence (real nats-server, real Mosquitto)", { t
     );
   });
 
+  it("reads at most 10,000 messages a page, says so, and goes on from there with the cursor", async () => {
+    const [first, second] = await twoEpisodes();
+    // 10,500 of fan 7's own transitions after its episodes (a fan that went silent and back very often).
+    const subject = healthEventSubject("local", "7");
+    await append(
+      Array.from({ length: 10_500 }, (_, i) => ({
+        subject,
+        body: {
+          id: `7:s${i}`,
+          event: i % 2 === 0 ? "silent" : "ok",
+          deviceID: "7",
+          alarmId: null,
+          at: new Date(t0 + 6 * MINUTE + i).toISOString(),
+        },
+      })),
+    );
+    const page1 = await get<History>(`${url}/history?deviceID=7`);
+    assert.equal(page1.truncated, true);
+    assert.ok(page1.cursor !== null);
+    assert.ok(page1.other.length <= 10_000);
+    let page = page1;
+    const episodes = page1.episodes.map((e) => e.alarmId);
+    let others = page1.other.length;
+    for (let pages = 1; page.cursor !== null; pages++) {
+      assert.ok(pages < 10, "the cursor goes on");
+      page = await get<History>(`${url}/history?deviceID=7&cursor=${page.cursor}`);
+      episodes.push(...page.episodes.map((e) => e.alarmId));
+      others += page.other.length;
+    }
+    assert.deepEqual(episodes, [second, first]);
+    assert.equal(others, 10_500 + 1); // and the `ok` between the episodes, each once
+  });
+
   it("shows the notifications the notifier sent for each episode", async () => {
     const [first] = await twoEpisodes();
     const history = await get<History>(`${url}/history?deviceID=7`);
