@@ -356,7 +356,10 @@ describe("health's history and evidence (real nats-server, real Mosquitto)", { t
     assert.equal(episode.evidence.readings, 77);
     // The same batch sent again (the connector after a timeout) is not kept twice.
     await send(url, predictions("8", 1, 20, t0 + 100_000));
-    // An episode keeps at most 660 readings, however long it lasts.
+    // An episode keeps at most 660 readings, however long it lasts, and a health started afresh
+    // (its count in memory gone) goes on from what the stream holds.
+    await Promise.all([...children].map((c) => terminate(c)));
+    url = await startHealth({ NATS_URL: nats.url, MQTT_URL: broker.url, ...policy });
     await send(url, predictions("8", 1, 700, t0 + 120_000));
     const bounded = await get<Readings>(`${url}/evidence?deviceID=8&alarmId=${encodeURIComponent(episode.alarmId)}`);
     assert.equal(bounded.readings.length, 660);
