@@ -1,9 +1,8 @@
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { AlarmTransition } from "../lib/domain/health.js";
 import type { Logger } from "../lib/infra/log.js";
-import type { SentRecord } from "./records.js";
+import { NOTIFIER_STREAM, sentSubject, type SentRecord } from "../lib/nats/notifications.js";
 import type { StreamKeeper } from "./stream-keeper.js";
-import { NOTIFIER_STREAM, sentSubject } from "./streams.js";
 
 export interface DeliveryLogOptions {
   js: JetStreamClient;

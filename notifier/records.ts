@@ -32,21 +32,8 @@ export const DeadLetterSchema = z.object({
 });
 export type DeadLetter = z.infer<typeof DeadLetterSchema>;
 
-/** One notification delivered: a fan's delivery log, by subject. */
-export const SentRecordSchema = z.object({
-  target: z.string(),
-  transitionId: z.string(),
-  deviceID: z.string(),
-  event: z.string(),
-  alarmId: z.string().nullable(),
-  /** The transition's time, and when the target took it. */
-  at: z.string(),
-  sentAt: z.string(),
-  attempts: z.number().int(),
-  /** True when it came back through `fanwatch notifications redrive`. */
-  redriven: z.boolean(),
-});
-export type SentRecord = z.infer<typeof SentRecordSchema>;
+// One notification delivered (a fan's delivery log) is SentRecordSchema, in lib/nats/notifications.ts:
+// health's history reads it too.
 
 /** The longest payload a dead letter keeps of a message that was not a transition. */
 export const MAX_PAYLOAD_CHARS = 1024;

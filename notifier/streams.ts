@@ -9,7 +9,7 @@ import {
 import { nanos } from "@nats-io/transport-node";
 import { HEALTH_EVENTS_STREAM, healthEventsStreamConfig } from "../lib/nats/health-events.js";
 import { ensureStream, type WantedStream } from "../lib/nats/jetstream.js";
-import { encodeKey } from "../lib/nats/keys.js";
+import { NOTIFIER_STREAM, NOTIFIER_SUBJECTS } from "../lib/nats/notifications.js";
 
 /**
  * The notifier's own JetStream names. Health's event stream (FAN_HEALTH_EVENTS) is what it reads;
@@ -19,14 +19,15 @@ import { encodeKey } from "../lib/nats/keys.js";
  * - `fanwatch.notify.<site>.redrive.<target>`: dead letters put back by `fanwatch notifications
  *   redrive`, which the target's queue consumes besides health's stream (each deleted once handled);
  * - `fanwatch.notify.<site>.sent.<fan key>.<target>`: one record per notification delivered, a
- *   fan's delivery log (a subject filter per fan, as health's history). Nothing reads it yet: it
- *   is kept for a fan's history of who was told what and when, which a later issue shows;
+ *   fan's delivery log (a subject filter per fan, as health's history), which health's history
+ *   (GET /function/health/history) shows with each episode;
  * - `fanwatch.notify.<site>.targets`: the targets a notifier of the site was started with, one
  *   record per start, so that `fanwatch notifications list` tells a queue whose target is no
  *   longer configured (an orphan).
+ *
+ * The stream's name and the delivery log's subjects are shared with health (lib/nats/notifications.ts).
  */
-export const NOTIFIER_STREAM = "FAN_NOTIFICATIONS";
-export const NOTIFIER_SUBJECTS = "fanwatch.notify.>";
+export { NOTIFIER_STREAM, NOTIFIER_SUBJECTS };
 
 /** The streams the notifier needs: health's, which it reads, and its own. */
 export type NeededStream = typeof HEALTH_EVENTS_STREAM | typeof NOTIFIER_STREAM;
@@ -68,10 +69,6 @@ export function deadLetterSubjects(site: string): string {
 
 export function redriveSubject(site: string, targetId: string): string {
   return `fanwatch.notify.${site}.redrive.${targetId}`;
-}
-
-export function sentSubject(site: string, deviceID: string, targetId: string): string {
-  return `fanwatch.notify.${site}.sent.${encodeKey(deviceID)}.${targetId}`;
 }
 
 /** Where a notifier says, as it starts, which targets it sends to. */

@@ -26,6 +26,10 @@ import {
   MAX_MAINTENANCE_FANS,
   ShelveSchema,
 } from "./inputs.js";
+import { EvidenceRecorder } from "./evidence.js";
+import type { EpisodeEvidence, HealthySample } from "./evidence-read.js";
+import type { HistoryAnswer } from "./history.js";
+import { historyGet, historyRoute } from "./history-route.js";
 import { HealthMetrics } from "./metrics.js";
 import { readHealthPolicy, type HealthPolicy } from "./policy.js";
 import { listFans, parseQuery, type HealthListing } from "./query.js";
@@ -70,6 +74,9 @@ interface Health {
   store: HealthStore;
   updater: FanUpdater;
   silence: SilenceTimer;
+  /** With NATS: the store that holds the connection the history reads through, and the evidence writer. */
+  nats: NatsStore | undefined;
+  evidence: EvidenceRecorder | undefined;
 }
 
 const log = createLogger("health");
@@ -108,6 +115,8 @@ export async function init(): Promise<void> {
   let store: HealthStore;
   // The event stream lives in NATS: the memory store has none.
   let events: HealthEventLog | undefined;
+  let natsStore: NatsStore | undefined;
+  let evidence: EvidenceRecorder | undefined;
   if (config.natsUrl === undefined) {
     store = new MemoryStore();
     log.warn(
@@ -128,6 +137,16 @@ export async function init(): Promise<void> {
     await Promise.race([nats.opened(), new Promise((resolve) => setTimeout(resolve, config.natsTimeoutMs).unref())]);
     store = nats;
     events = nats;
+    natsStore = nats;
+    evidence = new EvidenceRecorder({
+      site: config.site,
+      maxAgeMs: config.historyMaxAgeMs,
+      replicas: config.kvReplicas,
+      timeoutMs: config.natsTimeoutMs,
+      connection: () => nats.connection,
+      registry: counters.registry,
+      log,
+    });
   }
   // Not waiting for a broker that is away: transitions wait in their fans' outboxes instead.
   const publisher = new Publisher(mqtt, { waitForConnection: false });
@@ -152,7 +171,7 @@ export async function init(): Promise<void> {
     log,
   });
   silence.start();
-  health = { config, policy, mqtt, publisher, store, updater, silence };
+  health = { config, policy, mqtt, publisher, store, updater, silence, nats: natsStore, evidence };
   log.info(
     {
       event: "configured",
@@ -170,9 +189,22 @@ export async function init(): Promise<void> {
 export async function handler(
   event: FunctionEvent,
   context: FunctionContext,
-): Promise<EvaluateAnswer | AcknowledgeAnswer | MaintenanceAnswer | HealthListing | Record<string, unknown>> {
+): Promise<
+  | EvaluateAnswer
+  | AcknowledgeAnswer
+  | MaintenanceAnswer
+  | HealthListing
+  | HistoryAnswer
+  | EpisodeEvidence
+  | HealthySample
+  | Record<string, unknown>
+> {
   const h = ready();
   if (event.method === "GET") {
+    // /history and /evidence: a fan's story, read from NATS (history-route.ts).
+    const route = historyRoute(event.path);
+    if (route !== undefined)
+      return historyGet(route, { store: h.store, nats: h.nats, site: h.config.site }, event.query);
     const query = parseQuery(event.query);
     if (!h.store.available)
       throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
@@ -239,6 +271,22 @@ async function evaluatePredictions(h: Health, body: unknown, topic: string, budg
     h.publisher.publish(h.config.topics.deadletter, letters, budget),
   ]);
   counters.predictions.inc({ outcome: "rejected" }, letters.length);
+  // The readings kept for training, for each fan written (evidence.ts): never fails the invocation,
+  // nor keeps it past its budget (what is still under way then goes on unwaited for).
+  const evidence = h.evidence;
+  if (evidence !== undefined)
+    await budget
+      .wait(
+        Promise.all(
+          updates.map((u, i) => {
+            const fan = fans[i];
+            if (u.status === "rejected" || fan === undefined) return Promise.resolve();
+            return evidence.record({ deviceID: fan.deviceID, inputs: fan.inputs, ...u.value });
+          }),
+        ),
+        "JetStream to store the evidence",
+      )
+      .catch(() => undefined);
   let transitions = 0;
   let failure: { reason: unknown } | undefined;
   updates.forEach((u, i) => {

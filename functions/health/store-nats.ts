@@ -76,6 +76,11 @@ export class NatsStore implements HealthStore {
     return this.#connected && this.#loaded && !this.#closed;
   }
 
+  /** The connection while the store is available: health's history and evidence use it for their streams. */
+  get connection(): NatsConnection | undefined {
+    return this.available ? this.#nc : undefined;
+  }
+
   cached(deviceID: string): StoredFan | undefined {
     return this.#cache.get(encodeKey(deviceID));
   }
