@@ -151,6 +151,16 @@ export const PAGE_SETTINGS = defineSettings({
     doc: "host names the page answers for besides loopback, IP addresses and the machine's own name, comma-separated: the name people type (a DNS rebinding guard; others get 421)",
     schema: hostListSchema(),
   },
+  PAGE_TLS_CERT_FILE: {
+    env: ["PAGE_TLS_CERT_FILE"],
+    help: "PEM certificate (chain) to serve the page over https itself, with PAGE_TLS_KEY_FILE; unset: http (put a TLS proxy in front)",
+    schema: z.string().optional(),
+  },
+  PAGE_TLS_KEY_FILE: {
+    env: ["PAGE_TLS_KEY_FILE"],
+    help: "the PEM private key of PAGE_TLS_CERT_FILE",
+    schema: z.string().optional(),
+  },
   HEALTH_URL: {
     env: ["HEALTH_URL"],
     flag: "--health-url <url>",
@@ -198,6 +208,8 @@ export interface PageConfig {
   port: number;
   host: string;
   hosts: string[];
+  /** Certificate and key files: the page serves https itself. */
+  tls: { certFile: string; keyFile: string } | undefined;
   healthUrl: string;
   functionsUrl: string | undefined;
   maxStreams: number;
@@ -225,6 +237,8 @@ export function readPageConfig(env?: NodeJS.ProcessEnv, given: Partial<PageSetti
     throw new ConfigError(
       "sign-in is on but PAGE_USER_SECRET is not set: health could not tell the page's users from any other caller; set the secret fanwatch-page-user-secret (the same in health)",
     );
+  if ((s.PAGE_TLS_CERT_FILE === undefined) !== (s.PAGE_TLS_KEY_FILE === undefined))
+    throw new ConfigError("https needs both PAGE_TLS_CERT_FILE and PAGE_TLS_KEY_FILE");
   return {
     signIn: s.PAGE_SIGN_IN,
     usersFile: s.PAGE_USERS_FILE,
@@ -242,6 +256,10 @@ export function readPageConfig(env?: NodeJS.ProcessEnv, given: Partial<PageSetti
     port: s.PAGE_PORT,
     host: s.PAGE_HOST,
     hosts: s.PAGE_HOSTS,
+    tls:
+      s.PAGE_TLS_CERT_FILE === undefined || s.PAGE_TLS_KEY_FILE === undefined
+        ? undefined
+        : { certFile: s.PAGE_TLS_CERT_FILE, keyFile: s.PAGE_TLS_KEY_FILE },
     healthUrl: s.HEALTH_URL,
     functionsUrl: s.PAGE_FUNCTIONS_URL,
     maxStreams: s.PAGE_MAX_STREAMS,

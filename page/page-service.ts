@@ -1,6 +1,9 @@
+import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { MqttClient } from "mqtt";
+import { ConfigError } from "../lib/errors.js";
 import type { Registry } from "prom-client";
 import { readSecret } from "../lib/infra/settings.js";
 import { join } from "node:path";
@@ -69,7 +72,17 @@ export class PageService extends ServiceBase {
     });
     this.#metrics = pageMetrics(this.#page, this.access);
     this.#hosts = new AllowedHosts({ names: config.hosts, setting: "PAGE_HOSTS" });
-    this.#server = createServer(this.#serve);
+    const tls = config.tls;
+    this.#server =
+      tls === undefined
+        ? createServer(this.#serve)
+        : createHttpsServer(
+            {
+              cert: readTlsFile(tls.certFile, "PAGE_TLS_CERT_FILE"),
+              key: readTlsFile(tls.keyFile, "PAGE_TLS_KEY_FILE"),
+            },
+            this.#serve,
+          );
     this.#closer = serverCloser(this.#server);
   }
 
@@ -81,7 +94,7 @@ export class PageService extends ServiceBase {
   get url(): string {
     const host = this.#o.config.host;
     const shown = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
-    return `http://${shown}:${this.port}`;
+    return `${this.#o.config.tls === undefined ? "http" : "https"}://${shown}:${this.port}`;
   }
 
   protected async onStart(): Promise<void> {
@@ -153,4 +166,12 @@ export class PageService extends ServiceBase {
     if (this.#page.handle(req, res)) return;
     sendErrorCode(res, "FANWATCH_NOT_FOUND", `no route ${req.method} ${path}: the page is at /ui/`);
   };
+}
+
+function readTlsFile(file: string, setting: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    throw new ConfigError(`cannot read ${setting} ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
 }
