@@ -50,7 +50,7 @@ export function addStartCommand(program: Command, io: Io): void {
     )
     .option(
       "--host <address>",
-      "where the gateway, the page and the health servers listen; 0.0.0.0 to open the page from a tablet on the network",
+      "where the gateway, the page and the health servers listen; 0.0.0.0 to open the page from a tablet on the network (then with sign-in: PAGE_USERS_FILE, docs/page.md)",
       DEFAULT_GATEWAY_HOST,
     )
     .option(
