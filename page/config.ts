@@ -99,6 +99,11 @@ export const PAGE_SETTINGS = defineSettings({
     doc: "addresses or CIDR ranges of the proxies in front of the page, comma-separated: only a request from one of them may name the user (sign-in `proxy`), the client (`X-Forwarded-For`, for the throttle) or https (`X-Forwarded-Proto`)",
     schema: proxyListSchema,
   },
+  PAGE_ALERTMANAGER_FROM: {
+    env: ["PAGE_ALERTMANAGER_FROM"],
+    help: "addresses or CIDR ranges that may post Alertmanager's notifications to /ui/alertmanager, comma-separated; unset: nobody",
+    schema: proxyListSchema,
+  },
   PAGE_PROXY_USER_HEADER: {
     env: ["PAGE_PROXY_USER_HEADER"],
     help: "sign-in proxy: the header naming the user",
@@ -198,6 +203,8 @@ export interface PageConfig {
   sessionMaxMs: number;
   cookieSecure: boolean;
   trustedProxies: string[];
+  /** Who may post to /ui/alertmanager. */
+  alertmanagerFrom: string[];
   proxy: {
     userHeader: string;
     groupsHeader: string;
@@ -246,6 +253,7 @@ export function readPageConfig(env?: NodeJS.ProcessEnv, given: Partial<PageSetti
     sessionMaxMs: s.PAGE_SESSION_MAX,
     cookieSecure: s.PAGE_COOKIE_SECURE,
     trustedProxies: s.PAGE_TRUSTED_PROXIES,
+    alertmanagerFrom: s.PAGE_ALERTMANAGER_FROM,
     proxy: {
       userHeader: s.PAGE_PROXY_USER_HEADER,
       groupsHeader: s.PAGE_PROXY_GROUPS_HEADER,

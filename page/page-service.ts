@@ -19,6 +19,7 @@ import type { MqttSettings } from "../lib/mqtt/settings.js";
 import { ServiceBase } from "../lib/infra/service.js";
 import type { Access } from "./access/access.js";
 import { createAccess } from "./access/create.js";
+import { TrustedProxies } from "./access/peers.js";
 import type { PageConfig } from "./config.js";
 import { FleetView } from "./fleet-view.js";
 import { PageApi } from "./page-api.js";
@@ -58,6 +59,7 @@ export class PageService extends ServiceBase {
     const { config, log } = options;
     this.access = createAccess(config, log);
     this.fleet = new FleetView(options.topics);
+    const alertmanagers = new TrustedProxies(config.alertmanagerFrom);
     const api = new PageApi(this.access, {
       healthUrl: config.healthUrl,
       userSecret: config.userSecret,
@@ -69,6 +71,7 @@ export class PageService extends ServiceBase {
       api,
       maxStreams: config.maxStreams,
       maxStreamsPerUser: config.maxStreamsPerUser,
+      receiverAllowed: (req) => alertmanagers.trusts(req),
     });
     this.#metrics = pageMetrics(this.#page, this.access);
     this.#hosts = new AllowedHosts({ names: config.hosts, setting: "PAGE_HOSTS" });

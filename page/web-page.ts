@@ -8,6 +8,7 @@ import type { Access } from "./access/access.js";
 import { OffAccess } from "./access/off.js";
 import { foreignOrigin } from "./access/origin.js";
 import type { PageApi } from "./page-api.js";
+import { PAGE_RECEIVER_PATH } from "./notifications.js";
 
 /** The page's files are plain HTML, CSS and browser JavaScript: nothing to build at run time. */
 const UI_DIR = fileURLToPath(new URL("../../page/ui/", import.meta.url));
@@ -33,6 +34,12 @@ export interface WebPageOptions {
   maxStreamsPerUser?: number;
   /** Who may see and act: sign-in (docs/page.md). @default sign-in off (OffAccess) */
   access?: Access;
+  /**
+   * Who may post Alertmanager's notifications (PAGE_RECEIVER_PATH): every peer by default, as under
+   * `fanwatch start`; the page service admits only PAGE_ALERTMANAGER_FROM, since a forged
+   * notification would change what the operators see.
+   */
+  receiverAllowed?: (req: IncomingMessage) => boolean;
   /** The page's API (/ui/api/*), served after the page's own paths; closed with the page. */
   api?: PageApi;
   /** A stream whose client has not taken its frames for this many frames in a row is closed. */
@@ -67,6 +74,7 @@ export class WebPage extends ServiceBase {
   readonly #maxPerUser: number;
   readonly #access: Access;
   readonly #api: PageApi | undefined;
+  readonly #receiverAllowed: (req: IncomingMessage) => boolean;
   readonly #maxMissed: number;
   readonly #intervalMs: number;
   readonly #streams = new Set<Stream>();
@@ -79,6 +87,7 @@ export class WebPage extends ServiceBase {
     this.#fleet = fleet;
     this.#access = options.access ?? new OffAccess();
     this.#api = options.api;
+    this.#receiverAllowed = options.receiverAllowed ?? (() => true);
     this.#maxStreams = options.maxStreams ?? (this.#access.mode === "off" ? 16 : 64);
     this.#maxPerUser = options.maxStreamsPerUser ?? 4;
     this.#maxMissed = options.maxMissedFrames ?? 30;
@@ -128,6 +137,15 @@ export class WebPage extends ServiceBase {
       return true;
     }
     if (this.#access.handle(req, res)) return true;
+    if (path === PAGE_RECEIVER_PATH && !this.#receiverAllowed(req)) {
+      sendErrorCode(
+        res,
+        "FANWATCH_FORBIDDEN",
+        `${PAGE_RECEIVER_PATH} takes notifications only from PAGE_ALERTMANAGER_FROM`,
+      );
+      req.resume();
+      return true;
+    }
     if (this.#fleet.notifications.handle(req, res)) return true;
     if (this.#api?.handle(req, res) === true) return true;
     const file = FAN_PATH.test(path) ? "index.html" : FILES[path];

@@ -224,6 +224,16 @@ describe("the page service with sign-in local, over HTTP", { timeout: 120_000 },
     assert.equal((await act(page, { cookie: me.cookie, "x-csrf-token": me.csrf })).status, 401);
   });
 
+  it("takes Alertmanager's notifications only from PAGE_ALERTMANAGER_FROM (unset: nobody)", async () => {
+    const answer = await fetch(`${page.url}/ui/alertmanager`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ version: "4", status: "firing", receiver: "forged", alerts: [] }),
+    });
+    assert.equal(answer.status, 403);
+    assert.equal(ErrorSchema.parse(await answer.json()).code, "FANWATCH_FORBIDDEN");
+  });
+
   it("answers only its own names in Host (421 otherwise), and counts sign-ins in /metrics", async () => {
     const refused = await new Promise<number>((resolve, reject) =>
       http
