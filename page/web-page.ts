@@ -231,6 +231,10 @@ function serveFile(file: string, res: ServerResponse): void {
           "content-type": TYPES[file.split(".").pop() ?? ""] ?? "application/octet-stream",
           "cache-control": "no-cache",
           "x-content-type-options": "nosniff",
+          // No other site may frame the page and lure a signed-in engineer into clicking an action.
+          "x-frame-options": "DENY",
+          "content-security-policy": "frame-ancestors 'none'",
+          "referrer-policy": "same-origin",
         })
         .end(body),
     () => sendErrorCode(res, "FANWATCH_NOT_BUILT", `${file} is missing from ${UI_DIR}`),
