@@ -54,7 +54,19 @@ interface Stream {
   missed: number;
   /** Whose stream it is (Visitor.key): the per-user limit counts by it. */
   key: string;
+  /** The request that opened it: its session is checked again every RECHECK_FRAMES frames. */
+  req: IncomingMessage;
+  /** Frames sent since its session was last checked. */
+  sinceCheck: number;
 }
+
+/**
+ * How often (in frames, about seconds) a stream's session is checked again: a user signed out,
+ * expired, removed from the users file or no longer named by the proxy loses the live view within
+ * half a minute (the browser reconnects and is asked to sign in). An open page keeps its session
+ * alive meanwhile, as a control room's screen should, up to the session's maximum age.
+ */
+const RECHECK_FRAMES = 30;
 
 /**
  * Serves the live fleet page at /ui/ and its server-sent events at /ui/events: a snapshot of the
@@ -118,6 +130,13 @@ export class WebPage extends ServiceBase {
   readonly tick = (): void => {
     let frame: string | undefined;
     for (const stream of this.#streams) {
+      if (++stream.sinceCheck >= RECHECK_FRAMES) {
+        stream.sinceCheck = 0;
+        if (this.#access.visitor(stream.req)?.key !== stream.key) {
+          stream.res.destroy();
+          continue;
+        }
+      }
       if (!stream.waiting) send(stream, (frame ??= `data: ${JSON.stringify(this.#fleet.snapshot())}\n\n`));
       else if (++stream.missed > this.#maxMissed) stream.res.destroy();
     }
@@ -189,7 +208,7 @@ export class WebPage extends ServiceBase {
       return;
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
-    const stream: Stream = { res, waiting: false, missed: 0, key: visitor.key };
+    const stream: Stream = { res, waiting: false, missed: 0, key: visitor.key, req, sinceCheck: 0 };
     this.#streams.add(stream);
     this.#perUser.set(visitor.key, mine + 1);
     res.on("close", () => {

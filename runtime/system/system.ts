@@ -75,6 +75,8 @@ export interface RunningSystem {
 export async function startSystem(options: SystemOptions): Promise<RunningSystem> {
   const { env, log, say } = options;
   const parts = new Lifecycle({ log, say });
+  // First: a page that may not be opened where it was asked to is refused before anything starts.
+  const access = startAccess(env, options.gatewayHost, log, say);
   try {
     let mqtt: MqttSettings = mqttSettingsFromEnv(env);
     let broker: EmbeddedBroker | undefined;
@@ -115,7 +117,6 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     // The page is served by the gateway but started after it, so that its streams end (drain) before
     // the gateway drains; once stopping it answers its streams 503. Health has no PAGE_USER_SECRET
     // here and takes `by` from the body, as curl on this machine does (docs/page.md).
-    const access = startAccess(env, options.gatewayHost, log, say);
     const api = new PageApi(access, { healthUrl: `${pageUrl}/function/health`, client: new HttpClient(), log });
     const page = new WebPage(fleet, { access, api });
     const gateway = await parts.start(
@@ -286,7 +287,7 @@ function startAccess(env: NodeJS.ProcessEnv, host: string, log: Logger, say: (li
     return new OffAccess();
   }
   const users = new UsersFile(file, (message) => say(`page: ${message}; the last good users stay`));
-  say(`page: sign-in with the ${users.size} users of ${file}`);
+  say(`page: sign-in with the users of ${file} (${users.size} now)`);
   const ms = (text: string) => parseDuration(text) ?? 0;
   return new LocalAccess({
     users,
