@@ -32,6 +32,8 @@ export interface PageServiceOptions {
   /** The broker the fleet view reads; undefined: none (the records from health only). */
   mqtt: MqttSettings | undefined;
   log: Logger;
+  /** Between two frames of the event streams (tests make it short). @default 1000 */
+  frameIntervalMs?: number;
 }
 
 /**
@@ -72,6 +74,7 @@ export class PageService extends ServiceBase {
       maxStreams: config.maxStreams,
       maxStreamsPerUser: config.maxStreamsPerUser,
       receiverAllowed: (req) => alertmanagers.trusts(req),
+      ...(options.frameIntervalMs === undefined ? {} : { intervalMs: options.frameIntervalMs }),
     });
     this.#metrics = pageMetrics(this.#page, this.access);
     this.#hosts = new AllowedHosts({ names: config.hosts, setting: "PAGE_HOSTS" });

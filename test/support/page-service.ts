@@ -27,6 +27,8 @@ export interface TestPageOptions {
   env?: NodeJS.ProcessEnv;
   /** The broker the fleet view reads; none by default. */
   mqtt?: MqttSettings;
+  /** Between two frames of the event streams. @default 1000 */
+  frameIntervalMs?: number;
 }
 
 export interface TestPage {
@@ -65,6 +67,7 @@ export async function startTestPage(options: TestPageOptions): Promise<TestPage>
     topics: DEFAULT_TOPICS,
     mqtt: options.mqtt,
     log: createLogger("page-test", "silent"),
+    ...(options.frameIntervalMs === undefined ? {} : { frameIntervalMs: options.frameIntervalMs }),
   });
   await service.start();
   return {

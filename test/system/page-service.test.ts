@@ -209,6 +209,32 @@ describe("the page service with sign-in local, over HTTP", { timeout: 120_000 },
     }
   });
 
+  it("closes the live view of a user who signed out (checked every 30 frames)", async () => {
+    const fast = await startTestPage({ healthUrl, users: [OTHER], frameIntervalMs: 20 });
+    try {
+      const me = await signIn(fast.url, OTHER.name, OTHER.password);
+      const ended = new Promise<void>((resolve, reject) => {
+        const req = http.get(`${fast.url}/ui/events`, { headers: { cookie: me.cookie } }, (res) => {
+          if (res.statusCode !== 200) reject(new Error(`stream answered ${res.statusCode}`));
+          res.resume();
+          res.once("close", () => resolve());
+          void fetch(`${fast.url}/ui/signout`, {
+            method: "POST",
+            redirect: "manual",
+            headers: { cookie: me.cookie, "x-csrf-token": me.csrf },
+          });
+        });
+        req.on("error", () => resolve());
+      });
+      await ended;
+      const again = await openStream(fast.url, { cookie: me.cookie });
+      again.close();
+      assert.equal(again.status, 401);
+    } finally {
+      await fast.stop();
+    }
+  });
+
   it("ends the session at sign-out", async () => {
     const me = await signIn(page.url, ENGINEER.name, ENGINEER.password);
     const out = await fetch(`${page.url}/ui/signout`, {
