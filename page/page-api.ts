@@ -106,15 +106,21 @@ export class PageApi {
       req.resume();
       return true;
     }
-    void this.#readAction(req, res).then((action) => {
-      if (action === undefined) return;
-      // Signed in: the action is the user's, whatever the body says. Signed out (sign-in off): `by` as typed.
-      const body = visitor.user === null ? action : { ...action, by: visitor.user.name };
-      const headers: Record<string, string> = { "content-type": "application/json" };
-      const secret = this.#options.userSecret;
-      if (secret !== undefined && visitor.user !== null) headers[USER_HEADER] = signUser(visitor.user, secret);
-      return this.#forward(res, "POST", this.#healthUrl, JSON.stringify(body), headers);
-    });
+    this.#readAction(req, res)
+      .then((action) => {
+        if (action === undefined) return;
+        // Signed in: the action is the user's, whatever the body says. Signed out (sign-in off): `by` as typed.
+        const body = visitor.user === null ? action : { ...action, by: visitor.user.name };
+        const headers: Record<string, string> = { "content-type": "application/json" };
+        const secret = this.#options.userSecret;
+        if (secret !== undefined && visitor.user !== null) headers[USER_HEADER] = signUser(visitor.user, secret);
+        return this.#forward(res, "POST", this.#healthUrl, JSON.stringify(body), headers);
+      })
+      .catch((error: unknown) => {
+        // Never left to crash the process: logged, and the client told if it still listens.
+        this.#options.log.error({ event: "action_error", err: String(error) }, "action failed unexpectedly");
+        if (!res.headersSent) sendErrorCode(res, "FANWATCH_FUNCTION_UNAVAILABLE", "the action could not be passed on");
+      });
     return true;
   }
 

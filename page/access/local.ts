@@ -68,15 +68,25 @@ export class LocalAccess implements Access {
   handle(req: IncomingMessage, res: ServerResponse): boolean {
     const url = new URL(req.url ?? "/", "http://page");
     if (url.pathname === "/ui/signin") {
-      if (req.method === "POST") void this.#signIn(req, res);
+      if (req.method === "POST") this.#settle(this.#signIn(req, res), res);
       else this.#form(req, res, 200, { next: safeNext(url.searchParams.get("next") ?? undefined) });
       return true;
     }
     if (url.pathname === "/ui/signout") {
-      void this.#signOut(req, res);
+      this.#settle(this.#signOut(req, res), res);
       return true;
     }
     return false;
+  }
+
+  /** A failure nobody expected is logged and answered 500, never left to crash the process. */
+  #settle(work: Promise<void>, res: ServerResponse): void {
+    work.catch((error: unknown) => {
+      this.#o.log.error({ event: "signin_error", err: String(error) }, "sign-in failed unexpectedly");
+      if (!res.headersSent)
+        sendJsonError(res, 401, "FANWATCH_UNAUTHENTICATED", "sign-in failed unexpectedly; try again");
+      else res.destroy();
+    });
   }
 
   stats(): AccessStats {
@@ -156,7 +166,9 @@ export class LocalAccess implements Access {
       return refuse(
         "throttled",
         "FANWATCH_TOO_MANY_ATTEMPTS",
-        `too many failed sign-ins: try again in ${seconds} s`,
+        wait > 0
+          ? `too many failed sign-ins: try again in ${seconds} s`
+          : "too many sign-ins at once: try again in a second",
         { next, name },
         { "retry-after": String(seconds) },
       );
