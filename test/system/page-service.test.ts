@@ -89,6 +89,24 @@ describe("the page service with sign-in local, over HTTP", { timeout: 120_000 },
     assert.ok(session.csrf.length >= 32);
   });
 
+  it("marks the session cookie Secure with PAGE_COOKIE_SECURE (a TLS proxy in front)", async () => {
+    const secure = await startTestPage({ healthUrl, users: [OTHER], env: { PAGE_COOKIE_SECURE: "true" } });
+    try {
+      const answer = await postSignIn(secure.url, OTHER.name, OTHER.password);
+      assert.equal(answer.status, 303);
+      const set = answer.headers.getSetCookie().find((c) => c.startsWith("fanwatch_session=")) ?? "";
+      assert.ok(
+        set
+          .split(";")
+          .map((f) => f.trim())
+          .includes("Secure"),
+        set,
+      );
+    } finally {
+      await secure.stop();
+    }
+  });
+
   it("refuses a wrong password and an unknown user alike, and a form without its token", async () => {
     for (const [name, password] of [
       [OTHER.name, "not the password"],
