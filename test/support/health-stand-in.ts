@@ -42,14 +42,12 @@ export class HealthStandIn {
         if (!("user" in user))
           return void res.writeHead(401).end(JSON.stringify({ error: user.error, code: "FANWATCH_UNAUTHENTICATED" }));
         const action = body as Record<string, unknown>;
-        res
-          .writeHead(200)
-          .end(
-            JSON.stringify({
-              record: { deviceID: action.deviceID },
-              transition: { event: action.action, by: user.user.name },
-            }),
-          );
+        res.writeHead(200).end(
+          JSON.stringify({
+            record: { deviceID: action.deviceID },
+            transition: { event: action.action, by: user.user.name },
+          }),
+        );
       });
     });
   }
