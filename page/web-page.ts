@@ -4,6 +4,11 @@ import { fileURLToPath } from "node:url";
 import type { FleetView } from "./fleet-view.js";
 import { ServiceBase } from "../lib/infra/service.js";
 import { sendErrorCode } from "../lib/infra/http/error-answer.js";
+import type { Access } from "./access/access.js";
+import { OffAccess } from "./access/off.js";
+import { foreignOrigin } from "./access/origin.js";
+import type { PageApi } from "./page-api.js";
+import { PAGE_RECEIVER_PATH } from "./notifications.js";
 
 /** The page's files are plain HTML, CSS and browser JavaScript: nothing to build at run time. */
 const UI_DIR = fileURLToPath(new URL("../../page/ui/", import.meta.url));
@@ -18,10 +23,25 @@ const TYPES: Record<string, string> = {
   css: "text/css; charset=utf-8",
 };
 
+/** The fan view's own address (`/ui/fans/<deviceID>`): the same page, app.js routes. */
+const FAN_PATH = /^\/ui\/fans\/[^/]+$/;
+
 export interface WebPageOptions {
   intervalMs?: number;
-  /** Open event streams at most; one more gets 503. */
+  /** Open event streams at most, all users together; one more gets 503. @default 16 with sign-in off, 64 with it on */
   maxStreams?: number;
+  /** Open event streams of one signed-in user at most; one more gets 503. @default 4 */
+  maxStreamsPerUser?: number;
+  /** Who may see and act: sign-in (docs/page.md). @default sign-in off (OffAccess) */
+  access?: Access;
+  /**
+   * Who may post Alertmanager's notifications (PAGE_RECEIVER_PATH): every peer by default, as under
+   * `fanwatch start`; the page service admits only PAGE_ALERTMANAGER_FROM, since a forged
+   * notification would change what the operators see.
+   */
+  receiverAllowed?: (req: IncomingMessage) => boolean;
+  /** The page's API (/ui/api/*), served after the page's own paths; closed with the page. */
+  api?: PageApi;
   /** A stream whose client has not taken its frames for this many frames in a row is closed. */
   maxMissedFrames?: number;
 }
@@ -32,7 +52,21 @@ interface Stream {
   waiting: boolean;
   /** Frames skipped in a row while waiting. */
   missed: number;
+  /** Whose stream it is (Visitor.key): the per-user limit counts by it. */
+  key: string;
+  /** The request that opened it: its session is checked again every RECHECK_FRAMES frames. */
+  req: IncomingMessage;
+  /** Frames sent since its session was last checked. */
+  sinceCheck: number;
 }
+
+/**
+ * How often (in frames, about seconds) a stream's session is checked again: a user signed out,
+ * expired, removed from the users file or no longer named by the proxy loses the live view within
+ * half a minute (the browser reconnects and is asked to sign in). An open page keeps its session
+ * alive meanwhile, as a control room's screen should, up to the session's maximum age.
+ */
+const RECHECK_FRAMES = 30;
 
 /**
  * Serves the live fleet page at /ui/ and its server-sent events at /ui/events: a snapshot of the
@@ -40,20 +74,34 @@ interface Stream {
  * control room and a few tablets; every one costs a snapshot's JSON a second); a client that does
  * not take its frames gets no new ones until its socket drains, so the server holds at most one
  * frame per client, and is closed after missing 30 frames in a row (30 s behind).
+ *
+ * With sign-in on, only signed-in users get a stream (401 otherwise), at most 4 each: so nobody
+ * who can merely reach the page, nor one user's forgotten tabs, can take every place and lock
+ * the operators out. With sign-in off (loopback only) the total limit alone holds.
  */
 export class WebPage extends ServiceBase {
   readonly name = "page";
   readonly #fleet: FleetView;
   readonly #maxStreams: number;
+  readonly #maxPerUser: number;
+  readonly #access: Access;
+  readonly #api: PageApi | undefined;
+  readonly #receiverAllowed: (req: IncomingMessage) => boolean;
   readonly #maxMissed: number;
   readonly #intervalMs: number;
   readonly #streams = new Set<Stream>();
+  /** Open streams by Visitor.key. */
+  readonly #perUser = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(fleet: FleetView, options: WebPageOptions = {}) {
     super();
     this.#fleet = fleet;
-    this.#maxStreams = options.maxStreams ?? 16;
+    this.#access = options.access ?? new OffAccess();
+    this.#api = options.api;
+    this.#receiverAllowed = options.receiverAllowed ?? (() => true);
+    this.#maxStreams = options.maxStreams ?? (this.#access.mode === "off" ? 16 : 64);
+    this.#maxPerUser = options.maxStreamsPerUser ?? 4;
     this.#maxMissed = options.maxMissedFrames ?? 30;
     this.#intervalMs = options.intervalMs ?? 1_000;
   }
@@ -69,12 +117,26 @@ export class WebPage extends ServiceBase {
     // Destroyed rather than ended: a client that does not read would keep an ended stream open.
     for (const { res } of this.#streams) res.destroy();
     this.#streams.clear();
+    this.#perUser.clear();
+    this.#api?.close();
+  }
+
+  /** How people sign in to this page. */
+  get access(): Access {
+    return this.#access;
   }
 
   /** Sends the next frame to every stream that has taken the last one: the timer does, every intervalMs. */
   readonly tick = (): void => {
     let frame: string | undefined;
     for (const stream of this.#streams) {
+      if (++stream.sinceCheck >= RECHECK_FRAMES) {
+        stream.sinceCheck = 0;
+        if (this.#access.visitor(stream.req)?.key !== stream.key) {
+          stream.res.destroy();
+          continue;
+        }
+      }
       if (!stream.waiting) send(stream, (frame ??= `data: ${JSON.stringify(this.#fleet.snapshot())}\n\n`));
       else if (++stream.missed > this.#maxMissed) stream.res.destroy();
     }
@@ -90,17 +152,54 @@ export class WebPage extends ServiceBase {
       return true;
     }
     if (path === "/ui/events") {
-      this.#openStream(res);
+      this.#openStream(req, res);
+      return true;
+    }
+    if (this.#access.handle(req, res)) return true;
+    if (path === PAGE_RECEIVER_PATH && !this.#receiverAllowed(req)) {
+      sendErrorCode(
+        res,
+        "FANWATCH_FORBIDDEN",
+        `${PAGE_RECEIVER_PATH} takes notifications only from PAGE_ALERTMANAGER_FROM`,
+      );
+      req.resume();
       return true;
     }
     if (this.#fleet.notifications.handle(req, res)) return true;
-    const file = FILES[path];
+    if (this.#api?.handle(req, res) === true) return true;
+    const file = FAN_PATH.test(path) ? "index.html" : FILES[path];
     if (file === undefined) return false;
+    // The page itself asks to sign in first; its script and style do not, the sign-in form uses them.
+    if (file === "index.html" && this.#access.visitor(req) === undefined) {
+      res.writeHead(303, { location: `/ui/signin?next=${encodeURIComponent(path + url.search)}` }).end();
+      return true;
+    }
     serveFile(file, res);
     return true;
   };
 
-  #openStream(res: ServerResponse): void {
+  #openStream(req: IncomingMessage, res: ServerResponse): void {
+    // Another site's page may not take one of the places (EventSource sends no CSRF token).
+    const foreign = foreignOrigin(req.headers);
+    if (foreign !== undefined) {
+      sendErrorCode(res, "FANWATCH_CROSS_SITE", `event stream refused: another site's page asked (${foreign})`);
+      return;
+    }
+    const visitor = this.#access.visitor(req);
+    if (visitor === undefined) {
+      sendErrorCode(res, "FANWATCH_UNAUTHENTICATED", "sign in first: /ui/signin");
+      return;
+    }
+    const mine = this.#perUser.get(visitor.key) ?? 0;
+    if (this.#access.mode !== "off" && mine >= this.#maxPerUser) {
+      sendErrorCode(
+        res,
+        "FANWATCH_PAGE_BUSY",
+        `${visitor.user?.name ?? "you"} has the page open in ${mine} places already, the most one user may; close one`,
+        { "retry-after": "10" },
+      );
+      return;
+    }
     if (this.stopping || this.#streams.size >= this.#maxStreams) {
       const why = this.stopping
         ? "fanwatch is stopping"
@@ -109,9 +208,15 @@ export class WebPage extends ServiceBase {
       return;
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
-    const stream: Stream = { res, waiting: false, missed: 0 };
+    const stream: Stream = { res, waiting: false, missed: 0, key: visitor.key, req, sinceCheck: 0 };
     this.#streams.add(stream);
-    res.on("close", () => this.#streams.delete(stream));
+    this.#perUser.set(visitor.key, mine + 1);
+    res.on("close", () => {
+      if (!this.#streams.delete(stream)) return;
+      const left = (this.#perUser.get(stream.key) ?? 1) - 1;
+      if (left > 0) this.#perUser.set(stream.key, left);
+      else this.#perUser.delete(stream.key);
+    });
     send(stream, `retry: 2000\ndata: ${JSON.stringify(this.#fleet.snapshot())}\n\n`);
   }
 
@@ -145,6 +250,10 @@ function serveFile(file: string, res: ServerResponse): void {
           "content-type": TYPES[file.split(".").pop() ?? ""] ?? "application/octet-stream",
           "cache-control": "no-cache",
           "x-content-type-options": "nosniff",
+          // No other site may frame the page and lure a signed-in engineer into clicking an action.
+          "x-frame-options": "DENY",
+          "content-security-policy": "frame-ancestors 'none'",
+          "referrer-policy": "same-origin",
         })
         .end(body),
     () => sendErrorCode(res, "FANWATCH_NOT_BUILT", `${file} is missing from ${UI_DIR}`),
