@@ -4,6 +4,8 @@ import { fileURLToPath } from "node:url";
 import type { FleetView } from "./fleet-view.js";
 import { ServiceBase } from "../lib/infra/service.js";
 import { sendErrorCode } from "../lib/infra/http/error-answer.js";
+import { FanDetail } from "./fan-detail.js";
+import { serveUiFile } from "./ui-files.js";
 
 /** The page's files are plain HTML, CSS and browser JavaScript: nothing to build at run time. */
 const UI_DIR = fileURLToPath(new URL("../../page/ui/", import.meta.url));
@@ -44,6 +46,7 @@ interface Stream {
 export class WebPage extends ServiceBase {
   readonly name = "page";
   readonly #fleet: FleetView;
+  readonly #fanDetail: FanDetail;
   readonly #maxStreams: number;
   readonly #maxMissed: number;
   readonly #intervalMs: number;
@@ -53,6 +56,7 @@ export class WebPage extends ServiceBase {
   constructor(fleet: FleetView, options: WebPageOptions = {}) {
     super();
     this.#fleet = fleet;
+    this.#fanDetail = new FanDetail(fleet);
     this.#maxStreams = options.maxStreams ?? 16;
     this.#maxMissed = options.maxMissedFrames ?? 30;
     this.#intervalMs = options.intervalMs ?? 1_000;
@@ -94,6 +98,7 @@ export class WebPage extends ServiceBase {
       return true;
     }
     if (this.#fleet.notifications.handle(req, res)) return true;
+    if (this.#fanDetail.handle(req, res) || serveUiFile(path, res)) return true;
     const file = FILES[path];
     if (file === undefined) return false;
     serveFile(file, res);

@@ -1,5 +1,5 @@
 // The live fleet page: one tile per fan with its health (state, cause, time to alarm) and small
-// charts of the four sensors; the open alarms, each with an Acknowledge button that calls the
+// charts of the four sensors, each a link to the fan's own page (fan.js); the open alarms, each with an Acknowledge button that calls the
 // health function through the gateway that serves this page; the health transitions; the dead
 // letters. Fed by server-sent events from /ui/events.
 const SENSORS = [
@@ -40,14 +40,18 @@ function clock(at) {
 }
 const percent = (p) => `${(p * 100).toFixed(1)}%`;
 
+// A notification's link names the fan (/?fan=<id>, redirected to /ui/?fan=<id>): it opens the fan's own page.
 const linkedFan = new URLSearchParams(location.search).get("fan");
+if (linkedFan) location.replace(`/ui/fans/${encodeURIComponent(linkedFan)}`);
 
 function tileFor(fan) {
   let tile = tiles.get(fan.deviceID);
   if (tile) return tile;
   const node = $("tile").content.firstElementChild.cloneNode(true);
   node.dataset.fan = fan.deviceID;
-  node.querySelector("h3").textContent = `Fan ${fan.deviceID}`;
+  const open = node.querySelector("a.open");
+  open.textContent = `Fan ${fan.deviceID}`;
+  open.href = `/ui/fans/${encodeURIComponent(fan.deviceID)}`;
   const charts = node.querySelector(".charts");
   const lines = {};
   for (const [sensor, unit] of SENSORS) {
@@ -66,11 +70,6 @@ function tileFor(fan) {
   }
   tile = { node, lines };
   tiles.set(fan.deviceID, tile);
-  // A notification's link names the fan (/?fan=<id>): its tile is marked and brought into view once.
-  if (fan.deviceID === linkedFan) {
-    node.classList.add("linked");
-    requestAnimationFrame(() => node.scrollIntoView({ block: "center" }));
-  }
   return tile;
 }
 
@@ -138,16 +137,22 @@ function render(snapshot) {
     node.dataset.state = fan.state;
     node.dataset.acknowledged = String(acknowledged);
     node.querySelector(".state").textContent =
-      fan.state === "unknown" ? "no health yet" : acknowledged ? `${fan.state} · acknowledged` : fan.state;
+      fan.state === "unknown"
+        ? "health: not yet known"
+        : `health: ${fan.state}${acknowledged ? " · acknowledged" : ""}`;
     node.querySelector(".cause").textContent = health?.cause ? `cause: ${health.cause}` : "";
     node.querySelector(".eta").textContent = health?.eta ? `alarm expected ${eta(health.eta)}` : "";
     const held = muting(health);
     node.dataset.muted = held.kind;
     node.querySelector(".muting").textContent = held.text;
+    // The health state above is the health function's (smoothed over many predictions); these two
+    // lines are the model's verdicts on single readings, which a healthy fan has faulty now and then.
     node.querySelector(".probability").textContent =
       fan.probability === null
-        ? "no prediction yet"
-        : `fault probability ${percent(fan.probability)} · ${Math.round(fan.faultShare * 100)}% of recent readings faulty`;
+        ? "latest reading: not scored yet"
+        : `latest reading: fault probability ${percent(fan.probability)}`;
+    node.querySelector(".recent").textContent =
+      fan.recent.scored === 0 ? "" : `${fan.recent.faulty} of the last ${fan.recent.scored} readings scored faulty`;
     for (const [sensor, { label, line, unit }] of Object.entries(lines)) {
       const points = fan.history[sensor];
       const last = points[points.length - 1];
