@@ -107,7 +107,7 @@ export const ERROR_CODES = {
   FANWATCH_PAGE_BUSY: {
     kind: "unavailable",
     status: 503,
-    meaning: "the page serves 16 event streams at most, or fanwatch is stopping",
+    meaning: "the page serves its most event streams (4 per signed-in user, 16 or 64 in all), or fanwatch is stopping",
   },
   FANWATCH_PACKET_TOO_LARGE: { kind: "input", meaning: "the embedded MQTT broker refused a packet over its limit" },
   FANWATCH_STORE_UNAVAILABLE: {

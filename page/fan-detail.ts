@@ -43,6 +43,8 @@ export class FanDetail {
 
   constructor(
     private readonly fleet: FleetView,
+    /** False when sign-in is on and the request has no session: the detail is then refused with 401. */
+    private readonly signedIn: (req: IncomingMessage) => boolean,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -54,6 +56,10 @@ export class FanDetail {
       sendErrorCode(res, "FANWATCH_METHOD_NOT_ALLOWED", `${req.method} is not allowed here; GET the fan's detail`, {
         allow: "GET",
       });
+      return true;
+    }
+    if (!this.signedIn(req)) {
+      sendErrorCode(res, "FANWATCH_UNAUTHENTICATED", "sign in first: /ui/signin");
       return true;
     }
     let deviceID: string;

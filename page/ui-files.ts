@@ -8,7 +8,7 @@ const UI_DIR = fileURLToPath(new URL("../../page/ui/", import.meta.url));
 // Resolved as Node resolves the package, so it works from dist/, from the source and in an image.
 const resolve = createRequire(import.meta.url).resolve;
 
-/** The fan view's files, the favicon and uPlot (the charts' library, served from node_modules). */
+/** The fan view's scripts, the favicon and uPlot (the charts' library, served from node_modules). */
 const FILES: Record<string, string> = {
   "/favicon.ico": `${UI_DIR}favicon.svg`,
   "/ui/favicon.svg": `${UI_DIR}favicon.svg`,
@@ -17,8 +17,6 @@ const FILES: Record<string, string> = {
   "/ui/vendor/uPlot.esm.js": resolve("uplot/dist/uPlot.esm.js"),
   "/ui/vendor/uPlot.min.css": resolve("uplot/dist/uPlot.min.css"),
 };
-/** A fan's own URL, /ui/fans/<deviceID>: the fan view's page, which reads the id from its URL. */
-const FAN_PAGE = /^\/ui\/fans\/[^/]+$/;
 const TYPES: Record<string, string> = {
   html: "text/html; charset=utf-8",
   js: "text/javascript; charset=utf-8",
@@ -26,9 +24,9 @@ const TYPES: Record<string, string> = {
   svg: "image/svg+xml",
 };
 
-/** Serves the fan view's page and files; false for any other path. */
+/** Serves the fan view's scripts, uPlot and the favicon; false for any other path (web-page.ts serves the pages). */
 export function serveUiFile(path: string, res: ServerResponse): boolean {
-  const file = FAN_PAGE.test(path) ? `${UI_DIR}fan.html` : FILES[path];
+  const file = FILES[path];
   if (file === undefined) return false;
   readFile(file).then(
     (body) =>

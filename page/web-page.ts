@@ -4,6 +4,10 @@ import { fileURLToPath } from "node:url";
 import type { FleetView } from "./fleet-view.js";
 import { ServiceBase } from "../lib/infra/service.js";
 import { sendErrorCode } from "../lib/infra/http/error-answer.js";
+import type { Access } from "./access/access.js";
+import { OffAccess } from "./access/off.js";
+import { foreignOrigin } from "./access/origin.js";
+import type { PageApi } from "./page-api.js";
 import { FanDetail } from "./fan-detail.js";
 import { serveUiFile } from "./ui-files.js";
 
@@ -20,10 +24,19 @@ const TYPES: Record<string, string> = {
   css: "text/css; charset=utf-8",
 };
 
+/** The fan view's own address (`/ui/fans/<deviceID>`): fan.html, which reads the id from it. */
+const FAN_PATH = /^\/ui\/fans\/[^/]+$/;
+
 export interface WebPageOptions {
   intervalMs?: number;
-  /** Open event streams at most; one more gets 503. */
+  /** Open event streams at most, all users together; one more gets 503. @default 16 with sign-in off, 64 with it on */
   maxStreams?: number;
+  /** Open event streams of one signed-in user at most; one more gets 503. @default 4 */
+  maxStreamsPerUser?: number;
+  /** Who may see and act: sign-in (docs/page.md). @default sign-in off (OffAccess) */
+  access?: Access;
+  /** The page's API (/ui/api/*), served after the page's own paths; closed with the page. */
+  api?: PageApi;
   /** A stream whose client has not taken its frames for this many frames in a row is closed. */
   maxMissedFrames?: number;
 }
@@ -34,6 +47,8 @@ interface Stream {
   waiting: boolean;
   /** Frames skipped in a row while waiting. */
   missed: number;
+  /** Whose stream it is (Visitor.key): the per-user limit counts by it. */
+  key: string;
 }
 
 /**
@@ -42,22 +57,34 @@ interface Stream {
  * control room and a few tablets; every one costs a snapshot's JSON a second); a client that does
  * not take its frames gets no new ones until its socket drains, so the server holds at most one
  * frame per client, and is closed after missing 30 frames in a row (30 s behind).
+ *
+ * With sign-in on, only signed-in users get a stream (401 otherwise), at most 4 each: so nobody
+ * who can merely reach the page, nor one user's forgotten tabs, can take every place and lock
+ * the operators out. With sign-in off (loopback only) the total limit alone holds.
  */
 export class WebPage extends ServiceBase {
   readonly name = "page";
   readonly #fleet: FleetView;
   readonly #fanDetail: FanDetail;
   readonly #maxStreams: number;
+  readonly #maxPerUser: number;
+  readonly #access: Access;
+  readonly #api: PageApi | undefined;
   readonly #maxMissed: number;
   readonly #intervalMs: number;
   readonly #streams = new Set<Stream>();
+  /** Open streams by Visitor.key. */
+  readonly #perUser = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(fleet: FleetView, options: WebPageOptions = {}) {
     super();
     this.#fleet = fleet;
-    this.#fanDetail = new FanDetail(fleet);
-    this.#maxStreams = options.maxStreams ?? 16;
+    this.#access = options.access ?? new OffAccess();
+    this.#api = options.api;
+    this.#fanDetail = new FanDetail(fleet, (req) => this.#access.visitor(req) !== undefined);
+    this.#maxStreams = options.maxStreams ?? (this.#access.mode === "off" ? 16 : 64);
+    this.#maxPerUser = options.maxStreamsPerUser ?? 4;
     this.#maxMissed = options.maxMissedFrames ?? 30;
     this.#intervalMs = options.intervalMs ?? 1_000;
   }
@@ -73,6 +100,13 @@ export class WebPage extends ServiceBase {
     // Destroyed rather than ended: a client that does not read would keep an ended stream open.
     for (const { res } of this.#streams) res.destroy();
     this.#streams.clear();
+    this.#perUser.clear();
+    this.#api?.close();
+  }
+
+  /** How people sign in to this page. */
+  get access(): Access {
+    return this.#access;
   }
 
   /** Sends the next frame to every stream that has taken the last one: the timer does, every intervalMs. */
@@ -94,18 +128,46 @@ export class WebPage extends ServiceBase {
       return true;
     }
     if (path === "/ui/events") {
-      this.#openStream(res);
+      this.#openStream(req, res);
       return true;
     }
+    if (this.#access.handle(req, res)) return true;
     if (this.#fleet.notifications.handle(req, res)) return true;
+    if (this.#api?.handle(req, res) === true) return true;
     if (this.#fanDetail.handle(req, res) || serveUiFile(path, res)) return true;
-    const file = FILES[path];
+    const file = FAN_PATH.test(path) ? "fan.html" : FILES[path];
     if (file === undefined) return false;
+    // The pages ask to sign in first; their scripts and style do not, the sign-in form uses them.
+    if (file.endsWith(".html") && this.#access.visitor(req) === undefined) {
+      res.writeHead(303, { location: `/ui/signin?next=${encodeURIComponent(path + url.search)}` }).end();
+      return true;
+    }
     serveFile(file, res);
     return true;
   };
 
-  #openStream(res: ServerResponse): void {
+  #openStream(req: IncomingMessage, res: ServerResponse): void {
+    // Another site's page may not take one of the places (EventSource sends no CSRF token).
+    const foreign = foreignOrigin(req.headers);
+    if (foreign !== undefined) {
+      sendErrorCode(res, "FANWATCH_CROSS_SITE", `event stream refused: another site's page asked (${foreign})`);
+      return;
+    }
+    const visitor = this.#access.visitor(req);
+    if (visitor === undefined) {
+      sendErrorCode(res, "FANWATCH_UNAUTHENTICATED", "sign in first: /ui/signin");
+      return;
+    }
+    const mine = this.#perUser.get(visitor.key) ?? 0;
+    if (this.#access.mode !== "off" && mine >= this.#maxPerUser) {
+      sendErrorCode(
+        res,
+        "FANWATCH_PAGE_BUSY",
+        `${visitor.user?.name ?? "you"} has the page open in ${mine} places already, the most one user may; close one`,
+        { "retry-after": "10" },
+      );
+      return;
+    }
     if (this.stopping || this.#streams.size >= this.#maxStreams) {
       const why = this.stopping
         ? "fanwatch is stopping"
@@ -114,9 +176,15 @@ export class WebPage extends ServiceBase {
       return;
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
-    const stream: Stream = { res, waiting: false, missed: 0 };
+    const stream: Stream = { res, waiting: false, missed: 0, key: visitor.key };
     this.#streams.add(stream);
-    res.on("close", () => this.#streams.delete(stream));
+    this.#perUser.set(visitor.key, mine + 1);
+    res.on("close", () => {
+      if (!this.#streams.delete(stream)) return;
+      const left = (this.#perUser.get(stream.key) ?? 1) - 1;
+      if (left > 0) this.#perUser.set(stream.key, left);
+      else this.#perUser.delete(stream.key);
+    });
     send(stream, `retry: 2000\ndata: ${JSON.stringify(this.#fleet.snapshot())}\n\n`);
   }
 

@@ -22,6 +22,9 @@ import { ServiceBase } from "../../lib/infra/service.js";
 import { Supervisor } from "../../lib/infra/supervisor.js";
 import { FleetSimulator, type FleetOptions } from "../../simulation/simulator.js";
 import { WebPage } from "../../page/web-page.js";
+import { OffAccess } from "../../page/access/off.js";
+import { PageApi } from "../../page/page-api.js";
+import { HttpClient } from "../../lib/infra/http/client.js";
 import { basicAuthHeader } from "../../lib/infra/http/basic-auth.js";
 
 /** A fixed client id: readings that arrive at a broker of your own while fanwatch is stopped wait in its persistent session. */
@@ -102,8 +105,12 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     else say("no notifier: it reads health's transitions from NATS JetStream (install nats-server, or set NATS_URL)");
 
     // The page is served by the gateway but started after it, so that its streams end (drain) before
-    // the gateway drains; once stopping it answers its streams 503.
-    const page = new WebPage(fleet);
+    // the gateway drains; once stopping it answers its streams 503. No sign-in here (the gateway
+    // is on loopback unless GATEWAY_HOST opens it): health has no PAGE_USER_SECRET either, and takes
+    // `by` from the body, as curl on this machine does (docs/page.md).
+    const access = new OffAccess();
+    const api = new PageApi(access, { healthUrl: `${pageUrl}/function/health`, client: new HttpClient(), log });
+    const page = new WebPage(fleet, { access, api });
     const gateway = await parts.start(
       new GatewayService({
         port: options.gatewayPort,

@@ -1,0 +1,191 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { z } from "zod";
+import { BodyAbortedError, BodyTimeoutError, BodyTooLargeError } from "../lib/errors.js";
+import { readBody } from "../lib/infra/http/body.js";
+import type { HttpClient } from "../lib/infra/http/client.js";
+import { sendErrorCode } from "../lib/infra/http/error-answer.js";
+import { parseUntrustedJson } from "../lib/infra/json.js";
+import type { Logger } from "../lib/infra/log.js";
+import { signUser, USER_HEADER } from "../lib/infra/signed-user.js";
+import type { Access, Visitor } from "./access/access.js";
+import { csrfRefusal } from "./access/origin.js";
+
+/** A health action is a few fields and a note: a body beyond this is not one. */
+export const ACTION_BODY_LIMIT = 16 * 1024;
+
+/** An action is a JSON object; health checks its fields (the page adds only `by`). */
+const ActionSchema = z.record(z.string(), z.unknown());
+
+export interface PageApiOptions {
+  /** The health function: `<gateway>/function/health`. */
+  healthUrl: string;
+  /** PAGE_USER_SECRET: when set, every call to health carries the signed-in user, signed with it. */
+  userSecret?: string | undefined;
+  client: HttpClient;
+  /** One call to health, from sending to the last byte. @default 10000 */
+  timeoutMs?: number;
+  log: Logger;
+}
+
+/**
+ * The page's API for the browser (docs/page.md, "The page's API"), same origin as /ui/:
+ * who is signed in (`GET /ui/api/session`), health's actions in the signed-in user's name
+ * (`POST /ui/api/health`), and health's history and evidence (`GET /ui/api/history`, `/ui/api/evidence`).
+ * The browser never calls health itself: only the page holds the secret that names the user.
+ */
+export class PageApi {
+  readonly #access: Access;
+  readonly #options: PageApiOptions;
+  readonly #healthUrl: string;
+
+  constructor(access: Access, options: PageApiOptions) {
+    this.#access = access;
+    this.#options = options;
+    this.#healthUrl = options.healthUrl.replace(/\/+$/, "");
+  }
+
+  /** Serves /ui/api/session, /ui/api/health, /ui/api/history and /ui/api/evidence; false for any other path. */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const url = new URL(req.url ?? "/", "http://page");
+    const path = url.pathname;
+    if (path === "/ui/api/session") return this.#only("GET", req, res) && this.#session(req, res);
+    if (path === "/ui/api/health") return this.#only("POST", req, res) && this.#act(req, res);
+    if (path === "/ui/api/history" || path === "/ui/api/evidence") {
+      if (!this.#only("GET", req, res)) return true;
+      const visitor = this.#signedIn(req, res);
+      if (visitor !== undefined) void this.#forward(res, "GET", `${this.#healthUrl}/${path.slice(8)}${url.search}`);
+      return true;
+    }
+    return false;
+  };
+
+  /** True to go on; false (the answer sent) for another method. */
+  #only(method: "GET" | "POST", req: IncomingMessage, res: ServerResponse): boolean {
+    if (req.method === method || (method === "GET" && req.method === "HEAD")) return true;
+    sendErrorCode(res, "FANWATCH_METHOD_NOT_ALLOWED", `${req.method} is not served here; use ${method}`, {
+      allow: method,
+    });
+    return false;
+  }
+
+  #session(req: IncomingMessage, res: ServerResponse): true {
+    const visitor = this.#access.visitor(req);
+    sendJson(res, 200, {
+      signIn: this.#access.mode,
+      user: visitor?.user ?? null,
+      canAct: visitor?.canAct ?? false,
+      csrf: visitor?.csrf ?? "",
+    });
+    return true;
+  }
+
+  /** The visitor, or undefined having answered 401: sign-in is on and this request is not signed in. */
+  #signedIn(req: IncomingMessage, res: ServerResponse): Visitor | undefined {
+    const visitor = this.#access.visitor(req);
+    if (visitor === undefined)
+      sendErrorCode(res, "FANWATCH_UNAUTHENTICATED", "sign in first: /ui/signin", { "cache-control": "no-store" });
+    return visitor;
+  }
+
+  #act(req: IncomingMessage, res: ServerResponse): true {
+    const visitor = this.#signedIn(req, res);
+    if (visitor === undefined) return true;
+    const forged = csrfRefusal(req.headers, visitor.csrf);
+    if (forged !== undefined) {
+      this.#options.log.warn({ event: "csrf_refused", path: "/ui/api/health", reason: forged }, "action refused");
+      sendErrorCode(res, "FANWATCH_CSRF_REFUSED", `action refused: ${forged}`);
+      req.resume();
+      return true;
+    }
+    if (!visitor.canAct) {
+      sendErrorCode(
+        res,
+        "FANWATCH_FORBIDDEN",
+        `${visitor.user?.name ?? "you"} (${visitor.user?.role ?? "viewer"}) may see but not act`,
+      );
+      req.resume();
+      return true;
+    }
+    void this.#readAction(req, res).then((action) => {
+      if (action === undefined) return;
+      // Signed in: the action is the user's, whatever the body says. Signed out (sign-in off): `by` as typed.
+      const body = visitor.user === null ? action : { ...action, by: visitor.user.name };
+      const headers: Record<string, string> = { "content-type": "application/json" };
+      const secret = this.#options.userSecret;
+      if (secret !== undefined && visitor.user !== null) headers[USER_HEADER] = signUser(visitor.user, secret);
+      return this.#forward(res, "POST", this.#healthUrl, JSON.stringify(body), headers);
+    });
+    return true;
+  }
+
+  /** Ends the connections to health. */
+  close(): void {
+    this.#options.client.close();
+  }
+
+  /** The posted action, or undefined having answered why it is not one. */
+  async #readAction(req: IncomingMessage, res: ServerResponse): Promise<Record<string, unknown> | undefined> {
+    let raw: Buffer;
+    try {
+      raw = await readBody(req, ACTION_BODY_LIMIT, "a health action");
+    } catch (error) {
+      if (error instanceof BodyTooLargeError) sendErrorCode(res, "FANWATCH_BODY_TOO_LARGE", error.message);
+      else if (error instanceof BodyTimeoutError) sendErrorCode(res, "FANWATCH_BODY_TIMEOUT", error.message);
+      else if (error instanceof BodyAbortedError) res.destroy();
+      else throw error;
+      return undefined;
+    }
+    let parsed: unknown;
+    try {
+      parsed = parseUntrustedJson(raw);
+    } catch {
+      sendErrorCode(
+        res,
+        "FANWATCH_INPUT_INVALID",
+        "the body is not JSON: post a health action ({deviceID, alarmId, action, …})",
+      );
+      return undefined;
+    }
+    const action = ActionSchema.safeParse(parsed);
+    if (!action.success) {
+      sendErrorCode(
+        res,
+        "FANWATCH_INPUT_INVALID",
+        "the body is not a JSON object: post a health action ({deviceID, alarmId, action, …})",
+      );
+      return undefined;
+    }
+    return action.data;
+  }
+
+  /** Calls health and passes its status and body back; health out of reach is a 502. */
+  async #forward(
+    res: ServerResponse,
+    method: "GET" | "POST",
+    url: string,
+    body?: string,
+    headers: Record<string, string> = {},
+  ): Promise<void> {
+    try {
+      const answer = await this.#options.client.request({
+        method,
+        url,
+        headers,
+        ...(body === undefined ? {} : { body }),
+        timeoutMs: this.#options.timeoutMs ?? 10_000,
+      });
+      res
+        .writeHead(answer.status, { "content-type": "application/json", "cache-control": "no-store" })
+        .end(answer.body);
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      this.#options.log.warn({ event: "health_unreachable", err: why }, "the page could not reach health");
+      if (!res.headersSent)
+        sendErrorCode(res, "FANWATCH_FUNCTION_UNAVAILABLE", `the health function did not answer: ${why}`);
+    }
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" }).end(JSON.stringify(body));
+}
