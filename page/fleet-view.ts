@@ -16,7 +16,8 @@ const WINDOW = 10;
 /**
  * Samples of readings and of predictions kept per fan for its detail view (page/fan-detail.ts): 10
  * minutes at the simulator's 2 s. Every fan keeps them, so that a fan opened after its alarm shows
- * the lead-up: 12 KB a fan in typed arrays, about 12 MB of heap for 1,000 fans (measured: docs/start.md).
+ * the lead-up: 12 KB a fan in typed arrays. 1,000 fans with full series took 16.6 MB of heap
+ * rather than the tiles' 3.7 MB (measured); a detail answer is 19 KB of JSON, built in 1 ms.
  */
 const DETAIL_POINTS = 300;
 /**

@@ -53,7 +53,13 @@ function render(d) {
     record === null
       ? "no record from the health function yet"
       : `${record.state}${record.severity === "none" ? "" : ` (${record.severity})`}${record.cause ? ` · cause: ${record.cause}` : ""} · since ${clock(record.since)}`;
-  $("eta").textContent = record?.eta ? eta(record.eta) : open ? "not expected" : "–";
+  $("eta").textContent = record?.eta
+    ? eta(record.eta)
+    : d.state === "alarm"
+      ? "in alarm now"
+      : d.state === "warning"
+        ? "no trend towards it"
+        : "–";
   $("latest").textContent =
     d.latest.probability === null ? "no prediction yet" : `fault probability ${percent(d.latest.probability)}`;
   const { faulty, scored } = d.latest.recent;
