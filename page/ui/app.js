@@ -1,6 +1,6 @@
 // The live fleet page: one tile per fan with its health (state, cause, time to alarm) and small
-// charts of the four sensors, each a link to the fan's own page (fan.js); the open alarms, each with an Acknowledge button that calls the
-// health function through the gateway that serves this page; the health transitions; the dead
+// charts of the four sensors, each a link to the fan's own page (fan.js); the open alarms, each
+// with an Acknowledge button that calls the health function through the page's API; the health transitions; the dead
 // letters. Fed by server-sent events from /ui/events.
 const SENSORS = [
   ["rotation", "rpm"],
@@ -230,7 +230,7 @@ function renderAlarms(alarms, open) {
     row.querySelector(".acknowledged-by").textContent = acknowledged
       ? `acknowledged${by ? ` by ${by}` : ""}${note ? `: “${note}”` : ""}`
       : "";
-    row.querySelector(".ack").hidden = acknowledged;
+    row.querySelector(".ack").hidden = acknowledged || !mayAct();
     if (list.children[index] !== row) list.insertBefore(row, list.children[index] ?? null);
   });
   for (const [key, row] of rows) {
@@ -240,29 +240,51 @@ function renderAlarms(alarms, open) {
   }
 }
 
-/** POST /function/health {"deviceID","action":"acknowledge","by","note"}: the health function publishes the transition. */
+/**
+ * Who this page acts for (GET /ui/api/session: the sign-in mode, the user, whether they may act,
+ * the CSRF token every action carries); null until read or when it cannot be.
+ */
+let session = null;
+async function loadSession() {
+  try {
+    const res = await fetch("/ui/api/session");
+    if (!res.ok) throw new Error(`the page answered ${res.status}`);
+    session = await res.json();
+  } catch (error) {
+    $("ack-message").textContent = `Acknowledging is unavailable: ${error.message}`;
+    return;
+  }
+  // Signed in, the page names the user; with sign-in off (this machine only) the name is asked for.
+  $("ack-by").closest("label").hidden = session.signIn !== "off";
+  if (!session.canAct)
+    $("ack-message").textContent = `Signed in as ${session.user?.role ?? "viewer"}: you can see, not act.`;
+}
+const mayAct = () => session?.canAct !== false;
+
+/** POST /ui/api/health {"deviceID","action":"acknowledge","by","note"}: the health function publishes the transition. */
 async function acknowledge(row) {
   const message = $("ack-message");
-  const by = $("ack-by").value.trim();
+  const signedIn = session !== null && session.signIn !== "off";
+  const by = signedIn ? (session.user?.name ?? "") : $("ack-by").value.trim();
   if (by === "") {
     message.textContent = "Enter your name to acknowledge an alarm.";
     $("ack-by").focus();
     return;
   }
-  localStorage.setItem("fanwatch.by", by);
+  if (!signedIn) localStorage.setItem("fanwatch.by", by);
   const button = row.querySelector(".acknowledge");
   const note = row.querySelector(".note").value.trim();
   button.disabled = true;
   message.textContent = "";
   try {
-    const res = await fetch("/function/health", {
+    const res = await fetch("/ui/api/health", {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", "x-csrf-token": session?.csrf ?? "" },
       body: JSON.stringify({ deviceID: row.dataset.fan, action: "acknowledge", by, ...(note === "" ? {} : { note }) }),
     });
     const body = await res.json().catch(() => ({}));
     if (!res.ok) {
-      message.textContent = `Fan ${row.dataset.fan} not acknowledged: ${body.error ?? `the gateway answered ${res.status}`}`;
+      message.textContent = `Fan ${row.dataset.fan} not acknowledged: ${body.error ?? `the page answered ${res.status}`}`;
       return;
     }
     const record = body.record ?? {};
@@ -314,6 +336,7 @@ function item(text) {
 }
 
 $("ack-by").value = localStorage.getItem("fanwatch.by") ?? "";
+void loadSession();
 const events = new EventSource("/ui/events");
 events.onmessage = (event) => {
   $("connection").textContent = `live · ${time(Date.now())}`;

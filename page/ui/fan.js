@@ -156,7 +156,14 @@ async function loadHistory() {
         : `History unavailable: ${body.error ?? `the page answered ${res.status}`}`;
     return;
   }
-  const episodes = body.episodes ?? [];
+  if (!Array.isArray(body.episodes)) {
+    lastEpisode = null;
+    $("timeline").replaceChildren();
+    $("timeline-message").textContent =
+      "History unavailable: the health function answered without episodes (a health function without history?)";
+    return;
+  }
+  const episodes = body.episodes;
   lastEpisode = episodes[0] ?? null;
   $("timeline-message").textContent = episodes.length === 0 ? "No episodes yet: the fan has been healthy." : "";
   $("timeline").replaceChildren(...episodes.map(episodeNode));

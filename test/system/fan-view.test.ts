@@ -337,6 +337,13 @@ describe("the fan view in headless Chromium (the health function a stand-in)", {
       assert.equal(await page.textContent("#who"), "Signed in as viewer: you can see, not act.");
       assert.equal(await page.isVisible("#action-forms"), false);
       assert.equal(await page.isVisible("#by"), false);
+      // The fleet page too: no name to give, no Acknowledge button, and why.
+      await page.goto(`${viewerSite.url}/ui/`);
+      await page.waitForSelector('#alarms li[data-fan="3"]');
+      await page.waitForFunction(() => (document.querySelector("#ack-message")?.textContent ?? "") !== "");
+      assert.equal(await page.textContent("#ack-message"), "Signed in as viewer: you can see, not act.");
+      assert.equal(await page.isVisible('#alarms li[data-fan="3"] .acknowledge'), false);
+      assert.equal(await page.isVisible("#ack-by"), false);
       await page.close();
     } finally {
       await viewerSite.close();
