@@ -14,6 +14,9 @@ const FILES: Record<string, string> = {
   "/ui/favicon.svg": `${UI_DIR}favicon.svg`,
   "/ui/fan.js": `${UI_DIR}fan.js`,
   "/ui/fan-charts.js": `${UI_DIR}fan-charts.js`,
+  "/ui/fan-format.js": `${UI_DIR}fan-format.js`,
+  "/ui/fan-timeline.js": `${UI_DIR}fan-timeline.js`,
+  "/ui/fan-actions.js": `${UI_DIR}fan-actions.js`,
   "/ui/vendor/uPlot.esm.js": resolve("uplot/dist/uPlot.esm.js"),
   "/ui/vendor/uPlot.min.css": resolve("uplot/dist/uPlot.min.css"),
 };

@@ -256,8 +256,9 @@ async function loadSession() {
   }
   // Signed in, the page names the user; with sign-in off (this machine only) the name is asked for.
   $("ack-by").closest("label").hidden = session.signIn !== "off";
-  if (!session.canAct)
-    $("ack-message").textContent = `Signed in as ${session.user?.role ?? "viewer"}: you can see, not act.`;
+  if (session.canAct) return;
+  $("ack-message").textContent = `Signed in as ${session.user?.role ?? "viewer"}: you can see, not act.`;
+  for (const row of rows.values()) row.querySelector(".ack").hidden = true; // listed before the session was read
 }
 const mayAct = () => session?.canAct !== false;
 

@@ -31,6 +31,17 @@ function rule(u, value, color) {
   u.ctx.restore();
 }
 
+/** The time axis: 24-hour clock times, seconds only where ticks are less than a minute apart. */
+const TIME_AXIS = {
+  space: 60,
+  incrs: [15, 30, 60, 120, 300, 600, 900, 1800, 3600],
+  values: (u, ticks) => {
+    const seconds = ticks.length > 1 && ticks[1] - ticks[0] < 60;
+    const format = { hour: "2-digit", minute: "2-digit", hourCycle: "h23", ...(seconds ? { second: "2-digit" } : {}) };
+    return ticks.map((t) => new Date(t * 1000).toLocaleTimeString([], format));
+  },
+};
+
 function size(container) {
   return { width: Math.max(200, container.clientWidth), height: 150 };
 }
@@ -58,7 +69,7 @@ export function sensorChart(container, sensor, healthy) {
         },
       },
     },
-    axes: [{}, { label: `${sensor}${unit}`, size: 55 }],
+    axes: [TIME_AXIS, { label: `${sensor}${unit}`, size: 55 }],
     series: [{}, { label: sensor, stroke: LINE, width: 1.5 }],
     hooks: { drawClear: [(u) => shade(u, healthy.min, healthy.max, BAND)] },
   };
@@ -76,7 +87,7 @@ export function probabilityChart(container) {
     cursor: { drag: { x: false, y: false } },
     scales: { y: { range: [0, 1] } },
     axes: [
-      {},
+      TIME_AXIS,
       { label: "fault probability", size: 55, values: (u, ticks) => ticks.map((t) => `${Math.round(t * 100)}%`) },
     ],
     series: [{}, { label: "fault probability", stroke: LINE, width: 1.5, points: { show: false } }],

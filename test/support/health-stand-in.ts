@@ -66,7 +66,7 @@ export class HealthStandIn {
               event: "alarm",
               transitionId: `${record.alarmId}-1`,
               at: record.since,
-              outcome: "delivered",
+              outcome: "sent",
             },
           ]
         : [],

@@ -467,6 +467,47 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
     await page.close();
   });
 
+  it("keeps the fan's story in its page's timeline: the alarm, the shelving, the acknowledgement, a comment, an assignee, a finding, each with who", async (t) => {
+    // Until health's history (h22-history) and the notes (h22-actions) are merged with the page, health answers neither.
+    const history = (await (await fetch(`${system.gatewayUrl}/function/health/history?deviceID=2`)).json()) as {
+      episodes?: unknown;
+    };
+    if (!Array.isArray(history.episodes)) return void t.skip("health keeps no history here: h22-history is not merged");
+    const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+    const errors: string[] = [];
+    page.on("pageerror", (error) => errors.push(error.message));
+    await page.goto(`${system.gatewayUrl}/ui/fans/2`);
+    await page.fill("#by", "dana");
+    await page.fill('form[data-action="comment"] [name="note"]', "housing warm");
+    await page.click('form[data-action="comment"] button');
+    await page.fill('form[data-action="assign"] [name="to"]', "erik");
+    await page.click('form[data-action="assign"] button');
+    await page.waitForFunction(() => /assigned to erik/.test(document.querySelector("#episode")?.textContent ?? ""));
+    await page.check('form[data-action="finding"] [value="confirmed"]');
+    await page.fill('form[data-action="finding"] [name="part"]', "bearing");
+    await page.click('form[data-action="finding"] button');
+    await page.waitForFunction(() => /finding: confirmed/.test(document.querySelector("#episode")?.textContent ?? ""));
+    for (const line of [
+      /^\d\d:\d\d alarm · cause \w+ · probability \d+\.\d%/,
+      /^\d\d:\d\d shelved until (.*, )?\d\d:\d\d by bob: “spare on order”$/,
+      /^\d\d:\d\d acknowledged by dana: “checking the bearing”$/,
+      /^\d\d:\d\d comment by dana: “housing warm”$/,
+      /^\d\d:\d\d assigned to erik by dana$/,
+      /^\d\d:\d\d finding: confirmed \(part bearing\) by dana$/,
+    ])
+      await page.waitForFunction(
+        (source) =>
+          Array.from(document.querySelectorAll(".timeline li")).some((li) =>
+            new RegExp(source).test(li.textContent ?? ""),
+          ),
+        line.source,
+        { timeout: 10_000 },
+      );
+    await page.screenshot({ path: join(SCREENSHOTS, "fan-view-timeline.png"), fullPage: true });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   it("shows each function's replicas as the gateway reports them", async () => {
     const page = await browser.newPage();
     await page.goto(`${system.gatewayUrl}/ui/`);
