@@ -17,7 +17,7 @@ import { FleetView } from "../../page/fleet-view.js";
 import { PageApi } from "../../page/page-api.js";
 import { WebPage } from "../../page/web-page.js";
 import { eventually } from "../support/eventually.js";
-import { HealthStandIn } from "../support/health-stand-in.js";
+import { HealthRecordsStandIn } from "../support/health-records-stand-in.js";
 import { REPO_ROOT } from "../support/paths.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -54,7 +54,7 @@ function record(deviceID: string, fields: Partial<HealthRecord>): HealthRecord {
  * (vibration, the alarm expected in two hours), fan 6 healthy though two of its last ten readings
  * scored faulty, the latest at 83%: five minutes of readings and predictions, 2 s apart.
  */
-function fleetFor(health: HealthStandIn): { fleet: FleetView; live: () => void } {
+function fleetFor(health: HealthRecordsStandIn): { fleet: FleetView; live: () => void } {
   let fake: number | undefined = Date.now() - 5 * MINUTE;
   const fleet = new FleetView(TOPICS, { now: () => fake ?? Date.now() });
   const publish = (topic: string, message: unknown) => fleet.receive(topic, Buffer.from(JSON.stringify(message)));
@@ -145,14 +145,14 @@ async function servePage(
 
 describe("the fan view in headless Chromium (the health function a stand-in)", { timeout: 120_000 }, () => {
   let browser: Browser;
-  let health: HealthStandIn;
+  let health: HealthRecordsStandIn;
   let fleet: FleetView;
   let site: { url: string; close(): Promise<void> };
 
   before(async () => {
     if (!existsSync(CHROMIUM))
       throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
-    health = await HealthStandIn.start();
+    health = await HealthRecordsStandIn.start();
     const made = fleetFor(health);
     fleet = made.fleet;
     await fleet.readHealthFrom(health.url, { intervalMs: 300 });

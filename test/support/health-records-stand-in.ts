@@ -26,7 +26,7 @@ const RESULTS = ["confirmed", "false-alarm", "not-checked"];
  * an open unacknowledged episode (409) and a result outside the three (400). It is not the health
  * function: the real one's rules and storage are tested in health-function.test.ts and history's tests.
  */
-export class HealthStandIn {
+export class HealthRecordsStandIn {
   readonly #server: Server;
   readonly records = new Map<string, HealthRecord>();
   readonly #episodes = new Map<string, Episode[]>();
@@ -35,9 +35,9 @@ export class HealthStandIn {
     this.#server = server;
   }
 
-  static async start(): Promise<HealthStandIn> {
+  static async start(): Promise<HealthRecordsStandIn> {
     const server = createServer();
-    const standIn = new HealthStandIn(server);
+    const standIn = new HealthRecordsStandIn(server);
     server.on("request", (req, res) => void standIn.#handle(req, res));
     server.listen(0, "127.0.0.1");
     await once(server, "listening");
