@@ -10,6 +10,7 @@ import { addInfluxWriterCommand } from "./influx-writer-command.js";
 import { addModelCommands } from "./model-commands.js";
 import { addNotificationsCommand } from "./notifications-command.js";
 import { addNotifierCommand } from "./notifier-command.js";
+import { addPageCommand } from "./page-command.js";
 import { processIo, type Io } from "./parse.js";
 import { REPO_ROOT } from "./paths.js";
 import { addSimulateCommand } from "./simulate-command.js";
@@ -32,6 +33,7 @@ export function buildProgram(io: Io): Command {
   addDeadLettersCommand(program, io);
   addNotifierCommand(program, io);
   addNotificationsCommand(program, io);
+  addPageCommand(program, io);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

@@ -7,6 +7,7 @@ import { PREDICT_SETTINGS } from "../functions/predict/config.js";
 import { SCORE_SETTINGS } from "../functions/score/config.js";
 import { SITE_SETTINGS, TOPIC_SETTINGS } from "../lib/infra/config.js";
 import { NOTIFIER_SETTINGS } from "../notifier/config.js";
+import { PAGE_SETTINGS } from "../page/config.js";
 import { LOG_SETTINGS } from "../lib/infra/log-level.js";
 import { flagName, SECRET_SETTINGS, type Setting, type Settings } from "../lib/infra/settings.js";
 import { MQTT_SETTINGS } from "../lib/mqtt/settings.js";
@@ -73,6 +74,7 @@ export const SETTING_GROUPS: readonly SettingGroup[] = [
     settings: SCALE_SETTINGS,
   },
   { id: "notifier", module: "notifier/config.ts", readers: "the notifier", settings: NOTIFIER_SETTINGS },
+  { id: "page", module: "page/config.ts", readers: "fanwatch page", settings: PAGE_SETTINGS },
   { id: "nats", module: "runtime/system/nats.ts", readers: "fanwatch start's health state", settings: NATS_SETTINGS },
   {
     id: "alerting",

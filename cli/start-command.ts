@@ -8,6 +8,7 @@ import { logLevelSetting } from "../lib/infra/log-level.js";
 import { DEFAULT_MQTT_PORT, MQTT_SETTINGS, mqttSettingsFromEnv } from "../lib/mqtt/settings.js";
 import { DEFAULT_STORE_DIR, NATS_SETTINGS } from "../runtime/system/nats.js";
 import { ALERTING_SETTINGS } from "../runtime/system/alerting.js";
+import { PAGE_SETTINGS } from "../page/config.js";
 import { NOTIFIER_SETTINGS } from "../notifier/config.js";
 import { DEFAULT_GATEWAY_HOST, DEFAULT_GATEWAY_PORT, GATEWAY_OWN_HELP } from "./gateway-command.js";
 import { addFleetOptions, DEFAULT_FLEET, defaultedShapes, fleetOptions, type FleetFlags } from "./simulate-command.js";
@@ -50,7 +51,7 @@ export function addStartCommand(program: Command, io: Io): void {
     )
     .option(
       "--host <address>",
-      "where the gateway, the page and the health servers listen; 0.0.0.0 to open the page from a tablet on the network",
+      "where the gateway, the page and the health servers listen; 0.0.0.0 to open the page from a tablet on the network (then with sign-in: PAGE_USERS_FILE, docs/page.md)",
       DEFAULT_GATEWAY_HOST,
     )
     .option(
@@ -68,6 +69,10 @@ export function addStartCommand(program: Command, io: Io): void {
       { title: "Topics", settings: TOPIC_SETTINGS },
       { title: "The fans' health", settings: NATS_SETTINGS },
       { title: "Alerting (with NATS: the notifier runs)", settings: ALERTING_SETTINGS },
+      {
+        title: "The page (no sign-in, loopback only, unless PAGE_USERS_FILE gives it users: docs/page.md)",
+        settings: { PAGE_USERS_FILE: PAGE_SETTINGS.PAGE_USERS_FILE },
+      },
       {
         title: "The notifier (start gives it NATS, the Alertmanager, the page's address and its port)",
         settings: NOTIFIER_SETTINGS,

@@ -8,6 +8,7 @@ import type { Access } from "./access/access.js";
 import { OffAccess } from "./access/off.js";
 import { foreignOrigin } from "./access/origin.js";
 import type { PageApi } from "./page-api.js";
+import { PAGE_RECEIVER_PATH } from "./notifications.js";
 import { FanDetail } from "./fan-detail.js";
 import { serveUiFile } from "./ui-files.js";
 
@@ -35,6 +36,12 @@ export interface WebPageOptions {
   maxStreamsPerUser?: number;
   /** Who may see and act: sign-in (docs/page.md). @default sign-in off (OffAccess) */
   access?: Access;
+  /**
+   * Who may post Alertmanager's notifications (PAGE_RECEIVER_PATH): every peer by default, as under
+   * `fanwatch start`; the page service admits only PAGE_ALERTMANAGER_FROM, since a forged
+   * notification would change what the operators see.
+   */
+  receiverAllowed?: (req: IncomingMessage) => boolean;
   /** The page's API (/ui/api/*), served after the page's own paths; closed with the page. */
   api?: PageApi;
   /** A stream whose client has not taken its frames for this many frames in a row is closed. */
@@ -49,7 +56,19 @@ interface Stream {
   missed: number;
   /** Whose stream it is (Visitor.key): the per-user limit counts by it. */
   key: string;
+  /** The request that opened it: its session is checked again every RECHECK_FRAMES frames. */
+  req: IncomingMessage;
+  /** Frames sent since its session was last checked. */
+  sinceCheck: number;
 }
+
+/**
+ * How often (in frames, about seconds) a stream's session is checked again: a user signed out,
+ * expired, removed from the users file or no longer named by the proxy loses the live view within
+ * half a minute (the browser reconnects and is asked to sign in). An open page keeps its session
+ * alive meanwhile, as a control room's screen should, up to the session's maximum age.
+ */
+const RECHECK_FRAMES = 30;
 
 /**
  * Serves the live fleet page at /ui/ and its server-sent events at /ui/events: a snapshot of the
@@ -70,6 +89,7 @@ export class WebPage extends ServiceBase {
   readonly #maxPerUser: number;
   readonly #access: Access;
   readonly #api: PageApi | undefined;
+  readonly #receiverAllowed: (req: IncomingMessage) => boolean;
   readonly #maxMissed: number;
   readonly #intervalMs: number;
   readonly #streams = new Set<Stream>();
@@ -82,6 +102,7 @@ export class WebPage extends ServiceBase {
     this.#fleet = fleet;
     this.#access = options.access ?? new OffAccess();
     this.#api = options.api;
+    this.#receiverAllowed = options.receiverAllowed ?? (() => true);
     this.#fanDetail = new FanDetail(fleet, (req) => this.#access.visitor(req) !== undefined);
     this.#maxStreams = options.maxStreams ?? (this.#access.mode === "off" ? 16 : 64);
     this.#maxPerUser = options.maxStreamsPerUser ?? 4;
@@ -113,6 +134,13 @@ export class WebPage extends ServiceBase {
   readonly tick = (): void => {
     let frame: string | undefined;
     for (const stream of this.#streams) {
+      if (++stream.sinceCheck >= RECHECK_FRAMES) {
+        stream.sinceCheck = 0;
+        if (this.#access.visitor(stream.req)?.key !== stream.key) {
+          stream.res.destroy();
+          continue;
+        }
+      }
       if (!stream.waiting) send(stream, (frame ??= `data: ${JSON.stringify(this.#fleet.snapshot())}\n\n`));
       else if (++stream.missed > this.#maxMissed) stream.res.destroy();
     }
@@ -132,6 +160,15 @@ export class WebPage extends ServiceBase {
       return true;
     }
     if (this.#access.handle(req, res)) return true;
+    if (path === PAGE_RECEIVER_PATH && !this.#receiverAllowed(req)) {
+      sendErrorCode(
+        res,
+        "FANWATCH_FORBIDDEN",
+        `${PAGE_RECEIVER_PATH} takes notifications only from PAGE_ALERTMANAGER_FROM`,
+      );
+      req.resume();
+      return true;
+    }
     if (this.#fleet.notifications.handle(req, res)) return true;
     if (this.#api?.handle(req, res) === true) return true;
     if (this.#fanDetail.handle(req, res) || serveUiFile(path, res)) return true;
@@ -176,7 +213,7 @@ export class WebPage extends ServiceBase {
       return;
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
-    const stream: Stream = { res, waiting: false, missed: 0, key: visitor.key };
+    const stream: Stream = { res, waiting: false, missed: 0, key: visitor.key, req, sinceCheck: 0 };
     this.#streams.add(stream);
     this.#perUser.set(visitor.key, mine + 1);
     res.on("close", () => {
@@ -218,6 +255,10 @@ function serveFile(file: string, res: ServerResponse): void {
           "content-type": TYPES[file.split(".").pop() ?? ""] ?? "application/octet-stream",
           "cache-control": "no-cache",
           "x-content-type-options": "nosniff",
+          // No other site may frame the page and lure a signed-in engineer into clicking an action.
+          "x-frame-options": "DENY",
+          "content-security-policy": "frame-ancestors 'none'",
+          "referrer-policy": "same-origin",
         })
         .end(body),
     () => sendErrorCode(res, "FANWATCH_NOT_BUILT", `${file} is missing from ${UI_DIR}`),

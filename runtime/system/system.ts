@@ -23,6 +23,14 @@ import { Supervisor } from "../../lib/infra/supervisor.js";
 import { FleetSimulator, type FleetOptions } from "../../simulation/simulator.js";
 import { WebPage } from "../../page/web-page.js";
 import { OffAccess } from "../../page/access/off.js";
+import type { Access } from "../../page/access/access.js";
+import { LocalAccess } from "../../page/access/local.js";
+import { TrustedProxies } from "../../page/access/peers.js";
+import { Sessions } from "../../page/access/sessions.js";
+import { UsersFile } from "../../page/access/users.js";
+import { isLoopback, PAGE_DEFAULTS, PAGE_SETTINGS } from "../../page/config.js";
+import { parseDuration } from "../../lib/infra/duration.js";
+import { ConfigError } from "../../lib/errors.js";
 import { PageApi } from "../../page/page-api.js";
 import { HttpClient } from "../../lib/infra/http/client.js";
 import { basicAuthHeader } from "../../lib/infra/http/basic-auth.js";
@@ -67,6 +75,8 @@ export interface RunningSystem {
 export async function startSystem(options: SystemOptions): Promise<RunningSystem> {
   const { env, log, say } = options;
   const parts = new Lifecycle({ log, say });
+  // First: a page that may not be opened where it was asked to is refused before anything starts.
+  const access = startAccess(env, options.gatewayHost, log, say);
   try {
     let mqtt: MqttSettings = mqttSettingsFromEnv(env);
     let broker: EmbeddedBroker | undefined;
@@ -105,10 +115,8 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     else say("no notifier: it reads health's transitions from NATS JetStream (install nats-server, or set NATS_URL)");
 
     // The page is served by the gateway but started after it, so that its streams end (drain) before
-    // the gateway drains; once stopping it answers its streams 503. No sign-in here (the gateway
-    // is on loopback unless GATEWAY_HOST opens it): health has no PAGE_USER_SECRET either, and takes
-    // `by` from the body, as curl on this machine does (docs/page.md).
-    const access = new OffAccess();
+    // the gateway drains; once stopping it answers its streams 503. Health has no PAGE_USER_SECRET
+    // here and takes `by` from the body, as curl on this machine does (docs/page.md).
     const api = new PageApi(access, { healthUrl: `${pageUrl}/function/health`, client: new HttpClient(), log });
     const page = new WebPage(fleet, { access, api });
     const gateway = await parts.start(
@@ -118,7 +126,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
         stackFile: options.stackFile,
         mqtt,
         natsUrl: healthState.natsUrl,
-        env,
+        env: withoutUserSecret(env),
         log,
         say,
         renderLine: options.renderLine,
@@ -250,4 +258,45 @@ function simulatorOf({ fleet, log }: SystemOptions, mqtt: MqttSettings, topics: 
     onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "simulator: MQTT error"),
   });
   return new FleetSimulator(publisher, { ...fleet, topic: topics.telemetry }, true);
+}
+
+/**
+ * The environment of the functions under `fanwatch start`, without the page's user secret: the page
+ * runs without sign-in here, so health must take `by` from the body (curl on this machine too).
+ */
+function withoutUserSecret(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const rest = { ...env };
+  delete rest.PAGE_USER_SECRET;
+  delete rest.PAGE_USER_SECRET_FILE;
+  return rest;
+}
+
+/**
+ * The page's sign-in under `fanwatch start`: none on loopback (the console says so), where whoever
+ * uses this machine acts in the name they type; the users of PAGE_USERS_FILE when it is set, which
+ * opening the page to the network (--host 0.0.0.0) requires.
+ */
+function startAccess(env: NodeJS.ProcessEnv, host: string, log: Logger, say: (line: string) => void): Access {
+  const file = readSettings({ PAGE_USERS_FILE: PAGE_SETTINGS.PAGE_USERS_FILE }, env).PAGE_USERS_FILE;
+  if (file === undefined) {
+    if (!isLoopback(host))
+      throw new ConfigError(
+        `the page has no sign-in, so it is served on loopback only, not on ${host}: set PAGE_USERS_FILE (fanwatch page add-user) to open it to the network`,
+      );
+    say("page: no sign-in (loopback only): whoever uses this machine acts, in the name they type");
+    return new OffAccess();
+  }
+  const users = new UsersFile(file, (message) => say(`page: ${message}; the last good users stay`));
+  say(`page: sign-in with the users of ${file} (${users.size} now)`);
+  const ms = (text: string) => parseDuration(text) ?? 0;
+  return new LocalAccess({
+    users,
+    sessions: new Sessions({
+      idleMs: ms(PAGE_DEFAULTS.PAGE_SESSION_IDLE),
+      maxAgeMs: ms(PAGE_DEFAULTS.PAGE_SESSION_MAX),
+    }),
+    proxies: new TrustedProxies([]),
+    cookieSecure: false,
+    log,
+  });
 }

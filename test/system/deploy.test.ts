@@ -133,6 +133,7 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       "mqtt-connector",
       "nats",
       "notifier",
+      "page",
       "telegraf",
     ]);
     assert.ok(objects.some((o) => o.kind === "HelmChart"));
@@ -165,14 +166,14 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     assert.equal(values.serviceType, "ClusterIP");
   });
 
-  it("opens node ports only for the fans' TLS listener and Grafana", () => {
+  it("opens node ports only for the fans' TLS listener, Grafana and the page", () => {
     const services = objects.filter((o) => o.kind === "Service") as unknown as Array<
       K8sObject & { spec: { type?: string; ports: Array<{ port: number; nodePort?: number }> } }
     >;
     const exposed = services
       .filter((s) => s.spec.type === "NodePort" || s.spec.type === "LoadBalancer")
       .map((s) => `${s.metadata.name}:${s.spec.ports.map((p) => p.port).join(",")}`);
-    assert.deepEqual(exposed.sort(), ["grafana:3000", "mosquitto-fans:8883"]);
+    assert.deepEqual(exposed.sort(), ["grafana:3000", "mosquitto-fans:8883", "page:8080"]);
   });
 
   it("gives Mosquitto every file its shipped configuration names: TLS from a Secret, credentials built by build-auth.sh", async () => {
@@ -264,6 +265,33 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     for (const user of ["telegraf", "writer"])
       assert.ok(rules(user).includes("topic read fan/alarm"), `${user} reads fan/alarm`);
     assert.ok(!rules("predict").some((r) => r.includes("fan/alarm")), "predict may not publish alarms");
+    assert.ok(
+      rules("page").length > 0 && rules("page").every((r) => r.startsWith("topic read ")),
+      "the page only reads",
+    );
+  });
+
+  it("runs the page with sign-in: the users file and the user secret from Secrets health shares, health through the gateway", async () => {
+    const page = workloads.find((w) => w.metadata.name === "page");
+    const [container] = page?.spec.template.spec.containers ?? [];
+    assert.ok(page && container);
+    assert.deepEqual(container.args, ["page"]);
+    const env = new Map((container.env ?? []).map((e) => [e.name, e.value ?? ""]));
+    assert.equal(env.get("PAGE_SIGN_IN"), "local");
+    const secretOf = (file: string) => {
+      const mount = container.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
+      return page.spec.template.spec.volumes?.find((v) => v.name === mount?.name)?.secret?.secretName;
+    };
+    assert.equal(secretOf(env.get("PAGE_USERS_FILE") ?? ""), "fanwatch-page-users");
+    assert.equal(secretOf(env.get("PAGE_USER_SECRET_FILE") ?? ""), "fanwatch-page-user-secret");
+    assert.equal(new URL(env.get("HEALTH_URL") ?? "").host, "gateway.openfaas:8080");
+    const stack = parse(await readFile(join(REPO_ROOT, "stack.yml"), "utf8")) as {
+      functions: Record<string, { secrets?: string[] }>;
+    };
+    assert.ok(stack.functions.health?.secrets?.includes("fanwatch-page-user-secret"), "health holds the same secret");
+    const service = objects.find((o) => o.kind === "Service" && o.metadata.name === "page") as
+      (K8sObject & { spec: { externalTrafficPolicy?: string } }) | undefined;
+    assert.equal(service?.spec.externalTrafficPolicy, "Local", "the page sees the client's address");
   });
 
   it("pins every image and gives every container resources, probes and a locked-down security context", () => {
@@ -463,7 +491,7 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     const pod = (namespace: string, labels: Record<string, string>): Peer => ({ namespace, labels });
     const fanwatch = (name: string) =>
       pod("fanwatch", { "app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "fanwatch" });
-    const [mosquitto, connector, telegraf, influxdb, grafana, simulator, fanwatchNats, notifier, alertmanager] = [
+    const [mosquitto, connector, telegraf, influxdb, grafana, simulator, fanwatchNats, notifier, alertmanager, page] = [
       "mosquitto",
       "mqtt-connector",
       "telegraf",
@@ -473,7 +501,8 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       "nats",
       "notifier",
       "alertmanager",
-    ].map(fanwatch) as [Peer, Peer, Peer, Peer, Peer, Peer, Peer, Peer, Peer];
+      "page",
+    ].map(fanwatch) as [Peer, Peer, Peer, Peer, Peer, Peer, Peer, Peer, Peer, Peer];
     const predict = pod("openfaas-fn", { faas_function: "predict" });
     const health = pod("openfaas-fn", { faas_function: "health" });
     const natsAdmin = pod("fanwatch", { "fanwatch.io/nats-admin": "true" });
@@ -519,6 +548,10 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       ["Prometheus (fanwatch.io/monitoring namespace) → the connector's metrics", scraper, connector, 8081],
       ["Prometheus (fanwatch.io/monitoring namespace) → the notifier's metrics", scraper, notifier, 8084],
       ["Prometheus (fanwatch.io/monitoring namespace) → Alertmanager's metrics", scraper, alertmanager, 9093],
+      ["users (plant network) → the page", OUTSIDE, page, 8080],
+      ["the page → Mosquitto (reading the fleet)", page, mosquitto, 1883],
+      ["the page → gateway (health's records and the users' actions)", page, gateway, 8080],
+      ["Prometheus (fanwatch.io/monitoring namespace) → the page's metrics", scraper, page, 8080],
     ];
     for (const [what, from, to, port] of allowed) assert.ok(allows(policies, from, to, port), `${what} is allowed`);
     assert.ok(allows(policies, alertmanager, alertmanager, 9094, "UDP"), "Alertmanager ↔ Alertmanager (gossip, UDP)");
@@ -534,6 +567,7 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       gateway,
       notifier,
       alertmanager,
+      page,
     ])
       assert.ok(allows(policies, from, dns, 53, "UDP"), "DNS is allowed");
     const denied: Array<[string, Peer, Peer, number]> = [
@@ -585,6 +619,12 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       ["Prometheus → Mosquitto", scraper, mosquitto, 1883],
       ["Prometheus → InfluxDB", scraper, influxdb, 8086],
       ["Prometheus → the Alertmanagers' gossip", scraper, alertmanager, 9094],
+      ["the page → NATS (health's history comes through health)", page, fanwatchNats, 4222],
+      ["the page → InfluxDB", page, influxdb, 8086],
+      ["the page → outside", page, OUTSIDE, 443],
+      ["the page → functions directly, past the gateway", page, health, 8080],
+      ["outside → the page's other ports", OUTSIDE, page, 8081],
+      ["a pod of another namespace → the page (it is for people on the plant network)", inClusterPod, page, 8080],
     ];
     for (const [what, from, to, port] of denied) assert.ok(!allows(policies, from, to, port), `${what} is denied`);
   });
@@ -629,7 +669,7 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
 });
 
 describe("deploy/faasd", () => {
-  it("adds Mosquitto, the connector, NATS, the notifier, Alertmanager, Telegraf, InfluxDB and Grafana with pinned images", async () => {
+  it("adds Mosquitto, the connector, NATS, the notifier, the page, Alertmanager, Telegraf, InfluxDB and Grafana with pinned images", async () => {
     const compose = parse(await readFile(join(REPO_ROOT, "deploy/faasd/docker-compose.fanwatch.yaml"), "utf8")) as {
       services: Record<string, { image: string; user?: string }>;
     };
@@ -641,6 +681,7 @@ describe("deploy/faasd", () => {
       "mosquitto",
       "mqtt-connector",
       "notifier",
+      "page",
       "telegraf",
     ]);
     for (const [name, service] of Object.entries(compose.services)) {
@@ -679,8 +720,12 @@ describe("deploy/faasd", () => {
     );
     const notifier = compose.services.notifier;
     assert.ok((notifier?.volumes ?? []).length > 0);
-    for (const volume of notifier?.volumes ?? [])
-      assert.ok(made.has(volume.source.replace(/^\.\/fanwatch\//, "")), `${volume.source} is a folder the setup makes`);
+    for (const service of [notifier, compose.services.page])
+      for (const volume of service?.volumes ?? [])
+        assert.ok(
+          made.has(volume.source.replace(/^\.\/fanwatch\//, "")),
+          `${volume.source} is a folder the setup makes`,
+        );
     const env = new Map((notifier?.environment ?? []).map((e) => e.split("=", 2) as [string, string]));
     const keyFile = env.get("NOTIFY_WEBHOOK_SECRET_FILE") ?? "";
     assert.ok(

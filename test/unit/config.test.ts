@@ -38,6 +38,7 @@ import { LIMIT_SETTINGS } from "../../runtime/gateway/guards.js";
 import { NATS_SETTINGS } from "../../runtime/system/nats.js";
 import { ALERTING_SETTINGS } from "../../runtime/system/alerting.js";
 import { NOTIFIER_SETTINGS } from "../../notifier/config.js";
+import { PAGE_SETTINGS } from "../../page/config.js";
 import { REPO_ROOT } from "../support/paths.js";
 
 /** A config without where its broker came from. */
@@ -270,8 +271,10 @@ describe("configuration: one registry, its help and its docs", () => {
         LIMIT_SETTINGS,
         SCALE_SETTINGS,
         LOG_SETTINGS,
+        { PAGE_USERS_FILE: PAGE_SETTINGS.PAGE_USERS_FILE },
       ),
       connector: all(CONNECTOR_SETTINGS, MQTT_SETTINGS, TOPIC_SETTINGS, LOG_SETTINGS),
+      page: all(PAGE_SETTINGS, MQTT_SETTINGS, TOPIC_SETTINGS, LOG_SETTINGS),
       "influx-writer": all(WRITER_SETTINGS, MQTT_SETTINGS, TOPIC_SETTINGS, LOG_SETTINGS),
       simulate: all(MQTT_SETTINGS, TOPIC_SETTINGS),
       deadletters: all(MQTT_SETTINGS, TOPIC_SETTINGS, {

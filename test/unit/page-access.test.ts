@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import type { IncomingMessage } from "node:http";
+import { describe, it } from "node:test";
+import { ConfigError } from "../../lib/errors.js";
+import { hashPassword, parseHash, verifyPassword } from "../../page/access/password.js";
+import { TrustedProxies } from "../../page/access/peers.js";
+import { Sessions } from "../../page/access/sessions.js";
+import { safeNext } from "../../page/access/signin-form.js";
+import { parseUsers, userLine } from "../../page/access/users.js";
+import { isLoopback, readPageConfig } from "../../page/config.js";
+
+const LOW_COST = { N: 1024, r: 8, p: 1 };
+
+/** A request as the page sees it: its peer's address and its headers. */
+function request(peer: string, headers: Record<string, string> = {}): IncomingMessage {
+  return { socket: { remoteAddress: peer }, headers } as unknown as IncomingMessage;
+}
+
+describe("the page's sign-in parts", () => {
+  it("hashes a password into a self-describing scrypt string that verifies it and no other", async () => {
+    const text = await hashPassword("a long enough password", LOW_COST);
+    assert.match(text, /^scrypt\$1024\$8\$1\$[\w-]+\$[\w-]+$/);
+    const hash = parseHash(text);
+    assert.ok(!("error" in hash));
+    assert.equal(await verifyPassword("a long enough password", hash), true);
+    assert.equal(await verifyPassword("a long enough passworD", hash), false);
+    assert.notEqual(await hashPassword("a long enough password", LOW_COST), text, "a fresh salt each time");
+  });
+
+  it("refuses hash strings that are not scrypt or would cost too much", () => {
+    for (const bad of [
+      "bcrypt$2b$10$x",
+      "scrypt$1000$8$1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5",
+      "scrypt$4194304$8$1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5",
+    ])
+      assert.ok("error" in parseHash(bad), bad);
+  });
+
+  it("reads a users file, naming the line of a bad entry and never its hash", async () => {
+    const hash = await hashPassword("a long enough password", LOW_COST);
+    const users = parseUsers(
+      `# the plant's users\n\n${userLine("erika", "engineer", hash)}\nviktor:viewer:${hash}\n`,
+      "users",
+    );
+    assert.deepEqual(
+      [...users.values()].map((u) => `${u.name}:${u.role}`),
+      ["erika:engineer", "viktor:viewer"],
+    );
+    assert.throws(
+      () => parseUsers(`erika:boss:${hash}`, "users"),
+      (e: unknown) => e instanceof ConfigError && /line 1/.test(e.message) && !e.message.includes(hash),
+    );
+    assert.throws(
+      () => parseUsers(`erika:engineer:${hash}\nerika:viewer:${hash}`, "users"),
+      /line 2: erika is listed twice/,
+    );
+    assert.throws(() => parseUsers(`bad name:viewer:${hash}`, "users"), /line 1/);
+  });
+
+  it("ends a session after its idle time or its maximum age, and at sign-out", () => {
+    let now = 0;
+    const sessions = new Sessions({ idleMs: 1_000, maxAgeMs: 5_000, now: () => now });
+    const a = sessions.create("erika");
+    now = 900;
+    assert.equal(sessions.touch(a.id)?.name, "erika");
+    now = 1_800;
+    assert.equal(sessions.touch(a.id)?.name, "erika", "each request restarts the idle clock");
+    now = 2_900;
+    assert.equal(sessions.touch(a.id), undefined, "idle too long");
+    const b = sessions.create("erika");
+    for (now = 3_000; now < 8_000; now += 900) sessions.touch(b.id);
+    assert.equal(sessions.touch(b.id), undefined, "past its maximum age however active");
+    const c = sessions.create("otto");
+    sessions.end(c.id);
+    assert.equal(sessions.touch(c.id), undefined);
+    assert.notEqual(a.csrf, b.csrf);
+  });
+
+  it("believes forwarded headers only from a trusted proxy", () => {
+    const proxies = new TrustedProxies(["10.0.0.5", "192.168.10.0/24"]);
+    const forwarded = { "x-forwarded-for": "203.0.113.9, 192.168.10.7", "x-forwarded-proto": "https" };
+    assert.equal(proxies.clientAddress(request("10.0.0.5", forwarded)), "203.0.113.9", "the nearest untrusted address");
+    assert.equal(proxies.https(request("::ffff:10.0.0.5", forwarded)), true);
+    assert.equal(
+      proxies.clientAddress(request("198.51.100.1", forwarded)),
+      "198.51.100.1",
+      "from anyone else: the peer",
+    );
+    assert.equal(proxies.https(request("198.51.100.1", forwarded)), false);
+    assert.equal(new TrustedProxies([]).trusts(request("10.0.0.5")), false);
+  });
+
+  it("sends a signed-in browser only to the page's own paths", () => {
+    assert.equal(safeNext("/ui/fans/7"), "/ui/fans/7");
+    for (const bad of [undefined, "https://evil.example/", "//evil.example/ui/", "/ui/\\\\evil.example", "/other"])
+      assert.equal(safeNext(bad), "/ui/", String(bad));
+  });
+
+  it("refuses a configuration that cannot be safe", () => {
+    const base = { PAGE_USER_SECRET: "x".repeat(32), PAGE_USERS_FILE: "users" };
+    assert.throws(() => readPageConfig({ ...base, PAGE_SIGN_IN: "off", PAGE_HOST: "0.0.0.0" }), /loopback/);
+    assert.equal(readPageConfig({ ...base, PAGE_SIGN_IN: "off", PAGE_HOST: "127.0.0.1" }).signIn, "off");
+    assert.throws(() => readPageConfig({ PAGE_USER_SECRET: "x".repeat(32) }), /PAGE_USERS_FILE/);
+    assert.throws(
+      () => readPageConfig({ PAGE_USERS_FILE: "users", SECRET_MOUNT_PATH: "/nonexistent" }),
+      /PAGE_USER_SECRET/,
+    );
+    assert.throws(() => readPageConfig({ ...base, PAGE_SIGN_IN: "proxy" }), /PAGE_TRUSTED_PROXIES/);
+    assert.throws(() => readPageConfig({ ...base, PAGE_PROXY_ROLES: "maintenance=boss" }), /PAGE_PROXY_ROLES/);
+    assert.ok(isLoopback("127.0.0.1") && isLoopback("::1") && !isLoopback("0.0.0.0"));
+  });
+});
