@@ -11,19 +11,21 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { HealthRecordSchema, type HealthRecord } from "../../lib/domain/health.js";
 import { HttpClient } from "../../lib/infra/http/client.js";
 import { createLogger } from "../../lib/infra/log.js";
-import type { Access } from "../../page/access/access.js";
 import { OffAccess } from "../../page/access/off.js";
 import { FleetView } from "../../page/fleet-view.js";
 import { PageApi } from "../../page/page-api.js";
 import { WebPage } from "../../page/web-page.js";
 import { eventually } from "../support/eventually.js";
 import { HealthRecordsStandIn } from "../support/health-records-stand-in.js";
+import { startTestPage } from "../support/page-service.js";
 import { REPO_ROOT } from "../support/paths.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SCREENSHOTS = join(REPO_ROOT, "test-results");
 const TOPICS = { telemetry: "fan/messages", anomaly: "fan/anomaly", deadletter: "fan/deadletter", alarm: "fan/alarm" };
 const MINUTE = 60_000;
+const ENGINEER = { name: "erika", role: "engineer", password: "erika's long password" } as const;
+const VIEWER = { name: "viktor", role: "viewer", password: "viktor's long password" } as const;
 
 /** A record as health keeps it, with what the test says (the schema fills the fields it defaults). */
 function record(deviceID: string, fields: Partial<HealthRecord>): HealthRecord {
@@ -112,19 +114,9 @@ function fleetFor(health: HealthRecordsStandIn): { fleet: FleetView; live: () =>
   };
 }
 
-/** Signed in as a viewer: sees everything, may not act (a stand-in for the page's local sign-in). */
-const viewerAccess: Access = {
-  mode: "local",
-  visitor: () => ({ user: { name: "vera", role: "viewer" }, canAct: false, csrf: "vera-token", key: "vera" }),
-  handle: () => false,
-  stats: () => ({ sessions: 1, signIns: { success: 1, failure: 0, throttled: 0, refused: 0 } }),
-};
-
-async function servePage(
-  fleet: FleetView,
-  healthUrl: string,
-  access: Access,
-): Promise<{ url: string; close(): Promise<void> }> {
+/** The page with sign-in off (`npm start`): its real API, calling the stand-in health. */
+async function servePage(fleet: FleetView, healthUrl: string): Promise<{ url: string; close(): Promise<void> }> {
+  const access = new OffAccess();
   const log = createLogger("fan-view-test", "silent");
   const api = new PageApi(access, { healthUrl, client: new HttpClient(), log });
   const page = new WebPage(fleet, { access, api, intervalMs: 500 });
@@ -157,7 +149,7 @@ describe("the fan view in headless Chromium (the health function a stand-in)", {
     fleet = made.fleet;
     await fleet.readHealthFrom(health.url, { intervalMs: 300 });
     made.live();
-    site = await servePage(fleet, health.url, new OffAccess());
+    site = await servePage(fleet, health.url);
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
   });
   after(async () => {
@@ -338,18 +330,47 @@ describe("the fan view in headless Chromium (the health function a stand-in)", {
     await page.close();
   });
 
-  it("signed in as a viewer: the fan's page shows everything, and says why there are no buttons", async () => {
-    const viewerSite = await servePage(fleet, health.url, viewerAccess);
+  it("an engineer signs in on the way to a fan's page, acts there, and the timeline names them", async () => {
+    const signedIn = await startTestPage({ healthUrl: health.url, users: [ENGINEER, VIEWER] });
     try {
       const page = await browser.newPage();
-      await page.goto(`${viewerSite.url}/ui/fans/1`);
+      const errors: string[] = [];
+      page.on("pageerror", (error) => errors.push(error.message));
+      await page.goto(`${signedIn.url}/ui/fans/3`);
+      await page.waitForURL(/\/ui\/signin/);
+      await page.fill('input[name="name"]', ENGINEER.name);
+      await page.fill('input[name="password"]', ENGINEER.password);
+      await page.click('button[type="submit"], input[type="submit"]');
+      await page.waitForURL(`${signedIn.url}/ui/fans/3`);
+      await page.waitForFunction(() => (document.querySelector("#who")?.textContent ?? "") !== "");
+      assert.equal(await page.textContent("#who"), "Signed in as erika (engineer).");
+      assert.equal(await page.isVisible("#by"), false, "no name to type: the page names the user");
+      await page.fill('form[data-action="comment"] [name="note"]', "vibration up since the filter change");
+      await page.click('form[data-action="comment"] button');
+      await waitForLine(page, /comment by erika: “vibration up since the filter change”/);
+      assert.deepEqual(errors, []);
+      await page.close();
+    } finally {
+      await signedIn.stop();
+    }
+  });
+
+  it("a viewer signed in sees a fan's page but no forms, and why; on the fleet page no Acknowledge", async () => {
+    const signedIn = await startTestPage({ healthUrl: health.url, users: [ENGINEER, VIEWER] });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${signedIn.url}/ui/signin?next=${encodeURIComponent("/ui/fans/1")}`);
+      await page.fill('input[name="name"]', VIEWER.name);
+      await page.fill('input[name="password"]', VIEWER.password);
+      await page.click('button[type="submit"], input[type="submit"]');
+      await page.waitForURL(`${signedIn.url}/ui/fans/1`);
       await page.waitForSelector("#sensor-charts canvas");
+      await page.waitForSelector('.episode[data-alarm="a-1"]');
       await page.waitForFunction(() => (document.querySelector("#who")?.textContent ?? "") !== "");
       assert.equal(await page.textContent("#who"), "Signed in as viewer: you can see, not act.");
       assert.equal(await page.isVisible("#action-forms"), false);
       assert.equal(await page.isVisible("#by"), false);
-      // The fleet page too: no name to give, no Acknowledge button, and why.
-      await page.goto(`${viewerSite.url}/ui/`);
+      await page.goto(`${signedIn.url}/ui/`);
       await page.waitForSelector('#alarms li[data-fan="3"]');
       await page.waitForFunction(() => (document.querySelector("#ack-message")?.textContent ?? "") !== "");
       assert.equal(await page.textContent("#ack-message"), "Signed in as viewer: you can see, not act.");
@@ -357,7 +378,7 @@ describe("the fan view in headless Chromium (the health function a stand-in)", {
       assert.equal(await page.isVisible("#ack-by"), false);
       await page.close();
     } finally {
-      await viewerSite.close();
+      await signedIn.stop();
     }
   });
 });
