@@ -7,6 +7,8 @@ import { sendErrorCode } from "../lib/infra/http/error-answer.js";
 import type { FanSeries, FanState, FleetView } from "./fleet-view.js";
 
 const PATH = /^\/ui\/api\/fans\/([^/]+)$/;
+/** As the telemetry's deviceID. */
+const MAX_ID = 128;
 /** A model's threshold read from score is kept; a failed read is tried again after this long. */
 const THRESHOLD_RETRY_MS = 30_000;
 const ModelSchema = z.object({ threshold: z.number().gt(0).lt(1) });
@@ -69,7 +71,9 @@ export class FanDetail {
       sendErrorCode(res, "FANWATCH_INPUT_INVALID", "the fan's id in the path is not valid percent-encoding");
       return true;
     }
-    void this.#answer(deviceID, res);
+    if (deviceID.length > MAX_ID)
+      sendErrorCode(res, "FANWATCH_INPUT_INVALID", `a fan's id has at most ${MAX_ID} characters`);
+    else void this.#answer(deviceID, res);
     return true;
   };
 

@@ -189,6 +189,19 @@ describe("the fan view in headless Chromium (the health function a stand-in)", {
     const unknown = await fetch(`${site.url}/ui/api/fans/99`);
     assert.equal(unknown.status, 404);
     assert.match(((await unknown.json()) as { error: string }).error, /no fan "99" here/);
+    const refusals = [
+      await fetch(`${site.url}/ui/api/fans/1`, { method: "POST" }),
+      await fetch(`${site.url}/ui/api/fans/%E0%A4%A`),
+      await fetch(`${site.url}/ui/api/fans/${"7".repeat(129)}`),
+    ];
+    assert.deepEqual(
+      await Promise.all(refusals.map(async (r) => `${r.status} ${((await r.json()) as { error: string }).error}`)),
+      [
+        "405 POST is not allowed here; GET the fan's detail",
+        "400 the fan's id in the path is not valid percent-encoding",
+        "400 a fan's id has at most 128 characters",
+      ],
+    );
     const icon = await fetch(`${site.url}/favicon.ico`);
     assert.deepEqual([icon.status, icon.headers.get("content-type")], [200, "image/svg+xml"]);
     for (const file of ["/ui/vendor/uPlot.esm.js", "/ui/vendor/uPlot.min.css", "/ui/fan.js", "/ui/fan-charts.js"])
