@@ -9,6 +9,8 @@ import { OffAccess } from "./access/off.js";
 import { foreignOrigin } from "./access/origin.js";
 import type { PageApi } from "./page-api.js";
 import { PAGE_RECEIVER_PATH } from "./notifications.js";
+import { FanDetail } from "./fan-detail.js";
+import { serveUiFile } from "./ui-files.js";
 
 /** The page's files are plain HTML, CSS and browser JavaScript: nothing to build at run time. */
 const UI_DIR = fileURLToPath(new URL("../../page/ui/", import.meta.url));
@@ -23,7 +25,7 @@ const TYPES: Record<string, string> = {
   css: "text/css; charset=utf-8",
 };
 
-/** The fan view's own address (`/ui/fans/<deviceID>`): the same page, app.js routes. */
+/** The fan view's own address (`/ui/fans/<deviceID>`): fan.html, which reads the id from it. */
 const FAN_PATH = /^\/ui\/fans\/[^/]+$/;
 
 export interface WebPageOptions {
@@ -82,6 +84,7 @@ const RECHECK_FRAMES = 30;
 export class WebPage extends ServiceBase {
   readonly name = "page";
   readonly #fleet: FleetView;
+  readonly #fanDetail: FanDetail;
   readonly #maxStreams: number;
   readonly #maxPerUser: number;
   readonly #access: Access;
@@ -100,6 +103,7 @@ export class WebPage extends ServiceBase {
     this.#access = options.access ?? new OffAccess();
     this.#api = options.api;
     this.#receiverAllowed = options.receiverAllowed ?? (() => true);
+    this.#fanDetail = new FanDetail(fleet, (req) => this.#access.visitor(req) !== undefined);
     this.#maxStreams = options.maxStreams ?? (this.#access.mode === "off" ? 16 : 64);
     this.#maxPerUser = options.maxStreamsPerUser ?? 4;
     this.#maxMissed = options.maxMissedFrames ?? 30;
@@ -167,10 +171,11 @@ export class WebPage extends ServiceBase {
     }
     if (this.#fleet.notifications.handle(req, res)) return true;
     if (this.#api?.handle(req, res) === true) return true;
-    const file = FAN_PATH.test(path) ? "index.html" : FILES[path];
+    if (this.#fanDetail.handle(req, res) || serveUiFile(path, res)) return true;
+    const file = FAN_PATH.test(path) ? "fan.html" : FILES[path];
     if (file === undefined) return false;
-    // The page itself asks to sign in first; its script and style do not, the sign-in form uses them.
-    if (file === "index.html" && this.#access.visitor(req) === undefined) {
+    // The pages ask to sign in first; their scripts and style do not, the sign-in form uses them.
+    if (file.endsWith(".html") && this.#access.visitor(req) === undefined) {
       res.writeHead(303, { location: `/ui/signin?next=${encodeURIComponent(path + url.search)}` }).end();
       return true;
     }

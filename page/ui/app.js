@@ -1,6 +1,6 @@
 // The live fleet page: one tile per fan with its health (state, cause, time to alarm) and small
-// charts of the four sensors; the open alarms, each with an Acknowledge button that calls the
-// health function through the gateway that serves this page; the health transitions; the dead
+// charts of the four sensors, each a link to the fan's own page (fan.js); the open alarms, each
+// with an Acknowledge button that calls the health function through the page's API; the health transitions; the dead
 // letters. Fed by server-sent events from /ui/events.
 const SENSORS = [
   ["rotation", "rpm"],
@@ -40,14 +40,18 @@ function clock(at) {
 }
 const percent = (p) => `${(p * 100).toFixed(1)}%`;
 
+// A notification's link names the fan (/?fan=<id>, redirected to /ui/?fan=<id>): it opens the fan's own page.
 const linkedFan = new URLSearchParams(location.search).get("fan");
+if (linkedFan) location.replace(`/ui/fans/${encodeURIComponent(linkedFan)}`);
 
 function tileFor(fan) {
   let tile = tiles.get(fan.deviceID);
   if (tile) return tile;
   const node = $("tile").content.firstElementChild.cloneNode(true);
   node.dataset.fan = fan.deviceID;
-  node.querySelector("h3").textContent = `Fan ${fan.deviceID}`;
+  const open = node.querySelector("a.open");
+  open.textContent = `Fan ${fan.deviceID}`;
+  open.href = `/ui/fans/${encodeURIComponent(fan.deviceID)}`;
   const charts = node.querySelector(".charts");
   const lines = {};
   for (const [sensor, unit] of SENSORS) {
@@ -66,11 +70,6 @@ function tileFor(fan) {
   }
   tile = { node, lines };
   tiles.set(fan.deviceID, tile);
-  // A notification's link names the fan (/?fan=<id>): its tile is marked and brought into view once.
-  if (fan.deviceID === linkedFan) {
-    node.classList.add("linked");
-    requestAnimationFrame(() => node.scrollIntoView({ block: "center" }));
-  }
   return tile;
 }
 
@@ -138,16 +137,22 @@ function render(snapshot) {
     node.dataset.state = fan.state;
     node.dataset.acknowledged = String(acknowledged);
     node.querySelector(".state").textContent =
-      fan.state === "unknown" ? "no health yet" : acknowledged ? `${fan.state} · acknowledged` : fan.state;
+      fan.state === "unknown"
+        ? "health: not yet known"
+        : `health: ${fan.state}${acknowledged ? " · acknowledged" : ""}`;
     node.querySelector(".cause").textContent = health?.cause ? `cause: ${health.cause}` : "";
     node.querySelector(".eta").textContent = health?.eta ? `alarm expected ${eta(health.eta)}` : "";
     const held = muting(health);
     node.dataset.muted = held.kind;
     node.querySelector(".muting").textContent = held.text;
+    // The health state above is the health function's (smoothed over many predictions); these two
+    // lines are the model's verdicts on single readings, which a healthy fan has faulty now and then.
     node.querySelector(".probability").textContent =
       fan.probability === null
-        ? "no prediction yet"
-        : `fault probability ${percent(fan.probability)} · ${Math.round(fan.faultShare * 100)}% of recent readings faulty`;
+        ? "latest reading: not scored yet"
+        : `latest reading: fault probability ${percent(fan.probability)}`;
+    node.querySelector(".recent").textContent =
+      fan.recent.scored === 0 ? "" : `${fan.recent.faulty} of the last ${fan.recent.scored} readings scored faulty`;
     for (const [sensor, { label, line, unit }] of Object.entries(lines)) {
       const points = fan.history[sensor];
       const last = points[points.length - 1];
@@ -225,7 +230,7 @@ function renderAlarms(alarms, open) {
     row.querySelector(".acknowledged-by").textContent = acknowledged
       ? `acknowledged${by ? ` by ${by}` : ""}${note ? `: “${note}”` : ""}`
       : "";
-    row.querySelector(".ack").hidden = acknowledged;
+    row.querySelector(".ack").hidden = acknowledged || !mayAct();
     if (list.children[index] !== row) list.insertBefore(row, list.children[index] ?? null);
   });
   for (const [key, row] of rows) {
@@ -235,29 +240,52 @@ function renderAlarms(alarms, open) {
   }
 }
 
-/** POST /function/health {"deviceID","action":"acknowledge","by","note"}: the health function publishes the transition. */
+/**
+ * Who this page acts for (GET /ui/api/session: the sign-in mode, the user, whether they may act,
+ * the CSRF token every action carries); null until read or when it cannot be.
+ */
+let session = null;
+async function loadSession() {
+  try {
+    const res = await fetch("/ui/api/session");
+    if (!res.ok) throw new Error(`the page answered ${res.status}`);
+    session = await res.json();
+  } catch (error) {
+    $("ack-message").textContent = `Acknowledging is unavailable: ${error.message}`;
+    return;
+  }
+  // Signed in, the page names the user; with sign-in off (this machine only) the name is asked for.
+  $("ack-by").closest("label").hidden = session.signIn !== "off";
+  if (session.canAct) return;
+  $("ack-message").textContent = `Signed in as ${session.user?.role ?? "viewer"}: you can see, not act.`;
+  for (const row of rows.values()) row.querySelector(".ack").hidden = true; // listed before the session was read
+}
+const mayAct = () => session?.canAct !== false;
+
+/** POST /ui/api/health {"deviceID","action":"acknowledge","by","note"}: the health function publishes the transition. */
 async function acknowledge(row) {
   const message = $("ack-message");
-  const by = $("ack-by").value.trim();
+  const signedIn = session !== null && session.signIn !== "off";
+  const by = signedIn ? (session.user?.name ?? "") : $("ack-by").value.trim();
   if (by === "") {
     message.textContent = "Enter your name to acknowledge an alarm.";
     $("ack-by").focus();
     return;
   }
-  localStorage.setItem("fanwatch.by", by);
+  if (!signedIn) localStorage.setItem("fanwatch.by", by);
   const button = row.querySelector(".acknowledge");
   const note = row.querySelector(".note").value.trim();
   button.disabled = true;
   message.textContent = "";
   try {
-    const res = await fetch("/function/health", {
+    const res = await fetch("/ui/api/health", {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", "x-csrf-token": session?.csrf ?? "" },
       body: JSON.stringify({ deviceID: row.dataset.fan, action: "acknowledge", by, ...(note === "" ? {} : { note }) }),
     });
     const body = await res.json().catch(() => ({}));
     if (!res.ok) {
-      message.textContent = `Fan ${row.dataset.fan} not acknowledged: ${body.error ?? `the gateway answered ${res.status}`}`;
+      message.textContent = `Fan ${row.dataset.fan} not acknowledged: ${body.error ?? `the page answered ${res.status}`}`;
       return;
     }
     const record = body.record ?? {};
@@ -309,6 +337,7 @@ function item(text) {
 }
 
 $("ack-by").value = localStorage.getItem("fanwatch.by") ?? "";
+void loadSession();
 const events = new EventSource("/ui/events");
 events.onmessage = (event) => {
   $("connection").textContent = `live · ${time(Date.now())}`;

@@ -198,7 +198,7 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
       undefined,
       { timeout: 90_000 },
     );
-    assert.equal(await page.textContent('.tile[data-fan="3"] .state'), "warning");
+    assert.equal(await page.textContent('.tile[data-fan="3"] .state'), "health: warning");
     assert.equal(await page.textContent('.tile[data-fan="3"] .cause'), "cause: vibration");
     assert.match(
       (await page.textContent('.tile[data-fan="3"] .eta')) ?? "",
@@ -213,6 +213,13 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
       feed.some((line) => / · Fan 3 · warning · vibration · \d+\.\d% · alarm expected /.test(line)),
       feed.join("\n"),
     );
+    // The tile opens the fan's page: its charts, and when the alarm is expected.
+    await page.click('.tile[data-fan="3"]');
+    await page.waitForURL(`${system.gatewayUrl}/ui/fans/3`);
+    await page.waitForSelector("#sensor-charts canvas");
+    await page.waitForFunction(() => (document.querySelector("#eta")?.textContent ?? "–") !== "–");
+    assert.match((await page.textContent("#eta")) ?? "", /^(now|in about \d+ (min|h)) \((.*, )?\d\d:\d\d\)$/);
+    assert.equal(await page.textContent("#state"), "health: warning");
     await page.close();
   });
 
@@ -245,7 +252,16 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
         (await page.textContent('.tile[data-fan="1"] .cause')) ?? "",
         /^cause: (rotation|temperature|vibration|sound)$/,
       );
-      assert.match((await page.textContent('.tile[data-fan="1"] .probability')) ?? "", /fault probability \d+\.\d%/);
+      // What each number is: the health function's state, the model's verdict on the latest reading, and on the last ten.
+      assert.match((await page.textContent('.tile[data-fan="1"] .state')) ?? "", /^health: alarm/);
+      assert.match(
+        (await page.textContent('.tile[data-fan="1"] .probability')) ?? "",
+        /^latest reading: fault probability \d+\.\d%$/,
+      );
+      assert.match(
+        (await page.textContent('.tile[data-fan="1"] .recent')) ?? "",
+        /^\d+ of the last \d+ readings scored faulty$/,
+      );
       assert.equal(await page.textContent('.tile[data-fan="6"] .cause'), "", "a healthy fan has no cause");
       assert.ok(Number(await page.textContent("#in-alarm")) >= 2);
       // The feed shows health transitions, not every faulty prediction.
@@ -423,6 +439,75 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
     await page.close();
   });
 
+  it("opens an alarmed fan's page from its tile: the sensors, the probability, what drives the alarm; acknowledges from it", async () => {
+    const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+    const errors: string[] = [];
+    page.on("pageerror", (error) => errors.push(error.message));
+    await page.goto(`${system.gatewayUrl}/ui/`);
+    await page.click('.tile[data-fan="2"]');
+    await page.waitForURL(`${system.gatewayUrl}/ui/fans/2`);
+    await page.waitForFunction(() => document.querySelectorAll("#sensor-charts canvas").length === 4);
+    assert.equal(await page.locator("#probability-chart canvas").count(), 1);
+    await page.waitForSelector("#contributions .contribution");
+    const cause = await page.textContent("#contributions .contribution.cause span");
+    assert.match((await page.textContent("#health")) ?? "", new RegExp(`^alarm .*cause: ${cause}`));
+    await page.fill("#by", "dana");
+    await page.fill('form[data-action="acknowledge"] [name="note"]', "checking the bearing");
+    await page.click('form[data-action="acknowledge"] button');
+    await page.waitForFunction(
+      () => /acknowledged by dana/.test(document.querySelector("#episode")?.textContent ?? ""),
+      undefined,
+      { timeout: 10_000 },
+    );
+    await mkdir(SCREENSHOTS, { recursive: true });
+    await page.screenshot({ path: join(SCREENSHOTS, "fan-view-system.png"), fullPage: true });
+    const icon = await fetch(`${system.gatewayUrl}/favicon.ico`);
+    assert.deepEqual([icon.status, icon.headers.get("content-type")], [200, "image/svg+xml"]);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it("keeps the fan's story in its page's timeline: the alarm, the shelving, the acknowledgement, a comment, an assignee, a finding, each with who", async (t) => {
+    // Until health's history (h22-history) and the notes (h22-actions) are merged with the page, health answers neither.
+    const history = (await (await fetch(`${system.gatewayUrl}/function/health/history?deviceID=2`)).json()) as {
+      episodes?: unknown;
+    };
+    if (!Array.isArray(history.episodes)) return void t.skip("health keeps no history here: h22-history is not merged");
+    const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+    const errors: string[] = [];
+    page.on("pageerror", (error) => errors.push(error.message));
+    await page.goto(`${system.gatewayUrl}/ui/fans/2`);
+    await page.fill("#by", "dana");
+    await page.fill('form[data-action="comment"] [name="note"]', "housing warm");
+    await page.click('form[data-action="comment"] button');
+    await page.fill('form[data-action="assign"] [name="to"]', "erik");
+    await page.click('form[data-action="assign"] button');
+    await page.waitForFunction(() => /assigned to erik/.test(document.querySelector("#episode")?.textContent ?? ""));
+    await page.check('form[data-action="finding"] [value="confirmed"]');
+    await page.fill('form[data-action="finding"] [name="part"]', "bearing");
+    await page.click('form[data-action="finding"] button');
+    await page.waitForFunction(() => /finding: confirmed/.test(document.querySelector("#episode")?.textContent ?? ""));
+    for (const line of [
+      /^\d\d:\d\d alarm · cause \w+ · probability \d+\.\d%/,
+      /^\d\d:\d\d shelved until (.*, )?\d\d:\d\d by bob: “spare on order”$/,
+      /^\d\d:\d\d acknowledged by dana: “checking the bearing”$/,
+      /^\d\d:\d\d comment by dana: “housing warm”$/,
+      /^\d\d:\d\d assigned to erik by dana$/,
+      /^\d\d:\d\d finding: confirmed \(part bearing\) by dana$/,
+    ])
+      await page.waitForFunction(
+        (source) =>
+          Array.from(document.querySelectorAll(".timeline li")).some((li) =>
+            new RegExp(source).test(li.textContent ?? ""),
+          ),
+        line.source,
+        { timeout: 10_000 },
+      );
+    await page.screenshot({ path: join(SCREENSHOTS, "fan-view-timeline.png"), fullPage: true });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   it("shows each function's replicas as the gateway reports them", async () => {
     const page = await browser.newPage();
     await page.goto(`${system.gatewayUrl}/ui/`);
@@ -458,13 +543,13 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
     await page.close();
   });
 
-  it("lists what Alertmanager notified, and a notification's link marks its fan's tile", async () => {
+  it("lists what Alertmanager notified, and a notification's link opens its fan's page", async () => {
     // fanwatch start's Alertmanager (Debian's) sends its notifications to the page: fan 1's alarm.
     const page = await browser.newPage();
     await page.goto(`${system.gatewayUrl}/?fan=1`);
-    assert.equal(new URL(page.url()).pathname, "/ui/");
-    await page.waitForSelector('.tile.linked[data-fan="1"]', { timeout: 15_000 });
-    assert.equal(await page.locator(".tile.linked").count(), 1, "only fan 1's tile is marked");
+    await page.waitForURL(`${system.gatewayUrl}/ui/fans/1`);
+    await page.waitForSelector("#sensor-charts canvas");
+    await page.goto(`${system.gatewayUrl}/ui/`);
     await page.waitForFunction(
       () => /notified FanAlarm fan [12]\b/.test(document.querySelector("#notification-feed")?.textContent ?? ""),
       undefined,

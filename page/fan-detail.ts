@@ -1,0 +1,116 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { z } from "zod";
+import { FEATURE_BOUNDS, FEATURES, type FeatureName } from "../lib/domain/features.js";
+import { HEALTHY_RANGES } from "../lib/domain/fan-ranges.js";
+import type { HealthRecord } from "../lib/domain/health.js";
+import { sendErrorCode } from "../lib/infra/http/error-answer.js";
+import type { FanSeries, FanState, FleetView } from "./fleet-view.js";
+
+const PATH = /^\/ui\/api\/fans\/([^/]+)$/;
+/** As the telemetry's deviceID. */
+const MAX_ID = 128;
+/** A model's threshold read from score is kept; a failed read is tried again after this long. */
+const THRESHOLD_RETRY_MS = 30_000;
+const ModelSchema = z.object({ threshold: z.number().gt(0).lt(1) });
+
+/** What `GET /ui/api/fans/<deviceID>` answers: everything the fan view draws. */
+export interface FanDetailAnswer {
+  deviceID: string;
+  state: FanState;
+  /** The health function's record of the fan (contributions, eta, acknowledgement…), null until it has one. */
+  record: HealthRecord | null;
+  /** The latest prediction's probability (one reading), and how many of the last predictions said fault. */
+  latest: { probability: number | null; recent: { faulty: number; scored: number } };
+  readings: FanSeries["readings"];
+  predictions: FanSeries["predictions"];
+  /** Each sensor's healthy range (where the fans' healthy readings lie) and unit: the band the charts draw. */
+  healthy: Record<FeatureName, { min: number; max: number; unit: string }>;
+  /** The model's threshold: a reading whose probability reaches it is scored faulty; null if score could not be asked. */
+  threshold: number | null;
+}
+
+const HEALTHY = Object.fromEntries(
+  FEATURES.map((f) => [f, { ...HEALTHY_RANGES[f], unit: FEATURE_BOUNDS[f].unit }]),
+) as FanDetailAnswer["healthy"];
+
+/**
+ * The fan view's data, `GET /ui/api/fans/<deviceID>`: the fleet view's longer series of the fan
+ * (10 minutes of readings and predictions), its health record, the healthy bands and the model's
+ * threshold. An unknown fan is a 404 that says so. The threshold is read once from score, beside
+ * the health function the fleet view reads (`/function/score` next to `/function/health`).
+ */
+export class FanDetail {
+  #threshold: number | null = null;
+  #nextTry = 0;
+
+  constructor(
+    private readonly fleet: FleetView,
+    /** False when sign-in is on and the request has no session: the detail is then refused with 401. */
+    private readonly signedIn: (req: IncomingMessage) => boolean,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Serves `/ui/api/fans/<deviceID>`; false for any other path. */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const match = PATH.exec(new URL(req.url ?? "/", "http://page").pathname);
+    if (match === null) return false;
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      sendErrorCode(res, "FANWATCH_METHOD_NOT_ALLOWED", `${req.method} is not allowed here; GET the fan's detail`, {
+        allow: "GET",
+      });
+      return true;
+    }
+    if (!this.signedIn(req)) {
+      sendErrorCode(res, "FANWATCH_UNAUTHENTICATED", "sign in first: /ui/signin");
+      return true;
+    }
+    let deviceID: string;
+    try {
+      deviceID = decodeURIComponent(match[1] ?? "");
+    } catch {
+      sendErrorCode(res, "FANWATCH_INPUT_INVALID", "the fan's id in the path is not valid percent-encoding");
+      return true;
+    }
+    if (deviceID.length > MAX_ID)
+      sendErrorCode(res, "FANWATCH_INPUT_INVALID", `a fan's id has at most ${MAX_ID} characters`);
+    else void this.#answer(deviceID, res);
+    return true;
+  };
+
+  async #answer(deviceID: string, res: ServerResponse): Promise<void> {
+    const fan = this.fleet.series(deviceID);
+    if (fan === undefined) {
+      sendErrorCode(
+        res,
+        "FANWATCH_HEALTH_NOT_FOUND",
+        `no fan ${JSON.stringify(deviceID)} here: it sent no readings in the last 10 minutes and health has no record of it`,
+      );
+      return;
+    }
+    const answer: FanDetailAnswer = {
+      deviceID,
+      state: fan.view.state,
+      record: fan.record,
+      latest: { probability: fan.view.probability, recent: fan.view.recent },
+      readings: fan.readings,
+      predictions: fan.predictions,
+      healthy: HEALTHY,
+      threshold: await this.#modelThreshold(),
+    };
+    res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" }).end(JSON.stringify(answer));
+  }
+
+  async #modelThreshold(): Promise<number | null> {
+    const healthUrl = this.fleet.healthUrl;
+    if (this.#threshold !== null || healthUrl === undefined || this.now() < this.#nextTry) return this.#threshold;
+    this.#nextTry = this.now() + THRESHOLD_RETRY_MS;
+    try {
+      const res = await fetch(new URL("score", healthUrl), { signal: AbortSignal.timeout(2_000) });
+      const model = ModelSchema.safeParse(res.ok ? await res.json() : undefined);
+      if (model.success) this.#threshold = model.data.threshold;
+    } catch {
+      // Shown as no threshold line; asked again after THRESHOLD_RETRY_MS.
+    }
+    return this.#threshold;
+  }
+}

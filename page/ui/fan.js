@@ -1,0 +1,163 @@
+// One fan's page, /ui/fans/<deviceID> (fan.html): its sensors and fault probability over the last
+// minutes (GET /ui/api/fans/<id>, every 2 s; charts in fan-charts.js), what drives its alarm, when
+// a warning is expected to become one; its history (fan-timeline.js) and a form for every action
+// on it (fan-actions.js).
+import { setUpActions } from "/ui/fan-actions.js";
+import { probabilityChart, sensorChart } from "/ui/fan-charts.js";
+import { clock, eta, percent } from "/ui/fan-format.js";
+import { loadHistory } from "/ui/fan-timeline.js";
+
+const SENSORS = ["rotation", "temperature", "vibration", "sound"];
+const deviceID = decodeURIComponent(location.pathname.split("/").pop() ?? "");
+const $ = (id) => document.getElementById(id);
+
+let detail = null;
+/** The newest episode the history lists: what a comment, an assignment or a finding is about once the record's episode has closed. */
+let lastEpisode = null;
+const charts = {};
+
+document.title = `fanwatch · fan ${deviceID}`;
+$("title").textContent = `Fan ${deviceID}`;
+
+// --- what the fan does now ---
+
+async function loadDetail() {
+  const res = await fetch(`/ui/api/fans/${encodeURIComponent(deviceID)}`);
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(body.error ?? `the page answered ${res.status}`);
+  detail = body;
+  render(body);
+}
+
+function render(d) {
+  const record = d.record;
+  const open = d.state === "warning" || d.state === "alarm";
+  $("state").dataset.state = d.state;
+  $("state").textContent = d.state === "unknown" ? "no health yet" : `health: ${d.state}`;
+  $("health").textContent =
+    record === null
+      ? "no record from the health function yet"
+      : `${record.state}${record.severity === "none" ? "" : ` (${record.severity})`}${record.cause ? ` · cause: ${record.cause}` : ""} · since ${clock(record.since)}`;
+  $("eta").textContent = record?.eta
+    ? eta(record.eta)
+    : d.state === "alarm"
+      ? "in alarm now"
+      : d.state === "warning"
+        ? "no trend towards it"
+        : "–";
+  $("latest").textContent =
+    d.latest.probability === null ? "no prediction yet" : `fault probability ${percent(d.latest.probability)}`;
+  const { faulty, scored } = d.latest.recent;
+  $("recent").textContent = scored === 0 ? "none scored yet" : `${faulty} of the last ${scored} scored faulty`;
+  $("episode").textContent = episodeText(record);
+  $("held").textContent = heldText(record);
+  for (const form of document.querySelectorAll('form[data-action="acknowledge"]'))
+    form.hidden = !(open && record && !record.acknowledged);
+  renderCharts(d);
+  renderContributions(record);
+}
+
+function episodeText(record) {
+  if (!record?.alarmId) return "none open";
+  const parts = [record.acknowledged ? `acknowledged by ${record.acknowledgedBy ?? "someone"}` : "not acknowledged"];
+  if (record.assignedTo) parts.push(`assigned to ${record.assignedTo}`);
+  if (record.finding) parts.push(`finding: ${record.finding.result}`);
+  return parts.join(" · ");
+}
+
+function heldText(record) {
+  if (!record) return "";
+  const now = Date.now();
+  const m = record.maintenance;
+  if (m && Date.parse(m.until) > now)
+    return Date.parse(m.from) <= now
+      ? `in maintenance until ${clock(m.until)} by ${m.by}: alarms are recorded, not notified`
+      : `maintenance planned ${clock(m.from)} – ${clock(m.until)} by ${m.by}`;
+  if (record.shelvedUntil && Date.parse(record.shelvedUntil) > now)
+    return `shelved until ${clock(record.shelvedUntil)}${record.shelvedBy ? ` by ${record.shelvedBy}` : ""}: no notifications until then`;
+  return "";
+}
+
+function renderCharts(d) {
+  for (const sensor of SENSORS) {
+    if (!charts[sensor]) {
+      const box = document.createElement("div");
+      box.className = "sensor-chart";
+      box.dataset.sensor = sensor;
+      $("sensor-charts").append(box);
+      charts[sensor] = sensorChart(box, sensor, d.healthy[sensor]);
+    }
+    charts[sensor].update(d.readings.at, d.readings[sensor]);
+  }
+  charts.probability ??= probabilityChart($("probability-chart"));
+  charts.probability.update(d.predictions.at, d.predictions.probability, d.threshold);
+}
+
+/** Each sensor's contribution to the fault probability (its Shapley value against a healthy reading), as bars from zero. */
+function renderContributions(record) {
+  const contributions = record?.contributions;
+  $("contributions-panel").hidden = !contributions;
+  if (!contributions) return;
+  const largest = Math.max(...SENSORS.map((s) => Math.abs(contributions[s])), 1e-9);
+  const twoSided = SENSORS.some((s) => contributions[s] < 0);
+  $("contributions").dataset.twoSided = String(twoSided);
+  $("contributions").replaceChildren(
+    ...SENSORS.map((sensor) => {
+      const value = contributions[sensor];
+      const row = document.createElement("div");
+      row.className = "contribution";
+      row.dataset.sensor = sensor;
+      if (sensor === record.cause) row.classList.add("cause");
+      const name = document.createElement("span");
+      name.textContent = sensor;
+      const track = document.createElement("span");
+      track.className = "track";
+      const bar = document.createElement("span");
+      bar.className = value < 0 ? "bar negative" : "bar";
+      const share = (Math.abs(value) / largest) * (twoSided ? 50 : 100);
+      bar.style.width = `${share}%`;
+      bar.style.left = twoSided ? (value < 0 ? `${50 - share}%` : "50%") : "0";
+      track.append(bar);
+      const number = document.createElement("span");
+      number.className = "value";
+      number.textContent = `${value >= 0 ? "+" : "−"}${(Math.abs(value) * 100).toFixed(1)} pts`;
+      row.append(name, track, number);
+      return row;
+    }),
+  );
+}
+
+// --- keeping up ---
+
+async function refresh() {
+  try {
+    await loadDetail();
+    $("error").hidden = true;
+    $("connection").textContent = `live · ${new Date().toLocaleTimeString()}`;
+    $("connection").classList.remove("lost");
+  } catch (error) {
+    $("error").hidden = false;
+    $("error").textContent = `Fan ${deviceID}: ${error.message}`;
+    $("connection").textContent = "not updated";
+    $("connection").classList.add("lost");
+  }
+}
+
+async function history() {
+  try {
+    lastEpisode = await loadHistory(deviceID);
+  } catch (error) {
+    $("timeline-message").textContent = `History unavailable: ${error.message}`;
+  }
+}
+
+await Promise.all([
+  setUpActions(deviceID, {
+    alarmId: () => detail?.record?.alarmId ?? lastEpisode?.alarmId ?? null,
+    afterAct: () => Promise.all([refresh(), history()]),
+  }),
+  refresh(),
+  history(),
+]);
+setInterval(refresh, 2_000);
+setInterval(() => void history(), 5_000);

@@ -1,0 +1,423 @@
+/// <reference lib="dom" />
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { HealthRecordSchema, type HealthRecord } from "../../lib/domain/health.js";
+import { HttpClient } from "../../lib/infra/http/client.js";
+import { createLogger } from "../../lib/infra/log.js";
+import { OffAccess } from "../../page/access/off.js";
+import { FleetView } from "../../page/fleet-view.js";
+import { PageApi } from "../../page/page-api.js";
+import { WebPage } from "../../page/web-page.js";
+import { eventually } from "../support/eventually.js";
+import { HealthRecordsStandIn } from "../support/health-records-stand-in.js";
+import { startTestPage } from "../support/page-service.js";
+import { REPO_ROOT } from "../support/paths.js";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const SCREENSHOTS = join(REPO_ROOT, "test-results");
+const TOPICS = { telemetry: "fan/messages", anomaly: "fan/anomaly", deadletter: "fan/deadletter", alarm: "fan/alarm" };
+const MINUTE = 60_000;
+const ENGINEER = { name: "erika", role: "engineer", password: "erika's long password" } as const;
+const VIEWER = { name: "viktor", role: "viewer", password: "viktor's long password" } as const;
+
+/** A record as health keeps it, with what the test says (the schema fills the fields it defaults). */
+function record(deviceID: string, fields: Partial<HealthRecord>): HealthRecord {
+  const now = new Date().toISOString();
+  return HealthRecordSchema.parse({
+    deviceID,
+    state: "ok",
+    alarmId: null,
+    severity: "none",
+    since: new Date(Date.now() - 20 * MINUTE).toISOString(),
+    cause: null,
+    contributions: null,
+    probability: 0.02,
+    eta: null,
+    lastSeen: now,
+    acknowledged: false,
+    acknowledgedBy: null,
+    note: null,
+    shelvedUntil: null,
+    shelvedBy: null,
+    maintenance: null,
+    ...fields,
+  });
+}
+
+/**
+ * The fleet of the page's tests: fan 1 in alarm (temperature drives it), fan 3 in warning
+ * (vibration, the alarm expected in two hours), fan 6 healthy though two of its last ten readings
+ * scored faulty, the latest at 83%: five minutes of readings and predictions, 2 s apart.
+ */
+function fleetFor(health: HealthRecordsStandIn): { fleet: FleetView; live: () => void } {
+  let fake: number | undefined = Date.now() - 5 * MINUTE;
+  const fleet = new FleetView(TOPICS, { now: () => fake ?? Date.now() });
+  const publish = (topic: string, message: unknown) => fleet.receive(topic, Buffer.from(JSON.stringify(message)));
+  for (let n = 0; n < 150; n++) {
+    for (const deviceID of ["1", "3", "6"]) {
+      const hot = deviceID === "1" ? n / 10 : 0;
+      const worn = deviceID === "3" ? n * 0.4 : 0;
+      const reading = {
+        rotation: 600 + (n % 7),
+        temperature: 40 + hot,
+        vibration: 150 + worn,
+        sound: 48 + (n % 3),
+      };
+      publish(TOPICS.telemetry, { deviceID, timeStamp: "2026-12-07 10:00:00", ...reading });
+      const faulty = deviceID === "1" ? n > 60 : deviceID === "6" ? n === 142 || n === 149 : false;
+      const probability =
+        deviceID === "6" && n === 149 ? 0.83 : faulty ? 0.97 : deviceID === "3" ? 0.2 + n / 500 : 0.05;
+      publish(TOPICS.anomaly, { deviceID, fault: faulty ? 1 : 0, probability, reading });
+    }
+    fake += 2_000;
+  }
+  const opened = new Date(Date.now() - 3 * MINUTE).toISOString();
+  health.add(
+    record("1", {
+      state: "alarm",
+      alarmId: "a-1",
+      severity: "major",
+      since: opened,
+      cause: "temperature",
+      contributions: { rotation: -0.02, temperature: 0.61, vibration: 0.08, sound: 0.01 },
+      probability: 0.95,
+    }),
+    [{ event: "alarm", at: opened, state: "alarm", cause: "temperature", probability: 0.95 }],
+    true,
+  );
+  health.add(
+    record("3", {
+      state: "warning",
+      alarmId: "w-3",
+      severity: "minor",
+      since: opened,
+      cause: "vibration",
+      contributions: { rotation: 0, temperature: 0.01, vibration: 0.3, sound: 0 },
+      probability: 0.45,
+      eta: new Date(Date.now() + 2 * 60 * MINUTE).toISOString(),
+    }),
+    [{ event: "warning", at: opened, state: "warning", cause: "vibration", probability: 0.45 }],
+  );
+  health.add(record("6", {}));
+  return {
+    fleet,
+    live: () => {
+      fake = undefined;
+    },
+  };
+}
+
+/** The page with sign-in off (`npm start`): its real API, calling the stand-in health. */
+async function servePage(fleet: FleetView, healthUrl: string): Promise<{ url: string; close(): Promise<void> }> {
+  const access = new OffAccess();
+  const log = createLogger("fan-view-test", "silent");
+  const api = new PageApi(access, { healthUrl, client: new HttpClient(), log });
+  const page = new WebPage(fleet, { access, api, intervalMs: 500 });
+  await page.start();
+  const server: Server = createServer((req, res) => {
+    if (!page.handle(req, res)) res.writeHead(404).end();
+  }).listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async close() {
+      await page.close();
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+describe("the fan view in headless Chromium (the health function a stand-in)", { timeout: 120_000 }, () => {
+  let browser: Browser;
+  let health: HealthRecordsStandIn;
+  let fleet: FleetView;
+  let site: { url: string; close(): Promise<void> };
+
+  before(async () => {
+    if (!existsSync(CHROMIUM))
+      throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+    health = await HealthRecordsStandIn.start();
+    const made = fleetFor(health);
+    fleet = made.fleet;
+    await fleet.readHealthFrom(health.url, { intervalMs: 300 });
+    made.live();
+    site = await servePage(fleet, health.url);
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
+  });
+  after(async () => {
+    await browser?.close();
+    fleet?.stop();
+    await site?.close();
+    await health?.close();
+  });
+
+  async function open(path: string): Promise<{ page: Page; errors: string[] }> {
+    const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+    const errors: string[] = [];
+    page.on("pageerror", (error) => errors.push(error.message));
+    await page.goto(`${site.url}${path}`);
+    return { page, errors };
+  }
+
+  it("answers a fan's detail, a 404 that says why for an unknown fan, the favicon and uPlot", async () => {
+    const res = await fetch(`${site.url}/ui/api/fans/1`);
+    assert.equal(res.status, 200);
+    const detail = (await res.json()) as {
+      state: string;
+      readings: { at: number[]; temperature: number[] };
+      predictions: { probability: number[] };
+      healthy: { temperature: { min: number; max: number; unit: string } };
+      threshold: number | null;
+      record: HealthRecord;
+    };
+    assert.equal(detail.state, "alarm");
+    // Five minutes of readings, more than a tile's 60 (the first made it a candidate, not yet a fan).
+    assert.equal(detail.readings.at.length, 149);
+    assert.equal(detail.readings.temperature.at(-1), 54.9);
+    assert.equal(detail.predictions.probability.length, 149);
+    assert.deepEqual(detail.healthy.temperature, { min: 35, max: 45, unit: "°C" });
+    assert.equal(detail.threshold, 0.5, "read from score beside health");
+    assert.equal(detail.record.cause, "temperature");
+    const unknown = await fetch(`${site.url}/ui/api/fans/99`);
+    assert.equal(unknown.status, 404);
+    assert.match(((await unknown.json()) as { error: string }).error, /no fan "99" here/);
+    const refusals = [
+      await fetch(`${site.url}/ui/api/fans/1`, { method: "POST" }),
+      await fetch(`${site.url}/ui/api/fans/%E0%A4%A`),
+      await fetch(`${site.url}/ui/api/fans/${"7".repeat(129)}`),
+    ];
+    assert.deepEqual(
+      await Promise.all(refusals.map(async (r) => `${r.status} ${((await r.json()) as { error: string }).error}`)),
+      [
+        "405 POST is not allowed here; GET the fan's detail",
+        "400 the fan's id in the path is not valid percent-encoding",
+        "400 a fan's id has at most 128 characters",
+      ],
+    );
+    const icon = await fetch(`${site.url}/favicon.ico`);
+    assert.deepEqual([icon.status, icon.headers.get("content-type")], [200, "image/svg+xml"]);
+    for (const file of ["/ui/vendor/uPlot.esm.js", "/ui/vendor/uPlot.min.css", "/ui/fan.js", "/ui/fan-charts.js"])
+      assert.equal((await fetch(`${site.url}${file}`)).status, 200, file);
+  });
+
+  it("labels each number of a tile: the health state, the latest reading's probability, the recent readings scored faulty", async () => {
+    const { page, errors } = await open("/ui/");
+    await page.waitForSelector('.tile[data-fan="6"][data-state="ok"]');
+    assert.equal(await page.textContent('.tile[data-fan="6"] .state'), "health: ok");
+    assert.equal(await page.textContent('.tile[data-fan="6"] .probability'), "latest reading: fault probability 83.0%");
+    assert.equal(await page.textContent('.tile[data-fan="6"] .recent'), "2 of the last 10 readings scored faulty");
+    assert.equal(await page.textContent('.tile[data-fan="1"] .state'), "health: alarm");
+    assert.equal(await page.getAttribute('link[rel="icon"]', "href"), "/ui/favicon.svg");
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it("opens a fan's page from its tile, at a URL of its own: charts with the healthy band, the probability, the contributions; back returns to the fleet", async () => {
+    const { page, errors } = await open("/ui/");
+    await page.click('.tile[data-fan="1"]');
+    await page.waitForURL(`${site.url}/ui/fans/1`);
+    assert.equal(await page.textContent("h1"), "Fan 1");
+    await page.waitForSelector("#sensor-charts .sensor-chart canvas");
+    const sensors = await page
+      .locator("#sensor-charts .sensor-chart")
+      .evaluateAll((charts) =>
+        charts.map((c) => [c.getAttribute("data-sensor"), c.querySelector(".u-title")?.textContent]),
+      );
+    assert.deepEqual(sensors, [
+      ["rotation", "rotation (rpm)"],
+      ["temperature", "temperature (°C)"],
+      ["vibration", "vibration"],
+      ["sound", "sound (dB)"],
+    ]);
+    assert.equal(await page.locator("#sensor-charts canvas").count(), 4);
+    assert.equal(await page.locator("#probability-chart canvas").count(), 1);
+    assert.equal(await page.textContent("#state"), "health: alarm");
+    assert.match((await page.textContent("#health")) ?? "", /^alarm \(major\) · cause: temperature · since /);
+    // The contributions: a bar per sensor, temperature's the longest and marked as the cause.
+    const bars = await page
+      .locator("#contributions .contribution")
+      .evaluateAll((rows) =>
+        rows.map((r) => [
+          r.getAttribute("data-sensor"),
+          r.classList.contains("cause"),
+          r.querySelector(".value")?.textContent,
+        ]),
+      );
+    assert.deepEqual(bars, [
+      ["rotation", false, "−2.0 pts"],
+      ["temperature", true, "+61.0 pts"],
+      ["vibration", false, "+8.0 pts"],
+      ["sound", false, "+1.0 pts"],
+    ]);
+    // The healthy band is drawn: the temperature chart's canvas has the band's green where the range lies.
+    assert.ok(await bandDrawn(page, "temperature"), "the healthy band is shaded");
+    await mkdir(SCREENSHOTS, { recursive: true });
+    await page.screenshot({ path: join(SCREENSHOTS, "fan-view.png"), fullPage: true });
+    await page.goBack();
+    await page.waitForURL(`${site.url}/ui/`);
+    await page.waitForSelector('.tile[data-fan="1"]');
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it("fits a tablet: nothing overflows sideways", async () => {
+    const page = await browser.newPage({ viewport: { width: 768, height: 1024 } });
+    await page.goto(`${site.url}/ui/fans/1`);
+    await page.waitForFunction(() => document.querySelectorAll("#sensor-charts canvas").length === 4);
+    await page.waitForSelector('.episode[data-alarm="a-1"]');
+    assert.equal(await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth), false);
+    await mkdir(SCREENSHOTS, { recursive: true });
+    await page.screenshot({ path: join(SCREENSHOTS, "fan-view-tablet.png"), fullPage: true });
+    await page.close();
+  });
+
+  it("says when a warning's alarm is expected, and a notification's link opens the fan's page", async () => {
+    const { page, errors } = await open("/?fan=3");
+    await page.waitForURL(`${site.url}/ui/fans/3`);
+    await page.waitForFunction(() => document.querySelector("#eta")?.textContent !== "–");
+    assert.match((await page.textContent("#eta")) ?? "", /^in about 2 h \(\d\d:\d\d\)$/);
+    assert.equal(await page.textContent("#state"), "health: warning");
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it("acknowledges, shelves, comments, assigns and records a finding from the fan's page, and shows each in the timeline with who", async () => {
+    const { page, errors } = await open("/ui/fans/1");
+    await page.waitForSelector('.episode[data-alarm="a-1"]');
+    const timeline = () => page.locator('.episode[data-alarm="a-1"] li').allTextContents();
+    assert.ok((await timeline()).some((line) => /alarm · cause temperature · probability 95\.0%/.test(line)));
+    assert.ok((await timeline()).some((line) => /alarm sent to webhook$/.test(line)));
+    // Without a name the page asks for one and calls nothing.
+    await page.evaluate(() => localStorage.removeItem("fanwatch.by"));
+    await page.fill("#by", "");
+    await page.click('form[data-action="acknowledge"] button');
+    assert.match((await page.textContent("#action-message")) ?? "", /Enter your name/);
+    await page.fill("#by", "ann");
+    await page.fill('form[data-action="acknowledge"] [name="note"]', "on my way");
+    await page.click('form[data-action="acknowledge"] button');
+    await waitForLine(page, /acknowledged by ann: “on my way”/);
+    await page.fill('form[data-action="shelve"] [name="note"]', "spare on order");
+    await page.click('form[data-action="shelve"] button');
+    await waitForLine(page, /shelved until (.*, )?\d\d:\d\d by ann: “spare on order”/);
+    await page.fill('form[data-action="comment"] [name="note"]', "bearing housing warm to the touch");
+    await page.click('form[data-action="comment"] button');
+    await waitForLine(page, /comment by ann: “bearing housing warm to the touch”/);
+    await page.fill('form[data-action="assign"] [name="to"]', "carl");
+    await page.click('form[data-action="assign"] button');
+    await waitForLine(page, /assigned to carl by ann/);
+    await page.check('form[data-action="finding"] [value="confirmed"]');
+    await page.fill('form[data-action="finding"] [name="part"]', "bearing");
+    await page.selectOption('form[data-action="finding"] [name="sensor"]', "temperature");
+    await page.fill('form[data-action="finding"] [name="note"]', "replaced");
+    await page.click('form[data-action="finding"] button');
+    await waitForLine(page, /finding: confirmed \(part bearing, sensor temperature\) by ann: “replaced”/);
+    // The page follows health's record: acknowledged, and the acknowledge form gone.
+    await page.waitForFunction(() => /acknowledged by ann/.test(document.querySelector("#episode")?.textContent ?? ""));
+    assert.equal(await page.isVisible('form[data-action="acknowledge"]'), false);
+    assert.equal(await page.evaluate(() => localStorage.getItem("fanwatch.by")), "ann");
+    await page.screenshot({ path: join(SCREENSHOTS, "fan-view-acted.png"), fullPage: true });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it("shows health's refusal in the view: a finding on an open, unacknowledged warning", async () => {
+    const { page, errors } = await open("/ui/fans/3");
+    await page.waitForSelector('.episode[data-alarm="w-3"]');
+    await page.fill("#by", "ann");
+    await page.check('form[data-action="finding"] [value="false-alarm"]');
+    await page.click('form[data-action="finding"] button');
+    await page.waitForFunction(() => /^Not done/.test(document.querySelector("#action-message")?.textContent ?? ""));
+    assert.equal(
+      await page.textContent("#action-message"),
+      "Not done (finding): acknowledge the episode before recording a finding on it",
+    );
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it("an engineer signs in on the way to a fan's page, acts there, and the timeline names them", async () => {
+    const signedIn = await startTestPage({ healthUrl: health.url, users: [ENGINEER, VIEWER] });
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on("pageerror", (error) => errors.push(error.message));
+      await page.goto(`${signedIn.url}/ui/fans/3`);
+      await page.waitForURL(/\/ui\/signin/);
+      await page.fill('input[name="name"]', ENGINEER.name);
+      await page.fill('input[name="password"]', ENGINEER.password);
+      await page.click('button[type="submit"], input[type="submit"]');
+      await page.waitForURL(`${signedIn.url}/ui/fans/3`);
+      await page.waitForFunction(() => (document.querySelector("#who")?.textContent ?? "") !== "");
+      assert.equal(await page.textContent("#who"), "Signed in as erika (engineer).");
+      assert.equal(await page.isVisible("#by"), false, "no name to type: the page names the user");
+      await page.fill('form[data-action="comment"] [name="note"]', "vibration up since the filter change");
+      await page.click('form[data-action="comment"] button');
+      await waitForLine(page, /comment by erika: “vibration up since the filter change”/);
+      assert.deepEqual(errors, []);
+      await page.close();
+    } finally {
+      await signedIn.stop();
+    }
+  });
+
+  it("a viewer signed in sees a fan's page but no forms, and why; on the fleet page no Acknowledge", async () => {
+    const signedIn = await startTestPage({ healthUrl: health.url, users: [ENGINEER, VIEWER] });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${signedIn.url}/ui/signin?next=${encodeURIComponent("/ui/fans/1")}`);
+      await page.fill('input[name="name"]', VIEWER.name);
+      await page.fill('input[name="password"]', VIEWER.password);
+      await page.click('button[type="submit"], input[type="submit"]');
+      await page.waitForURL(`${signedIn.url}/ui/fans/1`);
+      await page.waitForSelector("#sensor-charts canvas");
+      await page.waitForSelector('.episode[data-alarm="a-1"]');
+      await page.waitForFunction(() => (document.querySelector("#who")?.textContent ?? "") !== "");
+      assert.equal(await page.textContent("#who"), "Signed in as viewer: you can see, not act.");
+      assert.equal(await page.isVisible("#action-forms"), false);
+      assert.equal(await page.isVisible("#by"), false);
+      await page.goto(`${signedIn.url}/ui/`);
+      await page.waitForSelector('#alarms li[data-fan="3"]');
+      await page.waitForFunction(() => (document.querySelector("#ack-message")?.textContent ?? "") !== "");
+      assert.equal(await page.textContent("#ack-message"), "Signed in as viewer: you can see, not act.");
+      assert.equal(await page.isVisible('#alarms li[data-fan="3"] .acknowledge'), false);
+      assert.equal(await page.isVisible("#ack-by"), false);
+      await page.close();
+    } finally {
+      await signedIn.stop();
+    }
+  });
+});
+
+async function waitForLine(page: Page, pattern: RegExp): Promise<void> {
+  await page.waitForFunction(
+    (source) =>
+      Array.from(document.querySelectorAll(".timeline li")).some((li) => new RegExp(source).test(li.textContent ?? "")),
+    pattern.source,
+    { timeout: 10_000 },
+  );
+}
+
+/** True when the sensor's chart shows the healthy band's green (the shaded range behind the line). */
+async function bandDrawn(page: Page, sensor: string): Promise<boolean> {
+  return page.evaluate((name) => {
+    const canvas = document.querySelector<HTMLCanvasElement>(`.sensor-chart[data-sensor="${name}"] canvas`);
+    const ctx = canvas?.getContext("2d");
+    if (!canvas || !ctx) return false;
+    const { data } = ctx.getImageData(0, 0, canvas.width, canvas.height);
+    for (let i = 0; i < data.length; i += 4) {
+      const [r, g, b] = [data[i] ?? 0, data[i + 1] ?? 0, data[i + 2] ?? 0];
+      if (g > r + 10 && g > b + 10) return true;
+    }
+    return false;
+  }, sensor);
+}
+
+void eventually;
