@@ -111,6 +111,11 @@ export function applyTransition(
       );
       refresh(next, t, link);
       break;
+    case "commented":
+    case "assigned":
+    case "finding":
+      // Notes on an episode change no alert (the target skips them before they come here).
+      break;
   }
   return next;
 }

@@ -467,12 +467,7 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
     await page.close();
   });
 
-  it("keeps the fan's story in its page's timeline: the alarm, the shelving, the acknowledgement, a comment, an assignee, a finding, each with who", async (t) => {
-    // Until health's history (h22-history) and the notes (h22-actions) are merged with the page, health answers neither.
-    const history = (await (await fetch(`${system.gatewayUrl}/function/health/history?deviceID=2`)).json()) as {
-      episodes?: unknown;
-    };
-    if (!Array.isArray(history.episodes)) return void t.skip("health keeps no history here: h22-history is not merged");
+  it("keeps the fan's story in its page's timeline: the alarm, the shelving, the acknowledgement, a comment, an assignee, a finding, each with who", async () => {
     const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
     const errors: string[] = [];
     page.on("pageerror", (error) => errors.push(error.message));
