@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
@@ -11,35 +10,11 @@ import { eventually, eventuallyValue } from "../support/eventually.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { startNats, type TestNats } from "../support/nats.js";
-import { freePort, postJson, spawnCli, terminate, waitUntilReady } from "../support/process.js";
+import { postJson } from "../support/process.js";
+import { startHealth, stopHealthProcesses, type HealthProcess } from "../support/health-process.js";
 
 // Health's notes on an episode (comment, assign, finding) and the page's signed user, against a
 // real nats-server and Mosquitto: what an engineer does and what the history then holds.
-
-interface HealthProcess {
-  url: string;
-  child: ChildProcessWithoutNullStreams;
-  output: () => string;
-}
-
-const children = new Set<ChildProcessWithoutNullStreams>();
-
-async function startHealth(env: NodeJS.ProcessEnv): Promise<HealthProcess> {
-  const port = await freePort();
-  const child = spawnCli(["function", "health", "--port", String(port), "--host", "127.0.0.1"], {
-    LOG_LEVEL: "info",
-    ...env,
-  });
-  children.add(child);
-  child.once("exit", () => children.delete(child));
-  let seen = "";
-  child.stdout.on("data", (d: Buffer) => (seen += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (seen += d.toString()));
-  const url = `http://127.0.0.1:${port}`;
-  await waitUntilReady(url, child);
-  await eventually(`health on ${url} ready; output:\n${seen}`, async () => (await fetch(url)).status === 200);
-  return { url, child, output: () => seen };
-}
 
 /** Faulty readings a second apart: the fan's alarm opens within them. */
 function faulty(deviceID: string, start: number): Prediction[] {
@@ -144,7 +119,7 @@ describe(
       ]);
     });
     after(async () => {
-      await Promise.all([...children].map((c) => terminate(c)));
+      await stopHealthProcesses();
       await collector?.stop();
       await Promise.all([nats?.stop(), broker?.stop()]);
     });

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { decodeKey, encodeKey } from "../../lib/nats/keys.js";
 import { AlarmTransitionSchema, type AlarmTransition, type HealthRecord } from "../../lib/domain/health.js";
@@ -16,38 +15,10 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, postJson, spawnCli, terminate, waitUntilReady } from "../support/process.js";
+import { freePort, postJson } from "../support/process.js";
+import { startHealth, stopHealthProcesses, type HealthProcess } from "../support/health-process.js";
 import { eventually, eventuallyValue } from "../support/eventually.js";
 import { pino } from "pino";
-
-/** One health function as its container runs it: the template's server in its own process. */
-interface HealthProcess {
-  url: string;
-  child: ChildProcessWithoutNullStreams;
-  output: () => string;
-}
-
-const children = new Set<ChildProcessWithoutNullStreams>();
-
-async function startHealth(env: NodeJS.ProcessEnv): Promise<HealthProcess> {
-  const port = await freePort();
-  const child = spawnCli(["function", "health", "--port", String(port), "--host", "127.0.0.1"], {
-    LOG_LEVEL: "warn",
-    ...env,
-  });
-  children.add(child);
-  child.once("exit", () => children.delete(child));
-  let seen = "";
-  child.stdout.on("data", (d: Buffer) => (seen += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (seen += d.toString()));
-  const url = `http://127.0.0.1:${port}`;
-  await waitUntilReady(url, child);
-  await eventually(
-    `health on ${url} ready (its store open); output:\n${seen}`,
-    async () => (await fetch(url)).status === 200,
-  );
-  return { url, child, output: () => seen };
-}
 
 async function getFans(url: string, query = ""): Promise<{ fans: HealthRecord[]; counts: Record<string, number> }> {
   const response = await fetch(`${url}${query}`);
@@ -220,7 +191,7 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     [one, two] = await Promise.all([startHealth(env), startHealth(env)]);
   });
   afterEach(async () => {
-    await Promise.all([...children].map((c) => terminate(c)));
+    await stopHealthProcesses();
     await collector?.stop();
     await Promise.all([nats?.stop(), broker?.stop()]);
   });
@@ -614,7 +585,7 @@ describe(
       health = await startHealth(env);
     });
     afterEach(async () => {
-      await Promise.all([...children].map((c) => terminate(c)));
+      await stopHealthProcesses();
       await collector?.stop();
       await Promise.all([nats?.stop(), broker?.stop()]);
     });

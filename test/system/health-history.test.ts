@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { jetstream, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
@@ -11,7 +10,8 @@ import { ensureNotifierStream } from "../../notifier/streams.js";
 import { NOTIFIER_STREAM } from "../../lib/nats/notifications.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { startNats, type TestNats } from "../support/nats.js";
-import { freePort, postJson, spawnCli, terminate, waitUntilReady } from "../support/process.js";
+import { postJson } from "../support/process.js";
+import { startHealth, stopHealthProcesses } from "../support/health-process.js";
 import { eventually, eventuallyValue } from "../support/eventually.js";
 
 /** The history's answer, as a caller reads it. */
@@ -37,22 +37,6 @@ interface History {
 interface Readings {
   readings: { at: string; rotation: number; fault: number; probability: number }[];
   cursor?: string | null;
-}
-
-const children = new Set<ChildProcessWithoutNullStreams>();
-
-async function startHealth(env: NodeJS.ProcessEnv): Promise<string> {
-  const port = await freePort();
-  const child = spawnCli(["function", "health", "--port", String(port), "--host", "127.0.0.1"], {
-    LOG_LEVEL: "warn",
-    ...env,
-  });
-  children.add(child);
-  child.once("exit", () => children.delete(child));
-  const url = `http://127.0.0.1:${port}`;
-  await waitUntilReady(url, child);
-  await eventually(`health on ${url} ready (its store open)`, async () => (await fetch(url)).status === 200);
-  return url;
 }
 
 /** `count` predictions of a fan `stepMs` apart from `start`, each with its reading (what evidence keeps). */
@@ -101,10 +85,10 @@ describe("health's history and evidence (real nats-server, real Mosquitto)", { t
 
   beforeEach(async () => {
     [nats, broker] = await Promise.all([startNats(), startMosquitto()]);
-    url = await startHealth({ NATS_URL: nats.url, MQTT_URL: broker.url, ...policy });
+    url = (await startHealth({ NATS_URL: nats.url, MQTT_URL: broker.url, ...policy })).url;
   });
   afterEach(async () => {
-    await Promise.all([...children].map((c) => terminate(c)));
+    await stopHealthProcesses();
     await Promise.all([nats?.stop(), broker?.stop()]);
   });
 
@@ -358,8 +342,8 @@ describe("health's history and evidence (real nats-server, real Mosquitto)", { t
     await send(url, predictions("8", 1, 20, t0 + 100_000));
     // An episode keeps at most 660 readings, however long it lasts, and a health started afresh
     // (its count in memory gone) goes on from what the stream holds.
-    await Promise.all([...children].map((c) => terminate(c)));
-    url = await startHealth({ NATS_URL: nats.url, MQTT_URL: broker.url, ...policy });
+    await stopHealthProcesses();
+    url = (await startHealth({ NATS_URL: nats.url, MQTT_URL: broker.url, ...policy })).url;
     await send(url, predictions("8", 1, 700, t0 + 120_000));
     const bounded = await get<Readings>(`${url}/evidence?deviceID=8&alarmId=${encodeURIComponent(episode.alarmId)}`);
     assert.equal(bounded.readings.length, 660);
@@ -425,13 +409,13 @@ describe("health's history and evidence (real nats-server, real Mosquitto)", { t
 describe("health's history without NATS", { timeout: 60_000 }, () => {
   let broker: Broker;
   afterEach(async () => {
-    await Promise.all([...children].map((c) => terminate(c)));
+    await stopHealthProcesses();
     await broker?.stop();
   });
 
   it("answers 501 FANWATCH_HISTORY_NEEDS_NATS", async () => {
     broker = await startMosquitto();
-    const url = await startHealth({ MQTT_URL: broker.url });
+    const url = (await startHealth({ MQTT_URL: broker.url })).url;
     await send(url, predictions("7", 1, 10, t0));
     for (const path of ["history?deviceID=7", "evidence?deviceID=7&healthy=true"]) {
       const answer = await get<{ code: string }>(`${url}/${path}`, 501);
