@@ -4,7 +4,7 @@ import { FEATURE_BOUNDS, FEATURES, type FeatureName } from "../lib/domain/featur
 import { HEALTHY_RANGES } from "../lib/domain/fan-ranges.js";
 import type { HealthRecord } from "../lib/domain/health.js";
 import { sendErrorCode } from "../lib/infra/http/error-answer.js";
-import type { FanSeries, FanState, FleetView } from "./fleet-view.js";
+import type { FanSeries, FanState, FleetView, LastTransition } from "./fleet-view.js";
 
 const PATH = /^\/ui\/api\/fans\/([^/]+)$/;
 /** As the telemetry's deviceID. */
@@ -27,6 +27,12 @@ export interface FanDetailAnswer {
   healthy: Record<FeatureName, { min: number; max: number; unit: string }>;
   /** The model's threshold: a reading whose probability reaches it is scored faulty; null if score could not be asked. */
   threshold: number | null;
+  /**
+   * The newest health transition about the fan the page received (on the alarm topic), null when
+   * none since it started: the fan view reads the fan's history again when this changes, rather
+   * than asking health for it every few seconds.
+   */
+  lastTransition: LastTransition | null;
 }
 
 const HEALTHY = Object.fromEntries(
@@ -96,6 +102,7 @@ export class FanDetail {
       predictions: fan.predictions,
       healthy: HEALTHY,
       threshold: await this.#modelThreshold(),
+      lastTransition: fan.lastTransition,
     };
     res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" }).end(JSON.stringify(answer));
   }

@@ -2,7 +2,7 @@ import { NotificationLog, type SentNotification } from "./notifications.js";
 import type { MqttClient } from "mqtt";
 import { FEATURES, type FeatureName } from "../lib/domain/features.js";
 import { SampleRing } from "./fan-series.js";
-import type { HealthRecord, HealthState } from "../lib/domain/health.js";
+import { AlarmTransitionSchema, type HealthRecord, type HealthState } from "../lib/domain/health.js";
 import { parseUntrustedJson } from "../lib/infra/json.js";
 import { PredictionSchema } from "../lib/domain/prediction.js";
 import { parseTelemetry } from "../lib/domain/telemetry.js";
@@ -106,7 +106,13 @@ export interface FanSeries {
   /** Times (ms since the epoch, when the page received them) and each sensor's values, oldest first. */
   readings: { at: number[] } & Record<FeatureName, number[]>;
   predictions: { at: number[]; probability: number[]; fault: number[] };
+  /** The newest health transition about the fan received from the alarm topic, null when none since the page started. */
+  lastTransition: LastTransition | null;
 }
+
+/** What the fan view needs to tell that a fan's history has changed: a transition's id, event and time. */
+export type LastTransition = { id: string; event: string; at: string };
+const LastTransitionSchema = AlarmTransitionSchema.pick({ deviceID: true, id: true, event: true, at: true });
 
 export interface FleetViewOptions {
   maxFans?: number;
@@ -136,6 +142,8 @@ export class FleetView {
   /** Device ids seen once, by when; in insertion order, so the first is the oldest. */
   readonly #candidates = new Map<string, number>();
   readonly #health: FleetHealth;
+  /** Each fan's newest transition, in the order they came (the oldest first), as many as the fans' cap. */
+  readonly #lastTransitions = new Map<string, LastTransition>();
   /** Alertmanager's notifications, received by the page (notifications.ts). */
   readonly notifications: NotificationLog;
   readonly #deadLetters: FleetSnapshot["deadLetters"] = [];
@@ -285,6 +293,7 @@ export class FleetView {
         record,
         readings: { at: [], ...empty },
         predictions: { at: [], probability: [], fault: [] },
+        lastTransition: this.#lastTransitions.get(deviceID) ?? null,
       };
     }
     const readings = fan.series.readings.columns();
@@ -297,6 +306,7 @@ export class FleetView {
         ...(Object.fromEntries(FEATURES.map((f, i) => [f, readings.values[i] ?? []])) as Record<FeatureName, number[]>),
       },
       predictions: { at: predictions.at, probability: predictions.values[0] ?? [], fault: predictions.values[1] ?? [] },
+      lastTransition: this.#lastTransitions.get(deviceID) ?? null,
     };
   }
 
@@ -333,7 +343,7 @@ export class FleetView {
       message = undefined;
     }
     if (topic === this.topics.deadletter) return this.#deadLetter(message);
-    if (topic === this.topics.alarm) return void this.#health.transition(message);
+    if (topic === this.topics.alarm) return this.#transition(message);
     if (topic === this.topics.anomaly) return this.#prediction(message);
     this.#totals.readings++;
     const parsed = parseTelemetry(message);
@@ -350,6 +360,16 @@ export class FleetView {
       points.push(parsed.telemetry[f]);
       if (points.length > HISTORY) points.shift();
     }
+  }
+
+  /** A health transition: the fan's record changes, and its view learns that its history did. */
+  #transition(message: unknown): void {
+    if (!this.#health.transition(message)) return;
+    const { deviceID, id, event, at } = LastTransitionSchema.parse(message);
+    this.#lastTransitions.delete(deviceID); // re-inserted last: the oldest stays first
+    this.#lastTransitions.set(deviceID, { id, event, at });
+    if (this.#lastTransitions.size > this.#maxFans)
+      this.#lastTransitions.delete(this.#lastTransitions.keys().next().value as string);
   }
 
   #prediction(message: unknown): void {

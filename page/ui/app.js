@@ -1,7 +1,8 @@
 // The live fleet page: one tile per fan with its health (state, cause, time to alarm) and small
 // charts of the four sensors, each a link to the fan's own page (fan.js); the open alarms, each
-// with an Acknowledge button that calls the health function through the page's API; the health transitions; the dead
-// letters. Fed by server-sent events from /ui/events.
+// with an Acknowledge button that calls the health function through the page's API; a form to
+// plan maintenance on several fans at once; the health transitions; the dead letters. Fed by
+// server-sent events from /ui/events.
 const SENSORS = [
   ["rotation", "rpm"],
   ["temperature", "°C"],
@@ -256,6 +257,7 @@ async function loadSession() {
   }
   // Signed in, the page names the user; with sign-in off (this machine only) the name is asked for.
   $("ack-by").closest("label").hidden = session.signIn !== "off";
+  $("maintenance-panel").hidden = !session.canAct;
   if (session.canAct) return;
   $("ack-message").textContent = `Signed in as ${session.user?.role ?? "viewer"}: you can see, not act.`;
   for (const row of rows.values()) row.querySelector(".ack").hidden = true; // listed before the session was read
@@ -306,6 +308,72 @@ async function acknowledge(row) {
   }
 }
 
+/** Fan ids as typed: separated by commas or spaces, each once; a string says what is wrong. */
+function fanList(text) {
+  const ids = [...new Set(text.split(/[\s,]+/).filter((id) => id !== ""))];
+  if (ids.length === 0) return "Name at least one fan.";
+  if (ids.length > 1_000) return `At most 1,000 fans at once (${ids.length} named): plan them in parts.`;
+  const long = ids.find((id) => id.length > 128);
+  return long === undefined ? ids : `A fan's id has at most 128 characters: ${long.slice(0, 20)}…`;
+}
+
+const iso = (local) => new Date(local).toISOString();
+
+/** POST /ui/api/health {"deviceIDs","action":"maintenance","from","until","by","note"}: one window for every fan named. */
+async function planMaintenance(form) {
+  const message = $("maintenance-message");
+  message.classList.remove("failed");
+  const data = new FormData(form);
+  const text = (name) => (data.get(name) ?? "").toString().trim();
+  const deviceIDs = fanList(text("fans"));
+  const signedIn = session !== null && session.signIn !== "off";
+  const by = signedIn ? (session.user?.name ?? "") : $("ack-by").value.trim();
+  const refusal =
+    typeof deviceIDs === "string" ? deviceIDs : by === "" ? "Enter your name (under Open alarms) first." : null;
+  if (refusal !== null) {
+    message.textContent = refusal;
+    return message.classList.add("failed");
+  }
+  if (!signedIn) localStorage.setItem("fanwatch.by", by);
+  const body = {
+    deviceIDs,
+    action: "maintenance",
+    ...(text("from") === "" ? {} : { from: iso(text("from")) }),
+    until: iso(text("until")),
+    by,
+    ...(text("note") === "" ? {} : { note: text("note") }),
+  };
+  const button = form.querySelector("button");
+  button.disabled = true;
+  message.textContent = "";
+  try {
+    const res = await fetch("/ui/api/health", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-csrf-token": session?.csrf ?? "" },
+      body: JSON.stringify(body),
+    });
+    const answer = await res.json().catch(() => ({}));
+    if (!res.ok) throw new Error(answer.error ?? `the page answered ${res.status}`);
+    const fans = deviceIDs.length === 1 ? `fan ${deviceIDs[0]}` : `fans ${deviceIDs.join(", ")}`;
+    message.textContent = `Maintenance planned for ${fans}: ${body.from ? clock(body.from) : "now"} – ${clock(body.until)}.`;
+    form.reset();
+    maintenanceDefaults();
+  } catch (error) {
+    message.textContent = `Maintenance not planned: ${error.message}`;
+    message.classList.add("failed");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** Until, in datetime-local's format: four hours from now unless one is typed. */
+function maintenanceDefaults() {
+  const until = $("maintenance").elements.namedItem("until");
+  const at = new Date(Date.now() + 4 * 3_600_000);
+  at.setMinutes(at.getMinutes() - at.getTimezoneOffset());
+  until.value ||= at.toISOString().slice(0, 16);
+}
+
 function transitionText(t) {
   const parts = [time(t.at), `Fan ${t.deviceID}`, t.event];
   const by = t.by ? `by ${t.by}${t.note ? `: “${t.note}”` : ""}` : "";
@@ -337,6 +405,11 @@ function item(text) {
 }
 
 $("ack-by").value = localStorage.getItem("fanwatch.by") ?? "";
+maintenanceDefaults();
+$("maintenance").addEventListener("submit", (event) => {
+  event.preventDefault();
+  void planMaintenance(event.currentTarget);
+});
 void loadSession();
 const events = new EventSource("/ui/events");
 events.onmessage = (event) => {

@@ -1,17 +1,25 @@
 // One fan's page, /ui/fans/<deviceID> (fan.html): its sensors and fault probability over the last
 // minutes (GET /ui/api/fans/<id>, every 2 s; charts in fan-charts.js), what drives its alarm, when
-// a warning is expected to become one; its history (fan-timeline.js) and a form for every action
-// on it (fan-actions.js).
+// a warning is expected to become one; its history (fan-timeline.js), read again when the fan
+// changes, and a form for every action on it (fan-actions.js).
 import { setUpActions } from "/ui/fan-actions.js";
 import { probabilityChart, sensorChart } from "/ui/fan-charts.js";
 import { clock, eta, percent } from "/ui/fan-format.js";
-import { loadHistory } from "/ui/fan-timeline.js";
+import { loadHistory, loadOlder } from "/ui/fan-timeline.js";
 
 const SENSORS = ["rotation", "temperature", "vibration", "sound"];
+/**
+ * The history is read again when the fan's detail shows a change (below), and at least this often:
+ * a change the page missed (it started after it, or the alarm topic dropped it) shows within a
+ * minute. Reading a history costs health a walk of its stream, so it is not polled every few seconds.
+ */
+const HISTORY_FALLBACK_MS = 60_000;
 const deviceID = decodeURIComponent(location.pathname.split("/").pop() ?? "");
 const $ = (id) => document.getElementById(id);
 
 let detail = null;
+/** What of the fan's detail, when it changes, means its history has: see changeOf. */
+let lastChange;
 /** The newest episode the history lists: what a comment, an assignment or a finding is about once the record's episode has closed. */
 let lastEpisode = null;
 const charts = {};
@@ -129,9 +137,24 @@ function renderContributions(record) {
 
 // --- keeping up ---
 
+/**
+ * The newest transition the page received about the fan (a comment changes no record), and the
+ * record's fields an action or a transition changes: the timeline is read again when this does.
+ */
+function changeOf(d) {
+  const r = d.record;
+  return JSON.stringify([
+    d.lastTransition?.id ?? null,
+    r && [r.alarmId, r.state, r.severity, r.acknowledged, r.assignedTo, r.finding?.at, r.shelvedUntil, r.maintenance],
+  ]);
+}
+
 async function refresh() {
   try {
     await loadDetail();
+    const change = changeOf(detail);
+    if (lastChange !== undefined && change !== lastChange) void history();
+    lastChange = change;
     $("error").hidden = true;
     $("connection").textContent = `live · ${new Date().toLocaleTimeString()}`;
     $("connection").classList.remove("lost");
@@ -143,13 +166,38 @@ async function refresh() {
   }
 }
 
-async function history() {
-  try {
-    lastEpisode = await loadHistory(deviceID);
-  } catch (error) {
-    $("timeline-message").textContent = `History unavailable: ${error.message}`;
+/** One read of the history at a time: a change during a read reads it once more after. */
+let reading = null;
+let again = false;
+function history() {
+  if (reading !== null) {
+    again = true;
+    return reading;
   }
+  reading = (async () => {
+    do {
+      again = false;
+      try {
+        lastEpisode = await loadHistory(deviceID);
+      } catch (error) {
+        $("timeline-message").textContent = `History unavailable: ${error.message}`;
+      }
+    } while (again);
+    reading = null;
+  })();
+  return reading;
 }
+
+$("older").addEventListener("click", async () => {
+  $("older").disabled = true;
+  try {
+    await loadOlder(deviceID);
+  } catch (error) {
+    $("timeline-message").textContent = `Older episodes unavailable: ${error.message}`;
+  } finally {
+    $("older").disabled = false;
+  }
+});
 
 await Promise.all([
   setUpActions(deviceID, {
@@ -160,4 +208,4 @@ await Promise.all([
   history(),
 ]);
 setInterval(refresh, 2_000);
-setInterval(() => void history(), 5_000);
+setInterval(() => void history(), HISTORY_FALLBACK_MS);

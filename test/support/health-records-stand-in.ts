@@ -17,6 +17,8 @@ interface Episode {
 
 const RESULTS = ["confirmed", "false-alarm", "not-checked"];
 
+type Maintenance = { deviceIDs: string[]; from?: string; until: string; by?: string; note?: string };
+
 /**
  * A STAND-IN for the health function, for the fan view's tests only: it keeps records and
  * episodes in memory and answers as the workbench's contracts say (brief of issue 22) —
@@ -30,6 +32,8 @@ export class HealthRecordsStandIn {
   readonly #server: Server;
   readonly records = new Map<string, HealthRecord>();
   readonly #episodes = new Map<string, Episode[]>();
+  /** Each fan's transitions outside any episode (maintenance on a healthy fan), oldest first. */
+  readonly #other = new Map<string, StandInTransition[]>();
 
   private constructor(server: Server) {
     this.#server = server;
@@ -74,6 +78,29 @@ export class HealthRecordsStandIn {
     this.#episodes.set(record.deviceID, [episode, ...(this.#episodes.get(record.deviceID) ?? [])]);
   }
 
+  /** Closed episodes of a fan, older than what it has: `count` of them, an hour apart, each with its alarm and clear. */
+  addPast(deviceID: string, count: number): void {
+    const known = this.#episodes.get(deviceID) ?? [];
+    const oldest = Math.min(Date.now(), ...known.map((e) => Date.parse(e.opened)));
+    const past = Array.from({ length: count }, (_, i): Episode => {
+      const opened = new Date(oldest - (i + 1) * 3_600_000).toISOString();
+      const closed = new Date(oldest - (i + 1) * 3_600_000 + 600_000).toISOString();
+      const alarmId = `${deviceID}@${opened}`;
+      return {
+        alarmId,
+        opened,
+        closed,
+        transitions: [
+          { event: "alarm", at: opened, state: "alarm", cause: "vibration", probability: 0.9, alarmId },
+          { event: "cleared", at: closed, state: "cleared", alarmId },
+        ],
+        findings: [],
+        notifications: [],
+      };
+    });
+    this.#episodes.set(deviceID, [...known, ...past]);
+  }
+
   async close(): Promise<void> {
     this.#server.closeAllConnections();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
@@ -87,18 +114,25 @@ export class HealthRecordsStandIn {
     if (req.method === "GET" && url.pathname === "/function/health/history") {
       const deviceID = url.searchParams.get("deviceID") ?? "";
       if (!this.records.has(deviceID)) return refuse(res, 404, "FANWATCH_HEALTH_NOT_FOUND", `no fan ${deviceID}`);
-      const episodes = (this.#episodes.get(deviceID) ?? []).map((e) => ({
+      // Pages of `limit` episodes, newest first; the cursor (opaque to the page) is where the next one starts.
+      const limit = Number(url.searchParams.get("limit") ?? 20);
+      const start = Number(url.searchParams.get("cursor") ?? 0);
+      const all = this.#episodes.get(deviceID) ?? [];
+      const episodes = all.slice(start, start + limit).map((e) => ({
         ...this.#summary(deviceID, e),
         ...e,
         evidence: { readings: 0 },
       }));
-      return send(res, 200, { deviceID, episodes, cursor: null });
+      const next = start + limit < all.length ? String(start + limit) : null;
+      const other = start === 0 ? (this.#other.get(deviceID) ?? []) : [];
+      return send(res, 200, { deviceID, episodes, other, cursor: next, truncated: false });
     }
     if (req.method !== "POST" || url.pathname !== "/function/health")
       return refuse(res, 404, "FANWATCH_NOT_FOUND", `no route ${req.method} ${url.pathname}`);
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = JSON.parse(Buffer.concat(chunks).toString()) as Record<string, string>;
+    if (body.action === "maintenance") return this.#maintenance(body as unknown as Maintenance, res);
     this.#act(body, res);
   }
 
@@ -109,8 +143,31 @@ export class HealthRecordsStandIn {
       : { state: "cleared", severity: "none", cause: null };
   }
 
+  /** Every fan named, whatever its state; refused whole when one is unknown. */
+  #maintenance(body: Maintenance, res: ServerResponse): void {
+    const unknown = body.deviceIDs.filter((id) => !this.records.has(id));
+    if (unknown.length > 0)
+      return refuse(res, 404, "FANWATCH_HEALTH_NOT_FOUND", `no record of fans ${unknown.join(", ")}`);
+    const at = new Date().toISOString();
+    const from = body.from ?? at;
+    const records: HealthRecord[] = [];
+    const transitions: StandInTransition[] = [];
+    for (const deviceID of body.deviceIDs) {
+      const record = this.records.get(deviceID) as HealthRecord;
+      record.maintenance = { from, until: body.until, by: body.by ?? "", note: body.note ?? null };
+      const transition = { event: "maintenance", at, by: body.by, note: body.note, from, until: body.until };
+      const episode = (this.#episodes.get(deviceID) ?? []).find((e) => e.alarmId === record.alarmId);
+      if (episode !== undefined) episode.transitions.push({ ...transition, deviceID, alarmId: record.alarmId });
+      else
+        this.#other.set(deviceID, [...(this.#other.get(deviceID) ?? []), { ...transition, deviceID, alarmId: null }]);
+      records.push(record);
+      transitions.push(transition);
+    }
+    send(res, 200, { records, transitions });
+  }
+
   #act(body: Record<string, string>, res: ServerResponse): void {
-    const deviceID = body.action === "maintenance" ? (body.deviceIDs?.[0] ?? "") : (body.deviceID ?? "");
+    const deviceID = body.deviceID ?? "";
     const record = this.records.get(deviceID);
     if (record === undefined) return refuse(res, 404, "FANWATCH_HEALTH_NOT_FOUND", `no record of fan ${deviceID}`);
     const alarmId = body.alarmId ?? record.alarmId;
@@ -129,10 +186,6 @@ export class HealthRecordsStandIn {
       case "shelve":
         Object.assign(record, { shelvedUntil: body.until, shelvedBy: by });
         transition = { event: "shelved", at, by, note, until: body.until };
-        break;
-      case "maintenance":
-        record.maintenance = { from: body.from ?? at, until: body.until ?? at, by, note: note ?? null };
-        transition = { event: "maintenance", at, by, note, from: body.from ?? at, until: body.until };
         break;
       case "comment":
         transition = { event: "commented", at, by, note };

@@ -343,6 +343,109 @@ describe("the fan view in headless Chromium (the health function a stand-in)", {
     await page.close();
   });
 
+  it("reads the timeline again when the fan changes: another person's comment shows without a reload", async () => {
+    const { page, errors } = await open("/ui/fans/3");
+    await page.waitForSelector('.episode[data-alarm="w-3"]');
+    // Someone else comments (health records it and publishes the transition on the alarm topic).
+    const answer = await fetch(health.url, {
+      method: "POST",
+      body: JSON.stringify({
+        deviceID: "3",
+        alarmId: "w-3",
+        action: "comment",
+        note: "seen from the yard",
+        by: "bert",
+      }),
+    });
+    assert.equal(answer.status, 200);
+    const now = health.records.get("3") as HealthRecord;
+    const { deviceID, alarmId, state, severity, cause, contributions, probability, eta, since, acknowledged } = now;
+    const transition = {
+      deviceID,
+      alarmId,
+      state,
+      severity,
+      cause,
+      contributions,
+      probability,
+      eta,
+      since,
+      acknowledged,
+    };
+    fleet.receive(
+      TOPICS.alarm,
+      Buffer.from(
+        JSON.stringify({
+          ...transition,
+          event: "commented",
+          at: new Date().toISOString(),
+          id: "w-3:9",
+          by: "bert",
+          note: "seen from the yard",
+        }),
+      ),
+    );
+    // Well before the minute after which the page reads the history anyway.
+    await waitForLine(page, /comment by bert: “seen from the yard”/);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it("plans maintenance on several fans from the fleet page: refused whole for an unknown fan, then on each tile and in a fan's timeline between its episodes", async () => {
+    health.add(record("9", {}));
+    health.addPast("9", 24);
+    const { page, errors } = await open("/ui/");
+    await page.waitForSelector('.tile[data-fan="6"]');
+    await page.waitForSelector("#maintenance-panel:not([hidden])");
+    await page.fill("#ack-by", "olga");
+    await page.fill('#maintenance [name="fans"]', "6, 99");
+    await page.fill('#maintenance [name="note"]', "hall 2 bearings");
+    await page.click("#maintenance button");
+    await page.waitForFunction(() =>
+      /^Maintenance not/.test(document.querySelector("#maintenance-message")?.textContent ?? ""),
+    );
+    assert.equal(await page.textContent("#maintenance-message"), "Maintenance not planned: no record of fans 99");
+    assert.equal(health.records.get("6")?.maintenance, null, "nothing planned");
+    await page.fill('#maintenance [name="fans"]', "6 9");
+    await page.click("#maintenance button");
+    await page.waitForFunction(() =>
+      /^Maintenance planned/.test(document.querySelector("#maintenance-message")?.textContent ?? ""),
+    );
+    assert.match(
+      (await page.textContent("#maintenance-message")) ?? "",
+      /^Maintenance planned for fans 6, 9: now – (.*, )?\d\d:\d\d\.$/,
+    );
+    await page.waitForFunction(() =>
+      /by olga/.test(document.querySelector('.tile[data-fan="6"] .muting')?.textContent ?? ""),
+    );
+    assert.match(
+      (await page.textContent('.tile[data-fan="6"] .muting')) ?? "",
+      /^in maintenance until (.*, )?\d\d:\d\d by olga$/,
+    );
+    await mkdir(SCREENSHOTS, { recursive: true });
+    await page.screenshot({ path: join(SCREENSHOTS, "fleet-maintenance.png"), fullPage: true });
+    // Fan 9, healthy, has 24 past episodes: 20 a page; the maintenance is outside any of them.
+    await page.goto(`${site.url}/ui/fans/9`);
+    await page.waitForSelector(".timeline .episode");
+    assert.equal(await page.locator(".timeline .episode").count(), 20);
+    assert.deepEqual(await page.locator(".timeline .between h3").allTextContents(), ["Between episodes"]);
+    assert.match(
+      (await page.textContent(".timeline .between li")) ?? "",
+      /maintenance (.*, )?\d\d:\d\d – (.*, )?\d\d:\d\d by olga: “hall 2 bearings”/,
+    );
+    assert.equal(
+      await page.evaluate(() => document.querySelector("#timeline")?.firstElementChild?.className),
+      "between",
+      "the newest first: the maintenance, then the episodes",
+    );
+    await page.click("#older");
+    await page.waitForFunction(() => document.querySelectorAll(".timeline .episode").length === 24);
+    assert.equal(await page.isVisible("#older"), false, "nothing older");
+    await page.screenshot({ path: join(SCREENSHOTS, "fan-view-history.png"), fullPage: true });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   it("an engineer signs in on the way to a fan's page, acts there, and the timeline names them", async () => {
     const signedIn = await startTestPage({ healthUrl: health.url, users: [ENGINEER, VIEWER] });
     try {
@@ -389,6 +492,7 @@ describe("the fan view in headless Chromium (the health function a stand-in)", {
       assert.equal(await page.textContent("#ack-message"), "Signed in as viewer: you can see, not act.");
       assert.equal(await page.isVisible('#alarms li[data-fan="3"] .acknowledge'), false);
       assert.equal(await page.isVisible("#ack-by"), false);
+      assert.equal(await page.isVisible("#maintenance-panel"), false, "no maintenance to plan");
       await page.close();
     } finally {
       await signedIn.stop();
