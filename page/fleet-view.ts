@@ -366,6 +366,8 @@ export class FleetView {
   #transition(message: unknown): void {
     if (!this.#health.transition(message)) return;
     const { deviceID, id, event, at } = LastTransitionSchema.parse(message);
+    // Only for a fan the page shows (one beyond the cap has no record here, nor a view to tell).
+    if (!this.#fans.has(deviceID) && this.#health.get(deviceID) === undefined) return;
     this.#lastTransitions.delete(deviceID); // re-inserted last: the oldest stays first
     this.#lastTransitions.set(deviceID, { id, event, at });
     if (this.#lastTransitions.size > this.#maxFans)

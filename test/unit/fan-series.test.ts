@@ -51,4 +51,42 @@ describe("a fan's series for its detail view", () => {
     assert.equal(fan.view.history.rotation.length, 60, "the tiles keep their 60 points");
     assert.equal(view.series("8"), undefined);
   });
+
+  it("names each fan's newest transition (what tells its view that the history changed), for as many fans as its cap", () => {
+    const view = new FleetView(TOPICS, { maxFans: 2 });
+    const transition = (deviceID: string, id: string, event: string) =>
+      view.receive(
+        TOPICS.alarm,
+        Buffer.from(
+          JSON.stringify({
+            deviceID,
+            alarmId: `${deviceID}@2026-12-07T10:00:00.000Z`,
+            state: "alarm",
+            severity: "major",
+            cause: "vibration",
+            contributions: null,
+            probability: 0.9,
+            eta: null,
+            since: "2026-12-07T10:00:00.000Z",
+            acknowledged: false,
+            event,
+            at: "2026-12-07T10:05:00.000Z",
+            id,
+          }),
+        ),
+      );
+    transition("1", "1:1", "alarm");
+    assert.deepEqual(view.series("1")?.lastTransition, { id: "1:1", event: "alarm", at: "2026-12-07T10:05:00.000Z" });
+    transition("1", "1:2", "commented");
+    assert.equal(view.series("1")?.lastTransition?.id, "1:2", "a comment changes no record, but this");
+    view.receive(TOPICS.alarm, Buffer.from(JSON.stringify({ deviceID: "1", event: "commented" })));
+    assert.equal(view.series("1")?.lastTransition?.id, "1:2", "not a transition: ignored");
+    transition("2", "2:1", "alarm");
+    transition("3", "3:1", "alarm");
+    // Two fans at most: fan 3, beyond the cap, has no record here, and no transition is kept for it.
+    assert.deepEqual(
+      ["1", "2", "3"].map((id) => view.series(id)?.lastTransition?.id ?? null),
+      ["1:2", "2:1", null],
+    );
+  });
 });
