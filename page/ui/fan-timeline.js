@@ -115,7 +115,7 @@ function betweenNode() {
   const section = document.createElement("section");
   section.className = "between";
   const title = document.createElement("h3");
-  title.textContent = "Between episodes";
+  title.textContent = episodes.size === 0 ? "Outside any episode" : "Between episodes";
   section.append(title, document.createElement("ol"));
   return section;
 }

@@ -153,6 +153,37 @@ describe(
       await tab.close();
     });
 
+    it("an engineer plans maintenance on two fans from the fleet page; a healthy fan's timeline shows it outside any episode", async () => {
+      const healthy = Array.from({ length: 5 }, (_, i) => ({
+        deviceID: "8",
+        fault: 0 as const,
+        probability: 0.04,
+        timeStamp: Date.now() - (5 - i) * 1_000,
+      }));
+      assert.equal((await postJson(health.url, healthy)).status, 200);
+      const tab = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+      const errors: string[] = [];
+      tab.on("pageerror", (error) => errors.push(error.message));
+      await signInAs(tab, page.url, ENGINEER, "/ui/");
+      await tab.waitForSelector("#maintenance-panel:not([hidden])");
+      assert.equal(await tab.isVisible("#ack-by"), false, "signed in: no name to type");
+      await tab.fill('#maintenance [name="fans"]', `${FAN}, 8`);
+      await tab.fill('#maintenance [name="note"]', "fan wall, hall 2");
+      await tab.click("#maintenance button");
+      await tab.waitForFunction(() =>
+        /^Maintenance (planned|not)/.test(document.querySelector("#maintenance-message")?.textContent ?? ""),
+      );
+      assert.match((await tab.textContent("#maintenance-message")) ?? "", /^Maintenance planned for fans 7, 8: now – /);
+      assert.equal((await record(health, "8"))?.maintenance?.by, "ana");
+      // Health's own history: fan 8 had no episode, so the window is among the transitions outside any.
+      await tab.goto(`${page.url}/ui/fans/8`);
+      await timelineLine(tab, /maintenance (.*, )?\d\d:\d\d – (.*, )?\d\d:\d\d by ana: “fan wall, hall 2”/);
+      assert.deepEqual(await tab.locator(".timeline .between h3").allTextContents(), ["Outside any episode"]);
+      await tab.screenshot({ path: join(SCREENSHOTS, "workbench-maintenance.png"), fullPage: true });
+      assert.deepEqual(errors, []);
+      await tab.close();
+    });
+
     it("a viewer sees the fan and its timeline but has no forms, and the page refuses their action", async () => {
       const tab = await browser.newPage();
       await signInAs(tab, page.url, VIEWER, `/ui/fans/${FAN}`);
