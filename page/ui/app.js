@@ -354,7 +354,12 @@ async function planMaintenance(form) {
     });
     const answer = await res.json().catch(() => ({}));
     if (!res.ok) throw new Error(answer.error ?? `the page answered ${res.status}`);
-    const fans = deviceIDs.length === 1 ? `fan ${deviceIDs[0]}` : `fans ${deviceIDs.join(", ")}`;
+    const fans =
+      deviceIDs.length === 1
+        ? `fan ${deviceIDs[0]}`
+        : deviceIDs.length <= 10
+          ? `fans ${deviceIDs.join(", ")}`
+          : `${number.format(deviceIDs.length)} fans`;
     message.textContent = `Maintenance planned for ${fans}: ${body.from ? clock(body.from) : "now"} – ${clock(body.until)}.`;
     form.reset();
     maintenanceDefaults();
