@@ -129,7 +129,8 @@ describe("episodes from transitions", () => {
     at(6, "ok", null, { state: "ok" }),
     at(10, "alarm", B, { state: "alarm", severity: "critical", cause: "sound" }),
     // A finding on the first episode, recorded while the second is open; an event from a newer health.
-    at(11, "finding", A, { result: "confirmed", part: "bearing", by: "Ana" }),
+    // Notes carry the record of their moment: here B's critical alarm, which is not A's state.
+    at(11, "finding", A, { state: "alarm", severity: "critical", cause: "sound", result: "confirmed", by: "Ana" }),
     at(12, "teleported", B, { state: "alarm", where: "elsewhere" }),
   ];
 
@@ -172,6 +173,25 @@ describe("episodes from transitions", () => {
       cause: "sound",
       closed: null,
     });
+  });
+
+  it("takes an episode's state, severity and cause from its own events, not from notes on it", () => {
+    const notes = [
+      at(20, "commented", A, { state: "alarm", severity: "critical", cause: "sound", note: "later" }),
+      at(21, "assigned", A, { state: "alarm", severity: "critical", cause: "sound", to: "Bo" }),
+    ];
+    const { episodes } = groupTransitions([...stream, ...notes]);
+    const a = episodes.find((e) => e.alarmId === A);
+    assert.equal(a?.transitions.length, 7);
+    assert.deepEqual(summarise(a?.transitions ?? []), {
+      state: "cleared",
+      severity: "major",
+      cause: "vibration",
+      closed: "2026-11-01T00:00:05.000Z",
+    });
+    // An event this version does not know is shown but does not decide the summary either.
+    const newer = at(13, "teleported", B, { state: "elsewhere", severity: "critical" }).transition;
+    assert.equal(summarise([...(episodes[0]?.transitions ?? []), newer]).state, "alarm");
   });
 
   it("knows an episode is whole once a state event of another comes before it", () => {
