@@ -11,6 +11,7 @@ import {
 import {
   episodeOpenedMs,
   groupTransitions,
+  settledEpisodes,
   summarise,
   wholeEpisodes,
   type Located,
@@ -207,6 +208,26 @@ describe("episodes from transitions", () => {
     );
     const fromStart = wholeEpisodes(stream, true);
     assert.ok(groupTransitions(stream).episodes.every(fromStart));
+  });
+
+  it("knows an episode can get nothing more once 20 later ones opened (the actions name only the last 20)", () => {
+    // 21 episodes, each opened by an alarm and cleared; a comment on the first after the fourth opened.
+    const stream: Located[] = [];
+    for (let i = 0; i < 21; i++) {
+      const id = `7@2026-11-01T00:${String(i).padStart(2, "0")}:00.000Z`;
+      stream.push(at(10 * i + 1, "alarm", id, { state: "alarm" }), at(10 * i + 2, "cleared", id, { state: "cleared" }));
+      if (i === 3) stream.push(at(10 * i + 3, "commented", "7@2026-11-01T00:00:00.000Z", { note: "late" }));
+    }
+    const { episodes } = groupTransitions(stream);
+    const settled = settledEpisodes(episodes);
+    assert.deepEqual(
+      episodes.filter(settled).map((e) => e.alarmId),
+      ["7@2026-11-01T00:00:00.000Z"],
+    );
+    assert.deepEqual(
+      groupTransitions(stream.slice(2)).episodes.filter(settledEpisodes(groupTransitions(stream.slice(2)).episodes)),
+      [],
+    );
   });
 
   it("reads the opening time from an alarmId, and nothing from another kind of id", () => {
