@@ -76,17 +76,25 @@ export async function readRange(
   // A quiet feed: the stream says whether the range holds more (else the rest expired, the range is read).
   let quiet = 0;
   let stalled = false;
+  let finished = false;
   const onIdle = () =>
     void nextAfter((messages.at(-1)?.seq ?? first.seq) + 1)
       .then((left) => {
+        if (finished) return;
         if (left === null || left.seq >= before) return stop();
         if (++quiet >= MAX_IDLE) {
           stalled = true;
           return stop();
         }
+        clearTimeout(idle);
         idle = setTimeout(onIdle, IDLE_MS);
       })
-      .catch(stop);
+      .catch(() => {
+        // Unanswered: not known to be read whole.
+        if (finished) return;
+        stalled = true;
+        stop();
+      });
   let idle = setTimeout(onIdle, IDLE_MS);
   deadline?.signal.addEventListener("abort", stop, { once: true });
   let more = false;
@@ -94,6 +102,7 @@ export async function readRange(
     for await (const m of feed) {
       clearTimeout(idle);
       idle = setTimeout(onIdle, IDLE_MS);
+      quiet = 0;
       if (m.seq >= before) break;
       if (messages.length >= max) {
         more = true;
@@ -108,6 +117,7 @@ export async function readRange(
       if (m.info.pending === 0) break; // the last one there is: nothing more to wait for
     }
   } finally {
+    finished = true;
     clearTimeout(idle);
     deadline?.signal.removeEventListener("abort", stop);
     await feed.close().catch(() => undefined);
