@@ -1,6 +1,6 @@
 import { Point } from "@influxdata/influxdb-client";
 import { FEATURES } from "../../lib/domain/features.js";
-import { AlarmTransitionSchema } from "../../lib/domain/health.js";
+import { AlarmTransitionSchema, NOTE_EVENTS } from "../../lib/domain/health.js";
 import { TIMESTAMP_MAX_MS, TIMESTAMP_MIN_MS } from "../../lib/domain/telemetry.js";
 // A type only: points.ts imports the schema from here, and types leave no import behind at run time.
 import type { PointResult } from "./points.js";
@@ -28,6 +28,7 @@ export const HEALTH_SCHEMA = {
       "float"
     >),
     acknowledgedBy: "string",
+    author: "string",
     note: "string",
     assignedTo: "string",
     result: "string",
@@ -74,7 +75,9 @@ export function healthLine(value: unknown): PointResult {
   if (t.cause !== null) point.stringField("cause", t.cause);
   if (t.eta !== null) point.stringField("eta", t.eta);
   if (t.contributions !== null) for (const f of FEATURES) point.floatField(`contribution_${f}`, t.contributions[f]);
-  if (t.by !== undefined) point.stringField("acknowledgedBy", t.by);
+  // Who acted (acknowledge, shelve, maintenance) or who wrote a note: apart, so that Grafana's
+  // acknowledgedBy names no commenter; `author`, since `by` is an InfluxQL keyword.
+  if (t.by !== undefined) point.stringField(NOTE_EVENTS.has(t.event) ? "author" : "acknowledgedBy", t.by);
   if (t.note !== undefined) point.stringField("note", t.note);
   // Named as the record's field: `to` is an InfluxQL keyword, which every query would have to quote.
   if (t.to !== undefined) point.stringField("assignedTo", t.to);

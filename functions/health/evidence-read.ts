@@ -37,11 +37,13 @@ export async function readEvidence(
   source: HistorySource,
   query: EvidenceQuery,
 ): Promise<EpisodeEvidence | HealthySample> {
-  const { js, jsm, site } = source;
-  const bounds = await streamBounds(jsm, EVIDENCE_STREAM).catch((error: unknown) => {
-    if (isApiError(error, JetStreamApiCodes.StreamNotFound)) return undefined;
-    throw error;
-  });
+  const { js, jsm, site, deadline } = source;
+  const bounds = await deadline
+    .wait(streamBounds(jsm, EVIDENCE_STREAM), "NATS JetStream to answer a read")
+    .catch((error: unknown) => {
+      if (isApiError(error, JetStreamApiCodes.StreamNotFound)) return undefined;
+      throw error;
+    });
   if (query.kind === "episode") {
     const answer: EpisodeEvidence = { deviceID: query.deviceID, alarmId: query.alarmId, readings: [] };
     if (bounds === undefined || bounds.messages === 0) return answer;
@@ -55,6 +57,7 @@ export async function readEvidence(
         before: Infinity,
         max: EPISODE_MAX_MESSAGES,
       },
+      deadline,
     );
     // Lead first, then the readings during it, each in time order; a reading stored twice (two
     // replicas, or a resend outside the duplicate window) is shown once.
@@ -72,12 +75,17 @@ export async function readEvidence(
   if (bounds === undefined || bounds.messages === 0) return answer;
   const from =
     query.after ??
-    (query.since === undefined ? bounds.first : await sequenceAt(jsm, EVIDENCE_STREAM, EVIDENCE_SUBJECTS, query.since));
-  const read = await readRange(js, jsm, EVIDENCE_STREAM, healthyEvidenceSubject(site, query.deviceID), {
-    from,
-    before: Infinity,
-    max: query.limit,
-  });
+    (query.since === undefined
+      ? bounds.first
+      : await sequenceAt(jsm, EVIDENCE_STREAM, EVIDENCE_SUBJECTS, query.since, deadline));
+  const read = await readRange(
+    js,
+    jsm,
+    EVIDENCE_STREAM,
+    healthyEvidenceSubject(site, query.deviceID),
+    { from, before: Infinity, max: query.limit },
+    deadline,
+  );
   for (const reading of readingsOf(read.messages, "healthy")) {
     const at = Date.parse(reading.at);
     if (query.since !== undefined && at < query.since) continue;

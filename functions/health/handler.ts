@@ -203,8 +203,10 @@ export async function handler(
   if (event.method === "GET") {
     // /history and /evidence: a fan's story, read from NATS (history-route.ts).
     const route = historyRoute(event.path);
-    if (route !== undefined)
-      return historyGet(route, { store: h.store, nats: h.nats, site: h.config.site }, event.query);
+    if (route !== undefined) {
+      const budget = Deadline.forCall(event.headers["x-timeout-ms"], h.config.budgetMs, "health", "HEALTH_BUDGET_MS");
+      return historyGet(route, { store: h.store, nats: h.nats, site: h.config.site }, event.query, budget);
+    }
     const query = parseQuery(event.query);
     if (!h.store.available)
       throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);

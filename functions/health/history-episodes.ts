@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { SEVERITIES, type Severity } from "../../lib/domain/health.js";
+import { HEALTH_EVENTS, NOTE_EVENTS, SEVERITIES, type Severity } from "../../lib/domain/health.js";
+import { RECENT_EPISODES } from "./tracker.js";
 
 /**
  * A fan's transitions grouped into episodes (pure: history.ts reads, this groups). An episode is
@@ -91,6 +92,22 @@ export function wholeEpisodes(messages: readonly Located[], fromStart: boolean):
     STATE_EVENTS.has(episode.transitions[0]?.event ?? "");
 }
 
+/**
+ * Which episodes of `episodes` (grouped from messages read up to some point of the stream) can
+ * have nothing after that point: RECENT_EPISODES others opened after each, so the fan no longer
+ * remembers it and no action can name it any more (episode-notes.ts). The others may have
+ * transitions beyond what was read (a late finding, their `cleared`).
+ */
+export function settledEpisodes(episodes: readonly EpisodeGroup[]): (episode: EpisodeGroup) => boolean {
+  const openings = episodes
+    .filter((e) => STATE_EVENTS.has(e.transitions[0]?.event ?? ""))
+    .map((e) => e.firstSeq)
+    .sort((a, b) => b - a);
+  // The first sequence of the RECENT_EPISODES-th newest opening: an episode opened before it is settled.
+  const line = openings[RECENT_EPISODES - 1] ?? -Infinity;
+  return (episode) => episode.firstSeq < line;
+}
+
 /** What an episode is, summed up from its transitions (oldest first). */
 export interface EpisodeSummary {
   state: string;
@@ -100,8 +117,17 @@ export interface EpisodeSummary {
 }
 
 /**
- * The episode's state now (its last state event's), the highest severity it reached, the cause of
- * its latest transition that named one, and when it closed (its last `cleared`, null while open).
+ * The events whose state, severity and cause are their episode's own: every known event but the
+ * notes. A note carries the fan's record of its moment (transitionFrom), which for a note on an
+ * older episode is another episode's; an event this version does not know could be either, so it
+ * is not trusted with the summary.
+ */
+const OWN_STATE_EVENTS: ReadonlySet<string> = new Set(HEALTH_EVENTS.filter((e) => !NOTE_EVENTS.has(e)));
+
+/**
+ * The episode's state now (its last own-state event's, OWN_STATE_EVENTS), the highest severity it
+ * reached, the cause of its latest such transition that named one, and when it closed (its last
+ * `cleared`, null while open).
  */
 export function summarise(transitions: readonly StoredTransition[]): EpisodeSummary {
   let state = "unknown";
@@ -109,6 +135,7 @@ export function summarise(transitions: readonly StoredTransition[]): EpisodeSumm
   let cause: string | null = null;
   let closed: string | null = null;
   for (const t of transitions) {
+    if (!OWN_STATE_EVENTS.has(t.event)) continue;
     if (t.state !== undefined) state = t.state;
     const rank = SEVERITIES.indexOf(t.severity as Severity);
     if (rank > SEVERITIES.indexOf(severity)) severity = SEVERITIES[rank] as Severity;

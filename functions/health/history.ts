@@ -1,12 +1,16 @@
 import { JetStreamApiCodes, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { EVIDENCE_STREAM, EvidenceMessageSchema, episodeEvidenceSubject } from "../../lib/nats/evidence.js";
 import { HEALTH_EVENTS_STREAM, HEALTH_EVENTS_SUBJECTS, healthEventSubject } from "../../lib/nats/health-events.js";
+import { BudgetExhaustedError } from "../../lib/errors.js";
+import { Deadline } from "../../lib/infra/deadline.js";
 import { isApiError } from "../../lib/nats/jetstream.js";
 import { fanSentSubjects, NOTIFIER_STREAM, NOTIFIER_SUBJECTS, SentRecordSchema } from "../../lib/nats/notifications.js";
 import { readRange, sequenceAt, streamBounds, type ReadMessage } from "../../lib/nats/stream-reader.js";
 import { encodeHistoryCursor, type HistoryQuery } from "./history-query.js";
 import {
+  episodeOpenedMs,
   groupTransitions,
+  settledEpisodes,
   StoredTransitionSchema,
   summarise,
   wholeEpisodes,
@@ -24,13 +28,18 @@ import {
  * stream sequences, each read forward (stream-reader.ts), until it has one whole episode more than
  * it lists, or reached the start (or `since`). It starts at the stream's end on every page, so an
  * action recorded on an old episode long after it closed (a finding) is shown with it; and it
- * reads at most HISTORY_MAX_READ messages: past that the answer says `truncated` and its cursor
- * goes on from where the reading stopped.
+ * reads at most HISTORY_MAX_READ messages, for at most WALK_SHARE of the call's time (the rest is
+ * for the notifications and evidence of what it found): past either the answer says `truncated`
+ * and its cursor goes on from where the reading stopped. Such a next page does not read what is
+ * above that point again, so an episode there whose later transitions may lie above is `partial`.
  */
 export const HISTORY_MAX_READ = 10_000;
 
 /** The first chunk, in stream sequences (every fan's messages share them); each next one is four times as long. */
 const FIRST_CHUNK = 4_096;
+
+/** The share of the call's time the walk back may take. */
+const WALK_SHARE = 0.6;
 
 export interface Notification {
   target: string;
@@ -54,6 +63,8 @@ export interface Episode {
   findings: StoredTransition[];
   notifications: Notification[];
   evidence: { readings: number };
+  /** True when transitions of it may be in what this page did not read (it goes on from a truncated one). */
+  partial: boolean;
 }
 
 export interface HistoryAnswer {
@@ -63,7 +74,7 @@ export interface HistoryAnswer {
   other: StoredTransition[];
   /** Where the next page starts; null on the last. */
   cursor: string | null;
-  /** True when the page stopped at HISTORY_MAX_READ messages rather than at its limit: the cursor goes on. */
+  /** True when the page stopped at HISTORY_MAX_READ messages or out of time rather than at its limit: the cursor goes on. */
   truncated: boolean;
 }
 
@@ -71,19 +82,24 @@ export interface HistorySource {
   js: JetStreamClient;
   jsm: JetStreamManager;
   site: string;
+  /** The call's time (HEALTH_BUDGET_MS, or the caller's X-Timeout-Ms): every read waits within it. */
+  deadline: Deadline;
 }
 
 /** The fan's history page, or undefined when the fan has no history at all. */
 export async function readHistory(source: HistorySource, query: HistoryQuery): Promise<HistoryAnswer | undefined> {
-  const { js, jsm, site } = source;
+  const { js, jsm, site, deadline } = source;
   const subject = healthEventSubject(site, query.deviceID);
-  const bounds = await streamBounds(jsm, HEALTH_EVENTS_STREAM).catch(missingStream);
+  const bounds = await deadline
+    .wait(streamBounds(jsm, HEALTH_EVENTS_STREAM), "NATS JetStream to answer a read")
+    .catch(missingStream);
   if (bounds === undefined || bounds.messages === 0) return undefined;
   const low =
     query.since === undefined
       ? bounds.first
-      : await sequenceAt(jsm, HEALTH_EVENTS_STREAM, HEALTH_EVENTS_SUBJECTS, query.since);
-  const walk = await walkBack(js, jsm, subject, {
+      : await sequenceAt(jsm, HEALTH_EVENTS_STREAM, HEALTH_EVENTS_SUBJECTS, query.since, deadline);
+  const walkDeadline = new Deadline(deadline.remainingMs * WALK_SHARE, "a share of the call's time", "the history");
+  const walk = await walkBack(js, jsm, subject, walkDeadline, {
     low,
     high: query.cursor?.readFrom ?? bounds.last + 1,
     before: query.cursor?.before ?? Infinity,
@@ -94,7 +110,7 @@ export async function readHistory(source: HistorySource, query: HistoryQuery): P
   // Nothing on a first page: a fan with no history at all, unless it has some before `since`.
   if (walk.messages.length === 0 && query.cursor === undefined) {
     if (low <= bounds.first) return undefined;
-    const any = await readRange(js, jsm, HEALTH_EVENTS_STREAM, subject, { from: 1, before: low, max: 1 });
+    const any = await readRange(js, jsm, HEALTH_EVENTS_STREAM, subject, { from: 1, before: low, max: 1 }, deadline);
     if (any.messages.length === 0) return undefined;
   }
   const page = walk.eligible.slice(0, query.limit);
@@ -118,6 +134,9 @@ export async function readHistory(source: HistorySource, query: HistoryQuery): P
     sentFor(source, query.deviceID, page),
     Promise.all(page.map((e) => evidenceCount(source, query.deviceID, e.alarmId))),
   ]);
+  // Read from below a truncated page's end: what is above it was not read again.
+  const settled =
+    query.cursor?.readFrom === undefined ? () => true : settledEpisodes(groupTransitions(walk.messages).episodes);
   const episodes = page.map((group, i): Episode => {
     const summary = summarise(group.transitions);
     return {
@@ -131,9 +150,44 @@ export async function readHistory(source: HistorySource, query: HistoryQuery): P
       findings: group.transitions.filter((t) => t.event === "finding"),
       notifications: notifications.get(group.alarmId) ?? [],
       evidence: { readings: evidence[i] ?? 0 },
+      partial: !settled(group),
     };
   });
   return { deviceID: query.deviceID, episodes, other, cursor, truncated: walk.truncated };
+}
+
+/** How far before the time in an alarmId its opening transition may have been stored (a device clock ahead). */
+const OPENING_LOOK_BACK_MS = 3_600_000;
+
+/** The fan's transitions read from there: an hour of a fan's transitions is far fewer. */
+const OPENING_MAX_READ = 1_000;
+
+/**
+ * Whether the fan's history holds the episode `alarmId`: its opening transition, read from a
+ * little before the reading time its id names (evaluator.ts), at most OPENING_MAX_READ messages of
+ * the fan on. An id health did not make is no episode.
+ */
+export async function episodeInHistory(source: HistorySource, deviceID: string, alarmId: string): Promise<boolean> {
+  const opened = episodeOpenedMs(alarmId);
+  if (opened === undefined) return false;
+  const { js, jsm, site, deadline } = source;
+  const from = await sequenceAt(
+    jsm,
+    HEALTH_EVENTS_STREAM,
+    HEALTH_EVENTS_SUBJECTS,
+    opened - OPENING_LOOK_BACK_MS,
+    deadline,
+  ).catch(missingStream);
+  if (from === undefined) return false;
+  const read = await readRange(
+    js,
+    jsm,
+    HEALTH_EVENTS_STREAM,
+    healthEventSubject(site, deviceID),
+    { from, before: Infinity, max: OPENING_MAX_READ },
+    deadline,
+  );
+  return read.messages.some((m) => located(m).some((l) => l.transition.alarmId === alarmId));
 }
 
 interface Walk {
@@ -150,6 +204,7 @@ async function walkBack(
   js: JetStreamClient,
   jsm: JetStreamManager,
   subject: string,
+  deadline: Deadline,
   w: {
     low: number;
     high: number;
@@ -169,7 +224,15 @@ async function walkBack(
   for (;;) {
     const lo = Math.max(w.low, hi - chunk);
     const room = HISTORY_MAX_READ - kept;
-    const read = await readRange(js, jsm, HEALTH_EVENTS_STREAM, subject, { from: lo, before: hi, max: room });
+    let read;
+    try {
+      read = await readRange(js, jsm, HEALTH_EVENTS_STREAM, subject, { from: lo, before: hi, max: room }, deadline);
+    } catch (error) {
+      // Out of time: a page of what was read, when something was (else the 503).
+      if (!(error instanceof BudgetExhaustedError) || messages.length === 0) throw error;
+      truncated = true;
+      break;
+    }
     if (read.more) {
       // More in this chunk than may still be read: a shorter one, or stop here.
       wasted += read.messages.length;
@@ -242,17 +305,24 @@ async function sentFor(
   const byEpisode = new Map<string, Notification[]>();
   const oldest = page.at(-1);
   if (oldest === undefined) return byEpisode;
-  const { js, jsm, site } = source;
-  const from = await sequenceAt(jsm, NOTIFIER_STREAM, NOTIFIER_SUBJECTS, Date.parse(oldest.opened) - 60_000).catch(
-    missingStream,
-  );
+  const { js, jsm, site, deadline } = source;
+  const from = await sequenceAt(
+    jsm,
+    NOTIFIER_STREAM,
+    NOTIFIER_SUBJECTS,
+    Date.parse(oldest.opened) - 60_000,
+    deadline,
+  ).catch(missingStream);
   if (from === undefined) return byEpisode; // no notifier has run
   const wanted = new Set(page.map((e) => e.alarmId));
-  const read = await readRange(js, jsm, NOTIFIER_STREAM, fanSentSubjects(site, deviceID), {
-    from,
-    before: Infinity,
-    max: HISTORY_MAX_READ,
-  });
+  const read = await readRange(
+    js,
+    jsm,
+    NOTIFIER_STREAM,
+    fanSentSubjects(site, deviceID),
+    { from, before: Infinity, max: HISTORY_MAX_READ },
+    deadline,
+  );
   for (const message of read.messages) {
     const parsed = SentRecordSchema.safeParse(parseJson(message.data));
     if (!parsed.success || parsed.data.alarmId === null || !wanted.has(parsed.data.alarmId)) continue;
@@ -273,13 +343,14 @@ async function sentFor(
 
 /** The readings kept as evidence of an episode: the running total on the last message of its subject. */
 async function evidenceCount(source: HistorySource, deviceID: string, alarmId: string): Promise<number> {
-  const last = await source.jsm.streams
-    .getMessage(EVIDENCE_STREAM, { last_by_subj: episodeEvidenceSubject(source.site, deviceID, alarmId) })
-    .catch((error: unknown) => {
-      if (isApiError(error, JetStreamApiCodes.NoMessageFound) || isApiError(error, JetStreamApiCodes.StreamNotFound))
-        return null;
-      throw error;
-    });
+  const get = source.jsm.streams.getMessage(EVIDENCE_STREAM, {
+    last_by_subj: episodeEvidenceSubject(source.site, deviceID, alarmId),
+  });
+  const last = await source.deadline.wait(get, "NATS JetStream to answer a read").catch((error: unknown) => {
+    if (isApiError(error, JetStreamApiCodes.NoMessageFound) || isApiError(error, JetStreamApiCodes.StreamNotFound))
+      return null;
+    throw error;
+  });
   if (last === null) return 0;
   const parsed = EvidenceMessageSchema.safeParse(parseJson(last.data));
   return parsed.success ? parsed.data.total : 0;

@@ -1,8 +1,15 @@
 import { DeliverPolicy, JetStreamApiCodes, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import type { Deadline } from "../infra/deadline.js";
 import { isApiError, nextMessageBySubject } from "./jetstream.js";
 
-/** How long a read waits for the next message it was told is there before it takes the range as read. */
-const IDLE_MS = 5_000;
+/**
+ * How long a read waits for the next message it was told is there before it asks the stream
+ * whether the range holds any more (messages counted as pending can expire before they come).
+ */
+const IDLE_MS = 1_000;
+
+/** Quiet spells, each followed by the stream saying more is there, before a read gives up as stalled. */
+const MAX_IDLE = 5;
 
 /** A message read from a stream: where it is, when JetStream stored it (ms), and its bytes. */
 export interface ReadMessage {
@@ -33,7 +40,8 @@ export async function streamBounds(
  * The messages whose subject matches `filter` with a sequence in [from, before), oldest first, at
  * most `max`. The first is found with one direct get (next by subject), so an empty range costs
  * one request and no consumer; the rest come through an ordered consumer that starts there (one
- * request per batch, not per message) and is stopped at the range's end.
+ * request per batch, not per message) and is stopped at the range's end. With a `deadline`, every
+ * request waits for it, and the read stops with its BudgetExhaustedError (503) once it runs out.
  */
 export async function readRange(
   js: JetStreamClient,
@@ -41,31 +49,60 @@ export async function readRange(
   stream: string,
   filter: string,
   range: { from: number; before: number; max: number },
+  deadline?: Deadline,
 ): Promise<RangeRead> {
   const { before, max } = range;
   const from = Math.max(1, range.from);
   if (from >= before || max <= 0) return { messages: [], more: false };
-  const first = await nextMessageBySubject(jsm, stream, from, filter).catch(noMessage);
+  const nextAfter = (seq: number) => timed(deadline, nextMessageBySubject(jsm, stream, seq, filter).catch(noMessage));
+  const first = await nextAfter(from);
   if (first === null || first.seq >= before) return { messages: [], more: false };
   const messages: ReadMessage[] = [
     { seq: first.seq, subject: first.subject, storedAt: first.time.getTime(), data: first.data },
   ];
-  const next = await nextMessageBySubject(jsm, stream, first.seq + 1, filter).catch(noMessage);
+  const next = await nextAfter(first.seq + 1);
   if (next === null || next.seq >= before) return { messages, more: false };
   if (max === 1) return { messages, more: true };
-  const consumer = await js.consumers.get(stream, {
-    filter_subjects: filter, // one subject as a string: nats-server 2.9 knows only filter_subject
-    deliver_policy: DeliverPolicy.StartSequence,
-    opt_start_seq: next.seq,
-  });
-  const feed = await consumer.consume({ max_messages: Math.min(256, max) });
-  // Messages counted as pending can expire (max_age) before they come: a quiet feed is the end.
-  let idle = setTimeout(() => void feed.close().catch(() => undefined), IDLE_MS);
+  const consumer = await timed(
+    deadline,
+    js.consumers.get(stream, {
+      filter_subjects: filter, // one subject as a string: nats-server 2.9 knows only filter_subject
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: next.seq,
+    }),
+  );
+  const feed = await timed(deadline, consumer.consume({ max_messages: Math.min(256, max) }));
+  const stop = () => void feed.close().catch(() => undefined);
+  // A quiet feed: the stream says whether the range holds more (else the rest expired, the range is read).
+  let quiet = 0;
+  let stalled = false;
+  let finished = false;
+  const onIdle = () =>
+    void nextAfter((messages.at(-1)?.seq ?? first.seq) + 1)
+      .then((left) => {
+        if (finished) return;
+        if (left === null || left.seq >= before) return stop();
+        if (++quiet >= MAX_IDLE) {
+          stalled = true;
+          return stop();
+        }
+        clearTimeout(idle);
+        idle = setTimeout(onIdle, IDLE_MS);
+      })
+      .catch(() => {
+        // Unanswered: not known to be read whole.
+        if (finished) return;
+        stalled = true;
+        stop();
+      });
+  let idle = setTimeout(onIdle, IDLE_MS);
+  deadline?.signal.addEventListener("abort", stop, { once: true });
   let more = false;
   try {
     for await (const m of feed) {
       clearTimeout(idle);
-      idle = setTimeout(() => void feed.close().catch(() => undefined), IDLE_MS);
+      idle = setTimeout(onIdle, IDLE_MS);
+      quiet = 0;
       if (m.seq >= before) break;
       if (messages.length >= max) {
         more = true;
@@ -80,10 +117,19 @@ export async function readRange(
       if (m.info.pending === 0) break; // the last one there is: nothing more to wait for
     }
   } finally {
+    finished = true;
     clearTimeout(idle);
+    deadline?.signal.removeEventListener("abort", stop);
     await feed.close().catch(() => undefined);
   }
+  deadline?.check(`${stream} (${filter}) to be read`);
+  if (stalled) throw new Error(`${stream} (${filter}) stopped sending before the range was read`);
   return { messages, more };
+}
+
+/** `work` within the deadline, when there is one. */
+function timed<T>(deadline: Deadline | undefined, work: Promise<T>): Promise<T> {
+  return deadline === undefined ? work : deadline.wait(work, "NATS JetStream to answer a read");
 }
 
 /**
@@ -97,14 +143,15 @@ export async function sequenceAt(
   stream: string,
   allSubjects: string,
   at: number,
+  deadline?: Deadline,
 ): Promise<number> {
-  const { first, last } = await streamBounds(jsm, stream);
+  const { first, last } = await timed(deadline, streamBounds(jsm, stream));
   if (last === 0 || first > last) return last + 1;
   let lo = first;
   let hi = last + 1;
   while (lo < hi) {
     const mid = Math.floor((lo + hi) / 2);
-    const message = await nextMessageBySubject(jsm, stream, mid, allSubjects).catch(noMessage);
+    const message = await timed(deadline, nextMessageBySubject(jsm, stream, mid, allSubjects).catch(noMessage));
     if (message === null) hi = mid;
     else if (message.time.getTime() >= at) hi = mid;
     else lo = message.seq + 1;

@@ -28,6 +28,7 @@ interface History {
     findings: unknown[];
     notifications: { target: string; event: string; transitionId: string; at: string; outcome: string }[];
     evidence: { readings: number };
+    partial: boolean;
   }[];
   other: { event: string; alarmId: string | null }[];
   cursor: string | null;
@@ -111,6 +112,9 @@ describe("health's history and evidence (real nats-server, real Mosquitto)", { t
 
   it("lists a fan's episodes newest first, each with its transitions and actions oldest first", async () => {
     const [first, second] = await twoEpisodes();
+    // A finding on the cleared episode while the next is open: the note carries the fan's record
+    // of its moment (the open alarm), which is not the cleared episode's state.
+    await send(url, { deviceID: "7", alarmId: first, action: "finding", result: "confirmed", by: "Ana" });
     const history = await get<History>(`${url}/history?deviceID=7`);
     assert.equal(history.deviceID, "7");
     assert.deepEqual(
@@ -120,10 +124,11 @@ describe("health's history and evidence (real nats-server, real Mosquitto)", { t
     const [newer, older] = history.episodes;
     assert.deepEqual(
       older?.transitions.map((t) => t.event),
-      ["alarm", "acknowledged", "cleared"],
+      ["alarm", "acknowledged", "cleared", "finding"],
     );
     assert.equal(older?.transitions[1]?.by, "Ana");
     assert.ok(older?.transitions.every((t) => t.alarmId === first));
+    assert.equal(older?.findings.length, 1);
     assert.equal(older?.state, "cleared");
     assert.equal(older?.severity, "major");
     assert.equal(older?.cause, "vibration");
@@ -141,6 +146,7 @@ describe("health's history and evidence (real nats-server, real Mosquitto)", { t
     );
     assert.equal(history.cursor, null);
     assert.equal(history.truncated, false);
+    assert.ok(history.episodes.every((e) => !e.partial));
   });
 
   /** Appends to the stream as health does (lib/nats/health-events.ts): other fans' events, a finding. */
@@ -230,6 +236,8 @@ describe("health's history and evidence (real nats-server, real Mosquitto)", { t
         },
       })),
     );
+    // And a finding on the first episode after them all: beyond what the next pages read.
+    await send(url, { deviceID: "7", alarmId: first, action: "finding", result: "false-alarm", by: "Ana" });
     const page1 = await get<History>(`${url}/history?deviceID=7`);
     assert.equal(page1.truncated, true);
     assert.ok(page1.cursor !== null);
@@ -237,14 +245,47 @@ describe("health's history and evidence (real nats-server, real Mosquitto)", { t
     let page = page1;
     const episodes = page1.episodes.map((e) => e.alarmId);
     let others = page1.other.length;
+    const later: History["episodes"] = [];
     for (let pages = 1; page.cursor !== null; pages++) {
       assert.ok(pages < 10, "the cursor goes on");
       page = await get<History>(`${url}/history?deviceID=7&cursor=${page.cursor}`);
       episodes.push(...page.episodes.map((e) => e.alarmId));
+      later.push(...page.episodes);
       others += page.other.length;
     }
     assert.deepEqual(episodes, [second, first]);
     assert.equal(others, 10_500 + 1); // and the `ok` between the episodes, each once
+    // Read below the first page's end: what may lie above it (the finding) is said to be missing.
+    assert.deepEqual(
+      later.map((e) => [e.alarmId, e.partial]),
+      [
+        [second, true],
+        [first, true],
+      ],
+    );
+    assert.equal(later[1]?.findings.length, 0);
+  });
+
+  it("answers within the caller's time: a truncated page or 503, and goes on answering", async () => {
+    await twoEpisodes();
+    const subject = healthEventSubject("local", "7");
+    await append(
+      Array.from({ length: 5_000 }, (_, i) => ({
+        subject,
+        body: { id: `7:s${i}`, event: "ok", deviceID: "7", alarmId: null, at: new Date(t0 + 6 * MINUTE).toISOString() },
+      })),
+    );
+    // One millisecond: not enough to read the stream (X-Timeout-Ms, as the page's calls send it).
+    const response = await fetch(`${url}/history?deviceID=7`, { headers: { "x-timeout-ms": "1" } });
+    const body = (await response.json()) as History & { code?: string };
+    if (response.status === 200) assert.ok(body.truncated && body.cursor !== null, JSON.stringify(body).slice(0, 300));
+    else {
+      assert.equal(response.status, 503);
+      assert.equal(body.code, "FANWATCH_BUDGET_EXHAUSTED");
+    }
+    const whole = await get<History>(`${url}/history?deviceID=7`);
+    assert.equal(whole.episodes.length, 2);
+    assert.equal(whole.truncated, false);
   });
 
   it("shows the notifications the notifier sent for each episode", async () => {
@@ -321,6 +362,25 @@ describe("health's history and evidence (real nats-server, real Mosquitto)", { t
     // A fan that is known but has had no transition yet has an empty history.
     const quiet = await get<History>(`${url}/history?deviceID=7`);
     assert.deepEqual(quiet.episodes, []);
+    // A known fan, an episode it never had (any id, or one made like health's): 404 as the actions.
+    for (const alarmId of ["unknown", "7@2026-10-01T00:00:00.000Z"]) {
+      const episode = await get<{ code: string; field: string }>(
+        `${url}/evidence?deviceID=7&alarmId=${encodeURIComponent(alarmId)}`,
+        404,
+      );
+      assert.equal(episode.code, "FANWATCH_HEALTH_NOT_FOUND", alarmId);
+      assert.equal(episode.field, "alarmId", alarmId);
+    }
+    // An old episode the fan no longer remembers, with nothing kept: in the history, so an empty answer.
+    const old = "7@2026-10-01T00:00:00.000Z";
+    await append([
+      {
+        subject: healthEventSubject("local", "7"),
+        body: { id: "7:old", event: "alarm", deviceID: "7", alarmId: old, at: "2026-10-01T00:00:00.000Z" },
+      },
+    ]);
+    const kept = await get<Readings>(`${url}/evidence?deviceID=7&alarmId=${encodeURIComponent(old)}`);
+    assert.deepEqual(kept.readings, []);
   });
 
   it("keeps the readings that led to an episode and those during it, bounded", async () => {
@@ -403,6 +463,9 @@ describe("health's history and evidence (real nats-server, real Mosquitto)", { t
     assert.ok((await metric(url, "health_evidence_failures_total")) > 0);
     const history = await get<History>(`${url}/history?deviceID=5`);
     assert.equal(history.episodes[0]?.evidence.readings, 0);
+    // The episode is known: nothing kept is an empty answer, not a 404.
+    const alarmId = encodeURIComponent(history.episodes[0]?.alarmId ?? "");
+    assert.deepEqual((await get<Readings>(`${url}/evidence?deviceID=5&alarmId=${alarmId}`)).readings, []);
   });
 });
 

@@ -273,13 +273,14 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
       [
         finding?.deviceID,
         finding?.state,
+        finding?.author,
         finding?.acknowledgedBy,
         finding?.result,
         finding?.part,
         finding?.sensor,
         finding?.note,
       ],
-      ["2", "cleared", "bo", "confirmed", "bearing", "vibration", "outer race pitted"],
+      ["2", "cleared", "bo", null, "confirmed", "bearing", "vibration", "outer race pitted"],
     );
     assert.equal((await rows(`"event" = 'assigned'`))[0]?.assignedTo, "bo");
     // JSON nulls are left out, as Telegraf's json_v2 leaves them out.

@@ -11,6 +11,7 @@ import {
 import {
   episodeOpenedMs,
   groupTransitions,
+  settledEpisodes,
   summarise,
   wholeEpisodes,
   type Located,
@@ -129,7 +130,8 @@ describe("episodes from transitions", () => {
     at(6, "ok", null, { state: "ok" }),
     at(10, "alarm", B, { state: "alarm", severity: "critical", cause: "sound" }),
     // A finding on the first episode, recorded while the second is open; an event from a newer health.
-    at(11, "finding", A, { result: "confirmed", part: "bearing", by: "Ana" }),
+    // Notes carry the record of their moment: here B's critical alarm, which is not A's state.
+    at(11, "finding", A, { state: "alarm", severity: "critical", cause: "sound", result: "confirmed", by: "Ana" }),
     at(12, "teleported", B, { state: "alarm", where: "elsewhere" }),
   ];
 
@@ -174,6 +176,25 @@ describe("episodes from transitions", () => {
     });
   });
 
+  it("takes an episode's state, severity and cause from its own events, not from notes on it", () => {
+    const notes = [
+      at(20, "commented", A, { state: "alarm", severity: "critical", cause: "sound", note: "later" }),
+      at(21, "assigned", A, { state: "alarm", severity: "critical", cause: "sound", to: "Bo" }),
+    ];
+    const { episodes } = groupTransitions([...stream, ...notes]);
+    const a = episodes.find((e) => e.alarmId === A);
+    assert.equal(a?.transitions.length, 7);
+    assert.deepEqual(summarise(a?.transitions ?? []), {
+      state: "cleared",
+      severity: "major",
+      cause: "vibration",
+      closed: "2026-11-01T00:00:05.000Z",
+    });
+    // An event this version does not know is shown but does not decide the summary either.
+    const newer = at(13, "teleported", B, { state: "elsewhere", severity: "critical" }).transition;
+    assert.equal(summarise([...(episodes[0]?.transitions ?? []), newer]).state, "alarm");
+  });
+
   it("knows an episode is whole once a state event of another comes before it", () => {
     const { episodes } = groupTransitions(stream.slice(5));
     const whole = wholeEpisodes(stream.slice(5), false);
@@ -187,6 +208,26 @@ describe("episodes from transitions", () => {
     );
     const fromStart = wholeEpisodes(stream, true);
     assert.ok(groupTransitions(stream).episodes.every(fromStart));
+  });
+
+  it("knows an episode can get nothing more once 20 later ones opened (the actions name only the last 20)", () => {
+    // 21 episodes, each opened by an alarm and cleared; a comment on the first after the fourth opened.
+    const stream: Located[] = [];
+    for (let i = 0; i < 21; i++) {
+      const id = `7@2026-11-01T00:${String(i).padStart(2, "0")}:00.000Z`;
+      stream.push(at(10 * i + 1, "alarm", id, { state: "alarm" }), at(10 * i + 2, "cleared", id, { state: "cleared" }));
+      if (i === 3) stream.push(at(10 * i + 3, "commented", "7@2026-11-01T00:00:00.000Z", { note: "late" }));
+    }
+    const { episodes } = groupTransitions(stream);
+    const settled = settledEpisodes(episodes);
+    assert.deepEqual(
+      episodes.filter(settled).map((e) => e.alarmId),
+      ["7@2026-11-01T00:00:00.000Z"],
+    );
+    assert.deepEqual(
+      groupTransitions(stream.slice(2)).episodes.filter(settledEpisodes(groupTransitions(stream.slice(2)).episodes)),
+      [],
+    );
   });
 
   it("reads the opening time from an alarmId, and nothing from another kind of id", () => {

@@ -9,7 +9,7 @@ import { parse as parseYaml } from "yaml";
 import { readWriterConfig } from "../../connectors/influxdb/config.js";
 import { createLineWriter } from "../../connectors/influxdb/influx-client.js";
 import { SCHEMA, toLine } from "../../connectors/influxdb/points.js";
-import { AlarmTransitionSchema } from "../../lib/domain/health.js";
+import { AlarmTransitionSchema, NOTE_EVENTS } from "../../lib/domain/health.js";
 import { REPO_ROOT } from "../support/paths.js";
 
 const read = (path: string) => readFile(join(REPO_ROOT, path), "utf8");
@@ -22,6 +22,11 @@ interface JsonV2 {
   timestamp_format: string;
   tag: Array<{ path: string; optional?: boolean }>;
   field: Array<{ path: string; type: string; rename?: string; optional?: boolean }>;
+}
+interface RenameProcessor {
+  namepass: string[];
+  tagpass: Record<string, string[]>;
+  replace: Array<{ field: string; dest: string }>;
 }
 interface MqttInput {
   servers: string[];
@@ -56,7 +61,9 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
   });
 
   it("declares exactly the documented schema: measurements, tags and field types", async () => {
-    const config = await toml<{ inputs: { mqtt_consumer: MqttInput[] } }>("deploy/telegraf/telegraf.conf");
+    const config = await toml<{ inputs: { mqtt_consumer: MqttInput[] }; processors?: { rename?: RenameProcessor[] } }>(
+      "deploy/telegraf/telegraf.conf",
+    );
     const telegrafTypes: Record<string, string> = { float: "float", int: "integer", string: "string", bool: "boolean" };
     const declared = Object.fromEntries(
       config.inputs.mqtt_consumer.map((input) => {
@@ -71,7 +78,26 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
         ];
       }),
     );
+    // A field renamed for some points (a note's author) is a field of its own with the same type.
+    for (const rename of config.processors?.rename ?? [])
+      for (const measurement of rename.namepass)
+        for (const { field, dest } of rename.replace) {
+          const fields = (declared[measurement] as { fields: Record<string, string> } | undefined)?.fields;
+          assert.ok(fields?.[field] !== undefined, `processors.rename: ${measurement} has a field ${field}`);
+          fields[dest] = fields[field];
+        }
     assert.deepEqual(declared, JSON.parse(JSON.stringify(SCHEMA)));
+  });
+
+  it("names a note's writer `author` and who acted `acknowledgedBy`, as the writer does", async () => {
+    const config = await toml<{ processors: { rename: RenameProcessor[] } }>("deploy/telegraf/telegraf.conf");
+    assert.deepEqual(JSON.parse(JSON.stringify(config.processors.rename)), [
+      {
+        namepass: ["health"],
+        tagpass: { event: [...NOTE_EVENTS] },
+        replace: [{ field: "acknowledgedBy", dest: "author" }],
+      },
+    ]);
   });
 
   it("marks optional exactly the health fields a transition may lack (json_v2 drops the whole message on a missing path otherwise)", async () => {
@@ -290,7 +316,7 @@ describe("the writer's points and InfluxDB APIs", () => {
       toLine("health", Buffer.from(JSON.stringify({ ...base, event: "assigned", id: "3:1", to: "bo" })), 0),
       {
         ok: true,
-        line: 'health,deviceID=3,event=assigned,state=ok acknowledged=F,acknowledgedBy="ann",alarmId="3@2026-11-27T09:00:00.000Z",assignedTo="bo",probability=0.02,severity="none" 1795773900000000000',
+        line: 'health,deviceID=3,event=assigned,state=ok acknowledged=F,alarmId="3@2026-11-27T09:00:00.000Z",assignedTo="bo",author="ann",probability=0.02,severity="none" 1795773900000000000',
       },
     );
     const finding = {
@@ -304,7 +330,7 @@ describe("the writer's points and InfluxDB APIs", () => {
     };
     assert.deepEqual(toLine("health", Buffer.from(JSON.stringify(finding)), 0), {
       ok: true,
-      line: 'health,deviceID=3,event=finding,state=ok acknowledged=F,acknowledgedBy="ann",alarmId="3@2026-11-27T09:00:00.000Z",note="worn",part="bearing",probability=0.02,result="confirmed",sensor="vibration",severity="none" 1795773900000000000',
+      line: 'health,deviceID=3,event=finding,state=ok acknowledged=F,alarmId="3@2026-11-27T09:00:00.000Z",author="ann",note="worn",part="bearing",probability=0.02,result="confirmed",sensor="vibration",severity="none" 1795773900000000000',
     });
   });
 
