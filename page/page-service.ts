@@ -169,7 +169,7 @@ export class PageService extends ServiceBase {
       return void this.#metrics
         .metrics()
         .then((text) => res.writeHead(200, { "content-type": this.#metrics.contentType }).end(text));
-    if (this.#page.handle(req, res)) return;
+    if (this.#page.handle(req, res) || res.headersSent) return;
     sendErrorCode(res, "FANWATCH_NOT_FOUND", `no route ${req.method} ${path}: the page is at /ui/`);
   };
 }

@@ -146,8 +146,13 @@ export class WebPage extends ServiceBase {
     }
   };
 
-  /** Serves the page's paths; false for any other. */
-  readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => {
+  /**
+   * Serves the page's paths; false for any other. A response already under way counts as served,
+   * so that the server around (the page service, the gateway) never answers it a second time.
+   */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => this.#route(req, res) || res.headersSent;
+
+  #route(req: IncomingMessage, res: ServerResponse): boolean {
     const url = new URL(req.url ?? "/", "http://page");
     const path = url.pathname;
     if (path === "/" || path === "/ui") {
@@ -181,7 +186,7 @@ export class WebPage extends ServiceBase {
     }
     serveFile(file, res);
     return true;
-  };
+  }
 
   #openStream(req: IncomingMessage, res: ServerResponse): void {
     // Another site's page may not take one of the places (EventSource sends no CSRF token).

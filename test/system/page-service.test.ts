@@ -195,6 +195,19 @@ describe("the page service with sign-in local, over HTTP", { timeout: 120_000 },
     }
   });
 
+  it("answers a wrong method on its API 405 and goes on serving", async () => {
+    for (const [method, path] of [
+      ["POST", "/ui/api/session"],
+      ["GET", "/ui/api/health"],
+      ["DELETE", "/ui/api/history"],
+    ] as const) {
+      const answer = await fetch(`${page.url}${path}`, { method, ...(method === "POST" ? { body: "{}" } : {}) });
+      assert.equal(answer.status, 405, `${method} ${path}`);
+      assert.equal(ErrorSchema.parse(await answer.json()).code, "FANWATCH_METHOD_NOT_ALLOWED");
+    }
+    assert.equal((await fetch(`${page.url}/healthz`)).status, 200);
+  });
+
   it("asks whoever is not signed in to sign in: the page redirects, the API and the stream answer 401", async () => {
     const index = await fetch(`${page.url}/ui/fans/7`, { redirect: "manual" });
     assert.equal(index.status, 303);
