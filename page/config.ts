@@ -17,6 +17,7 @@ export const PAGE_DEFAULTS = Object.freeze({
   PAGE_SESSION_IDLE: "2h",
   PAGE_SESSION_MAX: "12h",
   PAGE_COOKIE_SECURE: false,
+  PAGE_ALLOW_PLAIN_HTTP: false,
   PAGE_PROXY_USER_HEADER: "x-forwarded-user",
   PAGE_PROXY_GROUPS_HEADER: "x-forwarded-groups",
   PAGE_PROXY_DEFAULT_ROLE: "viewer",
@@ -91,6 +92,12 @@ export const PAGE_SETTINGS = defineSettings({
     env: ["PAGE_COOKIE_SECURE"],
     help: "mark the session cookie Secure even when the page does not see https (true when a TLS proxy does not say X-Forwarded-Proto)",
     default: d.PAGE_COOKIE_SECURE,
+    schema: trueOrFalse.default(false),
+  },
+  PAGE_ALLOW_PLAIN_HTTP: {
+    env: ["PAGE_ALLOW_PLAIN_HTTP"],
+    help: "allow sign-in local on a non-loopback address over plain http (passwords and cookies in clear): only for a trial on a network you trust",
+    default: d.PAGE_ALLOW_PLAIN_HTTP,
     schema: trueOrFalse.default(false),
   },
   PAGE_TRUSTED_PROXIES: {
@@ -246,6 +253,12 @@ export function readPageConfig(env?: NodeJS.ProcessEnv, given: Partial<PageSetti
     );
   if ((s.PAGE_TLS_CERT_FILE === undefined) !== (s.PAGE_TLS_KEY_FILE === undefined))
     throw new ConfigError("https needs both PAGE_TLS_CERT_FILE and PAGE_TLS_KEY_FILE");
+  // Passwords and session cookies would cross the network in clear: https here or at a proxy in front.
+  const https = s.PAGE_TLS_CERT_FILE !== undefined || s.PAGE_COOKIE_SECURE;
+  if (s.PAGE_SIGN_IN === "local" && !isLoopback(s.PAGE_HOST) && !https && !s.PAGE_ALLOW_PLAIN_HTTP)
+    throw new ConfigError(
+      `sign-in local on ${s.PAGE_HOST} over plain http would send passwords and session cookies in clear: give the page a certificate (PAGE_TLS_CERT_FILE and PAGE_TLS_KEY_FILE), or put a TLS proxy in front and set PAGE_COOKIE_SECURE=true; PAGE_ALLOW_PLAIN_HTTP=true allows it for a trial`,
+    );
   return {
     signIn: s.PAGE_SIGN_IN,
     usersFile: s.PAGE_USERS_FILE,

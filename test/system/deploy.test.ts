@@ -284,6 +284,11 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     };
     assert.equal(secretOf(env.get("PAGE_USERS_FILE") ?? ""), "fanwatch-page-users");
     assert.equal(secretOf(env.get("PAGE_USER_SECRET_FILE") ?? ""), "fanwatch-page-user-secret");
+    // https on the plant network: the certificate from its kubernetes.io/tls Secret, cookies Secure.
+    assert.equal(secretOf(env.get("PAGE_TLS_CERT_FILE") ?? ""), "fanwatch-page-tls");
+    assert.equal(secretOf(env.get("PAGE_TLS_KEY_FILE") ?? ""), "fanwatch-page-tls");
+    assert.equal(env.get("PAGE_COOKIE_SECURE"), "true");
+    assert.equal(env.has("PAGE_ALLOW_PLAIN_HTTP"), false);
     assert.equal(new URL(env.get("HEALTH_URL") ?? "").host, "gateway.openfaas:8080");
     const stack = parse(await readFile(join(REPO_ROOT, "stack.yml"), "utf8")) as {
       functions: Record<string, { secrets?: string[] }>;
@@ -726,6 +731,14 @@ describe("deploy/faasd", () => {
           made.has(volume.source.replace(/^\.\/fanwatch\//, "")),
           `${volume.source} is a folder the setup makes`,
         );
+    const page = compose.services.page;
+    const pageEnv = new Map((page?.environment ?? []).map((e) => e.split("=", 2) as [string, string]));
+    for (const tlsFile of [pageEnv.get("PAGE_TLS_CERT_FILE"), pageEnv.get("PAGE_TLS_KEY_FILE")])
+      assert.ok(
+        (page?.volumes ?? []).some((v) => (tlsFile ?? "").startsWith(`${v.target}/`)),
+        "the page serves https from a mounted certificate",
+      );
+    assert.equal(pageEnv.get("PAGE_COOKIE_SECURE"), "true");
     const env = new Map((notifier?.environment ?? []).map((e) => e.split("=", 2) as [string, string]));
     const keyFile = env.get("NOTIFY_WEBHOOK_SECRET_FILE") ?? "";
     assert.ok(

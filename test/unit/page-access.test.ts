@@ -109,4 +109,17 @@ describe("the page's sign-in parts", () => {
     assert.throws(() => readPageConfig({ ...base, PAGE_PROXY_ROLES: "maintenance=boss" }), /PAGE_PROXY_ROLES/);
     assert.ok(isLoopback("127.0.0.1") && isLoopback("::1") && !isLoopback("0.0.0.0"));
   });
+
+  it("refuses sign-in local on the network over plain http, unless https is there or allowed", () => {
+    const base = { PAGE_USER_SECRET: "x".repeat(32), PAGE_USERS_FILE: "users", PAGE_HOST: "0.0.0.0" };
+    assert.throws(
+      () => readPageConfig(base),
+      /in clear.*PAGE_TLS_CERT_FILE.*PAGE_COOKIE_SECURE.*PAGE_ALLOW_PLAIN_HTTP/,
+    );
+    const tls = { PAGE_TLS_CERT_FILE: "tls.crt", PAGE_TLS_KEY_FILE: "tls.key" };
+    assert.deepEqual(readPageConfig({ ...base, ...tls }).tls, { certFile: "tls.crt", keyFile: "tls.key" });
+    assert.equal(readPageConfig({ ...base, PAGE_COOKIE_SECURE: "true" }).cookieSecure, true);
+    assert.equal(readPageConfig({ ...base, PAGE_ALLOW_PLAIN_HTTP: "true" }).host, "0.0.0.0");
+    assert.equal(readPageConfig({ ...base, PAGE_HOST: "127.0.0.1" }).host, "127.0.0.1");
+  });
 });
