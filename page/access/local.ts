@@ -7,7 +7,7 @@ import { canAct } from "../../lib/infra/signed-user.js";
 import { noSignIns, type Access, type AccessStats, type SignInOutcome, type Visitor } from "./access.js";
 import { cookie, readCookie, SESSION_COOKIE, SIGNIN_COOKIE } from "./cookies.js";
 import { CSRF_HEADER, foreignOrigin, tokenMatches } from "./origin.js";
-import { dummyHash, verifyPassword } from "./password.js";
+import { dummyHash, passwordFingerprint, verifyPassword } from "./password.js";
 import type { TrustedProxies } from "./peers.js";
 import { Sessions, token } from "./sessions.js";
 import { safeNext, signInForm } from "./signin-form.js";
@@ -25,7 +25,12 @@ export interface LocalAccessOptions {
   /** PAGE_COOKIE_SECURE: Secure cookies even when the page does not see https (a proxy that does not say). */
   cookieSecure: boolean;
   log: Logger;
-  /** Failed sign-ins per user name: 5, then a wait that doubles from 30 s up to 15 min. */
+  /** Failed sign-ins per user name from one client address: 5, then a wait that doubles from 30 s up to 15 min. */
+  userAtAddressThrottle?: AttemptThrottle;
+  /**
+   * Failed sign-ins per user name from anywhere: many (50), so that nobody can lock a named
+   * engineer out from another machine, while a guesser spread over many addresses is still slowed.
+   */
   userThrottle?: AttemptThrottle;
   /** Failed sign-ins per client address: more allowed, as a plant's clients may share one address. */
   addressThrottle?: AttemptThrottle;
@@ -34,12 +39,14 @@ export interface LocalAccessOptions {
 /**
  * Sign-in "local": users from the users file, sessions in memory (docs/page.md). The form's POST
  * carries a token from its own cookie (login CSRF: another site cannot sign a visitor in as
- * someone else), is refused from another site's page, and is throttled per user and per client
- * address; an unknown name costs as much time as a known one.
+ * someone else), is refused from another site's page, and is throttled per user and client
+ * address, more loosely per user alone and per client address; an unknown name costs as much time
+ * as a known one.
  */
 export class LocalAccess implements Access {
   readonly mode = "local";
   readonly #o: LocalAccessOptions;
+  readonly #userAtAddressThrottle: AttemptThrottle;
   readonly #userThrottle: AttemptThrottle;
   readonly #addressThrottle: AttemptThrottle;
   readonly #dummy = dummyHash();
@@ -48,16 +55,18 @@ export class LocalAccess implements Access {
 
   constructor(options: LocalAccessOptions) {
     this.#o = options;
-    this.#userThrottle = options.userThrottle ?? new AttemptThrottle();
+    this.#userAtAddressThrottle = options.userAtAddressThrottle ?? new AttemptThrottle();
+    this.#userThrottle = options.userThrottle ?? new AttemptThrottle({ maxFailures: 50 });
     this.#addressThrottle = options.addressThrottle ?? new AttemptThrottle({ maxFailures: 20 });
   }
 
   visitor(req: IncomingMessage): Visitor | undefined {
     const session = this.#o.sessions.touch(readCookie(req, SESSION_COOKIE));
     if (session === undefined) return undefined;
-    // The file's word, not the session's: a user removed or demoted there is so at once.
+    // The file's word, not the session's: a user removed or demoted there is so at once, and one
+    // whose password changed signs in again with the new one.
     const user = this.#o.users.get(session.name);
-    if (user === undefined) {
+    if (user === undefined || passwordFingerprint(user.hash) !== session.fingerprint) {
       this.#o.sessions.end(session.id);
       return undefined;
     }
@@ -152,8 +161,12 @@ export class LocalAccess implements Access {
       );
 
     const userKey = `user:${name}`;
-    const addressKeyed = `address:${addressKey(this.#o.proxies.clientAddress(req))}`;
+    const address = addressKey(this.#o.proxies.clientAddress(req));
+    const addressKeyed = `address:${address}`;
+    // JSON: neither a name nor an address can forge the other's part of the key.
+    const userAtAddressKey = JSON.stringify([name, address]);
     const wait = Math.max(
+      this.#userAtAddressThrottle.check(userAtAddressKey).retryAfterSeconds,
       this.#userThrottle.check(userKey).retryAfterSeconds,
       this.#addressThrottle.check(addressKeyed).retryAfterSeconds,
     );
@@ -185,14 +198,15 @@ export class LocalAccess implements Access {
       this.#verifying--;
     }
     if (!matches || user === undefined) {
+      this.#userAtAddressThrottle.recordFailure(userAtAddressKey);
       this.#userThrottle.recordFailure(userKey);
       this.#addressThrottle.recordFailure(addressKeyed);
       this.#o.log.warn({ event: "signin_failed", user: name.slice(0, 64), address: addressKeyed }, "sign-in failed");
       return refuse("failure", "FANWATCH_UNAUTHENTICATED", "wrong name or password", { next, name });
     }
-    this.#userThrottle.recordSuccess(userKey);
+    this.#userAtAddressThrottle.recordSuccess(userAtAddressKey);
     this.#signIns.success++;
-    const session = this.#o.sessions.create(user.name);
+    const session = this.#o.sessions.create(user.name, passwordFingerprint(user.hash));
     this.#o.log.info({ event: "signed_in", user: user.name, role: user.role }, "signed in");
     const secure = this.#secure(req);
     res

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import http from "node:http";
+import net from "node:net";
 import { writeFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
 import { z } from "zod";
@@ -50,6 +51,24 @@ async function act(page: TestPage, headers: Record<string, string>, body: unknow
     headers: { "content-type": "application/json", ...headers },
     body: JSON.stringify(body),
   });
+}
+
+/** A loopback port whose connections reach `target` from `address` (another machine, as the page sees it). */
+async function fromAddress(target: string, address: string): Promise<{ url: string; close(): void }> {
+  const { hostname, port } = new URL(target);
+  const server = net.createServer((client) => {
+    const upstream = net.connect({ host: hostname, port: Number(port), localAddress: address });
+    client.pipe(upstream).pipe(client);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  return { url, close: () => server.close() };
 }
 
 describe("the page service with sign-in local, over HTTP", { timeout: 120_000 }, () => {
@@ -130,15 +149,22 @@ describe("the page service with sign-in local, over HTTP", { timeout: 120_000 },
     assert.equal(ErrorSchema.parse(await forged.json()).code, "FANWATCH_CSRF_REFUSED");
   });
 
-  it("throttles a user after 5 failed sign-ins: 429 with Retry-After, even with the right password", async () => {
+  it("throttles a user after 5 failed sign-ins from one address: 429 with Retry-After, even with the right password", async () => {
     const name = "viktor";
     for (let i = 0; i < 5; i++) assert.equal((await postSignIn(page.url, name, `wrong guess ${i}`)).status, 401);
     const throttled = await postSignIn(page.url, name, VIEWER.password);
     assert.equal(throttled.status, 429);
     assert.equal(ErrorSchema.parse(await throttled.json()).code, "FANWATCH_TOO_MANY_ATTEMPTS");
     assert.ok(Number(throttled.headers.get("retry-after")) >= 1, "Retry-After in seconds");
-    // Another user from elsewhere is not locked out by it.
+    // Another user from the same address is not locked out by it.
     await signIn(page.url, ENGINEER.name, ENGINEER.password);
+    // Nor is the user from another machine: whoever guessed cannot lock a named engineer out.
+    const elsewhere = await fromAddress(page.url, "127.0.0.2");
+    try {
+      assert.equal((await postSignIn(elsewhere.url, name, VIEWER.password)).status, 303);
+    } finally {
+      elsewhere.close();
+    }
   });
 
   it("passes an engineer's action to health with their signed name, whatever the body's by", async () => {

@@ -2,11 +2,16 @@ import assert from "node:assert/strict";
 import type { IncomingMessage } from "node:http";
 import { describe, it } from "node:test";
 import { ConfigError } from "../../lib/errors.js";
-import { hashPassword, parseHash, verifyPassword } from "../../page/access/password.js";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createLogger } from "../../lib/infra/log.js";
+import { LocalAccess } from "../../page/access/local.js";
+import { hashPassword, parseHash, passwordFingerprint, verifyPassword } from "../../page/access/password.js";
 import { TrustedProxies } from "../../page/access/peers.js";
 import { Sessions } from "../../page/access/sessions.js";
 import { safeNext } from "../../page/access/signin-form.js";
-import { parseUsers, userLine } from "../../page/access/users.js";
+import { parseUsers, userLine, UsersFile } from "../../page/access/users.js";
 import { isLoopback, readPageConfig } from "../../page/config.js";
 
 const LOW_COST = { N: 1024, r: 8, p: 1 };
@@ -60,20 +65,69 @@ describe("the page's sign-in parts", () => {
   it("ends a session after its idle time or its maximum age, and at sign-out", () => {
     let now = 0;
     const sessions = new Sessions({ idleMs: 1_000, maxAgeMs: 5_000, now: () => now });
-    const a = sessions.create("erika");
+    const a = sessions.create("erika", "f");
     now = 900;
     assert.equal(sessions.touch(a.id)?.name, "erika");
     now = 1_800;
     assert.equal(sessions.touch(a.id)?.name, "erika", "each request restarts the idle clock");
     now = 2_900;
     assert.equal(sessions.touch(a.id), undefined, "idle too long");
-    const b = sessions.create("erika");
+    const b = sessions.create("erika", "f");
     for (now = 3_000; now < 8_000; now += 900) sessions.touch(b.id);
     assert.equal(sessions.touch(b.id), undefined, "past its maximum age however active");
-    const c = sessions.create("otto");
+    const c = sessions.create("otto", "f");
     sessions.end(c.id);
     assert.equal(sessions.touch(c.id), undefined);
     assert.notEqual(a.csrf, b.csrf);
+  });
+
+  it("caps one user's sessions, ending that user's oldest first, never another's", () => {
+    const sessions = new Sessions({ idleMs: 60_000, maxAgeMs: 60_000, maxPerUser: 3, maxSessions: 5 });
+    const otto = sessions.create("otto", "f");
+    const erikas = Array.from({ length: 10 }, () => sessions.create("erika", "f"));
+    assert.equal(sessions.touch(otto.id)?.name, "otto", "erika signing in again and again ends none of otto's");
+    assert.deepEqual(
+      erikas.map((s) => sessions.touch(s.id) !== undefined),
+      [false, false, false, false, false, false, false, true, true, true],
+      "erika keeps her newest 3",
+    );
+    assert.equal(sessions.size, 4);
+  });
+
+  it("ends a user's sessions once their password in the users file changed", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fanwatch-users-"));
+    try {
+      const file = join(dir, "users");
+      await writeFile(
+        file,
+        `${userLine("erika", "engineer", await hashPassword("the old long password", LOW_COST))}
+`,
+      );
+      const users = new UsersFile(file, () => {}, 0);
+      const sessions = new Sessions({ idleMs: 60_000, maxAgeMs: 60_000 });
+      const access = new LocalAccess({
+        users,
+        sessions,
+        proxies: new TrustedProxies([]),
+        cookieSecure: false,
+        log: createLogger("test", "silent"),
+      });
+      const erika = users.get("erika");
+      assert.ok(erika !== undefined);
+      const session = sessions.create("erika", passwordFingerprint(erika.hash));
+      const browser = request("127.0.0.1", { cookie: `fanwatch_session=${session.id}` });
+      assert.equal(access.visitor(browser)?.user?.name, "erika");
+      // The same role, a new password: whoever knew the old one is signed out.
+      await writeFile(
+        file,
+        `${userLine("erika", "engineer", await hashPassword("the new long password", LOW_COST))}
+`,
+      );
+      assert.equal(access.visitor(browser), undefined);
+      assert.equal(sessions.touch(session.id), undefined, "the session is ended, not only refused");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("believes forwarded headers only from a trusted proxy", () => {
