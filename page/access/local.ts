@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { BodyTooLargeError, FanwatchError, type ErrorCode } from "../../lib/errors.js";
 import { readBody } from "../../lib/infra/http/body.js";
+import { sendErrorCode } from "../../lib/infra/http/error-answer.js";
 import { addressKey, AttemptThrottle } from "../../lib/infra/http/attempt-throttle.js";
 import type { Logger } from "../../lib/infra/log.js";
 import { canAct } from "../../lib/infra/signed-user.js";
@@ -88,12 +89,13 @@ export class LocalAccess implements Access {
     return false;
   }
 
-  /** A failure nobody expected is logged and answered 500, never left to crash the process. */
+  /** A failure nobody expected is logged and answered 500 (a bug, not a wrong password), never left to crash the process. */
   #settle(work: Promise<void>, res: ServerResponse): void {
     work.catch((error: unknown) => {
-      this.#o.log.error({ event: "signin_error", err: String(error) }, "sign-in failed unexpectedly");
+      const err = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      this.#o.log.error({ event: "signin_error", err }, "sign-in failed unexpectedly");
       if (!res.headersSent)
-        sendJsonError(res, 401, "FANWATCH_UNAUTHENTICATED", "sign-in failed unexpectedly; try again");
+        sendErrorCode(res, "FANWATCH_INTERNAL", "sign-in failed unexpectedly; the page's log says why");
       else res.destroy();
     });
   }
@@ -134,7 +136,7 @@ export class LocalAccess implements Access {
       this.#signIns[outcome]++;
       const status = new FanwatchError(code, message).status ?? 400;
       if (wantsHtml(req)) this.#form(req, res, status, { ...fields, message }, headers);
-      else sendJsonError(res, status, code, message, headers);
+      else sendErrorCode(res, code, message, { ...headers, "cache-control": "no-store" });
     };
     const foreign = foreignOrigin(req.headers);
     if (foreign !== undefined) {
@@ -220,11 +222,8 @@ export class LocalAccess implements Access {
 
   /** Sign-out is a POST with the session's token (header or form field): another site cannot sign people out. */
   async #signOut(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (req.method !== "POST") {
-      res.writeHead(405, { allow: "POST", "content-type": "application/json" });
-      res.end(JSON.stringify({ error: "sign out with POST /ui/signout", code: "FANWATCH_METHOD_NOT_ALLOWED" }));
-      return;
-    }
+    if (req.method !== "POST")
+      return sendErrorCode(res, "FANWATCH_METHOD_NOT_ALLOWED", "sign out with POST /ui/signout", { allow: "POST" });
     const id = readCookie(req, SESSION_COOKIE);
     const session = this.#o.sessions.touch(id);
     let given = req.headers[CSRF_HEADER];
@@ -239,7 +238,7 @@ export class LocalAccess implements Access {
     } else req.resume();
     const foreign = foreignOrigin(req.headers);
     if (session !== undefined && (foreign !== undefined || !tokenMatches(given, session.csrf)))
-      return sendJsonError(res, 403, "FANWATCH_CSRF_REFUSED", "sign-out refused: it lacks the session's CSRF token");
+      return sendErrorCode(res, "FANWATCH_CSRF_REFUSED", "sign-out refused: it lacks the session's CSRF token");
     this.#o.sessions.end(session?.id);
     if (session !== undefined) this.#o.log.info({ event: "signed_out", user: session.name }, "signed out");
     res
@@ -255,16 +254,4 @@ export class LocalAccess implements Access {
 /** A browser's form submission wants the form back; a script or curl the JSON error. */
 function wantsHtml(req: IncomingMessage): boolean {
   return (req.headers.accept ?? "").includes("text/html");
-}
-
-function sendJsonError(
-  res: ServerResponse,
-  status: number,
-  code: ErrorCode,
-  message: string,
-  headers: Record<string, string> = {},
-): void {
-  res
-    .writeHead(status, { ...headers, "content-type": "application/json", "cache-control": "no-store" })
-    .end(JSON.stringify({ error: message, code }));
 }

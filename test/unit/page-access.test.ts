@@ -100,8 +100,7 @@ describe("the page's sign-in parts", () => {
       const file = join(dir, "users");
       await writeFile(
         file,
-        `${userLine("erika", "engineer", await hashPassword("the old long password", LOW_COST))}
-`,
+        `${userLine("erika", "engineer", await hashPassword("the old long password", LOW_COST))}\n`,
       );
       const users = new UsersFile(file, () => {}, 0);
       const sessions = new Sessions({ idleMs: 60_000, maxAgeMs: 60_000 });
@@ -120,8 +119,7 @@ describe("the page's sign-in parts", () => {
       // The same role, a new password: whoever knew the old one is signed out.
       await writeFile(
         file,
-        `${userLine("erika", "engineer", await hashPassword("the new long password", LOW_COST))}
-`,
+        `${userLine("erika", "engineer", await hashPassword("the new long password", LOW_COST))}\n`,
       );
       assert.equal(access.visitor(browser), undefined);
       assert.equal(sessions.touch(session.id), undefined, "the session is ended, not only refused");
@@ -146,7 +144,19 @@ describe("the page's sign-in parts", () => {
 
   it("sends a signed-in browser only to the page's own paths", () => {
     assert.equal(safeNext("/ui/fans/7"), "/ui/fans/7");
-    for (const bad of [undefined, "https://evil.example/", "//evil.example/ui/", "/ui/\\\\evil.example", "/other"])
+    assert.equal(safeNext("/ui/?fan=7&x=%0d%0a"), "/ui/?fan=7&x=%0d%0a", "encoded, as a browser sends it");
+    for (const bad of [
+      undefined,
+      "https://evil.example/",
+      "//evil.example/ui/",
+      "/ui/\\\\evil.example",
+      "/other",
+      "/ui/\r\nset-cookie: x=1",
+      "/ui/\u0000",
+      "/ui/a b",
+      "/ui/fän",
+      `/ui/${"x".repeat(2048)}`,
+    ])
       assert.equal(safeNext(bad), "/ui/", String(bad));
   });
 
