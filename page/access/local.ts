@@ -12,6 +12,7 @@ import { dummyHash, passwordFingerprint, verifyPassword } from "./password.js";
 import type { TrustedProxies } from "./peers.js";
 import { Sessions, token } from "./sessions.js";
 import { safeNext, signInForm } from "./signin-form.js";
+import { PAGE_CSP } from "../ui-files.js";
 import type { UsersFile } from "./users.js";
 
 /** A sign-in form is a name, a password and two tokens. */
@@ -119,7 +120,7 @@ export class LocalAccess implements Access {
         "content-type": "text/html; charset=utf-8",
         "cache-control": "no-store",
         "x-frame-options": "DENY",
-        "content-security-policy": "default-src 'self'; frame-ancestors 'none'",
+        "content-security-policy": PAGE_CSP,
         "set-cookie": cookie(SIGNIN_COOKIE, csrf, this.#secure(req), 3600),
       })
       .end(signInForm({ ...fields, csrf }));

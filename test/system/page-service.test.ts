@@ -234,6 +234,18 @@ describe("the page service with sign-in local, over HTTP", { timeout: 120_000 },
     assert.equal((await fetch(`${page.url}/healthz`)).status, 200);
   });
 
+  it("serves its documents with a content security policy: its own files only, never framed", async () => {
+    const me = await signIn(page.url, ENGINEER.name, ENGINEER.password);
+    for (const path of ["/ui/", "/ui/fans/7", "/ui/signin"]) {
+      const answer = await fetch(`${page.url}${path}`, { headers: { cookie: me.cookie } });
+      assert.equal(answer.status, 200, path);
+      const csp = answer.headers.get("content-security-policy") ?? "";
+      for (const directive of ["default-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"])
+        assert.ok(csp.includes(directive), `${path}: ${directive} in ${csp}`);
+      assert.equal(answer.headers.get("x-frame-options"), "DENY", path);
+    }
+  });
+
   it("asks whoever is not signed in to sign in: the page redirects, the API and the stream answer 401", async () => {
     const index = await fetch(`${page.url}/ui/fans/7`, { redirect: "manual" });
     assert.equal(index.status, 303);
