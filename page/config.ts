@@ -1,8 +1,8 @@
-import { isIP } from "node:net";
 import { z } from "zod";
 import { ConfigError } from "../lib/errors.js";
 import { durationSchema } from "../lib/infra/duration.js";
 import { hostListSchema } from "../lib/infra/http/allowed-hosts.js";
+import { isLoopback } from "../lib/infra/net.js";
 import { defineSettings, readSettingsFrom, SECRET_SETTINGS, type SettingValues } from "../lib/infra/settings.js";
 import { ROLES, USER_SIGNING_SETTINGS, type Role } from "../lib/infra/signed-user.js";
 import { SIGN_IN_MODES, type SignInMode } from "./access/access.js";
@@ -288,11 +288,4 @@ export function readPageConfig(env?: NodeJS.ProcessEnv, given: Partial<PageSetti
     userSecret: s.PAGE_USER_SECRET,
     secretPath: s.SECRET_MOUNT_PATH,
   };
-}
-
-/** 127.0.0.0/8, ::1, localhost. */
-export function isLoopback(host: string): boolean {
-  if (host === "localhost") return true;
-  if (isIP(host) === 4) return host.startsWith("127.");
-  return host === "::1" || host === "[::1]";
 }

@@ -12,7 +12,8 @@ import { TrustedProxies } from "../../page/access/peers.js";
 import { Sessions } from "../../page/access/sessions.js";
 import { safeNext } from "../../page/access/signin-form.js";
 import { parseUsers, userLine, UsersFile } from "../../page/access/users.js";
-import { isLoopback, readPageConfig } from "../../page/config.js";
+import { isLoopback } from "../../lib/infra/net.js";
+import { readPageConfig } from "../../page/config.js";
 
 const LOW_COST = { N: 1024, r: 8, p: 1 };
 
