@@ -413,6 +413,17 @@ describe("the page behind an OpenID Connect proxy (a stand-in proxy)", { timeout
     assert.deepEqual(health.calls.at(-1)?.user, { name: "petra", role: "engineer" });
   });
 
+  it("takes an OpenID Connect e-mail address as the name, and nothing that could be markup", async () => {
+    const sessionOf = async (user: string) =>
+      SessionSchema.parse(
+        await (await fetch(`${proxyUrl}/ui/api/session`, { headers: { "x-stand-in-user": user } })).json(),
+      ).user;
+    const email = "ana.lopez+plant@example.com";
+    assert.deepEqual(await sessionOf(email), { name: email, role: "engineer" });
+    assert.equal(await sessionOf(`${"a".repeat(120)}@example.com`), null, "over 128 characters");
+    assert.equal(await sessionOf("<b>ana</b>"), null);
+  });
+
   it("ignores the same header from any other address", async () => {
     const headers = { "x-forwarded-user": "petra", "x-forwarded-groups": "maintenance" };
     const session = SessionSchema.parse(await (await fetch(`${page.url}/ui/api/session`, { headers })).json());
