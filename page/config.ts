@@ -146,9 +146,14 @@ export const PAGE_SETTINGS = defineSettings({
   PAGE_PORT: {
     env: ["PAGE_PORT"],
     flag: "--port <port>",
-    help: "port of the page, /healthz and /metrics",
+    help: "port of the page and /healthz, and of /metrics unless PAGE_METRICS_PORT is set",
     default: d.PAGE_PORT,
     schema: port(d.PAGE_PORT),
+  },
+  PAGE_METRICS_PORT: {
+    env: ["PAGE_METRICS_PORT"],
+    help: "a port of its own for /metrics (plain http, where the page listens), so that a NetworkPolicy can admit only the monitoring to it; unset: /metrics on PAGE_PORT",
+    schema: z.coerce.number().int().min(0).max(65_535).optional(),
   },
   PAGE_HOST: {
     env: ["PAGE_HOST"],
@@ -220,6 +225,8 @@ export interface PageConfig {
     signOutUrl: string;
   };
   port: number;
+  /** /metrics on a port of its own (0: any free one); undefined: on `port`. */
+  metricsPort: number | undefined;
   host: string;
   hosts: string[];
   /** Certificate and key files: the page serves https itself. */
@@ -275,6 +282,7 @@ export function readPageConfig(env?: NodeJS.ProcessEnv, given: Partial<PageSetti
       signOutUrl: s.PAGE_PROXY_SIGNOUT_URL,
     },
     port: s.PAGE_PORT,
+    metricsPort: s.PAGE_METRICS_PORT,
     host: s.PAGE_HOST,
     hosts: s.PAGE_HOSTS,
     tls:

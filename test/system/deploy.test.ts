@@ -556,7 +556,7 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       ["users (plant network) → the page", OUTSIDE, page, 8080],
       ["the page → Mosquitto (reading the fleet)", page, mosquitto, 1883],
       ["the page → gateway (health's records and the users' actions)", page, gateway, 8080],
-      ["Prometheus (fanwatch.io/monitoring namespace) → the page's metrics", scraper, page, 8080],
+      ["Prometheus (fanwatch.io/monitoring namespace) → the page's metrics", scraper, page, 9102],
     ];
     for (const [what, from, to, port] of allowed) assert.ok(allows(policies, from, to, port), `${what} is allowed`);
     assert.ok(allows(policies, alertmanager, alertmanager, 9094, "UDP"), "Alertmanager ↔ Alertmanager (gossip, UDP)");
@@ -629,6 +629,7 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       ["the page → outside", page, OUTSIDE, 443],
       ["the page → functions directly, past the gateway", page, health, 8080],
       ["outside → the page's other ports", OUTSIDE, page, 8081],
+      ["users (plant network) → the page's metrics", OUTSIDE, page, 9102],
       ["a pod of another namespace → the page (it is for people on the plant network)", inClusterPod, page, 8080],
     ];
     for (const [what, from, to, port] of denied) assert.ok(!allows(policies, from, to, port), `${what} is denied`);

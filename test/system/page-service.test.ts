@@ -126,6 +126,20 @@ describe("the page service with sign-in local, over HTTP", { timeout: 120_000 },
     }
   });
 
+  it("serves /metrics on PAGE_METRICS_PORT alone when set, so a policy can keep it from the plant network", async () => {
+    const separate = await startTestPage({ healthUrl, users: [OTHER], env: { PAGE_METRICS_PORT: "0" } });
+    try {
+      assert.notEqual(separate.service.metricsPort, separate.service.port);
+      const metrics = await fetch(`http://127.0.0.1:${separate.service.metricsPort}/metrics`);
+      assert.equal(metrics.status, 200);
+      assert.match(await metrics.text(), /fanwatch_page_streams/);
+      assert.equal((await fetch(`${separate.url}/metrics`)).status, 404, "not on the page's port");
+      assert.equal((await fetch(`http://127.0.0.1:${separate.service.metricsPort}/ui/`)).status, 404);
+    } finally {
+      await separate.stop();
+    }
+  });
+
   it("refuses a wrong password and an unknown user alike, and a form without its token", async () => {
     for (const [name, password] of [
       [OTHER.name, "not the password"],
