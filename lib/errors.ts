@@ -172,6 +172,11 @@ export const ERROR_CODES = {
     status: 429,
     meaning: "too many failed sign-ins or /system logins from this address or for this user",
   },
+  FANWATCH_INTERNAL: {
+    kind: "failure",
+    status: 500,
+    meaning: "a server failed where nobody foresaw (a bug); its log has the details",
+  },
   FANWATCH_HISTORY_NEEDS_NATS: {
     kind: "input",
     status: 501,

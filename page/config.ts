@@ -1,8 +1,8 @@
-import { isIP } from "node:net";
 import { z } from "zod";
 import { ConfigError } from "../lib/errors.js";
 import { durationSchema } from "../lib/infra/duration.js";
 import { hostListSchema } from "../lib/infra/http/allowed-hosts.js";
+import { isLoopback } from "../lib/infra/net.js";
 import { defineSettings, readSettingsFrom, SECRET_SETTINGS, type SettingValues } from "../lib/infra/settings.js";
 import { ROLES, USER_SIGNING_SETTINGS, type Role } from "../lib/infra/signed-user.js";
 import { SIGN_IN_MODES, type SignInMode } from "./access/access.js";
@@ -17,6 +17,7 @@ export const PAGE_DEFAULTS = Object.freeze({
   PAGE_SESSION_IDLE: "2h",
   PAGE_SESSION_MAX: "12h",
   PAGE_COOKIE_SECURE: false,
+  PAGE_ALLOW_PLAIN_HTTP: false,
   PAGE_PROXY_USER_HEADER: "x-forwarded-user",
   PAGE_PROXY_GROUPS_HEADER: "x-forwarded-groups",
   PAGE_PROXY_DEFAULT_ROLE: "viewer",
@@ -93,6 +94,12 @@ export const PAGE_SETTINGS = defineSettings({
     default: d.PAGE_COOKIE_SECURE,
     schema: trueOrFalse.default(false),
   },
+  PAGE_ALLOW_PLAIN_HTTP: {
+    env: ["PAGE_ALLOW_PLAIN_HTTP"],
+    help: "allow sign-in local on a non-loopback address over plain http (passwords and cookies in clear): only for a trial on a network you trust",
+    default: d.PAGE_ALLOW_PLAIN_HTTP,
+    schema: trueOrFalse.default(false),
+  },
   PAGE_TRUSTED_PROXIES: {
     env: ["PAGE_TRUSTED_PROXIES"],
     help: "addresses or CIDR ranges of the proxies in front of the page, comma-separated: only they may name the user, the client or https",
@@ -139,9 +146,14 @@ export const PAGE_SETTINGS = defineSettings({
   PAGE_PORT: {
     env: ["PAGE_PORT"],
     flag: "--port <port>",
-    help: "port of the page, /healthz and /metrics",
+    help: "port of the page and /healthz, and of /metrics unless PAGE_METRICS_PORT is set",
     default: d.PAGE_PORT,
     schema: port(d.PAGE_PORT),
+  },
+  PAGE_METRICS_PORT: {
+    env: ["PAGE_METRICS_PORT"],
+    help: "a port of its own for /metrics (plain http, where the page listens), so that a NetworkPolicy can admit only the monitoring to it; unset: /metrics on PAGE_PORT",
+    schema: z.coerce.number().int().min(0).max(65_535).optional(),
   },
   PAGE_HOST: {
     env: ["PAGE_HOST"],
@@ -213,6 +225,8 @@ export interface PageConfig {
     signOutUrl: string;
   };
   port: number;
+  /** /metrics on a port of its own (0: any free one); undefined: on `port`. */
+  metricsPort: number | undefined;
   host: string;
   hosts: string[];
   /** Certificate and key files: the page serves https itself. */
@@ -246,6 +260,12 @@ export function readPageConfig(env?: NodeJS.ProcessEnv, given: Partial<PageSetti
     );
   if ((s.PAGE_TLS_CERT_FILE === undefined) !== (s.PAGE_TLS_KEY_FILE === undefined))
     throw new ConfigError("https needs both PAGE_TLS_CERT_FILE and PAGE_TLS_KEY_FILE");
+  // Passwords and session cookies would cross the network in clear: https here or at a proxy in front.
+  const https = s.PAGE_TLS_CERT_FILE !== undefined || s.PAGE_COOKIE_SECURE;
+  if (s.PAGE_SIGN_IN === "local" && !isLoopback(s.PAGE_HOST) && !https && !s.PAGE_ALLOW_PLAIN_HTTP)
+    throw new ConfigError(
+      `sign-in local on ${s.PAGE_HOST} over plain http would send passwords and session cookies in clear: give the page a certificate (PAGE_TLS_CERT_FILE and PAGE_TLS_KEY_FILE), or put a TLS proxy in front and set PAGE_COOKIE_SECURE=true; PAGE_ALLOW_PLAIN_HTTP=true allows it for a trial`,
+    );
   return {
     signIn: s.PAGE_SIGN_IN,
     usersFile: s.PAGE_USERS_FILE,
@@ -262,6 +282,7 @@ export function readPageConfig(env?: NodeJS.ProcessEnv, given: Partial<PageSetti
       signOutUrl: s.PAGE_PROXY_SIGNOUT_URL,
     },
     port: s.PAGE_PORT,
+    metricsPort: s.PAGE_METRICS_PORT,
     host: s.PAGE_HOST,
     hosts: s.PAGE_HOSTS,
     tls:
@@ -275,11 +296,4 @@ export function readPageConfig(env?: NodeJS.ProcessEnv, given: Partial<PageSetti
     userSecret: s.PAGE_USER_SECRET,
     secretPath: s.SECRET_MOUNT_PATH,
   };
-}
-
-/** 127.0.0.0/8, ::1, localhost. */
-export function isLoopback(host: string): boolean {
-  if (host === "localhost") return true;
-  if (isIP(host) === 4) return host.startsWith("127.");
-  return host === "::1" || host === "[::1]";
 }

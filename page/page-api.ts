@@ -48,8 +48,16 @@ export class PageApi {
   readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => {
     const url = new URL(req.url ?? "/", "http://page");
     const path = url.pathname;
-    if (path === "/ui/api/session") return this.#only("GET", req, res) && this.#session(req, res);
-    if (path === "/ui/api/health") return this.#only("POST", req, res) && this.#act(req, res);
+    // Once the path is ours the answer is ours too, a 405 included: true, or the caller answers again.
+    if (path === "/ui/api/session") {
+      if (this.#only("GET", req, res)) this.#session(req, res);
+      return true;
+    }
+    if (path === "/ui/api/health") {
+      if (this.#only("POST", req, res)) this.#act(req, res);
+      else req.resume();
+      return true;
+    }
     if (path === "/ui/api/history" || path === "/ui/api/evidence") {
       if (!this.#only("GET", req, res)) return true;
       const visitor = this.#signedIn(req, res);
@@ -110,11 +118,12 @@ export class PageApi {
       .then((action) => {
         if (action === undefined) return;
         // Signed in: the action is the user's, whatever the body says. Signed out (sign-in off): `by` as typed.
-        const body = visitor.user === null ? action : { ...action, by: visitor.user.name };
+        const body = JSON.stringify(visitor.user === null ? action : { ...action, by: visitor.user.name });
         const headers: Record<string, string> = { "content-type": "application/json" };
         const secret = this.#options.userSecret;
-        if (secret !== undefined && visitor.user !== null) headers[USER_HEADER] = signUser(visitor.user, secret);
-        return this.#forward(res, "POST", this.#healthUrl, JSON.stringify(body), headers);
+        // Signed with the exact bytes sent: the header cannot be replayed with another action.
+        if (secret !== undefined && visitor.user !== null) headers[USER_HEADER] = signUser(visitor.user, secret, body);
+        return this.#forward(res, "POST", this.#healthUrl, body, headers);
       })
       .catch((error: unknown) => {
         // Never left to crash the process: logged, and the client told if it still listens.

@@ -53,6 +53,9 @@ export class PageService extends ServiceBase {
   readonly #hosts: AllowedHosts;
   readonly #server: Server;
   readonly #closer: ServerCloser;
+  /** /metrics alone, on PAGE_METRICS_PORT when set. */
+  readonly #metricsServer: Server | undefined;
+  readonly #metricsCloser: ServerCloser | undefined;
   #viewer: MqttClient | undefined;
 
   constructor(options: PageServiceOptions) {
@@ -90,6 +93,20 @@ export class PageService extends ServiceBase {
             this.#serve,
           );
     this.#closer = serverCloser(this.#server);
+    if (config.metricsPort !== undefined) {
+      this.#metricsServer = createServer((req, res) => {
+        const path = new URL(req.url ?? "/", "http://page").pathname;
+        if (path === "/metrics") this.#sendMetrics(res);
+        else sendErrorCode(res, "FANWATCH_NOT_FOUND", `no route ${req.method} ${path}: this port serves /metrics only`);
+      });
+      this.#metricsCloser = serverCloser(this.#metricsServer);
+    }
+  }
+
+  /** The port /metrics is on: PAGE_METRICS_PORT's (or the one it was given for 0), else the page's. */
+  get metricsPort(): number {
+    if (this.#metricsServer === undefined) return this.port;
+    return (this.#metricsServer.address() as AddressInfo | null)?.port ?? this.#o.config.metricsPort ?? 0;
   }
 
   /** The port it listens on (PAGE_PORT, or the one it was given for 0). */
@@ -106,13 +123,8 @@ export class PageService extends ServiceBase {
   protected async onStart(): Promise<void> {
     const { config, log, mqtt } = this.#o;
     await this.#page.start();
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(config.port, config.host, () => {
-        this.#server.off("error", reject);
-        resolve();
-      });
-    });
+    await listen(this.#server, config.port, config.host);
+    if (this.#metricsServer !== undefined) await listen(this.#metricsServer, config.metricsPort ?? 0, config.host);
     if (mqtt !== undefined) {
       const viewer = connectMqtt(mqtt, {
         clientId: `fanwatch-page-${process.pid}`,
@@ -149,7 +161,14 @@ export class PageService extends ServiceBase {
     this.fleet.stop();
     await this.#page.close();
     await this.#closer.close(1_000);
+    await this.#metricsCloser?.close(1_000);
     await this.#viewer?.endAsync(true);
+  }
+
+  #sendMetrics(res: ServerResponse): void {
+    void this.#metrics
+      .metrics()
+      .then((text) => res.writeHead(200, { "content-type": this.#metrics.contentType }).end(text));
   }
 
   readonly #serve = (req: IncomingMessage, res: ServerResponse): void => {
@@ -165,13 +184,20 @@ export class PageService extends ServiceBase {
       };
       return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
     }
-    if (path === "/metrics")
-      return void this.#metrics
-        .metrics()
-        .then((text) => res.writeHead(200, { "content-type": this.#metrics.contentType }).end(text));
-    if (this.#page.handle(req, res)) return;
+    if (path === "/metrics" && this.#metricsServer === undefined) return this.#sendMetrics(res);
+    if (this.#page.handle(req, res) || res.headersSent) return;
     sendErrorCode(res, "FANWATCH_NOT_FOUND", `no route ${req.method} ${path}: the page is at /ui/`);
   };
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
 }
 
 function readTlsFile(file: string, setting: string): Buffer {

@@ -4,12 +4,16 @@ import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { sendErrorCode } from "../lib/infra/http/error-answer.js";
 
+/** The page's files are plain HTML, CSS and browser JavaScript: nothing to build at run time. */
 const UI_DIR = fileURLToPath(new URL("../../page/ui/", import.meta.url));
 // Resolved as Node resolves the package, so it works from dist/, from the source and in an image.
 const resolve = createRequire(import.meta.url).resolve;
 
-/** The fan view's scripts, the favicon and uPlot (the charts' library, served from node_modules). */
+/** Every file the page serves, by its path: the pages, their scripts and style, the favicon, uPlot. */
 const FILES: Record<string, string> = {
+  "/ui/": `${UI_DIR}index.html`,
+  "/ui/app.js": `${UI_DIR}app.js`,
+  "/ui/style.css": `${UI_DIR}style.css`,
   "/favicon.ico": `${UI_DIR}favicon.svg`,
   "/ui/favicon.svg": `${UI_DIR}favicon.svg`,
   "/ui/fan.js": `${UI_DIR}fan.js`,
@@ -27,10 +31,25 @@ const TYPES: Record<string, string> = {
   svg: "image/svg+xml",
 };
 
-/** Serves the fan view's scripts, uPlot and the favicon; false for any other path (web-page.ts serves the pages). */
-export function serveUiFile(path: string, res: ServerResponse): boolean {
-  const file = FILES[path];
-  if (file === undefined) return false;
+/** The fan view's own address (`/ui/fans/<deviceID>`): fan.html, which reads the id from it. */
+const FAN_PATH = /^\/ui\/fans\/[^/]+$/;
+
+/**
+ * What the page's documents may load: only its own files (no inline script, no other site), no
+ * plugins, no <base> to redirect its relative links, forms only to itself, and no framing by
+ * another site (which could lure a signed-in engineer into clicking an action). uPlot sets its
+ * styles through the DOM, which style-src does not govern.
+ */
+export const PAGE_CSP =
+  "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/** The file at this path (absolute), or undefined when the page has none there. */
+export function uiFile(path: string): string | undefined {
+  return FILES[path] ?? (FAN_PATH.test(path) ? `${UI_DIR}fan.html` : undefined);
+}
+
+/** Serves one of the page's files, with the headers every one of them carries. */
+export function serveUiFile(file: string, res: ServerResponse): void {
   readFile(file).then(
     (body) =>
       res
@@ -38,9 +57,11 @@ export function serveUiFile(path: string, res: ServerResponse): boolean {
           "content-type": TYPES[file.split(".").pop() ?? ""] ?? "application/octet-stream",
           "cache-control": "no-cache",
           "x-content-type-options": "nosniff",
+          "x-frame-options": "DENY",
+          "content-security-policy": PAGE_CSP,
+          "referrer-policy": "same-origin",
         })
         .end(body),
     () => sendErrorCode(res, "FANWATCH_NOT_BUILT", `${file} is missing`),
   );
-  return true;
 }

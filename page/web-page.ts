@@ -1,6 +1,4 @@
-import { readFile } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { fileURLToPath } from "node:url";
 import type { FleetView } from "./fleet-view.js";
 import { ServiceBase } from "../lib/infra/service.js";
 import { sendErrorCode } from "../lib/infra/http/error-answer.js";
@@ -10,23 +8,7 @@ import { foreignOrigin } from "./access/origin.js";
 import type { PageApi } from "./page-api.js";
 import { PAGE_RECEIVER_PATH } from "./notifications.js";
 import { FanDetail } from "./fan-detail.js";
-import { serveUiFile } from "./ui-files.js";
-
-/** The page's files are plain HTML, CSS and browser JavaScript: nothing to build at run time. */
-const UI_DIR = fileURLToPath(new URL("../../page/ui/", import.meta.url));
-const FILES: Record<string, string> = {
-  "/ui/": "index.html",
-  "/ui/app.js": "app.js",
-  "/ui/style.css": "style.css",
-};
-const TYPES: Record<string, string> = {
-  html: "text/html; charset=utf-8",
-  js: "text/javascript; charset=utf-8",
-  css: "text/css; charset=utf-8",
-};
-
-/** The fan view's own address (`/ui/fans/<deviceID>`): fan.html, which reads the id from it. */
-const FAN_PATH = /^\/ui\/fans\/[^/]+$/;
+import { serveUiFile, uiFile } from "./ui-files.js";
 
 export interface WebPageOptions {
   intervalMs?: number;
@@ -146,8 +128,13 @@ export class WebPage extends ServiceBase {
     }
   };
 
-  /** Serves the page's paths; false for any other. */
-  readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => {
+  /**
+   * Serves the page's paths; false for any other. A response already under way counts as served,
+   * so that the server around (the page service, the gateway) never answers it a second time.
+   */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => this.#route(req, res) || res.headersSent;
+
+  #route(req: IncomingMessage, res: ServerResponse): boolean {
     const url = new URL(req.url ?? "/", "http://page");
     const path = url.pathname;
     if (path === "/" || path === "/ui") {
@@ -171,17 +158,17 @@ export class WebPage extends ServiceBase {
     }
     if (this.#fleet.notifications.handle(req, res)) return true;
     if (this.#api?.handle(req, res) === true) return true;
-    if (this.#fanDetail.handle(req, res) || serveUiFile(path, res)) return true;
-    const file = FAN_PATH.test(path) ? "fan.html" : FILES[path];
+    if (this.#fanDetail.handle(req, res)) return true;
+    const file = uiFile(path);
     if (file === undefined) return false;
     // The pages ask to sign in first; their scripts and style do not, the sign-in form uses them.
     if (file.endsWith(".html") && this.#access.visitor(req) === undefined) {
       res.writeHead(303, { location: `/ui/signin?next=${encodeURIComponent(path + url.search)}` }).end();
       return true;
     }
-    serveFile(file, res);
+    serveUiFile(file, res);
     return true;
-  };
+  }
 
   #openStream(req: IncomingMessage, res: ServerResponse): void {
     // Another site's page may not take one of the places (EventSource sends no CSRF token).
@@ -245,22 +232,4 @@ function send(stream: Stream, frame: string): void {
     stream.waiting = false;
     stream.missed = 0;
   });
-}
-
-function serveFile(file: string, res: ServerResponse): void {
-  readFile(`${UI_DIR}${file}`).then(
-    (body) =>
-      res
-        .writeHead(200, {
-          "content-type": TYPES[file.split(".").pop() ?? ""] ?? "application/octet-stream",
-          "cache-control": "no-cache",
-          "x-content-type-options": "nosniff",
-          // No other site may frame the page and lure a signed-in engineer into clicking an action.
-          "x-frame-options": "DENY",
-          "content-security-policy": "frame-ancestors 'none'",
-          "referrer-policy": "same-origin",
-        })
-        .end(body),
-    () => sendErrorCode(res, "FANWATCH_NOT_BUILT", `${file} is missing from ${UI_DIR}`),
-  );
 }

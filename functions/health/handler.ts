@@ -236,7 +236,7 @@ export async function handler(
     counters.predictions.inc({ outcome: "rejected" });
     throw error;
   }
-  if (isCommand(body)) return command(h, body as ActionBody, event.headers, budget);
+  if (isCommand(body)) return command(h, body as ActionBody, event, budget);
   return evaluatePredictions(h, body, topic, budget).catch((error: unknown) => {
     // Refused for want of NATS or the broker (or time): the connector sends them again later, so
     // until then the fans' silence is this process's, not theirs (silence.ts).
@@ -311,7 +311,7 @@ type ActionBody = { action?: unknown; deviceIDs?: unknown; by?: unknown } & Reco
 function command(
   h: Health,
   body: ActionBody,
-  headers: Record<string, string | string[] | undefined>,
+  event: FunctionEvent,
   budget: Deadline,
 ): Promise<AcknowledgeAnswer | MaintenanceAnswer> {
   const action = body.action;
@@ -320,7 +320,7 @@ function command(
       `unknown action ${JSON.stringify(action)}; the actions are ${Object.values(ACTIONS).join(", ")}`,
       "action",
     );
-  const signed = signedBody(h, action, body, headers[USER_HEADER]);
+  const signed = signedBody(h, action, body, event);
   switch (action as keyof typeof ACTIONS) {
     case "acknowledge":
       return acknowledgeAlarm(h, signed, budget);
@@ -340,13 +340,16 @@ function command(
 /**
  * Who acts. Without PAGE_USER_SECRET, whoever the body's `by` names (`npm start` on loopback,
  * tests). With it, only a user the page signed (USER_HEADER) whose role may act, and `by` is that
- * user's name whatever the body says: no other caller can act in someone's name. A refusal is
- * logged with its reason, never with the header's value (a replayable credential for a minute).
+ * user's name whatever the body says: no other caller can act in someone's name. The signature
+ * covers the raw body as received, so a captured header carries no other action. A refusal is
+ * logged with its reason, never with the header's value (a credential for that action, a minute).
  */
-function signedBody(h: Health, action: string, body: ActionBody, header: string | string[] | undefined): ActionBody {
+function signedBody(h: Health, action: string, body: ActionBody, event: FunctionEvent): ActionBody {
   const secret = h.config.userSecret;
   if (secret === undefined) return body;
-  const verified = verifyUser(typeof header === "string" ? header : undefined, secret);
+  const header = event.headers[USER_HEADER];
+  const raw = Buffer.isBuffer(event.body) ? event.body : Buffer.alloc(0);
+  const verified = verifyUser(typeof header === "string" ? header : undefined, secret, raw);
   if ("error" in verified) {
     log.warn(
       { event: "action_refused", action, status: 401, reason: verified.error },

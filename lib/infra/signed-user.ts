@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 import { defineSettings } from "./settings.js";
 
@@ -6,7 +6,8 @@ import { defineSettings } from "./settings.js";
  * Who acts, as the page tells health: the signed-in user in a header signed with a secret only the
  * page and health hold (docs/page.md, "Acting in someone's name"). Another caller inside the cluster
  * can reach health but cannot make this header, so it cannot act in someone's name. The signature
- * covers the user, the role and an expiry a minute ahead: a header copied from a log is useless soon.
+ * covers the user, the role, an expiry a minute ahead and the SHA-256 of the exact body sent: a
+ * header copied on its way carries only that one action, and only for a minute.
  */
 
 export const ROLES = ["viewer", "engineer", "admin"] as const;
@@ -40,20 +41,28 @@ export const USER_SIGNING_SETTINGS = defineSettings({
 });
 
 const VERSION = "v1";
-const Payload = z.object({ n: z.string().min(1).max(128), r: z.enum(ROLES), e: z.number().int() });
+const Payload = z.object({
+  n: z.string().min(1).max(128),
+  r: z.enum(ROLES),
+  e: z.number().int(),
+  b: z.string(),
+});
 
-/** The header's value for this user, valid until `now + USER_SIGNATURE_TTL_MS`. */
-export function signUser(user: SignedUser, secret: string, now = Date.now()): string {
-  const payload = Buffer.from(JSON.stringify({ n: user.name, r: user.role, e: now + USER_SIGNATURE_TTL_MS })).toString(
-    "base64url",
-  );
+/** The header's value for this user sending `body` (the exact bytes), valid until `now + USER_SIGNATURE_TTL_MS`. */
+export function signUser(user: SignedUser, secret: string, body: string | Buffer, now = Date.now()): string {
+  const fields = { n: user.name, r: user.role, e: now + USER_SIGNATURE_TTL_MS, b: bodyDigest(body) };
+  const payload = Buffer.from(JSON.stringify(fields)).toString("base64url");
   return `${VERSION}.${payload}.${mac(`${VERSION}.${payload}`, secret)}`;
 }
 
-/** The user a header names, or why it is not to be believed (missing, malformed, forged, expired). */
+/**
+ * The user a header names for this request's `body`, or why it is not to be believed (missing,
+ * malformed, forged, expired, or signed for another body).
+ */
 export function verifyUser(
   header: string | undefined,
   secret: string,
+  body: string | Buffer,
   now = Date.now(),
 ): { user: SignedUser } | { error: string } {
   if (header === undefined || header === "") return { error: `no ${USER_HEADER} header` };
@@ -71,7 +80,12 @@ export function verifyUser(
     return { error: `${USER_HEADER} is malformed` };
   }
   if (parsed.e <= now) return { error: `${USER_HEADER} has expired` };
+  if (parsed.b !== bodyDigest(body)) return { error: `${USER_HEADER} was signed for another body` };
   return { user: { name: parsed.n, role: parsed.r } };
+}
+
+function bodyDigest(body: string | Buffer): string {
+  return createHash("sha256").update(body).digest("base64url");
 }
 
 function mac(text: string, secret: string): string {

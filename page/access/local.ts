@@ -1,16 +1,18 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { BodyTooLargeError, FanwatchError, type ErrorCode } from "../../lib/errors.js";
 import { readBody } from "../../lib/infra/http/body.js";
+import { sendErrorCode } from "../../lib/infra/http/error-answer.js";
 import { addressKey, AttemptThrottle } from "../../lib/infra/http/attempt-throttle.js";
 import type { Logger } from "../../lib/infra/log.js";
 import { canAct } from "../../lib/infra/signed-user.js";
 import { noSignIns, type Access, type AccessStats, type SignInOutcome, type Visitor } from "./access.js";
 import { cookie, readCookie, SESSION_COOKIE, SIGNIN_COOKIE } from "./cookies.js";
 import { CSRF_HEADER, foreignOrigin, tokenMatches } from "./origin.js";
-import { dummyHash, verifyPassword } from "./password.js";
+import { dummyHash, passwordFingerprint, verifyPassword } from "./password.js";
 import type { TrustedProxies } from "./peers.js";
 import { Sessions, token } from "./sessions.js";
 import { safeNext, signInForm } from "./signin-form.js";
+import { PAGE_CSP } from "../ui-files.js";
 import type { UsersFile } from "./users.js";
 
 /** A sign-in form is a name, a password and two tokens. */
@@ -25,7 +27,12 @@ export interface LocalAccessOptions {
   /** PAGE_COOKIE_SECURE: Secure cookies even when the page does not see https (a proxy that does not say). */
   cookieSecure: boolean;
   log: Logger;
-  /** Failed sign-ins per user name: 5, then a wait that doubles from 30 s up to 15 min. */
+  /** Failed sign-ins per user name from one client address: 5, then a wait that doubles from 30 s up to 15 min. */
+  userAtAddressThrottle?: AttemptThrottle;
+  /**
+   * Failed sign-ins per user name from anywhere: many (50), so that nobody can lock a named
+   * engineer out from another machine, while a guesser spread over many addresses is still slowed.
+   */
   userThrottle?: AttemptThrottle;
   /** Failed sign-ins per client address: more allowed, as a plant's clients may share one address. */
   addressThrottle?: AttemptThrottle;
@@ -34,12 +41,14 @@ export interface LocalAccessOptions {
 /**
  * Sign-in "local": users from the users file, sessions in memory (docs/page.md). The form's POST
  * carries a token from its own cookie (login CSRF: another site cannot sign a visitor in as
- * someone else), is refused from another site's page, and is throttled per user and per client
- * address; an unknown name costs as much time as a known one.
+ * someone else), is refused from another site's page, and is throttled per user and client
+ * address, more loosely per user alone and per client address; an unknown name costs as much time
+ * as a known one.
  */
 export class LocalAccess implements Access {
   readonly mode = "local";
   readonly #o: LocalAccessOptions;
+  readonly #userAtAddressThrottle: AttemptThrottle;
   readonly #userThrottle: AttemptThrottle;
   readonly #addressThrottle: AttemptThrottle;
   readonly #dummy = dummyHash();
@@ -48,16 +57,18 @@ export class LocalAccess implements Access {
 
   constructor(options: LocalAccessOptions) {
     this.#o = options;
-    this.#userThrottle = options.userThrottle ?? new AttemptThrottle();
+    this.#userAtAddressThrottle = options.userAtAddressThrottle ?? new AttemptThrottle();
+    this.#userThrottle = options.userThrottle ?? new AttemptThrottle({ maxFailures: 50 });
     this.#addressThrottle = options.addressThrottle ?? new AttemptThrottle({ maxFailures: 20 });
   }
 
   visitor(req: IncomingMessage): Visitor | undefined {
     const session = this.#o.sessions.touch(readCookie(req, SESSION_COOKIE));
     if (session === undefined) return undefined;
-    // The file's word, not the session's: a user removed or demoted there is so at once.
+    // The file's word, not the session's: a user removed or demoted there is so at once, and one
+    // whose password changed signs in again with the new one.
     const user = this.#o.users.get(session.name);
-    if (user === undefined) {
+    if (user === undefined || passwordFingerprint(user.hash) !== session.fingerprint) {
       this.#o.sessions.end(session.id);
       return undefined;
     }
@@ -79,12 +90,13 @@ export class LocalAccess implements Access {
     return false;
   }
 
-  /** A failure nobody expected is logged and answered 500, never left to crash the process. */
+  /** A failure nobody expected is logged and answered 500 (a bug, not a wrong password), never left to crash the process. */
   #settle(work: Promise<void>, res: ServerResponse): void {
     work.catch((error: unknown) => {
-      this.#o.log.error({ event: "signin_error", err: String(error) }, "sign-in failed unexpectedly");
+      const err = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      this.#o.log.error({ event: "signin_error", err }, "sign-in failed unexpectedly");
       if (!res.headersSent)
-        sendJsonError(res, 401, "FANWATCH_UNAUTHENTICATED", "sign-in failed unexpectedly; try again");
+        sendErrorCode(res, "FANWATCH_INTERNAL", "sign-in failed unexpectedly; the page's log says why");
       else res.destroy();
     });
   }
@@ -108,7 +120,7 @@ export class LocalAccess implements Access {
         "content-type": "text/html; charset=utf-8",
         "cache-control": "no-store",
         "x-frame-options": "DENY",
-        "content-security-policy": "default-src 'self'; frame-ancestors 'none'",
+        "content-security-policy": PAGE_CSP,
         "set-cookie": cookie(SIGNIN_COOKIE, csrf, this.#secure(req), 3600),
       })
       .end(signInForm({ ...fields, csrf }));
@@ -125,7 +137,7 @@ export class LocalAccess implements Access {
       this.#signIns[outcome]++;
       const status = new FanwatchError(code, message).status ?? 400;
       if (wantsHtml(req)) this.#form(req, res, status, { ...fields, message }, headers);
-      else sendJsonError(res, status, code, message, headers);
+      else sendErrorCode(res, code, message, { ...headers, "cache-control": "no-store" });
     };
     const foreign = foreignOrigin(req.headers);
     if (foreign !== undefined) {
@@ -152,8 +164,12 @@ export class LocalAccess implements Access {
       );
 
     const userKey = `user:${name}`;
-    const addressKeyed = `address:${addressKey(this.#o.proxies.clientAddress(req))}`;
+    const address = addressKey(this.#o.proxies.clientAddress(req));
+    const addressKeyed = `address:${address}`;
+    // JSON: neither a name nor an address can forge the other's part of the key.
+    const userAtAddressKey = JSON.stringify([name, address]);
     const wait = Math.max(
+      this.#userAtAddressThrottle.check(userAtAddressKey).retryAfterSeconds,
       this.#userThrottle.check(userKey).retryAfterSeconds,
       this.#addressThrottle.check(addressKeyed).retryAfterSeconds,
     );
@@ -185,14 +201,15 @@ export class LocalAccess implements Access {
       this.#verifying--;
     }
     if (!matches || user === undefined) {
+      this.#userAtAddressThrottle.recordFailure(userAtAddressKey);
       this.#userThrottle.recordFailure(userKey);
       this.#addressThrottle.recordFailure(addressKeyed);
       this.#o.log.warn({ event: "signin_failed", user: name.slice(0, 64), address: addressKeyed }, "sign-in failed");
       return refuse("failure", "FANWATCH_UNAUTHENTICATED", "wrong name or password", { next, name });
     }
-    this.#userThrottle.recordSuccess(userKey);
+    this.#userAtAddressThrottle.recordSuccess(userAtAddressKey);
     this.#signIns.success++;
-    const session = this.#o.sessions.create(user.name);
+    const session = this.#o.sessions.create(user.name, passwordFingerprint(user.hash));
     this.#o.log.info({ event: "signed_in", user: user.name, role: user.role }, "signed in");
     const secure = this.#secure(req);
     res
@@ -206,11 +223,8 @@ export class LocalAccess implements Access {
 
   /** Sign-out is a POST with the session's token (header or form field): another site cannot sign people out. */
   async #signOut(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (req.method !== "POST") {
-      res.writeHead(405, { allow: "POST", "content-type": "application/json" });
-      res.end(JSON.stringify({ error: "sign out with POST /ui/signout", code: "FANWATCH_METHOD_NOT_ALLOWED" }));
-      return;
-    }
+    if (req.method !== "POST")
+      return sendErrorCode(res, "FANWATCH_METHOD_NOT_ALLOWED", "sign out with POST /ui/signout", { allow: "POST" });
     const id = readCookie(req, SESSION_COOKIE);
     const session = this.#o.sessions.touch(id);
     let given = req.headers[CSRF_HEADER];
@@ -225,7 +239,7 @@ export class LocalAccess implements Access {
     } else req.resume();
     const foreign = foreignOrigin(req.headers);
     if (session !== undefined && (foreign !== undefined || !tokenMatches(given, session.csrf)))
-      return sendJsonError(res, 403, "FANWATCH_CSRF_REFUSED", "sign-out refused: it lacks the session's CSRF token");
+      return sendErrorCode(res, "FANWATCH_CSRF_REFUSED", "sign-out refused: it lacks the session's CSRF token");
     this.#o.sessions.end(session?.id);
     if (session !== undefined) this.#o.log.info({ event: "signed_out", user: session.name }, "signed out");
     res
@@ -241,16 +255,4 @@ export class LocalAccess implements Access {
 /** A browser's form submission wants the form back; a script or curl the JSON error. */
 function wantsHtml(req: IncomingMessage): boolean {
   return (req.headers.accept ?? "").includes("text/html");
-}
-
-function sendJsonError(
-  res: ServerResponse,
-  status: number,
-  code: ErrorCode,
-  message: string,
-  headers: Record<string, string> = {},
-): void {
-  res
-    .writeHead(status, { ...headers, "content-type": "application/json", "cache-control": "no-store" })
-    .end(JSON.stringify({ error: message, code }));
 }

@@ -1,4 +1,4 @@
-import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from "node:crypto";
+import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from "node:crypto";
 
 /**
  * Password hashes for the users file: Node's scrypt with a random 16-byte salt, written as one
@@ -21,6 +21,14 @@ export interface ScryptHash {
   p: number;
   salt: Buffer;
   key: Buffer;
+}
+
+/**
+ * Names a password hash without holding it: a session keeps this, and ends once the user's hash in
+ * the users file has another (the password was changed, so whoever knew the old one is out).
+ */
+export function passwordFingerprint({ salt, key }: ScryptHash): string {
+  return createHash("sha256").update(salt).update(key).digest("base64url");
 }
 
 /** A new hash of `password` (a fresh salt each time). */

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import { BlockList, isIP } from "node:net";
 import { z } from "zod";
+import { unmapIpv4 } from "../../lib/infra/net.js";
 
 /**
  * The addresses of the proxies in front of the page (PAGE_TRUSTED_PROXIES: addresses and CIDR
@@ -59,8 +60,7 @@ export class TrustedProxies {
 
   #has(address: string | undefined): boolean {
     if (address === undefined || this.size === 0) return false;
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-    const plain = mapped?.[1] ?? address;
+    const plain = unmapIpv4(address);
     const family = isIP(plain);
     return family !== 0 && this.#list.check(plain, family === 6 ? "ipv6" : "ipv4");
   }

@@ -4,7 +4,19 @@ import type { Logger } from "../../lib/infra/log.js";
 import { canAct, ROLES, type Role } from "../../lib/infra/signed-user.js";
 import { noSignIns, type Access, type AccessStats, type Visitor } from "./access.js";
 import type { TrustedProxies } from "./peers.js";
-import { UserNameSchema } from "./users.js";
+import { z } from "zod";
+
+/**
+ * A name the proxy gives: an OpenID Connect user name or e-mail address (`ana.lopez+plant@example.com`),
+ * up to 128 characters like health's `by`. Letters, digits and `.`, `_`, `-`, `@`, `+` only: what
+ * a timeline shows as who acted, never markup or a line break.
+ */
+export const ProxyUserNameSchema = z.string().regex(/^[\p{L}\p{N}._@+-]{1,128}$/u);
+
+/** Who counts as signed in for the metric: a user the proxy named within this long. */
+const RECENT_MS = 15 * 60_000;
+/** Names remembered for the metric at most (the oldest seen is forgotten first). */
+const MAX_RECENT = 10_000;
 
 export interface ProxyAccessOptions {
   proxies: TrustedProxies;
@@ -32,7 +44,8 @@ export class ProxyAccess implements Access {
   readonly mode = "proxy";
   readonly #o: ProxyAccessOptions;
   readonly #csrfKey = randomBytes(32);
-  readonly #seen = new Set<string>();
+  /** Name → when the proxy last named them, oldest first (a Map keeps insertion order). */
+  readonly #seen = new Map<string, number>();
   #untrustedLogged = false;
 
   constructor(options: ProxyAccessOptions) {
@@ -51,11 +64,13 @@ export class ProxyAccess implements Access {
       }
       return undefined;
     }
-    const name = UserNameSchema.safeParse(typeof header === "string" ? header.trim() : "");
+    const name = ProxyUserNameSchema.safeParse(typeof header === "string" ? header.trim() : "");
     if (!name.success) return undefined;
     const role = this.#role(String(req.headers[this.#o.groupsHeader] ?? ""));
     if (role === undefined) return undefined;
-    if (this.#seen.size < 10_000) this.#seen.add(name.data);
+    this.#seen.delete(name.data);
+    this.#seen.set(name.data, Date.now());
+    if (this.#seen.size > MAX_RECENT) this.#seen.delete(this.#seen.keys().next().value as string);
     const csrf = createHmac("sha256", this.#csrfKey).update(name.data).digest("base64url");
     return { user: { name: name.data, role }, canAct: canAct(role), csrf, key: `user:${name.data}` };
   }
@@ -68,7 +83,13 @@ export class ProxyAccess implements Access {
     return true;
   }
 
+  /** `sessions`: the users the proxy named in the last 15 minutes (the proxy holds the sessions). */
   stats(): AccessStats {
+    const since = Date.now() - RECENT_MS;
+    for (const [name, at] of this.#seen) {
+      if (at >= since) break;
+      this.#seen.delete(name);
+    }
     return { sessions: this.#seen.size, signIns: noSignIns() };
   }
 

@@ -31,8 +31,13 @@ function escape(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-/** Where to go after signing in: a path of the page's own, never another site (`//evil`, `/\\evil`). */
+/**
+ * Where to go after signing in: a path of the page's own, never another site (`//evil`, `/\\evil`),
+ * and only printable ASCII (no space, no backslash): a control character would make the Location
+ * header one Node refuses to send, after the session was made. A browser sends the rest encoded.
+ */
+const NEXT = /^\/ui\/[\x21-\x5b\x5d-\x7e]*$/;
+
 export function safeNext(next: string | undefined): string {
-  if (next === undefined || !/^\/ui\/[^\\]*$/.test(next) || next.startsWith("//")) return "/ui/";
-  return next;
+  return next !== undefined && NEXT.test(next) && next.length <= 2048 ? next : "/ui/";
 }

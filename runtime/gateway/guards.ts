@@ -1,9 +1,9 @@
-import { isIP } from "node:net";
 import { z } from "zod";
 import { defineSettings, readSettings } from "../../lib/infra/settings.js";
 import { durationSchema } from "../../lib/infra/duration.js";
 import { hostListSchema } from "../../lib/infra/http/allowed-hosts.js";
 import { DEFAULT_MAX_FAILURES } from "../../lib/infra/http/attempt-throttle.js";
+import { isLoopback } from "../../lib/infra/net.js";
 
 export interface GatewayLimits {
   /** Largest async body the gateway holds while the call waits to run. */
@@ -127,11 +127,4 @@ export function checkCallbackUrl(value: string, allowedHosts: readonly string[])
   return {
     error: `X-Callback-Url host ${url.host} is not this machine's loopback; list it in CALLBACK_ALLOWED_HOSTS to allow it`,
   };
-}
-
-function isLoopback(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, "");
-  if (host === "localhost") return true;
-  if (isIP(host) === 4) return host.startsWith("127.");
-  return host === "::1";
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { readConnectorConfig } from "../../connectors/mqtt/config.js";
 import { readWriterConfig, WRITER_SETTINGS } from "../../connectors/influxdb/config.js";
 import { InfluxWriter } from "../../connectors/influxdb/writer.js";
@@ -14,7 +15,7 @@ import { connectMqtt } from "../../lib/mqtt/client.js";
 import { mqttSettingsFromEnv, redactUrl, type MqttSettings } from "../../lib/mqtt/settings.js";
 import { EmbeddedBroker } from "./broker.js";
 import { FleetView } from "../../page/fleet-view.js";
-import { reachableHost } from "../../lib/infra/net.js";
+import { isLoopback, reachableHost } from "../../lib/infra/net.js";
 import { GatewayService } from "../gateway/runner.js";
 import { HealthState } from "./nats.js";
 import { Lifecycle } from "./lifecycle.js";
@@ -28,8 +29,7 @@ import { LocalAccess } from "../../page/access/local.js";
 import { TrustedProxies } from "../../page/access/peers.js";
 import { Sessions } from "../../page/access/sessions.js";
 import { UsersFile } from "../../page/access/users.js";
-import { isLoopback, PAGE_DEFAULTS, PAGE_SETTINGS } from "../../page/config.js";
-import { parseDuration } from "../../lib/infra/duration.js";
+import { PAGE_SETTINGS } from "../../page/config.js";
 import { ConfigError } from "../../lib/errors.js";
 import { PageApi } from "../../page/page-api.js";
 import { HttpClient } from "../../lib/infra/http/client.js";
@@ -115,9 +115,17 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     else say("no notifier: it reads health's transitions from NATS JetStream (install nats-server, or set NATS_URL)");
 
     // The page is served by the gateway but started after it, so that its streams end (drain) before
-    // the gateway drains; once stopping it answers its streams 503. Health has no PAGE_USER_SECRET
-    // here and takes `by` from the body, as curl on this machine does (docs/page.md).
-    const api = new PageApi(access, { healthUrl: `${pageUrl}/function/health`, client: new HttpClient(), log });
+    // the gateway drains; once stopping it answers its streams 503. With sign-in, health and the page
+    // share a secret made for this run, so that only the page's signed-in users act (nobody else can
+    // reach the gateway's /function/health in their name); without, health takes `by` from the body,
+    // as curl on this machine does (docs/page.md).
+    const userSecret = access.mode === "off" ? undefined : randomBytes(32).toString("base64url");
+    const api = new PageApi(access, {
+      healthUrl: `${pageUrl}/function/health`,
+      userSecret,
+      client: new HttpClient(),
+      log,
+    });
     const page = new WebPage(fleet, { access, api });
     const gateway = await parts.start(
       new GatewayService({
@@ -126,7 +134,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
         stackFile: options.stackFile,
         mqtt,
         natsUrl: healthState.natsUrl,
-        env: withoutUserSecret(env),
+        env: withUserSecret(env, userSecret),
         log,
         say,
         renderLine: options.renderLine,
@@ -261,13 +269,15 @@ function simulatorOf({ fleet, log }: SystemOptions, mqtt: MqttSettings, topics: 
 }
 
 /**
- * The environment of the functions under `fanwatch start`, without the page's user secret: the page
- * runs without sign-in here, so health must take `by` from the body (curl on this machine too).
+ * The environment of the functions under `fanwatch start`: the page's user secret of this run, or
+ * none when the page has no sign-in (health then takes `by` from the body, curl on this machine too).
+ * One set outside is never passed on: only this run's page may sign for this run's health.
  */
-function withoutUserSecret(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+function withUserSecret(env: NodeJS.ProcessEnv, secret: string | undefined): NodeJS.ProcessEnv {
   const rest = { ...env };
   delete rest.PAGE_USER_SECRET;
   delete rest.PAGE_USER_SECRET_FILE;
+  if (secret !== undefined) rest.PAGE_USER_SECRET = secret;
   return rest;
 }
 
@@ -277,7 +287,18 @@ function withoutUserSecret(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
  * opening the page to the network (--host 0.0.0.0) requires.
  */
 function startAccess(env: NodeJS.ProcessEnv, host: string, log: Logger, say: (line: string) => void): Access {
-  const file = readSettings({ PAGE_USERS_FILE: PAGE_SETTINGS.PAGE_USERS_FILE }, env).PAGE_USERS_FILE;
+  const {
+    PAGE_USERS_FILE: file,
+    PAGE_SESSION_IDLE,
+    PAGE_SESSION_MAX,
+  } = readSettings(
+    {
+      PAGE_USERS_FILE: PAGE_SETTINGS.PAGE_USERS_FILE,
+      PAGE_SESSION_IDLE: PAGE_SETTINGS.PAGE_SESSION_IDLE,
+      PAGE_SESSION_MAX: PAGE_SETTINGS.PAGE_SESSION_MAX,
+    },
+    env,
+  );
   if (file === undefined) {
     if (!isLoopback(host))
       throw new ConfigError(
@@ -288,13 +309,9 @@ function startAccess(env: NodeJS.ProcessEnv, host: string, log: Logger, say: (li
   }
   const users = new UsersFile(file, (message) => say(`page: ${message}; the last good users stay`));
   say(`page: sign-in with the users of ${file} (${users.size} now)`);
-  const ms = (text: string) => parseDuration(text) ?? 0;
   return new LocalAccess({
     users,
-    sessions: new Sessions({
-      idleMs: ms(PAGE_DEFAULTS.PAGE_SESSION_IDLE),
-      maxAgeMs: ms(PAGE_DEFAULTS.PAGE_SESSION_MAX),
-    }),
+    sessions: new Sessions({ idleMs: PAGE_SESSION_IDLE, maxAgeMs: PAGE_SESSION_MAX }),
     proxies: new TrustedProxies([]),
     cookieSecure: false,
     log,

@@ -23,7 +23,7 @@ export class HealthStandIn {
   constructor(private readonly secret: string) {
     this.#server = createServer((req, res) => {
       void readAll(req).then((text) => {
-        const user = verifyUser(req.headers[USER_HEADER] as string | undefined, this.secret);
+        const user = verifyUser(req.headers[USER_HEADER] as string | undefined, this.secret, text);
         let body: unknown;
         try {
           body = text === "" ? null : JSON.parse(text);

@@ -284,6 +284,11 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     };
     assert.equal(secretOf(env.get("PAGE_USERS_FILE") ?? ""), "fanwatch-page-users");
     assert.equal(secretOf(env.get("PAGE_USER_SECRET_FILE") ?? ""), "fanwatch-page-user-secret");
+    // https on the plant network: the certificate from its kubernetes.io/tls Secret, cookies Secure.
+    assert.equal(secretOf(env.get("PAGE_TLS_CERT_FILE") ?? ""), "fanwatch-page-tls");
+    assert.equal(secretOf(env.get("PAGE_TLS_KEY_FILE") ?? ""), "fanwatch-page-tls");
+    assert.equal(env.get("PAGE_COOKIE_SECURE"), "true");
+    assert.equal(env.has("PAGE_ALLOW_PLAIN_HTTP"), false);
     assert.equal(new URL(env.get("HEALTH_URL") ?? "").host, "gateway.openfaas:8080");
     const stack = parse(await readFile(join(REPO_ROOT, "stack.yml"), "utf8")) as {
       functions: Record<string, { secrets?: string[] }>;
@@ -551,7 +556,7 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       ["users (plant network) → the page", OUTSIDE, page, 8080],
       ["the page → Mosquitto (reading the fleet)", page, mosquitto, 1883],
       ["the page → gateway (health's records and the users' actions)", page, gateway, 8080],
-      ["Prometheus (fanwatch.io/monitoring namespace) → the page's metrics", scraper, page, 8080],
+      ["Prometheus (fanwatch.io/monitoring namespace) → the page's metrics", scraper, page, 9102],
     ];
     for (const [what, from, to, port] of allowed) assert.ok(allows(policies, from, to, port), `${what} is allowed`);
     assert.ok(allows(policies, alertmanager, alertmanager, 9094, "UDP"), "Alertmanager ↔ Alertmanager (gossip, UDP)");
@@ -624,6 +629,7 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       ["the page → outside", page, OUTSIDE, 443],
       ["the page → functions directly, past the gateway", page, health, 8080],
       ["outside → the page's other ports", OUTSIDE, page, 8081],
+      ["users (plant network) → the page's metrics", OUTSIDE, page, 9102],
       ["a pod of another namespace → the page (it is for people on the plant network)", inClusterPod, page, 8080],
     ];
     for (const [what, from, to, port] of denied) assert.ok(!allows(policies, from, to, port), `${what} is denied`);
@@ -726,6 +732,14 @@ describe("deploy/faasd", () => {
           made.has(volume.source.replace(/^\.\/fanwatch\//, "")),
           `${volume.source} is a folder the setup makes`,
         );
+    const page = compose.services.page;
+    const pageEnv = new Map((page?.environment ?? []).map((e) => e.split("=", 2) as [string, string]));
+    for (const tlsFile of [pageEnv.get("PAGE_TLS_CERT_FILE"), pageEnv.get("PAGE_TLS_KEY_FILE")])
+      assert.ok(
+        (page?.volumes ?? []).some((v) => (tlsFile ?? "").startsWith(`${v.target}/`)),
+        "the page serves https from a mounted certificate",
+      );
+    assert.equal(pageEnv.get("PAGE_COOKIE_SECURE"), "true");
     const env = new Map((notifier?.environment ?? []).map((e) => e.split("=", 2) as [string, string]));
     const keyFile = env.get("NOTIFY_WEBHOOK_SECRET_FILE") ?? "";
     assert.ok(

@@ -249,11 +249,14 @@ describe(
     it("with PAGE_USER_SECRET: every action needs the page's signed user who may act; `by` is the signed name; predictions need none", async () => {
       // Predictions (the connector's) need no header.
       const alarmId = await alarm(signed, "u1");
-      const user = (role: "viewer" | "engineer" | "admin", name = "Erin", secret = SECRET, now = Date.now()) => ({
-        [USER_HEADER]: signUser({ name, role }, secret, now),
-      });
-      const forged = user("engineer", "Erin", "another-secret-of-at-least-32-characters");
-      const expired = user("engineer", "Erin", SECRET, Date.now() - 2 * USER_SIGNATURE_TTL_MS);
+      // The header is signed for the exact bytes posted (postJson sends JSON.stringify(body)).
+      const user = (
+        body: unknown,
+        role: "viewer" | "engineer" | "admin",
+        name = "Erin",
+        secret = SECRET,
+        now = Date.now(),
+      ) => ({ [USER_HEADER]: signUser({ name, role }, secret, JSON.stringify(body), now) });
       const later = new Date(Date.now() + 3_600_000).toISOString();
       const actions = [
         { deviceID: "u1", action: "acknowledge", by: "Mallory" },
@@ -263,14 +266,20 @@ describe(
         { deviceID: "u1", alarmId, action: "assign", to: "Mallory", by: "Mallory" },
         { deviceID: "u1", alarmId, action: "finding", result: "confirmed", by: "Mallory" },
       ];
+      const refusedHeaders: Array<Record<string, string>> = [];
       for (const body of actions) {
-        for (const headers of [{}, forged, expired, { [USER_HEADER]: "v1.not-a-user" }])
+        const forged = user(body, "engineer", "Erin", "another-secret-of-at-least-32-characters");
+        const expired = user(body, "engineer", "Erin", SECRET, Date.now() - 2 * USER_SIGNATURE_TTL_MS);
+        // A valid header captured from another action: signed for other bytes, so refused.
+        const replayed = user({ ...body, note: "something else" }, "engineer");
+        refusedHeaders.push(forged, expired, replayed);
+        for (const headers of [{}, forged, expired, replayed, { [USER_HEADER]: "v1.not-a-user" }])
           assert.deepEqual(
             refusal(await postJson(signed.url, body, headers)),
             [401, "FANWATCH_UNAUTHENTICATED", USER_HEADER],
             `${body.action} with ${JSON.stringify(Object.keys(headers))}`,
           );
-        assert.deepEqual(refusal(await postJson(signed.url, body, user("viewer", "Vic"))), [
+        assert.deepEqual(refusal(await postJson(signed.url, body, user(body, "viewer", "Vic"))), [
           403,
           "FANWATCH_FORBIDDEN",
           USER_HEADER,
@@ -282,16 +291,16 @@ describe(
         "nothing refused was done",
       );
 
-      const acked = accepted(await postJson(signed.url, actions[0], user("engineer")));
+      const acked = accepted(await postJson(signed.url, actions[0], user(actions[0], "engineer")));
       assert.deepEqual(
         [acked.record.acknowledgedBy, acked.transition.by],
         ["Erin", "Erin"],
         "the signed name, not the body's",
       );
       const { by: _, ...withoutBy } = actions[3] as Record<string, unknown>;
-      const commented = accepted(await postJson(signed.url, withoutBy, user("admin", "Ada")));
+      const commented = accepted(await postJson(signed.url, withoutBy, user(withoutBy, "admin", "Ada")));
       assert.equal(commented.transition.by, "Ada", "no `by` needed in the body");
-      const found = accepted(await postJson(signed.url, actions[5], user("engineer")));
+      const found = accepted(await postJson(signed.url, actions[5], user(actions[5], "engineer")));
       assert.equal(found.record.finding?.by, "Erin");
       assert.deepEqual(
         (await stored(nats.url, "u1")).map((t) => [t.event, t.by]),
@@ -306,8 +315,10 @@ describe(
       const log = signed.output();
       assert.match(log, /"event":"action_refused".*"reason":"x-fanwatch-user carries a wrong signature"/);
       assert.match(log, /"event":"action_refused".*"reason":"x-fanwatch-user has expired"/);
+      assert.match(log, /"event":"action_refused".*"reason":"x-fanwatch-user was signed for another body"/);
       assert.match(log, /"event":"action_refused".*"role":"viewer"/);
-      for (const header of [forged, expired]) assert.ok(!log.includes(header[USER_HEADER]), "the header is not logged");
+      for (const header of refusedHeaders)
+        assert.ok(!log.includes(header[USER_HEADER] ?? "-"), "the header is not logged");
     });
   },
 );

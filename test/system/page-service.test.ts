@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import http from "node:http";
+import net from "node:net";
 import { writeFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
 import { z } from "zod";
@@ -50,6 +51,24 @@ async function act(page: TestPage, headers: Record<string, string>, body: unknow
     headers: { "content-type": "application/json", ...headers },
     body: JSON.stringify(body),
   });
+}
+
+/** A loopback port whose connections reach `target` from `address` (another machine, as the page sees it). */
+async function fromAddress(target: string, address: string): Promise<{ url: string; close(): void }> {
+  const { hostname, port } = new URL(target);
+  const server = net.createServer((client) => {
+    const upstream = net.connect({ host: hostname, port: Number(port), localAddress: address });
+    client.pipe(upstream).pipe(client);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  return { url, close: () => server.close() };
 }
 
 describe("the page service with sign-in local, over HTTP", { timeout: 120_000 }, () => {
@@ -107,6 +126,20 @@ describe("the page service with sign-in local, over HTTP", { timeout: 120_000 },
     }
   });
 
+  it("serves /metrics on PAGE_METRICS_PORT alone when set, so a policy can keep it from the plant network", async () => {
+    const separate = await startTestPage({ healthUrl, users: [OTHER], env: { PAGE_METRICS_PORT: "0" } });
+    try {
+      assert.notEqual(separate.service.metricsPort, separate.service.port);
+      const metrics = await fetch(`http://127.0.0.1:${separate.service.metricsPort}/metrics`);
+      assert.equal(metrics.status, 200);
+      assert.match(await metrics.text(), /fanwatch_page_streams/);
+      assert.equal((await fetch(`${separate.url}/metrics`)).status, 404, "not on the page's port");
+      assert.equal((await fetch(`http://127.0.0.1:${separate.service.metricsPort}/ui/`)).status, 404);
+    } finally {
+      await separate.stop();
+    }
+  });
+
   it("refuses a wrong password and an unknown user alike, and a form without its token", async () => {
     for (const [name, password] of [
       [OTHER.name, "not the password"],
@@ -130,15 +163,22 @@ describe("the page service with sign-in local, over HTTP", { timeout: 120_000 },
     assert.equal(ErrorSchema.parse(await forged.json()).code, "FANWATCH_CSRF_REFUSED");
   });
 
-  it("throttles a user after 5 failed sign-ins: 429 with Retry-After, even with the right password", async () => {
+  it("throttles a user after 5 failed sign-ins from one address: 429 with Retry-After, even with the right password", async () => {
     const name = "viktor";
     for (let i = 0; i < 5; i++) assert.equal((await postSignIn(page.url, name, `wrong guess ${i}`)).status, 401);
     const throttled = await postSignIn(page.url, name, VIEWER.password);
     assert.equal(throttled.status, 429);
     assert.equal(ErrorSchema.parse(await throttled.json()).code, "FANWATCH_TOO_MANY_ATTEMPTS");
     assert.ok(Number(throttled.headers.get("retry-after")) >= 1, "Retry-After in seconds");
-    // Another user from elsewhere is not locked out by it.
+    // Another user from the same address is not locked out by it.
     await signIn(page.url, ENGINEER.name, ENGINEER.password);
+    // Nor is the user from another machine: whoever guessed cannot lock a named engineer out.
+    const elsewhere = await fromAddress(page.url, "127.0.0.2");
+    try {
+      assert.equal((await postSignIn(elsewhere.url, name, VIEWER.password)).status, 303);
+    } finally {
+      elsewhere.close();
+    }
   });
 
   it("passes an engineer's action to health with their signed name, whatever the body's by", async () => {
@@ -192,6 +232,31 @@ describe("the page service with sign-in local, over HTTP", { timeout: 120_000 },
       assert.equal(history.status, 200, "a viewer reads the history");
     } finally {
       await page2.stop();
+    }
+  });
+
+  it("answers a wrong method on its API 405 and goes on serving", async () => {
+    for (const [method, path] of [
+      ["POST", "/ui/api/session"],
+      ["GET", "/ui/api/health"],
+      ["DELETE", "/ui/api/history"],
+    ] as const) {
+      const answer = await fetch(`${page.url}${path}`, { method, ...(method === "POST" ? { body: "{}" } : {}) });
+      assert.equal(answer.status, 405, `${method} ${path}`);
+      assert.equal(ErrorSchema.parse(await answer.json()).code, "FANWATCH_METHOD_NOT_ALLOWED");
+    }
+    assert.equal((await fetch(`${page.url}/healthz`)).status, 200);
+  });
+
+  it("serves its documents with a content security policy: its own files only, never framed", async () => {
+    const me = await signIn(page.url, ENGINEER.name, ENGINEER.password);
+    for (const path of ["/ui/", "/ui/fans/7", "/ui/signin"]) {
+      const answer = await fetch(`${page.url}${path}`, { headers: { cookie: me.cookie } });
+      assert.equal(answer.status, 200, path);
+      const csp = answer.headers.get("content-security-policy") ?? "";
+      for (const directive of ["default-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"])
+        assert.ok(csp.includes(directive), `${path}: ${directive} in ${csp}`);
+      assert.equal(answer.headers.get("x-frame-options"), "DENY", path);
     }
   });
 
@@ -360,6 +425,17 @@ describe("the page behind an OpenID Connect proxy (a stand-in proxy)", { timeout
     });
     assert.equal(answer.status, 200);
     assert.deepEqual(health.calls.at(-1)?.user, { name: "petra", role: "engineer" });
+  });
+
+  it("takes an OpenID Connect e-mail address as the name, and nothing that could be markup", async () => {
+    const sessionOf = async (user: string) =>
+      SessionSchema.parse(
+        await (await fetch(`${proxyUrl}/ui/api/session`, { headers: { "x-stand-in-user": user } })).json(),
+      ).user;
+    const email = "ana.lopez+plant@example.com";
+    assert.deepEqual(await sessionOf(email), { name: email, role: "engineer" });
+    assert.equal(await sessionOf(`${"a".repeat(120)}@example.com`), null, "over 128 characters");
+    assert.equal(await sessionOf("<b>ana</b>"), null);
   });
 
   it("ignores the same header from any other address", async () => {

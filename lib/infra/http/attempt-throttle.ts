@@ -1,4 +1,5 @@
 import { isIP } from "node:net";
+import { unmapIpv4 } from "../net.js";
 
 /**
  * Slows down password guessing: the local gateway's /system basic auth and the page's sign-in
@@ -123,9 +124,8 @@ export class AttemptThrottle {
  */
 export function addressKey(address: string | undefined): string {
   if (address === undefined || address === "") return "unknown";
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped !== null) return mapped[1] as string;
-  if (isIP(address) !== 6) return address;
+  const plain = unmapIpv4(address);
+  if (isIP(plain) !== 6) return plain;
   return `${expandIpv6(address).slice(0, 4).join(":")}::/64`;
 }
 
