@@ -21,6 +21,7 @@ const FILES: Record<string, string> = {
   "/ui/fan-format.js": `${UI_DIR}fan-format.js`,
   "/ui/fan-timeline.js": `${UI_DIR}fan-timeline.js`,
   "/ui/fan-actions.js": `${UI_DIR}fan-actions.js`,
+  "/ui/health-action.js": `${UI_DIR}health-action.js`,
   "/ui/vendor/uPlot.esm.js": resolve("uplot/dist/uPlot.esm.js"),
   "/ui/vendor/uPlot.min.css": resolve("uplot/dist/uPlot.min.css"),
 };

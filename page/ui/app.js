@@ -3,6 +3,8 @@
 // with an Acknowledge button that calls the health function through the page's API; a form to
 // plan maintenance on several fans at once; the health transitions; the dead letters. Fed by
 // server-sent events from /ui/events.
+import { postHealthAction } from "/ui/health-action.js";
+
 const SENSORS = [
   ["rotation", "rpm"],
   ["temperature", "°C"],
@@ -280,16 +282,10 @@ async function acknowledge(row) {
   button.disabled = true;
   message.textContent = "";
   try {
-    const res = await fetch("/ui/api/health", {
-      method: "POST",
-      headers: { "content-type": "application/json", "x-csrf-token": session?.csrf ?? "" },
-      body: JSON.stringify({ deviceID: row.dataset.fan, action: "acknowledge", by, ...(note === "" ? {} : { note }) }),
-    });
-    const body = await res.json().catch(() => ({}));
-    if (!res.ok) {
-      message.textContent = `Fan ${row.dataset.fan} not acknowledged: ${body.error ?? `the page answered ${res.status}`}`;
-      return;
-    }
+    const body = await postHealthAction(
+      { deviceID: row.dataset.fan, action: "acknowledge", by, ...(note === "" ? {} : { note }) },
+      session?.csrf,
+    );
     const record = body.record ?? {};
     acknowledgedHere.set(record.alarmId ?? row.dataset.alarm, {
       by: record.acknowledgedBy ?? by,
@@ -347,13 +343,7 @@ async function planMaintenance(form) {
   button.disabled = true;
   message.textContent = "";
   try {
-    const res = await fetch("/ui/api/health", {
-      method: "POST",
-      headers: { "content-type": "application/json", "x-csrf-token": session?.csrf ?? "" },
-      body: JSON.stringify(body),
-    });
-    const answer = await res.json().catch(() => ({}));
-    if (!res.ok) throw new Error(answer.error ?? `the page answered ${res.status}`);
+    await postHealthAction(body, session?.csrf);
     const fans =
       deviceIDs.length === 1
         ? `fan ${deviceIDs[0]}`

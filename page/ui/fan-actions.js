@@ -1,6 +1,8 @@
 // The fan page's actions: who may act (GET /ui/api/session), and a form for each of health's
 // actions, posted to POST /ui/api/health with the session's CSRF token.
 
+import { postHealthAction } from "/ui/health-action.js";
+
 const $ = (id) => document.getElementById(id);
 let session = null;
 let fan = "";
@@ -104,13 +106,7 @@ async function act(form) {
   message.textContent = "";
   message.classList.remove("failed");
   try {
-    const res = await fetch("/ui/api/health", {
-      method: "POST",
-      headers: { "content-type": "application/json", "x-csrf-token": session?.csrf ?? "" },
-      body: JSON.stringify(body),
-    });
-    const answer = await res.json().catch(() => ({}));
-    if (!res.ok) throw new Error(answer.error ?? `the page answered ${res.status}`);
+    await postHealthAction(body, session?.csrf);
     message.textContent = `Done: ${action === "finding" ? "finding recorded" : `${action} recorded`}.`;
     form.reset();
     setDefaults();
