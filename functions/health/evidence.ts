@@ -61,7 +61,7 @@ export interface FanOutcome {
 }
 
 /** A reading with its time in ms, as the ring keeps it. */
-type Timed = EvidenceReading & { ms: number };
+type Timed = Omit<EvidenceReading, "at"> & { ms: number };
 
 /** A stream missing (deleted by hand) is looked for again at most this often. */
 const STREAM_CHECK_MS = 5_000;
@@ -115,10 +115,9 @@ export class EvidenceRecorder {
       const opening = fan.transitions.some(
         (t) => t.alarmId === alarmId && (t.event === "warning" || t.event === "alarm") && Date.parse(t.at) === opened,
       );
-      const before = fresh.lead;
       const during = fresh.readings.filter((r) => r.ms >= opened);
       if (opening) {
-        const lead = [...before, ...fresh.readings.filter((r) => r.ms < opened)].slice(-EVIDENCE_LEAD_READINGS);
+        const lead = [...fresh.lead(), ...fresh.readings.filter((r) => r.ms < opened)].slice(-EVIDENCE_LEAD_READINGS);
         if (lead.length > 0 || during.length > 0)
           writes.push(this.#episode(fan.deviceID, alarmId, "lead", lead, `lead:${alarmId}`, true));
       }
@@ -147,26 +146,29 @@ export class EvidenceRecorder {
 
   /**
    * Adds the fan's new readings (later than its newest one: a batch sent again adds none) to its
-   * ring, and answers them with the ring as it was before them.
+   * ring, and answers them with the ring as it was before them. On every fan of every invocation:
+   * the ring is changed in place, and a reading's ISO time is made only when it is stored (strip).
    */
-  #remember(deviceID: string, inputs: readonly HealthInput[]): { readings: Timed[]; lead: Timed[] } {
-    const ring = this.#ring.get(deviceID) ?? [];
-    let newest = ring.at(-1)?.ms ?? -Infinity;
+  #remember(deviceID: string, inputs: readonly HealthInput[]): { readings: Timed[]; lead: () => Timed[] } {
+    let ring = this.#ring.get(deviceID);
+    // Trimmed to its bound here rather than after the push, so that the lead is copied only when
+    // an episode opens (record() asks for it before anything else can change the ring).
+    if (ring !== undefined && ring.length > EVIDENCE_LEAD_READINGS)
+      ring.splice(0, ring.length - EVIDENCE_LEAD_READINGS);
+    let newest = ring?.at(-1)?.ms ?? -Infinity;
     const readings: Timed[] = [];
-    for (const input of [...inputs].sort((a, b) => a.at - b.at)) {
-      const { prediction, at } = input;
+    for (const { prediction, at } of inReadingOrder(inputs)) {
       if (prediction.reading === undefined || !Number.isFinite(at) || at <= newest) continue;
       newest = at;
-      readings.push({
-        ms: at,
-        at: isoTime(at),
-        ...prediction.reading,
-        probability: prediction.probability,
-        fault: prediction.fault,
-      });
+      readings.push({ ms: at, ...prediction.reading, probability: prediction.probability, fault: prediction.fault });
     }
-    if (readings.length > 0) this.#ring.set(deviceID, [...ring, ...readings].slice(-EVIDENCE_LEAD_READINGS));
-    return { readings, lead: ring };
+    const before = ring?.length ?? 0;
+    if (readings.length > 0) {
+      if (ring === undefined) this.#ring.set(deviceID, (ring = []));
+      ring.push(...readings);
+    }
+    const kept = ring;
+    return { readings, lead: () => (kept === undefined ? [] : kept.slice(0, before)) };
   }
 
   async #episode(
@@ -272,7 +274,15 @@ export class EvidenceRecorder {
   }
 }
 
+/** The inputs by reading time: as they come, unless the connector's batch had them out of order. */
+function inReadingOrder(inputs: readonly HealthInput[]): readonly HealthInput[] {
+  for (let i = 1; i < inputs.length; i++)
+    if ((inputs[i] as HealthInput).at < (inputs[i - 1] as HealthInput).at)
+      return [...inputs].sort((a, b) => a.at - b.at);
+  return inputs;
+}
+
 function strip(reading: Timed): EvidenceReading {
-  const { at, rotation, temperature, vibration, sound, probability, fault } = reading;
-  return { at, rotation, temperature, vibration, sound, probability, fault };
+  const { ms, rotation, temperature, vibration, sound, probability, fault } = reading;
+  return { at: isoTime(ms), rotation, temperature, vibration, sound, probability, fault };
 }

@@ -13,15 +13,33 @@ export function createAccess(config: PageConfig, log: Logger): Access {
   const proxies = new TrustedProxies(config.trustedProxies);
   if (config.signIn === "off") return new OffAccess();
   if (config.signIn === "proxy") return new ProxyAccess({ ...config.proxy, proxies, log });
-  const file = config.usersFile as string;
-  const users = new UsersFile(file, (message) =>
+  return createLocalAccess({ ...config, usersFile: config.usersFile as string }, log);
+}
+
+export type LocalAccessConfig = Pick<
+  PageConfig,
+  "sessionIdleMs" | "sessionMaxMs" | "cookieSecure" | "trustedProxies"
+> & {
+  usersFile: string;
+};
+
+/**
+ * Sign-in with the users of a file: `fanwatch page` and `fanwatch start` with PAGE_USERS_FILE.
+ * `onInvalid` hears of a users file that turned bad (the last good users stay); by default, the log.
+ */
+export function createLocalAccess(
+  config: LocalAccessConfig,
+  log: Logger,
+  onInvalid: (message: string) => void = (message) =>
     log.error({ event: "users_file_invalid", err: message }, "the users file is invalid; the last good users stay"),
-  );
+): LocalAccess {
+  const file = config.usersFile;
+  const users = new UsersFile(file, onInvalid);
   if (users.size === 0) log.warn({ event: "no_users", file }, `${file} lists no users: nobody can sign in`);
   return new LocalAccess({
     users,
     sessions: new Sessions({ idleMs: config.sessionIdleMs, maxAgeMs: config.sessionMaxMs }),
-    proxies,
+    proxies: new TrustedProxies(config.trustedProxies),
     cookieSecure: config.cookieSecure,
     log,
   });

@@ -105,6 +105,11 @@ export class LocalAccess implements Access {
     return { sessions: this.#o.sessions.size, signIns: { ...this.#signIns } };
   }
 
+  /** How many users the users file lists now. */
+  get userCount(): number {
+    return this.#o.users.size;
+  }
+
   /** The form, with a fresh sign-in token in its cookie and its hidden field. */
   #form(
     req: IncomingMessage,

@@ -24,11 +24,8 @@ import { Supervisor } from "../../lib/infra/supervisor.js";
 import { FleetSimulator, type FleetOptions } from "../../simulation/simulator.js";
 import { WebPage } from "../../page/web-page.js";
 import { OffAccess } from "../../page/access/off.js";
+import { createLocalAccess } from "../../page/access/create.js";
 import type { Access } from "../../page/access/access.js";
-import { LocalAccess } from "../../page/access/local.js";
-import { TrustedProxies } from "../../page/access/peers.js";
-import { Sessions } from "../../page/access/sessions.js";
-import { UsersFile } from "../../page/access/users.js";
 import { PAGE_SETTINGS } from "../../page/config.js";
 import { ConfigError } from "../../lib/errors.js";
 import { PageApi } from "../../page/page-api.js";
@@ -307,13 +304,17 @@ function startAccess(env: NodeJS.ProcessEnv, host: string, log: Logger, say: (li
     say("page: no sign-in (loopback only): whoever uses this machine acts, in the name they type");
     return new OffAccess();
   }
-  const users = new UsersFile(file, (message) => say(`page: ${message}; the last good users stay`));
-  say(`page: sign-in with the users of ${file} (${users.size} now)`);
-  return new LocalAccess({
-    users,
-    sessions: new Sessions({ idleMs: PAGE_SESSION_IDLE, maxAgeMs: PAGE_SESSION_MAX }),
-    proxies: new TrustedProxies([]),
-    cookieSecure: false,
+  const access = createLocalAccess(
+    {
+      usersFile: file,
+      sessionIdleMs: PAGE_SESSION_IDLE,
+      sessionMaxMs: PAGE_SESSION_MAX,
+      cookieSecure: false,
+      trustedProxies: [],
+    },
     log,
-  });
+    (message) => say(`page: ${message}; the last good users stay`),
+  );
+  say(`page: sign-in with the users of ${file} (${access.userCount} now)`);
+  return access;
 }
