@@ -92,7 +92,7 @@ export interface AutoscaleConfig {
  * 8 MiB of messages held. Throughput needs far less: max_inflight × batch_size, twice over, is
  * 3,200 readings of under 200 bytes, 0.6 MiB, per replica of a function; at max_inflight_total
  * (40 batches by default) 3.2 MB. Memory sets the ceiling: the pod's limit is
- * 160 MiB (deploy/k3s/connector.yaml), the connector runs at 85-98 MB resident under load, and each
+ * 160 MiB (deploy/k3s/base/connector.yaml), the connector runs at 85-98 MB resident under load, and each
  * message held costs a few hundred bytes of objects besides its own. With Mosquitto the window of
  * 2,000 messages binds first for fan readings; the bound is what holds for large messages, and
  * under aedes (fanwatch start), which has no window.

@@ -117,7 +117,7 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
   let workloads: Workload[];
   let policies: NetworkPolicy[];
   before(() => {
-    objects = [...render("deploy/k3s"), ...render("deploy/k3s/simulator")];
+    objects = [...render("deploy/k3s/base"), ...render("deploy/k3s/simulator")];
     workloads = objects.filter((o): o is Workload => o.kind === "Deployment" || o.kind === "StatefulSet");
     policies = objects.filter((o) => o.kind === "NetworkPolicy") as unknown as NetworkPolicy[];
   });

@@ -149,7 +149,7 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
     );
     assert.ok(used.has("DEADLETTER_TOPIC"));
     assert.ok(used.has("ALARM_TOPIC"));
-    const k3s = parseYaml(await read("deploy/k3s/telegraf.yaml")) as {
+    const k3s = parseYaml(await read("deploy/k3s/base/telegraf.yaml")) as {
       spec: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } };
     };
     const k3sEnv = new Map(k3s.spec.template.spec.containers[0]?.env.map((e) => [e.name, e.value]));
@@ -160,7 +160,7 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
       faasd.services.telegraf.environment.map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)]),
     );
     for (const name of used) {
-      assert.ok(k3sEnv.has(name), `deploy/k3s/telegraf.yaml sets ${name}`);
+      assert.ok(k3sEnv.has(name), `deploy/k3s/base/telegraf.yaml sets ${name}`);
       assert.ok(faasdEnv.has(name), `deploy/faasd sets ${name} for Telegraf`);
     }
     assert.equal(k3sEnv.get("DEADLETTER_TOPIC"), "fan/deadletter");
