@@ -9,6 +9,8 @@ import {
   mqttSettingsFromEnv,
   redactUrl,
 } from "../lib/mqtt/settings.js";
+import { HEALTH_HOST_SETTING } from "../lib/infra/health-server.js";
+import { readSettings } from "../lib/infra/settings.js";
 import { addSettingsHelp, integer, number, settingParser, type Io } from "./parse.js";
 import { UsageError } from "../lib/errors.js";
 
@@ -143,6 +145,11 @@ export function addSimulateCommand(program: Command, io: Io): void {
     .option("--qos <0|1>", "QoS of the publishes", integer("--qos"), 1)
     .option("--duration <s>", "stop after this many seconds (default: run until Ctrl-C)", number("--duration"))
     .option(
+      "--health-port <port>",
+      "serve /healthz (200 while connected and publishing), /livez and /metrics on this port, on $HEALTH_HOST or 0.0.0.0: a pod's probes",
+      integer("--health-port"),
+    )
+    .option(
       "--truth <file>",
       "write each fan's ground truth (shape, when it starts to wear, when it fails) to this file as JSON lines",
     );
@@ -153,7 +160,14 @@ export function addSimulateCommand(program: Command, io: Io): void {
   ]);
   command.action(
     async (
-      opts: FleetFlags & { broker?: string; topic?: string; qos: number; duration?: number; truth?: string },
+      opts: FleetFlags & {
+        broker?: string;
+        topic?: string;
+        qos: number;
+        duration?: number;
+        truth?: string;
+        healthPort?: number;
+      },
       self: Command,
     ) => {
       if (opts.qos !== 0 && opts.qos !== 1) throw new UsageError("--qos is 0 or 1");
@@ -162,9 +176,10 @@ export function addSimulateCommand(program: Command, io: Io): void {
       const stopped = new Promise<void>((resolve) => (stop = resolve));
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
-      const [{ connectMqtt, probeBroker }, { FleetSimulator }] = await Promise.all([
+      const [{ connectMqtt, probeBroker }, { FleetSimulator }, { serveSimulatorHealth }] = await Promise.all([
         import("../lib/mqtt/client.js"),
         import("../simulation/simulator.js"),
+        import("../simulation/health.js"),
       ]);
       const settings = mqttSettingsFromEnv(undefined, { url: opts.broker, from: "--broker" });
       const topic = opts.topic ?? readTopics().telemetry;
@@ -184,11 +199,20 @@ export function addSimulateCommand(program: Command, io: Io): void {
           .join(", ")}) on ${redactUrl(settings.url)} topic ${topic}, one reading per fan every ${fleet.intervalMs} ms`,
       );
       await simulator.start();
+      const health =
+        opts.healthPort === undefined
+          ? undefined
+          : await serveSimulatorHealth(simulator, {
+              port: opts.healthPort,
+              host: readSettings({ HEALTH_HOST: HEALTH_HOST_SETTING }).HEALTH_HOST,
+            });
+      if (health !== undefined) io.err(`/healthz, /livez and /metrics on port ${health.port}`);
       if (opts.truth !== undefined) {
         const { writeFile } = await import("node:fs/promises");
         try {
           await writeFile(opts.truth, simulator.truth.map((t) => JSON.stringify(t)).join("\n") + "\n");
         } catch (error) {
+          await health?.close();
           await simulator.close();
           await client.endAsync();
           throw error;
@@ -205,6 +229,7 @@ export function addSimulateCommand(program: Command, io: Io): void {
       clearInterval(progress);
       await simulator.drain();
       await client.endAsync();
+      await health?.close();
       io.progressDone();
       io.err(`published ${simulator.published} readings`);
     },

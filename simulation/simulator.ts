@@ -33,6 +33,8 @@ export class FleetSimulator extends ServiceBase {
   #failed = 0;
   #timers: NodeJS.Timeout[] = [];
   #startedAt: number | undefined;
+  /** When the MQTT client last took a reading (at QoS 1: when the broker acknowledged it). */
+  #lastSentAt: number | undefined;
 
   constructor(
     private readonly client: MqttClient,
@@ -52,6 +54,23 @@ export class FleetSimulator extends ServiceBase {
 
   get failed(): number {
     return this.#failed;
+  }
+
+  /**
+   * Publishing, for a pod's readiness: the client is connected and a reading went out within three
+   * intervals (10 s at least), or the fleet has only just started. A broker that is away, or a
+   * client that stopped getting acknowledgements, makes it false; mqtt.js reconnects meanwhile.
+   */
+  publishing(now = Date.now()): boolean {
+    if (!this.client.connected || this.#startedAt === undefined) return false;
+    if (this.#fans.length === 0) return true;
+    const staleAfter = Math.max(3 * this.options.intervalMs, 10_000);
+    return now - (this.#lastSentAt ?? this.#startedAt) <= staleAfter;
+  }
+
+  /** When a reading last went out, for /healthz. */
+  get lastSentAt(): number | undefined {
+    return this.#lastSentAt;
   }
 
   /** Each fan's shape, when it starts to wear and when it fails: readings, and times once started. */
@@ -96,6 +115,7 @@ export class FleetSimulator extends ServiceBase {
     this.#published++;
     this.client.publish(this.options.topic, this.#reading(fan, Date.now()), { qos: this.options.qos }, (error) => {
       if (error) this.#failed++;
+      else this.#lastSentAt = Date.now();
     });
   }
 }

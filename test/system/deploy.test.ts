@@ -4,7 +4,10 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
 import * as apps from "kubernetes-models/apps/v1";
+import * as batch from "kubernetes-models/batch/v1";
 import * as networking from "kubernetes-models/networking.k8s.io/v1";
+import * as policy from "kubernetes-models/policy/v1";
+import * as rbac from "kubernetes-models/rbac.authorization.k8s.io/v1";
 import * as storage from "kubernetes-models/storage.k8s.io/v1";
 import * as core from "kubernetes-models/v1";
 import { parse, parseAllDocuments } from "yaml";
@@ -24,7 +27,7 @@ interface Container {
   image: string;
   command?: string[];
   args?: string[];
-  ports?: Array<{ name?: string; containerPort: number; protocol?: string }>;
+  ports?: Array<{ name?: string; containerPort: number; protocol?: string; hostPort?: number }>;
   env?: Array<{ name: string; value?: string }>;
   volumeMounts?: Array<{ name: string; mountPath: string; subPath?: string }>;
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
@@ -34,7 +37,10 @@ interface Container {
     allowPrivilegeEscalation?: boolean;
     readOnlyRootFilesystem?: boolean;
     runAsNonRoot?: boolean;
-    capabilities?: { drop?: string[] };
+    runAsUser?: number;
+    privileged?: boolean;
+    seccompProfile?: { type: string };
+    capabilities?: { drop?: string[]; add?: string[] };
   };
 }
 interface Probe {
@@ -42,7 +48,12 @@ interface Probe {
 }
 interface PodSpec {
   automountServiceAccountToken?: boolean;
-  securityContext?: { runAsNonRoot?: boolean; runAsUser?: number };
+  securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type: string } };
+  hostNetwork?: boolean;
+  hostPID?: boolean;
+  hostIPC?: boolean;
+  affinity?: { nodeAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: unknown } };
+  topologySpreadConstraints?: Array<{ topologyKey: string; labelSelector: { matchLabels: Record<string, string> } }>;
   containers: Container[];
   initContainers?: Container[];
   volumes?: Array<{
@@ -96,7 +107,47 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   "apps/v1/StatefulSet": apps.StatefulSet,
   "storage.k8s.io/v1/StorageClass": storage.StorageClass,
   "networking.k8s.io/v1/NetworkPolicy": networking.NetworkPolicy,
+  "policy/v1/PodDisruptionBudget": policy.PodDisruptionBudget,
+  "batch/v1/CronJob": batch.CronJob,
+  "batch/v1/Job": batch.Job,
+  "v1/ServiceAccount": core.ServiceAccount,
+  "rbac.authorization.k8s.io/v1/Role": rbac.Role,
+  "rbac.authorization.k8s.io/v1/RoleBinding": rbac.RoleBinding,
+  "rbac.authorization.k8s.io/v1/ClusterRole": rbac.ClusterRole,
+  "rbac.authorization.k8s.io/v1/ClusterRoleBinding": rbac.ClusterRoleBinding,
 };
+
+/** The sizes (docs/deploy.md, "Sizes"): each overlay over deploy/k3s/base, and what it runs. */
+const SIZES = {
+  "one-node": { replicas: { "mqtt-connector": 1, notifier: 1, alertmanager: 1 }, storage: "local-path" },
+  "two-nodes": { replicas: { "mqtt-connector": 2, notifier: 2, alertmanager: 2 }, storage: "local-path" },
+  "three-nodes": { replicas: { "mqtt-connector": 2, notifier: 2, alertmanager: 2 }, storage: "portworx" },
+} as const;
+type Size = keyof typeof SIZES;
+
+/** One suite per size: the same checks over what each overlay renders (with the simulator). */
+function forEverySize(title: string, suite: (size: Size) => void): void {
+  for (const size of Object.keys(SIZES) as Size[]) describe(`deploy/k3s/${size} ${title}`, () => suite(size));
+}
+
+/** Every pod template an object carries (Deployment, StatefulSet, DaemonSet, Job, CronJob), with where it is. */
+function podTemplates(objects: K8sObject[]): Array<{ where: string; namespace: string; pod: PodSpec }> {
+  return objects.flatMap((o) => {
+    const spec = o.spec as
+      | {
+          template?: { spec: PodSpec };
+          jobTemplate?: { spec: { template: { spec: PodSpec } } };
+        }
+      | undefined;
+    const pod = spec?.template?.spec ?? spec?.jobTemplate?.spec.template.spec;
+    return pod === undefined
+      ? []
+      : [{ where: `${o.kind} ${o.metadata.name}`, namespace: o.metadata.namespace ?? "default", pod }];
+  });
+}
+
+const matches = (selector: Record<string, string>, labels: Record<string, string>) =>
+  Object.entries(selector).every(([k, v]) => labels[k] === v);
 
 /** K3s's helm-controller CRD (helm.cattle.io/v1 HelmChart), the fields we use. */
 const HelmChartSchema = z.object({
@@ -112,12 +163,12 @@ const HelmChartSchema = z.object({
   }),
 });
 
-describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => {
+forEverySize("(rendered with kubectl kustomize, checked offline)", (size) => {
   let objects: K8sObject[];
   let workloads: Workload[];
   let policies: NetworkPolicy[];
   before(() => {
-    objects = [...render("deploy/k3s/base"), ...render("deploy/k3s/simulator")];
+    objects = [...render(`deploy/k3s/${size}`), ...render("deploy/k3s/simulator")];
     workloads = objects.filter((o): o is Workload => o.kind === "Deployment" || o.kind === "StatefulSet");
     policies = objects.filter((o) => o.kind === "NetworkPolicy") as unknown as NetworkPolicy[];
   });
@@ -322,13 +373,20 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     }
   });
 
-  it("keeps every volume on a Portworx StorageClass, the databases with three replicas", () => {
+  it("claims only StorageClasses this size defines, on the storage the size calls for", () => {
     const classes = new Map(
       objects
         .filter((o) => o.kind === "StorageClass")
-        .map((o) => [o.metadata.name, o as unknown as { provisioner: string; parameters: Record<string, string> }]),
+        .map((o) => [
+          o.metadata.name,
+          o as unknown as {
+            provisioner: string;
+            parameters?: Record<string, string>;
+            reclaimPolicy?: string;
+            volumeBindingMode?: string;
+          },
+        ]),
     );
-    for (const c of classes.values()) assert.equal(c.provisioner, "pxd.portworx.com");
     const claims = [
       ...objects
         .filter((o) => o.kind === "PersistentVolumeClaim")
@@ -347,22 +405,172 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     for (const claim of claims)
       assert.ok(
         classes.has(claim.storageClassName),
-        `${claim.name}: storage class ${claim.storageClassName} is one of ours`,
+        `${claim.name}: StorageClass ${claim.storageClassName} is defined`,
       );
-    for (const name of ["influxdb", "nats"]) {
-      const database = workloads.find((w) => w.metadata.name === name);
+    const classOf = (name: string) =>
+      classes.get(
+        workloads.find((w) => w.metadata.name === name)?.spec.volumeClaimTemplates?.[0]?.spec.storageClassName ?? "",
+      );
+    for (const c of classes.values()) assert.equal(c.reclaimPolicy, "Retain", "deleting a claim keeps the data");
+    if (SIZES[size].storage === "local-path") {
+      // K3s's built-in provisioner: a directory on one node, made once the scheduler picked that node.
+      for (const c of classes.values()) {
+        assert.equal(c.provisioner, "rancher.io/local-path");
+        assert.equal(c.volumeBindingMode, "WaitForFirstConsumer");
+      }
+    } else {
+      for (const c of classes.values()) assert.equal(c.provisioner, "pxd.portworx.com");
+      for (const name of ["influxdb", "nats"])
+        assert.equal(classOf(name)?.parameters?.repl, "3", `${name} on three replicas`);
+      assert.equal(classOf("alertmanager")?.parameters?.repl, "2", "Alertmanager's volumes on two");
+    }
+  });
+
+  it("keeps what holds the data on the K3s server when there are two nodes, and anywhere otherwise", () => {
+    for (const name of ["mosquitto", "influxdb", "nats", "grafana"]) {
+      const pod = workloads.find((w) => w.metadata.name === name)?.spec.template.spec;
+      const required = JSON.stringify(
+        pod?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution ?? {},
+      );
       assert.equal(
-        classes.get(database?.spec.volumeClaimTemplates?.[0]?.spec.storageClassName ?? "")?.parameters.repl,
-        "3",
-        `${name} on three replicas`,
+        required.includes('"key":"node-role.kubernetes.io/control-plane","operator":"In","values":["true"]'),
+        size === "two-nodes",
+        `${name}: pinned to the server on two nodes only`,
       );
     }
   });
 
-  it("runs Alertmanager as two clustered replicas on the shipped configuration, each peer named by its stable address", async () => {
+  it("runs as many replicas of the connector, the notifier and Alertmanager as the size calls for, spread over the nodes", () => {
+    for (const [name, replicas] of Object.entries(SIZES[size].replicas)) {
+      const w = workloads.find((x) => x.metadata.name === name);
+      assert.equal(w?.spec.replicas, replicas, `${name}: ${replicas}`);
+      const spread = w.spec.template.spec.topologySpreadConstraints ?? [];
+      if (replicas > 1)
+        assert.ok(
+          spread.some(
+            (c) =>
+              c.topologyKey === "kubernetes.io/hostname" &&
+              matches(c.labelSelector.matchLabels, w.spec.template.metadata.labels),
+          ),
+          `${name}: spread over the nodes`,
+        );
+    }
+  });
+
+  it("gives every replicated workload a disruption budget that selects its pods only and never blocks a drain", () => {
+    const budgets = objects.filter((o) => o.kind === "PodDisruptionBudget") as unknown as Array<
+      K8sObject & {
+        spec: {
+          maxUnavailable?: number;
+          minAvailable?: number;
+          unhealthyPodEvictionPolicy?: string;
+          selector: { matchLabels: Record<string, string> };
+        };
+      }
+    >;
+    for (const budget of budgets) {
+      const selected = workloads.filter(
+        (w) =>
+          w.metadata.namespace === budget.metadata.namespace &&
+          matches(budget.spec.selector.matchLabels, w.spec.template.metadata.labels),
+      );
+      assert.equal(selected.length, 1, `PodDisruptionBudget ${budget.metadata.name} selects one workload's pods`);
+      // One replica may always go: the only node's drain goes through whatever the size.
+      assert.equal(budget.spec.maxUnavailable, 1, `${budget.metadata.name}: maxUnavailable 1`);
+      assert.equal(budget.spec.minAvailable, undefined);
+      assert.equal(budget.spec.unhealthyPodEvictionPolicy, "AlwaysAllow", "a broken pod does not hold a drain up");
+    }
+    for (const name of Object.keys(SIZES[size].replicas))
+      assert.ok(
+        budgets.some((b) => b.metadata.name === name),
+        `${name} has a budget`,
+      );
+  });
+
+  it("governs every StatefulSet by a headless Service that selects its pods", () => {
+    for (const set of workloads.filter((w) => w.kind === "StatefulSet")) {
+      const service = objects.find(
+        (o) =>
+          o.kind === "Service" &&
+          o.metadata.name === set.spec.serviceName &&
+          o.metadata.namespace === set.metadata.namespace,
+      ) as (K8sObject & { spec: { clusterIP?: string; selector: Record<string, string> } }) | undefined;
+      assert.equal(
+        service?.spec.clusterIP,
+        "None",
+        `${set.metadata.name}: serviceName ${set.spec.serviceName} is headless`,
+      );
+      assert.ok(Object.keys(service.spec.selector).length > 0);
+      assert.ok(
+        matches(service.spec.selector, set.spec.template.metadata.labels),
+        `${service.metadata.name} selects the pods`,
+      );
+    }
+  });
+
+  it("labels the namespaces for Pod Security Admission, and every fanwatch pod meets the restricted profile", () => {
+    const labels = (name: string) =>
+      (
+        objects.find((o) => o.kind === "Namespace" && o.metadata.name === name)?.metadata as {
+          labels?: Record<string, string>;
+        }
+      )?.labels ?? {};
+    const expected = { fanwatch: "restricted", openfaas: "baseline", "openfaas-fn": "baseline" };
+    for (const [namespace, enforce] of Object.entries(expected)) {
+      assert.equal(
+        labels(namespace)["pod-security.kubernetes.io/enforce"],
+        enforce,
+        `${namespace} enforces ${enforce}`,
+      );
+      for (const mode of ["warn", "audit"])
+        assert.equal(labels(namespace)[`pod-security.kubernetes.io/${mode}`], "restricted", `${namespace}: ${mode}`);
+    }
+    // The restricted profile's rules (kubernetes.io/docs/concepts/security/pod-security-standards).
+    const allowedVolumes = new Set([
+      "name",
+      "configMap",
+      "csi",
+      "downwardAPI",
+      "emptyDir",
+      "ephemeral",
+      "persistentVolumeClaim",
+      "projected",
+      "secret",
+    ]);
+    const restricted = podTemplates(objects).filter(
+      (p) => expected[p.namespace as keyof typeof expected] === "restricted",
+    );
+    assert.ok(restricted.length >= 9);
+    for (const { where, pod } of restricted) {
+      for (const host of ["hostNetwork", "hostPID", "hostIPC"] as const)
+        assert.notEqual(pod[host], true, `${where}: ${host}`);
+      for (const volume of pod.volumes ?? [])
+        for (const key of Object.keys(volume)) assert.ok(allowedVolumes.has(key), `${where}: a ${key} volume`);
+      for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
+        const context = c.securityContext;
+        const at = `${where}/${c.name}`;
+        assert.ok(context?.runAsNonRoot ?? pod.securityContext?.runAsNonRoot, `${at}: runAsNonRoot`);
+        assert.notEqual(context?.runAsUser ?? pod.securityContext?.runAsUser, 0, `${at}: not uid 0`);
+        assert.ok(
+          ["RuntimeDefault", "Localhost"].includes(
+            context?.seccompProfile?.type ?? pod.securityContext?.seccompProfile?.type ?? "",
+          ),
+          `${at}: a seccomp profile`,
+        );
+        assert.equal(context?.allowPrivilegeEscalation, false, `${at}: allowPrivilegeEscalation false`);
+        assert.notEqual(context?.privileged, true, `${at}: not privileged`);
+        assert.ok(context?.capabilities?.drop?.includes("ALL"), `${at}: every capability dropped`);
+        for (const added of context?.capabilities?.add ?? [])
+          assert.equal(added, "NET_BIND_SERVICE", `${at}: adds ${added}`);
+        for (const port of c.ports ?? []) assert.equal(port.hostPort, undefined, `${at}: no hostPort`);
+      }
+    }
+  });
+
+  it("runs Alertmanager on the shipped configuration, its replicas clustered, each peer named by its stable address", async () => {
     const am = workloads.find((w) => w.metadata.name === "alertmanager");
     assert.equal(am?.kind, "StatefulSet");
-    assert.equal(am.spec.replicas, 2);
+    assert.equal(am.spec.replicas, SIZES[size].replicas.alertmanager);
     const headless = objects.find((o) => o.kind === "Service" && o.metadata.name === am.spec.serviceName) as
       | (K8sObject & {
           spec: {
@@ -386,8 +594,14 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
       { length: am.spec.replicas },
       (_, i) => `${am.metadata.name}-${i}.${am.spec.serviceName}.${am.metadata.namespace}.svc:9094`,
     );
-    assert.deepEqual(flag("cluster.peer").sort(), peers, "every replica is a peer");
-    assert.deepEqual(flag("cluster.listen-address"), ["0.0.0.0:9094"]);
+    if (am.spec.replicas === 1) {
+      // Alone: an empty listen address turns the cluster off (it would otherwise wait for peers).
+      assert.deepEqual(flag("cluster.peer"), [], "no peers");
+      assert.deepEqual(flag("cluster.listen-address"), [""], "no cluster");
+    } else {
+      assert.deepEqual(flag("cluster.peer").sort(), peers, "every replica is a peer");
+      assert.deepEqual(flag("cluster.listen-address"), ["0.0.0.0:9094"]);
+    }
     assert.deepEqual(flag("web.listen-address"), [":9093"]);
     for (const [port, protocol] of [
       [9093, "TCP"],
@@ -442,7 +656,7 @@ describe("deploy/k3s (rendered with kubectl kustomize, checked offline)", () => 
     assert.ok(notifier && container);
     assert.equal(container.image, connector?.spec.template.spec.containers[0]?.image, "the service image");
     assert.deepEqual(container.args, ["notifier"]);
-    assert.equal(notifier.spec.replicas, 2, "two replicas share the durable consumers");
+    assert.equal(notifier.spec.replicas, SIZES[size].replicas.notifier, "the replicas share the durable consumers");
     const env = new Map((container.env ?? []).map((e) => [e.name, e.value ?? ""]));
     const am = workloads.find((w) => w.metadata.name === "alertmanager");
     const amPort = am?.spec.template.spec.containers[0]?.ports?.find((p) => p.name === "web")?.containerPort;
