@@ -20,7 +20,8 @@
  * - A function (faas-netes pkg/handlers/deploy.go): pods labelled `faas_function: <name>` plus the
  *   labels of stack.yml, one container port `http` 8080; a ClusterIP Service named after the
  *   function selecting `faas_function`, port 8080 to 8080. of-watchdog (0.11.6 in the template)
- *   also serves its own metrics on 8081, a port faas-netes does not declare.
+ *   also listens on 8081 for its own metrics, a port faas-netes does not declare and that no
+ *   policy opens.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -63,9 +64,6 @@ export const CHART_SERVICES: Service[] = [
   chartService("alertmanager", 9093),
 ];
 
-/** of-watchdog's own metrics port: not declared on the pod, but listening. */
-export const WATCHDOG_METRICS_PORT = 8081;
-
 interface Stack {
   functions: Record<string, { labels?: Record<string, string> }>;
 }
@@ -79,10 +77,7 @@ export function functionStandIns(): { pods: PodTemplate[]; services: Service[] }
       owner: `stand-in for faas-netes's Deployment/${name}`,
       namespace: "openfaas-fn",
       labels: { ...stack.functions[name]?.labels, faas_function: name },
-      ports: [
-        { name: "http", containerPort: 8080 },
-        { name: "watchdog-metrics", containerPort: WATCHDOG_METRICS_PORT },
-      ],
+      ports: [{ name: "http", containerPort: 8080 }],
     })),
     services: names.map((name) => ({
       name,
