@@ -46,14 +46,13 @@ function podName(pod: PodTemplate): string {
   return `${pod.namespace}/${name}`;
 }
 
-/** Namespaces' labels, from the Namespace objects rendered: a namespaceSelector reads them. */
-let namespaceLabels = new Map<string, Record<string, string>>();
-
-const asPeer = (pod: PodTemplate): Peer => ({
-  namespace: pod.namespace,
-  labels: pod.labels,
-  namespaceLabels: namespaceLabels.get(pod.namespace) ?? {},
-});
+/** A pod as the evaluator sees it, with its namespace's labels (a namespaceSelector reads them). */
+function peerMaker(objects: K8sObject[]): (pod: PodTemplate) => Peer {
+  const labels = new Map(
+    objects.filter((o) => o.kind === "Namespace").map((o) => [o.metadata.name, o.metadata.labels ?? {}]),
+  );
+  return (pod) => ({ namespace: pod.namespace, labels: pod.labels, namespaceLabels: labels.get(pod.namespace) ?? {} });
+}
 
 /** What the table names besides the pods rendered: outside, and pods no manifest of ours makes. */
 const REPRESENTATIVES: NamedPeer[] = [
@@ -90,15 +89,14 @@ for (const installation of installations())
     let pods: PodTemplate[];
     let allServices: Service[];
     let policies: NetworkPolicy[];
+    let asPeer: (pod: PodTemplate) => Peer;
     before(() => {
       objects = [...render(installation), ...render(SIMULATOR)];
       const functions = functionStandIns();
       pods = [...podTemplates(objects), ...CHART_PODS, ...functions.pods];
       allServices = [...services(objects), ...CHART_SERVICES, ...functions.services];
       policies = networkPolicies(objects);
-      namespaceLabels = new Map(
-        objects.filter((o) => o.kind === "Namespace").map((o) => [o.metadata.name, o.metadata.labels ?? {}]),
-      );
+      asPeer = peerMaker(objects);
     });
 
     it("selects pods with every Service, and resolves every Service port to a port of each pod it selects", () => {
