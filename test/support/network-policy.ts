@@ -37,6 +37,7 @@ export const OUTSIDE: Address = { ip: "203.0.113.10" };
 
 interface Selector {
   matchLabels?: Labels;
+  matchExpressions?: Array<{ key: string; operator: "In" | "NotIn" | "Exists" | "DoesNotExist"; values?: string[] }>;
 }
 interface PolicyPeer {
   podSelector?: Selector;
@@ -55,8 +56,20 @@ export interface NetworkPolicy {
 
 const isPod = (peer: Peer): peer is Endpoint => "namespace" in peer;
 
-const matches = (selector: Selector | undefined, labels: Labels) =>
-  Object.entries(selector?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
+/** Whether a label selector (matchLabels and matchExpressions) selects these labels. */
+export function matches(selector: Selector | undefined, labels: Labels): boolean {
+  const byLabel = Object.entries(selector?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
+  return (
+    byLabel &&
+    (selector?.matchExpressions ?? []).every(({ key, operator, values = [] }) => {
+      const value = labels[key];
+      if (operator === "Exists") return value !== undefined;
+      if (operator === "DoesNotExist") return value === undefined;
+      const listed = value !== undefined && values.includes(value);
+      return operator === "In" ? listed : !listed;
+    })
+  );
+}
 
 function ipv4(address: string): number {
   const parts = address.split(".").map(Number);
@@ -130,5 +143,56 @@ export function allows(policies: NetworkPolicy[], from: Peer, to: Peer, port: nu
   return (
     directionAllows(policies, from, "Egress", to, port, protocol) &&
     directionAllows(policies, to, "Ingress", from, port, protocol)
+  );
+}
+
+/** A peer as the flows table names it (docs/deploy.md, "Who can reach what"). */
+export interface NamedPeer {
+  name: string;
+  peer: Peer;
+}
+
+export interface PortSpec {
+  port: number;
+  protocol: string;
+}
+
+/** A port no policy names: a pair that may use it may use any port. */
+const ANY_PORT: PortSpec = { port: 65535, protocol: "TCP" };
+
+/**
+ * Every flow the policies allow between the peers, on the ports given, as `from → to port/protocol`
+ * (or `from → to any` where no port is named); pairs of which `governed` holds for neither end
+ * (outside and other namespaces' pods) are left out.
+ */
+export function allowedFlows(
+  policies: NetworkPolicy[],
+  peers: NamedPeer[],
+  ports: PortSpec[],
+  governed: (peer: NamedPeer) => boolean,
+): Set<string> {
+  const flows = new Set<string>();
+  for (const from of peers)
+    for (const to of peers) {
+      if (!governed(from) && !governed(to)) continue;
+      if (allows(policies, from.peer, to.peer, ANY_PORT.port, ANY_PORT.protocol)) {
+        flows.add(`${from.name} → ${to.name} any`);
+        continue;
+      }
+      for (const { port, protocol } of ports)
+        if (allows(policies, from.peer, to.peer, port, protocol))
+          flows.add(`${from.name} → ${to.name} ${port}/${protocol}`);
+    }
+  return flows;
+}
+
+/** Every port a policy rule names, with its protocol. */
+export function policyPorts(policies: NetworkPolicy[]): PortSpec[] {
+  return policies.flatMap((p) =>
+    [...(p.spec.ingress ?? []), ...(p.spec.egress ?? [])].flatMap((rule) =>
+      (rule.ports ?? []).flatMap((q) =>
+        q.port === undefined ? [] : [{ port: q.port, protocol: q.protocol ?? "TCP" }],
+      ),
+    ),
   );
 }
