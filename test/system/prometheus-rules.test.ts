@@ -111,12 +111,14 @@ describe("deploy/prometheus with Debian's promtool", () => {
       ),
     );
     assert.deepEqual([...fired].sort(), alerts.map((a) => a.alert).sort());
+    const runbooks = readFileSync(join(REPO_ROOT, "docs/monitoring.md"), "utf8");
     for (const alert of alerts) {
       assert.equal(alert.labels?.scope, "platform", alert.alert);
       assert.match(alert.labels?.severity ?? "", /^(critical|warning)$/, alert.alert);
       const annotations = (alert as { annotations?: Record<string, string> }).annotations ?? {};
       assert.deepEqual(Object.keys(annotations).sort(), ["description", "runbook", "summary"], alert.alert);
       assert.match(annotations.runbook ?? "", new RegExp(`^docs/monitoring.md#${alert.alert.toLowerCase()}: `));
+      assert.ok(runbooks.includes(`\n### ${alert.alert}\n`), `docs/monitoring.md has a section ${alert.alert}`);
     }
   });
 
