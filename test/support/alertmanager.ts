@@ -186,8 +186,12 @@ export async function shippedConfigForTest(receivers: TestReceivers, timing: Tes
     group_interval: timing.groupInterval,
     repeat_interval: timing.repeatInterval,
   });
-  for (const route of config.route.routes ?? [])
+  for (const route of config.route.routes ?? []) {
     if ("repeat_interval" in route) route.repeat_interval = timing.pagingRepeatInterval;
+    // A route's own waits (the platform's) as the root's.
+    if ("group_wait" in route) route.group_wait = timing.groupWait;
+    if ("group_interval" in route) route.group_interval = timing.groupInterval;
+  }
   need(
     config.receivers.some((r) => (r.webhook_configs ?? []).length > 0),
     "a webhook receiver",

@@ -304,6 +304,52 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
     assert.equal(notified(hooks, "/a/", fan, { alertname: "FanWarning" }).length, 0);
   });
 
+  it("routes the platform's alerts (Prometheus's, scope=platform) to the operators, and holds a site's FanSilent back while its broker is down", async () => {
+    // Alertmanager B only, and sites of their own: the other tests' alerts are not touched.
+    const site = "plant-p";
+    const startsAt = new Date().toISOString();
+    const brokerDown = {
+      labels: { alertname: "BrokerDown", scope: "platform", severity: "critical", component: "mosquitto", site },
+      annotations: { summary: "The MQTT broker is not ready (mosquitto-0)" },
+      startsAt,
+    };
+    const silent = (deviceID: string, at: string) => ({
+      labels: { alertname: "FanSilent", deviceID, severity: "minor", site: at },
+      annotations: { summary: `Fan ${deviceID} silent` },
+      startsAt,
+    });
+    const posted = await fetch(`${amB.url}/api/v2/alerts`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify([brokerDown, silent("p-1", site), silent("q-1", "plant-q")]),
+    });
+    assert.equal(posted.status, 200);
+    const platform = () => hooks.received.filter((w) => w.body.groupLabels.alertname === "BrokerDown");
+    await eventually("BrokerDown's notification", () => platform().length === 1);
+    assert.equal(platform()[0]?.path, "/b/operators", "the operators' receiver, not on-call's paging route");
+    assert.deepEqual(platform()[0]?.body.groupLabels, { alertname: "BrokerDown", site });
+    const mail = await eventuallyValue(
+      "the operators' mail",
+      () => smtp.mails.find((m) => m.subject.includes("BrokerDown")),
+      (m) => m !== undefined,
+    );
+    assert.deepEqual(mail?.to, ["operators@example.com"]);
+    assert.equal(
+      mail?.subject,
+      "[fanwatch platform FIRING] BrokerDown, site plant-p: The MQTT broker is not ready (mosquitto-0)",
+    );
+    // Another site's silent fan is notified; this site's is held back by its BrokerDown.
+    await eventually("plant-q's FanSilent", () => notified(hooks, "/b/maintenance", "q-1").length === 1);
+    const held = alertOf(await amB.alerts(), "p-1", "FanSilent");
+    assert.equal(held?.status.state, "suppressed");
+    assert.equal(notified(hooks, "/b/", "p-1").length, 0);
+    await fetch(`${amB.url}/api/v2/alerts`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify([{ ...brokerDown, endsAt: new Date().toISOString() }]),
+    });
+  });
+
   it("notifies a silent fan, and resolves it when the fan reports again", async () => {
     const fan = "a-sil";
     await pair.deliver(transition(SITE, fan, "silent", { alarmId: null, cause: null, probability: 0.02 }));

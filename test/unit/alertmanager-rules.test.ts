@@ -280,16 +280,29 @@ describe("Alertmanager configuration", () => {
     for (const config of [shipped, local]) {
       assert.deepEqual(config.route.group_by, [...GROUP_BY]);
       for (const [key, value] of Object.entries(ROUTE_TIMING)) assert.equal(config.route[key], value, key);
-      assert.deepEqual(config.route.routes[0]?.matchers, [PAGING_MATCHER]);
-      assert.equal(config.route.routes[0]?.repeat_interval, PAGING_REPEAT_INTERVAL);
-      assert.deepEqual(config.inhibit_rules, INHIBIT_RULES);
+      const paging = config.route.routes.find((r) => JSON.stringify(r.matchers) === JSON.stringify([PAGING_MATCHER]));
+      assert.equal(paging?.repeat_interval, PAGING_REPEAT_INTERVAL);
+      // The shipped file adds the platform's own (deploy/prometheus): fanwatch start runs no Prometheus.
+      assert.deepEqual(config.inhibit_rules.slice(0, INHIBIT_RULES.length), INHIBIT_RULES);
     }
+    assert.deepEqual(local.inhibit_rules, INHIBIT_RULES);
+  });
+
+  it("sends the platform's alerts (scope=platform) to the operators before the fans' paging route can take them", () => {
+    const routes = shipped.route.routes;
+    const platform = routes.findIndex((r) => JSON.stringify(r.matchers) === JSON.stringify(['scope="platform"']));
+    const paging = routes.findIndex((r) => JSON.stringify(r.matchers) === JSON.stringify([PAGING_MATCHER]));
+    assert.ok(platform >= 0 && platform < paging, "the platform route comes first");
+    assert.equal(routes[platform]?.receiver, "operators");
+    assert.equal(routes[platform]?.continue, undefined, "and stops there");
   });
 
   it("names the site and severity in the mail subject from the group's first alert, not from labels all its alerts must share", () => {
     const receivers = (
-      shipped as unknown as { receivers: Array<{ email_configs?: Array<{ headers: { Subject: string } }> }> }
-    ).receivers;
+      shipped as unknown as {
+        receivers: Array<{ name: string; email_configs?: Array<{ headers: { Subject: string } }> }>;
+      }
+    ).receivers.filter((r) => r.name !== "operators"); // the platform's alerts name no fan
     const subjects = receivers.flatMap((r) => (r.email_configs ?? []).map((e) => e.headers.Subject));
     assert.ok(subjects.length > 0);
     for (const subject of subjects) assert.equal(subject, EMAIL_SUBJECT, "the shipped file and fanwatch start's alike");
