@@ -185,6 +185,7 @@ forEverySize("(rendered with kubectl kustomize, checked offline)", (size) => {
       "nats",
       "notifier",
       "page",
+      "prometheus",
       "telegraf",
     ]);
     assert.ok(objects.some((o) => o.kind === "HelmChart"));
@@ -353,7 +354,9 @@ forEverySize("(rendered with kubectl kustomize, checked offline)", (size) => {
   it("pins every image and gives every container resources, probes and a locked-down security context", () => {
     for (const w of workloads) {
       const pod = w.spec.template.spec;
-      assert.equal(pod.automountServiceAccountToken, false, `${w.metadata.name}: no API token`);
+      // Prometheus alone needs its token: it lists pods and nodes and reads the kubelets' metrics.
+      const token = w.metadata.name === "prometheus";
+      assert.equal(pod.automountServiceAccountToken, token, `${w.metadata.name}: ${token ? "its" : "no"} API token`);
       assert.equal(pod.securityContext?.runAsNonRoot, true, `${w.metadata.name}: runAsNonRoot`);
       assert.ok((pod.securityContext?.runAsUser ?? 0) > 0, `${w.metadata.name}: a non-root user id`);
       for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
