@@ -130,7 +130,8 @@ async function* messageLines(
   report(0);
   if (state.messages === 0) return;
   const consumer = await js.consumers.get(stream, { deliver_policy: DeliverPolicy.All });
-  const feed = await consumer.consume({ max_messages: 512 });
+  // By bytes, not count: a batch stays 4 MiB whatever the size of the messages (1 MiB each at most).
+  const feed = await consumer.consume({ max_bytes: 4 * 1024 ** 2 });
   // Should what is left below the point expire or be deleted before it comes, nothing more would:
   // a quiet feed asks the stream whether anything is left up to the point.
   let lastSeen = 0;
