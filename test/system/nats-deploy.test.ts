@@ -142,9 +142,10 @@ describe("NATS on K3s: its configuration, probes, headless Service and backup Cr
     );
   });
 
-  it("is governed by a headless Service and mounts the generated nats-config", async () => {
+  it("is governed by the headless Service nats-headless and mounts the generated nats-config", async () => {
     const set = nats.find((m) => m.kind === "StatefulSet");
-    const governing = nats.find((m) => m.kind === "Service" && m.metadata.name === set?.spec.serviceName);
+    const services = [...nats, ...(await manifests("headless-services.yaml"))];
+    const governing = services.find((m) => m.kind === "Service" && m.metadata.name === set?.spec.serviceName);
     assert.equal(governing?.spec.clusterIP, "None");
     for (const [k, v] of Object.entries(governing?.spec.selector ?? {}))
       assert.equal(set?.spec.template?.metadata.labels[k], v);
