@@ -8,6 +8,7 @@ import { addFunctionCommand } from "./function-command.js";
 import { addGatewayCommand } from "./gateway-command.js";
 import { addInfluxWriterCommand } from "./influx-writer-command.js";
 import { addModelCommands } from "./model-commands.js";
+import { addNatsCommand } from "./nats-command.js";
 import { addNotificationsCommand } from "./notifications-command.js";
 import { addNotifierCommand } from "./notifier-command.js";
 import { addPageCommand } from "./page-command.js";
@@ -34,6 +35,7 @@ export function buildProgram(io: Io): Command {
   addNotifierCommand(program, io);
   addNotificationsCommand(program, io);
   addPageCommand(program, io);
+  addNatsCommand(program, io);
   for (const command of program.commands) command.exitOverride();
   return program;
 }
