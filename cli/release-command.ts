@@ -68,7 +68,7 @@ export function addReleaseCommand(program: Command, io: Io): void {
     )
     .option(
       "--mirror <host=url>",
-      "ask this URL instead of registry <host> (docker.io=https://registry.site.lan:5000, http:// without TLS): checks a site mirror serves each digest; repeatable",
+      "ask this URL instead of registry <host> (docker.io=https://registry.site.lan:5000/docker.io: the path is the rewrite's prefix; http:// without TLS): checks that a site mirror serves each digest; repeatable",
       (value: string, mirrors: string[]) => [...mirrors, mirrorOption(value)],
       [] as string[],
     );

@@ -18,9 +18,10 @@ export interface RegistryOptions {
   /** Per registry host (docker.io for Docker Hub): used for the token, or as Basic auth. */
   readonly credentials?: ReadonlyMap<string, Credential>;
   /**
-   * Per registry host, the base URL to ask instead (https://registry.site.lan:5000): a site's mirror,
-   * as registries.yaml names it, to check that it serves each digest; http:// for one without TLS.
-   * As containerd does, the original registry goes along as the `ns` query parameter.
+   * Per registry host, the URL to ask instead (https://registry.site.lan:5000/ghcr.io): a site's
+   * mirror as registries.yaml names it, its path the prefix of its rewrite, to check that it serves
+   * each digest; http:// for one without TLS. As containerd does, the original registry goes along
+   * as the `ns` query parameter.
    */
   readonly mirrors?: ReadonlyMap<string, string>;
   readonly timeoutMs?: number;
@@ -46,16 +47,19 @@ function apiHost(registry: string): string {
 
 export async function resolveDigest(ref: ImageRef, options: RegistryOptions = {}): Promise<string> {
   const reference = ref.digest ?? ref.tag ?? "latest";
-  const mirror = options.mirrors?.get(ref.registry)?.replace(/\/+$/, "");
-  const url =
-    mirror === undefined
+  const mirror = options.mirrors?.get(ref.registry);
+  const url = mirror === undefined ? undefined : new URL(mirror);
+  // A mirror URL's path is the prefix registries.yaml's rewrite gives (https://registry.site.lan:5000/ghcr.io).
+  const prefix = url?.pathname.replace(/^\/+|\/+$/g, "") ?? "";
+  const manifestUrl =
+    url === undefined
       ? `https://${apiHost(ref.registry)}/v2/${ref.repository}/manifests/${reference}`
-      : `${mirror}/v2/${ref.repository}/manifests/${reference}?ns=${encodeURIComponent(ref.registry)}`;
+      : `${url.origin}/v2/${prefix === "" ? "" : `${prefix}/`}${ref.repository}/manifests/${reference}?ns=${encodeURIComponent(ref.registry)}`;
   const shown = formatImageRef(ref);
   const call = async (method: "HEAD" | "GET", authorization?: string): Promise<Response> => {
     const headers: Record<string, string> = { accept: MANIFEST_TYPES.join(", ") };
     if (authorization !== undefined) headers.authorization = authorization;
-    return request(url, { method, headers }, options, mirror === undefined ? ref.registry : new URL(mirror).host);
+    return request(manifestUrl, { method, headers }, options, url?.host ?? ref.registry);
   };
   let answer = await call("HEAD");
   let authorization: string | undefined;

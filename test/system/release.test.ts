@@ -89,6 +89,17 @@ describe("fanwatch release", () => {
     );
   });
 
+  it("mirrors every registry the site's images come from in the example registries.yaml, each under its own prefix", async () => {
+    const example = parse(await readFile(join(REPO_ROOT, "deploy/k3s/registries.yaml"), "utf8")) as {
+      mirrors: Record<string, { endpoint?: string[]; rewrite?: Record<string, string> } | null>;
+    };
+    for (const host of new Set(listed.map((line) => parseImageRef(line).registry))) {
+      const mirror = example.mirrors[host];
+      assert.ok(mirror?.endpoint?.[0]?.startsWith("https://"), `${host}: a mirror endpoint over TLS`);
+      assert.deepEqual(Object.values(mirror?.rewrite ?? {}), [`${host}/$1`], `${host}: kept apart under ${host}/`);
+    }
+  });
+
   it("tags a release with the package version and the commit, and refuses a tree with uncommitted changes", async () => {
     const repo = join(root, "repo");
     await mkdir(repo);
