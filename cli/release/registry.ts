@@ -56,6 +56,9 @@ export async function resolveDigest(ref: ImageRef, options: RegistryOptions = {}
       ? `https://${apiHost(ref.registry)}/v2/${ref.repository}/manifests/${reference}`
       : `${url.origin}/v2/${prefix === "" ? "" : `${prefix}/`}${ref.repository}/manifests/${reference}?ns=${encodeURIComponent(ref.registry)}`;
   const shown = formatImageRef(ref);
+  // Who answered: the registry, or the mirror asked in its place.
+  const where =
+    url === undefined ? ref.registry : `${url.host}${url.pathname.replace(/\/+$/, "")} (mirror of ${ref.registry})`;
   const call = async (method: "HEAD" | "GET", authorization?: string): Promise<Response> => {
     const headers: Record<string, string> = { accept: MANIFEST_TYPES.join(", ") };
     if (authorization !== undefined) headers.authorization = authorization;
@@ -70,24 +73,24 @@ export async function resolveDigest(ref: ImageRef, options: RegistryOptions = {}
   if (answer.status === 401 || answer.status === 403)
     throw new RegistryError(
       "refused",
-      `${ref.registry} refused to let us read ${shown} (${answer.status}): it is private and --credentials has no login for ${ref.registry}, or that login may not pull ${ref.repository}`,
+      `${where} refused to let us read ${shown} (${answer.status}): it is private and --credentials has no login for ${ref.registry}, or that login may not pull ${ref.repository}`,
       { status: answer.status },
     );
   if (answer.status === 404)
     throw new RegistryError(
       "not-found",
-      `${shown} is not in ${ref.registry} (404): no such ${ref.digest === undefined ? "tag" : "digest"} in ${ref.repository}; push it first, or check the name`,
+      `${shown} is not in ${where} (404): no such ${ref.digest === undefined ? "tag" : "digest"} in ${ref.repository}; push it first, or check the name`,
       { status: 404 },
     );
   if (!answer.ok)
-    throw new RegistryError("failed", `${ref.registry} answered ${answer.status} for ${shown}`, {
+    throw new RegistryError("failed", `${where} answered ${answer.status} for ${shown}`, {
       status: answer.status,
     });
   const digest = answer.headers.get("docker-content-digest") ?? (await digestOfBody(await call("GET", authorization)));
   if (!DIGEST.test(digest))
-    throw new RegistryError("failed", `${ref.registry} gave "${digest}" as the digest of ${shown}: not sha256:<hex>`);
+    throw new RegistryError("failed", `${where} gave "${digest}" as the digest of ${shown}: not sha256:<hex>`);
   if (ref.digest !== undefined && digest !== ref.digest)
-    throw new RegistryError("failed", `${ref.registry} serves ${digest} for ${shown}`);
+    throw new RegistryError("failed", `${where} serves ${digest} for ${shown}`);
   return digest;
 }
 

@@ -7,7 +7,9 @@ import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { parseAllDocuments, parse } from "yaml";
 import { parseImageRef } from "../../cli/release/image-ref.js";
+import { resolveDigest } from "../../cli/release/registry.js";
 import { containerImages } from "../../cli/release/site-images.js";
+import { startDockerRegistry } from "../support/docker-registry.js";
 import { REPO_ROOT } from "../support/paths.js";
 import { freePort, runCli } from "../support/process.js";
 import { startRegistryStandIn, STAND_IN_USER, type RegistryStandIn } from "../support/registry-stand-in.js";
@@ -148,7 +150,10 @@ describe("fanwatch release", () => {
       ...mirrors(),
     ]);
     assert.equal(code, 1);
-    assert.match(stderr, /ghcr\.io\/fanwatch\/fanwatch:0\.2\.0-notpushed is not in ghcr\.io \(404\): no such tag/);
+    assert.match(
+      stderr,
+      /ghcr\.io\/fanwatch\/fanwatch:0\.2\.0-notpushed is not in 127\.0\.0\.1:\d+ \(mirror of ghcr\.io\) \(404\): no such tag/,
+    );
   });
 
   it("says which registry it cannot reach", async () => {
@@ -222,3 +227,30 @@ async function simulatorWithRelease(root: string): Promise<string> {
   if (!text.includes("components:")) await writeFile(file, `${text}components:\n  - ../release\n`);
   return "deploy/k3s/simulator";
 }
+
+/**
+ * The resolver against a real Distribution registry (Debian's docker-registry, what a site runs),
+ * filled by skopeo as docs/offline.md fills a site registry: under each upstream's prefix, digests
+ * preserved. This is the check `release pin --mirror` makes of a site mirror.
+ */
+describe("fanwatch release against a real registry", () => {
+  it("reads the index digest skopeo pushed, through the site prefix, and says when a tag is missing", async () => {
+    const registry = await startDockerRegistry();
+    try {
+      const pushed = await registry.push("ghcr.io/fanwatch/score", "0.2.0-abc");
+      const mirrors = new Map([["ghcr.io", `${registry.url}/ghcr.io`]]);
+      assert.equal(await resolveDigest(parseImageRef("ghcr.io/fanwatch/score:0.2.0-abc"), { mirrors }), pushed);
+      assert.equal(
+        await resolveDigest(parseImageRef(`ghcr.io/fanwatch/score@${pushed}`), { mirrors }),
+        pushed,
+        "a pinned reference is served by digest",
+      );
+      await assert.rejects(resolveDigest(parseImageRef("ghcr.io/fanwatch/score:0.3.0"), { mirrors }), {
+        reason: "not-found",
+        message: /ghcr\.io\/fanwatch\/score:0\.3\.0 is not in/,
+      });
+    } finally {
+      await registry.stop();
+    }
+  });
+});
