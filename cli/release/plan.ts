@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { UsageError } from "../../lib/errors.js";
 import { formatImageRef, parseImageRef, qualifiedImageRef, type ImageRef } from "./image-ref.js";
 import {
@@ -38,14 +40,20 @@ export interface ReleasePlan {
 export async function planRelease(release: Release, sources: SiteSources): Promise<ReleasePlan> {
   checkTag(release.tag);
   const ours = parseImageRef(`${release.registry}/fanwatch:${release.tag}`);
+  const dirs = sources.kustomizations.filter((dir) => existsSync(join(sources.root, dir, "kustomization.yaml")));
+  if (dirs.length === 0)
+    throw new UsageError(
+      `none of ${sources.kustomizations.join(", ")} is in ${sources.root}: is --root the repository?`,
+    );
   const rendered = distinct(
-    (await Promise.all(sources.kustomizations.map((dir) => manifestImages(sources.root, dir, sources.kubectl)))).flat(),
+    (await Promise.all(dirs.map((dir) => manifestImages(sources.root, dir, sources.kubectl)))).flat(),
   );
   const manifests = rendered.map((image) => {
     const isOurs = image.ref.name === OUR_IMAGE || image.ref.name === ours.name;
-    if (!isOurs && image.ref.tag === undefined && image.ref.digest === undefined)
+    if (!isOurs && image.ref.tag === undefined)
       throw new UsageError(`${image.usedBy} runs "${image.ref.name}" without a tag: name a version in the manifest`);
-    return { ...image, name: image.ref.name, ref: isOurs ? ours : image.ref };
+    // An overlay renders the last release's pins (name:tag@digest): the tag is resolved again.
+    return { ...image, name: image.ref.name, ref: isOurs ? ours : { ...image.ref, digest: undefined } };
   });
   const names = new Map<string, string>();
   for (const image of manifests) {

@@ -17,7 +17,7 @@ export interface SiteImage {
 /** Where a release reads from, relative to the repository root. */
 export interface SiteSources {
   readonly root: string;
-  /** Kustomization directories whose render names the manifests' images (not the overlays: they hold the pins). */
+  /** Kustomization directories whose render names the images (a previous release's digests in it are ignored). */
   readonly kustomizations: readonly string[];
   readonly stack: string;
   /** The manifest holding the OpenFaaS HelmChart. */
@@ -28,8 +28,18 @@ export interface SiteSources {
   readonly kubectl: string;
 }
 
+/**
+ * The base, the size overlays and the simulator: what an overlay or a component adds (a backup
+ * CronJob, a storage helper) is pulled too. Those not in the tree are skipped.
+ */
 export const DEFAULT_SOURCES: Omit<SiteSources, "root"> = {
-  kustomizations: ["deploy/k3s/base", "deploy/k3s/simulator"],
+  kustomizations: [
+    "deploy/k3s/base",
+    "deploy/k3s/one-node",
+    "deploy/k3s/two-nodes",
+    "deploy/k3s/three-nodes",
+    "deploy/k3s/simulator",
+  ],
   stack: "stack.yml",
   helmChart: "deploy/k3s/base/openfaas.yaml",
   kubectl: "kubectl",

@@ -165,7 +165,7 @@ describe("fanwatch release", () => {
   });
 
   it("pins every image by digest: the overlay with the release component renders only @sha256: images, each the registry's", async () => {
-    const { code, stdout, stderr } = await runCli([
+    const pinArgs = [
       "release",
       "pin",
       "--root",
@@ -175,7 +175,8 @@ describe("fanwatch release", () => {
       "--credentials",
       join(root, "auth.json"),
       ...mirrors(),
-    ]);
+    ];
+    const { code, stdout, stderr } = await runCli(pinArgs);
     assert.equal(code, 0, stderr);
     assert.match(stdout, /wrote deploy\/k3s\/release\/kustomization\.yaml/);
     assert.match(stderr, new RegExp(`resolving ${listed.length}/${listed.length} `), "a progress line per image");
@@ -211,6 +212,12 @@ describe("fanwatch release", () => {
       assert.equal(stack.functions[fn]?.image, `ghcr.io/fanwatch/${fn}@${digest}`);
       assert.equal(stack.functions[fn]?.handler, `./functions/${fn}`, "the rest of stack.yml as it was");
     }
+
+    // Again, with the overlays now rendering these pins: the tags are resolved afresh, to the same digests.
+    const component = await readFile(join(root, "deploy/k3s/release/kustomization.yaml"), "utf8");
+    const again = await runCli(pinArgs);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(await readFile(join(root, "deploy/k3s/release/kustomization.yaml"), "utf8"), component);
 
     const list = (await readFile(join(root, "deploy/k3s/release/images.txt"), "utf8"))
       .split("\n")
