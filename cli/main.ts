@@ -13,6 +13,7 @@ import { addNotificationsCommand } from "./notifications-command.js";
 import { addNotifierCommand } from "./notifier-command.js";
 import { addPageCommand } from "./page-command.js";
 import { processIo, type Io } from "./parse.js";
+import { addReleaseCommand } from "./release-command.js";
 import { REPO_ROOT } from "./paths.js";
 import { addSimulateCommand } from "./simulate-command.js";
 import { addStartCommand } from "./start-command.js";
@@ -36,6 +37,7 @@ export function buildProgram(io: Io): Command {
   addNotificationsCommand(program, io);
   addPageCommand(program, io);
   addNatsCommand(program, io);
+  addReleaseCommand(program, io);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

@@ -26,7 +26,7 @@ describe("stack.yml", () => {
       parseStack(text, { REGISTRY: "registry.local:5000/fan", TAG: "1.2.3" }).functions.score?.image,
       "registry.local:5000/fan/score:1.2.3",
     );
-    assert.equal(stack.functions.score?.image, "ghcr.io/fanwatch/score:0.1.0");
+    assert.equal(stack.functions.score?.image, "ghcr.io/fanwatch/score:dev");
   });
 
   it("references templates, handlers and copy paths that exist", () => {
