@@ -142,6 +142,7 @@ export class Connector extends ServiceBase {
         consumer: new MqttConsumer({
           mqtt: this.config.mqtt,
           clientId: sessionClientId(this.config.clientId, topics, i),
+          sessionExpirySeconds: this.config.sessionExpirySeconds,
           topics: [subscription(filter)],
           unsubscribe: filters.filter((_f, j) => j !== i),
           deadLetterTopic: this.config.deadletterTopic,
