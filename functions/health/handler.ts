@@ -525,16 +525,14 @@ export async function close(): Promise<void> {
 }
 
 /**
- * What health waits for before it can answer calls (the template's /_/ready names them): NATS while
- * the health bucket is not open or NATS is unreachable, the broker while it is away (transitions
- * would only wait in their outboxes, and dead letters could not be sent).
+ * What health waits for before it can answer calls (the template's /_/ready names it): NATS, while
+ * the health bucket is not open or NATS is unreachable, since every call reads or writes it. Not
+ * the broker: without it the fans' list (the page's view) is still answered from NATS and
+ * predictions wait in the connector, so taking health out of service would only hide the fleet.
  */
 export function waitingFor(): string[] {
-  if (health === undefined) return [];
-  const missing: string[] = [];
-  if (!health.store.available) missing.push(`NATS (${health.store.description})`);
-  if (!health.mqtt.connected) missing.push("the MQTT broker");
-  return missing;
+  if (health === undefined || health.store.available) return [];
+  return [`NATS (${health.store.description})`];
 }
 
 export function metrics(): Promise<string> {
