@@ -30,6 +30,12 @@ export interface ConnectorConfig {
   topics: string[];
   /** @default CONNECTOR_DEFAULTS.client_id */
   clientId: string;
+  /**
+   * How long the broker keeps each session of this replica once it is gone, in seconds (MQTT 5);
+   * undefined: MQTT 3.1.1, kept as long as the broker keeps persistent sessions.
+   * @default CONNECTOR_DEFAULTS.session_expiry_s
+   */
+  sessionExpirySeconds: number | undefined;
   /** @default CONNECTOR_DEFAULTS.qos */
   qos: 0 | 1;
   sharedGroup: string | undefined;
@@ -106,6 +112,9 @@ export const INFLIGHT_TOTAL_PER_INFLIGHT = 5;
 export const CONNECTOR_DEFAULTS = Object.freeze({
   gateway_url: "http://127.0.0.1:8080",
   client_id: "fanwatch-connector",
+  // Outlives a pod's restart and a node's reboot (a few minutes); bounds what a replica on a node
+  // that died holds of the shared subscriptions (docs/pipeline.md, "A replica that dies").
+  session_expiry_s: 300,
   qos: 1,
   refresh_interval_ms: 5_000,
   batch_size: 200,
@@ -193,6 +202,14 @@ export const CONNECTOR_SETTINGS = defineSettings({
     doc: "the first topic filter's persistent session id (each other filter's is `<id>.<filter, URI-encoded>`): keep it stable",
     default: d.client_id,
     schema: z.string().default(d.client_id),
+  },
+  session_expiry_s: {
+    env: official("session_expiry_s"),
+    flag: "--session-expiry-s <seconds>",
+    help: "how long the broker keeps a session of this connector once it is gone (MQTT 5); 0: MQTT 3.1.1, as long as the broker keeps persistent sessions",
+    doc: "how long the broker keeps each session (and queues its share of a shared subscription) once this connector is gone, in seconds (MQTT 5 session expiry); then it drops the session and what was queued for it, and the other replicas get every new message. `0`: MQTT 3.1.1, kept as long as the broker keeps persistent sessions (Mosquitto's `persistent_client_expiration`). A broker without MQTT 5 (aedes in `fanwatch start`) is spoken to in 3.1.1, with a warning",
+    default: d.session_expiry_s,
+    schema: z.coerce.number().int().min(0).max(0xffff_fffe).default(d.session_expiry_s),
   },
   qos: {
     env: official("qos"),
@@ -357,7 +374,7 @@ export const CONNECTOR_SETTINGS = defineSettings({
     env: official("port"),
     flag: "--port <port>",
     help: "port of /healthz and /metrics",
-    doc: "port of `/healthz` (503 while messages are held: for readiness), `/livez` (200 while the process answers: for liveness) and `/metrics`",
+    doc: "port of `/readyz` (200 once connected to the broker and the functions are known: for readiness), `/healthz` (503 while messages are held, saying why: for operators and alerts), `/livez` (200 while the process answers: for liveness) and `/metrics`",
     default: d.port,
     schema: z.coerce.number().int().min(0).max(65_535).default(d.port),
   },
@@ -405,6 +422,7 @@ export function readConnectorConfig(env?: NodeJS.ProcessEnv, given: Partial<Conn
     mqtt: mqttSettingsFromEnv(env, { url: s.broker, from: from.broker, secretPath: s.secret_mount_path }),
     topics: s.topic,
     clientId: s.client_id,
+    sessionExpirySeconds: s.session_expiry_s === 0 ? undefined : s.session_expiry_s,
     qos: s.qos,
     sharedGroup: s.shared_group,
     asyncInvoke: s.async_invoke,

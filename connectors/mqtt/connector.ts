@@ -142,6 +142,7 @@ export class Connector extends ServiceBase {
         consumer: new MqttConsumer({
           mqtt: this.config.mqtt,
           clientId: sessionClientId(this.config.clientId, topics, i),
+          sessionExpirySeconds: this.config.sessionExpirySeconds,
           topics: [subscription(filter)],
           unsubscribe: filters.filter((_f, j) => j !== i),
           deadLetterTopic: this.config.deadletterTopic,
@@ -383,8 +384,13 @@ export class Connector extends ServiceBase {
     }
   }
 
-  /** Everything that keeps the connector from moving messages along, in words. */
-  #problems(): string[] {
+  /**
+   * What keeps this replica from doing its part at all, in words (readiness, /readyz): a session
+   * not connected or not subscribed, the gateway never answered (no routes known), stopping. A
+   * function that is down or not deployed is not among them: its messages are held at the broker,
+   * which is this replica's part too, and /healthz says so.
+   */
+  #unready(): string[] {
     const problems: string[] = [];
     const add = (problem: string) => {
       if (!problems.includes(problem)) problems.push(problem);
@@ -400,7 +406,17 @@ export class Connector extends ServiceBase {
     }
     if (!this.#directory.ready)
       add(`the functions are not known yet: ${this.#directory.lastError ?? "asking the gateway"}`);
-    else
+    if (this.stopping) add("stopping");
+    return problems;
+  }
+
+  /** Everything that keeps the connector from moving messages along, in words (/healthz). */
+  #problems(unready: readonly string[]): string[] {
+    const problems = unready.filter((p) => p !== "stopping");
+    const add = (problem: string) => {
+      if (!problems.includes(problem)) problems.push(problem);
+    };
+    if (this.#directory.ready)
       for (const filter of this.#directory.unrouted(this.config.topics))
         add(`no function has the topic annotation for ${filter}`);
     for (const session of this.#sessions) for (const reason of session.consumer.status.pausedFor) add(reason);
@@ -410,15 +426,19 @@ export class Connector extends ServiceBase {
   }
 
   #health(): Health {
-    const problems = this.#problems();
+    const unready = this.#unready();
+    const problems = this.#problems(unready);
     const statuses = this.#sessions.map((s) => ({ session: s, status: s.consumer.status }));
     const sum = (field: "messagesInFlight" | "bytesInFlight" | "deadLettersPending") =>
       statuses.reduce((n, { status }) => n + status[field], 0);
     const paused = [...new Set(statuses.flatMap(({ status }) => (status.paused === null ? [] : [status.paused])))];
     return {
       healthy: problems.length === 0,
+      ready: unready.length === 0,
       details: {
         problems,
+        // Why /readyz says 503 (empty while ready): a subset of the problems.
+        unready,
         broker:
           statuses.length > 0 && statuses.every(({ session, status }) => status.connected || session.consumer.parked)
             ? "connected"

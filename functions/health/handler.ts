@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { MqttClient } from "mqtt";
 import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/types.js";
 import { readHealthConfig, type HealthConfig } from "./config.js";
@@ -80,6 +81,12 @@ interface Health {
 }
 
 const log = createLogger("health");
+/**
+ * How long init() waits for the health bucket to open: long enough for NATS that is there (a
+ * connection and the bucket's fans take milliseconds to a few hundred), short enough that health
+ * is alive well within OpenFaaS's liveness budget when NATS is not.
+ */
+const INIT_NATS_WAIT_MS = 1_000;
 let health: Health | undefined;
 
 /**
@@ -132,9 +139,15 @@ export async function init(): Promise<void> {
       historyMaxAgeMs: config.historyMaxAgeMs,
       log,
     });
-    // Ready before the first request where NATS is there; where it is not, health starts anyway
-    // and answers 503 until it is (never exits for want of it).
-    await Promise.race([nats.opened(), new Promise((resolve) => setTimeout(resolve, config.natsTimeoutMs).unref())]);
+    // Waited for a moment only: where NATS is there the store is open before the first request;
+    // where it is not, health is alive anyway and says what it waits for at /_/ready (waitingFor
+    // below), the store opening in the background for as long as NATS takes (calls answer 503
+    // meanwhile). A longer wait would hold the watchdog's /_/health at 503, and OpenFaaS restarts a
+    // function whose /_/health fails three times from 2 s after its start (liveness).
+    await Promise.race([
+      nats.opened(),
+      sleep(Math.min(INIT_NATS_WAIT_MS, config.natsTimeoutMs), undefined, { ref: false }),
+    ]);
     store = nats;
     events = nats;
     natsStore = nats;
@@ -509,6 +522,17 @@ export async function close(): Promise<void> {
   await silence.stop();
   await store.close();
   await mqtt.endAsync();
+}
+
+/**
+ * What health waits for before it can answer calls (the template's /_/ready names it): NATS, while
+ * the health bucket is not open or NATS is unreachable, since every call reads or writes it. Not
+ * the broker: without it the fans' list (the page's view) is still answered from NATS and
+ * predictions wait in the connector, so taking health out of service would only hide the fleet.
+ */
+export function waitingFor(): string[] {
+  if (health === undefined || health.store.available) return [];
+  return [`NATS (${health.store.description})`];
 }
 
 export function metrics(): Promise<string> {

@@ -7,6 +7,11 @@ import { serverCloser } from "./http/close.js";
 
 export interface Health {
   healthy: boolean;
+  /**
+   * Whether the service does its part, for a Kubernetes readiness probe (/readyz); `healthy` when
+   * omitted. A service may be ready yet unhealthy: it holds work for a dependency that is away.
+   */
+  ready?: boolean;
   /** What /healthz shows, besides `status`. */
   details: Record<string, unknown>;
 }
@@ -35,10 +40,11 @@ export interface HealthServer {
 }
 
 /**
- * The /healthz, /livez and Prometheus /metrics endpoints of a long-running service (the connectors):
- * /healthz answers 200 while healthy and 503 otherwise, with the details as JSON. /livez answers
- * 200 while the process can answer at all: an outage elsewhere makes a service unhealthy on
- * purpose (it holds messages and waits), and restarting it for that would only lose its place.
+ * The /healthz, /readyz, /livez and Prometheus /metrics endpoints of a long-running service (the
+ * connectors): /healthz answers 200 while healthy and 503 otherwise, with the details as JSON;
+ * /readyz the same for readiness, with the same details. /livez answers 200 while the process can
+ * answer at all: an outage elsewhere makes a service unhealthy on purpose (it holds messages and
+ * waits), and restarting it for that would only lose its place.
  */
 export async function startHealthServer(
   { port, host }: HealthServerOptions,
@@ -55,16 +61,17 @@ export async function startHealthServer(
       res.writeHead(200, { "content-type": "application/json" }).end('{"status":"alive"}');
       return;
     }
-    if (path === "/healthz" || path === "/") {
-      const { healthy, details } = health();
+    if (path === "/healthz" || path === "/" || path === "/readyz") {
+      const { healthy, ready = healthy, details } = health();
+      const ok = path === "/readyz" ? ready : healthy;
       res
-        .writeHead(healthy ? 200 : 503, { "content-type": "application/json" })
-        .end(JSON.stringify({ status: healthy ? "ok" : "unavailable", ...details }));
+        .writeHead(ok ? 200 : 503, { "content-type": "application/json" })
+        .end(JSON.stringify({ status: ok ? "ok" : "unavailable", ...details }));
       return;
     }
     res
       .writeHead(404, { "content-type": "application/json" })
-      .end(JSON.stringify({ error: `no ${path}; try /healthz, /livez or /metrics` }));
+      .end(JSON.stringify({ error: `no ${path}; try /healthz, /readyz, /livez or /metrics` }));
   });
   const closer = serverCloser(server);
   await new Promise<void>((resolve, reject) => {

@@ -8,6 +8,9 @@ import { DEFERRED, pubackWriter } from "./acks.js";
 
 /** A message delivered to the consumer's owner; the broker keeps it until it is acknowledged. */
 
+/** A CONNACK refusing MQTT 5: 0x84 from an MQTT 5 broker, 1 (3.1.1's "unacceptable protocol version") from one without it. */
+const UNSUPPORTED_PROTOCOL = new Set<unknown>([0x84, 1]);
+
 /** Longest wait, when draining, for the broker to confirm the dead letters in flight. */
 const DRAIN_DEAD_LETTERS_MS = 10_000;
 export interface ReceivedMessage {
@@ -51,6 +54,13 @@ export interface ConsumerOptions {
    * redelivers it). Drop what you still hold of them; what you do with them anyway is harmless.
    */
   onConnectionLost?(): void;
+  /**
+   * How long the broker keeps the session once the client is gone, in seconds (MQTT 5's session
+   * expiry interval; the client then speaks MQTT 5). Unset, it speaks MQTT 3.1.1 and the broker
+   * keeps the session as long as it keeps persistent sessions (Mosquitto: persistent_client_expiration).
+   * A broker without MQTT 5 (aedes, which `fanwatch start` embeds) is answered in 3.1.1, with a warning.
+   */
+  sessionExpirySeconds?: number;
   /** MQTT.js settings that tests shorten. */
   client?: Pick<IClientOptions, "keepalive" | "reconnectPeriod">;
   /**
@@ -225,13 +235,19 @@ export class MqttConsumer {
 
   /** A client that hands every message to #receive and acknowledges it only when told to. */
   #connect(): MqttClient {
-    const { mqtt, clientId, log } = this.#options;
-    const client = connectMqtt(mqtt, {
+    const { mqtt, clientId, log, sessionExpirySeconds } = this.#options;
+    const expiry =
+      sessionExpirySeconds === undefined
+        ? {}
+        : { protocolVersion: 5 as const, properties: { sessionExpiryInterval: sessionExpirySeconds } };
+    const client: MqttClient = connectMqtt(mqtt, {
       clientId,
       clean: false,
       resubscribe: false, // subscribed on every connect, with the answer checked
+      ...expiry,
       ...this.#options.client,
-      onError: (error) => {
+      onError: (error: Error & { code?: unknown }) => {
+        if (client.options.protocolVersion === 5 && UNSUPPORTED_PROTOCOL.has(error.code)) return this.#speak311(client);
         this.#error = error.message;
         log.warn({ event: "mqtt_error", err: error.message }, "MQTT error");
       },
@@ -245,6 +261,21 @@ export class MqttConsumer {
         log.warn({ event: "mqtt_offline", broker: redactUrl(mqtt.url) }, "connection to the broker lost; reconnecting");
     });
     return client;
+  }
+
+  /**
+   * The broker refused MQTT 5 (aedes does): speak 3.1.1 from now on. The session then lasts as long
+   * as the broker keeps persistent sessions, which the warning says. MQTT.js does not reconnect
+   * after a refusal by itself.
+   */
+  #speak311(client: MqttClient): void {
+    this.#options.log.warn(
+      { event: "mqtt_session_expiry_unsupported", broker: redactUrl(this.#options.mqtt.url) },
+      "the broker does not speak MQTT 5: connecting with MQTT 3.1.1, whose session lasts as long as the broker keeps it (no session expiry)",
+    );
+    client.options.protocolVersion = 4;
+    delete client.options.properties;
+    client.once("close", () => setImmediate(() => client.reconnect()));
   }
 
   /**

@@ -31,8 +31,10 @@ export interface ServerOptions {
    */
   keepServingMs?: number;
   /**
-   * A file written once init() has finished and removed on close(): behind of-watchdog with
-   * `suppress_lock=true`, its lock file, which its /_/health reports (watchdog.ts). @default none
+   * A file written once init() has finished and removed on drain() or close(): behind of-watchdog
+   * with `suppress_lock=true`, its lock file, which its /_/health reports and OpenFaaS probes for
+   * liveness (watchdog.ts). It says "alive", not "ready": it stays while a dependency is away.
+   * @default none
    */
   readyFile?: string | undefined;
   /**
@@ -98,8 +100,9 @@ export function serverOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
  *
  * It listens before the module has loaded and run init(), so that the time in which a connection
  * is refused is only Node's own start: requests that arrive meanwhile wait for init(), and
- * GET /_/ready answers 503 until it has finished (of-watchdog's `ready_path` points at it). The
- * promise resolves once the module is ready; it rejects, and the server closes, if init() fails.
+ * GET /_/ready answers 503 until it has finished (of-watchdog's `ready_path` points at it), and
+ * afterwards while the module's waitingFor() names a dependency that is away. The promise resolves
+ * once init() has finished; it rejects, and the server closes, if init() fails.
  *
  * Built on node:http rather than a framework: the function has one route, and at this request
  * size fastify cost about 30% of the throughput in our benchmark (docs/benchmarks.md).
@@ -290,14 +293,25 @@ class FunctionHost implements FunctionServer {
     );
   }
 
-  /** Answers the watchdog's paths (/_/health, /_/ready, /_/metrics); false for any other path. */
+  /**
+   * Answers the watchdog's paths; false for any other path. /_/health is liveness: 200 while the
+   * process serves, whatever its dependencies do. /_/ready is readiness: 503 while starting, while a
+   * dependency the module names in waitingFor() is away, and from drain() on.
+   */
   async #probe(path: string, response: ServerResponse): Promise<boolean> {
     if (path === "/_/health") {
       send(response, this.#refusing ? 503 : 200, {}, { status: this.#refusing ? "closing" : "ok" });
     } else if (path === "/_/ready") {
       const stopping = this.#draining !== undefined || this.#closing !== undefined;
-      const status = stopping ? "closing" : this.#ready === undefined ? "starting" : "ok";
-      send(response, status === "ok" ? 200 : 503, {}, { status });
+      const waitingFor = stopping || this.#ready === undefined ? [] : (this.#ready.waitingFor?.() ?? []);
+      const status = stopping
+        ? "closing"
+        : this.#ready === undefined
+          ? "starting"
+          : waitingFor.length > 0
+            ? "waiting"
+            : "ok";
+      send(response, status === "ok" ? 200 : 503, {}, waitingFor.length > 0 ? { status, waitingFor } : { status });
     } else if (path === "/_/metrics") {
       const own = this.#ready?.metrics === undefined ? "" : await this.#ready.metrics();
       send(

@@ -34,7 +34,20 @@ export type Handler = (event: FunctionEvent, context: FunctionContext) => unknow
 
 export interface FunctionModule {
   handler: Handler;
+  /**
+   * Runs once before the first request is handed over. Keep it short and local: the function
+   * counts as alive (the watchdog's /_/health) only once it has finished, and OpenFaaS restarts a
+   * function that is not alive a few seconds after its start. Connections to other services are
+   * opened here without waiting for them; `waitingFor()` says what is still missing.
+   */
   init?: () => unknown;
+  /**
+   * What the module is waiting for right now before it can answer calls, e.g. `["NATS"]`: a
+   * dependency that is away, not yet reached, or lost. Empty (or not exported) when nothing is
+   * missing. GET /_/ready answers 503 naming them; /_/health stays 200, so an outage elsewhere
+   * takes the function out of service without restarting it.
+   */
+  waitingFor?: () => readonly string[];
   close?: () => unknown;
   /**
    * The answer to an error the handler threw: `{status, body}` (status 400-599) for errors the

@@ -72,9 +72,11 @@ export function goDurationMs(text: string): number | undefined {
 
 /**
  * The watchdog's lock file, when the function is to write it: behind of-watchdog with
- * `suppress_lock=true`, the watchdog writes none and its /_/health (which OpenFaaS CE's Kubernetes
- * probes, for readiness and liveness alike) answers 200 only while `$TMPDIR/.lock` exists. Written
- * by the function once init() has finished, it makes /_/health the function's own readiness.
+ * `suppress_lock=true`, the watchdog writes none and its /_/health (which OpenFaaS probes for
+ * liveness, and CE for readiness too) answers 200 only while `$TMPDIR/.lock` exists. Written by the
+ * function once init() has finished, it says the function is alive: it stays while a dependency is
+ * away (the function's /_/ready, which the watchdog's /_/ready asks, says that), so that an outage
+ * elsewhere never gets the pod restarted.
  */
 export function watchdogLockFile(env: NodeJS.ProcessEnv): string | undefined {
   if (!behindWatchdog(env) || env.suppress_lock !== "true") return undefined;

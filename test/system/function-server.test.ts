@@ -313,6 +313,27 @@ describe("node22-ts function server start and stop", () => {
     await rm(dir, { recursive: true });
   });
 
+  it("stays alive while its module waits for a dependency: /_/ready 503 naming it, /_/health 200, the lock file kept", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fanwatch-lock-"));
+    const lock = join(dir, ".lock");
+    let missing: string[] = ["NATS"];
+    const server = await startFunctionServer(
+      { handler: () => ({ served: true }), waitingFor: () => missing },
+      { port: 0, host: "127.0.0.1", readyFile: lock },
+    );
+    const waiting = await fetch(`${server.url}/_/ready`);
+    assert.equal(waiting.status, 503);
+    assert.deepEqual(await waiting.json(), { status: "waiting", waitingFor: ["NATS"] });
+    assert.equal((await fetch(`${server.url}/_/health`)).status, 200, "alive");
+    assert.equal(existsSync(lock), true, "the watchdog's /_/health (liveness) says alive too");
+    missing = [];
+    const ready = await fetch(`${server.url}/_/ready`);
+    assert.equal(ready.status, 200);
+    assert.deepEqual(await ready.json(), { status: "ok" });
+    await server.close();
+    await rm(dir, { recursive: true });
+  });
+
   it("with keepServingMs, goes on serving after drain() (answering /_/ready 503), then drains and runs close()", async () => {
     const events: string[] = [];
     const server = await startFunctionServer(
