@@ -362,7 +362,11 @@ forEverySize("(rendered with kubectl kustomize, checked offline)", (size) => {
       for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
         const where = `${w.metadata.name}/${c.name}`;
         // Prometheus's images are tagged v0.25.0.
-        assert.match(c.image, /:v?[0-9][\w.-]*(@sha256:[0-9a-f]{64})?$/, `${where}: image pinned to a version, not ${c.image}`);
+        assert.match(
+          c.image,
+          /:v?[0-9][\w.-]*(@sha256:[0-9a-f]{64})?$/,
+          `${where}: image pinned to a version, not ${c.image}`,
+        );
         for (const kind of ["requests", "limits"] as const)
           for (const r of ["cpu", "memory"]) assert.ok(c.resources?.[kind]?.[r], `${where}: resources.${kind}.${r}`);
         assert.equal(c.securityContext?.allowPrivilegeEscalation, false, `${where}: allowPrivilegeEscalation false`);
