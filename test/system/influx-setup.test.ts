@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { readWriterConfig } from "../../connectors/influxdb/config.js";
 import { createLineWriter } from "../../connectors/influxdb/influx-client.js";
 import { INFLUX_ADMIN, startInfluxDB, type Influx } from "../support/influxdb.js";
+import { REPO_ROOT } from "../support/paths.js";
 import { runCli } from "../support/process.js";
 
 const S = 1_000_000_000n; // nanoseconds in a second
@@ -214,5 +215,40 @@ describe("fanwatch influx-setup against a real InfluxDB 1.6 with authentication 
     // The dashboard's kind of query over the downsampled policy: the same field names.
     const fleet = await rows(influx, `SELECT mean("rotation") FROM "downsampled"."telemetry" WHERE time >= ${start}s`);
     assert.equal(fleet[0]?.mean, (1029.5 + 1089.5 + 500 + 500) / 4);
+  });
+  it("lets Grafana's read user run every dashboard query after setup, on the raw policy and on the downsampled one", async () => {
+    const dashboard = JSON.parse(
+      await readFile(join(REPO_ROOT, "deploy/grafana/dashboards/fanwatch.json"), "utf8"),
+    ) as {
+      panels: Array<{ title: string; targets: Array<{ query: string }> }>;
+      annotations: { list: Array<{ query: string }> };
+    };
+    const asReader = async (q: string) => {
+      const response = await fetch(`${influx.url}/query?db=fan&q=${encodeURIComponent(q)}`, {
+        headers: { authorization: `Basic ${Buffer.from(`reader:${READ_PASSWORD}`).toString("base64")}` },
+      });
+      const text = await response.text();
+      assert.equal(response.status, 200, text);
+      const body = JSON.parse(text) as { results: Array<{ error?: string }> };
+      assert.equal(body.results[0]?.error, undefined, q);
+      return text;
+    };
+    const fill = (q: string) =>
+      q
+        .replaceAll("$timeFilter", "time > now() - 15m")
+        .replaceAll("$__interval", "10s")
+        .replaceAll("$__range", "15m")
+        .replaceAll("/^$deviceID$/", "/^(1|2)$/");
+    const queries = [
+      ...dashboard.panels.flatMap((p) => p.targets.map((t) => t.query)),
+      ...dashboard.annotations.list.map((a) => a.query),
+    ];
+    assert.ok(queries.length >= 10);
+    for (const query of queries) await asReader(fill(query));
+    // A long range reads the same fields from the downsampled policy.
+    const long = fill(
+      `SELECT mean("rotation") FROM "downsampled"."telemetry" WHERE $timeFilter GROUP BY time($__interval), "deviceID"`,
+    );
+    assert.match(await asReader(long), /"deviceID":"1"/);
   });
 });
