@@ -27,7 +27,7 @@ const duration = (fallback: string) =>
 
 export const SETUP_SETTINGS = defineSettings({
   INFLUX_URL: WRITER_SETTINGS.INFLUX_URL,
-  INFLUX_DB: WRITER_SETTINGS.INFLUX_DB,
+  INFLUX_DB: { ...WRITER_SETTINGS.INFLUX_DB, help: "the database" },
   INFLUX_ADMIN_USERNAME: {
     env: ["INFLUX_ADMIN_USERNAME"],
     help: "InfluxDB admin, created when InfluxDB has none",
