@@ -6,6 +6,7 @@ import { addConnectorCommand } from "./connector-command.js";
 import { addDeadLettersCommand } from "./deadletters-command.js";
 import { addFunctionCommand } from "./function-command.js";
 import { addGatewayCommand } from "./gateway-command.js";
+import { addInfluxSetupCommand } from "./influx-setup-command.js";
 import { addInfluxWriterCommand } from "./influx-writer-command.js";
 import { addModelCommands } from "./model-commands.js";
 import { addNatsCommand } from "./nats-command.js";
@@ -31,6 +32,7 @@ export function buildProgram(io: Io): Command {
   addFunctionCommand(program, io);
   addConnectorCommand(program, io);
   addInfluxWriterCommand(program, io);
+  addInfluxSetupCommand(program, io);
   addGatewayCommand(program, io);
   addDeadLettersCommand(program, io);
   addNotifierCommand(program, io);

@@ -11,6 +11,8 @@ const BINARY = "/usr/bin/influxd";
 
 export interface Influx {
   url: string;
+  /** host:port of the RPC service that `influxd backup` and `influxd restore` talk to. */
+  rpc: string;
   /** Runs an InfluxQL query on database `fan` (as the admin when authentication is on) and returns the first statement's series. */
   query(
     q: string,
@@ -31,6 +33,8 @@ export interface InfluxOptions {
    * user `writer`/`writer-secret` with no rights until granted.
    */
   auth?: boolean;
+  /** With auth: create no user at all, so that the first admin is still to be created (default true). */
+  users?: boolean;
 }
 
 export const INFLUX_ADMIN = { username: "admin", password: "admin-secret" };
@@ -78,7 +82,7 @@ export async function startInfluxDB(options: InfluxOptions = {}): Promise<Influx
       { timeoutMs: 10_000, paceMs: 100 },
     );
   };
-  if (options.auth === true) {
+  if (options.auth === true && options.users !== false) {
     // With no user yet, InfluxDB takes the statement that creates the first admin unauthenticated.
     await statement(
       `CREATE USER ${INFLUX_ADMIN.username} WITH PASSWORD '${INFLUX_ADMIN.password}' WITH ALL PRIVILEGES`,
@@ -102,9 +106,10 @@ export async function startInfluxDB(options: InfluxOptions = {}): Promise<Influx
     if (error !== undefined) throw new Error(`InfluxDB: ${error} (query: ${q})`);
     return body.results?.[0]?.series ?? [];
   };
-  if (options.createDatabase !== false) await statement("CREATE DATABASE fan");
+  if (options.createDatabase !== false && options.users !== false) await statement("CREATE DATABASE fan");
   return {
     url,
+    rpc: `127.0.0.1:${rpcPort}`,
     query,
     async stop() {
       await terminate(child);
