@@ -1,5 +1,6 @@
 import { readdirSync } from "node:fs";
 import { WRITER_SETTINGS } from "../connectors/influxdb/config.js";
+import { SETUP_SETTINGS } from "../connectors/influxdb/setup-config.js";
 import { CONNECTOR_SETTINGS } from "../connectors/mqtt/config.js";
 import { HEALTH_SETTINGS } from "../functions/health/config.js";
 import { HEALTH_POLICY_SETTINGS } from "../functions/health/policy.js";
@@ -60,6 +61,12 @@ export const SETTING_GROUPS: readonly SettingGroup[] = [
     settings: CONNECTOR_SETTINGS,
   },
   { id: "writer", module: "connectors/influxdb/config.ts", readers: "the InfluxDB writer", settings: WRITER_SETTINGS },
+  {
+    id: "influx-setup",
+    module: "connectors/influxdb/setup-config.ts",
+    readers: "fanwatch influx-setup",
+    settings: SETUP_SETTINGS,
+  },
   { id: "gateway", module: "runtime/gateway/credentials.ts", readers: "the local gateway", settings: GATEWAY_SETTINGS },
   {
     id: "gateway-limits",
