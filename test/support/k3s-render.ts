@@ -3,7 +3,7 @@
  * runs here, so the flow, selector and port checks are made on the rendered manifests.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { z } from "zod";
@@ -61,13 +61,15 @@ export function render(dir: string): K8sObject[] {
 
 /**
  * The installations to check: every overlay under deploy/k3s (each a size of cluster), or the base
- * itself while there are none; the simulator is not one, it is added to each.
+ * itself while there are none; the simulator is not one, it is added to each, and a kustomize
+ * Component (the release's pins) is part of the sizes, not one of them.
  */
 export function installations(): string[] {
   const root = join(REPO_ROOT, "deploy/k3s");
   const overlays = readdirSync(root, { withFileTypes: true })
     .filter((d) => d.isDirectory() && !["base", "simulator"].includes(d.name))
     .filter((d) => existsSync(join(root, d.name, "kustomization.yaml")))
+    .filter((d) => !/^kind:\s*Component\s*$/m.test(readFileSync(join(root, d.name, "kustomization.yaml"), "utf8")))
     .map((d) => `deploy/k3s/${d.name}`)
     .sort();
   return overlays.length > 0 ? overlays : ["deploy/k3s/base"];

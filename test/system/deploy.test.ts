@@ -692,7 +692,7 @@ forEverySize("(rendered with kubectl kustomize, checked offline)", (size) => {
 });
 
 describe("deploy/faasd", () => {
-  it("adds Mosquitto, the connector, NATS, the notifier, the page, Alertmanager, Telegraf, InfluxDB and Grafana with pinned images", async () => {
+  it("adds Mosquitto, the connector, NATS, the notifier, the page, Alertmanager, Telegraf, InfluxDB (and its setup) and Grafana with pinned images", async () => {
     const compose = parse(await readFile(join(REPO_ROOT, "deploy/faasd/docker-compose.fanwatch.yaml"), "utf8")) as {
       services: Record<string, { image: string; user?: string }>;
     };
@@ -701,6 +701,7 @@ describe("deploy/faasd", () => {
       "fanwatch-nats",
       "grafana",
       "influxdb",
+      "influxdb-setup",
       "mosquitto",
       "mqtt-connector",
       "notifier",
