@@ -127,7 +127,7 @@ interface NatsAddress {
 
 function natsAddress(given: { NATS_URL?: string | undefined }): NatsAddress {
   const { values, from } = readSettingsFrom(NATS_ADMIN_SETTINGS, undefined, given);
-  if (values.NATS_URL === undefined) throw new ConfigError("NATS_URL is not set (or --nats): which NATS to back up?");
+  if (values.NATS_URL === undefined) throw new ConfigError("NATS_URL is not set (or --nats): which NATS server?");
   return { url: values.NATS_URL, from: from.NATS_URL ?? "NATS_URL", shown: redactUrl(values.NATS_URL) };
 }
 
