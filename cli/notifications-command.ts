@@ -1,16 +1,18 @@
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { Command } from "commander";
-import { ConfigError, UsageError } from "../lib/errors.js";
+import { UsageError } from "../lib/errors.js";
 import { readSite, SITE_SETTINGS } from "../lib/infra/config.js";
 import { formatDuration } from "../lib/infra/duration.js";
-import { readSettingsFrom } from "../lib/infra/settings.js";
-import { redactUrl } from "../lib/mqtt/settings.js";
-import { NOTIFIER_SETTINGS } from "../notifier/config.js";
+import { NotifyUnavailableError } from "../notifier/errors.js";
 import type { QueueStatus, StoredDeadLetter } from "../notifier/dead-letters.js";
+import { NATS_URL_SETTINGS, natsAddress, withNats, type CommandConnection } from "./nats-connection.js";
 import { addSettingFlags, addSettingsHelp, type Io } from "./parse.js";
 
-/** What the commands read of the notifier's settings: where NATS is. */
-const NATS_ONLY = { NATS_URL: NOTIFIER_SETTINGS.NATS_URL };
+const WHY = "the notifier's queues and dead letters are in NATS";
+const CONNECTION: CommandConnection = {
+  name: "fanwatch-notifications",
+  timeoutMs: 5_000,
+  unavailable: (message, cause) => new NotifyUnavailableError(message, { cause }),
+};
 
 interface ListOptions {
   json?: boolean;
@@ -37,16 +39,16 @@ export function addNotificationsCommand(program: Command, io: Io): void {
     )
     .option("--json", "one JSON document: {site, queues: [...], deadLetters: [...]}")
     .option("--target <id>", "only this target (webhook-1a2b3c4d, alertmanager)");
-  const listGiven = addSettingFlags(list, NATS_ONLY);
+  const listGiven = addSettingFlags(list, NATS_URL_SETTINGS);
   addSettingsHelp(list, [
-    { title: "Where the notifier keeps its queues (a flag beats its variable)", settings: NATS_ONLY },
+    { title: "Where the notifier keeps its queues (a flag beats its variable)", settings: NATS_URL_SETTINGS },
     { title: "Whose", settings: SITE_SETTINGS },
   ]);
   list.exitOverride();
   list.action(async (opts: ListOptions & Record<string, unknown>) => {
-    const where = natsAddress(listGiven(opts));
+    const where = natsAddress(listGiven(opts), WHY);
     const site = readSite();
-    await withNats(where, async ({ jsm }) => {
+    await withNats(where, CONNECTION, async ({ jsm }) => {
       const { readDeadLetters, readQueues, orphanRemovalCommand } = await import("../notifier/dead-letters.js");
       const queues = await readQueues(jsm, site);
       const letters = await readDeadLetters(jsm, site);
@@ -95,18 +97,18 @@ export function addNotificationsCommand(program: Command, io: Io): void {
     .option("--id <transition id>", "the dead letters of this transition")
     .option("--all", "every dead letter (of --target, when given)")
     .option("--json", "the counts as JSON: {redriven, byTarget, skipped}");
-  const redriveGiven = addSettingFlags(redrive, NATS_ONLY);
+  const redriveGiven = addSettingFlags(redrive, NATS_URL_SETTINGS);
   addSettingsHelp(redrive, [
-    { title: "Where the notifier keeps its queues (a flag beats its variable)", settings: NATS_ONLY },
+    { title: "Where the notifier keeps its queues (a flag beats its variable)", settings: NATS_URL_SETTINGS },
     { title: "Whose", settings: SITE_SETTINGS },
   ]);
   redrive.exitOverride();
   redrive.action(async (opts: RedriveOptions & Record<string, unknown>) => {
     if (opts.all !== true && opts.target === undefined && opts.id === undefined)
       throw new UsageError("say which dead letters to redrive: --id <transition id>, --target <id>, or --all");
-    const where = natsAddress(redriveGiven(opts));
+    const where = natsAddress(redriveGiven(opts), WHY);
     const site = readSite();
-    await withNats(where, async ({ js, jsm }) => {
+    await withNats(where, CONNECTION, async ({ js, jsm }) => {
       const { readDeadLetters, readQueues, redriveDeadLetters } = await import("../notifier/dead-letters.js");
       const { NoDeadLetterMatchError } = await import("../notifier/errors.js");
       const queues = await readQueues(jsm, site);
@@ -150,53 +152,6 @@ export function addNotificationsCommand(program: Command, io: Io): void {
         );
     });
   });
-}
-
-interface NatsAddress {
-  url: string;
-  /** The setting or flag it came from, for messages. */
-  from: string;
-  /** Without credentials. */
-  shown: string;
-}
-
-function natsAddress(given: { NATS_URL?: string | undefined }): NatsAddress {
-  const { values, from } = readSettingsFrom(NATS_ONLY, undefined, given);
-  if (values.NATS_URL === undefined)
-    throw new ConfigError("NATS_URL is not set (or --nats): the notifier's queues and dead letters are in NATS");
-  return { url: values.NATS_URL, from: from.NATS_URL ?? "NATS_URL", shown: redactUrl(values.NATS_URL) };
-}
-
-/** Connects once (no reconnecting: a command says NATS is away rather than waiting), runs `work`, closes. */
-async function withNats(
-  where: NatsAddress,
-  work: (nats: { js: JetStreamClient; jsm: JetStreamManager }) => Promise<void>,
-): Promise<void> {
-  const [{ connect }, { jetstream, jetstreamManager }, { NotifyUnavailableError }] = await Promise.all([
-    import("@nats-io/transport-node"),
-    import("@nats-io/jetstream"),
-    import("../notifier/errors.js"),
-  ]);
-  let nc;
-  try {
-    nc = await connect({ servers: where.url, timeout: 5_000, reconnect: false, name: "fanwatch-notifications" });
-  } catch (error) {
-    throw new NotifyUnavailableError(
-      `cannot reach NATS at ${where.shown} (${where.from}): ${(error as Error).message}`,
-      { cause: error },
-    );
-  }
-  try {
-    const jsm = await jetstreamManager(nc, { timeout: 5_000 }).catch((error: unknown) => {
-      throw new NotifyUnavailableError(
-        `NATS at ${where.shown} (${where.from}) has no JetStream: ${(error as Error).message}`,
-        { cause: error },
-      );
-    });
-    await work({ js: jetstream(nc, { timeout: 5_000 }), jsm });
-  } finally {
-    await nc.close();
-  }
 }
 
 /** A --target that names no queue and no dead letter is a typo: say which there are. */

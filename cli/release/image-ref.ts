@@ -33,9 +33,12 @@ export function parseImageRef(text: string): ImageRef {
   const tag = hasTag ? rest.slice(colon + 1) : undefined;
   if (tag !== undefined && !TAG.test(tag)) throw refuse(`the tag "${tag}" is not a valid tag`);
   const [first = "", ...others] = name.split("/");
-  const onHub = others.length === 0 || !(first.includes(".") || first.includes(":") || first === "localhost");
+  // Docker Hub: no registry part (a first part without ".", ":" or "localhost"), or named as such.
+  const hubNamed = others.length > 0 && (first === "docker.io" || first === "index.docker.io");
+  const noRegistry = others.length === 0 || !(first.includes(".") || first.includes(":") || first === "localhost");
+  const onHub = hubNamed || noRegistry;
   const registry = onHub ? "docker.io" : first;
-  const path = onHub ? name.replace(/^docker\.io\//, "") : others.join("/");
+  const path = hubNamed || !onHub ? others.join("/") : name;
   const repository = onHub && !path.includes("/") ? `library/${path}` : path;
   if (!REPOSITORY.test(repository)) throw refuse(`"${repository}" is not a valid repository name`);
   return { name, registry, repository, tag, digest };

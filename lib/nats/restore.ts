@@ -172,7 +172,11 @@ async function restoreStream(
       lineNo++;
       if (text === "") continue;
       const line = parseJson(MessageLine, text, `${path} line ${lineNo}`);
-      pending.push(publish(js, line));
+      const ack = publish(js, line);
+      // Seen by settle() later; until then a failure must not be an unhandled rejection (which
+      // would end the process with a stack trace instead of the error below).
+      ack.catch(() => undefined);
+      pending.push(ack);
       if (pending.length >= IN_FLIGHT) await settle(pending.splice(0));
       published++;
       if (published % PROGRESS_EVERY === 0) progress.publishing(name, published, stream.messages);

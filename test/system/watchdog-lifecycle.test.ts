@@ -1,11 +1,9 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { parseStack } from "../../runtime/gateway/stack.js";
 import {
   behindWatchdog,
   goDurationMs,
@@ -13,7 +11,7 @@ import {
   WATCHDOG_MARGIN_MS,
   watchdogLockFile,
 } from "../../templates/node22-ts/watchdog.js";
-import { parseDockerfile, parseEnv } from "../support/dockerfile.js";
+import { imageEnv } from "../support/image-env.js";
 import { eventually } from "../support/eventually.js";
 import { startMosquitto } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
@@ -26,19 +24,6 @@ import { freePort, spawnCli, terminate, waitUntilReady } from "../support/proces
 // stack's, while a router keeps sending: it polls the watchdog's /_/health as OpenFaaS CE's
 // Kubernetes probe does until the function is in service, then sends readings without pause until
 // the watchdog stops listening.
-
-/** The watchdog's settings as the image has them: the ship stage's ENV, then the stack's environment. */
-function imageEnv(fn: string): Record<string, string> {
-  const dockerfile = parseDockerfile(readFileSync(join(REPO_ROOT, "templates/node22-ts/Dockerfile"), "utf8"));
-  const env: Record<string, string> = {};
-  let ship = false;
-  for (const { op, args } of dockerfile) {
-    if (op === "FROM") ship = / AS ship$/i.test(args);
-    else if (ship && op === "ENV") Object.assign(env, parseEnv(args));
-  }
-  const stack = parseStack(readFileSync(join(REPO_ROOT, "stack.yml"), "utf8"), {});
-  return { ...env, ...(stack.functions[fn]?.environment ?? {}) };
-}
 
 interface Tally {
   ok: number;

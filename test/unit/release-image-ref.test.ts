@@ -18,6 +18,16 @@ describe("image references as containerd reads them", () => {
     assert.equal(qualifiedImageRef(parseImageRef("nats:2.10.22-alpine")), "docker.io/library/nats:2.10.22-alpine");
   });
 
+  it("reads Docker Hub named as docker.io or index.docker.io as the same Hub, library/ included", () => {
+    for (const text of ["docker.io/influxdb:1.8", "index.docker.io/influxdb:1.8", "docker.io/library/influxdb:1.8"]) {
+      const ref = parseImageRef(text);
+      assert.equal(ref.registry, "docker.io", text);
+      assert.equal(ref.repository, "library/influxdb", text);
+      assert.equal(qualifiedImageRef(ref), "docker.io/library/influxdb:1.8", text);
+    }
+    assert.equal(parseImageRef("docker.io/grafana/grafana:11.6.3").repository, "grafana/grafana");
+  });
+
   it("reads a registry's port apart from a tag, and a tag beside a digest", () => {
     const ref = parseImageRef(`registry.site.lan:5000/fanwatch/score:0.2.0-abc@${DIGEST}`);
     assert.equal(ref.registry, "registry.site.lan:5000");
