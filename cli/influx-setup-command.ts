@@ -8,7 +8,7 @@ export function addInfluxSetupCommand(program: Command, io: Io): void {
   const command = program
     .command("influx-setup")
     .description(
-      "bring InfluxDB 1.x to what fanwatch needs, changing only what differs: admin, database, the bounded raw policy, the downsampled policy and its continuous queries, a write and a read user",
+      "bring InfluxDB 1.x to what fanwatch needs, changing only what differs: admin, database, the downsampled policy and its continuous queries, the bounded raw policy (raw points it would drop downsampled first), a write and a read user",
     )
     .option(
       "--backfill <duration>",
@@ -20,8 +20,12 @@ export function addInfluxSetupCommand(program: Command, io: Io): void {
   command.action(async (opts: { backfill?: string } & Record<string, unknown>) => {
     const { setupInflux } = await import("../connectors/influxdb/setup.js");
     const plan = readSetupPlan(undefined, given(opts));
-    const changes = await setupInflux(plan, opts.backfill === undefined ? {} : { backfill: opts.backfill });
-    for (const line of changes) io.out(line);
+    // Each change printed as it happens: an upgrade's backfill reports a line per day.
+    const report = (line: string) => io.out(line);
+    const changes = await setupInflux(
+      plan,
+      opts.backfill === undefined ? { report } : { report, backfill: opts.backfill },
+    );
     if (changes.length === 0) io.out(`InfluxDB at ${plan.url} is set up already: nothing changed`);
   });
 }

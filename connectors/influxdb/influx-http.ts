@@ -33,15 +33,22 @@ const http = new HttpClient({ maxAnswerBytes: 256 * 1024 * 1024 });
  */
 export async function request(
   url: string,
-  init: { method: "GET" | "POST"; headers: Record<string, string>; body?: string; signal?: AbortSignal | undefined },
+  init: {
+    method: "GET" | "POST";
+    headers: Record<string, string>;
+    body?: string;
+    signal?: AbortSignal | undefined;
+    /** Longer than REQUEST_TIMEOUT_MS for a heavy query (influx-setup's backfill of a day). */
+    timeoutMs?: number;
+  },
 ): Promise<Answer> {
-  const { signal } = init;
+  const { signal, timeoutMs = REQUEST_TIMEOUT_MS, ...rest } = init;
   try {
-    const answer = await http.request({ ...init, url, timeoutMs: REQUEST_TIMEOUT_MS });
+    const answer = await http.request({ ...rest, signal, url, timeoutMs });
     return { status: answer.status, message: messageOf(answer.body), body: answer.body };
   } catch (error) {
     if (signal?.aborted === true) throw signal.reason;
-    const why = error instanceof HttpTimeoutError ? `no answer within ${REQUEST_TIMEOUT_MS / 1000} s` : causeOf(error);
+    const why = error instanceof HttpTimeoutError ? `no answer within ${timeoutMs / 1000} s` : causeOf(error);
     throw new InfluxUnavailableError(`InfluxDB at ${new URL(url).origin} is unreachable: ${why}`, { cause: error });
   }
 }

@@ -2,11 +2,11 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { ConfigError, InfluxQueryError, InfluxUnavailableError } from "../../lib/errors.js";
 import { basicAuthHeader } from "../../lib/infra/http/basic-auth.js";
 import { parseUntrustedJson } from "../../lib/infra/json.js";
+import { backfill, floorMinute, oldestRawShard, rows, shownMs, type Run } from "./backfill.js";
 import {
   createContinuousQuery,
   DOWNSAMPLED_POLICY,
   DOWNSAMPLES,
-  downsampleSelect,
   RAW_POLICY,
   sameQuery,
   shardDuration,
@@ -19,16 +19,24 @@ import type { Credentials, SetupPlan } from "./setup-config.js";
  * `fanwatch influx-setup`: brings an InfluxDB 1.x to what fanwatch needs, changing only what
  * differs, so that it can run at every start (a Job in K3s, a service in faasd's compose) and on an
  * InfluxDB that already holds data: the admin (when InfluxDB has none yet), database `fan`, the
- * bounded raw policy, the downsampled policy and its continuous queries, a write user and a read
- * user with their passwords and grants. Returns what it changed, one line each.
+ * downsampled policy and its continuous queries, the bounded raw policy (its history downsampled
+ * first, keepHistory), a write user and a read user with their passwords and grants. Reports and
+ * returns what it changed, one line each.
  */
-export async function setupInflux(plan: SetupPlan, options: { backfill?: string } = {}): Promise<string[]> {
+export async function setupInflux(
+  plan: SetupPlan,
+  options: { backfill?: string; report?: (line: string) => void } = {},
+): Promise<string[]> {
   await waitForPing(plan.url, plan.waitMs);
   const changes: string[] = [];
-  const run = (statement: string, as: Credentials | undefined = plan.admin) => query(plan.url, statement, as);
+  const say = (line: string) => {
+    changes.push(line);
+    options.report?.(line);
+  };
+  const run: Run = (statement, opts = {}) => query(plan.url, statement, plan.admin, opts.timeoutMs);
   const change = async (statement: string, what: string) => {
     await run(statement);
-    changes.push(what);
+    say(what);
   };
 
   // The admin: InfluxDB with authentication on and no user yet takes only the statement that
@@ -42,29 +50,30 @@ export async function setupInflux(plan: SetupPlan, options: { backfill?: string 
 
   await run(`CREATE DATABASE ${q(plan.database)}`); // a no-op when it exists
   const policies = new Map(rows(await run(`SHOW RETENTION POLICIES ON ${q(plan.database)}`)).map((r) => [r[0], r]));
-  for (const [name, duration, isDefault] of [
-    [RAW_POLICY, plan.rawRetention, true],
-    [DOWNSAMPLED_POLICY, plan.downsampledRetention, false],
-  ] as const) {
+  /** Creates or alters a policy; false when it is as wanted already. */
+  const policy = async (name: string, duration: string, isDefault: boolean): Promise<boolean> => {
     const shown = policies.get(name);
     const shard = shardDuration(duration);
     const spec = `DURATION ${duration} REPLICATION 1 SHARD DURATION ${shard}${isDefault ? " DEFAULT" : ""}`;
-    if (shown === undefined)
+    if (shown === undefined) {
       await change(
         `CREATE RETENTION POLICY ${q(name)} ON ${q(plan.database)} ${spec}`,
         `created policy ${name} (${duration})`,
       );
-    else if (
-      shown[1] !== shownDuration(duration) ||
-      shown[2] !== shownDuration(shard) ||
-      (isDefault && shown[4] !== true)
-    )
-      await change(
-        `ALTER RETENTION POLICY ${q(name)} ON ${q(plan.database)} ${spec}`,
-        `set policy ${name} to ${duration}`,
-      );
-  }
+      return true;
+    }
+    if (shown[1] === shownDuration(duration) && shown[2] === shownDuration(shard) && (!isDefault || shown[4] === true))
+      return false;
+    await change(
+      `ALTER RETENTION POLICY ${q(name)} ON ${q(plan.database)} ${spec}`,
+      `set policy ${name} to ${duration}`,
+    );
+    return true;
+  };
 
+  // Where the aggregates go, and the continuous queries that write them, before the raw policy is
+  // bounded: from then on no raw point leaves without its minute downsampled.
+  await policy(DOWNSAMPLED_POLICY, plan.downsampledRetention, false);
   const cqs = new Map<string, string>();
   for (const series of await run("SHOW CONTINUOUS QUERIES"))
     if (series.name === plan.database) for (const [name, text] of rows([series])) cqs.set(String(name), String(text));
@@ -76,6 +85,8 @@ export async function setupInflux(plan: SetupPlan, options: { backfill?: string 
     if (shown !== undefined) await run(`DROP CONTINUOUS QUERY ${q(d.name)} ON ${q(plan.database)}`);
     await change(wanted, `${shown === undefined ? "created" : "replaced"} continuous query ${d.name}`);
   }
+  await keepHistory(run, plan, policies.get(RAW_POLICY)?.[1], say);
+  await policy(RAW_POLICY, plan.rawRetention, true);
 
   for (const [user, privilege] of [
     [plan.writer, "WRITE"],
@@ -103,14 +114,41 @@ export async function setupInflux(plan: SetupPlan, options: { backfill?: string 
     );
   }
 
-  if (options.backfill !== undefined)
-    for (const d of DOWNSAMPLES) {
-      // Whole minutes only: a partial minute's aggregate would be overwritten by the next CQ run anyway.
-      const where = `time >= now() - ${options.backfill} AND time < now()`;
-      const written = Number(rows(await run(downsampleSelect(plan.database, d, where)))[0]?.[1] ?? 0);
-      changes.push(`backfilled ${d.name}: ${written} aggregates`);
-    }
+  if (options.backfill !== undefined) {
+    const to = floorMinute(Date.now());
+    await backfill(run, plan.database, { from: to - shownMs(shownDuration(options.backfill)), to }, say);
+  }
   return changes;
+}
+
+/**
+ * Before the raw policy is shortened, downsamples the raw points it is about to drop, so that an
+ * upgrade keeps its history as 1-minute aggregates. Coming from an unbounded `autogen` (a site
+ * set up before fanwatch bounded it, or a run cut short before it could), no raw point has been
+ * downsampled but the last 10 minutes' (the continuous queries were not there), so it is every
+ * raw point up to this minute; from a bounded one, the continuous queries have covered what is
+ * kept, so only what the shorter duration drops. Aggregates older than the downsampled policy's
+ * duration would be refused: not written. Each run recomputes the same aggregates, so a run cut
+ * short is simply repeated by the next (`autogen` is altered only after the backfill).
+ */
+async function keepHistory(run: Run, plan: SetupPlan, shownRaw: unknown, say: (line: string) => void): Promise<void> {
+  const now = Date.now();
+  const current = shownRaw === undefined ? Infinity : shownMs(shownRaw);
+  const wanted = shownMs(shownDuration(plan.rawRetention));
+  if (wanted >= current) return;
+  const oldest = await oldestRawShard(run, plan.database);
+  const to = floorMinute(current === Infinity ? now : now - wanted);
+  if (oldest === undefined || oldest >= to) return;
+  // Whole minutes from the oldest kept one: the downsampled policy's start, rounded up.
+  const keptFrom = Math.ceil((now - shownMs(shownDuration(plan.downsampledRetention))) / 60_000) * 60_000;
+  const from = Math.max(oldest, keptFrom);
+  if (from >= to) return;
+  const shown = (ms: number) => new Date(ms).toISOString().replace(":00.000Z", "Z");
+  say(
+    `downsampling the raw points from ${shown(from)} to ${shown(to)} into ${DOWNSAMPLED_POLICY}, ` +
+      `a day at a time, before ${RAW_POLICY} is cut to ${plan.rawRetention}`,
+  );
+  await backfill(run, plan.database, { from, to }, say);
 }
 
 function adminStatement(admin: Credentials): string {
@@ -126,9 +164,15 @@ async function passwordWorks(url: string, user: Credentials): Promise<boolean> {
   return answer.status !== 401;
 }
 
-async function query(url: string, statement: string, as: Credentials | undefined): Promise<Series[]> {
+async function query(
+  url: string,
+  statement: string,
+  as: Credentials | undefined,
+  timeoutMs?: number,
+): Promise<Series[]> {
   const answer = await request(`${url}/query`, {
     method: "POST",
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
     headers: {
       "content-type": "application/x-www-form-urlencoded",
       ...(as === undefined ? {} : { authorization: basicAuthHeader({ user: as.username, password: as.password }) }),
@@ -161,11 +205,6 @@ async function waitForPing(url: string, waitMs: number): Promise<void> {
     if (Date.now() >= deadline) throw new InfluxUnavailableError(`InfluxDB at ${url} did not answer /ping in time`);
     await sleep(1000);
   }
-}
-
-/** The rows of every series; InfluxDB leaves `values` out of an empty one (no continuous query yet). */
-function rows(series: Series[]): unknown[][] {
-  return series.flatMap((s) => (s.values as unknown[][] | undefined) ?? []);
 }
 
 function q(name: string): string {

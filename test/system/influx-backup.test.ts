@@ -17,6 +17,7 @@ const run = promisify(execFile);
 const S = 1_000_000_000n;
 const FANS = 4;
 const SECONDS = 900;
+const WRITER = { username: "writer", password: "write-secret" };
 
 /** The CronJob's script, as deploy/k3s/base/influxdb-backup.yaml runs it. */
 async function cronJobScript(): Promise<string> {
@@ -64,14 +65,16 @@ async function setup(influx: Influx, secrets: string) {
 describe("InfluxDB backup and restore (docs/persistence.md) with Debian's influxd", () => {
   let source: Influx;
   let fresh: Influx;
+  let existing: Influx;
   let work: string;
   before(async () => {
     work = await mkdtemp(join(tmpdir(), "fanwatch-influx-backup-"));
     await writeFile(join(work, "writer"), "write-secret");
     await writeFile(join(work, "reader"), "read-secret");
-    [source, fresh] = await Promise.all([
+    [source, fresh, existing] = await Promise.all([
       startInfluxDB({ auth: true }),
-      // Empty, as a new volume: a restore does not overwrite an existing database.
+      // Empty, as a new volume with only the admin (what the image makes at first start).
+      startInfluxDB({ auth: true, createDatabase: false }),
       startInfluxDB({ auth: true, createDatabase: false }),
     ]);
     assert.equal((await setup(source, work)).code, 0);
@@ -86,31 +89,59 @@ describe("InfluxDB backup and restore (docs/persistence.md) with Debian's influx
           `prediction,deviceID=${fan},model=m1 fault=${i % 10n === 0n ? 1 : 0}i,probability=0.${i % 10n} ${(start + i) * S}`,
         );
       }
-    const writer = createLineWriter({
-      api: "v1",
-      url: source.url,
-      database: "fan",
-      username: "writer",
-      password: "write-secret",
-    });
+    const writer = createLineWriter({ api: "v1", url: source.url, database: "fan", ...WRITER });
     assert.deepEqual(await writer.write(lines), { rejected: [] });
   });
   after(async () => {
-    await Promise.all([source.stop(), fresh.stop()]);
+    await Promise.all([source.stop(), fresh.stop(), existing.stop()]);
     await rm(work, { recursive: true, force: true });
   });
 
-  it("restores a portable backup into a fresh InfluxDB: the same points; users and continuous queries from setup", async (t) => {
-    const backup = join(work, "full");
-    let started = performance.now();
-    await run("influxd", ["backup", "-portable", "-host", source.rpc, backup]);
-    t.diagnostic(`backup of ${FANS * SECONDS * 2} points: ${Math.round(performance.now() - started)} ms`);
-    started = performance.now();
-    await run("influxd", ["restore", "-portable", "-host", fresh.rpc, backup]);
-    t.diagnostic(`restore: ${Math.round(performance.now() - started)} ms`);
-
+  /**
+   * docs/persistence.md, "Restore", step by step: Telegraf stopped (nothing writes here), `DROP
+   * DATABASE "fan"` as the admin (what `kubectl exec influxdb-0 -- influx …` sends; a no-op where
+   * there is none), the CronJob's own script with RESTORE set (the one-off restore Job), then
+   * influx-setup (the Job, deleted and applied again).
+   */
+  async function restoreAsDocumented(target: Influx, backups: string, name: string) {
+    const dropped = await fetch(`${target.url}/query`, {
+      method: "POST",
+      headers: {
+        authorization: `Basic ${Buffer.from(`${INFLUX_ADMIN.username}:${INFLUX_ADMIN.password}`).toString("base64")}`,
+        "content-type": "application/x-www-form-urlencoded",
+      },
+      body: new URLSearchParams({ q: 'DROP DATABASE "fan"' }).toString(),
+    });
+    assert.equal(dropped.status, 200, await dropped.text());
+    const env = { ...process.env, INFLUX_RPC: target.rpc, BACKUP_DIR: backups, RESTORE: name };
+    const started = performance.now();
+    const { stdout } = await run("/bin/sh", ["-c", await cronJobScript()], { env });
+    assert.match(stdout, new RegExp(`restore of ${name} done`));
+    const took = Math.round(performance.now() - started);
     const points = await dump(source);
-    assert.deepEqual(await restored(fresh, "fan", points), points);
+    assert.deepEqual(await restored(target, "fan", points), points);
+    const rerun = await setup(target, work);
+    assert.equal(rerun.code, 0, rerun.stderr);
+    return { took, setup: rerun.stdout };
+  }
+
+  it("restores as documented into an InfluxDB whose volume is empty, and into one whose setup Job already made `fan`", async (t) => {
+    const backups = join(work, "documented");
+    await run("mkdir", ["-p", backups]);
+    const started = performance.now();
+    const { stdout } = await run("/bin/sh", ["-c", await cronJobScript()], {
+      env: { ...process.env, INFLUX_RPC: source.rpc, BACKUP_DIR: backups, KEEP: "7" },
+    });
+    t.diagnostic(`backup of ${FANS * SECONDS * 2} points: ${Math.round(performance.now() - started)} ms`);
+    const name = /backup (\S+) done; kept: (\S+)$/m.exec(stdout)?.[1] ?? "";
+    assert.match(stdout, new RegExp(`kept: ${name}$`, "m"), "the log names the backups kept");
+
+    // An empty volume: no `fan` (the image no longer creates it: deploy/k3s/base/influxdb.yaml has no INFLUXDB_DB).
+    const intoEmpty = await restoreAsDocumented(fresh, backups, name);
+    t.diagnostic(`restore into an empty InfluxDB: ${intoEmpty.took} ms`);
+    // A portable restore brings databases, policies and shards; not users, not continuous queries.
+    assert.match(intoEmpty.setup, /created continuous query telemetry_1m/);
+    assert.match(intoEmpty.setup, /created user reader\ngranted READ to reader/);
     const policies = await fresh.query("SHOW RETENTION POLICIES ON fan");
     assert.deepEqual(
       policies[0]?.values.map((v) => [v[0], v[1]]),
@@ -119,14 +150,19 @@ describe("InfluxDB backup and restore (docs/persistence.md) with Debian's influx
         ["downsampled", "17472h0m0s"],
       ],
     );
-    // A portable restore brings databases, policies and shards; not users, not continuous queries.
-    const cqs = await fresh.query("SHOW CONTINUOUS QUERIES");
-    assert.deepEqual(cqs.find((s) => s.name === "fan")?.values ?? [], []);
-    const rerun = await setup(fresh, work);
-    assert.equal(rerun.code, 0, rerun.stderr);
-    assert.match(rerun.stdout, /created continuous query telemetry_1m/);
-    assert.match(rerun.stdout, /created user reader\ngranted READ to reader/);
-    const listed = await runCli(["deadletters", "--influx-url", fresh.url], {
+
+    // The usual case on K3s: the setup Job ran on the new volume before the restore, so `fan`
+    // exists, with its continuous queries and a few points written since.
+    const made = await setup(existing, work);
+    assert.match(made.stdout, /created continuous query telemetry_1m/);
+    const since = createLineWriter({ api: "v1", url: existing.url, database: "fan", ...WRITER });
+    assert.deepEqual(await since.write([`telemetry,deviceID=99 rotation=1 ${BigInt(Date.now()) * 1_000_000n}`]), {
+      rejected: [],
+    });
+    const overExisting = await restoreAsDocumented(existing, backups, name);
+    t.diagnostic(`drop and restore over an existing fan: ${overExisting.took} ms`);
+    assert.match(overExisting.setup, /created continuous query telemetry_1m/, "DROP DATABASE took its queries");
+    const listed = await runCli(["deadletters", "--influx-url", existing.url], {
       INFLUX_USERNAME: "reader",
       INFLUX_PASSWORD: "read-secret",
     });
