@@ -9,10 +9,10 @@ import {
   mqttSettingsFromEnv,
   redactUrl,
 } from "../lib/mqtt/settings.js";
-import { HEALTH_HOST_SETTING } from "../lib/infra/health-server.js";
+import { HEALTH_HOST_SETTING, type HealthServer } from "../lib/infra/health-server.js";
 import { readSettings } from "../lib/infra/settings.js";
 import { addSettingsHelp, integer, number, settingParser, type Io } from "./parse.js";
-import { UsageError } from "../lib/errors.js";
+import { PortInUseError, UsageError } from "../lib/errors.js";
 
 export interface FleetFlags {
   fans: number;
@@ -198,38 +198,55 @@ export function addSimulateCommand(program: Command, io: Io): void {
           .map(([p, n]) => `${n} ${p}`)
           .join(", ")}) on ${redactUrl(settings.url)} topic ${topic}, one reading per fan every ${fleet.intervalMs} ms`,
       );
-      await simulator.start();
-      const health =
-        opts.healthPort === undefined
-          ? undefined
-          : await serveSimulatorHealth(simulator, {
-              port: opts.healthPort,
-              host: readSettings({ HEALTH_HOST: HEALTH_HOST_SETTING }).HEALTH_HOST,
-            });
-      if (health !== undefined) io.err(`/healthz, /livez and /metrics on port ${health.port}`);
-      if (opts.truth !== undefined) {
-        const { writeFile } = await import("node:fs/promises");
-        try {
+      let health: HealthServer | undefined;
+      let progress: NodeJS.Timeout | undefined;
+      let deadline: NodeJS.Timeout | undefined;
+      let stoppedCleanly = false;
+      // Whatever fails from here (a --health-port in use, a --truth file it cannot write), the
+      // client, the fans' timers and the health server are closed, so that the process exits.
+      try {
+        // The health server first: a port in use is refused before any fan publishes.
+        health =
+          opts.healthPort === undefined
+            ? undefined
+            : await serveSimulatorHealth(simulator, {
+                port: opts.healthPort,
+                host: readSettings({ HEALTH_HOST: HEALTH_HOST_SETTING }).HEALTH_HOST,
+              }).catch((error: unknown) => {
+                if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE") throw error;
+                throw new PortInUseError(
+                  `--health-port ${opts.healthPort} is in use: stop what uses it or pick another port`,
+                  { cause: error },
+                );
+              });
+        await simulator.start();
+        if (health !== undefined) io.err(`/healthz, /livez and /metrics on port ${health.port}`);
+        if (opts.truth !== undefined) {
+          const { writeFile } = await import("node:fs/promises");
           await writeFile(opts.truth, simulator.truth.map((t) => JSON.stringify(t)).join("\n") + "\n");
-        } catch (error) {
-          await health?.close();
-          await simulator.close();
-          await client.endAsync();
-          throw error;
+          io.err(`ground truth of ${simulator.truth.length} fans in ${opts.truth}`);
         }
-        io.err(`ground truth of ${simulator.truth.length} fans in ${opts.truth}`);
+        if (opts.duration !== undefined) deadline = setTimeout(stop, opts.duration * 1000);
+        progress = setInterval(
+          () =>
+            io.progress(
+              `published ${simulator.published}${simulator.failed > 0 ? `, ${simulator.failed} refused` : ""}`,
+            ),
+          1000,
+        );
+        await stopped;
+        await simulator.drain();
+        stoppedCleanly = true;
+      } finally {
+        clearTimeout(deadline);
+        clearInterval(progress);
+        process.off("SIGINT", stop);
+        process.off("SIGTERM", stop);
+        await simulator.close();
+        // After a failure, forced: a client still connecting would otherwise hold the process.
+        await client.endAsync(!stoppedCleanly);
+        await health?.close();
       }
-      if (opts.duration !== undefined) setTimeout(stop, opts.duration * 1000);
-      const progress = setInterval(
-        () =>
-          io.progress(`published ${simulator.published}${simulator.failed > 0 ? `, ${simulator.failed} refused` : ""}`),
-        1000,
-      );
-      await stopped;
-      clearInterval(progress);
-      await simulator.drain();
-      await client.endAsync();
-      await health?.close();
       io.progressDone();
       io.err(`published ${simulator.published} readings`);
     },

@@ -5,8 +5,9 @@
 #
 # Checks that the node is NotReady, taints it node.kubernetes.io/out-of-service (Kubernetes 1.28+,
 # K3s v1.28+), which makes Kubernetes delete its pods at once and detach their volumes, then waits
-# for the fanwatch StatefulSet pods that were there (the connector, NATS, InfluxDB, Alertmanager)
-# to run elsewhere, and says which did not and why. Only for a node that is off: a node that is
+# for the fanwatch StatefulSet pods that were there (the connector, NATS, InfluxDB, Alertmanager in
+# namespace fanwatch; Prometheus in fanwatch-monitoring) to run elsewhere, and says which did not
+# and why. Only for a node that is off: a node that is
 # merely cut off the network and still running would have the same pods writing twice.
 #
 # Once the node is repaired and back, or deleted (kubectl delete node <node>), remove the taint:
@@ -21,7 +22,7 @@ usage() {
 }
 [ $# -eq 2 ] && [ "$2" = "--yes" ] || usage
 node=$1
-namespace=fanwatch
+namespaces="fanwatch fanwatch-monitoring"
 taint=node.kubernetes.io/out-of-service
 timeout=${NODE_LOST_TIMEOUT:-300}
 interval=${NODE_LOST_INTERVAL:-5}
@@ -33,10 +34,15 @@ if [ "$ready" = "True" ]; then
 fi
 echo "node-lost: $node is NotReady (Ready=$ready)"
 
-# The StatefulSet pods there: Kubernetes recreates them only once the old ones are gone for sure.
-stranded=$(kubectl -n "$namespace" get pods --field-selector "spec.nodeName=$node" \
-  -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.ownerReferences[0].kind}{"\n"}{end}' |
-  awk '$2 == "StatefulSet" { print $1 }')
+# The StatefulSet pods there, as <namespace>/<pod>: Kubernetes recreates them only once the old
+# ones are gone for sure.
+stranded=""
+for namespace in $namespaces; do
+  stranded="$stranded $(kubectl -n "$namespace" get pods --field-selector "spec.nodeName=$node" \
+    -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.ownerReferences[0].kind}{"\n"}{end}' |
+    awk -v ns="$namespace" '$2 == "StatefulSet" { print ns "/" $1 }')"
+done
+stranded=$(echo $stranded)
 
 kubectl taint nodes "$node" "$taint=nodeshutdown:NoExecute" --overwrite >/dev/null
 echo "node-lost: tainted $node $taint=nodeshutdown:NoExecute: its pods are deleted and their volumes detached"
@@ -47,10 +53,10 @@ else
   echo "node-lost: waiting up to ${timeout}s for" $stranded
 fi
 
-# Each pod's place once it is back: "<node>/<phase>/<ready>" (no node while it is not scheduled),
-# or nothing while it does not exist.
+# Each pod's (<namespace>/<pod>) place once it is back: "<node>/<phase>/<ready>" (no node while it
+# is not scheduled), or nothing while it does not exist.
 where() {
-  kubectl -n "$namespace" get pod "$1" --ignore-not-found \
+  kubectl -n "${1%%/*}" get pod "${1#*/}" --ignore-not-found \
     -o jsonpath='{.spec.nodeName}/{.status.phase}/{.status.conditions[?(@.type=="Ready")].status}'
 }
 

@@ -10,8 +10,8 @@ import { join } from "node:path";
 export interface KubectlScenario {
   /** Each node's Ready condition: "True", "False" or "Unknown". */
   nodes: Record<string, string>;
-  /** The fanwatch pods on each node before anything happens, with their owner's kind. */
-  pods: Array<{ name: string; node: string; owner: string }>;
+  /** The pods on each node before anything happens, with their owner's kind and namespace (fanwatch if none). */
+  pods: Array<{ name: string; node: string; owner: string; namespace?: string }>;
   /**
    * What `get pod <name>` prints once the node is tainted ("<node>/<phase>/<Ready>", "/Pending/"
    * while not scheduled, "" while not recreated), one answer per call, the last one repeated.
@@ -37,6 +37,8 @@ fs.appendFileSync(path.join(dir, "calls.jsonl"), JSON.stringify(args) + "\n");
 const state = JSON.parse(fs.readFileSync(path.join(dir, "scenario.json"), "utf8"));
 const save = () => fs.writeFileSync(path.join(dir, "scenario.json"), JSON.stringify(state));
 const rest = args[0] === "-n" ? args.slice(2) : args;
+const namespace = args[0] === "-n" ? args[1] : "default";
+const inNamespace = (p) => (p.namespace ?? "fanwatch") === namespace;
 const [verb, kind, name] = rest;
 const flag = (f) => rest.find((a) => a.startsWith(f + "="))?.slice(f.length + 1) ?? rest[rest.indexOf(f) + 1];
 if (verb === "get" && kind === "node") {
@@ -51,12 +53,13 @@ if (verb === "get" && kind === "node") {
   process.stdout.write("node/" + name + " modified\n");
 } else if (verb === "get" && kind === "pods") {
   const node = flag("--field-selector").replace("spec.nodeName=", "");
-  process.stdout.write(state.pods.filter((p) => p.node === node).map((p) => p.name + " " + p.owner + "\n").join(""));
+  const pods = state.pods.filter((p) => p.node === node && inNamespace(p));
+  process.stdout.write(pods.map((p) => p.name + " " + p.owner + "\n").join(""));
 } else if (verb === "get" && kind === "pod") {
-  const pod = state.pods.find((p) => p.name === name);
+  const pod = state.pods.find((p) => p.name === name && inNamespace(p));
   if (state.tainted === undefined) process.stdout.write(pod ? pod.node + "/Running/True" : "");
   else {
-    const answers = state.after[name] ?? [""];
+    const answers = (pod ? state.after[name] : undefined) ?? [""];
     process.stdout.write(answers.length > 1 ? answers.shift() : answers[0]);
     save();
   }

@@ -433,16 +433,37 @@ forEverySize("(rendered with kubectl kustomize, checked offline)", (size) => {
     }
   });
 
-  it("keeps what holds the data on the K3s server when there are two nodes, and anywhere otherwise", () => {
-    for (const name of ["mosquitto", "influxdb", "nats", "grafana"]) {
-      const pod = workloads.find((w) => w.metadata.name === name)?.spec.template.spec;
-      const required = JSON.stringify(
-        pod?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution ?? {},
-      );
+  it("keeps every pod that claims a volume on the K3s server when there are two nodes, and anywhere otherwise", () => {
+    // local-path binds a claim to the node its first pod ran on. Alertmanager is the exception: a
+    // replica on each node, each with its own copy of the silences (docs/deploy.md, "Sizes").
+    const claiming = objects.flatMap((o) => {
+      const claims = [
+        ...((o.spec as Partial<Workload["spec"]> | undefined)?.volumeClaimTemplates ?? []).map((c) => c.metadata.name),
+        ...podTemplates([o]).flatMap(({ pod }) =>
+          (pod.volumes ?? []).flatMap((v) => v.persistentVolumeClaim?.claimName ?? []),
+        ),
+      ];
+      return claims.length === 0 || o.metadata.name === "alertmanager" ? [] : podTemplates([o]);
+    });
+    assert.deepEqual(
+      claiming.map((p) => p.where).sort(),
+      [
+        "CronJob influxdb-backup",
+        "CronJob nats-backup",
+        "Deployment grafana",
+        "Deployment mosquitto",
+        "StatefulSet influxdb",
+        "StatefulSet nats",
+        "StatefulSet prometheus",
+      ],
+      "what holds data (the influxdb-setup Job claims nothing)",
+    );
+    for (const { where, pod } of claiming) {
+      const required = JSON.stringify(pod.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution ?? {});
       assert.equal(
         required.includes('"key":"node-role.kubernetes.io/control-plane","operator":"In","values":["true"]'),
         size === "two-nodes",
-        `${name}: pinned to the server on two nodes only`,
+        `${where}: pinned to the server on two nodes only`,
       );
     }
   });
@@ -522,7 +543,12 @@ forEverySize("(rendered with kubectl kustomize, checked offline)", (size) => {
           labels?: Record<string, string>;
         }
       )?.labels ?? {};
-    const expected = { fanwatch: "restricted", openfaas: "baseline", "openfaas-fn": "baseline" };
+    const expected = {
+      fanwatch: "restricted",
+      "fanwatch-monitoring": "restricted",
+      openfaas: "baseline",
+      "openfaas-fn": "baseline",
+    };
     for (const [namespace, enforce] of Object.entries(expected)) {
       assert.equal(
         labels(namespace)["pod-security.kubernetes.io/enforce"],
@@ -548,6 +574,10 @@ forEverySize("(rendered with kubectl kustomize, checked offline)", (size) => {
       (p) => expected[p.namespace as keyof typeof expected] === "restricted",
     );
     assert.ok(restricted.length >= 9);
+    assert.ok(
+      restricted.some((p) => p.namespace === "fanwatch-monitoring"),
+      "Prometheus's pod is checked",
+    );
     for (const { where, pod } of restricted) {
       for (const host of ["hostNetwork", "hostPID", "hostIPC"] as const)
         assert.notEqual(pod[host], true, `${where}: ${host}`);
@@ -688,6 +718,16 @@ forEverySize("(rendered with kubectl kustomize, checked offline)", (size) => {
       `${p?.httpGet?.path} on ${container.ports?.find((c) => c.name === p?.httpGet?.port)?.containerPort}`;
     assert.equal(probe(container.readinessProbe), `/healthz on ${port}`);
     assert.equal(probe(container.livenessProbe), `/livez on ${port}`);
+  });
+});
+
+describe("deploy/k3s/release", () => {
+  it("pins the images of every size and of the simulator (an offline site pulls them from its mirror)", async () => {
+    for (const dir of [...Object.keys(SIZES), "simulator"]) {
+      const text = await readFile(join(REPO_ROOT, "deploy/k3s", dir, "kustomization.yaml"), "utf8");
+      const { components } = z.object({ components: z.array(z.string()).optional() }).parse(parse(text));
+      assert.ok(components?.includes("../release"), `deploy/k3s/${dir} includes the release Component`);
+    }
   });
 });
 

@@ -34,10 +34,14 @@ describe("deploy/k3s/node-lost.sh", () => {
       { name: "alertmanager-1", node: "nuc-b", owner: "StatefulSet" },
       { name: "notifier-7d9c-x2x", node: "nuc-b", owner: "ReplicaSet" },
       { name: "nats-0", node: "nuc-a", owner: "StatefulSet" },
+      { name: "prometheus-0", node: "nuc-b", owner: "StatefulSet", namespace: "fanwatch-monitoring" },
+      { name: "etcd-backup-0", node: "nuc-b", owner: "StatefulSet", namespace: "kube-system" },
     ],
     after: {
       "mqtt-connector-1": ["", "/Pending/", "nuc-a/Running/False", "nuc-a/Running/True"],
       "alertmanager-1": ["nuc-a/Running/True"],
+      "prometheus-0": ["/Pending/", "nuc-a/Running/True"],
+      "etcd-backup-0": ["/Pending/"],
     },
   };
   const taints = async () => (await kubectl?.calls())?.filter((c) => c[0] === "taint") ?? [];
@@ -50,7 +54,9 @@ describe("deploy/k3s/node-lost.sh", () => {
     ]);
     assert.match(result.stdout, /mqtt-connector-1 runs on nuc-a and is Ready/);
     assert.match(result.stdout, /alertmanager-1 runs on nuc-a and is Ready/);
+    assert.match(result.stdout, /fanwatch-monitoring\/prometheus-0 runs on nuc-a and is Ready/, "Prometheus too");
     assert.doesNotMatch(result.stdout, /nats-0|notifier/, "only the StatefulSet pods of the lost node");
+    assert.doesNotMatch(result.stdout, /etcd-backup-0/, "only fanwatch's namespaces");
     assert.match(result.stdout, /kubectl taint nodes nuc-b node\.kubernetes\.io\/out-of-service-/, "how to undo it");
   });
 
