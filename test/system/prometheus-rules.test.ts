@@ -11,7 +11,13 @@ import * as core from "kubernetes-models/v1";
 import { Gauge, Registry } from "prom-client";
 import { parse, parseAllDocuments } from "yaml";
 import { eventually } from "../support/eventually.js";
-import { prometheusDirForTest, type DiscoveredTargets } from "../support/kubernetes-sd-stand-in.js";
+import { startKubeletStandIn, type KubeletStandIn } from "../support/kubelet-stand-in.js";
+import {
+  prometheusDirForTest,
+  SERVICE_ACCOUNT_TOKEN,
+  type DiscoveredTargets,
+  type DnsAnswers,
+} from "../support/kubernetes-sd-stand-in.js";
 import { REPO_ROOT } from "../support/paths.js";
 import { finished } from "../support/process.js";
 import { PROMETHEUS_DIR, promtool, removeDir, startPrometheus, type TestPrometheus } from "../support/prometheus.js";
@@ -49,6 +55,8 @@ const EXTERNAL_METRICS: Record<string, string> = {
   container_cpu_usage_seconds_total: "cAdvisor in the kubelet",
   container_memory_working_set_bytes: "cAdvisor in the kubelet",
   container_spec_memory_limit_bytes: "cAdvisor in the kubelet",
+  container_fs_usage_bytes: 'cAdvisor in the kubelet (id="/": the node\'s disks)',
+  container_fs_limit_bytes: 'cAdvisor in the kubelet (id="/": the node\'s disks)',
   alertmanager_notifications_failed_total: "Alertmanager 0.25",
   alertmanager_notifications_total: "Alertmanager 0.25",
   gateway_function_invocation_total: "OpenFaaS CE's gateway",
@@ -133,6 +141,29 @@ describe("deploy/prometheus with Debian's promtool", () => {
     const unknown = exprs.flatMap(selected).filter((name) => !defined.has(name) && !(name in EXTERNAL_METRICS));
     assert.deepEqual([...new Set(unknown)], []);
   });
+
+  it("finds the Alertmanagers by the DNS of their headless Service in deploy/k3s/base/alertmanager.yaml, at its web port", () => {
+    const config = parse(readFileSync(join(PROMETHEUS_DIR, "prometheus.yml"), "utf8")) as {
+      alerting: { alertmanagers: Array<{ dns_sd_configs?: Array<{ names: string[]; type: string; port: number }> }> };
+    };
+    const sd = config.alerting.alertmanagers.flatMap((a) => a.dns_sd_configs ?? []);
+    const service = parseAllDocuments(readFileSync(join(REPO_ROOT, "deploy/k3s/base/alertmanager.yaml"), "utf8"))
+      .map((d) => d.toJS() as { kind: string; metadata: { name: string; namespace: string }; spec: unknown })
+      .find((o) => o.kind === "Service" && (o.spec as { clusterIP?: string }).clusterIP === "None") as
+      | { metadata: { name: string; namespace: string }; spec: { ports: Array<{ name: string; port: number }> } }
+      | undefined;
+    assert.ok(service, "a headless Service for the Alertmanagers");
+    const web = service.spec.ports.find((p) => p.name === "web")?.port;
+    assert.deepEqual(sd, [
+      {
+        names: [`${service.metadata.name}.${service.metadata.namespace}.svc`],
+        type: "A",
+        port: web,
+        refresh_interval: "30s",
+      },
+    ]);
+    assert.equal(config.alerting.alertmanagers.length, 1, "no static list of replicas beside it");
+  });
 });
 
 describe("deploy/k3s/base/prometheus.yaml (checked offline)", () => {
@@ -205,6 +236,14 @@ describe("deploy/k3s/base/prometheus.yaml (checked offline)", () => {
     assert.ok(container?.args.some((a) => /^--storage\.tsdb\.retention\.size=\d+GB$/.test(a)));
   });
 
+  it("links its alerts to the address docs/monitoring.md tells operators to port-forward", () => {
+    const [container] = pod?.containers ?? [];
+    const url = container?.args.find((a) => a.startsWith("--web.external-url="))?.split("=")[1];
+    assert.equal(url, "http://localhost:9090/");
+    const docs = readFileSync(join(REPO_ROOT, "docs/monitoring.md"), "utf8");
+    assert.ok(docs.includes("kubectl -n fanwatch-monitoring port-forward svc/prometheus 9090"));
+  });
+
   it("mounts every rule file of deploy/prometheus's ConfigMap where prometheus.yml's rule_files look", () => {
     const kustomization = parse(readFileSync(join(PROMETHEUS_DIR, "kustomization.yaml"), "utf8")) as {
       configMapGenerator: Array<{ files: string[] }>;
@@ -255,8 +294,39 @@ describe("Debian's Prometheus on the shipped configuration", () => {
   let prometheus: TestPrometheus | undefined;
   let dir: string | undefined;
   let server: Server | undefined;
+  let kubelet: KubeletStandIn | undefined;
+  let answer: ((dns: DnsAnswers) => Promise<void>) | undefined;
+  // The Alertmanagers' headless Service as the cluster's DNS answers it on one node: one A record.
+  const ALERTMANAGERS = "alertmanager-cluster.fanwatch.svc";
 
   before(async () => {
+    // A node's cAdvisor as K3s's kubelet gives it (labels as in its /metrics/cadvisor): the root
+    // cgroup's disks (a block device, tmpfs, a pod sandbox's shm), a container's own filesystem, the
+    // memory of a fanwatch container, of kube-system's and of the root cgroup.
+    const root = 'container="",id="/",image="",name="",namespace="",pod=""';
+    const influx =
+      'container="influxdb",id="/kubepods/pod1/c1",image="influxdb:1.8",name="c1",namespace="fanwatch",pod="influxdb-0"';
+    const sandbox = "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/1d04/shm";
+    kubelet = await startKubeletStandIn(SERVICE_ACCOUNT_TOKEN, {
+      "/metrics/cadvisor": [
+        "# TYPE container_fs_usage_bytes gauge",
+        `container_fs_usage_bytes{${root},device="/dev/sda2"} 4.2e+10`,
+        `container_fs_usage_bytes{${root},device="/dev/shm"} 0`,
+        `container_fs_usage_bytes{${root},device="/run"} 5.046272e+06`,
+        `container_fs_usage_bytes{${root},device="${sandbox}"} 0`,
+        `container_fs_usage_bytes{${influx},device="/dev/sda2"} 98304`,
+        "# TYPE container_fs_limit_bytes gauge",
+        `container_fs_limit_bytes{${root},device="/dev/sda2"} 1e+11`,
+        `container_fs_limit_bytes{${root},device="/dev/shm"} 6.7108864e+07`,
+        `container_fs_limit_bytes{${root},device="/run"} 8.33e+08`,
+        "# TYPE container_memory_working_set_bytes gauge",
+        `container_memory_working_set_bytes{${influx}} 2e+08`,
+        `container_memory_working_set_bytes{container="coredns",id="/kubepods/pod2/c2",image="coredns",name="c2",namespace="kube-system",pod="coredns-1"} 3e+07`,
+        `container_memory_working_set_bytes{${root}} 3e+09`,
+        "",
+      ].join("\n"),
+    });
+
     // One metrics endpoint for every stood-in pod: the pods' addresses all point at it.
     const registry = new Registry();
     new Gauge({ name: "connector_messages_pending", help: "stand-in", registers: [registry] }).set(3);
@@ -292,6 +362,7 @@ describe("Debian's Prometheus on the shipped configuration", () => {
         }),
         pod("backup-c", { ...annotated("true"), __meta_kubernetes_pod_phase: "Succeeded" }),
       ],
+      cadvisor: [{ __address__: kubelet.address, __meta_kubernetes_node_name: "nuc-1" }],
       influxdb: [
         pod("influxdb-0", {
           __meta_kubernetes_namespace: "fanwatch",
@@ -314,13 +385,14 @@ describe("Debian's Prometheus on the shipped configuration", () => {
         }),
       ],
     };
-    ({ dir } = await prometheusDirForTest(targets, "1s"));
+    ({ dir, answer } = await prometheusDirForTest(targets, "1s", { [ALERTMANAGERS]: ["10.42.0.7"] }));
     prometheus = await startPrometheus(dir);
   });
 
   after(async () => {
     await prometheus?.stop();
     server?.close();
+    await kubelet?.close();
     await removeDir(dir);
   });
 
@@ -333,7 +405,8 @@ describe("Debian's Prometheus on the shipped configuration", () => {
     (await prometheus!.get<{ activeTargets: Target[] }>("/api/v1/targets?state=active")).activeTargets;
 
   it("scrapes the annotated pods at their annotated port and path, labelled by namespace, pod and app; not the others", async () => {
-    await eventually("the targets scraped", async () => (await active()).filter((t) => t.health === "up").length === 3);
+    // The connector, InfluxDB, the function and the kubelet's cAdvisor.
+    await eventually("the targets scraped", async () => (await active()).filter((t) => t.health === "up").length === 4);
     const targets = await active();
     const connector = targets.find((t) => t.labels.job === "fanwatch-pods");
     assert.deepEqual(
@@ -377,17 +450,57 @@ describe("Debian's Prometheus on the shipped configuration", () => {
     }
   });
 
-  it("loads every rule and evaluates it without error, and sends to both Alertmanager replicas", async () => {
+  it("keeps of cAdvisor the node's block devices and fanwatch's containers, labelled by node, with the token sent", async () => {
+    type Sample = { metric: Record<string, string>; value: [number, string] };
+    const query = (q: string) =>
+      prometheus!.get<{ result: Sample[] }>(`/api/v1/query?query=${encodeURIComponent(q)}`).then((d) => d.result);
+    await eventually(
+      "cAdvisor scraped",
+      async () => (await query('{job="cadvisor", __name__=~"container_.+"}')).length > 0,
+    );
+    const kept = (await query('{job="cadvisor", __name__=~"container_.+"}'))
+      .map(
+        ({ metric }) =>
+          `${metric.__name__} ${metric.node} ${metric.namespace ?? ""}/${metric.id} ${metric.device ?? ""}`,
+      )
+      .sort();
+    assert.deepEqual(kept, [
+      "container_fs_limit_bytes nuc-1 // /dev/sda2",
+      "container_fs_usage_bytes nuc-1 // /dev/sda2",
+      "container_memory_working_set_bytes nuc-1 fanwatch//kubepods/pod1/c1 ",
+    ]);
+    assert.ok(kubelet!.requests.every((r) => r.authorised && r.path === "/metrics/cadvisor"));
+    // What NodeDiskAlmostFull and NodeDiskFillingUp divide: one series per node and device.
+    const used = await query(
+      'container_fs_usage_bytes{job="cadvisor", id="/"} / container_fs_limit_bytes{job="cadvisor", id="/"}',
+    );
+    assert.deepEqual(
+      used.map(({ metric, value }) => [metric.node, metric.device, value[1]]),
+      [["nuc-1", "/dev/sda2", "0.42"]],
+    );
+  });
+
+  it("loads every rule and evaluates it without error, and sends to every Alertmanager the headless Service's DNS gives", async () => {
     await eventually("the rules evaluated", async () => {
       const groups = (await prometheus!.get<{ groups: Array<{ rules: Array<{ health: string }> }> }>("/api/v1/rules"))
         .groups;
       const all = groups.flatMap((g) => g.rules);
       return all.length === rules.length && all.every((r) => r.health === "ok");
     });
-    const ams = await prometheus!.get<{ activeAlertmanagers: Array<{ url: string }> }>("/api/v1/alertmanagers");
-    assert.deepEqual(
-      ams.activeAlertmanagers.map((a) => a.url).sort(),
-      [0, 1].map((i) => `http://alertmanager-${i}.alertmanager-cluster.fanwatch.svc:9093/api/v2/alerts`),
+    const alertmanagers = async () =>
+      (
+        await prometheus!.get<{ activeAlertmanagers: Array<{ url: string }> }>("/api/v1/alertmanagers")
+      ).activeAlertmanagers
+        .map((a) => a.url)
+        .sort()
+        .join(" ");
+    // One node: one replica, one address.
+    await eventually("one Alertmanager", async () => (await alertmanagers()) === "http://10.42.0.7:9093/api/v2/alerts");
+    // Two or three nodes: the second replica's record appears, and Prometheus sends to both.
+    await answer!({ [ALERTMANAGERS]: ["10.42.0.7", "10.42.1.5"] });
+    await eventually(
+      "both Alertmanagers",
+      async () => (await alertmanagers()) === "http://10.42.0.7:9093/api/v2/alerts http://10.42.1.5:9093/api/v2/alerts",
     );
   });
 });
