@@ -59,6 +59,20 @@ export interface Options {
 export async function startMosquitto(
   options: Options = {},
 ): Promise<Broker & { caFile?: string; fansUrl?: string; fansPort?: number }> {
+  // A free port can be taken by another process between freePort() and Mosquitto's bind (tests run
+  // beside other work): a fresh port then, up to three times.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnFreePorts(options);
+    } catch (error) {
+      if (attempt >= 3 || !(error as Error).message.includes("Address already in use")) throw error;
+    }
+  }
+}
+
+async function startOnFreePorts(
+  options: Options,
+): Promise<Broker & { caFile?: string; fansUrl?: string; fansPort?: number }> {
   if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: apt-get install -y mosquitto`);
   const dir = await mkdtemp(join(tmpdir(), "fanwatch-mosquitto-"));
   const port = await freePort();

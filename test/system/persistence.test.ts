@@ -118,7 +118,13 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
 
   // Every test has its own broker and InfluxDB: none reads what another stored.
   beforeEach(async () => {
-    [broker, influx] = await Promise.all([startMosquitto(), startInfluxDB()]);
+    // Both or neither: one that started is stopped when the other fails, or the run would hang.
+    const [b, i] = await Promise.allSettled([startMosquitto(), startInfluxDB()]);
+    if (b.status === "rejected" || i.status === "rejected") {
+      await Promise.all([b.status === "fulfilled" && b.value.stop(), i.status === "fulfilled" && i.value.stop()]);
+      throw b.status === "rejected" ? b.reason : (i as PromiseRejectedResult).reason;
+    }
+    [broker, influx] = [b.value, i.value];
     publisher = await mqtt.connectAsync(broker.url, { clientId: "persistence-test-publisher" });
   });
   afterEach(async () => {
