@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
@@ -10,18 +9,13 @@ import * as policy from "kubernetes-models/policy/v1";
 import * as rbac from "kubernetes-models/rbac.authorization.k8s.io/v1";
 import * as storage from "kubernetes-models/storage.k8s.io/v1";
 import * as core from "kubernetes-models/v1";
-import { parse, parseAllDocuments } from "yaml";
+import { parse } from "yaml";
 import { z } from "zod";
+import { render, type K8sObject } from "../support/k3s-render.js";
 import { allows, type NetworkPolicy, type Peer } from "../support/network-policy.js";
 import { REPO_ROOT } from "../support/paths.js";
 
 // No cluster runs here: what can be proved offline is proved on what `kubectl kustomize` renders.
-interface K8sObject {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string; namespace?: string };
-  spec?: Record<string, unknown>;
-}
 interface Container {
   name: string;
   image: string;
@@ -72,19 +66,6 @@ interface Workload extends K8sObject {
     template: { metadata: { labels: Record<string, string> }; spec: PodSpec };
     volumeClaimTemplates?: Array<{ metadata: { name: string }; spec: { storageClassName: string } }>;
   };
-}
-
-function render(dir: string): K8sObject[] {
-  let text: string;
-  try {
-    text = execFileSync("kubectl", ["kustomize", join(REPO_ROOT, dir)], { encoding: "utf8" });
-  } catch (error) {
-    throw new Error(
-      `kubectl kustomize ${dir} failed (kubectl is needed: apt-get install -y kubernetes-client): ${(error as Error).message}`,
-      { cause: error },
-    );
-  }
-  return parseAllDocuments(text).map((d) => d.toJS() as K8sObject);
 }
 
 /** kustomize wraps a Secret's base64 over lines; the API server's decoder skips the line breaks. */
