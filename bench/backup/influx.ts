@@ -161,8 +161,10 @@ async function writePoints(influx: Influx, points: number): Promise<number> {
     for (const stop = Math.min(points, next + BATCH); next < stop; next++) {
       const fan = next % FANS;
       const i = Math.floor(next / FANS);
+      // Sensor noise (a fixed sequence): regular values would compress to nearly nothing in TSM files.
+      const r = noise(next);
       lines.push(
-        `telemetry,deviceID=fan-${fan} rotation=${1500 + (i % 50)},temperature=${40 + (i % 7) / 10},vibration=${0.5 + (i % 11) / 100},sound=61 ${start + i * EVERY_S}`,
+        `telemetry,deviceID=fan-${fan} rotation=${Math.round(1500 + r * 40)},temperature=${(40 + r * 3).toFixed(2)},vibration=${(0.5 + noise(next + points) * 0.2).toFixed(4)},sound=${(61 + r * 4).toFixed(1)} ${start + i * EVERY_S}`,
       );
     }
     return lines.join("\n");
@@ -183,6 +185,12 @@ async function sizeOf(dir: string): Promise<number> {
   for (const entry of await readdir(dir, { withFileTypes: true }))
     if (entry.isFile()) sum += (await stat(join(dir, entry.name))).size;
   return sum;
+}
+
+/** A number in [0, 1) that looks random and is the same for the same n. */
+function noise(n: number): number {
+  const x = Math.sin(n * 12.9898) * 43_758.5453;
+  return x - Math.floor(x);
 }
 
 const mb = (bytes: number) => Math.round(bytes / 1e5) / 10;

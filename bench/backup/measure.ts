@@ -4,7 +4,7 @@ import { peakRssMb } from "../support/process-stats.js";
 
 export interface Measured {
   seconds: number;
-  /** The highest VmHWM seen while it ran (polled every 50 ms, so the last few ms may be missed). */
+  /** The highest VmHWM seen while it ran (polled every 10 ms, so the last few ms may be missed). */
   peakRssMb: number;
   stdout: string;
   stderr: string;
@@ -22,12 +22,13 @@ export async function measure(command: string, args: string[], env: NodeJS.Proce
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
   let peak = 0;
-  const poll = setInterval(() => {
+  const sample = () =>
     void peakRssMb(child.pid).then(
-      (mb) => (peak = Math.max(peak, mb)),
+      (mb) => (peak = Number.isFinite(mb) ? Math.max(peak, mb) : peak),
       () => undefined, // gone between two polls
     );
-  }, 50);
+  sample();
+  const poll = setInterval(sample, 10);
   const [code] = (await once(child, "close")) as [number | null];
   clearInterval(poll);
   const seconds = (performance.now() - started) / 1000;

@@ -28,6 +28,16 @@ export interface Run {
   messagesPerSecond: number;
   mbPerSecond: number;
   peakRssMb: number;
+  /** The seconds the process itself reports for its work (connection included, Node's start not): the CLI's "in N.N s", the floor's own clock. */
+  workSeconds: number;
+}
+
+export interface Compared {
+  fanwatch: Run;
+  floor: Run;
+  timeRatioToFloor: number | null;
+  /** The same ratio on the work the processes report, Node's start left out. */
+  workRatioToFloor: number | null;
 }
 
 export interface NatsResult {
@@ -36,8 +46,8 @@ export interface NatsResult {
   dataMb: number;
   backupMb: number;
   /** Medians over the rounds, and fanwatch's time as a multiple of its floor's (1 = as fast as the floor). */
-  backup: { fanwatch: Run; floor: Run; timeRatioToFloor: number | null };
-  restore: { fanwatch: Run; floor: Run; timeRatioToFloor: number | null };
+  backup: Compared;
+  restore: Compared;
 }
 
 /**
@@ -93,6 +103,7 @@ export async function runNats(
         messagesPerSecond: Math.round(messages / m.seconds),
         mbPerSecond: Math.round((dataBytes / 1e6 / m.seconds) * 10) / 10,
         peakRssMb: m.peakRssMb,
+        workSeconds: workSeconds(m.stdout),
       });
       const b: [Run, Run] = [rates(backup.ours), rates(backup.floor)];
       const r: [Run, Run] = [rates(restore.ours), rates(restore.floor)];
@@ -100,13 +111,18 @@ export async function runNats(
       runs.restore.push(r);
       console.log(JSON.stringify({ kind: "nats-round", round, messages, backup: b, restore: r }));
       progress(
-        `nats round ${round}: backup ${b[0].seconds} s (${b[0].messagesPerSecond}/s, ${b[0].peakRssMb} MB RSS) against the read floor ${b[1].seconds} s (${b[1].peakRssMb} MB); restore ${r[0].seconds} s (${r[0].messagesPerSecond}/s, ${r[0].peakRssMb} MB) against the publish floor ${r[1].seconds} s (${r[1].peakRssMb} MB)`,
+        `nats round ${round}: backup ${b[0].seconds} s, work ${b[0].workSeconds} s (${b[0].messagesPerSecond}/s, ${b[0].peakRssMb} MB RSS) against the read floor ${b[1].seconds} s, work ${b[1].workSeconds} s (${b[1].peakRssMb} MB); restore ${r[0].seconds} s, work ${r[0].workSeconds} s (${r[0].messagesPerSecond}/s, ${r[0].peakRssMb} MB) against the publish floor ${r[1].seconds} s, work ${r[1].workSeconds} s (${r[1].peakRssMb} MB)`,
       );
     }
     const medians = (pairs: Array<[Run, Run]>) => {
       const fanwatch = medianRun(pairs.map((p) => p[0]));
       const floor = medianRun(pairs.map((p) => p[1]));
-      return { fanwatch, floor, timeRatioToFloor: ratio(fanwatch.seconds, floor.seconds) };
+      return {
+        fanwatch,
+        floor,
+        timeRatioToFloor: ratio(fanwatch.seconds, floor.seconds),
+        workRatioToFloor: ratio(fanwatch.workSeconds, floor.workSeconds),
+      };
     };
     return {
       kind: "nats",
@@ -198,12 +214,20 @@ async function sizeOf(dir: string): Promise<number> {
   return sum;
 }
 
+/** The floor prints {"seconds": …}; the CLI ends with "… in 1.2 s". */
+function workSeconds(stdout: string): number {
+  const cli = / in (\d+(?:\.\d+)?) s/.exec(stdout)?.[1];
+  if (cli !== undefined) return Number(cli);
+  return round3((JSON.parse(stdout) as { seconds: number }).seconds);
+}
+
 function medianRun(runs: Run[]): Run {
   return {
     seconds: median(runs.map((r) => r.seconds)),
     messagesPerSecond: median(runs.map((r) => r.messagesPerSecond)),
     mbPerSecond: median(runs.map((r) => r.mbPerSecond)),
     peakRssMb: median(runs.map((r) => r.peakRssMb)),
+    workSeconds: median(runs.map((r) => r.workSeconds)),
   };
 }
 
