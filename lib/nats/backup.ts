@@ -104,7 +104,7 @@ async function backupStream(
   await writeFile(join(out, STREAM_FILE), `${JSON.stringify(file, null, 2)}\n`);
   const counted = { messages: 0, bytes: 0 };
   await pipeline(
-    messageLines(js, jsm, name, state, counted, (n) => progress.reading(name, n, state.messages)),
+    inChunks(messageLines(js, jsm, name, state, counted, (n) => progress.reading(name, n, state.messages))),
     createGzip(),
     createWriteStream(join(out, MESSAGES_FILE), { flags: "wx" }),
   );
@@ -113,6 +113,20 @@ async function backupStream(
 
 const PROGRESS_EVERY = 5_000;
 const IDLE_CHECK_MS = 2_000;
+/** Lines handed to gzip together: one write per message cost 4x the reading (bench:backup). */
+const CHUNK_BYTES = 64 * 1024;
+
+async function* inChunks(lines: AsyncIterable<string>): AsyncGenerator<string> {
+  let chunk = "";
+  for await (const line of lines) {
+    chunk += line;
+    if (chunk.length >= CHUNK_BYTES) {
+      yield chunk;
+      chunk = "";
+    }
+  }
+  if (chunk !== "") yield chunk;
+}
 
 /**
  * The stream's messages up to `state.last_seq` as lines. The consumer is read one message at a
