@@ -1,5 +1,6 @@
 import { EVIDENCE_STREAM, episodeEvidenceSubject, healthyEvidenceSubject } from "../../lib/nats/evidence.js";
 import { HEALTH_EVENTS_STREAM, healthEventSubject } from "../../lib/nats/health-events.js";
+import { makeTransition } from "../../test/support/notifier-events.js";
 
 /**
  * The messages the NATS part backs up, the same every time they are made: health's transitions
@@ -34,27 +35,14 @@ function transition(i: number): BenchMessage {
   const deviceID = `fan-${i % FANS}`;
   const at = new Date(T0 + i * 1_000).toISOString();
   const id = `${deviceID}:${T0 + i * 1_000}:${i}`;
-  const state = (["warning", "alarm", "cleared"] as const)[i % 3];
+  const event = (["warning", "alarm", "cleared"] as const)[i % 3];
+  // Health's transition shape (test/support), its time and id fixed so every run backs up the same.
+  const fields = { id, at, since: at, alarmId: `${deviceID}@${at}`, site: SITE };
   return {
     stream: HEALTH_EVENTS_STREAM,
     subject: healthEventSubject(SITE, deviceID),
     msgID: id,
-    data: encode({
-      id,
-      event: state,
-      deviceID,
-      alarmId: `${deviceID}@${at}`,
-      state,
-      severity: state === "alarm" ? "major" : state === "warning" ? "minor" : "none",
-      cause: "vibration",
-      contributions: { rotation: 0.01, temperature: 0.02, vibration: 0.9, sound: 0.01 },
-      probability: 0.93,
-      eta: null,
-      since: at,
-      at,
-      acknowledged: false,
-      site: SITE,
-    }),
+    data: encode(makeTransition(deviceID, event, fields)),
   };
 }
 

@@ -293,6 +293,14 @@ class FunctionHost implements FunctionServer {
     );
   }
 
+  /** What /_/ready says: closing, starting, waiting (naming what for) or ok. */
+  #readiness(): { status: "closing" | "starting" | "waiting" | "ok"; waitingFor?: readonly string[] } {
+    if (this.#draining !== undefined || this.#closing !== undefined) return { status: "closing" };
+    if (this.#ready === undefined) return { status: "starting" };
+    const waitingFor = this.#ready.waitingFor?.() ?? [];
+    return waitingFor.length > 0 ? { status: "waiting", waitingFor } : { status: "ok" };
+  }
+
   /**
    * Answers the watchdog's paths; false for any other path. /_/health is liveness: 200 while the
    * process serves, whatever its dependencies do. /_/ready is readiness: 503 while starting, while a
@@ -302,16 +310,8 @@ class FunctionHost implements FunctionServer {
     if (path === "/_/health") {
       send(response, this.#refusing ? 503 : 200, {}, { status: this.#refusing ? "closing" : "ok" });
     } else if (path === "/_/ready") {
-      const stopping = this.#draining !== undefined || this.#closing !== undefined;
-      const waitingFor = stopping || this.#ready === undefined ? [] : (this.#ready.waitingFor?.() ?? []);
-      const status = stopping
-        ? "closing"
-        : this.#ready === undefined
-          ? "starting"
-          : waitingFor.length > 0
-            ? "waiting"
-            : "ok";
-      send(response, status === "ok" ? 200 : 503, {}, waitingFor.length > 0 ? { status, waitingFor } : { status });
+      const readiness = this.#readiness();
+      send(response, readiness.status === "ok" ? 200 : 503, {}, readiness);
     } else if (path === "/_/metrics") {
       const own = this.#ready?.metrics === undefined ? "" : await this.#ready.metrics();
       send(
