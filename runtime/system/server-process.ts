@@ -43,9 +43,11 @@ export abstract class ServerProcess extends ServiceBase {
     // which stops the server after the functions (not at the same moment), and when fanwatch dies
     // outright its pipe to the shell closes and the shell stops the server: no orphan holds the
     // store directory at the next start.
-    // (A background job's input is /dev/null unless redirected, hence fd 3.)
+    // (A background job's input is /dev/null unless redirected, hence fd 3.) Once the server has
+    // exited, the shell stops its watcher too: a watcher left waiting would, when the pipe closed
+    // later, signal a pid that may by then belong to another process.
     const script =
-      'exec 3<&0; "$0" "$@" </dev/null & pid=$!; trap \'kill -TERM $pid\' TERM INT; (read -r _ <&3; kill -TERM $pid 2>/dev/null) & wait $pid; wait $pid';
+      'exec 3<&0; "$0" "$@" </dev/null & pid=$!; trap \'kill -TERM $pid\' TERM INT; (read -r _ <&3; kill -TERM $pid 2>/dev/null) & watcher=$!; wait $pid; wait $pid; code=$?; kill $watcher 2>/dev/null; exit $code';
     const child = spawn("sh", ["-c", script, binary, ...args], { stdio: ["pipe", "pipe", "pipe"], detached: true });
     this.#child = child;
     let ready = (_line: string): void => {};

@@ -31,6 +31,11 @@ export async function startNats(): Promise<TestNats> {
   const started = async () => {
     const server = new NatsServerProcess({ binary, port, storeDir });
     await server.start();
+    // A server that ends by itself fails tests with "connection refused": say why, where CI shows it.
+    void server.closed.then((error) => {
+      if (error !== undefined)
+        console.error(`test nats-server on port ${port} ${error.message}; its last lines:\n${server.output()}`);
+    });
     return server;
   };
   let server: NatsServerProcess | undefined = await started().catch(async (error: unknown) => {
@@ -44,7 +49,7 @@ export async function startNats(): Promise<TestNats> {
       return server?.pid;
     },
     async kill() {
-      await server?.kill();
+      await server?.close();
       server = undefined;
     },
     async halt() {
