@@ -177,6 +177,31 @@ export const ERROR_CODES = {
     status: 500,
     meaning: "a server failed where nobody foresaw (a bug); its log has the details",
   },
+  FANWATCH_READING_IMPLAUSIBLE: {
+    kind: "input",
+    status: 400,
+    meaning: "a sensor reads outside its physical limits: a sensor fault, not a fan fault",
+  },
+  FANWATCH_DEVICE_UNKNOWN: {
+    kind: "input",
+    status: 404,
+    meaning: "the device registry has no fan with this id, or not in a state that allows the command",
+  },
+  FANWATCH_DEVICE_ID_INVALID: {
+    kind: "input",
+    status: 400,
+    meaning: "a device id the registry cannot hold: empty, too long, or with characters outside its set",
+  },
+  FANWATCH_REGISTRY_FULL: {
+    kind: "input",
+    status: 429,
+    meaning: "the device registry holds as many pending fans as it may: new ids are refused until some are decided",
+  },
+  FANWATCH_IDENTITY_MISMATCH: {
+    kind: "input",
+    status: 403,
+    meaning: "a reading's deviceID is not the fan its topic (its credentials) belongs to",
+  },
   FANWATCH_HISTORY_NEEDS_NATS: {
     kind: "input",
     status: 501,

@@ -1,0 +1,44 @@
+import { FEATURES, type FeatureName } from "./features.js";
+
+export interface SensorLimit {
+  min: number;
+  max: number;
+}
+
+/** Physical limits per sensor; a fan's record may narrow or widen any of them (its `limits`). */
+export type SensorLimits = Readonly<Record<FeatureName, SensorLimit>>;
+
+/**
+ * What a fan's sensors can physically report; a value outside is a sensor (or wiring, scaling,
+ * transport) fault, never a fan fault. Sources are in docs/sensors.md.
+ */
+export const DEFAULT_SENSOR_LIMITS: SensorLimits = {
+  rotation: { min: 0, max: 20_000 },
+  temperature: { min: -60, max: 250 },
+  vibration: { min: 0, max: 10_000 },
+  sound: { min: 0, max: 200 },
+};
+
+/** The first sensor outside its limits, in FEATURES order, or undefined when every value is plausible. */
+export interface Implausible {
+  sensor: FeatureName;
+  value: number;
+  limit: SensorLimit;
+}
+
+export function findImplausible(
+  reading: Readonly<Record<FeatureName, number>>,
+  limits: SensorLimits = DEFAULT_SENSOR_LIMITS,
+): Implausible | undefined {
+  for (const sensor of FEATURES) {
+    const value = reading[sensor];
+    const limit = limits[sensor];
+    if (!(value >= limit.min && value <= limit.max)) return { sensor, value, limit };
+  }
+  return undefined;
+}
+
+/** `rotation: 25000 is outside its physical limits (0 to 20000): a sensor fault, not a fan fault`. */
+export function describeImplausible({ sensor, value, limit }: Implausible): string {
+  return `${sensor}: ${value} is outside its physical limits (${limit.min} to ${limit.max}): a sensor fault, not a fan fault`;
+}
