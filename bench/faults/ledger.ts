@@ -7,8 +7,13 @@
  * points in InfluxDB never share a time. Counting stays in typed arrays indexed by k: a 30-minute
  * soak at 5,000 readings/s is 9 million readings.
  * An invalid message carries a marker `bad-<n>` at the start of its payload, which dead letters
- * keep (they hold the first 1 KiB of the payload).
+ * keep (they hold the first 1 KiB of the payload); those that are JSON objects come from the
+ * registered device INVALID_DEVICE, so that they pass the registry and reach the checks they test.
+ * A forged reading (the poison's new device IDs, FORGED) names a device the registry does not know:
+ * it must be refused (a dead letter with a code) or quarantined, never predicted or stored.
  */
+import { isSensorNotice } from "../../lib/domain/sensor-notice.js";
+
 export type InvalidKind =
   | "not-json"
   | "missing-field"
@@ -20,6 +25,21 @@ export type InvalidKind =
   | "proto-key";
 
 export const MARKER = /bad-\d+/;
+
+/**
+ * The registered device the invalid messages come from (its readings are never valid, so nothing of
+ * it is stored as a reading; `bad-` keeps it out of the suite's queries of valid readings).
+ */
+export const INVALID_DEVICE = "bad-sensors";
+
+/** The poison's forged device IDs: `dev-<n>`, never registered. */
+export const FORGED = /^dev-\d+$/;
+
+/** A dead letter's FanwatchError code: its `code`, or the first FANWATCH_… its error names. */
+export function codeOf(letter: { code?: unknown; error?: unknown }): string | undefined {
+  if (typeof letter.code === "string" && letter.code !== "") return letter.code;
+  return typeof letter.error === "string" ? /FANWATCH_[A-Z_]+/.exec(letter.error)?.[0] : undefined;
+}
 
 /** A health transition as received on fan/alarm: what the fan's health became, and when it arrived. */
 export interface ReceivedTransition {
@@ -60,6 +80,15 @@ interface Fan {
   predictionDeadLetters: Uint8Array;
 }
 
+/** A forged device's one reading and what became of it. */
+interface Forged {
+  /** Dead letters received for it, and the code of the first. */
+  deadLetters: number;
+  code: string | undefined;
+  /** Predictions (or sensor notices) received for it: it got past the registry. */
+  predictions: number;
+}
+
 interface Invalid {
   kind: InvalidKind;
   /** The broker refused it (a payload over its size cap): it never entered the pipeline. */
@@ -75,6 +104,7 @@ export class Ledger {
   readonly t0 = this.started;
   readonly #fans = new Map<string, Fan>();
   readonly #invalid = new Map<string, Invalid>();
+  readonly #forged = new Map<string, Forged>();
   #nextMarker = 0;
   validSent = 0;
   /** Dead letters by reason prefix (see reasonPrefix). */
@@ -85,6 +115,12 @@ export class Ledger {
   deadLettersUnidentified = 0;
   /** Predictions that name no reading the load sent. */
   predictionsUnidentified = 0;
+  /** Predictions of INVALID_DEVICE that name no marker (predict keeps only the reading's fields). */
+  invalidPredictedUnnamed = 0;
+  /** Sensor notices on the anomaly topic (an implausible reading: not a prediction), by device. */
+  readonly sensorNotices = new Map<string, number>();
+  /** Dead letters by code (codeOf), those without one under "none". */
+  readonly deadLettersByCode = new Map<string, number>();
   /** Valid readings with at least one prediction so far (kept as they arrive, for the drain). */
   readingsPredicted = 0;
   /** Invalid messages with at least one dead letter so far. */
@@ -119,6 +155,12 @@ export class Ledger {
     return new Date(this.t0 + fan.sent++).toISOString();
   }
 
+  /** Registers a forged device's reading (a device ID the registry does not know) and returns its timeStamp. */
+  nextForged(deviceID: string): string {
+    this.#forged.set(deviceID, { deadLetters: 0, code: undefined, predictions: 0 });
+    return new Date().toISOString();
+  }
+
   /** A fresh marker for an invalid message of `kind`. */
   nextInvalid(kind: InvalidKind): string {
     const marker = `bad-${this.#nextMarker++}`;
@@ -133,10 +175,21 @@ export class Ledger {
 
   onPrediction(payload: Buffer): void {
     let p: { deviceID?: unknown; timeStamp?: unknown };
+    const text = payload.toString();
     try {
-      p = JSON.parse(payload.toString()) as typeof p;
+      p = JSON.parse(text) as typeof p;
     } catch {
       this.predictionsUnidentified++;
+      return;
+    }
+    const forged = typeof p.deviceID === "string" ? this.#forged.get(p.deviceID) : undefined;
+    if (forged !== undefined) {
+      forged.predictions++;
+      return;
+    }
+    if (isSensorNotice(p)) {
+      const id = String(p.deviceID);
+      this.sensorNotices.set(id, (this.sensorNotices.get(id) ?? 0) + 1);
       return;
     }
     const reading = this.#reading(p.deviceID, p.timeStamp);
@@ -149,20 +202,23 @@ export class Ledger {
       fan.predictions[k] = Math.min(255, (fan.predictions[k] ?? 0) + 1);
       return;
     }
-    const invalid = this.#invalidNamed(String(p.deviceID));
+    const invalid = this.#invalidNamed(text);
     if (invalid !== undefined) invalid.predictions++;
+    else if (p.deviceID === INVALID_DEVICE) this.invalidPredictedUnnamed++;
     else this.predictionsUnidentified++;
   }
 
   onDeadLetter(payload: Buffer): void {
     this.deadLettersReceived++;
-    let letter: { error?: unknown; topic?: unknown; payload?: unknown };
+    let letter: { error?: unknown; topic?: unknown; payload?: unknown; code?: unknown };
     try {
       letter = JSON.parse(payload.toString()) as typeof letter;
     } catch {
       this.deadLettersUnidentified++;
       return;
     }
+    const code = codeOf(letter);
+    this.deadLettersByCode.set(code ?? "none", (this.deadLettersByCode.get(code ?? "none") ?? 0) + 1);
     const reason =
       typeof letter.error === "string" && letter.error.trim() !== "" ? reasonPrefix(letter.error) : undefined;
     if (reason === undefined) this.deadLettersWithoutReason++;
@@ -174,7 +230,13 @@ export class Ledger {
       if (reason !== undefined) invalid.reasons.add(reason);
       return;
     }
-    const reading = this.#readingInText(text);
+    const parsed = parseReading(text);
+    const forged = typeof parsed?.deviceID === "string" ? this.#forged.get(parsed.deviceID) : undefined;
+    if (forged !== undefined) {
+      if (forged.deadLetters++ === 0) forged.code = code;
+      return;
+    }
+    const reading = parsed === undefined ? undefined : this.#reading(parsed.deviceID, parsed.timeStamp);
     if (reading === undefined) {
       this.deadLettersUnidentified++;
       return;
@@ -215,7 +277,52 @@ export class Ledger {
     return fan === undefined || fan.sent === 0 ? undefined : new Date(this.t0 + fan.sent - 1).toISOString();
   }
 
-  /** The fans of the steady load (and of the poison's extra devices). */
+  /**
+   * What became of the forged devices' readings, as the collector saw it: refused (a dead letter,
+   * by its code), predicted (got past the registry), and those with neither (quarantined, or lost:
+   * `quarantined` tells which, read from FAN_QUARANTINE), for the ids `quarantined` names.
+   */
+  forgedSummary(quarantined: ReadonlySet<string>): ForgedSummary {
+    const refusedByCode: Record<string, number> = {};
+    let refused = 0;
+    let predicted = 0;
+    let held = 0;
+    let refusedAndHeld = 0;
+    let unaccounted = 0;
+    for (const [id, forged] of this.#forged) {
+      if (forged.predictions > 0) predicted++;
+      const inQuarantine = quarantined.has(id);
+      if (inQuarantine) held++;
+      if (forged.deadLetters > 0) {
+        refused++;
+        const code = forged.code ?? "none";
+        refusedByCode[code] = (refusedByCode[code] ?? 0) + 1;
+        if (inQuarantine) refusedAndHeld++;
+      } else if (!inQuarantine) unaccounted++;
+    }
+    return {
+      sent: this.#forged.size,
+      refused,
+      refusedByCode,
+      quarantined: held,
+      refusedAndHeld,
+      predicted,
+      unaccounted,
+    };
+  }
+
+  get forgedSent(): number {
+    return this.#forged.size;
+  }
+
+  /** Forged devices with a dead letter so far (for the drain). */
+  get forgedRefused(): number {
+    let n = 0;
+    for (const forged of this.#forged.values()) if (forged.deadLetters > 0) n++;
+    return n;
+  }
+
+  /** The fans of the steady load. */
   get fanIDs(): string[] {
     return [...this.#fans.keys()];
   }
@@ -326,7 +433,7 @@ export class Ledger {
       unpredicted: this.validSent - predicted,
       validDeadLettered,
       predictionsDeadLettered,
-      invalidPredicted,
+      invalidPredicted: invalidPredicted + this.invalidPredictedUnnamed,
       invalidWithoutDeadLetter,
       invalidWithoutReason,
       latencyMs: { p50: pick(0.5), p99: pick(0.99), max: latencies.at(-1) ?? null },
@@ -347,19 +454,26 @@ export class Ledger {
     return { fan, k };
   }
 
-  #readingInText(text: string): { fan: Fan; k: number } | undefined {
-    try {
-      const value = JSON.parse(text) as { deviceID?: unknown; timeStamp?: unknown };
-      return this.#reading(value.deviceID, value.timeStamp);
-    } catch {
-      return undefined;
-    }
-  }
-
   #invalidNamed(text: string): Invalid | undefined {
     const marker = MARKER.exec(text)?.[0];
     return marker === undefined ? undefined : this.#invalid.get(marker);
   }
+}
+
+/** The forged devices' readings (the poison's new device IDs), one each. */
+export interface ForgedSummary {
+  sent: number;
+  /** Dead-lettered (by the first letter's code: FANWATCH_DEVICE_UNKNOWN, FANWATCH_REGISTRY_FULL…). */
+  refused: number;
+  refusedByCode: Record<string, number>;
+  /** Held in FAN_QUARANTINE (a message on fan.quarantine.<id>). */
+  quarantined: number;
+  /** Both refused and held: a reading dead-lettered although the quarantine kept it. */
+  refusedAndHeld: number;
+  /** Predicted, or told to health as a sensor notice: it got past the registry. */
+  predicted: number;
+  /** Neither refused nor quarantined: lost without a trace. */
+  unaccounted: number;
 }
 
 export interface LedgerSummary {
@@ -400,6 +514,16 @@ export function reasonPrefix(error: string): string {
     .slice(0, component + 2)
     .join(": ")
     .slice(0, 80);
+}
+
+/** A payload's deviceID and timeStamp, when it is a JSON object. */
+function parseReading(text: string): { deviceID?: unknown; timeStamp?: unknown } | undefined {
+  try {
+    const value = JSON.parse(text) as { deviceID?: unknown; timeStamp?: unknown } | null;
+    return typeof value === "object" && value !== null ? value : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function grow(fan: Fan): void {

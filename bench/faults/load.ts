@@ -1,5 +1,5 @@
 import mqtt, { type MqttClient } from "mqtt";
-import type { InvalidKind, Ledger } from "./ledger.js";
+import { INVALID_DEVICE, type InvalidKind, type Ledger } from "./ledger.js";
 
 export const TELEMETRY_TOPIC = "fan/messages";
 
@@ -71,8 +71,11 @@ export class Load {
     for (const id of deviceIDs) this.#faulty.add(id);
   }
 
-  /** Also sends one reading from each of these devices, at the load's own rate, on top of it. */
-  addDevices(deviceIDs: string[]): void {
+  /**
+   * Also sends one reading from each of these devices, which the registry does not know (forged
+   * IDs), at the load's own rate, on top of it.
+   */
+  addForgedDevices(deviceIDs: string[]): void {
     this.#extra.push(...deviceIDs);
   }
 
@@ -100,7 +103,7 @@ export class Load {
     for (let i = 0; i < due; i++) this.#publish(this.#next());
     for (const deviceID of this.#extra.splice(0, due))
       this.#publish(
-        JSON.stringify({ deviceID, timeStamp: this.#ledger.nextReading(deviceID), ...healthy(deviceNumber(deviceID)) }),
+        JSON.stringify({ deviceID, timeStamp: this.#ledger.nextForged(deviceID), ...healthy(deviceNumber(deviceID)) }),
       );
   }
 
@@ -146,10 +149,18 @@ function deviceNumber(deviceID: string): number {
   return Number(/\d+$/.exec(deviceID)?.[0] ?? 0);
 }
 
+/**
+ * An invalid reading of the registered INVALID_DEVICE (so that the registry lets it through to the
+ * checks it is for), its marker first, so that its dead letter's payload keeps it.
+ */
+export function invalidReading(marker: string, fields: object): Record<string, unknown> {
+  return { marker, deviceID: INVALID_DEVICE, timeStamp: new Date().toISOString(), ...fields };
+}
+
 /** A malformed message that names its marker first, so the dead letter's payload keeps it. */
 export function malformed(ledger: Ledger, kind: InvalidKind): string {
   const marker = ledger.nextInvalid(kind);
-  const reading = { deviceID: marker, timeStamp: new Date().toISOString(), ...healthy(Number(marker.slice(4))) };
+  const reading = invalidReading(marker, healthy(Number(marker.slice(4))));
   switch (kind) {
     case "not-json":
       return `${marker} {"rotation": 612.3, "temperature":`;

@@ -1,6 +1,6 @@
 import mqtt from "mqtt";
 import type { Ledger } from "./ledger.js";
-import { healthy, TELEMETRY_TOPIC, type Load } from "./load.js";
+import { healthy, invalidReading, TELEMETRY_TOPIC, type Load } from "./load.js";
 
 /** Copies of each small poison message. */
 const COPIES = 5;
@@ -14,24 +14,30 @@ const BAD_TIMESTAMPS: Array<string | number> = [
 const OVERSIZED_BYTES = [1024 * 1024, 1024 * 1024, 1024 * 1024, 100 * 1024, 100 * 1024];
 
 export interface PoisonOptions {
-  /** Valid readings from this many distinct, never-seen device IDs (a cardinality attack). */
+  /**
+   * Readings, otherwise valid, from this many distinct device IDs the registry does not know (a
+   * cardinality attack, or a fleet of forged fans): each must be refused or quarantined.
+   */
   distinctDevices: number;
 }
 
 /**
  * The poison scenario's messages: bad timestamps, 1 MB and 100 KiB payloads, bytes that are not
- * UTF-8, `__proto__` and `constructor.prototype` keys, and one reading each from many new device
- * IDs, sent while the steady load goes on. Resolves once all were sent.
+ * UTF-8, `__proto__` and `constructor.prototype` keys (from the registered INVALID_DEVICE), and one
+ * reading each from many device IDs the registry does not know, sent while the steady load goes
+ * on. Resolves once all were sent.
  */
 export async function sendPoison(url: string, ledger: Ledger, load: Load, options: PoisonOptions): Promise<void> {
-  load.addDevices(Array.from({ length: options.distinctDevices }, (_, n) => `dev-${n}`));
+  load.addForgedDevices(Array.from({ length: options.distinctDevices }, (_, n) => `dev-${n}`));
   const client = await mqtt.connectAsync(url, { clientId: `faults-poison-${process.pid}`, log: () => {} });
   client.on("error", () => {});
   try {
     const small: Array<string | Buffer> = [];
     for (let copy = 0; copy < COPIES; copy++) {
       for (const timeStamp of BAD_TIMESTAMPS)
-        small.push(JSON.stringify({ deviceID: ledger.nextInvalid("bad-timestamp"), timeStamp, ...healthy(copy) }));
+        small.push(
+          JSON.stringify({ ...invalidReading(ledger.nextInvalid("bad-timestamp"), healthy(copy)), timeStamp }),
+        );
       small.push(nonUtf8Text(ledger.nextInvalid("non-utf8")), nonUtf8Reading(ledger.nextInvalid("non-utf8")));
       small.push(
         withKey(ledger.nextInvalid("proto-key"), `"__proto__":{"isAdmin":true}`),
@@ -52,12 +58,7 @@ export async function sendPoison(url: string, ledger: Ledger, load: Load, option
  */
 async function sendOversized(url: string, ledger: Ledger, bytes: number): Promise<void> {
   const marker = ledger.nextInvalid("oversized");
-  const head = JSON.stringify({
-    deviceID: marker,
-    timeStamp: new Date().toISOString(),
-    ...healthy(0),
-    padding: "",
-  }).slice(0, -2);
+  const head = JSON.stringify({ ...invalidReading(marker, healthy(0)), padding: "" }).slice(0, -2);
   const payload = `${head}${"x".repeat(Math.max(0, bytes - head.length - 2))}"}`;
   const client = mqtt.connect(url, {
     clientId: `faults-oversized-${process.pid}-${marker}`,
@@ -93,6 +94,6 @@ function nonUtf8Reading(marker: string): Buffer {
 }
 
 function withKey(marker: string, member: string): string {
-  const reading = JSON.stringify({ deviceID: marker, timeStamp: new Date().toISOString(), ...healthy(2) });
+  const reading = JSON.stringify(invalidReading(marker, healthy(2)));
   return `${reading.slice(0, -1)},${member}}`;
 }

@@ -3,8 +3,9 @@ import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import { z } from "zod";
 import { HealthRecordSchema, type HealthRecord } from "../../lib/domain/health.js";
-import { Ledger, type LedgerSummary, type PathWindow } from "./ledger.js";
+import { FORGED, INVALID_DEVICE, Ledger, type ForgedSummary, type LedgerSummary, type PathWindow } from "./ledger.js";
 import { Load } from "./load.js";
+import { gateMetrics, quarantinedReadings, type GateMetrics } from "./registry.js";
 import { RssSampler, rssSlopes } from "./rss.js";
 import { FaultSystem } from "./system.js";
 
@@ -17,8 +18,10 @@ export interface RunOptions {
   /** Steady load before the fault, and after it ends, before the drain. */
   beforeMs: number;
   afterMs: number;
-  /** Distinct new device IDs in the poison scenario. */
+  /** Distinct new device IDs in the poison scenario (the registry knows none of them). */
   distinctDevices: number;
+  /** The connector's REGISTRY_MAX_PENDING: new IDs that become pending; past it, new IDs are refused. */
+  registryMaxPending: number;
   /** The drain ends once nothing changed for quietMs (or everything arrived), or after drainCapMs. */
   quietMs: number;
   drainCapMs: number;
@@ -45,6 +48,8 @@ export const FULL: Settings = {
   beforeMs: 10_000,
   afterMs: 20_000,
   distinctDevices: 100_000,
+  // The default: of the 100,000 new IDs the first 1,000 become pending, the rest are refused.
+  registryMaxPending: 1_000,
   // Longer than the writer's longest backoff (30 s), so a retry still to come is not taken for a loss.
   quietMs: 35_000,
   drainCapMs: 300_000,
@@ -59,6 +64,8 @@ export const SHORT: Settings = {
   beforeMs: 3_000,
   afterMs: 3_000,
   distinctDevices: 1_000,
+  // A tenth of the new IDs, as in the full run: both outcomes, quarantined and refused, occur.
+  registryMaxPending: 100,
   quietMs: 15_000,
   drainCapMs: 90_000,
   healthSilentAfterMs: 10_000,
@@ -88,6 +95,38 @@ export interface Scenario {
   healthFault?: boolean;
   /** Injects the fault and resolves when it is over (the process back, the load normal again). */
   inject(context: FaultContext): Promise<void>;
+}
+
+/**
+ * Peak resident memory each process must stay under, in every scenario: "bounded" made a number.
+ * Before the registry the poison's 100,000 forged IDs took InfluxDB to 1.2 GB (100,000 series);
+ * every service's peak in the full suite was otherwise under 500 MB. The harness is left out: it
+ * keeps a ledger of every message (and grows over the scenarios of a run, being one process).
+ */
+export const RSS_BOUND_MB = 1_000;
+
+/** What the device registry made of the load (docs/reliability.md, "The registry"). */
+export interface RegistryResult {
+  /** Fans registered active before the load started: the load's fans and INVALID_DEVICE. */
+  registered: number;
+  /** Fans pending at the end, as the registry lists them, and REGISTRY_MAX_PENDING. */
+  pending: number;
+  maxPending: number;
+  /** Distinct deviceID tag values in InfluxDB (every measurement), and of them the ones not registered. */
+  storedDevices: number;
+  storedUnregistered: number;
+  /** InfluxDB's series (SHOW SERIES CARDINALITY on the database). */
+  seriesCardinality: number;
+  /** The connector's gate counters (undefined: its /metrics did not answer). */
+  gate: GateMetrics | undefined;
+}
+
+/** The poison's forged device IDs, one reading each (ForgedSummary), and what of them InfluxDB holds. */
+export interface ForgedResult extends ForgedSummary {
+  /** Readings FAN_QUARANTINE holds (of any fan: only forged ones are unknown). */
+  quarantinedReadings: number;
+  /** Points in InfluxDB with a forged deviceID (any measurement). */
+  stored: number;
 }
 
 export interface StoredCounts {
@@ -135,6 +174,9 @@ export interface ScenarioResult {
   predictionPath: { beforeFault: PathWindow; duringFault: PathWindow; afterFault: PathWindow };
   /** Health's view at the end (scenarios with the health path). */
   fanHealth?: FanHealthResult;
+  registry: RegistryResult;
+  /** The poison's forged device IDs (scenarios that send them). */
+  forged?: ForgedResult;
   recovery: { predictionsMs: number | null; storageMs: number | null };
   peakRssMb: Record<string, number>;
   /** When each peak was sampled, and when the fault started and ended and the load stopped: seconds since the load started. */
@@ -179,7 +221,8 @@ export interface FanHealthResult {
   alarmsAfterFaultEndMs: number | null;
 }
 
-const VALID = `"deviceID" !~ /^bad-/`;
+/** The load's fans: neither INVALID_DEVICE (`bad-…`) nor a forged ID (`dev-…`). */
+const VALID = `"deviceID" =~ /^fan-[0-9]+$/`;
 
 /**
  * One scenario on a fresh system: steady load, the fault, steady load again, then a quiet drain;
@@ -193,10 +236,12 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
   say(
     `starting Mosquitto, InfluxDB, ${scenario.withHealth === true ? "nats-server, " : ""}the gateway with score, predict and health, the connector and the writer (logs in ${logDir})`,
   );
-  const system = await FaultSystem.start(
-    logDir,
-    scenario.withHealth === true ? { health: { silentAfterMs: options.healthSilentAfterMs } } : {},
-  );
+  // The registered fleet: the load's fans, and the device its invalid messages come from.
+  const fleet = [...Array.from({ length: options.fans }, (_, i) => `fan-${i}`), INVALID_DEVICE];
+  const system = await FaultSystem.start(logDir, {
+    registry: { fans: fleet, maxPending: options.registryMaxPending },
+    ...(scenario.withHealth === true ? { health: { silentAfterMs: options.healthSilentAfterMs } } : {}),
+  });
   // A tenth of the fans turn faulty with the fault: their alarms come from predictions health can
   // only take once the fault is over.
   const faultyFans =
@@ -258,6 +303,8 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
           })
         : undefined;
     const accepted = ledger.acceptedInvalid();
+    const registry = await registryResult(system, fleet, options.registryMaxPending);
+    const forged = ledger.forgedSent === 0 ? undefined : await forgedResult(system, ledger);
     const result: ScenarioResult = {
       kind: "scenario",
       scenario: scenario.name,
@@ -300,6 +347,8 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
         afterFault: ledger.window(faultEnd, loadStopped),
       },
       ...(fanHealth === undefined ? {} : { fanHealth }),
+      registry,
+      ...(forged === undefined ? {} : { forged }),
       recovery: { predictionsMs: summary.backlogClearedMs, storageMs: scenario.noFault === true ? null : storageMs },
       peakRssMb: sampler.peak,
       peakRssAtS: Object.fromEntries(Object.entries(sampler.peakAt).map(([name, at]) => [name, seconds(at)])),
@@ -353,6 +402,38 @@ export function targetsMissed(r: ScenarioResult): string[] {
   check(r.sent.publishesFailed === 0, `${r.sent.publishesFailed} publishes of the load failed`);
   for (const [service, status] of Object.entries(r.health))
     check(status === 200, `${service} /healthz answered ${status === 0 ? "nothing" : status} at the end`);
+  for (const [name, mb] of Object.entries(r.peakRssMb))
+    check(name === "harness" || mb <= RSS_BOUND_MB, `${name}'s memory reached ${mb} MB (bound: ${RSS_BOUND_MB} MB)`);
+  const g = r.registry;
+  check(
+    g.storedUnregistered === 0,
+    `InfluxDB holds ${g.storedUnregistered} device IDs the registry never let in (${g.storedDevices} in all)`,
+  );
+  check(g.pending <= g.maxPending, `${g.pending} fans pending, over REGISTRY_MAX_PENDING (${g.maxPending})`);
+  const f = r.forged;
+  if (f !== undefined) {
+    check(f.predicted === 0, `${f.predicted} of ${f.sent} forged device IDs got past the registry (predicted)`);
+    check(f.stored === 0, `${f.stored} forged device IDs stored in InfluxDB`);
+    check(
+      f.unaccounted === 0,
+      `${f.unaccounted} of ${f.sent} forged device IDs' readings neither refused nor quarantined`,
+    );
+    const refusedOtherwise = Object.entries(f.refusedByCode)
+      .filter(([code]) => !REFUSAL_CODES.includes(code))
+      .reduce((n, [, k]) => n + k, 0);
+    check(
+      refusedOtherwise === 0,
+      `${refusedOtherwise} forged readings refused without ${REFUSAL_CODES.join(" or ")}: ${JSON.stringify(f.refusedByCode)}`,
+    );
+    const counted =
+      g.gate === undefined
+        ? 0
+        : g.gate.quarantined + (g.gate.refusedByReason.unknown ?? 0) + (g.gate.refusedByReason.full ?? 0);
+    check(
+      counted >= f.sent,
+      `the connector's metrics count ${counted} quarantined or refused readings of the ${f.sent} forged ones`,
+    );
+  }
   const h = r.fanHealth;
   if (h !== undefined) {
     check(h.behind === 0, `health did not catch up: ${h.behind} of ${h.fans} fans' records miss their last reading`);
@@ -382,6 +463,9 @@ export function targetsMissed(r: ScenarioResult): string[] {
   return missed;
 }
 
+/** The codes a reading of an unknown device ID is dead-lettered with (docs/errors.md). */
+const REFUSAL_CODES = ["FANWATCH_DEVICE_UNKNOWN", "FANWATCH_REGISTRY_FULL"];
+
 /** The result in one line of text, for progress and test diagnostics. */
 export function summaryLine(r: ScenarioResult): string {
   const rss = Object.entries(r.peakRssMb)
@@ -400,6 +484,12 @@ export function summaryLine(r: ScenarioResult): string {
       ? []
       : [
           `health: ${r.fanHealth.records} records, ${r.fanHealth.behind} behind, ${r.fanHealth.faultyAlarmed}/${r.fanHealth.faulty} faulty fans alarmed (${r.fanHealth.alarmsAfterFaultEndMs ?? "–"} ms after the fault), ${r.fanHealth.unannounced} unannounced, ${r.fanHealth.silentWhileSending} silent while sending, transitions ${JSON.stringify(r.fanHealth.transitions)}`,
+        ]),
+    `registry: ${r.registry.registered} fans registered, ${r.registry.pending} pending (max ${r.registry.maxPending}); InfluxDB: ${r.registry.storedDevices} device IDs (${r.registry.storedUnregistered} unregistered), ${r.registry.seriesCardinality} series`,
+    ...(r.forged === undefined
+      ? []
+      : [
+          `forged IDs: ${r.forged.sent} sent, ${r.forged.refused} refused ${JSON.stringify(r.forged.refusedByCode)}, ${r.forged.quarantined} quarantined (${r.forged.quarantinedReadings} readings held), ${r.forged.predicted} predicted, ${r.forged.stored} stored, ${r.forged.unaccounted} unaccounted; connector: ${JSON.stringify(r.registry.gate ?? "no metrics")}`,
         ]),
     `peak RSS MB: ${rss}`,
     ...(r.rssSlopeMbPerMin === undefined
@@ -483,7 +573,10 @@ function fanHealthOf(
   }
   let unannounced = 0;
   let latestDiffers = 0;
+  // The load's fans: INVALID_DEVICE's implausible readings may give it a record (a sensor issue) too.
+  const fans = new Set(ledger.fanIDs);
   for (const r of list) {
+    if (!fans.has(r.deviceID)) continue;
     const received = ledger.transitions.get(r.deviceID) ?? [];
     if (received.length === 0 && r.state === "ok") continue;
     const announces = (t: { state: string; alarmId: string | null }) => t.state === r.state && t.alarmId === r.alarmId;
@@ -521,9 +614,50 @@ async function count(system: FaultSystem, query: string): Promise<number> {
 
 const seconds = (ms: number) => Math.round(ms / 100) / 10;
 
+/** The deviceID tag's values in InfluxDB, over every measurement. */
+async function storedDeviceIds(system: FaultSystem): Promise<Set<string>> {
+  const series = await system.influx.query(`SHOW TAG VALUES WITH KEY = "deviceID"`);
+  return new Set(series.flatMap((s) => s.values.map((row) => String(row[1]))));
+}
+
+/** What the registry made of the load: pending fans, and which device IDs InfluxDB holds. */
+async function registryResult(
+  system: FaultSystem,
+  fleet: readonly string[],
+  maxPending: number,
+): Promise<RegistryResult> {
+  const registered = new Set(fleet);
+  const devices = await storedDeviceIds(system);
+  const cardinality = await system.influx.query("SHOW SERIES CARDINALITY");
+  return {
+    registered: fleet.length,
+    pending: (await system.registry.list("pending")).length,
+    maxPending,
+    storedDevices: devices.size,
+    storedUnregistered: [...devices].filter((id) => !registered.has(id)).length,
+    // One row per shard group: their sum.
+    seriesCardinality: cardinality.reduce((n, s) => n + s.values.reduce((m, row) => m + Number(row[0] ?? 0), 0), 0),
+    gate: await gateMetrics(system.connectorPort),
+  };
+}
+
+/** The forged IDs' readings: refused (their dead letters), quarantined (FAN_QUARANTINE), stored. */
+async function forgedResult(system: FaultSystem, ledger: Ledger): Promise<ForgedResult> {
+  const held = await quarantinedReadings(system.nats.url);
+  const devices = await storedDeviceIds(system);
+  return {
+    ...ledger.forgedSummary(new Set(held.keys())),
+    quarantinedReadings: [...held.values()].reduce((a, b) => a + b, 0),
+    stored: [...devices].filter((id) => FORGED.test(id)).length,
+  };
+}
+
 /** Markers of the invalid messages with a dead letter stored in InfluxDB. */
 async function storedInvalid(system: FaultSystem, ledger: Ledger): Promise<Set<string>> {
-  const series = await system.influx.query(`SELECT "payload" FROM "deadletter"`).catch(() => []);
+  // Only the letters naming a marker: the forged IDs' refusals (up to 99,000) are not needed here.
+  const series = await system.influx
+    .query(`SELECT "payload" FROM "deadletter" WHERE "payload" =~ /bad-[0-9]/`)
+    .catch(() => []);
   return ledger.storedInvalid((series[0]?.values ?? []).map((row) => String(row[1])));
 }
 
@@ -573,8 +707,18 @@ async function drain(
       ledger.invalidDeadLettered === invalid &&
       (health === undefined ||
         (health !== "unanswered" && health.behind === 0 && health.alarmed === (faulty as readonly string[]).length));
-    if (arrived && (await storedInvalid(system, ledger)).size === invalid) break;
-    const state = JSON.stringify([ledger.readingsPredicted, ledger.deadLettersReceived, stored, health]);
+    // The forged IDs' readings: each refused (its dead letter arrived) or held in the quarantine.
+    const forged =
+      ledger.forgedSent === 0
+        ? undefined
+        : ledger.forgedRefused + (await quarantinedReadings(system.nats.url).catch(() => new Map())).size;
+    if (
+      arrived &&
+      (forged === undefined || forged >= ledger.forgedSent) &&
+      (await storedInvalid(system, ledger)).size === invalid
+    )
+      break;
+    const state = JSON.stringify([ledger.readingsPredicted, ledger.deadLettersReceived, stored, health, forged]);
     if (state !== last) {
       last = state;
       quietSince = Date.now();

@@ -77,7 +77,7 @@ export const SCENARIOS: Scenario[] = [
     withHealth: true,
     healthFault: true,
     inject: async ({ system, options, sleep }) => {
-      const nats = system.nats as NonNullable<typeof system.nats>;
+      const nats = system.nats;
       await nats.halt();
       await sleep(Math.max(options.faultMs, NATS_DOWN_MIN_MS));
       await nats.restart();
@@ -90,7 +90,7 @@ export const SCENARIOS: Scenario[] = [
     withHealth: true,
     healthFault: true,
     inject: async ({ system, sleep }) => {
-      const nats = system.nats as NonNullable<typeof system.nats>;
+      const nats = system.nats;
       await nats.kill();
       await nats.restart();
       // Health learns of the crash from its connection and reconnects by itself: until then it is down.

@@ -9,7 +9,9 @@ import { startInfluxDB, type Influx } from "../../test/support/influxdb.js";
 import { startMosquitto, type Broker } from "../../test/support/mosquitto.js";
 import { startNats, type TestNats } from "../../test/support/nats.js";
 import { spawnCli, waitForOutput } from "../../test/support/process.js";
+import type { FanRegistry } from "../../lib/registry/registry.js";
 import { childPids, readArgs } from "../support/process-stats.js";
+import { openRegistry, registerFleet } from "./registry.js";
 
 export type Role = "gateway" | "connector" | "writer";
 export const ROLES: readonly Role[] = ["gateway", "connector", "writer"];
@@ -18,9 +20,16 @@ export type FunctionName = "score" | "predict" | "health";
 
 export interface FaultSystemOptions {
   /**
-   * The health path too: a nats-server (JetStream) keeping health's state, and the connector routing
-   * fan/anomaly to health as `fanwatch start` and deploy/k3s do. Without it health runs (the gateway
-   * runs every function of stack.yml) but keeps its state in memory and nothing invokes it.
+   * The device registry (KV bucket fan_registry in the suite's nats-server): these fans are
+   * registered active before the connector starts; the connector quarantines readings of any
+   * other id (UNKNOWN_DEVICE_POLICY=quarantine, the default), at most `maxPending` fans pending
+   * (REGISTRY_MAX_PENDING), then refuses new ids.
+   */
+  registry: { fans: readonly string[]; maxPending: number };
+  /**
+   * The health path too: the connector routing fan/anomaly to health as `fanwatch start` and
+   * deploy/k3s do. Without it health runs (the gateway runs every function of stack.yml) and keeps
+   * its state in the nats-server, but nothing invokes it.
    */
   health?: { silentAfterMs: number };
 }
@@ -39,8 +48,11 @@ interface RoleSpec {
  * predict from stack.yml as its child processes), `fanwatch connector` (routes from the gateway's
  * /system/functions, basic auth from secret files) and `fanwatch influx-writer`. Each process keeps
  * its ports and MQTT client id across restarts, as a supervisor would restart it. Their output goes
- * to <logDir>/<role>.log. With `health`, a nats-server too (`nats`: killed, halted and started
- * again on the same port and store, as a supervisor would).
+ * to <logDir>/<role>.log. A nats-server (`nats`: killed, halted and started again on the same
+ * port and store, as a supervisor would) holds the device registry, the connector's quarantine
+ * and health's state; the connector checks every reading against the registry (NATS_URL), and
+ * takes registered fans' readings on the bare `fan/messages` too (ALLOW_UNBOUND_FANS=true, as
+ * `fanwatch start` runs it: the load publishes there).
  */
 export class FaultSystem {
   readonly #specs: Record<Role, RoleSpec>;
@@ -52,7 +64,9 @@ export class FaultSystem {
   private constructor(
     readonly broker: Broker,
     readonly influx: Influx,
-    readonly nats: TestNats | undefined,
+    readonly nats: TestNats,
+    /** The registry as the suite's own client sees it (for its counts at the end). */
+    readonly registry: FanRegistry,
     readonly logDir: string,
     specs: Record<Role, RoleSpec>,
     private readonly gateway: { url: string; secrets: string },
@@ -60,12 +74,18 @@ export class FaultSystem {
     this.#specs = specs;
   }
 
-  static async start(logDir: string, options: FaultSystemOptions = {}): Promise<FaultSystem> {
-    const [broker, influx, nats] = await Promise.all([
-      startMosquitto(),
-      startInfluxDB(),
-      options.health === undefined ? undefined : startNats(),
-    ]);
+  static async start(logDir: string, options: FaultSystemOptions): Promise<FaultSystem> {
+    const [broker, influx, nats] = await Promise.all([startMosquitto(), startInfluxDB(), startNats()]);
+    // The fleet is registered before the connector starts: its cache then holds every fan from the
+    // first reading on, as on a site where the fans were registered before they were switched on.
+    let registry: FanRegistry;
+    try {
+      registry = await openRegistry(nats.url);
+      await registerFleet(registry, options.registry.fans);
+    } catch (error) {
+      await Promise.all([broker.stop(), influx.stop(), nats.stop()]);
+      throw error;
+    }
     const [gatewayPort, connectorPort, writerPort] = await Promise.all([freePort(), freePort(), freePort()]);
     // The gateway's /system credentials, as OpenFaaS mounts them, for the gateway and the connector.
     const secrets = join(logDir, "secrets");
@@ -81,8 +101,8 @@ export class FaultSystem {
           ...quiet,
           MQTT_URL: broker.url,
           SECRET_MOUNT_PATH: secrets,
-          // Health's state in the suite's nats-server; without it, in memory (the runner's default).
-          NATS_URL: nats?.url ?? "",
+          // Health's state (and its view of the registry) in the suite's nats-server.
+          NATS_URL: nats.url,
           ...(options.health === undefined ? {} : { HEALTH_SILENT_AFTER_MS: String(options.health.silentAfterMs) }),
         },
         ready: /gateway running/,
@@ -100,6 +120,11 @@ export class FaultSystem {
           // Readings for predict, and with the health path predictions for health (its topic annotation).
           topic: options.health === undefined ? "fan/messages" : "fan/messages,fan/anomaly",
           NODE_OPTIONS: CONNECTOR_NODE_OPTIONS,
+          // The registry gate: only registered fans get in, new ids are quarantined up to the bound.
+          NATS_URL: nats.url,
+          UNKNOWN_DEVICE_POLICY: "quarantine",
+          REGISTRY_MAX_PENDING: String(options.registry.maxPending),
+          ALLOW_UNBOUND_FANS: "true",
         },
         ready: /connector running/,
         healthPort: connectorPort,
@@ -121,7 +146,7 @@ export class FaultSystem {
         healthPort: writerPort,
       },
     };
-    const system = new FaultSystem(broker, influx, nats, logDir, specs, { url: gatewayUrl, secrets });
+    const system = new FaultSystem(broker, influx, nats, registry, logDir, specs, { url: gatewayUrl, secrets });
     try {
       // The connector subscribes once it has read the gateway's routes; the writer is independent.
       await Promise.all([
@@ -144,14 +169,12 @@ export class FaultSystem {
     if (this.#influxd === undefined || (await commOf(this.#influxd)) !== "influxd")
       this.#influxd = childPid(process.pid, (args) => args.startsWith(" /usr/bin/influxd "));
     const functions = await Promise.all(
-      (["score", "predict", ...(this.nats === undefined ? [] : (["health"] as const))] as const).map(
-        async (name) => [name, await this.functionPid(name)] as const,
-      ),
+      (["score", "predict", "health"] as const).map(async (name) => [name, await this.functionPid(name)] as const),
     );
     return {
       mosquitto: this.broker.pid,
       influxd: this.#influxd,
-      ...(this.nats === undefined ? {} : { "nats-server": natsServerPid(this.nats.pid) }),
+      "nats-server": natsServerPid(this.nats.pid),
       ...Object.fromEntries(ROLES.map((r) => [r, this.pid(r)])),
       ...Object.fromEntries(functions),
       harness: process.pid,
@@ -172,6 +195,11 @@ export class FaultSystem {
   /** The gateway's address, for reading a function's answers (health's records) as a user would. */
   get gatewayUrl(): string {
     return this.gateway.url;
+  }
+
+  /** The connector's /healthz and /metrics port. */
+  get connectorPort(): number {
+    return this.#specs.connector.healthPort as number;
   }
 
   /** Whether health lists the fans (200): its store is open and reachable. */
@@ -275,7 +303,8 @@ export class FaultSystem {
     await this.#stopGateway();
     await this.#terminate("writer");
     for (const log of this.#logs.values()) log.end();
-    await Promise.all([this.broker.stop(), this.influx.stop(), this.nats?.stop()]);
+    await this.registry.close().catch(() => {});
+    await Promise.all([this.broker.stop(), this.influx.stop(), this.nats.stop()]);
   }
 }
 
