@@ -1,15 +1,18 @@
 // npm run bench:faults — the fault suite (docs/reliability.md): the whole pipeline as real processes
-// (Mosquitto from the shipped config, InfluxDB 1.x, score, predict, the connector, the InfluxDB
-// writer; nats-server and the health path for the NATS scenarios), a steady load of readings (1%
-// malformed), one fault per scenario on a fresh system, then a quiet drain; every reading is matched
-// to its prediction, its stored point and its dead letter, and with health every fan to its record.
+// (Mosquitto from the shipped config, InfluxDB 1.x, nats-server with the device registry, score,
+// predict, the connector checking readings against the registry, the InfluxDB writer; the health
+// path for the NATS scenarios), a steady load of readings from registered fans (1% malformed), one
+// fault per scenario on a fresh system, then a quiet drain; every reading is matched to its
+// prediction, its stored point and its dead letter, every forged device ID to its refusal or its
+// quarantine, and with health every fan to its record.
 // Progress goes to stderr; stdout gets one JSON line per scenario and a summary line last.
 //   --rate N             messages/s of the steady load (default 2000; 5000 with --soak)
 //   --fans N             fans the load cycles through (default 200)
 //   --fault-seconds N    how long score, predict and InfluxDB stay down; caps the overload (default 60)
 //   --scenarios a,b      run only these (default: all; see bench/faults/scenarios.ts)
-//   --distinct-devices N new device IDs in the poison scenario (default 100000)
-//   --short              the settings of the test (200/s from 20 fans, 5 s faults, 1,000 new device IDs)
+//   --distinct-devices N device IDs the registry does not know, in the poison scenario (default 100000)
+//   --short              the settings of the test (200/s from 20 fans, 5 s faults, 1,000 new device IDs,
+//                        REGISTRY_MAX_PENDING 100)
 //   --soak MINUTES       instead: steady load for MINUTES with no fault; reports the RSS slopes
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
