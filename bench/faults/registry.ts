@@ -1,5 +1,6 @@
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
+import { openFanRegistry } from "../../lib/registry/nats-registry.js";
 import type { FanRegistry } from "../../lib/registry/registry.js";
 
 /** The connector's quarantine (docs/registry.md): one subject per pending fan, `fan.quarantine.<id>`. */
@@ -10,13 +11,7 @@ const QUARANTINE_PREFIX = "fan.quarantine.";
 const REGISTERED_BY = "fault-suite";
 
 /** The suite's NATS registry (KV bucket fan_registry), as `fanwatch fans` opens it. */
-export async function openRegistry(url: string): Promise<FanRegistry> {
-  // The module is the registry helper's (lib/registry/nats-registry.ts): named at run time, so that
-  // this file builds before it lands.
-  const path = "../../lib/registry/nats-registry.js";
-  const { openFanRegistry } = (await import(path)) as {
-    openFanRegistry: (options: { url: string; name?: string }) => Promise<FanRegistry>;
-  };
+export function openRegistry(url: string): Promise<FanRegistry> {
   return openFanRegistry({ url, name: "fanwatch-faults" });
 }
 
