@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { createLineWriter } from "../../connectors/influxdb/influx-client.js";
-import { toLine } from "../../connectors/influxdb/points.js";
+import { toLines } from "../../connectors/influxdb/points.js";
 import { deadLetter, type DeadLetter } from "../../lib/domain/dead-letter.js";
 import { startInfluxDB, type Influx } from "../support/influxdb.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
@@ -44,13 +44,13 @@ describe("fanwatch deadletters, against a real InfluxDB 1.6 and Mosquitto", () =
     [influx, broker] = await Promise.all([startInfluxDB(), startMosquitto()]);
     const now = Date.now();
     const lines = letters.map(({ minutesAgo, letter }) => {
-      const point = toLine(
+      const point = toLines(
         "deadletter",
         Buffer.from(typeof letter === "string" ? letter : JSON.stringify(letter)),
         now - minutesAgo * 60_000,
       );
       assert.ok(point.ok);
-      return point.line;
+      return point.lines.join("\n");
     });
     assert.deepEqual(await createLineWriter({ api: "v1", url: influx.url, database: "fan" }).write(lines), {
       rejected: [],
