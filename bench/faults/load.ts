@@ -112,7 +112,12 @@ export class Load {
     if (n % INVALID_EVERY === INVALID_EVERY / 2)
       return malformed(this.#ledger, MALFORMED[Math.floor(n / INVALID_EVERY) % MALFORMED.length] as InvalidKind);
     const deviceID = `fan-${n % this.#fans}`;
-    const values = this.#faulty.has(deviceID) ? faulty(n) : healthy(n);
+    // Varied by the fan's own count of turns, so that each sensor's value changes from one reading
+    // of a fan to its next whatever the number of fans: varied by n, a sensor whose modulus divides
+    // --fans (faulty()'s temperature with 200 fans) repeated one value, which health rightly calls
+    // a stuck sensor (HEALTH_STUCK_READINGS).
+    const v = (n % this.#fans) + Math.floor(n / this.#fans);
+    const values = this.#faulty.has(deviceID) ? faulty(v) : healthy(v);
     return JSON.stringify({ deviceID, timeStamp: this.#ledger.nextReading(deviceID), ...values });
   }
 
