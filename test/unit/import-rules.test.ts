@@ -19,6 +19,7 @@ const RULES: ReadonlyArray<{ room: string; may: readonly string[] }> = [
   { room: "lib/inference", may: ["lib/domain", "lib/infra", "lib/errors"] },
   { room: "lib/openfaas", may: ["lib/infra", "lib/errors"] },
   { room: "lib/nats", may: ["lib/infra", "lib/domain", "lib/errors"] },
+  { room: "lib/registry", may: ["lib/nats", "lib/infra", "lib/domain", "lib/errors"] },
   // Built alone: faas-cli copies templates/node22-ts/ into every function's build context.
   { room: "templates", may: [] },
   // Built from the function's folder plus stack.yml's `configuration.copy` (./lib).
@@ -55,7 +56,7 @@ const RULES: ReadonlyArray<{ room: string; may: readonly string[] }> = [
   { room: "bench", may: ["*"] },
 ];
 
-const LIB_ROOMS = new Set(["domain", "infra", "inference", "mqtt", "nats", "openfaas"]);
+const LIB_ROOMS = new Set(["domain", "infra", "inference", "mqtt", "nats", "openfaas", "registry"]);
 
 /** The room a repository path (`lib/domain/telemetry.ts`) belongs to, or undefined. */
 function roomOf(path: string): string | undefined {
