@@ -59,7 +59,9 @@ export function addFansCommand(program: Command, io: Io): Command {
         io.err(opts.state === undefined ? "no fans in the registry" : `no ${opts.state} fans in the registry`);
         return;
       }
-      for (const line of table(records)) io.out(line);
+      // 2 before 17: ids are often numbers.
+      const sorted = [...records].sort((a, b) => a.id.localeCompare(b.id, "en", { numeric: true }));
+      for (const line of table(sorted)) io.out(line);
       io.out(summary(records));
     });
   });

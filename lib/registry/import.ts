@@ -111,7 +111,7 @@ function parseCsv(text: string): ParsedImport {
     if (record.length !== columns.length) {
       problems.push({
         line: info.lines,
-        problem: `${record.length} cells; the header has ${columns.length} (${columns.join(",")})`,
+        problem: `${record.length} ${record.length === 1 ? "cell" : "cells"}; the header has ${columns.length} (${columns.join(",")})`,
       });
       continue;
     }

@@ -66,7 +66,11 @@ export class RegistryService extends ServiceBase {
     const count = (state: FanRecord["state"]) => all.filter((r) => r.state === state).length;
     say(
       `device registry in ${where}: ${all.length} fans (${count("active")} active, ${count("pending")} pending, ${count("retired")} retired)` +
-        (ids.length === 0 ? "" : `; the ${ids.length} simulated fans registered (${registered} now)`),
+        (ids.length === 0
+          ? ""
+          : registered === 0
+            ? `; the ${ids.length} simulated fans were registered already`
+            : `; registered ${registered} of the ${ids.length} simulated fans as active`),
     );
     if (retired.length > 0)
       say(

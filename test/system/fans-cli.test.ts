@@ -123,7 +123,7 @@ describe("fanwatch fans: the real CLI against a real nats-server", () => {
     const r = await fans("import", file);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /bad\.csv line 3: device id "bad\/2" may hold only/);
-    assert.match(r.stderr, /bad\.csv line 4: 1 cells; the header has 3/);
+    assert.match(r.stderr, /bad\.csv line 4: 1 cell; the header has 3/);
     assert.match(r.stderr, /bad\.csv line 5: no id/);
     assert.match(r.stderr, /3 bad lines in .*bad\.csv \(above\): nothing imported \[FANWATCH_INPUT_INVALID\]/);
     assert.equal(await registry.get("ok-1"), undefined, "the good line was not imported either");
