@@ -161,10 +161,10 @@ export function addFansCommand(program: Command, io: Io): Command {
         while (next < rows.length) {
           const row = rows[next++] as (typeof rows)[number];
           const before = known.get(row.id);
+          // A fan the file leaves as it is costs no round trip: importing the same file again is quick.
+          const wanted = wouldAdd(before, row.id, row.details, by);
           const after =
-            opts.check === true
-              ? wouldAdd(before, row.id, row.details, by)
-              : await registry.add(row.id, row.details, by);
+            opts.check === true || sameRecord(before, wanted) ? wanted : await registry.add(row.id, row.details, by);
           const outcome = outcomeOf(before, after);
           if (outcome === "added") counts.new++;
           else if (outcome === "unchanged") counts.unchanged++;
