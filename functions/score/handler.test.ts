@@ -275,7 +275,13 @@ describe("score handler over HTTP", () => {
     assert.equal((batch.body as { field: string }).field, "instances[2][3]");
     assert.match((batch.body as { error: string }).error, /^instances\[2\]: sound: 300 dB is outside/);
     // The limits themselves are possible readings; a fault reading within them is still the model's to judge.
-    const edges = await post({ instances: [[0, -60, 0, 0], [20_000, 250, 10_000, 200], [420, 53, 240, 58]] });
+    const edges = await post({
+      instances: [
+        [0, -60, 0, 0],
+        [20_000, 250, 10_000, 200],
+        [420, 53, 240, 58],
+      ],
+    });
     assert.equal(edges.status, 200);
     assert.equal((edges.body as { predictions: Array<{ fault: number }> }).predictions[2]?.fault, 1);
   });
