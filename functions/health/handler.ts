@@ -277,7 +277,7 @@ async function evaluatePredictions(h: Health, body: unknown, topic: string, budg
       fans.map((fan) =>
         h.updater.apply(
           fan.deviceID,
-          (current) => evaluate(current, fan.deviceID, fan.inputs, now, h.policy),
+          (current) => evaluate(current, fan.deviceID, fan.inputs, now, h.policy, fan.notices),
           budget,
           fan.digest,
         ),
@@ -305,7 +305,7 @@ async function evaluatePredictions(h: Health, body: unknown, topic: string, budg
   let transitions = 0;
   let failure: { reason: unknown } | undefined;
   updates.forEach((u, i) => {
-    const size = fans[i]?.inputs.length ?? 0;
+    const size = (fans[i]?.inputs.length ?? 0) + (fans[i]?.notices.length ?? 0);
     if (u.status === "rejected") failure ??= { reason: u.reason };
     else {
       transitions += u.value.transitions.length;
