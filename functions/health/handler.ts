@@ -35,6 +35,7 @@ import { HealthMetrics } from "./metrics.js";
 import { readHealthPolicy, type HealthPolicy } from "./policy.js";
 import { listFans, parseQuery, type HealthListing } from "./query.js";
 import { SilenceTimer } from "./silence.js";
+import { RetiredFans } from "./retired.js";
 import type { HealthStore } from "./store.js";
 import { MemoryStore } from "./store-memory.js";
 import { NatsStore } from "./store-nats.js";
@@ -78,6 +79,8 @@ interface Health {
   /** With NATS: the store that holds the connection the history reads through, and the evidence writer. */
   nats: NatsStore | undefined;
   evidence: EvidenceRecorder | undefined;
+  /** With NATS: which fans the device registry says are retired. */
+  retired: RetiredFans | undefined;
 }
 
 const log = createLogger("health");
@@ -174,6 +177,8 @@ export async function init(): Promise<void> {
     log,
     metrics: counters,
   });
+  // With NATS, the device registry says which fans are retired: no silence, no alarm for them.
+  const retired = config.natsUrl === undefined ? undefined : new RetiredFans(config.natsUrl, log);
   const silence = new SilenceTimer({
     store,
     updater,
@@ -182,9 +187,10 @@ export async function init(): Promise<void> {
     budgetMs: config.budgetMs,
     resendMs: config.outboxResendMs,
     log,
+    ...(retired === undefined ? {} : { retired: (id: string) => retired.isRetired(id) }),
   });
   silence.start();
-  health = { config, policy, mqtt, publisher, store, updater, silence, nats: natsStore, evidence };
+  health = { config, policy, mqtt, publisher, store, updater, silence, nats: natsStore, evidence, retired };
   log.info(
     {
       event: "configured",
@@ -269,7 +275,16 @@ async function evaluatePredictions(h: Health, body: unknown, topic: string, budg
   if (!h.store.available)
     throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
   const now = Date.now();
-  const { fans, rejections, valid } = groupByFan(items, now);
+  const grouped = groupByFan(items, now);
+  const { rejections } = grouped;
+  // A retired fan raises nothing: its predictions (the connector lets none through; a stray one
+  // still may come) are left unevaluated, counted, and not dead-lettered: they are not malformed.
+  const fans = grouped.fans.filter((fan) => h.retired?.isRetired(fan.deviceID) !== true);
+  const ignored = grouped.fans
+    .filter((fan) => !fans.includes(fan))
+    .reduce((n, fan) => n + fan.inputs.length + fan.notices.length, 0);
+  if (ignored > 0) counters.predictions.inc({ outcome: "retired" }, ignored);
+  const valid = grouped.valid - ignored;
   const letters = rejections.map((r) => deadLetter(r.error, topic, r.item));
   // Fans are independent: evaluated and written concurrently, one write each (fan-updates.ts).
   const [updates] = await Promise.all([
@@ -517,9 +532,10 @@ function oneTransition(result: { record: HealthRecord | undefined; transitions: 
 
 export async function close(): Promise<void> {
   if (health === undefined) return;
-  const { silence, store, mqtt } = health;
+  const { silence, store, mqtt, retired } = health;
   health = undefined;
   await silence.stop();
+  await retired?.close();
   await store.close();
   await mqtt.endAsync();
 }

@@ -12,6 +12,7 @@ import { Collector } from "../support/mqtt-collector.js";
 import { startNats, type TestNats } from "../support/nats.js";
 import { postJson } from "../support/process.js";
 import { startHealth, stopHealthProcesses, type HealthProcess } from "../support/health-process.js";
+import { openFanRegistry } from "../../lib/registry/nats-registry.js";
 
 // Health's sensor issues against a real nats-server and Mosquitto: what the anomaly topic carries
 // (predictions and predict's SensorNotices) posted as the connector posts it, and what an engineer
@@ -167,5 +168,88 @@ describe("health's sensor issues (real nats-server, real Mosquitto)", { timeout:
     ]);
     assert.equal(answer.status, 200);
     assert.deepEqual(answer.body, { evaluated: 1, rejected: 1, transitions: 0 });
+  });
+});
+
+describe("health and retired fans (real nats-server, the device registry in it)", { timeout: 120_000 }, () => {
+  let nats: TestNats;
+  let broker: Broker;
+  let collector: Collector;
+  let health: HealthProcess;
+
+  before(async () => {
+    [nats, broker] = await Promise.all([startNats(), startMosquitto()]);
+    collector = await Collector.start(broker.url, ["fan/alarm"]);
+    const registry = await openFanRegistry({ url: nats.url });
+    try {
+      for (const id of ["kept", "late", "gone"]) await registry.add(id, {}, "test");
+      await registry.retire("gone", "test");
+    } finally {
+      await registry.close();
+    }
+    health = await startHealth({
+      NATS_URL: nats.url,
+      MQTT_URL: broker.url,
+      HEALTH_SILENT_AFTER_MS: "4000",
+      HEALTH_SILENT_CHECK_MS: "200",
+    });
+  });
+  after(async () => {
+    await stopHealthProcesses();
+    await collector?.stop();
+    await Promise.all([nats?.stop(), broker?.stop()]);
+  });
+
+  const transitions = () => collector.on("fan/alarm").map((m) => AlarmTransitionSchema.parse(m));
+  const faulty = (deviceID: string, from: number) =>
+    Array.from({ length: 8 }, (_, i) => ({
+      deviceID,
+      fault: 1,
+      probability: 0.97,
+      timeStamp: from + i,
+      cause: "vibration",
+    }));
+
+  it("raises nothing for a retired fan and never declares it silent, also one retired after it reported; an active one goes silent as ever", async () => {
+    const now = Date.now();
+    assert.deepEqual((await postJson(health.url, faulty("gone", now))).body, {
+      evaluated: 0,
+      rejected: 0,
+      transitions: 0,
+    });
+    assert.equal(((await postJson(health.url, faulty("kept", now))).body as { transitions: number }).transitions, 1);
+    assert.equal(((await postJson(health.url, faulty("late", now))).body as { transitions: number }).transitions, 1);
+    const registry = await openFanRegistry({ url: nats.url });
+    try {
+      await registry.retire("late", "test");
+    } finally {
+      await registry.close();
+    }
+    // Health has it retired once it leaves the fan's predictions unevaluated.
+    await eventuallyValue(
+      "health to see fan late retired",
+      async () => (await postJson(health.url, faulty("late", now + 100))).body as { evaluated: number },
+      (body) => body.evaluated === 0,
+    );
+    await eventuallyValue(
+      "the active fan silent on fan/alarm",
+      () => transitions(),
+      (ts) => ts.some((t) => t.deviceID === "kept" && t.event === "silent"),
+    );
+    assert.deepEqual(
+      transitions()
+        .filter((t) => t.deviceID !== "kept")
+        .map((t) => [t.deviceID, t.event]),
+      [["late", "alarm"]],
+      "the retired fan's alarm from before its retirement, and nothing since",
+    );
+    const list = (await (await fetch(health.url)).json()) as { fans: HealthRecord[] };
+    assert.deepEqual(
+      list.fans.map((f) => [f.deviceID, f.state]),
+      [
+        ["late", "alarm"],
+        ["kept", "silent"],
+      ],
+    );
   });
 });
