@@ -101,7 +101,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       // health server listens where the gateway does (nothing more open than the page).
       const writer = await parts.start(new InfluxWriter(writerOptions, log));
       say(
-        `InfluxDB writer storing ${topics.telemetry}, ${topics.anomaly}, ${topics.alarm} and ${topics.deadletter} in ${influxUrl} (health on http://${reachableHost(options.gatewayHost)}:${writer.port}/healthz)`,
+        `InfluxDB writer storing ${topics.anomaly} (predictions and their readings), ${topics.alarm} and ${topics.deadletter} in ${influxUrl} (health on http://${reachableHost(options.gatewayHost)}:${writer.port}/healthz)`,
       );
     }
     // Started before the functions and drained after them: health's writes under way finish.
