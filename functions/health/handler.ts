@@ -102,7 +102,7 @@ export const rawBody = true;
 /** Errors of the shared error contract answered as {"error","code","field"} with their status (docs/errors.md). */
 export { errorAnswer } from "../../lib/errors.js";
 const counters = new HealthMetrics(() =>
-  health === undefined ? {} : listFans(records(health.store), parseQuery({})).counts,
+  health === undefined ? {} : listFans(records(health.store, health.retired), parseQuery({})).counts,
 );
 
 export async function init(): Promise<void> {
@@ -229,7 +229,7 @@ export async function handler(
     const query = parseQuery(event.query);
     if (!h.store.available)
       throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
-    return listFans(records(h.store), query);
+    return listFans(records(h.store, h.retired), query);
   }
   if (event.method !== "POST") {
     context.headers({ allow: "GET, POST" });
@@ -555,10 +555,11 @@ export function metrics(): Promise<string> {
   return counters.registry.metrics();
 }
 
-function* records(store: HealthStore): Iterable<HealthRecord> {
+/** The fans' records, retired fans left out: they are gone from the list and its counts (their history stays). */
+function* records(store: HealthStore, retired: RetiredFans | undefined): Iterable<HealthRecord> {
   for (const fan of store.fans()) {
     const entry = fan.entry;
-    if (entry !== null) yield entry.health.record;
+    if (entry !== null && retired?.isRetired(fan.deviceID) !== true) yield entry.health.record;
   }
 }
 

@@ -210,7 +210,7 @@ describe("health and retired fans (real nats-server, the device registry in it)"
       cause: "vibration",
     }));
 
-  it("raises nothing for a retired fan and never declares it silent, also one retired after it reported; an active one goes silent as ever", async () => {
+  it("raises nothing for a retired fan, never declares it silent and leaves it out of the list and counts, also one retired after it reported; an active one goes silent as ever", async () => {
     const now = Date.now();
     assert.deepEqual((await postJson(health.url, faulty("gone", now))).body, {
       evaluated: 0,
@@ -243,13 +243,22 @@ describe("health and retired fans (real nats-server, the device registry in it)"
       [["late", "alarm"]],
       "the retired fan's alarm from before its retirement, and nothing since",
     );
-    const list = (await (await fetch(health.url)).json()) as { fans: HealthRecord[] };
+    // Gone from the list and its counts; its history stays.
+    const list = (await (await fetch(health.url)).json()) as {
+      fans: HealthRecord[];
+      counts: Record<string, number>;
+    };
     assert.deepEqual(
       list.fans.map((f) => [f.deviceID, f.state]),
-      [
-        ["late", "alarm"],
-        ["kept", "silent"],
-      ],
+      [["kept", "silent"]],
+    );
+    assert.deepEqual(list.counts, { ok: 0, warning: 0, alarm: 0, cleared: 0, silent: 1 });
+    const history = (await (await fetch(`${health.url}/history?deviceID=late`)).json()) as {
+      episodes: Array<{ transitions: Array<{ event: string }> }>;
+    };
+    assert.deepEqual(
+      history.episodes.flatMap((e) => e.transitions.map((t) => t.event)),
+      ["alarm"],
     );
   });
 });
