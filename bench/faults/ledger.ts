@@ -187,6 +187,8 @@ export class Ledger {
       forged.predictions++;
       return;
     }
+    // A notice of a reading outside its sensor's limits (the out-of-range ones) is no prediction:
+    // that reading was dead-lettered, as the ledger expects.
     if (isSensorNotice(p)) {
       const id = String(p.deviceID);
       this.sensorNotices.set(id, (this.sensorNotices.get(id) ?? 0) + 1);
