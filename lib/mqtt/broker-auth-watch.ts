@@ -1,0 +1,181 @@
+import { readFile } from "node:fs/promises";
+import type { MqttClient } from "mqtt";
+import { z } from "zod";
+import type { Logger } from "../infra/log.js";
+import { ServiceBase } from "../infra/service.js";
+import type { FanRecord } from "../registry/fan-record.js";
+import type { FanRegistry } from "../registry/registry.js";
+import { CONTROL_TOPIC, renderBrokerAuth, type BrokerAuthFiles, type BrokerAuthInput } from "./broker-auth.js";
+import { writeBrokerAuth } from "./broker-auth-files.js";
+import { connectMqtt } from "./client.js";
+import type { MqttSettings } from "./settings.js";
+
+export interface BrokerAuthWatchOptions extends Omit<BrokerAuthInput, "fans"> {
+  registry: FanRegistry;
+  /** Where passwd, acl and dynamic-security.json go (the broker reads them there). */
+  outDir: string;
+  /** Mosquitto's pid_file: SIGHUP to that pid makes it reload the password file and the ACL. */
+  pidFile: string;
+  /** The broker, logged in as CONTROL_USER. */
+  control: MqttSettings;
+  log: Logger;
+}
+
+const ResponseSchema = z.object({
+  responses: z.array(
+    z.object({
+      command: z.string(),
+      error: z.string().optional(),
+      data: z.object({ clients: z.array(z.string()).optional() }).optional(),
+    }),
+  ),
+});
+type Command = Record<string, unknown> & { command: string };
+
+/**
+ * `fanwatch broker-auth --watch`: keeps a running Mosquitto's users in step with the registry. On
+ * each change it rewrites the three files and makes the broker take them, in an order that never
+ * lets a fan in unbound: a new fan's client id is bound (dynamic security plugin, over MQTT) before
+ * its password is in the file; a fan that left loses its password and ACL lines (SIGHUP) before
+ * the plugin forgets it, which also disconnects it at once (Mosquitto keeps a connected client
+ * whose password is gone; the plugin's deleteClient kicks it).
+ */
+export class BrokerAuthWatcher extends ServiceBase {
+  readonly name = "broker-auth";
+  readonly #records = new Map<string, FanRecord>();
+  /** Fan username → the hash the broker has, as last applied. */
+  #applied = new Map<string, string>();
+  #client: MqttClient | undefined;
+  #watch: { stop(): Promise<void> } | undefined;
+  #running: Promise<void> = Promise.resolve();
+  #again = false;
+  #busy = false;
+  #pending: ((response: z.infer<typeof ResponseSchema>) => void) | undefined;
+  /** Applied rewrites, for tests and logs. */
+  revision = 0;
+
+  constructor(private readonly options: BrokerAuthWatchOptions) {
+    super();
+  }
+
+  protected async onStart(): Promise<void> {
+    const client = connectMqtt(this.options.control, {
+      clientId: `broker-auth-${process.pid}`,
+      onError: (error) => this.options.log.warn({ event: "control-error", err: error }, "broker control connection"),
+    });
+    this.#client = client;
+    client.on("message", (_topic, payload) => {
+      const parsed = ResponseSchema.safeParse(JSON.parse(payload.toString()));
+      if (parsed.success) this.#pending?.(parsed.data);
+    });
+    await new Promise<void>((resolve, reject) => {
+      client.once("connect", () => resolve());
+      client.once("error", reject);
+    });
+    await client.subscribeAsync(`${CONTROL_TOPIC}/response`, { qos: 1 });
+    // What the plugin knows now (written by the init run, or by an earlier watcher): the baseline.
+    const listed = await this.#control([{ command: "listClients" }]);
+    const known = listed[0]?.data?.clients ?? [];
+    this.#applied = new Map(known.filter((u) => u.startsWith("fan-")).map((u) => [u, "?"]));
+    let initial = true;
+    this.#watch = await this.options.registry.watch((id, record) => {
+      if (record === undefined) this.#records.delete(id);
+      else this.#records.set(id, record);
+      if (!initial) this.#schedule();
+    });
+    initial = false;
+    this.#schedule();
+    await this.#running;
+  }
+
+  protected async onClose(): Promise<void> {
+    await this.#watch?.stop();
+    await this.#client?.endAsync(true);
+  }
+
+  /** Resolves once every change seen so far is applied. */
+  async settled(): Promise<void> {
+    while (this.#busy || this.#again) await this.#running;
+  }
+
+  #schedule(): void {
+    if (this.#busy) {
+      this.#again = true;
+      return;
+    }
+    this.#busy = true;
+    this.#running = (async () => {
+      try {
+        do {
+          this.#again = false;
+          await this.#apply();
+        } while (this.#again && !this.stopping);
+      } catch (error) {
+        this.options.log.error({ event: "apply-failed", err: error }, "could not apply the registry to the broker");
+        this.ended(error as Error);
+      } finally {
+        this.#busy = false;
+      }
+    })();
+  }
+
+  async #apply(): Promise<void> {
+    const files: BrokerAuthFiles = renderBrokerAuth({ ...this.options, fans: [...this.#records.values()] });
+    const wanted = new Map(
+      [...this.#records.values()]
+        .filter((f) => files.fanUsers.includes(`fan-${f.id}`))
+        .map((f) => [`fan-${f.id}`, f.mqttPasswordHash as string]),
+    );
+    const added = [...wanted.keys()].filter((u) => !this.#applied.has(u));
+    const gone = [...this.#applied.keys()].filter((u) => !wanted.has(u));
+    // A new password (fanwatch fans credentials again): the old connection goes, the binding stays.
+    const changed = [...wanted]
+      .filter(([u, h]) => this.#applied.has(u) && this.#applied.get(u) !== h && this.#applied.get(u) !== "?")
+      .map(([u]) => u);
+    if (added.length > 0)
+      await this.#control(added.map((username) => ({ command: "createClient", username, clientid: username })));
+    await writeBrokerAuth(this.options.outDir, files);
+    await this.#reload();
+    const after: Command[] = [
+      ...gone.map((username) => ({ command: "deleteClient", username })),
+      ...changed.flatMap((username) => [
+        { command: "deleteClient", username },
+        { command: "createClient", username, clientid: username },
+      ]),
+    ];
+    if (after.length > 0) await this.#control(after);
+    this.#applied = wanted;
+    this.revision++;
+    this.options.log.info(
+      {
+        event: "applied",
+        fans: wanted.size,
+        added,
+        removed: gone,
+        changed,
+        withoutCredentials: files.withoutCredentials,
+      },
+      `broker users: ${wanted.size} fans (+${added.length} -${gone.length} ~${changed.length})`,
+    );
+  }
+
+  async #reload(): Promise<void> {
+    const pid = Number((await readFile(this.options.pidFile, "utf8")).trim());
+    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`${this.options.pidFile} holds no pid`);
+    process.kill(pid, "SIGHUP");
+  }
+
+  /** Sends commands to the plugin and waits for its answer; "already exists" and "not found" are what we wanted anyway. */
+  async #control(commands: Command[]): Promise<z.infer<typeof ResponseSchema>["responses"]> {
+    const client = this.#client;
+    if (client === undefined) throw new Error("not connected to the broker");
+    const answer = new Promise<z.infer<typeof ResponseSchema>>((resolve) => (this.#pending = resolve));
+    await client.publishAsync(CONTROL_TOPIC, JSON.stringify({ commands }), { qos: 1 });
+    const { responses } = await answer;
+    this.#pending = undefined;
+    for (const r of responses)
+      if (r.error !== undefined && !/already exists|not found/i.test(r.error))
+        throw new Error(`the broker refused ${r.command}: ${r.error}`);
+    return responses;
+  }
+}
