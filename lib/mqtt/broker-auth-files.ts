@@ -1,7 +1,8 @@
 import { readdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { mosquittoHash, parseMosquittoHash } from "./mosquitto-passwd.js";
-import type { BrokerAuthFiles, ServiceUser } from "./broker-auth.js";
+import type { FanRecord } from "../registry/fan-record.js";
+import { renderBrokerAuth, type BrokerAuthFiles, type ServiceUser } from "./broker-auth.js";
 
 /** The names broker-auth writes in its output folder (mosquitto.conf names the same). */
 export const AUTH_FILES = { passwd: "passwd", acl: "acl", dynsec: "dynamic-security.json" } as const;
@@ -39,4 +40,31 @@ export async function writeBrokerAuth(dir: string, files: BrokerAuthFiles): Prom
     await writeFile(temporary, files[key], { mode: 0o600 });
     await rename(temporary, target);
   }
+}
+
+export interface BuildOptions {
+  /** The service users' folder (readServiceUsers). */
+  usersDir: string;
+  /** The services' ACL file (deploy/mosquitto/acl). */
+  aclFile: string;
+  outDir: string;
+  topic: string;
+  allowUnboundFans: boolean;
+}
+
+/** `fanwatch broker-auth` without --watch: the three files from the registry as it is now. */
+export async function buildBrokerAuth(
+  options: BuildOptions,
+  fans: readonly FanRecord[],
+): Promise<BrokerAuthFiles & { services: ServiceUser[] }> {
+  const services = await readServiceUsers(options.usersDir);
+  const files = renderBrokerAuth({
+    services,
+    fans,
+    servicesAcl: await readFile(options.aclFile, "utf8"),
+    topic: options.topic,
+    allowUnboundFans: options.allowUnboundFans,
+  });
+  await writeBrokerAuth(options.outDir, files);
+  return { ...files, services };
 }

@@ -169,10 +169,23 @@ export class BrokerAuthWatcher extends ServiceBase {
   async #control(commands: Command[]): Promise<z.infer<typeof ResponseSchema>["responses"]> {
     const client = this.#client;
     if (client === undefined) throw new Error("not connected to the broker");
-    const answer = new Promise<z.infer<typeof ResponseSchema>>((resolve) => (this.#pending = resolve));
+    let timer: NodeJS.Timeout | undefined;
+    const answer = new Promise<z.infer<typeof ResponseSchema>>((resolve, reject) => {
+      this.#pending = resolve;
+      // No answer: the plugin is not loaded, or CONTROL_USER may not use it (its role).
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(`no answer on ${CONTROL_TOPIC}/response within 10 s: is the dynamic security plugin loaded?`),
+          ),
+        10_000,
+      );
+    });
     await client.publishAsync(CONTROL_TOPIC, JSON.stringify({ commands }), { qos: 1 });
-    const { responses } = await answer;
-    this.#pending = undefined;
+    const { responses } = await answer.finally(() => {
+      clearTimeout(timer);
+      this.#pending = undefined;
+    });
     for (const r of responses)
       if (r.error !== undefined && !/already exists|not found/i.test(r.error))
         throw new Error(`the broker refused ${r.command}: ${r.error}`);
