@@ -35,7 +35,11 @@ export const BROKER_AUTH_SETTINGS = defineSettings({
   },
 });
 
+/** broker-auth --watch's /healthz, beside the broker in its pod. */
+export const BROKER_AUTH_HEALTH_PORT = 8089;
+
 interface Options {
+  healthPort: number;
   users: string;
   acl: string;
   out: string;
@@ -67,7 +71,13 @@ export function addBrokerAuthCommand(program: Command, io: Io, registry: Registr
       "--watch",
       "keep running: rewrite on every registry change and make Mosquitto reload (SIGHUP), without a restart",
     )
-    .option("--pid-file <file>", "with --watch: Mosquitto's pid_file (the pod shares its process namespace)");
+    .option("--pid-file <file>", "with --watch: Mosquitto's pid_file (the pod shares its process namespace)")
+    .option(
+      "--health-port <port>",
+      `with --watch: /healthz (connected to the broker), /readyz (the registry applied), /livez`,
+      (v) => Number(v),
+      BROKER_AUTH_HEALTH_PORT,
+    );
   const given = addSettingFlags(command, BROKER_AUTH_SETTINGS);
   addSettingsHelp(command, [{ title: "Settings (a flag beats its variable)", settings: BROKER_AUTH_SETTINGS }]);
   command.exitOverride();
@@ -123,6 +133,16 @@ export function addBrokerAuthCommand(program: Command, io: Io, registry: Registr
     void watcher.closed.then(() => fans.close());
     drainOnSignals(watcher, log);
     await watcher.start();
+    const [{ startHealthServer }, { Registry }] = await Promise.all([
+      import("../lib/infra/health-server.js"),
+      import("prom-client"),
+    ]);
+    const health = await startHealthServer(
+      { port: opts.healthPort, host: "0.0.0.0" },
+      () => watcher.health(),
+      new Registry(),
+    );
+    void watcher.closed.then(() => health.close());
     io.err(`broker-auth watching the registry on ${where.shown} (host ${hostname()})`);
     await new Promise<never>(() => {});
   });

@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { MqttClient } from "mqtt";
 import { z } from "zod";
+import type { Health } from "../infra/health-server.js";
 import type { Logger } from "../infra/log.js";
 import { ServiceBase } from "../infra/service.js";
 import type { FanRecord } from "../registry/fan-record.js";
@@ -53,6 +54,7 @@ export class BrokerAuthWatcher extends ServiceBase {
   #pending: ((response: z.infer<typeof ResponseSchema>) => void) | undefined;
   /** Applied rewrites, for tests and logs. */
   revision = 0;
+  #lastAppliedAt: string | undefined;
 
   constructor(private readonly options: BrokerAuthWatchOptions) {
     super();
@@ -91,6 +93,24 @@ export class BrokerAuthWatcher extends ServiceBase {
   protected async onClose(): Promise<void> {
     await this.#watch?.stop();
     await this.#client?.endAsync(true);
+  }
+
+  /**
+   * For /healthz: healthy while connected to the broker (a failed rewrite ends the process, and
+   * the container restarts); ready once the registry as it was at start is applied.
+   */
+  health(): Health {
+    const connected = this.#client?.connected === true;
+    return {
+      healthy: connected && !this.stopping,
+      ready: this.revision > 0 && !this.stopping,
+      details: {
+        broker: connected ? "connected" : "disconnected",
+        fans: this.#applied.size,
+        revision: this.revision,
+        ...(this.#lastAppliedAt === undefined ? {} : { lastAppliedAt: this.#lastAppliedAt }),
+      },
+    };
   }
 
   /** Resolves once every change seen so far is applied. */
@@ -146,6 +166,7 @@ export class BrokerAuthWatcher extends ServiceBase {
     if (after.length > 0) await this.#control(after);
     this.#applied = wanted;
     this.revision++;
+    this.#lastAppliedAt = new Date().toISOString();
     this.options.log.info(
       {
         event: "applied",
