@@ -35,11 +35,10 @@ type Command = Record<string, unknown> & { command: string };
 
 /**
  * `fanwatch broker-auth --watch`: keeps a running Mosquitto's users in step with the registry. On
- * each change it rewrites the three files and makes the broker take them, in an order that never
- * lets a fan in unbound: a new fan's client id is bound (dynamic security plugin, over MQTT) before
- * its password is in the file; a fan that left loses its password and ACL lines (SIGHUP) before
- * the plugin forgets it, which also disconnects it at once (Mosquitto keeps a connected client
- * whose password is gone; the plugin's deleteClient kicks it).
+ * each change it rewrites the three files and makes the broker take them (SIGHUP), in an order that
+ * never lets a fan in unbound: a new fan's client id is bound (dynamic security plugin, over MQTT)
+ * before its password is in the file; a fan that left loses its password and ACL lines (the reload
+ * disconnects it) before the plugin forgets it.
  */
 export class BrokerAuthWatcher extends ServiceBase {
   readonly name = "broker-auth";
@@ -75,7 +74,8 @@ export class BrokerAuthWatcher extends ServiceBase {
       client.once("error", reject);
     });
     await client.subscribeAsync(`${CONTROL_TOPIC}/response`, { qos: 1 });
-    // What the plugin knows now (written by the init run, or by an earlier watcher): the baseline.
+    // What the plugin knows now (written by the init run, or by an earlier watcher): the baseline,
+    // hashes unknown ("?").
     const listed = await this.#control([{ command: "listClients" }]);
     const known = listed[0]?.data?.clients ?? [];
     this.#applied = new Map(known.filter((u) => u.startsWith("fan-")).map((u) => [u, "?"]));
@@ -148,22 +148,19 @@ export class BrokerAuthWatcher extends ServiceBase {
     );
     const added = [...wanted.keys()].filter((u) => !this.#applied.has(u));
     const gone = [...this.#applied.keys()].filter((u) => !wanted.has(u));
-    // A new password (fanwatch fans credentials again): the old connection goes, the binding stays.
+    // A new password (fans credentials again): the reload closes the old one's connection.
     const changed = [...wanted]
-      .filter(([u, h]) => this.#applied.has(u) && this.#applied.get(u) !== h && this.#applied.get(u) !== "?")
+      .filter(([u, h]) => this.#applied.has(u) && ![h, "?"].includes(this.#applied.get(u) ?? ""))
       .map(([u]) => u);
+    // Bound before it can log in: the plugin knows the fan before the password file does.
     if (added.length > 0)
       await this.#control(added.map((username) => ({ command: "createClient", username, clientid: username })));
     await writeBrokerAuth(this.options.outDir, files);
+    // Mosquitto 2.0 rereads the password file and the ACL, and disconnects every client whose
+    // login no longer holds (measured with 2.0.11): a retired fan, an old password.
     await this.#reload();
-    const after: Command[] = [
-      ...gone.map((username) => ({ command: "deleteClient", username })),
-      ...changed.flatMap((username) => [
-        { command: "deleteClient", username },
-        { command: "createClient", username, clientid: username },
-      ]),
-    ];
-    if (after.length > 0) await this.#control(after);
+    // Only then does the plugin forget a fan that left (its binding outlived its password).
+    if (gone.length > 0) await this.#control(gone.map((username) => ({ command: "deleteClient", username })));
     this.#applied = wanted;
     this.revision++;
     this.#lastAppliedAt = new Date().toISOString();

@@ -116,4 +116,20 @@ describe("broker-auth --watch against the shipped broker", { timeout: 60_000 }, 
     assert.equal(connector.connected, true);
     assert.equal(broker.pid, pid, "the broker was not restarted");
   });
+
+  it("new credentials for a fan close the old password's connection, and only the new one logs in", async () => {
+    const old = await asFan("c", "c-pass");
+    let closed = false;
+    old.on("close", () => (closed = true));
+    const before = watcher.revision;
+    await registry.setPasswordHash("c", mosquittoHash("c-new-pass"));
+    await eventually(
+      "the watcher applied the new hash",
+      async () => (await watcher.settled(), watcher.revision > before),
+    );
+    await eventually("the old connection closed", () => closed, 10_000);
+    await assert.rejects(asFan("c", "c-pass"), /Not authorized|Bad username or password/);
+    await assert.rejects(asFan("c", "c-new-pass", "mqtt-connector-0", broker.url), /Not authorized|not authorised/i);
+    await asFan("c", "c-new-pass");
+  });
 });
