@@ -8,7 +8,13 @@ import { readTopics } from "../lib/infra/config.js";
 import { createLogger } from "../lib/infra/log.js";
 import { defineSettings, readSettings } from "../lib/infra/settings.js";
 import { CONTROL_USER } from "../lib/mqtt/broker-auth.js";
-import { buildBrokerAuth } from "../lib/mqtt/broker-auth-files.js";
+import {
+  buildBrokerAuth,
+  copyBrokerAuth,
+  hasBrokerAuth,
+  readServiceUsers,
+  writeBrokerAuth,
+} from "../lib/mqtt/broker-auth-files.js";
 import type { FanRegistry } from "../lib/registry/registry.js";
 import { NATS_URL_SETTINGS, natsAddress } from "./nats-connection.js";
 import { addSettingFlags, addSettingsHelp, type Io } from "./parse.js";
@@ -40,6 +46,7 @@ export const BROKER_AUTH_HEALTH_PORT = 8089;
 
 interface Options {
   healthPort: number;
+  fallback?: string;
   users: string;
   acl: string;
   out: string;
@@ -73,6 +80,10 @@ export function addBrokerAuthCommand(program: Command, io: Io, registry: Registr
     )
     .option("--pid-file <file>", "with --watch: Mosquitto's pid_file (the pod shares its process namespace)")
     .option(
+      "--fallback <dir>",
+      "keep a copy of the files here (the broker's own volume); once, with NATS unreachable, start the broker from that copy instead of failing",
+    )
+    .option(
       "--health-port <port>",
       `with --watch: /healthz (connected to the broker), /readyz (the registry applied), /livez`,
       (v) => Number(v),
@@ -96,10 +107,20 @@ export function addBrokerAuthCommand(program: Command, io: Io, registry: Registr
       topic: readTopics().telemetry,
       allowUnboundFans: settings.ALLOW_UNBOUND_FANS,
     };
-    const fans = await registry(where.url);
     if (opts.watch !== true) {
+      // NATS away when the broker's pod starts: the last files written, rather than no broker.
+      const fans = await registry(where.url).catch(async (error: unknown) => {
+        if (opts.fallback === undefined || !(await hasBrokerAuth(opts.fallback))) throw error;
+        await copyBrokerAuth(opts.fallback, opts.out);
+        io.err(
+          `broker-auth: the registry is unreachable (${(error as Error).message}); the broker starts with the files of the last run, from ${opts.fallback}`,
+        );
+        return undefined;
+      });
+      if (fans === undefined) return;
       try {
         const files = await buildBrokerAuth(base, await fans.list());
+        if (opts.fallback !== undefined) await writeBrokerAuth(opts.fallback, files);
         io.err(
           `broker-auth: ${files.services.length} service users, ${files.fanUsers.length} fans in ${opts.out}` +
             (files.withoutCredentials.length > 0
@@ -111,7 +132,7 @@ export function addBrokerAuthCommand(program: Command, io: Io, registry: Registr
       }
       return;
     }
-    const files = await buildBrokerAuth(base, await fans.list());
+    const services = await readServiceUsers(opts.users);
     const password = (await readFile(join(opts.users, CONTROL_USER), "utf8").catch(() => "")).replace(/\r?\n$/, "");
     if (password === "" || password.startsWith("$7$"))
       throw new ConfigError(
@@ -119,10 +140,12 @@ export function addBrokerAuthCommand(program: Command, io: Io, registry: Registr
       );
     const { BrokerAuthWatcher } = await import("../lib/mqtt/broker-auth-watch.js");
     const log = createLogger("broker-auth");
+    const fans = await registry(where.url);
     const watcher = new BrokerAuthWatcher({
       ...base,
       registry: fans,
-      services: files.services,
+      services,
+      ...(opts.fallback === undefined ? {} : { fallbackDir: opts.fallback }),
       servicesAcl: await readFile(opts.acl, "utf8"),
       outDir: opts.out,
       pidFile: opts.pidFile as string,

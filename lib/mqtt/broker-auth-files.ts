@@ -1,4 +1,4 @@
-import { readdir, readFile, rename, writeFile } from "node:fs/promises";
+import { access, mkdir, readdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { mosquittoHash, parseMosquittoHash } from "./mosquitto-passwd.js";
 import type { FanRecord } from "../registry/fan-record.js";
@@ -34,12 +34,30 @@ export async function readServiceUsers(dir: string): Promise<ServiceUser[]> {
  * Mode 0600: the broker and broker-auth run as the same user.
  */
 export async function writeBrokerAuth(dir: string, files: BrokerAuthFiles): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   for (const key of ["dynsec", "acl", "passwd"] as const) {
     const target = join(dir, AUTH_FILES[key]);
     const temporary = `${target}.${process.pid}.tmp`;
     await writeFile(temporary, files[key], { mode: 0o600 });
     await rename(temporary, target);
   }
+}
+
+/** Whether `dir` holds the three files (a fallback copy). */
+export async function hasBrokerAuth(dir: string): Promise<boolean> {
+  try {
+    for (const name of Object.values(AUTH_FILES)) await access(join(dir, name));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Copies the three files from `from` into `to`, each atomically. */
+export async function copyBrokerAuth(from: string, to: string): Promise<void> {
+  const read = (key: keyof typeof AUTH_FILES) => readFile(join(from, AUTH_FILES[key]), "utf8");
+  const [passwd, acl, dynsec] = await Promise.all([read("passwd"), read("acl"), read("dynsec")]);
+  await writeBrokerAuth(to, { passwd, acl, dynsec, fanUsers: [], withoutCredentials: [] });
 }
 
 export interface BuildOptions {

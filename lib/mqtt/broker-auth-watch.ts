@@ -15,6 +15,8 @@ export interface BrokerAuthWatchOptions extends Omit<BrokerAuthInput, "fans"> {
   registry: FanRegistry;
   /** Where passwd, acl and dynamic-security.json go (the broker reads them there). */
   outDir: string;
+  /** A copy of each rewrite, for the next start should NATS be away then (--fallback). */
+  fallbackDir?: string;
   /** Mosquitto's pid_file: SIGHUP to that pid makes it reload the password file and the ACL. */
   pidFile: string;
   /** The broker, logged in as CONTROL_USER. */
@@ -156,6 +158,7 @@ export class BrokerAuthWatcher extends ServiceBase {
     if (added.length > 0)
       await this.#control(added.map((username) => ({ command: "createClient", username, clientid: username })));
     await writeBrokerAuth(this.options.outDir, files);
+    if (this.options.fallbackDir !== undefined) await writeBrokerAuth(this.options.fallbackDir, files);
     // Mosquitto 2.0 rereads the password file and the ACL, and disconnects every client whose
     // login no longer holds (measured with 2.0.11): a retired fan, an old password.
     await this.#reload();

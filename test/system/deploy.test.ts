@@ -263,6 +263,13 @@ forEverySize("(rendered with kubectl kustomize, checked offline)", (size) => {
       assert.match(c.env?.find((e) => e.name === "NATS_URL")?.value ?? "", /^nats:\/\/nats\.fanwatch:4222$/);
       assert.equal(c.securityContext?.readOnlyRootFilesystem, true, `${c.name}: read-only root filesystem`);
     }
+    // The copy for a start without NATS lives on the broker's own volume, which outlives the pod.
+    for (const c of [init, sidecar])
+      assert.equal(
+        mountIn(c, flag(c, "--fallback") ?? "(no --fallback)")?.name,
+        mounted(setting("persistence_location") ?? "")?.name,
+        `${c.name}: --fallback on the broker's volume`,
+      );
     assert.equal(flag(sidecar, "--pid-file"), setting("pid_file"));
     assert.equal(mountIn(sidecar, setting("pid_file") ?? "")?.name, mounted(setting("pid_file") ?? "")?.name);
     assert.equal(broker.shareProcessNamespace, true, "the sidecar can signal the broker");
