@@ -71,10 +71,9 @@ export class BrokerAuthWatcher extends ServiceBase {
       const parsed = ResponseSchema.safeParse(JSON.parse(payload.toString()));
       if (parsed.success) this.#pending?.(parsed.data);
     });
-    await new Promise<void>((resolve, reject) => {
-      client.once("connect", () => resolve());
-      client.once("error", reject);
-    });
+    // The broker starts beside this sidecar: wait for it (the client retries each second; a refused
+    // login is logged by onError and retried too, and /readyz stays 503 meanwhile).
+    await new Promise<void>((resolve) => client.once("connect", () => resolve()));
     await client.subscribeAsync(`${CONTROL_TOPIC}/response`, { qos: 1 });
     // What the plugin knows now (written by the init run, or by an earlier watcher): the baseline,
     // hashes unknown ("?").
