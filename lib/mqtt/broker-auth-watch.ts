@@ -50,6 +50,7 @@ export class BrokerAuthWatcher extends ServiceBase {
   #client: MqttClient | undefined;
   #watch: { stop(): Promise<void> } | undefined;
   #running: Promise<void> = Promise.resolve();
+  #begun: Promise<void> = Promise.resolve();
   #again = false;
   #busy = false;
   #pending: ((response: z.infer<typeof ResponseSchema>) => void) | undefined;
@@ -71,9 +72,21 @@ export class BrokerAuthWatcher extends ServiceBase {
       const parsed = ResponseSchema.safeParse(JSON.parse(payload.toString()));
       if (parsed.success) this.#pending?.(parsed.data);
     });
-    // The broker starts beside this sidecar: wait for it (the client retries each second; a refused
-    // login is logged by onError and retried too, and /readyz stays 503 meanwhile).
-    await new Promise<void>((resolve) => client.once("connect", () => resolve()));
+    // The broker starts beside this sidecar: start() returns at once and the rest waits for it (the
+    // client retries each second; a refused login is logged by onError and retried too; /readyz
+    // says 503 meanwhile), so that a stop signal is never held up by a broker that is not there.
+    this.#begun = this.#begin(client).catch((error: unknown) => {
+      if (this.stopping) return;
+      this.options.log.error({ event: "start-failed", err: error }, "could not start watching");
+      this.ended(error as Error);
+    });
+  }
+
+  async #begin(client: MqttClient): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      client.once("connect", () => resolve());
+      client.once("end", () => reject(new Error("stopped before the broker answered")));
+    });
     await client.subscribeAsync(`${CONTROL_TOPIC}/response`, { qos: 1 });
     // What the plugin knows now (written by the init run, or by an earlier watcher): the baseline,
     // hashes unknown ("?").
@@ -116,6 +129,7 @@ export class BrokerAuthWatcher extends ServiceBase {
 
   /** Resolves once every change seen so far is applied. */
   async settled(): Promise<void> {
+    await this.#begun;
     while (this.#busy || this.#again) await this.#running;
   }
 
