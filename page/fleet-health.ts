@@ -19,6 +19,18 @@ const HealthListSchema = z.object({ fans: z.array(z.unknown()) });
 
 export type HealthCounts = Record<HealthState, number>;
 
+/**
+ * A fan's sensor issue as health records it beside the fan's state (a sensor reading outside its
+ * physical limits, or stuck): not a fan fault. Read from the record's `sensor` field when health
+ * has one, so a health without it (an older version) is tolerated.
+ */
+export const SensorIssueSchema = z.object({
+  sensor: z.string().max(64),
+  cause: z.string().max(64),
+  since: z.string().max(64),
+});
+export type SensorIssue = z.infer<typeof SensorIssueSchema>;
+
 export interface HealthSnapshot {
   counts: HealthCounts;
   /** Open alarms (warning and alarm), unacknowledged first, then alarms before warnings, oldest first. */
@@ -46,6 +58,8 @@ export class FleetHealth {
   /** When each fan's record last changed by a transition (the view's clock), so that a read begun before it does not undo it. */
   readonly #changedAt = new Map<string, number>();
   readonly #feed: AlarmTransition[] = [];
+  /** Each fan's open sensor issue, from the records read (the field may be missing: then none). */
+  readonly #sensorIssues = new Map<string, SensorIssue>();
   #error: string | null = null;
 
   constructor(
@@ -59,6 +73,16 @@ export class FleetHealth {
 
   get(deviceID: string): HealthRecord | undefined {
     return this.#records.get(deviceID);
+  }
+
+  /** Every record kept. */
+  records(): IterableIterator<HealthRecord> {
+    return this.#records.values();
+  }
+
+  /** The fan's sensor issue, or null when its record has none (or health does not say). */
+  sensorIssue(deviceID: string): SensorIssue | null {
+    return this.#sensorIssues.get(deviceID) ?? null;
   }
 
   /** A message from the alarm topic; anything that is not a transition is ignored. */
@@ -111,11 +135,14 @@ export class FleetHealth {
    */
   replace(records: readonly unknown[], startedAt: number): void {
     const next = new Map<string, HealthRecord>();
+    this.#sensorIssues.clear();
     for (const item of records) {
       if (next.size >= this.maxFans) break;
       const parsed = HealthRecordSchema.safeParse(item);
       if (!parsed.success) continue;
       const record = parsed.data;
+      const issue = SensorIssueSchema.safeParse((item as { sensor?: unknown }).sensor);
+      if (issue.success) this.#sensorIssues.set(record.deviceID, issue.data);
       const changed = this.#changedAt.get(record.deviceID);
       const kept = this.#records.get(record.deviceID);
       next.set(record.deviceID, changed !== undefined && changed >= startedAt && kept !== undefined ? kept : record);

@@ -90,7 +90,8 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       mqtt = { ...mqtt, url: broker.url };
     }
     const topics = readTopics(env);
-    const fleet = new FleetView(topics);
+    // Readings from predictions: the connector lets only registered fans' readings through.
+    const fleet = new FleetView(topics, { readingsFrom: "predictions" });
     const influxUrl = readSettings({ INFLUX_URL: WRITER_SETTINGS.INFLUX_URL }, env).INFLUX_URL;
     if (influxUrl !== undefined) {
       const writerOptions = {
