@@ -4,6 +4,7 @@ import type { HealthRecord, HealthState } from "../../lib/domain/health.js";
 import { RegistryCache } from "../../lib/registry/cache.js";
 import { MemoryFanRegistry } from "../../lib/registry/memory-registry.js";
 import { countFleet, fansLine } from "../../page/fleet-count.js";
+import { FleetHealth } from "../../page/fleet-health.js";
 import { FleetView } from "../../page/fleet-view.js";
 
 const TOPICS = { telemetry: "fan/messages", anomaly: "fan/anomaly", deadletter: "fan/deadletter", alarm: "fan/alarm" };
@@ -134,5 +135,20 @@ describe("the fleet view with a registry", () => {
     assert.equal(snapshot.totals.refused.FANWATCH_IDENTITY_MISMATCH, 0);
     assert.equal(snapshot.totals.fans, 12);
     assert.equal(snapshot.totals.pending, 2);
+  });
+});
+
+describe("a fan's sensor issue", () => {
+  it("is read from health's record when it has one, and is null when it has none or an unreadable one", () => {
+    const health = new FleetHealth(10, () => 0);
+    const issue = { sensor: "rotation", cause: "stuck", since: "2026-12-07T18:02:00.000Z" };
+    health.replace(
+      [{ ...record("1", "ok"), sensor: issue }, record("2", "ok"), { ...record("3", "ok"), sensor: "broken" }],
+      0,
+    );
+    assert.deepEqual(health.sensorIssue("1"), issue);
+    assert.equal(health.sensorIssue("2"), null);
+    assert.equal(health.sensorIssue("3"), null);
+    assert.equal(health.get("3")?.state, "ok", "a record with an unreadable sensor field is still the fan's record");
   });
 });
