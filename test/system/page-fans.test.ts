@@ -47,7 +47,7 @@ async function signInAs(tab: Page, url: string, user: { name: string; password: 
 
 async function shows(tab: Page, selector: string, text: string): Promise<void> {
   await tab.waitForFunction(
-    ([s, t]) => document.querySelector(s as string)?.textContent === t,
+    ([s, t]) => document.querySelector(s)?.textContent === t,
     [selector, text] as const,
     { timeout: 20_000 },
   );
