@@ -16,6 +16,12 @@ import { peakRssMb, rssMb } from "../support/process-stats.js";
 import { startMosquitto, type Broker } from "../../test/support/mosquitto.js";
 
 const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 6);
+/** The fleet's size: readings go round its fans. */
+const BENCH_FANS = Number(process.env.BENCH_FANS ?? 200);
+const benchFanId = (n: number) => `bench-${n % BENCH_FANS}`;
+const arrivalKey = (deviceID: string, timeStamp: number) => `${deviceID}|${timeStamp}`;
+/** Epoch milliseconds, one per reading sent in this run (2020 onwards: a time InfluxDB can store). */
+let nextTimeStamp = Date.UTC(2020, 0, 1);
 const P99_LIMIT_MS = 250;
 
 interface Shape {
@@ -183,9 +189,10 @@ async function startSystem(shape: Shape): Promise<System> {
   const arrivals = new Map<string, number[]>();
   const listener = await mqtt.connectAsync(broker.url, { clientId: `bench-listener-${shape.name}` });
   listener.on("message", (_topic, payload) => {
-    const p = JSON.parse(payload.toString()) as { deviceID: string };
-    const list = arrivals.get(p.deviceID);
-    if (list === undefined) arrivals.set(p.deviceID, [Date.now()]);
+    const p = JSON.parse(payload.toString()) as { deviceID: string; timeStamp: number };
+    const key = arrivalKey(p.deviceID, p.timeStamp);
+    const list = arrivals.get(key);
+    if (list === undefined) arrivals.set(key, [Date.now()]);
     else list.push(Date.now());
   });
   await listener.subscribeAsync("fan/anomaly", { qos: shape.qos });
@@ -222,13 +229,16 @@ async function runStep(system: System, shape: Shape, rate: number, seconds = STE
     250,
   );
   const sentAt = new Map<string, number>();
+  // A fleet of BENCH_FANS fans (registered where the shape has a registry); each reading is told
+  // apart by its timeStamp, unique in the run, which its prediction carries back.
   const sent = await publishPaced(rate, seconds, (n) => {
-    const id = `${shape.name}-${rate}-${n}`;
+    const deviceID = benchFanId(n);
+    const timeStamp = nextTimeStamp++;
     const now = Date.now();
-    sentAt.set(id, now);
+    sentAt.set(arrivalKey(deviceID, timeStamp), now);
     const reading = JSON.stringify({
-      deviceID: id,
-      timeStamp: now,
+      deviceID,
+      timeStamp,
       rotation: 500 + (n % 200),
       temperature: 35 + (n % 20),
       vibration: 100 + (n % 150),

@@ -15,10 +15,12 @@ const RULES: ReadonlyArray<{ room: string; may: readonly string[] }> = [
   { room: "lib/errors", may: [] },
   { room: "lib/domain", may: ["lib/errors"] },
   { room: "lib/infra", may: ["lib/errors"] },
-  { room: "lib/mqtt", may: ["lib/infra", "lib/domain", "lib/errors"] },
+  { room: "lib/mqtt", may: ["lib/infra", "lib/domain", "lib/registry", "lib/errors"] },
   { room: "lib/inference", may: ["lib/domain", "lib/infra", "lib/errors"] },
   { room: "lib/openfaas", may: ["lib/infra", "lib/errors"] },
   { room: "lib/nats", may: ["lib/infra", "lib/domain", "lib/errors"] },
+  // The device registry: read by the connector, health, the page, the CLI and the broker's users.
+  { room: "lib/registry", may: ["lib/nats", "lib/infra", "lib/domain", "lib/errors"] },
   // Built alone: faas-cli copies templates/node22-ts/ into every function's build context.
   { room: "templates", may: [] },
   // Built from the function's folder plus stack.yml's `configuration.copy` (./lib).
@@ -55,7 +57,7 @@ const RULES: ReadonlyArray<{ room: string; may: readonly string[] }> = [
   { room: "bench", may: ["*"] },
 ];
 
-const LIB_ROOMS = new Set(["domain", "infra", "inference", "mqtt", "nats", "openfaas"]);
+const LIB_ROOMS = new Set(["domain", "infra", "inference", "mqtt", "nats", "openfaas", "registry"]);
 
 /** The room a repository path (`lib/domain/telemetry.ts`) belongs to, or undefined. */
 function roomOf(path: string): string | undefined {
@@ -211,6 +213,7 @@ describe("import rules (docs/architecture.md)", () => {
       "lib/mqtt",
       "lib/inference",
       "lib/openfaas",
+      "lib/registry",
       "templates",
       "functions/score",
       "connectors/mqtt",
