@@ -168,8 +168,9 @@ export class FleetHealth {
     return { counts, openAlarms: counts.alarm + counts.warning, unacknowledged };
   }
 
-  snapshot(): HealthSnapshot {
-    const open = [...this.#records.values()].filter(isOpen).sort(byUrgency);
+  /** `counted` leaves out the alarms of fans that are not counted (with a registry: not active). */
+  snapshot(counted: (deviceID: string) => boolean = () => true): HealthSnapshot {
+    const open = [...this.#records.values()].filter((r) => isOpen(r) && counted(r.deviceID)).sort(byUrgency);
     return { ...this.tally(), alarms: open.slice(0, MAX_ALARMS_LISTED), feed: [...this.#feed], error: this.#error };
   }
 }

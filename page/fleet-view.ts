@@ -312,7 +312,10 @@ export class FleetView {
   /** Everything the web page shows. */
   snapshot(): FleetSnapshot {
     const summary = this.summary();
-    const health = this.#health.snapshot();
+    // An open alarm of a retired, pending or unregistered fan is nobody's to acknowledge: not listed.
+    const health = this.#health.snapshot(
+      (id) => this.#registry === undefined || this.#registry.get(id)?.state === "active",
+    );
     const fans = [...this.#fans.values()]
       .filter((fan) => this.#shown(fan.deviceID))
       .sort((a, b) => a.deviceID.localeCompare(b.deviceID, "en", { numeric: true }))
