@@ -23,12 +23,15 @@ export function startFansPanel(session, byName) {
 
 /** Called with every frame: the list is read again when the registry's counts moved. */
 export function fansFrame(totals) {
-  if (context === null) return;
+  if (context === null || reading) return;
   const at = `${totals.fans}/${totals.pending}`;
   if (at !== listedAt) void refresh(at);
 }
+/** True while a list is being read: frames come every second, one read at a time is enough. */
+let reading = false;
 
 async function refresh(at) {
+  reading = true;
   try {
     const res = await fetch("/ui/api/fans");
     const answer = await res.json().catch(() => ({}));
@@ -37,6 +40,8 @@ async function refresh(at) {
     render(answer.fans);
   } catch (error) {
     say(`The fans could not be listed: ${error.message}`, true);
+  } finally {
+    reading = false;
   }
 }
 
