@@ -1,5 +1,7 @@
 /// <reference lib="dom" />
 import assert from "node:assert/strict";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { chromium, type Browser, type Page } from "playwright-core";
 import type { Prediction } from "../../lib/domain/prediction.js";
@@ -10,11 +12,13 @@ import { startHealth, stopHealthProcesses, type HealthProcess } from "../support
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { startNats, type TestNats } from "../support/nats.js";
 import { signIn, startTestPage, TEST_USER_SECRET, type TestPage } from "../support/page-service.js";
+import { REPO_ROOT } from "../support/paths.js";
 import { postJson } from "../support/process.js";
 
 // The Fans panel and the registry's counts end to end: `fanwatch page` with sign-in and a fan
 // registry, the real health function (nats-server, Mosquitto), in Chromium.
 
+const SCREENSHOTS = join(REPO_ROOT, "test-results");
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ADMIN = { name: "adam", role: "admin", password: "adam's long enough password" } as const;
 const ENGINEER = { name: "ana", role: "engineer", password: "ana's long enough password" } as const;
@@ -119,6 +123,8 @@ describe(
       await tab.waitForSelector('#alarms li[data-fan="1"]');
       assert.equal(await tab.$('#alarms li[data-fan="4"]'), null);
       await shows(tab, "#in-alarm", "1");
+      await mkdir(SCREENSHOTS, { recursive: true });
+      await tab.screenshot({ path: join(SCREENSHOTS, "page-fans-admin.png"), fullPage: true });
       await tab.click('#pending-fans li[data-fan="5"] .approve');
       await shows(tab, "#fans", "4");
       await shows(tab, "#pending", "0");
