@@ -3,10 +3,12 @@ import {
   AlarmTransitionSchema,
   HEALTH_STATES,
   NOTE_EVENTS,
+  SENSOR_EVENTS,
   HealthRecordSchema,
   type AlarmTransition,
   type HealthRecord,
   type HealthState,
+  type SensorIssue,
 } from "../lib/domain/health.js";
 
 /** Transitions kept for the page's feed. */
@@ -18,18 +20,6 @@ const MAX_ALARMS_LISTED = 100;
 const HealthListSchema = z.object({ fans: z.array(z.unknown()) });
 
 export type HealthCounts = Record<HealthState, number>;
-
-/**
- * A fan's sensor issue as health records it beside the fan's state (a sensor reading outside its
- * physical limits, or stuck): not a fan fault. Read from the record's `sensor` field when health
- * has one, so a health without it (an older version) is tolerated.
- */
-export const SensorIssueSchema = z.object({
-  sensor: z.string().max(64),
-  cause: z.string().max(64),
-  since: z.string().max(64),
-});
-export type SensorIssue = z.infer<typeof SensorIssueSchema>;
 
 export interface HealthSnapshot {
   counts: HealthCounts;
@@ -58,8 +48,6 @@ export class FleetHealth {
   /** When each fan's record last changed by a transition (the view's clock), so that a read begun before it does not undo it. */
   readonly #changedAt = new Map<string, number>();
   readonly #feed: AlarmTransition[] = [];
-  /** Each fan's open sensor issue, from the records read (the field may be missing: then none). */
-  readonly #sensorIssues = new Map<string, SensorIssue>();
   #error: string | null = null;
 
   constructor(
@@ -80,9 +68,9 @@ export class FleetHealth {
     return this.#records.values();
   }
 
-  /** The fan's sensor issue, or null when its record has none (or health does not say). */
+  /** The fan's open sensor issue, or null when its record has none (or comes from a health without them). */
   sensorIssue(deviceID: string): SensorIssue | null {
-    return this.#sensorIssues.get(deviceID) ?? null;
+    return this.#records.get(deviceID)?.sensorIssue ?? null;
   }
 
   /** A message from the alarm topic; anything that is not a transition is ignored. */
@@ -94,6 +82,17 @@ export class FleetHealth {
     if (this.#feed.length > FEED) this.#feed.pop();
     const known = this.#records.get(t.deviceID);
     if (known === undefined && this.#records.size >= this.maxFans) return true; // the next read may bring it
+    if (SENSOR_EVENTS.has(t.event)) {
+      // A sensor issue opens or clears beside the fan's state, which it leaves as it is.
+      if (known !== undefined) {
+        this.#records.set(t.deviceID, {
+          ...known,
+          sensorIssue: t.event === "sensor" ? (t.sensorIssue ?? known.sensorIssue ?? null) : null,
+        });
+        this.#changedAt.set(t.deviceID, this.now());
+      }
+      return true;
+    }
     if (NOTE_EVENTS.has(t.event)) {
       // A note may be about an older episode (its alarmId): it changes the record only when it is
       // about the record's own; otherwise the next read brings whatever it changed.
@@ -123,6 +122,7 @@ export class FleetHealth {
       maintenance: maintenanceAfter(t, known),
       assignedTo: sameEpisode ? known.assignedTo : null,
       finding: sameEpisode ? known.finding : null,
+      sensorIssue: known?.sensorIssue ?? null,
     });
     this.#changedAt.set(t.deviceID, this.now());
     return true;
@@ -135,14 +135,11 @@ export class FleetHealth {
    */
   replace(records: readonly unknown[], startedAt: number): void {
     const next = new Map<string, HealthRecord>();
-    this.#sensorIssues.clear();
     for (const item of records) {
       if (next.size >= this.maxFans) break;
       const parsed = HealthRecordSchema.safeParse(item);
       if (!parsed.success) continue;
       const record = parsed.data;
-      const issue = SensorIssueSchema.safeParse((item as { sensor?: unknown }).sensor);
-      if (issue.success) this.#sensorIssues.set(record.deviceID, issue.data);
       const changed = this.#changedAt.get(record.deviceID);
       const kept = this.#records.get(record.deviceID);
       next.set(record.deviceID, changed !== undefined && changed >= startedAt && kept !== undefined ? kept : record);

@@ -2,13 +2,13 @@ import { NotificationLog, type SentNotification } from "./notifications.js";
 import type { MqttClient } from "mqtt";
 import { FEATURES, type FeatureName } from "../lib/domain/features.js";
 import { SampleRing } from "./fan-series.js";
-import { AlarmTransitionSchema, type HealthRecord, type HealthState } from "../lib/domain/health.js";
+import { AlarmTransitionSchema, type HealthRecord, type HealthState, type SensorIssue } from "../lib/domain/health.js";
 import { parseUntrustedJson } from "../lib/infra/json.js";
 import { PredictionSchema } from "../lib/domain/prediction.js";
 import { parseTelemetry } from "../lib/domain/telemetry.js";
 import { isSensorNotice } from "../lib/domain/sensor-notice.js";
 import type { FanState as RegistryState } from "../lib/registry/fan-record.js";
-import { FleetHealth, pollHealth, type HealthCounts, type HealthSnapshot, type SensorIssue } from "./fleet-health.js";
+import { FleetHealth, pollHealth, type HealthCounts, type HealthSnapshot } from "./fleet-health.js";
 import { countFleet, type FleetCount, type RegistryView } from "./fleet-count.js";
 import { pollReplicas, type FunctionReplicas, type ReplicaPoll } from "./function-replicas.js";
 

@@ -130,7 +130,9 @@ const REFUSALS = {
 
 /** "sensor issue: rotation stuck since 18:02": a sensor fault, for an electrician, not a fan fault. */
 function sensorText(issue) {
-  return `sensor issue: ${issue.sensor} ${issue.cause}${issue.since ? ` since ${clock(issue.since)}` : ""}`;
+  const value =
+    issue.cause === "implausible" && typeof issue.value === "number" ? ` (${number.format(issue.value)})` : "";
+  return `sensor issue: ${issue.sensor} ${issue.cause}${value}${issue.since ? ` since ${clock(issue.since)}` : ""}`;
 }
 
 function render(snapshot) {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { HealthRecord, HealthState } from "../../lib/domain/health.js";
+import { transitionFrom, type HealthRecord, type HealthState } from "../../lib/domain/health.js";
 import { RegistryCache } from "../../lib/registry/cache.js";
 import { MemoryFanRegistry } from "../../lib/registry/memory-registry.js";
 import { countFleet, fansLine } from "../../page/fleet-count.js";
@@ -139,16 +139,35 @@ describe("the fleet view with a registry", () => {
 });
 
 describe("a fan's sensor issue", () => {
-  it("is read from health's record when it has one, and is null when it has none or an unreadable one", () => {
+  it("is read from health's record, tolerated when absent, opened and cleared by health's sensor transitions", () => {
     const health = new FleetHealth(10, () => 0);
-    const issue = { sensor: "rotation", cause: "stuck", since: "2026-12-07T18:02:00.000Z" };
-    health.replace(
-      [{ ...record("1", "ok"), sensor: issue }, record("2", "ok"), { ...record("3", "ok"), sensor: "broken" }],
-      0,
-    );
+    const issue = {
+      sensor: "rotation" as const,
+      cause: "stuck" as const,
+      since: "2026-12-07T18:02:00.000Z",
+      value: 612,
+    };
+    health.replace([{ ...record("1", "ok"), sensorIssue: issue }, record("2", "alarm")], 0);
     assert.deepEqual(health.sensorIssue("1"), issue);
-    assert.equal(health.sensorIssue("2"), null);
-    assert.equal(health.sensorIssue("3"), null);
-    assert.equal(health.get("3")?.state, "ok", "a record with an unreadable sensor field is still the fan's record");
+    assert.equal(health.sensorIssue("2"), null, "a record without the field (an older health) has none");
+    // A sensor issue opens on fan 2 beside its alarm, which stays; fan 1's clears.
+    const opened = transitionFrom(record("2", "alarm"), {
+      event: "sensor",
+      at: "2026-12-07T18:05:00.000Z",
+      id: "t-1",
+      sensorIssue: { ...issue, sensor: "vibration", cause: "implausible" },
+    });
+    assert.equal(health.transition(JSON.parse(JSON.stringify(opened))), true);
+    assert.equal(health.sensorIssue("2")?.sensor, "vibration");
+    assert.equal(health.get("2")?.state, "alarm", "a sensor issue is not a fan fault: the fan's state stays");
+    const cleared = transitionFrom(record("1", "ok"), {
+      event: "sensor-cleared",
+      at: "2026-12-07T18:06:00.000Z",
+      id: "t-2",
+      sensorIssue: issue,
+    });
+    health.transition(JSON.parse(JSON.stringify(cleared)));
+    assert.equal(health.sensorIssue("1"), null);
+    assert.equal(health.get("1")?.state, "ok");
   });
 });
