@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import mqtt from "mqtt";
 import { chromium, type Browser, type Page } from "playwright-core";
 import type { Prediction } from "../../lib/domain/prediction.js";
 import { MemoryFanRegistry } from "../../lib/registry/memory-registry.js";
@@ -110,6 +111,42 @@ describe(
       );
       const states = Object.values(totals.states).reduce((a, b) => a + b, 0);
       assert.equal(states + totals.unreported, totals.fans);
+    });
+
+    it("shows a fan's sensor issue beside its state, and no tile for a retired fan's predictions", async () => {
+      // Three implausible temperatures open a sensor issue on fan 2 (health's rule); its state stays ok.
+      const now = Date.now();
+      const notices = [1, 2, 3].map((n) => ({
+        deviceID: "2",
+        timeStamp: now + n * 1_000,
+        implausible: { sensor: "temperature", value: 900, code: "FANWATCH_READING_IMPLAUSIBLE" },
+      }));
+      const answer = await postJson(health.url, notices);
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      // Predictions with their readings reach the page through the broker: fan 2's and retired fan 4's.
+      const client = await mqtt.connectAsync(broker.url);
+      const reading = { rotation: 612, temperature: 40, vibration: 150, sound: 48 };
+      for (let n = 0; n < 3; n++)
+        for (const deviceID of ["2", "4"])
+          await client.publishAsync(
+            "fan/anomaly",
+            JSON.stringify({ deviceID, fault: 0, probability: 0.05, timeStamp: now + n, reading }),
+            { qos: 1 },
+          );
+      await client.endAsync();
+      const tab = await browser.newPage();
+      await signInAs(tab, page.url, VIEWER);
+      await tab.waitForFunction(
+        () =>
+          /^sensor issue: temperature implausible \(900\) since /.test(
+            document.querySelector('.tile[data-fan="2"] .sensor-issue')?.textContent ?? "",
+          ),
+        undefined,
+        { timeout: 20_000 },
+      );
+      assert.equal(await tab.textContent('.tile[data-fan="2"] .state'), "health: ok");
+      assert.equal(await tab.$('.tile[data-fan="4"]'), null, "a retired fan has no tile");
+      await tab.close();
     });
 
     it("an admin approves a pending fan and it joins the fans counted; adds and retires fans", async () => {
