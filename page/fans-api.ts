@@ -66,7 +66,10 @@ export class FansApi {
       return true;
     }
     const visitor = this.#admin(req, res, !get);
-    if (visitor === undefined) return (req.resume(), true);
+    if (visitor === undefined) {
+      req.resume();
+      return true;
+    }
     if (this.registry === undefined) {
       sendErrorCode(res, "FANWATCH_NOT_IMPLEMENTED", "this page has no fan registry: set NATS_URL (docs/page.md)");
       req.resume();
