@@ -24,10 +24,15 @@ export interface DeadLetter {
   topic: string;
   payload: string;
   at: string;
+  /** A FanwatchError code (docs/errors.md) when the refusal has one: FANWATCH_DEVICE_UNKNOWN, … */
+  code?: string;
 }
 
-/** `{"error","topic","payload","at"}` (docs/architecture.md, "Contracts"), the payload as text, truncated. */
-export function deadLetter(error: string, topic: string, payload: unknown, at = new Date()): DeadLetter {
+/**
+ * `{"error","topic","payload","at"}` (docs/architecture.md, "Contracts"), the payload as text, truncated;
+ * with `"code"` when one is given.
+ */
+export function deadLetter(error: string, topic: string, payload: unknown, at = new Date(), code?: string): DeadLetter {
   const text =
     typeof payload === "string"
       ? payload
@@ -39,6 +44,7 @@ export function deadLetter(error: string, topic: string, payload: unknown, at = 
     topic,
     payload: text.length > DEAD_LETTER_PAYLOAD_LIMIT ? `${text.slice(0, DEAD_LETTER_PAYLOAD_LIMIT)}…` : text,
     at: at.toISOString(),
+    ...(code === undefined ? {} : { code }),
   };
 }
 
