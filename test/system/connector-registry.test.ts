@@ -309,6 +309,42 @@ describe("only known fans get in: the connector's registry gate", { timeout: 120
     assert.equal(deliveredOf("b-new").length, 0);
   });
 
+  it("with two replicas sharing the readings, an approved fan's held readings reach predict once each", async () => {
+    await connector("replica-1", { shared_group: "fanwatch" });
+    await connector("replica-2", { shared_group: "fanwatch" });
+    await publishInOrder(
+      "fan/messages/q-replicas",
+      Array.from({ length: 40 }, (_, n) => reading("q-replicas", n)),
+    );
+    await eventually("40 readings held", async () => (await heldIn("q-replicas")) === 40);
+    await registry.approve("q-replicas", "Ana");
+    await eventually("40 readings at predict", () => deliveredOf("q-replicas").length >= 40);
+    await eventually("the stream emptied", async () => (await heldIn("q-replicas")) === 0);
+    assert.deepEqual(
+      deliveredOf("q-replicas")
+        .map((r) => r.rotation)
+        .sort((a, b) => a - b),
+      Array.from({ length: 40 }, (_, n) => 600 + n),
+      "each once",
+    );
+  });
+
+  it("under a flood of forged ids the registry holds at most REGISTRY_MAX_PENDING of them", async () => {
+    await registry.add("f-real", {}, "test");
+    const c = await connector("flood", { REGISTRY_MAX_PENDING: "10" });
+    const forged = Array.from({ length: 500 }, (_, n) => `forged-${n}`);
+    await Promise.all(
+      forged.map((id, n) => publisher.publishAsync(`fan/messages/${id}`, JSON.stringify(reading(id, n)), { qos: 1 })),
+    );
+    await publishInOrder("fan/messages/f-real", [reading("f-real", 1)]);
+    await eventually("490 dead letters", () => deadLettersWith("FANWATCH_REGISTRY_FULL").length >= 490);
+    assert.equal((await registry.list("pending")).length, 10);
+    await eventually("the real fan's reading at predict", () => deliveredOf("f-real").length === 1);
+    const health = (await healthOf(c.port)) as unknown as { registry: { fans: Record<string, number> } };
+    assert.deepEqual(health.registry.fans, { pending: 10, active: 1, retired: 0 });
+    assert.equal(gateway.delivered().length, 1, "no forged reading reached predict");
+  });
+
   it("says in /healthz what the registry holds and the policy", async () => {
     await registry.add("h-1", {}, "test");
     const c = await connector("health", { UNKNOWN_DEVICE_POLICY: "reject" });
