@@ -427,7 +427,11 @@ export class Admission {
         if (signal.aborted) return void (await nc.close());
         this.#nc = nc;
         log.info({ event: "nats_connected", nats: redactUrl(url) }, `connected to NATS at ${redactUrl(url)}`);
-        this.#registry ??= await openNatsRegistry(nc, config.replicas);
+        this.#registry ??= await this.#retry(
+          () => openNatsRegistry(nc, config.replicas, log),
+          () => true,
+          "cannot open the fan registry (KV bucket fan_registry) yet",
+        );
         const js = jetstream(nc, { timeout: 5_000 });
         const jsm = await jetstreamManager(nc, { timeout: 5_000 });
         const quarantine = new JetStreamQuarantine({

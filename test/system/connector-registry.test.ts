@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { rm } from "node:fs/promises";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
@@ -9,6 +10,9 @@ import { Connector } from "../../connectors/mqtt/connector.js";
 import { QUARANTINE_STREAM, quarantineSubject } from "../../connectors/mqtt/quarantine.js";
 import { createLogger } from "../../lib/infra/log.js";
 import { MemoryFanRegistry } from "../../lib/registry/memory-registry.js";
+import { openFanRegistry, type NatsFanRegistry } from "../../lib/registry/nats-registry.js";
+import { freePort } from "../../lib/infra/net.js";
+import { finished, spawnCli, waitForOutput } from "../support/process.js";
 import { isSensorNotice, SensorNoticeSchema } from "../../lib/domain/sensor-notice.js";
 import { healthOf, metricsOf } from "../support/connector-health.js";
 import { eventually } from "../support/eventually.js";
@@ -355,5 +359,92 @@ describe("only known fans get in: the connector's registry gate", { timeout: 120
     assert.equal(health.registry.policy, "reject");
     assert.equal(health.registry.allowUnboundFans, false);
     assert.equal(health.registry.fans.active, 1);
+  });
+});
+
+// `fanwatch connector` as deployed: NATS_URL names the registry (KV bucket fan_registry) and the
+// quarantine; a person approves through the registry, as `fanwatch fans approve` does.
+describe("fanwatch connector with NATS_URL: the registry in NATS", { timeout: 120_000 }, () => {
+  let broker: Broker;
+  let nats: TestNats;
+  let registry: NatsFanRegistry;
+  let secrets: string;
+  let gateway: FakeGateway;
+  let publisher: MqttClient;
+  let collector: Collector;
+  let child: ChildProcessWithoutNullStreams | undefined;
+
+  before(async () => {
+    broker = await startMosquitto();
+    nats = await startNats();
+    registry = await openFanRegistry({ url: nats.url });
+    secrets = await writeGatewaySecrets("fanwatch-secrets-", FAKE_GATEWAY_USER, FAKE_GATEWAY_PASSWORD);
+    gateway = new FakeGateway();
+    gateway.functions = [{ name: "predict", annotations: { topic: "fan/messages, fan/messages/+" } }];
+    publisher = await mqtt.connectAsync(broker.url, { clientId: "registry-process-publisher" });
+    collector = await Collector.start(broker.url, ["fan/deadletter"]);
+  });
+  after(async () => {
+    if (child !== undefined && child.exitCode === null) child.kill("SIGKILL");
+    await publisher?.endAsync();
+    await collector?.stop();
+    await gateway?.close();
+    await registry?.close();
+    await nats?.stop();
+    await broker?.stop();
+    await rm(secrets, { recursive: true, force: true });
+  });
+
+  it("lets a registered fan in, holds an unknown one as pending, releases its readings when approved", async () => {
+    await registry.add("n-known", {}, "test");
+    const port = await freePort();
+    child = spawnCli(["connector"], {
+      gateway_url: await gateway.listen(),
+      broker: broker.url,
+      basic_auth: "true",
+      secret_mount_path: secrets,
+      refresh_interval_ms: "200",
+      batch_wait_ms: "5",
+      port: String(port),
+      topic: "fan/messages,fan/messages/+",
+      client_id: "registry-process",
+      NATS_URL: nats.url,
+    });
+    await waitForOutput(child, /connector running/);
+    await eventually("ready: the registry loaded", async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok);
+    const publish = (id: string, n: number) =>
+      publisher.publishAsync(
+        `fan/messages/${id}`,
+        JSON.stringify({ deviceID: id, rotation: 600 + n, temperature: 40, vibration: 150, sound: 49 }),
+        { qos: 1 },
+      );
+    await publish("n-known", 0);
+    for (let n = 0; n < 5; n++) await publish("n-new", n);
+    const of = (id: string) =>
+      gateway.delivered().filter((r) => (r as { deviceID: string }).deviceID === id) as Array<{ rotation: number }>;
+    await eventually("the known fan's reading at predict", () => of("n-known").length === 1);
+    await eventually(
+      "the unknown fan pending in the bucket",
+      async () => (await registry.get("n-new"))?.state === "pending",
+    );
+    await eventually("its 5 readings held", async () =>
+      /connector_readings_quarantined_total 5/.test(await metricsOf(port)),
+    );
+    assert.equal(of("n-new").length, 0);
+    await registry.approve("n-new", "Ana");
+    await eventually("its 5 readings at predict", () => of("n-new").length >= 5);
+    assert.deepEqual(
+      of("n-new").map((r) => r.rotation),
+      [600, 601, 602, 603, 604],
+    );
+    await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "n-known", rotation: 1 }), { qos: 1 });
+    const [letter] = await collector.waitFor("fan/deadletter", 1);
+    assert.match(
+      (letter as { error: string }).error,
+      /only on fan\/messages\/<deviceID>/,
+      "ALLOW_UNBOUND_FANS is off by default",
+    );
+    child.kill("SIGTERM");
+    assert.equal((await finished(child)).code, 0);
   });
 });
