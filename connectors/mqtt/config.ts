@@ -207,7 +207,7 @@ export const CONNECTOR_SETTINGS = defineSettings({
     env: [...official("topic"), ...TOPIC_SETTINGS.telemetry.env],
     flag: "--topic <filters>",
     help: "comma-separated topic filters to subscribe to",
-    doc: "comma-separated topic filters, wildcards allowed (`fan/messages,fan/anomaly` in deploy/ and `fanwatch start`: readings for predict, predictions for health)",
+    doc: "comma-separated topic filters, wildcards allowed (`fan/messages,fan/anomaly` in deploy/, `fan/messages,fan/anomaly,fan/messages/+` in `fanwatch start`: readings for predict, bare and per fan, predictions for health)",
     default: `$TELEMETRY_TOPIC or ${DEFAULT_TOPICS.telemetry}`,
     schema: z
       .string()
