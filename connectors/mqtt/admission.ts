@@ -94,6 +94,7 @@ export class Admission {
     this.#options = options;
     this.#log = options.log;
     this.#registry = options.registry;
+    this.enabled = options.registry !== undefined || options.config.natsUrl !== undefined;
     this.gate = new Gate({
       telemetryTopic: options.config.telemetryTopic,
       allowUnbound: options.config.allowUnbound,
@@ -102,9 +103,7 @@ export class Admission {
   }
 
   /** Whether readings are checked at all: a registry was given or NATS_URL names one. */
-  get enabled(): boolean {
-    return this.#options.registry !== undefined || this.#options.config.natsUrl !== undefined;
-  }
+  readonly enabled: boolean;
 
   /** The cache holds the registry: readings may be judged. */
   get loaded(): boolean {
@@ -160,8 +159,9 @@ export class Admission {
     void this.#load();
   }
 
+  /** Stops judging work in the background (holds, releases) and lets go of the registry and NATS. Safe to repeat. */
   async stop(): Promise<void> {
-    this.#stop.abort(new Error("the connector is stopping"));
+    if (!this.#stop.signal.aborted) this.#stop.abort(new Error("the connector is stopping"));
     await this.#cache?.stop().catch(() => {});
     if (this.#options.registry === undefined) await this.#registry?.close().catch(() => {});
     await this.#nc?.close().catch(() => {});
@@ -503,7 +503,8 @@ export class Admission {
   #release(id: string): void {
     this.#serialize(id, async () => {
       const quarantine = this.#quarantine;
-      if (quarantine === undefined) return;
+      // Refused or pending again meanwhile: that change's own handling takes over.
+      if (quarantine === undefined || this.#cache?.get(id)?.state !== "active") return;
       const signal = this.#stop.signal;
       const released = await quarantine.release(id, (reading) => this.#releaseOne(id, reading, signal), signal);
       if (released > 0)

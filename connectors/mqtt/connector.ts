@@ -225,6 +225,8 @@ export class Connector extends ServiceBase {
   protected override async onDrain(): Promise<void> {
     this.#directory.stop();
     this.#autoscaler?.stop();
+    // No release is begun now: a held reading not yet acknowledged stays in FAN_QUARANTINE.
+    await this.#admission.stop();
     const pending = this.#sessions.reduce((n, s) => n + s.consumer.status.messagesInFlight, 0);
     // Every session stops delivering (synchronously, in this turn) before the dispatcher
     // finishes; then each waits for its dead letters and disconnects.
