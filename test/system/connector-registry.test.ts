@@ -360,6 +360,30 @@ describe("only known fans get in: the connector's registry gate", { timeout: 120
     assert.equal(health.registry.allowUnboundFans, false);
     assert.equal(health.registry.fans.active, 1);
   });
+
+  // Last in this suite: it stops the suite's nats-server for a while.
+  it("acknowledges a pending fan's reading only once JetStream holds it: with NATS away it stays unacknowledged", async () => {
+    await registry.markPending("w-1", 10);
+    const c = await connector("nats-away");
+    await nats.halt();
+    await publishInOrder("fan/messages/w-1", [reading("w-1", 1)]);
+    await eventually("received, not acknowledged", () => metric(c, /^connector_messages_pending 1$/m));
+    assert.ok(await metric(c, /^connector_readings_quarantined_total 0$/m));
+    await nats.restart();
+    await eventually("held once NATS is back", () => metric(c, /^connector_readings_quarantined_total 1$/m), 30_000);
+    await eventually("then acknowledged", () => metric(c, /^connector_messages_pending 0$/m));
+    const again = await connect({ servers: nats.url });
+    try {
+      const info = await (
+        await jetstreamManager(again)
+      ).streams.info(QUARANTINE_STREAM, {
+        subjects_filter: quarantineSubject("w-1"),
+      });
+      assert.equal(info.state.subjects?.[quarantineSubject("w-1")], 1);
+    } finally {
+      await again.close();
+    }
+  });
 });
 
 // `fanwatch connector` as deployed: NATS_URL names the registry (KV bucket fan_registry) and the
