@@ -151,7 +151,7 @@ export class Admission {
     if (!this.enabled) {
       this.#log.warn(
         { event: "registry_none", trusted: true },
-        "no device registry (NATS_URL unset): every device id is trusted, readings are not checked",
+        "no device registry (no NATS_URL, none given): every device id is trusted, readings are not checked",
       );
       this.#options.onReady();
       return;
