@@ -3,7 +3,6 @@ import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ContendedError, FanwatchError, StoreUnavailableError } from "../errors.js";
 import type { Logger } from "../infra/log.js";
-import { redactUrl } from "../mqtt/settings.js";
 import { decodeKey, encodeKey } from "../nats/keys.js";
 import { added, approved, pendingRecord, retired, sameRecord, withPasswordHash } from "./changes.js";
 import { DeviceIdError } from "./errors.js";
@@ -304,10 +303,9 @@ export async function openFanRegistry(options: OpenRegistryOptions): Promise<Nat
     reconnectTimeWait: 1_000,
     timeout,
   }).catch((error: unknown) => {
-    throw new StoreUnavailableError(
-      `cannot reach NATS at ${redactUrl(options.url)} for the device registry: ${(error as Error).message}`,
-      { cause: error },
-    );
+    throw new StoreUnavailableError(`cannot reach NATS for the device registry: ${(error as Error).message}`, {
+      cause: error,
+    });
   });
   try {
     return (await NatsFanRegistry.open(jetstream(nc, { timeout }), options)).own(nc);
@@ -315,10 +313,9 @@ export async function openFanRegistry(options: OpenRegistryOptions): Promise<Nat
     await nc.close();
     throw error instanceof FanwatchError
       ? error
-      : new StoreUnavailableError(
-          `cannot open the device registry in NATS at ${redactUrl(options.url)}: ${(error as Error).message}`,
-          { cause: error },
-        );
+      : new StoreUnavailableError(`cannot open the device registry in NATS: ${(error as Error).message}`, {
+          cause: error,
+        });
   }
 }
 
