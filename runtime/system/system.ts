@@ -3,7 +3,6 @@ import { readConnectorConfig } from "../../connectors/mqtt/config.js";
 import { readWriterConfig, WRITER_SETTINGS } from "../../connectors/influxdb/config.js";
 import { InfluxWriter } from "../../connectors/influxdb/writer.js";
 import { Connector } from "../../connectors/mqtt/connector.js";
-import type { FanRegistry } from "../../lib/registry/registry.js";
 import { readTopics, type Topics } from "../../lib/infra/config.js";
 import { readSettings, readSettingsFrom } from "../../lib/infra/settings.js";
 import { NOTIFIER_SETTINGS, readNotifierConfig } from "../../notifier/config.js";
@@ -151,8 +150,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     // Its event streams end when stopping starts: a page left open must not hold the gateway up.
     await parts.start(page);
     await parts.start(new FleetViewService(fleet, mqtt, gateway, log));
-    // The registry (helper "registry" puts it on the system) goes to the connector here.
-    const connector = await parts.start(connectorOf(options, mqtt, topics, gateway, undefined, healthState.natsUrl));
+    const connector = await parts.start(connectorOf(options, mqtt, topics, gateway, registry, healthState.natsUrl));
     say(
       `connector routing ${topics.telemetry} and ${topics.anomaly} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.port}/healthz)`,
     );
@@ -255,7 +253,7 @@ function connectorOf(
   mqtt: MqttSettings,
   topics: Topics,
   gateway: GatewayService,
-  registry: FanRegistry | undefined,
+  registry: FanRegistry,
   natsUrl: string | undefined,
 ): Connector {
   const settings = {
@@ -269,15 +267,13 @@ function connectorOf(
     HEALTH_HOST: gatewayHost,
     // The reference fans (and the simulated fleet) publish on fan/messages.
     ALLOW_UNBOUND_FANS: true,
-    // The system's registry checks the readings; NATS, when it runs, holds the quarantine. Never
-    // NATS_URL alone: the connector would open a registry of its own beside the system's.
-    NATS_URL: registry === undefined ? "" : (natsUrl ?? ""),
+    // The system's registry (given: NATS_URL opens no second one) checks the readings; NATS, when
+    // it runs, holds the quarantine of pending fans' readings.
+    NATS_URL: natsUrl ?? "",
   };
-  return new Connector(
-    { ...readConnectorConfig(env, settings), mqtt, basicAuth: gateway.credentials },
-    log,
-    registry === undefined ? {} : { registry },
-  );
+  return new Connector({ ...readConnectorConfig(env, settings), mqtt, basicAuth: gateway.credentials }, log, {
+    registry,
+  });
 }
 
 /** The simulated fleet, with a publisher of its own, ended (forced) when it stops. */
