@@ -20,6 +20,7 @@ import { GatewayService } from "../gateway/runner.js";
 import { HealthState } from "./nats.js";
 import { RegistryService } from "./registry.js";
 import type { FanRegistry } from "../../lib/registry/registry.js";
+import { RegistryCache } from "../../lib/registry/cache.js";
 import { Lifecycle } from "./lifecycle.js";
 import { ServiceBase } from "../../lib/infra/service.js";
 import { Supervisor } from "../../lib/infra/supervisor.js";
@@ -94,7 +95,8 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       mqtt = { ...mqtt, url: broker.url };
     }
     const topics = readTopics(env);
-    const fleet = new FleetView(topics);
+    // Readings from predictions: the connector lets only registered fans' readings through.
+    const fleet = new FleetView(topics, { readingsFrom: "predictions" });
     const influxUrl = readSettings({ INFLUX_URL: WRITER_SETTINGS.INFLUX_URL }, env).INFLUX_URL;
     if (influxUrl !== undefined) {
       const writerOptions = {
@@ -131,6 +133,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       userSecret,
       client: new HttpClient(),
       log,
+      registry,
     });
     const page = new WebPage(fleet, { access, api });
     const gateway = await parts.start(
@@ -149,8 +152,8 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     );
     // Its event streams end when stopping starts: a page left open must not hold the gateway up.
     await parts.start(page);
-    await parts.start(new FleetViewService(fleet, mqtt, gateway, log));
-    const connector = await parts.start(connectorOf(options, mqtt, topics, gateway));
+    await parts.start(new FleetViewService(fleet, mqtt, gateway, log, registry));
+    const connector = await parts.start(connectorOf(options, mqtt, topics, gateway, registry, healthState.natsUrl));
     say(
       `connector routing ${topics.telemetry} and ${topics.anomaly} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.port}/healthz)`,
     );
@@ -210,17 +213,23 @@ async function startNotifier(
 class FleetViewService extends ServiceBase {
   readonly name = "fleet view";
   #viewer: MqttClient | undefined;
+  /** The registry as the view counts from it (page/fleet-count.ts). */
+  readonly #cache: RegistryCache;
 
   constructor(
     private readonly fleet: FleetView,
     private readonly mqtt: MqttSettings,
     private readonly gateway: GatewayService,
     private readonly log: Logger,
+    registry: FanRegistry,
   ) {
     super();
+    this.#cache = new RegistryCache(registry);
   }
 
   protected async onStart(): Promise<void> {
+    await this.#cache.start();
+    this.fleet.useRegistry(this.#cache);
     const viewer = connectMqtt(this.mqtt, {
       clientId: `fanwatch-view-${process.pid}`,
       onError: (e) => this.log.warn({ event: "mqtt_error", err: e.message }, "fleet view: MQTT error"),
@@ -240,6 +249,7 @@ class FleetViewService extends ServiceBase {
   // The view only reads, so it is closed at once rather than waiting on its session.
   protected async onClose(): Promise<void> {
     await this.#viewer?.endAsync(true);
+    await this.#cache.stop();
   }
 }
 
@@ -253,17 +263,27 @@ function connectorOf(
   mqtt: MqttSettings,
   topics: Topics,
   gateway: GatewayService,
+  registry: FanRegistry,
+  natsUrl: string | undefined,
 ): Connector {
   const settings = {
     gateway_url: gateway.url,
     broker: mqtt.url,
-    topic: [topics.telemetry, topics.anomaly],
+    // Per-fan topics last: the first filters keep their sessions (client ids) of earlier runs.
+    topic: [topics.telemetry, topics.anomaly, `${topics.telemetry}/+`],
     client_id: START_CONNECTOR_CLIENT_ID,
     refresh_interval_ms: 2_000,
     port: 0,
     HEALTH_HOST: gatewayHost,
+    // The reference fans (and the simulated fleet) publish on fan/messages.
+    ALLOW_UNBOUND_FANS: true,
+    // The system's registry (given: NATS_URL opens no second one) checks the readings; NATS, when
+    // it runs, holds the quarantine of pending fans' readings.
+    NATS_URL: natsUrl ?? "",
   };
-  return new Connector({ ...readConnectorConfig(env, settings), mqtt, basicAuth: gateway.credentials }, log);
+  return new Connector({ ...readConnectorConfig(env, settings), mqtt, basicAuth: gateway.credentials }, log, {
+    registry,
+  });
 }
 
 /** The simulated fleet, with a publisher of its own, ended (forced) when it stops. */
