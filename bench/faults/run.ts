@@ -152,6 +152,8 @@ export interface ScenarioResult {
   deadLetters: {
     received: number;
     byReason: Record<string, number>;
+    /** By the letter's error code (`none`: the letter has none). */
+    byCode: Record<string, number>;
     withoutReason: number;
     forValidReadings: number;
     forPredictions: number;
@@ -327,6 +329,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
       deadLetters: {
         received: ledger.deadLettersReceived,
         byReason: Object.fromEntries([...ledger.deadLettersByReason].sort((a, b) => b[1] - a[1])),
+        byCode: Object.fromEntries([...ledger.deadLettersByCode].sort((a, b) => b[1] - a[1])),
         withoutReason: ledger.deadLettersWithoutReason,
         forValidReadings: summary.validDeadLettered,
         forPredictions: summary.predictionsDeadLettered,
