@@ -78,11 +78,14 @@ export class FaultSystem {
     const [broker, influx, nats] = await Promise.all([startMosquitto(), startInfluxDB(), startNats()]);
     // The fleet is registered before the connector starts: its cache then holds every fan from the
     // first reading on, as on a site where the fans were registered before they were switched on.
-    let registry: FanRegistry;
+    const registry = await openRegistry(nats.url).catch(async (error: unknown) => {
+      await Promise.all([broker.stop(), influx.stop(), nats.stop()]);
+      throw error;
+    });
     try {
-      registry = await openRegistry(nats.url);
       await registerFleet(registry, options.registry.fans);
     } catch (error) {
+      await registry.close().catch(() => {});
       await Promise.all([broker.stop(), influx.stop(), nats.stop()]);
       throw error;
     }
