@@ -284,10 +284,10 @@ describe("only known fans get in: the connector's registry gate", { timeout: 120
       letters.map((l) => (l as { code: string }).code),
       ["FANWATCH_READING_IMPLAUSIBLE", "FANWATCH_READING_IMPLAUSIBLE"],
     );
-    assert.match((letters[0] as { error: string }).error, /^rotation: 1e\+308 is outside its physical limits/);
+    assert.match((letters[0] as { error: string }).error, /^rotation: 1e\+308 rpm is outside its physical limits/);
     assert.match(
       (letters[1] as { error: string }).error,
-      /^temperature: 95 is outside its physical limits \(0 to 90\)/,
+      /^temperature: 95 °C is outside its physical limits \(0 to 90 °C\)/,
     );
     const notices = await collector.waitFor("fan/anomaly", 2);
     assert.ok(notices.every(isSensorNotice));
