@@ -48,7 +48,10 @@ export function addDeadLettersCommand(program: Command, io: Io): void {
     )
     .option("--since <duration>", "how far back, e.g. 30m, 1h, 7d", duration, "1h")
     .option("--limit <n>", "at most this many, the newest", atLeastOne, 50)
-    .option("--json", "one JSON object per dead letter ({time, topic, error, payload}), or the replay's counts")
+    .option(
+      "--json",
+      "one JSON object per dead letter ({time, topic, code when given, error, payload}), or the replay's counts",
+    )
     .option(
       "--replay",
       "publish each listed payload again to its topic at QoS 1 (skipping truncated ones and those from the dead-letter topic)",
@@ -106,9 +109,10 @@ function atLeastOne(value: string): number {
   return n;
 }
 
-/** Two lines a letter: time, topic and reason, then the payload, indented; control characters escaped. */
+/** Two lines a letter: time, topic, reason and its code, then the payload, indented; control characters escaped. */
 function format(letter: StoredDeadLetter): string {
-  return `${shortTime(letter.time)}  ${visible(letter.topic ?? "(no topic)")}  ${visible(letter.error)}\n    ${visible(letter.payload)}`;
+  const code = letter.code === undefined ? "" : ` [${visible(letter.code)}]`;
+  return `${shortTime(letter.time)}  ${visible(letter.topic ?? "(no topic)")}  ${visible(letter.error)}${code}\n    ${visible(letter.payload)}`;
 }
 
 function shortTime(time: string): string {

@@ -10,7 +10,7 @@ export function addInfluxWriterCommand(program: Command, io: Io): void {
   const command = program
     .command("influx-writer")
     .description(
-      "store readings, predictions, dead letters and health transitions from MQTT in InfluxDB (1.x or 2.x), acknowledging each only once written or dead-lettered",
+      "store predictions with the readings they scored (never the telemetry topic: it carries readings not let in), dead letters and health transitions from MQTT in InfluxDB (1.x or 2.x), acknowledging each only once written or dead-lettered",
     );
   const given = addSettingFlags(command, WRITER_SETTINGS);
   addSettingsHelp(command, [

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { exitOutcome } from "../lib/errors.js";
 import { addConnectorCommand } from "./connector-command.js";
 import { addDeadLettersCommand } from "./deadletters-command.js";
+import { addFansCommand } from "./fans-command.js";
 import { addFunctionCommand } from "./function-command.js";
 import { addGatewayCommand } from "./gateway-command.js";
 import { addInfluxSetupCommand } from "./influx-setup-command.js";
@@ -39,6 +40,7 @@ export function buildProgram(io: Io): Command {
   addNotificationsCommand(program, io);
   addPageCommand(program, io);
   addNatsCommand(program, io);
+  addFansCommand(program, io);
   addReleaseCommand(program, io);
   for (const command of program.commands) command.exitOverride();
   return program;

@@ -4,7 +4,10 @@
 // lost and p99 <= 250 ms. Baseline in the same run: the reference design's shape with our code
 // (one message per invocation, one score call per reading, QoS 0).
 // Progress goes to stderr; results to stdout as JSON lines, the summary last.
-// BENCH_STEP_SECONDS (default 6) sets each step's length; BENCH_SHAPES=fanwatch runs one shape.
+// Shape `registry` is fanwatch with the device registry on (the connector checks every reading
+// against it): beside `fanwatch` in the same run, what the gate costs.
+// BENCH_STEP_SECONDS (default 6) sets each step's length; BENCH_SHAPES=fanwatch runs one shape;
+// BENCH_FANS (default 200) the fleet's size.
 import { pino } from "pino";
 import { Lifecycle } from "../../runtime/system/lifecycle.js";
 import { CliProcess } from "../../test/support/cli-process.js";
@@ -14,6 +17,8 @@ import { freePort } from "../../lib/infra/net.js";
 import { cpuByProcess, cpuMsPer1000, publishPaced, quantile, waitUntilDone } from "../support/load-step.js";
 import { peakRssMb, rssMb } from "../support/process-stats.js";
 import { startMosquitto, type Broker } from "../../test/support/mosquitto.js";
+import { startNats, type TestNats } from "../../test/support/nats.js";
+import { openFanRegistry } from "../../lib/registry/nats-registry.js";
 
 const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 6);
 /** The fleet's size: readings go round its fans. */
@@ -25,7 +30,9 @@ let nextTimeStamp = Date.UTC(2020, 0, 1);
 const P99_LIMIT_MS = 250;
 
 interface Shape {
-  name: "fanwatch" | "baseline";
+  name: "fanwatch" | "registry" | "baseline";
+  /** The connector checks every reading against the device registry (a nats-server, the fleet registered). */
+  registry?: boolean;
   qos: 0 | 1;
   /** Readings a second during the uncounted warm-up. */
   warmUp: number;
@@ -51,6 +58,16 @@ const SHAPES: Shape[] = [
     warmUp: 2000,
     steps: [100, 2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000],
     connector: {},
+    score: {},
+  },
+  // fanwatch again, every reading checked against the device registry: what the gate costs.
+  {
+    name: "registry",
+    registry: true,
+    qos: 1,
+    warmUp: 2000,
+    steps: [100, 2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000],
+    connector: { ALLOW_UNBOUND_FANS: "true" },
     score: {},
   },
 ];
@@ -139,6 +156,9 @@ console.log(
     p99LimitMs: P99_LIMIT_MS,
     ...summary,
     speedupVsBaseline: base === 0 ? null : Math.round((ours / base) * 10) / 10,
+    // The gate's cost: the registry shape's sustained rate over fanwatch's (1 = none measurable at this step size).
+    registryVsFanwatch:
+      ours === 0 || summary.registry === undefined ? null : Math.round((summary.registry.sustained / ours) * 100) / 100,
   }),
 );
 
@@ -153,8 +173,21 @@ interface System {
   stop(): Promise<void>;
 }
 
+/** A nats-server with the bench's fleet registered active, for a shape with a registry. */
+async function startRegistry(): Promise<TestNats> {
+  const nats = await startNats();
+  const registry = await openFanRegistry({ url: nats.url });
+  try {
+    for (let n = 0; n < BENCH_FANS; n++) await registry.add(benchFanId(n), {}, "bench");
+  } finally {
+    await registry.close();
+  }
+  return nats;
+}
+
 async function startSystem(shape: Shape): Promise<System> {
   const broker = await startMosquitto();
+  const nats = shape.registry === true ? await startRegistry() : undefined;
   const scorePort = await freePort();
   const predictPort = await freePort();
   // The parts as fanwatch start runs them, each a process here: started in order, drained in reverse.
@@ -181,6 +214,7 @@ async function startSystem(shape: Shape): Promise<System> {
       port: String(await freePort()),
       client_id: `bench-${shape.name}`,
       NODE_OPTIONS: CONNECTOR_NODE_OPTIONS,
+      ...(nats === undefined ? {} : { NATS_URL: nats.url }),
       ...shape.connector,
     },
     /connector running/,
@@ -214,6 +248,7 @@ async function startSystem(shape: Shape): Promise<System> {
       await publisher.endAsync();
       await listener.endAsync();
       await parts.stop();
+      await nats?.stop();
       await broker.stop();
     },
   };

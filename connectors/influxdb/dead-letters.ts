@@ -8,6 +8,8 @@ export interface StoredDeadLetter {
   /** RFC 3339, as InfluxDB returns it (nanoseconds). */
   time: string;
   topic: string | undefined;
+  /** The refusal's FANWATCH_* error code, when the refuser gave one. */
+  code?: string;
   error: string;
   payload: string;
 }
@@ -32,13 +34,15 @@ export async function readDeadLetters(
   if (total === 0) return { letters: [], total };
   const [series] = await influxQuery(
     target,
-    `SELECT "error", "payload", "topic" FROM "deadletter" ${where} ORDER BY time DESC LIMIT ${options.limit}`,
+    `SELECT "error", "payload", "topic", "code" FROM "deadletter" ${where} ORDER BY time DESC LIMIT ${options.limit}`,
     query,
   );
   const letters = (series?.values ?? []).map((row) => {
     // Text as stored; whatever else a misconfigured writer stored is shown, not refused.
-    const [time, error, payload, topic] = [0, 1, 2, 3].map((i) => storedText(row[i]));
-    return { time: time ?? "", topic, error: error ?? "", payload: payload ?? "" };
+    const [time, error, payload, topic, code] = [0, 1, 2, 3, 4].map((i) => storedText(row[i]));
+    const letter: StoredDeadLetter = { time: time ?? "", topic, error: error ?? "", payload: payload ?? "" };
+    if (code !== undefined) letter.code = code;
+    return letter;
   });
   return { letters: letters.reverse(), total };
 }

@@ -1,4 +1,5 @@
 import { Point } from "@influxdata/influxdb-client";
+import { z } from "zod";
 import { FEATURES } from "../../lib/domain/features.js";
 import { AlarmTransitionSchema, NOTE_EVENTS } from "../../lib/domain/health.js";
 import { TIMESTAMP_MAX_MS, TIMESTAMP_MIN_MS } from "../../lib/domain/telemetry.js";
@@ -56,9 +57,23 @@ export function rfc3339Nanoseconds(text: string): bigint | string {
   return BigInt(ms) * 1_000_000n + BigInt(fraction.padEnd(9, "0"));
 }
 
+/**
+ * A transition as stored: the health function's schema, except that the event is any short
+ * lower-case name rather than one of HEALTH_EVENTS. Health gains events (a sensor issue opened or
+ * cleared, say) before every writer is upgraded: an event the writer does not know yet is stored
+ * like the others, not refused. Still bounded, as a tag must be: at most 32 characters of a-z, 0-9
+ * and `-`. Fields the writer does not know (a new record field) are left out of the point.
+ */
+const StoredTransitionSchema = AlarmTransitionSchema.extend({
+  event: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, "must be an event name (a-z, 0-9, -; at most 32 characters)"),
+});
+
+/** Who a transition's `by` is: a note's author, or who acted (the other events). */
+const NOTES: ReadonlySet<string> = NOTE_EVENTS;
+
 /** One transition as one line of line protocol (nanoseconds), or why it is not one. */
 export function healthLine(value: unknown): PointResult {
-  const parsed = AlarmTransitionSchema.safeParse(value);
+  const parsed = StoredTransitionSchema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     return { ok: false, error: `health transition ${issue?.path.join(".") || "body"}: ${issue?.message ?? "invalid"}` };
@@ -77,7 +92,7 @@ export function healthLine(value: unknown): PointResult {
   if (t.contributions !== null) for (const f of FEATURES) point.floatField(`contribution_${f}`, t.contributions[f]);
   // Who acted (acknowledge, shelve, maintenance) or who wrote a note: apart, so that Grafana's
   // acknowledgedBy names no commenter; `author`, since `by` is an InfluxQL keyword.
-  if (t.by !== undefined) point.stringField(NOTE_EVENTS.has(t.event) ? "author" : "acknowledgedBy", t.by);
+  if (t.by !== undefined) point.stringField(NOTES.has(t.event) ? "author" : "acknowledgedBy", t.by);
   if (t.note !== undefined) point.stringField("note", t.note);
   // Named as the record's field: `to` is an InfluxQL keyword, which every query would have to quote.
   if (t.to !== undefined) point.stringField("assignedTo", t.to);

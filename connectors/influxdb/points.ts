@@ -4,75 +4,90 @@ import { deadLetter } from "../../lib/domain/dead-letter.js";
 import { FEATURES, type FeatureName } from "../../lib/domain/features.js";
 import { parseUntrustedJson } from "../../lib/infra/json.js";
 import { PredictionSchema } from "../../lib/domain/prediction.js";
-import { parseTelemetry, parseTimestamp, readTimestamp } from "../../lib/domain/telemetry.js";
+import { isSensorNotice } from "../../lib/domain/sensor-notice.js";
+import { readTimestamp } from "../../lib/domain/telemetry.js";
 import { HEALTH_SCHEMA, healthLine } from "./health-points.js";
 
 /**
  * The storage schema (docs/persistence.md), the same from Telegraf and from this writer. Tags are
  * strings; readings and predictions have numeric fields (floats, and `fault` an integer 0/1);
  * a dead letter keeps its reason and the rejected payload as strings, tagged with the topic the
- * rejected message came from; a health transition is described in health-points.ts.
+ * rejected message came from and its error code; a health transition is described in health-points.ts.
+ * Readings (`telemetry`) come from the predictions' `reading`, not from the telemetry topic: a
+ * prediction exists only for a reading the connector let through (an active registered fan), so
+ * a quarantined or forged reading never reaches InfluxDB.
  */
 export const SCHEMA = {
   telemetry: {
     tags: ["deviceID"],
-    // One float per sensor, in FEATURES order: the order toLine writes them in.
+    // One float per sensor, in FEATURES order: the order toLines writes them in.
     fields: Object.fromEntries(FEATURES.map((f) => [f, "float"])) as Record<FeatureName, "float">,
   },
   prediction: { tags: ["deviceID", "model"], fields: { fault: "integer", probability: "float" } },
-  deadletter: { tags: ["topic"], fields: { error: "string", payload: "string" } },
+  deadletter: { tags: ["topic", "code"], fields: { error: "string", payload: "string" } },
   health: HEALTH_SCHEMA,
 } as const;
 
-export type Kind = keyof typeof SCHEMA;
+export type Measurement = keyof typeof SCHEMA;
+
+/** The topic a message came from: the anomaly topic (predictions), the dead-letter topic, the alarm topic. */
+export type Source = "prediction" | "deadletter" | "health";
 
 export type PointResult = { ok: true; line: string } | { ok: false; error: string };
 
 /**
- * One MQTT message as one line of InfluxDB line protocol, timestamps in nanoseconds (influx-client
- * writes with precision=ns): a reading from the telemetry topic or a prediction from the anomaly
- * topic, at the reading's own time when it has one; a dead letter at its arrival; a health
- * transition from the alarm topic at its own time `at`.
+ * A message's points, or why it cannot be stored. No lines (and `skipped` saying why) for what is
+ * expected on its topic but not stored: a sensor notice on the anomaly topic.
  */
-export function toLine(kind: Kind, payload: Buffer, arrivedAt: number): PointResult {
-  if (kind === "deadletter") return deadLetterLine(payload, arrivedAt);
+export type PointsResult = { ok: true; lines: string[]; skipped?: string } | { ok: false; error: string };
+
+/**
+ * One MQTT message as lines of InfluxDB line protocol, timestamps in nanoseconds (influx-client
+ * writes with precision=ns): a prediction from the anomaly topic, and the reading it scored, both
+ * at the reading's own time when it has one; a dead letter at its arrival; a health transition
+ * from the alarm topic at its own time `at`.
+ */
+export function toLines(source: Source, payload: Buffer, arrivedAt: number): PointsResult {
+  if (source === "deadletter") return one(deadLetterLine(payload, arrivedAt));
   let value: unknown;
   try {
     value = parseUntrustedJson(payload);
   } catch (error) {
     return { ok: false, error: `payload is not JSON: ${(error as Error).message}` };
   }
-  if (kind === "health") return healthLine(value);
-  return kind === "telemetry" ? telemetryLine(value, arrivedAt) : predictionLine(value, arrivedAt);
+  if (source === "health") return one(healthLine(value));
+  // Expected on the anomaly topic (health reads it), never a point: its reading was dead-lettered.
+  if (isSensorNotice(value)) return { ok: true, lines: [], skipped: "sensor notice" };
+  return predictionLines(value, arrivedAt);
 }
 
-function telemetryLine(value: unknown, arrivedAt: number): PointResult {
-  const parsed = parseTelemetry(value);
-  if (!parsed.ok) return { ok: false, error: parsed.error };
-  const t = parsed.telemetry;
-  const point = new Point("telemetry").tag("deviceID", t.deviceID);
-  for (const f of FEATURES) point.floatField(f, t[f]);
-  // The schema accepted the timeStamp, so it parses, within the range InfluxDB stores.
-  point.timestamp(nanoseconds(t.timeStamp === undefined ? arrivedAt : (parseTimestamp(t.timeStamp) as number)));
-  return { ok: true, line: point.toLineProtocol() as string };
+function one(result: PointResult): PointsResult {
+  return result.ok ? { ok: true, lines: [result.line] } : result;
 }
 
-function predictionLine(value: unknown, arrivedAt: number): PointResult {
+/** The prediction point, and the reading's point when the prediction carries the reading it scored. */
+function predictionLines(value: unknown, arrivedAt: number): PointsResult {
   const parsed = PredictionSchema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     return { ok: false, error: `prediction ${issue?.path.join(".") || "body"}: ${issue?.message ?? "invalid"}` };
   }
   const p = parsed.data;
-  const point = new Point("prediction")
+  const at = p.timeStamp === undefined ? arrivedAt : readTimestamp(p.timeStamp);
+  if (typeof at === "string") return { ok: false, error: `prediction timeStamp: ${at}` };
+  const time = nanoseconds(at);
+  const prediction = new Point("prediction")
     .tag("deviceID", p.deviceID)
     .intField("fault", p.fault)
     .floatField("probability", p.probability);
-  if (p.model !== undefined) point.tag("model", p.model);
-  const at = p.timeStamp === undefined ? arrivedAt : readTimestamp(p.timeStamp);
-  if (typeof at === "string") return { ok: false, error: `prediction timeStamp: ${at}` };
-  point.timestamp(nanoseconds(at));
-  return { ok: true, line: point.toLineProtocol() as string };
+  if (p.model !== undefined) prediction.tag("model", p.model);
+  const lines = [prediction.timestamp(time).toLineProtocol() as string];
+  if (p.reading !== undefined) {
+    const reading = new Point("telemetry").tag("deviceID", p.deviceID);
+    for (const f of FEATURES) reading.floatField(f, p.reading[f]);
+    lines.push(reading.timestamp(time).toLineProtocol() as string);
+  }
+  return { ok: true, lines };
 }
 
 /** InfluxDB 1.x caps string fields at 64 KiB; a dead letter's are 1 KiB of payload and a reason. */
@@ -82,6 +97,16 @@ const DeadLetterSchema = z.object({
   topic: z.string().min(1).max(1024),
   payload: z.string().max(FIELD_LIMIT),
   at: z.string(),
+  /**
+   * The FANWATCH_* error code of the refusal (docs/errors.md), when the refuser gave one: a tag, a
+   * few dozen values at most. Anything else there is left out rather than stored as a tag (a tag
+   * of free text would add a series per value); the dead letter itself is still stored.
+   */
+  code: z
+    .string()
+    .regex(/^FANWATCH_[A-Z0-9_]{1,64}$/)
+    .optional()
+    .catch(undefined),
 });
 
 /**
@@ -98,7 +123,7 @@ let sequence = 0;
  */
 function deadLetterLine(payload: Buffer, arrivedAt: number): PointResult {
   sequence = (sequence + 1) % 1_000_000;
-  let letter: { error: string; topic: string; payload: string };
+  let letter: { error: string; topic: string; payload: string; code?: string | undefined };
   try {
     const parsed = DeadLetterSchema.safeParse(parseUntrustedJson(payload));
     letter = parsed.success
@@ -113,6 +138,7 @@ function deadLetterLine(payload: Buffer, arrivedAt: number): PointResult {
   }
   const point = new Point("deadletter").stringField("error", letter.error).stringField("payload", letter.payload);
   if (letter.topic !== "") point.tag("topic", letter.topic);
+  if (letter.code !== undefined) point.tag("code", letter.code);
   point.timestamp(nanoseconds(arrivedAt, sequence));
   return { ok: true, line: point.toLineProtocol() as string };
 }

@@ -7,18 +7,23 @@ import { retry } from "../../lib/infra/retry.js";
 import { ServiceBase } from "../../lib/infra/service.js";
 import type { WriterConfig } from "./config.js";
 import { createLineWriter, type LineWriter, type WriteOutcome } from "./influx-client.js";
-import { toLine, type Kind } from "./points.js";
+import { toLines, type Source } from "./points.js";
 
+/** A message's points (a prediction has two: itself and the reading it scored), acknowledged together. */
 interface Buffered {
-  line: string;
+  lines: string[];
   message: ReceivedMessage;
 }
 
 /**
- * MQTT → InfluxDB for single machines (clusters use Telegraf with the same schema). Takes readings,
+ * MQTT → InfluxDB for single machines (clusters use Telegraf with the same schema). Takes
  * predictions, dead letters and health transitions from the broker (lib/mqtt/consumer.ts:
- * persistent session, QoS 1), turns each message into one point, writes them in batches (batchSize lines or flushMs), and
- * acknowledges a message only once its point is stored or dead-lettered:
+ * persistent session, QoS 1), turns each message into its points, writes them in batches
+ * (batchSize lines or flushMs), and acknowledges a message only once its points are stored or it
+ * is dead-lettered. Readings are stored from the predictions (each carries the reading it scored),
+ * never from the telemetry topic: only readings the connector let through (an active registered
+ * fan's) are predicted, so a quarantined or forged reading never reaches InfluxDB. A sensor notice
+ * on the anomaly topic is acknowledged and not stored.
  * - InfluxDB down (unreachable, no answer, 5xx, 429, credentials or database not there yet): the
  *   batch is retried with capped backoff; nothing is acknowledged meanwhile, and once the messages
  *   held reach maxBufferBytes the consumer stops reading: the broker keeps the rest.
@@ -31,7 +36,7 @@ export class InfluxWriter extends ServiceBase {
   readonly registry = new Registry();
   readonly #messages = new Counter({
     name: "influx_writer_messages_total",
-    help: "MQTT messages by kind (telemetry, prediction, deadletter, health) and outcome (accepted, rejected: dead-lettered before writing, dropped: a dead letter that could not be stored)",
+    help: "MQTT messages by kind (prediction, sensor_notice, deadletter, health; telemetry: left in the session by an older writer) and outcome (accepted, rejected: dead-lettered before writing, dropped: a dead letter that could not be stored, skipped: acknowledged, nothing to store)",
     labelNames: ["kind", "outcome"],
     registers: [this.registry],
   });
@@ -67,6 +72,8 @@ export class InfluxWriter extends ServiceBase {
   readonly #consumer: MqttConsumer;
   /** Points waiting for a batch, then the batch being written. */
   #buffer: Buffered[] = [];
+  /** Lines (points) in #buffer: batches are counted in points, and a prediction brings two. */
+  #buffered = 0;
   #batch: Buffered[] = [];
   #timer: NodeJS.Timeout | undefined;
   #writing: Promise<void> | undefined;
@@ -87,7 +94,10 @@ export class InfluxWriter extends ServiceBase {
     this.#consumer = new MqttConsumer({
       mqtt: config.mqtt,
       clientId: config.clientId,
-      topics: [topics.telemetry, topics.anomaly, topics.deadletter, topics.alarm],
+      topics: [topics.anomaly, topics.deadletter, topics.alarm],
+      // A session kept from an older writer still holds the telemetry topic: readings come from
+      // the predictions now, and the telemetry topic also carries readings of fans not let in.
+      unsubscribe: [topics.telemetry],
       deadLetterTopic: topics.deadletter,
       maxBytesInFlight: config.maxBufferBytes,
       log,
@@ -95,7 +105,7 @@ export class InfluxWriter extends ServiceBase {
       onConnectionLost: () => this.#dropAll(),
     });
     collectDefaultMetrics({ register: this.registry, prefix: "influx_writer_" });
-    const points = () => this.#buffer.length + this.#batch.length;
+    const points = () => this.#buffered + lineCount(this.#batch);
     const bytes = () => this.#consumer.status.bytesInFlight;
     const up = () => (this.#influxError === undefined ? 1 : 0);
     new Gauge({
@@ -147,7 +157,7 @@ export class InfluxWriter extends ServiceBase {
         api: influx.api,
         target,
       },
-      `writing ${topics.telemetry}, ${topics.anomaly}, ${topics.deadletter} and ${topics.alarm} to InfluxDB ${target}`,
+      `writing ${topics.anomaly} (predictions and their readings), ${topics.deadletter} and ${topics.alarm} to InfluxDB ${target}`,
     );
   }
 
@@ -160,7 +170,7 @@ export class InfluxWriter extends ServiceBase {
       this.#stopWriting();
       await this.#writing;
       while (this.#buffer.length > 0) {
-        const batch = this.#buffer.splice(0, this.config.batchSize);
+        const batch = this.#take();
         if (!(await this.#writeOnce(batch))) break;
       }
     });
@@ -171,7 +181,7 @@ export class InfluxWriter extends ServiceBase {
     this.#stopWriting();
     await this.#consumer.close();
     await this.#server?.close();
-    this.log.info({ event: "stopped", unwritten: this.#buffer.length }, "InfluxDB writer stopped");
+    this.log.info({ event: "stopped", unwritten: this.#buffered }, "InfluxDB writer stopped");
   }
 
   #stopWriting(): void {
@@ -181,28 +191,35 @@ export class InfluxWriter extends ServiceBase {
   }
 
   #receive(message: ReceivedMessage): void {
-    const kind = this.#kindOf(message.topic);
-    const point = toLine(kind, message.payload, Date.now());
-    if (!point.ok) {
-      this.#messages.inc({ kind, outcome: "rejected" });
-      this.#deadLetter(message, `influx-writer: ${point.error}`);
+    const source = this.#sourceOf(message.topic);
+    if (source === undefined) {
+      // A reading the old session still held (until the unsubscribe): its prediction brings it.
+      this.#messages.inc({ kind: "telemetry", outcome: "skipped" });
+      return message.ack();
+    }
+    const points = toLines(source, message.payload, Date.now());
+    if (!points.ok) {
+      this.#messages.inc({ kind: source, outcome: "rejected" });
+      this.#deadLetter(message, `influx-writer: ${points.error}`);
       return;
     }
-    this.#messages.inc({ kind, outcome: "accepted" });
-    this.#buffer.push({ line: point.line, message });
-    if (this.#buffer.length >= this.config.batchSize) void this.#flush();
+    if (points.lines.length === 0) {
+      this.#messages.inc({ kind: "sensor_notice", outcome: "skipped" });
+      return message.ack();
+    }
+    this.#messages.inc({ kind: source, outcome: "accepted" });
+    this.#buffer.push({ lines: points.lines, message });
+    this.#buffered += points.lines.length;
+    if (this.#buffered >= this.config.batchSize) void this.#flush();
     else this.#timer ??= setTimeout(() => void this.#flush(), this.config.flushMs);
   }
 
-  #kindOf(topic: string): Kind {
+  #sourceOf(topic: string): Source | undefined {
     const { anomaly, deadletter, alarm } = this.config.topics;
-    return topic === anomaly
-      ? "prediction"
-      : topic === deadletter
-        ? "deadletter"
-        : topic === alarm
-          ? "health"
-          : "telemetry";
+    if (topic === anomaly) return "prediction";
+    if (topic === deadletter) return "deadletter";
+    if (topic === alarm) return "health";
+    return undefined;
   }
 
   /** Starts the write loop unless it runs already; it empties the buffer batch by batch. */
@@ -219,7 +236,7 @@ export class InfluxWriter extends ServiceBase {
 
   async #writeAll(): Promise<void> {
     while (this.#buffer.length > 0 && !this.#stopping) {
-      this.#batch = this.#buffer.splice(0, this.config.batchSize);
+      this.#batch = this.#take();
       const signal = this.#abort.signal;
       try {
         const outcome = await retry(() => this.#timed(this.#batch, signal), {
@@ -228,17 +245,35 @@ export class InfluxWriter extends ServiceBase {
           signal,
           // InfluxDB's bad data comes back in the outcome; whatever throws is an outage.
           retryable: () => true,
-          onRetry: (error) => this.#failed(error, this.#batch.length),
+          onRetry: (error) => this.#failed(error, lineCount(this.#batch)),
         });
         this.#settle(this.#batch, outcome.rejected);
       } catch {
         // Every error is retried, so only the signal ends retry: stopping (onDrain() tries the batch
         // once more) or the batch's connection closed (its messages come again).
-        if (this.#stopping) this.#buffer.unshift(...this.#batch);
+        if (this.#stopping) this.#putBack(this.#batch);
       } finally {
         this.#batch = [];
       }
     }
+  }
+
+  /** The next batch: messages from the front of the buffer up to batchSize points (at least one message). */
+  #take(): Buffered[] {
+    let count = 0;
+    let lines = 0;
+    for (const item of this.#buffer) {
+      if (count > 0 && lines + item.lines.length > this.config.batchSize) break;
+      count++;
+      lines += item.lines.length;
+    }
+    this.#buffered -= lines;
+    return this.#buffer.splice(0, count);
+  }
+
+  #putBack(batch: Buffered[]): void {
+    this.#buffer.unshift(...batch);
+    this.#buffered += lineCount(batch);
   }
 
   /** One attempt; false if InfluxDB did not take the batch. */
@@ -247,8 +282,8 @@ export class InfluxWriter extends ServiceBase {
       this.#settle(batch, (await this.#timed(batch)).rejected);
       return true;
     } catch (error) {
-      this.#failed(error, batch.length);
-      this.#buffer.unshift(...batch);
+      this.#failed(error, lineCount(batch));
+      this.#putBack(batch);
       return false;
     }
   }
@@ -257,7 +292,7 @@ export class InfluxWriter extends ServiceBase {
   async #timed(batch: Buffered[], signal?: AbortSignal): Promise<WriteOutcome> {
     const stopTimer = this.#seconds.startTimer();
     const outcome = await this.#lines.write(
-      batch.map((b) => b.line),
+      batch.flatMap((b) => b.lines),
       signal,
     );
     stopTimer();
@@ -278,19 +313,30 @@ export class InfluxWriter extends ServiceBase {
   }
 
   /** Acknowledges the stored points and dead-letters the refused ones. */
+  /**
+   * Acknowledges the messages whose points were all stored and dead-letters those with a refused
+   * point (the reason of its first; a prediction whose reading was refused is dead-lettered
+   * whole: replayed, its stored point is written again, the same point).
+   */
   #settle(batch: Buffered[], rejected: WriteOutcome["rejected"]): void {
     const refused = new Map(rejected.map((r) => [r.index, r.error]));
-    batch.forEach((item, index) => {
-      const error = refused.get(index);
-      if (error === undefined) return item.message.ack();
-      this.#refused.inc({ reason: refusalReason(error) });
+    let index = 0;
+    for (const item of batch) {
+      const errors = item.lines.map((_line, i) => refused.get(index + i)).filter((e) => e !== undefined);
+      index += item.lines.length;
+      const [error] = errors;
+      if (error === undefined) {
+        item.message.ack();
+        continue;
+      }
+      for (const e of errors) this.#refused.inc({ reason: refusalReason(e) });
       this.#deadLetter(item.message, `influx-writer: ${error}`);
-    });
-    this.#points.inc(batch.length - refused.size);
+    }
+    this.#points.inc(index - refused.size);
     if (refused.size > 0)
       this.log.warn(
         { event: "points_refused", points: refused.size, first: rejected[0]?.error },
-        `InfluxDB refused ${refused.size} of ${batch.length} points as bad data; dead-lettered`,
+        `InfluxDB refused ${refused.size} of ${index} points as bad data; dead-lettered`,
       );
   }
 
@@ -304,6 +350,7 @@ export class InfluxWriter extends ServiceBase {
   /** The connection closed: the broker redelivers everything held, so the copies are dropped. */
   #dropAll(): void {
     this.#buffer = [];
+    this.#buffered = 0;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#batch.length > 0 && !this.#stopping) {
@@ -320,13 +367,17 @@ export class InfluxWriter extends ServiceBase {
         broker: mqtt.connected ? (mqtt.subscribed ? "connected" : "connected, not subscribed") : "disconnected",
         brokerError: mqtt.error,
         influx: this.#influxError === undefined ? "ok" : `failing: ${this.#influxError}`,
-        buffered: this.#buffer.length + this.#batch.length,
+        buffered: this.#buffered + lineCount(this.#batch),
         bufferedBytes: mqtt.bytesInFlight,
         reading: mqtt.paused === null ? "yes" : `paused: ${mqtt.paused}`,
         deadLettersPending: mqtt.deadLettersPending,
       },
     };
   }
+}
+
+function lineCount(items: readonly Buffered[]): number {
+  return items.reduce((sum, item) => sum + item.lines.length, 0);
 }
 
 /** A label of few values for InfluxDB's reason (the reason itself names the point). */

@@ -19,6 +19,8 @@ import { FleetView } from "../../page/fleet-view.js";
 import { isLoopback, reachableHost } from "../../lib/infra/net.js";
 import { GatewayService } from "../gateway/runner.js";
 import { HealthState } from "./nats.js";
+import { RegistryService } from "./registry.js";
+import type { FanRegistry } from "../../lib/registry/registry.js";
 import { Lifecycle } from "./lifecycle.js";
 import { ServiceBase } from "../../lib/infra/service.js";
 import { Supervisor } from "../../lib/infra/supervisor.js";
@@ -65,6 +67,8 @@ export interface RunningSystem {
   operator: { username: string; passwordFile: string } | undefined;
   fleet: FleetView;
   simulator: FleetSimulator | undefined;
+  /** The device registry (runtime/system/registry.ts), the simulated fleet in it. */
+  registry: FanRegistry;
   stop(): Promise<void>;
 }
 
@@ -113,11 +117,16 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       // health server listens where the gateway does (nothing more open than the page).
       const writer = await parts.start(new InfluxWriter(writerOptions, log));
       say(
-        `InfluxDB writer storing ${topics.telemetry}, ${topics.anomaly}, ${topics.alarm} and ${topics.deadletter} in ${influxUrl} (health on http://${reachableHost(options.gatewayHost)}:${writer.port}/healthz)`,
+        `InfluxDB writer storing ${topics.anomaly} (predictions and their readings), ${topics.alarm} and ${topics.deadletter} in ${influxUrl} (health on http://${reachableHost(options.gatewayHost)}:${writer.port}/healthz)`,
       );
     }
     // Started before the functions and drained after them: health's writes under way finish.
     const healthState = await parts.start(new HealthState(env, say, log));
+    // The device registry beside health's state, the simulated fleet registered in it before the
+    // connector and the page read it (the connector's ConnectorOptions.registry, the page's).
+    const registry = (
+      await parts.start(new RegistryService({ natsUrl: healthState.natsUrl, fleet: options.fleet, env, say, log }))
+    ).registry;
     const pageUrl = `http://${reachableHost(options.gatewayHost)}:${options.gatewayPort}`;
     // Drained after the functions too: the transitions of their last writes are still sent.
     if (healthState.natsUrl !== undefined) await startNotifier(parts, options, healthState.natsUrl, pageUrl);
@@ -168,6 +177,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       operator: users === undefined ? undefined : { username: OPERATOR_USER, passwordFile: users.operatorFile },
       fleet,
       simulator,
+      registry,
       stop: () => parts.stop(),
     };
   } catch (error) {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { createLineWriter } from "../../connectors/influxdb/influx-client.js";
-import { toLine } from "../../connectors/influxdb/points.js";
+import { toLines } from "../../connectors/influxdb/points.js";
 import { deadLetter, type DeadLetter } from "../../lib/domain/dead-letter.js";
 import { startInfluxDB, type Influx } from "../support/influxdb.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
@@ -21,11 +21,15 @@ const prediction = JSON.stringify({ deviceID: "7", fault: 2, probability: 0.9 })
 const pretty = JSON.stringify({ deviceID: "8", rotation: 1 }, null, 2);
 
 /** Stored, oldest first: what a user would find after a bad day, and one letter from yesterday. */
-const letters: Array<{ minutesAgo: number; letter: DeadLetter | string }> = [
+const letters: Array<{ minutesAgo: number; letter: (DeadLetter & { code?: string }) | string }> = [
   { minutesAgo: 24 * 60, letter: deadLetter("predict: old", "fan/messages", reading) },
   {
     minutesAgo: 50,
-    letter: deadLetter('predict: temperature: must be a finite number, not "hot"', "fan/messages", reading),
+    // With the refusal's error code, which is stored as a tag.
+    letter: {
+      ...deadLetter('predict: temperature: must be a finite number, not "hot"', "fan/messages", reading),
+      code: "FANWATCH_INPUT_INVALID",
+    },
   },
   {
     minutesAgo: 40,
@@ -44,13 +48,13 @@ describe("fanwatch deadletters, against a real InfluxDB 1.6 and Mosquitto", () =
     [influx, broker] = await Promise.all([startInfluxDB(), startMosquitto()]);
     const now = Date.now();
     const lines = letters.map(({ minutesAgo, letter }) => {
-      const point = toLine(
+      const point = toLines(
         "deadletter",
         Buffer.from(typeof letter === "string" ? letter : JSON.stringify(letter)),
         now - minutesAgo * 60_000,
       );
       assert.ok(point.ok);
-      return point.line;
+      return point.lines.join("\n");
     });
     assert.deepEqual(await createLineWriter({ api: "v1", url: influx.url, database: "fan" }).write(lines), {
       rejected: [],
@@ -65,7 +69,7 @@ describe("fanwatch deadletters, against a real InfluxDB 1.6 and Mosquitto", () =
     assert.equal(lines.length, 12, stdout);
     assert.match(
       lines[0] ?? "",
-      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z {2}fan\/messages {2}predict: temperature: must be a finite number, not "hot"$/,
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z {2}fan\/messages {2}predict: temperature: must be a finite number, not "hot" \[FANWATCH_INPUT_INVALID\]$/,
     );
     assert.equal(lines[1], `    ${reading}`);
     assert.match(lines[6] ?? "", /Z {2}\(no topic\) {2}not a dead letter: not JSON: /);
@@ -81,13 +85,13 @@ describe("fanwatch deadletters, against a real InfluxDB 1.6 and Mosquitto", () =
     const listed = all.stdout
       .trimEnd()
       .split("\n")
-      .map((l) => JSON.parse(l) as { time: string; topic?: string; error: string; payload: string });
+      .map((l) => JSON.parse(l) as { time: string; topic?: string; code?: string; error: string; payload: string });
     assert.deepEqual(
-      listed.map((l) => [l.topic, l.error, l.payload]),
+      listed.map((l) => [l.topic, l.code, l.error, l.payload]),
       letters.map(({ letter }) =>
         typeof letter === "string"
-          ? [undefined, listed[4]?.error, letter]
-          : [letter.topic, letter.error, letter.payload],
+          ? [undefined, undefined, listed[4]?.error, letter]
+          : [letter.topic, letter.code, letter.error, letter.payload],
       ),
     );
     const newest = await runCli(["deadletters", "--influx-url", influx.url, "--limit", "2", "--json"]);

@@ -1,38 +1,39 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { createLineWriter } from "../../connectors/influxdb/influx-client.js";
-import { SCHEMA, toLine } from "../../connectors/influxdb/points.js";
+import { SCHEMA, toLines, type Source } from "../../connectors/influxdb/points.js";
 import { deadLetter } from "../../lib/domain/dead-letter.js";
 import { startInfluxDB, type Influx } from "../support/influxdb.js";
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
-const reading = (timeStamp: string | number) =>
-  json({ deviceID: "1", timeStamp, rotation: 600, temperature: 40, vibration: 150, sound: 50 });
+const scored = (timeStamp: string | number) =>
+  json({
+    deviceID: "1",
+    timeStamp,
+    fault: 0,
+    probability: 0.1,
+    reading: { rotation: 600, temperature: 40, vibration: 150, sound: 50 },
+  });
 
-function line(kind: Parameters<typeof toLine>[0], payload: Buffer, arrivedAt: number): string {
-  const result = toLine(kind, payload, arrivedAt);
+/** The points of a message, as one text (a dead letter has one; a prediction with its reading, two). */
+function line(source: Source, payload: Buffer, arrivedAt: number): string {
+  const result = toLines(source, payload, arrivedAt);
   assert.ok(result.ok, result.ok ? "" : result.error);
-  return result.line;
+  return result.lines.join("\n");
 }
 
 describe("points InfluxDB can store", () => {
   it("refuses a timestamp outside InfluxDB's range (1677-09-21 to 2262-04-11) as a bad point", () => {
-    // lib/domain/telemetry.ts may refuse such a reading first (its own range is narrower); either way the
-    // point is refused with a reason that names the timeStamp, and never written.
+    // lib/domain/telemetry.ts refuses such a time first (its own range is narrower); either way
+    // the prediction and its reading are refused with a reason that names the timeStamp, and never written.
     for (const t of ["9999-12-31 23:59:59", "2262-04-12T00:00:00Z", 1e16]) {
-      const result = toLine("telemetry", reading(t), 0);
+      const result = toLines("prediction", scored(t), 0);
       assert.equal(result.ok, false, String(t));
-      assert.match(result.ok ? "" : result.error, /^timeStamp: /);
+      assert.match(result.ok ? "" : result.error, /^prediction timeStamp: /);
     }
-    const prediction = toLine(
-      "prediction",
-      json({ deviceID: "1", fault: 0, probability: 0.1, timeStamp: "9999-12-31 23:59:59" }),
-      0,
-    );
-    assert.equal(prediction.ok, false);
-    assert.match(prediction.ok ? "" : prediction.error, /^prediction timeStamp: /);
-    assert.match(line("telemetry", reading("2262-04-10T00:00:00Z"), 0), new RegExp(` ${Date.UTC(2262, 3, 10)}000000$`));
-    assert.match(line("telemetry", reading("1970-01-01 00:00:00"), 5), / 0$/);
+    const last = ` ${Date.UTC(2262, 3, 10)}000000`;
+    assert.equal(line("prediction", scored("2262-04-10T00:00:00Z"), 0).split(last).length, 3, "both points at it");
+    assert.match(line("prediction", scored("1970-01-01 00:00:00"), 5), / 0\n.* 0$/);
   });
 });
 
@@ -41,13 +42,16 @@ describe("dead letters stored in InfluxDB 1.6", () => {
   before(async () => (influx = await startInfluxDB()));
   after(() => influx.stop());
 
-  it("stores two dead letters of the same millisecond as two points, with the schema's tag and fields", async () => {
+  it("stores two dead letters of the same millisecond as two points, with the schema's tags (the error code when given) and fields", async () => {
     const at = Date.parse("2026-11-27T10:00:00.123Z");
-    const first = deadLetter(
-      'predict: temperature: must be a finite number, not "hot"',
-      "fan/messages",
-      '{"deviceID":"7","temperature":"hot"}',
-    );
+    const first = {
+      ...deadLetter(
+        "predict: rotation 25000 is outside the sensor's limits",
+        "fan/messages",
+        '{"deviceID":"7","rotation":25000}',
+      ),
+      code: "FANWATCH_READING_IMPLAUSIBLE",
+    };
     const second = deadLetter("influx-writer: prediction fault: invalid", "fan/anomaly", 'line one\nline "two" \\ end');
     const outcome = await createLineWriter({ api: "v1", url: influx.url, database: "fan" }).write([
       line("deadletter", json(first), at),
@@ -56,18 +60,21 @@ describe("dead letters stored in InfluxDB 1.6", () => {
     assert.deepEqual(outcome, { rejected: [] });
 
     const [series] = await influx.query(`SELECT * FROM deadletter ORDER BY time`);
-    assert.deepEqual(series?.columns, ["time", ...Object.keys(SCHEMA.deadletter.fields), ...SCHEMA.deadletter.tags]);
+    // InfluxDB lists fields and tags together, by name.
+    const columns = [...Object.keys(SCHEMA.deadletter.fields), ...SCHEMA.deadletter.tags].sort();
+    assert.deepEqual(series?.columns, ["time", ...columns]);
+    assert.deepEqual(columns, ["code", "error", "payload", "topic"]);
     assert.equal(series?.values.length, 2);
     const [a, b] = series?.values ?? [];
-    assert.deepEqual(a?.slice(1), [first.error, first.payload, "fan/messages"]);
-    assert.deepEqual(b?.slice(1), [second.error, second.payload, "fan/anomaly"]);
+    assert.deepEqual(a?.slice(1), ["FANWATCH_READING_IMPLAUSIBLE", first.error, first.payload, "fan/messages"]);
+    assert.deepEqual(b?.slice(1), [null, second.error, second.payload, "fan/anomaly"]);
     for (const row of [a, b])
       assert.match(String(row?.[0]), /^2026-11-27T10:00:00\.123\d*Z$/, "at the millisecond it arrived");
 
     const fields = await influx.query(`SHOW FIELD KEYS FROM deadletter`);
     assert.deepEqual(fields[0]?.values, Object.entries(SCHEMA.deadletter.fields));
     const tags = await influx.query(`SHOW TAG KEYS FROM deadletter`);
-    assert.deepEqual(tags[0]?.values.flat(), [...SCHEMA.deadletter.tags]);
+    assert.deepEqual(tags[0]?.values.flat(), [...SCHEMA.deadletter.tags].sort());
   });
 
   it("stores what is not a dead letter as one about itself, without a topic, never refusing it", async () => {

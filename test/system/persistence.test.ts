@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, afterEach, beforeEach, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { SCHEMA } from "../../connectors/influxdb/points.js";
+import { deadLetter } from "../../lib/domain/dead-letter.js";
 import type { AlarmTransition, HealthEvent, HealthState } from "../../lib/domain/health.js";
 import { startFanwatch } from "../support/fanwatch-start.js";
 import { eventuallyValue } from "../support/eventually.js";
@@ -16,6 +17,12 @@ import { freePort, spawnCli, waitForOutput } from "../support/process.js";
 
 /** InfluxDB's pace for support/eventually's polls: a query every quarter second, for up to 30 s. */
 const AT_INFLUX_PACE = { timeoutMs: 30_000, paceMs: 250 };
+
+const READING = { rotation: 600, temperature: 40, vibration: 150, sound: 48 };
+
+/** A prediction as predict publishes it on fan/anomaly, with the reading it scored: how readings reach InfluxDB. */
+const scored = (deviceID: string, timeStamp?: string, reading: Record<string, unknown> = READING) =>
+  JSON.stringify({ deviceID, ...(timeStamp === undefined ? {} : { timeStamp }), fault: 0, probability: 0.1, reading });
 
 /**
  * Health transitions as the health function publishes them: fan 1 warned, in alarm, acknowledged;
@@ -133,8 +140,8 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     await Promise.all([broker?.stop(), influx?.stop()]);
   });
 
-  it("stores every reading and prediction of `fanwatch start` with INFLUX_URL, numeric and at the reading's time", async () => {
-    const collector = await Collector.start(broker.url, ["fan/messages", "fan/anomaly"]);
+  it("stores every prediction of `fanwatch start` with INFLUX_URL and the reading it scored, numeric and at the reading's time", async () => {
+    const collector = await Collector.start(broker.url, ["fan/anomaly"]);
     const system = await startFanwatch(["--fans", "4", "--faulty", "1", "--degrading", "1", "--interval", "1000"], {
       MQTT_URL: broker.url,
       INFLUX_URL: influx.url,
@@ -142,7 +149,8 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     });
     // A failed assertion before Ctrl-C must not leave the system running (the file would never end).
     after(() => void (system.child.exitCode === null && system.child.kill("SIGKILL")));
-    assert.match(system.output(), /InfluxDB writer storing fan\/messages, fan\/anomaly/);
+    assert.match(system.output(), /InfluxDB writer storing fan\/anomaly \(predictions and their readings\)/);
+    assert.doesNotMatch(system.output(), /InfluxDB writer storing .*fan\/messages/);
     // One reading that is not one: its dead letter is stored too (the dashboard's dead-letter panels).
     await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "bad", rotation: "fast" }), { qos: 1 });
     await collector.waitFor("fan/anomaly", 24, 30_000);
@@ -156,33 +164,33 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     // Whatever the in-process writer had not written when it stopped is still with the broker, in
     // its persistent session: the standalone writer, with the same client id, takes it from there.
     await startWriter();
-    // Every reading the simulator published (the broker acknowledged each before it stopped) has
-    // reached the collector once a marker published after them has: one topic, in order.
-    await publisher.publishAsync(
-      "fan/messages",
-      JSON.stringify({ deviceID: "marker", rotation: 600, temperature: 40, vibration: 150, sound: 48 }),
-      { qos: 1 },
-    );
+    // Every prediction predict published (the broker acknowledged each before the system stopped)
+    // has reached the collector once a marker published after them has: one topic, in order.
+    await publisher.publishAsync("fan/anomaly", scored("marker"), { qos: 1 });
     await eventuallyValue(
       "the marker collected",
-      async () => collector.on("fan/messages").some((r) => (r as { deviceID: string }).deviceID === "marker"),
+      async () => collector.on("fan/anomaly").some((r) => (r as { deviceID: string }).deviceID === "marker"),
       (seen) => seen,
       AT_INFLUX_PACE,
     );
-    const readings = (
-      collector.on("fan/messages") as Array<{ deviceID: string; timeStamp: string; rotation: number }>
-    ).filter((r) => r.deviceID !== "bad" && r.deviceID !== "marker");
-    const predictions = collector.on("fan/anomaly").length;
+    const predictions = (
+      collector.on("fan/anomaly") as Array<{ deviceID: string; timeStamp: string; reading?: Record<string, number> }>
+    ).filter((p) => /^[1-4]$/.test(p.deviceID));
+    // predict sends the reading it scored with every prediction: the readings stored are those.
+    assert.ok(
+      predictions.every((p) => p.reading !== undefined),
+      "every prediction carries its reading",
+    );
     await eventuallyValue(
       "readings in InfluxDB",
       () => count("telemetry", "rotation", `"deviceID" =~ /^[1-4]$/`),
-      (n) => n === readings.length,
+      (n) => n === predictions.length,
       AT_INFLUX_PACE,
     );
     await eventuallyValue(
       "predictions in InfluxDB",
       () => count("prediction", "probability", `"deviceID" =~ /^[1-4]$/`),
-      (n) => n === predictions,
+      (n) => n === predictions.length,
       AT_INFLUX_PACE,
     );
     await collector.stop();
@@ -200,17 +208,34 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
       "telemetry.temperature": "float",
       "telemetry.vibration": "float",
     });
-    const tags = (await influx.query("SHOW TAG KEYS")).filter((m) => m.name !== "health");
-    assert.deepEqual(Object.fromEntries(tags.map((s) => [s.name, s.values.map((v) => v[0])])), {
-      deadletter: ["topic"],
-      prediction: ["deviceID", "model"],
-      telemetry: ["deviceID"],
-    });
-    const sample = readings[readings.length - 1] as { deviceID: string; timeStamp: string; rotation: number };
-    const stored = await influx.query(
-      `SELECT "rotation" FROM "telemetry" WHERE "deviceID" = '${sample.deviceID}' AND time = '${sample.timeStamp}'`,
+    const tags = Object.fromEntries(
+      (await influx.query("SHOW TAG KEYS"))
+        .filter((m) => m.name !== "health")
+        .map((s) => [s.name, s.values.map((v) => String(v[0]))]),
     );
-    assert.equal(stored[0]?.values[0]?.[1], sample.rotation, "stored at the reading's own timeStamp, as a number");
+    // The dead letter's error code is a tag when the refuser gives one.
+    assert.deepEqual(
+      tags.deadletter?.filter((t) => t !== "code"),
+      ["topic"],
+    );
+    assert.deepEqual(
+      { ...tags, deadletter: [] },
+      {
+        deadletter: [],
+        prediction: ["deviceID", "model"],
+        telemetry: ["deviceID"],
+      },
+    );
+    const sample = predictions[predictions.length - 1] as { deviceID: string; timeStamp: string; reading: object };
+    const stored = await influx.query(
+      `SELECT "rotation", "sound", "temperature", "vibration" FROM "telemetry" WHERE "deviceID" = '${sample.deviceID}' AND time = '${sample.timeStamp}'`,
+    );
+    const [values] = stored[0]?.values ?? [];
+    assert.deepEqual(
+      Object.fromEntries(["rotation", "sound", "temperature", "vibration"].map((f, i) => [f, values?.[i + 1]])),
+      { ...sample.reading },
+      "the prediction's reading, stored at the reading's own timeStamp, as numbers",
+    );
   });
 
   it("stores each health transition from fan/alarm once, at its own time, with the documented tags and fields", async () => {
@@ -300,6 +325,83 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
       sent.length + 1,
     );
     assert.equal(await metric(writer, `influx_writer_messages_total{kind="health",outcome="rejected"}`), 2);
+  });
+
+  it("stores readings from predictions only: a held-back reading lands nowhere, a prediction's reading in telemetry, a sensor notice nowhere, a dead letter with its code", async () => {
+    // The session an earlier writer left (same client id), subscribed to fan/messages as writers
+    // were: a reading queued there must not be stored either, and the writer drops the subscription.
+    const old = await mqtt.connectAsync(broker.url, { clientId: "fanwatch-influx-writer", clean: false });
+    await old.subscribeAsync(["fan/messages", "fan/anomaly", "fan/deadletter", "fan/alarm"], { qos: 1 });
+    await old.endAsync();
+    // A reading of a quarantined fan: on fan/messages, held back by the connector, never predicted.
+    const held = (deviceID: string) => JSON.stringify({ deviceID, timeStamp: "2026-11-27 10:00:00", ...READING });
+    await publisher.publishAsync("fan/messages", held("quarantined-1"), { qos: 1 });
+    const writer = await startWriter();
+    const deadLetters = await Collector.start(broker.url, ["fan/deadletter"]);
+
+    const reading = { rotation: 612.5, temperature: 41.25, vibration: 151.75, sound: 48.5 };
+    await publisher.publishAsync("fan/anomaly", scored("admitted-1", "2026-11-27 10:00:01", reading), { qos: 1 });
+    const notice = {
+      deviceID: "implausible-1",
+      timeStamp: "2026-11-27 10:00:02",
+      implausible: { sensor: "rotation", value: 25000, code: "FANWATCH_READING_IMPLAUSIBLE" },
+    };
+    await publisher.publishAsync("fan/anomaly", JSON.stringify(notice), { qos: 1 });
+    const letter = {
+      ...deadLetter(
+        "connector: fan quarantined-9 is not registered",
+        "fan/messages/quarantined-9",
+        held("quarantined-9"),
+      ),
+      code: "FANWATCH_DEVICE_UNKNOWN",
+    };
+    await publisher.publishAsync("fan/deadletter", JSON.stringify(letter), { qos: 1 });
+    // After them all: once the marker is stored, the writer has handled them (one session, in order).
+    const marker = async (deviceID: string) => {
+      await publisher.publishAsync("fan/anomaly", scored(deviceID, "2026-11-27 10:00:03"), { qos: 1 });
+      await eventuallyValue(
+        `the ${deviceID} reading in InfluxDB`,
+        () => count("telemetry", "rotation", `"deviceID" = '${deviceID}'`),
+        (n) => n === 1,
+        AT_INFLUX_PACE,
+      );
+    };
+    await marker("marker-1");
+
+    const [stored] = await influx.query(
+      `SELECT "rotation", "sound", "temperature", "vibration" FROM "telemetry" WHERE "deviceID" = 'admitted-1'`,
+    );
+    assert.deepEqual(stored?.values, [["2026-11-27T10:00:01Z", 612.5, 48.5, 41.25, 151.75]], "values and time");
+    assert.equal(await count("prediction", "probability", `"deviceID" = 'admitted-1'`), 1);
+    for (const [measurement, field] of [
+      ["telemetry", "rotation"],
+      ["prediction", "probability"],
+    ] as const) {
+      assert.equal(await count(measurement, field, `"deviceID" =~ /^quarantined-/`), 0, `${measurement}: quarantined`);
+      assert.equal(await count(measurement, field, `"deviceID" = 'implausible-1'`), 0, `${measurement}: the notice`);
+    }
+    assert.equal(await metric(writer, `influx_writer_messages_total{kind="telemetry",outcome="skipped"}`), 1);
+    assert.equal(await metric(writer, `influx_writer_messages_total{kind="sensor_notice",outcome="skipped"}`), 1);
+    // The notice is expected on fan/anomaly: skipped, not dead-lettered.
+    assert.deepEqual(
+      deadLetters.on("fan/deadletter").filter((l) => (l as { error: string }).error.startsWith("influx-writer:")),
+      [],
+    );
+    await deadLetters.stop();
+    const coded = await eventuallyValue(
+      "the dead letter in InfluxDB",
+      // A field with the tags: InfluxQL answers a SELECT of tags alone with nothing.
+      async () => (await influx.query(`SELECT "error", "code", "topic" FROM "deadletter"`))[0]?.values ?? [],
+      (rows) => rows.length === 1,
+      AT_INFLUX_PACE,
+    );
+    assert.deepEqual(coded[0]?.slice(1), [letter.error, "FANWATCH_DEVICE_UNKNOWN", "fan/messages/quarantined-9"]);
+
+    // The old session's subscription is gone: a reading on fan/messages no longer even reaches the writer.
+    await publisher.publishAsync("fan/messages", held("quarantined-2"), { qos: 1 });
+    await marker("marker-2");
+    assert.equal(await metric(writer, `influx_writer_messages_total{kind="telemetry",outcome="skipped"}`), 1);
+    assert.equal(await count("telemetry", "rotation", `"deviceID" =~ /^quarantined-/`), 0);
   });
 
   it("answers every query of the provisioned Grafana dashboard with rows", async () => {
@@ -397,15 +499,8 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     let sent = 0;
     const sending = (async () => {
       for (; sent < total; sent++) {
-        const reading = {
-          deviceID: `restart-${sent % 10}`,
-          timeStamp: new Date(base + sent).toISOString(),
-          rotation: 600,
-          temperature: 40,
-          vibration: 150,
-          sound: 48,
-        };
-        await publisher.publishAsync("fan/messages", JSON.stringify(reading), { qos: 1 });
+        const prediction = scored(`restart-${sent % 10}`, new Date(base + sent).toISOString());
+        await publisher.publishAsync("fan/anomaly", prediction, { qos: 1 });
         if (sent % 100 === 0) await new Promise((resolve) => setTimeout(resolve, 20)); // the stream's pace
       }
     })();
@@ -432,6 +527,7 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
       (n) => n === total,
       { ...AT_INFLUX_PACE, timeoutMs: 60_000 },
     );
+    assert.equal(await count("prediction", "probability", `"deviceID" =~ /^restart-/`), total);
     const text = await (await fetch(`${metrics}/metrics`)).text();
     assert.match(
       text,
@@ -440,15 +536,13 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     );
   });
 
-  it("dead-letters what is not a reading or a prediction, writes none of it, and stores the dead letters", async () => {
+  it("dead-letters what is not a prediction (its reading included), writes none of it, and stores the dead letters", async () => {
     await startWriter();
     const deadLetters = await Collector.start(broker.url, ["fan/deadletter"]);
-    await publisher.publishAsync("fan/messages", "not json", { qos: 1 });
-    await publisher.publishAsync(
-      "fan/messages",
-      JSON.stringify({ deviceID: "bad-1", rotation: "fast", temperature: 40, vibration: 150, sound: 48 }),
-      { qos: 1 },
-    );
+    await publisher.publishAsync("fan/anomaly", "not json", { qos: 1 });
+    await publisher.publishAsync("fan/anomaly", scored("bad-1", undefined, { ...READING, rotation: "fast" }), {
+      qos: 1,
+    });
     await publisher.publishAsync("fan/anomaly", JSON.stringify({ deviceID: "bad-2", fault: 2, probability: 0.5 }), {
       qos: 1,
     });
@@ -458,9 +552,13 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
       letters.every((l) => l.error.startsWith("influx-writer: ")),
       JSON.stringify(letters),
     );
-    assert.deepEqual(letters.map((l) => l.topic).sort(), ["fan/anomaly", "fan/messages", "fan/messages"]);
-    assert.match(letters.map((l) => l.error).join("\n"), /rotation/);
+    assert.deepEqual(
+      letters.map((l) => l.topic),
+      ["fan/anomaly", "fan/anomaly", "fan/anomaly"],
+    );
+    assert.match(letters.map((l) => l.error).join("\n"), /reading\.rotation/);
     assert.equal(await count("telemetry", "sound", `"deviceID" = 'bad-1'`), 0);
+    assert.equal(await count("prediction", "probability", `"deviceID" = 'bad-1'`), 0);
     assert.equal(await count("prediction", "probability", `"deviceID" = 'bad-2'`), 0);
     // The writer reads fan/deadletter too and stores what arrives there, its own letters included.
     await eventuallyValue(
@@ -482,11 +580,9 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     assert.equal(seed.status, 204);
     const failuresBefore = await metric(writer, "influx_writer_write_failures_total");
     const deadLetters = await Collector.start(broker.url, ["fan/deadletter"]);
-    const reading = (deviceID: string, timeStamp: string) =>
-      JSON.stringify({ deviceID, timeStamp, rotation: 600, temperature: 40, vibration: 150, sound: 48 });
-    const sends = [reading("batch-conflict", "2001-01-01 00:00:05"), reading("batch-year-9999", "9999-12-31 23:59:59")];
-    for (let i = 0; i < 8; i++) sends.push(reading(`batch-good-${i}`, `2026-02-01 00:00:0${i}`));
-    await Promise.all(sends.map((payload) => publisher.publishAsync("fan/messages", payload, { qos: 1 })));
+    const sends = [scored("batch-conflict", "2001-01-01 00:00:05"), scored("batch-year-9999", "9999-12-31 23:59:59")];
+    for (let i = 0; i < 8; i++) sends.push(scored(`batch-good-${i}`, `2026-02-01 00:00:0${i}`));
+    await Promise.all(sends.map((payload) => publisher.publishAsync("fan/anomaly", payload, { qos: 1 })));
 
     const letters = (await deadLetters.waitFor("fan/deadletter", 2)) as Array<{
       error: string;
@@ -507,7 +603,11 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
       (n) => n === 8,
       AT_INFLUX_PACE,
     );
+    assert.equal(await count("prediction", "probability", `"deviceID" =~ /^batch-good-/`), 8);
     assert.equal(await count("telemetry", "rotation", `"deviceID" =~ /^batch-(conflict|year)/`), 0);
+    // The conflicting reading's prediction point was stored: the message is dead-lettered whole,
+    // and replaying it writes that point again, the same point.
+    assert.equal(await count("prediction", "probability", `"deviceID" = 'batch-conflict'`), 1);
     // Acknowledged: nothing held any more; and the refusal was not taken for an outage.
     const held = await eventuallyValue(
       "the writer's buffer",
@@ -520,8 +620,8 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     assert.equal(await metric(writer, `influx_writer_points_refused_total{reason="field_type_conflict"}`), 1);
     // Restarted, the writer gets none of them again: the broker has nothing left for its session.
     const again = await startWriter();
-    const marker = reading("batch-marker", "2026-02-01 00:01:00");
-    await publisher.publishAsync("fan/messages", marker, { qos: 1 });
+    const marker = scored("batch-marker", "2026-02-01 00:01:00");
+    await publisher.publishAsync("fan/anomaly", marker, { qos: 1 });
     await eventuallyValue(
       "the marker",
       () => count("telemetry", "rotation", `"deviceID" = 'batch-marker'`),
@@ -529,7 +629,7 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
       AT_INFLUX_PACE,
     );
     assert.equal(
-      await metric(again, `influx_writer_messages_total{kind="telemetry",outcome="accepted"}`),
+      await metric(again, `influx_writer_messages_total{kind="prediction",outcome="accepted"}`),
       1,
       "only the marker",
     );
@@ -549,11 +649,7 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     assert.ok(!databases.includes(database), databases);
     await startWriter(["--influx-db", database, "--client-id", "fresh-writer"]);
     for (let i = 0; i < 20; i++) {
-      await publisher.publishAsync(
-        "fan/messages",
-        JSON.stringify({ deviceID: `fresh-${i}`, rotation: 600, temperature: 40, vibration: 150, sound: 48 }),
-        { qos: 1 },
-      );
+      await publisher.publishAsync("fan/anomaly", scored(`fresh-${i}`), { qos: 1 });
     }
     await eventuallyValue("readings in the new database", rows, (n) => n === 20, AT_INFLUX_PACE);
   });

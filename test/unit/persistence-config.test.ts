@@ -8,7 +8,7 @@ import { parse as parseToml } from "smol-toml";
 import { parse as parseYaml } from "yaml";
 import { readWriterConfig } from "../../connectors/influxdb/config.js";
 import { createLineWriter } from "../../connectors/influxdb/influx-client.js";
-import { SCHEMA, toLine } from "../../connectors/influxdb/points.js";
+import { SCHEMA, toLines, type Source } from "../../connectors/influxdb/points.js";
 import { AlarmTransitionSchema, NOTE_EVENTS } from "../../lib/domain/health.js";
 import { REPO_ROOT } from "../support/paths.js";
 
@@ -39,16 +39,85 @@ interface MqttInput {
   json_v2: JsonV2[];
 }
 
+/** Every json_v2 block of every input: one per measurement. */
+const blocks = (inputs: MqttInput[]) => inputs.flatMap((input) => input.json_v2);
+
+type Metric = { measurement: string; tags: Record<string, string>; fields: Record<string, unknown>; time: number };
+
+/**
+ * What Telegraf makes of one message with an input's json_v2 blocks (plugins/parsers/json_v2 and
+ * models/running_input.go, 1.34), for the paths used here (dot paths to values): a path that is not
+ * there is an error for the whole message unless optional (the message is then acknowledged and
+ * nothing is stored); each block is one metric; a metric without fields is dropped.
+ */
+function telegrafMetrics(input: MqttInput, message: Record<string, unknown>): Metric[] | { error: string } {
+  const at = (path: string) =>
+    path
+      .split(".")
+      .reduce<unknown>(
+        (v, key) => (v !== null && typeof v === "object" ? (v as Record<string, unknown>)[key] : undefined),
+        message,
+      );
+  const metrics: Metric[] = [];
+  for (const block of input.json_v2) {
+    let time = 0;
+    if (block.timestamp_path !== undefined) {
+      const text = at(block.timestamp_path);
+      if (typeof text !== "string") return { error: `the timestamp path ${block.timestamp_path} is not a time` };
+      assert.equal(block.timestamp_format, "2006-01-02 15:04:05", "the reference format is all this model reads");
+      time = Date.parse(`${text.replace(" ", "T")}Z`);
+    }
+    const tags: Record<string, string> = {};
+    for (const tag of block.tag) {
+      const value = at(tag.path);
+      if (value === undefined) {
+        if (tag.optional === true) continue;
+        return { error: `the path ${tag.path} doesn't exist` };
+      }
+      // json_v2 takes a value for a tag, not an object (the paths here are strings).
+      assert.equal(typeof value, "string", `tag ${tag.path}`);
+      tags[tag.path] = value as string;
+    }
+    const fields: Record<string, unknown> = {};
+    for (const field of block.field) {
+      const value = at(field.path);
+      if (value === undefined) {
+        if (field.optional === true) continue;
+        return { error: `the path ${field.path} doesn't exist` };
+      }
+      fields[field.rename ?? field.path] = value;
+    }
+    if (Object.keys(fields).length > 0) metrics.push({ measurement: block.measurement_name, tags, fields, time });
+  }
+  return metrics;
+}
+
+/** A line of line protocol as the same shape (the writer's points, to compare with Telegraf's). */
+function fromLine(line: string): Metric {
+  const [head = "", fieldText = "", time = "0"] = line.split(" ");
+  const [measurement = "", ...tagParts] = head.split(",");
+  const tags = Object.fromEntries(tagParts.map((t) => t.split("=") as [string, string]));
+  const fields = Object.fromEntries(
+    fieldText.split(",").map((f) => {
+      const [key = "", value = ""] = f.split("=");
+      return [key, Number(value.replace(/i$/, ""))];
+    }),
+  );
+  return { measurement, tags, fields, time: Number(BigInt(time) / 1_000_000n) };
+}
+
 describe("Telegraf configuration (Telegraf cannot run here: its files are checked against the schema)", () => {
-  it("consumes readings, predictions, dead letters and health transitions at QoS 1 with persistent sessions and fixed client ids", async () => {
+  it("consumes predictions, dead letters and health transitions at QoS 1 with persistent sessions and fixed client ids, never the readings' topic", async () => {
     const config = await toml<{ agent: { omit_hostname: boolean }; inputs: { mqtt_consumer: MqttInput[] } }>(
       "deploy/telegraf/telegraf.conf",
     );
     const inputs = config.inputs.mqtt_consumer;
+    // Readings come from the predictions: fan/messages also carries readings of fans not let in.
     assert.deepEqual(
       inputs.map((i) => i.topics),
-      [["${TELEMETRY_TOPIC}"], ["${ANOMALY_TOPIC}"], ["${DEADLETTER_TOPIC}"], ["${ALARM_TOPIC}"]],
+      [["${ANOMALY_TOPIC}"], ["${DEADLETTER_TOPIC}"], ["${ALARM_TOPIC}"]],
     );
+    assert.doesNotMatch(await read("deploy/telegraf/telegraf.conf"), /\$\{TELEMETRY_TOPIC\}/);
     for (const input of inputs) {
       assert.equal(input.qos, 1);
       assert.equal(input.persistent_session, true);
@@ -56,7 +125,11 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
       assert.equal(input.topic_tag, "", "no topic tag on the points");
       assert.equal(input.data_format, "json_v2");
     }
-    assert.equal(new Set(inputs.map((i) => i.client_id)).size, 4, "one session per input");
+    assert.deepEqual(
+      inputs.map((i) => i.client_id),
+      ["fanwatch-telegraf-prediction", "fanwatch-telegraf-deadletter", "fanwatch-telegraf-health"],
+      "the sessions kept from before",
+    );
     assert.equal(config.agent.omit_hostname, true, "no host tag on the points");
   });
 
@@ -66,17 +139,13 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
     );
     const telegrafTypes: Record<string, string> = { float: "float", int: "integer", string: "string", bool: "boolean" };
     const declared = Object.fromEntries(
-      config.inputs.mqtt_consumer.map((input) => {
-        const [parser] = input.json_v2;
-        assert.ok(parser, `${input.topics.join(", ")}: a json_v2 parser`);
-        return [
-          parser.measurement_name,
-          {
-            tags: parser.tag.map((t) => t.path),
-            fields: Object.fromEntries(parser.field.map((f) => [f.rename ?? f.path, telegrafTypes[f.type] ?? f.type])),
-          },
-        ];
-      }),
+      blocks(config.inputs.mqtt_consumer).map((parser) => [
+        parser.measurement_name,
+        {
+          tags: parser.tag.map((t) => t.path),
+          fields: Object.fromEntries(parser.field.map((f) => [f.rename ?? f.path, telegrafTypes[f.type] ?? f.type])),
+        },
+      ]),
     );
     // A field renamed for some points (a note's author) is a field of its own with the same type.
     for (const rename of config.processors?.rename ?? [])
@@ -87,6 +156,44 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
           fields[dest] = fields[field];
         }
     assert.deepEqual(declared, JSON.parse(JSON.stringify(SCHEMA)));
+  });
+
+  it("stores from a prediction the points the writer stores, its reading included, and nothing of a sensor notice", async () => {
+    const config = await toml<{ inputs: { mqtt_consumer: MqttInput[] } }>("deploy/telegraf/telegraf.conf");
+    const anomaly = config.inputs.mqtt_consumer.find((i) => i.topics[0] === "${ANOMALY_TOPIC}");
+    assert.ok(anomaly, "an input on the anomaly topic");
+    const reading = { rotation: 612.5, temperature: 40.25, vibration: 151.75, sound: 48.5 };
+    const prediction = { deviceID: "7", timeStamp: "2026-11-27 10:00:00", fault: 1, probability: 0.875, model: "m1" };
+    const messages: Array<Record<string, unknown>> = [
+      { ...prediction, reading, cause: "vibration", contributions: { ...reading } },
+      prediction,
+      {
+        deviceID: "7",
+        timeStamp: "2026-11-27 10:00:01",
+        implausible: { sensor: "rotation", value: 25000, code: "FANWATCH_READING_IMPLAUSIBLE" },
+      },
+    ];
+    const writer = (message: Record<string, unknown>) => {
+      const points = toLines("prediction", Buffer.from(JSON.stringify(message)), 0);
+      assert.ok(points.ok, JSON.stringify(points));
+      return points.lines.map(fromLine);
+    };
+    const [withReading, withoutReading, notice] = messages.map((m) => telegrafMetrics(anomaly, m));
+    const sorted = (metrics: Metric[]) => [...metrics].sort((a, b) => a.measurement.localeCompare(b.measurement));
+    assert.deepEqual(sorted(withReading as Metric[]), sorted(writer(messages[0] ?? {})));
+    assert.deepEqual(
+      (withReading as Metric[]).find((m) => m.measurement === "telemetry"),
+      { measurement: "telemetry", tags: { deviceID: "7" }, fields: reading, time: Date.UTC(2026, 10, 27, 10) },
+      "the reading at the reading's time",
+    );
+    assert.deepEqual(withoutReading, writer(messages[1] ?? {}));
+    assert.ok(Array.isArray(withoutReading));
+    assert.deepEqual(
+      withoutReading.map((m) => m.measurement),
+      ["prediction"],
+    );
+    assert.deepEqual(notice, [], "a sensor notice: no point, and no parse error (Telegraf would log one per notice)");
+    assert.deepEqual(writer(messages[2] ?? {}), []);
   });
 
   it("names a note's writer `author` and who acted `acknowledgedBy`, as the writer does", async () => {
@@ -102,7 +209,7 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
 
   it("marks optional exactly the health fields a transition may lack (json_v2 drops the whole message on a missing path otherwise)", async () => {
     const config = await toml<{ inputs: { mqtt_consumer: MqttInput[] } }>("deploy/telegraf/telegraf.conf");
-    const health = config.inputs.mqtt_consumer.find((i) => i.json_v2[0]?.measurement_name === "health")?.json_v2[0];
+    const health = blocks(config.inputs.mqtt_consumer).find((b) => b.measurement_name === "health");
     const shape = AlarmTransitionSchema.shape as Record<string, { isOptional(): boolean }>;
     for (const field of health?.field ?? []) {
       const [key = "", nested] = field.path.split(".");
@@ -115,16 +222,33 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
       assert.equal(shape[tag.path]?.isOptional(), false, `tag ${tag.path} is always there`);
   });
 
+  it("tags a dead letter with its error code when it has one, and stores it without one", async () => {
+    const config = await toml<{ inputs: { mqtt_consumer: MqttInput[] } }>("deploy/telegraf/telegraf.conf");
+    const input = config.inputs.mqtt_consumer.find((i) => i.topics[0] === "${DEADLETTER_TOPIC}");
+    assert.ok(input);
+    const letter = {
+      error: "connector: device 9 is unknown",
+      topic: "fan/messages/9",
+      payload: "{}",
+      at: "2026-11-27T10:00:00.000Z",
+    };
+    const coded = telegrafMetrics(input, { ...letter, code: "FANWATCH_DEVICE_UNKNOWN" });
+    assert.deepEqual(
+      (coded as Metric[]).map((m) => m.tags),
+      [{ topic: "fan/messages/9", code: "FANWATCH_DEVICE_UNKNOWN" }],
+    );
+    assert.deepEqual(
+      (telegrafMetrics(input, letter) as Metric[]).map((m) => m.tags),
+      [{ topic: "fan/messages/9" }],
+    );
+  });
+
   it("times readings and predictions by the reading, health transitions by their own time, dead letters by their receipt, in nanoseconds", async () => {
     const config = await toml<{ agent: { precision?: string }; inputs: { mqtt_consumer: MqttInput[] } }>(
       "deploy/telegraf/telegraf.conf",
     );
     const timestamps = Object.fromEntries(
-      config.inputs.mqtt_consumer.map((input) => {
-        const [parser] = input.json_v2;
-        assert.ok(parser, `${input.topics.join(", ")}: a json_v2 parser`);
-        return [parser.measurement_name, parser.timestamp_path];
-      }),
+      blocks(config.inputs.mqtt_consumer).map((parser) => [parser.measurement_name, parser.timestamp_path]),
     );
     assert.deepEqual(timestamps, {
       telemetry: "timeStamp",
@@ -132,7 +256,7 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
       deadletter: undefined,
       health: "at",
     });
-    const health = config.inputs.mqtt_consumer.find((i) => i.json_v2[0]?.measurement_name === "health")?.json_v2[0];
+    const health = blocks(config.inputs.mqtt_consumer).find((b) => b.measurement_name === "health");
     // Go's RFC 3339 layout: it reads the fractions of a second the health function writes too.
     assert.equal(health?.timestamp_format, "2006-01-02T15:04:05Z07:00");
     // Unset, Telegraf rounds every time to its 10 s interval's order (whole seconds): two dead
@@ -205,26 +329,24 @@ describe("Grafana provisioning", () => {
   });
 });
 
+/** A message's points as one text, the lines joined (a health transition or a dead letter has one). */
+function toLine(source: Source, payload: Buffer, arrivedAt: number) {
+  const points = toLines(source, payload, arrivedAt);
+  return points.ok ? { ok: true, line: points.lines.join("\n") } : points;
+}
+
 describe("the writer's points and InfluxDB APIs", () => {
-  it("turns a reading and a prediction into points of the schema, at the reading's time", () => {
-    const reading = toLine(
-      "telemetry",
-      Buffer.from(
-        JSON.stringify({
-          deviceID: "fan 1",
-          timeStamp: "2020-10-02 10:00:00",
-          rotation: 612.3,
-          temperature: 40,
-          vibration: 151.7,
-          sound: 48.9,
-        }),
-      ),
-      0,
-    );
-    assert.deepEqual(reading, {
+  it("turns a prediction into its point and its reading's point, both at the reading's time", () => {
+    const reading = { rotation: 612.3, temperature: 40, vibration: 151.7, sound: 48.9 };
+    const scored = { deviceID: "fan 1", timeStamp: "2020-10-02 10:00:00", fault: 0, probability: 0.02, reading };
+    assert.deepEqual(toLines("prediction", Buffer.from(JSON.stringify(scored)), 0), {
       ok: true,
-      line: "telemetry,deviceID=fan\\ 1 rotation=612.3,sound=48.9,temperature=40,vibration=151.7 1601632800000000000",
+      lines: [
+        "prediction,deviceID=fan\\ 1 fault=0i,probability=0.02 1601632800000000000",
+        "telemetry,deviceID=fan\\ 1 rotation=612.3,sound=48.9,temperature=40,vibration=151.7 1601632800000000000",
+      ],
     });
+    // Without the reading it scored (an older predict): the prediction alone, at its arrival without a timeStamp.
     const prediction = toLine(
       "prediction",
       Buffer.from(JSON.stringify({ deviceID: "1", fault: 1, probability: 0.97, model: "m1" })),
@@ -234,7 +356,80 @@ describe("the writer's points and InfluxDB APIs", () => {
       ok: true,
       line: "prediction,deviceID=1,model=m1 fault=1i,probability=0.97 1234000000",
     });
-    assert.deepEqual(toLine("telemetry", Buffer.from('{"__proto__":{}}'), 0).ok, false);
+    assert.deepEqual(toLine("prediction", Buffer.from('{"__proto__":{}}'), 0).ok, false);
+    // A reading that is not one is no point: the whole prediction is refused (dead-lettered).
+    const bad = toLines(
+      "prediction",
+      Buffer.from(JSON.stringify({ ...scored, reading: { ...reading, sound: "loud" } })),
+      0,
+    );
+    assert.equal(bad.ok, false);
+    assert.match(bad.ok ? "" : bad.error, /^prediction reading\.sound: /);
+  });
+
+  it("stores nothing of a sensor notice on the anomaly topic, and does not refuse it", () => {
+    const notice = {
+      deviceID: "7",
+      timeStamp: "2026-11-27 10:00:00",
+      implausible: { sensor: "rotation", value: 25000, code: "FANWATCH_READING_IMPLAUSIBLE" },
+    };
+    assert.deepEqual(toLines("prediction", Buffer.from(JSON.stringify(notice)), 0), {
+      ok: true,
+      lines: [],
+      skipped: "sensor notice",
+    });
+  });
+
+  it("tags a dead letter with its FANWATCH_ error code, and leaves out a code that is not one", () => {
+    const letter = {
+      error: "connector: device 9 is unknown",
+      topic: "fan/messages/9",
+      payload: "{}",
+      at: "2026-11-27T10:00:00.000Z",
+    };
+    const coded = toLine("deadletter", Buffer.from(JSON.stringify({ ...letter, code: "FANWATCH_DEVICE_UNKNOWN" })), 1);
+    assert.match(
+      coded.ok ? coded.line : "",
+      /^deadletter,code=FANWATCH_DEVICE_UNKNOWN,topic=fan\/messages\/9 error="connector: device 9 is unknown",payload="\{\}" 1000\d{3}$/,
+    );
+    for (const code of ["anything at all", 42, "FANWATCH_", `FANWATCH_${"X".repeat(65)}`]) {
+      const point = toLine("deadletter", Buffer.from(JSON.stringify({ ...letter, code })), 1);
+      assert.match(
+        point.ok ? point.line : "",
+        /^deadletter,topic=fan\/messages\/9 error="connector: device 9 is unknown"/,
+        String(code),
+      );
+    }
+  });
+
+  it("stores a health event it does not know yet (a newer health function's) like the others", () => {
+    const transition = {
+      deviceID: "3",
+      alarmId: null,
+      state: "ok",
+      severity: "none",
+      cause: null,
+      contributions: null,
+      probability: 0.02,
+      eta: null,
+      since: "2026-11-27T10:00:00.000Z",
+      acknowledged: false,
+      event: "sensor-cleared",
+      at: "2026-11-27T10:05:00Z",
+      id: "3-9",
+      sensor: "rotation",
+      sensorIssue: { sensor: "rotation", kind: "stuck" },
+    };
+    assert.deepEqual(toLine("health", Buffer.from(JSON.stringify(transition)), 0), {
+      ok: true,
+      line: 'health,deviceID=3,event=sensor-cleared,state=ok acknowledged=F,probability=0.02,sensor="rotation",severity="none" 1795773900000000000',
+    });
+    // Still a tag: bounded, never free text.
+    for (const event of ["Sensor Cleared", "x".repeat(33), ""])
+      assert.match(
+        (toLine("health", Buffer.from(JSON.stringify({ ...transition, event })), 0) as { error: string }).error,
+        /^health transition event: must be an event name/,
+      );
   });
 
   it("turns a health transition into a point at its own time, leaving out what is null", () => {
@@ -292,7 +487,7 @@ describe("the writer's points and InfluxDB APIs", () => {
       /outside 1970-01-01 to 2262-04-11/,
     );
     assert.match(
-      (toLine("health", Buffer.from(JSON.stringify({ ...transition, event: "panic" })), 0) as { error: string }).error,
+      (toLine("health", Buffer.from(JSON.stringify({ ...transition, event: "Panic!" })), 0) as { error: string }).error,
       /health transition event/,
     );
   });
