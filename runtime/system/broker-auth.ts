@@ -73,8 +73,16 @@ export class BrokerAuth {
   readonly #users = new Map<string, { digest: Buffer; password: string }>();
   readonly #claims: Array<{ prefix: string; username: string }> = [];
   readonly #bindings = new Map<string, Binding>();
+  #fans: FanLogins | undefined;
 
-  constructor(private readonly options: { acl: Acl; fans?: FanLogins | undefined; log?: Logger | undefined }) {}
+  constructor(private readonly options: { acl: Acl; fans?: FanLogins | undefined; log?: Logger | undefined }) {
+    this.#fans = options.fans;
+  }
+
+  /** Lets the registry's fans log in from now on (the registry starts after the broker). */
+  useFans(fans: FanLogins): void {
+    this.#fans = fans;
+  }
 
   get acl(): Acl {
     return this.options.acl;
@@ -168,7 +176,7 @@ export class BrokerAuth {
 
   /** A fan logged in that is no longer active (retired meanwhile): its connection publishes nothing more. */
   #retiredFan(identity: BrokerIdentity): boolean {
-    const { fans } = this.options;
+    const fans = this.#fans;
     if (fans === undefined || !identity.username.startsWith(FAN_USER_PREFIX) || this.#users.has(identity.username))
       return false;
     return fans.record(identity.username.slice(FAN_USER_PREFIX.length))?.state !== "active";
@@ -196,7 +204,7 @@ export class BrokerAuth {
   async #checkPassword(username: string, password: string): Promise<readonly AclRule[] | undefined> {
     const expected = this.#users.get(username);
     if (expected !== undefined) return timingSafeEqual(digest(password), expected.digest) ? [] : undefined;
-    const fans = this.options.fans;
+    const fans = this.#fans;
     if (fans === undefined || !username.startsWith(FAN_USER_PREFIX)) return undefined;
     const id = username.slice(FAN_USER_PREFIX.length);
     const record = fans.record(id);
