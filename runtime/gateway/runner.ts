@@ -110,7 +110,11 @@ export class GatewayService extends ServiceBase {
       Object.entries(stack.functions).map(async ([name, spec]) => {
         const login = options.functionMqtt?.(name, spec.environment.MQTT_USERNAME);
         const own = functionEnv(spec, {
-          mqtt: options.functionMqtt === undefined ? options.mqtt : { url: options.mqtt.url, ...login },
+          // A login of this run: its user name only, the password goes to the process alone (below).
+          mqtt:
+            options.functionMqtt === undefined
+              ? options.mqtt
+              : { url: options.mqtt.url, ...(login === undefined ? {} : { username: login.username }) },
           natsUrl: options.natsUrl,
           gatewayUrl: gateway.url,
           logLevel: logLevelSetting(env) ?? CONSOLE_LOG_LEVEL,
