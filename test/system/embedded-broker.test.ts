@@ -248,6 +248,18 @@ describe("the embedded broker's users and topic rules (fanwatch start's)", () =>
       await client?.endAsync();
       return client !== undefined;
     });
+    // An id that held a persistent session stays its user's for the run: its queued messages are theirs.
+    const persistent = await connect({ username: "operator", password }, "my-session");
+    await persistent.endAsync();
+    const reconnected = await mqtt.connectAsync(broker.url, {
+      clientId: "my-session",
+      clean: false,
+      reconnectPeriod: 0,
+      username: "operator",
+      password,
+    });
+    await reconnected.endAsync();
+    assert.equal((await refusal(connect(simulator, "my-session"))).code, 2);
     await connector.endAsync(true);
   });
 
