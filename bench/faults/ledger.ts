@@ -1,3 +1,5 @@
+import { isSensorNotice } from "../../lib/domain/sensor-notice.js";
+
 /**
  * The fault suite's bookkeeping: every reading the load sends, every prediction and dead letter the
  * collector receives, matched one to one.
@@ -139,6 +141,9 @@ export class Ledger {
       this.predictionsUnidentified++;
       return;
     }
+    // predict's notice of a reading outside its sensor's limits (the out-of-range ones) is no
+    // prediction: that reading was dead-lettered, as the ledger expects.
+    if (isSensorNotice(p)) return;
     const reading = this.#reading(p.deviceID, p.timeStamp);
     if (reading !== undefined) {
       const { fan, k } = reading;

@@ -98,7 +98,10 @@ export function healthLine(value: unknown): PointResult {
   if (t.to !== undefined) point.stringField("assignedTo", t.to);
   if (t.result !== undefined) point.stringField("result", t.result);
   if (t.part !== undefined) point.stringField("part", t.part);
-  if (t.sensor !== undefined) point.stringField("sensor", t.sensor);
+  // A finding's sensor, or on `sensor`/`sensor-cleared` the sensor of the fan's sensor issue (its
+  // cause and value are not stored yet: HEALTH_SCHEMA and Telegraf would both need the fields).
+  const sensor = t.sensor ?? t.sensorIssue?.sensor;
+  if (sensor !== undefined) point.stringField("sensor", sensor);
   point.timestamp(time.toString());
   return { ok: true, line: point.toLineProtocol() as string };
 }

@@ -12,12 +12,14 @@ import {
   type TransitionChange,
 } from "../../lib/domain/health.js";
 import type { PerSensor, Prediction } from "../../lib/domain/prediction.js";
+import type { SensorNotice } from "../../lib/domain/sensor-notice.js";
 import { HealthConflictError, HealthNotFoundError, InputError } from "../../lib/errors.js";
 import { DEFAULT_POLICY, type HealthPolicy } from "./policy.js";
 import { isoTime as iso } from "./iso-time.js";
 import {
   copyTracker,
   newTracker,
+  noticeKey,
   predictionKey,
   RECENT_EPISODES,
   rebase,
@@ -26,6 +28,7 @@ import {
   type Tracker,
 } from "./tracker.js";
 import { estimateEta, longestRunSide, recordExceedances, sensorsOutOfRange, warningSide } from "./trend.js";
+import { newSensorTrack, noteImplausible, noteReading, sensorsBelievable, type SensorFinding } from "./sensors.js";
 
 /**
  * The health rules (docs/health.md): pure functions of a fan's stored health, the predictions that
@@ -36,6 +39,13 @@ import { estimateEta, longestRunSide, recordExceedances, sensorsOutOfRange, warn
 export interface HealthInput {
   prediction: Prediction;
   /** Reading time in ms: the prediction's timeStamp, else its arrival. */
+  at: number;
+}
+
+/** A reading predict could not score (a SensorNotice): what the sensor rules count. */
+export interface NoticeInput {
+  notice: SensorNotice;
+  /** Reading time in ms: the notice's timeStamp, else its arrival. */
   at: number;
 }
 
@@ -52,21 +62,34 @@ export interface Evaluation {
   transitions: AlarmTransition[];
 }
 
-/** Evaluates a fan's new predictions in reading-time order; replays of what it already saw are skipped. */
+/**
+ * Evaluates a fan's new predictions, and the notices of its readings that could not be scored, in
+ * reading-time order; replays of what it already saw are skipped.
+ */
 export function evaluate(
   current: FanHealth | undefined,
   deviceID: string,
   inputs: readonly HealthInput[],
   now: number,
   policy: HealthPolicy = DEFAULT_POLICY,
+  notices: readonly NoticeInput[] = [],
 ): Evaluation {
   let first = Infinity;
   for (const input of inputs) if (input.at < first) first = Math.min(input.at, now + policy.maxAheadMs);
+  for (const input of notices) if (input.at < first) first = Math.min(input.at, now + policy.maxAheadMs);
   const w: Work =
     current === undefined ? fresh(deviceID, Number.isFinite(first) ? first : now, now) : work(current, now);
-  const ordered = inputs.length > 1 ? inputs.slice().sort((a, b) => a.at - b.at) : inputs;
   const seen = w.tracker.lastAt;
-  for (const input of ordered) step(w, deviceID, input, now, policy);
+  if (notices.length === 0) {
+    const ordered = inputs.length > 1 ? inputs.slice().sort((a, b) => a.at - b.at) : inputs;
+    for (const input of ordered) step(w, deviceID, input, now, policy);
+  } else {
+    // Rare (a sensor gone wrong): merged with the predictions, so that the rules see one fan's readings in order.
+    const merged: Array<HealthInput | NoticeInput> = [...inputs, ...notices].sort((a, b) => a.at - b.at);
+    for (const input of merged)
+      if ("notice" in input) stepNotice(w, deviceID, input, now, policy);
+      else step(w, deviceID, input, now, policy);
+  }
   // Once per call rather than per prediction: formatting a time is most of what a healthy fan's prediction costs.
   if (w.tracker.lastAt !== seen && w.tracker.lastAt !== null)
     w.record.lastSeen = iso(w.tracker.base + w.tracker.lastAt);
@@ -264,21 +287,34 @@ function fresh(deviceID: string, at: number, now: number): Work {
     maintenance: null,
     assignedTo: null,
     finding: null,
+    sensorIssue: null,
   };
   return { record, tracker, transitions: [], fresh: true, now };
 }
 
-function step(w: Work, deviceID: string, input: HealthInput, now: number, policy: HealthPolicy): void {
-  const p = input.prediction;
-  if (!Number.isFinite(input.at) || p.deviceID !== deviceID) return;
-  const at = Math.min(input.at, now + policy.maxAheadMs);
+/**
+ * A reading of the fan arrived (a prediction or a notice) at reading time `inputAt`: the reading
+ * time it counts at, or undefined when it is a replay (or not this fan's) and is skipped. Wakes a
+ * silent fan and moves the fan's reading time on.
+ */
+function arrive(
+  w: Work,
+  deviceID: string,
+  ofDevice: string,
+  inputAt: number,
+  key: [number, number],
+  now: number,
+  policy: HealthPolicy,
+): number | undefined {
+  if (!Number.isFinite(inputAt) || ofDevice !== deviceID) return undefined;
+  const at = Math.min(inputAt, now + policy.maxAheadMs);
   const t = w.tracker;
   const lastAt = t.lastAt === null ? null : t.base + t.lastAt;
-  if (lastAt !== null && at < lastAt) return; // a replay (connector retry) or a late straggler: trends move forwards only
-  const [k1, k2] = predictionKey(p);
+  if (lastAt !== null && at < lastAt) return undefined; // a replay (connector retry) or a late straggler: trends move forwards only
+  const [k1, k2] = key;
   if (lastAt === at) {
     const keys = t.lastKeys;
-    for (let i = 0; i + 1 < keys.length; i += 2) if (keys[i] === k1 && keys[i + 1] === k2) return;
+    for (let i = 0; i + 1 < keys.length; i += 2) if (keys[i] === k1 && keys[i + 1] === k2) return undefined;
     if (keys.length < 128) t.lastKeys = [...keys, k1, k2];
   } else t.lastKeys = [k1, k2];
 
@@ -298,9 +334,48 @@ function step(w: Work, deviceID: string, input: HealthInput, now: number, policy
   }
   rebase(t, at);
   t.lastAt = at - t.base;
+  return at;
+}
+
+/**
+ * A reading predict could not score: it counts towards an `implausible` sensor issue, and shows
+ * the fan is reporting (it is not silent), but it is no evidence about the fan itself.
+ */
+function stepNotice(w: Work, deviceID: string, input: NoticeInput, now: number, policy: HealthPolicy): void {
+  const n = input.notice;
+  const at = arrive(w, deviceID, n.deviceID, input.at, noticeKey(n), now, policy);
+  if (at === undefined) return;
+  const t = w.tracker;
+  const { track, finding } = noteImplausible(
+    t.sensors ?? newSensorTrack(),
+    n.implausible.sensor,
+    n.implausible.value,
+    at,
+    policy,
+  );
+  t.sensors = track;
+  if (finding !== undefined) openSensorIssue(w, finding, at);
+}
+
+function step(w: Work, deviceID: string, input: HealthInput, now: number, policy: HealthPolicy): void {
+  const p = input.prediction;
+  const at = arrive(w, deviceID, p.deviceID, input.at, predictionKey(p), now, policy);
+  if (at === undefined) return;
+  const t = w.tracker;
   const idx = t.n++;
 
-  const fault = p.fault === 1;
+  // The sensors first: a reading that shows a sensor stuck is no evidence about the fan already.
+  if (p.reading !== undefined) {
+    const { track, finding } = noteReading(t.sensors ?? newSensorTrack(), p.reading, policy);
+    t.sensors = track;
+    if (finding !== undefined) openSensorIssue(w, finding, at);
+    else if (w.record.sensorIssue != null && sensorsBelievable(track, policy)) clearSensorIssue(w, at);
+  }
+  // A sensor under an issue is not believed: a fault the model blames on it does not count
+  // towards an alarm, and its values leave no exceedances for a warning. The other sensors, and
+  // faults blamed on them, count as ever.
+  const distrusted = w.record.sensorIssue?.sensor;
+  const fault = p.fault === 1 && (distrusted === undefined || p.cause !== distrusted);
   t.flags = ((t.flags << 1) | (fault ? 1 : 0)) & ((1 << policy.alarmWindow) - 1);
   t.healthyRun = fault ? 0 : t.healthyRun + 1;
   // Six decimals, as score gives them: the record is read by people, and the rounding is far below any threshold.
@@ -321,9 +396,41 @@ function step(w: Work, deviceID: string, input: HealthInput, now: number, policy
           ? round6(p.contributions)
           : round6(blend(t.contributions, p.contributions, 1 / policy.alarmWindow));
   }
-  if (p.reading !== undefined) recordExceedances(t, p.reading, idx, at, policy);
+  if (p.reading !== undefined)
+    recordExceedances(
+      t,
+      distrusted === undefined ? p.reading : believed(p.reading, distrusted, policy),
+      idx,
+      at,
+      policy,
+    );
 
   decide(w, idx, at, policy);
+}
+
+/** The reading with `sensor`'s value replaced by the middle of its healthy range: a value that is evidence of nothing. */
+function believed(reading: PerSensor, sensor: FeatureName, policy: HealthPolicy): PerSensor {
+  const range = policy.healthyRanges[sensor];
+  return { ...reading, [sensor]: (range.min + range.max) / 2 };
+}
+
+/**
+ * Opens the fan's sensor issue (one at a time: a second sensor going wrong while one is open
+ * keeps the first, and keeps the issue from clearing). Its own field and transitions (`sensor`),
+ * beside the fan's state, which it leaves as it is.
+ */
+function openSensorIssue(w: Work, finding: SensorFinding, at: number): void {
+  if (w.record.sensorIssue != null) return;
+  const issue = { ...finding, since: iso(at) };
+  w.record.sensorIssue = issue;
+  emit(w, "sensor", at, { sensorIssue: issue });
+}
+
+function clearSensorIssue(w: Work, at: number): void {
+  const issue = w.record.sensorIssue;
+  if (issue == null) return;
+  w.record.sensorIssue = null;
+  emit(w, "sensor-cleared", at, { sensorIssue: issue });
 }
 
 function decide(w: Work, idx: number, at: number, policy: HealthPolicy): void {
@@ -459,6 +566,7 @@ const NEVER_MUTED: ReadonlySet<HealthEvent> = new Set<HealthEvent>([
   "maintenance",
   "resumed",
   "cleared",
+  "sensor-cleared",
   ...NOTE_EVENTS,
 ]);
 

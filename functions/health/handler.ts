@@ -35,6 +35,7 @@ import { HealthMetrics } from "./metrics.js";
 import { readHealthPolicy, type HealthPolicy } from "./policy.js";
 import { listFans, parseQuery, type HealthListing } from "./query.js";
 import { SilenceTimer } from "./silence.js";
+import { RetiredFans } from "./retired.js";
 import type { HealthStore } from "./store.js";
 import { MemoryStore } from "./store-memory.js";
 import { NatsStore } from "./store-nats.js";
@@ -78,6 +79,8 @@ interface Health {
   /** With NATS: the store that holds the connection the history reads through, and the evidence writer. */
   nats: NatsStore | undefined;
   evidence: EvidenceRecorder | undefined;
+  /** With NATS: which fans the device registry says are retired. */
+  retired: RetiredFans | undefined;
 }
 
 const log = createLogger("health");
@@ -99,7 +102,7 @@ export const rawBody = true;
 /** Errors of the shared error contract answered as {"error","code","field"} with their status (docs/errors.md). */
 export { errorAnswer } from "../../lib/errors.js";
 const counters = new HealthMetrics(() =>
-  health === undefined ? {} : listFans(records(health.store), parseQuery({})).counts,
+  health === undefined ? {} : listFans(records(health.store, health.retired), parseQuery({})).counts,
 );
 
 export async function init(): Promise<void> {
@@ -174,6 +177,8 @@ export async function init(): Promise<void> {
     log,
     metrics: counters,
   });
+  // With NATS, the device registry says which fans are retired: no silence, no alarm for them.
+  const retired = config.natsUrl === undefined ? undefined : new RetiredFans(config.natsUrl, log);
   const silence = new SilenceTimer({
     store,
     updater,
@@ -182,9 +187,10 @@ export async function init(): Promise<void> {
     budgetMs: config.budgetMs,
     resendMs: config.outboxResendMs,
     log,
+    ...(retired === undefined ? {} : { retired: (id: string) => retired.isRetired(id) }),
   });
   silence.start();
-  health = { config, policy, mqtt, publisher, store, updater, silence, nats: natsStore, evidence };
+  health = { config, policy, mqtt, publisher, store, updater, silence, nats: natsStore, evidence, retired };
   log.info(
     {
       event: "configured",
@@ -223,7 +229,7 @@ export async function handler(
     const query = parseQuery(event.query);
     if (!h.store.available)
       throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
-    return listFans(records(h.store), query);
+    return listFans(records(h.store, h.retired), query);
   }
   if (event.method !== "POST") {
     context.headers({ allow: "GET, POST" });
@@ -269,7 +275,16 @@ async function evaluatePredictions(h: Health, body: unknown, topic: string, budg
   if (!h.store.available)
     throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
   const now = Date.now();
-  const { fans, rejections, valid } = groupByFan(items, now);
+  const grouped = groupByFan(items, now);
+  const { rejections } = grouped;
+  // A retired fan raises nothing: its predictions (the connector lets none through; a stray one
+  // still may come) are left unevaluated, counted, and not dead-lettered: they are not malformed.
+  const fans = grouped.fans.filter((fan) => h.retired?.isRetired(fan.deviceID) !== true);
+  const ignored = grouped.fans
+    .filter((fan) => !fans.includes(fan))
+    .reduce((n, fan) => n + fan.inputs.length + fan.notices.length, 0);
+  if (ignored > 0) counters.predictions.inc({ outcome: "retired" }, ignored);
+  const valid = grouped.valid - ignored;
   const letters = rejections.map((r) => deadLetter(r.error, topic, r.item));
   // Fans are independent: evaluated and written concurrently, one write each (fan-updates.ts).
   const [updates] = await Promise.all([
@@ -277,7 +292,7 @@ async function evaluatePredictions(h: Health, body: unknown, topic: string, budg
       fans.map((fan) =>
         h.updater.apply(
           fan.deviceID,
-          (current) => evaluate(current, fan.deviceID, fan.inputs, now, h.policy),
+          (current) => evaluate(current, fan.deviceID, fan.inputs, now, h.policy, fan.notices),
           budget,
           fan.digest,
         ),
@@ -305,7 +320,7 @@ async function evaluatePredictions(h: Health, body: unknown, topic: string, budg
   let transitions = 0;
   let failure: { reason: unknown } | undefined;
   updates.forEach((u, i) => {
-    const size = fans[i]?.inputs.length ?? 0;
+    const size = (fans[i]?.inputs.length ?? 0) + (fans[i]?.notices.length ?? 0);
     if (u.status === "rejected") failure ??= { reason: u.reason };
     else {
       transitions += u.value.transitions.length;
@@ -517,9 +532,10 @@ function oneTransition(result: { record: HealthRecord | undefined; transitions: 
 
 export async function close(): Promise<void> {
   if (health === undefined) return;
-  const { silence, store, mqtt } = health;
+  const { silence, store, mqtt, retired } = health;
   health = undefined;
   await silence.stop();
+  await retired?.close();
   await store.close();
   await mqtt.endAsync();
 }
@@ -539,10 +555,11 @@ export function metrics(): Promise<string> {
   return counters.registry.metrics();
 }
 
-function* records(store: HealthStore): Iterable<HealthRecord> {
+/** The fans' records, retired fans left out: they are gone from the list and its counts (their history stays). */
+function* records(store: HealthStore, retired: RetiredFans | undefined): Iterable<HealthRecord> {
   for (const fan of store.fans()) {
     const entry = fan.entry;
-    if (entry !== null) yield entry.health.record;
+    if (entry !== null && retired?.isRetired(fan.deviceID) !== true) yield entry.health.record;
   }
 }
 

@@ -5,7 +5,8 @@ import { FINDING_RESULTS } from "../../lib/domain/health.js";
 import { PredictionSchema, type Prediction } from "../../lib/domain/prediction.js";
 import { parseTimestamp } from "../../lib/domain/telemetry.js";
 import { fieldPath } from "../../lib/infra/validation.js";
-import type { HealthInput } from "./evaluator.js";
+import type { HealthInput, NoticeInput } from "./evaluator.js";
+import { isSensorNotice, SensorNoticeSchema, type SensorNotice } from "../../lib/domain/sensor-notice.js";
 
 const DeviceIdSchema = z.union([z.string(), z.number().transform(String)]).pipe(z.string().min(1).max(128));
 const BySchema = z.string().trim().min(1).max(128);
@@ -113,10 +114,15 @@ export function isCommand(body: unknown): boolean {
   return body !== null && typeof body === "object" && !Array.isArray(body) && "action" in body;
 }
 
-/** One fan's predictions of an invocation, in arrival order, with a digest that names the batch when it needs one. */
+/**
+ * One fan's predictions of an invocation, in arrival order, and the notices of its readings that
+ * could not be scored (SensorNotices, from the same anomaly topic), with a digest that names the
+ * batch when it needs one.
+ */
 export interface FanBatch {
   deviceID: string;
   inputs: HealthInput[];
+  notices: NoticeInput[];
   digest: string | undefined;
 }
 
@@ -127,35 +133,42 @@ export interface Rejection {
   field: string;
 }
 
-/** Valid predictions grouped by fan, and the rejected ones, each named by its index and field. */
+/** Valid predictions and sensor notices grouped by fan, and the rejected ones, each named by its index and field. */
 export function groupByFan(
   items: readonly unknown[],
   arrival: number,
 ): { fans: FanBatch[]; rejections: Rejection[]; valid: number } {
-  const groups = new Map<string, { predictions: Prediction[]; inputs: HealthInput[]; untimed: boolean }>();
+  const groups = new Map<
+    string,
+    { predictions: Array<Prediction | SensorNotice>; inputs: HealthInput[]; notices: NoticeInput[]; untimed: boolean }
+  >();
   const rejections: Rejection[] = [];
   let valid = 0;
   for (const [index, item] of items.entries()) {
-    const parsed = PredictionSchema.safeParse(item);
+    const notice = isSensorNotice(item);
+    const parsed = notice ? SensorNoticeSchema.safeParse(item) : PredictionSchema.safeParse(item);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      const field = fieldPath("", issue?.path ?? []) || "prediction";
+      const field = fieldPath("", issue?.path ?? []) || (notice ? "notice" : "prediction");
       rejections.push({ index, item, error: `${field}: ${issue?.message ?? "invalid"}`, field });
       continue;
     }
-    const prediction = parsed.data;
-    let group = groups.get(prediction.deviceID);
-    if (group === undefined) groups.set(prediction.deviceID, (group = { predictions: [], inputs: [], untimed: false }));
-    group.predictions.push(prediction);
+    const message = parsed.data;
+    let group = groups.get(message.deviceID);
+    if (group === undefined)
+      groups.set(message.deviceID, (group = { predictions: [], inputs: [], notices: [], untimed: false }));
+    group.predictions.push(message);
     // Trends are judged on reading time; a prediction without a usable one counts at arrival.
-    const at = prediction.timeStamp === undefined ? undefined : parseTimestamp(prediction.timeStamp);
+    const at = message.timeStamp === undefined ? undefined : parseTimestamp(message.timeStamp);
     if (at === undefined) group.untimed = true;
-    group.inputs.push({ prediction, at: at ?? arrival });
+    if ("implausible" in message) group.notices.push({ notice: message, at: at ?? arrival });
+    else group.inputs.push({ prediction: message, at: at ?? arrival });
     valid++;
   }
   const fans = [...groups].map(([deviceID, g]) => ({
     deviceID,
     inputs: g.inputs,
+    notices: g.notices,
     digest: g.untimed ? digest(g.predictions) : undefined,
   }));
   return { fans, rejections, valid };
@@ -170,6 +183,6 @@ export function groupByFan(
  * of one fan is not a practical concern). Only then: hashing every fan's share cost 2-3% of
  * health's CPU.
  */
-function digest(predictions: Prediction[]): string {
+function digest(predictions: ReadonlyArray<Prediction | SensorNotice>): string {
   return createHash("sha256").update(JSON.stringify(predictions)).digest("base64url").slice(0, 16);
 }

@@ -4,12 +4,13 @@ import { durationSchema, formatDuration } from "../../lib/infra/duration.js";
 import { defineSettings, readSettings } from "../../lib/infra/settings.js";
 import { HEALTHY_RANGES, type Range } from "../../lib/domain/fan-ranges.js";
 import type { FeatureName } from "../../lib/domain/features.js";
+import type { SensorPolicy } from "./sensors.js";
 
 /**
  * Every parameter of the health rules, in one place. docs/health.md explains the rules;
  * `npm run bench:health` measures them (docs/benchmarks.md, "Health quality").
  */
-export interface HealthPolicy {
+export interface HealthPolicy extends SensorPolicy {
   /** Raise an alarm when `alarmCount` of the last `alarmWindow` predictions say fault. HEALTH_ALARM_WINDOW */
   alarmWindow: number;
   /** HEALTH_ALARM_COUNT */
@@ -69,6 +70,11 @@ export interface HealthPolicy {
  *   before the alarm, while the warning alone (minor) leaves the rest of the lead for planning.
  *   An hour would escalate most warnings the moment they are raised (their median eta is ~35
  *   minutes away): every warning would page.
+ * - sensor issues (docs/health.md, "Sensor issues"): 3 implausible readings of one sensor within
+ *   10 minutes, a sensor giving the same value 30 readings in a row (a minute at 2 s), cleared by
+ *   300 plausible readings in a row with no sensor stuck (10 minutes at 2 s, as HEALTH_QUIET_MS).
+ *   The simulator's healthy sensors repeat their value by chance on at most 1.4% of readings
+ *   (sound), and in 10 million readings (231 fan-days) the longest run of one value was 5.
  */
 export const DEFAULT_POLICY: HealthPolicy = Object.freeze({
   alarmWindow: 5,
@@ -83,6 +89,10 @@ export const DEFAULT_POLICY: HealthPolicy = Object.freeze({
   maxAheadMs: 300_000,
   escalationHorizonMs: 30 * 60_000,
   healthyRanges: HEALTHY_RANGES,
+  implausibleCount: 3,
+  implausibleWindowMs: 10 * 60_000,
+  stuckReadings: 30,
+  clearReadings: 300,
 });
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -157,6 +167,31 @@ export const HEALTH_POLICY_SETTINGS = defineSettings({
     default: formatDuration(p.escalationHorizonMs),
     schema: durationSchema(formatDuration(p.escalationHorizonMs), 0),
   },
+  HEALTH_SENSOR_IMPLAUSIBLE_COUNT: {
+    env: ["HEALTH_SENSOR_IMPLAUSIBLE_COUNT"],
+    help: "implausible readings of one sensor within HEALTH_SENSOR_WINDOW that open a sensor issue",
+    default: p.implausibleCount,
+    schema: int(1, 16).default(p.implausibleCount),
+  },
+  HEALTH_SENSOR_WINDOW: {
+    env: ["HEALTH_SENSOR_WINDOW"],
+    help: "the window (reading time) they are counted in",
+    doc: "the window (reading time, a duration: `10m`) implausible readings are counted in",
+    default: formatDuration(p.implausibleWindowMs),
+    schema: durationSchema(formatDuration(p.implausibleWindowMs), 1_000),
+  },
+  HEALTH_STUCK_READINGS: {
+    env: ["HEALTH_STUCK_READINGS"],
+    help: "readings in a row of one identical value (other than 0) that make a sensor stuck",
+    default: p.stuckReadings,
+    schema: int(2, 100_000).default(p.stuckReadings),
+  },
+  HEALTH_SENSOR_CLEAR_READINGS: {
+    env: ["HEALTH_SENSOR_CLEAR_READINGS"],
+    help: "plausible readings in a row, none stuck, that clear a sensor issue",
+    default: p.clearReadings,
+    schema: int(1, 1_000_000).default(p.clearReadings),
+  },
 });
 
 /** HEALTH_* overrides of DEFAULT_POLICY, from the environment unless `env` is given; a bad or impossible value throws a ConfigError naming it. */
@@ -183,5 +218,9 @@ export function readHealthPolicy(env?: NodeJS.ProcessEnv): HealthPolicy {
     maxAheadMs: e.HEALTH_MAX_AHEAD_MS,
     escalationHorizonMs: e.HEALTH_ESCALATION_HORIZON,
     healthyRanges: DEFAULT_POLICY.healthyRanges,
+    implausibleCount: e.HEALTH_SENSOR_IMPLAUSIBLE_COUNT,
+    implausibleWindowMs: e.HEALTH_SENSOR_WINDOW,
+    stuckReadings: e.HEALTH_STUCK_READINGS,
+    clearReadings: e.HEALTH_SENSOR_CLEAR_READINGS,
   });
 }

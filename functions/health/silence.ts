@@ -15,6 +15,8 @@ export interface SilenceTimerOptions {
   log: Logger;
   /** Fans written at once by one sweep. */
   concurrency?: number;
+  /** Whether the device registry says the fan is retired: a retired fan is never declared silent. */
+  retired?: (deviceID: string) => boolean;
 }
 
 /**
@@ -73,7 +75,9 @@ export class SilenceTimer {
     }
     // Outboxes are resent and windows ended whatever; silence only once this process has heard long enough.
     const judging = now - this.#hearingSince >= policy.silentAfterMs;
-    const sweep = (health: FanHealth) => sweepFan(health, now, policy, judging);
+    const retired = this.options.retired ?? (() => false);
+    // A retired fan is gone on purpose: its silence is no news.
+    const sweep = (health: FanHealth) => sweepFan(health, now, policy, judging && !retired(health.record.deviceID));
     const due: string[] = [];
     for (const fan of store.fans()) {
       const entry = fan.entry;

@@ -2,6 +2,8 @@ import { z } from "zod";
 import { FEATURES } from "../../lib/domain/features.js";
 import { HEALTH_STATES } from "../../lib/domain/health.js";
 import { PerSensorSchema, type PerSensor, type Prediction } from "../../lib/domain/prediction.js";
+import type { SensorNotice } from "../../lib/domain/sensor-notice.js";
+import { SensorTrackSchema } from "./sensors.js";
 
 /** Sides of the sensors' healthy ranges: side 2i is below FEATURES[i]'s range, 2i+1 above it. */
 export const SIDES = FEATURES.length * 2;
@@ -80,6 +82,8 @@ export const TrackerSchema = z.object({
    * Entries written before it existed have none.
    */
   episodes: z.array(z.string()).max(RECENT_EPISODES).default([]),
+  /** What the sensor rules remember (sensors.ts); absent until the first reading, and in entries written before it existed. */
+  sensors: SensorTrackSchema.optional(),
 });
 export type Tracker = z.infer<typeof TrackerSchema>;
 
@@ -175,6 +179,20 @@ export function predictionKey(p: Prediction): [number, number] {
     add(-1); // a string: its characters
     for (let i = 0; i < p.timeStamp.length; i++) add(p.timeStamp.charCodeAt(i));
   }
+  const a = Math.imul(ha ^ (ha >>> 16), 0x85ebca6b);
+  const b = Math.imul(hb ^ (hb >>> 16), 0xc2b2ae35);
+  return [(a ^ (a >>> 13)) >>> 2, (b ^ (b >>> 16)) >>> 2];
+}
+
+/**
+ * The key of a sensor notice at a reading time (as predictionKey's for a prediction): the same
+ * notice delivered again is skipped. A code no prediction's key starts with (4 + the sensor's index).
+ */
+export function noticeKey(n: SensorNotice): [number, number] {
+  ha = 0x2545f491;
+  hb = 0x6c8e9cf5;
+  add(4 + FEATURES.indexOf(n.implausible.sensor));
+  add(n.implausible.value);
   const a = Math.imul(ha ^ (ha >>> 16), 0x85ebca6b);
   const b = Math.imul(hb ^ (hb >>> 16), 0xc2b2ae35);
   return [(a ^ (a >>> 13)) >>> 2, (b ^ (b >>> 16)) >>> 2];

@@ -14,11 +14,15 @@ import { features, parseTelemetry, type Telemetry } from "../../lib/domain/telem
 import { parseJsonBody } from "../../lib/infra/validation.js";
 import { Deadline } from "../../lib/infra/deadline.js";
 import { Publisher } from "../../lib/mqtt/publisher.js";
+import { describeImplausible, findImplausible } from "../../lib/domain/plausibility.js";
+import type { SensorNotice } from "../../lib/domain/sensor-notice.js";
 
 /**
  * predict: scores fan readings and publishes one prediction per reading to the anomaly topic.
  * Takes one reading (what the official MQTT connector sends) or an array (what ours sends when
- * batching). A bad reading is rejected alone and dead-lettered; the rest are scored with one call
+ * batching). A bad reading is rejected alone and dead-lettered; one a sensor cannot physically give
+ * (findImplausible) is a sensor fault: dead-lettered with FANWATCH_READING_IMPLAUSIBLE, and a
+ * SensorNotice on the anomaly topic tells health. The rest are scored with one call
  * to the score function. Readings found faulty are explained with a second call, for those
  * readings only (an explanation costs score about 8 to 14 plain predictions, and most readings
  * are healthy): their predictions carry the `cause` and each sensor's `contributions`. It answers
@@ -30,6 +34,8 @@ export interface Rejection {
   index: number;
   error: string;
   field: string;
+  /** FANWATCH_READING_IMPLAUSIBLE for a sensor fault; absent for a malformed reading. */
+  code?: "FANWATCH_READING_IMPLAUSIBLE";
 }
 
 export interface PredictAnswer {
@@ -132,14 +138,15 @@ export async function handler(
   const deadline = Deadline.forCall(event.headers["x-timeout-ms"], config.budgetMs, "predict", "PREDICT_BUDGET_MS");
   const topic = sourceTopic(event.headers, config.topics.telemetry);
   const items = await readItems(event, topic, state, deadline);
-  const { valid, results, letters } = sortReadings(items, topic);
+  const { valid, results, letters, notices } = sortReadings(items, topic);
   const predictions = valid.length === 0 ? [] : await predictAll(score, valid, results, deadline);
   await Promise.all([
-    publisher.publish(config.topics.anomaly, predictions, deadline),
+    publisher.publish(config.topics.anomaly, [...predictions, ...notices], deadline),
     publisher.publish(config.topics.deadletter, letters, deadline),
   ]);
   readings.inc({ outcome: "scored" }, predictions.length);
-  readings.inc({ outcome: "rejected" }, letters.length);
+  readings.inc({ outcome: "implausible" }, notices.length);
+  readings.inc({ outcome: "rejected" }, letters.length - notices.length);
   return { scored: predictions.length, rejected: letters.length, results };
 }
 
@@ -180,23 +187,48 @@ interface ValidReading {
   telemetry: Telemetry;
 }
 
-/** Valid readings to score, and a rejection (in `results`) and a dead letter for each bad one. */
+/**
+ * Valid readings to score, and a rejection (in `results`) and a dead letter for each bad one; for
+ * each implausible one also the SensorNotice that tells health of it.
+ */
 function sortReadings(
   items: unknown[],
   topic: string,
-): { valid: ValidReading[]; results: Array<Prediction | Rejection>; letters: DeadLetter[] } {
+): {
+  valid: ValidReading[];
+  results: Array<Prediction | Rejection>;
+  letters: DeadLetter[];
+  notices: SensorNotice[];
+} {
   const valid: ValidReading[] = [];
   const results = new Array<Prediction | Rejection>(items.length);
   const letters: DeadLetter[] = [];
+  const notices: SensorNotice[] = [];
   for (const [index, item] of items.entries()) {
     const parsed = parseTelemetry(item);
-    if (parsed.ok) valid.push({ index, telemetry: parsed.telemetry });
-    else {
+    if (!parsed.ok) {
       results[index] = { index, error: parsed.error, field: parsed.field };
       letters.push(deadLetter(parsed.error, topic, item));
+      continue;
     }
+    const telemetry = parsed.telemetry;
+    // The default limits: a fan's own (its registry record's `limits`) are the connector's to apply.
+    const implausible = findImplausible(telemetry);
+    if (implausible === undefined) {
+      valid.push({ index, telemetry });
+      continue;
+    }
+    const code = "FANWATCH_READING_IMPLAUSIBLE";
+    const error = describeImplausible(implausible);
+    results[index] = { index, error, field: implausible.sensor, code };
+    letters.push(deadLetter(error, topic, item, new Date(), code));
+    notices.push({
+      deviceID: telemetry.deviceID,
+      ...(telemetry.timeStamp === undefined ? {} : { timeStamp: telemetry.timeStamp }),
+      implausible: { sensor: implausible.sensor, value: implausible.value, code },
+    });
   }
-  return { valid, results, letters };
+  return { valid, results, letters, notices };
 }
 
 /** Scores the valid readings with one call, explains the faulty ones, and puts each prediction in its place in `results`. */

@@ -251,6 +251,53 @@ describe("score handler over HTTP", () => {
     assert.equal((await post({ params: [600, 40, 150, 48], explain: true })).status, 200);
   });
 
+  it("refuses a reading no sensor can give with FANWATCH_READING_IMPLAUSIBLE, naming the sensor and the value, and keeps scoring", async () => {
+    const huge = await post({ params: [1e308, 40, 150, 48] });
+    assert.equal(huge.status, 400);
+    assert.deepEqual(huge.body, {
+      error:
+        "params: rotation: 1e+308 rpm is outside its physical limits (0 to 20000 rpm): a sensor fault, not a fan fault",
+      code: "FANWATCH_READING_IMPLAUSIBLE",
+      field: "params[0]",
+    });
+    const negative = await post({ params: [-600, 40, 150, 48], explain: true });
+    assert.equal(negative.status, 400);
+    assert.equal((negative.body as { code: string }).code, "FANWATCH_READING_IMPLAUSIBLE");
+    assert.match((negative.body as { error: string }).error, /rotation: -600 rpm is outside its physical limits/);
+    const batch = await post({
+      instances: [
+        [600, 40, 150, 48],
+        [600, 40, 150, 48],
+        [600, 40, 150, 300],
+      ],
+    });
+    assert.equal(batch.status, 400);
+    assert.equal((batch.body as { field: string }).field, "instances[2][3]");
+    assert.match((batch.body as { error: string }).error, /^instances\[2\]: sound: 300 dB is outside/);
+    // The limits themselves are possible readings; a fault reading within them is still the model's to judge.
+    const edges = await post({
+      instances: [
+        [0, -60, 0, 0],
+        [20_000, 250, 10_000, 200],
+        [420, 53, 240, 58],
+      ],
+    });
+    assert.equal(edges.status, 200);
+    assert.equal((edges.body as { predictions: Array<{ fault: number }> }).predictions[2]?.fault, 1);
+  });
+
+  it("keeps a non-finite number an input error, not an implausible reading", async () => {
+    const answer = await fetch(server.url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"params":[600,40,"Infinity",48]}',
+    });
+    const body = (await answer.json()) as { code: string; field: string };
+    assert.equal(answer.status, 400);
+    assert.equal(body.code, "FANWATCH_INPUT_INVALID");
+    assert.equal(body.field, "params[2]");
+  });
+
   it("shows the reference reading on GET", async () => {
     const meta = (await (await fetch(server.url)).json()) as { reference: Record<Sensor, number> };
     assert.deepEqual(meta.reference, { rotation: 600, temperature: 40, vibration: 150, sound: 48.5 });

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { InputError } from "../../lib/errors.js";
-import { FEATURES } from "../../lib/domain/features.js";
+import { FEATURES, type FeatureName } from "../../lib/domain/features.js";
+import { describeImplausible, findImplausible } from "../../lib/domain/plausibility.js";
 import { parseJsonBody, toInputError } from "../../lib/infra/validation.js";
 
 export const MAX_INSTANCES = 10_000;
@@ -39,11 +40,30 @@ export function parseScoreRequest(body: unknown): ScoreRequest {
   if (hasParams) {
     const parsed = Features.safeParse((value as { params: unknown }).params);
     if (!parsed.success) throw toInputError(parsed.error, "params", FEATURE_HINT);
+    checkPlausible(parsed.data, "params");
     return { kind: "single", features: parsed.data, explain };
   }
   const parsed = Instances.safeParse((value as { instances: unknown }).instances);
   if (!parsed.success) throw toInputError(parsed.error, "instances", FEATURE_HINT);
+  parsed.data.forEach((row, i) => checkPlausible(row, `instances[${i}]`));
   return { kind: "batch", instances: parsed.data, explain };
+}
+
+/**
+ * A reading outside its sensors' physical limits (DEFAULT_SENSOR_LIMITS) is a sensor fault: the
+ * model would extrapolate it into a fan verdict, so it is refused with its own code, naming the
+ * reading (`instances[3]`), the sensor and the value. A batch is refused whole, like any bad
+ * instance: a caller scoring a batch checks it first (predict does, and scores the rest).
+ */
+function checkPlausible(row: readonly number[], where: string): void {
+  const reading = Object.fromEntries(FEATURES.map((f, i) => [f, row[i] as number])) as Record<FeatureName, number>;
+  const implausible = findImplausible(reading);
+  if (implausible === undefined) return;
+  throw new InputError(
+    `${where}: ${describeImplausible(implausible)}`,
+    `${where}[${FEATURES.indexOf(implausible.sensor)}]`,
+    { code: "FANWATCH_READING_IMPLAUSIBLE" },
+  );
 }
 
 function readExplain(body: object): boolean {

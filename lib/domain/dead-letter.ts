@@ -24,22 +24,32 @@ export interface DeadLetter {
   topic: string;
   payload: string;
   at: string;
+  /**
+   * The error code, where the reason has one a reader acts on (FANWATCH_READING_IMPLAUSIBLE: a
+   * sensor fault). Optional and additive: older letters and readers have none.
+   */
+  code?: string;
 }
 
-/** `{"error","topic","payload","at"}` (docs/architecture.md, "Contracts"), the payload as text, truncated. */
-export function deadLetter(error: string, topic: string, payload: unknown, at = new Date()): DeadLetter {
+/**
+ * `{"error","topic","payload","at"}` (docs/architecture.md, "Contracts"), the payload as text,
+ * truncated; `code` added only when given.
+ */
+export function deadLetter(error: string, topic: string, payload: unknown, at = new Date(), code?: string): DeadLetter {
   const text =
     typeof payload === "string"
       ? payload
       : Buffer.isBuffer(payload)
         ? payload.toString("utf8")
         : safeStringify(payload);
-  return {
+  const letter: DeadLetter = {
     error,
     topic,
     payload: text.length > DEAD_LETTER_PAYLOAD_LIMIT ? `${text.slice(0, DEAD_LETTER_PAYLOAD_LIMIT)}…` : text,
     at: at.toISOString(),
   };
+  if (code !== undefined) letter.code = code;
+  return letter;
 }
 
 function safeStringify(value: unknown): string {

@@ -3,12 +3,19 @@ export const FEATURES = ["rotation", "temperature", "vibration", "sound"] as con
 export type FeatureName = (typeof FEATURES)[number];
 
 /**
- * Physically sane bounds for each reading. Values outside them are sensor or transport faults,
- * not fan faults, and are rejected before scoring rather than extrapolated by the model.
+ * What each reading is measured in ("" where the reference design gives no unit: its vibration is
+ * a bare number). The physical limits of each reading are in lib/domain/plausibility.ts
+ * (DEFAULT_SENSOR_LIMITS, sources in docs/sensors.md), the one place they are kept.
  */
-export const FEATURE_BOUNDS: Readonly<Record<FeatureName, { min: number; max: number; unit: string }>> = {
-  rotation: { min: 0, max: 20_000, unit: "rpm" },
-  temperature: { min: -60, max: 250, unit: "°C" },
-  vibration: { min: 0, max: 10_000, unit: "" },
-  sound: { min: 0, max: 200, unit: "dB" },
+export const FEATURE_BOUNDS: Readonly<Record<FeatureName, { unit: string }>> = {
+  rotation: { unit: "rpm" },
+  temperature: { unit: "°C" },
+  vibration: { unit: "" },
+  sound: { unit: "dB" },
 };
+
+/** ` rpm`, ` °C`, ``: a reading's unit as written after its value. */
+export function unitSuffix(name: FeatureName): string {
+  const unit = FEATURE_BOUNDS[name].unit;
+  return unit === "" ? "" : ` ${unit}`;
+}

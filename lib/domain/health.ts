@@ -23,6 +23,10 @@ export type Severity = (typeof SEVERITIES)[number];
  * shelved (no notifications until `until`) or put in maintenance (`from`…`until`), or `resumed`:
  * its shelving or maintenance window ended with an episode still open, so notifications resume.
  * And what people note about an episode (NOTE_EVENTS): a comment, an assignee, a finding.
+ * And, beside the fan's state and never changing it, its sensors (SENSOR_EVENTS): `sensor` when a
+ * sensor issue opens (a sensor reads implausibly again and again, or is stuck), `sensor-cleared`
+ * when its readings are plausible and moving again. A sensor issue sends an electrician, not a
+ * mechanic: it is no fan alarm.
  */
 export const HEALTH_EVENTS = [
   "ok",
@@ -38,8 +42,13 @@ export const HEALTH_EVENTS = [
   "commented",
   "assigned",
   "finding",
+  "sensor",
+  "sensor-cleared",
 ] as const;
 export type HealthEvent = (typeof HEALTH_EVENTS)[number];
+
+/** The events of a fan's sensor issue (SensorIssueSchema): they leave the fan's state, severity and episode as they are. */
+export const SENSOR_EVENTS: ReadonlySet<HealthEvent> = new Set(["sensor", "sensor-cleared"]);
 
 /**
  * Notes on an episode, open or recently closed: they change no state and raise nothing, so an
@@ -76,6 +85,23 @@ export const FindingSchema = z.object({
 });
 export type Finding = z.infer<typeof FindingSchema>;
 
+/**
+ * Why a sensor is not to be believed: it read outside its physical limits again and again
+ * (`implausible`, lib/domain/plausibility.ts), or it reports the very same value reading after
+ * reading (`stuck`). docs/health.md, "Sensor issues", has the rules.
+ */
+export const SENSOR_CAUSES = ["implausible", "stuck"] as const;
+export type SensorCause = (typeof SENSOR_CAUSES)[number];
+
+/** A fan's open sensor issue: which sensor, why, since when (reading time), and the value it last gave. */
+export const SensorIssueSchema = z.object({
+  sensor,
+  cause: z.enum(SENSOR_CAUSES),
+  since: isoTime,
+  value: z.number(),
+});
+export type SensorIssue = z.infer<typeof SensorIssueSchema>;
+
 /** Why a transition is not to be notified: the fan was shelved, or in a maintenance window, when it happened. */
 export const MUTED_BY = ["shelved", "maintenance"] as const;
 export type MutedBy = (typeof MUTED_BY)[number];
@@ -110,6 +136,11 @@ export const HealthRecordSchema = z.object({
   assignedTo: z.string().max(128).nullable().default(null),
   /** The last finding of the current (or last) episode; cleared when a new episode opens. */
   finding: FindingSchema.nullable().default(null),
+  /**
+   * The fan's open sensor issue, beside its state (not a fan alarm); null when its sensors are
+   * believed. Optional so that records written before it existed, and their readers, stay valid.
+   */
+  sensorIssue: SensorIssueSchema.nullable().optional(),
 });
 export type HealthRecord = z.infer<typeof HealthRecordSchema>;
 
@@ -147,6 +178,8 @@ export const AlarmTransitionSchema = HealthRecordSchema.pick({
   until: isoTime.optional(),
   /** Set when the fan was shelved or in maintenance as this happened: recorded, not notified. Never on the actions themselves. */
   muted: z.enum(MUTED_BY).optional(),
+  /** On `sensor` the issue opened; on `sensor-cleared` the issue that cleared. */
+  sensorIssue: SensorIssueSchema.optional(),
 });
 export type AlarmTransition = z.infer<typeof AlarmTransitionSchema>;
 
@@ -167,9 +200,21 @@ export interface TransitionChange {
   part?: string;
   sensor?: (typeof FEATURES)[number];
   muted?: MutedBy;
+  sensorIssue?: SensorIssue;
 }
 
-const OPTIONAL_FIELDS = ["by", "note", "from", "until", "to", "result", "part", "sensor", "muted"] as const;
+const OPTIONAL_FIELDS = [
+  "by",
+  "note",
+  "from",
+  "until",
+  "to",
+  "result",
+  "part",
+  "sensor",
+  "muted",
+  "sensorIssue",
+] as const;
 
 /** The transition a record's change makes: the record's public fields, what happened, when, and its id. */
 export function transitionFrom(record: HealthRecord, change: TransitionChange): AlarmTransition {

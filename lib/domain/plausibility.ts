@@ -1,4 +1,4 @@
-import { FEATURES, type FeatureName } from "./features.js";
+import { FEATURES, unitSuffix, type FeatureName } from "./features.js";
 
 export interface SensorLimit {
   min: number;
@@ -10,7 +10,9 @@ export type SensorLimits = Readonly<Record<FeatureName, SensorLimit>>;
 
 /**
  * What a fan's sensors can physically report; a value outside is a sensor (or wiring, scaling,
- * transport) fault, never a fan fault. Sources are in docs/sensors.md.
+ * transport) fault, never a fan fault. Sources, and which numbers are judgements, are in
+ * docs/sensors.md. score and predict check these; the connector checks a fan's own `limits`
+ * from its registry record where it has them.
  */
 export const DEFAULT_SENSOR_LIMITS: SensorLimits = {
   rotation: { min: 0, max: 20_000 },
@@ -38,7 +40,8 @@ export function findImplausible(
   return undefined;
 }
 
-/** `rotation: 25000 is outside its physical limits (0 to 20000): a sensor fault, not a fan fault`. */
+/** `rotation: 25000 rpm is outside its physical limits (0 to 20000 rpm): a sensor fault, not a fan fault`. */
 export function describeImplausible({ sensor, value, limit }: Implausible): string {
-  return `${sensor}: ${value} is outside its physical limits (${limit.min} to ${limit.max}): a sensor fault, not a fan fault`;
+  const unit = unitSuffix(sensor);
+  return `${sensor}: ${value}${unit} is outside its physical limits (${limit.min} to ${limit.max}${unit}): a sensor fault, not a fan fault`;
 }

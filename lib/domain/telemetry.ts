@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { FEATURE_BOUNDS, FEATURES, type FeatureName } from "./features.js";
+import { FEATURES, type FeatureName } from "./features.js";
 
 /**
  * A fan's reading as the reference fans publish it:
@@ -7,19 +7,13 @@ import { FEATURE_BOUNDS, FEATURES, type FeatureName } from "./features.js";
  * deviceID may be a number (stored as a string); timeStamp is optional and may be
  * `YYYY-MM-DD HH:MM:SS`, ISO 8601 or epoch milliseconds, from 1970-01-01 to 2262-04-11 00:00:00 UTC.
  */
-const unit = (name: FeatureName) => (FEATURE_BOUNDS[name].unit === "" ? "" : ` ${FEATURE_BOUNDS[name].unit}`);
-const reading = (name: FeatureName) =>
-  z
-    .number({
-      error: (issue) =>
-        issue.input === undefined ? "missing" : `must be a finite number, not ${describe(issue.input)}`,
-    })
-    .min(FEATURE_BOUNDS[name].min, {
-      error: `below ${FEATURE_BOUNDS[name].min}${unit(name)}, outside sane physical bounds`,
-    })
-    .max(FEATURE_BOUNDS[name].max, {
-      error: `above ${FEATURE_BOUNDS[name].max}${unit(name)}, outside sane physical bounds`,
-    });
+// Types and finiteness only: whether a value is physically possible is asked after the schema
+// (findImplausible, lib/domain/plausibility.ts), so that an implausible reading is told apart as a
+// sensor fault (FANWATCH_READING_IMPLAUSIBLE) from a malformed one, and a fan's own limits can apply.
+const reading = () =>
+  z.number({
+    error: (issue) => (issue.input === undefined ? "missing" : `must be a finite number, not ${describe(issue.input)}`),
+  });
 
 const REFERENCE_TIME = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/;
 const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})T/;
@@ -54,7 +48,7 @@ export const TelemetrySchema = z.object({
       if (typeof time === "string") ctx.addIssue({ code: "custom", message: time });
     }),
   // One per sensor, in FEATURES order: the order a reading's errors are reported in.
-  ...(Object.fromEntries(FEATURES.map((f) => [f, reading(f)])) as Record<FeatureName, ReturnType<typeof reading>>),
+  ...(Object.fromEntries(FEATURES.map((f) => [f, reading()])) as Record<FeatureName, ReturnType<typeof reading>>),
 });
 export type Telemetry = z.infer<typeof TelemetrySchema>;
 

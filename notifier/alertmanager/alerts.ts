@@ -21,6 +21,9 @@ import { commentWithKey, fanMatchers, silenceKey } from "./silences.js";
  * - escalated: the warning's severity rose: the alert ends and one with the new severity opens.
  * - cleared / ok: the episode's alert and FanSilent end; the episode's silences are no longer wanted.
  * - silent: FanSilent opens; the episode's alert stays open (the fault has not gone away).
+ * - sensor: FanSensor opens (severity warning, cause `<sensor> <implausible|stuck>`): a sensor is
+ *   not to be believed, an electrician's job; sensor-cleared ends it. The fan's episodes, clears
+ *   and silence leave it as it is, and it leaves them.
  * - acknowledged / shelved / maintenance: a silence is wanted; resumed: the ended ones go.
  * - a late transition (older than the newest one applied to the fan: isLate) changes nothing.
  *
@@ -84,7 +87,8 @@ export function applyTransition(
     case "ok":
       // Silences first in the push (sync.ts): the resolve must not be muted by the acknowledgement.
       next.silences = next.silences.filter((s) => s.kind === "maintenance");
-      end(next, () => true, at);
+      // The fan's episode and silence end; its sensor issue is its own, ended by sensor-cleared.
+      end(next, (a) => alertName(a) !== "FanSensor", at);
       if (t.alarmId !== null && !next.closed.includes(t.alarmId))
         next.closed = [...next.closed, t.alarmId].slice(-REMEMBERED);
       break;
@@ -110,6 +114,12 @@ export function applyTransition(
         (s) => s.kind === "ack" || s.endsAt === null || Date.parse(s.endsAt) > Date.parse(at) + 1_000,
       );
       refresh(next, t, link);
+      break;
+    case "sensor":
+      openSensor(next, t, link);
+      break;
+    case "sensor-cleared":
+      end(next, (a) => alertName(a) === "FanSensor", at);
       break;
     case "commented":
     case "assigned":
@@ -224,17 +234,52 @@ function silentAlert(t: AlarmTransition, link: string): Alert {
   };
 }
 
+/**
+ * The fan's FanSensor for the issue the transition opened: one per fan (health keeps one issue at
+ * a time); its labels name the sensor and why, and `sensorSince` makes each issue one occurrence.
+ */
+function openSensor(state: FanAlerts, t: AlarmTransition, link: string): void {
+  const issue = t.sensorIssue;
+  if (issue === undefined) return;
+  const open = state.open.find((a) => alertName(a) === "FanSensor");
+  if (open !== undefined && open.labels.sensorSince === issue.since) return;
+  if (open !== undefined) end(state, (a) => alertName(a) === "FanSensor", t.at);
+  state.open.push({
+    labels: {
+      alertname: "FanSensor",
+      deviceID: t.deviceID,
+      severity: "warning",
+      cause: `${issue.sensor} ${issue.cause}`,
+      site: t.site,
+      sensorSince: issue.since,
+    },
+    annotations: annotations("FanSensor", t, link),
+    startsAt: issue.since,
+    generatorURL: link,
+  });
+}
+
 /** The open alerts' annotations from the latest transition (labels stay as they opened). */
 function refresh(state: FanAlerts, t: AlarmTransition, link: string): void {
   for (const alert of state.open) {
     const name = alertName(alert);
-    if (name === undefined || (name !== "FanSilent" && alert.labels.alarmId !== (t.alarmId ?? t.deviceID))) continue;
+    if (name === undefined || name === "FanSensor") continue;
+    if (name !== "FanSilent" && alert.labels.alarmId !== (t.alarmId ?? t.deviceID)) continue;
     if (name === "FanSilent") alert.annotations = { ...alert.annotations, link };
     else alert.annotations = annotations(name, t, link);
   }
 }
 
 export function annotations(name: AlertName, t: AlarmTransition, link: string): Record<string, string> {
+  // A sensor issue is about the sensor, not the fan's fault probability or episode.
+  if (name === "FanSensor" && t.sensorIssue !== undefined)
+    return {
+      summary: summary(name, t),
+      link,
+      sensor: t.sensorIssue.sensor,
+      value: String(t.sensorIssue.value),
+      since: t.sensorIssue.since,
+    };
   const out: Record<string, string> = {
     summary: summary(name, t),
     probability: t.probability.toFixed(2),
@@ -258,6 +303,15 @@ export function summary(name: AlertName, t: AlarmTransition): string {
       return `${fan} warning: ${cause}, ${p}${t.eta === null ? "" : `, alarm expected by ${t.eta}`}`;
     case "FanSilent":
       return `${fan} silent since ${t.since}: no readings`;
+    case "FanSensor": {
+      const issue = t.sensorIssue;
+      if (issue === undefined) return `${fan} sensor issue`;
+      const why =
+        issue.cause === "stuck"
+          ? `stuck at ${issue.value} since ${issue.since}`
+          : `reads outside its physical limits (${issue.value}) since ${issue.since}`;
+      return `${fan} sensor ${issue.sensor} ${why}: check the sensor and its wiring, not the fan`;
+    }
   }
 }
 

@@ -39,7 +39,7 @@ export class AlertmanagerMetrics {
     });
     this.openAlerts = new Gauge({
       name: "fanwatch_alertmanager_open_alerts",
-      help: "Alerts the notifier holds open (FanWarning, FanAlarm, FanSilent) and sends to every Alertmanager",
+      help: "Alerts the notifier holds open (FanWarning, FanAlarm, FanSilent, FanSensor) and sends to every Alertmanager",
       registers: [registry],
       collect: () => this.openAlerts.set(this.countOpen()),
     });

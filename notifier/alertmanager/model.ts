@@ -7,7 +7,7 @@ import { z } from "zod";
  * key-value bucket (store.ts) and pushed to every Alertmanager as it is (sync.ts).
  */
 
-export const ALERT_NAMES = ["FanWarning", "FanAlarm", "FanSilent"] as const;
+export const ALERT_NAMES = ["FanWarning", "FanAlarm", "FanSilent", "FanSensor"] as const;
 export type AlertName = (typeof ALERT_NAMES)[number];
 
 /** An alert as Alertmanager's API v2 takes it (POST /api/v2/alerts), with `endsAt` once it ended. */
@@ -49,7 +49,7 @@ export type TransitionOrder = z.infer<typeof TransitionOrderSchema>;
 export const FanAlertsSchema = z.object({
   deviceID: z.string(),
   site: z.string(),
-  /** At most the episode's FanWarning or FanAlarm, and FanSilent. */
+  /** At most the episode's FanWarning or FanAlarm, FanSilent, and FanSensor (the fan's open sensor issue). */
   open: z.array(AlertSchema),
   /** Alerts that ended, with their endsAt, until they are older than the keep period. */
   ended: z.array(AlertSchema),

@@ -364,6 +364,43 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
     );
   });
 
+  it("sends a sensor issue as FanSensor to the maintenance team (never paged), beside the fan's alarm, and resolves it when the issue clears", async () => {
+    const fan = "a-sensor";
+    const issue = {
+      sensor: "temperature" as const,
+      cause: "stuck" as const,
+      value: 40.2,
+      since: new Date().toISOString(),
+    };
+    await pair.deliver(transition(SITE, fan, "alarm"));
+    await pair.deliver(transition(SITE, fan, "sensor", { sensorIssue: issue }));
+    await eventually(
+      "FanSensor at the maintenance team",
+      () => notified(hooks, "/a/maintenance", fan, { alertname: "FanSensor" }).length === 1,
+    );
+    const alert = alertOf(await amA.alerts(), fan, "FanSensor");
+    assert.deepEqual(alert?.labels, {
+      alertname: "FanSensor",
+      deviceID: fan,
+      severity: "warning",
+      cause: "temperature stuck",
+      site: SITE,
+      sensorSince: issue.since,
+    });
+    assert.equal(
+      notified(hooks, "/a/on-call", fan, { alertname: "FanSensor" }).length,
+      0,
+      "an electrician's job: not paged",
+    );
+    await pair.deliver(transition(SITE, fan, "sensor-cleared", { sensorIssue: issue }));
+    await eventually(
+      "its resolve",
+      () => notified(hooks, "/a/maintenance", fan, { alertname: "FanSensor", status: "resolved" }).length === 1,
+    );
+    assert.ok(alertOf(await amA.alerts(), fan, "FanAlarm") !== undefined, "the fan's alarm is its own");
+    assert.equal(alertOf(await amA.alerts(), fan, "FanSensor"), undefined);
+  });
+
   it("silences a maintenance window at both Alertmanagers from its start (a pending silence until then) to its end", async () => {
     const fan = "a-maint";
     const from = new Date(Date.now() + 1_500).toISOString();

@@ -47,7 +47,12 @@ function predictions(deviceID: string, fault: 0 | 1, count: number, start: numbe
     fault,
     probability: fault === 1 ? 0.97 : 0.02,
     timeStamp: start + i * stepMs,
-    reading: { rotation: 600 + (i % 7), temperature: 40, vibration: 150, sound: 48 },
+    reading: {
+      rotation: 600 + (i % 7),
+      temperature: 40 + (i % 3) / 10,
+      vibration: 150 + (i % 5) / 10,
+      sound: 48 + (i % 4) / 10,
+    },
     ...(fault === 1 ? { cause: "vibration" as const } : {}),
   }));
 }

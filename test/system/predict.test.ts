@@ -8,6 +8,7 @@ import { BudgetExhaustedError, PublishFailedError } from "../../lib/errors.js";
 import { Deadline } from "../../lib/infra/deadline.js";
 import { Publisher } from "../../lib/mqtt/publisher.js";
 import { PredictionSchema, type Prediction } from "../../lib/domain/prediction.js";
+import { isSensorNotice, SensorNoticeSchema } from "../../lib/domain/sensor-notice.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { eventuallyValue } from "../support/eventually.js";
 import { Collector } from "../support/mqtt-collector.js";
@@ -205,12 +206,20 @@ describe("predict function against a real Mosquitto", () => {
     assert.equal(body.results[3]?.fault, 1);
     assert.match(body.results[1]?.error ?? "", /temperature: must be a finite number, not "hot"/);
     assert.match(body.results[2]?.error ?? "", /temperature: missing/);
-    assert.match(body.results[4]?.error ?? "", /rotation: above 20000 rpm/);
+    assert.match(body.results[4]?.error ?? "", /rotation: 1000000000 rpm is outside its physical limits/);
 
-    const anomalies = (await collector.waitFor("fan/anomaly", before.anomaly + 4)).slice(before.anomaly) as Array<{
+    // Four predictions, and the notice of the implausible reading that tells health of it.
+    const anomalies = (await collector.waitFor("fan/anomaly", before.anomaly + 5)).slice(before.anomaly) as Array<{
       deviceID: string;
+      implausible?: unknown;
     }>;
-    assert.deepEqual(anomalies.map((a) => a.deviceID).sort(), ["1", "4", "8", "9"]);
+    assert.deepEqual(
+      anomalies
+        .filter((a) => a.implausible === undefined)
+        .map((a) => a.deviceID)
+        .sort(),
+      ["1", "4", "8", "9"],
+    );
     const dead = (await collector.waitFor("fan/deadletter", before.dead + 5)).slice(before.dead) as Array<{
       error: string;
       topic: string;
@@ -224,6 +233,72 @@ describe("predict function against a real Mosquitto", () => {
       assert.ok(!Number.isNaN(Date.parse(letter.at)));
     }
     assert.ok(dead.some((d) => d.payload.includes('"hot"')));
+  });
+
+  it("rejects a reading no sensor can give as a sensor fault: its own code in the answer and the dead letter, a notice for health, the rest scored", async () => {
+    const implausibleCount = () => counter(predict.url, "predict_readings_total", 'outcome="implausible"');
+    const before = {
+      anomaly: collector.on("fan/anomaly").length,
+      dead: collector.on("fan/deadletter").length,
+      implausible: await implausibleCount(),
+    };
+    const batch = [
+      reading("p1", [620, 40, 150, 48]),
+      reading("p2", [-600, 40, 150, 48]),
+      reading("p3", [620, 40, 150, 1e308]),
+      { ...reading("p4", [620, 40, 150, 48]), temperature: "hot" },
+      reading("p5", [420, 53, 240, 58]),
+    ];
+    const answer = await postJson(predict.url, batch);
+    assert.equal(answer.status, 200);
+    const body = answer.body as {
+      scored: number;
+      rejected: number;
+      results: Array<{ deviceID?: string; fault?: number; error?: string; field?: string; code?: string }>;
+    };
+    assert.equal(body.scored, 2);
+    assert.equal(body.rejected, 3);
+    assert.deepEqual(body.results[1], {
+      index: 1,
+      error: "rotation: -600 rpm is outside its physical limits (0 to 20000 rpm): a sensor fault, not a fan fault",
+      field: "rotation",
+      code: "FANWATCH_READING_IMPLAUSIBLE",
+    });
+    assert.equal(body.results[2]?.code, "FANWATCH_READING_IMPLAUSIBLE");
+    assert.equal(body.results[2]?.field, "sound");
+    assert.equal(body.results[3]?.code, undefined, "a malformed reading is no sensor fault");
+    assert.equal(body.results[4]?.fault, 1);
+
+    const anomalies = (await collector.waitFor("fan/anomaly", before.anomaly + 4)).slice(before.anomaly);
+    const notices = anomalies.filter((m) => isSensorNotice(m)).map((m) => SensorNoticeSchema.parse(m));
+    assert.deepEqual(
+      notices.sort((a, b) => a.deviceID.localeCompare(b.deviceID)),
+      [
+        {
+          deviceID: "p2",
+          timeStamp: "2020-10-02 10:00:00",
+          implausible: { sensor: "rotation", value: -600, code: "FANWATCH_READING_IMPLAUSIBLE" },
+        },
+        {
+          deviceID: "p3",
+          timeStamp: "2020-10-02 10:00:00",
+          implausible: { sensor: "sound", value: 1e308, code: "FANWATCH_READING_IMPLAUSIBLE" },
+        },
+      ],
+    );
+    const predicted = anomalies.filter((m) => !isSensorNotice(m)).map((m) => PredictionSchema.parse(m).deviceID);
+    assert.deepEqual(predicted.sort(), ["p1", "p5"]);
+
+    const dead = (await collector.waitFor("fan/deadletter", before.dead + 3)).slice(before.dead) as Array<{
+      error: string;
+      payload: string;
+      code?: string;
+    }>;
+    const coded = dead.filter((d) => d.code === "FANWATCH_READING_IMPLAUSIBLE");
+    assert.equal(coded.length, 2);
+    assert.ok(coded.some((d) => d.payload.includes('"deviceID":"p2"') && /rotation: -600 rpm/.test(d.error)));
+    assert.ok(dead.some((d) => d.payload.includes('"hot"') && d.code === undefined));
+    assert.equal(await implausibleCount(), before.implausible + 2);
   });
 
   it("dead-letters timeStamps InfluxDB cannot store and impossible dates, and scores the rest", async () => {

@@ -32,8 +32,11 @@ const ID = "7";
 const draw = (ranges: typeof HEALTHY_RANGES, random: Random) =>
   Object.fromEntries(FEATURES.map((f) => [f, drawReading(ranges[f], random)])) as PerSensor;
 const healthyReading = (random: Random) => draw(HEALTHY_RANGES, random);
-/** A faulty reading the model flags: one sensor (temperature) beyond its healthy range. */
-const faultyReading = (random: Random) => ({ ...healthyReading(random), temperature: 50 });
+/**
+ * A faulty reading the model flags: one sensor (temperature) beyond its healthy range, by a value
+ * that moves as a real sensor's does (one that gave 50.0 every time would be stuck: a sensor issue).
+ */
+const faultyReading = (random: Random) => ({ ...healthyReading(random), temperature: 50 + random() / 10 });
 
 function input(n: number, fault: 0 | 1, reading: PerSensor, probability = fault === 1 ? 0.97 : 0.02): HealthInput {
   return { prediction: { deviceID: ID, fault, probability, reading }, at: T0 + n * STEP };
