@@ -3,6 +3,9 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { defineSettings, readSettings } from "../../lib/infra/settings.js";
+import { ServiceBase } from "../../lib/infra/service.js";
+import { RegistryCache } from "../../lib/registry/cache.js";
+import type { FanRegistry } from "../../lib/registry/registry.js";
 import type { Logger } from "../../lib/infra/log.js";
 import { Acl } from "../../lib/mqtt/acl.js";
 import type { MqttSettings } from "../../lib/mqtt/settings.js";
@@ -102,4 +105,44 @@ async function writePrivate(file: string, text: string): Promise<void> {
   await rm(temporary, { force: true });
   await writeFile(temporary, text, { mode: 0o600, flag: "wx" });
   await rename(temporary, file);
+}
+
+/**
+ * The registry's fans as users of the embedded broker (BrokerAuth's FanLogins): a watched cache of
+ * the registry, so that a login or a publish looks a fan up in memory, and a fan retired or given a
+ * new password is known at once.
+ */
+export class FanLoginsService extends ServiceBase {
+  readonly name = "broker fan logins";
+  #cache: RegistryCache | undefined;
+
+  constructor(
+    private readonly options: {
+      auth: BrokerAuth;
+      registry: FanRegistry;
+      /** Whether a password matches a fan's `$7$` hash (Mosquitto's PBKDF2-SHA512). */
+      verify: (password: string, hash: string) => boolean;
+      telemetryTopic: string;
+      allowUnbound: boolean;
+    },
+  ) {
+    super();
+  }
+
+  protected async onStart(): Promise<void> {
+    const { auth, registry, verify, telemetryTopic, allowUnbound } = this.options;
+    const cache = new RegistryCache(registry);
+    await cache.start();
+    this.#cache = cache;
+    auth.useFans({
+      record: (id) => cache.get(id),
+      verify: async (password, hash) => verify(password, hash),
+      telemetryTopic,
+      allowUnbound,
+    });
+  }
+
+  protected async onClose(): Promise<void> {
+    await this.#cache?.stop();
+  }
 }

@@ -9,8 +9,8 @@ import mqtt, { type MqttClient } from "mqtt";
 import { EmbeddedBroker } from "../../runtime/system/broker.js";
 import { pino } from "pino";
 import { PacketSizeGuard } from "../../runtime/system/packet-size-guard.js";
-import { startBrokerUsers, type StartBrokerUsers } from "../../runtime/system/broker-users.js";
-import type { FanRecord } from "../../lib/registry/fan-record.js";
+import { FanLoginsService, startBrokerUsers, type StartBrokerUsers } from "../../runtime/system/broker-users.js";
+import { MemoryFanRegistry } from "../../lib/registry/memory-registry.js";
 import { eventually } from "../support/eventually.js";
 
 describe("the embedded broker's packet size limit", () => {
@@ -103,7 +103,6 @@ describe("the embedded broker's users and topic rules (fanwatch start's)", () =>
   let operator: MqttClient;
   const heard: Array<[string, string]> = [];
   const logged: Array<Record<string, unknown>> = [];
-  const fans = new Map<string, FanRecord>();
   const clientIds = {
     connector: "fanwatch-start-connector",
     view: "fanwatch-view-",
@@ -135,12 +134,6 @@ describe("the embedded broker's users and topic rules (fanwatch start's)", () =>
       env: { BROKER_OPERATOR_FILE: join(dir, "operator") },
       telemetryTopic: "fan/messages",
       clientIds,
-      fans: {
-        record: (id) => fans.get(id),
-        verify: async (password, hash) => verifyPbkdf2(password, hash),
-        telemetryTopic: "fan/messages",
-        allowUnbound: true,
-      },
       log,
     });
     broker = new EmbeddedBroker({ port: 0, log, auth: users.auth });
@@ -264,11 +257,22 @@ describe("the embedded broker's users and topic rules (fanwatch start's)", () =>
   });
 
   it("lets a registered fan log in as fan-<id> and publish as itself only", async () => {
-    fans.set("7", {
-      ...fanRecord("7"),
-      mqttPasswordHash: pbkdf2Hash("fan-seven-password"),
+    // The registry as fanwatch start hands it to the broker: a watched cache.
+    const registry = new MemoryFanRegistry();
+    await registry.add("7", {}, "test");
+    await registry.setPasswordHash("7", pbkdf2Hash("fan-seven-password"));
+    await registry.add("8", {}, "test");
+    await registry.setPasswordHash("8", pbkdf2Hash("fan-eight"));
+    await registry.retire("8", "test");
+    const logins = new FanLoginsService({
+      auth: users.auth,
+      registry,
+      verify: verifyPbkdf2,
+      telemetryTopic: "fan/messages",
+      allowUnbound: true,
     });
-    fans.set("8", { ...fanRecord("8"), state: "retired", mqttPasswordHash: pbkdf2Hash("fan-eight") });
+    await logins.start();
+    after(() => logins.close());
     const seven = { username: "fan-7", password: "fan-seven-password" };
     assert.equal((await refusal(connect({ ...seven, password: "wrong" }, "fan-7"))).code, 4);
     assert.equal((await refusal(connect(seven, "some-id"))).code, 2, "a fan's client id is its user name");
@@ -286,21 +290,16 @@ describe("the embedded broker's users and topic rules (fanwatch start's)", () =>
       heard.filter(([topic]) => topic === "fan/messages/8"),
       [],
     );
+    // Retired while connected: its connection publishes nothing more.
+    const again = await connect(seven, "fan-7");
+    await registry.retire("7", "test");
+    const cut = new Promise<void>((resolve) => again.once("close", () => resolve()));
+    again.publish("fan/messages/7", '{"deviceID":"7","after":"retired"}', { qos: 1 });
+    await cut;
+    await again.endAsync(true);
+    assert.equal(heard.filter(([, p]) => p.includes('"after":"retired"')).length, 0);
   });
 });
-
-function fanRecord(id: string): FanRecord {
-  return {
-    id,
-    name: "",
-    site: "",
-    location: "",
-    type: "",
-    tags: [],
-    state: "active",
-    created: new Date().toISOString(),
-  };
-}
 
 /** A Mosquitto `$7$` hash (PBKDF2-SHA512, 101 rounds, 12-byte salt), as mosquitto_passwd makes it. */
 function pbkdf2Hash(password: string): string {
