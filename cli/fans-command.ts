@@ -8,8 +8,10 @@ import { FAN_STATES, type FanRecord, type FanState, type SensorLimitOverrides } 
 import type { FanDetails, FanRegistry } from "../lib/registry/registry.js";
 import { added as addedRecord, sameRecord } from "../lib/registry/changes.js";
 import { DeviceIdError, DeviceUnknownError } from "../lib/registry/errors.js";
+import { addFansCredentialsCommand } from "./fans-credentials-command.js";
 import { NATS_URL_SETTINGS, natsAddress, withNats, type CommandConnection } from "./nats-connection.js";
 import { addSettingFlags, addSettingsHelp, type Io } from "./parse.js";
+import type { RegistryAccess } from "./registry-access.js";
 
 const WHY =
   "the device registry lives in NATS (the key-value bucket fan_registry); give the NATS server fanwatch uses (the URL `fanwatch start` prints, or the cluster's, e.g. nats://nats.fanwatch:4222 through a port-forward)";
@@ -182,10 +184,15 @@ export function addFansCommand(program: Command, io: Io): Command {
     });
   });
 
-  // The `credentials` subcommand (helper "mosquitto", cli/fans-credentials-command.ts) is added to
-  // `fans` by main.ts with the command this returns: addFansCredentialsCommand(fans, io).
+  addFansCredentialsCommand(fans, io, NATS_REGISTRY);
   return fans;
 }
+
+/** The registry in NATS, for subcommands written elsewhere (`fans credentials`). */
+const NATS_REGISTRY: RegistryAccess = {
+  flags: (command) => withSettings(command),
+  with: (given, work) => withRegistry({}, () => given as { NATS_URL?: string }, work),
+};
 
 interface ByOptions {
   by?: string;

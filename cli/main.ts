@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { z } from "zod";
 import { exitOutcome } from "../lib/errors.js";
+import { addBrokerAuthCommand } from "./broker-auth-command.js";
 import { addConnectorCommand } from "./connector-command.js";
 import { addDeadLettersCommand } from "./deadletters-command.js";
 import { addFansCommand } from "./fans-command.js";
@@ -41,6 +42,7 @@ export function buildProgram(io: Io): Command {
   addPageCommand(program, io);
   addNatsCommand(program, io);
   addFansCommand(program, io);
+  addBrokerAuthCommand(program, io);
   addReleaseCommand(program, io);
   for (const command of program.commands) command.exitOverride();
   return program;

@@ -32,23 +32,32 @@ export function addPageCommand(program: Command, io: Io): void {
       "a CSRF token on every action, sign-ins throttled per user and per address. Sign-in proxy: an OpenID",
       "Connect proxy (oauth2-proxy) names the user in PAGE_PROXY_USER_HEADER, believed only from",
       "PAGE_TRUSTED_PROXIES. Sign-in off: loopback only. Every action reaches health with the user signed",
-      "with PAGE_USER_SECRET, which health must hold too.",
+      "with PAGE_USER_SECRET, which health must hold too. With NATS_URL the page counts fans from the registry",
+      "(KV bucket fan_registry) and its admins approve, add and retire fans (the Fans panel).",
     ],
   );
   command.action(async (opts: Record<string, unknown>) => {
-    const [{ PageService }, { readPageConfig }, { createLogger }, { readTopics }, { mqttSettingsFromEnv }] =
+    const [{ PageService }, { readPageConfig }, { createLogger }, { readTopics }, { mqttSettingsFromEnv }, nats] =
       await Promise.all([
         import("../page/page-service.js"),
         import("../page/config.js"),
         import("../lib/infra/log.js"),
         import("../lib/infra/config.js"),
         import("../lib/mqtt/settings.js"),
+        import("../lib/registry/nats-registry.js"),
       ]);
     const config = readPageConfig(undefined, given(opts));
     const log = createLogger("page");
-    const page = new PageService({ config, topics: readTopics(), mqtt: mqttSettingsFromEnv(), log });
+    // The registry (NATS_URL) before the page: a page that cannot count from it says so at once.
+    const registry =
+      config.natsUrl === undefined
+        ? undefined
+        : await nats.openFanRegistry({ url: config.natsUrl, name: `fanwatch-page-${process.pid}`, log });
+    const page = new PageService({ config, topics: readTopics(), mqtt: mqttSettingsFromEnv(), log, registry });
     if (config.signIn === "off")
       io.err("sign-in is off: anyone who can reach this machine's loopback address acts in any name");
+    if (registry === undefined)
+      io.err("no fan registry (NATS_URL unset): fans are counted as the page sees them, and nobody manages fans here");
     await runUntilSignalled(io, page, log);
   });
 

@@ -1,6 +1,5 @@
 import type { Command } from "commander";
 import { fileURLToPath } from "node:url";
-import type { FleetSnapshot } from "../page/fleet-view.js";
 import { WRITER_SETTINGS } from "../connectors/influxdb/config.js";
 import { CONNECTOR_SETTINGS } from "../connectors/mqtt/config.js";
 import { TOPIC_SETTINGS } from "../lib/infra/config.js";
@@ -107,14 +106,21 @@ export function addStartCommand(program: Command, io: Io): void {
       process.once("SIGINT", resolve);
       process.once("SIGTERM", resolve);
     });
-    const [{ startSystem }, { CONSOLE_LOG_LEVEL }, { createLogger, readableLine }, { replicasLine }, { probeBroker }] =
-      await Promise.all([
-        import("../runtime/system/system.js"),
-        import("../runtime/gateway/runner.js"),
-        import("../lib/infra/log.js"),
-        import("../page/function-replicas.js"),
-        import("../lib/mqtt/client.js"),
-      ]);
+    const [
+      { startSystem },
+      { CONSOLE_LOG_LEVEL },
+      { createLogger, readableLine },
+      { replicasLine },
+      { probeBroker },
+      { fansLine },
+    ] = await Promise.all([
+      import("../runtime/system/system.js"),
+      import("../runtime/gateway/runner.js"),
+      import("../lib/infra/log.js"),
+      import("../page/function-replicas.js"),
+      import("../lib/mqtt/client.js"),
+      import("../page/fleet-count.js"),
+    ]);
     // The console is for people: the status line and warnings, not every service event (LOG_LEVEL=info shows them).
     // On a terminal every log line, ours and the functions', is one readable line; piped, JSON.
     const renderLine = io.interactive ? readableLine : undefined;
@@ -179,7 +185,7 @@ export function addStartCommand(program: Command, io: Io): void {
       if (!io.interactive && ++ticks % 10 !== 0) return;
       const { totals, rates, functions } = system.fleet.summary();
       io.progress(
-        `${rates.readingsPerSecond.toFixed(1)} readings/s · ${totals.predictions} predictions · ${totals.fans} fans: ${healthLine(totals)} · replicas: ${functions.replicas.length === 0 ? "unknown" : replicasLine(functions.replicas)} · ${totals.deadLetters} dead letters`,
+        `${rates.readingsPerSecond.toFixed(1)} readings/s · ${totals.predictions} predictions · ${fansLine(totals)} · replicas: ${functions.replicas.length === 0 ? "unknown" : replicasLine(functions.replicas)} · ${totals.deadLetters} dead letters`,
       );
     }, 1_000);
 
@@ -192,15 +198,6 @@ export function addStartCommand(program: Command, io: Io): void {
     await system.stop();
     io.err("stopped");
   });
-}
-
-/**
- * Fans by health state, and the open alarms (warnings and alarms) nobody has acknowledged yet:
- * "9 ok, 1 warning, 2 alarm, 0 cleared, 0 silent, 2 unacknowledged".
- */
-export function healthLine(totals: Pick<FleetSnapshot["totals"], "states" | "unacknowledged">): string {
-  const { ok, warning, alarm, cleared, silent } = totals.states;
-  return `${ok} ok, ${warning} warning, ${alarm} alarm, ${cleared} cleared, ${silent} silent, ${totals.unacknowledged} unacknowledged`;
 }
 
 /** "2 faulty, 2 degrading over 10 min, 1 noisy": the shapes the fleet has, wear-outs with their length. */

@@ -185,6 +185,12 @@ export const PAGE_SETTINGS = defineSettings({
     default: d.HEALTH_URL,
     schema: z.url().default(d.HEALTH_URL),
   },
+  NATS_URL: {
+    env: ["NATS_URL"],
+    help: "the NATS server holding the fan registry (KV bucket fan_registry): the page counts fans from it and its admins manage fans; unset: fans counted as seen, no Fans panel",
+    doc: "the NATS server holding the fan registry (KV bucket `fan_registry`), e.g. `nats://nats.fanwatch:4222`: the page counts fans from it and its admins approve, add and retire fans; unset: fans counted as the page sees them, no Fans panel",
+    schema: z.string().optional(),
+  },
   PAGE_FUNCTIONS_URL: {
     env: ["PAGE_FUNCTIONS_URL"],
     help: "the gateway's /system/functions, to show replicas (with the basic-auth-user/-password secrets when present); unset: not shown",
@@ -232,6 +238,8 @@ export interface PageConfig {
   /** Certificate and key files: the page serves https itself. */
   tls: { certFile: string; keyFile: string } | undefined;
   healthUrl: string;
+  /** NATS_URL: the fan registry's server; undefined: no registry. */
+  natsUrl: string | undefined;
   functionsUrl: string | undefined;
   maxStreams: number;
   maxStreamsPerUser: number;
@@ -290,6 +298,7 @@ export function readPageConfig(env?: NodeJS.ProcessEnv, given: Partial<PageSetti
         ? undefined
         : { certFile: s.PAGE_TLS_CERT_FILE, keyFile: s.PAGE_TLS_KEY_FILE },
     healthUrl: s.HEALTH_URL,
+    natsUrl: s.NATS_URL,
     functionsUrl: s.PAGE_FUNCTIONS_URL,
     maxStreams: s.PAGE_MAX_STREAMS,
     maxStreamsPerUser: s.PAGE_MAX_STREAMS_PER_USER,

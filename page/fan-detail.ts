@@ -4,7 +4,7 @@ import { FEATURE_BOUNDS, FEATURES, type FeatureName } from "../lib/domain/featur
 import { HEALTHY_RANGES } from "../lib/domain/fan-ranges.js";
 import type { HealthRecord } from "../lib/domain/health.js";
 import { sendErrorCode } from "../lib/infra/http/error-answer.js";
-import type { FanSeries, FanState, FleetView, LastTransition } from "./fleet-view.js";
+import type { FanSeries, FanState, FanView, FleetView, LastTransition } from "./fleet-view.js";
 
 const PATH = /^\/ui\/api\/fans\/([^/]+)$/;
 /** As the telemetry's deviceID. */
@@ -19,6 +19,9 @@ export interface FanDetailAnswer {
   state: FanState;
   /** The health function's record of the fan (contributions, eta, acknowledgement…), null until it has one. */
   record: HealthRecord | null;
+  /** The fan's state in the registry, null without one; its open sensor issue, null when none. */
+  registration: FanView["registration"];
+  sensor: FanView["sensor"];
   /** The latest prediction's probability (one reading), and how many of the last predictions said fault. */
   latest: { probability: number | null; recent: { faulty: number; scored: number } };
   readings: FanSeries["readings"];
@@ -97,6 +100,8 @@ export class FanDetail {
       deviceID,
       state: fan.view.state,
       record: fan.record,
+      registration: fan.view.registration,
+      sensor: fan.view.sensor,
       latest: { probability: fan.view.probability, recent: fan.view.recent },
       readings: fan.readings,
       predictions: fan.predictions,

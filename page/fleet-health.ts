@@ -3,10 +3,12 @@ import {
   AlarmTransitionSchema,
   HEALTH_STATES,
   NOTE_EVENTS,
+  SENSOR_EVENTS,
   HealthRecordSchema,
   type AlarmTransition,
   type HealthRecord,
   type HealthState,
+  type SensorIssue,
 } from "../lib/domain/health.js";
 
 /** Transitions kept for the page's feed. */
@@ -61,6 +63,16 @@ export class FleetHealth {
     return this.#records.get(deviceID);
   }
 
+  /** Every record kept. */
+  records(): IterableIterator<HealthRecord> {
+    return this.#records.values();
+  }
+
+  /** The fan's open sensor issue, or null when its record has none (or comes from a health without them). */
+  sensorIssue(deviceID: string): SensorIssue | null {
+    return this.#records.get(deviceID)?.sensorIssue ?? null;
+  }
+
   /** A message from the alarm topic; anything that is not a transition is ignored. */
   transition(message: unknown): boolean {
     const parsed = AlarmTransitionSchema.safeParse(message);
@@ -70,6 +82,17 @@ export class FleetHealth {
     if (this.#feed.length > FEED) this.#feed.pop();
     const known = this.#records.get(t.deviceID);
     if (known === undefined && this.#records.size >= this.maxFans) return true; // the next read may bring it
+    if (SENSOR_EVENTS.has(t.event)) {
+      // A sensor issue opens or clears beside the fan's state, which it leaves as it is.
+      if (known !== undefined) {
+        this.#records.set(t.deviceID, {
+          ...known,
+          sensorIssue: t.event === "sensor" ? (t.sensorIssue ?? known.sensorIssue ?? null) : null,
+        });
+        this.#changedAt.set(t.deviceID, this.now());
+      }
+      return true;
+    }
     if (NOTE_EVENTS.has(t.event)) {
       // A note may be about an older episode (its alarmId): it changes the record only when it is
       // about the record's own; otherwise the next read brings whatever it changed.
@@ -99,6 +122,7 @@ export class FleetHealth {
       maintenance: maintenanceAfter(t, known),
       assignedTo: sameEpisode ? known.assignedTo : null,
       finding: sameEpisode ? known.finding : null,
+      sensorIssue: known?.sensorIssue ?? null,
     });
     this.#changedAt.set(t.deviceID, this.now());
     return true;
@@ -141,8 +165,9 @@ export class FleetHealth {
     return { counts, openAlarms: counts.alarm + counts.warning, unacknowledged };
   }
 
-  snapshot(): HealthSnapshot {
-    const open = [...this.#records.values()].filter(isOpen).sort(byUrgency);
+  /** `counted` leaves out the alarms of fans that are not counted (with a registry: not active). */
+  snapshot(counted: (deviceID: string) => boolean = () => true): HealthSnapshot {
+    const open = [...this.#records.values()].filter((r) => isOpen(r) && counted(r.deviceID)).sort(byUrgency);
     return { ...this.tally(), alarms: open.slice(0, MAX_ALARMS_LISTED), feed: [...this.#feed], error: this.#error };
   }
 }

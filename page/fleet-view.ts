@@ -2,11 +2,14 @@ import { NotificationLog, type SentNotification } from "./notifications.js";
 import type { MqttClient } from "mqtt";
 import { FEATURES, type FeatureName } from "../lib/domain/features.js";
 import { SampleRing } from "./fan-series.js";
-import { AlarmTransitionSchema, type HealthRecord, type HealthState } from "../lib/domain/health.js";
+import { AlarmTransitionSchema, type HealthRecord, type HealthState, type SensorIssue } from "../lib/domain/health.js";
 import { parseUntrustedJson } from "../lib/infra/json.js";
 import { PredictionSchema } from "../lib/domain/prediction.js";
 import { parseTelemetry } from "../lib/domain/telemetry.js";
+import { isSensorNotice } from "../lib/domain/sensor-notice.js";
+import type { FanState as RegistryState } from "../lib/registry/fan-record.js";
 import { FleetHealth, pollHealth, type HealthCounts, type HealthSnapshot } from "./fleet-health.js";
+import { countFleet, type FleetCount, type RegistryView } from "./fleet-count.js";
 import { pollReplicas, type FunctionReplicas, type ReplicaPoll } from "./function-replicas.js";
 
 /** Points of each sensor kept per fan for the page's charts. */
@@ -38,6 +41,19 @@ const HEALTH_POLL_MS = 5_000;
 /** How often the functions' replicas are read from the gateway: a short list, and scale events show within 2 s. */
 const REPLICAS_POLL_MS = 2_000;
 
+/**
+ * The dead letters' codes of readings refused for who sent them or what they said (docs/errors.md),
+ * counted on the page: the other codes (a reading that is not one, …) are counted in the total only.
+ */
+export const REFUSAL_CODES = [
+  "FANWATCH_DEVICE_UNKNOWN",
+  "FANWATCH_REGISTRY_FULL",
+  "FANWATCH_IDENTITY_MISMATCH",
+  "FANWATCH_READING_IMPLAUSIBLE",
+  "FANWATCH_DEVICE_ID_INVALID",
+] as const;
+export type RefusalCode = (typeof REFUSAL_CODES)[number];
+
 /** The fan's health state, "unknown" until the health function has a record of it. */
 export type FanState = HealthState | "unknown";
 
@@ -64,6 +80,10 @@ export interface FanView {
   recent: { faulty: number; scored: number };
   readings: number;
   history: Record<FeatureName, number[]>;
+  /** The fan's state in the registry (pending, active), null without a registry. */
+  registration: RegistryState | null;
+  /** Its open sensor issue as health records it ("rotation stuck since …"), null when none. */
+  sensor: SensorIssue | null;
 }
 
 export interface FleetSnapshot {
@@ -72,10 +92,20 @@ export interface FleetSnapshot {
     readings: number;
     predictions: number;
     deadLetters: number;
+    /** Active fans in the registry; without one, the fans the page has seen (`source` says which). */
     fans: number;
     states: HealthCounts;
     openAlarms: number;
     unacknowledged: number;
+    source: FleetCount["source"];
+    /** Active fans health has no record of yet (with a registry: fans = states + this). */
+    unreported: number;
+    /** Fans waiting for a person's Approve (0 without a registry). */
+    pending: number;
+    /** Dead letters by refusal code (REFUSAL_CODES), since the page started. */
+    refused: Record<RefusalCode, number>;
+    /** Sensor notices seen on the anomaly topic (readings outside a sensor's physical limits). */
+    sensorNotices: number;
   };
   rates: { readingsPerSecond: number; predictionsPerSecond: number };
   fans: FanView[];
@@ -92,7 +122,7 @@ export interface FleetSnapshot {
   functions: { replicas: FunctionReplicas[]; error: string | null };
 }
 
-interface Fan extends Omit<FanView, "state" | "health" | "recent"> {
+interface Fan extends Omit<FanView, "state" | "health" | "recent" | "registration" | "sensor"> {
   verdicts: number[];
   lastSeen: number;
   /** Readings (the four sensors) and predictions (probability, fault) for the detail view, with when they arrived. */
@@ -119,6 +149,12 @@ export interface FleetViewOptions {
   forgetAfterMs?: number;
   /** The clock, injectable so that tests can let fans fall silent without waiting. */
   now?: () => number;
+  /**
+   * Where a fan's readings come from: "predictions" (their `reading`: only readings the connector
+   * let through, so a quarantined or forged fan never appears; the page and `fanwatch start`), or
+   * "telemetry" (the telemetry topic itself: every device id that publishes). @default "telemetry"
+   */
+  readingsFrom?: "predictions" | "telemetry";
 }
 
 export type FleetTopics = { telemetry: string; anomaly: string; deadletter: string; alarm: string };
@@ -150,7 +186,10 @@ export class FleetView {
   readonly #maxFans: number;
   readonly #forgetAfterMs: number;
   readonly #now: () => number;
-  #totals = { readings: 0, predictions: 0, deadLetters: 0 };
+  readonly #readingsFrom: "predictions" | "telemetry";
+  #registry: RegistryView | undefined;
+  #totals = { readings: 0, predictions: 0, deadLetters: 0, sensorNotices: 0 };
+  readonly #refused = Object.fromEntries(REFUSAL_CODES.map((c) => [c, 0])) as Record<RefusalCode, number>;
   #last: { at: number; readings: number; predictions: number };
   #rates = { readingsPerSecond: 0, predictionsPerSecond: 0 };
   #polling: ReturnType<typeof pollHealth> | undefined;
@@ -164,9 +203,19 @@ export class FleetView {
     this.#maxFans = options.maxFans ?? MAX_FANS;
     this.#forgetAfterMs = options.forgetAfterMs ?? FORGET_AFTER_MS;
     this.#now = options.now ?? Date.now;
+    this.#readingsFrom = options.readingsFrom ?? "telemetry";
     this.#last = { at: this.#now(), readings: 0, predictions: 0 };
     this.#health = new FleetHealth(this.#maxFans, this.#now);
     this.notifications = new NotificationLog(this.#now);
+  }
+
+  /**
+   * Counts fans from the registry (a RegistryCache, kept current by its watch): the active fans,
+   * pending beside; health records of fans that are not active are not counted, and only fans the
+   * registry holds as active or pending get a tile.
+   */
+  useRegistry(registry: RegistryView): void {
+    this.#registry = registry;
   }
 
   /** Feeds the view from a client (which reads only: the view never publishes). */
@@ -174,7 +223,7 @@ export class FleetView {
     client.on("message", (topic, payload) => this.receive(topic, payload));
     // QoS 1 for transitions: they are few, and one lost would leave a fan's state wrong until the next read.
     await client.subscribeAsync({
-      [this.topics.telemetry]: { qos: 0 },
+      ...(this.#readingsFrom === "telemetry" ? { [this.topics.telemetry]: { qos: 0 as const } } : {}),
       [this.topics.anomaly]: { qos: 0 },
       [this.topics.deadletter]: { qos: 0 },
       [this.topics.alarm]: { qos: 1 },
@@ -240,11 +289,21 @@ export class FleetView {
       this.#last = { at: now, readings: this.#totals.readings, predictions: this.#totals.predictions };
       this.#forgetSilent(now);
     }
-    const { counts, openAlarms, unacknowledged } = this.#health.tally();
+    const count = countFleet(this.#health.records(), this.#registry, this.#fans.size);
     const replicas = this.#replicas?.current() ?? { functions: [], error: null };
     return {
       at: now,
-      totals: { ...this.#totals, fans: this.#fans.size, states: counts, openAlarms, unacknowledged },
+      totals: {
+        ...this.#totals,
+        fans: count.fans,
+        states: count.states,
+        openAlarms: count.openAlarms,
+        unacknowledged: count.unacknowledged,
+        source: count.source,
+        unreported: count.unreported,
+        pending: count.pending,
+        refused: { ...this.#refused },
+      },
       rates: this.#rates,
       functions: { replicas: replicas.functions, error: replicas.error },
     };
@@ -253,8 +312,12 @@ export class FleetView {
   /** Everything the web page shows. */
   snapshot(): FleetSnapshot {
     const summary = this.summary();
-    const health = this.#health.snapshot();
+    // An open alarm of a retired, pending or unregistered fan is nobody's to acknowledge: not listed.
+    const health = this.#health.snapshot(
+      (id) => this.#registry === undefined || this.#registry.get(id)?.state === "active",
+    );
     const fans = [...this.#fans.values()]
+      .filter((fan) => this.#shown(fan.deviceID))
       .sort((a, b) => a.deviceID.localeCompare(b.deviceID, "en", { numeric: true }))
       .map((fan) => this.#view(fan));
     return {
@@ -273,6 +336,17 @@ export class FleetView {
     return this.#healthUrl;
   }
 
+  /** With a registry, only its active and pending fans have tiles: a retired fan's history stays on its own page. */
+  #shown(deviceID: string): boolean {
+    if (this.#registry === undefined) return true;
+    const state = this.#registry.get(deviceID)?.state;
+    return state === "active" || state === "pending";
+  }
+
+  #registration(deviceID: string): RegistryState | null {
+    return this.#registry?.get(deviceID)?.state ?? null;
+  }
+
   /** One fan for its detail view; undefined when the page knows nothing of it (neither readings nor a health record). */
   series(deviceID: string): FanSeries | undefined {
     const fan = this.#fans.get(deviceID);
@@ -289,6 +363,8 @@ export class FleetView {
           recent: { faulty: 0, scored: 0 },
           readings: 0,
           history: empty,
+          registration: this.#registration(deviceID),
+          sensor: this.#health.sensorIssue(deviceID),
         },
         record,
         readings: { at: [], ...empty },
@@ -311,7 +387,12 @@ export class FleetView {
   }
 
   #view({ verdicts, lastSeen: _lastSeen, series: _series, ...fan }: Fan): FanView {
-    const view = { ...fan, recent: { faulty: verdicts.reduce((a, b) => a + b, 0), scored: verdicts.length } };
+    const view = {
+      ...fan,
+      recent: { faulty: verdicts.reduce((a, b) => a + b, 0), scored: verdicts.length },
+      registration: this.#registration(fan.deviceID),
+      sensor: this.#health.sensorIssue(fan.deviceID),
+    };
     const record = this.#health.get(view.deviceID);
     if (record === undefined) return { ...view, state: "unknown", health: null };
     const { alarmId, severity, since, cause, eta, probability, acknowledged, shelvedUntil, shelvedBy, maintenance } =
@@ -345,19 +426,25 @@ export class FleetView {
     if (topic === this.topics.deadletter) return this.#deadLetter(message);
     if (topic === this.topics.alarm) return this.#transition(message);
     if (topic === this.topics.anomaly) return this.#prediction(message);
+    if (this.#readingsFrom !== "telemetry") return;
     this.#totals.readings++;
     const parsed = parseTelemetry(message);
     if (!parsed.ok) return; // predict dead-letters it; the page shows that
-    const fan = this.#admit(parsed.telemetry.deviceID);
+    this.#reading(parsed.telemetry.deviceID, parsed.telemetry);
+  }
+
+  /** A fan's reading (from the telemetry topic, or a prediction's `reading`) for its tile and detail charts. */
+  #reading(deviceID: string, values: Record<FeatureName, number>): void {
+    const fan = this.#admit(deviceID);
     if (fan === undefined) return;
     fan.readings++;
     fan.series.readings.push(
       this.#now(),
-      FEATURES.map((f) => parsed.telemetry[f]),
+      FEATURES.map((f) => values[f]),
     );
     for (const f of FEATURES) {
       const points = fan.history[f];
-      points.push(parsed.telemetry[f]);
+      points.push(values[f]);
       if (points.length > HISTORY) points.shift();
     }
   }
@@ -375,10 +462,16 @@ export class FleetView {
   }
 
   #prediction(message: unknown): void {
+    // A sensor notice (a reading outside a sensor's limits) is no prediction: counted, never shown as one.
+    if (isSensorNotice(message)) return void this.#totals.sensorNotices++;
     const parsed = PredictionSchema.safeParse(message);
     if (!parsed.success) return;
     this.#totals.predictions++;
     const p = parsed.data;
+    if (this.#readingsFrom === "predictions" && p.reading !== undefined) {
+      this.#totals.readings++;
+      this.#reading(p.deviceID, p.reading);
+    }
     // Predictions of a device id that is not a fan (yet) are counted, not kept.
     const fan = this.#fans.get(p.deviceID);
     if (fan === undefined) return;
@@ -395,6 +488,8 @@ export class FleetView {
       typeof message === "object" && message !== null && "error" in message
         ? String(message.error)
         : "unreadable dead letter";
+    const code = typeof message === "object" && message !== null && "code" in message ? message.code : undefined;
+    if (typeof code === "string" && Object.hasOwn(this.#refused, code)) this.#refused[code as RefusalCode]++;
     this.#deadLetters.unshift({ error: error.slice(0, 200), at: this.#now() });
     if (this.#deadLetters.length > FEED) this.#deadLetters.pop();
   }

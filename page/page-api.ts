@@ -9,6 +9,8 @@ import type { Logger } from "../lib/infra/log.js";
 import { signUser, USER_HEADER } from "../lib/infra/signed-user.js";
 import type { Access, Visitor } from "./access/access.js";
 import { csrfRefusal } from "./access/origin.js";
+import type { FanRegistry } from "../lib/registry/registry.js";
+import { FansApi, mayManageFans } from "./fans-api.js";
 
 /** A health action is a few fields and a note: a body beyond this is not one. */
 export const ACTION_BODY_LIMIT = 16 * 1024;
@@ -25,6 +27,8 @@ export interface PageApiOptions {
   /** One call to health, from sending to the last byte. @default 10000 */
   timeoutMs?: number;
   log: Logger;
+  /** The fan registry the Fans panel manages (/ui/api/fans); none: the panel says the page has no registry. */
+  registry?: FanRegistry | undefined;
 }
 
 /**
@@ -37,14 +41,16 @@ export class PageApi {
   readonly #access: Access;
   readonly #options: PageApiOptions;
   readonly #healthUrl: string;
+  readonly #fans: FansApi;
 
   constructor(access: Access, options: PageApiOptions) {
     this.#access = access;
     this.#options = options;
+    this.#fans = new FansApi(access, options.registry, options.log);
     this.#healthUrl = options.healthUrl.replace(/\/+$/, "");
   }
 
-  /** Serves /ui/api/session, /ui/api/health, /ui/api/history and /ui/api/evidence; false for any other path. */
+  /** Serves /ui/api/session, /ui/api/health, /ui/api/history, /ui/api/evidence and /ui/api/fans; false for any other path. */
   readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => {
     const url = new URL(req.url ?? "/", "http://page");
     const path = url.pathname;
@@ -58,6 +64,7 @@ export class PageApi {
       else req.resume();
       return true;
     }
+    if (this.#fans.handle(req, res)) return true;
     if (path === "/ui/api/history" || path === "/ui/api/evidence") {
       if (!this.#only("GET", req, res)) return true;
       const visitor = this.#signedIn(req, res);
@@ -82,6 +89,9 @@ export class PageApi {
       signIn: this.#access.mode,
       user: visitor?.user ?? null,
       canAct: visitor?.canAct ?? false,
+      // The Fans panel: admins (sign-in off: whoever uses this machine), and only where there is a registry.
+      canManageFans: visitor !== undefined && mayManageFans(visitor),
+      registry: this.#options.registry !== undefined,
       csrf: visitor?.csrf ?? "",
     });
     return true;

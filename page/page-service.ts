@@ -25,6 +25,8 @@ import { FleetView } from "./fleet-view.js";
 import { PageApi } from "./page-api.js";
 import { pageMetrics } from "./page-metrics.js";
 import { WebPage } from "./web-page.js";
+import { RegistryCache } from "../lib/registry/cache.js";
+import type { FanRegistry } from "../lib/registry/registry.js";
 
 export interface PageServiceOptions {
   config: PageConfig;
@@ -34,6 +36,11 @@ export interface PageServiceOptions {
   log: Logger;
   /** Between two frames of the event streams (tests make it short). @default 1000 */
   frameIntervalMs?: number;
+  /**
+   * The fan registry (NATS_URL's, `fanwatch page` opens it): the counts are the registry's and
+   * admins manage fans on the page. Closed with the page. None: fans counted as seen, no Fans panel.
+   */
+  registry?: FanRegistry | undefined;
 }
 
 /**
@@ -57,19 +64,26 @@ export class PageService extends ServiceBase {
   readonly #metricsServer: Server | undefined;
   readonly #metricsCloser: ServerCloser | undefined;
   #viewer: MqttClient | undefined;
+  readonly #registryCache: RegistryCache | undefined;
 
   constructor(options: PageServiceOptions) {
     super();
     this.#o = options;
     const { config, log } = options;
     this.access = createAccess(config, log);
-    this.fleet = new FleetView(options.topics);
+    // Readings from predictions: the connector lets only registered fans' readings through.
+    this.fleet = new FleetView(options.topics, { readingsFrom: "predictions" });
+    if (options.registry !== undefined) {
+      this.#registryCache = new RegistryCache(options.registry);
+      this.fleet.useRegistry(this.#registryCache);
+    }
     const alertmanagers = new TrustedProxies(config.alertmanagerFrom);
     const api = new PageApi(this.access, {
       healthUrl: config.healthUrl,
       userSecret: config.userSecret,
       client: new HttpClient({ maxSockets: 16 }),
       log,
+      registry: options.registry,
     });
     this.#page = new WebPage(this.fleet, {
       access: this.access,
@@ -122,6 +136,7 @@ export class PageService extends ServiceBase {
 
   protected async onStart(): Promise<void> {
     const { config, log, mqtt } = this.#o;
+    await this.#registryCache?.start();
     await this.#page.start();
     await listen(this.#server, config.port, config.host);
     if (this.#metricsServer !== undefined) await listen(this.#metricsServer, config.metricsPort ?? 0, config.host);
@@ -147,7 +162,13 @@ export class PageService extends ServiceBase {
       void this.fleet.readReplicasFrom(config.functionsUrl, headers === undefined ? {} : { headers });
     }
     log.info(
-      { event: "page_started", url: this.url, signIn: this.access.mode, health: config.healthUrl },
+      {
+        event: "page_started",
+        url: this.url,
+        signIn: this.access.mode,
+        health: config.healthUrl,
+        registry: this.#registryCache !== undefined,
+      },
       `page on ${this.url}/ui/ (sign-in ${this.access.mode})`,
     );
   }
@@ -163,6 +184,8 @@ export class PageService extends ServiceBase {
     await this.#closer.close(1_000);
     await this.#metricsCloser?.close(1_000);
     await this.#viewer?.endAsync(true);
+    await this.#registryCache?.stop();
+    await this.#o.registry?.close();
   }
 
   #sendMetrics(res: ServerResponse): void {

@@ -22,6 +22,7 @@ const FILES: Record<string, string> = {
   "/ui/fan-timeline.js": `${UI_DIR}fan-timeline.js`,
   "/ui/fan-actions.js": `${UI_DIR}fan-actions.js`,
   "/ui/health-action.js": `${UI_DIR}health-action.js`,
+  "/ui/fans-panel.js": `${UI_DIR}fans-panel.js`,
   "/ui/vendor/uPlot.esm.js": resolve("uplot/dist/uPlot.esm.js"),
   "/ui/vendor/uPlot.min.css": resolve("uplot/dist/uPlot.min.css"),
 };

@@ -4,6 +4,7 @@
 // plan maintenance on several fans at once; the health transitions; the dead letters. Fed by
 // server-sent events from /ui/events.
 import { postHealthAction } from "/ui/health-action.js";
+import { fansFrame, startFansPanel } from "/ui/fans-panel.js";
 
 const SENSORS = [
   ["rotation", "rpm"],
@@ -118,9 +119,39 @@ function muting(health) {
   return { kind: "", text: "" };
 }
 
+/** What each refusal code of a dead letter means, as the header's tooltip says it. */
+const REFUSALS = {
+  FANWATCH_DEVICE_UNKNOWN: "unknown device",
+  FANWATCH_REGISTRY_FULL: "too many pending",
+  FANWATCH_IDENTITY_MISMATCH: "identity mismatch",
+  FANWATCH_READING_IMPLAUSIBLE: "implausible",
+  FANWATCH_DEVICE_ID_INVALID: "invalid id",
+};
+
+/** "sensor issue: rotation stuck since 18:02": a sensor fault, for an electrician, not a fan fault. */
+function sensorText(issue) {
+  const value =
+    issue.cause === "implausible" && typeof issue.value === "number" ? ` (${number.format(issue.value)})` : "";
+  return `sensor issue: ${issue.sensor} ${issue.cause}${value}${issue.since ? ` since ${clock(issue.since)}` : ""}`;
+}
+
 function render(snapshot) {
   const { totals } = snapshot;
+  // With a registry the fans are its active ones, and pending fans a number of their own; without,
+  // the fans this page has seen (the numbers then need not add up).
   $("fans").textContent = number.format(totals.fans);
+  $("fans-label").textContent = totals.source === "registry" ? "fans" : "fans seen";
+  $("fans").title =
+    totals.source === "registry"
+      ? `the fans active in the registry${totals.unreported > 0 ? `; ${totals.unreported} not reported yet` : ""}`
+      : "the fans this page has seen: it has no registry";
+  $("pending-total").hidden = totals.source !== "registry";
+  $("pending").textContent = number.format(totals.pending);
+  const refused = Object.entries(totals.refused);
+  $("refused").textContent = number.format(refused.reduce((sum, [, n]) => sum + n, 0));
+  $("refused").title =
+    `readings refused since the page started: ${refused.map(([code, n]) => `${REFUSALS[code] ?? code} ${n}`).join(", ")}; sensor notices ${totals.sensorNotices}`;
+  fansFrame(totals);
   $("in-alarm").textContent = number.format(totals.states.alarm);
   $("warnings").textContent = number.format(totals.states.warning);
   $("unacknowledged").textContent = number.format(totals.unacknowledged);
@@ -143,6 +174,10 @@ function render(snapshot) {
       fan.state === "unknown"
         ? "health: not yet known"
         : `health: ${fan.state}${acknowledged ? " · acknowledged" : ""}`;
+    node.dataset.registration = fan.registration ?? "";
+    node.querySelector(".registration").textContent =
+      fan.registration === "pending" ? "pending: waiting for an admin's Approve" : "";
+    node.querySelector(".sensor-issue").textContent = fan.sensor ? sensorText(fan.sensor) : "";
     node.querySelector(".cause").textContent = health?.cause ? `cause: ${health.cause}` : "";
     node.querySelector(".eta").textContent = health?.eta ? `alarm expected ${eta(health.eta)}` : "";
     const held = muting(health);
@@ -260,6 +295,7 @@ async function loadSession() {
   // Signed in, the page names the user; with sign-in off (this machine only) the name is asked for.
   $("ack-by").closest("label").hidden = session.signIn !== "off";
   $("maintenance-panel").hidden = !session.canAct;
+  startFansPanel(session, () => $("ack-by").value.trim());
   if (session.canAct) return;
   $("ack-message").textContent = `Signed in as ${session.user?.role ?? "viewer"}: you can see, not act.`;
   for (const row of rows.values()) row.querySelector(".ack").hidden = true; // listed before the session was read

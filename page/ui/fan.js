@@ -42,6 +42,16 @@ function render(d) {
   const open = d.state === "warning" || d.state === "alarm";
   $("state").dataset.state = d.state;
   $("state").textContent = d.state === "unknown" ? "no health yet" : `health: ${d.state}`;
+  // Beside the fan's state, not instead: a sensor fault is for an electrician, a fan fault for a mechanic.
+  $("sensor-issue").textContent = d.sensor
+    ? `sensor issue: ${d.sensor.sensor} ${d.sensor.cause}${d.sensor.since ? ` since ${clock(d.sensor.since)}` : ""}`
+    : "";
+  $("registration").textContent =
+    d.registration === "pending"
+      ? "pending: its readings are held back until an admin approves it"
+      : d.registration === "retired"
+        ? "retired: its history stays, it is no longer counted"
+        : "";
   $("health").textContent =
     record === null
       ? "no record from the health function yet"

@@ -14,13 +14,15 @@ import type { Logger } from "../../lib/infra/log.js";
 import { connectMqtt } from "../../lib/mqtt/client.js";
 import { mqttSettingsFromEnv, redactUrl, type MqttSettings } from "../../lib/mqtt/settings.js";
 import { EmbeddedBroker } from "./broker.js";
-import { OPERATOR_USER, startBrokerUsers, type StartBrokerUsers } from "./broker-users.js";
+import { FanLoginsService, OPERATOR_USER, startBrokerUsers, type StartBrokerUsers } from "./broker-users.js";
+import { verifyMosquittoHash } from "../../lib/mqtt/mosquitto-passwd.js";
 import { FleetView } from "../../page/fleet-view.js";
 import { isLoopback, reachableHost } from "../../lib/infra/net.js";
 import { GatewayService } from "../gateway/runner.js";
 import { HealthState } from "./nats.js";
 import { RegistryService } from "./registry.js";
 import type { FanRegistry } from "../../lib/registry/registry.js";
+import { RegistryCache } from "../../lib/registry/cache.js";
 import { Lifecycle } from "./lifecycle.js";
 import { ServiceBase } from "../../lib/infra/service.js";
 import { Supervisor } from "../../lib/infra/supervisor.js";
@@ -106,7 +108,8 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     /** The broker settings of one part: its own user on the embedded broker, the ones given for a broker of your own. */
     const as = (part: "connector" | "view" | "writer" | "simulator"): MqttSettings =>
       users === undefined ? mqtt : users.settingsOf(part, mqtt);
-    const fleet = new FleetView(topics);
+    // Readings from predictions: the connector lets only registered fans' readings through.
+    const fleet = new FleetView(topics, { readingsFrom: "predictions" });
     const influxUrl = readSettings({ INFLUX_URL: WRITER_SETTINGS.INFLUX_URL }, env).INFLUX_URL;
     if (influxUrl !== undefined) {
       const writerOptions = {
@@ -127,6 +130,18 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     const registry = (
       await parts.start(new RegistryService({ natsUrl: healthState.natsUrl, fleet: options.fleet, env, say, log }))
     ).registry;
+    // The registry's fans log in to the embedded broker as themselves (fan-<id>), as on the production broker.
+    if (users !== undefined)
+      await parts.start(
+        new FanLoginsService({
+          auth: users.auth,
+          registry,
+          verify: verifyMosquittoHash,
+          telemetryTopic: topics.telemetry,
+          // ALLOW_UNBOUND_FANS is on under fanwatch start: a fan may publish on the reference topic too.
+          allowUnbound: true,
+        }),
+      );
     const pageUrl = `http://${reachableHost(options.gatewayHost)}:${options.gatewayPort}`;
     // Drained after the functions too: the transitions of their last writes are still sent.
     if (healthState.natsUrl !== undefined) await startNotifier(parts, options, healthState.natsUrl, pageUrl);
@@ -143,6 +158,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       userSecret,
       client: new HttpClient(),
       log,
+      registry,
     });
     const page = new WebPage(fleet, { access, api });
     const gateway = await parts.start(
@@ -162,7 +178,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     );
     // Its event streams end when stopping starts: a page left open must not hold the gateway up.
     await parts.start(page);
-    await parts.start(new FleetViewService(fleet, as("view"), gateway, log));
+    await parts.start(new FleetViewService(fleet, as("view"), gateway, log, registry));
     const connector = await parts.start(connectorOf(options, as("connector"), topics, gateway));
     say(
       `connector routing ${topics.telemetry} and ${topics.anomaly} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.port}/healthz)`,
@@ -268,17 +284,23 @@ async function startNotifier(
 class FleetViewService extends ServiceBase {
   readonly name = "fleet view";
   #viewer: MqttClient | undefined;
+  /** The registry as the view counts from it (page/fleet-count.ts). */
+  readonly #cache: RegistryCache;
 
   constructor(
     private readonly fleet: FleetView,
     private readonly mqtt: MqttSettings,
     private readonly gateway: GatewayService,
     private readonly log: Logger,
+    registry: FanRegistry,
   ) {
     super();
+    this.#cache = new RegistryCache(registry);
   }
 
   protected async onStart(): Promise<void> {
+    await this.#cache.start();
+    this.fleet.useRegistry(this.#cache);
     const viewer = connectMqtt(this.mqtt, {
       clientId: `${VIEW_CLIENT_ID}${process.pid}`,
       onError: (e) => this.log.warn({ event: "mqtt_error", err: e.message }, "fleet view: MQTT error"),
@@ -298,6 +320,7 @@ class FleetViewService extends ServiceBase {
   // The view only reads, so it is closed at once rather than waiting on its session.
   protected async onClose(): Promise<void> {
     await this.#viewer?.endAsync(true);
+    await this.#cache.stop();
   }
 }
 

@@ -5,11 +5,17 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../../lib/infra/net.js";
+import { renderBrokerAuth } from "../../lib/mqtt/broker-auth.js";
+import { readServiceUsers, writeBrokerAuth } from "../../lib/mqtt/broker-auth-files.js";
+import { mosquittoHash } from "../../lib/mqtt/mosquitto-passwd.js";
+import type { FanRecord } from "../../lib/registry/fan-record.js";
 import { eventually } from "./eventually.js";
 import { terminate } from "./process.js";
 import { REPO_ROOT } from "./paths.js";
 
 const BINARY = "/usr/sbin/mosquitto";
+/** Debian's path of the dynamic security plugin; the eclipse-mosquitto image's is the shipped one. */
+const DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so";
 const SHIPPED = join(REPO_ROOT, "deploy/mosquitto");
 
 export interface Broker {
@@ -29,8 +35,10 @@ export interface Broker {
 export interface ShippedSecurity {
   /** Service users (connector, predict, telegraf, ...) and their passwords, as in the Secret mosquitto-users. */
   users: Record<string, string>;
-  /** Registered fans (fan-<name>) and their passwords, as in the Secret mosquitto-fans. */
+  /** Active fans of the registry: device id → password (the registry holds its hash). */
   fans: Record<string, string>;
+  /** ALLOW_UNBOUND_FANS (the K3s default: false). */
+  allowUnboundFans?: boolean;
 }
 
 export interface Options {
@@ -40,7 +48,8 @@ export interface Options {
   tls?: boolean;
   /**
    * Keep the shipped listeners, TLS, client-id binding, password file and ACL (built by
-   * deploy/mosquitto/build-auth.sh), with ports, paths and certificates swapped for the test's.
+   * fanwatch broker-auth's code from the registry's fans), with ports, paths and certificates
+   * swapped for the test's.
    * `url` is then the services' listener, `fansUrl` the fans' TLS listener.
    */
   shipped?: ShippedSecurity;
@@ -49,6 +58,11 @@ export interface Options {
    * broker without a cap (aedes, another broker) delivers. The shipped broker disconnects its sender.
    */
   withoutPacketCap?: boolean;
+  /**
+   * Add `log_type debug`: Mosquitto 2.0 logs a denied publish ("Denied PUBLISH from …") only at
+   * debug, with every packet, which the shipped configuration leaves off (docs/deploy.md).
+   */
+  debugLog?: boolean;
 }
 
 /**
@@ -56,9 +70,17 @@ export interface Options {
  * listeners and authentication are swapped for one loopback listener (anonymous, or `users`,
  * optionally TLS); with `shipped`, its own security settings are kept.
  */
-export async function startMosquitto(
-  options: Options = {},
-): Promise<Broker & { caFile?: string; fansUrl?: string; fansPort?: number }> {
+export interface ShippedBroker {
+  caFile?: string;
+  fansUrl?: string;
+  fansPort?: number;
+  /** With `shipped`: where passwd, acl and dynamic-security.json are (the broker's /mosquitto/auth). */
+  authDir?: string;
+  /** With `shipped`: Mosquitto's pid_file. */
+  pidFile?: string;
+}
+
+export async function startMosquitto(options: Options = {}): Promise<Broker & ShippedBroker> {
   // A free port can be taken by another process between freePort() and Mosquitto's bind (tests run
   // beside other work): a fresh port then, up to three times.
   for (let attempt = 1; ; attempt++) {
@@ -70,9 +92,7 @@ export async function startMosquitto(
   }
 }
 
-async function startOnFreePorts(
-  options: Options,
-): Promise<Broker & { caFile?: string; fansUrl?: string; fansPort?: number }> {
+async function startOnFreePorts(options: Options): Promise<Broker & ShippedBroker> {
   if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: apt-get install -y mosquitto`);
   const dir = await mkdtemp(join(tmpdir(), "fanwatch-mosquitto-"));
   const port = await freePort();
@@ -81,7 +101,12 @@ async function startOnFreePorts(
     .filter((line) => !(options.withoutPacketCap === true && line.startsWith("max_packet_size ")));
   // `user root`: started as root (CI), Mosquitto would otherwise switch to the mosquitto user,
   // which cannot read or write this private temporary folder. Ignored when not root.
-  const common = [`persistence_location ${dir}/`, `log_dest file ${join(dir, "mosquitto.log")}`, "user root"];
+  const common = [
+    `persistence_location ${dir}/`,
+    `log_dest file ${join(dir, "mosquitto.log")}`,
+    "user root",
+    ...(options.debugLog === true ? ["log_type debug"] : []),
+  ];
   let fansPort: number | undefined;
   let lines: string[];
   try {
@@ -89,7 +114,7 @@ async function startOnFreePorts(
       lines = shipped
         .filter(
           (line) =>
-            !/^(listener|allow_anonymous|password_file|acl_file|certfile|keyfile|use_username_as_clientid|persistence_location|log_dest) /.test(
+            !/^(listener|allow_anonymous|password_file|acl_file|certfile|keyfile|use_username_as_clientid|persistence_location|log_dest|pid_file|plugin|plugin_opt_config_file) /.test(
               line,
             ),
         )
@@ -121,7 +146,9 @@ async function startOnFreePorts(
       return child.pid;
     },
     ...(tlsUrl || fansPort !== undefined ? { caFile: join(dir, "ca.crt") } : {}),
-    ...(fansPort === undefined ? {} : { fansUrl: `mqtts://127.0.0.1:${fansPort}`, fansPort }),
+    ...(fansPort === undefined
+      ? {}
+      : { fansUrl: `mqtts://127.0.0.1:${fansPort}`, fansPort, authDir: dir, pidFile: join(dir, "mosquitto.pid") }),
     async stop() {
       await terminate(child);
       await rm(dir, { recursive: true, force: true });
@@ -150,7 +177,12 @@ function swapForTest(shipped: string[], dir: string, port: number, fansPort: num
     .filter((line) => !/^(persistence_location|log_dest) /.test(line))
     .map(
       (line) =>
-        listeners[line] ?? line.replaceAll("/mosquitto/config/", `${dir}/`).replaceAll("/mosquitto/tls/", `${dir}/`),
+        listeners[line] ??
+        line
+          .replace("/usr/lib/mosquitto_dynamic_security.so", DYNSEC_PLUGIN)
+          .replaceAll("/mosquitto/auth/", `${dir}/`)
+          .replaceAll("/mosquitto/run/", `${dir}/`)
+          .replaceAll("/mosquitto/tls/", `${dir}/`),
     );
   const left = swapped.find((line) => line.includes("/mosquitto/"));
   if (left !== undefined)
@@ -158,23 +190,33 @@ function swapForTest(shipped: string[], dir: string, port: number, fansPort: num
   return swapped;
 }
 
-/** The password file and ACL, made by the shipped build-auth.sh from one file per user, as the Secrets are mounted. */
+/**
+ * The password file, ACL and plugin file, made as `fanwatch broker-auth` makes them: the service
+ * users from one file per user (as the Secret is mounted), the fans as active registry records
+ * holding only their password's hash, the services' ACL deploy/mosquitto/acl.
+ */
 async function buildAuth(dir: string, security: ShippedSecurity): Promise<void> {
-  for (const [folder, entries] of [
-    ["users", security.users],
-    ["fans", security.fans],
-  ] as const) {
-    await mkdir(join(dir, folder));
-    for (const [name, password] of Object.entries(entries)) await writeFile(join(dir, folder, name), password);
-  }
-  const result = spawnSync("sh", [
-    join(SHIPPED, "build-auth.sh"),
-    join(dir, "users"),
-    join(dir, "fans"),
-    join(SHIPPED, "acl"),
-    dir,
-  ]);
-  if (result.status !== 0) throw new Error(`build-auth.sh failed: ${result.stderr.toString()}`);
+  await mkdir(join(dir, "users"));
+  for (const [name, password] of Object.entries(security.users)) await writeFile(join(dir, "users", name), password);
+  const fans: FanRecord[] = Object.entries(security.fans).map(([id, password]) => ({
+    id,
+    name: "",
+    site: "",
+    location: "",
+    type: "",
+    tags: [],
+    state: "active",
+    created: new Date().toISOString(),
+    mqttPasswordHash: mosquittoHash(password),
+  }));
+  const files = renderBrokerAuth({
+    services: await readServiceUsers(join(dir, "users")),
+    fans,
+    servicesAcl: await readFile(join(SHIPPED, "acl"), "utf8"),
+    topic: "fan/messages",
+    allowUnboundFans: security.allowUnboundFans ?? false,
+  });
+  await writeBrokerAuth(dir, files);
 }
 
 /** A throwaway CA (ca.crt) and a server certificate for 127.0.0.1 (tls.crt, tls.key, as in the Secret mosquitto-tls), made with openssl. */

@@ -5,6 +5,7 @@ import { DEFAULT_TOPICS } from "../../lib/infra/config.js";
 import { createLogger } from "../../lib/infra/log.js";
 import type { Role } from "../../lib/infra/signed-user.js";
 import type { MqttSettings } from "../../lib/mqtt/settings.js";
+import type { FanRegistry } from "../../lib/registry/registry.js";
 import { hashPassword } from "../../page/access/password.js";
 import { userLine } from "../../page/access/users.js";
 import { readPageConfig } from "../../page/config.js";
@@ -29,6 +30,8 @@ export interface TestPageOptions {
   mqtt?: MqttSettings;
   /** Between two frames of the event streams. @default 1000 */
   frameIntervalMs?: number;
+  /** The fan registry the page counts from and its admins manage; none by default. */
+  registry?: FanRegistry;
 }
 
 export interface TestPage {
@@ -68,6 +71,7 @@ export async function startTestPage(options: TestPageOptions): Promise<TestPage>
     mqtt: options.mqtt,
     log: createLogger("page-test", "silent"),
     ...(options.frameIntervalMs === undefined ? {} : { frameIntervalMs: options.frameIntervalMs }),
+    registry: options.registry,
   });
   await service.start();
   return {

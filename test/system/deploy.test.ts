@@ -46,6 +46,7 @@ interface PodSpec {
   hostNetwork?: boolean;
   hostPID?: boolean;
   hostIPC?: boolean;
+  shareProcessNamespace?: boolean;
   affinity?: { nodeAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: unknown } };
   topologySpreadConstraints?: Array<{ topologyKey: string; labelSelector: { matchLabels: Record<string, string> } }>;
   containers: Container[];
@@ -209,37 +210,81 @@ forEverySize("(rendered with kubectl kustomize, checked offline)", (size) => {
     assert.deepEqual(exposed.sort(), ["grafana:3000", "mosquitto-fans:8883", "page:8080"]);
   });
 
-  it("gives Mosquitto every file its shipped configuration names: TLS from a Secret, credentials built by build-auth.sh", async () => {
+  it("gives Mosquitto every file its shipped configuration names: TLS from a Secret, credentials written by broker-auth from the registry, kept current by its sidecar", async () => {
     const conf = await readFile(join(REPO_ROOT, "deploy/mosquitto/mosquitto.conf"), "utf8");
     const setting = (key: string) => conf.match(new RegExp(`^${key} (.+)$`, "m"))?.[1];
     const broker = workloads.find((w) => w.metadata.name === "mosquitto")?.spec.template.spec;
     assert.ok(broker);
-    const [container] = broker.containers;
-    const mounted = (path: string) =>
-      (container?.volumeMounts ?? []).find(
+    const container = broker.containers.find((c) => c.name === "mosquitto");
+    assert.ok(container);
+    const mountIn = (c: Container | undefined, path: string) =>
+      (c?.volumeMounts ?? []).find(
         (m) => path === m.mountPath || path.startsWith(`${m.mountPath.replace(/\/$/, "")}/`),
       );
+    const mounted = (path: string) => mountIn(container, path);
     const volume = (name: string | undefined) => broker.volumes?.find((v) => v.name === name);
-    for (const key of ["password_file", "acl_file", "certfile", "keyfile", "persistence_location"])
+    for (const key of [
+      "password_file",
+      "acl_file",
+      "plugin_opt_config_file",
+      "pid_file",
+      "certfile",
+      "keyfile",
+      "persistence_location",
+    ])
       assert.ok(mounted(setting(key) ?? `(no ${key})`), `${key} ${setting(key)} is mounted`);
-    assert.equal(volume(mounted(setting("certfile") ?? "")?.name)?.secret?.secretName, "mosquitto-tls");
     assert.equal(
-      volume(mounted(setting("password_file") ?? "")?.name)?.emptyDir !== undefined,
-      true,
-      "the password file is built at start, not stored",
+      setting("plugin"),
+      "/usr/lib/mosquitto_dynamic_security.so",
+      "the eclipse-mosquitto image's plugin path",
     );
-    const init = broker.initContainers?.find((c) => c.command?.some((part) => part.endsWith("build-auth.sh")));
-    assert.ok(init, "an init container runs build-auth.sh");
+    assert.match(container.image, /^eclipse-mosquitto:2\.0\./);
+    assert.equal(volume(mounted(setting("certfile") ?? "")?.name)?.secret?.secretName, "mosquitto-tls");
+    const authVolume = mounted(setting("password_file") ?? "")?.name;
+    assert.equal(volume(authVolume)?.emptyDir !== undefined, true, "the password file is written at start, not stored");
+    for (const key of ["acl_file", "plugin_opt_config_file"])
+      assert.equal(mounted(setting(key) ?? "")?.name, authVolume, `${key} is beside the password file`);
+    const dirOf = (path: string | undefined) => path?.replace(/\/[^/]+$/, "");
+    const flag = (c: Container | undefined, name: string) => c?.args?.[(c.args.indexOf(name) ?? -2) + 1];
+    // The init container writes them before the broker starts; the sidecar rewrites and signals.
+    const init = broker.initContainers?.find((c) => c.args?.[0] === "broker-auth");
+    assert.ok(init, "an init container runs fanwatch broker-auth");
+    assert.equal(init.args?.includes("--watch"), false);
+    const sidecar = broker.containers.find((c) => c.args?.[0] === "broker-auth" && c.args.includes("--watch"));
+    assert.ok(sidecar, "a sidecar runs fanwatch broker-auth --watch");
+    for (const c of [init, sidecar]) {
+      assert.equal(mountIn(c, flag(c, "--out") ?? "")?.name, authVolume, `${c.name} writes where the broker reads`);
+      assert.equal(dirOf(setting("password_file")), flag(c, "--out"));
+      assert.equal(
+        c.env?.find((e) => e.name === "ALLOW_UNBOUND_FANS")?.value,
+        "false",
+        `${c.name}: fans bound to their topic`,
+      );
+      assert.match(c.env?.find((e) => e.name === "NATS_URL")?.value ?? "", /^nats:\/\/nats\.fanwatch:4222$/);
+      assert.equal(c.securityContext?.readOnlyRootFilesystem, true, `${c.name}: read-only root filesystem`);
+    }
+    // The copy for a start without NATS lives on the broker's own volume, which outlives the pod.
+    for (const c of [init, sidecar])
+      assert.equal(
+        mountIn(c, flag(c, "--fallback") ?? "(no --fallback)")?.name,
+        mounted(setting("persistence_location") ?? "")?.name,
+        `${c.name}: --fallback on the broker's volume`,
+      );
+    assert.equal(flag(sidecar, "--pid-file"), setting("pid_file"));
+    assert.equal(mountIn(sidecar, setting("pid_file") ?? "")?.name, mounted(setting("pid_file") ?? "")?.name);
+    assert.equal(broker.shareProcessNamespace, true, "the sidecar can signal the broker");
+    assert.equal(broker.securityContext?.runAsNonRoot, true);
+    assert.equal(container.securityContext?.readOnlyRootFilesystem, true);
     const secrets = (broker.volumes ?? []).flatMap((v) => (v.secret === undefined ? [] : [v.secret.secretName]));
-    for (const secret of ["mosquitto-users", "mosquitto-fans", "mosquitto-tls"])
-      assert.ok(secrets.includes(secret), `the Secret ${secret} is mounted`);
+    for (const secret of ["mosquitto-users", "mosquitto-acl", "mosquitto-tls"])
+      assert.ok(
+        secrets.some((s) => s === secret || s.startsWith(`${secret}-`)),
+        `the Secret ${secret} is mounted`,
+      );
+    assert.equal(secrets.includes("mosquitto-fans"), false, "fans come from the registry");
     const config = objects.find(
       (o) => o.kind === "ConfigMap" && o.metadata.name.startsWith("mosquitto-config"),
     ) as unknown as { data: Record<string, string> };
-    assert.equal(
-      config.data["build-auth.sh"],
-      await readFile(join(REPO_ROOT, "deploy/mosquitto/build-auth.sh"), "utf8"),
-    );
     assert.equal(config.data["mosquitto.conf"], conf);
   });
 

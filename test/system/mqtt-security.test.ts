@@ -133,14 +133,15 @@ describe("MQTT over TLS", { timeout: 60_000 }, () => {
   });
 });
 
-// deploy/mosquitto as shipped: the services' listener, the fans' TLS listener with client ids bound
-// to usernames, the 16 KiB packet cap, the password file and ACL built by build-auth.sh.
+// deploy/mosquitto as shipped: the services' listener, the fans' TLS listener, client ids bound to
+// fans by the dynamic security plugin on both, the 16 KiB packet cap, the password file, ACL and
+// plugin file as fanwatch broker-auth makes them from the registry's fans (fans a and b).
 describe("the shipped broker security", { timeout: 60_000 }, () => {
   let broker: Awaited<ReturnType<typeof startMosquitto>>;
   let ca: Buffer;
   const clients: MqttClient[] = [];
   const users = { connector: "connector-pass", predict: "predict-pass", telegraf: "telegraf-pass" };
-  const fans = { "fan-a": "a-pass", "fan-b": "b-pass" };
+  const fans = { a: "a-pass", b: "b-pass" };
 
   /** Connects and keeps every message received, by topic. */
   async function client(
@@ -160,12 +161,14 @@ describe("the shipped broker security", { timeout: 60_000 }, () => {
   }
   const asService = (user: keyof typeof users, clientId: string) =>
     client(broker.url, { username: user, password: users[user], clientId, clean: false });
-  const asFan = (user: keyof typeof fans, clientId = "any") =>
-    client(broker.fansUrl ?? "", { username: user, password: fans[user], clientId });
+  /** A fan as its device is configured (docs/deploy.md): username and client id fan-<id>, TLS. */
+  const asFan = (id: keyof typeof fans, options: IClientOptions = {}, url = broker.fansUrl ?? "") =>
+    client(url, { username: `fan-${id}`, password: fans[id], clientId: `fan-${id}`, ...options });
   const until = (check: () => boolean, what: string) => eventually(what, check, 10_000);
+  const log = () => readFile(broker.logFile ?? "", "utf8");
 
   before(async () => {
-    broker = await startMosquitto({ shipped: { users, fans } });
+    broker = await startMosquitto({ shipped: { users, fans }, debugLog: true });
     ca = await readFile(broker.caFile ?? "");
   });
   after(async () => {
@@ -174,46 +177,116 @@ describe("the shipped broker security", { timeout: 60_000 }, () => {
   });
 
   it("refuses a publish over the 16 KiB cap, disconnecting its sender, and keeps serving the others", async () => {
-    const telegraf = await asService("telegraf", "cap-telegraf");
-    await telegraf.subscribeAsync("fan/messages", { qos: 1 });
-    const fanA = await asFan("fan-a");
-    await fanA.publishAsync("fan/messages", "small before", { qos: 1 });
+    const connector = await asService("connector", "cap-connector");
+    await connector.subscribeAsync("fan/messages/+", { qos: 1 });
+    const fanA = await asFan("a");
+    await fanA.publishAsync("fan/messages/a", "small before", { qos: 1 });
     const closed = new Promise<void>((resolve) => fanA.once("close", () => resolve()));
     const accepted = fanA
-      .publishAsync("fan/messages", "x".repeat(17 * 1024), { qos: 1 })
+      .publishAsync("fan/messages/a", "x".repeat(17 * 1024), { qos: 1 })
       .then(() => assert.fail("the broker acknowledged a 17 KiB message"));
     await Promise.race([closed, accepted]);
-    const fanB = await asFan("fan-b");
-    await fanB.publishAsync("fan/messages", "small after", { qos: 1 });
-    await until(() => telegraf.received.length >= 2, "the small messages");
+    const fanB = await asFan("b");
+    await fanB.publishAsync("fan/messages/b", "small after", { qos: 1 });
+    await until(() => connector.received.length >= 2, "the small messages");
     assert.deepEqual(
-      telegraf.received.map(([, m]) => m),
+      connector.received.map(([, m]) => m),
       ["small before", "small after"],
     );
-    assert.match(await readFile(broker.logFile ?? "", "utf8"), /fan-a disconnected due to oversize packet/);
+    assert.match(await log(), /fan-a disconnected due to oversize packet/);
   });
 
-  it("binds a fan's client id to its username: asking for the connector's does not kick the connector off", async () => {
-    const connector = await asService("connector", "mqtt-connector-0");
-    await connector.subscribeAsync("$share/fanwatch/fan/messages", { qos: 1 });
-    let kicked = false;
-    connector.on("close", () => (kicked = true));
-    const forger = await asFan("fan-a", "mqtt-connector-0");
-    await forger.publishAsync("fan/messages", "from a fan posing as the connector", { qos: 1 });
-    await until(() => connector.received.length >= 1, "the fan's reading at the connector");
-    assert.equal(kicked, false, "the connector kept its connection");
-    assert.equal(connector.connected, true);
-    assert.match(await readFile(broker.logFile ?? "", "utf8"), /New client connected from \S+ as fan-a \(.*u'fan-a'\)/);
+  it("fan a's credentials cannot publish as fan b: the broker refuses (PUBACK 135), logs it, and the connector never sees it", async () => {
+    const connector = await asService("connector", "forgery-connector");
+    await connector.subscribeAsync(["$share/fanwatch/fan/messages", "$share/fanwatch/fan/messages/+"], { qos: 1 });
+    for (const [url, listener] of [
+      [broker.fansUrl ?? "", "fans' TLS listener"],
+      [broker.url, "services' listener"],
+    ] as const) {
+      const fanA = await asFan("a", { protocolVersion: 5 }, url);
+      const refused = await fanA.publishAsync("fan/messages/b", `forged on the ${listener}`, { qos: 1 }).then(
+        () => undefined,
+        (error: Error & { code?: number }) => error.code,
+      );
+      assert.equal(refused, 135, `PUBACK reason code on the ${listener}: 135, not authorized`);
+      // Unbound readings (the reference topic) are refused too while ALLOW_UNBOUND_FANS is false.
+      await fanA.publishAsync("fan/messages", "unbound", { qos: 1 }).catch(() => {});
+      await fanA.publishAsync("fan/messages/a", `own on the ${listener}`, { qos: 1 });
+      await fanA.endAsync();
+    }
+    await until(() => connector.received.length >= 2, "fan a's own readings");
+    assert.deepEqual(connector.received, [
+      ["fan/messages/a", "own on the fans' TLS listener"],
+      ["fan/messages/a", "own on the services' listener"],
+    ]);
+    const text = await log();
+    assert.match(text, /Denied PUBLISH from fan-a \(d0, q1, r0, m\d+, 'fan\/messages\/b'/);
+    assert.match(text, /Denied PUBLISH from fan-a \(d0, q1, r0, m\d+, 'fan\/messages'/);
+  });
+
+  for (const listener of ["fans' TLS listener", "services' listener"] as const)
+    it(`an authenticated fan cannot take the connector's client id on the ${listener}`, async () => {
+      const url = listener === "services' listener" ? broker.url : (broker.fansUrl ?? "");
+      const id = listener === "services' listener" ? "mqtt-connector-0" : "mqtt-connector-1";
+      const connector = await asService("connector", id);
+      await connector.subscribeAsync("fan/messages/+", { qos: 1 });
+      let kicked = false;
+      connector.on("close", () => (kicked = true));
+      const forger = await asFan("a", { clientId: id }, url).then(
+        (c) => c,
+        (error: Error) => error,
+      );
+      if (listener === "services' listener")
+        // The dynamic security plugin: fan-a may use no client id but fan-a.
+        assert.match(forger instanceof Error ? forger.message : "connected", /Not authorized|not authorised/i);
+      else {
+        // use_username_as_clientid: let in, as fan-a.
+        assert.ok(!(forger instanceof Error), forger instanceof Error ? forger.message : "");
+        assert.match(await log(), /New client connected from \S+ as fan-a \(.*u'fan-a'\)/);
+      }
+      // Whatever the forger did, a fan's reading still reaches the connector on its connection.
+      const fanB = await asFan("b");
+      await fanB.publishAsync("fan/messages/b", `after the attempt on the ${listener}`, { qos: 1 });
+      await until(() => connector.received.length >= 1, "fan b's reading at the connector");
+      assert.equal(kicked, false, "the connector kept its connection");
+      assert.equal(connector.connected, true);
+    });
+
+  it("the services' sessions keep their own client ids: the connector's several sessions and replicas", async () => {
+    const ids = ["mqtt-connector-0", "mqtt-connector-0.fan%2Fanomaly", "mqtt-connector-0-replies", "mqtt-connector-1"];
+    const sessions = await Promise.all(ids.map((id) => asService("connector", `${id}-own`)));
+    let closed = 0;
+    for (const s of sessions) s.on("close", () => closed++);
+    await sessions[0]?.subscribeAsync("fan/messages/+", { qos: 1 });
+    const fanA = await asFan("a");
+    await fanA.publishAsync("fan/messages/a", "to all sessions", { qos: 1 });
+    await until(() => (sessions[0]?.received.length ?? 0) >= 1, "the reading");
+    assert.equal(closed, 0);
+    assert.ok(sessions.every((s) => s.connected));
   });
 
   it("lets fans publish readings only: a forged prediction is dropped", async () => {
     const telegraf = await asService("telegraf", "acl-telegraf");
-    await telegraf.subscribeAsync(["fan/anomaly", "fan/messages"], { qos: 1 });
-    const fan = await asFan("fan-b");
+    await telegraf.subscribeAsync(["fan/anomaly"], { qos: 1 });
+    const connector = await asService("connector", "acl-connector");
+    await connector.subscribeAsync(["fan/messages/+"], { qos: 1 });
+    const fan = await asFan("b");
     await fan.publishAsync("fan/anomaly", JSON.stringify({ deviceID: "forged", fault: 0, probability: 0 }), { qos: 1 });
-    await fan.publishAsync("fan/messages", "after the forgery", { qos: 1 });
-    await until(() => telegraf.received.some(([, m]) => m === "after the forgery"), "the reading");
-    assert.deepEqual(telegraf.received, [["fan/messages", "after the forgery"]]);
+    await fan.publishAsync("fan/messages/b", "after the forgery", { qos: 1 });
+    await until(() => connector.received.some(([, m]) => m === "after the forgery"), "the reading");
+    assert.deepEqual(telegraf.received, []);
+  });
+
+  it("Telegraf reads no readings: it stores them from predictions", async () => {
+    // Mosquitto 2.0 grants the subscription and checks the ACL on each delivery.
+    const telegraf = await asService("telegraf", "acl-telegraf-readings");
+    await telegraf.subscribeAsync(["fan/messages/+", "fan/deadletter"], { qos: 1 });
+    const fan = await asFan("a");
+    await fan.publishAsync("fan/messages/a", "a reading", { qos: 1 });
+    const predict = await asService("predict", "acl-predict-after");
+    await predict.publishAsync("fan/deadletter", "after the reading", { qos: 1 });
+    await until(() => telegraf.received.length >= 1, "the dead letter published after the reading");
+    assert.deepEqual(telegraf.received, [["fan/deadletter", "after the reading"]]);
   });
 
   it("delivers dead letters to Telegraf, which stores them", async () => {
@@ -238,19 +311,19 @@ describe("the shipped broker security", { timeout: 60_000 }, () => {
         reconnectPeriod: 0,
         connectTimeout: 3_000,
         username: "fan-a",
-        password: fans["fan-a"],
+        password: fans.a,
       }),
     );
     await assert.rejects(
-      client(broker.fansUrl ?? "", { username: "fan-unknown", password: "guess" }),
+      client(broker.fansUrl ?? "", { username: "fan-unknown", password: "guess", clientId: "fan-unknown" }),
       /Not authorized|Bad username or password/,
     );
   });
 
-  it("refuses to build credentials for a fan whose name could collide with a service's client id", async () => {
+  it("refuses a service user whose name is a fan's", async () => {
     await assert.rejects(
-      startMosquitto({ shipped: { users, fans: { "mqtt-connector-0": "x" } } }),
-      /must start with fan-/,
+      startMosquitto({ shipped: { users: { "fan-x": "x" }, fans } }),
+      /names starting with fan- are for fans/,
     );
   });
 });

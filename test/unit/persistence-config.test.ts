@@ -414,15 +414,14 @@ describe("the writer's points and InfluxDB APIs", () => {
       eta: null,
       since: "2026-11-27T10:00:00.000Z",
       acknowledged: false,
-      event: "sensor-cleared",
+      event: "recalibrated",
       at: "2026-11-27T10:05:00Z",
       id: "3-9",
       sensor: "rotation",
-      sensorIssue: { sensor: "rotation", kind: "stuck" },
     };
     assert.deepEqual(toLine("health", Buffer.from(JSON.stringify(transition)), 0), {
       ok: true,
-      line: 'health,deviceID=3,event=sensor-cleared,state=ok acknowledged=F,probability=0.02,sensor="rotation",severity="none" 1795773900000000000',
+      line: 'health,deviceID=3,event=recalibrated,state=ok acknowledged=F,probability=0.02,sensor="rotation",severity="none" 1795773900000000000',
     });
     // Still a tag: bounded, never free text.
     for (const event of ["Sensor Cleared", "x".repeat(33), ""])
