@@ -5,6 +5,7 @@ import mqtt, { type IClientOptions } from "mqtt";
 import { eventually } from "../support/eventually.js";
 import { startFanwatch, type StartedSystem } from "../support/fanwatch-start.js";
 import { Collector } from "../support/mqtt-collector.js";
+import { runCli } from "../support/process.js";
 
 /** A prediction health would act on: fault, probability high, as predict publishes them. */
 function forgedPrediction(i: number): string {
@@ -18,8 +19,22 @@ function forgedPrediction(i: number): string {
 }
 
 /** Publishes `payloads` (QoS 1) from a client of the operator: whether the broker acknowledged them all or closed the connection. */
-async function publishAll(url: string, topic: string, payloads: string[]): Promise<"accepted" | "connection closed"> {
-  const client = await mqtt.connectAsync(url, { clientId: "forger", reconnectPeriod: 0 });
+function publishAll(url: string, topic: string, payloads: string[]): Promise<"accepted" | "connection closed"> {
+  return publishAs(url, { clientId: "forger" }, topic, payloads);
+}
+
+/** Publishes `payloads` (QoS 1) as `login` (a fan's client id is its user name): acknowledged, or the connection closed. */
+async function publishAs(
+  url: string,
+  login: { username?: string; password?: string; clientId?: string },
+  topic: string,
+  payloads: string[],
+): Promise<"accepted" | "connection closed"> {
+  const client = await mqtt.connectAsync(url, {
+    clientId: login.clientId ?? login.username,
+    reconnectPeriod: 0,
+    ...(login.username === undefined ? {} : { username: login.username, password: login.password }),
+  });
   try {
     const closed = new Promise<"connection closed">((resolve) =>
       client.once("close", () => resolve("connection closed")),
@@ -143,6 +158,22 @@ describe("fanwatch start's embedded broker: users and topic rules as in producti
     await collector.waitFor("fan/anomaly", seen + 10, 30_000);
     const port = /connector routing .* \(health on http:\/\/127\.0\.0\.1:(\d+)\/healthz\)/.exec(system.output())?.[1];
     assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+  });
+
+  it("lets a registered fan with credentials log in as itself and publish its own readings only", async () => {
+    const nats = /nats-server on (nats:\/\/\S+),/.exec(system.output())?.[1] as string;
+    const given = await runCli(["fans", "credentials", "2"], { NATS_URL: nats });
+    assert.equal(given.code, 0, given.stderr);
+    const password = /password {3}(\S+)/.exec(given.stdout)?.[1] as string;
+    const fan = { username: "fan-2", password };
+    // Another client id than its user name, or another fan's topic: refused.
+    assert.equal((await connectOutcome(bare, { ...fan, clientId: "my-fan" }))?.code, 2);
+    assert.equal(await publishAs(bare, fan, "fan/messages/3", ['{"deviceID":"3"}']), "connection closed");
+    assert.equal(await publishAs(bare, fan, "fan/messages/2", ['{"deviceID":"2","by":"fan-2"}']), "accepted");
+    await eventually("fan 2's own reading at the operator's subscriber", () =>
+      collector.on("fan/messages/2").some((m) => (m as { by?: string }).by === "fan-2"),
+    );
+    assert.deepEqual(collector.on("fan/messages/3"), []);
   });
 
   it("stops with exit code 0 and removes the operator's password file", async () => {
