@@ -83,6 +83,31 @@ export interface ConnectorConfig {
   maxInflightBytes: number;
   /** A batch is sent once its payloads add up to this, so that it stays under the function's body limit. @default CONNECTOR_DEFAULTS.max_batch_bytes */
   maxBatchBytes: number;
+  /** Who gets in: the device registry's settings (docs/pipeline.md, "Only known fans get in"). */
+  gate: GateConfig;
+}
+
+/** What a reading of an id the registry does not know leads to. */
+export const UNKNOWN_DEVICE_POLICIES = ["quarantine", "reject", "open"] as const;
+export type UnknownDevicePolicy = (typeof UNKNOWN_DEVICE_POLICIES)[number];
+
+export interface GateConfig {
+  /** @default CONNECTOR_DEFAULTS.UNKNOWN_DEVICE_POLICY */
+  policy: UnknownDevicePolicy;
+  /** @default CONNECTOR_DEFAULTS.REGISTRY_MAX_PENDING */
+  maxPending: number;
+  /** @default CONNECTOR_DEFAULTS.QUARANTINE_MAX_PER_FAN */
+  maxPerFan: number;
+  /** Whether registered fans may still publish on the bare telemetry topic. @default CONNECTOR_DEFAULTS.ALLOW_UNBOUND_FANS */
+  allowUnbound: boolean;
+  /** The registry (KV bucket fan_registry) and the quarantine (stream FAN_QUARANTINE); undefined: neither, unless a registry is passed. */
+  natsUrl: string | undefined;
+  /** Copies of FAN_QUARANTINE in a NATS cluster. @default CONNECTOR_DEFAULTS.NATS_KV_REPLICAS */
+  replicas: number;
+  /** Readings: `<telemetry>` and `<telemetry>/<deviceID>` are gated. @default DEFAULT_TOPICS.telemetry */
+  telemetryTopic: string;
+  /** Where a SensorNotice about an implausible reading goes. @default DEFAULT_TOPICS.anomaly */
+  anomalyTopic: string;
 }
 
 export interface AutoscaleConfig {
@@ -138,6 +163,13 @@ export const CONNECTOR_DEFAULTS = Object.freeze({
   max_message_bytes: 16 * 1024,
   max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
   max_batch_bytes: 512 * 1024,
+  UNKNOWN_DEVICE_POLICY: "quarantine",
+  REGISTRY_MAX_PENDING: 1_000,
+  QUARANTINE_MAX_PER_FAN: 100,
+  // Off: a fan's identity is its topic (fan/messages/<id>, which the broker lets only that fan
+  // publish to). `fanwatch start` turns it on for the reference fans' fan/messages.
+  ALLOW_UNBOUND_FANS: false,
+  NATS_KV_REPLICAS: 1,
 });
 
 const d = CONNECTOR_DEFAULTS;
@@ -175,7 +207,7 @@ export const CONNECTOR_SETTINGS = defineSettings({
     env: [...official("topic"), ...TOPIC_SETTINGS.telemetry.env],
     flag: "--topic <filters>",
     help: "comma-separated topic filters to subscribe to",
-    doc: "comma-separated topic filters, wildcards allowed (`fan/messages,fan/anomaly` in deploy/ and `fanwatch start`: readings for predict, predictions for health)",
+    doc: "comma-separated topic filters, wildcards allowed (`fan/messages,fan/anomaly` in deploy/, `fan/messages,fan/anomaly,fan/messages/+` in `fanwatch start`: readings for predict, bare and per fan, predictions for health)",
     default: `$TELEMETRY_TOPIC or ${DEFAULT_TOPICS.telemetry}`,
     schema: z
       .string()
@@ -402,6 +434,50 @@ export const CONNECTOR_SETTINGS = defineSettings({
     default: d.max_batch_bytes,
     schema: z.coerce.number().int().min(1).default(d.max_batch_bytes),
   },
+  NATS_URL: {
+    env: ["NATS_URL"],
+    sensitive: true,
+    flag: "--nats <url>",
+    help: "NATS (JetStream) holding the fan registry (fan_registry) and the quarantine (FAN_QUARANTINE); unset: every device id is trusted",
+    doc: "the NATS server holding the device registry (KV bucket `fan_registry`) and the quarantine (stream `FAN_QUARANTINE`): readings pass only for fans the registry lets in. Unset (and no registry given, as `fanwatch start` gives): no check at all, every device id is trusted, and the connector says so at start and in `/healthz`",
+    schema: z.string().optional(),
+  },
+  UNKNOWN_DEVICE_POLICY: {
+    env: ["UNKNOWN_DEVICE_POLICY"],
+    flag: "--unknown-device-policy <policy>",
+    help: "a reading from a device id the registry does not know: quarantine (the fan becomes pending, its readings are held until approved), reject (dead letter) or open (registered on the spot)",
+    doc: "a reading from a device id the registry does not know: `quarantine` (the fan becomes `pending`, its readings are held in `FAN_QUARANTINE` until a person approves or refuses it), `reject` (dead letter `FANWATCH_DEVICE_UNKNOWN`) or `open` (registered `active` on its first reading: labs, the demo fleet)",
+    default: d.UNKNOWN_DEVICE_POLICY,
+    schema: z.enum(UNKNOWN_DEVICE_POLICIES).default(d.UNKNOWN_DEVICE_POLICY),
+  },
+  REGISTRY_MAX_PENDING: {
+    env: ["REGISTRY_MAX_PENDING"],
+    flag: "--registry-max-pending <n>",
+    help: "most fans pending approval at once; readings of further unknown ids are dead-lettered (FANWATCH_REGISTRY_FULL)",
+    default: d.REGISTRY_MAX_PENDING,
+    schema: z.coerce.number().int().min(0).max(1_000_000).default(d.REGISTRY_MAX_PENDING),
+  },
+  QUARANTINE_MAX_PER_FAN: {
+    env: ["QUARANTINE_MAX_PER_FAN"],
+    flag: "--quarantine-max-per-fan <n>",
+    help: "readings held per pending fan; past it the oldest are dropped (the newest are kept)",
+    default: d.QUARANTINE_MAX_PER_FAN,
+    schema: z.coerce.number().int().min(1).max(100_000).default(d.QUARANTINE_MAX_PER_FAN),
+  },
+  ALLOW_UNBOUND_FANS: {
+    env: ["ALLOW_UNBOUND_FANS"],
+    flag: "--allow-unbound-fans <true|false>",
+    help: "accept registered fans' readings on the bare telemetry topic (fan/messages) too, where the topic does not prove who sent them; off: only on fan/messages/<id>",
+    doc: "accept registered fans' readings on the bare telemetry topic (`fan/messages`), where nothing binds the payload's `deviceID` to the sender; off (the default, and in deploy/k3s): only on `fan/messages/<id>`, which the broker lets only fan `<id>` publish to. `fanwatch start` turns it on",
+    default: d.ALLOW_UNBOUND_FANS,
+    schema: onOff.default(d.ALLOW_UNBOUND_FANS),
+  },
+  NATS_KV_REPLICAS: {
+    env: ["NATS_KV_REPLICAS"],
+    help: "copies of FAN_QUARANTINE in a NATS cluster (as health's streams)",
+    default: d.NATS_KV_REPLICAS,
+    schema: z.coerce.number().int().min(1).max(5).default(d.NATS_KV_REPLICAS),
+  },
 });
 
 /** The connector's settings, typed: what its flags give and what `readConnectorConfig` takes besides the environment. */
@@ -413,6 +489,7 @@ export type ConnectorSettings = SettingValues<typeof CONNECTOR_SETTINGS>;
  */
 export function readConnectorConfig(env?: NodeJS.ProcessEnv, given: Partial<ConnectorSettings> = {}): ConnectorConfig {
   const { values: s, from } = readSettingsFrom(CONNECTOR_SETTINGS, env, given);
+  const topics = readTopics(env);
   if (s.autoscale && s.functions !== undefined)
     throw new ConfigError(
       "invalid configuration: autoscale: it needs the gateway's /system/functions (replicas and scale labels), not static routes (functions)",
@@ -446,12 +523,22 @@ export function readConnectorConfig(env?: NodeJS.ProcessEnv, given: Partial<Conn
     retryBaseMs: s.retry_base_ms,
     retryMaxMs: s.retry_max_ms,
     timeoutMs: s.timeout_ms,
-    deadletterTopic: readTopics(env).deadletter,
+    deadletterTopic: topics.deadletter,
     port: s.port,
     healthHost: s.HEALTH_HOST,
     maxMessageBytes: s.max_message_bytes,
     maxInflightBytes: s.max_inflight_bytes,
     maxBatchBytes: s.max_batch_bytes,
+    gate: {
+      policy: s.UNKNOWN_DEVICE_POLICY,
+      maxPending: s.REGISTRY_MAX_PENDING,
+      maxPerFan: s.QUARANTINE_MAX_PER_FAN,
+      allowUnbound: s.ALLOW_UNBOUND_FANS,
+      natsUrl: s.NATS_URL === "" ? undefined : s.NATS_URL,
+      replicas: s.NATS_KV_REPLICAS,
+      telemetryTopic: topics.telemetry,
+      anomalyTopic: topics.anomaly,
+    },
   };
 }
 

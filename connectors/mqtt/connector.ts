@@ -13,11 +13,25 @@ import { ReplyPublisher } from "./reply-publisher.js";
 import { Routed } from "./routed.js";
 import { anyOverlap, ownerOf, sessionClientId, type IntakeSession } from "./intake.js";
 import { filtersOverlap, topicMatches } from "./topic-filter.js";
+import type { FanRegistry } from "../../lib/registry/registry.js";
+import { Admission, PartMessage } from "./admission.js";
+import { PASS, type Refused, type TopicKind } from "./gate.js";
+import type { HeldReading } from "./quarantine.js";
+import type { Delivery } from "./dispatcher.js";
 
 export interface ConnectorOptions {
   /** Time for retries, backoff and circuit probes; tests pass a fake one. */
   clock?: Clock;
+  /**
+   * The device registry readings are checked against (`fanwatch start` passes its own); without
+   * it, NATS_URL's (KV bucket fan_registry); without either, every device id is trusted.
+   */
+  registry?: FanRegistry;
 }
+
+const UNGATED: TopicKind = Object.freeze({ kind: "none" });
+/** The sessions' pause while the registry is not loaded: no reading may pass unchecked. */
+const REGISTRY = "registry";
 
 const ROUTES = "routes";
 
@@ -36,7 +50,11 @@ export class Connector extends ServiceBase {
     inFlight: () => this.#dispatcher.inFlight,
     pending: () => this.#sessions.reduce((n, s) => n + s.consumer.status.messagesInFlight, 0),
     held: () => this.#sessions.reduce((n, s) => n + s.held.length, 0),
+    fans: () => this.#admission.counts(),
   });
+  readonly #admission: Admission;
+  /** The payload #check parsed last (read right after it, in the same turn): one parse per message. */
+  #parsed: unknown;
   readonly #directory: FunctionDirectory;
   readonly #dispatcher: Dispatcher;
   readonly #autoscaler: ConnectorAutoscaler | undefined;
@@ -61,6 +79,19 @@ export class Connector extends ServiceBase {
     this.#clock = options.clock ?? systemClock;
     this.#overlapping = anyOverlap(config.topics);
     this.#replies = new ReplyPublisher({ mqtt: config.mqtt, clientId: config.clientId, log });
+    this.#admission = new Admission({
+      config: config.gate,
+      registry: options.registry,
+      deadletterTopic: config.deadletterTopic,
+      metrics: this.metrics,
+      log,
+      clock: this.#clock,
+      publish: (topic, payload) => this.#publish(topic, payload),
+      deliver: (reading, signal) => this.#deliverReleased(reading, signal),
+      onReady: () => {
+        for (const session of this.#sessions) session.consumer.resume(REGISTRY);
+      },
+    });
     this.#directory = new FunctionDirectory({
       ...config,
       log,
@@ -139,6 +170,13 @@ export class Connector extends ServiceBase {
           connection: () => session.connection,
           deadLetter: (message, reason) => this.#deadLetter(session, message, reason, "rejected"),
         },
+        gate: {
+          connection: () => session.connection,
+          route: (message) => {
+            if (!this.#dispatch(session, message)) this.#hold(session, message);
+          },
+          refuse: (message, refused) => this.#refuse(session, message, refused),
+        },
         consumer: new MqttConsumer({
           mqtt: this.config.mqtt,
           clientId: sessionClientId(this.config.clientId, topics, i),
@@ -155,6 +193,11 @@ export class Connector extends ServiceBase {
       };
       return session;
     });
+    // Nothing is read before the registry is: a reading must not pass unchecked, nor an active fan
+    // be taken for an unknown one.
+    if (this.#admission.enabled)
+      for (const session of this.#sessions) session.consumer.pause(REGISTRY, "the fan registry is not loaded yet");
+    this.#admission.start();
     await Promise.all(this.#sessions.map((s) => s.consumer.start()));
     this.#reportRoutes();
     this.log.info(
@@ -168,6 +211,7 @@ export class Connector extends ServiceBase {
         maxInFlight: this.config.maxInFlight,
         maxInFlightTotal: this.config.maxInFlightTotal,
         autoscale: this.config.autoscale ?? false,
+        registry: this.#admission.enabled ? this.config.gate.policy : "none: every device id is trusted",
       },
       "connector started",
     );
@@ -181,6 +225,8 @@ export class Connector extends ServiceBase {
   protected override async onDrain(): Promise<void> {
     this.#directory.stop();
     this.#autoscaler?.stop();
+    // No release is begun now: a held reading not yet acknowledged stays in FAN_QUARANTINE.
+    await this.#admission.stop();
     const pending = this.#sessions.reduce((n, s) => n + s.consumer.status.messagesInFlight, 0);
     // Every session stops delivering (synchronously, in this turn) before the dispatcher
     // finishes; then each waits for its dead letters and disconnects.
@@ -195,6 +241,7 @@ export class Connector extends ServiceBase {
     this.#directory.stop();
     this.#autoscaler?.stop();
     await Promise.all(this.#sessions.map((s) => s.consumer.close()));
+    await this.#admission.stop();
     await this.#replies.close();
     this.#dispatcher.close();
     await this.#server?.close();
@@ -216,24 +263,110 @@ export class Connector extends ServiceBase {
     }
   }
 
-  /** Sends a message on to its functions; false when it has none (yet). */
+  /**
+   * Sends a message on to its functions, once the registry let its readings in; false when it has
+   * no function (yet).
+   */
   #route(session: IntakeSession, message: ReceivedMessage): boolean {
     const targets = this.#directory.ready ? this.#directory.targets(message.topic) : [];
     if (targets.length === 0) return false;
-    const rejection = this.#check(message);
+    const topic = this.#admission.enabled ? this.#admission.gate.topicKind(message.topic) : UNGATED;
+    const rejection = this.#check(message, topic !== UNGATED);
     if (rejection !== undefined) {
       this.#deadLetter(session, message, rejection.reason, rejection.metric);
       return true;
+    }
+    if (topic !== UNGATED) {
+      const verdict = this.#admission.judge(topic, this.#parsed);
+      if (verdict !== PASS) {
+        this.#admission.act(message, verdict, this.#parsed, session.gate);
+        return true;
+      }
     }
     const delivery = new Routed(message, targets.length, session.routing);
     for (const target of targets) this.#dispatcher.enqueue(target, delivery);
     return true;
   }
 
-  /** Dead letters go out on the session the message came on: its acknowledgement belongs there. */
-  #deadLetter(session: IntakeSession, message: ReceivedMessage, reason: string, metric: string): void {
-    void session.consumer.deadLetter(message, reason).then((outcome) => {
+  /** Sends a message the gate let in to its functions, unchecked; false when it has none now. */
+  #dispatch(session: IntakeSession, message: ReceivedMessage): boolean {
+    const targets = this.#directory.ready ? this.#directory.targets(message.topic) : [];
+    if (targets.length === 0) return false;
+    const delivery = new Routed(message, targets.length, session.routing);
+    for (const target of targets) this.#dispatcher.enqueue(target, delivery);
+    return true;
+  }
+
+  /**
+   * Dead letters go out on the session the message came on: its acknowledgement belongs there. A
+   * reading of a batch (a part) has no MQTT message of its own: its dead letter is published, and
+   * the part counts down its batch's message.
+   */
+  #deadLetter(session: IntakeSession, message: ReceivedMessage, reason: string, metric: string, code?: string): void {
+    if (message instanceof PartMessage) {
+      void this.#admission.publishDeadLetter(message.topic, message.payload, reason, code).then(
+        () => {
+          this.metrics.deadLettered.inc({ reason: metric });
+          message.ack();
+        },
+        () => {}, // stopping: the batch stays unacknowledged and comes again
+      );
+      return;
+    }
+    void session.consumer.deadLetter(message, reason, code).then((outcome) => {
       if (outcome === "published") this.metrics.deadLettered.inc({ reason: metric });
+    });
+  }
+
+  /** A reading the registry refused: dead-lettered with its code. */
+  #refuse(session: IntakeSession, message: ReceivedMessage, refused: Refused): void {
+    this.#deadLetter(session, message, refused.reason, refused.refusal, refused.code);
+  }
+
+  /**
+   * A reading released from quarantine, to the functions of the topic it came on (waiting for a
+   * route if none has it now). Resolves once every function took it, or it was dead-lettered.
+   */
+  async #deliverReleased(reading: HeldReading, signal: AbortSignal): Promise<void> {
+    let targets = this.#directory.ready ? this.#directory.targets(reading.topic) : [];
+    while (targets.length === 0) {
+      await this.#clock.sleep(1_000, signal);
+      targets = this.#directory.ready ? this.#directory.targets(reading.topic) : [];
+    }
+    const count = targets.length;
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason as Error);
+      signal.addEventListener("abort", onAbort, { once: true });
+      const finish = () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      const fail = (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      };
+      let remaining = count;
+      let rejection: string | undefined;
+      const delivery: Delivery = {
+        topic: reading.topic,
+        payload: reading.payload,
+        get current() {
+          return !signal.aborted;
+        },
+        done: () => {
+          if (--remaining > 0) return;
+          if (rejection === undefined) return finish();
+          this.#admission.publishDeadLetter(reading.topic, reading.payload, rejection).then(() => {
+            this.metrics.deadLettered.inc({ reason: "rejected" });
+            finish();
+          }, fail);
+        },
+        reject: (reason) => {
+          rejection ??= reason;
+          delivery.done();
+        },
+      };
+      for (const target of targets) this.#dispatcher.enqueue(target, delivery);
     });
   }
 
@@ -349,16 +482,18 @@ export class Connector extends ServiceBase {
    * Refuses, alone, a message that would make its whole batch fail: too large for the function's
    * body limit, not JSON, or JSON with __proto__/constructor.prototype keys (which functions refuse).
    */
-  #check(message: ReceivedMessage): { reason: string; metric: string } | undefined {
+  #check(message: ReceivedMessage, gated: boolean): { reason: string; metric: string } | undefined {
+    this.#parsed = undefined;
     if (message.payload.length > this.config.maxMessageBytes) {
       return {
         reason: `payload of ${message.payload.length} bytes exceeds max_message_bytes (${this.config.maxMessageBytes})`,
         metric: "too_large",
       };
     }
-    if (this.config.batchSize === 1) return undefined; // sent raw, as the official connector does
+    // Sent raw, as the official connector does, unless the registry must read its deviceID.
+    if (this.config.batchSize === 1 && !gated) return undefined;
     try {
-      parseUntrustedJson(message.payload);
+      this.#parsed = parseUntrustedJson(message.payload);
       return undefined;
     } catch (error) {
       return { reason: `payload is not acceptable JSON: ${(error as Error).message}`, metric: "not_json" };
@@ -406,6 +541,10 @@ export class Connector extends ServiceBase {
     }
     if (!this.#directory.ready)
       add(`the functions are not known yet: ${this.#directory.lastError ?? "asking the gateway"}`);
+    if (this.#admission.enabled && !this.#admission.loaded)
+      add(
+        `the fan registry is not loaded yet${this.#admission.lastError === undefined ? "" : `: ${this.#admission.lastError}`}`,
+      );
     if (this.stopping) add("stopping");
     return problems;
   }
@@ -451,6 +590,8 @@ export class Connector extends ServiceBase {
         deadLettersPending: sum("deadLettersPending"),
         paused: paused.length === 0 ? null : paused.join("; "),
         held: this.#sessions.reduce((n, s) => n + s.held.length, 0),
+        // Who gets in: the device registry, its fans by state and the policy for unknown ids.
+        registry: this.#admission.details(),
         // Each subscribed filter's intake: reading, paused (held messages, the byte bound), parked
         // (a function it routes to is failing) or disconnected.
         sessions: statuses.map(({ session, status }) => ({

@@ -1,4 +1,5 @@
 import type { MqttConsumer, ReceivedMessage } from "../../lib/mqtt/consumer.js";
+import type { GateActions } from "./admission.js";
 import type { Routing } from "./routed.js";
 import { filtersOverlap, topicMatches } from "./topic-filter.js";
 
@@ -21,6 +22,8 @@ export interface IntakeSession {
   held: ReceivedMessage[];
   /** What its messages on their way need: this session's connection and dead letters. */
   readonly routing: Routing;
+  /** What the registry's gate does with this session's readings that do not simply pass. */
+  readonly gate: GateActions;
 }
 
 /**

@@ -5,7 +5,13 @@ export interface ConnectorGauges {
   inFlight(): number;
   pending(): number;
   held(): number;
+  /** Fans per registry state, from the connector's cache; undefined without a registry. */
+  fans?(): Record<string, number> | undefined;
 }
+
+/** Why the gate refused a reading (the `reason` of connector_readings_refused_total). */
+export const REFUSALS = ["unknown", "retired", "identity", "unbound", "full", "invalid_id", "implausible"] as const;
+export type Refusal = (typeof REFUSALS)[number];
 
 /** What the connector counts, exposed at /metrics. */
 export function createConnectorMetrics(gauges: ConnectorGauges) {
@@ -100,6 +106,33 @@ export function createConnectorMetrics(gauges: ConnectorGauges) {
       registers: [registry],
       collect() {
         this.set(gauges.held());
+      },
+    }),
+    refused: new Counter({
+      name: "connector_readings_refused_total",
+      help: "Readings the registry gate dead-lettered, by reason: unknown (UNKNOWN_DEVICE_POLICY=reject), retired, identity (deviceID is not the topic's), unbound (bare telemetry topic, ALLOW_UNBOUND_FANS off), full (REGISTRY_MAX_PENDING reached), invalid_id, implausible (a sensor outside its physical limits)",
+      labelNames: ["reason"],
+      registers: [registry],
+    }),
+    quarantined: new Counter({
+      name: "connector_readings_quarantined_total",
+      help: "Readings of pending fans held in the JetStream stream FAN_QUARANTINE until the fan is approved or refused",
+      registers: [registry],
+    }),
+    released: new Counter({
+      name: "connector_quarantine_released_total",
+      help: "Quarantined readings released to the functions once their fan was approved",
+      registers: [registry],
+    }),
+    fans: new Gauge({
+      name: "connector_registry_fans",
+      help: "Fans in the device registry by state (pending, active, retired), as the connector's cache holds them",
+      labelNames: ["state"],
+      registers: [registry],
+      collect() {
+        const fans = gauges.fans?.();
+        if (fans === undefined) return;
+        for (const [state, n] of Object.entries(fans)) this.set({ state }, n);
       },
     }),
     pending: new Gauge({

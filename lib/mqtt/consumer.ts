@@ -381,9 +381,9 @@ export class MqttConsumer {
 
   /**
    * Publishes `{"error","topic","payload","at"}` to the dead-letter topic at QoS 1 and acknowledges
-   * the message once the broker took it. Never rejects.
+   * the message once the broker took it, with `"code"` when given. Never rejects.
    */
-  deadLetter(message: ReceivedMessage, reason: string): Promise<DeadLetterOutcome> {
+  deadLetter(message: ReceivedMessage, reason: string, code?: string): Promise<DeadLetterOutcome> {
     const inbound = message as Inbound;
     const { deadLetterTopic, log } = this.#options;
     if (message.topic === deadLetterTopic) {
@@ -398,7 +398,7 @@ export class MqttConsumer {
     this.#releaseBytes(inbound);
     const client = this.#client;
     if (client === undefined || inbound.connection !== this.#connection) return Promise.resolve("failed");
-    const letter = JSON.stringify(deadLetterOf(reason, message.topic, message.payload));
+    const letter = JSON.stringify(deadLetterOf(reason, message.topic, message.payload, new Date(), code));
     let resolve!: (outcome: DeadLetterOutcome) => void;
     const pending: PendingDeadLetter = {
       done: new Promise<DeadLetterOutcome>((r) => (resolve = r)),

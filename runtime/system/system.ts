@@ -179,7 +179,9 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     // Its event streams end when stopping starts: a page left open must not hold the gateway up.
     await parts.start(page);
     await parts.start(new FleetViewService(fleet, as("view"), gateway, log, registry));
-    const connector = await parts.start(connectorOf(options, as("connector"), topics, gateway));
+    const connector = await parts.start(
+      connectorOf(options, as("connector"), topics, gateway, registry, healthState.natsUrl),
+    );
     say(
       `connector routing ${topics.telemetry} and ${topics.anomaly} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.port}/healthz)`,
     );
@@ -334,17 +336,27 @@ function connectorOf(
   mqtt: MqttSettings,
   topics: Topics,
   gateway: GatewayService,
+  registry: FanRegistry,
+  natsUrl: string | undefined,
 ): Connector {
   const settings = {
     gateway_url: gateway.url,
     broker: mqtt.url,
-    topic: [topics.telemetry, topics.anomaly],
+    // Per-fan topics last: the first filters keep their sessions (client ids) of earlier runs.
+    topic: [topics.telemetry, topics.anomaly, `${topics.telemetry}/+`],
     client_id: START_CONNECTOR_CLIENT_ID,
     refresh_interval_ms: 2_000,
     port: 0,
     HEALTH_HOST: gatewayHost,
+    // The reference fans (and the simulated fleet) publish on fan/messages.
+    ALLOW_UNBOUND_FANS: true,
+    // The system's registry (given: NATS_URL opens no second one) checks the readings; NATS, when
+    // it runs, holds the quarantine of pending fans' readings.
+    NATS_URL: natsUrl ?? "",
   };
-  return new Connector({ ...readConnectorConfig(env, settings), mqtt, basicAuth: gateway.credentials }, log);
+  return new Connector({ ...readConnectorConfig(env, settings), mqtt, basicAuth: gateway.credentials }, log, {
+    registry,
+  });
 }
 
 /** The simulated fleet, with a publisher of its own, ended (forced) when it stops. */

@@ -328,10 +328,15 @@ forEverySize("(rendered with kubectl kustomize, checked offline)", (size) => {
 
   it("routes predictions to health and lets each MQTT user do only its part with the health topics", async () => {
     const connector = workloads.find((w) => w.metadata.name === "mqtt-connector")?.spec.template.spec.containers[0];
+    // fan/messages first, as before per-fan topics: its session keeps its client id (intake.ts).
     assert.deepEqual(connector?.env?.find((e) => e.name === "topic")?.value?.split(","), [
       "fan/messages",
       "fan/anomaly",
+      "fan/messages/+",
     ]);
+    const env = (name: string) => connector?.env?.find((e) => e.name === name)?.value;
+    assert.equal(env("NATS_URL"), "nats://nats.fanwatch:4222", "the connector checks readings against the registry");
+    assert.equal(env("ALLOW_UNBOUND_FANS"), "false", "in a cluster a fan publishes only on its own topic");
     const acl = await readFile(join(REPO_ROOT, "deploy/mosquitto/acl"), "utf8");
     const rules = (user: string) =>
       (acl.split(/\n(?=user )/).find((block) => block.startsWith(`user ${user}\n`)) ?? "")
