@@ -17,6 +17,7 @@ import { LIMIT_SETTINGS } from "../runtime/gateway/guards.js";
 import { GATEWAY_SETTINGS } from "../runtime/gateway/credentials.js";
 import { NATS_SETTINGS } from "../runtime/system/nats.js";
 import { ALERTING_SETTINGS } from "../runtime/system/alerting.js";
+import { BROKER_USER_SETTINGS } from "../runtime/system/broker-users.js";
 
 /**
  * Every module's settings, in one list: what `npm run docs:config` writes into the tables of docs/
@@ -83,6 +84,12 @@ export const SETTING_GROUPS: readonly SettingGroup[] = [
   { id: "notifier", module: "notifier/config.ts", readers: "the notifier", settings: NOTIFIER_SETTINGS },
   { id: "page", module: "page/config.ts", readers: "fanwatch page", settings: PAGE_SETTINGS },
   { id: "nats", module: "runtime/system/nats.ts", readers: "fanwatch start's health state", settings: NATS_SETTINGS },
+  {
+    id: "broker-users",
+    module: "runtime/system/broker-users.ts",
+    readers: "fanwatch start's embedded broker",
+    settings: BROKER_USER_SETTINGS,
+  },
   {
     id: "alerting",
     module: "runtime/system/alerting.ts",

@@ -7,6 +7,7 @@ import { logLevelSetting } from "../lib/infra/log-level.js";
 import { DEFAULT_MQTT_PORT, MQTT_SETTINGS, mqttSettingsFromEnv } from "../lib/mqtt/settings.js";
 import { DEFAULT_STORE_DIR, NATS_SETTINGS } from "../runtime/system/nats.js";
 import { ALERTING_SETTINGS } from "../runtime/system/alerting.js";
+import { BROKER_USER_SETTINGS } from "../runtime/system/broker-users.js";
 import { PAGE_SETTINGS } from "../page/config.js";
 import { NOTIFIER_SETTINGS } from "../notifier/config.js";
 import { DEFAULT_GATEWAY_HOST, DEFAULT_GATEWAY_PORT, GATEWAY_OWN_HELP } from "./gateway-command.js";
@@ -64,7 +65,10 @@ export function addStartCommand(program: Command, io: Io): void {
   addSettingsHelp(
     command,
     [
-      { title: "The broker (MQTT_URL and MQTT_HOST unset: the embedded one)", settings: MQTT_SETTINGS },
+      {
+        title: "The broker (MQTT_URL and MQTT_HOST unset: the embedded one, with users of its own)",
+        settings: { ...MQTT_SETTINGS, ...BROKER_USER_SETTINGS },
+      },
       { title: "Topics", settings: TOPIC_SETTINGS },
       { title: "The fans' health", settings: NATS_SETTINGS },
       { title: "Alerting (with NATS: the notifier runs)", settings: ALERTING_SETTINGS },
@@ -152,8 +156,15 @@ export function addStartCommand(program: Command, io: Io): void {
     io.err(`broker   ${system.brokerUrl}${system.embeddedBroker ? " (embedded)" : ""}`);
     // The exact line to hear the topics, with the port the broker really has (it may have moved off 1883).
     const heard = new URL(system.brokerUrl);
+    // The embedded broker lets nobody in anonymously: the line logs in as the operator of this run.
+    const login =
+      system.operator === undefined
+        ? heard.username === ""
+          ? ""
+          : " -u <user> -P <password>"
+        : ` -u ${system.operator.username} -P "$(cat '${system.operator.passwordFile}')"`;
     io.err(
-      `listen   mosquitto_sub -h ${heard.hostname} -p ${heard.port === "" ? "1883" : heard.port} -t 'fan/#' -v${heard.username === "" ? "" : " -u <user> -P <password>"}`,
+      `listen   mosquitto_sub -h ${heard.hostname} -p ${heard.port === "" ? "1883" : heard.port} -t 'fan/#' -v${login}`,
     );
     io.err(
       `gateway  ${system.gatewayUrl}  (curl ${system.gatewayUrl}/function/score -d '{"params":[612.3,40.1,151.7,48.9]}')`,

@@ -35,6 +35,13 @@ export interface GatewayRunOptions {
   stackFile: string;
   /** The broker the functions publish to. */
   mqtt: MqttSettings;
+  /**
+   * Each function's own login (fanwatch start's embedded broker): for the user its stack.yml
+   * MQTT_USERNAME names, as in the cluster; none for a function that names none. Unset: every
+   * function logs in with `mqtt`'s credentials.
+   */
+  functionMqtt?:
+    ((name: string, user: string | undefined) => { username: string; password: string } | undefined) | undefined;
   /** The NATS server the health function keeps its state in; undefined: in memory (not durable). */
   natsUrl?: string | undefined;
   env: NodeJS.ProcessEnv;
@@ -101,14 +108,24 @@ export class GatewayService extends ServiceBase {
     say(`gateway on ${gateway.url} (/system/* user ${credentials.user}, password ${credentials.password})`);
     this.#functions = await Promise.all(
       Object.entries(stack.functions).map(async ([name, spec]) => {
+        const login = options.functionMqtt?.(name, spec.environment.MQTT_USERNAME);
         const own = functionEnv(spec, {
-          mqtt: options.mqtt,
+          // A login of this run: its user name only, the password goes to the process alone (below).
+          mqtt:
+            options.functionMqtt === undefined
+              ? options.mqtt
+              : { url: options.mqtt.url, ...(login === undefined ? {} : { username: login.username }) },
           natsUrl: options.natsUrl,
           gatewayUrl: gateway.url,
           logLevel: logLevelSetting(env) ?? CONSOLE_LOG_LEVEL,
         });
-        // The token is not one of the variables the /system API shows (`own`).
-        const processEnv = { ...env, ...own, FANWATCH_CALLER_TOKEN: callerToken };
+        // The token is not one of the variables the /system API shows (`own`), nor is a login of this run's broker.
+        const processEnv = {
+          ...(options.functionMqtt === undefined ? env : withoutMqttLogin(env)),
+          ...own,
+          ...(login === undefined ? {} : { MQTT_PASSWORD: login.password }),
+          FANWATCH_CALLER_TOKEN: callerToken,
+        };
         const render = options.renderLine ?? ((line: string) => line);
         const set = new ReplicaSet({ name, env: processEnv, onLine: (fn, line) => say(`[${fn}] ${render(line)}`) });
         // The body limits its server reads from this environment; a malformed MAX_JSON_SIZE fails here as it would there.
@@ -199,6 +216,13 @@ function functionEnv(spec: StackFunction, run: LocalRun): Record<string, string>
     SCORE_URL: `${gatewayUrl}/function/score`,
     GATEWAY_URL: gatewayUrl,
   };
+}
+
+/** The environment without a login for another broker (yours, in MQTT_USERNAME…): a function logs in with its own. */
+function withoutMqttLogin(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const rest = { ...env };
+  for (const name of ["MQTT_USERNAME", "MQTT_USERNAME_FILE", "MQTT_PASSWORD", "MQTT_PASSWORD_FILE"]) delete rest[name];
+  return rest;
 }
 
 const TemplateYml = z.object({ fprocess: z.string().optional() });

@@ -1,4 +1,3 @@
-import { timingSafeEqual } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
 import { Duplex } from "node:stream";
 import { Aedes } from "aedes";
@@ -6,6 +5,7 @@ import type { Logger } from "../../lib/infra/log.js";
 import { PacketTooLargeError } from "../../lib/errors.js";
 import { ServiceBase } from "../../lib/infra/service.js";
 import { PacketSizeGuard } from "./packet-size-guard.js";
+import type { BrokerAuth, BrokerIdentity } from "./broker-auth.js";
 
 /** As the shipped Mosquitto's max_packet_size: readings are under 200 bytes, dead letters carry up to 1 KiB escaped. */
 export const MAX_PACKET_BYTES = 16 * 1024;
@@ -15,8 +15,12 @@ const MAX_CONNECTIONS = 1_000;
 export interface EmbeddedBrokerOptions {
   /** The port to listen on; a free one when it is taken (see `movedFrom`). */
   port: number;
-  username?: string | undefined;
-  password?: string | undefined;
+  /**
+   * Who may log in, with which client ids, and what each user may publish and read (the ACL):
+   * `fanwatch start` always gives one. Without, every client is let in and may do anything (the
+   * benchmarks' and some tests' broker).
+   */
+  auth?: BrokerAuth | undefined;
   maxPacketBytes?: number;
   log?: Logger;
 }
@@ -24,7 +28,13 @@ export interface EmbeddedBrokerOptions {
 /**
  * The single-machine broker: aedes on 127.0.0.1 (nothing outside this machine can reach it). If
  * `port` is taken (a Mosquitto already running, say) it takes a free port instead, so that
- * `fanwatch start` always works; the caller says so. With credentials, every client must log in.
+ * `fanwatch start` always works; the caller says so. With `auth` (runtime/system/broker-auth.ts),
+ * every client logs in as a user of this run, anonymous clients are refused, a client id bound to
+ * another user is refused, and publishes and subscriptions follow the production ACL: a refused
+ * publish closes the client's connection (MQTT 3.1.1 lets a broker either drop it silently or
+ * close; closing makes a forger's or a misconfigured part's attempt visible on both sides), a
+ * refused subscription is granted with the failure code 0x80 (MQTT.js rejects the subscribe with
+ * "Subscribe error"); each refusal is logged with the client id, user and address.
  *
  * Memory per client is bounded: a packet over `maxPacketBytes` closes its connection before its body
  * is read (logged), packets sent before CONNACK are capped by aedes's queueLimit (42), a subscriber
@@ -37,6 +47,9 @@ export class EmbeddedBroker extends ServiceBase {
   readonly name = "broker";
   #aedes: Aedes | undefined;
   readonly #sockets = new Set<Socket>();
+  /** The address of each connection aedes handles, for log lines. */
+  readonly #addresses = new WeakMap<object, string>();
+  readonly #identities = new WeakMap<object, BrokerIdentity>();
   readonly #server: Server;
   #movedFrom: number | undefined;
 
@@ -60,7 +73,9 @@ export class EmbeddedBroker extends ServiceBase {
         socket.destroy();
       });
       socket.pipe(guard);
-      aedes.handle(Duplex.from({ readable: guard, writable: socket }));
+      const connection = Duplex.from({ readable: guard, writable: socket });
+      this.#addresses.set(connection, `${socket.remoteAddress}:${socket.remotePort}`);
+      aedes.handle(connection);
     });
     this.#server.maxConnections = MAX_CONNECTIONS;
   }
@@ -79,16 +94,10 @@ export class EmbeddedBroker extends ServiceBase {
   }
 
   protected async onStart(): Promise<void> {
-    const { username, password, port } = this.options;
+    const { auth, port } = this.options;
     const aedes = await Aedes.createBroker({ concurrency: 1000, drainTimeout: 30_000 });
     this.#aedes = aedes;
-    if (username !== undefined || password !== undefined) {
-      const expected = Buffer.from(`${username ?? ""}\0${password ?? ""}`);
-      aedes.authenticate = (_client, user, pass, done) => {
-        const given = Buffer.from(`${user ?? ""}\0${pass?.toString() ?? ""}`);
-        done(null, given.length === expected.length && timingSafeEqual(given, expected));
-      };
-    }
+    if (auth !== undefined) this.#guard(aedes, auth);
     try {
       await listen(this.#server, port);
     } catch (error) {
@@ -98,6 +107,36 @@ export class EmbeddedBroker extends ServiceBase {
     }
     // Past the start, a server error (the socket failing) ends the broker: its supervisor starts another.
     this.#server.on("error", (error) => this.ended(error));
+  }
+
+  /** aedes's hooks: every CONNECT logs in, every PUBLISH and SUBSCRIBE is checked against the ACL. */
+  #guard(aedes: Aedes, auth: BrokerAuth): void {
+    aedes.authenticate = (client, username, password, done) => {
+      const address = this.#addresses.get(client.conn) ?? "unknown";
+      auth.login({ clientId: client.id, clean: client.clean, address }, username, password).then(
+        (outcome) => {
+          if (!outcome.ok) {
+            const error = Object.assign(new Error("refused"), { returnCode: outcome.returnCode });
+            return done(error, false);
+          }
+          this.#identities.set(client, outcome.identity);
+          client.conn.once("close", () => auth.closed(outcome.identity));
+          done(null, true);
+        },
+        (error: unknown) => done(Object.assign(error as Error, { returnCode: 3 }), false),
+      );
+    };
+    aedes.authorizePublish = (client, packet, done) => {
+      // A will published once its client is gone is checked as that client (aedes passes it, or null when none is left).
+      const identity = client === null ? undefined : this.#identities.get(client);
+      if (identity !== undefined && auth.mayPublish(identity, packet.topic)) return done(null);
+      done(new Error(`not authorized to publish to ${packet.topic}`));
+    };
+    aedes.authorizeSubscribe = (client, subscription, done) => {
+      const identity = this.#identities.get(client);
+      // null: granted with the failure code 0x80, the connection stays (MQTT 3.1.1 §3.9.3).
+      done(null, identity !== undefined && auth.maySubscribe(identity, subscription.topic) ? subscription : null);
+    };
   }
 
   /** Clients are disconnected at once: what they did not get stays with their sessions (or, in memory, goes). */

@@ -14,6 +14,8 @@ import type { Logger } from "../../lib/infra/log.js";
 import { connectMqtt } from "../../lib/mqtt/client.js";
 import { mqttSettingsFromEnv, redactUrl, type MqttSettings } from "../../lib/mqtt/settings.js";
 import { EmbeddedBroker } from "./broker.js";
+import { FanLoginsService, OPERATOR_USER, startBrokerUsers, type StartBrokerUsers } from "./broker-users.js";
+import { verifyMosquittoHash } from "../../lib/mqtt/mosquitto-passwd.js";
 import { FleetView } from "../../page/fleet-view.js";
 import { isLoopback, reachableHost } from "../../lib/infra/net.js";
 import { GatewayService } from "../gateway/runner.js";
@@ -37,6 +39,9 @@ import { basicAuthHeader } from "../../lib/infra/http/basic-auth.js";
 
 /** A fixed client id: readings that arrive at a broker of your own while fanwatch is stopped wait in its persistent session. */
 const START_CONNECTOR_CLIENT_ID = "fanwatch-start-connector";
+/** The client ids of the fleet view and the simulator: `<prefix><pid>`, claimed by their users on the embedded broker. */
+const VIEW_CLIENT_ID = "fanwatch-view-";
+const FLEET_CLIENT_ID = "fanwatch-fleet-";
 
 export interface SystemOptions {
   gatewayPort: number;
@@ -60,6 +65,8 @@ export interface RunningSystem {
   /** Set when the embedded broker could not have its usual port. */
   brokerMovedFrom: number | undefined;
   embeddedBroker: boolean;
+  /** The embedded broker's login for your own tools (user and the file with this run's password); undefined with MQTT_URL. */
+  operator: { username: string; passwordFile: string } | undefined;
   fleet: FleetView;
   simulator: FleetSimulator | undefined;
   /** The device registry (runtime/system/registry.ts), the simulated fleet in it. */
@@ -81,27 +88,33 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
   const access = startAccess(env, options.gatewayHost, log, say);
   try {
     let mqtt: MqttSettings = mqttSettingsFromEnv(env);
+    const topics = readTopics(env);
     let broker: EmbeddedBroker | undefined;
+    let users: StartBrokerUsers | undefined;
     if (mqtt.from === undefined) {
-      const { username, password } = mqtt;
+      users = await startEmbeddedUsers(parts, options, topics);
+      const auth = users.auth;
       // Supervised: a broker whose socket fails is started again, on the port the first instance
       // got (the clients reconnect to it), and the console says so.
       let port = options.brokerPort;
       const embedded = await parts.start(
-        new Supervisor({ create: () => new EmbeddedBroker({ port, log, username, password }), log, say }),
+        new Supervisor({ create: () => new EmbeddedBroker({ port, log, auth }), log, say }),
       );
       broker = embedded.current;
       port = broker.port;
-      mqtt = { ...mqtt, url: broker.url };
+      // MQTT_USERNAME and MQTT_PASSWORD are a broker of your own's: each part logs in here as its own user.
+      mqtt = { url: broker.url, ...(mqtt.caFile === undefined ? {} : { caFile: mqtt.caFile }) };
     }
-    const topics = readTopics(env);
+    /** The broker settings of one part: its own user on the embedded broker, the ones given for a broker of your own. */
+    const as = (part: "connector" | "view" | "writer" | "simulator"): MqttSettings =>
+      users === undefined ? mqtt : users.settingsOf(part, mqtt);
     // Readings from predictions: the connector lets only registered fans' readings through.
     const fleet = new FleetView(topics, { readingsFrom: "predictions" });
     const influxUrl = readSettings({ INFLUX_URL: WRITER_SETTINGS.INFLUX_URL }, env).INFLUX_URL;
     if (influxUrl !== undefined) {
       const writerOptions = {
         ...readWriterConfig(env, { INFLUX_WRITER_PORT: 0, HEALTH_HOST: options.gatewayHost }),
-        mqtt,
+        mqtt: as("writer"),
       };
       // Started before the functions and drained after them, so every prediction is stored. Its
       // health server listens where the gateway does (nothing more open than the page).
@@ -117,6 +130,18 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     const registry = (
       await parts.start(new RegistryService({ natsUrl: healthState.natsUrl, fleet: options.fleet, env, say, log }))
     ).registry;
+    // The registry's fans log in to the embedded broker as themselves (fan-<id>), as on the production broker.
+    if (users !== undefined)
+      await parts.start(
+        new FanLoginsService({
+          auth: users.auth,
+          registry,
+          verify: verifyMosquittoHash,
+          telemetryTopic: topics.telemetry,
+          // ALLOW_UNBOUND_FANS is on under fanwatch start: a fan may publish on the reference topic too.
+          allowUnbound: true,
+        }),
+      );
     const pageUrl = `http://${reachableHost(options.gatewayHost)}:${options.gatewayPort}`;
     // Drained after the functions too: the transitions of their last writes are still sent.
     if (healthState.natsUrl !== undefined) await startNotifier(parts, options, healthState.natsUrl, pageUrl);
@@ -142,6 +167,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
         host: options.gatewayHost,
         stackFile: options.stackFile,
         mqtt,
+        functionMqtt: users?.functionLogin,
         natsUrl: healthState.natsUrl,
         env: withUserSecret(env, userSecret),
         log,
@@ -152,17 +178,21 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     );
     // Its event streams end when stopping starts: a page left open must not hold the gateway up.
     await parts.start(page);
-    await parts.start(new FleetViewService(fleet, mqtt, gateway, log, registry));
-    const connector = await parts.start(connectorOf(options, mqtt, topics, gateway, registry, healthState.natsUrl));
+    await parts.start(new FleetViewService(fleet, as("view"), gateway, log, registry));
+    const connector = await parts.start(
+      connectorOf(options, as("connector"), topics, gateway, registry, healthState.natsUrl),
+    );
     say(
       `connector routing ${topics.telemetry} and ${topics.anomaly} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.port}/healthz)`,
     );
-    const simulator = options.fleet.fans > 0 ? await parts.start(simulatorOf(options, mqtt, topics)) : undefined;
+    const simulator =
+      options.fleet.fans > 0 ? await parts.start(simulatorOf(options, as("simulator"), topics)) : undefined;
     return {
       gatewayUrl: gateway.url,
       brokerUrl: redactUrl(mqtt.url),
       brokerMovedFrom: broker?.movedFrom,
       embeddedBroker: broker !== undefined,
+      operator: users === undefined ? undefined : { username: OPERATOR_USER, passwordFile: users.operatorFile },
       fleet,
       simulator,
       registry,
@@ -171,6 +201,49 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
   } catch (error) {
     await parts.stop();
     throw error;
+  }
+}
+
+/**
+ * The embedded broker's users of this run (runtime/system/broker-users.ts): each part its own, with
+ * the production ACL's rules; the operator's password in a file for your own tools, removed when
+ * the run stops. MQTT_USERNAME and MQTT_PASSWORD are a broker of your own's, not these.
+ */
+async function startEmbeddedUsers(parts: Lifecycle, options: SystemOptions, topics: Topics): Promise<StartBrokerUsers> {
+  const { env, log, say } = options;
+  const influxClientId = readSettings({ INFLUX_CLIENT_ID: WRITER_SETTINGS.INFLUX_CLIENT_ID }, env).INFLUX_CLIENT_ID;
+  const users = await startBrokerUsers({
+    env,
+    telemetryTopic: topics.telemetry,
+    clientIds: {
+      connector: START_CONNECTOR_CLIENT_ID,
+      view: VIEW_CLIENT_ID,
+      writer: influxClientId,
+      simulator: FLEET_CLIENT_ID,
+    },
+    log,
+  });
+  await parts.start(new FileRemover(users));
+  const given = mqttSettingsFromEnv(env);
+  if (given.username !== undefined || given.password !== undefined)
+    say(
+      "MQTT_USERNAME/MQTT_PASSWORD are for a broker of your own (MQTT_URL): the embedded broker has users of its own",
+    );
+  say(
+    `broker users: one per part, with deploy/mosquitto/acl's rules; for your own tools, user ${OPERATOR_USER} with the password in ${users.operatorFile} (this run only)`,
+  );
+  return users;
+}
+
+/** Removes the operator's password file when the run stops (started before the broker: removed after it). */
+class FileRemover extends ServiceBase {
+  readonly name = "broker users";
+  constructor(private readonly users: StartBrokerUsers) {
+    super();
+  }
+  protected async onStart(): Promise<void> {}
+  protected async onClose(): Promise<void> {
+    await this.users.remove();
   }
 }
 
@@ -231,7 +304,7 @@ class FleetViewService extends ServiceBase {
     await this.#cache.start();
     this.fleet.useRegistry(this.#cache);
     const viewer = connectMqtt(this.mqtt, {
-      clientId: `fanwatch-view-${process.pid}`,
+      clientId: `${VIEW_CLIENT_ID}${process.pid}`,
       onError: (e) => this.log.warn({ event: "mqtt_error", err: e.message }, "fleet view: MQTT error"),
     });
     this.#viewer = viewer;
@@ -289,7 +362,7 @@ function connectorOf(
 /** The simulated fleet, with a publisher of its own, ended (forced) when it stops. */
 function simulatorOf({ fleet, log }: SystemOptions, mqtt: MqttSettings, topics: Topics): FleetSimulator {
   const publisher = connectMqtt(mqtt, {
-    clientId: `fanwatch-fleet-${process.pid}`,
+    clientId: `${FLEET_CLIENT_ID}${process.pid}`,
     onError: (e) => log.warn({ event: "mqtt_error", err: e.message }, "simulator: MQTT error"),
   });
   return new FleetSimulator(publisher, { ...fleet, topic: topics.telemetry }, true);

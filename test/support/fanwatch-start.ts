@@ -1,5 +1,5 @@
 import type { ChildProcessWithoutNullStreams } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { finished, freePort, spawnCli, waitForOutput, type Finished } from "./process.js";
@@ -7,6 +7,10 @@ import { finished, freePort, spawnCli, waitForOutput, type Finished } from "./pr
 export interface StartedSystem {
   child: ChildProcessWithoutNullStreams;
   gatewayUrl: string;
+  /**
+   * The broker as printed; for the embedded broker, with the login of its operator user for this
+   * run (from the file start names), so that a test's own clients get in as a person's tools do.
+   */
   brokerUrl: string;
   password: string;
   /** Everything the command printed so far. */
@@ -30,6 +34,8 @@ export async function startFanwatch(
   const child = spawnCli(["start", "--port", String(gatewayPort), ...args], {
     NATS_STORE_DIR: join(stateDir, "nats"),
     ALERTMANAGER_DATA_DIR: join(stateDir, "alertmanager"),
+    // The embedded broker's operator password of this run: one file per run, runs side by side.
+    BROKER_OPERATOR_FILE: join(stateDir, "broker-operator-password"),
     ...env,
   });
   let output = "";
@@ -38,14 +44,20 @@ export async function startFanwatch(
   const exit = finished(child);
   void exit.finally(() => rm(stateDir, { recursive: true, force: true }));
   await waitForOutput(child, /running; Ctrl-C stops everything/, 60_000);
-  const brokerUrl = /^broker {3}(\S+)/m.exec(output)?.[1];
+  const printed = /^broker {3}(\S+)/m.exec(output)?.[1];
   const password = /password (\S+)\)/.exec(output)?.[1];
-  if (brokerUrl === undefined || password === undefined)
+  if (printed === undefined || password === undefined)
     throw new Error(`fanwatch start did not say its broker and password:\n${output}`);
+  const brokerUrl = new URL(printed);
+  const operator = /-u (\S+) -P "\$\(cat '([^']+)'\)"/.exec(output);
+  if (operator !== null) {
+    brokerUrl.username = operator[1] as string;
+    brokerUrl.password = (await readFile(operator[2] as string, "utf8")).trim();
+  }
   return {
     child,
     gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
-    brokerUrl,
+    brokerUrl: brokerUrl.toString().replace(/\/$/, ""),
     password,
     output: () => output,
     async interrupt() {
