@@ -558,7 +558,8 @@ describe("the live fleet page in headless Chromium", { timeout: 180_000 }, () =>
     await page.goto(`${system.gatewayUrl}/ui/`);
     await page.waitForSelector(".tile");
     const client = await mqtt.connectAsync(system.brokerUrl);
-    await client.publishAsync("fan/messages", JSON.stringify({ deviceID: "7", rotation: "fast" }), { qos: 1 });
+    // A registered fan of the simulated fleet: an unknown one's reading would be quarantined, not refused.
+    await client.publishAsync("fan/messages", JSON.stringify({ deviceID: "5", rotation: "fast" }), { qos: 1 });
     await client.endAsync();
     await page.waitForFunction(
       () => (document.querySelector("#dead-letter-feed")?.textContent ?? "").includes("rotation"),
