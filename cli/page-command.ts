@@ -52,7 +52,12 @@ export function addPageCommand(program: Command, io: Io): void {
     const registry =
       config.natsUrl === undefined
         ? undefined
-        : await nats.openFanRegistry({ url: config.natsUrl, name: `fanwatch-page-${process.pid}`, log });
+        : await nats.openFanRegistry({
+            url: config.natsUrl,
+            replicas: config.kvReplicas,
+            name: `fanwatch-page-${process.pid}`,
+            log,
+          });
     const page = new PageService({ config, topics: readTopics(), mqtt: mqttSettingsFromEnv(), log, registry });
     if (config.signIn === "off")
       io.err("sign-in is off: anyone who can reach this machine's loopback address acts in any name");
