@@ -188,6 +188,8 @@ export class FleetView {
   readonly #now: () => number;
   readonly #readingsFrom: "predictions" | "telemetry";
   #registry: RegistryView | undefined;
+  /** A registry is coming (the page opens it in the background): until then counted as seen, "no registry yet". */
+  #awaitingRegistry = false;
   #totals = { readings: 0, predictions: 0, deadLetters: 0, sensorNotices: 0 };
   readonly #refused = Object.fromEntries(REFUSAL_CODES.map((c) => [c, 0])) as Record<RefusalCode, number>;
   #last: { at: number; readings: number; predictions: number };
@@ -216,6 +218,11 @@ export class FleetView {
    */
   useRegistry(registry: RegistryView): void {
     this.#registry = registry;
+  }
+
+  /** The page has a registry it cannot read yet: fans are counted as seen, and the counts say "no registry yet". */
+  awaitRegistry(): void {
+    this.#awaitingRegistry = true;
   }
 
   /** Feeds the view from a client (which reads only: the view never publishes). */
@@ -289,7 +296,7 @@ export class FleetView {
       this.#last = { at: now, readings: this.#totals.readings, predictions: this.#totals.predictions };
       this.#forgetSilent(now);
     }
-    const count = countFleet(this.#health.records(), this.#registry, this.#fans.size);
+    const count = countFleet(this.#health.records(), this.#registry, this.#fans.size, this.#awaitingRegistry);
     const replicas = this.#replicas?.current() ?? { functions: [], error: null };
     return {
       at: now,
