@@ -50,7 +50,8 @@ export function mayManageFans(visitor: Visitor): boolean {
 export class FansApi {
   constructor(
     private readonly access: Access,
-    private readonly registry: FanRegistry | undefined,
+    /** A function: the registry opened in the background, undefined until it is (503 meanwhile). */
+    private readonly registry: FanRegistry | (() => FanRegistry | undefined) | undefined,
     private readonly log: Logger,
   ) {}
 
@@ -75,7 +76,16 @@ export class FansApi {
       req.resume();
       return true;
     }
-    const registry = this.registry;
+    const registry = typeof this.registry === "function" ? this.registry() : this.registry;
+    if (registry === undefined) {
+      sendErrorCode(
+        res,
+        "FANWATCH_STORE_UNAVAILABLE",
+        "the fan registry (NATS) cannot be read yet: the page tries again every 5 s",
+      );
+      req.resume();
+      return true;
+    }
     const work = get ? this.#list(registry, res) : this.#act(registry, visitor, req, res);
     work.catch((error: unknown) => {
       const answer = errorAnswer(error);

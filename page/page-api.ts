@@ -28,7 +28,7 @@ export interface PageApiOptions {
   timeoutMs?: number;
   log: Logger;
   /** The fan registry the Fans panel manages (/ui/api/fans); none: the panel says the page has no registry. */
-  registry?: FanRegistry | undefined;
+  registry?: FanRegistry | (() => FanRegistry | undefined) | undefined;
 }
 
 /**
