@@ -1,7 +1,8 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { deadLetter } from "../../lib/domain/dead-letter.js";
-import type { SensorNotice } from "../../lib/domain/sensor-notice.js";
+import { describeImplausible } from "../../lib/domain/plausibility.js";
+import { sensorNotice } from "../../lib/domain/sensor-notice.js";
 import { parseUntrustedJson } from "../../lib/infra/json.js";
 import type { Logger } from "../../lib/infra/log.js";
 import { retry, type Clock } from "../../lib/infra/retry.js";
@@ -11,16 +12,7 @@ import { RegistryCache, type RegistryCounts } from "../../lib/registry/cache.js"
 import { deviceIdProblem, type FanRecord } from "../../lib/registry/fan-record.js";
 import type { FanRegistry, PendingOutcome } from "../../lib/registry/registry.js";
 import type { GateConfig } from "./config.js";
-import {
-  deviceIdOf,
-  Gate,
-  implausibleReason,
-  PASS,
-  refuse,
-  type Refused,
-  type TopicKind,
-  type Verdict,
-} from "./gate.js";
+import { deviceIdOf, Gate, PASS, refuse, type Refused, type TopicKind, type Verdict } from "./gate.js";
 import type { ConnectorMetrics } from "./metrics.js";
 import { JetStreamQuarantine, type HeldReading } from "./quarantine.js";
 import { openNatsRegistry } from "./registry-source.js";
@@ -239,11 +231,7 @@ export class Admission {
     actions: GateActions,
     current: () => boolean,
   ): Promise<void> {
-    const notice: SensorNotice = {
-      deviceID: verdict.id,
-      ...(verdict.timeStamp === undefined ? {} : { timeStamp: verdict.timeStamp }),
-      implausible: { sensor: verdict.found.sensor, value: verdict.found.value, code: "FANWATCH_READING_IMPLAUSIBLE" },
-    };
+    const notice = sensorNotice(verdict.id, verdict.timeStamp, verdict.found);
     try {
       await this.#retry(
         () => this.#options.publish(this.#options.config.anomalyTopic, JSON.stringify(notice)),
@@ -253,7 +241,7 @@ export class Admission {
       return; // the connection closed, or stopping: the broker redelivers the reading
     }
     this.#options.metrics.refused.inc({ reason: "implausible" });
-    actions.refuse(message, refuse("implausible", "FANWATCH_READING_IMPLAUSIBLE", implausibleReason(verdict.found)));
+    actions.refuse(message, refuse("implausible", "FANWATCH_READING_IMPLAUSIBLE", describeImplausible(verdict.found)));
   }
 
   /** Holds a pending fan's reading in FAN_QUARANTINE; the MQTT message is acknowledged once JetStream has it. */
@@ -525,11 +513,7 @@ export class Admission {
     }
     const verdict = this.gate.judgeRecord(id, this.#cache?.get(id), parsed);
     if (verdict.kind === "implausible") {
-      const notice: SensorNotice = {
-        deviceID: id,
-        ...(verdict.timeStamp === undefined ? {} : { timeStamp: verdict.timeStamp }),
-        implausible: { sensor: verdict.found.sensor, value: verdict.found.value, code: "FANWATCH_READING_IMPLAUSIBLE" },
-      };
+      const notice = sensorNotice(id, verdict.timeStamp, verdict.found);
       await this.#retry(
         () => this.#options.publish(this.#options.config.anomalyTopic, JSON.stringify(notice)),
         () => true,
@@ -538,7 +522,7 @@ export class Admission {
       await this.publishDeadLetter(
         reading.topic,
         reading.payload,
-        implausibleReason(verdict.found),
+        describeImplausible(verdict.found),
         "FANWATCH_READING_IMPLAUSIBLE",
       );
       return;
