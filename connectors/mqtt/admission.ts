@@ -16,6 +16,7 @@ import { deviceIdOf, Gate, PASS, refuse, type Refused, type TopicKind, type Verd
 import type { ConnectorMetrics } from "./metrics.js";
 import { JetStreamQuarantine, type HeldReading } from "./quarantine.js";
 import { openNatsRegistry } from "./registry-source.js";
+import { filtersOverlap } from "./topic-filter.js";
 
 /** What the gate needs of the connector for a message: it owns the sessions, routes and dead letters. */
 export interface GateActions {
@@ -29,6 +30,8 @@ export interface GateActions {
 
 export interface AdmissionOptions {
   config: GateConfig;
+  /** The connector's topic filters: a warning at start when none can carry a per-fan topic and unbound fans are off. */
+  topics: readonly string[];
   /** The registry to use (`fanwatch start` passes its own); else NATS_URL's, else none. */
   registry: FanRegistry | undefined;
   deadletterTopic: string;
@@ -148,7 +151,22 @@ export class Admission {
       this.#options.onReady();
       return;
     }
+    this.#warnUnreachable();
     void this.#load();
+  }
+
+  /**
+   * With ALLOW_UNBOUND_FANS off, readings count only on `<telemetry>/<id>`: when no filter
+   * subscribes to such a topic (`topic` left at `fan/messages`), every reading would be refused.
+   */
+  #warnUnreachable(): void {
+    const { allowUnbound, telemetryTopic } = this.#options.config;
+    const perFan = `${telemetryTopic}/+`;
+    if (allowUnbound || this.#options.topics.some((filter) => filtersOverlap(filter, perFan))) return;
+    this.#log.warn(
+      { event: "readings_unreachable", topics: this.#options.topics, perFanTopic: perFan },
+      `no topic filter covers ${perFan} and ALLOW_UNBOUND_FANS is off: every reading on ${telemetryTopic} will be refused (FANWATCH_IDENTITY_MISMATCH); add ${perFan} to topic, or set ALLOW_UNBOUND_FANS=true`,
+    );
   }
 
   /** Stops judging work in the background (holds, releases) and lets go of the registry and NATS. Safe to repeat. */

@@ -102,7 +102,7 @@ export interface GateConfig {
   allowUnbound: boolean;
   /** The registry (KV bucket fan_registry) and the quarantine (stream FAN_QUARANTINE); undefined: neither, unless a registry is passed. */
   natsUrl: string | undefined;
-  /** Copies of FAN_QUARANTINE in a NATS cluster. @default CONNECTOR_DEFAULTS.NATS_KV_REPLICAS */
+  /** Copies of the KV bucket fan_registry and of FAN_QUARANTINE in a NATS cluster. @default CONNECTOR_DEFAULTS.NATS_KV_REPLICAS */
   replicas: number;
   /** Readings: `<telemetry>` and `<telemetry>/<deviceID>` are gated. @default DEFAULT_TOPICS.telemetry */
   telemetryTopic: string;
@@ -207,7 +207,7 @@ export const CONNECTOR_SETTINGS = defineSettings({
     env: [...official("topic"), ...TOPIC_SETTINGS.telemetry.env],
     flag: "--topic <filters>",
     help: "comma-separated topic filters to subscribe to",
-    doc: "comma-separated topic filters, wildcards allowed (`fan/messages,fan/anomaly` in deploy/, `fan/messages,fan/anomaly,fan/messages/+` in `fanwatch start`: readings for predict, bare and per fan, predictions for health)",
+    doc: "comma-separated topic filters, wildcards allowed (`fan/messages,fan/anomaly,fan/messages/+` in deploy/ and in `fanwatch start`: readings for predict, bare and per fan, predictions for health). With a registry and `ALLOW_UNBOUND_FANS` off, readings count only on `fan/messages/<id>`: leave `fan/messages/+` out and every reading is refused (the connector warns at start)",
     default: `$TELEMETRY_TOPIC or ${DEFAULT_TOPICS.telemetry}`,
     schema: z
       .string()
@@ -474,7 +474,7 @@ export const CONNECTOR_SETTINGS = defineSettings({
   },
   NATS_KV_REPLICAS: {
     env: ["NATS_KV_REPLICAS"],
-    help: "copies of FAN_QUARANTINE in a NATS cluster (as health's streams)",
+    help: "copies of the registry's KV bucket (fan_registry) and of the stream FAN_QUARANTINE in a NATS cluster (as health's streams), when the connector creates them",
     default: d.NATS_KV_REPLICAS,
     schema: z.coerce.number().int().min(1).max(5).default(d.NATS_KV_REPLICAS),
   },

@@ -271,6 +271,21 @@ describe("only known fans get in: the connector's registry gate", { timeout: 120
     assert.equal(deliveredOf("u-stranger").length, 0);
   });
 
+  it("warns at start when no topic filter carries per-fan readings and ALLOW_UNBOUND_FANS is off", async () => {
+    await connector("per-fan-subscribed");
+    assert.equal(logLines.filter((l) => l.event === "readings_unreachable").length, 0, "fan/messages/+ is subscribed");
+    await connector("bare-only", { topic: "fan/messages" });
+    const warning = logLines.find((l) => l.event === "readings_unreachable");
+    assert.equal(warning?.level, 40, "a warning");
+    assert.match(String(warning?.msg), /fan\/messages\/\+.*every reading on fan\/messages will be refused/);
+    await connector("bare-allowed", { topic: "fan/messages", ALLOW_UNBOUND_FANS: "true" });
+    assert.equal(
+      logLines.filter((l) => l.event === "readings_unreachable").length,
+      1,
+      "none with unbound fans allowed",
+    );
+  });
+
   it("an implausible reading is dead-lettered FANWATCH_READING_IMPLAUSIBLE and health is told on the anomaly topic", async () => {
     await registry.add("s-1", { limits: { temperature: { min: 0, max: 90 } } }, "test");
     const c = await connector("implausible");
