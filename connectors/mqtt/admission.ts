@@ -53,6 +53,9 @@ interface Mixed {
   verdicts: Verdict[];
 }
 
+/** Who registered a fan the open policy let in, in its record's `approvedBy`. */
+const OPEN_POLICY = "open";
+
 const BACKOFF = { baseMs: 200, capMs: 5_000 };
 
 /**
@@ -72,8 +75,8 @@ export class Admission {
   #nc: NatsConnection | undefined;
   /** Ids pending approval, from the cache's changes: bounded by REGISTRY_MAX_PENDING. */
   readonly #pending = new Set<string>();
-  /** Registry writes under way per id (one per id, however many of its readings wait for it). */
-  readonly #asking = new Map<string, Promise<FanRecord | "full" | undefined>>();
+  /** Active fans the `open` policy registered (approvedBy "open"), from the cache's changes: bounded by REGISTRY_MAX_PENDING too. */
+  readonly #opened = new Set<string>();
   /** Releases and purges under way per fan; `again`: run once more when done (a reading came meanwhile). */
   readonly #releasing = new Map<string, { again: boolean }>();
   /** Per fan, the last of its holds under way: the next waits for it (#inOrder). */
@@ -285,8 +288,9 @@ export class Admission {
     }
     this.#options.metrics.quarantined.inc();
     message.ack();
-    // Approved or refused while it was being stored: its copy must not stay behind.
-    const state = this.#cache?.get(id)?.state;
+    // Approved or refused while it was being stored: its copy must not stay behind. A fan this
+    // connector just made pending may not be in the cache yet (the watch lags the write).
+    const state = this.#cache?.get(id)?.state ?? (this.#pending.has(id) ? "pending" : undefined);
     if (state === "active") this.#release(id);
     else if (state !== "pending") this.#purge(id);
   }
@@ -314,7 +318,13 @@ export class Admission {
         reading,
         actions,
       );
-    if (policy === "quarantine" && this.#pending.size >= maxPending) return this.#full(message, id, reading, actions);
+    // Queued behind the id's first reading, which registered it meanwhile: judged as a known fan.
+    const known = this.#cache?.get(id);
+    if (known !== undefined) return this.#judged(message, id, known, reading, actions, current);
+    if (policy === "quarantine" && !this.#pending.has(id) && this.#pending.size >= maxPending)
+      return this.#full(message, id, reading, actions);
+    if (policy === "open" && !this.#opened.has(id) && this.#opened.size >= maxPending)
+      return this.#full(message, id, reading, actions);
     let answer: FanRecord | "full" | undefined;
     try {
       answer = await this.#ask(id, current);
@@ -322,8 +332,20 @@ export class Admission {
       return;
     }
     if (answer === "full") return this.#full(message, id, reading, actions);
+    return this.#judged(message, id, answer, reading, actions, current);
+  }
+
+  /** A reading of an id whose record the registry gave: the gate's verdict on it, acted on. */
+  #judged(
+    message: ReceivedMessage,
+    id: string,
+    record: FanRecord | undefined,
+    reading: unknown,
+    actions: GateActions,
+    current: () => boolean,
+  ): Promise<void> | void {
     // Someone removed it meanwhile: refused rather than asked again (no loop).
-    const verdict = this.gate.judgeRecord(id, answer, reading);
+    const verdict = this.gate.judgeRecord(id, record, reading);
     if (verdict.kind === "unknown")
       return this.#refuse(
         message,
@@ -337,12 +359,15 @@ export class Admission {
   }
 
   #full(message: ReceivedMessage, id: string, reading: unknown, actions: GateActions): void {
-    const { maxPending } = this.#options.config;
+    const { maxPending, policy } = this.#options.config;
+    const open = policy === "open";
     if (!this.#fullSaid) {
       this.#fullSaid = true;
       this.#log.warn(
-        { event: "registry_full", maxPending },
-        `${maxPending} fans are pending approval (REGISTRY_MAX_PENDING): readings of further unknown ids are dead-lettered until some are approved or refused`,
+        { event: "registry_full", maxPending, policy },
+        open
+          ? `${maxPending} fans were registered by UNKNOWN_DEVICE_POLICY=open (REGISTRY_MAX_PENDING): readings of further unknown ids are dead-lettered until some are retired`
+          : `${maxPending} fans are pending approval (REGISTRY_MAX_PENDING): readings of further unknown ids are dead-lettered until some are approved or refused`,
       );
     }
     this.#refuse(
@@ -350,7 +375,9 @@ export class Admission {
       refuse(
         "full",
         "FANWATCH_REGISTRY_FULL",
-        `fan ${JSON.stringify(id)} is not in the registry and ${maxPending} fans already wait for approval (REGISTRY_MAX_PENDING)`,
+        open
+          ? `fan ${JSON.stringify(id)} is not in the registry and ${maxPending} fans were already registered by the open policy (REGISTRY_MAX_PENDING)`
+          : `fan ${JSON.stringify(id)} is not in the registry and ${maxPending} fans already wait for approval (REGISTRY_MAX_PENDING)`,
       ),
       reading,
       actions,
@@ -359,29 +386,29 @@ export class Admission {
 
   /**
    * The registry's record for an unknown id once the policy applied: pending (quarantine) or
-   * active (open); "full" when no more may wait. One write per id however many readings wait.
+   * active (open); "full" when no more may wait. The id's readings come here one at a time
+   * (#inOrder), and the later ones find the record in the cache (#unknown).
    */
   #ask(id: string, current: () => boolean): Promise<FanRecord | "full" | undefined> {
-    let asking = this.#asking.get(id);
-    if (asking === undefined) {
-      const registry = this.#registry as FanRegistry;
-      const { policy, maxPending } = this.#options.config;
-      asking = this.#retry(async () => {
-        if (policy === "open") return registry.add(id, {}, "open");
-        const outcome: PendingOutcome = await registry.markPending(id, maxPending);
-        if (outcome === "full") return "full";
-        if (outcome === "pending") {
-          this.#pending.add(id);
-          this.#log.info(
-            { event: "fan_pending", deviceID: id },
-            `unknown fan ${JSON.stringify(id)} is pending approval: its readings are held until a person approves or refuses it`,
-          );
-        }
-        return this.#cache?.get(id) ?? (await registry.get(id));
-      }, current).finally(() => this.#asking.delete(id));
-      this.#asking.set(id, asking);
-    }
-    return asking;
+    const registry = this.#registry as FanRegistry;
+    const { policy, maxPending } = this.#options.config;
+    return this.#retry(async () => {
+      if (policy === "open") {
+        const record = await registry.add(id, {}, OPEN_POLICY);
+        if (record.state === "active" && record.approvedBy === OPEN_POLICY) this.#opened.add(id);
+        return record;
+      }
+      const outcome: PendingOutcome = await registry.markPending(id, maxPending);
+      if (outcome === "full") return "full";
+      if (outcome === "pending") {
+        this.#pending.add(id);
+        this.#log.info(
+          { event: "fan_pending", deviceID: id },
+          `unknown fan ${JSON.stringify(id)} is pending approval: its readings are held until a person approves or refuses it`,
+        );
+      }
+      return this.#cache?.get(id) ?? (await registry.get(id));
+    }, current);
   }
 
   /**
@@ -499,7 +526,10 @@ export class Admission {
     const wasPending = this.#pending.has(id);
     if (record?.state === "pending") this.#pending.add(id);
     else this.#pending.delete(id);
-    if (this.#pending.size < this.#options.config.maxPending) this.#fullSaid = false;
+    if (record?.state === "active" && record.approvedBy === OPEN_POLICY) this.#opened.add(id);
+    else this.#opened.delete(id);
+    const bounded = this.#options.config.policy === "open" ? this.#opened : this.#pending;
+    if (bounded.size < this.#options.config.maxPending) this.#fullSaid = false;
     if (!this.#loaded || !wasPending) return;
     if (record?.state === "active") this.#release(id);
     else if (record?.state !== "pending") this.#purge(id);

@@ -453,7 +453,7 @@ export const CONNECTOR_SETTINGS = defineSettings({
   REGISTRY_MAX_PENDING: {
     env: ["REGISTRY_MAX_PENDING"],
     flag: "--registry-max-pending <n>",
-    help: "most fans pending approval at once; readings of further unknown ids are dead-lettered (FANWATCH_REGISTRY_FULL)",
+    help: "most fans pending approval at once, and with UNKNOWN_DEVICE_POLICY=open most active fans the policy registered; readings of further unknown ids are dead-lettered (FANWATCH_REGISTRY_FULL)",
     default: d.REGISTRY_MAX_PENDING,
     schema: z.coerce.number().int().min(0).max(1_000_000).default(d.REGISTRY_MAX_PENDING),
   },
