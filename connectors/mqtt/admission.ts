@@ -3,7 +3,6 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { deadLetter } from "../../lib/domain/dead-letter.js";
 import { describeImplausible } from "../../lib/domain/plausibility.js";
 import { sensorNotice } from "../../lib/domain/sensor-notice.js";
-import { parseUntrustedJson } from "../../lib/infra/json.js";
 import type { Logger } from "../../lib/infra/log.js";
 import { retry, type Clock } from "../../lib/infra/retry.js";
 import type { ReceivedMessage } from "../../lib/mqtt/consumer.js";
@@ -15,6 +14,7 @@ import type { GateConfig } from "./config.js";
 import { deviceIdOf, Gate, PASS, refuse, type Refused, type TopicKind, type Verdict } from "./gate.js";
 import type { ConnectorMetrics } from "./metrics.js";
 import { JetStreamQuarantine, type HeldReading } from "./quarantine.js";
+import { QuarantineRelease } from "./quarantine-release.js";
 import { openNatsRegistry } from "./registry-source.js";
 import { filtersOverlap } from "./topic-filter.js";
 
@@ -72,13 +72,13 @@ export class Admission {
   #registry: FanRegistry | undefined;
   #cache: RegistryCache | undefined;
   #quarantine: JetStreamQuarantine | undefined;
+  /** Releases and purges of held readings (with #quarantine). */
+  #releases: QuarantineRelease | undefined;
   #nc: NatsConnection | undefined;
   /** Ids pending approval, from the cache's changes: bounded by REGISTRY_MAX_PENDING. */
   readonly #pending = new Set<string>();
   /** Active fans the `open` policy registered (approvedBy "open"), from the cache's changes: bounded by REGISTRY_MAX_PENDING too. */
   readonly #opened = new Set<string>();
-  /** Releases and purges under way per fan; `again`: run once more when done (a reading came meanwhile). */
-  readonly #releasing = new Map<string, { again: boolean }>();
   /** Per fan, the last of its holds under way: the next waits for it (#inOrder). */
   readonly #tails = new Map<string, Promise<void>>();
   readonly #stop = new AbortController();
@@ -291,8 +291,7 @@ export class Admission {
     // Approved or refused while it was being stored: its copy must not stay behind. A fan this
     // connector just made pending may not be in the cache yet (the watch lags the write).
     const state = this.#cache?.get(id)?.state ?? (this.#pending.has(id) ? "pending" : undefined);
-    if (state === "active") this.#release(id);
-    else if (state !== "pending") this.#purge(id);
+    this.#releases?.settle(id, state);
   }
 
   /** UNKNOWN_DEVICE_POLICY: quarantine (pending, held), reject (dead letter) or open (registered). */
@@ -480,6 +479,17 @@ export class Admission {
           "cannot make the stream FAN_QUARANTINE yet",
         );
         this.#quarantine = quarantine;
+        this.#releases = new QuarantineRelease({
+          quarantine,
+          record: (id) => this.#cache?.get(id),
+          judge: (id, record, reading) => this.gate.judgeRecord(id, record, reading),
+          refuseImplausible: (id, verdict, reading) => this.#refuseReleased(id, verdict, reading),
+          deliver: (reading, signal) => this.#options.deliver(reading, signal),
+          released: () => this.#options.metrics.released.inc(),
+          retry: (work, what) => this.#retry(work, () => true, what),
+          signal: this.#stop.signal,
+          log,
+        });
       }
       const cache = new RegistryCache(this.#registry as FanRegistry);
       cache.onChange((id, record) => this.#changed(id, record));
@@ -498,26 +508,11 @@ export class Admission {
         `fan registry loaded (${counts.active} active, ${counts.pending} pending, ${counts.retired} retired): readings of other ids follow UNKNOWN_DEVICE_POLICY=${config.policy}`,
       );
       this.#options.onReady();
-      await this.#settleHeld();
+      await this.#releases?.settleHeld();
     } catch (error) {
       if (signal.aborted) return;
       this.#error = (error as Error).message;
       log.error({ event: "registry_failed", err: this.#error }, `cannot load the fan registry: ${this.#error}`);
-    }
-  }
-
-  /** At start: readings held for fans approved or refused while no connector ran. */
-  async #settleHeld(): Promise<void> {
-    const quarantine = this.#quarantine;
-    if (quarantine === undefined) return;
-    const held = await this.#retry(
-      () => quarantine.heldFans(),
-      () => true,
-    ).catch(() => new Map<string, number>());
-    for (const id of held.keys()) {
-      const state = this.#cache?.get(id)?.state;
-      if (state === "active") this.#release(id);
-      else if (state !== "pending") this.#purge(id);
     }
   }
 
@@ -531,88 +526,27 @@ export class Admission {
     const bounded = this.#options.config.policy === "open" ? this.#opened : this.#pending;
     if (bounded.size < this.#options.config.maxPending) this.#fullSaid = false;
     if (!this.#loaded || !wasPending) return;
-    if (record?.state === "active") this.#release(id);
-    else if (record?.state !== "pending") this.#purge(id);
+    this.#releases?.settle(id, record?.state);
   }
 
-  /** Releases an approved fan's held readings in order; again afterwards if asked meanwhile. */
-  #release(id: string): void {
-    this.#serialize(id, async () => {
-      const quarantine = this.#quarantine;
-      // Refused or pending again meanwhile: that change's own handling takes over.
-      if (quarantine === undefined || this.#cache?.get(id)?.state !== "active") return;
-      const signal = this.#stop.signal;
-      const released = await quarantine.release(id, (reading) => this.#releaseOne(id, reading, signal), signal);
-      if (released > 0)
-        this.#log.info(
-          { event: "quarantine_released", deviceID: id, readings: released },
-          `fan ${JSON.stringify(id)} approved: ${released} held readings released to the functions`,
-        );
-    });
-  }
-
-  /** A held reading of a fan now active: checked as any reading (its limits), then delivered. */
-  async #releaseOne(id: string, reading: HeldReading, signal: AbortSignal): Promise<void> {
-    let parsed: unknown;
-    try {
-      parsed = parseUntrustedJson(reading.payload);
-    } catch {
-      parsed = undefined; // held as it came: predict dead-letters it with its own words
-    }
-    const verdict = this.gate.judgeRecord(id, this.#cache?.get(id), parsed);
-    if (verdict.kind === "implausible") {
-      const notice = sensorNotice(id, verdict.timeStamp, verdict.found);
-      await this.#retry(
-        () => this.#options.publish(this.#options.config.anomalyTopic, JSON.stringify(notice)),
-        () => true,
-      );
-      this.#options.metrics.refused.inc({ reason: "implausible" });
-      await this.publishDeadLetter(
-        reading.topic,
-        reading.payload,
-        describeImplausible(verdict.found),
-        "FANWATCH_READING_IMPLAUSIBLE",
-      );
-      return;
-    }
-    // Retired or pending again while releasing: stop; the change's own handling takes over.
-    if (verdict.kind !== "pass") throw new Error(`fan ${JSON.stringify(id)} is no longer active`);
-    await this.#options.deliver(reading, signal);
-    this.#options.metrics.released.inc();
-  }
-
-  /** Forgets a refused fan's held readings. */
-  #purge(id: string): void {
-    this.#serialize(id, async () => {
-      const purged = (await this.#quarantine?.purge(id)) ?? 0;
-      if (purged > 0)
-        this.#log.info(
-          { event: "quarantine_purged", deviceID: id, readings: purged },
-          `fan ${JSON.stringify(id)} refused: its ${purged} held readings are dropped`,
-        );
-    });
-  }
-
-  /** One release or purge per fan at a time, retried until it succeeds or the connector stops. */
-  #serialize(id: string, work: () => Promise<void>): void {
-    const running = this.#releasing.get(id);
-    if (running !== undefined) {
-      running.again = true;
-      return;
-    }
-    const state = { again: false };
-    this.#releasing.set(id, state);
-    void (async () => {
-      do {
-        state.again = false;
-        await this.#retry(
-          work,
-          () => true,
-          `cannot release or drop the held readings of fan ${JSON.stringify(id)} yet`,
-        ).catch(() => {});
-      } while (state.again && !this.#stop.signal.aborted);
-      this.#releasing.delete(id);
-    })();
+  /** A held reading found implausible on release: health is told, the reading dead-lettered. */
+  async #refuseReleased(
+    id: string,
+    verdict: Extract<Verdict, { kind: "implausible" }>,
+    reading: HeldReading,
+  ): Promise<void> {
+    const notice = sensorNotice(id, verdict.timeStamp, verdict.found);
+    await this.#retry(
+      () => this.#options.publish(this.#options.config.anomalyTopic, JSON.stringify(notice)),
+      () => true,
+    );
+    this.#options.metrics.refused.inc({ reason: "implausible" });
+    await this.publishDeadLetter(
+      reading.topic,
+      reading.payload,
+      describeImplausible(verdict.found),
+      "FANWATCH_READING_IMPLAUSIBLE",
+    );
   }
 
   /** `work` again with backoff while `current()` and not stopping; the first failure is logged when `what` says what failed. */
