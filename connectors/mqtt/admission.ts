@@ -136,7 +136,7 @@ export class Admission {
       quarantine:
         this.#quarantine === undefined
           ? "none: without NATS the readings of pending fans are refused, not held"
-          : `FAN_QUARANTINE, at most ${config.maxPerFan} readings per fan`,
+          : `FAN_QUARANTINE, at most ${config.maxPerFan} readings per fan and ${config.maxQuarantineBytes} bytes in all`,
     };
   }
 
@@ -470,6 +470,7 @@ export class Admission {
           js,
           jsm,
           maxPerFan: config.maxPerFan,
+          maxBytes: config.maxQuarantineBytes,
           replicas: config.replicas,
           log,
         });

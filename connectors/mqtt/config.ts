@@ -98,6 +98,8 @@ export interface GateConfig {
   maxPending: number;
   /** @default CONNECTOR_DEFAULTS.QUARANTINE_MAX_PER_FAN */
   maxPerFan: number;
+  /** Bytes FAN_QUARANTINE holds at most, all fans together. @default CONNECTOR_DEFAULTS.QUARANTINE_MAX_BYTES */
+  maxQuarantineBytes: number;
   /** Whether registered fans may still publish on the bare telemetry topic. @default CONNECTOR_DEFAULTS.ALLOW_UNBOUND_FANS */
   allowUnbound: boolean;
   /** The registry (KV bucket fan_registry) and the quarantine (stream FAN_QUARANTINE); undefined: neither, unless a registry is passed. */
@@ -166,6 +168,8 @@ export const CONNECTOR_DEFAULTS = Object.freeze({
   UNKNOWN_DEVICE_POLICY: "quarantine",
   REGISTRY_MAX_PENDING: 1_000,
   QUARANTINE_MAX_PER_FAN: 100,
+  // The stream shares health's JetStream volume: 1,000 pending fans × 100 readings of 16 KiB would be 1.6 GB.
+  QUARANTINE_MAX_BYTES: 64 * 1024 * 1024,
   // Off: a fan's identity is its topic (fan/messages/<id>, which the broker lets only that fan
   // publish to). `fanwatch start` turns it on for the reference fans' fan/messages.
   ALLOW_UNBOUND_FANS: false,
@@ -464,6 +468,18 @@ export const CONNECTOR_SETTINGS = defineSettings({
     default: d.QUARANTINE_MAX_PER_FAN,
     schema: z.coerce.number().int().min(1).max(100_000).default(d.QUARANTINE_MAX_PER_FAN),
   },
+  QUARANTINE_MAX_BYTES: {
+    env: ["QUARANTINE_MAX_BYTES"],
+    flag: "--quarantine-max-bytes <n>",
+    help: "bytes FAN_QUARANTINE holds at most, all pending fans together (it shares the JetStream volume); past it the oldest readings are dropped. Held readings also go after 7 days",
+    default: d.QUARANTINE_MAX_BYTES,
+    schema: z.coerce
+      .number()
+      .int()
+      .min(1024 * 1024)
+      .max(1024 ** 4)
+      .default(d.QUARANTINE_MAX_BYTES),
+  },
   ALLOW_UNBOUND_FANS: {
     env: ["ALLOW_UNBOUND_FANS"],
     flag: "--allow-unbound-fans <true|false>",
@@ -533,6 +549,7 @@ export function readConnectorConfig(env?: NodeJS.ProcessEnv, given: Partial<Conn
       policy: s.UNKNOWN_DEVICE_POLICY,
       maxPending: s.REGISTRY_MAX_PENDING,
       maxPerFan: s.QUARANTINE_MAX_PER_FAN,
+      maxQuarantineBytes: s.QUARANTINE_MAX_BYTES,
       allowUnbound: s.ALLOW_UNBOUND_FANS,
       natsUrl: s.NATS_URL === "" ? undefined : s.NATS_URL,
       replicas: s.NATS_KV_REPLICAS,

@@ -21,11 +21,10 @@ export const QUARANTINE_PREFIX = "fan.quarantine.";
 const PREFIX = QUARANTINE_PREFIX;
 
 /**
- * The whole stream's bounds, whatever the number of pending fans: it shares health's JetStream
- * volume, and 1,000 pending fans × 100 readings of 16 KiB would be 1.6 GB. Past them the oldest
- * readings go (discard old), as past the per-fan bound.
+ * Held readings' age bound, besides the whole stream's bytes (QUARANTINE_MAX_BYTES): it shares
+ * health's JetStream volume whatever the number of pending fans. Past either the oldest readings
+ * go (discard old), as past the per-fan bound.
  */
-export const QUARANTINE_MAX_BYTES = 64 * 1024 * 1024;
 export const QUARANTINE_MAX_AGE_MS = 7 * 24 * 60 * 60_000;
 
 /**
@@ -65,6 +64,8 @@ export class JetStreamQuarantine {
       js: JetStreamClient;
       jsm: JetStreamManager;
       maxPerFan: number;
+      /** All fans' readings together, in bytes (QUARANTINE_MAX_BYTES). */
+      maxBytes: number;
       replicas: number;
       log: Logger;
     },
@@ -72,10 +73,10 @@ export class JetStreamQuarantine {
 
   /** Creates the stream, or brings an existing one's bounds (per fan, bytes, age) to these. */
   async start(): Promise<void> {
-    const { maxPerFan, replicas } = this.options;
+    const { maxPerFan, maxBytes, replicas } = this.options;
     const bounds = {
       max_msgs_per_subject: maxPerFan,
-      max_bytes: QUARANTINE_MAX_BYTES,
+      max_bytes: maxBytes,
       max_age: nanos(QUARANTINE_MAX_AGE_MS),
       discard: DiscardPolicy.Old,
     };

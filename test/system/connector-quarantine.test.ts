@@ -5,12 +5,14 @@ import { connect, nanos, type NatsConnection } from "@nats-io/transport-node";
 import {
   JetStreamQuarantine,
   QUARANTINE_MAX_AGE_MS,
-  QUARANTINE_MAX_BYTES,
   QUARANTINE_PREFIX,
   QUARANTINE_STREAM,
 } from "../../connectors/mqtt/quarantine.js";
+import { readConnectorConfig } from "../../connectors/mqtt/config.js";
 import { createLogger } from "../../lib/infra/log.js";
 import { startNats, type TestNats } from "../support/nats.js";
+
+const MAX_BYTES = 8 * 1024 * 1024;
 
 // FAN_QUARANTINE itself, against a real nats-server: its bounds, and what a failed release leaves.
 describe("FAN_QUARANTINE", { timeout: 60_000 }, () => {
@@ -31,6 +33,7 @@ describe("FAN_QUARANTINE", { timeout: 60_000 }, () => {
       js: jetstream(nc),
       jsm: await jetstreamManager(nc),
       maxPerFan: 100,
+      maxBytes: MAX_BYTES,
       replicas: 1,
       log: createLogger("test", "silent"),
     });
@@ -51,7 +54,7 @@ describe("FAN_QUARANTINE", { timeout: 60_000 }, () => {
     });
     await quarantine();
     const { config } = await jsm.streams.info(QUARANTINE_STREAM);
-    assert.equal(config.max_bytes, QUARANTINE_MAX_BYTES);
+    assert.equal(config.max_bytes, MAX_BYTES);
     assert.equal(config.max_age, nanos(QUARANTINE_MAX_AGE_MS));
     assert.equal(config.discard, DiscardPolicy.Old);
     assert.equal(config.max_msgs_per_subject, 100);
@@ -78,5 +81,13 @@ describe("FAN_QUARANTINE", { timeout: 60_000 }, () => {
     );
     assert.equal(released, 1);
     assert.deepEqual(delivered, ['{"deviceID":"nak-1"}']);
+  });
+});
+
+describe("QUARANTINE_MAX_BYTES", () => {
+  it("is 64 MiB unless set, and the stream's byte bound when set", () => {
+    assert.equal(readConnectorConfig({}).gate.maxQuarantineBytes, 64 * 1024 * 1024);
+    assert.equal(readConnectorConfig({ QUARANTINE_MAX_BYTES: "8388608" }).gate.maxQuarantineBytes, 8 * 1024 * 1024);
+    assert.throws(() => readConnectorConfig({ QUARANTINE_MAX_BYTES: "10" }), /QUARANTINE_MAX_BYTES/);
   });
 });
