@@ -81,6 +81,7 @@ export class Connector extends ServiceBase {
     this.#replies = new ReplyPublisher({ mqtt: config.mqtt, clientId: config.clientId, log });
     this.#admission = new Admission({
       config: config.gate,
+      topics: config.topics,
       registry: options.registry,
       deadletterTopic: config.deadletterTopic,
       metrics: this.metrics,
