@@ -1,5 +1,4 @@
 import { z } from "zod";
-import { HEALTH_SETTINGS } from "../functions/health/config.js";
 import { ConfigError } from "../lib/errors.js";
 import { durationSchema } from "../lib/infra/duration.js";
 import { hostListSchema } from "../lib/infra/http/allowed-hosts.js";
@@ -193,7 +192,12 @@ export const PAGE_SETTINGS = defineSettings({
     schema: z.string().optional(),
   },
   // Health's setting: whichever opens `fan_registry` first creates it, with this many copies.
-  NATS_KV_REPLICAS: HEALTH_SETTINGS.NATS_KV_REPLICAS,
+  NATS_KV_REPLICAS: {
+    env: ["NATS_KV_REPLICAS"],
+    help: "copies of the device registry's bucket in a NATS cluster, should the page be the first to make it (as health's)",
+    default: 1,
+    schema: z.coerce.number().int().min(1).max(5).default(1),
+  },
   PAGE_FUNCTIONS_URL: {
     env: ["PAGE_FUNCTIONS_URL"],
     help: "the gateway's /system/functions, to show replicas (with the basic-auth-user/-password secrets when present); unset: not shown",

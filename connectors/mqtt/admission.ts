@@ -16,7 +16,7 @@ import type { ConnectorMetrics } from "./metrics.js";
 import { JetStreamQuarantine, type HeldReading } from "./quarantine.js";
 import { QuarantineRelease } from "./quarantine-release.js";
 import { openNatsRegistry } from "./registry-source.js";
-import { filtersOverlap } from "./topic-filter.js";
+import { filtersOverlap } from "../../lib/mqtt/topic-filter.js";
 
 /** What the gate needs of the connector for a message: it owns the sessions, routes and dead letters. */
 export interface GateActions {
