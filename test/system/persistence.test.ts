@@ -148,7 +148,8 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
       INFLUX_FLUSH_MS: "200",
     });
     // A failed assertion before Ctrl-C must not leave the system running (the file would never end).
-    after(() => void (system.child.exitCode === null && system.child.kill("SIGKILL")));
+    // Ctrl-C, as a user would: SIGKILL would leave its children holding its output pipe open, and the file would never end.
+    after(async () => void (system.child.exitCode === null && (await system.interrupt())));
     assert.match(system.output(), /InfluxDB writer storing fan\/anomaly \(predictions and their readings\)/);
     assert.doesNotMatch(system.output(), /InfluxDB writer storing .*fan\/messages/);
     // One reading that is not one: its dead letter is stored too (the dashboard's dead-letter panels).
@@ -414,7 +415,8 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
       INFLUX_URL: influx.url,
       INFLUX_FLUSH_MS: "200",
     });
-    after(() => void (system.child.exitCode === null && system.child.kill("SIGKILL")));
+    // Ctrl-C, as a user would: SIGKILL would leave its children holding its output pipe open, and the file would never end.
+    after(async () => void (system.child.exitCode === null && (await system.interrupt())));
     // From a fan of the registered fleet: an unknown fan's reading would wait in quarantine.
     await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "4", rotation: "fast" }), { qos: 1 });
     await collector.waitFor("fan/anomaly", 24, 30_000);
