@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { HEALTH_SETTINGS } from "../functions/health/config.js";
 import { openFanRegistry } from "../lib/registry/nats-registry.js";
 import type { Command } from "commander";
 import { z } from "zod";
@@ -175,7 +176,11 @@ export function addBrokerAuthCommand(program: Command, io: Io, registry: Registr
 /** Opens the registry at a NATS URL. */
 export type RegistryOpener = (natsUrl: string) => Promise<FanRegistry>;
 
-/** The registry in NATS (lib/registry/nats-registry.ts). */
+/**
+ * The registry in NATS (lib/registry/nats-registry.ts), with NATS_KV_REPLICAS copies should this
+ * be the first to open the bucket.
+ */
 async function openNatsRegistry(url: string): Promise<FanRegistry> {
-  return openFanRegistry({ url, name: `fanwatch-broker-auth-${process.pid}` });
+  const { NATS_KV_REPLICAS: replicas } = readSettings({ NATS_KV_REPLICAS: HEALTH_SETTINGS.NATS_KV_REPLICAS });
+  return openFanRegistry({ url, replicas, name: `fanwatch-broker-auth-${process.pid}` });
 }

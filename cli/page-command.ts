@@ -33,7 +33,8 @@ export function addPageCommand(program: Command, io: Io): void {
       "Connect proxy (oauth2-proxy) names the user in PAGE_PROXY_USER_HEADER, believed only from",
       "PAGE_TRUSTED_PROXIES. Sign-in off: loopback only. Every action reaches health with the user signed",
       "with PAGE_USER_SECRET, which health must hold too. With NATS_URL the page counts fans from the registry",
-      "(KV bucket fan_registry) and its admins approve, add and retire fans (the Fans panel).",
+      "(KV bucket fan_registry, opened in the background: while NATS is away it counts fans as seen) and its",
+      "admins approve, add and retire fans (the Fans panel).",
     ],
   );
   command.action(async (opts: Record<string, unknown>) => {
@@ -48,15 +49,23 @@ export function addPageCommand(program: Command, io: Io): void {
       ]);
     const config = readPageConfig(undefined, given(opts));
     const log = createLogger("page");
-    // The registry (NATS_URL) before the page: a page that cannot count from it says so at once.
-    const registry =
-      config.natsUrl === undefined
+    // The registry (NATS_URL) opened in the background, retried while NATS is away: the page serves
+    // without it (fans counted as seen, "no registry yet") rather than exit and crash-loop in K3s.
+    const natsUrl = config.natsUrl;
+    const openRegistry =
+      natsUrl === undefined
         ? undefined
-        : await nats.openFanRegistry({ url: config.natsUrl, name: `fanwatch-page-${process.pid}`, log });
-    const page = new PageService({ config, topics: readTopics(), mqtt: mqttSettingsFromEnv(), log, registry });
+        : () =>
+            nats.openFanRegistry({
+              url: natsUrl,
+              replicas: config.kvReplicas,
+              name: `fanwatch-page-${process.pid}`,
+              log,
+            });
+    const page = new PageService({ config, topics: readTopics(), mqtt: mqttSettingsFromEnv(), log, openRegistry });
     if (config.signIn === "off")
       io.err("sign-in is off: anyone who can reach this machine's loopback address acts in any name");
-    if (registry === undefined)
+    if (natsUrl === undefined)
       io.err("no fan registry (NATS_URL unset): fans are counted as the page sees them, and nobody manages fans here");
     await runUntilSignalled(io, page, log);
   });

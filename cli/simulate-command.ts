@@ -142,6 +142,10 @@ export function addSimulateCommand(program: Command, io: Io): void {
       settingParser(brokerAddress),
     )
     .option("--topic <topic>", `topic to publish to (default $TELEMETRY_TOPIC or ${DEFAULT_TOPICS.telemetry})`)
+    .option(
+      "--per-fan-topics",
+      "publish each fan's readings on <topic>/<deviceID>, as fans bound to their credentials do (docs/registry.md)",
+    )
     .option("--qos <0|1>", "QoS of the publishes", integer("--qos"), 1)
     .option("--duration <s>", "stop after this many seconds (default: run until Ctrl-C)", number("--duration"))
     .option(
@@ -163,6 +167,7 @@ export function addSimulateCommand(program: Command, io: Io): void {
       opts: FleetFlags & {
         broker?: string;
         topic?: string;
+        perFanTopics?: boolean;
         qos: number;
         duration?: number;
         truth?: string;
@@ -188,7 +193,8 @@ export function addSimulateCommand(program: Command, io: Io): void {
         clientId: `fanwatch-simulator-${process.pid}`,
         onError: (e) => io.err(`MQTT: ${e.message}`),
       });
-      const simulator = new FleetSimulator(client, { ...fleet, qos: opts.qos, topic });
+      const perFanTopics = opts.perFanTopics === true;
+      const simulator = new FleetSimulator(client, { ...fleet, qos: opts.qos, topic, perFanTopics });
       const profiles = simulator.fans.reduce<Record<string, number>>(
         (n, f) => ({ ...n, [f.profile]: (n[f.profile] ?? 0) + 1 }),
         {},
@@ -196,7 +202,9 @@ export function addSimulateCommand(program: Command, io: Io): void {
       io.err(
         `simulating ${fleet.fans} fans (${Object.entries(profiles)
           .map(([p, n]) => `${n} ${p}`)
-          .join(", ")}) on ${redactUrl(settings.url)} topic ${topic}, one reading per fan every ${fleet.intervalMs} ms`,
+          .join(
+            ", ",
+          )}) on ${redactUrl(settings.url)} topic ${perFanTopics ? `${topic}/<deviceID>` : topic}, one reading per fan every ${fleet.intervalMs} ms`,
       );
       let health: HealthServer | undefined;
       let progress: NodeJS.Timeout | undefined;

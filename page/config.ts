@@ -191,6 +191,13 @@ export const PAGE_SETTINGS = defineSettings({
     doc: "the NATS server holding the fan registry (KV bucket `fan_registry`), e.g. `nats://nats.fanwatch:4222`: the page counts fans from it and its admins approve, add and retire fans; unset: fans counted as the page sees them, no Fans panel",
     schema: z.string().optional(),
   },
+  // Health's setting: whichever opens `fan_registry` first creates it, with this many copies.
+  NATS_KV_REPLICAS: {
+    env: ["NATS_KV_REPLICAS"],
+    help: "copies of the device registry's bucket in a NATS cluster, should the page be the first to make it (as health's)",
+    default: 1,
+    schema: z.coerce.number().int().min(1).max(5).default(1),
+  },
   PAGE_FUNCTIONS_URL: {
     env: ["PAGE_FUNCTIONS_URL"],
     help: "the gateway's /system/functions, to show replicas (with the basic-auth-user/-password secrets when present); unset: not shown",
@@ -240,6 +247,8 @@ export interface PageConfig {
   healthUrl: string;
   /** NATS_URL: the fan registry's server; undefined: no registry. */
   natsUrl: string | undefined;
+  /** NATS_KV_REPLICAS: copies of `fan_registry` when the page is the one to create it. */
+  kvReplicas: number;
   functionsUrl: string | undefined;
   maxStreams: number;
   maxStreamsPerUser: number;
@@ -299,6 +308,7 @@ export function readPageConfig(env?: NodeJS.ProcessEnv, given: Partial<PageSetti
         : { certFile: s.PAGE_TLS_CERT_FILE, keyFile: s.PAGE_TLS_KEY_FILE },
     healthUrl: s.HEALTH_URL,
     natsUrl: s.NATS_URL,
+    kvReplicas: s.NATS_KV_REPLICAS,
     functionsUrl: s.PAGE_FUNCTIONS_URL,
     maxStreams: s.PAGE_MAX_STREAMS,
     maxStreamsPerUser: s.PAGE_MAX_STREAMS_PER_USER,

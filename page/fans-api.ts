@@ -1,9 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
-import { BodyAbortedError, BodyTimeoutError, BodyTooLargeError, errorAnswer } from "../lib/errors.js";
-import { readBody } from "../lib/infra/http/body.js";
+import { errorAnswer } from "../lib/errors.js";
 import { sendErrorCode } from "../lib/infra/http/error-answer.js";
-import { parseUntrustedJson } from "../lib/infra/json.js";
+import { readPostedJson } from "./posted-json.js";
 import type { Logger } from "../lib/infra/log.js";
 import type { FanRecord } from "../lib/registry/fan-record.js";
 import type { FanRegistry } from "../lib/registry/registry.js";
@@ -50,7 +49,8 @@ export function mayManageFans(visitor: Visitor): boolean {
 export class FansApi {
   constructor(
     private readonly access: Access,
-    private readonly registry: FanRegistry | undefined,
+    /** A function: the registry opened in the background, undefined until it is (503 meanwhile). */
+    private readonly registry: FanRegistry | (() => FanRegistry | undefined) | undefined,
     private readonly log: Logger,
   ) {}
 
@@ -75,7 +75,16 @@ export class FansApi {
       req.resume();
       return true;
     }
-    const registry = this.registry;
+    const registry = typeof this.registry === "function" ? this.registry() : this.registry;
+    if (registry === undefined) {
+      sendErrorCode(
+        res,
+        "FANWATCH_STORE_UNAVAILABLE",
+        "the fan registry (NATS) cannot be read yet: the page tries again every 5 s",
+      );
+      req.resume();
+      return true;
+    }
     const work = get ? this.#list(registry, res) : this.#act(registry, visitor, req, res);
     work.catch((error: unknown) => {
       const answer = errorAnswer(error);
@@ -145,22 +154,14 @@ export class FansApi {
   }
 
   async #read(req: IncomingMessage, res: ServerResponse): Promise<FanAction | undefined> {
-    let raw: Buffer;
-    try {
-      raw = await readBody(req, FANS_BODY_LIMIT, "a fan action");
-    } catch (error) {
-      if (error instanceof BodyTooLargeError) sendErrorCode(res, "FANWATCH_BODY_TOO_LARGE", error.message);
-      else if (error instanceof BodyTimeoutError) sendErrorCode(res, "FANWATCH_BODY_TIMEOUT", error.message);
-      else if (error instanceof BodyAbortedError) res.destroy();
-      else throw error;
-      return undefined;
-    }
-    let parsed: unknown;
-    try {
-      parsed = parseUntrustedJson(raw);
-    } catch {
-      parsed = undefined;
-    }
+    const posted = await readPostedJson(
+      req,
+      res,
+      FANS_BODY_LIMIT,
+      'a fan action ({"action":"add"|"approve"|"retire","id",…})',
+    );
+    if (posted === undefined) return undefined;
+    const parsed = posted.json;
     const action = FanActionSchema.safeParse(parsed);
     if (!action.success) {
       const issue = action.error.issues[0];

@@ -18,7 +18,8 @@ export interface RegistryView {
  * registry: they need not add up, and the status line says so.
  */
 export interface FleetCount {
-  source: "registry" | "seen";
+  /** "awaiting-registry": counted as seen while the page's registry cannot be read yet (NATS away). */
+  source: "registry" | "seen" | "awaiting-registry";
   fans: number;
   states: HealthCounts;
   unreported: number;
@@ -33,6 +34,8 @@ export function countFleet(
   records: Iterable<HealthRecord>,
   registry: RegistryView | undefined,
   seenFans: number,
+  /** The page has a registry it cannot read yet: counted as seen, and said so. */
+  awaitingRegistry = false,
 ): FleetCount {
   const states = Object.fromEntries(HEALTH_STATES.map((s) => [s, 0])) as HealthCounts;
   let unacknowledged = 0;
@@ -46,7 +49,7 @@ export function countFleet(
   const openAlarms = states.alarm + states.warning;
   if (registry === undefined)
     return {
-      source: "seen",
+      source: awaitingRegistry ? "awaiting-registry" : "seen",
       fans: seenFans,
       states,
       unreported: 0,
@@ -72,13 +75,17 @@ export function countFleet(
 /**
  * The fans part of the status line: "12 fans: 8 ok, 0 warning, 2 alarm, 0 cleared, 1 silent, 1 not
  * reported; 2 pending · 2 unacknowledged". "not reported" only when there are such fans; without a
- * registry "12 fans seen (no registry): …", pending and the adding-up left out.
+ * registry "12 fans seen (no registry): …" ("no registry yet" while it cannot be read), pending and
+ * the adding-up left out.
  */
 export function fansLine(count: Omit<FleetCount, "retired" | "openAlarms">): string {
   const { ok, warning, alarm, cleared, silent } = count.states;
   const states = `${ok} ok, ${warning} warning, ${alarm} alarm, ${cleared} cleared, ${silent} silent`;
   const unacknowledged = `${count.unacknowledged} unacknowledged`;
-  if (count.source === "seen") return `${count.fans} fans seen (no registry): ${states} · ${unacknowledged}`;
+  if (count.source !== "registry") {
+    const why = count.source === "seen" ? "no registry" : "no registry yet";
+    return `${count.fans} fans seen (${why}): ${states} · ${unacknowledged}`;
+  }
   const unreported = count.unreported > 0 ? `, ${count.unreported} not reported` : "";
   return `${count.fans} fans: ${states}${unreported}; ${count.pending} pending · ${unacknowledged}`;
 }

@@ -151,10 +151,11 @@ export interface FleetViewOptions {
   now?: () => number;
   /**
    * Where a fan's readings come from: "predictions" (their `reading`: only readings the connector
-   * let through, so a quarantined or forged fan never appears; the page and `fanwatch start`), or
-   * "telemetry" (the telemetry topic itself: every device id that publishes). @default "telemetry"
+   * let through, so a quarantined or forged fan never appears; the page and `fanwatch start`), or,
+   * for tests only, "telemetry-for-tests" (the telemetry topic itself: every device id that
+   * publishes, which the page must never show). @default "predictions"
    */
-  readingsFrom?: "predictions" | "telemetry";
+  readingsFrom?: "predictions" | "telemetry-for-tests";
 }
 
 export type FleetTopics = { telemetry: string; anomaly: string; deadletter: string; alarm: string };
@@ -186,8 +187,10 @@ export class FleetView {
   readonly #maxFans: number;
   readonly #forgetAfterMs: number;
   readonly #now: () => number;
-  readonly #readingsFrom: "predictions" | "telemetry";
+  readonly #readingsFrom: "predictions" | "telemetry-for-tests";
   #registry: RegistryView | undefined;
+  /** A registry is coming (the page opens it in the background): until then counted as seen, "no registry yet". */
+  #awaitingRegistry = false;
   #totals = { readings: 0, predictions: 0, deadLetters: 0, sensorNotices: 0 };
   readonly #refused = Object.fromEntries(REFUSAL_CODES.map((c) => [c, 0])) as Record<RefusalCode, number>;
   #last: { at: number; readings: number; predictions: number };
@@ -203,7 +206,7 @@ export class FleetView {
     this.#maxFans = options.maxFans ?? MAX_FANS;
     this.#forgetAfterMs = options.forgetAfterMs ?? FORGET_AFTER_MS;
     this.#now = options.now ?? Date.now;
-    this.#readingsFrom = options.readingsFrom ?? "telemetry";
+    this.#readingsFrom = options.readingsFrom ?? "predictions";
     this.#last = { at: this.#now(), readings: 0, predictions: 0 };
     this.#health = new FleetHealth(this.#maxFans, this.#now);
     this.notifications = new NotificationLog(this.#now);
@@ -218,12 +221,17 @@ export class FleetView {
     this.#registry = registry;
   }
 
+  /** The page has a registry it cannot read yet: fans are counted as seen, and the counts say "no registry yet". */
+  awaitRegistry(): void {
+    this.#awaitingRegistry = true;
+  }
+
   /** Feeds the view from a client (which reads only: the view never publishes). */
   async subscribe(client: MqttClient): Promise<void> {
     client.on("message", (topic, payload) => this.receive(topic, payload));
     // QoS 1 for transitions: they are few, and one lost would leave a fan's state wrong until the next read.
     await client.subscribeAsync({
-      ...(this.#readingsFrom === "telemetry" ? { [this.topics.telemetry]: { qos: 0 as const } } : {}),
+      ...(this.#readingsFrom === "telemetry-for-tests" ? { [this.topics.telemetry]: { qos: 0 as const } } : {}),
       [this.topics.anomaly]: { qos: 0 },
       [this.topics.deadletter]: { qos: 0 },
       [this.topics.alarm]: { qos: 1 },
@@ -289,7 +297,7 @@ export class FleetView {
       this.#last = { at: now, readings: this.#totals.readings, predictions: this.#totals.predictions };
       this.#forgetSilent(now);
     }
-    const count = countFleet(this.#health.records(), this.#registry, this.#fans.size);
+    const count = countFleet(this.#health.records(), this.#registry, this.#fans.size, this.#awaitingRegistry);
     const replicas = this.#replicas?.current() ?? { functions: [], error: null };
     return {
       at: now,
@@ -426,7 +434,7 @@ export class FleetView {
     if (topic === this.topics.deadletter) return this.#deadLetter(message);
     if (topic === this.topics.alarm) return this.#transition(message);
     if (topic === this.topics.anomaly) return this.#prediction(message);
-    if (this.#readingsFrom !== "telemetry") return;
+    if (this.#readingsFrom !== "telemetry-for-tests") return;
     this.#totals.readings++;
     const parsed = parseTelemetry(message);
     if (!parsed.ok) return; // predict dead-letters it; the page shows that

@@ -1,10 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
-import { BodyAbortedError, BodyTimeoutError, BodyTooLargeError } from "../lib/errors.js";
-import { readBody } from "../lib/infra/http/body.js";
 import type { HttpClient } from "../lib/infra/http/client.js";
 import { sendErrorCode } from "../lib/infra/http/error-answer.js";
-import { parseUntrustedJson } from "../lib/infra/json.js";
+import { readPostedJson } from "./posted-json.js";
 import type { Logger } from "../lib/infra/log.js";
 import { signUser, USER_HEADER } from "../lib/infra/signed-user.js";
 import type { Access, Visitor } from "./access/access.js";
@@ -28,7 +26,7 @@ export interface PageApiOptions {
   timeoutMs?: number;
   log: Logger;
   /** The fan registry the Fans panel manages (/ui/api/fans); none: the panel says the page has no registry. */
-  registry?: FanRegistry | undefined;
+  registry?: FanRegistry | (() => FanRegistry | undefined) | undefined;
 }
 
 /**
@@ -150,27 +148,14 @@ export class PageApi {
 
   /** The posted action, or undefined having answered why it is not one. */
   async #readAction(req: IncomingMessage, res: ServerResponse): Promise<Record<string, unknown> | undefined> {
-    let raw: Buffer;
-    try {
-      raw = await readBody(req, ACTION_BODY_LIMIT, "a health action");
-    } catch (error) {
-      if (error instanceof BodyTooLargeError) sendErrorCode(res, "FANWATCH_BODY_TOO_LARGE", error.message);
-      else if (error instanceof BodyTimeoutError) sendErrorCode(res, "FANWATCH_BODY_TIMEOUT", error.message);
-      else if (error instanceof BodyAbortedError) res.destroy();
-      else throw error;
-      return undefined;
-    }
-    let parsed: unknown;
-    try {
-      parsed = parseUntrustedJson(raw);
-    } catch {
-      sendErrorCode(
-        res,
-        "FANWATCH_INPUT_INVALID",
-        "the body is not JSON: post a health action ({deviceID, alarmId, action, …})",
-      );
-      return undefined;
-    }
+    const posted = await readPostedJson(
+      req,
+      res,
+      ACTION_BODY_LIMIT,
+      "a health action ({deviceID, alarmId, action, …})",
+    );
+    if (posted === undefined) return undefined;
+    const parsed = posted.json;
     const action = ActionSchema.safeParse(parsed);
     if (!action.success) {
       sendErrorCode(

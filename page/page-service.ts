@@ -26,6 +26,7 @@ import { PageApi } from "./page-api.js";
 import { pageMetrics } from "./page-metrics.js";
 import { WebPage } from "./web-page.js";
 import { RegistryCache } from "../lib/registry/cache.js";
+import { RegistryLink } from "./registry-link.js";
 import type { FanRegistry } from "../lib/registry/registry.js";
 
 export interface PageServiceOptions {
@@ -41,6 +42,11 @@ export interface PageServiceOptions {
    * admins manage fans on the page. Closed with the page. None: fans counted as seen, no Fans panel.
    */
   registry?: FanRegistry | undefined;
+  /**
+   * Opens the fan registry (`fanwatch page` with NATS_URL), in the background and again every 5 s
+   * until NATS lets it (registry-link.ts): the page serves while NATS is away, counting fans as seen.
+   */
+  openRegistry?: (() => Promise<FanRegistry>) | undefined;
 }
 
 /**
@@ -65,6 +71,7 @@ export class PageService extends ServiceBase {
   readonly #metricsCloser: ServerCloser | undefined;
   #viewer: MqttClient | undefined;
   readonly #registryCache: RegistryCache | undefined;
+  readonly #registryLink: RegistryLink | undefined;
 
   constructor(options: PageServiceOptions) {
     super();
@@ -76,14 +83,18 @@ export class PageService extends ServiceBase {
     if (options.registry !== undefined) {
       this.#registryCache = new RegistryCache(options.registry);
       this.fleet.useRegistry(this.#registryCache);
+    } else if (options.openRegistry !== undefined) {
+      this.#registryLink = new RegistryLink(options.openRegistry, log, (cache) => this.fleet.useRegistry(cache));
+      this.fleet.awaitRegistry();
     }
+    const link = this.#registryLink;
     const alertmanagers = new TrustedProxies(config.alertmanagerFrom);
     const api = new PageApi(this.access, {
       healthUrl: config.healthUrl,
       userSecret: config.userSecret,
       client: new HttpClient({ maxSockets: 16 }),
       log,
-      registry: options.registry,
+      registry: link === undefined ? options.registry : () => link.registry,
     });
     this.#page = new WebPage(this.fleet, {
       access: this.access,
@@ -128,6 +139,17 @@ export class PageService extends ServiceBase {
     return (this.#server.address() as AddressInfo | null)?.port ?? this.#o.config.port;
   }
 
+  /** The fan registry: "none" (no NATS_URL), "waiting" (NATS cannot be read yet: counted as seen), "watched". */
+  get registryState(): "none" | "waiting" | "watched" {
+    if (this.#registryLink !== undefined) return this.#registryLink.state;
+    return this.#registryCache === undefined ? "none" : "watched";
+  }
+
+  /** Resolves once the registry opened in the background is watched (tests). */
+  registryWatched(): Promise<void> {
+    return this.#registryLink?.watched() ?? Promise.resolve();
+  }
+
   get url(): string {
     const host = this.#o.config.host;
     const shown = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
@@ -137,6 +159,7 @@ export class PageService extends ServiceBase {
   protected async onStart(): Promise<void> {
     const { config, log, mqtt } = this.#o;
     await this.#registryCache?.start();
+    this.#registryLink?.start();
     await this.#page.start();
     await listen(this.#server, config.port, config.host);
     if (this.#metricsServer !== undefined) await listen(this.#metricsServer, config.metricsPort ?? 0, config.host);
@@ -167,7 +190,7 @@ export class PageService extends ServiceBase {
         url: this.url,
         signIn: this.access.mode,
         health: config.healthUrl,
-        registry: this.#registryCache !== undefined,
+        registry: this.registryState,
       },
       `page on ${this.url}/ui/ (sign-in ${this.access.mode})`,
     );
@@ -186,6 +209,7 @@ export class PageService extends ServiceBase {
     await this.#viewer?.endAsync(true);
     await this.#registryCache?.stop();
     await this.#o.registry?.close();
+    await this.#registryLink?.close();
   }
 
   #sendMetrics(res: ServerResponse): void {
@@ -203,6 +227,7 @@ export class PageService extends ServiceBase {
         status: "ok",
         signIn: this.access.mode,
         mqtt: this.#viewer?.connected ?? null,
+        registry: this.registryState,
         ...this.#page.stats(),
       };
       return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));

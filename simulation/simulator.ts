@@ -7,6 +7,8 @@ import { createFleet, type FanTruth, type FleetModelOptions, type SimulatedFan a
 export interface FleetOptions extends FleetModelOptions {
   qos: 0 | 1;
   topic: string;
+  /** Each fan on its own topic, `<topic>/<deviceID>`, as a fan bound to its credentials publishes. */
+  perFanTopics?: boolean;
 }
 
 export interface SimulatedFan {
@@ -113,7 +115,8 @@ export class FleetSimulator extends ServiceBase {
 
   #publish(fan: FanModel): void {
     this.#published++;
-    this.client.publish(this.options.topic, this.#reading(fan, Date.now()), { qos: this.options.qos }, (error) => {
+    const topic = this.options.perFanTopics === true ? `${this.options.topic}/${fan.deviceID}` : this.options.topic;
+    this.client.publish(topic, this.#reading(fan, Date.now()), { qos: this.options.qos }, (error) => {
       if (error) this.#failed++;
       else this.#lastSentAt = Date.now();
     });

@@ -1,11 +1,9 @@
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
+import { QUARANTINE_PREFIX, QUARANTINE_STREAM } from "../../connectors/mqtt/quarantine.js";
+import { decodeKey } from "../../lib/nats/keys.js";
 import { openFanRegistry } from "../../lib/registry/nats-registry.js";
 import type { FanRegistry } from "../../lib/registry/registry.js";
-
-/** The connector's quarantine (docs/registry.md): one subject per pending fan, `fan.quarantine.<id>`. */
-export const QUARANTINE_STREAM = "FAN_QUARANTINE";
-const QUARANTINE_PREFIX = "fan.quarantine.";
 
 /** Who registered the suite's fans, in their records' `approvedBy`. */
 const REGISTERED_BY = "fault-suite";
@@ -39,8 +37,16 @@ export async function quarantinedReadings(url: string): Promise<Map<string, numb
         throw error;
       });
     const held = new Map<string, number>();
-    for (const [subject, n] of Object.entries(info?.state.subjects ?? {}))
-      held.set(subject.slice(QUARANTINE_PREFIX.length), n);
+    for (const [subject, n] of Object.entries(info?.state.subjects ?? {})) {
+      // Encoded as one subject token: "fan.3" is fan=2E3 there.
+      let id: string;
+      try {
+        id = decodeKey(subject.slice(QUARANTINE_PREFIX.length));
+      } catch {
+        continue; // not the connector's (published by hand)
+      }
+      held.set(id, n);
+    }
     return held;
   } finally {
     await nc.close();

@@ -1,8 +1,8 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { deadLetter } from "../../lib/domain/dead-letter.js";
-import type { SensorNotice } from "../../lib/domain/sensor-notice.js";
-import { parseUntrustedJson } from "../../lib/infra/json.js";
+import { describeImplausible } from "../../lib/domain/plausibility.js";
+import { sensorNotice } from "../../lib/domain/sensor-notice.js";
 import type { Logger } from "../../lib/infra/log.js";
 import { retry, type Clock } from "../../lib/infra/retry.js";
 import type { ReceivedMessage } from "../../lib/mqtt/consumer.js";
@@ -11,19 +11,12 @@ import { RegistryCache, type RegistryCounts } from "../../lib/registry/cache.js"
 import { deviceIdProblem, type FanRecord } from "../../lib/registry/fan-record.js";
 import type { FanRegistry, PendingOutcome } from "../../lib/registry/registry.js";
 import type { GateConfig } from "./config.js";
-import {
-  deviceIdOf,
-  Gate,
-  implausibleReason,
-  PASS,
-  refuse,
-  type Refused,
-  type TopicKind,
-  type Verdict,
-} from "./gate.js";
+import { deviceIdOf, Gate, PASS, refuse, type Refused, type TopicKind, type Verdict } from "./gate.js";
 import type { ConnectorMetrics } from "./metrics.js";
 import { JetStreamQuarantine, type HeldReading } from "./quarantine.js";
+import { QuarantineRelease } from "./quarantine-release.js";
 import { openNatsRegistry } from "./registry-source.js";
+import { filtersOverlap } from "../../lib/mqtt/topic-filter.js";
 
 /** What the gate needs of the connector for a message: it owns the sessions, routes and dead letters. */
 export interface GateActions {
@@ -37,6 +30,8 @@ export interface GateActions {
 
 export interface AdmissionOptions {
   config: GateConfig;
+  /** The connector's topic filters: a warning at start when none can carry a per-fan topic and unbound fans are off. */
+  topics: readonly string[];
   /** The registry to use (`fanwatch start` passes its own); else NATS_URL's, else none. */
   registry: FanRegistry | undefined;
   deadletterTopic: string;
@@ -58,6 +53,9 @@ interface Mixed {
   verdicts: Verdict[];
 }
 
+/** Who registered a fan the open policy let in, in its record's `approvedBy`. */
+const OPEN_POLICY = "open";
+
 const BACKOFF = { baseMs: 200, capMs: 5_000 };
 
 /**
@@ -74,13 +72,13 @@ export class Admission {
   #registry: FanRegistry | undefined;
   #cache: RegistryCache | undefined;
   #quarantine: JetStreamQuarantine | undefined;
+  /** Releases and purges of held readings (with #quarantine). */
+  #releases: QuarantineRelease | undefined;
   #nc: NatsConnection | undefined;
   /** Ids pending approval, from the cache's changes: bounded by REGISTRY_MAX_PENDING. */
   readonly #pending = new Set<string>();
-  /** Registry writes under way per id (one per id, however many of its readings wait for it). */
-  readonly #asking = new Map<string, Promise<FanRecord | "full" | undefined>>();
-  /** Releases and purges under way per fan; `again`: run once more when done (a reading came meanwhile). */
-  readonly #releasing = new Map<string, { again: boolean }>();
+  /** Active fans the `open` policy registered (approvedBy "open"), from the cache's changes: bounded by REGISTRY_MAX_PENDING too. */
+  readonly #opened = new Set<string>();
   /** Per fan, the last of its holds under way: the next waits for it (#inOrder). */
   readonly #tails = new Map<string, Promise<void>>();
   readonly #stop = new AbortController();
@@ -138,7 +136,7 @@ export class Admission {
       quarantine:
         this.#quarantine === undefined
           ? "none: without NATS the readings of pending fans are refused, not held"
-          : `FAN_QUARANTINE, at most ${config.maxPerFan} readings per fan`,
+          : `FAN_QUARANTINE, at most ${config.maxPerFan} readings per fan and ${config.maxQuarantineBytes} bytes in all`,
     };
   }
 
@@ -156,7 +154,22 @@ export class Admission {
       this.#options.onReady();
       return;
     }
+    this.#warnUnreachable();
     void this.#load();
+  }
+
+  /**
+   * With ALLOW_UNBOUND_FANS off, readings count only on `<telemetry>/<id>`: when no filter
+   * subscribes to such a topic (`topic` left at `fan/messages`), every reading would be refused.
+   */
+  #warnUnreachable(): void {
+    const { allowUnbound, telemetryTopic } = this.#options.config;
+    const perFan = `${telemetryTopic}/+`;
+    if (allowUnbound || this.#options.topics.some((filter) => filtersOverlap(filter, perFan))) return;
+    this.#log.warn(
+      { event: "readings_unreachable", topics: this.#options.topics, perFanTopic: perFan },
+      `no topic filter covers ${perFan} and ALLOW_UNBOUND_FANS is off: every reading on ${telemetryTopic} will be refused (FANWATCH_IDENTITY_MISMATCH); add ${perFan} to topic, or set ALLOW_UNBOUND_FANS=true`,
+    );
   }
 
   /** Stops judging work in the background (holds, releases) and lets go of the registry and NATS. Safe to repeat. */
@@ -239,11 +252,7 @@ export class Admission {
     actions: GateActions,
     current: () => boolean,
   ): Promise<void> {
-    const notice: SensorNotice = {
-      deviceID: verdict.id,
-      ...(verdict.timeStamp === undefined ? {} : { timeStamp: verdict.timeStamp }),
-      implausible: { sensor: verdict.found.sensor, value: verdict.found.value, code: "FANWATCH_READING_IMPLAUSIBLE" },
-    };
+    const notice = sensorNotice(verdict.id, verdict.timeStamp, verdict.found);
     try {
       await this.#retry(
         () => this.#options.publish(this.#options.config.anomalyTopic, JSON.stringify(notice)),
@@ -253,7 +262,7 @@ export class Admission {
       return; // the connection closed, or stopping: the broker redelivers the reading
     }
     this.#options.metrics.refused.inc({ reason: "implausible" });
-    actions.refuse(message, refuse("implausible", "FANWATCH_READING_IMPLAUSIBLE", implausibleReason(verdict.found)));
+    actions.refuse(message, refuse("implausible", "FANWATCH_READING_IMPLAUSIBLE", describeImplausible(verdict.found)));
   }
 
   /** Holds a pending fan's reading in FAN_QUARANTINE; the MQTT message is acknowledged once JetStream has it. */
@@ -279,10 +288,10 @@ export class Admission {
     }
     this.#options.metrics.quarantined.inc();
     message.ack();
-    // Approved or refused while it was being stored: its copy must not stay behind.
-    const state = this.#cache?.get(id)?.state;
-    if (state === "active") this.#release(id);
-    else if (state !== "pending") this.#purge(id);
+    // Approved or refused while it was being stored: its copy must not stay behind. A fan this
+    // connector just made pending may not be in the cache yet (the watch lags the write).
+    const state = this.#cache?.get(id)?.state ?? (this.#pending.has(id) ? "pending" : undefined);
+    this.#releases?.settle(id, state);
   }
 
   /** UNKNOWN_DEVICE_POLICY: quarantine (pending, held), reject (dead letter) or open (registered). */
@@ -308,7 +317,13 @@ export class Admission {
         reading,
         actions,
       );
-    if (policy === "quarantine" && this.#pending.size >= maxPending) return this.#full(message, id, reading, actions);
+    // Queued behind the id's first reading, which registered it meanwhile: judged as a known fan.
+    const known = this.#cache?.get(id);
+    if (known !== undefined) return this.#judged(message, id, known, reading, actions, current);
+    if (policy === "quarantine" && !this.#pending.has(id) && this.#pending.size >= maxPending)
+      return this.#full(message, id, reading, actions);
+    if (policy === "open" && !this.#opened.has(id) && this.#opened.size >= maxPending)
+      return this.#full(message, id, reading, actions);
     let answer: FanRecord | "full" | undefined;
     try {
       answer = await this.#ask(id, current);
@@ -316,8 +331,20 @@ export class Admission {
       return;
     }
     if (answer === "full") return this.#full(message, id, reading, actions);
+    return this.#judged(message, id, answer, reading, actions, current);
+  }
+
+  /** A reading of an id whose record the registry gave: the gate's verdict on it, acted on. */
+  #judged(
+    message: ReceivedMessage,
+    id: string,
+    record: FanRecord | undefined,
+    reading: unknown,
+    actions: GateActions,
+    current: () => boolean,
+  ): Promise<void> | void {
     // Someone removed it meanwhile: refused rather than asked again (no loop).
-    const verdict = this.gate.judgeRecord(id, answer, reading);
+    const verdict = this.gate.judgeRecord(id, record, reading);
     if (verdict.kind === "unknown")
       return this.#refuse(
         message,
@@ -331,12 +358,15 @@ export class Admission {
   }
 
   #full(message: ReceivedMessage, id: string, reading: unknown, actions: GateActions): void {
-    const { maxPending } = this.#options.config;
+    const { maxPending, policy } = this.#options.config;
+    const open = policy === "open";
     if (!this.#fullSaid) {
       this.#fullSaid = true;
       this.#log.warn(
-        { event: "registry_full", maxPending },
-        `${maxPending} fans are pending approval (REGISTRY_MAX_PENDING): readings of further unknown ids are dead-lettered until some are approved or refused`,
+        { event: "registry_full", maxPending, policy },
+        open
+          ? `${maxPending} fans were registered by UNKNOWN_DEVICE_POLICY=open (REGISTRY_MAX_PENDING): readings of further unknown ids are dead-lettered until some are retired`
+          : `${maxPending} fans are pending approval (REGISTRY_MAX_PENDING): readings of further unknown ids are dead-lettered until some are approved or refused`,
       );
     }
     this.#refuse(
@@ -344,7 +374,9 @@ export class Admission {
       refuse(
         "full",
         "FANWATCH_REGISTRY_FULL",
-        `fan ${JSON.stringify(id)} is not in the registry and ${maxPending} fans already wait for approval (REGISTRY_MAX_PENDING)`,
+        open
+          ? `fan ${JSON.stringify(id)} is not in the registry and ${maxPending} fans were already registered by the open policy (REGISTRY_MAX_PENDING)`
+          : `fan ${JSON.stringify(id)} is not in the registry and ${maxPending} fans already wait for approval (REGISTRY_MAX_PENDING)`,
       ),
       reading,
       actions,
@@ -353,29 +385,29 @@ export class Admission {
 
   /**
    * The registry's record for an unknown id once the policy applied: pending (quarantine) or
-   * active (open); "full" when no more may wait. One write per id however many readings wait.
+   * active (open); "full" when no more may wait. The id's readings come here one at a time
+   * (#inOrder), and the later ones find the record in the cache (#unknown).
    */
   #ask(id: string, current: () => boolean): Promise<FanRecord | "full" | undefined> {
-    let asking = this.#asking.get(id);
-    if (asking === undefined) {
-      const registry = this.#registry as FanRegistry;
-      const { policy, maxPending } = this.#options.config;
-      asking = this.#retry(async () => {
-        if (policy === "open") return registry.add(id, {}, "open");
-        const outcome: PendingOutcome = await registry.markPending(id, maxPending);
-        if (outcome === "full") return "full";
-        if (outcome === "pending") {
-          this.#pending.add(id);
-          this.#log.info(
-            { event: "fan_pending", deviceID: id },
-            `unknown fan ${JSON.stringify(id)} is pending approval: its readings are held until a person approves or refuses it`,
-          );
-        }
-        return this.#cache?.get(id) ?? (await registry.get(id));
-      }, current).finally(() => this.#asking.delete(id));
-      this.#asking.set(id, asking);
-    }
-    return asking;
+    const registry = this.#registry as FanRegistry;
+    const { policy, maxPending } = this.#options.config;
+    return this.#retry(async () => {
+      if (policy === "open") {
+        const record = await registry.add(id, {}, OPEN_POLICY);
+        if (record.state === "active" && record.approvedBy === OPEN_POLICY) this.#opened.add(id);
+        return record;
+      }
+      const outcome: PendingOutcome = await registry.markPending(id, maxPending);
+      if (outcome === "full") return "full";
+      if (outcome === "pending") {
+        this.#pending.add(id);
+        this.#log.info(
+          { event: "fan_pending", deviceID: id },
+          `unknown fan ${JSON.stringify(id)} is pending approval: its readings are held until a person approves or refuses it`,
+        );
+      }
+      return this.#cache?.get(id) ?? (await registry.get(id));
+    }, current);
   }
 
   /**
@@ -438,6 +470,7 @@ export class Admission {
           js,
           jsm,
           maxPerFan: config.maxPerFan,
+          maxBytes: config.maxQuarantineBytes,
           replicas: config.replicas,
           log,
         });
@@ -447,6 +480,17 @@ export class Admission {
           "cannot make the stream FAN_QUARANTINE yet",
         );
         this.#quarantine = quarantine;
+        this.#releases = new QuarantineRelease({
+          quarantine,
+          record: (id) => this.#cache?.get(id),
+          judge: (id, record, reading) => this.gate.judgeRecord(id, record, reading),
+          refuseImplausible: (id, verdict, reading) => this.#refuseReleased(id, verdict, reading),
+          deliver: (reading, signal) => this.#options.deliver(reading, signal),
+          released: () => this.#options.metrics.released.inc(),
+          retry: (work, what) => this.#retry(work, () => true, what),
+          signal: this.#stop.signal,
+          log,
+        });
       }
       const cache = new RegistryCache(this.#registry as FanRegistry);
       cache.onChange((id, record) => this.#changed(id, record));
@@ -465,26 +509,11 @@ export class Admission {
         `fan registry loaded (${counts.active} active, ${counts.pending} pending, ${counts.retired} retired): readings of other ids follow UNKNOWN_DEVICE_POLICY=${config.policy}`,
       );
       this.#options.onReady();
-      await this.#settleHeld();
+      await this.#releases?.settleHeld();
     } catch (error) {
       if (signal.aborted) return;
       this.#error = (error as Error).message;
       log.error({ event: "registry_failed", err: this.#error }, `cannot load the fan registry: ${this.#error}`);
-    }
-  }
-
-  /** At start: readings held for fans approved or refused while no connector ran. */
-  async #settleHeld(): Promise<void> {
-    const quarantine = this.#quarantine;
-    if (quarantine === undefined) return;
-    const held = await this.#retry(
-      () => quarantine.heldFans(),
-      () => true,
-    ).catch(() => new Map<string, number>());
-    for (const id of held.keys()) {
-      const state = this.#cache?.get(id)?.state;
-      if (state === "active") this.#release(id);
-      else if (state !== "pending") this.#purge(id);
     }
   }
 
@@ -493,94 +522,32 @@ export class Admission {
     const wasPending = this.#pending.has(id);
     if (record?.state === "pending") this.#pending.add(id);
     else this.#pending.delete(id);
-    if (this.#pending.size < this.#options.config.maxPending) this.#fullSaid = false;
+    if (record?.state === "active" && record.approvedBy === OPEN_POLICY) this.#opened.add(id);
+    else this.#opened.delete(id);
+    const bounded = this.#options.config.policy === "open" ? this.#opened : this.#pending;
+    if (bounded.size < this.#options.config.maxPending) this.#fullSaid = false;
     if (!this.#loaded || !wasPending) return;
-    if (record?.state === "active") this.#release(id);
-    else if (record?.state !== "pending") this.#purge(id);
+    this.#releases?.settle(id, record?.state);
   }
 
-  /** Releases an approved fan's held readings in order; again afterwards if asked meanwhile. */
-  #release(id: string): void {
-    this.#serialize(id, async () => {
-      const quarantine = this.#quarantine;
-      // Refused or pending again meanwhile: that change's own handling takes over.
-      if (quarantine === undefined || this.#cache?.get(id)?.state !== "active") return;
-      const signal = this.#stop.signal;
-      const released = await quarantine.release(id, (reading) => this.#releaseOne(id, reading, signal), signal);
-      if (released > 0)
-        this.#log.info(
-          { event: "quarantine_released", deviceID: id, readings: released },
-          `fan ${JSON.stringify(id)} approved: ${released} held readings released to the functions`,
-        );
-    });
-  }
-
-  /** A held reading of a fan now active: checked as any reading (its limits), then delivered. */
-  async #releaseOne(id: string, reading: HeldReading, signal: AbortSignal): Promise<void> {
-    let parsed: unknown;
-    try {
-      parsed = parseUntrustedJson(reading.payload);
-    } catch {
-      parsed = undefined; // held as it came: predict dead-letters it with its own words
-    }
-    const verdict = this.gate.judgeRecord(id, this.#cache?.get(id), parsed);
-    if (verdict.kind === "implausible") {
-      const notice: SensorNotice = {
-        deviceID: id,
-        ...(verdict.timeStamp === undefined ? {} : { timeStamp: verdict.timeStamp }),
-        implausible: { sensor: verdict.found.sensor, value: verdict.found.value, code: "FANWATCH_READING_IMPLAUSIBLE" },
-      };
-      await this.#retry(
-        () => this.#options.publish(this.#options.config.anomalyTopic, JSON.stringify(notice)),
-        () => true,
-      );
-      this.#options.metrics.refused.inc({ reason: "implausible" });
-      await this.publishDeadLetter(
-        reading.topic,
-        reading.payload,
-        implausibleReason(verdict.found),
-        "FANWATCH_READING_IMPLAUSIBLE",
-      );
-      return;
-    }
-    // Retired or pending again while releasing: stop; the change's own handling takes over.
-    if (verdict.kind !== "pass") throw new Error(`fan ${JSON.stringify(id)} is no longer active`);
-    await this.#options.deliver(reading, signal);
-    this.#options.metrics.released.inc();
-  }
-
-  /** Forgets a refused fan's held readings. */
-  #purge(id: string): void {
-    this.#serialize(id, async () => {
-      const purged = (await this.#quarantine?.purge(id)) ?? 0;
-      if (purged > 0)
-        this.#log.info(
-          { event: "quarantine_purged", deviceID: id, readings: purged },
-          `fan ${JSON.stringify(id)} refused: its ${purged} held readings are dropped`,
-        );
-    });
-  }
-
-  /** One release or purge per fan at a time, retried until it succeeds or the connector stops. */
-  #serialize(id: string, work: () => Promise<void>): void {
-    const running = this.#releasing.get(id);
-    if (running !== undefined) {
-      running.again = true;
-      return;
-    }
-    const state = { again: false };
-    this.#releasing.set(id, state);
-    void (async () => {
-      do {
-        state.again = false;
-        await this.#retry(
-          work,
-          () => true,
-          `cannot release or drop the held readings of fan ${JSON.stringify(id)} yet`,
-        ).catch(() => {});
-      } while (state.again && !this.#stop.signal.aborted);
-      this.#releasing.delete(id);
-    })();
+  /** A held reading found implausible on release: health is told, the reading dead-lettered. */
+  async #refuseReleased(
+    id: string,
+    verdict: Extract<Verdict, { kind: "implausible" }>,
+    reading: HeldReading,
+  ): Promise<void> {
+    const notice = sensorNotice(id, verdict.timeStamp, verdict.found);
+    await this.#retry(
+      () => this.#options.publish(this.#options.config.anomalyTopic, JSON.stringify(notice)),
+      () => true,
+    );
+    this.#options.metrics.refused.inc({ reason: "implausible" });
+    await this.publishDeadLetter(
+      reading.topic,
+      reading.payload,
+      describeImplausible(verdict.found),
+      "FANWATCH_READING_IMPLAUSIBLE",
+    );
   }
 
   /** `work` again with backoff while `current()` and not stopping; the first failure is logged when `what` says what failed. */

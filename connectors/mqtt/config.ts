@@ -98,11 +98,13 @@ export interface GateConfig {
   maxPending: number;
   /** @default CONNECTOR_DEFAULTS.QUARANTINE_MAX_PER_FAN */
   maxPerFan: number;
+  /** Bytes FAN_QUARANTINE holds at most, all fans together. @default CONNECTOR_DEFAULTS.QUARANTINE_MAX_BYTES */
+  maxQuarantineBytes: number;
   /** Whether registered fans may still publish on the bare telemetry topic. @default CONNECTOR_DEFAULTS.ALLOW_UNBOUND_FANS */
   allowUnbound: boolean;
   /** The registry (KV bucket fan_registry) and the quarantine (stream FAN_QUARANTINE); undefined: neither, unless a registry is passed. */
   natsUrl: string | undefined;
-  /** Copies of FAN_QUARANTINE in a NATS cluster. @default CONNECTOR_DEFAULTS.NATS_KV_REPLICAS */
+  /** Copies of the KV bucket fan_registry and of FAN_QUARANTINE in a NATS cluster. @default CONNECTOR_DEFAULTS.NATS_KV_REPLICAS */
   replicas: number;
   /** Readings: `<telemetry>` and `<telemetry>/<deviceID>` are gated. @default DEFAULT_TOPICS.telemetry */
   telemetryTopic: string;
@@ -166,6 +168,8 @@ export const CONNECTOR_DEFAULTS = Object.freeze({
   UNKNOWN_DEVICE_POLICY: "quarantine",
   REGISTRY_MAX_PENDING: 1_000,
   QUARANTINE_MAX_PER_FAN: 100,
+  // The stream shares health's JetStream volume: 1,000 pending fans × 100 readings of 16 KiB would be 1.6 GB.
+  QUARANTINE_MAX_BYTES: 64 * 1024 * 1024,
   // Off: a fan's identity is its topic (fan/messages/<id>, which the broker lets only that fan
   // publish to). `fanwatch start` turns it on for the reference fans' fan/messages.
   ALLOW_UNBOUND_FANS: false,
@@ -207,7 +211,7 @@ export const CONNECTOR_SETTINGS = defineSettings({
     env: [...official("topic"), ...TOPIC_SETTINGS.telemetry.env],
     flag: "--topic <filters>",
     help: "comma-separated topic filters to subscribe to",
-    doc: "comma-separated topic filters, wildcards allowed (`fan/messages,fan/anomaly` in deploy/, `fan/messages,fan/anomaly,fan/messages/+` in `fanwatch start`: readings for predict, bare and per fan, predictions for health)",
+    doc: "comma-separated topic filters, wildcards allowed (`fan/messages,fan/anomaly,fan/messages/+` in deploy/ and in `fanwatch start`: readings for predict, bare and per fan, predictions for health). With a registry and `ALLOW_UNBOUND_FANS` off, readings count only on `fan/messages/<id>`: leave `fan/messages/+` out and every reading is refused (the connector warns at start)",
     default: `$TELEMETRY_TOPIC or ${DEFAULT_TOPICS.telemetry}`,
     schema: z
       .string()
@@ -453,7 +457,7 @@ export const CONNECTOR_SETTINGS = defineSettings({
   REGISTRY_MAX_PENDING: {
     env: ["REGISTRY_MAX_PENDING"],
     flag: "--registry-max-pending <n>",
-    help: "most fans pending approval at once; readings of further unknown ids are dead-lettered (FANWATCH_REGISTRY_FULL)",
+    help: "most fans pending approval at once, and with UNKNOWN_DEVICE_POLICY=open most active fans the policy registered; readings of further unknown ids are dead-lettered (FANWATCH_REGISTRY_FULL)",
     default: d.REGISTRY_MAX_PENDING,
     schema: z.coerce.number().int().min(0).max(1_000_000).default(d.REGISTRY_MAX_PENDING),
   },
@@ -463,6 +467,18 @@ export const CONNECTOR_SETTINGS = defineSettings({
     help: "readings held per pending fan; past it the oldest are dropped (the newest are kept)",
     default: d.QUARANTINE_MAX_PER_FAN,
     schema: z.coerce.number().int().min(1).max(100_000).default(d.QUARANTINE_MAX_PER_FAN),
+  },
+  QUARANTINE_MAX_BYTES: {
+    env: ["QUARANTINE_MAX_BYTES"],
+    flag: "--quarantine-max-bytes <n>",
+    help: "bytes FAN_QUARANTINE holds at most, all pending fans together (it shares the JetStream volume); past it the oldest readings are dropped. Held readings also go after 7 days",
+    default: d.QUARANTINE_MAX_BYTES,
+    schema: z.coerce
+      .number()
+      .int()
+      .min(1024 * 1024)
+      .max(1024 ** 4)
+      .default(d.QUARANTINE_MAX_BYTES),
   },
   ALLOW_UNBOUND_FANS: {
     env: ["ALLOW_UNBOUND_FANS"],
@@ -474,7 +490,7 @@ export const CONNECTOR_SETTINGS = defineSettings({
   },
   NATS_KV_REPLICAS: {
     env: ["NATS_KV_REPLICAS"],
-    help: "copies of FAN_QUARANTINE in a NATS cluster (as health's streams)",
+    help: "copies of the registry's KV bucket (fan_registry) and of the stream FAN_QUARANTINE in a NATS cluster (as health's streams), when the connector creates them",
     default: d.NATS_KV_REPLICAS,
     schema: z.coerce.number().int().min(1).max(5).default(d.NATS_KV_REPLICAS),
   },
@@ -533,6 +549,7 @@ export function readConnectorConfig(env?: NodeJS.ProcessEnv, given: Partial<Conn
       policy: s.UNKNOWN_DEVICE_POLICY,
       maxPending: s.REGISTRY_MAX_PENDING,
       maxPerFan: s.QUARANTINE_MAX_PER_FAN,
+      maxQuarantineBytes: s.QUARANTINE_MAX_BYTES,
       allowUnbound: s.ALLOW_UNBOUND_FANS,
       natsUrl: s.NATS_URL === "" ? undefined : s.NATS_URL,
       replicas: s.NATS_KV_REPLICAS,

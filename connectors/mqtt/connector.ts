@@ -12,7 +12,7 @@ import { createConnectorMetrics } from "./metrics.js";
 import { ReplyPublisher } from "./reply-publisher.js";
 import { Routed } from "./routed.js";
 import { anyOverlap, ownerOf, sessionClientId, type IntakeSession } from "./intake.js";
-import { filtersOverlap, topicMatches } from "./topic-filter.js";
+import { filtersOverlap, topicMatches } from "../../lib/mqtt/topic-filter.js";
 import type { FanRegistry } from "../../lib/registry/registry.js";
 import { Admission, PartMessage } from "./admission.js";
 import { PASS, type Refused, type TopicKind } from "./gate.js";
@@ -81,6 +81,7 @@ export class Connector extends ServiceBase {
     this.#replies = new ReplyPublisher({ mqtt: config.mqtt, clientId: config.clientId, log });
     this.#admission = new Admission({
       config: config.gate,
+      topics: config.topics,
       registry: options.registry,
       deadletterTopic: config.deadletterTopic,
       metrics: this.metrics,

@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Logger } from "../../lib/infra/log.js";
 import { HttpClient } from "../../lib/infra/http/client.js";
 import { parseUntrustedJson } from "../../lib/infra/json.js";
-import { filtersOverlap, topicMatches } from "./topic-filter.js";
+import { filtersOverlap, topicMatches } from "../../lib/mqtt/topic-filter.js";
 import { basicAuthHeader } from "../../lib/infra/http/basic-auth.js";
 
 /** A function to invoke for a message, with the topic its answer is published to, if any. */

@@ -1,7 +1,6 @@
 import { FEATURES } from "../../lib/domain/features.js";
 import {
   DEFAULT_SENSOR_LIMITS,
-  describeImplausible,
   findImplausible,
   type Implausible,
   type SensorLimits,
@@ -143,9 +142,4 @@ export function deviceIdOf(reading: unknown): string | undefined {
 
 export function refuse(refusal: Refusal, code: string, reason: string): Refused {
   return { kind: "refuse", refusal, code, reason };
-}
-
-/** The dead letter's words for an implausible reading. */
-export function implausibleReason(found: Implausible): string {
-  return describeImplausible(found);
 }

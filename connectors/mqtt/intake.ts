@@ -1,7 +1,7 @@
 import type { MqttConsumer, ReceivedMessage } from "../../lib/mqtt/consumer.js";
 import type { GateActions } from "./admission.js";
 import type { Routing } from "./routed.js";
-import { filtersOverlap, topicMatches } from "./topic-filter.js";
+import { filtersOverlap, topicMatches } from "../../lib/mqtt/topic-filter.js";
 
 /**
  * One subscribed topic filter's intake: a persistent MQTT session of its own, so that holding back

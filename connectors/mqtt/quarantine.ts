@@ -16,7 +16,16 @@ import { decodeKey, encodeKey } from "../../lib/nats/keys.js";
 
 /** The stream of readings held for fans pending approval (docs/pipeline.md, "Quarantine"). */
 export const QUARANTINE_STREAM = "FAN_QUARANTINE";
-const PREFIX = "fan.quarantine.";
+/** The subjects' prefix: `fan.quarantine.<encoded id>`. */
+export const QUARANTINE_PREFIX = "fan.quarantine.";
+const PREFIX = QUARANTINE_PREFIX;
+
+/**
+ * Held readings' age bound, besides the whole stream's bytes (QUARANTINE_MAX_BYTES): it shares
+ * health's JetStream volume whatever the number of pending fans. Past either the oldest readings
+ * go (discard old), as past the per-fan bound.
+ */
+export const QUARANTINE_MAX_AGE_MS = 7 * 24 * 60 * 60_000;
 
 /**
  * One pending fan's readings. The id is encoded (lib/nats/keys.ts) so that it is one subject token:
@@ -55,14 +64,22 @@ export class JetStreamQuarantine {
       js: JetStreamClient;
       jsm: JetStreamManager;
       maxPerFan: number;
+      /** All fans' readings together, in bytes (QUARANTINE_MAX_BYTES). */
+      maxBytes: number;
       replicas: number;
       log: Logger;
     },
   ) {}
 
-  /** Creates the stream, or brings an existing one's per-fan bound to `maxPerFan`. */
+  /** Creates the stream, or brings an existing one's bounds (per fan, bytes, age) to these. */
   async start(): Promise<void> {
-    const { maxPerFan, replicas } = this.options;
+    const { maxPerFan, maxBytes, replicas } = this.options;
+    const bounds = {
+      max_msgs_per_subject: maxPerFan,
+      max_bytes: maxBytes,
+      max_age: nanos(QUARANTINE_MAX_AGE_MS),
+      discard: DiscardPolicy.Old,
+    };
     await ensureStream(
       this.options.jsm,
       {
@@ -70,12 +87,18 @@ export class JetStreamQuarantine {
         subjects: [`${PREFIX}*`],
         retention: RetentionPolicy.Limits,
         storage: StorageType.File,
-        discard: DiscardPolicy.Old,
-        max_msgs_per_subject: maxPerFan,
         num_replicas: replicas,
+        ...bounds,
       },
-      (existing) =>
-        existing.config.max_msgs_per_subject === maxPerFan ? undefined : { max_msgs_per_subject: maxPerFan },
+      (existing) => {
+        const { config } = existing;
+        const same =
+          config.max_msgs_per_subject === bounds.max_msgs_per_subject &&
+          config.max_bytes === bounds.max_bytes &&
+          config.max_age === bounds.max_age &&
+          config.discard === bounds.discard;
+        return same ? undefined : bounds;
+      },
     );
   }
 
@@ -177,6 +200,12 @@ export class JetStreamQuarantine {
         if (!isApiError(error, JetStreamApiCodes.NoMessageFound)) throw error;
       });
       await message.ackAck();
+    } catch (error) {
+      // Given back at once, not after the 30 s ack wait: the next attempt (here or on another
+      // replica) gets it again. Not terminated when the fan is no longer active: that would skip
+      // it for good if the fan is approved again; a refused fan's readings go with its purge.
+      message.nak();
+      throw error;
     } finally {
       clearInterval(working);
     }

@@ -178,7 +178,7 @@ export async function init(): Promise<void> {
     metrics: counters,
   });
   // With NATS, the device registry says which fans are retired: no silence, no alarm for them.
-  const retired = config.natsUrl === undefined ? undefined : new RetiredFans(config.natsUrl, log);
+  const retired = config.natsUrl === undefined ? undefined : new RetiredFans(config.natsUrl, config.kvReplicas, log);
   const silence = new SilenceTimer({
     store,
     updater,

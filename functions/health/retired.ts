@@ -19,8 +19,9 @@ export class RetiredFans {
   #closed = false;
   readonly #opening: Promise<void>;
 
-  constructor(url: string, log: Logger) {
-    this.#opening = this.#open(url, log);
+  /** `replicas`: NATS_KV_REPLICAS, the bucket's copies when health is the one to create it. */
+  constructor(url: string, replicas: number, log: Logger) {
+    this.#opening = this.#open(url, replicas, log);
   }
 
   isRetired(deviceID: string): boolean {
@@ -38,10 +39,14 @@ export class RetiredFans {
     await this.#registry?.close();
   }
 
-  async #open(url: string, log: Logger): Promise<void> {
+  async #open(url: string, replicas: number, log: Logger): Promise<void> {
     for (let attempt = 1; !this.#closed; attempt++) {
       try {
-        const registry = await openFanRegistry({ url, name: `fanwatch-health-registry-${process.pid}` });
+        const registry = await openFanRegistry({
+          url,
+          replicas,
+          name: `fanwatch-health-registry-${process.pid}`,
+        });
         const cache = new RegistryCache(registry);
         await cache.start();
         if (this.#closed) {

@@ -1,8 +1,9 @@
 import type { Logger } from "../../lib/infra/log.js";
 import { Deadline } from "../../lib/infra/deadline.js";
-import { sweepFan, type FanHealth } from "./evaluator.js";
+import { expire, sweepFan, type FanHealth } from "./evaluator.js";
 import type { FanUpdater } from "./fan-updates.js";
 import type { HealthPolicy } from "./policy.js";
+import { closeRetired } from "./retire.js";
 import type { HealthStore } from "./store.js";
 
 export interface SilenceTimerOptions {
@@ -15,7 +16,10 @@ export interface SilenceTimerOptions {
   log: Logger;
   /** Fans written at once by one sweep. */
   concurrency?: number;
-  /** Whether the device registry says the fan is retired: a retired fan is never declared silent. */
+  /**
+   * Whether the device registry says the fan is retired: a retired fan is never declared silent,
+   * and its open episode, silence and sensor issue are closed (closeRetired).
+   */
   retired?: (deviceID: string) => boolean;
 }
 
@@ -76,8 +80,13 @@ export class SilenceTimer {
     // Outboxes are resent and windows ended whatever; silence only once this process has heard long enough.
     const judging = now - this.#hearingSince >= policy.silentAfterMs;
     const retired = this.options.retired ?? (() => false);
-    // A retired fan is gone on purpose: its silence is no news.
-    const sweep = (health: FanHealth) => sweepFan(health, now, policy, judging && !retired(health.record.deviceID));
+    // A retired fan is gone on purpose: its silence is no news, and what it left open is closed
+    // (closeRetired), here rather than once on the registry's change so that a write that failed
+    // (the store away, a conflict lost) is tried again at the next sweep.
+    const sweep = (health: FanHealth) =>
+      retired(health.record.deviceID)
+        ? (closeRetired(health, now) ?? expire(health, now))
+        : sweepFan(health, now, policy, judging);
     const due: string[] = [];
     for (const fan of store.fans()) {
       const entry = fan.entry;

@@ -15,7 +15,7 @@ import { parseJsonBody } from "../../lib/infra/validation.js";
 import { Deadline } from "../../lib/infra/deadline.js";
 import { Publisher } from "../../lib/mqtt/publisher.js";
 import { describeImplausible, findImplausible } from "../../lib/domain/plausibility.js";
-import type { SensorNotice } from "../../lib/domain/sensor-notice.js";
+import { sensorNotice, type SensorNotice } from "../../lib/domain/sensor-notice.js";
 
 /**
  * predict: scores fan readings and publishes one prediction per reading to the anomaly topic.
@@ -222,11 +222,7 @@ function sortReadings(
     const error = describeImplausible(implausible);
     results[index] = { index, error, field: implausible.sensor, code };
     letters.push(deadLetter(error, topic, item, new Date(), code));
-    notices.push({
-      deviceID: telemetry.deviceID,
-      ...(telemetry.timeStamp === undefined ? {} : { timeStamp: telemetry.timeStamp }),
-      implausible: { sensor: implausible.sensor, value: implausible.value, code },
-    });
+    notices.push(sensorNotice(telemetry.deviceID, telemetry.timeStamp, implausible));
   }
   return { valid, results, letters, notices };
 }

@@ -21,6 +21,18 @@ export const DEFAULT_SENSOR_LIMITS: SensorLimits = {
   sound: { min: 0, max: 200 },
 };
 
+/**
+ * Why a fan's own limits for `sensor` cannot be used, or undefined: they may only narrow the
+ * defaults, since score and predict, which know nothing of the registry, check the defaults (a
+ * wider limit would let a reading through the connector that predict then refuses).
+ */
+export function ownLimitProblem(sensor: FeatureName, own: SensorLimit): string | undefined {
+  const { min, max } = DEFAULT_SENSOR_LIMITS[sensor];
+  if (own.min < min || own.max > max)
+    return `${sensor}: a fan's own limits may only narrow the defaults (${min} to ${max}), not ${own.min} to ${own.max}`;
+  return undefined;
+}
+
 /** The first sensor outside its limits, in FEATURES order, or undefined when every value is plausible. */
 export interface Implausible {
   sensor: FeatureName;

@@ -24,3 +24,16 @@ export type SensorNotice = z.infer<typeof SensorNoticeSchema>;
 export function isSensorNotice(value: unknown): boolean {
   return typeof value === "object" && value !== null && Object.hasOwn(value, "implausible");
 }
+
+/** The notice for a reading whose `implausible` sensor read outside its limits (its timeStamp kept when it had one). */
+export function sensorNotice(
+  deviceID: string,
+  timeStamp: string | number | undefined,
+  implausible: { sensor: SensorNotice["implausible"]["sensor"]; value: number },
+): SensorNotice {
+  return {
+    deviceID,
+    ...(timeStamp === undefined ? {} : { timeStamp }),
+    implausible: { sensor: implausible.sensor, value: implausible.value, code: "FANWATCH_READING_IMPLAUSIBLE" },
+  };
+}

@@ -1,3 +1,4 @@
+import { filtersOverlap, topicMatches } from "./topic-filter.js";
 import { ConfigError } from "../errors.js";
 
 /**
@@ -142,23 +143,6 @@ export function filterProblem(filter: string): string | undefined {
   return undefined;
 }
 
-/**
- * MQTT matching (3.1.1 §4.7): `+` one level, a last `#` any number of levels including none; a
- * wildcard at the first level never matches a topic starting with `$`.
- */
-export function topicMatches(filter: string, topic: string): boolean {
-  const f = filter.split("/");
-  const t = topic.split("/");
-  if (topic.startsWith("$") && (f[0] === "+" || f[0] === "#")) return false;
-  for (let i = 0; i < f.length; i++) {
-    const level = f[i];
-    if (level === "#") return true;
-    if (i >= t.length) return false;
-    if (level !== "+" && level !== t[i]) return false;
-  }
-  return f.length === t.length;
-}
-
 /** Whether every topic `filter` matches is matched by `pattern` too. */
 export function filterCovers(pattern: string, filter: string): boolean {
   const p = pattern.split("/");
@@ -175,17 +159,5 @@ export function filterCovers(pattern: string, filter: string): boolean {
   }
 }
 
-/** Whether some topic matches both filters. */
-export function filtersOverlap(a: string, b: string): boolean {
-  const x = a.split("/");
-  const y = b.split("/");
-  const wild = (l: string | undefined) => l === "+" || l === "#";
-  if (a.startsWith("$") !== b.startsWith("$") && (wild(x[0]) || wild(y[0]))) return false;
-  for (let i = 0; ; i++) {
-    const p = x[i];
-    const q = y[i];
-    if (p === "#" || q === "#") return true;
-    if (p === undefined || q === undefined) return p === q;
-    if (p !== "+" && q !== "+" && p !== q) return false;
-  }
-}
+// The ACL's matching is MQTT's (lib/mqtt/topic-filter.ts), shared with the connector's routes.
+export { filtersOverlap, topicMatches };

@@ -1,3 +1,4 @@
+import { parseUntrustedJson } from "../infra/json.js";
 import { readFile } from "node:fs/promises";
 import type { MqttClient } from "mqtt";
 import { z } from "zod";
@@ -69,7 +70,15 @@ export class BrokerAuthWatcher extends ServiceBase {
     });
     this.#client = client;
     client.on("message", (_topic, payload) => {
-      const parsed = ResponseSchema.safeParse(JSON.parse(payload.toString()));
+      let body: unknown;
+      try {
+        body = parseUntrustedJson(payload);
+      } catch (error) {
+        // Only the broker writes its control responses; something else there is logged, never fatal.
+        this.options.log.warn({ event: "control-response-invalid", err: error }, "a control response that is not JSON");
+        return;
+      }
+      const parsed = ResponseSchema.safeParse(body);
       if (parsed.success) this.#pending?.(parsed.data);
     });
     // The broker starts beside this sidecar: start() returns at once and the rest waits for it (the

@@ -1,3 +1,4 @@
+import { ownLimitProblem } from "../domain/plausibility.js";
 import { CsvError, parse } from "csv-parse/sync";
 import { z } from "zod";
 import { FEATURES, type FeatureName } from "../domain/features.js";
@@ -212,5 +213,7 @@ export function parseLimit(text: string): { sensor: FeatureName; min: number; ma
   if (match[2]?.trim() === "" || match[3]?.trim() === "" || !Number.isFinite(min) || !Number.isFinite(max))
     throw new Error(`"${text}": min and max must be numbers`);
   if (!(min < max)) throw new Error(`"${text}": min must be below max`);
+  const narrower = ownLimitProblem(sensor as FeatureName, { min, max });
+  if (narrower !== undefined) throw new Error(`"${text}": ${narrower}`);
   return { sensor: sensor as FeatureName, min, max };
 }

@@ -40,8 +40,8 @@ export interface NatsRegistryOptions {
 
 /**
  * The device registry in a NATS JetStream key-value bucket (`fan_registry`, key = the device id as
- * lib/nats/keys.ts encodes it: ids of letters, digits, `_` and `-` are their own key, "." and ":"
- * become `=2E` and `=3A`).
+ * lib/nats/keys.ts encodes it: ids of letters, digits, `_` and `-` are their own key, "." becomes
+ * `=2E`).
  *
  * One watch of the whole bucket (an ordered consumer, recreated by nats.js after a reconnect) keeps
  * every record in memory: list() and watch() are served from it, and markPending() decides from it

@@ -144,7 +144,9 @@ function render(snapshot) {
   $("fans").title =
     totals.source === "registry"
       ? `the fans active in the registry${totals.unreported > 0 ? `; ${totals.unreported} not reported yet` : ""}`
-      : "the fans this page has seen: it has no registry";
+      : totals.source === "awaiting-registry"
+        ? "the fans this page has seen: its registry cannot be read yet (NATS away); it tries again every 5 s"
+        : "the fans this page has seen: it has no registry";
   $("pending-total").hidden = totals.source !== "registry";
   $("pending").textContent = number.format(totals.pending);
   const refused = Object.entries(totals.refused);

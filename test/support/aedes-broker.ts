@@ -1,7 +1,7 @@
 import { once } from "node:events";
 import { createServer, type AddressInfo, type Socket } from "node:net";
 import { Aedes, type AedesOptions } from "aedes";
-import { topicMatches } from "../../connectors/mqtt/topic-filter.js";
+import { topicMatches } from "../../lib/mqtt/topic-filter.js";
 
 /**
  * An MQTT broker in this process (aedes, as `fanwatch start` embeds), for the unit tier: no

@@ -239,6 +239,42 @@ describe("only known fans get in: the connector's registry gate", { timeout: 120
     await eventually("counted", () => metric(c, /connector_readings_refused_total\{reason="full"\} 3/));
   });
 
+  it("holds every reading of a fan that just became pending, even when that fan filled REGISTRY_MAX_PENDING", async () => {
+    // As with NATS KV, the connector's cache learns of the fan being pending only later: its
+    // second and third readings come while the first is making it pending.
+    const lagging = new LaggingRegistry();
+    registry = lagging;
+    await connector("pending-last", { REGISTRY_MAX_PENDING: "1" });
+    lagging.lag = true;
+    await publishInOrder("fan/messages/pl-1", [reading("pl-1", 1), reading("pl-1", 2), reading("pl-1", 3)]);
+    await eventually("3 readings held", async () => (await heldIn("pl-1")) === 3);
+    assert.deepEqual(deadLettersWith("FANWATCH_REGISTRY_FULL"), []);
+    lagging.catchUp();
+    await publishInOrder("fan/messages/pl-2", [reading("pl-2", 4)]);
+    await eventually("the next new id refused", () => deadLettersWith("FANWATCH_REGISTRY_FULL").length === 1);
+    assert.equal(deadLettersWith("FANWATCH_REGISTRY_FULL")[0]?.topic, "fan/messages/pl-2");
+  });
+
+  it("open: past REGISTRY_MAX_PENDING fans registered by the policy, new ids are dead-lettered FANWATCH_REGISTRY_FULL", async () => {
+    await registry.add("ob-person", {}, "test"); // registered by a person: not counted
+    await connector("open-bound", { UNKNOWN_DEVICE_POLICY: "open", REGISTRY_MAX_PENDING: "2" });
+    for (let i = 0; i < 4; i++) await publishInOrder(`fan/messages/ob-${i}`, [reading(`ob-${i}`, i)]);
+    await eventually("2 dead letters", () => deadLettersWith("FANWATCH_REGISTRY_FULL").length >= 2);
+    assert.deepEqual(
+      deadLettersWith("FANWATCH_REGISTRY_FULL").map((d) => d.topic),
+      ["fan/messages/ob-2", "fan/messages/ob-3"],
+    );
+    assert.match(deadLettersWith("FANWATCH_REGISTRY_FULL")[0]?.error ?? "", /open policy.*REGISTRY_MAX_PENDING/);
+    const opened = (await registry.list("active")).filter((r) => r.approvedBy === "open").map((r) => r.id);
+    assert.deepEqual(opened.sort(), ["ob-0", "ob-1"]);
+    await publishInOrder("fan/messages/ob-1", [reading("ob-1", 5)]);
+    await publishInOrder("fan/messages/ob-person", [reading("ob-person", 6)]);
+    await eventually(
+      "registered fans' readings at predict",
+      () => deliveredOf("ob-1").length === 2 && deliveredOf("ob-person").length === 1,
+    );
+  });
+
   it("a reading whose deviceID is not its topic's fan is dead-lettered FANWATCH_IDENTITY_MISMATCH, counted and logged", async () => {
     await registry.add("i-a", {}, "test");
     await registry.add("i-b", {}, "test");
@@ -269,6 +305,21 @@ describe("only known fans get in: the connector's registry gate", { timeout: 120
     await eventually("the registered fan's reading at predict", () => deliveredOf("u-1").length === 1);
     await eventually("the stranger's dead letter", () => deadLettersWith("FANWATCH_DEVICE_UNKNOWN").length === 1);
     assert.equal(deliveredOf("u-stranger").length, 0);
+  });
+
+  it("warns at start when no topic filter carries per-fan readings and ALLOW_UNBOUND_FANS is off", async () => {
+    await connector("per-fan-subscribed");
+    assert.equal(logLines.filter((l) => l.event === "readings_unreachable").length, 0, "fan/messages/+ is subscribed");
+    await connector("bare-only", { topic: "fan/messages" });
+    const warning = logLines.find((l) => l.event === "readings_unreachable");
+    assert.equal(warning?.level, 40, "a warning");
+    assert.match(String(warning?.msg), /fan\/messages\/\+.*every reading on fan\/messages will be refused/);
+    await connector("bare-allowed", { topic: "fan/messages", ALLOW_UNBOUND_FANS: "true" });
+    assert.equal(
+      logLines.filter((l) => l.event === "readings_unreachable").length,
+      1,
+      "none with unbound fans allowed",
+    );
   });
 
   it("an implausible reading is dead-lettered FANWATCH_READING_IMPLAUSIBLE and health is told on the anomaly topic", async () => {
@@ -472,3 +523,21 @@ describe("fanwatch connector with NATS_URL: the registry in NATS", { timeout: 12
     assert.equal((await finished(child)).code, 0);
   });
 });
+
+/** A registry whose watchers hear of changes only when told (catchUp), while `lag` is on. */
+class LaggingRegistry extends MemoryFanRegistry {
+  lag = false;
+  readonly #queued: Array<() => void> = [];
+
+  override watch(onChange: Parameters<MemoryFanRegistry["watch"]>[0]): ReturnType<MemoryFanRegistry["watch"]> {
+    return super.watch((id, record) => {
+      if (this.lag) this.#queued.push(() => onChange(id, record));
+      else onChange(id, record);
+    });
+  }
+
+  catchUp(): void {
+    this.lag = false;
+    for (const change of this.#queued.splice(0)) change();
+  }
+}

@@ -13,6 +13,11 @@ import { startNats, type TestNats } from "../support/nats.js";
 import { postJson } from "../support/process.js";
 import { startHealth, stopHealthProcesses, type HealthProcess } from "../support/health-process.js";
 import { openFanRegistry } from "../../lib/registry/nats-registry.js";
+import { RETIRED_NOTE } from "../../functions/health/retire.js";
+
+/** Transitions of different fans in the order of their fans' ids, each fan's in its own order. */
+const byFan = (a: readonly (string | null)[], b: readonly (string | null)[]) =>
+  String(a[0]).localeCompare(String(b[0]));
 
 // Health's sensor issues against a real nats-server and Mosquitto: what the anomaly topic carries
 // (predictions and predict's SensorNotices) posted as the connector posts it, and what an engineer
@@ -182,17 +187,20 @@ describe("health and retired fans (real nats-server, the device registry in it)"
     collector = await Collector.start(broker.url, ["fan/alarm"]);
     const registry = await openFanRegistry({ url: nats.url });
     try {
-      for (const id of ["kept", "late", "gone"]) await registry.add(id, {}, "test");
+      for (const id of ["kept", "late", "broken", "gone"]) await registry.add(id, {}, "test");
       await registry.retire("gone", "test");
     } finally {
       await registry.close();
     }
-    health = await startHealth({
+    const env = {
       NATS_URL: nats.url,
       MQTT_URL: broker.url,
       HEALTH_SILENT_AFTER_MS: "4000",
       HEALTH_SILENT_CHECK_MS: "200",
-    });
+      HEALTH_STUCK_READINGS: String(STUCK),
+    };
+    // Two replicas: both see the retirements, only one may close what the fans left open.
+    [health] = await Promise.all([startHealth(env), startHealth(env)]);
   });
   after(async () => {
     await stopHealthProcesses();
@@ -210,7 +218,7 @@ describe("health and retired fans (real nats-server, the device registry in it)"
       cause: "vibration",
     }));
 
-  it("raises nothing for a retired fan, never declares it silent and leaves it out of the list and counts, also one retired after it reported; an active one goes silent as ever", async () => {
+  it("raises nothing for a retired fan, never declares it silent and leaves it out of the list and counts; retiring a fan in alarm or with a sensor issue clears them once; an active one goes silent as ever", async () => {
     const now = Date.now();
     assert.deepEqual((await postJson(health.url, faulty("gone", now))).body, {
       evaluated: 0,
@@ -219,9 +227,12 @@ describe("health and retired fans (real nats-server, the device registry in it)"
     });
     assert.equal(((await postJson(health.url, faulty("kept", now))).body as { transitions: number }).transitions, 1);
     assert.equal(((await postJson(health.url, faulty("late", now))).body as { transitions: number }).transitions, 1);
+    const stuck = Array.from({ length: STUCK }, (_, n) => prediction("broken", n, 48));
+    assert.equal(((await postJson(health.url, stuck)).body as { transitions: number }).transitions, 1);
     const registry = await openFanRegistry({ url: nats.url });
     try {
       await registry.retire("late", "test");
+      await registry.retire("broken", "test");
     } finally {
       await registry.close();
     }
@@ -236,14 +247,27 @@ describe("health and retired fans (real nats-server, the device registry in it)"
       () => transitions(),
       (ts) => ts.some((t) => t.deviceID === "kept" && t.event === "silent"),
     );
+    await eventuallyValue(
+      "the retired fans' alarm and sensor issue closed on fan/alarm",
+      () => transitions(),
+      (ts) =>
+        ts.some((t) => t.deviceID === "late" && t.event === "cleared") &&
+        ts.some((t) => t.deviceID === "broken" && t.event === "sensor-cleared"),
+    );
     assert.deepEqual(
       transitions()
         .filter((t) => t.deviceID !== "kept")
-        .map((t) => [t.deviceID, t.event]),
-      [["late", "alarm"]],
-      "the retired fan's alarm from before its retirement, and nothing since",
+        .map((t) => [t.deviceID, t.event, t.note ?? null])
+        .sort(byFan),
+      [
+        ["late", "alarm", null],
+        ["broken", "sensor", null],
+        ["late", "cleared", RETIRED_NOTE],
+        ["broken", "sensor-cleared", RETIRED_NOTE],
+      ].sort(byFan),
+      "before the retirement, what the fans raised; after it, each closed once (two replicas saw it), and nothing since",
     );
-    // Gone from the list and its counts; its history stays.
+    // Gone from the list and its counts; its history stays, the episode closed.
     const list = (await (await fetch(health.url)).json()) as {
       fans: HealthRecord[];
       counts: Record<string, number>;
@@ -258,7 +282,7 @@ describe("health and retired fans (real nats-server, the device registry in it)"
     };
     assert.deepEqual(
       history.episodes.flatMap((e) => e.transitions.map((t) => t.event)),
-      ["alarm"],
+      ["alarm", "cleared"],
     );
   });
 });

@@ -8,6 +8,10 @@ import { freePort, postJson, spawnCli, terminate, waitForOutput } from "../suppo
 // `fanwatch page` as a process with NATS_URL: it opens the registry in the real nats-server, and a
 // fan approved on the page is approved in the bucket everyone else reads.
 
+async function healthz(url: string): Promise<{ registry: string }> {
+  return (await (await fetch(`${url}/healthz`)).json()) as { registry: string };
+}
+
 describe("fanwatch page with NATS_URL: the Fans panel's API on the NATS registry", { timeout: 90_000 }, () => {
   let nats: TestNats;
   let registry: NatsFanRegistry;
@@ -35,6 +39,11 @@ describe("fanwatch page with NATS_URL: the Fans panel's API on the NATS registry
     try {
       await waitForOutput(child, /page running/);
       const url = `http://127.0.0.1:${port}`;
+      await eventuallyValue(
+        "the page watching the registry",
+        () => healthz(url),
+        (h) => h.registry === "watched",
+      );
       const session = (await (await fetch(`${url}/ui/api/session`)).json()) as {
         canManageFans: boolean;
         registry: boolean;
@@ -63,6 +72,38 @@ describe("fanwatch page with NATS_URL: the Fans panel's API on the NATS registry
         (r) => r?.state === "active",
       );
       assert.equal(approved?.approvedBy, "olga");
+    } finally {
+      await terminate(child);
+    }
+  });
+
+  it("serves while NATS is away at start, counting fans as seen, and uses the registry once NATS is back", async () => {
+    await nats.halt();
+    const port = await freePort();
+    const child = spawnCli(["page", "--port", String(port), "--host", "127.0.0.1", "--sign-in", "off"], {
+      NATS_URL: nats.url,
+      HEALTH_URL: "http://127.0.0.1:1/function/health",
+      MQTT_URL: "mqtt://127.0.0.1:1",
+      LOG_LEVEL: "warn",
+    });
+    try {
+      await waitForOutput(child, /page running/);
+      const url = `http://127.0.0.1:${port}`;
+      assert.equal((await healthz(url)).registry, "waiting");
+      const early = await fetch(`${url}/ui/api/fans`);
+      assert.equal(early.status, 503);
+      assert.equal(((await early.json()) as { code: string }).code, "FANWATCH_STORE_UNAVAILABLE");
+      await nats.restart();
+      await eventuallyValue(
+        "the page watching the registry",
+        () => healthz(url),
+        (h) => h.registry === "watched",
+      );
+      const listed = (await (await fetch(`${url}/ui/api/fans`)).json()) as { fans: Array<{ id: string }> };
+      assert.deepEqual(
+        listed.fans.map((f) => f.id),
+        ["1", "9"],
+      );
     } finally {
       await terminate(child);
     }

@@ -152,7 +152,8 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     assert.match(system.output(), /InfluxDB writer storing fan\/anomaly \(predictions and their readings\)/);
     assert.doesNotMatch(system.output(), /InfluxDB writer storing .*fan\/messages/);
     // One reading that is not one: its dead letter is stored too (the dashboard's dead-letter panels).
-    await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "bad", rotation: "fast" }), { qos: 1 });
+    // From a fan of the registered fleet: an unknown fan's reading would wait in quarantine.
+    await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "4", rotation: "fast" }), { qos: 1 });
     await collector.waitFor("fan/anomaly", 24, 30_000);
     await eventuallyValue(
       "the dead letter in InfluxDB",
@@ -415,7 +416,8 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
       INFLUX_FLUSH_MS: "200",
     });
     after(() => void (system.child.exitCode === null && system.child.kill("SIGKILL")));
-    await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "bad", rotation: "fast" }), { qos: 1 });
+    // From a fan of the registered fleet: an unknown fan's reading would wait in quarantine.
+    await publisher.publishAsync("fan/messages", JSON.stringify({ deviceID: "4", rotation: "fast" }), { qos: 1 });
     await collector.waitFor("fan/anomaly", 24, 30_000);
     await collector.stop();
     const { sent } = healthStory(Date.now());

@@ -191,6 +191,28 @@ describe("fanwatch simulate against a real Mosquitto", { timeout: 60_000 }, () =
     for (const id of ["1", "2", "3"]) assert.deepEqual(values(first, id), values(second, id), `fan ${id}`);
   });
 
+  it("publishes each fan on its own topic with --per-fan-topics, as a fan bound to its credentials does", async () => {
+    const collector = await Collector.start(broker.url, ["fan/messages/+", "fan/messages"]);
+    try {
+      const args = ["--broker", broker.url, "--fans", "2", "--interval", "100", "--duration", "1"];
+      const result = await runCli(["simulate", ...args, "--per-fan-topics"]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stderr, /topic fan\/messages\/<deviceID>/);
+      for (const id of ["1", "2"])
+        await eventually(`fan ${id}'s readings on fan/messages/${id}`, () =>
+          collector.on(`fan/messages/${id}`).some((m) => (m as { deviceID?: string }).deviceID === id),
+        );
+      for (const id of ["1", "2"])
+        assert.ok(
+          collector.on(`fan/messages/${id}`).every((m) => (m as { deviceID?: string }).deviceID === id),
+          `only fan ${id} on its topic`,
+        );
+      assert.equal(collector.on("fan/messages").length, 0, "nothing on the shared topic");
+    } finally {
+      await collector.stop();
+    }
+  });
+
   it("writes each fan's ground truth with --truth", async () => {
     const dir = await mkdtemp(join(tmpdir(), "fanwatch-truth-"));
     try {

@@ -29,7 +29,7 @@ async function servePage(
   fans: number,
   options: { maxStreams?: number; maxMissedFrames?: number } = {},
 ): Promise<{ page: WebPage; url: string; server: Server }> {
-  const fleet = new FleetView(TOPICS);
+  const fleet = new FleetView(TOPICS, { readingsFrom: "telemetry-for-tests" });
   for (let n = 0; n < 60; n++) {
     for (let id = 1; id <= fans; id++)
       fleet.receive(

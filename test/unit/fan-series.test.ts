@@ -22,7 +22,7 @@ describe("a fan's series for its detail view", () => {
 
   it("keeps each fan's last 300 readings and predictions with when they arrived, counts the recent faulty ones, and knows no unknown fan", () => {
     const clock = { now: 1_000_000 };
-    const view = new FleetView(TOPICS, { now: () => clock.now });
+    const view = new FleetView(TOPICS, { now: () => clock.now, readingsFrom: "telemetry-for-tests" });
     for (let n = 0; n < 400; n++) {
       clock.now += 2_000;
       const reading = { rotation: 600, temperature: 40 + n / 10, vibration: 150, sound: 48 };
@@ -53,7 +53,7 @@ describe("a fan's series for its detail view", () => {
   });
 
   it("names each fan's newest transition (what tells its view that the history changed), for as many fans as its cap", () => {
-    const view = new FleetView(TOPICS, { maxFans: 2 });
+    const view = new FleetView(TOPICS, { maxFans: 2, readingsFrom: "telemetry-for-tests" });
     const transition = (deviceID: string, id: string, event: string) =>
       view.receive(
         TOPICS.alarm,

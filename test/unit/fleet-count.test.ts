@@ -93,6 +93,18 @@ describe("counting the fleet from the registry", () => {
       "12 fans seen (no registry): 8 ok, 0 warning, 4 alarm, 0 cleared, 2 silent · 3 unacknowledged",
     );
   });
+
+  it("while the page's registry cannot be read yet counts as seen and says it is coming", async () => {
+    const { records } = await issueFleet();
+    const view = new FleetView(TOPICS, { readingsFrom: "predictions" });
+    view.awaitRegistry();
+    assert.equal(view.snapshot().totals.source, "awaiting-registry");
+    const count = countFleet(records, undefined, 12, true);
+    assert.equal(
+      fansLine(count),
+      "12 fans seen (no registry yet): 8 ok, 0 warning, 4 alarm, 0 cleared, 2 silent · 3 unacknowledged",
+    );
+  });
 });
 
 describe("the fleet view with a registry", () => {

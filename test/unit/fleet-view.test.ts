@@ -38,7 +38,7 @@ function prediction(deviceID: string, fault: 0 | 1): Buffer {
 /** A view on a clock the test moves; the 12 fans of `fanwatch start` have sent two readings each. */
 function viewWithFleet(options: { maxFans?: number; forgetAfterMs?: number } = {}) {
   const clock = { now: 0 };
-  const view = new FleetView(TOPICS, { ...options, now: () => clock.now });
+  const view = new FleetView(TOPICS, { ...options, now: () => clock.now, readingsFrom: "telemetry-for-tests" });
   const real = Array.from({ length: 12 }, (_, i) => String(i + 1));
   for (let round = 0; round < 2; round++) for (const id of real) view.receive(TOPICS.telemetry, reading(id));
   for (const id of real) view.receive(TOPICS.anomaly, prediction(id, id === "1" ? 1 : 0));

@@ -173,6 +173,12 @@ describe("the page's sign-in parts", () => {
     assert.throws(() => readPageConfig({ ...base, PAGE_SIGN_IN: "proxy" }), /PAGE_TRUSTED_PROXIES/);
     assert.throws(() => readPageConfig({ ...base, PAGE_PROXY_ROLES: "maintenance=boss" }), /PAGE_PROXY_ROLES/);
     assert.ok(isLoopback("127.0.0.1") && isLoopback("::1") && !isLoopback("0.0.0.0"));
+    // The registry's copies, should the page be the one to create `fan_registry`.
+    assert.equal(readPageConfig({ ...base, PAGE_SIGN_IN: "off", PAGE_HOST: "127.0.0.1" }).kvReplicas, 1);
+    assert.equal(
+      readPageConfig({ ...base, PAGE_SIGN_IN: "off", PAGE_HOST: "127.0.0.1", NATS_KV_REPLICAS: "3" }).kvReplicas,
+      3,
+    );
   });
 
   it("refuses sign-in local on the network over plain http, unless https is there or allowed", () => {

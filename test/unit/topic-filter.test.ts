@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { filtersOverlap, topicMatches } from "../../connectors/mqtt/topic-filter.js";
+import { filtersOverlap, topicMatches } from "../../lib/mqtt/topic-filter.js";
 
 describe("topic filters", () => {
   const cases: Array<[string, string, boolean]> = [
