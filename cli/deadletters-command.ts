@@ -54,7 +54,7 @@ export function addDeadLettersCommand(program: Command, io: Io): void {
     )
     .option(
       "--replay",
-      "publish each listed payload again to its topic at QoS 1 (skipping truncated ones and those from the dead-letter topic)",
+      "publish each listed payload again to its topic in full (a per-fan one too) at QoS 1 (skipping truncated ones and those from the dead-letter topic)",
     )
     .option(
       "--broker <url>",

@@ -7,6 +7,7 @@ import { influxQuery } from "./influx-http.js";
 export interface StoredDeadLetter {
   /** RFC 3339, as InfluxDB returns it (nanoseconds). */
   time: string;
+  /** The topic the rejected message came from, in full (the field `sourceTopic`; the tag is normalised). */
   topic: string | undefined;
   /** The refusal's FANWATCH_* error code, when the refuser gave one. */
   code?: string;
@@ -34,12 +35,14 @@ export async function readDeadLetters(
   if (total === 0) return { letters: [], total };
   const [series] = await influxQuery(
     target,
-    `SELECT "error", "payload", "topic", "code" FROM "deadletter" ${where} ORDER BY time DESC LIMIT ${options.limit}`,
+    `SELECT "error", "payload", "sourceTopic", "topic", "code" FROM "deadletter" ${where} ORDER BY time DESC LIMIT ${options.limit}`,
     query,
   );
   const letters = (series?.values ?? []).map((row) => {
     // Text as stored; whatever else a misconfigured writer stored is shown, not refused.
-    const [time, error, payload, topic, code] = [0, 1, 2, 3, 4].map((i) => storedText(row[i]));
+    const [time, error, payload, sourceTopic, topicTag, code] = [0, 1, 2, 3, 4, 5].map((i) => storedText(row[i]));
+    // Dead letters stored before `sourceTopic` have only the tag, then the topic in full.
+    const topic = sourceTopic ?? topicTag;
     const letter: StoredDeadLetter = { time: time ?? "", topic, error: error ?? "", payload: payload ?? "" };
     if (code !== undefined) letter.code = code;
     return letter;

@@ -11,8 +11,8 @@ import { HEALTH_SCHEMA, healthLine } from "./health-points.js";
 /**
  * The storage schema (docs/persistence.md), the same from Telegraf and from this writer. Tags are
  * strings; readings and predictions have numeric fields (floats, and `fault` an integer 0/1);
- * a dead letter keeps its reason and the rejected payload as strings, tagged with the topic the
- * rejected message came from and its error code; a health transition is described in health-points.ts.
+ * a dead letter keeps its reason, the rejected payload and the topic it came from (`sourceTopic`) as
+ * strings, tagged with that topic normalised (topicTag) and its error code; a health transition is described in health-points.ts.
  * Readings (`telemetry`) come from the predictions' `reading`, not from the telemetry topic: a
  * prediction exists only for a reading the connector let through (an active registered fan), so
  * a quarantined or forged reading never reaches InfluxDB.
@@ -24,7 +24,7 @@ export const SCHEMA = {
     fields: Object.fromEntries(FEATURES.map((f) => [f, "float"])) as Record<FeatureName, "float">,
   },
   prediction: { tags: ["deviceID", "model"], fields: { fault: "integer", probability: "float" } },
-  deadletter: { tags: ["topic", "code"], fields: { error: "string", payload: "string" } },
+  deadletter: { tags: ["topic", "code"], fields: { error: "string", payload: "string", sourceTopic: "string" } },
   health: HEALTH_SCHEMA,
 } as const;
 
@@ -45,10 +45,11 @@ export type PointsResult = { ok: true; lines: string[]; skipped?: string } | { o
  * One MQTT message as lines of InfluxDB line protocol, timestamps in nanoseconds (influx-client
  * writes with precision=ns): a prediction from the anomaly topic, and the reading it scored, both
  * at the reading's own time when it has one; a dead letter at its arrival; a health transition
- * from the alarm topic at its own time `at`.
+ * from the alarm topic at its own time `at`. `telemetryTopic` (TELEMETRY_TOPIC) is for dead letters'
+ * topic tags (topicTag).
  */
-export function toLines(source: Source, payload: Buffer, arrivedAt: number): PointsResult {
-  if (source === "deadletter") return one(deadLetterLine(payload, arrivedAt));
+export function toLines(source: Source, payload: Buffer, arrivedAt: number, telemetryTopic: string): PointsResult {
+  if (source === "deadletter") return one(deadLetterLine(payload, arrivedAt, telemetryTopic));
   let value: unknown;
   try {
     value = parseUntrustedJson(payload);
@@ -121,7 +122,7 @@ let sequence = 0;
  * letter about a dead letter on the same topic, forever. A message that is not a dead letter is
  * stored as one about itself, without a topic tag (so it is never replayed), its text truncated.
  */
-function deadLetterLine(payload: Buffer, arrivedAt: number): PointResult {
+function deadLetterLine(payload: Buffer, arrivedAt: number, telemetryTopic: string): PointResult {
   sequence = (sequence + 1) % 1_000_000;
   let letter: { error: string; topic: string; payload: string; code?: string | undefined };
   try {
@@ -137,10 +138,22 @@ function deadLetterLine(payload: Buffer, arrivedAt: number): PointResult {
     letter = deadLetter(`not a dead letter: not JSON: ${(error as Error).message}`, "", payload);
   }
   const point = new Point("deadletter").stringField("error", letter.error).stringField("payload", letter.payload);
-  if (letter.topic !== "") point.tag("topic", letter.topic);
+  if (letter.topic !== "")
+    point.tag("topic", topicTag(letter.topic, telemetryTopic)).stringField("sourceTopic", letter.topic);
   if (letter.code !== undefined) point.tag("code", letter.code);
   point.timestamp(nanoseconds(arrivedAt, sequence));
   return { ok: true, line: point.toLineProtocol() as string };
+}
+
+/**
+ * A dead letter's topic as a tag: a per-fan topic `<telemetry>/<id>` (or anything else under the
+ * telemetry topic) becomes `<telemetry>/+`, since every value of a tag is a series and anyone may
+ * publish under the telemetry topic with made-up ids (InfluxDB refuses writes past
+ * max-values-per-tag). The other topics are the services' own, a handful. Telegraf's
+ * processors.regex on dead letters does the same (deploy/telegraf/telegraf.conf).
+ */
+export function topicTag(topic: string, telemetryTopic: string): string {
+  return topic.startsWith(`${telemetryTopic}/`) ? `${telemetryTopic}/+` : topic;
 }
 
 /**

@@ -197,7 +197,7 @@ export class InfluxWriter extends ServiceBase {
       this.#messages.inc({ kind: "telemetry", outcome: "skipped" });
       return message.ack();
     }
-    const points = toLines(source, message.payload, Date.now());
+    const points = toLines(source, message.payload, Date.now(), this.config.topics.telemetry);
     if (!points.ok) {
       this.#messages.inc({ kind: source, outcome: "rejected" });
       this.#deadLetter(message, `influx-writer: ${points.error}`);

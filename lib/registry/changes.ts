@@ -4,8 +4,8 @@ import type { FanDetails } from "./registry.js";
 
 /**
  * What each registry write makes of a fan's record, as pure functions of the record before it: a
- * compare-and-set retry applies the same change again to the record it reads then. The same
- * rules as MemoryFanRegistry's.
+ * compare-and-set retry applies the same change again to the record it reads then. Both
+ * MemoryFanRegistry and NatsFanRegistry write through these, so the two follow one set of rules.
  */
 
 /** A fan registered (or updated, or let in again) by `by`: FanRegistry.add. */

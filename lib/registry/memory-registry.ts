@@ -1,10 +1,12 @@
 import { deviceIdProblem, type FanRecord, type FanState } from "./fan-record.js";
-import { DeviceIdError, DeviceUnknownError } from "./errors.js";
+import { added, approved, pendingRecord, retired, withPasswordHash } from "./changes.js";
+import { DeviceIdError } from "./errors.js";
 import type { FanDetails, FanRegistry, PendingOutcome } from "./registry.js";
 
 type Listener = (id: string, record: FanRecord | undefined) => void;
 
-/** The registry in this process's memory: `fanwatch start` without NATS, and tests. */
+/** The registry in this process's memory: `fanwatch start` without NATS, and tests. Its writes apply
+ * the change rules of changes.ts, as NatsFanRegistry's do. */
 export class MemoryFanRegistry implements FanRegistry {
   readonly #records = new Map<string, FanRecord>();
   readonly #listeners = new Set<Listener>();
@@ -24,44 +26,19 @@ export class MemoryFanRegistry implements FanRegistry {
   async add(id: string, details: FanDetails, by: string): Promise<FanRecord> {
     const problem = deviceIdProblem(id);
     if (problem !== undefined) throw new DeviceIdError(problem);
-    const at = this.now().toISOString();
-    const before = this.#records.get(id);
-    const record: FanRecord = {
-      id,
-      name: details.name ?? before?.name ?? "",
-      site: details.site ?? before?.site ?? "",
-      location: details.location ?? before?.location ?? "",
-      type: details.type ?? before?.type ?? "",
-      tags: details.tags ?? before?.tags ?? [],
-      state: "active",
-      created: before?.created ?? at,
-      approvedBy: before?.state === "active" ? before.approvedBy : by,
-      approvedAt: before?.state === "active" ? before.approvedAt : at,
-      ...((details.limits ?? before?.limits) === undefined ? {} : { limits: details.limits ?? before?.limits }),
-      ...(before?.mqttPasswordHash === undefined ? {} : { mqttPasswordHash: before.mqttPasswordHash }),
-    };
-    return this.#put(record);
+    return this.#put(added(this.#records.get(id), id, details, by, this.now().toISOString()));
   }
 
   async approve(id: string, by: string): Promise<FanRecord> {
-    const before = this.#records.get(id);
-    if (before?.state !== "pending")
-      throw new DeviceUnknownError(
-        before === undefined ? `no fan "${id}" in the registry` : `fan "${id}" is ${before.state}, not pending`,
-      );
-    return this.#put({ ...before, state: "active", approvedBy: by, approvedAt: this.now().toISOString() });
+    return this.#put(approved(this.#records.get(id), id, by, this.now().toISOString()));
   }
 
   async retire(id: string, by: string): Promise<FanRecord> {
-    const before = this.#records.get(id);
-    if (before === undefined) throw new DeviceUnknownError(`no fan "${id}" in the registry`);
-    return this.#put({ ...before, state: "retired", retiredBy: by, retiredAt: this.now().toISOString() });
+    return this.#put(retired(this.#records.get(id), id, by, this.now().toISOString()));
   }
 
   async setPasswordHash(id: string, hash: string): Promise<FanRecord> {
-    const before = this.#records.get(id);
-    if (before === undefined) throw new DeviceUnknownError(`no fan "${id}" in the registry`);
-    return this.#put({ ...before, mqttPasswordHash: hash });
+    return this.#put(withPasswordHash(this.#records.get(id), id, hash));
   }
 
   async markPending(id: string, maxPending: number): Promise<PendingOutcome> {
@@ -69,16 +46,7 @@ export class MemoryFanRegistry implements FanRegistry {
     if (deviceIdProblem(id) !== undefined) throw new DeviceIdError(deviceIdProblem(id) as string);
     const pending = [...this.#records.values()].filter((r) => r.state === "pending").length;
     if (pending >= maxPending) return "full";
-    this.#put({
-      id,
-      name: "",
-      site: "",
-      location: "",
-      type: "",
-      tags: [],
-      state: "pending",
-      created: this.now().toISOString(),
-    });
+    this.#put(pendingRecord(id, this.now().toISOString()));
     return "pending";
   }
 

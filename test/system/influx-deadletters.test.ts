@@ -17,7 +17,7 @@ const reading = JSON.stringify({
   sound: 50,
 });
 const prediction = JSON.stringify({ deviceID: "7", fault: 2, probability: 0.9 });
-/** Pretty-printed, as some fans send it: replayed as it was, listed on one line. */
+/** Pretty-printed, as some fans send it, on its per-fan topic: replayed as it was to that topic, listed on one line. */
 const pretty = JSON.stringify({ deviceID: "8", rotation: 1 }, null, 2);
 
 /** Stored, oldest first: what a user would find after a bad day, and one letter from yesterday. */
@@ -38,7 +38,7 @@ const letters: Array<{ minutesAgo: number; letter: (DeadLetter & { code?: string
   { minutesAgo: 30, letter: deadLetter("connector: no route", "fan/deadletter", '{"error":"loop"}') },
   { minutesAgo: 20, letter: "garbage on the dead-letter topic" },
   { minutesAgo: 10, letter: deadLetter("influx-writer: prediction fault: invalid", "fan/anomaly", prediction) },
-  { minutesAgo: 5, letter: deadLetter("predict: deviceID: bad \u001b[31mred", "fan/messages", pretty) },
+  { minutesAgo: 5, letter: deadLetter("predict: deviceID: bad \u001b[31mred", "fan/messages/8", pretty) },
 ];
 
 describe("fanwatch deadletters, against a real InfluxDB 1.6 and Mosquitto", () => {
@@ -52,6 +52,7 @@ describe("fanwatch deadletters, against a real InfluxDB 1.6 and Mosquitto", () =
         "deadletter",
         Buffer.from(typeof letter === "string" ? letter : JSON.stringify(letter)),
         now - minutesAgo * 60_000,
+        "fan/messages",
       );
       assert.ok(point.ok);
       return point.lines.join("\n");
@@ -73,7 +74,7 @@ describe("fanwatch deadletters, against a real InfluxDB 1.6 and Mosquitto", () =
     );
     assert.equal(lines[1], `    ${reading}`);
     assert.match(lines[6] ?? "", /Z {2}\(no topic\) {2}not a dead letter: not JSON: /);
-    assert.match(lines[10] ?? "", / {2}predict: deviceID: bad \\u001b\[31mred$/);
+    assert.match(lines[10] ?? "", /Z {2}fan\/messages\/8 {2}predict: deviceID: bad \\u001b\[31mred$/);
     assert.equal(lines[11], `    {\\n  "deviceID": "8",\\n  "rotation": 1\\n}`);
     assert.ok(!stdout.includes("\u001b"), "no raw escape reaches the terminal");
     assert.match(stderr, /^6 dead letters in the last 1h\n$/);
@@ -109,7 +110,12 @@ describe("fanwatch deadletters, against a real InfluxDB 1.6 and Mosquitto", () =
   });
 
   it("--replay publishes each untruncated payload to its topic at QoS 1 and says what it skipped", async () => {
-    const subscriber = await Collector.start(broker.url, ["fan/messages", "fan/anomaly", "fan/deadletter"]);
+    const subscriber = await Collector.start(broker.url, [
+      "fan/messages",
+      "fan/messages/8",
+      "fan/anomaly",
+      "fan/deadletter",
+    ]);
     try {
       const { code, stdout, stderr } = await runCli([
         "deadletters",
@@ -125,13 +131,23 @@ describe("fanwatch deadletters, against a real InfluxDB 1.6 and Mosquitto", () =
       assert.match(stderr, /skipping \S+ fan\/deadletter: from the dead-letter topic itself/);
       assert.match(stderr, /skipping \S+ \(no topic\): not a dead letter: no source topic/);
       // Published in order: once the last arrived, anything wrongly published before it has too.
-      await subscriber.waitFor("fan/messages", 2);
-      assert.deepEqual(subscriber.on("fan/messages"), [JSON.parse(reading), JSON.parse(pretty)]);
+      await subscriber.waitFor("fan/messages/8", 1);
+      assert.deepEqual(subscriber.on("fan/messages"), [JSON.parse(reading)]);
+      // To the per-fan topic in full, not to the normalised tag it is stored under.
+      assert.deepEqual(subscriber.on("fan/messages/8"), [JSON.parse(pretty)]);
       assert.deepEqual(subscriber.on("fan/anomaly"), [JSON.parse(prediction)]);
       assert.deepEqual(subscriber.on("fan/deadletter"), []);
     } finally {
       await subscriber.stop();
     }
+  });
+
+  it("tags dead letters with the per-fan topic normalised, so forged ids add no series", async () => {
+    const q = encodeURIComponent('SHOW TAG VALUES FROM "deadletter" WITH KEY = "topic"');
+    const response = await fetch(`${influx.url}/query?db=fan&q=${q}`);
+    const body = (await response.json()) as { results: Array<{ series?: Array<{ values: string[][] }> }> };
+    const values = (body.results[0]?.series?.[0]?.values ?? []).map((v) => v[1]).sort();
+    assert.deepEqual(values, ["fan/anomaly", "fan/deadletter", "fan/messages", "fan/messages/+"]);
   });
 
   it("exits 1 with the reason when InfluxDB cannot be read, 2 on a usage error", async () => {

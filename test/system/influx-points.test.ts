@@ -17,7 +17,7 @@ const scored = (timeStamp: string | number) =>
 
 /** The points of a message, as one text (a dead letter has one; a prediction with its reading, two). */
 function line(source: Source, payload: Buffer, arrivedAt: number): string {
-  const result = toLines(source, payload, arrivedAt);
+  const result = toLines(source, payload, arrivedAt, "fan/messages");
   assert.ok(result.ok, result.ok ? "" : result.error);
   return result.lines.join("\n");
 }
@@ -27,7 +27,7 @@ describe("points InfluxDB can store", () => {
     // lib/domain/telemetry.ts refuses such a time first (its own range is narrower); either way
     // the prediction and its reading are refused with a reason that names the timeStamp, and never written.
     for (const t of ["9999-12-31 23:59:59", "2262-04-12T00:00:00Z", 1e16]) {
-      const result = toLines("prediction", scored(t), 0);
+      const result = toLines("prediction", scored(t), 0, "fan/messages");
       assert.equal(result.ok, false, String(t));
       assert.match(result.ok ? "" : result.error, /^prediction timeStamp: /);
     }
@@ -47,7 +47,8 @@ describe("dead letters stored in InfluxDB 1.6", () => {
     const first = {
       ...deadLetter(
         "predict: rotation 25000 is outside the sensor's limits",
-        "fan/messages",
+        // A per-fan topic: tagged as fan/messages/+, stored in full as sourceTopic.
+        "fan/messages/7",
         '{"deviceID":"7","rotation":25000}',
       ),
       code: "FANWATCH_READING_IMPLAUSIBLE",
@@ -63,11 +64,17 @@ describe("dead letters stored in InfluxDB 1.6", () => {
     // InfluxDB lists fields and tags together, by name.
     const columns = [...Object.keys(SCHEMA.deadletter.fields), ...SCHEMA.deadletter.tags].sort();
     assert.deepEqual(series?.columns, ["time", ...columns]);
-    assert.deepEqual(columns, ["code", "error", "payload", "topic"]);
+    assert.deepEqual(columns, ["code", "error", "payload", "sourceTopic", "topic"]);
     assert.equal(series?.values.length, 2);
     const [a, b] = series?.values ?? [];
-    assert.deepEqual(a?.slice(1), ["FANWATCH_READING_IMPLAUSIBLE", first.error, first.payload, "fan/messages"]);
-    assert.deepEqual(b?.slice(1), [null, second.error, second.payload, "fan/anomaly"]);
+    assert.deepEqual(a?.slice(1), [
+      "FANWATCH_READING_IMPLAUSIBLE",
+      first.error,
+      first.payload,
+      "fan/messages/7",
+      "fan/messages/+",
+    ]);
+    assert.deepEqual(b?.slice(1), [null, second.error, second.payload, "fan/anomaly", "fan/anomaly"]);
     for (const row of [a, b])
       assert.match(String(row?.[0]), /^2026-11-27T10:00:00\.123\d*Z$/, "at the millisecond it arrived");
 

@@ -203,6 +203,7 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     assert.deepEqual(types, {
       "deadletter.error": "string",
       "deadletter.payload": "string",
+      "deadletter.sourceTopic": "string",
       "prediction.fault": "integer",
       "prediction.probability": "float",
       "telemetry.rotation": "float",

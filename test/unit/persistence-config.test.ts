@@ -28,6 +28,10 @@ interface RenameProcessor {
   tagpass: Record<string, string[]>;
   replace: Array<{ field: string; dest: string }>;
 }
+interface RegexProcessor {
+  namepass: string[];
+  tags: Array<{ key: string; pattern: string; replacement: string }>;
+}
 interface MqttInput {
   servers: string[];
   topics: string[];
@@ -92,6 +96,31 @@ function telegrafMetrics(input: MqttInput, message: Record<string, unknown>): Me
   return metrics;
 }
 
+/**
+ * What Telegraf's processors.regex (1.34) makes of metrics, for the conversions used here: tag
+ * conversions of the measurements in namepass, after Telegraf has put the variables `env` into the
+ * configuration; a value the pattern does not match is left as it is. Go's `(?s)` is JS's flag s;
+ * a replacement here is literal (Go would expand `$`).
+ */
+function telegrafRegex(
+  processors: RegexProcessor[],
+  metrics: Metric[],
+  env: Map<string, string | undefined>,
+): Metric[] {
+  const substitute = (text: string) => text.replace(/\$\{(\w+)\}/g, (_, name: string) => env.get(name) ?? "");
+  for (const processor of processors)
+    for (const metric of metrics.filter((m) => processor.namepass.includes(m.measurement)))
+      for (const conversion of processor.tags) {
+        const value = metric.tags[conversion.key];
+        const pattern = substitute(conversion.pattern);
+        const replacement = substitute(conversion.replacement);
+        assert.ok(!replacement.includes("$"), "a literal replacement");
+        const regex = pattern.startsWith("(?s)") ? new RegExp(pattern.slice(4), "s") : new RegExp(pattern);
+        if (value !== undefined && regex.test(value)) metric.tags[conversion.key] = value.replace(regex, replacement);
+      }
+  return metrics;
+}
+
 /** A line of line protocol as the same shape (the writer's points, to compare with Telegraf's). */
 function fromLine(line: string): Metric {
   const [head = "", fieldText = "", time = "0"] = line.split(" ");
@@ -117,7 +146,8 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
       inputs.map((i) => i.topics),
       [["${ANOMALY_TOPIC}"], ["${DEADLETTER_TOPIC}"], ["${ALARM_TOPIC}"]],
     );
-    assert.doesNotMatch(await read("deploy/telegraf/telegraf.conf"), /\$\{TELEMETRY_TOPIC\}/);
+    // The telemetry topic names only the dead letters' topic tag (processors.regex), no input.
+    assert.doesNotMatch(JSON.stringify(config.inputs), /TELEMETRY_TOPIC/);
     for (const input of inputs) {
       assert.equal(input.qos, 1);
       assert.equal(input.persistent_session, true);
@@ -174,7 +204,7 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
       },
     ];
     const writer = (message: Record<string, unknown>) => {
-      const points = toLines("prediction", Buffer.from(JSON.stringify(message)), 0);
+      const points = toLines("prediction", Buffer.from(JSON.stringify(message)), 0, "fan/messages");
       assert.ok(points.ok, JSON.stringify(points));
       return points.lines.map(fromLine);
     };
@@ -240,6 +270,38 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
     assert.deepEqual(
       (telegrafMetrics(input, letter) as Metric[]).map((m) => m.tags),
       [{ topic: "fan/messages/9" }],
+    );
+  });
+
+  it("tags a dead letter with its topic normalised, as the writer does, and keeps the full topic as sourceTopic", async () => {
+    const config = await toml<{ inputs: { mqtt_consumer: MqttInput[] }; processors: { regex?: RegexProcessor[] } }>(
+      "deploy/telegraf/telegraf.conf",
+    );
+    const input = config.inputs.mqtt_consumer.find((i) => i.topics[0] === "${DEADLETTER_TOPIC}");
+    assert.ok(input);
+    const k3s = parseYaml(await read("deploy/k3s/base/telegraf.yaml")) as {
+      spec: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } };
+    };
+    const env = new Map(k3s.spec.template.spec.containers[0]?.env.map((e) => [e.name, e.value]));
+    const telemetry = env.get("TELEMETRY_TOPIC") ?? "";
+    for (const topic of [`${telemetry}/9`, `${telemetry}/forged\nid`, telemetry, `${telemetry}X/9`, "fan/anomaly"]) {
+      const letter = { error: "e", topic, payload: "{}", at: "2026-11-27T10:00:00.000Z" };
+      const stored = telegrafRegex(config.processors.regex ?? [], telegrafMetrics(input, letter) as Metric[], env);
+      const line = toLines("deadletter", Buffer.from(JSON.stringify(letter)), 0, telemetry);
+      const writer = /^deadletter,topic=(\S+) /.exec(line.ok ? (line.lines[0] ?? "") : "")?.[1];
+      assert.deepEqual(
+        stored.map((m) => [m.tags.topic, m.fields.sourceTopic]),
+        [[writer, topic]],
+        topic,
+      );
+    }
+    assert.equal(
+      telegrafRegex(
+        config.processors.regex ?? [],
+        telegrafMetrics(input, { error: "e", topic: `${telemetry}/9`, payload: "{}", at: "" }) as Metric[],
+        env,
+      )[0]?.tags.topic,
+      `${telemetry}/+`,
     );
   });
 
@@ -331,7 +393,7 @@ describe("Grafana provisioning", () => {
 
 /** A message's points as one text, the lines joined (a health transition or a dead letter has one). */
 function toLine(source: Source, payload: Buffer, arrivedAt: number) {
-  const points = toLines(source, payload, arrivedAt);
+  const points = toLines(source, payload, arrivedAt, "fan/messages");
   return points.ok ? { ok: true, line: points.lines.join("\n") } : points;
 }
 
@@ -339,7 +401,7 @@ describe("the writer's points and InfluxDB APIs", () => {
   it("turns a prediction into its point and its reading's point, both at the reading's time", () => {
     const reading = { rotation: 612.3, temperature: 40, vibration: 151.7, sound: 48.9 };
     const scored = { deviceID: "fan 1", timeStamp: "2020-10-02 10:00:00", fault: 0, probability: 0.02, reading };
-    assert.deepEqual(toLines("prediction", Buffer.from(JSON.stringify(scored)), 0), {
+    assert.deepEqual(toLines("prediction", Buffer.from(JSON.stringify(scored)), 0, "fan/messages"), {
       ok: true,
       lines: [
         "prediction,deviceID=fan\\ 1 fault=0i,probability=0.02 1601632800000000000",
@@ -362,6 +424,7 @@ describe("the writer's points and InfluxDB APIs", () => {
       "prediction",
       Buffer.from(JSON.stringify({ ...scored, reading: { ...reading, sound: "loud" } })),
       0,
+      "fan/messages",
     );
     assert.equal(bad.ok, false);
     assert.match(bad.ok ? "" : bad.error, /^prediction reading\.sound: /);
@@ -373,7 +436,7 @@ describe("the writer's points and InfluxDB APIs", () => {
       timeStamp: "2026-11-27 10:00:00",
       implausible: { sensor: "rotation", value: 25000, code: "FANWATCH_READING_IMPLAUSIBLE" },
     };
-    assert.deepEqual(toLines("prediction", Buffer.from(JSON.stringify(notice)), 0), {
+    assert.deepEqual(toLines("prediction", Buffer.from(JSON.stringify(notice)), 0, "fan/messages"), {
       ok: true,
       lines: [],
       skipped: "sensor notice",
@@ -390,16 +453,29 @@ describe("the writer's points and InfluxDB APIs", () => {
     const coded = toLine("deadletter", Buffer.from(JSON.stringify({ ...letter, code: "FANWATCH_DEVICE_UNKNOWN" })), 1);
     assert.match(
       coded.ok ? coded.line : "",
-      /^deadletter,code=FANWATCH_DEVICE_UNKNOWN,topic=fan\/messages\/9 error="connector: device 9 is unknown",payload="\{\}" 1000\d{3}$/,
+      /^deadletter,code=FANWATCH_DEVICE_UNKNOWN,topic=fan\/messages\/\+ error="connector: device 9 is unknown",payload="\{\}",sourceTopic="fan\/messages\/9" 1000\d{3}$/,
     );
     for (const code of ["anything at all", 42, "FANWATCH_", `FANWATCH_${"X".repeat(65)}`]) {
       const point = toLine("deadletter", Buffer.from(JSON.stringify({ ...letter, code })), 1);
       assert.match(
         point.ok ? point.line : "",
-        /^deadletter,topic=fan\/messages\/9 error="connector: device 9 is unknown"/,
+        /^deadletter,topic=fan\/messages\/\+ error="connector: device 9 is unknown"/,
         String(code),
       );
     }
+  });
+
+  it("tags a dead letter with its topic normalised: every per-fan topic is one tag value, the full topic a field", () => {
+    const tagsAndTopic = (topic: string) => {
+      const line = toLine("deadletter", Buffer.from(JSON.stringify({ error: "e", topic, payload: "{}", at: "" })), 1);
+      const match = /^deadletter,topic=(\S+) .*,sourceTopic="(.*)" \d+$/.exec(line.ok ? line.line : "");
+      return [match?.[1], match?.[2]];
+    };
+    assert.deepEqual(tagsAndTopic("fan/messages/9"), ["fan/messages/+", "fan/messages/9"]);
+    assert.deepEqual(tagsAndTopic("fan/messages/forged/x"), ["fan/messages/+", "fan/messages/forged/x"]);
+    assert.deepEqual(tagsAndTopic("fan/messages"), ["fan/messages", "fan/messages"]);
+    assert.deepEqual(tagsAndTopic("fan/messagesX/9"), ["fan/messagesX/9", "fan/messagesX/9"]);
+    assert.deepEqual(tagsAndTopic("fan/anomaly"), ["fan/anomaly", "fan/anomaly"]);
   });
 
   it("stores a health event it does not know yet (a newer health function's) like the others", () => {
