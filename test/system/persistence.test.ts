@@ -394,11 +394,18 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
     const coded = await eventuallyValue(
       "the dead letter in InfluxDB",
       // A field with the tags: InfluxQL answers a SELECT of tags alone with nothing.
-      async () => (await influx.query(`SELECT "error", "code", "topic" FROM "deadletter"`))[0]?.values ?? [],
+      async () =>
+        (await influx.query(`SELECT "error", "code", "topic", "sourceTopic" FROM "deadletter"`))[0]?.values ?? [],
       (rows) => rows.length === 1,
       AT_INFLUX_PACE,
     );
-    assert.deepEqual(coded[0]?.slice(1), [letter.error, "FANWATCH_DEVICE_UNKNOWN", "fan/messages/quarantined-9"]);
+    // The topic tag is a fan's topic normalised (one series for every fan), the full topic a field.
+    assert.deepEqual(coded[0]?.slice(1), [
+      letter.error,
+      "FANWATCH_DEVICE_UNKNOWN",
+      "fan/messages/+",
+      "fan/messages/quarantined-9",
+    ]);
 
     // The old session's subscription is gone: a reading on fan/messages no longer even reaches the writer.
     await publisher.publishAsync("fan/messages", held("quarantined-2"), { qos: 1 });
