@@ -180,10 +180,10 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     await parts.start(page);
     await parts.start(new FleetViewService(fleet, as("view"), gateway, log, registry));
     const connector = await parts.start(
-      connectorOf(options, as("connector"), topics, gateway, registry, healthState.natsUrl),
+      connectorOf(options, as("connector"), topics, gateway, registry, healthState.natsUrl, broker !== undefined),
     );
     say(
-      `connector routing ${topics.telemetry} and ${topics.anomaly} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.port}/healthz)`,
+      `connector routing ${topics.telemetry}, ${topics.telemetry}/<id> and ${topics.anomaly} through the gateway (health on http://${reachableHost(options.gatewayHost)}:${connector.port}/healthz)`,
     );
     const simulator =
       options.fleet.fans > 0 ? await parts.start(simulatorOf(options, as("simulator"), topics)) : undefined;
@@ -338,6 +338,7 @@ function connectorOf(
   gateway: GatewayService,
   registry: FanRegistry,
   natsUrl: string | undefined,
+  embeddedBroker: boolean,
 ): Connector {
   const settings = {
     gateway_url: gateway.url,
@@ -353,6 +354,9 @@ function connectorOf(
     // The system's registry (given: NATS_URL opens no second one) checks the readings; NATS, when
     // it runs, holds the quarantine of pending fans' readings.
     NATS_URL: natsUrl ?? "",
+    // aedes speaks MQTT 3.1.1 only: asking it for an MQTT 5 session expiry first would only print
+    // warnings at every start. A broker of your own gets the connector's default.
+    ...(embeddedBroker ? { session_expiry_s: 0 } : {}),
   };
   return new Connector({ ...readConnectorConfig(env, settings), mqtt, basicAuth: gateway.credentials }, log, {
     registry,
