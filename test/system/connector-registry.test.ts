@@ -58,7 +58,7 @@ describe("only known fans get in: the connector's registry gate", { timeout: 120
     logLines = [];
     registry = new MemoryFanRegistry();
     gateway = new FakeGateway();
-    gateway.functions = [{ name: "predict", annotations: { topic: "fan/messages, fan/messages/+" } }];
+    gateway.functions = [{ name: "predict", annotations: { topic: "fan/messages,fan/messages/+" } }];
     gatewayUrl = await gateway.listen();
     publisher = await mqtt.connectAsync(broker.url, { clientId: `registry-test-publisher-${Math.random()}` });
     collector = await Collector.start(broker.url, ["fan/deadletter", "fan/anomaly"]);
@@ -455,7 +455,7 @@ describe("fanwatch connector with NATS_URL: the registry in NATS", { timeout: 12
     registry = await openFanRegistry({ url: nats.url });
     secrets = await writeGatewaySecrets("fanwatch-secrets-", FAKE_GATEWAY_USER, FAKE_GATEWAY_PASSWORD);
     gateway = new FakeGateway();
-    gateway.functions = [{ name: "predict", annotations: { topic: "fan/messages, fan/messages/+" } }];
+    gateway.functions = [{ name: "predict", annotations: { topic: "fan/messages,fan/messages/+" } }];
     publisher = await mqtt.connectAsync(broker.url, { clientId: "registry-process-publisher" });
     collector = await Collector.start(broker.url, ["fan/deadletter"]);
   });

@@ -177,7 +177,7 @@ describe("fanwatch start with the embedded broker", { timeout: 180_000 }, () => 
     }>;
     assert.deepEqual(functions.map((f) => f.name).sort(), ["health", "predict", "score"]);
     const predict = functions.find((f) => f.name === "predict");
-    assert.equal(predict?.annotations.topic, "fan/messages, fan/messages/+");
+    assert.equal(predict?.annotations.topic, "fan/messages,fan/messages/+");
     assert.equal(predict?.labels["com.openfaas.scale.max"], "5");
     assert.equal(predict?.availableReplicas, 1);
     assert.equal(

@@ -49,7 +49,7 @@ describe("stack.yml", () => {
   });
 
   it("triggers predict from the telemetry topic, bare and per fan, and health from the anomaly topic", () => {
-    assert.equal(stack.functions.predict?.annotations.topic, "fan/messages, fan/messages/+");
+    assert.equal(stack.functions.predict?.annotations.topic, "fan/messages,fan/messages/+");
     assert.equal(stack.functions.health?.annotations.topic, "fan/anomaly");
     assert.equal(
       stack.functions.health?.environment.ANOMALY_TOPIC,
