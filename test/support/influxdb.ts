@@ -43,6 +43,18 @@ export const INFLUX_WRITER = { username: "writer", password: "writer-secret" };
 /** A real InfluxDB 1.x (Debian's influxd) on free ports with its data in a temporary folder, database `fan` created unless told not to. */
 export async function startInfluxDB(options: InfluxOptions = {}): Promise<Influx> {
   if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: apt-get install -y influxdb`);
+  // A free port may be taken between its pick and influxd's bind (several start at once in some
+  // tests): influxd then exits at once, and a fresh start on other ports is the cure.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnFreePorts(options);
+    } catch (error) {
+      if (attempt >= 3 || !/influxd exited/.test(String((error as Error).message))) throw error;
+    }
+  }
+}
+
+async function startOnFreePorts(options: InfluxOptions): Promise<Influx> {
   const dir = await mkdtemp(join(tmpdir(), "fanwatch-influxdb-"));
   const [httpPort, rpcPort] = [await freePort(), await freePort()];
   const url = `http://127.0.0.1:${httpPort}`;
@@ -58,7 +70,10 @@ export async function startInfluxDB(options: InfluxOptions = {}): Promise<Influx
       "[continuous_queries]\n  enabled = false",
     ].join("\n"),
   );
-  let child = await launch(dir, url);
+  let child = await launch(dir, url).catch(async (error: unknown) => {
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  });
   const admin =
     options.auth === true
       ? {

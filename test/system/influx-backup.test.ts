@@ -66,17 +66,23 @@ describe("InfluxDB backup and restore (docs/persistence.md) with Debian's influx
   let source: Influx;
   let fresh: Influx;
   let existing: Influx;
+  const started: Influx[] = [];
   let work: string;
   before(async () => {
     work = await mkdtemp(join(tmpdir(), "fanwatch-influx-backup-"));
     await writeFile(join(work, "writer"), "write-secret");
     await writeFile(join(work, "reader"), "read-secret");
-    [source, fresh, existing] = await Promise.all([
-      startInfluxDB({ auth: true }),
-      // Empty, as a new volume with only the admin (what the image makes at first start).
-      startInfluxDB({ auth: true, createDatabase: false }),
-      startInfluxDB({ auth: true, createDatabase: false }),
-    ]);
+    // One after the other: a server that failed to start must not leave the others running (the
+    // file would never end), and `after` stops those that did.
+    const launch = async (options: Parameters<typeof startInfluxDB>[0]) => {
+      const influx = await startInfluxDB(options);
+      started.push(influx);
+      return influx;
+    };
+    source = await launch({ auth: true });
+    // Empty, as a new volume with only the admin (what the image makes at first start).
+    fresh = await launch({ auth: true, createDatabase: false });
+    existing = await launch({ auth: true, createDatabase: false });
     assert.equal((await setup(source, work)).code, 0);
     const start = BigInt(Math.floor(Date.now() / 1000) - SECONDS - 60);
     const lines: string[] = [];
@@ -93,7 +99,7 @@ describe("InfluxDB backup and restore (docs/persistence.md) with Debian's influx
     assert.deepEqual(await writer.write(lines), { rejected: [] });
   });
   after(async () => {
-    await Promise.all([source.stop(), fresh.stop(), existing.stop()]);
+    await Promise.all(started.map((influx) => influx.stop()));
     await rm(work, { recursive: true, force: true });
   });
 
