@@ -102,6 +102,21 @@ export const SensorIssueSchema = z.object({
 });
 export type SensorIssue = z.infer<typeof SensorIssueSchema>;
 
+/** What a warning was judged against: the fan's own learnt baseline, or (a fan too new to have one) the fleet's healthy ranges. */
+export const WARNING_BASES = ["baseline", "fleet-range"] as const;
+export type WarningBasis = (typeof WARNING_BASES)[number];
+
+/**
+ * The interval around a warning's eta: the alarm is expected between `from` and `to` with
+ * probability `coverage` (0.8: four times in five), a coverage measured on the health benchmark.
+ */
+export const EtaIntervalSchema = z.object({
+  from: isoTime,
+  to: isoTime,
+  coverage: z.number().gt(0).lt(1),
+});
+export type EtaInterval = z.infer<typeof EtaIntervalSchema>;
+
 /** Why a transition is not to be notified: the fan was shelved, or in a maintenance window, when it happened. */
 export const MUTED_BY = ["shelved", "maintenance"] as const;
 export type MutedBy = (typeof MUTED_BY)[number];
@@ -122,6 +137,12 @@ export const HealthRecordSchema = z.object({
   probability: z.number().min(0).max(1),
   /** For warnings: when the fan is expected to reach the alarm if its trend goes on. */
   eta: isoTime.nullable(),
+  /** For warnings with an eta: the interval the alarm is expected in. Optional: records written before it existed. */
+  etaInterval: EtaIntervalSchema.nullable().optional(),
+  /** For warnings: what the drift was judged against (the fan's own baseline, or the fleet's ranges while it has none). */
+  basis: z.enum(WARNING_BASES).nullable().optional(),
+  /** For warnings: every sensor drifting, the cause first. */
+  sensors: z.array(sensor).max(FEATURES.length).nullable().optional(),
   /** Time of the newest reading evaluated. */
   lastSeen: isoTime,
   acknowledged: z.boolean(),
@@ -154,6 +175,9 @@ export const AlarmTransitionSchema = HealthRecordSchema.pick({
   contributions: true,
   probability: true,
   eta: true,
+  etaInterval: true,
+  basis: true,
+  sensors: true,
   since: true,
   acknowledged: true,
 }).extend({
@@ -219,6 +243,7 @@ const OPTIONAL_FIELDS = [
 /** The transition a record's change makes: the record's public fields, what happened, when, and its id. */
 export function transitionFrom(record: HealthRecord, change: TransitionChange): AlarmTransition {
   const { deviceID, state, severity, cause, contributions, probability, eta, since, acknowledged } = record;
+  const { etaInterval, basis, sensors } = record;
   const transition: AlarmTransition = {
     id: change.id,
     event: change.event,
@@ -235,6 +260,10 @@ export function transitionFrom(record: HealthRecord, change: TransitionChange): 
     acknowledged,
     site: change.site ?? "local",
   };
+  // Warnings' fields, on the transitions of fans that have them (absent: older records, and tests compare transitions whole).
+  if (etaInterval != null) transition.etaInterval = etaInterval;
+  if (basis != null) transition.basis = basis;
+  if (sensors != null) transition.sensors = sensors;
   // Absent rather than undefined: the transition is JSON, and tests compare it whole.
   for (const key of OPTIONAL_FIELDS) if (change[key] !== undefined) Object.assign(transition, { [key]: change[key] });
   return transition;
