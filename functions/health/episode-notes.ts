@@ -1,7 +1,7 @@
 import type { FeatureName } from "../../lib/domain/features.js";
 import type { FindingResult } from "../../lib/domain/health.js";
 import { HealthConflictError, HealthNotFoundError, InputError } from "../../lib/errors.js";
-import { done, emit, work, type Evaluation, type FanHealth } from "./evaluator.js";
+import { done, emit, relearn, work, type Evaluation, type FanHealth } from "./evaluator.js";
 import { isoTime as iso } from "./iso-time.js";
 import { RECENT_EPISODES } from "./tracker.js";
 
@@ -90,6 +90,8 @@ export function recordFinding(
       by: f.by,
       at,
     };
+  // Someone looked at the fan (and, when something was found, repaired it): it is learnt afresh.
+  if (fan.latest && f.result !== "not-checked") relearn(w, "finding");
   emit(w, "finding", now, {
     alarmId,
     by: f.by,

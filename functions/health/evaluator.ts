@@ -29,6 +29,9 @@ import {
 } from "./tracker.js";
 import { estimateEta, longestRunSide, recordExceedances, sensorsOutOfRange, warningSide } from "./trend.js";
 import { newSensorTrack, noteImplausible, noteReading, sensorsBelievable, type SensorFinding } from "./sensors.js";
+import { isReady, learn, newBaseline, READY_LEARN_EVERY } from "./baseline.js";
+import { detect, driftingSides, inControl, newDrift, warningSides } from "./drift.js";
+import { driftEta, fleetEtaInterval, type Eta } from "./eta.js";
 
 /**
  * The health rules (docs/health.md): pure functions of a fan's stored health, the predictions that
@@ -110,7 +113,7 @@ export function checkSilence(
   const w = work(current, now);
   // A fan nobody can see deserves a look even when it was ok; an open alarm keeps its severity.
   const severity: Severity = w.record.severity === "none" ? "minor" : w.record.severity;
-  Object.assign(w.record, { state: "silent", since: iso(now), severity, eta: null });
+  Object.assign(w.record, { state: "silent", since: iso(now), severity, eta: null, etaInterval: null });
   emit(w, "silent", now);
   return { next: { record: w.record, tracker: w.tracker }, transitions: w.transitions };
 }
@@ -227,7 +230,10 @@ export function expire(current: FanHealth, now: number): Evaluation | undefined 
   if (!shelvingEnds && !windowEnds) return undefined;
   const w = work(current, now);
   if (shelvingEnds) Object.assign(w.record, { shelvedUntil: null, shelvedBy: null });
-  if (windowEnds) w.record.maintenance = null;
+  if (windowEnds) {
+    w.record.maintenance = null;
+    relearn(w, "maintenance");
+  }
   const open = w.tracker.state === "warning" || w.tracker.state === "alarm" || w.record.state === "silent";
   if (open && mutedBy(w.record, now, now) === undefined) emit(w, "resumed", now);
   return done(w);
@@ -244,6 +250,16 @@ export function sweepFan(
   const silent = judgeSilence ? checkSilence(expired?.next ?? current, now, policy) : undefined;
   if (silent === undefined) return expired;
   return { next: silent.next, transitions: [...(expired?.transitions ?? []), ...silent.transitions] };
+}
+
+/**
+ * A fan back from maintenance, or with a finding, is a new fan: its baseline is learnt again from
+ * its next readings (meanwhile warnings come from the fleet's ranges).
+ */
+export function relearn(w: Work, reason: "finding" | "maintenance"): void {
+  if (w.tracker.baseline === undefined) return;
+  w.tracker.baseline = newBaseline(w.now, reason);
+  w.tracker.drift = undefined;
 }
 
 /** A change being made to a fan: episode-notes.ts makes its changes with it too. */
@@ -396,16 +412,55 @@ function step(w: Work, deviceID: string, input: HealthInput, now: number, policy
           ? round6(p.contributions)
           : round6(blend(t.contributions, p.contributions, 1 / policy.alarmWindow));
   }
-  if (p.reading !== undefined)
-    recordExceedances(
+  if (p.reading !== undefined) {
+    const exceeded = recordExceedances(
       t,
       distrusted === undefined ? p.reading : believed(p.reading, distrusted, policy),
       idx,
       at,
       policy,
     );
+    if (policy.baselineReadings > 0) followBaseline(w, p.reading, exceeded > 0, idx, at, policy);
+  }
 
   decide(w, idx, at, policy);
+}
+
+/**
+ * The fan's own baseline and the drift against it (baseline.ts, drift.ts). The baseline learns
+ * only what looks healthy: no episode open, no sensor under an issue, every sensor within its
+ * fleet range and, once it is used, every drift statistic below half its threshold.
+ */
+function followBaseline(
+  w: Work,
+  reading: PerSensor,
+  exceeded: boolean,
+  idx: number,
+  at: number,
+  policy: HealthPolicy,
+): void {
+  const t = w.tracker;
+  const baseline = t.baseline ?? newBaseline(at, "new");
+  const distrusted = w.record.sensorIssue?.sensor;
+  const healthy = !exceeded && distrusted === undefined && t.state !== "warning" && t.state !== "alarm";
+  if (isReady(baseline)) {
+    const drift = detect(t.drift ?? newDrift(), baseline, reading, idx, policy, distrusted);
+    t.drift = drift;
+    if (healthy && idx % READY_LEARN_EVERY === 0 && inControl(drift, policy))
+      t.baseline = learn(baseline, reading, at, policy);
+  } else if (healthy) t.baseline = learn(baseline, reading, at, policy);
+  else t.baseline = baseline;
+}
+
+/**
+ * The sides drifting from the fan's own baseline (none while it has none): to open a warning,
+ * only once a rate is known well enough for an eta; an open one goes on while any side drifts.
+ */
+function driftNow(t: Tracker, idx: number, policy: HealthPolicy): number[] {
+  if (t.drift === undefined || !isReady(t.baseline)) return [];
+  return t.state === "warning" || t.state === "alarm"
+    ? driftingSides(t.drift, policy)
+    : warningSides(t.drift, idx, policy);
 }
 
 /** The reading with `sensor`'s value replaced by the middle of its healthy range: a value that is evidence of nothing. */
@@ -436,7 +491,8 @@ function clearSensorIssue(w: Work, at: number): void {
 function decide(w: Work, idx: number, at: number, policy: HealthPolicy): void {
   const t = w.tracker;
   const alarmNow = popcount(t.flags) >= policy.alarmCount;
-  const warnSide = warningSide(t, idx, policy);
+  const drifting = driftNow(t, idx, policy);
+  const warnSide = drifting.length > 0 ? (drifting[0] as number) : warningSide(t, idx, policy);
   const quietSince = (time: number | null) => time === null || at - (t.base + time) >= policy.quietMs;
   switch (t.state) {
     case "ok":
@@ -448,7 +504,7 @@ function decide(w: Work, idx: number, at: number, policy: HealthPolicy): void {
         // One fault short of an alarm, the next reading decides: a sudden fault raises its alarm
         // alone rather than a warning and an alarm two seconds apart.
         open(w, at);
-        raiseWarning(w, warnSide, at, policy);
+        raiseWarning(w, drifting, warnSide, idx, at, policy);
       } else if (t.state === "cleared" && at - (t.base + t.stateSince) >= policy.clearedHoldMs) {
         t.contributions = null;
         enter(w, "ok", at, {
@@ -456,7 +512,7 @@ function decide(w: Work, idx: number, at: number, policy: HealthPolicy): void {
           severity: "none",
           cause: null,
           contributions: null,
-          eta: null,
+          ...NO_WARNING,
           acknowledged: false,
           acknowledgedBy: null,
           note: null,
@@ -471,11 +527,11 @@ function decide(w: Work, idx: number, at: number, policy: HealthPolicy): void {
         quietSince(t.lastFaultAt) &&
         quietSince(t.lastExceedAt)
       )
-        enter(w, "cleared", at, { severity: "none", eta: null });
+        enter(w, "cleared", at, { severity: "none", ...NO_WARNING });
       else {
-        const eta = estimateEta(t, at, policy);
-        w.record.eta = eta === null ? null : iso(eta);
-        escalate(w, eta, at, policy);
+        if (warnSide >= 0) describeWarning(w, drifting, warnSide, idx, at, policy);
+        else Object.assign(w.record, etaFields(fleetEta(t, at, policy), policy));
+        escalate(w, w.record.eta == null ? null : Date.parse(w.record.eta), at, policy);
       }
       return;
     case "alarm":
@@ -483,7 +539,7 @@ function decide(w: Work, idx: number, at: number, policy: HealthPolicy): void {
       // still leaves its range (a warning's worth of exceedances, or any within the quiet period)
       // the episode goes on rather than clearing and raising again.
       if (warnSide < 0 && t.healthyRun >= policy.clearCount && quietSince(t.lastFaultAt) && quietSince(t.lastExceedAt))
-        enter(w, "cleared", at, { severity: "none", eta: null });
+        enter(w, "cleared", at, { severity: "none", ...NO_WARNING });
       else if (t.contributions !== null)
         Object.assign(w.record, { contributions: rounded(t.contributions), cause: largest(t.contributions) });
       return;
@@ -514,25 +570,54 @@ function raiseAlarm(w: Work, idx: number, at: number, policy: HealthPolicy): voi
     severity,
     cause,
     contributions,
-    eta: null,
+    ...NO_WARNING,
     acknowledged: false,
     acknowledgedBy: null,
     note: null,
   });
 }
 
-function raiseWarning(w: Work, side: number, at: number, policy: HealthPolicy): void {
-  const eta = estimateEta(w.tracker, at, policy);
-  enter(w, "warning", at, {
-    severity: "minor",
-    cause: sensorOfSide(side),
-    contributions: null,
-    eta: eta === null ? null : iso(eta),
-  });
+/** What a record says of a warning, none of which an alarm or a healthy fan has. */
+const NO_WARNING = { eta: null, etaInterval: null, basis: null, sensors: null } as const;
+
+function raiseWarning(w: Work, drifting: number[], side: number, idx: number, at: number, policy: HealthPolicy): void {
+  enter(w, "warning", at, { severity: "minor", contributions: null, ...describe(w.tracker, drifting, side, idx, at, policy) });
   // An eta within the horizon already: the warning is escalated at once (its own transition, so
   // that every severity change of an open warning is an `escalated` one).
-  escalate(w, eta, at, policy);
+  escalate(w, w.record.eta == null ? null : Date.parse(w.record.eta), at, policy);
 }
+
+/** An open warning's cause, sensors, basis and eta, as they are now (no transition: the record follows them). */
+function describeWarning(w: Work, drifting: number[], side: number, idx: number, at: number, policy: HealthPolicy): void {
+  Object.assign(w.record, describe(w.tracker, drifting, side, idx, at, policy));
+}
+
+/**
+ * A warning judged against the fan's own baseline names every drifting sensor and extrapolates
+ * their fitted lines; one from the fleet's ranges (the fan has no baseline yet, or it drifted while
+ * its baseline was learnt) names the side's sensor and extrapolates its exceedances (trend.ts).
+ */
+function describe(t: Tracker, drifting: number[], side: number, idx: number, at: number, policy: HealthPolicy) {
+  if (drifting.length > 0 && t.baseline !== undefined && t.drift !== undefined) {
+    const sensors = [...new Set(drifting.map(sensorOfSide))];
+    const eta = driftEta(t.baseline, t.drift, drifting, idx, at, t.dt, policy);
+    return { cause: sensors[0] as FeatureName, sensors, basis: "baseline" as const, ...etaFields(eta, policy) };
+  }
+  const cause = sensorOfSide(side);
+  return { cause, sensors: [cause], basis: "fleet-range" as const, ...etaFields(fleetEta(t, at, policy), policy) };
+}
+
+function fleetEta(t: Tracker, at: number, policy: HealthPolicy): Eta | null {
+  const eta = estimateEta(t, at, policy);
+  return eta === null ? null : fleetEtaInterval(at, eta);
+}
+
+function etaFields(eta: Eta | null, policy: HealthPolicy) {
+  return eta === null
+    ? { eta: null, etaInterval: null }
+    : { eta: iso(eta.at), etaInterval: { from: iso(eta.from), to: iso(eta.to), coverage: policy.etaCoverage } };
+}
+
 
 /** A minor warning whose eta (ms) is within the escalation horizon of `at` becomes major: once per episode. */
 function escalate(w: Work, eta: number | null, at: number, policy: HealthPolicy): void {

@@ -33,6 +33,8 @@ export interface UpdateOptions {
   now: () => number;
   log: Logger;
   metrics: HealthMetrics;
+  /** Told of every fan written, with its health before and after (the baseline publisher). */
+  onWritten?: ((deviceID: string, before: FanHealth | undefined, after: FanHealth) => void) | undefined;
 }
 
 export interface UpdateResult {
@@ -197,6 +199,7 @@ export class FanUpdater {
         continue;
       }
       for (const { transition } of fresh) options.metrics.transitions.inc({ event: transition.event });
+      options.onWritten?.(deviceID, entry?.health, health);
       await this.#send(deviceID, [...resend, ...fresh], written, budget);
       options.metrics.resent.inc(resend.length);
       return { record: health.record, outcomes };

@@ -31,6 +31,9 @@ import { EvidenceRecorder } from "./evidence.js";
 import type { EpisodeEvidence, HealthySample } from "./evidence-read.js";
 import type { HistoryAnswer } from "./history.js";
 import { historyGet, historyRoute } from "./history-route.js";
+import { BaselinePublisher } from "./baseline-publisher.js";
+import { baselineGet, isBaselineRoute } from "./baseline-route.js";
+import type { PublishedBaseline } from "../../lib/domain/baseline.js";
 import { HealthMetrics } from "./metrics.js";
 import { readHealthPolicy, type HealthPolicy } from "./policy.js";
 import { listFans, parseQuery, type HealthListing } from "./query.js";
@@ -81,6 +84,8 @@ interface Health {
   evidence: EvidenceRecorder | undefined;
   /** With NATS: which fans the device registry says are retired. */
   retired: RetiredFans | undefined;
+  /** With NATS: publishes the fans' baselines in fan_baselines. */
+  baselines: BaselinePublisher | undefined;
 }
 
 const log = createLogger("health");
@@ -164,6 +169,17 @@ export async function init(): Promise<void> {
       log,
     });
   }
+  // With NATS, each fan's baseline is published in fan_baselines (baseline-publisher.ts).
+  const baselines =
+    natsStore === undefined
+      ? undefined
+      : new BaselinePublisher({
+          connection: () => natsStore.connection,
+          replicas: config.kvReplicas,
+          policy,
+          log,
+          writes: counters.baselinePublishes,
+        });
   // Not waiting for a broker that is away: transitions wait in their fans' outboxes instead.
   const publisher = new Publisher(mqtt, { waitForConnection: false });
   const updater = new FanUpdater(store, publisher, {
@@ -176,6 +192,7 @@ export async function init(): Promise<void> {
     now: Date.now,
     log,
     metrics: counters,
+    onWritten: baselines === undefined ? undefined : (id, before, after) => baselines.written(id, before, after),
   });
   // With NATS, the device registry says which fans are retired: no silence, no alarm for them.
   const retired = config.natsUrl === undefined ? undefined : new RetiredFans(config.natsUrl, config.kvReplicas, log);
@@ -190,7 +207,7 @@ export async function init(): Promise<void> {
     ...(retired === undefined ? {} : { retired: (id: string) => retired.isRetired(id) }),
   });
   silence.start();
-  health = { config, policy, mqtt, publisher, store, updater, silence, nats: natsStore, evidence, retired };
+  health = { config, policy, mqtt, publisher, store, updater, silence, nats: natsStore, evidence, retired, baselines };
   log.info(
     {
       event: "configured",
@@ -216,6 +233,7 @@ export async function handler(
   | HistoryAnswer
   | EpisodeEvidence
   | HealthySample
+  | PublishedBaseline
   | Record<string, unknown>
 > {
   const h = ready();
@@ -226,6 +244,7 @@ export async function handler(
       const budget = Deadline.forCall(event.headers["x-timeout-ms"], h.config.budgetMs, "health", "HEALTH_BUDGET_MS");
       return historyGet(route, { store: h.store, nats: h.nats, site: h.config.site }, event.query, budget);
     }
+    if (isBaselineRoute(event.path)) return baselineGet(h.store, h.policy, event.query);
     const query = parseQuery(event.query);
     if (!h.store.available)
       throw new StoreUnavailableError(`the health store is unavailable (${h.store.description}); try again later`);
@@ -532,8 +551,9 @@ function oneTransition(result: { record: HealthRecord | undefined; transitions: 
 
 export async function close(): Promise<void> {
   if (health === undefined) return;
-  const { silence, store, mqtt, retired } = health;
+  const { silence, store, mqtt, retired, baselines } = health;
   health = undefined;
+  baselines?.close();
   await silence.stop();
   await retired?.close();
   await store.close();

@@ -43,6 +43,13 @@ export class HealthMetrics {
     registers: [this.registry],
   });
 
+  readonly baselinePublishes = new Counter({
+    name: "health_baseline_publishes_total",
+    help: "Fans' baselines written to the KV bucket fan_baselines, by result (ok, failed: published at the fan's next change)",
+    labelNames: ["result"],
+    registers: [this.registry],
+  });
+
   constructor(countFans: () => Record<string, number>) {
     new Gauge({
       name: "health_fans",

@@ -5,12 +5,13 @@ import { defineSettings, readSettings } from "../../lib/infra/settings.js";
 import { HEALTHY_RANGES, type Range } from "../../lib/domain/fan-ranges.js";
 import type { FeatureName } from "../../lib/domain/features.js";
 import type { SensorPolicy } from "./sensors.js";
+import type { EtaPolicy } from "./eta.js";
 
 /**
  * Every parameter of the health rules, in one place. docs/health.md explains the rules;
  * `npm run bench:health` measures them (docs/benchmarks.md, "Health quality").
  */
-export interface HealthPolicy extends SensorPolicy {
+export interface HealthPolicy extends SensorPolicy, EtaPolicy {
   /** Raise an alarm when `alarmCount` of the last `alarmWindow` predictions say fault. HEALTH_ALARM_WINDOW */
   alarmWindow: number;
   /** HEALTH_ALARM_COUNT */
@@ -93,6 +94,12 @@ export const DEFAULT_POLICY: HealthPolicy = Object.freeze({
   implausibleWindowMs: 10 * 60_000,
   stuckReadings: 30,
   clearReadings: 300,
+  baselineReadings: 1_800,
+  baselineMemory: 302_400,
+  driftK: 0.5,
+  driftH: 25,
+  driftRateError: 0.15,
+  etaCoverage: 0.8,
 });
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -192,6 +199,42 @@ export const HEALTH_POLICY_SETTINGS = defineSettings({
     default: p.clearReadings,
     schema: int(1, 1_000_000).default(p.clearReadings),
   },
+  HEALTH_BASELINE_READINGS: {
+    env: ["HEALTH_BASELINE_READINGS"],
+    help: "readings a fan's own baseline is learnt from before it is used (0: no baselines)",
+    default: p.baselineReadings,
+    schema: int(0, 10_000_000).default(p.baselineReadings),
+  },
+  HEALTH_BASELINE_MEMORY: {
+    env: ["HEALTH_BASELINE_MEMORY"],
+    help: "once learnt, a reading in control moves the baseline by 1/this",
+    default: p.baselineMemory,
+    schema: int(1, 100_000_000).default(p.baselineMemory),
+  },
+  HEALTH_DRIFT_K: {
+    env: ["HEALTH_DRIFT_K"],
+    help: "the drift detector's reference value k, in spreads of the fan's baseline",
+    default: p.driftK,
+    schema: z.coerce.number().min(0).max(10).default(p.driftK),
+  },
+  HEALTH_DRIFT_H: {
+    env: ["HEALTH_DRIFT_H"],
+    help: "its decision interval h, in spreads: a warning when a sensor's CUSUM reaches it",
+    default: p.driftH,
+    schema: z.coerce.number().gt(0).max(1_000).default(p.driftH),
+  },
+  HEALTH_DRIFT_RATE_ERROR: {
+    env: ["HEALTH_DRIFT_RATE_ERROR"],
+    help: "a drift warns once its rate's standard error is at most this share of the rate",
+    default: p.driftRateError,
+    schema: z.coerce.number().gt(0).max(10).default(p.driftRateError),
+  },
+  HEALTH_ETA_COVERAGE: {
+    env: ["HEALTH_ETA_COVERAGE"],
+    help: "the chance the alarm comes within a warning's eta interval",
+    default: p.etaCoverage,
+    schema: z.coerce.number().min(0.5).max(0.99).default(p.etaCoverage),
+  },
 });
 
 /** HEALTH_* overrides of DEFAULT_POLICY, from the environment unless `env` is given; a bad or impossible value throws a ConfigError naming it. */
@@ -222,5 +265,11 @@ export function readHealthPolicy(env?: NodeJS.ProcessEnv): HealthPolicy {
     implausibleWindowMs: e.HEALTH_SENSOR_WINDOW,
     stuckReadings: e.HEALTH_STUCK_READINGS,
     clearReadings: e.HEALTH_SENSOR_CLEAR_READINGS,
+    baselineReadings: e.HEALTH_BASELINE_READINGS,
+    baselineMemory: e.HEALTH_BASELINE_MEMORY,
+    driftK: e.HEALTH_DRIFT_K,
+    driftH: e.HEALTH_DRIFT_H,
+    driftRateError: e.HEALTH_DRIFT_RATE_ERROR,
+    etaCoverage: e.HEALTH_ETA_COVERAGE,
   });
 }

@@ -4,9 +4,10 @@ import { HEALTH_STATES } from "../../lib/domain/health.js";
 import { PerSensorSchema, type PerSensor, type Prediction } from "../../lib/domain/prediction.js";
 import type { SensorNotice } from "../../lib/domain/sensor-notice.js";
 import { SensorTrackSchema } from "./sensors.js";
+import { BaselineTrackSchema } from "./baseline.js";
+import { DriftTrackSchema, SIDES } from "./drift.js";
 
-/** Sides of the sensors' healthy ranges: side 2i is below FEATURES[i]'s range, 2i+1 above it. */
-export const SIDES = FEATURES.length * 2;
+export { SIDES };
 
 /**
  * One side's run of exceedances (for the warning and the eta), as a tuple to keep the entry small:
@@ -84,6 +85,10 @@ export const TrackerSchema = z.object({
   episodes: z.array(z.string()).max(RECENT_EPISODES).default([]),
   /** What the sensor rules remember (sensors.ts); absent until the first reading, and in entries written before it existed. */
   sensors: SensorTrackSchema.optional(),
+  /** The fan's own baseline (baseline.ts); absent in entries written before it existed (learning starts then). */
+  baseline: BaselineTrackSchema.optional(),
+  /** The drift detector (drift.ts), present once the baseline is ready. */
+  drift: DriftTrackSchema.optional(),
 });
 export type Tracker = z.infer<typeof TrackerSchema>;
 

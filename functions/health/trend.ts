@@ -1,6 +1,7 @@
 import { FEATURES } from "../../lib/domain/features.js";
 import type { PerSensor } from "../../lib/domain/prediction.js";
 import type { HealthPolicy } from "./policy.js";
+import { alarmHazard } from "./eta.js";
 import { RUN_EXCEEDANCES, type Run, type Tracker } from "./tracker.js";
 
 /**
@@ -140,18 +141,4 @@ export function estimateEta(t: Tracker, at: number, policy: HealthPolicy): numbe
     hazard += add;
   }
   return Math.round(full);
-}
-
-/** The chance that one reading raises the alarm when a share p of readings is flagged. */
-function alarmHazard(p: number, policy: HealthPolicy): number {
-  if (p <= 0) return 0;
-  if (p >= 1) return 1;
-  const n = policy.alarmWindow - 1;
-  let tail = 0;
-  let choose = 1; // C(n, i)
-  for (let i = 0; i <= n; i++) {
-    if (i >= policy.alarmCount - 1) tail += choose * p ** i * (1 - p) ** (n - i);
-    choose = (choose * (n - i)) / (i + 1);
-  }
-  return p * tail;
 }
