@@ -423,6 +423,53 @@ describe("fanwatch simulate against a real Mosquitto", { timeout: 60_000 }, () =
     }
   });
 
+  it("simulates own-level drifting fans with --own-levels, --drift and --drift-pair; the truth names the drifting sensors", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fanwatch-truth-"));
+    try {
+      const file = join(dir, "truth.jsonl");
+      const result = await runCli([
+        "simulate",
+        "--broker",
+        broker.url,
+        "--fans",
+        "4",
+        "--faulty",
+        "0",
+        "--degrading",
+        "0",
+        "--drift",
+        "2",
+        "--drift-pair",
+        "1",
+        "--own-levels",
+        "--interval",
+        "100",
+        "--duration",
+        "0.5",
+        "--truth",
+        file,
+      ]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stderr, /2 drift, 1 drift-pair, 1 healthy/);
+      const truth = (await readFile(file, "utf8"))
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line) as { shape: string; drifting: string[] });
+      assert.deepEqual(
+        truth.map((t) => [t.shape, t.drifting.length]),
+        [
+          ["drift", 1],
+          ["drift", 1],
+          ["drift-pair", 2],
+          ["healthy", 0],
+        ],
+      );
+      assert.notDeepEqual(truth[0]?.drifting, truth[1]?.drifting, "two drift fans, two sensors");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("refuses a mix that does not fit the fleet", async () => {
     const result = await runCli(["simulate", "--broker", broker.url, "--fans", "2", "--faulty", "3"]);
     assert.equal(result.code, 2);
