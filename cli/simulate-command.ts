@@ -21,6 +21,10 @@ export interface FleetFlags {
   bearing: number;
   sudden: number;
   noisy: number;
+  /** simulate only (start has no such flags). */
+  drift?: number;
+  driftPair?: number;
+  ownLevels?: boolean;
   interval: number;
   degradeMinutes: number;
   onsetMinutes: number;
@@ -100,11 +104,15 @@ export function fleetOptions(flags: FleetFlags, defaulted: ReadonlySet<ScaledSha
       bearing: flags.bearing ?? 0,
       sudden: flags.sudden ?? 0,
       noisy: flags.noisy ?? 0,
+      drift: flags.drift ?? 0,
+      driftPair: flags.driftPair ?? 0,
     },
     defaulted,
   );
   if (flags.fans < 0 || Object.values(mix).some((n) => n < 0))
-    throw new UsageError("--fans, --faulty, --degrading, --bearing, --sudden and --noisy cannot be negative");
+    throw new UsageError(
+      "--fans, --faulty, --degrading, --bearing, --sudden, --noisy, --drift and --drift-pair cannot be negative",
+    );
   if (flags.interval < 10) throw new UsageError("--interval is in milliseconds and at least 10");
   if (flags.degradeMinutes <= 0) throw new UsageError("--degrade-minutes must be more than 0");
   const onsetMinutes = flags.onsetMinutes ?? 0;
@@ -116,11 +124,12 @@ export function fleetOptions(flags: FleetFlags, defaulted: ReadonlySet<ScaledSha
     intervalMs: flags.interval,
     degradeMs: flags.degradeMinutes * 60_000,
     onsetMs: onsetMinutes * 60_000,
+    ownLevels: flags.ownLevels === true,
     seed: flags.seed,
   };
 }
 
-function fitDefaults<M extends Record<ScaledShape | "bearing" | "sudden" | "noisy", number>>(
+function fitDefaults<M extends Record<ScaledShape | "bearing" | "sudden" | "noisy" | "drift" | "driftPair", number>>(
   fans: number,
   mix: M,
   defaulted: ReadonlySet<ScaledShape>,
@@ -158,6 +167,23 @@ export function addSimulateCommand(program: Command, io: Io): void {
       "write each fan's ground truth (shape, when it starts to wear, when it fails) to this file as JSON lines",
     );
   addFleetOptions(command, DEFAULT_FLEET);
+  command
+    .option(
+      "--drift <n>",
+      "of which start healthy and wear out with one sensor's level drifting to its worn range, the fans taking rotation, temperature, vibration and sound in turn (see --onset-minutes, --degrade-minutes)",
+      integer("--drift"),
+      0,
+    )
+    .option(
+      "--drift-pair <n>",
+      "of which wear out with two sensors drifting together, each fan its own pair",
+      integer("--drift-pair"),
+      0,
+    )
+    .option(
+      "--own-levels",
+      "each fan reads at its own level per sensor, spread 5–10% of the fleet range's width either side, rather than over the fleet's whole healthy range",
+    );
   addSettingsHelp(command, [
     { title: "The broker, unless --broker names it", settings: MQTT_SETTINGS },
     { title: "The topic, unless --topic names it (TELEMETRY_TOPIC)", settings: TOPIC_SETTINGS },

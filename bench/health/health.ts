@@ -5,12 +5,18 @@
  * arrival times, fan by fan, so days of readings take
  * seconds and nothing depends on the wall clock. docs/health.md explains the numbers.
  *
- *   node dist/bench/health/health.js [--short] [--seeds 10] [--days 5] [--degrade-hours 6] [--quality | --pipeline]
+ * Two families of fans per seed: the reference fleet (MIX: every fan drawing from the fleet's whole
+ * healthy range, today's shapes), and own-level fans (each at its own level with a smaller spread):
+ * healthy and noisy ones for `days`, and drifting ones (one sensor, or two together) at each speed of
+ * DRIFT_HOURS, each run until 2 h after its failure whatever `days` is.
+ *
+ *   node dist/bench/health/health.js [--short] [--seeds 10] [--seed-base 1000] [--days 5] [--degrade-hours 6] [--quality | --pipeline]
  *
  * Then, unless --quality, the end-to-end part (bench/pipeline/with-health.ts): readings/s through the
  * real pipeline with health on every reading, and the prediction path alone, in the same run.
  *
- * stdout: one JSON line per seed and a summary line; stderr: progress and the table. HEALTH_*
+ * stdout: one JSON line per seed and a summary line (the reference fleet's numbers at its top level, as
+ * before, and both families' under `families`); stderr: progress and the tables. HEALTH_*
  * variables change the policy as they change the function's (docs/health.md), to compare policies.
  */
 import { parseArgs } from "node:util";
@@ -20,8 +26,17 @@ import { FEATURES } from "../../lib/domain/features.js";
 import { ScoringModel } from "../../lib/inference/runtime.js";
 import type { ExplainedVerdict, Prediction } from "../../lib/domain/prediction.js";
 import type { Readings } from "../../simulation/fan-profiles.js";
-import { createFleet, type SimulatedFan } from "../../simulation/fleet-model.js";
-import { outcome, READINGS_PER_DAY, summarise, type FanOutcome, type Seen, type Summary } from "./metrics.js";
+import { createFleet, type FleetModelOptions, type SimulatedFan } from "../../simulation/fleet-model.js";
+import {
+  outcome,
+  READINGS_PER_DAY,
+  speedLabel,
+  summarise,
+  type FanOutcome,
+  type Seen,
+  type ShapeSummary,
+  type Summary,
+} from "./metrics.js";
 
 const INTERVAL_MS = 2_000;
 const CHUNK = 4_096;
@@ -33,6 +48,7 @@ const { values: args } = parseArgs({
   options: {
     short: { type: "boolean", default: false },
     seeds: { type: "string" },
+    "seed-base": { type: "string" },
     days: { type: "string" },
     "degrade-hours": { type: "string" },
     quality: { type: "boolean", default: false },
@@ -46,10 +62,24 @@ const parts = {
 };
 const short = args.short ?? false;
 const seeds = Number(args.seeds ?? (short ? 2 : 10));
+/** The first seed: calibrate on one range of seeds, validate on another. */
+const seedBase = Number(args["seed-base"] ?? 1000);
 const days = Number(args.days ?? (short ? 0.25 : 5));
 const degradeHours = Number(args["degrade-hours"] ?? (short ? 1 : 6));
 /** Per seed: 10 healthy and 10 noisy fans for `days` (10 seeds × 20 fans × 5 days = 1,000 fan-days), and 14 that fail. */
 const MIX = { fans: 34, faulty: 3, sudden: 3, degrading: 4, bearing: 4, noisy: 10 };
+/** Per seed, own-level fans: 5 healthy and 5 noisy for `days`… */
+const OWN_LEVEL_MIX = { fans: 10, faulty: 0, degrading: 0, noisy: 5, ownLevels: true };
+/** …and at each speed, four fans with one sensor drifting (one per sensor) and two with a pair. */
+const DRIFT_MIX = { fans: 6, faulty: 0, degrading: 0, drift: 4, driftPair: 2, ownLevels: true };
+const DRIFT_HOURS = short ? [0.5, 2] : [0.5, 2, 6, 24];
+/**
+ * A drift starts once the fan has run healthy long enough for its baseline to be learnt: at a
+ * random moment within [2 h, 2 h + 1 day) (--short: [1 h, 2 h)).
+ */
+const DRIFT_ONSET = short
+  ? { onsetAfterMs: 3_600_000, onsetMs: 3_600_000 }
+  : { onsetAfterMs: 2 * 3_600_000, onsetMs: 86_400_000 };
 
 const policy = readHealthPolicy();
 let evaluated = 0;
@@ -70,48 +100,87 @@ async function main(): Promise<void> {
   process.stderr.write(
     `bench:health: ${seeds} seeds, ${MIX.fans} fans each (${MIX.faulty} faulty, ${MIX.sudden} sudden, ${MIX.degrading} degrading, ${MIX.bearing} bearing, ${MIX.noisy} noisy, the rest healthy), ${days} days at ${INTERVAL_MS / 1000} s, wear-out ${degradeHours} h, model ${model.metadata.id} on ${model.backend}\n`,
   );
+  process.stderr.write(
+    `  and own-level fans: ${OWN_LEVEL_MIX.fans - OWN_LEVEL_MIX.noisy} healthy + ${OWN_LEVEL_MIX.noisy} noisy for ${days} days, ${DRIFT_MIX.drift} drift + ${DRIFT_MIX.driftPair} drift-pair at each of ${DRIFT_HOURS.map((h) => speedLabel(h)).join(", ")}, seeds from ${seedBase}\n`,
+  );
   const all: FanOutcome[] = [];
+  const allOwn: FanOutcome[] = [];
   const started = Date.now();
+  const fleetOf = (options: Omit<FleetModelOptions, "intervalMs">) =>
+    createFleet({ ...options, intervalMs: INTERVAL_MS });
   for (let s = 0; s < seeds; s++) {
-    const seed = 1000 + s;
-    const fleet = createFleet({
-      ...MIX,
-      intervalMs: INTERVAL_MS,
-      degradeMs: degradeHours * 3_600_000,
-      onsetMs: Math.min(days * 86_400_000, degradeHours * 3_600_000),
-      seed,
-    });
-    const outcomes = fleet.map((fan, i) => {
-      progress(
-        `seed ${s + 1}/${seeds} fan ${i + 1}/${fleet.length}, ${(evaluated / 1e6).toFixed(1)} M readings evaluated, ${((Date.now() - started) / 1000).toFixed(0)} s`,
-      );
-      return runFan(model, fan, totalReadings);
-    });
-    all.push(...outcomes);
-    if (process.env.BENCH_HEALTH_FANS === "1") for (const o of outcomes) process.stderr.write(`\n${JSON.stringify(o)}`);
-    process.stdout.write(JSON.stringify({ seed, ...summarise(outcomes) }) + "\n");
+    const seed = seedBase + s;
+    let done = 0;
+    const runFleet = (fleet: SimulatedFan[], limit: (fan: SimulatedFan) => number) =>
+      fleet.map((fan) => {
+        progress(
+          `seed ${s + 1}/${seeds} fan ${++done}, ${(evaluated / 1e6).toFixed(1)} M readings evaluated, ${((Date.now() - started) / 1000).toFixed(0)} s`,
+        );
+        return runFan(model, fan, limit(fan));
+      });
+    const reference = runFleet(
+      fleetOf({
+        ...MIX,
+        degradeMs: degradeHours * 3_600_000,
+        onsetMs: Math.min(days * 86_400_000, degradeHours * 3_600_000),
+        seed,
+      }),
+      (fan) => untilAfterFailure(fan, totalReadings),
+    );
+    // Own-level fleets take seeds of their own, so that no fan shares its stream with a reference fan.
+    const ownLevel = [
+      ...runFleet(
+        fleetOf({ ...OWN_LEVEL_MIX, degradeMs: 1, onsetMs: 0, seed: ownLevelSeed(seed, 0) }),
+        () => totalReadings,
+      ),
+      ...DRIFT_HOURS.flatMap((hours, j) =>
+        runFleet(
+          fleetOf({ ...DRIFT_MIX, ...DRIFT_ONSET, degradeMs: hours * 3_600_000, seed: ownLevelSeed(seed, j + 1) }),
+          (fan) => untilAfterFailure(fan, Number.POSITIVE_INFINITY),
+        ),
+      ),
+    ];
+    all.push(...reference);
+    allOwn.push(...ownLevel);
+    if (process.env.BENCH_HEALTH_FANS === "1")
+      for (const o of [...reference, ...ownLevel]) process.stderr.write(`\n${JSON.stringify(o)}`);
+    process.stdout.write(JSON.stringify({ seed, ...summarise(reference), ownLevel: summarise(ownLevel) }) + "\n");
   }
   process.stderr.write("\n");
   const summary = summarise(all);
+  const ownSummary = summarise(allOwn);
   const rate = evaluated / (Number(evaluateNs) / 1e9);
   process.stdout.write(
     JSON.stringify({
       summary: true,
       seeds,
+      seedBase,
       days,
       degradeHours,
+      driftHours: DRIFT_HOURS,
       policy: { ...policy, healthyRanges: undefined },
       evaluateReadingsPerSecond: Math.round(rate),
       ...summary,
+      families: { reference: summary, ownLevel: ownSummary },
     }) + "\n",
   );
   process.stderr.write(table(summary, rate));
+  process.stderr.write(`\n${familyTable({ reference: summary, "own-level": ownSummary })}`);
   model.dispose();
 }
 
-function runFan(model: ScoringModel, fan: SimulatedFan, totalReadings: number): FanOutcome {
+/** A fan's readings: `readings`, but a fan that fails stops 2 h after its failure. */
+function untilAfterFailure(fan: SimulatedFan, readings: number): number {
   const fails = fan.truth.failsAtReading;
-  const limit = fails === null ? totalReadings : Math.min(totalReadings, fails + AFTER_FAILURE_READINGS);
+  return fails === null ? readings : Math.min(readings, fails + AFTER_FAILURE_READINGS);
+}
+
+/** The seed of a seed's own-level fleet `j` (0: healthy and noisy, then one per drift speed). */
+function ownLevelSeed(seed: number, j: number): number {
+  return seed * 16 + 1 + j;
+}
+
+function runFan(model: ScoringModel, fan: SimulatedFan, limit: number): FanOutcome {
   let state: FanHealth | undefined;
   const seen: Seen[] = [];
   const rows: number[][] = [];
@@ -210,6 +279,63 @@ function table(s: Summary, rate: number): string {
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));
   return rows.map(([a, b, c]) => `${a.padEnd(w0)}  ${b.padStart(w1)}  ${c}`).join("\n") + "\n";
+}
+
+/**
+ * Per family, false warnings and alarms, and per wearing shape (and speed) when the first warning
+ * came (0: the start of the wear, 1: the alarm), whether it named the drifting sensors, its basis
+ * (baseline / fleet-range / not said), its eta against the real time to the alarm, and how often
+ * the alarm came within its interval.
+ */
+function familyTable(families: Record<string, Summary>): string {
+  const head = [
+    "",
+    "fans",
+    "warned",
+    "position first/median/last",
+    "named",
+    "basis b/f/–",
+    "eta p10/med/p90",
+    "in interval",
+  ];
+  const rows: string[][] = [];
+  const shapeRow = (label: string, s: ShapeSummary) => [
+    label,
+    String(s.fans),
+    `${s.warned}${s.notAlarmed > 0 ? ` (${s.notAlarmed} no alarm)` : ""}`,
+    `${num(s.warningPositionEarliest, 2)} / ${num(s.warningPositionMedian, 2)} / ${num(s.warningPositionLatest, 2)}`,
+    pct(s.namedDriftingShare),
+    `${s.basisBaseline}/${s.basisFleetRange}/${s.basisNone}`,
+    `${num(s.etaRatioP10, 2)} / ${num(s.etaRatioMedian, 2)} / ${num(s.etaRatioP90, 2)}`,
+    intervalCell(s.interval),
+  ];
+  for (const [family, summary] of Object.entries(families)) {
+    const h = summary.healthy;
+    rows.push([
+      `${family}: false warnings / alarms per 1,000 fan-days: ${num(h.falseWarningsPer1000FanDays, 2)} / ${num(h.falseAlarmsPer1000FanDays, 2)} (${h.falseWarnings} / ${h.falseAlarms} in ${h.fanDays.toFixed(1)} healthy + noisy fan-days); before the wear or fault ${num(h.beforeFaultFalseWarningsPer1000FanDays, 2)} / ${num(h.beforeFaultFalseAlarmsPer1000FanDays, 2)} (${h.beforeFaultFalseWarnings} / ${h.beforeFaultFalseAlarms} in ${h.beforeFaultFanDays.toFixed(1)} fan-days)`,
+    ]);
+    for (const [shape, s] of Object.entries(summary.shapes)) {
+      rows.push(shapeRow(`  ${shape}`, s));
+      for (const [speed, sp] of Object.entries(s.speeds ?? {})) rows.push(shapeRow(`    ${speed}`, sp));
+    }
+    rows.push(shapeRow("  all wearing", summary.allWearing));
+  }
+  const table = [head, ...rows];
+  const widths = head.map((_, i) => Math.max(...table.filter((r) => r.length > 1).map((r) => (r[i] ?? "").length)));
+  return (
+    table
+      .map((r) =>
+        r.length === 1
+          ? r[0]
+          : r.map((c, i) => (i === 0 ? c.padEnd(widths[0] as number) : c.padStart(widths[i] as number))).join("  "),
+      )
+      .join("\n") + "\n"
+  );
+}
+
+/** covered / judged (stated coverage), and how many warnings gave no interval. */
+function intervalCell(i: ShapeSummary["interval"]): string {
+  return `${i.covered}/${i.withInterval} = ${pct(i.coverage)} (stated ${pct(i.statedCoverage)})${i.withoutInterval > 0 ? `, ${i.withoutInterval} without` : ""}`;
 }
 
 async function run(): Promise<void> {

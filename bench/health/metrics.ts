@@ -1,4 +1,6 @@
-import type { AlarmTransition } from "../../lib/domain/health.js";
+import type { FeatureName } from "../../lib/domain/features.js";
+import type { AlarmTransition, WarningBasis } from "../../lib/domain/health.js";
+import { WEARING } from "../../simulation/fan-profiles.js";
 import type { FanTruth } from "../../simulation/fleet-model.js";
 
 /** Readings of one fan in a day at the default 2 s. */
@@ -39,6 +41,23 @@ export interface FanOutcome {
   flaps: number;
   warningCause: string | null;
   alarmCause: string | null;
+  /** Wearing fans: the wear-out period in hours (a drift's speed). */
+  periodHours: number | null;
+  /** The sensors that really wear (FanTruth.drifting). */
+  drifting: FeatureName[];
+  /**
+   * Wearing fans that were alarmed: (first warning − start of the wear) / (alarm − start of the
+   * wear), 0 at the start of the wear, 1 at the alarm; 1 when not warned before the alarm.
+   */
+  warningPosition: number | null;
+  /** The first warning's basis (absent on warnings of rules that do not say). */
+  warningBasis: WarningBasis | null;
+  /** The first warning named every drifting sensor (its `sensors`, or its cause alone) and blamed one of them. */
+  warningNamedDrifting: boolean | null;
+  /** The alarm came within the first warning's etaInterval; null when not warned, not alarmed, or no interval. */
+  alarmWithinInterval: boolean | null;
+  /** The first warning's stated coverage of its interval. */
+  intervalCoverage: number | null;
 }
 
 export function outcome(truth: FanTruth, readings: number, seen: readonly Seen[], intervalMs: number): FanOutcome {
@@ -61,6 +80,8 @@ export function outcome(truth: FanTruth, readings: number, seen: readonly Seen[]
   const warning = wearing ? fromOnset(warnings).find((s) => alarm === undefined || s.idx < alarm.idx) : undefined;
   const period = wearing ? (truth.failsAtReading as number) - (truth.wearStartsAtReading as number) : 0;
   const eta = warning?.transition.eta;
+  const interval = warning?.transition.etaInterval ?? null;
+  const start = truth.wearStartsAtReading as number;
   return {
     deviceID: truth.deviceID,
     shape: truth.shape,
@@ -86,7 +107,29 @@ export function outcome(truth: FanTruth, readings: number, seen: readonly Seen[]
     flaps: Math.max(0, episodeAlarms - 1),
     warningCause: warning?.transition.cause ?? null,
     alarmCause: alarm?.transition.cause ?? null,
+    periodHours: wearing ? (period * intervalMs) / 3_600_000 : null,
+    drifting: truth.drifting,
+    warningPosition:
+      alarm === undefined || !wearing
+        ? null
+        : warning === undefined
+          ? 1
+          : (warning.idx - start) / Math.max(1, alarm.idx - start),
+    warningBasis: warning?.transition.basis ?? null,
+    warningNamedDrifting: warning === undefined ? null : namesDrifting(warning.transition, truth.drifting),
+    alarmWithinInterval:
+      interval === null || alarm === undefined
+        ? null
+        : Date.parse(interval.from) <= Date.parse(alarm.transition.at) &&
+          Date.parse(alarm.transition.at) <= Date.parse(interval.to),
+    intervalCoverage: interval?.coverage ?? null,
   };
+}
+
+/** Whether a warning names every drifting sensor (its `sensors`, or its cause when it gives none) and blames one of them. */
+export function namesDrifting(warning: AlarmTransition, drifting: readonly FeatureName[]): boolean {
+  const named = warning.sensors ?? (warning.cause === null ? [] : [warning.cause]);
+  return warning.cause !== null && drifting.includes(warning.cause) && drifting.every((f) => named.includes(f));
 }
 
 export function median(values: readonly number[]): number | null {
@@ -108,7 +151,7 @@ export function quantile(values: readonly number[], q: number): number | null {
 export function summarise(outcomes: readonly FanOutcome[]) {
   const failing = outcomes.filter((o) => o.shape === "faulty" || o.shape === "sudden");
   const healthy = outcomes.filter((o) => o.shape === "healthy" || o.shape === "noisy");
-  const wearing = outcomes.filter((o) => o.shape === "degrading" || o.shape === "bearing");
+  const wearing = outcomes.filter((o) => WEARING.has(o.shape));
   const faultFans = outcomes.filter((o) => o.shape !== "healthy" && o.shape !== "noisy");
   const healthyDays = healthy.reduce((n, o) => n + o.healthyReadings, 0) / READINGS_PER_DAY;
   const preFaultDays = faultFans.reduce((n, o) => n + o.healthyReadings, 0) / READINGS_PER_DAY;
@@ -144,6 +187,14 @@ export function summarise(outcomes: readonly FanOutcome[]) {
       beforeFaultFanDays: preFaultDays,
       beforeFaultFalseAlarms: faultFans.reduce((n, o) => n + o.falseAlarms, 0),
       beforeFaultFalseWarnings: faultFans.reduce((n, o) => n + o.falseWarnings, 0),
+      beforeFaultFalseAlarmsPer1000FanDays: perKiloDay(
+        faultFans.reduce((n, o) => n + o.falseAlarms, 0),
+        preFaultDays,
+      ),
+      beforeFaultFalseWarningsPer1000FanDays: perKiloDay(
+        faultFans.reduce((n, o) => n + o.falseWarnings, 0),
+        preFaultDays,
+      ),
     },
     wearing: {
       fans: wearing.length,
@@ -164,6 +215,70 @@ export function summarise(outcomes: readonly FanOutcome[]) {
         bearings.length === 0 ? null : bearings.filter((o) => o.alarmCause === "vibration").length / bearings.length,
     },
     flapping: { episodes: faultFans.length, extraAlarms: faultFans.reduce((n, o) => n + o.flaps, 0) },
+    /** Every wearing fan, as the shapes below: when warned, sensors named, basis, interval. */
+    allWearing: shapeSummary(wearing),
+    shapes: Object.fromEntries(
+      [...new Set(wearing.map((o) => o.shape))].map((shape) => {
+        const fans = wearing.filter((o) => o.shape === shape);
+        return [shape, { ...shapeSummary(fans), speeds: speedSummaries(fans) }];
+      }),
+    ),
   };
 }
 export type Summary = ReturnType<typeof summarise>;
+
+/** Per wear-out period, for shapes whose fans wear at several speeds: keys "30min", "2h", "24h". */
+function speedSummaries(fans: readonly FanOutcome[]): Record<string, ShapeSummary> | null {
+  const periods = [...new Set(fans.map((o) => o.periodHours as number))].sort((a, b) => a - b);
+  if (periods.length < 2) return null;
+  return Object.fromEntries(periods.map((h) => [speedLabel(h), shapeSummary(fans.filter((o) => o.periodHours === h))]));
+}
+
+export function speedLabel(hours: number): string {
+  return hours < 1 ? `${Math.round(hours * 60)}min` : `${Math.round(hours * 10) / 10}h`;
+}
+
+/**
+ * When the first warning comes in the run-up from the start of the wear to the alarm, whether it
+ * named the drifting sensors, on what basis it was given, and how its eta and interval held, over
+ * wearing fans of one shape (and speed).
+ */
+export function shapeSummary(fans: readonly FanOutcome[]) {
+  const positions = fans.map((o) => o.warningPosition).filter((n): n is number => n !== null);
+  const warned = fans.filter((o) => o.warnedAt !== null);
+  const etas = fans.map((o) => o.etaRatio).filter((n): n is number => n !== null);
+  return {
+    fans: fans.length,
+    warned: warned.length,
+    notAlarmed: fans.filter((o) => o.alarmedAt === null).length,
+    warningPositionEarliest: positions.length === 0 ? null : Math.min(...positions),
+    warningPositionMedian: median(positions),
+    warningPositionLatest: positions.length === 0 ? null : Math.max(...positions),
+    namedDrifting: fans.filter((o) => o.warningNamedDrifting === true).length,
+    namedDriftingShare:
+      fans.length === 0 ? null : fans.filter((o) => o.warningNamedDrifting === true).length / fans.length,
+    basisBaseline: warned.filter((o) => o.warningBasis === "baseline").length,
+    basisFleetRange: warned.filter((o) => o.warningBasis === "fleet-range").length,
+    basisNone: warned.filter((o) => o.warningBasis === null).length,
+    etaRatioP10: quantile(etas, 0.1),
+    etaRatioMedian: median(etas),
+    etaRatioP90: quantile(etas, 0.9),
+    interval: intervalSummary(fans),
+  };
+}
+export type ShapeSummary = ReturnType<typeof shapeSummary>;
+
+/** How often the alarm came within the first warning's interval, against the coverage the warnings stated. */
+export function intervalSummary(fans: readonly FanOutcome[]) {
+  const warned = fans.filter((o) => o.warnedAt !== null && o.alarmedAt !== null);
+  const judged = warned.filter((o) => o.alarmWithinInterval !== null);
+  const covered = judged.filter((o) => o.alarmWithinInterval === true).length;
+  return {
+    warned: warned.length,
+    withInterval: judged.length,
+    withoutInterval: warned.length - judged.length,
+    covered,
+    coverage: judged.length === 0 ? null : covered / judged.length,
+    statedCoverage: median(judged.map((o) => o.intervalCoverage as number)),
+  };
+}

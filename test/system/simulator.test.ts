@@ -6,8 +6,8 @@ import { after, before, describe, it } from "node:test";
 import { HEALTHY_RANGES } from "../../lib/domain/fan-ranges.js";
 import { seededRandom } from "../../simulation/rng.js";
 import { FEATURES } from "../../lib/domain/features.js";
-import { drawReadings, fleetProfiles, rangesAt } from "../../simulation/fan-profiles.js";
-import { createFleet } from "../../simulation/fleet-model.js";
+import { WORN_RANGES, drawReadings, fleetProfiles, rangesAt } from "../../simulation/fan-profiles.js";
+import { createFleet, type SimulatedFan } from "../../simulation/fleet-model.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { eventually } from "../support/eventually.js";
 import { Collector, isMarker, publishMarker } from "../support/mqtt-collector.js";
@@ -133,6 +133,158 @@ describe("fault shapes and ground truth", () => {
         Array.from({ length: 50 }, () => a[i]?.next()),
         Array.from({ length: 50 }, () => b[i]?.next()),
       );
+  });
+});
+
+describe("own-level fans and drifts", () => {
+  const width = (f: (typeof FEATURES)[number]) => HEALTHY_RANGES[f].max - HEALTHY_RANGES[f].min;
+  const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+  const run = (fan: SimulatedFan, n: number) => Array.from({ length: n }, () => fan.next());
+
+  it("today's fleets draw the very readings they drew before own levels and drifts existed", () => {
+    const fleet = createFleet({
+      fans: 6,
+      faulty: 1,
+      degrading: 1,
+      bearing: 1,
+      sudden: 1,
+      noisy: 1,
+      intervalMs: 2000,
+      degradeMs: 600_000,
+      onsetMs: 600_000,
+      seed: 5,
+    });
+    const readings = fleet.map((fan) => run(fan, 201));
+    assert.deepEqual(
+      readings.map((r) => r[0]),
+      [
+        { rotation: 407.4, temperature: 51.5, vibration: 208.7, sound: 48.8 },
+        { rotation: 535.4, temperature: 43.8, vibration: 153.7, sound: 49 },
+        { rotation: 572.1, temperature: 43.2, vibration: 111.1, sound: 48 },
+        { rotation: 528.6, temperature: 43.4, vibration: 199, sound: 47.7 },
+        { rotation: 651.2, temperature: 39.8, vibration: 147.6, sound: 48.7 },
+        { rotation: 648.5, temperature: 35.4, vibration: 126.3, sound: 50.5 },
+      ],
+    );
+    assert.deepEqual(
+      readings[1]?.[200],
+      { rotation: 519.2, temperature: 40.7, vibration: 182.2, sound: 48.2 },
+      "a degrading fan well into its wear",
+    );
+    assert.deepEqual(
+      fleet.map((f) => [f.truth.wearStartsAtReading, f.truth.failsAtReading]),
+      [
+        [null, 0],
+        [87, 387],
+        [285, 585],
+        [null, 208],
+        [null, null],
+        [null, null],
+      ],
+    );
+  });
+
+  it("each own-level fan reads within its own narrow range, inside the fleet's, the same for the same seed", () => {
+    const options = { fans: 4, faulty: 0, degrading: 0, intervalMs: 2000, degradeMs: 1, onsetMs: 0, seed: 9 };
+    const fleet = createFleet({ ...options, ownLevels: true });
+    for (const fan of fleet) {
+      const readings = run(fan, 3000);
+      for (const f of FEATURES) {
+        const own = fan.ranges.healthy[f];
+        const half = (own.max - own.min) / 2;
+        assert.ok(half >= 0.05 * width(f) - 1e-9 && half <= 0.1 * width(f) + 1e-9, `${f}: half-width ${half}`);
+        assert.ok(own.min >= HEALTHY_RANGES[f].min + 0.15 * width(f) - 1e-9, `${f}: ${own.min} clear of the minimum`);
+        assert.ok(own.max <= HEALTHY_RANGES[f].max - 0.15 * width(f) + 1e-9, `${f}: ${own.max} clear of the maximum`);
+        const values = readings.map((r) => r[f]);
+        assert.ok(
+          values.every((v) => v >= own.min - 0.05 && v <= own.max + 0.05),
+          `fan ${fan.deviceID} ${f} within ${own.min}..${own.max}`,
+        );
+        assert.ok(Math.max(...values) - Math.min(...values) > 1.5 * half, `${f} spreads over its own range`);
+      }
+    }
+    const levels = fleet.map((fan) => fan.ranges.healthy.rotation.min);
+    assert.equal(new Set(levels).size, 4, "every fan at its own level");
+    const again = createFleet({ ...options, ownLevels: true });
+    assert.deepEqual(
+      run(again[0] as SimulatedFan, 50),
+      run(createFleet({ ...options, ownLevels: true })[0] as SimulatedFan, 50),
+    );
+    assert.deepEqual(createFleet(options)[0]?.ranges.healthy, HEALTHY_RANGES, "off by default");
+  });
+
+  it("a noisy own-level fan still spikes beyond the fleet's range", () => {
+    const [fan] = createFleet({
+      fans: 1,
+      faulty: 0,
+      degrading: 0,
+      noisy: 1,
+      ownLevels: true,
+      intervalMs: 2000,
+      degradeMs: 1,
+      onsetMs: 0,
+      seed: 4,
+    });
+    assert.ok(fan);
+    const outside = run(fan, 20_000).filter((r) =>
+      FEATURES.some((f) => r[f] < HEALTHY_RANGES[f].min || r[f] > HEALTHY_RANGES[f].max),
+    );
+    assert.ok(outside.length > 10, `${outside.length} spikes in 20,000 readings`);
+  });
+
+  it("a drift moves its sensors' level to the middle of their worn range by the failure; the rest stay at their own level", () => {
+    const fleet = createFleet({
+      fans: 6,
+      faulty: 0,
+      degrading: 0,
+      drift: 4,
+      driftPair: 2,
+      ownLevels: true,
+      intervalMs: 2000,
+      degradeMs: 600_000,
+      onsetAfterMs: 600_000,
+      onsetMs: 600_000,
+      seed: 11,
+    });
+    assert.deepEqual(
+      fleet.map((f) => f.truth.shape),
+      ["drift", "drift", "drift", "drift", "drift-pair", "drift-pair"],
+    );
+    assert.deepEqual(
+      new Set(fleet.slice(0, 4).flatMap((f) => f.truth.drifting)),
+      new Set(FEATURES),
+      "one fan per sensor",
+    );
+    const pairs = fleet.slice(4).map((f) => f.truth.drifting.slice().sort().join("+"));
+    assert.equal(new Set(pairs).size, 2, `two different pairs: ${pairs.join(", ")}`);
+    for (const fan of fleet) {
+      const { wearStartsAtReading: start, failsAtReading: fails, drifting } = fan.truth;
+      assert.ok(start !== null && start >= 300 && start < 600, `wear starts after 10 minutes healthy, at ${start}`);
+      assert.equal(fails, start + 300, "fails one wear-out period later");
+      const readings = run(fan, fails + 100);
+      for (const f of FEATURES) {
+        const own = fan.ranges.healthy[f];
+        const level = (own.min + own.max) / 2;
+        const before = mean(readings.slice(0, start).map((r) => r[f]));
+        const worn = mean(readings.slice(fails).map((r) => r[f]));
+        assert.ok(
+          Math.abs(before - level) < 0.02 * width(f),
+          `fan ${fan.deviceID} ${f} at its own level before the wear`,
+        );
+        if (drifting.includes(f)) {
+          const target = (WORN_RANGES[f].min + WORN_RANGES[f].max) / 2;
+          assert.ok(
+            Math.abs(worn - target) < 0.02 * width(f),
+            `fan ${fan.deviceID} ${f}: ${worn} at the worn middle ${target}`,
+          );
+          const halfway = mean(readings.slice(start + 140, start + 160).map((r) => r[f]));
+          assert.ok(
+            Math.abs(halfway - (level + target) / 2) < 0.05 * width(f),
+            `${f} halfway at half the wear: ${halfway}`,
+          );
+        } else assert.ok(Math.abs(worn - level) < 0.02 * width(f), `fan ${fan.deviceID} ${f} stays at its own level`);
+      }
+    }
   });
 });
 
@@ -266,6 +418,53 @@ describe("fanwatch simulate against a real Mosquitto", { timeout: 60_000 }, () =
       assert.equal(bearing.failsAtReading - bearing.wearStartsAtReading, 1200, "2 minutes of wear at 100 ms");
       assert.equal(Date.parse(bearing.failsAt) - Date.parse(bearing.wearStartsAt), 120_000);
       assert.equal(truth[3]?.failsAt, null, "a healthy fan never fails");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("simulates own-level drifting fans with --own-levels, --drift and --drift-pair; the truth names the drifting sensors", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fanwatch-truth-"));
+    try {
+      const file = join(dir, "truth.jsonl");
+      const result = await runCli([
+        "simulate",
+        "--broker",
+        broker.url,
+        "--fans",
+        "4",
+        "--faulty",
+        "0",
+        "--degrading",
+        "0",
+        "--drift",
+        "2",
+        "--drift-pair",
+        "1",
+        "--own-levels",
+        "--interval",
+        "100",
+        "--duration",
+        "0.5",
+        "--truth",
+        file,
+      ]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stderr, /2 drift, 1 drift-pair, 1 healthy/);
+      const truth = (await readFile(file, "utf8"))
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line) as { shape: string; drifting: string[] });
+      assert.deepEqual(
+        truth.map((t) => [t.shape, t.drifting.length]),
+        [
+          ["drift", 1],
+          ["drift", 1],
+          ["drift-pair", 2],
+          ["healthy", 0],
+        ],
+      );
+      assert.notDeepEqual(truth[0]?.drifting, truth[1]?.drifting, "two drift fans, two sensors");
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
