@@ -10,8 +10,8 @@ import { fitOf, type DriftPolicy, type DriftTrack } from "./drift.js";
  * bell, baseline.ts), that gives the share p of readings beyond the limit at each later reading,
  * and alarmHazard(p) the chance that the reading raises the alarm. The alarm time's distribution
  * follows from the cumulative hazard H: the chance it has come by t is 1 − e^(−H(t)). The eta is
- * its median; the interval adds the uncertainty of the fitted rate and a spread measured on the
- * benchmark (ETA_MODEL_SPREAD) to the hazard's own.
+ * its median; the interval adds the uncertainty of the fitted rate to the hazard's own (on the
+ * benchmark's calibration seeds that covered 82% for a stated 80%: docs/benchmarks.md).
  */
 export interface EtaPolicy extends DriftPolicy {
   alarmWindow: number;
@@ -30,12 +30,6 @@ export interface Eta {
 const YEAR_MS = 365 * 86_400_000;
 /** Readings looked ahead at most, in steps of a growing size. */
 const MAX_STEPS = 600;
-/**
- * What neither the hazard nor the rate explains (how far the model's own boundary lies from the
- * healthy range's, wear that speeds up or slows down), as a standard deviation of log(actual /
- * eta): measured on the health benchmark's calibration seeds (docs/benchmarks.md).
- */
-const ETA_MODEL_SPREAD = 0;
 
 /** The eta and its interval from the drifting sides (`sides`), at reading `idx` (time `at`), one reading every `dt` ms. */
 export function driftEta(
@@ -72,7 +66,7 @@ export function driftEta(
   // Normal quantile of the interval's upper end: 1.28 for 80%.
   const zq = normalQuantile(1 - tail);
   const hazardSpread = Math.log(Math.max(1, late) / Math.max(1, early)) / (2 * zq);
-  const spread = Math.sqrt(hazardSpread ** 2 + relativeError ** 2 + ETA_MODEL_SPREAD ** 2);
+  const spread = Math.sqrt(hazardSpread ** 2 + relativeError ** 2);
   const m = Math.max(1, median);
   // A rate barely known makes the interval's end years away: it says "not within a year" then.
   const ahead = (factor: number) => Math.round(at + Math.min(YEAR_MS, m * factor * dt));
@@ -88,7 +82,11 @@ const FLEET_ETA_FACTORS = [0.5, 2.5] as const;
 
 export function fleetEtaInterval(at: number, eta: number): Eta {
   const ahead = Math.max(0, eta - at);
-  return { at: eta, from: Math.round(at + ahead * FLEET_ETA_FACTORS[0]), to: Math.round(at + ahead * FLEET_ETA_FACTORS[1]) };
+  return {
+    at: eta,
+    from: Math.round(at + ahead * FLEET_ETA_FACTORS[0]),
+    to: Math.round(at + ahead * FLEET_ETA_FACTORS[1]),
+  };
 }
 
 /** A sensor's expected path in its own spreads: where it is, how fast it moves, where its limit is, and its noise's shape. */

@@ -581,14 +581,25 @@ function raiseAlarm(w: Work, idx: number, at: number, policy: HealthPolicy): voi
 const NO_WARNING = { eta: null, etaInterval: null, basis: null, sensors: null } as const;
 
 function raiseWarning(w: Work, drifting: number[], side: number, idx: number, at: number, policy: HealthPolicy): void {
-  enter(w, "warning", at, { severity: "minor", contributions: null, ...describe(w.tracker, drifting, side, idx, at, policy) });
+  enter(w, "warning", at, {
+    severity: "minor",
+    contributions: null,
+    ...describe(w.tracker, drifting, side, idx, at, policy),
+  });
   // An eta within the horizon already: the warning is escalated at once (its own transition, so
   // that every severity change of an open warning is an `escalated` one).
   escalate(w, w.record.eta == null ? null : Date.parse(w.record.eta), at, policy);
 }
 
 /** An open warning's cause, sensors, basis and eta, as they are now (no transition: the record follows them). */
-function describeWarning(w: Work, drifting: number[], side: number, idx: number, at: number, policy: HealthPolicy): void {
+function describeWarning(
+  w: Work,
+  drifting: number[],
+  side: number,
+  idx: number,
+  at: number,
+  policy: HealthPolicy,
+): void {
   Object.assign(w.record, describe(w.tracker, drifting, side, idx, at, policy));
 }
 
@@ -617,7 +628,6 @@ function etaFields(eta: Eta | null, policy: HealthPolicy) {
     ? { eta: null, etaInterval: null }
     : { eta: iso(eta.at), etaInterval: { from: iso(eta.from), to: iso(eta.to), coverage: policy.etaCoverage } };
 }
-
 
 /** A minor warning whose eta (ms) is within the escalation horizon of `at` becomes major: once per episode. */
 function escalate(w: Work, eta: number | null, at: number, policy: HealthPolicy): void {
