@@ -114,6 +114,10 @@ export class FleetHealth {
       contributions: t.contributions,
       probability: t.probability,
       eta: t.eta,
+      // A warning's; a transition without them (an alarm, a clear, one from an older health) has none.
+      etaInterval: t.etaInterval ?? null,
+      basis: t.basis ?? null,
+      sensors: t.sensors ?? null,
       lastSeen: known !== undefined && known.lastSeen > t.at ? known.lastSeen : t.at,
       acknowledged: t.acknowledged,
       acknowledgedBy: t.acknowledged ? (t.by ?? known?.acknowledgedBy ?? null) : null,

@@ -60,7 +60,7 @@ export type FanState = HealthState | "unknown";
 export interface FanView {
   deviceID: string;
   state: FanState;
-  /** The health function's record of the fan (cause, ETA, alarm, shelving, maintenance), null until it has one. */
+  /** The health function's record of the fan (cause, ETA and a warning's interval, basis and drifting sensors, alarm, shelving, maintenance), null until it has one. */
   health: Pick<
     HealthRecord,
     | "alarmId"
@@ -68,6 +68,9 @@ export interface FanView {
     | "since"
     | "cause"
     | "eta"
+    | "etaInterval"
+    | "basis"
+    | "sensors"
     | "probability"
     | "acknowledged"
     | "shelvedUntil"
@@ -405,6 +408,7 @@ export class FleetView {
     if (record === undefined) return { ...view, state: "unknown", health: null };
     const { alarmId, severity, since, cause, eta, probability, acknowledged, shelvedUntil, shelvedBy, maintenance } =
       record;
+    const { etaInterval = null, basis = null, sensors = null } = record;
     return {
       ...view,
       state: record.state,
@@ -414,6 +418,9 @@ export class FleetView {
         since,
         cause,
         eta,
+        etaInterval,
+        basis,
+        sensors,
         probability,
         acknowledged,
         shelvedUntil,

@@ -23,6 +23,11 @@ export const HEALTH_SCHEMA = {
     cause: "string",
     probability: "float",
     eta: "string",
+    eta_from: "string",
+    eta_to: "string",
+    eta_coverage: "float",
+    basis: "string",
+    sensors: "string",
     acknowledged: "boolean",
     ...(Object.fromEntries(FEATURES.map((f) => [`contribution_${f}`, "float"])) as Record<
       `contribution_${(typeof FEATURES)[number]}`,
@@ -89,6 +94,15 @@ export function healthLine(value: unknown): PointResult {
   if (t.alarmId !== null) point.stringField("alarmId", t.alarmId);
   if (t.cause !== null) point.stringField("cause", t.cause);
   if (t.eta !== null) point.stringField("eta", t.eta);
+  // A warning's interval (as its eta: RFC 3339 text), what it was judged against and every drifting
+  // sensor, comma-joined (`vibration,temperature`: the cause first), as Telegraf stores them.
+  if (t.etaInterval != null)
+    point
+      .stringField("eta_from", t.etaInterval.from)
+      .stringField("eta_to", t.etaInterval.to)
+      .floatField("eta_coverage", t.etaInterval.coverage);
+  if (t.basis != null) point.stringField("basis", t.basis);
+  if (t.sensors != null) point.stringField("sensors", t.sensors.join(","));
   if (t.contributions !== null) for (const f of FEATURES) point.floatField(`contribution_${f}`, t.contributions[f]);
   // Who acted (acknowledge, shelve, maintenance) or who wrote a note: apart, so that Grafana's
   // acknowledgedBy names no commenter; `author`, since `by` is an InfluxQL keyword.

@@ -11,6 +11,7 @@ import {
   type WantedSilence,
 } from "./model.js";
 import { commentWithKey, fanMatchers, silenceKey } from "./silences.js";
+import { warningDetail } from "./warning-text.js";
 
 /**
  * Health's transitions as the alerts and silences one fan wants (docs/alertmanager.md): a pure
@@ -287,11 +288,25 @@ export function annotations(name: AlertName, t: AlarmTransition, link: string): 
   };
   if (t.contributions !== null) out.contributions = JSON.stringify(t.contributions);
   if (t.eta !== null) out.eta = t.eta;
+  // A warning's interval, basis and drifting sensors: annotations, never labels (a label is the
+  // alert's identity, and an interval that moves with each transition would be a new alert each time).
+  if (t.etaInterval != null) {
+    out.etaFrom = t.etaInterval.from;
+    out.etaTo = t.etaInterval.to;
+    out.etaCoverage = String(t.etaInterval.coverage);
+  }
+  if (t.basis != null) out.basis = t.basis;
+  if (t.sensors != null && t.sensors.length > 0) out.sensors = t.sensors.join(",");
   if (t.alarmId !== null) out.alarmId = t.alarmId;
   return out;
 }
 
-/** "Fan 7 alarm: vibration, p=0.93": what a person reads first, in a page or a mail subject. */
+/**
+ * "Fan 7 alarm: vibration, p=0.93": what a person reads first, in a page or a mail subject. A
+ * warning adds when the alarm is expected and what drifts against what: "Fan 7 warning: vibration,
+ * p=0.41, alarm expected in 2–5 h (between 2026-01-01 02:00 and 05:00 UTC, 80% interval);
+ * vibration and temperature drifting from the fan's own baseline".
+ */
 export function summary(name: AlertName, t: AlarmTransition): string {
   const fan = `Fan ${t.deviceID}`;
   const cause = t.cause ?? "cause unknown";
@@ -300,7 +315,7 @@ export function summary(name: AlertName, t: AlarmTransition): string {
     case "FanAlarm":
       return `${fan} alarm: ${cause}, ${p}`;
     case "FanWarning":
-      return `${fan} warning: ${cause}, ${p}${t.eta === null ? "" : `, alarm expected by ${t.eta}`}`;
+      return `${fan} warning: ${cause}, ${p}${warningDetail(t)}`;
     case "FanSilent":
       return `${fan} silent since ${t.since}: no readings`;
     case "FanSensor": {

@@ -3,6 +3,7 @@
 // with an Acknowledge button that calls the health function through the page's API; a form to
 // plan maintenance on several fans at once; the health transitions; the dead letters. Fed by
 // server-sent events from /ui/events.
+import { basis, etaInterval } from "/ui/fan-format.js";
 import { postHealthAction } from "/ui/health-action.js";
 import { fansFrame, startFansPanel } from "/ui/fans-panel.js";
 
@@ -95,6 +96,12 @@ function eta(iso) {
   return `${minutes <= 0 ? "now" : minutes < 90 ? `in ${minutes} min` : `in ${number.format(minutes / 60)} h`} (${time(at)})`;
 }
 
+/** "alarm expected between 14:05 and 17:40 (80% interval, in 2–5 h)", or by its eta alone when it has no interval; "" without either. */
+function expected(warning) {
+  if (warning.etaInterval) return `alarm expected ${etaInterval(warning.etaInterval)}`;
+  return warning.eta ? `alarm expected ${eta(warning.eta)}` : "";
+}
+
 /**
  * Why the fan's notifications are held, while they are: "shelved until 18:00 by Ana", "in
  * maintenance until 8 Dec, 12:00 by Ops" (or "maintenance planned 07:00 – 12:00 by Ops"). The
@@ -181,7 +188,8 @@ function render(snapshot) {
       fan.registration === "pending" ? "pending: waiting for an admin's Approve" : "";
     node.querySelector(".sensor-issue").textContent = fan.sensor ? sensorText(fan.sensor) : "";
     node.querySelector(".cause").textContent = health?.cause ? `cause: ${health.cause}` : "";
-    node.querySelector(".eta").textContent = health?.eta ? `alarm expected ${eta(health.eta)}` : "";
+    node.querySelector(".eta").textContent = health ? expected(health) : "";
+    node.querySelector(".basis").textContent = health ? basis(health) : "";
     const held = muting(health);
     node.dataset.muted = held.kind;
     node.querySelector(".muting").textContent = held.text;
@@ -263,8 +271,14 @@ function renderAlarms(alarms, open) {
     row.querySelector(".what").textContent =
       `Fan ${alarm.deviceID} · ${alarm.state}${alarm.severity === "none" ? "" : ` (${alarm.severity})`}${alarm.cause ? ` · ${alarm.cause}` : ""}`;
     const held = muting(alarm).text;
-    row.querySelector(".detail").textContent =
-      `since ${time(alarm.since)} · probability ${percent(alarm.probability)}${alarm.eta ? ` · alarm expected ${eta(alarm.eta)}` : ""}${held ? ` · ${held}` : ""}`;
+    const detail = [
+      `since ${time(alarm.since)}`,
+      `probability ${percent(alarm.probability)}`,
+      expected(alarm),
+      basis(alarm),
+      held,
+    ];
+    row.querySelector(".detail").textContent = detail.filter((part) => part !== "").join(" · ");
     const by = alarm.acknowledged ? alarm.acknowledgedBy : here?.by;
     const note = alarm.acknowledged ? alarm.note : here?.note;
     row.querySelector(".acknowledged-by").textContent = acknowledged
@@ -424,7 +438,8 @@ function transitionText(t) {
     if (t.cause) parts.push(t.cause);
     if (t.event === "escalated") parts.push(t.severity);
     if (t.event === "warning" || t.event === "alarm") parts.push(percent(t.probability));
-    if (t.eta) parts.push(`alarm expected ${eta(t.eta)}`);
+    if (t.eta || t.etaInterval) parts.push(expected(t));
+    if (basis(t)) parts.push(basis(t));
   }
   // Recorded while the fan was shelved or in maintenance: not notified.
   if (t.muted) parts.push(`muted (${t.muted})`);

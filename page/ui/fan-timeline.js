@@ -3,7 +3,7 @@
 // them what happened outside any episode (maintenance planned on a healthy fan, back to ok,
 // silent), each with who and when. The newest page is read again when the fan changes; older
 // pages are read on request ("Older episodes", with the answer's cursor) and kept.
-import { clock, percent } from "/ui/fan-format.js";
+import { basis, clock, etaInterval, percent } from "/ui/fan-format.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -161,6 +161,12 @@ function findingText(f) {
   return `finding: ${f.result}${what ? ` (${what})` : ""}${by(f)}${note(f)}`;
 }
 
+/** When the transition expected the alarm, as it said then: its interval's times, or its eta; "" without either. */
+function expectedThen(t) {
+  if (t.etaInterval) return `alarm expected ${etaInterval(t.etaInterval, { relative: false })}`;
+  return t.eta ? `alarm expected ${clock(t.eta)}` : "";
+}
+
 function transitionText(t) {
   switch (t.event) {
     case "acknowledged":
@@ -178,7 +184,7 @@ function transitionText(t) {
     case "finding":
       return findingText({ ...t, ...(t.finding ?? {}) });
     case "escalated":
-      return `escalated to ${t.severity}${t.eta ? ` · alarm expected ${clock(t.eta)}` : ""}`;
+      return [`escalated to ${t.severity}`, expectedThen(t)].filter((part) => part !== "").join(" · ");
     case "ok":
       return "ok: healthy again";
     case "silent":
@@ -187,7 +193,8 @@ function transitionText(t) {
       const parts = [t.event];
       if (t.cause) parts.push(`cause ${t.cause}`);
       if (t.event === "warning" || t.event === "alarm") parts.push(`probability ${percent(t.probability)}`);
-      if (t.eta) parts.push(`alarm expected ${clock(t.eta)}`);
+      if (expectedThen(t)) parts.push(expectedThen(t));
+      if (basis(t)) parts.push(basis(t));
       if (t.muted) parts.push(`not notified (${t.muted})`);
       return parts.join(" · ");
     }

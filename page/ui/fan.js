@@ -4,7 +4,7 @@
 // changes, and a form for every action on it (fan-actions.js).
 import { setUpActions } from "/ui/fan-actions.js";
 import { probabilityChart, sensorChart } from "/ui/fan-charts.js";
-import { clock, eta, percent } from "/ui/fan-format.js";
+import { basis, clock, expected, percent } from "/ui/fan-format.js";
 import { loadHistory, loadOlder } from "/ui/fan-timeline.js";
 
 const SENSORS = ["rotation", "temperature", "vibration", "sound"];
@@ -56,13 +56,15 @@ function render(d) {
     record === null
       ? "no record from the health function yet"
       : `${record.state}${record.severity === "none" ? "" : ` (${record.severity})`}${record.cause ? ` · cause: ${record.cause}` : ""} · since ${clock(record.since)}`;
-  $("eta").textContent = record?.eta
-    ? eta(record.eta)
-    : d.state === "alarm"
-      ? "in alarm now"
-      : d.state === "warning"
-        ? "no trend towards it"
-        : "–";
+  $("eta").textContent =
+    record && expected(record)
+      ? expected(record)
+      : d.state === "alarm"
+        ? "in alarm now"
+        : d.state === "warning"
+          ? "no trend towards it"
+          : "–";
+  $("basis").textContent = (record && basis(record)) || "–";
   $("latest").textContent =
     d.latest.probability === null ? "no prediction yet" : `fault probability ${percent(d.latest.probability)}`;
   const { faulty, scored } = d.latest.recent;

@@ -261,9 +261,39 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
 
   it("routes an escalated warning to on-call: the minor alert ends, the major one opens", async () => {
     const fan = "a-esc";
-    await pair.deliver(transition(SITE, fan, "warning", { eta: "2030-01-01T00:00:00.000Z", probability: 0.41 }));
+    const hour = 3_600_000;
+    const interval = {
+      from: new Date(Date.now() + 2 * hour).toISOString(),
+      to: new Date(Date.now() + 5 * hour).toISOString(),
+      coverage: 0.8,
+    };
+    await pair.deliver(
+      transition(SITE, fan, "warning", {
+        eta: new Date(Date.now() + 3 * hour).toISOString(),
+        etaInterval: interval,
+        basis: "baseline",
+        sensors: ["vibration", "temperature"],
+        probability: 0.41,
+      }),
+    );
     await eventually("the minor warning at maintenance", () => notified(hooks, "/a/maintenance", fan).length === 1);
     assert.equal(notified(hooks, "/a/on-call", fan).length, 0);
+    // What the maintenance team reads: when (in hours, and the interval), and what drifts against what.
+    const warned = notified(hooks, "/a/maintenance", fan)[0]?.body.alerts[0];
+    assert.match(
+      warned?.annotations.summary ?? "",
+      /^Fan a-esc warning: vibration, p=0\.41, alarm expected in 2–5 h \(between .+ UTC, 80% interval\); vibration and temperature drifting from the fan's own baseline$/,
+    );
+    assert.equal(warned?.annotations.etaFrom, interval.from);
+    assert.equal(warned?.annotations.sensors, "vibration,temperature");
+    assert.equal(warned?.labels.etaFrom, undefined, "the interval is no label");
+    const mail = await eventuallyValue(
+      "the warning's mail",
+      () => smtp.mails.find((m) => m.subject.includes(`FanWarning fan ${fan}`)),
+      (m) => m !== undefined,
+    );
+    // Quoted-printable: soft line breaks joined, so that the sentence reads whole.
+    assert.match(mail?.raw.replace(/=\r?\n/g, "") ?? "", /80% interval\); vibration and temperature drifting/);
     await pair.deliver(transition(SITE, fan, "escalated", { state: "warning", severity: "major" }));
     await eventually("the major warning at on-call", () => notified(hooks, "/a/on-call", fan).length === 1);
     const paged = notified(hooks, "/a/on-call", fan)[0];

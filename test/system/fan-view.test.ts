@@ -289,6 +289,93 @@ describe("the fan view in headless Chromium (the health function a stand-in)", {
     await page.close();
   });
 
+  it("shows a warning's eta interval, what drifts and against what: on the tile, in the alarms, on the fan's page and in its timeline", async () => {
+    const hour = 60 * MINUTE;
+    const warned = new Date(Date.now() - MINUTE).toISOString();
+    const warning = (
+      deviceID: string,
+      basis: "baseline" | "fleet-range",
+      sensors: Array<"vibration" | "temperature">,
+    ) => {
+      const fields = {
+        eta: new Date(Date.now() + 3 * hour).toISOString(),
+        etaInterval: {
+          from: new Date(Date.now() + 2 * hour).toISOString(),
+          to: new Date(Date.now() + 5 * hour).toISOString(),
+          coverage: 0.8,
+        },
+        basis,
+        sensors,
+      };
+      const opening = {
+        event: "warning",
+        at: warned,
+        state: "warning",
+        cause: "vibration",
+        probability: 0.4,
+        ...fields,
+      };
+      const fan = {
+        state: "warning",
+        alarmId: `w-${deviceID}`,
+        severity: "minor",
+        since: warned,
+        cause: "vibration",
+      } as const;
+      health.add(record(deviceID, { ...fan, probability: 0.4, ...fields }), [opening]);
+      // A fan is admitted on its second reading.
+      for (let n = 0; n < 2; n++)
+        fleet.receive(
+          TOPICS.anomaly,
+          Buffer.from(
+            JSON.stringify({
+              deviceID,
+              fault: 0,
+              probability: 0.4,
+              reading: { rotation: 600, temperature: 41, vibration: 170, sound: 48 },
+            }),
+          ),
+        );
+    };
+    warning("4", "baseline", ["vibration", "temperature"]);
+    warning("5", "fleet-range", ["vibration"]);
+    const interval = /^alarm expected between (.*, )?\d\d:\d\d and (.*, )?\d\d:\d\d \(80% interval, in 2–5 h\)$/;
+    const { page, errors } = await open("/ui/");
+    await page.waitForFunction(() => (document.querySelector('.tile[data-fan="4"] .eta')?.textContent ?? "") !== "");
+    assert.match((await page.textContent('.tile[data-fan="4"] .eta')) ?? "", interval);
+    assert.equal(
+      await page.textContent('.tile[data-fan="4"] .basis'),
+      "vibration and temperature drifting from the fan's own baseline",
+    );
+    await page.waitForFunction(() => (document.querySelector('.tile[data-fan="5"] .basis')?.textContent ?? "") !== "");
+    assert.equal(
+      await page.textContent('.tile[data-fan="5"] .basis'),
+      "vibration drifting; judged against the fleet's ranges: no baseline yet",
+    );
+    assert.match(
+      (await page.textContent('.alarm[data-fan="4"] .detail')) ?? "",
+      / · alarm expected between .+ \(80% interval, in 2–5 h\) · vibration and temperature drifting from the fan's own baseline$/,
+    );
+    // The old form stays for a warning without an interval (a health function from before them).
+    assert.match((await page.textContent('.tile[data-fan="3"] .eta')) ?? "", /^alarm expected in \d+ h \(/);
+    assert.equal(await page.textContent('.tile[data-fan="3"] .basis'), "");
+
+    await page.goto(`${site.url}/ui/fans/4`);
+    await page.waitForFunction(() => (document.querySelector("#eta")?.textContent ?? "–") !== "–");
+    assert.match(
+      (await page.textContent("#eta")) ?? "",
+      /^between (.*, )?\d\d:\d\d and (.*, )?\d\d:\d\d \(80% interval, in 2–5 h\)$/,
+    );
+    assert.equal(await page.textContent("#basis"), "vibration and temperature drifting from the fan's own baseline");
+    await page.waitForSelector('.episode[data-alarm="w-4"] li');
+    assert.match(
+      (await page.textContent('.episode[data-alarm="w-4"] li')) ?? "",
+      /warning · cause vibration · probability 40\.0% · alarm expected between .+ \(80% interval\) · vibration and temperature drifting from the fan's own baseline/,
+    );
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   it("acknowledges, shelves, comments, assigns and records a finding from the fan's page, and shows each in the timeline with who", async () => {
     const { page, errors } = await open("/ui/fans/1");
     await page.waitForSelector('.episode[data-alarm="a-1"]');

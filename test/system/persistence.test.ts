@@ -55,7 +55,12 @@ function healthStory(now: number): { sent: AlarmTransition[]; warning: AlarmTran
     site: "local",
     ...extra,
   });
-  const warning = transition("1", "warning", "warning", "2026-11-27T10:00:00.123456789Z");
+  // With the interval its eta lies in, what it was judged against and the sensors that drift.
+  const warning = transition("1", "warning", "warning", "2026-11-27T10:00:00.123456789Z", {
+    etaInterval: { from: "2026-11-27T12:00:00.000Z", to: "2026-11-27T15:00:00.000Z", coverage: 0.8 },
+    basis: "baseline",
+    sensors: ["vibration", "temperature"],
+  });
   const sent = [
     transition("1", "warning", "warning", iso(now - 60_000)),
     transition("1", "alarm", "alarm", iso(now - 40_000)),
@@ -288,9 +293,20 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
 
     // At the transition's own time, to the nanosecond.
     const atTime = await influx.query(
-      `SELECT "alarmId", "eta" FROM "health" WHERE "deviceID" = '1' AND "event" = 'warning' AND time = '2026-11-27T10:00:00.123456789Z'`,
+      `SELECT "alarmId", "eta", "eta_from", "eta_to", "eta_coverage", "basis", "sensors" FROM "health" WHERE "deviceID" = '1' AND "event" = 'warning' AND time = '2026-11-27T10:00:00.123456789Z'`,
     );
-    assert.deepEqual(atTime[0]?.values, [["2026-11-27T10:00:00.123456789Z", "persist-1-a1", warning.eta]]);
+    assert.deepEqual(atTime[0]?.values, [
+      [
+        "2026-11-27T10:00:00.123456789Z",
+        "persist-1-a1",
+        warning.eta,
+        "2026-11-27T12:00:00.000Z",
+        "2026-11-27T15:00:00.000Z",
+        0.8,
+        "baseline",
+        "vibration,temperature",
+      ],
+    ]);
     const rows = async (where: string) => {
       const [series] = await influx.query(`SELECT * FROM "health" WHERE "alarmId" =~ /^persist-/ AND ${where}`);
       return (series?.values ?? []).map((v) => Object.fromEntries(series?.columns.map((c, i) => [c, v[i]]) ?? []));

@@ -75,4 +75,29 @@ describe("the page's fleet health: notes on an episode", () => {
     fleet.transition(transition("alarm", { alarmId: "7@2026-11-28T00:00:00.000Z", acknowledged: false }));
     assert.deepEqual([fleet.get("7")?.assignedTo, fleet.get("7")?.finding], [null, null]);
   });
+
+  it("keeps a warning's eta interval, basis and drifting sensors through an acknowledgement, and forgets them when it clears", () => {
+    const fleet = new FleetHealth(10, () => 0);
+    const interval = { from: "2026-11-27T12:00:00.000Z", to: "2026-11-27T15:00:00.000Z", coverage: 0.8 };
+    const warning = { state: "warning", severity: "minor", acknowledged: false } as const;
+    fleet.transition(
+      transition("warning", { ...warning, etaInterval: interval, basis: "fleet-range", sensors: ["vibration"] }),
+    );
+    // Health's acknowledgement carries the record's fields (transitionFrom).
+    fleet.transition(
+      transition("acknowledged", {
+        ...warning,
+        acknowledged: true,
+        etaInterval: interval,
+        basis: "fleet-range",
+        sensors: ["vibration"],
+        by: "ann",
+      }),
+    );
+    const kept = fleet.get("7");
+    assert.deepEqual([kept?.etaInterval, kept?.basis, kept?.sensors], [interval, "fleet-range", ["vibration"]]);
+    fleet.transition(transition("cleared", { state: "cleared", severity: "none" }));
+    const cleared = fleet.get("7");
+    assert.deepEqual([cleared?.etaInterval, cleared?.basis, cleared?.sensors], [null, null, null]);
+  });
 });

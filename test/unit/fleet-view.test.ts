@@ -374,3 +374,37 @@ describe("the fleet view's replicas", () => {
     }
   });
 });
+
+describe("the fleet view's warnings: eta interval, basis and drifting sensors", () => {
+  const drifting: Partial<HealthRecord> = {
+    etaInterval: { from: "2026-11-27T12:00:00.000Z", to: "2026-11-27T15:00:00.000Z", coverage: 0.8 },
+    basis: "baseline",
+    sensors: ["vibration", "temperature"],
+  };
+
+  it("carries them from a warning's transition to the fan's health and the alarm list, and drops them when an alarm follows", () => {
+    const { view } = viewWithFleet();
+    const warning = record("3", "warning", drifting);
+    view.receive(TOPICS.alarm, transition(warning, "warning", "2026-11-27T10:00:00.000Z"));
+    const fan = () => view.snapshot().fans.find((f) => f.deviceID === "3");
+    assert.deepEqual(fan()?.health?.etaInterval, drifting.etaInterval);
+    assert.equal(fan()?.health?.basis, "baseline");
+    assert.deepEqual(fan()?.health?.sensors, ["vibration", "temperature"]);
+    const listed = view.snapshot().alarms.find((a) => a.deviceID === "3");
+    assert.deepEqual(
+      [listed?.etaInterval, listed?.basis, listed?.sensors],
+      [drifting.etaInterval, "baseline", ["vibration", "temperature"]],
+    );
+
+    view.receive(TOPICS.alarm, transition(record("3", "alarm"), "alarm", "2026-11-27T10:05:00.000Z"));
+    assert.deepEqual([fan()?.health?.etaInterval, fan()?.health?.basis, fan()?.health?.sensors], [null, null, null]);
+  });
+
+  it("shows none for a record from a health function that has no such fields yet", () => {
+    const { view } = viewWithFleet();
+    view.receive(TOPICS.alarm, transition(record("3", "warning"), "warning", "2026-11-27T10:00:00.000Z"));
+    const health = view.snapshot().fans.find((f) => f.deviceID === "3")?.health;
+    assert.equal(health?.eta, "2026-11-27T10:20:00.000Z");
+    assert.deepEqual([health?.etaInterval, health?.basis, health?.sensors], [null, null, null]);
+  });
+});

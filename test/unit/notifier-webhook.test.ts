@@ -4,7 +4,7 @@ import { once } from "node:events";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
-import type { AlarmTransition } from "../../lib/domain/health.js";
+import { transitionFrom, type AlarmTransition } from "../../lib/domain/health.js";
 import { freePort } from "../../lib/infra/net.js";
 import { DeliveryError, fanLink, type Notification } from "../../notifier/target.js";
 import {
@@ -60,6 +60,37 @@ describe("the webhook's contract", () => {
     assert.deepEqual(JSON.parse(body.toString("utf8")), { ...transition, link: "http://page.example/?fan=7" });
     assert.equal(webhookSignature(SECRET, body), `sha256=${createHmac("sha256", SECRET).update(body).digest("hex")}`);
     assert.equal(fanLink("http://page.example", "fan 7/α"), "http://page.example/?fan=fan%207%2F%CE%B1");
+  });
+
+  it("sends a warning's eta interval, basis and drifting sensors as health published them", () => {
+    const warning = transitionFrom(
+      {
+        ...transition,
+        state: "warning",
+        severity: "minor",
+        eta: "2026-11-27T16:00:00.000Z",
+        etaInterval: { from: "2026-11-27T15:00:00.000Z", to: "2026-11-27T18:00:00.000Z", coverage: 0.8 },
+        basis: "baseline",
+        sensors: ["vibration", "temperature"],
+        lastSeen: transition.at,
+        acknowledgedBy: null,
+        note: null,
+        shelvedUntil: null,
+        shelvedBy: null,
+        maintenance: null,
+        assignedTo: null,
+        finding: null,
+      },
+      { event: "warning", at: transition.at, id: "7:1764250000000:4", site: "north" },
+    );
+    const body = JSON.parse(webhookBody(notification(warning)).toString("utf8")) as Record<string, unknown>;
+    assert.deepEqual(body.etaInterval, {
+      from: "2026-11-27T15:00:00.000Z",
+      to: "2026-11-27T18:00:00.000Z",
+      coverage: 0.8,
+    });
+    assert.equal(body.basis, "baseline");
+    assert.deepEqual(body.sensors, ["vibration", "temperature"]);
   });
 
   it("keeps a plain transition id as it is in X-Fanwatch-Delivery and percent-encodes what a header cannot carry", () => {

@@ -9,7 +9,7 @@ import { parse as parseYaml } from "yaml";
 import { readWriterConfig } from "../../connectors/influxdb/config.js";
 import { createLineWriter } from "../../connectors/influxdb/influx-client.js";
 import { SCHEMA, toLines, type Source } from "../../connectors/influxdb/points.js";
-import { AlarmTransitionSchema, NOTE_EVENTS } from "../../lib/domain/health.js";
+import { AlarmTransitionSchema, NOTE_EVENTS, transitionFrom, type HealthRecord } from "../../lib/domain/health.js";
 import { REPO_ROOT } from "../support/paths.js";
 
 const read = (path: string) => readFile(join(REPO_ROOT, path), "utf8");
@@ -28,9 +28,15 @@ interface RenameProcessor {
   tagpass: Record<string, string[]>;
   replace: Array<{ field: string; dest: string }>;
 }
+interface RegexConversion {
+  key: string;
+  pattern: string;
+  replacement: string;
+}
 interface RegexProcessor {
   namepass: string[];
-  tags: Array<{ key: string; pattern: string; replacement: string }>;
+  tags?: RegexConversion[];
+  fields?: RegexConversion[];
 }
 interface MqttInput {
   servers: string[];
@@ -50,26 +56,36 @@ type Metric = { measurement: string; tags: Record<string, string>; fields: Recor
 
 /**
  * What Telegraf makes of one message with an input's json_v2 blocks (plugins/parsers/json_v2 and
- * models/running_input.go, 1.34), for the paths used here (dot paths to values): a path that is not
- * there is an error for the whole message unless optional (the message is then acknowledged and
- * nothing is stored); each block is one metric; a metric without fields is dropped.
+ * models/running_input.go, 1.34), for the paths used here (dot paths to values, and GJSON's
+ * `|@tostr`, which makes the value found its JSON text): a path that is not there is an error for
+ * the whole message unless optional (the message is then acknowledged and nothing is stored); each
+ * block is one metric; a metric without fields is dropped.
  */
 function telegrafMetrics(input: MqttInput, message: Record<string, unknown>): Metric[] | { error: string } {
-  const at = (path: string) =>
-    path
+  const at = (path: string) => {
+    const [dotted = "", modifier] = path.split("|");
+    const value = dotted
       .split(".")
       .reduce<unknown>(
         (v, key) => (v !== null && typeof v === "object" ? (v as Record<string, unknown>)[key] : undefined),
         message,
       );
+    if (modifier === undefined || value === undefined) return value;
+    assert.equal(modifier, "@tostr", "the only modifier this model knows");
+    return JSON.stringify(value);
+  };
   const metrics: Metric[] = [];
   for (const block of input.json_v2) {
     let time = 0;
     if (block.timestamp_path !== undefined) {
       const text = at(block.timestamp_path);
       if (typeof text !== "string") return { error: `the timestamp path ${block.timestamp_path} is not a time` };
-      assert.equal(block.timestamp_format, "2006-01-02 15:04:05", "the reference format is all this model reads");
-      time = Date.parse(`${text.replace(" ", "T")}Z`);
+      // Go's reference layouts this model reads: the readings' (UTC) and RFC 3339 (health's `at`).
+      if (block.timestamp_format === "2006-01-02T15:04:05Z07:00") time = Date.parse(text);
+      else {
+        assert.equal(block.timestamp_format, "2006-01-02 15:04:05", "the reference formats are all this model reads");
+        time = Date.parse(`${text.replace(" ", "T")}Z`);
+      }
     }
     const tags: Record<string, string> = {};
     for (const tag of block.tag) {
@@ -98,9 +114,10 @@ function telegrafMetrics(input: MqttInput, message: Record<string, unknown>): Me
 
 /**
  * What Telegraf's processors.regex (1.34) makes of metrics, for the conversions used here: tag
- * conversions of the measurements in namepass, after Telegraf has put the variables `env` into the
- * configuration; a value the pattern does not match is left as it is. Go's `(?s)` is JS's flag s;
- * a replacement here is literal (Go would expand `$`).
+ * and string field conversions of the measurements in namepass, after Telegraf has put the
+ * variables `env` into the configuration; every match is replaced (Go's ReplaceAllString), a value
+ * the pattern does not match is left as it is. Go's `(?s)` is JS's flag s; a replacement here is
+ * literal (Go would expand `$`).
  */
 function telegrafRegex(
   processors: RegexProcessor[],
@@ -108,16 +125,22 @@ function telegrafRegex(
   env: Map<string, string | undefined>,
 ): Metric[] {
   const substitute = (text: string) => text.replace(/\$\{(\w+)\}/g, (_, name: string) => env.get(name) ?? "");
+  const convert = (values: Record<string, unknown>, conversion: RegexConversion) => {
+    const value = values[conversion.key];
+    const pattern = substitute(conversion.pattern);
+    const replacement = substitute(conversion.replacement);
+    assert.ok(!replacement.includes("$"), "a literal replacement");
+    const regex = new RegExp(
+      pattern.startsWith("(?s)") ? pattern.slice(4) : pattern,
+      pattern.startsWith("(?s)") ? "gs" : "g",
+    );
+    if (typeof value === "string") values[conversion.key] = value.replace(regex, replacement);
+  };
   for (const processor of processors)
-    for (const metric of metrics.filter((m) => processor.namepass.includes(m.measurement)))
-      for (const conversion of processor.tags) {
-        const value = metric.tags[conversion.key];
-        const pattern = substitute(conversion.pattern);
-        const replacement = substitute(conversion.replacement);
-        assert.ok(!replacement.includes("$"), "a literal replacement");
-        const regex = pattern.startsWith("(?s)") ? new RegExp(pattern.slice(4), "s") : new RegExp(pattern);
-        if (value !== undefined && regex.test(value)) metric.tags[conversion.key] = value.replace(regex, replacement);
-      }
+    for (const metric of metrics.filter((m) => processor.namepass.includes(m.measurement))) {
+      for (const conversion of processor.tags ?? []) convert(metric.tags, conversion);
+      for (const conversion of processor.fields ?? []) convert(metric.fields, conversion);
+    }
   return metrics;
 }
 
@@ -133,6 +156,34 @@ function fromLine(line: string): Metric {
     }),
   );
   return { measurement, tags, fields, time: Number(BigInt(time) / 1_000_000n) };
+}
+
+/** A warning as health publishes it, with its eta interval, basis and drifting sensors. */
+function warningTransition() {
+  const record: HealthRecord = {
+    deviceID: "3",
+    state: "warning",
+    alarmId: "3@2026-01-01T00:00:00.000Z",
+    severity: "minor",
+    since: "2026-01-01T00:00:00.000Z",
+    cause: "vibration",
+    contributions: null,
+    probability: 0.41,
+    eta: "2026-01-01T03:00:00.000Z",
+    etaInterval: { from: "2026-01-01T02:00:00.000Z", to: "2026-01-01T05:00:00.000Z", coverage: 0.8 },
+    basis: "baseline",
+    sensors: ["vibration", "temperature"],
+    lastSeen: "2026-01-01T00:00:00.000Z",
+    acknowledged: false,
+    acknowledgedBy: null,
+    note: null,
+    shelvedUntil: null,
+    shelvedBy: null,
+    maintenance: null,
+    assignedTo: null,
+    finding: null,
+  };
+  return transitionFrom(record, { event: "warning", at: "2026-01-01T00:00:00.000Z", id: "3:1767225600000:1" });
 }
 
 describe("Telegraf configuration (Telegraf cannot run here: its files are checked against the schema)", () => {
@@ -242,7 +293,8 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
     const health = blocks(config.inputs.mqtt_consumer).find((b) => b.measurement_name === "health");
     const shape = AlarmTransitionSchema.shape as Record<string, { isOptional(): boolean }>;
     for (const field of health?.field ?? []) {
-      const [key = "", nested] = field.path.split(".");
+      // A GJSON modifier (`sensors|@tostr`) changes how the value is taken, not whether it is there.
+      const [key = "", nested] = (field.path.split("|")[0] ?? "").split(".");
       assert.ok(key in shape, `${field.path} is a field of the transition`);
       // A nested path is missing when its object is null (contributions on an ok); a null value itself is left out without error.
       const mayLack = nested !== undefined || shape[key]?.isOptional() === true;
@@ -250,6 +302,36 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
     }
     for (const tag of health?.tag ?? [])
       assert.equal(shape[tag.path]?.isOptional(), false, `tag ${tag.path} is always there`);
+  });
+
+  it("stores a warning's eta interval, basis and drifting sensors (comma-joined) as the writer does", async () => {
+    const config = await toml<{ inputs: { mqtt_consumer: MqttInput[] }; processors: { regex?: RegexProcessor[] } }>(
+      "deploy/telegraf/telegraf.conf",
+    );
+    const input = config.inputs.mqtt_consumer.find((i) => i.topics[0] === "${ALARM_TOPIC}");
+    assert.ok(input);
+    const warning = warningTransition();
+    const metrics = telegrafMetrics(input, JSON.parse(JSON.stringify(warning)) as Record<string, unknown>);
+    const [stored] = telegrafRegex(config.processors.regex ?? [], metrics as Metric[], new Map());
+    const warned = { eta_from: "2026-01-01T02:00:00.000Z", eta_to: "2026-01-01T05:00:00.000Z", eta_coverage: 0.8 };
+    const expected = { ...warned, basis: "baseline", sensors: "vibration,temperature" };
+    const picked = (fields: Record<string, unknown>) =>
+      Object.fromEntries(Object.keys(expected).map((key) => [key, fields[key]]));
+    assert.deepEqual(picked(stored?.fields ?? {}), expected);
+    const written = toLines("health", Buffer.from(JSON.stringify(warning)), 0, "fan/messages");
+    assert.ok(written.ok);
+    assert.equal(
+      written.lines[0],
+      'health,deviceID=3,event=warning,state=warning acknowledged=F,alarmId="3@2026-01-01T00:00:00.000Z",basis="baseline",cause="vibration",eta="2026-01-01T03:00:00.000Z",eta_coverage=0.8,eta_from="2026-01-01T02:00:00.000Z",eta_to="2026-01-01T05:00:00.000Z",probability=0.41,sensors="vibration,temperature",severity="minor" 1767225600000000000',
+    );
+    // A transition without them (an alarm, an older health function's) has none of these fields, and is no error.
+    const { etaInterval: _i, basis: _b, sensors: _s, ...older } = warning;
+    const plain = telegrafMetrics(input, JSON.parse(JSON.stringify(older)) as Record<string, unknown>);
+    assert.ok(Array.isArray(plain), JSON.stringify(plain));
+    assert.deepEqual(
+      picked(plain[0]?.fields ?? {}),
+      Object.fromEntries(Object.keys(expected).map((k) => [k, undefined])),
+    );
   });
 
   it("tags a dead letter with its error code when it has one, and stores it without one", async () => {
