@@ -22,6 +22,7 @@
 import { parseArgs } from "node:util";
 import { checkSilence, evaluate, type FanHealth } from "../../functions/health/evaluator.js";
 import { readHealthPolicy } from "../../functions/health/policy.js";
+import { SIDES, statistic, type DriftTrack } from "../../functions/health/drift.js";
 import { FEATURES } from "../../lib/domain/features.js";
 import { ScoringModel } from "../../lib/inference/runtime.js";
 import type { ExplainedVerdict, Prediction } from "../../lib/domain/prediction.js";
@@ -182,6 +183,8 @@ function ownLevelSeed(seed: number, j: number): number {
 
 function runFan(model: ScoringModel, fan: SimulatedFan, limit: number): FanOutcome {
   let state: FanHealth | undefined;
+  const healthyUntil = fan.truth.wearStartsAtReading ?? fan.truth.failsAtReading ?? Infinity;
+  let driftPeak = 0;
   const seen: Seen[] = [];
   const rows: number[][] = [];
   for (let base = 0; base < limit; base += CHUNK) {
@@ -211,6 +214,7 @@ function runFan(model: ScoringModel, fan: SimulatedFan, limit: number): FanOutco
       const result = evaluate(state, fan.deviceID, [{ prediction: predictions[i] as Prediction, at }], at, policy);
       state = result.next;
       for (const transition of result.transitions) seen.push({ idx: base + i, transition });
+      if (base + i < healthyUntil) driftPeak = Math.max(driftPeak, peakStatistic(state.tracker.drift));
     }
     evaluateNs += process.hrtime.bigint() - t0;
     evaluated += n;
@@ -221,7 +225,14 @@ function runFan(model: ScoringModel, fan: SimulatedFan, limit: number): FanOutco
     )
       throw new Error(`fan ${fan.deviceID} went silent while reporting`);
   }
-  return outcome(fan.truth, limit, seen, INTERVAL_MS);
+  return outcome(fan.truth, limit, seen, INTERVAL_MS, driftPeak);
+}
+
+/** The largest drift statistic of any side (0 before the fan has a baseline). */
+function peakStatistic(drift: DriftTrack | undefined): number {
+  let peak = 0;
+  if (drift !== undefined) for (let side = 0; side < SIDES; side++) peak = Math.max(peak, statistic(drift, side));
+  return peak;
 }
 
 const pct = (x: number | null) => (x === null ? "–" : `${(x * 100).toFixed(0)}%`);
@@ -312,7 +323,7 @@ function familyTable(families: Record<string, Summary>): string {
   for (const [family, summary] of Object.entries(families)) {
     const h = summary.healthy;
     rows.push([
-      `${family}: false warnings / alarms per 1,000 fan-days: ${num(h.falseWarningsPer1000FanDays, 2)} / ${num(h.falseAlarmsPer1000FanDays, 2)} (${h.falseWarnings} / ${h.falseAlarms} in ${h.fanDays.toFixed(1)} healthy + noisy fan-days); before the wear or fault ${num(h.beforeFaultFalseWarningsPer1000FanDays, 2)} / ${num(h.beforeFaultFalseAlarmsPer1000FanDays, 2)} (${h.beforeFaultFalseWarnings} / ${h.beforeFaultFalseAlarms} in ${h.beforeFaultFanDays.toFixed(1)} fan-days)`,
+      `${family}: false warnings / alarms per 1,000 fan-days: ${num(h.falseWarningsPer1000FanDays, 2)} / ${num(h.falseAlarmsPer1000FanDays, 2)} (${h.falseWarnings} / ${h.falseAlarms} in ${h.fanDays.toFixed(1)} healthy + noisy fan-days); before the wear or fault ${num(h.beforeFaultFalseWarningsPer1000FanDays, 2)} / ${num(h.beforeFaultFalseAlarmsPer1000FanDays, 2)} (${h.beforeFaultFalseWarnings} / ${h.beforeFaultFalseAlarms} in ${h.beforeFaultFanDays.toFixed(1)} fan-days); highest drift statistic while healthy ${num(h.driftPeak, 1)} (warns at ${policy.driftH})`,
     ]);
     for (const [shape, s] of Object.entries(summary.shapes)) {
       rows.push(shapeRow(`  ${shape}`, s));

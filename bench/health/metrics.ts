@@ -19,6 +19,8 @@ export interface FanOutcome {
   readings: number;
   /** Readings while the fan was healthy (before a sudden fault or the start of wear; all of a healthy fan's). */
   healthyReadings: number;
+  /** The highest drift statistic (CUSUM S, in spreads) any side reached while the fan was healthy; 0 without a baseline. */
+  healthyDriftPeak: number;
   /** Alarms and warnings raised while the fan was healthy. */
   falseAlarms: number;
   falseWarnings: number;
@@ -60,7 +62,13 @@ export interface FanOutcome {
   intervalCoverage: number | null;
 }
 
-export function outcome(truth: FanTruth, readings: number, seen: readonly Seen[], intervalMs: number): FanOutcome {
+export function outcome(
+  truth: FanTruth,
+  readings: number,
+  seen: readonly Seen[],
+  intervalMs: number,
+  healthyDriftPeak = 0,
+): FanOutcome {
   const onset = truth.wearStartsAtReading ?? truth.failsAtReading;
   const healthyReadings = onset === null ? readings : Math.min(readings, onset);
   const raised = (event: "alarm" | "warning") => {
@@ -87,6 +95,7 @@ export function outcome(truth: FanTruth, readings: number, seen: readonly Seen[]
     shape: truth.shape,
     readings,
     healthyReadings,
+    healthyDriftPeak,
     falseAlarms: before(alarms),
     falseWarnings: before(warnings),
     readingsToAlarm: alarm === undefined || onset === null ? null : alarm.idx - (truth.failsAtReading ?? onset) + 1,
@@ -184,6 +193,8 @@ export function summarise(outcomes: readonly FanOutcome[]) {
         healthy.reduce((n, o) => n + o.falseWarnings, 0),
         healthyDays,
       ),
+      /** The margin of the drift detector: its highest statistic on any healthy reading (warns at HEALTH_DRIFT_H). */
+      driftPeak: outcomes.reduce((peak, o) => Math.max(peak, o.healthyDriftPeak), 0),
       beforeFaultFanDays: preFaultDays,
       beforeFaultFalseAlarms: faultFans.reduce((n, o) => n + o.falseAlarms, 0),
       beforeFaultFalseWarnings: faultFans.reduce((n, o) => n + o.falseWarnings, 0),

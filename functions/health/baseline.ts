@@ -107,7 +107,9 @@ export function learn(b: BaselineTrack, reading: PerSensor, at: number, policy: 
     fourth[i] = Math.max(0, (fourth[i] as number) + weight * (d * d * d * d - (fourth[i] as number)));
   }
   const readyAt = ready ? b.readyAt : n >= policy.baselineReadings ? at : null;
-  return { ...b, n, mean, variance, fourth, readyAt, updatedAt: at };
+  // Learning begins with the first reading learnt (a relearn starts by the clock, before it).
+  const since = b.n === 0 ? at : b.since;
+  return { ...b, n, since, mean, variance, fourth, readyAt, updatedAt: at };
 }
 
 /** Sensor i's spread (standard deviation), at least its floor. */

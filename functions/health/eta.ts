@@ -78,7 +78,7 @@ export function driftEta(
  * spread of actual / eta measured on the benchmark's calibration seeds, its 10th and 90th
  * percentiles (docs/benchmarks.md).
  */
-const FLEET_ETA_FACTORS = [0.5, 2.5] as const;
+const FLEET_ETA_FACTORS = [0.56, 2.44] as const;
 
 export function fleetEtaInterval(at: number, eta: number): Eta {
   const ahead = Math.max(0, eta - at);

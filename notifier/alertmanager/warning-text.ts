@@ -55,7 +55,7 @@ export function basisText(t: Pick<AlarmTransition, "basis" | "sensors">): string
     case "baseline":
       return `${drifting === "" ? "drifting" : drifting} from the fan's own baseline`;
     case "fleet-range":
-      return `${drifting === "" ? "" : `${drifting}; `}judged against the fleet's ranges: no baseline yet`;
+      return `${drifting === "" ? "" : `${drifting}; `}judged against the fleet's healthy ranges`;
     default:
       return drifting;
   }

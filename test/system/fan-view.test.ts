@@ -350,7 +350,7 @@ describe("the fan view in headless Chromium (the health function a stand-in)", {
     await page.waitForFunction(() => (document.querySelector('.tile[data-fan="5"] .basis')?.textContent ?? "") !== "");
     assert.equal(
       await page.textContent('.tile[data-fan="5"] .basis'),
-      "vibration drifting; judged against the fleet's ranges: no baseline yet",
+      "vibration drifting; judged against the fleet's healthy ranges",
     );
     assert.match(
       (await page.textContent('.alarm[data-fan="4"] .detail')) ?? "",

@@ -84,7 +84,7 @@ describe("Alertmanager target: a warning's eta interval, basis and drifting sens
     const alert = warningAlert(notification({ ...WARNING, basis: "fleet-range", sensors: ["vibration"] }, "warning"));
     assert.match(
       alert.annotations.summary ?? "",
-      /80% interval\); vibration drifting; judged against the fleet's ranges: no baseline yet$/,
+      /80% interval\); vibration drifting; judged against the fleet's healthy ranges$/,
     );
     assert.equal(alert.annotations.basis, "fleet-range");
   });
