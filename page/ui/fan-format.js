@@ -44,8 +44,7 @@ export function basis({ basis, sensors }) {
   const list = names.length <= 1 ? names.join("") : `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
   const drifting = list === "" ? "" : `${list} drifting`;
   if (basis === "baseline") return `${drifting || "drifting"} from the fan's own baseline`;
-  if (basis === "fleet-range")
-    return `${drifting ? `${drifting}; ` : ""}judged against the fleet's healthy ranges`;
+  if (basis === "fleet-range") return `${drifting ? `${drifting}; ` : ""}judged against the fleet's healthy ranges`;
   return drifting;
 }
 /** When a warning expects the alarm: its interval when it has one, else its eta ("in about 2 h (14:05)"); "" without either. */

@@ -309,6 +309,21 @@ describe("health baselines: frozen, and learnt again", () => {
     for (let i = 0; i < LEARN; i++) fan.feed(reading(fan.n));
     assert.deepEqual([fan.published.state, fan.published.reason], ["ready", "maintenance"]);
   });
+
+  it("a baseline learnt again says it began with the first reading learnt, by reading time, even when the clock runs hours ahead of the readings", () => {
+    const fan = new Fan();
+    const reading = ownFan([], 0, 1, 110);
+    for (let i = 0; i < LEARN; i++) fan.feed(reading(fan.n));
+    const clock = fan.now + 6 * HOUR; // the health process's clock: the readings arrive late
+    const planned = maintain(fan.state, ID, { from: clock, until: clock + 1_000, by: "ops" }, clock);
+    const ended = expire(planned?.next as FanHealth, clock + 1_000);
+    fan.state = ended?.next;
+    const firstAfter = fan.now + STEP;
+    for (let i = 0; i < LEARN; i++) fan.feed(reading(fan.n));
+    const published = fan.published;
+    assert.equal(published.since, new Date(firstAfter).toISOString());
+    assert.ok(Date.parse(published.since) <= Date.parse(published.readyAt as string));
+  });
 });
 
 describe("health baselines: settings", () => {
