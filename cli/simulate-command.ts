@@ -66,6 +66,22 @@ export function addFleetOptions(
       0,
     )
     .option("--noisy <n>", "of which are healthy with rare single-reading spikes", integer("--noisy"), 0)
+    .option(
+      "--drift <n>",
+      "of which start healthy and wear out with one sensor's level drifting to its worn range, the fans taking rotation, temperature, vibration and sound in turn (see --onset-minutes, --degrade-minutes)",
+      integer("--drift"),
+      0,
+    )
+    .option(
+      "--drift-pair <n>",
+      "of which wear out with two sensors drifting together, each fan its own pair",
+      integer("--drift-pair"),
+      0,
+    )
+    .option(
+      "--own-levels",
+      "each fan reads at its own level per sensor, spread 5–10% of the fleet range's width either side, rather than over the fleet's whole healthy range (what health's baselines learn: docs/health.md)",
+    )
     .option("--interval <ms>", "time between two readings of one fan", integer("--interval"), 2000)
     .option(
       "--degrade-minutes <m>",
@@ -167,23 +183,6 @@ export function addSimulateCommand(program: Command, io: Io): void {
       "write each fan's ground truth (shape, when it starts to wear, when it fails) to this file as JSON lines",
     );
   addFleetOptions(command, DEFAULT_FLEET);
-  command
-    .option(
-      "--drift <n>",
-      "of which start healthy and wear out with one sensor's level drifting to its worn range, the fans taking rotation, temperature, vibration and sound in turn (see --onset-minutes, --degrade-minutes)",
-      integer("--drift"),
-      0,
-    )
-    .option(
-      "--drift-pair <n>",
-      "of which wear out with two sensors drifting together, each fan its own pair",
-      integer("--drift-pair"),
-      0,
-    )
-    .option(
-      "--own-levels",
-      "each fan reads at its own level per sensor, spread 5–10% of the fleet range's width either side, rather than over the fleet's whole healthy range",
-    );
   addSettingsHelp(command, [
     { title: "The broker, unless --broker names it", settings: MQTT_SETTINGS },
     { title: "The topic, unless --topic names it (TELEMETRY_TOPIC)", settings: TOPIC_SETTINGS },

@@ -175,7 +175,7 @@ export function addStartCommand(program: Command, io: Io): void {
     io.err(
       system.simulator === undefined
         ? "no simulated fleet (--fans 0): publish readings to the broker yourself"
-        : `fleet    ${fleet.fans} simulated fans (${describeMix(fleet, opts.degradeMinutes)})`,
+        : `fleet    ${fleet.fans} simulated fans (${describeMix(fleet, opts.degradeMinutes)})${fleet.ownLevels === true ? ", each at its own levels" : ""}`,
     );
     io.err("running; Ctrl-C stops everything");
 
@@ -202,10 +202,13 @@ export function addStartCommand(program: Command, io: Io): void {
 
 /** "2 faulty, 2 degrading over 10 min, 1 noisy": the shapes the fleet has, wear-outs with their length. */
 function describeMix(fleet: FleetMix, degradeMinutes: number): string {
-  const { bearing = 0, sudden = 0, noisy = 0 } = fleet;
+  const { bearing = 0, sudden = 0, noisy = 0, drift = 0, driftPair = 0 } = fleet;
   const parts = [`${fleet.faulty} faulty`, `${fleet.degrading} degrading`];
   if (bearing > 0) parts.push(`${bearing} bearing`);
-  if (fleet.degrading > 0 || bearing > 0) parts[parts.length - 1] += ` over ${degradeMinutes} min`;
+  if (drift > 0) parts.push(`${drift} drifting`);
+  if (driftPair > 0) parts.push(`${driftPair} drifting in pairs`);
+  if (fleet.degrading > 0 || bearing > 0 || drift > 0 || driftPair > 0)
+    parts[parts.length - 1] += ` over ${degradeMinutes} min`;
   if (sudden > 0) parts.push(`${sudden} sudden`);
   if (noisy > 0) parts.push(`${noisy} noisy`);
   return parts.join(", ");
