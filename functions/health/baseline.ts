@@ -107,9 +107,15 @@ export function learn(b: BaselineTrack, reading: PerSensor, at: number, policy: 
     fourth[i] = Math.max(0, (fourth[i] as number) + weight * (d * d * d * d - (fourth[i] as number)));
   }
   const readyAt = ready ? b.readyAt : n >= policy.baselineReadings ? at : null;
+  if (readyAt !== null) for (const values of [mean, variance, fourth]) roundAll(values);
   // Learning begins with the first reading learnt (a relearn starts by the clock, before it).
   const since = b.n === 0 ? at : b.since;
   return { ...b, n, since, mean, variance, fourth, readyAt, updatedAt: at };
+}
+
+/** Eight significant digits once ready (written with the fan on every prediction; learning keeps full precision for Welford's sums). */
+function roundAll(values: number[]): void {
+  for (let i = 0; i < values.length; i++) values[i] = Number((values[i] as number).toPrecision(8));
 }
 
 /** Sensor i's spread (standard deviation), at least its floor. */

@@ -121,7 +121,7 @@ function step(d: DriftTrack, side: number, y: number, idx: number, policy: Drift
     d[o + SJY] = 0;
     return;
   }
-  d[o + S] = s;
+  d[o + S] = thousandths(s);
   if ((d[o + CP] as number) < 0) d[o + CP] = idx;
   const j = idx - (d[o + CP] as number);
   const fit = j >= FIT_MIN ? fitOf(d, side, idx - 1) : undefined;
@@ -130,8 +130,17 @@ function step(d: DriftTrack, side: number, y: number, idx: number, policy: Drift
     fit === undefined
       ? Math.min(CLIP, Math.max(-CLIP, y))
       : Math.min(fit.level + fit.rate + FIT_CLIP, Math.max(fit.level + fit.rate - FIT_CLIP, y));
-  d[o + SY] = (d[o + SY] as number) + value;
-  d[o + SJY] = (d[o + SJY] as number) + j * value;
+  d[o + SY] = thousandths((d[o + SY] as number) + value);
+  d[o + SJY] = thousandths((d[o + SJY] as number) + j * value);
+}
+
+/**
+ * Thousandths of a spread are far below anything the detector or the fit can tell apart, and
+ * the track is written with the fan on every prediction: 32 numbers of 17 digits each were 0.6 KB
+ * of JSON per write, rounded they are a third of that.
+ */
+function thousandths(x: number): number {
+  return Math.round(x * 1000) / 1000;
 }
 
 /** Sides whose S has reached h, the largest first. */
