@@ -13,6 +13,8 @@ export const BASELINES_BUCKET = "fan_baselines";
 
 /** A baseline that keeps moving is published again after this much reading time. */
 const REPUBLISH_MS = 3_600_000;
+/** After a failed write, nothing is tried for this long (wall clock): one attempt and one log line, not one per fan and batch. */
+const RETRY_AFTER_MS = 30_000;
 
 export interface BaselinePublisherOptions {
   /** Health's NATS connection while it is up. */
@@ -40,6 +42,9 @@ export class BaselinePublisher {
   #kv: Promise<KV> | undefined;
   #flushing = false;
   #closed = false;
+  /** While writes fail: when the next may be tried (Date.now), and whether the outage was logged. */
+  #retryAt = 0;
+  #failing = false;
 
   constructor(options: BaselinePublisherOptions) {
     this.#options = options;
@@ -48,7 +53,7 @@ export class BaselinePublisher {
   /** A fan's health was written: publishes its baseline when it changed in a way worth telling. */
   written(deviceID: string, before: FanHealth | undefined, after: FanHealth): void {
     const next = after.tracker.baseline;
-    if (next === undefined || this.#closed) return;
+    if (next === undefined || this.#closed || Date.now() < this.#retryAt) return;
     const frozen = after.tracker.state === "warning" || after.tracker.state === "alarm";
     if (!worthPublishing(before, after, this.#published.get(deviceID))) return;
     this.#published.set(deviceID, next.updatedAt);
@@ -67,15 +72,26 @@ export class BaselinePublisher {
           const kv = await this.#bucket();
           await kv.put(encodeKey(deviceID), JSON.stringify(baseline));
           this.#options.writes.inc({ result: "ok" });
+          if (this.#failing)
+            this.#options.log.info(
+              { event: "baseline_publish_resumed" },
+              `baselines are published in ${BASELINES_BUCKET} again`,
+            );
+          this.#failing = false;
         } catch (error) {
           this.#kv = undefined;
-          // Forgotten as published: the fan's next write tries again.
+          // Forgotten as published: the fan's next write after the pause tries again.
           this.#published.delete(deviceID);
+          for (const id of this.#waiting.keys()) this.#published.delete(id);
+          this.#waiting.clear();
+          this.#retryAt = Date.now() + RETRY_AFTER_MS;
           this.#options.writes.inc({ result: "failed" });
-          this.#options.log.warn(
-            { event: "baseline_publish_failed", deviceID, err: (error as Error).message },
-            `could not publish the baseline of fan ${deviceID} in ${BASELINES_BUCKET}; it is published at the fan's next change`,
-          );
+          if (!this.#failing)
+            this.#options.log.warn(
+              { event: "baseline_publish_failed", deviceID, err: (error as Error).message },
+              `could not publish fans' baselines in ${BASELINES_BUCKET}; trying again in ${RETRY_AFTER_MS / 1000} s, at each fan's next change`,
+            );
+          this.#failing = true;
         }
       }
     } finally {

@@ -103,7 +103,12 @@ export function detect(
   const next = d.slice();
   for (let i = 0; i < FEATURES.length; i++) {
     const f = FEATURES[i] as FeatureName;
-    if (f === skip) continue;
+    if (f === skip) {
+      // A sensor not believed is evidence of nothing: its drift starts again once it is.
+      reset(next, 2 * i);
+      reset(next, 2 * i + 1);
+      continue;
+    }
     const z = (reading[f] - (b.mean[i] as number)) / spreadOf(b, i, policy);
     step(next, 2 * i, -z, idx, policy);
     step(next, 2 * i + 1, z, idx, policy);
@@ -115,13 +120,12 @@ function step(d: DriftTrack, side: number, y: number, idx: number, policy: Drift
   const o = side * 4;
   const s = (d[o + S] as number) + Math.min(CLIP, Math.max(-CLIP, y)) - policy.driftK;
   if (s <= 0) {
-    d[o + S] = 0;
-    d[o + CP] = -1;
-    d[o + SY] = 0;
-    d[o + SJY] = 0;
+    reset(d, side);
     return;
   }
-  d[o + S] = thousandths(s);
+  // At most 2h: a day of drift would otherwise leave S so high that a repaired fan (without a
+  // finding) took days of readings to bring it back below h/2 and end its episode.
+  d[o + S] = thousandths(Math.min(s, 2 * policy.driftH));
   if ((d[o + CP] as number) < 0) d[o + CP] = idx;
   const j = idx - (d[o + CP] as number);
   const fit = j >= FIT_MIN ? fitOf(d, side, idx - 1) : undefined;
@@ -134,6 +138,14 @@ function step(d: DriftTrack, side: number, y: number, idx: number, policy: Drift
   d[o + SJY] = thousandths((d[o + SJY] as number) + j * value);
 }
 
+function reset(d: DriftTrack, side: number): void {
+  const o = side * 4;
+  d[o + S] = 0;
+  d[o + CP] = -1;
+  d[o + SY] = 0;
+  d[o + SJY] = 0;
+}
+
 /**
  * Thousandths of a spread are far below anything the detector or the fit can tell apart, and
  * the track is written with the fan on every prediction: 32 numbers of 17 digits each were 0.6 KB
@@ -143,10 +155,10 @@ function thousandths(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
-/** Sides whose S has reached h, the largest first. */
-export function driftingSides(d: DriftTrack, policy: DriftPolicy): number[] {
+/** Sides whose S has reached `threshold`, the largest first. */
+export function driftingSides(d: DriftTrack, threshold: number): number[] {
   const sides: number[] = [];
-  for (let side = 0; side < SIDES; side++) if (statistic(d, side) >= policy.driftH) sides.push(side);
+  for (let side = 0; side < SIDES; side++) if (statistic(d, side) >= threshold) sides.push(side);
   return sides.sort((a, b) => statistic(d, b) - statistic(d, a));
 }
 
@@ -155,7 +167,7 @@ export function driftingSides(d: DriftTrack, policy: DriftPolicy): number[] {
  * (driftRateError); none otherwise.
  */
 export function warningSides(d: DriftTrack, idx: number, policy: DriftPolicy): number[] {
-  const sides = driftingSides(d, policy);
+  const sides = driftingSides(d, policy.driftH);
   for (const side of sides) {
     const fit = fitOf(d, side, idx);
     if (fit !== undefined && fit.rate > 0 && fit.rateError <= policy.driftRateError * fit.rate) return sides;

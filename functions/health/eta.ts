@@ -4,7 +4,7 @@ import { fitOf, type DriftPolicy, type DriftTrack } from "./drift.js";
 
 /**
  * When a drifting fan is expected to raise its alarm, and an interval around it (docs/health.md,
- * "Eta"). The alarm rule fires on alarmCount faulty predictions of the last alarmWindow; the model
+ * "Eta and its interval"). The alarm rule fires on alarmCount faulty predictions of the last alarmWindow; the model
  * flags a reading once a sensor is beyond its healthy range. Each drifting side's fitted line
  * (drift.ts) extrapolates the sensor's level; with the fan's own noise around it (a band or a
  * bell, baseline.ts), that gives the share p of readings beyond the limit at each later reading,
@@ -25,6 +25,8 @@ export interface Eta {
   at: number;
   from: number;
   to: number;
+  /** The chance that the alarm comes between `from` and `to`. */
+  coverage: number;
 }
 
 const YEAR_MS = 365 * 86_400_000;
@@ -68,9 +70,14 @@ export function driftEta(
   const hazardSpread = Math.log(Math.max(1, late) / Math.max(1, early)) / (2 * zq);
   const spread = Math.sqrt(hazardSpread ** 2 + relativeError ** 2);
   const m = Math.max(1, median);
-  // A rate barely known makes the interval's end years away: it says "not within a year" then.
+  // A rate barely known makes the interval's end years away: it ends a year ahead then.
   const ahead = (factor: number) => Math.round(at + Math.min(YEAR_MS, m * factor * dt));
-  return { at: ahead(1), from: ahead(Math.exp(-zq * spread)), to: ahead(Math.exp(zq * spread)) };
+  return {
+    at: ahead(1),
+    from: ahead(Math.exp(-zq * spread)),
+    to: ahead(Math.exp(zq * spread)),
+    coverage: policy.etaCoverage,
+  };
 }
 
 /**
@@ -79,6 +86,8 @@ export function driftEta(
  * percentiles (docs/benchmarks.md).
  */
 const FLEET_ETA_FACTORS = [0.56, 2.44] as const;
+/** Their coverage: from the 10th to the 90th percentile, whatever HEALTH_ETA_COVERAGE says. */
+const FLEET_ETA_COVERAGE = 0.8;
 
 export function fleetEtaInterval(at: number, eta: number): Eta {
   const ahead = Math.max(0, eta - at);
@@ -86,6 +95,7 @@ export function fleetEtaInterval(at: number, eta: number): Eta {
     at: eta,
     from: Math.round(at + ahead * FLEET_ETA_FACTORS[0]),
     to: Math.round(at + ahead * FLEET_ETA_FACTORS[1]),
+    coverage: FLEET_ETA_COVERAGE,
   };
 }
 

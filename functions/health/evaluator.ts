@@ -421,6 +421,11 @@ function step(w: Work, deviceID: string, input: HealthInput, now: number, policy
       policy,
     );
     if (policy.baselineReadings > 0) followBaseline(w, p.reading, exceeded > 0, idx, at, policy);
+    else if (t.baseline !== undefined) {
+      // Baselines turned off (HEALTH_BASELINE_READINGS=0): what was learnt goes, and nothing of it decides.
+      t.baseline = undefined;
+      t.drift = undefined;
+    }
   }
 
   decide(w, idx, at, policy);
@@ -453,13 +458,14 @@ function followBaseline(
 }
 
 /**
- * The sides drifting from the fan's own baseline (none while it has none): to open a warning,
- * only once a rate is known well enough for an eta; an open one goes on while any side drifts.
+ * The sides drifting from the fan's own baseline (none while it has none): to open a warning, a
+ * side at h whose rate is known well enough for an eta; an open episode goes on while any side
+ * is above h/2 (hysteresis: S wandering about h must not open and clear episode after episode).
  */
 function driftNow(t: Tracker, idx: number, policy: HealthPolicy): number[] {
   if (t.drift === undefined || !isReady(t.baseline)) return [];
   return t.state === "warning" || t.state === "alarm"
-    ? driftingSides(t.drift, policy)
+    ? driftingSides(t.drift, policy.driftH / 2)
     : warningSides(t.drift, idx, policy);
 }
 
@@ -529,8 +535,10 @@ function decide(w: Work, idx: number, at: number, policy: HealthPolicy): void {
       )
         enter(w, "cleared", at, { severity: "none", ...NO_WARNING });
       else {
+        // Nothing calls for the warning any more, but it has not cleared yet (recent faults or
+        // exceedances): a fleet-range eta follows its runs as ever; a drift's stays as it was.
         if (warnSide >= 0) describeWarning(w, drifting, warnSide, idx, at, policy);
-        else Object.assign(w.record, etaFields(fleetEta(t, at, policy), policy));
+        else if (w.record.basis !== "baseline") Object.assign(w.record, etaFields(fleetEta(t, at, policy)));
         escalate(w, w.record.eta == null ? null : Date.parse(w.record.eta), at, policy);
       }
       return;
@@ -605,17 +613,18 @@ function describeWarning(
 
 /**
  * A warning judged against the fan's own baseline names every drifting sensor and extrapolates
- * their fitted lines; one from the fleet's ranges (the fan has no baseline yet, or it drifted while
- * its baseline was learnt) names the side's sensor and extrapolates its exceedances (trend.ts).
+ * their fitted lines; one from the fleet's ranges (the fan has no baseline yet, or its readings
+ * left the fleet's range before its baseline saw a drift) names the side's sensor and extrapolates its exceedances (trend.ts).
  */
 function describe(t: Tracker, drifting: number[], side: number, idx: number, at: number, policy: HealthPolicy) {
   if (drifting.length > 0 && t.baseline !== undefined && t.drift !== undefined) {
     const sensors = [...new Set(drifting.map(sensorOfSide))];
-    const eta = driftEta(t.baseline, t.drift, drifting, idx, at, t.dt, policy);
-    return { cause: sensors[0] as FeatureName, sensors, basis: "baseline" as const, ...etaFields(eta, policy) };
+    // A drift whose rate is not known (an open episode's side above h/2 but falling): the fleet's trend, if any.
+    const eta = driftEta(t.baseline, t.drift, drifting, idx, at, t.dt, policy) ?? fleetEta(t, at, policy);
+    return { cause: sensors[0] as FeatureName, sensors, basis: "baseline" as const, ...etaFields(eta) };
   }
   const cause = sensorOfSide(side);
-  return { cause, sensors: [cause], basis: "fleet-range" as const, ...etaFields(fleetEta(t, at, policy), policy) };
+  return { cause, sensors: [cause], basis: "fleet-range" as const, ...etaFields(fleetEta(t, at, policy)) };
 }
 
 function fleetEta(t: Tracker, at: number, policy: HealthPolicy): Eta | null {
@@ -623,10 +632,10 @@ function fleetEta(t: Tracker, at: number, policy: HealthPolicy): Eta | null {
   return eta === null ? null : fleetEtaInterval(at, eta);
 }
 
-function etaFields(eta: Eta | null, policy: HealthPolicy) {
+function etaFields(eta: Eta | null) {
   return eta === null
     ? { eta: null, etaInterval: null }
-    : { eta: iso(eta.at), etaInterval: { from: iso(eta.from), to: iso(eta.to), coverage: policy.etaCoverage } };
+    : { eta: iso(eta.at), etaInterval: { from: iso(eta.from), to: iso(eta.to), coverage: eta.coverage } };
 }
 
 /** A minor warning whose eta (ms) is within the escalation horizon of `at` becomes major: once per episode. */

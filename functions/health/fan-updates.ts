@@ -199,7 +199,15 @@ export class FanUpdater {
         continue;
       }
       for (const { transition } of fresh) options.metrics.transitions.inc({ event: transition.event });
-      options.onWritten?.(deviceID, entry?.health, health);
+      try {
+        options.onWritten?.(deviceID, entry?.health, health);
+      } catch (error) {
+        // A listener's failure is its own: the fan is written and its transitions go out.
+        options.log.error(
+          { event: "on_written_failed", deviceID, err: (error as Error).message },
+          "a write listener failed",
+        );
+      }
       await this.#send(deviceID, [...resend, ...fresh], written, budget);
       options.metrics.resent.inc(resend.length);
       return { record: health.record, outcomes };

@@ -36,7 +36,7 @@ export const PublishedBaselineSchema = z.object({
   readyAt: z.string().min(1).nullable(),
   /** Reading time of the newest reading it holds. */
   updatedAt: z.string().min(1),
-  /** False while an episode is open: nothing moves it. */
+  /** True while an episode is open: nothing moves it then. */
   frozen: z.boolean(),
   sensors: z.object(
     Object.fromEntries(FEATURES.map((f) => [f, SensorBaselineSchema])) as Record<

@@ -9,10 +9,14 @@ import type { AlarmTransition, EtaInterval } from "../../lib/domain/health.js";
 
 /** "2026-01-01 02:00", or "05:00" when it is the same day as `sameDayAs`. */
 function utcMinute(iso: string, sameDayAs?: string): string {
+  // A time no date can be made of (a transition from something other than health) is shown as sent.
+  if (!Number.isFinite(Date.parse(iso))) return iso;
   const text = new Date(iso).toISOString();
   const day = text.slice(0, 10);
   const minute = text.slice(11, 16);
-  return sameDayAs !== undefined && new Date(sameDayAs).toISOString().slice(0, 10) === day
+  return sameDayAs !== undefined &&
+    Number.isFinite(Date.parse(sameDayAs)) &&
+    new Date(sameDayAs).toISOString().slice(0, 10) === day
     ? minute
     : `${day} ${minute}`;
 }
@@ -22,6 +26,7 @@ export function relativeInterval(interval: EtaInterval, at: string): string {
   const now = Date.parse(at);
   const fromMin = Math.round((Date.parse(interval.from) - now) / 60_000);
   const toMin = Math.round((Date.parse(interval.to) - now) / 60_000);
+  if (!Number.isFinite(fromMin) || !Number.isFinite(toMin)) return "at an unknown time";
   if (toMin <= 0) return "now";
   const inHours = toMin >= 90;
   const amount = (minutes: number) => (inHours ? Math.round(minutes / 60) : minutes);
@@ -46,8 +51,8 @@ export function sensorList(sensors: readonly string[]): string {
 
 /**
  * What the warning was judged against, and what drifts: "vibration and temperature drifting from
- * the fan's own baseline", "vibration drifting; judged against the fleet's ranges: no baseline
- * yet". Empty for a transition without them (an alarm, one published before they existed).
+ * the fan's own baseline", "vibration drifting; judged against the fleet's healthy
+ * ranges". Empty for a transition without them (an alarm, one published before they existed).
  */
 export function basisText(t: Pick<AlarmTransition, "basis" | "sensors">): string {
   const drifting = t.sensors != null && t.sensors.length > 0 ? `${sensorList(t.sensors)} drifting` : "";

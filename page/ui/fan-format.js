@@ -36,8 +36,8 @@ export function etaInterval({ from, to, coverage }, { relative = true } = {}) {
 }
 /**
  * What a warning was judged against, and what drifts: "vibration and temperature drifting from
- * the fan's own baseline", "vibration drifting; judged against the fleet's ranges: no baseline
- * yet"; "" for a record or transition without them (an alarm, an older health function).
+ * the fan's own baseline", "vibration drifting; judged against the fleet's healthy
+ * ranges"; "" for a record or transition without them (an alarm, an older health function).
  */
 export function basis({ basis, sensors }) {
   const names = sensors ?? [];

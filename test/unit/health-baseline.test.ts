@@ -210,6 +210,52 @@ describe("health baselines: drift", () => {
     assert.equal(record.basis, "fleet-range");
   });
 
+  it("HEALTH_ETA_COVERAGE sets a drift's stated coverage; a fleet-range interval keeps its measured 0.8", () => {
+    const policy = readHealthPolicy({ HEALTH_ETA_COVERAGE: "0.95" });
+    const drifting = new Fan(policy);
+    const warning = feedWhileInRange(drifting, ownFan(["temperature"], START, WEAR, 102), START + WEAR);
+    assert.deepEqual([warning?.basis, warning?.etaInterval?.coverage], ["baseline", 0.95]);
+    const young = new Fan(policy);
+    const reading = ownFan(["temperature"], 0, 3_000, 104);
+    while (young.n < 3_000 && young.state?.record.etaInterval == null) young.feed(reading(young.n));
+    assert.deepEqual([young.health.record.basis, young.health.record.etaInterval?.coverage], ["fleet-range", 0.8]);
+  });
+
+  it("a baseline learnt, then baselines turned off: what was learnt is dropped and decides nothing", () => {
+    const fan = new Fan();
+    const reading = ownFan(["temperature"], START, WEAR, 102);
+    assert.ok(feedWhileInRange(fan, reading, START + WEAR), "a drift warning with baselines on");
+    const off = new Fan(readHealthPolicy({ HEALTH_BASELINE_READINGS: "0" }));
+    off.state = fan.state;
+    off.n = fan.n;
+    off.feed(reading(off.n));
+    assert.deepEqual([off.health.tracker.baseline, off.health.tracker.drift], [undefined, undefined]);
+  });
+
+  it("a drift warning clears once the fan is back at its level, and does not open again while its statistic wanders near h", () => {
+    const fan = new Fan();
+    const drift = ownFan(["temperature"], START, WEAR, 107);
+    assert.ok(feedWhileInRange(fan, drift, START + WEAR), "a drift warning");
+    // Repaired without a finding: back at its own level for good.
+    const steady = ownFan([], 0, 1, 108);
+    for (let i = 0; i < 20_000; i++) fan.feed(steady(fan.n));
+    const events = fan.events();
+    assert.deepEqual(events.slice(0, 2), ["warning", "cleared"], events.join(", "));
+    assert.equal(events.filter((e) => e === "warning").length, 1, `one episode: ${events.join(", ")}`);
+  });
+
+  it("a sensor under an issue (stuck) loses its drift statistic: evidence of nothing", () => {
+    const fan = new Fan();
+    const drift = ownFan(["temperature"], START, WEAR, 102);
+    assert.ok(feedWhileInRange(fan, drift, START + WEAR), "a drift warning");
+    const stuckAt = drift(fan.n).temperature;
+    for (let i = 0; i < DEFAULT_POLICY.stuckReadings + 1; i++) fan.feed({ ...drift(fan.n), temperature: stuckAt });
+    assert.equal(fan.health.record.sensorIssue?.sensor, "temperature", "temperature is stuck");
+    const drifts = fan.health.tracker.drift ?? [];
+    const t = FEATURES.indexOf("temperature");
+    assert.deepEqual([drifts[8 * t], drifts[8 * t + 4]], [0, 0], "both of its sides start again");
+  });
+
   it("a healthy own-level fan and a noisy one (single readings far beyond the fleet's range) raise nothing in 100,000 readings", () => {
     for (const [profile, seed] of [
       ["healthy", 105],
