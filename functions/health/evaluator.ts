@@ -2,6 +2,7 @@ import { z } from "zod";
 import { FEATURES, type FeatureName } from "../../lib/domain/features.js";
 import {
   HealthRecordSchema,
+  newHealthRecord,
   NOTE_EVENTS,
   transitionFrom,
   type AlarmTransition,
@@ -284,27 +285,8 @@ export function done(w: Work): Evaluation {
 
 function fresh(deviceID: string, at: number, now: number): Work {
   const tracker = newTracker(at, now, at);
-  const record: HealthRecord = {
-    deviceID,
-    state: "ok",
-    alarmId: null,
-    severity: "none",
-    since: iso(at),
-    cause: null,
-    contributions: null,
-    probability: 0,
-    eta: null,
-    lastSeen: iso(at),
-    acknowledged: false,
-    acknowledgedBy: null,
-    note: null,
-    shelvedUntil: null,
-    shelvedBy: null,
-    maintenance: null,
-    assignedTo: null,
-    finding: null,
-    sensorIssue: null,
-  };
+  const record = newHealthRecord(deviceID, iso(at));
+
   return { record, tracker, transitions: [], fresh: true, now };
 }
 

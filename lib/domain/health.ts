@@ -165,6 +165,31 @@ export const HealthRecordSchema = z.object({
 });
 export type HealthRecord = z.infer<typeof HealthRecordSchema>;
 
+/** A fan's record before anything happened to it: ok since `since` (ISO), nothing open, nothing noted. */
+export function newHealthRecord(deviceID: string, since: string): HealthRecord {
+  return {
+    deviceID,
+    state: "ok",
+    alarmId: null,
+    severity: "none",
+    since,
+    cause: null,
+    contributions: null,
+    probability: 0,
+    eta: null,
+    lastSeen: since,
+    acknowledged: false,
+    acknowledgedBy: null,
+    note: null,
+    shelvedUntil: null,
+    shelvedBy: null,
+    maintenance: null,
+    assignedTo: null,
+    finding: null,
+    sensorIssue: null,
+  };
+}
+
 /** A change of a fan's health, published at QoS 1 on the alarm topic (fan/alarm): transitions only. */
 export const AlarmTransitionSchema = HealthRecordSchema.pick({
   deviceID: true,

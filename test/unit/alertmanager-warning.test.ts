@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { transitionFrom, type HealthEvent, type HealthRecord } from "../../lib/domain/health.js";
+import { newHealthRecord, transitionFrom, type HealthEvent, type HealthRecord } from "../../lib/domain/health.js";
 import { applyTransition } from "../../notifier/alertmanager/alerts.js";
 import type { FanAlerts } from "../../notifier/alertmanager/model.js";
 
@@ -9,27 +9,16 @@ const AT = "2026-01-01T00:00:00.000Z";
 const OPTIONS = { now: Date.parse(AT) + 60_000, keepEndedMs: 600_000 };
 
 const WARNING: HealthRecord = {
-  deviceID: "7",
+  ...newHealthRecord("7", AT),
   state: "warning",
   alarmId: "7@ep1",
   severity: "minor",
-  since: AT,
   cause: "vibration",
-  contributions: null,
   probability: 0.41,
   eta: "2026-01-01T03:00:00.000Z",
   etaInterval: { from: "2026-01-01T02:00:00.000Z", to: "2026-01-01T05:00:00.000Z", coverage: 0.8 },
   basis: "baseline",
   sensors: ["vibration", "temperature"],
-  lastSeen: AT,
-  acknowledged: false,
-  acknowledgedBy: null,
-  note: null,
-  shelvedUntil: null,
-  shelvedBy: null,
-  maintenance: null,
-  assignedTo: null,
-  finding: null,
 };
 
 let seq = 0;

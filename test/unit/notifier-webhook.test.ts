@@ -4,7 +4,7 @@ import { once } from "node:events";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { transitionFrom, type AlarmTransition } from "../../lib/domain/health.js";
+import { newHealthRecord, transitionFrom, type AlarmTransition } from "../../lib/domain/health.js";
 import { freePort } from "../../lib/infra/net.js";
 import { DeliveryError, fanLink, type Notification } from "../../notifier/target.js";
 import {
@@ -65,6 +65,7 @@ describe("the webhook's contract", () => {
   it("sends a warning's eta interval, basis and drifting sensors as health published them", () => {
     const warning = transitionFrom(
       {
+        ...newHealthRecord(transition.deviceID, transition.at),
         ...transition,
         state: "warning",
         severity: "minor",
@@ -72,14 +73,6 @@ describe("the webhook's contract", () => {
         etaInterval: { from: "2026-11-27T15:00:00.000Z", to: "2026-11-27T18:00:00.000Z", coverage: 0.8 },
         basis: "baseline",
         sensors: ["vibration", "temperature"],
-        lastSeen: transition.at,
-        acknowledgedBy: null,
-        note: null,
-        shelvedUntil: null,
-        shelvedBy: null,
-        maintenance: null,
-        assignedTo: null,
-        finding: null,
       },
       { event: "warning", at: transition.at, id: "7:1764250000000:4", site: "north" },
     );

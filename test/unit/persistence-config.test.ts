@@ -9,7 +9,13 @@ import { parse as parseYaml } from "yaml";
 import { readWriterConfig } from "../../connectors/influxdb/config.js";
 import { createLineWriter } from "../../connectors/influxdb/influx-client.js";
 import { SCHEMA, toLines, type Source } from "../../connectors/influxdb/points.js";
-import { AlarmTransitionSchema, NOTE_EVENTS, transitionFrom, type HealthRecord } from "../../lib/domain/health.js";
+import {
+  newHealthRecord,
+  AlarmTransitionSchema,
+  NOTE_EVENTS,
+  transitionFrom,
+  type HealthRecord,
+} from "../../lib/domain/health.js";
 import { REPO_ROOT } from "../support/paths.js";
 
 const read = (path: string) => readFile(join(REPO_ROOT, path), "utf8");
@@ -161,28 +167,18 @@ function fromLine(line: string): Metric {
 /** A warning as health publishes it, with its eta interval, basis and drifting sensors. */
 function warningTransition() {
   const record: HealthRecord = {
-    deviceID: "3",
+    ...newHealthRecord("3", "2026-01-01T00:00:00.000Z"),
     state: "warning",
     alarmId: "3@2026-01-01T00:00:00.000Z",
     severity: "minor",
-    since: "2026-01-01T00:00:00.000Z",
     cause: "vibration",
-    contributions: null,
     probability: 0.41,
     eta: "2026-01-01T03:00:00.000Z",
     etaInterval: { from: "2026-01-01T02:00:00.000Z", to: "2026-01-01T05:00:00.000Z", coverage: 0.8 },
     basis: "baseline",
     sensors: ["vibration", "temperature"],
-    lastSeen: "2026-01-01T00:00:00.000Z",
-    acknowledged: false,
-    acknowledgedBy: null,
-    note: null,
-    shelvedUntil: null,
-    shelvedBy: null,
-    maintenance: null,
-    assignedTo: null,
-    finding: null,
   };
+
   return transitionFrom(record, { event: "warning", at: "2026-01-01T00:00:00.000Z", id: "3:1767225600000:1" });
 }
 
