@@ -45,7 +45,9 @@ export function driftEta(
 ): Eta | null {
   if (dt <= 0) return null;
   const paths: Path[] = [];
+  // The rate that matters is that of the side first to reach its limit: its alarm comes first.
   let relativeError = 0;
+  let soonest = Infinity;
   for (const side of sides) {
     const fit = fitOf(d, side, idx);
     if (fit === undefined || fit.rate <= 0) continue;
@@ -57,7 +59,11 @@ export function driftEta(
     // The limit in the side's own terms: spreads from the baseline level, in the drift's direction.
     const limit = side % 2 === 1 ? (range.max - mean) / spread : (mean - range.min) / spread;
     paths.push({ level: fit.level, rate: fit.rate, limit, band: isBandNoise(b, i) });
-    relativeError = Math.max(relativeError, fit.rateError / fit.rate);
+    const reaches = (limit - fit.level) / fit.rate;
+    if (reaches < soonest) {
+      soonest = reaches;
+      relativeError = fit.rateError / fit.rate;
+    }
   }
   if (paths.length === 0) return null;
   const median = readingsUntil(paths, Math.LN2, policy);
