@@ -286,7 +286,6 @@ export function done(w: Work): Evaluation {
 function fresh(deviceID: string, at: number, now: number): Work {
   const tracker = newTracker(at, now, at);
   const record = newHealthRecord(deviceID, iso(at));
-
   return { record, tracker, transitions: [], fresh: true, now };
 }
 
@@ -596,7 +595,8 @@ function describeWarning(
 /**
  * A warning judged against the fan's own baseline names every drifting sensor and extrapolates
  * their fitted lines; one from the fleet's ranges (the fan has no baseline yet, or its readings
- * left the fleet's range before its baseline saw a drift) names the side's sensor and extrapolates its exceedances (trend.ts).
+ * left the fleet's range before its baseline saw a drift) names the side's sensor and
+ * extrapolates its exceedances (trend.ts).
  */
 function describe(t: Tracker, drifting: number[], side: number, idx: number, at: number, policy: HealthPolicy) {
   if (drifting.length > 0 && t.baseline !== undefined && t.drift !== undefined) {
