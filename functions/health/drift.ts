@@ -156,23 +156,27 @@ function thousandths(x: number): number {
 }
 
 /** Sides whose S has reached `threshold`, the largest first. */
-export function driftingSides(d: DriftTrack, threshold: number): number[] {
-  const sides: number[] = [];
-  for (let side = 0; side < SIDES; side++) if (statistic(d, side) >= threshold) sides.push(side);
-  return sides.sort((a, b) => statistic(d, b) - statistic(d, a));
+export function driftingSides(d: DriftTrack, threshold: number): readonly number[] {
+  let sides: number[] | undefined;
+  for (let side = 0; side < SIDES; side++) if (statistic(d, side) >= threshold) (sides ??= []).push(side);
+  // Asked on every reading of every fan, and almost always none: no array is made for that.
+  return sides === undefined ? NO_SIDES : sides.sort((a, b) => statistic(d, b) - statistic(d, a));
 }
+
+/** No side: shared, since most readings of most fans have none. */
+export const NO_SIDES: readonly number[] = Object.freeze([]);
 
 /**
  * The sides a warning names, when one of them drifts with a rate known well enough to give an eta
  * (driftRateError); none otherwise.
  */
-export function warningSides(d: DriftTrack, idx: number, policy: DriftPolicy): number[] {
+export function warningSides(d: DriftTrack, idx: number, policy: DriftPolicy): readonly number[] {
   const sides = driftingSides(d, policy.driftH);
   for (const side of sides) {
     const fit = fitOf(d, side, idx);
     if (fit !== undefined && fit.rate > 0 && fit.rateError <= policy.driftRateError * fit.rate) return sides;
   }
-  return [];
+  return NO_SIDES;
 }
 
 /** Whether every S is below half of h: the fan is in control, and its readings may move the baseline. */

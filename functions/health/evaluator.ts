@@ -31,7 +31,7 @@ import {
 import { estimateEta, longestRunSide, recordExceedances, sensorsOutOfRange, warningSide } from "./trend.js";
 import { newSensorTrack, noteImplausible, noteReading, sensorsBelievable, type SensorFinding } from "./sensors.js";
 import { isReady, learn, newBaseline, READY_LEARN_EVERY } from "./baseline.js";
-import { detect, driftingSides, inControl, newDrift, warningSides } from "./drift.js";
+import { detect, driftingSides, inControl, newDrift, NO_SIDES, warningSides } from "./drift.js";
 import { driftEta, fleetEtaInterval, type Eta } from "./eta.js";
 
 /**
@@ -443,8 +443,8 @@ function followBaseline(
  * side at h whose rate is known well enough for an eta; an open episode goes on while any side
  * is above h/2 (hysteresis: S wandering about h must not open and clear episode after episode).
  */
-function driftNow(t: Tracker, idx: number, policy: HealthPolicy): number[] {
-  if (t.drift === undefined || !isReady(t.baseline)) return [];
+function driftNow(t: Tracker, idx: number, policy: HealthPolicy): readonly number[] {
+  if (t.drift === undefined || !isReady(t.baseline)) return NO_SIDES;
   return t.state === "warning" || t.state === "alarm"
     ? driftingSides(t.drift, policy.driftH / 2)
     : warningSides(t.drift, idx, policy);
@@ -569,7 +569,14 @@ function raiseAlarm(w: Work, idx: number, at: number, policy: HealthPolicy): voi
 /** What a record says of a warning, none of which an alarm or a healthy fan has. */
 const NO_WARNING = { eta: null, etaInterval: null, basis: null, sensors: null } as const;
 
-function raiseWarning(w: Work, drifting: number[], side: number, idx: number, at: number, policy: HealthPolicy): void {
+function raiseWarning(
+  w: Work,
+  drifting: readonly number[],
+  side: number,
+  idx: number,
+  at: number,
+  policy: HealthPolicy,
+): void {
   enter(w, "warning", at, {
     severity: "minor",
     contributions: null,
@@ -583,7 +590,7 @@ function raiseWarning(w: Work, drifting: number[], side: number, idx: number, at
 /** An open warning's cause, sensors, basis and eta, as they are now (no transition: the record follows them). */
 function describeWarning(
   w: Work,
-  drifting: number[],
+  drifting: readonly number[],
   side: number,
   idx: number,
   at: number,
@@ -598,7 +605,14 @@ function describeWarning(
  * left the fleet's range before its baseline saw a drift) names the side's sensor and
  * extrapolates its exceedances (trend.ts).
  */
-function describe(t: Tracker, drifting: number[], side: number, idx: number, at: number, policy: HealthPolicy) {
+function describe(
+  t: Tracker,
+  drifting: readonly number[],
+  side: number,
+  idx: number,
+  at: number,
+  policy: HealthPolicy,
+) {
   if (drifting.length > 0 && t.baseline !== undefined && t.drift !== undefined) {
     const sensors = [...new Set(drifting.map(sensorOfSide))];
     // A drift whose rate is not known (an open episode's side above h/2 but falling): the fleet's trend, if any.
