@@ -52,6 +52,16 @@ export const ERROR_CODES = {
     meaning: "a function's com.openfaas.scale.* label is one OpenFaaS CE would refuse",
   },
   FANWATCH_MODEL_INVALID: { kind: "failure", meaning: "a model directory cannot be loaded" },
+  FANWATCH_MODEL_REFUSED: {
+    kind: "failure",
+    meaning: "a model version was refused: its digest does not match, it cannot load, or it fails its golden set",
+  },
+  FANWATCH_MODEL_NOT_FOUND: { kind: "failure", meaning: "the model registry has no model version with that id" },
+  FANWATCH_MODEL_GATE_FAILED: {
+    kind: "failure",
+    meaning: "a candidate model failed a promotion gate (promote --force overrides)",
+  },
+  FANWATCH_NO_REGISTRY: { kind: "usage", meaning: "a model command needs the model registry, and NATS_URL is not set" },
   FANWATCH_DATA_FORMAT: { kind: "failure", meaning: "a file of readings does not follow the reference CSV format" },
   FANWATCH_SCORE_REJECTED: {
     kind: "failure",
@@ -318,6 +328,45 @@ export class ModelError extends FanwatchError {
 
   constructor(message: string, options?: ErrorOptions) {
     super("FANWATCH_MODEL_INVALID", message, options);
+  }
+}
+
+/**
+ * A model version that must never be served: its bytes do not match its id, it cannot be loaded,
+ * or it does not give its golden set's answers. The message says which, with the numbers.
+ */
+export class ModelRefusedError extends FanwatchError {
+  override readonly name = "ModelRefusedError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_MODEL_REFUSED", message, options);
+  }
+}
+
+/** No model version with that id in the registry. */
+export class ModelNotFoundError extends FanwatchError {
+  override readonly name = "ModelNotFoundError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_MODEL_NOT_FOUND", message, options);
+  }
+}
+
+/** A candidate that failed a promotion gate; the message names each failed gate with its numbers. */
+export class ModelGateError extends FanwatchError {
+  override readonly name = "ModelGateError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_MODEL_GATE_FAILED", message, options);
+  }
+}
+
+/** A model command run without NATS_URL: there is no registry to talk to. */
+export class NoRegistryError extends UsageError {
+  override readonly name = "NoRegistryError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, { ...options, code: "FANWATCH_NO_REGISTRY" });
   }
 }
 

@@ -8,6 +8,8 @@ export interface TestNats {
   url: string;
   port: number;
   readonly pid: number | undefined;
+  /** Why the server ended by itself (a crash), with its last lines; undefined while it runs or after a stop asked for. */
+  readonly exited: string | undefined;
   /** Kills the server outright (SIGKILL: no flush, as a crash or a pulled plug). */
   kill(): Promise<void>;
   /** Stops the server (SIGTERM: JetStream flushes) and keeps its store: `restart` starts it again on it. */
@@ -28,13 +30,16 @@ export async function startNats(): Promise<TestNats> {
     throw new Error("nats-server is missing: apt-get install -y nats-server (or set NATS_SERVER to its path)");
   const storeDir = await mkdtemp(join(tmpdir(), "fanwatch-nats-"));
   const port = await freePort();
+  let exited: string | undefined;
   const started = async () => {
     const server = new NatsServerProcess({ binary, port, storeDir });
     await server.start();
+    exited = undefined;
     // A server that ends by itself fails tests with "connection refused": say why, where CI shows it.
     void server.closed.then((error) => {
-      if (error !== undefined)
-        console.error(`test nats-server on port ${port} ${error.message}; its last lines:\n${server.output()}`);
+      if (error === undefined) return;
+      exited = `test nats-server on port ${port} ${error.message}; its last lines:\n${server.output()}`;
+      console.error(exited);
     });
     return server;
   };
@@ -47,6 +52,9 @@ export async function startNats(): Promise<TestNats> {
     port,
     get pid() {
       return server?.pid;
+    },
+    get exited() {
+      return exited;
     },
     async kill() {
       await server?.close();

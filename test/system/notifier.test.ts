@@ -103,6 +103,8 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
 
   /** Runs `work` with a JetStream manager of its own connection. */
   async function withJsm<T>(work: (jsm: JetStreamManager, js: JetStreamClient) => Promise<T>): Promise<T> {
+    // A refused connection alone would not say that the server crashed, nor how.
+    if (nats.exited !== undefined) throw new Error(nats.exited);
     const nc = await connect({ servers: nats.url });
     try {
       return await work(await jetstreamManager(nc), jetstream(nc));
