@@ -21,9 +21,16 @@ const RULES: ReadonlyArray<{ room: string; may: readonly string[] }> = [
   { room: "lib/nats", may: ["lib/infra", "lib/domain", "lib/errors"] },
   // The device registry: read by the connector, health, the page, the CLI and the broker's users.
   { room: "lib/registry", may: ["lib/nats", "lib/infra", "lib/domain", "lib/errors"] },
+  // The model registry's contracts and the promotion gates: read by score, predict and the CLI.
+  { room: "lib/models", may: ["lib/nats", "lib/inference", "lib/infra", "lib/domain", "lib/errors"] },
   // Built alone: faas-cli copies templates/node22-ts/ into every function's build context.
   { room: "templates", may: [] },
-  // Built from the function's folder plus stack.yml's `configuration.copy` (./lib).
+  // Built from the function's folder plus stack.yml's `configuration.copy` (./lib, ./functions/health).
+  // predict runs health's rules (a pure function) on a shadow model's predictions: those files only.
+  {
+    room: "functions/predict",
+    may: ["lib/*", "templates", "functions/health/evaluator.ts", "functions/health/policy.ts"],
+  },
   { room: "functions/*", may: ["lib/*", "templates"] },
   { room: "connectors/*", may: ["lib/*"] },
   // A service of its own (fanwatch notifier): reads health's event stream, never health's code.
@@ -57,7 +64,7 @@ const RULES: ReadonlyArray<{ room: string; may: readonly string[] }> = [
   { room: "bench", may: ["*"] },
 ];
 
-const LIB_ROOMS = new Set(["domain", "infra", "inference", "mqtt", "nats", "openfaas", "registry"]);
+const LIB_ROOMS = new Set(["domain", "infra", "inference", "models", "mqtt", "nats", "openfaas", "registry"]);
 
 /** The room a repository path (`lib/domain/telemetry.ts`) belongs to, or undefined. */
 function roomOf(path: string): string | undefined {
