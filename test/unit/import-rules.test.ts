@@ -21,8 +21,8 @@ const RULES: ReadonlyArray<{ room: string; may: readonly string[] }> = [
   { room: "lib/nats", may: ["lib/infra", "lib/domain", "lib/errors"] },
   // The device registry: read by the connector, health, the page, the CLI and the broker's users.
   { room: "lib/registry", may: ["lib/nats", "lib/infra", "lib/domain", "lib/errors"] },
-  // The model registry's contracts and the promotion gates: read by score, predict and the CLI.
-  { room: "lib/models", may: ["lib/nats", "lib/inference", "lib/infra", "lib/domain", "lib/errors"] },
+  // The model registry: read by score, predict, the gates and the CLI.
+  { room: "lib/models", may: ["lib/inference", "lib/nats", "lib/infra", "lib/domain", "lib/errors"] },
   // Built alone: faas-cli copies templates/node22-ts/ into every function's build context.
   { room: "templates", may: [] },
   // Built from the function's folder plus stack.yml's `configuration.copy` (./lib, ./functions/health).
