@@ -12,7 +12,7 @@ import { readHealthPolicy, type HealthPolicy } from "../functions/health/policy.
 export interface SiteGates {
   gates: PromotionGates;
   /** Lets go of the models the gates loaded. */
-  dispose(): void;
+  dispose: () => void;
 }
 
 /**

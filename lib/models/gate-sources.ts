@@ -23,7 +23,10 @@ export const FINDINGS_MAX_READ = 500_000;
 /** Messages of one episode's evidence subject, at most (each holds one reading or more). */
 const EVIDENCE_MAX_MESSAGES = 10_000;
 
-/** Every episode of `site` with a finding made since `since`, with its latest finding (a later one overrides). */
+/**
+ * Every episode of `site` with a finding made since `since`, with its latest finding (a later one
+ * overrides). The stream is read from the first message stored since then (sequenceAt).
+ */
 export async function readFindings(nc: NatsConnection, site: string, since: number): Promise<EpisodeFinding[]> {
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
@@ -47,6 +50,7 @@ export async function readFindings(nc: NatsConnection, site: string, since: numb
     if (!parsed.success) continue;
     const t = parsed.data;
     if (t.event !== "finding" || t.result === undefined || t.alarmId === null) continue;
+    if (Date.parse(t.at) < since) continue; // stored within the window, made before it (a resend)
     latest.set(`${t.deviceID}\u0000${t.alarmId}`, { deviceID: t.deviceID, alarmId: t.alarmId, result: t.result });
   }
   return [...latest.values()];

@@ -1,0 +1,181 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { newHealthRecord, transitionFrom } from "../../lib/domain/health.js";
+import { ScoringModel } from "../../lib/inference/runtime.js";
+import { bundleArtifacts, bundleFromDirectory, bundleId, encodeBundle } from "../../lib/models/bundle.js";
+import { goldenReadings, makeGoldenSet } from "../../lib/models/golden.js";
+import { ModelRegistry } from "../../lib/models/registry.js";
+import type { ModelBundle, ShadowComparison } from "../../lib/models/schemas.js";
+import { ensureEvidenceStream, episodeEvidenceSubject, type EvidenceReading } from "../../lib/nats/evidence.js";
+import { ensureHealthEventsStream, healthEventSubject } from "../../lib/nats/health-events.js";
+import { siteGates } from "../../cli/model-gates.js";
+import { startNats, type TestNats } from "../support/nats.js";
+import { MODEL_DIR } from "../support/paths.js";
+
+const SITE = "plant-a";
+const DAY = 86_400_000;
+
+/**
+ * Readings a second apart. A sound of 52.5 dB is a fault the shipped model is sure of only to
+ * 0.9999: faulty by its threshold (0.5), healthy by a threshold of 0.999999; 48 dB is a healthy fan's.
+ */
+function readings(n: number, sound: number, start: number): EvidenceReading[] {
+  return Array.from({ length: n }, (_, i) => ({
+    at: new Date(start + i * 1_000).toISOString(),
+    rotation: 600,
+    temperature: 40,
+    vibration: 150,
+    sound,
+    probability: 0.5,
+    fault: 1,
+  }));
+}
+
+describe("promotion gates against a real nats-server: the registry's models, health's streams, predict's comparisons", () => {
+  let nats: TestNats;
+  let nc: NatsConnection;
+  let registry: ModelRegistry;
+  let active: string;
+  /** The shipped model again as another version: the same answers. */
+  let same: string;
+  /** The shipped weights with a threshold just under 1: it calls almost nothing faulty. */
+  let blind: string;
+
+  async function finding(deviceID: string, alarmId: string, result: "confirmed" | "false-alarm", at: number) {
+    const t = transitionFrom(newHealthRecord(deviceID, new Date(at).toISOString()), {
+      event: "finding",
+      at: new Date(at).toISOString(),
+      id: `${alarmId}#finding-${at}`,
+      site: SITE,
+      alarmId,
+      by: "ben",
+      result,
+    });
+    await jetstream(nc).publish(healthEventSubject(SITE, deviceID), JSON.stringify(t));
+  }
+
+  async function evidence(deviceID: string, alarmId: string, kept: EvidenceReading[]) {
+    const message = { deviceID, alarmId, part: "lead", readings: kept, total: kept.length };
+    await jetstream(nc).publish(episodeEvidenceSubject(SITE, deviceID, alarmId), JSON.stringify(message));
+  }
+
+  async function blindVersion(shipped: ModelBundle, parent: string): Promise<ModelBundle> {
+    const metadata = { ...shipped.metadata, threshold: 0.999999 };
+    const model = await ScoringModel.fromArtifacts(bundleArtifacts({ ...shipped, metadata }, "blind"), "blind");
+    try {
+      return { ...shipped, parent, metadata, golden: makeGoldenSet(model, goldenReadings()) };
+    } finally {
+      model.dispose();
+    }
+  }
+
+  before(async () => {
+    nats = await startNats();
+    nc = await connect({ servers: nats.url });
+    registry = await ModelRegistry.open(nc);
+    const shipped = await bundleFromDirectory(MODEL_DIR, { parent: null });
+    active = (await registry.push(shipped, "test")).id;
+    same = (await registry.push({ ...shipped, parent: active }, "test")).id;
+    blind = (await registry.push(await blindVersion(shipped, active), "test")).id;
+    assert.equal(active, bundleId(encodeBundle(shipped)));
+
+    const jsm = await jetstreamManager(nc);
+    await ensureHealthEventsStream(jsm, { maxAgeMs: 30 * DAY, replicas: 1 });
+    await ensureEvidenceStream(jsm, { maxAgeMs: 30 * DAY, replicas: 1 });
+    const now = Date.now();
+    // Fan 7: a worn bearing, confirmed. Fan hot-1: alarmed for running hot, a false alarm.
+    await evidence("7", "7@a", readings(30, 52.5, now - DAY));
+    await finding("7", "7@a", "confirmed", now - DAY + 3_600_000);
+    await evidence("hot-1", "hot-1@a", readings(30, 48, now - DAY));
+    await finding("hot-1", "hot-1@a", "false-alarm", now - DAY + 3_600_000);
+
+    const comparison = (shadow: string, closed: string[]): ShadowComparison => ({
+      site: SITE,
+      replica: "predict-1",
+      active,
+      shadow,
+      since: new Date(now - DAY).toISOString(),
+      at: new Date(now).toISOString(),
+      readings: 5_000,
+      agreed: 4_900,
+      alarms: { active: 3, shadow: 3 - closed.length },
+      fans: { opened: [], closed },
+      cost: { cpuRatio: 1.2, latencyRatio: 1.1 },
+    });
+    await registry.putComparison(comparison(same, ["hot-1"]));
+    await registry.putComparison(comparison(blind, ["hot-1", "7", "3"]));
+  });
+
+  after(async () => {
+    await nc?.close();
+    await nats?.stop();
+  });
+
+  it("passes a candidate that answers the golden sets as well, still alarms on the confirmed fault and closes only the false alarm's fan", async () => {
+    const { gates, dispose } = siteGates(nc, registry, {
+      windowMs: 7 * DAY,
+      maxAlarmChange: 0,
+      minShadowReadings: 1_000,
+    });
+    try {
+      const results = await gates({ site: SITE, active, candidate: same });
+      assert.deepEqual(
+        results.map((r) => [r.gate, r.passed, r.detail]),
+        [
+          ["golden-accuracy", true, results[0]?.detail],
+          ["confirmed-faults", true, "1 of 1 confirmed-fault episodes of the last 7d still alarmed"],
+          [
+            "alarm-change",
+            true,
+            "0 fans without a finding would alarm differently ≤ 0 (MODEL_GATE_MAX_ALARM_CHANGE); alarms 3 → 2 over 5000 readings",
+          ],
+        ],
+      );
+      assert.match(results[0]?.detail ?? "", /^candidate (\d\.\d{3}) ≥ active \1 on 200 labelled readings/);
+    } finally {
+      dispose();
+    }
+  });
+
+  it("fails a candidate that misses faults, naming each gate's numbers", async () => {
+    const { gates, dispose } = siteGates(nc, registry, {
+      windowMs: 7 * DAY,
+      maxAlarmChange: 0,
+      minShadowReadings: 1_000,
+    });
+    try {
+      const [golden, confirmed, change] = await gates({ site: SITE, active, candidate: blind });
+      assert.equal(golden?.passed, false, golden?.detail);
+      assert.match(golden?.detail ?? "", /^candidate \d\.\d{3} < active \d\.\d{3} on 200 labelled readings/);
+      assert.equal(confirmed?.passed, false);
+      assert.equal(
+        confirmed?.detail,
+        "0 of 1 confirmed-fault episodes of the last 7d still alarmed; missed: 7@a (30 readings, no alarm)",
+      );
+      assert.equal(change?.passed, false);
+      assert.match(change?.detail ?? "", /^1 fans without a finding would alarm differently > 0 .*closed: 3;/);
+    } finally {
+      dispose();
+    }
+  });
+
+  it("looks only at the window: findings older than MODEL_GATE_WINDOW are not counted", async () => {
+    const { gates, dispose } = siteGates(nc, registry, {
+      windowMs: 60_000,
+      maxAlarmChange: 0,
+      minShadowReadings: 1_000,
+    });
+    try {
+      const [, confirmed] = await gates({ site: SITE, active, candidate: blind });
+      assert.deepEqual(confirmed, {
+        gate: "confirmed-faults",
+        passed: true,
+        detail: "no confirmed-fault episode in the last 1m",
+      });
+    } finally {
+      dispose();
+    }
+  });
+});
