@@ -116,7 +116,8 @@ export function readPredictConfig(env?: NodeJS.ProcessEnv): PredictConfig {
     budgetMs: s.PREDICT_BUDGET_MS,
     scoreTimeoutMs: s.SCORE_TIMEOUT_MS,
     maxReadings: s.PREDICT_MAX_READINGS,
-    natsUrl: s.NATS_URL,
+    // Empty is unset: the local runner gives every function NATS_URL, empty when there is no NATS.
+    natsUrl: s.NATS_URL === "" ? undefined : s.NATS_URL,
     site: readSite(env),
     replica: s.PREDICT_REPLICA ?? hostname(),
     compareEveryMs: s.PREDICT_COMPARE_EVERY_MS,
