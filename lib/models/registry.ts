@@ -3,7 +3,7 @@ import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
 import { Objm, type ObjectInfo, type ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { z } from "zod";
-import { ModelNotFoundError, ModelPointerMovedError, RegistryUnavailableError } from "../errors.js";
+import { ModelNotFoundError, ModelPointerMovedError, ModelRefusedError, RegistryUnavailableError } from "../errors.js";
 import { EvaluationMetricsSchema, type EvaluationMetrics } from "../inference/metadata.js";
 import { bundleId, decodeBundle, encodeBundle, loadBundleModel } from "./bundle.js";
 import {
@@ -145,6 +145,14 @@ export class ModelRegistry {
     try {
       bytes = await this.#store.getBlob(id);
     } catch (error) {
+      // The Object Store checks the chunks against the digest it wrote with the name.
+      if (error instanceof Error && error.message.includes("digests do not match"))
+        throw new ModelRefusedError(
+          `model ${id} refused: its stored chunks are corrupt (${error.message.split("\n")[0]})`,
+          {
+            cause: error,
+          },
+        );
       throw unavailable(`cannot read model ${id}`, error);
     }
     if (bytes === null) throw new ModelNotFoundError(`the model registry has no model ${id}: fanwatch model list`);
