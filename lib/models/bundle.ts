@@ -3,8 +3,9 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ZodError } from "zod";
 import { ModelError, ModelRefusedError } from "../errors.js";
-import { loadArtifacts, METADATA_FILE, MODEL_FILE, WEIGHTS_FILE, type ModelArtifacts } from "../inference/artifact.js";
-import { ScoringModel } from "../inference/runtime.js";
+import type { ModelArtifacts } from "../inference/artifact.js";
+import { METADATA_FILE, MODEL_FILE, WEIGHTS_FILE } from "../inference/model-files.js";
+import type { ScoringModel } from "../inference/runtime.js";
 import { checkGoldenSet, describeGoldenCheck, goldenReadings, makeGoldenSet, type GoldenCheck } from "./golden.js";
 import { BUNDLE_FORMAT, GoldenSetSchema, ModelBundleSchema, type GoldenSet, type ModelBundle } from "./schemas.js";
 
@@ -26,6 +27,7 @@ export interface BundleOptions {
  * answers to the standard golden readings (lib/models/golden.ts).
  */
 export async function bundleFromDirectory(dir: string, options: BundleOptions): Promise<ModelBundle> {
+  const { loadArtifacts } = await import("../inference/artifact.js");
   const artifacts = await loadArtifacts(dir);
   const golden = (await readGoldenFile(dir)) ?? options.golden ?? (await ownGoldenSet(artifacts, dir, options.backend));
   return {
@@ -53,7 +55,16 @@ async function readGoldenFile(dir: string): Promise<GoldenSet | undefined> {
   }
 }
 
+/**
+ * TensorFlow.js (runtime.ts, artifact.ts) is loaded only where a model is: the registry's reads and
+ * pointer moves (rollback) never pay for it.
+ */
+async function runtime(): Promise<typeof ScoringModel> {
+  return (await import("../inference/runtime.js")).ScoringModel;
+}
+
 async function ownGoldenSet(artifacts: ModelArtifacts, dir: string, backend?: string): Promise<GoldenSet> {
+  const ScoringModel = await runtime();
   const model = await ScoringModel.fromArtifacts(artifacts, join(dir, MODEL_FILE), { backend });
   try {
     return makeGoldenSet(model, goldenReadings());
@@ -126,6 +137,7 @@ export async function loadBundleModel(
   id: string,
   options: { backend?: string } = {},
 ): Promise<{ model: ScoringModel; golden: GoldenCheck }> {
+  const ScoringModel = await runtime();
   let model: ScoringModel;
   try {
     model = await ScoringModel.fromArtifacts(bundleArtifacts(bundle, id), `model ${id}`, options);
