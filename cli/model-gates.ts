@@ -1,9 +1,8 @@
-import type { NatsConnection } from "@nats-io/transport-node";
 import type { Prediction } from "../lib/domain/prediction.js";
 import { parseTimestamp } from "../lib/domain/telemetry.js";
 import type { ScoringModel } from "../lib/inference/runtime.js";
 import { loadBundleModel } from "../lib/models/bundle.js";
-import { readEpisodeEvidence, readFindings } from "../lib/models/gate-sources.js";
+import { readEpisodeEvidence, readFindings, type JetStreamAccess } from "../lib/models/gate-sources.js";
 import { promotionGates, readGateSettings, type GateSettings, type PromotionGates } from "../lib/models/gates.js";
 import type { ModelRegistry } from "../lib/models/registry.js";
 import { evaluate } from "../functions/health/evaluator.js";
@@ -23,7 +22,7 @@ export interface SiteGates {
  * function's code.
  */
 export function siteGates(
-  nc: NatsConnection,
+  nats: JetStreamAccess,
   registry: ModelRegistry,
   settings: GateSettings = readGateSettings(),
   policy: HealthPolicy = readHealthPolicy(),
@@ -41,8 +40,8 @@ export function siteGates(
     {
       golden: async (id) => (await registry.get(id)).golden,
       verdicts: async (id, inputs) => (await model(id)).predict(inputs),
-      findings: (site, since) => readFindings(nc, site, since),
-      evidence: (site, deviceID, alarmId) => readEpisodeEvidence(nc, site, deviceID, alarmId),
+      findings: (site, since) => readFindings(nats, site, since),
+      evidence: (site, deviceID, alarmId) => readEpisodeEvidence(nats, site, deviceID, alarmId),
       comparisons: (site, shadow) => registry.comparisons(site, shadow),
       alarms: (deviceID, predictions) => alarmsUnderRules(deviceID, predictions, policy),
     },

@@ -1,5 +1,4 @@
-import { JetStreamApiCodes, jetstreamManager, jetstream } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { JetStreamApiCodes, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { AlarmTransitionSchema } from "../domain/health.js";
 import {
   EVIDENCE_STREAM,
@@ -18,6 +17,12 @@ import type { EpisodeFinding } from "./gates.js";
  * history yet: no findings, no readings.
  */
 
+/** A JetStream client and manager, as `fanwatch` commands have them (cli/nats-connection.ts). */
+export interface JetStreamAccess {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+}
+
 /** Transitions read for the window's findings, at most: a week of a large, noisy site. */
 export const FINDINGS_MAX_READ = 500_000;
 /** Messages of one episode's evidence subject, at most (each holds one reading or more). */
@@ -27,9 +32,11 @@ const EVIDENCE_MAX_MESSAGES = 10_000;
  * Every episode of `site` with a finding made since `since`, with its latest finding (a later one
  * overrides). The stream is read from the first message stored since then (sequenceAt).
  */
-export async function readFindings(nc: NatsConnection, site: string, since: number): Promise<EpisodeFinding[]> {
-  const js = jetstream(nc);
-  const jsm = await jetstreamManager(nc);
+export async function readFindings(
+  { js, jsm }: JetStreamAccess,
+  site: string,
+  since: number,
+): Promise<EpisodeFinding[]> {
   let messages: ReadMessage[];
   try {
     const from = await sequenceAt(jsm, HEALTH_EVENTS_STREAM, HEALTH_EVENTS_SUBJECTS, since);
@@ -58,13 +65,11 @@ export async function readFindings(nc: NatsConnection, site: string, since: numb
 
 /** The readings kept with one episode, lead then during, oldest first, each once. */
 export async function readEpisodeEvidence(
-  nc: NatsConnection,
+  { js, jsm }: JetStreamAccess,
   site: string,
   deviceID: string,
   alarmId: string,
 ): Promise<EvidenceReading[]> {
-  const js = jetstream(nc);
-  const jsm = await jetstreamManager(nc);
   let messages: ReadMessage[];
   try {
     ({ messages } = await readRange(js, jsm, EVIDENCE_STREAM, episodeEvidenceSubject(site, deviceID, alarmId), {

@@ -9,6 +9,7 @@ import { goldenReadings, makeGoldenSet } from "../../lib/models/golden.js";
 import { ModelRegistry } from "../../lib/models/registry.js";
 import type { ModelBundle, ShadowComparison } from "../../lib/models/schemas.js";
 import { ensureEvidenceStream, episodeEvidenceSubject, type EvidenceReading } from "../../lib/nats/evidence.js";
+import type { JetStreamAccess } from "../../lib/models/gate-sources.js";
 import { ensureHealthEventsStream, healthEventSubject } from "../../lib/nats/health-events.js";
 import { siteGates } from "../../cli/model-gates.js";
 import { startNats, type TestNats } from "../support/nats.js";
@@ -36,6 +37,7 @@ function readings(n: number, sound: number, start: number): EvidenceReading[] {
 describe("promotion gates against a real nats-server: the registry's models, health's streams, predict's comparisons", () => {
   let nats: TestNats;
   let nc: NatsConnection;
+  let access: JetStreamAccess;
   let registry: ModelRegistry;
   let active: string;
   /** The shipped model again as another version: the same answers. */
@@ -74,7 +76,8 @@ describe("promotion gates against a real nats-server: the registry's models, hea
   before(async () => {
     nats = await startNats();
     nc = await connect({ servers: nats.url });
-    registry = await ModelRegistry.open(nc);
+    access = { js: jetstream(nc), jsm: await jetstreamManager(nc) };
+    registry = await ModelRegistry.open(access.js);
     const shipped = await bundleFromDirectory(MODEL_DIR, { parent: null });
     active = (await registry.push(shipped, "test")).id;
     same = (await registry.push({ ...shipped, parent: active }, "test")).id;
@@ -114,7 +117,7 @@ describe("promotion gates against a real nats-server: the registry's models, hea
   });
 
   it("passes a candidate that answers the golden sets as well, still alarms on the confirmed fault and closes only the false alarm's fan", async () => {
-    const { gates, dispose } = siteGates(nc, registry, {
+    const { gates, dispose } = siteGates(access, registry, {
       windowMs: 7 * DAY,
       maxAlarmChange: 0,
       minShadowReadings: 1_000,
@@ -140,7 +143,7 @@ describe("promotion gates against a real nats-server: the registry's models, hea
   });
 
   it("fails a candidate that misses faults, naming each gate's numbers", async () => {
-    const { gates, dispose } = siteGates(nc, registry, {
+    const { gates, dispose } = siteGates(access, registry, {
       windowMs: 7 * DAY,
       maxAlarmChange: 0,
       minShadowReadings: 1_000,
@@ -162,7 +165,7 @@ describe("promotion gates against a real nats-server: the registry's models, hea
   });
 
   it("looks only at the window: findings older than MODEL_GATE_WINDOW are not counted", async () => {
-    const { gates, dispose } = siteGates(nc, registry, {
+    const { gates, dispose } = siteGates(access, registry, {
       windowMs: 60_000,
       maxAlarmChange: 0,
       minShadowReadings: 1_000,
