@@ -5,7 +5,7 @@ import type { Logger } from "../../lib/infra/log.js";
 import { backoffDelay } from "../../lib/infra/retry.js";
 import { ServiceBase } from "../../lib/infra/service.js";
 import { redactUrl } from "../../lib/mqtt/settings.js";
-import { ACTIVE_BUCKET, ACTIVE_HISTORY, comparisonKey } from "../../lib/models/names.js";
+import { ACTIVE_BUCKET, comparisonKey } from "../../lib/models/names.js";
 import type { ShadowComparison } from "../../lib/models/schemas.js";
 
 export interface ComparisonWriterOptions {
@@ -108,10 +108,10 @@ export class ComparisonWriter extends ServiceBase {
           timeout: timeoutMs,
         });
         if (this.#stop) return;
-        // The registry makes this bucket too, with the same options: whoever comes first creates it.
-        this.#kv = await new Kvm(jetstream(this.#nc, { timeout: timeoutMs })).create(ACTIVE_BUCKET, {
-          history: ACTIVE_HISTORY,
-        });
+        // Opened, never created: the registry makes it (the first score replica, or a model
+        // command), with the cluster's copies. Until it exists a write fails, is logged, and the
+        // next one carries the running totals.
+        this.#kv = await new Kvm(jetstream(this.#nc, { timeout: timeoutMs })).open(ACTIVE_BUCKET);
         log.info({ event: "comparisons_ready", nats: redactUrl(url) }, "shadow comparisons go to NATS");
         return;
       } catch (error) {
