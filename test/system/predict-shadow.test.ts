@@ -96,12 +96,12 @@ describe("predict compares score's shadow with the active model (real nats-serve
     await nats?.stop();
   });
 
-  async function startPredict(replica: string, everyMs: number) {
+  async function startPredict(replica: string, everyMs: number, natsUrl = nats.url) {
     const port = await freePort();
     const child = spawnCli(["function", "predict", "--port", String(port)], {
       MQTT_URL: broker.url,
       SCORE_URL: score.url,
-      NATS_URL: nats.url,
+      NATS_URL: natsUrl,
       SITE: "plant-a",
       PREDICT_REPLICA: replica,
       PREDICT_COMPARE_EVERY_MS: String(everyMs),
@@ -170,5 +170,21 @@ describe("predict compares score's shadow with the active model (real nats-serve
     } finally {
       await terminate(predict.child);
     }
+  });
+
+  it("scores and compares as ever while NATS is unreachable, and drains without waiting for it", async () => {
+    const port = await freePort(); // nothing listens here yet
+    const predict = await startPredict("predict-c", 100, `nats://127.0.0.1:${port}`);
+    try {
+      shadow = "fan-shadow-3";
+      const answer = await postJson(predict.url, readings(Date.parse("2020-10-02T13:00:00Z")));
+      assert.equal(answer.status, 200);
+      assert.equal(await metric(predict.url, "predict_shadow_readings_total", 'shadow="fan-shadow-3"'), 36);
+      const seen = (await (await fetch(predict.url)).json()) as { shadow: ShadowComparison };
+      assert.deepEqual(seen.shadow.fans.closed, ["hot"]);
+    } finally {
+      await terminate(predict.child);
+    }
+    assert.equal(await stored("fan-shadow-3", "predict-c"), undefined);
   });
 });
