@@ -23,11 +23,12 @@ export const GATE_DEFAULTS = Object.freeze({
   MODEL_GATE_WINDOW_MS: 7 * 24 * 3_600_000,
   MODEL_GATE_MAX_ALARM_CHANGE: 0,
   MODEL_GATE_MIN_SHADOW_READINGS: 1_000,
+  MODEL_AUTO_PROMOTE_AFTER_MS: 24 * 3_600_000,
 });
 
 const d = GATE_DEFAULTS;
 
-/** The gates' settings: read by `fanwatch model promote` (and auto-promotion) where it runs. */
+/** The gates' settings: read by `fanwatch model promote` and `auto-promote` where they run. */
 export const GATE_SETTINGS = defineSettings({
   MODEL_GATE_WINDOW: {
     env: ["MODEL_GATE_WINDOW"],
@@ -49,6 +50,13 @@ export const GATE_SETTINGS = defineSettings({
     default: d.MODEL_GATE_MIN_SHADOW_READINGS,
     schema: z.coerce.number().int().min(0).default(d.MODEL_GATE_MIN_SHADOW_READINGS),
   },
+  MODEL_AUTO_PROMOTE_AFTER: {
+    env: ["MODEL_AUTO_PROMOTE_AFTER"],
+    help: "how long a shadow must have run before `fanwatch model auto-promote` promotes it (if it passes every gate)",
+    doc: "how long (a duration: `24h`) a shadow must have run against the active model before `fanwatch model auto-promote` promotes it, if it passes every gate",
+    default: formatDuration(d.MODEL_AUTO_PROMOTE_AFTER_MS),
+    schema: durationSchema(formatDuration(d.MODEL_AUTO_PROMOTE_AFTER_MS), 60_000),
+  },
 });
 
 export interface GateSettings {
@@ -58,6 +66,8 @@ export interface GateSettings {
   maxAlarmChange: number;
   /** @default GATE_DEFAULTS.MODEL_GATE_MIN_SHADOW_READINGS */
   minShadowReadings: number;
+  /** @default GATE_DEFAULTS.MODEL_AUTO_PROMOTE_AFTER_MS */
+  autoPromoteAfterMs: number;
 }
 
 /** From the environment unless `env` is given. */
@@ -67,6 +77,7 @@ export function readGateSettings(env?: NodeJS.ProcessEnv): GateSettings {
     windowMs: s.MODEL_GATE_WINDOW,
     maxAlarmChange: s.MODEL_GATE_MAX_ALARM_CHANGE,
     minShadowReadings: s.MODEL_GATE_MIN_SHADOW_READINGS,
+    autoPromoteAfterMs: s.MODEL_AUTO_PROMOTE_AFTER,
   };
 }
 

@@ -13,6 +13,7 @@ import type { JetStreamAccess } from "../../lib/models/gate-sources.js";
 import { ensureHealthEventsStream, healthEventSubject } from "../../lib/nats/health-events.js";
 import { siteGates } from "../../cli/model-gates.js";
 import { startNats, type TestNats } from "../support/nats.js";
+import { runCli } from "../support/process.js";
 import { MODEL_DIR } from "../support/paths.js";
 
 const SITE = "plant-a";
@@ -121,6 +122,7 @@ describe("promotion gates against a real nats-server: the registry's models, hea
       windowMs: 7 * DAY,
       maxAlarmChange: 0,
       minShadowReadings: 1_000,
+      autoPromoteAfterMs: DAY,
     });
     try {
       const results = await gates({ site: SITE, active, candidate: same });
@@ -147,6 +149,7 @@ describe("promotion gates against a real nats-server: the registry's models, hea
       windowMs: 7 * DAY,
       maxAlarmChange: 0,
       minShadowReadings: 1_000,
+      autoPromoteAfterMs: DAY,
     });
     try {
       const [golden, confirmed, change] = await gates({ site: SITE, active, candidate: blind });
@@ -169,6 +172,7 @@ describe("promotion gates against a real nats-server: the registry's models, hea
       windowMs: 60_000,
       maxAlarmChange: 0,
       minShadowReadings: 1_000,
+      autoPromoteAfterMs: DAY,
     });
     try {
       const [, confirmed] = await gates({ site: SITE, active, candidate: blind });
@@ -180,5 +184,57 @@ describe("promotion gates against a real nats-server: the registry's models, hea
     } finally {
       dispose();
     }
+  });
+
+  it("fanwatch model auto-promote: a shadow that failed a gate stays a shadow; one that passes every gate becomes the active model", async () => {
+    const env = { MODEL_AUTO_PROMOTE_AFTER: "1h", MODEL_GATE_MAX_ALARM_CHANGE: "0" };
+    const args = ["model", "auto-promote", "--nats", nats.url, "--site", SITE];
+    const first = { previous: null, reason: "promote", by: "test", forced: false, note: null } as const;
+    const revision = await registry.setPointer(
+      SITE,
+      { ...first, active, shadow: blind, at: new Date().toISOString() },
+      0,
+    );
+
+    const refused = await runCli(args, env);
+    assert.equal(refused.code, 0, refused.stderr);
+    assert.match(refused.stdout, /FAILED {2}golden-accuracy: candidate/);
+    assert.match(
+      refused.stdout,
+      new RegExp(`shadow ${blind} not promoted: it failed golden-accuracy, confirmed-faults, alarm-change`),
+    );
+    assert.equal((await registry.pointer(SITE))?.pointer.active, active);
+
+    const shadowing = { ...first, active, shadow: same, at: new Date().toISOString(), reason: "shadow" } as const;
+    await registry.setPointer(SITE, shadowing, revision);
+    const promoted = await runCli([...args, "--json"], env);
+    assert.equal(promoted.code, 0, promoted.stderr);
+    assert.equal((JSON.parse(promoted.stdout) as { outcome: string }).outcome, "promoted");
+    const pointer = (await registry.pointer(SITE))?.pointer;
+    assert.equal(pointer?.active, same);
+    assert.equal(pointer?.previous, active);
+    assert.equal(pointer?.shadow, null);
+    assert.equal(pointer?.reason, "auto-promote");
+    assert.match(
+      pointer?.note ?? "",
+      /^golden-accuracy: candidate .*; confirmed-faults: 1 of 1 .*; alarm-change: 0 fans/,
+    );
+
+    const nothing = await runCli(args, env);
+    assert.match(nothing.stdout, new RegExp(`site ${SITE} has no shadow model: nothing to promote`));
+  });
+
+  it("fanwatch model auto-promote waits for MODEL_AUTO_PROMOTE_AFTER, and says there is no registry without NATS_URL", async () => {
+    const current = await registry.pointer(SITE);
+    assert.ok(current);
+    await registry.setPointer(SITE, { ...current.pointer, shadow: blind, reason: "shadow" }, current.revision);
+    const early = await runCli(["model", "auto-promote", "--nats", nats.url, "--site", SITE], {
+      MODEL_AUTO_PROMOTE_AFTER: "48h",
+    });
+    assert.equal(early.code, 0, early.stderr);
+    assert.match(early.stdout, new RegExp(`shadow ${blind} of site ${SITE}: no comparison yet of the 2880 min`));
+    const none = await runCli(["model", "auto-promote"], { NATS_URL: "" });
+    assert.notEqual(none.code, 0);
+    assert.match(none.stderr, /NATS_URL is not set/);
   });
 });

@@ -16,7 +16,7 @@ import type { EvidenceReading } from "../../lib/nats/evidence.js";
 import { alarmsUnderRules } from "../../cli/model-gates.js";
 import { DEFAULT_POLICY } from "../../functions/health/policy.js";
 
-const settings = { windowMs: 7 * 86_400_000, maxAlarmChange: 1, minShadowReadings: 100 };
+const settings = { windowMs: 7 * 86_400_000, maxAlarmChange: 1, minShadowReadings: 100, autoPromoteAfterMs: 3_600_000 };
 const NOW = Date.parse("2026-12-08T00:00:00Z");
 
 function comparison(over: Partial<ShadowComparison> = {}): ShadowComparison {
@@ -132,14 +132,19 @@ describe("promotion gates: each verdict and its numbers", () => {
   });
 
   it("reads its settings through the settings registry, refusing bad ones by name", () => {
-    assert.deepEqual(readGateSettings({}), { windowMs: 7 * 86_400_000, maxAlarmChange: 0, minShadowReadings: 1_000 });
+    assert.deepEqual(readGateSettings({}), {
+      windowMs: 7 * 86_400_000,
+      maxAlarmChange: 0,
+      minShadowReadings: 1_000,
+      autoPromoteAfterMs: 86_400_000,
+    });
     assert.deepEqual(
       readGateSettings({
         MODEL_GATE_WINDOW: "36h",
         MODEL_GATE_MAX_ALARM_CHANGE: "3",
         MODEL_GATE_MIN_SHADOW_READINGS: "0",
       }),
-      { windowMs: 36 * 3_600_000, maxAlarmChange: 3, minShadowReadings: 0 },
+      { windowMs: 36 * 3_600_000, maxAlarmChange: 3, minShadowReadings: 0, autoPromoteAfterMs: 86_400_000 },
     );
     assert.throws(
       () => readGateSettings({ MODEL_GATE_MAX_ALARM_CHANGE: "-1" }),
