@@ -100,8 +100,7 @@ function describe(holder: ModelHolder, config: ScoreConfig): unknown {
     referenceProbability: active.referenceProbability,
     backend: active.backend,
     batching: { maxBatchSize: config.maxBatchSize, maxWaitMs: config.maxWaitMs },
-    shadow:
-      shadow === undefined ? null : { ...shadow.metadata, referenceProbability: shadow.referenceProbability },
+    shadow: shadow === undefined ? null : { ...shadow.metadata, referenceProbability: shadow.referenceProbability },
   }));
 }
 
