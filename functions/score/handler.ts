@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/types.js";
 import { readScoreConfig, type ScoreConfig } from "./config.js";
 import { createLogger, type Logger } from "../../lib/infra/log.js";
@@ -9,6 +10,9 @@ import { InputError } from "../../lib/errors.js";
 import { ModelHolder } from "./model-holder.js";
 import { registry, showServed } from "./metrics.js";
 import { explain, score, scoreBatch } from "./scoring.js";
+import { ModelFollower } from "./model-follower.js";
+import { bundleArtifacts, bundleFromDirectory, bundleId, encodeBundle } from "../../lib/models/bundle.js";
+import { redactUrl } from "../../lib/mqtt/settings.js";
 
 /**
  * score: fault probability for fan readings. `{"params": [...]}` scores one reading (concurrent ones
@@ -22,7 +26,16 @@ interface Scorer {
   holder: ModelHolder;
   batcher: DynamicBatcher<number[], Verdict>;
   log: Logger;
+  /** With NATS_URL: what makes this replica serve its site's active model and shadow. */
+  follower: ModelFollower | undefined;
 }
+
+/**
+ * How long init() waits for the site's active model before it serves the shipped one: where NATS
+ * is there, loading and checking a version takes a few hundred ms, so a new replica starts on the
+ * site's model; where it is not, the function is alive well within OpenFaaS's liveness budget.
+ */
+const INIT_REGISTRY_WAIT_MS = 3_000;
 
 let scorer: Scorer | undefined;
 
@@ -32,17 +45,38 @@ export { errorAnswer } from "../../lib/errors.js";
 export async function init(): Promise<void> {
   const config = readScoreConfig();
   const log = createLogger("score");
-  const model = await ScoringModel.load(
-    config.modelDir,
-    config.backend === undefined ? {} : { backend: config.backend },
-  );
+  const backend = config.backend === undefined ? {} : { backend: config.backend };
+  // With the registry, the shipped model is served under its registry id (its bundle's digest), so
+  // that a replica that has not reached NATS yet names the same model as those that have.
+  const shipped =
+    config.natsUrl === undefined ? undefined : await bundleFromDirectory(config.modelDir, { parent: null, ...backend });
+  const model =
+    shipped === undefined
+      ? await ScoringModel.load(config.modelDir, backend)
+      : await ScoringModel.fromArtifacts(
+          bundleArtifacts(shipped, bundleId(encodeBundle(shipped))),
+          config.modelDir,
+          backend,
+        );
   const holder = new ModelHolder(model);
   // Each batch takes the models once at its start: a swap lands between batches, never inside one.
   const batcher = new DynamicBatcher((rows: number[][]) => holder.use((lease) => score(lease.active, rows)), {
     maxBatchSize: config.maxBatchSize,
     maxWaitMs: config.maxWaitMs,
   });
-  scorer = { config, holder, batcher, log };
+  const follower =
+    shipped === undefined || config.natsUrl === undefined
+      ? undefined
+      : new ModelFollower({
+          url: config.natsUrl,
+          site: config.site,
+          replica: config.replica,
+          shipped,
+          holder,
+          log,
+          ...backend,
+        });
+  scorer = { config, holder, batcher, log, follower };
   showServed(model.metadata.id, undefined);
   log.info(
     {
@@ -50,16 +84,23 @@ export async function init(): Promise<void> {
       model: model.metadata.id,
       backend: model.backend,
       modelDir: config.modelDir,
+      registry: config.natsUrl === undefined ? null : redactUrl(config.natsUrl),
+      site: config.site,
+      replica: config.replica,
       maxBatchSize: config.maxBatchSize,
       maxWaitMs: config.maxWaitMs,
     },
     `model ${model.metadata.id} loaded on the ${model.backend} backend`,
   );
+  if (follower !== undefined) {
+    await follower.start();
+    await Promise.race([follower.synced, sleep(INIT_REGISTRY_WAIT_MS, undefined, { ref: false })]);
+  }
 }
 
 export async function handler(event: FunctionEvent, context: FunctionContext): Promise<unknown> {
-  const { config, holder, batcher, log } = ready();
-  if (event.method === "GET") return describe(holder, config);
+  const { holder, batcher, log } = ready();
+  if (event.method === "GET") return describe(ready());
   if (event.method !== "POST") {
     context.headers({ allow: "GET, POST" });
     throw new InputError(
@@ -83,10 +124,12 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
   return holder.use((lease) => scoreBatch(lease, request.instances, log));
 }
 
-export function close(): void {
-  scorer?.batcher.flush();
-  scorer?.holder.close();
+export async function close(): Promise<void> {
+  const closing = scorer;
   scorer = undefined;
+  await closing?.follower?.close();
+  closing?.batcher.flush();
+  closing?.holder.close();
 }
 
 export function metrics(): Promise<string> {
@@ -94,13 +137,15 @@ export function metrics(): Promise<string> {
 }
 
 /** Both models, the active one's description at the top level as before shadows existed. */
-function describe(holder: ModelHolder, config: ScoreConfig): unknown {
+function describe({ holder, config, follower }: Scorer): unknown {
   return holder.use(({ active, shadow }) => ({
     ...active.metadata,
     referenceProbability: active.referenceProbability,
     backend: active.backend,
     batching: { maxBatchSize: config.maxBatchSize, maxWaitMs: config.maxWaitMs },
     shadow: shadow === undefined ? null : { ...shadow.metadata, referenceProbability: shadow.referenceProbability },
+    // What this replica follows, and the versions it would not serve; null without NATS_URL.
+    registry: follower === undefined ? null : { site: config.site, replica: config.replica, ...follower.state },
   }));
 }
 
