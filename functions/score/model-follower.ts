@@ -136,9 +136,18 @@ export class ModelFollower extends ServiceBase {
   async #act({ pointer, revision }: PointerEntry): Promise<void> {
     const { holder, log } = this.#options;
     const active = (await this.#model(pointer.active)) ?? holder.active;
-    const shadow = pointer.shadow === null ? undefined : await this.#model(pointer.shadow);
+    // A shadow that is the active model itself would only score every batch twice.
+    const shadowId = pointer.shadow === pointer.active ? null : pointer.shadow;
+    let shadow: ScoringModel | undefined;
+    try {
+      shadow = shadowId === null ? undefined : await this.#model(shadowId);
+    } catch (error) {
+      this.#letGo(active); // loaded for this pointer, and not served: the next attempt loads it again
+      throw error;
+    }
     if (this.stopping) {
-      for (const model of [active, shadow]) if (model !== undefined && !isServed(holder, model)) model.dispose();
+      this.#letGo(active);
+      this.#letGo(shadow);
       return;
     }
     const before = { active: holder.active.metadata.id, shadow: holder.shadow?.metadata.id };
@@ -188,6 +197,12 @@ export class ModelFollower extends ServiceBase {
     return model;
   }
 
+  /** Disposes a model loaded here that the holder does not serve. */
+  #letGo(model: ScoringModel | undefined): void {
+    const { holder } = this.#options;
+    if (model !== undefined && model !== holder.active && model !== holder.shadow) model.dispose();
+  }
+
   /** Remembers a refused version so it is logged and counted once, and the replica's status lists it. */
   #refuse(id: string, reason: RefusalReason, error: string): undefined {
     this.#refused.set(id, { id, error, at: new Date().toISOString() });
@@ -223,8 +238,4 @@ export class ModelFollower extends ServiceBase {
       log.debug({ event: "replica_status_failed", err: (error as Error).message }, "replica status not written");
     }
   }
-}
-
-function isServed(holder: ModelHolder, model: ScoringModel): boolean {
-  return model === holder.active || model === holder.shadow;
 }

@@ -219,10 +219,11 @@ describe("score follows its site's active model (a real nats-server)", { timeout
   });
 
   /** Broken versions, each stored as it is (push() refuses them): what a replica must never serve. */
-  const broken: Array<[string, string, () => Promise<string>]> = [
+  const broken: Array<[string, string, RegExp, () => Promise<string>]> = [
     [
       "bytes that do not match their id",
       "bundle",
+      /its stored bytes have the digest fan-[0-9a-f]{16}, not its id/,
       async () => {
         const id = "fan-0123456789abcdef";
         await putRaw(id, encodeBundle(eager));
@@ -232,19 +233,26 @@ describe("score follows its site's active model (a real nats-server)", { timeout
     [
       "corrupt weights",
       "load",
+      /model fan-[0-9a-f]{16} cannot be loaded: /,
       async () => {
         const weights = Buffer.from(eager.weights, "base64");
         return putBundle({ ...eager, weights: weights.subarray(0, weights.length - 100).toString("base64") });
       },
     ],
-    ["a model for five inputs", "load", async () => putBundle(withFiveInputs(eager))],
+    ["a model for five inputs", "load", /takes 5 inputs/, async () => putBundle(withFiveInputs(eager))],
     [
       "a model that fails its golden set",
       "golden",
+      /fails its golden set: \d+ readings, [1-9]\d* mismatches/,
       // The eager model with the shipped model's golden set: it calls the healthy golden readings faults.
       async () => putBundle({ ...eager, golden: shipped.golden }),
     ],
-    ["a version the registry does not have", "missing", async () => "fan-fedcba9876543210"],
+    [
+      "a version the registry does not have",
+      "missing",
+      /has no model fan-fedcba9876543210/,
+      async () => "fan-fedcba9876543210",
+    ],
   ];
 
   async function putBundle(bundle: ModelBundle): Promise<string> {
@@ -254,7 +262,7 @@ describe("score follows its site's active model (a real nats-server)", { timeout
     return id;
   }
 
-  for (const [what, reason, make] of broken) {
+  for (const [what, reason, message, make] of broken) {
     it(`refuses ${what} as active model or as shadow, and keeps serving (reason ${reason})`, async () => {
       const site = `broken-${reason}-${broken.findIndex(([w]) => w === what)}`;
       const r = await startReplica(site, "a");
@@ -267,6 +275,7 @@ describe("score follows its site's active model (a real nats-server)", { timeout
         () => statusOf(site, "a"),
         (s) => s?.refused.some((x) => x.id === id) === true,
       );
+      assert.match(refused?.refused.find((x) => x.id === id)?.error ?? "", message, "the refusal says why");
       assert.equal(refused?.active, shippedId, "the status says what is served instead");
       assert.deepEqual(serving(r), { active: shippedId, shadow: null });
       assert.equal(r.holder.use((lease) => scoreBatch(lease, READINGS, silent)).predictions.length, 2);
@@ -281,6 +290,21 @@ describe("score follows its site's active model (a real nats-server)", { timeout
       assert.equal(await refusals(reason), before + 1, "a version refused once is not tried again");
     });
   }
+
+  it("keeps serving through a NATS restart, and follows a promote made after it", async () => {
+    const r = await startReplica("restarted", "a");
+    await r.follower.synced;
+    await registry.push(eager, "test");
+    await nats.halt();
+    assert.equal(r.holder.use((lease) => scoreBatch(lease, READINGS, silent)).model, shippedId);
+    await nats.restart();
+    await eventually(
+      "the test's own connection is back",
+      async () => (await registry.pointer("restarted")) !== undefined,
+    );
+    await movePointer("restarted", { active: eagerId, previous: shippedId });
+    await eventually("the replica serves the promoted model", () => serving(r).active === eagerId);
+  });
 
   it("serves the shipped model while NATS is away, and follows the site once it is back", async () => {
     await nats.halt();
