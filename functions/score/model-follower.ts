@@ -150,9 +150,13 @@ export class ModelFollower extends ServiceBase {
       this.#letGo(shadow);
       return;
     }
+    // What a rollback returns to stays loaded (kept in the same step, while it is still held).
+    const previousId = pointer.previous === pointer.active ? null : pointer.previous;
+    const previous = previousId === null ? undefined : holder.find(previousId);
     const before = { active: holder.active.metadata.id, shadow: holder.shadow?.metadata.id };
-    if (active !== holder.active || shadow !== holder.shadow) {
-      holder.serve(active, shadow);
+    const swapped = active !== holder.active || shadow !== holder.shadow;
+    holder.serve(active, shadow, previous);
+    if (swapped) {
       modelSwaps.inc();
       showServed(active.metadata.id, shadow?.metadata.id);
       log.info(
@@ -163,6 +167,8 @@ export class ModelFollower extends ServiceBase {
     this.#revision = revision;
     await this.#writeStatus();
     this.#resolveSynced();
+    // A replica that started after the promote loads it now, in the background of serving.
+    if (previousId !== null && previous === undefined) holder.keep(await this.#model(previousId));
   }
 
   /**
@@ -197,10 +203,10 @@ export class ModelFollower extends ServiceBase {
     return model;
   }
 
-  /** Disposes a model loaded here that the holder does not serve. */
+  /** Disposes a model loaded here that the holder does not hold (serve or keep). */
   #letGo(model: ScoringModel | undefined): void {
     const { holder } = this.#options;
-    if (model !== undefined && model !== holder.active && model !== holder.shadow) model.dispose();
+    if (model !== undefined && holder.find(model.metadata.id) !== model) model.dispose();
   }
 
   /** Remembers a refused version so it is logged and counted once, and the replica's status lists it. */

@@ -36,7 +36,7 @@ describe("score's model holder", () => {
     const second = await ScoringModel.load(otherDir);
     const holder = new ModelHolder(first);
     const inFlight = holder.acquire();
-    holder.serve(second, undefined);
+    holder.serve(second, undefined, undefined);
     assert.equal(holder.acquire().active.metadata.id, "fan-eager", "a call after the swap takes the new model");
     assert.equal(inFlight.active, first);
     assert.equal(inFlight.active.predict(READINGS).length, 3, "the old model still answers its call in flight");
@@ -51,21 +51,34 @@ describe("score's model holder", () => {
     const first = await ScoringModel.load(SHIPPED);
     const second = await ScoringModel.load(otherDir);
     const holder = new ModelHolder(first);
-    holder.serve(second, first);
+    holder.serve(second, first, undefined);
     assert.equal(first.predict(READINGS).length, 3, "still served, as the shadow");
     const tensors = tf.memory().numTensors;
-    holder.serve(second, undefined);
+    holder.serve(second, undefined, undefined);
     const afterSwap = tf.memory().numTensors;
     assert.ok(afterSwap < tensors, "the model no longer served is let go at once");
     holder.close();
     assert.ok(tf.memory().numTensors < afterSwap, "and the rest at close");
   });
 
+  it("keeps a standby model loaded after it leaves service, and lets it go when another is kept", async () => {
+    const first = await ScoringModel.load(SHIPPED);
+    const second = await ScoringModel.load(otherDir);
+    const holder = new ModelHolder(first);
+    holder.serve(second, undefined, first);
+    assert.equal(first.predict(READINGS).length, 3, "kept for a rollback");
+    assert.equal(holder.find(first.metadata.id), first);
+    const tensors = tf.memory().numTensors;
+    holder.keep(undefined);
+    assert.ok(tf.memory().numTensors < tensors, "let go once no longer kept");
+    holder.close();
+  });
+
   it("answers a batch with the shadow's predictions and each model's compute time when a shadow is served", async () => {
     const holder = new ModelHolder(await ScoringModel.load(SHIPPED));
     const alone = holder.use((lease) => scoreBatch(lease, READINGS, silent));
     assert.deepEqual(Object.keys(alone), ["model", "predictions"]);
-    holder.serve(holder.active, await ScoringModel.load(otherDir));
+    holder.serve(holder.active, await ScoringModel.load(otherDir), undefined);
     const both = holder.use((lease) => scoreBatch(lease, READINGS, silent));
     assert.equal(both.model, alone.model);
     assert.deepEqual(both.predictions, alone.predictions);

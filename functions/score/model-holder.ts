@@ -17,6 +17,8 @@ export interface ModelLease {
 export class ModelHolder {
   #active: ScoringModel;
   #shadow: ScoringModel | undefined;
+  /** Kept loaded but not served: the model a rollback returns to, so that a rollback loads nothing. */
+  #standby: ScoringModel | undefined;
   /** Calls in flight on each model that has any. */
   readonly #users = new Map<ScoringModel, number>();
   #closed = false;
@@ -33,10 +35,13 @@ export class ModelHolder {
     return this.#shadow;
   }
 
-  /** The served model with this id, if either is. */
+  get standby(): ScoringModel | undefined {
+    return this.#standby;
+  }
+
+  /** The model with this id that is served or kept on standby, if one is. */
   find(id: string): ScoringModel | undefined {
-    if (this.#active.metadata.id === id) return this.#active;
-    return this.#shadow?.metadata.id === id ? this.#shadow : undefined;
+    return [this.#active, this.#shadow, this.#standby].find((model) => model?.metadata.id === id);
   }
 
   acquire(): ModelLease {
@@ -68,25 +73,33 @@ export class ModelHolder {
   }
 
   /**
-   * Serves `active` and `shadow` from the next call on. Models served before and not now are
-   * disposed at once if no call holds them, else when the last one ends.
+   * Serves `active` and `shadow` from the next call on, and keeps `standby` loaded without serving
+   * it (the model a rollback returns to). Models held before and not now are disposed at once if
+   * no call holds them, else when the last one ends.
    */
-  serve(active: ScoringModel, shadow: ScoringModel | undefined): void {
+  serve(active: ScoringModel, shadow: ScoringModel | undefined, standby: ScoringModel | undefined): void {
     if (this.#closed) {
-      for (const model of [active, shadow]) if (model !== undefined) this.#disposeIfIdle(model);
+      for (const model of [active, shadow, standby]) if (model !== undefined) this.#disposeIfIdle(model);
       return;
     }
-    const before = [this.#active, this.#shadow];
+    const before = [this.#active, this.#shadow, this.#standby];
     this.#active = active;
     this.#shadow = shadow;
+    this.#standby = standby;
     for (const model of before) if (model !== undefined) this.#disposeIfIdle(model);
+  }
+
+  /** Keeps `model` on standby (undefined: none), serving what it serves. */
+  keep(model: ScoringModel | undefined): void {
+    this.serve(this.#active, this.#shadow, model);
   }
 
   /** Serves nothing more: the models are disposed now, or when the calls holding them end. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const model of [this.#active, this.#shadow]) if (model !== undefined) this.#disposeIfIdle(model);
+    for (const model of [this.#active, this.#shadow, this.#standby])
+      if (model !== undefined) this.#disposeIfIdle(model);
   }
 
   #take(model: ScoringModel): void {
@@ -104,7 +117,7 @@ export class ModelHolder {
   }
 
   #disposeIfIdle(model: ScoringModel): void {
-    const served = !this.#closed && (model === this.#active || model === this.#shadow);
-    if (!served && !this.#users.has(model)) model.dispose();
+    const held = !this.#closed && (model === this.#active || model === this.#shadow || model === this.#standby);
+    if (!held && !this.#users.has(model)) model.dispose();
   }
 }

@@ -322,6 +322,20 @@ describe("score follows its site's active model (a real nats-server)", { timeout
     assert.equal(status?.active, shippedId);
     assert.equal((await registry.pointer("late"))?.pointer.active, shippedId, "it made the site's first pointer");
   });
+
+  // Last: it deletes the shipped version from the store.
+  it("rolls back to the model it kept loaded, without reading the registry", async () => {
+    const r = await startReplica("standby", "a");
+    await r.follower.synced;
+    await registry.push(eager, "test");
+    await movePointer("standby", { active: eagerId, previous: shippedId });
+    await eventually("the replica serves the promoted model", () => serving(r).active === eagerId);
+    const store = await new Objm(jetstream(nc)).open(MODELS_BUCKET);
+    await store.delete(shippedId);
+    await movePointer("standby", { active: shippedId, previous: null, reason: "rollback" });
+    await eventually("the replica serves the model rolled back to", () => serving(r).active === shippedId);
+    assert.deepEqual((await statusOf("standby", "a"))?.refused, [], "nothing had to be read");
+  });
 });
 
 describe("the score function with NATS_URL (a real nats-server, two function processes)", { timeout: 120_000 }, () => {
