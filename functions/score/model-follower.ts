@@ -33,6 +33,7 @@ export interface FollowerOptions {
 
 /** Waits between attempts while NATS or the registry is away: 0.5 s doubling to 10 s. */
 const RETRY = { baseMs: 500, capMs: 10_000 };
+const CONNECT_TIMEOUT_MS = 2_000;
 /** Refusals listed in the status (the schema's limit); more are remembered so each is refused once. */
 const MAX_REFUSALS_LISTED = 10;
 const MAX_REFUSALS_KEPT = 1_000;
@@ -87,8 +88,10 @@ export class ModelFollower extends ServiceBase {
     this.#stop.abort();
     clearInterval(this.#statusTimer);
     this.#watch?.stop();
-    await this.#running;
+    // Closed first, so that a read or load waiting on NATS ends now rather than at its timeout.
     await this.#nc?.close().catch(() => {});
+    await this.#running;
+    await this.#nc?.close().catch(() => {}); // one that connected meanwhile
     this.#resolveSynced();
   }
 
@@ -117,7 +120,13 @@ export class ModelFollower extends ServiceBase {
   /** Connects if needed, bootstraps the site, then acts on every pointer value until the watch ends. */
   async #follow(): Promise<void> {
     const { url, site, replica, shipped, log } = this.#options;
-    this.#nc ??= await connect({ servers: url, name: `fanwatch-score-${replica}`, maxReconnectAttempts: -1 });
+    // A short attempt: one that hangs (an address that drops packets) would hold a close up.
+    this.#nc ??= await connect({
+      servers: url,
+      name: `fanwatch-score-${replica}`,
+      maxReconnectAttempts: -1,
+      timeout: CONNECT_TIMEOUT_MS,
+    });
     this.#registry ??= await ModelRegistry.open(this.#nc, { backend: this.#options.backend });
     await this.#registry.bootstrap(site, shipped, replica);
     this.#watch = await this.#registry.watchPointer(site);
