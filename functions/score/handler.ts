@@ -35,7 +35,7 @@ interface Scorer {
  * is there, loading and checking a version takes a few hundred ms, so a new replica starts on the
  * site's model; where it is not, the function is alive well within OpenFaaS's liveness budget.
  */
-const INIT_REGISTRY_WAIT_MS = 3_000;
+const INIT_REGISTRY_WAIT_MS = 2_000;
 
 let scorer: Scorer | undefined;
 
