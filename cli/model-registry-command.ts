@@ -82,15 +82,18 @@ export function addModelRegistryCommand(program: Command, io: Io, gates: Promoti
 
   const list = model
     .command("list")
-    .description("every stored version, oldest first, and which is the site's active, previous and shadow model")
+    .description(
+      "every stored version, oldest first, which is the site's active, previous and shadow model, and the pointer's last changes",
+    )
     .option("--json", "one JSON object per version and line");
   registryAction(list, async (ctx, opts: { json?: boolean }) => {
-    const [versions, pointer] = await Promise.all([ctx.registry.list(), ctx.registry.pointer(ctx.site)]);
+    const [versions, history] = await Promise.all([ctx.registry.list(), ctx.registry.history(ctx.site)]);
+    const pointer = history.at(-1);
     if (opts.json === true) {
       for (const v of versions) io.out(JSON.stringify({ ...v, role: roleOf(v.id, pointer?.pointer) }));
       return;
     }
-    for (const line of formatVersions(versions, ctx.site, pointer)) io.out(line);
+    for (const line of formatVersions(versions, ctx.site, history)) io.out(line);
   });
 
   const show = model
@@ -218,24 +221,21 @@ export function addModelRegistryCommand(program: Command, io: Io, gates: Promoti
   return model;
 }
 
-/** The site's pointer after a change by this command: who and when, the rest kept unless `fields` says. */
+/**
+ * The site's pointer after a change by this command: `fields` over the current pointer, stamped
+ * with who and when; a note and `forced` belong to one change only. A site's first pointer (a
+ * promote before any score replica made one) starts empty.
+ */
 function change(
   ctx: Context,
   current: PointerEntry | undefined,
   reason: PointerReason,
-  fields: Partial<ActivePointer>,
+  fields: Partial<ActivePointer> & { active?: string },
 ): ActivePointer {
-  const base: ActivePointer = current?.pointer ?? {
-    active: fields.active ?? "",
-    previous: null,
-    shadow: null,
-    reason,
-    by: ctx.by,
-    at: "",
-    forced: false,
-    note: null,
-  };
-  return { ...base, forced: false, note: null, ...fields, reason, by: ctx.by, at: new Date().toISOString() };
+  const active = fields.active ?? current?.pointer.active;
+  if (active === undefined) throw new Error("a first pointer needs its active model");
+  const base = current?.pointer ?? { previous: null, shadow: null };
+  return { ...base, forced: false, note: null, ...fields, active, reason, by: ctx.by, at: new Date().toISOString() };
 }
 
 async function mustHavePointer(ctx: Context): Promise<PointerEntry> {

@@ -149,6 +149,13 @@ describe("fanwatch model: the real CLI against a real nats-server", () => {
     );
     assert.equal((await registry.pointer("plant-7"))?.pointer.active, shipped);
     assert.equal((await registry.pointer("plant-7"))?.pointer.reason, "rollback");
+    const changes = (await model("list")).stdout.split("the pointer's last changes, newest first:\n")[1] ?? "";
+    assert.match(changes, new RegExp(`^ +3  \\S+  rollback +active ${shipped}  by `));
+    assert.match(
+      changes,
+      new RegExp(`\n +2  \\S+  promote +active ${child}  by \\S+: trained on plant-7's findings\n`),
+    );
+    assert.match(changes, new RegExp(`\n +1  \\S+  promote +active ${shipped}  by ana\n$`));
   });
 
   it("promote refuses a candidate that fails a gate, naming it with its numbers, unless forced", async () => {
