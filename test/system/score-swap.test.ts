@@ -98,6 +98,8 @@ describe("score follows its site's active model (a real nats-server)", { timeout
     await cp(SHIPPED_DIR, eagerDir, { recursive: true });
     const metadata = JSON.parse(await readFile(join(eagerDir, "metadata.json"), "utf8")) as Record<string, unknown>;
     await writeFile(join(eagerDir, "metadata.json"), JSON.stringify({ ...metadata, threshold: 0.05 }));
+    // Its own golden set, made from its own answers: the shipped one's says "healthy" where it says "fault".
+    await rm(join(eagerDir, "golden.json"), { force: true });
     eager = await bundleFromDirectory(eagerDir, { parent: shippedId });
     eagerId = bundleId(encodeBundle(eager));
   });
