@@ -129,15 +129,19 @@ export class ModelFollower extends ServiceBase {
     });
     this.#registry ??= await ModelRegistry.open(this.#nc, { backend: this.#options.backend });
     await this.#registry.bootstrap(site, shipped, replica);
-    this.#watch = await this.#registry.watchPointer(site);
-    if (this.stopping) this.#watch.stop();
+    const watch = await this.#registry.watchPointer(site);
+    this.#watch = watch;
     if (this.#unavailableSaid) {
       this.#unavailableSaid = false;
       log.info({ event: "registry_followed", site }, `following the model registry of site ${site}`);
     }
-    for await (const entry of this.#watch) {
-      if (this.stopping) return;
-      await this.#act(entry);
+    try {
+      for await (const entry of watch) {
+        if (this.stopping) return;
+        await this.#act(entry);
+      }
+    } finally {
+      watch.stop(); // also when acting failed: the next attempt watches afresh
     }
   }
 
