@@ -283,4 +283,31 @@ describe("fanwatch model: the real CLI against a real nats-server", () => {
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /a model id is fan- and 16 hex digits/);
   });
+
+  it("pulls a version to a bundle file that another site's registry stores under the same id and lineage", async () => {
+    const file = join(dir, "moved.json");
+    const pulled = await model("pull", child, "--out", file);
+    assert.equal(pulled.code, 0, pulled.stderr);
+    assert.match(
+      pulled.stdout,
+      new RegExp(`wrote model ${child} \\([\\d,]+ bytes\\) to ${file}; at another site: fanwatch model push ${file}`),
+    );
+    const site = await startNats();
+    try {
+      const pushed = await runCli(["model", "push", file, "--json"], { NATS_URL: site.url });
+      assert.equal(pushed.code, 0, pushed.stderr);
+      // Its parent is not at that site: the lineage still names it.
+      assert.deepEqual(JSON.parse(pushed.stdout), { id: child, created: true, parent: shipped });
+      const withParent = await runCli(["model", "push", file, "--parent", shipped], { NATS_URL: site.url });
+      assert.equal(withParent.code, 2);
+      assert.match(withParent.stderr, /is a bundle file: its parent is inside it/);
+      const edited = join(dir, "edited.json");
+      await writeFile(edited, (await readFile(file, "utf8")).replace('"architecture":"Dense', '"architecture":"dense'));
+      const other = await runCli(["model", "push", edited, "--json"], { NATS_URL: site.url });
+      assert.equal(other.code, 0, other.stderr);
+      assert.notEqual((JSON.parse(other.stdout) as { id: string }).id, child, "other bytes, another id");
+    } finally {
+      await site.stop();
+    }
+  });
 });
