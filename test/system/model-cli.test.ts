@@ -3,6 +3,8 @@ import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { jetstream } from "@nats-io/jetstream";
+import { Objm } from "@nats-io/obj";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Command } from "commander";
 import { addModelRegistryCommand } from "../../cli/model-registry-command.js";
@@ -10,6 +12,8 @@ import type { Io } from "../../cli/parse.js";
 import { ModelGateError } from "../../lib/errors.js";
 import { freePort } from "../../lib/infra/net.js";
 import type { PromotionGates } from "../../lib/models/gates.js";
+import { encodeBundle } from "../../lib/models/bundle.js";
+import { MODELS_BUCKET } from "../../lib/models/names.js";
 import { ModelRegistry } from "../../lib/models/registry.js";
 import type { ShadowComparison } from "../../lib/models/schemas.js";
 import { startNats, type TestNats } from "../support/nats.js";
@@ -276,6 +280,15 @@ describe("fanwatch model: the real CLI against a real nats-server", () => {
     const json = JSON.parse((await model("show", shipped, "--json")).stdout) as { children: string[]; role: string };
     assert.deepEqual(json.children, [child]);
     assert.equal(json.role, "previous");
+    // Bytes put under a name they do not hash to (by hand): shown, and said to be refused.
+    const store = await new Objm(jetstream(nc)).open(MODELS_BUCKET);
+    await store.putBlob({ name: "fan-00000000deadbeef" }, encodeBundle(await registry.get(shipped)));
+    const tampered = await model("show", "fan-00000000deadbeef");
+    assert.equal(tampered.code, 0, tampered.stderr);
+    assert.match(
+      tampered.stdout,
+      /REFUSED {3}model fan-00000000deadbeef refused: its stored bytes have the digest fan-[0-9a-f]{16}, not its id/,
+    );
     const missing = await model("show", "fan-0123456789abcdef");
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /\[FANWATCH_MODEL_NOT_FOUND\]/);
