@@ -158,7 +158,8 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
 
   it("notifies an alarm once per episode however often it is resent, and its clear once", async () => {
     const fan = "a-1";
-    const opened = transition(SITE, fan, "alarm", { cause: "vibration", probability: 0.93 });
+    const model = "fan-0123456789abcdef";
+    const opened = transition(SITE, fan, "alarm", { cause: "vibration", probability: 0.93, model });
     await pair.deliver(opened);
     await eventually("the alarm's notification", () => notified(hooks, "/a/on-call", fan).length === 1);
     const alert = alertOf(await amA.alerts(), fan, "FanAlarm");
@@ -173,6 +174,7 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
     assert.equal(alert?.annotations.summary, "Fan a-1 alarm: vibration, p=0.93");
     assert.equal(alert?.annotations.link, "http://page.test/?fan=a-1");
     assert.equal(alert?.annotations.alarmId, `${fan}@episode-1`);
+    assert.equal(alert?.annotations.model, model, "the model that raised it, as Alertmanager holds it");
     assert.equal(Date.parse(alert?.startsAt ?? ""), Date.parse(opened.transition.since));
     await resends(pair, 5);
     assert.equal(notified(hooks, "/a/", fan).length, 1, "resending an open alert notifies nobody again");
