@@ -95,7 +95,7 @@ function fleetFor(health: HealthRecordsStandIn): { fleet: FleetView; live: () =>
       probability: 0.95,
       model: RAISED_BY,
     }),
-    [{ event: "alarm", at: opened, state: "alarm", cause: "temperature", probability: 0.95 }],
+    [{ event: "alarm", at: opened, state: "alarm", cause: "temperature", probability: 0.95, model: RAISED_BY }],
     true,
   );
   health.add(
@@ -386,6 +386,11 @@ describe("the fan view in headless Chromium (the health function a stand-in)", {
     const { page, errors } = await open("/ui/fans/1");
     await page.waitForFunction(() => (document.querySelector("#model")?.textContent ?? "–") !== "–");
     assert.equal(await page.textContent("#model"), `alarm: ${RAISED_BY} · latest reading: ${PROMOTED}`);
+    await page.waitForSelector('.episode[data-alarm="a-1"] li');
+    assert.match(
+      (await page.textContent('.episode[data-alarm="a-1"] li')) ?? "",
+      new RegExp(`alarm · cause temperature · probability 95\\.0% · model ${RAISED_BY}$`),
+    );
     await page.goto(`${site.url}/ui/`);
     await page.waitForSelector('.alarm[data-fan="1"]');
     assert.match((await page.textContent('.alarm[data-fan="1"] .detail')) ?? "", new RegExp(`· model ${RAISED_BY}`));
