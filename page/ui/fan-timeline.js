@@ -125,7 +125,7 @@ function episodeNode(episode) {
   section.className = "episode";
   section.dataset.alarm = episode.alarmId;
   const title = document.createElement("h3");
-  title.textContent = `${episode.severity && episode.severity !== "none" ? `${episode.state} (${episode.severity})` : episode.state}${episode.cause ? ` · ${episode.cause}` : ""} · ${clock(episode.opened)} – ${episode.closed ? clock(episode.closed) : "open"}${episode.partial ? " · partly read: newer entries of it on the page above" : ""}`;
+  title.textContent = `${episode.severity && episode.severity !== "none" ? `${episode.state} (${episode.severity})` : episode.state}${episode.cause ? ` · ${episode.cause}` : ""} · ${clock(episode.opened)} – ${episode.closed ? clock(episode.closed) : "open"}${episode.model ? ` · raised by ${episode.model}` : ""}${episode.partial ? " · partly read: newer entries of it on the page above" : ""}`;
   const list = document.createElement("ol");
   const entries = [
     ...(episode.transitions ?? []).map((t) => ({ at: t.at, kind: t.event, text: transitionText(t) })),

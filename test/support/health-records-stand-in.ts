@@ -138,11 +138,17 @@ export class HealthRecordsStandIn {
     this.#act(body, res);
   }
 
-  #summary(deviceID: string, episode: Episode): Pick<HealthRecord, "state" | "severity" | "cause"> {
+  #summary(
+    deviceID: string,
+    episode: Episode,
+  ): Pick<HealthRecord, "state" | "severity" | "cause"> & { model: string | null } {
     const record = this.records.get(deviceID);
+    // As health sums it up: the model of the warning or alarm that opened it.
+    const opening = episode.transitions.find((t) => t.event === "warning" || t.event === "alarm");
+    const model = typeof opening?.model === "string" ? opening.model : null;
     return record?.alarmId === episode.alarmId
-      ? { state: record.state, severity: record.severity, cause: record.cause }
-      : { state: "cleared", severity: "none", cause: null };
+      ? { state: record.state, severity: record.severity, cause: record.cause, model }
+      : { state: "cleared", severity: "none", cause: null, model };
   }
 
   /** Every fan named, whatever its state; refused whole when one is unknown. */

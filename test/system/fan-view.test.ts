@@ -388,6 +388,10 @@ describe("the fan view in headless Chromium (the health function a stand-in)", {
     assert.equal(await page.textContent("#model"), `alarm: ${RAISED_BY} · latest reading: ${PROMOTED}`);
     await page.waitForSelector('.episode[data-alarm="a-1"] li');
     assert.match(
+      (await page.textContent('.episode[data-alarm="a-1"] h3')) ?? "",
+      new RegExp(`· raised by ${RAISED_BY}`),
+    );
+    assert.match(
       (await page.textContent('.episode[data-alarm="a-1"] li')) ?? "",
       new RegExp(`alarm · cause temperature · probability 95\\.0% · model ${RAISED_BY}$`),
     );

@@ -211,6 +211,7 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     assert.equal(fans[0]?.state, "alarm");
     assert.equal(fans[0]?.cause, "vibration");
     assert.equal(fans[0]?.model, model);
+    assert.equal(await metric(one.url, `health_raised_total{event="alarm",model="${model}"}`), 1);
     assert.equal(counts.alarm, 1);
     // The other replica sees the same record through the bucket.
     await eventually(

@@ -24,6 +24,7 @@ interface History {
     state: string;
     severity: string;
     cause: string | null;
+    model: string | null;
     transitions: { event: string; alarmId: string | null; at: string; by?: string }[];
     findings: unknown[];
     notifications: { target: string; event: string; transitionId: string; at: string; outcome: string }[];
@@ -407,6 +408,7 @@ describe("health's history and evidence (real nats-server, real Mosquitto)", { t
     assert.equal(evidence.readings.length, 77);
     assert.equal(evidence.readings[0]?.at, new Date(t0 + 43_000).toISOString());
     assert.equal(evidence.readings.filter((r) => r.fault === 1).length, 20);
+    assert.equal(episode.model, model, "the episode names the model that raised it");
     assert.deepEqual(
       [...new Set(evidence.readings.map((r) => `${r.fault} ${r.model ?? "none"}`))],
       ["0 none", `1 ${model}`],

@@ -137,7 +137,11 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
     const n = await notifier([hook.url]);
     // The warning names the model that raised it (health's `model`); the body carries it as it came.
     const model = "fan-0123456789abcdef";
-    const sent = [makeTransition("fan 7/α"), { ...makeTransition("3", "warning"), model }, makeTransition("3", "cleared")];
+    const sent = [
+      makeTransition("fan 7/α"),
+      { ...makeTransition("3", "warning"), model },
+      makeTransition("3", "cleared"),
+    ];
     await publish(...sent);
     const got = await hook.waitForDelivered(3);
     assert.equal(got.length, 3);

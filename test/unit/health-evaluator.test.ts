@@ -209,7 +209,11 @@ describe("health evaluator: the model behind each transition", () => {
     for (let i = 0; i < 5; i++) fan.feed(1, faultyReading(random));
     assert.equal(fan.record.model, "fan-aaaaaaaaaaaaaaaa", "no transition: the alarm is still the first model's");
     const ack = acknowledge(fan.state, ID, "ana", undefined, fan.now);
-    assert.equal(ack.transitions[0]?.model, "fan-aaaaaaaaaaaaaaaa", "an action names the model whose alarm it is about");
+    assert.equal(
+      ack.transitions[0]?.model,
+      "fan-aaaaaaaaaaaaaaaa",
+      "an action names the model whose alarm it is about",
+    );
     fan.state = ack.next;
     const quiet = DEFAULT_POLICY.clearCount + DEFAULT_POLICY.quietMs / STEP;
     for (let i = 0; i < quiet; i++) fan.feed(0, healthyReading(random));
@@ -221,7 +225,7 @@ describe("health evaluator: the model behind each transition", () => {
         ["cleared", "fan-bbbbbbbbbbbbbbbb"],
       ],
     );
-    const silent = checkSilence(fan.state!, fan.now + DEFAULT_POLICY.silentAfterMs);
+    const silent = checkSilence(fan.state, fan.now + DEFAULT_POLICY.silentAfterMs);
     assert.equal(silent?.transitions[0]?.model, "fan-bbbbbbbbbbbbbbbb", "silence keeps the record's model");
   });
 

@@ -342,7 +342,10 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
     assert.equal(metrics[0]?.tags.model, undefined, "a field: a promotion does not split the fan's series");
     const written = toLines("health", Buffer.from(JSON.stringify(traced)), 0, "fan/messages");
     assert.ok(written.ok);
-    assert.match(written.lines[0] ?? "", /^health,deviceID=3,event=warning,state=warning [^ ]*,model="fan-0123456789abcdef",/);
+    assert.match(
+      written.lines[0] ?? "",
+      /^health,deviceID=3,event=warning,state=warning [^ ]*,model="fan-0123456789abcdef",/,
+    );
     const untraced = telegrafMetrics(input, JSON.parse(JSON.stringify(warningTransition())) as Record<string, unknown>);
     assert.ok(Array.isArray(untraced));
     assert.equal(untraced[0]?.fields.model, undefined);
