@@ -12,9 +12,9 @@ import type { PointResult } from "./points.js";
  * × 5 states; a state event is the state it enters, an action or a note keeps the fan's), so the
  * series are a dozen or so per fan; the alarm id, different for every episode, and the free text
  * (who acted, notes, assignee, finding) are fields, and so is the model behind the transition
- * (`model`: a tag would split each of those series at every promotion). A transition delivered twice (QoS 1) is the
- * same series at the same time: InfluxDB keeps it once. Telegraf writes the same points (its
- * json_v2 parser leaves out JSON nulls, as this does).
+ * (`model`: a tag would split each of those series at every promotion). A transition delivered
+ * twice (QoS 1) is the same series at the same time: InfluxDB keeps it once. Telegraf writes the
+ * same points (its json_v2 parser leaves out JSON nulls, as this does).
  */
 export const HEALTH_SCHEMA = {
   tags: ["deviceID", "event", "state"],
