@@ -1,3 +1,4 @@
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { userInfo } from "node:os";
 import { InvalidArgumentError, type Command } from "commander";
 import { HEALTH_SETTINGS } from "../functions/health/config.js";
@@ -14,7 +15,7 @@ import { readSettings, readSettingsFrom } from "../lib/infra/settings.js";
 import { redactUrl } from "../lib/mqtt/settings.js";
 import type { PromotionGates } from "../lib/models/gates.js";
 import type { ModelRegistry, PointerEntry } from "../lib/models/registry.js";
-import type { ActivePointer, PointerReason } from "../lib/models/schemas.js";
+import type { ActivePointer, ModelBundle, PointerReason } from "../lib/models/schemas.js";
 import { formatComparison, sumComparisons } from "./model-compare.js";
 import { formatShow, formatVersions } from "./model-registry-format.js";
 import { NATS_URL_SETTINGS, withNats, type CommandConnection } from "./nats-connection.js";
@@ -49,7 +50,7 @@ interface Context {
 type Given = (opts: Record<string, unknown>) => { NATS_URL?: string | undefined; SITE?: string | undefined };
 
 /**
- * `fanwatch model push|list|show|promote|rollback|shadow|compare`: the model registry
+ * `fanwatch model push|pull|list|show|promote|rollback|shadow|compare`: the model registry
  * (docs/models.md). `gates` is what promote checks a candidate with.
  */
 export function addModelRegistryCommand(program: Command, io: Io, gates: PromotionGates = NO_GATES): Command {
@@ -60,37 +61,53 @@ export function addModelRegistryCommand(program: Command, io: Io, gates: Promoti
   const push = model
     .command("push")
     .description(
-      "store a model directory (fanwatch train's) as a version, after checking it loads and answers its golden set",
+      "store a model directory (fanwatch train's) or a bundle file (fanwatch model pull's) as a version, after checking it loads and answers its golden set",
     )
-    .argument("<dir>", "the model directory (model.json, weights.bin, metadata.json, golden.json if any)")
-    .option("--parent <id>", "the version it was trained from (its lineage)", modelId)
+    .argument("<path>", "a model directory (model.json, weights.bin, metadata.json, golden.json) or a bundle file")
+    .option("--parent <id>", "the version a directory's model was trained from (its lineage)", modelId)
     .option("--json", "print {id, created, parent} as one JSON object");
   withBy(push);
-  registryAction(push, async (ctx, dir: string, opts: { parent?: string; json?: boolean }) => {
-    if (opts.parent !== undefined && (await ctx.registry.version(opts.parent)) === undefined)
-      throw new ModelNotFoundError(`the parent ${opts.parent} is not in the model registry: fanwatch model list`);
-    const { bundleFromDirectory } = await import("../lib/models/bundle.js");
-    const backend = readSettings(MORE).TFJS_BACKEND;
-    const bundle = await bundleFromDirectory(dir, { parent: opts.parent ?? null, ...(backend ? { backend } : {}) });
+  registryAction(push, async (ctx, path: string, opts: { parent?: string; json?: boolean }) => {
+    const bundle = await bundleAt(path, opts.parent, ctx.registry);
     const { id, created } = await ctx.registry.push(bundle, ctx.by);
     if (opts.json === true) io.out(JSON.stringify({ id, created, parent: bundle.parent }));
     else
       io.out(
-        `${created ? "pushed" : "already stored:"} model ${id} from ${dir} (accuracy ${bundle.metadata.metrics.accuracy.toFixed(4)}, golden set of ${bundle.golden.readings.length} readings${bundle.parent === null ? "" : `, parent ${bundle.parent}`})`,
+        `${created ? "pushed" : "already stored:"} model ${id} from ${path} (accuracy ${bundle.metadata.metrics.accuracy.toFixed(4)}, golden set of ${bundle.golden.readings.length} readings${bundle.parent === null ? "" : `, parent ${bundle.parent}`})`,
       );
+  });
+
+  const pull = model
+    .command("pull")
+    .description(
+      "write a version to a bundle file, as stored: pushed into another site's registry, it keeps its id and lineage",
+    )
+    .argument("<id>", "the version", modelId)
+    .option("--out <file>", "the file to write (default: <id>.json here)");
+  registryAction(pull, async (ctx, id: string, opts: { out?: string }) => {
+    const { encodeBundle } = await import("../lib/models/bundle.js");
+    const bytes = encodeBundle(await ctx.registry.get(id));
+    const file = opts.out ?? `${id}.json`;
+    await writeFile(file, bytes);
+    io.out(
+      `wrote model ${id} (${bytes.length.toLocaleString("en")} bytes) to ${file}; at another site: fanwatch model push ${file}`,
+    );
   });
 
   const list = model
     .command("list")
-    .description("every stored version, oldest first, and which is the site's active, previous and shadow model")
+    .description(
+      "every stored version, oldest first, which is the site's active, previous and shadow model, and the pointer's last changes",
+    )
     .option("--json", "one JSON object per version and line");
   registryAction(list, async (ctx, opts: { json?: boolean }) => {
-    const [versions, pointer] = await Promise.all([ctx.registry.list(), ctx.registry.pointer(ctx.site)]);
+    const [versions, history] = await Promise.all([ctx.registry.list(), ctx.registry.history(ctx.site)]);
+    const pointer = history.at(-1);
     if (opts.json === true) {
       for (const v of versions) io.out(JSON.stringify({ ...v, role: roleOf(v.id, pointer?.pointer) }));
       return;
     }
-    for (const line of formatVersions(versions, ctx.site, pointer)) io.out(line);
+    for (const line of formatVersions(versions, ctx.site, history)) io.out(line);
   });
 
   const show = model
@@ -218,24 +235,41 @@ export function addModelRegistryCommand(program: Command, io: Io, gates: Promoti
   return model;
 }
 
-/** The site's pointer after a change by this command: who and when, the rest kept unless `fields` says. */
+/**
+ * The bundle at `path`: a bundle file as it is (its id and parent are its bytes'), or a model
+ * directory with `parent`, which must be a stored version.
+ */
+async function bundleAt(path: string, parent: string | undefined, registry: ModelRegistry): Promise<ModelBundle> {
+  const { bundleFromDirectory, bundleId, decodeBundle } = await import("../lib/models/bundle.js");
+  const info = await stat(path).catch((error: unknown) => {
+    throw new UsageError(`cannot read ${path}: ${(error as Error).message}`, { cause: error });
+  });
+  if (info.isFile()) {
+    if (parent !== undefined) throw new UsageError(`${path} is a bundle file: its parent is inside it (no --parent)`);
+    const bytes = await readFile(path);
+    return decodeBundle(bytes, bundleId(bytes));
+  }
+  if (parent !== undefined && (await registry.version(parent)) === undefined)
+    throw new ModelNotFoundError(`the parent ${parent} is not in the model registry: fanwatch model list`);
+  const backend = readSettings(MORE).TFJS_BACKEND;
+  return bundleFromDirectory(path, { parent: parent ?? null, ...(backend === undefined ? {} : { backend }) });
+}
+
+/**
+ * The site's pointer after a change by this command: `fields` over the current pointer, stamped
+ * with who and when; a note and `forced` belong to one change only. A site's first pointer (a
+ * promote before any score replica made one) starts empty.
+ */
 function change(
   ctx: Context,
   current: PointerEntry | undefined,
   reason: PointerReason,
-  fields: Partial<ActivePointer>,
+  fields: Partial<ActivePointer> & { active?: string },
 ): ActivePointer {
-  const base: ActivePointer = current?.pointer ?? {
-    active: fields.active ?? "",
-    previous: null,
-    shadow: null,
-    reason,
-    by: ctx.by,
-    at: "",
-    forced: false,
-    note: null,
-  };
-  return { ...base, forced: false, note: null, ...fields, reason, by: ctx.by, at: new Date().toISOString() };
+  const active = fields.active ?? current?.pointer.active;
+  if (active === undefined) throw new Error("a first pointer needs its active model");
+  const base = current?.pointer ?? { previous: null, shadow: null };
+  return { ...base, forced: false, note: null, ...fields, active, reason, by: ctx.by, at: new Date().toISOString() };
 }
 
 async function mustHavePointer(ctx: Context): Promise<PointerEntry> {

@@ -3,12 +3,16 @@ import type { VersionShown } from "./model-registry-show.js";
 
 const f4 = (v: number | null | undefined) => (v === null || v === undefined ? "–" : v.toFixed(4));
 
-/** `fanwatch model list` as a table, then the site's pointer in one line. */
+/** Pointer changes `fanwatch model list` shows, newest first. */
+const CHANGES_SHOWN = 10;
+
+/** `fanwatch model list` as a table, the site's pointer in one line, then its last changes. */
 export function formatVersions(
   versions: readonly ModelVersion[],
   site: string,
-  pointer: PointerEntry | undefined,
+  history: readonly PointerEntry[],
 ): string[] {
+  const pointer = history.at(-1);
   if (versions.length === 0)
     return ["no models in the registry: fanwatch model push <dir>, or start score with NATS_URL"];
   const p = pointer?.pointer;
@@ -35,7 +39,19 @@ export function formatVersions(
     p === undefined
       ? `site ${site} has no active model yet`
       : `site ${site}: active ${p.active}, previous ${p.previous ?? "none"}, shadow ${p.shadow ?? "none"} (revision ${pointer?.revision}, ${p.reason} by ${p.by} at ${p.at}${p.forced ? ", forced" : ""})`;
-  return [line(header), ...rows.map(line), `${versions.length} version${versions.length === 1 ? "" : "s"}; ${summary}`];
+  const changes = history
+    .slice(-CHANGES_SHOWN)
+    .reverse()
+    .map(
+      ({ pointer: c, revision }) =>
+        `  ${String(revision).padStart(4)}  ${c.at}  ${c.reason.padEnd(12)}  active ${c.active}${c.shadow === null ? "" : `, shadow ${c.shadow}`}  by ${c.by}${c.forced ? " (forced)" : ""}${c.note === null ? "" : `: ${c.note}`}`,
+    );
+  return [
+    line(header),
+    ...rows.map(line),
+    `${versions.length} version${versions.length === 1 ? "" : "s"}; ${summary}`,
+    ...(changes.length === 0 ? [] : [`the pointer's last changes, newest first:`, ...changes]),
+  ];
 }
 
 /** `fanwatch model show` as text. */

@@ -15,7 +15,7 @@ export const GOLDEN_FILE = "golden.json";
 export interface BundleOptions {
   /** The id of the model this one was trained from; null for one trained from scratch. */
   parent: string | null;
-  /** The golden set to ship, when the directory has no golden.json (else made from the model's own answers). */
+  /** The golden set to ship, in place of the directory's golden.json or the model's own answers. */
   golden?: GoldenSet;
   /** TFJS_BACKEND, for the model's own answers. */
   backend?: string;
@@ -23,13 +23,16 @@ export interface BundleOptions {
 
 /**
  * A bundle of a model directory as `fanwatch train` writes it: model.json, weights.bin,
- * metadata.json, and golden.json if there is one, else a golden set made from the model's own
- * answers to the standard golden readings (lib/models/golden.ts).
+ * metadata.json, and the golden set given, else the directory's golden.json, else one made from the
+ * model's own answers to the standard golden readings (lib/models/golden.ts). Those answers can
+ * differ in their last decimal from one TF.js backend to another, and with them the bundle's id:
+ * hence golden.json, written once by `fanwatch train` (writeGoldenFile), for a directory that
+ * replicas on different backends bundle to one id.
  */
 export async function bundleFromDirectory(dir: string, options: BundleOptions): Promise<ModelBundle> {
   const { loadArtifacts } = await import("../inference/artifact.js");
   const artifacts = await loadArtifacts(dir);
-  const golden = (await readGoldenFile(dir)) ?? options.golden ?? (await ownGoldenSet(artifacts, dir, options.backend));
+  const golden = options.golden ?? (await readGoldenFile(dir)) ?? (await ownGoldenSet(artifacts, dir, options.backend));
   return {
     format: BUNDLE_FORMAT,
     parent: options.parent,
@@ -38,6 +41,14 @@ export async function bundleFromDirectory(dir: string, options: BundleOptions): 
     weights: Buffer.from(artifacts.weights).toString("base64"),
     golden,
   };
+}
+
+/** Writes golden.json into a model directory: the model's own answers to the standard golden readings. */
+export async function writeGoldenFile(dir: string, backend?: string): Promise<GoldenSet> {
+  const { loadArtifacts } = await import("../inference/artifact.js");
+  const golden = await ownGoldenSet(await loadArtifacts(dir), dir, backend);
+  await writeFile(join(dir, GOLDEN_FILE), `${JSON.stringify(golden)}\n`);
+  return golden;
 }
 
 async function readGoldenFile(dir: string): Promise<GoldenSet | undefined> {

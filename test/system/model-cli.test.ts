@@ -3,6 +3,8 @@ import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { jetstream } from "@nats-io/jetstream";
+import { Objm } from "@nats-io/obj";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Command } from "commander";
 import { addModelRegistryCommand } from "../../cli/model-registry-command.js";
@@ -10,6 +12,8 @@ import type { Io } from "../../cli/parse.js";
 import { ModelGateError } from "../../lib/errors.js";
 import { freePort } from "../../lib/infra/net.js";
 import type { PromotionGates } from "../../lib/models/gates.js";
+import { encodeBundle } from "../../lib/models/bundle.js";
+import { MODELS_BUCKET } from "../../lib/models/names.js";
 import { ModelRegistry } from "../../lib/models/registry.js";
 import type { ShadowComparison } from "../../lib/models/schemas.js";
 import { startNats, type TestNats } from "../support/nats.js";
@@ -149,6 +153,13 @@ describe("fanwatch model: the real CLI against a real nats-server", () => {
     );
     assert.equal((await registry.pointer("plant-7"))?.pointer.active, shipped);
     assert.equal((await registry.pointer("plant-7"))?.pointer.reason, "rollback");
+    const changes = (await model("list")).stdout.split("the pointer's last changes, newest first:\n")[1] ?? "";
+    assert.match(changes, new RegExp(`^ +3  \\S+  rollback +active ${shipped}  by `));
+    assert.match(
+      changes,
+      new RegExp(`\n +2  \\S+  promote +active ${child}  by \\S+: trained on plant-7's findings\n`),
+    );
+    assert.match(changes, new RegExp(`\n +1  \\S+  promote +active ${shipped}  by ana\n$`));
   });
 
   it("promote refuses a candidate that fails a gate, naming it with its numbers, unless forced", async () => {
@@ -269,11 +280,47 @@ describe("fanwatch model: the real CLI against a real nats-server", () => {
     const json = JSON.parse((await model("show", shipped, "--json")).stdout) as { children: string[]; role: string };
     assert.deepEqual(json.children, [child]);
     assert.equal(json.role, "previous");
+    // Bytes put under a name they do not hash to (by hand): shown, and said to be refused.
+    const store = await new Objm(jetstream(nc)).open(MODELS_BUCKET);
+    await store.putBlob({ name: "fan-00000000deadbeef" }, encodeBundle(await registry.get(shipped)));
+    const tampered = await model("show", "fan-00000000deadbeef");
+    assert.equal(tampered.code, 0, tampered.stderr);
+    assert.match(
+      tampered.stdout,
+      /REFUSED {3}model fan-00000000deadbeef refused: its stored bytes have the digest fan-[0-9a-f]{16}, not its id/,
+    );
     const missing = await model("show", "fan-0123456789abcdef");
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /\[FANWATCH_MODEL_NOT_FOUND\]/);
     const bad = await model("show", "not-an-id");
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /a model id is fan- and 16 hex digits/);
+  });
+
+  it("pulls a version to a bundle file that another site's registry stores under the same id and lineage", async () => {
+    const file = join(dir, "moved.json");
+    const pulled = await model("pull", child, "--out", file);
+    assert.equal(pulled.code, 0, pulled.stderr);
+    assert.match(
+      pulled.stdout,
+      new RegExp(`wrote model ${child} \\([\\d,]+ bytes\\) to ${file}; at another site: fanwatch model push ${file}`),
+    );
+    const site = await startNats();
+    try {
+      const pushed = await runCli(["model", "push", file, "--json"], { NATS_URL: site.url });
+      assert.equal(pushed.code, 0, pushed.stderr);
+      // Its parent is not at that site: the lineage still names it.
+      assert.deepEqual(JSON.parse(pushed.stdout), { id: child, created: true, parent: shipped });
+      const withParent = await runCli(["model", "push", file, "--parent", shipped], { NATS_URL: site.url });
+      assert.equal(withParent.code, 2);
+      assert.match(withParent.stderr, /is a bundle file: its parent is inside it/);
+      const edited = join(dir, "edited.json");
+      await writeFile(edited, (await readFile(file, "utf8")).replace('"architecture":"Dense', '"architecture":"dense'));
+      const other = await runCli(["model", "push", edited, "--json"], { NATS_URL: site.url });
+      assert.equal(other.code, 0, other.stderr);
+      assert.notEqual((JSON.parse(other.stdout) as { id: string }).id, child, "other bytes, another id");
+    } finally {
+      await site.stop();
+    }
   });
 });
