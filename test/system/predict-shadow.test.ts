@@ -5,11 +5,14 @@ import { after, before, describe, it } from "node:test";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { bundleFromDirectory } from "../../lib/models/bundle.js";
 import { ACTIVE_BUCKET, comparisonKey } from "../../lib/models/names.js";
+import { ModelRegistry } from "../../lib/models/registry.js";
 import { ShadowComparisonSchema, type ShadowComparison } from "../../lib/models/schemas.js";
 import { eventuallyValue } from "../support/eventually.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { startNats, type TestNats } from "../support/nats.js";
+import { MODEL_DIR } from "../support/paths.js";
 import { freePort, postJson, spawnCli, terminate, waitUntilReady } from "../support/process.js";
 
 /**
@@ -186,5 +189,82 @@ describe("predict compares score's shadow with the active model (real nats-serve
       await terminate(predict.child);
     }
     assert.equal(await stored("fan-shadow-3", "predict-c"), undefined);
+  });
+});
+
+describe("predict against a real score replica serving a shadow from the registry (real nats-server and Mosquitto)", () => {
+  let nats: TestNats;
+  let broker: Broker;
+  let nc: NatsConnection;
+
+  before(async () => {
+    nats = await startNats();
+    broker = await startMosquitto();
+    nc = await connect({ servers: nats.url });
+  });
+  after(async () => {
+    await nc?.close();
+    await broker?.stop();
+    await nats?.stop();
+  });
+
+  async function start(name: string, env: NodeJS.ProcessEnv) {
+    const port = await freePort();
+    const child = spawnCli(["function", name, "--port", String(port)], env);
+    const url = `http://127.0.0.1:${port}/`;
+    await waitUntilReady(url, child);
+    return { child, url };
+  }
+
+  it("compares score's shadow answer: the same weights under another id agree on every reading, and score's timing gives the cost", async () => {
+    const registry = await ModelRegistry.open(jetstream(nc));
+    const shipped = await bundleFromDirectory(MODEL_DIR, { parent: null });
+    const active = (await registry.push(shipped, "test")).id;
+    const candidate = (await registry.push({ ...shipped, parent: active }, "test")).id;
+    const at = new Date().toISOString();
+    const pointer = {
+      active,
+      previous: null,
+      shadow: candidate,
+      reason: "shadow",
+      by: "test",
+      at,
+      forced: false,
+      note: null,
+    };
+    await registry.setPointer("plant-b", { ...pointer, reason: "shadow" }, 0);
+    const score = await start("score", { NATS_URL: nats.url, SITE: "plant-b", SCORE_REPLICA: "score-1" });
+    const predict = await start("predict", {
+      MQTT_URL: broker.url,
+      SCORE_URL: score.url,
+      NATS_URL: nats.url,
+      SITE: "plant-b",
+      PREDICT_REPLICA: "predict-1",
+    });
+    try {
+      await eventuallyValue(
+        "score serving the shadow",
+        async () => ((await (await fetch(score.url)).json()) as { shadow: { id: string } | null }).shadow?.id,
+        (id) => id === candidate,
+      );
+      const answer = await postJson(predict.url, readings(Date.parse("2020-10-02T10:00:00Z")));
+      assert.equal(answer.status, 200);
+      const results = (answer.body as { results: Array<{ model: string }> }).results;
+      assert.ok(
+        results.every((r) => r.model === active),
+        "only the active model's predictions are published",
+      );
+    } finally {
+      await terminate(predict.child);
+      await terminate(score.child);
+    }
+    const [comparison] = await registry.comparisons("plant-b", candidate);
+    assert.ok(comparison, "predict wrote its comparison on drain");
+    assert.equal(comparison.active, active);
+    assert.equal(comparison.readings, 36);
+    assert.equal(comparison.agreed, 36);
+    assert.deepEqual(comparison.fans, { opened: [], closed: [] });
+    assert.equal(comparison.alarms.active, comparison.alarms.shadow);
+    assert.notEqual(comparison.cost.cpuRatio, null, "score's timing of both models reached the comparison");
   });
 });
