@@ -14,7 +14,7 @@ export const PREDICT_DEFAULTS = Object.freeze({
   SCORE_TIMEOUT_MS: 5_000,
   PREDICT_MAX_READINGS: 10_000,
   PREDICT_COMPARE_EVERY_MS: 5_000,
-  PREDICT_SHADOW_MAX_FANS: 10_000,
+  PREDICT_SHADOW_MAX_FANS: 2_000,
 });
 
 const d = PREDICT_DEFAULTS;
@@ -68,6 +68,7 @@ export const PREDICT_SETTINGS = defineSettings({
   PREDICT_SHADOW_MAX_FANS: {
     env: ["PREDICT_SHADOW_MAX_FANS"],
     help: "fans whose health a replica follows under both models while a shadow runs (memory: two health states each)",
+    doc: "fans whose health a replica follows under both models while a shadow runs: about 5 KiB each (measured), so 2,000 is some 11 MB within predict's 256 MiB; readings of further fans count towards agreement only",
     default: d.PREDICT_SHADOW_MAX_FANS,
     schema: z.coerce.number().int().min(1).default(d.PREDICT_SHADOW_MAX_FANS),
   },
