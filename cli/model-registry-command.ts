@@ -13,6 +13,7 @@ import {
 import { SITE_SETTINGS } from "../lib/infra/config.js";
 import { readSettings, readSettingsFrom } from "../lib/infra/settings.js";
 import { redactUrl } from "../lib/mqtt/settings.js";
+import type { JetStreamAccess } from "../lib/models/gate-sources.js";
 import type { PromotionGates } from "../lib/models/gates.js";
 import type { ModelRegistry, PointerEntry } from "../lib/models/registry.js";
 import type { ActivePointer, ModelBundle, PointerReason } from "../lib/models/schemas.js";
@@ -38,11 +39,25 @@ const CONNECTION: CommandConnection = {
 };
 const MODEL_ID = /^fan-[0-9a-f]{16}$/;
 
-/** Until the promotion gates land (lib/models/gates.ts): no gate, every candidate passes. */
-export const NO_GATES: PromotionGates = async () => [];
+/** What promote checks a candidate with, given the command's connection; and how to let go of what they loaded. */
+export type GatesFor = (
+  nats: JetStreamAccess,
+  registry: ModelRegistry,
+) => { gates: PromotionGates; dispose: () => void };
+
+/** The site's promotion gates (cli/model-gates.ts), loaded only by promote: they bring TensorFlow.js. */
+const siteGatesFor: GatesFor = (nats, registry) => {
+  let loaded: Promise<{ gates: PromotionGates; dispose: () => void }> | undefined;
+  const site = () => (loaded ??= import("./model-gates.js").then(({ siteGates }) => siteGates(nats, registry)));
+  return {
+    gates: async (question) => (await site()).gates(question),
+    dispose: () => void loaded?.then((g) => g.dispose()),
+  };
+};
 
 interface Context {
   registry: ModelRegistry;
+  nats: JetStreamAccess;
   site: string;
   by: string;
 }
@@ -53,7 +68,7 @@ type Given = (opts: Record<string, unknown>) => { NATS_URL?: string | undefined;
  * `fanwatch model push|pull|list|show|promote|rollback|shadow|compare`: the model registry
  * (docs/models.md). `gates` is what promote checks a candidate with.
  */
-export function addModelRegistryCommand(program: Command, io: Io, gates: PromotionGates = NO_GATES): Command {
+export function addModelRegistryCommand(program: Command, io: Io, gatesFor: GatesFor = siteGatesFor): Command {
   const model = program
     .command("model")
     .description("the model registry in NATS: versions, each site's active model and shadow, promote and rollback");
@@ -140,8 +155,11 @@ export function addModelRegistryCommand(program: Command, io: Io, gates: Promoti
       );
       return;
     }
+    const { gates, dispose } = gatesFor(ctx.nats, ctx.registry);
     const results =
-      current === undefined ? [] : await gates({ site: ctx.site, active: current.pointer.active, candidate: id });
+      current === undefined
+        ? []
+        : await gates({ site: ctx.site, active: current.pointer.active, candidate: id }).finally(dispose);
     for (const r of results) io.out(`${r.passed ? "passed" : "FAILED"}  ${r.gate}: ${r.detail}`);
     const failed = results.filter((r) => !r.passed);
     if (failed.length > 0 && opts.force !== true)
@@ -332,9 +350,9 @@ function registryAction<A extends unknown[]>(
     const where = { url: values.NATS_URL, from: from.NATS_URL ?? "NATS_URL", shown: redactUrl(values.NATS_URL) };
     const replicas = readSettings(MORE).NATS_KV_REPLICAS;
     const { ModelRegistry } = await import("../lib/models/registry.js");
-    await withNats(where, CONNECTION, async ({ js }) => {
+    await withNats(where, CONNECTION, async ({ js, jsm }) => {
       const registry = await ModelRegistry.open(js, { replicas });
-      await work({ registry, site: values.SITE, by: byOf(opts) }, ...(args.slice(0, -1) as A));
+      await work({ registry, nats: { js, jsm }, site: values.SITE, by: byOf(opts) }, ...(args.slice(0, -1) as A));
     });
   });
 }

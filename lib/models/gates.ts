@@ -46,7 +46,7 @@ export const GATE_SETTINGS = defineSettings({
   },
   MODEL_GATE_MIN_SHADOW_READINGS: {
     env: ["MODEL_GATE_MIN_SHADOW_READINGS"],
-    help: "readings the candidate must have scored as a shadow next to the active model before the alarm-change gate can pass",
+    help: "readings the candidate must have scored as a shadow next to the active model before the alarm-change gate can pass (0: no shadow needed)",
     default: d.MODEL_GATE_MIN_SHADOW_READINGS,
     schema: z.coerce.number().int().min(0).default(d.MODEL_GATE_MIN_SHADOW_READINGS),
   },
@@ -242,7 +242,8 @@ export function alarmChangeGate(
 ): GateResult {
   const relevant = comparisons.filter((c) => c.active === active && Date.parse(c.at) >= since);
   const readings = relevant.reduce((n, c) => n + c.readings, 0);
-  if (readings < settings.minShadowReadings || relevant.length === 0)
+  // 0 readings needed waives the shadow (a site that promotes on golden sets and findings alone).
+  if (readings < settings.minShadowReadings || (relevant.length === 0 && settings.minShadowReadings > 0))
     return {
       gate: "alarm-change",
       passed: false,

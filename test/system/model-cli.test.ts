@@ -122,7 +122,15 @@ describe("fanwatch model: the real CLI against a real nats-server", () => {
       first.stdout,
       new RegExp(`promoted model ${shipped} at site plant-7 \\(revision \\d+\\); no previous model`),
     );
-    const second = await model("promote", child, "--note", "trained on plant-7's findings");
+    // No shadow ran here, so the alarm-change gate is given nothing to need: golden sets and findings decide.
+    const second = await runCli(["model", "promote", child, "--note", "trained on plant-7's findings"], {
+      ...env(),
+      MODEL_GATE_MIN_SHADOW_READINGS: "0",
+    });
+    assert.match(
+      second.stdout,
+      /^passed {2}golden-accuracy: .*\npassed {2}confirmed-faults: .*\npassed {2}alarm-change: /,
+    );
     assert.match(second.stdout, new RegExp(`promoted model ${child} .*rollback returns to ${shipped}`));
     const list = await model("list");
     assert.match(list.stdout, /^ID\s+ROLE\s+PUSHED \(UTC\)\s+PARENT\s+ACCURACY/);
@@ -170,7 +178,7 @@ describe("fanwatch model: the real CLI against a real nats-server", () => {
     const run = async (...args: string[]) => {
       const io = collectingIo();
       const program = new Command("fanwatch").exitOverride();
-      addModelRegistryCommand(program, io, gates);
+      addModelRegistryCommand(program, io, () => ({ gates, dispose: () => undefined }));
       const outcome = await program
         .parseAsync(["model", "promote", child, "--nats", nats.url, "--site", "plant-7", ...args], { from: "user" })
         .then(
