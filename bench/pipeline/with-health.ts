@@ -282,7 +282,7 @@ async function runStep(system: System, shape: Shape, rate: number, seconds: numb
 }
 
 /** Healthy readings for nine fans in ten, faulty ones for the tenth: alarms and explanations are part of the load. */
-function reading(fan: number, n: number): Record<string, number> {
+export function reading(fan: number, n: number): Record<string, number> {
   const wobble = ((n * 7919) % 1000) / 1000;
   if (fan % 10 === 9)
     return {
