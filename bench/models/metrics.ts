@@ -22,17 +22,6 @@ export function parseMetrics(text: string): Sample[] {
   return samples;
 }
 
-/** The sum of a metric's samples whose labels pass `where` (all of them without it). */
-export function total(
-  samples: readonly Sample[],
-  name: string,
-  where?: (labels: Record<string, string>) => boolean,
-): number {
-  return samples
-    .filter((s) => s.name === name && (where === undefined || where(s.labels)))
-    .reduce((sum, s) => sum + s.value, 0);
-}
-
 /** Scrapes a URL's Prometheus text ([] when it does not answer: a counter read as 0 says so in the report). */
 export async function scrape(url: string, headers: Record<string, string> = {}): Promise<Sample[]> {
   try {
@@ -57,4 +46,46 @@ export async function replicaMetrics(pid: number): Promise<Sample[]> {
     ?.slice("FANWATCH_CALLER_TOKEN=".length);
   if (port === undefined || token === undefined) return [];
   return scrape(`http://127.0.0.1:${port}/_/metrics`, { "x-fanwatch-caller": token });
+}
+
+/** The counters of a failed request, by process kind: the connector's, the gateway's, predict's and score's. */
+const FAILURES: Array<{ process: string; name: string; failed: (labels: Record<string, string>) => boolean }> = [
+  { process: "connector", name: "connector_invocations_total", failed: (l) => l.code !== "200" },
+  { process: "connector", name: "connector_retries_total", failed: () => true },
+  { process: "connector", name: "connector_dead_lettered_total", failed: () => true },
+  { process: "gateway", name: "gateway_function_invocation_total", failed: (l) => !(l.code ?? "").startsWith("2") },
+  { process: "predict", name: "predict_readings_total", failed: (l) => l.outcome !== "scored" },
+  { process: "predict", name: "predict_score_calls_total", failed: (l) => l.outcome !== "ok" },
+  { process: "predict", name: "predict_explain_calls_total", failed: (l) => l.outcome !== "ok" },
+  { process: "score", name: "score_model_refusals_total", failed: () => true },
+];
+
+/**
+ * Every failure counter's samples above zero, added over a kind's replicas, keyed by metric and
+ * labels (`predict_score_calls_total{outcome=out_of_time}`), from metrics by process name ("predict-1234").
+ */
+export function failureCounts(byProcess: Record<string, Sample[]>): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const [process, samples] of Object.entries(byProcess)) {
+    const kind = process.replace(/-\d+$/, "");
+    for (const f of FAILURES.filter((f) => f.process === kind)) {
+      for (const s of samples.filter((s) => s.name === f.name && f.failed(s.labels) && s.value > 0)) {
+        const labels = Object.entries(s.labels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(",");
+        const key = `${f.name}{${labels}}`;
+        counts[key] = (counts[key] ?? 0) + s.value;
+      }
+    }
+  }
+  return counts;
+}
+
+/** What `after` counts beyond `before`, keeping only keys that grew. */
+export function grown(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(after)
+      .map(([key, n]) => [key, n - (before[key] ?? 0)] as const)
+      .filter(([, n]) => n > 0),
+  );
 }

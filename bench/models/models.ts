@@ -20,7 +20,7 @@ import type { ActivePointer } from "../../lib/models/schemas.js";
 import { REPO_ROOT } from "../../test/support/paths.js";
 import { reading } from "../pipeline/with-health.js";
 import { cpuByProcess, cpuMsPer1000, publishPaced, quantile, waitUntilDone } from "../support/load-step.js";
-import { total, type Sample } from "./metrics.js";
+import { failureCounts, grown } from "./metrics.js";
 import { SITE, startSystem, type System } from "./system.js";
 import { splitWindows, spread } from "./windows.js";
 
@@ -89,9 +89,12 @@ async function runBench(system: System): Promise<void> {
     byModel[name] = (byModel[name] ?? 0) + 1;
   });
   const lastAt: number[] = [];
+  const failuresNow = async () => ({ ...failureCounts(await system.metrics()), deadLetters: system.deadLetters() });
+  const failures: Record<string, Record<string, number>> = {};
   /** Publishes at RATE for `seconds`, fan after fan; resolves once every reading arrived or nothing moved for 5 s. */
-  const phase = async (seconds: number) => {
+  const phase = async (name: string, seconds: number) => {
     const into: Sent["into"] = [];
+    const failedBefore = await failuresNow();
     const cpuBefore = await cpuByProcess(system.pids());
     const start = Date.now();
     const progress = setInterval(
@@ -117,6 +120,7 @@ async function runBench(system: System): Promise<void> {
     await waitUntilDone(() => into.length, sent, 5_000);
     clearInterval(progress);
     const cpu = byFunction(cpuMsPer1000(cpuBefore, await cpuByProcess(system.pids()), sent));
+    failures[name] = grown(failedBefore, await failuresNow());
     const sorted = into.map((r) => r.ms).sort((a, b) => a - b);
     return {
       start,
@@ -149,7 +153,7 @@ async function runBench(system: System): Promise<void> {
     );
 
   say(`warm-up: ${RATE} readings/s for 5 s`);
-  await phase(5);
+  await phase("warm-up", 5);
 
   // Swaps under load.
   say(`swaps: ${RATE} readings/s for ${SWAP_SECONDS} s, a promote or rollback every ${SWAP_EVERY_S} s`);
@@ -174,7 +178,7 @@ async function runBench(system: System): Promise<void> {
       }, t * 1000),
     );
   }
-  const swapPhase = await phase(SWAP_SECONDS);
+  const swapPhase = await phase("swaps", SWAP_SECONDS);
   for (const timer of timers) clearTimeout(timer);
   await Promise.all(pendingSwaps);
   const windows = splitWindows(
@@ -194,6 +198,7 @@ async function runBench(system: System): Promise<void> {
   const swapSummary = {
     readings: swapPhase.sent,
     lost: swapPhase.lost,
+    failures: failures.swaps,
     p99Ms: swapPhase.p99Ms,
     swapWindowP99Ms: spread(windows.swap),
     steadyWindowP99Ms: spread(windows.steady),
@@ -215,7 +220,7 @@ async function runBench(system: System): Promise<void> {
       await move({ active: first, previous: second, shadow, reason: shadow === null ? "shadow-off" : "shadow" });
       if (!(await allServe(first, shadow)))
         throw new Error(`the replicas do not all serve ${first} with shadow ${shadow}`);
-      const p = await phase(COST_SECONDS);
+      const p = await phase(`cost ${round} ${shadow === null ? "without" : "with"} shadow`, COST_SECONDS);
       const line = {
         kind: "cost",
         round,
@@ -242,12 +247,6 @@ async function runBench(system: System): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 6_000));
   const comparison = sumComparisons(await registry.comparisons(SITE, second), first, second, SITE);
 
-  // Failures over the whole run.
-  const metrics = await system.metrics();
-  const sum = (prefix: string, name: string, where?: (l: Record<string, string>) => boolean) =>
-    Object.entries(metrics)
-      .filter(([process]) => process.startsWith(prefix))
-      .reduce((n, [, samples]: [string, Sample[]]) => n + total(samples, name, where), 0);
   await waitUntilDone(() => received, sentTotal, 5_000);
   const summary = {
     kind: "summary",
@@ -258,17 +257,8 @@ async function runBench(system: System): Promise<void> {
     sent: sentTotal,
     lost: sentTotal - received,
     predictionsByModel: byModel,
-    failures: {
-      connectorNon200: sum("connector", "connector_invocations_total", (l) => l.code !== "200"),
-      connectorRetries: sum("connector", "connector_retries_total"),
-      connectorDeadLettered: sum("connector", "connector_dead_lettered_total"),
-      gatewayNon2xx: sum("gateway", "gateway_function_invocation_total", (l) => !String(l.code).startsWith("2")),
-      predictReadingsNotScored: sum("predict", "predict_readings_total", (l) => l.outcome !== "scored"),
-      predictScoreCallsFailed: sum("predict", "predict_score_calls_total", (l) => l.outcome !== "ok"),
-      scoreRefusals: sum("score", "score_model_refusals_total"),
-      deadLetters: system.deadLetters(),
-    },
-    scoreSwaps: sum("score", "score_model_swaps_total"),
+    /** Failure counters that grew in each phase (none: {}), dead letters included. */
+    failures,
     swaps: swapSummary,
     shadowCost: {
       rounds: rounds.length,
