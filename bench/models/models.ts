@@ -31,8 +31,6 @@ const SWAP_EVERY_S = Number(process.env.BENCH_SWAP_EVERY_S ?? 8);
 const COST_SECONDS = Number(process.env.BENCH_COST_SECONDS ?? 15);
 const COST_ROUNDS = Number(process.env.BENCH_COST_ROUNDS ?? 3);
 const REPLICAS = { score: 2, predict: Number(process.env.BENCH_PREDICT_REPLICAS ?? 2), health: 1 };
-/** A directory for V8 CPU profiles of every process the gateway starts (node --cpu-prof); none without. */
-const PROFILE_DIR = process.env.BENCH_PROFILE_DIR;
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 const emit = (value: unknown) => console.log(JSON.stringify(value));
@@ -43,10 +41,7 @@ interface Sent {
 }
 
 say(`starting Mosquitto, nats-server, the gateway (score ×2, predict ×${REPLICAS.predict}, health ×1), the connector`);
-const system = await startSystem({
-  replicas: REPLICAS,
-  ...(PROFILE_DIR === undefined ? {} : { functionEnv: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${PROFILE_DIR}` } }),
-});
+const system = await startSystem({ replicas: REPLICAS });
 try {
   await runBench(system);
 } finally {

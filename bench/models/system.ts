@@ -30,8 +30,6 @@ export const SITE = "bench";
 export interface SystemOptions {
   /** Replicas of each function, fixed for the run. */
   replicas: Record<"score" | "predict" | "health", number>;
-  /** Extra environment for the function processes (NODE_OPTIONS=--cpu-prof for a profile). */
-  functionEnv?: Record<string, string>;
 }
 
 /** A prediction as the listener saw it on fan/anomaly. */
@@ -78,7 +76,7 @@ export async function startSystem(options: SystemOptions): Promise<System> {
     const gatewayPort = await freePort();
     const gateway = await run(
       ["gateway", "--port", String(gatewayPort), "--stack", stackFile],
-      { MQTT_URL: broker.url, NATS_URL: nats.url, SITE, ...options.functionEnv },
+      { MQTT_URL: broker.url, NATS_URL: nats.url, SITE },
       /gateway running/,
     );
     const connectorPort = await freePort();
