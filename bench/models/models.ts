@@ -200,6 +200,7 @@ async function runBench(system: System): Promise<void> {
     promoteAllServeMs: spread(swapLines.filter((s) => s.swap === "promote").map((s) => s.allServeMs ?? NaN)),
     rollbackAllServeMs: spread(swapLines.filter((s) => s.swap === "rollback").map((s) => s.allServeMs ?? NaN)),
     firstPromoteAllServeMs: swapLines[0]?.allServeMs,
+    lastOldPredictionMs: spread(swapLines.flatMap((s) => s.lastOldPredictionMs ?? [])),
   };
   emit({ kind: "swaps", ...swapSummary });
   say(`  ${JSON.stringify(swapSummary)}`);
