@@ -181,6 +181,7 @@ async function runBench(system: System): Promise<void> {
     swapPhase.start,
     swaps.map((s) => s.at),
   );
+  for (const window of windows.windows) emit({ kind: "window", ...window });
   // lastOldPredictionMs: calls in flight when the pointer moved finish on the model they began with.
   const swapLines = swaps.map((s) => ({
     kind: "swap",

@@ -5,9 +5,11 @@ import { quantile } from "../support/load-step.js";
  * (a window overlapping a swap's time ±1 s) and the steady rest.
  */
 export interface WindowSplit {
-  /** Each window's p99, ms, by its start (seconds into the phase). */
+  /** The p99 (ms) of each window near a swap, and of each other window. */
   swap: number[];
   steady: number[];
+  /** Every window in order: its start (s into the phase), readings, p99 and whether it is near a swap. */
+  windows: Array<{ t: number; readings: number; p99Ms: number; nearSwap: boolean }>;
 }
 
 /** `readings`: each reading's publish time and latency; `swaps`: when each swap command was sent. */
@@ -24,7 +26,7 @@ export function splitWindows(
     if (list === undefined) byWindow.set(w, [ms]);
     else list.push(ms);
   }
-  const split: WindowSplit = { swap: [], steady: [] };
+  const split: WindowSplit = { swap: [], steady: [], windows: [] };
   for (const w of [...byWindow.keys()].sort((a, b) => a - b)) {
     const from = phaseStart + w * 1000;
     const near = swaps.some((at) => from < at + marginMs && from + 1000 > at - marginMs);
