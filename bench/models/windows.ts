@@ -30,11 +30,10 @@ export function splitWindows(
   for (const w of [...byWindow.keys()].sort((a, b) => a - b)) {
     const from = phaseStart + w * 1000;
     const near = swaps.some((at) => from < at + marginMs && from + 1000 > at - marginMs);
-    const p99 = quantile(
-      (byWindow.get(w) as number[]).sort((a, b) => a - b),
-      0.99,
-    );
+    const latencies = (byWindow.get(w) as number[]).sort((a, b) => a - b);
+    const p99 = quantile(latencies, 0.99);
     (near ? split.swap : split.steady).push(p99);
+    split.windows.push({ t: w, readings: latencies.length, p99Ms: p99, nearSwap: near });
   }
   return split;
 }
