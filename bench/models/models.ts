@@ -10,8 +10,8 @@
 //   time): p99 of publish → prediction, windows within 1 s of a swap against the steady ones.
 // - Shadow cost: COST_ROUNDS rounds of a phase without a shadow then one with the second version as
 //   the shadow, COST_SECONDS each at the same rate: CPU ms per 1,000 readings from /proc per process.
-// Failed requests over the whole run: the connector's and gateway's counters, each function
-// replica's own, and dead letters; lost readings = sent − predictions received.
+// Failed requests per phase (the failure counters that grew in it): the connector's and gateway's,
+// each function replica's own, and dead letters; lost readings = sent − predictions received.
 // Progress goes to stderr; JSON lines to stdout, the summary last.
 import { join } from "node:path";
 import { sumComparisons } from "../../cli/model-compare.js";
