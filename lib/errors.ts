@@ -62,6 +62,14 @@ export const ERROR_CODES = {
     meaning: "a candidate model failed a promotion gate (promote --force overrides)",
   },
   FANWATCH_NO_REGISTRY: { kind: "usage", meaning: "a model command needs the model registry, and NATS_URL is not set" },
+  FANWATCH_MODEL_POINTER_MOVED: {
+    kind: "failure",
+    meaning: "a site's active model pointer changed since it was read (someone else promoted, rolled back or shadowed)",
+  },
+  FANWATCH_REGISTRY_UNAVAILABLE: {
+    kind: "unavailable",
+    meaning: "the model registry (NATS JetStream) cannot be reached or did not answer in time",
+  },
   FANWATCH_DATA_FORMAT: { kind: "failure", meaning: "a file of readings does not follow the reference CSV format" },
   FANWATCH_SCORE_REJECTED: {
     kind: "failure",
@@ -367,6 +375,24 @@ export class NoRegistryError extends UsageError {
 
   constructor(message: string, options?: ErrorOptions) {
     super(message, { ...options, code: "FANWATCH_NO_REGISTRY" });
+  }
+}
+
+/** A compare-and-set of a site's pointer lost to another writer: read the pointer again, and decide again. */
+export class ModelPointerMovedError extends FanwatchError {
+  override readonly name = "ModelPointerMovedError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_MODEL_POINTER_MOVED", message, options);
+  }
+}
+
+/** The model registry's NATS cannot be reached, has no JetStream, or did not answer in time. */
+export class RegistryUnavailableError extends FanwatchError {
+  override readonly name = "RegistryUnavailableError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super("FANWATCH_REGISTRY_UNAVAILABLE", message, options);
   }
 }
 

@@ -49,19 +49,68 @@ export async function readMetadata(dir: string): Promise<ModelMetadata> {
   }
 }
 
-export async function loadModel(dir: string): Promise<{ model: tfl.LayersModel; metadata: ModelMetadata }> {
+/**
+ * A model's files as they are held in memory: model.json's object, weights.bin's bytes and the
+ * metadata. A directory (loadArtifacts) and a registry bundle (lib/models/bundle.ts) both give one.
+ */
+export interface ModelArtifacts {
+  modelJson: Record<string, unknown>;
+  weights: Uint8Array;
+  metadata: ModelMetadata;
+}
+
+export async function loadArtifacts(dir: string): Promise<ModelArtifacts> {
   const metadata = await readMetadata(dir);
-  const modelJson = JSON.parse((await readModelFile(dir, MODEL_FILE)).toString("utf8")) as tf.io.ModelJSON;
-  const manifest = modelJson.weightsManifest?.[0];
-  if (modelJson.format !== "layers-model" || manifest === undefined || manifest.paths.length !== 1) {
-    throw new ModelError(`${join(dir, MODEL_FILE)} is not a TensorFlow.js layers model with one weights file`);
+  const modelJson = parseModelJson((await readModelFile(dir, MODEL_FILE)).toString("utf8"), join(dir, MODEL_FILE));
+  const weights = await readModelFile(dir, weightsManifest(modelJson, join(dir, MODEL_FILE)).paths[0] ?? WEIGHTS_FILE);
+  return { modelJson, weights, metadata };
+}
+
+export async function loadModel(dir: string): Promise<{ model: tfl.LayersModel; metadata: ModelMetadata }> {
+  const artifacts = await loadArtifacts(dir);
+  return { model: await layersModelFrom(artifacts, join(dir, MODEL_FILE)), metadata: artifacts.metadata };
+}
+
+/** model.json's text as an object, or a ModelError naming `source`. */
+export function parseModelJson(text: string, source: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new ModelError(`${source} is not JSON: ${(error as Error).message}`, { cause: error });
   }
-  const weights = await readModelFile(dir, manifest.paths[0] ?? WEIGHTS_FILE);
-  const weightData = weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength);
-  const model = await tfl.loadLayersModel(
-    tf.io.fromMemory({ modelTopology: modelJson.modelTopology, weightSpecs: manifest.weights, weightData }),
-  );
-  return { model, metadata };
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+    throw new ModelError(`${source} is not a JSON object`);
+  return parsed as Record<string, unknown>;
+}
+
+/**
+ * The layers model of in-memory artifacts. TF.js checks the weights' length against the manifest;
+ * its errors become a ModelError naming `source`.
+ */
+export async function layersModelFrom(artifacts: ModelArtifacts, source: string): Promise<tfl.LayersModel> {
+  const manifest = weightsManifest(artifacts.modelJson, source);
+  const { weights } = artifacts;
+  const weightData = weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength) as ArrayBuffer;
+  try {
+    return await tfl.loadLayersModel(
+      tf.io.fromMemory({
+        modelTopology: artifacts.modelJson["modelTopology"] as tf.io.ModelJSON["modelTopology"],
+        weightSpecs: manifest.weights,
+        weightData,
+      }),
+    );
+  } catch (error) {
+    throw new ModelError(`${source} cannot be loaded: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+function weightsManifest(modelJson: Record<string, unknown>, source: string): tf.io.WeightsManifestConfig[number] {
+  const manifest = (modelJson as Partial<tf.io.ModelJSON>).weightsManifest?.[0];
+  if (modelJson["format"] !== "layers-model" || manifest === undefined || manifest.paths.length !== 1) {
+    throw new ModelError(`${source} is not a TensorFlow.js layers model with one weights file`);
+  }
+  return manifest;
 }
 
 async function readModelFile(dir: string, name: string): Promise<Buffer> {

@@ -3,7 +3,7 @@ import type * as tfl from "@tensorflow/tfjs-layers";
 import { ModelError } from "../errors.js";
 import { FEATURES, type FeatureName } from "../domain/features.js";
 import type { ExplainedVerdict, PerSensor, Verdict } from "../domain/prediction.js";
-import { loadModel } from "./artifact.js";
+import { layersModelFrom, loadModel, type ModelArtifacts } from "./artifact.js";
 import type { BackendName } from "./backend-names.js";
 import { initBackend } from "./backend.js";
 import {
@@ -50,13 +50,37 @@ export class ScoringModel {
 
   static async load(dir: string, options: { backend?: string } = {}): Promise<ScoringModel> {
     const backend = await initBackend(options.backend);
-    const { model, metadata } = await loadModel(dir);
+    return ScoringModel.#compile(await loadModel(dir), backend);
+  }
+
+  /**
+   * A model from files held in memory (a registry bundle's), named `source` in errors. The
+   * metadata is served as given: the registry passes it with its own id.
+   */
+  static async fromArtifacts(
+    artifacts: ModelArtifacts,
+    source: string,
+    options: { backend?: string } = {},
+  ): Promise<ScoringModel> {
+    const backend = await initBackend(options.backend);
+    const model = await layersModelFrom(artifacts, source);
+    return ScoringModel.#compile({ model, metadata: artifacts.metadata }, backend);
+  }
+
+  static #compile(loaded: { model: tfl.LayersModel; metadata: ModelMetadata }, backend: BackendName): ScoringModel {
+    const { model, metadata } = loaded;
     const expected = FEATURES.join(",");
     if (metadata.features.join(",") !== expected) {
+      model.dispose();
       throw new ModelError(`model features are [${metadata.features.join(", ")}], expected [${expected}]`);
     }
-    const scoring = new ScoringModel(metadata, backend, compileDenseStack(model));
-    model.dispose();
+    let steps: DenseStep[];
+    try {
+      steps = compileDenseStack(model);
+    } finally {
+      model.dispose();
+    }
+    const scoring = new ScoringModel(metadata, backend, steps);
     // First calls compile kernels (the plain stack and the one ending before its sigmoid): pay it before traffic.
     scoring.probabilities([scoring.#referenceRow]);
     scoring.explain([scoring.#referenceRow]);
@@ -191,5 +215,17 @@ function compileDenseStack(model: tfl.LayersModel): DenseStep[] {
     });
   }
   if (steps.length === 0) throw new ModelError("the model has no layers");
+  // A model for other inputs or outputs would fail only at its first call: say so at load.
+  const inputs = steps[0]?.kernel.shape[0];
+  const outputs = steps.at(-1)?.kernel.shape[1];
+  if (inputs !== FEATURES.length || outputs !== 1) {
+    for (const step of steps) {
+      step.kernel.dispose();
+      step.bias.dispose();
+    }
+    throw new ModelError(
+      `the model takes ${inputs} inputs and gives ${outputs} outputs; the runtime needs ${FEATURES.length} inputs (${FEATURES.join(", ")}) and 1 output`,
+    );
+  }
   return steps;
 }

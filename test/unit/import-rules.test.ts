@@ -21,6 +21,8 @@ const RULES: ReadonlyArray<{ room: string; may: readonly string[] }> = [
   { room: "lib/nats", may: ["lib/infra", "lib/domain", "lib/errors"] },
   // The device registry: read by the connector, health, the page, the CLI and the broker's users.
   { room: "lib/registry", may: ["lib/nats", "lib/infra", "lib/domain", "lib/errors"] },
+  // The model registry: read by score, predict, the gates and the CLI.
+  { room: "lib/models", may: ["lib/inference", "lib/nats", "lib/infra", "lib/domain", "lib/errors"] },
   // Built alone: faas-cli copies templates/node22-ts/ into every function's build context.
   { room: "templates", may: [] },
   // Built from the function's folder plus stack.yml's `configuration.copy` (./lib).
@@ -57,7 +59,7 @@ const RULES: ReadonlyArray<{ room: string; may: readonly string[] }> = [
   { room: "bench", may: ["*"] },
 ];
 
-const LIB_ROOMS = new Set(["domain", "infra", "inference", "mqtt", "nats", "openfaas", "registry"]);
+const LIB_ROOMS = new Set(["domain", "infra", "inference", "models", "mqtt", "nats", "openfaas", "registry"]);
 
 /** The room a repository path (`lib/domain/telemetry.ts`) belongs to, or undefined. */
 function roomOf(path: string): string | undefined {
