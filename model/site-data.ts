@@ -9,8 +9,9 @@ import type { LabelledResult, SiteHistory } from "./site-history.js";
  * A training set from a site's own history (docs/models.md, "Learning from findings"):
  *
  * - the readings of an episode whose latest finding is `confirmed` are faults: those while it was
- *   open, up to its first clear (the lead, before it opened, may be a fan not yet failing; the
- *   readings once cleared are a fan that recovered or was repaired);
+ *   open, up to the last one the model called a fault before the episode cleared (the lead,
+ *   before it opened, may be a fan not yet failing; the quiet readings that cleared it, a fan that
+ *   recovered or was repaired);
  * - the readings of a `false-alarm` episode, lead and all, are healthy: the fan was healthy all
  *   along, which is exactly what the active model got wrong;
  * - the healthy sample (one reading a minute of each fan while it was ok) is healthy;
@@ -69,10 +70,13 @@ export function labelSiteReadings(history: SiteHistory): SiteRow[] {
     if (episode.result === "false-alarm")
       for (const r of [...episode.lead, ...episode.during])
         rows.push(row(episode.deviceID, r, 0, "false-alarm", group));
-    else
-      for (const r of episode.during)
-        if (episode.clearedAt === null || Date.parse(r.at) < episode.clearedAt)
-          rows.push(row(episode.deviceID, r, 1, "confirmed", group));
+    else {
+      // Up to its last reading called a fault before it cleared: the quiet tail that cleared it is
+      // the fan recovered or repaired, not the fault.
+      const open = episode.during.filter((r) => episode.clearedAt === null || Date.parse(r.at) < episode.clearedAt);
+      const last = open.findLastIndex((r) => r.fault === 1);
+      for (const r of open.slice(0, last + 1)) rows.push(row(episode.deviceID, r, 1, "confirmed", group));
+    }
   }
   for (const { deviceID, reading } of history.healthy)
     rows.push(row(deviceID, reading, 0, "healthy", `healthy\n${deviceID}`));

@@ -30,7 +30,8 @@ const history: SiteHistory = {
       result: "confirmed",
       clearedAt: t0 + 20_000,
       lead: readings(t0, 10, 40, 0),
-      during: readings(t0 + 10_000, 20, 53, 1), // 10 while open, 10 once cleared
+      // Open for 10 s, the model calling the last 2 of them healthy (the quiet that cleared it), then 10 once cleared.
+      during: [...readings(t0 + 10_000, 8, 53, 1), ...readings(t0 + 18_000, 12, 40, 0)],
     },
     {
       deviceID: "2",
@@ -50,9 +51,10 @@ describe("a training set from the site's findings", () => {
   it("labels a confirmed episode's readings while it was open as faults, and a false alarm's and the healthy sample as healthy", () => {
     const rows = labelSiteReadings(history);
     const of = (origin: string) => rows.filter((r) => r.origin === origin);
-    // Confirmed: the 10 readings from its opening to its clear; not the lead, not those once cleared.
-    assert.equal(of("confirmed").length, 10);
-    assert.ok(of("confirmed").every((r) => r.faulty === 1 && r.ms >= t0 + 10_000 && r.ms < t0 + 20_000));
+    // Confirmed: the 8 readings from its opening to the last the model called a fault; not the
+    // lead, not the quiet ones that cleared it, not those once cleared.
+    assert.equal(of("confirmed").length, 8);
+    assert.ok(of("confirmed").every((r) => r.faulty === 1 && r.ms >= t0 + 10_000 && r.ms < t0 + 18_000));
     // False alarm: lead and during, all healthy, whatever the model said of them.
     assert.equal(of("false-alarm").length, 20);
     assert.ok(of("false-alarm").every((r) => r.faulty === 0 && r.features[1] === 48));
@@ -63,12 +65,11 @@ describe("a training set from the site's findings", () => {
 
   it("holds out the newest share of each episode and fan, and mixes in at least as many base rows as site rows", () => {
     const set = buildTrainingSet(history, { baseRows: 10, heldOut: 0.2 });
-    // 40 site rows: 2 of the confirmed 10, 4 of the false alarm's 20, 2 of the 10 samples held out, the newest.
+    // 38 site rows: 1 of the confirmed 8, 4 of the false alarm's 20, 2 of the 10 samples held out, the newest.
     assert.deepEqual(
       set.heldOut.site.map((r) => [r.origin, r.ms - t0]),
       [
-        ["confirmed", 18_000],
-        ["confirmed", 19_000],
+        ["confirmed", 17_000],
         ["false-alarm", 16_000],
         ["false-alarm", 17_000],
         ["false-alarm", 18_000],
@@ -77,25 +78,25 @@ describe("a training set from the site's findings", () => {
         ["healthy", 9_000],
       ],
     );
-    // Base: 40 rows (the site's 40, more than --base-rows 10), of 40 of the generator's fans (24
+    // Base: 38 rows (the site's 38, more than --base-rows 10), of 38 of the generator's fans (23
     // of them faulty, by the generator's seed); 8 fresh ones held out.
-    assert.equal(set.summary.base.rows, 40);
-    assert.equal(set.summary.base.faulty, 24);
+    assert.equal(set.summary.base.rows, 38);
+    assert.equal(set.summary.base.faulty, 23);
     assert.equal(set.heldOut.base.length, 8);
-    assert.equal(set.dataset.rows.length, 32 + 40);
+    assert.equal(set.dataset.rows.length, 31 + 38);
     assert.match(set.dataset.sha256, /^[0-9a-f]{64}$/);
     assert.deepEqual(set.summary, {
       site: "plant-a",
       episodes: { confirmed: 1, falseAlarm: 1, unlabelled: 2 },
-      readings: { confirmed: 10, "false-alarm": 20, healthy: 10 },
+      readings: { confirmed: 8, "false-alarm": 20, healthy: 10 },
       healthyLeftOut: 4,
-      base: { rows: 40, faulty: 24 },
-      trainRows: 72,
-      heldOutRows: { site: 8, base: 8 },
+      base: { rows: 38, faulty: 23 },
+      trainRows: 69,
+      heldOutRows: { site: 7, base: 8 },
     });
     assert.equal(
       describeTrainingSet(set.summary),
-      "site plant-a: 1 confirmed episodes (10 fault readings), 1 false-alarm episodes (20 healthy readings), 10 healthy samples; base: 40 generated rows (24 faulty, generate-data --fans 200 --seed 2)",
+      "site plant-a: 1 confirmed episodes (8 fault readings), 1 false-alarm episodes (20 healthy readings), 10 healthy samples; base: 38 generated rows (23 faulty, generate-data --fans 200 --seed 2)",
     );
     // The same history gives the same set.
     assert.equal(buildTrainingSet(history, { baseRows: 10, heldOut: 0.2 }).dataset.sha256, set.dataset.sha256);
