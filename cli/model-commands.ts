@@ -84,6 +84,12 @@ function addTrainCommand(program: Command, io: Io): void {
       SITE_TRAINING_DEFAULTS.heldOut,
     )
     .option(
+      "--site-share <fraction>",
+      "--from-site: the share of the training rows the site's rows are repeated up to, so that what the engineers found outweighs the base where they disagree",
+      number("--site-share"),
+      SITE_TRAINING_DEFAULTS.siteShare,
+    )
+    .option(
       "--max-healthy <n>",
       "--from-site: the most healthy samples read, the newest",
       integer("--max-healthy"),

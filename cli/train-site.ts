@@ -19,6 +19,7 @@ export interface SiteTrainFlags {
   testSplit: number;
   baseRows: number;
   heldOut: number;
+  siteShare: number;
   maxHealthy: number;
   by?: string;
   json?: boolean;
@@ -69,13 +70,14 @@ export async function trainFromSiteCommand(
       ...(flags.out === undefined ? {} : { outDir: flags.out }),
       baseRows: flags.baseRows,
       heldOut: flags.heldOut,
+      siteShare: flags.siteShare,
       maxHealthy: flags.maxHealthy,
       epochs: flags.epochs,
       batchSize: flags.batchSize,
       seed: flags.seed,
       testSplit: flags.testSplit,
       ...(options.backend === undefined ? {} : { backend: options.backend }),
-      command: `fanwatch train --from-site --epochs ${flags.epochs} --batch-size ${flags.batchSize} --seed ${flags.seed} --test-split ${flags.testSplit} --base-rows ${flags.baseRows} --held-out ${flags.heldOut} --max-healthy ${flags.maxHealthy} (SITE=${site})`,
+      command: `fanwatch train --from-site --epochs ${flags.epochs} --batch-size ${flags.batchSize} --seed ${flags.seed} --test-split ${flags.testSplit} --base-rows ${flags.baseRows} --held-out ${flags.heldOut} --site-share ${flags.siteShare} --max-healthy ${flags.maxHealthy} (SITE=${site})`,
       onEpoch: options.onEpoch,
     });
     io.progressDone();
@@ -93,7 +95,7 @@ function describeResult(result: SiteTrainResult): string[] {
     `  ${label.padEnd(44)} ${share(a).padStart(9)} ${share(c).padStart(9)}`;
   const kinds = (s: ModelScores) => s.byOrigin;
   return [
-    `training set: ${summary.trainRows} rows: ${summary.readings.confirmed} fault readings of ${summary.episodes.confirmed} confirmed episodes, ${summary.readings["false-alarm"]} of ${summary.episodes.falseAlarm} false alarms, ${summary.readings.healthy} healthy samples${summary.healthyLeftOut > 0 ? ` (${summary.healthyLeftOut} older ones left out)` : ""}, ${summary.base.rows} base rows; ${summary.episodes.unlabelled} episodes without a confirmed or false-alarm finding left out`,
+    `training set: ${summary.trainRows} rows: ${summary.readings.confirmed} fault readings of ${summary.episodes.confirmed} confirmed episodes, ${summary.readings["false-alarm"]} of ${summary.episodes.falseAlarm} false alarms, ${summary.readings.healthy} healthy samples${summary.healthyLeftOut > 0 ? ` (${summary.healthyLeftOut} older ones left out)` : ""}, each site row ${summary.siteRepeat}×, and ${summary.base.rows} base rows; ${summary.episodes.unlabelled} episodes without a confirmed or false-alarm finding left out`,
     `candidate ${candidate.id} ${candidate.created ? "pushed" : "already in the registry"}, parent ${candidate.parent} (trained in ${result.seconds} s${candidate.dir === null ? "" : `, written to ${candidate.dir}`})`,
     `                                               active candidate`,
     `held out at the site (${summary.heldOutRows.site} readings, the newest of each episode and fan):`,

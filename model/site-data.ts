@@ -20,16 +20,22 @@ import type { LabelledResult, SiteHistory } from "./site-history.js";
  * Mixed with the base data set (the generator's balanced healthy and faulty fans, the shipped
  * model's recipe), never fewer base rows than site rows: a site's history is mostly healthy and
  * holds only the faults that site happened to have, so without the base a retrained model forgets
- * the fault kinds the site has not seen yet.
+ * the fault kinds the site has not seen yet. The site's rows are then repeated so that they make
+ * up about `siteShare` of the training rows: a few hundred readings an engineer labelled are the
+ * truth about this site, and at their natural share (1% of 20,000 base rows) the base outvotes
+ * them where they disagree (measured: a hot fan's false-alarm readings were still called faults
+ * three times in four). Repeating is weighting: the candidate sees no reading it was not given.
  */
 export interface SiteTrainingOptions {
   /** Base rows at least (more when the site gives more rows). */
   baseRows: number;
   /** Share of each episode's and fan's readings held out for the comparison: its newest. */
   heldOut: number;
+  /** The share of the training rows the site's rows are repeated up to (never fewer than once each). */
+  siteShare: number;
 }
 
-export const SITE_TRAINING_DEFAULTS = { baseRows: 20_000, heldOut: 0.2 } as const;
+export const SITE_TRAINING_DEFAULTS = { baseRows: 20_000, heldOut: 0.2, siteShare: 0.25 } as const;
 
 /** The base data set's generator settings: the shipped model's (package.json "model"), so the base is a part of its data. */
 export const BASE_DATA = { fans: 200, seed: 2 } as const;
@@ -51,6 +57,8 @@ export interface TrainingSummary {
   /** Site readings by origin (training and held out together). */
   readings: Record<SiteOrigin, number>;
   healthyLeftOut: number;
+  /** How many times each site training row is in the training set. */
+  siteRepeat: number;
   base: { rows: number; faulty: number };
   trainRows: number;
   heldOutRows: { site: number; base: number };
@@ -98,8 +106,10 @@ function row(deviceID: string, r: EvidenceReading, faulty: 0 | 1, origin: SiteOr
 
 /** The site's rows and the base, split into what the candidate trains on and what both models are compared on. */
 export function buildTrainingSet(history: SiteHistory, options: SiteTrainingOptions): TrainingSet {
-  const { baseRows, heldOut } = options;
+  const { baseRows, heldOut, siteShare } = options;
   if (!(heldOut > 0 && heldOut < 1)) throw new UsageError(`--held-out must be between 0 and 1, not ${heldOut}`);
+  if (!(siteShare >= 0 && siteShare < 1))
+    throw new UsageError(`--site-share must be at least 0 and below 1, not ${siteShare}`);
   if (!Number.isInteger(baseRows) || baseRows < 1)
     throw new UsageError(`--base-rows must be a whole number >= 1, not ${baseRows}`);
   const site = labelSiteReadings(history);
@@ -125,7 +135,12 @@ export function buildTrainingSet(history: SiteHistory, options: SiteTrainingOpti
     seed: BASE_HELD_OUT_SEED,
     rows: Math.max(1, Math.ceil(base.length * heldOut)),
   });
-  const train: LabelledReading[] = [...siteTrain.map(plain), ...base];
+  const siteRepeat =
+    siteTrain.length === 0
+      ? 1
+      : Math.max(1, Math.round((siteShare * base.length) / ((1 - siteShare) * siteTrain.length)));
+  const once = siteTrain.map(plain);
+  const train: LabelledReading[] = [...Array.from({ length: siteRepeat }, () => once).flat(), ...base];
   const count = (origin: SiteOrigin) => site.filter((r) => r.origin === origin).length;
   const summary: TrainingSummary = {
     site: history.site,
@@ -136,6 +151,7 @@ export function buildTrainingSet(history: SiteHistory, options: SiteTrainingOpti
     },
     readings: { confirmed: count("confirmed"), "false-alarm": count("false-alarm"), healthy: count("healthy") },
     healthyLeftOut: history.healthyLeftOut,
+    siteRepeat,
     base: { rows: base.length, faulty: base.filter((r) => r.faulty === 1).length },
     trainRows: train.length,
     heldOutRows: { site: siteHeld.length, base: baseHeld.length },
@@ -154,7 +170,7 @@ export function describeTrainingSet(summary: TrainingSummary): string {
   return (
     `site ${summary.site}: ${episodes.confirmed} confirmed episodes (${readings.confirmed} fault readings), ` +
     `${episodes.falseAlarm} false-alarm episodes (${readings["false-alarm"]} healthy readings), ` +
-    `${readings.healthy} healthy samples; base: ${base.rows} generated rows ` +
+    `${readings.healthy} healthy samples, each training one ${summary.siteRepeat}×; base: ${base.rows} generated rows ` +
     `(${base.faulty} faulty, generate-data --fans ${BASE_DATA.fans} --seed ${BASE_DATA.seed})`
   );
 }

@@ -142,6 +142,7 @@ describe(
         by: "test",
         baseRows: 300,
         heldOut: 0.2,
+        siteShare: 0.25,
         epochs: 2,
         batchSize: 64,
         seed: 1,

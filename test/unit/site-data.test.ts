@@ -64,7 +64,7 @@ describe("a training set from the site's findings", () => {
   });
 
   it("holds out the newest share of each episode and fan, and mixes in at least as many base rows as site rows", () => {
-    const set = buildTrainingSet(history, { baseRows: 10, heldOut: 0.2 });
+    const set = buildTrainingSet(history, { baseRows: 10, heldOut: 0.2, siteShare: 0.25 });
     // 38 site rows: 1 of the confirmed 8, 4 of the false alarm's 20, 2 of the 10 samples held out, the newest.
     assert.deepEqual(
       set.heldOut.site.map((r) => [r.origin, r.ms - t0]),
@@ -90,25 +90,35 @@ describe("a training set from the site's findings", () => {
       episodes: { confirmed: 1, falseAlarm: 1, unlabelled: 2 },
       readings: { confirmed: 8, "false-alarm": 20, healthy: 10 },
       healthyLeftOut: 4,
+      siteRepeat: 1,
       base: { rows: 38, faulty: 23 },
       trainRows: 69,
       heldOutRows: { site: 7, base: 8 },
     });
     assert.equal(
       describeTrainingSet(set.summary),
-      "site plant-a: 1 confirmed episodes (8 fault readings), 1 false-alarm episodes (20 healthy readings), 10 healthy samples; base: 38 generated rows (23 faulty, generate-data --fans 200 --seed 2)",
+      "site plant-a: 1 confirmed episodes (8 fault readings), 1 false-alarm episodes (20 healthy readings), 10 healthy samples, each training one 1×; base: 38 generated rows (23 faulty, generate-data --fans 200 --seed 2)",
     );
     // The same history gives the same set.
-    assert.equal(buildTrainingSet(history, { baseRows: 10, heldOut: 0.2 }).dataset.sha256, set.dataset.sha256);
-    assert.equal(buildTrainingSet(history, { baseRows: 100, heldOut: 0.2 }).summary.base.rows, 100);
+    assert.equal(
+      buildTrainingSet(history, { baseRows: 10, heldOut: 0.2, siteShare: 0.25 }).dataset.sha256,
+      set.dataset.sha256,
+    );
+    // Site rows repeated up to about a share of the training set: 31 site rows against 1,000 base rows at 0.25 → 11×.
+    const weighted = buildTrainingSet(history, { baseRows: 1_000, heldOut: 0.2, siteShare: 0.25 });
+    assert.equal(weighted.summary.base.rows, 1_000);
+    assert.equal(weighted.summary.siteRepeat, 11);
+    assert.equal(weighted.dataset.rows.length, 31 * 11 + 1_000);
   });
 
   it("refuses a held-out share or base size that cannot be", () => {
     for (const options of [
-      { baseRows: 10, heldOut: 0 },
-      { baseRows: 10, heldOut: 1 },
-      { baseRows: 0, heldOut: 0.2 },
-      { baseRows: 1.5, heldOut: 0.2 },
+      { baseRows: 10, heldOut: 0, siteShare: 0.25 },
+      { baseRows: 10, heldOut: 1, siteShare: 0.25 },
+      { baseRows: 0, heldOut: 0.2, siteShare: 0.25 },
+      { baseRows: 1.5, heldOut: 0.2, siteShare: 0.25 },
+      { baseRows: 10, heldOut: 0.2, siteShare: 1 },
+      { baseRows: 10, heldOut: 0.2, siteShare: -0.1 },
     ])
       assert.throws(() => buildTrainingSet(history, options), UsageError);
   });
