@@ -85,7 +85,7 @@ function addTrainCommand(program: Command, io: Io): void {
     )
     .option(
       "--site-share <fraction>",
-      "--from-site: the share of the training rows the site's rows are repeated up to, so that what the engineers found outweighs the base where they disagree",
+      "--from-site: the share of the training rows the site's healthy rows (false alarms, healthy samples) are repeated up to, so that what the engineers found outweighs the base where they disagree",
       number("--site-share"),
       SITE_TRAINING_DEFAULTS.siteShare,
     )

@@ -81,7 +81,7 @@ export function addFleetOptions(
     )
     .option(
       "--hot <n>",
-      'of which are healthy but run hot, 47–49 °C, above the healthy range: the shipped model raises false alarms on them (docs/models.md, "Learning from findings")',
+      'of which are healthy but run hot, 56–58 °C, above the healthy and faulty ranges: the shipped model raises false alarms on them (docs/models.md, "Learning from findings")',
       integer("--hot"),
       0,
     )

@@ -95,7 +95,7 @@ function describeResult(result: SiteTrainResult): string[] {
     `  ${label.padEnd(44)} ${share(a).padStart(9)} ${share(c).padStart(9)}`;
   const kinds = (s: ModelScores) => s.byOrigin;
   return [
-    `training set: ${summary.trainRows} rows: ${summary.readings.confirmed} fault readings of ${summary.episodes.confirmed} confirmed episodes, ${summary.readings["false-alarm"]} of ${summary.episodes.falseAlarm} false alarms, ${summary.readings.healthy} healthy samples${summary.healthyLeftOut > 0 ? ` (${summary.healthyLeftOut} older ones left out)` : ""}, each site row ${summary.siteRepeat}×, and ${summary.base.rows} base rows; ${summary.episodes.unlabelled} episodes without a confirmed or false-alarm finding left out`,
+    `training set: ${summary.trainRows} rows: ${summary.readings.confirmed} fault readings of ${summary.episodes.confirmed} confirmed episodes, ${summary.readings["false-alarm"]} of ${summary.episodes.falseAlarm} false alarms, ${summary.readings.healthy} healthy samples${summary.healthyLeftOut > 0 ? ` (${summary.healthyLeftOut} older ones left out)` : ""}, healthy site rows ${summary.siteRepeat}×, and ${summary.base.rows} base rows; ${summary.episodes.unlabelled} episodes without a confirmed or false-alarm finding left out`,
     `candidate ${candidate.id} ${candidate.created ? "pushed" : "already in the registry"}, parent ${candidate.parent} (trained in ${result.seconds} s${candidate.dir === null ? "" : `, written to ${candidate.dir}`})`,
     `                                               active candidate`,
     `held out at the site (${summary.heldOutRows.site} readings, the newest of each episode and fan):`,

@@ -20,18 +20,21 @@ import type { LabelledResult, SiteHistory } from "./site-history.js";
  * Mixed with the base data set (the generator's balanced healthy and faulty fans, the shipped
  * model's recipe), never fewer base rows than site rows: a site's history is mostly healthy and
  * holds only the faults that site happened to have, so without the base a retrained model forgets
- * the fault kinds the site has not seen yet. The site's rows are then repeated so that they make
- * up about `siteShare` of the training rows: a few hundred readings an engineer labelled are the
- * truth about this site, and at their natural share (1% of 20,000 base rows) the base outvotes
- * them where they disagree (measured: a hot fan's false-alarm readings were still called faults
- * three times in four). Repeating is weighting: the candidate sees no reading it was not given.
+ * the fault kinds the site has not seen yet. The site's healthy rows (false alarms and the
+ * healthy sample) are then repeated so that they make up about `siteShare` of the training rows:
+ * a few hundred readings an engineer labelled are the truth about this site, and at their natural
+ * share (1% of 20,000 base rows) the base outvotes them where they disagree (measured: a hot fan's
+ * false-alarm readings were still called faults three times in four). Repeating is weighting: the
+ * candidate sees no reading it was not given. Confirmed-fault rows are kept once: the active model
+ * raised those episodes, so it knows them, and repeating them only amplifies the faulty readings
+ * that fall inside the healthy ranges (measured: base fault precision 0.998 → 0.986).
  */
 export interface SiteTrainingOptions {
   /** Base rows at least (more when the site gives more rows). */
   baseRows: number;
   /** Share of each episode's and fan's readings held out for the comparison: its newest. */
   heldOut: number;
-  /** The share of the training rows the site's rows are repeated up to (never fewer than once each). */
+  /** The share of the training rows the site's healthy rows are repeated up to (never fewer than once each). */
   siteShare: number;
 }
 
@@ -57,7 +60,7 @@ export interface TrainingSummary {
   /** Site readings by origin (training and held out together). */
   readings: Record<SiteOrigin, number>;
   healthyLeftOut: number;
-  /** How many times each site training row is in the training set. */
+  /** How many times each healthy site training row is in the training set (confirmed faults: once). */
   siteRepeat: number;
   base: { rows: number; faulty: number };
   trainRows: number;
@@ -135,12 +138,16 @@ export function buildTrainingSet(history: SiteHistory, options: SiteTrainingOpti
     seed: BASE_HELD_OUT_SEED,
     rows: Math.max(1, Math.ceil(base.length * heldOut)),
   });
+  const healthyRows = siteTrain.filter((r) => r.faulty === 0).map(plain);
   const siteRepeat =
-    siteTrain.length === 0
+    healthyRows.length === 0
       ? 1
-      : Math.max(1, Math.round((siteShare * base.length) / ((1 - siteShare) * siteTrain.length)));
-  const once = siteTrain.map(plain);
-  const train: LabelledReading[] = [...Array.from({ length: siteRepeat }, () => once).flat(), ...base];
+      : Math.max(1, Math.round((siteShare * base.length) / ((1 - siteShare) * healthyRows.length)));
+  const train: LabelledReading[] = [
+    ...Array.from({ length: siteRepeat }, () => healthyRows).flat(),
+    ...siteTrain.filter((r) => r.faulty === 1).map(plain),
+    ...base,
+  ];
   const count = (origin: SiteOrigin) => site.filter((r) => r.origin === origin).length;
   const summary: TrainingSummary = {
     site: history.site,
@@ -170,7 +177,7 @@ export function describeTrainingSet(summary: TrainingSummary): string {
   return (
     `site ${summary.site}: ${episodes.confirmed} confirmed episodes (${readings.confirmed} fault readings), ` +
     `${episodes.falseAlarm} false-alarm episodes (${readings["false-alarm"]} healthy readings), ` +
-    `${readings.healthy} healthy samples, each training one ${summary.siteRepeat}×; base: ${base.rows} generated rows ` +
+    `${readings.healthy} healthy samples (healthy ones ${summary.siteRepeat}×); base: ${base.rows} generated rows ` +
     `(${base.faulty} faulty, generate-data --fans ${BASE_DATA.fans} --seed ${BASE_DATA.seed})`
   );
 }

@@ -15,7 +15,7 @@ import type { Random } from "./rng.js";
  * - drift: one sensor's level moves from the fan's own level to the middle of its worn range, the rest stay where they were;
  * - drift-pair: the same with two sensors together;
  * - hot: healthy, but running hot: its temperature sits at HOT_TEMPERATURE, above the fleet's healthy
- *   range, the rest healthy (a fan near a furnace, or with a sensor mounted close to the motor). The
+ *   range, the rest healthy (a fan in a hot hall, or with a sensor mounted close to the motor). The
  *   shipped model, trained on the fleet's ranges alone, calls it faulty: the false alarm a site's
  *   findings teach a retrained model to drop (docs/models.md, "Learning from findings").
  */
@@ -53,10 +53,13 @@ export function fleetFan(profile: ProfileName): FanRanges {
 }
 
 /**
- * A hot fan's temperature, °C: 2–4 °C above the healthy range's top, as narrow as an own-level
- * fan's spread. The shipped model calls every reading there a fault (measured: 2,000 of 2,000).
+ * A hot fan's temperature, °C: above the healthy range and above the faulty one too (a fan in a
+ * hot hall), as narrow as an own-level fan's spread. Above the faulty range, so that no reading of
+ * the generator's faulty fans looks like it: a model can learn that this fan is healthy without
+ * unlearning any fault the base data set holds (at 47–49 °C it cost 2.4% of the base's fault
+ * recall, measured). The shipped model calls every reading there a fault (2,000 of 2,000).
  */
-export const HOT_TEMPERATURE: Range = { min: 47, max: 49 };
+export const HOT_TEMPERATURE: Range = { min: 56, max: 58 };
 
 /** A hot fan's ranges: the given healthy ones with the temperature moved up to HOT_TEMPERATURE. */
 export function hotRanges(healthy: Ranges): Ranges {

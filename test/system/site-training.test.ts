@@ -17,7 +17,7 @@ import { postJson, runCli } from "../support/process.js";
 
 const t0 = Date.UTC(2026, 11, 1, 8, 0, 0);
 const HEALTHY = { rotation: 600, temperature: 40, vibration: 150, sound: 48 };
-const HOT = { ...HEALTHY, temperature: 48 };
+const HOT = { ...HEALTHY, temperature: 57 };
 const BROKEN = { rotation: 450, temperature: 53, vibration: 230, sound: 57 };
 
 /** `count` predictions of a fan `stepMs` apart from `start`, each with its reading, as predict sends them to health. */

@@ -46,7 +46,7 @@ describe("the simulator's hot fans (--hot)", () => {
     );
   });
 
-  it("reads a hot fan's temperature at 47–49 °C and its other sensors in the healthy ranges, and its truth says healthy", () => {
+  it("reads a hot fan's temperature at 56–58 °C and its other sensors in the healthy ranges, and its truth says healthy", () => {
     for (const ownLevels of [false, true]) {
       const [fan] = createFleet({ ...base, faulty: 0, degrading: 0, hot: 1, ownLevels });
       assert.ok(fan);

@@ -97,18 +97,20 @@ describe("a training set from the site's findings", () => {
     });
     assert.equal(
       describeTrainingSet(set.summary),
-      "site plant-a: 1 confirmed episodes (8 fault readings), 1 false-alarm episodes (20 healthy readings), 10 healthy samples, each training one 1×; base: 38 generated rows (23 faulty, generate-data --fans 200 --seed 2)",
+      "site plant-a: 1 confirmed episodes (8 fault readings), 1 false-alarm episodes (20 healthy readings), 10 healthy samples (healthy ones 1×); base: 38 generated rows (23 faulty, generate-data --fans 200 --seed 2)",
     );
     // The same history gives the same set.
     assert.equal(
       buildTrainingSet(history, { baseRows: 10, heldOut: 0.2, siteShare: 0.25 }).dataset.sha256,
       set.dataset.sha256,
     );
-    // Site rows repeated up to about a share of the training set: 31 site rows against 1,000 base rows at 0.25 → 11×.
+    // The site's 24 healthy training rows repeated up to about a share of the training set
+    // (against 1,000 base rows at 0.25: 14×), its 7 confirmed-fault rows once.
     const weighted = buildTrainingSet(history, { baseRows: 1_000, heldOut: 0.2, siteShare: 0.25 });
     assert.equal(weighted.summary.base.rows, 1_000);
-    assert.equal(weighted.summary.siteRepeat, 11);
-    assert.equal(weighted.dataset.rows.length, 31 * 11 + 1_000);
+    assert.equal(weighted.summary.siteRepeat, 14);
+    assert.equal(weighted.dataset.rows.length, 24 * 14 + 7 + 1_000);
+    assert.equal(weighted.dataset.rows.filter((r) => r.faulty === 1 && r.time.startsWith("2026-12-01")).length, 7);
   });
 
   it("refuses a held-out share or base size that cannot be", () => {
