@@ -42,6 +42,9 @@ function addGenerateDataCommand(program: Command, io: Io): void {
     });
 }
 
+/** `train --from-site`'s defaults where they differ from `train`'s: the committed model's recipe (package.json "model"). */
+const SITE_TRAIN_RECIPE = { epochs: 100, batchSize: 128, testSplit: 0.2 } as const;
+
 interface TrainFlags extends SiteTrainFlags {
   data?: string;
   fromSite?: boolean;
@@ -62,12 +65,22 @@ function addTrainCommand(program: Command, io: Io): void {
       "--out <dir>",
       "model directory to write (model.json, weights.bin, metadata.json); required with --data, optional with --from-site",
     )
-    .option("--epochs <n>", "training epochs", integer("--epochs"), TRAIN_DEFAULTS.epochs)
-    .option("--batch-size <n>", "mini-batch size", integer("--batch-size"), TRAIN_DEFAULTS.batchSize)
+    .option(
+      "--epochs <n>",
+      `training epochs (--from-site: ${SITE_TRAIN_RECIPE.epochs})`,
+      integer("--epochs"),
+      TRAIN_DEFAULTS.epochs,
+    )
+    .option(
+      "--batch-size <n>",
+      `mini-batch size (--from-site: ${SITE_TRAIN_RECIPE.batchSize})`,
+      integer("--batch-size"),
+      TRAIN_DEFAULTS.batchSize,
+    )
     .option("--seed <n>", "seed for split, shuffles and initial weights", integer("--seed"), TRAIN_DEFAULTS.seed)
     .option(
       "--test-split <fraction>",
-      "share of rows held out for testing",
+      `share of rows held out for testing (--from-site: ${SITE_TRAIN_RECIPE.testSplit})`,
       number("--test-split"),
       TRAIN_DEFAULTS.testSplit,
     )
@@ -100,11 +113,18 @@ function addTrainCommand(program: Command, io: Io): void {
   addSettingsHelp(command, [
     ...BACKEND_HELP,
     { title: "With --from-site: the registry and the site", settings: SITE_TRAIN_SETTINGS },
-  ]).action(async (opts: TrainFlags) => {
+  ]).action(async (opts: TrainFlags, self: Command) => {
     if ((opts.data === undefined) === (opts.fromSite !== true))
       throw new UsageError("give either --data <file> or --from-site");
-    if (opts.fromSite === true)
-      return trainFromSiteCommand(opts, io, { ...backendOption(), onEpoch: (p) => io.progress(formatEpoch(p)) });
+    if (opts.fromSite === true) {
+      // The committed model's recipe where not given: the reference's 250 epochs of 32 take
+      // minutes longer on a site's larger set and are no better (docs/model.md, "Quality").
+      const recipe = Object.entries(SITE_TRAIN_RECIPE).filter(
+        ([flag]) => self.getOptionValueSource(flag) === "default",
+      );
+      const flags = { ...opts, ...Object.fromEntries(recipe) };
+      return trainFromSiteCommand(flags, io, { ...backendOption(), onEpoch: (p) => io.progress(formatEpoch(p)) });
+    }
     if (opts.out === undefined) throw new UsageError("--out <dir> is required with --data");
     return train({ ...opts, data: opts.data as string, out: opts.out }, io);
   });

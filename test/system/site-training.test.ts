@@ -127,6 +127,14 @@ describe(
       const healthy = rows.filter((r) => r.origin === "healthy");
       assert.ok(healthy.every((r) => r.faulty === 0 && r.features[1] === HEALTHY.temperature));
       assert.equal(healthy.filter((r) => r.deviceID === "3").length, 3);
+      // At most --max-healthy samples, the last stored: fan 3's last one (the last written) among them.
+      const newest = await readSiteHistory(jetstream(nc), await jetstreamManager(nc), "local", { maxHealthy: 2 });
+      assert.equal(newest.healthy.length, 2);
+      assert.ok(
+        newest.healthy.some((h) => h.deviceID === "3" && h.reading.at === new Date(t0 + 120_000).toISOString()),
+        JSON.stringify(newest.healthy),
+      );
+      assert.equal(newest.healthyLeftOut, history.healthy.length - 2);
     });
 
     it("trains a candidate, pushes it with the active model as its parent, and compares the two", async () => {
