@@ -4,11 +4,11 @@ import { join } from "node:path";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { DataFormatError, ModelNotFoundError } from "../lib/errors.js";
 import type { EvaluationMetrics } from "../lib/inference/metadata.js";
-import type { ScoringModel } from "../lib/inference/runtime.js";
+import { ScoringModel } from "../lib/inference/runtime.js";
 import { bundleFromDirectory, bundleId, encodeBundle, GOLDEN_FILE, loadBundleModel } from "../lib/models/bundle.js";
 import { goldenReadings, makeGoldenSet, type LabelledInput } from "../lib/models/golden.js";
 import type { ModelRegistry } from "../lib/models/registry.js";
-import type { ModelBundle } from "../lib/models/schemas.js";
+import type { GoldenSet, ModelBundle } from "../lib/models/schemas.js";
 import { evaluatePredictions } from "./metrics.js";
 import {
   buildTrainingSet,
@@ -105,7 +105,7 @@ export async function trainFromSite(options: SiteTrainOptions): Promise<SiteTrai
     const bundle = await bundleFromDirectory(dir, { parent, backend: options.backend });
     const pushed = await registry.push(bundle, options.by);
     const activeBundle = await registry.get(parent);
-    const goldenUnion = [...labelled(activeBundle), ...labelled(bundle)];
+    const goldenUnion = union(labelled(activeBundle), labelled(bundle));
     const score = async (b: ModelBundle, id: string): Promise<ModelScores> => {
       const { model } = await loadBundleModel(b, id, { backend: options.backend });
       try {
@@ -132,8 +132,7 @@ export async function trainFromSite(options: SiteTrainOptions): Promise<SiteTrai
  * site readings of each kind, labelled, with the candidate's answers. The promotion gates compare
  * golden-set accuracy on both models' sets together, so the site's lesson counts there too.
  */
-async function candidateGolden(dir: string, heldOut: readonly SiteRow[], backend?: string) {
-  const { ScoringModel } = await import("../lib/inference/runtime.js");
+async function candidateGolden(dir: string, heldOut: readonly SiteRow[], backend?: string): Promise<GoldenSet> {
   const model = await ScoringModel.load(dir, backend === undefined ? {} : { backend });
   try {
     const site = (["confirmed", "false-alarm", "healthy"] as const).flatMap((origin) =>
@@ -155,6 +154,15 @@ async function candidateGolden(dir: string, heldOut: readonly SiteRow[], backend
 function spread<T>(rows: readonly T[], n: number): T[] {
   if (rows.length <= n) return [...rows];
   return Array.from({ length: n }, (_, i) => rows[Math.floor((i * rows.length) / n)] as T);
+}
+
+/** Both sets' readings, a reading in both (the standard golden readings) once. */
+function union(a: readonly LabelledInput[], b: readonly LabelledInput[]): LabelledInput[] {
+  const seen = new Set<string>();
+  return [...a, ...b].filter((r) => {
+    const key = `${r.input.join(",")}:${r.label}`;
+    return !seen.has(key) && seen.add(key);
+  });
 }
 
 function labelled(bundle: ModelBundle): LabelledInput[] {
