@@ -11,6 +11,8 @@ import { addGatewayCommand } from "./gateway-command.js";
 import { addInfluxSetupCommand } from "./influx-setup-command.js";
 import { addInfluxWriterCommand } from "./influx-writer-command.js";
 import { addModelCommands } from "./model-commands.js";
+import { addModelRegistryCommand } from "./model-registry-command.js";
+import { addAutoPromoteCommand } from "./model-auto-promote.js";
 import { addNatsCommand } from "./nats-command.js";
 import { addNotificationsCommand } from "./notifications-command.js";
 import { addNotifierCommand } from "./notifier-command.js";
@@ -31,6 +33,7 @@ export function buildProgram(io: Io): Command {
   addStartCommand(program, io);
   addSimulateCommand(program, io);
   addModelCommands(program, io);
+  addAutoPromoteCommand(addModelRegistryCommand(program, io), io);
   addFunctionCommand(program, io);
   addConnectorCommand(program, io);
   addInfluxWriterCommand(program, io);

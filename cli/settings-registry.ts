@@ -7,6 +7,7 @@ import { HEALTH_POLICY_SETTINGS } from "../functions/health/policy.js";
 import { PREDICT_SETTINGS } from "../functions/predict/config.js";
 import { SCORE_SETTINGS } from "../functions/score/config.js";
 import { SITE_SETTINGS, TOPIC_SETTINGS } from "../lib/infra/config.js";
+import { GATE_SETTINGS } from "../lib/models/gates.js";
 import { NOTIFIER_SETTINGS } from "../notifier/config.js";
 import { PAGE_SETTINGS } from "../page/config.js";
 import { LOG_SETTINGS } from "../lib/infra/log-level.js";
@@ -95,6 +96,12 @@ export const SETTING_GROUPS: readonly SettingGroup[] = [
     module: "runtime/system/alerting.ts",
     readers: "fanwatch start's Alertmanager",
     settings: ALERTING_SETTINGS,
+  },
+  {
+    id: "model-gates",
+    module: "lib/models/gates.ts",
+    readers: "fanwatch model promote (the promotion gates)",
+    settings: GATE_SETTINGS,
   },
 ];
 

@@ -7,6 +7,7 @@ import { DataFormatError, UsageError } from "../lib/errors.js";
 import { saveModel } from "../lib/inference/artifact.js";
 import { initBackend } from "../lib/inference/backend.js";
 import type { ModelMetadata } from "../lib/inference/metadata.js";
+import { writeGoldenFile } from "../lib/models/bundle.js";
 import type { PerSensor } from "../lib/domain/prediction.js";
 import { seededRandom, shuffleInPlace } from "../simulation/rng.js";
 import type { Dataset, LabelledReading } from "./dataset.js";
@@ -93,6 +94,8 @@ export async function trainModel(options: TrainOptions): Promise<ModelMetadata> 
   };
   await saveModel(model, metadata, options.outDir);
   model.dispose();
+  // The model's answers to the golden readings, on this backend: its bundle then has one id on every backend.
+  await writeGoldenFile(options.outDir, backend);
   return metadata;
 }
 

@@ -9,9 +9,13 @@ import type { FanSeries, FanState, FanView, FleetView, LastTransition } from "./
 const PATH = /^\/ui\/api\/fans\/([^/]+)$/;
 /** As the telemetry's deviceID. */
 const MAX_ID = 128;
-/** A model's threshold read from score is kept; a failed read is tried again after this long. */
+/**
+ * A model's threshold read from score is kept until the fan's predictions name another model (a
+ * promotion or a rollback: the new model has its own threshold), which is read at once; a failed
+ * read, or one that found score still on another model, is tried again after this long.
+ */
 const THRESHOLD_RETRY_MS = 30_000;
-const ModelSchema = z.object({ threshold: z.number().gt(0).lt(1) });
+const ModelSchema = z.object({ threshold: z.number().gt(0).lt(1), id: z.string().max(128).optional() });
 
 /** What `GET /ui/api/fans/<deviceID>` answers: everything the fan view draws. */
 export interface FanDetailAnswer {
@@ -22,8 +26,11 @@ export interface FanDetailAnswer {
   /** The fan's state in the registry, null without one; its open sensor issue, null when none. */
   registration: FanView["registration"];
   sensor: FanView["sensor"];
-  /** The latest prediction's probability (one reading), and how many of the last predictions said fault. */
-  latest: { probability: number | null; recent: { faulty: number; scored: number } };
+  /**
+   * The latest prediction's probability (one reading) and the model that scored it (null: none
+   * named), and how many of the last predictions said fault.
+   */
+  latest: { probability: number | null; model: string | null; recent: { faulty: number; scored: number } };
   readings: FanSeries["readings"];
   predictions: FanSeries["predictions"];
   /** Each sensor's healthy range (where the fans' healthy readings lie) and unit: the band the charts draw. */
@@ -50,6 +57,10 @@ const HEALTHY = Object.fromEntries(
  */
 export class FanDetail {
   #threshold: number | null = null;
+  /** The model score said it served when the threshold was read (undefined: score named none). */
+  #thresholdOf: string | undefined;
+  /** The model the predictions named at the last read, and when the next read for it may be. */
+  #triedFor: string | null | undefined;
   #nextTry = 0;
 
   constructor(
@@ -102,24 +113,28 @@ export class FanDetail {
       record: fan.record,
       registration: fan.view.registration,
       sensor: fan.view.sensor,
-      latest: { probability: fan.view.probability, recent: fan.view.recent },
+      latest: { probability: fan.view.probability, model: fan.view.model, recent: fan.view.recent },
       readings: fan.readings,
       predictions: fan.predictions,
       healthy: HEALTHY,
-      threshold: await this.#modelThreshold(),
+      threshold: await this.#modelThreshold(fan.view.model),
       lastTransition: fan.lastTransition,
     };
     res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" }).end(JSON.stringify(answer));
   }
 
-  async #modelThreshold(): Promise<number | null> {
+  /** The threshold of the model that scores now: read again once the fan's predictions name a model it was not read for. */
+  async #modelThreshold(scoredBy: string | null): Promise<number | null> {
     const healthUrl = this.fleet.healthUrl;
-    if (this.#threshold !== null || healthUrl === undefined || this.now() < this.#nextTry) return this.#threshold;
+    const current = this.#threshold !== null && (scoredBy === null || scoredBy === this.#thresholdOf);
+    if (current || healthUrl === undefined || (scoredBy === this.#triedFor && this.now() < this.#nextTry))
+      return this.#threshold;
+    this.#triedFor = scoredBy;
     this.#nextTry = this.now() + THRESHOLD_RETRY_MS;
     try {
       const res = await fetch(new URL("score", healthUrl), { signal: AbortSignal.timeout(2_000) });
       const model = ModelSchema.safeParse(res.ok ? await res.json() : undefined);
-      if (model.success) this.#threshold = model.data.threshold;
+      if (model.success) [this.#threshold, this.#thresholdOf] = [model.data.threshold, model.data.id];
     } catch {
       // Shown as no threshold line; asked again after THRESHOLD_RETRY_MS.
     }

@@ -127,6 +127,8 @@ export class FleetHealth {
       assignedTo: sameEpisode ? known.assignedTo : null,
       finding: sameEpisode ? known.finding : null,
       sensorIssue: known?.sensorIssue ?? null,
+      // The model whose prediction moved the fan (health's record says the same); none from an older health.
+      model: t.model ?? null,
     });
     this.#changedAt.set(t.deviceID, this.now());
     return true;

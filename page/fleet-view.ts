@@ -76,9 +76,12 @@ export interface FanView {
     | "shelvedUntil"
     | "shelvedBy"
     | "maintenance"
+    | "model"
   > | null;
   /** The latest prediction's probability of a fault: one reading, scored alone. */
   probability: number | null;
+  /** The model that scored the latest prediction (score's id), null when it named none. */
+  model: string | null;
   /** Of the last `scored` predictions (at most 10), how many said fault. */
   recent: { faulty: number; scored: number };
   readings: number;
@@ -371,6 +374,7 @@ export class FleetView {
           state: record.state,
           health: record,
           probability: null,
+          model: null,
           recent: { faulty: 0, scored: 0 },
           readings: 0,
           history: empty,
@@ -408,7 +412,7 @@ export class FleetView {
     if (record === undefined) return { ...view, state: "unknown", health: null };
     const { alarmId, severity, since, cause, eta, probability, acknowledged, shelvedUntil, shelvedBy, maintenance } =
       record;
-    const { etaInterval = null, basis = null, sensors = null } = record;
+    const { etaInterval = null, basis = null, sensors = null, model = null } = record;
     return {
       ...view,
       state: record.state,
@@ -426,6 +430,7 @@ export class FleetView {
         shelvedUntil,
         shelvedBy,
         maintenance,
+        model,
       },
     };
   }
@@ -492,6 +497,7 @@ export class FleetView {
     if (fan === undefined) return;
     fan.lastSeen = this.#now();
     fan.probability = p.probability;
+    fan.model = p.model ?? null;
     fan.verdicts.push(p.fault);
     if (fan.verdicts.length > WINDOW) fan.verdicts.shift();
     fan.series.predictions.push(fan.lastSeen, [p.probability, p.fault]);
@@ -528,6 +534,7 @@ export class FleetView {
     const fan: Fan = {
       deviceID,
       probability: null,
+      model: null,
       readings: 0,
       verdicts: [],
       lastSeen: now,

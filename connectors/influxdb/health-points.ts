@@ -11,9 +11,10 @@ import type { PointResult } from "./points.js";
  * transition's time `at`. Tags are the fan and two small enumerations (the events of HEALTH_EVENTS
  * × 5 states; a state event is the state it enters, an action or a note keeps the fan's), so the
  * series are a dozen or so per fan; the alarm id, different for every episode, and the free text
- * (who acted, notes, assignee, finding) are fields. A transition delivered twice (QoS 1) is the
- * same series at the same time: InfluxDB keeps it once. Telegraf writes the same points (its
- * json_v2 parser leaves out JSON nulls, as this does).
+ * (who acted, notes, assignee, finding) are fields, and so is the model behind the transition
+ * (`model`: a tag would split each of those series at every promotion). A transition delivered
+ * twice (QoS 1) is the same series at the same time: InfluxDB keeps it once. Telegraf writes the
+ * same points (its json_v2 parser leaves out JSON nulls, as this does).
  */
 export const HEALTH_SCHEMA = {
   tags: ["deviceID", "event", "state"],
@@ -40,6 +41,7 @@ export const HEALTH_SCHEMA = {
     result: "string",
     part: "string",
     sensor: "string",
+    model: "string",
   },
 } as const;
 
@@ -116,6 +118,7 @@ export function healthLine(value: unknown): PointResult {
   // cause and value are not stored yet: HEALTH_SCHEMA and Telegraf would both need the fields).
   const sensor = t.sensor ?? t.sensorIssue?.sensor;
   if (sensor !== undefined) point.stringField("sensor", sensor);
+  if (t.model !== undefined) point.stringField("model", t.model);
   point.timestamp(time.toString());
   return { ok: true, line: point.toLineProtocol() as string };
 }

@@ -272,6 +272,11 @@ export interface Work {
   fresh: boolean;
   /** The health process's clock (arrival time): whether the fan is shelved is judged on it. */
   now: number;
+  /**
+   * The model of the prediction being evaluated (null: it named none); undefined outside a
+   * prediction (silence, actions, notes, sensor notices), whose transitions keep the record's.
+   */
+  scoredBy?: string | null | undefined;
 }
 
 /** A change of a stored fan: copies, so that the caller's state is left as it was. */
@@ -342,6 +347,8 @@ function stepNotice(w: Work, deviceID: string, input: NoticeInput, now: number, 
   const n = input.notice;
   const at = arrive(w, deviceID, n.deviceID, input.at, noticeKey(n), now, policy);
   if (at === undefined) return;
+  // Not a model's verdict: a sensor issue it opens keeps the record's model.
+  w.scoredBy = undefined;
   const t = w.tracker;
   const { track, finding } = noteImplausible(
     t.sensors ?? newSensorTrack(),
@@ -358,6 +365,7 @@ function step(w: Work, deviceID: string, input: HealthInput, now: number, policy
   const p = input.prediction;
   const at = arrive(w, deviceID, p.deviceID, input.at, predictionKey(p), now, policy);
   if (at === undefined) return;
+  w.scoredBy = p.model ?? null;
   const t = w.tracker;
   const idx = t.n++;
 
@@ -678,6 +686,9 @@ export function emit(
   extra: Omit<TransitionChange, "event" | "at" | "id" | "site" | "muted"> = {},
 ): void {
   const r = w.record;
+  // A prediction moved the fan: its model is the record's now. One without a model un-names an
+  // earlier one rather than leave it blamed, and leaves a record that never named one as it was.
+  if (w.scoredBy != null || (w.scoredBy === null && r.model != null)) r.model = w.scoredBy;
   const seq = w.tracker.seq++;
   const muted = NEVER_MUTED.has(event) ? undefined : mutedBy(r, at, w.now);
   w.transitions.push(

@@ -160,7 +160,8 @@ export class EvidenceRecorder {
     for (const { prediction, at } of inReadingOrder(inputs)) {
       if (prediction.reading === undefined || !Number.isFinite(at) || at <= newest) continue;
       newest = at;
-      readings.push({ ms: at, ...prediction.reading, probability: prediction.probability, fault: prediction.fault });
+      const { probability, fault, model } = prediction;
+      readings.push({ ms: at, ...prediction.reading, probability, fault, ...(model === undefined ? {} : { model }) });
     }
     const before = ring?.length ?? 0;
     if (readings.length > 0) {
@@ -283,6 +284,9 @@ function inReadingOrder(inputs: readonly HealthInput[]): readonly HealthInput[] 
 }
 
 function strip(reading: Timed): EvidenceReading {
-  const { ms, rotation, temperature, vibration, sound, probability, fault } = reading;
-  return { at: isoTime(ms), rotation, temperature, vibration, sound, probability, fault };
+  const { ms, rotation, temperature, vibration, sound, probability, fault, model } = reading;
+  const stored: EvidenceReading = { at: isoTime(ms), rotation, temperature, vibration, sound, probability, fault };
+  // The model that scored it: a reading of an episode can be traced, like its alarm, to the model behind it.
+  if (model !== undefined) stored.model = model;
+  return stored;
 }

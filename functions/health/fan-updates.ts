@@ -198,7 +198,11 @@ export class FanUpdater {
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 2 * attempt));
         continue;
       }
-      for (const { transition } of fresh) options.metrics.transitions.inc({ event: transition.event });
+      for (const { transition: t } of fresh) {
+        options.metrics.transitions.inc({ event: t.event });
+        if (t.event === "warning" || t.event === "alarm")
+          options.metrics.raised.inc({ event: t.event, model: t.model ?? "none" });
+      }
       try {
         options.onWritten?.(deviceID, entry?.health, health);
       } catch (error) {

@@ -113,6 +113,8 @@ export interface EpisodeSummary {
   state: string;
   severity: Severity;
   cause: string | null;
+  /** The model that raised it: the first warning's or alarm's `model`, null when that named none or was not read. */
+  model: string | null;
   closed: string | null;
 }
 
@@ -126,23 +128,26 @@ const OWN_STATE_EVENTS: ReadonlySet<string> = new Set(HEALTH_EVENTS.filter((e) =
 
 /**
  * The episode's state now (its last own-state event's, OWN_STATE_EVENTS), the highest severity it
- * reached, the cause of its latest such transition that named one, and when it closed (its last
- * `cleared`, null while open).
+ * reached, the cause of its latest such transition that named one, the model that raised it, and
+ * when it closed (its last `cleared`, null while open).
  */
 export function summarise(transitions: readonly StoredTransition[]): EpisodeSummary {
   let state = "unknown";
   let severity: Severity = "none";
   let cause: string | null = null;
   let closed: string | null = null;
+  let model: string | null | undefined;
   for (const t of transitions) {
     if (!OWN_STATE_EVENTS.has(t.event)) continue;
+    if (model === undefined && (t.event === "warning" || t.event === "alarm"))
+      model = typeof t.model === "string" ? t.model : null;
     if (t.state !== undefined) state = t.state;
     const rank = SEVERITIES.indexOf(t.severity as Severity);
     if (rank > SEVERITIES.indexOf(severity)) severity = SEVERITIES[rank] as Severity;
     if (t.cause !== undefined && t.cause !== null) cause = t.cause;
     if (t.event === "cleared") closed = t.at;
   }
-  return { state, severity, cause, closed };
+  return { state, severity, cause, model: model ?? null, closed };
 }
 
 /**

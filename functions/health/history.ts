@@ -59,6 +59,8 @@ export interface Episode {
   state: string;
   severity: string;
   cause: string | null;
+  /** The model that raised it: its opening warning's or alarm's `model`; null when not known. */
+  model: string | null;
   transitions: StoredTransition[];
   findings: StoredTransition[];
   notifications: Notification[];
@@ -146,6 +148,7 @@ export async function readHistory(source: HistorySource, query: HistoryQuery): P
       state: summary.state,
       severity: summary.severity,
       cause: summary.cause,
+      model: summary.model,
       transitions: group.transitions,
       findings: group.transitions.filter((t) => t.event === "finding"),
       notifications: notifications.get(group.alarmId) ?? [],

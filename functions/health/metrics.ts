@@ -16,6 +16,17 @@ export class HealthMetrics {
     labelNames: ["event"],
     registers: [this.registry],
   });
+  /**
+   * Warnings and alarms raised, by the model whose prediction raised them (`none` when it named
+   * none): how a promotion changes what the fleet is alarmed about. A label value per model the
+   * process has seen raise something: a few per site.
+   */
+  readonly raised = new Counter({
+    name: "health_raised_total",
+    help: "Warnings and alarms raised (transitions written), by event and the model whose prediction raised them (none: it named no model)",
+    labelNames: ["event", "model"],
+    registers: [this.registry],
+  });
   readonly conflicts = new Counter({
     name: "health_cas_conflicts_total",
     help: "Compare-and-set writes that lost to another writer and were re-applied",

@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { readTopics, type Topics } from "../../lib/infra/config.js";
+import { hostname } from "node:os";
+import { readSite, readTopics, type Topics } from "../../lib/infra/config.js";
 import { defineSettings, readSettings } from "../../lib/infra/settings.js";
 
 /**
@@ -12,6 +13,8 @@ export const PREDICT_DEFAULTS = Object.freeze({
   PREDICT_BUDGET_MS: 9_000,
   SCORE_TIMEOUT_MS: 5_000,
   PREDICT_MAX_READINGS: 10_000,
+  PREDICT_COMPARE_EVERY_MS: 5_000,
+  PREDICT_SHADOW_MAX_FANS: 2_000,
 });
 
 const d = PREDICT_DEFAULTS;
@@ -42,6 +45,33 @@ export const PREDICT_SETTINGS = defineSettings({
     default: d.PREDICT_MAX_READINGS,
     schema: z.coerce.number().int().min(1).default(d.PREDICT_MAX_READINGS),
   },
+  NATS_URL: {
+    env: ["NATS_URL"],
+    help: "the NATS server holding the model registry; predict writes its shadow comparisons there (none without it)",
+    doc: "the NATS server holding the model registry (docs/models.md); predict writes its shadow comparisons to KV `fan_models_active` there. Without it a shadow is still compared and counted in the metrics, not stored",
+    schema: z.string().optional(),
+  },
+  PREDICT_REPLICA: {
+    env: ["PREDICT_REPLICA"],
+    help: "this replica's name in its shadow comparisons (default: the host name)",
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,128}$/, "letters, digits, _ . and - only, at most 128")
+      .optional(),
+  },
+  PREDICT_COMPARE_EVERY_MS: {
+    env: ["PREDICT_COMPARE_EVERY_MS"],
+    help: "how often a shadow comparison that changed is written to NATS (and once more on drain)",
+    default: d.PREDICT_COMPARE_EVERY_MS,
+    schema: z.coerce.number().int().min(100).default(d.PREDICT_COMPARE_EVERY_MS),
+  },
+  PREDICT_SHADOW_MAX_FANS: {
+    env: ["PREDICT_SHADOW_MAX_FANS"],
+    help: "fans whose health a replica follows under both models while a shadow runs (memory: two health states each)",
+    doc: "fans whose health a replica follows under both models while a shadow runs: about 5 KiB each (measured), so 2,000 is some 11 MB within predict's 256 MiB; readings of further fans count towards agreement only",
+    default: d.PREDICT_SHADOW_MAX_FANS,
+    schema: z.coerce.number().int().min(1).default(d.PREDICT_SHADOW_MAX_FANS),
+  },
 });
 
 /**
@@ -63,6 +93,16 @@ export interface PredictConfig {
   scoreTimeoutMs: number;
   /** @default PREDICT_DEFAULTS.PREDICT_MAX_READINGS */
   maxReadings: number;
+  /** NATS_URL: where shadow comparisons are written; none without it. */
+  natsUrl: string | undefined;
+  /** SITE (lib/infra/config.ts). */
+  site: string;
+  /** PREDICT_REPLICA, else the host name. */
+  replica: string;
+  /** @default PREDICT_DEFAULTS.PREDICT_COMPARE_EVERY_MS */
+  compareEveryMs: number;
+  /** @default PREDICT_DEFAULTS.PREDICT_SHADOW_MAX_FANS */
+  shadowMaxFans: number;
   /** Removed settings found in the environment, to be reported at start. */
   ignored: string[];
 }
@@ -77,6 +117,12 @@ export function readPredictConfig(env?: NodeJS.ProcessEnv): PredictConfig {
     budgetMs: s.PREDICT_BUDGET_MS,
     scoreTimeoutMs: s.SCORE_TIMEOUT_MS,
     maxReadings: s.PREDICT_MAX_READINGS,
+    // Empty is unset: the local runner gives every function NATS_URL, empty when there is no NATS.
+    natsUrl: s.NATS_URL === "" ? undefined : s.NATS_URL,
+    site: readSite(env),
+    replica: s.PREDICT_REPLICA ?? hostname(),
+    compareEveryMs: s.PREDICT_COMPARE_EVERY_MS,
+    shadowMaxFans: s.PREDICT_SHADOW_MAX_FANS,
     ignored: Object.entries(removed)
       .filter(([, value]) => value !== undefined)
       .map(([name]) => name),

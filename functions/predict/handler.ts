@@ -16,6 +16,10 @@ import { Deadline } from "../../lib/infra/deadline.js";
 import { Publisher } from "../../lib/mqtt/publisher.js";
 import { describeImplausible, findImplausible } from "../../lib/domain/plausibility.js";
 import { sensorNotice, type SensorNotice } from "../../lib/domain/sensor-notice.js";
+import { ShadowComparer } from "./shadow-compare.js";
+import { readHealthPolicy } from "../../functions/health/policy.js";
+import { ComparisonWriter } from "./comparison-writer.js";
+import type { ScoreBatchAnswer } from "./score-client.js";
 
 /**
  * predict: scores fan readings and publishes one prediction per reading to the anomaly topic.
@@ -29,6 +33,10 @@ import { sensorNotice, type SensorNotice } from "../../lib/domain/sensor-notice.
  * 200 only once the broker acknowledged every publish (QoS 1); the score calls and the publishes
  * share one time budget, and when it runs out, or score is unavailable, the answer is a 503 and
  * the caller (the connector, the one layer that retries) tries again.
+ *
+ * When score has a shadow model loaded, its answer carries the shadow's verdicts too: predict
+ * publishes only the active's, and compares the two (shadow-compare.ts; docs/models.md, "Shadow"),
+ * writing the comparison to NATS when NATS_URL is set (comparison-writer.ts).
  */
 export interface Rejection {
   index: number;
@@ -49,6 +57,8 @@ interface Predictor {
   mqtt: MqttClient;
   publisher: Publisher;
   score: ScoreClient;
+  comparer: ShadowComparer;
+  writer: ComparisonWriter | undefined;
 }
 
 const log = createLogger("predict");
@@ -69,6 +79,18 @@ const explainCalls = new Counter({
   name: "predict_explain_calls_total",
   help: "Calls to the score function for explanations by outcome (one per invocation with faulty readings; never retried here)",
   labelNames: ["outcome"],
+  registers: [registry],
+});
+const shadowReadings = new Counter({
+  name: "predict_shadow_readings_total",
+  help: "Readings scored by a shadow model next to the active one, by shadow",
+  labelNames: ["shadow"],
+  registers: [registry],
+});
+const shadowDisagreements = new Counter({
+  name: "predict_shadow_disagreements_total",
+  help: "Readings on which the shadow's fault differed from the active model's, by shadow",
+  labelNames: ["shadow"],
   registers: [registry],
 });
 let predictor: Predictor | undefined;
@@ -106,7 +128,24 @@ export async function init(): Promise<void> {
     ),
   );
   const score = new ScoreClient(config.scoreUrl, { timeoutMs: config.scoreTimeoutMs });
-  predictor = { config, mqtt, publisher: new Publisher(mqtt), score };
+  // The site's health rules (HEALTH_* settings, read as health reads them), so that the comparison judges as health does.
+  const comparer = new ShadowComparer({
+    site: config.site,
+    replica: config.replica,
+    maxFans: config.shadowMaxFans,
+    policy: readHealthPolicy(),
+  });
+  const writer =
+    config.natsUrl === undefined
+      ? undefined
+      : new ComparisonWriter({
+          url: config.natsUrl,
+          everyMs: config.compareEveryMs,
+          log,
+          current: () => comparer.current(Date.now()),
+        });
+  await writer?.start();
+  predictor = { config, mqtt, publisher: new Publisher(mqtt), score, comparer, writer };
   log.info(
     {
       event: "configured",
@@ -115,6 +154,9 @@ export async function init(): Promise<void> {
       budgetMs: config.budgetMs,
       scoreTimeoutMs: config.scoreTimeoutMs,
       broker: redactUrl(settings.url),
+      comparisons: config.natsUrl === undefined ? "metrics only" : redactUrl(config.natsUrl),
+      site: config.site,
+      replica: config.replica,
     },
     "predict ready",
   );
@@ -125,9 +167,15 @@ export async function handler(
   context: FunctionContext,
 ): Promise<PredictAnswer | Record<string, unknown>> {
   const state = ready();
-  const { config, mqtt, publisher, score } = state;
+  const { config, mqtt, publisher } = state;
   if (event.method === "GET")
-    return { broker: mqtt.connected ? "connected" : "disconnected", scoreUrl: config.scoreUrl, topics: config.topics };
+    return {
+      broker: mqtt.connected ? "connected" : "disconnected",
+      scoreUrl: config.scoreUrl,
+      topics: config.topics,
+      // What this replica has seen of a shadow so far (docs/models.md, "Shadow"); null without one.
+      shadow: state.comparer.current(Date.now())?.comparison ?? null,
+    };
   if (event.method !== "POST") {
     context.headers({ allow: "GET, POST" });
     throw new InputError(`method ${event.method} is not allowed; POST readings`, "method", {
@@ -139,7 +187,7 @@ export async function handler(
   const topic = sourceTopic(event.headers, config.topics.telemetry);
   const items = await readItems(event, topic, state, deadline);
   const { valid, results, letters, notices } = sortReadings(items, topic);
-  const predictions = valid.length === 0 ? [] : await predictAll(score, valid, results, deadline);
+  const predictions = valid.length === 0 ? [] : await predictAll(state, valid, results, deadline);
   await Promise.all([
     publisher.publish(config.topics.anomaly, [...predictions, ...notices], deadline),
     publisher.publish(config.topics.deadletter, letters, deadline),
@@ -229,7 +277,7 @@ function sortReadings(
 
 /** Scores the valid readings with one call, explains the faulty ones, and puts each prediction in its place in `results`. */
 async function predictAll(
-  score: ScoreClient,
+  { score, comparer, writer }: Predictor,
   valid: ValidReading[],
   results: Array<Prediction | Rejection>,
   deadline: Deadline,
@@ -254,14 +302,53 @@ async function predictAll(
     results[index] = prediction;
   });
   await explainFaults(score, predictions, deadline);
+  compareShadow(comparer, writer, answer, predictions);
   return predictions;
+}
+
+/**
+ * The shadow's verdicts next to the active's published predictions: counted, and handed to the
+ * comparer. A shadow answer of the wrong length is score's bug; it is logged and left out, never
+ * a reason to fail the readings.
+ */
+function compareShadow(
+  comparer: ShadowComparer,
+  writer: ComparisonWriter | undefined,
+  answer: ScoreBatchAnswer,
+  predictions: Prediction[],
+): void {
+  const shadow = answer.shadow;
+  if (shadow === undefined || answer.model === undefined) return;
+  if (shadow.predictions.length !== predictions.length) {
+    log.warn(
+      {
+        event: "shadow_answer_mismatch",
+        shadow: shadow.model,
+        got: shadow.predictions.length,
+        want: predictions.length,
+      },
+      "the score function answered a shadow of another length than the batch; not compared",
+    );
+    return;
+  }
+  const pairs = predictions.map((active, i) => ({ active, shadow: shadow.predictions[i]! }));
+  const disagreed = pairs.filter((p) => p.active.fault !== p.shadow.fault).length;
+  shadowReadings.inc({ shadow: shadow.model }, pairs.length);
+  shadowDisagreements.inc({ shadow: shadow.model }, disagreed);
+  const ended = comparer.observe(
+    { active: answer.model, shadow: shadow.model, pairs, timing: answer.timing },
+    Date.now(),
+  );
+  if (ended !== undefined) writer?.keepEnded(ended);
 }
 
 export async function close(): Promise<void> {
   if (predictor === undefined) return;
-  const { mqtt, score } = predictor;
+  const { mqtt, score, writer } = predictor;
   predictor = undefined;
   score.close();
+  // The comparison's last totals: written once more, so that compare and the gates count every reading.
+  await writer?.drain();
   await mqtt.endAsync();
 }
 

@@ -5,7 +5,18 @@ import { parseUntrustedJson } from "../../lib/infra/json.js";
 import { isRetryableStatus } from "../../lib/infra/retry.js";
 import { ScoreRejectedError, ScoreUnavailableError } from "../../lib/errors.js";
 
-const ScoreBatchAnswer = z.object({ model: z.string().optional(), predictions: z.array(VerdictSchema) });
+/**
+ * Score's batch answer. With a shadow loaded (docs/models.md, "Shadow") it also carries the
+ * shadow's verdicts on the same readings and score's own compute time for each model.
+ */
+const ScoreBatchAnswer = z.object({
+  model: z.string().optional(),
+  predictions: z.array(VerdictSchema),
+  shadow: z.object({ model: z.string().min(1), predictions: z.array(VerdictSchema) }).optional(),
+  timing: z
+    .object({ activeMs: z.number().finite().nonnegative(), shadowMs: z.number().finite().nonnegative() })
+    .optional(),
+});
 export type ScoreBatchAnswer = z.infer<typeof ScoreBatchAnswer>;
 
 const ExplainedBatchAnswer = z.object({ model: z.string().optional(), predictions: z.array(ExplainedVerdictSchema) });

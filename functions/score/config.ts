@@ -1,4 +1,6 @@
+import { hostname } from "node:os";
 import { z } from "zod";
+import { SITE_SETTINGS } from "../../lib/infra/config.js";
 import { defineSettings, readSettings } from "../../lib/infra/settings.js";
 import { BACKENDS, type BackendName } from "../../lib/inference/backend-names.js";
 import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS } from "./batcher.js";
@@ -34,6 +36,24 @@ export const SCORE_SETTINGS = defineSettings({
     default: DEFAULT_MAX_WAIT_MS,
     schema: z.coerce.number().min(0).max(1000).default(DEFAULT_MAX_WAIT_MS),
   },
+  NATS_URL: {
+    env: ["NATS_URL"],
+    help: "the NATS server holding the model registry; without it, MODEL_DIR only",
+    doc: "the NATS server holding the model registry (docs/models.md), e.g. `nats://nats.fanwatch:4222`: score serves the site's active model and follows it; without it, `MODEL_DIR` only",
+    schema: z.string().optional(),
+  },
+  // The site whose active model this replica follows.
+  SITE: SITE_SETTINGS.SITE,
+  SCORE_REPLICA: {
+    env: ["SCORE_REPLICA"],
+    help: "this replica's name in the model registry; host name and process id when not set",
+    doc: "this replica's name in the model registry's replica statuses (`fanwatch model show`); when not set, the host name and the process id, unique on one machine too",
+    schema: z
+      .string()
+      .min(1)
+      .max(128)
+      .default(() => `${hostname()}-${process.pid}`),
+  },
 });
 
 export interface ScoreConfig {
@@ -45,6 +65,10 @@ export interface ScoreConfig {
   maxBatchSize: number;
   /** @default DEFAULT_MAX_WAIT_MS */
   maxWaitMs: number;
+  /** NATS_URL: with it, score follows the site's active model in the registry (model-follower.ts). */
+  natsUrl: string | undefined;
+  site: string;
+  replica: string;
 }
 
 /** From the environment unless `env` is given. */
@@ -55,6 +79,9 @@ export function readScoreConfig(env?: NodeJS.ProcessEnv): ScoreConfig {
     backend: s.TFJS_BACKEND,
     maxBatchSize: s.SCORE_MAX_BATCH,
     maxWaitMs: s.SCORE_BATCH_WAIT_MS,
+    natsUrl: s.NATS_URL,
+    site: s.SITE,
+    replica: s.SCORE_REPLICA,
   };
 }
 

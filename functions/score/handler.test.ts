@@ -90,6 +90,8 @@ describe("score handler", () => {
       backend: string;
       reference: Record<Sensor, number>;
       referenceProbability: number;
+      shadow: unknown;
+      registry: unknown;
     };
     assert.match(meta.id, /^fan-dense-/);
     assert.deepEqual(meta.features, ["rotation", "temperature", "vibration", "sound"]);
@@ -97,6 +99,12 @@ describe("score handler", () => {
     assert.ok(["tensorflow", "wasm", "cpu"].includes(meta.backend));
     assert.deepEqual(meta.reference, { rotation: 600, temperature: 40, vibration: 150, sound: 48.5 });
     assert.ok(meta.referenceProbability < 0.5, `the reference reading is healthy: ${meta.referenceProbability}`);
+    assert.deepEqual([meta.shadow, meta.registry], [null, null], "without NATS_URL: no shadow, no registry");
+  });
+
+  it("answers a batch without a shadow's fields when there is no registry", async () => {
+    const answer = (await call("POST", { instances: [[620, 40, 150, 48]] })) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(answer), ["model", "predictions"]);
   });
 
   it("explains one reading: a change in vibration alone is all vibration's", async () => {

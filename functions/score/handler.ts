@@ -1,39 +1,41 @@
-import { Counter, Histogram, Registry } from "prom-client";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { FunctionContext, FunctionEvent } from "../../templates/node22-ts/types.js";
 import { readScoreConfig, type ScoreConfig } from "./config.js";
-import { createLogger } from "../../lib/infra/log.js";
+import { createLogger, type Logger } from "../../lib/infra/log.js";
 import { DynamicBatcher } from "./batcher.js";
-import { coalitionRows, READINGS_PER_CALL } from "../../lib/inference/explain.js";
-import type { ExplainedVerdict, Verdict } from "../../lib/domain/prediction.js";
+import type { Verdict } from "../../lib/domain/prediction.js";
 import { ScoringModel } from "../../lib/inference/runtime.js";
 import { parseScoreRequest } from "./score-request.js";
 import { InputError } from "../../lib/errors.js";
+import { ModelHolder } from "./model-holder.js";
+import { registry, showServed } from "./metrics.js";
+import { explain, score, scoreBatch } from "./scoring.js";
+import { ModelFollower } from "./model-follower.js";
+import { bundleArtifacts, bundleFromDirectory, bundleId, encodeBundle } from "../../lib/models/bundle.js";
+import { redactUrl } from "../../lib/mqtt/settings.js";
 
 /**
  * score: fault probability for fan readings. `{"params": [...]}` scores one reading (concurrent ones
  * are batched into one tensor call), `{"instances": [[...], ...]}` a batch in one call, and GET
  * describes the model. With `"explain": true` each prediction also says why: every sensor's
- * contribution against the model's healthy reference reading (docs/score.md).
+ * contribution against the model's healthy reference reading (docs/score.md). A batch also gets a
+ * shadow model's answers when one is loaded (docs/models.md, "Shadow").
  */
 interface Scorer {
   config: ScoreConfig;
-  model: ScoringModel;
+  holder: ModelHolder;
   batcher: DynamicBatcher<number[], Verdict>;
+  log: Logger;
+  /** With NATS_URL: what makes this replica serve its site's active model and shadow. */
+  follower: ModelFollower | undefined;
 }
 
-const registry = new Registry();
-const readingsScored = new Counter({ name: "score_readings_total", help: "Readings scored", registers: [registry] });
-const readingsExplained = new Counter({
-  name: "score_readings_explained_total",
-  help: "Readings explained (16 model rows each)",
-  registers: [registry],
-});
-const tensorBatch = new Histogram({
-  name: "score_tensor_batch_size",
-  help: "Model rows per tensor call (16 per explained reading)",
-  buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096],
-  registers: [registry],
-});
+/**
+ * How long init() waits for the site's active model before it serves the shipped one: where NATS
+ * is there, loading and checking a version takes a few hundred ms, so a new replica starts on the
+ * site's model; where it is not, the function is alive well within OpenFaaS's liveness budget.
+ */
+const INIT_REGISTRY_WAIT_MS = 2_000;
 
 let scorer: Scorer | undefined;
 
@@ -42,38 +44,63 @@ export { errorAnswer } from "../../lib/errors.js";
 
 export async function init(): Promise<void> {
   const config = readScoreConfig();
-  const model = await ScoringModel.load(
-    config.modelDir,
-    config.backend === undefined ? {} : { backend: config.backend },
-  );
-  const batcher = new DynamicBatcher((rows: number[][]) => score(model, rows), {
+  const log = createLogger("score");
+  const backend = config.backend === undefined ? {} : { backend: config.backend };
+  // With the registry, the shipped model is served under its registry id (its bundle's digest), so
+  // that a replica that has not reached NATS yet names the same model as those that have.
+  const shipped =
+    config.natsUrl === undefined ? undefined : await bundleFromDirectory(config.modelDir, { parent: null, ...backend });
+  const model =
+    shipped === undefined
+      ? await ScoringModel.load(config.modelDir, backend)
+      : await ScoringModel.fromArtifacts(
+          bundleArtifacts(shipped, bundleId(encodeBundle(shipped))),
+          config.modelDir,
+          backend,
+        );
+  const holder = new ModelHolder(model);
+  // Each batch takes the models once at its start: a swap lands between batches, never inside one.
+  const batcher = new DynamicBatcher((rows: number[][]) => holder.use((lease) => score(lease.active, rows)), {
     maxBatchSize: config.maxBatchSize,
     maxWaitMs: config.maxWaitMs,
   });
-  scorer = { config, model, batcher };
-  createLogger("score").info(
+  const follower =
+    shipped === undefined || config.natsUrl === undefined
+      ? undefined
+      : new ModelFollower({
+          url: config.natsUrl,
+          site: config.site,
+          replica: config.replica,
+          shipped,
+          holder,
+          log,
+          ...backend,
+        });
+  scorer = { config, holder, batcher, log, follower };
+  showServed(model.metadata.id, undefined);
+  log.info(
     {
       event: "model_loaded",
       model: model.metadata.id,
       backend: model.backend,
       modelDir: config.modelDir,
+      registry: config.natsUrl === undefined ? null : redactUrl(config.natsUrl),
+      site: config.site,
+      replica: config.replica,
       maxBatchSize: config.maxBatchSize,
       maxWaitMs: config.maxWaitMs,
     },
     `model ${model.metadata.id} loaded on the ${model.backend} backend`,
   );
+  if (follower !== undefined) {
+    await follower.start();
+    await Promise.race([follower.synced, sleep(INIT_REGISTRY_WAIT_MS, undefined, { ref: false })]);
+  }
 }
 
 export async function handler(event: FunctionEvent, context: FunctionContext): Promise<unknown> {
-  const { config, model, batcher } = ready();
-  if (event.method === "GET") {
-    return {
-      ...model.metadata,
-      referenceProbability: model.referenceProbability,
-      backend: model.backend,
-      batching: { maxBatchSize: config.maxBatchSize, maxWaitMs: config.maxWaitMs },
-    };
-  }
+  const { holder, batcher, log } = ready();
+  if (event.method === "GET") return describe(ready());
   if (event.method !== "POST") {
     context.headers({ allow: "GET, POST" });
     throw new InputError(
@@ -86,33 +113,40 @@ export async function handler(event: FunctionEvent, context: FunctionContext): P
   // An explained reading is 16 model rows already, so a single one skips the batcher: waiting
   // for company would add latency to a call that is a batch by itself.
   if (request.kind === "single")
-    return request.explain ? explain(model, [request.features])[0] : batcher.submit(request.features);
-  const predictions = request.explain ? explain(model, request.instances) : score(model, request.instances);
-  return { model: model.metadata.id, predictions };
+    return request.explain
+      ? holder.use((lease) => explain(lease.active, [request.features])[0])
+      : batcher.submit(request.features);
+  if (request.explain)
+    return holder.use((lease) => ({
+      model: lease.active.metadata.id,
+      predictions: explain(lease.active, request.instances),
+    }));
+  return holder.use((lease) => scoreBatch(lease, request.instances, log));
 }
 
-export function close(): void {
-  scorer?.batcher.flush();
-  scorer?.model.dispose();
+export async function close(): Promise<void> {
+  const closing = scorer;
   scorer = undefined;
+  await closing?.follower?.close();
+  closing?.batcher.flush();
+  closing?.holder.close();
 }
 
 export function metrics(): Promise<string> {
   return registry.metrics();
 }
 
-function score(model: ScoringModel, rows: number[][]): Verdict[] {
-  readingsScored.inc(rows.length);
-  tensorBatch.observe(rows.length);
-  return model.predict(rows);
-}
-
-function explain(model: ScoringModel, rows: number[][]): ExplainedVerdict[] {
-  readingsScored.inc(rows.length);
-  readingsExplained.inc(rows.length);
-  for (let from = 0; from < rows.length; from += READINGS_PER_CALL)
-    tensorBatch.observe(coalitionRows(Math.min(READINGS_PER_CALL, rows.length - from)));
-  return model.predictExplained(rows);
+/** Both models, the active one's description at the top level as before shadows existed. */
+function describe({ holder, config, follower }: Scorer): unknown {
+  return holder.use(({ active, shadow }) => ({
+    ...active.metadata,
+    referenceProbability: active.referenceProbability,
+    backend: active.backend,
+    batching: { maxBatchSize: config.maxBatchSize, maxWaitMs: config.maxWaitMs },
+    shadow: shadow === undefined ? null : { ...shadow.metadata, referenceProbability: shadow.referenceProbability },
+    // What this replica follows, and the versions it would not serve; null without NATS_URL.
+    registry: follower === undefined ? null : { site: config.site, replica: config.replica, ...follower.state },
+  }));
 }
 
 function ready(): Scorer {

@@ -162,6 +162,12 @@ export const HealthRecordSchema = z.object({
    * believed. Optional so that records written before it existed, and their readers, stay valid.
    */
   sensorIssue: SensorIssueSchema.nullable().optional(),
+  /**
+   * The model (score's id, as the prediction names it) whose prediction last moved the fan: made
+   * its newest state transition, escalation or sensor event. Null when that prediction named no
+   * model; optional so that records written before it existed, and their readers, stay valid.
+   */
+  model: z.string().max(128).nullable().optional(),
 });
 export type HealthRecord = z.infer<typeof HealthRecordSchema>;
 
@@ -229,6 +235,13 @@ export const AlarmTransitionSchema = HealthRecordSchema.pick({
   muted: z.enum(MUTED_BY).optional(),
   /** On `sensor` the issue opened; on `sensor-cleared` the issue that cleared. */
   sensorIssue: SensorIssueSchema.optional(),
+  /**
+   * The model behind the transition, so that an alarm can be traced to the model that raised it:
+   * on a transition a prediction made, that prediction's model; on the others (silent, actions,
+   * notes, resumed) the record's, the model that moved the fan into the state it is in. Absent
+   * when not known (a prediction without a model, a record written before models were named).
+   */
+  model: z.string().max(128).optional(),
 });
 export type AlarmTransition = z.infer<typeof AlarmTransitionSchema>;
 
@@ -289,6 +302,7 @@ export function transitionFrom(record: HealthRecord, change: TransitionChange): 
   if (etaInterval != null) transition.etaInterval = etaInterval;
   if (basis != null) transition.basis = basis;
   if (sensors != null) transition.sensors = sensors;
+  if (record.model != null) transition.model = record.model;
   // Absent rather than undefined: the transition is JSON, and tests compare it whole.
   for (const key of OPTIONAL_FIELDS) if (change[key] !== undefined) Object.assign(transition, { [key]: change[key] });
   return transition;

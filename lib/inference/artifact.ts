@@ -5,15 +5,13 @@ import * as tfl from "@tensorflow/tfjs-layers";
 import { ZodError } from "zod";
 import { ModelError } from "../errors.js";
 import { ModelMetadataSchema, type ModelMetadata } from "./metadata.js";
+import { METADATA_FILE, MODEL_FILE, WEIGHTS_FILE } from "./model-files.js";
 
 /**
- * A model directory holds the standard TensorFlow.js layers format (model.json + weights.bin),
- * readable by any TF.js tool, plus our metadata.json. TF.js only reads files through tfjs-node,
+ * A model directory (lib/inference/model-files.ts). TF.js only reads files through tfjs-node,
  * which may be absent, so files are read and written here and handed over in memory.
  */
-export const MODEL_FILE = "model.json";
-export const WEIGHTS_FILE = "weights.bin";
-export const METADATA_FILE = "metadata.json";
+export { METADATA_FILE, MODEL_FILE, WEIGHTS_FILE };
 
 export async function saveModel(model: tfl.LayersModel, metadata: ModelMetadata, dir: string): Promise<void> {
   await mkdir(dir, { recursive: true });

@@ -3,8 +3,9 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ZodError } from "zod";
 import { ModelError, ModelRefusedError } from "../errors.js";
-import { loadArtifacts, METADATA_FILE, MODEL_FILE, WEIGHTS_FILE, type ModelArtifacts } from "../inference/artifact.js";
-import { ScoringModel } from "../inference/runtime.js";
+import type { ModelArtifacts } from "../inference/artifact.js";
+import { METADATA_FILE, MODEL_FILE, WEIGHTS_FILE } from "../inference/model-files.js";
+import type { ScoringModel } from "../inference/runtime.js";
 import { checkGoldenSet, describeGoldenCheck, goldenReadings, makeGoldenSet, type GoldenCheck } from "./golden.js";
 import { BUNDLE_FORMAT, GoldenSetSchema, ModelBundleSchema, type GoldenSet, type ModelBundle } from "./schemas.js";
 
@@ -14,7 +15,7 @@ export const GOLDEN_FILE = "golden.json";
 export interface BundleOptions {
   /** The id of the model this one was trained from; null for one trained from scratch. */
   parent: string | null;
-  /** The golden set to ship, when the directory has no golden.json (else made from the model's own answers). */
+  /** The golden set to ship, in place of the directory's golden.json or the model's own answers. */
   golden?: GoldenSet;
   /** TFJS_BACKEND, for the model's own answers. */
   backend?: string;
@@ -22,12 +23,16 @@ export interface BundleOptions {
 
 /**
  * A bundle of a model directory as `fanwatch train` writes it: model.json, weights.bin,
- * metadata.json, and golden.json if there is one, else a golden set made from the model's own
- * answers to the standard golden readings (lib/models/golden.ts).
+ * metadata.json, and the golden set given, else the directory's golden.json, else one made from the
+ * model's own answers to the standard golden readings (lib/models/golden.ts). Those answers can
+ * differ in their last decimal from one TF.js backend to another, and with them the bundle's id:
+ * hence golden.json, written once by `fanwatch train` (writeGoldenFile), for a directory that
+ * replicas on different backends bundle to one id.
  */
 export async function bundleFromDirectory(dir: string, options: BundleOptions): Promise<ModelBundle> {
+  const { loadArtifacts } = await import("../inference/artifact.js");
   const artifacts = await loadArtifacts(dir);
-  const golden = (await readGoldenFile(dir)) ?? options.golden ?? (await ownGoldenSet(artifacts, dir, options.backend));
+  const golden = options.golden ?? (await readGoldenFile(dir)) ?? (await ownGoldenSet(artifacts, dir, options.backend));
   return {
     format: BUNDLE_FORMAT,
     parent: options.parent,
@@ -36,6 +41,14 @@ export async function bundleFromDirectory(dir: string, options: BundleOptions): 
     weights: Buffer.from(artifacts.weights).toString("base64"),
     golden,
   };
+}
+
+/** Writes golden.json into a model directory: the model's own answers to the standard golden readings. */
+export async function writeGoldenFile(dir: string, backend?: string): Promise<GoldenSet> {
+  const { loadArtifacts } = await import("../inference/artifact.js");
+  const golden = await ownGoldenSet(await loadArtifacts(dir), dir, backend);
+  await writeFile(join(dir, GOLDEN_FILE), `${JSON.stringify(golden)}\n`);
+  return golden;
 }
 
 async function readGoldenFile(dir: string): Promise<GoldenSet | undefined> {
@@ -53,7 +66,16 @@ async function readGoldenFile(dir: string): Promise<GoldenSet | undefined> {
   }
 }
 
+/**
+ * TensorFlow.js (runtime.ts, artifact.ts) is loaded only where a model is: the registry's reads and
+ * pointer moves (rollback) never pay for it.
+ */
+async function runtime(): Promise<typeof ScoringModel> {
+  return (await import("../inference/runtime.js")).ScoringModel;
+}
+
 async function ownGoldenSet(artifacts: ModelArtifacts, dir: string, backend?: string): Promise<GoldenSet> {
+  const ScoringModel = await runtime();
   const model = await ScoringModel.fromArtifacts(artifacts, join(dir, MODEL_FILE), { backend });
   try {
     return makeGoldenSet(model, goldenReadings());
@@ -126,6 +148,7 @@ export async function loadBundleModel(
   id: string,
   options: { backend?: string } = {},
 ): Promise<{ model: ScoringModel; golden: GoldenCheck }> {
+  const ScoringModel = await runtime();
   let model: ScoringModel;
   try {
     model = await ScoringModel.fromArtifacts(bundleArtifacts(bundle, id), `model ${id}`, options);

@@ -1,9 +1,9 @@
-import { jetstream, JetStreamApiCodes, JetStreamApiError, StorageType } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, StorageType, type JetStreamClient } from "@nats-io/jetstream";
 import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
 import { Objm, type ObjectInfo, type ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { z } from "zod";
-import { ModelNotFoundError, ModelPointerMovedError, RegistryUnavailableError } from "../errors.js";
+import { ModelNotFoundError, ModelPointerMovedError, ModelRefusedError, RegistryUnavailableError } from "../errors.js";
 import { EvaluationMetricsSchema, type EvaluationMetrics } from "../inference/metadata.js";
 import { bundleId, decodeBundle, encodeBundle, loadBundleModel } from "./bundle.js";
 import {
@@ -82,13 +82,13 @@ export class ModelRegistry {
     this.#backend = options.backend;
   }
 
-  static async open(nc: NatsConnection, options: RegistryOptions = {}): Promise<ModelRegistry> {
-    const js = jetstream(nc);
+  /** Opens the buckets over `nats` (a JetStream client to give its request timeout, or a plain connection). */
+  static async open(nats: NatsConnection | JetStreamClient, options: RegistryOptions = {}): Promise<ModelRegistry> {
     const replicas = options.replicas ?? 1;
     try {
       const [store, kv] = await Promise.all([
-        new Objm(js).create(MODELS_BUCKET, { storage: StorageType.File, replicas }),
-        new Kvm(js).create(ACTIVE_BUCKET, { history: ACTIVE_HISTORY, storage: StorageType.File, replicas }),
+        new Objm(nats).create(MODELS_BUCKET, { storage: StorageType.File, replicas }),
+        new Kvm(nats).create(ACTIVE_BUCKET, { history: ACTIVE_HISTORY, storage: StorageType.File, replicas }),
       ]);
       return new ModelRegistry(store, kv, options);
     } catch (error) {
@@ -145,6 +145,14 @@ export class ModelRegistry {
     try {
       bytes = await this.#store.getBlob(id);
     } catch (error) {
+      // The Object Store checks the chunks against the digest it wrote with the name.
+      if (error instanceof Error && error.message.includes("digests do not match"))
+        throw new ModelRefusedError(
+          `model ${id} refused: its stored chunks are corrupt (${error.message.split("\n")[0]})`,
+          {
+            cause: error,
+          },
+        );
       throw unavailable(`cannot read model ${id}`, error);
     }
     if (bytes === null) throw new ModelNotFoundError(`the model registry has no model ${id}: fanwatch model list`);

@@ -30,7 +30,10 @@ export function healthyEvidenceSubject(site: string, deviceID: string): string {
   return `fanwatch.evidence.${site}.${encodeKey(deviceID)}.healthy`;
 }
 
-/** One reading kept as evidence: its time, the four sensors, and what the model said of it. */
+/**
+ * One reading kept as evidence: its time, the four sensors, what the model said of it, and which
+ * model that was (when the prediction named it).
+ */
 export const EvidenceReadingSchema = z.object({
   at: z.string(),
   rotation: z.number(),
@@ -39,6 +42,7 @@ export const EvidenceReadingSchema = z.object({
   sound: z.number(),
   probability: z.number(),
   fault: z.union([z.literal(0), z.literal(1)]),
+  model: z.string().max(128).optional(),
 });
 export type EvidenceReading = z.infer<typeof EvidenceReadingSchema>;
 
@@ -66,9 +70,9 @@ export interface EvidenceStreamOptions {
 
 /**
  * The most the stream holds, 2 GiB; past it the oldest messages go, so that the evidence cannot
- * fill the JetStream store health's state shares. A reading is some 130 bytes as JSON: a healthy
- * sample a minute of 1,000 fans for 400 days is about 75 GB, so a large fleet raises this (or keeps
- * less time) and the stream says so by losing its oldest samples first.
+ * fill the JetStream store health's state shares. A reading is some 160 bytes as JSON (30 of them
+ * its model's id): a healthy sample a minute of 1,000 fans for 400 days is about 90 GB, so a large
+ * fleet raises this (or keeps less time) and the stream says so by losing its oldest samples first.
  */
 export const EVIDENCE_STREAM_MAX_BYTES = 2 * 1024 ** 3;
 

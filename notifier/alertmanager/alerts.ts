@@ -298,6 +298,9 @@ export function annotations(name: AlertName, t: AlarmTransition, link: string): 
   if (t.basis != null) out.basis = t.basis;
   if (t.sensors != null && t.sensors.length > 0) out.sensors = t.sensors.join(",");
   if (t.alarmId !== null) out.alarmId = t.alarmId;
+  // The model behind the transition (an id such as fan-0123456789abcdef), so that an alert can be
+  // traced to the model that raised it: an annotation, since a promotion must not make a new alert.
+  if (t.model !== undefined) out.model = t.model;
   return out;
 }
 

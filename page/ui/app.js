@@ -276,6 +276,8 @@ function renderAlarms(alarms, open) {
       `probability ${percent(alarm.probability)}`,
       expected(alarm),
       basis(alarm),
+      // The model that raised it (or moved it since): an alarm is traced to its model.
+      alarm.model ? `model ${alarm.model}` : "",
       held,
     ];
     row.querySelector(".detail").textContent = detail.filter((part) => part !== "").join(" · ");
@@ -421,6 +423,9 @@ function maintenanceDefaults() {
   until.value ||= at.toISOString().slice(0, 16);
 }
 
+/** The transitions a prediction makes, which name its model in the feed. */
+const PREDICTED = new Set(["warning", "alarm", "escalated", "cleared", "ok"]);
+
 function transitionText(t) {
   const parts = [time(t.at), `Fan ${t.deviceID}`, t.event];
   const by = t.by ? `by ${t.by}${t.note ? `: “${t.note}”` : ""}` : "";
@@ -440,6 +445,8 @@ function transitionText(t) {
     if (t.event === "warning" || t.event === "alarm") parts.push(percent(t.probability));
     if (t.eta || t.etaInterval) parts.push(expected(t));
     if (basis(t)) parts.push(basis(t));
+    // The model whose prediction made it: what an alarm is traced to (silence and notes make none).
+    if (t.model && PREDICTED.has(t.event)) parts.push(`model ${t.model}`);
   }
   // Recorded while the fan was shelved or in maintenance: not notified.
   if (t.muted) parts.push(`muted (${t.muted})`);

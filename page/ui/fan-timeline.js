@@ -125,7 +125,7 @@ function episodeNode(episode) {
   section.className = "episode";
   section.dataset.alarm = episode.alarmId;
   const title = document.createElement("h3");
-  title.textContent = `${episode.severity && episode.severity !== "none" ? `${episode.state} (${episode.severity})` : episode.state}${episode.cause ? ` · ${episode.cause}` : ""} · ${clock(episode.opened)} – ${episode.closed ? clock(episode.closed) : "open"}${episode.partial ? " · partly read: newer entries of it on the page above" : ""}`;
+  title.textContent = `${episode.severity && episode.severity !== "none" ? `${episode.state} (${episode.severity})` : episode.state}${episode.cause ? ` · ${episode.cause}` : ""} · ${clock(episode.opened)} – ${episode.closed ? clock(episode.closed) : "open"}${episode.model ? ` · raised by ${episode.model}` : ""}${episode.partial ? " · partly read: newer entries of it on the page above" : ""}`;
   const list = document.createElement("ol");
   const entries = [
     ...(episode.transitions ?? []).map((t) => ({ at: t.at, kind: t.event, text: transitionText(t) })),
@@ -184,7 +184,9 @@ function transitionText(t) {
     case "finding":
       return findingText({ ...t, ...(t.finding ?? {}) });
     case "escalated":
-      return [`escalated to ${t.severity}`, expectedThen(t)].filter((part) => part !== "").join(" · ");
+      return [`escalated to ${t.severity}`, expectedThen(t), t.model ? `model ${t.model}` : ""]
+        .filter((part) => part !== "")
+        .join(" · ");
     case "ok":
       return "ok: healthy again";
     case "silent":
@@ -195,6 +197,8 @@ function transitionText(t) {
       if (t.event === "warning" || t.event === "alarm") parts.push(`probability ${percent(t.probability)}`);
       if (expectedThen(t)) parts.push(expectedThen(t));
       if (basis(t)) parts.push(basis(t));
+      // The model whose prediction made it: what a warning or an alarm is traced to.
+      if (t.model) parts.push(`model ${t.model}`);
       if (t.muted) parts.push(`not notified (${t.muted})`);
       return parts.join(" · ");
     }

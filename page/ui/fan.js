@@ -70,6 +70,7 @@ function render(d) {
   const { faulty, scored } = d.latest.recent;
   $("recent").textContent = scored === 0 ? "none scored yet" : `${faulty} of the last ${scored} scored faulty`;
   $("episode").textContent = episodeText(record);
+  $("model").textContent = modelText(record, d.latest.model);
   $("held").textContent = heldText(record);
   for (const form of document.querySelectorAll('form[data-action="acknowledge"]'))
     form.hidden = !(open && record && !record.acknowledged);
@@ -83,6 +84,15 @@ function episodeText(record) {
   if (record.assignedTo) parts.push(`assigned to ${record.assignedTo}`);
   if (record.finding) parts.push(`finding: ${record.finding.result}`);
   return parts.join(" · ");
+}
+
+/** "alarm: fan-0123456789abcdef", then " · latest reading: fan-…" once another model scores (a promotion). */
+function modelText(record, latest) {
+  const moved = record?.model ?? null;
+  const parts = [];
+  if (moved) parts.push(`${record.state}: ${moved}`);
+  if (latest && latest !== moved) parts.push(`latest reading: ${latest}`);
+  return parts.length === 0 ? "–" : parts.join(" · ");
 }
 
 function heldText(record) {

@@ -174,9 +174,10 @@ function scaleBounds(name: string, spec: StackFunction, { natsUrl, stackFile, sa
     if (error instanceof ScaleLabelError) throw new ScaleLabelError(`${name} in ${stackFile}: ${error.message}`);
     throw error;
   }
-  // Without NATS a function that keeps its state there (health) keeps it in its process:
-  // replicas would each hold part of it, so it runs one.
-  if ((natsUrl ?? "") === "" && spec.environment.NATS_URL !== undefined && labelled.max > 1) {
+  // Without NATS a function that keeps its state there (health, named by its bucket) keeps it in
+  // its process: replicas would each hold part of it, so it runs one. A function that only reads
+  // from NATS (score follows the model registry) scales as before.
+  if ((natsUrl ?? "") === "" && spec.environment.HEALTH_BUCKET !== undefined && labelled.max > 1) {
     say(`${name} keeps its state in memory without NATS: 1 replica, not autoscaled`);
     return { ...labelled, min: 1, max: 1, enabled: false };
   }

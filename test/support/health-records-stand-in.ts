@@ -32,6 +32,8 @@ export class HealthRecordsStandIn {
   readonly #server: Server;
   readonly records = new Map<string, HealthRecord>();
   readonly #episodes = new Map<string, Episode[]>();
+  /** What `GET /function/score` answers: the model's threshold and, when a test sets it, its id. */
+  scoreAnswer: { threshold: number; id?: string } = { threshold: 0.5 };
   /** Each fan's transitions outside any episode (maintenance on a healthy fan), oldest first. */
   readonly #other = new Map<string, StandInTransition[]>();
 
@@ -108,7 +110,7 @@ export class HealthRecordsStandIn {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://stand-in");
-    if (req.method === "GET" && url.pathname === "/function/score") return send(res, 200, { threshold: 0.5 });
+    if (req.method === "GET" && url.pathname === "/function/score") return send(res, 200, this.scoreAnswer);
     if (req.method === "GET" && url.pathname === "/function/health")
       return send(res, 200, { fans: [...this.records.values()] });
     if (req.method === "GET" && url.pathname === "/function/health/history") {
@@ -136,11 +138,17 @@ export class HealthRecordsStandIn {
     this.#act(body, res);
   }
 
-  #summary(deviceID: string, episode: Episode): Pick<HealthRecord, "state" | "severity" | "cause"> {
+  #summary(
+    deviceID: string,
+    episode: Episode,
+  ): Pick<HealthRecord, "state" | "severity" | "cause"> & { model: string | null } {
     const record = this.records.get(deviceID);
+    // As health sums it up: the model of the warning or alarm that opened it.
+    const opening = episode.transitions.find((t) => t.event === "warning" || t.event === "alarm");
+    const model = typeof opening?.model === "string" ? opening.model : null;
     return record?.alarmId === episode.alarmId
-      ? { state: record.state, severity: record.severity, cause: record.cause }
-      : { state: "cleared", severity: "none", cause: null };
+      ? { state: record.state, severity: record.severity, cause: record.cause, model }
+      : { state: "cleared", severity: "none", cause: null, model };
   }
 
   /** Every fan named, whatever its state; refused whole when one is unknown. */

@@ -158,7 +158,8 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
 
   it("notifies an alarm once per episode however often it is resent, and its clear once", async () => {
     const fan = "a-1";
-    const opened = transition(SITE, fan, "alarm", { cause: "vibration", probability: 0.93 });
+    const model = "fan-0123456789abcdef";
+    const opened = transition(SITE, fan, "alarm", { cause: "vibration", probability: 0.93, model });
     await pair.deliver(opened);
     await eventually("the alarm's notification", () => notified(hooks, "/a/on-call", fan).length === 1);
     const alert = alertOf(await amA.alerts(), fan, "FanAlarm");
@@ -173,6 +174,7 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
     assert.equal(alert?.annotations.summary, "Fan a-1 alarm: vibration, p=0.93");
     assert.equal(alert?.annotations.link, "http://page.test/?fan=a-1");
     assert.equal(alert?.annotations.alarmId, `${fan}@episode-1`);
+    assert.equal(alert?.annotations.model, model, "the model that raised it, as Alertmanager holds it");
     assert.equal(Date.parse(alert?.startsAt ?? ""), Date.parse(opened.transition.since));
     await resends(pair, 5);
     assert.equal(notified(hooks, "/a/", fan).length, 1, "resending an open alert notifies nobody again");
@@ -189,7 +191,7 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
     assert.equal(alertOf(await amA.alerts(), fan, "FanAlarm"), undefined, "no longer active");
   });
 
-  it("mails the on-call address through the shipped SMTP settings, the password read from its file, naming the fan", async () => {
+  it("mails the on-call address through the shipped SMTP settings, the password read from its file, naming the fan and the model", async () => {
     const mail = await eventuallyValue(
       "a mail about fan a-1",
       () => smtp.mails.find((m) => m.subject.includes("fan a-1")),
@@ -198,7 +200,12 @@ describe("the Alertmanager target with Debian's Alertmanager", () => {
     assert.deepEqual(mail?.to, ["on-call@example.com"]);
     assert.equal(mail?.user, SMTP_USER, "authenticated with the password from smtp_auth_password_file");
     assert.match(mail?.subject ?? "", /^\[fanwatch FIRING\] FanAlarm fan a-1 \(major, site plant-a\)/);
-    assert.match(mail?.raw ?? "", /Fan a-1 alarm: vibration/);
+    // The mail's text as a mail reader shows it: quoted-printable undone (its soft line breaks fall anywhere).
+    const text = (mail?.raw ?? "")
+      .replace(/=\r?\n/g, "")
+      .replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+    assert.match(text, /summary = Fan a-1 alarm: vibration, p=0\.93/);
+    assert.match(text, /model = fan-0123456789abcdef/, "the model that raised the alarm, from its annotation");
     const hook = notified(hooks, "/a/on-call", "a-1")[0];
     assert.equal(hook?.authorization, `Bearer ${WEBHOOK_TOKEN}`, "the webhook's token from credentials_file");
   });

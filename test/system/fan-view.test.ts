@@ -24,6 +24,9 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SCREENSHOTS = join(REPO_ROOT, "test-results");
 const TOPICS = { telemetry: "fan/messages", anomaly: "fan/anomaly", deadletter: "fan/deadletter", alarm: "fan/alarm" };
 const MINUTE = 60_000;
+/** Fan 1's alarm was raised by the first model; the second was promoted since and scores its latest readings. */
+const RAISED_BY = "fan-aaaaaaaaaaaaaaaa";
+const PROMOTED = "fan-bbbbbbbbbbbbbbbb";
 const ENGINEER = { name: "erika", role: "engineer", password: "erika's long password" } as const;
 const VIEWER = { name: "viktor", role: "viewer", password: "viktor's long password" } as const;
 
@@ -52,7 +55,8 @@ function record(deviceID: string, fields: Partial<HealthRecord>): HealthRecord {
 }
 
 /**
- * The fleet of the page's tests: fan 1 in alarm (temperature drives it), fan 3 in warning
+ * The fleet of the page's tests: fan 1 in alarm (temperature drives it; raised by model RAISED_BY,
+ * its latest readings scored by PROMOTED), fan 3 in warning
  * (vibration, the alarm expected in two hours), fan 6 healthy though two of its last ten readings
  * scored faulty, the latest at 83%: five minutes of readings and predictions, 2 s apart.
  */
@@ -74,7 +78,8 @@ function fleetFor(health: HealthRecordsStandIn): { fleet: FleetView; live: () =>
       const faulty = deviceID === "1" ? n > 60 : deviceID === "6" ? n === 142 || n === 149 : false;
       const probability =
         deviceID === "6" && n === 149 ? 0.83 : faulty ? 0.97 : deviceID === "3" ? 0.2 + n / 500 : 0.05;
-      publish(TOPICS.anomaly, { deviceID, fault: faulty ? 1 : 0, probability, reading });
+      const model = deviceID === "1" ? (n >= 140 ? PROMOTED : RAISED_BY) : undefined;
+      publish(TOPICS.anomaly, { deviceID, fault: faulty ? 1 : 0, probability, reading, model });
     }
     fake += 2_000;
   }
@@ -88,8 +93,9 @@ function fleetFor(health: HealthRecordsStandIn): { fleet: FleetView; live: () =>
       cause: "temperature",
       contributions: { rotation: -0.02, temperature: 0.61, vibration: 0.08, sound: 0.01 },
       probability: 0.95,
+      model: RAISED_BY,
     }),
-    [{ event: "alarm", at: opened, state: "alarm", cause: "temperature", probability: 0.95 }],
+    [{ event: "alarm", at: opened, state: "alarm", cause: "temperature", probability: 0.95, model: RAISED_BY }],
     true,
   );
   health.add(
@@ -374,6 +380,36 @@ describe("the fan view in headless Chromium (the health function a stand-in)", {
     );
     assert.deepEqual(errors, []);
     await page.close();
+  });
+
+  it("names the model that raised an alarm on the fan's page and in the alarm list, the promoted one beside it; the threshold follows the model", async () => {
+    const { page, errors } = await open("/ui/fans/1");
+    await page.waitForFunction(() => (document.querySelector("#model")?.textContent ?? "–") !== "–");
+    assert.equal(await page.textContent("#model"), `alarm: ${RAISED_BY} · latest reading: ${PROMOTED}`);
+    await page.waitForSelector('.episode[data-alarm="a-1"] li');
+    assert.match(
+      (await page.textContent('.episode[data-alarm="a-1"] h3')) ?? "",
+      new RegExp(`· raised by ${RAISED_BY}`),
+    );
+    assert.match(
+      (await page.textContent('.episode[data-alarm="a-1"] li')) ?? "",
+      new RegExp(`alarm · cause temperature · probability 95\\.0% · model ${RAISED_BY}$`),
+    );
+    await page.goto(`${site.url}/ui/`);
+    await page.waitForSelector('.alarm[data-fan="1"]');
+    assert.match((await page.textContent('.alarm[data-fan="1"] .detail')) ?? "", new RegExp(`· model ${RAISED_BY}`));
+    assert.deepEqual(errors, []);
+    await page.close();
+    // Promoted again: the fan's next prediction names a model the threshold was not read for, so it is read at once.
+    health.scoreAnswer = { threshold: 0.6, id: "fan-cccccccccccccccc" };
+    const reading = { rotation: 600, temperature: 55, vibration: 150, sound: 48 };
+    const prediction = { deviceID: "1", fault: 1, probability: 0.97, reading, model: "fan-cccccccccccccccc" };
+    fleet.receive(TOPICS.anomaly, Buffer.from(JSON.stringify(prediction)));
+    const detail = (await (await fetch(`${site.url}/ui/api/fans/1`)).json()) as {
+      threshold: number;
+      latest: { model: string | null };
+    };
+    assert.deepEqual([detail.threshold, detail.latest.model], [0.6, "fan-cccccccccccccccc"]);
   });
 
   it("acknowledges, shelves, comments, assigns and records a finding from the fan's page, and shows each in the timeline with who", async () => {

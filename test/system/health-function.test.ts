@@ -196,15 +196,22 @@ describe("health function (real nats-server, real Mosquitto)", { timeout: 180_00
     await Promise.all([nats?.stop(), broker?.stop()]);
   });
 
-  it("evaluates predictions, publishes the alarm once and lists the fan", async () => {
-    const answer = await postJson(one.url, predictions("7", 1, 20, t0));
+  it("evaluates predictions, publishes the alarm once, naming the model that raised it, and lists the fan", async () => {
+    const model = "fan-0123456789abcdef";
+    const answer = await postJson(
+      one.url,
+      predictions("7", 1, 20, t0).map((p) => ({ ...p, model })),
+    );
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
     assert.deepEqual(answer.body, { evaluated: 20, rejected: 0, transitions: 1 });
     const [alarm] = await collector.waitFor("fan/alarm", 1);
     assert.equal(AlarmTransitionSchema.parse(alarm).event, "alarm");
+    assert.equal(AlarmTransitionSchema.parse(alarm).model, model);
     const { fans, counts } = await getFans(one.url, "?deviceID=7");
     assert.equal(fans[0]?.state, "alarm");
     assert.equal(fans[0]?.cause, "vibration");
+    assert.equal(fans[0]?.model, model);
+    assert.equal(await metric(one.url, `health_raised_total{event="alarm",model="${model}"}`), 1);
     assert.equal(counts.alarm, 1);
     // The other replica sees the same record through the bucket.
     await eventually(

@@ -24,6 +24,7 @@ interface History {
     state: string;
     severity: string;
     cause: string | null;
+    model: string | null;
     transitions: { event: string; alarmId: string | null; at: string; by?: string }[];
     findings: unknown[];
     notifications: { target: string; event: string; transitionId: string; at: string; outcome: string }[];
@@ -36,7 +37,7 @@ interface History {
 }
 
 interface Readings {
-  readings: { at: string; rotation: number; fault: number; probability: number }[];
+  readings: { at: string; rotation: number; fault: number; probability: number; model?: string }[];
   cursor?: string | null;
 }
 
@@ -388,9 +389,14 @@ describe("health's history and evidence (real nats-server, real Mosquitto)", { t
     assert.deepEqual(kept.readings, []);
   });
 
-  it("keeps the readings that led to an episode and those during it, bounded", async () => {
+  it("keeps the readings that led to an episode and those during it, bounded, each with the model that scored it", async () => {
     await send(url, predictions("8", 0, 100, t0));
-    await send(url, predictions("8", 1, 20, t0 + 100_000));
+    // The faults come from a model that names itself; the healthy readings before them from one that did not.
+    const model = "fan-0123456789abcdef";
+    await send(
+      url,
+      predictions("8", 1, 20, t0 + 100_000).map((p) => ({ ...p, model })),
+    );
     const history = await get<History>(`${url}/history?deviceID=8`);
     const episode = history.episodes[0];
     assert.ok(episode !== undefined);
@@ -402,6 +408,11 @@ describe("health's history and evidence (real nats-server, real Mosquitto)", { t
     assert.equal(evidence.readings.length, 77);
     assert.equal(evidence.readings[0]?.at, new Date(t0 + 43_000).toISOString());
     assert.equal(evidence.readings.filter((r) => r.fault === 1).length, 20);
+    assert.equal(episode.model, model, "the episode names the model that raised it");
+    assert.deepEqual(
+      [...new Set(evidence.readings.map((r) => `${r.fault} ${r.model ?? "none"}`))],
+      ["0 none", `1 ${model}`],
+    );
     assert.equal(episode.evidence.readings, 77);
     // The same batch sent again (the connector after a timeout) is not kept twice.
     await send(url, predictions("8", 1, 20, t0 + 100_000));

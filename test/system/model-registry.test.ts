@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Objm } from "@nats-io/obj";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { ModelNotFoundError, ModelPointerMovedError, ModelRefusedError } from "../../lib/errors.js";
@@ -91,6 +91,29 @@ describe("the model registry against a real nats-server", () => {
     await assert.rejects(registry.get("fan-00000000deadbeef"), (e: unknown) => {
       assert.ok(e instanceof ModelRefusedError);
       assert.match(e.message, /model fan-00000000deadbeef refused: its stored bytes have the digest/);
+      return true;
+    });
+  });
+
+  it("refuses a version whose stored chunks were changed underneath it", async () => {
+    const nc = await connection();
+    const store = await new Objm(jetstream(nc)).open(MODELS_BUCKET);
+    const bytes = encodeBundle({ ...shipped, parent: "fan-tampered" });
+    const id = bundleId(bytes);
+    const info = await store.putBlob({ name: id }, bytes);
+    // One byte changed in the stream itself, past the name's digest: a disk fault, or a hand.
+    const jsm = await jetstreamManager(nc);
+    const subject = `$O.${MODELS_BUCKET}.C.${info.nuid}`;
+    await jsm.streams.purge(`OBJ_${MODELS_BUCKET}`, { filter: subject });
+    const changed = Buffer.from(bytes);
+    changed[10] = (changed[10] as number) ^ 1;
+    await jetstream(nc).publish(subject, changed);
+    await assert.rejects(registry.get(id), (e: unknown) => {
+      assert.ok(e instanceof ModelRefusedError, String(e));
+      assert.match(
+        e.message,
+        /refused: its stored chunks are corrupt \(received a corrupt object, digests do not match\)/,
+      );
       return true;
     });
   });

@@ -132,10 +132,16 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
     return hook.delivered.map((r) => String(r.headers["x-fanwatch-delivery"]));
   }
 
-  it("sends one signed body per transition, with the transition id as X-Fanwatch-Delivery and a link to the fan", async () => {
+  it("sends one signed body per transition, with the transition id as X-Fanwatch-Delivery, its model and a link to the fan", async () => {
     const hook = await receiver();
     const n = await notifier([hook.url]);
-    const sent = [makeTransition("fan 7/α"), makeTransition("3", "warning"), makeTransition("3", "cleared")];
+    // The warning names the model that raised it (health's `model`); the body carries it as it came.
+    const model = "fan-0123456789abcdef";
+    const sent = [
+      makeTransition("fan 7/α"),
+      { ...makeTransition("3", "warning"), model },
+      makeTransition("3", "cleared"),
+    ];
     await publish(...sent);
     const got = await hook.waitForDelivered(3);
     assert.equal(got.length, 3);
@@ -153,6 +159,7 @@ describe("the notifier's webhooks (real nats-server, real HTTP receivers)", { ti
         link: `http://fanwatch.example:8080/?fan=${encodeURIComponent(t.deviceID)}`,
       });
     });
+    assert.equal((got[1]?.json as { model?: string }).model, model);
     const id = webhookTargetId(hook.url);
     await eventually("the sent counter", async () => (await metric(n, "fanwatch_notifications_sent_total", id)) === 3);
     assert.equal(await metric(n, "fanwatch_notifications_pending", id), 0);

@@ -63,7 +63,8 @@ function healthStory(now: number): { sent: AlarmTransition[]; warning: AlarmTran
   });
   const sent = [
     transition("1", "warning", "warning", iso(now - 60_000)),
-    transition("1", "alarm", "alarm", iso(now - 40_000)),
+    // Named after the model that raised it, as health publishes it.
+    transition("1", "alarm", "alarm", iso(now - 40_000), { model: "fan-0123456789abcdef" }),
     transition("1", "acknowledged", "alarm", iso(now - 20_000), {
       acknowledged: true,
       by: "ann",
@@ -311,6 +312,8 @@ describe("persistence in a real InfluxDB 1.x", { timeout: 240_000 }, () => {
       const [series] = await influx.query(`SELECT * FROM "health" WHERE "alarmId" =~ /^persist-/ AND ${where}`);
       return (series?.values ?? []).map((v) => Object.fromEntries(series?.columns.map((c, i) => [c, v[i]]) ?? []));
     };
+    const [raised] = await rows(`"deviceID" = '1' AND "event" = 'alarm'`);
+    assert.equal(raised?.model, "fan-0123456789abcdef", "the alarm's point names its model");
     const [acknowledged] = await rows(`"event" = 'acknowledged'`);
     assert.equal(acknowledged?.deviceID, "1");
     assert.equal(acknowledged?.state, "alarm");

@@ -77,6 +77,22 @@ describe("Alertmanager target: transitions to alerts", () => {
     assert.equal(alert?.endsAt, undefined);
   });
 
+  it("names the model behind the latest transition in an annotation, never a label: a promotion makes no new alert", () => {
+    const raised = run(tx("alarm", { model: "fan-aaaaaaaaaaaaaaaa" }));
+    assert.equal(raised.open[0]?.annotations.model, "fan-aaaaaaaaaaaaaaaa");
+    assert.equal(raised.open[0]?.labels.model, undefined);
+    // A warning raised by one model, escalated by the next one's prediction after a promotion.
+    const later = run(
+      tx("warning", { model: "fan-aaaaaaaaaaaaaaaa" }),
+      tx("escalated", { state: "warning", severity: "major", model: "fan-bbbbbbbbbbbbbbbb" }),
+    );
+    assert.deepEqual(
+      later.open.map((a) => [a.labels.alertname, a.annotations.model]),
+      [["FanWarning", "fan-bbbbbbbbbbbbbbbb"]],
+    );
+    assert.equal(run(tx("alarm")).open[0]?.annotations.model, undefined, "no model known, no annotation");
+  });
+
   it("ends the warning when the alarm replaces it, and both alerts when the episode clears", () => {
     const warned = run(tx("warning"));
     assert.deepEqual(names(warned.open), ["FanWarning/minor"]);

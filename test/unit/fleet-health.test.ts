@@ -100,4 +100,16 @@ describe("the page's fleet health: notes on an episode", () => {
     const cleared = fleet.get("7");
     assert.deepEqual([cleared?.etaInterval, cleared?.basis, cleared?.sensors], [null, null, null]);
   });
+
+  it("keeps the model that moved the fan from its transitions, through a note, and none from a health that names none", () => {
+    const fleet = new FleetHealth(10, () => 0);
+    fleet.transition(transition("alarm", { model: "fan-aaaaaaaaaaaaaaaa" }));
+    assert.equal(fleet.get("7")?.model, "fan-aaaaaaaaaaaaaaaa");
+    fleet.transition(transition("commented", { by: "ann", note: "on it" }));
+    assert.equal(fleet.get("7")?.model, "fan-aaaaaaaaaaaaaaaa", "a note changes no model");
+    fleet.transition(transition("cleared", { state: "cleared", severity: "none", model: "fan-bbbbbbbbbbbbbbbb" }));
+    assert.equal(fleet.get("7")?.model, "fan-bbbbbbbbbbbbbbbb");
+    fleet.transition(transition("ok", { state: "ok", alarmId: null, severity: "none" }));
+    assert.equal(fleet.get("7")?.model, null);
+  });
 });

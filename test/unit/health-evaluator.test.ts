@@ -47,11 +47,14 @@ class Fan {
   state: FanHealth | undefined;
   readonly transitions: AlarmTransition[] = [];
   n = 0;
+  /** The model the next predictions name, as predict publishes them (undefined: none). */
+  model: string | undefined;
 
   constructor(private readonly policy: HealthPolicy = DEFAULT_POLICY) {}
 
   feed(fault: 0 | 1, reading: PerSensor): AlarmTransition[] {
     const i = input(this.n++, fault, reading);
+    if (this.model !== undefined) i.prediction.model = this.model;
     const { next, transitions } = evaluate(this.state, ID, [i], i.at, this.policy);
     this.state = next;
     this.transitions.push(...transitions);
@@ -190,6 +193,59 @@ describe("health evaluator: alarms", () => {
       `${ID}@${new Date(T0 + 9 * STEP).toISOString()}`,
       "named after the fan and the reading that opened the episode (the fourth fault)",
     );
+  });
+});
+
+describe("health evaluator: the model behind each transition", () => {
+  it("names the model of the prediction that moved the fan; a swap mid-episode leaves the alarm on the model that raised it", () => {
+    const random = seededRandom(15);
+    const fan = new Fan();
+    fan.model = "fan-aaaaaaaaaaaaaaaa";
+    for (let i = 0; i < 10; i++) fan.feed(1, faultyReading(random));
+    assert.equal(fan.record.state, "alarm");
+    assert.equal(fan.record.model, "fan-aaaaaaaaaaaaaaaa");
+    // Promoted: the new model's predictions keep the fan in alarm, and the record on the model that raised it.
+    fan.model = "fan-bbbbbbbbbbbbbbbb";
+    for (let i = 0; i < 5; i++) fan.feed(1, faultyReading(random));
+    assert.equal(fan.record.model, "fan-aaaaaaaaaaaaaaaa", "no transition: the alarm is still the first model's");
+    const ack = acknowledge(fan.state, ID, "ana", undefined, fan.now);
+    assert.equal(
+      ack.transitions[0]?.model,
+      "fan-aaaaaaaaaaaaaaaa",
+      "an action names the model whose alarm it is about",
+    );
+    fan.state = ack.next;
+    const quiet = DEFAULT_POLICY.clearCount + DEFAULT_POLICY.quietMs / STEP;
+    for (let i = 0; i < quiet; i++) fan.feed(0, healthyReading(random));
+    assert.equal(fan.record.state, "cleared");
+    assert.deepEqual(
+      fan.transitions.map((t) => [t.event, t.model]),
+      [
+        ["alarm", "fan-aaaaaaaaaaaaaaaa"],
+        ["cleared", "fan-bbbbbbbbbbbbbbbb"],
+      ],
+    );
+    const silent = checkSilence(fan.state, fan.now + DEFAULT_POLICY.silentAfterMs);
+    assert.equal(silent?.transitions[0]?.model, "fan-bbbbbbbbbbbbbbbb", "silence keeps the record's model");
+  });
+
+  it("a prediction without a model un-names the model on its transition rather than blame the last one; none named, no field", () => {
+    const random = seededRandom(16);
+    const fan = new Fan();
+    for (let i = 0; i < 10; i++) fan.feed(1, faultyReading(random));
+    assert.equal(fan.transitions[0]?.event, "alarm");
+    assert.equal("model" in (fan.transitions[0] ?? {}), false, "no model known: the field is absent");
+    assert.equal(fan.record.model, undefined, "a record that never named a model is left as it was");
+    fan.model = "fan-aaaaaaaaaaaaaaaa";
+    const quiet = DEFAULT_POLICY.clearCount + DEFAULT_POLICY.quietMs / STEP;
+    for (let i = 0; i < quiet; i++) fan.feed(0, healthyReading(random));
+    assert.equal(fan.record.model, "fan-aaaaaaaaaaaaaaaa");
+    fan.model = undefined;
+    for (let i = 0; i < DEFAULT_POLICY.clearedHoldMs / STEP; i++) fan.feed(0, healthyReading(random));
+    assert.equal(fan.record.state, "ok");
+    assert.equal(fan.record.model, null);
+    assert.equal("model" in (fan.transitions.at(-1) ?? {}), false);
+    assert.ok(FanHealthSchema.safeParse(JSON.parse(JSON.stringify(fan.state))).success, "null survives the store");
   });
 });
 

@@ -166,14 +166,31 @@ describe("episodes from transitions", () => {
       state: "cleared",
       severity: "major",
       cause: "vibration",
+      model: null,
       closed: "2026-11-01T00:00:05.000Z",
     });
     assert.deepEqual(summarise(episodes[0]?.transitions ?? []), {
       state: "alarm",
       severity: "critical",
       cause: "sound",
+      model: null,
       closed: null,
     });
+  });
+
+  it("names the model that raised an episode: its opening warning's or alarm's, not a later one's", () => {
+    const raised = [
+      at(30, "warning", "9@x", { state: "warning", severity: "minor", model: "fan-aaaaaaaaaaaaaaaa" }),
+      at(31, "alarm", "9@x", { state: "alarm", severity: "major", model: "fan-bbbbbbbbbbbbbbbb" }),
+      at(32, "cleared", "9@x", { state: "cleared", severity: "none", model: "fan-bbbbbbbbbbbbbbbb" }),
+    ];
+    const [episode] = groupTransitions(raised).episodes;
+    assert.equal(summarise(episode?.transitions ?? []).model, "fan-aaaaaaaaaaaaaaaa");
+    const unnamed = [
+      at(40, "alarm", "9@y", { state: "alarm", severity: "major" }),
+      at(41, "cleared", "9@y", { model: "fan-b" }),
+    ];
+    assert.equal(summarise(groupTransitions(unnamed).episodes[0]?.transitions ?? []).model, null);
   });
 
   it("takes an episode's state, severity and cause from its own events, not from notes on it", () => {
@@ -188,6 +205,7 @@ describe("episodes from transitions", () => {
       state: "cleared",
       severity: "major",
       cause: "vibration",
+      model: null,
       closed: "2026-11-01T00:00:05.000Z",
     });
     // An event this version does not know is shown but does not decide the summary either.

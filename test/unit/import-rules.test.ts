@@ -25,7 +25,12 @@ const RULES: ReadonlyArray<{ room: string; may: readonly string[] }> = [
   { room: "lib/models", may: ["lib/inference", "lib/nats", "lib/infra", "lib/domain", "lib/errors"] },
   // Built alone: faas-cli copies templates/node22-ts/ into every function's build context.
   { room: "templates", may: [] },
-  // Built from the function's folder plus stack.yml's `configuration.copy` (./lib).
+  // Built from the function's folder plus stack.yml's `configuration.copy` (./lib, ./functions/health).
+  // predict runs health's rules (a pure function) on a shadow model's predictions: those files only.
+  {
+    room: "functions/predict",
+    may: ["lib/*", "templates", "functions/health/evaluator.ts", "functions/health/policy.ts"],
+  },
   { room: "functions/*", may: ["lib/*", "templates"] },
   { room: "connectors/*", may: ["lib/*"] },
   // A service of its own (fanwatch notifier): reads health's event stream, never health's code.

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { cp, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -15,6 +15,7 @@ import {
   bundleId,
   decodeBundle,
   encodeBundle,
+  GOLDEN_FILE,
   loadBundleModel,
   MODEL_ID,
   writeBundleDirectory,
@@ -68,18 +69,40 @@ describe("model bundles and golden sets", () => {
     }
   });
 
-  it("bundles a trained model directory with a golden set of the model's own answers", async () => {
-    assert.equal(shipped.format, "fanwatch-model/1");
-    assert.equal(shipped.parent, null);
-    assert.deepEqual(shipped.metadata, await readMetadata(MODEL_DIR));
-    assert.equal(shipped.golden.readings.length, 200);
-    const model = await ScoringModel.load(MODEL_DIR);
+  it("bundles a model directory without golden.json with a golden set of the model's own answers", async () => {
+    const bare = join(dir, "bare");
+    await cp(MODEL_DIR, bare, { recursive: true });
+    await rm(join(bare, GOLDEN_FILE));
+    const bundle = await bundleFromDirectory(bare, { parent: null });
+    assert.equal(bundle.format, "fanwatch-model/1");
+    assert.equal(bundle.parent, null);
+    assert.deepEqual(bundle.metadata, await readMetadata(MODEL_DIR));
+    assert.equal(bundle.golden.readings.length, 200);
+    const model = await ScoringModel.load(bare);
     const answers = model.predict(goldenReadings().map((r) => r.input));
     assert.deepEqual(
-      shipped.golden.readings.map((r) => ({ fault: r.fault, probability: r.probability })),
+      bundle.golden.readings.map((r) => ({ fault: r.fault, probability: r.probability })),
       answers,
     );
     model.dispose();
+  });
+
+  it("bundles the shipped directory to one id on every backend: its golden.json holds the answers", async () => {
+    const ids = await Promise.all(
+      ["cpu", "wasm"].map(async (backend) =>
+        bundleId(encodeBundle(await bundleFromDirectory(MODEL_DIR, { parent: null, backend }))),
+      ),
+    );
+    assert.equal(ids[0], ids[1]);
+    for (const backend of ["cpu", "wasm"]) {
+      const { model, golden } = await loadBundleModel(shipped, ids[0] as string, { backend });
+      assert.equal(golden.mismatches, 0, backend);
+      model.dispose();
+    }
+    assert.deepEqual(
+      shipped.golden.readings.map((r) => ({ input: r.input, label: r.label })),
+      goldenReadings(),
+    );
   });
 
   it("encodes a bundle to the same bytes every time, and its id is the digest of those bytes", async () => {

@@ -330,6 +330,27 @@ describe("Telegraf configuration (Telegraf cannot run here: its files are checke
     );
   });
 
+  it("stores the model behind a health transition as a field, as the writer does, and a transition without one as before", async () => {
+    const config = await toml<{ inputs: { mqtt_consumer: MqttInput[] } }>("deploy/telegraf/telegraf.conf");
+    const input = config.inputs.mqtt_consumer.find((i) => i.topics[0] === "${ALARM_TOPIC}");
+    assert.ok(input);
+    const model = "fan-0123456789abcdef";
+    const traced = { ...warningTransition(), model };
+    const metrics = telegrafMetrics(input, JSON.parse(JSON.stringify(traced)) as Record<string, unknown>);
+    assert.ok(Array.isArray(metrics), JSON.stringify(metrics));
+    assert.equal(metrics[0]?.fields.model, model);
+    assert.equal(metrics[0]?.tags.model, undefined, "a field: a promotion does not split the fan's series");
+    const written = toLines("health", Buffer.from(JSON.stringify(traced)), 0, "fan/messages");
+    assert.ok(written.ok);
+    assert.match(
+      written.lines[0] ?? "",
+      /^health,deviceID=3,event=warning,state=warning [^ ]*,model="fan-0123456789abcdef",/,
+    );
+    const untraced = telegrafMetrics(input, JSON.parse(JSON.stringify(warningTransition())) as Record<string, unknown>);
+    assert.ok(Array.isArray(untraced));
+    assert.equal(untraced[0]?.fields.model, undefined);
+  });
+
   it("tags a dead letter with its error code when it has one, and stores it without one", async () => {
     const config = await toml<{ inputs: { mqtt_consumer: MqttInput[] } }>("deploy/telegraf/telegraf.conf");
     const input = config.inputs.mqtt_consumer.find((i) => i.topics[0] === "${DEADLETTER_TOPIC}");
