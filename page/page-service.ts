@@ -95,8 +95,7 @@ export class PageService extends ServiceBase {
       this.#registryLink = new RegistryLink(options.openRegistry, log, (cache) => this.fleet.useRegistry(cache));
       this.fleet.awaitRegistry();
     }
-    this.#models =
-      options.openModels === undefined ? undefined : new ModelsLink(options.openModels, config.site, log);
+    this.#models = options.openModels === undefined ? undefined : new ModelsLink(options.openModels, config.site, log);
     const link = this.#registryLink;
     const alertmanagers = new TrustedProxies(config.alertmanagerFrom);
     const api = new PageApi(this.access, {
