@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { RegistryUnavailableError } from "../lib/errors.js";
 import type { Logger } from "../lib/infra/log.js";
+import { ServiceBase } from "../lib/infra/service.js";
 import type { ModelRegistry } from "../lib/models/registry.js";
 import { readModelsPanel, type ModelsPanel } from "./models-view.js";
 
@@ -18,12 +19,14 @@ export interface OpenedModels {
 /**
  * The page's view of the model registry (docs/page.md, "Models"), opened in the background and
  * retried every 5 s while NATS is away, as the fan registry is (registry-link.ts): the rest of the
- * page never waits for it. Reads only; a read under way is shared, and one a second old reused.
+ * page never waits for it: start() resolves at once. Reads only; a read under way is shared, and
+ * one a second old reused. A service of its own so that `fanwatch start` (runtime/system) runs it
+ * beside the page it serves, as `fanwatch page` does inside PageService.
  */
-export class ModelsLink {
+export class ModelsLink extends ServiceBase {
+  readonly name = "models-link";
   #opened: OpenedModels | undefined;
   #lastError = "not connected yet";
-  #closed = false;
   #opening: Promise<void> | undefined;
   #reading: Promise<ModelsPanel> | undefined;
   #last: { at: number; panel: ModelsPanel } | undefined;
@@ -34,15 +37,18 @@ export class ModelsLink {
     private readonly site: string,
     private readonly log: Logger,
     private readonly now: () => Date = () => new Date(),
-  ) {}
+  ) {
+    super();
+  }
 
   /** For /healthz: "open", or "waiting" while NATS cannot be read. */
   get state(): "open" | "waiting" {
     return this.#opened === undefined ? "waiting" : "open";
   }
 
-  start(): void {
-    this.#opening ??= this.#open();
+  protected onStart(): Promise<void> {
+    this.#opening = this.#open();
+    return Promise.resolve();
   }
 
   /** Resolves once the registry is open (tests), or the link closed first. */
@@ -70,16 +76,15 @@ export class ModelsLink {
     return this.#reading;
   }
 
-  async close(): Promise<void> {
-    this.#closed = true;
+  protected async onClose(): Promise<void> {
     await this.#opened?.close();
   }
 
   async #open(): Promise<void> {
-    for (let attempt = 1; !this.#closed; attempt++) {
+    for (let attempt = 1; !this.stopping; attempt++) {
       try {
         const opened = await this.open();
-        if (this.#closed) return void (await opened.close());
+        if (this.stopping) return void (await opened.close());
         this.#opened = opened;
         this.log.info({ event: "models_registry_open", attempt, site: this.site }, "page: reading the model registry");
         return;

@@ -180,7 +180,7 @@ export class PageService extends ServiceBase {
     const { config, log, mqtt } = this.#o;
     await this.#registryCache?.start();
     this.#registryLink?.start();
-    this.#models?.start();
+    await this.#models?.start();
     await this.#page.start();
     await listen(this.#server, config.port, config.host);
     if (this.#metricsServer !== undefined) await listen(this.#metricsServer, config.metricsPort ?? 0, config.host);
