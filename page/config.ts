@@ -201,7 +201,7 @@ export const PAGE_SETTINGS = defineSettings({
   // Health's setting: whichever opens `fan_registry` first creates it, with this many copies.
   NATS_KV_REPLICAS: {
     env: ["NATS_KV_REPLICAS"],
-    help: "copies of the device registry's bucket in a NATS cluster, should the page be the first to make it (as health's)",
+    help: "copies of the device registry's and the model registry's buckets in a NATS cluster, should the page be the first to make them (as health's and score's)",
     default: 1,
     schema: z.coerce.number().int().min(1).max(5).default(1),
   },

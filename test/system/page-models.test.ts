@@ -21,6 +21,7 @@ import { eventually, eventuallyValue } from "../support/eventually.js";
 import { startNats, type TestNats } from "../support/nats.js";
 import { signIn, startTestPage, type TestPage } from "../support/page-service.js";
 import { MODEL_DIR, REPO_ROOT } from "../support/paths.js";
+import { freePort, spawnCli, terminate, waitForOutput } from "../support/process.js";
 
 // The Models panel end to end: a real nats-server holding the registry, a real score replica
 // following the site's pointer (and refusing a broken candidate), predict's comparisons as predict
@@ -284,5 +285,43 @@ describe("the page's Models panel (real nats-server, a real score replica, Chrom
       timeout: 30_000,
     });
     await tab.close();
+  });
+
+  it("fanwatch page started while NATS is away serves, says so, and reads the models once NATS is back", async () => {
+    await nats.halt();
+    const port = await freePort();
+    const child = spawnCli(["page", "--port", String(port), "--host", "127.0.0.1", "--sign-in", "off"], {
+      NATS_URL: nats.url,
+      SITE,
+      HEALTH_URL: "http://127.0.0.1:1/function/health",
+      MQTT_URL: "mqtt://127.0.0.1:1",
+      LOG_LEVEL: "warn",
+    });
+    try {
+      await waitForOutput(child, /page running/);
+      const url = `http://127.0.0.1:${port}`;
+      const healthz = (await (await fetch(`${url}/healthz`)).json()) as { models: string };
+      assert.equal(healthz.models, "waiting");
+      const early = await fetch(`${url}/ui/api/models`);
+      assert.equal(early.status, 503);
+      assert.match(
+        ((await early.json()) as { error: string }).error,
+        /^the model registry \(NATS\) cannot be read yet: .*the page tries again every 5 s$/,
+      );
+      await nats.restart();
+      const panel = await eventuallyValue(
+        "the page reading the model registry",
+        async () => {
+          const res = await fetch(`${url}/ui/api/models`);
+          return res.ok ? ((await res.json()) as ModelsPanel) : undefined;
+        },
+        (p) => p !== undefined,
+        { timeoutMs: 30_000 },
+      );
+      assert.equal(panel?.site, SITE);
+      assert.deepEqual([panel?.active?.id, panel?.previous?.id, panel?.shadow?.id], [activeId, shippedId, shadowId]);
+    } finally {
+      await terminate(child);
+    }
   });
 });
