@@ -99,15 +99,17 @@ export class ComparisonWriter extends ServiceBase {
     const { url, log, timeoutMs } = this.#options;
     for (let attempt = 1; !this.#stop; attempt++) {
       try {
+        // Not waitOnFirstConnect: that attempt cannot be called off, and would keep trying (and
+        // connect) after a close. Here one attempt lasts at most timeoutMs and this loop retries.
         this.#nc ??= await connect({
           servers: url,
           name: `fanwatch-predict-${process.pid}`,
           maxReconnectAttempts: -1,
           reconnectTimeWait: 1_000,
-          waitOnFirstConnect: true,
           timeout: timeoutMs,
         });
-        if (this.#stop) return;
+        // Closed while connecting: onClose found no connection to let go of, so it is let go here.
+        if (this.#stop) return void (await this.#nc.close().catch(() => {}));
         // Opened, never created: the registry makes it (the first score replica, or a model
         // command), with the cluster's copies. Until it exists a write fails, is logged, and the
         // next one carries the running totals.
