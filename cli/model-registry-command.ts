@@ -194,6 +194,8 @@ export function addModelRegistryCommand(program: Command, io: Io, gatesFor: Gate
     const pointer = change(ctx, current, "rollback", {
       active: previous,
       previous: current.pointer.active,
+      // As promote does: the model served again is no longer a candidate shadowing itself.
+      shadow: current.pointer.shadow === previous ? null : current.pointer.shadow,
       note: opts.note ?? null,
     });
     const revision = await ctx.registry.setPointer(ctx.site, pointer, current.revision);
