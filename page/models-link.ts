@@ -30,6 +30,7 @@ export class ModelsLink extends ServiceBase {
   #opening: Promise<void> | undefined;
   #reading: Promise<ModelsPanel> | undefined;
   #last: { at: number; panel: ModelsPanel } | undefined;
+  readonly #stop = new AbortController();
   readonly #golden = new Map<string, { accuracy: number | null; labelled: number; refused: string | null }>();
 
   constructor(
@@ -77,6 +78,10 @@ export class ModelsLink extends ServiceBase {
   }
 
   protected async onClose(): Promise<void> {
+    this.#stop.abort();
+    // An opening under way ends first (it lets go of a registry opened after the close), so that
+    // close() resolves with no connection left behind.
+    await this.#opening;
     await this.#opened?.close();
   }
 
@@ -95,7 +100,7 @@ export class ModelsLink extends ServiceBase {
             { event: "models_registry_unavailable", err: this.#lastError, retryInMs: RETRY_MS },
             "page: the model registry cannot be read yet: the Models panel says so until it can",
           );
-        await sleep(RETRY_MS, undefined, { ref: false });
+        await sleep(RETRY_MS, undefined, { ref: false, signal: this.#stop.signal }).catch(() => {});
       }
     }
   }
