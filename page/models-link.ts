@@ -81,7 +81,7 @@ export class ModelsLink extends ServiceBase {
     this.#stop.abort();
     // An opening under way ends first (it lets go of a registry opened after the close), so that
     // close() resolves with no connection left behind.
-    await this.#opening;
+    await this.#opening?.catch(() => {});
     await this.#opened?.close();
   }
 
