@@ -1,5 +1,5 @@
 import { readFile, stat, writeFile } from "node:fs/promises";
-import { userInfo } from "node:os";
+import { userName } from "./user-name.js";
 import { InvalidArgumentError, type Command } from "commander";
 import { HEALTH_SETTINGS } from "../functions/health/config.js";
 import { SCORE_SETTINGS } from "../functions/score/config.js";
@@ -361,10 +361,5 @@ function registryAction<A extends unknown[]>(
 }
 
 function byOf(opts: Record<string, unknown>): string {
-  if (typeof opts["by"] === "string") return opts["by"];
-  try {
-    return userInfo().username;
-  } catch {
-    return "unknown user";
-  }
+  return typeof opts["by"] === "string" ? opts["by"] : userName();
 }

@@ -1,4 +1,4 @@
-import { userInfo } from "node:os";
+import { userName } from "./user-name.js";
 import { NoRegistryError, RegistryUnavailableError } from "../lib/errors.js";
 import { SITE_SETTINGS } from "../lib/infra/config.js";
 import { readSettingsFrom } from "../lib/infra/settings.js";
@@ -66,7 +66,7 @@ export async function trainFromSiteCommand(
       js: jetstream(nc),
       jsm: await jetstreamManager(nc),
       registry,
-      by: flags.by ?? userInfo().username,
+      by: flags.by ?? userName(),
       ...(flags.out === undefined ? {} : { outDir: flags.out }),
       baseRows: flags.baseRows,
       heldOut: flags.heldOut,
