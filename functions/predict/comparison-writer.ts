@@ -119,10 +119,12 @@ export class ComparisonWriter extends ServiceBase {
       } catch (error) {
         if (this.#stop) return;
         const delay = backoffDelay({ baseMs: 500, capMs: 10_000 }, Math.min(attempt, 10));
-        log.warn(
-          { event: "comparisons_unavailable", nats: redactUrl(url), err: (error as Error).message },
-          "cannot open the model registry's bucket yet; shadow comparisons are kept until it can",
-        );
+        // Said once: while NATS stays away every attempt fails alike.
+        if (attempt === 1)
+          log.warn(
+            { event: "comparisons_unavailable", nats: redactUrl(url), err: (error as Error).message },
+            "cannot open the model registry's bucket yet; shadow comparisons are kept until it can",
+          );
         await new Promise((resolve) => setTimeout(resolve, delay).unref());
       }
     }
