@@ -195,7 +195,18 @@ export async function handler(
   ]);
   // Only once published: an invocation that fails is retried by the connector with the same
   // readings, which the comparison would otherwise count again.
-  if (scored !== undefined) compareShadow(state.comparer, state.writer, scored.answer, predictions);
+  if (scored !== undefined) {
+    // The readings are published: a fault in the comparison must not fail the invocation, which
+    // the connector would retry, publishing them twice.
+    try {
+      compareShadow(state.comparer, state.writer, scored.answer, predictions);
+    } catch (error) {
+      log.error(
+        { event: "shadow_compare_failed", err: error },
+        "the shadow comparison failed; the readings were published",
+      );
+    }
+  }
   readings.inc({ outcome: "scored" }, predictions.length);
   readings.inc({ outcome: "implausible" }, notices.length);
   readings.inc({ outcome: "rejected" }, letters.length - notices.length);
