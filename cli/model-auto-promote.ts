@@ -1,13 +1,16 @@
 import type { Command } from "commander";
+import { HEALTH_SETTINGS } from "../functions/health/config.js";
 import { NoRegistryError, RegistryUnavailableError } from "../lib/errors.js";
 import { SITE_SETTINGS } from "../lib/infra/config.js";
-import { readSettingsFrom } from "../lib/infra/settings.js";
+import { readSettings, readSettingsFrom } from "../lib/infra/settings.js";
 import { redactUrl } from "../lib/mqtt/settings.js";
 import { GATE_SETTINGS, readGateSettings } from "../lib/models/gates.js";
 import { siteGates } from "./model-gates.js";
 import { NATS_URL_SETTINGS, withNats } from "./nats-connection.js";
 import { addSettingFlags, addSettingsHelp, type Io } from "./parse.js";
 
+/** Read, not flagged: the buckets' copies, should this command make them. */
+const MORE = { NATS_KV_REPLICAS: HEALTH_SETTINGS.NATS_KV_REPLICAS };
 const WHERE = {
   NATS_URL: { ...NATS_URL_SETTINGS.NATS_URL, help: "the NATS server (JetStream) holding the model registry" },
   SITE: { ...SITE_SETTINGS.SITE, flag: "--site <name>" },
@@ -28,7 +31,7 @@ export function addAutoPromoteCommand(model: Command, io: Io): Command {
   addSettingsHelp(
     command,
     [
-      { title: "Where the registry is (a flag beats its variable)", settings: WHERE },
+      { title: "Where the registry is (a flag beats its variable)", settings: { ...WHERE, ...MORE } },
       { title: "The gates and auto-promotion", settings: GATE_SETTINGS },
     ],
     ["docs/models.md: promotion gates and auto-promotion."],
@@ -50,7 +53,8 @@ export function addAutoPromoteCommand(model: Command, io: Io): Command {
       import("../lib/models/auto-promote.js"),
     ]);
     await withNats(where, connection, async ({ js, jsm }) => {
-      const registry = await ModelRegistry.open(js);
+      // As the other model commands: buckets made here get the cluster's copies.
+      const registry = await ModelRegistry.open(js, { replicas: readSettings(MORE).NATS_KV_REPLICAS });
       const { gates, dispose } = siteGates({ js, jsm }, registry, settings);
       try {
         const result = await autoPromote(registry, gates, values.SITE, settings.autoPromoteAfterMs);

@@ -5,6 +5,10 @@ import type { EpochProgress } from "../model/train.js";
 import { formatDuration, formatMetrics } from "./output.js";
 import { readBackendSetting, SCORE_SETTINGS } from "../functions/score/config.js";
 import { addSettingsHelp, integer, number, type Io } from "./parse.js";
+import { SITE_TRAINING_DEFAULTS } from "../model/site-data.js";
+import { DEFAULT_MAX_HEALTHY } from "../model/site-history.js";
+import { UsageError } from "../lib/errors.js";
+import { SITE_TRAIN_SETTINGS, trainFromSiteCommand, type SiteTrainFlags } from "./train-site.js";
 
 /** What train and evaluate read: the TF.js backend, as the score function does. */
 const BACKEND_HELP = [{ title: "The TF.js backend", settings: { TFJS_BACKEND: SCORE_SETTINGS.TFJS_BACKEND } }];
@@ -38,36 +42,95 @@ function addGenerateDataCommand(program: Command, io: Io): void {
     });
 }
 
-interface TrainFlags {
-  data: string;
-  out: string;
-  epochs: number;
-  batchSize: number;
-  seed: number;
-  testSplit: number;
-  json?: boolean;
+/** `train --from-site`'s defaults where they differ from `train`'s: the committed model's recipe (package.json "model"). */
+const SITE_TRAIN_RECIPE = { epochs: 100, batchSize: 128, testSplit: 0.2 } as const;
+
+interface TrainFlags extends SiteTrainFlags {
+  data?: string;
+  fromSite?: boolean;
 }
 
 function addTrainCommand(program: Command, io: Io): void {
   const command = program
     .command("train")
-    .description("train the fan-fault model on a CSV file and write a model directory")
-    .requiredOption("--data <file>", "training data (reference CSV format)")
-    .requiredOption("--out <dir>", "model directory to write (model.json, weights.bin, metadata.json)")
-    .option("--epochs <n>", "training epochs", integer("--epochs"), TRAIN_DEFAULTS.epochs)
-    .option("--batch-size <n>", "mini-batch size", integer("--batch-size"), TRAIN_DEFAULTS.batchSize)
+    .description(
+      "train the fan-fault model on a CSV file and write a model directory; or, with --from-site, on the site's findings, and push the candidate to the model registry",
+    )
+    .option("--data <file>", "training data (reference CSV format)")
+    .option(
+      "--from-site",
+      "train on the site's own history instead (SITE's findings and evidence in NATS, mixed with the base data set) and push the candidate, its parent the site's active model (docs/models.md, \"Learning from findings\")",
+    )
+    .option(
+      "--out <dir>",
+      "model directory to write (model.json, weights.bin, metadata.json); required with --data, optional with --from-site",
+    )
+    .option(
+      "--epochs <n>",
+      `training epochs (--from-site: ${SITE_TRAIN_RECIPE.epochs})`,
+      integer("--epochs"),
+      TRAIN_DEFAULTS.epochs,
+    )
+    .option(
+      "--batch-size <n>",
+      `mini-batch size (--from-site: ${SITE_TRAIN_RECIPE.batchSize})`,
+      integer("--batch-size"),
+      TRAIN_DEFAULTS.batchSize,
+    )
     .option("--seed <n>", "seed for split, shuffles and initial weights", integer("--seed"), TRAIN_DEFAULTS.seed)
     .option(
       "--test-split <fraction>",
-      "share of rows held out for testing",
+      `share of rows held out for testing (--from-site: ${SITE_TRAIN_RECIPE.testSplit})`,
       number("--test-split"),
       TRAIN_DEFAULTS.testSplit,
     )
-    .option("--json", "print the test metrics as one JSON object on the last line");
-  addSettingsHelp(command, BACKEND_HELP).action((opts: TrainFlags) => train(opts, io));
+    .option(
+      "--base-rows <n>",
+      "--from-site: generated base rows mixed in, at least (never fewer than the site's rows)",
+      integer("--base-rows"),
+      SITE_TRAINING_DEFAULTS.baseRows,
+    )
+    .option(
+      "--held-out <fraction>",
+      "--from-site: share of each episode's and fan's readings, the newest, kept out of training to compare the candidate with the active model",
+      number("--held-out"),
+      SITE_TRAINING_DEFAULTS.heldOut,
+    )
+    .option(
+      "--site-share <fraction>",
+      "--from-site: the share of the training rows the site's healthy rows (false alarms, healthy samples) are repeated up to, so that what the engineers found outweighs the base where they disagree",
+      number("--site-share"),
+      SITE_TRAINING_DEFAULTS.siteShare,
+    )
+    .option(
+      "--max-healthy <n>",
+      "--from-site: the most healthy samples read, the newest",
+      integer("--max-healthy"),
+      DEFAULT_MAX_HEALTHY,
+    )
+    .option("--by <name>", "--from-site: who pushes the candidate (default: your user name)")
+    .option("--json", "print the test metrics (--from-site: the whole result) as one JSON object on the last line");
+  addSettingsHelp(command, [
+    ...BACKEND_HELP,
+    { title: "With --from-site: the registry and the site", settings: SITE_TRAIN_SETTINGS },
+  ]).action(async (opts: TrainFlags, self: Command) => {
+    if ((opts.data === undefined) === (opts.fromSite !== true))
+      throw new UsageError("give either --data <file> or --from-site");
+    if (opts.fromSite === true) {
+      // The committed model's recipe where not given: the reference's 250 epochs of 32 take
+      // minutes longer on a site's larger set and are no better (docs/model.md, "Quality").
+      const recipe = Object.entries(SITE_TRAIN_RECIPE).filter(
+        ([flag]) => self.getOptionValueSource(flag) === "default",
+      );
+      const flags = { ...opts, ...Object.fromEntries(recipe) };
+      return trainFromSiteCommand(flags, io, { ...backendOption(), onEpoch: (p) => io.progress(formatEpoch(p)) });
+    }
+    if (opts.out === undefined) throw new UsageError("--out <dir> is required with --data");
+    return train({ ...opts, data: opts.data as string, out: opts.out }, io);
+  });
 }
 
-async function train(opts: TrainFlags, io: Io): Promise<void> {
+async function train(opts: TrainFlags & { data: string; out: string }, io: Io): Promise<void> {
   // Loaded here, not at the top: TensorFlow.js would add ~100 MB to every other command.
   const [{ readCsv }, { trainModel }] = await Promise.all([import("../model/dataset.js"), import("../model/train.js")]);
   const dataset = await readCsv(opts.data);

@@ -1,5 +1,5 @@
 import { readFile, stat, writeFile } from "node:fs/promises";
-import { userInfo } from "node:os";
+import { userName } from "./user-name.js";
 import { InvalidArgumentError, type Command } from "commander";
 import { HEALTH_SETTINGS } from "../functions/health/config.js";
 import { SCORE_SETTINGS } from "../functions/score/config.js";
@@ -17,7 +17,8 @@ import type { JetStreamAccess } from "../lib/models/gate-sources.js";
 import type { PromotionGates } from "../lib/models/gates.js";
 import type { ModelRegistry, PointerEntry } from "../lib/models/registry.js";
 import type { ActivePointer, ModelBundle, PointerReason } from "../lib/models/schemas.js";
-import { formatComparison, sumComparisons } from "./model-compare.js";
+import { sumComparisons } from "../lib/models/comparison-sum.js";
+import { formatComparison } from "./model-compare.js";
 import { formatShow, formatVersions } from "./model-registry-format.js";
 import { NATS_URL_SETTINGS, withNats, type CommandConnection } from "./nats-connection.js";
 import { addSettingFlags, addSettingsHelp, type Io } from "./parse.js";
@@ -193,6 +194,8 @@ export function addModelRegistryCommand(program: Command, io: Io, gatesFor: Gate
     const pointer = change(ctx, current, "rollback", {
       active: previous,
       previous: current.pointer.active,
+      // As promote does: the model served again is no longer a candidate shadowing itself.
+      shadow: current.pointer.shadow === previous ? null : current.pointer.shadow,
       note: opts.note ?? null,
     });
     const revision = await ctx.registry.setPointer(ctx.site, pointer, current.revision);
@@ -358,10 +361,5 @@ function registryAction<A extends unknown[]>(
 }
 
 function byOf(opts: Record<string, unknown>): string {
-  if (typeof opts["by"] === "string") return opts["by"];
-  try {
-    return userInfo().username;
-  } catch {
-    return "unknown user";
-  }
+  return typeof opts["by"] === "string" ? opts["by"] : userName();
 }

@@ -1,5 +1,6 @@
 import { ModelNotFoundError, ModelRefusedError } from "../lib/errors.js";
 import type { EvaluationMetrics } from "../lib/inference/metadata.js";
+import { summarizeGolden, type GoldenSummary } from "../lib/models/golden.js";
 import type { ModelRegistry, ModelVersion } from "../lib/models/registry.js";
 import type { ModelBundle } from "../lib/models/schemas.js";
 
@@ -22,15 +23,7 @@ export interface VersionShown {
     epochs: number;
     metrics: EvaluationMetrics;
   } | null;
-  golden: {
-    readings: number;
-    labelled: number;
-    tolerance: number;
-    /** Readings the model answers "fault" to. */
-    faults: number;
-    /** Its stored answers against the labels; null with none labelled. */
-    accuracy: number | null;
-  } | null;
+  golden: GoldenSummary | null;
   /** Its parent, the parent's parent…; `stored` false for an id this registry does not hold. */
   lineage: Array<{ id: string; stored: boolean; trained: string | null; accuracy: number | null }>;
   /** Versions trained from it. */
@@ -67,7 +60,7 @@ export async function describeVersion(registry: ModelRegistry, site: string, id:
     version,
     refused,
     model: bundle === undefined ? null : modelOf(bundle),
-    golden: bundle === undefined ? null : goldenOf(bundle),
+    golden: bundle === undefined ? null : summarizeGolden(bundle.golden),
     lineage: lineageOf(version, byId),
     children: versions.filter((v) => v.parent === id).map((v) => v.id),
     replicas: statuses.flatMap((s): VersionShown["replicas"] => {
@@ -89,18 +82,6 @@ function modelOf(bundle: ModelBundle): NonNullable<VersionShown["model"]> {
     data: m.training.data,
     epochs: m.training.epochs,
     metrics: m.metrics,
-  };
-}
-
-function goldenOf(bundle: ModelBundle): NonNullable<VersionShown["golden"]> {
-  const readings = bundle.golden.readings;
-  const labelled = readings.filter((r) => r.label !== undefined);
-  return {
-    readings: readings.length,
-    labelled: labelled.length,
-    tolerance: bundle.golden.tolerance,
-    faults: readings.filter((r) => r.fault === 1).length,
-    accuracy: labelled.length === 0 ? null : labelled.filter((r) => r.fault === r.label).length / labelled.length,
   };
 }
 

@@ -34,7 +34,8 @@ export function addPageCommand(program: Command, io: Io): void {
       "PAGE_TRUSTED_PROXIES. Sign-in off: loopback only. Every action reaches health with the user signed",
       "with PAGE_USER_SECRET, which health must hold too. With NATS_URL the page counts fans from the registry",
       "(KV bucket fan_registry, opened in the background: while NATS is away it counts fans as seen) and its",
-      "admins approve, add and retire fans (the Fans panel).",
+      "admins approve, add and retire fans (the Fans panel); the Models panel shows SITE's models from the",
+      "model registry on the same NATS (read only; while NATS is away it says so).",
     ],
   );
   command.action(async (opts: Record<string, unknown>) => {
@@ -62,11 +63,32 @@ export function addPageCommand(program: Command, io: Io): void {
               name: `fanwatch-page-${process.pid}`,
               log,
             });
-    const page = new PageService({ config, topics: readTopics(), mqtt: mqttSettingsFromEnv(), log, openRegistry });
+    // The model registry on the same NATS, read for the Models panel, likewise in the background.
+    const openModels =
+      natsUrl === undefined
+        ? undefined
+        : async () => {
+            const { openModelRegistry } = await import("../page/models-link.js");
+            return openModelRegistry({
+              url: natsUrl,
+              replicas: config.kvReplicas,
+              name: `fanwatch-page-models-${process.pid}`,
+            });
+          };
+    const page = new PageService({
+      config,
+      topics: readTopics(),
+      mqtt: mqttSettingsFromEnv(),
+      log,
+      openRegistry,
+      openModels,
+    });
     if (config.signIn === "off")
       io.err("sign-in is off: anyone who can reach this machine's loopback address acts in any name");
     if (natsUrl === undefined)
-      io.err("no fan registry (NATS_URL unset): fans are counted as the page sees them, and nobody manages fans here");
+      io.err(
+        "no fan registry (NATS_URL unset): fans are counted as the page sees them, and nobody manages fans here; no model registry: score serves MODEL_DIR",
+      );
     await runUntilSignalled(io, page, log);
   });
 

@@ -24,6 +24,7 @@ export interface FleetFlags {
   /** simulate only (start has no such flags). */
   drift?: number;
   driftPair?: number;
+  hot?: number;
   ownLevels?: boolean;
   interval: number;
   degradeMinutes: number;
@@ -79,6 +80,12 @@ export function addFleetOptions(
       0,
     )
     .option(
+      "--hot <n>",
+      'of which are healthy but run hot, 56–58 °C, above the healthy and faulty ranges: the shipped model raises false alarms on them (docs/models.md, "Learning from findings")',
+      integer("--hot"),
+      0,
+    )
+    .option(
       "--own-levels",
       "each fan reads at its own level per sensor, spread 5–10% of the fleet range's width either side, rather than over the fleet's whole healthy range (what health's baselines learn: docs/health.md)",
     )
@@ -122,12 +129,13 @@ export function fleetOptions(flags: FleetFlags, defaulted: ReadonlySet<ScaledSha
       noisy: flags.noisy ?? 0,
       drift: flags.drift ?? 0,
       driftPair: flags.driftPair ?? 0,
+      hot: flags.hot ?? 0,
     },
     defaulted,
   );
   if (flags.fans < 0 || Object.values(mix).some((n) => n < 0))
     throw new UsageError(
-      "--fans, --faulty, --degrading, --bearing, --sudden, --noisy, --drift and --drift-pair cannot be negative",
+      "--fans, --faulty, --degrading, --bearing, --sudden, --noisy, --drift, --drift-pair and --hot cannot be negative",
     );
   if (flags.interval < 10) throw new UsageError("--interval is in milliseconds and at least 10");
   if (flags.degradeMinutes <= 0) throw new UsageError("--degrade-minutes must be more than 0");
@@ -145,11 +153,9 @@ export function fleetOptions(flags: FleetFlags, defaulted: ReadonlySet<ScaledSha
   };
 }
 
-function fitDefaults<M extends Record<ScaledShape | "bearing" | "sudden" | "noisy" | "drift" | "driftPair", number>>(
-  fans: number,
-  mix: M,
-  defaulted: ReadonlySet<ScaledShape>,
-): M {
+function fitDefaults<
+  M extends Record<ScaledShape | "bearing" | "sudden" | "noisy" | "drift" | "driftPair" | "hot", number>,
+>(fans: number, mix: M, defaulted: ReadonlySet<ScaledShape>): M {
   const total = Object.values(mix).reduce((a, b) => a + b, 0);
   const given = total - [...defaulted].reduce((n, shape) => n + mix[shape], 0);
   if (total <= fans || given > fans || defaulted.size === 0) return mix;

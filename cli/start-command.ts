@@ -202,7 +202,7 @@ export function addStartCommand(program: Command, io: Io): void {
 
 /** "2 faulty, 2 degrading over 10 min, 1 noisy": the shapes the fleet has, wear-outs with their length. */
 function describeMix(fleet: FleetMix, degradeMinutes: number): string {
-  const { bearing = 0, sudden = 0, noisy = 0, drift = 0, driftPair = 0 } = fleet;
+  const { bearing = 0, sudden = 0, noisy = 0, drift = 0, driftPair = 0, hot = 0 } = fleet;
   const parts = [`${fleet.faulty} faulty`, `${fleet.degrading} degrading`];
   if (bearing > 0) parts.push(`${bearing} bearing`);
   if (drift > 0) parts.push(`${drift} drifting`);
@@ -211,5 +211,6 @@ function describeMix(fleet: FleetMix, degradeMinutes: number): string {
     parts[parts.length - 1] += ` over ${degradeMinutes} min`;
   if (sudden > 0) parts.push(`${sudden} sudden`);
   if (noisy > 0) parts.push(`${noisy} noisy`);
+  if (hot > 0) parts.push(`${hot} hot (healthy)`);
   return parts.join(", ");
 }

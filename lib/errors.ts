@@ -68,6 +68,7 @@ export const ERROR_CODES = {
   },
   FANWATCH_REGISTRY_UNAVAILABLE: {
     kind: "unavailable",
+    status: 503,
     meaning: "the model registry (NATS JetStream) cannot be reached or did not answer in time",
   },
   FANWATCH_DATA_FORMAT: { kind: "failure", meaning: "a file of readings does not follow the reference CSV format" },

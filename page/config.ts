@@ -3,6 +3,7 @@ import { ConfigError } from "../lib/errors.js";
 import { durationSchema } from "../lib/infra/duration.js";
 import { hostListSchema } from "../lib/infra/http/allowed-hosts.js";
 import { isLoopback } from "../lib/infra/net.js";
+import { SITE_SETTINGS } from "../lib/infra/config.js";
 import { defineSettings, readSettingsFrom, SECRET_SETTINGS, type SettingValues } from "../lib/infra/settings.js";
 import { ROLES, USER_SIGNING_SETTINGS, type Role } from "../lib/infra/signed-user.js";
 import { SIGN_IN_MODES, type SignInMode } from "./access/access.js";
@@ -187,14 +188,20 @@ export const PAGE_SETTINGS = defineSettings({
   },
   NATS_URL: {
     env: ["NATS_URL"],
-    help: "the NATS server holding the fan registry (KV bucket fan_registry): the page counts fans from it and its admins manage fans; unset: fans counted as seen, no Fans panel",
-    doc: "the NATS server holding the fan registry (KV bucket `fan_registry`), e.g. `nats://nats.fanwatch:4222`: the page counts fans from it and its admins approve, add and retire fans; unset: fans counted as the page sees them, no Fans panel",
+    help: "the NATS server holding the fan registry (KV bucket fan_registry) and the model registry: the page counts fans from it, its admins manage fans, and the Models panel shows the site's models; unset: fans counted as seen, no Fans panel, no model registry",
+    doc: "the NATS server holding the fan registry (KV bucket `fan_registry`) and the model registry (`fan_models`, `fan_models_active`), e.g. `nats://nats.fanwatch:4222`: the page counts fans from it, its admins approve, add and retire fans, and the Models panel shows the site's models; unset: fans counted as the page sees them, no Fans panel, and the Models panel says score serves `MODEL_DIR`",
     schema: z.string().optional(),
+  },
+  // The site whose models the Models panel shows (its pointer, replicas and comparisons).
+  SITE: {
+    ...SITE_SETTINGS.SITE,
+    help: "the site whose models the Models panel shows (score's and predict's SITE)",
+    doc: "the site whose models the Models panel shows: its pointer, score replicas and shadow comparisons (score's and predict's `SITE`)",
   },
   // Health's setting: whichever opens `fan_registry` first creates it, with this many copies.
   NATS_KV_REPLICAS: {
     env: ["NATS_KV_REPLICAS"],
-    help: "copies of the device registry's bucket in a NATS cluster, should the page be the first to make it (as health's)",
+    help: "copies of the device registry's and the model registry's buckets in a NATS cluster, should the page be the first to make them (as health's and score's)",
     default: 1,
     schema: z.coerce.number().int().min(1).max(5).default(1),
   },
@@ -247,7 +254,9 @@ export interface PageConfig {
   healthUrl: string;
   /** NATS_URL: the fan registry's server; undefined: no registry. */
   natsUrl: string | undefined;
-  /** NATS_KV_REPLICAS: copies of `fan_registry` when the page is the one to create it. */
+  /** SITE: whose models the Models panel shows. */
+  site: string;
+  /** NATS_KV_REPLICAS: copies of `fan_registry` (and the model buckets) when the page is the one to create them. */
   kvReplicas: number;
   functionsUrl: string | undefined;
   maxStreams: number;
@@ -308,6 +317,7 @@ export function readPageConfig(env?: NodeJS.ProcessEnv, given: Partial<PageSetti
         : { certFile: s.PAGE_TLS_CERT_FILE, keyFile: s.PAGE_TLS_KEY_FILE },
     healthUrl: s.HEALTH_URL,
     natsUrl: s.NATS_URL,
+    site: s.SITE,
     kvReplicas: s.NATS_KV_REPLICAS,
     functionsUrl: s.PAGE_FUNCTIONS_URL,
     maxStreams: s.PAGE_MAX_STREAMS,

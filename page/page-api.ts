@@ -9,6 +9,8 @@ import type { Access, Visitor } from "./access/access.js";
 import { csrfRefusal } from "./access/origin.js";
 import type { FanRegistry } from "../lib/registry/registry.js";
 import { FansApi, mayManageFans } from "./fans-api.js";
+import { ModelsApi } from "./models-api.js";
+import type { ModelsLink } from "./models-link.js";
 
 /** A health action is a few fields and a note: a body beyond this is not one. */
 export const ACTION_BODY_LIMIT = 16 * 1024;
@@ -27,6 +29,8 @@ export interface PageApiOptions {
   log: Logger;
   /** The fan registry the Fans panel manages (/ui/api/fans); none: the panel says the page has no registry. */
   registry?: FanRegistry | (() => FanRegistry | undefined) | undefined;
+  /** The model registry the Models panel reads (/ui/api/models); none: the panel says score serves MODEL_DIR. */
+  models?: ModelsLink | undefined;
 }
 
 /**
@@ -40,15 +44,17 @@ export class PageApi {
   readonly #options: PageApiOptions;
   readonly #healthUrl: string;
   readonly #fans: FansApi;
+  readonly #models: ModelsApi;
 
   constructor(access: Access, options: PageApiOptions) {
     this.#access = access;
     this.#options = options;
     this.#fans = new FansApi(access, options.registry, options.log);
+    this.#models = new ModelsApi(access, options.models, options.log);
     this.#healthUrl = options.healthUrl.replace(/\/+$/, "");
   }
 
-  /** Serves /ui/api/session, /ui/api/health, /ui/api/history, /ui/api/evidence and /ui/api/fans; false for any other path. */
+  /** Serves /ui/api/session, /ui/api/health, /ui/api/history, /ui/api/evidence, /ui/api/fans and /ui/api/models; false for any other path. */
   readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => {
     const url = new URL(req.url ?? "/", "http://page");
     const path = url.pathname;
@@ -63,6 +69,7 @@ export class PageApi {
       return true;
     }
     if (this.#fans.handle(req, res)) return true;
+    if (this.#models.handle(req, res)) return true;
     if (path === "/ui/api/history" || path === "/ui/api/evidence") {
       if (!this.#only("GET", req, res)) return true;
       const visitor = this.#signedIn(req, res);

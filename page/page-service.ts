@@ -28,6 +28,7 @@ import { WebPage } from "./web-page.js";
 import { RegistryCache } from "../lib/registry/cache.js";
 import { RegistryLink } from "./registry-link.js";
 import type { FanRegistry } from "../lib/registry/registry.js";
+import { ModelsLink, type OpenedModels } from "./models-link.js";
 
 export interface PageServiceOptions {
   config: PageConfig;
@@ -47,6 +48,12 @@ export interface PageServiceOptions {
    * until NATS lets it (registry-link.ts): the page serves while NATS is away, counting fans as seen.
    */
   openRegistry?: (() => Promise<FanRegistry>) | undefined;
+  /**
+   * Opens the model registry (`fanwatch page` with NATS_URL), in the background and again every 5 s
+   * until NATS lets it (models-link.ts): the Models panel shows SITE's models. None: it says score
+   * serves MODEL_DIR.
+   */
+  openModels?: (() => Promise<OpenedModels>) | undefined;
 }
 
 /**
@@ -72,6 +79,7 @@ export class PageService extends ServiceBase {
   #viewer: MqttClient | undefined;
   readonly #registryCache: RegistryCache | undefined;
   readonly #registryLink: RegistryLink | undefined;
+  readonly #models: ModelsLink | undefined;
 
   constructor(options: PageServiceOptions) {
     super();
@@ -87,6 +95,7 @@ export class PageService extends ServiceBase {
       this.#registryLink = new RegistryLink(options.openRegistry, log, (cache) => this.fleet.useRegistry(cache));
       this.fleet.awaitRegistry();
     }
+    this.#models = options.openModels === undefined ? undefined : new ModelsLink(options.openModels, config.site, log);
     const link = this.#registryLink;
     const alertmanagers = new TrustedProxies(config.alertmanagerFrom);
     const api = new PageApi(this.access, {
@@ -95,6 +104,7 @@ export class PageService extends ServiceBase {
       client: new HttpClient({ maxSockets: 16 }),
       log,
       registry: link === undefined ? options.registry : () => link.registry,
+      models: this.#models,
     });
     this.#page = new WebPage(this.fleet, {
       access: this.access,
@@ -145,6 +155,16 @@ export class PageService extends ServiceBase {
     return this.#registryCache === undefined ? "none" : "watched";
   }
 
+  /** The model registry: "none" (no NATS_URL), "waiting" (NATS cannot be read yet), "open". */
+  get modelsState(): "none" | "waiting" | "open" {
+    return this.#models?.state ?? "none";
+  }
+
+  /** Resolves once the model registry opened in the background is open (tests). */
+  modelsOpened(): Promise<void> {
+    return this.#models?.opened() ?? Promise.resolve();
+  }
+
   /** Resolves once the registry opened in the background is watched (tests). */
   registryWatched(): Promise<void> {
     return this.#registryLink?.watched() ?? Promise.resolve();
@@ -160,6 +180,7 @@ export class PageService extends ServiceBase {
     const { config, log, mqtt } = this.#o;
     await this.#registryCache?.start();
     this.#registryLink?.start();
+    await this.#models?.start();
     await this.#page.start();
     await listen(this.#server, config.port, config.host);
     if (this.#metricsServer !== undefined) await listen(this.#metricsServer, config.metricsPort ?? 0, config.host);
@@ -210,6 +231,7 @@ export class PageService extends ServiceBase {
     await this.#registryCache?.stop();
     await this.#o.registry?.close();
     await this.#registryLink?.close();
+    await this.#models?.close();
   }
 
   #sendMetrics(res: ServerResponse): void {
@@ -228,6 +250,7 @@ export class PageService extends ServiceBase {
         signIn: this.access.mode,
         mqtt: this.#viewer?.connected ?? null,
         registry: this.registryState,
+        models: this.modelsState,
         ...this.#page.stats(),
       };
       return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));

@@ -23,6 +23,7 @@ const FILES: Record<string, string> = {
   "/ui/fan-actions.js": `${UI_DIR}fan-actions.js`,
   "/ui/health-action.js": `${UI_DIR}health-action.js`,
   "/ui/fans-panel.js": `${UI_DIR}fans-panel.js`,
+  "/ui/models-panel.js": `${UI_DIR}models-panel.js`,
   "/ui/vendor/uPlot.esm.js": resolve("uplot/dist/uPlot.esm.js"),
   "/ui/vendor/uPlot.min.css": resolve("uplot/dist/uPlot.min.css"),
 };

@@ -5,6 +5,7 @@ import {
   drawReadings,
   fleetFan,
   fleetProfiles,
+  hotRanges,
   ownRanges,
   type FanRanges,
   type FleetMix,
@@ -129,7 +130,9 @@ export function createFleet(options: FleetModelOptions): SimulatedFan[] {
     const seed = options.seed * 100_003 + i;
     const k = seen.get(profile) ?? 0;
     seen.set(profile, k + 1);
-    const healthy = options.ownLevels === true ? ownRanges(seededRandom(levelSeed(seed))) : fleetFan(profile).healthy;
+    const own = options.ownLevels === true ? ownRanges(seededRandom(levelSeed(seed))) : undefined;
+    // A hot fan at its own levels keeps them, but for its temperature.
+    const healthy = own === undefined ? fleetFan(profile).healthy : profile === "hot" ? hotRanges(own) : own;
     const drifting =
       profile === "drift" || profile === "drift-pair"
         ? driftingSensors(profile, k, options.seed)

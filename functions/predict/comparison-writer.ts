@@ -99,15 +99,17 @@ export class ComparisonWriter extends ServiceBase {
     const { url, log, timeoutMs } = this.#options;
     for (let attempt = 1; !this.#stop; attempt++) {
       try {
+        // Not waitOnFirstConnect: that attempt cannot be called off, and would keep trying (and
+        // connect) after a close. Here one attempt lasts at most timeoutMs and this loop retries.
         this.#nc ??= await connect({
           servers: url,
           name: `fanwatch-predict-${process.pid}`,
           maxReconnectAttempts: -1,
           reconnectTimeWait: 1_000,
-          waitOnFirstConnect: true,
           timeout: timeoutMs,
         });
-        if (this.#stop) return;
+        // Closed while connecting: onClose found no connection to let go of, so it is let go here.
+        if (this.#stop) return void (await this.#nc.close().catch(() => {}));
         // Opened, never created: the registry makes it (the first score replica, or a model
         // command), with the cluster's copies. Until it exists a write fails, is logged, and the
         // next one carries the running totals.
@@ -117,10 +119,12 @@ export class ComparisonWriter extends ServiceBase {
       } catch (error) {
         if (this.#stop) return;
         const delay = backoffDelay({ baseMs: 500, capMs: 10_000 }, Math.min(attempt, 10));
-        log.warn(
-          { event: "comparisons_unavailable", nats: redactUrl(url), err: (error as Error).message },
-          "cannot open the model registry's bucket yet; shadow comparisons are kept until it can",
-        );
+        // Said once: while NATS stays away every attempt fails alike.
+        if (attempt === 1)
+          log.warn(
+            { event: "comparisons_unavailable", nats: redactUrl(url), err: (error as Error).message },
+            "cannot open the model registry's bucket yet; shadow comparisons are kept until it can",
+          );
         await new Promise((resolve) => setTimeout(resolve, delay).unref());
       }
     }

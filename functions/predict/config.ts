@@ -53,7 +53,7 @@ export const PREDICT_SETTINGS = defineSettings({
   },
   PREDICT_REPLICA: {
     env: ["PREDICT_REPLICA"],
-    help: "this replica's name in its shadow comparisons (default: the host name)",
+    help: "this replica's name in its shadow comparisons (default: the host name and the process id, unique on one machine too)",
     schema: z
       .string()
       .regex(/^[A-Za-z0-9_.-]{1,128}$/, "letters, digits, _ . and - only, at most 128")
@@ -97,7 +97,11 @@ export interface PredictConfig {
   natsUrl: string | undefined;
   /** SITE (lib/infra/config.ts). */
   site: string;
-  /** PREDICT_REPLICA, else the host name. */
+  /**
+   * PREDICT_REPLICA, else the host name and process id, as score's SCORE_REPLICA: replicas on one
+   * machine (the local gateway scales predict) each keep their own comparison key rather than
+   * overwrite one another's running totals.
+   */
   replica: string;
   /** @default PREDICT_DEFAULTS.PREDICT_COMPARE_EVERY_MS */
   compareEveryMs: number;
@@ -120,7 +124,7 @@ export function readPredictConfig(env?: NodeJS.ProcessEnv): PredictConfig {
     // Empty is unset: the local runner gives every function NATS_URL, empty when there is no NATS.
     natsUrl: s.NATS_URL === "" ? undefined : s.NATS_URL,
     site: readSite(env),
-    replica: s.PREDICT_REPLICA ?? hostname(),
+    replica: s.PREDICT_REPLICA ?? `${hostname()}-${process.pid}`,
     compareEveryMs: s.PREDICT_COMPARE_EVERY_MS,
     shadowMaxFans: s.PREDICT_SHADOW_MAX_FANS,
     ignored: Object.entries(removed)

@@ -187,11 +187,26 @@ export async function handler(
   const topic = sourceTopic(event.headers, config.topics.telemetry);
   const items = await readItems(event, topic, state, deadline);
   const { valid, results, letters, notices } = sortReadings(items, topic);
-  const predictions = valid.length === 0 ? [] : await predictAll(state, valid, results, deadline);
+  const scored = valid.length === 0 ? undefined : await predictAll(state, valid, results, deadline);
+  const predictions = scored?.predictions ?? [];
   await Promise.all([
     publisher.publish(config.topics.anomaly, [...predictions, ...notices], deadline),
     publisher.publish(config.topics.deadletter, letters, deadline),
   ]);
+  // Only once published: an invocation that fails is retried by the connector with the same
+  // readings, which the comparison would otherwise count again.
+  if (scored !== undefined) {
+    // The readings are published: a fault in the comparison must not fail the invocation, which
+    // the connector would retry, publishing them twice.
+    try {
+      compareShadow(state.comparer, state.writer, scored.answer, predictions);
+    } catch (error) {
+      log.error(
+        { event: "shadow_compare_failed", err: error },
+        "the shadow comparison failed; the readings were published",
+      );
+    }
+  }
   readings.inc({ outcome: "scored" }, predictions.length);
   readings.inc({ outcome: "implausible" }, notices.length);
   readings.inc({ outcome: "rejected" }, letters.length - notices.length);
@@ -277,11 +292,11 @@ function sortReadings(
 
 /** Scores the valid readings with one call, explains the faulty ones, and puts each prediction in its place in `results`. */
 async function predictAll(
-  { score, comparer, writer }: Predictor,
+  { score }: Predictor,
   valid: ValidReading[],
   results: Array<Prediction | Rejection>,
   deadline: Deadline,
-): Promise<Prediction[]> {
+): Promise<{ predictions: Prediction[]; answer: ScoreBatchAnswer }> {
   const answer = await within(
     scoreCalls,
     score.score(
@@ -302,8 +317,7 @@ async function predictAll(
     results[index] = prediction;
   });
   await explainFaults(score, predictions, deadline);
-  compareShadow(comparer, writer, answer, predictions);
-  return predictions;
+  return { predictions, answer };
 }
 
 /**

@@ -42,6 +42,13 @@ export const SCORE_SETTINGS = defineSettings({
     doc: "the NATS server holding the model registry (docs/models.md), e.g. `nats://nats.fanwatch:4222`: score serves the site's active model and follows it; without it, `MODEL_DIR` only",
     schema: z.string().optional(),
   },
+  NATS_KV_REPLICAS: {
+    env: ["NATS_KV_REPLICAS"],
+    help: "copies of the model registry's buckets in a NATS cluster, should this replica make them",
+    doc: "copies of the model registry's buckets (`fan_models`, `fan_models_active`) in a NATS cluster, should this replica make them (the first replica of a fresh site does); as health's bucket, at most 5",
+    default: 1,
+    schema: z.coerce.number().int().min(1).max(5).default(1),
+  },
   // The site whose active model this replica follows.
   SITE: SITE_SETTINGS.SITE,
   SCORE_REPLICA: {
@@ -67,6 +74,8 @@ export interface ScoreConfig {
   maxWaitMs: number;
   /** NATS_URL: with it, score follows the site's active model in the registry (model-follower.ts). */
   natsUrl: string | undefined;
+  /** NATS_KV_REPLICAS: the registry's buckets' copies, when this replica makes them. */
+  kvReplicas: number;
   site: string;
   replica: string;
 }
@@ -80,6 +89,7 @@ export function readScoreConfig(env?: NodeJS.ProcessEnv): ScoreConfig {
     maxBatchSize: s.SCORE_MAX_BATCH,
     maxWaitMs: s.SCORE_BATCH_WAIT_MS,
     natsUrl: s.NATS_URL,
+    kvReplicas: s.NATS_KV_REPLICAS,
     site: s.SITE,
     replica: s.SCORE_REPLICA,
   };

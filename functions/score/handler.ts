@@ -73,6 +73,7 @@ export async function init(): Promise<void> {
           replica: config.replica,
           shipped,
           holder,
+          replicas: config.kvReplicas,
           log,
           ...backend,
         });

@@ -26,6 +26,8 @@ export interface FollowerOptions {
   shipped: ModelBundle;
   holder: ModelHolder;
   backend?: string;
+  /** NATS_KV_REPLICAS: the buckets' copies, should this replica make them. @default 1 */
+  replicas?: number;
   log: Logger;
   /** How often the replica's status is written besides on every change. @default REPLICA_STATUS_EVERY_MS */
   statusEveryMs?: number;
@@ -127,7 +129,10 @@ export class ModelFollower extends ServiceBase {
       maxReconnectAttempts: -1,
       timeout: CONNECT_TIMEOUT_MS,
     });
-    this.#registry ??= await ModelRegistry.open(this.#nc, { backend: this.#options.backend });
+    this.#registry ??= await ModelRegistry.open(this.#nc, {
+      backend: this.#options.backend,
+      replicas: this.#options.replicas ?? 1,
+    });
     await this.#registry.bootstrap(site, shipped, replica);
     const watch = await this.#registry.watchPointer(site);
     this.#watch = watch;

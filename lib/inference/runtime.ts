@@ -193,6 +193,19 @@ function round6(value: number): number {
 
 function compileDenseStack(model: tfl.LayersModel): DenseStep[] {
   const steps: DenseStep[] = [];
+  try {
+    return compileInto(model, steps);
+  } catch (error) {
+    // A model refused part way (a score replica refusing a candidate) keeps none of its tensors.
+    for (const step of steps) {
+      step.kernel.dispose();
+      step.bias.dispose();
+    }
+    throw error;
+  }
+}
+
+function compileInto(model: tfl.LayersModel, steps: DenseStep[]): DenseStep[] {
   for (const layer of model.layers) {
     const config = layer.getConfig();
     const activation = config["activation"];
@@ -218,14 +231,9 @@ function compileDenseStack(model: tfl.LayersModel): DenseStep[] {
   // A model for other inputs or outputs would fail only at its first call: say so at load.
   const inputs = steps[0]?.kernel.shape[0];
   const outputs = steps.at(-1)?.kernel.shape[1];
-  if (inputs !== FEATURES.length || outputs !== 1) {
-    for (const step of steps) {
-      step.kernel.dispose();
-      step.bias.dispose();
-    }
+  if (inputs !== FEATURES.length || outputs !== 1)
     throw new ModelError(
       `the model takes ${inputs} inputs and gives ${outputs} outputs; the runtime needs ${FEATURES.length} inputs (${FEATURES.join(", ")}) and 1 output`,
     );
-  }
   return steps;
 }

@@ -34,9 +34,12 @@ export async function autoPromote(
   if (current === undefined || shadow === null)
     return { outcome: "no-shadow", detail: `site ${site} has no shadow model: nothing to promote` };
   const { active } = current.pointer;
+  // A `since` that is not a time (a record written by hand) dates nothing: NaN would make every
+  // other replica's record count for nothing too.
   const since = (await registry.comparisons(site, shadow))
     .filter((c) => c.active === active)
-    .reduce((earliest, c) => Math.min(earliest, Date.parse(c.since)), Infinity);
+    .map((c) => Date.parse(c.since))
+    .reduce((earliest, at) => (Number.isFinite(at) ? Math.min(earliest, at) : earliest), Infinity);
   if (!(now - since >= afterMs)) {
     const shadowed = Number.isFinite(since) ? `${Math.round((now - since) / 60_000)} min` : "no comparison yet";
     return {

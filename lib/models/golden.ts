@@ -108,3 +108,25 @@ export function describeGoldenCheck(check: GoldenCheck): string {
       : `accuracy ${check.accuracy.toFixed(3)} on ${check.labelled} labelled`;
   return `${check.readings} readings, ${check.mismatches} mismatches, max Δ ${check.maxDelta.toFixed(6)}, ${accuracy}`;
 }
+
+/** A golden set at a glance, from its stored answers alone (no model loaded): `fanwatch model show` and the page. */
+export interface GoldenSummary {
+  readings: number;
+  labelled: number;
+  tolerance: number;
+  /** Readings the model answers "fault" to. */
+  faults: number;
+  /** Its stored answers against the labels; null with none labelled. */
+  accuracy: number | null;
+}
+
+export function summarizeGolden(golden: GoldenSet): GoldenSummary {
+  const labelled = golden.readings.filter((r) => r.label !== undefined);
+  return {
+    readings: golden.readings.length,
+    labelled: labelled.length,
+    tolerance: golden.tolerance,
+    faults: golden.readings.filter((r) => r.fault === 1).length,
+    accuracy: labelled.length === 0 ? null : labelled.filter((r) => r.fault === r.label).length / labelled.length,
+  };
+}

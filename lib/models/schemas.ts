@@ -106,8 +106,8 @@ export const REPLICA_STATUS_EVERY_MS = 10_000;
  * What predict has seen of a shadow against the active model (KV key comparisonKey(site, shadow,
  * replica)), summed since the shadow started on that replica; `fanwatch model compare` adds the
  * replicas up. `fans` lists fans whose episodes would have gone differently under the shadow
- * (the health rules run on both models' predictions): `opened` the shadow would have alarmed (or
- * warned) where the active did not, `closed` the reverse.
+ * (the health rules run on both models' predictions): `opened` the shadow would have alarmed where
+ * the active did not (warnings are not counted), `closed` the reverse.
  */
 export const ShadowComparisonSchema = z.object({
   site: z.string(),

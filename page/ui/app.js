@@ -6,6 +6,7 @@
 import { basis, etaInterval } from "/ui/fan-format.js";
 import { postHealthAction } from "/ui/health-action.js";
 import { fansFrame, startFansPanel } from "/ui/fans-panel.js";
+import { startModelsPanel } from "/ui/models-panel.js";
 
 const SENSORS = [
   ["rotation", "rpm"],
@@ -314,6 +315,7 @@ async function loadSession() {
   $("ack-by").closest("label").hidden = session.signIn !== "off";
   $("maintenance-panel").hidden = !session.canAct;
   startFansPanel(session, () => $("ack-by").value.trim());
+  startModelsPanel();
   if (session.canAct) return;
   $("ack-message").textContent = `Signed in as ${session.user?.role ?? "viewer"}: you can see, not act.`;
   for (const row of rows.values()) row.querySelector(".ack").hidden = true; // listed before the session was read

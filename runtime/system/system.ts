@@ -3,7 +3,7 @@ import { readConnectorConfig } from "../../connectors/mqtt/config.js";
 import { readWriterConfig, WRITER_SETTINGS } from "../../connectors/influxdb/config.js";
 import { InfluxWriter } from "../../connectors/influxdb/writer.js";
 import { Connector } from "../../connectors/mqtt/connector.js";
-import { readTopics, type Topics } from "../../lib/infra/config.js";
+import { readSite, readTopics, type Topics } from "../../lib/infra/config.js";
 import { readSettings, readSettingsFrom } from "../../lib/infra/settings.js";
 import { NOTIFIER_SETTINGS, readNotifierConfig } from "../../notifier/config.js";
 import { Notifier } from "../../notifier/notifier.js";
@@ -34,6 +34,7 @@ import type { Access } from "../../page/access/access.js";
 import { PAGE_SETTINGS } from "../../page/config.js";
 import { ConfigError } from "../../lib/errors.js";
 import { PageApi } from "../../page/page-api.js";
+import { ModelsLink, openModelRegistry } from "../../page/models-link.js";
 import { HttpClient } from "../../lib/infra/http/client.js";
 import { basicAuthHeader } from "../../lib/infra/http/basic-auth.js";
 
@@ -153,12 +154,25 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     // reach the gateway's /function/health in their name); without, health takes `by` from the body,
     // as curl on this machine does (docs/page.md).
     const userSecret = access.mode === "off" ? undefined : randomBytes(32).toString("base64url");
+    // The Models panel reads the model registry score follows, on health's NATS (opened in the background).
+    const natsUrl = healthState.natsUrl;
+    const models =
+      natsUrl === undefined
+        ? undefined
+        : await parts.start(
+            new ModelsLink(
+              () => openModelRegistry({ url: natsUrl, replicas: 1, name: `fanwatch-start-page-models-${process.pid}` }),
+              readSite(env),
+              log,
+            ),
+          );
     const api = new PageApi(access, {
       healthUrl: `${pageUrl}/function/health`,
       userSecret,
       client: new HttpClient(),
       log,
       registry,
+      models,
     });
     const page = new WebPage(fleet, { access, api });
     const gateway = await parts.start(

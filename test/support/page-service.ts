@@ -9,6 +9,7 @@ import type { FanRegistry } from "../../lib/registry/registry.js";
 import { hashPassword } from "../../page/access/password.js";
 import { userLine } from "../../page/access/users.js";
 import { readPageConfig } from "../../page/config.js";
+import type { OpenedModels } from "../../page/models-link.js";
 import { PageService } from "../../page/page-service.js";
 
 /** The secret the test page and its health share. */
@@ -32,6 +33,8 @@ export interface TestPageOptions {
   frameIntervalMs?: number;
   /** The fan registry the page counts from and its admins manage; none by default. */
   registry?: FanRegistry;
+  /** Opens the model registry the Models panel reads; none by default (the panel says there is none). */
+  openModels?: () => Promise<OpenedModels>;
 }
 
 export interface TestPage {
@@ -72,6 +75,7 @@ export async function startTestPage(options: TestPageOptions): Promise<TestPage>
     log: createLogger("page-test", "silent"),
     ...(options.frameIntervalMs === undefined ? {} : { frameIntervalMs: options.frameIntervalMs }),
     registry: options.registry,
+    openModels: options.openModels,
   });
   await service.start();
   return {

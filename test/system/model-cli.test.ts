@@ -305,6 +305,23 @@ describe("fanwatch model: the real CLI against a real nats-server", () => {
     assert.match(bad.stderr, /a model id is fan- and 16 hex digits/);
   });
 
+  it("rolls back to a model that was shadowing: the pointer keeps no shadow of its own active model", async () => {
+    const site = { NATS_URL: nats.url, SITE: "plant-rb" };
+    const at = new Date().toISOString();
+    // The previous model brought back as a shadow (fanwatch model shadow <previous>) after a promote.
+    await registry.setPointer(
+      "plant-rb",
+      { active: child, previous: shipped, shadow: shipped, reason: "shadow", by: "ana", at, forced: false, note: null },
+      0,
+    );
+    const back = await runCli(["model", "rollback"], site);
+    assert.equal(back.code, 0, back.stderr);
+    const after = (await registry.pointer("plant-rb"))?.pointer;
+    assert.deepEqual([after?.active, after?.previous, after?.shadow], [shipped, child, null]);
+    const compare = await runCli(["model", "compare"], site);
+    assert.match(compare.stderr, /site plant-rb has no shadow model/);
+  });
+
   it("pulls a version to a bundle file that another site's registry stores under the same id and lineage", async () => {
     const file = join(dir, "moved.json");
     const pulled = await model("pull", child, "--out", file);

@@ -190,6 +190,30 @@ describe("predict compares score's shadow with the active model (real nats-serve
     }
     assert.equal(await stored("fan-shadow-3", "predict-c"), undefined);
   });
+
+  it("compares readings only once they are published: an invocation answered 503 and retried counts them once", async () => {
+    const predict = await startPredict("predict-d", 600_000);
+    try {
+      shadow = "fan-shadow-4";
+      const batch = readings(Date.parse("2020-10-02T14:00:00Z"));
+      const pid = broker.pid as number;
+      process.kill(pid, "SIGSTOP"); // connected, but acknowledges nothing
+      let failed;
+      try {
+        failed = await postJson(predict.url, batch, { "x-timeout-ms": "1000" });
+      } finally {
+        process.kill(pid, "SIGCONT");
+      }
+      assert.equal(failed.status, 503, JSON.stringify(failed.body));
+      // The connector's retry of the same readings.
+      assert.equal((await postJson(predict.url, batch)).status, 200);
+      const seen = (await (await fetch(predict.url)).json()) as { shadow: ShadowComparison };
+      assert.equal(seen.shadow.shadow, "fan-shadow-4");
+      assert.equal(seen.shadow.readings, 36);
+    } finally {
+      await terminate(predict.child);
+    }
+  });
 });
 
 describe("predict against a real score replica serving a shadow from the registry (real nats-server and Mosquitto)", () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { parseDuration } from "../../lib/infra/duration.js";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Command, CommanderError } from "commander";
@@ -184,6 +184,9 @@ describe("configuration: defaults written once", () => {
     const predict = readPredictConfig({});
     assert.equal(predict.scoreUrl, PREDICT_DEFAULTS.SCORE_URL);
     assert.equal(predict.budgetMs, PREDICT_DEFAULTS.PREDICT_BUDGET_MS);
+    // Named as score names its replicas: two predict processes on one machine write two comparisons.
+    assert.equal(predict.replica, `${hostname()}-${process.pid}`);
+    assert.equal(predict.replica, readScoreConfig({}).replica);
     const score = readScoreConfig({});
     assert.equal(score.modelDir, DEFAULT_MODEL_DIR);
     assert.equal(score.maxBatchSize, DEFAULT_MAX_BATCH_SIZE);

@@ -3,6 +3,7 @@ import { cp, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import * as tf from "@tensorflow/tfjs-core";
 import * as tfl from "@tensorflow/tfjs-layers";
 import { FAULTY_RANGES, HEALTHY_RANGES } from "../../lib/domain/fan-ranges.js";
 import { FEATURES } from "../../lib/domain/features.js";
@@ -198,6 +199,27 @@ describe("model bundles and golden sets", () => {
       weights: Buffer.from(artifacts.weights).toString("base64"),
     };
     assert.match(await refusal(loadBundleModel(bundle, "fan-0000000000000004")), /takes 5 inputs .* needs 4 inputs/);
+  });
+
+  it("refuses a model with an unsupported layer after a supported one, and keeps none of its tensors", async () => {
+    const model = tfl.sequential({
+      layers: [
+        tfl.layers.dense({ inputShape: [FEATURES.length], units: 4, activation: "relu" }),
+        tfl.layers.dense({ units: 1, activation: "tanh" }),
+      ],
+    });
+    const tanh = join(dir, "tanh");
+    await saveModel(model, shipped.metadata, tanh);
+    model.dispose();
+    const artifacts = await loadArtifacts(tanh);
+    const bundle: ModelBundle = {
+      ...shipped,
+      modelJson: artifacts.modelJson,
+      weights: Buffer.from(artifacts.weights).toString("base64"),
+    };
+    const tensors = tf.memory().numTensors;
+    assert.match(await refusal(loadBundleModel(bundle, "fan-0000000000000005")), /unsupported layer Dense \(tanh\)/);
+    assert.equal(tf.memory().numTensors, tensors);
   });
 
   it("finds a golden answer that moved beyond the tolerance", async () => {

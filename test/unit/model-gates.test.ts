@@ -14,6 +14,7 @@ import {
 import type { GoldenSet, ShadowComparison } from "../../lib/models/schemas.js";
 import type { EvidenceReading } from "../../lib/nats/evidence.js";
 import { alarmsUnderRules } from "../../cli/model-gates.js";
+import { autoPromote } from "../../lib/models/auto-promote.js";
 import { DEFAULT_POLICY } from "../../functions/health/policy.js";
 
 const settings = { windowMs: 7 * 86_400_000, maxAlarmChange: 1, minShadowReadings: 100, autoPromoteAfterMs: 3_600_000 };
@@ -226,5 +227,36 @@ describe("promotion gates run together on their sources, with health's rules", (
       }));
     assert.equal(alarmsUnderRules("7", predictions([...Array(20).keys()]), DEFAULT_POLICY), true);
     assert.equal(alarmsUnderRules("7", predictions([3, 11]), DEFAULT_POLICY), false);
+  });
+});
+
+describe("auto-promotion", () => {
+  it("dates the shadow by the replicas' records that hold a time, one without a time ignored", async () => {
+    const pointer = {
+      active: "fan-a",
+      previous: null,
+      shadow: "fan-c",
+      reason: "shadow" as const,
+      by: "ana",
+      at: "2026-12-06T00:00:00.000Z",
+      forced: false,
+      note: null,
+    };
+    let moved = 0;
+    const registry = {
+      pointer: () => Promise.resolve({ pointer, revision: 4 }),
+      comparisons: () =>
+        Promise.resolve([
+          comparison({ replica: "predict-1" }),
+          comparison({ replica: "predict-2", since: "yesterday" }),
+        ]),
+      setPointer: () => Promise.resolve(5 + moved++),
+    };
+    const passed = () => Promise.resolve([{ gate: "golden-accuracy" as const, passed: true, detail: "ok" }]);
+    // The good record's since is 24 h before NOW: enough for 1 h, too soon for 2 days.
+    assert.equal((await autoPromote(registry, passed, "plant-a", 3_600_000, NOW)).outcome, "promoted");
+    const soon = await autoPromote(registry, passed, "plant-a", 2 * 86_400_000, NOW);
+    assert.equal(soon.outcome, "too-soon");
+    assert.match(soon.detail, /1440 min of the 2880 min/);
   });
 });
