@@ -14,7 +14,7 @@
 // each function replica's own, and dead letters; lost readings = sent − predictions received.
 // Progress goes to stderr; JSON lines to stdout, the summary last.
 import { join } from "node:path";
-import { sumComparisons } from "../../cli/model-compare.js";
+import { sumComparisons } from "../../lib/models/comparison-sum.js";
 import { bundleFromDirectory } from "../../lib/models/bundle.js";
 import type { ActivePointer } from "../../lib/models/schemas.js";
 import { REPO_ROOT } from "../../test/support/paths.js";
