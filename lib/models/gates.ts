@@ -247,7 +247,7 @@ export function alarmChangeGate(
     return {
       gate: "alarm-change",
       passed: false,
-      detail: `${readings} readings compared as a shadow of ${active}, ${settings.minShadowReadings} needed (MODEL_GATE_MIN_SHADOW_READINGS): run \`fanwatch model shadow\` first`,
+      detail: `${readings} readings compared as a shadow of ${active}, ${settings.minShadowReadings} needed (MODEL_GATE_MIN_SHADOW_READINGS): let it shadow longer (\`fanwatch model shadow <id>\` starts one)`,
     };
   const opened = new Set(relevant.flatMap((c) => c.fans.opened).filter((f) => !fansWithFinding.has(f)));
   const closed = new Set(relevant.flatMap((c) => c.fans.closed).filter((f) => !fansWithFinding.has(f)));
