@@ -196,6 +196,13 @@ export async function init(): Promise<void> {
   });
   // With NATS, the device registry says which fans are retired: no silence, no alarm for them.
   const retired = config.natsUrl === undefined ? undefined : new RetiredFans(config.natsUrl, config.kvReplicas, log);
+  // As for the store: a moment, so that a retired fan's first predictions after a start are not
+  // taken for an active fan's while the registry is read (it goes on in the background after).
+  if (retired !== undefined)
+    await Promise.race([
+      retired.opened(),
+      sleep(Math.min(INIT_NATS_WAIT_MS, config.natsTimeoutMs), undefined, { ref: false }),
+    ]);
   const silence = new SilenceTimer({
     store,
     updater,

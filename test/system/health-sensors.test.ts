@@ -6,7 +6,7 @@ import { AlarmTransitionSchema, type AlarmTransition, type HealthRecord } from "
 import type { Prediction } from "../../lib/domain/prediction.js";
 import type { SensorNotice } from "../../lib/domain/sensor-notice.js";
 import { HEALTH_EVENTS_STREAM } from "../../lib/nats/health-events.js";
-import { eventuallyValue } from "../support/eventually.js";
+import { eventually, eventuallyValue } from "../support/eventually.js";
 import { startMosquitto, type Broker } from "../support/mosquitto.js";
 import { Collector } from "../support/mqtt-collector.js";
 import { startNats, type TestNats } from "../support/nats.js";
@@ -198,9 +198,14 @@ describe("health and retired fans (real nats-server, the device registry in it)"
       HEALTH_SILENT_AFTER_MS: "4000",
       HEALTH_SILENT_CHECK_MS: "200",
       HEALTH_STUCK_READINGS: String(STUCK),
+      LOG_LEVEL: "info",
     };
     // Two replicas: both see the retirements, only one may close what the fans left open.
-    [health] = await Promise.all([startHealth(env), startHealth(env)]);
+    const replicas = await Promise.all([startHealth(env), startHealth(env)]);
+    [health] = replicas;
+    // Health reads the registry in the background (a retired fan counts as active until then).
+    for (const replica of replicas)
+      await eventually("health watching the device registry", () => replica.output().includes('"registry_watched"'));
   });
   after(async () => {
     await stopHealthProcesses();
